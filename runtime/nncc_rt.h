@@ -1,0 +1,91 @@
+/*
+ * nncc_rt.h -- the one public header of the nncc runtime.
+ *
+ * A generated trainer (nncc FILE.nn -o FILE.c) defines one NnccModel that
+ * describes its parameters and points at its forward/backward kernels, then
+ * hands it to nncc_main(), which owns everything model-independent: the
+ * command line, MNIST IDX loading, batching, the softmax cross-entropy loss,
+ * the optimizers, safetensors checkpoints, logging and progress output.
+ *
+ * Memory: the runtime makes the four allocations of a training run at
+ * start-up (parameters, gradients, optimizer state, activation arena) and
+ * nothing inside a step.
+ */
+#ifndef NNCC_RT_H
+#define NNCC_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NNCC_RT_ABI 1
+
+/* How a parameter (or buffer) is initialized, following PyTorch 1.13. */
+typedef enum NnccInit {
+  NNCC_INIT_UNIFORM, /* U(-bound, bound): kaiming_uniform(a=sqrt(5)) weights and biases */
+  NNCC_INIT_ZEROS,   /* batchnorm bias, running_mean, num_batches_tracked */
+  NNCC_INIT_ONES,    /* batchnorm weight, running_var */
+} NnccInit;
+
+typedef enum NnccParamKind {
+  NNCC_PARAM,         /* trainable: has a gradient and optimizer state */
+  NNCC_BUFFER,        /* f32 buffer in the state_dict, e.g. running_mean */
+  NNCC_BUFFER_COUNT,  /* stored as f32 here, saved as an I64 scalar (num_batches_tracked) */
+} NnccParamKind;
+
+typedef struct NnccParam {
+  const char *name;   /* state_dict name, e.g. "conv1.weight" */
+  NnccParamKind kind;
+  int rank;           /* 0..4 */
+  int64_t shape[4];   /* PyTorch layout: OIHW conv weights, [out, in] linear */
+  size_t numel;
+  size_t offset;      /* in floats, into the parameter block (and the gradient block) */
+  NnccInit init;
+  float bound;        /* for NNCC_INIT_UNIFORM */
+} NnccParam;
+
+typedef enum NnccOptim { NNCC_ADAM, NNCC_SGD } NnccOptim;
+
+/* The training set-up; the .nn file gives the defaults, flags override. */
+typedef struct NnccTrainConfig {
+  NnccOptim optim;
+  float lr, beta1, beta2, eps, weight_decay, momentum;
+  int epochs;
+  uint64_t seed;
+} NnccTrainConfig;
+
+/* What a step's kernels see.  The runtime owns every pointer. */
+typedef struct NnccState {
+  float *params;        /* model->params_floats floats */
+  float *grads;         /* same layout as params; buffers' slots unused */
+  unsigned char *arena; /* model->arena_bytes, 64-byte aligned */
+  float *input;         /* [batch, in_c, in_h, in_w], filled by the runtime */
+  float *logits;        /* [batch, classes], written by forward */
+  float *dlogits;       /* [batch, classes], written by the loss, read by backward */
+  uint64_t seed;        /* dropout streams: hash(seed, step, element) */
+  uint64_t step;        /* optimizer steps taken so far */
+} NnccState;
+
+typedef struct NnccModel {
+  int abi;                  /* NNCC_RT_ABI */
+  const char *name;         /* "mnist_cnn" */
+  const char *source;       /* "models/mnist_cnn.nn" */
+  const char *nncc_version;
+  int batch;                /* fixed at compile time */
+  int in_c, in_h, in_w;     /* the input tensor's per-image shape */
+  int pad_top, pad_left;    /* where the 28x28 MNIST image sits inside in_h x in_w (zeros around) */
+  int classes;
+  int nparams;
+  const NnccParam *params;
+  size_t params_floats;     /* size of the parameter block (and of the gradient block) */
+  size_t arena_bytes;
+  NnccTrainConfig defaults;
+  /* forward: input -> logits.  training=1 uses batch statistics and dropout. */
+  void (*forward)(NnccState *s, int training);
+  /* backward: dlogits -> grads of every NNCC_PARAM (overwrites, does not accumulate). */
+  void (*backward)(NnccState *s);
+} NnccModel;
+
+/* The trainer's command line: train, eval, grads.  Returns the exit status. */
+int nncc_main(int argc, char **argv, const NnccModel *model);
+
+#endif
