@@ -1,0 +1,145 @@
+/*
+ * main.c -- the nncc driver.  The whole compiler, one call per pass:
+ *
+ *   text  = read_source(path)
+ *   prog  = parse(text)          lex.c, parse.c
+ *   graph = elaborate(prog)      elab.c     (blocks, loops -> flat graph)
+ *   shape_pass(graph)            shape.c    (types, parameters, user errors)
+ *   ... then the back end writes C (emit_c.c)
+ *
+ * ir_verify() runs after every pass; --dump-after=PASS prints the IR there.
+ */
+#include "nncc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Options {
+  const char *input, *output;
+  bool dump_ir, dump_dot;
+  const char *dump_after; /* pass name, or NULL for the last */
+  int opt_level;
+} Options;
+
+static const char *pass_names[] = {"parse", "shape"};
+enum { NPASSES = sizeof pass_names / sizeof *pass_names };
+
+static void usage(FILE *fp) {
+  fprintf(fp,
+          "usage: nncc [options] FILE.nn -o OUT.c   compile a model to a C trainer\n"
+          "       nncc --dump-ir FILE.nn            print the typed IR and its totals\n"
+          "       nncc --dump-dot FILE.nn           print the graph as Graphviz DOT\n"
+          "\n"
+          "options:\n"
+          "  -o FILE             write the output to FILE (atomically) instead of stdout\n"
+          "  --dump-ir           print the IR (after the last pass)\n"
+          "  --dump-after=PASS   print the IR after PASS: parse, shape\n"
+          "  --dump-dot          print the graph in Graphviz DOT\n"
+          "  -O0, -O1            passes off / on (default -O1)\n"
+          "  --help              this text\n"
+          "  --version           nncc's version\n");
+}
+
+static noreturn void usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "nncc: error: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n(run 'nncc --help' for usage)\n");
+  exit(2);
+}
+
+static Options parse_args(int argc, char **argv) {
+  Options o = {.opt_level = 1};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      exit(0);
+    } else if (strcmp(a, "--version") == 0) {
+      printf("nncc %s\n", NNCC_VERSION);
+      exit(0);
+    } else if (strcmp(a, "-o") == 0) {
+      if (i + 1 == argc)
+        usage_error("%s needs a file name", a);
+      o.output = argv[++i];
+    } else if (strcmp(a, "--dump-ir") == 0) {
+      o.dump_ir = true;
+    } else if (strncmp(a, "--dump-after=", 13) == 0) {
+      o.dump_ir = true;
+      o.dump_after = a + 13;
+      bool known = false;
+      for (int p = 0; p < NPASSES; p++)
+        known |= strcmp(o.dump_after, pass_names[p]) == 0;
+      if (!known)
+        usage_error("unknown pass '%s' (passes: parse, shape)", o.dump_after);
+    } else if (strcmp(a, "--dump-dot") == 0) {
+      o.dump_dot = true;
+    } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0) {
+      o.opt_level = a[2] - '0';
+    } else if (a[0] == '-' && a[1]) {
+      usage_error("unknown option '%s'", a);
+    } else if (o.input) {
+      usage_error("more than one input file ('%s')", a);
+    } else {
+      o.input = a;
+    }
+  }
+  if (!o.input)
+    usage_error("no input file%s", "");
+  if (o.dump_ir && o.dump_dot)
+    usage_error("--dump-ir and --dump-dot are exclusive%s", "");
+  return o;
+}
+
+static bool stop_after(const Options *o, const char *pass) {
+  return o->dump_after && strcmp(o->dump_after, pass) == 0;
+}
+
+/* The front end, stopping early for --dump-after. */
+static Graph *front_end(const char *path, const Options *o, const char **last) {
+  SrcFile *file = read_source(path);
+  if (!file)
+    fatal("cannot read '%s': %s", path, strerror(errno));
+  Graph *g = elaborate(file, parse(file));
+  ir_verify(g, *last = "parse");
+  if (stop_after(o, "parse"))
+    return g;
+  shape_pass(g);
+  ir_verify(g, *last = "shape");
+  return g;
+}
+
+static int write_output(const char *path, Buf *b) {
+  if (!path) {
+    fwrite(b->data, 1, b->len, stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
+  }
+  if (!write_file_atomic(path, b->data ? b->data : "", b->len)) {
+    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", path, strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  Options o = parse_args(argc, argv);
+  const char *last;
+  Graph *g = front_end(o.input, &o, &last);
+  Buf out = {0};
+  int rc;
+  if (o.dump_ir) {
+    ir_dump(g, &out, last);
+    rc = write_output(o.output, &out);
+  } else if (o.dump_dot) {
+    ir_dump_dot(g, &out);
+    rc = write_output(o.output, &out);
+  } else if (!o.output) {
+    usage_error("nothing to do for '%s': give -o OUT.c, --dump-ir or --dump-dot", o.input);
+  } else {
+    fprintf(stderr, "nncc: error: code generation is not available in this build yet\n");
+    rc = 1;
+  }
+  buf_free(&out);
+  pool_free_all();
+  return rc;
+}

@@ -1,0 +1,290 @@
+/*
+ * nncc.h -- the compiler's one internal header, a section per file.
+ *
+ * Pipeline (see main.c):
+ *   .nn text -> lex -> parse (AST) -> elab (Graph) -> shape -> ... -> emit
+ * Every pass takes a Graph and is followed by ir_verify().
+ */
+#ifndef NNCC_H
+#define NNCC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdnoreturn.h>
+
+#define NNCC_VERSION "0.1.0"
+
+/* ---- util.c ---------------------------------------------------------- */
+
+/* All compiler memory comes from one pool, released by pool_free_all(). */
+void *xalloc(size_t n);            /* zeroed, from the pool */
+void *xrealloc_pool(void *p, size_t old, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void pool_free_all(void);
+
+/* A growable byte string (heap memory, not the pool: outputs can be big). */
+typedef struct Buf {
+  char *data;
+  size_t len, cap;
+} Buf;
+void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_puts(Buf *b, const char *s);
+void buf_free(Buf *b);
+
+/* Growable pointer array in the pool. */
+#define VEC_PUSH(arr, n, cap, x)                                            \
+  do {                                                                      \
+    if ((n) == (cap)) {                                                     \
+      size_t nc_ = (cap) ? 2 * (size_t)(cap) : 8;                           \
+      (arr) = xrealloc_pool((arr), sizeof(*(arr)) * (cap), sizeof(*(arr)) * nc_); \
+      (cap) = (int)nc_;                                                     \
+    }                                                                       \
+    (arr)[(n)++] = (x);                                                     \
+  } while (0)
+
+/* Write a whole file atomically (temp file + rename); false on failure, errno set. */
+bool write_file_atomic(const char *path, const char *data, size_t len);
+/* Format n with thousands separators: 33,637,066 */
+char *fmt_count(int64_t n);
+
+/* ---- diag.c ---------------------------------------------------------- */
+
+typedef struct SrcFile {
+  char *name;  /* as given on the command line or in an import */
+  char *text;  /* NUL-terminated */
+  int len;
+} SrcFile;
+
+/* A span of source text. */
+typedef struct Loc {
+  SrcFile *file;
+  int off, len;
+} Loc;
+
+/* The block calls that led to a node (innermost first): notes in errors. */
+typedef struct CallSite {
+  const char *block;
+  Loc loc;
+  struct CallSite *parent;
+} CallSite;
+
+SrcFile *read_source(const char *path);           /* NULL + errno on failure */
+SrcFile *source_from_string(const char *name, const char *text);
+void loc_line_col(Loc loc, int *line, int *col);
+
+/*
+ * User errors.  diag_error() prints "file:line:col: error: msg", the line
+ * and a caret; diag_note() adds context; diag_fail() ends compilation (exit
+ * status 1, or a longjmp to the trap a test installed).  error_at() is the
+ * three in one.
+ */
+void diag_error(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void diag_note(const Loc *loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void diag_callsites(const CallSite *site);
+noreturn void diag_fail(void);
+noreturn void error_at(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Tests redirect diagnostics into a buffer and catch diag_fail(). */
+#include <setjmp.h>
+extern FILE *diag_out;
+extern jmp_buf *diag_trap;
+
+/* Internal errors: bugs in nncc, never the user's fault. */
+noreturn void internal_error(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define unreachable() internal_error(__FILE__, __LINE__, "unreachable")
+#define ICE(...) internal_error(__FILE__, __LINE__, __VA_ARGS__)
+
+/* ---- lex.c ----------------------------------------------------------- */
+
+typedef enum TokKind {
+  T_IDENT, T_INT, T_FLOAT, T_STRING, T_PUNCT, T_NEWLINE, T_EOF,
+} TokKind;
+
+typedef struct Token {
+  TokKind kind;
+  Loc loc;
+  int64_t ival;
+  double fval;
+  char *str;   /* identifier, punctuator or the string literal's contents */
+} Token;
+
+/* Tokenize a whole file.  Newlines inside (), [] are not tokens. */
+Token *lex(SrcFile *file, int *ntok);
+bool tok_is(const Token *t, const char *s);  /* punctuator or keyword s */
+
+/* ---- parse.c --------------------------------------------------------- */
+
+typedef enum AstKind {
+  A_INT, A_FLOAT, A_STR, A_BOOL, A_NAME, A_LIST, A_CALL, A_BINOP, A_NOT, A_NEG,
+  A_INDEX,
+} AstKind;
+
+typedef struct Ast Ast;
+struct Ast {
+  AstKind kind;
+  Loc loc;
+  int64_t ival;   /* A_INT, A_BOOL */
+  double fval;    /* A_FLOAT */
+  char *str;      /* A_STR text, A_NAME/A_CALL name, A_BINOP operator */
+  Ast *lhs, *rhs; /* A_BINOP, A_NOT/A_NEG (lhs), A_INDEX (lhs[rhs]) */
+  Ast **args;     /* A_LIST items, A_CALL arguments */
+  char **argnames;/* A_CALL: keyword or NULL for positional */
+  int nargs;
+};
+
+typedef enum StmtKind {
+  S_MODEL, S_IMPORT, S_INPUT, S_LABEL, S_BLOCK, S_TRAIN, S_ASSIGN, S_FOR,
+  S_IF, S_RETURN,
+} StmtKind;
+
+typedef struct Stmt Stmt;
+typedef struct StmtList {
+  Stmt **v;
+  int n, cap;
+} StmtList;
+
+typedef struct BlockDef {
+  char *name;
+  Loc loc;
+  char **params;
+  Ast **defaults;     /* NULL where the parameter has none */
+  int nparams;
+  StmtList body;
+} BlockDef;
+
+struct Stmt {
+  StmtKind kind;
+  Loc loc;            /* the whole statement's first token .. */
+  char *name;         /* model/input/label/assign/for target, import path */
+  Loc name_loc;
+  Ast *expr;          /* assign value, for iterable, if condition, return value,
+                         input source, train optimizer call */
+  char *dtype;        /* S_INPUT */
+  Ast **dims;         /* S_INPUT shape, S_LABEL: dims[0] batch, dims[1] classes */
+  int ndims;
+  StmtList body, orelse;
+  BlockDef *block;    /* S_BLOCK */
+  char **keys;        /* S_TRAIN: epochs=, seed= ... */
+  Ast **vals;
+  int nkeys;
+};
+
+/* Parse a file into its list of top-level statements. */
+StmtList parse(SrcFile *file);
+
+/* ---- ir.c ------------------------------------------------------------ */
+
+typedef enum OpKind {
+#define OP(e, name, abbrev, nin, sig) OP_##e,
+#include "ops.def"
+#undef OP
+  OP_COUNT
+} OpKind;
+
+typedef struct OpInfo {
+  const char *name, *abbrev;
+  int nin;
+  const char *sig;
+} OpInfo;
+extern const OpInfo op_info[OP_COUNT];
+const char *op_name(OpKind op);  /* "conv2d", or "input"/"label" */
+
+typedef enum DType { DT_UNKNOWN, DT_F32, DT_CLASS } DType;
+
+#define MAX_RANK 4
+#define MAX_PARAMS 5
+
+typedef enum ParamKind { P_WEIGHT, P_BUFFER, P_COUNT } ParamKind;
+
+/* A parameter or state_dict buffer owned by a node. */
+typedef struct Param {
+  char *name;          /* full state_dict name: "block1.conv2.weight" */
+  ParamKind kind;
+  int rank;
+  int64_t dims[MAX_RANK];
+  int64_t numel;
+  enum { INIT_UNIFORM, INIT_ZEROS, INIT_ONES } init;
+  double bound;        /* INIT_UNIFORM: U(-bound, bound), PyTorch 1.13 default */
+} Param;
+
+typedef struct Node {
+  int id;
+  OpKind op;
+  char *name;          /* unique: "conv1", "block2.relu3" */
+  char *binding;       /* the source name it was bound to, if any ("h") */
+  Loc loc;
+  CallSite *site;
+  int in[2];
+  int nin;
+
+  /* Attributes (which ones an op uses is in its ops.def signature). */
+  int64_t out;                 /* conv2d out channels, linear out features */
+  int64_t kh, kw, sh, sw, ph, pw;
+  int64_t oh, ow;              /* adaptive_avgpool2d output */
+  bool bias;
+  double p, eps, momentum;
+  int64_t classes;             /* label */
+
+  /* Type, set by the shape pass. */
+  DType dtype;
+  int rank;
+  int64_t dims[MAX_RANK];
+
+  Param params[MAX_PARAMS];
+  int nparams;
+
+  int nusers;                  /* recomputed by ir_count_users() */
+} Node;
+
+typedef enum OptimKind { OPT_ADAM, OPT_SGD } OptimKind;
+
+typedef struct TrainCfg {
+  OptimKind optim;
+  double lr, beta1, beta2, eps, weight_decay, momentum;
+  int64_t epochs, seed;
+  Loc loc;
+} TrainCfg;
+
+typedef struct Graph {
+  char *name;
+  SrcFile *file;
+  Node **nodes;
+  int nnodes, cap;
+  int input, label, loss;   /* node ids; -1 until known */
+  int64_t pad;              /* input source: mnist(pad=p) */
+  Loc source_loc;
+  TrainCfg train;
+} Graph;
+
+Graph *graph_new(SrcFile *file);
+Node *graph_add(Graph *g, OpKind op, Loc loc, CallSite *site);
+int64_t node_numel(const Node *n);
+char *type_str(const Node *n);            /* "f32[256,16,24,24]" */
+int64_t node_params(const Node *n);       /* trainable parameter count */
+int64_t node_flops_fwd(const Graph *g, const Node *n);
+int64_t node_flops_bwd(const Graph *g, const Node *n);
+void ir_count_users(Graph *g);
+void ir_verify(Graph *g, const char *after);
+void ir_dump(Graph *g, Buf *out, const char *after);
+void ir_dump_dot(Graph *g, Buf *out);
+
+/* ---- elab.c ---------------------------------------------------------- */
+
+/* Run the program: expand blocks and loops into a flat graph (untyped). */
+Graph *elaborate(SrcFile *file, StmtList prog);
+
+/* ---- shape.c --------------------------------------------------------- */
+
+/* Requires: an elaborated graph.  Guarantees: every node typed, every
+ * parameter shaped, the model well-formed; or a user error. */
+void shape_pass(Graph *g);
+
+
+#endif

@@ -1,0 +1,167 @@
+/*
+ * util.c -- memory pool, strings, atomic file writes.
+ *
+ * The compiler allocates freely and frees everything at once: every
+ * xalloc() block is chained into one list that pool_free_all() walks.
+ * That keeps passes simple and LeakSanitizer quiet, and lets one process
+ * (the JIT, the tests) compile many models in a row.
+ */
+#include "nncc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct Chunk {
+  struct Chunk *next;
+  size_t size;
+  max_align_t data[];
+} Chunk;
+
+static Chunk *pool;
+
+static noreturn void out_of_memory(void) {
+  fprintf(stderr, "nncc: out of memory\n");
+  exit(1);
+}
+
+void *xalloc(size_t n) {
+  Chunk *c = calloc(1, sizeof(Chunk) + n);
+  if (!c)
+    out_of_memory();
+  c->next = pool;
+  c->size = n;
+  pool = c;
+  return c->data;
+}
+
+/* Pool blocks are never freed one by one, so growing copies. */
+void *xrealloc_pool(void *p, size_t old, size_t n) {
+  void *q = xalloc(n);
+  if (p)
+    memcpy(q, p, old < n ? old : n);
+  return q;
+}
+
+void pool_free_all(void) {
+  while (pool) {
+    Chunk *next = pool->next;
+    free(pool);
+    pool = next;
+  }
+}
+
+char *xstrndup(const char *s, size_t n) {
+  char *p = xalloc(n + 1);
+  memcpy(p, s, n);
+  return p;
+}
+
+char *xstrdup(const char *s) { return xstrndup(s, strlen(s)); }
+
+char *format(const char *fmt, ...) {
+  va_list ap, ap2;
+  va_start(ap, fmt);
+  va_copy(ap2, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  char *s = xalloc((size_t)n + 1);
+  vsnprintf(s, (size_t)n + 1, fmt, ap2);
+  va_end(ap2);
+  return s;
+}
+
+static void buf_reserve(Buf *b, size_t extra) {
+  if (b->len + extra + 1 <= b->cap)
+    return;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + extra + 1)
+    cap *= 2;
+  char *d = realloc(b->data, cap);
+  if (!d)
+    out_of_memory();
+  b->data = d;
+  b->cap = cap;
+}
+
+void buf_printf(Buf *b, const char *fmt, ...) {
+  va_list ap, ap2;
+  va_start(ap, fmt);
+  va_copy(ap2, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  buf_reserve(b, (size_t)n);
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+  va_end(ap2);
+  b->len += (size_t)n;
+}
+
+void buf_puts(Buf *b, const char *s) {
+  size_t n = strlen(s);
+  buf_reserve(b, n);
+  memcpy(b->data + b->len, s, n + 1);
+  b->len += n;
+}
+
+void buf_free(Buf *b) {
+  free(b->data);
+  *b = (Buf){0};
+}
+
+/*
+ * Write to "path.tmp.PID", fsync, rename over path: a reader (or a crash)
+ * sees the old file or the whole new one, never a partial one.
+ */
+bool write_file_atomic(const char *path, const char *data, size_t len) {
+  char tmp[4096];
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp) {
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0)
+    return false;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t w = write(fd, data + done, len - done);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      goto fail;
+    }
+    done += (size_t)w;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    fd = -1;
+    goto fail;
+  }
+  if (rename(tmp, path) != 0) {
+    fd = -1;
+    goto fail;
+  }
+  return true;
+fail:;
+  int saved = errno;
+  if (fd >= 0)
+    close(fd);
+  unlink(tmp);
+  errno = saved;
+  return false;
+}
+
+char *fmt_count(int64_t n) {
+  char digits[32], out[48];
+  int len = snprintf(digits, sizeof digits, "%lld", (long long)(n < 0 ? -n : n));
+  int o = 0;
+  if (n < 0)
+    out[o++] = '-';
+  for (int i = 0; i < len; i++) {
+    if (i > 0 && (len - i) % 3 == 0)
+      out[o++] = ',';
+    out[o++] = digits[i];
+  }
+  out[o] = '\0';
+  return xstrdup(out);
+}
