@@ -1,0 +1,23 @@
+# deps.sh -- sourced by the set-up scripts: make sure Debian packages are
+# installed.  As root it installs what is missing; otherwise it prints the
+# exact apt line and stops.
+need_packages() {
+  missing=""
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
+  done
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq $missing > /dev/null ||
+      { echo "error: apt-get install failed for:$missing" >&2; exit 1; }
+  else
+    echo "missing Debian packages; run:" >&2
+    echo "  sudo apt-get install -y$missing" >&2
+    exit 1
+  fi
+}
+
+# What building and testing nncc needs.
+BUILD_PACKAGES="cmake make gcc clang pkg-config check zlib1g-dev libomp-14-dev"
