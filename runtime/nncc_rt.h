@@ -45,10 +45,13 @@ typedef struct NnccParam {
 
 typedef enum NnccOptim { NNCC_ADAM, NNCC_SGD } NnccOptim;
 
-/* The training set-up; the .nn file gives the defaults, flags override. */
+/* The training set-up; the .nn file gives the defaults, flags override.
+ * Hyperparameters are double because PyTorch keeps them as Python floats
+ * and computes the bias corrections in double; float here would shift the
+ * update by ~1e-8 relative and break agreement with torch.optim. */
 typedef struct NnccTrainConfig {
   NnccOptim optim;
-  float lr, beta1, beta2, eps, weight_decay, momentum;
+  double lr, beta1, beta2, eps, weight_decay, momentum;
   int epochs;
   uint64_t seed;
 } NnccTrainConfig;
@@ -84,6 +87,18 @@ typedef struct NnccModel {
   /* backward: dlogits -> grads of every NNCC_PARAM (overwrites, does not accumulate). */
   void (*backward)(NnccState *s);
 } NnccModel;
+
+/* splitmix64's finalizer: a cheap, well-mixed 64-bit hash (the runtime's
+ * PRNG uses the same mixer).  Generated dropout kernels may derive their
+ * per-element bits from it, e.g.
+ *   key = nncc_hash64(s->seed ^ nncc_hash64(s->step ^ nncc_hash64(node_id)));
+ *   bits = nncc_hash64(key + i);   -- element i, independent of thread count */
+static inline uint64_t nncc_hash64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
 
 /* The trainer's command line: train, eval, grads.  Returns the exit status. */
 int nncc_main(int argc, char **argv, const NnccModel *model);

@@ -1,0 +1,153 @@
+/*
+ * cli.c -- nncc_main: the generated trainer's command line.
+ *
+ * A usage error (unknown flag, missing value, bad number) prints one line
+ * naming the flag and the problem plus a hint, and returns 2; failures
+ * while running return 1; an interrupted training run returns 130.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "rt.h"
+
+enum { TRAIN = 1, EVAL = 2, GRADS = 4 };
+
+typedef struct Flag {
+  const char *name;
+  int has_value;
+  int commands; /* which commands accept it */
+} Flag;
+
+static const Flag flags[] = {
+    {"--data", 1, TRAIN | EVAL | GRADS}, {"--load", 1, TRAIN | EVAL | GRADS},
+    {"--threads", 1, TRAIN | EVAL | GRADS}, {"--quiet", 0, TRAIN | EVAL | GRADS},
+    {"--epochs", 1, TRAIN}, {"--steps", 1, TRAIN}, {"--lr", 1, TRAIN}, {"--seed", 1, TRAIN},
+    {"--no-shuffle", 0, TRAIN}, {"--save", 1, TRAIN}, {"--log", 1, TRAIN},
+    {"--out", 1, GRADS},
+};
+
+static void usage(FILE *f, const char *prog) {
+  fprintf(f,
+          "usage: %s train --data DIR [--epochs N] [--steps N] [--lr X] [--seed S] [--threads T]\n"
+          "          [--no-shuffle] [--load F] [--save F] [--log F.jsonl] [--quiet]\n"
+          "       %s eval --data DIR --load F [--threads T]\n"
+          "       %s grads --data DIR --load F --out G.safetensors [--threads T]\n"
+          "DIR holds the MNIST IDX files (train-images-idx3-ubyte, ..., raw or .gz).\n"
+          "--epochs and --steps count the whole run, including a loaded checkpoint's progress.\n",
+          prog, prog, prog);
+}
+
+static int usage_error(const char *prog, const char *fmt, ...) RT_PRINTF(2, 3);
+static int usage_error(const char *prog, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("nncc: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry '%s --help' for usage.\n", prog);
+  return 2;
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
+  char *end;
+  if (*s < '0' || *s > '9') return -1; /* no sign, no space */
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (*end || errno || v < min || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+/* Stores one flag's value; returns 0 or a usage error status. */
+static int set_flag(NnccOptions *o, const char *prog, const char *name, const char *v) {
+  uint64_t u;
+  if (strcmp(name, "--data") == 0) o->data = v;
+  else if (strcmp(name, "--load") == 0) o->load = v;
+  else if (strcmp(name, "--save") == 0) o->save = v;
+  else if (strcmp(name, "--log") == 0) o->log = v;
+  else if (strcmp(name, "--out") == 0) o->out = v;
+  else if (strcmp(name, "--quiet") == 0) o->quiet = 1;
+  else if (strcmp(name, "--no-shuffle") == 0) o->shuffle = 0;
+  else if (strcmp(name, "--epochs") == 0) {
+    if (parse_u64(v, 1, 1000000, &u)) return usage_error(prog, "%s: '%s' is not a positive integer", name, v);
+    o->epochs = (int)u;
+    o->epochs_given = 1;
+  } else if (strcmp(name, "--steps") == 0) {
+    if (parse_u64(v, 1, UINT64_MAX, &o->steps))
+      return usage_error(prog, "%s: '%s' is not a positive integer", name, v);
+  } else if (strcmp(name, "--threads") == 0) {
+    if (parse_u64(v, 1, 4096, &u)) return usage_error(prog, "%s: '%s' is not a positive integer", name, v);
+    o->threads = (int)u;
+  } else if (strcmp(name, "--seed") == 0) {
+    if (parse_u64(v, 0, UINT64_MAX, &o->seed))
+      return usage_error(prog, "%s: '%s' is not a non-negative integer", name, v);
+    o->seed_given = 1;
+  } else if (strcmp(name, "--lr") == 0) {
+    char *end;
+    o->lr = strtod(v, &end);
+    if (!*v || *end || !isfinite(o->lr) || !(o->lr > 0))
+      return usage_error(prog, "%s: '%s' is not a positive number", name, v);
+  }
+  return 0;
+}
+
+static int parse_args(int argc, char **argv, const char *prog, int cmd, const char *cmd_name,
+                      NnccOptions *o) {
+  for (int i = 2; i < argc; i++) {
+    const char *arg = argv[i], *eq = strchr(arg, '='), *value = NULL;
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    const Flag *f = NULL;
+    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
+      if (len == strlen(flags[k].name) && strncmp(arg, flags[k].name, len) == 0) f = &flags[k];
+    if (!f) return usage_error(prog, "unknown option '%s'", arg);
+    if (!(f->commands & cmd)) return usage_error(prog, "%s does not apply to '%s'", f->name, cmd_name);
+    if (f->has_value) {
+      if (eq) value = eq + 1;
+      else if (i + 1 < argc) value = argv[++i];
+      else return usage_error(prog, "%s needs a value", f->name);
+      if (!*value) return usage_error(prog, "%s needs a value", f->name);
+    } else if (eq) {
+      return usage_error(prog, "%s takes no value", f->name);
+    }
+    int rc = set_flag(o, prog, f->name, value);
+    if (rc) return rc;
+  }
+  if (!o->data) return usage_error(prog, "%s needs --data DIR", cmd_name);
+  if ((cmd & (EVAL | GRADS)) && !o->load) return usage_error(prog, "%s needs --load F", cmd_name);
+  if ((cmd & GRADS) && !o->out) return usage_error(prog, "%s needs --out F", cmd_name);
+  return 0;
+}
+
+int nncc_main(int argc, char **argv, const NnccModel *model) {
+  const char *prog = argc > 0 && argv[0] ? argv[0] : model->name;
+  NnccOptions o;
+  int cmd;
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      usage(stdout, prog);
+      return 0;
+    }
+  if (argc < 2) return usage_error(prog, "missing command (train, eval or grads)");
+  if (strcmp(argv[1], "train") == 0) cmd = TRAIN;
+  else if (strcmp(argv[1], "eval") == 0) cmd = EVAL;
+  else if (strcmp(argv[1], "grads") == 0) cmd = GRADS;
+  else return usage_error(prog, "unknown command '%s'", argv[1]);
+  memset(&o, 0, sizeof o);
+  o.shuffle = 1;
+  o.lr = -1;
+  int rc = parse_args(argc, argv, prog, cmd, argv[1], &o);
+  if (rc) return rc;
+#ifdef _OPENMP
+  if (o.threads) omp_set_num_threads(o.threads);
+#endif
+  if (cmd == TRAIN) return run_train(model, &o);
+  if (cmd == EVAL) return run_eval(model, &o);
+  return run_grads(model, &o);
+}

@@ -1,0 +1,78 @@
+/*
+ * optim.c -- torch.optim.Adam and torch.optim.SGD, as PyTorch 1.13's
+ * single-tensor (foreach=False) code computes them.
+ *
+ * The scalar factors are computed in double like PyTorch's Python floats
+ * and rounded to float where PyTorch hands them to a float tensor op; each
+ * tensor op below is one float expression in the same order as the ATen
+ * kernel (mul_, add_(alpha), addcmul_, sqrt, div, add_, addcdiv_).  ATen's
+ * vectorized paths may fuse a multiply-add, so agreement is to an ulp or
+ * two per step rather than bit-for-bit.
+ *
+ * State layout (same offsets as the parameter block): Adam keeps exp_avg in
+ * state[0, F) and exp_avg_sq in state[F, 2F); SGD with momentum keeps
+ * momentum_buffer in state[0, F).  F = model->params_floats.
+ */
+#include <math.h>
+
+#include "rt.h"
+
+size_t optim_state_floats(const NnccModel *m, const NnccTrainConfig *c) {
+  if (c->optim == NNCC_ADAM) return 2 * m->params_floats;
+  return c->momentum != 0.0 ? m->params_floats : 0;
+}
+
+/* Small tensors run serially: a parallel region costs more than they do. */
+#define OMP_MIN 4096
+
+static void adam_tensor(float *restrict p, const float *restrict g, float *restrict m,
+                        float *restrict v, long n, const NnccTrainConfig *c, uint64_t step) {
+  double bc1 = 1.0 - pow(c->beta1, (double)step);
+  double bc2 = 1.0 - pow(c->beta2, (double)step);
+  const float b1 = (float)c->beta1, one_b1 = (float)(1.0 - c->beta1);
+  const float b2 = (float)c->beta2, one_b2 = (float)(1.0 - c->beta2);
+  const float wd = (float)c->weight_decay, eps = (float)c->eps;
+  const float bc2_sqrt = (float)sqrt(bc2), neg_step_size = (float)-(c->lr / bc1);
+  const int decay = c->weight_decay != 0.0;
+#pragma omp parallel for schedule(static) if (n >= OMP_MIN)
+  for (long i = 0; i < n; i++) {
+    float gi = decay ? g[i] + wd * p[i] : g[i];
+    m[i] = m[i] * b1;
+    m[i] = m[i] + one_b1 * gi;
+    v[i] = v[i] * b2;
+    v[i] = v[i] + one_b2 * gi * gi;
+    float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+    p[i] = p[i] + neg_step_size * m[i] / denom;
+  }
+}
+
+static void sgd_tensor(float *restrict p, const float *restrict g, float *restrict buf, long n,
+                       const NnccTrainConfig *c, uint64_t step) {
+  const float wd = (float)c->weight_decay, mom = (float)c->momentum, neg_lr = (float)-c->lr;
+  const int decay = c->weight_decay != 0.0;
+#pragma omp parallel for schedule(static) if (n >= OMP_MIN)
+  for (long i = 0; i < n; i++) {
+    float d = decay ? g[i] + wd * p[i] : g[i];
+    if (buf) {
+      /* torch.clone(d_p) on the first step, then buf*momentum + d_p. */
+      buf[i] = step == 0 ? d : buf[i] * mom + d;
+      d = buf[i];
+    }
+    p[i] = p[i] + neg_lr * d;
+  }
+}
+
+void optim_step(const NnccModel *m, const NnccTrainConfig *c, float *params,
+                const float *grads, float *state, uint64_t step) {
+  size_t F = m->params_floats;
+  for (int i = 0; i < m->nparams; i++) {
+    const NnccParam *q = &m->params[i];
+    if (q->kind != NNCC_PARAM) continue;
+    size_t o = q->offset;
+    if (c->optim == NNCC_ADAM)
+      adam_tensor(params + o, grads + o, state + o, state + F + o, (long)q->numel, c, step + 1);
+    else
+      sgd_tensor(params + o, grads + o, c->momentum != 0.0 ? state + o : NULL, (long)q->numel,
+                 c, step);
+  }
+}

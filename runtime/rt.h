@@ -1,0 +1,139 @@
+/*
+ * rt.h -- internals of the nncc runtime, shared between its files and its
+ * tests.  Generated code includes only nncc_rt.h.
+ *
+ * Error convention: a function that can fail on user input (a file, a flag)
+ * prints one line "nncc: WHAT: problem" to stderr through rt_error() and
+ * returns -1 (or NULL); the caller unwinds and nncc_main() turns it into a
+ * non-zero exit status.  Nothing below exits or aborts on bad input.
+ */
+#ifndef NNCC_RT_INTERNAL_H
+#define NNCC_RT_INTERNAL_H
+
+#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nncc_rt.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the nncc runtime writes IDX/safetensors data assuming a little-endian host"
+#endif
+
+#if defined(__GNUC__)
+#define RT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define RT_PRINTF(f, a)
+#endif
+
+/* ---- util.c ---- */
+void rt_error(const char *fmt, ...) RT_PRINTF(1, 2);
+void *xmalloc(size_t n, const char *what);
+void *xcalloc_aligned(size_t n, const char *what); /* 64-byte aligned, zeroed */
+FILE *xfopen(const char *path, const char *mode);
+/* Formats into a fixed buffer; fails (returns -1 with an error) if it does not fit. */
+int rt_path(char *buf, size_t cap, const char *dir, const char *name);
+double rt_now(void); /* monotonic seconds */
+
+/* ---- rng.c: splitmix64, the runtime's only random source ---- */
+typedef struct NnccRng { uint64_t s; } NnccRng;
+/* Independent stream `stream` of seed (0: parameter init, 1+epoch: shuffles). */
+NnccRng rng_stream(uint64_t seed, uint64_t stream);
+uint64_t rng_next(NnccRng *r);
+uint64_t rng_below(NnccRng *r, uint64_t n); /* unbiased in [0, n) */
+float rng_uniform(NnccRng *r, float bound);  /* in [-bound, bound) */
+#define RNG_STREAM_INIT 0
+#define RNG_STREAM_SHUFFLE(epoch) (1 + (uint64_t)(epoch))
+
+/* ---- idx.c: MNIST IDX files, raw or gzip ---- */
+typedef struct NnccData {
+  int n;                 /* number of images (== labels) */
+  int rows, cols;        /* per image, 28x28 for MNIST */
+  unsigned char *images; /* n * rows * cols */
+  unsigned char *labels; /* n */
+} NnccData;
+/* Loads "train" or "t10k" from dir, checking it against the model's input. */
+int idx_load(NnccData *d, const char *dir, const char *split, const NnccModel *m);
+void idx_free(NnccData *d);
+
+/* ---- batch.c ---- */
+/* order[0..n) = 0..n-1, shuffled with stream RNG_STREAM_SHUFFLE(epoch) unless !shuffle. */
+void batch_order(uint32_t *order, int n, uint64_t seed, int epoch, int shuffle);
+/* Fills input[batch, 1, in_h, in_w] and labels[batch] from images order[0..count);
+ * rows count..batch are zeros (label 0). */
+void batch_fill(const NnccModel *m, const NnccData *d, const uint32_t *order, int count,
+                float *input, int *labels);
+void params_init(const NnccModel *m, float *params, uint64_t seed);
+
+/* ---- loss.c: softmax cross-entropy ---- */
+/* Mean loss over the batch (nn.CrossEntropyLoss); dlogits = (softmax - onehot) / batch. */
+double loss_xent(const float *logits, const int *labels, int batch, int classes, float *dlogits);
+/* Eval: over the first n rows only, returns the summed loss; *correct += argmax hits. */
+double loss_xent_eval(const float *logits, const int *labels, int n, int classes, long *correct);
+
+/* ---- optim.c: torch.optim.Adam / SGD (PyTorch 1.13, single-tensor) ---- */
+/* Floats of optimizer state the config needs (Adam: 2 per param float, SGD with
+ * momentum: 1, plain SGD: 0). */
+size_t optim_state_floats(const NnccModel *m, const NnccTrainConfig *c);
+/* One step on every NNCC_PARAM; step = steps taken before this one. */
+void optim_step(const NnccModel *m, const NnccTrainConfig *c, float *params,
+                const float *grads, float *state, uint64_t step);
+
+/* ---- json.c: the strict JSON subset of a safetensors header ---- */
+typedef enum { JSON_OBJECT, JSON_ARRAY, JSON_STRING, JSON_INT } JsonKind;
+typedef struct JsonValue {
+  JsonKind kind;
+  int count;                 /* object/array members */
+  struct JsonValue *items;   /* object/array members */
+  char **keys;               /* object: member names */
+  char *str;                 /* string value (UTF-8, NUL-terminated) */
+  int64_t num;               /* non-negative integer */
+} JsonValue;
+/* Parses text[0..len): objects, arrays, strings, non-negative integers.
+ * On failure writes a reason with its byte offset into err and returns NULL. */
+JsonValue *json_parse(const char *text, size_t len, char *err, size_t errcap);
+void json_free(JsonValue *v);
+const JsonValue *json_get(const JsonValue *obj, const char *key);
+
+/* ---- ckpt.c: safetensors checkpoints ---- */
+/* Where training stands, stored as checkpoint metadata. */
+typedef struct NnccProgress {
+  uint64_t step;       /* optimizer steps taken */
+  int epoch;           /* epoch in progress (0-based) */
+  int epoch_step;      /* batches of that epoch already done */
+  double epoch_loss;   /* sum of their losses */
+  int has_optim;       /* the file carried optimizer state */
+} NnccProgress;
+/* Writes params (+ optimizer state if state != NULL) atomically to path. */
+int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
+              const float *params, const float *state, const NnccProgress *p);
+/* Reads params; with state != NULL also the optimizer state, progress and
+ * config (c is updated from the metadata, so a resume continues with the
+ * same hyperparameters).  Validates everything against the model. */
+int ckpt_load(const char *path, const NnccModel *m, NnccTrainConfig *c,
+              float *params, float *state, NnccProgress *p);
+/* A named tensor for ckpt_write_tensors (the grads command's output). */
+typedef struct NnccTensor {
+  const char *name;
+  int rank;
+  int64_t shape[4];
+  const float *data;
+} NnccTensor;
+int ckpt_write_tensors(const char *path, const NnccTensor *t, int n);
+
+/* ---- train.c ---- */
+typedef struct NnccOptions {
+  const char *data, *load, *save, *log, *out;
+  int epochs, threads, shuffle, quiet;
+  uint64_t steps;      /* 0: no limit */
+  double lr;           /* < 0: not given */
+  uint64_t seed;
+  int seed_given, epochs_given;
+} NnccOptions;
+int run_train(const NnccModel *m, const NnccOptions *o);
+int run_eval(const NnccModel *m, const NnccOptions *o);
+int run_grads(const NnccModel *m, const NnccOptions *o);
+/* Checks the model description itself (offsets, shapes, sizes). */
+int model_check(const NnccModel *m);
+
+#endif

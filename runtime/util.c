@@ -1,0 +1,69 @@
+/*
+ * util.c -- error reporting and checked helpers.
+ *
+ * Every user-facing failure is one line on stderr starting with "nncc: ",
+ * naming the file or flag and the problem.  Helpers return NULL/-1 instead
+ * of exiting so the caller can release what it holds and a test can call
+ * them in-process.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rt.h"
+
+void rt_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("nncc: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+void *xmalloc(size_t n, const char *what) {
+  void *p = malloc(n ? n : 1);
+  if (!p) rt_error("out of memory allocating %zu bytes for %s", n, what);
+  return p;
+}
+
+/* 64-byte alignment lets generated kernels assume cache-line (and AVX-512)
+ * aligned buffers; zeroing makes unused slots deterministic. */
+void *xcalloc_aligned(size_t n, const char *what) {
+  size_t size = (n + 63) / 64 * 64;
+  if (size < n) {
+    rt_error("%s: size %zu overflows", what, n);
+    return NULL;
+  }
+  void *p = aligned_alloc(64, size ? size : 64);
+  if (!p) {
+    rt_error("out of memory allocating %zu bytes for %s", n, what);
+    return NULL;
+  }
+  memset(p, 0, size ? size : 64);
+  return p;
+}
+
+FILE *xfopen(const char *path, const char *mode) {
+  FILE *f = fopen(path, mode);
+  if (!f) rt_error("%s: %s", path, strerror(errno));
+  return f;
+}
+
+int rt_path(char *buf, size_t cap, const char *dir, const char *name) {
+  int n = snprintf(buf, cap, "%s/%s", dir, name);
+  if (n < 0 || (size_t)n >= cap) {
+    rt_error("%s: path too long", dir);
+    return -1;
+  }
+  return 0;
+}
+
+double rt_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}

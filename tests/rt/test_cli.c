@@ -1,0 +1,294 @@
+/*
+ * test_cli.c -- nncc_main end to end on the tiny model: training, eval,
+ * grads, bit-exact resume and determinism, SIGINT, and every usage error.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char *dir;
+static char out[1 << 16];
+
+static void setup(void) {
+  dir = tmpdir_new();
+  write_dataset(dir, 22, 9, 1); /* 5 steps per epoch (drop_last), last test batch of 1 */
+}
+static void teardown(void) {
+  rm_rf(dir);
+  free(dir);
+}
+
+static char *P(const char *name) { return path_in(dir, name); }
+
+/* Reads tensor `name` of a safetensors file; returns its float count. */
+static size_t read_tensor(const char *path, const char *name, float *dst, size_t cap) {
+  size_t len;
+  unsigned char *f = slurp(path, &len);
+  ck_assert_ptr_nonnull(f);
+  uint64_t n;
+  memcpy(&n, f, 8);
+  char err[200];
+  JsonValue *h = json_parse((char *)f + 8, n, err, sizeof err);
+  ck_assert_ptr_nonnull(h);
+  const JsonValue *t = json_get(h, name);
+  ck_assert_msg(t != NULL, "%s: no tensor %s", path, name);
+  const JsonValue *off = json_get(t, "data_offsets");
+  size_t count = (size_t)(off->items[1].num - off->items[0].num) / 4;
+  ck_assert_uint_le(count, cap);
+  memcpy(dst, f + 8 + n + off->items[0].num, count * 4);
+  json_free(h);
+  free(f);
+  return count;
+}
+
+static const char *meta(const char *path, const char *key) {
+  static char value[128];
+  size_t len;
+  unsigned char *f = slurp(path, &len);
+  uint64_t n;
+  memcpy(&n, f, 8);
+  char err[200];
+  JsonValue *h = json_parse((char *)f + 8, n, err, sizeof err);
+  snprintf(value, sizeof value, "%s", json_get(json_get(h, "__metadata__"), key)->str);
+  json_free(h);
+  free(f);
+  return value;
+}
+
+START_TEST(trains_evaluates_and_logs) {
+  int rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--epochs", "4", "--save",
+                   P("m.safetensors"), "--log", P("log.jsonl"), "--seed", "5", NULL);
+  ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "epoch 1/4  loss ");
+  ck_assert_contains(out, "epoch 4/4  loss ");
+  size_t len;
+  char *log = (char *)slurp(P("log.jsonl"), &len);
+  log[len] = 0;
+  int lines = 0;
+  double first = 0, last = 0, acc = 0;
+  for (char *l = log; *l; l = strchr(l, '\n') + 1, lines++) {
+    ck_assert(strncmp(l, "{\"epoch\":", 9) == 0);
+    for (const char *k = "\"steps\":\0\"test_loss\":\0\"img_per_s\":\0\"seconds\":\0"; *k; k += strlen(k) + 1)
+      ck_assert_msg(strstr(l, k) && strstr(l, k) < strchr(l, '\n'), "no %s in %s", k, l);
+    double loss = strtod(strstr(l, "\"loss\":") + 7, NULL);
+    if (!lines) first = loss;
+    last = loss;
+    acc = strtod(strstr(l, "\"test_acc\":") + 11, NULL);
+  }
+  free(log);
+  ck_assert_int_eq(lines, 4);
+  ck_assert_msg(last < first, "train loss went %g -> %g", first, last);
+  ck_assert_msg(acc > 0.8, "test accuracy %g", acc);
+  ck_assert_str_eq(meta(P("m.safetensors"), "step"), "20");
+  ck_assert_str_eq(meta(P("m.safetensors"), "epoch"), "4");
+  /* stats.num_batches_tracked counted every training forward. */
+  float params[3 * 36 + 7];
+  read_tensor(P("m.safetensors"), "stats.running_mean", params, 3);
+  rc = run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("m.safetensors"), NULL);
+  ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "test_loss ");
+  ck_assert_contains(out, "/9)"); /* all 9 test images, the last batch partial */
+}
+END_TEST
+
+START_TEST(resume_is_bit_exact) {
+  /* 7 steps straight (crossing the epoch boundary at 5) vs 3 + 4 resumed. */
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "7",
+                           "--save", P("straight"), "--log", P("straight.jsonl"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "3",
+                           "--save", P("half"), "--log", P("resumed.jsonl"), "--quiet", NULL), 0);
+  ck_assert_str_eq(meta(P("half"), "epoch_step"), "3");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "7",
+                           "--load", P("half"), "--save", P("resumed"), "--log", P("resumed.jsonl"),
+                           "--quiet", NULL), 0);
+  ck_assert_msg(files_equal(P("straight"), P("resumed")), "resumed checkpoint differs");
+  /* The epoch-1 log line (its loss spans both processes) matches too, up to the timing fields. */
+  size_t la, lb;
+  char *a = (char *)slurp(P("straight.jsonl"), &la), *b = (char *)slurp(P("resumed.jsonl"), &lb);
+  ck_assert_ptr_nonnull(strstr(a, "img_per_s"));
+  ck_assert_int_eq((int)(strstr(a, "img_per_s") - a), (int)(strstr(b, "img_per_s") - b));
+  ck_assert_mem_eq(a, b, (size_t)(strstr(a, "img_per_s") - a));
+  free(a);
+  free(b);
+}
+END_TEST
+
+START_TEST(same_seed_same_bits_any_thread_count) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--epochs", "2",
+                           "--threads", "1", "--save", P("t1"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--epochs", "2",
+                           "--threads", "2", "--save", P("t2"), "--quiet", NULL), 0);
+  ck_assert(files_equal(P("t1"), P("t2")));
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--epochs", "2",
+                           "--seed", "9", "--save", P("s9"), "--quiet", NULL), 0);
+  ck_assert(!files_equal(P("t1"), P("s9")));
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--epochs", "2",
+                           "--no-shuffle", "--save", P("ns"), "--quiet", NULL), 0);
+  ck_assert(!files_equal(P("t1"), P("ns")));
+  /* SGD with momentum (the nopad model's default) resumes exactly as well. */
+  char d2[4200];
+  snprintf(d2, sizeof d2, "%s/plain", dir);
+  mkdir(d2, 0755);
+  write_dataset(d2, 22, 9, 0);
+  /* tiny_model_nopad reads the 4x4 images directly. */
+  ck_assert_int_eq(run_cli(&tiny_model_nopad, out, sizeof out, "train", "--data", d2, "--steps", "8",
+                           "--save", P("sgd_a"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model_nopad, out, sizeof out, "train", "--data", d2, "--steps", "2",
+                           "--save", P("sgd_h"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model_nopad, out, sizeof out, "train", "--data", d2, "--steps", "8",
+                           "--load", P("sgd_h"), "--save", P("sgd_b"), "--quiet", NULL), 0);
+  ck_assert(files_equal(P("sgd_a"), P("sgd_b")));
+  ck_assert_str_eq(meta(P("sgd_b"), "optim"), "sgd");
+}
+END_TEST
+
+START_TEST(grads_writes_loss_logits_and_gradients) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "2",
+                           "--save", P("m"), "--quiet", NULL), 0);
+  int rc = run_cli(&tiny_model, out, sizeof out, "grads", "--data", dir, "--load", P("m"), "--out",
+                   P("g.safetensors"), NULL);
+  ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
+  float loss, logits[12], dw[3 * 36], db[3], params[3 * 36 + 7];
+  ck_assert_uint_eq(read_tensor(P("g.safetensors"), "loss", &loss, 1), 1);
+  ck_assert_uint_eq(read_tensor(P("g.safetensors"), "logits", logits, 12), 12);
+  ck_assert_uint_eq(read_tensor(P("g.safetensors"), "fc.weight", dw, 108), 108);
+  ck_assert_uint_eq(read_tensor(P("g.safetensors"), "fc.bias", db, 3), 3);
+  read_tensor(P("m"), "fc.weight", params, 108);
+  read_tensor(P("m"), "fc.bias", params + 108, 3);
+  /* Recompute on the first 4 images in file order: labels 0,1,2,0. */
+  NnccData d;
+  ck_assert_int_eq(idx_load(&d, dir, "train", &tiny_model), 0);
+  uint32_t order[4] = {0, 1, 2, 3};
+  float input[4 * 36], dl[12], want_logits[12];
+  int labels[4];
+  batch_fill(&tiny_model, &d, order, 4, input, labels);
+  for (int b = 0; b < 4; b++)
+    for (int c = 0; c < 3; c++) {
+      double z = params[108 + c];
+      for (int k = 0; k < 36; k++) z += (double)params[c * 36 + k] * input[b * 36 + k];
+      want_logits[b * 3 + c] = (float)z;
+      ck_assert(fabs(logits[b * 3 + c] - z) < 1e-5);
+    }
+  double want = loss_xent(want_logits, labels, 4, 3, dl);
+  ck_assert(fabs(loss - want) < 1e-5);
+  for (int c = 0; c < 3; c++) {
+    double g = 0;
+    for (int b = 0; b < 4; b++) g += dl[b * 3 + c];
+    ck_assert(fabs(db[c] - g) < 1e-6);
+  }
+  idx_free(&d);
+  /* Unknown to the model's parameter list, the buffers have no gradient. */
+  size_t len;
+  char *f = (char *)slurp(P("g.safetensors"), &len);
+  f[len - 1] = 0;
+  ck_assert_ptr_null(strstr(f + 8, "running_mean"));
+  free(f);
+}
+END_TEST
+
+START_TEST(sigint_finishes_the_step_and_saves) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9",
+                           "--save", P("straight"), "--quiet", NULL), 0);
+  tiny_raise_at_step = 3; /* inside the 4th step */
+  int rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9", "--save",
+                   P("int"), NULL);
+  tiny_raise_at_step = -1;
+  ck_assert_msg(rc == 130, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "interrupted at step 4, checkpoint saved");
+  ck_assert_str_eq(meta(P("int"), "step"), "4");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9",
+                           "--load", P("int"), "--save", P("resumed"), "--quiet", NULL), 0);
+  ck_assert(files_equal(P("straight"), P("resumed")));
+}
+END_TEST
+
+static const struct {
+  const char *args[8];
+  int rc;
+  const char *message;
+} errors[] = {
+    {{"--help"}, 0, "usage: tiny train --data DIR"},
+    {{"train", "--data", "D", "-h"}, 0, "usage: tiny train"},
+    {{NULL}, 2, "nncc: missing command (train, eval or grads)\nTry 'tiny --help' for usage."},
+    {{"fit"}, 2, "nncc: unknown command 'fit'"},
+    {{"train", "--data", "D", "--bogus"}, 2, "nncc: unknown option '--bogus'\nTry 'tiny --help'"},
+    {{"train", "--data"}, 2, "nncc: --data needs a value"},
+    {{"train", "--data="}, 2, "nncc: --data needs a value"},
+    {{"train", "--data", "D", "--lr", "abc"}, 2, "nncc: --lr: 'abc' is not a positive number"},
+    {{"train", "--data", "D", "--lr=-1"}, 2, "nncc: --lr: '-1' is not a positive number"},
+    {{"train", "--data", "D", "--lr", "nan"}, 2, "nncc: --lr: 'nan' is not a positive number"},
+    {{"train", "--data", "D", "--epochs", "-3"}, 2, "nncc: --epochs: '-3' is not a positive integer"},
+    {{"train", "--data", "D", "--epochs", "2x"}, 2, "nncc: --epochs: '2x' is not a positive integer"},
+    {{"train", "--data", "D", "--steps", "0"}, 2, "nncc: --steps: '0' is not a positive integer"},
+    {{"train", "--data", "D", "--threads", "0"}, 2, "nncc: --threads: '0' is not a positive integer"},
+    {{"train", "--data", "D", "--seed", "-1"}, 2, "nncc: --seed: '-1' is not a non-negative integer"},
+    {{"train", "--data", "D", "--seed", "18446744073709551616"}, 2, "is not a non-negative integer"},
+    {{"train", "--data", "D", "--quiet=1"}, 2, "nncc: --quiet takes no value"},
+    {{"train"}, 2, "nncc: train needs --data DIR"},
+    {{"eval", "--data", "D"}, 2, "nncc: eval needs --load F"},
+    {{"eval", "--data", "D", "--load", "F", "--epochs", "3"}, 2, "nncc: --epochs does not apply to 'eval'"},
+    {{"grads", "--data", "D", "--load", "F"}, 2, "nncc: grads needs --out F"},
+    {{"train", "--data", "/nonexistent"}, 1, "nncc: /nonexistent/train-images-idx3-ubyte: not found"},
+};
+
+START_TEST(usage_errors) {
+  char *argv[10] = {"tiny"};
+  int argc = 1;
+  for (; argc < 9 && errors[_i].args[argc - 1]; argc++) argv[argc] = (char *)errors[_i].args[argc - 1];
+  argv[argc] = NULL;
+  /* run_cli takes varargs; spell out the call for up to 8 args. */
+  int rc = run_cli(&tiny_model, out, sizeof out, argv[1], argv[2], argv[3], argv[4], argv[5], argv[6],
+                   argv[7], argv[8], NULL);
+  ck_assert_msg(rc == errors[_i].rc, "case %d: rc %d, want %d: %s", _i, rc, errors[_i].rc, out);
+  ck_assert_contains(out, errors[_i].message);
+}
+END_TEST
+
+START_TEST(runtime_errors_exit_1) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "1",
+                           "--save", P("m"), "--quiet", NULL), 0);
+  /* A checkpoint of the other model. */
+  int rc = run_cli(&tiny_model_nopad, out, sizeof out, "eval", "--data", dir, "--load", P("m"), NULL);
+  ck_assert_int_eq(rc, 1);
+  ck_assert_contains(out, "fc.weight has shape [3,36], model expects [3,16]");
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--log", P("no/such/log"), NULL);
+  ck_assert_int_eq(rc, 1);
+  ck_assert_contains(out, "no/such/log: No such file or directory");
+  rc = run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("absent"), NULL);
+  ck_assert_int_eq(rc, 1);
+  ck_assert_contains(out, "absent: No such file or directory");
+  /* Fewer images than one batch. */
+  char small[4200];
+  snprintf(small, sizeof small, "%s/small", dir);
+  mkdir(small, 0755);
+  write_dataset(small, 3, 3, 0);
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", small, NULL);
+  ck_assert_int_eq(rc, 1);
+  ck_assert_contains(out, "training set has 3 images, fewer than one batch of 4");
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("cli");
+  TCase *tc = tcase_create("all");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, trains_evaluates_and_logs);
+  tcase_add_test(tc, resume_is_bit_exact);
+  tcase_add_test(tc, same_seed_same_bits_any_thread_count);
+  tcase_add_test(tc, grads_writes_loss_logits_and_gradients);
+  tcase_add_test(tc, sigint_finishes_the_step_and_saves);
+  tcase_add_loop_test(tc, usage_errors, 0, (int)(sizeof errors / sizeof errors[0]));
+  tcase_add_test(tc, runtime_errors_exit_1);
+  tcase_set_timeout(tc, 60);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
