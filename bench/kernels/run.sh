@@ -1,0 +1,34 @@
+#!/bin/sh
+# Build bench_kernels, time nncc's kernels and PyTorch's on the same ops at
+# two threads, and print one table. usage: bench/kernels/run.sh [mnist|vgg16]
+# (CC=clang to use clang). Not a test: timings never go in tests.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$here/../..
+out=${TMPDIR:-/tmp}/nncc_bench_kernels
+mkdir -p "$out"
+${CC:-gcc} -O3 -march=native -fopenmp -ffp-contract=off -std=c11 -I"$root/runtime" \
+  "$here/bench_kernels.c" -o "$out/bench_kernels" -lm
+OMP_NUM_THREADS=2 "$out/bench_kernels" "${1:-}" > "$out/nncc.tsv"
+OMP_NUM_THREADS=2 /usr/bin/python3 "$here/bench_torch.py" "${1:-}" > "$out/torch.tsv"
+/usr/bin/python3 - "$out/nncc.tsv" "$out/torch.tsv" <<'PY'
+import sys
+PEAK = 520.0  # GFLOP/s, 2 Zen 5 cores
+def load(p):
+    return {tuple(l.split("\t")[:3]): [float(v) for v in l.split("\t")[3:]] for l in open(p)}
+ours, torch = load(sys.argv[1]), load(sys.argv[2])
+print(f"{'net':6} {'layer':6} {'op':10} {'GFLOP':>8} {'nncc GF/s':>10} {'torch GF/s':>10} "
+      f"{'ratio':>6} {'nncc %pk':>8} {'torch %pk':>9} {'nncc ms':>8} {'torch ms':>8}")
+tot = {}
+for key, (gf, t) in ours.items():
+    tg, tt = torch.get(key, (gf, float("nan")))
+    a, b = gf / t, gf / tt
+    net = key[0]
+    s = tot.setdefault(net, [0.0, 0.0])
+    s[0] += t; s[1] += tt
+    print(f"{key[0]:6} {key[1]:6} {key[2]:10} {gf:8.3f} {a:10.1f} {b:10.1f} {a / b:6.2f} "
+          f"{100 * a / PEAK:7.1f}% {100 * b / PEAK:8.1f}% {1e3 * t:8.2f} {1e3 * tt:8.2f}")
+for net, (a, b) in tot.items():
+    print(f"{net}: sum of op times nncc {1e3 * a:.1f} ms, torch {1e3 * b:.1f} ms, "
+          f"torch/nncc time ratio {b / a:.2f}")
+PY

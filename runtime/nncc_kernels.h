@@ -1,0 +1,1031 @@
+/*
+ * nncc_kernels.h -- the compute kernels that generated code calls.
+ *
+ * Header-only, static inline C11. Tensors are float32, NCHW, conv weights
+ * OIHW, linear weights [out, in] (PyTorch layouts). Every kernel exists in
+ * two forms:
+ *
+ *   nncc_X(...)       opens its own OpenMP parallel region; for any caller.
+ *   nncc_X_team(...)  must be called by every thread of an open team
+ *                     (or outside any parallel region, then it runs on one
+ *                     thread). Generated code should use this form with
+ *                     literal sizes written directly inside its own
+ *                     `#pragma omp parallel`: compilers outline a parallel
+ *                     region *before* inlining, so sizes passed into
+ *                     nncc_X() never become constants in the hot loops,
+ *                     while sizes written inside the caller's region do, and
+ *                     the register-blocked loops then unroll fully.
+ *
+ * Scratch: kernels never allocate. Each kernel that needs memory takes a
+ * `scratch` pointer (64-byte aligned) of at least nncc_X_scratch(...) bytes,
+ * computed from the same sizes; scratch size assumes at most
+ * NNCC_MAX_THREADS threads, and threads beyond that stay idle.
+ *
+ * Determinism: every output element is computed by exactly one thread, with
+ * one fixed order of float operations that does not depend on the thread
+ * count, the compiler (gcc or clang) or the batch grouping. Multiply-adds are
+ * explicit FMAs (AVX-512 vfmadd or fmaf), each accumulator sums its terms in
+ * the natural loop order (ci, kh, kw for a convolution; batch, then oh, ow
+ * for a weight gradient), and the bias is added last. Without AVX-512 the
+ * same operations run lane by lane in portable C and give the same bits.
+ *
+ * Fused ReLU: forward kernels take `relu` and store max(v, 0) (NaN kept).
+ * Backward kernels take `ymask`: NULL, or the saved post-ReLU output y of
+ * the forward pass; then dy is used as (y > 0 ? dy : 0) everywhere (dx, dw
+ * and db), which is exactly ReLU's backward.
+ */
+#ifndef NNCC_KERNELS_H
+#define NNCC_KERNELS_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#ifndef NNCC_MAX_THREADS
+#define NNCC_MAX_THREADS 8
+#endif
+
+/* Bytes of one thread's working set (a group of input planes or im2col
+ * columns) that the convolution tries to keep in its L2. */
+#ifndef NNCC_GROUP_BYTES
+#define NNCC_GROUP_BYTES (384 * 1024)
+#endif
+
+#define NK_INLINE static inline __attribute__((always_inline))
+#define NK_PRAGMA(x) _Pragma(#x)
+#if defined(__clang__)
+#define NK_UNROLL NK_PRAGMA(unroll)
+#else
+#define NK_UNROLL NK_PRAGMA(GCC unroll 32)
+#endif
+
+/* ---------------------------------------------------------------------------
+ * 16-lane float vectors: AVX-512, or a lane loop that computes the same bits.
+ */
+#ifdef __AVX512F__
+typedef __m512 nk_v;
+NK_INLINE nk_v nk_zero(void) { return _mm512_setzero_ps(); }
+NK_INLINE nk_v nk_load(const float *p) { return _mm512_loadu_ps(p); }
+NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) { return _mm512_maskz_loadu_ps((__mmask16)m, p); }
+NK_INLINE nk_v nk_bcast(float f) { return _mm512_set1_ps(f); }
+NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) { return _mm512_fmadd_ps(a, b, c); }
+NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return _mm512_add_ps(a, b); }
+/* v where !(v <= 0) (so NaN stays), else +0 */
+NK_INLINE nk_v nk_relu(nk_v v) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
+}
+/* g where y > 0, else +0 */
+NK_INLINE nk_v nk_gate(nk_v g, nk_v y) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g);
+}
+NK_INLINE void nk_store(float *p, nk_v v) { _mm512_storeu_ps(p, v); }
+NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) { _mm512_mask_storeu_ps(p, (__mmask16)m, v); }
+/* store the lanes selected by m, packed, at p[0..popcount(m)) */
+NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
+  __m512 c = _mm512_maskz_compress_ps((__mmask16)m, v);
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << __builtin_popcount(m)) - 1u), c);
+}
+#else
+typedef struct { float f[16]; } nk_v;
+NK_INLINE nk_v nk_zero(void) { nk_v r; for (int l = 0; l < 16; l++) r.f[l] = 0.0f; return r; }
+NK_INLINE nk_v nk_load(const float *p) { nk_v r; for (int l = 0; l < 16; l++) r.f[l] = p[l]; return r; }
+NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) {
+  nk_v r; for (int l = 0; l < 16; l++) r.f[l] = (m >> l & 1) ? p[l] : 0.0f; return r;
+}
+NK_INLINE nk_v nk_bcast(float f) { nk_v r; for (int l = 0; l < 16; l++) r.f[l] = f; return r; }
+NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
+  for (int l = 0; l < 16; l++) c.f[l] = fmaf(a.f[l], b.f[l], c.f[l]);
+  return c;
+}
+NK_INLINE nk_v nk_add(nk_v a, nk_v b) { for (int l = 0; l < 16; l++) a.f[l] = a.f[l] + b.f[l]; return a; }
+NK_INLINE nk_v nk_relu(nk_v v) { for (int l = 0; l < 16; l++) v.f[l] = !(v.f[l] <= 0.0f) ? v.f[l] : 0.0f; return v; }
+NK_INLINE nk_v nk_gate(nk_v g, nk_v y) { for (int l = 0; l < 16; l++) g.f[l] = y.f[l] > 0.0f ? g.f[l] : 0.0f; return g; }
+NK_INLINE void nk_store(float *p, nk_v v) { for (int l = 0; l < 16; l++) p[l] = v.f[l]; }
+NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
+  for (int l = 0; l < 16; l++) if (m >> l & 1) p[l] = v.f[l];
+}
+NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
+  int k = 0;
+  for (int l = 0; l < 16; l++) if (m >> l & 1) p[k++] = v.f[l];
+}
+#endif
+
+/* scalar forms of relu/gate, bit-identical to the vector ones */
+NK_INLINE float nk_relu1(float v) { return !(v <= 0.0f) ? v : 0.0f; }
+NK_INLINE float nk_gate1(float g, float y) { return y > 0.0f ? g : 0.0f; }
+NK_INLINE uint32_t nk_lanes(int n) { return n >= 16 ? 0xFFFFu : (1u << n) - 1u; }
+NK_INLINE int nk_min(int a, int b) { return a < b ? a : b; }
+NK_INLINE int nk_max(int a, int b) { return a > b ? a : b; }
+NK_INLINE int nk_cdiv(int a, int b) { return (a + b - 1) / b; }
+NK_INLINE size_t nk_align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* This thread's index and the number of threads that take work. */
+NK_INLINE int nk_tid(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+NK_INLINE int nk_nthr(void) {
+#ifdef _OPENMP
+  return nk_min(omp_get_num_threads(), NNCC_MAX_THREADS);
+#else
+  return 1;
+#endif
+}
+/* [lo, hi): thread t's share of n items */
+NK_INLINE void nk_split(int n, int t, int nthr, int *lo, int *hi) {
+  if (t >= nthr) { *lo = *hi = 0; return; }
+  *lo = (int)((long)n * t / nthr);
+  *hi = (int)((long)n * (t + 1) / nthr);
+}
+
+/* ---------------------------------------------------------------------------
+ * The one micro-kernel. acc is a tile of MU*MV rows by NV vectors of 16
+ * columns; row (u, v) reads its scalar at a + u*ar1 + v*ar0, the columns
+ * are 16*NV consecutive floats at b (the last vector loaded under bmask).
+ * The reduction runs over three nested loops (n2, n1, n0) that advance a and
+ * b by their own strides, in order; each accumulator is one FMA chain.
+ * With MU, MV, NV constant the tile unrolls into registers.
+ */
+#define NK_KERNEL_BODY(UNROLL)                                                             \
+  for (int i2 = 0; i2 < n2; i2++)                                                          \
+    for (int i1 = 0; i1 < n1; i1++) {                                                      \
+      const float *ap = a + i2 * a2 + i1 * a1;                                             \
+      const float *bp = b + i2 * b2 + i1 * b1;                                             \
+      for (int i0 = 0; i0 < n0; i0++, ap += a0, bp += b0) {                                \
+        nk_v bv[4] = {nk_zero(), nk_zero(), nk_zero(), nk_zero()};                         \
+        UNROLL for (int j = 0; j < NV; j++)                                                \
+          bv[j] = j == NV - 1 ? nk_load_mask(bp + 16 * j, bmask) : nk_load(bp + 16 * j);   \
+        UNROLL for (int u = 0; u < MU; u++)                                                \
+          UNROLL for (int v = 0; v < MV; v++) {                                            \
+            nk_v s = nk_bcast(ap[u * ar1 + v * ar0]);                                      \
+            UNROLL for (int j = 0; j < NV; j++)                                            \
+              acc[(u * MV + v) * NV + j] = nk_fma(s, bv[j], acc[(u * MV + v) * NV + j]);   \
+          }                                                                                \
+      }                                                                                    \
+    }
+
+NK_INLINE void nk_kernel(nk_v *restrict acc, const int MU, const int MV, const int NV,
+                         const float *a, const ptrdiff_t ar1, const ptrdiff_t ar0,
+                         const float *b, const uint32_t bmask,
+                         const int n2, const ptrdiff_t a2, const ptrdiff_t b2,
+                         const int n1, const ptrdiff_t a1, const ptrdiff_t b1,
+                         const int n0, const ptrdiff_t a0, const ptrdiff_t b0) {
+  /* Unroll only when the tile shape is a compile-time constant (generated
+   * code); unrolling runtime-sized loops would only bloat the code. */
+  if (__builtin_constant_p(MU) && __builtin_constant_p(MV) && __builtin_constant_p(NV)) {
+    NK_KERNEL_BODY(NK_UNROLL)
+  } else {
+    NK_KERNEL_BODY()
+  }
+}
+#undef NK_KERNEL_BODY
+
+/* ---------------------------------------------------------------------------
+ * Convolution engine. A convolution is described over a "virtual plane":
+ * V[n][c][r][col] = src[n][c][(r-pt)/dh][(col-pl)/dw] when the division is
+ * exact and in range, else 0 (padding, and zero insertion for the transposed
+ * convolution of a strided backward). The output is
+ *   out[n][m][oh][ow] = sum_{c,kh,kw} wt[m][c][kh][kw] * V[n][c][oh*sh+kh][ow*sw+kw]
+ * Forward uses it with V = padded x; backward-data with V = dilated,
+ * padded dy and the flipped, transposed weights.
+ */
+typedef struct {
+  int N, C, Hs, Ws;   /* source tensor */
+  int dh, dw, pt, pl; /* zero insertion and top/left offset */
+  int Hv, Wv;         /* virtual plane */
+  int M, Kh, Kw, sh, sw, Ho, Wo; /* output channels, kernel, stride, output */
+} nk_conv;
+
+enum { NK_MR = 8, NK_NV = 3, NK_NR = 16 * NK_NV };
+
+/* Where one output vector's lanes go: a run of lanes of one image. */
+typedef struct { int32_t dst; uint32_t mask; } nk_seg;
+
+/* How the engine lays out one thread's work; a pure function of the shape
+ * (never of the thread count), so scratch sizes agree with the kernel. */
+typedef struct {
+  int direct;        /* 1: read V itself (stride 1); 0: im2col columns */
+  int G;             /* images per group (upper bound) */
+  int Hq, Wq;        /* q = g*Hq*Wq + oh*Wq + ow indexes a group's columns */
+  int S;             /* segments per output vector, at most */
+  size_t thread_bytes;
+} nk_eplan;
+
+NK_INLINE int nk_qspan(nk_conv d, int direct, int g) {
+  return direct ? (g - 1) * d.Hv * d.Wv + (d.Ho - 1) * d.Wv + d.Wo : g * d.Ho * d.Wo;
+}
+NK_INLINE size_t nk_bfloats(nk_conv d, int direct, int g) {
+  int K = d.C * d.Kh * d.Kw;
+  if (direct) return (size_t)d.C * g * d.Hv * d.Wv + NK_NR;
+  return (size_t)K * (size_t)(nk_cdiv(nk_qspan(d, 0, g), NK_NR) * NK_NR);
+}
+NK_INLINE size_t nk_segbytes(nk_conv d, int direct, int g, int S) {
+  size_t nvec = (size_t)nk_cdiv(nk_qspan(d, direct, g), NK_NR) * NK_NV;
+  return nk_align64(nvec * S * sizeof(nk_seg)) + nk_align64(nvec);
+}
+NK_INLINE nk_eplan nk_engine_plan(nk_conv d) {
+  nk_eplan p;
+  /* Reading V directly wastes the columns between rows; im2col wastes
+   * nothing but copies Kh*Kw times the input. Direct wins unless more than
+   * half of V's columns are waste. */
+  p.direct = d.sh == 1 && d.sw == 1 && 2 * d.Ho * d.Wo >= d.Hv * d.Wv;
+  p.Hq = p.direct ? d.Hv : d.Ho;
+  p.Wq = p.direct ? d.Wv : d.Wo;
+  size_t per = nk_bfloats(d, p.direct, 2) - nk_bfloats(d, p.direct, 1);
+  int G = (int)(NNCC_GROUP_BYTES / 4 / (per ? per : 1));
+  p.G = nk_max(1, nk_min(G, d.N));
+  p.S = nk_min(16, 16 / (p.Hq * p.Wq) + 2);
+  p.thread_bytes = nk_align64(nk_bfloats(d, p.direct, p.G) * sizeof(float)) +
+                   nk_segbytes(d, p.direct, p.G, p.S);
+  return p;
+}
+
+/* dst[i] = V[n][c][r][c0 + i*step] for i < count; srow/mrow are source row r
+ * (NULL: an all-zero row) and the matching row of the ReLU mask. */
+NK_INLINE void nk_vrow(float *restrict dst, const float *srow, const float *mrow, int count,
+                       int c0, int step, int pl, int dil, int Ws) {
+  if (!srow) {
+    memset(dst, 0, (size_t)count * sizeof(float));
+    return;
+  }
+  if (dil != 1) {
+    for (int i = 0; i < count; i++) {
+      int t = c0 + i * step - pl;
+      float v = 0.0f;
+      if (t >= 0 && t % dil == 0 && t / dil < Ws) {
+        v = srow[t / dil];
+        if (mrow) v = nk_gate1(v, mrow[t / dil]);
+      }
+      dst[i] = v;
+    }
+    return;
+  }
+  /* i in [lo, hi) reads inside the source row */
+  int lo = pl - c0 <= 0 ? 0 : (pl - c0 + step - 1) / step;
+  int last = pl + Ws - 1 - c0;
+  int hi = last < 0 ? 0 : nk_min(count, last / step + 1);
+  if (lo > hi) lo = hi;
+  for (int i = 0; i < lo; i++) dst[i] = 0.0f;
+  const float *s = srow + (c0 + lo * step - pl);
+  if (step == 1 && !mrow) {
+    memcpy(dst + lo, s, (size_t)(hi - lo) * sizeof(float));
+  } else if (mrow) {
+    const float *m = mrow + (c0 + lo * step - pl);
+    for (int i = lo; i < hi; i++) dst[i] = nk_gate1(s[(i - lo) * step], m[(i - lo) * step]);
+  } else {
+    for (int i = lo; i < hi; i++) dst[i] = s[(i - lo) * step];
+  }
+  for (int i = hi; i < count; i++) dst[i] = 0.0f;
+}
+
+/* Source (and mask) row behind virtual row r of image n, channel c. */
+NK_INLINE const float *nk_srow(nk_conv d, const float *src, int n, int c, int r) {
+  int t = r - d.pt;
+  if (t < 0 || t % d.dh || t / d.dh >= d.Hs) return NULL;
+  return src + (((size_t)n * d.C + c) * d.Hs + t / d.dh) * d.Ws;
+}
+
+/* Fill a group's B matrix: direct: V of images n0.. laid out [c][g][r][col]
+ * (plus zeroed slack for the last tile's over-read); im2col: row k =
+ * (c, kh, kw), columns q = g*Ho*Wo + oh*Wo + ow, padded to whole tiles. */
+NK_INLINE void nk_fill_b(float *restrict B, nk_conv d, nk_eplan p, const float *src,
+                         const float *msk, int n0, int g) {
+  if (p.direct) {
+    size_t plane = (size_t)d.Hv * d.Wv;
+    for (int c = 0; c < d.C; c++)
+      for (int gi = 0; gi < g; gi++)
+        for (int r = 0; r < d.Hv; r++) {
+          const float *s = nk_srow(d, src, n0 + gi, c, r);
+          const float *m = s && msk ? msk + (s - src) : NULL;
+          nk_vrow(B + ((size_t)c * g + gi) * plane + (size_t)r * d.Wv, s, m, d.Wv, 0, 1, d.pl,
+                  d.dw, d.Ws);
+        }
+    memset(B + (size_t)d.C * g * plane, 0, NK_NR * sizeof(float));
+    return;
+  }
+  int q = nk_qspan(d, 0, g), ldb = nk_cdiv(q, NK_NR) * NK_NR, P = d.Ho * d.Wo;
+  for (int c = 0; c < d.C; c++)
+    for (int kh = 0; kh < d.Kh; kh++)
+      for (int kw = 0; kw < d.Kw; kw++) {
+        float *row = B + (size_t)((c * d.Kh + kh) * d.Kw + kw) * ldb;
+        for (int gi = 0; gi < g; gi++)
+          for (int oh = 0; oh < d.Ho; oh++) {
+            const float *s = nk_srow(d, src, n0 + gi, c, oh * d.sh + kh);
+            const float *m = s && msk ? msk + (s - src) : NULL;
+            nk_vrow(row + gi * P + oh * d.Wo, s, m, d.Wo, kw, d.sw, d.pl, d.dw, d.Ws);
+          }
+        for (int i = q; i < ldb; i++) row[i] = 0.0f;
+      }
+}
+
+/* For each output vector of a group, the runs of valid lanes per image and
+ * where they go in out (relative to image n0, channel 0). */
+NK_INLINE void nk_fill_segs(nk_seg *segs, uint8_t *cnt, nk_conv d, nk_eplan p, int g) {
+  int q = nk_qspan(d, p.direct, g), nvec = nk_cdiv(q, NK_NR) * NK_NV;
+  int plane = p.Hq * p.Wq;
+  for (int vi = 0; vi < nvec; vi++) {
+    int ns = 0, cur = -1;
+    for (int l = 0; l < 16; l++) {
+      int qq = vi * 16 + l;
+      if (qq >= q) break;
+      int gi = qq / plane, rr = qq % plane, oh = rr / p.Wq, ow = rr % p.Wq;
+      if (oh >= d.Ho || ow >= d.Wo) continue;
+      if (gi != cur) {
+        cur = gi;
+        segs[vi * p.S + ns].dst = (int32_t)((size_t)gi * d.M * d.Ho * d.Wo + oh * d.Wo + ow);
+        segs[vi * p.S + ns].mask = 0;
+        ns++;
+      }
+      segs[vi * p.S + ns - 1].mask |= 1u << l;
+    }
+    cnt[vi] = (uint8_t)ns;
+  }
+}
+
+/* One MR x NR tile of the engine: rows m0..m0+mr of wt ([M][C*Kh*Kw]),
+ * columns q0.. of B, then bias, ReLU and the scatter into out. */
+NK_INLINE void nk_engine_tile(float *out, const float *wt, const float *bias, int relu,
+                              const float *B, const nk_seg *segs, const uint8_t *cnt,
+                              nk_conv d, nk_eplan p, int g, int m0, const int mr, int t) {
+  nk_v acc[NK_MR * NK_NV];
+  if (mr < 1 || mr > NK_MR) __builtin_unreachable();
+  NK_UNROLL for (int i = 0; i < NK_MR * NK_NV; i++) acc[i] = nk_zero();
+  int K = d.C * d.Kh * d.Kw, q0 = t * NK_NR;
+  const float *a = wt + (size_t)m0 * K;
+  if (p.direct) {
+    size_t cs = (size_t)g * d.Hv * d.Wv;
+    nk_kernel(acc, mr, 1, NK_NV, a, K, 0, B + q0, 0xFFFF, d.C, d.Kh * d.Kw, cs, d.Kh, d.Kw,
+              d.Wv, d.Kw, 1, 1);
+  } else {
+    int ldb = nk_cdiv(nk_qspan(d, 0, g), NK_NR) * NK_NR;
+    nk_kernel(acc, mr, 1, NK_NV, a, K, 0, B + q0, 0xFFFF, 1, 0, 0, 1, 0, 0, K, 1, ldb);
+  }
+  size_t HW = (size_t)d.Ho * d.Wo;
+  NK_UNROLL for (int u = 0; u < mr; u++) {
+    float *orow = out + (size_t)(m0 + u) * HW;
+    nk_v bv = nk_bcast(bias ? bias[m0 + u] : 0.0f);
+    NK_UNROLL for (int j = 0; j < NK_NV; j++) {
+      nk_v v = acc[u * NK_NV + j];
+      if (bias) v = nk_add(v, bv);
+      if (relu) v = nk_relu(v);
+      int vi = t * NK_NV + j;
+      for (int s = 0; s < cnt[vi]; s++)
+        nk_store_compress(orow + segs[vi * p.S + s].dst, segs[vi * p.S + s].mask, v);
+    }
+  }
+}
+
+/* out[N][M][Ho][Wo] = conv(V, wt) (+ bias, ReLU); called by all threads;
+ * each thread takes whole groups of images, in a fixed round-robin. */
+NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, const float *wt,
+                              const float *bias, int relu, char *tscratch, size_t tstride,
+                              nk_conv d) {
+  nk_eplan p = nk_engine_plan(d);
+  int tid = nk_tid(), nthr = nk_nthr();
+  if (tid >= nthr) return;
+  char *mine = tscratch + (size_t)tid * tstride;
+  float *B = (float *)mine;
+  nk_seg *segs = (nk_seg *)(mine + nk_align64(nk_bfloats(d, p.direct, p.G) * sizeof(float)));
+  int G = nk_min(p.G, nk_cdiv(d.N, nthr));
+  uint8_t *cnt = (uint8_t *)((char *)segs + nk_align64((size_t)nk_cdiv(nk_qspan(d, p.direct, G), NK_NR) *
+                                                          NK_NV * p.S * sizeof(nk_seg)));
+  int ngroups = nk_cdiv(d.N, G), filled_g = -1;
+  size_t img = (size_t)d.M * d.Ho * d.Wo;
+  for (int gr = tid; gr < ngroups; gr += nthr) {
+    int n0 = gr * G, g = nk_min(G, d.N - n0);
+    nk_fill_b(B, d, p, src, msk, n0, g);
+    if (g != filled_g) nk_fill_segs(segs, cnt, d, p, g), filled_g = g;
+    int ntile = nk_cdiv(nk_qspan(d, p.direct, g), NK_NR);
+    float *o = out + (size_t)n0 * img;
+    for (int m0 = 0; m0 < d.M; m0 += NK_MR) {
+      if (m0 + NK_MR <= d.M)
+        for (int t = 0; t < ntile; t++)
+          nk_engine_tile(o, wt, bias, relu, B, segs, cnt, d, p, g, m0, NK_MR, t);
+      else
+        for (int t = 0; t < ntile; t++)
+          nk_engine_tile(o, wt, bias, relu, B, segs, cnt, d, p, g, m0, d.M % NK_MR, t);
+    }
+  }
+}
+
+NK_INLINE nk_conv nk_conv_fwd_desc(int N, int Ci, int H, int W, int Co, int Kh, int Kw, int sh,
+                                   int sw, int ph, int pw) {
+  nk_conv d;
+  d.N = N, d.C = Ci, d.Hs = H, d.Ws = W, d.dh = 1, d.dw = 1, d.pt = ph, d.pl = pw;
+  d.Hv = H + 2 * ph, d.Wv = W + 2 * pw;
+  d.M = Co, d.Kh = Kh, d.Kw = Kw, d.sh = sh, d.sw = sw;
+  d.Ho = (d.Hv - Kh) / sh + 1, d.Wo = (d.Wv - Kw) / sw + 1;
+  return d;
+}
+
+/* backward-data as a forward convolution: V = dy with stride-1 zeros
+ * inserted, offset by K-1-p; weights flipped and transposed; output x-sized */
+NK_INLINE nk_conv nk_conv_bwd_desc(int N, int Ci, int H, int W, int Co, int Kh, int Kw, int sh,
+                                   int sw, int ph, int pw) {
+  nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw), d;
+  d.N = N, d.C = Co, d.Hs = f.Ho, d.Ws = f.Wo, d.dh = sh, d.dw = sw;
+  d.pt = Kh - 1 - ph, d.pl = Kw - 1 - pw;
+  d.Hv = H + Kh - 1, d.Wv = W + Kw - 1;
+  d.M = Ci, d.Kh = Kh, d.Kw = Kw, d.sh = 1, d.sw = 1, d.Ho = H, d.Wo = W;
+  return d;
+}
+
+/* ---------------------------------------------------------------------------
+ * conv2d forward.
+ *   y[N][Co][Ho][Wo] = conv(x[N][Ci][H][W], w[Co][Ci][Kh][Kw]) + b[Co]
+ * Ho = (H + 2ph - Kh)/sh + 1, Wo likewise (PyTorch, floor). b may be NULL.
+ * relu != 0 stores max(y, 0). Parallel over groups of images.
+ */
+static inline size_t nncc_conv2d_forward_scratch(int N, int Ci, int H, int W, int Co, int Kh,
+                                                 int Kw, int sh, int sw, int ph, int pw) {
+  nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  return NNCC_MAX_THREADS * nk_engine_plan(d).thread_bytes;
+}
+
+NK_INLINE void nncc_conv2d_forward_team(float *restrict y, const float *restrict x,
+                                        const float *restrict w, const float *restrict b,
+                                        void *scratch, int N, int Ci, int H, int W, int Co,
+                                        int Kh, int Kw, int sh, int sw, int ph, int pw, int relu) {
+  nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  nk_engine_team(y, x, NULL, w, b, relu, (char *)scratch, nk_engine_plan(d).thread_bytes, d);
+}
+
+static inline void nncc_conv2d_forward(float *restrict y, const float *restrict x,
+                                       const float *restrict w, const float *restrict b,
+                                       void *scratch, int N, int Ci, int H, int W, int Co, int Kh,
+                                       int Kw, int sh, int sw, int ph, int pw, int relu) {
+#pragma omp parallel
+  nncc_conv2d_forward_team(y, x, w, b, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, relu);
+}
+
+/* ---------------------------------------------------------------------------
+ * conv2d backward. Given dy[N][Co][Ho][Wo] (gated by ymask when ymask, the
+ * saved post-ReLU y, is not NULL):
+ *   dx[N][Ci][H][W]     = grad wrt x   (skipped when dx is NULL)
+ *   dw[Co][Ci][Kh][Kw]  = grad wrt w   (overwritten, not accumulated)
+ *   db[Co]              = sum of dy    (skipped when db is NULL)
+ * dx is a forward convolution of dy (parallel over images); dw is a GEMM
+ * that reduces over batch and output pixels, parallel over tiles of dw:
+ * each thread runs the whole batch for its own tiles.
+ */
+
+/* How dw is tiled: tiles are (ci, a run of rh kernel rows, NV*16 output
+ * channels); the tile is rh*Kw*NV accumulators. */
+typedef struct {
+  int Co16, ncv, NV, nch, nkh, RH;
+  size_t thread_bytes;
+} nk_dwplan;
+
+NK_INLINE nk_dwplan nk_dw_plan(nk_conv f) {
+  nk_dwplan p;
+  p.Co16 = nk_cdiv(f.M, 16) * 16;
+  p.ncv = p.Co16 / 16;
+  p.NV = nk_min(p.ncv, nk_max(1, nk_min(4, 24 / f.Kw)));
+  p.nch = nk_cdiv(p.ncv, p.NV);
+  int rhmax = nk_max(1, 24 / (f.Kw * p.NV));
+  p.nkh = nk_cdiv(f.Kh, rhmax);
+  p.RH = nk_cdiv(f.Kh, p.nkh);
+  p.nkh = nk_cdiv(f.Kh, p.RH);
+  p.thread_bytes = nk_align64((size_t)f.C * f.Hv * f.Wv * sizeof(float)) +
+                   nk_align64((size_t)f.Ho * f.Wo * p.Co16 * sizeof(float));
+  return p;
+}
+
+/* dwT[k][co] (+)= sum_{oh,ow} xv[ci][oh*sh+kh][ow*sw+kw] * dyT[oh*Wo+ow][co] over one tile */
+NK_INLINE void nk_dw_tile(float *dwT, const float *xv, const float *dyT, nk_conv f, nk_dwplan p,
+                          int ci, int kh0, const int rh, int co0, const int nv, int first) {
+  nk_v acc[32];
+  int KK = f.Kh * f.Kw;
+  if (rh < 1 || nv < 1 || nv > 4 || rh * f.Kw * nv > 32) __builtin_unreachable();
+  NK_UNROLL for (int i = 0; i < 32; i++) acc[i] = nk_zero();
+  NK_UNROLL for (int r = 0; r < rh * f.Kw; r++) {
+    float *row = dwT + (size_t)(ci * KK + kh0 * f.Kw + r) * p.Co16 + co0;
+    NK_UNROLL for (int j = 0; j < nv; j++)
+      acc[r * nv + j] = first ? nk_zero() : nk_load(row + 16 * j);
+  }
+  nk_kernel(acc, rh, f.Kw, nv, xv + (size_t)kh0 * f.Wv, f.Wv, 1, dyT + co0, 0xFFFF, 1, 0, 0, f.Ho,
+            (ptrdiff_t)f.sh * f.Wv, (ptrdiff_t)f.Wo * p.Co16, f.Wo, f.sw, p.Co16);
+  NK_UNROLL for (int r = 0; r < rh * f.Kw; r++) {
+    float *row = dwT + (size_t)(ci * KK + kh0 * f.Kw + r) * p.Co16 + co0;
+    NK_UNROLL for (int j = 0; j < nv; j++) nk_store(row + 16 * j, acc[r * nv + j]);
+  }
+}
+
+NK_INLINE void nk_dw_team(float *dwT, float *dbT, const float *x, const float *dy,
+                          const float *ymask, char *tscratch, size_t tstride, nk_conv f) {
+  nk_dwplan p = nk_dw_plan(f);
+  int tid = nk_tid(), nthr = nk_nthr(), lo, hi;
+  int per_ci = p.nkh * p.nch, ntiles = f.C * per_ci;
+  nk_split(ntiles, tid, nthr, &lo, &hi);
+  if (lo >= hi) return;
+  float *xv = (float *)(tscratch + (size_t)tid * tstride);
+  float *dyT = (float *)((char *)xv + nk_align64((size_t)f.C * f.Hv * f.Wv * sizeof(float)));
+  int ci_lo = lo / per_ci, ci_hi = (hi - 1) / per_ci;
+  int P = f.Ho * f.Wo;
+  size_t plane = (size_t)f.Hv * f.Wv;
+  memset(dyT, 0, (size_t)P * p.Co16 * sizeof(float));
+  for (int n = 0; n < f.N; n++) {
+    for (int c = ci_lo; c <= ci_hi; c++)
+      for (int r = 0; r < f.Hv; r++)
+        nk_vrow(xv + (size_t)c * plane + (size_t)r * f.Wv, nk_srow(f, x, n, c, r), NULL, f.Wv, 0,
+                1, f.pl, 1, f.Ws);
+    /* dyT[p][co] = gated dy[n][co][p] */
+    const float *dyn = dy + (size_t)n * f.M * P;
+    const float *mn = ymask ? ymask + (size_t)n * f.M * P : NULL;
+    for (int co = 0; co < f.M; co++)
+      for (int q = 0; q < P; q++) {
+        float g = dyn[(size_t)co * P + q];
+        dyT[(size_t)q * p.Co16 + co] = mn ? nk_gate1(g, mn[(size_t)co * P + q]) : g;
+      }
+    for (int t = lo; t < hi; t++) {
+      int ci = t / per_ci, kc = t % per_ci / p.nch, cc = t % p.nch;
+      int kh0 = kc * p.RH, co0 = cc * p.NV * 16;
+      const float *xc = xv + (size_t)ci * plane;
+      int full_kh = kh0 + p.RH <= f.Kh, full_co = cc < p.nch - 1 || p.ncv % p.NV == 0;
+      int rt = f.Kh - (p.nkh - 1) * p.RH, vt = p.ncv - (p.nch - 1) * p.NV;
+      if (full_kh && full_co) nk_dw_tile(dwT, xc, dyT, f, p, ci, kh0, p.RH, co0, p.NV, n == 0);
+      else if (full_kh) nk_dw_tile(dwT, xc, dyT, f, p, ci, kh0, p.RH, co0, vt, n == 0);
+      else if (full_co) nk_dw_tile(dwT, xc, dyT, f, p, ci, kh0, rt, co0, p.NV, n == 0);
+      else nk_dw_tile(dwT, xc, dyT, f, p, ci, kh0, rt, co0, vt, n == 0);
+      if (ci == 0 && kc == 0 && dbT) {
+        int nv = full_co ? p.NV : vt;
+        for (int j = 0; j < nv; j++) {
+          nk_v s = n == 0 ? nk_zero() : nk_load(dbT + co0 + 16 * j);
+          for (int q = 0; q < P; q++) s = nk_add(s, nk_load(dyT + (size_t)q * p.Co16 + co0 + 16 * j));
+          nk_store(dbT + co0 + 16 * j, s);
+        }
+      }
+    }
+  }
+}
+
+/* Backward-data by GEMM + col2im, for when the transposed convolution would
+ * mostly multiply padding (small or strided outputs):
+ *   col[(ci,kh,kw)][q] = sum_co w[co][ci][kh][kw] * g[co][q]   (q = image, oh, ow)
+ *   dx[n][ci][oh*sh-ph+kh][ow*sw-pw+kw] += col[(ci,kh,kw)][q]   in (kh, kw) order
+ * Each thread owns whole groups of images. */
+typedef struct { int use, G; size_t thread_bytes; } nk_cplan;
+
+NK_INLINE int nk_cols_ld(int cols) { return nk_cdiv(cols, NK_NR) * NK_NR; }
+
+NK_INLINE nk_cplan nk_col_plan(nk_conv f) {
+  nk_cplan p;
+  int P = f.Ho * f.Wo, K = f.C * f.Kh * f.Kw;
+  /* the transposed convolution reads (H+Kh-1) x (W+Kw-1) planes of dy */
+  double direct = (double)(f.Hs + f.Kh - 1) * (f.Ws + f.Kw - 1);
+  p.use = f.sh != 1 || f.sw != 1 || direct > 1.3 * P;
+  size_t per = (size_t)P * (f.M + K) * sizeof(float);
+  int gmax = nk_max(1, nk_min(f.N, (int)(NNCC_GROUP_BYTES / per)));
+  /* fewest wasted columns in the last tile among the largest groups */
+  double best = -1;
+  p.G = 1;
+  for (int g = gmax; g >= 1 && g * 2 > gmax; g--) {
+    double eff = (double)g * P / nk_cols_ld(g * P);
+    if (eff > best + 1e-9) best = eff, p.G = g;
+  }
+  size_t ld = nk_cols_ld(p.G * P);
+  p.thread_bytes = nk_align64((size_t)f.M * ld * sizeof(float)) + nk_align64((size_t)K * ld * sizeof(float));
+  return p;
+}
+
+NK_INLINE void nk_col_tile(float *col, const float *w, const float *gb, int K, int Co, int ld, int m0,
+                           const int mr, int t) {
+  nk_v acc[NK_MR * NK_NV];
+  if (mr < 1 || mr > NK_MR) __builtin_unreachable();
+  NK_UNROLL for (int i = 0; i < NK_MR * NK_NV; i++) acc[i] = nk_zero();
+  nk_kernel(acc, mr, 1, NK_NV, w + m0, 1, 0, gb + t * NK_NR, 0xFFFF, 1, 0, 0, 1, 0, 0, Co, K, ld);
+  NK_UNROLL for (int u = 0; u < mr; u++)
+    NK_UNROLL for (int j = 0; j < NK_NV; j++)
+      nk_store(col + (size_t)(m0 + u) * ld + t * NK_NR + 16 * j, acc[u * NK_NV + j]);
+}
+
+NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, const float *w,
+                           char *tscratch, size_t tstride, nk_conv f) {
+  nk_cplan p = nk_col_plan(f);
+  int tid = nk_tid(), nthr = nk_nthr();
+  if (tid >= nthr) return;
+  int P = f.Ho * f.Wo, K = f.C * f.Kh * f.Kw, Co = f.M;
+  int G = nk_min(p.G, nk_cdiv(f.N, nthr)), ld = nk_cols_ld(G * P);
+  float *gb = (float *)(tscratch + (size_t)tid * tstride);
+  float *col = (float *)((char *)gb + nk_align64((size_t)Co * nk_cols_ld(p.G * P) * sizeof(float)));
+  size_t xplane = (size_t)f.Hs * f.Ws;
+  for (int gr = tid; gr < nk_cdiv(f.N, G); gr += nthr) {
+    int n0 = gr * G, g = nk_min(G, f.N - n0), ntile = nk_cdiv(g * P, NK_NR);
+    for (int co = 0; co < Co; co++) {
+      float *row = gb + (size_t)co * ld;
+      for (int gi = 0; gi < g; gi++) {
+        size_t off = ((size_t)(n0 + gi) * Co + co) * P;
+        if (ymask)
+          for (int q = 0; q < P; q++) row[gi * P + q] = nk_gate1(dy[off + q], ymask[off + q]);
+        else
+          memcpy(row + gi * P, dy + off, (size_t)P * sizeof(float));
+      }
+      for (int q = g * P; q < ntile * NK_NR; q++) row[q] = 0.0f;
+    }
+    for (int m0 = 0; m0 < K; m0 += NK_MR) {
+      if (m0 + NK_MR <= K)
+        for (int t = 0; t < ntile; t++) nk_col_tile(col, w, gb, K, Co, ld, m0, NK_MR, t);
+      else
+        for (int t = 0; t < ntile; t++) nk_col_tile(col, w, gb, K, Co, ld, m0, K % NK_MR, t);
+    }
+    for (int gi = 0; gi < g; gi++)
+      for (int ci = 0; ci < f.C; ci++) {
+        float *xp = dx + ((size_t)(n0 + gi) * f.C + ci) * xplane;
+        memset(xp, 0, xplane * sizeof(float));
+        for (int kh = 0; kh < f.Kh; kh++)
+          for (int kw = 0; kw < f.Kw; kw++) {
+            const float *c = col + (size_t)((ci * f.Kh + kh) * f.Kw + kw) * ld + gi * P;
+            /* ow range with 0 <= ow*sw - pl + kw < Ws */
+            int lo = f.pl - kw <= 0 ? 0 : (f.pl - kw + f.sw - 1) / f.sw;
+            int last = f.Ws - 1 + f.pl - kw;
+            int hi = last < 0 ? 0 : nk_min(f.Wo, last / f.sw + 1);
+            for (int oh = 0; oh < f.Ho; oh++) {
+              int h = oh * f.sh - f.pt + kh;
+              if (h < 0 || h >= f.Hs) continue;
+              float *xr = xp + (size_t)h * f.Ws - f.pl + kw;
+              const float *cr = c + oh * f.Wo;
+              if (f.sw == 1)
+                for (int ow = lo; ow < hi; ow++) xr[ow] += cr[ow];
+              else
+                for (int ow = lo; ow < hi; ow++) xr[ow * f.sw] += cr[ow];
+            }
+          }
+      }
+  }
+}
+
+/* Layout of the backward scratch: flipped weights, dwT, dbT, then
+ * per-thread space shared by the dx and dw phases. */
+typedef struct { size_t wflip, dwT, dbT, threads, tstride, total; } nk_bwdlayout;
+
+NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh, int Kw, int sh,
+                                     int sw, int ph, int pw) {
+  nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  nk_conv b = nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  nk_dwplan dp = nk_dw_plan(f);
+  nk_eplan ep = nk_engine_plan(b);
+  nk_cplan cp = nk_col_plan(f);
+  nk_bwdlayout L;
+  size_t K = (size_t)Ci * Kh * Kw;
+  L.wflip = 0;
+  L.dwT = L.wflip + nk_align64((size_t)Co * K * sizeof(float));
+  L.dbT = L.dwT + nk_align64(K * dp.Co16 * sizeof(float));
+  L.threads = L.dbT + nk_align64((size_t)dp.Co16 * sizeof(float));
+  L.tstride = cp.use ? cp.thread_bytes : ep.thread_bytes;
+  if (dp.thread_bytes > L.tstride) L.tstride = dp.thread_bytes;
+  L.total = L.threads + NNCC_MAX_THREADS * L.tstride;
+  return L;
+}
+
+static inline size_t nncc_conv2d_backward_scratch(int N, int Ci, int H, int W, int Co, int Kh,
+                                                  int Kw, int sh, int sw, int ph, int pw) {
+  return nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw).total;
+}
+
+/* The two halves of the backward, for callers (and benchmarks) that want
+ * only one: dx alone, and dw (+ db) alone. Both use the same scratch. */
+NK_INLINE void nncc_conv2d_backward_data_team(float *restrict dx, const float *restrict dy,
+                                              const float *restrict ymask,
+                                              const float *restrict w, void *scratch, int N,
+                                              int Ci, int H, int W, int Co, int Kh, int Kw,
+                                              int sh, int sw, int ph, int pw) {
+  nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  char *s = (char *)scratch;
+  nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  if (nk_col_plan(f).use) {
+    nk_col_team(dx, dy, ymask, w, s + L.threads, L.tstride, f);
+    return;
+  }
+  float *wflip = (float *)(s + L.wflip);
+  int KK = Kh * Kw;
+  /* wflip[ci][co][kh][kw] = w[co][ci][Kh-1-kh][Kw-1-kw] */
+#pragma omp for schedule(static)
+  for (int ci = 0; ci < Ci; ci++)
+    for (int co = 0; co < Co; co++)
+      for (int k = 0; k < KK; k++)
+        wflip[((size_t)ci * Co + co) * KK + k] = w[((size_t)co * Ci + ci) * KK + (KK - 1 - k)];
+  nk_engine_team(dx, dy, ymask, wflip, NULL, 0, s + L.threads, L.tstride,
+                 nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw));
+}
+
+NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restrict db,
+                                                const float *restrict dy,
+                                                const float *restrict ymask,
+                                                const float *restrict x, void *scratch, int N,
+                                                int Ci, int H, int W, int Co, int Kh, int Kw,
+                                                int sh, int sw, int ph, int pw) {
+  nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  char *s = (char *)scratch;
+  float *dwT = (float *)(s + L.dwT), *dbT = (float *)(s + L.dbT);
+  int Co16 = nk_cdiv(Co, 16) * 16;
+  nk_dw_team(dwT, db ? dbT : NULL, x, dy, ymask, s + L.threads, L.tstride, f);
+#pragma omp barrier
+  size_t K = (size_t)Ci * Kh * Kw;
+#pragma omp for schedule(static)
+  for (int co = 0; co < Co; co++) {
+    for (size_t k = 0; k < K; k++) dw[co * K + k] = dwT[k * Co16 + co];
+    if (db) db[co] = dbT[co];
+  }
+}
+
+NK_INLINE void nncc_conv2d_backward_team(float *restrict dx, float *restrict dw,
+                                         float *restrict db, const float *restrict dy,
+                                         const float *restrict ymask, const float *restrict x,
+                                         const float *restrict w, void *scratch, int N, int Ci,
+                                         int H, int W, int Co, int Kh, int Kw, int sh, int sw,
+                                         int ph, int pw) {
+  /* no barrier between the halves: they write different memory, and each
+   * thread reuses only its own part of the per-thread scratch */
+  if (dx)
+    nncc_conv2d_backward_data_team(dx, dy, ymask, w, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw,
+                                   ph, pw);
+  nncc_conv2d_backward_weight_team(dw, db, dy, ymask, x, scratch, N, Ci, H, W, Co, Kh, Kw, sh,
+                                   sw, ph, pw);
+}
+
+static inline void nncc_conv2d_backward(float *restrict dx, float *restrict dw,
+                                        float *restrict db, const float *restrict dy,
+                                        const float *restrict ymask, const float *restrict x,
+                                        const float *restrict w, void *scratch, int N, int Ci,
+                                        int H, int W, int Co, int Kh, int Kw, int sh, int sw,
+                                        int ph, int pw) {
+#pragma omp parallel
+  nncc_conv2d_backward_team(dx, dw, db, dy, ymask, x, w, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw,
+                            ph, pw);
+}
+
+/* ---------------------------------------------------------------------------
+ * linear: y[N][O] = x[N][I] w[O][I]^T + b[O] (+ ReLU), and its backward.
+ * Forward transposes x once into scratch (x is small next to w), then
+ * tiles of 8 outputs o by 48 batch rows n are shared out across threads;
+ * each tile reads w's rows as they are and writes y transposed.
+ */
+static inline size_t nncc_linear_forward_scratch(int N, int I, int O) {
+  (void)O;
+  return nk_align64((size_t)I * nk_cdiv(N, 16) * 16 * sizeof(float));
+}
+
+NK_INLINE void nk_linear_fwd_tile(float *y, const float *w, const float *xT, const float *b,
+                                  int relu, int N, int I, int O, int o0, const int mr, int n0,
+                                  const int nv) {
+  nk_v acc[NK_MR * NK_NV];
+  if (mr < 1 || mr > NK_MR || nv < 1 || nv > NK_NV) __builtin_unreachable();
+  int Np = nk_cdiv(N, 16) * 16;
+  NK_UNROLL for (int i = 0; i < NK_MR * NK_NV; i++) acc[i] = nk_zero();
+  nk_kernel(acc, mr, 1, nv, w + (size_t)o0 * I, I, 0, xT + n0, 0xFFFF, 1, 0, 0, 1, 0, 0, I, 1, Np);
+  NK_UNROLL for (int u = 0; u < mr; u++) {
+    nk_v bv = nk_bcast(b ? b[o0 + u] : 0.0f);
+    NK_UNROLL for (int j = 0; j < nv; j++) {
+      float t[16];
+      nk_v v = acc[u * nv + j];
+      if (b) v = nk_add(v, bv);
+      if (relu) v = nk_relu(v);
+      nk_store(t, v);
+      int nn = nk_min(16, N - (n0 + 16 * j));
+      for (int l = 0; l < nn; l++) y[(size_t)(n0 + 16 * j + l) * O + o0 + u] = t[l];
+    }
+  }
+}
+
+NK_INLINE void nncc_linear_forward_team(float *restrict y, const float *restrict x,
+                                        const float *restrict w, const float *restrict b,
+                                        void *scratch, int N, int I, int O, int relu) {
+  float *xT = (float *)scratch;
+  int Np = nk_cdiv(N, 16) * 16;
+#pragma omp for schedule(static)
+  for (int i0 = 0; i0 < I; i0 += 64)
+    for (int n = 0; n < Np; n++)
+      for (int i = i0; i < nk_min(I, i0 + 64); i++)
+        xT[(size_t)i * Np + n] = n < N ? x[(size_t)n * I + i] : 0.0f;
+  int ncv = Np / 16, nch = nk_cdiv(ncv, NK_NV), vt = ncv - (nch - 1) * NK_NV;
+  int nrb = nk_cdiv(O, NK_MR), rt = O - (nrb - 1) * NK_MR;
+#pragma omp for schedule(static)
+  for (int t = 0; t < nrb * nch; t++) {
+    int rb = t / nch, cc = t % nch, o0 = rb * NK_MR, n0 = cc * NK_NV * 16;
+    int fr = rb < nrb - 1, fc = cc < nch - 1;
+    if (fr && fc) nk_linear_fwd_tile(y, w, xT, b, relu, N, I, O, o0, NK_MR, n0, NK_NV);
+    else if (fr) nk_linear_fwd_tile(y, w, xT, b, relu, N, I, O, o0, NK_MR, n0, vt);
+    else if (fc) nk_linear_fwd_tile(y, w, xT, b, relu, N, I, O, o0, rt, n0, NK_NV);
+    else nk_linear_fwd_tile(y, w, xT, b, relu, N, I, O, o0, rt, n0, vt);
+  }
+}
+
+static inline void nncc_linear_forward(float *restrict y, const float *restrict x,
+                                       const float *restrict w, const float *restrict b,
+                                       void *scratch, int N, int I, int O, int relu) {
+#pragma omp parallel
+  nncc_linear_forward_team(y, x, w, b, scratch, N, I, O, relu);
+}
+
+/* linear backward: dx[N][I] = g w, dw[O][I] = g^T x, db[O] = sum_n g, where
+ * g = dy gated by ymask (the saved post-ReLU y) or dy itself. dx, dw, db may
+ * each be NULL (skipped). Scratch holds the gated copy of dy. */
+static inline size_t nncc_linear_backward_scratch(int N, int I, int O) {
+  (void)I;
+  return nk_align64((size_t)N * O * sizeof(float));
+}
+
+/* out[r][c0..] = sum_k a[r*ar + k*ak] * bm[k*ldb + c0..] for a tile of mr
+ * rows and nv vectors (the last one ending at column C) */
+NK_INLINE void nk_gemm_tile(float *out, int ldo, const float *a, ptrdiff_t ar, ptrdiff_t ak,
+                            const float *bm, int ldb, int K, int C, int r0, const int mr, int c0,
+                            const int nv) {
+  nk_v acc[NK_MR * NK_NV];
+  if (mr < 1 || mr > NK_MR || nv < 1 || nv > NK_NV) __builtin_unreachable();
+  NK_UNROLL for (int i = 0; i < NK_MR * NK_NV; i++) acc[i] = nk_zero();
+  uint32_t last = nk_lanes(C - (c0 + 16 * (nv - 1)));
+  nk_kernel(acc, mr, 1, nv, a + r0 * ar, ar, 0, bm + c0, last, 1, 0, 0, 1, 0, 0, K, ak, ldb);
+  NK_UNROLL for (int u = 0; u < mr; u++)
+    NK_UNROLL for (int j = 0; j < nv; j++)
+      nk_store_mask(out + (size_t)(r0 + u) * ldo + c0 + 16 * j, nk_lanes(C - (c0 + 16 * j)),
+                    acc[u * nv + j]);
+}
+
+/* all of out[R][C] (row stride ldo), tiles shared out with omp for; the
+ * row blocks of one column chunk are consecutive, so that chunk of bm stays
+ * in cache */
+NK_INLINE void nk_gemm_team(float *out, int ldo, const float *a, ptrdiff_t ar, ptrdiff_t ak,
+                            const float *bm, int ldb, int K, int R, int C) {
+  int ncv = nk_cdiv(C, 16), nch = nk_cdiv(ncv, NK_NV), vt = ncv - (nch - 1) * NK_NV;
+  int nrb = nk_cdiv(R, NK_MR), rt = R - (nrb - 1) * NK_MR;
+#pragma omp for schedule(static) nowait
+  for (int t = 0; t < nrb * nch; t++) {
+    int rb = t % nrb, cc = t / nrb, r0 = rb * NK_MR, c0 = cc * NK_NV * 16;
+    int fr = rb < nrb - 1, fc = cc < nch - 1;
+    if (fr && fc) nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, C, r0, NK_MR, c0, NK_NV);
+    else if (fr) nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, C, r0, NK_MR, c0, vt);
+    else if (fc) nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, C, r0, rt, c0, NK_NV);
+    else nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, C, r0, rt, c0, vt);
+  }
+}
+
+NK_INLINE void nncc_linear_backward_team(float *restrict dx, float *restrict dw,
+                                         float *restrict db, const float *restrict dy,
+                                         const float *restrict ymask, const float *restrict x,
+                                         const float *restrict w, void *scratch, int N, int I,
+                                         int O) {
+  const float *g = dy;
+  if (ymask) {
+    float *gm = (float *)scratch;
+#pragma omp for schedule(static)
+    for (int n = 0; n < N; n++)
+      for (int o = 0; o < O; o++)
+        gm[(size_t)n * O + o] = nk_gate1(dy[(size_t)n * O + o], ymask[(size_t)n * O + o]);
+    g = gm;
+  }
+  if (dx) nk_gemm_team(dx, I, g, O, 1, w, I, O, N, I);
+  if (dw) nk_gemm_team(dw, I, g, 1, O, x, I, N, O, I);
+  if (db) {
+#pragma omp for schedule(static) nowait
+    for (int ov = 0; ov < nk_cdiv(O, 16); ov++) {
+      uint32_t m = nk_lanes(O - 16 * ov);
+      nk_v s = nk_zero();
+      for (int n = 0; n < N; n++) s = nk_add(s, nk_load_mask(g + (size_t)n * O + 16 * ov, m));
+      nk_store_mask(db + 16 * ov, m, s);
+    }
+  }
+#pragma omp barrier
+}
+
+static inline void nncc_linear_backward(float *restrict dx, float *restrict dw, float *restrict db,
+                                        const float *restrict dy, const float *restrict ymask,
+                                        const float *restrict x, const float *restrict w,
+                                        void *scratch, int N, int I, int O) {
+#pragma omp parallel
+  nncc_linear_backward_team(dx, dw, db, dy, ymask, x, w, scratch, N, I, O);
+}
+
+/* ---------------------------------------------------------------------------
+ * Pooling and ReLU. Pool windows are kh x kw, stride sh, sw, padding ph, pw
+ * (PyTorch floor mode); parallel over (n, c) planes.
+ *   maxpool: padding never wins; NaN wins (as PyTorch); backward sends dy to
+ *            the first maximum in window order (kh, then kw), recomputed
+ *            from x, and sums overlapping windows in (oh, ow) order.
+ *   avgpool: count_include_pad = True: the sum over the window in (kh, kw)
+ *            order divided by kh*kw.
+ */
+NK_INLINE int nk_pool_max_at(const float *xp, int H, int W, int Kh, int Kw, int h0, int w0) {
+  int best = -1;
+  float m = 0.0f;
+  for (int i = 0; i < Kh; i++)
+    for (int j = 0; j < Kw; j++) {
+      int h = h0 + i, ww = w0 + j;
+      if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+      float v = xp[h * W + ww];
+      if (best < 0 || v > m || (isnan(v) && !isnan(m))) m = v, best = h * W + ww;
+    }
+  return best;
+}
+
+NK_INLINE void nncc_maxpool2d_forward_team(float *restrict y, const float *restrict x, int N,
+                                           int C, int H, int W, int Kh, int Kw, int sh, int sw,
+                                           int ph, int pw) {
+  int Ho = (H + 2 * ph - Kh) / sh + 1, Wo = (W + 2 * pw - Kw) / sw + 1;
+#pragma omp for schedule(static)
+  for (int nc = 0; nc < N * C; nc++) {
+    const float *xp = x + (size_t)nc * H * W;
+    float *yp = y + (size_t)nc * Ho * Wo;
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++)
+        yp[oh * Wo + ow] = xp[nk_pool_max_at(xp, H, W, Kh, Kw, oh * sh - ph, ow * sw - pw)];
+  }
+}
+
+NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *restrict dy,
+                                            const float *restrict x, int N, int C, int H, int W,
+                                            int Kh, int Kw, int sh, int sw, int ph, int pw) {
+  int Ho = (H + 2 * ph - Kh) / sh + 1, Wo = (W + 2 * pw - Kw) / sw + 1;
+#pragma omp for schedule(static)
+  for (int nc = 0; nc < N * C; nc++) {
+    const float *xp = x + (size_t)nc * H * W;
+    const float *dp = dy + (size_t)nc * Ho * Wo;
+    float *gp = dx + (size_t)nc * H * W;
+    memset(gp, 0, (size_t)H * W * sizeof(float));
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++)
+        gp[nk_pool_max_at(xp, H, W, Kh, Kw, oh * sh - ph, ow * sw - pw)] += dp[oh * Wo + ow];
+  }
+}
+
+NK_INLINE void nncc_avgpool2d_forward_team(float *restrict y, const float *restrict x, int N,
+                                           int C, int H, int W, int Kh, int Kw, int sh, int sw,
+                                           int ph, int pw) {
+  int Ho = (H + 2 * ph - Kh) / sh + 1, Wo = (W + 2 * pw - Kw) / sw + 1;
+  float div = (float)(Kh * Kw);
+#pragma omp for schedule(static)
+  for (int nc = 0; nc < N * C; nc++) {
+    const float *xp = x + (size_t)nc * H * W;
+    float *yp = y + (size_t)nc * Ho * Wo;
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++) {
+        float s = 0.0f;
+        for (int i = 0; i < Kh; i++)
+          for (int j = 0; j < Kw; j++) {
+            int h = oh * sh - ph + i, ww = ow * sw - pw + j;
+            if (h >= 0 && h < H && ww >= 0 && ww < W) s += xp[h * W + ww];
+          }
+        yp[oh * Wo + ow] = s / div;
+      }
+  }
+}
+
+NK_INLINE void nncc_avgpool2d_backward_team(float *restrict dx, const float *restrict dy, int N,
+                                            int C, int H, int W, int Kh, int Kw, int sh, int sw,
+                                            int ph, int pw) {
+  int Ho = (H + 2 * ph - Kh) / sh + 1, Wo = (W + 2 * pw - Kw) / sw + 1;
+  float div = (float)(Kh * Kw);
+#pragma omp for schedule(static)
+  for (int nc = 0; nc < N * C; nc++) {
+    const float *dp = dy + (size_t)nc * Ho * Wo;
+    float *gp = dx + (size_t)nc * H * W;
+    memset(gp, 0, (size_t)H * W * sizeof(float));
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++) {
+        float g = dp[oh * Wo + ow] / div;
+        for (int i = 0; i < Kh; i++)
+          for (int j = 0; j < Kw; j++) {
+            int h = oh * sh - ph + i, ww = ow * sw - pw + j;
+            if (h >= 0 && h < H && ww >= 0 && ww < W) gp[h * W + ww] += g;
+          }
+      }
+  }
+}
+
+/* y = max(x, 0) (NaN kept); dx = y > 0 ? dy : 0, from the saved output y */
+NK_INLINE void nncc_relu_forward_team(float *restrict y, const float *restrict x, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = nk_relu1(x[i]);
+}
+
+NK_INLINE void nncc_relu_backward_team(float *restrict dx, const float *restrict dy,
+                                       const float *restrict y, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = nk_gate1(dy[i], y[i]);
+}
+
+#define NK_WRAP(name, params, args) \
+  static inline void nncc_##name params { NK_PRAGMA(omp parallel) nncc_##name##_team args; }
+NK_WRAP(maxpool2d_forward, (float *y, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw),
+        (y, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw))
+NK_WRAP(maxpool2d_backward, (float *dx, const float *dy, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw),
+        (dx, dy, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw))
+NK_WRAP(avgpool2d_forward, (float *y, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw),
+        (y, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw))
+NK_WRAP(avgpool2d_backward, (float *dx, const float *dy, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw),
+        (dx, dy, N, C, H, W, Kh, Kw, sh, sw, ph, pw))
+NK_WRAP(relu_forward, (float *y, const float *x, size_t n), (y, x, n))
+NK_WRAP(relu_backward, (float *dx, const float *dy, const float *y, size_t n), (dx, dy, y, n))
+#undef NK_WRAP
+
+#endif /* NNCC_KERNELS_H */

@@ -1,0 +1,434 @@
+/*
+ * test_kernels.c -- runtime/nncc_kernels.h against naive double-precision
+ * references, plus determinism: 1 thread vs 2 threads must give the same
+ * bits. With NNCC_KERNELS_DUMP=FILE set, a bit-exact hex dump of a fixed set
+ * of results is written to FILE (cross_compiler.sh diffs gcc, clang and the
+ * portable non-AVX-512 build with it).
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "nncc_kernels.h"
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static uint64_t rng_state;
+static float frand(void) { /* uniform in [-1, 1), reproducible */
+  rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+  return (float)((rng_state >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
+static float *rand_buf(size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof(float));
+  for (size_t i = 0; i < n; i++) p[i] = frand();
+  return p;
+}
+static void *scratch_buf(size_t bytes) {
+  void *p = aligned_alloc(64, nk_align64(bytes ? bytes : 64));
+  memset(p, 0xA5, nk_align64(bytes ? bytes : 64)); /* garbage: kernels must not read it */
+  return p;
+}
+static void set_threads(int t) {
+#ifdef _OPENMP
+  omp_set_num_threads(t);
+#else
+  (void)t;
+#endif
+}
+
+/* |got - ref| <= tol * scale for every element; scale[i] is the sum of the
+ * absolute values of the terms that make up ref[i] */
+static void expect_close(const char *what, const float *got, const double *ref,
+                         const double *scale, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    double err = fabs((double)got[i] - ref[i]);
+    double tol = 1e-5 * scale[i] + 1e-30;
+    ck_assert_msg(err <= tol, "%s[%zu]: got %.9g want %.9g (err %.3g, tol %.3g)", what, i,
+                  (double)got[i], ref[i], err, tol);
+  }
+}
+
+/* ---- convolution ------------------------------------------------------ */
+
+typedef struct { int N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw; } Conv;
+#define HO(c) (((c).H + 2 * (c).ph - (c).Kh) / (c).sh + 1)
+#define WO(c) (((c).W + 2 * (c).pw - (c).Kw) / (c).sw + 1)
+
+static const Conv conv_shapes[] = {
+    {1, 1, 5, 5, 1, 1, 1, 1, 1, 0, 0},    {2, 1, 7, 6, 3, 3, 3, 1, 1, 1, 1},
+    {3, 2, 9, 11, 5, 3, 3, 2, 2, 1, 1},   {7, 3, 8, 8, 17, 5, 5, 1, 1, 2, 2},
+    {2, 4, 10, 7, 16, 1, 1, 1, 1, 3, 3},  {5, 3, 13, 9, 9, 5, 5, 2, 2, 0, 0},
+    {1, 5, 6, 6, 20, 3, 3, 1, 1, 3, 3},   {4, 16, 12, 12, 32, 5, 5, 1, 1, 0, 0},
+    {3, 8, 4, 4, 33, 3, 3, 1, 1, 1, 1},   {2, 6, 2, 2, 40, 3, 3, 1, 1, 1, 1},
+    {6, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0}, {2, 3, 11, 11, 8, 3, 3, 2, 2, 3, 3},
+    {1, 2, 5, 5, 3, 5, 5, 2, 2, 2, 2},    {3, 7, 9, 5, 70, 3, 3, 1, 1, 0, 0},
+    {2, 3, 7, 9, 4, 3, 5, 2, 1, 1, 2},    {4, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0},
+    {3, 1, 6, 6, 2, 5, 5, 1, 1, 0, 0},    {2, 9, 3, 3, 24, 1, 1, 2, 2, 0, 0},
+};
+#define NCONV (int)(sizeof conv_shapes / sizeof conv_shapes[0])
+
+static void conv_ref_fwd(double *y, double *scale, const float *x, const float *w,
+                         const float *b, Conv c) {
+  int Ho = HO(c), Wo = WO(c);
+  for (int n = 0; n < c.N; n++)
+    for (int co = 0; co < c.Co; co++)
+      for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+          double s = b ? b[co] : 0.0, a = b ? fabs(b[co]) : 0.0;
+          for (int ci = 0; ci < c.Ci; ci++)
+            for (int kh = 0; kh < c.Kh; kh++)
+              for (int kw = 0; kw < c.Kw; kw++) {
+                int h = oh * c.sh - c.ph + kh, ww = ow * c.sw - c.pw + kw;
+                if (h < 0 || h >= c.H || ww < 0 || ww >= c.W) continue;
+                double t = (double)x[((n * c.Ci + ci) * c.H + h) * c.W + ww] *
+                           w[((co * c.Ci + ci) * c.Kh + kh) * c.Kw + kw];
+                s += t, a += fabs(t);
+              }
+          size_t i = ((size_t)(n * c.Co + co) * Ho + oh) * Wo + ow;
+          y[i] = s, scale[i] = a;
+        }
+}
+
+/* dx, dw, db (and scales) from the gated gradient g */
+static void conv_ref_bwd(double *dx, double *sdx, double *dw, double *sdw, double *db,
+                         double *sdb, const float *g, const float *x, const float *w, Conv c) {
+  int Ho = HO(c), Wo = WO(c);
+  size_t nx = (size_t)c.N * c.Ci * c.H * c.W, nw = (size_t)c.Co * c.Ci * c.Kh * c.Kw;
+  memset(dx, 0, nx * sizeof(double)), memset(sdx, 0, nx * sizeof(double));
+  memset(dw, 0, nw * sizeof(double)), memset(sdw, 0, nw * sizeof(double));
+  memset(db, 0, c.Co * sizeof(double)), memset(sdb, 0, c.Co * sizeof(double));
+  for (int n = 0; n < c.N; n++)
+    for (int co = 0; co < c.Co; co++)
+      for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+          double gv = g[((size_t)(n * c.Co + co) * Ho + oh) * Wo + ow];
+          db[co] += gv, sdb[co] += fabs(gv);
+          for (int ci = 0; ci < c.Ci; ci++)
+            for (int kh = 0; kh < c.Kh; kh++)
+              for (int kw = 0; kw < c.Kw; kw++) {
+                int h = oh * c.sh - c.ph + kh, ww = ow * c.sw - c.pw + kw;
+                if (h < 0 || h >= c.H || ww < 0 || ww >= c.W) continue;
+                size_t xi = ((size_t)(n * c.Ci + ci) * c.H + h) * c.W + ww;
+                size_t wi = ((size_t)(co * c.Ci + ci) * c.Kh + kh) * c.Kw + kw;
+                dx[xi] += gv * w[wi], sdx[xi] += fabs(gv * w[wi]);
+                dw[wi] += gv * x[xi], sdw[wi] += fabs(gv * x[xi]);
+              }
+        }
+}
+
+/* all outputs of one forward + backward, run with nthreads threads */
+typedef struct { float *y, *dx, *dw, *db; } ConvOut;
+
+static ConvOut conv_run(Conv c, const float *x, const float *w, const float *b, const float *dy,
+                        const float *ymask, int relu, int want_dx, int nthreads) {
+  int Ho = HO(c), Wo = WO(c);
+  ConvOut o;
+  o.y = malloc((size_t)c.N * c.Co * Ho * Wo * sizeof(float));
+  o.dx = want_dx ? malloc((size_t)c.N * c.Ci * c.H * c.W * sizeof(float)) : NULL;
+  o.dw = malloc((size_t)c.Co * c.Ci * c.Kh * c.Kw * sizeof(float));
+  o.db = malloc((size_t)c.Co * sizeof(float));
+  set_threads(nthreads);
+  void *s1 = scratch_buf(nncc_conv2d_forward_scratch(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh,
+                                                     c.sw, c.ph, c.pw));
+  nncc_conv2d_forward(o.y, x, w, b, s1, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.ph,
+                      c.pw, relu);
+  void *s2 = scratch_buf(nncc_conv2d_backward_scratch(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw,
+                                                      c.sh, c.sw, c.ph, c.pw));
+  nncc_conv2d_backward(o.dx, o.dw, o.db, dy, ymask, x, w, s2, c.N, c.Ci, c.H, c.W, c.Co, c.Kh,
+                       c.Kw, c.sh, c.sw, c.ph, c.pw);
+  free(s1), free(s2);
+  return o;
+}
+static void conv_free(ConvOut o) { free(o.y), free(o.dx), free(o.dw), free(o.db); }
+
+/* forward with/without bias and ReLU; backward with/without the ReLU gate */
+START_TEST(test_conv_vs_reference) {
+  Conv c = conv_shapes[_i];
+  int Ho = HO(c), Wo = WO(c);
+  size_t nx = (size_t)c.N * c.Ci * c.H * c.W, nw = (size_t)c.Co * c.Ci * c.Kh * c.Kw;
+  size_t ny = (size_t)c.N * c.Co * Ho * Wo;
+  rng_state = 1000 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
+  double *ry = malloc(ny * sizeof(double)), *sy = malloc(ny * sizeof(double));
+  double *rdx = malloc(nx * sizeof(double)), *sdx = malloc(nx * sizeof(double));
+  double *rdw = malloc(nw * sizeof(double)), *sdw = malloc(nw * sizeof(double));
+  double *rdb = malloc(c.Co * sizeof(double)), *sdb = malloc(c.Co * sizeof(double));
+  float *g = malloc(ny * sizeof(float));
+  for (int variant = 0; variant < 2; variant++) {
+    int relu = variant == 1;
+    const float *bias = variant == 1 ? b : NULL;
+    ConvOut o = conv_run(c, x, w, bias, dy, relu ? NULL : NULL, relu, 1, 2);
+    conv_ref_fwd(ry, sy, x, w, bias, c);
+    if (relu)
+      for (size_t i = 0; i < ny; i++) ry[i] = ry[i] > 0 ? ry[i] : 0;
+    expect_close("y", o.y, ry, sy, ny);
+    /* backward gated by the (post-ReLU) forward output */
+    conv_free(o);
+    o = conv_run(c, x, w, bias, dy, NULL, relu, 1, 2);
+    float *ysave = o.y;
+    o.y = NULL;
+    conv_free(o);
+    o = conv_run(c, x, w, bias, dy, relu ? ysave : NULL, relu, 1, 2);
+    for (size_t i = 0; i < ny; i++) g[i] = relu ? (ysave[i] > 0 ? dy[i] : 0) : dy[i];
+    conv_ref_bwd(rdx, sdx, rdw, sdw, rdb, sdb, g, x, w, c);
+    expect_close("dx", o.dx, rdx, sdx, nx);
+    expect_close("dw", o.dw, rdw, sdw, nw);
+    expect_close("db", o.db, rdb, sdb, c.Co);
+    free(ysave);
+    conv_free(o);
+  }
+  free(x), free(w), free(b), free(dy), free(g);
+  free(ry), free(sy), free(rdx), free(sdx), free(rdw), free(sdw), free(rdb), free(sdb);
+}
+END_TEST
+
+/* dx may be skipped; dw and db must not change */
+START_TEST(test_conv_skip_dx) {
+  Conv c = {3, 2, 9, 8, 5, 3, 3, 1, 1, 1, 1};
+  size_t ny = (size_t)c.N * c.Co * HO(c) * WO(c);
+  rng_state = 7;
+  float *x = rand_buf((size_t)c.N * c.Ci * c.H * c.W), *w = rand_buf((size_t)c.Co * c.Ci * 9);
+  float *dy = rand_buf(ny);
+  ConvOut a = conv_run(c, x, w, NULL, dy, NULL, 0, 1, 2);
+  ConvOut b = conv_run(c, x, w, NULL, dy, NULL, 0, 0, 2);
+  ck_assert(memcmp(a.dw, b.dw, (size_t)c.Co * c.Ci * 9 * sizeof(float)) == 0);
+  ck_assert(memcmp(a.db, b.db, (size_t)c.Co * sizeof(float)) == 0);
+  conv_free(a), conv_free(b);
+  free(x), free(w), free(dy);
+}
+END_TEST
+
+/* the same bits from 1 and 2 threads, ReLU and gate on */
+START_TEST(test_conv_threads) {
+  Conv c = conv_shapes[_i];
+  int Ho = HO(c), Wo = WO(c);
+  size_t nx = (size_t)c.N * c.Ci * c.H * c.W, nw = (size_t)c.Co * c.Ci * c.Kh * c.Kw;
+  size_t ny = (size_t)c.N * c.Co * Ho * Wo;
+  rng_state = 2000 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
+  float *mask = rand_buf(ny);
+  ConvOut o1 = conv_run(c, x, w, b, dy, mask, 1, 1, 1);
+  ConvOut o2 = conv_run(c, x, w, b, dy, mask, 1, 1, 2);
+  ck_assert(memcmp(o1.y, o2.y, ny * sizeof(float)) == 0);
+  ck_assert(memcmp(o1.dx, o2.dx, nx * sizeof(float)) == 0);
+  ck_assert(memcmp(o1.dw, o2.dw, nw * sizeof(float)) == 0);
+  ck_assert(memcmp(o1.db, o2.db, c.Co * sizeof(float)) == 0);
+  conv_free(o1), conv_free(o2);
+  free(x), free(w), free(b), free(dy), free(mask);
+}
+END_TEST
+
+/* ---- linear ----------------------------------------------------------- */
+
+typedef struct { int N, I, O; } Lin;
+static const Lin lin_shapes[] = {{1, 1, 1},   {7, 5, 3},     {9, 17, 33},  {16, 64, 48},
+                                 {13, 576, 100}, {3, 100, 10}, {20, 33, 70}, {8, 48, 129}};
+#define NLIN (int)(sizeof lin_shapes / sizeof lin_shapes[0])
+
+typedef struct { float *y, *dx, *dw, *db; } LinOut;
+static LinOut lin_run(Lin l, const float *x, const float *w, const float *b, const float *dy,
+                      const float *ymask, int relu, int nthreads) {
+  LinOut o;
+  o.y = malloc((size_t)l.N * l.O * sizeof(float));
+  o.dx = malloc((size_t)l.N * l.I * sizeof(float));
+  o.dw = malloc((size_t)l.O * l.I * sizeof(float));
+  o.db = malloc((size_t)l.O * sizeof(float));
+  set_threads(nthreads);
+  void *s1 = scratch_buf(nncc_linear_forward_scratch(l.N, l.I, l.O));
+  void *s2 = scratch_buf(nncc_linear_backward_scratch(l.N, l.I, l.O));
+  nncc_linear_forward(o.y, x, w, b, s1, l.N, l.I, l.O, relu);
+  nncc_linear_backward(o.dx, o.dw, o.db, dy, ymask, x, w, s2, l.N, l.I, l.O);
+  free(s1), free(s2);
+  return o;
+}
+static void lin_free(LinOut o) { free(o.y), free(o.dx), free(o.dw), free(o.db); }
+
+START_TEST(test_linear_vs_reference) {
+  Lin l = lin_shapes[_i];
+  rng_state = 3000 + _i;
+  float *x = rand_buf((size_t)l.N * l.I), *w = rand_buf((size_t)l.O * l.I);
+  float *b = rand_buf(l.O), *dy = rand_buf((size_t)l.N * l.O);
+  size_t ny = (size_t)l.N * l.O, nx = (size_t)l.N * l.I, nw = (size_t)l.O * l.I;
+  double *ry = malloc(ny * 8), *sy = malloc(ny * 8), *rdx = calloc(nx, 8), *sdx = calloc(nx, 8);
+  double *rdw = calloc(nw, 8), *sdw = calloc(nw, 8), *rdb = calloc(l.O, 8), *sdb = calloc(l.O, 8);
+  float *g = malloc(ny * sizeof(float));
+  LinOut o0 = lin_run(l, x, w, b, dy, NULL, 1, 2); /* y for the gate */
+  LinOut o = lin_run(l, x, w, b, dy, o0.y, 1, 2);
+  for (int n = 0; n < l.N; n++)
+    for (int k = 0; k < l.O; k++) {
+      double s = b[k], a = fabs(b[k]);
+      for (int i = 0; i < l.I; i++) {
+        double t = (double)x[n * l.I + i] * w[k * l.I + i];
+        s += t, a += fabs(t);
+      }
+      ry[n * l.O + k] = s > 0 ? s : 0, sy[n * l.O + k] = a;
+      g[n * l.O + k] = o0.y[n * l.O + k] > 0 ? dy[n * l.O + k] : 0;
+    }
+  for (int n = 0; n < l.N; n++)
+    for (int k = 0; k < l.O; k++) {
+      double gv = g[n * l.O + k];
+      rdb[k] += gv, sdb[k] += fabs(gv);
+      for (int i = 0; i < l.I; i++) {
+        rdx[n * l.I + i] += gv * w[k * l.I + i], sdx[n * l.I + i] += fabs(gv * w[k * l.I + i]);
+        rdw[k * l.I + i] += gv * x[n * l.I + i], sdw[k * l.I + i] += fabs(gv * x[n * l.I + i]);
+      }
+    }
+  expect_close("y", o.y, ry, sy, ny);
+  expect_close("dx", o.dx, rdx, sdx, nx);
+  expect_close("dw", o.dw, rdw, sdw, nw);
+  expect_close("db", o.db, rdb, sdb, l.O);
+  LinOut o1 = lin_run(l, x, w, b, dy, o0.y, 1, 1);
+  ck_assert(memcmp(o.y, o1.y, ny * 4) == 0 && memcmp(o.dx, o1.dx, nx * 4) == 0);
+  ck_assert(memcmp(o.dw, o1.dw, nw * 4) == 0 && memcmp(o.db, o1.db, l.O * 4) == 0);
+  lin_free(o0), lin_free(o), lin_free(o1);
+  free(x), free(w), free(b), free(dy), free(g);
+  free(ry), free(sy), free(rdx), free(sdx), free(rdw), free(sdw), free(rdb), free(sdb);
+}
+END_TEST
+
+/* ---- pooling and ReLU ------------------------------------------------- */
+
+typedef struct { int N, C, H, W, Kh, Kw, sh, sw, ph, pw; } Pool;
+static const Pool pool_shapes[] = {{2, 3, 8, 8, 2, 2, 2, 2, 0, 0},   {1, 2, 7, 9, 3, 3, 2, 2, 1, 1},
+                                   {3, 1, 5, 6, 3, 2, 1, 1, 1, 0},   {2, 4, 24, 24, 2, 2, 2, 2, 0, 0},
+                                   {1, 3, 6, 6, 3, 3, 3, 3, 0, 0}};
+#define NPOOL (int)(sizeof pool_shapes / sizeof pool_shapes[0])
+
+START_TEST(test_pool_vs_reference) {
+  Pool p = pool_shapes[_i];
+  int Ho = (p.H + 2 * p.ph - p.Kh) / p.sh + 1, Wo = (p.W + 2 * p.pw - p.Kw) / p.sw + 1;
+  size_t nx = (size_t)p.N * p.C * p.H * p.W, ny = (size_t)p.N * p.C * Ho * Wo;
+  rng_state = 4000 + _i;
+  float *x = rand_buf(nx), *dy = rand_buf(ny);
+  for (size_t i = 0; i < nx; i += 5) x[i] = x[i / 2]; /* ties: first max wins */
+  for (size_t i = 0; i < nx; i += 7) x[i] = 0.25f;
+  float *y = malloc(ny * 4), *dx = malloc(nx * 4), *ya = malloc(ny * 4), *dxa = malloc(nx * 4);
+  double *rdx = calloc(nx, 8), *rdxa = calloc(nx, 8);
+  set_threads(2);
+  nncc_maxpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw);
+  nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw);
+  nncc_avgpool2d_forward(ya, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw);
+  nncc_avgpool2d_backward(dxa, dy, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw);
+  for (int nc = 0; nc < p.N * p.C; nc++)
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++) {
+        int best = -1;
+        double s = 0;
+        for (int i = 0; i < p.Kh; i++)
+          for (int j = 0; j < p.Kw; j++) {
+            int h = oh * p.sh - p.ph + i, w = ow * p.sw - p.pw + j;
+            if (h < 0 || h >= p.H || w < 0 || w >= p.W) continue;
+            size_t xi = (size_t)nc * p.H * p.W + h * p.W + w;
+            s += x[xi];
+            if (best < 0 || x[xi] > x[best]) best = (int)xi;
+          }
+        size_t yi = (size_t)nc * Ho * Wo + oh * Wo + ow;
+        ck_assert_msg(y[yi] == x[best], "maxpool y[%zu]", yi);
+        rdx[best] += dy[yi];
+        ck_assert_msg(fabs(ya[yi] - s / (p.Kh * p.Kw)) <= 1e-6, "avgpool y[%zu]", yi);
+        for (int i = 0; i < p.Kh; i++)
+          for (int j = 0; j < p.Kw; j++) {
+            int h = oh * p.sh - p.ph + i, w = ow * p.sw - p.pw + j;
+            if (h < 0 || h >= p.H || w < 0 || w >= p.W) continue;
+            rdxa[(size_t)nc * p.H * p.W + h * p.W + w] += (double)dy[yi] / (p.Kh * p.Kw);
+          }
+      }
+  for (size_t i = 0; i < nx; i++) {
+    ck_assert_msg(fabs(dx[i] - rdx[i]) <= 1e-6, "maxpool dx[%zu]: %g vs %g", i, dx[i], rdx[i]);
+    ck_assert_msg(fabs(dxa[i] - rdxa[i]) <= 1e-6, "avgpool dx[%zu]", i);
+  }
+  free(x), free(dy), free(y), free(dx), free(ya), free(dxa), free(rdx), free(rdxa);
+}
+END_TEST
+
+START_TEST(test_relu) {
+  float x[6] = {-1.0f, 0.0f, -0.0f, 2.5f, NAN, 1e-30f}, y[6], dx[6];
+  float dy[6] = {1, 2, 3, 4, 5, 6};
+  nncc_relu_forward(y, x, 6);
+  nncc_relu_backward(dx, dy, y, 6);
+  ck_assert(y[0] == 0.0f && !signbit(y[0]) && y[1] == 0.0f && y[2] == 0.0f && !signbit(y[2]));
+  ck_assert(y[3] == 2.5f && isnan(y[4]) && y[5] == 1e-30f);
+  ck_assert(dx[0] == 0 && dx[1] == 0 && dx[2] == 0 && dx[3] == 4 && dx[4] == 0 && dx[5] == 6);
+}
+END_TEST
+
+/* ---- bit-exact dump for cross-compiler comparison --------------------- */
+
+static void dump(FILE *f, const char *name, const float *p, size_t n) {
+  fprintf(f, "%s %zu\n", name, n);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &p[i], 4);
+    fprintf(f, "%08x%c", u, i % 8 == 7 ? '\n' : ' ');
+  }
+  fputc('\n', f);
+}
+
+static void write_dump(const char *path) {
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    perror(path);
+    exit(1);
+  }
+  for (int i = 0; i < NCONV; i++) {
+    Conv c = conv_shapes[i];
+    size_t nx = (size_t)c.N * c.Ci * c.H * c.W, nw = (size_t)c.Co * c.Ci * c.Kh * c.Kw;
+    size_t ny = (size_t)c.N * c.Co * HO(c) * WO(c);
+    rng_state = 5000 + i;
+    float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
+    float *mask = rand_buf(ny);
+    ConvOut o = conv_run(c, x, w, b, dy, mask, 1, 1, 2);
+    dump(f, "conv.y", o.y, ny), dump(f, "conv.dx", o.dx, nx);
+    dump(f, "conv.dw", o.dw, nw), dump(f, "conv.db", o.db, c.Co);
+    conv_free(o);
+    free(x), free(w), free(b), free(dy), free(mask);
+  }
+  for (int i = 0; i < NLIN; i++) {
+    Lin l = lin_shapes[i];
+    rng_state = 6000 + i;
+    float *x = rand_buf((size_t)l.N * l.I), *w = rand_buf((size_t)l.O * l.I);
+    float *b = rand_buf(l.O), *dy = rand_buf((size_t)l.N * l.O), *m = rand_buf((size_t)l.N * l.O);
+    LinOut o = lin_run(l, x, w, b, dy, m, 1, 2);
+    dump(f, "lin.y", o.y, (size_t)l.N * l.O), dump(f, "lin.dx", o.dx, (size_t)l.N * l.I);
+    dump(f, "lin.dw", o.dw, (size_t)l.O * l.I), dump(f, "lin.db", o.db, l.O);
+    lin_free(o);
+    free(x), free(w), free(b), free(dy), free(m);
+  }
+  fclose(f);
+}
+
+static Suite *kernels_suite(void) {
+  Suite *s = suite_create("kernels");
+  TCase *tc = tcase_create("conv");
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, test_conv_vs_reference, 0, NCONV);
+  tcase_add_loop_test(tc, test_conv_threads, 0, NCONV);
+  tcase_add_test(tc, test_conv_skip_dx);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("linear");
+  tcase_add_loop_test(tc, test_linear_vs_reference, 0, NLIN);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("pool_relu");
+  tcase_add_loop_test(tc, test_pool_vs_reference, 0, NPOOL);
+  tcase_add_test(tc, test_relu);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  const char *path = getenv("NNCC_KERNELS_DUMP");
+  if (path) {
+    write_dump(path);
+    return 0;
+  }
+  SRunner *sr = srunner_create(kernels_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
