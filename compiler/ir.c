@@ -315,11 +315,28 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
   }
   if (strcmp(after, "parse") == 0)
     return;
+  if (g->planned) {
+    buf_puts(out, "; buffers (arena offset, bytes):\n");
+    for (int b = 0; b < g->nbufs; b++) {
+      Buffer *buf = &g->bufs[b];
+      if (buf->external)
+        buf_printf(out, ";   %-28s %14s  %12s  (%s)\n", buf->name, "-", fmt_count(buf->bytes), buf->external);
+      else if (buf->alias >= 0)
+        buf_printf(out, ";   %-28s %14s  %12s  (view of %s)\n", buf->name, "-", fmt_count(buf->bytes),
+                   g->bufs[buf->alias].name);
+      else
+        buf_printf(out, ";   %-28s %14s  %12s\n", buf->name, fmt_count(buf->offset), fmt_count(buf->bytes));
+    }
+  }
   buf_printf(out, "; parameters: %s (%s f32)\n", fmt_count(params), bytes_str(params * 4));
   buf_printf(out, "; forward FLOPs: %s (%s)\n", fmt_count(fwd), human((double)fwd, "FLOP"));
   buf_printf(out, "; training step FLOPs (forward + backward): %s (%s)\n", fmt_count(fwd + bwd),
              human((double)(fwd + bwd), "FLOP"));
   buf_printf(out, "; activation bytes: %s (%s)\n", fmt_count(act), bytes_str(act));
+  if (g->planned)
+    buf_printf(out, "; training arena: %s bytes (%s), naive sum of its tensors %s (%s)\n",
+               fmt_count(g->arena_bytes), bytes_str(g->arena_bytes), fmt_count(g->naive_bytes),
+               bytes_str(g->naive_bytes));
   const TrainCfg *t = &g->train;
   if (t->optim == OPT_ADAM)
     buf_printf(out, "; train: adam lr=%g betas=[%g, %g] eps=%g weight_decay=%g", t->lr, t->beta1,

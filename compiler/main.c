@@ -22,7 +22,7 @@ typedef struct Options {
   int opt_level;
 } Options;
 
-static const char *pass_names[] = {"parse", "shape"};
+static const char *pass_names[] = {"parse", "shape", "plan"};
 enum { NPASSES = sizeof pass_names / sizeof *pass_names };
 
 static void usage(FILE *fp) {
@@ -34,7 +34,7 @@ static void usage(FILE *fp) {
           "options:\n"
           "  -o FILE             write the output to FILE (atomically) instead of stdout\n"
           "  --dump-ir           print the IR (after the last pass)\n"
-          "  --dump-after=PASS   print the IR after PASS: parse, shape\n"
+          "  --dump-after=PASS   print the IR after PASS: parse, shape, plan\n"
           "  --dump-dot          print the graph in Graphviz DOT\n"
           "  -O0, -O1            passes off / on (default -O1)\n"
           "  --help              this text\n"
@@ -71,7 +71,7 @@ static Options parse_args(int argc, char **argv) {
       for (int p = 0; p < NPASSES; p++)
         known |= strcmp(o.dump_after, pass_names[p]) == 0;
       if (!known)
-        usage_error("unknown pass '%s' (passes: parse, shape)", o.dump_after);
+        usage_error("unknown pass '%s' (passes: parse, shape, plan)", o.dump_after);
     } else if (strcmp(a, "--dump-dot") == 0) {
       o.dump_dot = true;
     } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0) {
@@ -106,6 +106,11 @@ static Graph *front_end(const char *path, const Options *o, const char **last) {
     return g;
   shape_pass(g);
   ir_verify(g, *last = "shape");
+  if (stop_after(o, "shape"))
+    return g;
+  buffers_build(g);
+  plan_naive(g);
+  ir_verify(g, *last = "plan");
   return g;
 }
 
@@ -136,8 +141,8 @@ int main(int argc, char **argv) {
   } else if (!o.output) {
     usage_error("nothing to do for '%s': give -o OUT.c, --dump-ir or --dump-dot", o.input);
   } else {
-    fprintf(stderr, "nncc: error: code generation is not available in this build yet\n");
-    rc = 1;
+    emit_c(g, &out);
+    rc = write_output(o.output, &out);
   }
   buf_free(&out);
   pool_free_all();

@@ -241,6 +241,10 @@ typedef struct Node {
   int nparams;
 
   int nusers;                  /* recomputed by ir_count_users() */
+
+  /* Set by buffers_build() (plan.c): where the node's tensors live. */
+  bool needs_grad;             /* some parameter's gradient flows through it */
+  int act, grad, aux;          /* buffer ids, -1 for none */
 } Node;
 
 typedef enum OptimKind { OPT_ADAM, OPT_SGD } OptimKind;
@@ -252,6 +256,22 @@ typedef struct TrainCfg {
   Loc loc;
 } TrainCfg;
 
+/*
+ * A tensor of the training step that lives in the activation arena, or
+ * outside it (the runtime's input, logits and dlogits buffers).
+ */
+typedef enum BufKind { BUF_ACT, BUF_GRAD, BUF_AUX, BUF_TMP } BufKind;
+
+typedef struct Buffer {
+  char *name;          /* C identifier in the generated code: conv1, d_conv1 */
+  BufKind kind;
+  int node;            /* owner, -1 for the shared temporary */
+  int64_t bytes;
+  int64_t offset;      /* in the arena, 64-byte aligned; -1 when external */
+  const char *external;/* "s->input", "s->logits", "s->dlogits" or NULL */
+  int alias;           /* another buffer this one is a view of, or -1 */
+} Buffer;
+
 typedef struct Graph {
   char *name;
   SrcFile *file;
@@ -261,6 +281,13 @@ typedef struct Graph {
   int64_t pad;              /* input source: mnist(pad=p) */
   Loc source_loc;
   TrainCfg train;
+
+  Buffer *bufs;             /* set by buffers_build() and a plan */
+  int nbufs, bufcap;
+  int tmp;                  /* buffer for gradient contributions that add up */
+  int64_t arena_bytes;      /* planned size of all arena buffers */
+  int64_t naive_bytes;      /* the sum of their sizes */
+  bool planned;
 } Graph;
 
 Graph *graph_new(SrcFile *file);
@@ -286,5 +313,18 @@ Graph *elaborate(SrcFile *file, StmtList prog);
  * parameter shaped, the model well-formed; or a user error. */
 void shape_pass(Graph *g);
 
+
+/* ---- passes/plan.c -------------------------------------------------- */
+
+/* Decide which tensors the training step needs and give each a buffer. */
+void buffers_build(Graph *g);
+/* Requires: buffers_build().  Guarantees: every arena buffer has its own
+ * offset, none shared (the -O0 layout). */
+void plan_naive(Graph *g);
+
+/* ---- emit_c.c -------------------------------------------------------- */
+
+/* The C trainer for a planned graph. */
+void emit_c(Graph *g, Buf *out);
 
 #endif

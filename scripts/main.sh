@@ -9,5 +9,5 @@ command -v npm > /dev/null || need_packages npm
 
 cmake -S . -B build/gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF > /dev/null
 cmake --build build/gcc -j "$(nproc 2>/dev/null || echo 2)"
-sh scripts/fetch_mnist.sh
+bash scripts/fetch_mnist.sh
 build/gcc/nncc --dump-ir models/mnist_cnn.nn

@@ -1,0 +1,655 @@
+/*
+ * emit_c.c -- the back end: a planned graph -> one C file that trains it.
+ *
+ * The file has a kernel pair per node, <node>_forward and <node>_backward,
+ * with every size a literal, then forward() and backward(), which call them
+ * in order inside one OpenMP parallel region each (a barrier between
+ * nodes), and the NnccModel that hands them to the runtime's nncc_main().
+ * Convolutions, linear layers, pooling and ReLU call the team kernels of
+ * runtime/nncc_kernels.h; the simple ops are written out here.
+ *
+ * Everything is a pure function of the graph: the same .nn gives the same
+ * bytes.
+ */
+#include "nncc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Emit {
+  Graph *g;
+  Buf *out;
+  bool *used;      /* arena buffers the current step function touches */
+  bool *written;   /* backward: gradients already holding a contribution */
+} Emit;
+
+static long long ll(int64_t v) { return (long long)v; }
+
+/* The shortest decimal that reads back as v, always with a '.' or an
+ * exponent so that C sees a floating constant: 0.1, 1e-05, 2.0 */
+static char *real(double v, bool as_float) {
+  char *s = NULL;
+  for (int prec = 1; prec <= 17; prec++) {
+    s = format("%.*g", prec, v);
+    if (as_float ? (float)strtod(s, NULL) == (float)v : strtod(s, NULL) == v)
+      break;
+  }
+  if (!strpbrk(s, ".en"))
+    s = format("%s.0", s);
+  return as_float ? format("%sf", s) : s;
+}
+
+/* ---- names and pointers ---------------------------------------------------- */
+
+static int root(Graph *g, int b) {
+  while (g->bufs[b].alias >= 0)
+    b = g->bufs[b].alias;
+  return b;
+}
+
+/* The C expression for buffer b inside a step function. */
+static const char *ptr(Emit *E, int b) {
+  b = root(E->g, b);
+  if (E->g->bufs[b].external)
+    return E->g->bufs[b].external;
+  E->used[b] = true;
+  return E->g->bufs[b].name;
+}
+
+static char *shape(const int64_t *dims, int rank) {
+  Buf b = {0};
+  buf_puts(&b, "[");
+  for (int i = 0; i < rank; i++)
+    buf_printf(&b, "%s%lld", i ? "," : "", ll(dims[i]));
+  buf_puts(&b, "]");
+  char *s = xstrdup(b.data);
+  buf_free(&b);
+  return s;
+}
+
+static char *fn_name(const Node *n) {
+  char *s = xstrdup(n->name);
+  for (char *p = s; *p; p++)
+    if (*p == '.')
+      *p = '_';
+  return s;
+}
+
+/* Offset of the node's k-th parameter in the parameter block, in floats. */
+static int64_t *param_offsets;
+
+static int64_t param_off(const Node *n, int k) {
+  return param_offsets[n->id * MAX_PARAMS + k];
+}
+
+static const char *param_ref(const char *block, const Node *n, int k) {
+  return format("%s + %lld /* %s */", block, ll(param_off(n, k)), n->params[k].name);
+}
+
+/* ---- the kernels of each op ---------------------------------------------- */
+
+/* Forward: one call per node inside forward()'s parallel region. */
+static void call_forward(Emit *E, Node *n) {
+  Graph *g = E->g;
+  Node *x = n->nin ? g->nodes[n->in[0]] : NULL;
+  const char *y = ptr(E, n->act);
+  const char *xs = x ? ptr(E, x->act) : NULL;
+  Buf *o = E->out;
+  char *f = fn_name(n);
+  switch (n->op) {
+  case OP_CONV2D:
+    buf_printf(o, "    %s_forward(%s, %s, %s, %s, scratch);\n", f, y, xs, param_ref("P", n, 0),
+               n->bias ? param_ref("P", n, 1) : "NULL");
+    return;
+  case OP_LINEAR:
+    buf_printf(o, "    %s_forward(%s, %s, %s, %s, scratch);\n", f, y, xs, param_ref("P", n, 0),
+               n->bias ? param_ref("P", n, 1) : "NULL");
+    return;
+  case OP_BATCHNORM2D:
+    buf_printf(o, "    %s_forward(%s, %s, %s, %s, %s, %s, %s, %s, training);\n", f, y, xs,
+               param_ref("P", n, 0), param_ref("P", n, 1), param_ref("P", n, 2),
+               param_ref("P", n, 3), param_ref("P", n, 4), ptr(E, n->aux));
+    return;
+  case OP_DROPOUT:
+    buf_printf(o, "    %s_forward(%s, %s, s->seed, s->step, training);\n", f, y, xs);
+    return;
+  case OP_ADD:
+    buf_printf(o, "    %s_forward(%s, %s, %s);\n", f, y, xs, ptr(E, g->nodes[n->in[1]]->act));
+    return;
+  case OP_FLATTEN:
+    if (root(g, n->act) == root(g, x->act))
+      buf_printf(o, "    /* %s: a view of %s */\n", n->name, x->name);
+    else
+      buf_printf(o, "    copy(%s, %s, %lld);\n", y, xs, ll(node_numel(n)));
+    return;
+  default:
+    buf_printf(o, "    %s_forward(%s, %s);\n", f, y, xs);
+  }
+}
+
+/* Where the gradient for input j of n goes: straight into the input's
+ * gradient if this is its first contribution, else into grad_tmp (then added). */
+static const char *grad_target(Emit *E, Node *n, int j, bool *accumulate) {
+  Node *x = E->g->nodes[n->in[j]];
+  int b = root(E->g, x->grad);
+  *accumulate = E->written[b];
+  E->written[b] = true;
+  return *accumulate ? ptr(E, E->g->tmp) : ptr(E, x->grad);
+}
+
+static void add_tmp(Emit *E, Node *n, int j) {
+  Node *x = E->g->nodes[n->in[j]];
+  buf_printf(E->out, "#pragma omp barrier\n    accumulate(%s, %s, %lld);\n", ptr(E, x->grad),
+             ptr(E, E->g->tmp), ll(node_numel(x)));
+}
+
+/* Backward: gradients of n's inputs and parameters from n's own gradient. */
+static void call_backward(Emit *E, Node *n) {
+  Graph *g = E->g;
+  Buf *o = E->out;
+  char *f = fn_name(n);
+  Node *x = n->nin ? g->nodes[n->in[0]] : NULL;
+  if (n->op == OP_FLATTEN && root(g, n->act) == root(g, x->act)) {
+    buf_printf(o, "    /* %s: a view, its gradient is d_%s's */\n", n->name, fn_name(x));
+    return;
+  }
+  const char *dy = ptr(E, n->grad);
+  bool acc[2] = {false, false};
+  const char *dx[2] = {"NULL", "NULL"};
+  for (int j = 0; j < n->nin; j++)
+    if (g->nodes[n->in[j]]->needs_grad)
+      dx[j] = grad_target(E, n, j, &acc[j]);
+  switch (n->op) {
+  case OP_CONV2D:
+  case OP_LINEAR:
+    buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s, %s, scratch);\n", f, dx[0],
+               param_ref("G", n, 0), n->bias ? param_ref("G", n, 1) : "NULL", dy, ptr(E, x->act),
+               param_ref("P", n, 0));
+    break;
+  case OP_BATCHNORM2D:
+    buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s, %s, %s);\n", f, dx[0], param_ref("G", n, 0),
+               param_ref("G", n, 1), dy, ptr(E, x->act), param_ref("P", n, 0), ptr(E, n->aux));
+    break;
+  case OP_RELU:
+    if (x->needs_grad)
+      buf_printf(o, "    %s_backward(%s, %s, %s);\n", f, dx[0], dy, ptr(E, n->act));
+    break;
+  case OP_MAXPOOL2D:
+    if (x->needs_grad)
+      buf_printf(o, "    %s_backward(%s, %s, %s);\n", f, dx[0], dy, ptr(E, x->act));
+    break;
+  case OP_DROPOUT:
+    if (x->needs_grad)
+      buf_printf(o, "    %s_backward(%s, %s, s->seed, s->step);\n", f, dx[0], dy);
+    break;
+  case OP_ADD:
+    for (int j = 0; j < 2; j++)
+      if (g->nodes[n->in[j]]->needs_grad)
+        buf_printf(o, "    copy(%s, %s, %lld);\n", dx[j], dy, ll(node_numel(n)));
+    break;
+  case OP_FLATTEN:
+    if (x->needs_grad)
+      buf_printf(o, "    copy(%s, %s, %lld);\n", dx[0], dy, ll(node_numel(n)));
+    break;
+  default:
+    if (x->needs_grad)
+      buf_printf(o, "    %s_backward(%s, %s);\n", f, dx[0], dy);
+  }
+  for (int j = 0; j < n->nin; j++)
+    if (acc[j])
+      add_tmp(E, n, j);
+}
+
+/* ---- kernel definitions ------------------------------------------------------ */
+
+static void define_kernels(Emit *E, Node *n) {
+  Graph *g = E->g;
+  Buf *o = E->out;
+  Node *x = n->nin ? g->nodes[n->in[0]] : NULL;
+  char *f = fn_name(n);
+  int line, col;
+  loc_line_col(n->loc, &line, &col);
+  buf_printf(o, "/* %s = %s(", n->name, op_name(n->op));
+  for (int j = 0; j < n->nin; j++)
+    buf_printf(o, "%s%s", j ? ", " : "", g->nodes[n->in[j]]->name);
+  buf_printf(o, ")  %s:%d:%d\n *   ", n->loc.file->name, line, col);
+  for (int j = 0; j < n->nin; j++) {
+    Node *in = g->nodes[n->in[j]];
+    buf_printf(o, "%s %s, ", in->name, shape(in->dims, in->rank));
+  }
+  buf_printf(o, "-> %s */\n", shape(n->dims, n->rank));
+
+  int64_t N = n->dims[0], C = n->rank == 4 ? n->dims[1] : 0;
+  int64_t Ho = n->rank == 4 ? n->dims[2] : 0, Wo = n->rank == 4 ? n->dims[3] : 0;
+  int64_t Ci = x && x->rank == 4 ? x->dims[1] : 0;
+  int64_t H = x && x->rank == 4 ? x->dims[2] : 0, W = x && x->rank == 4 ? x->dims[3] : 0;
+  int64_t e = node_numel(n);
+  char *conv_sizes = format("%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld", ll(N),
+                            ll(Ci), ll(H), ll(W), ll(n->out), ll(n->kh), ll(n->kw), ll(n->sh),
+                            ll(n->sw), ll(n->ph), ll(n->pw));
+  char *pool_sizes = format("%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld", ll(N), ll(Ci),
+                            ll(H), ll(W), ll(n->kh), ll(n->kw), ll(n->sh), ll(n->sw), ll(n->ph),
+                            ll(n->pw));
+  switch (n->op) {
+  case OP_CONV2D:
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
+               "                       const float *restrict b, void *scratch) {\n"
+               "  nncc_conv2d_forward_team(y, x, w, b, scratch, %s, 0);\n}\n",
+               f, conv_sizes);
+    buf_printf(o,
+               "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
+               "                        const float *restrict dy, const float *restrict x,\n"
+               "                        const float *restrict w, void *scratch) {\n"
+               "  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, %s);\n}\n",
+               f, conv_sizes);
+    buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s), nncc_conv2d_backward_scratch(%s))\n", f,
+               conv_sizes, conv_sizes);
+    break;
+  case OP_LINEAR: {
+    char *sz = format("%lld, %lld, %lld", ll(N), ll(x->dims[1]), ll(n->out));
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
+               "                       const float *restrict b, void *scratch) {\n"
+               "  nncc_linear_forward_team(y, x, w, b, scratch, %s, 0);\n}\n",
+               f, sz);
+    buf_printf(o,
+               "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
+               "                        const float *restrict dy, const float *restrict x,\n"
+               "                        const float *restrict w, void *scratch) {\n"
+               "  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, %s);\n}\n",
+               f, sz);
+    buf_printf(o, "SCRATCH(%s, nncc_linear_forward_scratch(%s), nncc_linear_backward_scratch(%s))\n", f, sz,
+               sz);
+    break;
+  }
+  case OP_RELU:
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
+               "  nncc_relu_forward_team(y, x, %lld);\n}\n"
+               "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {\n"
+               "  nncc_relu_backward_team(dx, dy, y, %lld);\n}\n",
+               f, ll(e), f, ll(e));
+    break;
+  case OP_MAXPOOL2D:
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
+               "  nncc_maxpool2d_forward_team(y, x, %s);\n}\n"
+               "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {\n"
+               "  nncc_maxpool2d_backward_team(dx, dy, x, %s);\n}\n",
+               f, pool_sizes, f, pool_sizes);
+    break;
+  case OP_AVGPOOL2D:
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
+               "  nncc_avgpool2d_forward_team(y, x, %s);\n}\n"
+               "KERNEL void %s_backward(float *restrict dx, const float *restrict dy) {\n"
+               "  nncc_avgpool2d_backward_team(dx, dy, %s);\n}\n",
+               f, pool_sizes, f, pool_sizes);
+    break;
+  case OP_ADAPTIVE_AVGPOOL2D:
+    /* window i covers [floor(i*H/oh), ceil((i+1)*H/oh)), as PyTorch */
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
+               "#pragma omp for schedule(static)\n"
+               "  for (int nc = 0; nc < %lld; nc++)\n"
+               "    for (int i = 0; i < %lld; i++)\n"
+               "      for (int j = 0; j < %lld; j++) {\n"
+               "        int h0 = i * %lld / %lld, h1 = ((i + 1) * %lld + %lld) / %lld;\n"
+               "        int w0 = j * %lld / %lld, w1 = ((j + 1) * %lld + %lld) / %lld;\n"
+               "        float sum = 0.0f;\n"
+               "        for (int h = h0; h < h1; h++)\n"
+               "          for (int w = w0; w < w1; w++)\n"
+               "            sum += x[(nc * %lld + h) * %lld + w];\n"
+               "        y[(nc * %lld + i) * %lld + j] = sum / (float)((h1 - h0) * (w1 - w0));\n"
+               "      }\n}\n",
+               f, ll(N * C), ll(Ho), ll(Wo), ll(H), ll(Ho), ll(H), ll(Ho - 1), ll(Ho), ll(W), ll(Wo),
+               ll(W), ll(Wo - 1), ll(Wo), ll(H), ll(W), ll(Ho), ll(Wo));
+    buf_printf(o,
+               "KERNEL void %s_backward(float *restrict dx, const float *restrict dy) {\n"
+               "#pragma omp for schedule(static)\n"
+               "  for (int nc = 0; nc < %lld; nc++) {\n"
+               "    float *g = dx + (size_t)nc * %lld;\n"
+               "    memset(g, 0, %lld * sizeof(float));\n"
+               "    for (int i = 0; i < %lld; i++)\n"
+               "      for (int j = 0; j < %lld; j++) {\n"
+               "        int h0 = i * %lld / %lld, h1 = ((i + 1) * %lld + %lld) / %lld;\n"
+               "        int w0 = j * %lld / %lld, w1 = ((j + 1) * %lld + %lld) / %lld;\n"
+               "        float d = dy[(nc * %lld + i) * %lld + j] / (float)((h1 - h0) * (w1 - w0));\n"
+               "        for (int h = h0; h < h1; h++)\n"
+               "          for (int w = w0; w < w1; w++)\n"
+               "            g[h * %lld + w] += d;\n"
+               "      }\n  }\n}\n",
+               f, ll(N * C), ll(H * W), ll(H * W), ll(Ho), ll(Wo), ll(H), ll(Ho), ll(H), ll(Ho - 1),
+               ll(Ho), ll(W), ll(Wo), ll(W), ll(Wo - 1), ll(Wo), ll(Ho), ll(Wo), ll(W));
+    break;
+  case OP_FLATTEN:
+    buf_printf(o, "/* a copy when not a view: see forward() */\n");
+    break;
+  case OP_BATCHNORM2D: {
+    int64_t M = N * Ho * Wo;
+    /* statistics in double, one channel per iteration: the same sums in the
+     * same order whatever the thread count */
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, const float *restrict x,\n"
+               "                       const float *restrict gamma, const float *restrict beta,\n"
+               "                       float *restrict running_mean, float *restrict running_var,\n"
+               "                       float *restrict num_batches_tracked, float *restrict stats,\n"
+               "                       int training) {\n"
+               "#pragma omp for schedule(static)\n"
+               "  for (int c = 0; c < %lld; c++) {\n"
+               "    float mean, invstd;\n"
+               "    if (training) {\n"
+               "      double sum = 0.0, sq = 0.0;\n"
+               "      for (int n = 0; n < %lld; n++)\n"
+               "        for (int i = 0; i < %lld; i++)\n"
+               "          sum += x[((size_t)n * %lld + c) * %lld + i];\n"
+               "      double m = sum / %lld.0;\n"
+               "      for (int n = 0; n < %lld; n++)\n"
+               "        for (int i = 0; i < %lld; i++) {\n"
+               "          double d = x[((size_t)n * %lld + c) * %lld + i] - m;\n"
+               "          sq += d * d;\n"
+               "        }\n"
+               "      double var = sq / %lld.0;\n"
+               "      mean = (float)m;\n"
+               "      invstd = (float)(1.0 / sqrt(var + %s));\n"
+               "      running_mean[c] = (float)((1.0 - %s) * running_mean[c] + %s * m);\n"
+               "      running_var[c] = (float)((1.0 - %s) * running_var[c] + %s * var * %lld.0 / %lld.0);\n"
+               "      stats[c] = mean;\n"
+               "      stats[%lld + c] = invstd;\n"
+               "    } else {\n"
+               "      mean = running_mean[c];\n"
+               "      invstd = (float)(1.0 / sqrt((double)running_var[c] + %s));\n"
+               "    }\n"
+               "    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;\n"
+               "    for (int n = 0; n < %lld; n++) {\n"
+               "      const float *xp = x + ((size_t)n * %lld + c) * %lld;\n"
+               "      float *yp = y + ((size_t)n * %lld + c) * %lld;\n"
+               "      for (int i = 0; i < %lld; i++)\n"
+               "        yp[i] = xp[i] * scale + shift;\n"
+               "    }\n"
+               "  }\n"
+               "  if (training) {\n"
+               "#pragma omp single\n"
+               "    num_batches_tracked[0] += 1.0f;\n"
+               "  }\n"
+               "}\n",
+               f, ll(C), ll(N), ll(Ho * Wo), ll(C), ll(Ho * Wo), ll(M), ll(N), ll(Ho * Wo), ll(C),
+               ll(Ho * Wo), ll(M), real(n->eps, false), real(n->momentum, false), real(n->momentum, false),
+               real(n->momentum, false), real(n->momentum, false), ll(M), ll(M > 1 ? M - 1 : 1), ll(C),
+               real(n->eps, false), ll(N), ll(C), ll(Ho * Wo), ll(C), ll(Ho * Wo),
+               ll(Ho * Wo));
+    buf_printf(o,
+               "KERNEL void %s_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,\n"
+               "                        const float *restrict dy, const float *restrict x,\n"
+               "                        const float *restrict gamma, const float *restrict stats) {\n"
+               "#pragma omp for schedule(static)\n"
+               "  for (int c = 0; c < %lld; c++) {\n"
+               "    float mean = stats[c], invstd = stats[%lld + c];\n"
+               "    double sum_dy = 0.0, sum_dy_xhat = 0.0;\n"
+               "    for (int n = 0; n < %lld; n++)\n"
+               "      for (int i = 0; i < %lld; i++) {\n"
+               "        size_t k = ((size_t)n * %lld + c) * %lld + i;\n"
+               "        sum_dy += dy[k];\n"
+               "        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);\n"
+               "      }\n"
+               "    dgamma[c] = (float)sum_dy_xhat;\n"
+               "    dbeta[c] = (float)sum_dy;\n"
+               "    if (!dx)\n"
+               "      continue;\n"
+               "    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / %lld.0), k3 = (float)(sum_dy_xhat / %lld.0);\n"
+               "    for (int n = 0; n < %lld; n++)\n"
+               "      for (int i = 0; i < %lld; i++) {\n"
+               "        size_t k = ((size_t)n * %lld + c) * %lld + i;\n"
+               "        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);\n"
+               "      }\n"
+               "  }\n"
+               "}\n",
+               f, ll(C), ll(C), ll(N), ll(Ho * Wo), ll(C), ll(Ho * Wo), ll(M), ll(M), ll(N), ll(Ho * Wo),
+               ll(C), ll(Ho * Wo));
+    break;
+  }
+  case OP_DROPOUT: {
+    /* keep element i with probability 1-p: a hash of (seed, step, node, i),
+     * so forward and backward agree without storing a mask */
+    double keep_scale = 1.0 / (1.0 - n->p);
+    uint32_t threshold = (uint32_t)(n->p * 16777216.0);
+    buf_printf(o,
+               "static inline int %s_keep(uint64_t seed, uint64_t step, size_t i) {\n"
+               "  uint64_t h = nncc_hash64(seed ^ nncc_hash64(step ^ nncc_hash64(%dull)));\n"
+               "  return (nncc_hash64(h + i) >> 40) >= %uu; /* 24 bits against p = %g */\n}\n"
+               "KERNEL void %s_forward(float *restrict y, const float *restrict x, uint64_t seed,\n"
+               "                       uint64_t step, int training) {\n"
+               "#pragma omp for schedule(static)\n"
+               "  for (size_t i = 0; i < %lld; i++)\n"
+               "    y[i] = !training ? x[i] : %s_keep(seed, step, i) ? x[i] * %s : 0.0f;\n}\n"
+               "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, uint64_t seed,\n"
+               "                        uint64_t step) {\n"
+               "#pragma omp for schedule(static)\n"
+               "  for (size_t i = 0; i < %lld; i++)\n"
+               "    dx[i] = %s_keep(seed, step, i) ? dy[i] * %s : 0.0f;\n}\n",
+               f, n->id, threshold, n->p, f, ll(e), f, real(keep_scale, true), f, ll(e), f,
+               real(keep_scale, true));
+    break;
+  }
+  case OP_ADD:
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, const float *restrict a, const float *restrict b) {\n"
+               "#pragma omp for schedule(static)\n"
+               "  for (size_t i = 0; i < %lld; i++)\n"
+               "    y[i] = a[i] + b[i];\n}\n",
+               f, ll(e));
+    break;
+  case OP_INPUT:
+  case OP_LABEL:
+  case OP_CROSS_ENTROPY:
+  case OP_COUNT:
+    ICE("no kernels for %s", op_name(n->op));
+  }
+  buf_puts(o, "\n");
+}
+
+/* ---- step functions -------------------------------------------------------- */
+
+/* A step function: declarations of the arena buffers its body uses, then
+ * the body inside one parallel region. */
+static void emit_step(Emit *E, const char *head, Buf *body) {
+  Graph *g = E->g;
+  Buf *o = E->out;
+  buf_printf(o, "%s", head);
+  for (int b = 0; b < g->nbufs; b++) {
+    if (!E->used[b])
+      continue;
+    Buffer *buf = &g->bufs[b];
+    char *what = "gradient contributions to add up";
+    if (buf->node >= 0) {
+      Node *n = g->nodes[buf->node];
+      what = buf->kind == BUF_AUX ? format("[2,%lld]: mean, 1/std", ll(n->dims[1]))
+                                  : shape(n->dims, n->rank);
+    }
+    buf_printf(o, "  float *%s = (float *)(A + %lld); /* %s */\n", buf->name, ll(buf->offset), what);
+  }
+  buf_printf(o, "  void *scratch = A + ARENA_BYTES;\n#pragma omp parallel\n  {\n%s  }\n}\n\n",
+             body->data ? body->data : "");
+}
+
+static bool is_view(Graph *g, Node *n) {
+  return n->op == OP_FLATTEN && root(g, n->act) == root(g, g->nodes[n->in[0]]->act);
+}
+
+static bool has_kernels(Node *n) {
+  return n->op != OP_INPUT && n->op != OP_LABEL && n->op != OP_CROSS_ENTROPY;
+}
+
+static void emit_forward(Emit *E) {
+  Graph *g = E->g;
+  Buf body = {0}, *saved = E->out;
+  memset(E->used, 0, sizeof(bool) * (size_t)g->nbufs);
+  E->out = &body;
+  bool first = true;
+  for (int i = 0; i < g->nnodes; i++) {
+    Node *n = g->nodes[i];
+    if (!has_kernels(n))
+      continue;
+    if (!first && !is_view(g, n))
+      buf_puts(&body, "#pragma omp barrier\n");
+    first = false;
+    call_forward(E, n);
+  }
+  E->out = saved;
+  emit_step(E,
+            "/* input -> logits.  training: batch statistics and dropout; else running\n"
+            " * statistics and no dropout. */\n"
+            "static void forward(NnccState *s, int training) {\n"
+            "  float *P = s->params;\n  unsigned char *A = s->arena;\n  (void)P, (void)training;\n",
+            &body);
+  buf_free(&body);
+}
+
+static void emit_backward(Emit *E) {
+  Graph *g = E->g;
+  Buf body = {0}, *saved = E->out;
+  memset(E->used, 0, sizeof(bool) * (size_t)g->nbufs);
+  memset(E->written, 0, sizeof(bool) * (size_t)g->nbufs);
+  E->out = &body;
+  bool first = true;
+  for (int i = g->nnodes - 1; i >= 0; i--) {
+    Node *n = g->nodes[i];
+    if (!has_kernels(n) || !n->needs_grad)
+      continue;
+    if (!first && !is_view(g, n))
+      buf_puts(&body, "#pragma omp barrier\n");
+    first = false;
+    call_backward(E, n);
+  }
+  E->out = saved;
+  emit_step(E,
+            "/* dlogits -> the gradient of every parameter (overwritten, not accumulated). */\n"
+            "static void backward(NnccState *s) {\n"
+            "  float *P = s->params, *G = s->grads;\n  unsigned char *A = s->arena;\n"
+            "  (void)P, (void)G;\n",
+            &body);
+  buf_free(&body);
+}
+
+/* ---- the file ---------------------------------------------------------------- */
+
+static const char *init_name(int init) {
+  return init == INIT_UNIFORM ? "NNCC_INIT_UNIFORM" : init == INIT_ONES ? "NNCC_INIT_ONES" : "NNCC_INIT_ZEROS";
+}
+
+static const char *kind_name(ParamKind k) {
+  return k == P_WEIGHT ? "NNCC_PARAM" : k == P_BUFFER ? "NNCC_BUFFER" : "NNCC_BUFFER_COUNT";
+}
+
+void emit_c(Graph *g, Buf *out) {
+  if (!g->planned)
+    ICE("emit_c needs a planned graph");
+  Emit E = {.g = g, .out = out};
+  E.used = xalloc(sizeof(bool) * (size_t)(g->nbufs + 1));
+  E.written = xalloc(sizeof(bool) * (size_t)(g->nbufs + 1));
+  Node *x = g->nodes[g->input], *y = g->nodes[g->label];
+
+  /* parameters, each 64-byte aligned in the block */
+  param_offsets = xalloc(sizeof(int64_t) * (size_t)g->nnodes * MAX_PARAMS);
+  int64_t floats = 0, nparams = 0, count = 0;
+  for (int i = 0; i < g->nnodes; i++)
+    for (int k = 0; k < g->nodes[i]->nparams; k++) {
+      param_offsets[i * MAX_PARAMS + k] = floats;
+      floats += (g->nodes[i]->params[k].numel + 15) / 16 * 16;
+      nparams++;
+      if (g->nodes[i]->params[k].kind == P_WEIGHT)
+        count += g->nodes[i]->params[k].numel;
+    }
+
+  buf_printf(out,
+             "/*\n"
+             " * %s.c -- a trainer for model %s, generated by nncc %s from %s.\n"
+             " * Do not edit: change the model and run nncc again.\n"
+             " *\n"
+             " * Build: make -C generated %s\n"
+             " *   (cc -std=c11 -O3 -march=native -fopenmp -ffp-contract=off -Iruntime %s.c\n"
+             " *    runtime/{cli,train,...}.c -lz -lm)\n"
+             " * Train: %s train --data data/mnist\n"
+             " *\n"
+             " * Input %s %s, labels %s %s; %s parameters;\n"
+             " * activation arena %s bytes (+ kernel scratch).\n"
+             " */\n"
+             "#include \"nncc_kernels.h\"\n"
+             "#include \"nncc_rt.h\"\n\n"
+             "#include <math.h>\n#include <string.h>\n\n"
+             "/* the kernels below are called inside forward()'s and backward()'s parallel\n"
+             " * regions, by every thread: inlined, their sizes become constants */\n"
+             "#define KERNEL static inline __attribute__((always_inline))\n\n",
+             g->name, g->name, NNCC_VERSION, g->file->name, g->name, g->name, g->name, x->name,
+             type_str(x), y->name, type_str(y), fmt_count(count), fmt_count(g->arena_bytes));
+
+  buf_printf(out, "enum { PARAMS_FLOATS = %lld, ARENA_BYTES = %lld };\n\n", ll(floats), ll(g->arena_bytes));
+  buf_puts(out, "static const NnccParam params[] = {\n");
+  for (int i = 0; i < g->nnodes; i++)
+    for (int k = 0; k < g->nodes[i]->nparams; k++) {
+      Param *p = &g->nodes[i]->params[k];
+      buf_printf(out, "    {\"%s\", %s, %d, {", p->name, kind_name(p->kind), p->rank);
+      for (int d = 0; d < p->rank; d++)
+        buf_printf(out, "%s%lld", d ? ", " : "", ll(p->dims[d]));
+      buf_printf(out, "}, %lld, %lld, %s, %s},\n", ll(p->numel), ll(param_offsets[i * MAX_PARAMS + k]),
+                 init_name(p->init), real(p->bound, true));
+    }
+  buf_puts(out, "};\n\n");
+
+  buf_puts(out,
+           "static inline void copy(float *restrict dst, const float *restrict src, size_t n) {\n"
+           "#pragma omp for schedule(static)\n"
+           "  for (size_t i = 0; i < n; i++)\n"
+           "    dst[i] = src[i];\n}\n\n"
+           "static inline void accumulate(float *restrict dst, const float *restrict src, size_t n) {\n"
+           "#pragma omp for schedule(static)\n"
+           "  for (size_t i = 0; i < n; i++)\n"
+           "    dst[i] += src[i];\n}\n\n"
+           "/* kernel scratch: one region after the arena, as large as the largest need */\n"
+           "static size_t scratch_bytes;\n"
+           "#define SCRATCH(node, fwd, bwd)                                   \\\n"
+           "  static void node##_scratch(void) {                              \\\n"
+           "    size_t f = (fwd), b = (bwd);                                  \\\n"
+           "    if (f > scratch_bytes) scratch_bytes = f;                     \\\n"
+           "    if (b > scratch_bytes) scratch_bytes = b;                     \\\n"
+           "  }\n\n");
+
+  for (int i = 0; i < g->nnodes; i++)
+    if (has_kernels(g->nodes[i]))
+      define_kernels(&E, g->nodes[i]);
+  emit_forward(&E);
+  emit_backward(&E);
+
+  const TrainCfg *t = &g->train;
+  buf_puts(out, "static NnccModel model = {\n");
+  buf_printf(out, "    .abi = NNCC_RT_ABI,\n    .name = \"%s\",\n    .source = \"%s\",\n"
+                  "    .nncc_version = \"%s\",\n",
+             g->name, g->file->name, NNCC_VERSION);
+  buf_printf(out, "    .batch = %lld,\n    .in_c = %lld, .in_h = %lld, .in_w = %lld,\n"
+                  "    .pad_top = %lld, .pad_left = %lld,\n    .classes = %lld,\n",
+             ll(x->dims[0]), ll(x->dims[1]), ll(x->dims[2]), ll(x->dims[3]), ll(g->pad), ll(g->pad),
+             ll(y->classes));
+  buf_printf(out, "    .nparams = %lld,\n    .params = params,\n    .params_floats = PARAMS_FLOATS,\n",
+             ll(nparams));
+  buf_printf(out, "    .defaults = {.optim = %s, .lr = %s, .beta1 = %s, .beta2 = %s, .eps = %s,\n"
+                  "                 .weight_decay = %s, .momentum = %s, .epochs = %lld, .seed = %lld},\n",
+             t->optim == OPT_ADAM ? "NNCC_ADAM" : "NNCC_SGD", real(t->lr, false), real(t->beta1, false),
+             real(t->beta2, false), real(t->eps, false), real(t->weight_decay, false),
+             real(t->momentum, false), ll(t->epochs), ll(t->seed));
+  buf_puts(out, "    .forward = forward,\n    .backward = backward,\n};\n\n");
+
+  buf_puts(out, "/* The whole trainer: sizes the arena (plan + the largest kernel scratch) and\n"
+                " * hands the model to the runtime's command line. */\n"
+                "int nncc_model_main(int argc, char **argv) {\n");
+  for (int i = 0; i < g->nnodes; i++) {
+    Node *n = g->nodes[i];
+    if (n->op == OP_CONV2D || n->op == OP_LINEAR)
+      buf_printf(out, "  %s_scratch();\n", fn_name(n));
+  }
+  buf_puts(out, "  model.arena_bytes = ARENA_BYTES + scratch_bytes;\n"
+                "  return nncc_main(argc, argv, &model);\n}\n\n"
+                "#ifndef NNCC_NO_MAIN\n"
+                "int main(int argc, char **argv) { return nncc_model_main(argc, argv); }\n"
+                "#endif\n");
+}
