@@ -21,6 +21,7 @@ typedef struct Emit {
   Buf *out;
   bool *used;      /* arena buffers the current step function touches */
   bool *written;   /* backward: gradients already holding a contribution */
+  bool uses_copy, uses_accumulate;
 } Emit;
 
 static long long ll(int64_t v) { return (long long)v; }
@@ -120,7 +121,7 @@ static void call_forward(Emit *E, Node *n) {
     if (root(g, n->act) == root(g, x->act))
       buf_printf(o, "    /* %s: a view of %s */\n", n->name, x->name);
     else
-      buf_printf(o, "    copy(%s, %s, %lld);\n", y, xs, ll(node_numel(n)));
+      buf_printf(o, "    copy(%s, %s, %lld);\n", y, xs, ll(node_numel(n))), E->uses_copy = true;
     return;
   default:
     buf_printf(o, "    %s_forward(%s, %s);\n", f, y, xs);
@@ -139,6 +140,7 @@ static const char *grad_target(Emit *E, Node *n, int j, bool *accumulate) {
 
 static void add_tmp(Emit *E, Node *n, int j) {
   Node *x = E->g->nodes[n->in[j]];
+  E->uses_accumulate = true;
   buf_printf(E->out, "#pragma omp barrier\n    accumulate(%s, %s, %lld);\n", ptr(E, x->grad),
              ptr(E, E->g->tmp), ll(node_numel(x)));
 }
@@ -185,11 +187,11 @@ static void call_backward(Emit *E, Node *n) {
   case OP_ADD:
     for (int j = 0; j < 2; j++)
       if (g->nodes[n->in[j]]->needs_grad)
-        buf_printf(o, "    copy(%s, %s, %lld);\n", dx[j], dy, ll(node_numel(n)));
+        buf_printf(o, "    copy(%s, %s, %lld);\n", dx[j], dy, ll(node_numel(n))), E->uses_copy = true;
     break;
   case OP_FLATTEN:
     if (x->needs_grad)
-      buf_printf(o, "    copy(%s, %s, %lld);\n", dx[0], dy, ll(node_numel(n)));
+      buf_printf(o, "    copy(%s, %s, %lld);\n", dx[0], dy, ll(node_numel(n))), E->uses_copy = true;
     break;
   default:
     if (x->needs_grad)
@@ -598,14 +600,6 @@ void emit_c(Graph *g, Buf *out) {
   buf_puts(out, "};\n\n");
 
   buf_puts(out,
-           "static inline void copy(float *restrict dst, const float *restrict src, size_t n) {\n"
-           "#pragma omp for schedule(static)\n"
-           "  for (size_t i = 0; i < n; i++)\n"
-           "    dst[i] = src[i];\n}\n\n"
-           "static inline void accumulate(float *restrict dst, const float *restrict src, size_t n) {\n"
-           "#pragma omp for schedule(static)\n"
-           "  for (size_t i = 0; i < n; i++)\n"
-           "    dst[i] += src[i];\n}\n\n"
            "/* kernel scratch: one region after the arena, as large as the largest need */\n"
            "static size_t scratch_bytes;\n"
            "#define SCRATCH(node, fwd, bwd)                                   \\\n"
@@ -615,11 +609,27 @@ void emit_c(Graph *g, Buf *out) {
            "    if (b > scratch_bytes) scratch_bytes = b;                     \\\n"
            "  }\n\n");
 
+  /* the kernels and steps first, to learn which helpers they use */
+  Buf code = {0};
+  E.out = &code;
   for (int i = 0; i < g->nnodes; i++)
     if (has_kernels(g->nodes[i]))
       define_kernels(&E, g->nodes[i]);
   emit_forward(&E);
   emit_backward(&E);
+  E.out = out;
+  if (E.uses_copy)
+    buf_puts(out, "static inline void copy(float *restrict dst, const float *restrict src, size_t n) {\n"
+                  "#pragma omp for schedule(static)\n"
+                  "  for (size_t i = 0; i < n; i++)\n"
+                  "    dst[i] = src[i];\n}\n\n");
+  if (E.uses_accumulate)
+    buf_puts(out, "static inline void accumulate(float *restrict dst, const float *restrict src, size_t n) {\n"
+                  "#pragma omp for schedule(static)\n"
+                  "  for (size_t i = 0; i < n; i++)\n"
+                  "    dst[i] += src[i];\n}\n\n");
+  buf_puts(out, code.data);
+  buf_free(&code);
 
   const TrainCfg *t = &g->train;
   buf_puts(out, "static NnccModel model = {\n");
@@ -639,17 +649,16 @@ void emit_c(Graph *g, Buf *out) {
              real(t->momentum, false), ll(t->epochs), ll(t->seed));
   buf_puts(out, "    .forward = forward,\n    .backward = backward,\n};\n\n");
 
-  buf_puts(out, "/* The whole trainer: sizes the arena (plan + the largest kernel scratch) and\n"
-                " * hands the model to the runtime's command line. */\n"
-                "int nncc_model_main(int argc, char **argv) {\n");
+  buf_puts(out, "/* The model, its arena sized: the plan plus the largest kernel scratch. */\n"
+                "const NnccModel *nncc_model(void) {\n");
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
     if (n->op == OP_CONV2D || n->op == OP_LINEAR)
       buf_printf(out, "  %s_scratch();\n", fn_name(n));
   }
   buf_puts(out, "  model.arena_bytes = ARENA_BYTES + scratch_bytes;\n"
-                "  return nncc_main(argc, argv, &model);\n}\n\n"
+                "  return &model;\n}\n\n"
                 "#ifndef NNCC_NO_MAIN\n"
-                "int main(int argc, char **argv) { return nncc_model_main(argc, argv); }\n"
+                "int main(int argc, char **argv) { return nncc_main(argc, argv, nncc_model()); }\n"
                 "#endif\n");
 }
