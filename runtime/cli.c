@@ -30,13 +30,15 @@ static const Flag flags[] = {
     {"--threads", 1, TRAIN | EVAL | GRADS}, {"--quiet", 0, TRAIN | EVAL | GRADS},
     {"--epochs", 1, TRAIN}, {"--steps", 1, TRAIN}, {"--lr", 1, TRAIN}, {"--seed", 1, TRAIN},
     {"--no-shuffle", 0, TRAIN}, {"--save", 1, TRAIN}, {"--log", 1, TRAIN},
+    {"--step-log", 1, TRAIN},
     {"--out", 1, GRADS},
 };
 
 static void usage(FILE *f, const char *prog) {
   fprintf(f,
           "usage: %s train --data DIR [--epochs N] [--steps N] [--lr X] [--seed S] [--threads T]\n"
-          "          [--no-shuffle] [--load F] [--save F] [--log F.jsonl] [--quiet]\n"
+          "          [--no-shuffle] [--load F] [--save F] [--log F.jsonl] [--step-log F.jsonl]\n"
+          "          [--quiet]\n"
           "       %s eval --data DIR --load F [--threads T]\n"
           "       %s grads --data DIR --load F --out G.safetensors [--threads T]\n"
           "DIR holds the MNIST IDX files (train-images-idx3-ubyte, ..., raw or .gz).\n"
@@ -72,6 +74,7 @@ static int set_flag(NnccOptions *o, const char *prog, const char *name, const ch
   else if (strcmp(name, "--load") == 0) o->load = v;
   else if (strcmp(name, "--save") == 0) o->save = v;
   else if (strcmp(name, "--log") == 0) o->log = v;
+  else if (strcmp(name, "--step-log") == 0) o->step_log = v;
   else if (strcmp(name, "--out") == 0) o->out = v;
   else if (strcmp(name, "--quiet") == 0) o->quiet = 1;
   else if (strcmp(name, "--no-shuffle") == 0) o->shuffle = 0;

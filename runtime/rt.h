@@ -124,6 +124,7 @@ int ckpt_write_tensors(const char *path, const NnccTensor *t, int n);
 /* ---- train.c ---- */
 typedef struct NnccOptions {
   const char *data, *load, *save, *log, *out;
+  const char *step_log; /* --step-log: one JSON line per optimizer step */
   int epochs, threads, shuffle, quiet;
   uint64_t steps;      /* 0: no limit */
   double lr;           /* < 0: not given */

@@ -23,7 +23,7 @@ typedef struct Run {
   int *labels;
   uint32_t *order, *test_order;
   NnccData train, test;
-  FILE *log;
+  FILE *log, *step_log;
 } Run;
 
 /* The one piece of process state: a signal handler can do nothing but set
@@ -90,6 +90,7 @@ static void run_close(Run *r) {
   idx_free(&r->train);
   idx_free(&r->test);
   if (r->log) fclose(r->log);
+  if (r->step_log) fclose(r->step_log);
 }
 
 /* All allocations of a command, up front.  want_* select the data sets. */
@@ -184,6 +185,18 @@ static void log_epoch(Run *r, int epoch, double loss, double test_loss, double t
   fflush(r->log);
 }
 
+/* --step-log: the step just taken (1-based, counting a loaded checkpoint's
+ * steps), its epoch (1-based) and its batch loss as the float that grads
+ * would write, %.9g so the text reads back to the same float. */
+static void log_step(Run *r, double loss) {
+  if (!r->step_log) return;
+  fprintf(r->step_log, "{\"step\":%llu,\"epoch\":%d", (unsigned long long)r->st.step,
+          r->prog.epoch + 1);
+  json_num(r->step_log, "loss", (float)loss, "%.9g");
+  fputs("}\n", r->step_log);
+  fflush(r->step_log);
+}
+
 static int save(Run *r, const NnccOptions *o) {
   return o->save ? ckpt_save(o->save, r->m, &r->cfg, r->st.params, r->optim, &r->prog) : 0;
 }
@@ -216,6 +229,7 @@ static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
     return -1;
   }
   if (o->log && !(r->log = xfopen(o->log, "a"))) return -1;
+  if (o->step_log && !(r->step_log = xfopen(o->step_log, "a"))) return -1;
   return 0;
 }
 
@@ -239,7 +253,9 @@ static int train_epoch(Run *r, const NnccOptions *o, int per_epoch, double *secs
   batch_order(r->order, r->train.n, r->cfg.seed, r->prog.epoch, o->shuffle);
   for (int k = first; k < per_epoch; k++) {
     if (interrupted || (o->steps && r->st.step >= o->steps)) break;
-    r->prog.epoch_loss += train_step(r, k);
+    double loss = train_step(r, k);
+    r->prog.epoch_loss += loss;
+    log_step(r, loss);
     r->prog.epoch_step = k + 1;
     r->prog.step = r->st.step;
     progress_draw(&pg, r->prog.epoch, r->cfg.epochs, k + 1, per_epoch, r->m->batch,

@@ -191,6 +191,59 @@ START_TEST(grads_writes_loss_logits_and_gradients) {
 }
 END_TEST
 
+/* --step-log: one line per step with the exact batch loss; a resumed run
+ * appends the same lines the straight run wrote. */
+START_TEST(step_log_records_every_step) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "7",
+                           "--log", P("epochs.jsonl"), "--step-log", P("straight.jsonl"), "--quiet",
+                           NULL), 0);
+  size_t len;
+  char *log = (char *)slurp(P("straight.jsonl"), &len);
+  log[len] = 0;
+  int lines = 0;
+  double epoch1 = 0;
+  for (char *l = log; *l; l = strchr(l, '\n') + 1, lines++) {
+    char want[64];
+    snprintf(want, sizeof want, "{\"step\":%d,\"epoch\":%d,\"loss\":", lines + 1, lines < 5 ? 1 : 2);
+    ck_assert_msg(strncmp(l, want, strlen(want)) == 0, "line %d: %.60s", lines + 1, l);
+    char *end;
+    double loss = strtod(l + strlen(want), &end);
+    ck_assert_msg(*end == '}' && end[1] == '\n' && loss > 0, "line %d: %.60s", lines + 1, l);
+    if (lines < 5) epoch1 += loss;
+  }
+  ck_assert_int_eq(lines, 7);
+  /* The epoch log's mean (summed in double) agrees with the logged floats. */
+  char *ep = (char *)slurp(P("epochs.jsonl"), &len);
+  ep[len] = 0;
+  double mean = strtod(strstr(ep, "\"loss\":") + 7, NULL);
+  ck_assert_msg(fabs(mean - epoch1 / 5) < 1e-6 * mean, "epoch loss %.9g, steps give %.9g", mean, epoch1 / 5);
+  free(ep);
+  /* 3 steps, then resumed to 7 with the same file: the same bytes. */
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "3",
+                           "--save", P("half"), "--step-log", P("resumed.jsonl"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "7",
+                           "--load", P("half"), "--step-log", P("resumed.jsonl"), "--quiet", NULL), 0);
+  ck_assert_msg(files_equal(P("straight.jsonl"), P("resumed.jsonl")), "resumed step log differs");
+  free(log);
+  /* A step on the first batch in file order logs the loss grads computes, to the bit. */
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "5",
+                           "--save", P("e1"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "grads", "--data", dir, "--load", P("e1"),
+                           "--out", P("g"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "6",
+                           "--load", P("e1"), "--no-shuffle", "--step-log", P("one.jsonl"), "--quiet",
+                           NULL), 0);
+  float want;
+  read_tensor(P("g"), "loss", &want, 1);
+  log = (char *)slurp(P("one.jsonl"), &len);
+  log[len] = 0;
+  const char *head = "{\"step\":6,\"epoch\":2,\"loss\":";
+  ck_assert_msg(strncmp(log, head, strlen(head)) == 0, "%s", log);
+  ck_assert_msg(strtof(log + strlen(head), NULL) == want, "step log %s, grads %.9g", log, (double)want);
+  free(log);
+}
+END_TEST
+
 START_TEST(sigint_finishes_the_step_and_saves) {
   ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9",
                            "--save", P("straight"), "--quiet", NULL), 0);
@@ -233,6 +286,7 @@ static const struct {
     {{"eval", "--data", "D"}, 2, "nncc: eval needs --load F"},
     {{"eval", "--data", "D", "--load", "F", "--epochs", "3"}, 2, "nncc: --epochs does not apply to 'eval'"},
     {{"grads", "--data", "D", "--load", "F"}, 2, "nncc: grads needs --out F"},
+    {{"eval", "--data", "D", "--load", "F", "--step-log", "S"}, 2, "nncc: --step-log does not apply to 'eval'"},
     {{"train", "--data", "/nonexistent"}, 1, "nncc: /nonexistent/train-images-idx3-ubyte: not found"},
 };
 
@@ -259,6 +313,9 @@ START_TEST(runtime_errors_exit_1) {
   rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--log", P("no/such/log"), NULL);
   ck_assert_int_eq(rc, 1);
   ck_assert_contains(out, "no/such/log: No such file or directory");
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--step-log", P("no/such/log"), NULL);
+  ck_assert_int_eq(rc, 1);
+  ck_assert_contains(out, "no/such/log: No such file or directory");
   rc = run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("absent"), NULL);
   ck_assert_int_eq(rc, 1);
   ck_assert_contains(out, "absent: No such file or directory");
@@ -281,6 +338,7 @@ int main(void) {
   tcase_add_test(tc, resume_is_bit_exact);
   tcase_add_test(tc, same_seed_same_bits_any_thread_count);
   tcase_add_test(tc, grads_writes_loss_logits_and_gradients);
+  tcase_add_test(tc, step_log_records_every_step);
   tcase_add_test(tc, sigint_finishes_the_step_and_saves);
   tcase_add_loop_test(tc, usage_errors, 0, (int)(sizeof errors / sizeof errors[0]));
   tcase_add_test(tc, runtime_errors_exit_1);
