@@ -42,11 +42,7 @@ static char *real(double v, bool as_float) {
 
 /* ---- names and pointers ---------------------------------------------------- */
 
-static int root(Graph *g, int b) {
-  while (g->bufs[b].alias >= 0)
-    b = g->bufs[b].alias;
-  return b;
-}
+static int root(Graph *g, int b) { return buf_root(g, b); }
 
 /* The C expression for buffer b inside a step function. */
 static const char *ptr(Emit *E, int b) {
@@ -164,9 +160,9 @@ static void call_backward(Emit *E, Node *n) {
   switch (n->op) {
   case OP_CONV2D:
   case OP_LINEAR:
-    buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s, %s, scratch);\n", f, dx[0],
-               param_ref("G", n, 0), n->bias ? param_ref("G", n, 1) : "NULL", dy, ptr(E, x->act),
-               param_ref("P", n, 0));
+    buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s, %s, %s, scratch);\n", f, dx[0],
+               param_ref("G", n, 0), n->bias ? param_ref("G", n, 1) : "NULL", dy,
+               n->relu ? ptr(E, n->act) : "NULL", ptr(E, x->act), param_ref("P", n, 0));
     break;
   case OP_BATCHNORM2D:
     buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s, %s, %s);\n", f, dx[0], param_ref("G", n, 0),
@@ -185,9 +181,15 @@ static void call_backward(Emit *E, Node *n) {
       buf_printf(o, "    %s_backward(%s, %s, s->seed, s->step);\n", f, dx[0], dy);
     break;
   case OP_ADD:
-    for (int j = 0; j < 2; j++)
-      if (g->nodes[n->in[j]]->needs_grad)
+    for (int j = 0; j < 2; j++) {
+      if (!g->nodes[n->in[j]]->needs_grad)
+        continue;
+      Buffer *from = &g->bufs[root(g, n->grad)], *to = &g->bufs[root(g, g->nodes[n->in[j]]->grad)];
+      if (!acc[j] && !from->external && !to->external && from->offset == to->offset)
+        buf_printf(o, "    /* %s's gradient is %s's, in place */\n", g->nodes[n->in[j]]->name, n->name);
+      else
         buf_printf(o, "    copy(%s, %s, %lld);\n", dx[j], dy, ll(node_numel(n))), E->uses_copy = true;
+    }
     break;
   case OP_FLATTEN:
     if (x->needs_grad)
@@ -237,14 +239,15 @@ static void define_kernels(Emit *E, Node *n) {
     buf_printf(o,
                "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
                "                       const float *restrict b, void *scratch) {\n"
-               "  nncc_conv2d_forward_team(y, x, w, b, scratch, %s, 0);\n}\n",
-               f, conv_sizes);
+               "  nncc_conv2d_forward_team(y, x, w, b, scratch, %s, %d);\n}\n",
+               f, conv_sizes, n->relu);
     buf_printf(o,
                "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
-               "                        const float *restrict dy, const float *restrict x,\n"
-               "                        const float *restrict w, void *scratch) {\n"
-               "  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, %s);\n}\n",
-               f, conv_sizes);
+               "                        const float *restrict dy, const float *restrict y,\n"
+               "                        const float *restrict x, const float *restrict w, void *scratch) {\n"
+               "  (void)y;\n"
+               "  nncc_conv2d_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s);\n}\n",
+               f, n->relu ? "y" : "NULL", conv_sizes);
     buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s), nncc_conv2d_backward_scratch(%s))\n", f,
                conv_sizes, conv_sizes);
     break;
@@ -253,24 +256,29 @@ static void define_kernels(Emit *E, Node *n) {
     buf_printf(o,
                "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
                "                       const float *restrict b, void *scratch) {\n"
-               "  nncc_linear_forward_team(y, x, w, b, scratch, %s, 0);\n}\n",
-               f, sz);
+               "  nncc_linear_forward_team(y, x, w, b, scratch, %s, %d);\n}\n",
+               f, sz, n->relu);
     buf_printf(o,
                "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
-               "                        const float *restrict dy, const float *restrict x,\n"
-               "                        const float *restrict w, void *scratch) {\n"
-               "  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, %s);\n}\n",
-               f, sz);
+               "                        const float *restrict dy, const float *restrict y,\n"
+               "                        const float *restrict x, const float *restrict w, void *scratch) {\n"
+               "  (void)y;\n"
+               "  nncc_linear_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s);\n}\n",
+               f, n->relu ? "y" : "NULL", sz);
     buf_printf(o, "SCRATCH(%s, nncc_linear_forward_scratch(%s), nncc_linear_backward_scratch(%s))\n", f, sz,
                sz);
     break;
   }
-  case OP_RELU:
+  case OP_RELU: /* y may be x, dx may be dy: in place */
     buf_printf(o,
-               "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
-               "  nncc_relu_forward_team(y, x, %lld);\n}\n"
-               "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {\n"
-               "  nncc_relu_backward_team(dx, dy, y, %lld);\n}\n",
+               "KERNEL void %s_forward(float *y, const float *x) {\n"
+               "#pragma omp for schedule(static)\n"
+               "  for (size_t i = 0; i < %lld; i++)\n"
+               "    y[i] = x[i] > 0.0f ? x[i] : 0.0f;\n}\n"
+               "KERNEL void %s_backward(float *dx, const float *dy, const float *restrict y) {\n"
+               "#pragma omp for schedule(static)\n"
+               "  for (size_t i = 0; i < %lld; i++)\n"
+               "    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;\n}\n",
                f, ll(e), f, ll(e));
     break;
   case OP_MAXPOOL2D:
@@ -420,12 +428,12 @@ static void define_kernels(Emit *E, Node *n) {
                "static inline int %s_keep(uint64_t seed, uint64_t step, size_t i) {\n"
                "  uint64_t h = nncc_hash64(seed ^ nncc_hash64(step ^ nncc_hash64(%dull)));\n"
                "  return (nncc_hash64(h + i) >> 40) >= %uu; /* 24 bits against p = %g */\n}\n"
-               "KERNEL void %s_forward(float *restrict y, const float *restrict x, uint64_t seed,\n"
+               "KERNEL void %s_forward(float *y, const float *x, uint64_t seed,\n"
                "                       uint64_t step, int training) {\n"
                "#pragma omp for schedule(static)\n"
                "  for (size_t i = 0; i < %lld; i++)\n"
                "    y[i] = !training ? x[i] : %s_keep(seed, step, i) ? x[i] * %s : 0.0f;\n}\n"
-               "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, uint64_t seed,\n"
+               "KERNEL void %s_backward(float *dx, const float *dy, uint64_t seed,\n"
                "                        uint64_t step) {\n"
                "#pragma omp for schedule(static)\n"
                "  for (size_t i = 0; i < %lld; i++)\n"
@@ -436,7 +444,7 @@ static void define_kernels(Emit *E, Node *n) {
   }
   case OP_ADD:
     buf_printf(o,
-               "KERNEL void %s_forward(float *restrict y, const float *restrict a, const float *restrict b) {\n"
+               "KERNEL void %s_forward(float *y, const float *a, const float *b) {\n"
                "#pragma omp for schedule(static)\n"
                "  for (size_t i = 0; i < %lld; i++)\n"
                "    y[i] = a[i] + b[i];\n}\n",
@@ -479,9 +487,7 @@ static bool is_view(Graph *g, Node *n) {
   return n->op == OP_FLATTEN && root(g, n->act) == root(g, g->nodes[n->in[0]]->act);
 }
 
-static bool has_kernels(Node *n) {
-  return n->op != OP_INPUT && n->op != OP_LABEL && n->op != OP_CROSS_ENTROPY;
-}
+static bool has_kernels(Node *n) { return node_has_kernels(n); }
 
 static void emit_forward(Emit *E) {
   Graph *g = E->g;

@@ -11,7 +11,7 @@
 #include <string.h>
 
 const OpInfo op_info[OP_COUNT] = {
-#define OP(e, name, abbrev, nin, sig) {name, abbrev, nin, sig},
+#define OP(e, name, abbrev, nin, saves, inplace, sig) {name, abbrev, nin, saves, inplace, sig},
 #include "ops.def"
 #undef OP
 };
@@ -41,6 +41,31 @@ Node *graph_add(Graph *g, OpKind op, Loc loc, CallSite *site) {
   n->site = site;
   VEC_PUSH(g->nodes, g->nnodes, g->cap, n);
   return n;
+}
+
+/* Remove the nodes marked dead; ids stay dense and inputs follow. */
+void graph_compact(Graph *g) {
+  int *map = xalloc(sizeof(int) * (size_t)g->nnodes);
+  int n = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    map[i] = g->nodes[i]->dead ? -1 : n;
+    if (!g->nodes[i]->dead)
+      g->nodes[n++] = g->nodes[i];
+  }
+  g->nnodes = n;
+  for (int i = 0; i < n; i++) {
+    Node *node = g->nodes[i];
+    node->id = i;
+    for (int j = 0; j < node->nin; j++) {
+      if (map[node->in[j]] < 0)
+        ICE("%s reads a removed node", node->name);
+      node->in[j] = map[node->in[j]];
+    }
+  }
+  g->input = map[g->input];
+  g->label = map[g->label];
+  g->loss = map[g->loss];
+  ir_count_users(g);
 }
 
 int64_t node_numel(const Node *n) {
@@ -135,6 +160,25 @@ void ir_count_users(Graph *g) {
       g->nodes[g->nodes[i]->in[j]]->nusers++;
 }
 
+/* Buffers live at the same time must not share memory, except an
+ * elementwise op writing exactly over its dying input. */
+static void verify_plan(Graph *g, const char *after) {
+  for (int a = 0; a < g->nbufs; a++)
+    for (int b = a + 1; b < g->nbufs; b++) {
+      Buffer *x = &g->bufs[a], *y = &g->bufs[b];
+      if (x->external || y->external || x->alias >= 0 || y->alias >= 0 || x->first < 0 || y->first < 0)
+        continue;
+      bool together = x->first <= y->last && y->first <= x->last;
+      bool overlap = x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes;
+      bool in_place = x->offset == y->offset && x->bytes == y->bytes &&
+                      (x->last == y->first || y->last == x->first);
+      if (together && overlap && !in_place)
+        ICE("after %s: %s and %s are live together in overlapping memory", after, x->name, y->name);
+      if (x->offset < 0 || x->offset + x->bytes > g->arena_bytes || x->offset % 64)
+        ICE("after %s: %s lies outside the arena", after, x->name);
+    }
+}
+
 /*
  * Internal invariants, checked after every pass.  A failure here is a bug
  * in nncc, reported as an internal error naming the pass.
@@ -156,6 +200,10 @@ void ir_verify(Graph *g, const char *after) {
     for (int j = 0; j < i; j++)
       if (strcmp(g->nodes[j]->name, n->name) == 0)
         ICE("after %s: two nodes named %s", after, n->name);
+    if (n->dead)
+      ICE("after %s: dead node %s left in the graph", after, n->name);
+    if (n->relu && n->op != OP_CONV2D && n->op != OP_LINEAR)
+      ICE("after %s: relu fused into a %s", after, op_name(n->op));
     if (!typed)
       continue;
     if (n->dtype == DT_UNKNOWN || n->rank < 0 || n->rank > MAX_RANK)
@@ -173,6 +221,8 @@ void ir_verify(Graph *g, const char *after) {
             (long long)p->numel, (long long)e);
     }
   }
+  if (g->planned)
+    verify_plan(g, after);
   if (typed) {
     if (g->input < 0 || g->label < 0 || g->loss < 0)
       ICE("after %s: graph lacks input, label or loss", after);
@@ -254,7 +304,7 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
     Buf call = {0};
-    buf_printf(&call, "%s(", op_name(n->op));
+    buf_printf(&call, "%s%s(", op_name(n->op), n->relu ? "+relu" : "");
     for (int j = 0; j < n->nin; j++)
       buf_printf(&call, "%s%%%s", j ? ", " : "", g->nodes[n->in[j]]->name);
     buf_puts(&call, ")");
@@ -297,6 +347,10 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
     buf_printf(out, "%s  ; %s%s%d:%d", line.data, file, *file ? ":" : "", ln, col);
     if (n->binding)
       buf_printf(out, " %s", n->binding);
+    if (n->fused)
+      buf_printf(out, " (fused %s)", n->fused);
+    if (n->note)
+      buf_printf(out, " (%s)", n->note);
     buf_puts(out, "\n");
     buf_free(&line);
     for (int k = 0; k < n->nparams; k++) {
@@ -316,7 +370,8 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
   if (strcmp(after, "parse") == 0)
     return;
   if (g->planned) {
-    buf_puts(out, "; buffers (arena offset, bytes):\n");
+    buf_printf(out, "; buffers (arena offset, bytes, live range: steps 0..%d forward, %d..%d backward):\n",
+               g->nnodes - 1, g->nnodes, 2 * g->nnodes - 1);
     for (int b = 0; b < g->nbufs; b++) {
       Buffer *buf = &g->bufs[b];
       if (buf->external)
@@ -325,7 +380,8 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
         buf_printf(out, ";   %-28s %14s  %12s  (view of %s)\n", buf->name, "-", fmt_count(buf->bytes),
                    g->bufs[buf->alias].name);
       else
-        buf_printf(out, ";   %-28s %14s  %12s\n", buf->name, fmt_count(buf->offset), fmt_count(buf->bytes));
+        buf_printf(out, ";   %-28s %14s  %12s  live %d..%d\n", buf->name, fmt_count(buf->offset),
+                   fmt_count(buf->bytes), buf->first, buf->last);
     }
   }
   buf_printf(out, "; parameters: %s (%s f32)\n", fmt_count(params), bytes_str(params * 4));
@@ -334,9 +390,11 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
              human((double)(fwd + bwd), "FLOP"));
   buf_printf(out, "; activation bytes: %s (%s)\n", fmt_count(act), bytes_str(act));
   if (g->planned)
-    buf_printf(out, "; training arena: %s bytes (%s), naive sum of its tensors %s (%s)\n",
-               fmt_count(g->arena_bytes), bytes_str(g->arena_bytes), fmt_count(g->naive_bytes),
-               bytes_str(g->naive_bytes));
+    buf_printf(out, "; training arena: %s bytes (%s) = %.1f%% of the naive sum %s (%s): every\n"
+                    ";   activation, saved tensor and activation gradient of the model as written, unshared\n",
+               fmt_count(g->arena_bytes), bytes_str(g->arena_bytes),
+               100.0 * (double)g->arena_bytes / (double)(g->naive_bytes ? g->naive_bytes : 1),
+               fmt_count(g->naive_bytes), bytes_str(g->naive_bytes));
   const TrainCfg *t = &g->train;
   if (t->optim == OPT_ADAM)
     buf_printf(out, "; train: adam lr=%g betas=[%g, %g] eps=%g weight_decay=%g", t->lr, t->beta1,

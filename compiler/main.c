@@ -5,7 +5,10 @@
  *   prog  = parse(text)          lex.c, parse.c
  *   graph = elaborate(prog)      elab.c     (blocks, loops -> flat graph)
  *   shape_pass(graph)            shape.c    (types, parameters, user errors)
- *   ... then the back end writes C (emit_c.c)
+ *   fuse_pass(graph)             passes/fuse.c  (conv/linear + relu; -O1)
+ *   buffers_build(graph)         passes/plan.c  (the step's tensors)
+ *   plan_pass(graph)             passes/plan.c  (liveness, one arena; -O0: naive)
+ *   emit_c(graph)                emit_c.c   (the C trainer)
  *
  * ir_verify() runs after every pass; --dump-after=PASS prints the IR there.
  */
@@ -22,7 +25,7 @@ typedef struct Options {
   int opt_level;
 } Options;
 
-static const char *pass_names[] = {"parse", "shape", "plan"};
+static const char *pass_names[] = {"parse", "shape", "fuse", "plan"};
 enum { NPASSES = sizeof pass_names / sizeof *pass_names };
 
 static void usage(FILE *fp) {
@@ -34,9 +37,10 @@ static void usage(FILE *fp) {
           "options:\n"
           "  -o FILE             write the output to FILE (atomically) instead of stdout\n"
           "  --dump-ir           print the IR (after the last pass)\n"
-          "  --dump-after=PASS   print the IR after PASS: parse, shape, plan\n"
+          "  --dump-after=PASS   print the IR after PASS: parse, shape, fuse, plan\n"
           "  --dump-dot          print the graph in Graphviz DOT\n"
-          "  -O0, -O1            passes off / on (default -O1)\n"
+          "  -O0, -O1            -O0: no fusion, every tensor its own memory;\n"
+          "                      -O1 (default): fuse conv/linear+relu, plan memory\n"
           "  --help              this text\n"
           "  --version           nncc's version\n");
 }
@@ -71,7 +75,7 @@ static Options parse_args(int argc, char **argv) {
       for (int p = 0; p < NPASSES; p++)
         known |= strcmp(o.dump_after, pass_names[p]) == 0;
       if (!known)
-        usage_error("unknown pass '%s' (passes: parse, shape, plan)", o.dump_after);
+        usage_error("unknown pass '%s' (passes: parse, shape, fuse, plan)", o.dump_after);
     } else if (strcmp(a, "--dump-dot") == 0) {
       o.dump_dot = true;
     } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0) {
@@ -108,8 +112,18 @@ static Graph *front_end(const char *path, const Options *o, const char **last) {
   ir_verify(g, *last = "shape");
   if (stop_after(o, "shape"))
     return g;
+  measure_naive(g);
+  if (o->opt_level > 0) {
+    fuse_pass(g);
+    ir_verify(g, *last = "fuse");
+    if (stop_after(o, "fuse"))
+      return g;
+  }
   buffers_build(g);
-  plan_naive(g);
+  if (o->opt_level > 0)
+    plan_pass(g);
+  else
+    plan_naive(g);
   ir_verify(g, *last = "plan");
   return g;
 }

@@ -182,15 +182,19 @@ StmtList parse(SrcFile *file);
 /* ---- ir.c ------------------------------------------------------------ */
 
 typedef enum OpKind {
-#define OP(e, name, abbrev, nin, sig) OP_##e,
+#define OP(e, name, abbrev, nin, saves, inplace, sig) OP_##e,
 #include "ops.def"
 #undef OP
   OP_COUNT
 } OpKind;
 
+enum { SAVES_IN = 1, SAVES_OUT = 2 };
+
 typedef struct OpInfo {
   const char *name, *abbrev;
   int nin;
+  int saves;     /* SAVES_IN, SAVES_OUT: what backward reads */
+  bool inplace;  /* elementwise: output may take a dying input's memory */
   const char *sig;
 } OpInfo;
 extern const OpInfo op_info[OP_COUNT];
@@ -242,6 +246,12 @@ typedef struct Node {
 
   int nusers;                  /* recomputed by ir_count_users() */
 
+  /* Set by fuse_pass(). */
+  bool relu;                   /* conv2d/linear: a ReLU applied to the output */
+  char *fused;                 /* the name of the relu node it absorbed */
+  char *note;                  /* why a relu was not fused */
+  bool dead;                   /* removed by the next graph_compact() */
+
   /* Set by buffers_build() (plan.c): where the node's tensors live. */
   bool needs_grad;             /* some parameter's gradient flows through it */
   int act, grad, aux;          /* buffer ids, -1 for none */
@@ -270,6 +280,7 @@ typedef struct Buffer {
   int64_t offset;      /* in the arena, 64-byte aligned; -1 when external */
   const char *external;/* "s->input", "s->logits", "s->dlogits" or NULL */
   int alias;           /* another buffer this one is a view of, or -1 */
+  int first, last;     /* live range: steps of the training step schedule */
 } Buffer;
 
 typedef struct Graph {
@@ -286,12 +297,13 @@ typedef struct Graph {
   int nbufs, bufcap;
   int tmp;                  /* buffer for gradient contributions that add up */
   int64_t arena_bytes;      /* planned size of all arena buffers */
-  int64_t naive_bytes;      /* the sum of their sizes */
+  int64_t naive_bytes;      /* the sum of their sizes, before any pass */
   bool planned;
 } Graph;
 
 Graph *graph_new(SrcFile *file);
 Node *graph_add(Graph *g, OpKind op, Loc loc, CallSite *site);
+void graph_compact(Graph *g);             /* drop dead nodes, renumber */
 int64_t node_numel(const Node *n);
 char *type_str(const Node *n);            /* "f32[256,16,24,24]" */
 int64_t node_params(const Node *n);       /* trainable parameter count */
@@ -314,13 +326,29 @@ Graph *elaborate(SrcFile *file, StmtList prog);
 void shape_pass(Graph *g);
 
 
+/* ---- passes/fuse.c -------------------------------------------------- */
+
+/* Requires: a typed graph.  Guarantees: every relu whose input is a conv2d
+ * or linear read by nothing else is folded into that node (relu = true). */
+void fuse_pass(Graph *g);
+
 /* ---- passes/plan.c -------------------------------------------------- */
 
 /* Decide which tensors the training step needs and give each a buffer. */
 void buffers_build(Graph *g);
+/* g->naive_bytes: the unplanned, unfused sum of those tensors. */
+void measure_naive(Graph *g);
 /* Requires: buffers_build().  Guarantees: every arena buffer has its own
  * offset, none shared (the -O0 layout). */
 void plan_naive(Graph *g);
+/* Requires: buffers_build().  Guarantees: buffers whose lifetimes over the
+ * training step do not overlap share memory; an elementwise op may write
+ * over an input that dies there. */
+void plan_pass(Graph *g);
+int buf_root(const Graph *g, int b);          /* the buffer a view stands for */
+bool node_has_kernels(const Node *n);         /* not input, label or loss */
+int step_forward(const Graph *g, const Node *n);
+int step_backward(const Graph *g, const Node *n);
 
 /* ---- emit_c.c -------------------------------------------------------- */
 

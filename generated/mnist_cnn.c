@@ -8,7 +8,7 @@
  * Train: mnist_cnn train --data data/mnist
  *
  * Input x f32[256,1,28,28], labels y class[256] of 10; 123,222 parameters;
- * activation arena 107,757,568 bytes (+ kernel scratch).
+ * activation arena 45,088,768 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -20,7 +20,7 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 123248, ARENA_BYTES = 107757568 };
+enum { PARAMS_FLOATS = 123248, ARENA_BYTES = 45088768 };
 
 static const NnccParam params[] = {
     {"conv1.weight", NNCC_PARAM, 4, {16, 1, 5, 5}, 400, 0, NNCC_INIT_UNIFORM, 0.2f},
@@ -48,48 +48,32 @@ static size_t scratch_bytes;
  *   x [256,1,28,28], -> [256,16,24,24] */
 KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0, 1);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0);
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0))
 
-/* relu1 = relu(conv1)  models/mnist_cnn.nn:10:5
- *   conv1 [256,16,24,24], -> [256,16,24,24] */
-KERNEL void relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 2359296);
-}
-KERNEL void relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2359296);
-}
-
-/* conv2 = conv2d(relu1)  models/mnist_cnn.nn:11:10
- *   relu1 [256,16,24,24], -> [256,32,20,20] */
+/* conv2 = conv2d(conv1)  models/mnist_cnn.nn:11:10
+ *   conv1 [256,16,24,24], -> [256,32,20,20] */
 KERNEL void conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, 1);
 }
 KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0);
 }
 SCRATCH(conv2, nncc_conv2d_forward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0))
 
-/* relu2 = relu(conv2)  models/mnist_cnn.nn:11:5
- *   conv2 [256,32,20,20], -> [256,32,20,20] */
-KERNEL void relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 3276800);
-}
-KERNEL void relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 3276800);
-}
-
-/* maxpool1 = maxpool2d(relu2)  models/mnist_cnn.nn:12:5
- *   relu2 [256,32,20,20], -> [256,32,10,10] */
+/* maxpool1 = maxpool2d(conv2)  models/mnist_cnn.nn:12:5
+ *   conv2 [256,32,20,20], -> [256,32,10,10] */
 KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0);
 }
@@ -101,26 +85,18 @@ KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, cons
  *   maxpool1 [256,32,10,10], -> [256,64,6,6] */
 KERNEL void conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, 1);
 }
 KERNEL void conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0);
 }
 SCRATCH(conv3, nncc_conv2d_forward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0))
 
-/* relu3 = relu(conv3)  models/mnist_cnn.nn:13:5
- *   conv3 [256,64,6,6], -> [256,64,6,6] */
-KERNEL void relu3_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 589824);
-}
-KERNEL void relu3_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 589824);
-}
-
-/* maxpool2 = maxpool2d(relu3)  models/mnist_cnn.nn:14:5
- *   relu3 [256,64,6,6], -> [256,64,3,3] */
+/* maxpool2 = maxpool2d(conv3)  models/mnist_cnn.nn:14:5
+ *   conv3 [256,64,6,6], -> [256,64,3,3] */
 KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0);
 }
@@ -136,33 +112,26 @@ KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, cons
  *   flatten1 [256,576], -> [256,100] */
 KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 256, 576, 100, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 256, 576, 100, 1);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 576, 100);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 576, 100);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(256, 576, 100), nncc_linear_backward_scratch(256, 576, 100))
 
-/* relu4 = relu(fc1)  models/mnist_cnn.nn:16:5
- *   fc1 [256,100], -> [256,100] */
-KERNEL void relu4_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 25600);
-}
-KERNEL void relu4_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 25600);
-}
-
-/* fc2 = linear(relu4)  models/mnist_cnn.nn:17:10
- *   relu4 [256,100], -> [256,10] */
+/* fc2 = linear(fc1)  models/mnist_cnn.nn:17:10
+ *   fc1 [256,100], -> [256,10] */
 KERNEL void fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 256, 100, 10, 0);
 }
 KERNEL void fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 100, 10);
 }
 SCRATCH(fc2, nncc_linear_forward_scratch(256, 100, 10), nncc_linear_backward_scratch(256, 100, 10))
@@ -173,41 +142,29 @@ static void forward(NnccState *s, int training) {
   float *P = s->params;
   unsigned char *A = s->arena;
   (void)P, (void)training;
-  float *conv1 = (float *)(A + 0); /* [256,16,24,24] */
-  float *relu1 = (float *)(A + 18874368); /* [256,16,24,24] */
-  float *conv2 = (float *)(A + 37748736); /* [256,32,20,20] */
-  float *relu2 = (float *)(A + 63963136); /* [256,32,20,20] */
-  float *maxpool1 = (float *)(A + 90177536); /* [256,32,10,10] */
-  float *conv3 = (float *)(A + 96731136); /* [256,64,6,6] */
-  float *relu3 = (float *)(A + 101449728); /* [256,64,6,6] */
-  float *maxpool2 = (float *)(A + 106168320); /* [256,64,3,3] */
-  float *fc1 = (float *)(A + 107347968); /* [256,100] */
-  float *relu4 = (float *)(A + 107552768); /* [256,100] */
+  float *conv1 = (float *)(A + 26214400); /* [256,16,24,24] */
+  float *conv2 = (float *)(A + 0); /* [256,32,20,20] */
+  float *maxpool1 = (float *)(A + 13107200); /* [256,32,10,10] */
+  float *conv3 = (float *)(A + 16384000); /* [256,64,6,6] */
+  float *maxpool2 = (float *)(A + 18743296); /* [256,64,3,3] */
+  float *fc1 = (float *)(A + 19333120); /* [256,100] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, P + 400 /* conv1.bias */, scratch);
 #pragma omp barrier
-    relu1_forward(relu1, conv1);
+    conv2_forward(conv2, conv1, P + 416 /* conv2.weight */, P + 13216 /* conv2.bias */, scratch);
 #pragma omp barrier
-    conv2_forward(conv2, relu1, P + 416 /* conv2.weight */, P + 13216 /* conv2.bias */, scratch);
-#pragma omp barrier
-    relu2_forward(relu2, conv2);
-#pragma omp barrier
-    maxpool1_forward(maxpool1, relu2);
+    maxpool1_forward(maxpool1, conv2);
 #pragma omp barrier
     conv3_forward(conv3, maxpool1, P + 13248 /* conv3.weight */, P + 64448 /* conv3.bias */, scratch);
 #pragma omp barrier
-    relu3_forward(relu3, conv3);
-#pragma omp barrier
-    maxpool2_forward(maxpool2, relu3);
+    maxpool2_forward(maxpool2, conv3);
     /* flatten1: a view of maxpool2 */
 #pragma omp barrier
     fc1_forward(fc1, maxpool2, P + 64512 /* fc1.weight */, P + 122112 /* fc1.bias */, scratch);
 #pragma omp barrier
-    relu4_forward(relu4, fc1);
-#pragma omp barrier
-    fc2_forward(s->logits, relu4, P + 122224 /* fc2.weight */, P + 123232 /* fc2.bias */, scratch);
+    fc2_forward(s->logits, fc1, P + 122224 /* fc2.weight */, P + 123232 /* fc2.bias */, scratch);
   }
 }
 
@@ -216,47 +173,35 @@ static void backward(NnccState *s) {
   float *P = s->params, *G = s->grads;
   unsigned char *A = s->arena;
   (void)P, (void)G;
-  float *d_conv1 = (float *)(A + 9437184); /* [256,16,24,24] */
-  float *relu1 = (float *)(A + 18874368); /* [256,16,24,24] */
-  float *d_relu1 = (float *)(A + 28311552); /* [256,16,24,24] */
-  float *d_conv2 = (float *)(A + 50855936); /* [256,32,20,20] */
-  float *relu2 = (float *)(A + 63963136); /* [256,32,20,20] */
-  float *d_relu2 = (float *)(A + 77070336); /* [256,32,20,20] */
-  float *maxpool1 = (float *)(A + 90177536); /* [256,32,10,10] */
-  float *d_maxpool1 = (float *)(A + 93454336); /* [256,32,10,10] */
-  float *d_conv3 = (float *)(A + 99090432); /* [256,64,6,6] */
-  float *relu3 = (float *)(A + 101449728); /* [256,64,6,6] */
-  float *d_relu3 = (float *)(A + 103809024); /* [256,64,6,6] */
-  float *maxpool2 = (float *)(A + 106168320); /* [256,64,3,3] */
-  float *d_maxpool2 = (float *)(A + 106758144); /* [256,64,3,3] */
-  float *d_fc1 = (float *)(A + 107450368); /* [256,100] */
-  float *relu4 = (float *)(A + 107552768); /* [256,100] */
-  float *d_relu4 = (float *)(A + 107655168); /* [256,100] */
+  float *conv1 = (float *)(A + 26214400); /* [256,16,24,24] */
+  float *d_conv1 = (float *)(A + 35651584); /* [256,16,24,24] */
+  float *conv2 = (float *)(A + 0); /* [256,32,20,20] */
+  float *d_conv2 = (float *)(A + 13107200); /* [256,32,20,20] */
+  float *maxpool1 = (float *)(A + 13107200); /* [256,32,10,10] */
+  float *d_maxpool1 = (float *)(A + 35651584); /* [256,32,10,10] */
+  float *conv3 = (float *)(A + 16384000); /* [256,64,6,6] */
+  float *d_conv3 = (float *)(A + 18743296); /* [256,64,6,6] */
+  float *maxpool2 = (float *)(A + 18743296); /* [256,64,3,3] */
+  float *d_maxpool2 = (float *)(A + 21102592); /* [256,64,3,3] */
+  float *fc1 = (float *)(A + 19333120); /* [256,100] */
+  float *d_fc1 = (float *)(A + 19435520); /* [256,100] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    fc2_backward(d_relu4, G + 122224 /* fc2.weight */, G + 123232 /* fc2.bias */, s->dlogits, relu4, P + 122224 /* fc2.weight */, scratch);
+    fc2_backward(d_fc1, G + 122224 /* fc2.weight */, G + 123232 /* fc2.bias */, s->dlogits, NULL, fc1, P + 122224 /* fc2.weight */, scratch);
 #pragma omp barrier
-    relu4_backward(d_fc1, d_relu4, relu4);
-#pragma omp barrier
-    fc1_backward(d_maxpool2, G + 64512 /* fc1.weight */, G + 122112 /* fc1.bias */, d_fc1, maxpool2, P + 64512 /* fc1.weight */, scratch);
+    fc1_backward(d_maxpool2, G + 64512 /* fc1.weight */, G + 122112 /* fc1.bias */, d_fc1, fc1, maxpool2, P + 64512 /* fc1.weight */, scratch);
     /* flatten1: a view, its gradient is d_maxpool2's */
 #pragma omp barrier
-    maxpool2_backward(d_relu3, d_maxpool2, relu3);
+    maxpool2_backward(d_conv3, d_maxpool2, conv3);
 #pragma omp barrier
-    relu3_backward(d_conv3, d_relu3, relu3);
+    conv3_backward(d_maxpool1, G + 13248 /* conv3.weight */, G + 64448 /* conv3.bias */, d_conv3, conv3, maxpool1, P + 13248 /* conv3.weight */, scratch);
 #pragma omp barrier
-    conv3_backward(d_maxpool1, G + 13248 /* conv3.weight */, G + 64448 /* conv3.bias */, d_conv3, maxpool1, P + 13248 /* conv3.weight */, scratch);
+    maxpool1_backward(d_conv2, d_maxpool1, conv2);
 #pragma omp barrier
-    maxpool1_backward(d_relu2, d_maxpool1, relu2);
+    conv2_backward(d_conv1, G + 416 /* conv2.weight */, G + 13216 /* conv2.bias */, d_conv2, conv2, conv1, P + 416 /* conv2.weight */, scratch);
 #pragma omp barrier
-    relu2_backward(d_conv2, d_relu2, relu2);
-#pragma omp barrier
-    conv2_backward(d_relu1, G + 416 /* conv2.weight */, G + 13216 /* conv2.bias */, d_conv2, relu1, P + 416 /* conv2.weight */, scratch);
-#pragma omp barrier
-    relu1_backward(d_conv1, d_relu1, relu1);
-#pragma omp barrier
-    conv1_backward(NULL, G + 0 /* conv1.weight */, G + 400 /* conv1.bias */, d_conv1, s->input, P + 0 /* conv1.weight */, scratch);
+    conv1_backward(NULL, G + 0 /* conv1.weight */, G + 400 /* conv1.bias */, d_conv1, conv1, s->input, P + 0 /* conv1.weight */, scratch);
   }
 }
 

@@ -8,7 +8,7 @@
  * Train: resnet_small train --data data/mnist
  *
  * Input x f32[128,1,28,28], labels y class[128] of 10; 56,362 parameters;
- * activation arena 334,006,016 bytes (+ kernel scratch).
+ * activation arena 115,606,272 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -20,7 +20,7 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 56928, ARENA_BYTES = 334006016 };
+enum { PARAMS_FLOATS = 56928, ARENA_BYTES = 115606272 };
 
 static const NnccParam params[] = {
     {"conv1.weight", NNCC_PARAM, 4, {32, 1, 3, 3}, 288, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -97,8 +97,9 @@ KERNEL void conv1_forward(float *restrict y, const float *restrict x, const floa
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1))
@@ -176,11 +177,15 @@ KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *rest
 
 /* relu1 = relu(bn1)  models/resnet_small.nn:15:5
  *   bn1 [128,32,28,28], -> [128,32,28,28] */
-KERNEL void relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 3211264);
+KERNEL void relu1_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 3211264; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 3211264);
+KERNEL void relu1_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 3211264; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* residual1.conv1 = conv2d(relu1)  models/resnet_small.nn:10:24
@@ -190,8 +195,9 @@ KERNEL void residual1_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual1_conv1, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1))
@@ -269,11 +275,15 @@ KERNEL void residual1_bn1_backward(float *restrict dx, float *restrict dgamma, f
 
 /* residual1.relu1 = relu(residual1.bn1)  models/resnet_small.nn:10:7
  *   residual1.bn1 [128,32,28,28], -> [128,32,28,28] */
-KERNEL void residual1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 3211264);
+KERNEL void residual1_relu1_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 3211264; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void residual1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 3211264);
+KERNEL void residual1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 3211264; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* residual1.conv2 = conv2d(residual1.relu1)  models/resnet_small.nn:11:19
@@ -283,8 +293,9 @@ KERNEL void residual1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual1_conv2, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1))
@@ -362,7 +373,7 @@ KERNEL void residual1_bn2_backward(float *restrict dx, float *restrict dgamma, f
 
 /* residual1.add1 = add(relu1, residual1.bn2)  models/resnet_small.nn:12:15
  *   relu1 [128,32,28,28], residual1.bn2 [128,32,28,28], -> [128,32,28,28] */
-KERNEL void residual1_add1_forward(float *restrict y, const float *restrict a, const float *restrict b) {
+KERNEL void residual1_add1_forward(float *y, const float *a, const float *b) {
 #pragma omp for schedule(static)
   for (size_t i = 0; i < 3211264; i++)
     y[i] = a[i] + b[i];
@@ -370,11 +381,15 @@ KERNEL void residual1_add1_forward(float *restrict y, const float *restrict a, c
 
 /* residual1.relu2 = relu(residual1.add1)  models/resnet_small.nn:12:10
  *   residual1.add1 [128,32,28,28], -> [128,32,28,28] */
-KERNEL void residual1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 3211264);
+KERNEL void residual1_relu2_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 3211264; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void residual1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 3211264);
+KERNEL void residual1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 3211264; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* maxpool1 = maxpool2d(residual1.relu2)  models/resnet_small.nn:17:5
@@ -393,8 +408,9 @@ KERNEL void residual2_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual2_conv1, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1))
@@ -472,11 +488,15 @@ KERNEL void residual2_bn1_backward(float *restrict dx, float *restrict dgamma, f
 
 /* residual2.relu1 = relu(residual2.bn1)  models/resnet_small.nn:10:7
  *   residual2.bn1 [128,32,14,14], -> [128,32,14,14] */
-KERNEL void residual2_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 802816);
+KERNEL void residual2_relu1_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 802816; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void residual2_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 802816);
+KERNEL void residual2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 802816; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* residual2.conv2 = conv2d(residual2.relu1)  models/resnet_small.nn:11:19
@@ -486,8 +506,9 @@ KERNEL void residual2_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual2_conv2, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1))
@@ -565,7 +586,7 @@ KERNEL void residual2_bn2_backward(float *restrict dx, float *restrict dgamma, f
 
 /* residual2.add1 = add(maxpool1, residual2.bn2)  models/resnet_small.nn:12:15
  *   maxpool1 [128,32,14,14], residual2.bn2 [128,32,14,14], -> [128,32,14,14] */
-KERNEL void residual2_add1_forward(float *restrict y, const float *restrict a, const float *restrict b) {
+KERNEL void residual2_add1_forward(float *y, const float *a, const float *b) {
 #pragma omp for schedule(static)
   for (size_t i = 0; i < 802816; i++)
     y[i] = a[i] + b[i];
@@ -573,11 +594,15 @@ KERNEL void residual2_add1_forward(float *restrict y, const float *restrict a, c
 
 /* residual2.relu2 = relu(residual2.add1)  models/resnet_small.nn:12:10
  *   residual2.add1 [128,32,14,14], -> [128,32,14,14] */
-KERNEL void residual2_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 802816);
+KERNEL void residual2_relu2_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 802816; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void residual2_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 802816);
+KERNEL void residual2_relu2_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 802816; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* maxpool2 = maxpool2d(residual2.relu2)  models/resnet_small.nn:19:5
@@ -596,8 +621,9 @@ KERNEL void residual3_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual3_conv1, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1))
@@ -675,11 +701,15 @@ KERNEL void residual3_bn1_backward(float *restrict dx, float *restrict dgamma, f
 
 /* residual3.relu1 = relu(residual3.bn1)  models/resnet_small.nn:10:7
  *   residual3.bn1 [128,32,7,7], -> [128,32,7,7] */
-KERNEL void residual3_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 200704);
+KERNEL void residual3_relu1_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 200704; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void residual3_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 200704);
+KERNEL void residual3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 200704; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* residual3.conv2 = conv2d(residual3.relu1)  models/resnet_small.nn:11:19
@@ -689,8 +719,9 @@ KERNEL void residual3_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual3_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual3_conv2, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1))
@@ -768,7 +799,7 @@ KERNEL void residual3_bn2_backward(float *restrict dx, float *restrict dgamma, f
 
 /* residual3.add1 = add(maxpool2, residual3.bn2)  models/resnet_small.nn:12:15
  *   maxpool2 [128,32,7,7], residual3.bn2 [128,32,7,7], -> [128,32,7,7] */
-KERNEL void residual3_add1_forward(float *restrict y, const float *restrict a, const float *restrict b) {
+KERNEL void residual3_add1_forward(float *y, const float *a, const float *b) {
 #pragma omp for schedule(static)
   for (size_t i = 0; i < 200704; i++)
     y[i] = a[i] + b[i];
@@ -776,11 +807,15 @@ KERNEL void residual3_add1_forward(float *restrict y, const float *restrict a, c
 
 /* residual3.relu2 = relu(residual3.add1)  models/resnet_small.nn:12:10
  *   residual3.add1 [128,32,7,7], -> [128,32,7,7] */
-KERNEL void residual3_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 200704);
+KERNEL void residual3_relu2_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 200704; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void residual3_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 200704);
+KERNEL void residual3_relu2_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 200704; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* avgpool1 = adaptive_avgpool2d(residual3.relu2)  models/resnet_small.nn:21:5
@@ -827,8 +862,9 @@ KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float 
   nncc_linear_forward_team(y, x, w, b, scratch, 128, 32, 10, 0);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 10);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(128, 32, 10), nncc_linear_backward_scratch(128, 32, 10))
@@ -840,39 +876,39 @@ static void forward(NnccState *s, int training) {
   unsigned char *A = s->arena;
   (void)P, (void)training;
   float *conv1 = (float *)(A + 0); /* [128,32,28,28] */
-  float *bn1 = (float *)(A + 25690112); /* [128,32,28,28] */
-  float *bn1_stats = (float *)(A + 51380224); /* [2,32]: mean, 1/std */
-  float *relu1 = (float *)(A + 51380480); /* [128,32,28,28] */
-  float *residual1_conv1 = (float *)(A + 77070592); /* [128,32,28,28] */
-  float *residual1_bn1 = (float *)(A + 102760704); /* [128,32,28,28] */
-  float *residual1_bn1_stats = (float *)(A + 128450816); /* [2,32]: mean, 1/std */
-  float *residual1_relu1 = (float *)(A + 128451072); /* [128,32,28,28] */
-  float *residual1_conv2 = (float *)(A + 154141184); /* [128,32,28,28] */
-  float *residual1_bn2 = (float *)(A + 179831296); /* [128,32,28,28] */
-  float *residual1_bn2_stats = (float *)(A + 205521408); /* [2,32]: mean, 1/std */
-  float *residual1_add1 = (float *)(A + 205521664); /* [128,32,28,28] */
-  float *residual1_relu2 = (float *)(A + 231211776); /* [128,32,28,28] */
-  float *maxpool1 = (float *)(A + 256901888); /* [128,32,14,14] */
-  float *residual2_conv1 = (float *)(A + 263324416); /* [128,32,14,14] */
-  float *residual2_bn1 = (float *)(A + 269746944); /* [128,32,14,14] */
-  float *residual2_bn1_stats = (float *)(A + 276169472); /* [2,32]: mean, 1/std */
-  float *residual2_relu1 = (float *)(A + 276169728); /* [128,32,14,14] */
-  float *residual2_conv2 = (float *)(A + 282592256); /* [128,32,14,14] */
-  float *residual2_bn2 = (float *)(A + 289014784); /* [128,32,14,14] */
-  float *residual2_bn2_stats = (float *)(A + 295437312); /* [2,32]: mean, 1/std */
-  float *residual2_add1 = (float *)(A + 295437568); /* [128,32,14,14] */
-  float *residual2_relu2 = (float *)(A + 301860096); /* [128,32,14,14] */
-  float *maxpool2 = (float *)(A + 308282624); /* [128,32,7,7] */
-  float *residual3_conv1 = (float *)(A + 309888256); /* [128,32,7,7] */
-  float *residual3_bn1 = (float *)(A + 311493888); /* [128,32,7,7] */
-  float *residual3_bn1_stats = (float *)(A + 313099520); /* [2,32]: mean, 1/std */
-  float *residual3_relu1 = (float *)(A + 313099776); /* [128,32,7,7] */
-  float *residual3_conv2 = (float *)(A + 314705408); /* [128,32,7,7] */
-  float *residual3_bn2 = (float *)(A + 316311040); /* [128,32,7,7] */
-  float *residual3_bn2_stats = (float *)(A + 317916672); /* [2,32]: mean, 1/std */
-  float *residual3_add1 = (float *)(A + 317916928); /* [128,32,7,7] */
-  float *residual3_relu2 = (float *)(A + 319522560); /* [128,32,7,7] */
-  float *avgpool1 = (float *)(A + 321128192); /* [128,32,1,1] */
+  float *bn1 = (float *)(A + 12845056); /* [128,32,28,28] */
+  float *bn1_stats = (float *)(A + 115605504); /* [2,32]: mean, 1/std */
+  float *relu1 = (float *)(A + 12845056); /* [128,32,28,28] */
+  float *residual1_conv1 = (float *)(A + 25690112); /* [128,32,28,28] */
+  float *residual1_bn1 = (float *)(A + 38535168); /* [128,32,28,28] */
+  float *residual1_bn1_stats = (float *)(A + 115605760); /* [2,32]: mean, 1/std */
+  float *residual1_relu1 = (float *)(A + 38535168); /* [128,32,28,28] */
+  float *residual1_conv2 = (float *)(A + 51380224); /* [128,32,28,28] */
+  float *residual1_bn2 = (float *)(A + 64225280); /* [128,32,28,28] */
+  float *residual1_bn2_stats = (float *)(A + 115606016); /* [2,32]: mean, 1/std */
+  float *residual1_add1 = (float *)(A + 64225280); /* [128,32,28,28] */
+  float *residual1_relu2 = (float *)(A + 64225280); /* [128,32,28,28] */
+  float *maxpool1 = (float *)(A + 89915392); /* [128,32,14,14] */
+  float *residual2_conv1 = (float *)(A + 93126656); /* [128,32,14,14] */
+  float *residual2_bn1 = (float *)(A + 77070336); /* [128,32,14,14] */
+  float *residual2_bn1_stats = (float *)(A + 112394240); /* [2,32]: mean, 1/std */
+  float *residual2_relu1 = (float *)(A + 96337920); /* [128,32,14,14] */
+  float *residual2_conv2 = (float *)(A + 99549184); /* [128,32,14,14] */
+  float *residual2_bn2 = (float *)(A + 77070336); /* [128,32,14,14] */
+  float *residual2_bn2_stats = (float *)(A + 112394496); /* [2,32]: mean, 1/std */
+  float *residual2_add1 = (float *)(A + 77070336); /* [128,32,14,14] */
+  float *residual2_relu2 = (float *)(A + 102760448); /* [128,32,14,14] */
+  float *maxpool2 = (float *)(A + 105971712); /* [128,32,7,7] */
+  float *residual3_conv1 = (float *)(A + 106774528); /* [128,32,7,7] */
+  float *residual3_bn1 = (float *)(A + 77070336); /* [128,32,7,7] */
+  float *residual3_bn1_stats = (float *)(A + 111591424); /* [2,32]: mean, 1/std */
+  float *residual3_relu1 = (float *)(A + 107577344); /* [128,32,7,7] */
+  float *residual3_conv2 = (float *)(A + 108380160); /* [128,32,7,7] */
+  float *residual3_bn2 = (float *)(A + 77070336); /* [128,32,7,7] */
+  float *residual3_bn2_stats = (float *)(A + 111591680); /* [2,32]: mean, 1/std */
+  float *residual3_add1 = (float *)(A + 77070336); /* [128,32,7,7] */
+  float *residual3_relu2 = (float *)(A + 77070336); /* [128,32,7,7] */
+  float *avgpool1 = (float *)(A + 77873152); /* [128,32,1,1] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
@@ -942,78 +978,78 @@ static void backward(NnccState *s) {
   (void)P, (void)G;
   float *conv1 = (float *)(A + 0); /* [128,32,28,28] */
   float *d_conv1 = (float *)(A + 12845056); /* [128,32,28,28] */
-  float *d_bn1 = (float *)(A + 38535168); /* [128,32,28,28] */
-  float *bn1_stats = (float *)(A + 51380224); /* [2,32]: mean, 1/std */
-  float *relu1 = (float *)(A + 51380480); /* [128,32,28,28] */
-  float *d_relu1 = (float *)(A + 64225536); /* [128,32,28,28] */
-  float *residual1_conv1 = (float *)(A + 77070592); /* [128,32,28,28] */
-  float *d_residual1_conv1 = (float *)(A + 89915648); /* [128,32,28,28] */
-  float *d_residual1_bn1 = (float *)(A + 115605760); /* [128,32,28,28] */
-  float *residual1_bn1_stats = (float *)(A + 128450816); /* [2,32]: mean, 1/std */
-  float *residual1_relu1 = (float *)(A + 128451072); /* [128,32,28,28] */
-  float *d_residual1_relu1 = (float *)(A + 141296128); /* [128,32,28,28] */
-  float *residual1_conv2 = (float *)(A + 154141184); /* [128,32,28,28] */
-  float *d_residual1_conv2 = (float *)(A + 166986240); /* [128,32,28,28] */
-  float *d_residual1_bn2 = (float *)(A + 192676352); /* [128,32,28,28] */
-  float *residual1_bn2_stats = (float *)(A + 205521408); /* [2,32]: mean, 1/std */
-  float *d_residual1_add1 = (float *)(A + 218366720); /* [128,32,28,28] */
-  float *residual1_relu2 = (float *)(A + 231211776); /* [128,32,28,28] */
-  float *d_residual1_relu2 = (float *)(A + 244056832); /* [128,32,28,28] */
-  float *maxpool1 = (float *)(A + 256901888); /* [128,32,14,14] */
-  float *d_maxpool1 = (float *)(A + 260113152); /* [128,32,14,14] */
-  float *residual2_conv1 = (float *)(A + 263324416); /* [128,32,14,14] */
-  float *d_residual2_conv1 = (float *)(A + 266535680); /* [128,32,14,14] */
-  float *d_residual2_bn1 = (float *)(A + 272958208); /* [128,32,14,14] */
-  float *residual2_bn1_stats = (float *)(A + 276169472); /* [2,32]: mean, 1/std */
-  float *residual2_relu1 = (float *)(A + 276169728); /* [128,32,14,14] */
-  float *d_residual2_relu1 = (float *)(A + 279380992); /* [128,32,14,14] */
-  float *residual2_conv2 = (float *)(A + 282592256); /* [128,32,14,14] */
-  float *d_residual2_conv2 = (float *)(A + 285803520); /* [128,32,14,14] */
-  float *d_residual2_bn2 = (float *)(A + 292226048); /* [128,32,14,14] */
-  float *residual2_bn2_stats = (float *)(A + 295437312); /* [2,32]: mean, 1/std */
-  float *d_residual2_add1 = (float *)(A + 298648832); /* [128,32,14,14] */
-  float *residual2_relu2 = (float *)(A + 301860096); /* [128,32,14,14] */
-  float *d_residual2_relu2 = (float *)(A + 305071360); /* [128,32,14,14] */
-  float *maxpool2 = (float *)(A + 308282624); /* [128,32,7,7] */
-  float *d_maxpool2 = (float *)(A + 309085440); /* [128,32,7,7] */
-  float *residual3_conv1 = (float *)(A + 309888256); /* [128,32,7,7] */
-  float *d_residual3_conv1 = (float *)(A + 310691072); /* [128,32,7,7] */
-  float *d_residual3_bn1 = (float *)(A + 312296704); /* [128,32,7,7] */
-  float *residual3_bn1_stats = (float *)(A + 313099520); /* [2,32]: mean, 1/std */
-  float *residual3_relu1 = (float *)(A + 313099776); /* [128,32,7,7] */
-  float *d_residual3_relu1 = (float *)(A + 313902592); /* [128,32,7,7] */
-  float *residual3_conv2 = (float *)(A + 314705408); /* [128,32,7,7] */
-  float *d_residual3_conv2 = (float *)(A + 315508224); /* [128,32,7,7] */
-  float *d_residual3_bn2 = (float *)(A + 317113856); /* [128,32,7,7] */
-  float *residual3_bn2_stats = (float *)(A + 317916672); /* [2,32]: mean, 1/std */
-  float *d_residual3_add1 = (float *)(A + 318719744); /* [128,32,7,7] */
-  float *residual3_relu2 = (float *)(A + 319522560); /* [128,32,7,7] */
-  float *d_residual3_relu2 = (float *)(A + 320325376); /* [128,32,7,7] */
-  float *avgpool1 = (float *)(A + 321128192); /* [128,32,1,1] */
-  float *d_avgpool1 = (float *)(A + 321144576); /* [128,32,1,1] */
-  float *grad_tmp = (float *)(A + 321160960); /* gradient contributions to add up */
+  float *d_bn1 = (float *)(A + 25690112); /* [128,32,28,28] */
+  float *bn1_stats = (float *)(A + 115605504); /* [2,32]: mean, 1/std */
+  float *relu1 = (float *)(A + 12845056); /* [128,32,28,28] */
+  float *d_relu1 = (float *)(A + 64225280); /* [128,32,28,28] */
+  float *residual1_conv1 = (float *)(A + 25690112); /* [128,32,28,28] */
+  float *d_residual1_conv1 = (float *)(A + 38535168); /* [128,32,28,28] */
+  float *d_residual1_bn1 = (float *)(A + 51380224); /* [128,32,28,28] */
+  float *residual1_bn1_stats = (float *)(A + 115605760); /* [2,32]: mean, 1/std */
+  float *residual1_relu1 = (float *)(A + 38535168); /* [128,32,28,28] */
+  float *d_residual1_relu1 = (float *)(A + 51380224); /* [128,32,28,28] */
+  float *residual1_conv2 = (float *)(A + 51380224); /* [128,32,28,28] */
+  float *d_residual1_conv2 = (float *)(A + 102760448); /* [128,32,28,28] */
+  float *d_residual1_bn2 = (float *)(A + 89915392); /* [128,32,28,28] */
+  float *residual1_bn2_stats = (float *)(A + 115606016); /* [2,32]: mean, 1/std */
+  float *d_residual1_add1 = (float *)(A + 89915392); /* [128,32,28,28] */
+  float *residual1_relu2 = (float *)(A + 64225280); /* [128,32,28,28] */
+  float *d_residual1_relu2 = (float *)(A + 89915392); /* [128,32,28,28] */
+  float *maxpool1 = (float *)(A + 89915392); /* [128,32,14,14] */
+  float *d_maxpool1 = (float *)(A + 102760448); /* [128,32,14,14] */
+  float *residual2_conv1 = (float *)(A + 93126656); /* [128,32,14,14] */
+  float *d_residual2_conv1 = (float *)(A + 96337920); /* [128,32,14,14] */
+  float *d_residual2_bn1 = (float *)(A + 99549184); /* [128,32,14,14] */
+  float *residual2_bn1_stats = (float *)(A + 112394240); /* [2,32]: mean, 1/std */
+  float *residual2_relu1 = (float *)(A + 96337920); /* [128,32,14,14] */
+  float *d_residual2_relu1 = (float *)(A + 99549184); /* [128,32,14,14] */
+  float *residual2_conv2 = (float *)(A + 99549184); /* [128,32,14,14] */
+  float *d_residual2_conv2 = (float *)(A + 109182976); /* [128,32,14,14] */
+  float *d_residual2_bn2 = (float *)(A + 105971712); /* [128,32,14,14] */
+  float *residual2_bn2_stats = (float *)(A + 112394496); /* [2,32]: mean, 1/std */
+  float *d_residual2_add1 = (float *)(A + 105971712); /* [128,32,14,14] */
+  float *residual2_relu2 = (float *)(A + 102760448); /* [128,32,14,14] */
+  float *d_residual2_relu2 = (float *)(A + 105971712); /* [128,32,14,14] */
+  float *maxpool2 = (float *)(A + 105971712); /* [128,32,7,7] */
+  float *d_maxpool2 = (float *)(A + 109182976); /* [128,32,7,7] */
+  float *residual3_conv1 = (float *)(A + 106774528); /* [128,32,7,7] */
+  float *d_residual3_conv1 = (float *)(A + 107577344); /* [128,32,7,7] */
+  float *d_residual3_bn1 = (float *)(A + 108380160); /* [128,32,7,7] */
+  float *residual3_bn1_stats = (float *)(A + 111591424); /* [2,32]: mean, 1/std */
+  float *residual3_relu1 = (float *)(A + 107577344); /* [128,32,7,7] */
+  float *d_residual3_relu1 = (float *)(A + 108380160); /* [128,32,7,7] */
+  float *residual3_conv2 = (float *)(A + 108380160); /* [128,32,7,7] */
+  float *d_residual3_conv2 = (float *)(A + 110788608); /* [128,32,7,7] */
+  float *d_residual3_bn2 = (float *)(A + 109985792); /* [128,32,7,7] */
+  float *residual3_bn2_stats = (float *)(A + 111591680); /* [2,32]: mean, 1/std */
+  float *d_residual3_add1 = (float *)(A + 109182976); /* [128,32,7,7] */
+  float *residual3_relu2 = (float *)(A + 77070336); /* [128,32,7,7] */
+  float *d_residual3_relu2 = (float *)(A + 77873152); /* [128,32,7,7] */
+  float *avgpool1 = (float *)(A + 77873152); /* [128,32,1,1] */
+  float *d_avgpool1 = (float *)(A + 78675968); /* [128,32,1,1] */
+  float *grad_tmp = (float *)(A + 77070336); /* gradient contributions to add up */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    fc1_backward(d_avgpool1, G + 56592 /* fc1.weight */, G + 56912 /* fc1.bias */, s->dlogits, avgpool1, P + 56592 /* fc1.weight */, scratch);
+    fc1_backward(d_avgpool1, G + 56592 /* fc1.weight */, G + 56912 /* fc1.bias */, s->dlogits, NULL, avgpool1, P + 56592 /* fc1.weight */, scratch);
     /* flatten1: a view, its gradient is d_avgpool1's */
 #pragma omp barrier
     avgpool1_backward(d_residual3_relu2, d_avgpool1);
 #pragma omp barrier
     residual3_relu2_backward(d_residual3_add1, d_residual3_relu2, residual3_relu2);
 #pragma omp barrier
-    copy(d_maxpool2, d_residual3_add1, 200704);
+    /* maxpool2's gradient is residual3.add1's, in place */
     copy(d_residual3_bn2, d_residual3_add1, 200704);
 #pragma omp barrier
     residual3_bn2_backward(d_residual3_conv2, G + 56448 /* residual3.bn2.weight */, G + 56480 /* residual3.bn2.bias */, d_residual3_bn2, residual3_conv2, P + 56448 /* residual3.bn2.weight */, residual3_bn2_stats);
 #pragma omp barrier
-    residual3_conv2_backward(d_residual3_relu1, G + 47232 /* residual3.conv2.weight */, NULL, d_residual3_conv2, residual3_relu1, P + 47232 /* residual3.conv2.weight */, scratch);
+    residual3_conv2_backward(d_residual3_relu1, G + 47232 /* residual3.conv2.weight */, NULL, d_residual3_conv2, NULL, residual3_relu1, P + 47232 /* residual3.conv2.weight */, scratch);
 #pragma omp barrier
     residual3_relu1_backward(d_residual3_bn1, d_residual3_relu1, residual3_relu1);
 #pragma omp barrier
     residual3_bn1_backward(d_residual3_conv1, G + 47088 /* residual3.bn1.weight */, G + 47120 /* residual3.bn1.bias */, d_residual3_bn1, residual3_conv1, P + 47088 /* residual3.bn1.weight */, residual3_bn1_stats);
 #pragma omp barrier
-    residual3_conv1_backward(grad_tmp, G + 37872 /* residual3.conv1.weight */, NULL, d_residual3_conv1, maxpool2, P + 37872 /* residual3.conv1.weight */, scratch);
+    residual3_conv1_backward(grad_tmp, G + 37872 /* residual3.conv1.weight */, NULL, d_residual3_conv1, NULL, maxpool2, P + 37872 /* residual3.conv1.weight */, scratch);
 #pragma omp barrier
     accumulate(d_maxpool2, grad_tmp, 200704);
 #pragma omp barrier
@@ -1022,17 +1058,17 @@ static void backward(NnccState *s) {
     residual2_relu2_backward(d_residual2_add1, d_residual2_relu2, residual2_relu2);
 #pragma omp barrier
     copy(d_maxpool1, d_residual2_add1, 802816);
-    copy(d_residual2_bn2, d_residual2_add1, 802816);
+    /* residual2.bn2's gradient is residual2.add1's, in place */
 #pragma omp barrier
     residual2_bn2_backward(d_residual2_conv2, G + 37728 /* residual2.bn2.weight */, G + 37760 /* residual2.bn2.bias */, d_residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, residual2_bn2_stats);
 #pragma omp barrier
-    residual2_conv2_backward(d_residual2_relu1, G + 28512 /* residual2.conv2.weight */, NULL, d_residual2_conv2, residual2_relu1, P + 28512 /* residual2.conv2.weight */, scratch);
+    residual2_conv2_backward(d_residual2_relu1, G + 28512 /* residual2.conv2.weight */, NULL, d_residual2_conv2, NULL, residual2_relu1, P + 28512 /* residual2.conv2.weight */, scratch);
 #pragma omp barrier
     residual2_relu1_backward(d_residual2_bn1, d_residual2_relu1, residual2_relu1);
 #pragma omp barrier
     residual2_bn1_backward(d_residual2_conv1, G + 28368 /* residual2.bn1.weight */, G + 28400 /* residual2.bn1.bias */, d_residual2_bn1, residual2_conv1, P + 28368 /* residual2.bn1.weight */, residual2_bn1_stats);
 #pragma omp barrier
-    residual2_conv1_backward(grad_tmp, G + 19152 /* residual2.conv1.weight */, NULL, d_residual2_conv1, maxpool1, P + 19152 /* residual2.conv1.weight */, scratch);
+    residual2_conv1_backward(grad_tmp, G + 19152 /* residual2.conv1.weight */, NULL, d_residual2_conv1, NULL, maxpool1, P + 19152 /* residual2.conv1.weight */, scratch);
 #pragma omp barrier
     accumulate(d_maxpool1, grad_tmp, 802816);
 #pragma omp barrier
@@ -1041,17 +1077,17 @@ static void backward(NnccState *s) {
     residual1_relu2_backward(d_residual1_add1, d_residual1_relu2, residual1_relu2);
 #pragma omp barrier
     copy(d_relu1, d_residual1_add1, 3211264);
-    copy(d_residual1_bn2, d_residual1_add1, 3211264);
+    /* residual1.bn2's gradient is residual1.add1's, in place */
 #pragma omp barrier
     residual1_bn2_backward(d_residual1_conv2, G + 19008 /* residual1.bn2.weight */, G + 19040 /* residual1.bn2.bias */, d_residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, residual1_bn2_stats);
 #pragma omp barrier
-    residual1_conv2_backward(d_residual1_relu1, G + 9792 /* residual1.conv2.weight */, NULL, d_residual1_conv2, residual1_relu1, P + 9792 /* residual1.conv2.weight */, scratch);
+    residual1_conv2_backward(d_residual1_relu1, G + 9792 /* residual1.conv2.weight */, NULL, d_residual1_conv2, NULL, residual1_relu1, P + 9792 /* residual1.conv2.weight */, scratch);
 #pragma omp barrier
     residual1_relu1_backward(d_residual1_bn1, d_residual1_relu1, residual1_relu1);
 #pragma omp barrier
     residual1_bn1_backward(d_residual1_conv1, G + 9648 /* residual1.bn1.weight */, G + 9680 /* residual1.bn1.bias */, d_residual1_bn1, residual1_conv1, P + 9648 /* residual1.bn1.weight */, residual1_bn1_stats);
 #pragma omp barrier
-    residual1_conv1_backward(grad_tmp, G + 432 /* residual1.conv1.weight */, NULL, d_residual1_conv1, relu1, P + 432 /* residual1.conv1.weight */, scratch);
+    residual1_conv1_backward(grad_tmp, G + 432 /* residual1.conv1.weight */, NULL, d_residual1_conv1, NULL, relu1, P + 432 /* residual1.conv1.weight */, scratch);
 #pragma omp barrier
     accumulate(d_relu1, grad_tmp, 3211264);
 #pragma omp barrier
@@ -1059,7 +1095,7 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     bn1_backward(d_conv1, G + 288 /* bn1.weight */, G + 320 /* bn1.bias */, d_bn1, conv1, P + 288 /* bn1.weight */, bn1_stats);
 #pragma omp barrier
-    conv1_backward(NULL, G + 0 /* conv1.weight */, NULL, d_conv1, s->input, P + 0 /* conv1.weight */, scratch);
+    conv1_backward(NULL, G + 0 /* conv1.weight */, NULL, d_conv1, NULL, s->input, P + 0 /* conv1.weight */, scratch);
   }
 }
 

@@ -8,7 +8,7 @@
  * Train: vgg11 train --data data/mnist
  *
  * Input x f32[64,1,32,32], labels y class[64] of 10; 28,142,858 parameters;
- * activation arena 179,568,640 bytes (+ kernel scratch).
+ * activation arena 50,987,008 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -20,7 +20,7 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 28142864, ARENA_BYTES = 179568640 };
+enum { PARAMS_FLOATS = 28142864, ARENA_BYTES = 50987008 };
 
 static const NnccParam params[] = {
     {"features1.conv1.weight", NNCC_PARAM, 4, {64, 1, 3, 3}, 576, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -60,26 +60,18 @@ static size_t scratch_bytes;
  *   x [64,1,32,32], -> [64,64,32,32] */
 KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu1 = relu(features1.conv1)  models/lib/vgg.nn:20:11
- *   features1.conv1 [64,64,32,32], -> [64,64,32,32] */
-KERNEL void features1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 4194304);
-}
-KERNEL void features1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 4194304);
-}
-
-/* features1.maxpool1 = maxpool2d(features1.relu1)  models/lib/vgg.nn:14:11
- *   features1.relu1 [64,64,32,32], -> [64,64,16,16] */
+/* features1.maxpool1 = maxpool2d(features1.conv1)  models/lib/vgg.nn:14:11
+ *   features1.conv1 [64,64,32,32], -> [64,64,16,16] */
 KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
 }
@@ -91,26 +83,18 @@ KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restric
  *   features1.maxpool1 [64,64,16,16], -> [64,128,16,16] */
 KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu2 = relu(features1.conv2)  models/lib/vgg.nn:20:11
- *   features1.conv2 [64,128,16,16], -> [64,128,16,16] */
-KERNEL void features1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 2097152);
-}
-KERNEL void features1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2097152);
-}
-
-/* features1.maxpool2 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
- *   features1.relu2 [64,128,16,16], -> [64,128,8,8] */
+/* features1.maxpool2 = maxpool2d(features1.conv2)  models/lib/vgg.nn:14:11
+ *   features1.conv2 [64,128,16,16], -> [64,128,8,8] */
 KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
 }
@@ -122,48 +106,32 @@ KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restric
  *   features1.maxpool2 [64,128,8,8], -> [64,256,8,8] */
 KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu3 = relu(features1.conv3)  models/lib/vgg.nn:20:11
+/* features1.conv4 = conv2d(features1.conv3)  models/lib/vgg.nn:16:11
  *   features1.conv3 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu3_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
-}
-KERNEL void features1_relu3_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
-}
-
-/* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
- *   features1.relu3 [64,256,8,8], -> [64,256,8,8] */
 KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu4 = relu(features1.conv4)  models/lib/vgg.nn:20:11
- *   features1.conv4 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu4_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
-}
-KERNEL void features1_relu4_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
-}
-
-/* features1.maxpool3 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
- *   features1.relu4 [64,256,8,8], -> [64,256,4,4] */
+/* features1.maxpool3 = maxpool2d(features1.conv4)  models/lib/vgg.nn:14:11
+ *   features1.conv4 [64,256,8,8], -> [64,256,4,4] */
 KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
 }
@@ -175,48 +143,32 @@ KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restric
  *   features1.maxpool3 [64,256,4,4], -> [64,512,4,4] */
 KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu5 = relu(features1.conv5)  models/lib/vgg.nn:20:11
+/* features1.conv6 = conv2d(features1.conv5)  models/lib/vgg.nn:16:11
  *   features1.conv5 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu5_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void features1_relu5_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
- *   features1.relu5 [64,512,4,4], -> [64,512,4,4] */
 KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu6 = relu(features1.conv6)  models/lib/vgg.nn:20:11
- *   features1.conv6 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu6_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void features1_relu6_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* features1.maxpool4 = maxpool2d(features1.relu6)  models/lib/vgg.nn:14:11
- *   features1.relu6 [64,512,4,4], -> [64,512,2,2] */
+/* features1.maxpool4 = maxpool2d(features1.conv6)  models/lib/vgg.nn:14:11
+ *   features1.conv6 [64,512,4,4], -> [64,512,2,2] */
 KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
 }
@@ -228,48 +180,32 @@ KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restric
  *   features1.maxpool4 [64,512,2,2], -> [64,512,2,2] */
 KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu7 = relu(features1.conv7)  models/lib/vgg.nn:20:11
+/* features1.conv8 = conv2d(features1.conv7)  models/lib/vgg.nn:16:11
  *   features1.conv7 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu7_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void features1_relu7_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* features1.conv8 = conv2d(features1.relu7)  models/lib/vgg.nn:16:11
- *   features1.relu7 [64,512,2,2], -> [64,512,2,2] */
 KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu8 = relu(features1.conv8)  models/lib/vgg.nn:20:11
- *   features1.conv8 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu8_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void features1_relu8_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* features1.maxpool5 = maxpool2d(features1.relu8)  models/lib/vgg.nn:14:11
- *   features1.relu8 [64,512,2,2], -> [64,512,1,1] */
+/* features1.maxpool5 = maxpool2d(features1.conv8)  models/lib/vgg.nn:14:11
+ *   features1.conv8 [64,512,2,2], -> [64,512,1,1] */
 KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
 }
@@ -285,55 +221,40 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
  *   classifier1.flatten1 [64,512], -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4096);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
-/* classifier1.relu1 = relu(classifier1.fc1)  models/lib/vgg.nn:28:7
+/* classifier1.fc2 = linear(classifier1.fc1)  models/lib/vgg.nn:29:12
  *   classifier1.fc1 [64,4096], -> [64,4096] */
-KERNEL void classifier1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void classifier1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* classifier1.fc2 = linear(classifier1.relu1)  models/lib/vgg.nn:29:12
- *   classifier1.relu1 [64,4096], -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 4096);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
-/* classifier1.relu2 = relu(classifier1.fc2)  models/lib/vgg.nn:29:7
- *   classifier1.fc2 [64,4096], -> [64,4096] */
-KERNEL void classifier1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void classifier1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* classifier1.fc3 = linear(classifier1.relu2)  models/lib/vgg.nn:30:10
- *   classifier1.relu2 [64,4096], -> [64,10] */
+/* classifier1.fc3 = linear(classifier1.fc2)  models/lib/vgg.nn:30:10
+ *   classifier1.fc2 [64,4096], -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
@@ -345,85 +266,55 @@ static void forward(NnccState *s, int training) {
   unsigned char *A = s->arena;
   (void)P, (void)training;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
-  float *features1_relu1 = (float *)(A + 33554432); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 67108864); /* [64,64,16,16] */
-  float *features1_conv2 = (float *)(A + 75497472); /* [64,128,16,16] */
-  float *features1_relu2 = (float *)(A + 92274688); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 109051904); /* [64,128,8,8] */
-  float *features1_conv3 = (float *)(A + 113246208); /* [64,256,8,8] */
-  float *features1_relu3 = (float *)(A + 121634816); /* [64,256,8,8] */
-  float *features1_conv4 = (float *)(A + 130023424); /* [64,256,8,8] */
-  float *features1_relu4 = (float *)(A + 138412032); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 146800640); /* [64,256,4,4] */
-  float *features1_conv5 = (float *)(A + 148897792); /* [64,512,4,4] */
-  float *features1_relu5 = (float *)(A + 153092096); /* [64,512,4,4] */
-  float *features1_conv6 = (float *)(A + 157286400); /* [64,512,4,4] */
-  float *features1_relu6 = (float *)(A + 161480704); /* [64,512,4,4] */
-  float *features1_maxpool4 = (float *)(A + 165675008); /* [64,512,2,2] */
-  float *features1_conv7 = (float *)(A + 166723584); /* [64,512,2,2] */
-  float *features1_relu7 = (float *)(A + 167772160); /* [64,512,2,2] */
-  float *features1_conv8 = (float *)(A + 168820736); /* [64,512,2,2] */
-  float *features1_relu8 = (float *)(A + 169869312); /* [64,512,2,2] */
-  float *features1_maxpool5 = (float *)(A + 170917888); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 171180032); /* [64,4096] */
-  float *classifier1_relu1 = (float *)(A + 173277184); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 175374336); /* [64,4096] */
-  float *classifier1_relu2 = (float *)(A + 177471488); /* [64,4096] */
+  float *features1_maxpool1 = (float *)(A + 33554432); /* [64,64,16,16] */
+  float *features1_conv2 = (float *)(A + 16777216); /* [64,128,16,16] */
+  float *features1_maxpool2 = (float *)(A + 46137344); /* [64,128,8,8] */
+  float *features1_conv3 = (float *)(A + 25165824); /* [64,256,8,8] */
+  float *features1_conv4 = (float *)(A + 29360128); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 48234496); /* [64,256,4,4] */
+  float *features1_conv5 = (float *)(A + 37748736); /* [64,512,4,4] */
+  float *features1_conv6 = (float *)(A + 39845888); /* [64,512,4,4] */
+  float *features1_maxpool4 = (float *)(A + 49283072); /* [64,512,2,2] */
+  float *features1_conv7 = (float *)(A + 49807360); /* [64,512,2,2] */
+  float *features1_conv8 = (float *)(A + 50331648); /* [64,512,2,2] */
+  float *features1_maxpool5 = (float *)(A + 50855936); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 41943040); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 42991616); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
     features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
 #pragma omp barrier
-    features1_relu1_forward(features1_relu1, features1_conv1);
-#pragma omp barrier
-    features1_maxpool1_forward(features1_maxpool1, features1_relu1);
+    features1_maxpool1_forward(features1_maxpool1, features1_conv1);
 #pragma omp barrier
     features1_conv2_forward(features1_conv2, features1_maxpool1, P + 640 /* features1.conv2.weight */, P + 74368 /* features1.conv2.bias */, scratch);
 #pragma omp barrier
-    features1_relu2_forward(features1_relu2, features1_conv2);
-#pragma omp barrier
-    features1_maxpool2_forward(features1_maxpool2, features1_relu2);
+    features1_maxpool2_forward(features1_maxpool2, features1_conv2);
 #pragma omp barrier
     features1_conv3_forward(features1_conv3, features1_maxpool2, P + 74496 /* features1.conv3.weight */, P + 369408 /* features1.conv3.bias */, scratch);
 #pragma omp barrier
-    features1_relu3_forward(features1_relu3, features1_conv3);
+    features1_conv4_forward(features1_conv4, features1_conv3, P + 369664 /* features1.conv4.weight */, P + 959488 /* features1.conv4.bias */, scratch);
 #pragma omp barrier
-    features1_conv4_forward(features1_conv4, features1_relu3, P + 369664 /* features1.conv4.weight */, P + 959488 /* features1.conv4.bias */, scratch);
-#pragma omp barrier
-    features1_relu4_forward(features1_relu4, features1_conv4);
-#pragma omp barrier
-    features1_maxpool3_forward(features1_maxpool3, features1_relu4);
+    features1_maxpool3_forward(features1_maxpool3, features1_conv4);
 #pragma omp barrier
     features1_conv5_forward(features1_conv5, features1_maxpool3, P + 959744 /* features1.conv5.weight */, P + 2139392 /* features1.conv5.bias */, scratch);
 #pragma omp barrier
-    features1_relu5_forward(features1_relu5, features1_conv5);
+    features1_conv6_forward(features1_conv6, features1_conv5, P + 2139904 /* features1.conv6.weight */, P + 4499200 /* features1.conv6.bias */, scratch);
 #pragma omp barrier
-    features1_conv6_forward(features1_conv6, features1_relu5, P + 2139904 /* features1.conv6.weight */, P + 4499200 /* features1.conv6.bias */, scratch);
-#pragma omp barrier
-    features1_relu6_forward(features1_relu6, features1_conv6);
-#pragma omp barrier
-    features1_maxpool4_forward(features1_maxpool4, features1_relu6);
+    features1_maxpool4_forward(features1_maxpool4, features1_conv6);
 #pragma omp barrier
     features1_conv7_forward(features1_conv7, features1_maxpool4, P + 4499712 /* features1.conv7.weight */, P + 6859008 /* features1.conv7.bias */, scratch);
 #pragma omp barrier
-    features1_relu7_forward(features1_relu7, features1_conv7);
+    features1_conv8_forward(features1_conv8, features1_conv7, P + 6859520 /* features1.conv8.weight */, P + 9218816 /* features1.conv8.bias */, scratch);
 #pragma omp barrier
-    features1_conv8_forward(features1_conv8, features1_relu7, P + 6859520 /* features1.conv8.weight */, P + 9218816 /* features1.conv8.bias */, scratch);
-#pragma omp barrier
-    features1_relu8_forward(features1_relu8, features1_conv8);
-#pragma omp barrier
-    features1_maxpool5_forward(features1_maxpool5, features1_relu8);
+    features1_maxpool5_forward(features1_maxpool5, features1_conv8);
     /* classifier1.flatten1: a view of features1.maxpool5 */
 #pragma omp barrier
     classifier1_fc1_forward(classifier1_fc1, features1_maxpool5, P + 9219328 /* classifier1.fc1.weight */, P + 11316480 /* classifier1.fc1.bias */, scratch);
 #pragma omp barrier
-    classifier1_relu1_forward(classifier1_relu1, classifier1_fc1);
+    classifier1_fc2_forward(classifier1_fc2, classifier1_fc1, P + 11320576 /* classifier1.fc2.weight */, P + 28097792 /* classifier1.fc2.bias */, scratch);
 #pragma omp barrier
-    classifier1_fc2_forward(classifier1_fc2, classifier1_relu1, P + 11320576 /* classifier1.fc2.weight */, P + 28097792 /* classifier1.fc2.bias */, scratch);
-#pragma omp barrier
-    classifier1_relu2_forward(classifier1_relu2, classifier1_fc2);
-#pragma omp barrier
-    classifier1_fc3_forward(s->logits, classifier1_relu2, P + 28101888 /* classifier1.fc3.weight */, P + 28142848 /* classifier1.fc3.bias */, scratch);
+    classifier1_fc3_forward(s->logits, classifier1_fc2, P + 28101888 /* classifier1.fc3.weight */, P + 28142848 /* classifier1.fc3.bias */, scratch);
   }
 }
 
@@ -432,101 +323,71 @@ static void backward(NnccState *s) {
   float *P = s->params, *G = s->grads;
   unsigned char *A = s->arena;
   (void)P, (void)G;
+  float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *d_features1_conv1 = (float *)(A + 16777216); /* [64,64,32,32] */
-  float *features1_relu1 = (float *)(A + 33554432); /* [64,64,32,32] */
-  float *d_features1_relu1 = (float *)(A + 50331648); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 67108864); /* [64,64,16,16] */
-  float *d_features1_maxpool1 = (float *)(A + 71303168); /* [64,64,16,16] */
-  float *d_features1_conv2 = (float *)(A + 83886080); /* [64,128,16,16] */
-  float *features1_relu2 = (float *)(A + 92274688); /* [64,128,16,16] */
-  float *d_features1_relu2 = (float *)(A + 100663296); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 109051904); /* [64,128,8,8] */
-  float *d_features1_maxpool2 = (float *)(A + 111149056); /* [64,128,8,8] */
-  float *d_features1_conv3 = (float *)(A + 117440512); /* [64,256,8,8] */
-  float *features1_relu3 = (float *)(A + 121634816); /* [64,256,8,8] */
-  float *d_features1_relu3 = (float *)(A + 125829120); /* [64,256,8,8] */
-  float *d_features1_conv4 = (float *)(A + 134217728); /* [64,256,8,8] */
-  float *features1_relu4 = (float *)(A + 138412032); /* [64,256,8,8] */
-  float *d_features1_relu4 = (float *)(A + 142606336); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 146800640); /* [64,256,4,4] */
-  float *d_features1_maxpool3 = (float *)(A + 147849216); /* [64,256,4,4] */
-  float *d_features1_conv5 = (float *)(A + 150994944); /* [64,512,4,4] */
-  float *features1_relu5 = (float *)(A + 153092096); /* [64,512,4,4] */
-  float *d_features1_relu5 = (float *)(A + 155189248); /* [64,512,4,4] */
-  float *d_features1_conv6 = (float *)(A + 159383552); /* [64,512,4,4] */
-  float *features1_relu6 = (float *)(A + 161480704); /* [64,512,4,4] */
-  float *d_features1_relu6 = (float *)(A + 163577856); /* [64,512,4,4] */
-  float *features1_maxpool4 = (float *)(A + 165675008); /* [64,512,2,2] */
-  float *d_features1_maxpool4 = (float *)(A + 166199296); /* [64,512,2,2] */
-  float *d_features1_conv7 = (float *)(A + 167247872); /* [64,512,2,2] */
-  float *features1_relu7 = (float *)(A + 167772160); /* [64,512,2,2] */
-  float *d_features1_relu7 = (float *)(A + 168296448); /* [64,512,2,2] */
-  float *d_features1_conv8 = (float *)(A + 169345024); /* [64,512,2,2] */
-  float *features1_relu8 = (float *)(A + 169869312); /* [64,512,2,2] */
-  float *d_features1_relu8 = (float *)(A + 170393600); /* [64,512,2,2] */
-  float *features1_maxpool5 = (float *)(A + 170917888); /* [64,512,1,1] */
-  float *d_features1_maxpool5 = (float *)(A + 171048960); /* [64,512,1,1] */
-  float *d_classifier1_fc1 = (float *)(A + 172228608); /* [64,4096] */
-  float *classifier1_relu1 = (float *)(A + 173277184); /* [64,4096] */
-  float *d_classifier1_relu1 = (float *)(A + 174325760); /* [64,4096] */
-  float *d_classifier1_fc2 = (float *)(A + 176422912); /* [64,4096] */
-  float *classifier1_relu2 = (float *)(A + 177471488); /* [64,4096] */
-  float *d_classifier1_relu2 = (float *)(A + 178520064); /* [64,4096] */
+  float *features1_maxpool1 = (float *)(A + 33554432); /* [64,64,16,16] */
+  float *d_features1_maxpool1 = (float *)(A + 37748736); /* [64,64,16,16] */
+  float *features1_conv2 = (float *)(A + 16777216); /* [64,128,16,16] */
+  float *d_features1_conv2 = (float *)(A + 25165824); /* [64,128,16,16] */
+  float *features1_maxpool2 = (float *)(A + 46137344); /* [64,128,8,8] */
+  float *d_features1_maxpool2 = (float *)(A + 37748736); /* [64,128,8,8] */
+  float *features1_conv3 = (float *)(A + 25165824); /* [64,256,8,8] */
+  float *d_features1_conv3 = (float *)(A + 41943040); /* [64,256,8,8] */
+  float *features1_conv4 = (float *)(A + 29360128); /* [64,256,8,8] */
+  float *d_features1_conv4 = (float *)(A + 37748736); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 48234496); /* [64,256,4,4] */
+  float *d_features1_maxpool3 = (float *)(A + 41943040); /* [64,256,4,4] */
+  float *features1_conv5 = (float *)(A + 37748736); /* [64,512,4,4] */
+  float *d_features1_conv5 = (float *)(A + 44040192); /* [64,512,4,4] */
+  float *features1_conv6 = (float *)(A + 39845888); /* [64,512,4,4] */
+  float *d_features1_conv6 = (float *)(A + 41943040); /* [64,512,4,4] */
+  float *features1_maxpool4 = (float *)(A + 49283072); /* [64,512,2,2] */
+  float *d_features1_maxpool4 = (float *)(A + 44040192); /* [64,512,2,2] */
+  float *features1_conv7 = (float *)(A + 49807360); /* [64,512,2,2] */
+  float *d_features1_conv7 = (float *)(A + 42467328); /* [64,512,2,2] */
+  float *features1_conv8 = (float *)(A + 50331648); /* [64,512,2,2] */
+  float *d_features1_conv8 = (float *)(A + 41943040); /* [64,512,2,2] */
+  float *features1_maxpool5 = (float *)(A + 50855936); /* [64,512,1,1] */
+  float *d_features1_maxpool5 = (float *)(A + 42991616); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 41943040); /* [64,4096] */
+  float *d_classifier1_fc1 = (float *)(A + 45088768); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 42991616); /* [64,4096] */
+  float *d_classifier1_fc2 = (float *)(A + 44040192); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    classifier1_fc3_backward(d_classifier1_relu2, G + 28101888 /* classifier1.fc3.weight */, G + 28142848 /* classifier1.fc3.bias */, s->dlogits, classifier1_relu2, P + 28101888 /* classifier1.fc3.weight */, scratch);
+    classifier1_fc3_backward(d_classifier1_fc2, G + 28101888 /* classifier1.fc3.weight */, G + 28142848 /* classifier1.fc3.bias */, s->dlogits, NULL, classifier1_fc2, P + 28101888 /* classifier1.fc3.weight */, scratch);
 #pragma omp barrier
-    classifier1_relu2_backward(d_classifier1_fc2, d_classifier1_relu2, classifier1_relu2);
+    classifier1_fc2_backward(d_classifier1_fc1, G + 11320576 /* classifier1.fc2.weight */, G + 28097792 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 11320576 /* classifier1.fc2.weight */, scratch);
 #pragma omp barrier
-    classifier1_fc2_backward(d_classifier1_relu1, G + 11320576 /* classifier1.fc2.weight */, G + 28097792 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_relu1, P + 11320576 /* classifier1.fc2.weight */, scratch);
-#pragma omp barrier
-    classifier1_relu1_backward(d_classifier1_fc1, d_classifier1_relu1, classifier1_relu1);
-#pragma omp barrier
-    classifier1_fc1_backward(d_features1_maxpool5, G + 9219328 /* classifier1.fc1.weight */, G + 11316480 /* classifier1.fc1.bias */, d_classifier1_fc1, features1_maxpool5, P + 9219328 /* classifier1.fc1.weight */, scratch);
+    classifier1_fc1_backward(d_features1_maxpool5, G + 9219328 /* classifier1.fc1.weight */, G + 11316480 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 9219328 /* classifier1.fc1.weight */, scratch);
     /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
 #pragma omp barrier
-    features1_maxpool5_backward(d_features1_relu8, d_features1_maxpool5, features1_relu8);
+    features1_maxpool5_backward(d_features1_conv8, d_features1_maxpool5, features1_conv8);
 #pragma omp barrier
-    features1_relu8_backward(d_features1_conv8, d_features1_relu8, features1_relu8);
+    features1_conv8_backward(d_features1_conv7, G + 6859520 /* features1.conv8.weight */, G + 9218816 /* features1.conv8.bias */, d_features1_conv8, features1_conv8, features1_conv7, P + 6859520 /* features1.conv8.weight */, scratch);
 #pragma omp barrier
-    features1_conv8_backward(d_features1_relu7, G + 6859520 /* features1.conv8.weight */, G + 9218816 /* features1.conv8.bias */, d_features1_conv8, features1_relu7, P + 6859520 /* features1.conv8.weight */, scratch);
+    features1_conv7_backward(d_features1_maxpool4, G + 4499712 /* features1.conv7.weight */, G + 6859008 /* features1.conv7.bias */, d_features1_conv7, features1_conv7, features1_maxpool4, P + 4499712 /* features1.conv7.weight */, scratch);
 #pragma omp barrier
-    features1_relu7_backward(d_features1_conv7, d_features1_relu7, features1_relu7);
+    features1_maxpool4_backward(d_features1_conv6, d_features1_maxpool4, features1_conv6);
 #pragma omp barrier
-    features1_conv7_backward(d_features1_maxpool4, G + 4499712 /* features1.conv7.weight */, G + 6859008 /* features1.conv7.bias */, d_features1_conv7, features1_maxpool4, P + 4499712 /* features1.conv7.weight */, scratch);
+    features1_conv6_backward(d_features1_conv5, G + 2139904 /* features1.conv6.weight */, G + 4499200 /* features1.conv6.bias */, d_features1_conv6, features1_conv6, features1_conv5, P + 2139904 /* features1.conv6.weight */, scratch);
 #pragma omp barrier
-    features1_maxpool4_backward(d_features1_relu6, d_features1_maxpool4, features1_relu6);
+    features1_conv5_backward(d_features1_maxpool3, G + 959744 /* features1.conv5.weight */, G + 2139392 /* features1.conv5.bias */, d_features1_conv5, features1_conv5, features1_maxpool3, P + 959744 /* features1.conv5.weight */, scratch);
 #pragma omp barrier
-    features1_relu6_backward(d_features1_conv6, d_features1_relu6, features1_relu6);
+    features1_maxpool3_backward(d_features1_conv4, d_features1_maxpool3, features1_conv4);
 #pragma omp barrier
-    features1_conv6_backward(d_features1_relu5, G + 2139904 /* features1.conv6.weight */, G + 4499200 /* features1.conv6.bias */, d_features1_conv6, features1_relu5, P + 2139904 /* features1.conv6.weight */, scratch);
+    features1_conv4_backward(d_features1_conv3, G + 369664 /* features1.conv4.weight */, G + 959488 /* features1.conv4.bias */, d_features1_conv4, features1_conv4, features1_conv3, P + 369664 /* features1.conv4.weight */, scratch);
 #pragma omp barrier
-    features1_relu5_backward(d_features1_conv5, d_features1_relu5, features1_relu5);
+    features1_conv3_backward(d_features1_maxpool2, G + 74496 /* features1.conv3.weight */, G + 369408 /* features1.conv3.bias */, d_features1_conv3, features1_conv3, features1_maxpool2, P + 74496 /* features1.conv3.weight */, scratch);
 #pragma omp barrier
-    features1_conv5_backward(d_features1_maxpool3, G + 959744 /* features1.conv5.weight */, G + 2139392 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool3, P + 959744 /* features1.conv5.weight */, scratch);
+    features1_maxpool2_backward(d_features1_conv2, d_features1_maxpool2, features1_conv2);
 #pragma omp barrier
-    features1_maxpool3_backward(d_features1_relu4, d_features1_maxpool3, features1_relu4);
+    features1_conv2_backward(d_features1_maxpool1, G + 640 /* features1.conv2.weight */, G + 74368 /* features1.conv2.bias */, d_features1_conv2, features1_conv2, features1_maxpool1, P + 640 /* features1.conv2.weight */, scratch);
 #pragma omp barrier
-    features1_relu4_backward(d_features1_conv4, d_features1_relu4, features1_relu4);
+    features1_maxpool1_backward(d_features1_conv1, d_features1_maxpool1, features1_conv1);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_relu3, G + 369664 /* features1.conv4.weight */, G + 959488 /* features1.conv4.bias */, d_features1_conv4, features1_relu3, P + 369664 /* features1.conv4.weight */, scratch);
-#pragma omp barrier
-    features1_relu3_backward(d_features1_conv3, d_features1_relu3, features1_relu3);
-#pragma omp barrier
-    features1_conv3_backward(d_features1_maxpool2, G + 74496 /* features1.conv3.weight */, G + 369408 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool2, P + 74496 /* features1.conv3.weight */, scratch);
-#pragma omp barrier
-    features1_maxpool2_backward(d_features1_relu2, d_features1_maxpool2, features1_relu2);
-#pragma omp barrier
-    features1_relu2_backward(d_features1_conv2, d_features1_relu2, features1_relu2);
-#pragma omp barrier
-    features1_conv2_backward(d_features1_maxpool1, G + 640 /* features1.conv2.weight */, G + 74368 /* features1.conv2.bias */, d_features1_conv2, features1_maxpool1, P + 640 /* features1.conv2.weight */, scratch);
-#pragma omp barrier
-    features1_maxpool1_backward(d_features1_relu1, d_features1_maxpool1, features1_relu1);
-#pragma omp barrier
-    features1_relu1_backward(d_features1_conv1, d_features1_relu1, features1_relu1);
-#pragma omp barrier
-    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
   }
 }
 

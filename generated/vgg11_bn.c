@@ -8,7 +8,7 @@
  * Train: vgg11_bn train --data data/mnist
  *
  * Input x f32[64,1,32,32], labels y class[64] of 10; 28,148,362 parameters;
- * activation arena 257,185,280 bytes (+ kernel scratch).
+ * activation arena 89,806,336 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -20,7 +20,7 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 28154000, ARENA_BYTES = 257185280 };
+enum { PARAMS_FLOATS = 28154000, ARENA_BYTES = 89806336 };
 
 static const NnccParam params[] = {
     {"features1.conv1.weight", NNCC_PARAM, 4, {64, 1, 3, 3}, 576, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -103,8 +103,9 @@ KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
@@ -182,11 +183,15 @@ KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu1 = relu(features1.bn1)  models/lib/vgg.nn:20:11
  *   features1.bn1 [64,64,32,32], -> [64,64,32,32] */
-KERNEL void features1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 4194304);
+KERNEL void features1_relu1_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 4194304; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 4194304);
+KERNEL void features1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 4194304; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool1 = maxpool2d(features1.relu1)  models/lib/vgg.nn:14:11
@@ -205,8 +210,9 @@ KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
@@ -284,11 +290,15 @@ KERNEL void features1_bn2_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu2 = relu(features1.bn2)  models/lib/vgg.nn:20:11
  *   features1.bn2 [64,128,16,16], -> [64,128,16,16] */
-KERNEL void features1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 2097152);
+KERNEL void features1_relu2_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 2097152; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2097152);
+KERNEL void features1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 2097152; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool2 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
@@ -307,8 +317,9 @@ KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -386,11 +397,15 @@ KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu3 = relu(features1.bn3)  models/lib/vgg.nn:20:11
  *   features1.bn3 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu3_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
+KERNEL void features1_relu3_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu3_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
+KERNEL void features1_relu3_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
@@ -400,8 +415,9 @@ KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -479,11 +495,15 @@ KERNEL void features1_bn4_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu4 = relu(features1.bn4)  models/lib/vgg.nn:20:11
  *   features1.bn4 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu4_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
+KERNEL void features1_relu4_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu4_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
+KERNEL void features1_relu4_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool3 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
@@ -502,8 +522,9 @@ KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -581,11 +602,15 @@ KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu5 = relu(features1.bn5)  models/lib/vgg.nn:20:11
  *   features1.bn5 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu5_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
+KERNEL void features1_relu5_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu5_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
+KERNEL void features1_relu5_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
@@ -595,8 +620,9 @@ KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -674,11 +700,15 @@ KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu6 = relu(features1.bn6)  models/lib/vgg.nn:20:11
  *   features1.bn6 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu6_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
+KERNEL void features1_relu6_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu6_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
+KERNEL void features1_relu6_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool4 = maxpool2d(features1.relu6)  models/lib/vgg.nn:14:11
@@ -697,8 +727,9 @@ KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -776,11 +807,15 @@ KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu7 = relu(features1.bn7)  models/lib/vgg.nn:20:11
  *   features1.bn7 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu7_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
+KERNEL void features1_relu7_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu7_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
+KERNEL void features1_relu7_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv8 = conv2d(features1.relu7)  models/lib/vgg.nn:16:11
@@ -790,8 +825,9 @@ KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -869,11 +905,15 @@ KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu8 = relu(features1.bn8)  models/lib/vgg.nn:20:11
  *   features1.bn8 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu8_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
+KERNEL void features1_relu8_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu8_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
+KERNEL void features1_relu8_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool5 = maxpool2d(features1.relu8)  models/lib/vgg.nn:14:11
@@ -893,55 +933,40 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
  *   classifier1.flatten1 [64,512], -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4096);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
-/* classifier1.relu1 = relu(classifier1.fc1)  models/lib/vgg.nn:28:7
+/* classifier1.fc2 = linear(classifier1.fc1)  models/lib/vgg.nn:29:12
  *   classifier1.fc1 [64,4096], -> [64,4096] */
-KERNEL void classifier1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void classifier1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* classifier1.fc2 = linear(classifier1.relu1)  models/lib/vgg.nn:29:12
- *   classifier1.relu1 [64,4096], -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 4096);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
-/* classifier1.relu2 = relu(classifier1.fc2)  models/lib/vgg.nn:29:7
- *   classifier1.fc2 [64,4096], -> [64,4096] */
-KERNEL void classifier1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void classifier1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* classifier1.fc3 = linear(classifier1.relu2)  models/lib/vgg.nn:30:10
- *   classifier1.relu2 [64,4096], -> [64,10] */
+/* classifier1.fc3 = linear(classifier1.fc2)  models/lib/vgg.nn:30:10
+ *   classifier1.fc2 [64,4096], -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
@@ -953,46 +978,44 @@ static void forward(NnccState *s, int training) {
   unsigned char *A = s->arena;
   (void)P, (void)training;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
-  float *features1_bn1 = (float *)(A + 33554432); /* [64,64,32,32] */
-  float *features1_bn1_stats = (float *)(A + 67108864); /* [2,64]: mean, 1/std */
-  float *features1_relu1 = (float *)(A + 67109376); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 100663808); /* [64,64,16,16] */
-  float *features1_conv2 = (float *)(A + 109052416); /* [64,128,16,16] */
-  float *features1_bn2 = (float *)(A + 125829632); /* [64,128,16,16] */
-  float *features1_bn2_stats = (float *)(A + 142606848); /* [2,128]: mean, 1/std */
-  float *features1_relu2 = (float *)(A + 142607872); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 159385088); /* [64,128,8,8] */
-  float *features1_conv3 = (float *)(A + 163579392); /* [64,256,8,8] */
-  float *features1_bn3 = (float *)(A + 171968000); /* [64,256,8,8] */
-  float *features1_bn3_stats = (float *)(A + 180356608); /* [2,256]: mean, 1/std */
-  float *features1_relu3 = (float *)(A + 180358656); /* [64,256,8,8] */
-  float *features1_conv4 = (float *)(A + 188747264); /* [64,256,8,8] */
-  float *features1_bn4 = (float *)(A + 197135872); /* [64,256,8,8] */
-  float *features1_bn4_stats = (float *)(A + 205524480); /* [2,256]: mean, 1/std */
-  float *features1_relu4 = (float *)(A + 205526528); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 213915136); /* [64,256,4,4] */
-  float *features1_conv5 = (float *)(A + 216012288); /* [64,512,4,4] */
-  float *features1_bn5 = (float *)(A + 220206592); /* [64,512,4,4] */
-  float *features1_bn5_stats = (float *)(A + 224400896); /* [2,512]: mean, 1/std */
-  float *features1_relu5 = (float *)(A + 224404992); /* [64,512,4,4] */
-  float *features1_conv6 = (float *)(A + 228599296); /* [64,512,4,4] */
-  float *features1_bn6 = (float *)(A + 232793600); /* [64,512,4,4] */
-  float *features1_bn6_stats = (float *)(A + 236987904); /* [2,512]: mean, 1/std */
-  float *features1_relu6 = (float *)(A + 236992000); /* [64,512,4,4] */
-  float *features1_maxpool4 = (float *)(A + 241186304); /* [64,512,2,2] */
-  float *features1_conv7 = (float *)(A + 242234880); /* [64,512,2,2] */
-  float *features1_bn7 = (float *)(A + 243283456); /* [64,512,2,2] */
-  float *features1_bn7_stats = (float *)(A + 244332032); /* [2,512]: mean, 1/std */
-  float *features1_relu7 = (float *)(A + 244336128); /* [64,512,2,2] */
-  float *features1_conv8 = (float *)(A + 245384704); /* [64,512,2,2] */
-  float *features1_bn8 = (float *)(A + 246433280); /* [64,512,2,2] */
-  float *features1_bn8_stats = (float *)(A + 247481856); /* [2,512]: mean, 1/std */
-  float *features1_relu8 = (float *)(A + 247485952); /* [64,512,2,2] */
-  float *features1_maxpool5 = (float *)(A + 248534528); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 248796672); /* [64,4096] */
-  float *classifier1_relu1 = (float *)(A + 250893824); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 252990976); /* [64,4096] */
-  float *classifier1_relu2 = (float *)(A + 255088128); /* [64,4096] */
+  float *features1_bn1 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *features1_bn1_stats = (float *)(A + 89805824); /* [2,64]: mean, 1/std */
+  float *features1_relu1 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
+  float *features1_conv2 = (float *)(A + 33554432); /* [64,128,16,16] */
+  float *features1_bn2 = (float *)(A + 41943040); /* [64,128,16,16] */
+  float *features1_bn2_stats = (float *)(A + 89804800); /* [2,128]: mean, 1/std */
+  float *features1_relu2 = (float *)(A + 41943040); /* [64,128,16,16] */
+  float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
+  float *features1_conv3 = (float *)(A + 50331648); /* [64,256,8,8] */
+  float *features1_bn3 = (float *)(A + 54525952); /* [64,256,8,8] */
+  float *features1_bn3_stats = (float *)(A + 89800704); /* [2,256]: mean, 1/std */
+  float *features1_relu3 = (float *)(A + 54525952); /* [64,256,8,8] */
+  float *features1_conv4 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *features1_bn4 = (float *)(A + 67108864); /* [64,256,8,8] */
+  float *features1_bn4_stats = (float *)(A + 89802752); /* [2,256]: mean, 1/std */
+  float *features1_relu4 = (float *)(A + 67108864); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 83886080); /* [64,256,4,4] */
+  float *features1_conv5 = (float *)(A + 71303168); /* [64,512,4,4] */
+  float *features1_bn5 = (float *)(A + 73400320); /* [64,512,4,4] */
+  float *features1_bn5_stats = (float *)(A + 89784320); /* [2,512]: mean, 1/std */
+  float *features1_relu5 = (float *)(A + 73400320); /* [64,512,4,4] */
+  float *features1_conv6 = (float *)(A + 77594624); /* [64,512,4,4] */
+  float *features1_bn6 = (float *)(A + 79691776); /* [64,512,4,4] */
+  float *features1_bn6_stats = (float *)(A + 89788416); /* [2,512]: mean, 1/std */
+  float *features1_relu6 = (float *)(A + 79691776); /* [64,512,4,4] */
+  float *features1_maxpool4 = (float *)(A + 87031808); /* [64,512,2,2] */
+  float *features1_conv7 = (float *)(A + 87556096); /* [64,512,2,2] */
+  float *features1_bn7 = (float *)(A + 81788928); /* [64,512,2,2] */
+  float *features1_bn7_stats = (float *)(A + 89792512); /* [2,512]: mean, 1/std */
+  float *features1_relu7 = (float *)(A + 88080384); /* [64,512,2,2] */
+  float *features1_conv8 = (float *)(A + 88604672); /* [64,512,2,2] */
+  float *features1_bn8 = (float *)(A + 81788928); /* [64,512,2,2] */
+  float *features1_bn8_stats = (float *)(A + 89796608); /* [2,512]: mean, 1/std */
+  float *features1_relu8 = (float *)(A + 89128960); /* [64,512,2,2] */
+  float *features1_maxpool5 = (float *)(A + 89653248); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 81788928); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 82837504); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
@@ -1057,13 +1080,9 @@ static void forward(NnccState *s, int training) {
 #pragma omp barrier
     classifier1_fc1_forward(classifier1_fc1, features1_maxpool5, P + 9230464 /* classifier1.fc1.weight */, P + 11327616 /* classifier1.fc1.bias */, scratch);
 #pragma omp barrier
-    classifier1_relu1_forward(classifier1_relu1, classifier1_fc1);
+    classifier1_fc2_forward(classifier1_fc2, classifier1_fc1, P + 11331712 /* classifier1.fc2.weight */, P + 28108928 /* classifier1.fc2.bias */, scratch);
 #pragma omp barrier
-    classifier1_fc2_forward(classifier1_fc2, classifier1_relu1, P + 11331712 /* classifier1.fc2.weight */, P + 28108928 /* classifier1.fc2.bias */, scratch);
-#pragma omp barrier
-    classifier1_relu2_forward(classifier1_relu2, classifier1_fc2);
-#pragma omp barrier
-    classifier1_fc3_forward(s->logits, classifier1_relu2, P + 28113024 /* classifier1.fc3.weight */, P + 28153984 /* classifier1.fc3.bias */, scratch);
+    classifier1_fc3_forward(s->logits, classifier1_fc2, P + 28113024 /* classifier1.fc3.weight */, P + 28153984 /* classifier1.fc3.bias */, scratch);
   }
 }
 
@@ -1074,80 +1093,74 @@ static void backward(NnccState *s) {
   (void)P, (void)G;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *d_features1_conv1 = (float *)(A + 16777216); /* [64,64,32,32] */
-  float *d_features1_bn1 = (float *)(A + 50331648); /* [64,64,32,32] */
-  float *features1_bn1_stats = (float *)(A + 67108864); /* [2,64]: mean, 1/std */
-  float *features1_relu1 = (float *)(A + 67109376); /* [64,64,32,32] */
-  float *d_features1_relu1 = (float *)(A + 83886592); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 100663808); /* [64,64,16,16] */
-  float *d_features1_maxpool1 = (float *)(A + 104858112); /* [64,64,16,16] */
-  float *features1_conv2 = (float *)(A + 109052416); /* [64,128,16,16] */
-  float *d_features1_conv2 = (float *)(A + 117441024); /* [64,128,16,16] */
-  float *d_features1_bn2 = (float *)(A + 134218240); /* [64,128,16,16] */
-  float *features1_bn2_stats = (float *)(A + 142606848); /* [2,128]: mean, 1/std */
-  float *features1_relu2 = (float *)(A + 142607872); /* [64,128,16,16] */
-  float *d_features1_relu2 = (float *)(A + 150996480); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 159385088); /* [64,128,8,8] */
-  float *d_features1_maxpool2 = (float *)(A + 161482240); /* [64,128,8,8] */
-  float *features1_conv3 = (float *)(A + 163579392); /* [64,256,8,8] */
-  float *d_features1_conv3 = (float *)(A + 167773696); /* [64,256,8,8] */
-  float *d_features1_bn3 = (float *)(A + 176162304); /* [64,256,8,8] */
-  float *features1_bn3_stats = (float *)(A + 180356608); /* [2,256]: mean, 1/std */
-  float *features1_relu3 = (float *)(A + 180358656); /* [64,256,8,8] */
-  float *d_features1_relu3 = (float *)(A + 184552960); /* [64,256,8,8] */
-  float *features1_conv4 = (float *)(A + 188747264); /* [64,256,8,8] */
-  float *d_features1_conv4 = (float *)(A + 192941568); /* [64,256,8,8] */
-  float *d_features1_bn4 = (float *)(A + 201330176); /* [64,256,8,8] */
-  float *features1_bn4_stats = (float *)(A + 205524480); /* [2,256]: mean, 1/std */
-  float *features1_relu4 = (float *)(A + 205526528); /* [64,256,8,8] */
-  float *d_features1_relu4 = (float *)(A + 209720832); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 213915136); /* [64,256,4,4] */
-  float *d_features1_maxpool3 = (float *)(A + 214963712); /* [64,256,4,4] */
-  float *features1_conv5 = (float *)(A + 216012288); /* [64,512,4,4] */
-  float *d_features1_conv5 = (float *)(A + 218109440); /* [64,512,4,4] */
-  float *d_features1_bn5 = (float *)(A + 222303744); /* [64,512,4,4] */
-  float *features1_bn5_stats = (float *)(A + 224400896); /* [2,512]: mean, 1/std */
-  float *features1_relu5 = (float *)(A + 224404992); /* [64,512,4,4] */
-  float *d_features1_relu5 = (float *)(A + 226502144); /* [64,512,4,4] */
-  float *features1_conv6 = (float *)(A + 228599296); /* [64,512,4,4] */
-  float *d_features1_conv6 = (float *)(A + 230696448); /* [64,512,4,4] */
-  float *d_features1_bn6 = (float *)(A + 234890752); /* [64,512,4,4] */
-  float *features1_bn6_stats = (float *)(A + 236987904); /* [2,512]: mean, 1/std */
-  float *features1_relu6 = (float *)(A + 236992000); /* [64,512,4,4] */
-  float *d_features1_relu6 = (float *)(A + 239089152); /* [64,512,4,4] */
-  float *features1_maxpool4 = (float *)(A + 241186304); /* [64,512,2,2] */
-  float *d_features1_maxpool4 = (float *)(A + 241710592); /* [64,512,2,2] */
-  float *features1_conv7 = (float *)(A + 242234880); /* [64,512,2,2] */
-  float *d_features1_conv7 = (float *)(A + 242759168); /* [64,512,2,2] */
-  float *d_features1_bn7 = (float *)(A + 243807744); /* [64,512,2,2] */
-  float *features1_bn7_stats = (float *)(A + 244332032); /* [2,512]: mean, 1/std */
-  float *features1_relu7 = (float *)(A + 244336128); /* [64,512,2,2] */
-  float *d_features1_relu7 = (float *)(A + 244860416); /* [64,512,2,2] */
-  float *features1_conv8 = (float *)(A + 245384704); /* [64,512,2,2] */
-  float *d_features1_conv8 = (float *)(A + 245908992); /* [64,512,2,2] */
-  float *d_features1_bn8 = (float *)(A + 246957568); /* [64,512,2,2] */
-  float *features1_bn8_stats = (float *)(A + 247481856); /* [2,512]: mean, 1/std */
-  float *features1_relu8 = (float *)(A + 247485952); /* [64,512,2,2] */
-  float *d_features1_relu8 = (float *)(A + 248010240); /* [64,512,2,2] */
-  float *features1_maxpool5 = (float *)(A + 248534528); /* [64,512,1,1] */
-  float *d_features1_maxpool5 = (float *)(A + 248665600); /* [64,512,1,1] */
-  float *d_classifier1_fc1 = (float *)(A + 249845248); /* [64,4096] */
-  float *classifier1_relu1 = (float *)(A + 250893824); /* [64,4096] */
-  float *d_classifier1_relu1 = (float *)(A + 251942400); /* [64,4096] */
-  float *d_classifier1_fc2 = (float *)(A + 254039552); /* [64,4096] */
-  float *classifier1_relu2 = (float *)(A + 255088128); /* [64,4096] */
-  float *d_classifier1_relu2 = (float *)(A + 256136704); /* [64,4096] */
+  float *d_features1_bn1 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *features1_bn1_stats = (float *)(A + 89805824); /* [2,64]: mean, 1/std */
+  float *features1_relu1 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *d_features1_relu1 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
+  float *d_features1_maxpool1 = (float *)(A + 50331648); /* [64,64,16,16] */
+  float *features1_conv2 = (float *)(A + 33554432); /* [64,128,16,16] */
+  float *d_features1_conv2 = (float *)(A + 41943040); /* [64,128,16,16] */
+  float *d_features1_bn2 = (float *)(A + 50331648); /* [64,128,16,16] */
+  float *features1_bn2_stats = (float *)(A + 89804800); /* [2,128]: mean, 1/std */
+  float *features1_relu2 = (float *)(A + 41943040); /* [64,128,16,16] */
+  float *d_features1_relu2 = (float *)(A + 50331648); /* [64,128,16,16] */
+  float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
+  float *d_features1_maxpool2 = (float *)(A + 62914560); /* [64,128,8,8] */
+  float *features1_conv3 = (float *)(A + 50331648); /* [64,256,8,8] */
+  float *d_features1_conv3 = (float *)(A + 54525952); /* [64,256,8,8] */
+  float *d_features1_bn3 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *features1_bn3_stats = (float *)(A + 89800704); /* [2,256]: mean, 1/std */
+  float *features1_relu3 = (float *)(A + 54525952); /* [64,256,8,8] */
+  float *d_features1_relu3 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *features1_conv4 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *d_features1_conv4 = (float *)(A + 67108864); /* [64,256,8,8] */
+  float *d_features1_bn4 = (float *)(A + 71303168); /* [64,256,8,8] */
+  float *features1_bn4_stats = (float *)(A + 89802752); /* [2,256]: mean, 1/std */
+  float *features1_relu4 = (float *)(A + 67108864); /* [64,256,8,8] */
+  float *d_features1_relu4 = (float *)(A + 71303168); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 83886080); /* [64,256,4,4] */
+  float *d_features1_maxpool3 = (float *)(A + 77594624); /* [64,256,4,4] */
+  float *features1_conv5 = (float *)(A + 71303168); /* [64,512,4,4] */
+  float *d_features1_conv5 = (float *)(A + 73400320); /* [64,512,4,4] */
+  float *d_features1_bn5 = (float *)(A + 77594624); /* [64,512,4,4] */
+  float *features1_bn5_stats = (float *)(A + 89784320); /* [2,512]: mean, 1/std */
+  float *features1_relu5 = (float *)(A + 73400320); /* [64,512,4,4] */
+  float *d_features1_relu5 = (float *)(A + 77594624); /* [64,512,4,4] */
+  float *features1_conv6 = (float *)(A + 77594624); /* [64,512,4,4] */
+  float *d_features1_conv6 = (float *)(A + 79691776); /* [64,512,4,4] */
+  float *d_features1_bn6 = (float *)(A + 81788928); /* [64,512,4,4] */
+  float *features1_bn6_stats = (float *)(A + 89788416); /* [2,512]: mean, 1/std */
+  float *features1_relu6 = (float *)(A + 79691776); /* [64,512,4,4] */
+  float *d_features1_relu6 = (float *)(A + 81788928); /* [64,512,4,4] */
+  float *features1_maxpool4 = (float *)(A + 87031808); /* [64,512,2,2] */
+  float *d_features1_maxpool4 = (float *)(A + 84934656); /* [64,512,2,2] */
+  float *features1_conv7 = (float *)(A + 87556096); /* [64,512,2,2] */
+  float *d_features1_conv7 = (float *)(A + 82313216); /* [64,512,2,2] */
+  float *d_features1_bn7 = (float *)(A + 81788928); /* [64,512,2,2] */
+  float *features1_bn7_stats = (float *)(A + 89792512); /* [2,512]: mean, 1/std */
+  float *features1_relu7 = (float *)(A + 88080384); /* [64,512,2,2] */
+  float *d_features1_relu7 = (float *)(A + 81788928); /* [64,512,2,2] */
+  float *features1_conv8 = (float *)(A + 88604672); /* [64,512,2,2] */
+  float *d_features1_conv8 = (float *)(A + 82313216); /* [64,512,2,2] */
+  float *d_features1_bn8 = (float *)(A + 81788928); /* [64,512,2,2] */
+  float *features1_bn8_stats = (float *)(A + 89796608); /* [2,512]: mean, 1/std */
+  float *features1_relu8 = (float *)(A + 89128960); /* [64,512,2,2] */
+  float *d_features1_relu8 = (float *)(A + 81788928); /* [64,512,2,2] */
+  float *features1_maxpool5 = (float *)(A + 89653248); /* [64,512,1,1] */
+  float *d_features1_maxpool5 = (float *)(A + 82837504); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 81788928); /* [64,4096] */
+  float *d_classifier1_fc1 = (float *)(A + 85983232); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 82837504); /* [64,4096] */
+  float *d_classifier1_fc2 = (float *)(A + 84934656); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    classifier1_fc3_backward(d_classifier1_relu2, G + 28113024 /* classifier1.fc3.weight */, G + 28153984 /* classifier1.fc3.bias */, s->dlogits, classifier1_relu2, P + 28113024 /* classifier1.fc3.weight */, scratch);
+    classifier1_fc3_backward(d_classifier1_fc2, G + 28113024 /* classifier1.fc3.weight */, G + 28153984 /* classifier1.fc3.bias */, s->dlogits, NULL, classifier1_fc2, P + 28113024 /* classifier1.fc3.weight */, scratch);
 #pragma omp barrier
-    classifier1_relu2_backward(d_classifier1_fc2, d_classifier1_relu2, classifier1_relu2);
+    classifier1_fc2_backward(d_classifier1_fc1, G + 11331712 /* classifier1.fc2.weight */, G + 28108928 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 11331712 /* classifier1.fc2.weight */, scratch);
 #pragma omp barrier
-    classifier1_fc2_backward(d_classifier1_relu1, G + 11331712 /* classifier1.fc2.weight */, G + 28108928 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_relu1, P + 11331712 /* classifier1.fc2.weight */, scratch);
-#pragma omp barrier
-    classifier1_relu1_backward(d_classifier1_fc1, d_classifier1_relu1, classifier1_relu1);
-#pragma omp barrier
-    classifier1_fc1_backward(d_features1_maxpool5, G + 9230464 /* classifier1.fc1.weight */, G + 11327616 /* classifier1.fc1.bias */, d_classifier1_fc1, features1_maxpool5, P + 9230464 /* classifier1.fc1.weight */, scratch);
+    classifier1_fc1_backward(d_features1_maxpool5, G + 9230464 /* classifier1.fc1.weight */, G + 11327616 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 9230464 /* classifier1.fc1.weight */, scratch);
     /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
 #pragma omp barrier
     features1_maxpool5_backward(d_features1_relu8, d_features1_maxpool5, features1_relu8);
@@ -1156,13 +1169,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn8_backward(d_features1_conv8, G + 9228400 /* features1.bn8.weight */, G + 9228912 /* features1.bn8.bias */, d_features1_bn8, features1_conv8, P + 9228400 /* features1.bn8.weight */, features1_bn8_stats);
 #pragma omp barrier
-    features1_conv8_backward(d_features1_relu7, G + 6868592 /* features1.conv8.weight */, G + 9227888 /* features1.conv8.bias */, d_features1_conv8, features1_relu7, P + 6868592 /* features1.conv8.weight */, scratch);
+    features1_conv8_backward(d_features1_relu7, G + 6868592 /* features1.conv8.weight */, G + 9227888 /* features1.conv8.bias */, d_features1_conv8, NULL, features1_relu7, P + 6868592 /* features1.conv8.weight */, scratch);
 #pragma omp barrier
     features1_relu7_backward(d_features1_bn7, d_features1_relu7, features1_relu7);
 #pragma omp barrier
     features1_bn7_backward(d_features1_conv7, G + 6866528 /* features1.bn7.weight */, G + 6867040 /* features1.bn7.bias */, d_features1_bn7, features1_conv7, P + 6866528 /* features1.bn7.weight */, features1_bn7_stats);
 #pragma omp barrier
-    features1_conv7_backward(d_features1_maxpool4, G + 4506720 /* features1.conv7.weight */, G + 6866016 /* features1.conv7.bias */, d_features1_conv7, features1_maxpool4, P + 4506720 /* features1.conv7.weight */, scratch);
+    features1_conv7_backward(d_features1_maxpool4, G + 4506720 /* features1.conv7.weight */, G + 6866016 /* features1.conv7.bias */, d_features1_conv7, NULL, features1_maxpool4, P + 4506720 /* features1.conv7.weight */, scratch);
 #pragma omp barrier
     features1_maxpool4_backward(d_features1_relu6, d_features1_maxpool4, features1_relu6);
 #pragma omp barrier
@@ -1170,13 +1183,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn6_backward(d_features1_conv6, G + 4504656 /* features1.bn6.weight */, G + 4505168 /* features1.bn6.bias */, d_features1_bn6, features1_conv6, P + 4504656 /* features1.bn6.weight */, features1_bn6_stats);
 #pragma omp barrier
-    features1_conv6_backward(d_features1_relu5, G + 2144848 /* features1.conv6.weight */, G + 4504144 /* features1.conv6.bias */, d_features1_conv6, features1_relu5, P + 2144848 /* features1.conv6.weight */, scratch);
+    features1_conv6_backward(d_features1_relu5, G + 2144848 /* features1.conv6.weight */, G + 4504144 /* features1.conv6.bias */, d_features1_conv6, NULL, features1_relu5, P + 2144848 /* features1.conv6.weight */, scratch);
 #pragma omp barrier
     features1_relu5_backward(d_features1_bn5, d_features1_relu5, features1_relu5);
 #pragma omp barrier
     features1_bn5_backward(d_features1_conv5, G + 2142784 /* features1.bn5.weight */, G + 2143296 /* features1.bn5.bias */, d_features1_bn5, features1_conv5, P + 2142784 /* features1.bn5.weight */, features1_bn5_stats);
 #pragma omp barrier
-    features1_conv5_backward(d_features1_maxpool3, G + 962624 /* features1.conv5.weight */, G + 2142272 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool3, P + 962624 /* features1.conv5.weight */, scratch);
+    features1_conv5_backward(d_features1_maxpool3, G + 962624 /* features1.conv5.weight */, G + 2142272 /* features1.conv5.bias */, d_features1_conv5, NULL, features1_maxpool3, P + 962624 /* features1.conv5.weight */, scratch);
 #pragma omp barrier
     features1_maxpool3_backward(d_features1_relu4, d_features1_maxpool3, features1_relu4);
 #pragma omp barrier
@@ -1184,13 +1197,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn4_backward(d_features1_conv4, G + 961584 /* features1.bn4.weight */, G + 961840 /* features1.bn4.bias */, d_features1_bn4, features1_conv4, P + 961584 /* features1.bn4.weight */, features1_bn4_stats);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_relu3, G + 371504 /* features1.conv4.weight */, G + 961328 /* features1.conv4.bias */, d_features1_conv4, features1_relu3, P + 371504 /* features1.conv4.weight */, scratch);
+    features1_conv4_backward(d_features1_relu3, G + 371504 /* features1.conv4.weight */, G + 961328 /* features1.conv4.bias */, d_features1_conv4, NULL, features1_relu3, P + 371504 /* features1.conv4.weight */, scratch);
 #pragma omp barrier
     features1_relu3_backward(d_features1_bn3, d_features1_relu3, features1_relu3);
 #pragma omp barrier
     features1_bn3_backward(d_features1_conv3, G + 370464 /* features1.bn3.weight */, G + 370720 /* features1.bn3.bias */, d_features1_bn3, features1_conv3, P + 370464 /* features1.bn3.weight */, features1_bn3_stats);
 #pragma omp barrier
-    features1_conv3_backward(d_features1_maxpool2, G + 75296 /* features1.conv3.weight */, G + 370208 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool2, P + 75296 /* features1.conv3.weight */, scratch);
+    features1_conv3_backward(d_features1_maxpool2, G + 75296 /* features1.conv3.weight */, G + 370208 /* features1.conv3.bias */, d_features1_conv3, NULL, features1_maxpool2, P + 75296 /* features1.conv3.weight */, scratch);
 #pragma omp barrier
     features1_maxpool2_backward(d_features1_relu2, d_features1_maxpool2, features1_relu2);
 #pragma omp barrier
@@ -1198,7 +1211,7 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn2_backward(d_features1_conv2, G + 74768 /* features1.bn2.weight */, G + 74896 /* features1.bn2.bias */, d_features1_bn2, features1_conv2, P + 74768 /* features1.bn2.weight */, features1_bn2_stats);
 #pragma omp barrier
-    features1_conv2_backward(d_features1_maxpool1, G + 912 /* features1.conv2.weight */, G + 74640 /* features1.conv2.bias */, d_features1_conv2, features1_maxpool1, P + 912 /* features1.conv2.weight */, scratch);
+    features1_conv2_backward(d_features1_maxpool1, G + 912 /* features1.conv2.weight */, G + 74640 /* features1.conv2.bias */, d_features1_conv2, NULL, features1_maxpool1, P + 912 /* features1.conv2.weight */, scratch);
 #pragma omp barrier
     features1_maxpool1_backward(d_features1_relu1, d_features1_maxpool1, features1_relu1);
 #pragma omp barrier
@@ -1206,7 +1219,7 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn1_backward(d_features1_conv1, G + 640 /* features1.bn1.weight */, G + 704 /* features1.bn1.bias */, d_features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, features1_bn1_stats);
 #pragma omp barrier
-    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, NULL, s->input, P + 0 /* features1.conv1.weight */, scratch);
   }
 }
 

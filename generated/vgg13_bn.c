@@ -8,7 +8,7 @@
  * Train: vgg13_bn train --data data/mnist
  *
  * Input x f32[64,1,32,32], labels y class[64] of 10; 28,333,258 parameters;
- * activation arena 408,181,760 bytes (+ kernel scratch).
+ * activation arena 140,139,520 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -20,7 +20,7 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 28339312, ARENA_BYTES = 408181760 };
+enum { PARAMS_FLOATS = 28339312, ARENA_BYTES = 140139520 };
 
 static const NnccParam params[] = {
     {"features1.conv1.weight", NNCC_PARAM, 4, {64, 1, 3, 3}, 576, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -117,8 +117,9 @@ KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
@@ -196,11 +197,15 @@ KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu1 = relu(features1.bn1)  models/lib/vgg.nn:20:11
  *   features1.bn1 [64,64,32,32], -> [64,64,32,32] */
-KERNEL void features1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 4194304);
+KERNEL void features1_relu1_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 4194304; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 4194304);
+KERNEL void features1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 4194304; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv2 = conv2d(features1.relu1)  models/lib/vgg.nn:16:11
@@ -210,8 +215,9 @@ KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
@@ -289,11 +295,15 @@ KERNEL void features1_bn2_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu2 = relu(features1.bn2)  models/lib/vgg.nn:20:11
  *   features1.bn2 [64,64,32,32], -> [64,64,32,32] */
-KERNEL void features1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 4194304);
+KERNEL void features1_relu2_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 4194304; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 4194304);
+KERNEL void features1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 4194304; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool1 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
@@ -312,8 +322,9 @@ KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
@@ -391,11 +402,15 @@ KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu3 = relu(features1.bn3)  models/lib/vgg.nn:20:11
  *   features1.bn3 [64,128,16,16], -> [64,128,16,16] */
-KERNEL void features1_relu3_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 2097152);
+KERNEL void features1_relu3_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 2097152; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu3_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2097152);
+KERNEL void features1_relu3_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 2097152; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
@@ -405,8 +420,9 @@ KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
@@ -484,11 +500,15 @@ KERNEL void features1_bn4_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu4 = relu(features1.bn4)  models/lib/vgg.nn:20:11
  *   features1.bn4 [64,128,16,16], -> [64,128,16,16] */
-KERNEL void features1_relu4_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 2097152);
+KERNEL void features1_relu4_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 2097152; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu4_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2097152);
+KERNEL void features1_relu4_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 2097152; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool2 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
@@ -507,8 +527,9 @@ KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -586,11 +607,15 @@ KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu5 = relu(features1.bn5)  models/lib/vgg.nn:20:11
  *   features1.bn5 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu5_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
+KERNEL void features1_relu5_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu5_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
+KERNEL void features1_relu5_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
@@ -600,8 +625,9 @@ KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -679,11 +705,15 @@ KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu6 = relu(features1.bn6)  models/lib/vgg.nn:20:11
  *   features1.bn6 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu6_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
+KERNEL void features1_relu6_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu6_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
+KERNEL void features1_relu6_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool3 = maxpool2d(features1.relu6)  models/lib/vgg.nn:14:11
@@ -702,8 +732,9 @@ KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -781,11 +812,15 @@ KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu7 = relu(features1.bn7)  models/lib/vgg.nn:20:11
  *   features1.bn7 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu7_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
+KERNEL void features1_relu7_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu7_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
+KERNEL void features1_relu7_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv8 = conv2d(features1.relu7)  models/lib/vgg.nn:16:11
@@ -795,8 +830,9 @@ KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -874,11 +910,15 @@ KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu8 = relu(features1.bn8)  models/lib/vgg.nn:20:11
  *   features1.bn8 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu8_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
+KERNEL void features1_relu8_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu8_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
+KERNEL void features1_relu8_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool4 = maxpool2d(features1.relu8)  models/lib/vgg.nn:14:11
@@ -897,8 +937,9 @@ KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -976,11 +1017,15 @@ KERNEL void features1_bn9_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu9 = relu(features1.bn9)  models/lib/vgg.nn:20:11
  *   features1.bn9 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu9_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
+KERNEL void features1_relu9_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu9_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
+KERNEL void features1_relu9_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv10 = conv2d(features1.relu9)  models/lib/vgg.nn:16:11
@@ -990,8 +1035,9 @@ KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -1069,11 +1115,15 @@ KERNEL void features1_bn10_backward(float *restrict dx, float *restrict dgamma, 
 
 /* features1.relu10 = relu(features1.bn10)  models/lib/vgg.nn:20:11
  *   features1.bn10 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu10_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
+KERNEL void features1_relu10_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu10_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
+KERNEL void features1_relu10_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool5 = maxpool2d(features1.relu10)  models/lib/vgg.nn:14:11
@@ -1093,55 +1143,40 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
  *   classifier1.flatten1 [64,512], -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4096);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
-/* classifier1.relu1 = relu(classifier1.fc1)  models/lib/vgg.nn:28:7
+/* classifier1.fc2 = linear(classifier1.fc1)  models/lib/vgg.nn:29:12
  *   classifier1.fc1 [64,4096], -> [64,4096] */
-KERNEL void classifier1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void classifier1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* classifier1.fc2 = linear(classifier1.relu1)  models/lib/vgg.nn:29:12
- *   classifier1.relu1 [64,4096], -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 4096);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
-/* classifier1.relu2 = relu(classifier1.fc2)  models/lib/vgg.nn:29:7
- *   classifier1.fc2 [64,4096], -> [64,4096] */
-KERNEL void classifier1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void classifier1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* classifier1.fc3 = linear(classifier1.relu2)  models/lib/vgg.nn:30:10
- *   classifier1.relu2 [64,4096], -> [64,10] */
+/* classifier1.fc3 = linear(classifier1.fc2)  models/lib/vgg.nn:30:10
+ *   classifier1.fc2 [64,4096], -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
@@ -1153,54 +1188,52 @@ static void forward(NnccState *s, int training) {
   unsigned char *A = s->arena;
   (void)P, (void)training;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
-  float *features1_bn1 = (float *)(A + 33554432); /* [64,64,32,32] */
-  float *features1_bn1_stats = (float *)(A + 67108864); /* [2,64]: mean, 1/std */
-  float *features1_relu1 = (float *)(A + 67109376); /* [64,64,32,32] */
-  float *features1_conv2 = (float *)(A + 100663808); /* [64,64,32,32] */
-  float *features1_bn2 = (float *)(A + 134218240); /* [64,64,32,32] */
-  float *features1_bn2_stats = (float *)(A + 167772672); /* [2,64]: mean, 1/std */
-  float *features1_relu2 = (float *)(A + 167773184); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 201327616); /* [64,64,16,16] */
-  float *features1_conv3 = (float *)(A + 209716224); /* [64,128,16,16] */
-  float *features1_bn3 = (float *)(A + 226493440); /* [64,128,16,16] */
-  float *features1_bn3_stats = (float *)(A + 243270656); /* [2,128]: mean, 1/std */
-  float *features1_relu3 = (float *)(A + 243271680); /* [64,128,16,16] */
-  float *features1_conv4 = (float *)(A + 260048896); /* [64,128,16,16] */
-  float *features1_bn4 = (float *)(A + 276826112); /* [64,128,16,16] */
-  float *features1_bn4_stats = (float *)(A + 293603328); /* [2,128]: mean, 1/std */
-  float *features1_relu4 = (float *)(A + 293604352); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 310381568); /* [64,128,8,8] */
-  float *features1_conv5 = (float *)(A + 314575872); /* [64,256,8,8] */
-  float *features1_bn5 = (float *)(A + 322964480); /* [64,256,8,8] */
-  float *features1_bn5_stats = (float *)(A + 331353088); /* [2,256]: mean, 1/std */
-  float *features1_relu5 = (float *)(A + 331355136); /* [64,256,8,8] */
-  float *features1_conv6 = (float *)(A + 339743744); /* [64,256,8,8] */
-  float *features1_bn6 = (float *)(A + 348132352); /* [64,256,8,8] */
-  float *features1_bn6_stats = (float *)(A + 356520960); /* [2,256]: mean, 1/std */
-  float *features1_relu6 = (float *)(A + 356523008); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 364911616); /* [64,256,4,4] */
-  float *features1_conv7 = (float *)(A + 367008768); /* [64,512,4,4] */
-  float *features1_bn7 = (float *)(A + 371203072); /* [64,512,4,4] */
-  float *features1_bn7_stats = (float *)(A + 375397376); /* [2,512]: mean, 1/std */
-  float *features1_relu7 = (float *)(A + 375401472); /* [64,512,4,4] */
-  float *features1_conv8 = (float *)(A + 379595776); /* [64,512,4,4] */
-  float *features1_bn8 = (float *)(A + 383790080); /* [64,512,4,4] */
-  float *features1_bn8_stats = (float *)(A + 387984384); /* [2,512]: mean, 1/std */
-  float *features1_relu8 = (float *)(A + 387988480); /* [64,512,4,4] */
-  float *features1_maxpool4 = (float *)(A + 392182784); /* [64,512,2,2] */
-  float *features1_conv9 = (float *)(A + 393231360); /* [64,512,2,2] */
-  float *features1_bn9 = (float *)(A + 394279936); /* [64,512,2,2] */
-  float *features1_bn9_stats = (float *)(A + 395328512); /* [2,512]: mean, 1/std */
-  float *features1_relu9 = (float *)(A + 395332608); /* [64,512,2,2] */
-  float *features1_conv10 = (float *)(A + 396381184); /* [64,512,2,2] */
-  float *features1_bn10 = (float *)(A + 397429760); /* [64,512,2,2] */
-  float *features1_bn10_stats = (float *)(A + 398478336); /* [2,512]: mean, 1/std */
-  float *features1_relu10 = (float *)(A + 398482432); /* [64,512,2,2] */
-  float *features1_maxpool5 = (float *)(A + 399531008); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 399793152); /* [64,4096] */
-  float *classifier1_relu1 = (float *)(A + 401890304); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 403987456); /* [64,4096] */
-  float *classifier1_relu2 = (float *)(A + 406084608); /* [64,4096] */
+  float *features1_bn1 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *features1_bn1_stats = (float *)(A + 140138496); /* [2,64]: mean, 1/std */
+  float *features1_relu1 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *features1_conv2 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *features1_bn2 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *features1_bn2_stats = (float *)(A + 140139008); /* [2,64]: mean, 1/std */
+  float *features1_relu2 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *features1_maxpool1 = (float *)(A + 109051904); /* [64,64,16,16] */
+  float *features1_conv3 = (float *)(A + 67108864); /* [64,128,16,16] */
+  float *features1_bn3 = (float *)(A + 75497472); /* [64,128,16,16] */
+  float *features1_bn3_stats = (float *)(A + 140136448); /* [2,128]: mean, 1/std */
+  float *features1_relu3 = (float *)(A + 75497472); /* [64,128,16,16] */
+  float *features1_conv4 = (float *)(A + 83886080); /* [64,128,16,16] */
+  float *features1_bn4 = (float *)(A + 92274688); /* [64,128,16,16] */
+  float *features1_bn4_stats = (float *)(A + 140137472); /* [2,128]: mean, 1/std */
+  float *features1_relu4 = (float *)(A + 92274688); /* [64,128,16,16] */
+  float *features1_maxpool2 = (float *)(A + 125829120); /* [64,128,8,8] */
+  float *features1_conv5 = (float *)(A + 100663296); /* [64,256,8,8] */
+  float *features1_bn5 = (float *)(A + 104857600); /* [64,256,8,8] */
+  float *features1_bn5_stats = (float *)(A + 140132352); /* [2,256]: mean, 1/std */
+  float *features1_relu5 = (float *)(A + 104857600); /* [64,256,8,8] */
+  float *features1_conv6 = (float *)(A + 113246208); /* [64,256,8,8] */
+  float *features1_bn6 = (float *)(A + 117440512); /* [64,256,8,8] */
+  float *features1_bn6_stats = (float *)(A + 140134400); /* [2,256]: mean, 1/std */
+  float *features1_relu6 = (float *)(A + 117440512); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 134217728); /* [64,256,4,4] */
+  float *features1_conv7 = (float *)(A + 121634816); /* [64,512,4,4] */
+  float *features1_bn7 = (float *)(A + 123731968); /* [64,512,4,4] */
+  float *features1_bn7_stats = (float *)(A + 140115968); /* [2,512]: mean, 1/std */
+  float *features1_relu7 = (float *)(A + 123731968); /* [64,512,4,4] */
+  float *features1_conv8 = (float *)(A + 127926272); /* [64,512,4,4] */
+  float *features1_bn8 = (float *)(A + 130023424); /* [64,512,4,4] */
+  float *features1_bn8_stats = (float *)(A + 140120064); /* [2,512]: mean, 1/std */
+  float *features1_relu8 = (float *)(A + 130023424); /* [64,512,4,4] */
+  float *features1_maxpool4 = (float *)(A + 137363456); /* [64,512,2,2] */
+  float *features1_conv9 = (float *)(A + 137887744); /* [64,512,2,2] */
+  float *features1_bn9 = (float *)(A + 132120576); /* [64,512,2,2] */
+  float *features1_bn9_stats = (float *)(A + 140124160); /* [2,512]: mean, 1/std */
+  float *features1_relu9 = (float *)(A + 138412032); /* [64,512,2,2] */
+  float *features1_conv10 = (float *)(A + 138936320); /* [64,512,2,2] */
+  float *features1_bn10 = (float *)(A + 132120576); /* [64,512,2,2] */
+  float *features1_bn10_stats = (float *)(A + 140128256); /* [2,512]: mean, 1/std */
+  float *features1_relu10 = (float *)(A + 139460608); /* [64,512,2,2] */
+  float *features1_maxpool5 = (float *)(A + 139984896); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 132120576); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 133169152); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
@@ -1277,13 +1310,9 @@ static void forward(NnccState *s, int training) {
 #pragma omp barrier
     classifier1_fc1_forward(classifier1_fc1, features1_maxpool5, P + 9415776 /* classifier1.fc1.weight */, P + 11512928 /* classifier1.fc1.bias */, scratch);
 #pragma omp barrier
-    classifier1_relu1_forward(classifier1_relu1, classifier1_fc1);
+    classifier1_fc2_forward(classifier1_fc2, classifier1_fc1, P + 11517024 /* classifier1.fc2.weight */, P + 28294240 /* classifier1.fc2.bias */, scratch);
 #pragma omp barrier
-    classifier1_fc2_forward(classifier1_fc2, classifier1_relu1, P + 11517024 /* classifier1.fc2.weight */, P + 28294240 /* classifier1.fc2.bias */, scratch);
-#pragma omp barrier
-    classifier1_relu2_forward(classifier1_relu2, classifier1_fc2);
-#pragma omp barrier
-    classifier1_fc3_forward(s->logits, classifier1_relu2, P + 28298336 /* classifier1.fc3.weight */, P + 28339296 /* classifier1.fc3.bias */, scratch);
+    classifier1_fc3_forward(s->logits, classifier1_fc2, P + 28298336 /* classifier1.fc3.weight */, P + 28339296 /* classifier1.fc3.bias */, scratch);
   }
 }
 
@@ -1294,92 +1323,86 @@ static void backward(NnccState *s) {
   (void)P, (void)G;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *d_features1_conv1 = (float *)(A + 16777216); /* [64,64,32,32] */
-  float *d_features1_bn1 = (float *)(A + 50331648); /* [64,64,32,32] */
-  float *features1_bn1_stats = (float *)(A + 67108864); /* [2,64]: mean, 1/std */
-  float *features1_relu1 = (float *)(A + 67109376); /* [64,64,32,32] */
-  float *d_features1_relu1 = (float *)(A + 83886592); /* [64,64,32,32] */
-  float *features1_conv2 = (float *)(A + 100663808); /* [64,64,32,32] */
-  float *d_features1_conv2 = (float *)(A + 117441024); /* [64,64,32,32] */
-  float *d_features1_bn2 = (float *)(A + 150995456); /* [64,64,32,32] */
-  float *features1_bn2_stats = (float *)(A + 167772672); /* [2,64]: mean, 1/std */
-  float *features1_relu2 = (float *)(A + 167773184); /* [64,64,32,32] */
-  float *d_features1_relu2 = (float *)(A + 184550400); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 201327616); /* [64,64,16,16] */
-  float *d_features1_maxpool1 = (float *)(A + 205521920); /* [64,64,16,16] */
-  float *features1_conv3 = (float *)(A + 209716224); /* [64,128,16,16] */
-  float *d_features1_conv3 = (float *)(A + 218104832); /* [64,128,16,16] */
-  float *d_features1_bn3 = (float *)(A + 234882048); /* [64,128,16,16] */
-  float *features1_bn3_stats = (float *)(A + 243270656); /* [2,128]: mean, 1/std */
-  float *features1_relu3 = (float *)(A + 243271680); /* [64,128,16,16] */
-  float *d_features1_relu3 = (float *)(A + 251660288); /* [64,128,16,16] */
-  float *features1_conv4 = (float *)(A + 260048896); /* [64,128,16,16] */
-  float *d_features1_conv4 = (float *)(A + 268437504); /* [64,128,16,16] */
-  float *d_features1_bn4 = (float *)(A + 285214720); /* [64,128,16,16] */
-  float *features1_bn4_stats = (float *)(A + 293603328); /* [2,128]: mean, 1/std */
-  float *features1_relu4 = (float *)(A + 293604352); /* [64,128,16,16] */
-  float *d_features1_relu4 = (float *)(A + 301992960); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 310381568); /* [64,128,8,8] */
-  float *d_features1_maxpool2 = (float *)(A + 312478720); /* [64,128,8,8] */
-  float *features1_conv5 = (float *)(A + 314575872); /* [64,256,8,8] */
-  float *d_features1_conv5 = (float *)(A + 318770176); /* [64,256,8,8] */
-  float *d_features1_bn5 = (float *)(A + 327158784); /* [64,256,8,8] */
-  float *features1_bn5_stats = (float *)(A + 331353088); /* [2,256]: mean, 1/std */
-  float *features1_relu5 = (float *)(A + 331355136); /* [64,256,8,8] */
-  float *d_features1_relu5 = (float *)(A + 335549440); /* [64,256,8,8] */
-  float *features1_conv6 = (float *)(A + 339743744); /* [64,256,8,8] */
-  float *d_features1_conv6 = (float *)(A + 343938048); /* [64,256,8,8] */
-  float *d_features1_bn6 = (float *)(A + 352326656); /* [64,256,8,8] */
-  float *features1_bn6_stats = (float *)(A + 356520960); /* [2,256]: mean, 1/std */
-  float *features1_relu6 = (float *)(A + 356523008); /* [64,256,8,8] */
-  float *d_features1_relu6 = (float *)(A + 360717312); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 364911616); /* [64,256,4,4] */
-  float *d_features1_maxpool3 = (float *)(A + 365960192); /* [64,256,4,4] */
-  float *features1_conv7 = (float *)(A + 367008768); /* [64,512,4,4] */
-  float *d_features1_conv7 = (float *)(A + 369105920); /* [64,512,4,4] */
-  float *d_features1_bn7 = (float *)(A + 373300224); /* [64,512,4,4] */
-  float *features1_bn7_stats = (float *)(A + 375397376); /* [2,512]: mean, 1/std */
-  float *features1_relu7 = (float *)(A + 375401472); /* [64,512,4,4] */
-  float *d_features1_relu7 = (float *)(A + 377498624); /* [64,512,4,4] */
-  float *features1_conv8 = (float *)(A + 379595776); /* [64,512,4,4] */
-  float *d_features1_conv8 = (float *)(A + 381692928); /* [64,512,4,4] */
-  float *d_features1_bn8 = (float *)(A + 385887232); /* [64,512,4,4] */
-  float *features1_bn8_stats = (float *)(A + 387984384); /* [2,512]: mean, 1/std */
-  float *features1_relu8 = (float *)(A + 387988480); /* [64,512,4,4] */
-  float *d_features1_relu8 = (float *)(A + 390085632); /* [64,512,4,4] */
-  float *features1_maxpool4 = (float *)(A + 392182784); /* [64,512,2,2] */
-  float *d_features1_maxpool4 = (float *)(A + 392707072); /* [64,512,2,2] */
-  float *features1_conv9 = (float *)(A + 393231360); /* [64,512,2,2] */
-  float *d_features1_conv9 = (float *)(A + 393755648); /* [64,512,2,2] */
-  float *d_features1_bn9 = (float *)(A + 394804224); /* [64,512,2,2] */
-  float *features1_bn9_stats = (float *)(A + 395328512); /* [2,512]: mean, 1/std */
-  float *features1_relu9 = (float *)(A + 395332608); /* [64,512,2,2] */
-  float *d_features1_relu9 = (float *)(A + 395856896); /* [64,512,2,2] */
-  float *features1_conv10 = (float *)(A + 396381184); /* [64,512,2,2] */
-  float *d_features1_conv10 = (float *)(A + 396905472); /* [64,512,2,2] */
-  float *d_features1_bn10 = (float *)(A + 397954048); /* [64,512,2,2] */
-  float *features1_bn10_stats = (float *)(A + 398478336); /* [2,512]: mean, 1/std */
-  float *features1_relu10 = (float *)(A + 398482432); /* [64,512,2,2] */
-  float *d_features1_relu10 = (float *)(A + 399006720); /* [64,512,2,2] */
-  float *features1_maxpool5 = (float *)(A + 399531008); /* [64,512,1,1] */
-  float *d_features1_maxpool5 = (float *)(A + 399662080); /* [64,512,1,1] */
-  float *d_classifier1_fc1 = (float *)(A + 400841728); /* [64,4096] */
-  float *classifier1_relu1 = (float *)(A + 401890304); /* [64,4096] */
-  float *d_classifier1_relu1 = (float *)(A + 402938880); /* [64,4096] */
-  float *d_classifier1_fc2 = (float *)(A + 405036032); /* [64,4096] */
-  float *classifier1_relu2 = (float *)(A + 406084608); /* [64,4096] */
-  float *d_classifier1_relu2 = (float *)(A + 407133184); /* [64,4096] */
+  float *d_features1_bn1 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *features1_bn1_stats = (float *)(A + 140138496); /* [2,64]: mean, 1/std */
+  float *features1_relu1 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *d_features1_relu1 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *features1_conv2 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *d_features1_conv2 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *d_features1_bn2 = (float *)(A + 67108864); /* [64,64,32,32] */
+  float *features1_bn2_stats = (float *)(A + 140139008); /* [2,64]: mean, 1/std */
+  float *features1_relu2 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *d_features1_relu2 = (float *)(A + 67108864); /* [64,64,32,32] */
+  float *features1_maxpool1 = (float *)(A + 109051904); /* [64,64,16,16] */
+  float *d_features1_maxpool1 = (float *)(A + 83886080); /* [64,64,16,16] */
+  float *features1_conv3 = (float *)(A + 67108864); /* [64,128,16,16] */
+  float *d_features1_conv3 = (float *)(A + 75497472); /* [64,128,16,16] */
+  float *d_features1_bn3 = (float *)(A + 83886080); /* [64,128,16,16] */
+  float *features1_bn3_stats = (float *)(A + 140136448); /* [2,128]: mean, 1/std */
+  float *features1_relu3 = (float *)(A + 75497472); /* [64,128,16,16] */
+  float *d_features1_relu3 = (float *)(A + 83886080); /* [64,128,16,16] */
+  float *features1_conv4 = (float *)(A + 83886080); /* [64,128,16,16] */
+  float *d_features1_conv4 = (float *)(A + 92274688); /* [64,128,16,16] */
+  float *d_features1_bn4 = (float *)(A + 100663296); /* [64,128,16,16] */
+  float *features1_bn4_stats = (float *)(A + 140137472); /* [2,128]: mean, 1/std */
+  float *features1_relu4 = (float *)(A + 92274688); /* [64,128,16,16] */
+  float *d_features1_relu4 = (float *)(A + 100663296); /* [64,128,16,16] */
+  float *features1_maxpool2 = (float *)(A + 125829120); /* [64,128,8,8] */
+  float *d_features1_maxpool2 = (float *)(A + 113246208); /* [64,128,8,8] */
+  float *features1_conv5 = (float *)(A + 100663296); /* [64,256,8,8] */
+  float *d_features1_conv5 = (float *)(A + 104857600); /* [64,256,8,8] */
+  float *d_features1_bn5 = (float *)(A + 113246208); /* [64,256,8,8] */
+  float *features1_bn5_stats = (float *)(A + 140132352); /* [2,256]: mean, 1/std */
+  float *features1_relu5 = (float *)(A + 104857600); /* [64,256,8,8] */
+  float *d_features1_relu5 = (float *)(A + 113246208); /* [64,256,8,8] */
+  float *features1_conv6 = (float *)(A + 113246208); /* [64,256,8,8] */
+  float *d_features1_conv6 = (float *)(A + 117440512); /* [64,256,8,8] */
+  float *d_features1_bn6 = (float *)(A + 121634816); /* [64,256,8,8] */
+  float *features1_bn6_stats = (float *)(A + 140134400); /* [2,256]: mean, 1/std */
+  float *features1_relu6 = (float *)(A + 117440512); /* [64,256,8,8] */
+  float *d_features1_relu6 = (float *)(A + 121634816); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 134217728); /* [64,256,4,4] */
+  float *d_features1_maxpool3 = (float *)(A + 127926272); /* [64,256,4,4] */
+  float *features1_conv7 = (float *)(A + 121634816); /* [64,512,4,4] */
+  float *d_features1_conv7 = (float *)(A + 123731968); /* [64,512,4,4] */
+  float *d_features1_bn7 = (float *)(A + 127926272); /* [64,512,4,4] */
+  float *features1_bn7_stats = (float *)(A + 140115968); /* [2,512]: mean, 1/std */
+  float *features1_relu7 = (float *)(A + 123731968); /* [64,512,4,4] */
+  float *d_features1_relu7 = (float *)(A + 127926272); /* [64,512,4,4] */
+  float *features1_conv8 = (float *)(A + 127926272); /* [64,512,4,4] */
+  float *d_features1_conv8 = (float *)(A + 130023424); /* [64,512,4,4] */
+  float *d_features1_bn8 = (float *)(A + 132120576); /* [64,512,4,4] */
+  float *features1_bn8_stats = (float *)(A + 140120064); /* [2,512]: mean, 1/std */
+  float *features1_relu8 = (float *)(A + 130023424); /* [64,512,4,4] */
+  float *d_features1_relu8 = (float *)(A + 132120576); /* [64,512,4,4] */
+  float *features1_maxpool4 = (float *)(A + 137363456); /* [64,512,2,2] */
+  float *d_features1_maxpool4 = (float *)(A + 135266304); /* [64,512,2,2] */
+  float *features1_conv9 = (float *)(A + 137887744); /* [64,512,2,2] */
+  float *d_features1_conv9 = (float *)(A + 132644864); /* [64,512,2,2] */
+  float *d_features1_bn9 = (float *)(A + 132120576); /* [64,512,2,2] */
+  float *features1_bn9_stats = (float *)(A + 140124160); /* [2,512]: mean, 1/std */
+  float *features1_relu9 = (float *)(A + 138412032); /* [64,512,2,2] */
+  float *d_features1_relu9 = (float *)(A + 132120576); /* [64,512,2,2] */
+  float *features1_conv10 = (float *)(A + 138936320); /* [64,512,2,2] */
+  float *d_features1_conv10 = (float *)(A + 132644864); /* [64,512,2,2] */
+  float *d_features1_bn10 = (float *)(A + 132120576); /* [64,512,2,2] */
+  float *features1_bn10_stats = (float *)(A + 140128256); /* [2,512]: mean, 1/std */
+  float *features1_relu10 = (float *)(A + 139460608); /* [64,512,2,2] */
+  float *d_features1_relu10 = (float *)(A + 132120576); /* [64,512,2,2] */
+  float *features1_maxpool5 = (float *)(A + 139984896); /* [64,512,1,1] */
+  float *d_features1_maxpool5 = (float *)(A + 133169152); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 132120576); /* [64,4096] */
+  float *d_classifier1_fc1 = (float *)(A + 136314880); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 133169152); /* [64,4096] */
+  float *d_classifier1_fc2 = (float *)(A + 135266304); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    classifier1_fc3_backward(d_classifier1_relu2, G + 28298336 /* classifier1.fc3.weight */, G + 28339296 /* classifier1.fc3.bias */, s->dlogits, classifier1_relu2, P + 28298336 /* classifier1.fc3.weight */, scratch);
+    classifier1_fc3_backward(d_classifier1_fc2, G + 28298336 /* classifier1.fc3.weight */, G + 28339296 /* classifier1.fc3.bias */, s->dlogits, NULL, classifier1_fc2, P + 28298336 /* classifier1.fc3.weight */, scratch);
 #pragma omp barrier
-    classifier1_relu2_backward(d_classifier1_fc2, d_classifier1_relu2, classifier1_relu2);
+    classifier1_fc2_backward(d_classifier1_fc1, G + 11517024 /* classifier1.fc2.weight */, G + 28294240 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 11517024 /* classifier1.fc2.weight */, scratch);
 #pragma omp barrier
-    classifier1_fc2_backward(d_classifier1_relu1, G + 11517024 /* classifier1.fc2.weight */, G + 28294240 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_relu1, P + 11517024 /* classifier1.fc2.weight */, scratch);
-#pragma omp barrier
-    classifier1_relu1_backward(d_classifier1_fc1, d_classifier1_relu1, classifier1_relu1);
-#pragma omp barrier
-    classifier1_fc1_backward(d_features1_maxpool5, G + 9415776 /* classifier1.fc1.weight */, G + 11512928 /* classifier1.fc1.bias */, d_classifier1_fc1, features1_maxpool5, P + 9415776 /* classifier1.fc1.weight */, scratch);
+    classifier1_fc1_backward(d_features1_maxpool5, G + 9415776 /* classifier1.fc1.weight */, G + 11512928 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 9415776 /* classifier1.fc1.weight */, scratch);
     /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
 #pragma omp barrier
     features1_maxpool5_backward(d_features1_relu10, d_features1_maxpool5, features1_relu10);
@@ -1388,13 +1411,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn10_backward(d_features1_conv10, G + 9413712 /* features1.bn10.weight */, G + 9414224 /* features1.bn10.bias */, d_features1_bn10, features1_conv10, P + 9413712 /* features1.bn10.weight */, features1_bn10_stats);
 #pragma omp barrier
-    features1_conv10_backward(d_features1_relu9, G + 7053904 /* features1.conv10.weight */, G + 9413200 /* features1.conv10.bias */, d_features1_conv10, features1_relu9, P + 7053904 /* features1.conv10.weight */, scratch);
+    features1_conv10_backward(d_features1_relu9, G + 7053904 /* features1.conv10.weight */, G + 9413200 /* features1.conv10.bias */, d_features1_conv10, NULL, features1_relu9, P + 7053904 /* features1.conv10.weight */, scratch);
 #pragma omp barrier
     features1_relu9_backward(d_features1_bn9, d_features1_relu9, features1_relu9);
 #pragma omp barrier
     features1_bn9_backward(d_features1_conv9, G + 7051840 /* features1.bn9.weight */, G + 7052352 /* features1.bn9.bias */, d_features1_bn9, features1_conv9, P + 7051840 /* features1.bn9.weight */, features1_bn9_stats);
 #pragma omp barrier
-    features1_conv9_backward(d_features1_maxpool4, G + 4692032 /* features1.conv9.weight */, G + 7051328 /* features1.conv9.bias */, d_features1_conv9, features1_maxpool4, P + 4692032 /* features1.conv9.weight */, scratch);
+    features1_conv9_backward(d_features1_maxpool4, G + 4692032 /* features1.conv9.weight */, G + 7051328 /* features1.conv9.bias */, d_features1_conv9, NULL, features1_maxpool4, P + 4692032 /* features1.conv9.weight */, scratch);
 #pragma omp barrier
     features1_maxpool4_backward(d_features1_relu8, d_features1_maxpool4, features1_relu8);
 #pragma omp barrier
@@ -1402,13 +1425,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn8_backward(d_features1_conv8, G + 4689968 /* features1.bn8.weight */, G + 4690480 /* features1.bn8.bias */, d_features1_bn8, features1_conv8, P + 4689968 /* features1.bn8.weight */, features1_bn8_stats);
 #pragma omp barrier
-    features1_conv8_backward(d_features1_relu7, G + 2330160 /* features1.conv8.weight */, G + 4689456 /* features1.conv8.bias */, d_features1_conv8, features1_relu7, P + 2330160 /* features1.conv8.weight */, scratch);
+    features1_conv8_backward(d_features1_relu7, G + 2330160 /* features1.conv8.weight */, G + 4689456 /* features1.conv8.bias */, d_features1_conv8, NULL, features1_relu7, P + 2330160 /* features1.conv8.weight */, scratch);
 #pragma omp barrier
     features1_relu7_backward(d_features1_bn7, d_features1_relu7, features1_relu7);
 #pragma omp barrier
     features1_bn7_backward(d_features1_conv7, G + 2328096 /* features1.bn7.weight */, G + 2328608 /* features1.bn7.bias */, d_features1_bn7, features1_conv7, P + 2328096 /* features1.bn7.weight */, features1_bn7_stats);
 #pragma omp barrier
-    features1_conv7_backward(d_features1_maxpool3, G + 1147936 /* features1.conv7.weight */, G + 2327584 /* features1.conv7.bias */, d_features1_conv7, features1_maxpool3, P + 1147936 /* features1.conv7.weight */, scratch);
+    features1_conv7_backward(d_features1_maxpool3, G + 1147936 /* features1.conv7.weight */, G + 2327584 /* features1.conv7.bias */, d_features1_conv7, NULL, features1_maxpool3, P + 1147936 /* features1.conv7.weight */, scratch);
 #pragma omp barrier
     features1_maxpool3_backward(d_features1_relu6, d_features1_maxpool3, features1_relu6);
 #pragma omp barrier
@@ -1416,13 +1439,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn6_backward(d_features1_conv6, G + 1146896 /* features1.bn6.weight */, G + 1147152 /* features1.bn6.bias */, d_features1_bn6, features1_conv6, P + 1146896 /* features1.bn6.weight */, features1_bn6_stats);
 #pragma omp barrier
-    features1_conv6_backward(d_features1_relu5, G + 556816 /* features1.conv6.weight */, G + 1146640 /* features1.conv6.bias */, d_features1_conv6, features1_relu5, P + 556816 /* features1.conv6.weight */, scratch);
+    features1_conv6_backward(d_features1_relu5, G + 556816 /* features1.conv6.weight */, G + 1146640 /* features1.conv6.bias */, d_features1_conv6, NULL, features1_relu5, P + 556816 /* features1.conv6.weight */, scratch);
 #pragma omp barrier
     features1_relu5_backward(d_features1_bn5, d_features1_relu5, features1_relu5);
 #pragma omp barrier
     features1_bn5_backward(d_features1_conv5, G + 555776 /* features1.bn5.weight */, G + 556032 /* features1.bn5.bias */, d_features1_bn5, features1_conv5, P + 555776 /* features1.bn5.weight */, features1_bn5_stats);
 #pragma omp barrier
-    features1_conv5_backward(d_features1_maxpool2, G + 260608 /* features1.conv5.weight */, G + 555520 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool2, P + 260608 /* features1.conv5.weight */, scratch);
+    features1_conv5_backward(d_features1_maxpool2, G + 260608 /* features1.conv5.weight */, G + 555520 /* features1.conv5.bias */, d_features1_conv5, NULL, features1_maxpool2, P + 260608 /* features1.conv5.weight */, scratch);
 #pragma omp barrier
     features1_maxpool2_backward(d_features1_relu4, d_features1_maxpool2, features1_relu4);
 #pragma omp barrier
@@ -1430,13 +1453,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn4_backward(d_features1_conv4, G + 260080 /* features1.bn4.weight */, G + 260208 /* features1.bn4.bias */, d_features1_bn4, features1_conv4, P + 260080 /* features1.bn4.weight */, features1_bn4_stats);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_relu3, G + 112496 /* features1.conv4.weight */, G + 259952 /* features1.conv4.bias */, d_features1_conv4, features1_relu3, P + 112496 /* features1.conv4.weight */, scratch);
+    features1_conv4_backward(d_features1_relu3, G + 112496 /* features1.conv4.weight */, G + 259952 /* features1.conv4.bias */, d_features1_conv4, NULL, features1_relu3, P + 112496 /* features1.conv4.weight */, scratch);
 #pragma omp barrier
     features1_relu3_backward(d_features1_bn3, d_features1_relu3, features1_relu3);
 #pragma omp barrier
     features1_bn3_backward(d_features1_conv3, G + 111968 /* features1.bn3.weight */, G + 112096 /* features1.bn3.bias */, d_features1_bn3, features1_conv3, P + 111968 /* features1.bn3.weight */, features1_bn3_stats);
 #pragma omp barrier
-    features1_conv3_backward(d_features1_maxpool1, G + 38112 /* features1.conv3.weight */, G + 111840 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool1, P + 38112 /* features1.conv3.weight */, scratch);
+    features1_conv3_backward(d_features1_maxpool1, G + 38112 /* features1.conv3.weight */, G + 111840 /* features1.conv3.bias */, d_features1_conv3, NULL, features1_maxpool1, P + 38112 /* features1.conv3.weight */, scratch);
 #pragma omp barrier
     features1_maxpool1_backward(d_features1_relu2, d_features1_maxpool1, features1_relu2);
 #pragma omp barrier
@@ -1444,13 +1467,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn2_backward(d_features1_conv2, G + 37840 /* features1.bn2.weight */, G + 37904 /* features1.bn2.bias */, d_features1_bn2, features1_conv2, P + 37840 /* features1.bn2.weight */, features1_bn2_stats);
 #pragma omp barrier
-    features1_conv2_backward(d_features1_relu1, G + 912 /* features1.conv2.weight */, G + 37776 /* features1.conv2.bias */, d_features1_conv2, features1_relu1, P + 912 /* features1.conv2.weight */, scratch);
+    features1_conv2_backward(d_features1_relu1, G + 912 /* features1.conv2.weight */, G + 37776 /* features1.conv2.bias */, d_features1_conv2, NULL, features1_relu1, P + 912 /* features1.conv2.weight */, scratch);
 #pragma omp barrier
     features1_relu1_backward(d_features1_bn1, d_features1_relu1, features1_relu1);
 #pragma omp barrier
     features1_bn1_backward(d_features1_conv1, G + 640 /* features1.bn1.weight */, G + 704 /* features1.bn1.bias */, d_features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, features1_bn1_stats);
 #pragma omp barrier
-    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, NULL, s->input, P + 0 /* features1.conv1.weight */, scratch);
   }
 }
 

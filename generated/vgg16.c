@@ -8,7 +8,7 @@
  * Train: vgg16 train --data data/mnist
  *
  * Input x f32[64,1,32,32], labels y class[64] of 10; 33,637,066 parameters;
- * activation arena 307,494,912 bytes (+ kernel scratch).
+ * activation arena 82,968,576 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -20,7 +20,7 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 33637072, ARENA_BYTES = 307494912 };
+enum { PARAMS_FLOATS = 33637072, ARENA_BYTES = 82968576 };
 
 static const NnccParam params[] = {
     {"features1.conv1.weight", NNCC_PARAM, 4, {64, 1, 3, 3}, 576, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -70,48 +70,32 @@ static size_t scratch_bytes;
  *   x [64,1,32,32], -> [64,64,32,32] */
 KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu1 = relu(features1.conv1)  models/lib/vgg.nn:20:11
+/* features1.conv2 = conv2d(features1.conv1)  models/lib/vgg.nn:16:11
  *   features1.conv1 [64,64,32,32], -> [64,64,32,32] */
-KERNEL void features1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 4194304);
-}
-KERNEL void features1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 4194304);
-}
-
-/* features1.conv2 = conv2d(features1.relu1)  models/lib/vgg.nn:16:11
- *   features1.relu1 [64,64,32,32], -> [64,64,32,32] */
 KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu2 = relu(features1.conv2)  models/lib/vgg.nn:20:11
- *   features1.conv2 [64,64,32,32], -> [64,64,32,32] */
-KERNEL void features1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 4194304);
-}
-KERNEL void features1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 4194304);
-}
-
-/* features1.maxpool1 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
- *   features1.relu2 [64,64,32,32], -> [64,64,16,16] */
+/* features1.maxpool1 = maxpool2d(features1.conv2)  models/lib/vgg.nn:14:11
+ *   features1.conv2 [64,64,32,32], -> [64,64,16,16] */
 KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
 }
@@ -123,48 +107,32 @@ KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restric
  *   features1.maxpool1 [64,64,16,16], -> [64,128,16,16] */
 KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu3 = relu(features1.conv3)  models/lib/vgg.nn:20:11
+/* features1.conv4 = conv2d(features1.conv3)  models/lib/vgg.nn:16:11
  *   features1.conv3 [64,128,16,16], -> [64,128,16,16] */
-KERNEL void features1_relu3_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 2097152);
-}
-KERNEL void features1_relu3_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2097152);
-}
-
-/* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
- *   features1.relu3 [64,128,16,16], -> [64,128,16,16] */
 KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu4 = relu(features1.conv4)  models/lib/vgg.nn:20:11
- *   features1.conv4 [64,128,16,16], -> [64,128,16,16] */
-KERNEL void features1_relu4_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 2097152);
-}
-KERNEL void features1_relu4_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2097152);
-}
-
-/* features1.maxpool2 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
- *   features1.relu4 [64,128,16,16], -> [64,128,8,8] */
+/* features1.maxpool2 = maxpool2d(features1.conv4)  models/lib/vgg.nn:14:11
+ *   features1.conv4 [64,128,16,16], -> [64,128,8,8] */
 KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
 }
@@ -176,70 +144,46 @@ KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restric
  *   features1.maxpool2 [64,128,8,8], -> [64,256,8,8] */
 KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu5 = relu(features1.conv5)  models/lib/vgg.nn:20:11
+/* features1.conv6 = conv2d(features1.conv5)  models/lib/vgg.nn:16:11
  *   features1.conv5 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu5_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
-}
-KERNEL void features1_relu5_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
-}
-
-/* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
- *   features1.relu5 [64,256,8,8], -> [64,256,8,8] */
 KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu6 = relu(features1.conv6)  models/lib/vgg.nn:20:11
+/* features1.conv7 = conv2d(features1.conv6)  models/lib/vgg.nn:16:11
  *   features1.conv6 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu6_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
-}
-KERNEL void features1_relu6_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
-}
-
-/* features1.conv7 = conv2d(features1.relu6)  models/lib/vgg.nn:16:11
- *   features1.relu6 [64,256,8,8], -> [64,256,8,8] */
 KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu7 = relu(features1.conv7)  models/lib/vgg.nn:20:11
- *   features1.conv7 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu7_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
-}
-KERNEL void features1_relu7_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
-}
-
-/* features1.maxpool3 = maxpool2d(features1.relu7)  models/lib/vgg.nn:14:11
- *   features1.relu7 [64,256,8,8], -> [64,256,4,4] */
+/* features1.maxpool3 = maxpool2d(features1.conv7)  models/lib/vgg.nn:14:11
+ *   features1.conv7 [64,256,8,8], -> [64,256,4,4] */
 KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
 }
@@ -251,70 +195,46 @@ KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restric
  *   features1.maxpool3 [64,256,4,4], -> [64,512,4,4] */
 KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu8 = relu(features1.conv8)  models/lib/vgg.nn:20:11
+/* features1.conv9 = conv2d(features1.conv8)  models/lib/vgg.nn:16:11
  *   features1.conv8 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu8_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void features1_relu8_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* features1.conv9 = conv2d(features1.relu8)  models/lib/vgg.nn:16:11
- *   features1.relu8 [64,512,4,4], -> [64,512,4,4] */
 KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu9 = relu(features1.conv9)  models/lib/vgg.nn:20:11
+/* features1.conv10 = conv2d(features1.conv9)  models/lib/vgg.nn:16:11
  *   features1.conv9 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu9_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void features1_relu9_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* features1.conv10 = conv2d(features1.relu9)  models/lib/vgg.nn:16:11
- *   features1.relu9 [64,512,4,4], -> [64,512,4,4] */
 KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu10 = relu(features1.conv10)  models/lib/vgg.nn:20:11
- *   features1.conv10 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu10_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void features1_relu10_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* features1.maxpool4 = maxpool2d(features1.relu10)  models/lib/vgg.nn:14:11
- *   features1.relu10 [64,512,4,4], -> [64,512,2,2] */
+/* features1.maxpool4 = maxpool2d(features1.conv10)  models/lib/vgg.nn:14:11
+ *   features1.conv10 [64,512,4,4], -> [64,512,2,2] */
 KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
 }
@@ -326,70 +246,46 @@ KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restric
  *   features1.maxpool4 [64,512,2,2], -> [64,512,2,2] */
 KERNEL void features1_conv11_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv11_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu11 = relu(features1.conv11)  models/lib/vgg.nn:20:11
+/* features1.conv12 = conv2d(features1.conv11)  models/lib/vgg.nn:16:11
  *   features1.conv11 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu11_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void features1_relu11_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* features1.conv12 = conv2d(features1.relu11)  models/lib/vgg.nn:16:11
- *   features1.relu11 [64,512,2,2], -> [64,512,2,2] */
 KERNEL void features1_conv12_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu12 = relu(features1.conv12)  models/lib/vgg.nn:20:11
+/* features1.conv13 = conv2d(features1.conv12)  models/lib/vgg.nn:16:11
  *   features1.conv12 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu12_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void features1_relu12_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* features1.conv13 = conv2d(features1.relu12)  models/lib/vgg.nn:16:11
- *   features1.relu12 [64,512,2,2], -> [64,512,2,2] */
 KERNEL void features1_conv13_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv13_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.relu13 = relu(features1.conv13)  models/lib/vgg.nn:20:11
- *   features1.conv13 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu13_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void features1_relu13_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* features1.maxpool5 = maxpool2d(features1.relu13)  models/lib/vgg.nn:14:11
- *   features1.relu13 [64,512,2,2], -> [64,512,1,1] */
+/* features1.maxpool5 = maxpool2d(features1.conv13)  models/lib/vgg.nn:14:11
+ *   features1.conv13 [64,512,2,2], -> [64,512,1,1] */
 KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
 }
@@ -405,55 +301,40 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
  *   classifier1.flatten1 [64,512], -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4096);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
-/* classifier1.relu1 = relu(classifier1.fc1)  models/lib/vgg.nn:28:7
+/* classifier1.fc2 = linear(classifier1.fc1)  models/lib/vgg.nn:29:12
  *   classifier1.fc1 [64,4096], -> [64,4096] */
-KERNEL void classifier1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void classifier1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* classifier1.fc2 = linear(classifier1.relu1)  models/lib/vgg.nn:29:12
- *   classifier1.relu1 [64,4096], -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 4096);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
-/* classifier1.relu2 = relu(classifier1.fc2)  models/lib/vgg.nn:29:7
- *   classifier1.fc2 [64,4096], -> [64,4096] */
-KERNEL void classifier1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void classifier1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* classifier1.fc3 = linear(classifier1.relu2)  models/lib/vgg.nn:30:10
- *   classifier1.relu2 [64,4096], -> [64,10] */
+/* classifier1.fc3 = linear(classifier1.fc2)  models/lib/vgg.nn:30:10
+ *   classifier1.fc2 [64,4096], -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
@@ -465,115 +346,70 @@ static void forward(NnccState *s, int training) {
   unsigned char *A = s->arena;
   (void)P, (void)training;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
-  float *features1_relu1 = (float *)(A + 33554432); /* [64,64,32,32] */
-  float *features1_conv2 = (float *)(A + 67108864); /* [64,64,32,32] */
-  float *features1_relu2 = (float *)(A + 100663296); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 134217728); /* [64,64,16,16] */
-  float *features1_conv3 = (float *)(A + 142606336); /* [64,128,16,16] */
-  float *features1_relu3 = (float *)(A + 159383552); /* [64,128,16,16] */
-  float *features1_conv4 = (float *)(A + 176160768); /* [64,128,16,16] */
-  float *features1_relu4 = (float *)(A + 192937984); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 209715200); /* [64,128,8,8] */
-  float *features1_conv5 = (float *)(A + 213909504); /* [64,256,8,8] */
-  float *features1_relu5 = (float *)(A + 222298112); /* [64,256,8,8] */
-  float *features1_conv6 = (float *)(A + 230686720); /* [64,256,8,8] */
-  float *features1_relu6 = (float *)(A + 239075328); /* [64,256,8,8] */
-  float *features1_conv7 = (float *)(A + 247463936); /* [64,256,8,8] */
-  float *features1_relu7 = (float *)(A + 255852544); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 264241152); /* [64,256,4,4] */
-  float *features1_conv8 = (float *)(A + 266338304); /* [64,512,4,4] */
-  float *features1_relu8 = (float *)(A + 270532608); /* [64,512,4,4] */
-  float *features1_conv9 = (float *)(A + 274726912); /* [64,512,4,4] */
-  float *features1_relu9 = (float *)(A + 278921216); /* [64,512,4,4] */
-  float *features1_conv10 = (float *)(A + 283115520); /* [64,512,4,4] */
-  float *features1_relu10 = (float *)(A + 287309824); /* [64,512,4,4] */
-  float *features1_maxpool4 = (float *)(A + 291504128); /* [64,512,2,2] */
-  float *features1_conv11 = (float *)(A + 292552704); /* [64,512,2,2] */
-  float *features1_relu11 = (float *)(A + 293601280); /* [64,512,2,2] */
-  float *features1_conv12 = (float *)(A + 294649856); /* [64,512,2,2] */
-  float *features1_relu12 = (float *)(A + 295698432); /* [64,512,2,2] */
-  float *features1_conv13 = (float *)(A + 296747008); /* [64,512,2,2] */
-  float *features1_relu13 = (float *)(A + 297795584); /* [64,512,2,2] */
-  float *features1_maxpool5 = (float *)(A + 298844160); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 299106304); /* [64,4096] */
-  float *classifier1_relu1 = (float *)(A + 301203456); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 303300608); /* [64,4096] */
-  float *classifier1_relu2 = (float *)(A + 305397760); /* [64,4096] */
+  float *features1_conv2 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *features1_maxpool1 = (float *)(A + 67108864); /* [64,64,16,16] */
+  float *features1_conv3 = (float *)(A + 33554432); /* [64,128,16,16] */
+  float *features1_conv4 = (float *)(A + 41943040); /* [64,128,16,16] */
+  float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
+  float *features1_conv5 = (float *)(A + 50331648); /* [64,256,8,8] */
+  float *features1_conv6 = (float *)(A + 54525952); /* [64,256,8,8] */
+  float *features1_conv7 = (float *)(A + 58720256); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 79691776); /* [64,256,4,4] */
+  float *features1_conv8 = (float *)(A + 62914560); /* [64,512,4,4] */
+  float *features1_conv9 = (float *)(A + 65011712); /* [64,512,4,4] */
+  float *features1_conv10 = (float *)(A + 71303168); /* [64,512,4,4] */
+  float *features1_maxpool4 = (float *)(A + 80740352); /* [64,512,2,2] */
+  float *features1_conv11 = (float *)(A + 81264640); /* [64,512,2,2] */
+  float *features1_conv12 = (float *)(A + 81788928); /* [64,512,2,2] */
+  float *features1_conv13 = (float *)(A + 82313216); /* [64,512,2,2] */
+  float *features1_maxpool5 = (float *)(A + 82837504); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 73400320); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 74448896); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
     features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
 #pragma omp barrier
-    features1_relu1_forward(features1_relu1, features1_conv1);
+    features1_conv2_forward(features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, P + 37504 /* features1.conv2.bias */, scratch);
 #pragma omp barrier
-    features1_conv2_forward(features1_conv2, features1_relu1, P + 640 /* features1.conv2.weight */, P + 37504 /* features1.conv2.bias */, scratch);
-#pragma omp barrier
-    features1_relu2_forward(features1_relu2, features1_conv2);
-#pragma omp barrier
-    features1_maxpool1_forward(features1_maxpool1, features1_relu2);
+    features1_maxpool1_forward(features1_maxpool1, features1_conv2);
 #pragma omp barrier
     features1_conv3_forward(features1_conv3, features1_maxpool1, P + 37568 /* features1.conv3.weight */, P + 111296 /* features1.conv3.bias */, scratch);
 #pragma omp barrier
-    features1_relu3_forward(features1_relu3, features1_conv3);
+    features1_conv4_forward(features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, P + 258880 /* features1.conv4.bias */, scratch);
 #pragma omp barrier
-    features1_conv4_forward(features1_conv4, features1_relu3, P + 111424 /* features1.conv4.weight */, P + 258880 /* features1.conv4.bias */, scratch);
-#pragma omp barrier
-    features1_relu4_forward(features1_relu4, features1_conv4);
-#pragma omp barrier
-    features1_maxpool2_forward(features1_maxpool2, features1_relu4);
+    features1_maxpool2_forward(features1_maxpool2, features1_conv4);
 #pragma omp barrier
     features1_conv5_forward(features1_conv5, features1_maxpool2, P + 259008 /* features1.conv5.weight */, P + 553920 /* features1.conv5.bias */, scratch);
 #pragma omp barrier
-    features1_relu5_forward(features1_relu5, features1_conv5);
+    features1_conv6_forward(features1_conv6, features1_conv5, P + 554176 /* features1.conv6.weight */, P + 1144000 /* features1.conv6.bias */, scratch);
 #pragma omp barrier
-    features1_conv6_forward(features1_conv6, features1_relu5, P + 554176 /* features1.conv6.weight */, P + 1144000 /* features1.conv6.bias */, scratch);
+    features1_conv7_forward(features1_conv7, features1_conv6, P + 1144256 /* features1.conv7.weight */, P + 1734080 /* features1.conv7.bias */, scratch);
 #pragma omp barrier
-    features1_relu6_forward(features1_relu6, features1_conv6);
-#pragma omp barrier
-    features1_conv7_forward(features1_conv7, features1_relu6, P + 1144256 /* features1.conv7.weight */, P + 1734080 /* features1.conv7.bias */, scratch);
-#pragma omp barrier
-    features1_relu7_forward(features1_relu7, features1_conv7);
-#pragma omp barrier
-    features1_maxpool3_forward(features1_maxpool3, features1_relu7);
+    features1_maxpool3_forward(features1_maxpool3, features1_conv7);
 #pragma omp barrier
     features1_conv8_forward(features1_conv8, features1_maxpool3, P + 1734336 /* features1.conv8.weight */, P + 2913984 /* features1.conv8.bias */, scratch);
 #pragma omp barrier
-    features1_relu8_forward(features1_relu8, features1_conv8);
+    features1_conv9_forward(features1_conv9, features1_conv8, P + 2914496 /* features1.conv9.weight */, P + 5273792 /* features1.conv9.bias */, scratch);
 #pragma omp barrier
-    features1_conv9_forward(features1_conv9, features1_relu8, P + 2914496 /* features1.conv9.weight */, P + 5273792 /* features1.conv9.bias */, scratch);
+    features1_conv10_forward(features1_conv10, features1_conv9, P + 5274304 /* features1.conv10.weight */, P + 7633600 /* features1.conv10.bias */, scratch);
 #pragma omp barrier
-    features1_relu9_forward(features1_relu9, features1_conv9);
-#pragma omp barrier
-    features1_conv10_forward(features1_conv10, features1_relu9, P + 5274304 /* features1.conv10.weight */, P + 7633600 /* features1.conv10.bias */, scratch);
-#pragma omp barrier
-    features1_relu10_forward(features1_relu10, features1_conv10);
-#pragma omp barrier
-    features1_maxpool4_forward(features1_maxpool4, features1_relu10);
+    features1_maxpool4_forward(features1_maxpool4, features1_conv10);
 #pragma omp barrier
     features1_conv11_forward(features1_conv11, features1_maxpool4, P + 7634112 /* features1.conv11.weight */, P + 9993408 /* features1.conv11.bias */, scratch);
 #pragma omp barrier
-    features1_relu11_forward(features1_relu11, features1_conv11);
+    features1_conv12_forward(features1_conv12, features1_conv11, P + 9993920 /* features1.conv12.weight */, P + 12353216 /* features1.conv12.bias */, scratch);
 #pragma omp barrier
-    features1_conv12_forward(features1_conv12, features1_relu11, P + 9993920 /* features1.conv12.weight */, P + 12353216 /* features1.conv12.bias */, scratch);
+    features1_conv13_forward(features1_conv13, features1_conv12, P + 12353728 /* features1.conv13.weight */, P + 14713024 /* features1.conv13.bias */, scratch);
 #pragma omp barrier
-    features1_relu12_forward(features1_relu12, features1_conv12);
-#pragma omp barrier
-    features1_conv13_forward(features1_conv13, features1_relu12, P + 12353728 /* features1.conv13.weight */, P + 14713024 /* features1.conv13.bias */, scratch);
-#pragma omp barrier
-    features1_relu13_forward(features1_relu13, features1_conv13);
-#pragma omp barrier
-    features1_maxpool5_forward(features1_maxpool5, features1_relu13);
+    features1_maxpool5_forward(features1_maxpool5, features1_conv13);
     /* classifier1.flatten1: a view of features1.maxpool5 */
 #pragma omp barrier
     classifier1_fc1_forward(classifier1_fc1, features1_maxpool5, P + 14713536 /* classifier1.fc1.weight */, P + 16810688 /* classifier1.fc1.bias */, scratch);
 #pragma omp barrier
-    classifier1_relu1_forward(classifier1_relu1, classifier1_fc1);
+    classifier1_fc2_forward(classifier1_fc2, classifier1_fc1, P + 16814784 /* classifier1.fc2.weight */, P + 33592000 /* classifier1.fc2.bias */, scratch);
 #pragma omp barrier
-    classifier1_fc2_forward(classifier1_fc2, classifier1_relu1, P + 16814784 /* classifier1.fc2.weight */, P + 33592000 /* classifier1.fc2.bias */, scratch);
-#pragma omp barrier
-    classifier1_relu2_forward(classifier1_relu2, classifier1_fc2);
-#pragma omp barrier
-    classifier1_fc3_forward(s->logits, classifier1_relu2, P + 33596096 /* classifier1.fc3.weight */, P + 33637056 /* classifier1.fc3.bias */, scratch);
+    classifier1_fc3_forward(s->logits, classifier1_fc2, P + 33596096 /* classifier1.fc3.weight */, P + 33637056 /* classifier1.fc3.bias */, scratch);
   }
 }
 
@@ -582,136 +418,91 @@ static void backward(NnccState *s) {
   float *P = s->params, *G = s->grads;
   unsigned char *A = s->arena;
   (void)P, (void)G;
-  float *d_features1_conv1 = (float *)(A + 16777216); /* [64,64,32,32] */
-  float *features1_relu1 = (float *)(A + 33554432); /* [64,64,32,32] */
-  float *d_features1_relu1 = (float *)(A + 50331648); /* [64,64,32,32] */
-  float *d_features1_conv2 = (float *)(A + 83886080); /* [64,64,32,32] */
-  float *features1_relu2 = (float *)(A + 100663296); /* [64,64,32,32] */
-  float *d_features1_relu2 = (float *)(A + 117440512); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 134217728); /* [64,64,16,16] */
-  float *d_features1_maxpool1 = (float *)(A + 138412032); /* [64,64,16,16] */
-  float *d_features1_conv3 = (float *)(A + 150994944); /* [64,128,16,16] */
-  float *features1_relu3 = (float *)(A + 159383552); /* [64,128,16,16] */
-  float *d_features1_relu3 = (float *)(A + 167772160); /* [64,128,16,16] */
-  float *d_features1_conv4 = (float *)(A + 184549376); /* [64,128,16,16] */
-  float *features1_relu4 = (float *)(A + 192937984); /* [64,128,16,16] */
-  float *d_features1_relu4 = (float *)(A + 201326592); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 209715200); /* [64,128,8,8] */
-  float *d_features1_maxpool2 = (float *)(A + 211812352); /* [64,128,8,8] */
-  float *d_features1_conv5 = (float *)(A + 218103808); /* [64,256,8,8] */
-  float *features1_relu5 = (float *)(A + 222298112); /* [64,256,8,8] */
-  float *d_features1_relu5 = (float *)(A + 226492416); /* [64,256,8,8] */
-  float *d_features1_conv6 = (float *)(A + 234881024); /* [64,256,8,8] */
-  float *features1_relu6 = (float *)(A + 239075328); /* [64,256,8,8] */
-  float *d_features1_relu6 = (float *)(A + 243269632); /* [64,256,8,8] */
-  float *d_features1_conv7 = (float *)(A + 251658240); /* [64,256,8,8] */
-  float *features1_relu7 = (float *)(A + 255852544); /* [64,256,8,8] */
-  float *d_features1_relu7 = (float *)(A + 260046848); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 264241152); /* [64,256,4,4] */
-  float *d_features1_maxpool3 = (float *)(A + 265289728); /* [64,256,4,4] */
-  float *d_features1_conv8 = (float *)(A + 268435456); /* [64,512,4,4] */
-  float *features1_relu8 = (float *)(A + 270532608); /* [64,512,4,4] */
-  float *d_features1_relu8 = (float *)(A + 272629760); /* [64,512,4,4] */
-  float *d_features1_conv9 = (float *)(A + 276824064); /* [64,512,4,4] */
-  float *features1_relu9 = (float *)(A + 278921216); /* [64,512,4,4] */
-  float *d_features1_relu9 = (float *)(A + 281018368); /* [64,512,4,4] */
-  float *d_features1_conv10 = (float *)(A + 285212672); /* [64,512,4,4] */
-  float *features1_relu10 = (float *)(A + 287309824); /* [64,512,4,4] */
-  float *d_features1_relu10 = (float *)(A + 289406976); /* [64,512,4,4] */
-  float *features1_maxpool4 = (float *)(A + 291504128); /* [64,512,2,2] */
-  float *d_features1_maxpool4 = (float *)(A + 292028416); /* [64,512,2,2] */
-  float *d_features1_conv11 = (float *)(A + 293076992); /* [64,512,2,2] */
-  float *features1_relu11 = (float *)(A + 293601280); /* [64,512,2,2] */
-  float *d_features1_relu11 = (float *)(A + 294125568); /* [64,512,2,2] */
-  float *d_features1_conv12 = (float *)(A + 295174144); /* [64,512,2,2] */
-  float *features1_relu12 = (float *)(A + 295698432); /* [64,512,2,2] */
-  float *d_features1_relu12 = (float *)(A + 296222720); /* [64,512,2,2] */
-  float *d_features1_conv13 = (float *)(A + 297271296); /* [64,512,2,2] */
-  float *features1_relu13 = (float *)(A + 297795584); /* [64,512,2,2] */
-  float *d_features1_relu13 = (float *)(A + 298319872); /* [64,512,2,2] */
-  float *features1_maxpool5 = (float *)(A + 298844160); /* [64,512,1,1] */
-  float *d_features1_maxpool5 = (float *)(A + 298975232); /* [64,512,1,1] */
-  float *d_classifier1_fc1 = (float *)(A + 300154880); /* [64,4096] */
-  float *classifier1_relu1 = (float *)(A + 301203456); /* [64,4096] */
-  float *d_classifier1_relu1 = (float *)(A + 302252032); /* [64,4096] */
-  float *d_classifier1_fc2 = (float *)(A + 304349184); /* [64,4096] */
-  float *classifier1_relu2 = (float *)(A + 305397760); /* [64,4096] */
-  float *d_classifier1_relu2 = (float *)(A + 306446336); /* [64,4096] */
+  float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
+  float *d_features1_conv1 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *features1_conv2 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *d_features1_conv2 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *features1_maxpool1 = (float *)(A + 67108864); /* [64,64,16,16] */
+  float *d_features1_maxpool1 = (float *)(A + 50331648); /* [64,64,16,16] */
+  float *features1_conv3 = (float *)(A + 33554432); /* [64,128,16,16] */
+  float *d_features1_conv3 = (float *)(A + 58720256); /* [64,128,16,16] */
+  float *features1_conv4 = (float *)(A + 41943040); /* [64,128,16,16] */
+  float *d_features1_conv4 = (float *)(A + 50331648); /* [64,128,16,16] */
+  float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
+  float *d_features1_maxpool2 = (float *)(A + 62914560); /* [64,128,8,8] */
+  float *features1_conv5 = (float *)(A + 50331648); /* [64,256,8,8] */
+  float *d_features1_conv5 = (float *)(A + 58720256); /* [64,256,8,8] */
+  float *features1_conv6 = (float *)(A + 54525952); /* [64,256,8,8] */
+  float *d_features1_conv6 = (float *)(A + 71303168); /* [64,256,8,8] */
+  float *features1_conv7 = (float *)(A + 58720256); /* [64,256,8,8] */
+  float *d_features1_conv7 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 79691776); /* [64,256,4,4] */
+  float *d_features1_maxpool3 = (float *)(A + 73400320); /* [64,256,4,4] */
+  float *features1_conv8 = (float *)(A + 62914560); /* [64,512,4,4] */
+  float *d_features1_conv8 = (float *)(A + 71303168); /* [64,512,4,4] */
+  float *features1_conv9 = (float *)(A + 65011712); /* [64,512,4,4] */
+  float *d_features1_conv9 = (float *)(A + 77594624); /* [64,512,4,4] */
+  float *features1_conv10 = (float *)(A + 71303168); /* [64,512,4,4] */
+  float *d_features1_conv10 = (float *)(A + 73400320); /* [64,512,4,4] */
+  float *features1_maxpool4 = (float *)(A + 80740352); /* [64,512,2,2] */
+  float *d_features1_maxpool4 = (float *)(A + 77594624); /* [64,512,2,2] */
+  float *features1_conv11 = (float *)(A + 81264640); /* [64,512,2,2] */
+  float *d_features1_conv11 = (float *)(A + 73400320); /* [64,512,2,2] */
+  float *features1_conv12 = (float *)(A + 81788928); /* [64,512,2,2] */
+  float *d_features1_conv12 = (float *)(A + 73924608); /* [64,512,2,2] */
+  float *features1_conv13 = (float *)(A + 82313216); /* [64,512,2,2] */
+  float *d_features1_conv13 = (float *)(A + 73400320); /* [64,512,2,2] */
+  float *features1_maxpool5 = (float *)(A + 82837504); /* [64,512,1,1] */
+  float *d_features1_maxpool5 = (float *)(A + 74448896); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 73400320); /* [64,4096] */
+  float *d_classifier1_fc1 = (float *)(A + 78643200); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 74448896); /* [64,4096] */
+  float *d_classifier1_fc2 = (float *)(A + 77594624); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    classifier1_fc3_backward(d_classifier1_relu2, G + 33596096 /* classifier1.fc3.weight */, G + 33637056 /* classifier1.fc3.bias */, s->dlogits, classifier1_relu2, P + 33596096 /* classifier1.fc3.weight */, scratch);
+    classifier1_fc3_backward(d_classifier1_fc2, G + 33596096 /* classifier1.fc3.weight */, G + 33637056 /* classifier1.fc3.bias */, s->dlogits, NULL, classifier1_fc2, P + 33596096 /* classifier1.fc3.weight */, scratch);
 #pragma omp barrier
-    classifier1_relu2_backward(d_classifier1_fc2, d_classifier1_relu2, classifier1_relu2);
+    classifier1_fc2_backward(d_classifier1_fc1, G + 16814784 /* classifier1.fc2.weight */, G + 33592000 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 16814784 /* classifier1.fc2.weight */, scratch);
 #pragma omp barrier
-    classifier1_fc2_backward(d_classifier1_relu1, G + 16814784 /* classifier1.fc2.weight */, G + 33592000 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_relu1, P + 16814784 /* classifier1.fc2.weight */, scratch);
-#pragma omp barrier
-    classifier1_relu1_backward(d_classifier1_fc1, d_classifier1_relu1, classifier1_relu1);
-#pragma omp barrier
-    classifier1_fc1_backward(d_features1_maxpool5, G + 14713536 /* classifier1.fc1.weight */, G + 16810688 /* classifier1.fc1.bias */, d_classifier1_fc1, features1_maxpool5, P + 14713536 /* classifier1.fc1.weight */, scratch);
+    classifier1_fc1_backward(d_features1_maxpool5, G + 14713536 /* classifier1.fc1.weight */, G + 16810688 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 14713536 /* classifier1.fc1.weight */, scratch);
     /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
 #pragma omp barrier
-    features1_maxpool5_backward(d_features1_relu13, d_features1_maxpool5, features1_relu13);
+    features1_maxpool5_backward(d_features1_conv13, d_features1_maxpool5, features1_conv13);
 #pragma omp barrier
-    features1_relu13_backward(d_features1_conv13, d_features1_relu13, features1_relu13);
+    features1_conv13_backward(d_features1_conv12, G + 12353728 /* features1.conv13.weight */, G + 14713024 /* features1.conv13.bias */, d_features1_conv13, features1_conv13, features1_conv12, P + 12353728 /* features1.conv13.weight */, scratch);
 #pragma omp barrier
-    features1_conv13_backward(d_features1_relu12, G + 12353728 /* features1.conv13.weight */, G + 14713024 /* features1.conv13.bias */, d_features1_conv13, features1_relu12, P + 12353728 /* features1.conv13.weight */, scratch);
+    features1_conv12_backward(d_features1_conv11, G + 9993920 /* features1.conv12.weight */, G + 12353216 /* features1.conv12.bias */, d_features1_conv12, features1_conv12, features1_conv11, P + 9993920 /* features1.conv12.weight */, scratch);
 #pragma omp barrier
-    features1_relu12_backward(d_features1_conv12, d_features1_relu12, features1_relu12);
+    features1_conv11_backward(d_features1_maxpool4, G + 7634112 /* features1.conv11.weight */, G + 9993408 /* features1.conv11.bias */, d_features1_conv11, features1_conv11, features1_maxpool4, P + 7634112 /* features1.conv11.weight */, scratch);
 #pragma omp barrier
-    features1_conv12_backward(d_features1_relu11, G + 9993920 /* features1.conv12.weight */, G + 12353216 /* features1.conv12.bias */, d_features1_conv12, features1_relu11, P + 9993920 /* features1.conv12.weight */, scratch);
+    features1_maxpool4_backward(d_features1_conv10, d_features1_maxpool4, features1_conv10);
 #pragma omp barrier
-    features1_relu11_backward(d_features1_conv11, d_features1_relu11, features1_relu11);
+    features1_conv10_backward(d_features1_conv9, G + 5274304 /* features1.conv10.weight */, G + 7633600 /* features1.conv10.bias */, d_features1_conv10, features1_conv10, features1_conv9, P + 5274304 /* features1.conv10.weight */, scratch);
 #pragma omp barrier
-    features1_conv11_backward(d_features1_maxpool4, G + 7634112 /* features1.conv11.weight */, G + 9993408 /* features1.conv11.bias */, d_features1_conv11, features1_maxpool4, P + 7634112 /* features1.conv11.weight */, scratch);
+    features1_conv9_backward(d_features1_conv8, G + 2914496 /* features1.conv9.weight */, G + 5273792 /* features1.conv9.bias */, d_features1_conv9, features1_conv9, features1_conv8, P + 2914496 /* features1.conv9.weight */, scratch);
 #pragma omp barrier
-    features1_maxpool4_backward(d_features1_relu10, d_features1_maxpool4, features1_relu10);
+    features1_conv8_backward(d_features1_maxpool3, G + 1734336 /* features1.conv8.weight */, G + 2913984 /* features1.conv8.bias */, d_features1_conv8, features1_conv8, features1_maxpool3, P + 1734336 /* features1.conv8.weight */, scratch);
 #pragma omp barrier
-    features1_relu10_backward(d_features1_conv10, d_features1_relu10, features1_relu10);
+    features1_maxpool3_backward(d_features1_conv7, d_features1_maxpool3, features1_conv7);
 #pragma omp barrier
-    features1_conv10_backward(d_features1_relu9, G + 5274304 /* features1.conv10.weight */, G + 7633600 /* features1.conv10.bias */, d_features1_conv10, features1_relu9, P + 5274304 /* features1.conv10.weight */, scratch);
+    features1_conv7_backward(d_features1_conv6, G + 1144256 /* features1.conv7.weight */, G + 1734080 /* features1.conv7.bias */, d_features1_conv7, features1_conv7, features1_conv6, P + 1144256 /* features1.conv7.weight */, scratch);
 #pragma omp barrier
-    features1_relu9_backward(d_features1_conv9, d_features1_relu9, features1_relu9);
+    features1_conv6_backward(d_features1_conv5, G + 554176 /* features1.conv6.weight */, G + 1144000 /* features1.conv6.bias */, d_features1_conv6, features1_conv6, features1_conv5, P + 554176 /* features1.conv6.weight */, scratch);
 #pragma omp barrier
-    features1_conv9_backward(d_features1_relu8, G + 2914496 /* features1.conv9.weight */, G + 5273792 /* features1.conv9.bias */, d_features1_conv9, features1_relu8, P + 2914496 /* features1.conv9.weight */, scratch);
+    features1_conv5_backward(d_features1_maxpool2, G + 259008 /* features1.conv5.weight */, G + 553920 /* features1.conv5.bias */, d_features1_conv5, features1_conv5, features1_maxpool2, P + 259008 /* features1.conv5.weight */, scratch);
 #pragma omp barrier
-    features1_relu8_backward(d_features1_conv8, d_features1_relu8, features1_relu8);
+    features1_maxpool2_backward(d_features1_conv4, d_features1_maxpool2, features1_conv4);
 #pragma omp barrier
-    features1_conv8_backward(d_features1_maxpool3, G + 1734336 /* features1.conv8.weight */, G + 2913984 /* features1.conv8.bias */, d_features1_conv8, features1_maxpool3, P + 1734336 /* features1.conv8.weight */, scratch);
+    features1_conv4_backward(d_features1_conv3, G + 111424 /* features1.conv4.weight */, G + 258880 /* features1.conv4.bias */, d_features1_conv4, features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, scratch);
 #pragma omp barrier
-    features1_maxpool3_backward(d_features1_relu7, d_features1_maxpool3, features1_relu7);
+    features1_conv3_backward(d_features1_maxpool1, G + 37568 /* features1.conv3.weight */, G + 111296 /* features1.conv3.bias */, d_features1_conv3, features1_conv3, features1_maxpool1, P + 37568 /* features1.conv3.weight */, scratch);
 #pragma omp barrier
-    features1_relu7_backward(d_features1_conv7, d_features1_relu7, features1_relu7);
+    features1_maxpool1_backward(d_features1_conv2, d_features1_maxpool1, features1_conv2);
 #pragma omp barrier
-    features1_conv7_backward(d_features1_relu6, G + 1144256 /* features1.conv7.weight */, G + 1734080 /* features1.conv7.bias */, d_features1_conv7, features1_relu6, P + 1144256 /* features1.conv7.weight */, scratch);
+    features1_conv2_backward(d_features1_conv1, G + 640 /* features1.conv2.weight */, G + 37504 /* features1.conv2.bias */, d_features1_conv2, features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, scratch);
 #pragma omp barrier
-    features1_relu6_backward(d_features1_conv6, d_features1_relu6, features1_relu6);
-#pragma omp barrier
-    features1_conv6_backward(d_features1_relu5, G + 554176 /* features1.conv6.weight */, G + 1144000 /* features1.conv6.bias */, d_features1_conv6, features1_relu5, P + 554176 /* features1.conv6.weight */, scratch);
-#pragma omp barrier
-    features1_relu5_backward(d_features1_conv5, d_features1_relu5, features1_relu5);
-#pragma omp barrier
-    features1_conv5_backward(d_features1_maxpool2, G + 259008 /* features1.conv5.weight */, G + 553920 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool2, P + 259008 /* features1.conv5.weight */, scratch);
-#pragma omp barrier
-    features1_maxpool2_backward(d_features1_relu4, d_features1_maxpool2, features1_relu4);
-#pragma omp barrier
-    features1_relu4_backward(d_features1_conv4, d_features1_relu4, features1_relu4);
-#pragma omp barrier
-    features1_conv4_backward(d_features1_relu3, G + 111424 /* features1.conv4.weight */, G + 258880 /* features1.conv4.bias */, d_features1_conv4, features1_relu3, P + 111424 /* features1.conv4.weight */, scratch);
-#pragma omp barrier
-    features1_relu3_backward(d_features1_conv3, d_features1_relu3, features1_relu3);
-#pragma omp barrier
-    features1_conv3_backward(d_features1_maxpool1, G + 37568 /* features1.conv3.weight */, G + 111296 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool1, P + 37568 /* features1.conv3.weight */, scratch);
-#pragma omp barrier
-    features1_maxpool1_backward(d_features1_relu2, d_features1_maxpool1, features1_relu2);
-#pragma omp barrier
-    features1_relu2_backward(d_features1_conv2, d_features1_relu2, features1_relu2);
-#pragma omp barrier
-    features1_conv2_backward(d_features1_relu1, G + 640 /* features1.conv2.weight */, G + 37504 /* features1.conv2.bias */, d_features1_conv2, features1_relu1, P + 640 /* features1.conv2.weight */, scratch);
-#pragma omp barrier
-    features1_relu1_backward(d_features1_conv1, d_features1_relu1, features1_relu1);
-#pragma omp barrier
-    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
   }
 }
 

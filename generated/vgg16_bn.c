@@ -8,7 +8,7 @@
  * Train: vgg16_bn train --data data/mnist
  *
  * Input x f32[64,1,32,32], labels y class[64] of 10; 33,645,514 parameters;
- * activation arena 449,086,464 bytes (+ kernel scratch).
+ * activation arena 153,781,248 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -20,7 +20,7 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 33654176, ARENA_BYTES = 449086464 };
+enum { PARAMS_FLOATS = 33654176, ARENA_BYTES = 153781248 };
 
 static const NnccParam params[] = {
     {"features1.conv1.weight", NNCC_PARAM, 4, {64, 1, 3, 3}, 576, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -138,8 +138,9 @@ KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
@@ -217,11 +218,15 @@ KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu1 = relu(features1.bn1)  models/lib/vgg.nn:20:11
  *   features1.bn1 [64,64,32,32], -> [64,64,32,32] */
-KERNEL void features1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 4194304);
+KERNEL void features1_relu1_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 4194304; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 4194304);
+KERNEL void features1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 4194304; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv2 = conv2d(features1.relu1)  models/lib/vgg.nn:16:11
@@ -231,8 +236,9 @@ KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
@@ -310,11 +316,15 @@ KERNEL void features1_bn2_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu2 = relu(features1.bn2)  models/lib/vgg.nn:20:11
  *   features1.bn2 [64,64,32,32], -> [64,64,32,32] */
-KERNEL void features1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 4194304);
+KERNEL void features1_relu2_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 4194304; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 4194304);
+KERNEL void features1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 4194304; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool1 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
@@ -333,8 +343,9 @@ KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
@@ -412,11 +423,15 @@ KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu3 = relu(features1.bn3)  models/lib/vgg.nn:20:11
  *   features1.bn3 [64,128,16,16], -> [64,128,16,16] */
-KERNEL void features1_relu3_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 2097152);
+KERNEL void features1_relu3_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 2097152; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu3_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2097152);
+KERNEL void features1_relu3_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 2097152; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
@@ -426,8 +441,9 @@ KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
@@ -505,11 +521,15 @@ KERNEL void features1_bn4_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu4 = relu(features1.bn4)  models/lib/vgg.nn:20:11
  *   features1.bn4 [64,128,16,16], -> [64,128,16,16] */
-KERNEL void features1_relu4_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 2097152);
+KERNEL void features1_relu4_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 2097152; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu4_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2097152);
+KERNEL void features1_relu4_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 2097152; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool2 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
@@ -528,8 +548,9 @@ KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -607,11 +628,15 @@ KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu5 = relu(features1.bn5)  models/lib/vgg.nn:20:11
  *   features1.bn5 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu5_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
+KERNEL void features1_relu5_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu5_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
+KERNEL void features1_relu5_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
@@ -621,8 +646,9 @@ KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -700,11 +726,15 @@ KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu6 = relu(features1.bn6)  models/lib/vgg.nn:20:11
  *   features1.bn6 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu6_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
+KERNEL void features1_relu6_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu6_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
+KERNEL void features1_relu6_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv7 = conv2d(features1.relu6)  models/lib/vgg.nn:16:11
@@ -714,8 +744,9 @@ KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -793,11 +824,15 @@ KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu7 = relu(features1.bn7)  models/lib/vgg.nn:20:11
  *   features1.bn7 [64,256,8,8], -> [64,256,8,8] */
-KERNEL void features1_relu7_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1048576);
+KERNEL void features1_relu7_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu7_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
+KERNEL void features1_relu7_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 1048576; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool3 = maxpool2d(features1.relu7)  models/lib/vgg.nn:14:11
@@ -816,8 +851,9 @@ KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -895,11 +931,15 @@ KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu8 = relu(features1.bn8)  models/lib/vgg.nn:20:11
  *   features1.bn8 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu8_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
+KERNEL void features1_relu8_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu8_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
+KERNEL void features1_relu8_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv9 = conv2d(features1.relu8)  models/lib/vgg.nn:16:11
@@ -909,8 +949,9 @@ KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -988,11 +1029,15 @@ KERNEL void features1_bn9_backward(float *restrict dx, float *restrict dgamma, f
 
 /* features1.relu9 = relu(features1.bn9)  models/lib/vgg.nn:20:11
  *   features1.bn9 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu9_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
+KERNEL void features1_relu9_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu9_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
+KERNEL void features1_relu9_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv10 = conv2d(features1.relu9)  models/lib/vgg.nn:16:11
@@ -1002,8 +1047,9 @@ KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -1081,11 +1127,15 @@ KERNEL void features1_bn10_backward(float *restrict dx, float *restrict dgamma, 
 
 /* features1.relu10 = relu(features1.bn10)  models/lib/vgg.nn:20:11
  *   features1.bn10 [64,512,4,4], -> [64,512,4,4] */
-KERNEL void features1_relu10_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 524288);
+KERNEL void features1_relu10_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu10_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
+KERNEL void features1_relu10_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 524288; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool4 = maxpool2d(features1.relu10)  models/lib/vgg.nn:14:11
@@ -1104,8 +1154,9 @@ KERNEL void features1_conv11_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv11_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -1183,11 +1234,15 @@ KERNEL void features1_bn11_backward(float *restrict dx, float *restrict dgamma, 
 
 /* features1.relu11 = relu(features1.bn11)  models/lib/vgg.nn:20:11
  *   features1.bn11 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu11_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
+KERNEL void features1_relu11_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu11_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
+KERNEL void features1_relu11_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv12 = conv2d(features1.relu11)  models/lib/vgg.nn:16:11
@@ -1197,8 +1252,9 @@ KERNEL void features1_conv12_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -1276,11 +1332,15 @@ KERNEL void features1_bn12_backward(float *restrict dx, float *restrict dgamma, 
 
 /* features1.relu12 = relu(features1.bn12)  models/lib/vgg.nn:20:11
  *   features1.bn12 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu12_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
+KERNEL void features1_relu12_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu12_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
+KERNEL void features1_relu12_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.conv13 = conv2d(features1.relu12)  models/lib/vgg.nn:16:11
@@ -1290,8 +1350,9 @@ KERNEL void features1_conv13_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv13_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -1369,11 +1430,15 @@ KERNEL void features1_bn13_backward(float *restrict dx, float *restrict dgamma, 
 
 /* features1.relu13 = relu(features1.bn13)  models/lib/vgg.nn:20:11
  *   features1.bn13 [64,512,2,2], -> [64,512,2,2] */
-KERNEL void features1_relu13_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 131072);
+KERNEL void features1_relu13_forward(float *y, const float *x) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-KERNEL void features1_relu13_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
+KERNEL void features1_relu13_backward(float *dx, const float *dy, const float *restrict y) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < 131072; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* features1.maxpool5 = maxpool2d(features1.relu13)  models/lib/vgg.nn:14:11
@@ -1393,55 +1458,40 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
  *   classifier1.flatten1 [64,512], -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4096);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
-/* classifier1.relu1 = relu(classifier1.fc1)  models/lib/vgg.nn:28:7
+/* classifier1.fc2 = linear(classifier1.fc1)  models/lib/vgg.nn:29:12
  *   classifier1.fc1 [64,4096], -> [64,4096] */
-KERNEL void classifier1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void classifier1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* classifier1.fc2 = linear(classifier1.relu1)  models/lib/vgg.nn:29:12
- *   classifier1.relu1 [64,4096], -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 4096);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
-/* classifier1.relu2 = relu(classifier1.fc2)  models/lib/vgg.nn:29:7
- *   classifier1.fc2 [64,4096], -> [64,4096] */
-KERNEL void classifier1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void classifier1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* classifier1.fc3 = linear(classifier1.relu2)  models/lib/vgg.nn:30:10
- *   classifier1.relu2 [64,4096], -> [64,10] */
+/* classifier1.fc3 = linear(classifier1.fc2)  models/lib/vgg.nn:30:10
+ *   classifier1.fc2 [64,4096], -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
@@ -1453,66 +1503,64 @@ static void forward(NnccState *s, int training) {
   unsigned char *A = s->arena;
   (void)P, (void)training;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
-  float *features1_bn1 = (float *)(A + 33554432); /* [64,64,32,32] */
-  float *features1_bn1_stats = (float *)(A + 67108864); /* [2,64]: mean, 1/std */
-  float *features1_relu1 = (float *)(A + 67109376); /* [64,64,32,32] */
-  float *features1_conv2 = (float *)(A + 100663808); /* [64,64,32,32] */
-  float *features1_bn2 = (float *)(A + 134218240); /* [64,64,32,32] */
-  float *features1_bn2_stats = (float *)(A + 167772672); /* [2,64]: mean, 1/std */
-  float *features1_relu2 = (float *)(A + 167773184); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 201327616); /* [64,64,16,16] */
-  float *features1_conv3 = (float *)(A + 209716224); /* [64,128,16,16] */
-  float *features1_bn3 = (float *)(A + 226493440); /* [64,128,16,16] */
-  float *features1_bn3_stats = (float *)(A + 243270656); /* [2,128]: mean, 1/std */
-  float *features1_relu3 = (float *)(A + 243271680); /* [64,128,16,16] */
-  float *features1_conv4 = (float *)(A + 260048896); /* [64,128,16,16] */
-  float *features1_bn4 = (float *)(A + 276826112); /* [64,128,16,16] */
-  float *features1_bn4_stats = (float *)(A + 293603328); /* [2,128]: mean, 1/std */
-  float *features1_relu4 = (float *)(A + 293604352); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 310381568); /* [64,128,8,8] */
-  float *features1_conv5 = (float *)(A + 314575872); /* [64,256,8,8] */
-  float *features1_bn5 = (float *)(A + 322964480); /* [64,256,8,8] */
-  float *features1_bn5_stats = (float *)(A + 331353088); /* [2,256]: mean, 1/std */
-  float *features1_relu5 = (float *)(A + 331355136); /* [64,256,8,8] */
-  float *features1_conv6 = (float *)(A + 339743744); /* [64,256,8,8] */
-  float *features1_bn6 = (float *)(A + 348132352); /* [64,256,8,8] */
-  float *features1_bn6_stats = (float *)(A + 356520960); /* [2,256]: mean, 1/std */
-  float *features1_relu6 = (float *)(A + 356523008); /* [64,256,8,8] */
-  float *features1_conv7 = (float *)(A + 364911616); /* [64,256,8,8] */
-  float *features1_bn7 = (float *)(A + 373300224); /* [64,256,8,8] */
-  float *features1_bn7_stats = (float *)(A + 381688832); /* [2,256]: mean, 1/std */
-  float *features1_relu7 = (float *)(A + 381690880); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 390079488); /* [64,256,4,4] */
-  float *features1_conv8 = (float *)(A + 392176640); /* [64,512,4,4] */
-  float *features1_bn8 = (float *)(A + 396370944); /* [64,512,4,4] */
-  float *features1_bn8_stats = (float *)(A + 400565248); /* [2,512]: mean, 1/std */
-  float *features1_relu8 = (float *)(A + 400569344); /* [64,512,4,4] */
-  float *features1_conv9 = (float *)(A + 404763648); /* [64,512,4,4] */
-  float *features1_bn9 = (float *)(A + 408957952); /* [64,512,4,4] */
-  float *features1_bn9_stats = (float *)(A + 413152256); /* [2,512]: mean, 1/std */
-  float *features1_relu9 = (float *)(A + 413156352); /* [64,512,4,4] */
-  float *features1_conv10 = (float *)(A + 417350656); /* [64,512,4,4] */
-  float *features1_bn10 = (float *)(A + 421544960); /* [64,512,4,4] */
-  float *features1_bn10_stats = (float *)(A + 425739264); /* [2,512]: mean, 1/std */
-  float *features1_relu10 = (float *)(A + 425743360); /* [64,512,4,4] */
-  float *features1_maxpool4 = (float *)(A + 429937664); /* [64,512,2,2] */
-  float *features1_conv11 = (float *)(A + 430986240); /* [64,512,2,2] */
-  float *features1_bn11 = (float *)(A + 432034816); /* [64,512,2,2] */
-  float *features1_bn11_stats = (float *)(A + 433083392); /* [2,512]: mean, 1/std */
-  float *features1_relu11 = (float *)(A + 433087488); /* [64,512,2,2] */
-  float *features1_conv12 = (float *)(A + 434136064); /* [64,512,2,2] */
-  float *features1_bn12 = (float *)(A + 435184640); /* [64,512,2,2] */
-  float *features1_bn12_stats = (float *)(A + 436233216); /* [2,512]: mean, 1/std */
-  float *features1_relu12 = (float *)(A + 436237312); /* [64,512,2,2] */
-  float *features1_conv13 = (float *)(A + 437285888); /* [64,512,2,2] */
-  float *features1_bn13 = (float *)(A + 438334464); /* [64,512,2,2] */
-  float *features1_bn13_stats = (float *)(A + 439383040); /* [2,512]: mean, 1/std */
-  float *features1_relu13 = (float *)(A + 439387136); /* [64,512,2,2] */
-  float *features1_maxpool5 = (float *)(A + 440435712); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 440697856); /* [64,4096] */
-  float *classifier1_relu1 = (float *)(A + 442795008); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 444892160); /* [64,4096] */
-  float *classifier1_relu2 = (float *)(A + 446989312); /* [64,4096] */
+  float *features1_bn1 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *features1_bn1_stats = (float *)(A + 153780224); /* [2,64]: mean, 1/std */
+  float *features1_relu1 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *features1_conv2 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *features1_bn2 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *features1_bn2_stats = (float *)(A + 153780736); /* [2,64]: mean, 1/std */
+  float *features1_relu2 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *features1_maxpool1 = (float *)(A + 109051904); /* [64,64,16,16] */
+  float *features1_conv3 = (float *)(A + 67108864); /* [64,128,16,16] */
+  float *features1_bn3 = (float *)(A + 75497472); /* [64,128,16,16] */
+  float *features1_bn3_stats = (float *)(A + 153778176); /* [2,128]: mean, 1/std */
+  float *features1_relu3 = (float *)(A + 75497472); /* [64,128,16,16] */
+  float *features1_conv4 = (float *)(A + 83886080); /* [64,128,16,16] */
+  float *features1_bn4 = (float *)(A + 92274688); /* [64,128,16,16] */
+  float *features1_bn4_stats = (float *)(A + 153779200); /* [2,128]: mean, 1/std */
+  float *features1_relu4 = (float *)(A + 92274688); /* [64,128,16,16] */
+  float *features1_maxpool2 = (float *)(A + 134217728); /* [64,128,8,8] */
+  float *features1_conv5 = (float *)(A + 100663296); /* [64,256,8,8] */
+  float *features1_bn5 = (float *)(A + 104857600); /* [64,256,8,8] */
+  float *features1_bn5_stats = (float *)(A + 153772032); /* [2,256]: mean, 1/std */
+  float *features1_relu5 = (float *)(A + 104857600); /* [64,256,8,8] */
+  float *features1_conv6 = (float *)(A + 113246208); /* [64,256,8,8] */
+  float *features1_bn6 = (float *)(A + 117440512); /* [64,256,8,8] */
+  float *features1_bn6_stats = (float *)(A + 153774080); /* [2,256]: mean, 1/std */
+  float *features1_relu6 = (float *)(A + 117440512); /* [64,256,8,8] */
+  float *features1_conv7 = (float *)(A + 121634816); /* [64,256,8,8] */
+  float *features1_bn7 = (float *)(A + 125829120); /* [64,256,8,8] */
+  float *features1_bn7_stats = (float *)(A + 153776128); /* [2,256]: mean, 1/std */
+  float *features1_relu7 = (float *)(A + 125829120); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 146800640); /* [64,256,4,4] */
+  float *features1_conv8 = (float *)(A + 130023424); /* [64,512,4,4] */
+  float *features1_bn8 = (float *)(A + 132120576); /* [64,512,4,4] */
+  float *features1_bn8_stats = (float *)(A + 153747456); /* [2,512]: mean, 1/std */
+  float *features1_relu8 = (float *)(A + 132120576); /* [64,512,4,4] */
+  float *features1_conv9 = (float *)(A + 136314880); /* [64,512,4,4] */
+  float *features1_bn9 = (float *)(A + 138412032); /* [64,512,4,4] */
+  float *features1_bn9_stats = (float *)(A + 153751552); /* [2,512]: mean, 1/std */
+  float *features1_relu9 = (float *)(A + 138412032); /* [64,512,4,4] */
+  float *features1_conv10 = (float *)(A + 140509184); /* [64,512,4,4] */
+  float *features1_bn10 = (float *)(A + 142606336); /* [64,512,4,4] */
+  float *features1_bn10_stats = (float *)(A + 153755648); /* [2,512]: mean, 1/std */
+  float *features1_relu10 = (float *)(A + 142606336); /* [64,512,4,4] */
+  float *features1_maxpool4 = (float *)(A + 149946368); /* [64,512,2,2] */
+  float *features1_conv11 = (float *)(A + 150470656); /* [64,512,2,2] */
+  float *features1_bn11 = (float *)(A + 144703488); /* [64,512,2,2] */
+  float *features1_bn11_stats = (float *)(A + 153759744); /* [2,512]: mean, 1/std */
+  float *features1_relu11 = (float *)(A + 150994944); /* [64,512,2,2] */
+  float *features1_conv12 = (float *)(A + 151519232); /* [64,512,2,2] */
+  float *features1_bn12 = (float *)(A + 144703488); /* [64,512,2,2] */
+  float *features1_bn12_stats = (float *)(A + 153763840); /* [2,512]: mean, 1/std */
+  float *features1_relu12 = (float *)(A + 152043520); /* [64,512,2,2] */
+  float *features1_conv13 = (float *)(A + 152567808); /* [64,512,2,2] */
+  float *features1_bn13 = (float *)(A + 144703488); /* [64,512,2,2] */
+  float *features1_bn13_stats = (float *)(A + 153767936); /* [2,512]: mean, 1/std */
+  float *features1_relu13 = (float *)(A + 153092096); /* [64,512,2,2] */
+  float *features1_maxpool5 = (float *)(A + 153616384); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 144703488); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 145752064); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
@@ -1607,13 +1655,9 @@ static void forward(NnccState *s, int training) {
 #pragma omp barrier
     classifier1_fc1_forward(classifier1_fc1, features1_maxpool5, P + 14730640 /* classifier1.fc1.weight */, P + 16827792 /* classifier1.fc1.bias */, scratch);
 #pragma omp barrier
-    classifier1_relu1_forward(classifier1_relu1, classifier1_fc1);
+    classifier1_fc2_forward(classifier1_fc2, classifier1_fc1, P + 16831888 /* classifier1.fc2.weight */, P + 33609104 /* classifier1.fc2.bias */, scratch);
 #pragma omp barrier
-    classifier1_fc2_forward(classifier1_fc2, classifier1_relu1, P + 16831888 /* classifier1.fc2.weight */, P + 33609104 /* classifier1.fc2.bias */, scratch);
-#pragma omp barrier
-    classifier1_relu2_forward(classifier1_relu2, classifier1_fc2);
-#pragma omp barrier
-    classifier1_fc3_forward(s->logits, classifier1_relu2, P + 33613200 /* classifier1.fc3.weight */, P + 33654160 /* classifier1.fc3.bias */, scratch);
+    classifier1_fc3_forward(s->logits, classifier1_fc2, P + 33613200 /* classifier1.fc3.weight */, P + 33654160 /* classifier1.fc3.bias */, scratch);
   }
 }
 
@@ -1624,110 +1668,104 @@ static void backward(NnccState *s) {
   (void)P, (void)G;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *d_features1_conv1 = (float *)(A + 16777216); /* [64,64,32,32] */
-  float *d_features1_bn1 = (float *)(A + 50331648); /* [64,64,32,32] */
-  float *features1_bn1_stats = (float *)(A + 67108864); /* [2,64]: mean, 1/std */
-  float *features1_relu1 = (float *)(A + 67109376); /* [64,64,32,32] */
-  float *d_features1_relu1 = (float *)(A + 83886592); /* [64,64,32,32] */
-  float *features1_conv2 = (float *)(A + 100663808); /* [64,64,32,32] */
-  float *d_features1_conv2 = (float *)(A + 117441024); /* [64,64,32,32] */
-  float *d_features1_bn2 = (float *)(A + 150995456); /* [64,64,32,32] */
-  float *features1_bn2_stats = (float *)(A + 167772672); /* [2,64]: mean, 1/std */
-  float *features1_relu2 = (float *)(A + 167773184); /* [64,64,32,32] */
-  float *d_features1_relu2 = (float *)(A + 184550400); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 201327616); /* [64,64,16,16] */
-  float *d_features1_maxpool1 = (float *)(A + 205521920); /* [64,64,16,16] */
-  float *features1_conv3 = (float *)(A + 209716224); /* [64,128,16,16] */
-  float *d_features1_conv3 = (float *)(A + 218104832); /* [64,128,16,16] */
-  float *d_features1_bn3 = (float *)(A + 234882048); /* [64,128,16,16] */
-  float *features1_bn3_stats = (float *)(A + 243270656); /* [2,128]: mean, 1/std */
-  float *features1_relu3 = (float *)(A + 243271680); /* [64,128,16,16] */
-  float *d_features1_relu3 = (float *)(A + 251660288); /* [64,128,16,16] */
-  float *features1_conv4 = (float *)(A + 260048896); /* [64,128,16,16] */
-  float *d_features1_conv4 = (float *)(A + 268437504); /* [64,128,16,16] */
-  float *d_features1_bn4 = (float *)(A + 285214720); /* [64,128,16,16] */
-  float *features1_bn4_stats = (float *)(A + 293603328); /* [2,128]: mean, 1/std */
-  float *features1_relu4 = (float *)(A + 293604352); /* [64,128,16,16] */
-  float *d_features1_relu4 = (float *)(A + 301992960); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 310381568); /* [64,128,8,8] */
-  float *d_features1_maxpool2 = (float *)(A + 312478720); /* [64,128,8,8] */
-  float *features1_conv5 = (float *)(A + 314575872); /* [64,256,8,8] */
-  float *d_features1_conv5 = (float *)(A + 318770176); /* [64,256,8,8] */
-  float *d_features1_bn5 = (float *)(A + 327158784); /* [64,256,8,8] */
-  float *features1_bn5_stats = (float *)(A + 331353088); /* [2,256]: mean, 1/std */
-  float *features1_relu5 = (float *)(A + 331355136); /* [64,256,8,8] */
-  float *d_features1_relu5 = (float *)(A + 335549440); /* [64,256,8,8] */
-  float *features1_conv6 = (float *)(A + 339743744); /* [64,256,8,8] */
-  float *d_features1_conv6 = (float *)(A + 343938048); /* [64,256,8,8] */
-  float *d_features1_bn6 = (float *)(A + 352326656); /* [64,256,8,8] */
-  float *features1_bn6_stats = (float *)(A + 356520960); /* [2,256]: mean, 1/std */
-  float *features1_relu6 = (float *)(A + 356523008); /* [64,256,8,8] */
-  float *d_features1_relu6 = (float *)(A + 360717312); /* [64,256,8,8] */
-  float *features1_conv7 = (float *)(A + 364911616); /* [64,256,8,8] */
-  float *d_features1_conv7 = (float *)(A + 369105920); /* [64,256,8,8] */
-  float *d_features1_bn7 = (float *)(A + 377494528); /* [64,256,8,8] */
-  float *features1_bn7_stats = (float *)(A + 381688832); /* [2,256]: mean, 1/std */
-  float *features1_relu7 = (float *)(A + 381690880); /* [64,256,8,8] */
-  float *d_features1_relu7 = (float *)(A + 385885184); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 390079488); /* [64,256,4,4] */
-  float *d_features1_maxpool3 = (float *)(A + 391128064); /* [64,256,4,4] */
-  float *features1_conv8 = (float *)(A + 392176640); /* [64,512,4,4] */
-  float *d_features1_conv8 = (float *)(A + 394273792); /* [64,512,4,4] */
-  float *d_features1_bn8 = (float *)(A + 398468096); /* [64,512,4,4] */
-  float *features1_bn8_stats = (float *)(A + 400565248); /* [2,512]: mean, 1/std */
-  float *features1_relu8 = (float *)(A + 400569344); /* [64,512,4,4] */
-  float *d_features1_relu8 = (float *)(A + 402666496); /* [64,512,4,4] */
-  float *features1_conv9 = (float *)(A + 404763648); /* [64,512,4,4] */
-  float *d_features1_conv9 = (float *)(A + 406860800); /* [64,512,4,4] */
-  float *d_features1_bn9 = (float *)(A + 411055104); /* [64,512,4,4] */
-  float *features1_bn9_stats = (float *)(A + 413152256); /* [2,512]: mean, 1/std */
-  float *features1_relu9 = (float *)(A + 413156352); /* [64,512,4,4] */
-  float *d_features1_relu9 = (float *)(A + 415253504); /* [64,512,4,4] */
-  float *features1_conv10 = (float *)(A + 417350656); /* [64,512,4,4] */
-  float *d_features1_conv10 = (float *)(A + 419447808); /* [64,512,4,4] */
-  float *d_features1_bn10 = (float *)(A + 423642112); /* [64,512,4,4] */
-  float *features1_bn10_stats = (float *)(A + 425739264); /* [2,512]: mean, 1/std */
-  float *features1_relu10 = (float *)(A + 425743360); /* [64,512,4,4] */
-  float *d_features1_relu10 = (float *)(A + 427840512); /* [64,512,4,4] */
-  float *features1_maxpool4 = (float *)(A + 429937664); /* [64,512,2,2] */
-  float *d_features1_maxpool4 = (float *)(A + 430461952); /* [64,512,2,2] */
-  float *features1_conv11 = (float *)(A + 430986240); /* [64,512,2,2] */
-  float *d_features1_conv11 = (float *)(A + 431510528); /* [64,512,2,2] */
-  float *d_features1_bn11 = (float *)(A + 432559104); /* [64,512,2,2] */
-  float *features1_bn11_stats = (float *)(A + 433083392); /* [2,512]: mean, 1/std */
-  float *features1_relu11 = (float *)(A + 433087488); /* [64,512,2,2] */
-  float *d_features1_relu11 = (float *)(A + 433611776); /* [64,512,2,2] */
-  float *features1_conv12 = (float *)(A + 434136064); /* [64,512,2,2] */
-  float *d_features1_conv12 = (float *)(A + 434660352); /* [64,512,2,2] */
-  float *d_features1_bn12 = (float *)(A + 435708928); /* [64,512,2,2] */
-  float *features1_bn12_stats = (float *)(A + 436233216); /* [2,512]: mean, 1/std */
-  float *features1_relu12 = (float *)(A + 436237312); /* [64,512,2,2] */
-  float *d_features1_relu12 = (float *)(A + 436761600); /* [64,512,2,2] */
-  float *features1_conv13 = (float *)(A + 437285888); /* [64,512,2,2] */
-  float *d_features1_conv13 = (float *)(A + 437810176); /* [64,512,2,2] */
-  float *d_features1_bn13 = (float *)(A + 438858752); /* [64,512,2,2] */
-  float *features1_bn13_stats = (float *)(A + 439383040); /* [2,512]: mean, 1/std */
-  float *features1_relu13 = (float *)(A + 439387136); /* [64,512,2,2] */
-  float *d_features1_relu13 = (float *)(A + 439911424); /* [64,512,2,2] */
-  float *features1_maxpool5 = (float *)(A + 440435712); /* [64,512,1,1] */
-  float *d_features1_maxpool5 = (float *)(A + 440566784); /* [64,512,1,1] */
-  float *d_classifier1_fc1 = (float *)(A + 441746432); /* [64,4096] */
-  float *classifier1_relu1 = (float *)(A + 442795008); /* [64,4096] */
-  float *d_classifier1_relu1 = (float *)(A + 443843584); /* [64,4096] */
-  float *d_classifier1_fc2 = (float *)(A + 445940736); /* [64,4096] */
-  float *classifier1_relu2 = (float *)(A + 446989312); /* [64,4096] */
-  float *d_classifier1_relu2 = (float *)(A + 448037888); /* [64,4096] */
+  float *d_features1_bn1 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *features1_bn1_stats = (float *)(A + 153780224); /* [2,64]: mean, 1/std */
+  float *features1_relu1 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *d_features1_relu1 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *features1_conv2 = (float *)(A + 33554432); /* [64,64,32,32] */
+  float *d_features1_conv2 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *d_features1_bn2 = (float *)(A + 67108864); /* [64,64,32,32] */
+  float *features1_bn2_stats = (float *)(A + 153780736); /* [2,64]: mean, 1/std */
+  float *features1_relu2 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *d_features1_relu2 = (float *)(A + 67108864); /* [64,64,32,32] */
+  float *features1_maxpool1 = (float *)(A + 109051904); /* [64,64,16,16] */
+  float *d_features1_maxpool1 = (float *)(A + 83886080); /* [64,64,16,16] */
+  float *features1_conv3 = (float *)(A + 67108864); /* [64,128,16,16] */
+  float *d_features1_conv3 = (float *)(A + 75497472); /* [64,128,16,16] */
+  float *d_features1_bn3 = (float *)(A + 83886080); /* [64,128,16,16] */
+  float *features1_bn3_stats = (float *)(A + 153778176); /* [2,128]: mean, 1/std */
+  float *features1_relu3 = (float *)(A + 75497472); /* [64,128,16,16] */
+  float *d_features1_relu3 = (float *)(A + 83886080); /* [64,128,16,16] */
+  float *features1_conv4 = (float *)(A + 83886080); /* [64,128,16,16] */
+  float *d_features1_conv4 = (float *)(A + 92274688); /* [64,128,16,16] */
+  float *d_features1_bn4 = (float *)(A + 100663296); /* [64,128,16,16] */
+  float *features1_bn4_stats = (float *)(A + 153779200); /* [2,128]: mean, 1/std */
+  float *features1_relu4 = (float *)(A + 92274688); /* [64,128,16,16] */
+  float *d_features1_relu4 = (float *)(A + 100663296); /* [64,128,16,16] */
+  float *features1_maxpool2 = (float *)(A + 134217728); /* [64,128,8,8] */
+  float *d_features1_maxpool2 = (float *)(A + 113246208); /* [64,128,8,8] */
+  float *features1_conv5 = (float *)(A + 100663296); /* [64,256,8,8] */
+  float *d_features1_conv5 = (float *)(A + 104857600); /* [64,256,8,8] */
+  float *d_features1_bn5 = (float *)(A + 113246208); /* [64,256,8,8] */
+  float *features1_bn5_stats = (float *)(A + 153772032); /* [2,256]: mean, 1/std */
+  float *features1_relu5 = (float *)(A + 104857600); /* [64,256,8,8] */
+  float *d_features1_relu5 = (float *)(A + 113246208); /* [64,256,8,8] */
+  float *features1_conv6 = (float *)(A + 113246208); /* [64,256,8,8] */
+  float *d_features1_conv6 = (float *)(A + 117440512); /* [64,256,8,8] */
+  float *d_features1_bn6 = (float *)(A + 121634816); /* [64,256,8,8] */
+  float *features1_bn6_stats = (float *)(A + 153774080); /* [2,256]: mean, 1/std */
+  float *features1_relu6 = (float *)(A + 117440512); /* [64,256,8,8] */
+  float *d_features1_relu6 = (float *)(A + 121634816); /* [64,256,8,8] */
+  float *features1_conv7 = (float *)(A + 121634816); /* [64,256,8,8] */
+  float *d_features1_conv7 = (float *)(A + 125829120); /* [64,256,8,8] */
+  float *d_features1_bn7 = (float *)(A + 130023424); /* [64,256,8,8] */
+  float *features1_bn7_stats = (float *)(A + 153776128); /* [2,256]: mean, 1/std */
+  float *features1_relu7 = (float *)(A + 125829120); /* [64,256,8,8] */
+  float *d_features1_relu7 = (float *)(A + 130023424); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 146800640); /* [64,256,4,4] */
+  float *d_features1_maxpool3 = (float *)(A + 136314880); /* [64,256,4,4] */
+  float *features1_conv8 = (float *)(A + 130023424); /* [64,512,4,4] */
+  float *d_features1_conv8 = (float *)(A + 132120576); /* [64,512,4,4] */
+  float *d_features1_bn8 = (float *)(A + 136314880); /* [64,512,4,4] */
+  float *features1_bn8_stats = (float *)(A + 153747456); /* [2,512]: mean, 1/std */
+  float *features1_relu8 = (float *)(A + 132120576); /* [64,512,4,4] */
+  float *d_features1_relu8 = (float *)(A + 136314880); /* [64,512,4,4] */
+  float *features1_conv9 = (float *)(A + 136314880); /* [64,512,4,4] */
+  float *d_features1_conv9 = (float *)(A + 138412032); /* [64,512,4,4] */
+  float *d_features1_bn9 = (float *)(A + 140509184); /* [64,512,4,4] */
+  float *features1_bn9_stats = (float *)(A + 153751552); /* [2,512]: mean, 1/std */
+  float *features1_relu9 = (float *)(A + 138412032); /* [64,512,4,4] */
+  float *d_features1_relu9 = (float *)(A + 140509184); /* [64,512,4,4] */
+  float *features1_conv10 = (float *)(A + 140509184); /* [64,512,4,4] */
+  float *d_features1_conv10 = (float *)(A + 142606336); /* [64,512,4,4] */
+  float *d_features1_bn10 = (float *)(A + 144703488); /* [64,512,4,4] */
+  float *features1_bn10_stats = (float *)(A + 153755648); /* [2,512]: mean, 1/std */
+  float *features1_relu10 = (float *)(A + 142606336); /* [64,512,4,4] */
+  float *d_features1_relu10 = (float *)(A + 144703488); /* [64,512,4,4] */
+  float *features1_maxpool4 = (float *)(A + 149946368); /* [64,512,2,2] */
+  float *d_features1_maxpool4 = (float *)(A + 147849216); /* [64,512,2,2] */
+  float *features1_conv11 = (float *)(A + 150470656); /* [64,512,2,2] */
+  float *d_features1_conv11 = (float *)(A + 145227776); /* [64,512,2,2] */
+  float *d_features1_bn11 = (float *)(A + 144703488); /* [64,512,2,2] */
+  float *features1_bn11_stats = (float *)(A + 153759744); /* [2,512]: mean, 1/std */
+  float *features1_relu11 = (float *)(A + 150994944); /* [64,512,2,2] */
+  float *d_features1_relu11 = (float *)(A + 144703488); /* [64,512,2,2] */
+  float *features1_conv12 = (float *)(A + 151519232); /* [64,512,2,2] */
+  float *d_features1_conv12 = (float *)(A + 145227776); /* [64,512,2,2] */
+  float *d_features1_bn12 = (float *)(A + 144703488); /* [64,512,2,2] */
+  float *features1_bn12_stats = (float *)(A + 153763840); /* [2,512]: mean, 1/std */
+  float *features1_relu12 = (float *)(A + 152043520); /* [64,512,2,2] */
+  float *d_features1_relu12 = (float *)(A + 144703488); /* [64,512,2,2] */
+  float *features1_conv13 = (float *)(A + 152567808); /* [64,512,2,2] */
+  float *d_features1_conv13 = (float *)(A + 145227776); /* [64,512,2,2] */
+  float *d_features1_bn13 = (float *)(A + 144703488); /* [64,512,2,2] */
+  float *features1_bn13_stats = (float *)(A + 153767936); /* [2,512]: mean, 1/std */
+  float *features1_relu13 = (float *)(A + 153092096); /* [64,512,2,2] */
+  float *d_features1_relu13 = (float *)(A + 144703488); /* [64,512,2,2] */
+  float *features1_maxpool5 = (float *)(A + 153616384); /* [64,512,1,1] */
+  float *d_features1_maxpool5 = (float *)(A + 145752064); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 144703488); /* [64,4096] */
+  float *d_classifier1_fc1 = (float *)(A + 148897792); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 145752064); /* [64,4096] */
+  float *d_classifier1_fc2 = (float *)(A + 147849216); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    classifier1_fc3_backward(d_classifier1_relu2, G + 33613200 /* classifier1.fc3.weight */, G + 33654160 /* classifier1.fc3.bias */, s->dlogits, classifier1_relu2, P + 33613200 /* classifier1.fc3.weight */, scratch);
+    classifier1_fc3_backward(d_classifier1_fc2, G + 33613200 /* classifier1.fc3.weight */, G + 33654160 /* classifier1.fc3.bias */, s->dlogits, NULL, classifier1_fc2, P + 33613200 /* classifier1.fc3.weight */, scratch);
 #pragma omp barrier
-    classifier1_relu2_backward(d_classifier1_fc2, d_classifier1_relu2, classifier1_relu2);
+    classifier1_fc2_backward(d_classifier1_fc1, G + 16831888 /* classifier1.fc2.weight */, G + 33609104 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 16831888 /* classifier1.fc2.weight */, scratch);
 #pragma omp barrier
-    classifier1_fc2_backward(d_classifier1_relu1, G + 16831888 /* classifier1.fc2.weight */, G + 33609104 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_relu1, P + 16831888 /* classifier1.fc2.weight */, scratch);
-#pragma omp barrier
-    classifier1_relu1_backward(d_classifier1_fc1, d_classifier1_relu1, classifier1_relu1);
-#pragma omp barrier
-    classifier1_fc1_backward(d_features1_maxpool5, G + 14730640 /* classifier1.fc1.weight */, G + 16827792 /* classifier1.fc1.bias */, d_classifier1_fc1, features1_maxpool5, P + 14730640 /* classifier1.fc1.weight */, scratch);
+    classifier1_fc1_backward(d_features1_maxpool5, G + 14730640 /* classifier1.fc1.weight */, G + 16827792 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 14730640 /* classifier1.fc1.weight */, scratch);
     /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
 #pragma omp barrier
     features1_maxpool5_backward(d_features1_relu13, d_features1_maxpool5, features1_relu13);
@@ -1736,19 +1774,19 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn13_backward(d_features1_conv13, G + 14728576 /* features1.bn13.weight */, G + 14729088 /* features1.bn13.bias */, d_features1_bn13, features1_conv13, P + 14728576 /* features1.bn13.weight */, features1_bn13_stats);
 #pragma omp barrier
-    features1_conv13_backward(d_features1_relu12, G + 12368768 /* features1.conv13.weight */, G + 14728064 /* features1.conv13.bias */, d_features1_conv13, features1_relu12, P + 12368768 /* features1.conv13.weight */, scratch);
+    features1_conv13_backward(d_features1_relu12, G + 12368768 /* features1.conv13.weight */, G + 14728064 /* features1.conv13.bias */, d_features1_conv13, NULL, features1_relu12, P + 12368768 /* features1.conv13.weight */, scratch);
 #pragma omp barrier
     features1_relu12_backward(d_features1_bn12, d_features1_relu12, features1_relu12);
 #pragma omp barrier
     features1_bn12_backward(d_features1_conv12, G + 12366704 /* features1.bn12.weight */, G + 12367216 /* features1.bn12.bias */, d_features1_bn12, features1_conv12, P + 12366704 /* features1.bn12.weight */, features1_bn12_stats);
 #pragma omp barrier
-    features1_conv12_backward(d_features1_relu11, G + 10006896 /* features1.conv12.weight */, G + 12366192 /* features1.conv12.bias */, d_features1_conv12, features1_relu11, P + 10006896 /* features1.conv12.weight */, scratch);
+    features1_conv12_backward(d_features1_relu11, G + 10006896 /* features1.conv12.weight */, G + 12366192 /* features1.conv12.bias */, d_features1_conv12, NULL, features1_relu11, P + 10006896 /* features1.conv12.weight */, scratch);
 #pragma omp barrier
     features1_relu11_backward(d_features1_bn11, d_features1_relu11, features1_relu11);
 #pragma omp barrier
     features1_bn11_backward(d_features1_conv11, G + 10004832 /* features1.bn11.weight */, G + 10005344 /* features1.bn11.bias */, d_features1_bn11, features1_conv11, P + 10004832 /* features1.bn11.weight */, features1_bn11_stats);
 #pragma omp barrier
-    features1_conv11_backward(d_features1_maxpool4, G + 7645024 /* features1.conv11.weight */, G + 10004320 /* features1.conv11.bias */, d_features1_conv11, features1_maxpool4, P + 7645024 /* features1.conv11.weight */, scratch);
+    features1_conv11_backward(d_features1_maxpool4, G + 7645024 /* features1.conv11.weight */, G + 10004320 /* features1.conv11.bias */, d_features1_conv11, NULL, features1_maxpool4, P + 7645024 /* features1.conv11.weight */, scratch);
 #pragma omp barrier
     features1_maxpool4_backward(d_features1_relu10, d_features1_maxpool4, features1_relu10);
 #pragma omp barrier
@@ -1756,19 +1794,19 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn10_backward(d_features1_conv10, G + 7642960 /* features1.bn10.weight */, G + 7643472 /* features1.bn10.bias */, d_features1_bn10, features1_conv10, P + 7642960 /* features1.bn10.weight */, features1_bn10_stats);
 #pragma omp barrier
-    features1_conv10_backward(d_features1_relu9, G + 5283152 /* features1.conv10.weight */, G + 7642448 /* features1.conv10.bias */, d_features1_conv10, features1_relu9, P + 5283152 /* features1.conv10.weight */, scratch);
+    features1_conv10_backward(d_features1_relu9, G + 5283152 /* features1.conv10.weight */, G + 7642448 /* features1.conv10.bias */, d_features1_conv10, NULL, features1_relu9, P + 5283152 /* features1.conv10.weight */, scratch);
 #pragma omp barrier
     features1_relu9_backward(d_features1_bn9, d_features1_relu9, features1_relu9);
 #pragma omp barrier
     features1_bn9_backward(d_features1_conv9, G + 5281088 /* features1.bn9.weight */, G + 5281600 /* features1.bn9.bias */, d_features1_bn9, features1_conv9, P + 5281088 /* features1.bn9.weight */, features1_bn9_stats);
 #pragma omp barrier
-    features1_conv9_backward(d_features1_relu8, G + 2921280 /* features1.conv9.weight */, G + 5280576 /* features1.conv9.bias */, d_features1_conv9, features1_relu8, P + 2921280 /* features1.conv9.weight */, scratch);
+    features1_conv9_backward(d_features1_relu8, G + 2921280 /* features1.conv9.weight */, G + 5280576 /* features1.conv9.bias */, d_features1_conv9, NULL, features1_relu8, P + 2921280 /* features1.conv9.weight */, scratch);
 #pragma omp barrier
     features1_relu8_backward(d_features1_bn8, d_features1_relu8, features1_relu8);
 #pragma omp barrier
     features1_bn8_backward(d_features1_conv8, G + 2919216 /* features1.bn8.weight */, G + 2919728 /* features1.bn8.bias */, d_features1_bn8, features1_conv8, P + 2919216 /* features1.bn8.weight */, features1_bn8_stats);
 #pragma omp barrier
-    features1_conv8_backward(d_features1_maxpool3, G + 1739056 /* features1.conv8.weight */, G + 2918704 /* features1.conv8.bias */, d_features1_conv8, features1_maxpool3, P + 1739056 /* features1.conv8.weight */, scratch);
+    features1_conv8_backward(d_features1_maxpool3, G + 1739056 /* features1.conv8.weight */, G + 2918704 /* features1.conv8.bias */, d_features1_conv8, NULL, features1_maxpool3, P + 1739056 /* features1.conv8.weight */, scratch);
 #pragma omp barrier
     features1_maxpool3_backward(d_features1_relu7, d_features1_maxpool3, features1_relu7);
 #pragma omp barrier
@@ -1776,19 +1814,19 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn7_backward(d_features1_conv7, G + 1738016 /* features1.bn7.weight */, G + 1738272 /* features1.bn7.bias */, d_features1_bn7, features1_conv7, P + 1738016 /* features1.bn7.weight */, features1_bn7_stats);
 #pragma omp barrier
-    features1_conv7_backward(d_features1_relu6, G + 1147936 /* features1.conv7.weight */, G + 1737760 /* features1.conv7.bias */, d_features1_conv7, features1_relu6, P + 1147936 /* features1.conv7.weight */, scratch);
+    features1_conv7_backward(d_features1_relu6, G + 1147936 /* features1.conv7.weight */, G + 1737760 /* features1.conv7.bias */, d_features1_conv7, NULL, features1_relu6, P + 1147936 /* features1.conv7.weight */, scratch);
 #pragma omp barrier
     features1_relu6_backward(d_features1_bn6, d_features1_relu6, features1_relu6);
 #pragma omp barrier
     features1_bn6_backward(d_features1_conv6, G + 1146896 /* features1.bn6.weight */, G + 1147152 /* features1.bn6.bias */, d_features1_bn6, features1_conv6, P + 1146896 /* features1.bn6.weight */, features1_bn6_stats);
 #pragma omp barrier
-    features1_conv6_backward(d_features1_relu5, G + 556816 /* features1.conv6.weight */, G + 1146640 /* features1.conv6.bias */, d_features1_conv6, features1_relu5, P + 556816 /* features1.conv6.weight */, scratch);
+    features1_conv6_backward(d_features1_relu5, G + 556816 /* features1.conv6.weight */, G + 1146640 /* features1.conv6.bias */, d_features1_conv6, NULL, features1_relu5, P + 556816 /* features1.conv6.weight */, scratch);
 #pragma omp barrier
     features1_relu5_backward(d_features1_bn5, d_features1_relu5, features1_relu5);
 #pragma omp barrier
     features1_bn5_backward(d_features1_conv5, G + 555776 /* features1.bn5.weight */, G + 556032 /* features1.bn5.bias */, d_features1_bn5, features1_conv5, P + 555776 /* features1.bn5.weight */, features1_bn5_stats);
 #pragma omp barrier
-    features1_conv5_backward(d_features1_maxpool2, G + 260608 /* features1.conv5.weight */, G + 555520 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool2, P + 260608 /* features1.conv5.weight */, scratch);
+    features1_conv5_backward(d_features1_maxpool2, G + 260608 /* features1.conv5.weight */, G + 555520 /* features1.conv5.bias */, d_features1_conv5, NULL, features1_maxpool2, P + 260608 /* features1.conv5.weight */, scratch);
 #pragma omp barrier
     features1_maxpool2_backward(d_features1_relu4, d_features1_maxpool2, features1_relu4);
 #pragma omp barrier
@@ -1796,13 +1834,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn4_backward(d_features1_conv4, G + 260080 /* features1.bn4.weight */, G + 260208 /* features1.bn4.bias */, d_features1_bn4, features1_conv4, P + 260080 /* features1.bn4.weight */, features1_bn4_stats);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_relu3, G + 112496 /* features1.conv4.weight */, G + 259952 /* features1.conv4.bias */, d_features1_conv4, features1_relu3, P + 112496 /* features1.conv4.weight */, scratch);
+    features1_conv4_backward(d_features1_relu3, G + 112496 /* features1.conv4.weight */, G + 259952 /* features1.conv4.bias */, d_features1_conv4, NULL, features1_relu3, P + 112496 /* features1.conv4.weight */, scratch);
 #pragma omp barrier
     features1_relu3_backward(d_features1_bn3, d_features1_relu3, features1_relu3);
 #pragma omp barrier
     features1_bn3_backward(d_features1_conv3, G + 111968 /* features1.bn3.weight */, G + 112096 /* features1.bn3.bias */, d_features1_bn3, features1_conv3, P + 111968 /* features1.bn3.weight */, features1_bn3_stats);
 #pragma omp barrier
-    features1_conv3_backward(d_features1_maxpool1, G + 38112 /* features1.conv3.weight */, G + 111840 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool1, P + 38112 /* features1.conv3.weight */, scratch);
+    features1_conv3_backward(d_features1_maxpool1, G + 38112 /* features1.conv3.weight */, G + 111840 /* features1.conv3.bias */, d_features1_conv3, NULL, features1_maxpool1, P + 38112 /* features1.conv3.weight */, scratch);
 #pragma omp barrier
     features1_maxpool1_backward(d_features1_relu2, d_features1_maxpool1, features1_relu2);
 #pragma omp barrier
@@ -1810,13 +1848,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn2_backward(d_features1_conv2, G + 37840 /* features1.bn2.weight */, G + 37904 /* features1.bn2.bias */, d_features1_bn2, features1_conv2, P + 37840 /* features1.bn2.weight */, features1_bn2_stats);
 #pragma omp barrier
-    features1_conv2_backward(d_features1_relu1, G + 912 /* features1.conv2.weight */, G + 37776 /* features1.conv2.bias */, d_features1_conv2, features1_relu1, P + 912 /* features1.conv2.weight */, scratch);
+    features1_conv2_backward(d_features1_relu1, G + 912 /* features1.conv2.weight */, G + 37776 /* features1.conv2.bias */, d_features1_conv2, NULL, features1_relu1, P + 912 /* features1.conv2.weight */, scratch);
 #pragma omp barrier
     features1_relu1_backward(d_features1_bn1, d_features1_relu1, features1_relu1);
 #pragma omp barrier
     features1_bn1_backward(d_features1_conv1, G + 640 /* features1.bn1.weight */, G + 704 /* features1.bn1.bias */, d_features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, features1_bn1_stats);
 #pragma omp barrier
-    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, NULL, s->input, P + 0 /* features1.conv1.weight */, scratch);
   }
 }
 

@@ -8,7 +8,7 @@
  * Train: vgg_simple train --data data/mnist
  *
  * Input x f32[64,1,32,32], labels y class[64] of 10; 935,626 parameters;
- * activation arena 115,286,016 bytes (+ kernel scratch).
+ * activation arena 31,596,544 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -20,7 +20,7 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 935664, ARENA_BYTES = 115286016 };
+enum { PARAMS_FLOATS = 935664, ARENA_BYTES = 31596544 };
 
 static const NnccParam params[] = {
     {"conv_2_block1.conv1.weight", NNCC_PARAM, 4, {16, 1, 3, 3}, 144, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -70,48 +70,32 @@ static size_t scratch_bytes;
  *   x [64,1,32,32], -> [64,16,36,36] */
 KERNEL void conv_2_block1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, 1);
 }
 KERNEL void conv_2_block1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3);
 }
 SCRATCH(conv_2_block1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3), nncc_conv2d_backward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3))
 
-/* conv_2_block1.relu1 = relu(conv_2_block1.conv1)  models/vgg_simple.nn:13:7
+/* conv_2_block1.conv2 = conv2d(conv_2_block1.conv1)  models/vgg_simple.nn:14:12
  *   conv_2_block1.conv1 [64,16,36,36], -> [64,16,36,36] */
-KERNEL void conv_2_block1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1327104);
-}
-KERNEL void conv_2_block1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1327104);
-}
-
-/* conv_2_block1.conv2 = conv2d(conv_2_block1.relu1)  models/vgg_simple.nn:14:12
- *   conv_2_block1.relu1 [64,16,36,36], -> [64,16,36,36] */
 KERNEL void conv_2_block1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_2_block1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_2_block1_conv2, nncc_conv2d_forward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1))
 
-/* conv_2_block1.relu2 = relu(conv_2_block1.conv2)  models/vgg_simple.nn:14:7
- *   conv_2_block1.conv2 [64,16,36,36], -> [64,16,36,36] */
-KERNEL void conv_2_block1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1327104);
-}
-KERNEL void conv_2_block1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1327104);
-}
-
-/* conv_2_block1.maxpool1 = maxpool2d(conv_2_block1.relu2)  models/vgg_simple.nn:15:10
- *   conv_2_block1.relu2 [64,16,36,36], -> [64,16,18,18] */
+/* conv_2_block1.maxpool1 = maxpool2d(conv_2_block1.conv2)  models/vgg_simple.nn:15:10
+ *   conv_2_block1.conv2 [64,16,36,36], -> [64,16,18,18] */
 KERNEL void conv_2_block1_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0);
 }
@@ -123,48 +107,32 @@ KERNEL void conv_2_block1_maxpool1_backward(float *restrict dx, const float *res
  *   conv_2_block1.maxpool1 [64,16,18,18], -> [64,32,22,22] */
 KERNEL void conv_2_block2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3, 1);
 }
 KERNEL void conv_2_block2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3);
 }
 SCRATCH(conv_2_block2_conv1, nncc_conv2d_forward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3), nncc_conv2d_backward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3))
 
-/* conv_2_block2.relu1 = relu(conv_2_block2.conv1)  models/vgg_simple.nn:13:7
+/* conv_2_block2.conv2 = conv2d(conv_2_block2.conv1)  models/vgg_simple.nn:14:12
  *   conv_2_block2.conv1 [64,32,22,22], -> [64,32,22,22] */
-KERNEL void conv_2_block2_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 991232);
-}
-KERNEL void conv_2_block2_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 991232);
-}
-
-/* conv_2_block2.conv2 = conv2d(conv_2_block2.relu1)  models/vgg_simple.nn:14:12
- *   conv_2_block2.relu1 [64,32,22,22], -> [64,32,22,22] */
 KERNEL void conv_2_block2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_2_block2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_2_block2_conv2, nncc_conv2d_forward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1))
 
-/* conv_2_block2.relu2 = relu(conv_2_block2.conv2)  models/vgg_simple.nn:14:7
- *   conv_2_block2.conv2 [64,32,22,22], -> [64,32,22,22] */
-KERNEL void conv_2_block2_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 991232);
-}
-KERNEL void conv_2_block2_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 991232);
-}
-
-/* conv_2_block2.maxpool1 = maxpool2d(conv_2_block2.relu2)  models/vgg_simple.nn:15:10
- *   conv_2_block2.relu2 [64,32,22,22], -> [64,32,11,11] */
+/* conv_2_block2.maxpool1 = maxpool2d(conv_2_block2.conv2)  models/vgg_simple.nn:15:10
+ *   conv_2_block2.conv2 [64,32,22,22], -> [64,32,11,11] */
 KERNEL void conv_2_block2_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0);
 }
@@ -176,70 +144,46 @@ KERNEL void conv_2_block2_maxpool1_backward(float *restrict dx, const float *res
  *   conv_2_block2.maxpool1 [64,32,11,11], -> [64,64,11,11] */
 KERNEL void conv_3_block1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block1_conv1, nncc_conv2d_forward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block1.relu1 = relu(conv_3_block1.conv1)  models/vgg_simple.nn:20:9
+/* conv_3_block1.conv2 = conv2d(conv_3_block1.conv1)  models/vgg_simple.nn:20:14
  *   conv_3_block1.conv1 [64,64,11,11], -> [64,64,11,11] */
-KERNEL void conv_3_block1_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 495616);
-}
-KERNEL void conv_3_block1_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 495616);
-}
-
-/* conv_3_block1.conv2 = conv2d(conv_3_block1.relu1)  models/vgg_simple.nn:20:14
- *   conv_3_block1.relu1 [64,64,11,11], -> [64,64,11,11] */
 KERNEL void conv_3_block1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block1_conv2, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block1.relu2 = relu(conv_3_block1.conv2)  models/vgg_simple.nn:20:9
+/* conv_3_block1.conv3 = conv2d(conv_3_block1.conv2)  models/vgg_simple.nn:20:14
  *   conv_3_block1.conv2 [64,64,11,11], -> [64,64,11,11] */
-KERNEL void conv_3_block1_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 495616);
-}
-KERNEL void conv_3_block1_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 495616);
-}
-
-/* conv_3_block1.conv3 = conv2d(conv_3_block1.relu2)  models/vgg_simple.nn:20:14
- *   conv_3_block1.relu2 [64,64,11,11], -> [64,64,11,11] */
 KERNEL void conv_3_block1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block1_conv3, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block1.relu3 = relu(conv_3_block1.conv3)  models/vgg_simple.nn:20:9
- *   conv_3_block1.conv3 [64,64,11,11], -> [64,64,11,11] */
-KERNEL void conv_3_block1_relu3_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 495616);
-}
-KERNEL void conv_3_block1_relu3_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 495616);
-}
-
-/* conv_3_block1.maxpool1 = maxpool2d(conv_3_block1.relu3)  models/vgg_simple.nn:22:10
- *   conv_3_block1.relu3 [64,64,11,11], -> [64,64,5,5] */
+/* conv_3_block1.maxpool1 = maxpool2d(conv_3_block1.conv3)  models/vgg_simple.nn:22:10
+ *   conv_3_block1.conv3 [64,64,11,11], -> [64,64,5,5] */
 KERNEL void conv_3_block1_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0);
 }
@@ -251,70 +195,46 @@ KERNEL void conv_3_block1_maxpool1_backward(float *restrict dx, const float *res
  *   conv_3_block1.maxpool1 [64,64,5,5], -> [64,128,5,5] */
 KERNEL void conv_3_block2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block2_conv1, nncc_conv2d_forward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block2.relu1 = relu(conv_3_block2.conv1)  models/vgg_simple.nn:20:9
+/* conv_3_block2.conv2 = conv2d(conv_3_block2.conv1)  models/vgg_simple.nn:20:14
  *   conv_3_block2.conv1 [64,128,5,5], -> [64,128,5,5] */
-KERNEL void conv_3_block2_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 204800);
-}
-KERNEL void conv_3_block2_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 204800);
-}
-
-/* conv_3_block2.conv2 = conv2d(conv_3_block2.relu1)  models/vgg_simple.nn:20:14
- *   conv_3_block2.relu1 [64,128,5,5], -> [64,128,5,5] */
 KERNEL void conv_3_block2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block2_conv2, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block2.relu2 = relu(conv_3_block2.conv2)  models/vgg_simple.nn:20:9
+/* conv_3_block2.conv3 = conv2d(conv_3_block2.conv2)  models/vgg_simple.nn:20:14
  *   conv_3_block2.conv2 [64,128,5,5], -> [64,128,5,5] */
-KERNEL void conv_3_block2_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 204800);
-}
-KERNEL void conv_3_block2_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 204800);
-}
-
-/* conv_3_block2.conv3 = conv2d(conv_3_block2.relu2)  models/vgg_simple.nn:20:14
- *   conv_3_block2.relu2 [64,128,5,5], -> [64,128,5,5] */
 KERNEL void conv_3_block2_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block2_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block2_conv3, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block2.relu3 = relu(conv_3_block2.conv3)  models/vgg_simple.nn:20:9
- *   conv_3_block2.conv3 [64,128,5,5], -> [64,128,5,5] */
-KERNEL void conv_3_block2_relu3_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 204800);
-}
-KERNEL void conv_3_block2_relu3_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 204800);
-}
-
-/* conv_3_block2.maxpool1 = maxpool2d(conv_3_block2.relu3)  models/vgg_simple.nn:22:10
- *   conv_3_block2.relu3 [64,128,5,5], -> [64,128,2,2] */
+/* conv_3_block2.maxpool1 = maxpool2d(conv_3_block2.conv3)  models/vgg_simple.nn:22:10
+ *   conv_3_block2.conv3 [64,128,5,5], -> [64,128,2,2] */
 KERNEL void conv_3_block2_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0);
 }
@@ -326,70 +246,46 @@ KERNEL void conv_3_block2_maxpool1_backward(float *restrict dx, const float *res
  *   conv_3_block2.maxpool1 [64,128,2,2], -> [64,128,2,2] */
 KERNEL void conv_3_block3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block3_conv1, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block3.relu1 = relu(conv_3_block3.conv1)  models/vgg_simple.nn:20:9
+/* conv_3_block3.conv2 = conv2d(conv_3_block3.conv1)  models/vgg_simple.nn:20:14
  *   conv_3_block3.conv1 [64,128,2,2], -> [64,128,2,2] */
-KERNEL void conv_3_block3_relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 32768);
-}
-KERNEL void conv_3_block3_relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 32768);
-}
-
-/* conv_3_block3.conv2 = conv2d(conv_3_block3.relu1)  models/vgg_simple.nn:20:14
- *   conv_3_block3.relu1 [64,128,2,2], -> [64,128,2,2] */
 KERNEL void conv_3_block3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block3_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block3_conv2, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block3.relu2 = relu(conv_3_block3.conv2)  models/vgg_simple.nn:20:9
+/* conv_3_block3.conv3 = conv2d(conv_3_block3.conv2)  models/vgg_simple.nn:20:14
  *   conv_3_block3.conv2 [64,128,2,2], -> [64,128,2,2] */
-KERNEL void conv_3_block3_relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 32768);
-}
-KERNEL void conv_3_block3_relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 32768);
-}
-
-/* conv_3_block3.conv3 = conv2d(conv_3_block3.relu2)  models/vgg_simple.nn:20:14
- *   conv_3_block3.relu2 [64,128,2,2], -> [64,128,2,2] */
 KERNEL void conv_3_block3_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block3_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block3_conv3, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block3.relu3 = relu(conv_3_block3.conv3)  models/vgg_simple.nn:20:9
- *   conv_3_block3.conv3 [64,128,2,2], -> [64,128,2,2] */
-KERNEL void conv_3_block3_relu3_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 32768);
-}
-KERNEL void conv_3_block3_relu3_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 32768);
-}
-
-/* conv_3_block3.maxpool1 = maxpool2d(conv_3_block3.relu3)  models/vgg_simple.nn:22:10
- *   conv_3_block3.relu3 [64,128,2,2], -> [64,128,1,1] */
+/* conv_3_block3.maxpool1 = maxpool2d(conv_3_block3.conv3)  models/vgg_simple.nn:22:10
+ *   conv_3_block3.conv3 [64,128,2,2], -> [64,128,1,1] */
 KERNEL void conv_3_block3_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0);
 }
@@ -405,55 +301,40 @@ KERNEL void conv_3_block3_maxpool1_backward(float *restrict dx, const float *res
  *   flatten1 [64,128], -> [64,100] */
 KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 128, 100, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 128, 100, 1);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 100);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 100);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(64, 128, 100), nncc_linear_backward_scratch(64, 128, 100))
 
-/* relu1 = relu(fc1)  models/vgg_simple.nn:31:5
- *   fc1 [64,100], -> [64,100] */
-KERNEL void relu1_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 6400);
-}
-KERNEL void relu1_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 6400);
-}
-
-/* fc2 = linear(relu1)  models/vgg_simple.nn:32:10
- *   relu1 [64,100], -> [64,20] */
+/* fc2 = linear(fc1)  models/vgg_simple.nn:32:10
+ *   fc1 [64,100], -> [64,20] */
 KERNEL void fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 100, 20, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 100, 20, 1);
 }
 KERNEL void fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 100, 20);
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 100, 20);
 }
 SCRATCH(fc2, nncc_linear_forward_scratch(64, 100, 20), nncc_linear_backward_scratch(64, 100, 20))
 
-/* relu2 = relu(fc2)  models/vgg_simple.nn:32:5
- *   fc2 [64,20], -> [64,20] */
-KERNEL void relu2_forward(float *restrict y, const float *restrict x) {
-  nncc_relu_forward_team(y, x, 1280);
-}
-KERNEL void relu2_backward(float *restrict dx, const float *restrict dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1280);
-}
-
-/* fc3 = linear(relu2)  models/vgg_simple.nn:33:10
- *   relu2 [64,20], -> [64,10] */
+/* fc3 = linear(fc2)  models/vgg_simple.nn:33:10
+ *   fc2 [64,20], -> [64,10] */
 KERNEL void fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
                        const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 20, 10, 0);
 }
 KERNEL void fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict w, void *scratch) {
+                        const float *restrict dy, const float *restrict y,
+                        const float *restrict x, const float *restrict w, void *scratch) {
+  (void)y;
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 20, 10);
 }
 SCRATCH(fc3, nncc_linear_forward_scratch(64, 20, 10), nncc_linear_backward_scratch(64, 20, 10))
@@ -465,115 +346,70 @@ static void forward(NnccState *s, int training) {
   unsigned char *A = s->arena;
   (void)P, (void)training;
   float *conv_2_block1_conv1 = (float *)(A + 0); /* [64,16,36,36] */
-  float *conv_2_block1_relu1 = (float *)(A + 10616832); /* [64,16,36,36] */
-  float *conv_2_block1_conv2 = (float *)(A + 21233664); /* [64,16,36,36] */
-  float *conv_2_block1_relu2 = (float *)(A + 31850496); /* [64,16,36,36] */
-  float *conv_2_block1_maxpool1 = (float *)(A + 42467328); /* [64,16,18,18] */
-  float *conv_2_block2_conv1 = (float *)(A + 45121536); /* [64,32,22,22] */
-  float *conv_2_block2_relu1 = (float *)(A + 53051392); /* [64,32,22,22] */
-  float *conv_2_block2_conv2 = (float *)(A + 60981248); /* [64,32,22,22] */
-  float *conv_2_block2_relu2 = (float *)(A + 68911104); /* [64,32,22,22] */
-  float *conv_2_block2_maxpool1 = (float *)(A + 76840960); /* [64,32,11,11] */
-  float *conv_3_block1_conv1 = (float *)(A + 78823424); /* [64,64,11,11] */
-  float *conv_3_block1_relu1 = (float *)(A + 82788352); /* [64,64,11,11] */
-  float *conv_3_block1_conv2 = (float *)(A + 86753280); /* [64,64,11,11] */
-  float *conv_3_block1_relu2 = (float *)(A + 90718208); /* [64,64,11,11] */
-  float *conv_3_block1_conv3 = (float *)(A + 94683136); /* [64,64,11,11] */
-  float *conv_3_block1_relu3 = (float *)(A + 98648064); /* [64,64,11,11] */
-  float *conv_3_block1_maxpool1 = (float *)(A + 102612992); /* [64,64,5,5] */
-  float *conv_3_block2_conv1 = (float *)(A + 103432192); /* [64,128,5,5] */
-  float *conv_3_block2_relu1 = (float *)(A + 105070592); /* [64,128,5,5] */
-  float *conv_3_block2_conv2 = (float *)(A + 106708992); /* [64,128,5,5] */
-  float *conv_3_block2_relu2 = (float *)(A + 108347392); /* [64,128,5,5] */
-  float *conv_3_block2_conv3 = (float *)(A + 109985792); /* [64,128,5,5] */
-  float *conv_3_block2_relu3 = (float *)(A + 111624192); /* [64,128,5,5] */
-  float *conv_3_block2_maxpool1 = (float *)(A + 113262592); /* [64,128,2,2] */
-  float *conv_3_block3_conv1 = (float *)(A + 113524736); /* [64,128,2,2] */
-  float *conv_3_block3_relu1 = (float *)(A + 113786880); /* [64,128,2,2] */
-  float *conv_3_block3_conv2 = (float *)(A + 114049024); /* [64,128,2,2] */
-  float *conv_3_block3_relu2 = (float *)(A + 114311168); /* [64,128,2,2] */
-  float *conv_3_block3_conv3 = (float *)(A + 114573312); /* [64,128,2,2] */
-  float *conv_3_block3_relu3 = (float *)(A + 114835456); /* [64,128,2,2] */
-  float *conv_3_block3_maxpool1 = (float *)(A + 115097600); /* [64,128,1,1] */
-  float *fc1 = (float *)(A + 115163136); /* [64,100] */
-  float *relu1 = (float *)(A + 115214336); /* [64,100] */
-  float *fc2 = (float *)(A + 115265536); /* [64,20] */
-  float *relu2 = (float *)(A + 115275776); /* [64,20] */
+  float *conv_2_block1_conv2 = (float *)(A + 5308416); /* [64,16,36,36] */
+  float *conv_2_block1_maxpool1 = (float *)(A + 28459008); /* [64,16,18,18] */
+  float *conv_2_block2_conv1 = (float *)(A + 10616832); /* [64,32,22,22] */
+  float *conv_2_block2_conv2 = (float *)(A + 14581760); /* [64,32,22,22] */
+  float *conv_2_block2_maxpool1 = (float *)(A + 29786112); /* [64,32,11,11] */
+  float *conv_3_block1_conv1 = (float *)(A + 18546688); /* [64,64,11,11] */
+  float *conv_3_block1_conv2 = (float *)(A + 20529152); /* [64,64,11,11] */
+  float *conv_3_block1_conv3 = (float *)(A + 22511616); /* [64,64,11,11] */
+  float *conv_3_block1_maxpool1 = (float *)(A + 27770880); /* [64,64,5,5] */
+  float *conv_3_block2_conv1 = (float *)(A + 24494080); /* [64,128,5,5] */
+  float *conv_3_block2_conv2 = (float *)(A + 25313280); /* [64,128,5,5] */
+  float *conv_3_block2_conv3 = (float *)(A + 26132480); /* [64,128,5,5] */
+  float *conv_3_block2_maxpool1 = (float *)(A + 26951680); /* [64,128,2,2] */
+  float *conv_3_block3_conv1 = (float *)(A + 27082752); /* [64,128,2,2] */
+  float *conv_3_block3_conv2 = (float *)(A + 27213824); /* [64,128,2,2] */
+  float *conv_3_block3_conv3 = (float *)(A + 27344896); /* [64,128,2,2] */
+  float *conv_3_block3_maxpool1 = (float *)(A + 27475968); /* [64,128,1,1] */
+  float *fc1 = (float *)(A + 27508736); /* [64,100] */
+  float *fc2 = (float *)(A + 27559936); /* [64,20] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
     conv_2_block1_conv1_forward(conv_2_block1_conv1, s->input, P + 0 /* conv_2_block1.conv1.weight */, P + 144 /* conv_2_block1.conv1.bias */, scratch);
 #pragma omp barrier
-    conv_2_block1_relu1_forward(conv_2_block1_relu1, conv_2_block1_conv1);
+    conv_2_block1_conv2_forward(conv_2_block1_conv2, conv_2_block1_conv1, P + 160 /* conv_2_block1.conv2.weight */, P + 2464 /* conv_2_block1.conv2.bias */, scratch);
 #pragma omp barrier
-    conv_2_block1_conv2_forward(conv_2_block1_conv2, conv_2_block1_relu1, P + 160 /* conv_2_block1.conv2.weight */, P + 2464 /* conv_2_block1.conv2.bias */, scratch);
-#pragma omp barrier
-    conv_2_block1_relu2_forward(conv_2_block1_relu2, conv_2_block1_conv2);
-#pragma omp barrier
-    conv_2_block1_maxpool1_forward(conv_2_block1_maxpool1, conv_2_block1_relu2);
+    conv_2_block1_maxpool1_forward(conv_2_block1_maxpool1, conv_2_block1_conv2);
 #pragma omp barrier
     conv_2_block2_conv1_forward(conv_2_block2_conv1, conv_2_block1_maxpool1, P + 2480 /* conv_2_block2.conv1.weight */, P + 7088 /* conv_2_block2.conv1.bias */, scratch);
 #pragma omp barrier
-    conv_2_block2_relu1_forward(conv_2_block2_relu1, conv_2_block2_conv1);
+    conv_2_block2_conv2_forward(conv_2_block2_conv2, conv_2_block2_conv1, P + 7120 /* conv_2_block2.conv2.weight */, P + 16336 /* conv_2_block2.conv2.bias */, scratch);
 #pragma omp barrier
-    conv_2_block2_conv2_forward(conv_2_block2_conv2, conv_2_block2_relu1, P + 7120 /* conv_2_block2.conv2.weight */, P + 16336 /* conv_2_block2.conv2.bias */, scratch);
-#pragma omp barrier
-    conv_2_block2_relu2_forward(conv_2_block2_relu2, conv_2_block2_conv2);
-#pragma omp barrier
-    conv_2_block2_maxpool1_forward(conv_2_block2_maxpool1, conv_2_block2_relu2);
+    conv_2_block2_maxpool1_forward(conv_2_block2_maxpool1, conv_2_block2_conv2);
 #pragma omp barrier
     conv_3_block1_conv1_forward(conv_3_block1_conv1, conv_2_block2_maxpool1, P + 16368 /* conv_3_block1.conv1.weight */, P + 34800 /* conv_3_block1.conv1.bias */, scratch);
 #pragma omp barrier
-    conv_3_block1_relu1_forward(conv_3_block1_relu1, conv_3_block1_conv1);
+    conv_3_block1_conv2_forward(conv_3_block1_conv2, conv_3_block1_conv1, P + 34864 /* conv_3_block1.conv2.weight */, P + 71728 /* conv_3_block1.conv2.bias */, scratch);
 #pragma omp barrier
-    conv_3_block1_conv2_forward(conv_3_block1_conv2, conv_3_block1_relu1, P + 34864 /* conv_3_block1.conv2.weight */, P + 71728 /* conv_3_block1.conv2.bias */, scratch);
+    conv_3_block1_conv3_forward(conv_3_block1_conv3, conv_3_block1_conv2, P + 71792 /* conv_3_block1.conv3.weight */, P + 108656 /* conv_3_block1.conv3.bias */, scratch);
 #pragma omp barrier
-    conv_3_block1_relu2_forward(conv_3_block1_relu2, conv_3_block1_conv2);
-#pragma omp barrier
-    conv_3_block1_conv3_forward(conv_3_block1_conv3, conv_3_block1_relu2, P + 71792 /* conv_3_block1.conv3.weight */, P + 108656 /* conv_3_block1.conv3.bias */, scratch);
-#pragma omp barrier
-    conv_3_block1_relu3_forward(conv_3_block1_relu3, conv_3_block1_conv3);
-#pragma omp barrier
-    conv_3_block1_maxpool1_forward(conv_3_block1_maxpool1, conv_3_block1_relu3);
+    conv_3_block1_maxpool1_forward(conv_3_block1_maxpool1, conv_3_block1_conv3);
 #pragma omp barrier
     conv_3_block2_conv1_forward(conv_3_block2_conv1, conv_3_block1_maxpool1, P + 108720 /* conv_3_block2.conv1.weight */, P + 182448 /* conv_3_block2.conv1.bias */, scratch);
 #pragma omp barrier
-    conv_3_block2_relu1_forward(conv_3_block2_relu1, conv_3_block2_conv1);
+    conv_3_block2_conv2_forward(conv_3_block2_conv2, conv_3_block2_conv1, P + 182576 /* conv_3_block2.conv2.weight */, P + 330032 /* conv_3_block2.conv2.bias */, scratch);
 #pragma omp barrier
-    conv_3_block2_conv2_forward(conv_3_block2_conv2, conv_3_block2_relu1, P + 182576 /* conv_3_block2.conv2.weight */, P + 330032 /* conv_3_block2.conv2.bias */, scratch);
+    conv_3_block2_conv3_forward(conv_3_block2_conv3, conv_3_block2_conv2, P + 330160 /* conv_3_block2.conv3.weight */, P + 477616 /* conv_3_block2.conv3.bias */, scratch);
 #pragma omp barrier
-    conv_3_block2_relu2_forward(conv_3_block2_relu2, conv_3_block2_conv2);
-#pragma omp barrier
-    conv_3_block2_conv3_forward(conv_3_block2_conv3, conv_3_block2_relu2, P + 330160 /* conv_3_block2.conv3.weight */, P + 477616 /* conv_3_block2.conv3.bias */, scratch);
-#pragma omp barrier
-    conv_3_block2_relu3_forward(conv_3_block2_relu3, conv_3_block2_conv3);
-#pragma omp barrier
-    conv_3_block2_maxpool1_forward(conv_3_block2_maxpool1, conv_3_block2_relu3);
+    conv_3_block2_maxpool1_forward(conv_3_block2_maxpool1, conv_3_block2_conv3);
 #pragma omp barrier
     conv_3_block3_conv1_forward(conv_3_block3_conv1, conv_3_block2_maxpool1, P + 477744 /* conv_3_block3.conv1.weight */, P + 625200 /* conv_3_block3.conv1.bias */, scratch);
 #pragma omp barrier
-    conv_3_block3_relu1_forward(conv_3_block3_relu1, conv_3_block3_conv1);
+    conv_3_block3_conv2_forward(conv_3_block3_conv2, conv_3_block3_conv1, P + 625328 /* conv_3_block3.conv2.weight */, P + 772784 /* conv_3_block3.conv2.bias */, scratch);
 #pragma omp barrier
-    conv_3_block3_conv2_forward(conv_3_block3_conv2, conv_3_block3_relu1, P + 625328 /* conv_3_block3.conv2.weight */, P + 772784 /* conv_3_block3.conv2.bias */, scratch);
+    conv_3_block3_conv3_forward(conv_3_block3_conv3, conv_3_block3_conv2, P + 772912 /* conv_3_block3.conv3.weight */, P + 920368 /* conv_3_block3.conv3.bias */, scratch);
 #pragma omp barrier
-    conv_3_block3_relu2_forward(conv_3_block3_relu2, conv_3_block3_conv2);
-#pragma omp barrier
-    conv_3_block3_conv3_forward(conv_3_block3_conv3, conv_3_block3_relu2, P + 772912 /* conv_3_block3.conv3.weight */, P + 920368 /* conv_3_block3.conv3.bias */, scratch);
-#pragma omp barrier
-    conv_3_block3_relu3_forward(conv_3_block3_relu3, conv_3_block3_conv3);
-#pragma omp barrier
-    conv_3_block3_maxpool1_forward(conv_3_block3_maxpool1, conv_3_block3_relu3);
+    conv_3_block3_maxpool1_forward(conv_3_block3_maxpool1, conv_3_block3_conv3);
     /* flatten1: a view of conv_3_block3.maxpool1 */
 #pragma omp barrier
     fc1_forward(fc1, conv_3_block3_maxpool1, P + 920496 /* fc1.weight */, P + 933296 /* fc1.bias */, scratch);
 #pragma omp barrier
-    relu1_forward(relu1, fc1);
+    fc2_forward(fc2, fc1, P + 933408 /* fc2.weight */, P + 935408 /* fc2.bias */, scratch);
 #pragma omp barrier
-    fc2_forward(fc2, relu1, P + 933408 /* fc2.weight */, P + 935408 /* fc2.bias */, scratch);
-#pragma omp barrier
-    relu2_forward(relu2, fc2);
-#pragma omp barrier
-    fc3_forward(s->logits, relu2, P + 935440 /* fc3.weight */, P + 935648 /* fc3.bias */, scratch);
+    fc3_forward(s->logits, fc2, P + 935440 /* fc3.weight */, P + 935648 /* fc3.bias */, scratch);
   }
 }
 
@@ -582,136 +418,91 @@ static void backward(NnccState *s) {
   float *P = s->params, *G = s->grads;
   unsigned char *A = s->arena;
   (void)P, (void)G;
-  float *d_conv_2_block1_conv1 = (float *)(A + 5308416); /* [64,16,36,36] */
-  float *conv_2_block1_relu1 = (float *)(A + 10616832); /* [64,16,36,36] */
-  float *d_conv_2_block1_relu1 = (float *)(A + 15925248); /* [64,16,36,36] */
-  float *d_conv_2_block1_conv2 = (float *)(A + 26542080); /* [64,16,36,36] */
-  float *conv_2_block1_relu2 = (float *)(A + 31850496); /* [64,16,36,36] */
-  float *d_conv_2_block1_relu2 = (float *)(A + 37158912); /* [64,16,36,36] */
-  float *conv_2_block1_maxpool1 = (float *)(A + 42467328); /* [64,16,18,18] */
-  float *d_conv_2_block1_maxpool1 = (float *)(A + 43794432); /* [64,16,18,18] */
-  float *d_conv_2_block2_conv1 = (float *)(A + 49086464); /* [64,32,22,22] */
-  float *conv_2_block2_relu1 = (float *)(A + 53051392); /* [64,32,22,22] */
-  float *d_conv_2_block2_relu1 = (float *)(A + 57016320); /* [64,32,22,22] */
-  float *d_conv_2_block2_conv2 = (float *)(A + 64946176); /* [64,32,22,22] */
-  float *conv_2_block2_relu2 = (float *)(A + 68911104); /* [64,32,22,22] */
-  float *d_conv_2_block2_relu2 = (float *)(A + 72876032); /* [64,32,22,22] */
-  float *conv_2_block2_maxpool1 = (float *)(A + 76840960); /* [64,32,11,11] */
-  float *d_conv_2_block2_maxpool1 = (float *)(A + 77832192); /* [64,32,11,11] */
-  float *d_conv_3_block1_conv1 = (float *)(A + 80805888); /* [64,64,11,11] */
-  float *conv_3_block1_relu1 = (float *)(A + 82788352); /* [64,64,11,11] */
-  float *d_conv_3_block1_relu1 = (float *)(A + 84770816); /* [64,64,11,11] */
-  float *d_conv_3_block1_conv2 = (float *)(A + 88735744); /* [64,64,11,11] */
-  float *conv_3_block1_relu2 = (float *)(A + 90718208); /* [64,64,11,11] */
-  float *d_conv_3_block1_relu2 = (float *)(A + 92700672); /* [64,64,11,11] */
-  float *d_conv_3_block1_conv3 = (float *)(A + 96665600); /* [64,64,11,11] */
-  float *conv_3_block1_relu3 = (float *)(A + 98648064); /* [64,64,11,11] */
-  float *d_conv_3_block1_relu3 = (float *)(A + 100630528); /* [64,64,11,11] */
-  float *conv_3_block1_maxpool1 = (float *)(A + 102612992); /* [64,64,5,5] */
-  float *d_conv_3_block1_maxpool1 = (float *)(A + 103022592); /* [64,64,5,5] */
-  float *d_conv_3_block2_conv1 = (float *)(A + 104251392); /* [64,128,5,5] */
-  float *conv_3_block2_relu1 = (float *)(A + 105070592); /* [64,128,5,5] */
-  float *d_conv_3_block2_relu1 = (float *)(A + 105889792); /* [64,128,5,5] */
-  float *d_conv_3_block2_conv2 = (float *)(A + 107528192); /* [64,128,5,5] */
-  float *conv_3_block2_relu2 = (float *)(A + 108347392); /* [64,128,5,5] */
-  float *d_conv_3_block2_relu2 = (float *)(A + 109166592); /* [64,128,5,5] */
-  float *d_conv_3_block2_conv3 = (float *)(A + 110804992); /* [64,128,5,5] */
-  float *conv_3_block2_relu3 = (float *)(A + 111624192); /* [64,128,5,5] */
-  float *d_conv_3_block2_relu3 = (float *)(A + 112443392); /* [64,128,5,5] */
-  float *conv_3_block2_maxpool1 = (float *)(A + 113262592); /* [64,128,2,2] */
-  float *d_conv_3_block2_maxpool1 = (float *)(A + 113393664); /* [64,128,2,2] */
-  float *d_conv_3_block3_conv1 = (float *)(A + 113655808); /* [64,128,2,2] */
-  float *conv_3_block3_relu1 = (float *)(A + 113786880); /* [64,128,2,2] */
-  float *d_conv_3_block3_relu1 = (float *)(A + 113917952); /* [64,128,2,2] */
-  float *d_conv_3_block3_conv2 = (float *)(A + 114180096); /* [64,128,2,2] */
-  float *conv_3_block3_relu2 = (float *)(A + 114311168); /* [64,128,2,2] */
-  float *d_conv_3_block3_relu2 = (float *)(A + 114442240); /* [64,128,2,2] */
-  float *d_conv_3_block3_conv3 = (float *)(A + 114704384); /* [64,128,2,2] */
-  float *conv_3_block3_relu3 = (float *)(A + 114835456); /* [64,128,2,2] */
-  float *d_conv_3_block3_relu3 = (float *)(A + 114966528); /* [64,128,2,2] */
-  float *conv_3_block3_maxpool1 = (float *)(A + 115097600); /* [64,128,1,1] */
-  float *d_conv_3_block3_maxpool1 = (float *)(A + 115130368); /* [64,128,1,1] */
-  float *d_fc1 = (float *)(A + 115188736); /* [64,100] */
-  float *relu1 = (float *)(A + 115214336); /* [64,100] */
-  float *d_relu1 = (float *)(A + 115239936); /* [64,100] */
-  float *d_fc2 = (float *)(A + 115270656); /* [64,20] */
-  float *relu2 = (float *)(A + 115275776); /* [64,20] */
-  float *d_relu2 = (float *)(A + 115280896); /* [64,20] */
+  float *conv_2_block1_conv1 = (float *)(A + 0); /* [64,16,36,36] */
+  float *d_conv_2_block1_conv1 = (float *)(A + 15925248); /* [64,16,36,36] */
+  float *conv_2_block1_conv2 = (float *)(A + 5308416); /* [64,16,36,36] */
+  float *d_conv_2_block1_conv2 = (float *)(A + 10616832); /* [64,16,36,36] */
+  float *conv_2_block1_maxpool1 = (float *)(A + 28459008); /* [64,16,18,18] */
+  float *d_conv_2_block1_maxpool1 = (float *)(A + 15925248); /* [64,16,18,18] */
+  float *conv_2_block2_conv1 = (float *)(A + 10616832); /* [64,32,22,22] */
+  float *d_conv_2_block2_conv1 = (float *)(A + 22511616); /* [64,32,22,22] */
+  float *conv_2_block2_conv2 = (float *)(A + 14581760); /* [64,32,22,22] */
+  float *d_conv_2_block2_conv2 = (float *)(A + 18546688); /* [64,32,22,22] */
+  float *conv_2_block2_maxpool1 = (float *)(A + 29786112); /* [64,32,11,11] */
+  float *d_conv_2_block2_maxpool1 = (float *)(A + 24494080); /* [64,32,11,11] */
+  float *conv_3_block1_conv1 = (float *)(A + 18546688); /* [64,64,11,11] */
+  float *d_conv_3_block1_conv1 = (float *)(A + 22511616); /* [64,64,11,11] */
+  float *conv_3_block1_conv2 = (float *)(A + 20529152); /* [64,64,11,11] */
+  float *d_conv_3_block1_conv2 = (float *)(A + 26476544); /* [64,64,11,11] */
+  float *conv_3_block1_conv3 = (float *)(A + 22511616); /* [64,64,11,11] */
+  float *d_conv_3_block1_conv3 = (float *)(A + 24494080); /* [64,64,11,11] */
+  float *conv_3_block1_maxpool1 = (float *)(A + 27770880); /* [64,64,5,5] */
+  float *d_conv_3_block1_maxpool1 = (float *)(A + 26951680); /* [64,64,5,5] */
+  float *conv_3_block2_conv1 = (float *)(A + 24494080); /* [64,128,5,5] */
+  float *d_conv_3_block2_conv1 = (float *)(A + 26132480); /* [64,128,5,5] */
+  float *conv_3_block2_conv2 = (float *)(A + 25313280); /* [64,128,5,5] */
+  float *d_conv_3_block2_conv2 = (float *)(A + 30777344); /* [64,128,5,5] */
+  float *conv_3_block2_conv3 = (float *)(A + 26132480); /* [64,128,5,5] */
+  float *d_conv_3_block2_conv3 = (float *)(A + 26951680); /* [64,128,5,5] */
+  float *conv_3_block2_maxpool1 = (float *)(A + 26951680); /* [64,128,2,2] */
+  float *d_conv_3_block2_maxpool1 = (float *)(A + 28180480); /* [64,128,2,2] */
+  float *conv_3_block3_conv1 = (float *)(A + 27082752); /* [64,128,2,2] */
+  float *d_conv_3_block3_conv1 = (float *)(A + 27344896); /* [64,128,2,2] */
+  float *conv_3_block3_conv2 = (float *)(A + 27213824); /* [64,128,2,2] */
+  float *d_conv_3_block3_conv2 = (float *)(A + 27607040); /* [64,128,2,2] */
+  float *conv_3_block3_conv3 = (float *)(A + 27344896); /* [64,128,2,2] */
+  float *d_conv_3_block3_conv3 = (float *)(A + 27475968); /* [64,128,2,2] */
+  float *conv_3_block3_maxpool1 = (float *)(A + 27475968); /* [64,128,1,1] */
+  float *d_conv_3_block3_maxpool1 = (float *)(A + 27607040); /* [64,128,1,1] */
+  float *fc1 = (float *)(A + 27508736); /* [64,100] */
+  float *d_fc1 = (float *)(A + 27534336); /* [64,100] */
+  float *fc2 = (float *)(A + 27559936); /* [64,20] */
+  float *d_fc2 = (float *)(A + 27565056); /* [64,20] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    fc3_backward(d_relu2, G + 935440 /* fc3.weight */, G + 935648 /* fc3.bias */, s->dlogits, relu2, P + 935440 /* fc3.weight */, scratch);
+    fc3_backward(d_fc2, G + 935440 /* fc3.weight */, G + 935648 /* fc3.bias */, s->dlogits, NULL, fc2, P + 935440 /* fc3.weight */, scratch);
 #pragma omp barrier
-    relu2_backward(d_fc2, d_relu2, relu2);
+    fc2_backward(d_fc1, G + 933408 /* fc2.weight */, G + 935408 /* fc2.bias */, d_fc2, fc2, fc1, P + 933408 /* fc2.weight */, scratch);
 #pragma omp barrier
-    fc2_backward(d_relu1, G + 933408 /* fc2.weight */, G + 935408 /* fc2.bias */, d_fc2, relu1, P + 933408 /* fc2.weight */, scratch);
-#pragma omp barrier
-    relu1_backward(d_fc1, d_relu1, relu1);
-#pragma omp barrier
-    fc1_backward(d_conv_3_block3_maxpool1, G + 920496 /* fc1.weight */, G + 933296 /* fc1.bias */, d_fc1, conv_3_block3_maxpool1, P + 920496 /* fc1.weight */, scratch);
+    fc1_backward(d_conv_3_block3_maxpool1, G + 920496 /* fc1.weight */, G + 933296 /* fc1.bias */, d_fc1, fc1, conv_3_block3_maxpool1, P + 920496 /* fc1.weight */, scratch);
     /* flatten1: a view, its gradient is d_conv_3_block3_maxpool1's */
 #pragma omp barrier
-    conv_3_block3_maxpool1_backward(d_conv_3_block3_relu3, d_conv_3_block3_maxpool1, conv_3_block3_relu3);
+    conv_3_block3_maxpool1_backward(d_conv_3_block3_conv3, d_conv_3_block3_maxpool1, conv_3_block3_conv3);
 #pragma omp barrier
-    conv_3_block3_relu3_backward(d_conv_3_block3_conv3, d_conv_3_block3_relu3, conv_3_block3_relu3);
+    conv_3_block3_conv3_backward(d_conv_3_block3_conv2, G + 772912 /* conv_3_block3.conv3.weight */, G + 920368 /* conv_3_block3.conv3.bias */, d_conv_3_block3_conv3, conv_3_block3_conv3, conv_3_block3_conv2, P + 772912 /* conv_3_block3.conv3.weight */, scratch);
 #pragma omp barrier
-    conv_3_block3_conv3_backward(d_conv_3_block3_relu2, G + 772912 /* conv_3_block3.conv3.weight */, G + 920368 /* conv_3_block3.conv3.bias */, d_conv_3_block3_conv3, conv_3_block3_relu2, P + 772912 /* conv_3_block3.conv3.weight */, scratch);
+    conv_3_block3_conv2_backward(d_conv_3_block3_conv1, G + 625328 /* conv_3_block3.conv2.weight */, G + 772784 /* conv_3_block3.conv2.bias */, d_conv_3_block3_conv2, conv_3_block3_conv2, conv_3_block3_conv1, P + 625328 /* conv_3_block3.conv2.weight */, scratch);
 #pragma omp barrier
-    conv_3_block3_relu2_backward(d_conv_3_block3_conv2, d_conv_3_block3_relu2, conv_3_block3_relu2);
+    conv_3_block3_conv1_backward(d_conv_3_block2_maxpool1, G + 477744 /* conv_3_block3.conv1.weight */, G + 625200 /* conv_3_block3.conv1.bias */, d_conv_3_block3_conv1, conv_3_block3_conv1, conv_3_block2_maxpool1, P + 477744 /* conv_3_block3.conv1.weight */, scratch);
 #pragma omp barrier
-    conv_3_block3_conv2_backward(d_conv_3_block3_relu1, G + 625328 /* conv_3_block3.conv2.weight */, G + 772784 /* conv_3_block3.conv2.bias */, d_conv_3_block3_conv2, conv_3_block3_relu1, P + 625328 /* conv_3_block3.conv2.weight */, scratch);
+    conv_3_block2_maxpool1_backward(d_conv_3_block2_conv3, d_conv_3_block2_maxpool1, conv_3_block2_conv3);
 #pragma omp barrier
-    conv_3_block3_relu1_backward(d_conv_3_block3_conv1, d_conv_3_block3_relu1, conv_3_block3_relu1);
+    conv_3_block2_conv3_backward(d_conv_3_block2_conv2, G + 330160 /* conv_3_block2.conv3.weight */, G + 477616 /* conv_3_block2.conv3.bias */, d_conv_3_block2_conv3, conv_3_block2_conv3, conv_3_block2_conv2, P + 330160 /* conv_3_block2.conv3.weight */, scratch);
 #pragma omp barrier
-    conv_3_block3_conv1_backward(d_conv_3_block2_maxpool1, G + 477744 /* conv_3_block3.conv1.weight */, G + 625200 /* conv_3_block3.conv1.bias */, d_conv_3_block3_conv1, conv_3_block2_maxpool1, P + 477744 /* conv_3_block3.conv1.weight */, scratch);
+    conv_3_block2_conv2_backward(d_conv_3_block2_conv1, G + 182576 /* conv_3_block2.conv2.weight */, G + 330032 /* conv_3_block2.conv2.bias */, d_conv_3_block2_conv2, conv_3_block2_conv2, conv_3_block2_conv1, P + 182576 /* conv_3_block2.conv2.weight */, scratch);
 #pragma omp barrier
-    conv_3_block2_maxpool1_backward(d_conv_3_block2_relu3, d_conv_3_block2_maxpool1, conv_3_block2_relu3);
+    conv_3_block2_conv1_backward(d_conv_3_block1_maxpool1, G + 108720 /* conv_3_block2.conv1.weight */, G + 182448 /* conv_3_block2.conv1.bias */, d_conv_3_block2_conv1, conv_3_block2_conv1, conv_3_block1_maxpool1, P + 108720 /* conv_3_block2.conv1.weight */, scratch);
 #pragma omp barrier
-    conv_3_block2_relu3_backward(d_conv_3_block2_conv3, d_conv_3_block2_relu3, conv_3_block2_relu3);
+    conv_3_block1_maxpool1_backward(d_conv_3_block1_conv3, d_conv_3_block1_maxpool1, conv_3_block1_conv3);
 #pragma omp barrier
-    conv_3_block2_conv3_backward(d_conv_3_block2_relu2, G + 330160 /* conv_3_block2.conv3.weight */, G + 477616 /* conv_3_block2.conv3.bias */, d_conv_3_block2_conv3, conv_3_block2_relu2, P + 330160 /* conv_3_block2.conv3.weight */, scratch);
+    conv_3_block1_conv3_backward(d_conv_3_block1_conv2, G + 71792 /* conv_3_block1.conv3.weight */, G + 108656 /* conv_3_block1.conv3.bias */, d_conv_3_block1_conv3, conv_3_block1_conv3, conv_3_block1_conv2, P + 71792 /* conv_3_block1.conv3.weight */, scratch);
 #pragma omp barrier
-    conv_3_block2_relu2_backward(d_conv_3_block2_conv2, d_conv_3_block2_relu2, conv_3_block2_relu2);
+    conv_3_block1_conv2_backward(d_conv_3_block1_conv1, G + 34864 /* conv_3_block1.conv2.weight */, G + 71728 /* conv_3_block1.conv2.bias */, d_conv_3_block1_conv2, conv_3_block1_conv2, conv_3_block1_conv1, P + 34864 /* conv_3_block1.conv2.weight */, scratch);
 #pragma omp barrier
-    conv_3_block2_conv2_backward(d_conv_3_block2_relu1, G + 182576 /* conv_3_block2.conv2.weight */, G + 330032 /* conv_3_block2.conv2.bias */, d_conv_3_block2_conv2, conv_3_block2_relu1, P + 182576 /* conv_3_block2.conv2.weight */, scratch);
+    conv_3_block1_conv1_backward(d_conv_2_block2_maxpool1, G + 16368 /* conv_3_block1.conv1.weight */, G + 34800 /* conv_3_block1.conv1.bias */, d_conv_3_block1_conv1, conv_3_block1_conv1, conv_2_block2_maxpool1, P + 16368 /* conv_3_block1.conv1.weight */, scratch);
 #pragma omp barrier
-    conv_3_block2_relu1_backward(d_conv_3_block2_conv1, d_conv_3_block2_relu1, conv_3_block2_relu1);
+    conv_2_block2_maxpool1_backward(d_conv_2_block2_conv2, d_conv_2_block2_maxpool1, conv_2_block2_conv2);
 #pragma omp barrier
-    conv_3_block2_conv1_backward(d_conv_3_block1_maxpool1, G + 108720 /* conv_3_block2.conv1.weight */, G + 182448 /* conv_3_block2.conv1.bias */, d_conv_3_block2_conv1, conv_3_block1_maxpool1, P + 108720 /* conv_3_block2.conv1.weight */, scratch);
+    conv_2_block2_conv2_backward(d_conv_2_block2_conv1, G + 7120 /* conv_2_block2.conv2.weight */, G + 16336 /* conv_2_block2.conv2.bias */, d_conv_2_block2_conv2, conv_2_block2_conv2, conv_2_block2_conv1, P + 7120 /* conv_2_block2.conv2.weight */, scratch);
 #pragma omp barrier
-    conv_3_block1_maxpool1_backward(d_conv_3_block1_relu3, d_conv_3_block1_maxpool1, conv_3_block1_relu3);
+    conv_2_block2_conv1_backward(d_conv_2_block1_maxpool1, G + 2480 /* conv_2_block2.conv1.weight */, G + 7088 /* conv_2_block2.conv1.bias */, d_conv_2_block2_conv1, conv_2_block2_conv1, conv_2_block1_maxpool1, P + 2480 /* conv_2_block2.conv1.weight */, scratch);
 #pragma omp barrier
-    conv_3_block1_relu3_backward(d_conv_3_block1_conv3, d_conv_3_block1_relu3, conv_3_block1_relu3);
+    conv_2_block1_maxpool1_backward(d_conv_2_block1_conv2, d_conv_2_block1_maxpool1, conv_2_block1_conv2);
 #pragma omp barrier
-    conv_3_block1_conv3_backward(d_conv_3_block1_relu2, G + 71792 /* conv_3_block1.conv3.weight */, G + 108656 /* conv_3_block1.conv3.bias */, d_conv_3_block1_conv3, conv_3_block1_relu2, P + 71792 /* conv_3_block1.conv3.weight */, scratch);
+    conv_2_block1_conv2_backward(d_conv_2_block1_conv1, G + 160 /* conv_2_block1.conv2.weight */, G + 2464 /* conv_2_block1.conv2.bias */, d_conv_2_block1_conv2, conv_2_block1_conv2, conv_2_block1_conv1, P + 160 /* conv_2_block1.conv2.weight */, scratch);
 #pragma omp barrier
-    conv_3_block1_relu2_backward(d_conv_3_block1_conv2, d_conv_3_block1_relu2, conv_3_block1_relu2);
-#pragma omp barrier
-    conv_3_block1_conv2_backward(d_conv_3_block1_relu1, G + 34864 /* conv_3_block1.conv2.weight */, G + 71728 /* conv_3_block1.conv2.bias */, d_conv_3_block1_conv2, conv_3_block1_relu1, P + 34864 /* conv_3_block1.conv2.weight */, scratch);
-#pragma omp barrier
-    conv_3_block1_relu1_backward(d_conv_3_block1_conv1, d_conv_3_block1_relu1, conv_3_block1_relu1);
-#pragma omp barrier
-    conv_3_block1_conv1_backward(d_conv_2_block2_maxpool1, G + 16368 /* conv_3_block1.conv1.weight */, G + 34800 /* conv_3_block1.conv1.bias */, d_conv_3_block1_conv1, conv_2_block2_maxpool1, P + 16368 /* conv_3_block1.conv1.weight */, scratch);
-#pragma omp barrier
-    conv_2_block2_maxpool1_backward(d_conv_2_block2_relu2, d_conv_2_block2_maxpool1, conv_2_block2_relu2);
-#pragma omp barrier
-    conv_2_block2_relu2_backward(d_conv_2_block2_conv2, d_conv_2_block2_relu2, conv_2_block2_relu2);
-#pragma omp barrier
-    conv_2_block2_conv2_backward(d_conv_2_block2_relu1, G + 7120 /* conv_2_block2.conv2.weight */, G + 16336 /* conv_2_block2.conv2.bias */, d_conv_2_block2_conv2, conv_2_block2_relu1, P + 7120 /* conv_2_block2.conv2.weight */, scratch);
-#pragma omp barrier
-    conv_2_block2_relu1_backward(d_conv_2_block2_conv1, d_conv_2_block2_relu1, conv_2_block2_relu1);
-#pragma omp barrier
-    conv_2_block2_conv1_backward(d_conv_2_block1_maxpool1, G + 2480 /* conv_2_block2.conv1.weight */, G + 7088 /* conv_2_block2.conv1.bias */, d_conv_2_block2_conv1, conv_2_block1_maxpool1, P + 2480 /* conv_2_block2.conv1.weight */, scratch);
-#pragma omp barrier
-    conv_2_block1_maxpool1_backward(d_conv_2_block1_relu2, d_conv_2_block1_maxpool1, conv_2_block1_relu2);
-#pragma omp barrier
-    conv_2_block1_relu2_backward(d_conv_2_block1_conv2, d_conv_2_block1_relu2, conv_2_block1_relu2);
-#pragma omp barrier
-    conv_2_block1_conv2_backward(d_conv_2_block1_relu1, G + 160 /* conv_2_block1.conv2.weight */, G + 2464 /* conv_2_block1.conv2.bias */, d_conv_2_block1_conv2, conv_2_block1_relu1, P + 160 /* conv_2_block1.conv2.weight */, scratch);
-#pragma omp barrier
-    conv_2_block1_relu1_backward(d_conv_2_block1_conv1, d_conv_2_block1_relu1, conv_2_block1_relu1);
-#pragma omp barrier
-    conv_2_block1_conv1_backward(NULL, G + 0 /* conv_2_block1.conv1.weight */, G + 144 /* conv_2_block1.conv1.bias */, d_conv_2_block1_conv1, s->input, P + 0 /* conv_2_block1.conv1.weight */, scratch);
+    conv_2_block1_conv1_backward(NULL, G + 0 /* conv_2_block1.conv1.weight */, G + 144 /* conv_2_block1.conv1.bias */, d_conv_2_block1_conv1, conv_2_block1_conv1, s->input, P + 0 /* conv_2_block1.conv1.weight */, scratch);
   }
 }
 
