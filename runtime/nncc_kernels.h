@@ -60,7 +60,14 @@
 
 #define NK_INLINE static inline __attribute__((always_inline))
 #define NK_PRAGMA(x) _Pragma(#x)
-#if defined(__clang__)
+/* The register tiles need their loops unrolled; with compile-time sizes
+ * that is what makes them fast (about 2.5x on the convolutions). Code that
+ * calls the kernels with runtime sizes (the tests) should define
+ * NNCC_KERNELS_NO_UNROLL: the arithmetic is the same, the compile is ~7x
+ * faster. */
+#if defined(NNCC_KERNELS_NO_UNROLL)
+#define NK_UNROLL
+#elif defined(__clang__)
 #define NK_UNROLL NK_PRAGMA(unroll)
 #else
 #define NK_UNROLL NK_PRAGMA(GCC unroll 32)

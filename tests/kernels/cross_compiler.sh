@@ -1,6 +1,7 @@
 #!/bin/sh
-# Build test_kernels with gcc, clang and gcc without AVX-512 (the portable
-# lane-loop path) and require bit-identical kernel results from all three.
+# Build test_kernels with gcc, clang, gcc without AVX-512 (the portable
+# lane-loop path) and gcc with the register tiles unrolled (as generated code
+# gets them) and require bit-identical kernel results from all four.
 # usage: cross_compiler.sh RUNTIME_DIR WORK_DIR
 set -eu
 rt=$1 work=$2
@@ -12,9 +13,11 @@ gcc $flags "$src" -o "$work/t_gcc" $libs &
 clang $flags "$src" -o "$work/t_clang" $libs &
 gcc $flags -mno-avx512f "$src" -o "$work/t_portable" $libs &
 wait
-for v in gcc clang portable; do
+gcc $flags -DNNCC_KERNELS_UNROLL "$src" -o "$work/t_unrolled" $libs
+for v in gcc clang portable unrolled; do
   NNCC_KERNELS_DUMP="$work/$v.hex" "$work/t_$v"
 done
 cmp "$work/gcc.hex" "$work/clang.hex"
 cmp "$work/gcc.hex" "$work/portable.hex"
-echo "gcc, clang and portable builds agree bit for bit ($(wc -l < "$work/gcc.hex") lines)"
+cmp "$work/gcc.hex" "$work/unrolled.hex"
+echo "gcc, clang, portable and unrolled builds agree bit for bit ($(wc -l < "$work/gcc.hex") lines)"

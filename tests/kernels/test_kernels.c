@@ -14,6 +14,11 @@
 #include <omp.h>
 #endif
 
+/* runtime sizes here: unrolling would only slow the compile (the results
+ * are the same bits, which cross_compiler.sh checks) */
+#ifndef NNCC_KERNELS_UNROLL
+#define NNCC_KERNELS_NO_UNROLL
+#endif
 #include "nncc_kernels.h"
 
 /* ---- helpers ---------------------------------------------------------- */
