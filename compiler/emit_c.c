@@ -421,12 +421,16 @@ static void define_kernels(Emit *E, Node *n) {
   }
   case OP_DROPOUT: {
     /* keep element i with probability 1-p: a hash of (seed, step, node, i),
-     * so forward and backward agree without storing a mask */
+     * so forward and backward agree without storing a mask.  The node is
+     * identified by its name, which no pass changes (ids do). */
+    uint64_t stream = 1469598103934665603ull; /* FNV-1a */
+    for (const char *c = n->name; *c; c++)
+      stream = (stream ^ (unsigned char)*c) * 1099511628211ull;
     double keep_scale = 1.0 / (1.0 - n->p);
     uint32_t threshold = (uint32_t)(n->p * 16777216.0);
     buf_printf(o,
                "static inline int %s_keep(uint64_t seed, uint64_t step, size_t i) {\n"
-               "  uint64_t h = nncc_hash64(seed ^ nncc_hash64(step ^ nncc_hash64(%dull)));\n"
+               "  uint64_t h = nncc_hash64(seed ^ nncc_hash64(step ^ nncc_hash64(%lluull)));\n"
                "  return (nncc_hash64(h + i) >> 40) >= %uu; /* 24 bits against p = %g */\n}\n"
                "KERNEL void %s_forward(float *y, const float *x, uint64_t seed,\n"
                "                       uint64_t step, int training) {\n"
@@ -438,7 +442,7 @@ static void define_kernels(Emit *E, Node *n) {
                "#pragma omp for schedule(static)\n"
                "  for (size_t i = 0; i < %lld; i++)\n"
                "    dx[i] = %s_keep(seed, step, i) ? dy[i] * %s : 0.0f;\n}\n",
-               f, n->id, threshold, n->p, f, ll(e), f, real(keep_scale, true), f, ll(e), f,
+               f, (unsigned long long)stream, threshold, n->p, f, ll(e), f, real(keep_scale, true), f, ll(e), f,
                real(keep_scale, true));
     break;
   }

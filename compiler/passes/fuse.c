@@ -21,11 +21,11 @@ void fuse_pass(Graph *g) {
       continue;
     Node *x = g->nodes[relu->in[0]];
     if (x->op == OP_BATCHNORM2D) {
-      relu->note = format("not fused: %s is a batchnorm2d (folding it is only legal in eval)", x->name);
+      relu->note = format("not fused: input %s is a batchnorm2d, folding it is only legal in eval", x->name);
       continue;
     }
     if (x->op != OP_CONV2D && x->op != OP_LINEAR) {
-      relu->note = format("not fused: %s is a %s, not a conv2d or linear", x->name, op_name(x->op));
+      relu->note = format("not fused: input %s (%s) is not a conv2d or linear", x->name, op_name(x->op));
       continue;
     }
     if (x->relu) {
