@@ -1,6 +1,8 @@
 #!/bin/sh
-# main.sh -- the main job: build nncc, fetch MNIST, compile the seed's CNN
-# (models/mnist_cnn.nn) and show its IR.
+# main.sh [TRAIN FLAGS...] -- the main job: build nncc, fetch MNIST, compile
+# the seed's CNN (models/mnist_cnn.nn) to C, build it and train it (the
+# model's own settings: Adam lr 0.0002, 10 epochs).  Extra arguments go to
+# the trainer, e.g. `sh scripts/main.sh --epochs 1`.
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
@@ -10,4 +12,12 @@ command -v npm > /dev/null || need_packages npm
 cmake -S . -B build/gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF > /dev/null
 cmake --build build/gcc -j "$(nproc 2>/dev/null || echo 2)"
 bash scripts/fetch_mnist.sh
-build/gcc/nncc --dump-ir models/mnist_cnn.nn
+
+echo "== the model"
+build/gcc/nncc --dump-ir models/mnist_cnn.nn | grep '^;'
+echo "== compile and build"
+build/gcc/nncc models/mnist_cnn.nn -o generated/mnist_cnn.c
+make -C generated mnist_cnn
+echo "== train"
+generated/mnist_cnn train --data data/mnist --log data/mnist_cnn.jsonl --save data/mnist_cnn.safetensors "$@"
+generated/mnist_cnn eval --data data/mnist --load data/mnist_cnn.safetensors

@@ -17,7 +17,7 @@ mkdir "$tmp/data"
 "$nncc" models/mnist_cnn.nn -o "$tmp/mnist_cnn.c" || fail "nncc"
 for cc in gcc clang; do
   mkdir -p "$tmp/$cc" && cp "$tmp/mnist_cnn.c" "$tmp/$cc/"
-  make -s -C "$tmp/$cc" -f "$repo/generated/Makefile" NNCC_ROOT="$repo" CC=$cc OPTFLAGS="-O2 -march=native -Werror" \
+  make -s -C "$tmp/$cc" -f "$repo/generated/Makefile" NNCC_ROOT="$repo" CC=$cc OPTFLAGS="-O3 -march=native -Werror" \
     mnist_cnn > "$tmp/$cc.log" 2>&1 || { cat "$tmp/$cc.log"; fail "$cc build"; }
 done
 bin=$tmp/gcc/mnist_cnn
