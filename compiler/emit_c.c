@@ -21,7 +21,6 @@ typedef struct Emit {
   Buf *out;
   bool *used;      /* arena buffers the current step function touches */
   bool *written;   /* backward: gradients already holding a contribution */
-  bool uses_copy, uses_accumulate;
 } Emit;
 
 static long long ll(int64_t v) { return (long long)v; }
@@ -117,7 +116,7 @@ static void call_forward(Emit *E, Node *n) {
     if (root(g, n->act) == root(g, x->act))
       buf_printf(o, "    /* %s: a view of %s */\n", n->name, x->name);
     else
-      buf_printf(o, "    copy(%s, %s, %lld);\n", y, xs, ll(node_numel(n))), E->uses_copy = true;
+      buf_printf(o, "    nncc_copy_team(%s, %s, %lld);\n", y, xs, ll(node_numel(n)));
     return;
   default:
     buf_printf(o, "    %s_forward(%s, %s);\n", f, y, xs);
@@ -136,8 +135,7 @@ static const char *grad_target(Emit *E, Node *n, int j, bool *accumulate) {
 
 static void add_tmp(Emit *E, Node *n, int j) {
   Node *x = E->g->nodes[n->in[j]];
-  E->uses_accumulate = true;
-  buf_printf(E->out, "#pragma omp barrier\n    accumulate(%s, %s, %lld);\n", ptr(E, x->grad),
+  buf_printf(E->out, "#pragma omp barrier\n    nncc_accumulate_team(%s, %s, %lld);\n", ptr(E, x->grad),
              ptr(E, E->g->tmp), ll(node_numel(x)));
 }
 
@@ -188,12 +186,12 @@ static void call_backward(Emit *E, Node *n) {
       if (!acc[j] && !from->external && !to->external && from->offset == to->offset)
         buf_printf(o, "    /* %s's gradient is %s's, in place */\n", g->nodes[n->in[j]]->name, n->name);
       else
-        buf_printf(o, "    copy(%s, %s, %lld);\n", dx[j], dy, ll(node_numel(n))), E->uses_copy = true;
+        buf_printf(o, "    nncc_copy_team(%s, %s, %lld);\n", dx[j], dy, ll(node_numel(n)));
     }
     break;
   case OP_FLATTEN:
     if (x->needs_grad)
-      buf_printf(o, "    copy(%s, %s, %lld);\n", dx[0], dy, ll(node_numel(n))), E->uses_copy = true;
+      buf_printf(o, "    nncc_copy_team(%s, %s, %lld);\n", dx[0], dy, ll(node_numel(n)));
     break;
   default:
     if (x->needs_grad)
@@ -272,13 +270,9 @@ static void define_kernels(Emit *E, Node *n) {
   case OP_RELU: /* y may be x, dx may be dy: in place */
     buf_printf(o,
                "KERNEL void %s_forward(float *y, const float *x) {\n"
-               "#pragma omp for schedule(static)\n"
-               "  for (size_t i = 0; i < %lld; i++)\n"
-               "    y[i] = x[i] > 0.0f ? x[i] : 0.0f;\n}\n"
+               "  nncc_relu_inplace_forward_team(y, x, %lld);\n}\n"
                "KERNEL void %s_backward(float *dx, const float *dy, const float *restrict y) {\n"
-               "#pragma omp for schedule(static)\n"
-               "  for (size_t i = 0; i < %lld; i++)\n"
-               "    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;\n}\n",
+               "  nncc_relu_inplace_backward_team(dx, dy, y, %lld);\n}\n",
                f, ll(e), f, ll(e));
     break;
   case OP_MAXPOOL2D:
@@ -297,161 +291,57 @@ static void define_kernels(Emit *E, Node *n) {
                "  nncc_avgpool2d_backward_team(dx, dy, %s);\n}\n",
                f, pool_sizes, f, pool_sizes);
     break;
-  case OP_ADAPTIVE_AVGPOOL2D:
-    /* window i covers [floor(i*H/oh), ceil((i+1)*H/oh)), as PyTorch */
+  case OP_ADAPTIVE_AVGPOOL2D: {
+    char *sz = format("%lld, %lld, %lld, %lld, %lld", ll(N * C), ll(H), ll(W), ll(Ho), ll(Wo));
     buf_printf(o,
                "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
-               "#pragma omp for schedule(static)\n"
-               "  for (int nc = 0; nc < %lld; nc++)\n"
-               "    for (int i = 0; i < %lld; i++)\n"
-               "      for (int j = 0; j < %lld; j++) {\n"
-               "        int h0 = i * %lld / %lld, h1 = ((i + 1) * %lld + %lld) / %lld;\n"
-               "        int w0 = j * %lld / %lld, w1 = ((j + 1) * %lld + %lld) / %lld;\n"
-               "        float sum = 0.0f;\n"
-               "        for (int h = h0; h < h1; h++)\n"
-               "          for (int w = w0; w < w1; w++)\n"
-               "            sum += x[(nc * %lld + h) * %lld + w];\n"
-               "        y[(nc * %lld + i) * %lld + j] = sum / (float)((h1 - h0) * (w1 - w0));\n"
-               "      }\n}\n",
-               f, ll(N * C), ll(Ho), ll(Wo), ll(H), ll(Ho), ll(H), ll(Ho - 1), ll(Ho), ll(W), ll(Wo),
-               ll(W), ll(Wo - 1), ll(Wo), ll(H), ll(W), ll(Ho), ll(Wo));
-    buf_printf(o,
+               "  nncc_adaptive_avgpool2d_forward_team(y, x, %s);\n}\n"
                "KERNEL void %s_backward(float *restrict dx, const float *restrict dy) {\n"
-               "#pragma omp for schedule(static)\n"
-               "  for (int nc = 0; nc < %lld; nc++) {\n"
-               "    float *g = dx + (size_t)nc * %lld;\n"
-               "    memset(g, 0, %lld * sizeof(float));\n"
-               "    for (int i = 0; i < %lld; i++)\n"
-               "      for (int j = 0; j < %lld; j++) {\n"
-               "        int h0 = i * %lld / %lld, h1 = ((i + 1) * %lld + %lld) / %lld;\n"
-               "        int w0 = j * %lld / %lld, w1 = ((j + 1) * %lld + %lld) / %lld;\n"
-               "        float d = dy[(nc * %lld + i) * %lld + j] / (float)((h1 - h0) * (w1 - w0));\n"
-               "        for (int h = h0; h < h1; h++)\n"
-               "          for (int w = w0; w < w1; w++)\n"
-               "            g[h * %lld + w] += d;\n"
-               "      }\n  }\n}\n",
-               f, ll(N * C), ll(H * W), ll(H * W), ll(Ho), ll(Wo), ll(H), ll(Ho), ll(H), ll(Ho - 1),
-               ll(Ho), ll(W), ll(Wo), ll(W), ll(Wo - 1), ll(Wo), ll(Ho), ll(Wo), ll(W));
+               "  nncc_adaptive_avgpool2d_backward_team(dx, dy, %s);\n}\n",
+               f, sz, f, sz);
     break;
+  }
   case OP_FLATTEN:
     buf_printf(o, "/* a copy when not a view: see forward() */\n");
     break;
   case OP_BATCHNORM2D: {
-    int64_t M = N * Ho * Wo;
-    /* statistics in double, one channel per iteration: the same sums in the
-     * same order whatever the thread count */
+    char *sz = format("%lld, %lld, %lld", ll(N), ll(C), ll(Ho * Wo));
     buf_printf(o,
                "KERNEL void %s_forward(float *restrict y, const float *restrict x,\n"
                "                       const float *restrict gamma, const float *restrict beta,\n"
                "                       float *restrict running_mean, float *restrict running_var,\n"
                "                       float *restrict num_batches_tracked, float *restrict stats,\n"
                "                       int training) {\n"
-               "#pragma omp for schedule(static)\n"
-               "  for (int c = 0; c < %lld; c++) {\n"
-               "    float mean, invstd;\n"
-               "    if (training) {\n"
-               "      double sum = 0.0, sq = 0.0;\n"
-               "      for (int n = 0; n < %lld; n++)\n"
-               "        for (int i = 0; i < %lld; i++)\n"
-               "          sum += x[((size_t)n * %lld + c) * %lld + i];\n"
-               "      double m = sum / %lld.0;\n"
-               "      for (int n = 0; n < %lld; n++)\n"
-               "        for (int i = 0; i < %lld; i++) {\n"
-               "          double d = x[((size_t)n * %lld + c) * %lld + i] - m;\n"
-               "          sq += d * d;\n"
-               "        }\n"
-               "      double var = sq / %lld.0;\n"
-               "      mean = (float)m;\n"
-               "      invstd = (float)(1.0 / sqrt(var + %s));\n"
-               "      running_mean[c] = (float)((1.0 - %s) * running_mean[c] + %s * m);\n"
-               "      running_var[c] = (float)((1.0 - %s) * running_var[c] + %s * var * %lld.0 / %lld.0);\n"
-               "      stats[c] = mean;\n"
-               "      stats[%lld + c] = invstd;\n"
-               "    } else {\n"
-               "      mean = running_mean[c];\n"
-               "      invstd = (float)(1.0 / sqrt((double)running_var[c] + %s));\n"
-               "    }\n"
-               "    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;\n"
-               "    for (int n = 0; n < %lld; n++) {\n"
-               "      const float *xp = x + ((size_t)n * %lld + c) * %lld;\n"
-               "      float *yp = y + ((size_t)n * %lld + c) * %lld;\n"
-               "      for (int i = 0; i < %lld; i++)\n"
-               "        yp[i] = xp[i] * scale + shift;\n"
-               "    }\n"
-               "  }\n"
-               "  if (training) {\n"
-               "#pragma omp single\n"
-               "    num_batches_tracked[0] += 1.0f;\n"
-               "  }\n"
-               "}\n",
-               f, ll(C), ll(N), ll(Ho * Wo), ll(C), ll(Ho * Wo), ll(M), ll(N), ll(Ho * Wo), ll(C),
-               ll(Ho * Wo), ll(M), real(n->eps, false), real(n->momentum, false), real(n->momentum, false),
-               real(n->momentum, false), real(n->momentum, false), ll(M), ll(M > 1 ? M - 1 : 1), ll(C),
-               real(n->eps, false), ll(N), ll(C), ll(Ho * Wo), ll(C), ll(Ho * Wo),
-               ll(Ho * Wo));
+               "  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,\n"
+               "                                num_batches_tracked, stats, %s, %s, %s, training);\n}\n",
+               f, sz, real(n->eps, false), real(n->momentum, false));
     buf_printf(o,
                "KERNEL void %s_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,\n"
                "                        const float *restrict dy, const float *restrict x,\n"
                "                        const float *restrict gamma, const float *restrict stats) {\n"
-               "#pragma omp for schedule(static)\n"
-               "  for (int c = 0; c < %lld; c++) {\n"
-               "    float mean = stats[c], invstd = stats[%lld + c];\n"
-               "    double sum_dy = 0.0, sum_dy_xhat = 0.0;\n"
-               "    for (int n = 0; n < %lld; n++)\n"
-               "      for (int i = 0; i < %lld; i++) {\n"
-               "        size_t k = ((size_t)n * %lld + c) * %lld + i;\n"
-               "        sum_dy += dy[k];\n"
-               "        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);\n"
-               "      }\n"
-               "    dgamma[c] = (float)sum_dy_xhat;\n"
-               "    dbeta[c] = (float)sum_dy;\n"
-               "    if (!dx)\n"
-               "      continue;\n"
-               "    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / %lld.0), k3 = (float)(sum_dy_xhat / %lld.0);\n"
-               "    for (int n = 0; n < %lld; n++)\n"
-               "      for (int i = 0; i < %lld; i++) {\n"
-               "        size_t k = ((size_t)n * %lld + c) * %lld + i;\n"
-               "        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);\n"
-               "      }\n"
-               "  }\n"
-               "}\n",
-               f, ll(C), ll(C), ll(N), ll(Ho * Wo), ll(C), ll(Ho * Wo), ll(M), ll(M), ll(N), ll(Ho * Wo),
-               ll(C), ll(Ho * Wo));
+               "  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, %s);\n}\n",
+               f, sz);
     break;
   }
   case OP_DROPOUT: {
-    /* keep element i with probability 1-p: a hash of (seed, step, node, i),
-     * so forward and backward agree without storing a mask.  The node is
-     * identified by its name, which no pass changes (ids do). */
+    /* the mask's stream is named after the node, which no pass renames */
     uint64_t stream = 1469598103934665603ull; /* FNV-1a */
     for (const char *c = n->name; *c; c++)
       stream = (stream ^ (unsigned char)*c) * 1099511628211ull;
-    double keep_scale = 1.0 / (1.0 - n->p);
-    uint32_t threshold = (uint32_t)(n->p * 16777216.0);
+    char *args = format("%lld, seed, step, %lluull, %uu /* p = %g */, %s", ll(e), (unsigned long long)stream,
+                        (uint32_t)(n->p * 16777216.0), n->p, real(1.0 / (1.0 - n->p), true));
     buf_printf(o,
-               "static inline int %s_keep(uint64_t seed, uint64_t step, size_t i) {\n"
-               "  uint64_t h = nncc_hash64(seed ^ nncc_hash64(step ^ nncc_hash64(%lluull)));\n"
-               "  return (nncc_hash64(h + i) >> 40) >= %uu; /* 24 bits against p = %g */\n}\n"
-               "KERNEL void %s_forward(float *y, const float *x, uint64_t seed,\n"
-               "                       uint64_t step, int training) {\n"
-               "#pragma omp for schedule(static)\n"
-               "  for (size_t i = 0; i < %lld; i++)\n"
-               "    y[i] = !training ? x[i] : %s_keep(seed, step, i) ? x[i] * %s : 0.0f;\n}\n"
-               "KERNEL void %s_backward(float *dx, const float *dy, uint64_t seed,\n"
-               "                        uint64_t step) {\n"
-               "#pragma omp for schedule(static)\n"
-               "  for (size_t i = 0; i < %lld; i++)\n"
-               "    dx[i] = %s_keep(seed, step, i) ? dy[i] * %s : 0.0f;\n}\n",
-               f, (unsigned long long)stream, threshold, n->p, f, ll(e), f, real(keep_scale, true), f, ll(e), f,
-               real(keep_scale, true));
+               "KERNEL void %s_forward(float *y, const float *x, uint64_t seed, uint64_t step, int training) {\n"
+               "  nncc_dropout_forward_team(y, x, %s, training);\n}\n"
+               "KERNEL void %s_backward(float *dx, const float *dy, uint64_t seed, uint64_t step) {\n"
+               "  nncc_dropout_backward_team(dx, dy, %s);\n}\n",
+               f, args, f, args);
     break;
   }
   case OP_ADD:
     buf_printf(o,
                "KERNEL void %s_forward(float *y, const float *a, const float *b) {\n"
-               "#pragma omp for schedule(static)\n"
-               "  for (size_t i = 0; i < %lld; i++)\n"
-               "    y[i] = a[i] + b[i];\n}\n",
+               "  nncc_add_forward_team(y, a, b, %lld);\n}\n",
                f, ll(e));
     break;
   case OP_INPUT:
@@ -619,27 +509,11 @@ void emit_c(Graph *g, Buf *out) {
            "    if (b > scratch_bytes) scratch_bytes = b;                     \\\n"
            "  }\n\n");
 
-  /* the kernels and steps first, to learn which helpers they use */
-  Buf code = {0};
-  E.out = &code;
   for (int i = 0; i < g->nnodes; i++)
     if (has_kernels(g->nodes[i]))
       define_kernels(&E, g->nodes[i]);
   emit_forward(&E);
   emit_backward(&E);
-  E.out = out;
-  if (E.uses_copy)
-    buf_puts(out, "static inline void copy(float *restrict dst, const float *restrict src, size_t n) {\n"
-                  "#pragma omp for schedule(static)\n"
-                  "  for (size_t i = 0; i < n; i++)\n"
-                  "    dst[i] = src[i];\n}\n\n");
-  if (E.uses_accumulate)
-    buf_puts(out, "static inline void accumulate(float *restrict dst, const float *restrict src, size_t n) {\n"
-                  "#pragma omp for schedule(static)\n"
-                  "  for (size_t i = 0; i < n; i++)\n"
-                  "    dst[i] += src[i];\n}\n\n");
-  buf_puts(out, code.data);
-  buf_free(&code);
 
   const TrainCfg *t = &g->train;
   buf_puts(out, "static NnccModel model = {\n");

@@ -78,18 +78,6 @@ static size_t scratch_bytes;
     if (b > scratch_bytes) scratch_bytes = b;                     \
   }
 
-static inline void copy(float *restrict dst, const float *restrict src, size_t n) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    dst[i] = src[i];
-}
-
-static inline void accumulate(float *restrict dst, const float *restrict src, size_t n) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    dst[i] += src[i];
-}
-
 /* conv1 = conv2d(x)  models/resnet_small.nn:15:22
  *   x [128,1,28,28], -> [128,32,28,28] */
 KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
@@ -111,81 +99,22 @@ KERNEL void bn1_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 784; i++)
-          sum += x[((size_t)n * 32 + c) * 784 + i];
-      double m = sum / 100352.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 784; i++) {
-          double d = x[((size_t)n * 32 + c) * 784 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 100352.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 100352.0 / 100351.0);
-      stats[c] = mean;
-      stats[32 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 128; n++) {
-      const float *xp = x + ((size_t)n * 32 + c) * 784;
-      float *yp = y + ((size_t)n * 32 + c) * 784;
-      for (int i = 0; i < 784; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean = stats[c], invstd = stats[32 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 784; i++) {
-        size_t k = ((size_t)n * 32 + c) * 784 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 100352.0), k3 = (float)(sum_dy_xhat / 100352.0);
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 784; i++) {
-        size_t k = ((size_t)n * 32 + c) * 784 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 784);
 }
 
 /* relu1 = relu(bn1)  models/resnet_small.nn:15:5
  *   bn1 [128,32,28,28], -> [128,32,28,28] */
 KERNEL void relu1_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 3211264; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 3211264);
 }
 KERNEL void relu1_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 3211264; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 3211264);
 }
 
 /* residual1.conv1 = conv2d(relu1)  models/resnet_small.nn:10:24
@@ -209,81 +138,22 @@ KERNEL void residual1_bn1_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 784; i++)
-          sum += x[((size_t)n * 32 + c) * 784 + i];
-      double m = sum / 100352.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 784; i++) {
-          double d = x[((size_t)n * 32 + c) * 784 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 100352.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 100352.0 / 100351.0);
-      stats[c] = mean;
-      stats[32 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 128; n++) {
-      const float *xp = x + ((size_t)n * 32 + c) * 784;
-      float *yp = y + ((size_t)n * 32 + c) * 784;
-      for (int i = 0; i < 784; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training);
 }
 KERNEL void residual1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean = stats[c], invstd = stats[32 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 784; i++) {
-        size_t k = ((size_t)n * 32 + c) * 784 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 100352.0), k3 = (float)(sum_dy_xhat / 100352.0);
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 784; i++) {
-        size_t k = ((size_t)n * 32 + c) * 784 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 784);
 }
 
 /* residual1.relu1 = relu(residual1.bn1)  models/resnet_small.nn:10:7
  *   residual1.bn1 [128,32,28,28], -> [128,32,28,28] */
 KERNEL void residual1_relu1_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 3211264; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 3211264);
 }
 KERNEL void residual1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 3211264; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 3211264);
 }
 
 /* residual1.conv2 = conv2d(residual1.relu1)  models/resnet_small.nn:11:19
@@ -307,89 +177,28 @@ KERNEL void residual1_bn2_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 784; i++)
-          sum += x[((size_t)n * 32 + c) * 784 + i];
-      double m = sum / 100352.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 784; i++) {
-          double d = x[((size_t)n * 32 + c) * 784 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 100352.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 100352.0 / 100351.0);
-      stats[c] = mean;
-      stats[32 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 128; n++) {
-      const float *xp = x + ((size_t)n * 32 + c) * 784;
-      float *yp = y + ((size_t)n * 32 + c) * 784;
-      for (int i = 0; i < 784; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training);
 }
 KERNEL void residual1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean = stats[c], invstd = stats[32 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 784; i++) {
-        size_t k = ((size_t)n * 32 + c) * 784 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 100352.0), k3 = (float)(sum_dy_xhat / 100352.0);
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 784; i++) {
-        size_t k = ((size_t)n * 32 + c) * 784 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 784);
 }
 
 /* residual1.add1 = add(relu1, residual1.bn2)  models/resnet_small.nn:12:15
  *   relu1 [128,32,28,28], residual1.bn2 [128,32,28,28], -> [128,32,28,28] */
 KERNEL void residual1_add1_forward(float *y, const float *a, const float *b) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 3211264; i++)
-    y[i] = a[i] + b[i];
+  nncc_add_forward_team(y, a, b, 3211264);
 }
 
 /* residual1.relu2 = relu(residual1.add1)  models/resnet_small.nn:12:10
  *   residual1.add1 [128,32,28,28], -> [128,32,28,28] */
 KERNEL void residual1_relu2_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 3211264; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 3211264);
 }
 KERNEL void residual1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 3211264; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 3211264);
 }
 
 /* maxpool1 = maxpool2d(residual1.relu2)  models/resnet_small.nn:17:5
@@ -422,81 +231,22 @@ KERNEL void residual2_bn1_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 196; i++)
-          sum += x[((size_t)n * 32 + c) * 196 + i];
-      double m = sum / 25088.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 196; i++) {
-          double d = x[((size_t)n * 32 + c) * 196 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 25088.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 25088.0 / 25087.0);
-      stats[c] = mean;
-      stats[32 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 128; n++) {
-      const float *xp = x + ((size_t)n * 32 + c) * 196;
-      float *yp = y + ((size_t)n * 32 + c) * 196;
-      for (int i = 0; i < 196; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 128, 32, 196, 1e-05, 0.1, training);
 }
 KERNEL void residual2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean = stats[c], invstd = stats[32 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 196; i++) {
-        size_t k = ((size_t)n * 32 + c) * 196 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 25088.0), k3 = (float)(sum_dy_xhat / 25088.0);
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 196; i++) {
-        size_t k = ((size_t)n * 32 + c) * 196 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 196);
 }
 
 /* residual2.relu1 = relu(residual2.bn1)  models/resnet_small.nn:10:7
  *   residual2.bn1 [128,32,14,14], -> [128,32,14,14] */
 KERNEL void residual2_relu1_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 802816; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 802816);
 }
 KERNEL void residual2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 802816; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 802816);
 }
 
 /* residual2.conv2 = conv2d(residual2.relu1)  models/resnet_small.nn:11:19
@@ -520,89 +270,28 @@ KERNEL void residual2_bn2_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 196; i++)
-          sum += x[((size_t)n * 32 + c) * 196 + i];
-      double m = sum / 25088.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 196; i++) {
-          double d = x[((size_t)n * 32 + c) * 196 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 25088.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 25088.0 / 25087.0);
-      stats[c] = mean;
-      stats[32 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 128; n++) {
-      const float *xp = x + ((size_t)n * 32 + c) * 196;
-      float *yp = y + ((size_t)n * 32 + c) * 196;
-      for (int i = 0; i < 196; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 128, 32, 196, 1e-05, 0.1, training);
 }
 KERNEL void residual2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean = stats[c], invstd = stats[32 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 196; i++) {
-        size_t k = ((size_t)n * 32 + c) * 196 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 25088.0), k3 = (float)(sum_dy_xhat / 25088.0);
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 196; i++) {
-        size_t k = ((size_t)n * 32 + c) * 196 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 196);
 }
 
 /* residual2.add1 = add(maxpool1, residual2.bn2)  models/resnet_small.nn:12:15
  *   maxpool1 [128,32,14,14], residual2.bn2 [128,32,14,14], -> [128,32,14,14] */
 KERNEL void residual2_add1_forward(float *y, const float *a, const float *b) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 802816; i++)
-    y[i] = a[i] + b[i];
+  nncc_add_forward_team(y, a, b, 802816);
 }
 
 /* residual2.relu2 = relu(residual2.add1)  models/resnet_small.nn:12:10
  *   residual2.add1 [128,32,14,14], -> [128,32,14,14] */
 KERNEL void residual2_relu2_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 802816; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 802816);
 }
 KERNEL void residual2_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 802816; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 802816);
 }
 
 /* maxpool2 = maxpool2d(residual2.relu2)  models/resnet_small.nn:19:5
@@ -635,81 +324,22 @@ KERNEL void residual3_bn1_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 49; i++)
-          sum += x[((size_t)n * 32 + c) * 49 + i];
-      double m = sum / 6272.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 49; i++) {
-          double d = x[((size_t)n * 32 + c) * 49 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 6272.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 6272.0 / 6271.0);
-      stats[c] = mean;
-      stats[32 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 128; n++) {
-      const float *xp = x + ((size_t)n * 32 + c) * 49;
-      float *yp = y + ((size_t)n * 32 + c) * 49;
-      for (int i = 0; i < 49; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 128, 32, 49, 1e-05, 0.1, training);
 }
 KERNEL void residual3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean = stats[c], invstd = stats[32 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 49; i++) {
-        size_t k = ((size_t)n * 32 + c) * 49 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 6272.0), k3 = (float)(sum_dy_xhat / 6272.0);
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 49; i++) {
-        size_t k = ((size_t)n * 32 + c) * 49 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 49);
 }
 
 /* residual3.relu1 = relu(residual3.bn1)  models/resnet_small.nn:10:7
  *   residual3.bn1 [128,32,7,7], -> [128,32,7,7] */
 KERNEL void residual3_relu1_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 200704; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 200704);
 }
 KERNEL void residual3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 200704; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 200704);
 }
 
 /* residual3.conv2 = conv2d(residual3.relu1)  models/resnet_small.nn:11:19
@@ -733,122 +363,37 @@ KERNEL void residual3_bn2_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 49; i++)
-          sum += x[((size_t)n * 32 + c) * 49 + i];
-      double m = sum / 6272.0;
-      for (int n = 0; n < 128; n++)
-        for (int i = 0; i < 49; i++) {
-          double d = x[((size_t)n * 32 + c) * 49 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 6272.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 6272.0 / 6271.0);
-      stats[c] = mean;
-      stats[32 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 128; n++) {
-      const float *xp = x + ((size_t)n * 32 + c) * 49;
-      float *yp = y + ((size_t)n * 32 + c) * 49;
-      for (int i = 0; i < 49; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 128, 32, 49, 1e-05, 0.1, training);
 }
 KERNEL void residual3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 32; c++) {
-    float mean = stats[c], invstd = stats[32 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 49; i++) {
-        size_t k = ((size_t)n * 32 + c) * 49 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 6272.0), k3 = (float)(sum_dy_xhat / 6272.0);
-    for (int n = 0; n < 128; n++)
-      for (int i = 0; i < 49; i++) {
-        size_t k = ((size_t)n * 32 + c) * 49 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 49);
 }
 
 /* residual3.add1 = add(maxpool2, residual3.bn2)  models/resnet_small.nn:12:15
  *   maxpool2 [128,32,7,7], residual3.bn2 [128,32,7,7], -> [128,32,7,7] */
 KERNEL void residual3_add1_forward(float *y, const float *a, const float *b) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 200704; i++)
-    y[i] = a[i] + b[i];
+  nncc_add_forward_team(y, a, b, 200704);
 }
 
 /* residual3.relu2 = relu(residual3.add1)  models/resnet_small.nn:12:10
  *   residual3.add1 [128,32,7,7], -> [128,32,7,7] */
 KERNEL void residual3_relu2_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 200704; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 200704);
 }
 KERNEL void residual3_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 200704; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 200704);
 }
 
 /* avgpool1 = adaptive_avgpool2d(residual3.relu2)  models/resnet_small.nn:21:5
  *   residual3.relu2 [128,32,7,7], -> [128,32,1,1] */
 KERNEL void avgpool1_forward(float *restrict y, const float *restrict x) {
-#pragma omp for schedule(static)
-  for (int nc = 0; nc < 4096; nc++)
-    for (int i = 0; i < 1; i++)
-      for (int j = 0; j < 1; j++) {
-        int h0 = i * 7 / 1, h1 = ((i + 1) * 7 + 0) / 1;
-        int w0 = j * 7 / 1, w1 = ((j + 1) * 7 + 0) / 1;
-        float sum = 0.0f;
-        for (int h = h0; h < h1; h++)
-          for (int w = w0; w < w1; w++)
-            sum += x[(nc * 7 + h) * 7 + w];
-        y[(nc * 1 + i) * 1 + j] = sum / (float)((h1 - h0) * (w1 - w0));
-      }
+  nncc_adaptive_avgpool2d_forward_team(y, x, 4096, 7, 7, 1, 1);
 }
 KERNEL void avgpool1_backward(float *restrict dx, const float *restrict dy) {
-#pragma omp for schedule(static)
-  for (int nc = 0; nc < 4096; nc++) {
-    float *g = dx + (size_t)nc * 49;
-    memset(g, 0, 49 * sizeof(float));
-    for (int i = 0; i < 1; i++)
-      for (int j = 0; j < 1; j++) {
-        int h0 = i * 7 / 1, h1 = ((i + 1) * 7 + 0) / 1;
-        int w0 = j * 7 / 1, w1 = ((j + 1) * 7 + 0) / 1;
-        float d = dy[(nc * 1 + i) * 1 + j] / (float)((h1 - h0) * (w1 - w0));
-        for (int h = h0; h < h1; h++)
-          for (int w = w0; w < w1; w++)
-            g[h * 7 + w] += d;
-      }
-  }
+  nncc_adaptive_avgpool2d_backward_team(dx, dy, 4096, 7, 7, 1, 1);
 }
 
 /* flatten1 = flatten(avgpool1)  models/resnet_small.nn:22:17
@@ -1039,7 +584,7 @@ static void backward(NnccState *s) {
     residual3_relu2_backward(d_residual3_add1, d_residual3_relu2, residual3_relu2);
 #pragma omp barrier
     /* maxpool2's gradient is residual3.add1's, in place */
-    copy(d_residual3_bn2, d_residual3_add1, 200704);
+    nncc_copy_team(d_residual3_bn2, d_residual3_add1, 200704);
 #pragma omp barrier
     residual3_bn2_backward(d_residual3_conv2, G + 56448 /* residual3.bn2.weight */, G + 56480 /* residual3.bn2.bias */, d_residual3_bn2, residual3_conv2, P + 56448 /* residual3.bn2.weight */, residual3_bn2_stats);
 #pragma omp barrier
@@ -1051,13 +596,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     residual3_conv1_backward(grad_tmp, G + 37872 /* residual3.conv1.weight */, NULL, d_residual3_conv1, NULL, maxpool2, P + 37872 /* residual3.conv1.weight */, scratch);
 #pragma omp barrier
-    accumulate(d_maxpool2, grad_tmp, 200704);
+    nncc_accumulate_team(d_maxpool2, grad_tmp, 200704);
 #pragma omp barrier
     maxpool2_backward(d_residual2_relu2, d_maxpool2, residual2_relu2);
 #pragma omp barrier
     residual2_relu2_backward(d_residual2_add1, d_residual2_relu2, residual2_relu2);
 #pragma omp barrier
-    copy(d_maxpool1, d_residual2_add1, 802816);
+    nncc_copy_team(d_maxpool1, d_residual2_add1, 802816);
     /* residual2.bn2's gradient is residual2.add1's, in place */
 #pragma omp barrier
     residual2_bn2_backward(d_residual2_conv2, G + 37728 /* residual2.bn2.weight */, G + 37760 /* residual2.bn2.bias */, d_residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, residual2_bn2_stats);
@@ -1070,13 +615,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     residual2_conv1_backward(grad_tmp, G + 19152 /* residual2.conv1.weight */, NULL, d_residual2_conv1, NULL, maxpool1, P + 19152 /* residual2.conv1.weight */, scratch);
 #pragma omp barrier
-    accumulate(d_maxpool1, grad_tmp, 802816);
+    nncc_accumulate_team(d_maxpool1, grad_tmp, 802816);
 #pragma omp barrier
     maxpool1_backward(d_residual1_relu2, d_maxpool1, residual1_relu2);
 #pragma omp barrier
     residual1_relu2_backward(d_residual1_add1, d_residual1_relu2, residual1_relu2);
 #pragma omp barrier
-    copy(d_relu1, d_residual1_add1, 3211264);
+    nncc_copy_team(d_relu1, d_residual1_add1, 3211264);
     /* residual1.bn2's gradient is residual1.add1's, in place */
 #pragma omp barrier
     residual1_bn2_backward(d_residual1_conv2, G + 19008 /* residual1.bn2.weight */, G + 19040 /* residual1.bn2.bias */, d_residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, residual1_bn2_stats);
@@ -1089,7 +634,7 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     residual1_conv1_backward(grad_tmp, G + 432 /* residual1.conv1.weight */, NULL, d_residual1_conv1, NULL, relu1, P + 432 /* residual1.conv1.weight */, scratch);
 #pragma omp barrier
-    accumulate(d_relu1, grad_tmp, 3211264);
+    nncc_accumulate_team(d_relu1, grad_tmp, 3211264);
 #pragma omp barrier
     relu1_backward(d_bn1, d_relu1, relu1);
 #pragma omp barrier

@@ -173,81 +173,22 @@ KERNEL void features1_bn1_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 64; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 1024; i++)
-          sum += x[((size_t)n * 64 + c) * 1024 + i];
-      double m = sum / 65536.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 1024; i++) {
-          double d = x[((size_t)n * 64 + c) * 1024 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 65536.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 65536.0 / 65535.0);
-      stats[c] = mean;
-      stats[64 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 64 + c) * 1024;
-      float *yp = y + ((size_t)n * 64 + c) * 1024;
-      for (int i = 0; i < 1024; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 64, 1024, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 64; c++) {
-    float mean = stats[c], invstd = stats[64 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 1024; i++) {
-        size_t k = ((size_t)n * 64 + c) * 1024 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 65536.0), k3 = (float)(sum_dy_xhat / 65536.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 1024; i++) {
-        size_t k = ((size_t)n * 64 + c) * 1024 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 64, 1024);
 }
 
 /* features1.relu1 = relu(features1.bn1)  models/lib/vgg.nn:20:11
  *   features1.bn1 [64,64,32,32], -> [64,64,32,32] */
 KERNEL void features1_relu1_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 4194304; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 4194304);
 }
 KERNEL void features1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 4194304; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 4194304);
 }
 
 /* features1.conv2 = conv2d(features1.relu1)  models/lib/vgg.nn:16:11
@@ -271,81 +212,22 @@ KERNEL void features1_bn2_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 64; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 1024; i++)
-          sum += x[((size_t)n * 64 + c) * 1024 + i];
-      double m = sum / 65536.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 1024; i++) {
-          double d = x[((size_t)n * 64 + c) * 1024 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 65536.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 65536.0 / 65535.0);
-      stats[c] = mean;
-      stats[64 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 64 + c) * 1024;
-      float *yp = y + ((size_t)n * 64 + c) * 1024;
-      for (int i = 0; i < 1024; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 64, 1024, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 64; c++) {
-    float mean = stats[c], invstd = stats[64 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 1024; i++) {
-        size_t k = ((size_t)n * 64 + c) * 1024 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 65536.0), k3 = (float)(sum_dy_xhat / 65536.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 1024; i++) {
-        size_t k = ((size_t)n * 64 + c) * 1024 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 64, 1024);
 }
 
 /* features1.relu2 = relu(features1.bn2)  models/lib/vgg.nn:20:11
  *   features1.bn2 [64,64,32,32], -> [64,64,32,32] */
 KERNEL void features1_relu2_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 4194304; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 4194304);
 }
 KERNEL void features1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 4194304; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 4194304);
 }
 
 /* features1.maxpool1 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
@@ -378,81 +260,22 @@ KERNEL void features1_bn3_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 128; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 256; i++)
-          sum += x[((size_t)n * 128 + c) * 256 + i];
-      double m = sum / 16384.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 256; i++) {
-          double d = x[((size_t)n * 128 + c) * 256 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 16384.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 16384.0 / 16383.0);
-      stats[c] = mean;
-      stats[128 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 128 + c) * 256;
-      float *yp = y + ((size_t)n * 128 + c) * 256;
-      for (int i = 0; i < 256; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 128, 256, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 128; c++) {
-    float mean = stats[c], invstd = stats[128 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 256; i++) {
-        size_t k = ((size_t)n * 128 + c) * 256 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 16384.0), k3 = (float)(sum_dy_xhat / 16384.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 256; i++) {
-        size_t k = ((size_t)n * 128 + c) * 256 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 128, 256);
 }
 
 /* features1.relu3 = relu(features1.bn3)  models/lib/vgg.nn:20:11
  *   features1.bn3 [64,128,16,16], -> [64,128,16,16] */
 KERNEL void features1_relu3_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 2097152; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 2097152);
 }
 KERNEL void features1_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 2097152; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 2097152);
 }
 
 /* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
@@ -476,81 +299,22 @@ KERNEL void features1_bn4_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 128; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 256; i++)
-          sum += x[((size_t)n * 128 + c) * 256 + i];
-      double m = sum / 16384.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 256; i++) {
-          double d = x[((size_t)n * 128 + c) * 256 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 16384.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 16384.0 / 16383.0);
-      stats[c] = mean;
-      stats[128 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 128 + c) * 256;
-      float *yp = y + ((size_t)n * 128 + c) * 256;
-      for (int i = 0; i < 256; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 128, 256, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn4_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 128; c++) {
-    float mean = stats[c], invstd = stats[128 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 256; i++) {
-        size_t k = ((size_t)n * 128 + c) * 256 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 16384.0), k3 = (float)(sum_dy_xhat / 16384.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 256; i++) {
-        size_t k = ((size_t)n * 128 + c) * 256 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 128, 256);
 }
 
 /* features1.relu4 = relu(features1.bn4)  models/lib/vgg.nn:20:11
  *   features1.bn4 [64,128,16,16], -> [64,128,16,16] */
 KERNEL void features1_relu4_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 2097152; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 2097152);
 }
 KERNEL void features1_relu4_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 2097152; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 2097152);
 }
 
 /* features1.maxpool2 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
@@ -583,81 +347,22 @@ KERNEL void features1_bn5_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 256; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 64; i++)
-          sum += x[((size_t)n * 256 + c) * 64 + i];
-      double m = sum / 4096.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 64; i++) {
-          double d = x[((size_t)n * 256 + c) * 64 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 4096.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 4096.0 / 4095.0);
-      stats[c] = mean;
-      stats[256 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 256 + c) * 64;
-      float *yp = y + ((size_t)n * 256 + c) * 64;
-      for (int i = 0; i < 64; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 256; c++) {
-    float mean = stats[c], invstd = stats[256 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 64; i++) {
-        size_t k = ((size_t)n * 256 + c) * 64 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 4096.0), k3 = (float)(sum_dy_xhat / 4096.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 64; i++) {
-        size_t k = ((size_t)n * 256 + c) * 64 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 256, 64);
 }
 
 /* features1.relu5 = relu(features1.bn5)  models/lib/vgg.nn:20:11
  *   features1.bn5 [64,256,8,8], -> [64,256,8,8] */
 KERNEL void features1_relu5_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 1048576; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 1048576);
 }
 KERNEL void features1_relu5_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 1048576; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 1048576);
 }
 
 /* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
@@ -681,81 +386,22 @@ KERNEL void features1_bn6_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 256; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 64; i++)
-          sum += x[((size_t)n * 256 + c) * 64 + i];
-      double m = sum / 4096.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 64; i++) {
-          double d = x[((size_t)n * 256 + c) * 64 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 4096.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 4096.0 / 4095.0);
-      stats[c] = mean;
-      stats[256 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 256 + c) * 64;
-      float *yp = y + ((size_t)n * 256 + c) * 64;
-      for (int i = 0; i < 64; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 256; c++) {
-    float mean = stats[c], invstd = stats[256 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 64; i++) {
-        size_t k = ((size_t)n * 256 + c) * 64 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 4096.0), k3 = (float)(sum_dy_xhat / 4096.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 64; i++) {
-        size_t k = ((size_t)n * 256 + c) * 64 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 256, 64);
 }
 
 /* features1.relu6 = relu(features1.bn6)  models/lib/vgg.nn:20:11
  *   features1.bn6 [64,256,8,8], -> [64,256,8,8] */
 KERNEL void features1_relu6_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 1048576; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 1048576);
 }
 KERNEL void features1_relu6_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 1048576; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 1048576);
 }
 
 /* features1.conv7 = conv2d(features1.relu6)  models/lib/vgg.nn:16:11
@@ -779,81 +425,22 @@ KERNEL void features1_bn7_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 256; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 64; i++)
-          sum += x[((size_t)n * 256 + c) * 64 + i];
-      double m = sum / 4096.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 64; i++) {
-          double d = x[((size_t)n * 256 + c) * 64 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 4096.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 4096.0 / 4095.0);
-      stats[c] = mean;
-      stats[256 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 256 + c) * 64;
-      float *yp = y + ((size_t)n * 256 + c) * 64;
-      for (int i = 0; i < 64; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 256; c++) {
-    float mean = stats[c], invstd = stats[256 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 64; i++) {
-        size_t k = ((size_t)n * 256 + c) * 64 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 4096.0), k3 = (float)(sum_dy_xhat / 4096.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 64; i++) {
-        size_t k = ((size_t)n * 256 + c) * 64 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 256, 64);
 }
 
 /* features1.relu7 = relu(features1.bn7)  models/lib/vgg.nn:20:11
  *   features1.bn7 [64,256,8,8], -> [64,256,8,8] */
 KERNEL void features1_relu7_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 1048576; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 1048576);
 }
 KERNEL void features1_relu7_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 1048576; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 1048576);
 }
 
 /* features1.conv8 = conv2d(features1.relu7)  models/lib/vgg.nn:16:11
@@ -877,81 +464,22 @@ KERNEL void features1_bn8_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 256; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 64; i++)
-          sum += x[((size_t)n * 256 + c) * 64 + i];
-      double m = sum / 4096.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 64; i++) {
-          double d = x[((size_t)n * 256 + c) * 64 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 4096.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 4096.0 / 4095.0);
-      stats[c] = mean;
-      stats[256 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 256 + c) * 64;
-      float *yp = y + ((size_t)n * 256 + c) * 64;
-      for (int i = 0; i < 64; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 256; c++) {
-    float mean = stats[c], invstd = stats[256 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 64; i++) {
-        size_t k = ((size_t)n * 256 + c) * 64 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 4096.0), k3 = (float)(sum_dy_xhat / 4096.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 64; i++) {
-        size_t k = ((size_t)n * 256 + c) * 64 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 256, 64);
 }
 
 /* features1.relu8 = relu(features1.bn8)  models/lib/vgg.nn:20:11
  *   features1.bn8 [64,256,8,8], -> [64,256,8,8] */
 KERNEL void features1_relu8_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 1048576; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 1048576);
 }
 KERNEL void features1_relu8_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 1048576; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 1048576);
 }
 
 /* features1.maxpool3 = maxpool2d(features1.relu8)  models/lib/vgg.nn:14:11
@@ -984,81 +512,22 @@ KERNEL void features1_bn9_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 16; i++)
-          sum += x[((size_t)n * 512 + c) * 16 + i];
-      double m = sum / 1024.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 16; i++) {
-          double d = x[((size_t)n * 512 + c) * 16 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 1024.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 1024.0 / 1023.0);
-      stats[c] = mean;
-      stats[512 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 512 + c) * 16;
-      float *yp = y + ((size_t)n * 512 + c) * 16;
-      for (int i = 0; i < 16; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn9_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean = stats[c], invstd = stats[512 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 16; i++) {
-        size_t k = ((size_t)n * 512 + c) * 16 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 1024.0), k3 = (float)(sum_dy_xhat / 1024.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 16; i++) {
-        size_t k = ((size_t)n * 512 + c) * 16 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 16);
 }
 
 /* features1.relu9 = relu(features1.bn9)  models/lib/vgg.nn:20:11
  *   features1.bn9 [64,512,4,4], -> [64,512,4,4] */
 KERNEL void features1_relu9_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 524288; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 524288);
 }
 KERNEL void features1_relu9_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 524288; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 524288);
 }
 
 /* features1.conv10 = conv2d(features1.relu9)  models/lib/vgg.nn:16:11
@@ -1082,81 +551,22 @@ KERNEL void features1_bn10_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 16; i++)
-          sum += x[((size_t)n * 512 + c) * 16 + i];
-      double m = sum / 1024.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 16; i++) {
-          double d = x[((size_t)n * 512 + c) * 16 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 1024.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 1024.0 / 1023.0);
-      stats[c] = mean;
-      stats[512 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 512 + c) * 16;
-      float *yp = y + ((size_t)n * 512 + c) * 16;
-      for (int i = 0; i < 16; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn10_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean = stats[c], invstd = stats[512 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 16; i++) {
-        size_t k = ((size_t)n * 512 + c) * 16 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 1024.0), k3 = (float)(sum_dy_xhat / 1024.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 16; i++) {
-        size_t k = ((size_t)n * 512 + c) * 16 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 16);
 }
 
 /* features1.relu10 = relu(features1.bn10)  models/lib/vgg.nn:20:11
  *   features1.bn10 [64,512,4,4], -> [64,512,4,4] */
 KERNEL void features1_relu10_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 524288; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 524288);
 }
 KERNEL void features1_relu10_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 524288; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 524288);
 }
 
 /* features1.conv11 = conv2d(features1.relu10)  models/lib/vgg.nn:16:11
@@ -1180,81 +590,22 @@ KERNEL void features1_bn11_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 16; i++)
-          sum += x[((size_t)n * 512 + c) * 16 + i];
-      double m = sum / 1024.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 16; i++) {
-          double d = x[((size_t)n * 512 + c) * 16 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 1024.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 1024.0 / 1023.0);
-      stats[c] = mean;
-      stats[512 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 512 + c) * 16;
-      float *yp = y + ((size_t)n * 512 + c) * 16;
-      for (int i = 0; i < 16; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn11_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean = stats[c], invstd = stats[512 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 16; i++) {
-        size_t k = ((size_t)n * 512 + c) * 16 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 1024.0), k3 = (float)(sum_dy_xhat / 1024.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 16; i++) {
-        size_t k = ((size_t)n * 512 + c) * 16 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 16);
 }
 
 /* features1.relu11 = relu(features1.bn11)  models/lib/vgg.nn:20:11
  *   features1.bn11 [64,512,4,4], -> [64,512,4,4] */
 KERNEL void features1_relu11_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 524288; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 524288);
 }
 KERNEL void features1_relu11_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 524288; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 524288);
 }
 
 /* features1.conv12 = conv2d(features1.relu11)  models/lib/vgg.nn:16:11
@@ -1278,81 +629,22 @@ KERNEL void features1_bn12_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 16; i++)
-          sum += x[((size_t)n * 512 + c) * 16 + i];
-      double m = sum / 1024.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 16; i++) {
-          double d = x[((size_t)n * 512 + c) * 16 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 1024.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 1024.0 / 1023.0);
-      stats[c] = mean;
-      stats[512 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 512 + c) * 16;
-      float *yp = y + ((size_t)n * 512 + c) * 16;
-      for (int i = 0; i < 16; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn12_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean = stats[c], invstd = stats[512 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 16; i++) {
-        size_t k = ((size_t)n * 512 + c) * 16 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 1024.0), k3 = (float)(sum_dy_xhat / 1024.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 16; i++) {
-        size_t k = ((size_t)n * 512 + c) * 16 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 16);
 }
 
 /* features1.relu12 = relu(features1.bn12)  models/lib/vgg.nn:20:11
  *   features1.bn12 [64,512,4,4], -> [64,512,4,4] */
 KERNEL void features1_relu12_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 524288; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 524288);
 }
 KERNEL void features1_relu12_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 524288; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 524288);
 }
 
 /* features1.maxpool4 = maxpool2d(features1.relu12)  models/lib/vgg.nn:14:11
@@ -1385,81 +677,22 @@ KERNEL void features1_bn13_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 4; i++)
-          sum += x[((size_t)n * 512 + c) * 4 + i];
-      double m = sum / 256.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 4; i++) {
-          double d = x[((size_t)n * 512 + c) * 4 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 256.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 256.0 / 255.0);
-      stats[c] = mean;
-      stats[512 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 512 + c) * 4;
-      float *yp = y + ((size_t)n * 512 + c) * 4;
-      for (int i = 0; i < 4; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn13_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean = stats[c], invstd = stats[512 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 4; i++) {
-        size_t k = ((size_t)n * 512 + c) * 4 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 256.0), k3 = (float)(sum_dy_xhat / 256.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 4; i++) {
-        size_t k = ((size_t)n * 512 + c) * 4 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 4);
 }
 
 /* features1.relu13 = relu(features1.bn13)  models/lib/vgg.nn:20:11
  *   features1.bn13 [64,512,2,2], -> [64,512,2,2] */
 KERNEL void features1_relu13_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 131072; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 131072);
 }
 KERNEL void features1_relu13_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 131072; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 131072);
 }
 
 /* features1.conv14 = conv2d(features1.relu13)  models/lib/vgg.nn:16:11
@@ -1483,81 +716,22 @@ KERNEL void features1_bn14_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 4; i++)
-          sum += x[((size_t)n * 512 + c) * 4 + i];
-      double m = sum / 256.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 4; i++) {
-          double d = x[((size_t)n * 512 + c) * 4 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 256.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 256.0 / 255.0);
-      stats[c] = mean;
-      stats[512 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 512 + c) * 4;
-      float *yp = y + ((size_t)n * 512 + c) * 4;
-      for (int i = 0; i < 4; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn14_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean = stats[c], invstd = stats[512 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 4; i++) {
-        size_t k = ((size_t)n * 512 + c) * 4 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 256.0), k3 = (float)(sum_dy_xhat / 256.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 4; i++) {
-        size_t k = ((size_t)n * 512 + c) * 4 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 4);
 }
 
 /* features1.relu14 = relu(features1.bn14)  models/lib/vgg.nn:20:11
  *   features1.bn14 [64,512,2,2], -> [64,512,2,2] */
 KERNEL void features1_relu14_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 131072; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 131072);
 }
 KERNEL void features1_relu14_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 131072; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 131072);
 }
 
 /* features1.conv15 = conv2d(features1.relu14)  models/lib/vgg.nn:16:11
@@ -1581,81 +755,22 @@ KERNEL void features1_bn15_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 4; i++)
-          sum += x[((size_t)n * 512 + c) * 4 + i];
-      double m = sum / 256.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 4; i++) {
-          double d = x[((size_t)n * 512 + c) * 4 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 256.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 256.0 / 255.0);
-      stats[c] = mean;
-      stats[512 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 512 + c) * 4;
-      float *yp = y + ((size_t)n * 512 + c) * 4;
-      for (int i = 0; i < 4; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn15_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean = stats[c], invstd = stats[512 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 4; i++) {
-        size_t k = ((size_t)n * 512 + c) * 4 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 256.0), k3 = (float)(sum_dy_xhat / 256.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 4; i++) {
-        size_t k = ((size_t)n * 512 + c) * 4 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 4);
 }
 
 /* features1.relu15 = relu(features1.bn15)  models/lib/vgg.nn:20:11
  *   features1.bn15 [64,512,2,2], -> [64,512,2,2] */
 KERNEL void features1_relu15_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 131072; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 131072);
 }
 KERNEL void features1_relu15_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 131072; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 131072);
 }
 
 /* features1.conv16 = conv2d(features1.relu15)  models/lib/vgg.nn:16:11
@@ -1679,81 +794,22 @@ KERNEL void features1_bn16_forward(float *restrict y, const float *restrict x,
                        float *restrict running_mean, float *restrict running_var,
                        float *restrict num_batches_tracked, float *restrict stats,
                        int training) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean, invstd;
-    if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 4; i++)
-          sum += x[((size_t)n * 512 + c) * 4 + i];
-      double m = sum / 256.0;
-      for (int n = 0; n < 64; n++)
-        for (int i = 0; i < 4; i++) {
-          double d = x[((size_t)n * 512 + c) * 4 + i] - m;
-          sq += d * d;
-        }
-      double var = sq / 256.0;
-      mean = (float)m;
-      invstd = (float)(1.0 / sqrt(var + 1e-05));
-      running_mean[c] = (float)((1.0 - 0.1) * running_mean[c] + 0.1 * m);
-      running_var[c] = (float)((1.0 - 0.1) * running_var[c] + 0.1 * var * 256.0 / 255.0);
-      stats[c] = mean;
-      stats[512 + c] = invstd;
-    } else {
-      mean = running_mean[c];
-      invstd = (float)(1.0 / sqrt((double)running_var[c] + 1e-05));
-    }
-    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
-    for (int n = 0; n < 64; n++) {
-      const float *xp = x + ((size_t)n * 512 + c) * 4;
-      float *yp = y + ((size_t)n * 512 + c) * 4;
-      for (int i = 0; i < 4; i++)
-        yp[i] = xp[i] * scale + shift;
-    }
-  }
-  if (training) {
-#pragma omp single
-    num_batches_tracked[0] += 1.0f;
-  }
+  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
+                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn16_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict gamma, const float *restrict stats) {
-#pragma omp for schedule(static)
-  for (int c = 0; c < 512; c++) {
-    float mean = stats[c], invstd = stats[512 + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 4; i++) {
-        size_t k = ((size_t)n * 512 + c) * 4 + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
-      }
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
-    if (!dx)
-      continue;
-    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / 256.0), k3 = (float)(sum_dy_xhat / 256.0);
-    for (int n = 0; n < 64; n++)
-      for (int i = 0; i < 4; i++) {
-        size_t k = ((size_t)n * 512 + c) * 4 + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
-      }
-  }
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 4);
 }
 
 /* features1.relu16 = relu(features1.bn16)  models/lib/vgg.nn:20:11
  *   features1.bn16 [64,512,2,2], -> [64,512,2,2] */
 KERNEL void features1_relu16_forward(float *y, const float *x) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 131072; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  nncc_relu_inplace_forward_team(y, x, 131072);
 }
 KERNEL void features1_relu16_backward(float *dx, const float *dy, const float *restrict y) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < 131072; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  nncc_relu_inplace_backward_team(dx, dy, y, 131072);
 }
 
 /* features1.maxpool5 = maxpool2d(features1.relu16)  models/lib/vgg.nn:14:11

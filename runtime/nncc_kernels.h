@@ -41,6 +41,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "nncc_rt.h" /* nncc_hash64 */
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -1034,5 +1036,177 @@ NK_WRAP(avgpool2d_backward, (float *dx, const float *dy, int N, int C, int H, in
 NK_WRAP(relu_forward, (float *y, const float *x, size_t n), (y, x, n))
 NK_WRAP(relu_backward, (float *dx, const float *dy, const float *y, size_t n), (dx, dy, y, n))
 #undef NK_WRAP
+
+/* ---------------------------------------------------------------------------
+ * The simple ops the code generator calls, in team form like the rest.
+ * Elementwise kernels take no restrict pointers: the memory plan may run
+ * them in place (y == x, dx == dy).
+ */
+
+/* y = max(x, 0) (NaN to 0, as the generated code always did); dx = y > 0 ? dy : 0 */
+NK_INLINE void nncc_relu_inplace_forward_team(float *y, const float *x, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+NK_INLINE void nncc_relu_inplace_backward_team(float *dx, const float *dy, const float *restrict y,
+                                               size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+NK_INLINE void nncc_add_forward_team(float *y, const float *a, const float *b, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+NK_INLINE void nncc_copy_team(float *restrict dst, const float *restrict src, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
+NK_INLINE void nncc_accumulate_team(float *restrict dst, const float *restrict src, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+/* Dropout keeps element i when 24 bits of hash(seed, step, stream, i) reach
+ * `threshold` = p * 2^24: forward and backward agree without a stored mask.
+ * `stream` names the node (the generator hashes its name). */
+NK_INLINE int nk_dropout_keep(uint64_t seed, uint64_t step, uint64_t stream, size_t i,
+                              uint32_t threshold) {
+  uint64_t h = nncc_hash64(seed ^ nncc_hash64(step ^ nncc_hash64(stream)));
+  return (nncc_hash64(h + i) >> 40) >= threshold;
+}
+
+NK_INLINE void nncc_dropout_forward_team(float *y, const float *x, size_t n, uint64_t seed,
+                                         uint64_t step, uint64_t stream, uint32_t threshold,
+                                         float scale, int training) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    y[i] = !training ? x[i] : nk_dropout_keep(seed, step, stream, i, threshold) ? x[i] * scale : 0.0f;
+}
+
+NK_INLINE void nncc_dropout_backward_team(float *dx, const float *dy, size_t n, uint64_t seed,
+                                          uint64_t step, uint64_t stream, uint32_t threshold,
+                                          float scale) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    dx[i] = nk_dropout_keep(seed, step, stream, i, threshold) ? dy[i] * scale : 0.0f;
+}
+
+/* adaptive average pooling: window i covers [floor(i*H/Ho), ceil((i+1)*H/Ho)) */
+NK_INLINE void nncc_adaptive_avgpool2d_forward_team(float *restrict y, const float *restrict x,
+                                                    int NC, int H, int W, int Ho, int Wo) {
+#pragma omp for schedule(static)
+  for (int nc = 0; nc < NC; nc++)
+    for (int i = 0; i < Ho; i++)
+      for (int j = 0; j < Wo; j++) {
+        int h0 = i * H / Ho, h1 = ((i + 1) * H + Ho - 1) / Ho;
+        int w0 = j * W / Wo, w1 = ((j + 1) * W + Wo - 1) / Wo;
+        float sum = 0.0f;
+        for (int h = h0; h < h1; h++)
+          for (int w = w0; w < w1; w++) sum += x[((size_t)nc * H + h) * W + w];
+        y[((size_t)nc * Ho + i) * Wo + j] = sum / (float)((h1 - h0) * (w1 - w0));
+      }
+}
+
+NK_INLINE void nncc_adaptive_avgpool2d_backward_team(float *restrict dx, const float *restrict dy,
+                                                     int NC, int H, int W, int Ho, int Wo) {
+#pragma omp for schedule(static)
+  for (int nc = 0; nc < NC; nc++) {
+    float *g = dx + (size_t)nc * H * W;
+    memset(g, 0, (size_t)H * W * sizeof(float));
+    for (int i = 0; i < Ho; i++)
+      for (int j = 0; j < Wo; j++) {
+        int h0 = i * H / Ho, h1 = ((i + 1) * H + Ho - 1) / Ho;
+        int w0 = j * W / Wo, w1 = ((j + 1) * W + Wo - 1) / Wo;
+        float d = dy[((size_t)nc * Ho + i) * Wo + j] / (float)((h1 - h0) * (w1 - w0));
+        for (int h = h0; h < h1; h++)
+          for (int w = w0; w < w1; w++) g[h * W + w] += d;
+      }
+  }
+}
+
+/*
+ * batchnorm2d over x[N][C][HW].  Training: batch statistics, summed in
+ * double one channel per iteration (the same sums in the same order for
+ * any thread count), running statistics updated as PyTorch does (unbiased
+ * variance, momentum), stats[c] = mean, stats[C + c] = 1/std kept for
+ * backward.  Eval: the running statistics.
+ */
+NK_INLINE void nncc_batchnorm2d_forward_team(float *restrict y, const float *restrict x,
+                                             const float *restrict gamma,
+                                             const float *restrict beta, float *restrict rmean,
+                                             float *restrict rvar, float *restrict count,
+                                             float *restrict stats, int N, int C, int HW,
+                                             double eps, double momentum, int training) {
+  const double M = (double)N * HW;
+#pragma omp for schedule(static)
+  for (int c = 0; c < C; c++) {
+    float mean, invstd;
+    if (training) {
+      double sum = 0.0, sq = 0.0;
+      for (int n = 0; n < N; n++)
+        for (int i = 0; i < HW; i++) sum += x[((size_t)n * C + c) * HW + i];
+      double m = sum / M;
+      for (int n = 0; n < N; n++)
+        for (int i = 0; i < HW; i++) {
+          double d = x[((size_t)n * C + c) * HW + i] - m;
+          sq += d * d;
+        }
+      double var = sq / M;
+      mean = (float)m;
+      invstd = (float)(1.0 / sqrt(var + eps));
+      rmean[c] = (float)((1.0 - momentum) * rmean[c] + momentum * m);
+      rvar[c] = (float)((1.0 - momentum) * rvar[c] + momentum * var * M / (M > 1 ? M - 1 : 1));
+      stats[c] = mean;
+      stats[C + c] = invstd;
+    } else {
+      mean = rmean[c];
+      invstd = (float)(1.0 / sqrt((double)rvar[c] + eps));
+    }
+    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
+    for (int n = 0; n < N; n++) {
+      const float *xp = x + ((size_t)n * C + c) * HW;
+      float *yp = y + ((size_t)n * C + c) * HW;
+      for (int i = 0; i < HW; i++) yp[i] = xp[i] * scale + shift;
+    }
+  }
+  if (training) {
+#pragma omp single
+    count[0] += 1.0f;
+  }
+}
+
+/* dx = gamma/std * (dy - mean(dy) - xhat * mean(dy * xhat)) (skipped when
+ * dx is NULL); dgamma = sum(dy * xhat), dbeta = sum(dy), in double */
+NK_INLINE void nncc_batchnorm2d_backward_team(float *restrict dx, float *restrict dgamma,
+                                              float *restrict dbeta, const float *restrict dy,
+                                              const float *restrict x,
+                                              const float *restrict gamma,
+                                              const float *restrict stats, int N, int C, int HW) {
+  const double M = (double)N * HW;
+#pragma omp for schedule(static)
+  for (int c = 0; c < C; c++) {
+    float mean = stats[c], invstd = stats[C + c];
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int n = 0; n < N; n++)
+      for (int i = 0; i < HW; i++) {
+        size_t k = ((size_t)n * C + c) * HW + i;
+        sum_dy += dy[k];
+        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
+      }
+    dgamma[c] = (float)sum_dy_xhat;
+    dbeta[c] = (float)sum_dy;
+    if (!dx) continue;
+    float k1 = gamma[c] * invstd, k2 = (float)(sum_dy / M), k3 = (float)(sum_dy_xhat / M);
+    for (int n = 0; n < N; n++)
+      for (int i = 0; i < HW; i++) {
+        size_t k = ((size_t)n * C + c) * HW + i;
+        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
+      }
+  }
+}
 
 #endif /* NNCC_KERNELS_H */
