@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# train.sh -- end-to-end training throughput and peak memory: the trainer
+# nncc generates versus PyTorch 1.13 on the same architecture, the same
+# MNIST IDX files and the same thread count.  Not a test: timings never go
+# in tests.
+#
+# usage: bench/train.sh [--threads T] [--models "mnist_cnn vgg16"]
+#                       [--mnist_cnn W,N] [--vgg16 W,N] [--peak GFLOPS]
+#                       [--perf] [--no-json]
+#   W,N    warm-up steps, then measured steps (N is rounded up to a multiple
+#          of W); defaults mnist_cnn 10,50 and vgg16 2,8
+#   --peak nominal peak in GFLOP/s for the "%peak" column (520); the
+#          FMA peak bench/peak_fma.c measures is printed as well
+#   --perf also profile each nncc trainer (perf, DWARF call graphs) and
+#          print its step split: forward / backward / the costliest kernels
+#
+# How the nncc trainer is timed.  A --steps run logs no timing, so each
+# model trains on a subset of MNIST whose epoch is exactly W steps: epoch 1
+# is the warm-up, epochs 2.. are measured by the trainer itself (the
+# img_per_s/seconds of its --log, which cover training only: no start-up,
+# no evaluation).  The test set is one batch, so the evaluation after each
+# epoch is short.  PyTorch (bench/torch_train.py) reads the same subset
+# files, preloads them as uint8 like the runtime, and times the same N
+# steps after the same W warm-up steps in-process.  Peak RSS is GNU time's
+# maximum resident set size of each process (both therefore exclude the
+# 55 MB a full MNIST would add to each side).
+#
+# Everything built goes to ${TMPDIR:-/tmp}/nncc_bench_train; the results
+# are also written to bench/results/train-<date>.json.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${TMPDIR:-/tmp}/nncc_bench_train
+py=/usr/bin/python3 # Debian's, with PyTorch 1.13 (not the pyenv one)
+nncc=${NNCC:-$root/build/gcc/nncc}
+threads=2 models="mnist_cnn vgg16" peak=520 perf=0 json=1
+declare -A counts=([mnist_cnn]=10,50 [vgg16]=2,8)
+declare -A batch=([mnist_cnn]=256 [vgg16]=64)
+
+die() { echo "train.sh: $*" >&2; exit 1; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --threads) threads=$2; shift ;;
+    --models) models=$2; shift ;;
+    --mnist_cnn | --vgg16) counts[${1#--}]=$2; shift ;;
+    --peak) peak=$2; shift ;;
+    --perf) perf=1 ;;
+    --no-json) json=0 ;;
+    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (try --help)" ;;
+  esac
+  shift
+done
+
+# ---- prerequisites ----
+if [ ! -x /usr/bin/time ]; then
+  if [ "$(id -u)" = 0 ]; then apt-get install -y time >/dev/null
+  else die "GNU time is missing: apt-get install -y time"; fi
+fi
+$py -c 'import torch, numpy' 2>/dev/null || die "$py cannot import torch and numpy"
+[ -f "$root/data/mnist/train-images-idx3-ubyte" ] || bash "$root/scripts/fetch_mnist.sh"
+if [ -z "${NNCC:-}" ]; then # keep build/gcc/nncc current (nncc alone, not the tests)
+  [ -f "$root/build/gcc/CMakeCache.txt" ] ||
+    cmake -S "$root" -B "$root/build/gcc" -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$root/build/gcc" --target nncc -j2 >/dev/null
+fi
+mkdir -p "$out"
+
+# subset SRC DST NTRAIN NTEST: the first images of MNIST's training and test
+# files as IDX files of their own (the header's count rewritten).
+subset() {
+  $py - "$@" <<'PY'
+import os, struct, sys
+src, dst, counts = sys.argv[1], sys.argv[2], {"train": int(sys.argv[3]), "t10k": int(sys.argv[4])}
+os.makedirs(dst, exist_ok=True)
+for kind, n in counts.items():
+    for part, hdr, item in (("images-idx3-ubyte", 16, 784), ("labels-idx1-ubyte", 8, 1)):
+        with open(os.path.join(src, f"{kind}-{part}"), "rb") as f:
+            head, body = bytearray(f.read(hdr)), f.read(n * item)
+        head[4:8] = struct.pack(">I", n)
+        with open(os.path.join(dst, f"{kind}-{part}"), "wb") as f:
+            f.write(head + body)
+PY
+}
+
+# cpustat: busy (user, nice, system, irq, softirq) and steal jiffies of the
+# whole machine, to tell how much CPU others used while a trainer ran.
+cpustat() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; }
+hz=$(getconf CLK_TCK)
+# timed FILE CMD...: run CMD under GNU time; FILE gets "rss_kib wall user sys"
+# then the machine's busy and steal jiffies before and after.
+timed() {
+  local f=$1 b0 s0 b1 s1
+  shift
+  read -r b0 s0 < <(cpustat)
+  /usr/bin/time -f "%M %e %U %S" -o "$f" "$@"
+  read -r b1 s1 < <(cpustat)
+  echo "$b0 $b1 $s0 $s1" >>"$f"
+}
+read -r b0 s0 < <(cpustat); sleep 1; read -r b1 s1 < <(cpustat)
+busy=$(awk -v b=$((b1 - b0)) -v hz="$hz" -v n="$(nproc)" 'BEGIN { printf "%.2f", b / hz / n }')
+echo "train.sh: $threads threads, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), busy before start $busy"
+awk -v b="$busy" 'BEGIN { exit !(b > 0.1) }' &&
+  echo "train.sh: warning: the machine is already busy ($busy of its CPUs): timings will be pessimistic"
+
+export OMP_NUM_THREADS=$threads
+gcc -O3 -march=native -fopenmp "$root/bench/peak_fma.c" -o "$out/peak_fma"
+"$out/peak_fma" >"$out/peak_fma.txt"
+for m in $models; do
+  [ -n "${batch[$m]:-}" ] || die "unknown model '$m' (mnist_cnn, vgg16)"
+  IFS=, read -r warm steps <<<"${counts[$m]}"
+  epochs=$(( 1 + (steps + warm - 1) / warm )) # epoch 1: warm-up; the rest: measured
+  steps=$(( (epochs - 1) * warm ))
+  b=${batch[$m]}
+  echo "train.sh: $m: build; warm-up $warm steps, measure $steps steps (batch $b)" >&2
+  "$nncc" "$root/models/$m.nn" -o "$out/$m.c"
+  make -s -C "$out" -f "$root/generated/Makefile" NNCC_ROOT="$root" "$m" >/dev/null
+  "$nncc" --dump-ir "$root/models/$m.nn" |
+    sed -n 's/^; training step FLOPs[^:]*: \([0-9,]*\).*/\1/p' | tr -d , >"$out/$m.flops"
+  subset "$root/data/mnist" "$out/data_$m" $(( warm * b )) "$b"
+
+  echo "train.sh: $m: nncc" >&2
+  rm -f "$out/$m.nncc.jsonl"
+  timed "$out/$m.nncc.time" "$out/$m" train --data "$out/data_$m" \
+    --epochs "$epochs" --threads "$threads" --log "$out/$m.nncc.jsonl" --quiet
+  echo "train.sh: $m: torch" >&2
+  timed "$out/$m.torch.time" $py "$root/bench/torch_train.py" "$m" \
+    --data "$out/data_$m" --threads "$threads" --warmup "$warm" --steps "$steps" >"$out/$m.torch.json"
+done
+
+# ---- the table (and JSON) ----
+stamp=$(date +%Y%m%d-%H%M%S)
+results=
+[ "$json" = 1 ] && mkdir -p "$root/bench/results" && results=$root/bench/results/train-$stamp.json
+$py - "$out" "$threads" "$peak" "$hz" "$results" "$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')" $models <<'PY'
+import json, os, sys
+out, threads, peak, hz, results, commit, models = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7:]
+
+def timed(path):
+    """GNU time's numbers, and the CPU others used meanwhile (in CPUs)."""
+    (rss, wall, user, sys_), (b0, b1, s0, s1) = (l.split() for l in open(path).read().split("\n")[-3:-1])
+    wall = float(wall)
+    others = max(0.0, (int(b1) - int(b0)) / hz - float(user) - float(sys_)) / wall
+    return {"peak_rss_mib": int(rss) / 1024, "wall_s": wall, "others_cpus": others,
+            "steal_cpus": (int(s1) - int(s0)) / hz / wall}
+
+fma = float(open(os.path.join(out, "peak_fma.txt")).read())
+rows = []
+for m in models:
+    p = lambda ext: os.path.join(out, f"{m}.{ext}")
+    epochs = [json.loads(l) for l in open(p("nncc.jsonl"))][1:]  # epoch 1 is the warm-up
+    imgs = sum(e["img_per_s"] * e["seconds"] for e in epochs)
+    secs = sum(e["seconds"] for e in epochs)
+    t = json.loads(open(p("torch.json")).read())
+    flops = int(open(p("flops")).read())
+    r = {"model": m, "batch": t["batch"], "warmup_steps": t["warmup"], "steps": t["steps"],
+         "train_step_flops": flops,
+         "nncc_img_per_s": imgs / secs, "torch_img_per_s": t["img_per_s"],
+         "nncc_epoch_img_per_s": [e["img_per_s"] for e in epochs],
+         "nncc_process": timed(p("nncc.time")), "torch_process": timed(p("torch.time")),
+         "torch_ms": {k[3:]: t[k] for k in ("ms_forward", "ms_backward", "ms_adam")}}
+    r["nncc_peak_rss_mib"] = r["nncc_process"]["peak_rss_mib"]
+    r["torch_peak_rss_mib"] = r["torch_process"]["peak_rss_mib"]
+    r["nncc_gflops"] = flops * r["nncc_img_per_s"] / r["batch"] / 1e9
+    r["torch_gflops"] = flops * r["torch_img_per_s"] / r["batch"] / 1e9
+    rows.append(r)
+print(f"\n{'model':10} {'nncc img/s':>10} {'torch img/s':>11} {'ratio':>6} {'nncc MiB':>9} {'torch MiB':>9} "
+      f"{'ratio':>6} {'GFLOP/step':>10} {'nncc GF/s':>9} {'%peak':>6} {'torch GF/s':>10} {'%peak':>6}")
+for r in rows:
+    print(f"{r['model']:10} {r['nncc_img_per_s']:10.1f} {r['torch_img_per_s']:11.1f} "
+          f"{r['nncc_img_per_s'] / r['torch_img_per_s']:6.2f} {r['nncc_peak_rss_mib']:9.1f} "
+          f"{r['torch_peak_rss_mib']:9.1f} {r['nncc_peak_rss_mib'] / r['torch_peak_rss_mib']:6.2f} "
+          f"{r['train_step_flops'] / 1e9:10.2f} {r['nncc_gflops']:9.1f} {100 * r['nncc_gflops'] / peak:5.1f}% "
+          f"{r['torch_gflops']:10.1f} {100 * r['torch_gflops'] / peak:5.1f}%")
+print(f"(threads {threads}; ratio = nncc/torch, >1 means nncc has more img/s or more memory; "
+      f"%peak of a nominal {peak:g} GFLOP/s)")
+print(f"measured fp32 FMA peak on {threads} threads (bench/peak_fma.c): {fma:.0f} GFLOP/s; as a fraction of it: " +
+      ", ".join(f"{r['model']} nncc {100 * r['nncc_gflops'] / fma:.1f}% torch {100 * r['torch_gflops'] / fma:.1f}%" for r in rows))
+for r in rows:
+    ep = ", ".join(f"{v:.0f}" for v in r["nncc_epoch_img_per_s"])
+    tm = r["torch_ms"]
+    print(f"{r['model']}: {r['warmup_steps']} warm-up + {r['steps']} measured steps; nncc img/s per "
+          f"{r['warmup_steps']}-step epoch: {ep}; torch ms/step forward {tm['forward']:.1f}, "
+          f"backward {tm['backward']:.1f}, adam {tm['adam']:.1f}")
+    for side in ("nncc", "torch"):
+        pr = r[side + "_process"]
+        if pr["others_cpus"] > 0.1 or pr["steal_cpus"] > 0.1:
+            print(f"  warning: while {r['model']}'s {side} run went ({pr['wall_s']:.0f} s), other processes used "
+                  f"{pr['others_cpus']:.2f} CPUs and the hypervisor stole {pr['steal_cpus']:.2f}")
+if results:
+    with open(results, "w") as f:
+        json.dump({"commit": commit, "threads": threads, "peak_gflops": peak, "measured_fma_peak_gflops": fma,
+                   "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
+                   "results": rows}, f, indent=1)
+        f.write("\n")
+    print(f"wrote {os.path.relpath(results)}")
+PY
+
+# ---- optional: where the nncc step goes (perf, DWARF call graphs) ----
+# A --steps run that stops inside its first epoch never evaluates, so every
+# sample in forward() belongs to a training step.
+if [ "$perf" = 1 ]; then
+  command -v perf >/dev/null || die "--perf: perf is not installed (apt-get install -y linux-perf)"
+  for m in $models; do
+    d=$out/perf && mkdir -p "$d"
+    cp "$out/$m.c" "$d/"
+    # -g changes no code, and lets perf attribute samples to the inlined kernels
+    make -s -C "$d" -f "$root/generated/Makefile" NNCC_ROOT="$root" OPTFLAGS="-O3 -march=native -g" "$m" >/dev/null
+    IFS=, read -r warm steps <<<"${counts[$m]}"
+    k=$(( warm + steps / 2 ))
+    subset "$root/data/mnist" "$d/data_$m" $(( (k + 1) * ${batch[$m]} )) "${batch[$m]}"
+    perf record -q -o "$d/$m.data" -F 100 --call-graph dwarf,8192 -- "$d/$m" train \
+      --data "$d/data_$m" --steps "$k" --threads "$threads" --quiet >/dev/null 2>&1
+    perf report -i "$d/$m.data" --stdio --children --sort sym -g none 2>/dev/null >"$d/$m.txt"
+    $py - "$d/$m.txt" "$m" "$k" <<'PY'
+import re, sys
+incl, self_ = {}, {}
+for line in open(sys.argv[1]):
+    mt = re.match(r"\s+([\d.]+)%\s+([\d.]+)%\s+\[.\]\s+(.*?)\s*$", line)
+    if mt:
+        incl.setdefault(mt[3], float(mt[1]))
+        self_[mt[3]] = self_.get(mt[3], 0.0) + float(mt[2])
+fwd, bwd = incl.get("forward._omp_fn.0", 0.0), incl.get("backward._omp_fn.0", 0.0)
+rest = {k.split(".")[0]: v for k, v in incl.items() if k.startswith(("adam_tensor", "sgd_tensor", "loss_xent", "batch_fill"))}
+print(f"\nnncc {sys.argv[2]}: perf samples of both threads, {sys.argv[3]} steps, start-up included: "
+      f"forward {fwd:.1f}%, backward {bwd:.1f}%, " + ", ".join(f"{k} {v:.1f}%" for k, v in rest.items()) +
+      f"; forward:backward = {fwd / (fwd + bwd):.2f}:{bwd / (fwd + bwd):.2f}")
+spin = sum(v for k, v in self_.items() if k.startswith("0x"))  # libgomp has no symbols
+print(f"libgomp (barrier and idle spin waits; those inside forward/backward count there too): {spin:.1f}%")
+layers = sorted(((v, k[:-10]) for k, v in incl.items() if re.search(r"_(forward|backward) \(inlined\)$", k)), reverse=True)
+print("per kernel call, inclusive (barrier waits after each kernel not included):")
+for v, k in layers[:12]:
+    print(f"  {k:28} {v:5.1f}%")
+PY
+  done
+fi
