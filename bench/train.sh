@@ -13,6 +13,8 @@
 #          FMA peak bench/peak_fma.c measures is printed as well
 #   --perf also profile each nncc trainer (perf, DWARF call graphs) and
 #          print its step split: forward / backward / the costliest kernels
+#   --O0   also time the trainer nncc -O0 generates (no fusion, no memory
+#          plan): the passes' effect on speed and peak memory
 #
 # How the nncc trainer is timed.  A --steps run logs no timing, so each
 # model trains on a subset of MNIST whose epoch is exactly W steps: epoch 1
@@ -33,7 +35,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${TMPDIR:-/tmp}/nncc_bench_train
 py=/usr/bin/python3 # Debian's, with PyTorch 1.13 (not the pyenv one)
 nncc=${NNCC:-$root/build/gcc/nncc}
-threads=2 models="mnist_cnn vgg16" peak=520 perf=0 json=1
+threads=2 models="mnist_cnn vgg16" peak=520 perf=0 json=1 o0=0
 declare -A counts=([mnist_cnn]=10,50 [vgg16]=2,8)
 declare -A batch=([mnist_cnn]=256 [vgg16]=64)
 
@@ -45,8 +47,9 @@ while [ $# -gt 0 ]; do
     --mnist_cnn | --vgg16) counts[${1#--}]=$2; shift ;;
     --peak) peak=$2; shift ;;
     --perf) perf=1 ;;
+    --O0) o0=1 ;;
     --no-json) json=0 ;;
-    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
   shift
@@ -123,6 +126,15 @@ for m in $models; do
   rm -f "$out/$m.nncc.jsonl"
   timed "$out/$m.nncc.time" "$out/$m" train --data "$out/data_$m" \
     --epochs "$epochs" --threads "$threads" --log "$out/$m.nncc.jsonl" --quiet
+  if [ "$o0" = 1 ]; then
+    echo "train.sh: $m: nncc -O0" >&2
+    mkdir -p "$out/O0"
+    "$nncc" -O0 "$root/models/$m.nn" -o "$out/O0/$m.c"
+    make -s -C "$out/O0" -f "$root/generated/Makefile" NNCC_ROOT="$root" "$m" >/dev/null
+    rm -f "$out/$m.nncc_O0.jsonl"
+    timed "$out/$m.nncc_O0.time" "$out/O0/$m" train --data "$out/data_$m" \
+      --epochs "$epochs" --threads "$threads" --log "$out/$m.nncc_O0.jsonl" --quiet
+  fi
   echo "train.sh: $m: torch" >&2
   timed "$out/$m.torch.time" $py "$root/bench/torch_train.py" "$m" \
     --data "$out/data_$m" --threads "$threads" --warmup "$warm" --steps "$steps" >"$out/$m.torch.json"
@@ -161,6 +173,10 @@ for m in models:
          "torch_ms": {k[3:]: t[k] for k in ("ms_forward", "ms_backward", "ms_adam")}}
     r["nncc_peak_rss_mib"] = r["nncc_process"]["peak_rss_mib"]
     r["torch_peak_rss_mib"] = r["torch_process"]["peak_rss_mib"]
+    if os.path.exists(p("nncc_O0.jsonl")):
+        e0 = [json.loads(l) for l in open(p("nncc_O0.jsonl"))][1:]
+        r["nncc_O0_img_per_s"] = sum(e["img_per_s"] * e["seconds"] for e in e0) / sum(e["seconds"] for e in e0)
+        r["nncc_O0_process"] = timed(p("nncc_O0.time"))
     r["nncc_gflops"] = flops * r["nncc_img_per_s"] / r["batch"] / 1e9
     r["torch_gflops"] = flops * r["torch_img_per_s"] / r["batch"] / 1e9
     rows.append(r)
@@ -176,6 +192,13 @@ print(f"(threads {threads}; ratio = nncc/torch, >1 means nncc has more img/s or 
       f"%peak of a nominal {peak:g} GFLOP/s)")
 print(f"measured fp32 FMA peak on {threads} threads (bench/peak_fma.c): {fma:.0f} GFLOP/s; as a fraction of it: " +
       ", ".join(f"{r['model']} nncc {100 * r['nncc_gflops'] / fma:.1f}% torch {100 * r['torch_gflops'] / fma:.1f}%" for r in rows))
+for r in rows:
+    if "nncc_O0_img_per_s" in r:
+        o0 = r["nncc_O0_process"]
+        print(f"{r['model']}: passes off (-O0) {r['nncc_O0_img_per_s']:.1f} img/s, peak RSS "
+              f"{o0['peak_rss_mib']:.1f} MiB -> passes on (-O1) {r['nncc_img_per_s']:.1f} img/s "
+              f"({r['nncc_img_per_s'] / r['nncc_O0_img_per_s']:.2f}x), {r['nncc_peak_rss_mib']:.1f} MiB "
+              f"({r['nncc_peak_rss_mib'] / o0['peak_rss_mib']:.2f}x)")
 for r in rows:
     ep = ", ".join(f"{v:.0f}" for v in r["nncc_epoch_img_per_s"])
     tm = r["torch_ms"]

@@ -64,6 +64,21 @@ static Node *node_named(Graph *g, const char *name) {
 
 static void teardown(void) { pool_free_all(); }
 
+/* A model body (HEADER before it, TAIL after it unless it has its own loss)
+ * and the first diagnostic line it must produce. */
+typedef struct ErrorCase {
+  const char *body, *want;
+} ErrorCase;
+
+static void expect_errors(const ErrorCase *cases, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char *src = format(HEADER "%s%s", cases[i].body, strstr(cases[i].body, "loss") ? "" : TAIL);
+    ck_assert_msg(compile(src) == NULL, "case %zu compiled", i);
+    ck_assert_msg(strcmp(first_error(), cases[i].want) == 0, "case %zu:\n got: %s\nwant: %s", i,
+                  first_error(), cases[i].want);
+  }
+}
+
 /* ---- lexer ------------------------------------------------------------ */
 
 START_TEST(lex_kinds) {
@@ -275,9 +290,7 @@ START_TEST(elab_constants) {
 END_TEST
 
 START_TEST(elab_errors) {
-  struct {
-    const char *body, *want;
-  } cases[] = {
+  ErrorCase cases[] = {
       {"logits = linear(flatten(hh), 10)\n", "t.nn:4:25: error: undefined name 'hh'"},
       {"h = relu(x)\nh2 = relu(x)\nlogits = linear(flatten(h), 10)\n",
        "t.nn:5:1: error: 'h2' is assigned but never used"},
@@ -318,12 +331,7 @@ START_TEST(elab_errors) {
        "t.nn:5:7: error: unknown optimizer; nncc has adam(...) and sgd(...)"},
       {"logits = linear(flatten(x), 10)\ntrain adam(lr=-1)\n", "t.nn:5:15: error: 'lr' must be positive"},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    char *src = format(HEADER "%s%s", cases[i].body, strstr(cases[i].body, "loss") ? "" : TAIL);
-    ck_assert_msg(compile(src) == NULL, "case %zu compiled", i);
-    ck_assert_msg(strcmp(first_error(), cases[i].want) == 0, "case %zu:\n got: %s\nwant: %s", i,
-                  first_error(), cases[i].want);
-  }
+  expect_errors(cases, sizeof cases / sizeof *cases);
 }
 END_TEST
 
@@ -381,9 +389,7 @@ START_TEST(shape_mnist_cnn_counts) {
 END_TEST
 
 START_TEST(shape_errors) {
-  struct {
-    const char *body, *want;
-  } cases[] = {
+  ErrorCase cases[] = {
       {"logits = linear(x, 10)\n",
        "t.nn:4:10: error: linear: input must be 2-D [N, features], got f32[8,1,28,28] %x; flatten() it first"},
       {"logits = linear(flatten(conv2d(x, 4, kernel=29)), 10)\n",
@@ -407,12 +413,7 @@ START_TEST(shape_errors) {
       {"logits = linear(flatten(conv2d(flatten(x), 4, kernel=3)), 10)\n",
        "t.nn:4:25: error: conv2d: input must be 4-D [N, C, H, W], got f32[8,784] %flatten1"},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    char *src = format(HEADER "%s%s", cases[i].body, strstr(cases[i].body, "loss") ? "" : TAIL);
-    ck_assert_msg(compile(src) == NULL, "case %zu compiled", i);
-    ck_assert_msg(strcmp(first_error(), cases[i].want) == 0, "case %zu:\n got: %s\nwant: %s", i,
-                  first_error(), cases[i].want);
-  }
+  expect_errors(cases, sizeof cases / sizeof *cases);
 }
 END_TEST
 
