@@ -211,15 +211,16 @@ static void define_kernels(Emit *E, Node *n) {
   char *f = fn_name(n);
   int line, col;
   loc_line_col(n->loc, &line, &col);
-  buf_printf(o, "/* %s = %s(", n->name, op_name(n->op));
+  buf_printf(o, "/* %s = %s%s(", n->name, op_name(n->op), n->relu ? "+relu" : "");
   for (int j = 0; j < n->nin; j++)
     buf_printf(o, "%s%s", j ? ", " : "", g->nodes[n->in[j]]->name);
-  buf_printf(o, ")  %s:%d:%d\n *   ", n->loc.file->name, line, col);
+  buf_printf(o, ")  %s:%d:%d%s%s\n *   ", n->loc.file->name, line, col, n->fused ? ", fused " : "",
+             n->fused ? n->fused : "");
   for (int j = 0; j < n->nin; j++) {
     Node *in = g->nodes[n->in[j]];
-    buf_printf(o, "%s %s, ", in->name, shape(in->dims, in->rank));
+    buf_printf(o, "%s%s %s", j ? ", " : "", in->name, shape(in->dims, in->rank));
   }
-  buf_printf(o, "-> %s */\n", shape(n->dims, n->rank));
+  buf_printf(o, " -> %s */\n", shape(n->dims, n->rank));
 
   int64_t N = n->dims[0], C = n->rank == 4 ? n->dims[1] : 0;
   int64_t Ho = n->rank == 4 ? n->dims[2] : 0, Wo = n->rank == 4 ? n->dims[3] : 0;
@@ -236,14 +237,13 @@ static void define_kernels(Emit *E, Node *n) {
   case OP_CONV2D:
     buf_printf(o,
                "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
-               "                       const float *restrict b, void *scratch) {\n"
+               "    const float *restrict b, void *scratch) {\n"
                "  nncc_conv2d_forward_team(y, x, w, b, scratch, %s, %d);\n}\n",
                f, conv_sizes, n->relu);
     buf_printf(o,
                "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
-               "                        const float *restrict dy, const float *restrict y,\n"
-               "                        const float *restrict x, const float *restrict w, void *scratch) {\n"
-               "  (void)y;\n"
+               "    const float *restrict dy, const float *restrict y,\n"
+               "    const float *restrict x, const float *restrict w, void *scratch) {\n"
                "  nncc_conv2d_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s);\n}\n",
                f, n->relu ? "y" : "NULL", conv_sizes);
     buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s), nncc_conv2d_backward_scratch(%s))\n", f,
@@ -253,14 +253,13 @@ static void define_kernels(Emit *E, Node *n) {
     char *sz = format("%lld, %lld, %lld", ll(N), ll(x->dims[1]), ll(n->out));
     buf_printf(o,
                "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
-               "                       const float *restrict b, void *scratch) {\n"
+               "    const float *restrict b, void *scratch) {\n"
                "  nncc_linear_forward_team(y, x, w, b, scratch, %s, %d);\n}\n",
                f, sz, n->relu);
     buf_printf(o,
                "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
-               "                        const float *restrict dy, const float *restrict y,\n"
-               "                        const float *restrict x, const float *restrict w, void *scratch) {\n"
-               "  (void)y;\n"
+               "    const float *restrict dy, const float *restrict y,\n"
+               "    const float *restrict x, const float *restrict w, void *scratch) {\n"
                "  nncc_linear_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s);\n}\n",
                f, n->relu ? "y" : "NULL", sz);
     buf_printf(o, "SCRATCH(%s, nncc_linear_forward_scratch(%s), nncc_linear_backward_scratch(%s))\n", f, sz,
@@ -308,17 +307,17 @@ static void define_kernels(Emit *E, Node *n) {
     char *sz = format("%lld, %lld, %lld", ll(N), ll(C), ll(Ho * Wo));
     buf_printf(o,
                "KERNEL void %s_forward(float *restrict y, const float *restrict x,\n"
-               "                       const float *restrict gamma, const float *restrict beta,\n"
-               "                       float *restrict running_mean, float *restrict running_var,\n"
-               "                       float *restrict num_batches_tracked, float *restrict stats,\n"
-               "                       int training) {\n"
+               "    const float *restrict gamma, const float *restrict beta,\n"
+               "    float *restrict running_mean, float *restrict running_var,\n"
+               "    float *restrict num_batches_tracked, float *restrict stats,\n"
+               "    int training) {\n"
                "  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,\n"
                "                                num_batches_tracked, stats, %s, %s, %s, training);\n}\n",
                f, sz, real(n->eps, false), real(n->momentum, false));
     buf_printf(o,
                "KERNEL void %s_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,\n"
-               "                        const float *restrict dy, const float *restrict x,\n"
-               "                        const float *restrict gamma, const float *restrict stats) {\n"
+               "    const float *restrict dy, const float *restrict x,\n"
+               "    const float *restrict gamma, const float *restrict stats) {\n"
                "  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, %s);\n}\n",
                f, sz);
     break;

@@ -44,36 +44,34 @@ static size_t scratch_bytes;
     if (b > scratch_bytes) scratch_bytes = b;                     \
   }
 
-/* conv1 = conv2d(x)  models/mnist_cnn.nn:10:10
- *   x [256,1,28,28], -> [256,16,24,24] */
+/* conv1 = conv2d+relu(x)  models/mnist_cnn.nn:10:10, fused relu1
+ *   x [256,1,28,28] -> [256,16,24,24] */
 KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0, 1);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0);
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0))
 
-/* conv2 = conv2d(conv1)  models/mnist_cnn.nn:11:10
- *   conv1 [256,16,24,24], -> [256,32,20,20] */
+/* conv2 = conv2d+relu(conv1)  models/mnist_cnn.nn:11:10, fused relu2
+ *   conv1 [256,16,24,24] -> [256,32,20,20] */
 KERNEL void conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, 1);
 }
 KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0);
 }
 SCRATCH(conv2, nncc_conv2d_forward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0))
 
 /* maxpool1 = maxpool2d(conv2)  models/mnist_cnn.nn:12:5
- *   conv2 [256,32,20,20], -> [256,32,10,10] */
+ *   conv2 [256,32,20,20] -> [256,32,10,10] */
 KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0);
 }
@@ -81,22 +79,21 @@ KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, cons
   nncc_maxpool2d_backward_team(dx, dy, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0);
 }
 
-/* conv3 = conv2d(maxpool1)  models/mnist_cnn.nn:13:10
- *   maxpool1 [256,32,10,10], -> [256,64,6,6] */
+/* conv3 = conv2d+relu(maxpool1)  models/mnist_cnn.nn:13:10, fused relu3
+ *   maxpool1 [256,32,10,10] -> [256,64,6,6] */
 KERNEL void conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, 1);
 }
 KERNEL void conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0);
 }
 SCRATCH(conv3, nncc_conv2d_forward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0))
 
 /* maxpool2 = maxpool2d(conv3)  models/mnist_cnn.nn:14:5
- *   conv3 [256,64,6,6], -> [256,64,3,3] */
+ *   conv3 [256,64,6,6] -> [256,64,3,3] */
 KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0);
 }
@@ -105,33 +102,31 @@ KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, cons
 }
 
 /* flatten1 = flatten(maxpool2)  models/mnist_cnn.nn:15:5
- *   maxpool2 [256,64,3,3], -> [256,576] */
+ *   maxpool2 [256,64,3,3] -> [256,576] */
 /* a copy when not a view: see forward() */
 
-/* fc1 = linear(flatten1)  models/mnist_cnn.nn:16:10
- *   flatten1 [256,576], -> [256,100] */
+/* fc1 = linear+relu(flatten1)  models/mnist_cnn.nn:16:10, fused relu4
+ *   flatten1 [256,576] -> [256,100] */
 KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 256, 576, 100, 1);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 576, 100);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(256, 576, 100), nncc_linear_backward_scratch(256, 576, 100))
 
 /* fc2 = linear(fc1)  models/mnist_cnn.nn:17:10
- *   fc1 [256,100], -> [256,10] */
+ *   fc1 [256,100] -> [256,10] */
 KERNEL void fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 256, 100, 10, 0);
 }
 KERNEL void fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 100, 10);
 }
 SCRATCH(fc2, nncc_linear_forward_scratch(256, 100, 10), nncc_linear_backward_scratch(256, 100, 10))

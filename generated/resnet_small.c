@@ -79,37 +79,36 @@ static size_t scratch_bytes;
   }
 
 /* conv1 = conv2d(x)  models/resnet_small.nn:15:22
- *   x [128,1,28,28], -> [128,32,28,28] */
+ *   x [128,1,28,28] -> [128,32,28,28] */
 KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1))
 
 /* bn1 = batchnorm2d(conv1)  models/resnet_small.nn:15:10
- *   conv1 [128,32,28,28], -> [128,32,28,28] */
+ *   conv1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 784);
 }
 
 /* relu1 = relu(bn1)  models/resnet_small.nn:15:5
- *   bn1 [128,32,28,28], -> [128,32,28,28] */
+ *   bn1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void relu1_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 3211264);
 }
@@ -118,37 +117,36 @@ KERNEL void relu1_backward(float *dx, const float *dy, const float *restrict y) 
 }
 
 /* residual1.conv1 = conv2d(relu1)  models/resnet_small.nn:10:24
- *   relu1 [128,32,28,28], -> [128,32,28,28] */
+ *   relu1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual1_conv1, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1))
 
 /* residual1.bn1 = batchnorm2d(residual1.conv1)  models/resnet_small.nn:10:12
- *   residual1.conv1 [128,32,28,28], -> [128,32,28,28] */
+ *   residual1.conv1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_bn1_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training);
 }
 KERNEL void residual1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 784);
 }
 
 /* residual1.relu1 = relu(residual1.bn1)  models/resnet_small.nn:10:7
- *   residual1.bn1 [128,32,28,28], -> [128,32,28,28] */
+ *   residual1.bn1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_relu1_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 3211264);
 }
@@ -157,43 +155,42 @@ KERNEL void residual1_relu1_backward(float *dx, const float *dy, const float *re
 }
 
 /* residual1.conv2 = conv2d(residual1.relu1)  models/resnet_small.nn:11:19
- *   residual1.relu1 [128,32,28,28], -> [128,32,28,28] */
+ *   residual1.relu1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual1_conv2, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1))
 
 /* residual1.bn2 = batchnorm2d(residual1.conv2)  models/resnet_small.nn:11:7
- *   residual1.conv2 [128,32,28,28], -> [128,32,28,28] */
+ *   residual1.conv2 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_bn2_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training);
 }
 KERNEL void residual1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 784);
 }
 
 /* residual1.add1 = add(relu1, residual1.bn2)  models/resnet_small.nn:12:15
- *   relu1 [128,32,28,28], residual1.bn2 [128,32,28,28], -> [128,32,28,28] */
+ *   relu1 [128,32,28,28], residual1.bn2 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_add1_forward(float *y, const float *a, const float *b) {
   nncc_add_forward_team(y, a, b, 3211264);
 }
 
 /* residual1.relu2 = relu(residual1.add1)  models/resnet_small.nn:12:10
- *   residual1.add1 [128,32,28,28], -> [128,32,28,28] */
+ *   residual1.add1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_relu2_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 3211264);
 }
@@ -202,7 +199,7 @@ KERNEL void residual1_relu2_backward(float *dx, const float *dy, const float *re
 }
 
 /* maxpool1 = maxpool2d(residual1.relu2)  models/resnet_small.nn:17:5
- *   residual1.relu2 [128,32,28,28], -> [128,32,14,14] */
+ *   residual1.relu2 [128,32,28,28] -> [128,32,14,14] */
 KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 128, 32, 28, 28, 2, 2, 2, 2, 0, 0);
 }
@@ -211,37 +208,36 @@ KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, cons
 }
 
 /* residual2.conv1 = conv2d(maxpool1)  models/resnet_small.nn:10:24
- *   maxpool1 [128,32,14,14], -> [128,32,14,14] */
+ *   maxpool1 [128,32,14,14] -> [128,32,14,14] */
 KERNEL void residual2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual2_conv1, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1))
 
 /* residual2.bn1 = batchnorm2d(residual2.conv1)  models/resnet_small.nn:10:12
- *   residual2.conv1 [128,32,14,14], -> [128,32,14,14] */
+ *   residual2.conv1 [128,32,14,14] -> [128,32,14,14] */
 KERNEL void residual2_bn1_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 196, 1e-05, 0.1, training);
 }
 KERNEL void residual2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 196);
 }
 
 /* residual2.relu1 = relu(residual2.bn1)  models/resnet_small.nn:10:7
- *   residual2.bn1 [128,32,14,14], -> [128,32,14,14] */
+ *   residual2.bn1 [128,32,14,14] -> [128,32,14,14] */
 KERNEL void residual2_relu1_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 802816);
 }
@@ -250,43 +246,42 @@ KERNEL void residual2_relu1_backward(float *dx, const float *dy, const float *re
 }
 
 /* residual2.conv2 = conv2d(residual2.relu1)  models/resnet_small.nn:11:19
- *   residual2.relu1 [128,32,14,14], -> [128,32,14,14] */
+ *   residual2.relu1 [128,32,14,14] -> [128,32,14,14] */
 KERNEL void residual2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual2_conv2, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1))
 
 /* residual2.bn2 = batchnorm2d(residual2.conv2)  models/resnet_small.nn:11:7
- *   residual2.conv2 [128,32,14,14], -> [128,32,14,14] */
+ *   residual2.conv2 [128,32,14,14] -> [128,32,14,14] */
 KERNEL void residual2_bn2_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 196, 1e-05, 0.1, training);
 }
 KERNEL void residual2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 196);
 }
 
 /* residual2.add1 = add(maxpool1, residual2.bn2)  models/resnet_small.nn:12:15
- *   maxpool1 [128,32,14,14], residual2.bn2 [128,32,14,14], -> [128,32,14,14] */
+ *   maxpool1 [128,32,14,14], residual2.bn2 [128,32,14,14] -> [128,32,14,14] */
 KERNEL void residual2_add1_forward(float *y, const float *a, const float *b) {
   nncc_add_forward_team(y, a, b, 802816);
 }
 
 /* residual2.relu2 = relu(residual2.add1)  models/resnet_small.nn:12:10
- *   residual2.add1 [128,32,14,14], -> [128,32,14,14] */
+ *   residual2.add1 [128,32,14,14] -> [128,32,14,14] */
 KERNEL void residual2_relu2_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 802816);
 }
@@ -295,7 +290,7 @@ KERNEL void residual2_relu2_backward(float *dx, const float *dy, const float *re
 }
 
 /* maxpool2 = maxpool2d(residual2.relu2)  models/resnet_small.nn:19:5
- *   residual2.relu2 [128,32,14,14], -> [128,32,7,7] */
+ *   residual2.relu2 [128,32,14,14] -> [128,32,7,7] */
 KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 128, 32, 14, 14, 2, 2, 2, 2, 0, 0);
 }
@@ -304,37 +299,36 @@ KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, cons
 }
 
 /* residual3.conv1 = conv2d(maxpool2)  models/resnet_small.nn:10:24
- *   maxpool2 [128,32,7,7], -> [128,32,7,7] */
+ *   maxpool2 [128,32,7,7] -> [128,32,7,7] */
 KERNEL void residual3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual3_conv1, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1))
 
 /* residual3.bn1 = batchnorm2d(residual3.conv1)  models/resnet_small.nn:10:12
- *   residual3.conv1 [128,32,7,7], -> [128,32,7,7] */
+ *   residual3.conv1 [128,32,7,7] -> [128,32,7,7] */
 KERNEL void residual3_bn1_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 49, 1e-05, 0.1, training);
 }
 KERNEL void residual3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 49);
 }
 
 /* residual3.relu1 = relu(residual3.bn1)  models/resnet_small.nn:10:7
- *   residual3.bn1 [128,32,7,7], -> [128,32,7,7] */
+ *   residual3.bn1 [128,32,7,7] -> [128,32,7,7] */
 KERNEL void residual3_relu1_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 200704);
 }
@@ -343,43 +337,42 @@ KERNEL void residual3_relu1_backward(float *dx, const float *dy, const float *re
 }
 
 /* residual3.conv2 = conv2d(residual3.relu1)  models/resnet_small.nn:11:19
- *   residual3.relu1 [128,32,7,7], -> [128,32,7,7] */
+ *   residual3.relu1 [128,32,7,7] -> [128,32,7,7] */
 KERNEL void residual3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual3_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual3_conv2, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1))
 
 /* residual3.bn2 = batchnorm2d(residual3.conv2)  models/resnet_small.nn:11:7
- *   residual3.conv2 [128,32,7,7], -> [128,32,7,7] */
+ *   residual3.conv2 [128,32,7,7] -> [128,32,7,7] */
 KERNEL void residual3_bn2_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 49, 1e-05, 0.1, training);
 }
 KERNEL void residual3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 49);
 }
 
 /* residual3.add1 = add(maxpool2, residual3.bn2)  models/resnet_small.nn:12:15
- *   maxpool2 [128,32,7,7], residual3.bn2 [128,32,7,7], -> [128,32,7,7] */
+ *   maxpool2 [128,32,7,7], residual3.bn2 [128,32,7,7] -> [128,32,7,7] */
 KERNEL void residual3_add1_forward(float *y, const float *a, const float *b) {
   nncc_add_forward_team(y, a, b, 200704);
 }
 
 /* residual3.relu2 = relu(residual3.add1)  models/resnet_small.nn:12:10
- *   residual3.add1 [128,32,7,7], -> [128,32,7,7] */
+ *   residual3.add1 [128,32,7,7] -> [128,32,7,7] */
 KERNEL void residual3_relu2_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 200704);
 }
@@ -388,7 +381,7 @@ KERNEL void residual3_relu2_backward(float *dx, const float *dy, const float *re
 }
 
 /* avgpool1 = adaptive_avgpool2d(residual3.relu2)  models/resnet_small.nn:21:5
- *   residual3.relu2 [128,32,7,7], -> [128,32,1,1] */
+ *   residual3.relu2 [128,32,7,7] -> [128,32,1,1] */
 KERNEL void avgpool1_forward(float *restrict y, const float *restrict x) {
   nncc_adaptive_avgpool2d_forward_team(y, x, 4096, 7, 7, 1, 1);
 }
@@ -397,19 +390,18 @@ KERNEL void avgpool1_backward(float *restrict dx, const float *restrict dy) {
 }
 
 /* flatten1 = flatten(avgpool1)  models/resnet_small.nn:22:17
- *   avgpool1 [128,32,1,1], -> [128,32] */
+ *   avgpool1 [128,32,1,1] -> [128,32] */
 /* a copy when not a view: see forward() */
 
 /* fc1 = linear(flatten1)  models/resnet_small.nn:22:10
- *   flatten1 [128,32], -> [128,10] */
+ *   flatten1 [128,32] -> [128,10] */
 KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 128, 32, 10, 0);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 10);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(128, 32, 10), nncc_linear_backward_scratch(128, 32, 10))

@@ -111,37 +111,36 @@ static size_t scratch_bytes;
   }
 
 /* features1.conv1 = conv2d(x)  models/lib/vgg.nn:16:11
- *   x [64,1,32,32], -> [64,64,32,32] */
+ *   x [64,1,32,32] -> [64,64,32,32] */
 KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
 /* features1.bn1 = batchnorm2d(features1.conv1)  models/lib/vgg.nn:18:13
- *   features1.conv1 [64,64,32,32], -> [64,64,32,32] */
+ *   features1.conv1 [64,64,32,32] -> [64,64,32,32] */
 KERNEL void features1_bn1_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 64, 1024, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 64, 1024);
 }
 
 /* features1.relu1 = relu(features1.bn1)  models/lib/vgg.nn:20:11
- *   features1.bn1 [64,64,32,32], -> [64,64,32,32] */
+ *   features1.bn1 [64,64,32,32] -> [64,64,32,32] */
 KERNEL void features1_relu1_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 4194304);
 }
@@ -150,37 +149,36 @@ KERNEL void features1_relu1_backward(float *dx, const float *dy, const float *re
 }
 
 /* features1.conv2 = conv2d(features1.relu1)  models/lib/vgg.nn:16:11
- *   features1.relu1 [64,64,32,32], -> [64,64,32,32] */
+ *   features1.relu1 [64,64,32,32] -> [64,64,32,32] */
 KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
 /* features1.bn2 = batchnorm2d(features1.conv2)  models/lib/vgg.nn:18:13
- *   features1.conv2 [64,64,32,32], -> [64,64,32,32] */
+ *   features1.conv2 [64,64,32,32] -> [64,64,32,32] */
 KERNEL void features1_bn2_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 64, 1024, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 64, 1024);
 }
 
 /* features1.relu2 = relu(features1.bn2)  models/lib/vgg.nn:20:11
- *   features1.bn2 [64,64,32,32], -> [64,64,32,32] */
+ *   features1.bn2 [64,64,32,32] -> [64,64,32,32] */
 KERNEL void features1_relu2_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 4194304);
 }
@@ -189,7 +187,7 @@ KERNEL void features1_relu2_backward(float *dx, const float *dy, const float *re
 }
 
 /* features1.maxpool1 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
- *   features1.relu2 [64,64,32,32], -> [64,64,16,16] */
+ *   features1.relu2 [64,64,32,32] -> [64,64,16,16] */
 KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
 }
@@ -198,37 +196,36 @@ KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restric
 }
 
 /* features1.conv3 = conv2d(features1.maxpool1)  models/lib/vgg.nn:16:11
- *   features1.maxpool1 [64,64,16,16], -> [64,128,16,16] */
+ *   features1.maxpool1 [64,64,16,16] -> [64,128,16,16] */
 KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
 /* features1.bn3 = batchnorm2d(features1.conv3)  models/lib/vgg.nn:18:13
- *   features1.conv3 [64,128,16,16], -> [64,128,16,16] */
+ *   features1.conv3 [64,128,16,16] -> [64,128,16,16] */
 KERNEL void features1_bn3_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 128, 256, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 128, 256);
 }
 
 /* features1.relu3 = relu(features1.bn3)  models/lib/vgg.nn:20:11
- *   features1.bn3 [64,128,16,16], -> [64,128,16,16] */
+ *   features1.bn3 [64,128,16,16] -> [64,128,16,16] */
 KERNEL void features1_relu3_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 2097152);
 }
@@ -237,37 +234,36 @@ KERNEL void features1_relu3_backward(float *dx, const float *dy, const float *re
 }
 
 /* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
- *   features1.relu3 [64,128,16,16], -> [64,128,16,16] */
+ *   features1.relu3 [64,128,16,16] -> [64,128,16,16] */
 KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
 /* features1.bn4 = batchnorm2d(features1.conv4)  models/lib/vgg.nn:18:13
- *   features1.conv4 [64,128,16,16], -> [64,128,16,16] */
+ *   features1.conv4 [64,128,16,16] -> [64,128,16,16] */
 KERNEL void features1_bn4_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 128, 256, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn4_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 128, 256);
 }
 
 /* features1.relu4 = relu(features1.bn4)  models/lib/vgg.nn:20:11
- *   features1.bn4 [64,128,16,16], -> [64,128,16,16] */
+ *   features1.bn4 [64,128,16,16] -> [64,128,16,16] */
 KERNEL void features1_relu4_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 2097152);
 }
@@ -276,7 +272,7 @@ KERNEL void features1_relu4_backward(float *dx, const float *dy, const float *re
 }
 
 /* features1.maxpool2 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
- *   features1.relu4 [64,128,16,16], -> [64,128,8,8] */
+ *   features1.relu4 [64,128,16,16] -> [64,128,8,8] */
 KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
 }
@@ -285,37 +281,36 @@ KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restric
 }
 
 /* features1.conv5 = conv2d(features1.maxpool2)  models/lib/vgg.nn:16:11
- *   features1.maxpool2 [64,128,8,8], -> [64,256,8,8] */
+ *   features1.maxpool2 [64,128,8,8] -> [64,256,8,8] */
 KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
 /* features1.bn5 = batchnorm2d(features1.conv5)  models/lib/vgg.nn:18:13
- *   features1.conv5 [64,256,8,8], -> [64,256,8,8] */
+ *   features1.conv5 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_bn5_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 256, 64);
 }
 
 /* features1.relu5 = relu(features1.bn5)  models/lib/vgg.nn:20:11
- *   features1.bn5 [64,256,8,8], -> [64,256,8,8] */
+ *   features1.bn5 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_relu5_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 1048576);
 }
@@ -324,37 +319,36 @@ KERNEL void features1_relu5_backward(float *dx, const float *dy, const float *re
 }
 
 /* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
- *   features1.relu5 [64,256,8,8], -> [64,256,8,8] */
+ *   features1.relu5 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
 /* features1.bn6 = batchnorm2d(features1.conv6)  models/lib/vgg.nn:18:13
- *   features1.conv6 [64,256,8,8], -> [64,256,8,8] */
+ *   features1.conv6 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_bn6_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 256, 64);
 }
 
 /* features1.relu6 = relu(features1.bn6)  models/lib/vgg.nn:20:11
- *   features1.bn6 [64,256,8,8], -> [64,256,8,8] */
+ *   features1.bn6 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_relu6_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 1048576);
 }
@@ -363,7 +357,7 @@ KERNEL void features1_relu6_backward(float *dx, const float *dy, const float *re
 }
 
 /* features1.maxpool3 = maxpool2d(features1.relu6)  models/lib/vgg.nn:14:11
- *   features1.relu6 [64,256,8,8], -> [64,256,4,4] */
+ *   features1.relu6 [64,256,8,8] -> [64,256,4,4] */
 KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
 }
@@ -372,37 +366,36 @@ KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restric
 }
 
 /* features1.conv7 = conv2d(features1.maxpool3)  models/lib/vgg.nn:16:11
- *   features1.maxpool3 [64,256,4,4], -> [64,512,4,4] */
+ *   features1.maxpool3 [64,256,4,4] -> [64,512,4,4] */
 KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.bn7 = batchnorm2d(features1.conv7)  models/lib/vgg.nn:18:13
- *   features1.conv7 [64,512,4,4], -> [64,512,4,4] */
+ *   features1.conv7 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_bn7_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 16);
 }
 
 /* features1.relu7 = relu(features1.bn7)  models/lib/vgg.nn:20:11
- *   features1.bn7 [64,512,4,4], -> [64,512,4,4] */
+ *   features1.bn7 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_relu7_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 524288);
 }
@@ -411,37 +404,36 @@ KERNEL void features1_relu7_backward(float *dx, const float *dy, const float *re
 }
 
 /* features1.conv8 = conv2d(features1.relu7)  models/lib/vgg.nn:16:11
- *   features1.relu7 [64,512,4,4], -> [64,512,4,4] */
+ *   features1.relu7 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.bn8 = batchnorm2d(features1.conv8)  models/lib/vgg.nn:18:13
- *   features1.conv8 [64,512,4,4], -> [64,512,4,4] */
+ *   features1.conv8 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_bn8_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 16);
 }
 
 /* features1.relu8 = relu(features1.bn8)  models/lib/vgg.nn:20:11
- *   features1.bn8 [64,512,4,4], -> [64,512,4,4] */
+ *   features1.bn8 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_relu8_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 524288);
 }
@@ -450,7 +442,7 @@ KERNEL void features1_relu8_backward(float *dx, const float *dy, const float *re
 }
 
 /* features1.maxpool4 = maxpool2d(features1.relu8)  models/lib/vgg.nn:14:11
- *   features1.relu8 [64,512,4,4], -> [64,512,2,2] */
+ *   features1.relu8 [64,512,4,4] -> [64,512,2,2] */
 KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
 }
@@ -459,37 +451,36 @@ KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restric
 }
 
 /* features1.conv9 = conv2d(features1.maxpool4)  models/lib/vgg.nn:16:11
- *   features1.maxpool4 [64,512,2,2], -> [64,512,2,2] */
+ *   features1.maxpool4 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.bn9 = batchnorm2d(features1.conv9)  models/lib/vgg.nn:18:13
- *   features1.conv9 [64,512,2,2], -> [64,512,2,2] */
+ *   features1.conv9 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_bn9_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn9_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 4);
 }
 
 /* features1.relu9 = relu(features1.bn9)  models/lib/vgg.nn:20:11
- *   features1.bn9 [64,512,2,2], -> [64,512,2,2] */
+ *   features1.bn9 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_relu9_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 131072);
 }
@@ -498,37 +489,36 @@ KERNEL void features1_relu9_backward(float *dx, const float *dy, const float *re
 }
 
 /* features1.conv10 = conv2d(features1.relu9)  models/lib/vgg.nn:16:11
- *   features1.relu9 [64,512,2,2], -> [64,512,2,2] */
+ *   features1.relu9 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.bn10 = batchnorm2d(features1.conv10)  models/lib/vgg.nn:18:13
- *   features1.conv10 [64,512,2,2], -> [64,512,2,2] */
+ *   features1.conv10 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_bn10_forward(float *restrict y, const float *restrict x,
-                       const float *restrict gamma, const float *restrict beta,
-                       float *restrict running_mean, float *restrict running_var,
-                       float *restrict num_batches_tracked, float *restrict stats,
-                       int training) {
+    const float *restrict gamma, const float *restrict beta,
+    float *restrict running_mean, float *restrict running_var,
+    float *restrict num_batches_tracked, float *restrict stats,
+    int training) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training);
 }
 KERNEL void features1_bn10_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict gamma, const float *restrict stats) {
+    const float *restrict dy, const float *restrict x,
+    const float *restrict gamma, const float *restrict stats) {
   nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 4);
 }
 
 /* features1.relu10 = relu(features1.bn10)  models/lib/vgg.nn:20:11
- *   features1.bn10 [64,512,2,2], -> [64,512,2,2] */
+ *   features1.bn10 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_relu10_forward(float *y, const float *x) {
   nncc_relu_inplace_forward_team(y, x, 131072);
 }
@@ -537,7 +527,7 @@ KERNEL void features1_relu10_backward(float *dx, const float *dy, const float *r
 }
 
 /* features1.maxpool5 = maxpool2d(features1.relu10)  models/lib/vgg.nn:14:11
- *   features1.relu10 [64,512,2,2], -> [64,512,1,1] */
+ *   features1.relu10 [64,512,2,2] -> [64,512,1,1] */
 KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
 }
@@ -546,47 +536,44 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
- *   features1.maxpool5 [64,512,1,1], -> [64,512] */
+ *   features1.maxpool5 [64,512,1,1] -> [64,512] */
 /* a copy when not a view: see forward() */
 
-/* classifier1.fc1 = linear(classifier1.flatten1)  models/lib/vgg.nn:28:12
- *   classifier1.flatten1 [64,512], -> [64,4096] */
+/* classifier1.fc1 = linear+relu(classifier1.flatten1)  models/lib/vgg.nn:28:12, fused classifier1.relu1
+ *   classifier1.flatten1 [64,512] -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
-/* classifier1.fc2 = linear(classifier1.fc1)  models/lib/vgg.nn:29:12
- *   classifier1.fc1 [64,4096], -> [64,4096] */
+/* classifier1.fc2 = linear+relu(classifier1.fc1)  models/lib/vgg.nn:29:12, fused classifier1.relu2
+ *   classifier1.fc1 [64,4096] -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
 /* classifier1.fc3 = linear(classifier1.fc2)  models/lib/vgg.nn:30:10
- *   classifier1.fc2 [64,4096], -> [64,10] */
+ *   classifier1.fc2 [64,4096] -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))

@@ -66,36 +66,34 @@ static size_t scratch_bytes;
     if (b > scratch_bytes) scratch_bytes = b;                     \
   }
 
-/* features1.conv1 = conv2d(x)  models/lib/vgg.nn:16:11
- *   x [64,1,32,32], -> [64,64,32,32] */
+/* features1.conv1 = conv2d+relu(x)  models/lib/vgg.nn:16:11, fused features1.relu1
+ *   x [64,1,32,32] -> [64,64,32,32] */
 KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
-/* features1.conv2 = conv2d(features1.conv1)  models/lib/vgg.nn:16:11
- *   features1.conv1 [64,64,32,32], -> [64,64,32,32] */
+/* features1.conv2 = conv2d+relu(features1.conv1)  models/lib/vgg.nn:16:11, fused features1.relu2
+ *   features1.conv1 [64,64,32,32] -> [64,64,32,32] */
 KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool1 = maxpool2d(features1.conv2)  models/lib/vgg.nn:14:11
- *   features1.conv2 [64,64,32,32], -> [64,64,16,16] */
+ *   features1.conv2 [64,64,32,32] -> [64,64,16,16] */
 KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
 }
@@ -103,36 +101,34 @@ KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restric
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
 }
 
-/* features1.conv3 = conv2d(features1.maxpool1)  models/lib/vgg.nn:16:11
- *   features1.maxpool1 [64,64,16,16], -> [64,128,16,16] */
+/* features1.conv3 = conv2d+relu(features1.maxpool1)  models/lib/vgg.nn:16:11, fused features1.relu3
+ *   features1.maxpool1 [64,64,16,16] -> [64,128,16,16] */
 KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
-/* features1.conv4 = conv2d(features1.conv3)  models/lib/vgg.nn:16:11
- *   features1.conv3 [64,128,16,16], -> [64,128,16,16] */
+/* features1.conv4 = conv2d+relu(features1.conv3)  models/lib/vgg.nn:16:11, fused features1.relu4
+ *   features1.conv3 [64,128,16,16] -> [64,128,16,16] */
 KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool2 = maxpool2d(features1.conv4)  models/lib/vgg.nn:14:11
- *   features1.conv4 [64,128,16,16], -> [64,128,8,8] */
+ *   features1.conv4 [64,128,16,16] -> [64,128,8,8] */
 KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
 }
@@ -140,50 +136,47 @@ KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restric
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
 }
 
-/* features1.conv5 = conv2d(features1.maxpool2)  models/lib/vgg.nn:16:11
- *   features1.maxpool2 [64,128,8,8], -> [64,256,8,8] */
+/* features1.conv5 = conv2d+relu(features1.maxpool2)  models/lib/vgg.nn:16:11, fused features1.relu5
+ *   features1.maxpool2 [64,128,8,8] -> [64,256,8,8] */
 KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
-/* features1.conv6 = conv2d(features1.conv5)  models/lib/vgg.nn:16:11
- *   features1.conv5 [64,256,8,8], -> [64,256,8,8] */
+/* features1.conv6 = conv2d+relu(features1.conv5)  models/lib/vgg.nn:16:11, fused features1.relu6
+ *   features1.conv5 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
-/* features1.conv7 = conv2d(features1.conv6)  models/lib/vgg.nn:16:11
- *   features1.conv6 [64,256,8,8], -> [64,256,8,8] */
+/* features1.conv7 = conv2d+relu(features1.conv6)  models/lib/vgg.nn:16:11, fused features1.relu7
+ *   features1.conv6 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool3 = maxpool2d(features1.conv7)  models/lib/vgg.nn:14:11
- *   features1.conv7 [64,256,8,8], -> [64,256,4,4] */
+ *   features1.conv7 [64,256,8,8] -> [64,256,4,4] */
 KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
 }
@@ -191,50 +184,47 @@ KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restric
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
 }
 
-/* features1.conv8 = conv2d(features1.maxpool3)  models/lib/vgg.nn:16:11
- *   features1.maxpool3 [64,256,4,4], -> [64,512,4,4] */
+/* features1.conv8 = conv2d+relu(features1.maxpool3)  models/lib/vgg.nn:16:11, fused features1.relu8
+ *   features1.maxpool3 [64,256,4,4] -> [64,512,4,4] */
 KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.conv9 = conv2d(features1.conv8)  models/lib/vgg.nn:16:11
- *   features1.conv8 [64,512,4,4], -> [64,512,4,4] */
+/* features1.conv9 = conv2d+relu(features1.conv8)  models/lib/vgg.nn:16:11, fused features1.relu9
+ *   features1.conv8 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.conv10 = conv2d(features1.conv9)  models/lib/vgg.nn:16:11
- *   features1.conv9 [64,512,4,4], -> [64,512,4,4] */
+/* features1.conv10 = conv2d+relu(features1.conv9)  models/lib/vgg.nn:16:11, fused features1.relu10
+ *   features1.conv9 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool4 = maxpool2d(features1.conv10)  models/lib/vgg.nn:14:11
- *   features1.conv10 [64,512,4,4], -> [64,512,2,2] */
+ *   features1.conv10 [64,512,4,4] -> [64,512,2,2] */
 KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
 }
@@ -242,50 +232,47 @@ KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restric
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
 }
 
-/* features1.conv11 = conv2d(features1.maxpool4)  models/lib/vgg.nn:16:11
- *   features1.maxpool4 [64,512,2,2], -> [64,512,2,2] */
+/* features1.conv11 = conv2d+relu(features1.maxpool4)  models/lib/vgg.nn:16:11, fused features1.relu11
+ *   features1.maxpool4 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_conv11_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv11_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.conv12 = conv2d(features1.conv11)  models/lib/vgg.nn:16:11
- *   features1.conv11 [64,512,2,2], -> [64,512,2,2] */
+/* features1.conv12 = conv2d+relu(features1.conv11)  models/lib/vgg.nn:16:11, fused features1.relu12
+ *   features1.conv11 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_conv12_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
-/* features1.conv13 = conv2d(features1.conv12)  models/lib/vgg.nn:16:11
- *   features1.conv12 [64,512,2,2], -> [64,512,2,2] */
+/* features1.conv13 = conv2d+relu(features1.conv12)  models/lib/vgg.nn:16:11, fused features1.relu13
+ *   features1.conv12 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_conv13_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void features1_conv13_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool5 = maxpool2d(features1.conv13)  models/lib/vgg.nn:14:11
- *   features1.conv13 [64,512,2,2], -> [64,512,1,1] */
+ *   features1.conv13 [64,512,2,2] -> [64,512,1,1] */
 KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
 }
@@ -294,47 +281,44 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
- *   features1.maxpool5 [64,512,1,1], -> [64,512] */
+ *   features1.maxpool5 [64,512,1,1] -> [64,512] */
 /* a copy when not a view: see forward() */
 
-/* classifier1.fc1 = linear(classifier1.flatten1)  models/lib/vgg.nn:28:12
- *   classifier1.flatten1 [64,512], -> [64,4096] */
+/* classifier1.fc1 = linear+relu(classifier1.flatten1)  models/lib/vgg.nn:28:12, fused classifier1.relu1
+ *   classifier1.flatten1 [64,512] -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
-/* classifier1.fc2 = linear(classifier1.fc1)  models/lib/vgg.nn:29:12
- *   classifier1.fc1 [64,4096], -> [64,4096] */
+/* classifier1.fc2 = linear+relu(classifier1.fc1)  models/lib/vgg.nn:29:12, fused classifier1.relu2
+ *   classifier1.fc1 [64,4096] -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
 /* classifier1.fc3 = linear(classifier1.fc2)  models/lib/vgg.nn:30:10
- *   classifier1.fc2 [64,4096], -> [64,10] */
+ *   classifier1.fc2 [64,4096] -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))

@@ -66,36 +66,34 @@ static size_t scratch_bytes;
     if (b > scratch_bytes) scratch_bytes = b;                     \
   }
 
-/* conv_2_block1.conv1 = conv2d(x)  models/vgg_simple.nn:13:12
- *   x [64,1,32,32], -> [64,16,36,36] */
+/* conv_2_block1.conv1 = conv2d+relu(x)  models/vgg_simple.nn:13:12, fused conv_2_block1.relu1
+ *   x [64,1,32,32] -> [64,16,36,36] */
 KERNEL void conv_2_block1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, 1);
 }
 KERNEL void conv_2_block1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3);
 }
 SCRATCH(conv_2_block1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3), nncc_conv2d_backward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3))
 
-/* conv_2_block1.conv2 = conv2d(conv_2_block1.conv1)  models/vgg_simple.nn:14:12
- *   conv_2_block1.conv1 [64,16,36,36], -> [64,16,36,36] */
+/* conv_2_block1.conv2 = conv2d+relu(conv_2_block1.conv1)  models/vgg_simple.nn:14:12, fused conv_2_block1.relu2
+ *   conv_2_block1.conv1 [64,16,36,36] -> [64,16,36,36] */
 KERNEL void conv_2_block1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_2_block1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_2_block1_conv2, nncc_conv2d_forward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1))
 
 /* conv_2_block1.maxpool1 = maxpool2d(conv_2_block1.conv2)  models/vgg_simple.nn:15:10
- *   conv_2_block1.conv2 [64,16,36,36], -> [64,16,18,18] */
+ *   conv_2_block1.conv2 [64,16,36,36] -> [64,16,18,18] */
 KERNEL void conv_2_block1_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0);
 }
@@ -103,36 +101,34 @@ KERNEL void conv_2_block1_maxpool1_backward(float *restrict dx, const float *res
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0);
 }
 
-/* conv_2_block2.conv1 = conv2d(conv_2_block1.maxpool1)  models/vgg_simple.nn:13:12
- *   conv_2_block1.maxpool1 [64,16,18,18], -> [64,32,22,22] */
+/* conv_2_block2.conv1 = conv2d+relu(conv_2_block1.maxpool1)  models/vgg_simple.nn:13:12, fused conv_2_block2.relu1
+ *   conv_2_block1.maxpool1 [64,16,18,18] -> [64,32,22,22] */
 KERNEL void conv_2_block2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3, 1);
 }
 KERNEL void conv_2_block2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3);
 }
 SCRATCH(conv_2_block2_conv1, nncc_conv2d_forward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3), nncc_conv2d_backward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3))
 
-/* conv_2_block2.conv2 = conv2d(conv_2_block2.conv1)  models/vgg_simple.nn:14:12
- *   conv_2_block2.conv1 [64,32,22,22], -> [64,32,22,22] */
+/* conv_2_block2.conv2 = conv2d+relu(conv_2_block2.conv1)  models/vgg_simple.nn:14:12, fused conv_2_block2.relu2
+ *   conv_2_block2.conv1 [64,32,22,22] -> [64,32,22,22] */
 KERNEL void conv_2_block2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_2_block2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_2_block2_conv2, nncc_conv2d_forward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1))
 
 /* conv_2_block2.maxpool1 = maxpool2d(conv_2_block2.conv2)  models/vgg_simple.nn:15:10
- *   conv_2_block2.conv2 [64,32,22,22], -> [64,32,11,11] */
+ *   conv_2_block2.conv2 [64,32,22,22] -> [64,32,11,11] */
 KERNEL void conv_2_block2_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0);
 }
@@ -140,50 +136,47 @@ KERNEL void conv_2_block2_maxpool1_backward(float *restrict dx, const float *res
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0);
 }
 
-/* conv_3_block1.conv1 = conv2d(conv_2_block2.maxpool1)  models/vgg_simple.nn:20:14
- *   conv_2_block2.maxpool1 [64,32,11,11], -> [64,64,11,11] */
+/* conv_3_block1.conv1 = conv2d+relu(conv_2_block2.maxpool1)  models/vgg_simple.nn:20:14, fused conv_3_block1.relu1
+ *   conv_2_block2.maxpool1 [64,32,11,11] -> [64,64,11,11] */
 KERNEL void conv_3_block1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block1_conv1, nncc_conv2d_forward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block1.conv2 = conv2d(conv_3_block1.conv1)  models/vgg_simple.nn:20:14
- *   conv_3_block1.conv1 [64,64,11,11], -> [64,64,11,11] */
+/* conv_3_block1.conv2 = conv2d+relu(conv_3_block1.conv1)  models/vgg_simple.nn:20:14, fused conv_3_block1.relu2
+ *   conv_3_block1.conv1 [64,64,11,11] -> [64,64,11,11] */
 KERNEL void conv_3_block1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block1_conv2, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block1.conv3 = conv2d(conv_3_block1.conv2)  models/vgg_simple.nn:20:14
- *   conv_3_block1.conv2 [64,64,11,11], -> [64,64,11,11] */
+/* conv_3_block1.conv3 = conv2d+relu(conv_3_block1.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block1.relu3
+ *   conv_3_block1.conv2 [64,64,11,11] -> [64,64,11,11] */
 KERNEL void conv_3_block1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block1_conv3, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block1.maxpool1 = maxpool2d(conv_3_block1.conv3)  models/vgg_simple.nn:22:10
- *   conv_3_block1.conv3 [64,64,11,11], -> [64,64,5,5] */
+ *   conv_3_block1.conv3 [64,64,11,11] -> [64,64,5,5] */
 KERNEL void conv_3_block1_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0);
 }
@@ -191,50 +184,47 @@ KERNEL void conv_3_block1_maxpool1_backward(float *restrict dx, const float *res
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0);
 }
 
-/* conv_3_block2.conv1 = conv2d(conv_3_block1.maxpool1)  models/vgg_simple.nn:20:14
- *   conv_3_block1.maxpool1 [64,64,5,5], -> [64,128,5,5] */
+/* conv_3_block2.conv1 = conv2d+relu(conv_3_block1.maxpool1)  models/vgg_simple.nn:20:14, fused conv_3_block2.relu1
+ *   conv_3_block1.maxpool1 [64,64,5,5] -> [64,128,5,5] */
 KERNEL void conv_3_block2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block2_conv1, nncc_conv2d_forward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block2.conv2 = conv2d(conv_3_block2.conv1)  models/vgg_simple.nn:20:14
- *   conv_3_block2.conv1 [64,128,5,5], -> [64,128,5,5] */
+/* conv_3_block2.conv2 = conv2d+relu(conv_3_block2.conv1)  models/vgg_simple.nn:20:14, fused conv_3_block2.relu2
+ *   conv_3_block2.conv1 [64,128,5,5] -> [64,128,5,5] */
 KERNEL void conv_3_block2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block2_conv2, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block2.conv3 = conv2d(conv_3_block2.conv2)  models/vgg_simple.nn:20:14
- *   conv_3_block2.conv2 [64,128,5,5], -> [64,128,5,5] */
+/* conv_3_block2.conv3 = conv2d+relu(conv_3_block2.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block2.relu3
+ *   conv_3_block2.conv2 [64,128,5,5] -> [64,128,5,5] */
 KERNEL void conv_3_block2_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block2_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block2_conv3, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block2.maxpool1 = maxpool2d(conv_3_block2.conv3)  models/vgg_simple.nn:22:10
- *   conv_3_block2.conv3 [64,128,5,5], -> [64,128,2,2] */
+ *   conv_3_block2.conv3 [64,128,5,5] -> [64,128,2,2] */
 KERNEL void conv_3_block2_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0);
 }
@@ -242,50 +232,47 @@ KERNEL void conv_3_block2_maxpool1_backward(float *restrict dx, const float *res
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0);
 }
 
-/* conv_3_block3.conv1 = conv2d(conv_3_block2.maxpool1)  models/vgg_simple.nn:20:14
- *   conv_3_block2.maxpool1 [64,128,2,2], -> [64,128,2,2] */
+/* conv_3_block3.conv1 = conv2d+relu(conv_3_block2.maxpool1)  models/vgg_simple.nn:20:14, fused conv_3_block3.relu1
+ *   conv_3_block2.maxpool1 [64,128,2,2] -> [64,128,2,2] */
 KERNEL void conv_3_block3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block3_conv1, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block3.conv2 = conv2d(conv_3_block3.conv1)  models/vgg_simple.nn:20:14
- *   conv_3_block3.conv1 [64,128,2,2], -> [64,128,2,2] */
+/* conv_3_block3.conv2 = conv2d+relu(conv_3_block3.conv1)  models/vgg_simple.nn:20:14, fused conv_3_block3.relu2
+ *   conv_3_block3.conv1 [64,128,2,2] -> [64,128,2,2] */
 KERNEL void conv_3_block3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block3_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block3_conv2, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
 
-/* conv_3_block3.conv3 = conv2d(conv_3_block3.conv2)  models/vgg_simple.nn:20:14
- *   conv_3_block3.conv2 [64,128,2,2], -> [64,128,2,2] */
+/* conv_3_block3.conv3 = conv2d+relu(conv_3_block3.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block3.relu3
+ *   conv_3_block3.conv2 [64,128,2,2] -> [64,128,2,2] */
 KERNEL void conv_3_block3_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block3_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block3_conv3, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block3.maxpool1 = maxpool2d(conv_3_block3.conv3)  models/vgg_simple.nn:22:10
- *   conv_3_block3.conv3 [64,128,2,2], -> [64,128,1,1] */
+ *   conv_3_block3.conv3 [64,128,2,2] -> [64,128,1,1] */
 KERNEL void conv_3_block3_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0);
 }
@@ -294,47 +281,44 @@ KERNEL void conv_3_block3_maxpool1_backward(float *restrict dx, const float *res
 }
 
 /* flatten1 = flatten(conv_3_block3.maxpool1)  models/vgg_simple.nn:30:5
- *   conv_3_block3.maxpool1 [64,128,1,1], -> [64,128] */
+ *   conv_3_block3.maxpool1 [64,128,1,1] -> [64,128] */
 /* a copy when not a view: see forward() */
 
-/* fc1 = linear(flatten1)  models/vgg_simple.nn:31:10
- *   flatten1 [64,128], -> [64,100] */
+/* fc1 = linear+relu(flatten1)  models/vgg_simple.nn:31:10, fused relu1
+ *   flatten1 [64,128] -> [64,100] */
 KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 128, 100, 1);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 100);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(64, 128, 100), nncc_linear_backward_scratch(64, 128, 100))
 
-/* fc2 = linear(fc1)  models/vgg_simple.nn:32:10
- *   fc1 [64,100], -> [64,20] */
+/* fc2 = linear+relu(fc1)  models/vgg_simple.nn:32:10, fused relu2
+ *   fc1 [64,100] -> [64,20] */
 KERNEL void fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 100, 20, 1);
 }
 KERNEL void fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 100, 20);
 }
 SCRATCH(fc2, nncc_linear_forward_scratch(64, 100, 20), nncc_linear_backward_scratch(64, 100, 20))
 
 /* fc3 = linear(fc2)  models/vgg_simple.nn:33:10
- *   fc2 [64,20], -> [64,10] */
+ *   fc2 [64,20] -> [64,10] */
 KERNEL void fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-                       const float *restrict b, void *scratch) {
+    const float *restrict b, void *scratch) {
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 20, 10, 0);
 }
 KERNEL void fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-                        const float *restrict dy, const float *restrict y,
-                        const float *restrict x, const float *restrict w, void *scratch) {
-  (void)y;
+    const float *restrict dy, const float *restrict y,
+    const float *restrict x, const float *restrict w, void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 20, 10);
 }
 SCRATCH(fc3, nncc_linear_forward_scratch(64, 20, 10), nncc_linear_backward_scratch(64, 20, 10))
