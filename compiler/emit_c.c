@@ -158,9 +158,9 @@ static void call_backward(Emit *E, Node *n) {
   switch (n->op) {
   case OP_CONV2D:
   case OP_LINEAR:
-    buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s, %s, %s, scratch);\n", f, dx[0],
+    buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s%s%s, %s, scratch);\n", f, dx[0],
                param_ref("G", n, 0), n->bias ? param_ref("G", n, 1) : "NULL", dy,
-               n->relu ? ptr(E, n->act) : "NULL", ptr(E, x->act), param_ref("P", n, 0));
+               n->relu ? ptr(E, n->act) : "", n->relu ? ", " : "", ptr(E, x->act), param_ref("P", n, 0));
     break;
   case OP_BATCHNORM2D:
     buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s, %s, %s);\n", f, dx[0], param_ref("G", n, 0),
@@ -242,10 +242,10 @@ static void define_kernels(Emit *E, Node *n) {
                f, conv_sizes, n->relu);
     buf_printf(o,
                "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
-               "    const float *restrict dy, const float *restrict y,\n"
-               "    const float *restrict x, const float *restrict w, void *scratch) {\n"
+               "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
+               "    void *scratch) {\n"
                "  nncc_conv2d_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s);\n}\n",
-               f, n->relu ? "y" : "NULL", conv_sizes);
+               f, n->relu ? " const float *restrict y /* the mask */," : "", n->relu ? "y" : "NULL", conv_sizes);
     buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s), nncc_conv2d_backward_scratch(%s))\n", f,
                conv_sizes, conv_sizes);
     break;
@@ -258,10 +258,10 @@ static void define_kernels(Emit *E, Node *n) {
                f, sz, n->relu);
     buf_printf(o,
                "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
-               "    const float *restrict dy, const float *restrict y,\n"
-               "    const float *restrict x, const float *restrict w, void *scratch) {\n"
+               "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
+               "    void *scratch) {\n"
                "  nncc_linear_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s);\n}\n",
-               f, n->relu ? "y" : "NULL", sz);
+               f, n->relu ? " const float *restrict y /* the mask */," : "", n->relu ? "y" : "NULL", sz);
     buf_printf(o, "SCRATCH(%s, nncc_linear_forward_scratch(%s), nncc_linear_backward_scratch(%s))\n", f, sz,
                sz);
     break;

@@ -51,8 +51,8 @@ KERNEL void conv1_forward(float *restrict y, const float *restrict x, const floa
   nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0, 1);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0);
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0))
@@ -64,8 +64,8 @@ KERNEL void conv2_forward(float *restrict y, const float *restrict x, const floa
   nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, 1);
 }
 KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0);
 }
 SCRATCH(conv2, nncc_conv2d_forward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0))
@@ -86,8 +86,8 @@ KERNEL void conv3_forward(float *restrict y, const float *restrict x, const floa
   nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, 1);
 }
 KERNEL void conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0);
 }
 SCRATCH(conv3, nncc_conv2d_forward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0))
@@ -112,8 +112,8 @@ KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float 
   nncc_linear_forward_team(y, x, w, b, scratch, 256, 576, 100, 1);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 576, 100);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(256, 576, 100), nncc_linear_backward_scratch(256, 576, 100))
@@ -125,8 +125,8 @@ KERNEL void fc2_forward(float *restrict y, const float *restrict x, const float 
   nncc_linear_forward_team(y, x, w, b, scratch, 256, 100, 10, 0);
 }
 KERNEL void fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 100, 10);
 }
 SCRATCH(fc2, nncc_linear_forward_scratch(256, 100, 10), nncc_linear_backward_scratch(256, 100, 10))
@@ -183,7 +183,7 @@ static void backward(NnccState *s) {
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    fc2_backward(d_fc1, G + 122224 /* fc2.weight */, G + 123232 /* fc2.bias */, s->dlogits, NULL, fc1, P + 122224 /* fc2.weight */, scratch);
+    fc2_backward(d_fc1, G + 122224 /* fc2.weight */, G + 123232 /* fc2.bias */, s->dlogits, fc1, P + 122224 /* fc2.weight */, scratch);
 #pragma omp barrier
     fc1_backward(d_maxpool2, G + 64512 /* fc1.weight */, G + 122112 /* fc1.bias */, d_fc1, fc1, maxpool2, P + 64512 /* fc1.weight */, scratch);
     /* flatten1: a view, its gradient is d_maxpool2's */

@@ -85,8 +85,8 @@ KERNEL void conv1_forward(float *restrict y, const float *restrict x, const floa
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1))
@@ -123,8 +123,8 @@ KERNEL void residual1_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual1_conv1, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1))
@@ -161,8 +161,8 @@ KERNEL void residual1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual1_conv2, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1))
@@ -214,8 +214,8 @@ KERNEL void residual2_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual2_conv1, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1))
@@ -252,8 +252,8 @@ KERNEL void residual2_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual2_conv2, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1))
@@ -305,8 +305,8 @@ KERNEL void residual3_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual3_conv1, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1))
@@ -343,8 +343,8 @@ KERNEL void residual3_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void residual3_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(residual3_conv2, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1))
@@ -400,8 +400,8 @@ KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float 
   nncc_linear_forward_team(y, x, w, b, scratch, 128, 32, 10, 0);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 10);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(128, 32, 10), nncc_linear_backward_scratch(128, 32, 10))
@@ -568,7 +568,7 @@ static void backward(NnccState *s) {
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    fc1_backward(d_avgpool1, G + 56592 /* fc1.weight */, G + 56912 /* fc1.bias */, s->dlogits, NULL, avgpool1, P + 56592 /* fc1.weight */, scratch);
+    fc1_backward(d_avgpool1, G + 56592 /* fc1.weight */, G + 56912 /* fc1.bias */, s->dlogits, avgpool1, P + 56592 /* fc1.weight */, scratch);
     /* flatten1: a view, its gradient is d_avgpool1's */
 #pragma omp barrier
     avgpool1_backward(d_residual3_relu2, d_avgpool1);
@@ -580,13 +580,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     residual3_bn2_backward(d_residual3_conv2, G + 56448 /* residual3.bn2.weight */, G + 56480 /* residual3.bn2.bias */, d_residual3_bn2, residual3_conv2, P + 56448 /* residual3.bn2.weight */, residual3_bn2_stats);
 #pragma omp barrier
-    residual3_conv2_backward(d_residual3_relu1, G + 47232 /* residual3.conv2.weight */, NULL, d_residual3_conv2, NULL, residual3_relu1, P + 47232 /* residual3.conv2.weight */, scratch);
+    residual3_conv2_backward(d_residual3_relu1, G + 47232 /* residual3.conv2.weight */, NULL, d_residual3_conv2, residual3_relu1, P + 47232 /* residual3.conv2.weight */, scratch);
 #pragma omp barrier
     residual3_relu1_backward(d_residual3_bn1, d_residual3_relu1, residual3_relu1);
 #pragma omp barrier
     residual3_bn1_backward(d_residual3_conv1, G + 47088 /* residual3.bn1.weight */, G + 47120 /* residual3.bn1.bias */, d_residual3_bn1, residual3_conv1, P + 47088 /* residual3.bn1.weight */, residual3_bn1_stats);
 #pragma omp barrier
-    residual3_conv1_backward(grad_tmp, G + 37872 /* residual3.conv1.weight */, NULL, d_residual3_conv1, NULL, maxpool2, P + 37872 /* residual3.conv1.weight */, scratch);
+    residual3_conv1_backward(grad_tmp, G + 37872 /* residual3.conv1.weight */, NULL, d_residual3_conv1, maxpool2, P + 37872 /* residual3.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool2, grad_tmp, 200704);
 #pragma omp barrier
@@ -599,13 +599,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     residual2_bn2_backward(d_residual2_conv2, G + 37728 /* residual2.bn2.weight */, G + 37760 /* residual2.bn2.bias */, d_residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, residual2_bn2_stats);
 #pragma omp barrier
-    residual2_conv2_backward(d_residual2_relu1, G + 28512 /* residual2.conv2.weight */, NULL, d_residual2_conv2, NULL, residual2_relu1, P + 28512 /* residual2.conv2.weight */, scratch);
+    residual2_conv2_backward(d_residual2_relu1, G + 28512 /* residual2.conv2.weight */, NULL, d_residual2_conv2, residual2_relu1, P + 28512 /* residual2.conv2.weight */, scratch);
 #pragma omp barrier
     residual2_relu1_backward(d_residual2_bn1, d_residual2_relu1, residual2_relu1);
 #pragma omp barrier
     residual2_bn1_backward(d_residual2_conv1, G + 28368 /* residual2.bn1.weight */, G + 28400 /* residual2.bn1.bias */, d_residual2_bn1, residual2_conv1, P + 28368 /* residual2.bn1.weight */, residual2_bn1_stats);
 #pragma omp barrier
-    residual2_conv1_backward(grad_tmp, G + 19152 /* residual2.conv1.weight */, NULL, d_residual2_conv1, NULL, maxpool1, P + 19152 /* residual2.conv1.weight */, scratch);
+    residual2_conv1_backward(grad_tmp, G + 19152 /* residual2.conv1.weight */, NULL, d_residual2_conv1, maxpool1, P + 19152 /* residual2.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool1, grad_tmp, 802816);
 #pragma omp barrier
@@ -618,13 +618,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     residual1_bn2_backward(d_residual1_conv2, G + 19008 /* residual1.bn2.weight */, G + 19040 /* residual1.bn2.bias */, d_residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, residual1_bn2_stats);
 #pragma omp barrier
-    residual1_conv2_backward(d_residual1_relu1, G + 9792 /* residual1.conv2.weight */, NULL, d_residual1_conv2, NULL, residual1_relu1, P + 9792 /* residual1.conv2.weight */, scratch);
+    residual1_conv2_backward(d_residual1_relu1, G + 9792 /* residual1.conv2.weight */, NULL, d_residual1_conv2, residual1_relu1, P + 9792 /* residual1.conv2.weight */, scratch);
 #pragma omp barrier
     residual1_relu1_backward(d_residual1_bn1, d_residual1_relu1, residual1_relu1);
 #pragma omp barrier
     residual1_bn1_backward(d_residual1_conv1, G + 9648 /* residual1.bn1.weight */, G + 9680 /* residual1.bn1.bias */, d_residual1_bn1, residual1_conv1, P + 9648 /* residual1.bn1.weight */, residual1_bn1_stats);
 #pragma omp barrier
-    residual1_conv1_backward(grad_tmp, G + 432 /* residual1.conv1.weight */, NULL, d_residual1_conv1, NULL, relu1, P + 432 /* residual1.conv1.weight */, scratch);
+    residual1_conv1_backward(grad_tmp, G + 432 /* residual1.conv1.weight */, NULL, d_residual1_conv1, relu1, P + 432 /* residual1.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_relu1, grad_tmp, 3211264);
 #pragma omp barrier
@@ -632,7 +632,7 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     bn1_backward(d_conv1, G + 288 /* bn1.weight */, G + 320 /* bn1.bias */, d_bn1, conv1, P + 288 /* bn1.weight */, bn1_stats);
 #pragma omp barrier
-    conv1_backward(NULL, G + 0 /* conv1.weight */, NULL, d_conv1, NULL, s->input, P + 0 /* conv1.weight */, scratch);
+    conv1_backward(NULL, G + 0 /* conv1.weight */, NULL, d_conv1, s->input, P + 0 /* conv1.weight */, scratch);
   }
 }
 

@@ -117,8 +117,8 @@ KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
@@ -155,8 +155,8 @@ KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
@@ -202,8 +202,8 @@ KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
@@ -240,8 +240,8 @@ KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
@@ -287,8 +287,8 @@ KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -325,8 +325,8 @@ KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -372,8 +372,8 @@ KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -410,8 +410,8 @@ KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -457,8 +457,8 @@ KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -495,8 +495,8 @@ KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -546,8 +546,8 @@ KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, 
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
@@ -559,8 +559,8 @@ KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, 
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
@@ -572,8 +572,8 @@ KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, 
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
@@ -795,7 +795,7 @@ static void backward(NnccState *s) {
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    classifier1_fc3_backward(d_classifier1_fc2, G + 28298336 /* classifier1.fc3.weight */, G + 28339296 /* classifier1.fc3.bias */, s->dlogits, NULL, classifier1_fc2, P + 28298336 /* classifier1.fc3.weight */, scratch);
+    classifier1_fc3_backward(d_classifier1_fc2, G + 28298336 /* classifier1.fc3.weight */, G + 28339296 /* classifier1.fc3.bias */, s->dlogits, classifier1_fc2, P + 28298336 /* classifier1.fc3.weight */, scratch);
 #pragma omp barrier
     classifier1_fc2_backward(d_classifier1_fc1, G + 11517024 /* classifier1.fc2.weight */, G + 28294240 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 11517024 /* classifier1.fc2.weight */, scratch);
 #pragma omp barrier
@@ -808,13 +808,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn10_backward(d_features1_conv10, G + 9413712 /* features1.bn10.weight */, G + 9414224 /* features1.bn10.bias */, d_features1_bn10, features1_conv10, P + 9413712 /* features1.bn10.weight */, features1_bn10_stats);
 #pragma omp barrier
-    features1_conv10_backward(d_features1_relu9, G + 7053904 /* features1.conv10.weight */, G + 9413200 /* features1.conv10.bias */, d_features1_conv10, NULL, features1_relu9, P + 7053904 /* features1.conv10.weight */, scratch);
+    features1_conv10_backward(d_features1_relu9, G + 7053904 /* features1.conv10.weight */, G + 9413200 /* features1.conv10.bias */, d_features1_conv10, features1_relu9, P + 7053904 /* features1.conv10.weight */, scratch);
 #pragma omp barrier
     features1_relu9_backward(d_features1_bn9, d_features1_relu9, features1_relu9);
 #pragma omp barrier
     features1_bn9_backward(d_features1_conv9, G + 7051840 /* features1.bn9.weight */, G + 7052352 /* features1.bn9.bias */, d_features1_bn9, features1_conv9, P + 7051840 /* features1.bn9.weight */, features1_bn9_stats);
 #pragma omp barrier
-    features1_conv9_backward(d_features1_maxpool4, G + 4692032 /* features1.conv9.weight */, G + 7051328 /* features1.conv9.bias */, d_features1_conv9, NULL, features1_maxpool4, P + 4692032 /* features1.conv9.weight */, scratch);
+    features1_conv9_backward(d_features1_maxpool4, G + 4692032 /* features1.conv9.weight */, G + 7051328 /* features1.conv9.bias */, d_features1_conv9, features1_maxpool4, P + 4692032 /* features1.conv9.weight */, scratch);
 #pragma omp barrier
     features1_maxpool4_backward(d_features1_relu8, d_features1_maxpool4, features1_relu8);
 #pragma omp barrier
@@ -822,13 +822,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn8_backward(d_features1_conv8, G + 4689968 /* features1.bn8.weight */, G + 4690480 /* features1.bn8.bias */, d_features1_bn8, features1_conv8, P + 4689968 /* features1.bn8.weight */, features1_bn8_stats);
 #pragma omp barrier
-    features1_conv8_backward(d_features1_relu7, G + 2330160 /* features1.conv8.weight */, G + 4689456 /* features1.conv8.bias */, d_features1_conv8, NULL, features1_relu7, P + 2330160 /* features1.conv8.weight */, scratch);
+    features1_conv8_backward(d_features1_relu7, G + 2330160 /* features1.conv8.weight */, G + 4689456 /* features1.conv8.bias */, d_features1_conv8, features1_relu7, P + 2330160 /* features1.conv8.weight */, scratch);
 #pragma omp barrier
     features1_relu7_backward(d_features1_bn7, d_features1_relu7, features1_relu7);
 #pragma omp barrier
     features1_bn7_backward(d_features1_conv7, G + 2328096 /* features1.bn7.weight */, G + 2328608 /* features1.bn7.bias */, d_features1_bn7, features1_conv7, P + 2328096 /* features1.bn7.weight */, features1_bn7_stats);
 #pragma omp barrier
-    features1_conv7_backward(d_features1_maxpool3, G + 1147936 /* features1.conv7.weight */, G + 2327584 /* features1.conv7.bias */, d_features1_conv7, NULL, features1_maxpool3, P + 1147936 /* features1.conv7.weight */, scratch);
+    features1_conv7_backward(d_features1_maxpool3, G + 1147936 /* features1.conv7.weight */, G + 2327584 /* features1.conv7.bias */, d_features1_conv7, features1_maxpool3, P + 1147936 /* features1.conv7.weight */, scratch);
 #pragma omp barrier
     features1_maxpool3_backward(d_features1_relu6, d_features1_maxpool3, features1_relu6);
 #pragma omp barrier
@@ -836,13 +836,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn6_backward(d_features1_conv6, G + 1146896 /* features1.bn6.weight */, G + 1147152 /* features1.bn6.bias */, d_features1_bn6, features1_conv6, P + 1146896 /* features1.bn6.weight */, features1_bn6_stats);
 #pragma omp barrier
-    features1_conv6_backward(d_features1_relu5, G + 556816 /* features1.conv6.weight */, G + 1146640 /* features1.conv6.bias */, d_features1_conv6, NULL, features1_relu5, P + 556816 /* features1.conv6.weight */, scratch);
+    features1_conv6_backward(d_features1_relu5, G + 556816 /* features1.conv6.weight */, G + 1146640 /* features1.conv6.bias */, d_features1_conv6, features1_relu5, P + 556816 /* features1.conv6.weight */, scratch);
 #pragma omp barrier
     features1_relu5_backward(d_features1_bn5, d_features1_relu5, features1_relu5);
 #pragma omp barrier
     features1_bn5_backward(d_features1_conv5, G + 555776 /* features1.bn5.weight */, G + 556032 /* features1.bn5.bias */, d_features1_bn5, features1_conv5, P + 555776 /* features1.bn5.weight */, features1_bn5_stats);
 #pragma omp barrier
-    features1_conv5_backward(d_features1_maxpool2, G + 260608 /* features1.conv5.weight */, G + 555520 /* features1.conv5.bias */, d_features1_conv5, NULL, features1_maxpool2, P + 260608 /* features1.conv5.weight */, scratch);
+    features1_conv5_backward(d_features1_maxpool2, G + 260608 /* features1.conv5.weight */, G + 555520 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool2, P + 260608 /* features1.conv5.weight */, scratch);
 #pragma omp barrier
     features1_maxpool2_backward(d_features1_relu4, d_features1_maxpool2, features1_relu4);
 #pragma omp barrier
@@ -850,13 +850,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn4_backward(d_features1_conv4, G + 260080 /* features1.bn4.weight */, G + 260208 /* features1.bn4.bias */, d_features1_bn4, features1_conv4, P + 260080 /* features1.bn4.weight */, features1_bn4_stats);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_relu3, G + 112496 /* features1.conv4.weight */, G + 259952 /* features1.conv4.bias */, d_features1_conv4, NULL, features1_relu3, P + 112496 /* features1.conv4.weight */, scratch);
+    features1_conv4_backward(d_features1_relu3, G + 112496 /* features1.conv4.weight */, G + 259952 /* features1.conv4.bias */, d_features1_conv4, features1_relu3, P + 112496 /* features1.conv4.weight */, scratch);
 #pragma omp barrier
     features1_relu3_backward(d_features1_bn3, d_features1_relu3, features1_relu3);
 #pragma omp barrier
     features1_bn3_backward(d_features1_conv3, G + 111968 /* features1.bn3.weight */, G + 112096 /* features1.bn3.bias */, d_features1_bn3, features1_conv3, P + 111968 /* features1.bn3.weight */, features1_bn3_stats);
 #pragma omp barrier
-    features1_conv3_backward(d_features1_maxpool1, G + 38112 /* features1.conv3.weight */, G + 111840 /* features1.conv3.bias */, d_features1_conv3, NULL, features1_maxpool1, P + 38112 /* features1.conv3.weight */, scratch);
+    features1_conv3_backward(d_features1_maxpool1, G + 38112 /* features1.conv3.weight */, G + 111840 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool1, P + 38112 /* features1.conv3.weight */, scratch);
 #pragma omp barrier
     features1_maxpool1_backward(d_features1_relu2, d_features1_maxpool1, features1_relu2);
 #pragma omp barrier
@@ -864,13 +864,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn2_backward(d_features1_conv2, G + 37840 /* features1.bn2.weight */, G + 37904 /* features1.bn2.bias */, d_features1_bn2, features1_conv2, P + 37840 /* features1.bn2.weight */, features1_bn2_stats);
 #pragma omp barrier
-    features1_conv2_backward(d_features1_relu1, G + 912 /* features1.conv2.weight */, G + 37776 /* features1.conv2.bias */, d_features1_conv2, NULL, features1_relu1, P + 912 /* features1.conv2.weight */, scratch);
+    features1_conv2_backward(d_features1_relu1, G + 912 /* features1.conv2.weight */, G + 37776 /* features1.conv2.bias */, d_features1_conv2, features1_relu1, P + 912 /* features1.conv2.weight */, scratch);
 #pragma omp barrier
     features1_relu1_backward(d_features1_bn1, d_features1_relu1, features1_relu1);
 #pragma omp barrier
     features1_bn1_backward(d_features1_conv1, G + 640 /* features1.bn1.weight */, G + 704 /* features1.bn1.bias */, d_features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, features1_bn1_stats);
 #pragma omp barrier
-    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, NULL, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
   }
 }
 

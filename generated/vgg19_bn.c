@@ -159,8 +159,8 @@ KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
@@ -197,8 +197,8 @@ KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
@@ -244,8 +244,8 @@ KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
@@ -282,8 +282,8 @@ KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
@@ -329,8 +329,8 @@ KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -367,8 +367,8 @@ KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -405,8 +405,8 @@ KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -443,8 +443,8 @@ KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
@@ -490,8 +490,8 @@ KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -528,8 +528,8 @@ KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -566,8 +566,8 @@ KERNEL void features1_conv11_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv11_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -604,8 +604,8 @@ KERNEL void features1_conv12_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
@@ -651,8 +651,8 @@ KERNEL void features1_conv13_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv13_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -689,8 +689,8 @@ KERNEL void features1_conv14_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv14_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv14, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -727,8 +727,8 @@ KERNEL void features1_conv15_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv15_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv15, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -765,8 +765,8 @@ KERNEL void features1_conv16_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
 }
 KERNEL void features1_conv16_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(features1_conv16, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
@@ -816,8 +816,8 @@ KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, 
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
@@ -829,8 +829,8 @@ KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, 
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
@@ -842,8 +842,8 @@ KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, 
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
@@ -1161,7 +1161,7 @@ static void backward(NnccState *s) {
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    classifier1_fc3_backward(d_classifier1_fc2, G + 38928064 /* classifier1.fc3.weight */, G + 38969024 /* classifier1.fc3.bias */, s->dlogits, NULL, classifier1_fc2, P + 38928064 /* classifier1.fc3.weight */, scratch);
+    classifier1_fc3_backward(d_classifier1_fc2, G + 38928064 /* classifier1.fc3.weight */, G + 38969024 /* classifier1.fc3.bias */, s->dlogits, classifier1_fc2, P + 38928064 /* classifier1.fc3.weight */, scratch);
 #pragma omp barrier
     classifier1_fc2_backward(d_classifier1_fc1, G + 22146752 /* classifier1.fc2.weight */, G + 38923968 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 22146752 /* classifier1.fc2.weight */, scratch);
 #pragma omp barrier
@@ -1174,25 +1174,25 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn16_backward(d_features1_conv16, G + 20043440 /* features1.bn16.weight */, G + 20043952 /* features1.bn16.bias */, d_features1_bn16, features1_conv16, P + 20043440 /* features1.bn16.weight */, features1_bn16_stats);
 #pragma omp barrier
-    features1_conv16_backward(d_features1_relu15, G + 17683632 /* features1.conv16.weight */, G + 20042928 /* features1.conv16.bias */, d_features1_conv16, NULL, features1_relu15, P + 17683632 /* features1.conv16.weight */, scratch);
+    features1_conv16_backward(d_features1_relu15, G + 17683632 /* features1.conv16.weight */, G + 20042928 /* features1.conv16.bias */, d_features1_conv16, features1_relu15, P + 17683632 /* features1.conv16.weight */, scratch);
 #pragma omp barrier
     features1_relu15_backward(d_features1_bn15, d_features1_relu15, features1_relu15);
 #pragma omp barrier
     features1_bn15_backward(d_features1_conv15, G + 17681568 /* features1.bn15.weight */, G + 17682080 /* features1.bn15.bias */, d_features1_bn15, features1_conv15, P + 17681568 /* features1.bn15.weight */, features1_bn15_stats);
 #pragma omp barrier
-    features1_conv15_backward(d_features1_relu14, G + 15321760 /* features1.conv15.weight */, G + 17681056 /* features1.conv15.bias */, d_features1_conv15, NULL, features1_relu14, P + 15321760 /* features1.conv15.weight */, scratch);
+    features1_conv15_backward(d_features1_relu14, G + 15321760 /* features1.conv15.weight */, G + 17681056 /* features1.conv15.bias */, d_features1_conv15, features1_relu14, P + 15321760 /* features1.conv15.weight */, scratch);
 #pragma omp barrier
     features1_relu14_backward(d_features1_bn14, d_features1_relu14, features1_relu14);
 #pragma omp barrier
     features1_bn14_backward(d_features1_conv14, G + 15319696 /* features1.bn14.weight */, G + 15320208 /* features1.bn14.bias */, d_features1_bn14, features1_conv14, P + 15319696 /* features1.bn14.weight */, features1_bn14_stats);
 #pragma omp barrier
-    features1_conv14_backward(d_features1_relu13, G + 12959888 /* features1.conv14.weight */, G + 15319184 /* features1.conv14.bias */, d_features1_conv14, NULL, features1_relu13, P + 12959888 /* features1.conv14.weight */, scratch);
+    features1_conv14_backward(d_features1_relu13, G + 12959888 /* features1.conv14.weight */, G + 15319184 /* features1.conv14.bias */, d_features1_conv14, features1_relu13, P + 12959888 /* features1.conv14.weight */, scratch);
 #pragma omp barrier
     features1_relu13_backward(d_features1_bn13, d_features1_relu13, features1_relu13);
 #pragma omp barrier
     features1_bn13_backward(d_features1_conv13, G + 12957824 /* features1.bn13.weight */, G + 12958336 /* features1.bn13.bias */, d_features1_bn13, features1_conv13, P + 12957824 /* features1.bn13.weight */, features1_bn13_stats);
 #pragma omp barrier
-    features1_conv13_backward(d_features1_maxpool4, G + 10598016 /* features1.conv13.weight */, G + 12957312 /* features1.conv13.bias */, d_features1_conv13, NULL, features1_maxpool4, P + 10598016 /* features1.conv13.weight */, scratch);
+    features1_conv13_backward(d_features1_maxpool4, G + 10598016 /* features1.conv13.weight */, G + 12957312 /* features1.conv13.bias */, d_features1_conv13, features1_maxpool4, P + 10598016 /* features1.conv13.weight */, scratch);
 #pragma omp barrier
     features1_maxpool4_backward(d_features1_relu12, d_features1_maxpool4, features1_relu12);
 #pragma omp barrier
@@ -1200,25 +1200,25 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn12_backward(d_features1_conv12, G + 10595952 /* features1.bn12.weight */, G + 10596464 /* features1.bn12.bias */, d_features1_bn12, features1_conv12, P + 10595952 /* features1.bn12.weight */, features1_bn12_stats);
 #pragma omp barrier
-    features1_conv12_backward(d_features1_relu11, G + 8236144 /* features1.conv12.weight */, G + 10595440 /* features1.conv12.bias */, d_features1_conv12, NULL, features1_relu11, P + 8236144 /* features1.conv12.weight */, scratch);
+    features1_conv12_backward(d_features1_relu11, G + 8236144 /* features1.conv12.weight */, G + 10595440 /* features1.conv12.bias */, d_features1_conv12, features1_relu11, P + 8236144 /* features1.conv12.weight */, scratch);
 #pragma omp barrier
     features1_relu11_backward(d_features1_bn11, d_features1_relu11, features1_relu11);
 #pragma omp barrier
     features1_bn11_backward(d_features1_conv11, G + 8234080 /* features1.bn11.weight */, G + 8234592 /* features1.bn11.bias */, d_features1_bn11, features1_conv11, P + 8234080 /* features1.bn11.weight */, features1_bn11_stats);
 #pragma omp barrier
-    features1_conv11_backward(d_features1_relu10, G + 5874272 /* features1.conv11.weight */, G + 8233568 /* features1.conv11.bias */, d_features1_conv11, NULL, features1_relu10, P + 5874272 /* features1.conv11.weight */, scratch);
+    features1_conv11_backward(d_features1_relu10, G + 5874272 /* features1.conv11.weight */, G + 8233568 /* features1.conv11.bias */, d_features1_conv11, features1_relu10, P + 5874272 /* features1.conv11.weight */, scratch);
 #pragma omp barrier
     features1_relu10_backward(d_features1_bn10, d_features1_relu10, features1_relu10);
 #pragma omp barrier
     features1_bn10_backward(d_features1_conv10, G + 5872208 /* features1.bn10.weight */, G + 5872720 /* features1.bn10.bias */, d_features1_bn10, features1_conv10, P + 5872208 /* features1.bn10.weight */, features1_bn10_stats);
 #pragma omp barrier
-    features1_conv10_backward(d_features1_relu9, G + 3512400 /* features1.conv10.weight */, G + 5871696 /* features1.conv10.bias */, d_features1_conv10, NULL, features1_relu9, P + 3512400 /* features1.conv10.weight */, scratch);
+    features1_conv10_backward(d_features1_relu9, G + 3512400 /* features1.conv10.weight */, G + 5871696 /* features1.conv10.bias */, d_features1_conv10, features1_relu9, P + 3512400 /* features1.conv10.weight */, scratch);
 #pragma omp barrier
     features1_relu9_backward(d_features1_bn9, d_features1_relu9, features1_relu9);
 #pragma omp barrier
     features1_bn9_backward(d_features1_conv9, G + 3510336 /* features1.bn9.weight */, G + 3510848 /* features1.bn9.bias */, d_features1_bn9, features1_conv9, P + 3510336 /* features1.bn9.weight */, features1_bn9_stats);
 #pragma omp barrier
-    features1_conv9_backward(d_features1_maxpool3, G + 2330176 /* features1.conv9.weight */, G + 3509824 /* features1.conv9.bias */, d_features1_conv9, NULL, features1_maxpool3, P + 2330176 /* features1.conv9.weight */, scratch);
+    features1_conv9_backward(d_features1_maxpool3, G + 2330176 /* features1.conv9.weight */, G + 3509824 /* features1.conv9.bias */, d_features1_conv9, features1_maxpool3, P + 2330176 /* features1.conv9.weight */, scratch);
 #pragma omp barrier
     features1_maxpool3_backward(d_features1_relu8, d_features1_maxpool3, features1_relu8);
 #pragma omp barrier
@@ -1226,25 +1226,25 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn8_backward(d_features1_conv8, G + 2329136 /* features1.bn8.weight */, G + 2329392 /* features1.bn8.bias */, d_features1_bn8, features1_conv8, P + 2329136 /* features1.bn8.weight */, features1_bn8_stats);
 #pragma omp barrier
-    features1_conv8_backward(d_features1_relu7, G + 1739056 /* features1.conv8.weight */, G + 2328880 /* features1.conv8.bias */, d_features1_conv8, NULL, features1_relu7, P + 1739056 /* features1.conv8.weight */, scratch);
+    features1_conv8_backward(d_features1_relu7, G + 1739056 /* features1.conv8.weight */, G + 2328880 /* features1.conv8.bias */, d_features1_conv8, features1_relu7, P + 1739056 /* features1.conv8.weight */, scratch);
 #pragma omp barrier
     features1_relu7_backward(d_features1_bn7, d_features1_relu7, features1_relu7);
 #pragma omp barrier
     features1_bn7_backward(d_features1_conv7, G + 1738016 /* features1.bn7.weight */, G + 1738272 /* features1.bn7.bias */, d_features1_bn7, features1_conv7, P + 1738016 /* features1.bn7.weight */, features1_bn7_stats);
 #pragma omp barrier
-    features1_conv7_backward(d_features1_relu6, G + 1147936 /* features1.conv7.weight */, G + 1737760 /* features1.conv7.bias */, d_features1_conv7, NULL, features1_relu6, P + 1147936 /* features1.conv7.weight */, scratch);
+    features1_conv7_backward(d_features1_relu6, G + 1147936 /* features1.conv7.weight */, G + 1737760 /* features1.conv7.bias */, d_features1_conv7, features1_relu6, P + 1147936 /* features1.conv7.weight */, scratch);
 #pragma omp barrier
     features1_relu6_backward(d_features1_bn6, d_features1_relu6, features1_relu6);
 #pragma omp barrier
     features1_bn6_backward(d_features1_conv6, G + 1146896 /* features1.bn6.weight */, G + 1147152 /* features1.bn6.bias */, d_features1_bn6, features1_conv6, P + 1146896 /* features1.bn6.weight */, features1_bn6_stats);
 #pragma omp barrier
-    features1_conv6_backward(d_features1_relu5, G + 556816 /* features1.conv6.weight */, G + 1146640 /* features1.conv6.bias */, d_features1_conv6, NULL, features1_relu5, P + 556816 /* features1.conv6.weight */, scratch);
+    features1_conv6_backward(d_features1_relu5, G + 556816 /* features1.conv6.weight */, G + 1146640 /* features1.conv6.bias */, d_features1_conv6, features1_relu5, P + 556816 /* features1.conv6.weight */, scratch);
 #pragma omp barrier
     features1_relu5_backward(d_features1_bn5, d_features1_relu5, features1_relu5);
 #pragma omp barrier
     features1_bn5_backward(d_features1_conv5, G + 555776 /* features1.bn5.weight */, G + 556032 /* features1.bn5.bias */, d_features1_bn5, features1_conv5, P + 555776 /* features1.bn5.weight */, features1_bn5_stats);
 #pragma omp barrier
-    features1_conv5_backward(d_features1_maxpool2, G + 260608 /* features1.conv5.weight */, G + 555520 /* features1.conv5.bias */, d_features1_conv5, NULL, features1_maxpool2, P + 260608 /* features1.conv5.weight */, scratch);
+    features1_conv5_backward(d_features1_maxpool2, G + 260608 /* features1.conv5.weight */, G + 555520 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool2, P + 260608 /* features1.conv5.weight */, scratch);
 #pragma omp barrier
     features1_maxpool2_backward(d_features1_relu4, d_features1_maxpool2, features1_relu4);
 #pragma omp barrier
@@ -1252,13 +1252,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn4_backward(d_features1_conv4, G + 260080 /* features1.bn4.weight */, G + 260208 /* features1.bn4.bias */, d_features1_bn4, features1_conv4, P + 260080 /* features1.bn4.weight */, features1_bn4_stats);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_relu3, G + 112496 /* features1.conv4.weight */, G + 259952 /* features1.conv4.bias */, d_features1_conv4, NULL, features1_relu3, P + 112496 /* features1.conv4.weight */, scratch);
+    features1_conv4_backward(d_features1_relu3, G + 112496 /* features1.conv4.weight */, G + 259952 /* features1.conv4.bias */, d_features1_conv4, features1_relu3, P + 112496 /* features1.conv4.weight */, scratch);
 #pragma omp barrier
     features1_relu3_backward(d_features1_bn3, d_features1_relu3, features1_relu3);
 #pragma omp barrier
     features1_bn3_backward(d_features1_conv3, G + 111968 /* features1.bn3.weight */, G + 112096 /* features1.bn3.bias */, d_features1_bn3, features1_conv3, P + 111968 /* features1.bn3.weight */, features1_bn3_stats);
 #pragma omp barrier
-    features1_conv3_backward(d_features1_maxpool1, G + 38112 /* features1.conv3.weight */, G + 111840 /* features1.conv3.bias */, d_features1_conv3, NULL, features1_maxpool1, P + 38112 /* features1.conv3.weight */, scratch);
+    features1_conv3_backward(d_features1_maxpool1, G + 38112 /* features1.conv3.weight */, G + 111840 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool1, P + 38112 /* features1.conv3.weight */, scratch);
 #pragma omp barrier
     features1_maxpool1_backward(d_features1_relu2, d_features1_maxpool1, features1_relu2);
 #pragma omp barrier
@@ -1266,13 +1266,13 @@ static void backward(NnccState *s) {
 #pragma omp barrier
     features1_bn2_backward(d_features1_conv2, G + 37840 /* features1.bn2.weight */, G + 37904 /* features1.bn2.bias */, d_features1_bn2, features1_conv2, P + 37840 /* features1.bn2.weight */, features1_bn2_stats);
 #pragma omp barrier
-    features1_conv2_backward(d_features1_relu1, G + 912 /* features1.conv2.weight */, G + 37776 /* features1.conv2.bias */, d_features1_conv2, NULL, features1_relu1, P + 912 /* features1.conv2.weight */, scratch);
+    features1_conv2_backward(d_features1_relu1, G + 912 /* features1.conv2.weight */, G + 37776 /* features1.conv2.bias */, d_features1_conv2, features1_relu1, P + 912 /* features1.conv2.weight */, scratch);
 #pragma omp barrier
     features1_relu1_backward(d_features1_bn1, d_features1_relu1, features1_relu1);
 #pragma omp barrier
     features1_bn1_backward(d_features1_conv1, G + 640 /* features1.bn1.weight */, G + 704 /* features1.bn1.bias */, d_features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, features1_bn1_stats);
 #pragma omp barrier
-    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, NULL, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
   }
 }
 

@@ -73,8 +73,8 @@ KERNEL void conv_2_block1_conv1_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, 1);
 }
 KERNEL void conv_2_block1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3);
 }
 SCRATCH(conv_2_block1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3), nncc_conv2d_backward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3))
@@ -86,8 +86,8 @@ KERNEL void conv_2_block1_conv2_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_2_block1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_2_block1_conv2, nncc_conv2d_forward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1))
@@ -108,8 +108,8 @@ KERNEL void conv_2_block2_conv1_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3, 1);
 }
 KERNEL void conv_2_block2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3);
 }
 SCRATCH(conv_2_block2_conv1, nncc_conv2d_forward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3), nncc_conv2d_backward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3))
@@ -121,8 +121,8 @@ KERNEL void conv_2_block2_conv2_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_2_block2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_2_block2_conv2, nncc_conv2d_forward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1))
@@ -143,8 +143,8 @@ KERNEL void conv_3_block1_conv1_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block1_conv1, nncc_conv2d_forward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1))
@@ -156,8 +156,8 @@ KERNEL void conv_3_block1_conv2_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block1_conv2, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1))
@@ -169,8 +169,8 @@ KERNEL void conv_3_block1_conv3_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block1_conv3, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1))
@@ -191,8 +191,8 @@ KERNEL void conv_3_block2_conv1_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block2_conv1, nncc_conv2d_forward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1))
@@ -204,8 +204,8 @@ KERNEL void conv_3_block2_conv2_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block2_conv2, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1))
@@ -217,8 +217,8 @@ KERNEL void conv_3_block2_conv3_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block2_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block2_conv3, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1))
@@ -239,8 +239,8 @@ KERNEL void conv_3_block3_conv1_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block3_conv1, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
@@ -252,8 +252,8 @@ KERNEL void conv_3_block3_conv2_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block3_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block3_conv2, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
@@ -265,8 +265,8 @@ KERNEL void conv_3_block3_conv3_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
 }
 KERNEL void conv_3_block3_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
 }
 SCRATCH(conv_3_block3_conv3, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
@@ -291,8 +291,8 @@ KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float 
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 128, 100, 1);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 100);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(64, 128, 100), nncc_linear_backward_scratch(64, 128, 100))
@@ -304,8 +304,8 @@ KERNEL void fc2_forward(float *restrict y, const float *restrict x, const float 
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 100, 20, 1);
 }
 KERNEL void fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 100, 20);
 }
 SCRATCH(fc2, nncc_linear_forward_scratch(64, 100, 20), nncc_linear_backward_scratch(64, 100, 20))
@@ -317,8 +317,8 @@ KERNEL void fc3_forward(float *restrict y, const float *restrict x, const float 
   nncc_linear_forward_team(y, x, w, b, scratch, 64, 20, 10, 0);
 }
 KERNEL void fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y,
-    const float *restrict x, const float *restrict w, void *scratch) {
+    const float *restrict dy, const float *restrict x, const float *restrict w,
+    void *scratch) {
   nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 20, 10);
 }
 SCRATCH(fc3, nncc_linear_forward_scratch(64, 20, 10), nncc_linear_backward_scratch(64, 20, 10))
@@ -445,7 +445,7 @@ static void backward(NnccState *s) {
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel
   {
-    fc3_backward(d_fc2, G + 935440 /* fc3.weight */, G + 935648 /* fc3.bias */, s->dlogits, NULL, fc2, P + 935440 /* fc3.weight */, scratch);
+    fc3_backward(d_fc2, G + 935440 /* fc3.weight */, G + 935648 /* fc3.bias */, s->dlogits, fc2, P + 935440 /* fc3.weight */, scratch);
 #pragma omp barrier
     fc2_backward(d_fc1, G + 933408 /* fc2.weight */, G + 935408 /* fc2.bias */, d_fc2, fc2, fc1, P + 933408 /* fc2.weight */, scratch);
 #pragma omp barrier
