@@ -23,6 +23,10 @@ typedef struct Options {
   bool dump_ir, dump_dot;
   const char *dump_after; /* pass name, or NULL for the last */
   int opt_level;
+  /* nncc run [--no-jit] FILE.nn COMMAND...: the trainer's arguments */
+  bool run, no_jit;
+  int run_argc;
+  char **run_argv;
 } Options;
 
 static const char *pass_names[] = {"parse", "shape", "fuse", "plan"};
@@ -33,6 +37,9 @@ static void usage(FILE *fp) {
           "usage: nncc [options] FILE.nn -o OUT.c   compile a model to a C trainer\n"
           "       nncc --dump-ir FILE.nn            print the typed IR and its totals\n"
           "       nncc --dump-dot FILE.nn           print the graph as Graphviz DOT\n"
+          "       nncc [options] run [--no-jit] FILE.nn COMMAND [trainer flags]\n"
+          "                                         compile in memory and run the trainer\n"
+          "                                         (COMMAND: train, eval, grads; docs/jit.md)\n"
           "\n"
           "options:\n"
           "  -o FILE             write the output to FILE (atomically) instead of stdout\n"
@@ -80,6 +87,17 @@ static Options parse_args(int argc, char **argv) {
       o.dump_dot = true;
     } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0) {
       o.opt_level = a[2] - '0';
+    } else if (strcmp(a, "run") == 0 && !o.input) {
+      /* ---- run: everything after FILE.nn belongs to the trainer */
+      o.run = true;
+      if (i + 1 < argc && strcmp(argv[i + 1], "--no-jit") == 0)
+        o.no_jit = true, i++;
+      if (i + 1 == argc)
+        usage_error("run needs a model file%s", "");
+      o.input = argv[++i];
+      o.run_argc = argc - i - 1;
+      o.run_argv = argv + i + 1;
+      break;
     } else if (a[0] == '-' && a[1]) {
       usage_error("unknown option '%s'", a);
     } else if (o.input) {
@@ -90,6 +108,8 @@ static Options parse_args(int argc, char **argv) {
   }
   if (!o.input)
     usage_error("no input file%s", "");
+  if (o.run && (o.dump_ir || o.dump_dot || o.output))
+    usage_error("run takes no -o, --dump-ir or --dump-dot%s", "");
   if (o.dump_ir && o.dump_dot)
     usage_error("--dump-ir and --dump-dot are exclusive%s", "");
   return o;
@@ -152,6 +172,9 @@ int main(int argc, char **argv) {
   } else if (o.dump_dot) {
     ir_dump_dot(g, &out);
     rc = write_output(o.output, &out);
+  } else if (o.run) {
+    emit_c(g, &out);
+    rc = run_trainer(g->name, &out, o.run_argc, o.run_argv, o.no_jit);
   } else if (!o.output) {
     usage_error("nothing to do for '%s': give -o OUT.c, --dump-ir or --dump-dot", o.input);
   } else {

@@ -355,4 +355,20 @@ int step_backward(const Graph *g, const Node *n);
 /* The C trainer for a planned graph. */
 void emit_c(Graph *g, Buf *out);
 
+/* ---- run.c ------------------------------------------------------------ */
+
+#include "jit.h"
+
+/* The runtime's .c and .h files as built into nncc (cmake/embed.cmake), by path
+ * relative to the repository: "runtime/nncc_rt.h". */
+extern const JitFile embedded_runtime[];
+extern const int embedded_runtime_count;
+
+/* `nncc run`: compile the trainer's C source `csrc` (emit_c) with the
+ * embedded runtime -- in-process with the JIT when built with it and not
+ * `no_jit`, else with cc into a shared object -- and call nncc_main() with
+ * argv[0] = `name` followed by argv[0..argc).  Returns its exit status, or
+ * 1 when compiling failed (the diagnostics are on stderr). */
+int run_trainer(const char *name, const Buf *csrc, int argc, char **argv, bool no_jit);
+
 #endif

@@ -21,3 +21,5 @@ need_packages() {
 
 # What building and testing nncc needs.
 BUILD_PACKAGES="cmake make gcc clang pkg-config check zlib1g-dev libomp-14-dev"
+# The JIT of `nncc run` (CMake option NNCC_JIT, docs/jit.md).
+BUILD_PACKAGES="$BUILD_PACKAGES g++ llvm-14-dev libclang-14-dev libclang-cpp14-dev"

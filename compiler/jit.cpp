@@ -1,0 +1,284 @@
+/*
+ * jit.cpp -- compile C held in memory with clang and run it in-process.
+ *
+ * The only C++ in nncc, behind the C ABI of jit.h.  One call does what
+ * `make -f generated/Makefile` does, without files or a compiler on PATH:
+ *
+ *   driver   clang's Driver turns the Makefile's flags (-O3 -march=native
+ *            -fopenmp -ffp-contract=off) into one cc1 job per .c file, so
+ *            system include paths, host CPU and features come out exactly
+ *            as for `clang -c`
+ *   compile  the jobs run on one thread per core: CompilerInstance +
+ *            EmitObjAction (front end, -O3, code generation, all as in
+ *            `clang -c`) over an in-memory overlay of the sources, writing
+ *            an ELF object into memory
+ *   link     the objects go into one ORC LLJIT; OpenMP symbols resolve from
+ *            libomp (loaded first), everything else from this process
+ *
+ * libclang's C API cannot generate code, hence clang's C++ API.  LLVM and
+ * clang are used as the shared libLLVM-14.so and libclang-cpp.so.14 (mixing
+ * in LLVM's static component libraries registers options twice and aborts).
+ */
+#include "jit.h"
+
+#include <clang/Basic/Diagnostic.h>
+#include <clang/Basic/DiagnosticOptions.h>
+#include <clang/Basic/Version.h>
+#include <clang/CodeGen/CodeGenAction.h>
+#include <clang/Driver/Compilation.h>
+#include <clang/Driver/Driver.h>
+#include <clang/Driver/Job.h>
+#include <clang/Driver/Tool.h>
+#include <clang/Frontend/CompilerInstance.h>
+#include <clang/Frontend/CompilerInvocation.h>
+#include <clang/Frontend/TextDiagnosticPrinter.h>
+#include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
+#include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/Support/Host.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Support/SmallVectorMemoryBuffer.h>
+#include <llvm/Support/CommandLine.h>
+#include <llvm/Support/TargetSelect.h>
+#include <llvm/Support/VirtualFileSystem.h>
+#include <llvm/Support/raw_ostream.h>
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace llvm;
+
+/* The in-memory files live under this directory; clang's diagnostics name
+ * them by it ("/nncc/mnist_cnn.c:12:3: error: ..."). */
+static const char kRoot[] = "/nncc/";
+
+/* The JIT'd runtime calls zlib (idx.c).  nncc itself does not, so without
+ * this reference an --as-needed link would drop libz from the process and
+ * the JIT could not resolve gzopen & co. */
+__attribute__((used)) static const char *(*const keep_zlib)(void) = zlibVersion;
+
+struct Jit {
+  std::unique_ptr<orc::LLJIT> lljit;
+};
+
+/* One translation unit: its cc1 command line, then the object file and the
+ * diagnostics clang printed while compiling it. */
+struct Unit {
+  std::vector<std::string> cc1_args;
+  std::string diags;
+  SmallVector<char, 0> object; /* ELF relocatable, as `clang -c` writes it */
+  bool ok = false;
+};
+
+static void init_llvm() {
+  /* The native target must be registered before clang runs its -O3
+   * pipeline: without a TargetMachine the vectorizers see no vector
+   * registers and generate scalar code. */
+  static std::once_flag once;
+  std::call_once(once, [] {
+    InitializeNativeTarget();
+    InitializeNativeTargetAsmPrinter();
+    InitializeNativeTargetAsmParser();
+    /* The post-RA list scheduler takes 40% of compiling a model at -O3 on
+     * AVX-512 CPUs and gains nothing measurable on out-of-order cores; it
+     * reorders instructions only, so results stay bit-identical. */
+    auto &opts = cl::getRegisteredOptions();
+    auto it = opts.find("post-RA-scheduler");
+    if (it != opts.end())
+      it->second->addOccurrence(1, "post-RA-scheduler", "false");
+  });
+}
+
+static IntrusiveRefCntPtr<vfs::FileSystem> source_fs(const JitFile *files, int nfiles) {
+  IntrusiveRefCntPtr<vfs::InMemoryFileSystem> mem(new vfs::InMemoryFileSystem);
+  for (int i = 0; i < nfiles; i++)
+    /* A copy: clang's lexer needs the NUL after the text. */
+    mem->addFile(std::string(kRoot) + files[i].path, 0,
+                 MemoryBuffer::getMemBufferCopy(StringRef(files[i].text, files[i].len),
+                                                files[i].path));
+  IntrusiveRefCntPtr<vfs::OverlayFileSystem> fs(
+      new vfs::OverlayFileSystem(vfs::getRealFileSystem()));
+  fs->pushOverlay(mem);
+  return fs;
+}
+
+/* The cc1 command lines for every .c file, as `clang -c` would run them:
+ * the driver finds the system headers, and -march=native becomes
+ * -target-cpu and -target-feature from getHostCPUName/getHostCPUFeatures
+ * (AVX-512 where the CPU has it: the kernels' intrinsics need it). */
+static bool driver_jobs(const JitFile *files, int nfiles, const char *const *defines,
+                        std::vector<Unit> &units, std::string &err) {
+  std::vector<std::string> args = {
+      "clang", "-c", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-O3", "-march=native",
+      "-fopenmp", "-ffp-contract=off", "-resource-dir", NNCC_CLANG_RESOURCE_DIR,
+      std::string("-I") + kRoot + "runtime"};
+  for (const char *const *d = defines; d && *d; d++)
+    args.push_back(*d);
+  for (int i = 0; i < nfiles; i++)
+    if (StringRef(files[i].path).endswith(".c"))
+      args.push_back(std::string(kRoot) + files[i].path);
+  std::vector<const char *> argv;
+  for (auto &a : args)
+    argv.push_back(a.c_str());
+
+  IntrusiveRefCntPtr<clang::DiagnosticOptions> opts(new clang::DiagnosticOptions);
+  raw_string_ostream os(err);
+  clang::TextDiagnosticPrinter printer(os, opts.get());
+  clang::DiagnosticsEngine diags(new clang::DiagnosticIDs, opts, &printer, false);
+  clang::driver::Driver driver(NNCC_CLANG_EXE, sys::getDefaultTargetTriple(), diags);
+  driver.setCheckInputsExist(false); /* the inputs exist only in memory */
+  std::unique_ptr<clang::driver::Compilation> comp(driver.BuildCompilation(argv));
+  if (!comp || diags.hasErrorOccurred())
+    return false;
+  for (const clang::driver::Command &cmd : comp->getJobs()) {
+    if (StringRef(cmd.getCreator().getName()) != "clang") {
+      os << "nncc: run: unexpected clang driver job '" << cmd.getCreator().getName() << "'\n";
+      return false;
+    }
+    Unit u;
+    for (const char *a : cmd.getArguments())
+      u.cc1_args.emplace_back(a);
+    units.push_back(std::move(u));
+  }
+  return true;
+}
+
+/* Front end, -O3 and code generation for one unit, into u.object; u.diags
+ * holds what clang printed. */
+static void compile_unit(Unit &u, const JitFile *files, int nfiles) {
+  std::vector<const char *> argv;
+  for (auto &a : u.cc1_args)
+    if (a != "-cc1")
+      argv.push_back(a.c_str());
+  raw_string_ostream os(u.diags);
+  IntrusiveRefCntPtr<clang::DiagnosticOptions> opts(new clang::DiagnosticOptions);
+  auto *printer = new clang::TextDiagnosticPrinter(os, opts.get());
+
+  clang::CompilerInstance ci;
+  ci.createDiagnostics(printer, true);
+  auto inv = std::make_shared<clang::CompilerInvocation>();
+  if (!clang::CompilerInvocation::CreateFromArgs(*inv, argv, ci.getDiagnostics()))
+    return;
+  /* The driver passes -disable-free (a process that exits anyway need not
+   * free); compiling again and again in one process must. */
+  inv->getFrontendOpts().DisableFree = false;
+  inv->getCodeGenOpts().DisableFree = false; /* else each unit buries a TargetMachine */
+  ci.setInvocation(std::move(inv));
+  ci.createFileManager(source_fs(files, nfiles));
+  ci.setOutputStream(std::make_unique<raw_svector_ostream>(u.object));
+  ci.setVerboseOutputStream(os); /* "1 error generated." after the errors */
+
+  LLVMContext ctx;
+  clang::EmitObjAction action(&ctx);
+  u.ok = ci.ExecuteAction(action);
+}
+
+/* An LLJIT whose main library resolves OpenMP from libomp first (libgomp
+ * must never join this process), then everything else from the process
+ * itself: libc, libm, zlib. */
+static std::unique_ptr<orc::LLJIT> make_jit(const char *libomp) {
+  auto jit = orc::LLJITBuilder().create();
+  if (!jit) {
+    errs() << "nncc: run: cannot create the JIT: " << toString(jit.takeError()) << "\n";
+    return nullptr;
+  }
+  orc::JITDylib &lib = (*jit)->getMainJITDylib();
+  char prefix = (*jit)->getDataLayout().getGlobalPrefix();
+  auto omp = orc::DynamicLibrarySearchGenerator::Load(libomp, prefix);
+  if (!omp) {
+    errs() << "nncc: run: cannot load the OpenMP runtime: " << toString(omp.takeError())
+           << " (install libomp5-14, or set NNCC_LIBOMP to its path)\n";
+    return nullptr;
+  }
+  lib.addGenerator(std::move(*omp));
+  auto process = orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(prefix);
+  if (!process) {
+    errs() << "nncc: run: " << toString(process.takeError()) << "\n";
+    return nullptr;
+  }
+  lib.addGenerator(std::move(*process));
+  return std::move(*jit);
+}
+
+extern "C" Jit *jit_compile(const JitFile *files, int nfiles, const char *const *defines,
+                            const char *libomp) {
+  init_llvm();
+  auto result = std::make_unique<Jit>();
+  result->lljit = make_jit(libomp); /* first: a missing libomp fails fast */
+  if (!result->lljit)
+    return nullptr;
+  std::vector<Unit> units;
+  std::string err;
+  if (!driver_jobs(files, nfiles, defines, units, err)) {
+    errs() << err << "nncc: run: the clang driver failed\n";
+    return nullptr;
+  }
+
+  /* One thread per hardware thread, each taking the next unit. */
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; (i = next++) < units.size();)
+      compile_unit(units[i], files, nfiles);
+  };
+  unsigned nthreads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(),
+                                                      (unsigned)units.size()));
+  std::vector<std::thread> threads;
+  for (unsigned t = 1; t < nthreads; t++)
+    threads.emplace_back(worker);
+  worker();
+  for (auto &t : threads)
+    t.join();
+
+  bool ok = true;
+  for (auto &u : units) {
+    errs() << u.diags;
+    ok &= u.ok;
+  }
+  if (!ok) {
+    errs() << "nncc: run: compiling in memory failed; nothing was run\n";
+    return nullptr;
+  }
+
+  orc::LLJIT &lljit = *result->lljit;
+  for (auto &u : units) {
+    if (Error e = lljit.addObjectFile(std::make_unique<SmallVectorMemoryBuffer>(
+            std::move(u.object), "nncc-jit.o", false))) {
+      errs() << "nncc: run: " << toString(std::move(e)) << "\n";
+      return nullptr;
+    }
+  }
+  if (Error e = lljit.initialize(lljit.getMainJITDylib())) {
+    errs() << "nncc: run: " << toString(std::move(e)) << "\n";
+    return nullptr;
+  }
+  return result.release();
+}
+
+extern "C" void *jit_lookup(Jit *jit, const char *symbol) {
+  auto sym = jit->lljit->lookup(symbol);
+  if (!sym) {
+    errs() << "nncc: run: " << toString(sym.takeError()) << "\n";
+    return nullptr;
+  }
+  return reinterpret_cast<void *>(static_cast<uintptr_t>(sym->getAddress()));
+}
+
+extern "C" void jit_free(Jit *jit) {
+  if (!jit)
+    return;
+  if (Error e = jit->lljit->deinitialize(jit->lljit->getMainJITDylib()))
+    consumeError(std::move(e));
+  delete jit;
+}
+
+extern "C" const char *jit_version(void) {
+  static const std::string v = "clang " CLANG_VERSION_STRING;
+  return v.c_str();
+}
