@@ -21,6 +21,7 @@ typedef struct Emit {
   Buf *out;
   bool *used;      /* arena buffers the current step function touches */
   bool *written;   /* backward: gradients already holding a contribution */
+  int64_t *param_off; /* node id * MAX_PARAMS + k -> offset in floats */
 } Emit;
 
 static long long ll(int64_t v) { return (long long)v; }
@@ -71,15 +72,9 @@ static char *fn_name(const Node *n) {
   return s;
 }
 
-/* Offset of the node's k-th parameter in the parameter block, in floats. */
-static int64_t *param_offsets;
-
-static int64_t param_off(const Node *n, int k) {
-  return param_offsets[n->id * MAX_PARAMS + k];
-}
-
-static const char *param_ref(const char *block, const Node *n, int k) {
-  return format("%s + %lld /* %s */", block, ll(param_off(n, k)), n->params[k].name);
+/* The node's k-th parameter (or its gradient): "P + 416 /* conv2.weight *\/" */
+static const char *param_ref(Emit *E, const char *block, const Node *n, int k) {
+  return format("%s + %lld /* %s */", block, ll(E->param_off[n->id * MAX_PARAMS + k]), n->params[k].name);
 }
 
 /* ---- the kernels of each op ---------------------------------------------- */
@@ -94,17 +89,17 @@ static void call_forward(Emit *E, Node *n) {
   char *f = fn_name(n);
   switch (n->op) {
   case OP_CONV2D:
-    buf_printf(o, "    %s_forward(%s, %s, %s, %s, scratch);\n", f, y, xs, param_ref("P", n, 0),
-               n->bias ? param_ref("P", n, 1) : "NULL");
+    buf_printf(o, "    %s_forward(%s, %s, %s, %s, scratch);\n", f, y, xs, param_ref(E, "P", n, 0),
+               n->bias ? param_ref(E, "P", n, 1) : "NULL");
     return;
   case OP_LINEAR:
-    buf_printf(o, "    %s_forward(%s, %s, %s, %s, scratch);\n", f, y, xs, param_ref("P", n, 0),
-               n->bias ? param_ref("P", n, 1) : "NULL");
+    buf_printf(o, "    %s_forward(%s, %s, %s, %s, scratch);\n", f, y, xs, param_ref(E, "P", n, 0),
+               n->bias ? param_ref(E, "P", n, 1) : "NULL");
     return;
   case OP_BATCHNORM2D:
     buf_printf(o, "    %s_forward(%s, %s, %s, %s, %s, %s, %s, %s, training);\n", f, y, xs,
-               param_ref("P", n, 0), param_ref("P", n, 1), param_ref("P", n, 2),
-               param_ref("P", n, 3), param_ref("P", n, 4), ptr(E, n->aux));
+               param_ref(E, "P", n, 0), param_ref(E, "P", n, 1), param_ref(E, "P", n, 2),
+               param_ref(E, "P", n, 3), param_ref(E, "P", n, 4), ptr(E, n->aux));
     return;
   case OP_DROPOUT:
     buf_printf(o, "    %s_forward(%s, %s, s->seed, s->step, training);\n", f, y, xs);
@@ -159,12 +154,12 @@ static void call_backward(Emit *E, Node *n) {
   case OP_CONV2D:
   case OP_LINEAR:
     buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s%s%s, %s, scratch);\n", f, dx[0],
-               param_ref("G", n, 0), n->bias ? param_ref("G", n, 1) : "NULL", dy,
-               n->relu ? ptr(E, n->act) : "", n->relu ? ", " : "", ptr(E, x->act), param_ref("P", n, 0));
+               param_ref(E, "G", n, 0), n->bias ? param_ref(E, "G", n, 1) : "NULL", dy,
+               n->relu ? ptr(E, n->act) : "", n->relu ? ", " : "", ptr(E, x->act), param_ref(E, "P", n, 0));
     break;
   case OP_BATCHNORM2D:
-    buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s, %s, %s);\n", f, dx[0], param_ref("G", n, 0),
-               param_ref("G", n, 1), dy, ptr(E, x->act), param_ref("P", n, 0), ptr(E, n->aux));
+    buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s, %s, %s);\n", f, dx[0], param_ref(E, "G", n, 0),
+               param_ref(E, "G", n, 1), dy, ptr(E, x->act), param_ref(E, "P", n, 0), ptr(E, n->aux));
     break;
   case OP_RELU:
     if (x->needs_grad)
@@ -452,11 +447,11 @@ void emit_c(Graph *g, Buf *out) {
   Node *x = g->nodes[g->input], *y = g->nodes[g->label];
 
   /* parameters, each 64-byte aligned in the block */
-  param_offsets = xalloc(sizeof(int64_t) * (size_t)g->nnodes * MAX_PARAMS);
+  E.param_off = xalloc(sizeof(int64_t) * (size_t)g->nnodes * MAX_PARAMS);
   int64_t floats = 0, nparams = 0, count = 0;
   for (int i = 0; i < g->nnodes; i++)
     for (int k = 0; k < g->nodes[i]->nparams; k++) {
-      param_offsets[i * MAX_PARAMS + k] = floats;
+      E.param_off[i * MAX_PARAMS + k] = floats;
       floats += (g->nodes[i]->params[k].numel + 15) / 16 * 16;
       nparams++;
       if (g->nodes[i]->params[k].kind == P_WEIGHT)
@@ -493,7 +488,7 @@ void emit_c(Graph *g, Buf *out) {
       buf_printf(out, "    {\"%s\", %s, %d, {", p->name, kind_name(p->kind), p->rank);
       for (int d = 0; d < p->rank; d++)
         buf_printf(out, "%s%lld", d ? ", " : "", ll(p->dims[d]));
-      buf_printf(out, "}, %lld, %lld, %s, %s},\n", ll(p->numel), ll(param_offsets[i * MAX_PARAMS + k]),
+      buf_printf(out, "}, %lld, %lld, %s, %s},\n", ll(p->numel), ll(E.param_off[i * MAX_PARAMS + k]),
                  init_name(p->init), real(p->bound, true));
     }
   buf_puts(out, "};\n\n");
