@@ -72,7 +72,7 @@ static char *fn_name(const Node *n) {
   return s;
 }
 
-/* The node's k-th parameter (or its gradient): "P + 416 /* conv2.weight *\/" */
+/* The node's k-th parameter (or its gradient) as a C expression into P or G. */
 static const char *param_ref(Emit *E, const char *block, const Node *n, int k) {
   return format("%s + %lld /* %s */", block, ll(E->param_off[n->id * MAX_PARAMS + k]), n->params[k].name);
 }
