@@ -81,25 +81,69 @@ static int call_trainer(void *model_sym, void *main_sym, const char *name, int a
 }
 
 #ifdef NNCC_HAVE_JIT
-static int run_jit(const char *name, JitFile *files, int nfiles, int argc, char **argv) {
+/*
+ * The JIT lives in a shared library of its own, libnncc_jit.so beside the
+ * nncc executable (or $NNCC_JIT_LIB), loaded only here: every other nncc
+ * command starts without loading LLVM and clang (tens of milliseconds, and
+ * it needs the libraries installed).  RTLD_GLOBAL puts zlib, which the
+ * library links, where the JIT'd runtime finds it.
+ */
+typedef struct JitApi {
+  Jit *(*compile)(const JitFile *, int, const char *const *, const char *);
+  void *(*lookup)(Jit *, const char *);
+  void (*free)(Jit *);
+  const char *(*version)(void);
+} JitApi;
+
+static bool load_jit(JitApi *api, const char **why) {
+  const char *path = getenv("NNCC_JIT_LIB");
+  if (!path || !*path) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+      *why = "cannot find nncc's own directory (/proc/self/exe)";
+      return false;
+    }
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    path = format("%.*s/libnncc_jit.so", slash ? (int)(slash - exe) : 1, slash ? exe : ".");
+  }
+  void *lib = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+  if (!lib) {
+    *why = format("cannot load the JIT: %s", dlerror());
+    return false;
+  }
+  api->compile = (Jit * (*)(const JitFile *, int, const char *const *, const char *)) dlsym(lib, "jit_compile");
+  api->lookup = (void *(*)(Jit *, const char *))dlsym(lib, "jit_lookup");
+  api->free = (void (*)(Jit *))dlsym(lib, "jit_free");
+  api->version = (const char *(*)(void))dlsym(lib, "jit_version");
+  if (!api->compile || !api->lookup || !api->free || !api->version) {
+    *why = format("%s is not nncc's JIT library", path);
+    return false;
+  }
+  return true; /* never dlclosed: LLVM registers global state */
+}
+
+static int run_jit(const JitApi *api, const char *name, JitFile *files, int nfiles, int argc,
+                   char **argv) {
   const char *libomp = getenv("NNCC_LIBOMP");
   if (!libomp || !*libomp)
     libomp = NNCC_LIBOMP;
   static const char *const defines[] = {"-DNNCC_NO_MAIN", NULL};
   double t0 = now();
-  Jit *jit = jit_compile(files, nfiles, defines, libomp);
+  Jit *jit = api->compile(files, nfiles, defines, libomp);
   if (!jit)
     return 1; /* jit_compile() said why */
-  void *model = jit_lookup(jit, "nncc_model");
-  void *main_fn = model ? jit_lookup(jit, "nncc_main") : NULL;
+  void *model = api->lookup(jit, "nncc_model");
+  void *main_fn = model ? api->lookup(jit, "nncc_main") : NULL;
   if (!main_fn) {
-    jit_free(jit);
+    api->free(jit);
     return 1;
   }
-  fprintf(stderr, "nncc: run: compiled in-process with %s (JIT) in %.1f s\n", jit_version(),
+  fprintf(stderr, "nncc: run: compiled in-process with %s (JIT) in %.1f s\n", api->version(),
           now() - t0);
   int rc = call_trainer(model, main_fn, name, argc, argv);
-  jit_free(jit);
+  api->free(jit);
   return rc;
 }
 #endif
@@ -243,9 +287,12 @@ int run_trainer(const char *name, const Buf *csrc, int argc, char **argv, bool n
   else if (env_set("NNCC_NO_JIT"))
     why = "JIT off (NNCC_NO_JIT)";
   else {
-    int rc = run_jit(name, files, nfiles, argc, argv);
-    buf_free(&patched);
-    return rc;
+    JitApi api;
+    if (load_jit(&api, &why)) {
+      int rc = run_jit(&api, name, files, nfiles, argc, argv);
+      buf_free(&patched);
+      return rc;
+    }
   }
 #else
   (void)no_jit;

@@ -55,6 +55,12 @@ if grep -q "nncc: run: compiling in memory failed" "$tmp/probe.err"; then
   run nolibomp 1 env NNCC_LIBOMP=/nonexistent/libomp.so.5 "$nncc" run models/mnist_cnn.nn $train
   [ "$(cat "$tmp/nolibomp.err")" = "nncc: run: cannot load the OpenMP runtime: /nonexistent/libomp.so.5: cannot open shared object file: No such file or directory (install libomp5-14, or set NNCC_LIBOMP to its path)" ] ||
     { cat "$tmp/nolibomp.err"; fail "missing libomp: unclear message"; }
+  # without its JIT library nncc says so and compiles with cc, same bits
+  run nojitlib 0 env NNCC_JIT_LIB=/nonexistent/libnncc_jit.so "$nncc" run models/mnist_cnn.nn $train \
+    --step-log "$tmp/nojitlib.jsonl" --save "$tmp/nojitlib.st"
+  grep -q "^nncc: run: cannot load the JIT: /nonexistent/libnncc_jit.so: cannot open shared object file: No such file or directory; compiled with cc in [0-9.]* s$" \
+    "$tmp/nojitlib.err" || { cat "$tmp/nojitlib.err"; fail "missing JIT library: unclear message"; }
+  same nojitlib
   echo "ok: JIT: train and grads bit-identical to the make-built trainer; errors reported"
   why="JIT off (--no-jit)"
 else
