@@ -699,6 +699,7 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
     elab_error(E, opt->loc, "unknown optimizer; nncc has adam(...) and sgd(...)");
   bool adam = strcmp(opt->str, "adam") == 0;
   t->optim = adam ? OPT_ADAM : OPT_SGD;
+  t->lr = adam ? 1e-3 : 0.01; /* torch.optim's defaults (SGD's lr is ours: torch requires one) */
   if (opt->kind == A_CALL) {
     const char *adam_names[] = {"lr", "betas", "eps", "weight_decay"};
     const char *sgd_names[] = {"lr", "momentum", "weight_decay"};
@@ -735,8 +736,6 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
     if (slots[0] && !(t->lr > 0))
       elab_error(E, slots[0]->loc, "'lr' must be positive");
   }
-  if (!adam)
-    t->lr = opt->kind == A_CALL ? t->lr : 0.01;
   for (int i = 0; i < st->nkeys; i++) {
     const char *k = st->keys[i];
     if (strcmp(k, "epochs") == 0) {

@@ -42,11 +42,10 @@ static char *real(double v, bool as_float) {
 
 /* ---- names and pointers ---------------------------------------------------- */
 
-static int root(Graph *g, int b) { return buf_root(g, b); }
 
 /* The C expression for buffer b inside a step function. */
 static const char *ptr(Emit *E, int b) {
-  b = root(E->g, b);
+  b = buf_root(E->g, b);
   if (E->g->bufs[b].external)
     return E->g->bufs[b].external;
   E->used[b] = true;
@@ -108,7 +107,7 @@ static void call_forward(Emit *E, Node *n) {
     buf_printf(o, "    %s_forward(%s, %s, %s);\n", f, y, xs, ptr(E, g->nodes[n->in[1]]->act));
     return;
   case OP_FLATTEN:
-    if (root(g, n->act) == root(g, x->act))
+    if (buf_root(g, n->act) == buf_root(g, x->act))
       buf_printf(o, "    /* %s: a view of %s */\n", n->name, x->name);
     else
       buf_printf(o, "    nncc_copy_team(%s, %s, %lld);\n", y, xs, ll(node_numel(n)));
@@ -122,7 +121,7 @@ static void call_forward(Emit *E, Node *n) {
  * gradient if this is its first contribution, else into grad_tmp (then added). */
 static const char *grad_target(Emit *E, Node *n, int j, bool *accumulate) {
   Node *x = E->g->nodes[n->in[j]];
-  int b = root(E->g, x->grad);
+  int b = buf_root(E->g, x->grad);
   *accumulate = E->written[b];
   E->written[b] = true;
   return *accumulate ? ptr(E, E->g->tmp) : ptr(E, x->grad);
@@ -140,7 +139,7 @@ static void call_backward(Emit *E, Node *n) {
   Buf *o = E->out;
   char *f = fn_name(n);
   Node *x = n->nin ? g->nodes[n->in[0]] : NULL;
-  if (n->op == OP_FLATTEN && root(g, n->act) == root(g, x->act)) {
+  if (n->op == OP_FLATTEN && buf_root(g, n->act) == buf_root(g, x->act)) {
     buf_printf(o, "    /* %s: a view, its gradient is d_%s's */\n", n->name, fn_name(x));
     return;
   }
@@ -177,7 +176,7 @@ static void call_backward(Emit *E, Node *n) {
     for (int j = 0; j < 2; j++) {
       if (!g->nodes[n->in[j]]->needs_grad)
         continue;
-      Buffer *from = &g->bufs[root(g, n->grad)], *to = &g->bufs[root(g, g->nodes[n->in[j]]->grad)];
+      Buffer *from = &g->bufs[buf_root(g, n->grad)], *to = &g->bufs[buf_root(g, g->nodes[n->in[j]]->grad)];
       if (!acc[j] && !from->external && !to->external && from->offset == to->offset)
         buf_printf(o, "    /* %s's gradient is %s's, in place */\n", g->nodes[n->in[j]]->name, n->name);
       else
@@ -264,9 +263,9 @@ static void define_kernels(Emit *E, Node *n) {
   case OP_RELU: /* y may be x, dx may be dy: in place */
     buf_printf(o,
                "KERNEL void %s_forward(float *y, const float *x) {\n"
-               "  nncc_relu_inplace_forward_team(y, x, %lld);\n}\n"
+               "  nncc_relu_forward_team(y, x, %lld);\n}\n"
                "KERNEL void %s_backward(float *dx, const float *dy, const float *restrict y) {\n"
-               "  nncc_relu_inplace_backward_team(dx, dy, y, %lld);\n}\n",
+               "  nncc_relu_backward_team(dx, dy, y, %lld);\n}\n",
                f, ll(e), f, ll(e));
     break;
   case OP_MAXPOOL2D:
@@ -372,59 +371,35 @@ static void emit_step(Emit *E, const char *head, Buf *body) {
 }
 
 static bool is_view(Graph *g, Node *n) {
-  return n->op == OP_FLATTEN && root(g, n->act) == root(g, g->nodes[n->in[0]]->act);
+  return n->op == OP_FLATTEN && buf_root(g, n->act) == buf_root(g, g->nodes[n->in[0]]->act);
 }
 
-static bool has_kernels(Node *n) { return node_has_kernels(n); }
-
-static void emit_forward(Emit *E) {
-  Graph *g = E->g;
-  Buf body = {0}, *saved = E->out;
-  memset(E->used, 0, sizeof(bool) * (size_t)g->nbufs);
-  E->out = &body;
-  bool first = true;
-  for (int i = 0; i < g->nnodes; i++) {
-    Node *n = g->nodes[i];
-    if (!has_kernels(n))
-      continue;
-    if (!first && !is_view(g, n))
-      buf_puts(&body, "#pragma omp barrier\n");
-    first = false;
-    call_forward(E, n);
-  }
-  E->out = saved;
-  emit_step(E,
-            "/* input -> logits.  training: batch statistics and dropout; else running\n"
-            " * statistics and no dropout. */\n"
-            "static void forward(NnccState *s, int training) {\n"
-            "  float *P = s->params;\n  unsigned char *A = s->arena;\n  (void)P, (void)training;\n",
-            &body);
-  buf_free(&body);
-}
-
-static void emit_backward(Emit *E) {
+/*
+ * forward() walks the nodes in order, backward() in reverse over the nodes a
+ * parameter's gradient flows through; either way one node call after another
+ * with a barrier between them (a view has no code, so no barrier).
+ */
+static void emit_pass(Emit *E, bool backward, const char *head) {
   Graph *g = E->g;
   Buf body = {0}, *saved = E->out;
   memset(E->used, 0, sizeof(bool) * (size_t)g->nbufs);
   memset(E->written, 0, sizeof(bool) * (size_t)g->nbufs);
   E->out = &body;
   bool first = true;
-  for (int i = g->nnodes - 1; i >= 0; i--) {
-    Node *n = g->nodes[i];
-    if (!has_kernels(n) || !n->needs_grad)
+  for (int k = 0; k < g->nnodes; k++) {
+    Node *n = g->nodes[backward ? g->nnodes - 1 - k : k];
+    if (!node_has_kernels(n) || (backward && !n->needs_grad))
       continue;
     if (!first && !is_view(g, n))
       buf_puts(&body, "#pragma omp barrier\n");
     first = false;
-    call_backward(E, n);
+    if (backward)
+      call_backward(E, n);
+    else
+      call_forward(E, n);
   }
   E->out = saved;
-  emit_step(E,
-            "/* dlogits -> the gradient of every parameter (overwritten, not accumulated). */\n"
-            "static void backward(NnccState *s) {\n"
-            "  float *P = s->params, *G = s->grads;\n  unsigned char *A = s->arena;\n"
-            "  (void)P, (void)G;\n",
-            &body);
+  emit_step(E, head, &body);
   buf_free(&body);
 }
 
@@ -504,10 +479,18 @@ void emit_c(Graph *g, Buf *out) {
            "  }\n\n");
 
   for (int i = 0; i < g->nnodes; i++)
-    if (has_kernels(g->nodes[i]))
+    if (node_has_kernels(g->nodes[i]))
       define_kernels(&E, g->nodes[i]);
-  emit_forward(&E);
-  emit_backward(&E);
+  emit_pass(&E, false,
+            "/* input -> logits.  training: batch statistics and dropout; else running\n"
+            " * statistics and no dropout. */\n"
+            "static void forward(NnccState *s, int training) {\n"
+            "  float *P = s->params;\n  unsigned char *A = s->arena;\n  (void)P, (void)training;\n");
+  emit_pass(&E, true,
+            "/* dlogits -> the gradient of every parameter (overwritten, not accumulated). */\n"
+            "static void backward(NnccState *s) {\n"
+            "  float *P = s->params, *G = s->grads;\n  unsigned char *A = s->arena;\n"
+            "  (void)P, (void)G;\n");
 
   const TrainCfg *t = &g->train;
   buf_puts(out, "static NnccModel model = {\n");

@@ -308,8 +308,6 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
     for (int j = 0; j < n->nin; j++)
       buf_printf(&call, "%s%%%s", j ? ", " : "", g->nodes[n->in[j]]->name);
     buf_puts(&call, ")");
-    int line, col;
-    loc_line_col(n->loc, &line, &col);
     int64_t np = node_params(n), f = node_flops_fwd(g, n);
     char **c = cells[i] = xalloc(sizeof(char *) * (size_t)ncol);
     c[0] = format("%%%s", n->name);

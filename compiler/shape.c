@@ -98,8 +98,7 @@ static void note_spatial_chain(Graph *g, Node *x) {
 static void need_rank4(Graph *g, Node *n, const char *what) {
   Node *x = input(g, n, 0);
   if (x->rank != 4)
-    shape_error(n, "%s: input must be 4-D [N, C, H, W], got %s %%%s%s", what, type_str(x), x->name,
-                x->rank == 2 ? "" : "");
+    shape_error(n, "%s: input must be 4-D [N, C, H, W], got %s %%%s", what, type_str(x), x->name);
 }
 
 static void check_window(Graph *g, Node *n, const char *what) {

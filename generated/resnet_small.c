@@ -110,10 +110,10 @@ KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *rest
 /* relu1 = relu(bn1)  models/resnet_small.nn:15:5
  *   bn1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void relu1_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 3211264);
+  nncc_relu_forward_team(y, x, 3211264);
 }
 KERNEL void relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 3211264);
+  nncc_relu_backward_team(dx, dy, y, 3211264);
 }
 
 /* residual1.conv1 = conv2d(relu1)  models/resnet_small.nn:10:24
@@ -148,10 +148,10 @@ KERNEL void residual1_bn1_backward(float *restrict dx, float *restrict dgamma, f
 /* residual1.relu1 = relu(residual1.bn1)  models/resnet_small.nn:10:7
  *   residual1.bn1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_relu1_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 3211264);
+  nncc_relu_forward_team(y, x, 3211264);
 }
 KERNEL void residual1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 3211264);
+  nncc_relu_backward_team(dx, dy, y, 3211264);
 }
 
 /* residual1.conv2 = conv2d(residual1.relu1)  models/resnet_small.nn:11:19
@@ -192,10 +192,10 @@ KERNEL void residual1_add1_forward(float *y, const float *a, const float *b) {
 /* residual1.relu2 = relu(residual1.add1)  models/resnet_small.nn:12:10
  *   residual1.add1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_relu2_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 3211264);
+  nncc_relu_forward_team(y, x, 3211264);
 }
 KERNEL void residual1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 3211264);
+  nncc_relu_backward_team(dx, dy, y, 3211264);
 }
 
 /* maxpool1 = maxpool2d(residual1.relu2)  models/resnet_small.nn:17:5
@@ -239,10 +239,10 @@ KERNEL void residual2_bn1_backward(float *restrict dx, float *restrict dgamma, f
 /* residual2.relu1 = relu(residual2.bn1)  models/resnet_small.nn:10:7
  *   residual2.bn1 [128,32,14,14] -> [128,32,14,14] */
 KERNEL void residual2_relu1_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 802816);
+  nncc_relu_forward_team(y, x, 802816);
 }
 KERNEL void residual2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 802816);
+  nncc_relu_backward_team(dx, dy, y, 802816);
 }
 
 /* residual2.conv2 = conv2d(residual2.relu1)  models/resnet_small.nn:11:19
@@ -283,10 +283,10 @@ KERNEL void residual2_add1_forward(float *y, const float *a, const float *b) {
 /* residual2.relu2 = relu(residual2.add1)  models/resnet_small.nn:12:10
  *   residual2.add1 [128,32,14,14] -> [128,32,14,14] */
 KERNEL void residual2_relu2_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 802816);
+  nncc_relu_forward_team(y, x, 802816);
 }
 KERNEL void residual2_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 802816);
+  nncc_relu_backward_team(dx, dy, y, 802816);
 }
 
 /* maxpool2 = maxpool2d(residual2.relu2)  models/resnet_small.nn:19:5
@@ -330,10 +330,10 @@ KERNEL void residual3_bn1_backward(float *restrict dx, float *restrict dgamma, f
 /* residual3.relu1 = relu(residual3.bn1)  models/resnet_small.nn:10:7
  *   residual3.bn1 [128,32,7,7] -> [128,32,7,7] */
 KERNEL void residual3_relu1_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 200704);
+  nncc_relu_forward_team(y, x, 200704);
 }
 KERNEL void residual3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 200704);
+  nncc_relu_backward_team(dx, dy, y, 200704);
 }
 
 /* residual3.conv2 = conv2d(residual3.relu1)  models/resnet_small.nn:11:19
@@ -374,10 +374,10 @@ KERNEL void residual3_add1_forward(float *y, const float *a, const float *b) {
 /* residual3.relu2 = relu(residual3.add1)  models/resnet_small.nn:12:10
  *   residual3.add1 [128,32,7,7] -> [128,32,7,7] */
 KERNEL void residual3_relu2_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 200704);
+  nncc_relu_forward_team(y, x, 200704);
 }
 KERNEL void residual3_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 200704);
+  nncc_relu_backward_team(dx, dy, y, 200704);
 }
 
 /* avgpool1 = adaptive_avgpool2d(residual3.relu2)  models/resnet_small.nn:21:5

@@ -142,10 +142,10 @@ KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.relu1 = relu(features1.bn1)  models/lib/vgg.nn:20:11
  *   features1.bn1 [64,64,32,32] -> [64,64,32,32] */
 KERNEL void features1_relu1_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 4194304);
+  nncc_relu_forward_team(y, x, 4194304);
 }
 KERNEL void features1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 4194304);
+  nncc_relu_backward_team(dx, dy, y, 4194304);
 }
 
 /* features1.conv2 = conv2d(features1.relu1)  models/lib/vgg.nn:16:11
@@ -180,10 +180,10 @@ KERNEL void features1_bn2_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.relu2 = relu(features1.bn2)  models/lib/vgg.nn:20:11
  *   features1.bn2 [64,64,32,32] -> [64,64,32,32] */
 KERNEL void features1_relu2_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 4194304);
+  nncc_relu_forward_team(y, x, 4194304);
 }
 KERNEL void features1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 4194304);
+  nncc_relu_backward_team(dx, dy, y, 4194304);
 }
 
 /* features1.maxpool1 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
@@ -227,10 +227,10 @@ KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.relu3 = relu(features1.bn3)  models/lib/vgg.nn:20:11
  *   features1.bn3 [64,128,16,16] -> [64,128,16,16] */
 KERNEL void features1_relu3_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 2097152);
+  nncc_relu_forward_team(y, x, 2097152);
 }
 KERNEL void features1_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 2097152);
+  nncc_relu_backward_team(dx, dy, y, 2097152);
 }
 
 /* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
@@ -265,10 +265,10 @@ KERNEL void features1_bn4_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.relu4 = relu(features1.bn4)  models/lib/vgg.nn:20:11
  *   features1.bn4 [64,128,16,16] -> [64,128,16,16] */
 KERNEL void features1_relu4_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 2097152);
+  nncc_relu_forward_team(y, x, 2097152);
 }
 KERNEL void features1_relu4_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 2097152);
+  nncc_relu_backward_team(dx, dy, y, 2097152);
 }
 
 /* features1.maxpool2 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
@@ -312,10 +312,10 @@ KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.relu5 = relu(features1.bn5)  models/lib/vgg.nn:20:11
  *   features1.bn5 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_relu5_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 1048576);
+  nncc_relu_forward_team(y, x, 1048576);
 }
 KERNEL void features1_relu5_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 1048576);
+  nncc_relu_backward_team(dx, dy, y, 1048576);
 }
 
 /* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
@@ -350,10 +350,10 @@ KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.relu6 = relu(features1.bn6)  models/lib/vgg.nn:20:11
  *   features1.bn6 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_relu6_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 1048576);
+  nncc_relu_forward_team(y, x, 1048576);
 }
 KERNEL void features1_relu6_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 1048576);
+  nncc_relu_backward_team(dx, dy, y, 1048576);
 }
 
 /* features1.maxpool3 = maxpool2d(features1.relu6)  models/lib/vgg.nn:14:11
@@ -397,10 +397,10 @@ KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.relu7 = relu(features1.bn7)  models/lib/vgg.nn:20:11
  *   features1.bn7 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_relu7_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 524288);
+  nncc_relu_forward_team(y, x, 524288);
 }
 KERNEL void features1_relu7_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 524288);
+  nncc_relu_backward_team(dx, dy, y, 524288);
 }
 
 /* features1.conv8 = conv2d(features1.relu7)  models/lib/vgg.nn:16:11
@@ -435,10 +435,10 @@ KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.relu8 = relu(features1.bn8)  models/lib/vgg.nn:20:11
  *   features1.bn8 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_relu8_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 524288);
+  nncc_relu_forward_team(y, x, 524288);
 }
 KERNEL void features1_relu8_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 524288);
+  nncc_relu_backward_team(dx, dy, y, 524288);
 }
 
 /* features1.maxpool4 = maxpool2d(features1.relu8)  models/lib/vgg.nn:14:11
@@ -482,10 +482,10 @@ KERNEL void features1_bn9_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.relu9 = relu(features1.bn9)  models/lib/vgg.nn:20:11
  *   features1.bn9 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_relu9_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 131072);
+  nncc_relu_forward_team(y, x, 131072);
 }
 KERNEL void features1_relu9_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 131072);
+  nncc_relu_backward_team(dx, dy, y, 131072);
 }
 
 /* features1.conv10 = conv2d(features1.relu9)  models/lib/vgg.nn:16:11
@@ -520,10 +520,10 @@ KERNEL void features1_bn10_backward(float *restrict dx, float *restrict dgamma, 
 /* features1.relu10 = relu(features1.bn10)  models/lib/vgg.nn:20:11
  *   features1.bn10 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_relu10_forward(float *y, const float *x) {
-  nncc_relu_inplace_forward_team(y, x, 131072);
+  nncc_relu_forward_team(y, x, 131072);
 }
 KERNEL void features1_relu10_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_inplace_backward_team(dx, dy, y, 131072);
+  nncc_relu_backward_team(dx, dy, y, 131072);
 }
 
 /* features1.maxpool5 = maxpool2d(features1.relu10)  models/lib/vgg.nn:14:11

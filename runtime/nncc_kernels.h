@@ -1029,14 +1029,15 @@ NK_INLINE void nncc_avgpool2d_backward_team(float *restrict dx, const float *res
   }
 }
 
-/* y = max(x, 0) (NaN kept); dx = y > 0 ? dy : 0, from the saved output y */
-NK_INLINE void nncc_relu_forward_team(float *restrict y, const float *restrict x, size_t n) {
+/* y = max(x, 0) (NaN kept); dx = y > 0 ? dy : 0, from the saved output y.
+ * No restrict on y/x and dx/dy: the memory plan may run them in place. */
+NK_INLINE void nncc_relu_forward_team(float *y, const float *x, size_t n) {
 #pragma omp for schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = nk_relu1(x[i]);
 }
 
-NK_INLINE void nncc_relu_backward_team(float *restrict dx, const float *restrict dy,
-                                       const float *restrict y, size_t n) {
+NK_INLINE void nncc_relu_backward_team(float *dx, const float *dy, const float *restrict y,
+                                       size_t n) {
 #pragma omp for schedule(static)
   for (size_t i = 0; i < n; i++) dx[i] = nk_gate1(dy[i], y[i]);
 }
@@ -1060,18 +1061,6 @@ NK_WRAP(relu_backward, (float *dx, const float *dy, const float *y, size_t n), (
  * Elementwise kernels take no restrict pointers: the memory plan may run
  * them in place (y == x, dx == dy).
  */
-
-/* y = max(x, 0) (NaN to 0, as the generated code always did); dx = y > 0 ? dy : 0 */
-NK_INLINE void nncc_relu_inplace_forward_team(float *y, const float *x, size_t n) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-}
-
-NK_INLINE void nncc_relu_inplace_backward_team(float *dx, const float *dy, const float *restrict y,
-                                               size_t n) {
-#pragma omp for schedule(static)
-  for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-}
 
 NK_INLINE void nncc_add_forward_team(float *y, const float *a, const float *b, size_t n) {
 #pragma omp for schedule(static)

@@ -286,6 +286,13 @@ START_TEST(elab_constants) {
   ck_assert_int_eq(g->train.epochs, 2);
   ck_assert_int_eq(g->train.seed, 3);
   ck_assert_str_eq(g->name, "t");
+  /* an optimizer without lr takes its default: adam 1e-3, sgd 0.01 */
+  g = compile(HEADER "logits = linear(flatten(x), 10)\n" TAIL "train sgd(momentum=0.5)\n");
+  ck_assert_msg(g != NULL, "%s", diag_text);
+  ck_assert_double_eq_tol(g->train.lr, 0.01, 1e-12);
+  g = compile(HEADER "logits = linear(flatten(x), 10)\n" TAIL "train adam(eps=1e-6)\n");
+  ck_assert_msg(g != NULL, "%s", diag_text);
+  ck_assert_double_eq_tol(g->train.lr, 1e-3, 1e-12);
 }
 END_TEST
 

@@ -216,9 +216,5 @@ int main(void) {
   tcase_add_test(tc, json_accepts_the_subset);
   tcase_add_test(tc, json_rejects_everything_else);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return run_suite(s);
 }

@@ -44,6 +44,9 @@ int run_cli(const NnccModel *m, char *out, size_t cap, ...);
 unsigned char *slurp(const char *path, size_t *len);
 int files_equal(const char *a, const char *b);
 
+/* Run every test of s; the exit status for main(). */
+int run_suite(Suite *s);
+
 #define ck_assert_contains(hay, needle)                                                        \
   ck_assert_msg(strstr((hay), (needle)) != NULL, "expected \"%s\" in output:\n%s", (needle), (hay))
 
