@@ -123,7 +123,7 @@ static bool stop_after(const Options *o, const char *pass) {
 static Graph *front_end(const char *path, const Options *o, const char **last) {
   SrcFile *file = read_source(path);
   if (!file)
-    fatal("cannot read '%s': %s", path, strerror(errno));
+    fatal("cannot read '%s': %s", path, fio_strerror(errno));
   Graph *g = elaborate(file, parse(file));
   ir_verify(g, *last = "parse");
   if (stop_after(o, "parse"))
@@ -154,7 +154,7 @@ static int write_output(const char *path, Buf *b) {
     return fflush(stdout) == 0 ? 0 : 1;
   }
   if (!write_file_atomic(path, b->data ? b->data : "", b->len)) {
-    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", path, strerror(errno));
+    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", path, fio_strerror(errno));
     return 1;
   }
   return 0;

@@ -1,5 +1,5 @@
 /*
- * util.c -- memory pool, strings, atomic file writes.
+ * util.c -- memory pool, strings, whole-file writes.
  *
  * The compiler allocates freely and frees everything at once: every
  * xalloc() block is chained into one list that pool_free_all() walks.
@@ -8,11 +8,8 @@
  */
 #include "nncc.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct Chunk {
   struct Chunk *next;
@@ -24,6 +21,8 @@ static Chunk *pool;
 
 static noreturn void out_of_memory(void) {
   fprintf(stderr, "nncc: out of memory\n");
+  if (diag_abort)
+    abort();
   exit(1);
 }
 
@@ -110,45 +109,10 @@ void buf_free(Buf *b) {
   *b = (Buf){0};
 }
 
-/*
- * Write to "path.tmp.PID", fsync, rename over path: a reader (or a crash)
- * sees the old file or the whole new one, never a partial one.
- */
+/* runtime/fileio.c does the work: the compiler and the runtime write
+ * files by the same rules. */
 bool write_file_atomic(const char *path, const char *data, size_t len) {
-  char tmp[4096];
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp) {
-    errno = ENAMETOOLONG;
-    return false;
-  }
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0)
-    return false;
-  size_t done = 0;
-  while (done < len) {
-    ssize_t w = write(fd, data + done, len - done);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      goto fail;
-    }
-    done += (size_t)w;
-  }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    fd = -1;
-    goto fail;
-  }
-  if (rename(tmp, path) != 0) {
-    fd = -1;
-    goto fail;
-  }
-  return true;
-fail:;
-  int saved = errno;
-  if (fd >= 0)
-    close(fd);
-  unlink(tmp);
-  errno = saved;
-  return false;
+  return fio_write_file(path, data, len) == 0;
 }
 
 char *fmt_count(int64_t n) {

@@ -7,7 +7,6 @@
  * them in-process.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +44,6 @@ void *xcalloc_aligned(size_t n, const char *what) {
   }
   memset(p, 0, size ? size : 64);
   return p;
-}
-
-FILE *xfopen(const char *path, const char *mode) {
-  FILE *f = fopen(path, mode);
-  if (!f) rt_error("%s: %s", path, strerror(errno));
-  return f;
 }
 
 int rt_path(char *buf, size_t cap, const char *dir, const char *name) {

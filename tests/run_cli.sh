@@ -1,6 +1,7 @@
 #!/bin/sh
 # run_cli.sh NNCC -- the driver's command line: usage errors, missing and
-# unreadable files, atomic output.
+# unreadable files, atomic output, special files (devices, FIFOs, symlinks)
+# as output or source.
 set -u
 nncc=$1
 tmp=$(mktemp -d) || exit 1
@@ -31,13 +32,55 @@ expect 2 "nothing to do" "$nncc" models/mnist_cnn.nn
 expect 2 "exclusive" "$nncc" --dump-ir --dump-dot models/mnist_cnn.nn
 expect 1 "nncc: error: cannot read 'no/such.nn': No such file or directory" "$nncc" --dump-ir no/such.nn
 printf 'model x\n\0garbage' > "$tmp/bin.nn"
-expect 1 "cannot read '$tmp/bin.nn'" "$nncc" --dump-ir "$tmp/bin.nn"
+expect 1 "$tmp/bin.nn:2:1: error: NUL byte in the source (a .nn file is UTF-8 text)" "$nncc" --dump-ir "$tmp/bin.nn"
 # -o writes the whole file or nothing
 expect 0 "" "$nncc" --dump-ir models/mnist_cnn.nn -o "$tmp/ir.txt"
 grep -q "parameters: 123,222" "$tmp/ir.txt" || { echo "FAIL: -o output"; fails=$((fails + 1)); }
 expect 1 "cannot write '$tmp/nodir/ir.txt'" "$nncc" --dump-ir models/mnist_cnn.nn -o "$tmp/nodir/ir.txt"
 expect 1 "error:" "$nncc" --dump-ir tests/errors/vgg16_28x28.nn -o "$tmp/bad.txt"
 [ -e "$tmp/bad.txt" ] && { echo "FAIL: output written for a broken model"; fails=$((fails + 1)); }
-[ -z "$(ls "$tmp" | grep '\.tmp\.')" ] || { echo "FAIL: temp file left behind"; fails=$((fails + 1)); }
+[ -z "$(ls -A "$tmp" | grep 'tmp')" ] || { echo "FAIL: temp file left behind"; fails=$((fails + 1)); }
+check() { # check DESCRIPTION TEST...: one more pass or fail
+  what=$1; shift
+  if "$@"; then passes=$((passes + 1)); else echo "FAIL: $what"; fails=$((fails + 1)); fi
+}
+# -o never replaces a special file (runtime/fileio.c): a character device
+# is written through, a FIFO with a reader gets the output, one without
+# fails at once; symlinks are followed.  As root (who could replace them)
+# the devices are private copies of /dev/null and /dev/full, never those.
+null=/dev/null full=/dev/full
+mknod "$tmp/null" c 1 3 2> /dev/null && mknod "$tmp/full" c 1 7 && null=$tmp/null full=$tmp/full
+expect 0 "" "$nncc" --dump-ir models/mnist_cnn.nn -o "$null"
+check "-o replaced the character device $null" test -c "$null"
+expect 1 "cannot write '$full': No space left on device" "$nncc" --dump-ir models/mnist_cnn.nn -o "$full"
+check "-o replaced the character device $full" test -c "$full"
+rm -f "$tmp/null" "$tmp/full"
+mkfifo "$tmp/fifo"
+exec 3<> "$tmp/fifo" # a reader before nncc opens it; the IR fits the pipe's buffer
+expect 0 "" timeout 20 "$nncc" --dump-ir models/mnist_cnn.nn -o "$tmp/fifo"
+timeout 10 head -c "$(wc -c < "$tmp/ir.txt")" <&3 > "$tmp/from_fifo"
+exec 3<&-
+check "a FIFO's reader got other bytes than -o FILE wrote" cmp -s "$tmp/from_fifo" "$tmp/ir.txt"
+expect 1 "cannot write '$tmp/fifo': FIFO has no reader" timeout 20 "$nncc" --dump-ir models/mnist_cnn.nn -o "$tmp/fifo"
+check "-o replaced a FIFO" test -p "$tmp/fifo"
+printf old > "$tmp/real.txt"
+ln -s real.txt "$tmp/link.txt"
+expect 0 "" "$nncc" --dump-ir models/mnist_cnn.nn -o "$tmp/link.txt"
+check "-o replaced a symlink" test -L "$tmp/link.txt"
+check "-o did not write a symlink's target" cmp -s "$tmp/real.txt" "$tmp/ir.txt"
+mkdir "$tmp/dir.txt"
+expect 1 "cannot write '$tmp/dir.txt': Is a directory" "$nncc" --dump-ir models/mnist_cnn.nn -o "$tmp/dir.txt"
+# a temp file of a writer that was killed is removed by the next write
+printf stale > "$tmp/.ir.txt.nncc-tmp.999999999"
+expect 0 "" "$nncc" --dump-ir models/mnist_cnn.nn -o "$tmp/ir.txt"
+check "a stale temp file was left" test ! -e "$tmp/.ir.txt.nncc-tmp.999999999"
+# Sources: a FIFO (or device) as the model or an import is refused at once.
+expect 1 "nncc: error: cannot read '$tmp/fifo': not a regular file" timeout 20 "$nncc" --dump-ir "$tmp/fifo"
+expect 1 "cannot read '/dev/zero': not a regular file" timeout 20 "$nncc" --dump-ir /dev/zero
+mkfifo "$tmp/lib.nn"
+printf 'import "lib.nn"\n' > "$tmp/imports.nn"
+expect 1 "$tmp/imports.nn:1:8: error: cannot import '$tmp/lib.nn': not a regular file" \
+  timeout 20 "$nncc" --dump-ir "$tmp/imports.nn"
+[ -z "$(ls -A "$tmp" | grep 'tmp')" ] || { echo "FAIL: temp file left behind"; fails=$((fails + 1)); }
 echo "$passes passed, $fails failed"
 [ $fails = 0 ]

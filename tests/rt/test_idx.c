@@ -4,6 +4,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <zlib.h>
 
 #include "testutil.h"
 
@@ -78,7 +80,7 @@ static const BadCase bad[] = {
     {"labels as images", 'i', 0x801, 1, {6}, 6, 0, "rank 1, expected 3"},
     {"wrong size", 'i', 0x803, 3, {6, 5, 4}, 120, 0, "images are 5x4, model tiny expects 4x4 (input 6x6, padding 1,1)"},
     {"truncated", 'i', 0x803, 3, {6, 4, 4}, 91, 0, "truncated: expected 112 bytes, got 107"},
-    {"trailing", 'i', 0x803, 3, {6, 4, 4}, 99, 0, "trailing data: expected 112 bytes, got 115"},
+    {"trailing", 'i', 0x803, 3, {6, 4, 4}, 99, 0, "trailing data: expected 112 bytes, got more"},
     {"huge header", 'i', 0x803, 3, {100000000, 4, 4}, 96, 0, "truncated: expected 1600000016 bytes, got 112"},
     {"implausible", 'i', 0x803, 3, {0xffffffff, 4, 4}, 96, 0, "dimension 0 is 4294967295, implausibly large"},
     {"no images", 'i', 0x803, 3, {0, 4, 4}, 0, 0, "contains no images"},
@@ -157,6 +159,56 @@ START_TEST(batches_scale_pad_and_zero_fill) {
 }
 END_TEST
 
+/* A gzip bomb: a header declaring `declared` 4x4 images, then `present`
+ * bytes of zeros; 40 MB of them compress to about 40 kB. */
+static void write_bomb(const char *path, uint32_t declared, size_t present) {
+  static const unsigned char zeros[65536];
+  uint32_t dims[3] = {declared, 4, 4};
+  unsigned char head[16] = {0, 0, 8, 3};
+  for (int i = 0; i < 12; i++) head[4 + i] = (unsigned char)(dims[i / 4] >> (24 - 8 * (i % 4)));
+  gzFile g = gzopen(path, "wb9");
+  ck_assert_ptr_nonnull(g);
+  ck_assert_int_eq(gzwrite(g, head, 16), 16);
+  for (size_t left = present, n; left; left -= n) {
+    n = left < sizeof zeros ? left : sizeof zeros;
+    ck_assert_int_eq(gzwrite(g, zeros, (unsigned)n), (int)n);
+  }
+  ck_assert_int_eq(gzclose(g), Z_OK);
+}
+
+/* load_train, then how much the peak RSS grew, in kB, on its own line. */
+static int load_train_rss(void *arg) {
+  struct rusage before, after;
+  getrusage(RUSAGE_SELF, &before);
+  int rc = load_train(arg);
+  getrusage(RUSAGE_SELF, &after);
+  fflush(stderr);
+  printf("\nrss grew %ld kB\n", after.ru_maxrss - before.ru_maxrss);
+  return rc;
+}
+
+/* The data is measured before anything is allocated for it, and the
+ * measuring stops at the first byte past the declared size: a file that
+ * inflates to more, or less, than its header says costs no memory. */
+START_TEST(gzip_bombs_cost_no_memory) {
+  static const struct { uint32_t declared; const char *message; } c[] = {
+      {3000000, "truncated: expected 48000016 bytes, got 41943056\n"},
+      {6, "trailing data: expected 112 bytes, got more\n"},
+  };
+  char out[4096], want[4400];
+  write_dataset(dir, 6, 3, 0);
+  remove(path_in(dir, "train-images-idx3-ubyte"));
+  for (int i = 0; i < 2; i++) {
+    write_bomb(path_in(dir, "train-images-idx3-ubyte.gz"), c[i].declared, (size_t)40 << 20);
+    ck_assert_int_eq(capture(load_train_rss, NULL, out, sizeof out), 1);
+    snprintf(want, sizeof want, "nncc: %s: %s", path_in(dir, "train-images-idx3-ubyte.gz"), c[i].message);
+    ck_assert_contains(out, want);
+    long kb = strtol(strstr(out, "rss grew ") + 9, NULL, 10);
+    ck_assert_msg(kb < 8192, "case %d: the peak RSS grew by %ld kB", i, kb);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("idx");
   TCase *tc = tcase_create("all");
@@ -166,6 +218,7 @@ int main(void) {
   tcase_add_loop_test(tc, rejects_bad_files, 0, (int)(2 * sizeof bad / sizeof bad[0]));
   tcase_add_test(tc, rejects_missing_and_corrupt_files);
   tcase_add_test(tc, batches_scale_pad_and_zero_fill);
+  tcase_add_test(tc, gzip_bombs_cost_no_memory);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   return run_suite(s);
