@@ -11,66 +11,103 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 FILE *diag_out;
 jmp_buf *diag_trap;
+bool diag_abort;
 
 static FILE *out(void) { return diag_out ? diag_out : stderr; }
 
-SrcFile *source_from_string(const char *name, const char *text) {
+SrcFile *source_from_bytes(const char *name, const char *data, size_t len) {
   SrcFile *f = xalloc(sizeof *f);
   f->name = xstrdup(name);
-  f->text = xstrdup(text);
-  f->len = (int)strlen(text);
+  f->text = xstrndup(data, len);
+  f->len = (int)len;
   return f;
 }
 
+SrcFile *source_from_string(const char *name, const char *text) {
+  return source_from_bytes(name, text, strlen(text));
+}
+
+SrcFile *(*read_source_hook)(const char *path);
+
 SrcFile *read_source(const char *path) {
-  FILE *fp = fopen(path, "rb");
-  if (!fp)
+  if (read_source_hook)
+    return read_source_hook(path);
+  /* a FIFO or device is refused (FIO_ENOTREG), never waited on */
+  int fd = fio_open_read(path);
+  FILE *fp = fd < 0 ? NULL : fdopen(fd, "rb");
+  if (!fp) {
+    int err = errno;
+    if (fd >= 0)
+      close(fd);
+    errno = err;
     return NULL;
-  Buf b = {0};
-  char chunk[8192];
-  size_t n;
+  }
+  /* every byte, NULs too: lex_init() reports a bad one with its line */
+  char *data = NULL, chunk[8192];
+  size_t len = 0, cap = 0, n;
   while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0) {
-    if (memchr(chunk, '\0', n)) { /* a binary file is not a model */
+    int err = 0;
+    if (len + n > NNCC_MAX_SOURCE_BYTES) { /* 16 MiB of model text is not a model */
+      err = EFBIG;
+    } else if (len + n > cap) {
+      cap = cap ? 2 * cap : sizeof chunk;
+      char *d = realloc(data, cap);
+      if (d)
+        data = d;
+      else
+        err = ENOMEM;
+    }
+    if (err) {
       fclose(fp);
-      buf_free(&b);
-      errno = EILSEQ;
+      free(data);
+      errno = err;
       return NULL;
     }
-    buf_printf(&b, "%.*s", (int)n, chunk);
-    if (b.len > (1u << 24)) { /* 16 MiB of model text is not a model either */
-      fclose(fp);
-      buf_free(&b);
-      errno = EFBIG;
-      return NULL;
-    }
+    memcpy(data + len, chunk, n);
+    len += n;
   }
   bool bad = ferror(fp);
   fclose(fp);
   if (bad) {
-    buf_free(&b);
+    free(data);
     errno = EIO;
     return NULL;
   }
-  SrcFile *f = source_from_string(path, b.data ? b.data : "");
-  buf_free(&b);
+  SrcFile *f = source_from_bytes(path, data ? data : "", len);
+  free(data);
   return f;
 }
 
+/* Columns count bytes from 1; the line index makes this O(log lines), so
+ * dumping or emitting a 100k-node model does not rescan the file per node. */
 void loc_line_col(Loc loc, int *line, int *col) {
-  int l = 1, c = 1;
-  for (int i = 0; i < loc.off && i < loc.file->len; i++) {
-    if (loc.file->text[i] == '\n') {
-      l++;
-      c = 1;
-    } else {
-      c++;
-    }
+  SrcFile *f = loc.file;
+  if (!f->line_starts) {
+    int n = 1;
+    for (int i = 0; i < f->len; i++)
+      n += f->text[i] == '\n';
+    f->line_starts = xalloc(sizeof(int) * (size_t)n);
+    f->nlines = 0;
+    f->line_starts[f->nlines++] = 0;
+    for (int i = 0; i < f->len; i++)
+      if (f->text[i] == '\n')
+        f->line_starts[f->nlines++] = i + 1;
   }
-  *line = l;
-  *col = c;
+  int off = loc.off < 0 ? 0 : loc.off > f->len ? f->len : loc.off;
+  int lo = 0, hi = f->nlines - 1; /* the last line starting at or before off */
+  while (lo < hi) {
+    int mid = lo + (hi - lo + 1) / 2;
+    if (f->line_starts[mid] <= off)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  *line = lo + 1;
+  *col = off - f->line_starts[lo] + 1;
 }
 
 /* Print the source line of loc with a caret and tildes under its span. */
@@ -84,12 +121,26 @@ static void show_span(Loc loc) {
     end++;
   int line, col;
   loc_line_col(loc, &line, &col);
-  fprintf(out(), "%5d | %.*s\n      | ", line, end - start, text + start);
-  for (int i = start; i < loc.off; i++)  /* keep tabs so the caret lines up */
+  /* of a long line (a 10 MB list) only the part around the span, cut
+   * between UTF-8 characters */
+  enum { WIDE = 160, AROUND = 60 };
+  int from = start, to = end;
+  if (end - start > WIDE) {
+    from = loc.off - AROUND > start ? loc.off - AROUND : start;
+    to = from + WIDE < end ? from + WIDE : end;
+    while (from < loc.off && (text[from] & 0xC0) == 0x80)
+      from++;
+    while (to > loc.off + 1 && to < end && (text[to] & 0xC0) == 0x80)
+      to--;
+  }
+  const char *cut_l = from > start ? "..." : "", *cut_r = to < end ? "..." : "";
+  fprintf(out(), "%5d | %s%.*s%s\n      | %s", line, cut_l, to - from, text + from, cut_r,
+          *cut_l ? "   " : "");
+  for (int i = from; i < loc.off; i++)  /* keep tabs so the caret lines up */
     fputc(text[i] == '\t' ? '\t' : ' ', out());
   int len = loc.len < 1 ? 1 : loc.len;
-  if (loc.off + len > end)  /* a span running past the line is cut there */
-    len = end - loc.off < 1 ? 1 : end - loc.off;
+  if (loc.off + len > to)  /* a span running past the line is cut there */
+    len = to - loc.off < 1 ? 1 : to - loc.off;
   fputc('^', out());
   for (int i = 1; i < len; i++)
     fputc('~', out());
@@ -164,5 +215,7 @@ noreturn void internal_error(const char *file, int line, const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   fprintf(stderr, "\nthis is a bug in nncc, not in your model; please report it\n");
   va_end(ap);
+  if (diag_abort)
+    abort();
   exit(70);
 }

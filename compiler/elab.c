@@ -11,8 +11,16 @@
  * its block calls per block (conv_2_block1); a block call's nodes are named
  * inside it ("conv_2_block1.conv2").  Parameter names follow
  * ("conv_2_block1.conv2.weight"), as a PyTorch state_dict would.
+ *
+ * Running a program is bounded (nncc.h, "limits"): statements and
+ * expressions evaluated, graph nodes, list elements, block calls and the
+ * depth of the recursion each have a budget, and running out of one is a
+ * located error naming it.  Integer arithmetic is checked for overflow,
+ * and a float that is not finite is an error, so every constant is exact
+ * or finite.
  */
 #include "nncc.h"
+#include "../runtime/nncc_rt.h" /* NNCC_MAX_CLASSES */
 
 #include <errno.h>
 #include <math.h>
@@ -22,35 +30,37 @@
 
 typedef enum VKind { V_NONE, V_INT, V_FLOAT, V_BOOL, V_STR, V_LIST, V_TENSOR } VKind;
 
+/* 16 bytes: a list of a million values is 16 MB */
 typedef struct Value {
   VKind kind;
-  int64_t i;           /* V_INT, V_BOOL; V_TENSOR: node id */
-  double f;            /* V_FLOAT */
-  char *s;             /* V_STR */
-  struct Value *items; /* V_LIST */
-  int n;
+  int n;                 /* V_LIST: the number of items */
+  union {
+    int64_t i;           /* V_INT, V_BOOL; V_TENSOR: node id */
+    double f;            /* V_FLOAT */
+    char *s;             /* V_STR */
+    struct Value *items; /* V_LIST */
+  };
 } Value;
 
 typedef struct Binding {
-  char *name;
+  const char *name;   /* the source's own string, not a copy */
   Value v;
   Loc loc;
   bool used;
   bool check_unused;
+  /* what bound it, for the unused check: an assignment or a for (site),
+   * or parameter `param` of block `block`; neither for input and label */
+  Stmt *site;
+  BlockDef *block;
+  int param;
 } Binding;
-
-/* Counters for automatic names, one per op abbreviation or block name. */
-typedef struct Counter {
-  const char *key;
-  int n;
-} Counter;
 
 typedef struct Scope {
   Binding *vars;
   int nvars, cap;
+  StrMap index;     /* name -> vars[i], once there are more than a few */
   char *prefix;     /* "" at the top, "conv_2_block1." inside that call */
-  Counter *counters;
-  int ncounters, ccap;
+  StrMap counters;  /* op abbreviation or block name -> the last number used */
   bool library;     /* an imported file's top level: no tensors, no unused check */
 } Scope;
 
@@ -58,10 +68,14 @@ typedef struct Elab {
   Graph *g;
   BlockDef **blocks;
   int nblocks, bcap;
+  StrMap block_index;
+  StrMap node_names; /* every node's name -> id */
   char **imported;
   int nimported, icap;
-  CallSite *site;   /* the block calls we are inside */
-  int depth;
+  CallSite *site;    /* the block calls we are inside */
+  int depth;         /* block calls inside block calls */
+  int nesting;       /* eval() and exec() on the C stack */
+  int64_t steps, items, calls, syntax, source_bytes;
   bool has_model, has_train;
 } Elab;
 
@@ -77,6 +91,42 @@ static noreturn void elab_error(Elab *E, Loc loc, const char *fmt, ...) {
   diag_error(loc, "%s", msg);
   diag_callsites(E->site);
   diag_fail();
+}
+
+/* ---- budgets --------------------------------------------------------------- */
+
+/* One more statement or expression evaluated. */
+static void step(Elab *E, Loc loc) {
+  if (++E->steps > NNCC_MAX_STEPS)
+    elab_error(E, loc, "the program runs more than %s steps (the limit): a loop or a "
+               "recursion too large?", fmt_count(NNCC_MAX_STEPS));
+}
+
+/* eval() and exec() call each other through blocks, loops and nested
+ * expressions: their depth bounds nncc's own stack. */
+static void nest(Elab *E, Loc loc) {
+  if (++E->nesting > NNCC_MAX_EVAL_DEPTH)
+    elab_error(E, loc, "the program nests blocks, statements and expressions more than %d "
+               "deep (the limit)", NNCC_MAX_EVAL_DEPTH);
+  step(E, loc);
+}
+
+/* n more list elements, in a list made at loc. */
+static Value *new_items(Elab *E, int64_t n, Loc loc) {
+  E->items += n;
+  if (E->items > NNCC_MAX_LIST_ITEMS)
+    elab_error(E, loc, "the program makes more than %s list elements (the limit)",
+               fmt_count(NNCC_MAX_LIST_ITEMS));
+  return xalloc(sizeof(Value) * (size_t)(n + 1));
+}
+
+/* A node for an op called at loc, named `name` (unique in the graph). */
+static void add_node(Elab *E, Node *n, char *name) {
+  if (E->g->nnodes >= NNCC_MAX_NODES)
+    elab_error(E, n->loc, "the model has more than %s nodes (the limit)", fmt_count(NNCC_MAX_NODES));
+  n->name = name;
+  graph_push(E->g, n);
+  strmap_put(&E->node_names, n->name, n->id);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -132,11 +182,141 @@ static Value int_value(int64_t i) { return (Value){.kind = V_INT, .i = i}; }
 static Value bool_value(bool b) { return (Value){.kind = V_BOOL, .i = b}; }
 static Value tensor_value(Node *n) { return (Value){.kind = V_TENSOR, .i = n->id}; }
 
+/* A block call's scope holds a few names; the top level maybe thousands. */
+enum { FEW_VARS = 8 };
+
 static Binding *lookup(Scope *s, const char *name) {
-  for (int i = s->nvars - 1; i >= 0; i--)
-    if (strcmp(s->vars[i].name, name) == 0)
-      return &s->vars[i];
-  return NULL;
+  if (s->nvars <= FEW_VARS) {
+    for (int i = 0; i < s->nvars; i++)
+      if (strcmp(s->vars[i].name, name) == 0)
+        return &s->vars[i];
+    return NULL;
+  }
+  int i = strmap_get(&s->index, name);
+  return i >= 0 ? &s->vars[i] : NULL;
+}
+
+/* ---- the unused-name check ------------------------------------------------ */
+
+/*
+ * A binding that is never read before it is rebound or its scope ends is
+ * an error -- unless the source could read it on a path this run did not
+ * take.  `s = h` then `if project { s = conv2d(h, ...) }` then
+ * `return relu(s + r)`: with project true, the first s is rebound unread,
+ * yet the return reads it whenever project is false.  So the check asks
+ * the source: does some statement after the binding, before it is
+ * certainly rebound, mention the name?  The scan is charged to the step
+ * budget and its answer is cached per statement.
+ */
+enum { FLOWS_ON, READ, REBOUND }; /* what a run of statements does with a value */
+
+static bool mentions(Elab *E, const Ast *a, const char *x) {
+  if (!a)
+    return false;
+  step(E, a->loc);
+  switch (a->kind) {
+  case A_NAME: return strcmp(a->str, x) == 0;
+  case A_LIST:
+  case A_CALL:
+    for (int i = 0; i < a->nargs; i++)
+      if (mentions(E, a->args[i], x))
+        return true;
+    return false;
+  case A_BINOP:
+  case A_INDEX: return mentions(E, a->lhs, x) || mentions(E, a->rhs, x);
+  case A_NEG:
+  case A_NOT: return mentions(E, a->lhs, x);
+  default: return false;
+  }
+}
+
+static bool mentions_any(Elab *E, Ast **v, int n, const char *x) {
+  for (int i = 0; i < n; i++)
+    if (mentions(E, v[i], x))
+      return true;
+  return false;
+}
+
+/* What statements list[from..n) do with x's current value. */
+static int scan(Elab *E, Stmt **list, int n, int from, const char *x) {
+  for (int i = from; i < n; i++) {
+    Stmt *st = list[i];
+    step(E, st->loc);
+    switch (st->kind) {
+    case S_ASSIGN:
+      if (mentions(E, st->expr, x))
+        return READ;
+      if (strcmp(st->name, x) == 0)
+        return REBOUND;
+      break;
+    case S_FOR:
+      if (mentions(E, st->expr, x))
+        return READ;
+      /* the body may run no time at all, so the value flows on */
+      if (strcmp(st->name, x) != 0 && scan(E, st->body.v, st->body.n, 0, x) == READ)
+        return READ;
+      break;
+    case S_IF: {
+      if (mentions(E, st->expr, x))
+        return READ;
+      int a = scan(E, st->body.v, st->body.n, 0, x), b = scan(E, st->orelse.v, st->orelse.n, 0, x);
+      if (a == READ || b == READ)
+        return READ;
+      if (a == REBOUND && b == REBOUND)
+        return REBOUND;
+      break;
+    }
+    case S_RETURN: return mentions(E, st->expr, x) ? READ : REBOUND;
+    case S_INPUT:
+    case S_LABEL:
+      if (mentions_any(E, st->dims, st->ndims, x) || mentions(E, st->expr, x))
+        return READ;
+      if (strcmp(st->name, x) == 0)
+        return REBOUND;
+      break;
+    case S_TRAIN:
+      if (mentions(E, st->expr, x) || mentions_any(E, st->vals, st->nkeys, x))
+        return READ;
+      break;
+    case S_MODEL:
+    case S_IMPORT:
+    case S_BLOCK: break;
+    }
+  }
+  return FLOWS_ON;
+}
+
+/* May the value that st (an assignment, or a for's variable) binds to x
+ * be read: after st, after each for or if around it, and in the next
+ * round of each for around it? */
+static bool read_later(Elab *E, Stmt *st) {
+  if (st->read_later >= 0)
+    return st->read_later;
+  const char *x = st->name;
+  int r = st->kind == S_FOR && scan(E, st->body.v, st->body.n, 0, x) == READ ? READ : FLOWS_ON;
+  for (Stmt *cur = st; r == FLOWS_ON; cur = cur->parent) {
+    r = scan(E, cur->list, cur->nlist, cur->index + 1, x);
+    if (r != FLOWS_ON || !cur->parent)
+      break;
+    Stmt *loop = cur->parent;
+    if (loop->kind == S_FOR && strcmp(loop->name, x) != 0 &&
+        scan(E, loop->body.v, loop->body.n, 0, x) == READ)
+      r = READ;
+  }
+  st->read_later = r == READ;
+  return r == READ;
+}
+
+/* May parameter i of block b be read: by the body or a later default? */
+static bool param_read(Elab *E, BlockDef *b, int i) {
+  if (!b->param_read) {
+    b->param_read = xalloc((size_t)b->nparams + 1);
+    memset(b->param_read, -1, (size_t)b->nparams);
+  }
+  if (b->param_read[i] < 0)
+    b->param_read[i] = scan(E, b->body.v, b->body.n, 0, b->params[i]) == READ ||
+                       mentions_any(E, b->defaults + i + 1, b->nparams - i - 1, b->params[i]);
+  return b->param_read[i];
 }
 
 static void check_used(Elab *E, Binding *b) {
@@ -144,20 +324,26 @@ static void check_used(Elab *E, Binding *b) {
     return; /* "_" names say "unused on purpose", as in Python */
   if (b->v.kind == V_TENSOR && (int)b->v.i == E->g->loss)
     return; /* the loss is used by training */
+  if ((b->site && read_later(E, b->site)) || (b->block && param_read(E, b->block, b->param)))
+    return; /* read on a path this run did not take */
   elab_error(E, b->loc, "'%s' is assigned but never used", b->name);
 }
 
-static void bind(Elab *E, Scope *s, const char *name, Value v, Loc loc) {
+/* Bind name to v in scope s; site or (block, param) is what bound it. */
+static void bind(Elab *E, Scope *s, const char *name, Value v, Loc loc, Stmt *site, BlockDef *block,
+                 int param) {
   Binding *old = lookup(s, name);
+  Binding b = {name, v, loc, false, !s->library, site, block, param};
   if (old) {
     check_used(E, old);
-    old->v = v;
-    old->loc = loc;
-    old->used = false;
-    old->check_unused = !s->library;
+    *old = b;
   } else {
-    Binding b = {xstrdup(name), v, loc, false, !s->library};
     VEC_PUSH(s->vars, s->nvars, s->cap, b);
+    if (s->nvars == FEW_VARS + 1) /* from now on, by hash */
+      for (int i = 0; i < s->nvars; i++)
+        strmap_put(&s->index, s->vars[i].name, i);
+    else if (s->nvars > FEW_VARS + 1)
+      strmap_put(&s->index, name, s->nvars - 1);
   }
   if (v.kind == V_TENSOR && !E->g->nodes[v.i]->binding && !s->library)
     E->g->nodes[v.i]->binding = xstrdup(name);
@@ -168,32 +354,29 @@ static void end_scope(Elab *E, Scope *s) {
     check_used(E, &s->vars[i]);
 }
 
-/* Next automatic name in scope s: "conv" -> "conv3", unique in the graph. */
-static char *fresh_name(Elab *E, Scope *s, const char *key) {
-  Counter *c = NULL;
-  for (int i = 0; i < s->ncounters; i++)
-    if (strcmp(s->counters[i].key, key) == 0)
-      c = &s->counters[i];
-  if (!c) {
-    Counter nc = {key, 0};
-    VEC_PUSH(s->counters, s->ncounters, s->ccap, nc);
-    c = &s->counters[s->ncounters - 1];
-  }
+/* Next automatic name in scope s: "conv" -> "conv3", unique in the graph,
+ * then `suffix` ("." for a block call's prefix: "conv_2_block1."). */
+static char *fresh_name(Elab *E, Scope *s, const char *key, const char *suffix) {
+  int n = strmap_get(&s->counters, key);
+  if (n < 0)
+    n = 0;
   for (;;) {
-    char *name = format("%s%s%d", s->prefix, key, ++c->n);
-    bool taken = false;
-    for (int i = 0; i < E->g->nnodes && !taken; i++)
-      taken = E->g->nodes[i]->name && strcmp(E->g->nodes[i]->name, name) == 0;
-    if (!taken)
+    char *name = format("%s%s%d%s", s->prefix, key, ++n, suffix);
+    size_t len = strlen(name) - strlen(suffix);
+    char c = name[len];
+    name[len] = '\0';
+    bool taken = strmap_get(&E->node_names, name) >= 0;
+    name[len] = c;
+    if (!taken) {
+      strmap_put(&s->counters, key, n);
       return name;
+    }
   }
 }
 
 static BlockDef *find_block(Elab *E, const char *name) {
-  for (int i = 0; i < E->nblocks; i++)
-    if (strcmp(E->blocks[i]->name, name) == 0)
-      return E->blocks[i];
-  return NULL;
+  int i = strmap_get(&E->block_index, name);
+  return i >= 0 ? E->blocks[i] : NULL;
 }
 
 static int find_op(const char *name) {
@@ -205,10 +388,11 @@ static int find_op(const char *name) {
 
 /*
  * Match a call's arguments to named slots: positional ones in order,
- * keywords by name.  slots[i] is the argument's AST or NULL.
+ * keywords by name.  slots[i] is the argument's AST or NULL.  Errors call
+ * the callee format(what, name): "conv2d()", "block b()".
  */
-static void match_args(Elab *E, Ast *call, const char *what, const char **names, int n,
-                       Ast **slots) {
+static void match_args(Elab *E, Ast *call, const char *what, const char *name, const char **names,
+                       int n, Ast **slots) {
   for (int i = 0; i < n; i++)
     slots[i] = NULL;
   int pos = 0;
@@ -217,8 +401,8 @@ static void match_args(Elab *E, Ast *call, const char *what, const char **names,
     int slot = -1;
     if (!key) {
       if (pos >= n)
-        elab_error(E, call->args[a]->loc, "%s takes at most %d argument%s, got %d", what, n,
-                   n == 1 ? "" : "s", call->nargs);
+        elab_error(E, call->args[a]->loc, "%s takes at most %d argument%s, got %d", format(what, name),
+                   n, n == 1 ? "" : "s", call->nargs);
       slot = pos++;
     } else {
       for (int i = 0; i < n; i++)
@@ -231,10 +415,11 @@ static void match_args(Elab *E, Ast *call, const char *what, const char **names,
         while (kstart > 0 && kl.file->text[kstart] != key[0])
           kstart--;
         Loc at = {kl.file, kstart, (int)strlen(key)};
-        elab_error(E, at, "%s has no argument '%s'%s", what, key, suggest(key, names, n));
+        elab_error(E, at, "%s has no argument '%s'%s", format(what, name), key, suggest(key, names, n));
       }
       if (slots[slot])
-        elab_error(E, call->args[a]->loc, "%s: argument '%s' given twice", what, names[slot]);
+        elab_error(E, call->args[a]->loc, "%s: argument '%s' given twice", format(what, name),
+                   names[slot]);
     }
     slots[slot] = call->args[a];
   }
@@ -268,6 +453,19 @@ static bool want_bool(Elab *E, Value v, Loc loc, const char *what) {
 
 static Value call_block(Elab *E, Scope *s, Ast *call, BlockDef *b);
 static Value call_op(Elab *E, Scope *s, Ast *call, OpKind op);
+
+/* Python's x % y: the result takes the sign of y.  y is not 0. */
+static int64_t int_mod(int64_t x, int64_t y) {
+  if (y == -1)
+    return 0; /* INT64_MIN % -1 traps in C */
+  int64_t r = x % y;
+  return r != 0 && (r < 0) != (y < 0) ? r + y : r;
+}
+
+static double float_mod(double x, double y) {
+  double r = fmod(x, y);
+  return r != 0 && (r < 0) != (y < 0) ? r + y : r;
+}
 
 static Value arith(Elab *E, Ast *a, Value l, Value r) {
   const char *op = a->str;
@@ -309,12 +507,13 @@ static Value arith(Elab *E, Ast *a, Value l, Value r) {
     case '%':
       if (y == 0)
         elab_error(E, a->loc, "modulo by zero");
-      z = ((x % y) + y) % y;
+      z = int_mod(x, y);
       break;
     default: unreachable();
     }
     if (overflow)
-      elab_error(E, a->loc, "integer overflow in '%s'", op);
+      elab_error(E, a->loc, "integer overflow: %lld %s %lld does not fit in 64 bits", (long long)x,
+                 op, (long long)y);
     return int_value(z);
   }
   double x = want_number(E, l, a->loc, ""), y = want_number(E, r, a->loc, "");
@@ -328,9 +527,15 @@ static Value arith(Elab *E, Ast *a, Value l, Value r) {
       elab_error(E, a->loc, "division by zero");
     z = x / y;
     break;
-  case '%': z = fmod(x, y); break;
+  case '%':
+    if (y == 0)
+      elab_error(E, a->loc, "modulo by zero");
+    z = float_mod(x, y);
+    break;
   default: unreachable();
   }
+  if (!isfinite(z))
+    elab_error(E, a->loc, "floating-point overflow: %g %s %g is too large", x, op, y);
   return (Value){.kind = V_FLOAT, .f = z};
 }
 
@@ -345,7 +550,7 @@ static bool builtin(Elab *E, Scope *s, Ast *call, Value *out) {
     int64_t n = want_int(E, s, call->args[0], "range()'s argument");
     if (n < 0 || n > 100000)
       elab_error(E, call->args[0]->loc, "range(%lld) is out of bounds (0..100000)", (long long)n);
-    Value v = {.kind = V_LIST, .n = (int)n, .items = xalloc(sizeof(Value) * (size_t)(n + 1))};
+    Value v = {.kind = V_LIST, .n = (int)n, .items = new_items(E, n, call->loc)};
     for (int i = 0; i < n; i++)
       v.items[i] = int_value(i);
     *out = v;
@@ -358,35 +563,55 @@ static bool builtin(Elab *E, Scope *s, Ast *call, Value *out) {
   return true;
 }
 
-static Value eval(Elab *E, Scope *s, Ast *a) {
+/* A call of something that is no op, block or built-in (its own function:
+ * the candidates' array stays off the recursion's stack frames). */
+static noreturn __attribute__((noinline)) void unknown_call(Elab *E, Ast *a) {
+  const char **cands = xalloc(sizeof(char *) * (size_t)(OP_COUNT + E->nblocks));
+  int nc = 0;
+  for (int i = 0; i < OP_COUNT; i++)
+    if (op_info[i].name)
+      cands[nc++] = op_info[i].name;
+  for (int i = 0; i < E->nblocks; i++)
+    cands[nc++] = E->blocks[i]->name;
+  Loc name_loc = {a->loc.file, a->loc.off, (int)strlen(a->str)};
+  elab_error(E, name_loc, "unknown op or block '%s'%s", a->str, suggest(a->str, cands, nc));
+}
+
+static noreturn __attribute__((noinline)) void undefined_name(Elab *E, Scope *s, Ast *a) {
+  const char **names = xalloc(sizeof(char *) * (size_t)(s->nvars + 1));
+  for (int i = 0; i < s->nvars; i++)
+    names[i] = s->vars[i].name;
+  if (find_op(a->str) >= 0 || find_block(E, a->str))
+    elab_error(E, a->loc, "'%s' is an op or block; call it: %s(...)", a->str, a->str);
+  elab_error(E, a->loc, "undefined name '%s'%s", a->str, suggest(a->str, names, s->nvars));
+}
+
+static Value eval_expr(Elab *E, Scope *s, Ast *a) {
   switch (a->kind) {
   case A_INT: return int_value(a->ival);
   case A_FLOAT: return (Value){.kind = V_FLOAT, .f = a->fval};
   case A_BOOL: return bool_value(a->ival);
   case A_STR: return (Value){.kind = V_STR, .s = a->str};
   case A_LIST: {
-    Value v = {.kind = V_LIST, .n = a->nargs, .items = xalloc(sizeof(Value) * (size_t)(a->nargs + 1))};
+    Value v = {.kind = V_LIST, .n = a->nargs, .items = new_items(E, a->nargs, a->loc)};
     for (int i = 0; i < a->nargs; i++)
       v.items[i] = eval(E, s, a->args[i]);
     return v;
   }
   case A_NAME: {
     Binding *b = lookup(s, a->str);
-    if (!b) {
-      const char **names = xalloc(sizeof(char *) * (size_t)(s->nvars + 1));
-      for (int i = 0; i < s->nvars; i++)
-        names[i] = s->vars[i].name;
-      if (find_op(a->str) >= 0 || find_block(E, a->str))
-        elab_error(E, a->loc, "'%s' is an op or block; call it: %s(...)", a->str, a->str);
-      elab_error(E, a->loc, "undefined name '%s'%s", a->str, suggest(a->str, names, s->nvars));
-    }
+    if (!b)
+      undefined_name(E, s, a);
     b->used = true;
     return b->v;
   }
   case A_NEG: {
     Value v = eval(E, s, a->lhs);
-    if (v.kind == V_INT)
+    if (v.kind == V_INT) {
+      if (v.i == INT64_MIN)
+        elab_error(E, a->loc, "integer overflow: -(%lld) does not fit in 64 bits", (long long)v.i);
       return int_value(-v.i);
+    }
     if (v.kind == V_FLOAT)
       return (Value){.kind = V_FLOAT, .f = -v.f};
     elab_error(E, a->loc, "cannot negate %s", describe(E->g, v));
@@ -397,7 +622,7 @@ static Value eval(Elab *E, Scope *s, Ast *a) {
     if (l.kind != V_LIST)
       elab_error(E, a->lhs->loc, "only lists can be indexed, not %s", describe(E->g, l));
     int64_t i = want_int(E, s, a->rhs, "an index");
-    if (i < 0)
+    if (i < 0 && i >= -(int64_t)l.n)
       i += l.n;
     if (i < 0 || i >= l.n)
       elab_error(E, a->rhs->loc, "index out of range: the list has %d items", l.n);
@@ -407,11 +632,10 @@ static Value eval(Elab *E, Scope *s, Ast *a) {
     Value l = eval(E, s, a->lhs), r = eval(E, s, a->rhs);
     if (strcmp(a->str, "+") == 0 && l.kind == V_TENSOR && r.kind == V_TENSOR) {
       /* a + b on tensors is add(a, b) */
-      Node *n = graph_add(E->g, OP_ADD, a->loc, E->site);
-      n->name = fresh_name(E, s, op_info[OP_ADD].abbrev);
-      n->nin = 2;
-      n->in[0] = (int)l.i;
-      n->in[1] = (int)r.i;
+      Node *n = xalloc(sizeof *n);
+      *n = (Node){.op = OP_ADD, .loc = a->loc, .site = E->site, .nin = 2,
+                  .in = {(int)l.i, (int)r.i}};
+      add_node(E, n, fresh_name(E, s, op_info[OP_ADD].abbrev, ""));
       return tensor_value(n);
     }
     if (l.kind == V_TENSOR || r.kind == V_TENSOR)
@@ -430,18 +654,17 @@ static Value eval(Elab *E, Scope *s, Ast *a) {
       return call_block(E, s, a, b);
     if (builtin(E, s, a, &v))
       return v;
-    const char *cands[OP_COUNT + 64];
-    int nc = 0;
-    for (int i = 0; i < OP_COUNT; i++)
-      if (op_info[i].name)
-        cands[nc++] = op_info[i].name;
-    for (int i = 0; i < E->nblocks && nc < OP_COUNT + 64; i++)
-      cands[nc++] = E->blocks[i]->name;
-    Loc name_loc = {a->loc.file, a->loc.off, (int)strlen(a->str)};
-    elab_error(E, name_loc, "unknown op or block '%s'%s", a->str, suggest(a->str, cands, nc));
+    unknown_call(E, a);
   }
   }
   unreachable();
+}
+
+static Value eval(Elab *E, Scope *s, Ast *a) {
+  nest(E, a->loc);
+  Value v = eval_expr(E, s, a);
+  E->nesting--;
+  return v;
 }
 
 /* ---- op calls ------------------------------------------------------------ */
@@ -468,6 +691,8 @@ static void *attr_field(Node *n, const char *name) {
 typedef struct SigEntry {
   char name[16], type[8], def[16];
 } SigEntry;
+
+enum { MAX_SIG = 8 };
 
 /* "out:int kernel:pair stride:pair=kernel" -> entries */
 static int parse_sig(const char *sig, SigEntry *out, int max) {
@@ -498,17 +723,33 @@ static int parse_sig(const char *sig, SigEntry *out, int max) {
   return n;
 }
 
-static void set_attr(Elab *E, Node *n, const char *opname, SigEntry *e, Value v, Loc loc) {
+/* Op op's signature, parsed once: ops.def is constant, so the table is too. */
+static const SigEntry *op_sig(OpKind op, int *n) {
+  static SigEntry sigs[OP_COUNT][MAX_SIG];
+  static int nsig[OP_COUNT];
+  static bool parsed[OP_COUNT];
+  if (!parsed[op]) {
+    nsig[op] = parse_sig(op_info[op].sig, sigs[op], MAX_SIG);
+    parsed[op] = true;
+  }
+  *n = nsig[op];
+  return sigs[op];
+}
+
+static void set_attr(Elab *E, Node *n, const char *opname, const SigEntry *e, Value v, Loc loc) {
   void *f = attr_field(n, e->name);
-  const char *what = format("%s: '%s'", opname, e->name);
   if (strcmp(e->type, "int") == 0) {
     if (v.kind != V_INT)
-      elab_error(E, loc, "%s must be an int, got %s", what, describe(E->g, v));
+      elab_error(E, loc, "%s: '%s' must be an int, got %s", opname, e->name, describe(E->g, v));
     *(int64_t *)f = v.i;
   } else if (strcmp(e->type, "float") == 0) {
-    *(double *)f = want_number(E, v, loc, what);
+    if (v.kind != V_INT && v.kind != V_FLOAT)
+      elab_error(E, loc, "%s: '%s' must be a number, got %s", opname, e->name, describe(E->g, v));
+    *(double *)f = v.kind == V_INT ? (double)v.i : v.f;
   } else if (strcmp(e->type, "bool") == 0) {
-    *(bool *)f = want_bool(E, v, loc, what);
+    if (v.kind != V_BOOL)
+      elab_error(E, loc, "%s: '%s' must be true or false, got %s", opname, e->name, describe(E->g, v));
+    *(bool *)f = v.i != 0;
   } else if (strcmp(e->type, "pair") == 0) {
     int64_t *p = f;
     if (v.kind == V_INT) {
@@ -517,7 +758,8 @@ static void set_attr(Elab *E, Node *n, const char *opname, SigEntry *e, Value v,
       p[0] = v.items[0].i;
       p[1] = v.items[1].i;
     } else {
-      elab_error(E, loc, "%s must be an int or a list of two ints, got %s", what, describe(E->g, v));
+      elab_error(E, loc, "%s: '%s' must be an int or a list of two ints, got %s", opname, e->name,
+                 describe(E->g, v));
     }
   } else {
     ICE("bad signature type %s", e->type);
@@ -526,9 +768,9 @@ static void set_attr(Elab *E, Node *n, const char *opname, SigEntry *e, Value v,
 
 static Value call_op(Elab *E, Scope *s, Ast *call, OpKind op) {
   const OpInfo *info = &op_info[op];
-  SigEntry sig[8];
-  int nsig = parse_sig(info->sig, sig, 8);
-  const char *names[10];
+  int nsig;
+  const SigEntry *sig = op_sig(op, &nsig);
+  const char *names[2 + MAX_SIG];
   static const char *tensor_names[OP_COUNT][2] = {
       [OP_ADD] = {"a", "b"}, [OP_CROSS_ENTROPY] = {"logits", "labels"}};
   for (int i = 0; i < info->nin; i++)
@@ -536,11 +778,14 @@ static Value call_op(Elab *E, Scope *s, Ast *call, OpKind op) {
   for (int i = 0; i < nsig; i++)
     names[info->nin + i] = sig[i].name;
   int nslots = info->nin + nsig;
-  Ast *slots[10];
-  match_args(E, call, format("%s()", info->name), names, nslots, slots);
+  Ast *slots[2 + MAX_SIG];
+  match_args(E, call, "%s()", info->name, names, nslots, slots);
 
   /* inputs and attributes first: nodes they create must come before this one */
-  Node tmp = {.op = op}, *n = &tmp;
+  Node *n = xalloc(sizeof *n);
+  n->op = op;
+  n->loc = call->loc;
+  n->site = E->site;
   n->nin = info->nin;
   for (int i = 0; i < info->nin; i++) {
     if (!slots[i])
@@ -553,7 +798,7 @@ static Value call_op(Elab *E, Scope *s, Ast *call, OpKind op) {
   }
   for (int i = 0; i < nsig; i++) {
     Ast *a = slots[info->nin + i];
-    SigEntry *e = &sig[i];
+    const SigEntry *e = &sig[i];
     if (a) {
       set_attr(E, n, info->name, e, eval(E, s, a), a->loc);
     } else if (!e->def[0]) {
@@ -570,13 +815,7 @@ static Value call_op(Elab *E, Scope *s, Ast *call, OpKind op) {
       dst[1] = src[1];
     }
   }
-  n = graph_add(E->g, op, call->loc, E->site);
-  int id = n->id;
-  *n = tmp;
-  n->id = id;
-  n->loc = call->loc;
-  n->site = E->site;
-  n->name = fresh_name(E, s, info->abbrev);
+  add_node(E, n, fresh_name(E, s, info->abbrev, ""));
   if (op == OP_CROSS_ENTROPY) {
     if (E->g->loss >= 0) {
       Node *prev = E->g->nodes[E->g->loss];
@@ -593,12 +832,19 @@ static Value call_op(Elab *E, Scope *s, Ast *call, OpKind op) {
 /* ---- blocks ---------------------------------------------------------------- */
 
 static Value call_block(Elab *E, Scope *s, Ast *call, BlockDef *b) {
-  if (E->depth >= 64)
-    elab_error(E, call->loc, "block calls nested more than 64 deep (does '%s' call itself?)", b->name);
-  Ast **slots = xalloc(sizeof(Ast *) * (size_t)(b->nparams + 1));
-  match_args(E, call, format("block %s()", b->name), (const char **)b->params, b->nparams, slots);
+  if (E->depth >= NNCC_MAX_CALL_DEPTH)
+    elab_error(E, call->loc, "block calls nested more than %d deep (does '%s' call itself?)",
+               NNCC_MAX_CALL_DEPTH, b->name);
+  if (++E->calls > NNCC_MAX_CALLS)
+    elab_error(E, call->loc, "the program calls blocks more than %s times (the limit)",
+               fmt_count(NNCC_MAX_CALLS));
+  Ast *few[8]; /* small: this frame is on the recursion's stack */
+  Ast **slots = b->nparams <= 8 ? few : xalloc(sizeof(Ast *) * (size_t)b->nparams);
+  match_args(E, call, "block %s()", b->name, (const char **)b->params, b->nparams, slots);
 
-  Scope inner = {.prefix = format("%s.", fresh_name(E, s, b->name))};
+  Scope inner = {.prefix = fresh_name(E, s, b->name, ".")};
+  inner.cap = b->nparams > 2 ? b->nparams : 2; /* the parameters, and a little more */
+  inner.vars = xalloc(sizeof(Binding) * (size_t)inner.cap);
   /* arguments are evaluated in the caller's scope, defaults in the block's */
   for (int i = 0; i < b->nparams; i++) {
     Value v;
@@ -608,7 +854,7 @@ static Value call_block(Elab *E, Scope *s, Ast *call, BlockDef *b) {
       v = eval(E, &inner, b->defaults[i]);
     else
       elab_error(E, call->loc, "block %s(): missing argument '%s'", b->name, b->params[i]);
-    bind(E, &inner, b->params[i], v, b->loc);
+    bind(E, &inner, b->params[i], v, b->loc, NULL, b, i);
   }
   CallSite *site = xalloc(sizeof *site);
   *site = (CallSite){b->name, call->loc, E->site};
@@ -626,6 +872,15 @@ static Value call_block(Elab *E, Scope *s, Ast *call, BlockDef *b) {
 
 /* ---- statements ------------------------------------------------------------ */
 
+/* An input or label takes its declared name: no node may have it yet. */
+static void name_declared(Elab *E, Node *n, Stmt *st) {
+  int other = strmap_get(&E->node_names, st->name);
+  if (other >= 0)
+    elab_error(E, st->name_loc, "'%s' is already the name of node %%%s; declare inputs and "
+               "labels before the ops", st->name, E->g->nodes[other]->name);
+  add_node(E, n, xstrdup(st->name));
+}
+
 static void exec_input(Elab *E, Scope *s, Stmt *st) {
   if (E->g->input >= 0)
     elab_error(E, st->loc, "a model has one input; '%s' was declared already",
@@ -633,9 +888,8 @@ static void exec_input(Elab *E, Scope *s, Stmt *st) {
   if (strcmp(st->dtype, "f32") != 0)
     elab_error(E, st->loc, "input '%s': unsupported dtype '%s' (nncc trains in f32)", st->name,
                st->dtype);
-  Node *n = graph_add(E->g, OP_INPUT, st->name_loc, NULL);
-  n->name = xstrdup(st->name);
-  n->dtype = DT_F32;
+  Node *n = xalloc(sizeof *n);
+  *n = (Node){.op = OP_INPUT, .loc = st->name_loc, .dtype = DT_F32};
   if (st->ndims > MAX_RANK)
     elab_error(E, st->dims[MAX_RANK]->loc, "input '%s': at most %d dimensions", st->name, MAX_RANK);
   n->rank = st->ndims;
@@ -644,6 +898,9 @@ static void exec_input(Elab *E, Scope *s, Stmt *st) {
     if (n->dims[i] <= 0)
       elab_error(E, st->dims[i]->loc, "input '%s': dimension %d must be positive, got %lld",
                  st->name, i, (long long)n->dims[i]);
+    if (n->dims[i] > NNCC_MAX_SIZE)
+      elab_error(E, st->dims[i]->loc, "input '%s': dimension %d is %lld, more than the limit of "
+                 "2^30 (%s)", st->name, i, (long long)n->dims[i], fmt_count(NNCC_MAX_SIZE));
   }
   /* the data source: mnist or mnist(pad=P) */
   Ast *src = st->expr;
@@ -653,15 +910,16 @@ static void exec_input(Elab *E, Scope *s, Stmt *st) {
   if (src->kind == A_CALL) {
     const char *names[] = {"pad"};
     Ast *slot;
-    match_args(E, src, "mnist()", names, 1, &slot);
+    match_args(E, src, "%s()", "mnist", names, 1, &slot);
     if (slot) {
       E->g->pad = want_int(E, s, slot, "mnist(): 'pad'");
       if (E->g->pad < 0 || E->g->pad > 1000)
         elab_error(E, slot->loc, "mnist(): 'pad' must be between 0 and 1000");
     }
   }
+  name_declared(E, n, st);
   E->g->input = n->id;
-  bind(E, s, st->name, tensor_value(n), st->name_loc);
+  bind(E, s, st->name, tensor_value(n), st->name_loc, NULL, NULL, 0);
 }
 
 static void exec_label(Elab *E, Scope *s, Stmt *st) {
@@ -670,23 +928,38 @@ static void exec_label(Elab *E, Scope *s, Stmt *st) {
                E->g->nodes[E->g->label]->name);
   if (st->ndims != 2)
     elab_error(E, st->loc, "label '%s' has one dimension, the batch: class[N] of C", st->name);
-  Node *n = graph_add(E->g, OP_LABEL, st->name_loc, NULL);
-  n->name = xstrdup(st->name);
-  n->dtype = DT_CLASS;
-  n->rank = 1;
+  Node *n = xalloc(sizeof *n);
+  *n = (Node){.op = OP_LABEL, .loc = st->name_loc, .dtype = DT_CLASS, .rank = 1};
   n->dims[0] = want_int(E, s, st->dims[0], "the label's batch size");
   n->classes = want_int(E, s, st->dims[1], "the number of classes");
   if (n->dims[0] <= 0)
     elab_error(E, st->dims[0]->loc, "label '%s': batch size must be positive", st->name);
+  if (n->dims[0] > NNCC_MAX_SIZE)
+    elab_error(E, st->dims[0]->loc, "label '%s': batch size %lld is more than the limit of 2^30 (%s)",
+               st->name, (long long)n->dims[0], fmt_count(NNCC_MAX_SIZE));
   if (n->classes < 2)
     elab_error(E, st->dims[1]->loc, "label '%s': needs at least 2 classes, got %lld", st->name,
                (long long)n->classes);
+  if (n->classes > NNCC_MAX_CLASSES)
+    elab_error(E, st->dims[1]->loc, "label '%s': %lld classes, more than the limit of %d (labels "
+               "are bytes)", st->name, (long long)n->classes, NNCC_MAX_CLASSES);
+  name_declared(E, n, st);
   E->g->label = n->id;
-  bind(E, s, st->name, tensor_value(n), st->name_loc);
+  bind(E, s, st->name, tensor_value(n), st->name_loc, NULL, NULL, 0);
+}
+
+/* A hyperparameter: finite (arith() already keeps every float finite) and
+ * not negative, else an error "<prefix>'what' must be non-negative". */
+static double want_non_negative(Elab *E, Scope *s, Ast *a, const char *prefix, const char *what) {
+  double v = want_number(E, eval(E, s, a), a->loc, what);
+  if (!isfinite(v) || !(v >= 0))
+    elab_error(E, a->loc, "%s'%s' must be non-negative", prefix, what);
+  return v;
 }
 
 /* train adam(lr=, betas=, eps=, weight_decay=) | sgd(lr=, momentum=, weight_decay=)
- *       [epochs=N] [seed=S] */
+ *       [epochs=N] [seed=S]
+ * The ranges are the runtime's (runtime/cli.c) and torch.optim's. */
 static void exec_train(Elab *E, Scope *s, Stmt *st) {
   if (E->has_train)
     elab_error(E, st->loc, "training is already set up by an earlier 'train'");
@@ -704,7 +977,7 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
     const char *adam_names[] = {"lr", "betas", "eps", "weight_decay"};
     const char *sgd_names[] = {"lr", "momentum", "weight_decay"};
     Ast *slots[4];
-    match_args(E, opt, adam ? "adam()" : "sgd()", adam ? adam_names : sgd_names, adam ? 4 : 3, slots);
+    match_args(E, opt, "%s()", opt->str, adam ? adam_names : sgd_names, adam ? 4 : 3, slots);
     if (slots[0])
       t->lr = want_number(E, eval(E, s, slots[0]), slots[0]->loc, "lr");
     if (adam && slots[1]) {
@@ -718,22 +991,18 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
         elab_error(E, slots[1]->loc, "adam(): betas must be in [0, 1)");
     }
     if (adam && slots[2]) {
-      t->eps = want_number(E, eval(E, s, slots[2]), slots[2]->loc, "eps");
+      /* positive, as the trainer's --eps and checkpoint metadata require
+       * (runtime/cli.c): with eps 0 a zero gradient makes 0/0 */
+      t->eps = want_non_negative(E, s, slots[2], "adam(): ", "eps");
       if (!(t->eps > 0))
         elab_error(E, slots[2]->loc, "adam(): 'eps' must be positive");
     }
-    if (!adam && slots[1]) {
-      t->momentum = want_number(E, eval(E, s, slots[1]), slots[1]->loc, "momentum");
-      if (!(t->momentum >= 0))
-        elab_error(E, slots[1]->loc, "sgd(): 'momentum' must be non-negative");
-    }
+    if (!adam && slots[1])
+      t->momentum = want_non_negative(E, s, slots[1], "sgd(): ", "momentum");
     Ast *wd = slots[adam ? 3 : 2];
-    if (wd) {
-      t->weight_decay = want_number(E, eval(E, s, wd), wd->loc, "weight_decay");
-      if (!(t->weight_decay >= 0))
-        elab_error(E, wd->loc, "'weight_decay' must be non-negative");
-    }
-    if (slots[0] && !(t->lr > 0))
+    if (wd)
+      t->weight_decay = want_non_negative(E, s, wd, "", "weight_decay");
+    if (slots[0] && !(t->lr > 0 && isfinite(t->lr)))
       elab_error(E, slots[0]->loc, "'lr' must be positive");
   }
   for (int i = 0; i < st->nkeys; i++) {
@@ -742,6 +1011,9 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
       t->epochs = want_int(E, s, st->vals[i], "epochs");
       if (t->epochs < 1)
         elab_error(E, st->vals[i]->loc, "'epochs' must be at least 1");
+      if (t->epochs > 1000000) /* the trainer's --epochs range (runtime/cli.c) */
+        elab_error(E, st->vals[i]->loc, "'epochs' must be at most 1,000,000, got %lld",
+                   (long long)t->epochs);
     } else if (strcmp(k, "seed") == 0) {
       t->seed = want_int(E, s, st->vals[i], "seed");
       if (t->seed < 0)
@@ -755,7 +1027,7 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
 
 static void exec_import(Elab *E, Scope *s, Stmt *st);
 
-static void exec(Elab *E, Scope *s, Stmt *st, Value *ret) {
+static void exec_stmt(Elab *E, Scope *s, Stmt *st, Value *ret) {
   if (s->library && st->kind != S_ASSIGN && st->kind != S_BLOCK && st->kind != S_IMPORT)
     elab_error(E, st->loc, "an imported file may define blocks and constants only");
   switch (st->kind) {
@@ -780,13 +1052,14 @@ static void exec(Elab *E, Scope *s, Stmt *st, Value *ret) {
         strcmp(st->block->name, "len") == 0)
       elab_error(E, st->name_loc, "block '%s' would hide the built-in of that name", st->block->name);
     VEC_PUSH(E->blocks, E->nblocks, E->bcap, st->block);
+    strmap_put(&E->block_index, st->block->name, E->nblocks - 1);
     return;
   }
   case S_ASSIGN: {
     Value v = eval(E, s, st->expr);
     if (v.kind == V_NONE)
       elab_error(E, st->expr->loc, "this has no value to assign");
-    bind(E, s, st->name, v, st->name_loc);
+    bind(E, s, st->name, v, st->name_loc, st, NULL, 0);
     return;
   }
   case S_FOR: {
@@ -794,7 +1067,7 @@ static void exec(Elab *E, Scope *s, Stmt *st, Value *ret) {
     if (list.kind != V_LIST)
       elab_error(E, st->expr->loc, "'for' needs a list, got %s", describe(E->g, list));
     for (int i = 0; i < list.n && ret->kind == V_NONE; i++) {
-      bind(E, s, st->name, list.items[i], st->name_loc);
+      bind(E, s, st->name, list.items[i], st->name_loc, st, NULL, 0);
       exec_list(E, s, &st->body, ret);
     }
     return;
@@ -811,8 +1084,11 @@ static void exec(Elab *E, Scope *s, Stmt *st, Value *ret) {
 }
 
 static void exec_list(Elab *E, Scope *s, StmtList *list, Value *ret) {
-  for (int i = 0; i < list->n && ret->kind == V_NONE; i++)
-    exec(E, s, list->v[i], ret);
+  for (int i = 0; i < list->n && ret->kind == V_NONE; i++) {
+    nest(E, list->v[i]->loc);
+    exec_stmt(E, s, list->v[i], ret);
+    E->nesting--;
+  }
 }
 
 /* "a/b/../c.nn" -> "a/c.nn", lexically, so diagnostics name files plainly. */
@@ -852,8 +1128,17 @@ static void exec_import(Elab *E, Scope *s, Stmt *st) {
   VEC_PUSH(E->imported, E->nimported, E->icap, path);
   SrcFile *f = read_source(path);
   if (!f)
-    elab_error(E, st->name_loc, "cannot import '%s': %s", path, strerror(errno));
+    elab_error(E, st->name_loc, "cannot import '%s': %s", path, fio_strerror(errno));
+  /* the budgets of source text and syntax cover all files together */
+  E->source_bytes += f->len;
+  if (E->source_bytes > NNCC_MAX_SOURCE_BYTES)
+    elab_error(E, st->name_loc, "the model's files hold more than %s bytes (the limit)",
+               fmt_count(NNCC_MAX_SOURCE_BYTES));
   StmtList prog = parse(f);
+  E->syntax += f->syntax;
+  if (E->syntax > NNCC_MAX_SYNTAX)
+    elab_error(E, st->name_loc, "the program has more than %s expressions and statements (the limit)",
+               fmt_count(NNCC_MAX_SYNTAX));
   bool was = s->library;
   s->library = true;
   Value ret = {.kind = V_NONE};
@@ -862,7 +1147,7 @@ static void exec_import(Elab *E, Scope *s, Stmt *st) {
 }
 
 Graph *elaborate(SrcFile *file, StmtList prog) {
-  Elab E = {.g = graph_new(file)};
+  Elab E = {.g = graph_new(file), .source_bytes = file->len, .syntax = file->syntax};
   Scope top = {.prefix = ""};
   Value ret = {.kind = V_NONE};
   exec_list(&E, &top, &prog, &ret);

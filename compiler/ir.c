@@ -35,12 +35,16 @@ Graph *graph_new(SrcFile *file) {
 
 Node *graph_add(Graph *g, OpKind op, Loc loc, CallSite *site) {
   Node *n = xalloc(sizeof *n);
-  n->id = g->nnodes;
   n->op = op;
   n->loc = loc;
   n->site = site;
-  VEC_PUSH(g->nodes, g->nnodes, g->cap, n);
+  graph_push(g, n);
   return n;
+}
+
+void graph_push(Graph *g, Node *n) {
+  n->id = g->nnodes;
+  VEC_PUSH(g->nodes, g->nnodes, g->cap, n);
 }
 
 /* Remove the nodes marked dead; ids stay dense and inputs follow. */
@@ -163,20 +167,17 @@ void ir_count_users(Graph *g) {
 /* Buffers live at the same time must not share memory, except an
  * elementwise op writing exactly over its dying input. */
 static void verify_plan(Graph *g, const char *after) {
-  for (int a = 0; a < g->nbufs; a++)
-    for (int b = a + 1; b < g->nbufs; b++) {
-      Buffer *x = &g->bufs[a], *y = &g->bufs[b];
-      if (x->external || y->external || x->alias >= 0 || y->alias >= 0 || x->first < 0 || y->first < 0)
-        continue;
-      bool together = x->first <= y->last && y->first <= x->last;
-      bool overlap = x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes;
-      bool in_place = x->offset == y->offset && x->bytes == y->bytes &&
-                      (x->last == y->first || y->last == x->first);
-      if (together && overlap && !in_place)
-        ICE("after %s: %s and %s are live together in overlapping memory", after, x->name, y->name);
-      if (x->offset < 0 || x->offset + x->bytes > g->arena_bytes || x->offset % 64)
-        ICE("after %s: %s lies outside the arena", after, x->name);
-    }
+  for (int a = 0; a < g->nbufs; a++) {
+    Buffer *x = &g->bufs[a];
+    if (x->external || x->alias >= 0 || x->first < 0)
+      continue;
+    if (x->offset < 0 || x->offset > g->arena_bytes - x->bytes || x->offset % 64)
+      ICE("after %s: %s lies outside the arena", after, x->name);
+  }
+  int a, b;
+  if (plan_find_overlap(g, &a, &b))
+    ICE("after %s: %s and %s are live together in overlapping memory", after, g->bufs[a].name,
+        g->bufs[b].name);
 }
 
 /*
@@ -185,6 +186,7 @@ static void verify_plan(Graph *g, const char *after) {
  */
 void ir_verify(Graph *g, const char *after) {
   bool typed = strcmp(after, "parse") != 0;
+  StrMap names = {0};
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
     if (n->id != i)
@@ -197,9 +199,9 @@ void ir_verify(Graph *g, const char *after) {
     for (int j = 0; j < n->nin; j++)
       if (n->in[j] < 0 || n->in[j] >= i)
         ICE("after %s: %s input %d is node %d (not before it)", after, n->name, j, n->in[j]);
-    for (int j = 0; j < i; j++)
-      if (strcmp(g->nodes[j]->name, n->name) == 0)
-        ICE("after %s: two nodes named %s", after, n->name);
+    if (strmap_get(&names, n->name) >= 0)
+      ICE("after %s: two nodes named %s", after, n->name);
+    strmap_put(&names, n->name, i);
     if (n->dead)
       ICE("after %s: dead node %s left in the graph", after, n->name);
     if (n->relu && n->op != OP_CONV2D && n->op != OP_LINEAR)
@@ -229,6 +231,52 @@ void ir_verify(Graph *g, const char *after) {
     if (g->nodes[g->loss]->op != OP_CROSS_ENTROPY)
       ICE("after %s: loss node is %s", after, op_name(g->nodes[g->loss]->op));
   }
+}
+
+/* ---- string maps ---------------------------------------------------------- */
+
+static uint32_t str_hash(const char *s) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+/* The slot of key, or of the empty slot where it would go. */
+static int strmap_slot(const StrMap *m, const char *key) {
+  int i = (int)(str_hash(key) & (uint32_t)(m->cap - 1));
+  while (m->keys[i] && strcmp(m->keys[i], key) != 0)
+    i = (i + 1) & (m->cap - 1);
+  return i;
+}
+
+int strmap_get(const StrMap *m, const char *key) {
+  if (m->cap == 0)
+    return -1;
+  int i = strmap_slot(m, key);
+  return m->keys[i] ? m->vals[i] : -1;
+}
+
+void strmap_put(StrMap *m, const char *key, int val) {
+  if (2 * (m->n + 1) > m->cap) { /* at most half full */
+    StrMap big = {.cap = m->cap ? 2 * m->cap : 8};
+    big.keys = xalloc(sizeof(char *) * (size_t)big.cap);
+    big.vals = xalloc(sizeof(int) * (size_t)big.cap);
+    for (int i = 0; i < m->cap; i++)
+      if (m->keys[i]) {
+        int j = strmap_slot(&big, m->keys[i]);
+        big.keys[j] = m->keys[i];
+        big.vals[j] = m->vals[i];
+        big.n++;
+      }
+    *m = big;
+  }
+  int i = strmap_slot(m, key);
+  if (!m->keys[i]) {
+    m->keys[i] = key;
+    m->n++;
+  }
+  m->vals[i] = val;
 }
 
 /* ---- text dump ---------------------------------------------------------- */

@@ -17,6 +17,38 @@
 
 #define NNCC_VERSION "0.1.0"
 
+/* ---- limits ----------------------------------------------------------
+ * Every limit nncc enforces, decided here once (docs/language.md, "Limits").
+ * A program or model beyond one is a located user error that names it:
+ * never a crash, an internal error or a trainer that overflows.
+ *
+ * Sizes follow from the back end.  The kernels index tensors and add or
+ * double a few sizes in C `int` (a padded plane, 2*Ho*Wo), so a tensor --
+ * and the padded input a window op reads -- has at most 2^30 elements,
+ * one bit of headroom below INT_MAX, and every size (a dimension, kernel,
+ * stride, padding, out) is at most 2^30.  Byte counts and FLOPs are int64
+ * and stay far from overflow.  The number of classes is the runtime's
+ * NNCC_MAX_CLASSES (runtime/nncc_rt.h): labels are stored as bytes.
+ *
+ * The rest bound the compiler itself: on any input, well-formed or
+ * hostile, it answers in about a second and a few hundred MB at most,
+ * while leaving room for models of ~100k nodes.
+ */
+#define NNCC_MAX_SIZE (INT64_C(1) << 30)       /* one dimension or size attribute */
+#define NNCC_MAX_ELEMENTS (INT64_C(1) << 30)   /* one tensor, parameter or padded input */
+#define NNCC_MAX_BYTES (INT64_C(1) << 40)      /* all parameters; the activation arena */
+#define NNCC_MAX_FLOPS (INT64_C(1) << 62)      /* one training step, forward + backward */
+#define NNCC_MAX_SOURCE_BYTES (16 << 20)       /* a model's files together */
+#define NNCC_MAX_NESTING 256                   /* brackets, operators, statement bodies */
+#define NNCC_MAX_SYNTAX 1500000                /* expressions and statements, all files */
+#define NNCC_MAX_ARGS 256                      /* arguments of a call, parameters of a block */
+#define NNCC_MAX_STEPS 20000000                /* statements and expressions elaborated */
+#define NNCC_MAX_NODES 100000                  /* graph nodes */
+#define NNCC_MAX_LIST_ITEMS 4000000            /* list elements created, all lists */
+#define NNCC_MAX_CALLS 500000                  /* block calls */
+#define NNCC_MAX_CALL_DEPTH 64                 /* block calls inside block calls */
+#define NNCC_MAX_EVAL_DEPTH 1024               /* elaboration's recursion (C stack) */
+
 /* ---- util.c ---------------------------------------------------------- */
 
 /* All compiler memory comes from one pool, released by pool_free_all(). */
@@ -47,7 +79,12 @@ void buf_free(Buf *b);
     (arr)[(n)++] = (x);                                                     \
   } while (0)
 
-/* Write a whole file atomically (temp file + rename); false on failure, errno set. */
+/* Files are opened and written by runtime/fileio.c's rules (a FIFO is
+ * never waited on, /dev/null never replaced, no temp file left behind);
+ * errno may hold a FIO_E* code, so messages use fio_strerror(errno). */
+#include "fileio.h"
+/* Writes a whole file atomically (or through, to a device or FIFO); false
+ * on failure, errno set. */
 bool write_file_atomic(const char *path, const char *data, size_t len);
 /* Format n with thousands separators: 33,637,066 */
 char *fmt_count(int64_t n);
@@ -56,8 +93,11 @@ char *fmt_count(int64_t n);
 
 typedef struct SrcFile {
   char *name;  /* as given on the command line or in an import */
-  char *text;  /* NUL-terminated */
+  char *text;  /* len bytes, then a NUL (the bytes may hold NULs: lex rejects them) */
   int len;
+  int *line_starts;  /* offset of each line, built by the first loc_line_col() */
+  int nlines;
+  int syntax;        /* expressions and statements parse() made of it */
 } SrcFile;
 
 /* A span of source text. */
@@ -73,8 +113,12 @@ typedef struct CallSite {
   struct CallSite *parent;
 } CallSite;
 
-SrcFile *read_source(const char *path);           /* NULL + errno on failure */
+SrcFile *read_source(const char *path); /* NULL + errno (fio_strerror) on failure */
+/* When set (tests/fuzz), read_source() asks it instead of the file system,
+ * so a fuzzed `import` never opens a real file. */
+extern SrcFile *(*read_source_hook)(const char *path);
 SrcFile *source_from_string(const char *name, const char *text);
+SrcFile *source_from_bytes(const char *name, const char *data, size_t len);
 void loc_line_col(Loc loc, int *line, int *col);
 
 /*
@@ -94,6 +138,10 @@ noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #include <setjmp.h>
 extern FILE *diag_out;
 extern jmp_buf *diag_trap;
+/* Fuzzers (tests/fuzz) set diag_abort: an internal error or running out of
+ * memory then abort()s, a crash the fuzzer reports with a stack trace,
+ * instead of exiting with status 70 or 1. */
+extern bool diag_abort;
 
 /* Internal errors: bugs in nncc, never the user's fault. */
 noreturn void internal_error(const char *file, int line, const char *fmt, ...)
@@ -112,10 +160,22 @@ typedef struct Token {
   Loc loc;
   int64_t ival;
   double fval;
-  char *str;   /* identifier, punctuator or the string literal's contents */
+  char *str;   /* identifier, punctuator or the string literal's contents;
+                  NULL for numbers (their text is at loc) */
 } Token;
 
-/* Tokenize a whole file.  Newlines inside (), [] are not tokens. */
+/* The lexer hands out one token at a time, so a file's tokens are never
+ * all in memory.  Newlines inside (), [] are not tokens. */
+typedef struct Lexer {
+  SrcFile *file;
+  const char *p;  /* next character */
+  int depth;      /* open ( and [ */
+  TokKind last;   /* kind of the previous token; T_EOF before the first */
+} Lexer;
+/* Requires: file->text is UTF-8 without NUL bytes, or a located error. */
+void lex_init(Lexer *L, SrcFile *file);
+Token lex_next(Lexer *L);     /* T_EOF at the end, again and again */
+/* Tokenize a whole file (tests). */
 Token *lex(SrcFile *file, int *ntok);
 bool tok_is(const Token *t, const char *s);  /* punctuator or keyword s */
 
@@ -129,6 +189,7 @@ typedef enum AstKind {
 typedef struct Ast Ast;
 struct Ast {
   AstKind kind;
+  int height;     /* 1 + the height of the deepest operand (<= NNCC_MAX_NESTING) */
   Loc loc;
   int64_t ival;   /* A_INT, A_BOOL */
   double fval;    /* A_FLOAT */
@@ -157,6 +218,7 @@ typedef struct BlockDef {
   Ast **defaults;     /* NULL where the parameter has none */
   int nparams;
   StmtList body;
+  signed char *param_read; /* elab's cache: 1 if parameter i may be read, 0 not */
 } BlockDef;
 
 struct Stmt {
@@ -174,9 +236,17 @@ struct Stmt {
   char **keys;        /* S_TRAIN: epochs=, seed= ... */
   Ast **vals;
   int nkeys;
+  /* where the statement sits: parent is the for/if whose body or orelse
+   * holds it (NULL at the top of a file or block); list[index] is it, in
+   * a list of nlist statements */
+  Stmt *parent;
+  Stmt **list;
+  int nlist, index;
+  signed char read_later; /* elab's cache: 1 if the value it binds may be read, 0 not, -1 unknown */
 };
 
-/* Parse a file into its list of top-level statements. */
+/* Parse a file into its list of top-level statements; file->syntax counts
+ * the expressions and statements made (at most NNCC_MAX_SYNTAX). */
 StmtList parse(SrcFile *file);
 
 /* ---- ir.c ------------------------------------------------------------ */
@@ -303,6 +373,7 @@ typedef struct Graph {
 
 Graph *graph_new(SrcFile *file);
 Node *graph_add(Graph *g, OpKind op, Loc loc, CallSite *site);
+void graph_push(Graph *g, Node *n);       /* append a node built elsewhere */
 void graph_compact(Graph *g);             /* drop dead nodes, renumber */
 int64_t node_numel(const Node *n);
 char *type_str(const Node *n);            /* "f32[256,16,24,24]" */
@@ -313,6 +384,16 @@ void ir_count_users(Graph *g);
 void ir_verify(Graph *g, const char *after);
 void ir_dump(Graph *g, Buf *out, const char *after);
 void ir_dump_dot(Graph *g, Buf *out);
+
+/* A hash map from strings to ints, in the pool: node names, scopes.  The
+ * keys are not copied; they must live as long as the map. */
+typedef struct StrMap {
+  const char **keys;
+  int *vals;
+  int cap, n;          /* cap is 0 or a power of two */
+} StrMap;
+int strmap_get(const StrMap *m, const char *key);     /* -1 when absent */
+void strmap_put(StrMap *m, const char *key, int val);  /* insert or replace */
 
 /* ---- elab.c ---------------------------------------------------------- */
 
@@ -339,12 +420,18 @@ void buffers_build(Graph *g);
 /* g->naive_bytes: the unplanned, unfused sum of those tensors. */
 void measure_naive(Graph *g);
 /* Requires: buffers_build().  Guarantees: every arena buffer has its own
- * offset, none shared (the -O0 layout). */
+ * offset, none shared (the -O0 layout); an arena over NNCC_MAX_BYTES is a
+ * user error. */
 void plan_naive(Graph *g);
 /* Requires: buffers_build().  Guarantees: buffers whose lifetimes over the
  * training step do not overlap share memory; an elementwise op may write
- * over an input that dies there. */
+ * over an input that dies there; an arena over NNCC_MAX_BYTES is a user
+ * error. */
 void plan_pass(Graph *g);
+/* The first two arena buffers live at the same step in overlapping memory
+ * (an elementwise op writing exactly over its dying input excepted), or
+ * false.  O(n log n): ir_verify() runs it after planning. */
+bool plan_find_overlap(const Graph *g, int *a, int *b);
 int buf_root(const Graph *g, int b);          /* the buffer a view stands for */
 bool node_has_kernels(const Node *n);         /* not input, label or loss */
 int step_forward(const Graph *g, const Node *n);

@@ -3,20 +3,52 @@
  *
  * Each function is named after the grammar rule it parses; the rule is in
  * the comment above it.  docs/language.md has the whole grammar.
+ *
+ * Hostile input is bounded: brackets, prefix operators, operator chains and
+ * statement bodies nest at most NNCC_MAX_NESTING deep (the recursion here
+ * and in elab.c stays far from the C stack's end), a call has at most
+ * NNCC_MAX_ARGS arguments, and a program at most NNCC_MAX_SYNTAX
+ * expressions and statements.  Tokens come from the lexer one at a time
+ * and only the last few are kept.
  */
 #include "nncc.h"
 
 #include <string.h>
 
+/* Tokens kept: the current one, one of lookahead and the recent ones a
+ * caller still points at (never more than a few tokens back). */
+enum { RING = 16 };
+
 typedef struct Parser {
   SrcFile *file;
-  Token *tok;
-  int pos, ntok;
-  int block_depth; /* >0 inside a block body: 'return' is allowed */
+  Lexer lx;
+  Token ring[RING]; /* token i is ring[i % RING] */
+  int pos, lexed;   /* the current token's number; how many were lexed */
+  int block_depth;  /* >0 inside a block body: 'return' is allowed */
+  int depth[2];     /* nesting of expressions; of statement bodies */
+  int nodes;        /* expressions and statements made */
 } Parser;
 
-static Token *peek(Parser *p) { return &p->tok[p->pos]; }
-static Token *next(Parser *p) { return &p->tok[p->pos < p->ntok - 1 ? p->pos++ : p->pos]; }
+static Token *tok(Parser *p, int i) {
+  while (p->lexed <= i) {
+    p->ring[p->lexed % RING] = lex_next(&p->lx);
+    p->lexed++;
+  }
+  return &p->ring[i % RING];
+}
+
+static Token *peek(Parser *p) { return tok(p, p->pos); }
+static Token *peek2(Parser *p) { return tok(p, p->pos + 1); }
+static Token *prev(Parser *p) { return tok(p, p->pos > 0 ? p->pos - 1 : 0); }
+
+/* The current token, then move past it (never past the end of file).  The
+ * pointer stays valid while fewer than RING - 2 more tokens are read. */
+static Token *next(Parser *p) {
+  Token *t = peek(p);
+  if (t->kind != T_EOF)
+    p->pos++;
+  return t;
+}
 
 static bool equal(Parser *p, const char *s) { return tok_is(peek(p), s); }
 
@@ -32,6 +64,8 @@ static const char *describe(Token *t) {
   case T_NEWLINE: return "end of line";
   case T_EOF: return "end of file";
   case T_STRING: return format("string \"%s\"", t->str);
+  case T_INT:
+  case T_FLOAT: return format("'%.*s'", t->loc.len, t->loc.file->text + t->loc.off);
   default: return format("'%s'", t->str);
   }
 }
@@ -51,7 +85,7 @@ static bool is_keyword(const char *s) {
                              "for",   "in",     "if",    "else",  "return", "true",
                              "false", "and",    "or",    "not",   "of",     "class"};
   for (size_t i = 0; i < sizeof kw / sizeof *kw; i++)
-    if (strcmp(s, kw[i]) == 0)
+    if (s[0] == kw[i][0] && strcmp(s, kw[i]) == 0) /* most names differ at once */
       return true;
   return false;
 }
@@ -65,16 +99,48 @@ static Token *ident(Parser *p, const char *what) {
 
 /* Span from token a to the end of the token before the current one. */
 static Loc span_from(Parser *p, Loc a) {
-  Token *last = &p->tok[p->pos > 0 ? p->pos - 1 : 0];
+  Token *last = prev(p);
   int end = last->loc.off + last->loc.len;
   return (Loc){a.file, a.off, end > a.off ? end - a.off : a.len};
 }
 
-static Ast *new_ast(AstKind kind, Loc loc) {
+/* One more expression or statement, within the program's budget. */
+static void count_node(Parser *p, Loc loc) {
+  if (++p->nodes > NNCC_MAX_SYNTAX)
+    error_at(loc, "the program has more than %s expressions and statements (the limit)",
+             fmt_count(NNCC_MAX_SYNTAX));
+}
+
+/* Entering a nested expression or statement body at loc.  A body holds
+ * statements and a statement expressions, never the other way round, so
+ * the recursion is at most twice the limit deep. */
+enum { EXPR, STMT };
+
+static void enter(Parser *p, int what, Loc loc) {
+  if (++p->depth[what] > NNCC_MAX_NESTING)
+    error_at(loc, "%s nested more than %d deep (the limit)", what == EXPR ? "expression" : "statement",
+             NNCC_MAX_NESTING);
+}
+
+static void leave(Parser *p, int what) { p->depth[what]--; }
+
+static Ast *new_ast(Parser *p, AstKind kind, Loc loc) {
+  count_node(p, loc);
   Ast *a = xalloc(sizeof *a);
   a->kind = kind;
+  a->height = 1;
   a->loc = loc;
   return a;
+}
+
+/* a has operand b: a's height grows past b's.  An operator chain such as
+ * 1 + 1 + ... nests without recursion here, but elab.c evaluates it by
+ * recursion, so its height has the same limit; at is the operator. */
+static void operand(Ast *a, const Ast *b, Loc at) {
+  if (b->height >= a->height)
+    a->height = b->height + 1;
+  if (a->height > NNCC_MAX_NESTING)
+    error_at(at, "expression nested more than %d deep (the limit)", NNCC_MAX_NESTING);
 }
 
 static Ast *expr(Parser *p);
@@ -91,12 +157,14 @@ static void close_bracket(Parser *p, const char *close, Loc open) {
 
 /* args = arg ("," arg)* [","] ;  arg = [IDENT "="] expr */
 static void args(Parser *p, Ast *call, const char *close) {
-  Loc open = p->tok[p->pos - 1].loc;
+  Loc open = prev(p)->loc;
   int cap = 0, ncap = 0, nnames = 0;
   bool seen_keyword = false;
   while (!equal(p, close)) {
     char *key = NULL;
-    if (peek(p)->kind == T_IDENT && tok_is(&p->tok[p->pos + 1], "=") && !is_keyword(peek(p)->str)) {
+    if (call->nargs == NNCC_MAX_ARGS)
+      error_at(peek(p)->loc, "a call has at most %d arguments (the limit)", NNCC_MAX_ARGS);
+    if (peek(p)->kind == T_IDENT && tok_is(peek2(p), "=") && !is_keyword(peek(p)->str)) {
       Token *k = next(p);
       next(p);
       key = k->str;
@@ -108,6 +176,7 @@ static void args(Parser *p, Ast *call, const char *close) {
       error_at(peek(p)->loc, "positional argument after keyword argument");
     }
     Ast *a = expr(p);
+    operand(call, a, a->loc);
     VEC_PUSH(call->args, call->nargs, cap, a);
     VEC_PUSH(call->argnames, nnames, ncap, key);
     if (!consume(p, ","))
@@ -123,33 +192,34 @@ static Ast *primary(Parser *p) {
   Loc start = t->loc;
   if (t->kind == T_INT) {
     next(p);
-    Ast *a = new_ast(A_INT, t->loc);
+    Ast *a = new_ast(p, A_INT, t->loc);
     a->ival = t->ival;
     return a;
   }
   if (t->kind == T_FLOAT) {
     next(p);
-    Ast *a = new_ast(A_FLOAT, t->loc);
+    Ast *a = new_ast(p, A_FLOAT, t->loc);
     a->fval = t->fval;
     return a;
   }
   if (t->kind == T_STRING) {
     next(p);
-    Ast *a = new_ast(A_STR, t->loc);
+    Ast *a = new_ast(p, A_STR, t->loc);
     a->str = t->str;
     return a;
   }
   if (tok_is(t, "true") || tok_is(t, "false")) {
     next(p);
-    Ast *a = new_ast(A_BOOL, t->loc);
+    Ast *a = new_ast(p, A_BOOL, t->loc);
     a->ival = tok_is(t, "true");
     return a;
   }
   if (consume(p, "[")) {
-    Ast *a = new_ast(A_LIST, start);
+    Ast *a = new_ast(p, A_LIST, start);
     int cap = 0;
     while (!equal(p, "]")) {
       Ast *item = expr(p);
+      operand(a, item, item->loc);
       VEC_PUSH(a->args, a->nargs, cap, item);
       if (!consume(p, ","))
         break;
@@ -166,13 +236,13 @@ static Ast *primary(Parser *p) {
   if (t->kind == T_IDENT && !is_keyword(t->str)) {
     next(p);
     if (consume(p, "(")) {
-      Ast *a = new_ast(A_CALL, start);
+      Ast *a = new_ast(p, A_CALL, start);
       a->str = t->str;
       args(p, a, ")");
       a->loc = span_from(p, start);
       return a;
     }
-    Ast *a = new_ast(A_NAME, t->loc);
+    Ast *a = new_ast(p, A_NAME, t->loc);
     a->str = t->str;
     return a;
   }
@@ -184,9 +254,12 @@ static Ast *postfix(Parser *p) {
   Loc start = peek(p)->loc;
   Ast *a = primary(p);
   while (consume(p, "[")) {
-    Ast *idx = new_ast(A_INDEX, start);
+    Loc bracket = prev(p)->loc;
+    Ast *idx = new_ast(p, A_INDEX, start);
     idx->lhs = a;
     idx->rhs = expr(p);
+    operand(idx, idx->lhs, bracket);
+    operand(idx, idx->rhs, bracket);
     skip(p, "]");
     idx->loc = span_from(p, start);
     a = idx;
@@ -198,20 +271,25 @@ static Ast *postfix(Parser *p) {
 static Ast *unary(Parser *p) {
   Loc start = peek(p)->loc;
   if (consume(p, "-") || consume(p, "not")) {
-    bool neg = tok_is(&p->tok[p->pos - 1], "-");
-    Ast *a = new_ast(neg ? A_NEG : A_NOT, start);
+    bool neg = tok_is(prev(p), "-");
+    enter(p, EXPR, start);
+    Ast *a = new_ast(p, neg ? A_NEG : A_NOT, start);
     a->lhs = unary(p);
+    operand(a, a->lhs, start);
     a->loc = span_from(p, start);
+    leave(p, EXPR);
     return a;
   }
   return postfix(p);
 }
 
-static Ast *binop(Parser *p, Loc start, const char *op, Ast *lhs, Ast *rhs) {
-  Ast *a = new_ast(A_BINOP, start);
+static Ast *binop(Parser *p, Loc start, Loc at, const char *op, Ast *lhs, Ast *rhs) {
+  Ast *a = new_ast(p, A_BINOP, start);
   a->str = (char *)op;
   a->lhs = lhs;
   a->rhs = rhs;
+  operand(a, lhs, at);
+  operand(a, rhs, at);
   a->loc = span_from(p, start);
   return a;
 }
@@ -234,13 +312,14 @@ static Ast *level(Parser *p, int lv) {
   Ast *a = level(p, lv + 1);
   for (;;) {
     const char *op = NULL;
-    for (int i = 0; level_ops[lv][i]; i++)
-      if (equal(p, level_ops[lv][i]))
+    Token *t = peek(p);
+    for (int i = 0; level_ops[lv][i] && (t->kind == T_PUNCT || t->kind == T_IDENT); i++)
+      if (t->str[0] == level_ops[lv][i][0] && tok_is(t, level_ops[lv][i]))
         op = level_ops[lv][i];
     if (!op)
       return a;
-    next(p);
-    a = binop(p, start, op, a, level(p, lv + 1));
+    Loc at = next(p)->loc;
+    a = binop(p, start, at, op, a, level(p, lv + 1));
     if (lv == 2 && !equal(p, ")")) { /* comparisons do not chain */
       for (int i = 0; level_ops[lv][i]; i++)
         if (equal(p, level_ops[lv][i]))
@@ -249,12 +328,19 @@ static Ast *level(Parser *p, int lv) {
   }
 }
 
-static Ast *expr(Parser *p) { return level(p, 0); }
+static Ast *expr(Parser *p) {
+  enter(p, EXPR, peek(p)->loc);
+  Ast *a = level(p, 0);
+  leave(p, EXPR);
+  return a;
+}
 
-static Stmt *new_stmt(StmtKind kind, Loc loc) {
+static Stmt *new_stmt(Parser *p, StmtKind kind, Loc loc) {
+  count_node(p, loc);
   Stmt *s = xalloc(sizeof *s);
   s->kind = kind;
   s->loc = loc;
+  s->read_later = -1;
   return s;
 }
 
@@ -278,6 +364,7 @@ static Stmt *statement(Parser *p, bool top);
 /* body = "{" statement* "}" */
 static StmtList body(Parser *p) {
   StmtList list = {0};
+  enter(p, STMT, peek(p)->loc);
   skip(p, "{");
   skip_newlines(p);
   while (!equal(p, "}")) {
@@ -288,6 +375,7 @@ static StmtList body(Parser *p) {
     skip_newlines(p);
   }
   skip(p, "}");
+  leave(p, STMT);
   return list;
 }
 
@@ -312,14 +400,16 @@ static Stmt *block_def(Parser *p, Loc start) {
   skip(p, "(");
   int cap = 0, dcap = 0, nd = 0;
   while (!equal(p, ")")) {
-    Token *pt = ident(p, "a parameter name");
+    if (b->nparams == NNCC_MAX_ARGS)
+      error_at(peek(p)->loc, "a block has at most %d parameters (the limit)", NNCC_MAX_ARGS);
+    Token pt = *ident(p, "a parameter name"); /* a copy: expr() reads on */
     for (int i = 0; i < b->nparams; i++)
-      if (strcmp(b->params[i], pt->str) == 0)
-        error_at(pt->loc, "parameter '%s' declared twice", pt->str);
+      if (strcmp(b->params[i], pt.str) == 0)
+        error_at(pt.loc, "parameter '%s' declared twice", pt.str);
     Ast *def = consume(p, "=") ? expr(p) : NULL;
     if (!def && nd > 0 && b->defaults[nd - 1])
-      error_at(pt->loc, "parameter '%s' without a default follows one with a default", pt->str);
-    VEC_PUSH(b->params, b->nparams, cap, pt->str);
+      error_at(pt.loc, "parameter '%s' without a default follows one with a default", pt.str);
+    VEC_PUSH(b->params, b->nparams, cap, pt.str);
     VEC_PUSH(b->defaults, nd, dcap, def);
     if (!consume(p, ","))
       break;
@@ -328,7 +418,7 @@ static Stmt *block_def(Parser *p, Loc start) {
   p->block_depth++;
   b->body = body(p);
   p->block_depth--;
-  Stmt *s = new_stmt(S_BLOCK, start);
+  Stmt *s = new_stmt(p, S_BLOCK, start);
   s->name = b->name;
   s->name_loc = b->loc;
   s->block = b;
@@ -359,18 +449,18 @@ static Stmt *statement(Parser *p, bool top) {
 
   Stmt *s;
   if (consume(p, "model")) {
-    s = new_stmt(S_MODEL, start);
+    s = new_stmt(p, S_MODEL, start);
     Token *n = ident(p, "a model name");
     s->name = n->str;
     s->name_loc = n->loc;
   } else if (consume(p, "import")) {
-    s = new_stmt(S_IMPORT, start);
+    s = new_stmt(p, S_IMPORT, start);
     if (peek(p)->kind != T_STRING)
       expected(p, "a file name in quotes");
     s->name_loc = peek(p)->loc;
     s->name = next(p)->str;
   } else if (consume(p, "input")) {
-    s = new_stmt(S_INPUT, start);
+    s = new_stmt(p, S_INPUT, start);
     Token *n = ident(p, "the input's name");
     s->name = n->str;
     s->name_loc = n->loc;
@@ -380,7 +470,7 @@ static Stmt *statement(Parser *p, bool top) {
     skip(p, "=");
     s->expr = expr(p);
   } else if (consume(p, "label")) {
-    s = new_stmt(S_LABEL, start);
+    s = new_stmt(p, S_LABEL, start);
     Token *n = ident(p, "the label's name");
     s->name = n->str;
     s->name_loc = n->loc;
@@ -394,7 +484,7 @@ static Stmt *statement(Parser *p, bool top) {
   } else if (consume(p, "block")) {
     s = block_def(p, start);
   } else if (consume(p, "train")) {
-    s = new_stmt(S_TRAIN, start);
+    s = new_stmt(p, S_TRAIN, start);
     s->expr = expr(p);
     int cap = 0, vcap = 0, nv = 0;
     while (peek(p)->kind == T_IDENT) {
@@ -405,7 +495,7 @@ static Stmt *statement(Parser *p, bool top) {
       VEC_PUSH(s->vals, nv, vcap, v);
     }
   } else if (consume(p, "for")) {
-    s = new_stmt(S_FOR, start);
+    s = new_stmt(p, S_FOR, start);
     Token *n = ident(p, "a loop variable");
     s->name = n->str;
     s->name_loc = n->loc;
@@ -413,12 +503,14 @@ static Stmt *statement(Parser *p, bool top) {
     s->expr = expr(p);
     s->body = body(p);
   } else if (consume(p, "if")) {
-    s = new_stmt(S_IF, start);
+    s = new_stmt(p, S_IF, start);
     s->expr = expr(p);
     s->body = body(p);
     if (consume(p, "else")) {
       if (equal(p, "if")) {
+        enter(p, STMT, peek(p)->loc);
         Stmt *elif = statement(p, top);
+        leave(p, STMT);
         VEC_PUSH(s->orelse.v, s->orelse.n, s->orelse.cap, elif);
         return s;
       }
@@ -428,14 +520,14 @@ static Stmt *statement(Parser *p, bool top) {
     if (p->block_depth == 0)
       error_at(t->loc, "'return' outside a block");
     next(p);
-    s = new_stmt(S_RETURN, start);
+    s = new_stmt(p, S_RETURN, start);
     s->expr = expr(p);
   } else if (t->kind == T_IDENT && !is_keyword(t->str)) {
     next(p);
     if (!equal(p, "="))
       expected(p, format("'=' after '%s' (a statement is NAME = EXPRESSION)", t->str));
     next(p);
-    s = new_stmt(S_ASSIGN, start);
+    s = new_stmt(p, S_ASSIGN, start);
     s->name = t->str;
     s->name_loc = t->loc;
     s->expr = expr(p);
@@ -447,10 +539,25 @@ static Stmt *statement(Parser *p, bool top) {
   return s;
 }
 
+/* Record where each statement sits, for elab.c's unused-name check. */
+static void link_stmts(StmtList *list, Stmt *parent) {
+  for (int i = 0; i < list->n; i++) {
+    Stmt *s = list->v[i];
+    s->parent = parent;
+    s->list = list->v;
+    s->nlist = list->n;
+    s->index = i;
+    link_stmts(&s->body, s);
+    link_stmts(&s->orelse, s);
+    if (s->kind == S_BLOCK)
+      link_stmts(&s->block->body, NULL);
+  }
+}
+
 /* program = statement* */
 StmtList parse(SrcFile *file) {
   Parser p = {.file = file};
-  p.tok = lex(file, &p.ntok);
+  lex_init(&p.lx, file);
   StmtList prog = {0};
   skip_newlines(&p);
   while (peek(&p)->kind != T_EOF) {
@@ -460,5 +567,7 @@ StmtList parse(SrcFile *file) {
     VEC_PUSH(prog.v, prog.n, prog.cap, s);
     skip_newlines(&p);
   }
+  link_stmts(&prog, NULL);
+  file->syntax = p.nodes;
   return prog;
 }

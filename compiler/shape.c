@@ -5,12 +5,15 @@
  * Requires: an elaborated graph in topological order, with the input and
  * label typed by their declarations.
  * Guarantees: every node has a dtype and a full static shape, parameters
- * are shaped in PyTorch layouts with PyTorch 1.13's default init bounds;
- * or a user error was reported.
+ * are shaped in PyTorch layouts with PyTorch 1.13's default init bounds,
+ * and the model is within what the back end can build (nncc.h, "limits"):
+ * sizes, tensor and parameter elements, parameter bytes, FLOPs; or a user
+ * error was reported.
  */
 #include "nncc.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 static noreturn void shape_error(Node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -26,6 +29,61 @@ static noreturn void shape_error(Node *n, const char *fmt, ...) {
 }
 
 static Node *input(Graph *g, Node *n, int i) { return g->nodes[n->in[i]]; }
+
+/* ---- limits ------------------------------------------------------------- */
+
+/* The product of dims[0..rank), or -1 past int64. */
+static int64_t product(const int64_t *dims, int rank) {
+  int64_t e = 1;
+  for (int i = 0; i < rank; i++)
+    if (__builtin_mul_overflow(e, dims[i], &e))
+      return -1;
+  return e;
+}
+
+static char *dims_str(const int64_t *dims, int rank) {
+  Buf b = {0};
+  buf_puts(&b, "[");
+  for (int i = 0; i < rank; i++)
+    buf_printf(&b, "%s%lld", i ? "," : "", (long long)dims[i]);
+  buf_puts(&b, "]");
+  char *s = xstrdup(b.data);
+  buf_free(&b);
+  return s;
+}
+
+/* The elements of a tensor of that shape, at most NNCC_MAX_ELEMENTS, or an
+ * error: "<what> has 2,147,483,648 elements, more than the limit ..." */
+static int64_t elements(Node *n, const char *what, const int64_t *dims, int rank) {
+  int64_t e = product(dims, rank);
+  if (e >= 0 && e <= NNCC_MAX_ELEMENTS)
+    return e;
+  double approx = 1;
+  for (int i = 0; i < rank; i++)
+    approx *= (double)dims[i];
+  shape_error(n, "%s has %s elements, more than the limit of 2^30 (%s)", what,
+              e >= 0 ? fmt_count(e) : format("about 2^%.0f", log2(approx)),
+              fmt_count(NNCC_MAX_ELEMENTS));
+}
+
+/* Size attributes fit the kernels' int arithmetic (negative ones are the
+ * shape rules' to report). */
+static void check_attrs(Node *n) {
+  static const struct {
+    const char *name;
+    size_t off;
+  } attrs[] = {{"out", offsetof(Node, out)},     {"kernel", offsetof(Node, kh)},
+               {"kernel", offsetof(Node, kw)},   {"stride", offsetof(Node, sh)},
+               {"stride", offsetof(Node, sw)},   {"padding", offsetof(Node, ph)},
+               {"padding", offsetof(Node, pw)},  {"output", offsetof(Node, oh)},
+               {"output", offsetof(Node, ow)}};
+  for (size_t i = 0; i < sizeof attrs / sizeof *attrs; i++) {
+    int64_t v = *(const int64_t *)((const char *)n + attrs[i].off);
+    if (v > NNCC_MAX_SIZE)
+      shape_error(n, "%s: '%s' is %lld, more than the limit of 2^30 (%s)", op_name(n->op),
+                  attrs[i].name, (long long)v, fmt_count(NNCC_MAX_SIZE));
+  }
+}
 
 static void set_type(Node *n, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
   n->dtype = DT_F32;
@@ -47,11 +105,10 @@ static void add_param(Node *n, const char *suffix, ParamKind kind, int rank, con
   p->name = format("%s.%s", n->name, suffix);
   p->kind = kind;
   p->rank = rank;
-  p->numel = 1;
-  for (int i = 0; i < rank; i++) {
+  p->numel = elements(n, format("%s: parameter %s %s", op_name(n->op), p->name, dims_str(dims, rank)),
+                      dims, rank);
+  for (int i = 0; i < rank; i++)
     p->dims[i] = dims[i];
-    p->numel *= dims[i];
-  }
   p->init = init;
   p->bound = bound;
 }
@@ -124,6 +181,9 @@ static void check_window(Graph *g, Node *n, const char *what) {
     diag_callsites(n->site);
     diag_fail();
   }
+  /* the kernels index the zero-padded input in int */
+  int64_t padded[4] = {x->dims[0], x->dims[1], H, W};
+  elements(n, format("%s: the padded input %s", what, dims_str(padded, 4)), padded, 4);
   set_type(n, 4, x->dims[0], x->dims[1], (H - n->kh) / n->sh + 1, (W - n->kw) / n->sw + 1);
 }
 
@@ -134,11 +194,15 @@ static void shape_conv2d(Graph *g, Node *n) {
     shape_error(n, "conv2d: out channels must be at least 1, got %lld", (long long)n->out);
   check_window(g, n, "conv2d");
   n->dims[1] = n->out;
+  /* the input gradient is a convolution of the output gradient spread over
+   * (H + kh - 1) x (W + kw - 1) */
+  int64_t spread[4] = {x->dims[0], n->out, x->dims[2] + n->kh - 1, x->dims[3] + n->kw - 1};
+  elements(n, format("conv2d: the input gradient's work %s", dims_str(spread, 4)), spread, 4);
   /* PyTorch 1.13: kaiming_uniform_(a=sqrt(5)) -> bound 1/sqrt(fan_in); bias the same */
-  int64_t fan_in = x->dims[1] * n->kh * n->kw;
-  double bound = 1.0 / sqrt((double)fan_in);
   int64_t w[4] = {n->out, x->dims[1], n->kh, n->kw};
-  add_param(n, "weight", P_WEIGHT, 4, w, INIT_UNIFORM, bound);
+  add_param(n, "weight", P_WEIGHT, 4, w, INIT_UNIFORM, 0);
+  int64_t fan_in = x->dims[1] * n->kh * n->kw; /* at most the weight's elements */
+  double bound = n->params[0].bound = 1.0 / sqrt((double)fan_in);
   if (n->bias)
     add_param(n, "bias", P_WEIGHT, 1, w, INIT_UNIFORM, bound);
 }
@@ -281,11 +345,13 @@ static ShapeRule *const shape_rule[OP_COUNT] = {
 };
 
 void shape_pass(Graph *g) {
+  int64_t floats = 0, flops = 0; /* of all parameters; of a training step */
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
     if (!shape_rule[n->op])
       ICE("op %s has no shape rule", op_name(n->op));
     n->nparams = 0;
+    check_attrs(n);
     /* only cross_entropy may read the label; nothing may read the loss */
     for (int j = 0; j < n->nin; j++) {
       Node *x = input(g, n, j);
@@ -296,6 +362,21 @@ void shape_pass(Graph *g) {
         shape_error(n, "%s: the loss is a scalar; it cannot feed another op", op_name(n->op));
     }
     shape_rule[n->op](g, n);
+    elements(n, n->op == OP_INPUT || n->op == OP_LABEL
+                    ? format("%s '%s' %s", op_name(n->op), n->name, type_str(n))
+                    : format("%s: the output %s", op_name(n->op), type_str(n)),
+             n->dims, n->rank);
+    /* each term is below 2^63 by the limit on elements; their sums are checked */
+    for (int k = 0; k < n->nparams; k++)
+      floats += n->params[k].numel;
+    if (floats > NNCC_MAX_BYTES / 4)
+      shape_error(n, "%s: the model's parameters reach %s bytes here, more than the limit of "
+                  "2^40 (%s)", op_name(n->op), fmt_count(4 * floats), fmt_count(NNCC_MAX_BYTES));
+    if (__builtin_add_overflow(flops, node_flops_fwd(g, n) + node_flops_bwd(g, n), &flops) ||
+        flops > NNCC_MAX_FLOPS)
+      shape_error(n, "%s: a training step reaches %s FLOPs here, more than the limit of 2^62 (%s)",
+                  op_name(n->op), flops > NNCC_MAX_FLOPS ? fmt_count(flops) : "over 2^63",
+                  fmt_count(NNCC_MAX_FLOPS));
   }
   ir_count_users(g);
   for (int i = 0; i < g->nnodes; i++) {

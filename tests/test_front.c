@@ -37,6 +37,66 @@ static Graph *compile(const char *src) {
   return g;
 }
 
+/* compile() on a file's bytes, NULs and all. */
+static Graph *compile_bytes(const char *data, size_t len) {
+  free(diag_text);
+  diag_text = NULL;
+  FILE *f = open_memstream(&diag_text, &diag_len);
+  diag_out = f;
+  jmp_buf jb;
+  diag_trap = &jb;
+  Graph *volatile g = NULL;
+  if (setjmp(jb) == 0) {
+    SrcFile *file = source_from_bytes("t.nn", data, len);
+    Graph *r = elaborate(file, parse(file));
+    shape_pass(r);
+    g = r;
+  }
+  fclose(f);
+  diag_out = NULL;
+  diag_trap = NULL;
+  return g;
+}
+
+/* compile(), then the rest of the front end: -O1 (fused, packed) or -O0. */
+static Graph *compile_plan(const char *src, int opt) {
+  Graph *g = compile(src);
+  if (!g)
+    return NULL;
+  free(diag_text);
+  diag_text = NULL;
+  FILE *f = open_memstream(&diag_text, &diag_len);
+  diag_out = f;
+  jmp_buf jb;
+  diag_trap = &jb;
+  Graph *volatile r = NULL;
+  if (setjmp(jb) == 0) {
+    measure_naive(g);
+    if (opt)
+      fuse_pass(g);
+    buffers_build(g);
+    if (opt)
+      plan_pass(g);
+    else
+      plan_naive(g);
+    ir_verify(g, "plan");
+    r = g;
+  }
+  fclose(f);
+  diag_out = NULL;
+  diag_trap = NULL;
+  return r;
+}
+
+/* n copies of s, in the pool. */
+static char *repeat(const char *s, int n) {
+  size_t len = strlen(s);
+  char *r = xalloc(len * (size_t)n + 1);
+  for (int i = 0; i < n; i++)
+    memcpy(r + len * (size_t)i, s, len);
+  return r;
+}
+
 /* The first line of the diagnostics. */
 static char *first_error(void) {
   static char line[512];
@@ -88,8 +148,9 @@ START_TEST(lex_kinds) {
   const char *want[] = {"h", "=", "conv2d", "(", "x", ",", "16", ",", "kernel", "=", "5", ")",
                         "\\n", "1e-5", "0.25", "M", "==", "!=", "\\n", "end of file"};
   ck_assert_int_eq(n, 20);
-  for (int i = 0; i < n; i++)
-    ck_assert_str_eq(t[i].str, want[i]);
+  for (int i = 0; i < n; i++) /* numbers have no string: their text is at loc */
+    ck_assert_str_eq(t[i].str ? t[i].str : xstrndup(f->text + t[i].loc.off, (size_t)t[i].loc.len),
+                     want[i]);
   ck_assert_int_eq(t[6].kind, T_INT);
   ck_assert_int_eq(t[6].ival, 16);
   ck_assert_int_eq(t[13].kind, T_FLOAT);
@@ -457,23 +518,493 @@ START_TEST(dump_is_deterministic) {
 }
 END_TEST
 
+
+/* ---- hostile input: nesting, budgets, arithmetic, sizes ----------------- */
+
+/* HEADER, `_ = <open * n> 1 <close * n>`, then a model. */
+static char *nested(const char *open, const char *close, int n) {
+  return format(HEADER "_ = %s1%s\nlogits = linear(flatten(x), 10)\n" TAIL, repeat(open, n),
+                repeat(close, n));
+}
+
+START_TEST(parse_nesting_limit) {
+  /* 11,000 parentheses (22 kB) once overflowed the stack */
+  ck_assert_ptr_null(compile(nested("(", ")", 11000)));
+  ck_assert_str_eq(first_error(), "t.nn:4:261: error: expression nested more than 256 deep (the limit)");
+  ck_assert_ptr_null(compile(nested("[", "]", 11000)));
+  ck_assert_str_eq(first_error(), "t.nn:4:261: error: expression nested more than 256 deep (the limit)");
+  ck_assert_ptr_null(compile(nested("-", "", 11000)));
+  ck_assert_str_eq(first_error(), "t.nn:4:260: error: expression nested more than 256 deep (the limit)");
+  ck_assert_ptr_null(compile(nested("not ", "", 11000)));
+  ck_assert_str_eq(first_error(), "t.nn:4:1025: error: expression nested more than 256 deep (the limit)");
+  /* chains nest without recursion in the parser, but elab evaluates them by recursion */
+  ck_assert_ptr_null(compile(nested("1 + ", "", 100000)));
+  ck_assert_str_eq(first_error(), "t.nn:4:1027: error: expression nested more than 256 deep (the limit)");
+  ck_assert_ptr_null(compile(format(HEADER "a = [0]\n_ = a%s\n", repeat("[0]", 5000))));
+  ck_assert_str_eq(first_error(), "t.nn:5:771: error: expression nested more than 256 deep (the limit)");
+  ck_assert_ptr_null(compile(format(HEADER "%s_ = 1\n%s", repeat("if true {\n", 5000), repeat("}\n", 5000))));
+  ck_assert_str_eq(first_error(), "t.nn:260:9: error: statement nested more than 256 deep (the limit)");
+  ck_assert_ptr_null(compile(format(HEADER "if false {\n}%s\n", repeat(" else if false {\n}", 5000))));
+  ck_assert_str_eq(first_error(), "t.nn:260:17: error: statement nested more than 256 deep (the limit)");
+  /* up to the limit is fine */
+  Graph *g = compile(nested("(", ")", 250));
+  ck_assert_msg(g != NULL, "%s", diag_text);
+  g = compile(format(HEADER "_ = 1%s\nlogits = linear(flatten(x), 10)\n" TAIL, repeat(" + 1", 250)));
+  ck_assert_msg(g != NULL, "%s", diag_text);
+}
+END_TEST
+
+START_TEST(parse_size_limits) {
+  ck_assert_ptr_null(compile(format(HEADER "_ = f(%s1)\n", repeat("1, ", 300))));
+  ck_assert_str_eq(first_error(), "t.nn:4:775: error: a call has at most 256 arguments (the limit)");
+  char *params = xalloc(300 * 8);
+  for (int i = 0; i < 300; i++)
+    strcat(params, format("p%d, ", i));
+  ck_assert_ptr_null(compile(format(HEADER "block b(%sz) { return z }\n", params)));
+  ck_assert_str_eq(first_error(), "t.nn:4:1435: error: a block has at most 256 parameters (the limit)");
+  /* a 3 MB list: 1.5 million expressions are the most a program may have */
+  ck_assert_ptr_null(compile(format(HEADER "_ = [%s1]\n", repeat("1,", 1500000))));
+  ck_assert_str_eq(first_error(), "t.nn:4:2999982: error: the program has more than 1,500,000 expressions and statements (the limit)");
+  /* the error shows the part of a long line around the caret */
+  ck_assert_ptr_nonnull(strstr(diag_text, "\n    4 | ...1,1,1"));
+  ck_assert_ptr_nonnull(strstr(diag_text, "1]\n      |    "));
+  ck_assert_int_lt(strlen(diag_text), 500);
+}
+END_TEST
+
+START_TEST(lex_encoding) {
+  static const struct {
+    const char *text;
+    size_t len;
+    const char *want;
+  } cases[] = {
+      {"a = 1\n_ = a\0\n", 13, "t.nn:2:6: error: NUL byte in the source (a .nn file is UTF-8 text)"},
+      {"# caf\xe9\n", 7, "t.nn:1:6: error: invalid UTF-8 byte 0xe9 (a .nn file is UTF-8 text)"},
+      {"# \xc0\x80 overlong\n", 14, "t.nn:1:3: error: invalid UTF-8 byte 0xc0 (a .nn file is UTF-8 text)"},
+      {"# \xed\xa0\x80 surrogate\n", 16, "t.nn:1:3: error: invalid UTF-8 byte 0xed (a .nn file is UTF-8 text)"},
+      {"# \xf5\x80\x80\x80\n", 7, "t.nn:1:3: error: invalid UTF-8 byte 0xf5 (a .nn file is UTF-8 text)"},
+      {"x = 'ab\xe2\x82", 10, "t.nn:1:8: error: invalid UTF-8 byte 0xe2 (a .nn file is UTF-8 text)"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    ck_assert_ptr_null(compile_bytes(cases[i].text, cases[i].len));
+    ck_assert_msg(strcmp(first_error(), cases[i].want) == 0, "case %zu: %s", i, first_error());
+  }
+  /* UTF-8 is fine in comments and strings */
+  Graph *g = compile(HEADER "# café, 𝑥 → y\n_ = 'ü'\nlogits = linear(flatten(x), 10)\n" TAIL);
+  ck_assert_msg(g != NULL, "%s", diag_text);
+  ck_assert_ptr_null(compile("a = 1e999\n"));
+  ck_assert_str_eq(first_error(), "t.nn:1:5: error: number '1e999' is out of range");
+}
+END_TEST
+
+START_TEST(elab_arithmetic) {
+  ErrorCase cases[] = {
+      {"_ = (-9223372036854775807 - 1) * -1\n",
+       "t.nn:4:5: error: integer overflow: -9223372036854775808 * -1 does not fit in 64 bits"},
+      {"_ = -(-9223372036854775807 - 1)\n",
+       "t.nn:4:5: error: integer overflow: -(-9223372036854775808) does not fit in 64 bits"},
+      {"_ = 9223372036854775807 + 1\n",
+       "t.nn:4:5: error: integer overflow: 9223372036854775807 + 1 does not fit in 64 bits"},
+      {"_ = -9223372036854775807 - 2\n",
+       "t.nn:4:5: error: integer overflow: -9223372036854775807 - 2 does not fit in 64 bits"},
+      {"_ = 4294967296 * 4294967296\n",
+       "t.nn:4:5: error: integer overflow: 4294967296 * 4294967296 does not fit in 64 bits"},
+      {"_ = 7 % 0\n", "t.nn:4:5: error: modulo by zero"},
+      {"_ = 7.5 % 0\n", "t.nn:4:5: error: modulo by zero"},
+      {"_ = 1 / 0.0\n", "t.nn:4:5: error: division by zero"},
+      {"_ = 1e308 * 10\n", "t.nn:4:5: error: floating-point overflow: 1e+308 * 10 is too large"},
+      {"_ = 1e308 + 1e308\n", "t.nn:4:5: error: floating-point overflow: 1e+308 + 1e+308 is too large"},
+      {"_ = 1e300 / 1e-300\n", "t.nn:4:5: error: floating-point overflow: 1e+300 / 1e-300 is too large"},
+  };
+  expect_errors(cases, sizeof cases / sizeof *cases);
+  /* INT64_MIN % -1 once killed nncc with SIGFPE; % follows Python: the
+   * result takes the divisor's sign.  n is 10 exactly when all of it holds. */
+  Graph *g = compile(HEADER "a = (-9223372036854775807 - 1) % -1\n"
+                     "b = [-7 % 2, 7 % -2, -7 % -2, 7 % 2, 9223372036854775807 % -9223372036854775807]\n"
+                     "c = [-1.5 % 1, 1.5 % -1]\n"
+                     "n = 10 + a + (b[0] - 1) + (b[1] + 1) + (b[2] + 1) + (b[3] - 1) + b[4]\n"
+                     "if c[0] != 0.5 or c[1] != -0.5 { n = 0 }\n"
+                     "logits = linear(flatten(x), n)\n" TAIL);
+  ck_assert_msg(g != NULL, "%s", diag_text);
+}
+END_TEST
+
+START_TEST(elab_budgets) {
+  ErrorCase cases[] = {
+      /* 10^10 steps in 250 bytes */
+      {"r = range(100000)\nfor _i in r {\n  for _j in r {\n    _ = 1\n  }\n}\n",
+       "t.nn:7:5: error: the program runs more than 20,000,000 steps (the limit): a loop or a recursion too large?"},
+      /* 400 GB of lists */
+      {"for _i in range(100000) {\n  for _j in range(100000) {\n  }\n}\n",
+       "t.nn:5:13: error: the program makes more than 4,000,000 list elements (the limit)"},
+      /* 2^40 block calls */
+      {"block b(n) {\n  if n == 0 { return 0 }\n  return b(n - 1) + b(n - 1)\n}\n_ = b(40)\n",
+       "t.nn:6:10: error: the program calls blocks more than 500,000 times (the limit)"},
+      {"h = x\nfor _i in range(100000) {\n  h = relu(h)\n}\nlogits = linear(flatten(h), 10)\n",
+       "t.nn:6:7: error: the model has more than 100,000 nodes (the limit)"},
+      /* 64 calls deep, 20 ifs each: too deep for nncc's own stack */
+      {format("block b(n) {\n%s    if n == 0 { return 0 }\n    return b(n - 1)\n%s}\n_ = b(63)\n",
+              repeat("if true {\n", 20), repeat("}\n", 20)),
+       "t.nn:14:4: error: the program nests blocks, statements and expressions more than 1024 deep (the limit)"},
+  };
+  expect_errors(cases, sizeof cases / sizeof *cases);
+}
+END_TEST
+
+START_TEST(elab_unused_paths) {
+  /* ResNet's shortcut: s = h is read by the return whenever project is false */
+  Graph *g = compile(HEADER "block res(h, project) {\n"
+                            "  r = conv2d(h, 4, kernel=3, padding=1)\n"
+                            "  s = h\n"
+                            "  if project {\n"
+                            "    s = conv2d(h, 4, kernel=1)\n"
+                            "  }\n"
+                            "  return relu(s + r)\n"
+                            "}\n"
+                            "h = conv2d(x, 4, kernel=3, padding=1)\n"
+                            "h = res(h, true)\n"
+                            "h = res(h, true)\n"
+                            "logits = linear(flatten(h), 10)\n" TAIL);
+  ck_assert_msg(g != NULL, "%s", diag_text);
+  /* the same for a loop that may run no time, and a parameter read only in a branch */
+  g = compile(HEADER "block b(h, n, extra) {\n"
+                     "  s = h\n"
+                     "  for _i in range(n) { s = relu(h) }\n"
+                     "  if n > 5 { s = s + extra }\n"
+                     "  return s\n"
+                     "}\n"
+                     "logits = linear(flatten(b(x, 1, x)), 10)\n" TAIL);
+  ck_assert_msg(g != NULL, "%s", diag_text);
+  ErrorCase cases[] = {
+      /* rebound on every path before any read: still an error */
+      {"s = x\nif true { s = relu(x) } else { s = relu(x) }\nlogits = linear(flatten(s), 10)\n",
+       "t.nn:4:1: error: 's' is assigned but never used"},
+      {"s = x\ns = relu(x)\nlogits = linear(flatten(s), 10)\n",
+       "t.nn:4:1: error: 's' is assigned but never used"},
+      {"block b(h) {\n  s = h\n  for i in [1] { s = relu(s) }\n  return s\n}\nlogits = linear(flatten(b(x)), 10)\n",
+       "t.nn:6:7: error: 'i' is assigned but never used"},
+      {"block b(h, unused) { return h }\nlogits = linear(flatten(b(x, 1)), 10)\n",
+       "t.nn:4:7: error: 'unused' is assigned but never used"},
+  };
+  expect_errors(cases, sizeof cases / sizeof *cases);
+}
+END_TEST
+
+START_TEST(elab_declarations_checked) {
+  ErrorCase cases[] = {
+      {"logits = linear(flatten(x), 10)\ntrain adam() epochs=9223372036854775807\n",
+       "t.nn:5:21: error: 'epochs' must be at most 1,000,000, got 9223372036854775807"},
+      {"logits = linear(flatten(x), 10)\ntrain adam(lr=1e308 * 10)\n",
+       "t.nn:5:15: error: floating-point overflow: 1e+308 * 10 is too large"},
+      {"logits = linear(flatten(x), 10)\ntrain adam(eps=-1e-8)\n",
+       "t.nn:5:16: error: adam(): 'eps' must be non-negative"},
+      {"logits = linear(flatten(x), 10)\ntrain adam(eps=0)\n",
+       "t.nn:5:16: error: adam(): 'eps' must be positive"},
+      {"logits = linear(flatten(x), 10)\ntrain sgd(momentum=-0.5)\n",
+       "t.nn:5:20: error: sgd(): 'momentum' must be non-negative"},
+      {"logits = linear(flatten(x), 10)\ntrain sgd(weight_decay=-1)\n",
+       "t.nn:5:24: error: 'weight_decay' must be non-negative"},
+      {"logits = linear(flatten(x), 10)\ntrain adam(betas=[0.9, 1])\n",
+       "t.nn:5:18: error: adam(): betas must be in [0, 1)"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() seed=-1\n", "t.nn:5:19: error: 'seed' must be non-negative"},
+  };
+  expect_errors(cases, sizeof cases / sizeof *cases);
+  Graph *g = compile(HEADER "logits = linear(flatten(x), 10)\n" TAIL
+                     "train adam(eps=1e-300, weight_decay=0) epochs=1000000 seed=9223372036854775807\n");
+  ck_assert_msg(g != NULL, "%s", diag_text);
+  ck_assert_int_eq(g->train.epochs, 1000000);
+  /* labels are bytes: at most NNCC_MAX_CLASSES */
+  ck_assert_ptr_null(compile("input x: f32[16, 1, 28, 28] = mnist\nlabel y: class[16] of 1000\n"));
+  ck_assert_str_eq(first_error(), "t.nn:2:23: error: label 'y': 1000 classes, more than the limit of 256 (labels are bytes)");
+  g = compile("input x: f32[16, 1, 28, 28] = mnist\nlabel y: class[16] of 256\n"
+              "logits = linear(flatten(x), 256)\n" TAIL);
+  ck_assert_msg(g != NULL, "%s", diag_text);
+  /* a node took the name first */
+  ck_assert_ptr_null(compile("label y: class[8] of 10\n_ = relu(y)\ninput relu1: f32[8, 1, 28, 28] = mnist\n"));
+  ck_assert_str_eq(first_error(), "t.nn:3:7: error: 'relu1' is already the name of node %relu1; declare inputs and labels before the ops");
+}
+END_TEST
+
+START_TEST(shape_size_limits) {
+  ErrorCase cases[] = {
+      {"logits = linear(flatten(linear(flatten(x), 4611686018427387904)), 10)\n",
+       "t.nn:4:25: error: linear: 'out' is 4611686018427387904, more than the limit of 2^30 (1,073,741,824)"},
+      {"logits = linear(flatten(adaptive_avgpool2d(x, 3037000500)), 10)\n",
+       "t.nn:4:25: error: adaptive_avgpool2d: 'output' is 3037000500, more than the limit of 2^30 (1,073,741,824)"},
+      {"logits = linear(flatten(adaptive_avgpool2d(x, 20000)), 10)\n",
+       "t.nn:4:25: error: adaptive_avgpool2d: the output f32[8,1,20000,20000] has 3,200,000,000 elements, more than the limit of 2^30 (1,073,741,824)"},
+      {"logits = linear(flatten(x), 2097152)\n",
+       "t.nn:4:10: error: linear: parameter fc1.weight [2097152,784] has 1,644,167,168 elements, more than the limit of 2^30 (1,073,741,824)"},
+      {"logits = linear(flatten(conv2d(x, 1, kernel=3, padding=20000)), 10)\n",
+       "t.nn:4:25: error: conv2d: the padded input [8,1,40028,40028] has 12,817,926,272 elements, more than the limit of 2^30 (1,073,741,824)"},
+      {"logits = linear(flatten(maxpool2d(x, 28, stride=2000000000)), 10)\n",
+       "t.nn:4:25: error: maxpool2d: 'stride' is 2000000000, more than the limit of 2^30 (1,073,741,824)"},
+      {"h = conv2d(x, 1, kernel=1, padding=4000)\nlogits = linear(flatten(conv2d(h, 64, kernel=2000)), 10)\n",
+       "t.nn:5:25: error: conv2d: the input gradient's work [8,64,10027,10027] has 51,476,853,248 elements, more than the limit of 2^30 (1,073,741,824)"},
+  };
+  expect_errors(cases, sizeof cases / sizeof *cases);
+  /* a batch of 2^62 */
+  ck_assert_ptr_null(compile("input x: f32[4611686018427387904, 1, 28, 28] = mnist\n"));
+  ck_assert_str_eq(first_error(), "t.nn:1:14: error: input 'x': dimension 0 is 4611686018427387904, more than the limit of 2^30 (1,073,741,824)");
+  ck_assert_ptr_null(compile("input x: f32[2000000, 1, 28, 28] = mnist\nlabel y: class[2000000] of 10\n"
+                             "logits = linear(flatten(x), 10)\n" TAIL));
+  ck_assert_str_eq(first_error(), "t.nn:1:7: error: input 'x' f32[2000000,1,28,28] has 1,568,000,000 elements, more than the limit of 2^30 (1,073,741,824)");
+  /* FLOPs of a training step: 50 convolutions with 2^26-element kernels */
+  ck_assert_ptr_null(compile("input x: f32[1, 1, 28, 28] = mnist\nlabel y: class[1] of 10\n"
+                             "big = conv2d(x, 1, kernel=1, padding=12274)\n"
+                             "for _i in range(50) {\n  _c = conv2d(big, 1, kernel=8192)\n}\n"
+                             "logits = linear(flatten(adaptive_avgpool2d(big, 1)), 10)\n" TAIL));
+  ck_assert_str_eq(first_error(), "t.nn:5:8: error: conv2d: a training step reaches 4,648,282,207,472,517,206 FLOPs here, more than the limit of 2^62 (4,611,686,018,427,387,904)");
+  /* parameters: 2^40 bytes */
+  ck_assert_ptr_null(compile("input x: f32[1, 1, 28, 28] = mnist\nlabel y: class[1] of 10\n"
+                             "for _i in range(300) {\n  _f = linear(flatten(x), 1369000)\n}\n"
+                             "logits = linear(flatten(x), 10)\n" TAIL));
+  ck_assert_str_eq(first_error(), "t.nn:4:8: error: linear: the model's parameters reach 1,100,456,960,000 bytes here, more than the limit of 2^40 (1,099,511,627,776)");
+}
+END_TEST
+
+START_TEST(plan_arena_limit) {
+  /* 300 saved activations of 4 GB each: more than a 1 TiB arena */
+  const char *src = "input x: f32[1, 1, 28, 28] = mnist\nlabel y: class[1] of 10\n"
+                    "h = conv2d(x, 1, kernel=1, padding=16000)\n"
+                    "for _i in range(300) {\n  h = relu(h)\n}\n"
+                    "logits = linear(flatten(adaptive_avgpool2d(h, 1)), 10)\n" TAIL;
+  ck_assert_ptr_null(compile_plan(src, 1));
+  ck_assert_msg(strstr(first_error(), "error: the training step needs an activation arena of ") &&
+                    strstr(first_error(), "more than the limit of 2^40 (1,099,511,627,776)"),
+                "%s", first_error());
+  ck_assert_ptr_null(compile_plan(src, 0));
+  ck_assert_msg(strstr(first_error(), "more than the limit of 2^40"), "%s", first_error());
+}
+END_TEST
+
+
+/* ---- the planner against the simple packer it replaced ------------------ */
+
+/*
+ * The packer before it was made fast, kept as the reference: every buffer,
+ * largest first, goes to the lowest offset that fits among an in-place
+ * partner's offset (the first in pair order), 0 and the ends of the placed
+ * buffers, trying each candidate against every placed buffer.  O(n^3).
+ */
+typedef struct RefPair {
+  int src, dst, step;
+} RefPair;
+
+static const Graph *ref_graph;
+
+static int64_t ref_align(int64_t n) { return (n + 63) & ~(int64_t)63; }
+
+static int ref_by_size(const void *pa, const void *pb) {
+  const Buffer *a = &ref_graph->bufs[*(const int *)pa], *b = &ref_graph->bufs[*(const int *)pb];
+  int64_t sa = ref_align(a->bytes), sb = ref_align(b->bytes);
+  if (sa != sb)
+    return sa > sb ? -1 : 1;
+  if (a->first != b->first)
+    return a->first < b->first ? -1 : 1;
+  return *(const int *)pa - *(const int *)pb;
+}
+
+static bool ref_fits(const Graph *g, const RefPair *pairs, int npairs, int b, int64_t off,
+                     const bool *placed, const int64_t *offset) {
+  const Buffer *buf = &g->bufs[b];
+  int64_t end = off + ref_align(buf->bytes);
+  for (int o = 0; o < g->nbufs; o++) {
+    const Buffer *other = &g->bufs[o];
+    if (!placed[o] || !(buf->first <= other->last && other->first <= buf->last))
+      continue;
+    bool in_place = false;
+    for (int i = 0; i < npairs; i++) {
+      const RefPair *ip = &pairs[i];
+      if (((ip->src == o && ip->dst == b) || (ip->src == b && ip->dst == o)) &&
+          g->bufs[ip->src].last == ip->step && g->bufs[ip->dst].first == ip->step)
+        in_place = true;
+    }
+    if (offset[o] == off && other->bytes == buf->bytes && in_place)
+      continue;
+    if (off < offset[o] + ref_align(other->bytes) && offset[o] < end)
+      return false;
+  }
+  return true;
+}
+
+/* The reference offsets of g's buffers (live ranges from plan_pass). */
+static int64_t *ref_plan(const Graph *g) {
+  RefPair *pairs = xalloc(sizeof(RefPair) * (size_t)(4 * g->nnodes + 1));
+  int npairs = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = g->nodes[i];
+    if (!op_info[n->op].inplace)
+      continue;
+    for (int j = 0; j < n->nin; j++) {
+      const Node *x = g->nodes[n->in[j]];
+      int cand[2][3] = {{x->act, n->act, step_forward(g, n)}, {n->grad, x->grad, step_backward(g, n)}};
+      for (int k = 0; k < (n->needs_grad && x->needs_grad ? 2 : 1); k++) {
+        int src = buf_root(g, cand[k][0]), dst = buf_root(g, cand[k][1]);
+        if (src >= 0 && dst >= 0 && !g->bufs[src].external && !g->bufs[dst].external)
+          pairs[npairs++] = (RefPair){src, dst, cand[k][2]};
+      }
+    }
+  }
+  int *order = xalloc(sizeof(int) * (size_t)(g->nbufs + 1)), n = 0;
+  for (int b = 0; b < g->nbufs; b++)
+    if (!g->bufs[b].external && g->bufs[b].alias < 0 && g->bufs[b].first >= 0)
+      order[n++] = b;
+  ref_graph = g;
+  qsort(order, (size_t)n, sizeof *order, ref_by_size);
+  bool *placed = xalloc((size_t)g->nbufs + 1);
+  int64_t *offset = xalloc(sizeof(int64_t) * (size_t)(g->nbufs + 1));
+  for (int k = 0; k < n; k++) {
+    int b = order[k];
+    int64_t best = -1;
+    for (int i = 0; i < npairs && best < 0; i++) {
+      int other = pairs[i].src == b ? pairs[i].dst : pairs[i].dst == b ? pairs[i].src : -1;
+      if (other >= 0 && placed[other] && ref_fits(g, pairs, npairs, b, offset[other], placed, offset))
+        best = offset[other];
+    }
+    if (best < 0 && ref_fits(g, pairs, npairs, b, 0, placed, offset))
+      best = 0;
+    for (int o = 0; o < g->nbufs; o++) {
+      int64_t off = offset[o] + ref_align(g->bufs[o].bytes);
+      if (placed[o] && (best < 0 || off < best) && ref_fits(g, pairs, npairs, b, off, placed, offset))
+        best = off;
+    }
+    offset[b] = best;
+    placed[b] = true;
+  }
+  return offset;
+}
+
+/* A random model: a stem, then n random layers on 8x8 planes of 1-3
+ * channels -- convs, relus, dropouts, batchnorms, residual adds of any
+ * earlier tensor of the same shape, pools -- then a classifier. */
+static char *random_model(unsigned *seed, int n) {
+  Buf b = {0};
+  buf_puts(&b, "input x: f32[2, 1, 28, 28] = mnist\nlabel y: class[2] of 10\n"
+               "t0 = maxpool2d(conv2d(x, 2, kernel=5, padding=2), 4, stride=3)\n");
+  int chans[256] = {2}, nt = 1;
+  bool used[256] = {0};
+  for (int i = 1; i <= n; i++) {
+    *seed = *seed * 1103515245u + 12345u;
+    unsigned r = *seed >> 8;
+    int src = (int)(r % (unsigned)nt), c = chans[src];
+    used[src] = true;
+    r /= (unsigned)nt;
+    switch (r % 7) {
+    case 0: c = 1 + (int)(r / 7 % 3);
+            buf_printf(&b, "t%d = conv2d(t%d, %d, kernel=3, padding=1)\n", i, src, c); break;
+    case 1: buf_printf(&b, "t%d = relu(t%d)\n", i, src); break;
+    case 2: buf_printf(&b, "t%d = dropout(t%d, 0.25)\n", i, src); break;
+    case 3: buf_printf(&b, "t%d = batchnorm2d(t%d)\n", i, src); break;
+    case 4: buf_printf(&b, "t%d = avgpool2d(t%d, 3, stride=1, padding=1)\n", i, src); break;
+    default: {
+      int other = -1;
+      for (int j = nt - 1; j >= 0 && other < 0; j--)
+        if (j != src && chans[j] == c && (r / 7 + (unsigned)j) % 3 == 0)
+          other = j;
+      if (other < 0) {
+        buf_printf(&b, "t%d = relu(conv2d(t%d, %d, kernel=1))\n", i, src, c);
+      } else {
+        buf_printf(&b, "t%d = t%d + t%d\n", i, src, other);
+        used[other] = true;
+      }
+    }
+    }
+    chans[nt++] = c;
+  }
+  /* the last tensor and every other one no layer read feed the classifier */
+  buf_printf(&b, "logits = linear(flatten(t%d), 10)\n", nt - 1);
+  for (int i = 0; i < nt - 1; i++)
+    if (!used[i])
+      buf_printf(&b, "logits = logits + linear(flatten(adaptive_avgpool2d(t%d, 1)), 10)\n", i);
+  buf_puts(&b, TAIL);
+  char *s = xstrdup(b.data);
+  buf_free(&b);
+  return s;
+}
+
+START_TEST(plan_matches_reference) {
+  unsigned seed = 12345;
+  int compared = 0;
+  for (int m = 0; m < 60; m++) {
+    char *src = random_model(&seed, 10 + m % 50);
+    for (int opt = 0; opt < 2; opt++) {
+      Graph *g = compile_plan(src, 1);
+      ck_assert_msg(g != NULL, "%s\n%s", diag_text, src);
+      if (opt) { /* the same graph, unfused: other in-place pairs */
+        g = compile(src);
+        measure_naive(g);
+        buffers_build(g);
+        plan_pass(g);
+        ir_verify(g, "plan");
+      }
+      int64_t *want = ref_plan(g);
+      for (int b = 0; b < g->nbufs; b++) {
+        const Buffer *buf = &g->bufs[b];
+        if (buf->external || buf->alias >= 0 || buf->first < 0)
+          continue;
+        ck_assert_msg(buf->offset == want[b], "model %d: %s at %lld, the reference says %lld\n%s", m,
+                      buf->name, (long long)buf->offset, (long long)want[b], src);
+      }
+      compared++;
+    }
+  }
+  ck_assert_int_ge(compared, 60);
+}
+END_TEST
+
+START_TEST(plan_verifier_finds_overlaps) {
+  Graph *g = compile_plan(HEADER "h = relu(conv2d(x, 4, kernel=3, padding=1))\n"
+                                 "h = batchnorm2d(conv2d(h, 4, kernel=3, padding=1))\n"
+                                 "logits = linear(flatten(h), 10)\n" TAIL, 1);
+  ck_assert_msg(g != NULL, "%s", diag_text);
+  int a, b;
+  ck_assert(!plan_find_overlap(g, &a, &b));
+  /* move a buffer onto one that lives at the same time */
+  Node *c1 = node_named(g, "conv1"), *c2 = node_named(g, "conv2");
+  Buffer *x = &g->bufs[c1->act], *y = &g->bufs[c2->act];
+  ck_assert(x->first <= y->last && y->first <= x->last);
+  y->offset = x->offset + 64;
+  ck_assert(plan_find_overlap(g, &a, &b));
+  ck_assert((a == c1->act && b == c2->act) || (a == c2->act && b == c1->act));
+}
+END_TEST
+
+START_TEST(diag_lines_and_columns) {
+  SrcFile *f = source_from_string("t.nn", "ab\n\ncd\tef\nlast");
+  static const struct {
+    int off, line, col;
+  } cases[] = {{0, 1, 1}, {2, 1, 3}, {3, 2, 1}, {4, 3, 1}, {7, 3, 4}, {10, 4, 1}, {14, 4, 5}, {99, 4, 5}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    int line, col;
+    loc_line_col((Loc){f, cases[i].off, 1}, &line, &col);
+    ck_assert_msg(line == cases[i].line && col == cases[i].col, "offset %d: %d:%d", cases[i].off,
+                  line, col);
+  }
+}
+END_TEST
+
 static Suite *front_suite(void) {
   Suite *s = suite_create("front");
   struct {
     const char *name;
-    const TTest *tests[8];
+    const TTest *tests[12];
   } cases[] = {
-      {"lex", {lex_kinds, lex_newlines_inside_brackets, lex_locations, lex_errors}},
-      {"parse", {parse_statements, parse_call_args, parse_errors}},
+      {"lex", {lex_kinds, lex_newlines_inside_brackets, lex_locations, lex_errors, lex_encoding,
+               diag_lines_and_columns}},
+      {"parse", {parse_statements, parse_call_args, parse_errors, parse_nesting_limit,
+                 parse_size_limits}},
       {"elab", {elab_chain_names, elab_blocks_and_loops, elab_residual_add, elab_constants,
-                elab_errors, elab_block_error_notes}},
+                elab_errors, elab_block_error_notes, elab_arithmetic, elab_budgets,
+                elab_unused_paths, elab_declarations_checked}},
       {"shape", {shape_ops, shape_mnist_cnn_counts, shape_errors, shape_declarations,
-                 dump_is_deterministic}},
+                 dump_is_deterministic, shape_size_limits}},
+      {"plan", {plan_arena_limit, plan_matches_reference, plan_verifier_finds_overlaps}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     TCase *tc = tcase_create(cases[i].name);
     tcase_add_checked_fixture(tc, NULL, teardown);
-    for (int j = 0; j < 8 && cases[i].tests[j]; j++)
+    for (int j = 0; j < 12 && cases[i].tests[j]; j++)
       tcase_add_test(tc, cases[i].tests[j]);
     suite_add_tcase(s, tc);
   }

@@ -15,8 +15,15 @@
 void fuse_pass(Graph *g) {
   ir_count_users(g);
   bool changed = false;
+  /* a fused relu's users read its conv instead: each node's inputs are
+   * redirected when the loop reaches it, one pass over the graph */
+  int *redirect = xalloc(sizeof(int) * (size_t)(g->nnodes + 1));
+  for (int i = 0; i < g->nnodes; i++)
+    redirect[i] = i;
   for (int i = 0; i < g->nnodes; i++) {
     Node *relu = g->nodes[i];
+    for (int j = 0; j < relu->nin; j++)
+      relu->in[j] = redirect[relu->in[j]];
     if (relu->op != OP_RELU)
       continue;
     Node *x = g->nodes[relu->in[0]];
@@ -42,10 +49,7 @@ void fuse_pass(Graph *g) {
     x->fused = relu->name;
     if (relu->binding)
       x->binding = relu->binding;
-    for (int k = i + 1; k < g->nnodes; k++)
-      for (int j = 0; j < g->nodes[k]->nin; j++)
-        if (g->nodes[k]->in[j] == relu->id)
-          g->nodes[k]->in[j] = x->id;
+    redirect[relu->id] = x->id;
     relu->dead = true;
     changed = true;
   }
