@@ -4,7 +4,9 @@
  * The file has a kernel pair per node, <node>_forward and <node>_backward,
  * with every size a literal, then forward() and backward(), which call them
  * in order inside one OpenMP parallel region each (a barrier between
- * nodes), and the NnccModel that hands them to the runtime's nncc_main().
+ * nodes, and a call of the runtime's numerics check when it asks for one),
+ * nodes[] (where each node's results lie, for that check) and the NnccModel
+ * that hands them to the runtime's nncc_main().
  * Convolutions, linear layers, pooling and ReLU call the team kernels of
  * runtime/nncc_kernels.h; the simple ops are written out here.
  *
@@ -22,6 +24,7 @@ typedef struct Emit {
   bool *used;      /* arena buffers the current step function touches */
   bool *written;   /* backward: gradients already holding a contribution */
   int64_t *param_off; /* node id * MAX_PARAMS + k -> offset in floats */
+  int *row;        /* node id -> its row of nodes[] (the nodes with kernels), -1 */
 } Emit;
 
 static long long ll(int64_t v) { return (long long)v; }
@@ -397,10 +400,68 @@ static void emit_pass(Emit *E, bool backward, const char *head) {
       call_backward(E, n);
     else
       call_forward(E, n);
+    if (!is_view(g, n)) /* costs one branch unless the runtime checks numerics */
+      buf_printf(&body, "    if (s->check) s->check(s, %d, %s);\n", E->row[n->id],
+                 backward ? "NNCC_BACKWARD" : "NNCC_FORWARD");
   }
   E->out = saved;
   emit_step(E, head, &body);
   buf_free(&body);
+}
+
+/* ---- the node table ------------------------------------------------------------ */
+
+/* Where buffer b lies, as an NnccSpan initializer of numel floats. */
+static char *span(Graph *g, int b, int64_t numel) {
+  Buffer *buf = &g->bufs[buf_root(g, b)];
+  if (!buf->external)
+    return format("{NNCC_ARENA, %lld, %lld}", ll(buf->offset), ll(numel));
+  const char *where = strcmp(buf->external, "s->input") == 0    ? "NNCC_INPUT"
+                      : strcmp(buf->external, "s->logits") == 0 ? "NNCC_LOGITS"
+                      : strcmp(buf->external, "s->dlogits") == 0 ? "NNCC_DLOGITS"
+                                                                  : NULL;
+  if (!where)
+    ICE("buffer %s: unknown external %s", buf->name, buf->external);
+  return format("{%s, 0, %lld}", where, ll(numel));
+}
+
+/*
+ * nodes[]: per node with kernels, its name, op and source position, where
+ * its output lies after forward() ran it and where the gradients of its
+ * inputs lie after backward() ran it (the plan reuses memory, so only
+ * then), and its rows of params[].  The runtime's numerics check reads it.
+ */
+static void emit_nodes(Emit *E) {
+  Graph *g = E->g;
+  Buf *o = E->out;
+  int param = 0;
+  buf_puts(o, "/* name, op, source; output after forward; inputs and their gradients after\n"
+              " * backward (arena offsets in bytes); rows of params[]: for the numerics check */\n"
+              "static const NnccNode nodes[] = {\n");
+  for (int i = 0; i < g->nnodes; i++) {
+    Node *n = g->nodes[i];
+    if (!node_has_kernels(n)) {
+      param += n->nparams;
+      continue;
+    }
+    int line, col;
+    loc_line_col(n->loc, &line, &col);
+    buf_printf(o, "    {\"%s\", \"%s%s\", \"%s:%d:%d\", %s,\n     {", n->name, op_name(n->op),
+               n->relu ? "+relu" : "", n->loc.file->name, line, col, span(g, n->act, node_numel(n)));
+    for (int j = 0; j < 2; j++)
+      buf_printf(o, "%s%s%s%s", j ? ", " : "", j < n->nin ? "\"" : "",
+                 j < n->nin ? g->nodes[n->in[j]]->name : "NULL", j < n->nin ? "\"" : "");
+    buf_puts(o, "}, {");
+    for (int j = 0; j < 2; j++) {
+      Node *x = j < n->nin ? g->nodes[n->in[j]] : NULL;
+      bool computed = x && n->needs_grad && x->needs_grad && !is_view(g, n);
+      buf_printf(o, "%s%s", j ? ", " : "",
+                 computed ? span(g, x->grad, node_numel(x)) : "{NNCC_NOWHERE, 0, 0}");
+    }
+    buf_printf(o, "}, %d, %d},\n", param, n->nparams);
+    param += n->nparams;
+  }
+  buf_puts(o, "};\n\n");
 }
 
 /* ---- the file ---------------------------------------------------------------- */
@@ -419,6 +480,10 @@ void emit_c(Graph *g, Buf *out) {
   Emit E = {.g = g, .out = out};
   E.used = xalloc(sizeof(bool) * (size_t)(g->nbufs + 1));
   E.written = xalloc(sizeof(bool) * (size_t)(g->nbufs + 1));
+  E.row = xalloc(sizeof(int) * (size_t)g->nnodes);
+  int nrows = 0;
+  for (int i = 0; i < g->nnodes; i++)
+    E.row[i] = node_has_kernels(g->nodes[i]) ? nrows++ : -1;
   Node *x = g->nodes[g->input], *y = g->nodes[g->label];
 
   /* parameters, each 64-byte aligned in the block */
@@ -455,7 +520,9 @@ void emit_c(Graph *g, Buf *out) {
              g->name, g->name, NNCC_VERSION, g->file->name, g->name, g->name, g->name, x->name,
              type_str(x), y->name, type_str(y), fmt_count(count), fmt_count(g->arena_bytes));
 
-  buf_printf(out, "enum { PARAMS_FLOATS = %lld, ARENA_BYTES = %lld };\n\n", ll(floats), ll(g->arena_bytes));
+  /* size_t, not enum constants: the limits (nncc.h) allow more than INT_MAX */
+  buf_printf(out, "#define PARAMS_FLOATS ((size_t)%lld)\n#define ARENA_BYTES ((size_t)%lld)\n\n",
+             ll(floats), ll(g->arena_bytes));
   buf_puts(out, "static const NnccParam params[] = {\n");
   for (int i = 0; i < g->nnodes; i++)
     for (int k = 0; k < g->nodes[i]->nparams; k++) {
@@ -492,6 +559,8 @@ void emit_c(Graph *g, Buf *out) {
             "  float *P = s->params, *G = s->grads;\n  unsigned char *A = s->arena;\n"
             "  (void)P, (void)G;\n");
 
+  emit_nodes(&E);
+
   const TrainCfg *t = &g->train;
   buf_puts(out, "static NnccModel model = {\n");
   buf_printf(out, "    .abi = NNCC_RT_ABI,\n    .name = \"%s\",\n    .source = \"%s\",\n"
@@ -508,7 +577,8 @@ void emit_c(Graph *g, Buf *out) {
              t->optim == OPT_ADAM ? "NNCC_ADAM" : "NNCC_SGD", real(t->lr, false), real(t->beta1, false),
              real(t->beta2, false), real(t->eps, false), real(t->weight_decay, false),
              real(t->momentum, false), ll(t->epochs), ll(t->seed));
-  buf_puts(out, "    .forward = forward,\n    .backward = backward,\n};\n\n");
+  buf_printf(out, "    .forward = forward,\n    .backward = backward,\n"
+                  "    .nnodes = %d,\n    .nodes = nodes,\n};\n\n", nrows);
 
   buf_puts(out, "/* The model, its arena sized: the plan plus the largest kernel scratch. */\n"
                 "const NnccModel *nncc_model(void) {\n");

@@ -20,7 +20,8 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 123248, ARENA_BYTES = 45088768 };
+#define PARAMS_FLOATS ((size_t)123248)
+#define ARENA_BYTES ((size_t)45088768)
 
 static const NnccParam params[] = {
     {"conv1.weight", NNCC_PARAM, 4, {16, 1, 5, 5}, 400, 0, NNCC_INIT_UNIFORM, 0.2f},
@@ -147,19 +148,26 @@ static void forward(NnccState *s, int training) {
 #pragma omp parallel
   {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, P + 400 /* conv1.bias */, scratch);
+    if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
     conv2_forward(conv2, conv1, P + 416 /* conv2.weight */, P + 13216 /* conv2.bias */, scratch);
+    if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     maxpool1_forward(maxpool1, conv2);
+    if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
     conv3_forward(conv3, maxpool1, P + 13248 /* conv3.weight */, P + 64448 /* conv3.bias */, scratch);
+    if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
     maxpool2_forward(maxpool2, conv3);
+    if (s->check) s->check(s, 4, NNCC_FORWARD);
     /* flatten1: a view of maxpool2 */
 #pragma omp barrier
     fc1_forward(fc1, maxpool2, P + 64512 /* fc1.weight */, P + 122112 /* fc1.bias */, scratch);
+    if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
     fc2_forward(s->logits, fc1, P + 122224 /* fc2.weight */, P + 123232 /* fc2.bias */, scratch);
+    if (s->check) s->check(s, 7, NNCC_FORWARD);
   }
 }
 
@@ -184,21 +192,49 @@ static void backward(NnccState *s) {
 #pragma omp parallel
   {
     fc2_backward(d_fc1, G + 122224 /* fc2.weight */, G + 123232 /* fc2.bias */, s->dlogits, fc1, P + 122224 /* fc2.weight */, scratch);
+    if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
     fc1_backward(d_maxpool2, G + 64512 /* fc1.weight */, G + 122112 /* fc1.bias */, d_fc1, fc1, maxpool2, P + 64512 /* fc1.weight */, scratch);
+    if (s->check) s->check(s, 6, NNCC_BACKWARD);
     /* flatten1: a view, its gradient is d_maxpool2's */
 #pragma omp barrier
     maxpool2_backward(d_conv3, d_maxpool2, conv3);
+    if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     conv3_backward(d_maxpool1, G + 13248 /* conv3.weight */, G + 64448 /* conv3.bias */, d_conv3, conv3, maxpool1, P + 13248 /* conv3.weight */, scratch);
+    if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
     maxpool1_backward(d_conv2, d_maxpool1, conv2);
+    if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     conv2_backward(d_conv1, G + 416 /* conv2.weight */, G + 13216 /* conv2.bias */, d_conv2, conv2, conv1, P + 416 /* conv2.weight */, scratch);
+    if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     conv1_backward(NULL, G + 0 /* conv1.weight */, G + 400 /* conv1.bias */, d_conv1, conv1, s->input, P + 0 /* conv1.weight */, scratch);
+    if (s->check) s->check(s, 0, NNCC_BACKWARD);
   }
 }
+
+/* name, op, source; output after forward; inputs and their gradients after
+ * backward (arena offsets in bytes); rows of params[]: for the numerics check */
+static const NnccNode nodes[] = {
+    {"conv1", "conv2d+relu", "models/mnist_cnn.nn:10:10", {NNCC_ARENA, 26214400, 2359296},
+     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+    {"conv2", "conv2d+relu", "models/mnist_cnn.nn:11:10", {NNCC_ARENA, 0, 3276800},
+     {"conv1", NULL}, {{NNCC_ARENA, 35651584, 2359296}, {NNCC_NOWHERE, 0, 0}}, 2, 2},
+    {"maxpool1", "maxpool2d", "models/mnist_cnn.nn:12:5", {NNCC_ARENA, 13107200, 819200},
+     {"conv2", NULL}, {{NNCC_ARENA, 13107200, 3276800}, {NNCC_NOWHERE, 0, 0}}, 4, 0},
+    {"conv3", "conv2d+relu", "models/mnist_cnn.nn:13:10", {NNCC_ARENA, 16384000, 589824},
+     {"maxpool1", NULL}, {{NNCC_ARENA, 35651584, 819200}, {NNCC_NOWHERE, 0, 0}}, 4, 2},
+    {"maxpool2", "maxpool2d", "models/mnist_cnn.nn:14:5", {NNCC_ARENA, 18743296, 147456},
+     {"conv3", NULL}, {{NNCC_ARENA, 18743296, 589824}, {NNCC_NOWHERE, 0, 0}}, 6, 0},
+    {"flatten1", "flatten", "models/mnist_cnn.nn:15:5", {NNCC_ARENA, 18743296, 147456},
+     {"maxpool2", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 6, 0},
+    {"fc1", "linear+relu", "models/mnist_cnn.nn:16:10", {NNCC_ARENA, 19333120, 25600},
+     {"flatten1", NULL}, {{NNCC_ARENA, 21102592, 147456}, {NNCC_NOWHERE, 0, 0}}, 6, 2},
+    {"fc2", "linear", "models/mnist_cnn.nn:17:10", {NNCC_LOGITS, 0, 2560},
+     {"fc1", NULL}, {{NNCC_ARENA, 19435520, 25600}, {NNCC_NOWHERE, 0, 0}}, 8, 2},
+};
 
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
@@ -216,6 +252,8 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 10, .seed = 1},
     .forward = forward,
     .backward = backward,
+    .nnodes = 8,
+    .nodes = nodes,
 };
 
 /* The model, its arena sized: the plan plus the largest kernel scratch. */

@@ -20,7 +20,8 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 56928, ARENA_BYTES = 115606272 };
+#define PARAMS_FLOATS ((size_t)56928)
+#define ARENA_BYTES ((size_t)115606272)
 
 static const NnccParam params[] = {
     {"conv1.weight", NNCC_PARAM, 4, {32, 1, 3, 3}, 288, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -450,61 +451,89 @@ static void forward(NnccState *s, int training) {
 #pragma omp parallel
   {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
     bn1_forward(bn1, conv1, P + 288 /* bn1.weight */, P + 320 /* bn1.bias */, P + 352 /* bn1.running_mean */, P + 384 /* bn1.running_var */, P + 416 /* bn1.num_batches_tracked */, bn1_stats, training);
+    if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     relu1_forward(relu1, bn1);
+    if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
     residual1_conv1_forward(residual1_conv1, relu1, P + 432 /* residual1.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
     residual1_bn1_forward(residual1_bn1, residual1_conv1, P + 9648 /* residual1.bn1.weight */, P + 9680 /* residual1.bn1.bias */, P + 9712 /* residual1.bn1.running_mean */, P + 9744 /* residual1.bn1.running_var */, P + 9776 /* residual1.bn1.num_batches_tracked */, residual1_bn1_stats, training);
+    if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
     residual1_relu1_forward(residual1_relu1, residual1_bn1);
+    if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
     residual1_conv2_forward(residual1_conv2, residual1_relu1, P + 9792 /* residual1.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
     residual1_bn2_forward(residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, P + 19040 /* residual1.bn2.bias */, P + 19072 /* residual1.bn2.running_mean */, P + 19104 /* residual1.bn2.running_var */, P + 19136 /* residual1.bn2.num_batches_tracked */, residual1_bn2_stats, training);
+    if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
     residual1_add1_forward(residual1_add1, relu1, residual1_bn2);
+    if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
     residual1_relu2_forward(residual1_relu2, residual1_add1);
+    if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
     maxpool1_forward(maxpool1, residual1_relu2);
+    if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
     residual2_conv1_forward(residual2_conv1, maxpool1, P + 19152 /* residual2.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
     residual2_bn1_forward(residual2_bn1, residual2_conv1, P + 28368 /* residual2.bn1.weight */, P + 28400 /* residual2.bn1.bias */, P + 28432 /* residual2.bn1.running_mean */, P + 28464 /* residual2.bn1.running_var */, P + 28496 /* residual2.bn1.num_batches_tracked */, residual2_bn1_stats, training);
+    if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
     residual2_relu1_forward(residual2_relu1, residual2_bn1);
+    if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
     residual2_conv2_forward(residual2_conv2, residual2_relu1, P + 28512 /* residual2.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
     residual2_bn2_forward(residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, P + 37760 /* residual2.bn2.bias */, P + 37792 /* residual2.bn2.running_mean */, P + 37824 /* residual2.bn2.running_var */, P + 37856 /* residual2.bn2.num_batches_tracked */, residual2_bn2_stats, training);
+    if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
     residual2_add1_forward(residual2_add1, maxpool1, residual2_bn2);
+    if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
     residual2_relu2_forward(residual2_relu2, residual2_add1);
+    if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
     maxpool2_forward(maxpool2, residual2_relu2);
+    if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
     residual3_conv1_forward(residual3_conv1, maxpool2, P + 37872 /* residual3.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
     residual3_bn1_forward(residual3_bn1, residual3_conv1, P + 47088 /* residual3.bn1.weight */, P + 47120 /* residual3.bn1.bias */, P + 47152 /* residual3.bn1.running_mean */, P + 47184 /* residual3.bn1.running_var */, P + 47216 /* residual3.bn1.num_batches_tracked */, residual3_bn1_stats, training);
+    if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
     residual3_relu1_forward(residual3_relu1, residual3_bn1);
+    if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
     residual3_conv2_forward(residual3_conv2, residual3_relu1, P + 47232 /* residual3.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
     residual3_bn2_forward(residual3_bn2, residual3_conv2, P + 56448 /* residual3.bn2.weight */, P + 56480 /* residual3.bn2.bias */, P + 56512 /* residual3.bn2.running_mean */, P + 56544 /* residual3.bn2.running_var */, P + 56576 /* residual3.bn2.num_batches_tracked */, residual3_bn2_stats, training);
+    if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
     residual3_add1_forward(residual3_add1, maxpool2, residual3_bn2);
+    if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
     residual3_relu2_forward(residual3_relu2, residual3_add1);
+    if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
     avgpool1_forward(avgpool1, residual3_relu2);
+    if (s->check) s->check(s, 26, NNCC_FORWARD);
     /* flatten1: a view of avgpool1 */
 #pragma omp barrier
     fc1_forward(s->logits, avgpool1, P + 56592 /* fc1.weight */, P + 56912 /* fc1.bias */, scratch);
+    if (s->check) s->check(s, 28, NNCC_FORWARD);
   }
 }
 
@@ -569,72 +598,163 @@ static void backward(NnccState *s) {
 #pragma omp parallel
   {
     fc1_backward(d_avgpool1, G + 56592 /* fc1.weight */, G + 56912 /* fc1.bias */, s->dlogits, avgpool1, P + 56592 /* fc1.weight */, scratch);
+    if (s->check) s->check(s, 28, NNCC_BACKWARD);
     /* flatten1: a view, its gradient is d_avgpool1's */
 #pragma omp barrier
     avgpool1_backward(d_residual3_relu2, d_avgpool1);
+    if (s->check) s->check(s, 26, NNCC_BACKWARD);
 #pragma omp barrier
     residual3_relu2_backward(d_residual3_add1, d_residual3_relu2, residual3_relu2);
+    if (s->check) s->check(s, 25, NNCC_BACKWARD);
 #pragma omp barrier
     /* maxpool2's gradient is residual3.add1's, in place */
     nncc_copy_team(d_residual3_bn2, d_residual3_add1, 200704);
+    if (s->check) s->check(s, 24, NNCC_BACKWARD);
 #pragma omp barrier
     residual3_bn2_backward(d_residual3_conv2, G + 56448 /* residual3.bn2.weight */, G + 56480 /* residual3.bn2.bias */, d_residual3_bn2, residual3_conv2, P + 56448 /* residual3.bn2.weight */, residual3_bn2_stats);
+    if (s->check) s->check(s, 23, NNCC_BACKWARD);
 #pragma omp barrier
     residual3_conv2_backward(d_residual3_relu1, G + 47232 /* residual3.conv2.weight */, NULL, d_residual3_conv2, residual3_relu1, P + 47232 /* residual3.conv2.weight */, scratch);
+    if (s->check) s->check(s, 22, NNCC_BACKWARD);
 #pragma omp barrier
     residual3_relu1_backward(d_residual3_bn1, d_residual3_relu1, residual3_relu1);
+    if (s->check) s->check(s, 21, NNCC_BACKWARD);
 #pragma omp barrier
     residual3_bn1_backward(d_residual3_conv1, G + 47088 /* residual3.bn1.weight */, G + 47120 /* residual3.bn1.bias */, d_residual3_bn1, residual3_conv1, P + 47088 /* residual3.bn1.weight */, residual3_bn1_stats);
+    if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
     residual3_conv1_backward(grad_tmp, G + 37872 /* residual3.conv1.weight */, NULL, d_residual3_conv1, maxpool2, P + 37872 /* residual3.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool2, grad_tmp, 200704);
+    if (s->check) s->check(s, 19, NNCC_BACKWARD);
 #pragma omp barrier
     maxpool2_backward(d_residual2_relu2, d_maxpool2, residual2_relu2);
+    if (s->check) s->check(s, 18, NNCC_BACKWARD);
 #pragma omp barrier
     residual2_relu2_backward(d_residual2_add1, d_residual2_relu2, residual2_relu2);
+    if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_team(d_maxpool1, d_residual2_add1, 802816);
     /* residual2.bn2's gradient is residual2.add1's, in place */
+    if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
     residual2_bn2_backward(d_residual2_conv2, G + 37728 /* residual2.bn2.weight */, G + 37760 /* residual2.bn2.bias */, d_residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, residual2_bn2_stats);
+    if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
     residual2_conv2_backward(d_residual2_relu1, G + 28512 /* residual2.conv2.weight */, NULL, d_residual2_conv2, residual2_relu1, P + 28512 /* residual2.conv2.weight */, scratch);
+    if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
     residual2_relu1_backward(d_residual2_bn1, d_residual2_relu1, residual2_relu1);
+    if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
     residual2_bn1_backward(d_residual2_conv1, G + 28368 /* residual2.bn1.weight */, G + 28400 /* residual2.bn1.bias */, d_residual2_bn1, residual2_conv1, P + 28368 /* residual2.bn1.weight */, residual2_bn1_stats);
+    if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
     residual2_conv1_backward(grad_tmp, G + 19152 /* residual2.conv1.weight */, NULL, d_residual2_conv1, maxpool1, P + 19152 /* residual2.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool1, grad_tmp, 802816);
+    if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
     maxpool1_backward(d_residual1_relu2, d_maxpool1, residual1_relu2);
+    if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
     residual1_relu2_backward(d_residual1_add1, d_residual1_relu2, residual1_relu2);
+    if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_team(d_relu1, d_residual1_add1, 3211264);
     /* residual1.bn2's gradient is residual1.add1's, in place */
+    if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
     residual1_bn2_backward(d_residual1_conv2, G + 19008 /* residual1.bn2.weight */, G + 19040 /* residual1.bn2.bias */, d_residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, residual1_bn2_stats);
+    if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
     residual1_conv2_backward(d_residual1_relu1, G + 9792 /* residual1.conv2.weight */, NULL, d_residual1_conv2, residual1_relu1, P + 9792 /* residual1.conv2.weight */, scratch);
+    if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
     residual1_relu1_backward(d_residual1_bn1, d_residual1_relu1, residual1_relu1);
+    if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
     residual1_bn1_backward(d_residual1_conv1, G + 9648 /* residual1.bn1.weight */, G + 9680 /* residual1.bn1.bias */, d_residual1_bn1, residual1_conv1, P + 9648 /* residual1.bn1.weight */, residual1_bn1_stats);
+    if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     residual1_conv1_backward(grad_tmp, G + 432 /* residual1.conv1.weight */, NULL, d_residual1_conv1, relu1, P + 432 /* residual1.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_relu1, grad_tmp, 3211264);
+    if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
     relu1_backward(d_bn1, d_relu1, relu1);
+    if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     bn1_backward(d_conv1, G + 288 /* bn1.weight */, G + 320 /* bn1.bias */, d_bn1, conv1, P + 288 /* bn1.weight */, bn1_stats);
+    if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     conv1_backward(NULL, G + 0 /* conv1.weight */, NULL, d_conv1, s->input, P + 0 /* conv1.weight */, scratch);
+    if (s->check) s->check(s, 0, NNCC_BACKWARD);
   }
 }
+
+/* name, op, source; output after forward; inputs and their gradients after
+ * backward (arena offsets in bytes); rows of params[]: for the numerics check */
+static const NnccNode nodes[] = {
+    {"conv1", "conv2d", "models/resnet_small.nn:15:22", {NNCC_ARENA, 0, 3211264},
+     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 1},
+    {"bn1", "batchnorm2d", "models/resnet_small.nn:15:10", {NNCC_ARENA, 12845056, 3211264},
+     {"conv1", NULL}, {{NNCC_ARENA, 12845056, 3211264}, {NNCC_NOWHERE, 0, 0}}, 1, 5},
+    {"relu1", "relu", "models/resnet_small.nn:15:5", {NNCC_ARENA, 12845056, 3211264},
+     {"bn1", NULL}, {{NNCC_ARENA, 25690112, 3211264}, {NNCC_NOWHERE, 0, 0}}, 6, 0},
+    {"residual1.conv1", "conv2d", "models/resnet_small.nn:10:24", {NNCC_ARENA, 25690112, 3211264},
+     {"relu1", NULL}, {{NNCC_ARENA, 64225280, 3211264}, {NNCC_NOWHERE, 0, 0}}, 6, 1},
+    {"residual1.bn1", "batchnorm2d", "models/resnet_small.nn:10:12", {NNCC_ARENA, 38535168, 3211264},
+     {"residual1.conv1", NULL}, {{NNCC_ARENA, 38535168, 3211264}, {NNCC_NOWHERE, 0, 0}}, 7, 5},
+    {"residual1.relu1", "relu", "models/resnet_small.nn:10:7", {NNCC_ARENA, 38535168, 3211264},
+     {"residual1.bn1", NULL}, {{NNCC_ARENA, 51380224, 3211264}, {NNCC_NOWHERE, 0, 0}}, 12, 0},
+    {"residual1.conv2", "conv2d", "models/resnet_small.nn:11:19", {NNCC_ARENA, 51380224, 3211264},
+     {"residual1.relu1", NULL}, {{NNCC_ARENA, 51380224, 3211264}, {NNCC_NOWHERE, 0, 0}}, 12, 1},
+    {"residual1.bn2", "batchnorm2d", "models/resnet_small.nn:11:7", {NNCC_ARENA, 64225280, 3211264},
+     {"residual1.conv2", NULL}, {{NNCC_ARENA, 102760448, 3211264}, {NNCC_NOWHERE, 0, 0}}, 13, 5},
+    {"residual1.add1", "add", "models/resnet_small.nn:12:15", {NNCC_ARENA, 64225280, 3211264},
+     {"relu1", "residual1.bn2"}, {{NNCC_ARENA, 64225280, 3211264}, {NNCC_ARENA, 89915392, 3211264}}, 18, 0},
+    {"residual1.relu2", "relu", "models/resnet_small.nn:12:10", {NNCC_ARENA, 64225280, 3211264},
+     {"residual1.add1", NULL}, {{NNCC_ARENA, 89915392, 3211264}, {NNCC_NOWHERE, 0, 0}}, 18, 0},
+    {"maxpool1", "maxpool2d", "models/resnet_small.nn:17:5", {NNCC_ARENA, 89915392, 802816},
+     {"residual1.relu2", NULL}, {{NNCC_ARENA, 89915392, 3211264}, {NNCC_NOWHERE, 0, 0}}, 18, 0},
+    {"residual2.conv1", "conv2d", "models/resnet_small.nn:10:24", {NNCC_ARENA, 93126656, 802816},
+     {"maxpool1", NULL}, {{NNCC_ARENA, 102760448, 802816}, {NNCC_NOWHERE, 0, 0}}, 18, 1},
+    {"residual2.bn1", "batchnorm2d", "models/resnet_small.nn:10:12", {NNCC_ARENA, 77070336, 802816},
+     {"residual2.conv1", NULL}, {{NNCC_ARENA, 96337920, 802816}, {NNCC_NOWHERE, 0, 0}}, 19, 5},
+    {"residual2.relu1", "relu", "models/resnet_small.nn:10:7", {NNCC_ARENA, 96337920, 802816},
+     {"residual2.bn1", NULL}, {{NNCC_ARENA, 99549184, 802816}, {NNCC_NOWHERE, 0, 0}}, 24, 0},
+    {"residual2.conv2", "conv2d", "models/resnet_small.nn:11:19", {NNCC_ARENA, 99549184, 802816},
+     {"residual2.relu1", NULL}, {{NNCC_ARENA, 99549184, 802816}, {NNCC_NOWHERE, 0, 0}}, 24, 1},
+    {"residual2.bn2", "batchnorm2d", "models/resnet_small.nn:11:7", {NNCC_ARENA, 77070336, 802816},
+     {"residual2.conv2", NULL}, {{NNCC_ARENA, 109182976, 802816}, {NNCC_NOWHERE, 0, 0}}, 25, 5},
+    {"residual2.add1", "add", "models/resnet_small.nn:12:15", {NNCC_ARENA, 77070336, 802816},
+     {"maxpool1", "residual2.bn2"}, {{NNCC_ARENA, 102760448, 802816}, {NNCC_ARENA, 105971712, 802816}}, 30, 0},
+    {"residual2.relu2", "relu", "models/resnet_small.nn:12:10", {NNCC_ARENA, 102760448, 802816},
+     {"residual2.add1", NULL}, {{NNCC_ARENA, 105971712, 802816}, {NNCC_NOWHERE, 0, 0}}, 30, 0},
+    {"maxpool2", "maxpool2d", "models/resnet_small.nn:19:5", {NNCC_ARENA, 105971712, 200704},
+     {"residual2.relu2", NULL}, {{NNCC_ARENA, 105971712, 802816}, {NNCC_NOWHERE, 0, 0}}, 30, 0},
+    {"residual3.conv1", "conv2d", "models/resnet_small.nn:10:24", {NNCC_ARENA, 106774528, 200704},
+     {"maxpool2", NULL}, {{NNCC_ARENA, 109182976, 200704}, {NNCC_NOWHERE, 0, 0}}, 30, 1},
+    {"residual3.bn1", "batchnorm2d", "models/resnet_small.nn:10:12", {NNCC_ARENA, 77070336, 200704},
+     {"residual3.conv1", NULL}, {{NNCC_ARENA, 107577344, 200704}, {NNCC_NOWHERE, 0, 0}}, 31, 5},
+    {"residual3.relu1", "relu", "models/resnet_small.nn:10:7", {NNCC_ARENA, 107577344, 200704},
+     {"residual3.bn1", NULL}, {{NNCC_ARENA, 108380160, 200704}, {NNCC_NOWHERE, 0, 0}}, 36, 0},
+    {"residual3.conv2", "conv2d", "models/resnet_small.nn:11:19", {NNCC_ARENA, 108380160, 200704},
+     {"residual3.relu1", NULL}, {{NNCC_ARENA, 108380160, 200704}, {NNCC_NOWHERE, 0, 0}}, 36, 1},
+    {"residual3.bn2", "batchnorm2d", "models/resnet_small.nn:11:7", {NNCC_ARENA, 77070336, 200704},
+     {"residual3.conv2", NULL}, {{NNCC_ARENA, 110788608, 200704}, {NNCC_NOWHERE, 0, 0}}, 37, 5},
+    {"residual3.add1", "add", "models/resnet_small.nn:12:15", {NNCC_ARENA, 77070336, 200704},
+     {"maxpool2", "residual3.bn2"}, {{NNCC_ARENA, 109182976, 200704}, {NNCC_ARENA, 109985792, 200704}}, 42, 0},
+    {"residual3.relu2", "relu", "models/resnet_small.nn:12:10", {NNCC_ARENA, 77070336, 200704},
+     {"residual3.add1", NULL}, {{NNCC_ARENA, 109182976, 200704}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+    {"avgpool1", "adaptive_avgpool2d", "models/resnet_small.nn:21:5", {NNCC_ARENA, 77873152, 4096},
+     {"residual3.relu2", NULL}, {{NNCC_ARENA, 77873152, 200704}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+    {"flatten1", "flatten", "models/resnet_small.nn:22:17", {NNCC_ARENA, 77873152, 4096},
+     {"avgpool1", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+    {"fc1", "linear", "models/resnet_small.nn:22:10", {NNCC_LOGITS, 0, 1280},
+     {"flatten1", NULL}, {{NNCC_ARENA, 78675968, 4096}, {NNCC_NOWHERE, 0, 0}}, 42, 2},
+};
 
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
@@ -652,6 +772,8 @@ static NnccModel model = {
                  .weight_decay = 0.0005, .momentum = 0.9, .epochs = 5, .seed = 1},
     .forward = forward,
     .backward = backward,
+    .nnodes = 29,
+    .nodes = nodes,
 };
 
 /* The model, its arena sized: the plan plus the largest kernel scratch. */

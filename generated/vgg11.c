@@ -20,7 +20,8 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 28142864, ARENA_BYTES = 50987008 };
+#define PARAMS_FLOATS ((size_t)28142864)
+#define ARENA_BYTES ((size_t)50987008)
 
 static const NnccParam params[] = {
     {"features1.conv1.weight", NNCC_PARAM, 4, {64, 1, 3, 3}, 576, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -273,37 +274,53 @@ static void forward(NnccState *s, int training) {
 #pragma omp parallel
   {
     features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
+    if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool1_forward(features1_maxpool1, features1_conv1);
+    if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv2_forward(features1_conv2, features1_maxpool1, P + 640 /* features1.conv2.weight */, P + 74368 /* features1.conv2.bias */, scratch);
+    if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool2_forward(features1_maxpool2, features1_conv2);
+    if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv3_forward(features1_conv3, features1_maxpool2, P + 74496 /* features1.conv3.weight */, P + 369408 /* features1.conv3.bias */, scratch);
+    if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv4_forward(features1_conv4, features1_conv3, P + 369664 /* features1.conv4.weight */, P + 959488 /* features1.conv4.bias */, scratch);
+    if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool3_forward(features1_maxpool3, features1_conv4);
+    if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv5_forward(features1_conv5, features1_maxpool3, P + 959744 /* features1.conv5.weight */, P + 2139392 /* features1.conv5.bias */, scratch);
+    if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv6_forward(features1_conv6, features1_conv5, P + 2139904 /* features1.conv6.weight */, P + 4499200 /* features1.conv6.bias */, scratch);
+    if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool4_forward(features1_maxpool4, features1_conv6);
+    if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv7_forward(features1_conv7, features1_maxpool4, P + 4499712 /* features1.conv7.weight */, P + 6859008 /* features1.conv7.bias */, scratch);
+    if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv8_forward(features1_conv8, features1_conv7, P + 6859520 /* features1.conv8.weight */, P + 9218816 /* features1.conv8.bias */, scratch);
+    if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool5_forward(features1_maxpool5, features1_conv8);
+    if (s->check) s->check(s, 12, NNCC_FORWARD);
     /* classifier1.flatten1: a view of features1.maxpool5 */
 #pragma omp barrier
     classifier1_fc1_forward(classifier1_fc1, features1_maxpool5, P + 9219328 /* classifier1.fc1.weight */, P + 11316480 /* classifier1.fc1.bias */, scratch);
+    if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
     classifier1_fc2_forward(classifier1_fc2, classifier1_fc1, P + 11320576 /* classifier1.fc2.weight */, P + 28097792 /* classifier1.fc2.bias */, scratch);
+    if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
     classifier1_fc3_forward(s->logits, classifier1_fc2, P + 28101888 /* classifier1.fc3.weight */, P + 28142848 /* classifier1.fc3.bias */, scratch);
+    if (s->check) s->check(s, 16, NNCC_FORWARD);
   }
 }
 
@@ -346,39 +363,94 @@ static void backward(NnccState *s) {
 #pragma omp parallel
   {
     classifier1_fc3_backward(d_classifier1_fc2, G + 28101888 /* classifier1.fc3.weight */, G + 28142848 /* classifier1.fc3.bias */, s->dlogits, classifier1_fc2, P + 28101888 /* classifier1.fc3.weight */, scratch);
+    if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
     classifier1_fc2_backward(d_classifier1_fc1, G + 11320576 /* classifier1.fc2.weight */, G + 28097792 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 11320576 /* classifier1.fc2.weight */, scratch);
+    if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
     classifier1_fc1_backward(d_features1_maxpool5, G + 9219328 /* classifier1.fc1.weight */, G + 11316480 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 9219328 /* classifier1.fc1.weight */, scratch);
+    if (s->check) s->check(s, 14, NNCC_BACKWARD);
     /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
 #pragma omp barrier
     features1_maxpool5_backward(d_features1_conv8, d_features1_maxpool5, features1_conv8);
+    if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv8_backward(d_features1_conv7, G + 6859520 /* features1.conv8.weight */, G + 9218816 /* features1.conv8.bias */, d_features1_conv8, features1_conv8, features1_conv7, P + 6859520 /* features1.conv8.weight */, scratch);
+    if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv7_backward(d_features1_maxpool4, G + 4499712 /* features1.conv7.weight */, G + 6859008 /* features1.conv7.bias */, d_features1_conv7, features1_conv7, features1_maxpool4, P + 4499712 /* features1.conv7.weight */, scratch);
+    if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool4_backward(d_features1_conv6, d_features1_maxpool4, features1_conv6);
+    if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv6_backward(d_features1_conv5, G + 2139904 /* features1.conv6.weight */, G + 4499200 /* features1.conv6.bias */, d_features1_conv6, features1_conv6, features1_conv5, P + 2139904 /* features1.conv6.weight */, scratch);
+    if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv5_backward(d_features1_maxpool3, G + 959744 /* features1.conv5.weight */, G + 2139392 /* features1.conv5.bias */, d_features1_conv5, features1_conv5, features1_maxpool3, P + 959744 /* features1.conv5.weight */, scratch);
+    if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool3_backward(d_features1_conv4, d_features1_maxpool3, features1_conv4);
+    if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv4_backward(d_features1_conv3, G + 369664 /* features1.conv4.weight */, G + 959488 /* features1.conv4.bias */, d_features1_conv4, features1_conv4, features1_conv3, P + 369664 /* features1.conv4.weight */, scratch);
+    if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv3_backward(d_features1_maxpool2, G + 74496 /* features1.conv3.weight */, G + 369408 /* features1.conv3.bias */, d_features1_conv3, features1_conv3, features1_maxpool2, P + 74496 /* features1.conv3.weight */, scratch);
+    if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool2_backward(d_features1_conv2, d_features1_maxpool2, features1_conv2);
+    if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv2_backward(d_features1_maxpool1, G + 640 /* features1.conv2.weight */, G + 74368 /* features1.conv2.bias */, d_features1_conv2, features1_conv2, features1_maxpool1, P + 640 /* features1.conv2.weight */, scratch);
+    if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool1_backward(d_features1_conv1, d_features1_maxpool1, features1_conv1);
+    if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    if (s->check) s->check(s, 0, NNCC_BACKWARD);
   }
 }
+
+/* name, op, source; output after forward; inputs and their gradients after
+ * backward (arena offsets in bytes); rows of params[]: for the numerics check */
+static const NnccNode nodes[] = {
+    {"features1.conv1", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 0, 4194304},
+     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+    {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 33554432, 1048576},
+     {"features1.conv1", NULL}, {{NNCC_ARENA, 16777216, 4194304}, {NNCC_NOWHERE, 0, 0}}, 2, 0},
+    {"features1.conv2", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 16777216, 2097152},
+     {"features1.maxpool1", NULL}, {{NNCC_ARENA, 37748736, 1048576}, {NNCC_NOWHERE, 0, 0}}, 2, 2},
+    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 46137344, 524288},
+     {"features1.conv2", NULL}, {{NNCC_ARENA, 25165824, 2097152}, {NNCC_NOWHERE, 0, 0}}, 4, 0},
+    {"features1.conv3", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 25165824, 1048576},
+     {"features1.maxpool2", NULL}, {{NNCC_ARENA, 37748736, 524288}, {NNCC_NOWHERE, 0, 0}}, 4, 2},
+    {"features1.conv4", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 29360128, 1048576},
+     {"features1.conv3", NULL}, {{NNCC_ARENA, 41943040, 1048576}, {NNCC_NOWHERE, 0, 0}}, 6, 2},
+    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 48234496, 262144},
+     {"features1.conv4", NULL}, {{NNCC_ARENA, 37748736, 1048576}, {NNCC_NOWHERE, 0, 0}}, 8, 0},
+    {"features1.conv5", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 37748736, 524288},
+     {"features1.maxpool3", NULL}, {{NNCC_ARENA, 41943040, 262144}, {NNCC_NOWHERE, 0, 0}}, 8, 2},
+    {"features1.conv6", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 39845888, 524288},
+     {"features1.conv5", NULL}, {{NNCC_ARENA, 44040192, 524288}, {NNCC_NOWHERE, 0, 0}}, 10, 2},
+    {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 49283072, 131072},
+     {"features1.conv6", NULL}, {{NNCC_ARENA, 41943040, 524288}, {NNCC_NOWHERE, 0, 0}}, 12, 0},
+    {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 49807360, 131072},
+     {"features1.maxpool4", NULL}, {{NNCC_ARENA, 44040192, 131072}, {NNCC_NOWHERE, 0, 0}}, 12, 2},
+    {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 131072},
+     {"features1.conv7", NULL}, {{NNCC_ARENA, 42467328, 131072}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+    {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 50855936, 32768},
+     {"features1.conv8", NULL}, {{NNCC_ARENA, 41943040, 131072}, {NNCC_NOWHERE, 0, 0}}, 16, 0},
+    {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 50855936, 32768},
+     {"features1.maxpool5", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 16, 0},
+    {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 41943040, 262144},
+     {"classifier1.flatten1", NULL}, {{NNCC_ARENA, 42991616, 32768}, {NNCC_NOWHERE, 0, 0}}, 16, 2},
+    {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 42991616, 262144},
+     {"classifier1.fc1", NULL}, {{NNCC_ARENA, 45088768, 262144}, {NNCC_NOWHERE, 0, 0}}, 18, 2},
+    {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
+     {"classifier1.fc2", NULL}, {{NNCC_ARENA, 44040192, 262144}, {NNCC_NOWHERE, 0, 0}}, 20, 2},
+};
 
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
@@ -396,6 +468,8 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 10, .seed = 1},
     .forward = forward,
     .backward = backward,
+    .nnodes = 17,
+    .nodes = nodes,
 };
 
 /* The model, its arena sized: the plan plus the largest kernel scratch. */

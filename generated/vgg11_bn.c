@@ -20,7 +20,8 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 28154000, ARENA_BYTES = 89806336 };
+#define PARAMS_FLOATS ((size_t)28154000)
+#define ARENA_BYTES ((size_t)89806336)
 
 static const NnccParam params[] = {
     {"features1.conv1.weight", NNCC_PARAM, 4, {64, 1, 3, 3}, 576, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -537,69 +538,101 @@ static void forward(NnccState *s, int training) {
 #pragma omp parallel
   {
     features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
+    if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn1_forward(features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, P + 704 /* features1.bn1.bias */, P + 768 /* features1.bn1.running_mean */, P + 832 /* features1.bn1.running_var */, P + 896 /* features1.bn1.num_batches_tracked */, features1_bn1_stats, training);
+    if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu1_forward(features1_relu1, features1_bn1);
+    if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool1_forward(features1_maxpool1, features1_relu1);
+    if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv2_forward(features1_conv2, features1_maxpool1, P + 912 /* features1.conv2.weight */, P + 74640 /* features1.conv2.bias */, scratch);
+    if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn2_forward(features1_bn2, features1_conv2, P + 74768 /* features1.bn2.weight */, P + 74896 /* features1.bn2.bias */, P + 75024 /* features1.bn2.running_mean */, P + 75152 /* features1.bn2.running_var */, P + 75280 /* features1.bn2.num_batches_tracked */, features1_bn2_stats, training);
+    if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu2_forward(features1_relu2, features1_bn2);
+    if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool2_forward(features1_maxpool2, features1_relu2);
+    if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv3_forward(features1_conv3, features1_maxpool2, P + 75296 /* features1.conv3.weight */, P + 370208 /* features1.conv3.bias */, scratch);
+    if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn3_forward(features1_bn3, features1_conv3, P + 370464 /* features1.bn3.weight */, P + 370720 /* features1.bn3.bias */, P + 370976 /* features1.bn3.running_mean */, P + 371232 /* features1.bn3.running_var */, P + 371488 /* features1.bn3.num_batches_tracked */, features1_bn3_stats, training);
+    if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu3_forward(features1_relu3, features1_bn3);
+    if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv4_forward(features1_conv4, features1_relu3, P + 371504 /* features1.conv4.weight */, P + 961328 /* features1.conv4.bias */, scratch);
+    if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn4_forward(features1_bn4, features1_conv4, P + 961584 /* features1.bn4.weight */, P + 961840 /* features1.bn4.bias */, P + 962096 /* features1.bn4.running_mean */, P + 962352 /* features1.bn4.running_var */, P + 962608 /* features1.bn4.num_batches_tracked */, features1_bn4_stats, training);
+    if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu4_forward(features1_relu4, features1_bn4);
+    if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool3_forward(features1_maxpool3, features1_relu4);
+    if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv5_forward(features1_conv5, features1_maxpool3, P + 962624 /* features1.conv5.weight */, P + 2142272 /* features1.conv5.bias */, scratch);
+    if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn5_forward(features1_bn5, features1_conv5, P + 2142784 /* features1.bn5.weight */, P + 2143296 /* features1.bn5.bias */, P + 2143808 /* features1.bn5.running_mean */, P + 2144320 /* features1.bn5.running_var */, P + 2144832 /* features1.bn5.num_batches_tracked */, features1_bn5_stats, training);
+    if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu5_forward(features1_relu5, features1_bn5);
+    if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv6_forward(features1_conv6, features1_relu5, P + 2144848 /* features1.conv6.weight */, P + 4504144 /* features1.conv6.bias */, scratch);
+    if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn6_forward(features1_bn6, features1_conv6, P + 4504656 /* features1.bn6.weight */, P + 4505168 /* features1.bn6.bias */, P + 4505680 /* features1.bn6.running_mean */, P + 4506192 /* features1.bn6.running_var */, P + 4506704 /* features1.bn6.num_batches_tracked */, features1_bn6_stats, training);
+    if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu6_forward(features1_relu6, features1_bn6);
+    if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool4_forward(features1_maxpool4, features1_relu6);
+    if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv7_forward(features1_conv7, features1_maxpool4, P + 4506720 /* features1.conv7.weight */, P + 6866016 /* features1.conv7.bias */, scratch);
+    if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn7_forward(features1_bn7, features1_conv7, P + 6866528 /* features1.bn7.weight */, P + 6867040 /* features1.bn7.bias */, P + 6867552 /* features1.bn7.running_mean */, P + 6868064 /* features1.bn7.running_var */, P + 6868576 /* features1.bn7.num_batches_tracked */, features1_bn7_stats, training);
+    if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu7_forward(features1_relu7, features1_bn7);
+    if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv8_forward(features1_conv8, features1_relu7, P + 6868592 /* features1.conv8.weight */, P + 9227888 /* features1.conv8.bias */, scratch);
+    if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn8_forward(features1_bn8, features1_conv8, P + 9228400 /* features1.bn8.weight */, P + 9228912 /* features1.bn8.bias */, P + 9229424 /* features1.bn8.running_mean */, P + 9229936 /* features1.bn8.running_var */, P + 9230448 /* features1.bn8.num_batches_tracked */, features1_bn8_stats, training);
+    if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu8_forward(features1_relu8, features1_bn8);
+    if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool5_forward(features1_maxpool5, features1_relu8);
+    if (s->check) s->check(s, 28, NNCC_FORWARD);
     /* classifier1.flatten1: a view of features1.maxpool5 */
 #pragma omp barrier
     classifier1_fc1_forward(classifier1_fc1, features1_maxpool5, P + 9230464 /* classifier1.fc1.weight */, P + 11327616 /* classifier1.fc1.bias */, scratch);
+    if (s->check) s->check(s, 30, NNCC_FORWARD);
 #pragma omp barrier
     classifier1_fc2_forward(classifier1_fc2, classifier1_fc1, P + 11331712 /* classifier1.fc2.weight */, P + 28108928 /* classifier1.fc2.bias */, scratch);
+    if (s->check) s->check(s, 31, NNCC_FORWARD);
 #pragma omp barrier
     classifier1_fc3_forward(s->logits, classifier1_fc2, P + 28113024 /* classifier1.fc3.weight */, P + 28153984 /* classifier1.fc3.bias */, scratch);
+    if (s->check) s->check(s, 32, NNCC_FORWARD);
   }
 }
 
@@ -674,71 +707,174 @@ static void backward(NnccState *s) {
 #pragma omp parallel
   {
     classifier1_fc3_backward(d_classifier1_fc2, G + 28113024 /* classifier1.fc3.weight */, G + 28153984 /* classifier1.fc3.bias */, s->dlogits, classifier1_fc2, P + 28113024 /* classifier1.fc3.weight */, scratch);
+    if (s->check) s->check(s, 32, NNCC_BACKWARD);
 #pragma omp barrier
     classifier1_fc2_backward(d_classifier1_fc1, G + 11331712 /* classifier1.fc2.weight */, G + 28108928 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 11331712 /* classifier1.fc2.weight */, scratch);
+    if (s->check) s->check(s, 31, NNCC_BACKWARD);
 #pragma omp barrier
     classifier1_fc1_backward(d_features1_maxpool5, G + 9230464 /* classifier1.fc1.weight */, G + 11327616 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 9230464 /* classifier1.fc1.weight */, scratch);
+    if (s->check) s->check(s, 30, NNCC_BACKWARD);
     /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
 #pragma omp barrier
     features1_maxpool5_backward(d_features1_relu8, d_features1_maxpool5, features1_relu8);
+    if (s->check) s->check(s, 28, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu8_backward(d_features1_bn8, d_features1_relu8, features1_relu8);
+    if (s->check) s->check(s, 27, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn8_backward(d_features1_conv8, G + 9228400 /* features1.bn8.weight */, G + 9228912 /* features1.bn8.bias */, d_features1_bn8, features1_conv8, P + 9228400 /* features1.bn8.weight */, features1_bn8_stats);
+    if (s->check) s->check(s, 26, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv8_backward(d_features1_relu7, G + 6868592 /* features1.conv8.weight */, G + 9227888 /* features1.conv8.bias */, d_features1_conv8, features1_relu7, P + 6868592 /* features1.conv8.weight */, scratch);
+    if (s->check) s->check(s, 25, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu7_backward(d_features1_bn7, d_features1_relu7, features1_relu7);
+    if (s->check) s->check(s, 24, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn7_backward(d_features1_conv7, G + 6866528 /* features1.bn7.weight */, G + 6867040 /* features1.bn7.bias */, d_features1_bn7, features1_conv7, P + 6866528 /* features1.bn7.weight */, features1_bn7_stats);
+    if (s->check) s->check(s, 23, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv7_backward(d_features1_maxpool4, G + 4506720 /* features1.conv7.weight */, G + 6866016 /* features1.conv7.bias */, d_features1_conv7, features1_maxpool4, P + 4506720 /* features1.conv7.weight */, scratch);
+    if (s->check) s->check(s, 22, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool4_backward(d_features1_relu6, d_features1_maxpool4, features1_relu6);
+    if (s->check) s->check(s, 21, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu6_backward(d_features1_bn6, d_features1_relu6, features1_relu6);
+    if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn6_backward(d_features1_conv6, G + 4504656 /* features1.bn6.weight */, G + 4505168 /* features1.bn6.bias */, d_features1_bn6, features1_conv6, P + 4504656 /* features1.bn6.weight */, features1_bn6_stats);
+    if (s->check) s->check(s, 19, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv6_backward(d_features1_relu5, G + 2144848 /* features1.conv6.weight */, G + 4504144 /* features1.conv6.bias */, d_features1_conv6, features1_relu5, P + 2144848 /* features1.conv6.weight */, scratch);
+    if (s->check) s->check(s, 18, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu5_backward(d_features1_bn5, d_features1_relu5, features1_relu5);
+    if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn5_backward(d_features1_conv5, G + 2142784 /* features1.bn5.weight */, G + 2143296 /* features1.bn5.bias */, d_features1_bn5, features1_conv5, P + 2142784 /* features1.bn5.weight */, features1_bn5_stats);
+    if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv5_backward(d_features1_maxpool3, G + 962624 /* features1.conv5.weight */, G + 2142272 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool3, P + 962624 /* features1.conv5.weight */, scratch);
+    if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool3_backward(d_features1_relu4, d_features1_maxpool3, features1_relu4);
+    if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu4_backward(d_features1_bn4, d_features1_relu4, features1_relu4);
+    if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn4_backward(d_features1_conv4, G + 961584 /* features1.bn4.weight */, G + 961840 /* features1.bn4.bias */, d_features1_bn4, features1_conv4, P + 961584 /* features1.bn4.weight */, features1_bn4_stats);
+    if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv4_backward(d_features1_relu3, G + 371504 /* features1.conv4.weight */, G + 961328 /* features1.conv4.bias */, d_features1_conv4, features1_relu3, P + 371504 /* features1.conv4.weight */, scratch);
+    if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu3_backward(d_features1_bn3, d_features1_relu3, features1_relu3);
+    if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn3_backward(d_features1_conv3, G + 370464 /* features1.bn3.weight */, G + 370720 /* features1.bn3.bias */, d_features1_bn3, features1_conv3, P + 370464 /* features1.bn3.weight */, features1_bn3_stats);
+    if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv3_backward(d_features1_maxpool2, G + 75296 /* features1.conv3.weight */, G + 370208 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool2, P + 75296 /* features1.conv3.weight */, scratch);
+    if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool2_backward(d_features1_relu2, d_features1_maxpool2, features1_relu2);
+    if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu2_backward(d_features1_bn2, d_features1_relu2, features1_relu2);
+    if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn2_backward(d_features1_conv2, G + 74768 /* features1.bn2.weight */, G + 74896 /* features1.bn2.bias */, d_features1_bn2, features1_conv2, P + 74768 /* features1.bn2.weight */, features1_bn2_stats);
+    if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv2_backward(d_features1_maxpool1, G + 912 /* features1.conv2.weight */, G + 74640 /* features1.conv2.bias */, d_features1_conv2, features1_maxpool1, P + 912 /* features1.conv2.weight */, scratch);
+    if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool1_backward(d_features1_relu1, d_features1_maxpool1, features1_relu1);
+    if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu1_backward(d_features1_bn1, d_features1_relu1, features1_relu1);
+    if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn1_backward(d_features1_conv1, G + 640 /* features1.bn1.weight */, G + 704 /* features1.bn1.bias */, d_features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, features1_bn1_stats);
+    if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    if (s->check) s->check(s, 0, NNCC_BACKWARD);
   }
 }
+
+/* name, op, source; output after forward; inputs and their gradients after
+ * backward (arena offsets in bytes); rows of params[]: for the numerics check */
+static const NnccNode nodes[] = {
+    {"features1.conv1", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 0, 4194304},
+     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+    {"features1.bn1", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 16777216, 4194304},
+     {"features1.conv1", NULL}, {{NNCC_ARENA, 16777216, 4194304}, {NNCC_NOWHERE, 0, 0}}, 2, 5},
+    {"features1.relu1", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 16777216, 4194304},
+     {"features1.bn1", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 7, 0},
+    {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 58720256, 1048576},
+     {"features1.relu1", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 7, 0},
+    {"features1.conv2", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 2097152},
+     {"features1.maxpool1", NULL}, {{NNCC_ARENA, 50331648, 1048576}, {NNCC_NOWHERE, 0, 0}}, 7, 2},
+    {"features1.bn2", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 41943040, 2097152},
+     {"features1.conv2", NULL}, {{NNCC_ARENA, 41943040, 2097152}, {NNCC_NOWHERE, 0, 0}}, 9, 5},
+    {"features1.relu2", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 41943040, 2097152},
+     {"features1.bn2", NULL}, {{NNCC_ARENA, 50331648, 2097152}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 75497472, 524288},
+     {"features1.relu2", NULL}, {{NNCC_ARENA, 50331648, 2097152}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+    {"features1.conv3", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 1048576},
+     {"features1.maxpool2", NULL}, {{NNCC_ARENA, 62914560, 524288}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+    {"features1.bn3", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 54525952, 1048576},
+     {"features1.conv3", NULL}, {{NNCC_ARENA, 54525952, 1048576}, {NNCC_NOWHERE, 0, 0}}, 16, 5},
+    {"features1.relu3", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 54525952, 1048576},
+     {"features1.bn3", NULL}, {{NNCC_ARENA, 62914560, 1048576}, {NNCC_NOWHERE, 0, 0}}, 21, 0},
+    {"features1.conv4", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 62914560, 1048576},
+     {"features1.relu3", NULL}, {{NNCC_ARENA, 62914560, 1048576}, {NNCC_NOWHERE, 0, 0}}, 21, 2},
+    {"features1.bn4", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 67108864, 1048576},
+     {"features1.conv4", NULL}, {{NNCC_ARENA, 67108864, 1048576}, {NNCC_NOWHERE, 0, 0}}, 23, 5},
+    {"features1.relu4", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 67108864, 1048576},
+     {"features1.bn4", NULL}, {{NNCC_ARENA, 71303168, 1048576}, {NNCC_NOWHERE, 0, 0}}, 28, 0},
+    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 83886080, 262144},
+     {"features1.relu4", NULL}, {{NNCC_ARENA, 71303168, 1048576}, {NNCC_NOWHERE, 0, 0}}, 28, 0},
+    {"features1.conv5", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 71303168, 524288},
+     {"features1.maxpool3", NULL}, {{NNCC_ARENA, 77594624, 262144}, {NNCC_NOWHERE, 0, 0}}, 28, 2},
+    {"features1.bn5", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 73400320, 524288},
+     {"features1.conv5", NULL}, {{NNCC_ARENA, 73400320, 524288}, {NNCC_NOWHERE, 0, 0}}, 30, 5},
+    {"features1.relu5", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 73400320, 524288},
+     {"features1.bn5", NULL}, {{NNCC_ARENA, 77594624, 524288}, {NNCC_NOWHERE, 0, 0}}, 35, 0},
+    {"features1.conv6", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 77594624, 524288},
+     {"features1.relu5", NULL}, {{NNCC_ARENA, 77594624, 524288}, {NNCC_NOWHERE, 0, 0}}, 35, 2},
+    {"features1.bn6", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 79691776, 524288},
+     {"features1.conv6", NULL}, {{NNCC_ARENA, 79691776, 524288}, {NNCC_NOWHERE, 0, 0}}, 37, 5},
+    {"features1.relu6", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 79691776, 524288},
+     {"features1.bn6", NULL}, {{NNCC_ARENA, 81788928, 524288}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+    {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 87031808, 131072},
+     {"features1.relu6", NULL}, {{NNCC_ARENA, 81788928, 524288}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+    {"features1.conv7", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 87556096, 131072},
+     {"features1.maxpool4", NULL}, {{NNCC_ARENA, 84934656, 131072}, {NNCC_NOWHERE, 0, 0}}, 42, 2},
+    {"features1.bn7", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 81788928, 131072},
+     {"features1.conv7", NULL}, {{NNCC_ARENA, 82313216, 131072}, {NNCC_NOWHERE, 0, 0}}, 44, 5},
+    {"features1.relu7", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 88080384, 131072},
+     {"features1.bn7", NULL}, {{NNCC_ARENA, 81788928, 131072}, {NNCC_NOWHERE, 0, 0}}, 49, 0},
+    {"features1.conv8", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 88604672, 131072},
+     {"features1.relu7", NULL}, {{NNCC_ARENA, 81788928, 131072}, {NNCC_NOWHERE, 0, 0}}, 49, 2},
+    {"features1.bn8", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 81788928, 131072},
+     {"features1.conv8", NULL}, {{NNCC_ARENA, 82313216, 131072}, {NNCC_NOWHERE, 0, 0}}, 51, 5},
+    {"features1.relu8", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 89128960, 131072},
+     {"features1.bn8", NULL}, {{NNCC_ARENA, 81788928, 131072}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+    {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 89653248, 32768},
+     {"features1.relu8", NULL}, {{NNCC_ARENA, 81788928, 131072}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+    {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 89653248, 32768},
+     {"features1.maxpool5", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+    {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 81788928, 262144},
+     {"classifier1.flatten1", NULL}, {{NNCC_ARENA, 82837504, 32768}, {NNCC_NOWHERE, 0, 0}}, 56, 2},
+    {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 82837504, 262144},
+     {"classifier1.fc1", NULL}, {{NNCC_ARENA, 85983232, 262144}, {NNCC_NOWHERE, 0, 0}}, 58, 2},
+    {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
+     {"classifier1.fc2", NULL}, {{NNCC_ARENA, 84934656, 262144}, {NNCC_NOWHERE, 0, 0}}, 60, 2},
+};
 
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
@@ -756,6 +892,8 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 10, .seed = 1},
     .forward = forward,
     .backward = backward,
+    .nnodes = 33,
+    .nodes = nodes,
 };
 
 /* The model, its arena sized: the plan plus the largest kernel scratch. */

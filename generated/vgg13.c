@@ -20,7 +20,8 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 28327376, ARENA_BYTES = 76152832 };
+#define PARAMS_FLOATS ((size_t)28327376)
+#define ARENA_BYTES ((size_t)76152832)
 
 static const NnccParam params[] = {
     {"features1.conv1.weight", NNCC_PARAM, 4, {64, 1, 3, 3}, 576, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -305,41 +306,59 @@ static void forward(NnccState *s, int training) {
 #pragma omp parallel
   {
     features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
+    if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv2_forward(features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, P + 37504 /* features1.conv2.bias */, scratch);
+    if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool1_forward(features1_maxpool1, features1_conv2);
+    if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv3_forward(features1_conv3, features1_maxpool1, P + 37568 /* features1.conv3.weight */, P + 111296 /* features1.conv3.bias */, scratch);
+    if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv4_forward(features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, P + 258880 /* features1.conv4.bias */, scratch);
+    if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool2_forward(features1_maxpool2, features1_conv4);
+    if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv5_forward(features1_conv5, features1_maxpool2, P + 259008 /* features1.conv5.weight */, P + 553920 /* features1.conv5.bias */, scratch);
+    if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv6_forward(features1_conv6, features1_conv5, P + 554176 /* features1.conv6.weight */, P + 1144000 /* features1.conv6.bias */, scratch);
+    if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool3_forward(features1_maxpool3, features1_conv6);
+    if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv7_forward(features1_conv7, features1_maxpool3, P + 1144256 /* features1.conv7.weight */, P + 2323904 /* features1.conv7.bias */, scratch);
+    if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv8_forward(features1_conv8, features1_conv7, P + 2324416 /* features1.conv8.weight */, P + 4683712 /* features1.conv8.bias */, scratch);
+    if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool4_forward(features1_maxpool4, features1_conv8);
+    if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv9_forward(features1_conv9, features1_maxpool4, P + 4684224 /* features1.conv9.weight */, P + 7043520 /* features1.conv9.bias */, scratch);
+    if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv10_forward(features1_conv10, features1_conv9, P + 7044032 /* features1.conv10.weight */, P + 9403328 /* features1.conv10.bias */, scratch);
+    if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool5_forward(features1_maxpool5, features1_conv10);
+    if (s->check) s->check(s, 14, NNCC_FORWARD);
     /* classifier1.flatten1: a view of features1.maxpool5 */
 #pragma omp barrier
     classifier1_fc1_forward(classifier1_fc1, features1_maxpool5, P + 9403840 /* classifier1.fc1.weight */, P + 11500992 /* classifier1.fc1.bias */, scratch);
+    if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
     classifier1_fc2_forward(classifier1_fc2, classifier1_fc1, P + 11505088 /* classifier1.fc2.weight */, P + 28282304 /* classifier1.fc2.bias */, scratch);
+    if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
     classifier1_fc3_forward(s->logits, classifier1_fc2, P + 28286400 /* classifier1.fc3.weight */, P + 28327360 /* classifier1.fc3.bias */, scratch);
+    if (s->check) s->check(s, 18, NNCC_FORWARD);
   }
 }
 
@@ -386,43 +405,104 @@ static void backward(NnccState *s) {
 #pragma omp parallel
   {
     classifier1_fc3_backward(d_classifier1_fc2, G + 28286400 /* classifier1.fc3.weight */, G + 28327360 /* classifier1.fc3.bias */, s->dlogits, classifier1_fc2, P + 28286400 /* classifier1.fc3.weight */, scratch);
+    if (s->check) s->check(s, 18, NNCC_BACKWARD);
 #pragma omp barrier
     classifier1_fc2_backward(d_classifier1_fc1, G + 11505088 /* classifier1.fc2.weight */, G + 28282304 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 11505088 /* classifier1.fc2.weight */, scratch);
+    if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
     classifier1_fc1_backward(d_features1_maxpool5, G + 9403840 /* classifier1.fc1.weight */, G + 11500992 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 9403840 /* classifier1.fc1.weight */, scratch);
+    if (s->check) s->check(s, 16, NNCC_BACKWARD);
     /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
 #pragma omp barrier
     features1_maxpool5_backward(d_features1_conv10, d_features1_maxpool5, features1_conv10);
+    if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv10_backward(d_features1_conv9, G + 7044032 /* features1.conv10.weight */, G + 9403328 /* features1.conv10.bias */, d_features1_conv10, features1_conv10, features1_conv9, P + 7044032 /* features1.conv10.weight */, scratch);
+    if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv9_backward(d_features1_maxpool4, G + 4684224 /* features1.conv9.weight */, G + 7043520 /* features1.conv9.bias */, d_features1_conv9, features1_conv9, features1_maxpool4, P + 4684224 /* features1.conv9.weight */, scratch);
+    if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool4_backward(d_features1_conv8, d_features1_maxpool4, features1_conv8);
+    if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv8_backward(d_features1_conv7, G + 2324416 /* features1.conv8.weight */, G + 4683712 /* features1.conv8.bias */, d_features1_conv8, features1_conv8, features1_conv7, P + 2324416 /* features1.conv8.weight */, scratch);
+    if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv7_backward(d_features1_maxpool3, G + 1144256 /* features1.conv7.weight */, G + 2323904 /* features1.conv7.bias */, d_features1_conv7, features1_conv7, features1_maxpool3, P + 1144256 /* features1.conv7.weight */, scratch);
+    if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool3_backward(d_features1_conv6, d_features1_maxpool3, features1_conv6);
+    if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv6_backward(d_features1_conv5, G + 554176 /* features1.conv6.weight */, G + 1144000 /* features1.conv6.bias */, d_features1_conv6, features1_conv6, features1_conv5, P + 554176 /* features1.conv6.weight */, scratch);
+    if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv5_backward(d_features1_maxpool2, G + 259008 /* features1.conv5.weight */, G + 553920 /* features1.conv5.bias */, d_features1_conv5, features1_conv5, features1_maxpool2, P + 259008 /* features1.conv5.weight */, scratch);
+    if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool2_backward(d_features1_conv4, d_features1_maxpool2, features1_conv4);
+    if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv4_backward(d_features1_conv3, G + 111424 /* features1.conv4.weight */, G + 258880 /* features1.conv4.bias */, d_features1_conv4, features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, scratch);
+    if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv3_backward(d_features1_maxpool1, G + 37568 /* features1.conv3.weight */, G + 111296 /* features1.conv3.bias */, d_features1_conv3, features1_conv3, features1_maxpool1, P + 37568 /* features1.conv3.weight */, scratch);
+    if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool1_backward(d_features1_conv2, d_features1_maxpool1, features1_conv2);
+    if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv2_backward(d_features1_conv1, G + 640 /* features1.conv2.weight */, G + 37504 /* features1.conv2.bias */, d_features1_conv2, features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, scratch);
+    if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    if (s->check) s->check(s, 0, NNCC_BACKWARD);
   }
 }
+
+/* name, op, source; output after forward; inputs and their gradients after
+ * backward (arena offsets in bytes); rows of params[]: for the numerics check */
+static const NnccNode nodes[] = {
+    {"features1.conv1", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 0, 4194304},
+     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+    {"features1.conv2", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 16777216, 4194304},
+     {"features1.conv1", NULL}, {{NNCC_ARENA, 50331648, 4194304}, {NNCC_NOWHERE, 0, 0}}, 2, 2},
+    {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 67108864, 1048576},
+     {"features1.conv2", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 4, 0},
+    {"features1.conv3", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 2097152},
+     {"features1.maxpool1", NULL}, {{NNCC_ARENA, 50331648, 1048576}, {NNCC_NOWHERE, 0, 0}}, 4, 2},
+    {"features1.conv4", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 41943040, 2097152},
+     {"features1.conv3", NULL}, {{NNCC_ARENA, 58720256, 2097152}, {NNCC_NOWHERE, 0, 0}}, 6, 2},
+    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 71303168, 524288},
+     {"features1.conv4", NULL}, {{NNCC_ARENA, 50331648, 2097152}, {NNCC_NOWHERE, 0, 0}}, 8, 0},
+    {"features1.conv5", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 1048576},
+     {"features1.maxpool2", NULL}, {{NNCC_ARENA, 58720256, 524288}, {NNCC_NOWHERE, 0, 0}}, 8, 2},
+    {"features1.conv6", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 54525952, 1048576},
+     {"features1.conv5", NULL}, {{NNCC_ARENA, 62914560, 1048576}, {NNCC_NOWHERE, 0, 0}}, 10, 2},
+    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 73400320, 262144},
+     {"features1.conv6", NULL}, {{NNCC_ARENA, 58720256, 1048576}, {NNCC_NOWHERE, 0, 0}}, 12, 0},
+    {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 58720256, 524288},
+     {"features1.maxpool3", NULL}, {{NNCC_ARENA, 62914560, 262144}, {NNCC_NOWHERE, 0, 0}}, 12, 2},
+    {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 60817408, 524288},
+     {"features1.conv7", NULL}, {{NNCC_ARENA, 65011712, 524288}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+    {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 74448896, 131072},
+     {"features1.conv8", NULL}, {{NNCC_ARENA, 62914560, 524288}, {NNCC_NOWHERE, 0, 0}}, 16, 0},
+    {"features1.conv9", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 74973184, 131072},
+     {"features1.maxpool4", NULL}, {{NNCC_ARENA, 65011712, 131072}, {NNCC_NOWHERE, 0, 0}}, 16, 2},
+    {"features1.conv10", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 75497472, 131072},
+     {"features1.conv9", NULL}, {{NNCC_ARENA, 63438848, 131072}, {NNCC_NOWHERE, 0, 0}}, 18, 2},
+    {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 76021760, 32768},
+     {"features1.conv10", NULL}, {{NNCC_ARENA, 62914560, 131072}, {NNCC_NOWHERE, 0, 0}}, 20, 0},
+    {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 76021760, 32768},
+     {"features1.maxpool5", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 20, 0},
+    {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 62914560, 262144},
+     {"classifier1.flatten1", NULL}, {{NNCC_ARENA, 63963136, 32768}, {NNCC_NOWHERE, 0, 0}}, 20, 2},
+    {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 63963136, 262144},
+     {"classifier1.fc1", NULL}, {{NNCC_ARENA, 66060288, 262144}, {NNCC_NOWHERE, 0, 0}}, 22, 2},
+    {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
+     {"classifier1.fc2", NULL}, {{NNCC_ARENA, 65011712, 262144}, {NNCC_NOWHERE, 0, 0}}, 24, 2},
+};
 
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
@@ -440,6 +520,8 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 10, .seed = 1},
     .forward = forward,
     .backward = backward,
+    .nnodes = 19,
+    .nodes = nodes,
 };
 
 /* The model, its arena sized: the plan plus the largest kernel scratch. */

@@ -20,7 +20,8 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 28339312, ARENA_BYTES = 140139520 };
+#define PARAMS_FLOATS ((size_t)28339312)
+#define ARENA_BYTES ((size_t)140139520)
 
 static const NnccParam params[] = {
     {"features1.conv1.weight", NNCC_PARAM, 4, {64, 1, 3, 3}, 576, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -635,81 +636,119 @@ static void forward(NnccState *s, int training) {
 #pragma omp parallel
   {
     features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
+    if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn1_forward(features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, P + 704 /* features1.bn1.bias */, P + 768 /* features1.bn1.running_mean */, P + 832 /* features1.bn1.running_var */, P + 896 /* features1.bn1.num_batches_tracked */, features1_bn1_stats, training);
+    if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu1_forward(features1_relu1, features1_bn1);
+    if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv2_forward(features1_conv2, features1_relu1, P + 912 /* features1.conv2.weight */, P + 37776 /* features1.conv2.bias */, scratch);
+    if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn2_forward(features1_bn2, features1_conv2, P + 37840 /* features1.bn2.weight */, P + 37904 /* features1.bn2.bias */, P + 37968 /* features1.bn2.running_mean */, P + 38032 /* features1.bn2.running_var */, P + 38096 /* features1.bn2.num_batches_tracked */, features1_bn2_stats, training);
+    if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu2_forward(features1_relu2, features1_bn2);
+    if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool1_forward(features1_maxpool1, features1_relu2);
+    if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv3_forward(features1_conv3, features1_maxpool1, P + 38112 /* features1.conv3.weight */, P + 111840 /* features1.conv3.bias */, scratch);
+    if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn3_forward(features1_bn3, features1_conv3, P + 111968 /* features1.bn3.weight */, P + 112096 /* features1.bn3.bias */, P + 112224 /* features1.bn3.running_mean */, P + 112352 /* features1.bn3.running_var */, P + 112480 /* features1.bn3.num_batches_tracked */, features1_bn3_stats, training);
+    if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu3_forward(features1_relu3, features1_bn3);
+    if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv4_forward(features1_conv4, features1_relu3, P + 112496 /* features1.conv4.weight */, P + 259952 /* features1.conv4.bias */, scratch);
+    if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn4_forward(features1_bn4, features1_conv4, P + 260080 /* features1.bn4.weight */, P + 260208 /* features1.bn4.bias */, P + 260336 /* features1.bn4.running_mean */, P + 260464 /* features1.bn4.running_var */, P + 260592 /* features1.bn4.num_batches_tracked */, features1_bn4_stats, training);
+    if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu4_forward(features1_relu4, features1_bn4);
+    if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool2_forward(features1_maxpool2, features1_relu4);
+    if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv5_forward(features1_conv5, features1_maxpool2, P + 260608 /* features1.conv5.weight */, P + 555520 /* features1.conv5.bias */, scratch);
+    if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn5_forward(features1_bn5, features1_conv5, P + 555776 /* features1.bn5.weight */, P + 556032 /* features1.bn5.bias */, P + 556288 /* features1.bn5.running_mean */, P + 556544 /* features1.bn5.running_var */, P + 556800 /* features1.bn5.num_batches_tracked */, features1_bn5_stats, training);
+    if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu5_forward(features1_relu5, features1_bn5);
+    if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv6_forward(features1_conv6, features1_relu5, P + 556816 /* features1.conv6.weight */, P + 1146640 /* features1.conv6.bias */, scratch);
+    if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn6_forward(features1_bn6, features1_conv6, P + 1146896 /* features1.bn6.weight */, P + 1147152 /* features1.bn6.bias */, P + 1147408 /* features1.bn6.running_mean */, P + 1147664 /* features1.bn6.running_var */, P + 1147920 /* features1.bn6.num_batches_tracked */, features1_bn6_stats, training);
+    if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu6_forward(features1_relu6, features1_bn6);
+    if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool3_forward(features1_maxpool3, features1_relu6);
+    if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv7_forward(features1_conv7, features1_maxpool3, P + 1147936 /* features1.conv7.weight */, P + 2327584 /* features1.conv7.bias */, scratch);
+    if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn7_forward(features1_bn7, features1_conv7, P + 2328096 /* features1.bn7.weight */, P + 2328608 /* features1.bn7.bias */, P + 2329120 /* features1.bn7.running_mean */, P + 2329632 /* features1.bn7.running_var */, P + 2330144 /* features1.bn7.num_batches_tracked */, features1_bn7_stats, training);
+    if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu7_forward(features1_relu7, features1_bn7);
+    if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv8_forward(features1_conv8, features1_relu7, P + 2330160 /* features1.conv8.weight */, P + 4689456 /* features1.conv8.bias */, scratch);
+    if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn8_forward(features1_bn8, features1_conv8, P + 4689968 /* features1.bn8.weight */, P + 4690480 /* features1.bn8.bias */, P + 4690992 /* features1.bn8.running_mean */, P + 4691504 /* features1.bn8.running_var */, P + 4692016 /* features1.bn8.num_batches_tracked */, features1_bn8_stats, training);
+    if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu8_forward(features1_relu8, features1_bn8);
+    if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool4_forward(features1_maxpool4, features1_relu8);
+    if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv9_forward(features1_conv9, features1_maxpool4, P + 4692032 /* features1.conv9.weight */, P + 7051328 /* features1.conv9.bias */, scratch);
+    if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn9_forward(features1_bn9, features1_conv9, P + 7051840 /* features1.bn9.weight */, P + 7052352 /* features1.bn9.bias */, P + 7052864 /* features1.bn9.running_mean */, P + 7053376 /* features1.bn9.running_var */, P + 7053888 /* features1.bn9.num_batches_tracked */, features1_bn9_stats, training);
+    if (s->check) s->check(s, 29, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu9_forward(features1_relu9, features1_bn9);
+    if (s->check) s->check(s, 30, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv10_forward(features1_conv10, features1_relu9, P + 7053904 /* features1.conv10.weight */, P + 9413200 /* features1.conv10.bias */, scratch);
+    if (s->check) s->check(s, 31, NNCC_FORWARD);
 #pragma omp barrier
     features1_bn10_forward(features1_bn10, features1_conv10, P + 9413712 /* features1.bn10.weight */, P + 9414224 /* features1.bn10.bias */, P + 9414736 /* features1.bn10.running_mean */, P + 9415248 /* features1.bn10.running_var */, P + 9415760 /* features1.bn10.num_batches_tracked */, features1_bn10_stats, training);
+    if (s->check) s->check(s, 32, NNCC_FORWARD);
 #pragma omp barrier
     features1_relu10_forward(features1_relu10, features1_bn10);
+    if (s->check) s->check(s, 33, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool5_forward(features1_maxpool5, features1_relu10);
+    if (s->check) s->check(s, 34, NNCC_FORWARD);
     /* classifier1.flatten1: a view of features1.maxpool5 */
 #pragma omp barrier
     classifier1_fc1_forward(classifier1_fc1, features1_maxpool5, P + 9415776 /* classifier1.fc1.weight */, P + 11512928 /* classifier1.fc1.bias */, scratch);
+    if (s->check) s->check(s, 36, NNCC_FORWARD);
 #pragma omp barrier
     classifier1_fc2_forward(classifier1_fc2, classifier1_fc1, P + 11517024 /* classifier1.fc2.weight */, P + 28294240 /* classifier1.fc2.bias */, scratch);
+    if (s->check) s->check(s, 37, NNCC_FORWARD);
 #pragma omp barrier
     classifier1_fc3_forward(s->logits, classifier1_fc2, P + 28298336 /* classifier1.fc3.weight */, P + 28339296 /* classifier1.fc3.bias */, scratch);
+    if (s->check) s->check(s, 38, NNCC_FORWARD);
   }
 }
 
@@ -796,83 +835,204 @@ static void backward(NnccState *s) {
 #pragma omp parallel
   {
     classifier1_fc3_backward(d_classifier1_fc2, G + 28298336 /* classifier1.fc3.weight */, G + 28339296 /* classifier1.fc3.bias */, s->dlogits, classifier1_fc2, P + 28298336 /* classifier1.fc3.weight */, scratch);
+    if (s->check) s->check(s, 38, NNCC_BACKWARD);
 #pragma omp barrier
     classifier1_fc2_backward(d_classifier1_fc1, G + 11517024 /* classifier1.fc2.weight */, G + 28294240 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 11517024 /* classifier1.fc2.weight */, scratch);
+    if (s->check) s->check(s, 37, NNCC_BACKWARD);
 #pragma omp barrier
     classifier1_fc1_backward(d_features1_maxpool5, G + 9415776 /* classifier1.fc1.weight */, G + 11512928 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 9415776 /* classifier1.fc1.weight */, scratch);
+    if (s->check) s->check(s, 36, NNCC_BACKWARD);
     /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
 #pragma omp barrier
     features1_maxpool5_backward(d_features1_relu10, d_features1_maxpool5, features1_relu10);
+    if (s->check) s->check(s, 34, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu10_backward(d_features1_bn10, d_features1_relu10, features1_relu10);
+    if (s->check) s->check(s, 33, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn10_backward(d_features1_conv10, G + 9413712 /* features1.bn10.weight */, G + 9414224 /* features1.bn10.bias */, d_features1_bn10, features1_conv10, P + 9413712 /* features1.bn10.weight */, features1_bn10_stats);
+    if (s->check) s->check(s, 32, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv10_backward(d_features1_relu9, G + 7053904 /* features1.conv10.weight */, G + 9413200 /* features1.conv10.bias */, d_features1_conv10, features1_relu9, P + 7053904 /* features1.conv10.weight */, scratch);
+    if (s->check) s->check(s, 31, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu9_backward(d_features1_bn9, d_features1_relu9, features1_relu9);
+    if (s->check) s->check(s, 30, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn9_backward(d_features1_conv9, G + 7051840 /* features1.bn9.weight */, G + 7052352 /* features1.bn9.bias */, d_features1_bn9, features1_conv9, P + 7051840 /* features1.bn9.weight */, features1_bn9_stats);
+    if (s->check) s->check(s, 29, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv9_backward(d_features1_maxpool4, G + 4692032 /* features1.conv9.weight */, G + 7051328 /* features1.conv9.bias */, d_features1_conv9, features1_maxpool4, P + 4692032 /* features1.conv9.weight */, scratch);
+    if (s->check) s->check(s, 28, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool4_backward(d_features1_relu8, d_features1_maxpool4, features1_relu8);
+    if (s->check) s->check(s, 27, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu8_backward(d_features1_bn8, d_features1_relu8, features1_relu8);
+    if (s->check) s->check(s, 26, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn8_backward(d_features1_conv8, G + 4689968 /* features1.bn8.weight */, G + 4690480 /* features1.bn8.bias */, d_features1_bn8, features1_conv8, P + 4689968 /* features1.bn8.weight */, features1_bn8_stats);
+    if (s->check) s->check(s, 25, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv8_backward(d_features1_relu7, G + 2330160 /* features1.conv8.weight */, G + 4689456 /* features1.conv8.bias */, d_features1_conv8, features1_relu7, P + 2330160 /* features1.conv8.weight */, scratch);
+    if (s->check) s->check(s, 24, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu7_backward(d_features1_bn7, d_features1_relu7, features1_relu7);
+    if (s->check) s->check(s, 23, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn7_backward(d_features1_conv7, G + 2328096 /* features1.bn7.weight */, G + 2328608 /* features1.bn7.bias */, d_features1_bn7, features1_conv7, P + 2328096 /* features1.bn7.weight */, features1_bn7_stats);
+    if (s->check) s->check(s, 22, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv7_backward(d_features1_maxpool3, G + 1147936 /* features1.conv7.weight */, G + 2327584 /* features1.conv7.bias */, d_features1_conv7, features1_maxpool3, P + 1147936 /* features1.conv7.weight */, scratch);
+    if (s->check) s->check(s, 21, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool3_backward(d_features1_relu6, d_features1_maxpool3, features1_relu6);
+    if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu6_backward(d_features1_bn6, d_features1_relu6, features1_relu6);
+    if (s->check) s->check(s, 19, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn6_backward(d_features1_conv6, G + 1146896 /* features1.bn6.weight */, G + 1147152 /* features1.bn6.bias */, d_features1_bn6, features1_conv6, P + 1146896 /* features1.bn6.weight */, features1_bn6_stats);
+    if (s->check) s->check(s, 18, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv6_backward(d_features1_relu5, G + 556816 /* features1.conv6.weight */, G + 1146640 /* features1.conv6.bias */, d_features1_conv6, features1_relu5, P + 556816 /* features1.conv6.weight */, scratch);
+    if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu5_backward(d_features1_bn5, d_features1_relu5, features1_relu5);
+    if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn5_backward(d_features1_conv5, G + 555776 /* features1.bn5.weight */, G + 556032 /* features1.bn5.bias */, d_features1_bn5, features1_conv5, P + 555776 /* features1.bn5.weight */, features1_bn5_stats);
+    if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv5_backward(d_features1_maxpool2, G + 260608 /* features1.conv5.weight */, G + 555520 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool2, P + 260608 /* features1.conv5.weight */, scratch);
+    if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool2_backward(d_features1_relu4, d_features1_maxpool2, features1_relu4);
+    if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu4_backward(d_features1_bn4, d_features1_relu4, features1_relu4);
+    if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn4_backward(d_features1_conv4, G + 260080 /* features1.bn4.weight */, G + 260208 /* features1.bn4.bias */, d_features1_bn4, features1_conv4, P + 260080 /* features1.bn4.weight */, features1_bn4_stats);
+    if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv4_backward(d_features1_relu3, G + 112496 /* features1.conv4.weight */, G + 259952 /* features1.conv4.bias */, d_features1_conv4, features1_relu3, P + 112496 /* features1.conv4.weight */, scratch);
+    if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu3_backward(d_features1_bn3, d_features1_relu3, features1_relu3);
+    if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn3_backward(d_features1_conv3, G + 111968 /* features1.bn3.weight */, G + 112096 /* features1.bn3.bias */, d_features1_bn3, features1_conv3, P + 111968 /* features1.bn3.weight */, features1_bn3_stats);
+    if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv3_backward(d_features1_maxpool1, G + 38112 /* features1.conv3.weight */, G + 111840 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool1, P + 38112 /* features1.conv3.weight */, scratch);
+    if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool1_backward(d_features1_relu2, d_features1_maxpool1, features1_relu2);
+    if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu2_backward(d_features1_bn2, d_features1_relu2, features1_relu2);
+    if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn2_backward(d_features1_conv2, G + 37840 /* features1.bn2.weight */, G + 37904 /* features1.bn2.bias */, d_features1_bn2, features1_conv2, P + 37840 /* features1.bn2.weight */, features1_bn2_stats);
+    if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv2_backward(d_features1_relu1, G + 912 /* features1.conv2.weight */, G + 37776 /* features1.conv2.bias */, d_features1_conv2, features1_relu1, P + 912 /* features1.conv2.weight */, scratch);
+    if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
     features1_relu1_backward(d_features1_bn1, d_features1_relu1, features1_relu1);
+    if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn1_backward(d_features1_conv1, G + 640 /* features1.bn1.weight */, G + 704 /* features1.bn1.bias */, d_features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, features1_bn1_stats);
+    if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    if (s->check) s->check(s, 0, NNCC_BACKWARD);
   }
 }
+
+/* name, op, source; output after forward; inputs and their gradients after
+ * backward (arena offsets in bytes); rows of params[]: for the numerics check */
+static const NnccNode nodes[] = {
+    {"features1.conv1", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 0, 4194304},
+     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+    {"features1.bn1", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 16777216, 4194304},
+     {"features1.conv1", NULL}, {{NNCC_ARENA, 16777216, 4194304}, {NNCC_NOWHERE, 0, 0}}, 2, 5},
+    {"features1.relu1", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 16777216, 4194304},
+     {"features1.bn1", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 7, 0},
+    {"features1.conv2", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 4194304},
+     {"features1.relu1", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 7, 2},
+    {"features1.bn2", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 50331648, 4194304},
+     {"features1.conv2", NULL}, {{NNCC_ARENA, 50331648, 4194304}, {NNCC_NOWHERE, 0, 0}}, 9, 5},
+    {"features1.relu2", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 50331648, 4194304},
+     {"features1.bn2", NULL}, {{NNCC_ARENA, 67108864, 4194304}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+    {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 109051904, 1048576},
+     {"features1.relu2", NULL}, {{NNCC_ARENA, 67108864, 4194304}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+    {"features1.conv3", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 67108864, 2097152},
+     {"features1.maxpool1", NULL}, {{NNCC_ARENA, 83886080, 1048576}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+    {"features1.bn3", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 75497472, 2097152},
+     {"features1.conv3", NULL}, {{NNCC_ARENA, 75497472, 2097152}, {NNCC_NOWHERE, 0, 0}}, 16, 5},
+    {"features1.relu3", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 75497472, 2097152},
+     {"features1.bn3", NULL}, {{NNCC_ARENA, 83886080, 2097152}, {NNCC_NOWHERE, 0, 0}}, 21, 0},
+    {"features1.conv4", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 83886080, 2097152},
+     {"features1.relu3", NULL}, {{NNCC_ARENA, 83886080, 2097152}, {NNCC_NOWHERE, 0, 0}}, 21, 2},
+    {"features1.bn4", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 92274688, 2097152},
+     {"features1.conv4", NULL}, {{NNCC_ARENA, 92274688, 2097152}, {NNCC_NOWHERE, 0, 0}}, 23, 5},
+    {"features1.relu4", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 92274688, 2097152},
+     {"features1.bn4", NULL}, {{NNCC_ARENA, 100663296, 2097152}, {NNCC_NOWHERE, 0, 0}}, 28, 0},
+    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 125829120, 524288},
+     {"features1.relu4", NULL}, {{NNCC_ARENA, 100663296, 2097152}, {NNCC_NOWHERE, 0, 0}}, 28, 0},
+    {"features1.conv5", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 100663296, 1048576},
+     {"features1.maxpool2", NULL}, {{NNCC_ARENA, 113246208, 524288}, {NNCC_NOWHERE, 0, 0}}, 28, 2},
+    {"features1.bn5", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 104857600, 1048576},
+     {"features1.conv5", NULL}, {{NNCC_ARENA, 104857600, 1048576}, {NNCC_NOWHERE, 0, 0}}, 30, 5},
+    {"features1.relu5", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 104857600, 1048576},
+     {"features1.bn5", NULL}, {{NNCC_ARENA, 113246208, 1048576}, {NNCC_NOWHERE, 0, 0}}, 35, 0},
+    {"features1.conv6", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 113246208, 1048576},
+     {"features1.relu5", NULL}, {{NNCC_ARENA, 113246208, 1048576}, {NNCC_NOWHERE, 0, 0}}, 35, 2},
+    {"features1.bn6", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 117440512, 1048576},
+     {"features1.conv6", NULL}, {{NNCC_ARENA, 117440512, 1048576}, {NNCC_NOWHERE, 0, 0}}, 37, 5},
+    {"features1.relu6", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 117440512, 1048576},
+     {"features1.bn6", NULL}, {{NNCC_ARENA, 121634816, 1048576}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 134217728, 262144},
+     {"features1.relu6", NULL}, {{NNCC_ARENA, 121634816, 1048576}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+    {"features1.conv7", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 121634816, 524288},
+     {"features1.maxpool3", NULL}, {{NNCC_ARENA, 127926272, 262144}, {NNCC_NOWHERE, 0, 0}}, 42, 2},
+    {"features1.bn7", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 123731968, 524288},
+     {"features1.conv7", NULL}, {{NNCC_ARENA, 123731968, 524288}, {NNCC_NOWHERE, 0, 0}}, 44, 5},
+    {"features1.relu7", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 123731968, 524288},
+     {"features1.bn7", NULL}, {{NNCC_ARENA, 127926272, 524288}, {NNCC_NOWHERE, 0, 0}}, 49, 0},
+    {"features1.conv8", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 127926272, 524288},
+     {"features1.relu7", NULL}, {{NNCC_ARENA, 127926272, 524288}, {NNCC_NOWHERE, 0, 0}}, 49, 2},
+    {"features1.bn8", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 130023424, 524288},
+     {"features1.conv8", NULL}, {{NNCC_ARENA, 130023424, 524288}, {NNCC_NOWHERE, 0, 0}}, 51, 5},
+    {"features1.relu8", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 130023424, 524288},
+     {"features1.bn8", NULL}, {{NNCC_ARENA, 132120576, 524288}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+    {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 137363456, 131072},
+     {"features1.relu8", NULL}, {{NNCC_ARENA, 132120576, 524288}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+    {"features1.conv9", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 137887744, 131072},
+     {"features1.maxpool4", NULL}, {{NNCC_ARENA, 135266304, 131072}, {NNCC_NOWHERE, 0, 0}}, 56, 2},
+    {"features1.bn9", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 132120576, 131072},
+     {"features1.conv9", NULL}, {{NNCC_ARENA, 132644864, 131072}, {NNCC_NOWHERE, 0, 0}}, 58, 5},
+    {"features1.relu9", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 138412032, 131072},
+     {"features1.bn9", NULL}, {{NNCC_ARENA, 132120576, 131072}, {NNCC_NOWHERE, 0, 0}}, 63, 0},
+    {"features1.conv10", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 138936320, 131072},
+     {"features1.relu9", NULL}, {{NNCC_ARENA, 132120576, 131072}, {NNCC_NOWHERE, 0, 0}}, 63, 2},
+    {"features1.bn10", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 132120576, 131072},
+     {"features1.conv10", NULL}, {{NNCC_ARENA, 132644864, 131072}, {NNCC_NOWHERE, 0, 0}}, 65, 5},
+    {"features1.relu10", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 139460608, 131072},
+     {"features1.bn10", NULL}, {{NNCC_ARENA, 132120576, 131072}, {NNCC_NOWHERE, 0, 0}}, 70, 0},
+    {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 139984896, 32768},
+     {"features1.relu10", NULL}, {{NNCC_ARENA, 132120576, 131072}, {NNCC_NOWHERE, 0, 0}}, 70, 0},
+    {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 139984896, 32768},
+     {"features1.maxpool5", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 70, 0},
+    {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 132120576, 262144},
+     {"classifier1.flatten1", NULL}, {{NNCC_ARENA, 133169152, 32768}, {NNCC_NOWHERE, 0, 0}}, 70, 2},
+    {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 133169152, 262144},
+     {"classifier1.fc1", NULL}, {{NNCC_ARENA, 136314880, 262144}, {NNCC_NOWHERE, 0, 0}}, 72, 2},
+    {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
+     {"classifier1.fc2", NULL}, {{NNCC_ARENA, 135266304, 262144}, {NNCC_NOWHERE, 0, 0}}, 74, 2},
+};
 
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
@@ -890,6 +1050,8 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 10, .seed = 1},
     .forward = forward,
     .backward = backward,
+    .nnodes = 39,
+    .nodes = nodes,
 };
 
 /* The model, its arena sized: the plan plus the largest kernel scratch. */

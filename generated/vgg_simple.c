@@ -20,7 +20,8 @@
  * regions, by every thread: inlined, their sizes become constants */
 #define KERNEL static inline __attribute__((always_inline))
 
-enum { PARAMS_FLOATS = 935664, ARENA_BYTES = 31596544 };
+#define PARAMS_FLOATS ((size_t)935664)
+#define ARENA_BYTES ((size_t)31596544)
 
 static const NnccParam params[] = {
     {"conv_2_block1.conv1.weight", NNCC_PARAM, 4, {16, 1, 3, 3}, 144, 0, NNCC_INIT_UNIFORM, 0.33333333f},
@@ -353,47 +354,68 @@ static void forward(NnccState *s, int training) {
 #pragma omp parallel
   {
     conv_2_block1_conv1_forward(conv_2_block1_conv1, s->input, P + 0 /* conv_2_block1.conv1.weight */, P + 144 /* conv_2_block1.conv1.bias */, scratch);
+    if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
     conv_2_block1_conv2_forward(conv_2_block1_conv2, conv_2_block1_conv1, P + 160 /* conv_2_block1.conv2.weight */, P + 2464 /* conv_2_block1.conv2.bias */, scratch);
+    if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     conv_2_block1_maxpool1_forward(conv_2_block1_maxpool1, conv_2_block1_conv2);
+    if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
     conv_2_block2_conv1_forward(conv_2_block2_conv1, conv_2_block1_maxpool1, P + 2480 /* conv_2_block2.conv1.weight */, P + 7088 /* conv_2_block2.conv1.bias */, scratch);
+    if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
     conv_2_block2_conv2_forward(conv_2_block2_conv2, conv_2_block2_conv1, P + 7120 /* conv_2_block2.conv2.weight */, P + 16336 /* conv_2_block2.conv2.bias */, scratch);
+    if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
     conv_2_block2_maxpool1_forward(conv_2_block2_maxpool1, conv_2_block2_conv2);
+    if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block1_conv1_forward(conv_3_block1_conv1, conv_2_block2_maxpool1, P + 16368 /* conv_3_block1.conv1.weight */, P + 34800 /* conv_3_block1.conv1.bias */, scratch);
+    if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block1_conv2_forward(conv_3_block1_conv2, conv_3_block1_conv1, P + 34864 /* conv_3_block1.conv2.weight */, P + 71728 /* conv_3_block1.conv2.bias */, scratch);
+    if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block1_conv3_forward(conv_3_block1_conv3, conv_3_block1_conv2, P + 71792 /* conv_3_block1.conv3.weight */, P + 108656 /* conv_3_block1.conv3.bias */, scratch);
+    if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block1_maxpool1_forward(conv_3_block1_maxpool1, conv_3_block1_conv3);
+    if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block2_conv1_forward(conv_3_block2_conv1, conv_3_block1_maxpool1, P + 108720 /* conv_3_block2.conv1.weight */, P + 182448 /* conv_3_block2.conv1.bias */, scratch);
+    if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block2_conv2_forward(conv_3_block2_conv2, conv_3_block2_conv1, P + 182576 /* conv_3_block2.conv2.weight */, P + 330032 /* conv_3_block2.conv2.bias */, scratch);
+    if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block2_conv3_forward(conv_3_block2_conv3, conv_3_block2_conv2, P + 330160 /* conv_3_block2.conv3.weight */, P + 477616 /* conv_3_block2.conv3.bias */, scratch);
+    if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block2_maxpool1_forward(conv_3_block2_maxpool1, conv_3_block2_conv3);
+    if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block3_conv1_forward(conv_3_block3_conv1, conv_3_block2_maxpool1, P + 477744 /* conv_3_block3.conv1.weight */, P + 625200 /* conv_3_block3.conv1.bias */, scratch);
+    if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block3_conv2_forward(conv_3_block3_conv2, conv_3_block3_conv1, P + 625328 /* conv_3_block3.conv2.weight */, P + 772784 /* conv_3_block3.conv2.bias */, scratch);
+    if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block3_conv3_forward(conv_3_block3_conv3, conv_3_block3_conv2, P + 772912 /* conv_3_block3.conv3.weight */, P + 920368 /* conv_3_block3.conv3.bias */, scratch);
+    if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block3_maxpool1_forward(conv_3_block3_maxpool1, conv_3_block3_conv3);
+    if (s->check) s->check(s, 17, NNCC_FORWARD);
     /* flatten1: a view of conv_3_block3.maxpool1 */
 #pragma omp barrier
     fc1_forward(fc1, conv_3_block3_maxpool1, P + 920496 /* fc1.weight */, P + 933296 /* fc1.bias */, scratch);
+    if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
     fc2_forward(fc2, fc1, P + 933408 /* fc2.weight */, P + 935408 /* fc2.bias */, scratch);
+    if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
     fc3_forward(s->logits, fc2, P + 935440 /* fc3.weight */, P + 935648 /* fc3.bias */, scratch);
+    if (s->check) s->check(s, 21, NNCC_FORWARD);
   }
 }
 
@@ -446,49 +468,119 @@ static void backward(NnccState *s) {
 #pragma omp parallel
   {
     fc3_backward(d_fc2, G + 935440 /* fc3.weight */, G + 935648 /* fc3.bias */, s->dlogits, fc2, P + 935440 /* fc3.weight */, scratch);
+    if (s->check) s->check(s, 21, NNCC_BACKWARD);
 #pragma omp barrier
     fc2_backward(d_fc1, G + 933408 /* fc2.weight */, G + 935408 /* fc2.bias */, d_fc2, fc2, fc1, P + 933408 /* fc2.weight */, scratch);
+    if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
     fc1_backward(d_conv_3_block3_maxpool1, G + 920496 /* fc1.weight */, G + 933296 /* fc1.bias */, d_fc1, fc1, conv_3_block3_maxpool1, P + 920496 /* fc1.weight */, scratch);
+    if (s->check) s->check(s, 19, NNCC_BACKWARD);
     /* flatten1: a view, its gradient is d_conv_3_block3_maxpool1's */
 #pragma omp barrier
     conv_3_block3_maxpool1_backward(d_conv_3_block3_conv3, d_conv_3_block3_maxpool1, conv_3_block3_conv3);
+    if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block3_conv3_backward(d_conv_3_block3_conv2, G + 772912 /* conv_3_block3.conv3.weight */, G + 920368 /* conv_3_block3.conv3.bias */, d_conv_3_block3_conv3, conv_3_block3_conv3, conv_3_block3_conv2, P + 772912 /* conv_3_block3.conv3.weight */, scratch);
+    if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block3_conv2_backward(d_conv_3_block3_conv1, G + 625328 /* conv_3_block3.conv2.weight */, G + 772784 /* conv_3_block3.conv2.bias */, d_conv_3_block3_conv2, conv_3_block3_conv2, conv_3_block3_conv1, P + 625328 /* conv_3_block3.conv2.weight */, scratch);
+    if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block3_conv1_backward(d_conv_3_block2_maxpool1, G + 477744 /* conv_3_block3.conv1.weight */, G + 625200 /* conv_3_block3.conv1.bias */, d_conv_3_block3_conv1, conv_3_block3_conv1, conv_3_block2_maxpool1, P + 477744 /* conv_3_block3.conv1.weight */, scratch);
+    if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block2_maxpool1_backward(d_conv_3_block2_conv3, d_conv_3_block2_maxpool1, conv_3_block2_conv3);
+    if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block2_conv3_backward(d_conv_3_block2_conv2, G + 330160 /* conv_3_block2.conv3.weight */, G + 477616 /* conv_3_block2.conv3.bias */, d_conv_3_block2_conv3, conv_3_block2_conv3, conv_3_block2_conv2, P + 330160 /* conv_3_block2.conv3.weight */, scratch);
+    if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block2_conv2_backward(d_conv_3_block2_conv1, G + 182576 /* conv_3_block2.conv2.weight */, G + 330032 /* conv_3_block2.conv2.bias */, d_conv_3_block2_conv2, conv_3_block2_conv2, conv_3_block2_conv1, P + 182576 /* conv_3_block2.conv2.weight */, scratch);
+    if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block2_conv1_backward(d_conv_3_block1_maxpool1, G + 108720 /* conv_3_block2.conv1.weight */, G + 182448 /* conv_3_block2.conv1.bias */, d_conv_3_block2_conv1, conv_3_block2_conv1, conv_3_block1_maxpool1, P + 108720 /* conv_3_block2.conv1.weight */, scratch);
+    if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block1_maxpool1_backward(d_conv_3_block1_conv3, d_conv_3_block1_maxpool1, conv_3_block1_conv3);
+    if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block1_conv3_backward(d_conv_3_block1_conv2, G + 71792 /* conv_3_block1.conv3.weight */, G + 108656 /* conv_3_block1.conv3.bias */, d_conv_3_block1_conv3, conv_3_block1_conv3, conv_3_block1_conv2, P + 71792 /* conv_3_block1.conv3.weight */, scratch);
+    if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block1_conv2_backward(d_conv_3_block1_conv1, G + 34864 /* conv_3_block1.conv2.weight */, G + 71728 /* conv_3_block1.conv2.bias */, d_conv_3_block1_conv2, conv_3_block1_conv2, conv_3_block1_conv1, P + 34864 /* conv_3_block1.conv2.weight */, scratch);
+    if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block1_conv1_backward(d_conv_2_block2_maxpool1, G + 16368 /* conv_3_block1.conv1.weight */, G + 34800 /* conv_3_block1.conv1.bias */, d_conv_3_block1_conv1, conv_3_block1_conv1, conv_2_block2_maxpool1, P + 16368 /* conv_3_block1.conv1.weight */, scratch);
+    if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
     conv_2_block2_maxpool1_backward(d_conv_2_block2_conv2, d_conv_2_block2_maxpool1, conv_2_block2_conv2);
+    if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
     conv_2_block2_conv2_backward(d_conv_2_block2_conv1, G + 7120 /* conv_2_block2.conv2.weight */, G + 16336 /* conv_2_block2.conv2.bias */, d_conv_2_block2_conv2, conv_2_block2_conv2, conv_2_block2_conv1, P + 7120 /* conv_2_block2.conv2.weight */, scratch);
+    if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     conv_2_block2_conv1_backward(d_conv_2_block1_maxpool1, G + 2480 /* conv_2_block2.conv1.weight */, G + 7088 /* conv_2_block2.conv1.bias */, d_conv_2_block2_conv1, conv_2_block2_conv1, conv_2_block1_maxpool1, P + 2480 /* conv_2_block2.conv1.weight */, scratch);
+    if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
     conv_2_block1_maxpool1_backward(d_conv_2_block1_conv2, d_conv_2_block1_maxpool1, conv_2_block1_conv2);
+    if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     conv_2_block1_conv2_backward(d_conv_2_block1_conv1, G + 160 /* conv_2_block1.conv2.weight */, G + 2464 /* conv_2_block1.conv2.bias */, d_conv_2_block1_conv2, conv_2_block1_conv2, conv_2_block1_conv1, P + 160 /* conv_2_block1.conv2.weight */, scratch);
+    if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     conv_2_block1_conv1_backward(NULL, G + 0 /* conv_2_block1.conv1.weight */, G + 144 /* conv_2_block1.conv1.bias */, d_conv_2_block1_conv1, conv_2_block1_conv1, s->input, P + 0 /* conv_2_block1.conv1.weight */, scratch);
+    if (s->check) s->check(s, 0, NNCC_BACKWARD);
   }
 }
+
+/* name, op, source; output after forward; inputs and their gradients after
+ * backward (arena offsets in bytes); rows of params[]: for the numerics check */
+static const NnccNode nodes[] = {
+    {"conv_2_block1.conv1", "conv2d+relu", "models/vgg_simple.nn:13:12", {NNCC_ARENA, 0, 1327104},
+     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+    {"conv_2_block1.conv2", "conv2d+relu", "models/vgg_simple.nn:14:12", {NNCC_ARENA, 5308416, 1327104},
+     {"conv_2_block1.conv1", NULL}, {{NNCC_ARENA, 15925248, 1327104}, {NNCC_NOWHERE, 0, 0}}, 2, 2},
+    {"conv_2_block1.maxpool1", "maxpool2d", "models/vgg_simple.nn:15:10", {NNCC_ARENA, 28459008, 331776},
+     {"conv_2_block1.conv2", NULL}, {{NNCC_ARENA, 10616832, 1327104}, {NNCC_NOWHERE, 0, 0}}, 4, 0},
+    {"conv_2_block2.conv1", "conv2d+relu", "models/vgg_simple.nn:13:12", {NNCC_ARENA, 10616832, 991232},
+     {"conv_2_block1.maxpool1", NULL}, {{NNCC_ARENA, 15925248, 331776}, {NNCC_NOWHERE, 0, 0}}, 4, 2},
+    {"conv_2_block2.conv2", "conv2d+relu", "models/vgg_simple.nn:14:12", {NNCC_ARENA, 14581760, 991232},
+     {"conv_2_block2.conv1", NULL}, {{NNCC_ARENA, 22511616, 991232}, {NNCC_NOWHERE, 0, 0}}, 6, 2},
+    {"conv_2_block2.maxpool1", "maxpool2d", "models/vgg_simple.nn:15:10", {NNCC_ARENA, 29786112, 247808},
+     {"conv_2_block2.conv2", NULL}, {{NNCC_ARENA, 18546688, 991232}, {NNCC_NOWHERE, 0, 0}}, 8, 0},
+    {"conv_3_block1.conv1", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 18546688, 495616},
+     {"conv_2_block2.maxpool1", NULL}, {{NNCC_ARENA, 24494080, 247808}, {NNCC_NOWHERE, 0, 0}}, 8, 2},
+    {"conv_3_block1.conv2", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 20529152, 495616},
+     {"conv_3_block1.conv1", NULL}, {{NNCC_ARENA, 22511616, 495616}, {NNCC_NOWHERE, 0, 0}}, 10, 2},
+    {"conv_3_block1.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 22511616, 495616},
+     {"conv_3_block1.conv2", NULL}, {{NNCC_ARENA, 26476544, 495616}, {NNCC_NOWHERE, 0, 0}}, 12, 2},
+    {"conv_3_block1.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 27770880, 102400},
+     {"conv_3_block1.conv3", NULL}, {{NNCC_ARENA, 24494080, 495616}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+    {"conv_3_block2.conv1", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 24494080, 204800},
+     {"conv_3_block1.maxpool1", NULL}, {{NNCC_ARENA, 26951680, 102400}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+    {"conv_3_block2.conv2", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 25313280, 204800},
+     {"conv_3_block2.conv1", NULL}, {{NNCC_ARENA, 26132480, 204800}, {NNCC_NOWHERE, 0, 0}}, 16, 2},
+    {"conv_3_block2.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 26132480, 204800},
+     {"conv_3_block2.conv2", NULL}, {{NNCC_ARENA, 30777344, 204800}, {NNCC_NOWHERE, 0, 0}}, 18, 2},
+    {"conv_3_block2.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 26951680, 32768},
+     {"conv_3_block2.conv3", NULL}, {{NNCC_ARENA, 26951680, 204800}, {NNCC_NOWHERE, 0, 0}}, 20, 0},
+    {"conv_3_block3.conv1", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 27082752, 32768},
+     {"conv_3_block2.maxpool1", NULL}, {{NNCC_ARENA, 28180480, 32768}, {NNCC_NOWHERE, 0, 0}}, 20, 2},
+    {"conv_3_block3.conv2", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 27213824, 32768},
+     {"conv_3_block3.conv1", NULL}, {{NNCC_ARENA, 27344896, 32768}, {NNCC_NOWHERE, 0, 0}}, 22, 2},
+    {"conv_3_block3.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 27344896, 32768},
+     {"conv_3_block3.conv2", NULL}, {{NNCC_ARENA, 27607040, 32768}, {NNCC_NOWHERE, 0, 0}}, 24, 2},
+    {"conv_3_block3.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 27475968, 8192},
+     {"conv_3_block3.conv3", NULL}, {{NNCC_ARENA, 27475968, 32768}, {NNCC_NOWHERE, 0, 0}}, 26, 0},
+    {"flatten1", "flatten", "models/vgg_simple.nn:30:5", {NNCC_ARENA, 27475968, 8192},
+     {"conv_3_block3.maxpool1", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 26, 0},
+    {"fc1", "linear+relu", "models/vgg_simple.nn:31:10", {NNCC_ARENA, 27508736, 6400},
+     {"flatten1", NULL}, {{NNCC_ARENA, 27607040, 8192}, {NNCC_NOWHERE, 0, 0}}, 26, 2},
+    {"fc2", "linear+relu", "models/vgg_simple.nn:32:10", {NNCC_ARENA, 27559936, 1280},
+     {"fc1", NULL}, {{NNCC_ARENA, 27534336, 6400}, {NNCC_NOWHERE, 0, 0}}, 28, 2},
+    {"fc3", "linear", "models/vgg_simple.nn:33:10", {NNCC_LOGITS, 0, 640},
+     {"fc2", NULL}, {{NNCC_ARENA, 27565056, 1280}, {NNCC_NOWHERE, 0, 0}}, 30, 2},
+};
 
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
@@ -506,6 +598,8 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 10, .seed = 1},
     .forward = forward,
     .backward = backward,
+    .nnodes = 22,
+    .nodes = nodes,
 };
 
 /* The model, its arena sized: the plan plus the largest kernel scratch. */

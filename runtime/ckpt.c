@@ -13,12 +13,12 @@
  * generated model, so these cannot clash.  Metadata carries the progress
  * and hyperparameters a bit-exact resume needs (docs/runtime.md).
  *
- * Saving is atomic (temp file, fsync, rename, fsync of the directory);
+ * Saving is atomic (fileio.c: temp file, fsync, rename, fsync of the
+ * directory), or writes through to a device or FIFO;
  * loading trusts nothing in the file.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -30,6 +30,16 @@
 
 #define HEADER_MAX (100u << 20) /* the reference implementation's limit */
 #define NAME_MAX_LEN 256
+/* The most header a checkpoint of m can need: per tensor (a parameter and
+ * up to two optimizer-state copies) a generously padded entry, plus the
+ * metadata.  Parsing costs ~10x the header's bytes in memory, so a hostile
+ * header is bounded by the model's size, not by HEADER_MAX. */
+#define HEADER_PER_TENSOR 4096u
+#define HEADER_META (64u << 10)
+static uint64_t header_cap(const NnccModel *m) {
+  uint64_t cap = HEADER_META + HEADER_PER_TENSOR * (3u * (uint64_t)m->nparams + 1u);
+  return cap < HEADER_MAX ? cap : HEADER_MAX;
+}
 
 /* ---- writing ---- */
 
@@ -134,61 +144,35 @@ static int build_header(Buf *b, const Entry *e, int n, char (*meta)[2][64], int 
   return b->failed ? -1 : 0;
 }
 
-static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
-
-static int write_body(FILE *f, const Buf *hdr, const Entry *e, int n) {
+static int write_body(FioOut *f, const Buf *hdr, const Entry *e, int n) {
   unsigned char len8[8];
   for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hdr->len >> (8 * i));
-  if (write_all(f, len8, 8) || write_all(f, hdr->p, hdr->len)) return -1;
+  if (fio_out_write(f, len8, 8) || fio_out_write(f, hdr->p, hdr->len)) return -1;
   for (int i = 0; i < n; i++) {
     if (strcmp(e[i].dtype, "I64") == 0) {
       int64_t v = (int64_t)llround((double)e[i].data[0]);
-      if (write_all(f, &v, 8)) return -1;
-    } else if (write_all(f, e[i].data, e[i].nbytes)) {
+      if (fio_out_write(f, &v, 8)) return -1;
+    } else if (fio_out_write(f, e[i].data, e[i].nbytes)) {
       return -1;
     }
   }
   return 0;
 }
 
-/* fsync of the directory makes the rename itself durable. */
-static void sync_dir(const char *path) {
-  char dir[4096];
-  const char *slash = strrchr(path, '/');
-  if (!slash) snprintf(dir, sizeof dir, ".");
-  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + (slash == path), path);
-  int fd = open(dir, O_RDONLY);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
-}
-
+/* Atomic for a regular file, written through for a device or FIFO
+ * (fileio.c). */
 static int write_atomic(const char *path, const Entry *e, int n, char (*meta)[2][64], int nmeta) {
-  char tmp[4096];
   Buf hdr = {0};
+  FioOut out;
   int rc = -1;
-  if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-    rt_error("%s: path too long", path);
-    return -1;
+  if (build_header(&hdr, e, n, meta, nmeta)) goto done;
+  if (fio_out_open(&out, path) || write_body(&out, &hdr, e, n) || fio_out_commit(&out)) {
+    fio_out_abort(&out);
+    rt_error("%s: cannot write checkpoint: %s", path, fio_strerror(errno));
+    goto done;
   }
-  if (build_header(&hdr, e, n, meta, nmeta)) goto out;
-  FILE *f = xfopen(tmp, "wb");
-  if (!f) goto out;
-  int bad = write_body(f, &hdr, e, n) || fflush(f) || fsync(fileno(f));
-  int err = errno;
-  if (fclose(f) && !bad) {
-    bad = 1;
-    err = errno;
-  }
-  if (bad || rename(tmp, path)) {
-    rt_error("%s: cannot write checkpoint: %s", path, strerror(bad ? err : errno));
-    unlink(tmp);
-    goto out;
-  }
-  sync_dir(path);
   rc = 0;
-out:
+done:
   free(hdr.p);
   return rc;
 }
@@ -386,16 +370,20 @@ out:
   return rc;
 }
 
-static int reader_open(Reader *r, const char *path) {
+static int reader_open(Reader *r, const char *path, uint64_t max_header) {
   memset(r, 0, sizeof *r);
   r->path = path;
-  r->f = xfopen(path, "rb");
-  if (!r->f) return -1;
+  int fd = fio_open_read(path); /* a FIFO is refused, not waited on */
+  if (fd < 0 || !(r->f = fdopen(fd, "rb"))) {
+    rt_error("checkpoint %s: %s", path, fio_strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
   struct stat st;
   unsigned char len8[8];
   char err[256];
-  if (fstat(fileno(r->f), &st) || !S_ISREG(st.st_mode)) {
-    rt_error("checkpoint %s: not a regular file", path);
+  if (fstat(fd, &st)) {
+    rt_error("checkpoint %s: %s", path, strerror(errno));
     return -1;
   }
   uint64_t size = (uint64_t)st.st_size, n = 0;
@@ -405,9 +393,14 @@ static int reader_open(Reader *r, const char *path) {
     return -1;
   }
   for (int i = 7; i >= 0; i--) n = n << 8 | len8[i];
-  if (n < 2 || n > HEADER_MAX || n > size - 8) {
+  if (n < 2 || n > size - 8) {
     rt_error("checkpoint %s: header length %llu does not fit the file's %llu bytes", path,
              (unsigned long long)n, (unsigned long long)size);
+    return -1;
+  }
+  if (n > max_header) {
+    rt_error("checkpoint %s: header of %llu bytes is larger than this model's checkpoint can "
+             "need (%llu)", path, (unsigned long long)n, (unsigned long long)max_header);
     return -1;
   }
   char *text = xmalloc((size_t)n, "checkpoint header");
@@ -498,43 +491,29 @@ static const char *meta_get(const Reader *r, const char *key) {
   return v ? v->str : NULL;
 }
 
-/* Strict number parsing: the whole string, nothing else. */
+/* A metadata number, checked by the same rule as the flag of that name
+ * (setting_real/setting_uint in cli.c): what the command line refuses, a
+ * checkpoint cannot bring in. */
+static int meta_bad(const Reader *r, const char *key, const char *s, const char *what) {
+  rt_error("checkpoint %s: metadata %s is '%s', not %s", r->path, key, s, what);
+  return -1;
+}
+
 static int meta_u64(const Reader *r, const char *key, uint64_t *out) {
-  const char *s = meta_get(r, key);
-  char *end;
-  if (!s) return 0;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (!*s || *end || errno || *s == '-') {
-    rt_error("checkpoint %s: metadata %s is '%s', not a non-negative integer", r->path, key, s);
-    return -1;
-  }
-  *out = v;
-  return 0;
+  const char *s = meta_get(r, key), *what;
+  return s && (what = setting_uint(key, s, out)) ? meta_bad(r, key, s, what) : 0;
 }
 
 static int meta_int(const Reader *r, const char *key, int *out) {
   uint64_t v = (uint64_t)*out;
   if (meta_u64(r, key, &v)) return -1;
-  if (v > INT32_MAX) {
-    rt_error("checkpoint %s: metadata %s is too large", r->path, key);
-    return -1;
-  }
-  *out = (int)v;
+  *out = (int)v; /* the setting's range fits an int */
   return 0;
 }
 
 static int meta_double(const Reader *r, const char *key, double *out) {
-  const char *s = meta_get(r, key);
-  char *end;
-  if (!s) return 0;
-  double v = strtod(s, &end);
-  if (!*s || *end) {
-    rt_error("checkpoint %s: metadata %s is '%s', not a number", r->path, key, s);
-    return -1;
-  }
-  *out = v;
-  return 0;
+  const char *s = meta_get(r, key), *what;
+  return s && (what = setting_real(key, s, out)) ? meta_bad(r, key, s, what) : 0;
 }
 
 /* Progress and hyperparameters; absent keys keep the caller's values, so a
@@ -590,7 +569,7 @@ int ckpt_load(const char *path, const NnccModel *m, NnccTrainConfig *c, float *p
               float *state, NnccProgress *p) {
   Reader r;
   int rc = -1;
-  if (reader_open(&r, path)) goto out;
+  if (reader_open(&r, path, header_cap(m))) goto out;
   for (int i = 0; i < m->nparams; i++) {
     const NnccParam *q = &m->params[i];
     if (load_tensor(&r, q->name, q, q->kind == NNCC_BUFFER_COUNT, params + q->offset)) goto out;

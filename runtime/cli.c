@@ -3,7 +3,8 @@
  *
  * A usage error (unknown flag, missing value, bad number) prints one line
  * naming the flag and the problem plus a hint, and returns 2; failures
- * while running return 1; an interrupted training run returns 130.
+ * while running return 1; a training run stopped by SIGINT returns 130,
+ * by SIGTERM 143.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -30,7 +31,8 @@ static const Flag flags[] = {
     {"--threads", 1, TRAIN | EVAL | GRADS}, {"--quiet", 0, TRAIN | EVAL | GRADS},
     {"--epochs", 1, TRAIN}, {"--steps", 1, TRAIN}, {"--lr", 1, TRAIN}, {"--seed", 1, TRAIN},
     {"--no-shuffle", 0, TRAIN}, {"--save", 1, TRAIN}, {"--log", 1, TRAIN},
-    {"--step-log", 1, TRAIN},
+    {"--step-log", 1, TRAIN}, {"--check-numerics", 0, TRAIN | EVAL},
+    {"--allow-nonfinite", 0, TRAIN | EVAL | GRADS},
     {"--out", 1, GRADS},
 };
 
@@ -38,11 +40,13 @@ static void usage(FILE *f, const char *prog) {
   fprintf(f,
           "usage: %s train --data DIR [--epochs N] [--steps N] [--lr X] [--seed S] [--threads T]\n"
           "          [--no-shuffle] [--load F] [--save F] [--log F.jsonl] [--step-log F.jsonl]\n"
-          "          [--quiet]\n"
-          "       %s eval --data DIR --load F [--threads T]\n"
-          "       %s grads --data DIR --load F --out G.safetensors [--threads T]\n"
+          "          [--check-numerics] [--allow-nonfinite] [--quiet]\n"
+          "       %s eval --data DIR --load F [--threads T] [--check-numerics] [--allow-nonfinite]\n"
+          "       %s grads --data DIR --load F --out G.safetensors [--threads T] [--allow-nonfinite]\n"
           "DIR holds the MNIST IDX files (train-images-idx3-ubyte, ..., raw or .gz).\n"
-          "--epochs and --steps count the whole run, including a loaded checkpoint's progress.\n",
+          "--epochs and --steps count the whole run, including a loaded checkpoint's progress.\n"
+          "--check-numerics checks every node's results for NaN/Inf; --allow-nonfinite loads\n"
+          "and saves checkpoints that hold NaN/Inf.\n",
           prog, prog, prog);
 }
 
@@ -57,19 +61,69 @@ static int usage_error(const char *prog, const char *fmt, ...) {
   return 2;
 }
 
-static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
-  char *end;
-  if (*s < '0' || *s > '9') return -1; /* no sign, no space */
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (*end || errno || v < min || v > max) return -1;
-  *out = v;
-  return 0;
+/* Real settings: lo < v < hi, or lo <= v where lo_in (NaN fails both). */
+static const struct {
+  const char *key;
+  double lo, hi;
+  int lo_in;
+  const char *what;
+} reals[] = {
+    {"lr", 0, INFINITY, 0, "a positive number"},
+    {"eps", 0, INFINITY, 0, "a positive number"},
+    {"beta1", 0, 1, 1, "a number in [0, 1)"},
+    {"beta2", 0, 1, 1, "a number in [0, 1)"},
+    {"weight_decay", 0, INFINITY, 1, "a non-negative number"},
+    {"momentum", 0, INFINITY, 1, "a non-negative number"},
+    {"epoch_loss", 0, INFINITY, 1, "a non-negative number"},
+};
+
+/* Integer settings: decimal digits only, lo <= v <= hi. */
+static const struct {
+  const char *key;
+  uint64_t lo, hi;
+  const char *what;
+} uints[] = {
+    {"epochs", 1, 1000000, "a positive integer (at most 1000000)"},
+    {"steps", 1, UINT64_MAX, "a positive integer"},
+    {"threads", 1, 4096, "a positive integer (at most 4096)"},
+    {"seed", 0, UINT64_MAX, "a non-negative integer"},
+    {"step", 0, UINT64_MAX, "a non-negative integer"},
+    {"epoch", 0, 1000000, "a non-negative integer (at most 1000000)"},
+    {"epoch_step", 0, INT32_MAX, "a non-negative integer (at most 2147483647)"},
+    {"has_optim", 0, 1, "0 or 1"},
+};
+
+const char *setting_real(const char *key, const char *text, double *out) {
+  for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
+    if (strcmp(key, reals[i].key) != 0) continue;
+    char *end;
+    double v = strtod(text, &end);
+    if (!*text || *end || !(reals[i].lo_in ? v >= reals[i].lo : v > reals[i].lo) || !(v < reals[i].hi))
+      return reals[i].what;
+    *out = v;
+    return NULL;
+  }
+  return "a known setting (nncc bug: unknown key)";
+}
+
+const char *setting_uint(const char *key, const char *text, uint64_t *out) {
+  for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++) {
+    if (strcmp(key, uints[i].key) != 0) continue;
+    char *end;
+    if (*text < '0' || *text > '9') return uints[i].what; /* no sign, no space */
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (*end || errno || v < uints[i].lo || v > uints[i].hi) return uints[i].what;
+    *out = v;
+    return NULL;
+  }
+  return "a known setting (nncc bug: unknown key)";
 }
 
 /* Stores one flag's value; returns 0 or a usage error status. */
 static int set_flag(NnccOptions *o, const char *prog, const char *name, const char *v) {
   uint64_t u;
+  const char *bad = NULL;
   if (strcmp(name, "--data") == 0) o->data = v;
   else if (strcmp(name, "--load") == 0) o->load = v;
   else if (strcmp(name, "--save") == 0) o->save = v;
@@ -78,27 +132,20 @@ static int set_flag(NnccOptions *o, const char *prog, const char *name, const ch
   else if (strcmp(name, "--out") == 0) o->out = v;
   else if (strcmp(name, "--quiet") == 0) o->quiet = 1;
   else if (strcmp(name, "--no-shuffle") == 0) o->shuffle = 0;
+  else if (strcmp(name, "--check-numerics") == 0) o->check_numerics = 1;
+  else if (strcmp(name, "--allow-nonfinite") == 0) o->allow_nonfinite = 1;
   else if (strcmp(name, "--epochs") == 0) {
-    if (parse_u64(v, 1, 1000000, &u)) return usage_error(prog, "%s: '%s' is not a positive integer", name, v);
-    o->epochs = (int)u;
-    o->epochs_given = 1;
+    if (!(bad = setting_uint("epochs", v, &u))) o->epochs = (int)u, o->epochs_given = 1;
   } else if (strcmp(name, "--steps") == 0) {
-    if (parse_u64(v, 1, UINT64_MAX, &o->steps))
-      return usage_error(prog, "%s: '%s' is not a positive integer", name, v);
+    bad = setting_uint("steps", v, &o->steps);
   } else if (strcmp(name, "--threads") == 0) {
-    if (parse_u64(v, 1, 4096, &u)) return usage_error(prog, "%s: '%s' is not a positive integer", name, v);
-    o->threads = (int)u;
+    if (!(bad = setting_uint("threads", v, &u))) o->threads = (int)u;
   } else if (strcmp(name, "--seed") == 0) {
-    if (parse_u64(v, 0, UINT64_MAX, &o->seed))
-      return usage_error(prog, "%s: '%s' is not a non-negative integer", name, v);
-    o->seed_given = 1;
+    if (!(bad = setting_uint("seed", v, &o->seed))) o->seed_given = 1;
   } else if (strcmp(name, "--lr") == 0) {
-    char *end;
-    o->lr = strtod(v, &end);
-    if (!*v || *end || !isfinite(o->lr) || !(o->lr > 0))
-      return usage_error(prog, "%s: '%s' is not a positive number", name, v);
+    bad = setting_real("lr", v, &o->lr);
   }
-  return 0;
+  return bad ? usage_error(prog, "%s: '%s' is not %s", name, v, bad) : 0;
 }
 
 static int parse_args(int argc, char **argv, const char *prog, int cmd, const char *cmd_name,

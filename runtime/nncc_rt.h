@@ -17,7 +17,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NNCC_RT_ABI 1
+#define NNCC_RT_ABI 2
+
+/* The most classes a model may have: labels are stored as bytes (IDX).
+ * nncc checks it at compile time, model_check() at start-up. */
+#define NNCC_MAX_CLASSES 256
 
 /* How a parameter (or buffer) is initialized, following PyTorch 1.13. */
 typedef enum NnccInit {
@@ -66,7 +70,39 @@ typedef struct NnccState {
   float *dlogits;       /* [batch, classes], written by the loss, read by backward */
   uint64_t seed;        /* dropout streams: hash(seed, step, element) */
   uint64_t step;        /* optimizer steps taken so far */
+  /* The numerics check (--check-numerics, and the diagnosis of a non-finite
+   * loss): when not NULL, forward() and backward() call it after node k's
+   * kernels, from every thread of their parallel region; it synchronizes
+   * the threads itself.  Set only between passes, so every thread sees the
+   * same value.  check_data is the runtime's. */
+  void (*check)(struct NnccState *s, int k, int pass);
+  void *check_data;
 } NnccState;
+
+enum { NNCC_FORWARD, NNCC_BACKWARD }; /* the pass argument of NnccState.check */
+
+/* Where a tensor of the training step lies: in the arena at `offset` bytes,
+ * or in one of the runtime's own buffers. */
+typedef enum NnccWhere { NNCC_NOWHERE, NNCC_ARENA, NNCC_INPUT, NNCC_LOGITS, NNCC_DLOGITS } NnccWhere;
+
+typedef struct NnccSpan {
+  NnccWhere where;
+  size_t offset;            /* NNCC_ARENA: bytes into the arena */
+  size_t numel;             /* floats */
+} NnccSpan;
+
+/* A node of the model's graph, as the numerics check sees it.  The memory
+ * plan reuses arena space, so a span holds the value only right after the
+ * node's kernels ran. */
+typedef struct NnccNode {
+  const char *name;         /* "conv2" */
+  const char *op;           /* "conv2d+relu" */
+  const char *loc;          /* where the .nn defines it: "models/mnist_cnn.nn:11:10" */
+  NnccSpan out;             /* its output, after forward ran it */
+  const char *in[2];        /* its inputs' names (NULL: none) */
+  NnccSpan din[2];          /* their gradients, after backward ran it (NNCC_NOWHERE: not computed) */
+  int param, nparams;       /* its rows of NnccModel.params, and their gradients */
+} NnccNode;
 
 typedef struct NnccModel {
   int abi;                  /* NNCC_RT_ABI */
@@ -86,6 +122,8 @@ typedef struct NnccModel {
   void (*forward)(NnccState *s, int training);
   /* backward: dlogits -> grads of every NNCC_PARAM (overwrites, does not accumulate). */
   void (*backward)(NnccState *s);
+  int nnodes;               /* the nodes with kernels, in forward order (may be 0) */
+  const NnccNode *nodes;
 } NnccModel;
 
 /* splitmix64's finalizer: a cheap, well-mixed 64-bit hash (the runtime's

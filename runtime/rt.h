@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fileio.h"
 #include "nncc_rt.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -30,7 +31,6 @@
 void rt_error(const char *fmt, ...) RT_PRINTF(1, 2);
 void *xmalloc(size_t n, const char *what);
 void *xcalloc_aligned(size_t n, const char *what); /* 64-byte aligned, zeroed */
-FILE *xfopen(const char *path, const char *mode);
 /* Formats into a fixed buffer; fails (returns -1 with an error) if it does not fit. */
 int rt_path(char *buf, size_t cap, const char *dir, const char *name);
 double rt_now(void); /* monotonic seconds */
@@ -79,6 +79,14 @@ size_t optim_state_floats(const NnccModel *m, const NnccTrainConfig *c);
 void optim_step(const NnccModel *m, const NnccTrainConfig *c, float *params,
                 const float *grads, float *state, uint64_t step);
 
+/* ---- cli.c ---- */
+/* The one rule for every number a run takes from a flag (--KEY) or from
+ * checkpoint metadata (KEY): parses all of text and checks its range.
+ * Returns NULL and stores the value, or what the value must be ("a positive
+ * number") for the caller's message; an unknown key is an internal error. */
+const char *setting_real(const char *key, const char *text, double *out);
+const char *setting_uint(const char *key, const char *text, uint64_t *out);
+
 /* ---- json.c: the strict JSON subset of a safetensors header ---- */
 typedef enum { JSON_OBJECT, JSON_ARRAY, JSON_STRING, JSON_INT } JsonKind;
 typedef struct JsonValue {
@@ -121,11 +129,45 @@ typedef struct NnccTensor {
 } NnccTensor;
 int ckpt_write_tensors(const char *path, const NnccTensor *t, int n);
 
+/* ---- numerics.c: NaN and Inf ---- */
+/* The index of the first NaN or Inf in x[0..n), or n when all are finite. */
+size_t first_nonfinite(const float *x, size_t n);
+const char *nonfinite_name(double v); /* "nan", "inf", "-inf" */
+/* Checks a model's node table against its buffers. */
+int check_nodes_valid(const NnccModel *m);
+/* The per-node check: check_start() sets s->check, so that every forward
+ * and backward pass after it checks each node's results until check_stop();
+ * the first non-finite one is recorded here (node < 0: none yet). */
+typedef struct NnccCheck {
+  const NnccModel *m;
+  int node, pass;       /* the node table's row; NNCC_FORWARD or NNCC_BACKWARD */
+  const char *what;     /* NULL: the node's output; else the parameter or input it was in */
+  size_t index;
+  float value;
+} NnccCheck;
+void check_start(NnccCheck *c, NnccState *s, const NnccModel *m);
+void check_stop(NnccState *s);
+/* "first non-finite value (nan) in the forward output of conv2 (f.nn:7:10)";
+ * returns 0 (and writes nothing) when the check found nothing. */
+int check_describe(const NnccCheck *c, char *buf, size_t cap);
+/* The first parameter or buffer (params_only: trainable parameter), then
+ * optimizer state tensor (state != NULL) that holds a NaN or Inf, named as
+ * in a checkpoint; returns 0 when all are finite. */
+typedef struct NnccFound {
+  char name[320];
+  size_t index;
+  float value;
+} NnccFound;
+int find_nonfinite_tensor(const NnccModel *m, const NnccTrainConfig *c, const float *params,
+                          const float *state, int params_only, NnccFound *f);
+
 /* ---- train.c ---- */
 typedef struct NnccOptions {
   const char *data, *load, *save, *log, *out;
   const char *step_log; /* --step-log: one JSON line per optimizer step */
   int epochs, threads, shuffle, quiet;
+  int check_numerics;  /* --check-numerics: the per-node check on every pass */
+  int allow_nonfinite; /* --allow-nonfinite: load and save checkpoints holding NaN/Inf */
   uint64_t steps;      /* 0: no limit */
   double lr;           /* < 0: not given */
   uint64_t seed;

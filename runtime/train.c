@@ -6,13 +6,23 @@
  * the epoch order, the data sets); the step loop allocates nothing.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "rt.h"
+
+/* --log or --step-log: lines appended with one write() each, so that they
+ * never interleave with another writer's (fileio.c: O_APPEND, FIFOs and
+ * devices written through). */
+typedef struct Log {
+  const char *path; /* NULL: no such log */
+  int fd;
+} Log;
 
 typedef struct Run {
   const NnccModel *m;
@@ -23,17 +33,18 @@ typedef struct Run {
   int *labels;
   uint32_t *order, *test_order;
   NnccData train, test;
-  FILE *log, *step_log;
+  Log log, step_log;
+  int log_failed;      /* a log write failed (reported): stop, save, exit 1 */
+  NnccCheck chk;       /* the numerics check's finding; chk.node < 0: none */
 } Run;
 
 /* The one piece of process state: a signal handler can do nothing but set
- * a flag.  An interrupt is a request to the whole process, so every model
- * training in it honours it. */
+ * a flag, here the number of the first SIGINT or SIGTERM.  It is a request
+ * to the whole process, so every model training in it honours it. */
 static volatile sig_atomic_t interrupted;
 
-static void on_sigint(int sig) {
-  (void)sig;
-  interrupted = 1;
+static void on_signal(int sig) {
+  if (!interrupted) interrupted = sig;
 }
 
 static int check_param(const NnccModel *m, int i) {
@@ -65,7 +76,7 @@ int model_check(const NnccModel *m) {
   }
   if (!m->name || m->batch < 1 || m->in_c != 1 || m->pad_top < 0 || m->pad_left < 0 ||
       m->in_h - 2 * m->pad_top < 1 || m->in_w - 2 * m->pad_left < 1 || m->classes < 1 ||
-      m->classes > 256 || m->nparams < 0 || !m->forward || !m->backward) {
+      m->classes > NNCC_MAX_CLASSES || m->nparams < 0 || !m->forward || !m->backward) {
     rt_error("model %s: bad description (batch %d, input %dx%dx%d, padding %d,%d, %d classes)",
              m->name ? m->name : "?", m->batch, m->in_c, m->in_h, m->in_w, m->pad_top,
              m->pad_left, m->classes);
@@ -76,7 +87,26 @@ int model_check(const NnccModel *m) {
   return 0;
 }
 
-static void run_close(Run *r) {
+static int log_open(Log *l, const char *path) {
+  if (!path) return 0;
+  if ((l->fd = fio_open_append(path)) < 0) {
+    rt_error("%s: %s", path, fio_strerror(errno));
+    return -1;
+  }
+  l->path = path;
+  return 0;
+}
+
+static int log_close(Log *l) {
+  if (!l->path) return 0;
+  int bad = close(l->fd) != 0;
+  if (bad) rt_error("%s: cannot write log: %s", l->path, strerror(errno));
+  l->path = NULL;
+  return bad ? -1 : 0;
+}
+
+/* Returns -1 when a log could not be closed (reported). */
+static int run_close(Run *r) {
   free(r->st.params);
   free(r->st.grads);
   free(r->st.arena);
@@ -89,8 +119,7 @@ static void run_close(Run *r) {
   free(r->test_order);
   idx_free(&r->train);
   idx_free(&r->test);
-  if (r->log) fclose(r->log);
-  if (r->step_log) fclose(r->step_log);
+  return log_close(&r->log) | log_close(&r->step_log);
 }
 
 /* All allocations of a command, up front.  want_* select the data sets. */
@@ -98,7 +127,8 @@ static int run_open(Run *r, const NnccModel *m, const NnccOptions *o, int want_t
   memset(r, 0, sizeof *r);
   r->m = m;
   r->cfg = m->defaults;
-  if (model_check(m)) return -1;
+  r->chk = (NnccCheck){.m = m, .node = -1};
+  if (model_check(m) || check_nodes_valid(m)) return -1;
   size_t in = (size_t)m->batch * (size_t)m->in_c * (size_t)m->in_h * (size_t)m->in_w;
   size_t out = (size_t)m->batch * (size_t)m->classes;
   NnccState *s = &r->st;
@@ -123,8 +153,9 @@ static int run_open(Run *r, const NnccModel *m, const NnccOptions *o, int want_t
 }
 
 /* Test set in eval mode: every image, the last partial batch padded with
- * zeros whose rows are not counted (eval forward is per-sample). */
-static void evaluate(Run *r, double *loss, double *acc, long *correct) {
+ * zeros whose rows are not counted (eval forward is per-sample).  Returns
+ * -1 (reported) when the numerics check, if on, found a NaN or Inf. */
+static int evaluate(Run *r, double *loss, double *acc, long *correct) {
   const NnccModel *m = r->m;
   double total = 0.0;
   *correct = 0;
@@ -132,10 +163,16 @@ static void evaluate(Run *r, double *loss, double *acc, long *correct) {
     int count = r->test.n - start < m->batch ? r->test.n - start : m->batch;
     batch_fill(m, &r->test, r->test_order + start, count, r->st.input, r->labels);
     m->forward(&r->st, 0);
+    char why[600];
+    if (check_describe(&r->chk, why, sizeof why)) {
+      rt_error("evaluation, test images %d..%d: %s", start + 1, start + count, why);
+      return -1;
+    }
     total += loss_xent_eval(r->st.logits, r->labels, count, m->classes, correct);
   }
   *loss = total / r->test.n;
   *acc = (double)*correct / r->test.n;
+  return 0;
 }
 
 /* ---- progress output ---- */
@@ -166,39 +203,81 @@ static void progress_clear(Progress *pg) {
   if (pg->on) fputs("\r\033[K", stderr);
 }
 
-static void json_num(FILE *f, const char *key, double v, const char *fmt) {
-  fprintf(f, ",\"%s\":", key);
-  if (isfinite(v)) fprintf(f, fmt, v);
-  else fputs("null", f);
+/* A log line under construction; a line never comes close to the size. */
+typedef struct Line {
+  char s[512];
+  size_t n;
+} Line;
+
+static void line_add(Line *l, const char *fmt, ...) RT_PRINTF(2, 3);
+static void line_add(Line *l, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(l->s + l->n, sizeof l->s - l->n, fmt, ap);
+  va_end(ap);
+  if (n > 0) l->n += (size_t)n < sizeof l->s - l->n ? (size_t)n : sizeof l->s - 1 - l->n;
+}
+
+static void json_num(Line *l, const char *key, double v, const char *fmt) {
+  line_add(l, ",\"%s\":", key);
+  if (isfinite(v)) line_add(l, fmt, v);
+  else line_add(l, "null");
+}
+
+/* A failed write stops training: run_train saves the checkpoint and exits 1. */
+static void log_write(Run *r, Log *l, Line *line) {
+  if (!l->path || r->log_failed) return;
+  line_add(line, "}\n");
+  if (fio_write_all(l->fd, line->s, line->n)) {
+    rt_error("%s: cannot write log: %s; training stopped", l->path, fio_strerror(errno));
+    r->log_failed = 1;
+  }
 }
 
 static void log_epoch(Run *r, int epoch, double loss, double test_loss, double test_acc,
                       double img_s, double secs) {
-  if (!r->log) return;
-  fprintf(r->log, "{\"epoch\":%d,\"steps\":%llu", epoch + 1, (unsigned long long)r->st.step);
-  json_num(r->log, "loss", loss, "%.17g");
-  json_num(r->log, "test_loss", test_loss, "%.17g");
-  json_num(r->log, "test_acc", test_acc, "%.17g");
-  json_num(r->log, "img_per_s", img_s, "%.1f");
-  json_num(r->log, "seconds", secs, "%.3f");
-  fputs("}\n", r->log);
-  fflush(r->log);
+  Line l = {.n = 0};
+  line_add(&l, "{\"epoch\":%d,\"steps\":%llu", epoch + 1, (unsigned long long)r->st.step);
+  json_num(&l, "loss", loss, "%.17g");
+  json_num(&l, "test_loss", test_loss, "%.17g");
+  json_num(&l, "test_acc", test_acc, "%.17g");
+  json_num(&l, "img_per_s", img_s, "%.1f");
+  json_num(&l, "seconds", secs, "%.3f");
+  log_write(r, &r->log, &l);
 }
 
 /* --step-log: the step just taken (1-based, counting a loaded checkpoint's
  * steps), its epoch (1-based) and its batch loss as the float that grads
  * would write, %.9g so the text reads back to the same float. */
 static void log_step(Run *r, double loss) {
-  if (!r->step_log) return;
-  fprintf(r->step_log, "{\"step\":%llu,\"epoch\":%d", (unsigned long long)r->st.step,
-          r->prog.epoch + 1);
-  json_num(r->step_log, "loss", (float)loss, "%.9g");
-  fputs("}\n", r->step_log);
-  fflush(r->step_log);
+  Line l = {.n = 0};
+  line_add(&l, "{\"step\":%llu,\"epoch\":%d", (unsigned long long)r->st.step, r->prog.epoch + 1);
+  json_num(&l, "loss", (float)loss, "%.9g");
+  log_write(r, &r->step_log, &l);
 }
 
+/* Never a checkpoint holding NaN or Inf unless --allow-nonfinite: the
+ * last good one stays. */
 static int save(Run *r, const NnccOptions *o) {
-  return o->save ? ckpt_save(o->save, r->m, &r->cfg, r->st.params, r->optim, &r->prog) : 0;
+  NnccFound f;
+  if (!o->save) return 0;
+  if (!o->allow_nonfinite && find_nonfinite_tensor(r->m, &r->cfg, r->st.params, r->optim, 0, &f)) {
+    rt_error("%s: not saved: %s holds a non-finite value (%s at index %zu); the last checkpoint is "
+             "kept (--allow-nonfinite saves it)", o->save, f.name, nonfinite_name(f.value), f.index);
+    return -1;
+  }
+  return ckpt_save(o->save, r->m, &r->cfg, r->st.params, r->optim, &r->prog);
+}
+
+/* ckpt_load, and unless --allow-nonfinite the refusal of a checkpoint that
+ * holds NaN or Inf, naming the first such tensor. */
+static int load(Run *r, const NnccOptions *o, float *state) {
+  NnccFound f;
+  if (ckpt_load(o->load, r->m, &r->cfg, r->st.params, state, &r->prog)) return -1;
+  if (o->allow_nonfinite || !find_nonfinite_tensor(r->m, &r->cfg, r->st.params, state, 0, &f)) return 0;
+  rt_error("checkpoint %s: %s holds a non-finite value (%s at index %zu); not loaded "
+           "(--allow-nonfinite loads it)", o->load, f.name, nonfinite_name(f.value), f.index);
+  return -1;
 }
 
 /* ---- train ---- */
@@ -210,7 +289,7 @@ static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
     NnccTrainConfig adam = r->cfg;
     adam.optim = NNCC_ADAM;
     if (!(r->optim = xcalloc_aligned(optim_state_floats(m, &adam) * sizeof(float), "optimizer state")) ||
-        ckpt_load(o->load, m, &r->cfg, r->st.params, r->optim, &r->prog))
+        load(r, o, r->optim))
       return -1;
   } else {
     r->cfg.seed = o->seed_given ? o->seed : r->cfg.seed;
@@ -228,32 +307,64 @@ static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
              m->batch);
     return -1;
   }
-  if (o->log && !(r->log = xfopen(o->log, "a"))) return -1;
-  if (o->step_log && !(r->step_log = xfopen(o->step_log, "a"))) return -1;
+  if (log_open(&r->log, o->log) || log_open(&r->step_log, o->step_log)) return -1;
   return 0;
 }
 
-/* One optimizer step on batch k of the epoch's order. */
-static double train_step(Run *r, int k) {
+/* One optimizer step on batch k of the epoch's order.  Returns -1, the
+ * step not taken, when the loss is not finite or the numerics check (if
+ * on) found a NaN or Inf: before the optimizer changes anything. */
+static int train_step(Run *r, int k, double *loss) {
   const NnccModel *m = r->m;
   batch_fill(m, &r->train, r->order + (size_t)k * (size_t)m->batch, m->batch, r->st.input, r->labels);
   m->forward(&r->st, 1);
-  double loss = loss_xent(r->st.logits, r->labels, m->batch, m->classes, r->st.dlogits);
+  *loss = loss_xent(r->st.logits, r->labels, m->batch, m->classes, r->st.dlogits);
+  if (!isfinite(*loss) || r->chk.node >= 0) return -1;
   m->backward(&r->st);
+  if (r->chk.node >= 0) return -1;
   optim_step(m, &r->cfg, r->st.params, r->st.grads, r->optim, r->st.step);
   r->st.step++;
-  return loss;
+  return 0;
+}
+
+/* Says in one line why the step failed: a trainable parameter already
+ * non-finite (the previous optimizer step made it so), else the first node
+ * with a NaN or Inf result, found by running the step's forward pass again
+ * with the per-node check unless it was on; else the logits. */
+static void numerics_stop(Run *r, const NnccOptions *o, double loss) {
+  char head[32] = "", why[700];
+  NnccFound f;
+  if (!isfinite(loss)) snprintf(head, sizeof head, "loss is %s: ", nonfinite_name(loss));
+  if (find_nonfinite_tensor(r->m, &r->cfg, r->st.params, NULL, 1, &f)) {
+    snprintf(why, sizeof why, "parameter %s is already non-finite (%s at index %zu); "
+             "try a smaller --lr than %g", f.name, nonfinite_name(f.value), f.index, r->cfg.lr);
+  } else {
+    if (r->chk.node < 0) { /* the same batch and state: the same values, now checked */
+      check_start(&r->chk, &r->st, r->m);
+      r->m->forward(&r->st, 1);
+      check_stop(&r->st);
+    }
+    if (!check_describe(&r->chk, why, sizeof why)) snprintf(why, sizeof why, "the logits are non-finite");
+  }
+  rt_error("step %llu: %s%s; training stopped%s", (unsigned long long)r->st.step + 1, head, why,
+           o->save ? ", last checkpoint kept" : "");
 }
 
 /* Runs the rest of one epoch; returns 1 when it completed, 0 when stopped
- * early (--steps or SIGINT), with the progress updated either way. */
+ * early (--steps or a signal), with the progress updated either way, -1
+ * when a step failed (reported). */
 static int train_epoch(Run *r, const NnccOptions *o, int per_epoch, double *secs, int *ran) {
   Progress pg = {isatty(STDERR_FILENO) && !o->quiet, rt_now(), 0};
   int first = r->prog.epoch_step;
   batch_order(r->order, r->train.n, r->cfg.seed, r->prog.epoch, o->shuffle);
   for (int k = first; k < per_epoch; k++) {
-    if (interrupted || (o->steps && r->st.step >= o->steps)) break;
-    double loss = train_step(r, k);
+    if (interrupted || r->log_failed || (o->steps && r->st.step >= o->steps)) break;
+    double loss;
+    if (train_step(r, k, &loss)) {
+      progress_clear(&pg);
+      numerics_stop(r, o, loss);
+      return -1;
+    }
     r->prog.epoch_loss += loss;
     log_step(r, loss);
     r->prog.epoch_step = k + 1;
@@ -268,11 +379,11 @@ static int train_epoch(Run *r, const NnccOptions *o, int per_epoch, double *secs
 }
 
 /* secs and ran cover this process's part of the epoch (all of it unless resumed). */
-static void epoch_done(Run *r, const NnccOptions *o, int per_epoch, double secs, int ran) {
+static int epoch_done(Run *r, const NnccOptions *o, int per_epoch, double secs, int ran) {
   double test_loss, test_acc, loss = r->prog.epoch_loss / per_epoch;
   long correct;
   double img_s = secs > 0 ? (double)ran * r->m->batch / secs : 0;
-  evaluate(r, &test_loss, &test_acc, &correct);
+  if (evaluate(r, &test_loss, &test_acc, &correct)) return -1;
   if (!o->quiet)
     printf("epoch %d/%d  loss %.6f  test_loss %.6f  test_acc %.4f  %.0f img/s  %.2f s\n",
            r->prog.epoch + 1, r->cfg.epochs, loss, test_loss, test_acc, img_s, secs);
@@ -281,32 +392,42 @@ static void epoch_done(Run *r, const NnccOptions *o, int per_epoch, double secs,
   r->prog.epoch++;
   r->prog.epoch_step = 0;
   r->prog.epoch_loss = 0.0;
+  return 0;
 }
 
 int run_train(const NnccModel *m, const NnccOptions *o) {
   Run r;
-  struct sigaction sa, old;
+  struct sigaction sa, old_int, old_term;
   int rc = 1;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART; /* a second signal must not break the save's writes */
   sigemptyset(&sa.sa_mask);
   if (train_setup(&r, m, o)) goto out;
   int per_epoch = r.train.n / m->batch; /* drop_last */
+  if (r.prog.epoch_step > per_epoch) {
+    rt_error("checkpoint %s: epoch_step %d is beyond the %d batches of an epoch (%d images in %s, batch %d)",
+             o->load ? o->load : "", r.prog.epoch_step, per_epoch, r.train.n, o->data, m->batch);
+    goto out;
+  }
   if (r.prog.epoch >= r.cfg.epochs && !o->quiet)
     printf("nothing to do: the checkpoint finished epoch %d of --epochs %d\n", r.prog.epoch, r.cfg.epochs);
+  if (o->check_numerics) check_start(&r.chk, &r.st, m);
   interrupted = 0;
-  sigaction(SIGINT, &sa, &old);
-  while (r.prog.epoch < r.cfg.epochs) {
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  while (r.prog.epoch < r.cfg.epochs && !r.log_failed) {
     double secs;
-    int ran;
-    if (!train_epoch(&r, o, per_epoch, &secs, &ran)) break;
-    epoch_done(&r, o, per_epoch, secs, ran);
-    if (save(&r, o)) goto restore;
+    int ran, done = train_epoch(&r, o, per_epoch, &secs, &ran);
+    if (done < 0) goto restore;
+    if (!done) break;
+    if (epoch_done(&r, o, per_epoch, secs, ran) || save(&r, o)) goto restore;
   }
-  if (interrupted) {
-    rc = save(&r, o) ? 1 : 130;
+  if (interrupted) { /* 130 for SIGINT, 143 for SIGTERM, as if killed by it */
+    int sig = interrupted;
+    rc = save(&r, o) ? 1 : 128 + sig;
     if (!o->quiet) fprintf(stderr, "nncc: interrupted at step %llu%s\n",
-                           (unsigned long long)r.st.step, o->save && rc == 130 ? ", checkpoint saved" : "");
+                           (unsigned long long)r.st.step, o->save && rc != 1 ? ", checkpoint saved" : "");
     goto restore;
   }
   if (r.prog.epoch < r.cfg.epochs) { /* stopped by --steps inside an epoch */
@@ -316,11 +437,12 @@ int run_train(const NnccModel *m, const NnccOptions *o) {
              (unsigned long long)r.st.step, r.prog.epoch + 1, r.prog.epoch_step, per_epoch,
              r.prog.epoch_step ? r.prog.epoch_loss / r.prog.epoch_step : 0.0);
   }
-  rc = 0;
+  rc = r.log_failed; /* stopped by a log that failed, checkpoint saved */
 restore:
-  sigaction(SIGINT, &old, NULL);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
 out:
-  run_close(&r);
+  if (run_close(&r) && rc == 0) rc = 1;
   return rc;
 }
 
@@ -329,13 +451,13 @@ out:
 int run_eval(const NnccModel *m, const NnccOptions *o) {
   Run r;
   int rc = 1;
-  if (run_open(&r, m, o, 0, 1) || ckpt_load(o->load, m, &r.cfg, r.st.params, NULL, &r.prog))
-    goto out;
+  if (run_open(&r, m, o, 0, 1) || load(&r, o, NULL)) goto out;
   r.st.seed = r.cfg.seed;
   r.st.step = r.prog.step;
   double loss, acc;
   long correct;
-  evaluate(&r, &loss, &acc, &correct);
+  if (o->check_numerics) check_start(&r.chk, &r.st, m);
+  if (evaluate(&r, &loss, &acc, &correct)) goto out;
   printf("test_loss %.6f  test_acc %.4f  (%ld/%d)\n", loss, acc, correct, r.test.n);
   rc = 0;
 out:
@@ -349,8 +471,7 @@ int run_grads(const NnccModel *m, const NnccOptions *o) {
   Run r;
   NnccTensor *t = NULL;
   int rc = 1, n = 0;
-  if (run_open(&r, m, o, 1, 0) || ckpt_load(o->load, m, &r.cfg, r.st.params, NULL, &r.prog))
-    goto out;
+  if (run_open(&r, m, o, 1, 0) || load(&r, o, NULL)) goto out;
   if (r.train.n < m->batch) {
     rt_error("%s: training set has %d images, fewer than one batch of %d", o->data, r.train.n, m->batch);
     goto out;

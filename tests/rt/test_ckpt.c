@@ -126,7 +126,7 @@ START_TEST(failed_save_keeps_the_old_file) {
   ck_assert_int_eq(rc, -1);
   ck_assert_int_eq(access(path_in(dir, "blocked/x"), F_OK), 0);
   DIR *d = opendir(dir);
-  for (struct dirent *e; (e = readdir(d));) ck_assert_msg(!strstr(e->d_name, ".tmp."), "left %s", e->d_name);
+  for (struct dirent *e; (e = readdir(d));) ck_assert_msg(!strstr(e->d_name, "nncc-tmp"), "left %s", e->d_name);
   closedir(d);
   unsigned char *after = slurp(good, &len);
   ck_assert_mem_eq(before, after, len);
@@ -146,7 +146,7 @@ START_TEST(save_reports_the_file) {
   char out[4096], path[4200];
   snprintf(path, sizeof path, "%s/no/such/dir/c.safetensors", dir);
   ck_assert_int_eq(capture(save_to_missing_dir, path, out, sizeof out), 1);
-  ck_assert_contains(out, "/no/such/dir/c.safetensors.tmp.");
+  ck_assert_contains(out, "/no/such/dir/c.safetensors: cannot write checkpoint: ");
   ck_assert_contains(out, "No such file or directory");
 }
 END_TEST
@@ -207,7 +207,24 @@ static const struct {
     {"{" W "," B "," M ",\"stats.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[456,464]}}",
      464, "stats.num_batches_tracked has shape [1], model expects []"},
     {"{" W "," B "," M "," C ",\"__metadata__\":{\"step\":3}}", 464, "__metadata__ must map strings to strings"},
-    {"{" W "," B "," M "," C ",\"__metadata__\":{\"lr\":\"fast\"}}", 464, "metadata lr is 'fast', not a number"},
+    {"{" W "," B "," M "," C ",\"__metadata__\":{\"lr\":\"fast\"}}", 464, "metadata lr is 'fast', not a positive number"},
+    /* Metadata passes the command line's rules: what --lr refuses, a file cannot bring in. */
+#define META(kv) "{" W "," B "," M "," C ",\"__metadata__\":{" kv "}}", 464
+    {META("\"lr\":\"nan\""), "metadata lr is 'nan', not a positive number"},
+    {META("\"lr\":\"-0.5\""), "metadata lr is '-0.5', not a positive number"},
+    {META("\"lr\":\"inf\""), "metadata lr is 'inf', not a positive number"},
+    {META("\"beta1\":\"1\""), "metadata beta1 is '1', not a number in [0, 1)"},
+    {META("\"beta2\":\"-0.1\""), "metadata beta2 is '-0.1', not a number in [0, 1)"},
+    {META("\"eps\":\"0\""), "metadata eps is '0', not a positive number"},
+    {META("\"weight_decay\":\"-1e-4\""), "metadata weight_decay is '-1e-4', not a non-negative number"},
+    {META("\"momentum\":\"nan\""), "metadata momentum is 'nan', not a non-negative number"},
+    {META("\"epoch_loss\":\"inf\""), "metadata epoch_loss is 'inf', not a non-negative number"},
+    {META("\"seed\":\"-1\""), "metadata seed is '-1', not a non-negative integer"},
+    {META("\"epoch\":\"1000001\""), "metadata epoch is '1000001', not a non-negative integer (at most 1000000)"},
+    {META("\"epoch_step\":\"2147483648\""), "metadata epoch_step is '2147483648', not a non-negative integer"},
+    {META("\"has_optim\":\"2\""), "metadata has_optim is '2', not 0 or 1"},
+    {META("\"lr\":\"0.5\",\"beta1\":\"0\",\"eps\":\"1e-300\",\"momentum\":\"0\",\"epoch\":\"1000000\""), NULL},
+#undef META
     {"{" W "," B "," M "," C ",\"__metadata__\":{\"optim\":\"lion\"}}", 464, "metadata optim is 'lion'"},
     {"[1,2]", 0, "bad header: not a JSON object"},
     {"{\"a\":1.5}", 0, "bad header: only non-negative integers are allowed at byte 6"},
@@ -223,6 +240,24 @@ START_TEST(rejects_bad_headers) {
     return;
   }
   expect_load_error(&tiny_model, path, bad_headers[_i].message);
+}
+END_TEST
+
+/* A header of 100,000 tensors is refused before it is parsed: a header
+ * costs ~10x its bytes to parse, so it may be no larger than the model's
+ * own checkpoint can need (test_numerics parses 100,000 keys directly;
+ * bench/hostile.sh times both). */
+START_TEST(rejects_a_header_of_100000_tensors) {
+  enum { N = 100000 };
+  char *h = malloc((size_t)N * 80 + 1024);
+  size_t n = (size_t)sprintf(h, "{" W "," B "," M "," C);
+  for (int i = 0; i < N; i++)
+    n += (size_t)sprintf(h + n, ",\"x.%d\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[%d,%d]}", i,
+                         464 + i, 465 + i);
+  strcpy(h + n, "}");
+  const char *path = raw(h, 464 + N);
+  free(h);
+  expect_load_error(&tiny_model, path, "is larger than this model's checkpoint can need");
 }
 END_TEST
 
@@ -292,6 +327,7 @@ int main(void) {
   tcase_add_test(tc, save_reports_the_file);
   tcase_add_test(tc, shape_mismatch_names_the_tensor);
   tcase_add_loop_test(tc, rejects_bad_headers, 0, (int)(sizeof bad_headers / sizeof bad_headers[0]));
+  tcase_add_test(tc, rejects_a_header_of_100000_tensors);
   tcase_add_test(tc, rejects_bad_lengths);
   tcase_add_test(tc, survives_corruption);
   tcase_set_timeout(tc, 60);

@@ -2,8 +2,9 @@
  * test_cli.c -- nncc_main end to end on the tiny model: training, eval,
  * grads, bit-exact resume and determinism, SIGINT, and every usage error.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* memmem */
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -260,6 +261,167 @@ START_TEST(sigint_finishes_the_step_and_saves) {
 }
 END_TEST
 
+/* SIGTERM is SIGINT's twin: finish the step, save, exit 143; the first
+ * of two signals decides the status. */
+START_TEST(sigterm_finishes_the_step_and_saves) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9",
+                           "--save", P("straight"), "--quiet", NULL), 0);
+  tiny_raise_at_step = 5; /* the first step of epoch 2 */
+  tiny_raise_signal = SIGTERM;
+  int rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9", "--save",
+                   P("term"), NULL);
+  tiny_raise_at_step = -1;
+  tiny_raise_signal = SIGINT;
+  ck_assert_msg(rc == 143, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "interrupted at step 6, checkpoint saved");
+  ck_assert_str_eq(meta(P("term"), "step"), "6");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9",
+                           "--load", P("term"), "--save", P("resumed"), "--quiet", NULL), 0);
+  ck_assert(files_equal(P("straight"), P("resumed")));
+}
+END_TEST
+
+/* Copies checkpoint from to `to` with one metadata value replaced by another
+ * of the same length. */
+static void patch_meta(const char *from, const char *to, const char *old, const char *new) {
+  size_t len;
+  unsigned char *f = slurp(from, &len);
+  char *at = memmem(f, len, old, strlen(old));
+  ck_assert_msg(at && strlen(old) == strlen(new), "%s not in %s", old, from);
+  memcpy(at, new, strlen(new));
+  FILE *o = fopen(to, "wb");
+  ck_assert_uint_eq(fwrite(f, 1, len, o), len);
+  fclose(o);
+  free(f);
+}
+
+/* A non-finite loss stops training before the optimizer step, names the
+ * node, and leaves the last checkpoint as it was. */
+START_TEST(nan_loss_stops_and_keeps_the_checkpoint) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "3",
+                           "--save", P("c"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "3",
+                           "--save", P("c0"), "--quiet", NULL), 0);
+  tiny_nan_at_step = 4; /* the 5th step, the last of epoch 1: no epoch-end save comes first */
+  int rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9", "--load", P("c"),
+                   "--save", P("c"), "--step-log", P("s.jsonl"), NULL);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "nncc: step 5: loss is nan: first non-finite value (nan) in the forward output of "
+                          "fc (tiny.nn:3:5); training stopped, last checkpoint kept\n");
+  ck_assert_msg(files_equal(P("c"), P("c0")), "the checkpoint changed");
+  size_t len;
+  char *log = (char *)slurp(P("s.jsonl"), &len);
+  ck_assert_msg(len > 0 && !memmem(log, len, "\"step\":5", 8), "the failed step was logged");
+  free(log);
+  /* --check-numerics finds it in the same pass, and in eval too. */
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9", "--load", P("c"),
+               "--check-numerics", NULL);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "nncc: step 5: loss is nan: first non-finite value (nan) in the forward output of "
+                          "fc (tiny.nn:3:5); training stopped\n");
+  tiny_nan_at_step = 3;
+  rc = run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("c"), "--check-numerics", NULL);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "nncc: evaluation, test images 1..4: first non-finite value (nan) in the forward "
+                          "output of fc (tiny.nn:3:5)\n");
+  tiny_nan_at_step = -1;
+  /* A learning rate that overflows the parameters: the next step says which. */
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9", "--lr", "1e39",
+               "--save", P("big"), NULL);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "nncc: step 2: loss is nan: parameter fc.weight is already non-finite (");
+  ck_assert_contains(out, "try a smaller --lr than 1e+39; training stopped, last checkpoint kept\n");
+  ck_assert_ptr_null(slurp(P("big"), &len));
+}
+END_TEST
+
+/* The per-node check reports non-finite buffers and gradients that leave
+ * the loss finite; no checkpoint with a NaN is written or read unless
+ * --allow-nonfinite. */
+START_TEST(nonfinite_buffers_gradients_and_checkpoints) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "2",
+                           "--save", P("c"), "--quiet", NULL), 0);
+  tiny_nan_at_step = 2;
+  tiny_nan_in = 'm'; /* stats.running_mean */
+  int rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9", "--load", P("c"),
+                   "--check-numerics", NULL);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "nncc: step 3: first non-finite value (nan) in stats.running_mean, computed by the "
+                          "forward pass of fc (tiny.nn:3:5); training stopped\n");
+  /* Unchecked, the loss stays finite; the save at the end of epoch 1 refuses. */
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9", "--load", P("c"),
+               "--save", P("n"), NULL);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_contains(out, ": not saved: stats.running_mean holds a non-finite value (nan at index 0); "
+                          "the last checkpoint is kept (--allow-nonfinite saves it)\n");
+  size_t len;
+  ck_assert_ptr_null(slurp(P("n"), &len));
+  /* The same on SIGINT and at --steps. */
+  tiny_raise_at_step = 3;
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9", "--load", P("c"),
+               "--save", P("n"), NULL);
+  tiny_raise_at_step = -1;
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "not saved: stats.running_mean holds a non-finite value");
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "4", "--load", P("c"),
+               "--save", P("n"), NULL);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_ptr_null(slurp(P("n"), &len));
+  /* --allow-nonfinite writes it; loading it is refused unless asked for. */
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "4", "--load",
+                           P("c"), "--save", P("n"), "--allow-nonfinite", NULL), 0);
+  tiny_nan_at_step = -1;
+  char want[4300];
+  snprintf(want, sizeof want, "nncc: checkpoint %s: stats.running_mean holds a non-finite value (nan at "
+           "index 0); not loaded (--allow-nonfinite loads it)\n", P("n"));
+  const char *cmds[][8] = {{"eval", "--data", dir, "--load", P("n")},
+                           {"train", "--data", dir, "--load", P("n"), "--steps", "5"},
+                           {"grads", "--data", dir, "--load", P("n"), "--out", P("g")}};
+  for (int i = 0; i < 3; i++) {
+    rc = run_cli(&tiny_model, out, sizeof out, cmds[i][0], cmds[i][1], cmds[i][2], cmds[i][3], cmds[i][4],
+                 cmds[i][5], cmds[i][6], NULL);
+    ck_assert_msg(rc == 1, "%s: rc %d: %s", cmds[i][0], rc, out);
+    ck_assert_contains(out, want);
+  }
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("n"),
+                           "--allow-nonfinite", NULL), 0);
+  /* A NaN gradient: --check-numerics stops before the optimizer step; unchecked,
+   * the next step finds the parameter it spoiled. */
+  tiny_nan_at_step = 2;
+  tiny_nan_in = 'g'; /* the gradient of fc.bias */
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9", "--load", P("c"),
+               "--check-numerics", NULL);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "nncc: step 3: first non-finite value (nan) in the gradient of fc.bias, computed by "
+                          "the backward pass of fc (tiny.nn:3:5); training stopped\n");
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "9", "--load", P("c"), NULL);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "nncc: step 4: loss is nan: parameter fc.bias is already non-finite (nan at index 1); "
+                          "try a smaller --lr than 0.05; training stopped\n");
+  tiny_nan_at_step = -1;
+  tiny_nan_in = 'l';
+}
+END_TEST
+
+/* A checkpoint's epoch_step beyond its epoch's batches (5 here) is refused. */
+START_TEST(epoch_step_beyond_the_epoch) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "3",
+                           "--save", P("c"), "--quiet", NULL), 0);
+  patch_meta(P("c"), P("c6"), "\"epoch_step\":\"3\"", "\"epoch_step\":\"6\"");
+  int rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--load", P("c6"), NULL);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  char want[4300];
+  snprintf(want, sizeof want, "nncc: checkpoint %s: epoch_step 6 is beyond the 5 batches of an epoch "
+           "(22 images in %s, batch 4)\n", P("c6"), dir);
+  ck_assert_contains(out, want);
+  /* All 5 done is the end of the epoch: it resumes with the evaluation. */
+  patch_meta(P("c"), P("c5"), "\"epoch_step\":\"3\"", "\"epoch_step\":\"5\"");
+  rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--load", P("c5"), "--epochs", "1", NULL);
+  ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
+  ck_assert_contains(out, "epoch 1/1  loss ");
+}
+END_TEST
+
 static const struct {
   const char *args[8];
   int rc;
@@ -282,6 +444,11 @@ static const struct {
     {{"train", "--data", "D", "--seed", "-1"}, 2, "nncc: --seed: '-1' is not a non-negative integer"},
     {{"train", "--data", "D", "--seed", "18446744073709551616"}, 2, "is not a non-negative integer"},
     {{"train", "--data", "D", "--quiet=1"}, 2, "nncc: --quiet takes no value"},
+    {{"train", "--data", "D", "--epochs", "1000001"}, 2,
+     "nncc: --epochs: '1000001' is not a positive integer (at most 1000000)"},
+    {{"train", "--data", "D", "--check-numerics=1"}, 2, "nncc: --check-numerics takes no value"},
+    {{"grads", "--data", "D", "--load", "F", "--out", "G", "--check-numerics"}, 2,
+     "nncc: --check-numerics does not apply to 'grads'"},
     {{"train"}, 2, "nncc: train needs --data DIR"},
     {{"eval", "--data", "D"}, 2, "nncc: eval needs --load F"},
     {{"eval", "--data", "D", "--load", "F", "--epochs", "3"}, 2, "nncc: --epochs does not apply to 'eval'"},
@@ -319,6 +486,14 @@ START_TEST(runtime_errors_exit_1) {
   rc = run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("absent"), NULL);
   ck_assert_int_eq(rc, 1);
   ck_assert_contains(out, "absent: No such file or directory");
+  /* A node table pointing past the arena (64 bytes) is the model's bug, said as such. */
+  NnccModel bad = tiny_model;
+  NnccNode node = tiny_model.nodes[0];
+  node.out = (NnccSpan){NNCC_ARENA, 60, 2};
+  bad.nodes = &node;
+  rc = run_cli(&bad, out, sizeof out, "train", "--data", dir, NULL);
+  ck_assert_int_eq(rc, 1);
+  ck_assert_contains(out, "nncc: model tiny: node 0 of the node table lies outside the model's buffers\n");
   /* Fewer images than one batch. */
   char small[4200];
   snprintf(small, sizeof small, "%s/small", dir);
@@ -340,6 +515,10 @@ int main(void) {
   tcase_add_test(tc, grads_writes_loss_logits_and_gradients);
   tcase_add_test(tc, step_log_records_every_step);
   tcase_add_test(tc, sigint_finishes_the_step_and_saves);
+  tcase_add_test(tc, sigterm_finishes_the_step_and_saves);
+  tcase_add_test(tc, nan_loss_stops_and_keeps_the_checkpoint);
+  tcase_add_test(tc, nonfinite_buffers_gradients_and_checkpoints);
+  tcase_add_test(tc, epoch_step_beyond_the_epoch);
   tcase_add_loop_test(tc, usage_errors, 0, (int)(sizeof errors / sizeof errors[0]));
   tcase_add_test(tc, runtime_errors_exit_1);
   tcase_set_timeout(tc, 60);

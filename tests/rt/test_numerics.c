@@ -2,6 +2,7 @@
  * test_numerics.c -- PRNG and shuffling, the loss, Adam/SGD against
  * PyTorch 1.13, and the JSON parser of safetensors headers.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,7 +134,7 @@ static const NnccParam opt_params[] = {
     {"buf", NNCC_BUFFER, 1, {1}, 1, REF_N, NNCC_INIT_ZEROS, 0},
 };
 static const NnccModel opt_model = {NNCC_RT_ABI, "opt", "", "", 1, 1, 1, 1, 0, 0, 1, 2,
-                                    opt_params, REF_N + 1, 0, {0}, NULL, NULL};
+                                    opt_params, REF_N + 1, 0, {0}, NULL, NULL, 0, NULL};
 
 START_TEST(optimizers_match_pytorch) {
   const OptimRef *r = &ref_optim[_i];
@@ -205,6 +206,51 @@ START_TEST(json_rejects_everything_else) {
 }
 END_TEST
 
+/* 100,000 keys, as a hostile checkpoint header may hold: parsed (and the
+ * duplicate found) in near-linear time; the pairwise duplicate check this
+ * replaced took 45 s.  bench/hostile.sh times it. */
+START_TEST(json_many_keys) {
+  enum { N = 100000 };
+  char *s = malloc((size_t)N * 24 + 64), err[200];
+  size_t n = 0;
+  s[n++] = '{';
+  for (int i = 0; i < N; i++) n += (size_t)sprintf(s + n, "%s\"key.%d\":%d", i ? "," : "", i, i);
+  s[n++] = '}';
+  JsonValue *v = json_parse(s, n, err, sizeof err);
+  ck_assert_msg(v != NULL, "%s", err);
+  ck_assert_int_eq(v->count, N);
+  ck_assert_int_eq(json_get(v, "key.99999")->num, 99999);
+  json_free(v);
+  n += (size_t)sprintf(s + n - 1, ",\"key.77\":0}") - 1; /* the same key again, last */
+  ck_assert_ptr_null(json_parse(s, n, err, sizeof err));
+  ck_assert_msg(strstr(err, "duplicate key \"key.77\""), "%s", err);
+  free(s);
+}
+END_TEST
+
+/* NaN and Inf anywhere, of either sign, and nothing else: not the largest
+ * float, not a denormal. */
+START_TEST(first_nonfinite_finds_nan_and_inf) {
+  float x[67];
+  for (int i = 0; i < 67; i++) x[i] = i % 3 ? FLT_MAX : (i % 2 ? -FLT_MIN / 8 : -0.0f);
+  ck_assert_uint_eq(first_nonfinite(x, 67), 67);
+  ck_assert_uint_eq(first_nonfinite(x, 0), 0);
+  const float bad[] = {NAN, -NAN, INFINITY, -INFINITY};
+  for (int k = 0; k < 4; k++)
+    for (int at = 0; at < 67; at += 11) {
+      float keep = x[at];
+      x[at] = bad[k];
+      x[66] = NAN; /* a later one does not count */
+      ck_assert_uint_eq(first_nonfinite(x, 67), (size_t)at);
+      ck_assert_uint_eq(first_nonfinite(x, (size_t)at), (size_t)at);
+      x[at] = keep;
+      x[66] = FLT_MAX;
+    }
+  ck_assert_str_eq(nonfinite_name(NAN), "nan");
+  ck_assert_str_eq(nonfinite_name(-INFINITY), "-inf");
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("numerics");
   TCase *tc = tcase_create("all");
@@ -215,6 +261,8 @@ int main(void) {
   tcase_add_loop_test(tc, optimizers_match_pytorch, 0, (int)(sizeof ref_optim / sizeof ref_optim[0]));
   tcase_add_test(tc, json_accepts_the_subset);
   tcase_add_test(tc, json_rejects_everything_else);
+  tcase_add_test(tc, json_many_keys);
+  tcase_add_test(tc, first_nonfinite_finds_nan_and_inf);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

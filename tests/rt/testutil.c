@@ -4,6 +4,7 @@
 #define _DEFAULT_SOURCE
 #define _XOPEN_SOURCE 700
 #include <fcntl.h>
+#include <math.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,6 +17,9 @@
 #include "testutil.h"
 
 long tiny_raise_at_step = -1;
+int tiny_raise_signal = SIGINT;
+long tiny_nan_at_step = -1;
+char tiny_nan_in = 'l';
 
 #define IN_H 6
 #define IN_W 6
@@ -32,7 +36,7 @@ static const NnccParam tiny_params[] = {
 static void tiny_forward_n(NnccState *s, int training, int in) {
   const float *w = s->params, *bias = s->params + 3 * in;
   float *mean = s->params + 3 * in + 3, *count = s->params + 3 * in + 6;
-  if (training && tiny_raise_at_step >= 0 && s->step == (uint64_t)tiny_raise_at_step) raise(SIGINT);
+  if (training && tiny_raise_at_step >= 0 && s->step == (uint64_t)tiny_raise_at_step) raise(tiny_raise_signal);
   /* Use the arena as scratch, as generated code would. */
   float *acc = (float *)s->arena;
   for (int b = 0; b < 4; b++)
@@ -42,6 +46,8 @@ static void tiny_forward_n(NnccState *s, int training, int in) {
       acc[b * 3 + c] = z;
       s->logits[b * 3 + c] = z;
     }
+  int nan_now = tiny_nan_at_step >= 0 && s->step == (uint64_t)tiny_nan_at_step;
+  if (nan_now && tiny_nan_in == 'l') s->logits[5] = NAN;
   if (training) {
     for (int c = 0; c < 3; c++) {
       float m = 0;
@@ -49,7 +55,9 @@ static void tiny_forward_n(NnccState *s, int training, int in) {
       mean[c] = 0.9f * mean[c] + 0.1f * (m / 4);
     }
     *count += 1;
+    if (nan_now && tiny_nan_in == 'm') mean[0] = NAN;
   }
+  if (s->check) s->check(s, 0, NNCC_FORWARD);
 }
 
 static void tiny_backward_n(NnccState *s, int in) {
@@ -65,6 +73,8 @@ static void tiny_backward_n(NnccState *s, int in) {
       dw[c * in + k] = gw;
     }
   }
+  if (tiny_nan_at_step >= 0 && s->step == (uint64_t)tiny_nan_at_step && tiny_nan_in == 'g') db[1] = NAN;
+  if (s->check) s->check(s, 0, NNCC_BACKWARD);
 }
 
 static void tiny_forward(NnccState *s, int training) { tiny_forward_n(s, training, IN); }
@@ -72,11 +82,16 @@ static void tiny_backward(NnccState *s) { tiny_backward_n(s, IN); }
 static void nopad_forward(NnccState *s, int training) { tiny_forward_n(s, training, 16); }
 static void nopad_backward(NnccState *s) { tiny_backward_n(s, 16); }
 
+/* One node: fc (with the running mean as its buffer), its output the logits. */
+static const NnccNode tiny_nodes[] = {
+    {"fc", "linear", "tiny.nn:3:5", {NNCC_LOGITS, 0, 12}, {"x", NULL}, {{0}, {0}}, 0, 4},
+};
+
 const NnccModel tiny_model = {
     NNCC_RT_ABI, "tiny", "tests/rt/testutil.c", "test", 4, 1, IN_H, IN_W, 1, 1, 3,
     4, tiny_params, 3 * IN + 7, 64,
     {NNCC_ADAM, 0.05, 0.9, 0.999, 1e-8, 0.0, 0.0, 2, 1234},
-    tiny_forward, tiny_backward,
+    tiny_forward, tiny_backward, 1, tiny_nodes,
 };
 
 static const NnccParam nopad_params[] = {
@@ -90,7 +105,7 @@ const NnccModel tiny_model_nopad = {
     NNCC_RT_ABI, "tiny_nopad", "tests/rt/testutil.c", "test", 4, 1, 4, 4, 0, 0, 3,
     4, nopad_params, 55, 64,
     {NNCC_SGD, 0.1, 0.9, 0.999, 1e-8, 0.0, 0.9, 2, 99},
-    nopad_forward, nopad_backward,
+    nopad_forward, nopad_backward, 1, tiny_nodes,
 };
 
 char *tmpdir_new(void) {

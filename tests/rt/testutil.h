@@ -19,8 +19,15 @@
 extern const NnccModel tiny_model;
 /* Same names, but fc.weight is [3,16] (input 4x4 without padding). */
 extern const NnccModel tiny_model_nopad;
-/* When >= 0, the tiny model's forward raises SIGINT at this step. */
+/* When >= 0, the tiny model's forward raises tiny_raise_signal (SIGINT
+ * unless set) at this step. */
 extern long tiny_raise_at_step;
+extern int tiny_raise_signal;
+/* When >= 0, the tiny model makes a NaN at this step, where tiny_nan_in
+ * says: 'l' logit 5 (the default), 'm' stats.running_mean[0] (training
+ * forward), 'g' the gradient of fc.bias[1]. */
+extern long tiny_nan_at_step;
+extern char tiny_nan_in;
 
 /* A fresh temporary directory (removed by rm_rf). */
 char *tmpdir_new(void);
