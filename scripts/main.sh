@@ -9,14 +9,15 @@ cd "$(dirname "$0")/.."
 need_packages $BUILD_PACKAGES
 command -v npm > /dev/null || need_packages npm
 
-cmake -S . -B build/gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF > /dev/null
-cmake --build build/gcc -j "$(nproc 2>/dev/null || echo 2)"
+# Its own build tree: the test suite's build/gcc never inherits BUILD_TESTING=OFF.
+cmake -S . -B build/main -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF > /dev/null
+cmake --build build/main -j "$(nproc 2>/dev/null || echo 2)"
 bash scripts/fetch_mnist.sh
 
 echo "== the model"
-build/gcc/nncc --dump-ir models/mnist_cnn.nn | grep '^;'
+build/main/nncc --dump-ir models/mnist_cnn.nn | grep '^;'
 echo "== compile and build"
-build/gcc/nncc models/mnist_cnn.nn -o generated/mnist_cnn.c
+build/main/nncc models/mnist_cnn.nn -o generated/mnist_cnn.c
 make -C generated mnist_cnn
 echo "== train"
 generated/mnist_cnn train --data data/mnist --log data/mnist_cnn.jsonl --save data/mnist_cnn.safetensors "$@"
