@@ -14,6 +14,8 @@
 #      against the reference's `losses`.
 # compare (tests/ref/compare.c, built by CMake; set COMPARE to its path, or
 # it is built here with CC) prints every difference and its tolerance.
+# MODEL_CFLAGS are added to the trainers' flags (the sanitizer build passes
+# -fsanitize=address,undefined there).
 # Exits 0 if everything agrees, 1 otherwise.
 set -u
 [ $# -ge 2 ] || { echo "usage: $0 NNCC CC [MODEL...]" >&2; exit 2; }
@@ -51,7 +53,7 @@ for m in "$@"; do
   mkdir -p "$d"
   if ! "$nncc" "$src" -o "$d/$m.c"; then fail "$m" "nncc $src"; continue; fi
   if ! "$cc" -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -march=native -fopenmp -ffp-contract=off \
-      -Iruntime -o "$d/$m" "$d/$m.c" runtime/*.c -lz -lm; then
+      ${MODEL_CFLAGS:-} -Iruntime -o "$d/$m" "$d/$m.c" runtime/*.c -lz -lm; then
     fail "$m" "building the trainer"; continue
   fi
   t=$d/$m
