@@ -515,8 +515,9 @@ void emit_c(Graph *g, Buf *out) {
              "#include \"nncc_rt.h\"\n\n"
              "#include <math.h>\n#include <string.h>\n\n"
              "/* the kernels below are called inside forward()'s and backward()'s parallel\n"
-             " * regions, by every thread: inlined, their sizes become constants */\n"
-             "#define KERNEL static inline __attribute__((always_inline))\n\n",
+             " * regions, by every thread: inlined, their sizes become constants; a backward\n"
+             " * kernel no gradient needs (an op reading the input) is simply not called */\n"
+             "#define KERNEL static inline __attribute__((always_inline, unused))\n\n",
              g->name, g->name, NNCC_VERSION, g->file->name, g->name, g->name, g->name, x->name,
              type_str(x), y->name, type_str(y), fmt_count(count), fmt_count(g->arena_bytes));
 
