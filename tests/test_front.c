@@ -641,7 +641,7 @@ START_TEST(elab_budgets) {
       {"block b(n) {\n  if n == 0 { return 0 }\n  return b(n - 1) + b(n - 1)\n}\n_ = b(40)\n",
        "t.nn:6:10: error: the program calls blocks more than 500,000 times (the limit)"},
       {"h = x\nfor _i in range(100000) {\n  h = relu(h)\n}\nlogits = linear(flatten(h), 10)\n",
-       "t.nn:6:7: error: the model has more than 100,000 nodes (the limit)"},
+       "t.nn:6:7: error: the model has more than 50,000 nodes (the limit)"},
       /* 64 calls deep, 20 ifs each: too deep for nncc's own stack */
       {format("block b(n) {\n%s    if n == 0 { return 0 }\n    return b(n - 1)\n%s}\n_ = b(63)\n",
               repeat("if true {\n", 20), repeat("}\n", 20)),
