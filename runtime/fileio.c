@@ -97,7 +97,9 @@ int fio_open_append(const char *path) {
   return fd < 0 ? open_failed(path) : check_writable(fd, 1);
 }
 
-int fio_write_all(int fd, const void *p, size_t n) {
+int fio_write_all(int fd, const void *p, size_t n) { return fio_write_until(fd, p, n, NULL); }
+
+int fio_write_until(int fd, const void *p, size_t n, volatile sig_atomic_t *stop) {
   /* SIGPIPE is blocked around the write; one it raised is taken back
    * (unless one was already pending) so that EPIPE is just an error. */
   sigset_t pipe, old, pending;
@@ -109,7 +111,7 @@ int fio_write_all(int fd, const void *p, size_t n) {
   const char *c = p;
   while (n > 0) {
     ssize_t w = write(fd, c, n);
-    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EINTR && !(stop && *stop)) continue;
     if (w <= 0) {
       err = w < 0 ? errno : EIO;
       break;
@@ -126,13 +128,31 @@ int fio_write_all(int fd, const void *p, size_t n) {
   return err ? -1 : 0;
 }
 
+/* N for "/proc/self/fd/N" or "/dev/fd/N" (where /dev/stdout leads), else -1:
+ * such a path names an open file description, which must be written
+ * through -- renaming over the file it points at would cut the shell's
+ * redirection (`-o /dev/stdout >> all.c`) off from what is written. */
+static int fd_path(const char *p) {
+  const char *digits = strncmp(p, "/proc/self/fd/", 14) == 0 ? p + 14
+                       : strncmp(p, "/dev/fd/", 8) == 0    ? p + 8
+                                                           : NULL;
+  if (!digits || *digits < '0' || *digits > '9' || strlen(digits) > 6) return -1;
+  for (const char *c = digits; *c; c++)
+    if (*c < '0' || *c > '9') return -1;
+  return atoi(digits);
+}
+
 /* Follows symlinks from path to the file they finally name, which need not
- * exist, into out[cap]; *st is its lstat, *exists whether there is one. */
-static int resolve(const char *path, char *out, size_t cap, struct stat *st, int *exists) {
+ * exist, into out[cap]; *st is its lstat, *exists whether there is one;
+ * *fdnum is N where a hop is an fd path (see fd_path), else -1. */
+static int resolve(const char *path, char *out, size_t cap, struct stat *st, int *exists,
+                   int *fdnum) {
   char link[4096];
+  *fdnum = -1;
   if (strlen(path) >= cap) return errno = ENAMETOOLONG, -1;
   strcpy(out, path);
   for (int hops = 0;; hops++) {
+    if ((*fdnum = fd_path(out)) >= 0) return 0;
     if (lstat(out, st) != 0) {
       *exists = 0;
       return errno == ENOENT ? 0 : -1;
@@ -213,7 +233,12 @@ int fio_out_open(FioOut *f, const char *path) {
   } else if (errno != ENOENT) {
     return -1;
   }
-  if (resolve(path, f->target, sizeof f->target, &st, &exists)) return -1;
+  int fdnum;
+  if (resolve(path, f->target, sizeof f->target, &st, &exists, &fdnum)) return -1;
+  if (fdnum >= 0) { /* an open file of this process's (-o /dev/stdout): written through */
+    f->through = 1;
+    return (f->fd = fcntl(fdnum, F_DUPFD_CLOEXEC, 0)) < 0 ? -1 : 0;
+  }
   if (exists && !S_ISREG(st.st_mode)) return errno = FIO_ENOTFILE, -1; /* changed meanwhile */
   const char *name = split_dir(f->target, dir, sizeof dir);
   if (!*name) return errno = EISDIR, -1;

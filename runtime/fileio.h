@@ -10,6 +10,7 @@
 #ifndef NNCC_FILEIO_H
 #define NNCC_FILEIO_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #define FIO_ENOTREG (-1001)   /* an input that is not a regular file */
@@ -26,6 +27,9 @@ int fio_open_append(const char *path);
 /* Writes all of p, retrying short writes; a reader that went away is
  * EPIPE, never a SIGPIPE that kills the process. */
 int fio_write_all(int fd, const void *p, size_t n);
+/* The same, but a signal that set *stop ends a blocked write: -1, EINTR
+ * (a log whose reader stalls must not keep SIGINT from stopping training). */
+int fio_write_until(int fd, const void *p, size_t n, volatile sig_atomic_t *stop);
 
 /*
  * An output written whole or not at all: a regular file (or none yet) is

@@ -70,6 +70,12 @@ check "-o replaced a symlink" test -L "$tmp/link.txt"
 check "-o did not write a symlink's target" cmp -s "$tmp/real.txt" "$tmp/ir.txt"
 mkdir "$tmp/dir.txt"
 expect 1 "cannot write '$tmp/dir.txt': Is a directory" "$nncc" --dump-ir models/mnist_cnn.nn -o "$tmp/dir.txt"
+# -o /dev/stdout into a redirected file writes through the shell's open
+# file (appending after what is there), never renames over that file
+printf 'before\n' > "$tmp/all.txt"
+"$nncc" --dump-ir models/mnist_cnn.nn -o /dev/stdout >> "$tmp/all.txt"
+{ printf 'before\n'; cat "$tmp/ir.txt"; } > "$tmp/want.txt"
+check "-o /dev/stdout >> FILE lost FILE's contents" cmp -s "$tmp/all.txt" "$tmp/want.txt"
 # a temp file of a writer that was killed is removed by the next write
 printf stale > "$tmp/.ir.txt.nncc-tmp.999999999"
 expect 0 "" "$nncc" --dump-ir models/mnist_cnn.nn -o "$tmp/ir.txt"
