@@ -228,7 +228,8 @@ static void json_num(Line *l, const char *key, double v, const char *fmt) {
 static void log_write(Run *r, Log *l, Line *line) {
   if (!l->path || r->log_failed) return;
   line_add(line, "}\n");
-  if (fio_write_all(l->fd, line->s, line->n)) {
+  if (fio_write_until(l->fd, line->s, line->n, &interrupted)) {
+    if (errno == EINTR) return; /* a signal: the step loop stops and saves */
     rt_error("%s: cannot write log: %s; training stopped", l->path, fio_strerror(errno));
     r->log_failed = 1;
   }
@@ -401,8 +402,13 @@ int run_train(const NnccModel *m, const NnccOptions *o) {
   int rc = 1;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESTART; /* a second signal must not break the save's writes */
+  /* No SA_RESTART: a signal ends a log write blocked on a stalled reader;
+   * the save's writes retry (fio_write_all).  Each signal blocks the other
+   * while its handler runs, so the first one decides the exit status. */
+  sa.sa_flags = 0;
   sigemptyset(&sa.sa_mask);
+  sigaddset(&sa.sa_mask, SIGINT);
+  sigaddset(&sa.sa_mask, SIGTERM);
   if (train_setup(&r, m, o)) goto out;
   int per_epoch = r.train.n / m->batch; /* drop_last */
   if (r.prog.epoch_step > per_epoch) {
