@@ -13,9 +13,39 @@
 static char *diag_text;
 static size_t diag_len;
 
-/* Compile src through the shape pass.  NULL on a user error; the
- * diagnostics are in diag_text either way. */
-static Graph *compile(const char *src) {
+/* One stage of the front end, for trapped(). */
+typedef struct Stage {
+  const char *data; /* compile: the source bytes */
+  size_t len;
+  Graph *g;         /* plan: the graph from compile() */
+  int opt;          /* plan: -O1 (fused, packed) or -O0 */
+} Stage;
+
+static void stage_compile(Stage *s) {
+  SrcFile *file = source_from_bytes("t.nn", s->data, s->len);
+  Graph *r = elaborate(file, parse(file));
+  ir_verify(r, "parse");
+  shape_pass(r);
+  ir_verify(r, "shape");
+  s->g = r;
+}
+
+static void stage_plan(Stage *s) {
+  measure_naive(s->g);
+  if (s->opt)
+    fuse_pass(s->g);
+  buffers_build(s->g);
+  if (s->opt)
+    plan_pass(s->g);
+  else
+    plan_naive(s->g);
+  ir_verify(s->g, "plan");
+}
+
+/* Runs run(s) with user errors trapped and the diagnostics captured in
+ * diag_text (replacing the previous ones); s->g on success, NULL on a user
+ * error. */
+static Graph *trapped(void (*run)(Stage *), Stage *s) {
   free(diag_text);
   diag_text = NULL;
   FILE *f = open_memstream(&diag_text, &diag_len);
@@ -24,12 +54,8 @@ static Graph *compile(const char *src) {
   diag_trap = &jb;
   Graph *volatile g = NULL;
   if (setjmp(jb) == 0) {
-    SrcFile *file = source_from_string("t.nn", src);
-    Graph *r = elaborate(file, parse(file));
-    ir_verify(r, "parse");
-    shape_pass(r);
-    ir_verify(r, "shape");
-    g = r;
+    run(s);
+    g = s->g;
   }
   fclose(f);
   diag_out = NULL;
@@ -39,53 +65,21 @@ static Graph *compile(const char *src) {
 
 /* compile() on a file's bytes, NULs and all. */
 static Graph *compile_bytes(const char *data, size_t len) {
-  free(diag_text);
-  diag_text = NULL;
-  FILE *f = open_memstream(&diag_text, &diag_len);
-  diag_out = f;
-  jmp_buf jb;
-  diag_trap = &jb;
-  Graph *volatile g = NULL;
-  if (setjmp(jb) == 0) {
-    SrcFile *file = source_from_bytes("t.nn", data, len);
-    Graph *r = elaborate(file, parse(file));
-    shape_pass(r);
-    g = r;
-  }
-  fclose(f);
-  diag_out = NULL;
-  diag_trap = NULL;
-  return g;
+  Stage s = {.data = data, .len = len};
+  return trapped(stage_compile, &s);
 }
+
+/* Compile src through the shape pass.  NULL on a user error; the
+ * diagnostics are in diag_text either way. */
+static Graph *compile(const char *src) { return compile_bytes(src, strlen(src)); }
 
 /* compile(), then the rest of the front end: -O1 (fused, packed) or -O0. */
 static Graph *compile_plan(const char *src, int opt) {
   Graph *g = compile(src);
   if (!g)
     return NULL;
-  free(diag_text);
-  diag_text = NULL;
-  FILE *f = open_memstream(&diag_text, &diag_len);
-  diag_out = f;
-  jmp_buf jb;
-  diag_trap = &jb;
-  Graph *volatile r = NULL;
-  if (setjmp(jb) == 0) {
-    measure_naive(g);
-    if (opt)
-      fuse_pass(g);
-    buffers_build(g);
-    if (opt)
-      plan_pass(g);
-    else
-      plan_naive(g);
-    ir_verify(g, "plan");
-    r = g;
-  }
-  fclose(f);
-  diag_out = NULL;
-  diag_trap = NULL;
-  return r;
+  Stage s = {.g = g, .opt = opt};
+  return trapped(stage_plan, &s);
 }
 
 /* n copies of s, in the pool. */
