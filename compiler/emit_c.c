@@ -55,17 +55,6 @@ static const char *ptr(Emit *E, int b) {
   return E->g->bufs[b].name;
 }
 
-static char *shape(const int64_t *dims, int rank) {
-  Buf b = {0};
-  buf_puts(&b, "[");
-  for (int i = 0; i < rank; i++)
-    buf_printf(&b, "%s%lld", i ? "," : "", ll(dims[i]));
-  buf_puts(&b, "]");
-  char *s = xstrdup(b.data);
-  buf_free(&b);
-  return s;
-}
-
 static char *fn_name(const Node *n) {
   char *s = xstrdup(n->name);
   for (char *p = s; *p; p++)
@@ -215,9 +204,9 @@ static void define_kernels(Emit *E, Node *n) {
              n->fused ? n->fused : "");
   for (int j = 0; j < n->nin; j++) {
     Node *in = g->nodes[n->in[j]];
-    buf_printf(o, "%s%s %s", j ? ", " : "", in->name, shape(in->dims, in->rank));
+    buf_printf(o, "%s%s %s", j ? ", " : "", in->name, dims_str(in->dims, in->rank));
   }
-  buf_printf(o, " -> %s */\n", shape(n->dims, n->rank));
+  buf_printf(o, " -> %s */\n", dims_str(n->dims, n->rank));
 
   int64_t N = n->dims[0], C = n->rank == 4 ? n->dims[1] : 0;
   int64_t Ho = n->rank == 4 ? n->dims[2] : 0, Wo = n->rank == 4 ? n->dims[3] : 0;
@@ -365,7 +354,7 @@ static void emit_step(Emit *E, const char *head, Buf *body) {
     if (buf->node >= 0) {
       Node *n = g->nodes[buf->node];
       what = buf->kind == BUF_AUX ? format("[2,%lld]: mean, 1/std", ll(n->dims[1]))
-                                  : shape(n->dims, n->rank);
+                                  : dims_str(n->dims, n->rank);
     }
     buf_printf(o, "  float *%s = (float *)(A + %lld); /* %s */\n", buf->name, ll(buf->offset), what);
   }

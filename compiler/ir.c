@@ -79,20 +79,23 @@ int64_t node_numel(const Node *n) {
   return e;
 }
 
-char *type_str(const Node *n) {
-  if (n->dtype == DT_UNKNOWN)
-    return "?";
+char *dims_str(const int64_t *dims, int rank) {
   Buf b = {0};
-  buf_puts(&b, n->dtype == DT_CLASS ? "class" : "f32");
   buf_puts(&b, "[");
-  for (int i = 0; i < n->rank; i++)
-    buf_printf(&b, "%s%lld", i ? "," : "", (long long)n->dims[i]);
+  for (int i = 0; i < rank; i++)
+    buf_printf(&b, "%s%lld", i ? "," : "", (long long)dims[i]);
   buf_puts(&b, "]");
-  if (n->dtype == DT_CLASS)
-    buf_printf(&b, " of %lld", (long long)n->classes);
   char *s = xstrdup(b.data);
   buf_free(&b);
   return s;
+}
+
+char *type_str(const Node *n) {
+  if (n->dtype == DT_UNKNOWN)
+    return "?";
+  if (n->dtype == DT_CLASS)
+    return format("class%s of %lld", dims_str(n->dims, n->rank), (long long)n->classes);
+  return format("f32%s", dims_str(n->dims, n->rank));
 }
 
 int64_t node_params(const Node *n) {

@@ -385,6 +385,7 @@ void graph_push(Graph *g, Node *n);       /* append a node built elsewhere */
 void graph_compact(Graph *g);             /* drop dead nodes, renumber */
 int64_t node_numel(const Node *n);
 char *type_str(const Node *n);            /* "f32[256,16,24,24]" */
+char *dims_str(const int64_t *dims, int rank); /* "[256,16,24,24]" */
 int64_t node_params(const Node *n);       /* trainable parameter count */
 int64_t node_flops_fwd(const Graph *g, const Node *n);
 int64_t node_flops_bwd(const Graph *g, const Node *n);

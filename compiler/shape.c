@@ -41,17 +41,6 @@ static int64_t product(const int64_t *dims, int rank) {
   return e;
 }
 
-static char *dims_str(const int64_t *dims, int rank) {
-  Buf b = {0};
-  buf_puts(&b, "[");
-  for (int i = 0; i < rank; i++)
-    buf_printf(&b, "%s%lld", i ? "," : "", (long long)dims[i]);
-  buf_puts(&b, "]");
-  char *s = xstrdup(b.data);
-  buf_free(&b);
-  return s;
-}
-
 /* The elements of a tensor of that shape, at most NNCC_MAX_ELEMENTS, or an
  * error: "<what> has 2,147,483,648 elements, more than the limit ..." */
 static int64_t elements(Node *n, const char *what, const int64_t *dims, int rank) {
