@@ -361,7 +361,9 @@ static char *fresh_name(Elab *E, Scope *s, const char *key, const char *suffix) 
   if (n < 0)
     n = 0;
   for (;;) {
-    char *name = format("%s%s%d%s", s->prefix, key, ++n, suffix);
+    size_t klen = strlen(key);
+    const char *sep = klen && key[klen - 1] >= '0' && key[klen - 1] <= '9' ? "_" : "";
+    char *name = format("%s%s%s%d%s", s->prefix, key, sep, ++n, suffix);
     size_t len = strlen(name) - strlen(suffix);
     char c = name[len];
     name[len] = '\0';
@@ -381,7 +383,7 @@ static BlockDef *find_block(Elab *E, const char *name) {
 
 static int find_op(const char *name) {
   for (int op = 0; op < OP_COUNT; op++)
-    if (op_info[op].name && strcmp(op_info[op].name, name) == 0)
+    if (op_desc[op]->name && strcmp(op_desc[op]->name, name) == 0)
       return op;
   return -1;
 }
@@ -569,8 +571,8 @@ static noreturn __attribute__((noinline)) void unknown_call(Elab *E, Ast *a) {
   const char **cands = xalloc(sizeof(char *) * (size_t)(OP_COUNT + E->nblocks));
   int nc = 0;
   for (int i = 0; i < OP_COUNT; i++)
-    if (op_info[i].name)
-      cands[nc++] = op_info[i].name;
+    if (op_desc[i]->name)
+      cands[nc++] = op_desc[i]->name;
   for (int i = 0; i < E->nblocks; i++)
     cands[nc++] = E->blocks[i]->name;
   Loc name_loc = {a->loc.file, a->loc.off, (int)strlen(a->str)};
@@ -632,10 +634,10 @@ static Value eval_expr(Elab *E, Scope *s, Ast *a) {
     Value l = eval(E, s, a->lhs), r = eval(E, s, a->rhs);
     if (strcmp(a->str, "+") == 0 && l.kind == V_TENSOR && r.kind == V_TENSOR) {
       /* a + b on tensors is add(a, b) */
-      Node *n = xalloc(sizeof *n);
-      *n = (Node){.op = OP_ADD, .loc = a->loc, .site = E->site, .nin = 2,
-                  .in = {(int)l.i, (int)r.i}};
-      add_node(E, n, fresh_name(E, s, op_info[OP_ADD].abbrev, ""));
+      Node *n = node_new(OP_ADD, 2, a->loc, E->site);
+      n->in[0] = (int)l.i;
+      n->in[1] = (int)r.i;
+      add_node(E, n, fresh_name(E, s, op_desc[OP_ADD]->abbrev, ""));
       return tensor_value(n);
     }
     if (l.kind == V_TENSOR || r.kind == V_TENSOR)
@@ -669,154 +671,132 @@ static Value eval(Elab *E, Scope *s, Ast *a) {
 
 /* ---- op calls ------------------------------------------------------------ */
 
-/* Where each attribute lives in a Node; pairs are two adjacent int64s. */
-static const struct {
-  const char *name;
-  size_t offset;
-} attr_fields[] = {
-    {"out", offsetof(Node, out)},         {"kernel", offsetof(Node, kh)},
-    {"stride", offsetof(Node, sh)},       {"padding", offsetof(Node, ph)},
-    {"output", offsetof(Node, oh)},       {"bias", offsetof(Node, bias)},
-    {"p", offsetof(Node, p)},             {"eps", offsetof(Node, eps)},
-    {"momentum", offsetof(Node, momentum)},
-};
-
-static void *attr_field(Node *n, const char *name) {
-  for (size_t i = 0; i < sizeof attr_fields / sizeof *attr_fields; i++)
-    if (strcmp(attr_fields[i].name, name) == 0)
-      return (char *)n + attr_fields[i].offset;
-  ICE("no field for attribute %s", name);
-}
-
-typedef struct SigEntry {
-  char name[16], type[8], def[16];
-} SigEntry;
-
-enum { MAX_SIG = 8 };
-
-/* "out:int kernel:pair stride:pair=kernel" -> entries */
-static int parse_sig(const char *sig, SigEntry *out, int max) {
-  int n = 0;
-  while (*sig) {
-    while (*sig == ' ')
-      sig++;
-    if (!*sig)
-      break;
-    if (n == max)
-      ICE("signature too long: %s", sig);
-    SigEntry *e = &out[n++];
-    *e = (SigEntry){0};
-    int k = 0;
-    while (*sig && *sig != ':' && k < 15)
-      e->name[k++] = *sig++;
-    sig++;
-    k = 0;
-    while (*sig && *sig != '=' && *sig != ' ' && k < 7)
-      e->type[k++] = *sig++;
-    if (*sig == '=') {
-      sig++;
-      k = 0;
-      while (*sig && *sig != ' ' && k < 15)
-        e->def[k++] = *sig++;
-    }
-  }
-  return n;
-}
-
-/* Op op's signature, parsed once: ops.def is constant, so the table is too. */
-static const SigEntry *op_sig(OpKind op, int *n) {
-  static SigEntry sigs[OP_COUNT][MAX_SIG];
-  static int nsig[OP_COUNT];
-  static bool parsed[OP_COUNT];
-  if (!parsed[op]) {
-    nsig[op] = parse_sig(op_info[op].sig, sigs[op], MAX_SIG);
-    parsed[op] = true;
-  }
-  *n = nsig[op];
-  return sigs[op];
-}
-
-static void set_attr(Elab *E, Node *n, const char *opname, const SigEntry *e, Value v, Loc loc) {
-  void *f = attr_field(n, e->name);
-  if (strcmp(e->type, "int") == 0) {
+/* Set attribute a of node n (opname's) from value v, or a located error. */
+static void set_attr(Elab *E, Node *n, const char *opname, const AttrDesc *a, Value v, Loc loc) {
+  void *f = (char *)n->attrs + a->offset;
+  switch (a->type) {
+  case AT_INT:
     if (v.kind != V_INT)
-      elab_error(E, loc, "%s: '%s' must be an int, got %s", opname, e->name, describe(E->g, v));
+      elab_error(E, loc, "%s: '%s' must be an int, got %s", opname, a->name, describe(E->g, v));
     *(int64_t *)f = v.i;
-  } else if (strcmp(e->type, "float") == 0) {
+    return;
+  case AT_FLOAT:
     if (v.kind != V_INT && v.kind != V_FLOAT)
-      elab_error(E, loc, "%s: '%s' must be a number, got %s", opname, e->name, describe(E->g, v));
+      elab_error(E, loc, "%s: '%s' must be a number, got %s", opname, a->name, describe(E->g, v));
     *(double *)f = v.kind == V_INT ? (double)v.i : v.f;
-  } else if (strcmp(e->type, "bool") == 0) {
+    return;
+  case AT_BOOL:
     if (v.kind != V_BOOL)
-      elab_error(E, loc, "%s: '%s' must be true or false, got %s", opname, e->name, describe(E->g, v));
+      elab_error(E, loc, "%s: '%s' must be true or false, got %s", opname, a->name, describe(E->g, v));
     *(bool *)f = v.i != 0;
-  } else if (strcmp(e->type, "pair") == 0) {
-    int64_t *p = f;
+    return;
+  case AT_PAIR:
+  case AT_PADDING: {
+    int64_t p[2];
+    if (a->type == AT_PADDING && v.kind == V_STR) {
+      if (strcmp(v.s, "same") != 0 && strcmp(v.s, "valid") != 0)
+        elab_error(E, loc, "%s: '%s' must be an int, a list of two ints, \"same\" or \"valid\", "
+                   "got '%s'", opname, a->name, v.s);
+      *(Padding *)f = (Padding){0, 0, strcmp(v.s, "same") == 0};
+      return;
+    }
     if (v.kind == V_INT) {
       p[0] = p[1] = v.i;
     } else if (v.kind == V_LIST && v.n == 2 && v.items[0].kind == V_INT && v.items[1].kind == V_INT) {
       p[0] = v.items[0].i;
       p[1] = v.items[1].i;
     } else {
-      elab_error(E, loc, "%s: '%s' must be an int or a list of two ints, got %s", opname, e->name,
-                 describe(E->g, v));
+      elab_error(E, loc, "%s: '%s' must be an int or a list of two ints%s, got %s", opname, a->name,
+                 a->type == AT_PADDING ? " (or \"same\", \"valid\")" : "", describe(E->g, v));
     }
+    if (a->type == AT_PADDING)
+      *(Padding *)f = (Padding){p[0], p[1], false};
+    else
+      memcpy(f, p, sizeof p);
+    return;
+  }
+  }
+  unreachable();
+}
+
+/* An attribute's default: a literal, or the value of an earlier attribute
+ * (stride=kernel). */
+static void set_default(Elab *E, Node *n, const OpDesc *d, const AttrDesc *a, Loc loc) {
+  const char *def = a->def;
+  if (strcmp(def, "true") == 0 || strcmp(def, "false") == 0) {
+    set_attr(E, n, d->name, a, bool_value(def[0] == 't'), loc);
+  } else if (def[0] >= '0' && def[0] <= '9' && strpbrk(def, ".e")) {
+    set_attr(E, n, d->name, a, (Value){.kind = V_FLOAT, .f = strtod(def, NULL)}, loc);
+  } else if (def[0] >= '0' && def[0] <= '9') {
+    set_attr(E, n, d->name, a, int_value(strtoll(def, NULL, 10)), loc);
   } else {
-    ICE("bad signature type %s", e->type);
+    for (int i = 0; i < d->nattrs; i++)
+      if (strcmp(d->attrs[i].name, def) == 0 && d->attrs[i].type == a->type) {
+        memcpy((char *)n->attrs + a->offset, (char *)n->attrs + d->attrs[i].offset,
+               a->type == AT_PAIR ? 2 * sizeof(int64_t) : sizeof(int64_t));
+        return;
+      }
+    ICE("%s: default '%s' of '%s' names no earlier attribute", d->name, def, a->name);
   }
 }
 
+/* A tensor argument: its node id, or a located error. */
+static int want_tensor(Elab *E, Value v, Loc loc, const OpDesc *d, const char *what) {
+  if (v.kind != V_TENSOR)
+    elab_error(E, loc, "%s: %s must be a tensor, got %s", d->name, what, describe(E->g, v));
+  return (int)v.i;
+}
+
+/*
+ * An op call: the arguments matched to the op's signature (its inputs,
+ * then its attributes), evaluated left to right, defaults filled in.
+ */
 static Value call_op(Elab *E, Scope *s, Ast *call, OpKind op) {
-  const OpInfo *info = &op_info[op];
-  int nsig;
-  const SigEntry *sig = op_sig(op, &nsig);
-  const char *names[2 + MAX_SIG];
-  static const char *tensor_names[OP_COUNT][2] = {
-      [OP_ADD] = {"a", "b"}, [OP_CROSS_ENTROPY] = {"logits", "labels"}};
-  for (int i = 0; i < info->nin; i++)
-    names[i] = tensor_names[op][i] ? tensor_names[op][i] : "x";
-  for (int i = 0; i < nsig; i++)
-    names[info->nin + i] = sig[i].name;
-  int nslots = info->nin + nsig;
-  Ast *slots[2 + MAX_SIG];
-  match_args(E, call, "%s()", info->name, names, nslots, slots);
+  const OpDesc *d = op_desc[op];
+  int fixed = d->nin >= 0 ? d->nin : 1; /* input slots: a list op has one */
+  int nslots = fixed + d->nattrs;
+  const char **names = xalloc(sizeof(char *) * (size_t)nslots);
+  Ast **slots = xalloc(sizeof(Ast *) * (size_t)nslots);
+  for (int i = 0; i < fixed; i++)
+    names[i] = d->inputs[i];
+  for (int i = 0; i < d->nattrs; i++)
+    names[fixed + i] = d->attrs[i].name;
+  match_args(E, call, "%s()", d->name, names, nslots, slots);
 
   /* inputs and attributes first: nodes they create must come before this one */
-  Node *n = xalloc(sizeof *n);
-  n->op = op;
-  n->loc = call->loc;
-  n->site = E->site;
-  n->nin = info->nin;
-  for (int i = 0; i < info->nin; i++) {
+  for (int i = 0; i < fixed; i++)
     if (!slots[i])
-      elab_error(E, call->loc, "%s: missing input '%s'", info->name, names[i]);
-    Value v = eval(E, s, slots[i]);
-    if (v.kind != V_TENSOR)
-      elab_error(E, slots[i]->loc, "%s: input '%s' must be a tensor, got %s", info->name, names[i],
-                 describe(E->g, v));
-    n->in[i] = (int)v.i;
+      elab_error(E, call->loc, "%s: missing input '%s'", d->name, names[i]);
+  Node *n;
+  if (d->nin >= 0) {
+    n = node_new(op, d->nin, call->loc, E->site);
+    for (int i = 0; i < d->nin; i++)
+      n->in[i] = want_tensor(E, eval(E, s, slots[i]), slots[i]->loc, d,
+                             format("input '%s'", names[i]));
+  } else {
+    Value list = eval(E, s, slots[0]);
+    if (list.kind != V_LIST || list.n == 0)
+      elab_error(E, slots[0]->loc, "%s: '%s' must be a list of tensors, got %s", d->name, names[0],
+                 describe(E->g, list));
+    if (list.n > NNCC_MAX_ARGS)
+      elab_error(E, slots[0]->loc, "%s: %d tensors, more than the limit of %d", d->name, list.n,
+                 NNCC_MAX_ARGS);
+    n = node_new(op, list.n, call->loc, E->site);
+    for (int i = 0; i < list.n; i++)
+      n->in[i] = want_tensor(E, list.items[i], slots[0]->loc, d, format("item %d of '%s'", i, names[0]));
   }
-  for (int i = 0; i < nsig; i++) {
-    Ast *a = slots[info->nin + i];
-    const SigEntry *e = &sig[i];
-    if (a) {
-      set_attr(E, n, info->name, e, eval(E, s, a), a->loc);
-    } else if (!e->def[0]) {
-      elab_error(E, call->loc, "%s: missing argument '%s'", info->name, e->name);
-    } else if (strcmp(e->def, "true") == 0 || strcmp(e->def, "false") == 0) {
-      set_attr(E, n, info->name, e, bool_value(e->def[0] == 't'), call->loc);
-    } else if (e->def[0] >= '0' && e->def[0] <= '9' && (strchr(e->def, '.') || strchr(e->def, 'e'))) {
-      set_attr(E, n, info->name, e, (Value){.kind = V_FLOAT, .f = strtod(e->def, NULL)}, call->loc);
-    } else if (e->def[0] >= '0' && e->def[0] <= '9') {
-      set_attr(E, n, info->name, e, int_value(strtoll(e->def, NULL, 10)), call->loc);
-    } else { /* the default is another attribute: stride=kernel */
-      int64_t *src = attr_field(n, e->def), *dst = attr_field(n, e->name);
-      dst[0] = src[0];
-      dst[1] = src[1];
-    }
+  for (int i = 0; i < d->nattrs; i++) {
+    Ast *a = slots[fixed + i];
+    const AttrDesc *ad = &d->attrs[i];
+    if (a)
+      set_attr(E, n, d->name, ad, eval(E, s, a), a->loc);
+    else if (!ad->def)
+      elab_error(E, call->loc, "%s: missing argument '%s'", d->name, ad->name);
+    else
+      set_default(E, n, d, ad, call->loc);
   }
-  add_node(E, n, fresh_name(E, s, info->abbrev, ""));
-  if (op == OP_CROSS_ENTROPY) {
+  add_node(E, n, fresh_name(E, s, d->abbrev, ""));
+  if (d->flags & OPF_LOSS) {
     if (E->g->loss >= 0) {
       Node *prev = E->g->nodes[E->g->loss];
       diag_error(call->loc, "a model has one loss, and cross_entropy was already used");
@@ -888,8 +868,8 @@ static void exec_input(Elab *E, Scope *s, Stmt *st) {
   if (strcmp(st->dtype, "f32") != 0)
     elab_error(E, st->loc, "input '%s': unsupported dtype '%s' (nncc trains in f32)", st->name,
                st->dtype);
-  Node *n = xalloc(sizeof *n);
-  *n = (Node){.op = OP_INPUT, .loc = st->name_loc, .dtype = DT_F32};
+  Node *n = node_new(OP_INPUT, 0, st->name_loc, NULL);
+  n->dtype = DT_F32;
   if (st->ndims > MAX_RANK)
     elab_error(E, st->dims[MAX_RANK]->loc, "input '%s': at most %d dimensions", st->name, MAX_RANK);
   n->rank = st->ndims;
@@ -902,19 +882,33 @@ static void exec_input(Elab *E, Scope *s, Stmt *st) {
       elab_error(E, st->dims[i]->loc, "input '%s': dimension %d is %lld, more than the limit of "
                  "2^30 (%s)", st->name, i, (long long)n->dims[i], fmt_count(NNCC_MAX_SIZE));
   }
-  /* the data source: mnist or mnist(pad=P) */
+  /* the data source: mnist, mnist(pad=P) or mnist(pad=[top, left]) */
   Ast *src = st->expr;
   if ((src->kind != A_NAME && src->kind != A_CALL) || strcmp(src->str, "mnist") != 0)
-    elab_error(E, src->loc, "unknown data source; nncc reads 'mnist' or 'mnist(pad=P)' (28x28 IDX images)");
+    elab_error(E, src->loc, "unknown data source; nncc reads 'mnist', 'mnist(pad=P)' or "
+               "'mnist(pad=[top, left])' (28x28 IDX images)");
   E->g->source_loc = src->loc;
   if (src->kind == A_CALL) {
     const char *names[] = {"pad"};
     Ast *slot;
     match_args(E, src, "%s()", "mnist", names, 1, &slot);
     if (slot) {
-      E->g->pad = want_int(E, s, slot, "mnist(): 'pad'");
-      if (E->g->pad < 0 || E->g->pad > 1000)
+      Value v = eval(E, s, slot);
+      int64_t p[2];
+      if (v.kind == V_INT) {
+        p[0] = p[1] = v.i;
+      } else if (v.kind == V_LIST && v.n == 2 && v.items[0].kind == V_INT && v.items[1].kind == V_INT) {
+        p[0] = v.items[0].i;
+        p[1] = v.items[1].i;
+        E->g->pad_pair = true;
+      } else {
+        elab_error(E, slot->loc, "mnist(): 'pad' must be an int or a list [top, left], got %s",
+                   describe(E->g, v));
+      }
+      if (p[0] < 0 || p[0] > 1000 || p[1] < 0 || p[1] > 1000)
         elab_error(E, slot->loc, "mnist(): 'pad' must be between 0 and 1000");
+      E->g->pad_top = p[0];
+      E->g->pad_left = p[1];
     }
   }
   name_declared(E, n, st);
@@ -928,8 +922,9 @@ static void exec_label(Elab *E, Scope *s, Stmt *st) {
                E->g->nodes[E->g->label]->name);
   if (st->ndims != 2)
     elab_error(E, st->loc, "label '%s' has one dimension, the batch: class[N] of C", st->name);
-  Node *n = xalloc(sizeof *n);
-  *n = (Node){.op = OP_LABEL, .loc = st->name_loc, .dtype = DT_CLASS, .rank = 1};
+  Node *n = node_new(OP_LABEL, 0, st->name_loc, NULL);
+  n->dtype = DT_CLASS;
+  n->rank = 1;
   n->dims[0] = want_int(E, s, st->dims[0], "the label's batch size");
   n->classes = want_int(E, s, st->dims[1], "the number of classes");
   if (n->dims[0] <= 0)

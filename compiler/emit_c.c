@@ -7,8 +7,8 @@
  * nodes, and a call of the runtime's numerics check when it asks for one),
  * nodes[] (where each node's results lie, for that check) and the NnccModel
  * that hands them to the runtime's nncc_main().
- * Convolutions, linear layers, pooling and ReLU call the team kernels of
- * runtime/nncc_kernels.h; the simple ops are written out here.
+ * What each op emits is its descriptor's (compiler/ops/); this file walks
+ * the graph, decides where each gradient goes, and writes the frame.
  *
  * Everything is a pure function of the graph: the same .nn gives the same
  * bytes.
@@ -18,20 +18,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct Emit {
+struct Emit {
   Graph *g;
   Buf *out;
   bool *used;      /* arena buffers the current step function touches */
   bool *written;   /* backward: gradients already holding a contribution */
-  int64_t *param_off; /* node id * MAX_PARAMS + k -> offset in floats */
   int *row;        /* node id -> its row of nodes[] (the nodes with kernels), -1 */
-} Emit;
+  int step;        /* the step being emitted (plan.c's schedule) */
+  const bool *in_place; /* backward: input j's gradient is the node's, in place */
+};
 
-static long long ll(int64_t v) { return (long long)v; }
+long long ll(int64_t v) { return (long long)v; }
 
 /* The shortest decimal that reads back as v, always with a '.' or an
  * exponent so that C sees a floating constant: 0.1, 1e-05, 2.0 */
-static char *real(double v, bool as_float) {
+char *emit_real(double v, bool as_float) {
   char *s = NULL;
   for (int prec = 1; prec <= 17; prec++) {
     s = format("%.*g", prec, v);
@@ -45,17 +46,32 @@ static char *real(double v, bool as_float) {
 
 /* ---- names and pointers ---------------------------------------------------- */
 
+Buf *emit_out(Emit *E) { return E->out; }
+Node *emit_in(Emit *E, const Node *n, int j) { return E->g->nodes[n->in[j]]; }
 
-/* The C expression for buffer b inside a step function. */
+/* The C expression for buffer b inside a step function.  The plan must
+ * keep b alive at the step being emitted: liveness and the emitters both
+ * read what backward needs from the op table, and this is where the two
+ * are held to agree. */
 static const char *ptr(Emit *E, int b) {
-  b = buf_root(E->g, b);
-  if (E->g->bufs[b].external)
-    return E->g->bufs[b].external;
+  Graph *g = E->g;
+  if (b < 0)
+    ICE("a tensor with no buffer is used at step %d", E->step);
+  b = buf_root(g, b);
+  if (g->bufs[b].external)
+    return g->bufs[b].external;
+  if (E->step < g->bufs[b].first || E->step > g->bufs[b].last)
+    ICE("%s is used at step %d but lives only at steps %d..%d", g->bufs[b].name, E->step,
+        g->bufs[b].first, g->bufs[b].last);
   E->used[b] = true;
-  return E->g->bufs[b].name;
+  return g->bufs[b].name;
 }
 
-static char *fn_name(const Node *n) {
+const char *emit_act(Emit *E, const Node *n) { return ptr(E, n->act); }
+const char *emit_grad(Emit *E, const Node *n) { return ptr(E, n->grad); }
+const char *emit_aux(Emit *E, const Node *n) { return ptr(E, n->aux); }
+
+char *emit_fn(const Node *n) {
   char *s = xstrdup(n->name);
   for (char *p = s; *p; p++)
     if (*p == '.')
@@ -64,55 +80,56 @@ static char *fn_name(const Node *n) {
 }
 
 /* The node's k-th parameter (or its gradient) as a C expression into P or G. */
-static const char *param_ref(Emit *E, const char *block, const Node *n, int k) {
-  return format("%s + %lld /* %s */", block, ll(E->param_off[n->id * MAX_PARAMS + k]), n->params[k].name);
+const char *emit_param(Emit *E, const Node *n, int k) {
+  (void)E;
+  return format("P + %lld /* %s */", ll(n->params[k].offset), n->params[k].name);
+}
+const char *emit_param_grad(Emit *E, const Node *n, int k) {
+  (void)E;
+  return format("G + %lld /* %s */", ll(n->params[k].offset), n->params[k].name);
 }
 
-/* ---- the kernels of each op ---------------------------------------------- */
-
-/* Forward: one call per node inside forward()'s parallel region. */
-static void call_forward(Emit *E, Node *n) {
-  Graph *g = E->g;
-  Node *x = n->nin ? g->nodes[n->in[0]] : NULL;
-  const char *y = ptr(E, n->act);
-  const char *xs = x ? ptr(E, x->act) : NULL;
-  Buf *o = E->out;
-  char *f = fn_name(n);
-  switch (n->op) {
-  case OP_CONV2D:
-    buf_printf(o, "    %s_forward(%s, %s, %s, %s, scratch);\n", f, y, xs, param_ref(E, "P", n, 0),
-               n->bias ? param_ref(E, "P", n, 1) : "NULL");
-    return;
-  case OP_LINEAR:
-    buf_printf(o, "    %s_forward(%s, %s, %s, %s, scratch);\n", f, y, xs, param_ref(E, "P", n, 0),
-               n->bias ? param_ref(E, "P", n, 1) : "NULL");
-    return;
-  case OP_BATCHNORM2D:
-    buf_printf(o, "    %s_forward(%s, %s, %s, %s, %s, %s, %s, %s, training);\n", f, y, xs,
-               param_ref(E, "P", n, 0), param_ref(E, "P", n, 1), param_ref(E, "P", n, 2),
-               param_ref(E, "P", n, 3), param_ref(E, "P", n, 4), ptr(E, n->aux));
-    return;
-  case OP_DROPOUT:
-    buf_printf(o, "    %s_forward(%s, %s, s->seed, s->step, training);\n", f, y, xs);
-    return;
-  case OP_ADD:
-    buf_printf(o, "    %s_forward(%s, %s, %s);\n", f, y, xs, ptr(E, g->nodes[n->in[1]]->act));
-    return;
-  case OP_FLATTEN:
-    if (buf_root(g, n->act) == buf_root(g, x->act))
-      buf_printf(o, "    /* %s: a view of %s */\n", n->name, x->name);
-    else
-      buf_printf(o, "    nncc_copy_team(%s, %s, %lld);\n", y, xs, ll(node_numel(n)));
-    return;
-  default:
-    buf_printf(o, "    %s_forward(%s, %s);\n", f, y, xs);
-  }
+char *emit_act_args(const Node *n) {
+  if (!n->epilogue)
+    return "NNCC_ACT_NONE, 0.0f";
+  const OpDesc *d = node_desc(n->epilogue);
+  return format("%s, %s", d->act_code, emit_real(d->act_alpha ? d->act_alpha(n->epilogue) : 0, true));
 }
+
+char *emit_bwd_act_args(const Node *n) { return format(", %s", emit_act_args(n)); }
+
+void emit_static_assert(Emit *E, const Node *n, const char *rows, const char *cols) {
+  if (strcmp(rows, cols) == 0)
+    buf_printf(E->out, "_Static_assert(%s, \"%s: output size\");\n", rows, n->name);
+  else
+    buf_printf(E->out, "_Static_assert(%s &&\n               %s, \"%s: output size\");\n", rows, cols,
+               n->name);
+}
+
+bool emit_grad_in_place(Emit *E, const Node *n, int j) { (void)n; return E->in_place && E->in_place[j]; }
+
+void emit_forward_unary(Emit *E, Node *n) {
+  buf_printf(E->out, "    %s_forward(%s, %s);\n", emit_fn(n), emit_act(E, n), emit_act(E, emit_in(E, n, 0)));
+}
+
+void emit_backward_unary(Emit *E, Node *n, const char *const *dx) {
+  if (strcmp(dx[0], "NULL") == 0)
+    return;
+  int saves = node_saves(n);
+  buf_printf(E->out, "    %s_backward(%s, %s", emit_fn(n), dx[0], emit_grad(E, n));
+  if (saves & SAVES_IN)
+    buf_printf(E->out, ", %s", emit_act(E, emit_in(E, n, 0)));
+  if (saves & SAVES_OUT)
+    buf_printf(E->out, ", %s", emit_act(E, n));
+  buf_puts(E->out, ");\n");
+}
+
+/* ---- backward: where the gradients go ------------------------------------- */
 
 /* Where the gradient for input j of n goes: straight into the input's
  * gradient if this is its first contribution, else into grad_tmp (then added). */
 static const char *grad_target(Emit *E, Node *n, int j, bool *accumulate) {
-  Node *x = E->g->nodes[n->in[j]];
+  Node *x = emit_in(E, n, j);
   int b = buf_root(E->g, x->grad);
   *accumulate = E->written[b];
   E->written[b] = true;
@@ -120,72 +137,61 @@ static const char *grad_target(Emit *E, Node *n, int j, bool *accumulate) {
 }
 
 static void add_tmp(Emit *E, Node *n, int j) {
-  Node *x = E->g->nodes[n->in[j]];
+  Node *x = emit_in(E, n, j);
   buf_printf(E->out, "#pragma omp barrier\n    nncc_accumulate_team(%s, %s, %lld);\n", ptr(E, x->grad),
              ptr(E, E->g->tmp), ll(node_numel(x)));
 }
 
-/* Backward: gradients of n's inputs and parameters from n's own gradient. */
-static void call_backward(Emit *E, Node *n) {
+/* Does input j's gradient go straight into memory that n's own gradient
+ * occupies (an in-place pair of the plan)? */
+static bool same_memory(Emit *E, Node *n, int j) {
   Graph *g = E->g;
-  Buf *o = E->out;
-  char *f = fn_name(n);
-  Node *x = n->nin ? g->nodes[n->in[0]] : NULL;
-  if (n->op == OP_FLATTEN && buf_root(g, n->act) == buf_root(g, x->act)) {
-    buf_printf(o, "    /* %s: a view, its gradient is d_%s's */\n", n->name, fn_name(x));
-    return;
-  }
-  const char *dy = ptr(E, n->grad);
-  bool acc[2] = {false, false};
-  const char *dx[2] = {"NULL", "NULL"};
-  for (int j = 0; j < n->nin; j++)
-    if (g->nodes[n->in[j]]->needs_grad)
-      dx[j] = grad_target(E, n, j, &acc[j]);
-  switch (n->op) {
-  case OP_CONV2D:
-  case OP_LINEAR:
-    buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s%s%s, %s, scratch);\n", f, dx[0],
-               param_ref(E, "G", n, 0), n->bias ? param_ref(E, "G", n, 1) : "NULL", dy,
-               n->relu ? ptr(E, n->act) : "", n->relu ? ", " : "", ptr(E, x->act), param_ref(E, "P", n, 0));
-    break;
-  case OP_BATCHNORM2D:
-    buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s, %s, %s);\n", f, dx[0], param_ref(E, "G", n, 0),
-               param_ref(E, "G", n, 1), dy, ptr(E, x->act), param_ref(E, "P", n, 0), ptr(E, n->aux));
-    break;
-  case OP_RELU:
-    if (x->needs_grad)
-      buf_printf(o, "    %s_backward(%s, %s, %s);\n", f, dx[0], dy, ptr(E, n->act));
-    break;
-  case OP_MAXPOOL2D:
-    if (x->needs_grad)
-      buf_printf(o, "    %s_backward(%s, %s, %s);\n", f, dx[0], dy, ptr(E, x->act));
-    break;
-  case OP_DROPOUT:
-    if (x->needs_grad)
-      buf_printf(o, "    %s_backward(%s, %s, s->seed, s->step);\n", f, dx[0], dy);
-    break;
-  case OP_ADD:
-    for (int j = 0; j < 2; j++) {
-      if (!g->nodes[n->in[j]]->needs_grad)
-        continue;
-      Buffer *from = &g->bufs[buf_root(g, n->grad)], *to = &g->bufs[buf_root(g, g->nodes[n->in[j]]->grad)];
-      if (!acc[j] && !from->external && !to->external && from->offset == to->offset)
-        buf_printf(o, "    /* %s's gradient is %s's, in place */\n", g->nodes[n->in[j]]->name, n->name);
-      else
-        buf_printf(o, "    nncc_copy_team(%s, %s, %lld);\n", dx[j], dy, ll(node_numel(n)));
-    }
-    break;
-  case OP_FLATTEN:
-    if (x->needs_grad)
-      buf_printf(o, "    nncc_copy_team(%s, %s, %lld);\n", dx[0], dy, ll(node_numel(n)));
-    break;
-  default:
-    if (x->needs_grad)
-      buf_printf(o, "    %s_backward(%s, %s);\n", f, dx[0], dy);
-  }
-  for (int j = 0; j < n->nin; j++)
+  Buffer *from = &g->bufs[buf_root(g, n->grad)], *to = &g->bufs[buf_root(g, emit_in(E, n, j)->grad)];
+  return !from->external && !to->external && from->offset == to->offset;
+}
+
+/*
+ * Backward of n: the gradients of its inputs and parameters from its own.
+ * An input's gradient goes into its buffer on its first contribution and
+ * through grad_tmp after that.  grad_tmp holds one contribution at a time,
+ * so when several inputs of n add to earlier contributions, the op's
+ * backward runs once per such input, each time asked for that one alone.
+ */
+static void call_backward(Emit *E, Node *n) {
+  const OpDesc *d = node_desc(n);
+  int nin = n->nin;
+  const char **dx = xalloc(sizeof(char *) * (size_t)nin);
+  bool *acc = xalloc(sizeof(bool) * (size_t)nin), *in_place = xalloc(sizeof(bool) * (size_t)nin);
+  int first_acc = -1;
+  for (int j = 0; j < nin; j++) {
+    dx[j] = "NULL";
+    if (!emit_in(E, n, j)->needs_grad)
+      continue;
+    const char *t = grad_target(E, n, j, &acc[j]);
+    if (acc[j] && first_acc >= 0)
+      continue; /* a later round */
     if (acc[j])
-      add_tmp(E, n, j);
+      first_acc = j;
+    dx[j] = t;
+    in_place[j] = !acc[j] && same_memory(E, n, j);
+  }
+  E->in_place = in_place;
+  d->backward(E, n, dx);
+  if (first_acc >= 0)
+    add_tmp(E, n, first_acc);
+  for (int j = first_acc + 1; first_acc >= 0 && j < nin; j++) {
+    if (!acc[j])
+      continue;
+    if (n->nparams)
+      ICE("%s: two inputs add to earlier gradients and the op has parameters", n->name);
+    for (int k = 0; k < nin; k++)
+      dx[k] = k == j ? ptr(E, E->g->tmp) : "NULL";
+    memset(in_place, 0, sizeof(bool) * (size_t)nin);
+    buf_puts(E->out, "#pragma omp barrier\n");
+    d->backward(E, n, dx);
+    add_tmp(E, n, j);
+  }
+  E->in_place = NULL;
 }
 
 /* ---- kernel definitions ------------------------------------------------------ */
@@ -193,148 +199,20 @@ static void call_backward(Emit *E, Node *n) {
 static void define_kernels(Emit *E, Node *n) {
   Graph *g = E->g;
   Buf *o = E->out;
-  Node *x = n->nin ? g->nodes[n->in[0]] : NULL;
-  char *f = fn_name(n);
   int line, col;
   loc_line_col(n->loc, &line, &col);
-  buf_printf(o, "/* %s = %s%s(", n->name, op_name(n->op), n->relu ? "+relu" : "");
+  buf_printf(o, "/* %s = %s%s%s(", n->name, op_name(n->op), n->epilogue ? "+" : "",
+             n->epilogue ? op_name(n->epilogue->op) : "");
   for (int j = 0; j < n->nin; j++)
     buf_printf(o, "%s%s", j ? ", " : "", g->nodes[n->in[j]]->name);
-  buf_printf(o, ")  %s:%d:%d%s%s\n *   ", n->loc.file->name, line, col, n->fused ? ", fused " : "",
-             n->fused ? n->fused : "");
+  buf_printf(o, ")  %s:%d:%d%s%s\n *   ", n->loc.file->name, line, col, n->epilogue ? ", fused " : "",
+             n->epilogue ? n->epilogue->name : "");
   for (int j = 0; j < n->nin; j++) {
     Node *in = g->nodes[n->in[j]];
     buf_printf(o, "%s%s %s", j ? ", " : "", in->name, dims_str(in->dims, in->rank));
   }
   buf_printf(o, " -> %s */\n", dims_str(n->dims, n->rank));
-
-  int64_t N = n->dims[0], C = n->rank == 4 ? n->dims[1] : 0;
-  int64_t Ho = n->rank == 4 ? n->dims[2] : 0, Wo = n->rank == 4 ? n->dims[3] : 0;
-  int64_t Ci = x && x->rank == 4 ? x->dims[1] : 0;
-  int64_t H = x && x->rank == 4 ? x->dims[2] : 0, W = x && x->rank == 4 ? x->dims[3] : 0;
-  int64_t e = node_numel(n);
-  char *conv_sizes = format("%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld", ll(N),
-                            ll(Ci), ll(H), ll(W), ll(n->out), ll(n->kh), ll(n->kw), ll(n->sh),
-                            ll(n->sw), ll(n->ph), ll(n->pw));
-  char *pool_sizes = format("%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld", ll(N), ll(Ci),
-                            ll(H), ll(W), ll(n->kh), ll(n->kw), ll(n->sh), ll(n->sw), ll(n->ph),
-                            ll(n->pw));
-  switch (n->op) {
-  case OP_CONV2D:
-    buf_printf(o,
-               "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
-               "    const float *restrict b, void *scratch) {\n"
-               "  nncc_conv2d_forward_team(y, x, w, b, scratch, %s, %d);\n}\n",
-               f, conv_sizes, n->relu);
-    buf_printf(o,
-               "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
-               "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
-               "    void *scratch) {\n"
-               "  nncc_conv2d_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s);\n}\n",
-               f, n->relu ? " const float *restrict y /* the mask */," : "", n->relu ? "y" : "NULL", conv_sizes);
-    buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s), nncc_conv2d_backward_scratch(%s))\n", f,
-               conv_sizes, conv_sizes);
-    break;
-  case OP_LINEAR: {
-    char *sz = format("%lld, %lld, %lld", ll(N), ll(x->dims[1]), ll(n->out));
-    buf_printf(o,
-               "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
-               "    const float *restrict b, void *scratch) {\n"
-               "  nncc_linear_forward_team(y, x, w, b, scratch, %s, %d);\n}\n",
-               f, sz, n->relu);
-    buf_printf(o,
-               "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
-               "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
-               "    void *scratch) {\n"
-               "  nncc_linear_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s);\n}\n",
-               f, n->relu ? " const float *restrict y /* the mask */," : "", n->relu ? "y" : "NULL", sz);
-    buf_printf(o, "SCRATCH(%s, nncc_linear_forward_scratch(%s), nncc_linear_backward_scratch(%s))\n", f, sz,
-               sz);
-    break;
-  }
-  case OP_RELU: /* y may be x, dx may be dy: in place */
-    buf_printf(o,
-               "KERNEL void %s_forward(float *y, const float *x) {\n"
-               "  nncc_relu_forward_team(y, x, %lld);\n}\n"
-               "KERNEL void %s_backward(float *dx, const float *dy, const float *restrict y) {\n"
-               "  nncc_relu_backward_team(dx, dy, y, %lld);\n}\n",
-               f, ll(e), f, ll(e));
-    break;
-  case OP_MAXPOOL2D:
-    buf_printf(o,
-               "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
-               "  nncc_maxpool2d_forward_team(y, x, %s);\n}\n"
-               "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {\n"
-               "  nncc_maxpool2d_backward_team(dx, dy, x, %s);\n}\n",
-               f, pool_sizes, f, pool_sizes);
-    break;
-  case OP_AVGPOOL2D:
-    buf_printf(o,
-               "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
-               "  nncc_avgpool2d_forward_team(y, x, %s);\n}\n"
-               "KERNEL void %s_backward(float *restrict dx, const float *restrict dy) {\n"
-               "  nncc_avgpool2d_backward_team(dx, dy, %s);\n}\n",
-               f, pool_sizes, f, pool_sizes);
-    break;
-  case OP_ADAPTIVE_AVGPOOL2D: {
-    char *sz = format("%lld, %lld, %lld, %lld, %lld", ll(N * C), ll(H), ll(W), ll(Ho), ll(Wo));
-    buf_printf(o,
-               "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
-               "  nncc_adaptive_avgpool2d_forward_team(y, x, %s);\n}\n"
-               "KERNEL void %s_backward(float *restrict dx, const float *restrict dy) {\n"
-               "  nncc_adaptive_avgpool2d_backward_team(dx, dy, %s);\n}\n",
-               f, sz, f, sz);
-    break;
-  }
-  case OP_FLATTEN:
-    buf_printf(o, "/* a copy when not a view: see forward() */\n");
-    break;
-  case OP_BATCHNORM2D: {
-    char *sz = format("%lld, %lld, %lld", ll(N), ll(C), ll(Ho * Wo));
-    buf_printf(o,
-               "KERNEL void %s_forward(float *restrict y, const float *restrict x,\n"
-               "    const float *restrict gamma, const float *restrict beta,\n"
-               "    float *restrict running_mean, float *restrict running_var,\n"
-               "    float *restrict num_batches_tracked, float *restrict stats,\n"
-               "    int training) {\n"
-               "  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,\n"
-               "                                num_batches_tracked, stats, %s, %s, %s, training);\n}\n",
-               f, sz, real(n->eps, false), real(n->momentum, false));
-    buf_printf(o,
-               "KERNEL void %s_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,\n"
-               "    const float *restrict dy, const float *restrict x,\n"
-               "    const float *restrict gamma, const float *restrict stats) {\n"
-               "  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, %s);\n}\n",
-               f, sz);
-    break;
-  }
-  case OP_DROPOUT: {
-    /* the mask's stream is named after the node, which no pass renames */
-    uint64_t stream = 1469598103934665603ull; /* FNV-1a */
-    for (const char *c = n->name; *c; c++)
-      stream = (stream ^ (unsigned char)*c) * 1099511628211ull;
-    char *args = format("%lld, seed, step, %lluull, %uu /* p = %g */, %s", ll(e), (unsigned long long)stream,
-                        (uint32_t)(n->p * 16777216.0), n->p, real(1.0 / (1.0 - n->p), true));
-    buf_printf(o,
-               "KERNEL void %s_forward(float *y, const float *x, uint64_t seed, uint64_t step, int training) {\n"
-               "  nncc_dropout_forward_team(y, x, %s, training);\n}\n"
-               "KERNEL void %s_backward(float *dx, const float *dy, uint64_t seed, uint64_t step) {\n"
-               "  nncc_dropout_backward_team(dx, dy, %s);\n}\n",
-               f, args, f, args);
-    break;
-  }
-  case OP_ADD:
-    buf_printf(o,
-               "KERNEL void %s_forward(float *y, const float *a, const float *b) {\n"
-               "  nncc_add_forward_team(y, a, b, %lld);\n}\n",
-               f, ll(e));
-    break;
-  case OP_INPUT:
-  case OP_LABEL:
-  case OP_CROSS_ENTROPY:
-  case OP_COUNT:
-    ICE("no kernels for %s", op_name(n->op));
-  }
+  node_desc(n)->define_kernels(E, n);
   buf_puts(o, "\n");
 }
 
@@ -350,20 +228,10 @@ static void emit_step(Emit *E, const char *head, Buf *body) {
     if (!E->used[b])
       continue;
     Buffer *buf = &g->bufs[b];
-    char *what = "gradient contributions to add up";
-    if (buf->node >= 0) {
-      Node *n = g->nodes[buf->node];
-      what = buf->kind == BUF_AUX ? format("[2,%lld]: mean, 1/std", ll(n->dims[1]))
-                                  : dims_str(n->dims, n->rank);
-    }
-    buf_printf(o, "  float *%s = (float *)(A + %lld); /* %s */\n", buf->name, ll(buf->offset), what);
+    buf_printf(o, "  float *%s = (float *)(A + %lld); /* %s */\n", buf->name, ll(buf->offset), buf->what);
   }
   buf_printf(o, "  void *scratch = A + ARENA_BYTES;\n#pragma omp parallel\n  {\n%s  }\n}\n\n",
              body->data ? body->data : "");
-}
-
-static bool is_view(Graph *g, Node *n) {
-  return n->op == OP_FLATTEN && buf_root(g, n->act) == buf_root(g, g->nodes[n->in[0]]->act);
 }
 
 /*
@@ -382,14 +250,20 @@ static void emit_pass(Emit *E, bool backward, const char *head) {
     Node *n = g->nodes[backward ? g->nnodes - 1 - k : k];
     if (!node_has_kernels(n) || (backward && !n->needs_grad))
       continue;
-    if (!first && !is_view(g, n))
+    bool view = node_is_view(g, n);
+    if (!first && !view)
       buf_puts(&body, "#pragma omp barrier\n");
     first = false;
-    if (backward)
+    E->step = backward ? step_backward(g, n) : step_forward(g, n);
+    if (view && backward)
+      buf_printf(&body, "    /* %s: a view, its gradient is d_%s's */\n", n->name, emit_fn(emit_in(E, n, 0)));
+    else if (view)
+      buf_printf(&body, "    /* %s: a view of %s */\n", n->name, emit_in(E, n, 0)->name);
+    else if (backward)
       call_backward(E, n);
     else
-      call_forward(E, n);
-    if (!is_view(g, n)) /* costs one branch unless the runtime checks numerics */
+      node_desc(n)->forward(E, n);
+    if (!view) /* costs one branch unless the runtime checks numerics */
       buf_printf(&body, "    if (s->check) s->check(s, %d, %s);\n", E->row[n->id],
                  backward ? "NNCC_BACKWARD" : "NNCC_FORWARD");
   }
@@ -435,15 +309,15 @@ static void emit_nodes(Emit *E) {
     }
     int line, col;
     loc_line_col(n->loc, &line, &col);
-    buf_printf(o, "    {\"%s\", \"%s%s\", \"%s:%d:%d\", %s,\n     {", n->name, op_name(n->op),
-               n->relu ? "+relu" : "", n->loc.file->name, line, col, span(g, n->act, node_numel(n)));
-    for (int j = 0; j < 2; j++)
-      buf_printf(o, "%s%s%s%s", j ? ", " : "", j < n->nin ? "\"" : "",
-                 j < n->nin ? g->nodes[n->in[j]]->name : "NULL", j < n->nin ? "\"" : "");
-    buf_puts(o, "}, {");
-    for (int j = 0; j < 2; j++) {
-      Node *x = j < n->nin ? g->nodes[n->in[j]] : NULL;
-      bool computed = x && n->needs_grad && x->needs_grad && !is_view(g, n);
+    buf_printf(o, "    {\"%s\", \"%s%s%s\", \"%s:%d:%d\", %s,\n     %d, (const char *const[]){",
+               n->name, op_name(n->op), n->epilogue ? "+" : "", n->epilogue ? op_name(n->epilogue->op) : "",
+               n->loc.file->name, line, col, span(g, n->act, node_numel(n)), n->nin);
+    for (int j = 0; j < n->nin; j++)
+      buf_printf(o, "%s\"%s\"", j ? ", " : "", g->nodes[n->in[j]]->name);
+    buf_puts(o, "},\n     (const NnccSpan[]){");
+    for (int j = 0; j < n->nin; j++) {
+      Node *x = g->nodes[n->in[j]];
+      bool computed = n->needs_grad && x->needs_grad && !node_is_view(g, n);
       buf_printf(o, "%s%s", j ? ", " : "",
                  computed ? span(g, x->grad, node_numel(x)) : "{NNCC_NOWHERE, 0, 0}");
     }
@@ -466,7 +340,7 @@ static const char *kind_name(ParamKind k) {
 void emit_c(Graph *g, Buf *out) {
   if (!g->planned)
     ICE("emit_c needs a planned graph");
-  Emit E = {.g = g, .out = out};
+  Emit E = {.g = g, .out = out, .step = -1};
   E.used = xalloc(sizeof(bool) * (size_t)(g->nbufs + 1));
   E.written = xalloc(sizeof(bool) * (size_t)(g->nbufs + 1));
   E.row = xalloc(sizeof(int) * (size_t)g->nnodes);
@@ -475,13 +349,9 @@ void emit_c(Graph *g, Buf *out) {
     E.row[i] = node_has_kernels(g->nodes[i]) ? nrows++ : -1;
   Node *x = g->nodes[g->input], *y = g->nodes[g->label];
 
-  /* parameters, each 64-byte aligned in the block */
-  E.param_off = xalloc(sizeof(int64_t) * (size_t)g->nnodes * MAX_PARAMS);
-  int64_t floats = 0, nparams = 0, count = 0;
+  int64_t nparams = 0, count = 0;
   for (int i = 0; i < g->nnodes; i++)
     for (int k = 0; k < g->nodes[i]->nparams; k++) {
-      E.param_off[i * MAX_PARAMS + k] = floats;
-      floats += (g->nodes[i]->params[k].numel + 15) / 16 * 16;
       nparams++;
       if (g->nodes[i]->params[k].kind == P_WEIGHT)
         count += g->nodes[i]->params[k].numel;
@@ -512,7 +382,7 @@ void emit_c(Graph *g, Buf *out) {
 
   /* size_t, not enum constants: the limits (nncc.h) allow more than INT_MAX */
   buf_printf(out, "#define PARAMS_FLOATS ((size_t)%lld)\n#define ARENA_BYTES ((size_t)%lld)\n\n",
-             ll(floats), ll(g->arena_bytes));
+             ll(g->params_floats), ll(g->arena_bytes));
   buf_puts(out, "static const NnccParam params[] = {\n");
   for (int i = 0; i < g->nnodes; i++)
     for (int k = 0; k < g->nodes[i]->nparams; k++) {
@@ -520,8 +390,8 @@ void emit_c(Graph *g, Buf *out) {
       buf_printf(out, "    {\"%s\", %s, %d, {", p->name, kind_name(p->kind), p->rank);
       for (int d = 0; d < p->rank; d++)
         buf_printf(out, "%s%lld", d ? ", " : "", ll(p->dims[d]));
-      buf_printf(out, "}, %lld, %lld, %s, %s},\n", ll(p->numel), ll(E.param_off[i * MAX_PARAMS + k]),
-                 init_name(p->init), real(p->bound, true));
+      buf_printf(out, "}, %lld, %lld, %s, %s},\n", ll(p->numel), ll(p->offset), init_name(p->init),
+                 emit_real(p->bound, true));
     }
   buf_puts(out, "};\n\n");
 
@@ -558,15 +428,18 @@ void emit_c(Graph *g, Buf *out) {
              g->name, g->file->name, NNCC_VERSION);
   buf_printf(out, "    .batch = %lld,\n    .in_c = %lld, .in_h = %lld, .in_w = %lld,\n"
                   "    .pad_top = %lld, .pad_left = %lld,\n    .classes = %lld,\n",
-             ll(x->dims[0]), ll(x->dims[1]), ll(x->dims[2]), ll(x->dims[3]), ll(g->pad), ll(g->pad),
-             ll(y->classes));
+             ll(x->dims[0]), ll(x->dims[1]), ll(x->dims[2]), ll(x->dims[3]), ll(g->pad_top),
+             ll(g->pad_left), ll(y->classes));
   buf_printf(out, "    .nparams = %lld,\n    .params = params,\n    .params_floats = PARAMS_FLOATS,\n",
              ll(nparams));
   buf_printf(out, "    .defaults = {.optim = %s, .lr = %s, .beta1 = %s, .beta2 = %s, .eps = %s,\n"
                   "                 .weight_decay = %s, .momentum = %s, .epochs = %lld, .seed = %lld},\n",
-             t->optim == OPT_ADAM ? "NNCC_ADAM" : "NNCC_SGD", real(t->lr, false), real(t->beta1, false),
-             real(t->beta2, false), real(t->eps, false), real(t->weight_decay, false),
-             real(t->momentum, false), ll(t->epochs), ll(t->seed));
+             t->optim == OPT_ADAM ? "NNCC_ADAM" : "NNCC_SGD", emit_real(t->lr, false), emit_real(t->beta1, false),
+             emit_real(t->beta2, false), emit_real(t->eps, false), emit_real(t->weight_decay, false),
+             emit_real(t->momentum, false), ll(t->epochs), ll(t->seed));
+  for (int i = 0; i < g->nnodes; i++)
+    if (node_desc(g->nodes[i])->model_fields)
+      node_desc(g->nodes[i])->model_fields(&E, g->nodes[i]);
   buf_printf(out, "    .forward = forward,\n    .backward = backward,\n"
                   "    .nnodes = %d,\n    .nodes = nodes,\n};\n\n", nrows);
 
@@ -574,8 +447,8 @@ void emit_c(Graph *g, Buf *out) {
                 "const NnccModel *nncc_model(void) {\n");
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
-    if (n->op == OP_CONV2D || n->op == OP_LINEAR)
-      buf_printf(out, "  %s_scratch();\n", fn_name(n));
+    if (node_desc(n)->flags & OPF_SCRATCH)
+      buf_printf(out, "  %s_scratch();\n", emit_fn(n));
   }
   buf_puts(out, "  model.arena_bytes = ARENA_BYTES + scratch_bytes;\n"
                 "  return &model;\n}\n\n"

@@ -8,20 +8,21 @@
  */
 #include "nncc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
-const OpInfo op_info[OP_COUNT] = {
-#define OP(e, name, abbrev, nin, saves, inplace, sig) {name, abbrev, nin, saves, inplace, sig},
+#define OP(e, desc) extern const OpDesc desc;
+#include "ops.def"
+#undef OP
+
+const OpDesc *const op_desc[OP_COUNT] = {
+#define OP(e, desc) &desc,
 #include "ops.def"
 #undef OP
 };
 
 const char *op_name(OpKind op) {
-  if (op == OP_INPUT)
-    return "input";
-  if (op == OP_LABEL)
-    return "label";
-  return op_info[op].name;
+  return op_desc[op]->name ? op_desc[op]->name : op_desc[op]->abbrev;
 }
 
 Graph *graph_new(SrcFile *file) {
@@ -33,12 +34,15 @@ Graph *graph_new(SrcFile *file) {
   return g;
 }
 
-Node *graph_add(Graph *g, OpKind op, Loc loc, CallSite *site) {
+Node *node_new(OpKind op, int nin, Loc loc, CallSite *site) {
   Node *n = xalloc(sizeof *n);
   n->op = op;
   n->loc = loc;
   n->site = site;
-  graph_push(g, n);
+  n->nin = nin;
+  n->in = xalloc(sizeof(int) * (size_t)(nin > 0 ? nin : 1));
+  n->attrs = xalloc(op_desc[op]->attrs_size ? op_desc[op]->attrs_size : 1);
+  n->act = n->grad = n->aux = -1;
   return n;
 }
 
@@ -106,58 +110,26 @@ int64_t node_params(const Node *n) {
   return total;
 }
 
-/*
- * FLOPs, counting a multiply-add as 2 (see docs/language.md):
- * conv/linear are their multiply-adds plus bias adds; elementwise ops one
- * per element; pooling one per window element; batchnorm 7 per element
- * forward (mean, variance, normalize, scale, shift), 10 backward.
- */
-static int64_t conv_macs(const Graph *g, const Node *n) {
-  const Node *x = g->nodes[n->in[0]];
-  return node_numel(n) * x->dims[1] * n->kh * n->kw;
-}
-
+/* FLOPs, counting a multiply-add as 2: each op's rule (docs/language.md). */
 int64_t node_flops_fwd(const Graph *g, const Node *n) {
-  if (n->dtype == DT_UNKNOWN)
-    return 0;
-  int64_t e = node_numel(n);
-  switch (n->op) {
-  case OP_CONV2D: return 2 * conv_macs(g, n) + (n->bias ? e : 0);
-  case OP_LINEAR: return 2 * e * g->nodes[n->in[0]]->dims[1] + (n->bias ? e : 0);
-  case OP_MAXPOOL2D:
-  case OP_AVGPOOL2D: return e * n->kh * n->kw;
-  case OP_ADAPTIVE_AVGPOOL2D: return node_numel(g->nodes[n->in[0]]);
-  case OP_BATCHNORM2D: return 7 * e;
-  case OP_RELU:
-  case OP_DROPOUT:
-  case OP_ADD: return e;
-  case OP_CROSS_ENTROPY: return 4 * node_numel(g->nodes[n->in[0]]);
-  case OP_INPUT:
-  case OP_LABEL:
-  case OP_FLATTEN: return 0;
-  case OP_COUNT: break;
-  }
-  unreachable();
+  const OpDesc *d = node_desc(n);
+  return n->dtype == DT_UNKNOWN || !d->flops_fwd ? 0 : d->flops_fwd(g, n);
 }
 
-/* The data gradient is skipped where the input is the model's input. */
 int64_t node_flops_bwd(const Graph *g, const Node *n) {
-  if (n->dtype == DT_UNKNOWN)
-    return 0;
-  int64_t e = node_numel(n);
-  bool need_dx = n->nin > 0 && n->in[0] != g->input;
-  switch (n->op) {
-  case OP_CONV2D: return 2 * conv_macs(g, n) * (need_dx ? 2 : 1) + (n->bias ? e : 0);
-  case OP_LINEAR: {
-    int64_t macs = e * g->nodes[n->in[0]]->dims[1];
-    return 2 * macs * (need_dx ? 2 : 1) + (n->bias ? e : 0);
-  }
-  case OP_BATCHNORM2D: return 10 * e;
-  case OP_CROSS_ENTROPY: return 2 * node_numel(g->nodes[n->in[0]]);
-  case OP_ADD: return 0;
-  default: return node_flops_fwd(g, n);
-  }
+  const OpDesc *d = node_desc(n);
+  return n->dtype == DT_UNKNOWN || !d->flops_bwd ? 0 : d->flops_bwd(g, n);
 }
+
+/* What backward reads besides the output gradient: the op's own needs,
+ * and the output when an activation is fused (its gate reads y). */
+int node_saves(const Node *n) {
+  const OpDesc *d = node_desc(n);
+  int saves = d->saves_fn ? d->saves_fn(n) : d->saves;
+  return saves | (n->epilogue ? SAVES_OUT : 0);
+}
+
+bool node_has_kernels(const Node *n) { return !(node_desc(n)->flags & OPF_NO_KERNELS); }
 
 void ir_count_users(Graph *g) {
   for (int i = 0; i < g->nnodes; i++)
@@ -196,9 +168,9 @@ void ir_verify(Graph *g, const char *after) {
       ICE("after %s: node %s has id %d at index %d", after, n->name, n->id, i);
     if (!n->name || !*n->name)
       ICE("after %s: node %d has no name", after, i);
-    if (n->nin != op_info[n->op].nin)
-      ICE("after %s: %s has %d inputs, %s takes %d", after, n->name, n->nin, op_name(n->op),
-          op_info[n->op].nin);
+    int nin = node_desc(n)->nin;
+    if (nin >= 0 ? n->nin != nin : n->nin < 1)
+      ICE("after %s: %s has %d inputs, %s takes %d", after, n->name, n->nin, op_name(n->op), nin);
     for (int j = 0; j < n->nin; j++)
       if (n->in[j] < 0 || n->in[j] >= i)
         ICE("after %s: %s input %d is node %d (not before it)", after, n->name, j, n->in[j]);
@@ -207,8 +179,8 @@ void ir_verify(Graph *g, const char *after) {
     strmap_put(&names, n->name, i);
     if (n->dead)
       ICE("after %s: dead node %s left in the graph", after, n->name);
-    if (n->relu && n->op != OP_CONV2D && n->op != OP_LINEAR)
-      ICE("after %s: relu fused into a %s", after, op_name(n->op));
+    if (n->epilogue && (!(node_desc(n)->flags & OPF_EPILOGUE) || !node_desc(n->epilogue)->act_code))
+      ICE("after %s: %s fused into a %s", after, op_name(n->epilogue->op), op_name(n->op));
     if (!typed)
       continue;
     if (n->dtype == DT_UNKNOWN || n->rank < 0 || n->rank > MAX_RANK)
@@ -231,7 +203,7 @@ void ir_verify(Graph *g, const char *after) {
   if (typed) {
     if (g->input < 0 || g->label < 0 || g->loss < 0)
       ICE("after %s: graph lacks input, label or loss", after);
-    if (g->nodes[g->loss]->op != OP_CROSS_ENTROPY)
+    if (!(node_desc(g->nodes[g->loss])->flags & OPF_LOSS))
       ICE("after %s: loss node is %s", after, op_name(g->nodes[g->loss]->op));
   }
 }
@@ -284,34 +256,56 @@ void strmap_put(StrMap *m, const char *key, int val) {
 
 /* ---- text dump ---------------------------------------------------------- */
 
-static char *attr_str(const Node *n) {
+/* An attribute's value as the dump shows it: 5, 5x5, 0.1, true, same. */
+static void attr_value(Buf *b, const AttrDesc *a, const void *field) {
+  switch (a->type) {
+  case AT_INT: buf_printf(b, "%lld", (long long)*(const int64_t *)field); return;
+  case AT_FLOAT: buf_printf(b, "%g", *(const double *)field); return;
+  case AT_BOOL: buf_puts(b, *(const bool *)field ? "true" : "false"); return;
+  case AT_PAIR: {
+    const int64_t *p = field;
+    buf_printf(b, "%lldx%lld", (long long)p[0], (long long)p[1]);
+    return;
+  }
+  case AT_PADDING: {
+    const Padding *p = field;
+    if (p->same)
+      buf_puts(b, "same");
+    else
+      buf_printf(b, "%lldx%lld", (long long)p->h, (long long)p->w);
+    return;
+  }
+  }
+  unreachable();
+}
+
+/* "out=16 kernel=5x5 stride=1x1 padding=0x0": the signature's attributes
+ * in order, a quiet one only where it differs from its default. */
+char *attr_str(const Node *n) {
+  const OpDesc *d = node_desc(n);
   Buf b = {0};
-  switch (n->op) {
-  case OP_CONV2D:
-    buf_printf(&b, "out=%lld kernel=%lldx%lld stride=%lldx%lld padding=%lldx%lld%s",
-               (long long)n->out, (long long)n->kh, (long long)n->kw, (long long)n->sh,
-               (long long)n->sw, (long long)n->ph, (long long)n->pw, n->bias ? "" : " bias=false");
-    break;
-  case OP_MAXPOOL2D:
-  case OP_AVGPOOL2D:
-    buf_printf(&b, "kernel=%lldx%lld stride=%lldx%lld padding=%lldx%lld", (long long)n->kh,
-               (long long)n->kw, (long long)n->sh, (long long)n->sw, (long long)n->ph,
-               (long long)n->pw);
-    break;
-  case OP_ADAPTIVE_AVGPOOL2D:
-    buf_printf(&b, "output=%lldx%lld", (long long)n->oh, (long long)n->ow);
-    break;
-  case OP_LINEAR:
-    buf_printf(&b, "out=%lld%s", (long long)n->out, n->bias ? "" : " bias=false");
-    break;
-  case OP_BATCHNORM2D:
-    buf_printf(&b, "eps=%g momentum=%g", n->eps, n->momentum);
-    break;
-  case OP_DROPOUT:
-    buf_printf(&b, "p=%g", n->p);
-    break;
-  default:
-    break;
+  for (int i = 0; i < d->nattrs; i++) {
+    const AttrDesc *a = &d->attrs[i];
+    Buf v = {0};
+    attr_value(&v, a, (const char *)n->attrs + a->offset);
+    bool is_default = false;
+    if (a->def) {
+      Buf dv = {0};
+      /* the default as the dump would show it */
+      if (a->type == AT_PAIR && strchr("0123456789", a->def[0]))
+        buf_printf(&dv, "%sx%s", a->def, a->def);
+      else if (a->type == AT_PADDING && strchr("0123456789", a->def[0]))
+        buf_printf(&dv, "%sx%s", a->def, a->def);
+      else if (a->type == AT_FLOAT)
+        buf_printf(&dv, "%g", strtod(a->def, NULL));
+      else
+        buf_puts(&dv, a->def);
+      is_default = dv.data && strcmp(dv.data, v.data) == 0;
+      buf_free(&dv);
+    }
+    if (!a->quiet || !is_default)
+      buf_printf(&b, "%s%s=%s", b.len ? " " : "", a->name, v.data);
+    buf_free(&v);
   }
   char *s = xstrdup(b.data ? b.data : "");
   buf_free(&b);
@@ -355,7 +349,8 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
     Buf call = {0};
-    buf_printf(&call, "%s%s(", op_name(n->op), n->relu ? "+relu" : "");
+    buf_printf(&call, "%s%s%s(", op_name(n->op), n->epilogue ? "+" : "",
+               n->epilogue ? op_name(n->epilogue->op) : "");
     for (int j = 0; j < n->nin; j++)
       buf_printf(&call, "%s%%%s", j ? ", " : "", g->nodes[n->in[j]]->name);
     buf_puts(&call, ")");
@@ -376,7 +371,7 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
     params += np;
     fwd += f;
     bwd += node_flops_bwd(g, n);
-    if (n->dtype == DT_F32 && n->op != OP_CROSS_ENTROPY)
+    if (n->dtype == DT_F32 && !(node_desc(n)->flags & OPF_LOSS))
       act += node_numel(n) * 4;
   }
 
@@ -396,8 +391,8 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
     buf_printf(out, "%s  ; %s%s%d:%d", line.data, file, *file ? ":" : "", ln, col);
     if (n->binding)
       buf_printf(out, " %s", n->binding);
-    if (n->fused)
-      buf_printf(out, " (fused %s)", n->fused);
+    if (n->epilogue)
+      buf_printf(out, " (fused %s)", n->epilogue->name);
     if (n->note)
       buf_printf(out, " (%s)", n->note);
     buf_puts(out, "\n");
@@ -486,9 +481,9 @@ void ir_dump_dot(Graph *g, Buf *out) {
     if (np)
       buf_printf(out, "|params %s", fmt_count(np));
     buf_puts(out, "}\"");
-    if (n->op == OP_INPUT || n->op == OP_LABEL)
+    if (i == g->input || i == g->label)
       buf_puts(out, ", style=filled, fillcolor=\"#dde8f8\"");
-    else if (n->op == OP_CROSS_ENTROPY)
+    else if (i == g->loss)
       buf_puts(out, ", style=filled, fillcolor=\"#f8e0dd\"");
     buf_puts(out, "];\n");
   }

@@ -260,22 +260,14 @@ StmtList parse(SrcFile *file);
 /* ---- ir.c ------------------------------------------------------------ */
 
 typedef enum OpKind {
-#define OP(e, name, abbrev, nin, saves, inplace, sig) OP_##e,
+#define OP(e, desc) OP_##e,
 #include "ops.def"
 #undef OP
   OP_COUNT
 } OpKind;
 
-enum { SAVES_IN = 1, SAVES_OUT = 2 };
-
-typedef struct OpInfo {
-  const char *name, *abbrev;
-  int nin;
-  int saves;     /* SAVES_IN, SAVES_OUT: what backward reads */
-  bool inplace;  /* elementwise: output may take a dying input's memory */
-  const char *sig;
-} OpInfo;
-extern const OpInfo op_info[OP_COUNT];
+typedef struct OpDesc OpDesc;
+extern const OpDesc *const op_desc[OP_COUNT];
 const char *op_name(OpKind op);  /* "conv2d", or "input"/"label" */
 
 typedef enum DType { DT_UNKNOWN, DT_F32, DT_CLASS } DType;
@@ -294,8 +286,14 @@ typedef struct Param {
   int64_t numel;
   enum { INIT_UNIFORM, INIT_ZEROS, INIT_ONES } init;
   double bound;        /* INIT_UNIFORM: U(-bound, bound), PyTorch 1.13 default */
+  int64_t offset;      /* in the parameter block, in floats: set by params_layout() */
 } Param;
 
+/*
+ * A node: one operator application.  What every op has is here; what one
+ * op has is in its own attribute struct (`attrs`, the type its descriptor
+ * names: Conv2dAttrs, PoolAttrs ...).
+ */
 typedef struct Node {
   int id;
   OpKind op;
@@ -303,21 +301,15 @@ typedef struct Node {
   char *binding;       /* the source name it was bound to, if any ("h") */
   Loc loc;
   CallSite *site;
-  int in[2];
+  int *in;             /* input node ids, nin of them */
   int nin;
-
-  /* Attributes (which ones an op uses is in its ops.def signature). */
-  int64_t out;                 /* conv2d out channels, linear out features */
-  int64_t kh, kw, sh, sw, ph, pw;
-  int64_t oh, ow;              /* adaptive_avgpool2d output */
-  bool bias;
-  double p, eps, momentum;
-  int64_t classes;             /* label */
+  void *attrs;         /* the op's attributes, op_desc[op]->attrs_size bytes */
 
   /* Type, set by the shape pass. */
   DType dtype;
   int rank;
   int64_t dims[MAX_RANK];
+  int64_t classes;             /* DT_CLASS: class[dims] of classes */
 
   Param params[MAX_PARAMS];
   int nparams;
@@ -325,15 +317,109 @@ typedef struct Node {
   int nusers;                  /* recomputed by ir_count_users() */
 
   /* Set by fuse_pass(). */
-  bool relu;                   /* conv2d/linear: a ReLU applied to the output */
-  char *fused;                 /* the name of the relu node it absorbed */
-  char *note;                  /* why a relu was not fused */
+  struct Node *epilogue;       /* an activation folded into this node's output
+                                  loop (conv2d/linear): the removed node itself */
+  char *note;                  /* why an activation was not fused */
   bool dead;                   /* removed by the next graph_compact() */
 
   /* Set by buffers_build() (plan.c): where the node's tensors live. */
   bool needs_grad;             /* some parameter's gradient flows through it */
   int act, grad, aux;          /* buffer ids, -1 for none */
 } Node;
+
+/* The node's attributes, as its op's struct: ATTRS(n, Conv2dAttrs)->out */
+#define ATTRS(n, T) ((T *)(n)->attrs)
+
+/* ---- the op table ------------------------------------------------------
+ * Each op is one OpDesc (compiler/ops/), listed in ops.def.  The passes
+ * never switch over ops: elaboration reads the signature, the shape pass
+ * calls shape(), the dumps print the attributes from the signature and
+ * the costs from flops_*(), the plan reads the flags and saves(), and the
+ * back end calls the emitters.  docs/adding-an-op.md walks through one.
+ */
+typedef enum AttrType {
+  AT_INT,     /* int64_t */
+  AT_FLOAT,   /* double */
+  AT_BOOL,    /* bool */
+  AT_PAIR,    /* int64_t[2]: an int n (= [n, n]) or a list [h, w] */
+  AT_PADDING, /* Padding: an int, [h, w], "same" or "valid" */
+} AttrType;
+
+typedef struct Padding {
+  int64_t h, w;   /* explicit padding (top = bottom, left = right) */
+  bool same;      /* "same": shape() decides */
+} Padding;
+
+typedef struct AttrDesc {
+  const char *name;
+  AttrType type;
+  const char *def;     /* default, as source text ("1", "true", "0.5"); an
+                          attribute's name ("kernel") copies that one; NULL:
+                          required */
+  bool quiet;          /* the dump shows it only when not the default */
+  size_t offset;       /* in the op's attribute struct */
+} AttrDesc;
+#define ATTR(T, field, type, def, quiet) {#field, type, def, quiet, offsetof(T, field)}
+
+/* What an op's backward reads besides its output gradient (liveness and
+ * the emitter both use it, through node_saves()). */
+enum { SAVES_IN = 1, SAVES_OUT = 2 };
+
+/* Op flags */
+enum {
+  OPF_NO_KERNELS = 1 << 0, /* input, label, loss: the runtime's, no kernels */
+  OPF_NO_BUFFER = 1 << 1,  /* no output tensor in the step (label, loss) */
+  OPF_INPLACE = 1 << 2,    /* elementwise: output may take a dying input's
+                              memory, an input's gradient its own gradient */
+  OPF_VIEW = 1 << 3,       /* output may be a view of its first input */
+  OPF_EPILOGUE = 1 << 4,   /* an activation may be fused into its output */
+  OPF_SCRATCH = 1 << 5,    /* its kernels need scratch memory (SCRATCH()) */
+  OPF_LOSS = 1 << 6,       /* the loss: its last input may be the label */
+};
+
+typedef struct Graph Graph;
+typedef struct Emit Emit;
+
+struct OpDesc {
+  const char *name;          /* what the .nn source calls it (NULL: not callable) */
+  const char *abbrev;        /* stem of automatic node names: conv1, fc2, bn3 */
+  const char *const *inputs; /* names of the tensor inputs, the leading arguments */
+  int nin;                   /* their number; -1: one argument, a list of tensors */
+  const AttrDesc *attrs;     /* the signature after the inputs, in positional order */
+  int nattrs;
+  size_t attrs_size;         /* sizeof its attribute struct */
+  unsigned flags;            /* OPF_* */
+  int saves;                 /* SAVES_IN | SAVES_OUT, unless saves_fn */
+  int (*saves_fn)(const Node *n);
+
+  /* Type the node from its inputs, shape its parameters, or report a user
+   * error (shape.c has the helpers). */
+  void (*shape)(Graph *g, Node *n);
+  /* FLOPs of forward and of backward (docs/language.md, "Costs"); NULL: 0. */
+  int64_t (*flops_fwd)(const Graph *g, const Node *n);
+  int64_t (*flops_bwd)(const Graph *g, const Node *n);
+  /* An activation's fused form: the NNCC_ACT_* code conv2d and linear
+   * apply in their output loop and its parameter, or NULL: not fusible.
+   * fusible() says whether this node's fusion is exact. */
+  const char *act_code;
+  double (*act_alpha)(const Node *n);
+  bool (*fusible)(const Node *n);
+  /* Why an activation after this op is not fused (batchnorm2d: "folding it
+   * is only legal in eval"), for the dump; NULL: the generic reason. */
+  const char *fuse_note;
+  /* Per-node saved state in the arena (batch-norm statistics): its bytes
+   * and what it holds, for the generated code's comment; NULL: none. */
+  int64_t (*aux_bytes)(const Node *n, const char **what);
+
+  /* The back end (emit_c.c has the helpers): define_kernels() prints the
+   * node's KERNEL functions, forward() its call in forward(), backward()
+   * its call in backward() given where each input's gradient goes (dx[j],
+   * "NULL" where none is needed); model_fields() extra NnccModel fields. */
+  void (*define_kernels)(Emit *E, Node *n);
+  void (*forward)(Emit *E, Node *n);
+  void (*backward)(Emit *E, Node *n, const char *const *dx);
+  void (*model_fields)(Emit *E, Node *n);
+};
 
 typedef enum OptimKind { OPT_ADAM, OPT_SGD } OptimKind;
 
@@ -354,6 +440,7 @@ typedef struct Buffer {
   char *name;          /* C identifier in the generated code: conv1, d_conv1 */
   BufKind kind;
   int node;            /* owner, -1 for the shared temporary */
+  const char *what;    /* its shape, or what it holds, for a comment */
   int64_t bytes;
   int64_t offset;      /* in the arena, 64-byte aligned; -1 when external */
   const char *external;/* "s->input", "s->logits", "s->dlogits" or NULL */
@@ -361,13 +448,14 @@ typedef struct Buffer {
   int first, last;     /* live range: steps of the training step schedule */
 } Buffer;
 
-typedef struct Graph {
+struct Graph {
   char *name;
   SrcFile *file;
   Node **nodes;
   int nnodes, cap;
   int input, label, loss;   /* node ids; -1 until known */
-  int64_t pad;              /* input source: mnist(pad=p) */
+  int64_t pad_top, pad_left;/* input source: mnist(pad=[top, left]) */
+  bool pad_pair;            /* ... written as a pair (else pad=P, square) */
   Loc source_loc;
   TrainCfg train;
 
@@ -376,19 +464,26 @@ typedef struct Graph {
   int tmp;                  /* buffer for gradient contributions that add up */
   int64_t arena_bytes;      /* planned size of all arena buffers */
   int64_t naive_bytes;      /* the sum of their sizes, before any pass */
+  int64_t params_floats;    /* the parameter block, set by params_layout() */
   bool planned;
-} Graph;
+};
 
 Graph *graph_new(SrcFile *file);
-Node *graph_add(Graph *g, OpKind op, Loc loc, CallSite *site);
+/* A node of op with nin inputs (ids to fill in) and default-zero attributes. */
+Node *node_new(OpKind op, int nin, Loc loc, CallSite *site);
 void graph_push(Graph *g, Node *n);       /* append a node built elsewhere */
 void graph_compact(Graph *g);             /* drop dead nodes, renumber */
+static inline const OpDesc *node_desc(const Node *n) { return op_desc[n->op]; }
+static inline Node *node_in(const Graph *g, const Node *n, int j) { return g->nodes[n->in[j]]; }
 int64_t node_numel(const Node *n);
 char *type_str(const Node *n);            /* "f32[256,16,24,24]" */
 char *dims_str(const int64_t *dims, int rank); /* "[256,16,24,24]" */
+char *attr_str(const Node *n);            /* "out=16 kernel=5x5 ..." from the signature */
 int64_t node_params(const Node *n);       /* trainable parameter count */
 int64_t node_flops_fwd(const Graph *g, const Node *n);
 int64_t node_flops_bwd(const Graph *g, const Node *n);
+int node_saves(const Node *n);            /* SAVES_IN | SAVES_OUT */
+bool node_has_kernels(const Node *n);     /* not input, label or loss */
 void ir_count_users(Graph *g);
 void ir_verify(Graph *g, const char *after);
 void ir_dump(Graph *g, Buf *out, const char *after);
@@ -415,11 +510,30 @@ Graph *elaborate(SrcFile *file, StmtList prog);
  * parameter shaped, the model well-formed; or a user error. */
 void shape_pass(Graph *g);
 
+/* Helpers for the ops' shape rules. */
+noreturn void shape_error(Node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The elements of a tensor of that shape, or an error naming the limit. */
+int64_t shape_elements(Node *n, const char *what, const int64_t *dims, int rank);
+void set_type(Node *n, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+void copy_type(Node *n, const Node *from);
+void add_param(Node *n, const char *suffix, ParamKind kind, int rank, const int64_t *dims,
+               int init, double bound);
+/* Input j must be 4-D [N, C, H, W], or an error "what: input must be 4-D". */
+void need_rank4(Graph *g, Node *n, int j, const char *what);
+/* A window (kernel kh x kw, stride, padding top/bottom, left/right, kernel
+ * dilation) over input 0's H x W: checks the sizes, reports a window that
+ * does not fit with the spatial history, and returns the output size. */
+typedef struct Window {
+  int64_t kh, kw, sh, sw, pt, pb, pl, pr, dh, dw;
+  bool ceil_mode;
+} Window;
+void shape_window(Graph *g, Node *n, const char *what, Window w, int64_t *ho, int64_t *wo);
 
 /* ---- passes/fuse.c -------------------------------------------------- */
 
-/* Requires: a typed graph.  Guarantees: every relu whose input is a conv2d
- * or linear read by nothing else is folded into that node (relu = true). */
+/* Requires: a typed graph.  Guarantees: every activation with a fused
+ * form (relu ...) whose input is an OPF_EPILOGUE node (conv2d, linear)
+ * read by nothing else is folded into that node (its epilogue). */
 void fuse_pass(Graph *g);
 
 /* ---- passes/plan.c -------------------------------------------------- */
@@ -437,12 +551,15 @@ void plan_naive(Graph *g);
  * over an input that dies there; an arena over NNCC_MAX_BYTES is a user
  * error. */
 void plan_pass(Graph *g);
+/* Every parameter's offset in the parameter block (64-byte aligned, in
+ * node order); g->params_floats.  Part of both plans. */
+void params_layout(Graph *g);
 /* The first two arena buffers live at the same step in overlapping memory
  * (an elementwise op writing exactly over its dying input excepted), or
  * false.  O(n log n): ir_verify() runs it after planning. */
 bool plan_find_overlap(const Graph *g, int *a, int *b);
 int buf_root(const Graph *g, int b);          /* the buffer a view stands for */
-bool node_has_kernels(const Node *n);         /* not input, label or loss */
+bool node_is_view(const Graph *g, const Node *n); /* its output is its input's memory */
 int step_forward(const Graph *g, const Node *n);
 int step_backward(const Graph *g, const Node *n);
 
@@ -450,6 +567,37 @@ int step_backward(const Graph *g, const Node *n);
 
 /* The C trainer for a planned graph. */
 void emit_c(Graph *g, Buf *out);
+
+/* Helpers for the ops' emitters.  Pointers are C expressions valid in the
+ * current step function; each checks that the plan keeps the tensor alive
+ * at the step being emitted, so an emitter can never read memory the plan
+ * gave away (an internal error instead). */
+Buf *emit_out(Emit *E);                          /* where code goes */
+const char *emit_act(Emit *E, const Node *n);    /* n's output */
+const char *emit_grad(Emit *E, const Node *n);   /* n's output gradient */
+const char *emit_aux(Emit *E, const Node *n);    /* n's saved state */
+const char *emit_param(Emit *E, const Node *n, int k);      /* P + offset */
+const char *emit_param_grad(Emit *E, const Node *n, int k); /* G + offset */
+Node *emit_in(Emit *E, const Node *n, int j);   /* n's input j */
+/* Backward: input j's gradient is n's own gradient's memory (in place). */
+bool emit_grad_in_place(Emit *E, const Node *n, int j);
+char *emit_fn(const Node *n);                    /* C name stem: block1_conv2 */
+char *emit_real(double v, bool as_float);        /* 0.1, 1e-05, 2.0f */
+/* A compile-time check in the generated C that a kernel's own size formula
+ * (a macro of nncc_kernels.h) gives the planned output size: rows, then
+ * columns (one check when the two read alike). */
+void emit_static_assert(Emit *E, const Node *n, const char *rows, const char *cols);
+/* The fused activation's "act, alpha" kernel arguments:
+ * "NNCC_ACT_NONE, 0.0f", "NNCC_ACT_RELU, 0.0f" ... */
+char *emit_act_args(const Node *n);
+/* The same for a backward kernel's trailing arguments: ", act, alpha". */
+char *emit_bwd_act_args(const Node *n);
+/* The common unary forms: forward `f_forward(y, x);`, backward
+ * `f_backward(dx, dy, saved);` with saved the tensor node_saves() names
+ * (none, x or y), and nothing when dx is not needed. */
+void emit_forward_unary(Emit *E, Node *n);
+void emit_backward_unary(Emit *E, Node *n, const char *const *dx);
+long long ll(int64_t v);
 
 /* ---- run.c ------------------------------------------------------------ */
 

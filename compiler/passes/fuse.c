@@ -1,12 +1,14 @@
 /*
- * fuse.c -- fold a ReLU into the conv2d or linear that feeds it.
+ * fuse.c -- fold an activation into the conv2d or linear that feeds it.
  *
- * Forward then applies max(v, 0) in the conv's own output loop, and
- * backward masks the incoming gradient with the saved output (y > 0), so
- * the pre-activation tensor is never stored or read again.
+ * An activation with a fused form (its descriptor's act_code: relu, relu6,
+ * leaky_relu with a slope >= 0) becomes the epilogue of an OPF_EPILOGUE op
+ * (conv2d, linear).  Forward then applies it in the op's own output loop,
+ * and backward gates the incoming gradient with the saved output y (relu:
+ * y > 0), so the pre-activation tensor is never stored or read again.
  *
- * Only legal when the relu is the conv's single user: another user would
- * need the value before the ReLU.  A batchnorm between conv and relu stays
+ * Only legal when the activation is the op's single user: another user
+ * would need the value before it.  A batchnorm between conv and relu stays
  * as it is: in training it uses batch statistics, so it cannot be folded
  * into the conv's weights.
  */
@@ -15,42 +17,47 @@
 void fuse_pass(Graph *g) {
   ir_count_users(g);
   bool changed = false;
-  /* a fused relu's users read its conv instead: each node's inputs are
-   * redirected when the loop reaches it, one pass over the graph */
+  /* a fused activation's users read its producer instead: each node's
+   * inputs are redirected when the loop reaches it, one pass over the graph */
   int *redirect = xalloc(sizeof(int) * (size_t)(g->nnodes + 1));
   for (int i = 0; i < g->nnodes; i++)
     redirect[i] = i;
   for (int i = 0; i < g->nnodes; i++) {
-    Node *relu = g->nodes[i];
-    for (int j = 0; j < relu->nin; j++)
-      relu->in[j] = redirect[relu->in[j]];
-    if (relu->op != OP_RELU)
+    Node *act = g->nodes[i];
+    const OpDesc *d = node_desc(act);
+    for (int j = 0; j < act->nin; j++)
+      act->in[j] = redirect[act->in[j]];
+    if (!d->act_code)
       continue;
-    Node *x = g->nodes[relu->in[0]];
-    if (x->op == OP_BATCHNORM2D) {
-      relu->note = format("not fused: input %s is a batchnorm2d, folding it is only legal in eval", x->name);
-      continue;
-    }
-    if (x->op != OP_CONV2D && x->op != OP_LINEAR) {
-      relu->note = format("not fused: input %s (%s) is not a conv2d or linear", x->name, op_name(x->op));
+    Node *x = node_in(g, act, 0);
+    const OpDesc *xd = node_desc(x);
+    if (d->fusible && !d->fusible(act)) {
+      act->note = format("not fused: its backward needs the input %s", x->name);
       continue;
     }
-    if (x->relu) {
-      relu->note = format("not fused: %s already ends in a relu", x->name);
+    if (xd->fuse_note) {
+      act->note = format("not fused: input %s is a %s, %s", x->name, op_name(x->op), xd->fuse_note);
+      continue;
+    }
+    if (!(xd->flags & OPF_EPILOGUE)) {
+      act->note = format("not fused: input %s (%s) is not a conv2d or linear", x->name, op_name(x->op));
+      continue;
+    }
+    if (x->epilogue) {
+      act->note = format("not fused: %s already ends in a %s", x->name, op_name(x->epilogue->op));
       continue;
     }
     if (x->nusers > 1) {
-      relu->note = format("not fused: %s has %d users and they need it before the relu", x->name,
-                          x->nusers);
+      act->note = format("not fused: %s has %d users and they need it before the %s", x->name,
+                         x->nusers, op_name(act->op));
       continue;
     }
-    /* the conv takes over: its users are the relu's users */
-    x->relu = true;
-    x->fused = relu->name;
-    if (relu->binding)
-      x->binding = relu->binding;
-    redirect[relu->id] = x->id;
-    relu->dead = true;
+    /* the producer takes over: its users are the activation's users */
+    x->epilogue = act;
+    if (act->binding)
+      x->binding = act->binding;
+    redirect[act->id] = x->id;
+    act->dead = true;
     changed = true;
   }
   if (changed)

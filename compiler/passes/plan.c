@@ -6,7 +6,7 @@
  * flows through, per-node saved state (batch-norm statistics) and one
  * temporary for gradient contributions that must be added up.  The model
  * input, the logits and their gradient live in the runtime's own buffers;
- * flatten is a view of its input.
+ * a view op (flatten) is its input's memory when the plan can make it so.
  *
  * A plan gives every arena buffer an offset: plan_naive() lays them end to
  * end (-O0); plan_pass() computes each buffer's live range over the whole
@@ -37,27 +37,40 @@ static int add_buffer(Graph *g, const char *name, BufKind kind, int node, int64_
   return g->nbufs - 1;
 }
 
-/* The node whose output is the logits: cross_entropy's first input. */
+/* The node whose output is the logits: the loss's first input. */
 static int logits_node(Graph *g) { return g->nodes[g->loss]->in[0]; }
+
+/* A view op's output is its input's memory when nothing else reads that
+ * input (else a later reader would see the view's writes, of which there
+ * are none today, or its gradient mixed in: so only then). */
+static bool can_view(Graph *g, Node *n) {
+  return (node_desc(n)->flags & OPF_VIEW) && node_in(g, n, 0)->nusers == 1;
+}
+
+bool node_is_view(const Graph *g, const Node *n) {
+  return n->act >= 0 && g->bufs[n->act].alias >= 0;
+}
 
 void buffers_build(Graph *g) {
   g->nbufs = 0;
   int logits = logits_node(g);
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
+    const OpDesc *d = node_desc(n);
     n->act = n->grad = n->aux = -1;
     n->needs_grad = node_params(n) > 0;
     for (int j = 0; j < n->nin; j++)
-      n->needs_grad |= g->nodes[n->in[j]]->needs_grad;
-    if (n->op == OP_LABEL || n->op == OP_CROSS_ENTROPY)
+      n->needs_grad |= node_in(g, n, j)->needs_grad;
+    if (d->flags & OPF_NO_BUFFER)
       continue;
     int64_t bytes = node_numel(n) * 4;
-    Node *x = n->nin ? g->nodes[n->in[0]] : NULL;
-    /* flatten is a view of its input when nothing else reads that input */
-    bool view = n->op == OP_FLATTEN && x->nusers == 1;
+    const char *shape = dims_str(n->dims, n->rank);
+    bool view = can_view(g, n);
+    Node *x = view ? node_in(g, n, 0) : NULL;
 
     n->act = add_buffer(g, c_name("", n->name), BUF_ACT, i, bytes);
-    if (n->op == OP_INPUT)
+    g->bufs[n->act].what = shape;
+    if (i == g->input)
       g->bufs[n->act].external = "s->input";
     else if (i == logits)
       g->bufs[n->act].external = "s->logits";
@@ -66,13 +79,18 @@ void buffers_build(Graph *g) {
 
     if (n->needs_grad) {
       n->grad = add_buffer(g, c_name("d_", n->name), BUF_GRAD, i, bytes);
+      g->bufs[n->grad].what = shape;
       if (i == logits)
         g->bufs[n->grad].external = "s->dlogits";
       else if (view)
         g->bufs[n->grad].alias = x->grad;
     }
-    if (n->op == OP_BATCHNORM2D) /* mean and 1/sqrt(var + eps) per channel */
-      n->aux = add_buffer(g, c_name("", format("%s_stats", n->name)), BUF_AUX, i, 2 * n->dims[1] * 4);
+    if (d->aux_bytes) {
+      const char *what = NULL;
+      int64_t aux = d->aux_bytes(n, &what);
+      n->aux = add_buffer(g, c_name("", format("%s_stats", n->name)), BUF_AUX, i, aux);
+      g->bufs[n->aux].what = what;
+    }
   }
   /* the largest gradient that may need adding up: an input with several users */
   int64_t tmp = 0;
@@ -82,7 +100,19 @@ void buffers_build(Graph *g) {
       tmp = node_numel(n) * 4;
   }
   g->tmp = tmp ? add_buffer(g, "grad_tmp", BUF_TMP, -1, tmp) : -1;
+  if (g->tmp >= 0)
+    g->bufs[g->tmp].what = "gradient contributions to add up";
+}
 
+/* Parameters lie in node order, each 64-byte aligned in the block. */
+void params_layout(Graph *g) {
+  int64_t floats = 0;
+  for (int i = 0; i < g->nnodes; i++)
+    for (int k = 0; k < g->nodes[i]->nparams; k++) {
+      g->nodes[i]->params[k].offset = floats;
+      floats += (g->nodes[i]->params[k].numel + 15) / 16 * 16;
+    }
+  g->params_floats = floats;
 }
 
 /* The bytes of every arena tensor, each in memory of its own.  No overflow:
@@ -106,6 +136,7 @@ static void liveness(Graph *g);
 static noreturn void arena_too_big(Graph *g, int b, int64_t bytes);
 
 void plan_naive(Graph *g) {
+  params_layout(g);
   liveness(g);
   int64_t off = 0;
   for (int b = 0; b < g->nbufs; b++) {
@@ -127,10 +158,6 @@ int buf_root(const Graph *g, int b) {
   while (b >= 0 && g->bufs[b].alias >= 0)
     b = g->bufs[b].alias;
   return b;
-}
-
-bool node_has_kernels(const Node *n) {
-  return n->op != OP_INPUT && n->op != OP_LABEL && n->op != OP_CROSS_ENTROPY;
 }
 
 int step_forward(const Graph *g, const Node *n) { (void)g; return n->id; }
@@ -166,12 +193,13 @@ static void liveness(Graph *g) {
     if (!node_has_kernels(n) || !n->needs_grad)
       continue;
     int s = step_backward(g, n);
-    int saves = op_info[n->op].saves;
+    int saves = node_saves(n);
     touch(g, n->grad, s);
     touch(g, n->aux, s);
     if (saves & SAVES_IN)
-      touch(g, g->nodes[n->in[0]]->act, s);
-    if ((saves & SAVES_OUT) || n->relu)
+      for (int j = 0; j < n->nin; j++)
+        touch(g, node_in(g, n, j)->act, s);
+    if (saves & SAVES_OUT)
       touch(g, n->act, s);
     for (int j = 0; j < n->nin; j++) {
       Node *x = g->nodes[n->in[j]];
@@ -595,11 +623,12 @@ static noreturn void arena_too_big(Graph *g, int b, int64_t bytes) {
  * without trying the candidates one by one.
  */
 void plan_pass(Graph *g) {
+  params_layout(g);
   liveness(g);
   Packer P = {.g = g, .min_end = -1};
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
-    if (!op_info[n->op].inplace)
+    if (!(node_desc(n)->flags & OPF_INPLACE))
       continue;
     for (int j = 0; j < n->nin; j++) {
       Node *x = g->nodes[n->in[j]];

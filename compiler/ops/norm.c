@@ -1,0 +1,117 @@
+/*
+ * ops/norm.c -- batch normalization: batchnorm2d over NCHW, batchnorm1d
+ * over [N, F] (one kernel: H*W = 1).  Training uses the batch's statistics
+ * and updates the running ones; eval uses the running ones.  Forward saves
+ * each channel's mean and 1/std for backward (the aux buffer).
+ */
+#include "../nncc.h"
+
+typedef struct BatchNormAttrs {
+  double eps, momentum;
+} BatchNormAttrs;
+
+/* nn.BatchNorm2d / nn.BatchNorm1d (affine=True, track_running_stats=True) */
+static void shape_batchnorm(Graph *g, Node *n) {
+  const BatchNormAttrs *a = n->attrs;
+  const char *what = op_name(n->op);
+  Node *x = node_in(g, n, 0);
+  if (n->op == OP_BATCHNORM1D) {
+    if (x->rank != 2)
+      shape_error(n, "batchnorm1d: input must be 2-D [N, features], got %s %%%s%s", type_str(x),
+                  x->name, x->rank == 4 ? "; use batchnorm2d" : "");
+  } else {
+    need_rank4(g, n, 0, what);
+  }
+  if (!(a->eps > 0))
+    shape_error(n, "%s: eps must be positive, got %g", what, a->eps);
+  if (!(a->momentum >= 0 && a->momentum <= 1))
+    shape_error(n, "%s: momentum must be in [0, 1], got %g", what, a->momentum);
+  if (node_numel(x) / x->dims[1] < 2)
+    shape_error(n, "%s: needs more than 1 value per channel to train, input is %s", what,
+                type_str(x));
+  copy_type(n, x);
+  int64_t c[1] = {x->dims[1]};
+  add_param(n, "weight", P_WEIGHT, 1, c, INIT_ONES, 0);
+  add_param(n, "bias", P_WEIGHT, 1, c, INIT_ZEROS, 0);
+  add_param(n, "running_mean", P_BUFFER, 1, c, INIT_ZEROS, 0);
+  add_param(n, "running_var", P_BUFFER, 1, c, INIT_ONES, 0);
+  add_param(n, "num_batches_tracked", P_COUNT, 0, c, INIT_ZEROS, 0);
+}
+
+/* mean, variance, normalize, scale, shift: 7 per element; backward 10 */
+static int64_t flops_batchnorm_fwd(const Graph *g, const Node *n) {
+  (void)g;
+  return 7 * node_numel(n);
+}
+static int64_t flops_batchnorm_bwd(const Graph *g, const Node *n) {
+  (void)g;
+  return 10 * node_numel(n);
+}
+
+/* mean and 1/sqrt(var + eps) per channel */
+static int64_t aux_batchnorm(const Node *n, const char **what) {
+  *what = format("[2,%lld]: mean, 1/std", ll(n->dims[1]));
+  return 2 * n->dims[1] * 4;
+}
+
+static void define_batchnorm(Emit *E, Node *n) {
+  const BatchNormAttrs *a = n->attrs;
+  char *f = emit_fn(n);
+  char *sz = format("%lld, %lld, %lld", ll(n->dims[0]), ll(n->dims[1]),
+                    ll(node_numel(n) / n->dims[0] / n->dims[1]));
+  buf_printf(emit_out(E),
+             "KERNEL void %s_forward(float *restrict y, const float *restrict x,\n"
+             "    const float *restrict gamma, const float *restrict beta,\n"
+             "    float *restrict running_mean, float *restrict running_var,\n"
+             "    float *restrict num_batches_tracked, float *restrict stats,\n"
+             "    int training) {\n"
+             "  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,\n"
+             "                                num_batches_tracked, stats, %s, %s, %s, training);\n}\n",
+             f, sz, emit_real(a->eps, false), emit_real(a->momentum, false));
+  buf_printf(emit_out(E),
+             "KERNEL void %s_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,\n"
+             "    const float *restrict dy, const float *restrict x,\n"
+             "    const float *restrict gamma, const float *restrict stats) {\n"
+             "  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, %s);\n}\n",
+             f, sz);
+}
+
+static void forward_batchnorm(Emit *E, Node *n) {
+  buf_printf(emit_out(E), "    %s_forward(%s, %s, %s, %s, %s, %s, %s, %s, training);\n", emit_fn(n),
+             emit_act(E, n), emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0), emit_param(E, n, 1),
+             emit_param(E, n, 2), emit_param(E, n, 3), emit_param(E, n, 4), emit_aux(E, n));
+}
+
+static void backward_batchnorm(Emit *E, Node *n, const char *const *dx) {
+  buf_printf(emit_out(E), "    %s_backward(%s, %s, %s, %s, %s, %s, %s);\n", emit_fn(n), dx[0],
+             emit_param_grad(E, n, 0), emit_param_grad(E, n, 1), emit_grad(E, n),
+             emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0), emit_aux(E, n));
+}
+
+static const char *const x_input[] = {"x"};
+static const AttrDesc batchnorm_attrs[] = {
+    ATTR(BatchNormAttrs, eps, AT_FLOAT, "1e-5", false),
+    ATTR(BatchNormAttrs, momentum, AT_FLOAT, "0.1", false),
+};
+
+#define BATCHNORM(op)                                                                              \
+  const OpDesc op_##op = {                                                                          \
+      .name = #op,                                                                                  \
+      .abbrev = "bn",                                                                               \
+      .inputs = x_input,                                                                            \
+      .nin = 1,                                                                                     \
+      .attrs = batchnorm_attrs,                                                                     \
+      .nattrs = 2,                                                                                  \
+      .attrs_size = sizeof(BatchNormAttrs),                                                         \
+      .saves = SAVES_IN,                                                                            \
+      .fuse_note = "folding it is only legal in eval",                                              \
+      .shape = shape_batchnorm,                                                                     \
+      .flops_fwd = flops_batchnorm_fwd,                                                             \
+      .flops_bwd = flops_batchnorm_bwd,                                                             \
+      .aux_bytes = aux_batchnorm,                                                                   \
+      .define_kernels = define_batchnorm,                                                           \
+      .forward = forward_batchnorm,                                                                 \
+      .backward = backward_batchnorm,                                                               \
+  };
+BATCHNORM(batchnorm2d)
+BATCHNORM(batchnorm1d)

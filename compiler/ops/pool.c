@@ -1,0 +1,216 @@
+/*
+ * ops/pool.c -- pooling: maxpool2d, avgpool2d and their adaptive forms.
+ * No parameters; the window rules are PyTorch 1.13's (nncc_kernels.h).
+ */
+#include "../nncc.h"
+
+#include <string.h>
+
+/* ---- maxpool2d(x, kernel, stride=kernel, padding=0, ceil_mode=false)
+ *      avgpool2d(x, kernel, stride=kernel, padding=0, ceil_mode=false, count_include_pad=true)
+ * max: padding counts as -inf, the first maximum wins; avg: the divisor
+ * counts the padding inside the padded input, or with count_include_pad=false
+ * only the input's own elements.  ceil_mode rounds the output size up,
+ * dropping a last window that would start in the padding.
+ */
+typedef struct PoolAttrs {
+  int64_t kernel[2], stride[2], padding[2];
+  bool ceil_mode, count_include_pad;
+} PoolAttrs;
+
+static void shape_pool(Graph *g, Node *n) {
+  const PoolAttrs *a = n->attrs;
+  const char *what = op_name(n->op);
+  need_rank4(g, n, 0, what);
+  /* PyTorch: "pad should be at most half of effective kernel size" */
+  if (2 * a->padding[0] > a->kernel[0] || 2 * a->padding[1] > a->kernel[1])
+    shape_error(n, "%s: padding %lldx%lld is more than half the kernel %lldx%lld", what,
+                (long long)a->padding[0], (long long)a->padding[1], (long long)a->kernel[0],
+                (long long)a->kernel[1]);
+  Window w = {a->kernel[0], a->kernel[1], a->stride[0], a->stride[1], a->padding[0], a->padding[0],
+              a->padding[1], a->padding[1], 1, 1, a->ceil_mode};
+  int64_t ho, wo;
+  shape_window(g, n, what, w, &ho, &wo);
+  Node *x = node_in(g, n, 0);
+  set_type(n, 4, x->dims[0], x->dims[1], ho, wo);
+}
+
+/* one per window element, both ways */
+static int64_t flops_pool(const Graph *g, const Node *n) {
+  (void)g;
+  const PoolAttrs *a = n->attrs;
+  return node_numel(n) * a->kernel[0] * a->kernel[1];
+}
+
+/* N, C, H, W, kernel, stride, padding, Ho, Wo; the output size is the plan's
+ * and the kernels' macro must agree with it */
+static char *pool_sizes(Emit *E, Node *n) {
+  const PoolAttrs *a = n->attrs;
+  const Node *x = emit_in(E, n, 0);
+  emit_static_assert(E, n, format("NNCC_POOL_OUT(%lld, %lld, %lld, %lld, %d) == %lld", ll(x->dims[2]),
+                                   ll(a->kernel[0]), ll(a->stride[0]), ll(a->padding[0]), a->ceil_mode,
+                                   ll(n->dims[2])),
+                     format("NNCC_POOL_OUT(%lld, %lld, %lld, %lld, %d) == %lld", ll(x->dims[3]),
+                            ll(a->kernel[1]), ll(a->stride[1]), ll(a->padding[1]), a->ceil_mode,
+                            ll(n->dims[3])));
+  return format("%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld", ll(x->dims[0]),
+                ll(x->dims[1]), ll(x->dims[2]), ll(x->dims[3]), ll(a->kernel[0]), ll(a->kernel[1]),
+                ll(a->stride[0]), ll(a->stride[1]), ll(a->padding[0]), ll(a->padding[1]),
+                ll(n->dims[2]), ll(n->dims[3]));
+}
+
+static void define_maxpool2d(Emit *E, Node *n) {
+  char *f = emit_fn(n), *sz = pool_sizes(E, n);
+  buf_printf(emit_out(E),
+             "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
+             "  nncc_maxpool2d_forward_team(y, x, %s);\n}\n"
+             "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {\n"
+             "  nncc_maxpool2d_backward_team(dx, dy, x, %s);\n}\n",
+             f, sz, f, sz);
+}
+
+static void define_avgpool2d(Emit *E, Node *n) {
+  char *f = emit_fn(n), *sz = pool_sizes(E, n);
+  int cip = ATTRS(n, PoolAttrs)->count_include_pad;
+  buf_printf(emit_out(E),
+             "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
+             "  nncc_avgpool2d_forward_team(y, x, %s, %d);\n}\n"
+             "KERNEL void %s_backward(float *restrict dx, const float *restrict dy) {\n"
+             "  nncc_avgpool2d_backward_team(dx, dy, %s, %d);\n}\n",
+             f, sz, cip, f, sz, cip);
+}
+
+static const char *const x_input[] = {"x"};
+
+static const AttrDesc maxpool2d_attrs[] = {
+    ATTR(PoolAttrs, kernel, AT_PAIR, NULL, false),
+    ATTR(PoolAttrs, stride, AT_PAIR, "kernel", false),
+    ATTR(PoolAttrs, padding, AT_PAIR, "0", false),
+    ATTR(PoolAttrs, ceil_mode, AT_BOOL, "false", true),
+};
+
+const OpDesc op_maxpool2d = {
+    .name = "maxpool2d",
+    .abbrev = "maxpool",
+    .inputs = x_input,
+    .nin = 1,
+    .attrs = maxpool2d_attrs,
+    .nattrs = sizeof maxpool2d_attrs / sizeof *maxpool2d_attrs,
+    .attrs_size = sizeof(PoolAttrs),
+    .saves = SAVES_IN,
+    .shape = shape_pool,
+    .flops_fwd = flops_pool,
+    .flops_bwd = flops_pool,
+    .define_kernels = define_maxpool2d,
+    .forward = emit_forward_unary,
+    .backward = emit_backward_unary,
+};
+
+static const AttrDesc avgpool2d_attrs[] = {
+    ATTR(PoolAttrs, kernel, AT_PAIR, NULL, false),
+    ATTR(PoolAttrs, stride, AT_PAIR, "kernel", false),
+    ATTR(PoolAttrs, padding, AT_PAIR, "0", false),
+    ATTR(PoolAttrs, ceil_mode, AT_BOOL, "false", true),
+    ATTR(PoolAttrs, count_include_pad, AT_BOOL, "true", true),
+};
+
+const OpDesc op_avgpool2d = {
+    .name = "avgpool2d",
+    .abbrev = "avgpool",
+    .inputs = x_input,
+    .nin = 1,
+    .attrs = avgpool2d_attrs,
+    .nattrs = sizeof avgpool2d_attrs / sizeof *avgpool2d_attrs,
+    .attrs_size = sizeof(PoolAttrs),
+    .shape = shape_pool,
+    .flops_fwd = flops_pool,
+    .flops_bwd = flops_pool,
+    .define_kernels = define_avgpool2d,
+    .forward = emit_forward_unary,
+    .backward = emit_backward_unary,
+};
+
+/* ---- adaptive_avgpool2d(x, output), adaptive_maxpool2d(x, output) ------
+ * nn.AdaptiveAvgPool2d / nn.AdaptiveMaxPool2d: window i spans
+ * [floor(i*H/oh), ceil((i+1)*H/oh)).
+ */
+typedef struct AdaptiveAttrs {
+  int64_t output[2];
+} AdaptiveAttrs;
+
+static void shape_adaptive(Graph *g, Node *n) {
+  const AdaptiveAttrs *a = n->attrs;
+  const char *what = op_name(n->op);
+  need_rank4(g, n, 0, what);
+  Node *x = node_in(g, n, 0);
+  if (a->output[0] < 1 || a->output[1] < 1)
+    shape_error(n, "%s: output size must be at least 1, got %lldx%lld", what,
+                (long long)a->output[0], (long long)a->output[1]);
+  set_type(n, 4, x->dims[0], x->dims[1], a->output[0], a->output[1]);
+}
+
+/* one per input element */
+static int64_t flops_adaptive(const Graph *g, const Node *n) { return node_numel(node_in(g, n, 0)); }
+
+static char *adaptive_sizes(Emit *E, Node *n) {
+  const Node *x = emit_in(E, n, 0);
+  return format("%lld, %lld, %lld, %lld, %lld", ll(n->dims[0] * n->dims[1]), ll(x->dims[2]),
+                ll(x->dims[3]), ll(n->dims[2]), ll(n->dims[3]));
+}
+
+static void define_adaptive_avgpool2d(Emit *E, Node *n) {
+  char *f = emit_fn(n), *sz = adaptive_sizes(E, n);
+  buf_printf(emit_out(E),
+             "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
+             "  nncc_adaptive_avgpool2d_forward_team(y, x, %s);\n}\n"
+             "KERNEL void %s_backward(float *restrict dx, const float *restrict dy) {\n"
+             "  nncc_adaptive_avgpool2d_backward_team(dx, dy, %s);\n}\n",
+             f, sz, f, sz);
+}
+
+static void define_adaptive_maxpool2d(Emit *E, Node *n) {
+  char *f = emit_fn(n), *sz = adaptive_sizes(E, n);
+  buf_printf(emit_out(E),
+             "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
+             "  nncc_adaptive_maxpool2d_forward_team(y, x, %s);\n}\n"
+             "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {\n"
+             "  nncc_adaptive_maxpool2d_backward_team(dx, dy, x, %s);\n}\n",
+             f, sz, f, sz);
+}
+
+static const AttrDesc adaptive_attrs[] = {
+    ATTR(AdaptiveAttrs, output, AT_PAIR, NULL, false),
+};
+
+const OpDesc op_adaptive_avgpool2d = {
+    .name = "adaptive_avgpool2d",
+    .abbrev = "avgpool",
+    .inputs = x_input,
+    .nin = 1,
+    .attrs = adaptive_attrs,
+    .nattrs = 1,
+    .attrs_size = sizeof(AdaptiveAttrs),
+    .shape = shape_adaptive,
+    .flops_fwd = flops_adaptive,
+    .flops_bwd = flops_adaptive,
+    .define_kernels = define_adaptive_avgpool2d,
+    .forward = emit_forward_unary,
+    .backward = emit_backward_unary,
+};
+
+const OpDesc op_adaptive_maxpool2d = {
+    .name = "adaptive_maxpool2d",
+    .abbrev = "maxpool",
+    .inputs = x_input,
+    .nin = 1,
+    .attrs = adaptive_attrs,
+    .nattrs = 1,
+    .attrs_size = sizeof(AdaptiveAttrs),
+    .saves = SAVES_IN,
+    .shape = shape_adaptive,
+    .flops_fwd = flops_adaptive,
+    .flops_bwd = flops_adaptive,
+    .define_kernels = define_adaptive_maxpool2d,
+    .forward = emit_forward_unary,
+    .backward = emit_backward_unary,
+};
