@@ -279,6 +279,14 @@ static void attr_value(Buf *b, const AttrDesc *a, const void *field) {
   unreachable();
 }
 
+const void *node_attr(const Node *n, const char *name) {
+  const OpDesc *d = node_desc(n);
+  for (int i = 0; i < d->nattrs; i++)
+    if (strcmp(d->attrs[i].name, name) == 0)
+      return (const char *)n->attrs + d->attrs[i].offset;
+  return NULL;
+}
+
 /* "out=16 kernel=5x5 stride=1x1 padding=0x0": the signature's attributes
  * in order, a quiet one only where it differs from its default. */
 char *attr_str(const Node *n) {

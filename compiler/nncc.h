@@ -479,6 +479,8 @@ int64_t node_numel(const Node *n);
 char *type_str(const Node *n);            /* "f32[256,16,24,24]" */
 char *dims_str(const int64_t *dims, int rank); /* "[256,16,24,24]" */
 char *attr_str(const Node *n);            /* "out=16 kernel=5x5 ..." from the signature */
+/* Attribute `name` of n's op, its field in n->attrs, or NULL (tests, tools). */
+const void *node_attr(const Node *n, const char *name);
 int64_t node_params(const Node *n);       /* trainable parameter count */
 int64_t node_flops_fwd(const Graph *g, const Node *n);
 int64_t node_flops_bwd(const Graph *g, const Node *n);

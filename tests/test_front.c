@@ -261,16 +261,29 @@ END_TEST
 
 /* ---- elaboration ------------------------------------------------------ */
 
+/* An int attribute, or element k of a pair */
+static int64_t attr_int(const Node *n, const char *name, int k) {
+  const int64_t *v = node_attr(n, name);
+  ck_assert_msg(v != NULL, "%s has no attribute %s", n->name, name);
+  return v[k];
+}
+
+static bool attr_bool(const Node *n, const char *name) {
+  const bool *v = node_attr(n, name);
+  ck_assert_msg(v != NULL, "%s has no attribute %s", n->name, name);
+  return *v;
+}
+
 START_TEST(elab_chain_names) {
   Graph *g = compile(HEADER "h = relu(conv2d(x, 4, kernel=3))\nh = flatten(h)\n"
                             "logits = linear(h, 10)\n" TAIL "train adam(lr=0.01)\n");
   ck_assert_msg(g != NULL, "%s", diag_text);
   ck_assert_int_eq(g->nnodes, 7);
   Node *c = node_named(g, "conv1");
-  ck_assert_int_eq(c->out, 4);
-  ck_assert_int_eq(c->kh, 3);
-  ck_assert_int_eq(c->sh, 1);
-  ck_assert_int_eq(c->bias, 1);
+  ck_assert_int_eq(attr_int(c, "out", 0), 4);
+  ck_assert_int_eq(attr_int(c, "kernel", 0), 3);
+  ck_assert_int_eq(attr_int(c, "stride", 0), 1);
+  ck_assert_int_eq(attr_bool(c, "bias"), 1);
   ck_assert_str_eq(node_named(g, "relu1")->binding, "h");
   ck_assert_str_eq(node_named(g, "fc1")->binding, "logits");
   ck_assert_str_eq(c->params[0].name, "conv1.weight");
@@ -297,11 +310,11 @@ START_TEST(elab_blocks_and_loops) {
                      "logits = linear(flatten(h), 10)\n" TAIL);
   ck_assert_msg(g != NULL, "%s", diag_text);
   Node *c = node_named(g, "feat1.conv2");
-  ck_assert_int_eq(c->out, 3);
+  ck_assert_int_eq(attr_int(c, "out", 0), 3);
   ck_assert_str_eq(c->params[0].name, "feat1.conv2.weight");
   node_named(g, "feat1.bn2");
   Node *c2 = node_named(g, "feat2.conv1");
-  ck_assert_int_eq(c2->out, 4);
+  ck_assert_int_eq(attr_int(c2, "out", 0), 4);
   ck_assert_int_eq(g->nodes[c2->in[0]]->op, OP_RELU);
   /* topological order holds for nested calls */
   for (int i = 0; i < g->nnodes; i++)
@@ -332,8 +345,8 @@ START_TEST(elab_constants) {
                      "train sgd(lr=0.5 / 5, momentum=0.9, weight_decay=1e-4) epochs=2 seed=3\n");
   ck_assert_msg(g != NULL, "%s", diag_text);
   Node *c = node_named(g, "conv1");
-  ck_assert_int_eq(c->kh, 5);
-  ck_assert_int_eq(c->sw, 2);
+  ck_assert_int_eq(attr_int(c, "kernel", 0), 5);
+  ck_assert_int_eq(attr_int(c, "stride", 1), 2);
   ck_assert_int_eq(c->dims[3], 12);
   ck_assert_int_eq(g->train.optim, OPT_SGD);
   ck_assert_double_eq_tol(g->train.lr, 0.1, 1e-12);
@@ -427,7 +440,7 @@ START_TEST(shape_ops) {
   ck_assert_str_eq(bn->params[3].name, "bn1.running_var");
   ck_assert_int_eq(bn->params[3].init, INIT_ONES);
   ck_assert_int_eq(node_params(bn), 12);
-  ck_assert_double_eq_tol(node_named(g, "dropout1")->p, 0.25, 1e-12);
+  ck_assert_double_eq_tol(*(const double *)node_attr(node_named(g, "dropout1"), "p"), 0.25, 1e-12);
   Node *fc = node_named(g, "fc1");
   ck_assert_int_eq(fc->params[0].dims[1], 12);
   ck_assert_int_eq(fc->nparams, 1);
@@ -828,7 +841,7 @@ static int64_t *ref_plan(const Graph *g) {
   int npairs = 0;
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = g->nodes[i];
-    if (!op_info[n->op].inplace)
+    if (!(node_desc(n)->flags & OPF_INPLACE))
       continue;
     for (int j = 0; j < n->nin; j++) {
       const Node *x = g->nodes[n->in[j]];

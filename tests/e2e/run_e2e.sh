@@ -33,12 +33,22 @@ cmp -s "$tmp/t1.st" "$tmp/tc.st" || fail "the gcc and the clang trainer give dif
 run t3 "$bin" train --data "$tmp/data" --steps 8 --threads 2 --seed 6 --save "$tmp/t3.st"
 cmp -s "$tmp/t1.st" "$tmp/t3.st" && fail "another seed gives the same checkpoint"
 # training learns: a few more epochs on the easy labels bring the loss down
-run long "$bin" train --data "$tmp/data" --epochs 3 --seed 5 --log "$tmp/long.jsonl"
+run long "$bin" train --data "$tmp/data" --epochs 3 --seed 5 --log "$tmp/long.jsonl" --save "$tmp/long.st"
 first=$(sed -n '1s/.*"loss":\([0-9.e+-]*\).*/\1/p' "$tmp/long.jsonl")
 last=$(sed -n '3s/.*"loss":\([0-9.e+-]*\).*/\1/p' "$tmp/long.jsonl")
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "loss did not fall: $first -> $last"
+# eval: "test_loss L  test_acc A  (C/300)" with A = C/300, a finite loss,
+# and the 3-epoch model above chance on the easy labels
 run eval "$bin" eval --data "$tmp/data" --load "$tmp/t1.st"
-grep -q "acc" "$tmp/eval.out" || fail "eval prints no accuracy"
+run eval1 "$bin" eval --data "$tmp/data" --load "$tmp/t1.st" --threads 1
+cmp -s "$tmp/eval.out" "$tmp/eval1.out" || fail "eval differs between 2 threads and 1"
+line=$(grep '^test_loss ' "$tmp/eval.out") || fail "eval prints no result line: $(cat "$tmp/eval.out")"
+echo "$line" | awk '{ split($6, f, /[()\/]/); c = f[2]; n = f[3]
+  exit !($1 == "test_loss" && $2 + 0 == $2 && $2 > 0 && $3 == "test_acc" && n == 300 &&
+         c >= 0 && c <= n && (c / n - $4) ^ 2 < 1e-8) }' || fail "eval result malformed: $line"
+run evaltrained "$bin" eval --data "$tmp/data" --load "$tmp/long.st"
+acc=$(sed -n 's/.*test_acc \([0-9.]*\).*/\1/p' "$tmp/evaltrained.out")
+awk -v a="$acc" 'BEGIN { exit !(a > 0.2) }' || fail "3 epochs on easy labels reach only $acc (chance: 0.1)"
 run grads "$bin" grads --data "$tmp/data" --load "$tmp/t1.st" --out "$tmp/g.st"
 for name in loss logits conv1.weight fc2.bias; do
   grep -q "\"$name\"" "$tmp/g.st" || fail "grads output lacks $name"
