@@ -723,11 +723,12 @@ static void set_attr(Elab *E, Node *n, const char *opname, const AttrDesc *a, Va
  * (stride=kernel). */
 static void set_default(Elab *E, Node *n, const OpDesc *d, const AttrDesc *a, Loc loc) {
   const char *def = a->def;
+  bool number = (def[0] >= '0' && def[0] <= '9') || def[0] == '-';
   if (strcmp(def, "true") == 0 || strcmp(def, "false") == 0) {
     set_attr(E, n, d->name, a, bool_value(def[0] == 't'), loc);
-  } else if (def[0] >= '0' && def[0] <= '9' && strpbrk(def, ".e")) {
+  } else if (number && strpbrk(def, ".e")) {
     set_attr(E, n, d->name, a, (Value){.kind = V_FLOAT, .f = strtod(def, NULL)}, loc);
-  } else if (def[0] >= '0' && def[0] <= '9') {
+  } else if (number) {
     set_attr(E, n, d->name, a, int_value(strtoll(def, NULL, 10)), loc);
   } else {
     for (int i = 0; i < d->nattrs; i++)

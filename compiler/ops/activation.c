@@ -76,6 +76,51 @@ const OpDesc op_relu6 = {
     .backward = emit_backward_unary,
 };
 
+/* ---- hardtanh(x, min_val=-1.0, max_val=1.0) -----------------------------
+ * min(max(x, min_val), max_val) (nn.Hardtanh); backward: dy where
+ * min_val < x < max_val, which is exactly where min_val < y < max_val, so
+ * it reads y and may work in place.  (docs/adding-an-op.md adds this op.)
+ */
+typedef struct HardtanhAttrs {
+  double min_val, max_val;
+} HardtanhAttrs;
+
+static void shape_hardtanh(Graph *g, Node *n) {
+  const HardtanhAttrs *a = n->attrs;
+  if (!(a->min_val < a->max_val))
+    shape_error(n, "hardtanh: min_val (%g) must be less than max_val (%g)", a->min_val, a->max_val);
+  copy_type(n, node_in(g, n, 0));
+}
+
+static void define_hardtanh(Emit *E, Node *n) {
+  const HardtanhAttrs *a = n->attrs;
+  define_elementwise(E, n, "hardtanh",
+                     format("%s, %s, ", emit_real(a->min_val, true), emit_real(a->max_val, true)));
+}
+
+static const AttrDesc hardtanh_attrs[] = {
+    ATTR(HardtanhAttrs, min_val, AT_FLOAT, "-1.0", false),
+    ATTR(HardtanhAttrs, max_val, AT_FLOAT, "1.0", false),
+};
+
+const OpDesc op_hardtanh = {
+    .name = "hardtanh",
+    .abbrev = "hardtanh",
+    .inputs = x_input,
+    .nin = 1,
+    .attrs = hardtanh_attrs,
+    .nattrs = sizeof hardtanh_attrs / sizeof *hardtanh_attrs,
+    .attrs_size = sizeof(HardtanhAttrs),
+    .flags = OPF_INPLACE,
+    .saves = SAVES_OUT,
+    .shape = shape_hardtanh,
+    .flops_fwd = flops_elementwise,
+    .flops_bwd = flops_elementwise,
+    .define_kernels = define_hardtanh,
+    .forward = emit_forward_unary,
+    .backward = emit_backward_unary,
+};
+
 /* ---- leaky_relu(x, negative_slope=0.01) ----------------------------------
  * x > 0 ? x : x * slope (nn.LeakyReLU); backward dy * (x > 0 ? 1 : slope).
  * With slope >= 0, y > 0 exactly where x > 0, so backward reads y (and the
