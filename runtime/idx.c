@@ -156,14 +156,19 @@ void idx_free(NnccData *d) {
   memset(d, 0, sizeof *d);
 }
 
-/* The image must fill the model's input canvas minus the padding on both
- * sides (28x28 in 32x32 with pad 2); anything else is the wrong data set. */
+/* The image must fill the model's input canvas minus the padding on each
+ * side (28x28 in 32x32 with pad 2); anything else is the wrong data set. */
 static int check_images(const IdxFile *im, const NnccModel *m) {
-  int want_h = m->in_h - 2 * m->pad_top, want_w = m->in_w - 2 * m->pad_left;
+  int want_h = m->in_h - m->pad_top - m->pad_bottom, want_w = m->in_w - m->pad_left - m->pad_right;
   if (im->dims[1] != (uint32_t)want_h || im->dims[2] != (uint32_t)want_w) {
-    rt_error("%s: images are %ux%u, model %s expects %dx%d (input %dx%d, padding %d,%d)",
-             im->path, im->dims[1], im->dims[2], m->name, want_h, want_w, m->in_h, m->in_w,
-             m->pad_top, m->pad_left);
+    if (m->pad_top == m->pad_bottom && m->pad_left == m->pad_right)
+      rt_error("%s: images are %ux%u, model %s expects %dx%d (input %dx%d, padding %d,%d)",
+               im->path, im->dims[1], im->dims[2], m->name, want_h, want_w, m->in_h, m->in_w,
+               m->pad_top, m->pad_left);
+    else
+      rt_error("%s: images are %ux%u, model %s expects %dx%d (input %dx%d, padding top %d, "
+               "left %d, bottom %d, right %d)", im->path, im->dims[1], im->dims[2], m->name, want_h,
+               want_w, m->in_h, m->in_w, m->pad_top, m->pad_left, m->pad_bottom, m->pad_right);
     return -1;
   }
   if (im->dims[0] == 0) {

@@ -29,10 +29,14 @@
  * for a weight gradient), and the bias is added last. Without AVX-512 the
  * same operations run lane by lane in portable C and give the same bits.
  *
- * Fused ReLU: forward kernels take `relu` and store max(v, 0) (NaN kept).
- * Backward kernels take `ymask`: NULL, or the saved post-ReLU output y of
- * the forward pass; then dy is used as (y > 0 ? dy : 0) everywhere (dx, dw
- * and db), which is exactly ReLU's backward.
+ * Fused activation: conv2d and linear take `act, alpha`, one of the
+ * NNCC_ACT_* codes below and the leaky slope (else 0.0f); forward stores
+ * act(v). Backward kernels take the same `act, alpha` and `ymask`: NULL (no
+ * gate), or the saved activated output y of the forward pass; then dy is
+ * used as dy * act'(from y) everywhere (dx, dw and db):
+ *   relu:  y > 0 ? dy : 0        relu6: (y > 0 && y < 6) ? dy : 0
+ *   leaky: y > 0 ? dy : dy*alpha (alpha >= 0 only: y > 0 iff x > 0)
+ * (act RELU keeps the bits of the former ReLU-only `relu` flag.)
  */
 #ifndef NNCC_KERNELS_H
 #define NNCC_KERNELS_H
@@ -102,6 +106,17 @@ NK_INLINE nk_v nk_relu(nk_v v) {
 NK_INLINE nk_v nk_gate(nk_v g, nk_v y) {
   return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g);
 }
+/* relu, then 6 where the result > 6 (NaN stays) */
+NK_INLINE nk_v nk_relu6(nk_v v) {
+  v = nk_relu(v);
+  return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_set1_ps(6.0f), _CMP_GT_OQ),
+                            _mm512_set1_ps(6.0f));
+}
+/* v where v > 0, else v * slope (NaN: NaN * slope) */
+NK_INLINE nk_v nk_leaky(nk_v v, float slope) {
+  return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NGT_UQ), v,
+                            _mm512_set1_ps(slope));
+}
 NK_INLINE void nk_store(float *p, nk_v v) { _mm512_storeu_ps(p, v); }
 NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) { _mm512_mask_storeu_ps(p, (__mmask16)m, v); }
 /* store the lanes selected by m, packed, at p[0..popcount(m)) */
@@ -124,6 +139,17 @@ NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
 NK_INLINE nk_v nk_add(nk_v a, nk_v b) { for (int l = 0; l < 16; l++) a.f[l] = a.f[l] + b.f[l]; return a; }
 NK_INLINE nk_v nk_relu(nk_v v) { for (int l = 0; l < 16; l++) v.f[l] = !(v.f[l] <= 0.0f) ? v.f[l] : 0.0f; return v; }
 NK_INLINE nk_v nk_gate(nk_v g, nk_v y) { for (int l = 0; l < 16; l++) g.f[l] = y.f[l] > 0.0f ? g.f[l] : 0.0f; return g; }
+NK_INLINE nk_v nk_relu6(nk_v v) {
+  for (int l = 0; l < 16; l++) {
+    float r = !(v.f[l] <= 0.0f) ? v.f[l] : 0.0f;
+    v.f[l] = r > 6.0f ? 6.0f : r;
+  }
+  return v;
+}
+NK_INLINE nk_v nk_leaky(nk_v v, float slope) {
+  for (int l = 0; l < 16; l++) v.f[l] = v.f[l] > 0.0f ? v.f[l] : v.f[l] * slope;
+  return v;
+}
 NK_INLINE void nk_store(float *p, nk_v v) { for (int l = 0; l < 16; l++) p[l] = v.f[l]; }
 NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
   for (int l = 0; l < 16; l++) if (m >> l & 1) p[l] = v.f[l];
@@ -137,6 +163,49 @@ NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
 /* scalar forms of relu/gate, bit-identical to the vector ones */
 NK_INLINE float nk_relu1(float v) { return !(v <= 0.0f) ? v : 0.0f; }
 NK_INLINE float nk_gate1(float g, float y) { return y > 0.0f ? g : 0.0f; }
+
+/* The activations (PyTorch semantics: NaN passes through, -0 and 0 give +0
+ * for relu/relu6, so relu6 is relu then a clamp at 6) and their gradients
+ * from the saved output y (or, for leaky with a negative slope, from x). */
+NK_INLINE float nk_relu6_1(float v) { v = nk_relu1(v); return v > 6.0f ? 6.0f : v; }
+NK_INLINE float nk_leaky1(float v, float slope) { return v > 0.0f ? v : v * slope; }
+NK_INLINE float nk_gate6_1(float g, float y) { return y > 0.0f && y < 6.0f ? g : 0.0f; }
+NK_INLINE float nk_leaky_gate1(float g, float ref, float slope) {
+  return ref > 0.0f ? g : g * slope;
+}
+
+/* Fused activation codes of conv2d/linear (the `act` argument). */
+#define NNCC_ACT_NONE 0
+#define NNCC_ACT_RELU 1
+#define NNCC_ACT_RELU6 2
+#define NNCC_ACT_LEAKY 3
+
+/* act(v), and dy through act's derivative from the saved output y; with a
+ * literal act (generated code) the switch folds away. */
+NK_INLINE float nk_act1(float v, int act, float alpha) {
+  switch (act) {
+  case NNCC_ACT_RELU: return nk_relu1(v);
+  case NNCC_ACT_RELU6: return nk_relu6_1(v);
+  case NNCC_ACT_LEAKY: return nk_leaky1(v, alpha);
+  default: return v;
+  }
+}
+NK_INLINE float nk_actgrad1(float g, float y, int act, float alpha) {
+  switch (act) {
+  case NNCC_ACT_RELU: return nk_gate1(g, y);
+  case NNCC_ACT_RELU6: return nk_gate6_1(g, y);
+  case NNCC_ACT_LEAKY: return nk_leaky_gate1(g, y, alpha);
+  default: return g;
+  }
+}
+NK_INLINE nk_v nk_act(nk_v v, int act, float alpha) {
+  switch (act) {
+  case NNCC_ACT_RELU: return nk_relu(v);
+  case NNCC_ACT_RELU6: return nk_relu6(v);
+  case NNCC_ACT_LEAKY: return nk_leaky(v, alpha);
+  default: return v;
+  }
+}
 NK_INLINE uint32_t nk_lanes(int n) { return n >= 16 ? 0xFFFFu : (1u << n) - 1u; }
 NK_INLINE int nk_min(int a, int b) { return a < b ? a : b; }
 NK_INLINE int nk_max(int a, int b) { return a > b ? a : b; }
@@ -268,9 +337,10 @@ NK_INLINE nk_eplan nk_engine_plan(nk_conv d) {
 }
 
 /* dst[i] = V[n][c][r][c0 + i*step] for i < count; srow/mrow are source row r
- * (NULL: an all-zero row) and the matching row of the ReLU mask. */
-NK_INLINE void nk_vrow(float *restrict dst, const float *srow, const float *mrow, int count,
-                       int c0, int step, int pl, int dil, int Ws) {
+ * (NULL: an all-zero row) and the matching row of the saved activation
+ * output that gates it (act, alpha; NULL: no gate). */
+NK_INLINE void nk_vrow(float *restrict dst, const float *srow, const float *mrow, int act,
+                       float alpha, int count, int c0, int step, int pl, int dil, int Ws) {
   if (!srow) {
     memset(dst, 0, (size_t)count * sizeof(float));
     return;
@@ -281,7 +351,7 @@ NK_INLINE void nk_vrow(float *restrict dst, const float *srow, const float *mrow
       float v = 0.0f;
       if (t >= 0 && t % dil == 0 && t / dil < Ws) {
         v = srow[t / dil];
-        if (mrow) v = nk_gate1(v, mrow[t / dil]);
+        if (mrow) v = nk_actgrad1(v, mrow[t / dil], act, alpha);
       }
       dst[i] = v;
     }
@@ -298,7 +368,8 @@ NK_INLINE void nk_vrow(float *restrict dst, const float *srow, const float *mrow
     memcpy(dst + lo, s, (size_t)(hi - lo) * sizeof(float));
   } else if (mrow) {
     const float *m = mrow + (c0 + lo * step - pl);
-    for (int i = lo; i < hi; i++) dst[i] = nk_gate1(s[(i - lo) * step], m[(i - lo) * step]);
+    for (int i = lo; i < hi; i++)
+      dst[i] = nk_actgrad1(s[(i - lo) * step], m[(i - lo) * step], act, alpha);
   } else {
     for (int i = lo; i < hi; i++) dst[i] = s[(i - lo) * step];
   }
@@ -316,7 +387,7 @@ NK_INLINE const float *nk_srow(nk_conv d, const float *src, int n, int c, int r)
  * (plus zeroed slack for the last tile's over-read); im2col: row k =
  * (c, kh, kw), columns q = g*Ho*Wo + oh*Wo + ow, padded to whole tiles. */
 NK_INLINE void nk_fill_b(float *restrict B, nk_conv d, nk_eplan p, const float *src,
-                         const float *msk, int n0, int g) {
+                         const float *msk, int act, float alpha, int n0, int g) {
   if (p.direct) {
     size_t plane = (size_t)d.Hv * d.Wv;
     for (int c = 0; c < d.C; c++)
@@ -324,8 +395,8 @@ NK_INLINE void nk_fill_b(float *restrict B, nk_conv d, nk_eplan p, const float *
         for (int r = 0; r < d.Hv; r++) {
           const float *s = nk_srow(d, src, n0 + gi, c, r);
           const float *m = s && msk ? msk + (s - src) : NULL;
-          nk_vrow(B + ((size_t)c * g + gi) * plane + (size_t)r * d.Wv, s, m, d.Wv, 0, 1, d.pl,
-                  d.dw, d.Ws);
+          nk_vrow(B + ((size_t)c * g + gi) * plane + (size_t)r * d.Wv, s, m, act, alpha, d.Wv,
+                  0, 1, d.pl, d.dw, d.Ws);
         }
     memset(B + (size_t)d.C * g * plane, 0, NK_NR * sizeof(float));
     return;
@@ -339,7 +410,8 @@ NK_INLINE void nk_fill_b(float *restrict B, nk_conv d, nk_eplan p, const float *
           for (int oh = 0; oh < d.Ho; oh++) {
             const float *s = nk_srow(d, src, n0 + gi, c, oh * d.sh + kh);
             const float *m = s && msk ? msk + (s - src) : NULL;
-            nk_vrow(row + gi * P + oh * d.Wo, s, m, d.Wo, kw, d.sw, d.pl, d.dw, d.Ws);
+            nk_vrow(row + gi * P + oh * d.Wo, s, m, act, alpha, d.Wo, kw, d.sw, d.pl, d.dw,
+                    d.Ws);
           }
         for (int i = q; i < ldb; i++) row[i] = 0.0f;
       }
@@ -370,9 +442,9 @@ NK_INLINE void nk_fill_segs(nk_seg *segs, uint8_t *cnt, nk_conv d, nk_eplan p, i
 }
 
 /* One MR x NR tile of the engine: rows m0..m0+mr of wt ([M][C*Kh*Kw]),
- * columns q0.. of B, then bias, ReLU and the scatter into out. */
-NK_INLINE void nk_engine_tile(float *out, const float *wt, const float *bias, int relu,
-                              const float *B, const nk_seg *segs, const uint8_t *cnt,
+ * columns q0.. of B, then bias, activation and the scatter into out. */
+NK_INLINE void nk_engine_tile(float *out, const float *wt, const float *bias, int act,
+                              float alpha, const float *B, const nk_seg *segs, const uint8_t *cnt,
                               nk_conv d, nk_eplan p, int g, int m0, const int mr, int t) {
   nk_v acc[NK_MR * NK_NV];
   if (mr < 1 || mr > NK_MR) __builtin_unreachable();
@@ -394,7 +466,7 @@ NK_INLINE void nk_engine_tile(float *out, const float *wt, const float *bias, in
     NK_UNROLL for (int j = 0; j < NK_NV; j++) {
       nk_v v = acc[u * NK_NV + j];
       if (bias) v = nk_add(v, bv);
-      if (relu) v = nk_relu(v);
+      v = nk_act(v, act, alpha);
       int vi = t * NK_NV + j;
       for (int s = 0; s < cnt[vi]; s++)
         nk_store_compress(orow + segs[vi * p.S + s].dst, segs[vi * p.S + s].mask, v);
@@ -402,11 +474,13 @@ NK_INLINE void nk_engine_tile(float *out, const float *wt, const float *bias, in
   }
 }
 
-/* out[N][M][Ho][Wo] = conv(V, wt) (+ bias, ReLU); called by all threads;
- * each thread takes whole groups of images, in a fixed round-robin. */
+/* out[N][M][Ho][Wo] = act(conv(V, wt) + bias); called by all threads;
+ * each thread takes whole groups of images, in a fixed round-robin. With
+ * msk (backward data) (act, alpha) gates V by msk instead, and out is the
+ * plain convolution. */
 NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, const float *wt,
-                              const float *bias, int relu, char *tscratch, size_t tstride,
-                              nk_conv d) {
+                              const float *bias, int act, float alpha, char *tscratch,
+                              size_t tstride, nk_conv d) {
   nk_eplan p = nk_engine_plan(d);
   int tid = nk_tid(), nthr = nk_nthr();
   if (tid >= nthr) return;
@@ -416,21 +490,21 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
   int G = nk_min(p.G, nk_cdiv(d.N, nthr));
   uint8_t *cnt = (uint8_t *)((char *)segs + nk_align64((size_t)nk_cdiv(nk_qspan(d, p.direct, G), NK_NR) *
                                                           NK_NV * p.S * sizeof(nk_seg)));
-  int ngroups = nk_cdiv(d.N, G), filled_g = -1;
+  int ngroups = nk_cdiv(d.N, G), filled_g = -1, oact = msk ? NNCC_ACT_NONE : act;
   size_t img = (size_t)d.M * d.Ho * d.Wo;
   for (int gr = tid; gr < ngroups; gr += nthr) {
     int n0 = gr * G, g = nk_min(G, d.N - n0);
-    nk_fill_b(B, d, p, src, msk, n0, g);
+    nk_fill_b(B, d, p, src, msk, act, alpha, n0, g);
     if (g != filled_g) nk_fill_segs(segs, cnt, d, p, g), filled_g = g;
     int ntile = nk_cdiv(nk_qspan(d, p.direct, g), NK_NR);
     float *o = out + (size_t)n0 * img;
     for (int m0 = 0; m0 < d.M; m0 += NK_MR) {
       if (m0 + NK_MR <= d.M)
         for (int t = 0; t < ntile; t++)
-          nk_engine_tile(o, wt, bias, relu, B, segs, cnt, d, p, g, m0, NK_MR, t);
+          nk_engine_tile(o, wt, bias, oact, alpha, B, segs, cnt, d, p, g, m0, NK_MR, t);
       else
         for (int t = 0; t < ntile; t++)
-          nk_engine_tile(o, wt, bias, relu, B, segs, cnt, d, p, g, m0, d.M % NK_MR, t);
+          nk_engine_tile(o, wt, bias, oact, alpha, B, segs, cnt, d, p, g, m0, d.M % NK_MR, t);
     }
   }
 }
@@ -461,7 +535,8 @@ NK_INLINE nk_conv nk_conv_bwd_desc(int N, int Ci, int H, int W, int Co, int Kh, 
  * conv2d forward.
  *   y[N][Co][Ho][Wo] = conv(x[N][Ci][H][W], w[Co][Ci][Kh][Kw]) + b[Co]
  * Ho = (H + 2ph - Kh)/sh + 1, Wo likewise (PyTorch, floor). b may be NULL.
- * relu != 0 stores max(y, 0). Parallel over groups of images.
+ * Stores act(y) (NNCC_ACT_*, alpha the leaky slope). Parallel over groups
+ * of images.
  */
 static inline size_t nncc_conv2d_forward_scratch(int N, int Ci, int H, int W, int Co, int Kh,
                                                  int Kw, int sh, int sw, int ph, int pw) {
@@ -472,22 +547,26 @@ static inline size_t nncc_conv2d_forward_scratch(int N, int Ci, int H, int W, in
 NK_INLINE void nncc_conv2d_forward_team(float *restrict y, const float *restrict x,
                                         const float *restrict w, const float *restrict b,
                                         void *scratch, int N, int Ci, int H, int W, int Co,
-                                        int Kh, int Kw, int sh, int sw, int ph, int pw, int relu) {
+                                        int Kh, int Kw, int sh, int sw, int ph, int pw, int act,
+                                        float alpha) {
   nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
-  nk_engine_team(y, x, NULL, w, b, relu, (char *)scratch, nk_engine_plan(d).thread_bytes, d);
+  nk_engine_team(y, x, NULL, w, b, act, alpha, (char *)scratch, nk_engine_plan(d).thread_bytes,
+                 d);
 }
 
 static inline void nncc_conv2d_forward(float *restrict y, const float *restrict x,
                                        const float *restrict w, const float *restrict b,
                                        void *scratch, int N, int Ci, int H, int W, int Co, int Kh,
-                                       int Kw, int sh, int sw, int ph, int pw, int relu) {
+                                       int Kw, int sh, int sw, int ph, int pw, int act,
+                                       float alpha) {
 #pragma omp parallel
-  nncc_conv2d_forward_team(y, x, w, b, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, relu);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, act,
+                           alpha);
 }
 
 /* ---------------------------------------------------------------------------
- * conv2d backward. Given dy[N][Co][Ho][Wo] (gated by ymask when ymask, the
- * saved post-ReLU y, is not NULL):
+ * conv2d backward. Given dy[N][Co][Ho][Wo] (gated by act's derivative when
+ * ymask, the saved activated y, is not NULL and act is not NONE):
  *   dx[N][Ci][H][W]     = grad wrt x   (skipped when dx is NULL)
  *   dw[Co][Ci][Kh][Kw]  = grad wrt w   (overwritten, not accumulated)
  *   db[Co]              = sum of dy    (skipped when db is NULL)
@@ -539,7 +618,8 @@ NK_INLINE void nk_dw_tile(float *dwT, const float *xv, const float *dyT, nk_conv
 }
 
 NK_INLINE void nk_dw_team(float *dwT, float *dbT, const float *x, const float *dy,
-                          const float *ymask, char *tscratch, size_t tstride, nk_conv f) {
+                          const float *ymask, int act, float alpha, char *tscratch,
+                          size_t tstride, nk_conv f) {
   nk_dwplan p = nk_dw_plan(f);
   int tid = nk_tid(), nthr = nk_nthr(), lo, hi;
   int per_ci = p.nkh * p.nch, ntiles = f.C * per_ci;
@@ -554,15 +634,16 @@ NK_INLINE void nk_dw_team(float *dwT, float *dbT, const float *x, const float *d
   for (int n = 0; n < f.N; n++) {
     for (int c = ci_lo; c <= ci_hi; c++)
       for (int r = 0; r < f.Hv; r++)
-        nk_vrow(xv + (size_t)c * plane + (size_t)r * f.Wv, nk_srow(f, x, n, c, r), NULL, f.Wv, 0,
-                1, f.pl, 1, f.Ws);
+        nk_vrow(xv + (size_t)c * plane + (size_t)r * f.Wv, nk_srow(f, x, n, c, r), NULL,
+                NNCC_ACT_NONE, 0.0f, f.Wv, 0, 1, f.pl, 1, f.Ws);
     /* dyT[p][co] = gated dy[n][co][p] */
     const float *dyn = dy + (size_t)n * f.M * P;
     const float *mn = ymask ? ymask + (size_t)n * f.M * P : NULL;
     for (int co = 0; co < f.M; co++)
       for (int q = 0; q < P; q++) {
         float g = dyn[(size_t)co * P + q];
-        dyT[(size_t)q * p.Co16 + co] = mn ? nk_gate1(g, mn[(size_t)co * P + q]) : g;
+        if (mn) g = nk_actgrad1(g, mn[(size_t)co * P + q], act, alpha);
+        dyT[(size_t)q * p.Co16 + co] = g;
       }
     for (int t = lo; t < hi; t++) {
       int ci = t / per_ci, kc = t % per_ci / p.nch, cc = t % p.nch;
@@ -626,8 +707,8 @@ NK_INLINE void nk_col_tile(float *col, const float *w, const float *gb, int K, i
       nk_store(col + (size_t)(m0 + u) * ld + t * NK_NR + 16 * j, acc[u * NK_NV + j]);
 }
 
-NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, const float *w,
-                           char *tscratch, size_t tstride, nk_conv f) {
+NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, int act, float alpha,
+                           const float *w, char *tscratch, size_t tstride, nk_conv f) {
   nk_cplan p = nk_col_plan(f);
   int tid = nk_tid(), nthr = nk_nthr();
   if (tid >= nthr) return;
@@ -643,7 +724,8 @@ NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, const
       for (int gi = 0; gi < g; gi++) {
         size_t off = ((size_t)(n0 + gi) * Co + co) * P;
         if (ymask)
-          for (int q = 0; q < P; q++) row[gi * P + q] = nk_gate1(dy[off + q], ymask[off + q]);
+          for (int q = 0; q < P; q++)
+            row[gi * P + q] = nk_actgrad1(dy[off + q], ymask[off + q], act, alpha);
         else
           memcpy(row + gi * P, dy + off, (size_t)P * sizeof(float));
       }
@@ -725,12 +807,14 @@ NK_INLINE void nncc_conv2d_backward_data_team(float *restrict dx, const float *r
                                               const float *restrict ymask,
                                               const float *restrict w, void *scratch, int N,
                                               int Ci, int H, int W, int Co, int Kh, int Kw,
-                                              int sh, int sw, int ph, int pw) {
+                                              int sh, int sw, int ph, int pw, int act,
+                                              float alpha) {
   nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   char *s = (char *)scratch;
   nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  if (act == NNCC_ACT_NONE) ymask = NULL;
   if (nk_col_plan(f).use) {
-    nk_col_team(dx, dy, ymask, w, s + L.threads, L.tstride, f);
+    nk_col_team(dx, dy, ymask, act, alpha, w, s + L.threads, L.tstride, f);
     return;
   }
   float *wflip = (float *)(s + L.wflip);
@@ -741,8 +825,8 @@ NK_INLINE void nncc_conv2d_backward_data_team(float *restrict dx, const float *r
     for (int co = 0; co < Co; co++)
       for (int k = 0; k < KK; k++)
         wflip[((size_t)ci * Co + co) * KK + k] = w[((size_t)co * Ci + ci) * KK + (KK - 1 - k)];
-  nk_engine_team(dx, dy, ymask, wflip, NULL, 0, s + L.threads, L.tstride,
-                 nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw));
+  nk_engine_team(dx, dy, ymask, wflip, NULL, ymask ? act : NNCC_ACT_NONE, alpha, s + L.threads,
+                 L.tstride, nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw));
 }
 
 NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restrict db,
@@ -750,13 +834,15 @@ NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restr
                                                 const float *restrict ymask,
                                                 const float *restrict x, void *scratch, int N,
                                                 int Ci, int H, int W, int Co, int Kh, int Kw,
-                                                int sh, int sw, int ph, int pw) {
+                                                int sh, int sw, int ph, int pw, int act,
+                                                float alpha) {
   nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   char *s = (char *)scratch;
   float *dwT = (float *)(s + L.dwT), *dbT = (float *)(s + L.dbT);
   int Co16 = nk_cdiv(Co, 16) * 16;
-  nk_dw_team(dwT, db ? dbT : NULL, x, dy, ymask, s + L.threads, L.tstride, f);
+  if (act == NNCC_ACT_NONE) ymask = NULL;
+  nk_dw_team(dwT, db ? dbT : NULL, x, dy, ymask, act, alpha, s + L.threads, L.tstride, f);
 #pragma omp barrier
   size_t K = (size_t)Ci * Kh * Kw;
 #pragma omp for schedule(static)
@@ -771,14 +857,14 @@ NK_INLINE void nncc_conv2d_backward_team(float *restrict dx, float *restrict dw,
                                          const float *restrict ymask, const float *restrict x,
                                          const float *restrict w, void *scratch, int N, int Ci,
                                          int H, int W, int Co, int Kh, int Kw, int sh, int sw,
-                                         int ph, int pw) {
+                                         int ph, int pw, int act, float alpha) {
   /* no barrier between the halves: they write different memory, and each
    * thread reuses only its own part of the per-thread scratch */
   if (dx)
     nncc_conv2d_backward_data_team(dx, dy, ymask, w, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw,
-                                   ph, pw);
+                                   ph, pw, act, alpha);
   nncc_conv2d_backward_weight_team(dw, db, dy, ymask, x, scratch, N, Ci, H, W, Co, Kh, Kw, sh,
-                                   sw, ph, pw);
+                                   sw, ph, pw, act, alpha);
 }
 
 static inline void nncc_conv2d_backward(float *restrict dx, float *restrict dw,
@@ -786,14 +872,14 @@ static inline void nncc_conv2d_backward(float *restrict dx, float *restrict dw,
                                         const float *restrict ymask, const float *restrict x,
                                         const float *restrict w, void *scratch, int N, int Ci,
                                         int H, int W, int Co, int Kh, int Kw, int sh, int sw,
-                                        int ph, int pw) {
+                                        int ph, int pw, int act, float alpha) {
 #pragma omp parallel
   nncc_conv2d_backward_team(dx, dw, db, dy, ymask, x, w, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw,
-                            ph, pw);
+                            ph, pw, act, alpha);
 }
 
 /* ---------------------------------------------------------------------------
- * linear: y[N][O] = x[N][I] w[O][I]^T + b[O] (+ ReLU), and its backward.
+ * linear: y[N][O] = act(x[N][I] w[O][I]^T + b[O]), and its backward.
  * Forward transposes x once into scratch (x is small next to w), then
  * tiles of 8 outputs o by 48 batch rows n are shared out across threads;
  * each tile reads w's rows as they are and writes y transposed.
@@ -804,8 +890,8 @@ static inline size_t nncc_linear_forward_scratch(int N, int I, int O) {
 }
 
 NK_INLINE void nk_linear_fwd_tile(float *y, const float *w, const float *xT, const float *b,
-                                  int relu, int N, int I, int O, int o0, const int mr, int n0,
-                                  const int nv) {
+                                  int act, float alpha, int N, int I, int O, int o0,
+                                  const int mr, int n0, const int nv) {
   nk_v acc[NK_MR * NK_NV];
   if (mr < 1 || mr > NK_MR || nv < 1 || nv > NK_NV) __builtin_unreachable();
   int Np = nk_cdiv(N, 16) * 16;
@@ -817,7 +903,7 @@ NK_INLINE void nk_linear_fwd_tile(float *y, const float *w, const float *xT, con
       float t[16];
       nk_v v = acc[u * nv + j];
       if (b) v = nk_add(v, bv);
-      if (relu) v = nk_relu(v);
+      v = nk_act(v, act, alpha);
       nk_store(t, v);
       int nn = nk_min(16, N - (n0 + 16 * j));
       for (int l = 0; l < nn; l++) y[(size_t)(n0 + 16 * j + l) * O + o0 + u] = t[l];
@@ -827,7 +913,8 @@ NK_INLINE void nk_linear_fwd_tile(float *y, const float *w, const float *xT, con
 
 NK_INLINE void nncc_linear_forward_team(float *restrict y, const float *restrict x,
                                         const float *restrict w, const float *restrict b,
-                                        void *scratch, int N, int I, int O, int relu) {
+                                        void *scratch, int N, int I, int O, int act,
+                                        float alpha) {
   float *xT = (float *)scratch;
   int Np = nk_cdiv(N, 16) * 16;
 #pragma omp for schedule(static)
@@ -841,23 +928,25 @@ NK_INLINE void nncc_linear_forward_team(float *restrict y, const float *restrict
   for (int t = 0; t < nrb * nch; t++) {
     int rb = t / nch, cc = t % nch, o0 = rb * NK_MR, n0 = cc * NK_NV * 16;
     int fr = rb < nrb - 1, fc = cc < nch - 1;
-    if (fr && fc) nk_linear_fwd_tile(y, w, xT, b, relu, N, I, O, o0, NK_MR, n0, NK_NV);
-    else if (fr) nk_linear_fwd_tile(y, w, xT, b, relu, N, I, O, o0, NK_MR, n0, vt);
-    else if (fc) nk_linear_fwd_tile(y, w, xT, b, relu, N, I, O, o0, rt, n0, NK_NV);
-    else nk_linear_fwd_tile(y, w, xT, b, relu, N, I, O, o0, rt, n0, vt);
+    if (fr && fc) nk_linear_fwd_tile(y, w, xT, b, act, alpha, N, I, O, o0, NK_MR, n0, NK_NV);
+    else if (fr) nk_linear_fwd_tile(y, w, xT, b, act, alpha, N, I, O, o0, NK_MR, n0, vt);
+    else if (fc) nk_linear_fwd_tile(y, w, xT, b, act, alpha, N, I, O, o0, rt, n0, NK_NV);
+    else nk_linear_fwd_tile(y, w, xT, b, act, alpha, N, I, O, o0, rt, n0, vt);
   }
 }
 
 static inline void nncc_linear_forward(float *restrict y, const float *restrict x,
                                        const float *restrict w, const float *restrict b,
-                                       void *scratch, int N, int I, int O, int relu) {
+                                       void *scratch, int N, int I, int O, int act,
+                                       float alpha) {
 #pragma omp parallel
-  nncc_linear_forward_team(y, x, w, b, scratch, N, I, O, relu);
+  nncc_linear_forward_team(y, x, w, b, scratch, N, I, O, act, alpha);
 }
 
 /* linear backward: dx[N][I] = g w, dw[O][I] = g^T x, db[O] = sum_n g, where
- * g = dy gated by ymask (the saved post-ReLU y) or dy itself. dx, dw, db may
- * each be NULL (skipped). Scratch holds the gated copy of dy. */
+ * g = dy gated by act's derivative from ymask (the saved activated y), or
+ * dy itself when ymask is NULL or act NONE. dx, dw, db may each be NULL
+ * (skipped). Scratch holds the gated copy of dy. */
 static inline size_t nncc_linear_backward_scratch(int N, int I, int O) {
   (void)I;
   return nk_align64((size_t)N * O * sizeof(float));
@@ -901,14 +990,15 @@ NK_INLINE void nncc_linear_backward_team(float *restrict dx, float *restrict dw,
                                          float *restrict db, const float *restrict dy,
                                          const float *restrict ymask, const float *restrict x,
                                          const float *restrict w, void *scratch, int N, int I,
-                                         int O) {
+                                         int O, int act, float alpha) {
   const float *g = dy;
-  if (ymask) {
+  if (ymask && act != NNCC_ACT_NONE) {
     float *gm = (float *)scratch;
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++)
       for (int o = 0; o < O; o++)
-        gm[(size_t)n * O + o] = nk_gate1(dy[(size_t)n * O + o], ymask[(size_t)n * O + o]);
+        gm[(size_t)n * O + o] =
+            nk_actgrad1(dy[(size_t)n * O + o], ymask[(size_t)n * O + o], act, alpha);
     g = gm;
   }
   if (dx) nk_gemm_team(dx, I, g, O, 1, w, I, O, N, I);
@@ -928,20 +1018,33 @@ NK_INLINE void nncc_linear_backward_team(float *restrict dx, float *restrict dw,
 static inline void nncc_linear_backward(float *restrict dx, float *restrict dw, float *restrict db,
                                         const float *restrict dy, const float *restrict ymask,
                                         const float *restrict x, const float *restrict w,
-                                        void *scratch, int N, int I, int O) {
+                                        void *scratch, int N, int I, int O, int act,
+                                        float alpha) {
 #pragma omp parallel
-  nncc_linear_backward_team(dx, dw, db, dy, ymask, x, w, scratch, N, I, O);
+  nncc_linear_backward_team(dx, dw, db, dy, ymask, x, w, scratch, N, I, O, act, alpha);
 }
 
 /* ---------------------------------------------------------------------------
  * Pooling and ReLU. Pool windows are kh x kw, stride sh, sw, padding ph, pw
- * (PyTorch floor mode); parallel over (n, c) planes.
+ * (PyTorch semantics); parallel over (n, c) planes. The output size Ho, Wo
+ * is the caller's (planned) size: NNCC_POOL_OUT gives PyTorch's, where
+ * ceil_mode keeps a last, partial window only if it starts inside the input
+ * or the left/top padding. A window is clipped to the input.
  *   maxpool: padding never wins; NaN wins (as PyTorch); backward sends dy to
  *            the first maximum in window order (kh, then kw), recomputed
  *            from x, and sums overlapping windows in (oh, ow) order.
- *   avgpool: count_include_pad = True: the sum over the window in (kh, kw)
- *            order divided by kh*kw.
+ *   avgpool: the sum over the window in (kh, kw) order divided by PyTorch's
+ *            divisor: the window clipped to the padded input (H + 2p) with
+ *            count_include_pad, else clipped to the input itself. Without
+ *            ceil_mode and with count_include_pad that is kh*kw.
  */
+#define NK_FLOORDIV(a, b) ((a) >= 0 ? (a) / (b) : -((-(a) + (b) - 1) / (b)))
+#define NNCC_POOL_OUT(H, k, s, p, ceil_mode)                                               \
+  (NK_FLOORDIV((H) + 2 * (p) - (k) + ((ceil_mode) ? (s) - 1 : 0), (s)) + 1 -              \
+   ((ceil_mode) && NK_FLOORDIV((H) + 2 * (p) - (k) + (s) - 1, (s)) * (s) >= (H) + (p)))
+
+/* index in xp of the window's first maximum, or -1 for a window that holds
+ * no input element (never with PyTorch's sizes) */
 NK_INLINE int nk_pool_max_at(const float *xp, int H, int W, int Kh, int Kw, int h0, int w0) {
   int best = -1;
   float m = 0.0f;
@@ -957,22 +1060,23 @@ NK_INLINE int nk_pool_max_at(const float *xp, int H, int W, int Kh, int Kw, int 
 
 NK_INLINE void nncc_maxpool2d_forward_team(float *restrict y, const float *restrict x, int N,
                                            int C, int H, int W, int Kh, int Kw, int sh, int sw,
-                                           int ph, int pw) {
-  int Ho = (H + 2 * ph - Kh) / sh + 1, Wo = (W + 2 * pw - Kw) / sw + 1;
+                                           int ph, int pw, int Ho, int Wo) {
 #pragma omp for schedule(static)
   for (int nc = 0; nc < N * C; nc++) {
     const float *xp = x + (size_t)nc * H * W;
     float *yp = y + (size_t)nc * Ho * Wo;
     for (int oh = 0; oh < Ho; oh++)
-      for (int ow = 0; ow < Wo; ow++)
-        yp[oh * Wo + ow] = xp[nk_pool_max_at(xp, H, W, Kh, Kw, oh * sh - ph, ow * sw - pw)];
+      for (int ow = 0; ow < Wo; ow++) {
+        int k = nk_pool_max_at(xp, H, W, Kh, Kw, oh * sh - ph, ow * sw - pw);
+        yp[oh * Wo + ow] = k < 0 ? -INFINITY : xp[k];
+      }
   }
 }
 
 NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *restrict dy,
                                             const float *restrict x, int N, int C, int H, int W,
-                                            int Kh, int Kw, int sh, int sw, int ph, int pw) {
-  int Ho = (H + 2 * ph - Kh) / sh + 1, Wo = (W + 2 * pw - Kw) / sw + 1;
+                                            int Kh, int Kw, int sh, int sw, int ph, int pw,
+                                            int Ho, int Wo) {
 #pragma omp for schedule(static)
   for (int nc = 0; nc < N * C; nc++) {
     const float *xp = x + (size_t)nc * H * W;
@@ -980,16 +1084,26 @@ NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *res
     float *gp = dx + (size_t)nc * H * W;
     memset(gp, 0, (size_t)H * W * sizeof(float));
     for (int oh = 0; oh < Ho; oh++)
-      for (int ow = 0; ow < Wo; ow++)
-        gp[nk_pool_max_at(xp, H, W, Kh, Kw, oh * sh - ph, ow * sw - pw)] += dp[oh * Wo + ow];
+      for (int ow = 0; ow < Wo; ow++) {
+        int k = nk_pool_max_at(xp, H, W, Kh, Kw, oh * sh - ph, ow * sw - pw);
+        if (k >= 0) gp[k] += dp[oh * Wo + ow];
+      }
   }
+}
+
+/* PyTorch's avg_pool2d divisor for the window at (h0, w0) (padded coords) */
+NK_INLINE float nk_pool_avg_div(int H, int W, int Kh, int Kw, int ph, int pw, int h0, int w0,
+                                int count_include_pad) {
+  int h1 = nk_min(h0 + Kh, H + ph), w1 = nk_min(w0 + Kw, W + pw);
+  if (!count_include_pad)
+    h0 = nk_max(h0, 0), w0 = nk_max(w0, 0), h1 = nk_min(h1, H), w1 = nk_min(w1, W);
+  return (float)((h1 - h0) * (w1 - w0));
 }
 
 NK_INLINE void nncc_avgpool2d_forward_team(float *restrict y, const float *restrict x, int N,
                                            int C, int H, int W, int Kh, int Kw, int sh, int sw,
-                                           int ph, int pw) {
-  int Ho = (H + 2 * ph - Kh) / sh + 1, Wo = (W + 2 * pw - Kw) / sw + 1;
-  float div = (float)(Kh * Kw);
+                                           int ph, int pw, int Ho, int Wo,
+                                           int count_include_pad) {
 #pragma omp for schedule(static)
   for (int nc = 0; nc < N * C; nc++) {
     const float *xp = x + (size_t)nc * H * W;
@@ -1002,16 +1116,16 @@ NK_INLINE void nncc_avgpool2d_forward_team(float *restrict y, const float *restr
             int h = oh * sh - ph + i, ww = ow * sw - pw + j;
             if (h >= 0 && h < H && ww >= 0 && ww < W) s += xp[h * W + ww];
           }
-        yp[oh * Wo + ow] = s / div;
+        yp[oh * Wo + ow] = s / nk_pool_avg_div(H, W, Kh, Kw, ph, pw, oh * sh - ph, ow * sw - pw,
+                                               count_include_pad);
       }
   }
 }
 
 NK_INLINE void nncc_avgpool2d_backward_team(float *restrict dx, const float *restrict dy, int N,
                                             int C, int H, int W, int Kh, int Kw, int sh, int sw,
-                                            int ph, int pw) {
-  int Ho = (H + 2 * ph - Kh) / sh + 1, Wo = (W + 2 * pw - Kw) / sw + 1;
-  float div = (float)(Kh * Kw);
+                                            int ph, int pw, int Ho, int Wo,
+                                            int count_include_pad) {
 #pragma omp for schedule(static)
   for (int nc = 0; nc < N * C; nc++) {
     const float *dp = dy + (size_t)nc * Ho * Wo;
@@ -1019,7 +1133,8 @@ NK_INLINE void nncc_avgpool2d_backward_team(float *restrict dx, const float *res
     memset(gp, 0, (size_t)H * W * sizeof(float));
     for (int oh = 0; oh < Ho; oh++)
       for (int ow = 0; ow < Wo; ow++) {
-        float g = dp[oh * Wo + ow] / div;
+        float g = dp[oh * Wo + ow] / nk_pool_avg_div(H, W, Kh, Kw, ph, pw, oh * sh - ph,
+                                                     ow * sw - pw, count_include_pad);
         for (int i = 0; i < Kh; i++)
           for (int j = 0; j < Kw; j++) {
             int h = oh * sh - ph + i, ww = ow * sw - pw + j;
@@ -1042,19 +1157,98 @@ NK_INLINE void nncc_relu_backward_team(float *dx, const float *dy, const float *
   for (size_t i = 0; i < n; i++) dx[i] = nk_gate1(dy[i], y[i]);
 }
 
+/* The other activations, written like relu (in place allowed: y may be x,
+ * dx may be dy), with their gradients from the saved output y:
+ *   sigmoid: dx = dy*(1-y)*y   tanh: dx = dy*(1-y*y)
+ *   relu6:   y = min(max(x,0),6), NaN kept; dx = (y > 0 && y < 6) ? dy : 0
+ *   leaky:   y = x > 0 ? x : x*slope; dx = ref > 0 ? dy : dy*slope, where
+ *            ref is y when slope >= 0, else x (y > 0 iff x > 0 needs it)
+ * sigmoid and tanh are computed in double (libm's exp, tanh) and rounded
+ * once to float: within half an ulp of the exact value, and the same bits
+ * from gcc and clang, with or without AVX-512. */
+NK_INLINE void nncc_sigmoid_forward_team(float *y, const float *x, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
+}
+
+NK_INLINE void nncc_sigmoid_backward_team(float *dx, const float *dy, const float *restrict y,
+                                          size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i]) * y[i]; /* PyTorch's order */
+}
+
+NK_INLINE void nncc_tanh_forward_team(float *y, const float *x, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = (float)tanh((double)x[i]);
+}
+
+NK_INLINE void nncc_tanh_backward_team(float *dx, const float *dy, const float *restrict y,
+                                       size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+NK_INLINE void nncc_relu6_forward_team(float *y, const float *x, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = nk_relu6_1(x[i]);
+}
+
+NK_INLINE void nncc_relu6_backward_team(float *dx, const float *dy, const float *restrict y,
+                                        size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = nk_gate6_1(dy[i], y[i]);
+}
+
+/* hardtanh: clamp to [lo, hi], NaN kept; backward passes dy except where
+ * y sits on a bound (y is x there), as PyTorch's hardtanh_backward does with
+ * x, so a NaN lets dy through too. */
+NK_INLINE void nncc_hardtanh_forward_team(float *y, const float *x, float lo, float hi, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+}
+
+NK_INLINE void nncc_hardtanh_backward_team(float *dx, const float *dy, const float *y, float lo,
+                                           float hi, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = y[i] <= lo || y[i] >= hi ? 0.0f : dy[i];
+}
+
+NK_INLINE void nncc_leaky_relu_forward_team(float *y, const float *x, float slope, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = nk_leaky1(x[i], slope);
+}
+
+/* No restrict on ref either: each element is read before it is written. */
+NK_INLINE void nncc_leaky_relu_backward_team(float *dx, const float *dy, const float *ref,
+                                             float slope, size_t n) {
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = nk_leaky_gate1(dy[i], ref[i], slope);
+}
+
 #define NK_WRAP(name, params, args) \
   static inline void nncc_##name params { NK_PRAGMA(omp parallel) nncc_##name##_team args; }
-NK_WRAP(maxpool2d_forward, (float *y, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw),
-        (y, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw))
-NK_WRAP(maxpool2d_backward, (float *dx, const float *dy, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw),
-        (dx, dy, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw))
-NK_WRAP(avgpool2d_forward, (float *y, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw),
-        (y, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw))
-NK_WRAP(avgpool2d_backward, (float *dx, const float *dy, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw),
-        (dx, dy, N, C, H, W, Kh, Kw, sh, sw, ph, pw))
+NK_WRAP(maxpool2d_forward, (float *y, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho, int Wo),
+        (y, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo))
+NK_WRAP(maxpool2d_backward, (float *dx, const float *dy, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho, int Wo),
+        (dx, dy, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo))
+NK_WRAP(avgpool2d_forward, (float *y, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho, int Wo, int count_include_pad),
+        (y, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo, count_include_pad))
+NK_WRAP(avgpool2d_backward, (float *dx, const float *dy, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho, int Wo, int count_include_pad),
+        (dx, dy, N, C, H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo, count_include_pad))
 NK_WRAP(relu_forward, (float *y, const float *x, size_t n), (y, x, n))
 NK_WRAP(relu_backward, (float *dx, const float *dy, const float *y, size_t n), (dx, dy, y, n))
-#undef NK_WRAP
+NK_WRAP(sigmoid_forward, (float *y, const float *x, size_t n), (y, x, n))
+NK_WRAP(sigmoid_backward, (float *dx, const float *dy, const float *y, size_t n), (dx, dy, y, n))
+NK_WRAP(tanh_forward, (float *y, const float *x, size_t n), (y, x, n))
+NK_WRAP(tanh_backward, (float *dx, const float *dy, const float *y, size_t n), (dx, dy, y, n))
+NK_WRAP(relu6_forward, (float *y, const float *x, size_t n), (y, x, n))
+NK_WRAP(relu6_backward, (float *dx, const float *dy, const float *y, size_t n), (dx, dy, y, n))
+NK_WRAP(leaky_relu_forward, (float *y, const float *x, float slope, size_t n), (y, x, slope, n))
+NK_WRAP(hardtanh_forward, (float *y, const float *x, float lo, float hi, size_t n), (y, x, lo, hi, n))
+NK_WRAP(hardtanh_backward, (float *dx, const float *dy, const float *y, float lo, float hi, size_t n),
+        (dx, dy, y, lo, hi, n))
+NK_WRAP(leaky_relu_backward, (float *dx, const float *dy, const float *ref, float slope, size_t n),
+        (dx, dy, ref, slope, n))
 
 /* ---------------------------------------------------------------------------
  * The simple ops the code generator calls, in team form like the rest.
@@ -1076,6 +1270,23 @@ NK_INLINE void nncc_accumulate_team(float *restrict dst, const float *restrict s
 #pragma omp for schedule(static)
   for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
+
+/* dst[n][dst_c0 + c][:] = src[n][src_c0 + c][:] for n < N, c < C, HW
+ * floats a plane; dst has dst_C channels, src src_C. concat's forward
+ * (an input into its channels of y) and backward (its channels of dy out).
+ * Parallel over (n, c) planes. */
+NK_INLINE void nncc_copy_channels_team(float *restrict dst, int dst_C, int dst_c0,
+                                       const float *restrict src, int src_C, int src_c0, int N,
+                                       int C, int HW) {
+#pragma omp for schedule(static)
+  for (int nc = 0; nc < N * C; nc++) {
+    int n = nc / C, c = nc % C;
+    memcpy(dst + ((size_t)n * dst_C + dst_c0 + c) * HW, src + ((size_t)n * src_C + src_c0 + c) * HW,
+           (size_t)HW * sizeof(float));
+  }
+}
+NK_WRAP(copy_channels, (float *dst, int dst_C, int dst_c0, const float *src, int src_C, int src_c0, int N, int C, int HW),
+        (dst, dst_C, dst_c0, src, src_C, src_c0, N, C, HW))
 
 /* Dropout keeps element i when 24 bits of hash(seed, step, stream, i) reach
  * `threshold` = p * 2^24: forward and backward agree without a stored mask.
@@ -1134,6 +1345,465 @@ NK_INLINE void nncc_adaptive_avgpool2d_backward_team(float *restrict dx, const f
       }
   }
 }
+
+/* ---------------------------------------------------------------------------
+ * General convolution: groups, kernel dilation, asymmetric padding and an
+ * explicit (planned) output size, with the fused activation. Direct loops
+ * and no scratch, for the convolutions the engine above does not take
+ * (depthwise and grouped, dilated, "same" with an even kernel), whose work
+ * per output is small. y and dx are computed in tiles of up to 8 vectors
+ * of 16 outputs (rows x columns), each lane one element's chain, padding
+ * lanes masked out of the FMA; dW runs up to 32 weights' chains side by
+ * side, one per (kh, kw). With g = co / (Co/groups), Cg = Ci/groups:
+ *   y[n][co][oh][ow] = act(b[co] + sum_{c<Cg, kh, kw} w[co][c][kh][kw] *
+ *                          x[n][g*Cg + c][oh*sh - pt + kh*dh][ow*sw - pl + kw*dw])
+ * Terms whose x is outside the input (padding) are skipped, not added as
+ * zeros. Each result is one fmaf chain from +0 over its terms in a fixed
+ * order, the bias (when b is not NULL) added after it:
+ *   y over (c, kh, kw); dW[co][c][kh][kw] and db[co] (plain adds) over
+ *   (n, oh, ow); dx[n][ci][h][w] over (co in ci's group, kh, kw).
+ * Threads share whole (n, co) planes of y, output channels co of dW/db and
+ * (n, ci) planes of dx (`omp for schedule(static)`): each element is
+ * written by one thread, in an order that does not depend on the thread
+ * count. The backward gates dy by act's derivative from ymask (the saved
+ * y) when ymask is not NULL and act is not NONE; dx, dW and db may each
+ * be NULL (skipped).
+ * NNCC_CONV_OUT is PyTorch's output size, for pads pt (before) and pb
+ * (after): H + pt + pb - dil*(k-1) - 1, over s, floored, plus 1.
+ */
+#define NNCC_CONV_OUT(H, k, s, pt, pb, dil) \
+  (NK_FLOORDIV((H) + (pt) + (pb) - (dil) * ((k) - 1) - 1, (s)) + 1)
+
+/* [*lo, *hi): the i in [0, n) with 0 <= off + i*s < L (s > 0) */
+NK_INLINE void nk_gc_span(int off, int s, int L, int n, int *lo, int *hi) {
+  int l, h;
+  if (s == 1) {
+    l = nk_max(0, -off), h = nk_min(n, L - off);
+  } else {
+    l = off >= 0 ? 0 : (-off + s - 1) / s;
+    h = L - 1 - off < 0 ? 0 : nk_min(n, (L - 1 - off) / s + 1);
+  }
+  *lo = nk_min(l, nk_max(h, 0)), *hi = nk_max(h, 0);
+}
+
+/* the lanes l with lo <= l < hi of a tile of 64 columns (4 vectors) */
+NK_INLINE uint64_t nk_gc_range64(int lo, int hi) {
+  lo = nk_min(nk_max(lo, 0), 64), hi = nk_min(nk_max(hi, 0), 64);
+  uint64_t below_hi = hi ? ~0ull >> (64 - hi) : 0, below_lo = lo ? ~0ull >> (64 - lo) : 0;
+  return below_hi & ~below_lo;
+}
+/* lanes 0, s, 2s, ... of 64 */
+NK_INLINE uint64_t nk_gc_every(int s) {
+  uint64_t m = 0;
+  for (int l = 0; l < 64; l += s) m |= 1ull << l;
+  return m;
+}
+
+#ifdef __AVX512F__
+/* fmaf(a, b, c) in the lanes of m; c elsewhere */
+NK_INLINE nk_v nk_gc_fma_mask(nk_v a, nk_v b, nk_v c, uint32_t m) {
+  return _mm512_mask3_fmadd_ps(a, b, c, (__mmask16)m);
+}
+/* lanes l of m: p[l*s], others 0 (no other element is read) */
+NK_INLINE nk_v nk_gc_load_strided(const float *p, int s, uint32_t m) {
+  if (s == 1) return nk_load_mask(p, m);
+  if (s == 2) {
+    /* the even elements of p[0..32): spread m's halves to even bits */
+    uint32_t lo = m & 0xFF, hi = m >> 8 & 0xFF;
+    lo = (lo | lo << 4) & 0x0F0F, lo = (lo | lo << 2) & 0x3333, lo = (lo | lo << 1) & 0x5555;
+    hi = (hi | hi << 4) & 0x0F0F, hi = (hi | hi << 2) & 0x3333, hi = (hi | hi << 1) & 0x5555;
+    __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps((__mmask16)lo, p), even,
+                                  _mm512_maskz_loadu_ps((__mmask16)hi, p + 16));
+  }
+  __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3,
+                                                    2, 1, 0),
+                                   _mm512_set1_epi32(s));
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)m, idx, p, 4);
+}
+/* the lanes of m get p[0], p[1], ... in order, the others 0 */
+NK_INLINE nk_v nk_gc_load_expand(const float *p, uint32_t m) {
+  return _mm512_maskz_expandloadu_ps((__mmask16)m, p);
+}
+/* g through act's derivative from y, as nk_actgrad1 lane by lane */
+NK_INLINE nk_v nk_gc_actgrad(nk_v g, nk_v y, int act, float alpha) {
+  __mmask16 pos = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ);
+  switch (act) {
+  case NNCC_ACT_RELU: return _mm512_maskz_mov_ps(pos, g);
+  case NNCC_ACT_RELU6:
+    return _mm512_maskz_mov_ps(pos & _mm512_cmp_ps_mask(y, _mm512_set1_ps(6.0f), _CMP_LT_OQ), g);
+  case NNCC_ACT_LEAKY: return _mm512_mask_mul_ps(g, (__mmask16)~pos, g, _mm512_set1_ps(alpha));
+  default: return g;
+  }
+}
+#else
+NK_INLINE nk_v nk_gc_fma_mask(nk_v a, nk_v b, nk_v c, uint32_t m) {
+  for (int l = 0; l < 16; l++)
+    if (m >> l & 1) c.f[l] = fmaf(a.f[l], b.f[l], c.f[l]);
+  return c;
+}
+NK_INLINE nk_v nk_gc_load_strided(const float *p, int s, uint32_t m) {
+  nk_v r;
+  for (int l = 0; l < 16; l++) r.f[l] = (m >> l & 1) ? p[l * s] : 0.0f;
+  return r;
+}
+NK_INLINE nk_v nk_gc_load_expand(const float *p, uint32_t m) {
+  nk_v r;
+  for (int l = 0, k = 0; l < 16; l++) r.f[l] = (m >> l & 1) ? p[k++] : 0.0f;
+  return r;
+}
+NK_INLINE nk_v nk_gc_actgrad(nk_v g, nk_v y, int act, float alpha) {
+  for (int l = 0; l < 16; l++) g.f[l] = nk_actgrad1(g.f[l], y.f[l], act, alpha);
+  return g;
+}
+#endif
+
+/* One convolution's sizes (Cg, Mg: input and output channels per group). */
+typedef struct {
+  int N, Ci, H, W, Co, Kh, Kw, sh, sw, pt, pl, dh, dw, Cg, Mg, Ho, Wo;
+} nk_gc;
+
+NK_INLINE nk_gc nk_gc_desc(int N, int Ci, int H, int W, int Co, int Kh, int Kw, int sh, int sw,
+                           int pt, int pl, int dh, int dw, int groups, int Ho, int Wo) {
+  nk_gc d = {N, Ci, H, W, Co, Kh, Kw, sh, sw, pt, pl, dh, dw, Ci / groups, Co / groups, Ho, Wo};
+  return d;
+}
+
+/* Tiles of nr rows by nv 16-lane vectors, nr*nv <= NK_GC_TILE accumulators
+ * (independent FMA chains, in registers when the sizes are constants). */
+enum { NK_GC_TILE = 8, NK_GC_VMAX = 4 };
+NK_INLINE int nk_gc_tile_v(int cols) { return nk_min(NK_GC_VMAX, nk_cdiv(cols, 16)); }
+NK_INLINE int nk_gc_tile_r(int cols) { return NK_GC_TILE / nk_gc_tile_v(cols); }
+
+/* for (v < nv) for (r < nr) { body }, unrolled only when nr and nv are
+ * compile-time constants (generated code): unrolling loops of runtime
+ * length would only multiply the code */
+#define NK_GC_LOOPS(...)                                                                  \
+  if (__builtin_constant_p(nr) && __builtin_constant_p(nv)) {                            \
+    NK_UNROLL for (int v = 0; v < nv; v++) NK_UNROLL for (int r = 0; r < nr; r++) {      \
+      __VA_ARGS__                                                                         \
+    }                                                                                     \
+  } else {                                                                                \
+    for (int v = 0; v < nv; v++)                                                          \
+      for (int r = 0; r < nr; r++) {                                                      \
+        __VA_ARGS__                                                                       \
+      }                                                                                   \
+  }
+
+/* y rows oh0.. (nr) by columns o0.. (nv vectors) of plane (n, co): xg is
+ * image n's first channel of co's group, wc = w[co]. Rows in the padding
+ * and columns outside a kw's span are masked out, without branches. */
+NK_INLINE void nk_gc_fwd_tile(float *yp, const float *xg, const float *wc, const float *bias,
+                              int act, float alpha, nk_gc d, int oh0, const int nr, int o0,
+                              const int nv) {
+  nk_v acc[NK_GC_TILE];
+  if (nr < 1 || nv < 1 || nr * nv > NK_GC_TILE) __builtin_unreachable();
+  NK_UNROLL for (int i = 0; i < NK_GC_TILE; i++) acc[i] = nk_zero();
+  for (int c = 0; c < d.Cg; c++)
+    for (int kh = 0; kh < d.Kh; kh++) {
+      const float *xr[NK_GC_TILE]; /* input row of each tile row (any, if padding) */
+      uint64_t rm[NK_GC_TILE];     /* all lanes, or none for padding */
+      for (int r = 0; r < nr; r++) {
+        int ih = (oh0 + r) * d.sh - d.pt + kh * d.dh, in = ih >= 0 && ih < d.H;
+        xr[r] = xg + ((size_t)c * d.H + (in ? ih : 0)) * d.W;
+        rm[r] = in ? ~0ull : 0;
+      }
+      const float *wr = wc + ((size_t)c * d.Kh + kh) * d.Kw;
+      for (int kw = 0; kw < d.Kw; kw++) {
+        int off = kw * d.dw - d.pl, lo, hi;
+        nk_gc_span(off, d.sw, d.W, d.Wo, &lo, &hi);
+        uint64_t cols = nk_gc_range64(lo - o0, hi - o0);
+        nk_v a = nk_bcast(wr[kw]);
+        NK_GC_LOOPS(
+          uint32_t m = (uint32_t)((cols & rm[r]) >> (16 * v)) & 0xFFFFu;
+          const float *p = xr[r] + ((o0 + 16 * v) * d.sw + off);
+          acc[r * nv + v] = nk_gc_fma_mask(a, nk_gc_load_strided(p, d.sw, m), acc[r * nv + v], m);
+        )
+      }
+    }
+  NK_GC_LOOPS(
+    int o = o0 + 16 * v;
+    nk_v s = acc[r * nv + v];
+    if (bias) s = nk_add(s, nk_bcast(*bias));
+    nk_store_mask(yp + (size_t)(oh0 + r) * d.Wo + o, nk_lanes(d.Wo - o), nk_act(s, act, alpha));
+  )
+}
+
+NK_INLINE void nncc_conv2d_general_forward_team(float *restrict y, const float *restrict x,
+                                                const float *restrict w, const float *restrict b,
+                                                int N, int Ci, int H, int W, int Co, int Kh,
+                                                int Kw, int sh, int sw, int pt, int pl, int dh,
+                                                int dw, int groups, int Ho, int Wo, int act,
+                                                float alpha) {
+  nk_gc d = nk_gc_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, pt, pl, dh, dw, groups, Ho, Wo);
+  int V = nk_gc_tile_v(Wo), R = nk_gc_tile_r(Wo), nvec = nk_cdiv(Wo, 16);
+  int nch = nk_cdiv(nvec, V), vt = nvec - (nch - 1) * V, rt = Ho % R;
+#pragma omp for schedule(static)
+  for (int nco = 0; nco < N * Co; nco++) {
+    int n = nco / Co, co = nco % Co;
+    const float *xg = x + ((size_t)n * Ci + (size_t)(co / d.Mg) * d.Cg) * H * W;
+    const float *wc = w + (size_t)co * d.Cg * Kh * Kw, *bc = b ? b + co : NULL;
+    float *yp = y + (size_t)nco * Ho * Wo;
+    for (int oh0 = 0; oh0 < Ho; oh0 += R)
+      for (int ch = 0; ch < nch; ch++) {
+        int o0 = ch * V * 16, full_v = ch < nch - 1;
+        if (oh0 + R <= Ho) {
+          if (full_v) nk_gc_fwd_tile(yp, xg, wc, bc, act, alpha, d, oh0, R, o0, V);
+          else nk_gc_fwd_tile(yp, xg, wc, bc, act, alpha, d, oh0, R, o0, vt);
+        } else {
+          if (full_v) nk_gc_fwd_tile(yp, xg, wc, bc, act, alpha, d, oh0, rt, o0, V);
+          else nk_gc_fwd_tile(yp, xg, wc, bc, act, alpha, d, oh0, rt, o0, vt);
+        }
+      }
+  }
+}
+
+/* dx rows ih0.. (nr) by columns i0.. (nv vectors) of plane (n, ci): the
+ * transposed convolution, gathering for each element the dy values its
+ * terms (co, kh, kw) read, in that order. gp/mp: dy/ymask at (n, co0), the
+ * group's first output channel; wk = w[co0][ci % Cg]; every: lanes 0, sw,
+ * 2sw, ... of a 64-column tile. */
+NK_INLINE void nk_gc_dx_tile(float *xp, const float *gp, const float *mp, const float *wk,
+                             int act, float alpha, nk_gc d, uint64_t every, int ih0,
+                             const int nr, int i0, const int nv) {
+  nk_v acc[NK_GC_TILE];
+  if (nr < 1 || nv < 1 || nr * nv > NK_GC_TILE) __builtin_unreachable();
+  NK_UNROLL for (int i = 0; i < NK_GC_TILE; i++) acc[i] = nk_zero();
+  size_t P = (size_t)d.Ho * d.Wo, KK = (size_t)d.Kh * d.Kw;
+  for (int m = 0; m < d.Mg; m++)
+    for (int kh = 0; kh < d.Kh; kh++) {
+      /* dy row oh = (ih + pt - kh*dh) / sh when that divides, per dx row */
+      const float *gr[NK_GC_TILE], *mr[NK_GC_TILE];
+      uint64_t rm[NK_GC_TILE];
+      for (int r = 0; r < nr; r++) {
+        int t = ih0 + r + d.pt - kh * d.dh;
+        int ok = t >= 0 && t % d.sh == 0 && t / d.sh < d.Ho;
+        size_t row = m * P + (size_t)(ok ? t / d.sh : 0) * d.Wo;
+        gr[r] = gp + row, mr[r] = mp ? mp + row : NULL, rm[r] = ok ? ~0ull : 0;
+      }
+      for (int kw = 0; kw < d.Kw; kw++) {
+        nk_v a = nk_bcast(wk[m * d.Cg * KK + (size_t)kh * d.Kw + kw]);
+        /* column iw reads dy column (iw + t0) / sw: the tile's columns with
+         * i0 + l + t0 a multiple of sw in [0, Wo*sw), inside W */
+        int t0 = d.pl - kw * d.dw, t = i0 + t0;
+        uint64_t cols = nk_gc_range64(-t, nk_min(d.W - i0, d.Wo * d.sw - t));
+        if (d.sw != 1) cols &= every << ((d.sw - t % d.sw) % d.sw);
+        NK_GC_LOOPS(
+          uint32_t lanes = (uint32_t)((cols & rm[r]) >> (16 * v)) & 0xFFFFu;
+          nk_v g, yv;
+          if (d.sw == 1) {
+            g = nk_load_mask(gr[r] + (t + 16 * v), lanes);
+            if (mp) yv = nk_load_mask(mr[r] + (t + 16 * v), lanes);
+          } else {
+            if (!lanes) continue; /* half the rows or more, for sh > 1 */
+            int first = (t + 16 * v + __builtin_ctz(lanes)) / d.sw;
+            g = nk_gc_load_expand(gr[r] + first, lanes);
+            if (mp) yv = nk_gc_load_expand(mr[r] + first, lanes);
+          }
+          if (mp) g = nk_gc_actgrad(g, yv, act, alpha);
+          acc[r * nv + v] = nk_gc_fma_mask(a, g, acc[r * nv + v], lanes);
+        )
+      }
+    }
+  NK_GC_LOOPS(
+    int i = i0 + 16 * v;
+    nk_store_mask(xp + (size_t)(ih0 + r) * d.W + i, nk_lanes(d.W - i), acc[r * nv + v]);
+  )
+}
+
+#undef NK_GC_LOOPS
+
+/* dW is blocked into at most NK_GC_CHAINS weights (kh, kw) at a time, one
+ * independent FMA chain each, so that the chains overlap in the pipeline */
+enum { NK_GC_CHAINS = 32 };
+
+/* Columns [a, e) of dy row gr (ymask row mr) into the chains of a dW
+ * block (and db's); with check 0 every row xr[r] is there and every column
+ * inside every kw's span, so the loop runs without tests. */
+NK_INLINE void nk_gc_dw_cols(float *acc, float *dbs, const float *const *xr, const float *gr,
+                             const float *mr, int act, float alpha, nk_gc d, int col0,
+                             const int *lo, const int *hi, int a, int e, const int nr,
+                             const int nk, const int check) {
+  float s = dbs ? *dbs : 0.0f;
+  for (int ow = a; ow < e; ow++) {
+    float g = mr ? nk_actgrad1(gr[ow], mr[ow], act, alpha) : gr[ow];
+    int col = ow * d.sw + col0;
+    if (dbs) s += g;
+    for (int r = 0; r < nr; r++) {
+      if (check && !xr[r]) continue;
+      for (int j = 0; j < nk; j++)
+        if (!check || (ow >= lo[j] && ow < hi[j]))
+          acc[r * nk + j] = fmaf(g, xr[r][col + j * d.dw], acc[r * nk + j]);
+    }
+  }
+  if (dbs) *dbs = s;
+}
+
+/* dW[co][c][kh0.., kw0..] for a block of nr x nk weights, one FMA chain
+ * each over (n, oh, ow), and, with db, db[co] as one more chain of adds */
+NK_INLINE void nk_gc_dw_block(float *dwc, float *db, const float *dy, const float *ymask,
+                              const float *x, int act, float alpha, nk_gc d, int co, int c,
+                              int kh0, const int nr, int kw0, const int nk) {
+  float acc[NK_GC_CHAINS], dbs = 0.0f, *dbp = db ? &dbs : NULL;
+  int lo[NK_GC_CHAINS], hi[NK_GC_CHAINS], mlo = 0, mhi = d.Wo;
+  if (nr < 1 || nk < 1 || nr * nk > NK_GC_CHAINS) __builtin_unreachable();
+  /* ow in [mlo, mhi) is inside every kw's span */
+  for (int j = 0; j < nk; j++) {
+    nk_gc_span((kw0 + j) * d.dw - d.pl, d.sw, d.W, d.Wo, &lo[j], &hi[j]);
+    mlo = nk_max(mlo, lo[j]), mhi = nk_min(mhi, hi[j]);
+  }
+  if (mlo > mhi) mlo = mhi = d.Wo;
+  for (int i = 0; i < nr * nk; i++) acc[i] = 0.0f;
+  size_t P = (size_t)d.Ho * d.Wo;
+  int col0 = kw0 * d.dw - d.pl;
+  for (int n = 0; n < d.N; n++) {
+    const float *xc = x + ((size_t)n * d.Ci + (size_t)(co / d.Mg) * d.Cg + c) * d.H * d.W;
+    const float *gp = dy + ((size_t)n * d.Co + co) * P;
+    const float *mp = ymask ? ymask + ((size_t)n * d.Co + co) * P : NULL;
+    for (int oh = 0; oh < d.Ho; oh++) {
+      const float *xr[NK_GC_CHAINS];
+      int nrows = 0;
+      for (int r = 0; r < nr; r++) {
+        int ih = oh * d.sh - d.pt + (kh0 + r) * d.dh;
+        xr[r] = ih >= 0 && ih < d.H ? xc + (size_t)ih * d.W : NULL;
+        nrows += xr[r] != NULL;
+      }
+      if (!nrows && !db) continue;
+      const float *gr = gp + (size_t)oh * d.Wo, *mr = mp ? mp + (size_t)oh * d.Wo : NULL;
+      if (nrows == nr) {
+        nk_gc_dw_cols(acc, dbp, xr, gr, mr, act, alpha, d, col0, lo, hi, 0, mlo, nr, nk, 1);
+        nk_gc_dw_cols(acc, dbp, xr, gr, mr, act, alpha, d, col0, lo, hi, mlo, mhi, nr, nk, 0);
+        nk_gc_dw_cols(acc, dbp, xr, gr, mr, act, alpha, d, col0, lo, hi, mhi, d.Wo, nr, nk, 1);
+      } else {
+        nk_gc_dw_cols(acc, dbp, xr, gr, mr, act, alpha, d, col0, lo, hi, 0, d.Wo, nr, nk, 1);
+      }
+    }
+  }
+  for (int r = 0; r < nr; r++)
+    for (int j = 0; j < nk; j++)
+      dwc[((size_t)c * d.Kh + kh0 + r) * d.Kw + kw0 + j] = acc[r * nk + j];
+  if (db) *db = dbs;
+}
+
+NK_INLINE void nncc_conv2d_general_backward_team(
+    float *restrict dx, float *restrict dW, float *restrict db, const float *restrict dy,
+    const float *restrict ymask, const float *restrict x, const float *restrict w, int N, int Ci,
+    int H, int W, int Co, int Kh, int Kw, int sh, int sw, int pt, int pl, int dh, int dw,
+    int groups, int Ho, int Wo, int act, float alpha) {
+  nk_gc d = nk_gc_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, pt, pl, dh, dw, groups, Ho, Wo);
+  size_t P = (size_t)Ho * Wo;
+  if (act == NNCC_ACT_NONE) ymask = NULL;
+  if (dx) {
+    int V = nk_gc_tile_v(W), R = nk_gc_tile_r(W), nvec = nk_cdiv(W, 16);
+    int nch = nk_cdiv(nvec, V), vt = nvec - (nch - 1) * V, rt = H % R;
+    uint64_t every = nk_gc_every(sw);
+#pragma omp for schedule(static) nowait
+    for (int nci = 0; nci < N * Ci; nci++) {
+      int n = nci / Ci, ci = nci % Ci, co0 = ci / d.Cg * d.Mg;
+      float *xp = dx + (size_t)nci * H * W;
+      const float *gp = dy + ((size_t)n * Co + co0) * P;
+      const float *mp = ymask ? ymask + ((size_t)n * Co + co0) * P : NULL;
+      const float *wk = w + ((size_t)co0 * d.Cg + ci % d.Cg) * Kh * Kw;
+      for (int ih0 = 0; ih0 < H; ih0 += R)
+        for (int ch = 0; ch < nch; ch++) {
+          int i0 = ch * V * 16, full_v = ch < nch - 1;
+          if (ih0 + R <= H) {
+            if (full_v) nk_gc_dx_tile(xp, gp, mp, wk, act, alpha, d, every, ih0, R, i0, V);
+            else nk_gc_dx_tile(xp, gp, mp, wk, act, alpha, d, every, ih0, R, i0, vt);
+          } else {
+            if (full_v) nk_gc_dx_tile(xp, gp, mp, wk, act, alpha, d, every, ih0, rt, i0, V);
+            else nk_gc_dx_tile(xp, gp, mp, wk, act, alpha, d, every, ih0, rt, i0, vt);
+          }
+        }
+    }
+  }
+  if (!dW) { /* db alone: the same chain of adds as with dW */
+#pragma omp for schedule(static)
+    for (int co = 0; co < (db ? Co : 0); co++) {
+      float s = 0.0f;
+      for (int n = 0; n < N; n++)
+        for (size_t q = 0; q < P; q++) {
+          size_t i = ((size_t)n * Co + co) * P + q;
+          s += ymask ? nk_actgrad1(dy[i], ymask[i], act, alpha) : dy[i];
+        }
+      db[co] = s;
+    }
+    return;
+  }
+  /* dW (and db with the first block), one output channel per iteration */
+  int KB = nk_min(Kw, NK_GC_CHAINS), RB = nk_max(1, NK_GC_CHAINS / KB);
+  int rt = Kh % RB, kt = Kw % KB;
+#pragma omp for schedule(static)
+  for (int co = 0; co < Co; co++) {
+    float *dwc = dW + (size_t)co * d.Cg * Kh * Kw;
+    for (int c = 0; c < d.Cg; c++)
+      for (int kh0 = 0; kh0 < Kh; kh0 += RB)
+        for (int kw0 = 0; kw0 < Kw; kw0 += KB) {
+          float *dbc = db && c == 0 && kh0 == 0 && kw0 == 0 ? db + co : NULL;
+          int full_r = kh0 + RB <= Kh, full_k = kw0 + KB <= Kw;
+          if (full_r && full_k)
+            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, RB, kw0, KB);
+          else if (full_r)
+            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, RB, kw0, kt);
+          else if (full_k)
+            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, rt, kw0, KB);
+          else
+            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, rt, kw0, kt);
+        }
+  }
+}
+
+/* adaptive max pooling: window i covers [floor(i*H/Ho), ceil((i+1)*H/Ho)),
+ * as adaptive average pooling; first maximum wins, NaN wins, as maxpool2d */
+NK_INLINE void nncc_adaptive_maxpool2d_forward_team(float *restrict y, const float *restrict x,
+                                                    int NC, int H, int W, int Ho, int Wo) {
+#pragma omp for schedule(static)
+  for (int nc = 0; nc < NC; nc++) {
+    const float *xp = x + (size_t)nc * H * W;
+    for (int i = 0; i < Ho; i++)
+      for (int j = 0; j < Wo; j++) {
+        int h0 = i * H / Ho, h1 = ((i + 1) * H + Ho - 1) / Ho;
+        int w0 = j * W / Wo, w1 = ((j + 1) * W + Wo - 1) / Wo;
+        y[((size_t)nc * Ho + i) * Wo + j] = xp[nk_pool_max_at(xp, H, W, h1 - h0, w1 - w0, h0, w0)];
+      }
+  }
+}
+
+/* dx = dy sent to each window's first maximum, summed in (i, j) order */
+NK_INLINE void nncc_adaptive_maxpool2d_backward_team(float *restrict dx, const float *restrict dy,
+                                                     const float *restrict x, int NC, int H,
+                                                     int W, int Ho, int Wo) {
+#pragma omp for schedule(static)
+  for (int nc = 0; nc < NC; nc++) {
+    const float *xp = x + (size_t)nc * H * W;
+    float *g = dx + (size_t)nc * H * W;
+    memset(g, 0, (size_t)H * W * sizeof(float));
+    for (int i = 0; i < Ho; i++)
+      for (int j = 0; j < Wo; j++) {
+        int h0 = i * H / Ho, h1 = ((i + 1) * H + Ho - 1) / Ho;
+        int w0 = j * W / Wo, w1 = ((j + 1) * W + Wo - 1) / Wo;
+        g[nk_pool_max_at(xp, H, W, h1 - h0, w1 - w0, h0, w0)] +=
+            dy[((size_t)nc * Ho + i) * Wo + j];
+      }
+  }
+}
+
+NK_WRAP(conv2d_general_forward,
+        (float *y, const float *x, const float *w, const float *b, int N, int Ci, int H, int W,
+         int Co, int Kh, int Kw, int sh, int sw, int pt, int pl, int dh, int dw, int groups,
+         int Ho, int Wo, int act, float alpha),
+        (y, x, w, b, N, Ci, H, W, Co, Kh, Kw, sh, sw, pt, pl, dh, dw, groups, Ho, Wo, act, alpha))
+NK_WRAP(conv2d_general_backward,
+        (float *dx, float *dW, float *db, const float *dy, const float *ymask, const float *x,
+         const float *w, int N, int Ci, int H, int W, int Co, int Kh, int Kw, int sh, int sw,
+         int pt, int pl, int dh, int dw, int groups, int Ho, int Wo, int act, float alpha),
+        (dx, dW, db, dy, ymask, x, w, N, Ci, H, W, Co, Kh, Kw, sh, sw, pt, pl, dh, dw, groups, Ho,
+         Wo, act, alpha))
+NK_WRAP(adaptive_maxpool2d_forward, (float *y, const float *x, int NC, int H, int W, int Ho, int Wo),
+        (y, x, NC, H, W, Ho, Wo))
+NK_WRAP(adaptive_maxpool2d_backward,
+        (float *dx, const float *dy, const float *x, int NC, int H, int W, int Ho, int Wo),
+        (dx, dy, x, NC, H, W, Ho, Wo))
 
 /*
  * batchnorm2d over x[N][C][HW].  Training: batch statistics, summed in
@@ -1215,5 +1885,7 @@ NK_INLINE void nncc_batchnorm2d_backward_team(float *restrict dx, float *restric
       }
   }
 }
+
+#undef NK_WRAP
 
 #endif /* NNCC_KERNELS_H */

@@ -4,8 +4,9 @@
  * A generated trainer (nncc FILE.nn -o FILE.c) defines one NnccModel that
  * describes its parameters and points at its forward/backward kernels, then
  * hands it to nncc_main(), which owns everything model-independent: the
- * command line, MNIST IDX loading, batching, the softmax cross-entropy loss,
- * the optimizers, safetensors checkpoints, logging and progress output.
+ * command line, MNIST IDX loading, batching, the softmax cross-entropy loss
+ * (with the model's label smoothing), the optimizers, safetensors
+ * checkpoints, logging and progress output.
  *
  * Memory: the runtime makes the four allocations of a training run at
  * start-up (parameters, gradients, optimizer state, activation arena) and
@@ -17,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NNCC_RT_ABI 2
+#define NNCC_RT_ABI 3
 
 /* The most classes a model may have: labels are stored as bytes (IDX).
  * nncc checks it at compile time, model_check() at start-up. */
@@ -99,8 +100,9 @@ typedef struct NnccNode {
   const char *op;           /* "conv2d+relu" */
   const char *loc;          /* where the .nn defines it: "models/mnist_cnn.nn:11:10" */
   NnccSpan out;             /* its output, after forward ran it */
-  const char *in[2];        /* its inputs' names (NULL: none) */
-  NnccSpan din[2];          /* their gradients, after backward ran it (NNCC_NOWHERE: not computed) */
+  int nin;                  /* its inputs: */
+  const char *const *in;    /* their names */
+  const NnccSpan *din;      /* their gradients, after backward ran it (NNCC_NOWHERE: not computed) */
   int param, nparams;       /* its rows of NnccModel.params, and their gradients */
 } NnccNode;
 
@@ -111,8 +113,10 @@ typedef struct NnccModel {
   const char *nncc_version;
   int batch;                /* fixed at compile time */
   int in_c, in_h, in_w;     /* the input tensor's per-image shape */
-  int pad_top, pad_left;    /* where the 28x28 MNIST image sits inside in_h x in_w (zeros around) */
+  int pad_top, pad_left,    /* the zeros around the 28x28 MNIST image inside in_h x in_w: */
+      pad_bottom, pad_right;/*   mnist(pad=P) is P on every side, mnist(pad=[t, l]) t, l and the rest */
   int classes;
+  double label_smoothing;   /* cross_entropy's label_smoothing, in [0, 1] (0: none) */
   int nparams;
   const NnccParam *params;
   size_t params_floats;     /* size of the parameter block (and of the gradient block) */

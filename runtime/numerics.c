@@ -65,9 +65,12 @@ int check_nodes_valid(const NnccModel *m) {
   }
   for (int k = 0; k < m->nnodes; k++) {
     const NnccNode *n = &m->nodes[k];
-    if (!n->name || !n->op || !n->loc || !span_ok(m, &n->out) || !span_ok(m, &n->din[0]) ||
-        !span_ok(m, &n->din[1]) || n->param < 0 || n->nparams < 0 || n->param > m->nparams ||
-        n->nparams > m->nparams - n->param) {
+    int ok = n->name && n->op && n->loc && span_ok(m, &n->out) && n->nin >= 0 &&
+             (n->nin == 0 || (n->in && n->din)) && n->param >= 0 && n->nparams >= 0 &&
+             n->param <= m->nparams && n->nparams <= m->nparams - n->param;
+    for (int j = 0; ok && j < n->nin; j++)
+      ok = n->in[j] && span_ok(m, &n->din[j]);
+    if (!ok) {
       rt_error("model %s: node %d of the node table lies outside the model's buffers", m->name, k);
       return -1;
     }
@@ -95,7 +98,7 @@ static void check_node(NnccState *s, int k, int pass) {
   if (c->node >= 0 || k < 0 || k >= m->nnodes) return;
   const NnccNode *n = &m->nodes[k];
   if (pass == NNCC_FORWARD) note(c, k, pass, NULL, span_data(s, &n->out), n->out.numel);
-  for (int j = 0; pass == NNCC_BACKWARD && j < 2; j++)
+  for (int j = 0; pass == NNCC_BACKWARD && j < n->nin; j++)
     note(c, k, pass, n->in[j], span_data(s, &n->din[j]), n->din[j].numel);
   for (int i = n->param; i < n->param + n->nparams; i++) {
     const NnccParam *q = &m->params[i];

@@ -66,10 +66,14 @@ void batch_fill(const NnccModel *m, const NnccData *d, const uint32_t *order, in
 void params_init(const NnccModel *m, float *params, uint64_t seed);
 
 /* ---- loss.c: softmax cross-entropy ---- */
-/* Mean loss over the batch (nn.CrossEntropyLoss); dlogits = (softmax - onehot) / batch. */
-double loss_xent(const float *logits, const int *labels, int batch, int classes, float *dlogits);
-/* Eval: over the first n rows only, returns the summed loss; *correct += argmax hits. */
-double loss_xent_eval(const float *logits, const int *labels, int n, int classes, long *correct);
+/* Mean loss over the batch (nn.CrossEntropyLoss(label_smoothing=e));
+ * dlogits = (softmax - ((1-e)*onehot + e/classes)) / batch. */
+double loss_xent(const float *logits, const int *labels, int batch, int classes, double e,
+                 float *dlogits);
+/* Eval: over the first n rows only, returns the summed loss (smoothed by e
+ * like the training loss); *correct += argmax hits. */
+double loss_xent_eval(const float *logits, const int *labels, int n, int classes, double e,
+                      long *correct);
 
 /* ---- optim.c: torch.optim.Adam / SGD (PyTorch 1.13, single-tensor) ---- */
 /* Floats of optimizer state the config needs (Adam: 2 per param float, SGD with

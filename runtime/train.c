@@ -75,11 +75,14 @@ int model_check(const NnccModel *m) {
     return -1;
   }
   if (!m->name || m->batch < 1 || m->in_c != 1 || m->pad_top < 0 || m->pad_left < 0 ||
-      m->in_h - 2 * m->pad_top < 1 || m->in_w - 2 * m->pad_left < 1 || m->classes < 1 ||
-      m->classes > NNCC_MAX_CLASSES || m->nparams < 0 || !m->forward || !m->backward) {
-    rt_error("model %s: bad description (batch %d, input %dx%dx%d, padding %d,%d, %d classes)",
+      m->pad_bottom < 0 || m->pad_right < 0 || m->in_h - m->pad_top - m->pad_bottom < 1 ||
+      m->in_w - m->pad_left - m->pad_right < 1 || m->classes < 1 ||
+      m->classes > NNCC_MAX_CLASSES || m->nparams < 0 || !m->forward || !m->backward ||
+      !(m->label_smoothing >= 0.0 && m->label_smoothing <= 1.0)) {
+    rt_error("model %s: bad description (batch %d, input %dx%dx%d, padding %d,%d, %d classes, "
+             "label smoothing %g)",
              m->name ? m->name : "?", m->batch, m->in_c, m->in_h, m->in_w, m->pad_top,
-             m->pad_left, m->classes);
+             m->pad_left, m->classes, m->label_smoothing);
     return -1;
   }
   for (int i = 0; i < m->nparams; i++)
@@ -168,7 +171,8 @@ static int evaluate(Run *r, double *loss, double *acc, long *correct) {
       rt_error("evaluation, test images %d..%d: %s", start + 1, start + count, why);
       return -1;
     }
-    total += loss_xent_eval(r->st.logits, r->labels, count, m->classes, correct);
+    total += loss_xent_eval(r->st.logits, r->labels, count, m->classes, m->label_smoothing,
+                            correct);
   }
   *loss = total / r->test.n;
   *acc = (double)*correct / r->test.n;
@@ -319,7 +323,8 @@ static int train_step(Run *r, int k, double *loss) {
   const NnccModel *m = r->m;
   batch_fill(m, &r->train, r->order + (size_t)k * (size_t)m->batch, m->batch, r->st.input, r->labels);
   m->forward(&r->st, 1);
-  *loss = loss_xent(r->st.logits, r->labels, m->batch, m->classes, r->st.dlogits);
+  *loss = loss_xent(r->st.logits, r->labels, m->batch, m->classes, m->label_smoothing,
+                    r->st.dlogits);
   if (!isfinite(*loss) || r->chk.node >= 0) return -1;
   m->backward(&r->st);
   if (r->chk.node >= 0) return -1;
@@ -487,7 +492,8 @@ int run_grads(const NnccModel *m, const NnccOptions *o) {
   batch_order(r.order, r.train.n, 0, 0, 0);
   batch_fill(m, &r.train, r.order, m->batch, r.st.input, r.labels);
   m->forward(&r.st, 1);
-  float loss = (float)loss_xent(r.st.logits, r.labels, m->batch, m->classes, r.st.dlogits);
+  float loss = (float)loss_xent(r.st.logits, r.labels, m->batch, m->classes, m->label_smoothing,
+                                r.st.dlogits);
   m->backward(&r.st);
   if (!(t = xmalloc((size_t)(m->nparams + 2) * sizeof *t, "gradient list"))) goto out;
   t[n++] = (NnccTensor){"loss", 0, {0}, &loss};

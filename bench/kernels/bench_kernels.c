@@ -55,13 +55,14 @@ static void report(const char *net, const char *layer, const char *op, double fl
     void *sb = scratch(nncc_conv2d_backward_scratch(N, Ci, H, W, Co, K, K, 1, 1, P, P));        \
     double flop = 2.0 * N * Co * Ho * Wo * Ci * K * K, t;                                       \
     TIME(t, _Pragma("omp parallel") nncc_conv2d_forward_team(y, x, w, b, sf, N, Ci, H, W, Co,   \
-                                                             K, K, 1, 1, P, P, 1));             \
+                                                             K, K, 1, 1, P, P, 1, 0.0f));       \
     report(net, #name, "fwd", flop, t);                                                         \
     TIME(t, _Pragma("omp parallel") nncc_conv2d_backward_data_team(dx, dy, y, w, sb, N, Ci, H,  \
-                                                                   W, Co, K, K, 1, 1, P, P));   \
+                                                                   W, Co, K, K, 1, 1, P, P, 1,  \
+                                                                   0.0f));                      \
     report(net, #name, "bwd_data", flop, t);                                                    \
     TIME(t, _Pragma("omp parallel") nncc_conv2d_backward_weight_team(                           \
-                dw, db, dy, y, x, sb, N, Ci, H, W, Co, K, K, 1, 1, P, P));                      \
+                dw, db, dy, y, x, sb, N, Ci, H, W, Co, K, K, 1, 1, P, P, 1, 0.0f));             \
     report(net, #name, "bwd_weight", flop, t);                                                  \
     free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db);                 \
     free(sf), free(sb);                                                                         \
@@ -75,14 +76,14 @@ static void report(const char *net, const char *layer, const char *op, double fl
     void *sf = scratch(nncc_linear_forward_scratch(N, I, O));                                 \
     void *sb = scratch(nncc_linear_backward_scratch(N, I, O));                                \
     double flop = 2.0 * N * I * O, t;                                                         \
-    TIME(t, _Pragma("omp parallel") nncc_linear_forward_team(y, x, w, b, sf, N, I, O, 1));    \
+    TIME(t, _Pragma("omp parallel") nncc_linear_forward_team(y, x, w, b, sf, N, I, O, 1, 0.0f)); \
     report(net, #name, "fwd", flop, t);                                                       \
     TIME(t, _Pragma("omp parallel") nncc_linear_backward_team(dx, NULL, NULL, dy, y, x, w,   \
-                                                               sb, N, I, O));                 \
+                                                               sb, N, I, O, 1, 0.0f));        \
     report(net, #name, "bwd_data", flop, t);                                                  \
     double tw;                                                                                \
     TIME(tw, _Pragma("omp parallel") nncc_linear_backward_team(NULL, dw, db, dy, y, x, w, sb, \
-                                                                N, I, O));                    \
+                                                                N, I, O, 1, 0.0f));           \
     report(net, #name, "bwd_weight", flop, tw);                                               \
     free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db);               \
     free(sf), free(sb);                                                                       \

@@ -54,6 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   NnccModel m = {.abi = NNCC_RT_ABI, .name = "fuzz", .batch = 1, .in_c = 1,
                  .in_h = models[k].h, .in_w = models[k].w,
                  .pad_top = models[k].pad, .pad_left = models[k].pad,
+                 .pad_bottom = models[k].pad, .pad_right = models[k].pad,
                  .classes = flags & 16 ? 2 : 10};
   NnccData d;
   if (idx_load(&d, fuzz_dir, "train", &m) == 0)

@@ -130,7 +130,7 @@ static void conv_ref_bwd(double *dx, double *sdx, double *dw, double *sdw, doubl
 typedef struct { float *y, *dx, *dw, *db; } ConvOut;
 
 static ConvOut conv_run(Conv c, const float *x, const float *w, const float *b, const float *dy,
-                        const float *ymask, int relu, int want_dx, int nthreads) {
+                        const float *ymask, int act, float alpha, int want_dx, int nthreads) {
   int Ho = HO(c), Wo = WO(c);
   ConvOut o;
   o.y = malloc((size_t)c.N * c.Co * Ho * Wo * sizeof(float));
@@ -141,11 +141,11 @@ static ConvOut conv_run(Conv c, const float *x, const float *w, const float *b, 
   void *s1 = scratch_buf(nncc_conv2d_forward_scratch(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh,
                                                      c.sw, c.ph, c.pw));
   nncc_conv2d_forward(o.y, x, w, b, s1, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.ph,
-                      c.pw, relu);
+                      c.pw, act, alpha);
   void *s2 = scratch_buf(nncc_conv2d_backward_scratch(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw,
                                                       c.sh, c.sw, c.ph, c.pw));
   nncc_conv2d_backward(o.dx, o.dw, o.db, dy, ymask, x, w, s2, c.N, c.Ci, c.H, c.W, c.Co, c.Kh,
-                       c.Kw, c.sh, c.sw, c.ph, c.pw);
+                       c.Kw, c.sh, c.sw, c.ph, c.pw, act, alpha);
   free(s1), free(s2);
   return o;
 }
@@ -167,18 +167,18 @@ START_TEST(test_conv_vs_reference) {
   for (int variant = 0; variant < 2; variant++) {
     int relu = variant == 1;
     const float *bias = variant == 1 ? b : NULL;
-    ConvOut o = conv_run(c, x, w, bias, dy, relu ? NULL : NULL, relu, 1, 2);
+    ConvOut o = conv_run(c, x, w, bias, dy, relu ? NULL : NULL, relu, 0.0f, 1, 2);
     conv_ref_fwd(ry, sy, x, w, bias, c);
     if (relu)
       for (size_t i = 0; i < ny; i++) ry[i] = ry[i] > 0 ? ry[i] : 0;
     expect_close("y", o.y, ry, sy, ny);
     /* backward gated by the (post-ReLU) forward output */
     conv_free(o);
-    o = conv_run(c, x, w, bias, dy, NULL, relu, 1, 2);
+    o = conv_run(c, x, w, bias, dy, NULL, relu, 0.0f, 1, 2);
     float *ysave = o.y;
     o.y = NULL;
     conv_free(o);
-    o = conv_run(c, x, w, bias, dy, relu ? ysave : NULL, relu, 1, 2);
+    o = conv_run(c, x, w, bias, dy, relu ? ysave : NULL, relu, 0.0f, 1, 2);
     for (size_t i = 0; i < ny; i++) g[i] = relu ? (ysave[i] > 0 ? dy[i] : 0) : dy[i];
     conv_ref_bwd(rdx, sdx, rdw, sdw, rdb, sdb, g, x, w, c);
     expect_close("dx", o.dx, rdx, sdx, nx);
@@ -199,8 +199,8 @@ START_TEST(test_conv_skip_dx) {
   rng_state = 7;
   float *x = rand_buf((size_t)c.N * c.Ci * c.H * c.W), *w = rand_buf((size_t)c.Co * c.Ci * 9);
   float *dy = rand_buf(ny);
-  ConvOut a = conv_run(c, x, w, NULL, dy, NULL, 0, 1, 2);
-  ConvOut b = conv_run(c, x, w, NULL, dy, NULL, 0, 0, 2);
+  ConvOut a = conv_run(c, x, w, NULL, dy, NULL, 0, 0.0f, 1, 2);
+  ConvOut b = conv_run(c, x, w, NULL, dy, NULL, 0, 0.0f, 0, 2);
   ck_assert(memcmp(a.dw, b.dw, (size_t)c.Co * c.Ci * 9 * sizeof(float)) == 0);
   ck_assert(memcmp(a.db, b.db, (size_t)c.Co * sizeof(float)) == 0);
   conv_free(a), conv_free(b);
@@ -217,8 +217,8 @@ START_TEST(test_conv_threads) {
   rng_state = 2000 + _i;
   float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
   float *mask = rand_buf(ny);
-  ConvOut o1 = conv_run(c, x, w, b, dy, mask, 1, 1, 1);
-  ConvOut o2 = conv_run(c, x, w, b, dy, mask, 1, 1, 2);
+  ConvOut o1 = conv_run(c, x, w, b, dy, mask, 1, 0.0f, 1, 1);
+  ConvOut o2 = conv_run(c, x, w, b, dy, mask, 1, 0.0f, 1, 2);
   ck_assert(memcmp(o1.y, o2.y, ny * sizeof(float)) == 0);
   ck_assert(memcmp(o1.dx, o2.dx, nx * sizeof(float)) == 0);
   ck_assert(memcmp(o1.dw, o2.dw, nw * sizeof(float)) == 0);
@@ -237,7 +237,7 @@ static const Lin lin_shapes[] = {{1, 1, 1},   {7, 5, 3},     {9, 17, 33},  {16, 
 
 typedef struct { float *y, *dx, *dw, *db; } LinOut;
 static LinOut lin_run(Lin l, const float *x, const float *w, const float *b, const float *dy,
-                      const float *ymask, int relu, int nthreads) {
+                      const float *ymask, int act, float alpha, int nthreads) {
   LinOut o;
   o.y = malloc((size_t)l.N * l.O * sizeof(float));
   o.dx = malloc((size_t)l.N * l.I * sizeof(float));
@@ -246,8 +246,8 @@ static LinOut lin_run(Lin l, const float *x, const float *w, const float *b, con
   set_threads(nthreads);
   void *s1 = scratch_buf(nncc_linear_forward_scratch(l.N, l.I, l.O));
   void *s2 = scratch_buf(nncc_linear_backward_scratch(l.N, l.I, l.O));
-  nncc_linear_forward(o.y, x, w, b, s1, l.N, l.I, l.O, relu);
-  nncc_linear_backward(o.dx, o.dw, o.db, dy, ymask, x, w, s2, l.N, l.I, l.O);
+  nncc_linear_forward(o.y, x, w, b, s1, l.N, l.I, l.O, act, alpha);
+  nncc_linear_backward(o.dx, o.dw, o.db, dy, ymask, x, w, s2, l.N, l.I, l.O, act, alpha);
   free(s1), free(s2);
   return o;
 }
@@ -262,8 +262,8 @@ START_TEST(test_linear_vs_reference) {
   double *ry = malloc(ny * 8), *sy = malloc(ny * 8), *rdx = calloc(nx, 8), *sdx = calloc(nx, 8);
   double *rdw = calloc(nw, 8), *sdw = calloc(nw, 8), *rdb = calloc(l.O, 8), *sdb = calloc(l.O, 8);
   float *g = malloc(ny * sizeof(float));
-  LinOut o0 = lin_run(l, x, w, b, dy, NULL, 1, 2); /* y for the gate */
-  LinOut o = lin_run(l, x, w, b, dy, o0.y, 1, 2);
+  LinOut o0 = lin_run(l, x, w, b, dy, NULL, 1, 0.0f, 2); /* y for the gate */
+  LinOut o = lin_run(l, x, w, b, dy, o0.y, 1, 0.0f, 2);
   for (int n = 0; n < l.N; n++)
     for (int k = 0; k < l.O; k++) {
       double s = b[k], a = fabs(b[k]);
@@ -287,7 +287,7 @@ START_TEST(test_linear_vs_reference) {
   expect_close("dx", o.dx, rdx, sdx, nx);
   expect_close("dw", o.dw, rdw, sdw, nw);
   expect_close("db", o.db, rdb, sdb, l.O);
-  LinOut o1 = lin_run(l, x, w, b, dy, o0.y, 1, 1);
+  LinOut o1 = lin_run(l, x, w, b, dy, o0.y, 1, 0.0f, 1);
   ck_assert(memcmp(o.y, o1.y, ny * 4) == 0 && memcmp(o.dx, o1.dx, nx * 4) == 0);
   ck_assert(memcmp(o.dw, o1.dw, nw * 4) == 0 && memcmp(o.db, o1.db, l.O * 4) == 0);
   lin_free(o0), lin_free(o), lin_free(o1);
@@ -315,10 +315,12 @@ START_TEST(test_pool_vs_reference) {
   float *y = malloc(ny * 4), *dx = malloc(nx * 4), *ya = malloc(ny * 4), *dxa = malloc(nx * 4);
   double *rdx = calloc(nx, 8), *rdxa = calloc(nx, 8);
   set_threads(2);
-  nncc_maxpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw);
-  nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw);
-  nncc_avgpool2d_forward(ya, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw);
-  nncc_avgpool2d_backward(dxa, dy, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw);
+  nncc_maxpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo);
+  nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
+                          Wo);
+  nncc_avgpool2d_forward(ya, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo, 1);
+  nncc_avgpool2d_backward(dxa, dy, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo,
+                          1);
   for (int nc = 0; nc < p.N * p.C; nc++)
     for (int oh = 0; oh < Ho; oh++)
       for (int ow = 0; ow < Wo; ow++) {
@@ -362,6 +364,273 @@ START_TEST(test_relu) {
 }
 END_TEST
 
+/* ---- activations, fused activations, concat copies -------------------- */
+
+/* The elementwise activations, one case each (leaky with several slopes). */
+/* kind: 0 sigmoid 1 tanh 2 relu6 3 leaky (slope) 4 hardtanh(-1, slope) */
+typedef struct { int kind; float slope; } ActCase;
+static const ActCase act_cases[] = {{0, 0}, {1, 0}, {2, 0}, {3, 0.01f}, {3, 0.0f}, {3, -0.5f}, {3, 1.5f},
+                                    {4, 6.0f}, {4, 0.5f}};
+#define NACTCASE (int)(sizeof act_cases / sizeof act_cases[0])
+enum { NACT = 1000 };
+
+/* the special values first (NaN, +-0, 6 and its neighbours, subnormals,
+ * infinities, large values), then a sweep over [-10, 10) */
+static float *act_inputs(void) {
+  float special[] = {0.0f, -0.0f, 6.0f, -6.0f, nextafterf(6.0f, 0.0f), nextafterf(6.0f, 7.0f),
+                     nextafterf(0.0f, 1.0f), nextafterf(0.0f, -1.0f), 1e-30f, -1e-30f, 20.0f,
+                     -20.0f, 88.0f, -88.0f, 1e30f, -1e30f, INFINITY, -INFINITY, NAN, -NAN};
+  float *x = rand_buf(NACT);
+  for (size_t i = 0; i < NACT; i++) x[i] *= 10.0f;
+  memcpy(x, special, sizeof special);
+  return x;
+}
+static void act_fwd(ActCase a, float *y, const float *x, size_t n) {
+  switch (a.kind) {
+  case 0: nncc_sigmoid_forward(y, x, n); break;
+  case 1: nncc_tanh_forward(y, x, n); break;
+  case 2: nncc_relu6_forward(y, x, n); break;
+  case 4: nncc_hardtanh_forward(y, x, -1.0f, a.slope, n); break;
+  default: nncc_leaky_relu_forward(y, x, a.slope, n); break;
+  }
+}
+/* the saved ref is y, except x for leaky with a negative slope */
+static void act_bwd(ActCase a, float *dx, const float *dy, const float *y, const float *x, size_t n) {
+  switch (a.kind) {
+  case 0: nncc_sigmoid_backward(dx, dy, y, n); break;
+  case 1: nncc_tanh_backward(dx, dy, y, n); break;
+  case 2: nncc_relu6_backward(dx, dy, y, n); break;
+  case 4: nncc_hardtanh_backward(dx, dy, y, -1.0f, a.slope, n); break;
+  default: nncc_leaky_relu_backward(dx, dy, a.slope >= 0 ? y : x, a.slope, n); break;
+  }
+}
+/* equal as floats, NaN equal to NaN, and the same sign for zeros */
+static int same_float(float a, float b) {
+  return (isnan(a) && isnan(b)) || (a == b && signbit(a) == signbit(b));
+}
+
+START_TEST(test_activations) {
+  ActCase a = act_cases[_i];
+  rng_state = 8000 + _i;
+  float *x = act_inputs(), *dy = rand_buf(NACT), *y = malloc(NACT * 4), *dx = malloc(NACT * 4);
+  float *buf = malloc(NACT * 4), *y1 = malloc(NACT * 4), *dx1 = malloc(NACT * 4);
+  set_threads(2);
+  act_fwd(a, y, x, NACT);
+  act_bwd(a, dx, dy, y, x, NACT);
+  for (int i = 0; i < NACT; i++) {
+    double xi = x[i], yi = y[i], gi = dy[i];
+    if (a.kind <= 1) { /* within half an ulp of the exact value (NaN stays NaN) */
+      long double r = a.kind == 0 ? 1.0L / (1.0L + expl(-(long double)xi)) : tanhl(xi);
+      ck_assert_msg(isnan(xi) ? isnan(y[i]) : fabsl(y[i] - r) <= 0x1p-24L * fabsl(r) + 1e-45L,
+                    "case %d: y(%.9g) = %.9g, want %.12Lg", _i, xi, yi, r);
+      /* the float ops of PyTorch's formula, bounded by their roundings */
+      double r1 = a.kind == 0 ? gi * (1 - yi) * yi : gi * (1 - yi * yi);
+      double tol = a.kind == 0 ? 4e-7 * fabs(r1) : 1.2e-7 * fabs(gi) * (yi * yi + fabs(1 - yi * yi));
+      ck_assert_msg(isnan(yi) ? isnan(dx[i]) : fabs(dx[i] - r1) <= tol + 1e-44,
+                    "case %d: dx(y %.9g, dy %.9g) = %.9g, want %.12g", _i, yi, gi, (double)dx[i], r1);
+    } else if (a.kind == 2) {
+      float r = isnan(x[i]) ? x[i] : x[i] <= 0 ? 0.0f : x[i] > 6 ? 6.0f : x[i];
+      ck_assert_msg(same_float(y[i], r), "case %d: relu6(%.9g) = %.9g", _i, xi, yi);
+      ck_assert_msg(same_float(dx[i], y[i] > 0 && y[i] < 6 ? dy[i] : 0.0f),
+                    "case %d: relu6' at y %.9g: %.9g", _i, yi, (double)dx[i]);
+    } else if (a.kind == 4) { /* PyTorch: clamp, NaN kept; no gradient on a bound */
+      float r = isnan(x[i]) ? x[i] : x[i] < -1 ? -1.0f : x[i] > a.slope ? a.slope : x[i];
+      ck_assert_msg(same_float(y[i], r), "case %d: hardtanh(%.9g) = %.9g", _i, xi, yi);
+      ck_assert_msg(same_float(dx[i], x[i] <= -1 || x[i] >= a.slope ? 0.0f : dy[i]),
+                    "case %d: hardtanh' at x %.9g: %.9g", _i, xi, (double)dx[i]);
+    } else { /* a product of two floats is exact in double: one rounding, as the kernel's */
+      float r = x[i] > 0 ? x[i] : (float)(xi * a.slope);
+      ck_assert_msg(same_float(y[i], r), "case %d: leaky(%.9g) = %.9g", _i, xi, yi);
+      float ref = a.slope >= 0 ? y[i] : x[i];
+      ck_assert_msg(same_float(dx[i], ref > 0 ? dy[i] : (float)(gi * a.slope)),
+                    "case %d: leaky' at x %.9g: %.9g", _i, xi, (double)dx[i]);
+    }
+  }
+  /* the boundaries themselves: y exactly 0 and 6 let no gradient through */
+  if (a.kind == 2) ck_assert(y[0] == 0 && dx[0] == 0 && y[2] == 6 && dx[2] == 0 && dx[4] == dy[4]);
+  /* hardtanh(-1, 6): 6 sits on the upper bound, just below it passes, NaN passes */
+  if (a.kind == 4 && a.slope == 6.0f) ck_assert(y[2] == 6 && dx[2] == 0 && dx[4] == dy[4] && dx[18] == dy[18]);
+  /* in place (y = x, dx = dy) and on 1 thread: the same bits */
+  memcpy(buf, x, NACT * 4);
+  act_fwd(a, buf, buf, NACT);
+  ck_assert(memcmp(buf, y, NACT * 4) == 0);
+  memcpy(buf, dy, NACT * 4);
+  act_bwd(a, buf, buf, y, x, NACT);
+  ck_assert(memcmp(buf, dx, NACT * 4) == 0);
+  set_threads(1);
+  act_fwd(a, y1, x, NACT);
+  act_bwd(a, dx1, dy, y1, x, NACT);
+  ck_assert(memcmp(y1, y, NACT * 4) == 0 && memcmp(dx1, dx, NACT * 4) == 0);
+  free(x), free(dy), free(y), free(dx), free(buf), free(y1), free(dx1);
+}
+END_TEST
+
+/* the fused activations other than ReLU (whose tests are above) */
+static const struct { int act; float alpha; } fused_acts[] = {
+    {NNCC_ACT_RELU6, 0.0f}, {NNCC_ACT_LEAKY, 0.1f}, {NNCC_ACT_LEAKY, 0.0f}};
+#define NFUSED (int)(sizeof fused_acts / sizeof fused_acts[0])
+
+static double fused_ref(double v, int act, float alpha) {
+  if (act == NNCC_ACT_RELU6) return v <= 0 ? 0 : v > 6 ? 6 : v;
+  return v > 0 ? v : v * alpha;
+}
+/* a saved y for the gate, with the boundary values: 0, 6, just inside and
+ * outside both, and the gradient through it (float ops, as the kernels) */
+static float *fused_mask(size_t n) {
+  float *m = rand_buf(n);
+  for (size_t i = 0; i < n; i++) {
+    m[i] *= 7.0f;
+    if (i % 5 == 1) m[i] = 0.0f;
+    if (i % 7 == 2) m[i] = 6.0f;
+    if (i % 11 == 3) m[i] = nextafterf(6.0f, 0.0f);
+    if (i % 13 == 4) m[i] = nextafterf(0.0f, 1.0f);
+    if (i % 17 == 5) m[i] = nextafterf(6.0f, 7.0f);
+  }
+  return m;
+}
+static float fused_gate(float g, float y, int act, float alpha) {
+  if (act == NNCC_ACT_RELU6) return y > 0 && y < 6 ? g : 0.0f;
+  return y > 0 ? g : g * alpha;
+}
+
+/* conv2d with act = RELU6 / LEAKY: forward against the reference with the
+ * activation applied (inputs scaled so that outputs pass 6), backward gated
+ * by a mask with the boundary values, and 1 vs 2 threads bit for bit */
+START_TEST(test_conv_act_vs_reference) {
+  Conv c = conv_shapes[_i / NFUSED];
+  int act = fused_acts[_i % NFUSED].act;
+  float alpha = fused_acts[_i % NFUSED].alpha;
+  size_t nx = (size_t)c.N * c.Ci * c.H * c.W, nw = (size_t)c.Co * c.Ci * c.Kh * c.Kw;
+  size_t ny = (size_t)c.N * c.Co * HO(c) * WO(c);
+  rng_state = 9000 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
+  for (size_t i = 0; i < nx; i++) x[i] *= 4.0f;
+  float *mask = fused_mask(ny), *g = calloc(ny, sizeof(float));
+  double *ry = malloc(ny * 8), *sy = malloc(ny * 8), *rdx = malloc(nx * 8), *sdx = malloc(nx * 8);
+  double *rdw = malloc(nw * 8), *sdw = malloc(nw * 8), *rdb = malloc(c.Co * 8), *sdb = malloc(c.Co * 8);
+  ConvOut o = conv_run(c, x, w, b, dy, mask, act, alpha, 1, 2);
+  conv_ref_fwd(ry, sy, x, w, b, c);
+  for (size_t i = 0; i < ny; i++) ry[i] = fused_ref(ry[i], act, alpha); /* 1-Lipschitz: same tol */
+  expect_close("y", o.y, ry, sy, ny);
+  for (size_t i = 0; i < ny; i++) g[i] = fused_gate(dy[i], mask[i], act, alpha);
+  conv_ref_bwd(rdx, sdx, rdw, sdw, rdb, sdb, g, x, w, c);
+  expect_close("dx", o.dx, rdx, sdx, nx);
+  expect_close("dw", o.dw, rdw, sdw, nw);
+  expect_close("db", o.db, rdb, sdb, c.Co);
+  ConvOut o1 = conv_run(c, x, w, b, dy, mask, act, alpha, 1, 1);
+  ck_assert(memcmp(o.y, o1.y, ny * 4) == 0 && memcmp(o.dx, o1.dx, nx * 4) == 0);
+  ck_assert(memcmp(o.dw, o1.dw, nw * 4) == 0 && memcmp(o.db, o1.db, c.Co * 4) == 0);
+  conv_free(o), conv_free(o1);
+  free(x), free(w), free(b), free(dy), free(mask), free(g);
+  free(ry), free(sy), free(rdx), free(sdx), free(rdw), free(sdw), free(rdb), free(sdb);
+}
+END_TEST
+
+/* linear with act = RELU6 / LEAKY, as for conv2d */
+START_TEST(test_linear_act_vs_reference) {
+  Lin l = lin_shapes[_i / NFUSED];
+  int act = fused_acts[_i % NFUSED].act;
+  float alpha = fused_acts[_i % NFUSED].alpha;
+  size_t ny = (size_t)l.N * l.O, nx = (size_t)l.N * l.I, nw = (size_t)l.O * l.I;
+  rng_state = 10000 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(l.O), *dy = rand_buf(ny);
+  for (size_t i = 0; i < nx; i++) x[i] *= 4.0f;
+  float *mask = fused_mask(ny);
+  double *ry = malloc(ny * 8), *sy = malloc(ny * 8), *rdx = calloc(nx, 8), *sdx = calloc(nx, 8);
+  double *rdw = calloc(nw, 8), *sdw = calloc(nw, 8), *rdb = calloc(l.O, 8), *sdb = calloc(l.O, 8);
+  LinOut o = lin_run(l, x, w, b, dy, mask, act, alpha, 2);
+  for (int n = 0; n < l.N; n++)
+    for (int k = 0; k < l.O; k++) {
+      double s = b[k], a = fabs(b[k]);
+      for (int i = 0; i < l.I; i++) {
+        double t = (double)x[n * l.I + i] * w[k * l.I + i];
+        s += t, a += fabs(t);
+      }
+      ry[n * l.O + k] = fused_ref(s, act, alpha), sy[n * l.O + k] = a;
+      double gv = fused_gate(dy[n * l.O + k], mask[n * l.O + k], act, alpha);
+      rdb[k] += gv, sdb[k] += fabs(gv);
+      for (int i = 0; i < l.I; i++) {
+        rdx[n * l.I + i] += gv * w[k * l.I + i], sdx[n * l.I + i] += fabs(gv * w[k * l.I + i]);
+        rdw[k * l.I + i] += gv * x[n * l.I + i], sdw[k * l.I + i] += fabs(gv * x[n * l.I + i]);
+      }
+    }
+  expect_close("y", o.y, ry, sy, ny);
+  expect_close("dx", o.dx, rdx, sdx, nx);
+  expect_close("dw", o.dw, rdw, sdw, nw);
+  expect_close("db", o.db, rdb, sdb, l.O);
+  LinOut o1 = lin_run(l, x, w, b, dy, mask, act, alpha, 1);
+  ck_assert(memcmp(o.y, o1.y, ny * 4) == 0 && memcmp(o.dx, o1.dx, nx * 4) == 0);
+  ck_assert(memcmp(o.dw, o1.dw, nw * 4) == 0 && memcmp(o.db, o1.db, l.O * 4) == 0);
+  lin_free(o), lin_free(o1);
+  free(x), free(w), free(b), free(dy), free(mask);
+  free(ry), free(sy), free(rdx), free(sdx), free(rdw), free(sdw), free(rdb), free(sdb);
+}
+END_TEST
+
+/* act NONE ignores a mask; RELU with a mask is the old gate (same bits as
+ * gating dy by hand and passing no mask) */
+START_TEST(test_fused_act_none_and_relu) {
+  Conv c = {3, 2, 9, 8, 5, 3, 3, 1, 1, 1, 1};
+  Lin l = {9, 17, 33};
+  size_t ny = (size_t)c.N * c.Co * HO(c) * WO(c), nx = (size_t)c.N * c.Ci * c.H * c.W;
+  size_t nw = (size_t)c.Co * c.Ci * 9, ly = (size_t)l.N * l.O;
+  rng_state = 11;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(ny), *m = fused_mask(ny);
+  float *g = malloc(ny * 4);
+  for (size_t i = 0; i < ny; i++) g[i] = m[i] > 0 ? dy[i] : 0.0f;
+  ConvOut a = conv_run(c, x, w, NULL, dy, m, NNCC_ACT_NONE, 0.0f, 1, 2);
+  ConvOut b = conv_run(c, x, w, NULL, dy, NULL, NNCC_ACT_NONE, 0.0f, 1, 2);
+  ConvOut r = conv_run(c, x, w, NULL, dy, m, NNCC_ACT_RELU, 0.0f, 1, 2);
+  ConvOut rg = conv_run(c, x, w, NULL, g, NULL, NNCC_ACT_RELU, 0.0f, 1, 2);
+  ck_assert(memcmp(a.dx, b.dx, nx * 4) == 0 && memcmp(a.dw, b.dw, nw * 4) == 0);
+  ck_assert(memcmp(r.dx, rg.dx, nx * 4) == 0 && memcmp(r.dw, rg.dw, nw * 4) == 0);
+  ck_assert(memcmp(r.db, rg.db, c.Co * 4) == 0);
+  conv_free(a), conv_free(b), conv_free(r), conv_free(rg);
+  float *lx = rand_buf((size_t)l.N * l.I), *lw = rand_buf((size_t)l.O * l.I), *ldy = rand_buf(ly);
+  float *lm = fused_mask(ly);
+  LinOut la = lin_run(l, lx, lw, NULL, ldy, lm, NNCC_ACT_NONE, 0.0f, 2);
+  LinOut lb = lin_run(l, lx, lw, NULL, ldy, NULL, NNCC_ACT_NONE, 0.0f, 2);
+  ck_assert(memcmp(la.dx, lb.dx, (size_t)l.N * l.I * 4) == 0);
+  ck_assert(memcmp(la.dw, lb.dw, (size_t)l.O * l.I * 4) == 0);
+  lin_free(la), lin_free(lb);
+  free(x), free(w), free(dy), free(m), free(g), free(lx), free(lw), free(ldy), free(lm);
+}
+END_TEST
+
+/* concat: inputs into their channels of y, dy's channels back out, a
+ * channel window of a source; the rest of dst is left alone */
+START_TEST(test_copy_channels) {
+  static const int hws[] = {1, 7, 33};
+  int HW = hws[_i], N = 3;
+  rng_state = 12000 + _i;
+  float *a = rand_buf((size_t)N * 2 * HW), *b = rand_buf((size_t)N * 3 * HW);
+  float *y = malloc((size_t)N * 5 * HW * 4), *da = malloc((size_t)N * 2 * HW * 4);
+  float *db = malloc((size_t)N * 3 * HW * 4), *win = malloc((size_t)N * 4 * HW * 4);
+  for (int t = 1; t <= 3; t += 2) {
+    set_threads(t);
+    nncc_copy_channels(y, 5, 0, a, 2, 0, N, 2, HW);
+    nncc_copy_channels(y, 5, 2, b, 3, 0, N, 3, HW);
+    for (int n = 0; n < N; n++)
+      for (int c = 0; c < 5; c++)
+        for (int i = 0; i < HW; i++)
+          ck_assert(y[((size_t)n * 5 + c) * HW + i] ==
+                    (c < 2 ? a[((size_t)n * 2 + c) * HW + i] : b[((size_t)n * 3 + c - 2) * HW + i]));
+    nncc_copy_channels(da, 2, 0, y, 5, 0, N, 2, HW);
+    nncc_copy_channels(db, 3, 0, y, 5, 2, N, 3, HW);
+    ck_assert(memcmp(da, a, (size_t)N * 2 * HW * 4) == 0);
+    ck_assert(memcmp(db, b, (size_t)N * 3 * HW * 4) == 0);
+    for (size_t i = 0; i < (size_t)N * 4 * HW; i++) win[i] = -7.0f;
+    nncc_copy_channels(win, 4, 1, b, 3, 1, N, 2, HW); /* b's channels 1, 2 -> win's 1, 2 */
+    for (int n = 0; n < N; n++)
+      for (int c = 0; c < 4; c++)
+        for (int i = 0; i < HW; i++)
+          ck_assert(win[((size_t)n * 4 + c) * HW + i] ==
+                    (c == 1 || c == 2 ? b[((size_t)n * 3 + c) * HW + i] : -7.0f));
+  }
+  free(a), free(b), free(y), free(da), free(db), free(win);
+}
+END_TEST
+
 /* ---- bit-exact dump for cross-compiler comparison --------------------- */
 
 static void dump(FILE *f, const char *name, const float *p, size_t n) {
@@ -387,7 +656,7 @@ static void write_dump(const char *path) {
     rng_state = 5000 + i;
     float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
     float *mask = rand_buf(ny);
-    ConvOut o = conv_run(c, x, w, b, dy, mask, 1, 1, 2);
+    ConvOut o = conv_run(c, x, w, b, dy, mask, 1, 0.0f, 1, 2);
     dump(f, "conv.y", o.y, ny), dump(f, "conv.dx", o.dx, nx);
     dump(f, "conv.dw", o.dw, nw), dump(f, "conv.db", o.db, c.Co);
     conv_free(o);
@@ -398,12 +667,49 @@ static void write_dump(const char *path) {
     rng_state = 6000 + i;
     float *x = rand_buf((size_t)l.N * l.I), *w = rand_buf((size_t)l.O * l.I);
     float *b = rand_buf(l.O), *dy = rand_buf((size_t)l.N * l.O), *m = rand_buf((size_t)l.N * l.O);
-    LinOut o = lin_run(l, x, w, b, dy, m, 1, 2);
+    LinOut o = lin_run(l, x, w, b, dy, m, 1, 0.0f, 2);
     dump(f, "lin.y", o.y, (size_t)l.N * l.O), dump(f, "lin.dx", o.dx, (size_t)l.N * l.I);
     dump(f, "lin.dw", o.dw, (size_t)l.O * l.I), dump(f, "lin.db", o.db, l.O);
     lin_free(o);
     free(x), free(w), free(b), free(dy), free(m);
   }
+  /* the activations: elementwise, and fused into conv2d and linear */
+  for (int k = 0; k < NACTCASE; k++) {
+    rng_state = 13000 + k;
+    float *x = act_inputs(), *dy = rand_buf(NACT), *y = malloc(NACT * 4), *dx = malloc(NACT * 4);
+    act_fwd(act_cases[k], y, x, NACT);
+    act_bwd(act_cases[k], dx, dy, y, x, NACT);
+    dump(f, "act.y", y, NACT), dump(f, "act.dx", dx, NACT);
+    free(x), free(dy), free(y), free(dx);
+  }
+  for (int i = 0; i < NCONV; i++)
+    for (int k = 0; k < NFUSED; k++) {
+      Conv c = conv_shapes[i];
+      size_t nx = (size_t)c.N * c.Ci * c.H * c.W, nw = (size_t)c.Co * c.Ci * c.Kh * c.Kw;
+      size_t ny = (size_t)c.N * c.Co * HO(c) * WO(c);
+      rng_state = 14000 + i * NFUSED + k;
+      float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
+      for (size_t j = 0; j < nx; j++) x[j] *= 4.0f;
+      float *mask = fused_mask(ny);
+      ConvOut o = conv_run(c, x, w, b, dy, mask, fused_acts[k].act, fused_acts[k].alpha, 1, 2);
+      dump(f, "conv_act.y", o.y, ny), dump(f, "conv_act.dx", o.dx, nx);
+      dump(f, "conv_act.dw", o.dw, nw), dump(f, "conv_act.db", o.db, c.Co);
+      conv_free(o);
+      free(x), free(w), free(b), free(dy), free(mask);
+    }
+  for (int i = 0; i < NLIN; i++)
+    for (int k = 0; k < NFUSED; k++) {
+      Lin l = lin_shapes[i];
+      rng_state = 15000 + i * NFUSED + k;
+      float *x = rand_buf((size_t)l.N * l.I), *w = rand_buf((size_t)l.O * l.I);
+      float *b = rand_buf(l.O), *dy = rand_buf((size_t)l.N * l.O), *m = fused_mask((size_t)l.N * l.O);
+      for (size_t j = 0; j < (size_t)l.N * l.I; j++) x[j] *= 4.0f;
+      LinOut o = lin_run(l, x, w, b, dy, m, fused_acts[k].act, fused_acts[k].alpha, 2);
+      dump(f, "lin_act.y", o.y, (size_t)l.N * l.O), dump(f, "lin_act.dx", o.dx, (size_t)l.N * l.I);
+      dump(f, "lin_act.dw", o.dw, (size_t)l.O * l.I), dump(f, "lin_act.db", o.db, l.O);
+      lin_free(o);
+      free(x), free(w), free(b), free(dy), free(m);
+    }
   fclose(f);
 }
 
@@ -421,6 +727,14 @@ static Suite *kernels_suite(void) {
   tc = tcase_create("pool_relu");
   tcase_add_loop_test(tc, test_pool_vs_reference, 0, NPOOL);
   tcase_add_test(tc, test_relu);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("activations");
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, test_activations, 0, NACTCASE);
+  tcase_add_loop_test(tc, test_conv_act_vs_reference, 0, NCONV * NFUSED);
+  tcase_add_loop_test(tc, test_linear_act_vs_reference, 0, NLIN * NFUSED);
+  tcase_add_test(tc, test_fused_act_none_and_relu);
+  tcase_add_loop_test(tc, test_copy_channels, 0, 3);
   suite_add_tcase(s, tc);
   return s;
 }

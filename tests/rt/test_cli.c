@@ -148,10 +148,15 @@ START_TEST(same_seed_same_bits_any_thread_count) {
 }
 END_TEST
 
+/* Case 1: the model's label smoothing reaches the loss and dlogits. */
+static const double grads_smoothing[] = {0.0, 0.2};
+
 START_TEST(grads_writes_loss_logits_and_gradients) {
-  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "2",
+  NnccModel m = tiny_model;
+  m.label_smoothing = grads_smoothing[_i];
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--steps", "2",
                            "--save", P("m"), "--quiet", NULL), 0);
-  int rc = run_cli(&tiny_model, out, sizeof out, "grads", "--data", dir, "--load", P("m"), "--out",
+  int rc = run_cli(&m, out, sizeof out, "grads", "--data", dir, "--load", P("m"), "--out",
                    P("g.safetensors"), NULL);
   ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
   float loss, logits[12], dw[3 * 36], db[3], params[3 * 36 + 7];
@@ -175,8 +180,12 @@ START_TEST(grads_writes_loss_logits_and_gradients) {
       want_logits[b * 3 + c] = (float)z;
       ck_assert(fabs(logits[b * 3 + c] - z) < 1e-5);
     }
-  double want = loss_xent(want_logits, labels, 4, 3, dl);
+  double want = loss_xent(want_logits, labels, 4, 3, m.label_smoothing, dl);
   ck_assert(fabs(loss - want) < 1e-5);
+  if (m.label_smoothing != 0.0) { /* and the test can tell */
+    float dl0[12];
+    ck_assert(fabs(loss - loss_xent(want_logits, labels, 4, 3, 0.0, dl0)) > 1e-3);
+  }
   for (int c = 0; c < 3; c++) {
     double g = 0;
     for (int b = 0; b < 4; b++) g += dl[b * 3 + c];
@@ -494,6 +503,14 @@ START_TEST(runtime_errors_exit_1) {
   rc = run_cli(&bad, out, sizeof out, "train", "--data", dir, NULL);
   ck_assert_int_eq(rc, 1);
   ck_assert_contains(out, "nncc: model tiny: node 0 of the node table lies outside the model's buffers\n");
+  /* Label smoothing outside [0, 1] (or NaN) is a bad description. */
+  bad = tiny_model;
+  bad.label_smoothing = 1.5;
+  rc = run_cli(&bad, out, sizeof out, "train", "--data", dir, NULL);
+  ck_assert_int_eq(rc, 1);
+  ck_assert_contains(out, "3 classes, label smoothing 1.5)");
+  bad.label_smoothing = NAN;
+  ck_assert_int_eq(run_cli(&bad, out, sizeof out, "train", "--data", dir, NULL), 1);
   /* Fewer images than one batch. */
   char small[4200];
   snprintf(small, sizeof small, "%s/small", dir);
@@ -512,7 +529,8 @@ int main(void) {
   tcase_add_test(tc, trains_evaluates_and_logs);
   tcase_add_test(tc, resume_is_bit_exact);
   tcase_add_test(tc, same_seed_same_bits_any_thread_count);
-  tcase_add_test(tc, grads_writes_loss_logits_and_gradients);
+  tcase_add_loop_test(tc, grads_writes_loss_logits_and_gradients, 0,
+                      (int)(sizeof grads_smoothing / sizeof grads_smoothing[0]));
   tcase_add_test(tc, step_log_records_every_step);
   tcase_add_test(tc, sigint_finishes_the_step_and_saves);
   tcase_add_test(tc, sigterm_finishes_the_step_and_saves);

@@ -50,7 +50,7 @@ START_TEST(fashion_mnist_gz_names_load_when_installed) {
   static const NnccModel *m;
   NnccModel big = tiny_model;
   big.in_h = big.in_w = 28;
-  big.pad_top = big.pad_left = 0;
+  big.pad_top = big.pad_left = big.pad_bottom = big.pad_right = 0;
   big.classes = 10;
   m = &big;
   NnccData d;

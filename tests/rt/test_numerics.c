@@ -110,20 +110,101 @@ START_TEST(xent_matches_pytorch) {
   float dl[3][4];
   int labels[3];
   memcpy(labels, ref_labels, sizeof labels);
-  double loss = loss_xent(&ref_logits[0][0], labels, 3, 4, &dl[0][0]);
+  double loss = loss_xent(&ref_logits[0][0], labels, 3, 4, 0.0, &dl[0][0]);
   ck_assert_msg(rel_diff(loss, ref_loss) < 1e-6, "loss %.9g vs torch %.9g", loss, ref_loss);
   for (int b = 0; b < 3; b++)
     for (int c = 0; c < 4; c++)
       ck_assert_msg(fabs(dl[b][c] - ref_dlogits[b][c]) < 1e-7, "dlogits[%d][%d] %.9g vs %.9g", b, c,
                     dl[b][c], ref_dlogits[b][c]);
   long correct = 0;
-  double sum = loss_xent_eval(&ref_logits[0][0], labels, 3, 4, &correct);
+  double sum = loss_xent_eval(&ref_logits[0][0], labels, 3, 4, 0.0, &correct);
   ck_assert(rel_diff(sum / 3, ref_loss) < 1e-12 || rel_diff(sum / 3, loss) < 1e-12);
   /* Row 1 is a 4-way tie: the first maximum (class 0) is the prediction. */
   ck_assert_int_eq(correct, 2);
   correct = 0;
-  sum = loss_xent_eval(&ref_logits[0][0], labels, 1, 4, &correct); /* only the valid rows */
+  sum = loss_xent_eval(&ref_logits[0][0], labels, 1, 4, 0.0, &correct); /* only the valid rows */
   ck_assert_int_eq(correct, 1);
+}
+END_TEST
+
+/* CrossEntropyLoss(label_smoothing=e) straight from its definition, in long
+ * double: q = (1-e)*onehot + e/C, loss = mean_b -sum_c q_c log p_c,
+ * dlogits = (p - q) / batch. */
+static double smoothed_ref(const float *x, const int *labels, int batch, int classes, double e,
+                           double *dl) {
+  long double total = 0;
+  for (int b = 0; b < batch; b++) {
+    const float *r = x + b * classes;
+    long double m = r[0], s = 0;
+    for (int c = 1; c < classes; c++) m = fmaxl(m, r[c]);
+    for (int c = 0; c < classes; c++) s += expl(r[c] - m);
+    for (int c = 0; c < classes; c++) {
+      long double logp = r[c] - m - logl(s);
+      long double q = (c == labels[b] ? 1.0L - e : 0.0L) + (long double)e / classes;
+      total -= q * logp;
+      dl[b * classes + c] = (double)((expl(logp) - q) / batch);
+    }
+  }
+  return (double)(total / batch);
+}
+
+/* The loss before label smoothing existed, verbatim: e = 0 must keep its bits. */
+static double unsmoothed_old(const float *logits, const int *labels, int batch, int classes,
+                             float *dlogits) {
+  double total = 0.0;
+  for (int b = 0; b < batch; b++) {
+    const float *x = logits + (size_t)b * (size_t)classes;
+    float *dx = dlogits + (size_t)b * (size_t)classes;
+    double m = x[0], s = 0.0;
+    for (int c = 1; c < classes; c++)
+      if (x[c] > m) m = x[c];
+    for (int c = 0; c < classes; c++) s += exp((double)x[c] - m);
+    double lse = m + log(s);
+    total += lse - (double)x[labels[b]];
+    for (int c = 0; c < classes; c++) {
+      double p = exp((double)x[c] - lse);
+      dx[c] = (float)((p - (c == labels[b] ? 1.0 : 0.0)) / batch);
+    }
+  }
+  return total / batch;
+}
+
+START_TEST(xent_label_smoothing_matches_definition) {
+  enum { B = 5, C = 7 };
+  float x[B][C];
+  int labels[B] = {0, 6, 3, 3, 1};
+  uint64_t h = 12345;
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++) {
+      h = h * 6364136223846793005ull + 1442695040888963407ull;
+      x[b][c] = (float)((double)(h >> 40) / (1 << 24) * 16.0 - 8.0);
+    }
+  x[4][0] = 60.0f, x[4][1] = -40.0f; /* a confident row, far from the others */
+  static const double es[] = {0.0, 1e-3, 0.1, 0.25, 0.5, 1.0};
+  for (size_t k = 0; k < sizeof es / sizeof es[0]; k++) {
+    double e = es[k], rdl[B * C];
+    float dl[B][C];
+    double loss = loss_xent(&x[0][0], labels, B, C, e, &dl[0][0]);
+    double want = smoothed_ref(&x[0][0], labels, B, C, e, rdl);
+    ck_assert_msg(rel_diff(loss, want) < 1e-13, "e %g: loss %.17g vs %.17g", e, loss, want);
+    for (int i = 0; i < B * C; i++)
+      ck_assert_msg(fabs((&dl[0][0])[i] - rdl[i]) <= 1e-7 * fabs(rdl[i]) + 1e-15,
+                    "e %g: dlogits[%d] %.9g vs %.17g", e, i, (&dl[0][0])[i], rdl[i]);
+    long correct = 0;
+    double sum = loss_xent_eval(&x[0][0], labels, B, C, e, &correct);
+    ck_assert_msg(rel_diff(sum / B, loss) < 1e-15, "e %g: eval %.17g vs %.17g", e, sum / B, loss);
+  }
+  /* e = 0 is the old loss, bit for bit, here and on the PyTorch rows */
+  float dl[B][C], dl_old[B][C];
+  ck_assert(loss_xent(&x[0][0], labels, B, C, 0.0, &dl[0][0]) ==
+            unsmoothed_old(&x[0][0], labels, B, C, &dl_old[0][0]));
+  ck_assert_mem_eq(dl, dl_old, sizeof dl);
+  float rl[3][4], rl_old[3][4];
+  int rlab[3];
+  memcpy(rlab, ref_labels, sizeof rlab);
+  ck_assert(loss_xent(&ref_logits[0][0], rlab, 3, 4, 0.0, &rl[0][0]) ==
+            unsmoothed_old(&ref_logits[0][0], rlab, 3, 4, &rl_old[0][0]));
+  ck_assert_mem_eq(rl, rl_old, sizeof rl);
 }
 END_TEST
 
@@ -133,7 +214,7 @@ static const NnccParam opt_params[] = {
     {"w", NNCC_PARAM, 1, {REF_N}, REF_N, 0, NNCC_INIT_ZEROS, 0},
     {"buf", NNCC_BUFFER, 1, {1}, 1, REF_N, NNCC_INIT_ZEROS, 0},
 };
-static const NnccModel opt_model = {NNCC_RT_ABI, "opt", "", "", 1, 1, 1, 1, 0, 0, 1, 2,
+static const NnccModel opt_model = {NNCC_RT_ABI, "opt", "", "", 1, 1, 1, 1, 0, 0, 0, 0, 1, 0.0, 2,
                                     opt_params, REF_N + 1, 0, {0}, NULL, NULL, 0, NULL};
 
 START_TEST(optimizers_match_pytorch) {
@@ -258,6 +339,7 @@ int main(void) {
   tcase_add_test(tc, shuffle_is_a_seeded_permutation);
   tcase_add_test(tc, params_init_follows_kind_and_seed);
   tcase_add_test(tc, xent_matches_pytorch);
+  tcase_add_test(tc, xent_label_smoothing_matches_definition);
   tcase_add_loop_test(tc, optimizers_match_pytorch, 0, (int)(sizeof ref_optim / sizeof ref_optim[0]));
   tcase_add_test(tc, json_accepts_the_subset);
   tcase_add_test(tc, json_rejects_everything_else);

@@ -1,0 +1,997 @@
+/*
+ * test_kernels_general.c -- the general convolution (groups, dilation,
+ * asymmetric padding, explicit output size, fused activations), pooling
+ * with ceil_mode / count_include_pad, adaptive max pooling and the size
+ * macros of runtime/nncc_kernels.h, against naive double-precision
+ * references written from PyTorch's definitions; gradients against the
+ * reference adjoint; thread-count determinism. With NNCC_KERNELS_DUMP=FILE
+ * set it writes a bit-exact hex dump of a fixed set of results instead
+ * (cross_compiler.sh diffs the gcc, clang and portable builds with it).
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef NNCC_KERNELS_UNROLL
+#define NNCC_KERNELS_NO_UNROLL
+#endif
+#include "nncc_kernels.h"
+
+/* ---- the size macros are integer constant expressions ------------------ */
+
+_Static_assert(NNCC_POOL_OUT(28, 2, 2, 0, 0) == 14, "pool floor");
+_Static_assert(NNCC_POOL_OUT(5, 2, 2, 0, 0) == 2, "pool floor drops the partial window");
+_Static_assert(NNCC_POOL_OUT(5, 2, 2, 0, 1) == 3, "ceil keeps a window starting inside");
+_Static_assert(NNCC_POOL_OUT(5, 2, 2, 1, 0) == 3, "pool padded, floor");
+/* ceil would give 4, but window 3 would start at 3*2-1 = 5 = H: dropped */
+_Static_assert(NNCC_POOL_OUT(5, 2, 2, 1, 1) == 3, "ceil drops a window starting in the padding");
+_Static_assert(NNCC_POOL_OUT(4, 2, 3, 1, 1) == 2, "ceil drops a window starting past the padding");
+_Static_assert(NNCC_POOL_OUT(6, 3, 2, 1, 1) == 4, "ceil, last window half in the padding");
+_Static_assert(NNCC_POOL_OUT(6, 3, 2, 1, 0) == 3, "floor of the same");
+_Static_assert(NNCC_POOL_OUT(7, 3, 2, 0, 1) == 3, "ceil, exact fit");
+_Static_assert(NNCC_POOL_OUT(2, 3, 1, 0, 0) == 0, "window larger than the input: floor division");
+_Static_assert(NNCC_CONV_OUT(28, 5, 1, 0, 0, 1) == 24, "conv valid");
+_Static_assert(NNCC_CONV_OUT(7, 4, 1, 1, 2, 1) == 7, "'same', even kernel");
+_Static_assert(NNCC_CONV_OUT(9, 3, 1, 2, 2, 2) == 9, "'same', dilated");
+_Static_assert(NNCC_CONV_OUT(112, 3, 2, 1, 1, 1) == 56, "stride 2");
+_Static_assert(NNCC_CONV_OUT(10, 3, 2, 0, 1, 3) == 3, "asymmetric, dilated, strided");
+_Static_assert(NNCC_CONV_OUT(2, 5, 1, 0, 0, 1) <= 0, "kernel larger than the input");
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static uint64_t rng_state;
+static float frand(void) { /* uniform in [-1, 1), reproducible */
+  rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+  return (float)((rng_state >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
+static float *rand_buf(size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof(float));
+  for (size_t i = 0; i < n; i++) p[i] = frand();
+  return p;
+}
+/* memory the kernel must overwrite completely */
+static float *garbage_buf(size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof(float));
+  memset(p, 0xA5, (n ? n : 1) * sizeof(float));
+  return p;
+}
+static double *dcalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
+static void set_threads(int t) {
+#ifdef _OPENMP
+  omp_set_num_threads(t);
+#else
+  (void)t;
+#endif
+}
+static int same_bits(const float *a, const float *b, size_t n) {
+  return memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+/* |got - ref| <= 1e-5 * scale for every element, where scale[i] is the sum
+ * of the absolute values of the terms that make up ref[i] */
+static void expect_close(const char *what, int tc, const float *got, const double *ref,
+                         const double *scale, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    double err = fabs((double)got[i] - ref[i]);
+    double tol = 1e-5 * scale[i] + 1e-30;
+    ck_assert_msg(err <= tol, "case %d %s[%zu]: got %.9g want %.9g (err %.3g, tol %.3g)", tc,
+                  what, i, (double)got[i], ref[i], err, tol);
+  }
+}
+
+/* ---- general convolution ----------------------------------------------- */
+
+typedef struct {
+  int N, Ci, H, W, Co, Kh, Kw, sh, sw, pt, pb, pl, pr, dh, dw, groups;
+} GConv;
+
+static int gc_ho(GConv c) { return NNCC_CONV_OUT(c.H, c.Kh, c.sh, c.pt, c.pb, c.dh); }
+static int gc_wo(GConv c) { return NNCC_CONV_OUT(c.W, c.Kw, c.sw, c.pl, c.pr, c.dw); }
+static size_t gc_nx(GConv c) { return (size_t)c.N * c.Ci * c.H * c.W; }
+static size_t gc_nw(GConv c) { return (size_t)c.Co * (c.Ci / c.groups) * c.Kh * c.Kw; }
+static size_t gc_ny(GConv c) { return (size_t)c.N * c.Co * gc_ho(c) * gc_wo(c); }
+
+/* "same" padding as PyTorch: total d*(k-1), top/left total/2, the rest after */
+#define SAME(k, d) ((d) * ((k) - 1)) / 2, (d) * ((k) - 1) - ((d) * ((k) - 1)) / 2
+
+static const GConv gconv_shapes[] = {
+    /* N  Ci  H   W  Co Kh Kw sh sw pt pb pl pr dh dw groups */
+    {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},       /* plain, groups 1 */
+    {3, 4, 9, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},      /* groups 2, 2 outputs each */
+    {2, 8, 10, 37, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8},     /* depthwise, wide rows */
+    {3, 8, 13, 12, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 8},     /* depthwise, stride 2 */
+    {2, 6, 12, 11, 6, 3, 3, 2, 2, 0, 1, 0, 1, 1, 1, 6},     /* depthwise, TF-style pad */
+    {2, 3, 9, 8, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},       /* depthwise multiplier 2 */
+    {2, 4, 11, 10, 6, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1},     /* dilation 2 */
+    {2, 4, 12, 13, 4, 3, 3, 2, 1, 1, 2, 3, 0, 2, 3, 2},     /* mixed dilation, stride */
+    {2, 2, 7, 9, 3, 4, 4, 1, 1, SAME(4, 1), SAME(4, 1), 1, 1, 1}, /* "same", even kernel */
+    {1, 2, 8, 7, 4, 2, 4, 1, 1, SAME(2, 3), SAME(4, 2), 3, 2, 2}, /* "same", even, dilated */
+    {2, 3, 6, 7, 5, 3, 3, 1, 1, 0, 2, 2, 0, 1, 1, 1},       /* asymmetric padding */
+    {2, 2, 5, 6, 2, 3, 3, 3, 2, 4, 4, 1, 3, 1, 1, 2},       /* rows entirely in padding */
+    {1, 2, 9, 40, 2, 3, 35, 1, 1, 1, 1, 17, 17, 1, 1, 2},   /* Kw > the 32 dW chains */
+    {2, 2, 10, 9, 4, 7, 7, 1, 1, 3, 3, 3, 3, 1, 1, 1},      /* 49 weights: row blocks */
+    {2, 6, 5, 5, 9, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 3},       /* 1x1 grouped */
+    {5, 2, 4, 4, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},       /* batch larger than planes */
+    {1, 1, 3, 3, 1, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1},       /* kernel larger than input */
+    {2, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16},  /* MobileNetV2-like block */
+};
+#define NGCONV (int)(sizeof gconv_shapes / sizeof gconv_shapes[0])
+
+static const float leaky_slope = 0.125f;
+static float act_alpha(int act) { return act == NNCC_ACT_LEAKY ? leaky_slope : 0.0f; }
+
+static double ref_act(double v, int act, double alpha) {
+  switch (act) {
+  case NNCC_ACT_RELU: return v > 0 ? v : 0;
+  case NNCC_ACT_RELU6: return v > 0 ? (v < 6 ? v : 6) : 0;
+  case NNCC_ACT_LEAKY: return v > 0 ? v : v * alpha;
+  default: return v;
+  }
+}
+/* the gate written from the spec: dy * act'(from the saved output y) */
+static double ref_gate(double dy, float y, int act, double alpha) {
+  switch (act) {
+  case NNCC_ACT_RELU: return y > 0 ? dy : 0;
+  case NNCC_ACT_RELU6: return y > 0 && y < 6 ? dy : 0;
+  case NNCC_ACT_LEAKY: return dy * (y > 0 ? 1.0 : alpha);
+  default: return dy;
+  }
+}
+
+/* x index of tap (kh, kw) of output (oh, ow), or -1 for padding */
+static long gc_xi(GConv c, int n, int ci, int oh, int ow, int kh, int kw) {
+  int h = oh * c.sh - c.pt + kh * c.dh, w = ow * c.sw - c.pl + kw * c.dw;
+  if (h < 0 || h >= c.H || w < 0 || w >= c.W) return -1;
+  return (((long)n * c.Ci + ci) * c.H + h) * c.W + w;
+}
+
+static void gconv_ref_fwd(double *y, double *scale, const float *x, const float *w,
+                          const float *b, GConv c, int act) {
+  int Ho = gc_ho(c), Wo = gc_wo(c), Cg = c.Ci / c.groups, Mg = c.Co / c.groups;
+  double alpha = act_alpha(act);
+  for (int n = 0; n < c.N; n++)
+    for (int co = 0; co < c.Co; co++)
+      for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+          double s = b ? b[co] : 0.0, a = b ? fabs(b[co]) : 0.0;
+          for (int cc = 0; cc < Cg; cc++)
+            for (int kh = 0; kh < c.Kh; kh++)
+              for (int kw = 0; kw < c.Kw; kw++) {
+                long xi = gc_xi(c, n, co / Mg * Cg + cc, oh, ow, kh, kw);
+                if (xi < 0) continue;
+                double t = (double)x[xi] * w[((co * Cg + cc) * c.Kh + kh) * c.Kw + kw];
+                s += t, a += fabs(t);
+              }
+          size_t i = (((size_t)n * c.Co + co) * Ho + oh) * Wo + ow;
+          y[i] = ref_act(s, act, alpha), scale[i] = a;
+        }
+}
+
+/* the adjoint of the forward map at the gated gradient g */
+typedef struct { double *dx, *sdx, *dw, *sdw, *db, *sdb; } GRef;
+
+static GRef gconv_ref_bwd(const double *g, const float *x, const float *w, GConv c) {
+  int Ho = gc_ho(c), Wo = gc_wo(c), Cg = c.Ci / c.groups, Mg = c.Co / c.groups;
+  GRef r = {dcalloc(gc_nx(c)), dcalloc(gc_nx(c)), dcalloc(gc_nw(c)),
+            dcalloc(gc_nw(c)), dcalloc(c.Co),    dcalloc(c.Co)};
+  for (int n = 0; n < c.N; n++)
+    for (int co = 0; co < c.Co; co++)
+      for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+          double gv = g[(((size_t)n * c.Co + co) * Ho + oh) * Wo + ow];
+          r.db[co] += gv, r.sdb[co] += fabs(gv);
+          for (int cc = 0; cc < Cg; cc++)
+            for (int kh = 0; kh < c.Kh; kh++)
+              for (int kw = 0; kw < c.Kw; kw++) {
+                long xi = gc_xi(c, n, co / Mg * Cg + cc, oh, ow, kh, kw);
+                if (xi < 0) continue;
+                size_t wi = ((size_t)(co * Cg + cc) * c.Kh + kh) * c.Kw + kw;
+                r.dx[xi] += gv * w[wi], r.sdx[xi] += fabs(gv * w[wi]);
+                r.dw[wi] += gv * x[xi], r.sdw[wi] += fabs(gv * x[xi]);
+              }
+        }
+  return r;
+}
+static void gref_free(GRef r) {
+  free(r.dx), free(r.sdx), free(r.dw), free(r.sdw), free(r.db), free(r.sdb);
+}
+
+typedef struct { float *y, *dx, *dw, *db; } GOut;
+
+/* forward (y) and backward (dx, dw, db; each skipped when its want_ is 0)
+ * with nthreads threads; ymask may be the returned y's own buffer when
+ * `gate_with_y` */
+static GOut gconv_run(GConv c, const float *x, const float *w, const float *b, const float *dy,
+                      const float *ymask, int gate_with_y, int act, int want_dx, int want_db,
+                      int nthreads) {
+  GOut o;
+  float alpha = act_alpha(act);
+  int Ho = gc_ho(c), Wo = gc_wo(c);
+  o.y = garbage_buf(gc_ny(c));
+  o.dx = want_dx ? garbage_buf(gc_nx(c)) : NULL;
+  o.dw = garbage_buf(gc_nw(c));
+  o.db = want_db ? garbage_buf(c.Co) : NULL;
+  set_threads(nthreads);
+  nncc_conv2d_general_forward(o.y, x, w, b, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw,
+                              c.pt, c.pl, c.dh, c.dw, c.groups, Ho, Wo, act, alpha);
+  nncc_conv2d_general_backward(o.dx, o.dw, o.db, dy, gate_with_y ? o.y : ymask, x, w, c.N, c.Ci,
+                               c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw,
+                               c.groups, Ho, Wo, act, alpha);
+  return o;
+}
+static void gout_free(GOut o) { free(o.y), free(o.dx), free(o.dw), free(o.db); }
+
+/* every activation, with and without bias: y against the reference, and
+ * dx, dw, db against the reference adjoint at dy gated by the kernel's own
+ * saved y (and ungated, ymask NULL) */
+START_TEST(test_gconv_vs_reference) {
+  GConv c = gconv_shapes[_i];
+  size_t nx = gc_nx(c), nw = gc_nw(c), ny = gc_ny(c);
+  ck_assert(gc_ho(c) > 0 && gc_wo(c) > 0);
+  rng_state = 100 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
+  for (size_t i = 0; i < nx; i++) x[i] *= 4.0f; /* so relu6 clamps somewhere */
+  double *ry = dcalloc(ny), *sy = dcalloc(ny), *g = dcalloc(ny);
+  for (int act = 0; act < 4; act++)
+    for (int gated = 0; gated < 2; gated++) {
+      const float *bias = (act + gated) % 2 ? b : NULL;
+      GOut o = gconv_run(c, x, w, bias, dy, NULL, gated, act, 1, 1, 2);
+      gconv_ref_fwd(ry, sy, x, w, bias, c, act);
+      if (act == NNCC_ACT_LEAKY)
+        for (size_t i = 0; i < ny; i++) sy[i] *= 1.0 + leaky_slope;
+      expect_close("y", _i, o.y, ry, sy, ny);
+      for (size_t i = 0; i < ny; i++)
+        g[i] = gated ? ref_gate(dy[i], o.y[i], act, act_alpha(act)) : dy[i];
+      GRef r = gconv_ref_bwd(g, x, w, c);
+      expect_close("dx", _i, o.dx, r.dx, r.sdx, nx);
+      expect_close("dw", _i, o.dw, r.dw, r.sdw, nw);
+      expect_close("db", _i, o.db, r.db, r.sdb, c.Co);
+      gref_free(r);
+      gout_free(o);
+    }
+  free(x), free(w), free(b), free(dy), free(ry), free(sy), free(g);
+}
+END_TEST
+
+/* the gates at their boundaries: y exactly 0, -0, 6, just around them,
+ * NaN; the whole backward against the adjoint at the spec's gate */
+static const float gate_special[] = {0.0f,    -0.0f,  6.0f, 5.9999995f, 6.0000005f,
+                                     1e-30f,  -1e-30f, 3.0f, -2.0f,      NAN,
+                                     7.0f,    1e-45f, -1e-45f, INFINITY,  -INFINITY};
+#define NSPECIAL (sizeof gate_special / sizeof gate_special[0])
+
+START_TEST(test_gconv_gate_boundaries) {
+  const float *special = gate_special;
+  const int ns = (int)NSPECIAL;
+  GConv c = gconv_shapes[_i % NGCONV];
+  int act = 1 + _i / NGCONV;
+  size_t nx = gc_nx(c), nw = gc_nw(c), ny = gc_ny(c);
+  rng_state = 200 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(ny), *m = rand_buf(ny);
+  for (size_t i = 0; i < ny; i++) m[i] = special[(i * 7 + (size_t)_i) % (size_t)ns];
+  double *g = dcalloc(ny);
+  for (size_t i = 0; i < ny; i++) g[i] = ref_gate(dy[i], m[i], act, act_alpha(act));
+  GOut o = gconv_run(c, x, w, NULL, dy, m, 0, act, 1, 1, 2);
+  GRef r = gconv_ref_bwd(g, x, w, c);
+  expect_close("dx", _i, o.dx, r.dx, r.sdx, nx);
+  expect_close("dw", _i, o.dw, r.dw, r.sdw, nw);
+  expect_close("db", _i, o.db, r.db, r.sdb, c.Co);
+  /* the same gate by hand for a few values, so that the reference cannot
+   * drift from the spec unnoticed */
+  ck_assert(ref_gate(1.0, 0.0f, NNCC_ACT_RELU6, 0) == 0 && ref_gate(1.0, 6.0f, NNCC_ACT_RELU6, 0) == 0);
+  ck_assert(ref_gate(1.0, 5.9999995f, NNCC_ACT_RELU6, 0) == 1);
+  ck_assert(ref_gate(2.0, -0.0f, NNCC_ACT_LEAKY, 0.125) == 0.25);
+  gref_free(r), gout_free(o);
+  free(x), free(w), free(dy), free(m), free(g);
+}
+END_TEST
+
+/* the fused activations at exact boundaries in the forward: 1x1 identity
+ * weights put chosen values straight into y */
+START_TEST(test_gconv_act_values) {
+  static const float in[] = {-1.0f, -0.0f, 0.0f, 1e-45f, 5.9999995f, 6.0f, 6.0000005f, 100.0f,
+                             NAN,   -INFINITY};
+  const int n = (int)(sizeof in / sizeof in[0]);
+  float one = 1.0f, y[10];
+  for (int act = 0; act < 4; act++) {
+    nncc_conv2d_general_forward(y, in, &one, NULL, 1, 1, 1, n, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1,
+                                n, act, act_alpha(act));
+    for (int i = 0; i < n; i++) {
+      float v = in[i] + 0.0f; /* the chain starts from +0: -0 becomes +0 */
+      float want = act == NNCC_ACT_RELU    ? nk_relu1(v)
+                   : act == NNCC_ACT_RELU6 ? nk_relu6_1(v)
+                   : act == NNCC_ACT_LEAKY ? nk_leaky1(v, leaky_slope)
+                                           : v;
+      ck_assert_msg(memcmp(&y[i], &want, 4) == 0 || (isnan(y[i]) && isnan(want)),
+                    "act %d in %g: %g want %g", act, (double)in[i], (double)y[i], (double)want);
+    }
+  }
+  /* relu and relu6 give +0 for -0 and negatives; relu6 keeps NaN */
+  nncc_conv2d_general_forward(y, in, &one, NULL, 1, 1, 1, n, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, n,
+                              NNCC_ACT_RELU6, 0.0f);
+  ck_assert(y[0] == 0 && !signbit(y[0]) && !signbit(y[1]) && y[5] == 6 && y[6] == 6);
+  ck_assert(y[4] == 5.9999995f && isnan(y[8]) && y[9] == 0);
+}
+END_TEST
+
+/* The summation orders the header promises, written out in float: y over
+ * (c, kh, kw) then the bias; dW and db over (n, oh, ow); dx over (co in
+ * the group, kh, kw); each an fmaf chain from +0 skipping the padding. The
+ * kernel must give exactly these bits. */
+static float spec_gate(float dy, float y, int act, float alpha) {
+  switch (act) {
+  case NNCC_ACT_RELU: return y > 0 ? dy : 0.0f;
+  case NNCC_ACT_RELU6: return y > 0 && y < 6 ? dy : 0.0f;
+  case NNCC_ACT_LEAKY: return dy * (y > 0 ? 1.0f : alpha);
+  default: return dy;
+  }
+}
+
+START_TEST(test_gconv_order_bits) {
+  GConv c = gconv_shapes[_i];
+  int Ho = gc_ho(c), Wo = gc_wo(c), Cg = c.Ci / c.groups, Mg = c.Co / c.groups;
+  int act = _i % 4;
+  float alpha = act_alpha(act);
+  size_t nx = gc_nx(c), nw = gc_nw(c), ny = gc_ny(c);
+  rng_state = 350 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
+  for (size_t i = 0; i < nx; i++) x[i] *= 4.0f;
+  /* the gate from the kernel's own y, or (odd cases) from boundary values */
+  float *m = rand_buf(ny);
+  for (size_t i = 0; i < ny; i++) m[i] = gate_special[(i * 5 + (size_t)_i) % NSPECIAL];
+  const float *mask = _i / 4 % 2 ? m : NULL;
+  GOut o = gconv_run(c, x, w, b, dy, mask, !mask, act, 1, 1, 2);
+  float *g = malloc(ny * sizeof(float));
+  for (size_t i = 0; i < ny; i++)
+    g[i] = act ? spec_gate(dy[i], mask ? mask[i] : o.y[i], act, alpha) : dy[i];
+  for (int n = 0; n < c.N; n++)
+    for (int co = 0; co < c.Co; co++)
+      for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+          float s = 0.0f;
+          for (int cc = 0; cc < Cg; cc++)
+            for (int kh = 0; kh < c.Kh; kh++)
+              for (int kw = 0; kw < c.Kw; kw++) {
+                long xi = gc_xi(c, n, co / Mg * Cg + cc, oh, ow, kh, kw);
+                if (xi >= 0) s = fmaf(w[((co * Cg + cc) * c.Kh + kh) * c.Kw + kw], x[xi], s);
+              }
+          s = nk_act1(s + b[co], act, alpha);
+          size_t yi = (((size_t)n * c.Co + co) * Ho + oh) * Wo + ow;
+          ck_assert_msg(same_bits(&s, &o.y[yi], 1), "case %d y[%zu]", _i, yi);
+        }
+  for (int co = 0; co < c.Co; co++) {
+    float db = 0.0f;
+    for (int n = 0; n < c.N; n++)
+      for (int q = 0; q < Ho * Wo; q++) db += g[((size_t)n * c.Co + co) * Ho * Wo + q];
+    ck_assert_msg(same_bits(&db, &o.db[co], 1), "case %d db[%d]", _i, co);
+    for (int cc = 0; cc < Cg; cc++)
+      for (int kh = 0; kh < c.Kh; kh++)
+        for (int kw = 0; kw < c.Kw; kw++) {
+          float s = 0.0f;
+          for (int n = 0; n < c.N; n++)
+            for (int oh = 0; oh < Ho; oh++)
+              for (int ow = 0; ow < Wo; ow++) {
+                long xi = gc_xi(c, n, co / Mg * Cg + cc, oh, ow, kh, kw);
+                if (xi >= 0) s = fmaf(g[(((size_t)n * c.Co + co) * Ho + oh) * Wo + ow], x[xi], s);
+              }
+          size_t wi = ((size_t)(co * Cg + cc) * c.Kh + kh) * c.Kw + kw;
+          ck_assert_msg(same_bits(&s, &o.dw[wi], 1), "case %d dw[%zu]", _i, wi);
+        }
+  }
+  for (int n = 0; n < c.N; n++)
+    for (int ci = 0; ci < c.Ci; ci++)
+      for (int h = 0; h < c.H; h++)
+        for (int ww = 0; ww < c.W; ww++) {
+          float s = 0.0f;
+          for (int co = ci / Cg * Mg; co < (ci / Cg + 1) * Mg; co++)
+            for (int kh = 0; kh < c.Kh; kh++)
+              for (int kw = 0; kw < c.Kw; kw++) {
+                int th = h + c.pt - kh * c.dh, tw = ww + c.pl - kw * c.dw;
+                if (th < 0 || th % c.sh || th / c.sh >= Ho || tw < 0 || tw % c.sw ||
+                    tw / c.sw >= Wo)
+                  continue;
+                size_t gi = (((size_t)n * c.Co + co) * Ho + th / c.sh) * Wo + tw / c.sw;
+                s = fmaf(w[((co * Cg + ci % Cg) * c.Kh + kh) * c.Kw + kw], g[gi], s);
+              }
+          size_t xi = (((size_t)n * c.Ci + ci) * c.H + h) * c.W + ww;
+          ck_assert_msg(same_bits(&s, &o.dx[xi], 1), "case %d dx[%zu]", _i, xi);
+        }
+  gout_free(o);
+  free(x), free(w), free(b), free(dy), free(g), free(m);
+}
+END_TEST
+
+/* the same bits from 1, 2 and 3 threads (gated, bias, leaky) */
+START_TEST(test_gconv_threads) {
+  GConv c = gconv_shapes[_i];
+  size_t nx = gc_nx(c), nw = gc_nw(c), ny = gc_ny(c);
+  rng_state = 300 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
+  int act = 1 + _i % 3;
+  GOut o1 = gconv_run(c, x, w, b, dy, NULL, 1, act, 1, 1, 1);
+  for (int t = 2; t <= 3; t++) {
+    GOut o2 = gconv_run(c, x, w, b, dy, NULL, 1, act, 1, 1, t);
+    ck_assert(same_bits(o1.y, o2.y, ny) && same_bits(o1.dx, o2.dx, nx));
+    ck_assert(same_bits(o1.dw, o2.dw, nw) && same_bits(o1.db, o2.db, c.Co));
+    gout_free(o2);
+  }
+  gout_free(o1);
+  free(x), free(w), free(b), free(dy);
+}
+END_TEST
+
+/* dx and db may be skipped; dw (and db) keep their bits */
+START_TEST(test_gconv_skip) {
+  GConv c = gconv_shapes[_i];
+  size_t nw = gc_nw(c), ny = gc_ny(c);
+  rng_state = 400 + _i;
+  float *x = rand_buf(gc_nx(c)), *w = rand_buf(nw), *dy = rand_buf(ny);
+  GOut a = gconv_run(c, x, w, NULL, dy, NULL, 1, NNCC_ACT_RELU, 1, 1, 2);
+  GOut b = gconv_run(c, x, w, NULL, dy, NULL, 1, NNCC_ACT_RELU, 0, 1, 2);
+  GOut d = gconv_run(c, x, w, NULL, dy, NULL, 1, NNCC_ACT_RELU, 1, 0, 2);
+  ck_assert(same_bits(a.dw, b.dw, nw) && same_bits(a.db, b.db, c.Co));
+  ck_assert(same_bits(a.dw, d.dw, nw) && same_bits(a.dx, d.dx, gc_nx(c)));
+  /* dW NULL: db alone, the same bits */
+  float *db = garbage_buf(c.Co);
+  nncc_conv2d_general_backward(NULL, NULL, db, dy, a.y, x, w, c.N, c.Ci, c.H, c.W, c.Co, c.Kh,
+                               c.Kw, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw, c.groups, gc_ho(c),
+                               gc_wo(c), NNCC_ACT_RELU, 0.0f);
+  ck_assert(same_bits(a.db, db, c.Co));
+  free(db);
+  gout_free(a), gout_free(b), gout_free(d);
+  free(x), free(w), free(dy);
+}
+END_TEST
+
+/* Where the engine applies (groups 1, no dilation, symmetric padding) it
+ * sums y, dw and db in the same orders, adding the padding's zeros where
+ * the general kernel skips them, which changes no bits: the results agree
+ * exactly. (dx differs: the engine sums over flipped kernels.) */
+START_TEST(test_gconv_matches_engine) {
+  static const GConv shapes[] = {
+      {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+      {3, 2, 9, 11, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},
+      {2, 5, 6, 6, 20, 3, 3, 1, 1, 3, 3, 3, 3, 1, 1, 1},
+      {3, 4, 12, 12, 8, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},
+      {2, 3, 7, 9, 4, 3, 5, 2, 1, 1, 1, 2, 2, 1, 1, 1},
+  };
+  GConv c = shapes[_i];
+  size_t nx = gc_nx(c), nw = gc_nw(c), ny = gc_ny(c);
+  rng_state = 500 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
+  for (int act = 0; act < 4; act++) {
+    float alpha = act_alpha(act);
+    GOut o = gconv_run(c, x, w, b, dy, NULL, 1, act, 0, 1, 2);
+    float *y = garbage_buf(ny), *dw = garbage_buf(nw), *db = garbage_buf(c.Co);
+    void *s1 = aligned_alloc(64, nk_align64(nncc_conv2d_forward_scratch(
+                                     c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl)));
+    void *s2 = aligned_alloc(64, nk_align64(nncc_conv2d_backward_scratch(
+                                     c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl)));
+    nncc_conv2d_forward(y, x, w, b, s1, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt,
+                        c.pl, act, alpha);
+    nncc_conv2d_backward(NULL, dw, db, dy, y, x, w, s2, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw,
+                         c.sh, c.sw, c.pt, c.pl, act, alpha);
+    ck_assert_msg(same_bits(o.y, y, ny), "y, act %d", act);
+    ck_assert_msg(same_bits(o.dw, dw, nw), "dw, act %d", act);
+    ck_assert_msg(same_bits(o.db, db, c.Co), "db, act %d", act);
+    gout_free(o);
+    free(y), free(dw), free(db), free(s1), free(s2);
+  }
+  free(x), free(w), free(b), free(dy);
+}
+END_TEST
+
+/* Generated code calls the team kernels with literal sizes inside its own
+ * parallel region, and then the tiles take their unrolled paths (and with
+ * NNCC_KERNELS_UNROLL, cross_compiler.sh's build, the unroll pragmas): the
+ * bits must not change. */
+#define LITERAL_GCONV(NAME, N_, Ci_, H_, W_, Co_, Kh_, Kw_, sh_, sw_, pt_, pb_, pl_, pr_, dh_,  \
+                      dw_, g_, act_)                                                        \
+  static const GConv NAME##_shape = {N_,  Ci_, H_,  W_,  Co_, Kh_, Kw_, sh_,                \
+                                     sw_, pt_, pb_, pl_, pr_, dh_, dw_, g_};                \
+  static void NAME(GOut o, const float *x, const float *w, const float *b, const float *dy) { \
+    _Pragma("omp parallel") {                                                               \
+      nncc_conv2d_general_forward_team(                                                     \
+          o.y, x, w, b, N_, Ci_, H_, W_, Co_, Kh_, Kw_, sh_, sw_, pt_, pl_, dh_, dw_, g_,   \
+          NNCC_CONV_OUT(H_, Kh_, sh_, pt_, pb_, dh_),                                       \
+          NNCC_CONV_OUT(W_, Kw_, sw_, pl_, pr_, dw_), act_,                                 \
+          act_ == NNCC_ACT_LEAKY ? 0.125f : 0.0f);                                          \
+      nncc_conv2d_general_backward_team(                                                    \
+          o.dx, o.dw, o.db, dy, o.y, x, w, N_, Ci_, H_, W_, Co_, Kh_, Kw_, sh_, sw_, pt_,   \
+          pl_, dh_, dw_, g_, NNCC_CONV_OUT(H_, Kh_, sh_, pt_, pb_, dh_),                    \
+          NNCC_CONV_OUT(W_, Kw_, sw_, pl_, pr_, dw_), act_,                                 \
+          act_ == NNCC_ACT_LEAKY ? 0.125f : 0.0f);                                          \
+    }                                                                                       \
+  }
+LITERAL_GCONV(lit_dw_s1, 2, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16, NNCC_ACT_RELU6)
+LITERAL_GCONV(lit_dw_s2, 2, 8, 13, 12, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 8, NNCC_ACT_NONE)
+LITERAL_GCONV(lit_wide, 1, 2, 9, 40, 2, 3, 35, 1, 1, 1, 1, 17, 17, 1, 1, 2, NNCC_ACT_LEAKY)
+LITERAL_GCONV(lit_mixed, 2, 4, 12, 70, 4, 3, 3, 2, 1, 1, 2, 3, 0, 2, 3, 2, NNCC_ACT_RELU)
+static const struct {
+  void (*run)(GOut, const float *, const float *, const float *, const float *);
+  const GConv *shape;
+  int act;
+} literal_cases[] = {{lit_dw_s1, &lit_dw_s1_shape, NNCC_ACT_RELU6},
+                     {lit_dw_s2, &lit_dw_s2_shape, NNCC_ACT_NONE},
+                     {lit_wide, &lit_wide_shape, NNCC_ACT_LEAKY},
+                     {lit_mixed, &lit_mixed_shape, NNCC_ACT_RELU}};
+#define NLITERAL (int)(sizeof literal_cases / sizeof literal_cases[0])
+
+static GOut literal_run(int i, const float *x, const float *w, const float *b, const float *dy) {
+  GConv c = *literal_cases[i].shape;
+  GOut o = {garbage_buf(gc_ny(c)), garbage_buf(gc_nx(c)), garbage_buf(gc_nw(c)),
+            garbage_buf(c.Co)};
+  set_threads(2);
+  literal_cases[i].run(o, x, w, b, dy);
+  return o;
+}
+
+START_TEST(test_gconv_literal_sizes) {
+  GConv c = *literal_cases[_i].shape;
+  rng_state = 450 + _i;
+  float *x = rand_buf(gc_nx(c)), *w = rand_buf(gc_nw(c)), *b = rand_buf(c.Co);
+  float *dy = rand_buf(gc_ny(c));
+  for (size_t i = 0; i < gc_nx(c); i++) x[i] *= 4.0f;
+  GOut lit = literal_run(_i, x, w, b, dy);
+  GOut run = gconv_run(c, x, w, b, dy, NULL, 1, literal_cases[_i].act, 1, 1, 2);
+  ck_assert(same_bits(lit.y, run.y, gc_ny(c)) && same_bits(lit.dx, run.dx, gc_nx(c)));
+  ck_assert(same_bits(lit.dw, run.dw, gc_nw(c)) && same_bits(lit.db, run.db, c.Co));
+  gout_free(lit), gout_free(run);
+  free(x), free(w), free(b), free(dy);
+}
+END_TEST
+
+/* ---- pooling ------------------------------------------------------------ */
+
+typedef struct { int N, C, H, W, Kh, Kw, sh, sw, ph, pw, ceil_mode; } Pool;
+static const Pool pool_shapes[] = {
+    {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, 0},   {1, 2, 7, 9, 3, 3, 2, 2, 1, 1, 0},
+    {3, 1, 5, 6, 3, 2, 1, 1, 1, 0, 0},   {2, 4, 24, 24, 2, 2, 2, 2, 0, 0, 0},
+    {1, 3, 6, 6, 3, 3, 3, 3, 0, 0, 0},   {2, 2, 5, 5, 2, 2, 2, 2, 0, 0, 1},
+    {2, 2, 5, 5, 2, 2, 2, 2, 1, 1, 1},   {1, 2, 6, 6, 3, 3, 2, 2, 1, 1, 1},
+    {2, 3, 7, 10, 3, 2, 2, 3, 1, 1, 1},  {1, 1, 4, 4, 2, 2, 3, 3, 1, 1, 1},
+    {2, 2, 11, 9, 3, 3, 2, 2, 0, 1, 1},  {1, 2, 13, 13, 3, 3, 2, 2, 1, 1, 1},
+    {2, 1, 8, 7, 4, 3, 3, 2, 2, 1, 1},   {1, 3, 9, 9, 5, 5, 3, 3, 2, 2, 0},
+};
+#define NPOOL (int)(sizeof pool_shapes / sizeof pool_shapes[0])
+static int pool_ho(Pool p) { return NNCC_POOL_OUT(p.H, p.Kh, p.sh, p.ph, p.ceil_mode); }
+static int pool_wo(Pool p) { return NNCC_POOL_OUT(p.W, p.Kw, p.sw, p.pw, p.ceil_mode); }
+
+/* PyTorch's output size, written out as in ATen's pooling_output_shape */
+static int torch_pool_out(int H, int k, int s, int p, int ceil_mode) {
+  int num = H + 2 * p - k + (ceil_mode ? s - 1 : 0);
+  int out = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;
+  if (ceil_mode && (out - 1) * s >= H + p) out--;
+  return out;
+}
+
+START_TEST(test_pool_out_macro) {
+  for (int H = 1; H <= 12; H++)
+    for (int k = 1; k <= 5; k++)
+      for (int s = 1; s <= 4; s++)
+        for (int p = 0; p <= k / 2; p++)
+          for (int cm = 0; cm < 2; cm++)
+            ck_assert_int_eq(NNCC_POOL_OUT(H, k, s, p, cm), torch_pool_out(H, k, s, p, cm));
+  for (int H = 1; H <= 12; H++)
+    for (int k = 1; k <= 5; k++)
+      for (int s = 1; s <= 3; s++)
+        for (int d = 1; d <= 3; d++)
+          for (int pt = 0; pt <= 3; pt++)
+            for (int pb = 0; pb <= 3; pb++) {
+              int num = H + pt + pb - d * (k - 1) - 1;
+              int want = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;
+              ck_assert_int_eq(NNCC_CONV_OUT(H, k, s, pt, pb, d), want);
+            }
+}
+END_TEST
+
+/* maxpool: first maximum of the clipped window; avgpool: the window sum
+ * over PyTorch's divisor (both count_include_pad settings); gradients as
+ * the adjoints */
+START_TEST(test_pool_vs_reference) {
+  Pool p = pool_shapes[_i];
+  int Ho = pool_ho(p), Wo = pool_wo(p), NC = p.N * p.C;
+  size_t nx = (size_t)NC * p.H * p.W, ny = (size_t)NC * Ho * Wo;
+  rng_state = 600 + _i;
+  float *x = rand_buf(nx), *dy = rand_buf(ny);
+  for (size_t i = 0; i < nx; i += 5) x[i] = x[i / 2]; /* ties: first max wins */
+  for (size_t i = 0; i < nx; i += 7) x[i] = 0.25f;
+  float *y = garbage_buf(ny), *dx = garbage_buf(nx);
+  double *rdx = dcalloc(nx);
+  set_threads(2);
+  nncc_maxpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo);
+  nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
+                          Wo);
+  for (int nc = 0; nc < NC; nc++)
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++) {
+        long best = -1;
+        for (int i = 0; i < p.Kh; i++)
+          for (int j = 0; j < p.Kw; j++) {
+            int h = oh * p.sh - p.ph + i, w = ow * p.sw - p.pw + j;
+            if (h < 0 || h >= p.H || w < 0 || w >= p.W) continue;
+            long xi = ((long)nc * p.H + h) * p.W + w;
+            if (best < 0 || x[xi] > x[best]) best = xi;
+          }
+        ck_assert(best >= 0);
+        size_t yi = ((size_t)nc * Ho + oh) * Wo + ow;
+        ck_assert_msg(memcmp(&y[yi], &x[best], 4) == 0, "maxpool y[%zu]", yi);
+        rdx[best] += dy[yi];
+      }
+  for (size_t i = 0; i < nx; i++)
+    ck_assert_msg(fabs(dx[i] - rdx[i]) <= 1e-6, "maxpool dx[%zu]: %g vs %g", i, dx[i], rdx[i]);
+  for (int cip = 0; cip < 2; cip++) {
+    nncc_avgpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo,
+                           cip);
+    nncc_avgpool2d_backward(dx, dy, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
+                            Wo, cip);
+    memset(rdx, 0, nx * sizeof(double));
+    for (int nc = 0; nc < NC; nc++)
+      for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+          /* ATen's avg_pool2d */
+          int hs = oh * p.sh - p.ph, ws = ow * p.sw - p.pw;
+          int he = hs + p.Kh < p.H + p.ph ? hs + p.Kh : p.H + p.ph;
+          int we = ws + p.Kw < p.W + p.pw ? ws + p.Kw : p.W + p.pw;
+          int pool_size = (he - hs) * (we - ws);
+          hs = hs > 0 ? hs : 0, ws = ws > 0 ? ws : 0;
+          he = he < p.H ? he : p.H, we = we < p.W ? we : p.W;
+          int div = cip ? pool_size : (he - hs) * (we - ws);
+          double s = 0;
+          for (int h = hs; h < he; h++)
+            for (int w = ws; w < we; w++) s += x[((size_t)nc * p.H + h) * p.W + w];
+          size_t yi = ((size_t)nc * Ho + oh) * Wo + ow;
+          ck_assert_msg(fabs(y[yi] - s / div) <= 1e-6, "avgpool cip %d y[%zu]: %g vs %g", cip, yi,
+                        y[yi], s / div);
+          for (int h = hs; h < he; h++)
+            for (int w = ws; w < we; w++) rdx[((size_t)nc * p.H + h) * p.W + w] += dy[yi] / (double)div;
+        }
+    for (size_t i = 0; i < nx; i++)
+      ck_assert_msg(fabs(dx[i] - rdx[i]) <= 1e-6, "avgpool cip %d dx[%zu]", cip, i);
+  }
+  free(x), free(dy), free(y), free(dx), free(rdx);
+}
+END_TEST
+
+/* PyTorch's values for a case worked by hand: avg_pool2d(ones(1,1,6,6),
+ * 3, stride 2, padding 1, ceil_mode=True) is 4x4; rows/cols of windows
+ * hold 2, 3, 3, 1 inputs of 3, 3, 3, 2 (padded) places. Max pooling of
+ * 1..25 (5x5), kernel 2, stride 2, padding 1, ceil_mode: 3x3, the window
+ * that would start in the padding is dropped. */
+START_TEST(test_pool_ceil_values) {
+  float x[36], y[16], dx[36], dy[16];
+  for (int i = 0; i < 36; i++) x[i] = 1.0f;
+  for (int i = 0; i < 16; i++) dy[i] = 1.0f;
+  ck_assert_int_eq(NNCC_POOL_OUT(6, 3, 2, 1, 1), 4);
+  const int in[4] = {2, 3, 3, 1}, all[4] = {3, 3, 3, 2};
+  nncc_avgpool2d_forward(y, x, 1, 1, 6, 6, 3, 3, 2, 2, 1, 1, 4, 4, 1);
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++)
+      ck_assert_msg(y[i * 4 + j] == (float)(in[i] * in[j]) / (float)(all[i] * all[j]),
+                    "cip y[%d][%d] = %g", i, j, y[i * 4 + j]);
+  ck_assert(y[0] == 4.0f / 9.0f && y[3] == 1.0f / 3.0f && y[15] == 0.25f && y[5] == 1.0f);
+  nncc_avgpool2d_forward(y, x, 1, 1, 6, 6, 3, 3, 2, 2, 1, 1, 4, 4, 0);
+  for (int i = 0; i < 16; i++) ck_assert(y[i] == 1.0f);
+  /* count_include_pad=False: dx of the ones is, per input, the number of
+   * windows that hold it, each over its own count */
+  nncc_avgpool2d_backward(dx, dy, 1, 1, 6, 6, 3, 3, 2, 2, 1, 1, 4, 4, 0);
+  /* x[5][5] is in windows (2,2) (2,3) (3,2) (3,3), of 9, 3, 3, 1 inputs */
+  ck_assert(dx[35] == 1.0f / 9.0f + 1.0f / 3.0f + 1.0f / 3.0f + 1.0f);
+  float m[25], my[9], mdx[25], mdy[9];
+  for (int i = 0; i < 25; i++) m[i] = (float)(i + 1);
+  for (int i = 0; i < 9; i++) mdy[i] = (float)(i + 1);
+  ck_assert_int_eq(NNCC_POOL_OUT(5, 2, 2, 1, 1), 3);
+  nncc_maxpool2d_forward(my, m, 1, 1, 5, 5, 2, 2, 2, 2, 1, 1, 3, 3);
+  const float want[9] = {1, 3, 5, 11, 13, 15, 21, 23, 25};
+  for (int i = 0; i < 9; i++) ck_assert(my[i] == want[i]);
+  nncc_maxpool2d_backward(mdx, mdy, m, 1, 1, 5, 5, 2, 2, 2, 2, 1, 1, 3, 3);
+  for (int i = 0; i < 25; i++) {
+    int k = -1;
+    for (int j = 0; j < 9; j++)
+      if (want[j] == m[i]) k = j;
+    ck_assert(mdx[i] == (k >= 0 ? mdy[k] : 0.0f));
+  }
+  /* ceil_mode: the partial last window of 5 with kernel 2, stride 2 */
+  nncc_maxpool2d_forward(my, m, 1, 1, 5, 5, 2, 2, 2, 2, 0, 0, 3, 3);
+  const float want2[9] = {7, 9, 10, 17, 19, 20, 22, 24, 25};
+  for (int i = 0; i < 9; i++) ck_assert(my[i] == want2[i]);
+}
+END_TEST
+
+/* The pooling kernels as they were before ceil_mode (floor mode,
+ * count_include_pad): the new ones must give exactly these bits. */
+static void legacy_avgpool_fwd(float *y, const float *x, Pool p) {
+  int Ho = (p.H + 2 * p.ph - p.Kh) / p.sh + 1, Wo = (p.W + 2 * p.pw - p.Kw) / p.sw + 1;
+  float div = (float)(p.Kh * p.Kw);
+  for (int nc = 0; nc < p.N * p.C; nc++) {
+    const float *xp = x + (size_t)nc * p.H * p.W;
+    float *yp = y + (size_t)nc * Ho * Wo;
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++) {
+        float s = 0.0f;
+        for (int i = 0; i < p.Kh; i++)
+          for (int j = 0; j < p.Kw; j++) {
+            int h = oh * p.sh - p.ph + i, ww = ow * p.sw - p.pw + j;
+            if (h >= 0 && h < p.H && ww >= 0 && ww < p.W) s += xp[h * p.W + ww];
+          }
+        yp[oh * Wo + ow] = s / div;
+      }
+  }
+}
+static void legacy_avgpool_bwd(float *dx, const float *dy, Pool p) {
+  int Ho = (p.H + 2 * p.ph - p.Kh) / p.sh + 1, Wo = (p.W + 2 * p.pw - p.Kw) / p.sw + 1;
+  float div = (float)(p.Kh * p.Kw);
+  for (int nc = 0; nc < p.N * p.C; nc++) {
+    const float *dp = dy + (size_t)nc * Ho * Wo;
+    float *gp = dx + (size_t)nc * p.H * p.W;
+    memset(gp, 0, (size_t)p.H * p.W * sizeof(float));
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++) {
+        float g = dp[oh * Wo + ow] / div;
+        for (int i = 0; i < p.Kh; i++)
+          for (int j = 0; j < p.Kw; j++) {
+            int h = oh * p.sh - p.ph + i, ww = ow * p.sw - p.pw + j;
+            if (h >= 0 && h < p.H && ww >= 0 && ww < p.W) gp[h * p.W + ww] += g;
+          }
+      }
+  }
+}
+static void legacy_maxpool(float *y, float *dx, const float *x, const float *dy, Pool p) {
+  int Ho = (p.H + 2 * p.ph - p.Kh) / p.sh + 1, Wo = (p.W + 2 * p.pw - p.Kw) / p.sw + 1;
+  for (int nc = 0; nc < p.N * p.C; nc++) {
+    const float *xp = x + (size_t)nc * p.H * p.W;
+    float *gp = dx + (size_t)nc * p.H * p.W;
+    memset(gp, 0, (size_t)p.H * p.W * sizeof(float));
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++) {
+        int best = -1;
+        float m = 0.0f;
+        for (int i = 0; i < p.Kh; i++)
+          for (int j = 0; j < p.Kw; j++) {
+            int h = oh * p.sh - p.ph + i, ww = ow * p.sw - p.pw + j;
+            if (h < 0 || h >= p.H || ww < 0 || ww >= p.W) continue;
+            float v = xp[h * p.W + ww];
+            if (best < 0 || v > m || (isnan(v) && !isnan(m))) m = v, best = h * p.W + ww;
+          }
+        y[(size_t)nc * Ho * Wo + oh * Wo + ow] = xp[best];
+        gp[best] += dy[(size_t)nc * Ho * Wo + oh * Wo + ow];
+      }
+  }
+}
+
+START_TEST(test_pool_legacy_bits) {
+  Pool p = pool_shapes[_i];
+  p.ceil_mode = 0;
+  int Ho = pool_ho(p), Wo = pool_wo(p);
+  size_t nx = (size_t)p.N * p.C * p.H * p.W, ny = (size_t)p.N * p.C * Ho * Wo;
+  rng_state = 700 + _i;
+  float *x = rand_buf(nx), *dy = rand_buf(ny);
+  for (size_t i = 0; i < nx; i += 3) x[i] = x[i / 2];
+  for (size_t i = 0; i < nx; i += 11) x[i] = NAN;
+  float *y = garbage_buf(ny), *dx = garbage_buf(nx), *ly = garbage_buf(ny), *ldx = garbage_buf(nx);
+  set_threads(2);
+  nncc_avgpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo, 1);
+  legacy_avgpool_fwd(ly, x, p);
+  ck_assert(same_bits(y, ly, ny));
+  nncc_avgpool2d_backward(dx, dy, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo,
+                          1);
+  legacy_avgpool_bwd(ldx, dy, p);
+  ck_assert(same_bits(dx, ldx, nx));
+  nncc_maxpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo);
+  nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
+                          Wo);
+  legacy_maxpool(ly, ldx, x, dy, p);
+  ck_assert(same_bits(y, ly, ny) && same_bits(dx, ldx, nx));
+  free(x), free(dy), free(y), free(dx), free(ly), free(ldx);
+}
+END_TEST
+
+/* pooling, 1 thread vs 3: the same bits */
+START_TEST(test_pool_threads) {
+  Pool p = pool_shapes[_i];
+  int Ho = pool_ho(p), Wo = pool_wo(p);
+  size_t nx = (size_t)p.N * p.C * p.H * p.W, ny = (size_t)p.N * p.C * Ho * Wo;
+  rng_state = 800 + _i;
+  float *x = rand_buf(nx), *dy = rand_buf(ny), *out[2][6];
+  for (int t = 0; t < 2; t++) {
+    set_threads(t ? 3 : 1);
+    for (int k = 0; k < 6; k++) out[t][k] = garbage_buf(k % 2 ? nx : ny);
+    nncc_maxpool2d_forward(out[t][0], x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw,
+                           Ho, Wo);
+    nncc_maxpool2d_backward(out[t][1], dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph,
+                            p.pw, Ho, Wo);
+    for (int cip = 0; cip < 2; cip++) {
+      nncc_avgpool2d_forward(out[t][2 + 2 * cip], x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw,
+                             p.ph, p.pw, Ho, Wo, cip);
+      nncc_avgpool2d_backward(out[t][3 + 2 * cip], dy, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw,
+                              p.ph, p.pw, Ho, Wo, cip);
+    }
+  }
+  for (int k = 0; k < 6; k++) ck_assert(same_bits(out[0][k], out[1][k], k % 2 ? nx : ny));
+  for (int t = 0; t < 2; t++)
+    for (int k = 0; k < 6; k++) free(out[t][k]);
+  free(x), free(dy);
+}
+END_TEST
+
+/* ---- adaptive max pooling ------------------------------------------------ */
+
+typedef struct { int NC, H, W, Ho, Wo; } APool;
+static const APool apool_shapes[] = {
+    {3, 7, 7, 3, 3}, {2, 10, 6, 4, 5}, {2, 5, 5, 7, 7}, {1, 9, 4, 2, 3},
+    {4, 6, 6, 1, 1}, {2, 3, 8, 3, 8},  {1, 13, 11, 5, 4},
+};
+#define NAPOOL (int)(sizeof apool_shapes / sizeof apool_shapes[0])
+
+START_TEST(test_adaptive_max_vs_reference) {
+  APool a = apool_shapes[_i];
+  size_t nx = (size_t)a.NC * a.H * a.W, ny = (size_t)a.NC * a.Ho * a.Wo;
+  rng_state = 900 + _i;
+  float *x = rand_buf(nx), *dy = rand_buf(ny);
+  /* few distinct values: many ties */
+  for (size_t i = 0; i < nx; i++) x[i] = floorf(x[i] * 2.0f) * 0.5f;
+  float *y = garbage_buf(ny), *dx = garbage_buf(nx), *y1 = garbage_buf(ny), *dx1 = garbage_buf(nx);
+  double *rdx = dcalloc(nx);
+  set_threads(2);
+  nncc_adaptive_maxpool2d_forward(y, x, a.NC, a.H, a.W, a.Ho, a.Wo);
+  nncc_adaptive_maxpool2d_backward(dx, dy, x, a.NC, a.H, a.W, a.Ho, a.Wo);
+  for (int nc = 0; nc < a.NC; nc++)
+    for (int i = 0; i < a.Ho; i++)
+      for (int j = 0; j < a.Wo; j++) {
+        int h0 = (int)floor((double)i * a.H / a.Ho), h1 = (int)ceil((double)(i + 1) * a.H / a.Ho);
+        int w0 = (int)floor((double)j * a.W / a.Wo), w1 = (int)ceil((double)(j + 1) * a.W / a.Wo);
+        long best = -1;
+        for (int h = h0; h < h1; h++)
+          for (int w = w0; w < w1; w++) {
+            long xi = ((long)nc * a.H + h) * a.W + w;
+            if (best < 0 || x[xi] > x[best]) best = xi;
+          }
+        size_t yi = ((size_t)nc * a.Ho + i) * a.Wo + j;
+        ck_assert_msg(y[yi] == x[best], "y[%zu]", yi);
+        rdx[best] += dy[yi];
+      }
+  for (size_t i = 0; i < nx; i++)
+    ck_assert_msg(fabs(dx[i] - rdx[i]) <= 1e-6, "dx[%zu]: %g vs %g", i, dx[i], rdx[i]);
+  set_threads(1);
+  nncc_adaptive_maxpool2d_forward(y1, x, a.NC, a.H, a.W, a.Ho, a.Wo);
+  nncc_adaptive_maxpool2d_backward(dx1, dy, x, a.NC, a.H, a.W, a.Ho, a.Wo);
+  ck_assert(same_bits(y, y1, ny) && same_bits(dx, dx1, nx));
+  free(x), free(dy), free(y), free(dx), free(y1), free(dx1), free(rdx);
+}
+END_TEST
+
+/* uneven windows by hand: H = 5 into 3 takes rows [0,2) [1,4) [3,5); the
+ * first of equal maxima wins; NaN wins, the first NaN */
+START_TEST(test_adaptive_max_values) {
+  const float x[5] = {2, 2, 1, 2, 0}, dy[3] = {10, 20, 30};
+  float y[3], dx[5];
+  nncc_adaptive_maxpool2d_forward(y, x, 1, 1, 5, 1, 3);
+  nncc_adaptive_maxpool2d_backward(dx, dy, x, 1, 1, 5, 1, 3);
+  ck_assert(y[0] == 2 && y[1] == 2 && y[2] == 2);
+  ck_assert(dx[0] == 10 && dx[1] == 20 && dx[2] == 0 && dx[3] == 30 && dx[4] == 0);
+  const float xn[5] = {1, NAN, 3, NAN, 0};
+  nncc_adaptive_maxpool2d_forward(y, xn, 1, 5, 1, 3, 1);
+  nncc_adaptive_maxpool2d_backward(dx, dy, xn, 1, 5, 1, 3, 1);
+  ck_assert(isnan(y[0]) && isnan(y[1]) && isnan(y[2]));
+  ck_assert(dx[0] == 0 && dx[1] == 30 && dx[2] == 0 && dx[3] == 30 && dx[4] == 0);
+}
+END_TEST
+
+/* ---- bit-exact dump for cross-compiler comparison ----------------------- */
+
+static void dump(FILE *f, const char *name, const float *p, size_t n) {
+  fprintf(f, "%s %zu\n", name, n);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &p[i], 4);
+    fprintf(f, "%08x%c", u, i % 8 == 7 ? '\n' : ' ');
+  }
+  fputc('\n', f);
+}
+
+static void write_dump(const char *path) {
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    perror(path);
+    exit(1);
+  }
+  for (int i = 0; i < NGCONV; i++) {
+    GConv c = gconv_shapes[i];
+    rng_state = 1000 + i;
+    float *x = rand_buf(gc_nx(c)), *w = rand_buf(gc_nw(c)), *b = rand_buf(c.Co);
+    float *dy = rand_buf(gc_ny(c));
+    for (int act = 0; act < 4; act++) {
+      GOut o = gconv_run(c, x, w, b, dy, NULL, 1, act, 1, 1, 2);
+      dump(f, "gconv.y", o.y, gc_ny(c)), dump(f, "gconv.dx", o.dx, gc_nx(c));
+      dump(f, "gconv.dw", o.dw, gc_nw(c)), dump(f, "gconv.db", o.db, c.Co);
+      gout_free(o);
+    }
+    free(x), free(w), free(b), free(dy);
+  }
+  for (int i = 0; i < NLITERAL; i++) {
+    GConv c = *literal_cases[i].shape;
+    rng_state = 1050 + i;
+    float *x = rand_buf(gc_nx(c)), *w = rand_buf(gc_nw(c)), *b = rand_buf(c.Co);
+    float *dy = rand_buf(gc_ny(c));
+    GOut o = literal_run(i, x, w, b, dy);
+    dump(f, "literal.y", o.y, gc_ny(c)), dump(f, "literal.dx", o.dx, gc_nx(c));
+    dump(f, "literal.dw", o.dw, gc_nw(c)), dump(f, "literal.db", o.db, c.Co);
+    gout_free(o);
+    free(x), free(w), free(b), free(dy);
+  }
+  for (int i = 0; i < NPOOL; i++) {
+    Pool p = pool_shapes[i];
+    int Ho = pool_ho(p), Wo = pool_wo(p);
+    size_t nx = (size_t)p.N * p.C * p.H * p.W, ny = (size_t)p.N * p.C * Ho * Wo;
+    rng_state = 1100 + i;
+    float *x = rand_buf(nx), *dy = rand_buf(ny), *y = garbage_buf(ny), *dx = garbage_buf(nx);
+    set_threads(2);
+    for (int cip = 0; cip < 2; cip++) {
+      nncc_avgpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo,
+                             cip);
+      nncc_avgpool2d_backward(dx, dy, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
+                              Wo, cip);
+      dump(f, "avgpool.y", y, ny), dump(f, "avgpool.dx", dx, nx);
+    }
+    nncc_maxpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo);
+    nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
+                            Wo);
+    dump(f, "maxpool.y", y, ny), dump(f, "maxpool.dx", dx, nx);
+    free(x), free(dy), free(y), free(dx);
+  }
+  for (int i = 0; i < NAPOOL; i++) {
+    APool a = apool_shapes[i];
+    size_t nx = (size_t)a.NC * a.H * a.W, ny = (size_t)a.NC * a.Ho * a.Wo;
+    rng_state = 1200 + i;
+    float *x = rand_buf(nx), *dy = rand_buf(ny), *y = garbage_buf(ny), *dx = garbage_buf(nx);
+    nncc_adaptive_maxpool2d_forward(y, x, a.NC, a.H, a.W, a.Ho, a.Wo);
+    nncc_adaptive_maxpool2d_backward(dx, dy, x, a.NC, a.H, a.W, a.Ho, a.Wo);
+    dump(f, "amaxpool.y", y, ny), dump(f, "amaxpool.dx", dx, nx);
+    free(x), free(dy), free(y), free(dx);
+  }
+  fclose(f);
+}
+
+static Suite *general_suite(void) {
+  Suite *s = suite_create("kernels_general");
+  TCase *tc = tcase_create("gconv");
+  tcase_set_timeout(tc, 120);
+  tcase_add_loop_test(tc, test_gconv_vs_reference, 0, NGCONV);
+  tcase_add_loop_test(tc, test_gconv_gate_boundaries, 0, 3 * NGCONV);
+  tcase_add_test(tc, test_gconv_act_values);
+  tcase_add_loop_test(tc, test_gconv_order_bits, 0, NGCONV);
+  tcase_add_loop_test(tc, test_gconv_threads, 0, NGCONV);
+  tcase_add_loop_test(tc, test_gconv_skip, 0, NGCONV);
+  tcase_add_loop_test(tc, test_gconv_matches_engine, 0, 5);
+  tcase_add_loop_test(tc, test_gconv_literal_sizes, 0, NLITERAL);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("pool");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_pool_out_macro);
+  tcase_add_loop_test(tc, test_pool_vs_reference, 0, NPOOL);
+  tcase_add_test(tc, test_pool_ceil_values);
+  tcase_add_loop_test(tc, test_pool_legacy_bits, 0, NPOOL);
+  tcase_add_loop_test(tc, test_pool_threads, 0, NPOOL);
+  tcase_add_loop_test(tc, test_adaptive_max_vs_reference, 0, NAPOOL);
+  tcase_add_test(tc, test_adaptive_max_values);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  const char *path = getenv("NNCC_KERNELS_DUMP");
+  if (path) {
+    write_dump(path);
+    return 0;
+  }
+  SRunner *sr = srunner_create(general_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
