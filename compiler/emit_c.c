@@ -427,9 +427,11 @@ void emit_c(Graph *g, Buf *out) {
                   "    .nncc_version = \"%s\",\n",
              g->name, g->file->name, NNCC_VERSION);
   buf_printf(out, "    .batch = %lld,\n    .in_c = %lld, .in_h = %lld, .in_w = %lld,\n"
-                  "    .pad_top = %lld, .pad_left = %lld,\n    .classes = %lld,\n",
+                  "    .pad_top = %lld, .pad_left = %lld, .pad_bottom = %lld, .pad_right = %lld,\n"
+                  "    .classes = %lld,\n",
              ll(x->dims[0]), ll(x->dims[1]), ll(x->dims[2]), ll(x->dims[3]), ll(g->pad_top),
-             ll(g->pad_left), ll(y->classes));
+             ll(g->pad_left), ll(x->dims[2] - 28 - g->pad_top), ll(x->dims[3] - 28 - g->pad_left),
+             ll(y->classes));
   buf_printf(out, "    .nparams = %lld,\n    .params = params,\n    .params_floats = PARAMS_FLOATS,\n",
              ll(nparams));
   buf_printf(out, "    .defaults = {.optim = %s, .lr = %s, .beta1 = %s, .beta2 = %s, .eps = %s,\n"

@@ -123,6 +123,7 @@ static void define_conv2d(Emit *E, Node *n) {
                "  (void)scratch;\n"
                "  nncc_conv2d_general_backward_team(dx, dw, db, dy, %s, x, w, %s, %s);\n}\n",
                f, mask, n->epilogue ? "y" : "NULL", sz, act);
+    buf_printf(o, "SCRATCH(%s, 0, 0) /* none */\n", f);
     return;
   }
   /* the engine computes the output size itself: it must be the plan's */
