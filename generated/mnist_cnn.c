@@ -48,59 +48,64 @@ static size_t scratch_bytes;
 
 /* conv1 = conv2d+relu(x)  models/mnist_cnn.nn:10:10, fused relu1
  *   x [256,1,28,28] -> [256,16,24,24] */
+_Static_assert(NNCC_CONV_OUT(28, 5, 1, 0, 0, 1) == 24, "conv1: output size");
 KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0))
 
 /* conv2 = conv2d+relu(conv1)  models/mnist_cnn.nn:11:10, fused relu2
  *   conv1 [256,16,24,24] -> [256,32,20,20] */
+_Static_assert(NNCC_CONV_OUT(24, 5, 1, 0, 0, 1) == 20, "conv2: output size");
 KERNEL void conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv2, nncc_conv2d_forward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0))
 
 /* maxpool1 = maxpool2d(conv2)  models/mnist_cnn.nn:12:5
  *   conv2 [256,32,20,20] -> [256,32,10,10] */
+_Static_assert(NNCC_POOL_OUT(20, 2, 2, 0, 0) == 10, "maxpool1: output size");
 KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0, 10, 10);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0, 10, 10);
 }
 
 /* conv3 = conv2d+relu(maxpool1)  models/mnist_cnn.nn:13:10, fused relu3
  *   maxpool1 [256,32,10,10] -> [256,64,6,6] */
+_Static_assert(NNCC_CONV_OUT(10, 5, 1, 0, 0, 1) == 6, "conv3: output size");
 KERNEL void conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv3, nncc_conv2d_forward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0))
 
 /* maxpool2 = maxpool2d(conv3)  models/mnist_cnn.nn:14:5
  *   conv3 [256,64,6,6] -> [256,64,3,3] */
+_Static_assert(NNCC_POOL_OUT(6, 2, 2, 0, 0) == 3, "maxpool2: output size");
 KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0, 3, 3);
 }
 KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0, 3, 3);
 }
 
 /* flatten1 = flatten(maxpool2)  models/mnist_cnn.nn:15:5
@@ -111,12 +116,12 @@ KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, cons
  *   flatten1 [256,576] -> [256,100] */
 KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 256, 576, 100, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 256, 576, 100, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 576, 100);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 576, 100, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(256, 576, 100), nncc_linear_backward_scratch(256, 576, 100))
 
@@ -124,12 +129,12 @@ SCRATCH(fc1, nncc_linear_forward_scratch(256, 576, 100), nncc_linear_backward_sc
  *   fc1 [256,100] -> [256,10] */
 KERNEL void fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 256, 100, 10, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 256, 100, 10, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 100, 10);
+  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 100, 10, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(fc2, nncc_linear_forward_scratch(256, 100, 10), nncc_linear_backward_scratch(256, 100, 10))
 
@@ -220,21 +225,29 @@ static void backward(NnccState *s) {
  * backward (arena offsets in bytes); rows of params[]: for the numerics check */
 static const NnccNode nodes[] = {
     {"conv1", "conv2d+relu", "models/mnist_cnn.nn:10:10", {NNCC_ARENA, 26214400, 2359296},
-     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+     1, (const char *const[]){"x"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"conv2", "conv2d+relu", "models/mnist_cnn.nn:11:10", {NNCC_ARENA, 0, 3276800},
-     {"conv1", NULL}, {{NNCC_ARENA, 35651584, 2359296}, {NNCC_NOWHERE, 0, 0}}, 2, 2},
+     1, (const char *const[]){"conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 35651584, 2359296}}, 2, 2},
     {"maxpool1", "maxpool2d", "models/mnist_cnn.nn:12:5", {NNCC_ARENA, 13107200, 819200},
-     {"conv2", NULL}, {{NNCC_ARENA, 13107200, 3276800}, {NNCC_NOWHERE, 0, 0}}, 4, 0},
+     1, (const char *const[]){"conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 13107200, 3276800}}, 4, 0},
     {"conv3", "conv2d+relu", "models/mnist_cnn.nn:13:10", {NNCC_ARENA, 16384000, 589824},
-     {"maxpool1", NULL}, {{NNCC_ARENA, 35651584, 819200}, {NNCC_NOWHERE, 0, 0}}, 4, 2},
+     1, (const char *const[]){"maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 35651584, 819200}}, 4, 2},
     {"maxpool2", "maxpool2d", "models/mnist_cnn.nn:14:5", {NNCC_ARENA, 18743296, 147456},
-     {"conv3", NULL}, {{NNCC_ARENA, 18743296, 589824}, {NNCC_NOWHERE, 0, 0}}, 6, 0},
+     1, (const char *const[]){"conv3"},
+     (const NnccSpan[]){{NNCC_ARENA, 18743296, 589824}}, 6, 0},
     {"flatten1", "flatten", "models/mnist_cnn.nn:15:5", {NNCC_ARENA, 18743296, 147456},
-     {"maxpool2", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 6, 0},
+     1, (const char *const[]){"maxpool2"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 6, 0},
     {"fc1", "linear+relu", "models/mnist_cnn.nn:16:10", {NNCC_ARENA, 19333120, 25600},
-     {"flatten1", NULL}, {{NNCC_ARENA, 21102592, 147456}, {NNCC_NOWHERE, 0, 0}}, 6, 2},
+     1, (const char *const[]){"flatten1"},
+     (const NnccSpan[]){{NNCC_ARENA, 21102592, 147456}}, 6, 2},
     {"fc2", "linear", "models/mnist_cnn.nn:17:10", {NNCC_LOGITS, 0, 2560},
-     {"fc1", NULL}, {{NNCC_ARENA, 19435520, 25600}, {NNCC_NOWHERE, 0, 0}}, 8, 2},
+     1, (const char *const[]){"fc1"},
+     (const NnccSpan[]){{NNCC_ARENA, 19435520, 25600}}, 8, 2},
 };
 
 static NnccModel model = {
@@ -244,7 +257,7 @@ static NnccModel model = {
     .nncc_version = "0.1.0",
     .batch = 256,
     .in_c = 1, .in_h = 28, .in_w = 28,
-    .pad_top = 0, .pad_left = 0,
+    .pad_top = 0, .pad_left = 0, .pad_bottom = 0, .pad_right = 0,
     .classes = 10,
     .nparams = 10,
     .params = params,

@@ -82,14 +82,15 @@ static size_t scratch_bytes;
 
 /* conv1 = conv2d(x)  models/resnet_small.nn:15:22
  *   x [128,1,28,28] -> [128,32,28,28] */
+_Static_assert(NNCC_CONV_OUT(28, 3, 1, 1, 1, 1) == 28, "conv1: output size");
 KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1))
 
@@ -120,14 +121,15 @@ KERNEL void relu1_backward(float *dx, const float *dy, const float *restrict y) 
 
 /* residual1.conv1 = conv2d(relu1)  models/resnet_small.nn:10:24
  *   relu1 [128,32,28,28] -> [128,32,28,28] */
+_Static_assert(NNCC_CONV_OUT(28, 3, 1, 1, 1, 1) == 28, "residual1.conv1: output size");
 KERNEL void residual1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(residual1_conv1, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1))
 
@@ -158,14 +160,15 @@ KERNEL void residual1_relu1_backward(float *dx, const float *dy, const float *re
 
 /* residual1.conv2 = conv2d(residual1.relu1)  models/resnet_small.nn:11:19
  *   residual1.relu1 [128,32,28,28] -> [128,32,28,28] */
+_Static_assert(NNCC_CONV_OUT(28, 3, 1, 1, 1, 1) == 28, "residual1.conv2: output size");
 KERNEL void residual1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(residual1_conv2, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1))
 
@@ -202,23 +205,25 @@ KERNEL void residual1_relu2_backward(float *dx, const float *dy, const float *re
 
 /* maxpool1 = maxpool2d(residual1.relu2)  models/resnet_small.nn:17:5
  *   residual1.relu2 [128,32,28,28] -> [128,32,14,14] */
+_Static_assert(NNCC_POOL_OUT(28, 2, 2, 0, 0) == 14, "maxpool1: output size");
 KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 128, 32, 28, 28, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 128, 32, 28, 28, 2, 2, 2, 2, 0, 0, 14, 14);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 128, 32, 28, 28, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 128, 32, 28, 28, 2, 2, 2, 2, 0, 0, 14, 14);
 }
 
 /* residual2.conv1 = conv2d(maxpool1)  models/resnet_small.nn:10:24
  *   maxpool1 [128,32,14,14] -> [128,32,14,14] */
+_Static_assert(NNCC_CONV_OUT(14, 3, 1, 1, 1, 1) == 14, "residual2.conv1: output size");
 KERNEL void residual2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(residual2_conv1, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1))
 
@@ -249,14 +254,15 @@ KERNEL void residual2_relu1_backward(float *dx, const float *dy, const float *re
 
 /* residual2.conv2 = conv2d(residual2.relu1)  models/resnet_small.nn:11:19
  *   residual2.relu1 [128,32,14,14] -> [128,32,14,14] */
+_Static_assert(NNCC_CONV_OUT(14, 3, 1, 1, 1, 1) == 14, "residual2.conv2: output size");
 KERNEL void residual2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(residual2_conv2, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1))
 
@@ -293,23 +299,25 @@ KERNEL void residual2_relu2_backward(float *dx, const float *dy, const float *re
 
 /* maxpool2 = maxpool2d(residual2.relu2)  models/resnet_small.nn:19:5
  *   residual2.relu2 [128,32,14,14] -> [128,32,7,7] */
+_Static_assert(NNCC_POOL_OUT(14, 2, 2, 0, 0) == 7, "maxpool2: output size");
 KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 128, 32, 14, 14, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 128, 32, 14, 14, 2, 2, 2, 2, 0, 0, 7, 7);
 }
 KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 128, 32, 14, 14, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 128, 32, 14, 14, 2, 2, 2, 2, 0, 0, 7, 7);
 }
 
 /* residual3.conv1 = conv2d(maxpool2)  models/resnet_small.nn:10:24
  *   maxpool2 [128,32,7,7] -> [128,32,7,7] */
+_Static_assert(NNCC_CONV_OUT(7, 3, 1, 1, 1, 1) == 7, "residual3.conv1: output size");
 KERNEL void residual3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(residual3_conv1, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1))
 
@@ -340,14 +348,15 @@ KERNEL void residual3_relu1_backward(float *dx, const float *dy, const float *re
 
 /* residual3.conv2 = conv2d(residual3.relu1)  models/resnet_small.nn:11:19
  *   residual3.relu1 [128,32,7,7] -> [128,32,7,7] */
+_Static_assert(NNCC_CONV_OUT(7, 3, 1, 1, 1, 1) == 7, "residual3.conv2: output size");
 KERNEL void residual3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual3_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(residual3_conv2, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1))
 
@@ -399,12 +408,12 @@ KERNEL void avgpool1_backward(float *restrict dx, const float *restrict dy) {
  *   flatten1 [128,32] -> [128,10] */
 KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 128, 32, 10, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 128, 32, 10, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 10);
+  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 10, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(128, 32, 10), nncc_linear_backward_scratch(128, 32, 10))
 
@@ -698,63 +707,92 @@ static void backward(NnccState *s) {
  * backward (arena offsets in bytes); rows of params[]: for the numerics check */
 static const NnccNode nodes[] = {
     {"conv1", "conv2d", "models/resnet_small.nn:15:22", {NNCC_ARENA, 0, 3211264},
-     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 1},
+     1, (const char *const[]){"x"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 1},
     {"bn1", "batchnorm2d", "models/resnet_small.nn:15:10", {NNCC_ARENA, 12845056, 3211264},
-     {"conv1", NULL}, {{NNCC_ARENA, 12845056, 3211264}, {NNCC_NOWHERE, 0, 0}}, 1, 5},
+     1, (const char *const[]){"conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 12845056, 3211264}}, 1, 5},
     {"relu1", "relu", "models/resnet_small.nn:15:5", {NNCC_ARENA, 12845056, 3211264},
-     {"bn1", NULL}, {{NNCC_ARENA, 25690112, 3211264}, {NNCC_NOWHERE, 0, 0}}, 6, 0},
+     1, (const char *const[]){"bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 25690112, 3211264}}, 6, 0},
     {"residual1.conv1", "conv2d", "models/resnet_small.nn:10:24", {NNCC_ARENA, 25690112, 3211264},
-     {"relu1", NULL}, {{NNCC_ARENA, 64225280, 3211264}, {NNCC_NOWHERE, 0, 0}}, 6, 1},
+     1, (const char *const[]){"relu1"},
+     (const NnccSpan[]){{NNCC_ARENA, 64225280, 3211264}}, 6, 1},
     {"residual1.bn1", "batchnorm2d", "models/resnet_small.nn:10:12", {NNCC_ARENA, 38535168, 3211264},
-     {"residual1.conv1", NULL}, {{NNCC_ARENA, 38535168, 3211264}, {NNCC_NOWHERE, 0, 0}}, 7, 5},
+     1, (const char *const[]){"residual1.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 38535168, 3211264}}, 7, 5},
     {"residual1.relu1", "relu", "models/resnet_small.nn:10:7", {NNCC_ARENA, 38535168, 3211264},
-     {"residual1.bn1", NULL}, {{NNCC_ARENA, 51380224, 3211264}, {NNCC_NOWHERE, 0, 0}}, 12, 0},
+     1, (const char *const[]){"residual1.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 51380224, 3211264}}, 12, 0},
     {"residual1.conv2", "conv2d", "models/resnet_small.nn:11:19", {NNCC_ARENA, 51380224, 3211264},
-     {"residual1.relu1", NULL}, {{NNCC_ARENA, 51380224, 3211264}, {NNCC_NOWHERE, 0, 0}}, 12, 1},
+     1, (const char *const[]){"residual1.relu1"},
+     (const NnccSpan[]){{NNCC_ARENA, 51380224, 3211264}}, 12, 1},
     {"residual1.bn2", "batchnorm2d", "models/resnet_small.nn:11:7", {NNCC_ARENA, 64225280, 3211264},
-     {"residual1.conv2", NULL}, {{NNCC_ARENA, 102760448, 3211264}, {NNCC_NOWHERE, 0, 0}}, 13, 5},
+     1, (const char *const[]){"residual1.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 102760448, 3211264}}, 13, 5},
     {"residual1.add1", "add", "models/resnet_small.nn:12:15", {NNCC_ARENA, 64225280, 3211264},
-     {"relu1", "residual1.bn2"}, {{NNCC_ARENA, 64225280, 3211264}, {NNCC_ARENA, 89915392, 3211264}}, 18, 0},
+     2, (const char *const[]){"relu1", "residual1.bn2"},
+     (const NnccSpan[]){{NNCC_ARENA, 64225280, 3211264}, {NNCC_ARENA, 89915392, 3211264}}, 18, 0},
     {"residual1.relu2", "relu", "models/resnet_small.nn:12:10", {NNCC_ARENA, 64225280, 3211264},
-     {"residual1.add1", NULL}, {{NNCC_ARENA, 89915392, 3211264}, {NNCC_NOWHERE, 0, 0}}, 18, 0},
+     1, (const char *const[]){"residual1.add1"},
+     (const NnccSpan[]){{NNCC_ARENA, 89915392, 3211264}}, 18, 0},
     {"maxpool1", "maxpool2d", "models/resnet_small.nn:17:5", {NNCC_ARENA, 89915392, 802816},
-     {"residual1.relu2", NULL}, {{NNCC_ARENA, 89915392, 3211264}, {NNCC_NOWHERE, 0, 0}}, 18, 0},
+     1, (const char *const[]){"residual1.relu2"},
+     (const NnccSpan[]){{NNCC_ARENA, 89915392, 3211264}}, 18, 0},
     {"residual2.conv1", "conv2d", "models/resnet_small.nn:10:24", {NNCC_ARENA, 93126656, 802816},
-     {"maxpool1", NULL}, {{NNCC_ARENA, 102760448, 802816}, {NNCC_NOWHERE, 0, 0}}, 18, 1},
+     1, (const char *const[]){"maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 102760448, 802816}}, 18, 1},
     {"residual2.bn1", "batchnorm2d", "models/resnet_small.nn:10:12", {NNCC_ARENA, 77070336, 802816},
-     {"residual2.conv1", NULL}, {{NNCC_ARENA, 96337920, 802816}, {NNCC_NOWHERE, 0, 0}}, 19, 5},
+     1, (const char *const[]){"residual2.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 96337920, 802816}}, 19, 5},
     {"residual2.relu1", "relu", "models/resnet_small.nn:10:7", {NNCC_ARENA, 96337920, 802816},
-     {"residual2.bn1", NULL}, {{NNCC_ARENA, 99549184, 802816}, {NNCC_NOWHERE, 0, 0}}, 24, 0},
+     1, (const char *const[]){"residual2.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 99549184, 802816}}, 24, 0},
     {"residual2.conv2", "conv2d", "models/resnet_small.nn:11:19", {NNCC_ARENA, 99549184, 802816},
-     {"residual2.relu1", NULL}, {{NNCC_ARENA, 99549184, 802816}, {NNCC_NOWHERE, 0, 0}}, 24, 1},
+     1, (const char *const[]){"residual2.relu1"},
+     (const NnccSpan[]){{NNCC_ARENA, 99549184, 802816}}, 24, 1},
     {"residual2.bn2", "batchnorm2d", "models/resnet_small.nn:11:7", {NNCC_ARENA, 77070336, 802816},
-     {"residual2.conv2", NULL}, {{NNCC_ARENA, 109182976, 802816}, {NNCC_NOWHERE, 0, 0}}, 25, 5},
+     1, (const char *const[]){"residual2.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 109182976, 802816}}, 25, 5},
     {"residual2.add1", "add", "models/resnet_small.nn:12:15", {NNCC_ARENA, 77070336, 802816},
-     {"maxpool1", "residual2.bn2"}, {{NNCC_ARENA, 102760448, 802816}, {NNCC_ARENA, 105971712, 802816}}, 30, 0},
+     2, (const char *const[]){"maxpool1", "residual2.bn2"},
+     (const NnccSpan[]){{NNCC_ARENA, 102760448, 802816}, {NNCC_ARENA, 105971712, 802816}}, 30, 0},
     {"residual2.relu2", "relu", "models/resnet_small.nn:12:10", {NNCC_ARENA, 102760448, 802816},
-     {"residual2.add1", NULL}, {{NNCC_ARENA, 105971712, 802816}, {NNCC_NOWHERE, 0, 0}}, 30, 0},
+     1, (const char *const[]){"residual2.add1"},
+     (const NnccSpan[]){{NNCC_ARENA, 105971712, 802816}}, 30, 0},
     {"maxpool2", "maxpool2d", "models/resnet_small.nn:19:5", {NNCC_ARENA, 105971712, 200704},
-     {"residual2.relu2", NULL}, {{NNCC_ARENA, 105971712, 802816}, {NNCC_NOWHERE, 0, 0}}, 30, 0},
+     1, (const char *const[]){"residual2.relu2"},
+     (const NnccSpan[]){{NNCC_ARENA, 105971712, 802816}}, 30, 0},
     {"residual3.conv1", "conv2d", "models/resnet_small.nn:10:24", {NNCC_ARENA, 106774528, 200704},
-     {"maxpool2", NULL}, {{NNCC_ARENA, 109182976, 200704}, {NNCC_NOWHERE, 0, 0}}, 30, 1},
+     1, (const char *const[]){"maxpool2"},
+     (const NnccSpan[]){{NNCC_ARENA, 109182976, 200704}}, 30, 1},
     {"residual3.bn1", "batchnorm2d", "models/resnet_small.nn:10:12", {NNCC_ARENA, 77070336, 200704},
-     {"residual3.conv1", NULL}, {{NNCC_ARENA, 107577344, 200704}, {NNCC_NOWHERE, 0, 0}}, 31, 5},
+     1, (const char *const[]){"residual3.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 107577344, 200704}}, 31, 5},
     {"residual3.relu1", "relu", "models/resnet_small.nn:10:7", {NNCC_ARENA, 107577344, 200704},
-     {"residual3.bn1", NULL}, {{NNCC_ARENA, 108380160, 200704}, {NNCC_NOWHERE, 0, 0}}, 36, 0},
+     1, (const char *const[]){"residual3.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 108380160, 200704}}, 36, 0},
     {"residual3.conv2", "conv2d", "models/resnet_small.nn:11:19", {NNCC_ARENA, 108380160, 200704},
-     {"residual3.relu1", NULL}, {{NNCC_ARENA, 108380160, 200704}, {NNCC_NOWHERE, 0, 0}}, 36, 1},
+     1, (const char *const[]){"residual3.relu1"},
+     (const NnccSpan[]){{NNCC_ARENA, 108380160, 200704}}, 36, 1},
     {"residual3.bn2", "batchnorm2d", "models/resnet_small.nn:11:7", {NNCC_ARENA, 77070336, 200704},
-     {"residual3.conv2", NULL}, {{NNCC_ARENA, 110788608, 200704}, {NNCC_NOWHERE, 0, 0}}, 37, 5},
+     1, (const char *const[]){"residual3.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 110788608, 200704}}, 37, 5},
     {"residual3.add1", "add", "models/resnet_small.nn:12:15", {NNCC_ARENA, 77070336, 200704},
-     {"maxpool2", "residual3.bn2"}, {{NNCC_ARENA, 109182976, 200704}, {NNCC_ARENA, 109985792, 200704}}, 42, 0},
+     2, (const char *const[]){"maxpool2", "residual3.bn2"},
+     (const NnccSpan[]){{NNCC_ARENA, 109182976, 200704}, {NNCC_ARENA, 109985792, 200704}}, 42, 0},
     {"residual3.relu2", "relu", "models/resnet_small.nn:12:10", {NNCC_ARENA, 77070336, 200704},
-     {"residual3.add1", NULL}, {{NNCC_ARENA, 109182976, 200704}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+     1, (const char *const[]){"residual3.add1"},
+     (const NnccSpan[]){{NNCC_ARENA, 109182976, 200704}}, 42, 0},
     {"avgpool1", "adaptive_avgpool2d", "models/resnet_small.nn:21:5", {NNCC_ARENA, 77873152, 4096},
-     {"residual3.relu2", NULL}, {{NNCC_ARENA, 77873152, 200704}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+     1, (const char *const[]){"residual3.relu2"},
+     (const NnccSpan[]){{NNCC_ARENA, 77873152, 200704}}, 42, 0},
     {"flatten1", "flatten", "models/resnet_small.nn:22:17", {NNCC_ARENA, 77873152, 4096},
-     {"avgpool1", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+     1, (const char *const[]){"avgpool1"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 42, 0},
     {"fc1", "linear", "models/resnet_small.nn:22:10", {NNCC_LOGITS, 0, 1280},
-     {"flatten1", NULL}, {{NNCC_ARENA, 78675968, 4096}, {NNCC_NOWHERE, 0, 0}}, 42, 2},
+     1, (const char *const[]){"flatten1"},
+     (const NnccSpan[]){{NNCC_ARENA, 78675968, 4096}}, 42, 2},
 };
 
 static NnccModel model = {
@@ -764,7 +802,7 @@ static NnccModel model = {
     .nncc_version = "0.1.0",
     .batch = 128,
     .in_c = 1, .in_h = 28, .in_w = 28,
-    .pad_top = 0, .pad_left = 0,
+    .pad_top = 0, .pad_left = 0, .pad_bottom = 0, .pad_right = 0,
     .classes = 10,
     .nparams = 44,
     .params = params,

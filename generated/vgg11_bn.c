@@ -100,14 +100,15 @@ static size_t scratch_bytes;
 
 /* features1.conv1 = conv2d(x)  models/lib/vgg.nn:16:11
  *   x [64,1,32,32] -> [64,64,32,32] */
+_Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv1: output size");
 KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
@@ -138,23 +139,25 @@ KERNEL void features1_relu1_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool1 = maxpool2d(features1.relu1)  models/lib/vgg.nn:14:11
  *   features1.relu1 [64,64,32,32] -> [64,64,16,16] */
+_Static_assert(NNCC_POOL_OUT(32, 2, 2, 0, 0) == 16, "features1.maxpool1: output size");
 KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 
 /* features1.conv2 = conv2d(features1.maxpool1)  models/lib/vgg.nn:16:11
  *   features1.maxpool1 [64,64,16,16] -> [64,128,16,16] */
+_Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv2: output size");
 KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
@@ -185,23 +188,25 @@ KERNEL void features1_relu2_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool2 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
  *   features1.relu2 [64,128,16,16] -> [64,128,8,8] */
+_Static_assert(NNCC_POOL_OUT(16, 2, 2, 0, 0) == 8, "features1.maxpool2: output size");
 KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 
 /* features1.conv3 = conv2d(features1.maxpool2)  models/lib/vgg.nn:16:11
  *   features1.maxpool2 [64,128,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv3: output size");
 KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
@@ -232,14 +237,15 @@ KERNEL void features1_relu3_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
  *   features1.relu3 [64,256,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv4: output size");
 KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
@@ -270,23 +276,25 @@ KERNEL void features1_relu4_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool3 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
  *   features1.relu4 [64,256,8,8] -> [64,256,4,4] */
+_Static_assert(NNCC_POOL_OUT(8, 2, 2, 0, 0) == 4, "features1.maxpool3: output size");
 KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 
 /* features1.conv5 = conv2d(features1.maxpool3)  models/lib/vgg.nn:16:11
  *   features1.maxpool3 [64,256,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv5: output size");
 KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
@@ -317,14 +325,15 @@ KERNEL void features1_relu5_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
  *   features1.relu5 [64,512,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv6: output size");
 KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
@@ -355,23 +364,25 @@ KERNEL void features1_relu6_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool4 = maxpool2d(features1.relu6)  models/lib/vgg.nn:14:11
  *   features1.relu6 [64,512,4,4] -> [64,512,2,2] */
+_Static_assert(NNCC_POOL_OUT(4, 2, 2, 0, 0) == 2, "features1.maxpool4: output size");
 KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 
 /* features1.conv7 = conv2d(features1.maxpool4)  models/lib/vgg.nn:16:11
  *   features1.maxpool4 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv7: output size");
 KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
@@ -402,14 +413,15 @@ KERNEL void features1_relu7_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv8 = conv2d(features1.relu7)  models/lib/vgg.nn:16:11
  *   features1.relu7 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv8: output size");
 KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
@@ -440,11 +452,12 @@ KERNEL void features1_relu8_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool5 = maxpool2d(features1.relu8)  models/lib/vgg.nn:14:11
  *   features1.relu8 [64,512,2,2] -> [64,512,1,1] */
+_Static_assert(NNCC_POOL_OUT(2, 2, 2, 0, 0) == 1, "features1.maxpool5: output size");
 KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
@@ -455,12 +468,12 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
  *   classifier1.flatten1 [64,512] -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
@@ -468,12 +481,12 @@ SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear
  *   classifier1.fc1 [64,4096] -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
@@ -481,12 +494,12 @@ SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linea
  *   classifier1.fc2 [64,4096] -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
+  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
 
@@ -810,71 +823,104 @@ static void backward(NnccState *s) {
  * backward (arena offsets in bytes); rows of params[]: for the numerics check */
 static const NnccNode nodes[] = {
     {"features1.conv1", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 0, 4194304},
-     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+     1, (const char *const[]){"x"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"features1.bn1", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 16777216, 4194304},
-     {"features1.conv1", NULL}, {{NNCC_ARENA, 16777216, 4194304}, {NNCC_NOWHERE, 0, 0}}, 2, 5},
+     1, (const char *const[]){"features1.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 16777216, 4194304}}, 2, 5},
     {"features1.relu1", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 16777216, 4194304},
-     {"features1.bn1", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 7, 0},
+     1, (const char *const[]){"features1.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 7, 0},
     {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 58720256, 1048576},
-     {"features1.relu1", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 7, 0},
+     1, (const char *const[]){"features1.relu1"},
+     (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 7, 0},
     {"features1.conv2", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 2097152},
-     {"features1.maxpool1", NULL}, {{NNCC_ARENA, 50331648, 1048576}, {NNCC_NOWHERE, 0, 0}}, 7, 2},
+     1, (const char *const[]){"features1.maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 1048576}}, 7, 2},
     {"features1.bn2", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 41943040, 2097152},
-     {"features1.conv2", NULL}, {{NNCC_ARENA, 41943040, 2097152}, {NNCC_NOWHERE, 0, 0}}, 9, 5},
+     1, (const char *const[]){"features1.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 41943040, 2097152}}, 9, 5},
     {"features1.relu2", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 41943040, 2097152},
-     {"features1.bn2", NULL}, {{NNCC_ARENA, 50331648, 2097152}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+     1, (const char *const[]){"features1.bn2"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 2097152}}, 14, 0},
     {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 75497472, 524288},
-     {"features1.relu2", NULL}, {{NNCC_ARENA, 50331648, 2097152}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+     1, (const char *const[]){"features1.relu2"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 2097152}}, 14, 0},
     {"features1.conv3", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 1048576},
-     {"features1.maxpool2", NULL}, {{NNCC_ARENA, 62914560, 524288}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+     1, (const char *const[]){"features1.maxpool2"},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 524288}}, 14, 2},
     {"features1.bn3", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 54525952, 1048576},
-     {"features1.conv3", NULL}, {{NNCC_ARENA, 54525952, 1048576}, {NNCC_NOWHERE, 0, 0}}, 16, 5},
+     1, (const char *const[]){"features1.conv3"},
+     (const NnccSpan[]){{NNCC_ARENA, 54525952, 1048576}}, 16, 5},
     {"features1.relu3", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 54525952, 1048576},
-     {"features1.bn3", NULL}, {{NNCC_ARENA, 62914560, 1048576}, {NNCC_NOWHERE, 0, 0}}, 21, 0},
+     1, (const char *const[]){"features1.bn3"},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 21, 0},
     {"features1.conv4", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 62914560, 1048576},
-     {"features1.relu3", NULL}, {{NNCC_ARENA, 62914560, 1048576}, {NNCC_NOWHERE, 0, 0}}, 21, 2},
+     1, (const char *const[]){"features1.relu3"},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 21, 2},
     {"features1.bn4", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 67108864, 1048576},
-     {"features1.conv4", NULL}, {{NNCC_ARENA, 67108864, 1048576}, {NNCC_NOWHERE, 0, 0}}, 23, 5},
+     1, (const char *const[]){"features1.conv4"},
+     (const NnccSpan[]){{NNCC_ARENA, 67108864, 1048576}}, 23, 5},
     {"features1.relu4", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 67108864, 1048576},
-     {"features1.bn4", NULL}, {{NNCC_ARENA, 71303168, 1048576}, {NNCC_NOWHERE, 0, 0}}, 28, 0},
+     1, (const char *const[]){"features1.bn4"},
+     (const NnccSpan[]){{NNCC_ARENA, 71303168, 1048576}}, 28, 0},
     {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 83886080, 262144},
-     {"features1.relu4", NULL}, {{NNCC_ARENA, 71303168, 1048576}, {NNCC_NOWHERE, 0, 0}}, 28, 0},
+     1, (const char *const[]){"features1.relu4"},
+     (const NnccSpan[]){{NNCC_ARENA, 71303168, 1048576}}, 28, 0},
     {"features1.conv5", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 71303168, 524288},
-     {"features1.maxpool3", NULL}, {{NNCC_ARENA, 77594624, 262144}, {NNCC_NOWHERE, 0, 0}}, 28, 2},
+     1, (const char *const[]){"features1.maxpool3"},
+     (const NnccSpan[]){{NNCC_ARENA, 77594624, 262144}}, 28, 2},
     {"features1.bn5", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 73400320, 524288},
-     {"features1.conv5", NULL}, {{NNCC_ARENA, 73400320, 524288}, {NNCC_NOWHERE, 0, 0}}, 30, 5},
+     1, (const char *const[]){"features1.conv5"},
+     (const NnccSpan[]){{NNCC_ARENA, 73400320, 524288}}, 30, 5},
     {"features1.relu5", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 73400320, 524288},
-     {"features1.bn5", NULL}, {{NNCC_ARENA, 77594624, 524288}, {NNCC_NOWHERE, 0, 0}}, 35, 0},
+     1, (const char *const[]){"features1.bn5"},
+     (const NnccSpan[]){{NNCC_ARENA, 77594624, 524288}}, 35, 0},
     {"features1.conv6", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 77594624, 524288},
-     {"features1.relu5", NULL}, {{NNCC_ARENA, 77594624, 524288}, {NNCC_NOWHERE, 0, 0}}, 35, 2},
+     1, (const char *const[]){"features1.relu5"},
+     (const NnccSpan[]){{NNCC_ARENA, 77594624, 524288}}, 35, 2},
     {"features1.bn6", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 79691776, 524288},
-     {"features1.conv6", NULL}, {{NNCC_ARENA, 79691776, 524288}, {NNCC_NOWHERE, 0, 0}}, 37, 5},
+     1, (const char *const[]){"features1.conv6"},
+     (const NnccSpan[]){{NNCC_ARENA, 79691776, 524288}}, 37, 5},
     {"features1.relu6", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 79691776, 524288},
-     {"features1.bn6", NULL}, {{NNCC_ARENA, 81788928, 524288}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+     1, (const char *const[]){"features1.bn6"},
+     (const NnccSpan[]){{NNCC_ARENA, 81788928, 524288}}, 42, 0},
     {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 87031808, 131072},
-     {"features1.relu6", NULL}, {{NNCC_ARENA, 81788928, 524288}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+     1, (const char *const[]){"features1.relu6"},
+     (const NnccSpan[]){{NNCC_ARENA, 81788928, 524288}}, 42, 0},
     {"features1.conv7", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 87556096, 131072},
-     {"features1.maxpool4", NULL}, {{NNCC_ARENA, 84934656, 131072}, {NNCC_NOWHERE, 0, 0}}, 42, 2},
+     1, (const char *const[]){"features1.maxpool4"},
+     (const NnccSpan[]){{NNCC_ARENA, 84934656, 131072}}, 42, 2},
     {"features1.bn7", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 81788928, 131072},
-     {"features1.conv7", NULL}, {{NNCC_ARENA, 82313216, 131072}, {NNCC_NOWHERE, 0, 0}}, 44, 5},
+     1, (const char *const[]){"features1.conv7"},
+     (const NnccSpan[]){{NNCC_ARENA, 82313216, 131072}}, 44, 5},
     {"features1.relu7", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 88080384, 131072},
-     {"features1.bn7", NULL}, {{NNCC_ARENA, 81788928, 131072}, {NNCC_NOWHERE, 0, 0}}, 49, 0},
+     1, (const char *const[]){"features1.bn7"},
+     (const NnccSpan[]){{NNCC_ARENA, 81788928, 131072}}, 49, 0},
     {"features1.conv8", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 88604672, 131072},
-     {"features1.relu7", NULL}, {{NNCC_ARENA, 81788928, 131072}, {NNCC_NOWHERE, 0, 0}}, 49, 2},
+     1, (const char *const[]){"features1.relu7"},
+     (const NnccSpan[]){{NNCC_ARENA, 81788928, 131072}}, 49, 2},
     {"features1.bn8", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 81788928, 131072},
-     {"features1.conv8", NULL}, {{NNCC_ARENA, 82313216, 131072}, {NNCC_NOWHERE, 0, 0}}, 51, 5},
+     1, (const char *const[]){"features1.conv8"},
+     (const NnccSpan[]){{NNCC_ARENA, 82313216, 131072}}, 51, 5},
     {"features1.relu8", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 89128960, 131072},
-     {"features1.bn8", NULL}, {{NNCC_ARENA, 81788928, 131072}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+     1, (const char *const[]){"features1.bn8"},
+     (const NnccSpan[]){{NNCC_ARENA, 81788928, 131072}}, 56, 0},
     {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 89653248, 32768},
-     {"features1.relu8", NULL}, {{NNCC_ARENA, 81788928, 131072}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+     1, (const char *const[]){"features1.relu8"},
+     (const NnccSpan[]){{NNCC_ARENA, 81788928, 131072}}, 56, 0},
     {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 89653248, 32768},
-     {"features1.maxpool5", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+     1, (const char *const[]){"features1.maxpool5"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 56, 0},
     {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 81788928, 262144},
-     {"classifier1.flatten1", NULL}, {{NNCC_ARENA, 82837504, 32768}, {NNCC_NOWHERE, 0, 0}}, 56, 2},
+     1, (const char *const[]){"classifier1.flatten1"},
+     (const NnccSpan[]){{NNCC_ARENA, 82837504, 32768}}, 56, 2},
     {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 82837504, 262144},
-     {"classifier1.fc1", NULL}, {{NNCC_ARENA, 85983232, 262144}, {NNCC_NOWHERE, 0, 0}}, 58, 2},
+     1, (const char *const[]){"classifier1.fc1"},
+     (const NnccSpan[]){{NNCC_ARENA, 85983232, 262144}}, 58, 2},
     {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
-     {"classifier1.fc2", NULL}, {{NNCC_ARENA, 84934656, 262144}, {NNCC_NOWHERE, 0, 0}}, 60, 2},
+     1, (const char *const[]){"classifier1.fc2"},
+     (const NnccSpan[]){{NNCC_ARENA, 84934656, 262144}}, 60, 2},
 };
 
 static NnccModel model = {
@@ -884,7 +930,7 @@ static NnccModel model = {
     .nncc_version = "0.1.0",
     .batch = 64,
     .in_c = 1, .in_h = 32, .in_w = 32,
-    .pad_top = 2, .pad_left = 2,
+    .pad_top = 2, .pad_left = 2, .pad_bottom = 2, .pad_right = 2,
     .classes = 10,
     .nparams = 62,
     .params = params,

@@ -64,177 +64,192 @@ static size_t scratch_bytes;
 
 /* features1.conv1 = conv2d+relu(x)  models/lib/vgg.nn:16:11, fused features1.relu1
  *   x [64,1,32,32] -> [64,64,32,32] */
+_Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv1: output size");
 KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv2 = conv2d+relu(features1.conv1)  models/lib/vgg.nn:16:11, fused features1.relu2
  *   features1.conv1 [64,64,32,32] -> [64,64,32,32] */
+_Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv2: output size");
 KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool1 = maxpool2d(features1.conv2)  models/lib/vgg.nn:14:11
  *   features1.conv2 [64,64,32,32] -> [64,64,16,16] */
+_Static_assert(NNCC_POOL_OUT(32, 2, 2, 0, 0) == 16, "features1.maxpool1: output size");
 KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 
 /* features1.conv3 = conv2d+relu(features1.maxpool1)  models/lib/vgg.nn:16:11, fused features1.relu3
  *   features1.maxpool1 [64,64,16,16] -> [64,128,16,16] */
+_Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv3: output size");
 KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv4 = conv2d+relu(features1.conv3)  models/lib/vgg.nn:16:11, fused features1.relu4
  *   features1.conv3 [64,128,16,16] -> [64,128,16,16] */
+_Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv4: output size");
 KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool2 = maxpool2d(features1.conv4)  models/lib/vgg.nn:14:11
  *   features1.conv4 [64,128,16,16] -> [64,128,8,8] */
+_Static_assert(NNCC_POOL_OUT(16, 2, 2, 0, 0) == 8, "features1.maxpool2: output size");
 KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 
 /* features1.conv5 = conv2d+relu(features1.maxpool2)  models/lib/vgg.nn:16:11, fused features1.relu5
  *   features1.maxpool2 [64,128,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv5: output size");
 KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv6 = conv2d+relu(features1.conv5)  models/lib/vgg.nn:16:11, fused features1.relu6
  *   features1.conv5 [64,256,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv6: output size");
 KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool3 = maxpool2d(features1.conv6)  models/lib/vgg.nn:14:11
  *   features1.conv6 [64,256,8,8] -> [64,256,4,4] */
+_Static_assert(NNCC_POOL_OUT(8, 2, 2, 0, 0) == 4, "features1.maxpool3: output size");
 KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 
 /* features1.conv7 = conv2d+relu(features1.maxpool3)  models/lib/vgg.nn:16:11, fused features1.relu7
  *   features1.maxpool3 [64,256,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv7: output size");
 KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv8 = conv2d+relu(features1.conv7)  models/lib/vgg.nn:16:11, fused features1.relu8
  *   features1.conv7 [64,512,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv8: output size");
 KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool4 = maxpool2d(features1.conv8)  models/lib/vgg.nn:14:11
  *   features1.conv8 [64,512,4,4] -> [64,512,2,2] */
+_Static_assert(NNCC_POOL_OUT(4, 2, 2, 0, 0) == 2, "features1.maxpool4: output size");
 KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 
 /* features1.conv9 = conv2d+relu(features1.maxpool4)  models/lib/vgg.nn:16:11, fused features1.relu9
  *   features1.maxpool4 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv9: output size");
 KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv10 = conv2d+relu(features1.conv9)  models/lib/vgg.nn:16:11, fused features1.relu10
  *   features1.conv9 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv10: output size");
 KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool5 = maxpool2d(features1.conv10)  models/lib/vgg.nn:14:11
  *   features1.conv10 [64,512,2,2] -> [64,512,1,1] */
+_Static_assert(NNCC_POOL_OUT(2, 2, 2, 0, 0) == 1, "features1.maxpool5: output size");
 KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
@@ -245,12 +260,12 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
  *   classifier1.flatten1 [64,512] -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
@@ -258,12 +273,12 @@ SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear
  *   classifier1.fc1 [64,4096] -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
@@ -271,12 +286,12 @@ SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linea
  *   classifier1.fc2 [64,4096] -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
+  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
 
@@ -466,43 +481,62 @@ static void backward(NnccState *s) {
  * backward (arena offsets in bytes); rows of params[]: for the numerics check */
 static const NnccNode nodes[] = {
     {"features1.conv1", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 0, 4194304},
-     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+     1, (const char *const[]){"x"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"features1.conv2", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 16777216, 4194304},
-     {"features1.conv1", NULL}, {{NNCC_ARENA, 50331648, 4194304}, {NNCC_NOWHERE, 0, 0}}, 2, 2},
+     1, (const char *const[]){"features1.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 4194304}}, 2, 2},
     {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 67108864, 1048576},
-     {"features1.conv2", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 4, 0},
+     1, (const char *const[]){"features1.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 4, 0},
     {"features1.conv3", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 2097152},
-     {"features1.maxpool1", NULL}, {{NNCC_ARENA, 50331648, 1048576}, {NNCC_NOWHERE, 0, 0}}, 4, 2},
+     1, (const char *const[]){"features1.maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 1048576}}, 4, 2},
     {"features1.conv4", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 41943040, 2097152},
-     {"features1.conv3", NULL}, {{NNCC_ARENA, 58720256, 2097152}, {NNCC_NOWHERE, 0, 0}}, 6, 2},
+     1, (const char *const[]){"features1.conv3"},
+     (const NnccSpan[]){{NNCC_ARENA, 58720256, 2097152}}, 6, 2},
     {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 71303168, 524288},
-     {"features1.conv4", NULL}, {{NNCC_ARENA, 50331648, 2097152}, {NNCC_NOWHERE, 0, 0}}, 8, 0},
+     1, (const char *const[]){"features1.conv4"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 2097152}}, 8, 0},
     {"features1.conv5", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 1048576},
-     {"features1.maxpool2", NULL}, {{NNCC_ARENA, 58720256, 524288}, {NNCC_NOWHERE, 0, 0}}, 8, 2},
+     1, (const char *const[]){"features1.maxpool2"},
+     (const NnccSpan[]){{NNCC_ARENA, 58720256, 524288}}, 8, 2},
     {"features1.conv6", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 54525952, 1048576},
-     {"features1.conv5", NULL}, {{NNCC_ARENA, 62914560, 1048576}, {NNCC_NOWHERE, 0, 0}}, 10, 2},
+     1, (const char *const[]){"features1.conv5"},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 10, 2},
     {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 73400320, 262144},
-     {"features1.conv6", NULL}, {{NNCC_ARENA, 58720256, 1048576}, {NNCC_NOWHERE, 0, 0}}, 12, 0},
+     1, (const char *const[]){"features1.conv6"},
+     (const NnccSpan[]){{NNCC_ARENA, 58720256, 1048576}}, 12, 0},
     {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 58720256, 524288},
-     {"features1.maxpool3", NULL}, {{NNCC_ARENA, 62914560, 262144}, {NNCC_NOWHERE, 0, 0}}, 12, 2},
+     1, (const char *const[]){"features1.maxpool3"},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 262144}}, 12, 2},
     {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 60817408, 524288},
-     {"features1.conv7", NULL}, {{NNCC_ARENA, 65011712, 524288}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+     1, (const char *const[]){"features1.conv7"},
+     (const NnccSpan[]){{NNCC_ARENA, 65011712, 524288}}, 14, 2},
     {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 74448896, 131072},
-     {"features1.conv8", NULL}, {{NNCC_ARENA, 62914560, 524288}, {NNCC_NOWHERE, 0, 0}}, 16, 0},
+     1, (const char *const[]){"features1.conv8"},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 524288}}, 16, 0},
     {"features1.conv9", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 74973184, 131072},
-     {"features1.maxpool4", NULL}, {{NNCC_ARENA, 65011712, 131072}, {NNCC_NOWHERE, 0, 0}}, 16, 2},
+     1, (const char *const[]){"features1.maxpool4"},
+     (const NnccSpan[]){{NNCC_ARENA, 65011712, 131072}}, 16, 2},
     {"features1.conv10", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 75497472, 131072},
-     {"features1.conv9", NULL}, {{NNCC_ARENA, 63438848, 131072}, {NNCC_NOWHERE, 0, 0}}, 18, 2},
+     1, (const char *const[]){"features1.conv9"},
+     (const NnccSpan[]){{NNCC_ARENA, 63438848, 131072}}, 18, 2},
     {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 76021760, 32768},
-     {"features1.conv10", NULL}, {{NNCC_ARENA, 62914560, 131072}, {NNCC_NOWHERE, 0, 0}}, 20, 0},
+     1, (const char *const[]){"features1.conv10"},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 131072}}, 20, 0},
     {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 76021760, 32768},
-     {"features1.maxpool5", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 20, 0},
+     1, (const char *const[]){"features1.maxpool5"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 20, 0},
     {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 62914560, 262144},
-     {"classifier1.flatten1", NULL}, {{NNCC_ARENA, 63963136, 32768}, {NNCC_NOWHERE, 0, 0}}, 20, 2},
+     1, (const char *const[]){"classifier1.flatten1"},
+     (const NnccSpan[]){{NNCC_ARENA, 63963136, 32768}}, 20, 2},
     {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 63963136, 262144},
-     {"classifier1.fc1", NULL}, {{NNCC_ARENA, 66060288, 262144}, {NNCC_NOWHERE, 0, 0}}, 22, 2},
+     1, (const char *const[]){"classifier1.fc1"},
+     (const NnccSpan[]){{NNCC_ARENA, 66060288, 262144}}, 22, 2},
     {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
-     {"classifier1.fc2", NULL}, {{NNCC_ARENA, 65011712, 262144}, {NNCC_NOWHERE, 0, 0}}, 24, 2},
+     1, (const char *const[]){"classifier1.fc2"},
+     (const NnccSpan[]){{NNCC_ARENA, 65011712, 262144}}, 24, 2},
 };
 
 static NnccModel model = {
@@ -512,7 +546,7 @@ static NnccModel model = {
     .nncc_version = "0.1.0",
     .batch = 64,
     .in_c = 1, .in_h = 32, .in_w = 32,
-    .pad_top = 2, .pad_left = 2,
+    .pad_top = 2, .pad_left = 2, .pad_bottom = 2, .pad_right = 2,
     .classes = 10,
     .nparams = 26,
     .params = params,

@@ -114,14 +114,15 @@ static size_t scratch_bytes;
 
 /* features1.conv1 = conv2d(x)  models/lib/vgg.nn:16:11
  *   x [64,1,32,32] -> [64,64,32,32] */
+_Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv1: output size");
 KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
@@ -152,14 +153,15 @@ KERNEL void features1_relu1_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv2 = conv2d(features1.relu1)  models/lib/vgg.nn:16:11
  *   features1.relu1 [64,64,32,32] -> [64,64,32,32] */
+_Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv2: output size");
 KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
@@ -190,23 +192,25 @@ KERNEL void features1_relu2_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool1 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
  *   features1.relu2 [64,64,32,32] -> [64,64,16,16] */
+_Static_assert(NNCC_POOL_OUT(32, 2, 2, 0, 0) == 16, "features1.maxpool1: output size");
 KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 
 /* features1.conv3 = conv2d(features1.maxpool1)  models/lib/vgg.nn:16:11
  *   features1.maxpool1 [64,64,16,16] -> [64,128,16,16] */
+_Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv3: output size");
 KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
@@ -237,14 +241,15 @@ KERNEL void features1_relu3_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
  *   features1.relu3 [64,128,16,16] -> [64,128,16,16] */
+_Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv4: output size");
 KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
@@ -275,23 +280,25 @@ KERNEL void features1_relu4_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool2 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
  *   features1.relu4 [64,128,16,16] -> [64,128,8,8] */
+_Static_assert(NNCC_POOL_OUT(16, 2, 2, 0, 0) == 8, "features1.maxpool2: output size");
 KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 
 /* features1.conv5 = conv2d(features1.maxpool2)  models/lib/vgg.nn:16:11
  *   features1.maxpool2 [64,128,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv5: output size");
 KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
@@ -322,14 +329,15 @@ KERNEL void features1_relu5_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
  *   features1.relu5 [64,256,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv6: output size");
 KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
@@ -360,23 +368,25 @@ KERNEL void features1_relu6_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool3 = maxpool2d(features1.relu6)  models/lib/vgg.nn:14:11
  *   features1.relu6 [64,256,8,8] -> [64,256,4,4] */
+_Static_assert(NNCC_POOL_OUT(8, 2, 2, 0, 0) == 4, "features1.maxpool3: output size");
 KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 
 /* features1.conv7 = conv2d(features1.maxpool3)  models/lib/vgg.nn:16:11
  *   features1.maxpool3 [64,256,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv7: output size");
 KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
@@ -407,14 +417,15 @@ KERNEL void features1_relu7_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv8 = conv2d(features1.relu7)  models/lib/vgg.nn:16:11
  *   features1.relu7 [64,512,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv8: output size");
 KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
@@ -445,23 +456,25 @@ KERNEL void features1_relu8_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool4 = maxpool2d(features1.relu8)  models/lib/vgg.nn:14:11
  *   features1.relu8 [64,512,4,4] -> [64,512,2,2] */
+_Static_assert(NNCC_POOL_OUT(4, 2, 2, 0, 0) == 2, "features1.maxpool4: output size");
 KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 
 /* features1.conv9 = conv2d(features1.maxpool4)  models/lib/vgg.nn:16:11
  *   features1.maxpool4 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv9: output size");
 KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
@@ -492,14 +505,15 @@ KERNEL void features1_relu9_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv10 = conv2d(features1.relu9)  models/lib/vgg.nn:16:11
  *   features1.relu9 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv10: output size");
 KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
@@ -530,11 +544,12 @@ KERNEL void features1_relu10_backward(float *dx, const float *dy, const float *r
 
 /* features1.maxpool5 = maxpool2d(features1.relu10)  models/lib/vgg.nn:14:11
  *   features1.relu10 [64,512,2,2] -> [64,512,1,1] */
+_Static_assert(NNCC_POOL_OUT(2, 2, 2, 0, 0) == 1, "features1.maxpool5: output size");
 KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
@@ -545,12 +560,12 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
  *   classifier1.flatten1 [64,512] -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
@@ -558,12 +573,12 @@ SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear
  *   classifier1.fc1 [64,4096] -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
@@ -571,12 +586,12 @@ SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linea
  *   classifier1.fc2 [64,4096] -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
+  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
 
@@ -956,83 +971,122 @@ static void backward(NnccState *s) {
  * backward (arena offsets in bytes); rows of params[]: for the numerics check */
 static const NnccNode nodes[] = {
     {"features1.conv1", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 0, 4194304},
-     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+     1, (const char *const[]){"x"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"features1.bn1", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 16777216, 4194304},
-     {"features1.conv1", NULL}, {{NNCC_ARENA, 16777216, 4194304}, {NNCC_NOWHERE, 0, 0}}, 2, 5},
+     1, (const char *const[]){"features1.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 16777216, 4194304}}, 2, 5},
     {"features1.relu1", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 16777216, 4194304},
-     {"features1.bn1", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 7, 0},
+     1, (const char *const[]){"features1.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 7, 0},
     {"features1.conv2", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 4194304},
-     {"features1.relu1", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 7, 2},
+     1, (const char *const[]){"features1.relu1"},
+     (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 7, 2},
     {"features1.bn2", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 50331648, 4194304},
-     {"features1.conv2", NULL}, {{NNCC_ARENA, 50331648, 4194304}, {NNCC_NOWHERE, 0, 0}}, 9, 5},
+     1, (const char *const[]){"features1.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 4194304}}, 9, 5},
     {"features1.relu2", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 50331648, 4194304},
-     {"features1.bn2", NULL}, {{NNCC_ARENA, 67108864, 4194304}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+     1, (const char *const[]){"features1.bn2"},
+     (const NnccSpan[]){{NNCC_ARENA, 67108864, 4194304}}, 14, 0},
     {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 109051904, 1048576},
-     {"features1.relu2", NULL}, {{NNCC_ARENA, 67108864, 4194304}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+     1, (const char *const[]){"features1.relu2"},
+     (const NnccSpan[]){{NNCC_ARENA, 67108864, 4194304}}, 14, 0},
     {"features1.conv3", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 67108864, 2097152},
-     {"features1.maxpool1", NULL}, {{NNCC_ARENA, 83886080, 1048576}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+     1, (const char *const[]){"features1.maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 83886080, 1048576}}, 14, 2},
     {"features1.bn3", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 75497472, 2097152},
-     {"features1.conv3", NULL}, {{NNCC_ARENA, 75497472, 2097152}, {NNCC_NOWHERE, 0, 0}}, 16, 5},
+     1, (const char *const[]){"features1.conv3"},
+     (const NnccSpan[]){{NNCC_ARENA, 75497472, 2097152}}, 16, 5},
     {"features1.relu3", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 75497472, 2097152},
-     {"features1.bn3", NULL}, {{NNCC_ARENA, 83886080, 2097152}, {NNCC_NOWHERE, 0, 0}}, 21, 0},
+     1, (const char *const[]){"features1.bn3"},
+     (const NnccSpan[]){{NNCC_ARENA, 83886080, 2097152}}, 21, 0},
     {"features1.conv4", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 83886080, 2097152},
-     {"features1.relu3", NULL}, {{NNCC_ARENA, 83886080, 2097152}, {NNCC_NOWHERE, 0, 0}}, 21, 2},
+     1, (const char *const[]){"features1.relu3"},
+     (const NnccSpan[]){{NNCC_ARENA, 83886080, 2097152}}, 21, 2},
     {"features1.bn4", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 92274688, 2097152},
-     {"features1.conv4", NULL}, {{NNCC_ARENA, 92274688, 2097152}, {NNCC_NOWHERE, 0, 0}}, 23, 5},
+     1, (const char *const[]){"features1.conv4"},
+     (const NnccSpan[]){{NNCC_ARENA, 92274688, 2097152}}, 23, 5},
     {"features1.relu4", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 92274688, 2097152},
-     {"features1.bn4", NULL}, {{NNCC_ARENA, 100663296, 2097152}, {NNCC_NOWHERE, 0, 0}}, 28, 0},
+     1, (const char *const[]){"features1.bn4"},
+     (const NnccSpan[]){{NNCC_ARENA, 100663296, 2097152}}, 28, 0},
     {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 125829120, 524288},
-     {"features1.relu4", NULL}, {{NNCC_ARENA, 100663296, 2097152}, {NNCC_NOWHERE, 0, 0}}, 28, 0},
+     1, (const char *const[]){"features1.relu4"},
+     (const NnccSpan[]){{NNCC_ARENA, 100663296, 2097152}}, 28, 0},
     {"features1.conv5", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 100663296, 1048576},
-     {"features1.maxpool2", NULL}, {{NNCC_ARENA, 113246208, 524288}, {NNCC_NOWHERE, 0, 0}}, 28, 2},
+     1, (const char *const[]){"features1.maxpool2"},
+     (const NnccSpan[]){{NNCC_ARENA, 113246208, 524288}}, 28, 2},
     {"features1.bn5", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 104857600, 1048576},
-     {"features1.conv5", NULL}, {{NNCC_ARENA, 104857600, 1048576}, {NNCC_NOWHERE, 0, 0}}, 30, 5},
+     1, (const char *const[]){"features1.conv5"},
+     (const NnccSpan[]){{NNCC_ARENA, 104857600, 1048576}}, 30, 5},
     {"features1.relu5", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 104857600, 1048576},
-     {"features1.bn5", NULL}, {{NNCC_ARENA, 113246208, 1048576}, {NNCC_NOWHERE, 0, 0}}, 35, 0},
+     1, (const char *const[]){"features1.bn5"},
+     (const NnccSpan[]){{NNCC_ARENA, 113246208, 1048576}}, 35, 0},
     {"features1.conv6", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 113246208, 1048576},
-     {"features1.relu5", NULL}, {{NNCC_ARENA, 113246208, 1048576}, {NNCC_NOWHERE, 0, 0}}, 35, 2},
+     1, (const char *const[]){"features1.relu5"},
+     (const NnccSpan[]){{NNCC_ARENA, 113246208, 1048576}}, 35, 2},
     {"features1.bn6", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 117440512, 1048576},
-     {"features1.conv6", NULL}, {{NNCC_ARENA, 117440512, 1048576}, {NNCC_NOWHERE, 0, 0}}, 37, 5},
+     1, (const char *const[]){"features1.conv6"},
+     (const NnccSpan[]){{NNCC_ARENA, 117440512, 1048576}}, 37, 5},
     {"features1.relu6", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 117440512, 1048576},
-     {"features1.bn6", NULL}, {{NNCC_ARENA, 121634816, 1048576}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+     1, (const char *const[]){"features1.bn6"},
+     (const NnccSpan[]){{NNCC_ARENA, 121634816, 1048576}}, 42, 0},
     {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 134217728, 262144},
-     {"features1.relu6", NULL}, {{NNCC_ARENA, 121634816, 1048576}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+     1, (const char *const[]){"features1.relu6"},
+     (const NnccSpan[]){{NNCC_ARENA, 121634816, 1048576}}, 42, 0},
     {"features1.conv7", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 121634816, 524288},
-     {"features1.maxpool3", NULL}, {{NNCC_ARENA, 127926272, 262144}, {NNCC_NOWHERE, 0, 0}}, 42, 2},
+     1, (const char *const[]){"features1.maxpool3"},
+     (const NnccSpan[]){{NNCC_ARENA, 127926272, 262144}}, 42, 2},
     {"features1.bn7", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 123731968, 524288},
-     {"features1.conv7", NULL}, {{NNCC_ARENA, 123731968, 524288}, {NNCC_NOWHERE, 0, 0}}, 44, 5},
+     1, (const char *const[]){"features1.conv7"},
+     (const NnccSpan[]){{NNCC_ARENA, 123731968, 524288}}, 44, 5},
     {"features1.relu7", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 123731968, 524288},
-     {"features1.bn7", NULL}, {{NNCC_ARENA, 127926272, 524288}, {NNCC_NOWHERE, 0, 0}}, 49, 0},
+     1, (const char *const[]){"features1.bn7"},
+     (const NnccSpan[]){{NNCC_ARENA, 127926272, 524288}}, 49, 0},
     {"features1.conv8", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 127926272, 524288},
-     {"features1.relu7", NULL}, {{NNCC_ARENA, 127926272, 524288}, {NNCC_NOWHERE, 0, 0}}, 49, 2},
+     1, (const char *const[]){"features1.relu7"},
+     (const NnccSpan[]){{NNCC_ARENA, 127926272, 524288}}, 49, 2},
     {"features1.bn8", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 130023424, 524288},
-     {"features1.conv8", NULL}, {{NNCC_ARENA, 130023424, 524288}, {NNCC_NOWHERE, 0, 0}}, 51, 5},
+     1, (const char *const[]){"features1.conv8"},
+     (const NnccSpan[]){{NNCC_ARENA, 130023424, 524288}}, 51, 5},
     {"features1.relu8", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 130023424, 524288},
-     {"features1.bn8", NULL}, {{NNCC_ARENA, 132120576, 524288}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+     1, (const char *const[]){"features1.bn8"},
+     (const NnccSpan[]){{NNCC_ARENA, 132120576, 524288}}, 56, 0},
     {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 137363456, 131072},
-     {"features1.relu8", NULL}, {{NNCC_ARENA, 132120576, 524288}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+     1, (const char *const[]){"features1.relu8"},
+     (const NnccSpan[]){{NNCC_ARENA, 132120576, 524288}}, 56, 0},
     {"features1.conv9", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 137887744, 131072},
-     {"features1.maxpool4", NULL}, {{NNCC_ARENA, 135266304, 131072}, {NNCC_NOWHERE, 0, 0}}, 56, 2},
+     1, (const char *const[]){"features1.maxpool4"},
+     (const NnccSpan[]){{NNCC_ARENA, 135266304, 131072}}, 56, 2},
     {"features1.bn9", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 132120576, 131072},
-     {"features1.conv9", NULL}, {{NNCC_ARENA, 132644864, 131072}, {NNCC_NOWHERE, 0, 0}}, 58, 5},
+     1, (const char *const[]){"features1.conv9"},
+     (const NnccSpan[]){{NNCC_ARENA, 132644864, 131072}}, 58, 5},
     {"features1.relu9", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 138412032, 131072},
-     {"features1.bn9", NULL}, {{NNCC_ARENA, 132120576, 131072}, {NNCC_NOWHERE, 0, 0}}, 63, 0},
+     1, (const char *const[]){"features1.bn9"},
+     (const NnccSpan[]){{NNCC_ARENA, 132120576, 131072}}, 63, 0},
     {"features1.conv10", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 138936320, 131072},
-     {"features1.relu9", NULL}, {{NNCC_ARENA, 132120576, 131072}, {NNCC_NOWHERE, 0, 0}}, 63, 2},
+     1, (const char *const[]){"features1.relu9"},
+     (const NnccSpan[]){{NNCC_ARENA, 132120576, 131072}}, 63, 2},
     {"features1.bn10", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 132120576, 131072},
-     {"features1.conv10", NULL}, {{NNCC_ARENA, 132644864, 131072}, {NNCC_NOWHERE, 0, 0}}, 65, 5},
+     1, (const char *const[]){"features1.conv10"},
+     (const NnccSpan[]){{NNCC_ARENA, 132644864, 131072}}, 65, 5},
     {"features1.relu10", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 139460608, 131072},
-     {"features1.bn10", NULL}, {{NNCC_ARENA, 132120576, 131072}, {NNCC_NOWHERE, 0, 0}}, 70, 0},
+     1, (const char *const[]){"features1.bn10"},
+     (const NnccSpan[]){{NNCC_ARENA, 132120576, 131072}}, 70, 0},
     {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 139984896, 32768},
-     {"features1.relu10", NULL}, {{NNCC_ARENA, 132120576, 131072}, {NNCC_NOWHERE, 0, 0}}, 70, 0},
+     1, (const char *const[]){"features1.relu10"},
+     (const NnccSpan[]){{NNCC_ARENA, 132120576, 131072}}, 70, 0},
     {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 139984896, 32768},
-     {"features1.maxpool5", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 70, 0},
+     1, (const char *const[]){"features1.maxpool5"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 70, 0},
     {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 132120576, 262144},
-     {"classifier1.flatten1", NULL}, {{NNCC_ARENA, 133169152, 32768}, {NNCC_NOWHERE, 0, 0}}, 70, 2},
+     1, (const char *const[]){"classifier1.flatten1"},
+     (const NnccSpan[]){{NNCC_ARENA, 133169152, 32768}}, 70, 2},
     {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 133169152, 262144},
-     {"classifier1.fc1", NULL}, {{NNCC_ARENA, 136314880, 262144}, {NNCC_NOWHERE, 0, 0}}, 72, 2},
+     1, (const char *const[]){"classifier1.fc1"},
+     (const NnccSpan[]){{NNCC_ARENA, 136314880, 262144}}, 72, 2},
     {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
-     {"classifier1.fc2", NULL}, {{NNCC_ARENA, 135266304, 262144}, {NNCC_NOWHERE, 0, 0}}, 74, 2},
+     1, (const char *const[]){"classifier1.fc2"},
+     (const NnccSpan[]){{NNCC_ARENA, 135266304, 262144}}, 74, 2},
 };
 
 static NnccModel model = {
@@ -1042,7 +1096,7 @@ static NnccModel model = {
     .nncc_version = "0.1.0",
     .batch = 64,
     .in_c = 1, .in_h = 32, .in_w = 32,
-    .pad_top = 2, .pad_left = 2,
+    .pad_top = 2, .pad_left = 2, .pad_bottom = 2, .pad_right = 2,
     .classes = 10,
     .nparams = 76,
     .params = params,

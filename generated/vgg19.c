@@ -76,255 +76,276 @@ static size_t scratch_bytes;
 
 /* features1.conv1 = conv2d+relu(x)  models/lib/vgg.nn:16:11, fused features1.relu1
  *   x [64,1,32,32] -> [64,64,32,32] */
+_Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv1: output size");
 KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv2 = conv2d+relu(features1.conv1)  models/lib/vgg.nn:16:11, fused features1.relu2
  *   features1.conv1 [64,64,32,32] -> [64,64,32,32] */
+_Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv2: output size");
 KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool1 = maxpool2d(features1.conv2)  models/lib/vgg.nn:14:11
  *   features1.conv2 [64,64,32,32] -> [64,64,16,16] */
+_Static_assert(NNCC_POOL_OUT(32, 2, 2, 0, 0) == 16, "features1.maxpool1: output size");
 KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 
 /* features1.conv3 = conv2d+relu(features1.maxpool1)  models/lib/vgg.nn:16:11, fused features1.relu3
  *   features1.maxpool1 [64,64,16,16] -> [64,128,16,16] */
+_Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv3: output size");
 KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv4 = conv2d+relu(features1.conv3)  models/lib/vgg.nn:16:11, fused features1.relu4
  *   features1.conv3 [64,128,16,16] -> [64,128,16,16] */
+_Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv4: output size");
 KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool2 = maxpool2d(features1.conv4)  models/lib/vgg.nn:14:11
  *   features1.conv4 [64,128,16,16] -> [64,128,8,8] */
+_Static_assert(NNCC_POOL_OUT(16, 2, 2, 0, 0) == 8, "features1.maxpool2: output size");
 KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 
 /* features1.conv5 = conv2d+relu(features1.maxpool2)  models/lib/vgg.nn:16:11, fused features1.relu5
  *   features1.maxpool2 [64,128,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv5: output size");
 KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv6 = conv2d+relu(features1.conv5)  models/lib/vgg.nn:16:11, fused features1.relu6
  *   features1.conv5 [64,256,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv6: output size");
 KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv7 = conv2d+relu(features1.conv6)  models/lib/vgg.nn:16:11, fused features1.relu7
  *   features1.conv6 [64,256,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv7: output size");
 KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv8 = conv2d+relu(features1.conv7)  models/lib/vgg.nn:16:11, fused features1.relu8
  *   features1.conv7 [64,256,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv8: output size");
 KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool3 = maxpool2d(features1.conv8)  models/lib/vgg.nn:14:11
  *   features1.conv8 [64,256,8,8] -> [64,256,4,4] */
+_Static_assert(NNCC_POOL_OUT(8, 2, 2, 0, 0) == 4, "features1.maxpool3: output size");
 KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 
 /* features1.conv9 = conv2d+relu(features1.maxpool3)  models/lib/vgg.nn:16:11, fused features1.relu9
  *   features1.maxpool3 [64,256,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv9: output size");
 KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv10 = conv2d+relu(features1.conv9)  models/lib/vgg.nn:16:11, fused features1.relu10
  *   features1.conv9 [64,512,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv10: output size");
 KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv11 = conv2d+relu(features1.conv10)  models/lib/vgg.nn:16:11, fused features1.relu11
  *   features1.conv10 [64,512,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv11: output size");
 KERNEL void features1_conv11_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv11_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv12 = conv2d+relu(features1.conv11)  models/lib/vgg.nn:16:11, fused features1.relu12
  *   features1.conv11 [64,512,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv12: output size");
 KERNEL void features1_conv12_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool4 = maxpool2d(features1.conv12)  models/lib/vgg.nn:14:11
  *   features1.conv12 [64,512,4,4] -> [64,512,2,2] */
+_Static_assert(NNCC_POOL_OUT(4, 2, 2, 0, 0) == 2, "features1.maxpool4: output size");
 KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 
 /* features1.conv13 = conv2d+relu(features1.maxpool4)  models/lib/vgg.nn:16:11, fused features1.relu13
  *   features1.maxpool4 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv13: output size");
 KERNEL void features1_conv13_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv13_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv14 = conv2d+relu(features1.conv13)  models/lib/vgg.nn:16:11, fused features1.relu14
  *   features1.conv13 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv14: output size");
 KERNEL void features1_conv14_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv14_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv14, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv15 = conv2d+relu(features1.conv14)  models/lib/vgg.nn:16:11, fused features1.relu15
  *   features1.conv14 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv15: output size");
 KERNEL void features1_conv15_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv15_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv15, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.conv16 = conv2d+relu(features1.conv15)  models/lib/vgg.nn:16:11, fused features1.relu16
  *   features1.conv15 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv16: output size");
 KERNEL void features1_conv16_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv16_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(features1_conv16, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
 /* features1.maxpool5 = maxpool2d(features1.conv16)  models/lib/vgg.nn:14:11
  *   features1.conv16 [64,512,2,2] -> [64,512,1,1] */
+_Static_assert(NNCC_POOL_OUT(2, 2, 2, 0, 0) == 1, "features1.maxpool5: output size");
 KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
@@ -335,12 +356,12 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
  *   classifier1.flatten1 [64,512] -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
@@ -348,12 +369,12 @@ SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear
  *   classifier1.fc1 [64,4096] -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
@@ -361,12 +382,12 @@ SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linea
  *   classifier1.fc2 [64,4096] -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
+  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
 
@@ -610,55 +631,80 @@ static void backward(NnccState *s) {
  * backward (arena offsets in bytes); rows of params[]: for the numerics check */
 static const NnccNode nodes[] = {
     {"features1.conv1", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 0, 4194304},
-     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+     1, (const char *const[]){"x"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"features1.conv2", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 16777216, 4194304},
-     {"features1.conv1", NULL}, {{NNCC_ARENA, 50331648, 4194304}, {NNCC_NOWHERE, 0, 0}}, 2, 2},
+     1, (const char *const[]){"features1.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 4194304}}, 2, 2},
     {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 67108864, 1048576},
-     {"features1.conv2", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 4, 0},
+     1, (const char *const[]){"features1.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 4, 0},
     {"features1.conv3", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 2097152},
-     {"features1.maxpool1", NULL}, {{NNCC_ARENA, 50331648, 1048576}, {NNCC_NOWHERE, 0, 0}}, 4, 2},
+     1, (const char *const[]){"features1.maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 1048576}}, 4, 2},
     {"features1.conv4", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 41943040, 2097152},
-     {"features1.conv3", NULL}, {{NNCC_ARENA, 58720256, 2097152}, {NNCC_NOWHERE, 0, 0}}, 6, 2},
+     1, (const char *const[]){"features1.conv3"},
+     (const NnccSpan[]){{NNCC_ARENA, 58720256, 2097152}}, 6, 2},
     {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 79691776, 524288},
-     {"features1.conv4", NULL}, {{NNCC_ARENA, 50331648, 2097152}, {NNCC_NOWHERE, 0, 0}}, 8, 0},
+     1, (const char *const[]){"features1.conv4"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 2097152}}, 8, 0},
     {"features1.conv5", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 1048576},
-     {"features1.maxpool2", NULL}, {{NNCC_ARENA, 62914560, 524288}, {NNCC_NOWHERE, 0, 0}}, 8, 2},
+     1, (const char *const[]){"features1.maxpool2"},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 524288}}, 8, 2},
     {"features1.conv6", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 54525952, 1048576},
-     {"features1.conv5", NULL}, {{NNCC_ARENA, 58720256, 1048576}, {NNCC_NOWHERE, 0, 0}}, 10, 2},
+     1, (const char *const[]){"features1.conv5"},
+     (const NnccSpan[]){{NNCC_ARENA, 58720256, 1048576}}, 10, 2},
     {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 58720256, 1048576},
-     {"features1.conv6", NULL}, {{NNCC_ARENA, 62914560, 1048576}, {NNCC_NOWHERE, 0, 0}}, 12, 2},
+     1, (const char *const[]){"features1.conv6"},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 12, 2},
     {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 62914560, 1048576},
-     {"features1.conv7", NULL}, {{NNCC_ARENA, 75497472, 1048576}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+     1, (const char *const[]){"features1.conv7"},
+     (const NnccSpan[]){{NNCC_ARENA, 75497472, 1048576}}, 14, 2},
     {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 85983232, 262144},
-     {"features1.conv8", NULL}, {{NNCC_ARENA, 71303168, 1048576}, {NNCC_NOWHERE, 0, 0}}, 16, 0},
+     1, (const char *const[]){"features1.conv8"},
+     (const NnccSpan[]){{NNCC_ARENA, 71303168, 1048576}}, 16, 0},
     {"features1.conv9", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 71303168, 524288},
-     {"features1.maxpool3", NULL}, {{NNCC_ARENA, 77594624, 262144}, {NNCC_NOWHERE, 0, 0}}, 16, 2},
+     1, (const char *const[]){"features1.maxpool3"},
+     (const NnccSpan[]){{NNCC_ARENA, 77594624, 262144}}, 16, 2},
     {"features1.conv10", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 73400320, 524288},
-     {"features1.conv9", NULL}, {{NNCC_ARENA, 75497472, 524288}, {NNCC_NOWHERE, 0, 0}}, 18, 2},
+     1, (const char *const[]){"features1.conv9"},
+     (const NnccSpan[]){{NNCC_ARENA, 75497472, 524288}}, 18, 2},
     {"features1.conv11", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 75497472, 524288},
-     {"features1.conv10", NULL}, {{NNCC_ARENA, 77594624, 524288}, {NNCC_NOWHERE, 0, 0}}, 20, 2},
+     1, (const char *const[]){"features1.conv10"},
+     (const NnccSpan[]){{NNCC_ARENA, 77594624, 524288}}, 20, 2},
     {"features1.conv12", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 77594624, 524288},
-     {"features1.conv11", NULL}, {{NNCC_ARENA, 83886080, 524288}, {NNCC_NOWHERE, 0, 0}}, 22, 2},
+     1, (const char *const[]){"features1.conv11"},
+     (const NnccSpan[]){{NNCC_ARENA, 83886080, 524288}}, 22, 2},
     {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 87031808, 131072},
-     {"features1.conv12", NULL}, {{NNCC_ARENA, 81788928, 524288}, {NNCC_NOWHERE, 0, 0}}, 24, 0},
+     1, (const char *const[]){"features1.conv12"},
+     (const NnccSpan[]){{NNCC_ARENA, 81788928, 524288}}, 24, 0},
     {"features1.conv13", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 87556096, 131072},
-     {"features1.maxpool4", NULL}, {{NNCC_ARENA, 83886080, 131072}, {NNCC_NOWHERE, 0, 0}}, 24, 2},
+     1, (const char *const[]){"features1.maxpool4"},
+     (const NnccSpan[]){{NNCC_ARENA, 83886080, 131072}}, 24, 2},
     {"features1.conv14", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 88080384, 131072},
-     {"features1.conv13", NULL}, {{NNCC_ARENA, 82313216, 131072}, {NNCC_NOWHERE, 0, 0}}, 26, 2},
+     1, (const char *const[]){"features1.conv13"},
+     (const NnccSpan[]){{NNCC_ARENA, 82313216, 131072}}, 26, 2},
     {"features1.conv15", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 88604672, 131072},
-     {"features1.conv14", NULL}, {{NNCC_ARENA, 81788928, 131072}, {NNCC_NOWHERE, 0, 0}}, 28, 2},
+     1, (const char *const[]){"features1.conv14"},
+     (const NnccSpan[]){{NNCC_ARENA, 81788928, 131072}}, 28, 2},
     {"features1.conv16", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 89128960, 131072},
-     {"features1.conv15", NULL}, {{NNCC_ARENA, 82313216, 131072}, {NNCC_NOWHERE, 0, 0}}, 30, 2},
+     1, (const char *const[]){"features1.conv15"},
+     (const NnccSpan[]){{NNCC_ARENA, 82313216, 131072}}, 30, 2},
     {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 89653248, 32768},
-     {"features1.conv16", NULL}, {{NNCC_ARENA, 81788928, 131072}, {NNCC_NOWHERE, 0, 0}}, 32, 0},
+     1, (const char *const[]){"features1.conv16"},
+     (const NnccSpan[]){{NNCC_ARENA, 81788928, 131072}}, 32, 0},
     {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 89653248, 32768},
-     {"features1.maxpool5", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 32, 0},
+     1, (const char *const[]){"features1.maxpool5"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 32, 0},
     {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 81788928, 262144},
-     {"classifier1.flatten1", NULL}, {{NNCC_ARENA, 82837504, 32768}, {NNCC_NOWHERE, 0, 0}}, 32, 2},
+     1, (const char *const[]){"classifier1.flatten1"},
+     (const NnccSpan[]){{NNCC_ARENA, 82837504, 32768}}, 32, 2},
     {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 82837504, 262144},
-     {"classifier1.fc1", NULL}, {{NNCC_ARENA, 84934656, 262144}, {NNCC_NOWHERE, 0, 0}}, 34, 2},
+     1, (const char *const[]){"classifier1.fc1"},
+     (const NnccSpan[]){{NNCC_ARENA, 84934656, 262144}}, 34, 2},
     {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
-     {"classifier1.fc2", NULL}, {{NNCC_ARENA, 83886080, 262144}, {NNCC_NOWHERE, 0, 0}}, 36, 2},
+     1, (const char *const[]){"classifier1.fc2"},
+     (const NnccSpan[]){{NNCC_ARENA, 83886080, 262144}}, 36, 2},
 };
 
 static NnccModel model = {
@@ -668,7 +714,7 @@ static NnccModel model = {
     .nncc_version = "0.1.0",
     .batch = 64,
     .in_c = 1, .in_h = 32, .in_w = 32,
-    .pad_top = 2, .pad_left = 2,
+    .pad_top = 2, .pad_left = 2, .pad_bottom = 2, .pad_right = 2,
     .classes = 10,
     .nparams = 38,
     .params = params,

@@ -156,14 +156,15 @@ static size_t scratch_bytes;
 
 /* features1.conv1 = conv2d(x)  models/lib/vgg.nn:16:11
  *   x [64,1,32,32] -> [64,64,32,32] */
+_Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv1: output size");
 KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
@@ -194,14 +195,15 @@ KERNEL void features1_relu1_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv2 = conv2d(features1.relu1)  models/lib/vgg.nn:16:11
  *   features1.relu1 [64,64,32,32] -> [64,64,32,32] */
+_Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv2: output size");
 KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
 
@@ -232,23 +234,25 @@ KERNEL void features1_relu2_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool1 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
  *   features1.relu2 [64,64,32,32] -> [64,64,16,16] */
+_Static_assert(NNCC_POOL_OUT(32, 2, 2, 0, 0) == 16, "features1.maxpool1: output size");
 KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 
 /* features1.conv3 = conv2d(features1.maxpool1)  models/lib/vgg.nn:16:11
  *   features1.maxpool1 [64,64,16,16] -> [64,128,16,16] */
+_Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv3: output size");
 KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
@@ -279,14 +283,15 @@ KERNEL void features1_relu3_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
  *   features1.relu3 [64,128,16,16] -> [64,128,16,16] */
+_Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv4: output size");
 KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
 
@@ -317,23 +322,25 @@ KERNEL void features1_relu4_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool2 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
  *   features1.relu4 [64,128,16,16] -> [64,128,8,8] */
+_Static_assert(NNCC_POOL_OUT(16, 2, 2, 0, 0) == 8, "features1.maxpool2: output size");
 KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 
 /* features1.conv5 = conv2d(features1.maxpool2)  models/lib/vgg.nn:16:11
  *   features1.maxpool2 [64,128,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv5: output size");
 KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
@@ -364,14 +371,15 @@ KERNEL void features1_relu5_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
  *   features1.relu5 [64,256,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv6: output size");
 KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
@@ -402,14 +410,15 @@ KERNEL void features1_relu6_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv7 = conv2d(features1.relu6)  models/lib/vgg.nn:16:11
  *   features1.relu6 [64,256,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv7: output size");
 KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
@@ -440,14 +449,15 @@ KERNEL void features1_relu7_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv8 = conv2d(features1.relu7)  models/lib/vgg.nn:16:11
  *   features1.relu7 [64,256,8,8] -> [64,256,8,8] */
+_Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv8: output size");
 KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
 
@@ -478,23 +488,25 @@ KERNEL void features1_relu8_backward(float *dx, const float *dy, const float *re
 
 /* features1.maxpool3 = maxpool2d(features1.relu8)  models/lib/vgg.nn:14:11
  *   features1.relu8 [64,256,8,8] -> [64,256,4,4] */
+_Static_assert(NNCC_POOL_OUT(8, 2, 2, 0, 0) == 4, "features1.maxpool3: output size");
 KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 
 /* features1.conv9 = conv2d(features1.maxpool3)  models/lib/vgg.nn:16:11
  *   features1.maxpool3 [64,256,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv9: output size");
 KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
@@ -525,14 +537,15 @@ KERNEL void features1_relu9_backward(float *dx, const float *dy, const float *re
 
 /* features1.conv10 = conv2d(features1.relu9)  models/lib/vgg.nn:16:11
  *   features1.relu9 [64,512,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv10: output size");
 KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
@@ -563,14 +576,15 @@ KERNEL void features1_relu10_backward(float *dx, const float *dy, const float *r
 
 /* features1.conv11 = conv2d(features1.relu10)  models/lib/vgg.nn:16:11
  *   features1.relu10 [64,512,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv11: output size");
 KERNEL void features1_conv11_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv11_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
@@ -601,14 +615,15 @@ KERNEL void features1_relu11_backward(float *dx, const float *dy, const float *r
 
 /* features1.conv12 = conv2d(features1.relu11)  models/lib/vgg.nn:16:11
  *   features1.relu11 [64,512,4,4] -> [64,512,4,4] */
+_Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv12: output size");
 KERNEL void features1_conv12_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
 
@@ -639,23 +654,25 @@ KERNEL void features1_relu12_backward(float *dx, const float *dy, const float *r
 
 /* features1.maxpool4 = maxpool2d(features1.relu12)  models/lib/vgg.nn:14:11
  *   features1.relu12 [64,512,4,4] -> [64,512,2,2] */
+_Static_assert(NNCC_POOL_OUT(4, 2, 2, 0, 0) == 2, "features1.maxpool4: output size");
 KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 
 /* features1.conv13 = conv2d(features1.maxpool4)  models/lib/vgg.nn:16:11
  *   features1.maxpool4 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv13: output size");
 KERNEL void features1_conv13_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv13_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
@@ -686,14 +703,15 @@ KERNEL void features1_relu13_backward(float *dx, const float *dy, const float *r
 
 /* features1.conv14 = conv2d(features1.relu13)  models/lib/vgg.nn:16:11
  *   features1.relu13 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv14: output size");
 KERNEL void features1_conv14_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv14_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv14, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
@@ -724,14 +742,15 @@ KERNEL void features1_relu14_backward(float *dx, const float *dy, const float *r
 
 /* features1.conv15 = conv2d(features1.relu14)  models/lib/vgg.nn:16:11
  *   features1.relu14 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv15: output size");
 KERNEL void features1_conv15_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv15_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv15, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
@@ -762,14 +781,15 @@ KERNEL void features1_relu15_backward(float *dx, const float *dy, const float *r
 
 /* features1.conv16 = conv2d(features1.relu15)  models/lib/vgg.nn:16:11
  *   features1.relu15 [64,512,2,2] -> [64,512,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv16: output size");
 KERNEL void features1_conv16_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, 0);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv16_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(features1_conv16, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
 
@@ -800,11 +820,12 @@ KERNEL void features1_relu16_backward(float *dx, const float *dy, const float *r
 
 /* features1.maxpool5 = maxpool2d(features1.relu16)  models/lib/vgg.nn:14:11
  *   features1.relu16 [64,512,2,2] -> [64,512,1,1] */
+_Static_assert(NNCC_POOL_OUT(2, 2, 2, 0, 0) == 1, "features1.maxpool5: output size");
 KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
@@ -815,12 +836,12 @@ KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restric
  *   classifier1.flatten1 [64,512] -> [64,4096] */
 KERNEL void classifier1_fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 512, 4096, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void classifier1_fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4096, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear_backward_scratch(64, 512, 4096))
 
@@ -828,12 +849,12 @@ SCRATCH(classifier1_fc1, nncc_linear_forward_scratch(64, 512, 4096), nncc_linear
  *   classifier1.fc1 [64,4096] -> [64,4096] */
 KERNEL void classifier1_fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 4096, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void classifier1_fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 4096, 4096, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linear_backward_scratch(64, 4096, 4096))
 
@@ -841,12 +862,12 @@ SCRATCH(classifier1_fc2, nncc_linear_forward_scratch(64, 4096, 4096), nncc_linea
  *   classifier1.fc2 [64,4096] -> [64,10] */
 KERNEL void classifier1_fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 4096, 10, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void classifier1_fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10);
+  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4096, 10, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(classifier1_fc3, nncc_linear_forward_scratch(64, 4096, 10), nncc_linear_backward_scratch(64, 4096, 10))
 
@@ -1394,119 +1415,176 @@ static void backward(NnccState *s) {
  * backward (arena offsets in bytes); rows of params[]: for the numerics check */
 static const NnccNode nodes[] = {
     {"features1.conv1", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 0, 4194304},
-     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+     1, (const char *const[]){"x"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"features1.bn1", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 16777216, 4194304},
-     {"features1.conv1", NULL}, {{NNCC_ARENA, 16777216, 4194304}, {NNCC_NOWHERE, 0, 0}}, 2, 5},
+     1, (const char *const[]){"features1.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 16777216, 4194304}}, 2, 5},
     {"features1.relu1", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 16777216, 4194304},
-     {"features1.bn1", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 7, 0},
+     1, (const char *const[]){"features1.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 7, 0},
     {"features1.conv2", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 4194304},
-     {"features1.relu1", NULL}, {{NNCC_ARENA, 33554432, 4194304}, {NNCC_NOWHERE, 0, 0}}, 7, 2},
+     1, (const char *const[]){"features1.relu1"},
+     (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 7, 2},
     {"features1.bn2", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 50331648, 4194304},
-     {"features1.conv2", NULL}, {{NNCC_ARENA, 50331648, 4194304}, {NNCC_NOWHERE, 0, 0}}, 9, 5},
+     1, (const char *const[]){"features1.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 50331648, 4194304}}, 9, 5},
     {"features1.relu2", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 50331648, 4194304},
-     {"features1.bn2", NULL}, {{NNCC_ARENA, 67108864, 4194304}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+     1, (const char *const[]){"features1.bn2"},
+     (const NnccSpan[]){{NNCC_ARENA, 67108864, 4194304}}, 14, 0},
     {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 109051904, 1048576},
-     {"features1.relu2", NULL}, {{NNCC_ARENA, 67108864, 4194304}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+     1, (const char *const[]){"features1.relu2"},
+     (const NnccSpan[]){{NNCC_ARENA, 67108864, 4194304}}, 14, 0},
     {"features1.conv3", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 67108864, 2097152},
-     {"features1.maxpool1", NULL}, {{NNCC_ARENA, 83886080, 1048576}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+     1, (const char *const[]){"features1.maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 83886080, 1048576}}, 14, 2},
     {"features1.bn3", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 75497472, 2097152},
-     {"features1.conv3", NULL}, {{NNCC_ARENA, 75497472, 2097152}, {NNCC_NOWHERE, 0, 0}}, 16, 5},
+     1, (const char *const[]){"features1.conv3"},
+     (const NnccSpan[]){{NNCC_ARENA, 75497472, 2097152}}, 16, 5},
     {"features1.relu3", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 75497472, 2097152},
-     {"features1.bn3", NULL}, {{NNCC_ARENA, 83886080, 2097152}, {NNCC_NOWHERE, 0, 0}}, 21, 0},
+     1, (const char *const[]){"features1.bn3"},
+     (const NnccSpan[]){{NNCC_ARENA, 83886080, 2097152}}, 21, 0},
     {"features1.conv4", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 83886080, 2097152},
-     {"features1.relu3", NULL}, {{NNCC_ARENA, 83886080, 2097152}, {NNCC_NOWHERE, 0, 0}}, 21, 2},
+     1, (const char *const[]){"features1.relu3"},
+     (const NnccSpan[]){{NNCC_ARENA, 83886080, 2097152}}, 21, 2},
     {"features1.bn4", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 92274688, 2097152},
-     {"features1.conv4", NULL}, {{NNCC_ARENA, 92274688, 2097152}, {NNCC_NOWHERE, 0, 0}}, 23, 5},
+     1, (const char *const[]){"features1.conv4"},
+     (const NnccSpan[]){{NNCC_ARENA, 92274688, 2097152}}, 23, 5},
     {"features1.relu4", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 92274688, 2097152},
-     {"features1.bn4", NULL}, {{NNCC_ARENA, 100663296, 2097152}, {NNCC_NOWHERE, 0, 0}}, 28, 0},
+     1, (const char *const[]){"features1.bn4"},
+     (const NnccSpan[]){{NNCC_ARENA, 100663296, 2097152}}, 28, 0},
     {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 142606336, 524288},
-     {"features1.relu4", NULL}, {{NNCC_ARENA, 100663296, 2097152}, {NNCC_NOWHERE, 0, 0}}, 28, 0},
+     1, (const char *const[]){"features1.relu4"},
+     (const NnccSpan[]){{NNCC_ARENA, 100663296, 2097152}}, 28, 0},
     {"features1.conv5", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 100663296, 1048576},
-     {"features1.maxpool2", NULL}, {{NNCC_ARENA, 113246208, 524288}, {NNCC_NOWHERE, 0, 0}}, 28, 2},
+     1, (const char *const[]){"features1.maxpool2"},
+     (const NnccSpan[]){{NNCC_ARENA, 113246208, 524288}}, 28, 2},
     {"features1.bn5", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 104857600, 1048576},
-     {"features1.conv5", NULL}, {{NNCC_ARENA, 104857600, 1048576}, {NNCC_NOWHERE, 0, 0}}, 30, 5},
+     1, (const char *const[]){"features1.conv5"},
+     (const NnccSpan[]){{NNCC_ARENA, 104857600, 1048576}}, 30, 5},
     {"features1.relu5", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 104857600, 1048576},
-     {"features1.bn5", NULL}, {{NNCC_ARENA, 113246208, 1048576}, {NNCC_NOWHERE, 0, 0}}, 35, 0},
+     1, (const char *const[]){"features1.bn5"},
+     (const NnccSpan[]){{NNCC_ARENA, 113246208, 1048576}}, 35, 0},
     {"features1.conv6", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 113246208, 1048576},
-     {"features1.relu5", NULL}, {{NNCC_ARENA, 113246208, 1048576}, {NNCC_NOWHERE, 0, 0}}, 35, 2},
+     1, (const char *const[]){"features1.relu5"},
+     (const NnccSpan[]){{NNCC_ARENA, 113246208, 1048576}}, 35, 2},
     {"features1.bn6", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 117440512, 1048576},
-     {"features1.conv6", NULL}, {{NNCC_ARENA, 117440512, 1048576}, {NNCC_NOWHERE, 0, 0}}, 37, 5},
+     1, (const char *const[]){"features1.conv6"},
+     (const NnccSpan[]){{NNCC_ARENA, 117440512, 1048576}}, 37, 5},
     {"features1.relu6", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 117440512, 1048576},
-     {"features1.bn6", NULL}, {{NNCC_ARENA, 121634816, 1048576}, {NNCC_NOWHERE, 0, 0}}, 42, 0},
+     1, (const char *const[]){"features1.bn6"},
+     (const NnccSpan[]){{NNCC_ARENA, 121634816, 1048576}}, 42, 0},
     {"features1.conv7", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 121634816, 1048576},
-     {"features1.relu6", NULL}, {{NNCC_ARENA, 121634816, 1048576}, {NNCC_NOWHERE, 0, 0}}, 42, 2},
+     1, (const char *const[]){"features1.relu6"},
+     (const NnccSpan[]){{NNCC_ARENA, 121634816, 1048576}}, 42, 2},
     {"features1.bn7", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 125829120, 1048576},
-     {"features1.conv7", NULL}, {{NNCC_ARENA, 125829120, 1048576}, {NNCC_NOWHERE, 0, 0}}, 44, 5},
+     1, (const char *const[]){"features1.conv7"},
+     (const NnccSpan[]){{NNCC_ARENA, 125829120, 1048576}}, 44, 5},
     {"features1.relu7", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 125829120, 1048576},
-     {"features1.bn7", NULL}, {{NNCC_ARENA, 130023424, 1048576}, {NNCC_NOWHERE, 0, 0}}, 49, 0},
+     1, (const char *const[]){"features1.bn7"},
+     (const NnccSpan[]){{NNCC_ARENA, 130023424, 1048576}}, 49, 0},
     {"features1.conv8", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 130023424, 1048576},
-     {"features1.relu7", NULL}, {{NNCC_ARENA, 130023424, 1048576}, {NNCC_NOWHERE, 0, 0}}, 49, 2},
+     1, (const char *const[]){"features1.relu7"},
+     (const NnccSpan[]){{NNCC_ARENA, 130023424, 1048576}}, 49, 2},
     {"features1.bn8", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 134217728, 1048576},
-     {"features1.conv8", NULL}, {{NNCC_ARENA, 134217728, 1048576}, {NNCC_NOWHERE, 0, 0}}, 51, 5},
+     1, (const char *const[]){"features1.conv8"},
+     (const NnccSpan[]){{NNCC_ARENA, 134217728, 1048576}}, 51, 5},
     {"features1.relu8", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 134217728, 1048576},
-     {"features1.bn8", NULL}, {{NNCC_ARENA, 138412032, 1048576}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+     1, (const char *const[]){"features1.bn8"},
+     (const NnccSpan[]){{NNCC_ARENA, 138412032, 1048576}}, 56, 0},
     {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 159383552, 262144},
-     {"features1.relu8", NULL}, {{NNCC_ARENA, 138412032, 1048576}, {NNCC_NOWHERE, 0, 0}}, 56, 0},
+     1, (const char *const[]){"features1.relu8"},
+     (const NnccSpan[]){{NNCC_ARENA, 138412032, 1048576}}, 56, 0},
     {"features1.conv9", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 138412032, 524288},
-     {"features1.maxpool3", NULL}, {{NNCC_ARENA, 144703488, 262144}, {NNCC_NOWHERE, 0, 0}}, 56, 2},
+     1, (const char *const[]){"features1.maxpool3"},
+     (const NnccSpan[]){{NNCC_ARENA, 144703488, 262144}}, 56, 2},
     {"features1.bn9", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 140509184, 524288},
-     {"features1.conv9", NULL}, {{NNCC_ARENA, 140509184, 524288}, {NNCC_NOWHERE, 0, 0}}, 58, 5},
+     1, (const char *const[]){"features1.conv9"},
+     (const NnccSpan[]){{NNCC_ARENA, 140509184, 524288}}, 58, 5},
     {"features1.relu9", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 140509184, 524288},
-     {"features1.bn9", NULL}, {{NNCC_ARENA, 144703488, 524288}, {NNCC_NOWHERE, 0, 0}}, 63, 0},
+     1, (const char *const[]){"features1.bn9"},
+     (const NnccSpan[]){{NNCC_ARENA, 144703488, 524288}}, 63, 0},
     {"features1.conv10", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 144703488, 524288},
-     {"features1.relu9", NULL}, {{NNCC_ARENA, 144703488, 524288}, {NNCC_NOWHERE, 0, 0}}, 63, 2},
+     1, (const char *const[]){"features1.relu9"},
+     (const NnccSpan[]){{NNCC_ARENA, 144703488, 524288}}, 63, 2},
     {"features1.bn10", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 146800640, 524288},
-     {"features1.conv10", NULL}, {{NNCC_ARENA, 146800640, 524288}, {NNCC_NOWHERE, 0, 0}}, 65, 5},
+     1, (const char *const[]){"features1.conv10"},
+     (const NnccSpan[]){{NNCC_ARENA, 146800640, 524288}}, 65, 5},
     {"features1.relu10", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 146800640, 524288},
-     {"features1.bn10", NULL}, {{NNCC_ARENA, 148897792, 524288}, {NNCC_NOWHERE, 0, 0}}, 70, 0},
+     1, (const char *const[]){"features1.bn10"},
+     (const NnccSpan[]){{NNCC_ARENA, 148897792, 524288}}, 70, 0},
     {"features1.conv11", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 148897792, 524288},
-     {"features1.relu10", NULL}, {{NNCC_ARENA, 148897792, 524288}, {NNCC_NOWHERE, 0, 0}}, 70, 2},
+     1, (const char *const[]){"features1.relu10"},
+     (const NnccSpan[]){{NNCC_ARENA, 148897792, 524288}}, 70, 2},
     {"features1.bn11", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 150994944, 524288},
-     {"features1.conv11", NULL}, {{NNCC_ARENA, 150994944, 524288}, {NNCC_NOWHERE, 0, 0}}, 72, 5},
+     1, (const char *const[]){"features1.conv11"},
+     (const NnccSpan[]){{NNCC_ARENA, 150994944, 524288}}, 72, 5},
     {"features1.relu11", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 150994944, 524288},
-     {"features1.bn11", NULL}, {{NNCC_ARENA, 153092096, 524288}, {NNCC_NOWHERE, 0, 0}}, 77, 0},
+     1, (const char *const[]){"features1.bn11"},
+     (const NnccSpan[]){{NNCC_ARENA, 153092096, 524288}}, 77, 0},
     {"features1.conv12", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 153092096, 524288},
-     {"features1.relu11", NULL}, {{NNCC_ARENA, 153092096, 524288}, {NNCC_NOWHERE, 0, 0}}, 77, 2},
+     1, (const char *const[]){"features1.relu11"},
+     (const NnccSpan[]){{NNCC_ARENA, 153092096, 524288}}, 77, 2},
     {"features1.bn12", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 155189248, 524288},
-     {"features1.conv12", NULL}, {{NNCC_ARENA, 155189248, 524288}, {NNCC_NOWHERE, 0, 0}}, 79, 5},
+     1, (const char *const[]){"features1.conv12"},
+     (const NnccSpan[]){{NNCC_ARENA, 155189248, 524288}}, 79, 5},
     {"features1.relu12", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 155189248, 524288},
-     {"features1.bn12", NULL}, {{NNCC_ARENA, 157286400, 524288}, {NNCC_NOWHERE, 0, 0}}, 84, 0},
+     1, (const char *const[]){"features1.bn12"},
+     (const NnccSpan[]){{NNCC_ARENA, 157286400, 524288}}, 84, 0},
     {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 162529280, 131072},
-     {"features1.relu12", NULL}, {{NNCC_ARENA, 157286400, 524288}, {NNCC_NOWHERE, 0, 0}}, 84, 0},
+     1, (const char *const[]){"features1.relu12"},
+     (const NnccSpan[]){{NNCC_ARENA, 157286400, 524288}}, 84, 0},
     {"features1.conv13", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 163053568, 131072},
-     {"features1.maxpool4", NULL}, {{NNCC_ARENA, 160432128, 131072}, {NNCC_NOWHERE, 0, 0}}, 84, 2},
+     1, (const char *const[]){"features1.maxpool4"},
+     (const NnccSpan[]){{NNCC_ARENA, 160432128, 131072}}, 84, 2},
     {"features1.bn13", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 157286400, 131072},
-     {"features1.conv13", NULL}, {{NNCC_ARENA, 157810688, 131072}, {NNCC_NOWHERE, 0, 0}}, 86, 5},
+     1, (const char *const[]){"features1.conv13"},
+     (const NnccSpan[]){{NNCC_ARENA, 157810688, 131072}}, 86, 5},
     {"features1.relu13", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 163577856, 131072},
-     {"features1.bn13", NULL}, {{NNCC_ARENA, 157286400, 131072}, {NNCC_NOWHERE, 0, 0}}, 91, 0},
+     1, (const char *const[]){"features1.bn13"},
+     (const NnccSpan[]){{NNCC_ARENA, 157286400, 131072}}, 91, 0},
     {"features1.conv14", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 164102144, 131072},
-     {"features1.relu13", NULL}, {{NNCC_ARENA, 157286400, 131072}, {NNCC_NOWHERE, 0, 0}}, 91, 2},
+     1, (const char *const[]){"features1.relu13"},
+     (const NnccSpan[]){{NNCC_ARENA, 157286400, 131072}}, 91, 2},
     {"features1.bn14", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 157286400, 131072},
-     {"features1.conv14", NULL}, {{NNCC_ARENA, 157810688, 131072}, {NNCC_NOWHERE, 0, 0}}, 93, 5},
+     1, (const char *const[]){"features1.conv14"},
+     (const NnccSpan[]){{NNCC_ARENA, 157810688, 131072}}, 93, 5},
     {"features1.relu14", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 164626432, 131072},
-     {"features1.bn14", NULL}, {{NNCC_ARENA, 157286400, 131072}, {NNCC_NOWHERE, 0, 0}}, 98, 0},
+     1, (const char *const[]){"features1.bn14"},
+     (const NnccSpan[]){{NNCC_ARENA, 157286400, 131072}}, 98, 0},
     {"features1.conv15", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 165150720, 131072},
-     {"features1.relu14", NULL}, {{NNCC_ARENA, 157286400, 131072}, {NNCC_NOWHERE, 0, 0}}, 98, 2},
+     1, (const char *const[]){"features1.relu14"},
+     (const NnccSpan[]){{NNCC_ARENA, 157286400, 131072}}, 98, 2},
     {"features1.bn15", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 157286400, 131072},
-     {"features1.conv15", NULL}, {{NNCC_ARENA, 157810688, 131072}, {NNCC_NOWHERE, 0, 0}}, 100, 5},
+     1, (const char *const[]){"features1.conv15"},
+     (const NnccSpan[]){{NNCC_ARENA, 157810688, 131072}}, 100, 5},
     {"features1.relu15", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 165675008, 131072},
-     {"features1.bn15", NULL}, {{NNCC_ARENA, 157286400, 131072}, {NNCC_NOWHERE, 0, 0}}, 105, 0},
+     1, (const char *const[]){"features1.bn15"},
+     (const NnccSpan[]){{NNCC_ARENA, 157286400, 131072}}, 105, 0},
     {"features1.conv16", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 166199296, 131072},
-     {"features1.relu15", NULL}, {{NNCC_ARENA, 157286400, 131072}, {NNCC_NOWHERE, 0, 0}}, 105, 2},
+     1, (const char *const[]){"features1.relu15"},
+     (const NnccSpan[]){{NNCC_ARENA, 157286400, 131072}}, 105, 2},
     {"features1.bn16", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 157286400, 131072},
-     {"features1.conv16", NULL}, {{NNCC_ARENA, 157810688, 131072}, {NNCC_NOWHERE, 0, 0}}, 107, 5},
+     1, (const char *const[]){"features1.conv16"},
+     (const NnccSpan[]){{NNCC_ARENA, 157810688, 131072}}, 107, 5},
     {"features1.relu16", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 166723584, 131072},
-     {"features1.bn16", NULL}, {{NNCC_ARENA, 157286400, 131072}, {NNCC_NOWHERE, 0, 0}}, 112, 0},
+     1, (const char *const[]){"features1.bn16"},
+     (const NnccSpan[]){{NNCC_ARENA, 157286400, 131072}}, 112, 0},
     {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 167247872, 32768},
-     {"features1.relu16", NULL}, {{NNCC_ARENA, 157286400, 131072}, {NNCC_NOWHERE, 0, 0}}, 112, 0},
+     1, (const char *const[]){"features1.relu16"},
+     (const NnccSpan[]){{NNCC_ARENA, 157286400, 131072}}, 112, 0},
     {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 167247872, 32768},
-     {"features1.maxpool5", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 112, 0},
+     1, (const char *const[]){"features1.maxpool5"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 112, 0},
     {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 157286400, 262144},
-     {"classifier1.flatten1", NULL}, {{NNCC_ARENA, 158334976, 32768}, {NNCC_NOWHERE, 0, 0}}, 112, 2},
+     1, (const char *const[]){"classifier1.flatten1"},
+     (const NnccSpan[]){{NNCC_ARENA, 158334976, 32768}}, 112, 2},
     {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 158334976, 262144},
-     {"classifier1.fc1", NULL}, {{NNCC_ARENA, 161480704, 262144}, {NNCC_NOWHERE, 0, 0}}, 114, 2},
+     1, (const char *const[]){"classifier1.fc1"},
+     (const NnccSpan[]){{NNCC_ARENA, 161480704, 262144}}, 114, 2},
     {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
-     {"classifier1.fc2", NULL}, {{NNCC_ARENA, 160432128, 262144}, {NNCC_NOWHERE, 0, 0}}, 116, 2},
+     1, (const char *const[]){"classifier1.fc2"},
+     (const NnccSpan[]){{NNCC_ARENA, 160432128, 262144}}, 116, 2},
 };
 
 static NnccModel model = {
@@ -1516,7 +1594,7 @@ static NnccModel model = {
     .nncc_version = "0.1.0",
     .batch = 64,
     .in_c = 1, .in_h = 32, .in_w = 32,
-    .pad_top = 2, .pad_left = 2,
+    .pad_top = 2, .pad_left = 2, .pad_bottom = 2, .pad_right = 2,
     .classes = 10,
     .nparams = 118,
     .params = params,

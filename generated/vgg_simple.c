@@ -70,216 +70,234 @@ static size_t scratch_bytes;
 
 /* conv_2_block1.conv1 = conv2d+relu(x)  models/vgg_simple.nn:13:12, fused conv_2_block1.relu1
  *   x [64,1,32,32] -> [64,16,36,36] */
+_Static_assert(NNCC_CONV_OUT(32, 3, 1, 3, 3, 1) == 36, "conv_2_block1.conv1: output size");
 KERNEL void conv_2_block1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_2_block1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_2_block1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3), nncc_conv2d_backward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3))
 
 /* conv_2_block1.conv2 = conv2d+relu(conv_2_block1.conv1)  models/vgg_simple.nn:14:12, fused conv_2_block1.relu2
  *   conv_2_block1.conv1 [64,16,36,36] -> [64,16,36,36] */
+_Static_assert(NNCC_CONV_OUT(36, 3, 1, 1, 1, 1) == 36, "conv_2_block1.conv2: output size");
 KERNEL void conv_2_block1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_2_block1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_2_block1_conv2, nncc_conv2d_forward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1))
 
 /* conv_2_block1.maxpool1 = maxpool2d(conv_2_block1.conv2)  models/vgg_simple.nn:15:10
  *   conv_2_block1.conv2 [64,16,36,36] -> [64,16,18,18] */
+_Static_assert(NNCC_POOL_OUT(36, 2, 2, 0, 0) == 18, "conv_2_block1.maxpool1: output size");
 KERNEL void conv_2_block1_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0, 18, 18);
 }
 KERNEL void conv_2_block1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0, 18, 18);
 }
 
 /* conv_2_block2.conv1 = conv2d+relu(conv_2_block1.maxpool1)  models/vgg_simple.nn:13:12, fused conv_2_block2.relu1
  *   conv_2_block1.maxpool1 [64,16,18,18] -> [64,32,22,22] */
+_Static_assert(NNCC_CONV_OUT(18, 3, 1, 3, 3, 1) == 22, "conv_2_block2.conv1: output size");
 KERNEL void conv_2_block2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_2_block2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_2_block2_conv1, nncc_conv2d_forward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3), nncc_conv2d_backward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3))
 
 /* conv_2_block2.conv2 = conv2d+relu(conv_2_block2.conv1)  models/vgg_simple.nn:14:12, fused conv_2_block2.relu2
  *   conv_2_block2.conv1 [64,32,22,22] -> [64,32,22,22] */
+_Static_assert(NNCC_CONV_OUT(22, 3, 1, 1, 1, 1) == 22, "conv_2_block2.conv2: output size");
 KERNEL void conv_2_block2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_2_block2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_2_block2_conv2, nncc_conv2d_forward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1))
 
 /* conv_2_block2.maxpool1 = maxpool2d(conv_2_block2.conv2)  models/vgg_simple.nn:15:10
  *   conv_2_block2.conv2 [64,32,22,22] -> [64,32,11,11] */
+_Static_assert(NNCC_POOL_OUT(22, 2, 2, 0, 0) == 11, "conv_2_block2.maxpool1: output size");
 KERNEL void conv_2_block2_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0, 11, 11);
 }
 KERNEL void conv_2_block2_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0, 11, 11);
 }
 
 /* conv_3_block1.conv1 = conv2d+relu(conv_2_block2.maxpool1)  models/vgg_simple.nn:20:14, fused conv_3_block1.relu1
  *   conv_2_block2.maxpool1 [64,32,11,11] -> [64,64,11,11] */
+_Static_assert(NNCC_CONV_OUT(11, 3, 1, 1, 1, 1) == 11, "conv_3_block1.conv1: output size");
 KERNEL void conv_3_block1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_3_block1_conv1, nncc_conv2d_forward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block1.conv2 = conv2d+relu(conv_3_block1.conv1)  models/vgg_simple.nn:20:14, fused conv_3_block1.relu2
  *   conv_3_block1.conv1 [64,64,11,11] -> [64,64,11,11] */
+_Static_assert(NNCC_CONV_OUT(11, 3, 1, 1, 1, 1) == 11, "conv_3_block1.conv2: output size");
 KERNEL void conv_3_block1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_3_block1_conv2, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block1.conv3 = conv2d+relu(conv_3_block1.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block1.relu3
  *   conv_3_block1.conv2 [64,64,11,11] -> [64,64,11,11] */
+_Static_assert(NNCC_CONV_OUT(11, 3, 1, 1, 1, 1) == 11, "conv_3_block1.conv3: output size");
 KERNEL void conv_3_block1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_3_block1_conv3, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block1.maxpool1 = maxpool2d(conv_3_block1.conv3)  models/vgg_simple.nn:22:10
  *   conv_3_block1.conv3 [64,64,11,11] -> [64,64,5,5] */
+_Static_assert(NNCC_POOL_OUT(11, 2, 2, 0, 0) == 5, "conv_3_block1.maxpool1: output size");
 KERNEL void conv_3_block1_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0, 5, 5);
 }
 KERNEL void conv_3_block1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0, 5, 5);
 }
 
 /* conv_3_block2.conv1 = conv2d+relu(conv_3_block1.maxpool1)  models/vgg_simple.nn:20:14, fused conv_3_block2.relu1
  *   conv_3_block1.maxpool1 [64,64,5,5] -> [64,128,5,5] */
+_Static_assert(NNCC_CONV_OUT(5, 3, 1, 1, 1, 1) == 5, "conv_3_block2.conv1: output size");
 KERNEL void conv_3_block2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_3_block2_conv1, nncc_conv2d_forward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block2.conv2 = conv2d+relu(conv_3_block2.conv1)  models/vgg_simple.nn:20:14, fused conv_3_block2.relu2
  *   conv_3_block2.conv1 [64,128,5,5] -> [64,128,5,5] */
+_Static_assert(NNCC_CONV_OUT(5, 3, 1, 1, 1, 1) == 5, "conv_3_block2.conv2: output size");
 KERNEL void conv_3_block2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_3_block2_conv2, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block2.conv3 = conv2d+relu(conv_3_block2.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block2.relu3
  *   conv_3_block2.conv2 [64,128,5,5] -> [64,128,5,5] */
+_Static_assert(NNCC_CONV_OUT(5, 3, 1, 1, 1, 1) == 5, "conv_3_block2.conv3: output size");
 KERNEL void conv_3_block2_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block2_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_3_block2_conv3, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block2.maxpool1 = maxpool2d(conv_3_block2.conv3)  models/vgg_simple.nn:22:10
  *   conv_3_block2.conv3 [64,128,5,5] -> [64,128,2,2] */
+_Static_assert(NNCC_POOL_OUT(5, 2, 2, 0, 0) == 2, "conv_3_block2.maxpool1: output size");
 KERNEL void conv_3_block2_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void conv_3_block2_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 
 /* conv_3_block3.conv1 = conv2d+relu(conv_3_block2.maxpool1)  models/vgg_simple.nn:20:14, fused conv_3_block3.relu1
  *   conv_3_block2.maxpool1 [64,128,2,2] -> [64,128,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "conv_3_block3.conv1: output size");
 KERNEL void conv_3_block3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_3_block3_conv1, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block3.conv2 = conv2d+relu(conv_3_block3.conv1)  models/vgg_simple.nn:20:14, fused conv_3_block3.relu2
  *   conv_3_block3.conv1 [64,128,2,2] -> [64,128,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "conv_3_block3.conv2: output size");
 KERNEL void conv_3_block3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block3_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_3_block3_conv2, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block3.conv3 = conv2d+relu(conv_3_block3.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block3.relu3
  *   conv_3_block3.conv2 [64,128,2,2] -> [64,128,2,2] */
+_Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "conv_3_block3.conv3: output size");
 KERNEL void conv_3_block3_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, 1);
+  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block3_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1);
+  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(conv_3_block3_conv3, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
 
 /* conv_3_block3.maxpool1 = maxpool2d(conv_3_block3.conv3)  models/vgg_simple.nn:22:10
  *   conv_3_block3.conv3 [64,128,2,2] -> [64,128,1,1] */
+_Static_assert(NNCC_POOL_OUT(2, 2, 2, 0, 0) == 1, "conv_3_block3.maxpool1: output size");
 KERNEL void conv_3_block3_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_forward_team(y, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void conv_3_block3_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 
 /* flatten1 = flatten(conv_3_block3.maxpool1)  models/vgg_simple.nn:30:5
@@ -290,12 +308,12 @@ KERNEL void conv_3_block3_maxpool1_backward(float *restrict dx, const float *res
  *   flatten1 [64,128] -> [64,100] */
 KERNEL void fc1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 128, 100, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 128, 100, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 100);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 100, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(64, 128, 100), nncc_linear_backward_scratch(64, 128, 100))
 
@@ -303,12 +321,12 @@ SCRATCH(fc1, nncc_linear_forward_scratch(64, 128, 100), nncc_linear_backward_scr
  *   fc1 [64,100] -> [64,20] */
 KERNEL void fc2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 100, 20, 1);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 100, 20, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void fc2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 100, 20);
+  nncc_linear_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 100, 20, NNCC_ACT_RELU, 0.0f);
 }
 SCRATCH(fc2, nncc_linear_forward_scratch(64, 100, 20), nncc_linear_backward_scratch(64, 100, 20))
 
@@ -316,12 +334,12 @@ SCRATCH(fc2, nncc_linear_forward_scratch(64, 100, 20), nncc_linear_backward_scra
  *   fc2 [64,20] -> [64,10] */
 KERNEL void fc3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
-  nncc_linear_forward_team(y, x, w, b, scratch, 64, 20, 10, 0);
+  nncc_linear_forward_team(y, x, w, b, scratch, 64, 20, 10, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fc3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 20, 10);
+  nncc_linear_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 20, 10, NNCC_ACT_NONE, 0.0f);
 }
 SCRATCH(fc3, nncc_linear_forward_scratch(64, 20, 10), nncc_linear_backward_scratch(64, 20, 10))
 
@@ -538,49 +556,71 @@ static void backward(NnccState *s) {
  * backward (arena offsets in bytes); rows of params[]: for the numerics check */
 static const NnccNode nodes[] = {
     {"conv_2_block1.conv1", "conv2d+relu", "models/vgg_simple.nn:13:12", {NNCC_ARENA, 0, 1327104},
-     {"x", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 0, 2},
+     1, (const char *const[]){"x"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"conv_2_block1.conv2", "conv2d+relu", "models/vgg_simple.nn:14:12", {NNCC_ARENA, 5308416, 1327104},
-     {"conv_2_block1.conv1", NULL}, {{NNCC_ARENA, 15925248, 1327104}, {NNCC_NOWHERE, 0, 0}}, 2, 2},
+     1, (const char *const[]){"conv_2_block1.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 15925248, 1327104}}, 2, 2},
     {"conv_2_block1.maxpool1", "maxpool2d", "models/vgg_simple.nn:15:10", {NNCC_ARENA, 28459008, 331776},
-     {"conv_2_block1.conv2", NULL}, {{NNCC_ARENA, 10616832, 1327104}, {NNCC_NOWHERE, 0, 0}}, 4, 0},
+     1, (const char *const[]){"conv_2_block1.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 10616832, 1327104}}, 4, 0},
     {"conv_2_block2.conv1", "conv2d+relu", "models/vgg_simple.nn:13:12", {NNCC_ARENA, 10616832, 991232},
-     {"conv_2_block1.maxpool1", NULL}, {{NNCC_ARENA, 15925248, 331776}, {NNCC_NOWHERE, 0, 0}}, 4, 2},
+     1, (const char *const[]){"conv_2_block1.maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 15925248, 331776}}, 4, 2},
     {"conv_2_block2.conv2", "conv2d+relu", "models/vgg_simple.nn:14:12", {NNCC_ARENA, 14581760, 991232},
-     {"conv_2_block2.conv1", NULL}, {{NNCC_ARENA, 22511616, 991232}, {NNCC_NOWHERE, 0, 0}}, 6, 2},
+     1, (const char *const[]){"conv_2_block2.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 22511616, 991232}}, 6, 2},
     {"conv_2_block2.maxpool1", "maxpool2d", "models/vgg_simple.nn:15:10", {NNCC_ARENA, 29786112, 247808},
-     {"conv_2_block2.conv2", NULL}, {{NNCC_ARENA, 18546688, 991232}, {NNCC_NOWHERE, 0, 0}}, 8, 0},
+     1, (const char *const[]){"conv_2_block2.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 18546688, 991232}}, 8, 0},
     {"conv_3_block1.conv1", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 18546688, 495616},
-     {"conv_2_block2.maxpool1", NULL}, {{NNCC_ARENA, 24494080, 247808}, {NNCC_NOWHERE, 0, 0}}, 8, 2},
+     1, (const char *const[]){"conv_2_block2.maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 24494080, 247808}}, 8, 2},
     {"conv_3_block1.conv2", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 20529152, 495616},
-     {"conv_3_block1.conv1", NULL}, {{NNCC_ARENA, 22511616, 495616}, {NNCC_NOWHERE, 0, 0}}, 10, 2},
+     1, (const char *const[]){"conv_3_block1.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 22511616, 495616}}, 10, 2},
     {"conv_3_block1.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 22511616, 495616},
-     {"conv_3_block1.conv2", NULL}, {{NNCC_ARENA, 26476544, 495616}, {NNCC_NOWHERE, 0, 0}}, 12, 2},
+     1, (const char *const[]){"conv_3_block1.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 26476544, 495616}}, 12, 2},
     {"conv_3_block1.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 27770880, 102400},
-     {"conv_3_block1.conv3", NULL}, {{NNCC_ARENA, 24494080, 495616}, {NNCC_NOWHERE, 0, 0}}, 14, 0},
+     1, (const char *const[]){"conv_3_block1.conv3"},
+     (const NnccSpan[]){{NNCC_ARENA, 24494080, 495616}}, 14, 0},
     {"conv_3_block2.conv1", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 24494080, 204800},
-     {"conv_3_block1.maxpool1", NULL}, {{NNCC_ARENA, 26951680, 102400}, {NNCC_NOWHERE, 0, 0}}, 14, 2},
+     1, (const char *const[]){"conv_3_block1.maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 26951680, 102400}}, 14, 2},
     {"conv_3_block2.conv2", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 25313280, 204800},
-     {"conv_3_block2.conv1", NULL}, {{NNCC_ARENA, 26132480, 204800}, {NNCC_NOWHERE, 0, 0}}, 16, 2},
+     1, (const char *const[]){"conv_3_block2.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 26132480, 204800}}, 16, 2},
     {"conv_3_block2.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 26132480, 204800},
-     {"conv_3_block2.conv2", NULL}, {{NNCC_ARENA, 30777344, 204800}, {NNCC_NOWHERE, 0, 0}}, 18, 2},
+     1, (const char *const[]){"conv_3_block2.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 30777344, 204800}}, 18, 2},
     {"conv_3_block2.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 26951680, 32768},
-     {"conv_3_block2.conv3", NULL}, {{NNCC_ARENA, 26951680, 204800}, {NNCC_NOWHERE, 0, 0}}, 20, 0},
+     1, (const char *const[]){"conv_3_block2.conv3"},
+     (const NnccSpan[]){{NNCC_ARENA, 26951680, 204800}}, 20, 0},
     {"conv_3_block3.conv1", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 27082752, 32768},
-     {"conv_3_block2.maxpool1", NULL}, {{NNCC_ARENA, 28180480, 32768}, {NNCC_NOWHERE, 0, 0}}, 20, 2},
+     1, (const char *const[]){"conv_3_block2.maxpool1"},
+     (const NnccSpan[]){{NNCC_ARENA, 28180480, 32768}}, 20, 2},
     {"conv_3_block3.conv2", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 27213824, 32768},
-     {"conv_3_block3.conv1", NULL}, {{NNCC_ARENA, 27344896, 32768}, {NNCC_NOWHERE, 0, 0}}, 22, 2},
+     1, (const char *const[]){"conv_3_block3.conv1"},
+     (const NnccSpan[]){{NNCC_ARENA, 27344896, 32768}}, 22, 2},
     {"conv_3_block3.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 27344896, 32768},
-     {"conv_3_block3.conv2", NULL}, {{NNCC_ARENA, 27607040, 32768}, {NNCC_NOWHERE, 0, 0}}, 24, 2},
+     1, (const char *const[]){"conv_3_block3.conv2"},
+     (const NnccSpan[]){{NNCC_ARENA, 27607040, 32768}}, 24, 2},
     {"conv_3_block3.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 27475968, 8192},
-     {"conv_3_block3.conv3", NULL}, {{NNCC_ARENA, 27475968, 32768}, {NNCC_NOWHERE, 0, 0}}, 26, 0},
+     1, (const char *const[]){"conv_3_block3.conv3"},
+     (const NnccSpan[]){{NNCC_ARENA, 27475968, 32768}}, 26, 0},
     {"flatten1", "flatten", "models/vgg_simple.nn:30:5", {NNCC_ARENA, 27475968, 8192},
-     {"conv_3_block3.maxpool1", NULL}, {{NNCC_NOWHERE, 0, 0}, {NNCC_NOWHERE, 0, 0}}, 26, 0},
+     1, (const char *const[]){"conv_3_block3.maxpool1"},
+     (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 26, 0},
     {"fc1", "linear+relu", "models/vgg_simple.nn:31:10", {NNCC_ARENA, 27508736, 6400},
-     {"flatten1", NULL}, {{NNCC_ARENA, 27607040, 8192}, {NNCC_NOWHERE, 0, 0}}, 26, 2},
+     1, (const char *const[]){"flatten1"},
+     (const NnccSpan[]){{NNCC_ARENA, 27607040, 8192}}, 26, 2},
     {"fc2", "linear+relu", "models/vgg_simple.nn:32:10", {NNCC_ARENA, 27559936, 1280},
-     {"fc1", NULL}, {{NNCC_ARENA, 27534336, 6400}, {NNCC_NOWHERE, 0, 0}}, 28, 2},
+     1, (const char *const[]){"fc1"},
+     (const NnccSpan[]){{NNCC_ARENA, 27534336, 6400}}, 28, 2},
     {"fc3", "linear", "models/vgg_simple.nn:33:10", {NNCC_LOGITS, 0, 640},
-     {"fc2", NULL}, {{NNCC_ARENA, 27565056, 1280}, {NNCC_NOWHERE, 0, 0}}, 30, 2},
+     1, (const char *const[]){"fc2"},
+     (const NnccSpan[]){{NNCC_ARENA, 27565056, 1280}}, 30, 2},
 };
 
 static NnccModel model = {
@@ -590,7 +630,7 @@ static NnccModel model = {
     .nncc_version = "0.1.0",
     .batch = 64,
     .in_c = 1, .in_h = 32, .in_w = 32,
-    .pad_top = 2, .pad_left = 2,
+    .pad_top = 2, .pad_left = 2, .pad_bottom = 2, .pad_right = 2,
     .classes = 10,
     .nparams = 32,
     .params = params,
