@@ -43,7 +43,7 @@ run eval "$bin" eval --data "$tmp/data" --load "$tmp/t1.st"
 run eval1 "$bin" eval --data "$tmp/data" --load "$tmp/t1.st" --threads 1
 cmp -s "$tmp/eval.out" "$tmp/eval1.out" || fail "eval differs between 2 threads and 1"
 line=$(grep '^test_loss ' "$tmp/eval.out") || fail "eval prints no result line: $(cat "$tmp/eval.out")"
-echo "$line" | awk '{ split($6, f, /[()\/]/); c = f[2]; n = f[3]
+echo "$line" | awk '{ split($5, f, /[()\/]/); c = f[2]; n = f[3]
   exit !($1 == "test_loss" && $2 + 0 == $2 && $2 > 0 && $3 == "test_acc" && n == 300 &&
          c >= 0 && c <= n && (c / n - $4) ^ 2 < 1e-8) }' || fail "eval result malformed: $line"
 run evaltrained "$bin" eval --data "$tmp/data" --load "$tmp/long.st"
