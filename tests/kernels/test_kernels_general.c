@@ -884,15 +884,7 @@ END_TEST
 
 /* ---- bit-exact dump for cross-compiler comparison ----------------------- */
 
-static void dump(FILE *f, const char *name, const float *p, size_t n) {
-  fprintf(f, "%s %zu\n", name, n);
-  for (size_t i = 0; i < n; i++) {
-    uint32_t u;
-    memcpy(&u, &p[i], 4);
-    fprintf(f, "%08x%c", u, i % 8 == 7 ? '\n' : ' ');
-  }
-  fputc('\n', f);
-}
+#include "dump.h"
 
 static void write_dump(const char *path) {
   FILE *f = fopen(path, "w");
