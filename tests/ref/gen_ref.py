@@ -506,7 +506,7 @@ class OpsAct(nn.Module):
         h = F.relu6(F.max_pool2d(h, 2, 1))
         g = F.leaky_relu(self.fc1(torch.flatten(h, 1)))
         g = torch.sigmoid(self.fc2(g))
-        g = torch.tanh(self.fc3(g))
+        g = F.hardtanh(torch.tanh(self.fc3(g)), -0.5, 0.75)
         g = F.relu6(self.fc4(g))
         return self.fc5(g)
 
