@@ -308,13 +308,16 @@ class Fire(nn.Module):
 
     def __init__(self, inp, squeeze, e1, e3):
         super().__init__()
-        self.conv1 = nn.Conv2d(inp, squeeze, 1)
-        self.conv2 = nn.Conv2d(squeeze, e1, 1)
-        self.conv3 = nn.Conv2d(squeeze, e3, 3, padding=1)
+        self.conv1 = nn.Conv2d(inp, squeeze, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(squeeze)
+        self.conv2 = nn.Conv2d(squeeze, e1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(e1)
+        self.conv3 = nn.Conv2d(squeeze, e3, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(e3)
 
     def forward(self, h):
-        s = F.relu(self.conv1(h))
-        return torch.cat([F.relu(self.conv2(s)), F.relu(self.conv3(s))], 1)
+        s = F.relu(self.bn1(self.conv1(h)))
+        return torch.cat([F.relu(self.bn2(self.conv2(s))), F.relu(self.bn3(self.conv3(s)))], 1)
 
 
 class SqueezenetMini(nn.Module):
@@ -326,7 +329,8 @@ class SqueezenetMini(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3)
+        self.conv1 = nn.Conv2d(1, 16, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
         c, k = 16, 0
         for f in self.fires:
             if f != "M":
@@ -337,7 +341,7 @@ class SqueezenetMini(nn.Module):
         self.conv2 = nn.Conv2d(c, 10, 1)
 
     def forward(self, x):
-        h = F.max_pool2d(F.relu(self.conv1(x)), 3, 2, ceil_mode=True)
+        h = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, ceil_mode=True)
         k = 0
         for f in self.fires:
             if f == "M":
@@ -345,7 +349,7 @@ class SqueezenetMini(nn.Module):
             else:
                 k += 1
                 h = getattr(self, "fire%d" % k)(h)
-        h = self.conv2(self.dropout1(h))
+        h = F.relu(self.conv2(self.dropout1(h)))
         return torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)
 
 
