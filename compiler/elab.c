@@ -671,6 +671,20 @@ static Value eval(Elab *E, Scope *s, Ast *a) {
 
 /* ---- op calls ------------------------------------------------------------ */
 
+/* An int n (= [n, n]) or a list of two ints into p; false for anything else. */
+static bool int_pair(Value v, int64_t p[2]) {
+  if (v.kind == V_INT) {
+    p[0] = p[1] = v.i;
+    return true;
+  }
+  if (v.kind == V_LIST && v.n == 2 && v.items[0].kind == V_INT && v.items[1].kind == V_INT) {
+    p[0] = v.items[0].i;
+    p[1] = v.items[1].i;
+    return true;
+  }
+  return false;
+}
+
 /* Set attribute a of node n (opname's) from value v, or a located error. */
 static void set_attr(Elab *E, Node *n, const char *opname, const AttrDesc *a, Value v, Loc loc) {
   void *f = (char *)n->attrs + a->offset;
@@ -700,15 +714,9 @@ static void set_attr(Elab *E, Node *n, const char *opname, const AttrDesc *a, Va
       *(Padding *)f = (Padding){0, 0, strcmp(v.s, "same") == 0};
       return;
     }
-    if (v.kind == V_INT) {
-      p[0] = p[1] = v.i;
-    } else if (v.kind == V_LIST && v.n == 2 && v.items[0].kind == V_INT && v.items[1].kind == V_INT) {
-      p[0] = v.items[0].i;
-      p[1] = v.items[1].i;
-    } else {
+    if (!int_pair(v, p))
       elab_error(E, loc, "%s: '%s' must be an int or a list of two ints%s, got %s", opname, a->name,
                  a->type == AT_PADDING ? " (or \"same\", \"valid\")" : "", describe(E->g, v));
-    }
     if (a->type == AT_PADDING)
       *(Padding *)f = (Padding){p[0], p[1], false};
     else
@@ -896,16 +904,10 @@ static void exec_input(Elab *E, Scope *s, Stmt *st) {
     if (slot) {
       Value v = eval(E, s, slot);
       int64_t p[2];
-      if (v.kind == V_INT) {
-        p[0] = p[1] = v.i;
-      } else if (v.kind == V_LIST && v.n == 2 && v.items[0].kind == V_INT && v.items[1].kind == V_INT) {
-        p[0] = v.items[0].i;
-        p[1] = v.items[1].i;
-        E->g->pad_pair = true;
-      } else {
+      if (!int_pair(v, p))
         elab_error(E, slot->loc, "mnist(): 'pad' must be an int or a list [top, left], got %s",
                    describe(E->g, v));
-      }
+      E->g->pad_pair = v.kind == V_LIST;
       if (p[0] < 0 || p[0] > 1000 || p[1] < 0 || p[1] > 1000)
         elab_error(E, slot->loc, "mnist(): 'pad' must be between 0 and 1000");
       E->g->pad_top = p[0];

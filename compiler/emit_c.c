@@ -48,6 +48,7 @@ char *emit_real(double v, bool as_float) {
 
 Buf *emit_out(Emit *E) { return E->out; }
 Node *emit_in(Emit *E, const Node *n, int j) { return E->g->nodes[n->in[j]]; }
+bool emit_needed(const char *dx) { return strcmp(dx, "NULL") != 0; }
 
 /* The C expression for buffer b inside a step function.  The plan must
  * keep b alive at the step being emitted: liveness and the emitters both
@@ -113,7 +114,7 @@ void emit_forward_unary(Emit *E, Node *n) {
 }
 
 void emit_backward_unary(Emit *E, Node *n, const char *const *dx) {
-  if (strcmp(dx[0], "NULL") == 0)
+  if (!emit_needed(dx[0]))
     return;
   int saves = node_saves(n);
   buf_printf(E->out, "    %s_backward(%s, %s", emit_fn(n), dx[0], emit_grad(E, n));

@@ -21,6 +21,8 @@ const OpDesc *const op_desc[OP_COUNT] = {
 #undef OP
 };
 
+const char *const op_x_input[] = {"x"};
+
 const char *op_name(OpKind op) {
   return op_desc[op]->name ? op_desc[op]->name : op_desc[op]->abbrev;
 }

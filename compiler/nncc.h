@@ -421,6 +421,9 @@ struct OpDesc {
   void (*model_fields)(Emit *E, Node *n);
 };
 
+/* The input list of the many ops with one tensor input: {"x"}. */
+extern const char *const op_x_input[];
+
 typedef enum OptimKind { OPT_ADAM, OPT_SGD } OptimKind;
 
 typedef struct TrainCfg {
@@ -581,6 +584,8 @@ const char *emit_aux(Emit *E, const Node *n);    /* n's saved state */
 const char *emit_param(Emit *E, const Node *n, int k);      /* P + offset */
 const char *emit_param_grad(Emit *E, const Node *n, int k); /* G + offset */
 Node *emit_in(Emit *E, const Node *n, int j);   /* n's input j */
+/* Is a gradient target dx[j] wanted ("NULL": no input needs it)? */
+bool emit_needed(const char *dx);
 /* Backward: input j's gradient is n's own gradient's memory (in place). */
 bool emit_grad_in_place(Emit *E, const Node *n, int j);
 char *emit_fn(const Node *n);                    /* C name stem: block1_conv2 */

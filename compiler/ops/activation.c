@@ -6,8 +6,6 @@
  */
 #include "../nncc.h"
 
-#include <string.h>
-
 /* KERNEL wrappers for an elementwise op: forward y = f(x[, args]), backward
  * dx = f'(dy, saved[, args]) where saved is the tensor node_saves() names
  * (y for SAVES_OUT, x for SAVES_IN).  `args` are constants before the count. */
@@ -30,14 +28,13 @@ static int64_t flops_elementwise(const Graph *g, const Node *n) {
   return node_numel(n);
 }
 
-static const char *const x_input[] = {"x"};
 
 #define ACTIVATION(op, kernel_name, code)                                                          \
   static void define_##op(Emit *E, Node *n) { define_elementwise(E, n, kernel_name, ""); }        \
   const OpDesc op_##op = {                                                                          \
       .name = #op,                                                                                  \
       .abbrev = #op,                                                                                \
-      .inputs = x_input,                                                                            \
+      .inputs = op_x_input,                                                                            \
       .nin = 1,                                                                                     \
       .flags = OPF_INPLACE,                                                                         \
       .saves = SAVES_OUT,                                                                           \
@@ -63,7 +60,7 @@ static void define_relu6(Emit *E, Node *n) { define_elementwise(E, n, "relu6", "
 const OpDesc op_relu6 = {
     .name = "relu6",
     .abbrev = "relu6",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .flags = OPF_INPLACE,
     .saves = SAVES_OUT,
@@ -106,7 +103,7 @@ static const AttrDesc hardtanh_attrs[] = {
 const OpDesc op_hardtanh = {
     .name = "hardtanh",
     .abbrev = "hardtanh",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .attrs = hardtanh_attrs,
     .nattrs = sizeof hardtanh_attrs / sizeof *hardtanh_attrs,
@@ -153,7 +150,7 @@ static const AttrDesc leaky_relu_attrs[] = {
 const OpDesc op_leaky_relu = {
     .name = "leaky_relu",
     .abbrev = "leaky_relu",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .attrs = leaky_relu_attrs,
     .nattrs = 1,
@@ -211,7 +208,7 @@ static void forward_dropout(Emit *E, Node *n) {
 }
 
 static void backward_dropout(Emit *E, Node *n, const char *const *dx) {
-  if (strcmp(dx[0], "NULL") != 0)
+  if (emit_needed(dx[0]))
     buf_printf(emit_out(E), "    %s_backward(%s, %s, s->seed, s->step);\n", emit_fn(n), dx[0],
                emit_grad(E, n));
 }
@@ -223,7 +220,7 @@ static const AttrDesc dropout_attrs[] = {
 const OpDesc op_dropout = {
     .name = "dropout",
     .abbrev = "dropout",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .attrs = dropout_attrs,
     .nattrs = 1,

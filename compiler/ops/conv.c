@@ -173,12 +173,11 @@ static const AttrDesc conv2d_attrs[] = {
     ATTR(Conv2dAttrs, bias, AT_BOOL, "true", true),
 };
 
-static const char *const x_input[] = {"x"};
 
 const OpDesc op_conv2d = {
     .name = "conv2d",
     .abbrev = "conv",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .attrs = conv2d_attrs,
     .nattrs = sizeof conv2d_attrs / sizeof *conv2d_attrs,
@@ -257,7 +256,7 @@ static const AttrDesc linear_attrs[] = {
 const OpDesc op_linear = {
     .name = "linear",
     .abbrev = "fc",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .attrs = linear_attrs,
     .nattrs = sizeof linear_attrs / sizeof *linear_attrs,

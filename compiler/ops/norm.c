@@ -88,7 +88,6 @@ static void backward_batchnorm(Emit *E, Node *n, const char *const *dx) {
              emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0), emit_aux(E, n));
 }
 
-static const char *const x_input[] = {"x"};
 static const AttrDesc batchnorm_attrs[] = {
     ATTR(BatchNormAttrs, eps, AT_FLOAT, "1e-5", false),
     ATTR(BatchNormAttrs, momentum, AT_FLOAT, "0.1", false),
@@ -98,7 +97,7 @@ static const AttrDesc batchnorm_attrs[] = {
   const OpDesc op_##op = {                                                                          \
       .name = #op,                                                                                  \
       .abbrev = "bn",                                                                               \
-      .inputs = x_input,                                                                            \
+      .inputs = op_x_input,                                                                            \
       .nin = 1,                                                                                     \
       .attrs = batchnorm_attrs,                                                                     \
       .nattrs = 2,                                                                                  \

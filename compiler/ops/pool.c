@@ -80,7 +80,6 @@ static void define_avgpool2d(Emit *E, Node *n) {
              f, sz, cip, f, sz, cip);
 }
 
-static const char *const x_input[] = {"x"};
 
 static const AttrDesc maxpool2d_attrs[] = {
     ATTR(PoolAttrs, kernel, AT_PAIR, NULL, false),
@@ -92,7 +91,7 @@ static const AttrDesc maxpool2d_attrs[] = {
 const OpDesc op_maxpool2d = {
     .name = "maxpool2d",
     .abbrev = "maxpool",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .attrs = maxpool2d_attrs,
     .nattrs = sizeof maxpool2d_attrs / sizeof *maxpool2d_attrs,
@@ -117,7 +116,7 @@ static const AttrDesc avgpool2d_attrs[] = {
 const OpDesc op_avgpool2d = {
     .name = "avgpool2d",
     .abbrev = "avgpool",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .attrs = avgpool2d_attrs,
     .nattrs = sizeof avgpool2d_attrs / sizeof *avgpool2d_attrs,
@@ -185,7 +184,7 @@ static const AttrDesc adaptive_attrs[] = {
 const OpDesc op_adaptive_avgpool2d = {
     .name = "adaptive_avgpool2d",
     .abbrev = "avgpool",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .attrs = adaptive_attrs,
     .nattrs = 1,
@@ -201,7 +200,7 @@ const OpDesc op_adaptive_avgpool2d = {
 const OpDesc op_adaptive_maxpool2d = {
     .name = "adaptive_maxpool2d",
     .abbrev = "maxpool",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .attrs = adaptive_attrs,
     .nattrs = 1,

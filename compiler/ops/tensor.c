@@ -5,8 +5,6 @@
 
 #include <string.h>
 
-static bool needed(const char *dx) { return strcmp(dx, "NULL") != 0; }
-
 /* ---- flatten(x) -------------------------------------------------------------
  * [N, C, H, W] -> [N, C*H*W] (torch.flatten(x, 1)).  A view of its input
  * when the plan can make it one (OPF_VIEW: nothing else reads the input);
@@ -34,17 +32,16 @@ static void forward_flatten(Emit *E, Node *n) {
 }
 
 static void backward_flatten(Emit *E, Node *n, const char *const *dx) {
-  if (needed(dx[0]))
+  if (emit_needed(dx[0]))
     buf_printf(emit_out(E), "    nncc_copy_team(%s, %s, %lld);\n", dx[0], emit_grad(E, n),
                ll(node_numel(n)));
 }
 
-static const char *const x_input[] = {"x"};
 
 const OpDesc op_flatten = {
     .name = "flatten",
     .abbrev = "flatten",
-    .inputs = x_input,
+    .inputs = op_x_input,
     .nin = 1,
     .flags = OPF_VIEW,
     .shape = shape_flatten,
@@ -85,7 +82,7 @@ static void forward_add(Emit *E, Node *n) {
 
 static void backward_add(Emit *E, Node *n, const char *const *dx) {
   for (int j = 0; j < 2; j++) {
-    if (!needed(dx[j]))
+    if (!emit_needed(dx[j]))
       continue;
     if (emit_grad_in_place(E, n, j))
       buf_printf(emit_out(E), "    /* %s's gradient is %s's, in place */\n", emit_in(E, n, j)->name,
@@ -165,7 +162,7 @@ static void backward_concat(Emit *E, Node *n, const char *const *dx) {
   int64_t off = 0;
   for (int j = 0; j < n->nin; j++) {
     const Node *x = emit_in(E, n, j);
-    if (needed(dx[j]))
+    if (emit_needed(dx[j]))
       buf_printf(emit_out(E), "    nncc_copy_channels_team(%s, %lld, 0, %s, %lld, %lld, %lld, %lld, %lld);\n",
                  dx[j], ll(x->dims[1]), emit_grad(E, n), ll(n->dims[1]), ll(off), ll(n->dims[0]),
                  ll(x->dims[1]), ll(plane(n)));
