@@ -20,7 +20,6 @@
  * or finite.
  */
 #include "nncc.h"
-#include "../runtime/nncc_rt.h" /* NNCC_MAX_CLASSES */
 
 #include <errno.h>
 #include <math.h>

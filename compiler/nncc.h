@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdnoreturn.h>
 
-#define NNCC_VERSION "0.1.0"
+/* NNCC_VERSION, NNCC_RT_ABI and NNCC_MAX_CLASSES are the runtime's: nncc
+ * and the runtime it emits code for are one version. */
+#include "nncc_rt.h"
 
 /* ---- limits ----------------------------------------------------------
  * Every limit nncc enforces, decided here once (docs/language.md, "Limits").
@@ -605,6 +607,46 @@ char *emit_bwd_act_args(const Node *n);
 void emit_forward_unary(Emit *E, Node *n);
 void emit_backward_unary(Emit *E, Node *n, const char *const *dx);
 long long ll(int64_t v);
+
+/* ---- cc.c: the system's C compiler, what nncc installs beside itself --- */
+
+#include <sys/types.h>
+
+/* $CC, else "cc". */
+const char *cc_program(void);
+/* A compile command with room for `extra` more arguments and a NULL: the
+ * compiler, the same-bits flags, then $CFLAGS (else -O3 -march=native);
+ * *n is the count so far. */
+const char **cc_command(int extra, int *n);
+/* Starts args[0] with args (NULL-terminated); its pid, or -1 after a
+ * message naming `who` ("build", "run") -- a missing compiler says so. */
+pid_t cc_spawn(const char *const *args, const char *who);
+/* Waits for pid: true if it exited 0 and no signal of the guard below
+ * came (one that does is passed on to pid). */
+bool cc_wait(pid_t pid);
+/* The directory of the running nncc executable, or NULL. */
+char *self_dir(void);
+/* The runtime's include directory and libnncc_rt.a: the installed ones
+ * beside nncc, else those of the build tree nncc was built in.  False with
+ * *why when neither exists. */
+bool find_runtime(char **include_dir, char **lib, char **why);
+/* Around the life of temp files: SIGINT, SIGTERM and SIGHUP wait until
+ * cc_end_guard(), which restores them and re-raises one that came. */
+void cc_begin_guard(void);
+void cc_end_guard(void);
+/* Whether such a signal came since cc_begin_guard(): then nothing may be
+ * committed. */
+bool cc_interrupted(void);
+/* cc_begin_guard(), then a new directory $TMPDIR/nncc-WHO-XXXXXX (else
+ * /tmp/...); NULL after a message and cc_end_guard() on failure. */
+char *cc_temp_dir(const char *who);
+
+/* ---- build.c ----------------------------------------------------------- */
+
+/* `nncc build`: compiles the trainer's C `csrc` with cc against the
+ * runtime find_runtime() finds, into the executable `out` (written
+ * atomically).  0, or 1 after a message on stderr. */
+int build_trainer(const char *name, const Buf *csrc, const char *out);
 
 /* ---- run.c ------------------------------------------------------------ */
 

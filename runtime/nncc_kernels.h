@@ -54,6 +54,33 @@
 #include <immintrin.h>
 #endif
 
+/* ---------------------------------------------------------------------------
+ * The build flags of the same-bits promise, checked where the code is
+ * compiled: no fast-math (refused here), and no a*b+c fused into an FMA
+ * except where the kernels write one.  clang's default (-ffp-contract=on)
+ * fuses within an expression unless this pragma says otherwise; gcc's is
+ * off under -std=c11.  A build that fuses anyway (-ffp-contract=fast, or
+ * gcc's GNU modes) is refused at start-up: the generated nncc_model() sets
+ * NnccModel.fp_contract from nncc_fp_contracts(), model_check() reads it.
+ * `pkg-config --cflags nncc-runtime` and the nncc::runtime CMake target
+ * carry -ffp-contract=off.
+ */
+#ifdef __FAST_MATH__
+#error "nncc: generated code must not be built with -ffast-math (it breaks the same-bits promise; use the flags of 'pkg-config --cflags nncc-runtime')"
+#endif
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
+
+/* 1 if this translation unit fuses x*x+y into an FMA: the one product
+ * below is (1 + 2^-11 + 2^-24) rounded down to 1 + 2^-11 when rounded on
+ * its own, so the sum is 0 unrounded-fused and 2^-24 fused. */
+static inline int nncc_fp_contracts(void) {
+  volatile float xv = 1.0f + 0x1p-12f, yv = -(1.0f + 0x1p-11f);
+  float x = xv, y = yv;
+  return x * x + y != 0.0f;
+}
+
 #ifndef NNCC_MAX_THREADS
 #define NNCC_MAX_THREADS 8
 #endif

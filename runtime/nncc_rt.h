@@ -18,7 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NNCC_RT_ABI 3
+/* nncc's version (CMakeLists.txt reads it from here: the one place it is
+ * written) and the ABI of NnccModel and nncc_main(), raised whenever either
+ * changes.  A generated trainer records both: its C refuses to build
+ * against a header of another ABI, and model_check() refuses at start-up a
+ * model whose header and runtime library disagree. */
+#define NNCC_VERSION "0.1.0"
+#define NNCC_RT_ABI 4
 
 /* The most classes a model may have: labels are stored as bytes (IDX).
  * nncc checks it at compile time, model_check() at start-up. */
@@ -128,6 +134,11 @@ typedef struct NnccModel {
   void (*backward)(NnccState *s);
   int nnodes;               /* the nodes with kernels, in forward order (may be 0) */
   const NnccNode *nodes;
+  /* Set by the generated nncc_model(): 1 if its C was compiled fusing a*b+c
+   * into FMAs (-ffp-contract=fast), which breaks the same-bits promise;
+   * model_check() refuses such a build (nncc_fp_contracts() in
+   * nncc_kernels.h). */
+  int fp_contract;
 } NnccModel;
 
 /* splitmix64's finalizer: a cheap, well-mixed 64-bit hash (the runtime's

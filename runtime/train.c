@@ -74,6 +74,12 @@ int model_check(const NnccModel *m) {
              m->abi, NNCC_RT_ABI);
     return -1;
   }
+  if (m->fp_contract) {
+    rt_error("model %s: its C was compiled fusing multiply-adds (-ffp-contract=fast or a GNU "
+             "-std), which breaks nncc's same-bits promise; rebuild it with -std=c11 "
+             "-ffp-contract=off (pkg-config --cflags nncc-runtime)", m->name ? m->name : "?");
+    return -1;
+  }
   if (!m->name || m->batch < 1 || m->in_c != 1 || m->pad_top < 0 || m->pad_left < 0 ||
       m->pad_bottom < 0 || m->pad_right < 0 || m->in_h - m->pad_top - m->pad_bottom < 1 ||
       m->in_w - m->pad_left - m->pad_right < 1 || m->classes < 1 ||
