@@ -23,6 +23,8 @@ typedef struct Options {
   bool dump_ir, dump_dot;
   const char *dump_after; /* pass name, or NULL for the last */
   int opt_level;
+  /* nncc build FILE.nn [-o TRAINER] */
+  bool build;
   /* nncc run [--no-jit] FILE.nn COMMAND...: the trainer's arguments */
   bool run, no_jit;
   int run_argc;
@@ -37,6 +39,9 @@ static void usage(FILE *fp) {
           "usage: nncc [options] FILE.nn -o OUT.c   compile a model to a C trainer\n"
           "       nncc --dump-ir FILE.nn            print the typed IR and its totals\n"
           "       nncc --dump-dot FILE.nn           print the graph as Graphviz DOT\n"
+          "       nncc [options] build FILE.nn [-o TRAINER]\n"
+          "                                         compile a model to an executable trainer\n"
+          "                                         with cc and the installed runtime\n"
           "       nncc [options] run [--no-jit] FILE.nn COMMAND [trainer flags]\n"
           "                                         compile in memory and run the trainer\n"
           "                                         (COMMAND: train, eval, grads; docs/jit.md)\n"
@@ -49,7 +54,17 @@ static void usage(FILE *fp) {
           "  -O0, -O1            -O0: no fusion, every tensor its own memory;\n"
           "                      -O1 (default): fuse conv/linear+relu, plan memory\n"
           "  --help              this text\n"
-          "  --version           nncc's version\n");
+          "  --version           nncc's version and its runtime's ABI\n"
+          "\n"
+          "environment:\n"
+          "  CC, CFLAGS          the C compiler of build and of run's fallback (cc), and\n"
+          "                      its optimization flags (-O3 -march=native); -std=c11\n"
+          "                      -fopenmp -ffp-contract=off are always added\n"
+          "  NNCC_NO_JIT=1       run compiles with cc, as with --no-jit\n"
+          "  TMPDIR              where build and run's fallback put their temporary files\n"
+          "\n"
+          "build writes TRAINER (default: the model's name, here) only when it is\n"
+          "complete.  Documentation: docs/ of the source tree, or share/doc/nncc/.\n");
 }
 
 static noreturn void usage_error(const char *fmt, const char *arg) {
@@ -67,7 +82,7 @@ static Options parse_args(int argc, char **argv) {
       usage(stdout);
       exit(0);
     } else if (strcmp(a, "--version") == 0) {
-      printf("nncc %s\n", NNCC_VERSION);
+      printf("nncc %s (runtime ABI %d)\n", NNCC_VERSION, NNCC_RT_ABI);
       exit(0);
     } else if (strcmp(a, "-o") == 0) {
       if (i + 1 == argc)
@@ -87,7 +102,9 @@ static Options parse_args(int argc, char **argv) {
       o.dump_dot = true;
     } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0) {
       o.opt_level = a[2] - '0';
-    } else if (strcmp(a, "run") == 0 && !o.input) {
+    } else if (strcmp(a, "build") == 0 && !o.input && !o.build) {
+      o.build = true;
+    } else if (strcmp(a, "run") == 0 && !o.input && !o.build) {
       /* ---- run: everything after FILE.nn belongs to the trainer */
       o.run = true;
       if (i + 1 < argc && strcmp(argv[i + 1], "--no-jit") == 0)
@@ -110,6 +127,8 @@ static Options parse_args(int argc, char **argv) {
     usage_error("no input file%s", "");
   if (o.run && (o.dump_ir || o.dump_dot || o.output))
     usage_error("run takes no -o, --dump-ir or --dump-dot%s", "");
+  if (o.build && (o.dump_ir || o.dump_dot || o.dump_after))
+    usage_error("build takes no --dump-ir, --dump-after or --dump-dot%s", "");
   if (o.dump_ir && o.dump_dot)
     usage_error("--dump-ir and --dump-dot are exclusive%s", "");
   return o;
@@ -175,6 +194,9 @@ int main(int argc, char **argv) {
   } else if (o.run) {
     emit_c(g, &out);
     rc = run_trainer(g->name, &out, o.run_argc, o.run_argv, o.no_jit);
+  } else if (o.build) {
+    emit_c(g, &out);
+    rc = build_trainer(g->name, &out, o.output ? o.output : g->name);
   } else if (!o.output) {
     usage_error("nothing to do for '%s': give -o OUT.c, --dump-ir or --dump-dot", o.input);
   } else {

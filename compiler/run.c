@@ -9,26 +9,23 @@
  *   JIT       in-process with clang 14 and LLVM ORC (jit.cpp), when nncc
  *             was built with NNCC_JIT and neither --no-jit nor NNCC_NO_JIT=1
  *             asks for the fallback
- *   fallback  the sources go to a temporary directory, `cc` builds a shared
- *             object from them (one cc per file, in parallel), dlopen
+ *   fallback  the sources go to a temporary directory, $CC (else cc)
+ *             builds a shared object from them (one cc per file, in
+ *             parallel), dlopen
  *
- * Both use generated/Makefile's flags, so a run gives the same bits as the
- * make-built trainer.  One line on stderr says which path ran and how long
+ * Both use generated/Makefile's flags (the fallback: cc.c's, which take
+ * $CFLAGS), so a run gives the same bits as the make-built trainer.  One line on stderr says which path ran and how long
  * compiling took.
  */
 #include "nncc.h"
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /* nncc_rt.h's entry points, seen from the compiler (which does not include
  * the runtime's header): the model is opaque here. */
@@ -83,7 +80,8 @@ static int call_trainer(void *model_sym, void *main_sym, const char *name, int a
 #ifdef NNCC_HAVE_JIT
 /*
  * The JIT lives in a shared library of its own, libnncc_jit.so beside the
- * nncc executable (or $NNCC_JIT_LIB), loaded only here: every other nncc
+ * nncc executable in its build tree, or in LIBDIR/nncc/ of an installed
+ * tree (or $NNCC_JIT_LIB), loaded only here: every other nncc
  * command starts without loading LLVM and clang (tens of milliseconds, and
  * it needs the libraries installed).  RTLD_GLOBAL puts zlib, which the
  * library links, where the JIT'd runtime finds it.
@@ -98,15 +96,15 @@ typedef struct JitApi {
 static bool load_jit(JitApi *api, const char **why) {
   const char *path = getenv("NNCC_JIT_LIB");
   if (!path || !*path) {
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) {
+    /* beside nncc in its build tree, else where cmake --install puts it */
+    char *dir = self_dir();
+    if (!dir) {
       *why = "cannot find nncc's own directory (/proc/self/exe)";
       return false;
     }
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    path = format("%.*s/libnncc_jit.so", slash ? (int)(slash - exe) : 1, slash ? exe : ".");
+    path = format("%s/libnncc_jit.so", dir);
+    if (access(path, F_OK) != 0)
+      path = format("%s/%s/nncc/libnncc_jit.so", dir, NNCC_REL_LIBDIR);
   }
   void *lib = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
   if (!lib) {
@@ -150,34 +148,10 @@ static int run_jit(const JitApi *api, const char *name, JitFile *files, int nfil
 
 /* ---- the fallback: cc and dlopen ---- */
 
-static const char *cc_flags[] = {"-std=c11", "-D_POSIX_C_SOURCE=200809L", "-O3", "-march=native",
-                                 "-fopenmp", "-ffp-contract=off", "-fPIC", "-DNNCC_NO_MAIN"};
-enum { NCC_FLAGS = sizeof cc_flags / sizeof *cc_flags };
-
-/* Starts `cc ARGS...`; returns its pid or -1 (with a message). */
-static pid_t spawn_cc(const char **args) {
-  pid_t pid;
-  int err = posix_spawnp(&pid, args[0], NULL, NULL, (char *const *)args, environ);
-  if (err) {
-    fprintf(stderr, "nncc: run: cannot run '%s': %s\n", args[0], strerror(err));
-    return -1;
-  }
-  return pid;
-}
-
-static bool wait_ok(pid_t pid) {
-  int status;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR)
-      return false;
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 /* Writes the sources under dir, builds dir/NAME.so; the paths it made go
  * to made[] (for removal), the last one the shared object. */
 static bool build_shared(const char *dir, const char *name, const JitFile *files, int nfiles,
                          char **made, int *nmade) {
-  const char *cc = "cc";
   char *rtdir = format("%s/runtime", dir);
   if (mkdir(rtdir, 0700) != 0) {
     fprintf(stderr, "nncc: run: cannot create '%s': %s\n", rtdir, strerror(errno));
@@ -202,18 +176,17 @@ static bool build_shared(const char *dir, const char *name, const JitFile *files
     if (n < 2 || strcmp(files[i].path + n - 2, ".c") != 0)
       continue;
     char *obj = format("%s/%.*s.o", dir, (int)n - 2, files[i].path);
-    const char *args[NCC_FLAGS + 8];
-    int k = 0;
-    args[k++] = cc;
-    for (int f = 0; f < NCC_FLAGS; f++)
-      args[k++] = cc_flags[f];
+    int k;
+    const char **args = cc_command(7, &k);
+    args[k++] = "-fPIC";
+    args[k++] = "-DNNCC_NO_MAIN";
     args[k++] = format("-I%s", rtdir);
     args[k++] = "-c";
     args[k++] = format("%s/%s", dir, files[i].path);
     args[k++] = "-o";
     args[k++] = obj;
     args[k] = NULL;
-    pids[nobjs] = spawn_cc(args);
+    pids[nobjs] = cc_spawn(args, "run");
     if (pids[nobjs] < 0) {
       ok = false;
       break;
@@ -222,12 +195,12 @@ static bool build_shared(const char *dir, const char *name, const JitFile *files
     objs[nobjs++] = obj;
   }
   for (int i = 0; i < nobjs; i++)
-    ok &= wait_ok(pids[i]);
+    ok &= cc_wait(pids[i]);
   if (!ok)
     return false;
   const char **args = xalloc(sizeof *args * (size_t)(nobjs + 10));
   int k = 0;
-  args[k++] = cc;
+  args[k++] = cc_program();
   args[k++] = "-shared";
   args[k++] = "-fopenmp";
   args[k++] = "-o";
@@ -237,18 +210,15 @@ static bool build_shared(const char *dir, const char *name, const JitFile *files
   args[k++] = "-lz";
   args[k++] = "-lm";
   args[k] = NULL;
-  pid_t pid = spawn_cc(args);
-  return pid > 0 && wait_ok(pid);
+  pid_t pid = cc_spawn(args, "run");
+  return pid > 0 && cc_wait(pid);
 }
 
 static int run_cc(const char *name, const JitFile *files, int nfiles, int argc, char **argv,
                   const char *why) {
-  const char *tmp = getenv("TMPDIR");
-  char *dir = format("%s/nncc-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(dir)) {
-    fprintf(stderr, "nncc: run: cannot create a directory '%s': %s\n", dir, strerror(errno));
+  char *dir = cc_temp_dir("run");
+  if (!dir)
     return 1;
-  }
   char **made = xalloc(sizeof *made * (size_t)(2 * nfiles + 2));
   int nmade = 0;
   double t0 = now();
@@ -261,6 +231,7 @@ static int run_cc(const char *name, const JitFile *files, int nfiles, int argc, 
     unlink(made[i]);
   rmdir(format("%s/runtime", dir));
   rmdir(dir);
+  cc_end_guard();
   if (!so) {
     if (!built)
       fprintf(stderr, "nncc: run: compiling '%s.c' with cc failed\n", name);

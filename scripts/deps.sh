@@ -22,5 +22,7 @@ need_packages() {
 # What building and testing nncc needs (libclang-rt-14-dev: clang's
 # sanitizer runtimes and libFuzzer, only recommended by clang).
 BUILD_PACKAGES="cmake make gcc clang pkg-config check zlib1g-dev libomp-14-dev libclang-rt-14-dev"
+# Debian packages (scripts/deb.sh): dpkg-shlibdeps finds their library dependencies.
+BUILD_PACKAGES="$BUILD_PACKAGES dpkg-dev"
 # The JIT of `nncc run` (CMake option NNCC_JIT, docs/jit.md).
 BUILD_PACKAGES="$BUILD_PACKAGES g++ llvm-14-dev libclang-14-dev libclang-cpp14-dev"
