@@ -37,11 +37,13 @@ static bool install_output(const char *from, const char *to) {
       continue;
     ok = n > 0 && fio_out_write(&f, buf, (size_t)n) == 0;
   }
-  int err = errno;
+  int err = errno; /* why the loop stopped, if it failed */
   close(in);
-  if (ok && fio_out_commit(&f) == 0)
-    return true;
-  err = errno ? errno : err;
+  if (ok) {
+    if (fio_out_commit(&f) == 0)
+      return true;
+    err = errno;
+  }
   fio_out_abort(&f);
   errno = err;
   return false;

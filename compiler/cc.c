@@ -98,22 +98,25 @@ static bool is_file(const char *path) {
 }
 
 /* Installed: DIR/REL_INCLUDEDIR/nncc/nncc_rt.h and DIR/REL_LIBDIR/libnncc_rt.a,
- * where DIR is nncc's own directory.  Else the build tree nncc was built in
- * (running it from there). */
+ * where DIR is nncc's own directory.  Else, for an nncc run from the build
+ * tree it was built in (and only then), that tree's runtime. */
 bool find_runtime(char **include_dir, char **lib, char **why) {
   char *dir = self_dir();
-  if (dir) {
-    char *inc = format("%s/%s/nncc", dir, NNCC_REL_INCLUDEDIR);
-    char *a = format("%s/%s/libnncc_rt.a", dir, NNCC_REL_LIBDIR);
-    if (is_file(format("%s/nncc_rt.h", inc)) && is_file(a)) {
-      *include_dir = inc, *lib = a;
-      return true;
-    }
-    *why = format("not in %s or %s", inc, a);
-  } else {
+  if (!dir) {
     *why = "cannot find nncc's own directory (/proc/self/exe)";
+    return false;
   }
-  if (is_file(NNCC_BUILD_RT_INCLUDE "/nncc_rt.h") && is_file(NNCC_BUILD_RT_LIB)) {
+  char *inc = format("%s/%s/nncc", dir, NNCC_REL_INCLUDEDIR);
+  char *a = format("%s/%s/libnncc_rt.a", dir, NNCC_REL_LIBDIR);
+  if (is_file(format("%s/nncc_rt.h", inc)) && is_file(a)) {
+    *include_dir = inc, *lib = a;
+    return true;
+  }
+  *why = format("not in %s or %s", inc, a);
+  struct stat self, built;
+  if (stat(dir, &self) == 0 && stat(NNCC_BUILD_DIR, &built) == 0 && self.st_dev == built.st_dev &&
+      self.st_ino == built.st_ino && is_file(NNCC_BUILD_RT_INCLUDE "/nncc_rt.h") &&
+      is_file(NNCC_BUILD_RT_LIB)) {
     *include_dir = NNCC_BUILD_RT_INCLUDE, *lib = NNCC_BUILD_RT_LIB;
     return true;
   }

@@ -149,7 +149,8 @@ static int run_jit(const JitApi *api, const char *name, JitFile *files, int nfil
 /* ---- the fallback: cc and dlopen ---- */
 
 /* Writes the sources under dir, builds dir/NAME.so; the paths it made go
- * to made[] (for removal), the last one the shared object. */
+ * to made[] (for removal), the last one the shared object.  False after
+ * one line saying why (cc's own diagnostics above it). */
 static bool build_shared(const char *dir, const char *name, const JitFile *files, int nfiles,
                          char **made, int *nmade) {
   char *rtdir = format("%s/runtime", dir);
@@ -194,9 +195,12 @@ static bool build_shared(const char *dir, const char *name, const JitFile *files
     made[(*nmade)++] = obj;
     objs[nobjs++] = obj;
   }
+  bool compiled = true;
   for (int i = 0; i < nobjs; i++)
-    ok &= cc_wait(pids[i]);
-  if (!ok)
+    compiled &= cc_wait(pids[i]);
+  if (ok && !compiled && !cc_interrupted())
+    fprintf(stderr, "nncc: run: compiling '%s.c' with cc failed\n", name);
+  if (!ok || !compiled)
     return false;
   const char **args = xalloc(sizeof *args * (size_t)(nobjs + 10));
   int k = 0;
@@ -211,7 +215,14 @@ static bool build_shared(const char *dir, const char *name, const JitFile *files
   args[k++] = "-lm";
   args[k] = NULL;
   pid_t pid = cc_spawn(args, "run");
-  return pid > 0 && cc_wait(pid);
+  if (pid < 0)
+    return false;
+  if (!cc_wait(pid)) {
+    if (!cc_interrupted())
+      fprintf(stderr, "nncc: run: linking '%s.so' with cc failed\n", name);
+    return false;
+  }
+  return true;
 }
 
 static int run_cc(const char *name, const JitFile *files, int nfiles, int argc, char **argv,
@@ -232,11 +243,8 @@ static int run_cc(const char *name, const JitFile *files, int nfiles, int argc, 
   rmdir(format("%s/runtime", dir));
   rmdir(dir);
   cc_end_guard();
-  if (!so) {
-    if (!built)
-      fprintf(stderr, "nncc: run: compiling '%s.c' with cc failed\n", name);
+  if (!so)
     return 1;
-  }
   void *model = dlsym(so, "nncc_model"), *main_fn = dlsym(so, "nncc_main");
   if (!model || !main_fn) {
     fprintf(stderr, "nncc: run: %s.so lacks nncc_model or nncc_main\n", name);

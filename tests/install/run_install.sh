@@ -78,6 +78,26 @@ run build_nncc env CC="$cc" CFLAGS="$cflags" "$P/bin/nncc" build "$model" -o t_b
 run build_default env CC="$cc" CFLAGS="$cflags" "$P/bin/nncc" build "$model"
 [ -x mnist_cnn ] || fail "nncc build without -o made no ./mnist_cnn"
 
+# nncc build's failures: one clear line, exit 1, no trainer, no temp files
+mkdir -p "$tmp/t"
+fails() { # fails NAME EXPECTED CMD... : CMD exits 1, says EXPECTED, leaves nothing
+  name=$1 expect=$2; shift 2
+  TMPDIR=$tmp/t "$@" > "$tmp/$name.out" 2>&1 && fail "$name succeeded"
+  [ $? = 1 ] || fail "$name: exit status is not 1"
+  grep -q -- "$expect" "$tmp/$name.out" || fail "$name: no '$expect' in: $(cat "$tmp/$name.out")"
+  [ -z "$(ls -A "$tmp/t")" ] || fail "$name left temp files: $(ls -A "$tmp/t")"
+  [ -e t_fail ] && fail "$name left an output"
+  return 0
+}
+fails no_cc "no C compiler: 'no-such-cc' is not on PATH" \
+  env CC=no-such-cc "$P/bin/nncc" build "$model" -o t_fail
+fails cc_fails "failed building the trainer of model mnist_cnn" \
+  env CC="$cc" CFLAGS="-no-such-flag" "$P/bin/nncc" build "$model" -o t_fail
+mkfifo fifo
+fails fifo "cannot write 'fifo': FIFO has no reader" \
+  env CC="$cc" CFLAGS="$cflags" "$P/bin/nncc" build "$model" -o fifo
+fails bad_model "error:" "$P/bin/nncc" build "$P/share/nncc/models/lib/vgg.nn" -o t_fail
+
 # the in-tree build, as README's `make -C generated` does it
 mkdir intree && cp mnist_cnn.c intree/
 run build_tree make -s -C intree -f "$repo/generated/Makefile" NNCC_ROOT="$repo" CC="$cc" \
