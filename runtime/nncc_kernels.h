@@ -26,8 +26,9 @@
  * count, the compiler (gcc or clang) or the batch grouping. Multiply-adds are
  * explicit FMAs (AVX-512 vfmadd or fmaf), each accumulator sums its terms in
  * the natural loop order (ci, kh, kw for a convolution; batch, then oh, ow
- * for a weight gradient), and the bias is added last. Without AVX-512 the
- * same operations run lane by lane in portable C and give the same bits.
+ * for a weight gradient), and the bias is added last. The vectors are 16
+ * lanes on every ISA (nncc_simd.h: AVX-512, AVX2, or GCC/Clang vector
+ * extensions), so AVX-512, AVX2 and the generic path give the same bits.
  *
  * Fused activation: conv2d and linear take `act, alpha`, one of the
  * NNCC_ACT_* codes below and the leaky slope (else 0.0f); forward stores
@@ -49,9 +50,6 @@
 #include "nncc_rt.h" /* nncc_hash64 */
 #ifdef _OPENMP
 #include <omp.h>
-#endif
-#ifdef __AVX512F__
-#include <immintrin.h>
 #endif
 
 /* ---------------------------------------------------------------------------
@@ -114,78 +112,10 @@ static inline int nncc_fp_contracts(void) {
 #define NK_NOUNROLL
 #endif
 
-/* ---------------------------------------------------------------------------
- * 16-lane float vectors: AVX-512, or a lane loop that computes the same bits.
- */
-#ifdef __AVX512F__
-typedef __m512 nk_v;
-NK_INLINE nk_v nk_zero(void) { return _mm512_setzero_ps(); }
-NK_INLINE nk_v nk_load(const float *p) { return _mm512_loadu_ps(p); }
-NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) { return _mm512_maskz_loadu_ps((__mmask16)m, p); }
-NK_INLINE nk_v nk_bcast(float f) { return _mm512_set1_ps(f); }
-NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) { return _mm512_fmadd_ps(a, b, c); }
-NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return _mm512_add_ps(a, b); }
-/* v where !(v <= 0) (so NaN stays), else +0 */
-NK_INLINE nk_v nk_relu(nk_v v) {
-  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
-}
-/* g where y > 0, else +0 */
-NK_INLINE nk_v nk_gate(nk_v g, nk_v y) {
-  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g);
-}
-/* relu, then 6 where the result > 6 (NaN stays) */
-NK_INLINE nk_v nk_relu6(nk_v v) {
-  v = nk_relu(v);
-  return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_set1_ps(6.0f), _CMP_GT_OQ),
-                            _mm512_set1_ps(6.0f));
-}
-/* v where v > 0, else v * slope (NaN: NaN * slope) */
-NK_INLINE nk_v nk_leaky(nk_v v, float slope) {
-  return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NGT_UQ), v,
-                            _mm512_set1_ps(slope));
-}
-NK_INLINE void nk_store(float *p, nk_v v) { _mm512_storeu_ps(p, v); }
-NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) { _mm512_mask_storeu_ps(p, (__mmask16)m, v); }
-/* store the lanes selected by m, packed, at p[0..popcount(m)) */
-NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
-  __m512 c = _mm512_maskz_compress_ps((__mmask16)m, v);
-  _mm512_mask_storeu_ps(p, (__mmask16)((1u << __builtin_popcount(m)) - 1u), c);
-}
-#else
-typedef struct { float f[16]; } nk_v;
-NK_INLINE nk_v nk_zero(void) { nk_v r; for (int l = 0; l < 16; l++) r.f[l] = 0.0f; return r; }
-NK_INLINE nk_v nk_load(const float *p) { nk_v r; for (int l = 0; l < 16; l++) r.f[l] = p[l]; return r; }
-NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) {
-  nk_v r; for (int l = 0; l < 16; l++) r.f[l] = (m >> l & 1) ? p[l] : 0.0f; return r;
-}
-NK_INLINE nk_v nk_bcast(float f) { nk_v r; for (int l = 0; l < 16; l++) r.f[l] = f; return r; }
-NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
-  for (int l = 0; l < 16; l++) c.f[l] = fmaf(a.f[l], b.f[l], c.f[l]);
-  return c;
-}
-NK_INLINE nk_v nk_add(nk_v a, nk_v b) { for (int l = 0; l < 16; l++) a.f[l] = a.f[l] + b.f[l]; return a; }
-NK_INLINE nk_v nk_relu(nk_v v) { for (int l = 0; l < 16; l++) v.f[l] = !(v.f[l] <= 0.0f) ? v.f[l] : 0.0f; return v; }
-NK_INLINE nk_v nk_gate(nk_v g, nk_v y) { for (int l = 0; l < 16; l++) g.f[l] = y.f[l] > 0.0f ? g.f[l] : 0.0f; return g; }
-NK_INLINE nk_v nk_relu6(nk_v v) {
-  for (int l = 0; l < 16; l++) {
-    float r = !(v.f[l] <= 0.0f) ? v.f[l] : 0.0f;
-    v.f[l] = r > 6.0f ? 6.0f : r;
-  }
-  return v;
-}
-NK_INLINE nk_v nk_leaky(nk_v v, float slope) {
-  for (int l = 0; l < 16; l++) v.f[l] = v.f[l] > 0.0f ? v.f[l] : v.f[l] * slope;
-  return v;
-}
-NK_INLINE void nk_store(float *p, nk_v v) { for (int l = 0; l < 16; l++) p[l] = v.f[l]; }
-NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
-  for (int l = 0; l < 16; l++) if (m >> l & 1) p[l] = v.f[l];
-}
-NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
-  int k = 0;
-  for (int l = 0; l < 16; l++) if (m >> l & 1) p[k++] = v.f[l];
-}
-#endif
+/* The 16-lane vector nk_v and its operations on AVX-512, AVX2 and the
+ * generic path, and the register tile sizes of each (NK_MR, NK_NV,
+ * NK_GC_TILE, NK_GC_VMAX). */
+#include "nncc_simd.h"
 
 /* scalar forms of relu/gate, bit-identical to the vector ones */
 NK_INLINE float nk_relu1(float v) { return !(v <= 0.0f) ? v : 0.0f; }
@@ -319,7 +249,7 @@ typedef struct {
   int M, Kh, Kw, sh, sw, Ho, Wo; /* output channels, kernel, stride, output */
 } nk_conv;
 
-enum { NK_MR = 8, NK_NV = 3, NK_NR = 16 * NK_NV };
+enum { NK_NR = 16 * NK_NV }; /* NK_MR, NK_NV: nncc_simd.h */
 
 /* Where one output vector's lanes go: a run of lanes of one image. */
 typedef struct { int32_t dst; uint32_t mask; } nk_seg;
@@ -1426,12 +1356,14 @@ NK_INLINE uint64_t nk_gc_every(int s) {
   return m;
 }
 
-#ifdef __AVX512F__
-/* fmaf(a, b, c) in the lanes of m; c elsewhere */
+/* fmaf(a, b, c) in the lanes of m, c elsewhere; lanes l of m get p[l*s],
+ * others 0 (no other element is read); the lanes of m get p[0], p[1], ...
+ * in order, the others 0; g through act's derivative from y, as
+ * nk_actgrad1 lane by lane. */
+#if defined(NK_ISA_AVX512)
 NK_INLINE nk_v nk_gc_fma_mask(nk_v a, nk_v b, nk_v c, uint32_t m) {
   return _mm512_mask3_fmadd_ps(a, b, c, (__mmask16)m);
 }
-/* lanes l of m: p[l*s], others 0 (no other element is read) */
 NK_INLINE nk_v nk_gc_load_strided(const float *p, int s, uint32_t m) {
   if (s == 1) return nk_load_mask(p, m);
   if (s == 2) {
@@ -1448,11 +1380,9 @@ NK_INLINE nk_v nk_gc_load_strided(const float *p, int s, uint32_t m) {
                                    _mm512_set1_epi32(s));
   return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)m, idx, p, 4);
 }
-/* the lanes of m get p[0], p[1], ... in order, the others 0 */
 NK_INLINE nk_v nk_gc_load_expand(const float *p, uint32_t m) {
   return _mm512_maskz_expandloadu_ps((__mmask16)m, p);
 }
-/* g through act's derivative from y, as nk_actgrad1 lane by lane */
 NK_INLINE nk_v nk_gc_actgrad(nk_v g, nk_v y, int act, float alpha) {
   __mmask16 pos = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ);
   switch (act) {
@@ -1463,24 +1393,57 @@ NK_INLINE nk_v nk_gc_actgrad(nk_v g, nk_v y, int act, float alpha) {
   default: return g;
   }
 }
+#elif defined(NK_ISA_AVX2)
+NK_INLINE nk_v nk_gc_fma_mask(nk_v a, nk_v b, nk_v c, uint32_t m) {
+  nk_v f = nk_fma(a, b, c);
+  return nk_pair(_mm256_blendv_ps(c.lo, f.lo, _mm256_castsi256_ps(nk_m8(m & 0xFF))),
+                 _mm256_blendv_ps(c.hi, f.hi, _mm256_castsi256_ps(nk_m8(m >> 8 & 0xFF))));
+}
+NK_INLINE nk_v nk_gc_load_strided(const float *p, int s, uint32_t m) {
+  if (s == 1) return nk_load_mask(p, m);
+  __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s));
+  const __m256 z = _mm256_setzero_ps();
+  return nk_pair(_mm256_mask_i32gather_ps(z, p, idx, _mm256_castsi256_ps(nk_m8(m & 0xFF)), 4),
+                 _mm256_mask_i32gather_ps(z, p + 8 * s, idx, _mm256_castsi256_ps(nk_m8(m >> 8 & 0xFF)), 4));
+}
+NK_INLINE nk_v nk_gc_load_expand(const float *p, uint32_t m) {
+  float t[16];
+  for (int l = 0, k = 0; l < 16; l++) t[l] = (m >> l & 1) ? p[k++] : 0.0f;
+  return nk_load(t);
+}
+NK_INLINE __m256 nk_gc_actgrad8(__m256 g, __m256 y, int act, float alpha) {
+  __m256 pos = _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ);
+  switch (act) {
+  case NNCC_ACT_RELU: return _mm256_and_ps(g, pos);
+  case NNCC_ACT_RELU6:
+    return _mm256_and_ps(g, _mm256_and_ps(pos, _mm256_cmp_ps(y, _mm256_set1_ps(6.0f), _CMP_LT_OQ)));
+  case NNCC_ACT_LEAKY: return _mm256_blendv_ps(_mm256_mul_ps(g, _mm256_set1_ps(alpha)), g, pos);
+  default: return g;
+  }
+}
+NK_INLINE nk_v nk_gc_actgrad(nk_v g, nk_v y, int act, float alpha) {
+  return nk_pair(nk_gc_actgrad8(g.lo, y.lo, act, alpha), nk_gc_actgrad8(g.hi, y.hi, act, alpha));
+}
 #else
 NK_INLINE nk_v nk_gc_fma_mask(nk_v a, nk_v b, nk_v c, uint32_t m) {
   for (int l = 0; l < 16; l++)
-    if (m >> l & 1) c.f[l] = fmaf(a.f[l], b.f[l], c.f[l]);
+    if (m >> l & 1) c[l] = fmaf(a[l], b[l], c[l]);
   return c;
 }
 NK_INLINE nk_v nk_gc_load_strided(const float *p, int s, uint32_t m) {
-  nk_v r;
-  for (int l = 0; l < 16; l++) r.f[l] = (m >> l & 1) ? p[l * s] : 0.0f;
+  nk_v r = {0};
+  for (int l = 0; l < 16; l++)
+    if (m >> l & 1) r[l] = p[l * s];
   return r;
 }
 NK_INLINE nk_v nk_gc_load_expand(const float *p, uint32_t m) {
-  nk_v r;
-  for (int l = 0, k = 0; l < 16; l++) r.f[l] = (m >> l & 1) ? p[k++] : 0.0f;
+  nk_v r = {0};
+  for (int l = 0, k = 0; l < 16; l++)
+    if (m >> l & 1) r[l] = p[k++];
   return r;
 }
 NK_INLINE nk_v nk_gc_actgrad(nk_v g, nk_v y, int act, float alpha) {
-  for (int l = 0; l < 16; l++) g.f[l] = nk_actgrad1(g.f[l], y.f[l], act, alpha);
+  for (int l = 0; l < 16; l++) g[l] = nk_actgrad1(g[l], y[l], act, alpha);
   return g;
 }
 #endif
@@ -1498,7 +1461,7 @@ NK_INLINE nk_gc nk_gc_desc(int N, int Ci, int H, int W, int Co, int Kh, int Kw, 
 
 /* Tiles of nr rows by nv 16-lane vectors, nr*nv <= NK_GC_TILE accumulators
  * (independent FMA chains, in registers when the sizes are constants). */
-enum { NK_GC_TILE = 8, NK_GC_VMAX = 4 };
+/* NK_GC_TILE, NK_GC_VMAX: nncc_simd.h */
 NK_INLINE int nk_gc_tile_v(int cols) { return nk_min(NK_GC_VMAX, nk_cdiv(cols, 16)); }
 NK_INLINE int nk_gc_tile_r(int cols) { return NK_GC_TILE / nk_gc_tile_v(cols); }
 

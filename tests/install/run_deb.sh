@@ -19,7 +19,8 @@ deb=$tmp/b/nncc_${ver}_$arch.deb
 [ -f "$deb" ] || fail "no $deb: $(ls "$tmp/b"/*.deb)"
 dpkg-deb -c "$deb" | awk '{ print $6 }' > "$tmp/files"
 for f in ./usr/bin/nncc ./usr/lib/$multi/libnncc_rt.a ./usr/include/nncc/nncc_rt.h \
-         ./usr/include/nncc/nncc_kernels.h ./usr/lib/$multi/pkgconfig/nncc-runtime.pc \
+         ./usr/include/nncc/nncc_kernels.h ./usr/include/nncc/nncc_simd.h \
+         ./usr/lib/$multi/pkgconfig/nncc-runtime.pc \
          ./usr/lib/$multi/cmake/nncc/nnccConfig.cmake ./usr/lib/$multi/cmake/nncc/nnccTargets.cmake \
          ./usr/share/nncc/models/mnist_cnn.nn ./usr/share/nncc/models/lib/vgg.nn \
          ./usr/share/doc/nncc/README.md ./usr/share/man/man1/nncc.1.gz; do

@@ -29,7 +29,7 @@ run() { # run NAME CMD... : output to $tmp/NAME.out, fail on non-zero
 
 P=$tmp/prefix
 run install cmake --install "$build" --prefix "$P"
-for f in bin/nncc include/nncc/nncc_rt.h include/nncc/nncc_kernels.h \
+for f in bin/nncc include/nncc/nncc_rt.h include/nncc/nncc_kernels.h include/nncc/nncc_simd.h \
          share/nncc/models/mnist_cnn.nn share/nncc/models/lib/vgg.nn \
          share/doc/nncc/README.md share/doc/nncc/language.md share/man/man1/nncc.1.gz; do
   [ -f "$P/$f" ] || fail "install lacks $f"

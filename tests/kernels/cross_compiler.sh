@@ -1,8 +1,9 @@
 #!/bin/sh
 # Build the kernel tests (test_kernels.c, test_kernels_general.c) with gcc,
-# clang, gcc without AVX-512 (the portable lane-loop path) and gcc with the
+# clang, gcc for AVX2 (-march=x86-64-v3) and for the generic path
+# (-march=x86-64: nncc_simd.h's vector extensions) and gcc with the
 # register tiles unrolled (as generated code gets them) and require
-# bit-identical kernel results from all four, for each test file.
+# bit-identical kernel results from all five, for each test file.
 # usage: cross_compiler.sh RUNTIME_DIR WORK_DIR
 set -eu
 rt=$1 work=$2
@@ -14,14 +15,16 @@ for t in test_kernels test_kernels_general; do
   src=$dir/$t.c
   gcc $flags "$src" -o "$work/${t}_gcc" $libs &
   clang $flags "$src" -o "$work/${t}_clang" $libs &
-  gcc $flags -mno-avx512f "$src" -o "$work/${t}_portable" $libs &
+  wait
+  gcc $flags -march=x86-64-v3 "$src" -o "$work/${t}_avx2" $libs &
+  gcc $flags -march=x86-64 "$src" -o "$work/${t}_generic" $libs &
   wait
   gcc $flags -DNNCC_KERNELS_UNROLL "$src" -o "$work/${t}_unrolled" $libs
-  for v in gcc clang portable unrolled; do
+  for v in gcc clang avx2 generic unrolled; do
     NNCC_KERNELS_DUMP="$work/$t.$v.hex" "$work/${t}_$v"
   done
-  for v in clang portable unrolled; do
+  for v in clang avx2 generic unrolled; do
     cmp "$work/$t.gcc.hex" "$work/$t.$v.hex"
   done
-  echo "$t: gcc, clang, portable and unrolled builds agree bit for bit ($(wc -l < "$work/$t.gcc.hex") lines)"
+  echo "$t: gcc, clang, AVX2, generic and unrolled builds agree bit for bit ($(wc -l < "$work/$t.gcc.hex") lines)"
 done

@@ -1,0 +1,196 @@
+/*
+ * nncc_simd.h -- the 16-lane float vector the kernels (nncc_kernels.h) are
+ * written in, on three instruction sets, and the register tiles sized for
+ * each.  Header-only, static inline C11; included by nncc_kernels.h.
+ *
+ *   NK_ISA_AVX512   __AVX512F__: one zmm register per vector
+ *   NK_ISA_AVX2     __AVX2__ and __FMA__ (x86-64-v3): two ymm registers
+ *   NK_ISA_GENERIC  anything else (x86-64 baseline, aarch64, ...), or
+ *                   -DNNCC_SIMD_GENERIC: GCC/Clang vector extensions, which
+ *                   compile to NEON on aarch64 and to SSE on x86-64
+ *
+ * Same bits on every ISA: a vector is always 16 lanes, whatever the
+ * registers, and every operation is defined lane by lane by the scalar
+ * functions of nncc_kernels.h (nk_relu1, nk_gate1, ...) or by fmaf: the
+ * multiply-add is one fused rounding everywhere (vfmadd on x86, fmaf,
+ * which aarch64 compilers turn into fmla).  The tile constants decide only
+ * which outputs are computed together, never the order in which one
+ * output's terms are summed, so they differ per ISA freely: the
+ * accumulators of a tile fill the register file without spilling
+ * (32 zmm, 16 ymm, 32 NEON q registers).
+ */
+#ifndef NNCC_SIMD_H
+#define NNCC_SIMD_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX512F__) && !defined(NNCC_SIMD_GENERIC)
+#define NK_ISA_AVX512 1
+#define NK_ISA_NAME "avx512"
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(NNCC_SIMD_GENERIC)
+#define NK_ISA_AVX2 1
+#define NK_ISA_NAME "avx2"
+#else
+#define NK_ISA_GENERIC 1
+#define NK_ISA_NAME "generic"
+#endif
+#if !defined(NK_ISA_GENERIC)
+#include <immintrin.h>
+#endif
+
+#ifndef NK_INLINE
+#define NK_INLINE static inline __attribute__((always_inline))
+#endif
+
+/* Register tiles, in 16-lane vectors (nncc_kernels.h):
+ *   NK_MR x NK_NV   the convolution engine's and GEMM's micro-kernel: MR
+ *                   rows of NV vectors of accumulators, NV B vectors and a
+ *                   broadcast live beside them;
+ *   NK_GC_TILE      the general (grouped, dilated, strided) convolution's
+ *                   tile, at most NK_GC_VMAX vectors wide. */
+#if defined(NK_ISA_AVX512)
+enum { NK_MR = 8, NK_NV = 3, NK_GC_TILE = 8, NK_GC_VMAX = 4 }; /* 24 + 3 + 1 of 32 zmm */
+#elif defined(NK_ISA_AVX2)
+enum { NK_MR = 6, NK_NV = 1, NK_GC_TILE = 6, NK_GC_VMAX = 3 }; /* 12 + 2 + 1 of 16 ymm */
+#else
+enum { NK_MR = 4, NK_NV = 1, NK_GC_TILE = 4, NK_GC_VMAX = 2 }; /* 16 + 4 + 1 of 32 q */
+#endif
+
+/* ---------------------------------------------------------------------------
+ * The operations, lane by lane (what every ISA computes):
+ *   nk_fma(a, b, c)     fmaf(a, b, c)
+ *   nk_add(a, b)        a + b
+ *   nk_relu(v)          !(v <= 0) ? v : +0         (NaN stays)
+ *   nk_gate(g, y)       y > 0 ? g : +0
+ *   nk_relu6(v)         relu, then 6 where > 6     (NaN stays)
+ *   nk_leaky(v, s)      v > 0 ? v : v * s
+ *   nk_load_mask(p, m)  lanes of the 16-bit mask m read p[l], others +0 (no
+ *                       other element is read); nk_store_mask writes them
+ *   nk_store_compress   the lanes of m, packed, to p[0..popcount(m))
+ */
+#if defined(NK_ISA_AVX512)
+typedef __m512 nk_v;
+NK_INLINE nk_v nk_zero(void) { return _mm512_setzero_ps(); }
+NK_INLINE nk_v nk_load(const float *p) { return _mm512_loadu_ps(p); }
+NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) { return _mm512_maskz_loadu_ps((__mmask16)m, p); }
+NK_INLINE nk_v nk_bcast(float f) { return _mm512_set1_ps(f); }
+NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) { return _mm512_fmadd_ps(a, b, c); }
+NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return _mm512_add_ps(a, b); }
+NK_INLINE nk_v nk_relu(nk_v v) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
+}
+NK_INLINE nk_v nk_gate(nk_v g, nk_v y) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g);
+}
+NK_INLINE nk_v nk_relu6(nk_v v) {
+  v = nk_relu(v);
+  return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_set1_ps(6.0f), _CMP_GT_OQ),
+                            _mm512_set1_ps(6.0f));
+}
+NK_INLINE nk_v nk_leaky(nk_v v, float slope) {
+  return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NGT_UQ), v,
+                            _mm512_set1_ps(slope));
+}
+NK_INLINE void nk_store(float *p, nk_v v) { _mm512_storeu_ps(p, v); }
+NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) { _mm512_mask_storeu_ps(p, (__mmask16)m, v); }
+NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
+  __m512 c = _mm512_maskz_compress_ps((__mmask16)m, v);
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << __builtin_popcount(m)) - 1u), c);
+}
+
+#elif defined(NK_ISA_AVX2)
+typedef struct { __m256 lo, hi; } nk_v; /* lanes 0-7, 8-15 */
+/* all-ones in the 32-bit lanes whose bit of m (8 bits) is set */
+NK_INLINE __m256i nk_m8(uint32_t m) {
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)m), bit), bit);
+}
+NK_INLINE nk_v nk_pair(__m256 lo, __m256 hi) { nk_v r = {lo, hi}; return r; }
+NK_INLINE nk_v nk_zero(void) { return nk_pair(_mm256_setzero_ps(), _mm256_setzero_ps()); }
+NK_INLINE nk_v nk_load(const float *p) { return nk_pair(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)); }
+NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) {
+  return nk_pair(_mm256_maskload_ps(p, nk_m8(m & 0xFF)), _mm256_maskload_ps(p + 8, nk_m8(m >> 8 & 0xFF)));
+}
+NK_INLINE nk_v nk_bcast(float f) { return nk_pair(_mm256_set1_ps(f), _mm256_set1_ps(f)); }
+NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
+  return nk_pair(_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi));
+}
+NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return nk_pair(_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)); }
+NK_INLINE __m256 nk_relu8(__m256 v) { return _mm256_and_ps(v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLE_UQ)); }
+NK_INLINE nk_v nk_relu(nk_v v) { return nk_pair(nk_relu8(v.lo), nk_relu8(v.hi)); }
+NK_INLINE nk_v nk_gate(nk_v g, nk_v y) {
+  const __m256 z = _mm256_setzero_ps();
+  return nk_pair(_mm256_and_ps(g.lo, _mm256_cmp_ps(y.lo, z, _CMP_GT_OQ)),
+                 _mm256_and_ps(g.hi, _mm256_cmp_ps(y.hi, z, _CMP_GT_OQ)));
+}
+NK_INLINE __m256 nk_relu6_8(__m256 v) {
+  const __m256 six = _mm256_set1_ps(6.0f);
+  v = nk_relu8(v);
+  return _mm256_blendv_ps(v, six, _mm256_cmp_ps(v, six, _CMP_GT_OQ));
+}
+NK_INLINE nk_v nk_relu6(nk_v v) { return nk_pair(nk_relu6_8(v.lo), nk_relu6_8(v.hi)); }
+NK_INLINE __m256 nk_leaky8(__m256 v, __m256 s) {
+  return _mm256_blendv_ps(v, _mm256_mul_ps(v, s), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NGT_UQ));
+}
+NK_INLINE nk_v nk_leaky(nk_v v, float slope) {
+  __m256 s = _mm256_set1_ps(slope);
+  return nk_pair(nk_leaky8(v.lo, s), nk_leaky8(v.hi, s));
+}
+NK_INLINE void nk_store(float *p, nk_v v) { _mm256_storeu_ps(p, v.lo); _mm256_storeu_ps(p + 8, v.hi); }
+NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
+  _mm256_maskstore_ps(p, nk_m8(m & 0xFF), v.lo);
+  _mm256_maskstore_ps(p + 8, nk_m8(m >> 8 & 0xFF), v.hi);
+}
+NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
+  float t[16];
+  nk_store(t, v);
+  for (int l = 0, k = 0; l < 16; l++)
+    if (m >> l & 1) p[k++] = t[l];
+}
+
+#else /* NK_ISA_GENERIC */
+/* Always inlined, so a 64-byte vector is never passed by the ABI that gcc
+ * warns about (-Wpsabi) on targets without 64-byte registers. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef float nk_v __attribute__((vector_size(64)));
+NK_INLINE nk_v nk_zero(void) { nk_v r = {0}; return r; }
+NK_INLINE nk_v nk_load(const float *p) { nk_v r; memcpy(&r, p, sizeof r); return r; }
+NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) {
+  nk_v r = {0};
+  for (int l = 0; l < 16; l++)
+    if (m >> l & 1) r[l] = p[l];
+  return r;
+}
+NK_INLINE nk_v nk_bcast(float f) { nk_v r; for (int l = 0; l < 16; l++) r[l] = f; return r; }
+NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
+  for (int l = 0; l < 16; l++) c[l] = fmaf(a[l], b[l], c[l]);
+  return c;
+}
+NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return a + b; }
+NK_INLINE nk_v nk_relu(nk_v v) { for (int l = 0; l < 16; l++) v[l] = !(v[l] <= 0.0f) ? v[l] : 0.0f; return v; }
+NK_INLINE nk_v nk_gate(nk_v g, nk_v y) { for (int l = 0; l < 16; l++) g[l] = y[l] > 0.0f ? g[l] : 0.0f; return g; }
+NK_INLINE nk_v nk_relu6(nk_v v) {
+  v = nk_relu(v);
+  for (int l = 0; l < 16; l++) v[l] = v[l] > 6.0f ? 6.0f : v[l];
+  return v;
+}
+NK_INLINE nk_v nk_leaky(nk_v v, float slope) {
+  for (int l = 0; l < 16; l++) v[l] = v[l] > 0.0f ? v[l] : v[l] * slope;
+  return v;
+}
+NK_INLINE void nk_store(float *p, nk_v v) { memcpy(p, &v, sizeof v); }
+NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
+  for (int l = 0; l < 16; l++)
+    if (m >> l & 1) p[l] = v[l];
+}
+NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
+  for (int l = 0, k = 0; l < 16; l++)
+    if (m >> l & 1) p[k++] = v[l];
+}
+#endif
+
+#endif

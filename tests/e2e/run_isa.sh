@@ -1,0 +1,52 @@
+#!/bin/sh
+# run_isa.sh NNCC MKIDX [MODEL:STEPS ...] -- the same checkpoint bits on
+# every instruction set (runtime/nncc_simd.h): each model's trainer is
+# built for AVX-512 (-march=native, where the CPU has it), AVX2
+# (-march=x86-64-v3) and the generic vector-extension path (-march=x86-64),
+# trained STEPS steps on the same data and seed, and the checkpoints must
+# be byte-identical.  Default models: the op models of tests/ref (every op
+# and attribute: general and depthwise convolutions, pools, batch norm,
+# concat, activations) 20 steps each, and mnist_cnn (the convolution
+# engine) 2 steps: the generic path's FMA is libm's fmaf on x86-64 baseline,
+# about 100x slower.  A CPU without AVX2 runs what it can and says so.
+# CC_FOR_MODELS and MODEL_CFLAGS choose the compiler and the other flags.
+set -u
+nncc=$1 mkidx=$2
+shift 2
+models=${*:-"tests/ref/ops_act.nn:20 tests/ref/ops_conv.nn:20 tests/ref/ops_pool.nn:20 tests/ref/ops_misc.nn:20 models/mnist_cnn.nn:2"}
+cc=${CC_FOR_MODELS:-gcc}
+cflags=${MODEL_CFLAGS:--O1}
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+isas="x86-64"
+grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && isas="$isas x86-64-v3"
+grep -qw avx512f /proc/cpuinfo && isas="$isas native"
+case $isas in *native*) ;; *) echo "note: no AVX-512 here, comparing $isas only" ;; esac
+
+mkdir "$tmp/data"
+"$mkidx" "$tmp/data" 600 64 > /dev/null || fail "mkidx"
+n=0
+for spec in $models; do
+  model=${spec%:*} steps=${spec##*:} name=$(basename "${spec%:*}" .nn)
+  "$nncc" "$model" -o "$tmp/$name.c" || fail "nncc $model"
+  for isa in $isas; do
+    # shellcheck disable=SC2086
+    $cc -std=c11 -D_POSIX_C_SOURCE=200809L $cflags -march=$isa -fopenmp -ffp-contract=off \
+      -Wall -Wextra -Werror -Iruntime "$tmp/$name.c" runtime/*.c -lz -lm -o "$tmp/${name}_$isa" \
+      > "$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; fail "$name: build for -march=$isa"; }
+  done
+  for isa in $isas; do
+    "$tmp/${name}_$isa" train --data "$tmp/data" --steps "$steps" --seed 11 --threads 2 \
+      --save "$tmp/${name}_$isa.st" --quiet > "$tmp/run.log" 2>&1 ||
+      { cat "$tmp/run.log"; fail "$name: training the -march=$isa build"; }
+  done
+  for isa in $isas; do
+    cmp -s "$tmp/${name}_x86-64.st" "$tmp/${name}_$isa.st" ||
+      fail "$name: -march=$isa gives other checkpoint bits than the generic path after $steps steps"
+  done
+  n=$((n + 1))
+done
+[ "$n" -gt 0 ] || fail "no models compared"
+echo "ok: $n models give the same checkpoint bits with -march=$(echo $isas | sed 's/ / and -march=/g')"
