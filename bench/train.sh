@@ -5,12 +5,17 @@
 # in tests.
 #
 # usage: bench/train.sh [--threads T] [--models "mnist_cnn vgg16"]
-#                       [--mnist_cnn W,N] [--vgg16 W,N] [--peak GFLOPS]
+#                       [--mnist_cnn W,N] [--vgg16 W,N] [--isa ISA] [--peak GFLOPS]
 #                       [--perf] [--no-json]
 #   W,N    warm-up steps, then measured steps (N is rounded up to a multiple
 #          of W); defaults mnist_cnn 10,50 and vgg16 2,8
-#   --peak nominal peak in GFLOP/s for the "%peak" column (520); the
-#          FMA peak bench/peak_fma.c measures is printed as well
+#   --isa  native (default: all the CPU has), avx2 (nncc built with
+#          -march=x86-64-v3, PyTorch's oneDNN capped with
+#          ONEDNN_MAX_CPU_ISA=AVX2, the peak measured with AVX2), or
+#          generic (-march=x86-64: nncc_simd.h's vector-extension path;
+#          oneDNN capped at SSE4.1)
+#   --peak the peak in GFLOP/s for the "%peak" columns; default: the FMA
+#          peak bench/peak_fma.c measures for that ISA on T threads
 #   --perf also profile each nncc trainer (perf, DWARF call graphs) and
 #          print its step split: forward / backward / the costliest kernels
 #   --O0   also time the trainer nncc -O0 generates (no fusion, no memory
@@ -35,7 +40,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${TMPDIR:-/tmp}/nncc_bench_train
 py=/usr/bin/python3 # Debian's, with PyTorch 1.13 (not the pyenv one)
 nncc=${NNCC:-$root/build/gcc/nncc}
-threads=2 models="mnist_cnn vgg16" peak=520 perf=0 json=1 o0=0
+threads=2 models="mnist_cnn vgg16" peak=0 perf=0 json=1 o0=0 isa=native
 declare -A counts=([mnist_cnn]=10,50 [vgg16]=2,8)
 declare -A batch=([mnist_cnn]=256 [vgg16]=64)
 
@@ -46,14 +51,23 @@ while [ $# -gt 0 ]; do
     --models) models=$2; shift ;;
     --mnist_cnn | --vgg16) counts[${1#--}]=$2; shift ;;
     --peak) peak=$2; shift ;;
+    --isa) isa=$2; shift ;;
     --perf) perf=1 ;;
     --O0) o0=1 ;;
     --no-json) json=0 ;;
-    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
   shift
 done
+
+case $isa in
+  native) march=native ;;
+  avx2) march=x86-64-v3; export ONEDNN_MAX_CPU_ISA=AVX2 ;;
+  generic) march=x86-64; export ONEDNN_MAX_CPU_ISA=SSE41 ;;
+  *) die "unknown --isa '$isa' (native, avx2, generic)" ;;
+esac
+optflags="-O3 -march=$march"
 
 # ---- prerequisites ----
 if [ ! -x /usr/bin/time ]; then
@@ -107,7 +121,8 @@ awk -v b="$busy" 'BEGIN { exit !(b > 0.1) }' &&
   echo "train.sh: warning: the machine is already busy ($busy of its CPUs): timings will be pessimistic"
 
 export OMP_NUM_THREADS=$threads
-gcc -O3 -march=native -fopenmp "$root/bench/peak_fma.c" -o "$out/peak_fma"
+gcc $optflags -fopenmp "$root/bench/peak_fma.c" -o "$out/peak_fma" -lm
+echo "train.sh: ISA $isa: nncc built with $optflags${ONEDNN_MAX_CPU_ISA:+, ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA}"
 "$out/peak_fma" >"$out/peak_fma.txt"
 for m in $models; do
   [ -n "${batch[$m]:-}" ] || die "unknown model '$m' (mnist_cnn, vgg16)"
@@ -117,7 +132,7 @@ for m in $models; do
   b=${batch[$m]}
   echo "train.sh: $m: build; warm-up $warm steps, measure $steps steps (batch $b)" >&2
   "$nncc" "$root/models/$m.nn" -o "$out/$m.c"
-  make -s -C "$out" -f "$root/generated/Makefile" NNCC_ROOT="$root" "$m" >/dev/null
+  make -s -B -C "$out" -f "$root/generated/Makefile" NNCC_ROOT="$root" OPTFLAGS="$optflags" "$m" >/dev/null
   "$nncc" --dump-ir "$root/models/$m.nn" |
     sed -n 's/^; training step FLOPs[^:]*: \([0-9,]*\).*/\1/p' | tr -d , >"$out/$m.flops"
   subset "$root/data/mnist" "$out/data_$m" $(( warm * b )) "$b"
@@ -130,7 +145,7 @@ for m in $models; do
     echo "train.sh: $m: nncc -O0" >&2
     mkdir -p "$out/O0"
     "$nncc" -O0 "$root/models/$m.nn" -o "$out/O0/$m.c"
-    make -s -C "$out/O0" -f "$root/generated/Makefile" NNCC_ROOT="$root" "$m" >/dev/null
+    make -s -B -C "$out/O0" -f "$root/generated/Makefile" NNCC_ROOT="$root" OPTFLAGS="$optflags" "$m" >/dev/null
     rm -f "$out/$m.nncc_O0.jsonl"
     timed "$out/$m.nncc_O0.time" "$out/O0/$m" train --data "$out/data_$m" \
       --epochs "$epochs" --threads "$threads" --log "$out/$m.nncc_O0.jsonl" --quiet
@@ -144,9 +159,9 @@ done
 stamp=$(date +%Y%m%d-%H%M%S)
 results=
 [ "$json" = 1 ] && mkdir -p "$root/bench/results" && results=$root/bench/results/train-$stamp.json
-$py - "$out" "$threads" "$peak" "$hz" "$results" "$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')" $models <<'PY'
+$py - "$out" "$threads" "$peak" "$hz" "$results" "$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')" "$isa" $models <<'PY'
 import json, os, sys
-out, threads, peak, hz, results, commit, models = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7:]
+out, threads, peak, hz, results, commit, isa, models = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8:]
 
 def timed(path):
     """GNU time's numbers, and the CPU others used meanwhile (in CPUs)."""
@@ -156,7 +171,11 @@ def timed(path):
     return {"peak_rss_mib": int(rss) / 1024, "wall_s": wall, "others_cpus": others,
             "steal_cpus": (int(s1) - int(s0)) / hz / wall}
 
-fma = float(open(os.path.join(out, "peak_fma.txt")).read())
+fma_text = open(os.path.join(out, "peak_fma.txt")).read().split()
+fma, fma_isa = float(fma_text[0]), fma_text[1]
+measured_peak = peak == 0
+if measured_peak:
+    peak = fma
 rows = []
 for m in models:
     p = lambda ext: os.path.join(out, f"{m}.{ext}")
@@ -188,10 +207,9 @@ for r in rows:
           f"{r['torch_peak_rss_mib']:9.1f} {r['nncc_peak_rss_mib'] / r['torch_peak_rss_mib']:6.2f} "
           f"{r['train_step_flops'] / 1e9:10.2f} {r['nncc_gflops']:9.1f} {100 * r['nncc_gflops'] / peak:5.1f}% "
           f"{r['torch_gflops']:10.1f} {100 * r['torch_gflops'] / peak:5.1f}%")
-print(f"(threads {threads}; ratio = nncc/torch, >1 means nncc has more img/s or more memory; "
-      f"%peak of a nominal {peak:g} GFLOP/s)")
-print(f"measured fp32 FMA peak on {threads} threads (bench/peak_fma.c): {fma:.0f} GFLOP/s; as a fraction of it: " +
-      ", ".join(f"{r['model']} nncc {100 * r['nncc_gflops'] / fma:.1f}% torch {100 * r['torch_gflops'] / fma:.1f}%" for r in rows))
+print(f"(ISA {isa}, threads {threads}; ratio = nncc/torch, >1 means nncc has more img/s or more memory; "
+      f"%peak of " + (f"the measured {fma_isa} FMA peak" if measured_peak else "a given") + f" {peak:.0f} GFLOP/s)")
+print(f"measured fp32 FMA peak on {threads} threads, {fma_isa} (bench/peak_fma.c): {fma:.0f} GFLOP/s")
 for r in rows:
     if "nncc_O0_img_per_s" in r:
         o0 = r["nncc_O0_process"]
@@ -212,7 +230,8 @@ for r in rows:
                   f"{pr['others_cpus']:.2f} CPUs and the hypervisor stole {pr['steal_cpus']:.2f}")
 if results:
     with open(results, "w") as f:
-        json.dump({"commit": commit, "threads": threads, "peak_gflops": peak, "measured_fma_peak_gflops": fma,
+        json.dump({"commit": commit, "isa": isa, "threads": threads, "peak_gflops": peak,
+                   "measured_fma_peak_gflops": fma, "measured_fma_isa": fma_isa,
                    "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
                    "results": rows}, f, indent=1)
         f.write("\n")

@@ -1,22 +1,40 @@
 #!/bin/sh
 # Build bench_kernels, time nncc's kernels and PyTorch's on the same ops at
-# two threads, and print one table. usage: bench/kernels/run.sh [mnist|vgg16]
-# (CC=clang to use clang). Not a test: timings never go in tests.
+# two threads, and print one table per layer with the % of the FMA peak
+# bench/peak_fma.c measures for the same ISA, so the weakest kernels stay
+# visible.  Not a test: timings never go in tests.
+# usage: bench/kernels/run.sh [--isa native|avx2|generic] [mnist|vgg16]
+#   --isa avx2: nncc's kernels built with -march=x86-64-v3 and oneDNN capped
+#   with ONEDNN_MAX_CPU_ISA=AVX2 (generic: -march=x86-64, SSE4.1).
+#   CC=clang to use clang.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$here/../..
 out=${TMPDIR:-/tmp}/nncc_bench_kernels
+isa=native
+if [ "${1:-}" = --isa ]; then isa=$2; shift 2; fi
+case $isa in
+  native) march=native ;;
+  avx2) march=x86-64-v3; export ONEDNN_MAX_CPU_ISA=AVX2 ;;
+  generic) march=x86-64; export ONEDNN_MAX_CPU_ISA=SSE41 ;;
+  *) echo "run.sh: unknown --isa '$isa' (native, avx2, generic)" >&2; exit 2 ;;
+esac
 mkdir -p "$out"
-${CC:-gcc} -O3 -march=native -fopenmp -ffp-contract=off -std=c11 -I"$root/runtime" \
+${CC:-gcc} -O3 -march=$march -fopenmp -ffp-contract=off -std=c11 -I"$root/runtime" \
   "$here/bench_kernels.c" -o "$out/bench_kernels" -lm
+gcc -O3 -march=$march -fopenmp "$root/bench/peak_fma.c" -o "$out/peak_fma" -lm
+OMP_NUM_THREADS=2 "$out/peak_fma" > "$out/peak.txt"
 OMP_NUM_THREADS=2 "$out/bench_kernels" "${1:-}" > "$out/nncc.tsv"
 OMP_NUM_THREADS=2 /usr/bin/python3 "$here/bench_torch.py" "${1:-}" > "$out/torch.tsv"
-/usr/bin/python3 - "$out/nncc.tsv" "$out/torch.tsv" <<'PY'
+echo "uptime: $(uptime)"
+/usr/bin/python3 - "$out/nncc.tsv" "$out/torch.tsv" "$out/peak.txt" "$isa" <<'PY'
 import sys
-PEAK = 520.0  # GFLOP/s: the nominal figure we were given; this EPYC (Zen 4) measures ~234 (bench/peak_fma.c)
+peak_text = open(sys.argv[3]).read().split()
+PEAK, peak_isa, isa = float(peak_text[0]), peak_text[1], sys.argv[4]
 def load(p):
     return {tuple(l.split("\t")[:3]): [float(v) for v in l.split("\t")[3:]] for l in open(p)}
 ours, torch = load(sys.argv[1]), load(sys.argv[2])
+print(f"ISA {isa}: measured {peak_isa} FMA peak on 2 threads (bench/peak_fma.c) {PEAK:.0f} GFLOP/s")
 print(f"{'net':6} {'layer':6} {'op':10} {'GFLOP':>8} {'nncc GF/s':>10} {'torch GF/s':>10} "
       f"{'ratio':>6} {'nncc %pk':>8} {'torch %pk':>9} {'nncc ms':>8} {'torch ms':>8}")
 tot = {}
