@@ -231,7 +231,9 @@ static void emit_step(Emit *E, const char *head, Buf *body) {
     Buffer *buf = &g->bufs[b];
     buf_printf(o, "  float *%s = (float *)(A + %lld); /* %s */\n", buf->name, ll(buf->offset), buf->what);
   }
-  buf_printf(o, "  void *scratch = A + ARENA_BYTES;\n#pragma omp parallel\n  {\n%s  }\n}\n\n",
+  buf_printf(o,
+             "  void *scratch = A + ARENA_BYTES;\n"
+             "#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)\n  {\n%s  }\n}\n\n",
              body->data ? body->data : "");
 }
 
@@ -402,13 +404,13 @@ void emit_c(Graph *g, Buf *out) {
   buf_puts(out, "};\n\n");
 
   buf_puts(out,
-           "/* kernel scratch: one region after the arena, as large as the largest need */\n"
-           "static size_t scratch_bytes;\n"
+           "/* kernel scratch: one region after the arena, as large as the largest\n"
+           " * need of a node's kernels run by a team of t threads */\n"
            "#define SCRATCH(node, fwd, bwd)                                   \\\n"
-           "  static void node##_scratch(void) {                              \\\n"
+           "  static size_t node##_scratch(int t) {                           \\\n"
            "    size_t f = (fwd), b = (bwd);                                  \\\n"
-           "    if (f > scratch_bytes) scratch_bytes = f;                     \\\n"
-           "    if (b > scratch_bytes) scratch_bytes = b;                     \\\n"
+           "    (void)t;                                                      \\\n"
+           "    return f > b ? f : b;                                         \\\n"
            "  }\n\n");
 
   for (int i = 0; i < g->nnodes; i++)
@@ -426,6 +428,18 @@ void emit_c(Graph *g, Buf *out) {
             "  (void)P, (void)G;\n");
 
   emit_nodes(&E);
+
+  buf_puts(out, "/* The kernel scratch after the arena, for a team of t threads. */\n"
+                "static size_t scratch_bytes(int t) {\n  const size_t need[] = {");
+  int nscratch = 0;
+  for (int i = 0; i < g->nnodes; i++)
+    if (node_desc(g->nodes[i])->flags & OPF_SCRATCH)
+      buf_printf(out, "%s%s_scratch(t)", nscratch++ ? ", " : "", emit_fn(g->nodes[i]));
+  buf_printf(out, "%s};\n  size_t most = 0;\n"
+                  "  for (size_t i = 0; i < sizeof need / sizeof *need; i++)\n"
+                  "    if (need[i] > most) most = need[i];\n"
+                  "  %sreturn most;\n}\n\n",
+             nscratch ? "" : "0", nscratch ? "" : "(void)t;\n  ");
 
   const TrainCfg *t = &g->train;
   buf_puts(out, "static NnccModel model = {\n");
@@ -449,17 +463,12 @@ void emit_c(Graph *g, Buf *out) {
     if (node_desc(g->nodes[i])->model_fields)
       node_desc(g->nodes[i])->model_fields(&E, g->nodes[i]);
   buf_printf(out, "    .forward = forward,\n    .backward = backward,\n"
-                  "    .nnodes = %d,\n    .nodes = nodes,\n};\n\n", nrows);
+                  "    .nnodes = %d,\n    .nodes = nodes,\n"
+                  "    .arena_bytes = ARENA_BYTES,\n    .scratch_bytes = scratch_bytes,\n};\n\n",
+             nrows);
 
-  buf_puts(out, "/* The model, its arena sized: the plan plus the largest kernel scratch;\n"
-                " * and whether this file was built fusing multiply-adds (refused). */\n"
-                "const NnccModel *nncc_model(void) {\n");
-  for (int i = 0; i < g->nnodes; i++) {
-    Node *n = g->nodes[i];
-    if (node_desc(n)->flags & OPF_SCRATCH)
-      buf_printf(out, "  %s_scratch();\n", emit_fn(n));
-  }
-  buf_puts(out, "  model.arena_bytes = ARENA_BYTES + scratch_bytes;\n"
+  buf_puts(out, "/* The model, and whether this file was built fusing multiply-adds (refused). */\n"
+                "const NnccModel *nncc_model(void) {\n"
                 "  model.fp_contract = nncc_fp_contracts();\n"
                 "  return &model;\n}\n\n"
                 "#ifndef NNCC_NO_MAIN\n"

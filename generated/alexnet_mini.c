@@ -53,13 +53,13 @@ static const NnccParam params[] = {
     {"fc3.bias", NNCC_PARAM, 1, {10}, 10, 71216, NNCC_INIT_UNIFORM, 0.088388348f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* conv1 = conv2d+relu(x)  models/alexnet_mini.nn:19:10, fused relu1
@@ -74,7 +74,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2), nncc_conv2d_backward_scratch(64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2))
+SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, t), nncc_conv2d_backward_scratch(64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, t))
 
 /* maxpool1 = maxpool2d(conv1)  models/alexnet_mini.nn:20:5
  *   conv1 [64,12,28,28] -> [64,12,13,13] */
@@ -123,7 +123,7 @@ KERNEL void conv3_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 6, 6, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv3, nncc_conv2d_forward_scratch(64, 32, 6, 6, 48, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 6, 6, 48, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv3, nncc_conv2d_forward_scratch(64, 32, 6, 6, 48, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 6, 6, 48, 3, 3, 1, 1, 1, 1, t))
 
 /* conv4 = conv2d+relu(conv3)  models/alexnet_mini.nn:24:10, fused relu4
  *   conv3 [64,48,6,6] -> [64,48,6,6] */
@@ -272,7 +272,7 @@ static void forward(NnccState *s, int training) {
   float *dropout2 = (float *)(A + 4775936); /* [64,128] */
   float *fc2 = (float *)(A + 4808704); /* [64,128] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, P + 304 /* conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -355,7 +355,7 @@ static void backward(NnccState *s) {
   float *fc2 = (float *)(A + 4808704); /* [64,128] */
   float *d_fc2 = (float *)(A + 4841472); /* [64,128] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc3_backward(d_fc2, G + 69936 /* fc3.weight */, G + 71216 /* fc3.bias */, s->dlogits, fc2, P + 69936 /* fc3.weight */, scratch);
     if (s->check) s->check(s, 15, NNCC_BACKWARD);
@@ -458,6 +458,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 4841472, 8192}}, 19, 2},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {conv1_scratch(t), conv2_scratch(t), conv3_scratch(t), conv4_scratch(t), conv5_scratch(t), fc1_scratch(t), fc2_scratch(t), fc3_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "alexnet_mini",
@@ -476,20 +485,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 16,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  conv1_scratch();
-  conv2_scratch();
-  conv3_scratch();
-  conv4_scratch();
-  conv5_scratch();
-  fc1_scratch();
-  fc2_scratch();
-  fc3_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

@@ -201,13 +201,13 @@ static const NnccParam params[] = {
     {"fc1.bias", NNCC_PARAM, 1, {10}, 10, 49104, NNCC_INIT_UNIFORM, 0.12909944f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* conv1 = conv2d(x)  models/densenet_mini.nn:21:5
@@ -222,7 +222,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 1, 1, t))
 
 /* bn1 = batchnorm2d(conv1)  models/densenet_mini.nn:22:20
  *   conv1 [64,16,32,32] -> [64,16,32,32] */
@@ -296,7 +296,7 @@ KERNEL void dense_block1_dense_layer1_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block1_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 16, 16, 16, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 16, 16, 16, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block1_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 16, 16, 16, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 16, 16, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block1.dense_layer1.bn2 = batchnorm2d(dense_block1.dense_layer1.conv1)  models/lib/densenet.nn:10:19
  *   dense_block1.dense_layer1.conv1 [64,32,16,16] -> [64,32,16,16] */
@@ -335,7 +335,7 @@ KERNEL void dense_block1_dense_layer1_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block1_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block1_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block1.dense_layer1.cat1 = concat(maxpool1, dense_block1.dense_layer1.conv2)  models/lib/densenet.nn:11:10
  *   maxpool1 [64,16,16,16], dense_block1.dense_layer1.conv2 [64,8,16,16] -> [64,24,16,16] */
@@ -378,7 +378,7 @@ KERNEL void dense_block1_dense_layer2_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 24, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block1_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 24, 16, 16, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 24, 16, 16, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block1_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 24, 16, 16, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 24, 16, 16, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block1.dense_layer2.bn2 = batchnorm2d(dense_block1.dense_layer2.conv1)  models/lib/densenet.nn:10:19
  *   dense_block1.dense_layer2.conv1 [64,32,16,16] -> [64,32,16,16] */
@@ -417,7 +417,7 @@ KERNEL void dense_block1_dense_layer2_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block1_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block1_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block1.dense_layer2.cat1 = concat(dense_block1.dense_layer1.cat1, dense_block1.dense_layer2.conv2)  models/lib/densenet.nn:11:10
  *   dense_block1.dense_layer1.cat1 [64,24,16,16], dense_block1.dense_layer2.conv2 [64,8,16,16] -> [64,32,16,16] */
@@ -460,7 +460,7 @@ KERNEL void dense_block1_dense_layer3_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block1_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 32, 16, 16, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 32, 16, 16, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block1_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 32, 16, 16, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 16, 16, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block1.dense_layer3.bn2 = batchnorm2d(dense_block1.dense_layer3.conv1)  models/lib/densenet.nn:10:19
  *   dense_block1.dense_layer3.conv1 [64,32,16,16] -> [64,32,16,16] */
@@ -499,7 +499,7 @@ KERNEL void dense_block1_dense_layer3_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block1_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block1_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block1.dense_layer3.cat1 = concat(dense_block1.dense_layer2.cat1, dense_block1.dense_layer3.conv2)  models/lib/densenet.nn:11:10
  *   dense_block1.dense_layer2.cat1 [64,32,16,16], dense_block1.dense_layer3.conv2 [64,8,16,16] -> [64,40,16,16] */
@@ -542,7 +542,7 @@ KERNEL void dense_block1_dense_layer4_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 40, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block1_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 40, 16, 16, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 40, 16, 16, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block1_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 40, 16, 16, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 40, 16, 16, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block1.dense_layer4.bn2 = batchnorm2d(dense_block1.dense_layer4.conv1)  models/lib/densenet.nn:10:19
  *   dense_block1.dense_layer4.conv1 [64,32,16,16] -> [64,32,16,16] */
@@ -581,7 +581,7 @@ KERNEL void dense_block1_dense_layer4_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block1_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block1_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 16, 16, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block1.dense_layer4.cat1 = concat(dense_block1.dense_layer3.cat1, dense_block1.dense_layer4.conv2)  models/lib/densenet.nn:11:10
  *   dense_block1.dense_layer3.cat1 [64,40,16,16], dense_block1.dense_layer4.conv2 [64,8,16,16] -> [64,48,16,16] */
@@ -624,7 +624,7 @@ KERNEL void transition1_conv1_backward(float *restrict dx, float *restrict dw, f
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 48, 16, 16, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(transition1_conv1, nncc_conv2d_forward_scratch(64, 48, 16, 16, 24, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 48, 16, 16, 24, 1, 1, 1, 1, 0, 0))
+SCRATCH(transition1_conv1, nncc_conv2d_forward_scratch(64, 48, 16, 16, 24, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 16, 16, 24, 1, 1, 1, 1, 0, 0, t))
 
 /* transition1.avgpool1 = avgpool2d(transition1.conv1)  models/lib/densenet.nn:26:10
  *   transition1.conv1 [64,24,16,16] -> [64,24,8,8] */
@@ -673,7 +673,7 @@ KERNEL void dense_block2_dense_layer1_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 24, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block2_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 24, 8, 8, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 24, 8, 8, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block2_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 24, 8, 8, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 24, 8, 8, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block2.dense_layer1.bn2 = batchnorm2d(dense_block2.dense_layer1.conv1)  models/lib/densenet.nn:10:19
  *   dense_block2.dense_layer1.conv1 [64,32,8,8] -> [64,32,8,8] */
@@ -712,7 +712,7 @@ KERNEL void dense_block2_dense_layer1_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block2_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block2_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block2.dense_layer1.cat1 = concat(transition1.avgpool1, dense_block2.dense_layer1.conv2)  models/lib/densenet.nn:11:10
  *   transition1.avgpool1 [64,24,8,8], dense_block2.dense_layer1.conv2 [64,8,8,8] -> [64,32,8,8] */
@@ -755,7 +755,7 @@ KERNEL void dense_block2_dense_layer2_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block2_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 32, 8, 8, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 32, 8, 8, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block2_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 32, 8, 8, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 8, 8, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block2.dense_layer2.bn2 = batchnorm2d(dense_block2.dense_layer2.conv1)  models/lib/densenet.nn:10:19
  *   dense_block2.dense_layer2.conv1 [64,32,8,8] -> [64,32,8,8] */
@@ -794,7 +794,7 @@ KERNEL void dense_block2_dense_layer2_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block2_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block2_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block2.dense_layer2.cat1 = concat(dense_block2.dense_layer1.cat1, dense_block2.dense_layer2.conv2)  models/lib/densenet.nn:11:10
  *   dense_block2.dense_layer1.cat1 [64,32,8,8], dense_block2.dense_layer2.conv2 [64,8,8,8] -> [64,40,8,8] */
@@ -837,7 +837,7 @@ KERNEL void dense_block2_dense_layer3_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 40, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block2_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 40, 8, 8, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 40, 8, 8, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block2_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 40, 8, 8, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 40, 8, 8, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block2.dense_layer3.bn2 = batchnorm2d(dense_block2.dense_layer3.conv1)  models/lib/densenet.nn:10:19
  *   dense_block2.dense_layer3.conv1 [64,32,8,8] -> [64,32,8,8] */
@@ -876,7 +876,7 @@ KERNEL void dense_block2_dense_layer3_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block2_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block2_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block2.dense_layer3.cat1 = concat(dense_block2.dense_layer2.cat1, dense_block2.dense_layer3.conv2)  models/lib/densenet.nn:11:10
  *   dense_block2.dense_layer2.cat1 [64,40,8,8], dense_block2.dense_layer3.conv2 [64,8,8,8] -> [64,48,8,8] */
@@ -919,7 +919,7 @@ KERNEL void dense_block2_dense_layer4_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 48, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block2_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 48, 8, 8, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 48, 8, 8, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block2_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 48, 8, 8, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 8, 8, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block2.dense_layer4.bn2 = batchnorm2d(dense_block2.dense_layer4.conv1)  models/lib/densenet.nn:10:19
  *   dense_block2.dense_layer4.conv1 [64,32,8,8] -> [64,32,8,8] */
@@ -958,7 +958,7 @@ KERNEL void dense_block2_dense_layer4_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block2_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block2_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 8, 8, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block2.dense_layer4.cat1 = concat(dense_block2.dense_layer3.cat1, dense_block2.dense_layer4.conv2)  models/lib/densenet.nn:11:10
  *   dense_block2.dense_layer3.cat1 [64,48,8,8], dense_block2.dense_layer4.conv2 [64,8,8,8] -> [64,56,8,8] */
@@ -1001,7 +1001,7 @@ KERNEL void transition2_conv1_backward(float *restrict dx, float *restrict dw, f
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 56, 8, 8, 28, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(transition2_conv1, nncc_conv2d_forward_scratch(64, 56, 8, 8, 28, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 56, 8, 8, 28, 1, 1, 1, 1, 0, 0))
+SCRATCH(transition2_conv1, nncc_conv2d_forward_scratch(64, 56, 8, 8, 28, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 56, 8, 8, 28, 1, 1, 1, 1, 0, 0, t))
 
 /* transition2.avgpool1 = avgpool2d(transition2.conv1)  models/lib/densenet.nn:26:10
  *   transition2.conv1 [64,28,8,8] -> [64,28,4,4] */
@@ -1050,7 +1050,7 @@ KERNEL void dense_block3_dense_layer1_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 28, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block3_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 28, 4, 4, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 28, 4, 4, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block3_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 28, 4, 4, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 28, 4, 4, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block3.dense_layer1.bn2 = batchnorm2d(dense_block3.dense_layer1.conv1)  models/lib/densenet.nn:10:19
  *   dense_block3.dense_layer1.conv1 [64,32,4,4] -> [64,32,4,4] */
@@ -1089,7 +1089,7 @@ KERNEL void dense_block3_dense_layer1_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block3_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block3_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block3.dense_layer1.cat1 = concat(transition2.avgpool1, dense_block3.dense_layer1.conv2)  models/lib/densenet.nn:11:10
  *   transition2.avgpool1 [64,28,4,4], dense_block3.dense_layer1.conv2 [64,8,4,4] -> [64,36,4,4] */
@@ -1132,7 +1132,7 @@ KERNEL void dense_block3_dense_layer2_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 36, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block3_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 36, 4, 4, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 36, 4, 4, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block3_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 36, 4, 4, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 36, 4, 4, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block3.dense_layer2.bn2 = batchnorm2d(dense_block3.dense_layer2.conv1)  models/lib/densenet.nn:10:19
  *   dense_block3.dense_layer2.conv1 [64,32,4,4] -> [64,32,4,4] */
@@ -1171,7 +1171,7 @@ KERNEL void dense_block3_dense_layer2_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block3_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block3_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block3.dense_layer2.cat1 = concat(dense_block3.dense_layer1.cat1, dense_block3.dense_layer2.conv2)  models/lib/densenet.nn:11:10
  *   dense_block3.dense_layer1.cat1 [64,36,4,4], dense_block3.dense_layer2.conv2 [64,8,4,4] -> [64,44,4,4] */
@@ -1214,7 +1214,7 @@ KERNEL void dense_block3_dense_layer3_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 44, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block3_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 44, 4, 4, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 44, 4, 4, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block3_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 44, 4, 4, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 44, 4, 4, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block3.dense_layer3.bn2 = batchnorm2d(dense_block3.dense_layer3.conv1)  models/lib/densenet.nn:10:19
  *   dense_block3.dense_layer3.conv1 [64,32,4,4] -> [64,32,4,4] */
@@ -1253,7 +1253,7 @@ KERNEL void dense_block3_dense_layer3_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block3_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block3_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block3.dense_layer3.cat1 = concat(dense_block3.dense_layer2.cat1, dense_block3.dense_layer3.conv2)  models/lib/densenet.nn:11:10
  *   dense_block3.dense_layer2.cat1 [64,44,4,4], dense_block3.dense_layer3.conv2 [64,8,4,4] -> [64,52,4,4] */
@@ -1296,7 +1296,7 @@ KERNEL void dense_block3_dense_layer4_conv1_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 52, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block3_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 52, 4, 4, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 52, 4, 4, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(dense_block3_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 52, 4, 4, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 52, 4, 4, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* dense_block3.dense_layer4.bn2 = batchnorm2d(dense_block3.dense_layer4.conv1)  models/lib/densenet.nn:10:19
  *   dense_block3.dense_layer4.conv1 [64,32,4,4] -> [64,32,4,4] */
@@ -1335,7 +1335,7 @@ KERNEL void dense_block3_dense_layer4_conv2_backward(float *restrict dx, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(dense_block3_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1))
+SCRATCH(dense_block3_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 4, 4, 8, 3, 3, 1, 1, 1, 1, t))
 
 /* dense_block3.dense_layer4.cat1 = concat(dense_block3.dense_layer3.cat1, dense_block3.dense_layer4.conv2)  models/lib/densenet.nn:11:10
  *   dense_block3.dense_layer3.cat1 [64,52,4,4], dense_block3.dense_layer4.conv2 [64,8,4,4] -> [64,60,4,4] */
@@ -1526,7 +1526,7 @@ static void forward(NnccState *s, int training) {
   float *relu2 = (float *)(A + 16760832); /* [64,60,4,4] */
   float *avgpool1 = (float *)(A + 17006592); /* [64,60,1,1] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -2034,7 +2034,7 @@ static void backward(NnccState *s) {
   float *d_avgpool1 = (float *)(A + 23068672); /* [64,60,1,1] */
   float *grad_tmp = (float *)(A + 23068672); /* gradient contributions to add up */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc1_backward(d_avgpool1, G + 48496 /* fc1.weight */, G + 49104 /* fc1.bias */, s->dlogits, avgpool1, P + 48496 /* fc1.weight */, scratch);
     if (s->check) s->check(s, 100, NNCC_BACKWARD);
@@ -2683,6 +2683,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 23068672, 3840}}, 167, 2},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {conv1_scratch(t), dense_block1_dense_layer1_conv1_scratch(t), dense_block1_dense_layer1_conv2_scratch(t), dense_block1_dense_layer2_conv1_scratch(t), dense_block1_dense_layer2_conv2_scratch(t), dense_block1_dense_layer3_conv1_scratch(t), dense_block1_dense_layer3_conv2_scratch(t), dense_block1_dense_layer4_conv1_scratch(t), dense_block1_dense_layer4_conv2_scratch(t), transition1_conv1_scratch(t), dense_block2_dense_layer1_conv1_scratch(t), dense_block2_dense_layer1_conv2_scratch(t), dense_block2_dense_layer2_conv1_scratch(t), dense_block2_dense_layer2_conv2_scratch(t), dense_block2_dense_layer3_conv1_scratch(t), dense_block2_dense_layer3_conv2_scratch(t), dense_block2_dense_layer4_conv1_scratch(t), dense_block2_dense_layer4_conv2_scratch(t), transition2_conv1_scratch(t), dense_block3_dense_layer1_conv1_scratch(t), dense_block3_dense_layer1_conv2_scratch(t), dense_block3_dense_layer2_conv1_scratch(t), dense_block3_dense_layer2_conv2_scratch(t), dense_block3_dense_layer3_conv1_scratch(t), dense_block3_dense_layer3_conv2_scratch(t), dense_block3_dense_layer4_conv1_scratch(t), dense_block3_dense_layer4_conv2_scratch(t), fc1_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "densenet_mini",
@@ -2701,40 +2710,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 101,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  conv1_scratch();
-  dense_block1_dense_layer1_conv1_scratch();
-  dense_block1_dense_layer1_conv2_scratch();
-  dense_block1_dense_layer2_conv1_scratch();
-  dense_block1_dense_layer2_conv2_scratch();
-  dense_block1_dense_layer3_conv1_scratch();
-  dense_block1_dense_layer3_conv2_scratch();
-  dense_block1_dense_layer4_conv1_scratch();
-  dense_block1_dense_layer4_conv2_scratch();
-  transition1_conv1_scratch();
-  dense_block2_dense_layer1_conv1_scratch();
-  dense_block2_dense_layer1_conv2_scratch();
-  dense_block2_dense_layer2_conv1_scratch();
-  dense_block2_dense_layer2_conv2_scratch();
-  dense_block2_dense_layer3_conv1_scratch();
-  dense_block2_dense_layer3_conv2_scratch();
-  dense_block2_dense_layer4_conv1_scratch();
-  dense_block2_dense_layer4_conv2_scratch();
-  transition2_conv1_scratch();
-  dense_block3_dense_layer1_conv1_scratch();
-  dense_block3_dense_layer1_conv2_scratch();
-  dense_block3_dense_layer2_conv1_scratch();
-  dense_block3_dense_layer2_conv2_scratch();
-  dense_block3_dense_layer3_conv1_scratch();
-  dense_block3_dense_layer3_conv2_scratch();
-  dense_block3_dense_layer4_conv1_scratch();
-  dense_block3_dense_layer4_conv2_scratch();
-  fc1_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

@@ -148,13 +148,13 @@ static const NnccParam params[] = {
     {"fc1.bias", NNCC_PARAM, 1, {10}, 10, 57776, NNCC_INIT_UNIFORM, 0.088388348f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* conv_bn1.conv1 = conv2d(x)  models/lib/inception.nn:6:7
@@ -169,7 +169,7 @@ KERNEL void conv_bn1_conv1_backward(float *restrict dx, float *restrict dw, floa
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 28, 28, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 48, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 28, 28, 48, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 48, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 1, 28, 28, 48, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_bn1.bn1 = batchnorm2d(conv_bn1.conv1)  models/lib/inception.nn:7:15
  *   conv_bn1.conv1 [64,48,28,28] -> [64,48,28,28] */
@@ -218,7 +218,7 @@ KERNEL void inception1_conv_bn1_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception1_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception1_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, t))
 
 /* inception1.conv_bn1.bn1 = batchnorm2d(inception1.conv_bn1.conv1)  models/lib/inception.nn:7:15
  *   inception1.conv_bn1.conv1 [64,16,14,14] -> [64,16,14,14] */
@@ -257,7 +257,7 @@ KERNEL void inception1_conv_bn2_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 48, 14, 14, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception1_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 24, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 48, 14, 14, 24, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception1_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 24, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 14, 14, 24, 1, 1, 1, 1, 0, 0, t))
 
 /* inception1.conv_bn2.bn1 = batchnorm2d(inception1.conv_bn2.conv1)  models/lib/inception.nn:7:15
  *   inception1.conv_bn2.conv1 [64,24,14,14] -> [64,24,14,14] */
@@ -296,7 +296,7 @@ KERNEL void inception1_conv_bn3_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 24, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception1_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 24, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 24, 14, 14, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(inception1_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 24, 14, 14, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 24, 14, 14, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* inception1.conv_bn3.bn1 = batchnorm2d(inception1.conv_bn3.conv1)  models/lib/inception.nn:7:15
  *   inception1.conv_bn3.conv1 [64,32,14,14] -> [64,32,14,14] */
@@ -335,7 +335,7 @@ KERNEL void inception1_conv_bn4_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 48, 14, 14, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception1_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 4, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 48, 14, 14, 4, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception1_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 4, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 14, 14, 4, 1, 1, 1, 1, 0, 0, t))
 
 /* inception1.conv_bn4.bn1 = batchnorm2d(inception1.conv_bn4.conv1)  models/lib/inception.nn:7:15
  *   inception1.conv_bn4.conv1 [64,4,14,14] -> [64,4,14,14] */
@@ -424,7 +424,7 @@ KERNEL void inception1_conv_bn6_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 48, 14, 14, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception1_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 8, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 48, 14, 14, 8, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception1_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 8, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 14, 14, 8, 1, 1, 1, 1, 0, 0, t))
 
 /* inception1.conv_bn6.bn1 = batchnorm2d(inception1.conv_bn6.conv1)  models/lib/inception.nn:7:15
  *   inception1.conv_bn6.conv1 [64,8,14,14] -> [64,8,14,14] */
@@ -467,7 +467,7 @@ KERNEL void inception2_conv_bn1_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception2_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception2_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* inception2.conv_bn1.bn1 = batchnorm2d(inception2.conv_bn1.conv1)  models/lib/inception.nn:7:15
  *   inception2.conv_bn1.conv1 [64,32,14,14] -> [64,32,14,14] */
@@ -506,7 +506,7 @@ KERNEL void inception2_conv_bn2_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception2_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception2_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* inception2.conv_bn2.bn1 = batchnorm2d(inception2.conv_bn2.conv1)  models/lib/inception.nn:7:15
  *   inception2.conv_bn2.conv1 [64,32,14,14] -> [64,32,14,14] */
@@ -545,7 +545,7 @@ KERNEL void inception2_conv_bn3_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 14, 14, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception2_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 32, 14, 14, 48, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 14, 14, 48, 3, 3, 1, 1, 1, 1))
+SCRATCH(inception2_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 32, 14, 14, 48, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 14, 14, 48, 3, 3, 1, 1, 1, 1, t))
 
 /* inception2.conv_bn3.bn1 = batchnorm2d(inception2.conv_bn3.conv1)  models/lib/inception.nn:7:15
  *   inception2.conv_bn3.conv1 [64,48,14,14] -> [64,48,14,14] */
@@ -584,7 +584,7 @@ KERNEL void inception2_conv_bn4_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 14, 14, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception2_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 8, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 64, 14, 14, 8, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception2_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 8, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 14, 14, 8, 1, 1, 1, 1, 0, 0, t))
 
 /* inception2.conv_bn4.bn1 = batchnorm2d(inception2.conv_bn4.conv1)  models/lib/inception.nn:7:15
  *   inception2.conv_bn4.conv1 [64,8,14,14] -> [64,8,14,14] */
@@ -673,7 +673,7 @@ KERNEL void inception2_conv_bn6_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception2_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 16, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 64, 14, 14, 16, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception2_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 14, 14, 16, 1, 1, 1, 1, 0, 0, t))
 
 /* inception2.conv_bn6.bn1 = batchnorm2d(inception2.conv_bn6.conv1)  models/lib/inception.nn:7:15
  *   inception2.conv_bn6.conv1 [64,16,14,14] -> [64,16,14,14] */
@@ -726,7 +726,7 @@ KERNEL void inception3_conv_bn1_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 120, 7, 7, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception3_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 48, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 120, 7, 7, 48, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception3_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 48, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 120, 7, 7, 48, 1, 1, 1, 1, 0, 0, t))
 
 /* inception3.conv_bn1.bn1 = batchnorm2d(inception3.conv_bn1.conv1)  models/lib/inception.nn:7:15
  *   inception3.conv_bn1.conv1 [64,48,7,7] -> [64,48,7,7] */
@@ -765,7 +765,7 @@ KERNEL void inception3_conv_bn2_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 120, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception3_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 24, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 120, 7, 7, 24, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception3_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 24, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 120, 7, 7, 24, 1, 1, 1, 1, 0, 0, t))
 
 /* inception3.conv_bn2.bn1 = batchnorm2d(inception3.conv_bn2.conv1)  models/lib/inception.nn:7:15
  *   inception3.conv_bn2.conv1 [64,24,7,7] -> [64,24,7,7] */
@@ -804,7 +804,7 @@ KERNEL void inception3_conv_bn3_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 24, 7, 7, 52, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception3_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 52, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 24, 7, 7, 52, 3, 3, 1, 1, 1, 1))
+SCRATCH(inception3_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 52, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 24, 7, 7, 52, 3, 3, 1, 1, 1, 1, t))
 
 /* inception3.conv_bn3.bn1 = batchnorm2d(inception3.conv_bn3.conv1)  models/lib/inception.nn:7:15
  *   inception3.conv_bn3.conv1 [64,52,7,7] -> [64,52,7,7] */
@@ -843,7 +843,7 @@ KERNEL void inception3_conv_bn4_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 120, 7, 7, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception3_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 4, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 120, 7, 7, 4, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception3_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 4, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 120, 7, 7, 4, 1, 1, 1, 1, 0, 0, t))
 
 /* inception3.conv_bn4.bn1 = batchnorm2d(inception3.conv_bn4.conv1)  models/lib/inception.nn:7:15
  *   inception3.conv_bn4.conv1 [64,4,7,7] -> [64,4,7,7] */
@@ -932,7 +932,7 @@ KERNEL void inception3_conv_bn6_conv1_backward(float *restrict dx, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 120, 7, 7, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inception3_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 16, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 120, 7, 7, 16, 1, 1, 1, 1, 0, 0))
+SCRATCH(inception3_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 120, 7, 7, 16, 1, 1, 1, 1, 0, 0, t))
 
 /* inception3.conv_bn6.bn1 = batchnorm2d(inception3.conv_bn6.conv1)  models/lib/inception.nn:7:15
  *   inception3.conv_bn6.conv1 [64,16,7,7] -> [64,16,7,7] */
@@ -1091,7 +1091,7 @@ static void forward(NnccState *s, int training) {
   float *avgpool1 = (float *)(A + 38133760); /* [64,128,1,1] */
   float *dropout1 = (float *)(A + 25288704); /* [64,128] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     conv_bn1_conv1_forward(conv_bn1_conv1, s->input, P + 0 /* conv_bn1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -1448,7 +1448,7 @@ static void backward(NnccState *s) {
   float *d_dropout1 = (float *)(A + 25321472); /* [64,128] */
   float *grad_tmp = (float *)(A + 37732352); /* gradient contributions to add up */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc1_backward(d_dropout1, G + 56496 /* fc1.weight */, G + 57776 /* fc1.bias */, s->dlogits, dropout1, P + 56496 /* fc1.weight */, scratch);
     if (s->check) s->check(s, 68, NNCC_BACKWARD);
@@ -1896,6 +1896,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 25321472, 8192}}, 114, 2},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {conv_bn1_conv1_scratch(t), inception1_conv_bn1_conv1_scratch(t), inception1_conv_bn2_conv1_scratch(t), inception1_conv_bn3_conv1_scratch(t), inception1_conv_bn4_conv1_scratch(t), inception1_conv_bn5_conv1_scratch(t), inception1_conv_bn6_conv1_scratch(t), inception2_conv_bn1_conv1_scratch(t), inception2_conv_bn2_conv1_scratch(t), inception2_conv_bn3_conv1_scratch(t), inception2_conv_bn4_conv1_scratch(t), inception2_conv_bn5_conv1_scratch(t), inception2_conv_bn6_conv1_scratch(t), inception3_conv_bn1_conv1_scratch(t), inception3_conv_bn2_conv1_scratch(t), inception3_conv_bn3_conv1_scratch(t), inception3_conv_bn4_conv1_scratch(t), inception3_conv_bn5_conv1_scratch(t), inception3_conv_bn6_conv1_scratch(t), fc1_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "inception_mini",
@@ -1915,32 +1924,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 69,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  conv_bn1_conv1_scratch();
-  inception1_conv_bn1_conv1_scratch();
-  inception1_conv_bn2_conv1_scratch();
-  inception1_conv_bn3_conv1_scratch();
-  inception1_conv_bn4_conv1_scratch();
-  inception1_conv_bn5_conv1_scratch();
-  inception1_conv_bn6_conv1_scratch();
-  inception2_conv_bn1_conv1_scratch();
-  inception2_conv_bn2_conv1_scratch();
-  inception2_conv_bn3_conv1_scratch();
-  inception2_conv_bn4_conv1_scratch();
-  inception2_conv_bn5_conv1_scratch();
-  inception2_conv_bn6_conv1_scratch();
-  inception3_conv_bn1_conv1_scratch();
-  inception3_conv_bn2_conv1_scratch();
-  inception3_conv_bn3_conv1_scratch();
-  inception3_conv_bn4_conv1_scratch();
-  inception3_conv_bn5_conv1_scratch();
-  inception3_conv_bn6_conv1_scratch();
-  fc1_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

@@ -42,13 +42,13 @@ static const NnccParam params[] = {
     {"fc2.bias", NNCC_PARAM, 1, {10}, 10, 61744, NNCC_INIT_UNIFORM, 0.10910895f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* conv1 = conv2d(x)  models/lenet5.nn:14:20
@@ -63,7 +63,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 6, 5, 5, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 6, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 1, 32, 32, 6, 5, 5, 1, 1, 0, 0))
+SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 6, 5, 5, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 1, 32, 32, 6, 5, 5, 1, 1, 0, 0, t))
 
 /* tanh1 = tanh(conv1)  models/lenet5.nn:14:15
  *   conv1 [64,6,28,28] -> [64,6,28,28] */
@@ -96,7 +96,7 @@ KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(conv2, nncc_conv2d_forward_scratch(64, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0))
+SCRATCH(conv2, nncc_conv2d_forward_scratch(64, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0, t))
 
 /* tanh2 = tanh(conv2)  models/lenet5.nn:15:15
  *   conv2 [64,16,10,10] -> [64,16,10,10] */
@@ -129,7 +129,7 @@ KERNEL void conv3_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 5, 5, 120, 5, 5, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(conv3, nncc_conv2d_forward_scratch(64, 16, 5, 5, 120, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 16, 5, 5, 120, 5, 5, 1, 1, 0, 0))
+SCRATCH(conv3, nncc_conv2d_forward_scratch(64, 16, 5, 5, 120, 5, 5, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 5, 5, 120, 5, 5, 1, 1, 0, 0, t))
 
 /* tanh3 = tanh(conv3)  models/lenet5.nn:16:5
  *   conv3 [64,120,1,1] -> [64,120,1,1] */
@@ -196,7 +196,7 @@ static void forward(NnccState *s, int training) {
   float *fc1 = (float *)(A + 1746944); /* [64,84] */
   float *tanh4 = (float *)(A + 1746944); /* [64,84] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, P + 160 /* conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -256,7 +256,7 @@ static void backward(NnccState *s) {
   float *tanh4 = (float *)(A + 1746944); /* [64,84] */
   float *d_tanh4 = (float *)(A + 1768448); /* [64,84] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc2_backward(d_tanh4, G + 60896 /* fc2.weight */, G + 61744 /* fc2.bias */, s->dlogits, tanh4, P + 60896 /* fc2.weight */, scratch);
     if (s->check) s->check(s, 11, NNCC_BACKWARD);
@@ -335,6 +335,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 1768448, 5376}}, 8, 2},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {conv1_scratch(t), conv2_scratch(t), conv3_scratch(t), fc1_scratch(t), fc2_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "lenet5",
@@ -353,17 +362,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 12,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  conv1_scratch();
-  conv2_scratch();
-  conv3_scratch();
-  fc1_scratch();
-  fc2_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

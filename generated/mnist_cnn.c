@@ -42,13 +42,13 @@ static const NnccParam params[] = {
     {"fc2.bias", NNCC_PARAM, 1, {10}, 10, 123232, NNCC_INIT_UNIFORM, 0.1f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* conv1 = conv2d+relu(x)  models/mnist_cnn.nn:10:10, fused relu1
@@ -63,7 +63,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv1, nncc_conv2d_forward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0))
+SCRATCH(conv1, nncc_conv2d_forward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0, t))
 
 /* conv2 = conv2d+relu(conv1)  models/mnist_cnn.nn:11:10, fused relu2
  *   conv1 [256,16,24,24] -> [256,32,20,20] */
@@ -77,7 +77,7 @@ KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv2, nncc_conv2d_forward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0))
+SCRATCH(conv2, nncc_conv2d_forward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, t))
 
 /* maxpool1 = maxpool2d(conv2)  models/mnist_cnn.nn:12:5
  *   conv2 [256,32,20,20] -> [256,32,10,10] */
@@ -101,7 +101,7 @@ KERNEL void conv3_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv3, nncc_conv2d_forward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0), nncc_conv2d_backward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0))
+SCRATCH(conv3, nncc_conv2d_forward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, t))
 
 /* maxpool2 = maxpool2d(conv3)  models/mnist_cnn.nn:14:5
  *   conv3 [256,64,6,6] -> [256,64,3,3] */
@@ -156,7 +156,7 @@ static void forward(NnccState *s, int training) {
   float *maxpool2 = (float *)(A + 18743296); /* [256,64,3,3] */
   float *fc1 = (float *)(A + 19333120); /* [256,100] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, P + 400 /* conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -200,7 +200,7 @@ static void backward(NnccState *s) {
   float *fc1 = (float *)(A + 19333120); /* [256,100] */
   float *d_fc1 = (float *)(A + 19435520); /* [256,100] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc2_backward(d_fc1, G + 122224 /* fc2.weight */, G + 123232 /* fc2.bias */, s->dlogits, fc1, P + 122224 /* fc2.weight */, scratch);
     if (s->check) s->check(s, 7, NNCC_BACKWARD);
@@ -255,6 +255,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 19435520, 25600}}, 8, 2},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {conv1_scratch(t), conv2_scratch(t), conv3_scratch(t), fc1_scratch(t), fc2_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "mnist_cnn",
@@ -273,17 +282,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 8,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  conv1_scratch();
-  conv2_scratch();
-  conv3_scratch();
-  fc1_scratch();
-  fc2_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

@@ -184,13 +184,13 @@ static const NnccParam params[] = {
     {"fc1.bias", NNCC_PARAM, 1, {10}, 10, 64592, NNCC_INIT_UNIFORM, 0.088388348f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* conv1 = conv2d(x)  models/mobilenetv2_mini.nn:19:23
@@ -205,7 +205,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, t))
 
 /* bn1 = batchnorm2d(conv1)  models/mobilenetv2_mini.nn:19:11
  *   conv1 [64,16,28,28] -> [64,16,28,28] */
@@ -284,7 +284,7 @@ KERNEL void inverted_residual1_conv2_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 28, 28, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual1_conv2, nncc_conv2d_forward_scratch(64, 16, 28, 28, 8, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 16, 28, 28, 8, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual1_conv2, nncc_conv2d_forward_scratch(64, 16, 28, 28, 8, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 28, 28, 8, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual1.bn2 = batchnorm2d(inverted_residual1.conv2)  models/lib/mobilenetv2.nn:15:7
  *   inverted_residual1.conv2 [64,8,28,28] -> [64,8,28,28] */
@@ -314,7 +314,7 @@ KERNEL void inverted_residual2_conv1_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 8, 28, 28, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual2_conv1, nncc_conv2d_forward_scratch(64, 8, 28, 28, 48, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 8, 28, 28, 48, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual2_conv1, nncc_conv2d_forward_scratch(64, 8, 28, 28, 48, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 8, 28, 28, 48, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual2.bn1 = batchnorm2d(inverted_residual2.conv1)  models/lib/mobilenetv2.nn:12:15
  *   inverted_residual2.conv1 [64,48,28,28] -> [64,48,28,28] */
@@ -393,7 +393,7 @@ KERNEL void inverted_residual2_conv3_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual2_conv3, nncc_conv2d_forward_scratch(64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual2_conv3, nncc_conv2d_forward_scratch(64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual2.bn3 = batchnorm2d(inverted_residual2.conv3)  models/lib/mobilenetv2.nn:15:7
  *   inverted_residual2.conv3 [64,16,14,14] -> [64,16,14,14] */
@@ -423,7 +423,7 @@ KERNEL void inverted_residual3_conv1_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual3_conv1, nncc_conv2d_forward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual3_conv1, nncc_conv2d_forward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual3.bn1 = batchnorm2d(inverted_residual3.conv1)  models/lib/mobilenetv2.nn:12:15
  *   inverted_residual3.conv1 [64,96,14,14] -> [64,96,14,14] */
@@ -502,7 +502,7 @@ KERNEL void inverted_residual3_conv3_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 96, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual3_conv3, nncc_conv2d_forward_scratch(64, 96, 14, 14, 16, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 96, 14, 14, 16, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual3_conv3, nncc_conv2d_forward_scratch(64, 96, 14, 14, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 96, 14, 14, 16, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual3.bn3 = batchnorm2d(inverted_residual3.conv3)  models/lib/mobilenetv2.nn:15:7
  *   inverted_residual3.conv3 [64,16,14,14] -> [64,16,14,14] */
@@ -538,7 +538,7 @@ KERNEL void inverted_residual4_conv1_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual4_conv1, nncc_conv2d_forward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual4_conv1, nncc_conv2d_forward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual4.bn1 = batchnorm2d(inverted_residual4.conv1)  models/lib/mobilenetv2.nn:12:15
  *   inverted_residual4.conv1 [64,96,14,14] -> [64,96,14,14] */
@@ -617,7 +617,7 @@ KERNEL void inverted_residual4_conv3_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 96, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual4_conv3, nncc_conv2d_forward_scratch(64, 96, 7, 7, 24, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 96, 7, 7, 24, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual4_conv3, nncc_conv2d_forward_scratch(64, 96, 7, 7, 24, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 96, 7, 7, 24, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual4.bn3 = batchnorm2d(inverted_residual4.conv3)  models/lib/mobilenetv2.nn:15:7
  *   inverted_residual4.conv3 [64,24,7,7] -> [64,24,7,7] */
@@ -647,7 +647,7 @@ KERNEL void inverted_residual5_conv1_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual5_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual5_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual5.bn1 = batchnorm2d(inverted_residual5.conv1)  models/lib/mobilenetv2.nn:12:15
  *   inverted_residual5.conv1 [64,144,7,7] -> [64,144,7,7] */
@@ -726,7 +726,7 @@ KERNEL void inverted_residual5_conv3_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual5_conv3, nncc_conv2d_forward_scratch(64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual5_conv3, nncc_conv2d_forward_scratch(64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual5.bn3 = batchnorm2d(inverted_residual5.conv3)  models/lib/mobilenetv2.nn:15:7
  *   inverted_residual5.conv3 [64,24,7,7] -> [64,24,7,7] */
@@ -762,7 +762,7 @@ KERNEL void inverted_residual6_conv1_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual6_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual6_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual6.bn1 = batchnorm2d(inverted_residual6.conv1)  models/lib/mobilenetv2.nn:12:15
  *   inverted_residual6.conv1 [64,144,7,7] -> [64,144,7,7] */
@@ -841,7 +841,7 @@ KERNEL void inverted_residual6_conv3_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual6_conv3, nncc_conv2d_forward_scratch(64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual6_conv3, nncc_conv2d_forward_scratch(64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual6.bn3 = batchnorm2d(inverted_residual6.conv3)  models/lib/mobilenetv2.nn:15:7
  *   inverted_residual6.conv3 [64,24,7,7] -> [64,24,7,7] */
@@ -877,7 +877,7 @@ KERNEL void inverted_residual7_conv1_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual7_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual7_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual7.bn1 = batchnorm2d(inverted_residual7.conv1)  models/lib/mobilenetv2.nn:12:15
  *   inverted_residual7.conv1 [64,144,7,7] -> [64,144,7,7] */
@@ -956,7 +956,7 @@ KERNEL void inverted_residual7_conv3_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 144, 7, 7, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual7_conv3, nncc_conv2d_forward_scratch(64, 144, 7, 7, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 144, 7, 7, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual7_conv3, nncc_conv2d_forward_scratch(64, 144, 7, 7, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 144, 7, 7, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual7.bn3 = batchnorm2d(inverted_residual7.conv3)  models/lib/mobilenetv2.nn:15:7
  *   inverted_residual7.conv3 [64,32,7,7] -> [64,32,7,7] */
@@ -986,7 +986,7 @@ KERNEL void inverted_residual8_conv1_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 7, 7, 192, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual8_conv1, nncc_conv2d_forward_scratch(64, 32, 7, 7, 192, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 32, 7, 7, 192, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual8_conv1, nncc_conv2d_forward_scratch(64, 32, 7, 7, 192, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 7, 7, 192, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual8.bn1 = batchnorm2d(inverted_residual8.conv1)  models/lib/mobilenetv2.nn:12:15
  *   inverted_residual8.conv1 [64,192,7,7] -> [64,192,7,7] */
@@ -1065,7 +1065,7 @@ KERNEL void inverted_residual8_conv3_backward(float *restrict dx, float *restric
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 192, 7, 7, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(inverted_residual8_conv3, nncc_conv2d_forward_scratch(64, 192, 7, 7, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 192, 7, 7, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(inverted_residual8_conv3, nncc_conv2d_forward_scratch(64, 192, 7, 7, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 192, 7, 7, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* inverted_residual8.bn3 = batchnorm2d(inverted_residual8.conv3)  models/lib/mobilenetv2.nn:15:7
  *   inverted_residual8.conv3 [64,32,7,7] -> [64,32,7,7] */
@@ -1101,7 +1101,7 @@ KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 7, 7, 128, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(conv2, nncc_conv2d_forward_scratch(64, 32, 7, 7, 128, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 32, 7, 7, 128, 1, 1, 1, 1, 0, 0))
+SCRATCH(conv2, nncc_conv2d_forward_scratch(64, 32, 7, 7, 128, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 7, 7, 128, 1, 1, 1, 1, 0, 0, t))
 
 /* bn2 = batchnorm2d(conv2)  models/mobilenetv2_mini.nn:31:11
  *   conv2 [64,128,7,7] -> [64,128,7,7] */
@@ -1268,7 +1268,7 @@ static void forward(NnccState *s, int training) {
   float *avgpool1 = (float *)(A + 104366080); /* [64,128,1,1] */
   float *dropout1 = (float *)(A + 104366080); /* [64,128] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -1651,7 +1651,7 @@ static void backward(NnccState *s) {
   float *d_dropout1 = (float *)(A + 104398848); /* [64,128] */
   float *grad_tmp = (float *)(A + 102760448); /* gradient contributions to add up */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc1_backward(d_dropout1, G + 63312 /* fc1.weight */, G + 64592 /* fc1.bias */, s->dlogits, dropout1, P + 63312 /* fc1.weight */, scratch);
     if (s->check) s->check(s, 74, NNCC_BACKWARD);
@@ -2120,6 +2120,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 104398848, 8192}}, 150, 2},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {conv1_scratch(t), inverted_residual1_conv1_scratch(t), inverted_residual1_conv2_scratch(t), inverted_residual2_conv1_scratch(t), inverted_residual2_conv2_scratch(t), inverted_residual2_conv3_scratch(t), inverted_residual3_conv1_scratch(t), inverted_residual3_conv2_scratch(t), inverted_residual3_conv3_scratch(t), inverted_residual4_conv1_scratch(t), inverted_residual4_conv2_scratch(t), inverted_residual4_conv3_scratch(t), inverted_residual5_conv1_scratch(t), inverted_residual5_conv2_scratch(t), inverted_residual5_conv3_scratch(t), inverted_residual6_conv1_scratch(t), inverted_residual6_conv2_scratch(t), inverted_residual6_conv3_scratch(t), inverted_residual7_conv1_scratch(t), inverted_residual7_conv2_scratch(t), inverted_residual7_conv3_scratch(t), inverted_residual8_conv1_scratch(t), inverted_residual8_conv2_scratch(t), inverted_residual8_conv3_scratch(t), conv2_scratch(t), fc1_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "mobilenetv2_mini",
@@ -2138,38 +2147,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 75,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  conv1_scratch();
-  inverted_residual1_conv1_scratch();
-  inverted_residual1_conv2_scratch();
-  inverted_residual2_conv1_scratch();
-  inverted_residual2_conv2_scratch();
-  inverted_residual2_conv3_scratch();
-  inverted_residual3_conv1_scratch();
-  inverted_residual3_conv2_scratch();
-  inverted_residual3_conv3_scratch();
-  inverted_residual4_conv1_scratch();
-  inverted_residual4_conv2_scratch();
-  inverted_residual4_conv3_scratch();
-  inverted_residual5_conv1_scratch();
-  inverted_residual5_conv2_scratch();
-  inverted_residual5_conv3_scratch();
-  inverted_residual6_conv1_scratch();
-  inverted_residual6_conv2_scratch();
-  inverted_residual6_conv3_scratch();
-  inverted_residual7_conv1_scratch();
-  inverted_residual7_conv2_scratch();
-  inverted_residual7_conv3_scratch();
-  inverted_residual8_conv1_scratch();
-  inverted_residual8_conv2_scratch();
-  inverted_residual8_conv3_scratch();
-  conv2_scratch();
-  fc1_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

@@ -76,13 +76,13 @@ static const NnccParam params[] = {
     {"fc1.bias", NNCC_PARAM, 1, {10}, 10, 56912, NNCC_INIT_UNIFORM, 0.176776695f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* conv1 = conv2d(x)  models/resnet_small.nn:15:22
@@ -97,7 +97,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(conv1, nncc_conv2d_forward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv1, nncc_conv2d_forward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* bn1 = batchnorm2d(conv1)  models/resnet_small.nn:15:10
  *   conv1 [128,32,28,28] -> [128,32,28,28] */
@@ -136,7 +136,7 @@ KERNEL void residual1_conv1_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(residual1_conv1, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(residual1_conv1, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* residual1.bn1 = batchnorm2d(residual1.conv1)  models/resnet_small.nn:10:12
  *   residual1.conv1 [128,32,28,28] -> [128,32,28,28] */
@@ -175,7 +175,7 @@ KERNEL void residual1_conv2_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(residual1_conv2, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(residual1_conv2, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* residual1.bn2 = batchnorm2d(residual1.conv2)  models/resnet_small.nn:11:7
  *   residual1.conv2 [128,32,28,28] -> [128,32,28,28] */
@@ -230,7 +230,7 @@ KERNEL void residual2_conv1_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(residual2_conv1, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(residual2_conv1, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* residual2.bn1 = batchnorm2d(residual2.conv1)  models/resnet_small.nn:10:12
  *   residual2.conv1 [128,32,14,14] -> [128,32,14,14] */
@@ -269,7 +269,7 @@ KERNEL void residual2_conv2_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(residual2_conv2, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(residual2_conv2, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* residual2.bn2 = batchnorm2d(residual2.conv2)  models/resnet_small.nn:11:7
  *   residual2.conv2 [128,32,14,14] -> [128,32,14,14] */
@@ -324,7 +324,7 @@ KERNEL void residual3_conv1_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(residual3_conv1, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(residual3_conv1, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* residual3.bn1 = batchnorm2d(residual3.conv1)  models/resnet_small.nn:10:12
  *   residual3.conv1 [128,32,7,7] -> [128,32,7,7] */
@@ -363,7 +363,7 @@ KERNEL void residual3_conv2_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(residual3_conv2, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(residual3_conv2, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* residual3.bn2 = batchnorm2d(residual3.conv2)  models/resnet_small.nn:11:7
  *   residual3.conv2 [128,32,7,7] -> [128,32,7,7] */
@@ -463,7 +463,7 @@ static void forward(NnccState *s, int training) {
   float *residual3_relu2 = (float *)(A + 77070336); /* [128,32,7,7] */
   float *avgpool1 = (float *)(A + 77873152); /* [128,32,1,1] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -610,7 +610,7 @@ static void backward(NnccState *s) {
   float *d_avgpool1 = (float *)(A + 78675968); /* [128,32,1,1] */
   float *grad_tmp = (float *)(A + 77070336); /* gradient contributions to add up */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc1_backward(d_avgpool1, G + 56592 /* fc1.weight */, G + 56912 /* fc1.bias */, s->dlogits, avgpool1, P + 56592 /* fc1.weight */, scratch);
     if (s->check) s->check(s, 28, NNCC_BACKWARD);
@@ -800,6 +800,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 78675968, 4096}}, 42, 2},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {conv1_scratch(t), residual1_conv1_scratch(t), residual1_conv2_scratch(t), residual2_conv1_scratch(t), residual2_conv2_scratch(t), residual3_conv1_scratch(t), residual3_conv2_scratch(t), fc1_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "resnet_small",
@@ -818,20 +827,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 29,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  conv1_scratch();
-  residual1_conv1_scratch();
-  residual1_conv2_scratch();
-  residual2_conv1_scratch();
-  residual2_conv2_scratch();
-  residual3_conv1_scratch();
-  residual3_conv2_scratch();
-  fc1_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

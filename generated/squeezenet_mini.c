@@ -184,13 +184,13 @@ static const NnccParam params[] = {
     {"conv2.bias", NNCC_PARAM, 1, {10}, 10, 49824, NNCC_INIT_UNIFORM, 0.088388348f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* conv1 = conv2d(x)  models/squeezenet_mini.nn:20:22
@@ -205,7 +205,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0))
+SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, t))
 
 /* bn1 = batchnorm2d(conv1)  models/squeezenet_mini.nn:20:10
  *   conv1 [64,16,26,26] -> [64,16,26,26] */
@@ -254,7 +254,7 @@ KERNEL void fire1_conv1_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 13, 13, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire1_conv1, nncc_conv2d_forward_scratch(64, 16, 13, 13, 4, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 16, 13, 13, 4, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire1_conv1, nncc_conv2d_forward_scratch(64, 16, 13, 13, 4, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 13, 13, 4, 1, 1, 1, 1, 0, 0, t))
 
 /* fire1.bn1 = batchnorm2d(fire1.conv1)  models/lib/squeezenet.nn:8:12
  *   fire1.conv1 [64,4,13,13] -> [64,4,13,13] */
@@ -293,7 +293,7 @@ KERNEL void fire1_conv2_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire1_conv2, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire1_conv2, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, t))
 
 /* fire1.bn2 = batchnorm2d(fire1.conv2)  models/lib/squeezenet.nn:9:13
  *   fire1.conv2 [64,16,13,13] -> [64,16,13,13] */
@@ -332,7 +332,7 @@ KERNEL void fire1_conv3_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire1_conv3, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1))
+SCRATCH(fire1_conv3, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, t))
 
 /* fire1.bn3 = batchnorm2d(fire1.conv3)  models/lib/squeezenet.nn:10:13
  *   fire1.conv3 [64,16,13,13] -> [64,16,13,13] */
@@ -375,7 +375,7 @@ KERNEL void fire2_conv1_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 13, 13, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire2_conv1, nncc_conv2d_forward_scratch(64, 32, 13, 13, 4, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 32, 13, 13, 4, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire2_conv1, nncc_conv2d_forward_scratch(64, 32, 13, 13, 4, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 13, 13, 4, 1, 1, 1, 1, 0, 0, t))
 
 /* fire2.bn1 = batchnorm2d(fire2.conv1)  models/lib/squeezenet.nn:8:12
  *   fire2.conv1 [64,4,13,13] -> [64,4,13,13] */
@@ -414,7 +414,7 @@ KERNEL void fire2_conv2_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire2_conv2, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire2_conv2, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, t))
 
 /* fire2.bn2 = batchnorm2d(fire2.conv2)  models/lib/squeezenet.nn:9:13
  *   fire2.conv2 [64,16,13,13] -> [64,16,13,13] */
@@ -453,7 +453,7 @@ KERNEL void fire2_conv3_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire2_conv3, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1))
+SCRATCH(fire2_conv3, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, t))
 
 /* fire2.bn3 = batchnorm2d(fire2.conv3)  models/lib/squeezenet.nn:10:13
  *   fire2.conv3 [64,16,13,13] -> [64,16,13,13] */
@@ -506,7 +506,7 @@ KERNEL void fire3_conv1_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 6, 6, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire3_conv1, nncc_conv2d_forward_scratch(64, 32, 6, 6, 8, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 32, 6, 6, 8, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire3_conv1, nncc_conv2d_forward_scratch(64, 32, 6, 6, 8, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 6, 6, 8, 1, 1, 1, 1, 0, 0, t))
 
 /* fire3.bn1 = batchnorm2d(fire3.conv1)  models/lib/squeezenet.nn:8:12
  *   fire3.conv1 [64,8,6,6] -> [64,8,6,6] */
@@ -545,7 +545,7 @@ KERNEL void fire3_conv2_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire3_conv2, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire3_conv2, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* fire3.bn2 = batchnorm2d(fire3.conv2)  models/lib/squeezenet.nn:9:13
  *   fire3.conv2 [64,32,6,6] -> [64,32,6,6] */
@@ -584,7 +584,7 @@ KERNEL void fire3_conv3_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire3_conv3, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(fire3_conv3, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* fire3.bn3 = batchnorm2d(fire3.conv3)  models/lib/squeezenet.nn:10:13
  *   fire3.conv3 [64,32,6,6] -> [64,32,6,6] */
@@ -627,7 +627,7 @@ KERNEL void fire4_conv1_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 6, 6, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire4_conv1, nncc_conv2d_forward_scratch(64, 64, 6, 6, 8, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 64, 6, 6, 8, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire4_conv1, nncc_conv2d_forward_scratch(64, 64, 6, 6, 8, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 6, 6, 8, 1, 1, 1, 1, 0, 0, t))
 
 /* fire4.bn1 = batchnorm2d(fire4.conv1)  models/lib/squeezenet.nn:8:12
  *   fire4.conv1 [64,8,6,6] -> [64,8,6,6] */
@@ -666,7 +666,7 @@ KERNEL void fire4_conv2_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire4_conv2, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire4_conv2, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, t))
 
 /* fire4.bn2 = batchnorm2d(fire4.conv2)  models/lib/squeezenet.nn:9:13
  *   fire4.conv2 [64,32,6,6] -> [64,32,6,6] */
@@ -705,7 +705,7 @@ KERNEL void fire4_conv3_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire4_conv3, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(fire4_conv3, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* fire4.bn3 = batchnorm2d(fire4.conv3)  models/lib/squeezenet.nn:10:13
  *   fire4.conv3 [64,32,6,6] -> [64,32,6,6] */
@@ -758,7 +758,7 @@ KERNEL void fire5_conv1_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 3, 3, 12, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire5_conv1, nncc_conv2d_forward_scratch(64, 64, 3, 3, 12, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 64, 3, 3, 12, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire5_conv1, nncc_conv2d_forward_scratch(64, 64, 3, 3, 12, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 3, 3, 12, 1, 1, 1, 1, 0, 0, t))
 
 /* fire5.bn1 = batchnorm2d(fire5.conv1)  models/lib/squeezenet.nn:8:12
  *   fire5.conv1 [64,12,3,3] -> [64,12,3,3] */
@@ -797,7 +797,7 @@ KERNEL void fire5_conv2_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire5_conv2, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire5_conv2, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, t))
 
 /* fire5.bn2 = batchnorm2d(fire5.conv2)  models/lib/squeezenet.nn:9:13
  *   fire5.conv2 [64,48,3,3] -> [64,48,3,3] */
@@ -836,7 +836,7 @@ KERNEL void fire5_conv3_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire5_conv3, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1))
+SCRATCH(fire5_conv3, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, t))
 
 /* fire5.bn3 = batchnorm2d(fire5.conv3)  models/lib/squeezenet.nn:10:13
  *   fire5.conv3 [64,48,3,3] -> [64,48,3,3] */
@@ -879,7 +879,7 @@ KERNEL void fire6_conv1_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 96, 3, 3, 12, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire6_conv1, nncc_conv2d_forward_scratch(64, 96, 3, 3, 12, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 96, 3, 3, 12, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire6_conv1, nncc_conv2d_forward_scratch(64, 96, 3, 3, 12, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 96, 3, 3, 12, 1, 1, 1, 1, 0, 0, t))
 
 /* fire6.bn1 = batchnorm2d(fire6.conv1)  models/lib/squeezenet.nn:8:12
  *   fire6.conv1 [64,12,3,3] -> [64,12,3,3] */
@@ -918,7 +918,7 @@ KERNEL void fire6_conv2_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire6_conv2, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire6_conv2, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, t))
 
 /* fire6.bn2 = batchnorm2d(fire6.conv2)  models/lib/squeezenet.nn:9:13
  *   fire6.conv2 [64,48,3,3] -> [64,48,3,3] */
@@ -957,7 +957,7 @@ KERNEL void fire6_conv3_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire6_conv3, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1))
+SCRATCH(fire6_conv3, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, t))
 
 /* fire6.bn3 = batchnorm2d(fire6.conv3)  models/lib/squeezenet.nn:10:13
  *   fire6.conv3 [64,48,3,3] -> [64,48,3,3] */
@@ -1000,7 +1000,7 @@ KERNEL void fire7_conv1_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 96, 3, 3, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire7_conv1, nncc_conv2d_forward_scratch(64, 96, 3, 3, 16, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 96, 3, 3, 16, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire7_conv1, nncc_conv2d_forward_scratch(64, 96, 3, 3, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 96, 3, 3, 16, 1, 1, 1, 1, 0, 0, t))
 
 /* fire7.bn1 = batchnorm2d(fire7.conv1)  models/lib/squeezenet.nn:8:12
  *   fire7.conv1 [64,16,3,3] -> [64,16,3,3] */
@@ -1039,7 +1039,7 @@ KERNEL void fire7_conv2_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire7_conv2, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire7_conv2, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, t))
 
 /* fire7.bn2 = batchnorm2d(fire7.conv2)  models/lib/squeezenet.nn:9:13
  *   fire7.conv2 [64,64,3,3] -> [64,64,3,3] */
@@ -1078,7 +1078,7 @@ KERNEL void fire7_conv3_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire7_conv3, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1))
+SCRATCH(fire7_conv3, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, t))
 
 /* fire7.bn3 = batchnorm2d(fire7.conv3)  models/lib/squeezenet.nn:10:13
  *   fire7.conv3 [64,64,3,3] -> [64,64,3,3] */
@@ -1121,7 +1121,7 @@ KERNEL void fire8_conv1_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 3, 3, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire8_conv1, nncc_conv2d_forward_scratch(64, 128, 3, 3, 16, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 128, 3, 3, 16, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire8_conv1, nncc_conv2d_forward_scratch(64, 128, 3, 3, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 128, 3, 3, 16, 1, 1, 1, 1, 0, 0, t))
 
 /* fire8.bn1 = batchnorm2d(fire8.conv1)  models/lib/squeezenet.nn:8:12
  *   fire8.conv1 [64,16,3,3] -> [64,16,3,3] */
@@ -1160,7 +1160,7 @@ KERNEL void fire8_conv2_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire8_conv2, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0))
+SCRATCH(fire8_conv2, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, t))
 
 /* fire8.bn2 = batchnorm2d(fire8.conv2)  models/lib/squeezenet.nn:9:13
  *   fire8.conv2 [64,64,3,3] -> [64,64,3,3] */
@@ -1199,7 +1199,7 @@ KERNEL void fire8_conv3_backward(float *restrict dx, float *restrict dw, float *
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
-SCRATCH(fire8_conv3, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1))
+SCRATCH(fire8_conv3, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, t))
 
 /* fire8.bn3 = batchnorm2d(fire8.conv3)  models/lib/squeezenet.nn:10:13
  *   fire8.conv3 [64,64,3,3] -> [64,64,3,3] */
@@ -1251,7 +1251,7 @@ KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restri
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 3, 3, 10, 1, 1, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv2, nncc_conv2d_forward_scratch(64, 128, 3, 3, 10, 1, 1, 1, 1, 0, 0), nncc_conv2d_backward_scratch(64, 128, 3, 3, 10, 1, 1, 1, 1, 0, 0))
+SCRATCH(conv2, nncc_conv2d_forward_scratch(64, 128, 3, 3, 10, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 128, 3, 3, 10, 1, 1, 1, 1, 0, 0, t))
 
 /* avgpool1 = adaptive_avgpool2d(conv2)  models/squeezenet_mini.nn:35:18
  *   conv2 [64,10,3,3] -> [64,10,1,1] */
@@ -1387,7 +1387,7 @@ static void forward(NnccState *s, int training) {
   float *conv2 = (float *)(A + 21774336); /* [64,10,3,3] */
   float *avgpool1 = (float *)(A + 9670656); /* [64,10,1,1] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -1852,7 +1852,7 @@ static void backward(NnccState *s) {
   float *d_avgpool1 = (float *)(A + 9670656); /* [64,10,1,1] */
   float *grad_tmp = (float *)(A + 19165184); /* gradient contributions to add up */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     nncc_copy_team(d_avgpool1, s->dlogits, 640);
     if (s->check) s->check(s, 89, NNCC_BACKWARD);
@@ -2425,6 +2425,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 9670656, 640}}, 152, 0},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {conv1_scratch(t), fire1_conv1_scratch(t), fire1_conv2_scratch(t), fire1_conv3_scratch(t), fire2_conv1_scratch(t), fire2_conv2_scratch(t), fire2_conv3_scratch(t), fire3_conv1_scratch(t), fire3_conv2_scratch(t), fire3_conv3_scratch(t), fire4_conv1_scratch(t), fire4_conv2_scratch(t), fire4_conv3_scratch(t), fire5_conv1_scratch(t), fire5_conv2_scratch(t), fire5_conv3_scratch(t), fire6_conv1_scratch(t), fire6_conv2_scratch(t), fire6_conv3_scratch(t), fire7_conv1_scratch(t), fire7_conv2_scratch(t), fire7_conv3_scratch(t), fire8_conv1_scratch(t), fire8_conv2_scratch(t), fire8_conv3_scratch(t), conv2_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "squeezenet_mini",
@@ -2443,38 +2452,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 90,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  conv1_scratch();
-  fire1_conv1_scratch();
-  fire1_conv2_scratch();
-  fire1_conv3_scratch();
-  fire2_conv1_scratch();
-  fire2_conv2_scratch();
-  fire2_conv3_scratch();
-  fire3_conv1_scratch();
-  fire3_conv2_scratch();
-  fire3_conv3_scratch();
-  fire4_conv1_scratch();
-  fire4_conv2_scratch();
-  fire4_conv3_scratch();
-  fire5_conv1_scratch();
-  fire5_conv2_scratch();
-  fire5_conv3_scratch();
-  fire6_conv1_scratch();
-  fire6_conv2_scratch();
-  fire6_conv3_scratch();
-  fire7_conv1_scratch();
-  fire7_conv2_scratch();
-  fire7_conv3_scratch();
-  fire8_conv1_scratch();
-  fire8_conv2_scratch();
-  fire8_conv3_scratch();
-  conv2_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

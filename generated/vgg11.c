@@ -54,13 +54,13 @@ static const NnccParam params[] = {
     {"classifier1.fc3.bias", NNCC_PARAM, 1, {10}, 10, 28142848, NNCC_INIT_UNIFORM, 0.015625f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* features1.conv1 = conv2d+relu(x)  models/lib/vgg.nn:16:11, fused features1.relu1
@@ -75,7 +75,7 @@ KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.maxpool1 = maxpool2d(features1.conv1)  models/lib/vgg.nn:14:11
  *   features1.conv1 [64,64,32,32] -> [64,64,16,16] */
@@ -99,7 +99,7 @@ KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.maxpool2 = maxpool2d(features1.conv2)  models/lib/vgg.nn:14:11
  *   features1.conv2 [64,128,16,16] -> [64,128,8,8] */
@@ -123,7 +123,7 @@ KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv4 = conv2d+relu(features1.conv3)  models/lib/vgg.nn:16:11, fused features1.relu4
  *   features1.conv3 [64,256,8,8] -> [64,256,8,8] */
@@ -137,7 +137,7 @@ KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.maxpool3 = maxpool2d(features1.conv4)  models/lib/vgg.nn:14:11
  *   features1.conv4 [64,256,8,8] -> [64,256,4,4] */
@@ -161,7 +161,7 @@ KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv6 = conv2d+relu(features1.conv5)  models/lib/vgg.nn:16:11, fused features1.relu6
  *   features1.conv5 [64,512,4,4] -> [64,512,4,4] */
@@ -175,7 +175,7 @@ KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.maxpool4 = maxpool2d(features1.conv6)  models/lib/vgg.nn:14:11
  *   features1.conv6 [64,512,4,4] -> [64,512,2,2] */
@@ -199,7 +199,7 @@ KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv8 = conv2d+relu(features1.conv7)  models/lib/vgg.nn:16:11, fused features1.relu8
  *   features1.conv7 [64,512,2,2] -> [64,512,2,2] */
@@ -213,7 +213,7 @@ KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.maxpool5 = maxpool2d(features1.conv8)  models/lib/vgg.nn:14:11
  *   features1.conv8 [64,512,2,2] -> [64,512,1,1] */
@@ -290,7 +290,7 @@ static void forward(NnccState *s, int training) {
   float *classifier1_fc1 = (float *)(A + 41943040); /* [64,4096] */
   float *classifier1_fc2 = (float *)(A + 42991616); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -379,7 +379,7 @@ static void backward(NnccState *s) {
   float *classifier1_fc2 = (float *)(A + 42991616); /* [64,4096] */
   float *d_classifier1_fc2 = (float *)(A + 44040192); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     classifier1_fc3_backward(d_classifier1_fc2, G + 28101888 /* classifier1.fc3.weight */, G + 28142848 /* classifier1.fc3.bias */, s->dlogits, classifier1_fc2, P + 28101888 /* classifier1.fc3.weight */, scratch);
     if (s->check) s->check(s, 16, NNCC_BACKWARD);
@@ -488,6 +488,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 44040192, 262144}}, 20, 2},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {features1_conv1_scratch(t), features1_conv2_scratch(t), features1_conv3_scratch(t), features1_conv4_scratch(t), features1_conv5_scratch(t), features1_conv6_scratch(t), features1_conv7_scratch(t), features1_conv8_scratch(t), classifier1_fc1_scratch(t), classifier1_fc2_scratch(t), classifier1_fc3_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "vgg11",
@@ -506,23 +515,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 17,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  features1_conv1_scratch();
-  features1_conv2_scratch();
-  features1_conv3_scratch();
-  features1_conv4_scratch();
-  features1_conv5_scratch();
-  features1_conv6_scratch();
-  features1_conv7_scratch();
-  features1_conv8_scratch();
-  classifier1_fc1_scratch();
-  classifier1_fc2_scratch();
-  classifier1_fc3_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

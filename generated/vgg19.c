@@ -70,13 +70,13 @@ static const NnccParam params[] = {
     {"classifier1.fc3.bias", NNCC_PARAM, 1, {10}, 10, 38946752, NNCC_INIT_UNIFORM, 0.015625f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* features1.conv1 = conv2d+relu(x)  models/lib/vgg.nn:16:11, fused features1.relu1
@@ -91,7 +91,7 @@ KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv2 = conv2d+relu(features1.conv1)  models/lib/vgg.nn:16:11, fused features1.relu2
  *   features1.conv1 [64,64,32,32] -> [64,64,32,32] */
@@ -105,7 +105,7 @@ KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.maxpool1 = maxpool2d(features1.conv2)  models/lib/vgg.nn:14:11
  *   features1.conv2 [64,64,32,32] -> [64,64,16,16] */
@@ -129,7 +129,7 @@ KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv4 = conv2d+relu(features1.conv3)  models/lib/vgg.nn:16:11, fused features1.relu4
  *   features1.conv3 [64,128,16,16] -> [64,128,16,16] */
@@ -143,7 +143,7 @@ KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.maxpool2 = maxpool2d(features1.conv4)  models/lib/vgg.nn:14:11
  *   features1.conv4 [64,128,16,16] -> [64,128,8,8] */
@@ -167,7 +167,7 @@ KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv6 = conv2d+relu(features1.conv5)  models/lib/vgg.nn:16:11, fused features1.relu6
  *   features1.conv5 [64,256,8,8] -> [64,256,8,8] */
@@ -181,7 +181,7 @@ KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv7 = conv2d+relu(features1.conv6)  models/lib/vgg.nn:16:11, fused features1.relu7
  *   features1.conv6 [64,256,8,8] -> [64,256,8,8] */
@@ -195,7 +195,7 @@ KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv8 = conv2d+relu(features1.conv7)  models/lib/vgg.nn:16:11, fused features1.relu8
  *   features1.conv7 [64,256,8,8] -> [64,256,8,8] */
@@ -209,7 +209,7 @@ KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.maxpool3 = maxpool2d(features1.conv8)  models/lib/vgg.nn:14:11
  *   features1.conv8 [64,256,8,8] -> [64,256,4,4] */
@@ -233,7 +233,7 @@ KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, flo
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv10 = conv2d+relu(features1.conv9)  models/lib/vgg.nn:16:11, fused features1.relu10
  *   features1.conv9 [64,512,4,4] -> [64,512,4,4] */
@@ -247,7 +247,7 @@ KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, fl
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv11 = conv2d+relu(features1.conv10)  models/lib/vgg.nn:16:11, fused features1.relu11
  *   features1.conv10 [64,512,4,4] -> [64,512,4,4] */
@@ -261,7 +261,7 @@ KERNEL void features1_conv11_backward(float *restrict dx, float *restrict dw, fl
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv12 = conv2d+relu(features1.conv11)  models/lib/vgg.nn:16:11, fused features1.relu12
  *   features1.conv11 [64,512,4,4] -> [64,512,4,4] */
@@ -275,7 +275,7 @@ KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, fl
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.maxpool4 = maxpool2d(features1.conv12)  models/lib/vgg.nn:14:11
  *   features1.conv12 [64,512,4,4] -> [64,512,2,2] */
@@ -299,7 +299,7 @@ KERNEL void features1_conv13_backward(float *restrict dx, float *restrict dw, fl
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv14 = conv2d+relu(features1.conv13)  models/lib/vgg.nn:16:11, fused features1.relu14
  *   features1.conv13 [64,512,2,2] -> [64,512,2,2] */
@@ -313,7 +313,7 @@ KERNEL void features1_conv14_backward(float *restrict dx, float *restrict dw, fl
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv14, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv14, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv15 = conv2d+relu(features1.conv14)  models/lib/vgg.nn:16:11, fused features1.relu15
  *   features1.conv14 [64,512,2,2] -> [64,512,2,2] */
@@ -327,7 +327,7 @@ KERNEL void features1_conv15_backward(float *restrict dx, float *restrict dw, fl
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv15, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv15, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.conv16 = conv2d+relu(features1.conv15)  models/lib/vgg.nn:16:11, fused features1.relu16
  *   features1.conv15 [64,512,2,2] -> [64,512,2,2] */
@@ -341,7 +341,7 @@ KERNEL void features1_conv16_backward(float *restrict dx, float *restrict dw, fl
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(features1_conv16, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1))
+SCRATCH(features1_conv16, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t))
 
 /* features1.maxpool5 = maxpool2d(features1.conv16)  models/lib/vgg.nn:14:11
  *   features1.conv16 [64,512,2,2] -> [64,512,1,1] */
@@ -426,7 +426,7 @@ static void forward(NnccState *s, int training) {
   float *classifier1_fc1 = (float *)(A + 81788928); /* [64,4096] */
   float *classifier1_fc2 = (float *)(A + 82837504); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -555,7 +555,7 @@ static void backward(NnccState *s) {
   float *classifier1_fc2 = (float *)(A + 82837504); /* [64,4096] */
   float *d_classifier1_fc2 = (float *)(A + 83886080); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     classifier1_fc3_backward(d_classifier1_fc2, G + 38905792 /* classifier1.fc3.weight */, G + 38946752 /* classifier1.fc3.bias */, s->dlogits, classifier1_fc2, P + 38905792 /* classifier1.fc3.weight */, scratch);
     if (s->check) s->check(s, 24, NNCC_BACKWARD);
@@ -712,6 +712,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 83886080, 262144}}, 36, 2},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {features1_conv1_scratch(t), features1_conv2_scratch(t), features1_conv3_scratch(t), features1_conv4_scratch(t), features1_conv5_scratch(t), features1_conv6_scratch(t), features1_conv7_scratch(t), features1_conv8_scratch(t), features1_conv9_scratch(t), features1_conv10_scratch(t), features1_conv11_scratch(t), features1_conv12_scratch(t), features1_conv13_scratch(t), features1_conv14_scratch(t), features1_conv15_scratch(t), features1_conv16_scratch(t), classifier1_fc1_scratch(t), classifier1_fc2_scratch(t), classifier1_fc3_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "vgg19",
@@ -730,31 +739,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 25,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  features1_conv1_scratch();
-  features1_conv2_scratch();
-  features1_conv3_scratch();
-  features1_conv4_scratch();
-  features1_conv5_scratch();
-  features1_conv6_scratch();
-  features1_conv7_scratch();
-  features1_conv8_scratch();
-  features1_conv9_scratch();
-  features1_conv10_scratch();
-  features1_conv11_scratch();
-  features1_conv12_scratch();
-  features1_conv13_scratch();
-  features1_conv14_scratch();
-  features1_conv15_scratch();
-  features1_conv16_scratch();
-  classifier1_fc1_scratch();
-  classifier1_fc2_scratch();
-  classifier1_fc3_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

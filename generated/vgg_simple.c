@@ -64,13 +64,13 @@ static const NnccParam params[] = {
     {"fc3.bias", NNCC_PARAM, 1, {10}, 10, 935648, NNCC_INIT_UNIFORM, 0.2236068f},
 };
 
-/* kernel scratch: one region after the arena, as large as the largest need */
-static size_t scratch_bytes;
+/* kernel scratch: one region after the arena, as large as the largest
+ * need of a node's kernels run by a team of t threads */
 #define SCRATCH(node, fwd, bwd)                                   \
-  static void node##_scratch(void) {                              \
+  static size_t node##_scratch(int t) {                           \
     size_t f = (fwd), b = (bwd);                                  \
-    if (f > scratch_bytes) scratch_bytes = f;                     \
-    if (b > scratch_bytes) scratch_bytes = b;                     \
+    (void)t;                                                      \
+    return f > b ? f : b;                                         \
   }
 
 /* conv_2_block1.conv1 = conv2d+relu(x)  models/vgg_simple.nn:13:12, fused conv_2_block1.relu1
@@ -85,7 +85,7 @@ KERNEL void conv_2_block1_conv1_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_2_block1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3), nncc_conv2d_backward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3))
+SCRATCH(conv_2_block1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, t), nncc_conv2d_backward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, t))
 
 /* conv_2_block1.conv2 = conv2d+relu(conv_2_block1.conv1)  models/vgg_simple.nn:14:12, fused conv_2_block1.relu2
  *   conv_2_block1.conv1 [64,16,36,36] -> [64,16,36,36] */
@@ -99,7 +99,7 @@ KERNEL void conv_2_block1_conv2_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_2_block1_conv2, nncc_conv2d_forward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_2_block1_conv2, nncc_conv2d_forward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_2_block1.maxpool1 = maxpool2d(conv_2_block1.conv2)  models/vgg_simple.nn:15:10
  *   conv_2_block1.conv2 [64,16,36,36] -> [64,16,18,18] */
@@ -123,7 +123,7 @@ KERNEL void conv_2_block2_conv1_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_2_block2_conv1, nncc_conv2d_forward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3), nncc_conv2d_backward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3))
+SCRATCH(conv_2_block2_conv1, nncc_conv2d_forward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3, t), nncc_conv2d_backward_scratch(64, 16, 18, 18, 32, 3, 3, 1, 1, 3, 3, t))
 
 /* conv_2_block2.conv2 = conv2d+relu(conv_2_block2.conv1)  models/vgg_simple.nn:14:12, fused conv_2_block2.relu2
  *   conv_2_block2.conv1 [64,32,22,22] -> [64,32,22,22] */
@@ -137,7 +137,7 @@ KERNEL void conv_2_block2_conv2_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_2_block2_conv2, nncc_conv2d_forward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_2_block2_conv2, nncc_conv2d_forward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_2_block2.maxpool1 = maxpool2d(conv_2_block2.conv2)  models/vgg_simple.nn:15:10
  *   conv_2_block2.conv2 [64,32,22,22] -> [64,32,11,11] */
@@ -161,7 +161,7 @@ KERNEL void conv_3_block1_conv1_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_3_block1_conv1, nncc_conv2d_forward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_3_block1_conv1, nncc_conv2d_forward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 11, 11, 64, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_3_block1.conv2 = conv2d+relu(conv_3_block1.conv1)  models/vgg_simple.nn:20:14, fused conv_3_block1.relu2
  *   conv_3_block1.conv1 [64,64,11,11] -> [64,64,11,11] */
@@ -175,7 +175,7 @@ KERNEL void conv_3_block1_conv2_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_3_block1_conv2, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_3_block1_conv2, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_3_block1.conv3 = conv2d+relu(conv_3_block1.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block1.relu3
  *   conv_3_block1.conv2 [64,64,11,11] -> [64,64,11,11] */
@@ -189,7 +189,7 @@ KERNEL void conv_3_block1_conv3_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_3_block1_conv3, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_3_block1_conv3, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_3_block1.maxpool1 = maxpool2d(conv_3_block1.conv3)  models/vgg_simple.nn:22:10
  *   conv_3_block1.conv3 [64,64,11,11] -> [64,64,5,5] */
@@ -213,7 +213,7 @@ KERNEL void conv_3_block2_conv1_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_3_block2_conv1, nncc_conv2d_forward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_3_block2_conv1, nncc_conv2d_forward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 5, 5, 128, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_3_block2.conv2 = conv2d+relu(conv_3_block2.conv1)  models/vgg_simple.nn:20:14, fused conv_3_block2.relu2
  *   conv_3_block2.conv1 [64,128,5,5] -> [64,128,5,5] */
@@ -227,7 +227,7 @@ KERNEL void conv_3_block2_conv2_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_3_block2_conv2, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_3_block2_conv2, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_3_block2.conv3 = conv2d+relu(conv_3_block2.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block2.relu3
  *   conv_3_block2.conv2 [64,128,5,5] -> [64,128,5,5] */
@@ -241,7 +241,7 @@ KERNEL void conv_3_block2_conv3_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_3_block2_conv3, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_3_block2_conv3, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_3_block2.maxpool1 = maxpool2d(conv_3_block2.conv3)  models/vgg_simple.nn:22:10
  *   conv_3_block2.conv3 [64,128,5,5] -> [64,128,2,2] */
@@ -265,7 +265,7 @@ KERNEL void conv_3_block3_conv1_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_3_block3_conv1, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_3_block3_conv1, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_3_block3.conv2 = conv2d+relu(conv_3_block3.conv1)  models/vgg_simple.nn:20:14, fused conv_3_block3.relu2
  *   conv_3_block3.conv1 [64,128,2,2] -> [64,128,2,2] */
@@ -279,7 +279,7 @@ KERNEL void conv_3_block3_conv2_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_3_block3_conv2, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_3_block3_conv2, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_3_block3.conv3 = conv2d+relu(conv_3_block3.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block3.relu3
  *   conv_3_block3.conv2 [64,128,2,2] -> [64,128,2,2] */
@@ -293,7 +293,7 @@ KERNEL void conv_3_block3_conv3_backward(float *restrict dx, float *restrict dw,
     void *scratch) {
   nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
-SCRATCH(conv_3_block3_conv3, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1))
+SCRATCH(conv_3_block3_conv3, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, t))
 
 /* conv_3_block3.maxpool1 = maxpool2d(conv_3_block3.conv3)  models/vgg_simple.nn:22:10
  *   conv_3_block3.conv3 [64,128,2,2] -> [64,128,1,1] */
@@ -375,7 +375,7 @@ static void forward(NnccState *s, int training) {
   float *fc1 = (float *)(A + 27508736); /* [64,100] */
   float *fc2 = (float *)(A + 27559936); /* [64,20] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     conv_2_block1_conv1_forward(conv_2_block1_conv1, s->input, P + 0 /* conv_2_block1.conv1.weight */, P + 144 /* conv_2_block1.conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
@@ -489,7 +489,7 @@ static void backward(NnccState *s) {
   float *fc2 = (float *)(A + 27559936); /* [64,20] */
   float *d_fc2 = (float *)(A + 27565056); /* [64,20] */
   void *scratch = A + ARENA_BYTES;
-#pragma omp parallel
+#pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc3_backward(d_fc2, G + 935440 /* fc3.weight */, G + 935648 /* fc3.bias */, s->dlogits, fc2, P + 935440 /* fc3.weight */, scratch);
     if (s->check) s->check(s, 21, NNCC_BACKWARD);
@@ -628,6 +628,15 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 27565056, 1280}}, 30, 2},
 };
 
+/* The kernel scratch after the arena, for a team of t threads. */
+static size_t scratch_bytes(int t) {
+  const size_t need[] = {conv_2_block1_conv1_scratch(t), conv_2_block1_conv2_scratch(t), conv_2_block2_conv1_scratch(t), conv_2_block2_conv2_scratch(t), conv_3_block1_conv1_scratch(t), conv_3_block1_conv2_scratch(t), conv_3_block1_conv3_scratch(t), conv_3_block2_conv1_scratch(t), conv_3_block2_conv2_scratch(t), conv_3_block2_conv3_scratch(t), conv_3_block3_conv1_scratch(t), conv_3_block3_conv2_scratch(t), conv_3_block3_conv3_scratch(t), fc1_scratch(t), fc2_scratch(t), fc3_scratch(t)};
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+    if (need[i] > most) most = need[i];
+  return most;
+}
+
 static NnccModel model = {
     .abi = NNCC_RT_ABI,
     .name = "vgg_simple",
@@ -646,28 +655,12 @@ static NnccModel model = {
     .backward = backward,
     .nnodes = 22,
     .nodes = nodes,
+    .arena_bytes = ARENA_BYTES,
+    .scratch_bytes = scratch_bytes,
 };
 
-/* The model, its arena sized: the plan plus the largest kernel scratch;
- * and whether this file was built fusing multiply-adds (refused). */
+/* The model, and whether this file was built fusing multiply-adds (refused). */
 const NnccModel *nncc_model(void) {
-  conv_2_block1_conv1_scratch();
-  conv_2_block1_conv2_scratch();
-  conv_2_block2_conv1_scratch();
-  conv_2_block2_conv2_scratch();
-  conv_3_block1_conv1_scratch();
-  conv_3_block1_conv2_scratch();
-  conv_3_block1_conv3_scratch();
-  conv_3_block2_conv1_scratch();
-  conv_3_block2_conv2_scratch();
-  conv_3_block2_conv3_scratch();
-  conv_3_block3_conv1_scratch();
-  conv_3_block3_conv2_scratch();
-  conv_3_block3_conv3_scratch();
-  fc1_scratch();
-  fc2_scratch();
-  fc3_scratch();
-  model.arena_bytes = ARENA_BYTES + scratch_bytes;
   model.fp_contract = nncc_fp_contracts();
   return &model;
 }

@@ -18,8 +18,11 @@
  *
  * Scratch: kernels never allocate. Each kernel that needs memory takes a
  * `scratch` pointer (64-byte aligned) of at least nncc_X_scratch(...) bytes,
- * computed from the same sizes; scratch size assumes at most
- * NNCC_MAX_THREADS threads, and threads beyond that stay idle.
+ * computed from the same sizes; the convolutions' also take `nthr`, the
+ * largest team that will run the kernel (a slice per thread): generated
+ * code passes the team size of its parallel regions (NnccState.threads),
+ * and callers of the nncc_X() forms nncc_team_size(), the team they open.
+ * There is no cap on the thread count.
  *
  * Determinism: every output element is computed by exactly one thread, with
  * one fixed order of float operations that does not depend on the thread
@@ -79,9 +82,6 @@ static inline int nncc_fp_contracts(void) {
   return x * x + y != 0.0f;
 }
 
-#ifndef NNCC_MAX_THREADS
-#define NNCC_MAX_THREADS 8
-#endif
 
 /* Bytes of one thread's working set (a group of input planes or im2col
  * columns) that the convolution tries to keep in its L2. */
@@ -179,7 +179,16 @@ NK_INLINE int nk_tid(void) {
 }
 NK_INLINE int nk_nthr(void) {
 #ifdef _OPENMP
-  return nk_min(omp_get_num_threads(), NNCC_MAX_THREADS);
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+/* The team a new parallel region gets (the nthr to size the scratch of an
+ * nncc_X() call with). */
+static inline int nncc_team_size(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
 #else
   return 1;
 #endif
@@ -496,9 +505,9 @@ NK_INLINE nk_conv nk_conv_bwd_desc(int N, int Ci, int H, int W, int Co, int Kh, 
  * of images.
  */
 static inline size_t nncc_conv2d_forward_scratch(int N, int Ci, int H, int W, int Co, int Kh,
-                                                 int Kw, int sh, int sw, int ph, int pw) {
+                                                 int Kw, int sh, int sw, int ph, int pw, int nthr) {
   nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
-  return NNCC_MAX_THREADS * nk_engine_plan(d).thread_bytes;
+  return (size_t)nthr * nk_engine_plan(d).thread_bytes;
 }
 
 NK_INLINE void nncc_conv2d_forward_team(float *restrict y, const float *restrict x,
@@ -732,7 +741,7 @@ NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, int a
 
 /* Layout of the backward scratch: flipped weights, dwT, dbT, then
  * per-thread space shared by the dx and dw phases. */
-typedef struct { size_t wflip, dwT, dbT, threads, tstride, total; } nk_bwdlayout;
+typedef struct { size_t wflip, dwT, dbT, threads, tstride; } nk_bwdlayout;
 
 NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh, int Kw, int sh,
                                      int sw, int ph, int pw) {
@@ -749,13 +758,13 @@ NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh
   L.threads = L.dbT + nk_align64((size_t)dp.Co16 * sizeof(float));
   L.tstride = cp.use ? cp.thread_bytes : ep.thread_bytes;
   if (dp.thread_bytes > L.tstride) L.tstride = dp.thread_bytes;
-  L.total = L.threads + NNCC_MAX_THREADS * L.tstride;
   return L;
 }
 
 static inline size_t nncc_conv2d_backward_scratch(int N, int Ci, int H, int W, int Co, int Kh,
-                                                  int Kw, int sh, int sw, int ph, int pw) {
-  return nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw).total;
+                                                  int Kw, int sh, int sw, int ph, int pw, int nthr) {
+  nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  return L.threads + (size_t)nthr * L.tstride;
 }
 
 /* The two halves of the backward, for callers (and benchmarks) that want

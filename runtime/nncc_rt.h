@@ -71,7 +71,7 @@ typedef struct NnccTrainConfig {
 typedef struct NnccState {
   float *params;        /* model->params_floats floats */
   float *grads;         /* same layout as params; buffers' slots unused */
-  unsigned char *arena; /* model->arena_bytes, 64-byte aligned */
+  unsigned char *arena; /* model->arena_bytes + model->scratch_bytes(threads), 64-byte aligned */
   float *input;         /* [batch, in_c, in_h, in_w], filled by the runtime */
   float *logits;        /* [batch, classes], written by forward */
   float *dlogits;       /* [batch, classes], written by the loss, read by backward */
@@ -84,6 +84,10 @@ typedef struct NnccState {
    * same value.  check_data is the runtime's. */
   void (*check)(struct NnccState *s, int k, int pass);
   void *check_data;
+  /* The team forward() and backward() run with (num_threads), which the
+   * kernel scratch was sized for: OpenMP's team size when the runtime
+   * allocated the arena, after --threads.  Any count, same bits. */
+  int threads;
 } NnccState;
 
 enum { NNCC_FORWARD, NNCC_BACKWARD }; /* the pass argument of NnccState.check */
@@ -126,7 +130,7 @@ typedef struct NnccModel {
   int nparams;
   const NnccParam *params;
   size_t params_floats;     /* size of the parameter block (and of the gradient block) */
-  size_t arena_bytes;
+  size_t arena_bytes;       /* the memory plan's arena; the kernel scratch follows it */
   NnccTrainConfig defaults;
   /* forward: input -> logits.  training=1 uses batch statistics and dropout. */
   void (*forward)(NnccState *s, int training);
@@ -139,6 +143,8 @@ typedef struct NnccModel {
    * model_check() refuses such a build (nncc_fp_contracts() in
    * nncc_kernels.h). */
   int fp_contract;
+  /* The kernel scratch after the arena for a team of `threads` (NULL: none). */
+  size_t (*scratch_bytes)(int threads);
 } NnccModel;
 
 /* splitmix64's finalizer: a cheap, well-mixed 64-bit hash (the runtime's

@@ -16,6 +16,10 @@
 
 #include "rt.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 /* --log or --step-log: lines appended with one write() each, so that they
  * never interleave with another writer's (fileio.c: O_APPEND, FIFOs and
  * devices written through). */
@@ -141,9 +145,20 @@ static int run_open(Run *r, const NnccModel *m, const NnccOptions *o, int want_t
   size_t in = (size_t)m->batch * (size_t)m->in_c * (size_t)m->in_h * (size_t)m->in_w;
   size_t out = (size_t)m->batch * (size_t)m->classes;
   NnccState *s = &r->st;
+#ifdef _OPENMP
+  s->threads = omp_get_max_threads(); /* after --threads */
+#else
+  s->threads = 1;
+#endif
+  size_t scratch = m->scratch_bytes ? m->scratch_bytes(s->threads) : 0;
+  if (scratch > SIZE_MAX / 2 - m->arena_bytes) {
+    rt_error("model %s: the arena and %d threads' kernel scratch do not fit in memory", m->name,
+             s->threads);
+    return -1;
+  }
   if (!(s->params = xcalloc_aligned(m->params_floats * sizeof(float), "parameters")) ||
       !(s->grads = xcalloc_aligned(m->params_floats * sizeof(float), "gradients")) ||
-      !(s->arena = xcalloc_aligned(m->arena_bytes, "activation arena")) ||
+      !(s->arena = xcalloc_aligned(m->arena_bytes + scratch, "activation arena")) ||
       !(s->input = xcalloc_aligned(in * sizeof(float), "input batch")) ||
       !(s->logits = xcalloc_aligned(out * sizeof(float), "logits")) ||
       !(s->dlogits = xcalloc_aligned(out * sizeof(float), "logit gradients")) ||

@@ -143,8 +143,8 @@ static void define_conv2d(Emit *E, Node *n) {
              "    void *scratch) {\n"
              "  nncc_conv2d_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s%s%s);\n}\n",
              f, mask, n->epilogue ? "y" : "NULL", sz, emit_bwd_act_args(n), "");
-  buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s), nncc_conv2d_backward_scratch(%s))\n", f,
-             sz, sz);
+  buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s, t), nncc_conv2d_backward_scratch(%s, t))\n",
+             f, sz, sz);
 }
 
 /* conv2d and linear call their kernels alike */

@@ -17,6 +17,9 @@
 #include <string.h>
 
 #include "nncc_rt.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 const NnccModel *nncc_model(void);
 
@@ -90,7 +93,13 @@ int main(void) {
   size_t in = (size_t)m->batch * m->in_c * m->in_h * m->in_w, out = (size_t)m->batch * m->classes;
   s.params = calloc(m->params_floats, sizeof(float));
   s.grads = calloc(m->params_floats, sizeof(float));
-  s.arena = aligned_alloc(64, (m->arena_bytes + 63) / 64 * 64);
+#ifdef _OPENMP
+  s.threads = omp_get_max_threads(); /* the team the kernel scratch is sized for */
+#else
+  s.threads = 1;
+#endif
+  size_t arena = m->arena_bytes + (m->scratch_bytes ? m->scratch_bytes(s.threads) : 0);
+  s.arena = aligned_alloc(64, (arena + 63) / 64 * 64);
   s.input = malloc(in * sizeof(float));
   s.logits = malloc(out * sizeof(float));
   s.dlogits = malloc(out * sizeof(float));

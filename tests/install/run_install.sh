@@ -13,7 +13,9 @@
 #    another ABI is refused at start-up, -ffast-math fails the build and a
 #    build that fuses multiply-adds is refused at start-up
 # CC_FOR_MODELS and MODEL_CFLAGS (the sanitizer build) choose how trainers
-# are built, as for the gradient checks.
+# are built, as for the gradient checks; INSTALL_TEST_MODEL (the sanitizer
+# build: a small op model) replaces the installed mnist_cnn, whose dozen
+# trainings under the sanitizers take most of an hour.
 set -u
 build=$(cd "$1" && pwd) mkidx=$2
 repo=$(pwd)
@@ -45,7 +47,8 @@ jit=$(cd "$P" && find . -name libnncc_jit.so)
 W=$tmp/work
 mkdir -p "$W/data" && cd "$W" || fail "cd"
 run mkidx "$mkidx" "$W/data" 512 64
-model=$P/share/nncc/models/mnist_cnn.nn
+model=${INSTALL_TEST_MODEL:-$P/share/nncc/models/mnist_cnn.nn}
+mname=$(sed -n 's/^model \([A-Za-z0-9_]*\).*/\1/p' "$model")
 run compile "$P/bin/nncc" "$model" -o mnist_cnn.c
 run version "$P/bin/nncc" --version
 grep -q "^nncc [0-9]" "$tmp/version.out" || fail "nncc --version: $(cat "$tmp/version.out")"
@@ -76,7 +79,7 @@ grep -q -- "-ffp-contract=off" proj/b/CMakeFiles/mnist_cnn.dir/flags.make ||
 run build_nncc env CC="$cc" CFLAGS="$cflags" "$P/bin/nncc" build "$model" -o t_build
 [ -x t_build ] || fail "nncc build made no executable"
 run build_default env CC="$cc" CFLAGS="$cflags" "$P/bin/nncc" build "$model"
-[ -x mnist_cnn ] || fail "nncc build without -o made no ./mnist_cnn"
+[ -x "$mname" ] || fail "nncc build without -o made no ./$mname"
 
 # nncc build's failures: one clear line, exit 1, no trainer, no temp files
 mkdir -p "$tmp/t"
@@ -91,7 +94,7 @@ fails() { # fails NAME EXPECTED CMD... : CMD exits 1, says EXPECTED, leaves noth
 }
 fails no_cc "no C compiler: 'no-such-cc' is not on PATH" \
   env CC=no-such-cc "$P/bin/nncc" build "$model" -o t_fail
-fails cc_fails "failed building the trainer of model mnist_cnn" \
+fails cc_fails "failed building the trainer of model $mname" \
   env CC="$cc" CFLAGS="-no-such-flag" "$P/bin/nncc" build "$model" -o t_fail
 mkfifo fifo
 fails fifo "cannot write 'fifo': FIFO has no reader" \
@@ -128,7 +131,7 @@ fi
 # the prefix moved: nothing in it names where it was installed
 mv "$P" "$tmp/moved" && P=$tmp/moved
 export PKG_CONFIG_PATH="$P/$(dirname "$pc")"
-model=$P/share/nncc/models/mnist_cnn.nn
+[ -z "${INSTALL_TEST_MODEL:-}" ] && model=$P/share/nncc/models/mnist_cnn.nn
 run moved_build env CC="$cc" CFLAGS="$cflags" "$P/bin/nncc" build "$model" -o t_moved
 # shellcheck disable=SC2046,SC2086
 run moved_pc $cc $cflags $(pkg-config --cflags nncc-runtime) mnist_cnn.c \
@@ -180,4 +183,4 @@ if command -v clang > /dev/null; then
     grep -q "fusing multiply-adds" "$tmp/fused.out" || fail "no clear error for fused multiply-adds: $(cat "$tmp/fused.out")"
   fi
 fi
-echo "ok: installed nncc builds mnist_cnn three ways (and nncc run${jit:+ with the JIT}) to the in-tree bits"
+echo "ok: installed nncc builds $mname three ways (and nncc run${jit:+ with the JIT}) to the in-tree bits"

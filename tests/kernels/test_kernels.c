@@ -139,11 +139,11 @@ static ConvOut conv_run(Conv c, const float *x, const float *w, const float *b, 
   o.db = malloc((size_t)c.Co * sizeof(float));
   set_threads(nthreads);
   void *s1 = scratch_buf(nncc_conv2d_forward_scratch(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh,
-                                                     c.sw, c.ph, c.pw));
+                                                     c.sw, c.ph, c.pw, nncc_team_size()));
   nncc_conv2d_forward(o.y, x, w, b, s1, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.ph,
                       c.pw, act, alpha);
   void *s2 = scratch_buf(nncc_conv2d_backward_scratch(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw,
-                                                      c.sh, c.sw, c.ph, c.pw));
+                                                      c.sh, c.sw, c.ph, c.pw, nncc_team_size()));
   nncc_conv2d_backward(o.dx, o.dw, o.db, dy, ymask, x, w, s2, c.N, c.Ci, c.H, c.W, c.Co, c.Kh,
                        c.Kw, c.sh, c.sw, c.ph, c.pw, act, alpha);
   free(s1), free(s2);

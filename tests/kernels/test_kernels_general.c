@@ -469,9 +469,9 @@ START_TEST(test_gconv_matches_engine) {
     GOut o = gconv_run(c, x, w, b, dy, NULL, 1, act, 0, 1, 2);
     float *y = garbage_buf(ny), *dw = garbage_buf(nw), *db = garbage_buf(c.Co);
     void *s1 = aligned_alloc(64, nk_align64(nncc_conv2d_forward_scratch(
-                                     c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl)));
+                                     c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl, nncc_team_size())));
     void *s2 = aligned_alloc(64, nk_align64(nncc_conv2d_backward_scratch(
-                                     c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl)));
+                                     c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl, nncc_team_size())));
     nncc_conv2d_forward(y, x, w, b, s1, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt,
                         c.pl, act, alpha);
     nncc_conv2d_backward(NULL, dw, db, dy, y, x, w, s2, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw,
