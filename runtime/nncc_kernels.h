@@ -1436,23 +1436,23 @@ NK_INLINE nk_v nk_gc_actgrad(nk_v g, nk_v y, int act, float alpha) {
 #else
 NK_INLINE nk_v nk_gc_fma_mask(nk_v a, nk_v b, nk_v c, uint32_t m) {
   for (int l = 0; l < 16; l++)
-    if (m >> l & 1) c[l] = fmaf(a[l], b[l], c[l]);
+    if (m >> l & 1) NK_LANE(c, l) = fmaf(NK_LANE(a, l), NK_LANE(b, l), NK_LANE(c, l));
   return c;
 }
 NK_INLINE nk_v nk_gc_load_strided(const float *p, int s, uint32_t m) {
-  nk_v r = {0};
+  nk_v r = nk_zero();
   for (int l = 0; l < 16; l++)
-    if (m >> l & 1) r[l] = p[l * s];
+    if (m >> l & 1) NK_LANE(r, l) = p[l * s];
   return r;
 }
 NK_INLINE nk_v nk_gc_load_expand(const float *p, uint32_t m) {
-  nk_v r = {0};
+  nk_v r = nk_zero();
   for (int l = 0, k = 0; l < 16; l++)
-    if (m >> l & 1) r[l] = p[k++];
+    if (m >> l & 1) NK_LANE(r, l) = p[k++];
   return r;
 }
 NK_INLINE nk_v nk_gc_actgrad(nk_v g, nk_v y, int act, float alpha) {
-  for (int l = 0; l < 16; l++) g[l] = nk_actgrad1(g[l], y[l], act, alpha);
+  for (int l = 0; l < 16; l++) NK_LANE(g, l) = nk_actgrad1(NK_LANE(g, l), NK_LANE(y, l), act, alpha);
   return g;
 }
 #endif

@@ -6,8 +6,9 @@
  *   NK_ISA_AVX512   __AVX512F__: one zmm register per vector
  *   NK_ISA_AVX2     __AVX2__ and __FMA__ (x86-64-v3): two ymm registers
  *   NK_ISA_GENERIC  anything else (x86-64 baseline, aarch64, ...), or
- *                   -DNNCC_SIMD_GENERIC: GCC/Clang vector extensions, which
- *                   compile to NEON on aarch64 and to SSE on x86-64
+ *                   -DNNCC_SIMD_GENERIC: four 16-byte GCC/Clang vector
+ *                   extension vectors, NEON q registers on aarch64 (whose
+ *                   FMA is vfmaq_f32, fmla) and SSE on x86-64
  *
  * Same bits on every ISA: a vector is always 16 lanes, whatever the
  * registers, and every operation is defined lane by lane by the scalar
@@ -151,45 +152,61 @@ NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
 }
 
 #else /* NK_ISA_GENERIC */
-/* Always inlined, so a 64-byte vector is never passed by the ABI that gcc
- * warns about (-Wpsabi) on targets without 64-byte registers. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
+/* Four 16-byte vectors: NEON q registers on aarch64, SSE on x86-64 (a
+ * 64-byte vector type would be passed by an ABI gcc warns about). Lane l
+ * is NK_LANE(v, l). */
+#if defined(__ARM_NEON) && defined(__ARM_FEATURE_FMA)
+#include <arm_neon.h>
+typedef float32x4_t nk_v4;
+#else
+typedef float nk_v4 __attribute__((vector_size(16)));
 #endif
-typedef float nk_v __attribute__((vector_size(64)));
-NK_INLINE nk_v nk_zero(void) { nk_v r = {0}; return r; }
+typedef struct { nk_v4 q[4]; } nk_v;
+#define NK_LANE(v, l) ((v).q[(l) >> 2][(l) & 3])
+NK_INLINE nk_v nk_zero(void) { nk_v r; for (int i = 0; i < 4; i++) r.q[i] = (nk_v4){0}; return r; }
 NK_INLINE nk_v nk_load(const float *p) { nk_v r; memcpy(&r, p, sizeof r); return r; }
 NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) {
-  nk_v r = {0};
+  nk_v r = nk_zero();
   for (int l = 0; l < 16; l++)
-    if (m >> l & 1) r[l] = p[l];
+    if (m >> l & 1) NK_LANE(r, l) = p[l];
   return r;
 }
-NK_INLINE nk_v nk_bcast(float f) { nk_v r; for (int l = 0; l < 16; l++) r[l] = f; return r; }
+NK_INLINE nk_v nk_bcast(float f) { nk_v r; for (int i = 0; i < 4; i++) r.q[i] = (nk_v4){f, f, f, f}; return r; }
 NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
-  for (int l = 0; l < 16; l++) c[l] = fmaf(a[l], b[l], c[l]);
+#if defined(__ARM_NEON) && defined(__ARM_FEATURE_FMA)
+  for (int i = 0; i < 4; i++) c.q[i] = vfmaq_f32(c.q[i], a.q[i], b.q[i]); /* fused: fmla */
+#else
+  for (int l = 0; l < 16; l++) NK_LANE(c, l) = fmaf(NK_LANE(a, l), NK_LANE(b, l), NK_LANE(c, l));
+#endif
   return c;
 }
-NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return a + b; }
-NK_INLINE nk_v nk_relu(nk_v v) { for (int l = 0; l < 16; l++) v[l] = !(v[l] <= 0.0f) ? v[l] : 0.0f; return v; }
-NK_INLINE nk_v nk_gate(nk_v g, nk_v y) { for (int l = 0; l < 16; l++) g[l] = y[l] > 0.0f ? g[l] : 0.0f; return g; }
+NK_INLINE nk_v nk_add(nk_v a, nk_v b) { for (int i = 0; i < 4; i++) a.q[i] += b.q[i]; return a; }
+NK_INLINE nk_v nk_relu(nk_v v) {
+  for (int l = 0; l < 16; l++) NK_LANE(v, l) = !(NK_LANE(v, l) <= 0.0f) ? NK_LANE(v, l) : 0.0f;
+  return v;
+}
+NK_INLINE nk_v nk_gate(nk_v g, nk_v y) {
+  for (int l = 0; l < 16; l++) NK_LANE(g, l) = NK_LANE(y, l) > 0.0f ? NK_LANE(g, l) : 0.0f;
+  return g;
+}
 NK_INLINE nk_v nk_relu6(nk_v v) {
   v = nk_relu(v);
-  for (int l = 0; l < 16; l++) v[l] = v[l] > 6.0f ? 6.0f : v[l];
+  for (int l = 0; l < 16; l++) NK_LANE(v, l) = NK_LANE(v, l) > 6.0f ? 6.0f : NK_LANE(v, l);
   return v;
 }
 NK_INLINE nk_v nk_leaky(nk_v v, float slope) {
-  for (int l = 0; l < 16; l++) v[l] = v[l] > 0.0f ? v[l] : v[l] * slope;
+  for (int l = 0; l < 16; l++)
+    NK_LANE(v, l) = NK_LANE(v, l) > 0.0f ? NK_LANE(v, l) : NK_LANE(v, l) * slope;
   return v;
 }
 NK_INLINE void nk_store(float *p, nk_v v) { memcpy(p, &v, sizeof v); }
 NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
   for (int l = 0; l < 16; l++)
-    if (m >> l & 1) p[l] = v[l];
+    if (m >> l & 1) p[l] = NK_LANE(v, l);
 }
 NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
   for (int l = 0, k = 0; l < 16; l++)
-    if (m >> l & 1) p[k++] = v[l];
+    if (m >> l & 1) p[k++] = NK_LANE(v, l);
 }
 #endif
 
