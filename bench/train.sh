@@ -61,12 +61,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-case $isa in
-  native) march=native ;;
-  avx2) march=x86-64-v3; export ONEDNN_MAX_CPU_ISA=AVX2 ;;
-  generic) march=x86-64; export ONEDNN_MAX_CPU_ISA=SSE41 ;;
-  *) die "unknown --isa '$isa' (native, avx2, generic)" ;;
-esac
+. "$root/bench/isa.sh"
+bench_isa "$isa" || exit 2
 optflags="-O3 -march=$march"
 
 # ---- prerequisites ----
@@ -121,9 +117,8 @@ awk -v b="$busy" 'BEGIN { exit !(b > 0.1) }' &&
   echo "train.sh: warning: the machine is already busy ($busy of its CPUs): timings will be pessimistic"
 
 export OMP_NUM_THREADS=$threads
-gcc $optflags -fopenmp "$root/bench/peak_fma.c" -o "$out/peak_fma" -lm
+bench_peak "$root" "$out"
 echo "train.sh: ISA $isa: nncc built with $optflags${ONEDNN_MAX_CPU_ISA:+, ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA}"
-"$out/peak_fma" >"$out/peak_fma.txt"
 for m in $models; do
   [ -n "${batch[$m]:-}" ] || die "unknown model '$m' (mnist_cnn, vgg16)"
   IFS=, read -r warm steps <<<"${counts[$m]}"

@@ -133,7 +133,7 @@ static const int guarded[3] = {SIGINT, SIGTERM, SIGHUP};
 
 static void note_signal(int sig) { caught = sig; }
 
-void cc_begin_guard(void) {
+static void cc_begin_guard(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = note_signal; /* no SA_RESTART: waitpid() returns EINTR */

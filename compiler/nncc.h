@@ -630,16 +630,14 @@ char *self_dir(void);
  * beside nncc, else those of the build tree nncc was built in.  False with
  * *why when neither exists. */
 bool find_runtime(char **include_dir, char **lib, char **why);
-/* Around the life of temp files: SIGINT, SIGTERM and SIGHUP wait until
- * cc_end_guard(), which restores them and re-raises one that came. */
-void cc_begin_guard(void);
-void cc_end_guard(void);
-/* Whether such a signal came since cc_begin_guard(): then nothing may be
- * committed. */
-bool cc_interrupted(void);
-/* cc_begin_guard(), then a new directory $TMPDIR/nncc-WHO-XXXXXX (else
- * /tmp/...); NULL after a message and cc_end_guard() on failure. */
+/* A new directory $TMPDIR/nncc-WHO-XXXXXX (else /tmp/...), or NULL after a
+ * message.  From then on SIGINT, SIGTERM and SIGHUP wait until
+ * cc_end_guard() (call it once the directory is gone), which restores them
+ * and re-raises one that came; cc_interrupted() says whether one did, and
+ * then nothing may be committed. */
 char *cc_temp_dir(const char *who);
+void cc_end_guard(void);
+bool cc_interrupted(void);
 
 /* ---- build.c ----------------------------------------------------------- */
 

@@ -51,8 +51,9 @@ static void report(const char *net, const char *layer, const char *op, double fl
     float *x = buf((size_t)N * Ci * H * W), *w = buf((size_t)Co * Ci * K * K), *b = buf(Co);    \
     float *y = buf((size_t)N * Co * Ho * Wo), *dy = buf((size_t)N * Co * Ho * Wo);              \
     float *dx = buf((size_t)N * Ci * H * W), *dw = buf((size_t)Co * Ci * K * K), *db = buf(Co); \
-    void *sf = scratch(nncc_conv2d_forward_scratch(N, Ci, H, W, Co, K, K, 1, 1, P, P, nncc_team_size()));         \
-    void *sb = scratch(nncc_conv2d_backward_scratch(N, Ci, H, W, Co, K, K, 1, 1, P, P, nncc_team_size()));        \
+    int team = nncc_team_size();                                                                \
+    void *sf = scratch(nncc_conv2d_forward_scratch(N, Ci, H, W, Co, K, K, 1, 1, P, P, team));   \
+    void *sb = scratch(nncc_conv2d_backward_scratch(N, Ci, H, W, Co, K, K, 1, 1, P, P, team));  \
     double flop = 2.0 * N * Co * Ho * Wo * Ci * K * K, t;                                       \
     TIME(t, _Pragma("omp parallel") nncc_conv2d_forward_team(y, x, w, b, sf, N, Ci, H, W, Co,   \
                                                              K, K, 1, 1, P, P, 1, 0.0f));       \

@@ -13,21 +13,17 @@ root=$here/../..
 out=${TMPDIR:-/tmp}/nncc_bench_kernels
 isa=native
 if [ "${1:-}" = --isa ]; then isa=$2; shift 2; fi
-case $isa in
-  native) march=native ;;
-  avx2) march=x86-64-v3; export ONEDNN_MAX_CPU_ISA=AVX2 ;;
-  generic) march=x86-64; export ONEDNN_MAX_CPU_ISA=SSE41 ;;
-  *) echo "run.sh: unknown --isa '$isa' (native, avx2, generic)" >&2; exit 2 ;;
-esac
+. "$root/bench/isa.sh"
+bench_isa "$isa" || exit 2
 mkdir -p "$out"
 ${CC:-gcc} -O3 -march=$march -fopenmp -ffp-contract=off -std=c11 -I"$root/runtime" \
   "$here/bench_kernels.c" -o "$out/bench_kernels" -lm
-gcc -O3 -march=$march -fopenmp "$root/bench/peak_fma.c" -o "$out/peak_fma" -lm
-OMP_NUM_THREADS=2 "$out/peak_fma" > "$out/peak.txt"
-OMP_NUM_THREADS=2 "$out/bench_kernels" "${1:-}" > "$out/nncc.tsv"
-OMP_NUM_THREADS=2 /usr/bin/python3 "$here/bench_torch.py" "${1:-}" > "$out/torch.tsv"
+export OMP_NUM_THREADS=2
+bench_peak "$root" "$out"
+"$out/bench_kernels" "${1:-}" > "$out/nncc.tsv"
+/usr/bin/python3 "$here/bench_torch.py" "${1:-}" > "$out/torch.tsv"
 echo "uptime: $(uptime)"
-/usr/bin/python3 - "$out/nncc.tsv" "$out/torch.tsv" "$out/peak.txt" "$isa" <<'PY'
+/usr/bin/python3 - "$out/nncc.tsv" "$out/torch.tsv" "$out/peak_fma.txt" "$isa" <<'PY'
 import sys
 peak_text = open(sys.argv[3]).read().split()
 PEAK, peak_isa, isa = float(peak_text[0]), peak_text[1], sys.argv[4]
