@@ -12,6 +12,12 @@
  *            EmitObjAction (front end, -O3, code generation, all as in
  *            `clang -c`) over an in-memory overlay of the sources, writing
  *            an ELF object into memory
+ *   split    with two or more cores the trainer's unit is compiled as two
+ *            halves at once: its front end runs twice, one module keeps
+ *            backward() alone, the other everything else (forward() and
+ *            the tables); -O3 and code generation, the bulk of the time,
+ *            then run on each half in parallel.  Kernels are inlined into
+ *            forward() and backward(), so each half has what it needs
  *   link     the objects go into one ORC LLJIT; OpenMP symbols resolve from
  *            libomp (loaded first), everything else from this process
  *
@@ -24,6 +30,7 @@
 #include <clang/Basic/Diagnostic.h>
 #include <clang/Basic/DiagnosticOptions.h>
 #include <clang/Basic/Version.h>
+#include <clang/CodeGen/BackendUtil.h>
 #include <clang/CodeGen/CodeGenAction.h>
 #include <clang/Driver/Compilation.h>
 #include <clang/Driver/Driver.h>
@@ -35,9 +42,11 @@
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+#include <llvm/Passes/PassBuilder.h>
+#include <llvm/Transforms/IPO/GlobalDCE.h>
 #include <llvm/Support/Host.h>
 #include <llvm/Support/MemoryBuffer.h>
-#include <llvm/Support/SmallVectorMemoryBuffer.h>
 #include <llvm/Support/CommandLine.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/VirtualFileSystem.h>
@@ -46,6 +55,8 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -68,9 +79,14 @@ struct Jit {
   std::unique_ptr<orc::LLJIT> lljit;
 };
 
+/* What a unit compiles of its file: all of it, or a half (keep_half). */
+enum { WHOLE, ALL_BUT_BACKWARD, BACKWARD_ONLY };
+
 /* One translation unit: its cc1 command line, then the object file and the
  * diagnostics clang printed while compiling it. */
 struct Unit {
+  int file; /* its index in the caller's files[] */
+  int part; /* WHOLE, or the half of a split trainer it compiles */
   std::vector<std::string> cc1_args;
   std::string diags;
   SmallVector<char, 0> object; /* ELF relocatable, as `clang -c` writes it */
@@ -113,17 +129,16 @@ static IntrusiveRefCntPtr<vfs::FileSystem> source_fs(const JitFile *files, int n
  * the driver finds the system headers, and -march=native becomes
  * -target-cpu and -target-feature from getHostCPUName/getHostCPUFeatures
  * (AVX-512 where the CPU has it: the kernels' intrinsics need it). */
-static bool driver_jobs(const JitFile *files, int nfiles, const char *const *defines,
-                        std::vector<Unit> &units, std::string &err) {
+static bool driver_jobs(const JitFile *files, const std::vector<int> &todo,
+                        const char *const *defines, std::vector<Unit> &units, std::string &err) {
   std::vector<std::string> args = {
       "clang", "-c", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-O3", "-march=native",
       "-fopenmp", "-ffp-contract=off", "-resource-dir", NNCC_CLANG_RESOURCE_DIR,
       std::string("-I") + kRoot + "runtime"};
   for (const char *const *d = defines; d && *d; d++)
     args.push_back(*d);
-  for (int i = 0; i < nfiles; i++)
-    if (StringRef(files[i].path).endswith(".c"))
-      args.push_back(std::string(kRoot) + files[i].path);
+  for (int i : todo)
+    args.push_back(std::string(kRoot) + files[i].path);
   std::vector<const char *> argv;
   for (auto &a : args)
     argv.push_back(a.c_str());
@@ -142,16 +157,66 @@ static bool driver_jobs(const JitFile *files, int nfiles, const char *const *def
       os << "nncc: run: unexpected clang driver job '" << cmd.getCreator().getName() << "'\n";
       return false;
     }
+    if (units.size() == todo.size()) {
+      os << "nncc: run: the clang driver made more jobs than files\n";
+      return false;
+    }
     Unit u;
+    u.file = todo[units.size()]; /* one job per input, in their order */
+    u.part = WHOLE;
     for (const char *a : cmd.getArguments())
       u.cc1_args.emplace_back(a);
     units.push_back(std::move(u));
   }
+  if (units.size() != todo.size()) {
+    os << "nncc: run: the clang driver made fewer jobs than files\n";
+    return false;
+  }
   return true;
 }
 
+/* The name backward() gets in both halves, where it is no longer static. */
+static const char kBackward[] = "nncc_jit_backward";
+
+/* Cuts the trainer's module down to one half: backward() alone, or all
+ * but backward() (then a declaration); what the half no longer reaches
+ * (the other half's kernels, OpenMP-outlined bodies, tables) is removed
+ * before -O3 spends time on it. */
+static void keep_half(Module &m, int part) {
+  Function *bwd = m.getFunction("backward");
+  if (part == ALL_BUT_BACKWARD) {
+    if (bwd) {
+      bwd->deleteBody();
+      bwd->setLinkage(GlobalValue::ExternalLinkage);
+      bwd->setName(kBackward);
+    }
+  } else {
+    for (GlobalValue &g : m.global_values())
+      if (&g != bwd && !g.isDeclaration() && !g.hasLocalLinkage())
+        g.setLinkage(GlobalValue::InternalLinkage);
+    if (bwd) {
+      bwd->setLinkage(GlobalValue::ExternalLinkage);
+      bwd->setName(kBackward);
+    }
+  }
+  LoopAnalysisManager lam;
+  FunctionAnalysisManager fam;
+  CGSCCAnalysisManager cgam;
+  ModuleAnalysisManager mam;
+  PassBuilder pb;
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  ModulePassManager mpm;
+  mpm.addPass(GlobalDCEPass());
+  mpm.run(m, mam);
+}
+
 /* Front end, -O3 and code generation for one unit, into u.object; u.diags
- * holds what clang printed. */
+ * holds what clang printed.  A half runs the front end to a module, cuts
+ * it (keep_half) and hands it to the same back end `clang -c` uses. */
 static void compile_unit(Unit &u, const JitFile *files, int nfiles) {
   std::vector<const char *> argv;
   for (auto &a : u.cc1_args)
@@ -172,12 +237,66 @@ static void compile_unit(Unit &u, const JitFile *files, int nfiles) {
   inv->getCodeGenOpts().DisableFree = false; /* else each unit buries a TargetMachine */
   ci.setInvocation(std::move(inv));
   ci.createFileManager(source_fs(files, nfiles));
-  ci.setOutputStream(std::make_unique<raw_svector_ostream>(u.object));
   ci.setVerboseOutputStream(os); /* "1 error generated." after the errors */
 
   LLVMContext ctx;
-  clang::EmitObjAction action(&ctx);
-  u.ok = ci.ExecuteAction(action);
+  if (u.part == WHOLE) {
+    ci.setOutputStream(std::make_unique<raw_svector_ostream>(u.object));
+    clang::EmitObjAction action(&ctx);
+    u.ok = ci.ExecuteAction(action);
+    return;
+  }
+  /* The front end's module as -O3 makes it (TBAA, lifetimes, no optnone),
+   * but not yet optimized: EmitLLVMOnlyAction would run -O3 on the whole. */
+  ci.getCodeGenOpts().DisableLLVMPasses = true;
+  clang::EmitLLVMOnlyAction action(&ctx);
+  if (!ci.ExecuteAction(action))
+    return;
+  std::unique_ptr<Module> m = action.takeModule();
+  if (!m)
+    return;
+  keep_half(*m, u.part);
+  ci.getCodeGenOpts().DisableLLVMPasses = false;
+  clang::EmitBackendOutput(ci.getDiagnostics(), ci.getHeaderSearchOpts(), ci.getCodeGenOpts(),
+                           ci.getTargetOpts(), ci.getLangOpts(), m->getDataLayoutStr(), m.get(),
+                           clang::Backend_EmitObj, std::make_unique<raw_svector_ostream>(u.object));
+  u.ok = !ci.getDiagnostics().hasErrorOccurred();
+}
+
+/* What jit_compile() hands back per file, and takes back from the cache:
+ * "NNCCJIT1", the object count (4 bytes), then each object's length (8
+ * bytes, little-endian) and bytes. */
+static const char kBundle[8] = {'N', 'N', 'C', 'C', 'J', 'I', 'T', '1'};
+
+static void put_le(std::string &s, uint64_t v, int n) {
+  for (int i = 0; i < n; i++)
+    s.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+static uint64_t get_le(const unsigned char *p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++)
+    v |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+/* The objects of a bundle, or false when it is not one. */
+static bool unbundle(const JitObject &b, std::vector<StringRef> &objs) {
+  const unsigned char *p = static_cast<const unsigned char *>(b.data);
+  if (b.len < 12 || memcmp(p, kBundle, sizeof kBundle) != 0)
+    return false;
+  uint64_t n = get_le(p + 8, 4), off = 12;
+  for (uint64_t i = 0; i < n; i++) {
+    if (b.len - off < 8)
+      return false;
+    uint64_t len = get_le(p + off, 8);
+    off += 8;
+    if (len > b.len - off)
+      return false;
+    objs.emplace_back(reinterpret_cast<const char *>(p + off), len);
+    off += len;
+  }
+  return off == b.len;
 }
 
 /* An LLJIT whose main library resolves OpenMP from libomp first (libgomp
@@ -208,18 +327,38 @@ static std::unique_ptr<orc::LLJIT> make_jit(const char *libomp) {
 }
 
 extern "C" Jit *jit_compile(const JitFile *files, int nfiles, const char *const *defines,
-                            const char *libomp) {
+                            const char *libomp, JitObject *objects) {
   init_llvm();
   auto result = std::make_unique<Jit>();
   result->lljit = make_jit(libomp); /* first: a missing libomp fails fast */
   if (!result->lljit)
     return nullptr;
-  std::vector<Unit> units;
+  std::vector<int> todo; /* the .c files without an object given */
+  for (int i = 0; i < nfiles; i++)
+    if (StringRef(files[i].path).endswith(".c") && !(objects && objects[i].data))
+      todo.push_back(i);
+  std::vector<Unit> jobs, units;
   std::string err;
-  if (!driver_jobs(files, nfiles, defines, units, err)) {
+  if (!todo.empty() && !driver_jobs(files, todo, defines, jobs, err)) {
     errs() << err << "nncc: run: the clang driver failed\n";
     return nullptr;
   }
+  /* The trainer (the one unit outside runtime/) first, in halves when
+   * there are cores for both: it takes far longer than any other. */
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  for (auto &u : jobs)
+    if (!StringRef(files[u.file].path).contains('/')) {
+      if (cores >= 2) {
+        Unit half = u;
+        half.part = BACKWARD_ONLY;
+        units.push_back(std::move(half));
+        u.part = ALL_BUT_BACKWARD;
+      }
+      units.push_back(std::move(u));
+    }
+  for (auto &u : jobs)
+    if (StringRef(files[u.file].path).contains('/'))
+      units.push_back(std::move(u));
 
   /* One thread per hardware thread, each taking the next unit. */
   std::atomic<size_t> next{0};
@@ -227,8 +366,7 @@ extern "C" Jit *jit_compile(const JitFile *files, int nfiles, const char *const 
     for (size_t i; (i = next++) < units.size();)
       compile_unit(units[i], files, nfiles);
   };
-  unsigned nthreads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(),
-                                                      (unsigned)units.size()));
+  unsigned nthreads = std::max(1u, std::min<unsigned>(cores, (unsigned)units.size()));
   std::vector<std::thread> threads;
   for (unsigned t = 1; t < nthreads; t++)
     threads.emplace_back(worker);
@@ -246,10 +384,49 @@ extern "C" Jit *jit_compile(const JitFile *files, int nfiles, const char *const 
     return nullptr;
   }
 
+  /* Per file, in the files' order (so linking does not depend on which
+   * came from where): its objects, compiled (then bundled for the caller)
+   * or unbundled from what the caller gave. */
+  std::vector<std::unique_ptr<MemoryBuffer>> objs;
+  for (int i = 0; i < nfiles; i++) {
+    std::vector<StringRef> mine;
+    if (objects && objects[i].data) {
+      if (!unbundle(objects[i], mine)) {
+        errs() << "nncc: run: the object given for '" << files[i].path << "' is not the JIT's\n";
+        return nullptr;
+      }
+    } else {
+      for (auto &u : units)
+        if (u.file == i && u.part != BACKWARD_ONLY)
+          mine.emplace_back(u.object.data(), u.object.size());
+      for (auto &u : units)
+        if (u.file == i && u.part == BACKWARD_ONLY)
+          mine.emplace_back(u.object.data(), u.object.size());
+      if (mine.empty())
+        continue;
+      if (objects) {
+        std::string b(kBundle, sizeof kBundle);
+        put_le(b, mine.size(), 4);
+        for (auto &o : mine) {
+          put_le(b, o.size(), 8);
+          b.append(o.data(), o.size());
+        }
+        void *copy = malloc(b.size());
+        if (!copy) {
+          errs() << "nncc: run: out of memory\n";
+          return nullptr;
+        }
+        memcpy(copy, b.data(), b.size());
+        objects[i] = JitObject{copy, b.size()};
+      }
+    }
+    /* Copies: the JIT links lazily, at the first lookup. */
+    for (auto &o : mine)
+      objs.push_back(MemoryBuffer::getMemBufferCopy(o, "nncc-jit.o"));
+  }
   orc::LLJIT &lljit = *result->lljit;
-  for (auto &u : units) {
-    if (Error e = lljit.addObjectFile(std::make_unique<SmallVectorMemoryBuffer>(
-            std::move(u.object), "nncc-jit.o", false))) {
+  for (auto &o : objs) {
+    if (Error e = lljit.addObjectFile(std::move(o))) {
       errs() << "nncc: run: " << toString(std::move(e)) << "\n";
       return nullptr;
     }
@@ -276,6 +453,22 @@ extern "C" void jit_free(Jit *jit) {
   if (Error e = jit->lljit->deinitialize(jit->lljit->getMainJITDylib()))
     consumeError(std::move(e));
   delete jit;
+}
+
+extern "C" const char *jit_target(void) {
+  static const std::string t = [] {
+    std::string s = sys::getDefaultTargetTriple() + " " + sys::getHostCPUName().str() + " ";
+    StringMap<bool> features;
+    std::vector<std::string> names;
+    if (sys::getHostCPUFeatures(features))
+      for (auto &f : features)
+        names.push_back((f.second ? "+" : "-") + f.first().str());
+    std::sort(names.begin(), names.end()); /* StringMap's order is a hash's */
+    for (size_t i = 0; i < names.size(); i++)
+      s += (i ? "," : "") + names[i];
+    return s;
+  }();
+  return t.c_str();
 }
 
 extern "C" const char *jit_version(void) {

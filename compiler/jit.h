@@ -22,6 +22,13 @@ typedef struct JitFile {
 
 typedef struct Jit Jit;
 
+/* An ELF relocatable object in memory: what jit_compile() made of one .c
+ * file, or what the caller kept of an earlier compile (nncc run's cache). */
+typedef struct JitObject {
+  void *data; /* malloc'd when jit_compile() made it; the caller frees it */
+  size_t len;
+} JitObject;
+
 /*
  * Compiles every file whose path ends in ".c" as one C11 translation unit
  * (the others are only visible to #include; "runtime/" is on the include
@@ -30,11 +37,14 @@ typedef struct Jit Jit;
  * (NULL-terminated "-DNAME" strings, or NULL), then links the modules into
  * one LLJIT that resolves OpenMP from `libomp` (a path or soname, loaded
  * first) and everything else (libc, libm, zlib) from this process.
+ * `objects` (NULL, or one per file): a .c file whose objects[i].data is
+ * set is not compiled, that object is linked instead; every other .c file's
+ * new object is stored there (malloc'd).  Nothing is stored on failure.
  * On failure prints clang's diagnostics (file:line:col) or one line
  * "nncc: run: ..." to stderr and returns NULL.  Never exits.
  */
 Jit *jit_compile(const JitFile *files, int nfiles, const char *const *defines,
-                 const char *libomp);
+                 const char *libomp, JitObject *objects);
 
 /* The address of a defined symbol, or NULL (with a message on stderr). */
 void *jit_lookup(Jit *jit, const char *symbol);
@@ -44,6 +54,10 @@ void jit_free(Jit *jit);
 
 /* "clang 14.0.6": what jit_compile() compiles with. */
 const char *jit_version(void);
+
+/* What -march=native means here: the host's triple, CPU name and features
+ * ("x86_64-pc-linux-gnu skylake-avx512 +adx,+aes,...,-xop"), for cache keys. */
+const char *jit_target(void);
 
 #ifdef __cplusplus
 }

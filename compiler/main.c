@@ -25,8 +25,9 @@ typedef struct Options {
   int opt_level;
   /* nncc build FILE.nn [-o TRAINER] */
   bool build;
-  /* nncc run [--no-jit] FILE.nn COMMAND...: the trainer's arguments */
-  bool run, no_jit;
+  /* nncc run [--no-jit] [--no-cache] FILE.nn COMMAND...: the trainer's arguments */
+  bool run;
+  RunOptions run_opt;
   int run_argc;
   char **run_argv;
 } Options;
@@ -42,7 +43,7 @@ static void usage(FILE *fp) {
           "       nncc [options] build FILE.nn [-o TRAINER]\n"
           "                                         compile a model to an executable trainer\n"
           "                                         with cc and the installed runtime\n"
-          "       nncc [options] run [--no-jit] FILE.nn COMMAND [trainer flags]\n"
+          "       nncc [options] run [--no-jit] [--no-cache] FILE.nn COMMAND [trainer flags]\n"
           "                                         compile in memory and run the trainer\n"
           "                                         (COMMAND: train, eval, grads; docs/jit.md)\n"
           "\n"
@@ -61,6 +62,9 @@ static void usage(FILE *fp) {
           "                      its optimization flags (-O3 -march=native); -std=c11\n"
           "                      -fopenmp -ffp-contract=off are always added\n"
           "  NNCC_NO_JIT=1       run compiles with cc, as with --no-jit\n"
+          "  NNCC_NO_CACHE=1     run neither reads nor writes its cache, as with --no-cache\n"
+          "  NNCC_CACHE_DIR      run's cache of compiled objects (default:\n"
+          "                      $XDG_CACHE_HOME/nncc, else ~/.cache/nncc)\n"
           "  TMPDIR              where build and run's fallback put their temporary files\n"
           "\n"
           "build writes TRAINER (default: the model's name, here) only when it is\n"
@@ -107,8 +111,14 @@ static Options parse_args(int argc, char **argv) {
     } else if (strcmp(a, "run") == 0 && !o.input && !o.build) {
       /* ---- run: everything after FILE.nn belongs to the trainer */
       o.run = true;
-      if (i + 1 < argc && strcmp(argv[i + 1], "--no-jit") == 0)
-        o.no_jit = true, i++;
+      for (; i + 1 < argc && argv[i + 1][0] == '-' && argv[i + 1][1] == '-'; i++) {
+        if (strcmp(argv[i + 1], "--no-jit") == 0)
+          o.run_opt.no_jit = true;
+        else if (strcmp(argv[i + 1], "--no-cache") == 0)
+          o.run_opt.no_cache = true;
+        else
+          usage_error("unknown run option '%s' (run's options: --no-jit, --no-cache)", argv[i + 1]);
+      }
       if (i + 1 == argc)
         usage_error("run needs a model file%s", "");
       o.input = argv[++i];
@@ -193,7 +203,7 @@ int main(int argc, char **argv) {
     rc = write_output(o.output, &out);
   } else if (o.run) {
     emit_c(g, &out);
-    rc = run_trainer(g->name, &out, o.run_argc, o.run_argv, o.no_jit);
+    rc = run_trainer(g->name, &out, o.run_argc, o.run_argv, o.run_opt);
   } else if (o.build) {
     emit_c(g, &out);
     rc = build_trainer(g->name, &out, o.output ? o.output : g->name);

@@ -639,6 +639,31 @@ char *cc_temp_dir(const char *who);
 void cc_end_guard(void);
 bool cc_interrupted(void);
 
+/* ---- cache.c: nncc run's compiled objects (docs/jit.md) ---------------- */
+
+/* A 128-bit cache key: FNV-1a 64 and CRC-32 over length-prefixed parts. */
+typedef struct Hash {
+  uint64_t fnv, len;
+  uint32_t crc;
+} Hash;
+void hash_init(Hash *h);
+void hash_add(Hash *h, const void *data, size_t len);
+void hash_str(Hash *h, const char *s);
+char *hash_hex(const Hash *h); /* 32 hex digits */
+
+typedef struct Cache Cache;
+/* The cache directory ($NNCC_CACHE_DIR, else $XDG_CACHE_HOME/nncc, else
+ * $HOME/.cache/nncc; created 0700), or NULL after one line saying why it
+ * cannot be used (another user's, writable by others, ...).  `who` names
+ * the command in messages ("run"). */
+Cache *cache_open(const char *who);
+/* The object stored under key (malloc'd, *len bytes), or NULL: none, or a
+ * damaged one, which is removed after one line. */
+char *cache_get(Cache *c, const char *key, size_t *len, const char *who);
+/* Stores an object under key, atomically; a failure says so once and is
+ * otherwise ignored (the run goes on). */
+void cache_put(Cache *c, const char *key, const void *data, size_t len, const char *who);
+
 /* ---- build.c ----------------------------------------------------------- */
 
 /* `nncc build`: compiles the trainer's C `csrc` with cc against the
@@ -660,6 +685,10 @@ extern const int embedded_runtime_count;
  * `no_jit`, else with cc into a shared object -- and call nncc_main() with
  * argv[0] = `name` followed by argv[0..argc).  Returns its exit status, or
  * 1 when compiling failed (the diagnostics are on stderr). */
-int run_trainer(const char *name, const Buf *csrc, int argc, char **argv, bool no_jit);
+typedef struct RunOptions {
+  bool no_jit;   /* --no-jit: compile with cc */
+  bool no_cache; /* --no-cache: neither read nor write the cache */
+} RunOptions;
+int run_trainer(const char *name, const Buf *csrc, int argc, char **argv, RunOptions opt);
 
 #endif

@@ -11,6 +11,7 @@
 set -u
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
+export NNCC_CACHE_DIR="$tmp/cache" # nncc run caches here, not in ~/.cache
 fail() { echo "FAIL: $*"; exit 1; }
 sh scripts/deb.sh "$tmp/b" > "$tmp/deb.out" 2>&1 || { cat "$tmp/deb.out"; fail "scripts/deb.sh"; }
 arch=$(dpkg --print-architecture) multi=$(gcc -print-multiarch)

@@ -23,6 +23,7 @@ cc=${CC_FOR_MODELS:-cc}
 cflags=${MODEL_CFLAGS:--O3 -march=native}
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
+export NNCC_CACHE_DIR="$tmp/cache" # nncc run caches here, not in ~/.cache
 fail() { echo "FAIL: $*"; exit 1; }
 run() { # run NAME CMD... : output to $tmp/NAME.out, fail on non-zero
   name=$1; shift

@@ -18,7 +18,7 @@ while read -r o; do
   case $o in -std=|-fopenmp|-ffp-contract=|-march=|-O3) continue ;; esac
   grep -q -- "$o" "$tmp/page" || fail "option $o of --help is not in docs/nncc.1"
 done < "$tmp/opts"
-for w in build run train eval grads CC CFLAGS NNCC_NO_JIT TMPDIR; do
+for w in build run train eval grads CC CFLAGS NNCC_NO_JIT NNCC_NO_CACHE NNCC_CACHE_DIR TMPDIR; do
   grep -q "$w" "$tmp/help" || fail "--help no longer mentions $w: update this test and the page"
   grep -q "$w" "$tmp/page" || fail "$w of --help is not in docs/nncc.1"
 done

@@ -1,7 +1,9 @@
 /*
  * jit_repeat.c MODEL.c N -- compile MODEL.c with the embedded runtime N
  * times in one process through jit.h's C ABI (the third time with a
- * compile error appended), and fail if the heap in use after jit_free()
+ * compile error appended; the second keeps the objects it made, and the
+ * last links those, compiling nothing, as nncc run does from its cache),
+ * and fail if the heap in use after jit_free()
  * grows from the second compile on.  Built with LeakSanitizer (ASan in the
  * sanitizer build), which counts the heap and fails the run on any leak at
  * exit.
@@ -58,13 +60,22 @@ int main(int argc, char **argv) {
   JitFile *files = calloc((size_t)embedded_runtime_count + 1, sizeof *files);
   memcpy(files, embedded_runtime, sizeof *files * (size_t)embedded_runtime_count);
   static const char *const defines[] = {"-DNNCC_NO_MAIN", NULL};
+  JitObject *objs = calloc((size_t)embedded_runtime_count + 1, sizeof *objs);
   size_t in_use[64] = {0};
   int status = 0;
   for (int i = 0; i < n && i < 64; i++) {
     bool fail = i == 2; /* the error path must not leak either */
     files[embedded_runtime_count] =
         (JitFile){"model.c", fail ? broken : src, fail ? len + sizeof bad - 1 : len};
-    Jit *jit = jit_compile(files, embedded_runtime_count + 1, defines, NNCC_LIBOMP);
+    bool keep = i == 1, reuse = i == n - 1 && !fail;
+    Jit *jit = jit_compile(files, embedded_runtime_count + 1, defines, NNCC_LIBOMP,
+                           keep || reuse ? objs : NULL);
+    if (keep)
+      for (int f = 0; f <= embedded_runtime_count; f++)
+        if (strstr(files[f].path, ".c") && !objs[f].data) {
+          fprintf(stderr, "FAIL: compile 2 gave no object for %s\n", files[f].path);
+          return 1;
+        }
     if (fail != !jit) {
       fprintf(stderr, "FAIL: compile %d %s\n", i + 1, fail ? "succeeded" : "failed");
       return 1;
@@ -81,7 +92,7 @@ int main(int argc, char **argv) {
     }
     in_use[i] = __sanitizer_get_current_allocated_bytes();
     printf("compile %d%s: %zu bytes in use after jit_free\n", i + 1,
-           fail ? " (with an error)" : "", in_use[i]);
+           fail ? " (with an error)" : reuse ? " (compile 2's objects, linked)" : "", in_use[i]);
     fflush(stdout);
   }
   /* The first compile initializes LLVM for good (targets, options); after
@@ -95,6 +106,9 @@ int main(int argc, char **argv) {
     printf("ok: %d compiles in one process, heap in use grew %ld bytes from compile 2 to %d\n",
            n, growth, n);
   }
+  for (int f = 0; f <= embedded_runtime_count; f++)
+    free(objs[f].data);
+  free(objs);
   free(files);
   free(broken);
   free(src);

@@ -14,6 +14,7 @@ nncc=$1 mkidx=$2
 repo=$(pwd)
 tmp=$(mktemp -d) || exit 1
 trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+export NNCC_CACHE_DIR="$tmp/cache" # nncc run caches here, not in ~/.cache
 fail() { echo "FAIL: $*"; exit 1; }
 # run NAME EXPECTED_STATUS CMD... : output to $tmp/NAME.out (stdout) and .err
 run() {
@@ -70,7 +71,8 @@ else
 fi
 
 # The fallback: cc + dlopen (forced by --no-jit or NNCC_NO_JIT=1 in a JIT build).
-run cc 0 "$nncc" run --no-jit models/mnist_cnn.nn $train --step-log "$tmp/cc.jsonl" --save "$tmp/cc.st"
+run cc 0 env NNCC_CACHE_DIR="$tmp/cache-cc" "$nncc" run --no-jit models/mnist_cnn.nn $train \
+  --step-log "$tmp/cc.jsonl" --save "$tmp/cc.st"
 grep -q "^nncc: run: $why; compiled with cc in [0-9.]* s$" "$tmp/cc.err" ||
   { cat "$tmp/cc.err"; fail "fallback: no line saying it used cc"; }
 same cc
