@@ -954,8 +954,9 @@ static double want_non_negative(Elab *E, Scope *s, Ast *a, const char *prefix, c
   return v;
 }
 
-/* train adam(lr=, betas=, eps=, weight_decay=) | sgd(lr=, momentum=, weight_decay=)
- *       [epochs=N] [seed=S]
+/* train adam(lr=, betas=, eps=, weight_decay=) | adamw(...the same...)
+ *       | sgd(lr=, momentum=, weight_decay=, nesterov=)
+ *       [epochs=N] [seed=S] [clip_grad_norm=X] [clip_grad_value=X]
  * The ranges are the runtime's (runtime/cli.c) and torch.optim's. */
 static void exec_train(Elab *E, Scope *s, Stmt *st) {
   if (E->has_train)
@@ -965,40 +966,49 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
   t->loc = st->loc;
   Ast *opt = st->expr;
   if ((opt->kind != A_NAME && opt->kind != A_CALL) ||
-      (strcmp(opt->str, "adam") != 0 && strcmp(opt->str, "sgd") != 0))
-    elab_error(E, opt->loc, "unknown optimizer; nncc has adam(...) and sgd(...)");
-  bool adam = strcmp(opt->str, "adam") == 0;
-  t->optim = adam ? OPT_ADAM : OPT_SGD;
+      (strcmp(opt->str, "adam") != 0 && strcmp(opt->str, "adamw") != 0 &&
+       strcmp(opt->str, "sgd") != 0))
+    elab_error(E, opt->loc, "unknown optimizer; nncc has adam(...), adamw(...) and sgd(...)");
+  bool adam = strcmp(opt->str, "sgd") != 0; /* adam or adamw: the same settings */
+  t->optim = !adam ? OPT_SGD : strcmp(opt->str, "adamw") == 0 ? OPT_ADAMW : OPT_ADAM;
   t->lr = adam ? 1e-3 : 0.01; /* torch.optim's defaults (SGD's lr is ours: torch requires one) */
+  if (t->optim == OPT_ADAMW)
+    t->weight_decay = 1e-2; /* torch.optim.AdamW's default */
   if (opt->kind == A_CALL) {
     const char *adam_names[] = {"lr", "betas", "eps", "weight_decay"};
-    const char *sgd_names[] = {"lr", "momentum", "weight_decay"};
+    const char *sgd_names[] = {"lr", "momentum", "weight_decay", "nesterov"};
     Ast *slots[4];
-    match_args(E, opt, "%s()", opt->str, adam ? adam_names : sgd_names, adam ? 4 : 3, slots);
+    match_args(E, opt, "%s()", opt->str, adam ? adam_names : sgd_names, 4, slots);
     if (slots[0])
       t->lr = want_number(E, eval(E, s, slots[0]), slots[0]->loc, "lr");
     if (adam && slots[1]) {
       Value b = eval(E, s, slots[1]);
       if (b.kind != V_LIST || b.n != 2)
-        elab_error(E, slots[1]->loc, "adam(): 'betas' must be a list of two numbers, got %s",
-                   describe(E->g, b));
+        elab_error(E, slots[1]->loc, "%s(): 'betas' must be a list of two numbers, got %s",
+                   opt->str, describe(E->g, b));
       t->beta1 = want_number(E, b.items[0], slots[1]->loc, "betas[0]");
       t->beta2 = want_number(E, b.items[1], slots[1]->loc, "betas[1]");
       if (!(t->beta1 >= 0 && t->beta1 < 1 && t->beta2 >= 0 && t->beta2 < 1))
-        elab_error(E, slots[1]->loc, "adam(): betas must be in [0, 1)");
+        elab_error(E, slots[1]->loc, "%s(): betas must be in [0, 1)", opt->str);
     }
     if (adam && slots[2]) {
       /* positive, as the trainer's --eps and checkpoint metadata require
        * (runtime/cli.c): with eps 0 a zero gradient makes 0/0 */
-      t->eps = want_non_negative(E, s, slots[2], "adam(): ", "eps");
+      t->eps = want_non_negative(E, s, slots[2], format("%s(): ", opt->str), "eps");
       if (!(t->eps > 0))
-        elab_error(E, slots[2]->loc, "adam(): 'eps' must be positive");
+        elab_error(E, slots[2]->loc, "%s(): 'eps' must be positive", opt->str);
     }
     if (!adam && slots[1])
       t->momentum = want_non_negative(E, s, slots[1], "sgd(): ", "momentum");
     Ast *wd = slots[adam ? 3 : 2];
     if (wd)
       t->weight_decay = want_non_negative(E, s, wd, "", "weight_decay");
+    if (!adam && slots[3]) {
+      t->nesterov = want_bool(E, eval(E, s, slots[3]), slots[3]->loc, "nesterov");
+      /* torch.optim.SGD: "Nesterov momentum requires a momentum and zero dampening" */
+      if (t->nesterov && !(t->momentum > 0))
+        elab_error(E, slots[3]->loc, "sgd(): nesterov=true needs a positive 'momentum'");
+    }
     if (slots[0] && !(t->lr > 0 && isfinite(t->lr)))
       elab_error(E, slots[0]->loc, "'lr' must be positive");
   }
@@ -1015,9 +1025,17 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
       t->seed = want_int(E, s, st->vals[i], "seed");
       if (t->seed < 0)
         elab_error(E, st->vals[i]->loc, "'seed' must be non-negative");
+    } else if (strcmp(k, "clip_grad_norm") == 0 || strcmp(k, "clip_grad_value") == 0) {
+      double v = want_non_negative(E, s, st->vals[i], "", k);
+      if (!(v > 0 && isfinite(v)))
+        elab_error(E, st->vals[i]->loc, "'%s' must be positive (leave it out to not clip)", k);
+      if (strcmp(k, "clip_grad_norm") == 0)
+        t->clip_grad_norm = v;
+      else
+        t->clip_grad_value = v;
     } else {
-      const char *names[] = {"epochs", "seed"};
-      elab_error(E, st->vals[i]->loc, "unknown training setting '%s'%s", k, suggest(k, names, 2));
+      const char *names[] = {"epochs", "seed", "clip_grad_norm", "clip_grad_value"};
+      elab_error(E, st->vals[i]->loc, "unknown training setting '%s'%s", k, suggest(k, names, 4));
     }
   }
 }

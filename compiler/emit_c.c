@@ -455,10 +455,18 @@ void emit_c(Graph *g, Buf *out) {
   buf_printf(out, "    .nparams = %lld,\n    .params = params,\n    .params_floats = PARAMS_FLOATS,\n",
              ll(nparams));
   buf_printf(out, "    .defaults = {.optim = %s, .lr = %s, .beta1 = %s, .beta2 = %s, .eps = %s,\n"
-                  "                 .weight_decay = %s, .momentum = %s, .epochs = %lld, .seed = %lld},\n",
-             t->optim == OPT_ADAM ? "NNCC_ADAM" : "NNCC_SGD", emit_real(t->lr, false), emit_real(t->beta1, false),
+                  "                 .weight_decay = %s, .momentum = %s, .epochs = %lld, .seed = %lld",
+             t->optim == OPT_ADAM ? "NNCC_ADAM" : t->optim == OPT_ADAMW ? "NNCC_ADAMW" : "NNCC_SGD",
+             emit_real(t->lr, false), emit_real(t->beta1, false),
              emit_real(t->beta2, false), emit_real(t->eps, false), emit_real(t->weight_decay, false),
              emit_real(t->momentum, false), ll(t->epochs), ll(t->seed));
+  if (t->nesterov)
+    buf_puts(out, ",\n                 .nesterov = 1");
+  if (t->clip_grad_norm > 0)
+    buf_printf(out, ",\n                 .clip_grad_norm = %s", emit_real(t->clip_grad_norm, false));
+  if (t->clip_grad_value > 0)
+    buf_printf(out, ",\n                 .clip_grad_value = %s", emit_real(t->clip_grad_value, false));
+  buf_puts(out, "},\n");
   for (int i = 0; i < g->nnodes; i++)
     if (node_desc(g->nodes[i])->model_fields)
       node_desc(g->nodes[i])->model_fields(&E, g->nodes[i]);

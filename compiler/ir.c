@@ -450,12 +450,17 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
                100.0 * (double)g->arena_bytes / (double)(g->naive_bytes ? g->naive_bytes : 1),
                fmt_count(g->naive_bytes), bytes_str(g->naive_bytes));
   const TrainCfg *t = &g->train;
-  if (t->optim == OPT_ADAM)
-    buf_printf(out, "; train: adam lr=%g betas=[%g, %g] eps=%g weight_decay=%g", t->lr, t->beta1,
-               t->beta2, t->eps, t->weight_decay);
-  else
-    buf_printf(out, "; train: sgd lr=%g momentum=%g weight_decay=%g", t->lr, t->momentum,
+  if (t->optim != OPT_SGD)
+    buf_printf(out, "; train: %s lr=%g betas=[%g, %g] eps=%g weight_decay=%g",
+               t->optim == OPT_ADAM ? "adam" : "adamw", t->lr, t->beta1, t->beta2, t->eps,
                t->weight_decay);
+  else
+    buf_printf(out, "; train: sgd lr=%g momentum=%g weight_decay=%g%s", t->lr, t->momentum,
+               t->weight_decay, t->nesterov ? " nesterov=true" : "");
+  if (t->clip_grad_value > 0)
+    buf_printf(out, " clip_grad_value=%g", t->clip_grad_value);
+  if (t->clip_grad_norm > 0)
+    buf_printf(out, " clip_grad_norm=%g", t->clip_grad_norm);
   buf_printf(out, " epochs=%lld seed=%lld\n", (long long)t->epochs, (long long)t->seed);
 }
 

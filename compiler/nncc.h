@@ -426,11 +426,13 @@ struct OpDesc {
 /* The input list of the many ops with one tensor input: {"x"}. */
 extern const char *const op_x_input[];
 
-typedef enum OptimKind { OPT_ADAM, OPT_SGD } OptimKind;
+typedef enum OptimKind { OPT_ADAM, OPT_SGD, OPT_ADAMW } OptimKind;
 
 typedef struct TrainCfg {
   OptimKind optim;
   double lr, beta1, beta2, eps, weight_decay, momentum;
+  bool nesterov;                         /* sgd(nesterov=true) */
+  double clip_grad_norm, clip_grad_value; /* 0: off */
   int64_t epochs, seed;
   Loc loc;
 } TrainCfg;

@@ -177,7 +177,9 @@ done:
   return rc;
 }
 
-static const char *optim_name(NnccOptim o) { return o == NNCC_ADAM ? "adam" : "sgd"; }
+static const char *optim_name(NnccOptim o) {
+  return o == NNCC_ADAM ? "adam" : o == NNCC_ADAMW ? "adamw" : "sgd";
+}
 
 int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
               const float *params, const float *state, const NnccProgress *p) {
@@ -195,7 +197,7 @@ int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
   for (int i = 0; state && i < m->nparams; i++) {
     const NnccParam *q = &m->params[i];
     if (q->kind != NNCC_PARAM) continue;
-    if (c->optim == NNCC_ADAM) {
+    if (optim_is_adam(c->optim)) {
       if (entry_set(&e[n++], "optim.exp_avg.", q->name, "F32", q->rank, q->shape, state + q->offset) ||
           entry_set(&e[n++], "optim.exp_avg_sq.", q->name, "F32", q->rank, q->shape,
                     state + F + q->offset))
@@ -206,7 +208,7 @@ int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
         goto out;
     }
   }
-  char meta[16][2][64];
+  char meta[24][2][64];
   int k = 0;
 #define META(key, ...) (snprintf(meta[k][0], 64, "%s", key), snprintf(meta[k][1], 64, __VA_ARGS__), k++)
   META("format", "pt");
@@ -218,6 +220,9 @@ int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
   META("eps", "%.17g", c->eps);
   META("weight_decay", "%.17g", c->weight_decay);
   META("momentum", "%.17g", c->momentum);
+  META("nesterov", "%d", c->nesterov);
+  META("clip_grad_norm", "%.17g", c->clip_grad_norm);
+  META("clip_grad_value", "%.17g", c->clip_grad_value);
   META("seed", "%llu", (unsigned long long)c->seed);
   META("step", "%llu", (unsigned long long)p->step);
   META("epoch", "%d", p->epoch);
@@ -522,9 +527,10 @@ static int load_meta(Reader *r, NnccTrainConfig *c, NnccProgress *p) {
   const char *o = meta_get(r, "optim");
   if (o) {
     if (strcmp(o, "adam") == 0) c->optim = NNCC_ADAM;
+    else if (strcmp(o, "adamw") == 0) c->optim = NNCC_ADAMW;
     else if (strcmp(o, "sgd") == 0) c->optim = NNCC_SGD;
     else {
-      rt_error("checkpoint %s: metadata optim is '%s', expected adam or sgd", r->path, o);
+      rt_error("checkpoint %s: metadata optim is '%s', expected adam, adamw or sgd", r->path, o);
       return -1;
     }
   }
@@ -532,7 +538,9 @@ static int load_meta(Reader *r, NnccTrainConfig *c, NnccProgress *p) {
   if (meta_double(r, "lr", &c->lr) || meta_double(r, "beta1", &c->beta1) ||
       meta_double(r, "beta2", &c->beta2) || meta_double(r, "eps", &c->eps) ||
       meta_double(r, "weight_decay", &c->weight_decay) ||
-      meta_double(r, "momentum", &c->momentum) || meta_u64(r, "seed", &c->seed) ||
+      meta_double(r, "momentum", &c->momentum) || meta_int(r, "nesterov", &c->nesterov) ||
+      meta_double(r, "clip_grad_norm", &c->clip_grad_norm) ||
+      meta_double(r, "clip_grad_value", &c->clip_grad_value) || meta_u64(r, "seed", &c->seed) ||
       meta_u64(r, "step", &p->step) || meta_int(r, "epoch", &p->epoch) ||
       meta_int(r, "epoch_step", &p->epoch_step) || meta_double(r, "epoch_loss", &p->epoch_loss) ||
       meta_int(r, "has_optim", &has_optim))
@@ -546,8 +554,8 @@ static int load_meta(Reader *r, NnccTrainConfig *c, NnccProgress *p) {
 static int load_optim(Reader *r, const NnccModel *m, const NnccTrainConfig *c, float *state,
                       const NnccProgress *p) {
   static const char *adam[] = {"optim.exp_avg.", "optim.exp_avg_sq."}, *sgd[] = {"optim.momentum_buffer."};
-  const char **pre = c->optim == NNCC_ADAM ? adam : sgd;
-  int npre = c->optim == NNCC_ADAM ? 2 : c->momentum != 0.0 ? 1 : 0;
+  const char **pre = optim_is_adam(c->optim) ? adam : sgd;
+  int npre = optim_is_adam(c->optim) ? 2 : c->momentum != 0.0 ? 1 : 0;
   char name[NAME_MAX_LEN * 2];
   if (p->step == 0) return 0;
   if (!p->has_optim) {

@@ -30,6 +30,7 @@ static const Flag flags[] = {
     {"--data", 1, TRAIN | EVAL | GRADS}, {"--load", 1, TRAIN | EVAL | GRADS},
     {"--threads", 1, TRAIN | EVAL | GRADS}, {"--quiet", 0, TRAIN | EVAL | GRADS},
     {"--epochs", 1, TRAIN}, {"--steps", 1, TRAIN}, {"--lr", 1, TRAIN}, {"--seed", 1, TRAIN},
+    {"--clip-grad-norm", 1, TRAIN}, {"--clip-grad-value", 1, TRAIN},
     {"--no-shuffle", 0, TRAIN}, {"--save", 1, TRAIN}, {"--log", 1, TRAIN},
     {"--step-log", 1, TRAIN}, {"--check-numerics", 0, TRAIN | EVAL},
     {"--allow-nonfinite", 0, TRAIN | EVAL | GRADS},
@@ -40,12 +41,15 @@ static void usage(FILE *f, const char *prog) {
   fprintf(f,
           "usage: %s train --data DIR [--epochs N] [--steps N] [--lr X] [--seed S] [--threads T]\n"
           "          [--no-shuffle] [--load F] [--save F] [--log F.jsonl] [--step-log F.jsonl]\n"
+          "          [--clip-grad-norm X] [--clip-grad-value X]\n"
           "          [--check-numerics] [--allow-nonfinite] [--quiet]\n"
           "       %s eval --data DIR --load F [--threads T] [--check-numerics] [--allow-nonfinite]\n"
           "       %s grads --data DIR --load F --out G.safetensors [--threads T] [--allow-nonfinite]\n"
           "       %s --version   the model, the nncc that generated it, the runtime\n"
           "DIR holds the MNIST IDX files (train-images-idx3-ubyte, ..., raw or .gz).\n"
           "--epochs and --steps count the whole run, including a loaded checkpoint's progress.\n"
+          "--clip-grad-norm and --clip-grad-value (torch.nn.utils' clipping, 0: off) override\n"
+          "the model's train line and a loaded checkpoint's settings.\n"
           "--check-numerics checks every node's results for NaN/Inf; --allow-nonfinite loads\n"
           "and saves checkpoints that hold NaN/Inf.\n",
           prog, prog, prog, prog);
@@ -75,6 +79,8 @@ static const struct {
     {"beta2", 0, 1, 1, "a number in [0, 1)"},
     {"weight_decay", 0, INFINITY, 1, "a non-negative number"},
     {"momentum", 0, INFINITY, 1, "a non-negative number"},
+    {"clip_grad_norm", 0, INFINITY, 1, "a non-negative number (0: off)"},
+    {"clip_grad_value", 0, INFINITY, 1, "a non-negative number (0: off)"},
     {"epoch_loss", 0, INFINITY, 1, "a non-negative number"},
 };
 
@@ -92,6 +98,7 @@ static const struct {
     {"epoch", 0, 1000000, "a non-negative integer (at most 1000000)"},
     {"epoch_step", 0, INT32_MAX, "a non-negative integer (at most 2147483647)"},
     {"has_optim", 0, 1, "0 or 1"},
+    {"nesterov", 0, 1, "0 or 1"},
 };
 
 const char *setting_real(const char *key, const char *text, double *out) {
@@ -145,6 +152,10 @@ static int set_flag(NnccOptions *o, const char *prog, const char *name, const ch
     if (!(bad = setting_uint("seed", v, &o->seed))) o->seed_given = 1;
   } else if (strcmp(name, "--lr") == 0) {
     bad = setting_real("lr", v, &o->lr);
+  } else if (strcmp(name, "--clip-grad-norm") == 0) {
+    bad = setting_real("clip_grad_norm", v, &o->clip_grad_norm);
+  } else if (strcmp(name, "--clip-grad-value") == 0) {
+    bad = setting_real("clip_grad_value", v, &o->clip_grad_value);
   }
   return bad ? usage_error(prog, "%s: '%s' is not %s", name, v, bad) : 0;
 }
@@ -197,6 +208,7 @@ int nncc_main(int argc, char **argv, const NnccModel *model) {
   memset(&o, 0, sizeof o);
   o.shuffle = 1;
   o.lr = -1;
+  o.clip_grad_norm = o.clip_grad_value = -1;
   int rc = parse_args(argc, argv, prog, cmd, argv[1], &o);
   if (rc) return rc;
 #ifdef _OPENMP

@@ -24,7 +24,7 @@
  * against a header of another ABI, and model_check() refuses at start-up a
  * model whose header and runtime library disagree. */
 #define NNCC_VERSION "0.1.0"
-#define NNCC_RT_ABI 4
+#define NNCC_RT_ABI 5
 
 /* The most classes a model may have: labels are stored as bytes (IDX).
  * nncc checks it at compile time, model_check() at start-up. */
@@ -54,7 +54,9 @@ typedef struct NnccParam {
   float bound;        /* for NNCC_INIT_UNIFORM */
 } NnccParam;
 
-typedef enum NnccOptim { NNCC_ADAM, NNCC_SGD } NnccOptim;
+/* torch.optim.Adam, SGD and AdamW (decoupled weight decay).  Adam and
+ * AdamW keep the same state (exp_avg, exp_avg_sq). */
+typedef enum NnccOptim { NNCC_ADAM, NNCC_SGD, NNCC_ADAMW } NnccOptim;
 
 /* The training set-up; the .nn file gives the defaults, flags override.
  * Hyperparameters are double because PyTorch keeps them as Python floats
@@ -65,6 +67,9 @@ typedef struct NnccTrainConfig {
   double lr, beta1, beta2, eps, weight_decay, momentum;
   int epochs;
   uint64_t seed;
+  int nesterov;           /* sgd: Nesterov momentum (needs momentum > 0) */
+  double clip_grad_norm;  /* > 0: torch.nn.utils.clip_grad_norm_(max_norm) before each step */
+  double clip_grad_value; /* > 0: torch.nn.utils.clip_grad_value_(clip_value) before each step */
 } NnccTrainConfig;
 
 /* What a step's kernels see.  The runtime owns every pointer. */

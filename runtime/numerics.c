@@ -144,8 +144,8 @@ int check_describe(const NnccCheck *c, char *buf, size_t cap) {
 int find_nonfinite_tensor(const NnccModel *m, const NnccTrainConfig *c, const float *params,
                           const float *state, int params_only, NnccFound *f) {
   static const char *adam[] = {"optim.exp_avg.", "optim.exp_avg_sq."}, *sgd[] = {"optim.momentum_buffer."};
-  const char **pre = c->optim == NNCC_ADAM ? adam : sgd;
-  int npre = !state ? 0 : c->optim == NNCC_ADAM ? 2 : c->momentum != 0.0 ? 1 : 0;
+  const char **pre = optim_is_adam(c->optim) ? adam : sgd;
+  int npre = !state ? 0 : optim_is_adam(c->optim) ? 2 : c->momentum != 0.0 ? 1 : 0;
   for (int k = -1; k < npre; k++)
     for (int i = 0; i < m->nparams; i++) {
       const NnccParam *q = &m->params[i];

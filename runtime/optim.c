@@ -1,6 +1,7 @@
 /*
- * optim.c -- torch.optim.Adam and torch.optim.SGD, as PyTorch 1.13's
- * single-tensor (foreach=False) code computes them.
+ * optim.c -- torch.optim.Adam, AdamW and SGD (with Nesterov momentum), and
+ * torch.nn.utils' gradient clipping, as PyTorch 1.13's single-tensor
+ * (foreach=False) code computes them.
  *
  * The scalar factors are computed in double like PyTorch's Python floats
  * and rounded to float where PyTorch hands them to a float tensor op; each
@@ -9,16 +10,21 @@
  * vectorized paths may fuse a multiply-add, so agreement is to an ulp or
  * two per step rather than bit-for-bit.
  *
- * State layout (same offsets as the parameter block): Adam keeps exp_avg in
- * state[0, F) and exp_avg_sq in state[F, 2F); SGD with momentum keeps
- * momentum_buffer in state[0, F).  F = model->params_floats.
+ * State layout (same offsets as the parameter block): Adam and AdamW keep
+ * exp_avg in state[0, F) and exp_avg_sq in state[F, 2F); SGD with momentum
+ * keeps momentum_buffer in state[0, F).  F = model->params_floats.
+ *
+ * Clipping's norm is summed in double, each tensor in index order, then
+ * the tensors in parameter order, by one thread: the same bits for every
+ * thread count.  torch sums in float32 in its own blocked order, so the
+ * norm agrees to an ulp or so, not bit for bit.
  */
 #include <math.h>
 
 #include "rt.h"
 
 size_t optim_state_floats(const NnccModel *m, const NnccTrainConfig *c) {
-  if (c->optim == NNCC_ADAM) return 2 * m->params_floats;
+  if (optim_is_adam(c->optim)) return 2 * m->params_floats;
   return c->momentum != 0.0 ? m->params_floats : 0;
 }
 
@@ -33,9 +39,14 @@ static void adam_tensor(float *restrict p, const float *restrict g, float *restr
   const float b2 = (float)c->beta2, one_b2 = (float)(1.0 - c->beta2);
   const float wd = (float)c->weight_decay, eps = (float)c->eps;
   const float bc2_sqrt = (float)sqrt(bc2), neg_step_size = (float)-(c->lr / bc1);
-  const int decay = c->weight_decay != 0.0;
+  /* Adam adds weight_decay * p to the gradient; AdamW first scales p by
+   * 1 - lr * weight_decay (a Python float, then float32 in mul_). */
+  const int decay = c->weight_decay != 0.0 && c->optim == NNCC_ADAM;
+  const int decoupled = c->weight_decay != 0.0 && c->optim == NNCC_ADAMW;
+  const float shrink = (float)(1.0 - c->lr * c->weight_decay);
 #pragma omp parallel for schedule(static) if (n >= OMP_MIN)
   for (long i = 0; i < n; i++) {
+    if (decoupled) p[i] = p[i] * shrink;
     float gi = decay ? g[i] + wd * p[i] : g[i];
     m[i] = m[i] * b1;
     m[i] = m[i] + one_b1 * gi;
@@ -54,12 +65,56 @@ static void sgd_tensor(float *restrict p, const float *restrict g, float *restri
   for (long i = 0; i < n; i++) {
     float d = decay ? g[i] + wd * p[i] : g[i];
     if (buf) {
-      /* torch.clone(d_p) on the first step, then buf*momentum + d_p. */
+      /* torch.clone(d_p) on the first step, then buf*momentum + d_p;
+       * Nesterov: d_p + momentum*buf, else buf. */
       buf[i] = step == 0 ? d : buf[i] * mom + d;
-      d = buf[i];
+      d = c->nesterov ? d + mom * buf[i] : buf[i];
     }
     p[i] = p[i] + neg_lr * d;
   }
+}
+
+/* sum of squares of one tensor, in double and index order */
+static double sum_squares(const float *g, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
+  return s;
+}
+
+double optim_clip(const NnccModel *m, const NnccTrainConfig *c, float *grads) {
+  if (c->clip_grad_value > 0) {
+    /* clamp_(min=-v, max=v), v as float32 */
+    const float v = (float)c->clip_grad_value;
+    for (int i = 0; i < m->nparams; i++) {
+      const NnccParam *q = &m->params[i];
+      if (q->kind != NNCC_PARAM) continue;
+      float *g = grads + q->offset;
+      for (size_t k = 0; k < q->numel; k++) g[k] = g[k] < -v ? -v : g[k] > v ? v : g[k];
+    }
+  }
+  if (!(c->clip_grad_norm > 0)) return -1;
+  /* torch: the norm of the stack of the tensors' norms, in float32 */
+  double total = 0;
+  for (int i = 0; i < m->nparams; i++) {
+    const NnccParam *q = &m->params[i];
+    if (q->kind != NNCC_PARAM) continue;
+    float norm = (float)sqrt(sum_squares(grads + q->offset, q->numel));
+    total += (double)norm * (double)norm;
+  }
+  const float total_norm = (float)sqrt(total);
+  /* clip_coef = max_norm / (total_norm + 1e-6), which torch computes as
+   * reciprocal(total_norm + 1e-6) * max_norm (Tensor.__rtruediv__), clamped
+   * to at most 1; every gradient is multiplied by it (by 1 too, exactly) */
+  float coef = (1.0f / (total_norm + 1e-6f)) * (float)c->clip_grad_norm;
+  if (coef > 1.0f) coef = 1.0f;
+  if (coef != 1.0f)
+    for (int i = 0; i < m->nparams; i++) {
+      const NnccParam *q = &m->params[i];
+      if (q->kind != NNCC_PARAM) continue;
+      float *g = grads + q->offset;
+      for (size_t k = 0; k < q->numel; k++) g[k] = g[k] * coef;
+    }
+  return total_norm;
 }
 
 void optim_step(const NnccModel *m, const NnccTrainConfig *c, float *params,
@@ -69,7 +124,7 @@ void optim_step(const NnccModel *m, const NnccTrainConfig *c, float *params,
     const NnccParam *q = &m->params[i];
     if (q->kind != NNCC_PARAM) continue;
     size_t o = q->offset;
-    if (c->optim == NNCC_ADAM)
+    if (optim_is_adam(c->optim))
       adam_tensor(params + o, grads + o, state + o, state + F + o, (long)q->numel, c, step + 1);
     else
       sgd_tensor(params + o, grads + o, c->momentum != 0.0 ? state + o : NULL, (long)q->numel,

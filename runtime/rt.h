@@ -75,10 +75,17 @@ double loss_xent(const float *logits, const int *labels, int batch, int classes,
 double loss_xent_eval(const float *logits, const int *labels, int n, int classes, double e,
                       long *correct);
 
-/* ---- optim.c: torch.optim.Adam / SGD (PyTorch 1.13, single-tensor) ---- */
-/* Floats of optimizer state the config needs (Adam: 2 per param float, SGD with
- * momentum: 1, plain SGD: 0). */
+/* ---- optim.c: torch.optim.Adam / AdamW / SGD (PyTorch 1.13, single-tensor) ---- */
+/* Adam and AdamW keep the same state. */
+static inline int optim_is_adam(NnccOptim o) { return o == NNCC_ADAM || o == NNCC_ADAMW; }
+/* Floats of optimizer state the config needs (Adam, AdamW: 2 per param
+ * float, SGD with momentum: 1, plain SGD: 0). */
 size_t optim_state_floats(const NnccModel *m, const NnccTrainConfig *c);
+/* torch.nn.utils.clip_grad_value_ then clip_grad_norm_ over every
+ * NNCC_PARAM's gradient, as the config asks (nothing when neither is set).
+ * Returns the total 2-norm before clipping (a float, as torch returns it),
+ * or -1 when clip_grad_norm is off. */
+double optim_clip(const NnccModel *m, const NnccTrainConfig *c, float *grads);
 /* One step on every NNCC_PARAM; step = steps taken before this one. */
 void optim_step(const NnccModel *m, const NnccTrainConfig *c, float *params,
                 const float *grads, float *state, uint64_t step);
@@ -174,6 +181,7 @@ typedef struct NnccOptions {
   int allow_nonfinite; /* --allow-nonfinite: load and save checkpoints holding NaN/Inf */
   uint64_t steps;      /* 0: no limit */
   double lr;           /* < 0: not given */
+  double clip_grad_norm, clip_grad_value; /* < 0: not given; 0: off */
   uint64_t seed;
   int seed_given, epochs_given;
 } NnccOptions;

@@ -40,6 +40,7 @@ typedef struct Run {
   Log log, step_log;
   int log_failed;      /* a log write failed (reported): stop, save, exit 1 */
   NnccCheck chk;       /* the numerics check's finding; chk.node < 0: none */
+  double grad_norm;    /* the last step's gradient norm before clipping; < 0: not clipping by norm */
 } Run;
 
 /* The one piece of process state: a signal handler can do nothing but set
@@ -274,11 +275,14 @@ static void log_epoch(Run *r, int epoch, double loss, double test_loss, double t
 
 /* --step-log: the step just taken (1-based, counting a loaded checkpoint's
  * steps), its epoch (1-based) and its batch loss as the float that grads
- * would write, %.9g so the text reads back to the same float. */
+ * would write, %.9g so the text reads back to the same float; with
+ * clip_grad_norm, the gradients' norm before clipping (what torch's
+ * clip_grad_norm_ returns). */
 static void log_step(Run *r, double loss) {
   Line l = {.n = 0};
   line_add(&l, "{\"step\":%llu,\"epoch\":%d", (unsigned long long)r->st.step, r->prog.epoch + 1);
   json_num(&l, "loss", (float)loss, "%.9g");
+  if (r->grad_norm >= 0) json_num(&l, "grad_norm", (float)r->grad_norm, "%.9g");
   log_write(r, &r->step_log, &l);
 }
 
@@ -325,6 +329,8 @@ static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
   }
   if (o->seed_given) r->cfg.seed = o->seed;
   if (o->lr > 0) r->cfg.lr = o->lr;
+  if (o->clip_grad_norm >= 0) r->cfg.clip_grad_norm = o->clip_grad_norm;
+  if (o->clip_grad_value >= 0) r->cfg.clip_grad_value = o->clip_grad_value;
   if (o->epochs_given) r->cfg.epochs = o->epochs;
   r->st.seed = r->cfg.seed;
   r->st.step = r->prog.step;
@@ -349,6 +355,7 @@ static int train_step(Run *r, int k, double *loss) {
   if (!isfinite(*loss) || r->chk.node >= 0) return -1;
   m->backward(&r->st);
   if (r->chk.node >= 0) return -1;
+  r->grad_norm = optim_clip(m, &r->cfg, r->st.grads);
   optim_step(m, &r->cfg, r->st.params, r->st.grads, r->optim, r->st.step);
   r->st.step++;
   return 0;

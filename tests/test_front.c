@@ -403,7 +403,7 @@ START_TEST(elab_errors) {
       {"logits = linear(flatten(x), 10)\ntrain adam(lr=0.1) epoch=3\n",
        "t.nn:5:26: error: unknown training setting 'epoch' (did you mean 'epochs'?)"},
       {"logits = linear(flatten(x), 10)\ntrain rmsprop(lr=0.1)\n",
-       "t.nn:5:7: error: unknown optimizer; nncc has adam(...) and sgd(...)"},
+       "t.nn:5:7: error: unknown optimizer; nncc has adam(...), adamw(...) and sgd(...)"},
       {"logits = linear(flatten(x), 10)\ntrain adam(lr=-1)\n", "t.nn:5:15: error: 'lr' must be positive"},
   };
   expect_errors(cases, sizeof cases / sizeof *cases);
@@ -714,8 +714,31 @@ START_TEST(elab_declarations_checked) {
       {"logits = linear(flatten(x), 10)\ntrain adam(betas=[0.9, 1])\n",
        "t.nn:5:18: error: adam(): betas must be in [0, 1)"},
       {"logits = linear(flatten(x), 10)\ntrain adam() seed=-1\n", "t.nn:5:19: error: 'seed' must be non-negative"},
+      {"logits = linear(flatten(x), 10)\ntrain sgd(nesterov=true)\n",
+       "t.nn:5:20: error: sgd(): nesterov=true needs a positive 'momentum'"},
+      {"logits = linear(flatten(x), 10)\ntrain sgd(momentum=0.9, nesterov=1)\n",
+       "t.nn:5:34: error: nesterov must be true or false, got int 1"},
+      {"logits = linear(flatten(x), 10)\ntrain adam(nesterov=true)\n",
+       "t.nn:5:12: error: adam() has no argument 'nesterov'"},
+      {"logits = linear(flatten(x), 10)\ntrain adamw(betas=[1, 0])\n",
+       "t.nn:5:19: error: adamw(): betas must be in [0, 1)"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() clip_grad_norm=0\n",
+       "t.nn:5:29: error: 'clip_grad_norm' must be positive (leave it out to not clip)"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() clip_grad_value=-1\n",
+       "t.nn:5:30: error: 'clip_grad_value' must be non-negative"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() clip_grad_nrom=1\n",
+       "t.nn:5:29: error: unknown training setting 'clip_grad_nrom' (did you mean 'clip_grad_norm'?)"},
   };
   expect_errors(cases, sizeof cases / sizeof *cases);
+  Graph *t = compile(HEADER "logits = linear(flatten(x), 10)\n" TAIL
+                     "train adamw() clip_grad_norm=2.5 clip_grad_value=0.5\n");
+  ck_assert_msg(t != NULL, "%s", diag_text);
+  ck_assert(t->train.optim == OPT_ADAMW && t->train.weight_decay == 1e-2 && t->train.lr == 1e-3);
+  ck_assert(t->train.clip_grad_norm == 2.5 && t->train.clip_grad_value == 0.5);
+  t = compile(HEADER "logits = linear(flatten(x), 10)\n" TAIL
+              "train sgd(lr=0.1, momentum=0.9, nesterov=true)\n");
+  ck_assert_msg(t != NULL, "%s", diag_text);
+  ck_assert(t->train.optim == OPT_SGD && t->train.nesterov && t->train.momentum == 0.9);
   Graph *g = compile(HEADER "logits = linear(flatten(x), 10)\n" TAIL
                      "train adam(eps=1e-300, weight_decay=0) epochs=1000000 seed=9223372036854775807\n");
   ck_assert_msg(g != NULL, "%s", diag_text);

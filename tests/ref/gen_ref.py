@@ -26,7 +26,8 @@ For each model in MODELS it writes, into tests/ref/:
       are zero in exact arithmetic, such as the bias of a convolution that
       feeds a batch norm);
       `losses`: the batch loss at each of STEPS torch.optim.Adam steps (the
-      model's lr, default betas and eps), the test set evaluated in eval mode
+      model's lr, default betas and eps; the optim_* models: their own
+      optimizer and gradient clipping), the test set evaluated in eval mode
       after every step as nncc's trainer does after every (one-batch) epoch;
       `test_loss`: the eval-mode loss of the starting state on the test set;
   <model>.step1.safetensors (models with batch norm only)
@@ -598,13 +599,55 @@ class OpsMisc(nn.Module):
         return self.fc4(g)
 
 
+class OptimNet(nn.Module):
+    """The small network of tests/ref/optim_*.nn, whose train lines differ."""
+
+    batch, pad, lr, smoothing = 16, 0, 0.01, 0.0
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 4, 4)
+        self.fc1 = nn.Linear(196, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        h = torch.flatten(F.relu(self.conv1(x)), 1)
+        return self.fc2(F.relu(self.fc1(h)))
+
+
+class OptimAdamwClip(OptimNet):
+    """tests/ref/optim_adamw_clip.nn: AdamW, clip_grad_norm_ (always active)"""
+
+    def make_opt(self, params):
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=0.5, foreach=False)
+
+    def clip(self, params):
+        torch.nn.utils.clip_grad_norm_(params, 0.2)
+
+
+class OptimSgdNesterov(OptimNet):
+    """tests/ref/optim_sgd_nesterov.nn: SGD with Nesterov momentum and weight
+    decay, clip_grad_value_"""
+
+    lr = 0.05
+
+    def make_opt(self, params):
+        return torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=0.01,
+                               foreach=False)
+
+    def clip(self, params):
+        torch.nn.utils.clip_grad_value_(params, 0.02)
+
+
 # name, module, seed, test images
 MODELS = [("mnist_cnn", MnistCnn, 1, 10), ("vgg_tiny_bn", VggTinyBn, 2, 10),
           ("lenet5", Lenet5, 3, 10), ("alexnet_mini", AlexnetMini, 4, 10),
           ("mobilenetv2_mini", Mobilenetv2Mini, 5, 10), ("squeezenet_mini", SqueezenetMini, 6, 10),
           ("densenet_mini", DensenetMini, 7, 10), ("inception_mini", InceptionMini, 8, 10),
           ("ops_act", OpsAct, 9, 10), ("ops_conv", OpsConv, 10, 10),
-          ("ops_pool", OpsPool, 11, 10), ("ops_misc", OpsMisc, 12, 10)]
+          ("ops_pool", OpsPool, 11, 10), ("ops_misc", OpsMisc, 12, 10),
+          ("optim_adamw_clip", OptimAdamwClip, 13, 10),
+          ("optim_sgd_nesterov", OptimSgdNesterov, 14, 10)]
 
 
 def write_idx(path, magic, dims, data):
@@ -716,7 +759,9 @@ def generate(name, cls, seed, ntest):
 
     # STEPS steps on the same batch (the data set is one batch, so each step
     # is one epoch), each followed by the trainer's eval-mode test pass.
-    opt = torch.optim.Adam(model.parameters(), lr=cls.lr)
+    # Adam with the model's lr, unless the model says otherwise (optim_*)
+    params = list(model.parameters())
+    opt = model.make_opt(params) if hasattr(model, "make_opt") else torch.optim.Adam(params, lr=cls.lr)
     losses, test_losses = [], []
     steps = getattr(cls, "steps", STEPS)
     for step in range(steps):
@@ -725,6 +770,8 @@ def generate(name, cls, seed, ntest):
         opt.zero_grad()
         step_loss = xent(cls, model(x), y)
         step_loss.backward()
+        if hasattr(model, "clip"):
+            model.clip(params)
         opt.step()
         losses.append(step_loss.item())
         if len(losses) == 1 and buffers(model):

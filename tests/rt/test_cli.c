@@ -148,6 +148,67 @@ START_TEST(same_seed_same_bits_any_thread_count) {
 }
 END_TEST
 
+/* AdamW with clip_grad_norm, and SGD with Nesterov momentum and
+ * clip_grad_value: resumed bit for bit, the settings carried by the
+ * checkpoint, the flags overriding them, the norm in the step log. */
+START_TEST(adamw_nesterov_clipping_resume_exactly) {
+  NnccModel m = tiny_model;
+  m.defaults.optim = NNCC_ADAMW;
+  m.defaults.weight_decay = 0.1;
+  m.defaults.clip_grad_norm = 0.05;
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--steps", "7", "--save",
+                           P("aw_a"), "--step-log", P("aw.jsonl"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--steps", "3", "--save",
+                           P("aw_h"), "--quiet", NULL), 0);
+  /* the checkpoint, not the model, decides: a model without clipping resumes it */
+  NnccModel plain = tiny_model;
+  ck_assert_int_eq(run_cli(&plain, out, sizeof out, "train", "--data", dir, "--steps", "7", "--load",
+                           P("aw_h"), "--save", P("aw_b"), "--quiet", NULL), 0);
+  ck_assert(files_equal(P("aw_a"), P("aw_b")));
+  ck_assert_str_eq(meta(P("aw_b"), "optim"), "adamw");
+  ck_assert_str_eq(meta(P("aw_b"), "clip_grad_norm"), "0.050000000000000003");
+  size_t len;
+  char *log = (char *)slurp(P("aw.jsonl"), &len);
+  ck_assert_ptr_nonnull(strstr(log, "\"grad_norm\":"));
+  free(log);
+  /* --clip-grad-norm 0 turns it off: other bits, and no norm logged */
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--steps", "7", "--save",
+                           P("aw_off"), "--step-log", P("aw_off.jsonl"), "--clip-grad-norm", "0",
+                           "--quiet", NULL), 0);
+  ck_assert(!files_equal(P("aw_a"), P("aw_off")));
+  ck_assert_str_eq(meta(P("aw_off"), "clip_grad_norm"), "0");
+  log = (char *)slurp(P("aw_off.jsonl"), &len);
+  ck_assert_ptr_null(strstr(log, "grad_norm"));
+  free(log);
+
+  NnccModel n = tiny_model;
+  n.defaults.optim = NNCC_SGD;
+  n.defaults.momentum = 0.9;
+  n.defaults.nesterov = 1;
+  ck_assert_int_eq(run_cli(&n, out, sizeof out, "train", "--data", dir, "--steps", "7", "--save",
+                           P("nv_a"), "--clip-grad-value", "0.01", "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&n, out, sizeof out, "train", "--data", dir, "--steps", "3", "--save",
+                           P("nv_h"), "--clip-grad-value", "0.01", "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&n, out, sizeof out, "train", "--data", dir, "--steps", "7", "--load",
+                           P("nv_h"), "--save", P("nv_b"), "--quiet", NULL), 0);
+  ck_assert(files_equal(P("nv_a"), P("nv_b")));
+  ck_assert_str_eq(meta(P("nv_b"), "nesterov"), "1");
+  ck_assert_str_eq(meta(P("nv_b"), "clip_grad_value"), "0.01");
+  /* plain momentum differs */
+  n.defaults.nesterov = 0;
+  ck_assert_int_eq(run_cli(&n, out, sizeof out, "train", "--data", dir, "--steps", "7", "--save",
+                           P("nv_plain"), "--clip-grad-value", "0.01", "--quiet", NULL), 0);
+  ck_assert(!files_equal(P("nv_a"), P("nv_plain")));
+  /* bad values are usage errors */
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--clip-grad-norm", "-1",
+                           NULL), 2);
+  ck_assert_contains(out, "--clip-grad-norm: '-1' is not a non-negative number (0: off)");
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "eval", "--data", dir, "--load", P("aw_a"),
+                           "--clip-grad-value", "1", NULL), 2);
+  ck_assert_contains(out, "--clip-grad-value does not apply to 'eval'");
+}
+END_TEST
+
 /* Case 1: the model's label smoothing reaches the loss and dlogits. */
 static const double grads_smoothing[] = {0.0, 0.2};
 
@@ -528,6 +589,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, trains_evaluates_and_logs);
   tcase_add_test(tc, resume_is_bit_exact);
+  tcase_add_test(tc, adamw_nesterov_clipping_resume_exactly);
   tcase_add_test(tc, same_seed_same_bits_any_thread_count);
   tcase_add_loop_test(tc, grads_writes_loss_logits_and_gradients, 0,
                       (int)(sizeof grads_smoothing / sizeof grads_smoothing[0]));
