@@ -20,6 +20,7 @@
  * or finite.
  */
 #include "nncc.h"
+#include "schedule.h"
 
 #include <errno.h>
 #include <math.h>
@@ -954,9 +955,68 @@ static double want_non_negative(Elab *E, Scope *s, Ast *a, const char *prefix, c
   return v;
 }
 
+/* A value of a schedule's argument in the text form runtime/schedule.c
+ * parses (in the pool: an error may leave at any point): numbers as %.17g
+ * (exact), lists of numbers, true/false, a string's text
+ * (anneal_strategy="linear"). */
+static char *sched_value(Elab *E, Value v, Loc loc, const char *sched, const char *key) {
+  switch (v.kind) {
+  case V_INT: return format("%lld", (long long)v.i);
+  case V_FLOAT: return format("%.17g", v.f);
+  case V_BOOL: return v.i ? "true" : "false";
+  case V_STR:
+    for (const char *c = v.s; *c; c++)
+      if (!((*c >= 'a' && *c <= 'z') || *c == '_'))
+        elab_error(E, loc, "%s(): '%s' must be a word, got \"%s\"", sched, key, v.s);
+    return v.s;
+  case V_LIST: {
+    char *text = "[";
+    for (int i = 0; i < v.n; i++) {
+      if (v.items[i].kind != V_INT && v.items[i].kind != V_FLOAT)
+        elab_error(E, loc, "%s(): '%s' must be a list of numbers, got %s", sched, key, describe(E->g, v));
+      text = format("%s%s%s", text, i ? ", " : "", sched_value(E, v.items[i], loc, sched, key));
+    }
+    return format("%s]", text);
+  }
+  default:
+    elab_error(E, loc, "%s(): '%s' must be a number, a list, true/false or a word, got %s", sched,
+               key, describe(E->g, v));
+  }
+}
+
+/* schedule=cosine(T_max=10) or warmup=linear(...): the call's named
+ * arguments evaluated, written as text and checked by the runtime's own
+ * parser (runtime/schedule.c); the canonical text, or NULL for none. */
+static char *exec_schedule(Elab *E, Scope *s, Ast *a, bool warmup, NnccSchedule *out) {
+  if (a->kind != A_NAME && a->kind != A_CALL)
+    elab_error(E, a->loc, "%s must be a call like %s", warmup ? "warmup" : "schedule",
+               warmup ? "linear(start_factor=0.1, total_iters=2)" : "cosine(T_max=10)");
+  char *text = a->str;
+  if (a->kind == A_CALL) {
+    text = format("%s(", text);
+    for (int i = 0; i < a->nargs; i++) {
+      if (!a->argnames[i])
+        elab_error(E, a->args[i]->loc, "%s(): arguments are named, as in %s", a->str,
+                   warmup ? "linear(total_iters=2)" : "cosine(T_max=10)");
+      text = format("%s%s%s=%s", text, i ? ", " : "", a->argnames[i],
+                    sched_value(E, eval(E, s, a->args[i]), a->args[i]->loc, a->str, a->argnames[i]));
+    }
+    text = format("%s)", text);
+  }
+  char err[256], canon[NNCC_SCHED_TEXT];
+  if (sched_parse(text, warmup, out, err, sizeof err))
+    elab_error(E, a->loc, "%s", err);
+  if (out->kind == NNCC_SCHED_NONE)
+    return NULL;
+  if (sched_format(out, canon, sizeof canon))
+    elab_error(E, a->loc, "%s(): its text is longer than %d characters", a->str, NNCC_SCHED_TEXT - 1);
+  return xstrdup(canon);
+}
+
 /* train adam(lr=, betas=, eps=, weight_decay=) | adamw(...the same...)
  *       | sgd(lr=, momentum=, weight_decay=, nesterov=)
- *       [epochs=N] [seed=S] [clip_grad_norm=X] [clip_grad_value=X]
+ *       [epochs=N] [seed=S] [schedule=S(...)] [warmup=linear(...)]
+ *       [clip_grad_norm=X] [clip_grad_value=X]
  * The ranges are the runtime's (runtime/cli.c) and torch.optim's. */
 static void exec_train(Elab *E, Scope *s, Stmt *st) {
   if (E->has_train)
@@ -964,6 +1024,8 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
   E->has_train = true;
   TrainCfg *t = &E->g->train;
   t->loc = st->loc;
+  NnccSchedule sched = {0}, warm = {0};
+  Loc warm_loc = st->loc;
   Ast *opt = st->expr;
   if ((opt->kind != A_NAME && opt->kind != A_CALL) ||
       (strcmp(opt->str, "adam") != 0 && strcmp(opt->str, "adamw") != 0 &&
@@ -1025,6 +1087,14 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
       t->seed = want_int(E, s, st->vals[i], "seed");
       if (t->seed < 0)
         elab_error(E, st->vals[i]->loc, "'seed' must be non-negative");
+    } else if (strcmp(k, "schedule") == 0 || strcmp(k, "warmup") == 0) {
+      bool w = k[0] == 'w';
+      NnccSchedule sc;
+      char *text = exec_schedule(E, s, st->vals[i], w, &sc);
+      if (w)
+        t->warmup = text, warm = sc, warm_loc = st->vals[i]->loc;
+      else
+        t->schedule = text, sched = sc;
     } else if (strcmp(k, "clip_grad_norm") == 0 || strcmp(k, "clip_grad_value") == 0) {
       double v = want_non_negative(E, s, st->vals[i], "", k);
       if (!(v > 0 && isfinite(v)))
@@ -1034,10 +1104,17 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
       else
         t->clip_grad_value = v;
     } else {
-      const char *names[] = {"epochs", "seed", "clip_grad_norm", "clip_grad_value"};
-      elab_error(E, st->vals[i]->loc, "unknown training setting '%s'%s", k, suggest(k, names, 4));
+      const char *names[] = {"epochs", "seed", "schedule", "warmup", "clip_grad_norm", "clip_grad_value"};
+      elab_error(E, st->vals[i]->loc, "unknown training setting '%s'%s", k, suggest(k, names, 6));
     }
   }
+  /* what the trainer would refuse at start (runtime/train.c), said here */
+  if (sched.kind == NNCC_SCHED_ONECYCLE && warm.kind != NNCC_SCHED_NONE)
+    elab_error(E, warm_loc, "a warm-up does not go before onecycle(...), which warms up itself (pct_start)");
+  if (sched.kind == NNCC_SCHED_ONECYCLE && sched.cycle_momentum && t->optim == OPT_SGD &&
+      !(t->momentum > 0))
+    elab_error(E, st->loc, "onecycle(cycle_momentum=true) cycles SGD's momentum: give sgd a "
+                           "momentum > 0, or cycle_momentum=false");
 }
 
 static void exec_import(Elab *E, Scope *s, Stmt *st);

@@ -466,6 +466,11 @@ void emit_c(Graph *g, Buf *out) {
     buf_printf(out, ",\n                 .clip_grad_norm = %s", emit_real(t->clip_grad_norm, false));
   if (t->clip_grad_value > 0)
     buf_printf(out, ",\n                 .clip_grad_value = %s", emit_real(t->clip_grad_value, false));
+  /* schedule texts: letters, digits, "_=.,[]()+- " only (schedule.c's form) */
+  if (t->schedule)
+    buf_printf(out, ",\n                 .schedule = \"%s\"", t->schedule);
+  if (t->warmup)
+    buf_printf(out, ",\n                 .warmup = \"%s\"", t->warmup);
   buf_puts(out, "},\n");
   for (int i = 0; i < g->nnodes; i++)
     if (node_desc(g->nodes[i])->model_fields)

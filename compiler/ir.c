@@ -457,6 +457,11 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
   else
     buf_printf(out, "; train: sgd lr=%g momentum=%g weight_decay=%g%s", t->lr, t->momentum,
                t->weight_decay, t->nesterov ? " nesterov=true" : "");
+  if (t->warmup)
+    buf_printf(out, " warmup=%s (per epoch)", t->warmup);
+  if (t->schedule)
+    buf_printf(out, " schedule=%s (per %s)", t->schedule,
+               strncmp(t->schedule, "onecycle(", 9) == 0 ? "step" : "epoch");
   if (t->clip_grad_value > 0)
     buf_printf(out, " clip_grad_value=%g", t->clip_grad_value);
   if (t->clip_grad_norm > 0)

@@ -433,6 +433,7 @@ typedef struct TrainCfg {
   double lr, beta1, beta2, eps, weight_decay, momentum;
   bool nesterov;                         /* sgd(nesterov=true) */
   double clip_grad_norm, clip_grad_value; /* 0: off */
+  char *schedule, *warmup;                /* runtime/schedule.c's canonical text; NULL: none */
   int64_t epochs, seed;
   Loc loc;
 } TrainCfg;

@@ -28,6 +28,9 @@
 
 #include "rt.h"
 
+/* The longest metadata value: a schedule's text (nncc_rt.h). */
+#define META_LEN NNCC_SCHED_TEXT
+
 #define HEADER_MAX (100u << 20) /* the reference implementation's limit */
 #define NAME_MAX_LEN 256
 /* The most header a checkpoint of m can need: per tensor (a parameter and
@@ -121,7 +124,7 @@ static int entry_set(Entry *e, const char *prefix, const char *name, const char 
 }
 
 /* Header JSON, space-padded so the data starts 8-byte aligned. */
-static int build_header(Buf *b, const Entry *e, int n, char (*meta)[2][64], int nmeta) {
+static int build_header(Buf *b, const Entry *e, int n, char (*meta)[2][META_LEN], int nmeta) {
   size_t off = 0;
   buf_printf(b, "{");
   for (int i = 0; i < n; i++) {
@@ -161,7 +164,7 @@ static int write_body(FioOut *f, const Buf *hdr, const Entry *e, int n) {
 
 /* Atomic for a regular file, written through for a device or FIFO
  * (fileio.c). */
-static int write_atomic(const char *path, const Entry *e, int n, char (*meta)[2][64], int nmeta) {
+static int write_atomic(const char *path, const Entry *e, int n, char (*meta)[2][META_LEN], int nmeta) {
   Buf hdr = {0};
   FioOut out;
   int rc = -1;
@@ -208,9 +211,9 @@ int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
         goto out;
     }
   }
-  char meta[24][2][64];
+  char meta[24][2][META_LEN];
   int k = 0;
-#define META(key, ...) (snprintf(meta[k][0], 64, "%s", key), snprintf(meta[k][1], 64, __VA_ARGS__), k++)
+#define META(key, ...) (snprintf(meta[k][0], META_LEN, "%s", key), snprintf(meta[k][1], META_LEN, __VA_ARGS__), k++)
   META("format", "pt");
   META("model", "%s", m->name ? m->name : "");
   META("optim", "%s", optim_name(c->optim));
@@ -223,6 +226,8 @@ int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
   META("nesterov", "%d", c->nesterov);
   META("clip_grad_norm", "%.17g", c->clip_grad_norm);
   META("clip_grad_value", "%.17g", c->clip_grad_value);
+  META("schedule", "%s", c->schedule);
+  META("warmup", "%s", c->warmup);
   META("seed", "%llu", (unsigned long long)c->seed);
   META("step", "%llu", (unsigned long long)p->step);
   META("epoch", "%d", p->epoch);
@@ -242,7 +247,7 @@ int ckpt_write_tensors(const char *path, const NnccTensor *t, int n) {
   if (!e) return -1;
   for (int i = 0; i < n; i++)
     if (entry_set(&e[i], "", t[i].name, "F32", t[i].rank, t[i].shape, t[i].data)) goto out;
-  char meta[1][2][64] = {{"format", "pt"}};
+  char meta[1][2][META_LEN] = {{"format", "pt"}};
   rc = write_atomic(path, e, n, meta, 1);
 out:
   free(e);
@@ -533,6 +538,20 @@ static int load_meta(Reader *r, NnccTrainConfig *c, NnccProgress *p) {
       rt_error("checkpoint %s: metadata optim is '%s', expected adam, adamw or sgd", r->path, o);
       return -1;
     }
+  }
+  /* the schedule's text, checked by the parser the --schedule flag uses */
+  static const char *const texts[2] = {"schedule", "warmup"};
+  for (int i = 0; i < 2; i++) {
+    const char *t = meta_get(r, texts[i]);
+    NnccSchedule s;
+    char err[256];
+    if (!t) continue;
+    if (strlen(t) >= NNCC_SCHED_TEXT || sched_parse(t, i, &s, err, sizeof err)) {
+      rt_error("checkpoint %s: metadata %s is '%.60s%s': %s", r->path, texts[i], t,
+               strlen(t) > 60 ? "..." : "", strlen(t) >= NNCC_SCHED_TEXT ? "too long" : err);
+      return -1;
+    }
+    memcpy(i ? c->warmup : c->schedule, t, strlen(t) + 1);
   }
   int has_optim = 0;
   if (meta_double(r, "lr", &c->lr) || meta_double(r, "beta1", &c->beta1) ||

@@ -31,6 +31,7 @@ static const Flag flags[] = {
     {"--threads", 1, TRAIN | EVAL | GRADS}, {"--quiet", 0, TRAIN | EVAL | GRADS},
     {"--epochs", 1, TRAIN}, {"--steps", 1, TRAIN}, {"--lr", 1, TRAIN}, {"--seed", 1, TRAIN},
     {"--clip-grad-norm", 1, TRAIN}, {"--clip-grad-value", 1, TRAIN},
+    {"--schedule", 1, TRAIN}, {"--warmup", 1, TRAIN},
     {"--no-shuffle", 0, TRAIN}, {"--save", 1, TRAIN}, {"--log", 1, TRAIN},
     {"--step-log", 1, TRAIN}, {"--check-numerics", 0, TRAIN | EVAL},
     {"--allow-nonfinite", 0, TRAIN | EVAL | GRADS},
@@ -41,15 +42,17 @@ static void usage(FILE *f, const char *prog) {
   fprintf(f,
           "usage: %s train --data DIR [--epochs N] [--steps N] [--lr X] [--seed S] [--threads T]\n"
           "          [--no-shuffle] [--load F] [--save F] [--log F.jsonl] [--step-log F.jsonl]\n"
-          "          [--clip-grad-norm X] [--clip-grad-value X]\n"
+          "          [--schedule S] [--warmup W] [--clip-grad-norm X] [--clip-grad-value X]\n"
           "          [--check-numerics] [--allow-nonfinite] [--quiet]\n"
           "       %s eval --data DIR --load F [--threads T] [--check-numerics] [--allow-nonfinite]\n"
           "       %s grads --data DIR --load F --out G.safetensors [--threads T] [--allow-nonfinite]\n"
           "       %s --version   the model, the nncc that generated it, the runtime\n"
           "DIR holds the MNIST IDX files (train-images-idx3-ubyte, ..., raw or .gz).\n"
           "--epochs and --steps count the whole run, including a loaded checkpoint's progress.\n"
-          "--clip-grad-norm and --clip-grad-value (torch.nn.utils' clipping, 0: off) override\n"
-          "the model's train line and a loaded checkpoint's settings.\n"
+          "--schedule 'cosine(T_max=10)' (step, multistep, exponential, cosine, onecycle, or\n"
+          "none), --warmup 'linear(start_factor=0.1, total_iters=2)' (or none), --clip-grad-norm\n"
+          "and --clip-grad-value (torch.nn.utils' clipping, 0: off) override the model's train\n"
+          "line and a loaded checkpoint's settings.\n"
           "--check-numerics checks every node's results for NaN/Inf; --allow-nonfinite loads\n"
           "and saves checkpoints that hold NaN/Inf.\n",
           prog, prog, prog, prog);
@@ -152,6 +155,12 @@ static int set_flag(NnccOptions *o, const char *prog, const char *name, const ch
     if (!(bad = setting_uint("seed", v, &o->seed))) o->seed_given = 1;
   } else if (strcmp(name, "--lr") == 0) {
     bad = setting_real("lr", v, &o->lr);
+  } else if (strcmp(name, "--schedule") == 0 || strcmp(name, "--warmup") == 0) {
+    NnccSchedule s;
+    char err[256];
+    if (sched_parse(v, name[2] == 'w', &s, err, sizeof err))
+      return usage_error(prog, "%s: %s", name, err);
+    *(name[2] == 'w' ? &o->warmup : &o->schedule) = v;
   } else if (strcmp(name, "--clip-grad-norm") == 0) {
     bad = setting_real("clip_grad_norm", v, &o->clip_grad_norm);
   } else if (strcmp(name, "--clip-grad-value") == 0) {

@@ -24,7 +24,7 @@
  * against a header of another ABI, and model_check() refuses at start-up a
  * model whose header and runtime library disagree. */
 #define NNCC_VERSION "0.1.0"
-#define NNCC_RT_ABI 5
+#define NNCC_RT_ABI 6
 
 /* The most classes a model may have: labels are stored as bytes (IDX).
  * nncc checks it at compile time, model_check() at start-up. */
@@ -54,6 +54,10 @@ typedef struct NnccParam {
   float bound;        /* for NNCC_INIT_UNIFORM */
 } NnccParam;
 
+/* The longest schedule text (NnccTrainConfig), its NUL included; as in
+ * schedule.h. */
+#define NNCC_SCHED_TEXT 320
+
 /* torch.optim.Adam, SGD and AdamW (decoupled weight decay).  Adam and
  * AdamW keep the same state (exp_avg, exp_avg_sq). */
 typedef enum NnccOptim { NNCC_ADAM, NNCC_SGD, NNCC_ADAMW } NnccOptim;
@@ -70,6 +74,11 @@ typedef struct NnccTrainConfig {
   int nesterov;           /* sgd: Nesterov momentum (needs momentum > 0) */
   double clip_grad_norm;  /* > 0: torch.nn.utils.clip_grad_norm_(max_norm) before each step */
   double clip_grad_value; /* > 0: torch.nn.utils.clip_grad_value_(clip_value) before each step */
+  /* Learning-rate schedule and warm-up in their text form, "" for none:
+   * "cosine(T_max=10, eta_min=0)", "linear(start_factor=0.1, ...)"
+   * (runtime/schedule.c).  lr above is the base they scale. */
+  char schedule[NNCC_SCHED_TEXT];
+  char warmup[NNCC_SCHED_TEXT];
 } NnccTrainConfig;
 
 /* What a step's kernels see.  The runtime owns every pointer. */

@@ -16,6 +16,7 @@
 
 #include "fileio.h"
 #include "nncc_rt.h"
+#include "schedule.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the nncc runtime writes IDX/safetensors data assuming a little-endian host"
@@ -182,6 +183,7 @@ typedef struct NnccOptions {
   uint64_t steps;      /* 0: no limit */
   double lr;           /* < 0: not given */
   double clip_grad_norm, clip_grad_value; /* < 0: not given; 0: off */
+  const char *schedule, *warmup;          /* --schedule, --warmup text; NULL: not given */
   uint64_t seed;
   int seed_given, epochs_given;
 } NnccOptions;

@@ -41,6 +41,13 @@ typedef struct Run {
   int log_failed;      /* a log write failed (reported): stop, save, exit 1 */
   NnccCheck chk;       /* the numerics check's finding; chk.node < 0: none */
   double grad_norm;    /* the last step's gradient norm before clipping; < 0: not clipping by norm */
+  /* The learning-rate schedule (schedule.c), parsed from cfg.schedule and
+   * cfg.warmup; the lr and the epoch it was last computed for. */
+  NnccSchedule sched, warm;
+  int scheduled;       /* a schedule or a warm-up is set */
+  int64_t total_steps; /* onecycle's */
+  int sched_epoch;     /* -1: none computed yet */
+  double sched_lr, lr_now;
 } Run;
 
 /* The one piece of process state: a signal handler can do nothing but set
@@ -268,6 +275,7 @@ static void log_epoch(Run *r, int epoch, double loss, double test_loss, double t
   json_num(&l, "loss", loss, "%.17g");
   json_num(&l, "test_loss", test_loss, "%.17g");
   json_num(&l, "test_acc", test_acc, "%.17g");
+  if (r->scheduled) json_num(&l, "lr", r->lr_now, "%.17g"); /* the epoch's (last step's) lr */
   json_num(&l, "img_per_s", img_s, "%.1f");
   json_num(&l, "seconds", secs, "%.3f");
   log_write(r, &r->log, &l);
@@ -277,12 +285,13 @@ static void log_epoch(Run *r, int epoch, double loss, double test_loss, double t
  * steps), its epoch (1-based) and its batch loss as the float that grads
  * would write, %.9g so the text reads back to the same float; with
  * clip_grad_norm, the gradients' norm before clipping (what torch's
- * clip_grad_norm_ returns). */
+ * clip_grad_norm_ returns); with a schedule, the step's learning rate. */
 static void log_step(Run *r, double loss) {
   Line l = {.n = 0};
   line_add(&l, "{\"step\":%llu,\"epoch\":%d", (unsigned long long)r->st.step, r->prog.epoch + 1);
   json_num(&l, "loss", (float)loss, "%.9g");
   if (r->grad_norm >= 0) json_num(&l, "grad_norm", (float)r->grad_norm, "%.9g");
+  if (r->scheduled) json_num(&l, "lr", r->lr_now, "%.17g");
   log_write(r, &r->step_log, &l);
 }
 
@@ -329,6 +338,8 @@ static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
   }
   if (o->seed_given) r->cfg.seed = o->seed;
   if (o->lr > 0) r->cfg.lr = o->lr;
+  if (o->schedule) snprintf(r->cfg.schedule, sizeof r->cfg.schedule, "%s", o->schedule);
+  if (o->warmup) snprintf(r->cfg.warmup, sizeof r->cfg.warmup, "%s", o->warmup);
   if (o->clip_grad_norm >= 0) r->cfg.clip_grad_norm = o->clip_grad_norm;
   if (o->clip_grad_value >= 0) r->cfg.clip_grad_value = o->clip_grad_value;
   if (o->epochs_given) r->cfg.epochs = o->epochs;
@@ -341,6 +352,68 @@ static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
   }
   if (log_open(&r->log, o->log) || log_open(&r->step_log, o->step_log)) return -1;
   return 0;
+}
+
+/* The learning-rate schedule, checked once the run's length is known:
+ * parsed from the config's text, no warm-up before onecycle (it has its
+ * own), onecycle's steps within its total_steps (as torch, which raises
+ * past them), its momentum cycle on an optimizer that has one. */
+static int sched_setup(Run *r, int per_epoch, const NnccOptions *o) {
+  char err[256];
+  const char *what = o->load ? o->load : r->m->name;
+  if (sched_parse(r->cfg.schedule, 0, &r->sched, err, sizeof err) ||
+      sched_parse(r->cfg.warmup, 1, &r->warm, err, sizeof err)) {
+    rt_error("%s: %s", what, err);
+    return -1;
+  }
+  /* the canonical text, which the checkpoint keeps ("" for none) */
+  if (sched_format(&r->sched, r->cfg.schedule, sizeof r->cfg.schedule) ||
+      sched_format(&r->warm, r->cfg.warmup, sizeof r->cfg.warmup)) {
+    rt_error("%s: the schedule's text is too long", what);
+    return -1;
+  }
+  if (r->sched.kind == NNCC_SCHED_NONE) r->cfg.schedule[0] = '\0';
+  if (r->warm.kind == NNCC_SCHED_NONE) r->cfg.warmup[0] = '\0';
+  r->scheduled = r->sched.kind != NNCC_SCHED_NONE || r->warm.kind != NNCC_SCHED_NONE;
+  r->sched_epoch = -1;
+  r->lr_now = r->cfg.lr;
+  if (r->sched.kind != NNCC_SCHED_ONECYCLE) return 0;
+  if (r->warm.kind != NNCC_SCHED_NONE) {
+    rt_error("%s: a warm-up does not go before onecycle(...), which warms up itself (pct_start)", what);
+    return -1;
+  }
+  uint64_t planned = (uint64_t)r->cfg.epochs * (uint64_t)per_epoch;
+  if (o->steps && o->steps < planned) planned = o->steps;
+  r->total_steps = r->sched.total_steps ? r->sched.total_steps : (int64_t)((uint64_t)r->cfg.epochs * (uint64_t)per_epoch);
+  if (planned > (uint64_t)r->total_steps + 1) {
+    rt_error("%s: onecycle(total_steps=%lld) ends before this run's %llu steps", what,
+             (long long)r->total_steps, (unsigned long long)planned);
+    return -1;
+  }
+  if (r->sched.cycle_momentum && r->cfg.optim == NNCC_SGD && !(r->cfg.momentum > 0)) {
+    rt_error("%s: onecycle(cycle_momentum=true) cycles SGD's momentum: give sgd a momentum > 0, "
+             "or cycle_momentum=false", what);
+    return -1;
+  }
+  return 0;
+}
+
+/* The config of this step: the schedule's lr (and onecycle's momentum:
+ * Adam's and AdamW's beta1, SGD's momentum) in place of the base ones. */
+static void scheduled_config(Run *r, NnccTrainConfig *now) {
+  if (r->sched.kind == NNCC_SCHED_ONECYCLE) {
+    double m;
+    sched_onecycle(&r->sched, r->total_steps, r->st.step, &now->lr, &m);
+    if (r->sched.cycle_momentum) *(optim_is_adam(now->optim) ? &now->beta1 : &now->momentum) = m;
+  } else {
+    if (r->sched_epoch != r->prog.epoch) {
+      r->sched_lr = sched_epoch_lr(&r->sched, &r->warm, r->cfg.lr, r->prog.epoch, r->sched_epoch,
+                                   r->sched_lr);
+      r->sched_epoch = r->prog.epoch;
+    }
+    now->lr = r->sched_lr;
+  }
+  r->lr_now = now->lr;
 }
 
 /* One optimizer step on batch k of the epoch's order.  Returns -1, the
@@ -356,7 +429,9 @@ static int train_step(Run *r, int k, double *loss) {
   m->backward(&r->st);
   if (r->chk.node >= 0) return -1;
   r->grad_norm = optim_clip(m, &r->cfg, r->st.grads);
-  optim_step(m, &r->cfg, r->st.params, r->st.grads, r->optim, r->st.step);
+  NnccTrainConfig now = r->cfg;
+  if (r->scheduled) scheduled_config(r, &now);
+  optim_step(m, &now, r->st.params, r->st.grads, r->optim, r->st.step);
   r->st.step++;
   return 0;
 }
@@ -449,6 +524,7 @@ int run_train(const NnccModel *m, const NnccOptions *o) {
              o->load ? o->load : "", r.prog.epoch_step, per_epoch, r.train.n, o->data, m->batch);
     goto out;
   }
+  if (sched_setup(&r, per_epoch, o)) goto out;
   if (r.prog.epoch >= r.cfg.epochs && !o->quiet)
     printf("nothing to do: the checkpoint finished epoch %d of --epochs %d\n", r.prog.epoch, r.cfg.epochs);
   if (o->check_numerics) check_start(&r.chk, &r.st, m);

@@ -730,7 +730,47 @@ START_TEST(elab_declarations_checked) {
        "t.nn:5:29: error: unknown training setting 'clip_grad_nrom' (did you mean 'clip_grad_norm'?)"},
   };
   expect_errors(cases, sizeof cases / sizeof *cases);
+  ErrorCase sched_cases[] = {
+      {"logits = linear(flatten(x), 10)\ntrain adam() schedule=cosine()\n",
+       "t.nn:5:23: error: cosine() needs 'T_max'"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() schedule=cosine(10)\n",
+       "t.nn:5:30: error: cosine(): arguments are named, as in cosine(T_max=10)"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() schedule=cosine(T_max=0)\n",
+       "t.nn:5:23: error: cosine(): 'T_max' must be an integer from 1 to 1000000000"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() schedule=cosin(T_max=3)\n",
+       "t.nn:5:23: error: unknown schedule 'cosin'; nncc has step(...), multistep(...), "
+       "exponential(...), cosine(...) and onecycle(...)"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() schedule=3\n",
+       "t.nn:5:23: error: schedule must be a call like cosine(T_max=10)"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() warmup=cosine(T_max=3)\n",
+       "t.nn:5:21: error: unknown warm-up 'cosine'; nncc has linear(...)"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() schedule=multistep(milestones=[3, nope])\n",
+       "t.nn:5:48: error: undefined name 'nope'"},
+      {"logits = linear(flatten(x), 10)\ntrain adam() schedule=onecycle(max_lr=1, anneal_strategy=\"Cos\")\n",
+       "t.nn:5:58: error: onecycle(): 'anneal_strategy' must be a word, got \"Cos\""},
+      {"logits = linear(flatten(x), 10)\ntrain adam() schedule=onecycle(max_lr=1) warmup=linear()\n",
+       "t.nn:5:49: error: a warm-up does not go before onecycle(...), which warms up itself (pct_start)"},
+      {"logits = linear(flatten(x), 10)\ntrain sgd() schedule=onecycle(max_lr=1)\n",
+       "t.nn:5:1: error: onecycle(cycle_momentum=true) cycles SGD's momentum: give sgd a momentum > 0, "
+       "or cycle_momentum=false"},
+  };
+  expect_errors(sched_cases, sizeof sched_cases / sizeof *sched_cases);
   Graph *t = compile(HEADER "logits = linear(flatten(x), 10)\n" TAIL
+                     "train sgd(momentum=0.9) epochs=4 schedule=onecycle(max_lr=0.5, anneal_strategy=\"linear\") "
+                     "warmup=none\n");
+  ck_assert_msg(t != NULL, "%s", diag_text);
+  ck_assert_str_eq(t->train.schedule,
+                   "onecycle(max_lr=0.5, total_steps=0, pct_start=0.3, anneal_strategy=linear, "
+                   "cycle_momentum=true, base_momentum=0.85, max_momentum=0.95, div_factor=25, "
+                   "final_div_factor=10000, three_phase=false)");
+  ck_assert_ptr_null(t->train.warmup);
+  t = compile(HEADER "logits = linear(flatten(x), 10)\n" TAIL
+              "e = 8\ntrain adam() schedule=multistep(milestones=[e / 2, e - 1], gamma=0.5) "
+              "warmup=linear(total_iters=2)\n");
+  ck_assert_msg(t != NULL, "%s", diag_text);
+  ck_assert_str_eq(t->train.schedule, "multistep(milestones=[4, 7], gamma=0.5)");
+  ck_assert_str_eq(t->train.warmup, "linear(start_factor=0.3333333333333333, end_factor=1, total_iters=2)");
+  t = compile(HEADER "logits = linear(flatten(x), 10)\n" TAIL
                      "train adamw() clip_grad_norm=2.5 clip_grad_value=0.5\n");
   ck_assert_msg(t != NULL, "%s", diag_text);
   ck_assert(t->train.optim == OPT_ADAMW && t->train.weight_decay == 1e-2 && t->train.lr == 1e-3);

@@ -27,7 +27,8 @@ For each model in MODELS it writes, into tests/ref/:
       feeds a batch norm);
       `losses`: the batch loss at each of STEPS torch.optim.Adam steps (the
       model's lr, default betas and eps; the optim_* models: their own
-      optimizer and gradient clipping), the test set evaluated in eval mode
+      optimizer, learning-rate schedule and gradient clipping), the test set
+      evaluated in eval mode
       after every step as nncc's trainer does after every (one-batch) epoch;
       `test_loss`: the eval-mode loss of the starting state on the test set;
   <model>.step1.safetensors (models with batch norm only)
@@ -639,6 +640,31 @@ class OptimSgdNesterov(OptimNet):
         torch.nn.utils.clip_grad_value_(params, 0.02)
 
 
+class OptimCosineWarmup(OptimNet):
+    """tests/ref/optim_cosine_warmup.nn: Adam, a linear warm-up, then cosine
+    annealing (SequentialLR), stepped per epoch (here one step each)"""
+
+    lr = 0.02
+
+    def make_sched(self, opt):
+        S = torch.optim.lr_scheduler
+        return S.SequentialLR(opt, [S.LinearLR(opt, 0.2, total_iters=3),
+                                    S.CosineAnnealingLR(opt, 5, 1e-4)], [3])
+
+
+class OptimOnecycle(OptimNet):
+    """tests/ref/optim_onecycle.nn: AdamW under OneCycleLR, which also cycles
+    beta1, stepped per step"""
+
+    lr = 0.001
+
+    def make_opt(self, params):
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=0.05, foreach=False)
+
+    def make_sched(self, opt):
+        return torch.optim.lr_scheduler.OneCycleLR(opt, 0.05, total_steps=10, pct_start=0.4)
+
+
 # name, module, seed, test images
 MODELS = [("mnist_cnn", MnistCnn, 1, 10), ("vgg_tiny_bn", VggTinyBn, 2, 10),
           ("lenet5", Lenet5, 3, 10), ("alexnet_mini", AlexnetMini, 4, 10),
@@ -647,7 +673,9 @@ MODELS = [("mnist_cnn", MnistCnn, 1, 10), ("vgg_tiny_bn", VggTinyBn, 2, 10),
           ("ops_act", OpsAct, 9, 10), ("ops_conv", OpsConv, 10, 10),
           ("ops_pool", OpsPool, 11, 10), ("ops_misc", OpsMisc, 12, 10),
           ("optim_adamw_clip", OptimAdamwClip, 13, 10),
-          ("optim_sgd_nesterov", OptimSgdNesterov, 14, 10)]
+          ("optim_sgd_nesterov", OptimSgdNesterov, 14, 10),
+          ("optim_cosine_warmup", OptimCosineWarmup, 15, 10),
+          ("optim_onecycle", OptimOnecycle, 16, 10)]
 
 
 def write_idx(path, magic, dims, data):
@@ -762,6 +790,7 @@ def generate(name, cls, seed, ntest):
     # Adam with the model's lr, unless the model says otherwise (optim_*)
     params = list(model.parameters())
     opt = model.make_opt(params) if hasattr(model, "make_opt") else torch.optim.Adam(params, lr=cls.lr)
+    sched = model.make_sched(opt) if hasattr(model, "make_sched") else None
     losses, test_losses = [], []
     steps = getattr(cls, "steps", STEPS)
     for step in range(steps):
@@ -773,6 +802,8 @@ def generate(name, cls, seed, ntest):
         if hasattr(model, "clip"):
             model.clip(params)
         opt.step()
+        if sched and step < steps - 1:
+            sched.step()  # per epoch, and every epoch here is one step
         losses.append(step_loss.item())
         if len(losses) == 1 and buffers(model):
             write_safetensors(os.path.join(HERE, name + ".step1.safetensors"), buffers(model))

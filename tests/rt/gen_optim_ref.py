@@ -72,7 +72,7 @@ print("static const OptimRef ref_optim[] = {")
 for kind, kw in CASES:
     betas = kw.get("betas", (0.9, 0.999))
     wd = kw.get("weight_decay", 0.01 if kind == "adamw" else 0.0)
-    cfg = "{%s, %r, %r, %r, %r, %r, %r, 0, 0, %d, %r, %r}" % (
+    cfg = "{%s, %r, %r, %r, %r, %r, %r, 0, 0, %d, %r, %r, \"\", \"\"}" % (
         ENUMS[kind], kw["lr"], betas[0], betas[1], kw.get("eps", 1e-8), wd,
         kw.get("momentum", 0.0), kw.get("nesterov", False), kw.get("clip_norm", 0.0),
         kw.get("clip_value", 0.0))

@@ -209,6 +209,73 @@ START_TEST(adamw_nesterov_clipping_resume_exactly) {
 }
 END_TEST
 
+/* Learning-rate schedules: a warm-up then cosine (per epoch) and onecycle
+ * (per step) resume bit for bit from the middle of an epoch, the
+ * checkpoint keeps the schedule's canonical text, the step log the lr,
+ * --schedule/--warmup override it (none turns it off), and a damaged
+ * schedule in a checkpoint or a model is refused in one line. */
+START_TEST(schedules_resume_exactly) {
+  NnccModel m = tiny_model; /* 5 steps per epoch */
+  m.defaults.epochs = 4;
+  snprintf(m.defaults.schedule, sizeof m.defaults.schedule, "cosine( T_max=2 )");
+  snprintf(m.defaults.warmup, sizeof m.defaults.warmup, "linear(start_factor=0.5, total_iters=1)");
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--save", P("cw_a"),
+                           "--step-log", P("cw.jsonl"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--steps", "7", "--save",
+                           P("cw_h"), "--quiet", NULL), 0);
+  ck_assert_str_eq(meta(P("cw_h"), "schedule"), "cosine(T_max=2, eta_min=0)");
+  ck_assert_str_eq(meta(P("cw_h"), "warmup"), "linear(start_factor=0.5, end_factor=1, total_iters=1)");
+  NnccModel plain = tiny_model;
+  plain.defaults.epochs = 4;
+  ck_assert_int_eq(run_cli(&plain, out, sizeof out, "train", "--data", dir, "--load", P("cw_h"),
+                           "--save", P("cw_b"), "--quiet", NULL), 0);
+  ck_assert_msg(files_equal(P("cw_a"), P("cw_b")), "resumed checkpoint differs");
+  /* the lr of epochs 1..4: 0.5 base (warm-up), then cosine from the base */
+  size_t len;
+  char *log = (char *)slurp(P("cw.jsonl"), &len);
+  ck_assert_ptr_nonnull(strstr(log, "{\"step\":1,\"epoch\":1,"));
+  ck_assert_ptr_nonnull(strstr(log, "\"lr\":0.025000000000000001}")); /* 0.05 * 0.5 */
+  ck_assert_ptr_nonnull(strstr(log, "\"lr\":0.050000000000000003}")); /* epoch 2: the base */
+  free(log);
+  /* --schedule none --warmup none: the constant lr, other bits */
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--save", P("cw_off"),
+                           "--schedule", "none", "--warmup=none", "--quiet", NULL), 0);
+  ck_assert(!files_equal(P("cw_a"), P("cw_off")));
+  ck_assert_str_eq(meta(P("cw_off"), "schedule"), "");
+  /* onecycle, per step, beta1 cycled too */
+  NnccModel oc = tiny_model;
+  oc.defaults.epochs = 2;
+  snprintf(oc.defaults.schedule, sizeof oc.defaults.schedule, "onecycle(max_lr=0.1, total_steps=10)");
+  ck_assert_int_eq(run_cli(&oc, out, sizeof out, "train", "--data", dir, "--save", P("oc_a"),
+                           "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&oc, out, sizeof out, "train", "--data", dir, "--steps", "3", "--save",
+                           P("oc_h"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&oc, out, sizeof out, "train", "--data", dir, "--load", P("oc_h"),
+                           "--save", P("oc_b"), "--quiet", NULL), 0);
+  ck_assert(files_equal(P("oc_a"), P("oc_b")));
+  /* total_steps 10 (2 epochs of 5; its default would follow --epochs): a third epoch steps past it */
+  ck_assert_int_eq(run_cli(&oc, out, sizeof out, "train", "--data", dir, "--epochs", "3", NULL), 1);
+  ck_assert_contains(out, "onecycle(total_steps=10) ends before this run's 15 steps");
+  /* bad text: a flag, a model's default, a checkpoint's metadata */
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--schedule", "cosine(T_max=-1)",
+                           NULL), 2);
+  ck_assert_contains(out, "--schedule: cosine(): 'T_max' must be an integer from 1 to 1000000000");
+  NnccModel bad = tiny_model;
+  snprintf(bad.defaults.schedule, sizeof bad.defaults.schedule, "cosin(T_max=2)");
+  ck_assert_int_eq(run_cli(&bad, out, sizeof out, "train", "--data", dir, NULL), 1);
+  ck_assert_contains(out, "nncc: tiny: unknown schedule 'cosin'");
+  NnccTrainConfig c = tiny_model.defaults;
+  snprintf(c.schedule, sizeof c.schedule, "exponential(gamma=-2)");
+  NnccProgress pr = {0};
+  float *params = calloc(tiny_model.params_floats, sizeof *params);
+  ck_assert_int_eq(ckpt_save(P("bad_sched"), &tiny_model, &c, params, NULL, &pr), 0);
+  free(params);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--load",
+                           P("bad_sched"), NULL), 1);
+  ck_assert_contains(out, "metadata schedule is 'exponential(gamma=-2)': exponential(): 'gamma' must be non-negative");
+}
+END_TEST
+
 /* Case 1: the model's label smoothing reaches the loss and dlogits. */
 static const double grads_smoothing[] = {0.0, 0.2};
 
@@ -590,6 +657,7 @@ int main(void) {
   tcase_add_test(tc, trains_evaluates_and_logs);
   tcase_add_test(tc, resume_is_bit_exact);
   tcase_add_test(tc, adamw_nesterov_clipping_resume_exactly);
+  tcase_add_test(tc, schedules_resume_exactly);
   tcase_add_test(tc, same_seed_same_bits_any_thread_count);
   tcase_add_loop_test(tc, grads_writes_loss_logits_and_gradients, 0,
                       (int)(sizeof grads_smoothing / sizeof grads_smoothing[0]));
