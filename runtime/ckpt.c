@@ -55,51 +55,17 @@ typedef struct Entry {
   size_t nbytes;
 } Entry;
 
-typedef struct Buf {
-  char *p;
-  size_t len, cap;
-  int failed;
-} Buf;
-
-static void buf_printf(Buf *b, const char *fmt, ...) RT_PRINTF(2, 3);
-static void buf_printf(Buf *b, const char *fmt, ...) {
-  if (!b->p && !b->failed && !(b->p = malloc(b->cap = 4096))) b->failed = 1;
-  for (;;) {
-    if (b->failed) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      b->failed = 1;
-      return;
-    }
-    if ((size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = (b->cap + (size_t)n) * 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->failed = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-}
-
 /* JSON string literal; names and metadata are ASCII in practice, but a
  * quote or control character must still not break the header. */
-static void buf_json_string(Buf *b, const char *s) {
-  buf_printf(b, "\"");
+static void buf_json_string(RtBuf *b, const char *s) {
+  rt_buf_printf(b, "\"");
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') buf_printf(b, "\\%c", c);
-    else if (c < 0x20) buf_printf(b, "\\u%04x", c);
-    else buf_printf(b, "%c", c);
+    if (c == '"' || c == '\\') rt_buf_printf(b, "\\%c", c);
+    else if (c < 0x20) rt_buf_printf(b, "\\u%04x", c);
+    else rt_buf_printf(b, "%c", c);
   }
-  buf_printf(b, "\"");
+  rt_buf_printf(b, "\"");
 }
 
 static size_t entry_numel(const Entry *e) {
@@ -124,30 +90,30 @@ static int entry_set(Entry *e, const char *prefix, const char *name, const char 
 }
 
 /* Header JSON, space-padded so the data starts 8-byte aligned. */
-static int build_header(Buf *b, const Entry *e, int n, char (*meta)[2][META_LEN], int nmeta) {
+static int build_header(RtBuf *b, const Entry *e, int n, char (*meta)[2][META_LEN], int nmeta) {
   size_t off = 0;
-  buf_printf(b, "{");
+  rt_buf_printf(b, "{");
   for (int i = 0; i < n; i++) {
     buf_json_string(b, e[i].name);
-    buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", e[i].dtype);
-    for (int d = 0; d < e[i].rank; d++) buf_printf(b, "%s%lld", d ? "," : "", (long long)e[i].shape[d]);
-    buf_printf(b, "],\"data_offsets\":[%zu,%zu]},", off, off + e[i].nbytes);
+    rt_buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", e[i].dtype);
+    for (int d = 0; d < e[i].rank; d++) rt_buf_printf(b, "%s%lld", d ? "," : "", (long long)e[i].shape[d]);
+    rt_buf_printf(b, "],\"data_offsets\":[%zu,%zu]},", off, off + e[i].nbytes);
     off += e[i].nbytes;
   }
-  buf_printf(b, "\"__metadata__\":{");
+  rt_buf_printf(b, "\"__metadata__\":{");
   for (int i = 0; i < nmeta; i++) {
-    buf_printf(b, "%s", i ? "," : "");
+    rt_buf_printf(b, "%s", i ? "," : "");
     buf_json_string(b, meta[i][0]);
-    buf_printf(b, ":");
+    rt_buf_printf(b, ":");
     buf_json_string(b, meta[i][1]);
   }
-  buf_printf(b, "}}");
-  while (!b->failed && b->len % 8) buf_printf(b, " ");
+  rt_buf_printf(b, "}}");
+  while (!b->failed && b->len % 8) rt_buf_printf(b, " ");
   if (b->failed) rt_error("out of memory building a checkpoint header");
   return b->failed ? -1 : 0;
 }
 
-static int write_body(FioOut *f, const Buf *hdr, const Entry *e, int n) {
+static int write_body(FioOut *f, const RtBuf *hdr, const Entry *e, int n) {
   unsigned char len8[8];
   for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hdr->len >> (8 * i));
   if (fio_out_write(f, len8, 8) || fio_out_write(f, hdr->p, hdr->len)) return -1;
@@ -165,7 +131,7 @@ static int write_body(FioOut *f, const Buf *hdr, const Entry *e, int n) {
 /* Atomic for a regular file, written through for a device or FIFO
  * (fileio.c). */
 static int write_atomic(const char *path, const Entry *e, int n, char (*meta)[2][META_LEN], int nmeta) {
-  Buf hdr = {0};
+  RtBuf hdr = {0};
   FioOut out;
   int rc = -1;
   if (build_header(&hdr, e, n, meta, nmeta)) goto done;

@@ -35,7 +35,7 @@ static const Flag flags[] = {
     {"--no-shuffle", 0, TRAIN}, {"--save", 1, TRAIN}, {"--log", 1, TRAIN},
     {"--step-log", 1, TRAIN}, {"--check-numerics", 0, TRAIN | EVAL},
     {"--allow-nonfinite", 0, TRAIN | EVAL | GRADS},
-    {"--out", 1, GRADS},
+    {"--out", 1, GRADS}, {"--report", 0, EVAL}, {"--report-json", 1, EVAL},
 };
 
 static void usage(FILE *f, const char *prog) {
@@ -44,7 +44,8 @@ static void usage(FILE *f, const char *prog) {
           "          [--no-shuffle] [--load F] [--save F] [--log F.jsonl] [--step-log F.jsonl]\n"
           "          [--schedule S] [--warmup W] [--clip-grad-norm X] [--clip-grad-value X]\n"
           "          [--check-numerics] [--allow-nonfinite] [--quiet]\n"
-          "       %s eval --data DIR --load F [--threads T] [--check-numerics] [--allow-nonfinite]\n"
+          "       %s eval --data DIR --load F [--report] [--report-json F.json] [--threads T]\n"
+          "          [--check-numerics] [--allow-nonfinite]\n"
           "       %s grads --data DIR --load F --out G.safetensors [--threads T] [--allow-nonfinite]\n"
           "       %s --version   the model, the nncc that generated it, the runtime\n"
           "DIR holds the MNIST IDX files (train-images-idx3-ubyte, ..., raw or .gz).\n"
@@ -53,6 +54,8 @@ static void usage(FILE *f, const char *prog) {
           "none), --warmup 'linear(start_factor=0.1, total_iters=2)' (or none), --clip-grad-norm\n"
           "and --clip-grad-value (torch.nn.utils' clipping, 0: off) override the model's train\n"
           "line and a loaded checkpoint's settings.\n"
+          "eval --report prints per-class accuracy, the confusion matrix and the most\n"
+          "confidently wrong test images; --report-json writes them as JSON too.\n"
           "--check-numerics checks every node's results for NaN/Inf; --allow-nonfinite loads\n"
           "and saves checkpoints that hold NaN/Inf.\n",
           prog, prog, prog, prog);
@@ -145,6 +148,8 @@ static int set_flag(NnccOptions *o, const char *prog, const char *name, const ch
   else if (strcmp(name, "--no-shuffle") == 0) o->shuffle = 0;
   else if (strcmp(name, "--check-numerics") == 0) o->check_numerics = 1;
   else if (strcmp(name, "--allow-nonfinite") == 0) o->allow_nonfinite = 1;
+  else if (strcmp(name, "--report") == 0) o->report = 1;
+  else if (strcmp(name, "--report-json") == 0) o->report_json = v, o->report = 1;
   else if (strcmp(name, "--epochs") == 0) {
     if (!(bad = setting_uint("epochs", v, &u))) o->epochs = (int)u, o->epochs_given = 1;
   } else if (strcmp(name, "--steps") == 0) {

@@ -35,6 +35,14 @@ void *xcalloc_aligned(size_t n, const char *what); /* 64-byte aligned, zeroed */
 /* Formats into a fixed buffer; fails (returns -1 with an error) if it does not fit. */
 int rt_path(char *buf, size_t cap, const char *dir, const char *name);
 double rt_now(void); /* monotonic seconds */
+/* A growable string (malloc'd p, len bytes, NUL-terminated); once an
+ * allocation fails, `failed` is set and later appends do nothing. */
+typedef struct RtBuf {
+  char *p;
+  size_t len, cap;
+  int failed;
+} RtBuf;
+void rt_buf_printf(RtBuf *b, const char *fmt, ...) RT_PRINTF(2, 3);
 
 /* ---- rng.c: splitmix64, the runtime's only random source ---- */
 typedef struct NnccRng { uint64_t s; } NnccRng;
@@ -90,6 +98,26 @@ double optim_clip(const NnccModel *m, const NnccTrainConfig *c, float *grads);
 /* One step on every NNCC_PARAM; step = steps taken before this one. */
 void optim_step(const NnccModel *m, const NnccTrainConfig *c, float *params,
                 const float *grads, float *state, uint64_t step);
+
+/* ---- report.c: eval --report ---- */
+enum { NNCC_REPORT_WRONG = 10 }; /* the most confident mistakes listed */
+typedef struct NnccReport {
+  int classes;
+  long *confusion; /* [true class][predicted class] */
+  int nwrong;
+  struct {
+    int index, label, pred; /* test image (0-based), its class, the prediction */
+    double p;               /* the prediction's softmax probability */
+  } wrong[NNCC_REPORT_WRONG];
+} NnccReport;
+int report_init(NnccReport *r, int classes); /* -1 after a message */
+void report_free(NnccReport *r);
+/* n rows of logits with their labels and test image indices */
+void report_add(NnccReport *r, const float *logits, const int *labels, const uint32_t *index, int n);
+void report_print(const NnccReport *r, FILE *f);
+/* The report and the totals as JSON, written atomically; -1 after a message. */
+int report_write_json(const NnccReport *r, const char *path, double loss, double acc, long correct,
+                      int images);
 
 /* ---- cli.c ---- */
 /* The one rule for every number a run takes from a flag (--KEY) or from
@@ -184,6 +212,8 @@ typedef struct NnccOptions {
   double lr;           /* < 0: not given */
   double clip_grad_norm, clip_grad_value; /* < 0: not given; 0: off */
   const char *schedule, *warmup;          /* --schedule, --warmup text; NULL: not given */
+  int report;                             /* eval --report (or --report-json) */
+  const char *report_json;                /* eval --report-json F */
   uint64_t seed;
   int seed_given, epochs_given;
 } NnccOptions;

@@ -187,7 +187,9 @@ static int run_open(Run *r, const NnccModel *m, const NnccOptions *o, int want_t
 /* Test set in eval mode: every image, the last partial batch padded with
  * zeros whose rows are not counted (eval forward is per-sample).  Returns
  * -1 (reported) when the numerics check, if on, found a NaN or Inf. */
-static int evaluate(Run *r, double *loss, double *acc, long *correct) {
+/* The test set in eval mode: mean loss, accuracy, images right; with rep,
+ * the per-class report too. */
+static int evaluate(Run *r, double *loss, double *acc, long *correct, NnccReport *rep) {
   const NnccModel *m = r->m;
   double total = 0.0;
   *correct = 0;
@@ -202,6 +204,7 @@ static int evaluate(Run *r, double *loss, double *acc, long *correct) {
     }
     total += loss_xent_eval(r->st.logits, r->labels, count, m->classes, m->label_smoothing,
                             correct);
+    if (rep) report_add(rep, r->st.logits, r->labels, r->test_order + start, count);
   }
   *loss = total / r->test.n;
   *acc = (double)*correct / r->test.n;
@@ -492,7 +495,7 @@ static int epoch_done(Run *r, const NnccOptions *o, int per_epoch, double secs, 
   double test_loss, test_acc, loss = r->prog.epoch_loss / per_epoch;
   long correct;
   double img_s = secs > 0 ? (double)ran * r->m->batch / secs : 0;
-  if (evaluate(r, &test_loss, &test_acc, &correct)) return -1;
+  if (evaluate(r, &test_loss, &test_acc, &correct, NULL)) return -1;
   if (!o->quiet)
     printf("epoch %d/%d  loss %.6f  test_loss %.6f  test_acc %.4f  %.0f img/s  %.2f s\n",
            r->prog.epoch + 1, r->cfg.epochs, loss, test_loss, test_acc, img_s, secs);
@@ -565,6 +568,7 @@ out:
 
 int run_eval(const NnccModel *m, const NnccOptions *o) {
   Run r;
+  NnccReport rep = {0};
   int rc = 1;
   if (run_open(&r, m, o, 0, 1) || load(&r, o, NULL)) goto out;
   r.st.seed = r.cfg.seed;
@@ -572,10 +576,15 @@ int run_eval(const NnccModel *m, const NnccOptions *o) {
   double loss, acc;
   long correct;
   if (o->check_numerics) check_start(&r.chk, &r.st, m);
-  if (evaluate(&r, &loss, &acc, &correct)) goto out;
+  if ((o->report && report_init(&rep, m->classes)) ||
+      evaluate(&r, &loss, &acc, &correct, o->report ? &rep : NULL))
+    goto out;
   printf("test_loss %.6f  test_acc %.4f  (%ld/%d)\n", loss, acc, correct, r.test.n);
+  if (o->report) report_print(&rep, stdout);
+  if (o->report_json && report_write_json(&rep, o->report_json, loss, acc, correct, r.test.n)) goto out;
   rc = 0;
 out:
+  report_free(&rep);
   run_close(&r);
   return rc;
 }

@@ -276,6 +276,68 @@ START_TEST(schedules_resume_exactly) {
 }
 END_TEST
 
+/* eval --report: the counts of a hand-made batch, the mistakes ordered by
+ * confidence (ties by index) and capped, the JSON; then through the CLI. */
+START_TEST(eval_report_counts_and_ranks) {
+  NnccReport rep;
+  ck_assert_int_eq(report_init(&rep, 3), 0);
+  /* 13 rows with logit 1 + i / 4 on one class (confidence rises with i,
+   * in equal pairs): the even rows on their label, class i % 3; the odd
+   * rows, labelled 1, on class 0, so they are wrong */
+  float logits[13][3] = {{0}};
+  int labels[13];
+  uint32_t index[13];
+  for (int i = 0; i < 13; i++) {
+    labels[i] = i % 2 ? 1 : i % 3;
+    logits[i][i % 2 ? 0 : i % 3] = 1.0f + (float)(i / 4);
+    index[i] = (uint32_t)(100 + i);
+  }
+  report_add(&rep, &logits[0][0], labels, index, 13);
+  long total = 0, diag = 0;
+  for (int c = 0; c < 3; c++)
+    for (int p = 0; p < 3; p++) total += rep.confusion[c * 3 + p], diag += c == p ? rep.confusion[c * 3 + p] : 0;
+  ck_assert_int_eq(total, 13);
+  ck_assert_int_eq(diag, 7);
+  ck_assert_int_eq(rep.nwrong, 6);
+  /* rows 9 and 11 have the same logits, the highest: a tie, the lower
+   * index first; then 5 and 7, then 1 and 3 */
+  static const int order[6] = {109, 111, 105, 107, 101, 103};
+  for (int i = 0; i < 6; i++) ck_assert_int_eq(rep.wrong[i].index, order[i]);
+  ck_assert(rep.wrong[0].p == rep.wrong[1].p && rep.wrong[1].p > rep.wrong[2].p);
+  ck_assert_int_eq(rep.confusion[1 * 3 + 0], 6);
+  for (int i = 0; i < rep.nwrong; i++) ck_assert_int_ne(rep.wrong[i].label, rep.wrong[i].pred);
+  ck_assert_int_eq(report_write_json(&rep, P("rep.json"), 0.5, 7.0 / 13, 7, 13), 0);
+  size_t len;
+  char *j = (char *)slurp(P("rep.json"), &len);
+  ck_assert_ptr_nonnull(strstr(j, "\"correct\":7,\"images\":13,\"classes\":3,"));
+  ck_assert_ptr_nonnull(strstr(j, "\"most_confident_wrong\":[{\"index\":109,"));
+  free(j);
+  /* many more mistakes than are listed: the list keeps the top 10 */
+  for (int k = 0; k < 5; k++) report_add(&rep, &logits[0][0], labels, index, 13);
+  ck_assert_int_eq(rep.nwrong, NNCC_REPORT_WRONG);
+  report_free(&rep);
+
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "3",
+                           "--save", P("r"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("r"),
+                           "--report-json", P("r.json"), NULL), 0);
+  ck_assert_contains(out, "per-class accuracy:");
+  ck_assert_contains(out, "confusion matrix (rows: true class, columns: predicted class):");
+  ck_assert_contains(out, "most confidently wrong (test image index from 0):");
+  j = (char *)slurp(P("r.json"), &len);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_ptr_nonnull(strstr(j, "\"images\":9,\"classes\":3,"));
+  free(j);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("r"), NULL), 0);
+  ck_assert_ptr_null(strstr(out, "per-class"));
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--report", NULL), 2);
+  ck_assert_contains(out, "--report does not apply to 'train'");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("r"),
+                           "--report-json", P("no/such/dir/r.json"), NULL), 1);
+  ck_assert_contains(out, "no/such/dir/r.json: cannot write the report:");
+}
+END_TEST
+
 /* Case 1: the model's label smoothing reaches the loss and dlogits. */
 static const double grads_smoothing[] = {0.0, 0.2};
 
@@ -658,6 +720,7 @@ int main(void) {
   tcase_add_test(tc, resume_is_bit_exact);
   tcase_add_test(tc, adamw_nesterov_clipping_resume_exactly);
   tcase_add_test(tc, schedules_resume_exactly);
+  tcase_add_test(tc, eval_report_counts_and_ranks);
   tcase_add_test(tc, same_seed_same_bits_any_thread_count);
   tcase_add_loop_test(tc, grads_writes_loss_logits_and_gradients, 0,
                       (int)(sizeof grads_smoothing / sizeof grads_smoothing[0]));
