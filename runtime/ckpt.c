@@ -200,6 +200,7 @@ int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
   META("epoch_step", "%d", p->epoch_step);
   META("epoch_loss", "%.17g", p->epoch_loss);
   META("has_optim", "%d", state != NULL);
+  META("val", "%d", p->val);
 #undef META
   rc = write_atomic(path, e, n, meta, k);
 out:
@@ -528,7 +529,7 @@ static int load_meta(Reader *r, NnccTrainConfig *c, NnccProgress *p) {
       meta_double(r, "clip_grad_value", &c->clip_grad_value) || meta_u64(r, "seed", &c->seed) ||
       meta_u64(r, "step", &p->step) || meta_int(r, "epoch", &p->epoch) ||
       meta_int(r, "epoch_step", &p->epoch_step) || meta_double(r, "epoch_loss", &p->epoch_loss) ||
-      meta_int(r, "has_optim", &has_optim))
+      meta_int(r, "has_optim", &has_optim) || meta_int(r, "val", &p->val))
     return -1;
   p->has_optim = has_optim;
   return 0;

@@ -31,7 +31,7 @@ static const Flag flags[] = {
     {"--threads", 1, TRAIN | EVAL | GRADS}, {"--quiet", 0, TRAIN | EVAL | GRADS},
     {"--epochs", 1, TRAIN}, {"--steps", 1, TRAIN}, {"--lr", 1, TRAIN}, {"--seed", 1, TRAIN},
     {"--clip-grad-norm", 1, TRAIN}, {"--clip-grad-value", 1, TRAIN},
-    {"--schedule", 1, TRAIN}, {"--warmup", 1, TRAIN},
+    {"--schedule", 1, TRAIN}, {"--warmup", 1, TRAIN}, {"--val", 1, TRAIN},
     {"--no-shuffle", 0, TRAIN}, {"--save", 1, TRAIN}, {"--log", 1, TRAIN},
     {"--step-log", 1, TRAIN}, {"--check-numerics", 0, TRAIN | EVAL},
     {"--allow-nonfinite", 0, TRAIN | EVAL | GRADS},
@@ -42,7 +42,7 @@ static void usage(FILE *f, const char *prog) {
   fprintf(f,
           "usage: %s train --data DIR [--epochs N] [--steps N] [--lr X] [--seed S] [--threads T]\n"
           "          [--no-shuffle] [--load F] [--save F] [--log F.jsonl] [--step-log F.jsonl]\n"
-          "          [--schedule S] [--warmup W] [--clip-grad-norm X] [--clip-grad-value X]\n"
+          "          [--schedule S] [--warmup W] [--clip-grad-norm X] [--clip-grad-value X] [--val N]\n"
           "          [--check-numerics] [--allow-nonfinite] [--quiet]\n"
           "       %s eval --data DIR --load F [--report] [--report-json F.json] [--threads T]\n"
           "          [--check-numerics] [--allow-nonfinite]\n"
@@ -54,6 +54,8 @@ static void usage(FILE *f, const char *prog) {
           "none), --warmup 'linear(start_factor=0.1, total_iters=2)' (or none), --clip-grad-norm\n"
           "and --clip-grad-value (torch.nn.utils' clipping, 0: off) override the model's train\n"
           "line and a loaded checkpoint's settings.\n"
+          "--val N holds out the last N training images and reports val_loss and val_acc\n"
+          "after every epoch.\n"
           "eval --report prints per-class accuracy, the confusion matrix and the most\n"
           "confidently wrong test images; --report-json writes them as JSON too.\n"
           "--check-numerics checks every node's results for NaN/Inf; --allow-nonfinite loads\n"
@@ -105,6 +107,7 @@ static const struct {
     {"epoch_step", 0, INT32_MAX, "a non-negative integer (at most 2147483647)"},
     {"has_optim", 0, 1, "0 or 1"},
     {"nesterov", 0, 1, "0 or 1"},
+    {"val", 0, INT32_MAX, "a non-negative integer (at most 2147483647)"},
 };
 
 const char *setting_real(const char *key, const char *text, double *out) {
@@ -160,6 +163,8 @@ static int set_flag(NnccOptions *o, const char *prog, const char *name, const ch
     if (!(bad = setting_uint("seed", v, &o->seed))) o->seed_given = 1;
   } else if (strcmp(name, "--lr") == 0) {
     bad = setting_real("lr", v, &o->lr);
+  } else if (strcmp(name, "--val") == 0) {
+    if (!(bad = setting_uint("val", v, &u))) o->val = (int)u, o->val_given = 1;
   } else if (strcmp(name, "--schedule") == 0 || strcmp(name, "--warmup") == 0) {
     NnccSchedule s;
     char err[256];

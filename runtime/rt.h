@@ -151,6 +151,7 @@ typedef struct NnccProgress {
   int epoch_step;      /* batches of that epoch already done */
   double epoch_loss;   /* sum of their losses */
   int has_optim;       /* the file carried optimizer state */
+  int val;             /* the last `val` training images are held out (--val) */
 } NnccProgress;
 /* Writes params (+ optimizer state if state != NULL) atomically to path. */
 int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
@@ -213,6 +214,7 @@ typedef struct NnccOptions {
   double clip_grad_norm, clip_grad_value; /* < 0: not given; 0: off */
   const char *schedule, *warmup;          /* --schedule, --warmup text; NULL: not given */
   int report;                             /* eval --report (or --report-json) */
+  int val, val_given;                     /* train --val N */
   const char *report_json;                /* eval --report-json F */
   uint64_t seed;
   int seed_given, epochs_given;

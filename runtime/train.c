@@ -35,8 +35,8 @@ typedef struct Run {
   NnccProgress prog;
   float *optim;
   int *labels;
-  uint32_t *order, *test_order;
-  NnccData train, test;
+  uint32_t *order, *test_order, *val_order;
+  NnccData train, test, val; /* val: the end of train's images (--val), not a copy */
   Log log, step_log;
   int log_failed;      /* a log write failed (reported): stop, save, exit 1 */
   NnccCheck chk;       /* the numerics check's finding; chk.node < 0: none */
@@ -138,6 +138,7 @@ static int run_close(Run *r) {
   free(r->labels);
   free(r->order);
   free(r->test_order);
+  free(r->val_order);
   idx_free(&r->train);
   idx_free(&r->test);
   return log_close(&r->log) | log_close(&r->step_log);
@@ -184,31 +185,36 @@ static int run_open(Run *r, const NnccModel *m, const NnccOptions *o, int want_t
   return 0;
 }
 
-/* Test set in eval mode: every image, the last partial batch padded with
- * zeros whose rows are not counted (eval forward is per-sample).  Returns
- * -1 (reported) when the numerics check, if on, found a NaN or Inf. */
-/* The test set in eval mode: mean loss, accuracy, images right; with rep,
- * the per-class report too. */
-static int evaluate(Run *r, double *loss, double *acc, long *correct, NnccReport *rep) {
+/* A data set in eval mode (the test set, or --val's images): every image,
+ * the last partial batch padded with zeros whose rows are not counted (eval
+ * forward is per-sample): mean loss, accuracy, images right; with rep, the
+ * per-class report too.  Returns -1 (reported) when the numerics check, if
+ * on, found a NaN or Inf. */
+static int evaluate_set(Run *r, const NnccData *d, const uint32_t *order, const char *what,
+                        double *loss, double *acc, long *correct, NnccReport *rep) {
   const NnccModel *m = r->m;
   double total = 0.0;
   *correct = 0;
-  for (int start = 0; start < r->test.n; start += m->batch) {
-    int count = r->test.n - start < m->batch ? r->test.n - start : m->batch;
-    batch_fill(m, &r->test, r->test_order + start, count, r->st.input, r->labels);
+  for (int start = 0; start < d->n; start += m->batch) {
+    int count = d->n - start < m->batch ? d->n - start : m->batch;
+    batch_fill(m, d, order + start, count, r->st.input, r->labels);
     m->forward(&r->st, 0);
     char why[600];
     if (check_describe(&r->chk, why, sizeof why)) {
-      rt_error("evaluation, test images %d..%d: %s", start + 1, start + count, why);
+      rt_error("evaluation, %s images %d..%d: %s", what, start + 1, start + count, why);
       return -1;
     }
     total += loss_xent_eval(r->st.logits, r->labels, count, m->classes, m->label_smoothing,
                             correct);
-    if (rep) report_add(rep, r->st.logits, r->labels, r->test_order + start, count);
+    if (rep) report_add(rep, r->st.logits, r->labels, order + start, count);
   }
-  *loss = total / r->test.n;
-  *acc = (double)*correct / r->test.n;
+  *loss = total / d->n;
+  *acc = (double)*correct / d->n;
   return 0;
+}
+
+static int evaluate(Run *r, double *loss, double *acc, long *correct, NnccReport *rep) {
+  return evaluate_set(r, &r->test, r->test_order, "test", loss, acc, correct, rep);
 }
 
 /* ---- progress output ---- */
@@ -271,11 +277,16 @@ static void log_write(Run *r, Log *l, Line *line) {
   }
 }
 
-static void log_epoch(Run *r, int epoch, double loss, double test_loss, double test_acc,
-                      double img_s, double secs) {
+/* val: --val's loss and accuracy, or NULL */
+static void log_epoch(Run *r, int epoch, double loss, const double *val, double test_loss,
+                      double test_acc, double img_s, double secs) {
   Line l = {.n = 0};
   line_add(&l, "{\"epoch\":%d,\"steps\":%llu", epoch + 1, (unsigned long long)r->st.step);
   json_num(&l, "loss", loss, "%.17g");
+  if (val) {
+    json_num(&l, "val_loss", val[0], "%.17g");
+    json_num(&l, "val_acc", val[1], "%.17g");
+  }
   json_num(&l, "test_loss", test_loss, "%.17g");
   json_num(&l, "test_acc", test_acc, "%.17g");
   if (r->scheduled) json_num(&l, "lr", r->lr_now, "%.17g"); /* the epoch's (last step's) lr */
@@ -324,6 +335,32 @@ static int load(Run *r, const NnccOptions *o, float *state) {
 
 /* ---- train ---- */
 
+/* --val N: the last N training images become the validation set (a view,
+ * not a copy), which a resumed run keeps: its checkpoint says how many. */
+static int hold_out(Run *r, const NnccOptions *o) {
+  int n = o->val_given ? o->val : r->prog.val;
+  if (o->val_given && r->prog.step > 0 && o->val != r->prog.val) {
+    rt_error("checkpoint %s was trained holding out %d training images (--val %d); resume with the same --val",
+             o->load, r->prog.val, r->prog.val);
+    return -1;
+  }
+  r->prog.val = n;
+  if (n == 0) return 0;
+  if (n >= r->train.n) {
+    rt_error("%s: --val %d holds out all %d training images", o->data, n, r->train.n);
+    return -1;
+  }
+  size_t pixels = (size_t)r->train.rows * (size_t)r->train.cols;
+  r->train.n -= n;
+  r->val = r->train;
+  r->val.n = n;
+  r->val.images = r->train.images + (size_t)r->train.n * pixels;
+  r->val.labels = r->train.labels + r->train.n;
+  if (!(r->val_order = xmalloc((size_t)n * sizeof *r->val_order, "validation order"))) return -1;
+  batch_order(r->val_order, n, 0, 0, 0);
+  return 0;
+}
+
 static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
   if (run_open(r, m, o, 1, 1)) return -1;
   if (o->load) {
@@ -348,9 +385,10 @@ static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
   if (o->epochs_given) r->cfg.epochs = o->epochs;
   r->st.seed = r->cfg.seed;
   r->st.step = r->prog.step;
+  if (hold_out(r, o)) return -1;
   if (r->train.n < m->batch) {
-    rt_error("%s: training set has %d images, fewer than one batch of %d", o->data, r->train.n,
-             m->batch);
+    rt_error("%s: training set has %d images%s, fewer than one batch of %d", o->data, r->train.n,
+             r->val.n ? " after --val" : "", m->batch);
     return -1;
   }
   if (log_open(&r->log, o->log) || log_open(&r->step_log, o->step_log)) return -1;
@@ -492,15 +530,20 @@ static int train_epoch(Run *r, const NnccOptions *o, int per_epoch, double *secs
 
 /* secs and ran cover this process's part of the epoch (all of it unless resumed). */
 static int epoch_done(Run *r, const NnccOptions *o, int per_epoch, double secs, int ran) {
-  double test_loss, test_acc, loss = r->prog.epoch_loss / per_epoch;
+  double test_loss, test_acc, loss = r->prog.epoch_loss / per_epoch, val[2] = {0, 0};
   long correct;
   double img_s = secs > 0 ? (double)ran * r->m->batch / secs : 0;
-  if (evaluate(r, &test_loss, &test_acc, &correct, NULL)) return -1;
-  if (!o->quiet)
-    printf("epoch %d/%d  loss %.6f  test_loss %.6f  test_acc %.4f  %.0f img/s  %.2f s\n",
-           r->prog.epoch + 1, r->cfg.epochs, loss, test_loss, test_acc, img_s, secs);
+  if ((r->val.n && evaluate_set(r, &r->val, r->val_order, "validation", &val[0], &val[1], &correct, NULL)) ||
+      evaluate(r, &test_loss, &test_acc, &correct, NULL))
+    return -1;
+  if (!o->quiet) {
+    char vtext[64] = "";
+    if (r->val.n) snprintf(vtext, sizeof vtext, "  val_loss %.6f  val_acc %.4f", val[0], val[1]);
+    printf("epoch %d/%d  loss %.6f%s  test_loss %.6f  test_acc %.4f  %.0f img/s  %.2f s\n",
+           r->prog.epoch + 1, r->cfg.epochs, loss, vtext, test_loss, test_acc, img_s, secs);
+  }
   fflush(stdout);
-  log_epoch(r, r->prog.epoch, loss, test_loss, test_acc, img_s, secs);
+  log_epoch(r, r->prog.epoch, loss, r->val.n ? val : NULL, test_loss, test_acc, img_s, secs);
   r->prog.epoch++;
   r->prog.epoch_step = 0;
   r->prog.epoch_loss = 0.0;

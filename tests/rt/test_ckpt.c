@@ -46,7 +46,7 @@ static void make_state(float *params, float *state, NnccProgress *p) {
   params[TINY_FLOATS - 1] = 7; /* num_batches_tracked */
   params[TINY_FLOATS - 2] = -0.5f;
   for (int i = 0; i < 2 * TINY_FLOATS; i++) state[i] = (float)i * 0.25f;
-  *p = (NnccProgress){11, 2, 3, 1.0 / 3.0, 1};
+  *p = (NnccProgress){11, 2, 3, 1.0 / 3.0, 1, 0};
 }
 
 START_TEST(round_trip_is_exact) {

@@ -276,6 +276,42 @@ START_TEST(schedules_resume_exactly) {
 }
 END_TEST
 
+/* --val N: the last N training images are held out (22 - 6 = 16: 4 steps
+ * an epoch), val_loss and val_acc reported each epoch, kept by a resumed
+ * run, and a different N refused there. */
+START_TEST(val_holds_out_and_resumes) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--epochs", "2",
+                           "--val", "6", "--log", P("v.jsonl"), "--save", P("v_a"), NULL), 0);
+  ck_assert_contains(out, "val_loss ");
+  ck_assert_contains(out, "val_acc ");
+  size_t len;
+  char *log = (char *)slurp(P("v.jsonl"), &len);
+  ck_assert_ptr_nonnull(strstr(log, "{\"epoch\":1,\"steps\":4,"));
+  ck_assert_ptr_nonnull(strstr(log, "\"val_loss\":"));
+  ck_assert_ptr_nonnull(strstr(log, "\"val_acc\":"));
+  free(log);
+  ck_assert_str_eq(meta(P("v_a"), "val"), "6");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "3",
+                           "--val", "6", "--save", P("v_h"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--epochs", "2",
+                           "--load", P("v_h"), "--val", "5", NULL), 1);
+  ck_assert_contains(out, "was trained holding out 6 training images (--val 6); resume with the same --val");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--epochs", "2",
+                           "--load", P("v_h"), "--save", P("v_b"), "--quiet", NULL), 0);
+  ck_assert(files_equal(P("v_a"), P("v_b")));
+  /* without --val: all 22 images, other bits, no val in the log */
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--epochs", "2",
+                           "--save", P("v_none"), NULL), 0);
+  ck_assert_ptr_null(strstr(out, "val_loss"));
+  ck_assert(!files_equal(P("v_a"), P("v_none")));
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--val", "22", NULL), 1);
+  ck_assert_contains(out, "--val 22 holds out all 22 training images");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--val", "19", NULL), 1);
+  ck_assert_contains(out, "training set has 3 images after --val, fewer than one batch of 4");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--val", "-1", NULL), 2);
+}
+END_TEST
+
 /* eval --report: the counts of a hand-made batch, the mistakes ordered by
  * confidence (ties by index) and capped, the JSON; then through the CLI. */
 START_TEST(eval_report_counts_and_ranks) {
@@ -721,6 +757,7 @@ int main(void) {
   tcase_add_test(tc, adamw_nesterov_clipping_resume_exactly);
   tcase_add_test(tc, schedules_resume_exactly);
   tcase_add_test(tc, eval_report_counts_and_ranks);
+  tcase_add_test(tc, val_holds_out_and_resumes);
   tcase_add_test(tc, same_seed_same_bits_any_thread_count);
   tcase_add_loop_test(tc, grads_writes_loss_logits_and_gradients, 0,
                       (int)(sizeof grads_smoothing / sizeof grads_smoothing[0]));

@@ -70,7 +70,7 @@ static int temp_files(void) {
 /* A checkpoint of the tiny model into path (in this process). */
 static int save_tiny(const char *path) {
   float params[TINY_FLOATS], state[2 * TINY_FLOATS] = {0};
-  NnccProgress p = {3, 0, 3, 1.5, 1};
+  NnccProgress p = {3, 0, 3, 1.5, 1, 0};
   params_init(&tiny_model, params, 7);
   return ckpt_save(path, &tiny_model, &tiny_model.defaults, params, state, &p);
 }
