@@ -13,6 +13,7 @@
  * ir_verify() runs after every pass; --dump-after=PASS prints the IR there.
  */
 #include "nncc.h"
+#include "plot.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -43,6 +44,8 @@ static void usage(FILE *fp) {
           "       nncc [options] build FILE.nn [-o TRAINER]\n"
           "                                         compile a model to an executable trainer\n"
           "                                         with cc and the installed runtime\n"
+          "       nncc plot -o OUT.png LOG.jsonl...   draw training curves (--log, --step-log\n"
+          "                                         files; one run each) with gnuplot\n"
           "       nncc [options] run [--no-jit] [--no-cache] FILE.nn COMMAND [trainer flags]\n"
           "                                         compile in memory and run the trainer\n"
           "                                         (COMMAND: train, eval, grads; docs/jit.md)\n"
@@ -189,7 +192,51 @@ static int write_output(const char *path, Buf *b) {
   return 0;
 }
 
+/* nncc plot -o OUT.png LOG.jsonl...: each file one run, labelled by its
+ * name without .jsonl (runtime/plot.c draws them). */
+static int plot_main(int argc, char **argv) {
+  const char *out = NULL;
+  PlotRun *runs = xalloc(sizeof *runs * (size_t)(argc > 0 ? argc : 1));
+  int n = 0, rc = 1;
+  char err[600];
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "-o") == 0) {
+      if (i + 1 == argc)
+        usage_error("%s needs a file name", "plot -o");
+      out = argv[++i];
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      usage_error("unknown plot option '%s' (plot takes -o OUT.png and log files)", argv[i]);
+    } else {
+      const char *base = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
+      size_t len = strlen(base);
+      char *label = len > 6 && strcmp(base + len - 6, ".jsonl") == 0 ? xstrndup(base, len - 6) : xstrdup(base);
+      if (plot_read_jsonl(argv[i], label, &runs[n], err, sizeof err)) {
+        fprintf(stderr, "nncc: plot: %s\n", err);
+        goto out;
+      }
+      n++;
+    }
+  }
+  if (!out)
+    usage_error("plot needs -o OUT.png%s", "");
+  if (n == 0)
+    usage_error("plot needs at least one --log or --step-log file%s", "");
+  if (plot_png(out, runs, n, err, sizeof err))
+    fprintf(stderr, "nncc: plot: %s\n", err);
+  else
+    rc = 0;
+out:
+  for (int i = 0; i < n; i++)
+    plot_free(&runs[i]);
+  return rc;
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "plot") == 0) {
+    int rc = plot_main(argc - 2, argv + 2);
+    pool_free_all();
+    return rc;
+  }
   Options o = parse_args(argc, argv);
   const char *last;
   Graph *g = front_end(o.input, &o, &last);

@@ -32,6 +32,7 @@ static const Flag flags[] = {
     {"--epochs", 1, TRAIN}, {"--steps", 1, TRAIN}, {"--lr", 1, TRAIN}, {"--seed", 1, TRAIN},
     {"--clip-grad-norm", 1, TRAIN}, {"--clip-grad-value", 1, TRAIN},
     {"--schedule", 1, TRAIN}, {"--warmup", 1, TRAIN}, {"--val", 1, TRAIN},
+    {"--plot", 1, TRAIN},
     {"--no-shuffle", 0, TRAIN}, {"--save", 1, TRAIN}, {"--log", 1, TRAIN},
     {"--step-log", 1, TRAIN}, {"--check-numerics", 0, TRAIN | EVAL},
     {"--allow-nonfinite", 0, TRAIN | EVAL | GRADS},
@@ -43,6 +44,7 @@ static void usage(FILE *f, const char *prog) {
           "usage: %s train --data DIR [--epochs N] [--steps N] [--lr X] [--seed S] [--threads T]\n"
           "          [--no-shuffle] [--load F] [--save F] [--log F.jsonl] [--step-log F.jsonl]\n"
           "          [--schedule S] [--warmup W] [--clip-grad-norm X] [--clip-grad-value X] [--val N]\n"
+          "          [--plot F.png]\n"
           "          [--check-numerics] [--allow-nonfinite] [--quiet]\n"
           "       %s eval --data DIR --load F [--report] [--report-json F.json] [--threads T]\n"
           "          [--check-numerics] [--allow-nonfinite]\n"
@@ -54,6 +56,7 @@ static void usage(FILE *f, const char *prog) {
           "none), --warmup 'linear(start_factor=0.1, total_iters=2)' (or none), --clip-grad-norm\n"
           "and --clip-grad-value (torch.nn.utils' clipping, 0: off) override the model's train\n"
           "line and a loaded checkpoint's settings.\n"
+          "--plot F.png redraws the training curves after every epoch (gnuplot).\n"
           "--val N holds out the last N training images and reports val_loss and val_acc\n"
           "after every epoch.\n"
           "eval --report prints per-class accuracy, the confusion matrix and the most\n"
@@ -152,6 +155,11 @@ static int set_flag(NnccOptions *o, const char *prog, const char *name, const ch
   else if (strcmp(name, "--check-numerics") == 0) o->check_numerics = 1;
   else if (strcmp(name, "--allow-nonfinite") == 0) o->allow_nonfinite = 1;
   else if (strcmp(name, "--report") == 0) o->report = 1;
+  else if (strcmp(name, "--plot") == 0) {
+    if (!plot_available())
+      return usage_error(prog, "--plot needs gnuplot, which is not on PATH (Debian: apt-get install gnuplot-nox)");
+    o->plot = v;
+  }
   else if (strcmp(name, "--report-json") == 0) o->report_json = v, o->report = 1;
   else if (strcmp(name, "--epochs") == 0) {
     if (!(bad = setting_uint("epochs", v, &u))) o->epochs = (int)u, o->epochs_given = 1;

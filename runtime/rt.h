@@ -16,6 +16,7 @@
 
 #include "fileio.h"
 #include "nncc_rt.h"
+#include "plot.h"
 #include "schedule.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -215,6 +216,7 @@ typedef struct NnccOptions {
   const char *schedule, *warmup;          /* --schedule, --warmup text; NULL: not given */
   int report;                             /* eval --report (or --report-json) */
   int val, val_given;                     /* train --val N */
+  const char *plot;                       /* train --plot F.png */
   const char *report_json;                /* eval --report-json F */
   uint64_t seed;
   int seed_given, epochs_given;

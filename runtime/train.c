@@ -48,6 +48,12 @@ typedef struct Run {
   int64_t total_steps; /* onecycle's */
   int sched_epoch;     /* -1: none computed yet */
   double sched_lr, lr_now;
+  /* --plot: this process's curves; the step losses in a buffer sized at
+   * the start (a point averages `stride` steps when the run is long), the
+   * epochs grown at each epoch's end, never inside the step loop */
+  PlotRun plot;
+  int plot_cap, plot_stride, plot_pending, plot_warned, epochs_cap;
+  double plot_sum;
 } Run;
 
 /* The one piece of process state: a signal handler can do nothing but set
@@ -139,6 +145,7 @@ static int run_close(Run *r) {
   free(r->order);
   free(r->test_order);
   free(r->val_order);
+  plot_free(&r->plot);
   idx_free(&r->train);
   idx_free(&r->test);
   return log_close(&r->log) | log_close(&r->step_log);
@@ -500,6 +507,51 @@ static void numerics_stop(Run *r, const NnccOptions *o, double loss) {
            o->save ? ", last checkpoint kept" : "");
 }
 
+/* --plot: room for this run's step losses, at most PLOT_POINTS points. */
+enum { PLOT_POINTS = 1 << 20 };
+static int plot_setup(Run *r, const NnccOptions *o, int per_epoch) {
+  if (!o->plot) return 0;
+  uint64_t planned = (uint64_t)r->cfg.epochs * (uint64_t)per_epoch;
+  if (o->steps && o->steps < planned) planned = o->steps;
+  planned = planned > r->prog.step ? planned - r->prog.step : 1;
+  r->plot_stride = (int)((planned + PLOT_POINTS - 1) / PLOT_POINTS);
+  r->plot_cap = (int)((planned + (uint64_t)r->plot_stride - 1) / (uint64_t)r->plot_stride);
+  r->plot.label = r->m->name;
+  if (!(r->plot.step = xmalloc((size_t)r->plot_cap * sizeof *r->plot.step, "plot points")) ||
+      !(r->plot.step_loss = xmalloc((size_t)r->plot_cap * sizeof *r->plot.step_loss, "plot points")))
+    return -1;
+  return 0;
+}
+
+static void plot_step(Run *r, double loss) {
+  if (!r->plot.step) return;
+  r->plot_sum += loss;
+  if (++r->plot_pending < r->plot_stride || r->plot.nsteps == r->plot_cap) return;
+  r->plot.step[r->plot.nsteps] = (double)r->st.step;
+  r->plot.step_loss[r->plot.nsteps++] = r->plot_sum / r->plot_pending;
+  r->plot_sum = 0, r->plot_pending = 0;
+}
+
+/* After each epoch: the epoch's point, then the picture.  A failed drawing
+ * says so once and training goes on: the run matters more than its plot. */
+static void plot_epoch(Run *r, const NnccOptions *o, double loss, const double *val,
+                       double test_loss, double test_acc) {
+  if (!r->plot.step) return;
+  if (r->plot.nepochs == r->epochs_cap) {
+    int nc = r->epochs_cap ? 2 * r->epochs_cap : 64;
+    PlotEpoch *e = realloc(r->plot.epochs, (size_t)nc * sizeof *e);
+    if (!e) return;
+    r->plot.epochs = e, r->epochs_cap = nc;
+  }
+  r->plot.epochs[r->plot.nepochs++] = (PlotEpoch){r->prog.epoch + 1, loss, test_loss, test_acc,
+                                                  val ? val[0] : NAN, val ? val[1] : NAN};
+  char err[600];
+  if (plot_png(o->plot, &r->plot, 1, err, sizeof err) && !r->plot_warned) {
+    fprintf(stderr, "nncc: --plot: %s; training goes on\n", err);
+    r->plot_warned = 1;
+  }
+}
+
 /* Runs the rest of one epoch; returns 1 when it completed, 0 when stopped
  * early (--steps or a signal), with the progress updated either way, -1
  * when a step failed (reported). */
@@ -517,6 +569,7 @@ static int train_epoch(Run *r, const NnccOptions *o, int per_epoch, double *secs
     }
     r->prog.epoch_loss += loss;
     log_step(r, loss);
+    plot_step(r, loss);
     r->prog.epoch_step = k + 1;
     r->prog.step = r->st.step;
     progress_draw(&pg, r->prog.epoch, r->cfg.epochs, k + 1, per_epoch, r->m->batch,
@@ -544,6 +597,7 @@ static int epoch_done(Run *r, const NnccOptions *o, int per_epoch, double secs, 
   }
   fflush(stdout);
   log_epoch(r, r->prog.epoch, loss, r->val.n ? val : NULL, test_loss, test_acc, img_s, secs);
+  plot_epoch(r, o, loss, r->val.n ? val : NULL, test_loss, test_acc);
   r->prog.epoch++;
   r->prog.epoch_step = 0;
   r->prog.epoch_loss = 0.0;
@@ -570,7 +624,7 @@ int run_train(const NnccModel *m, const NnccOptions *o) {
              o->load ? o->load : "", r.prog.epoch_step, per_epoch, r.train.n, o->data, m->batch);
     goto out;
   }
-  if (sched_setup(&r, per_epoch, o)) goto out;
+  if (sched_setup(&r, per_epoch, o) || plot_setup(&r, o, per_epoch)) goto out;
   if (r.prog.epoch >= r.cfg.epochs && !o->quiet)
     printf("nothing to do: the checkpoint finished epoch %d of --epochs %d\n", r.prog.epoch, r.cfg.epochs);
   if (o->check_numerics) check_start(&r.chk, &r.st, m);

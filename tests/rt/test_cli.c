@@ -312,6 +312,27 @@ START_TEST(val_holds_out_and_resumes) {
 }
 END_TEST
 
+/* train --plot: a PNG after every epoch, from this run's points; without
+ * gnuplot on PATH the flag is refused before anything runs. */
+START_TEST(train_plot_draws_each_epoch) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--epochs", "2",
+                           "--val", "4", "--plot", P("curves.png"), "--quiet", NULL), 0);
+  size_t len;
+  unsigned char *png = slurp(P("curves.png"), &len);
+  ck_assert_ptr_nonnull(png);
+  ck_assert(len > 1000 && memcmp(png, "\x89PNG", 4) == 0);
+  free(png);
+  const char *path = getenv("PATH");
+  char *saved = strdup(path ? path : "");
+  setenv("PATH", "/nonexistent", 1);
+  int rc = run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--plot", P("x.png"), NULL);
+  setenv("PATH", saved, 1);
+  free(saved);
+  ck_assert_int_eq(rc, 2);
+  ck_assert_contains(out, "--plot needs gnuplot, which is not on PATH (Debian: apt-get install gnuplot-nox)");
+}
+END_TEST
+
 /* eval --report: the counts of a hand-made batch, the mistakes ordered by
  * confidence (ties by index) and capped, the JSON; then through the CLI. */
 START_TEST(eval_report_counts_and_ranks) {
@@ -758,6 +779,7 @@ int main(void) {
   tcase_add_test(tc, schedules_resume_exactly);
   tcase_add_test(tc, eval_report_counts_and_ranks);
   tcase_add_test(tc, val_holds_out_and_resumes);
+  tcase_add_test(tc, train_plot_draws_each_epoch);
   tcase_add_test(tc, same_seed_same_bits_any_thread_count);
   tcase_add_loop_test(tc, grads_writes_loss_logits_and_gradients, 0,
                       (int)(sizeof grads_smoothing / sizeof grads_smoothing[0]));
