@@ -19,7 +19,6 @@
 #include <fcntl.h>
 #include <math.h>
 #include <spawn.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,18 +26,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "errbuf.h"
 #include "fileio.h"
 #include "plot.h"
 
 extern char **environ;
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return -1;
-}
 
 /* x as gnuplot reads it; NaN (a missing value) as "NaN" */
 static void put(FILE *f, double x) {
@@ -196,11 +189,11 @@ static int run_gnuplot(const char *dir, char *err, size_t errlen) {
   int rc = posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   if (rc == ENOENT)
-    return fail(err, errlen, "gnuplot is not installed (Debian: apt-get install gnuplot-nox)");
-  if (rc) return fail(err, errlen, "cannot run gnuplot: %s", strerror(rc));
+    return errbuf_set(err, errlen, "gnuplot is not installed (Debian: apt-get install gnuplot-nox)");
+  if (rc) return errbuf_set(err, errlen, "cannot run gnuplot: %s", strerror(rc));
   int status;
   while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) return fail(err, errlen, "waiting for gnuplot: %s", strerror(errno));
+    if (errno != EINTR) return errbuf_set(err, errlen, "waiting for gnuplot: %s", strerror(errno));
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
   /* its first message line says why */
   char line[300] = "";
@@ -208,7 +201,7 @@ static int run_gnuplot(const char *dir, char *err, size_t errlen) {
   while (f && fgets(line, sizeof line, f) && (line[0] == '\n' || line[0] == ' ')) line[0] = '\0';
   if (f) fclose(f);
   line[strcspn(line, "\n")] = '\0';
-  return fail(err, errlen, "gnuplot failed%s%s", *line ? ": " : "", line);
+  return errbuf_set(err, errlen, "gnuplot failed%s%s", *line ? ": " : "", line);
 }
 
 static void remove_dir(const char *dir, int n) {
@@ -231,16 +224,16 @@ int plot_png(const char *path, const PlotRun *runs, int n, char *err, size_t err
   const char *tmp = getenv("TMPDIR");
   char dir[4096];
   if (snprintf(dir, sizeof dir, "%s/nncc-plot-XXXXXX", tmp && *tmp ? tmp : "/tmp") >= (int)sizeof dir)
-    return fail(err, errlen, "TMPDIR is too long");
-  if (!mkdtemp(dir)) return fail(err, errlen, "cannot create a directory '%s': %s", dir, strerror(errno));
+    return errbuf_set(err, errlen, "TMPDIR is too long");
+  if (!mkdtemp(dir)) return errbuf_set(err, errlen, "cannot create a directory '%s': %s", dir, strerror(errno));
   int rc = -1;
   for (int i = 0; i < n; i++)
     if (write_data(dir, i, &runs[i])) {
-      fail(err, errlen, "cannot write the plot's data in '%s': %s", dir, strerror(errno));
+      errbuf_set(err, errlen, "cannot write the plot's data in '%s': %s", dir, strerror(errno));
       goto out;
     }
   if (write_script(dir, runs, n)) {
-    fail(err, errlen, "cannot write the plot's script in '%s': %s", dir, strerror(errno));
+    errbuf_set(err, errlen, "cannot write the plot's script in '%s': %s", dir, strerror(errno));
     goto out;
   }
   if (run_gnuplot(dir, err, errlen)) goto out;
@@ -254,9 +247,9 @@ int plot_png(const char *path, const PlotRun *runs, int n, char *err, size_t err
     len = -1;
   if (f) fclose(f);
   if (len <= 0 || !data) {
-    fail(err, errlen, "gnuplot wrote no picture");
+    errbuf_set(err, errlen, "gnuplot wrote no picture");
   } else if (fio_write_file(path, data, (size_t)len) != 0) {
-    fail(err, errlen, "%s: cannot write: %s", path, fio_strerror(errno));
+    errbuf_set(err, errlen, "%s: cannot write: %s", path, fio_strerror(errno));
   } else {
     rc = 0;
   }
@@ -301,7 +294,7 @@ int plot_read_jsonl(const char *path, const char *label, PlotRun *run, char *err
   FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
   if (!f) {
     if (fd >= 0) close(fd);
-    return fail(err, errlen, "%s: %s", path, fio_strerror(errno));
+    return errbuf_set(err, errlen, "%s: %s", path, fio_strerror(errno));
   }
   char line[MAX_LINE + 2];
   int lineno = 0, cap_s = 0, cap_e = 0, rc = -1;
@@ -309,13 +302,13 @@ int plot_read_jsonl(const char *path, const char *label, PlotRun *run, char *err
     lineno++;
     size_t len = strlen(line);
     if (len > MAX_LINE) {
-      fail(err, errlen, "%s:%d: a line longer than %d bytes: not a --log or --step-log file", path,
+      errbuf_set(err, errlen, "%s:%d: a line longer than %d bytes: not a --log or --step-log file", path,
            lineno, MAX_LINE);
       goto out;
     }
     if (line[strspn(line, " \t\r\n")] == '\0') continue;
     if (run->nsteps + run->nepochs >= MAX_POINTS) {
-      fail(err, errlen, "%s:%d: more than %d points", path, lineno, MAX_POINTS);
+      errbuf_set(err, errlen, "%s:%d: more than %d points", path, lineno, MAX_POINTS);
       goto out;
     }
     /* the kind of line by its first key: {"step": ...} or {"epoch": ...}
@@ -325,13 +318,13 @@ int plot_read_jsonl(const char *path, const char *label, PlotRun *run, char *err
     if (strncmp(k, "\"step\"", 6) == 0) {
       double step = field(line, "step");
       if (!isfinite(step)) {
-        fail(err, errlen, "%s:%d: a step line without a step number", path, lineno);
+        errbuf_set(err, errlen, "%s:%d: a step line without a step number", path, lineno);
         goto out;
       }
       int cap = cap_s;
       if (grow((void **)&run->step, &cap, run->nsteps, sizeof *run->step) ||
           grow((void **)&run->step_loss, &cap_s, run->nsteps, sizeof *run->step_loss)) {
-        fail(err, errlen, "%s: out of memory", path);
+        errbuf_set(err, errlen, "%s: out of memory", path);
         goto out;
       }
       run->step[run->nsteps] = step;
@@ -339,23 +332,23 @@ int plot_read_jsonl(const char *path, const char *label, PlotRun *run, char *err
     } else if (strncmp(k, "\"epoch\"", 7) == 0) {
       double e = field(line, "epoch");
       if (!(e >= 1 && e <= 1e9) || grow((void **)&run->epochs, &cap_e, run->nepochs, sizeof *run->epochs)) {
-        fail(err, errlen, "%s:%d: %s", path, lineno, e >= 1 && e <= 1e9 ? "out of memory" : "a bad epoch number");
+        errbuf_set(err, errlen, "%s:%d: %s", path, lineno, e >= 1 && e <= 1e9 ? "out of memory" : "a bad epoch number");
         goto out;
       }
       run->epochs[run->nepochs++] = (PlotEpoch){(int)e, field(line, "loss"), field(line, "test_loss"),
                                                 field(line, "test_acc"), field(line, "val_loss"),
                                                 field(line, "val_acc")};
     } else {
-      fail(err, errlen, "%s:%d: neither a --log nor a --step-log line", path, lineno);
+      errbuf_set(err, errlen, "%s:%d: neither a --log nor a --step-log line", path, lineno);
       goto out;
     }
   }
   if (ferror(f)) {
-    fail(err, errlen, "%s: %s", path, strerror(errno));
+    errbuf_set(err, errlen, "%s: %s", path, strerror(errno));
     goto out;
   }
   if (run->nsteps + run->nepochs == 0) {
-    fail(err, errlen, "%s: no --log or --step-log lines", path);
+    errbuf_set(err, errlen, "%s: no --log or --step-log lines", path);
     goto out;
   }
   rc = 0;

@@ -27,11 +27,11 @@
  * with sched_parse() and writes it in sched_format()'s canonical text.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
 #include "schedule.h"
 
 /* Python's math.pi (M_PI is not C11) */
@@ -81,13 +81,6 @@ static const Kind kinds[] = {
 };
 #undef END
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return -1;
-}
 
 static const char *skip(const char *p) {
   while (*p == ' ' || *p == '\t') p++;
@@ -124,7 +117,7 @@ static int set_key(NnccSchedule *s, const Kind *k, const Key *key, const char *v
     const char *a = key->type == BOOL ? "true" : "cos", *b = key->type == BOOL ? "false" : "linear";
     int is_a = n == strlen(a) && strncmp(v, a, n) == 0, is_b = n == strlen(b) && strncmp(v, b, n) == 0;
     if (!is_a && !is_b)
-      return fail(err, errlen, "%s(): '%s' must be %s or %s", k->name, name, a, b);
+      return errbuf_set(err, errlen, "%s(): '%s' must be %s or %s", k->name, name, a, b);
     if (strcmp(name, "cycle_momentum") == 0) s->cycle_momentum = is_a;
     else if (strcmp(name, "three_phase") == 0) s->three_phase = is_a;
     else s->anneal_linear = is_b;
@@ -132,36 +125,36 @@ static int set_key(NnccSchedule *s, const Kind *k, const Key *key, const char *v
   }
   if (key->type == LIST) {
     if (n < 2 || v[0] != '[' || v[n - 1] != ']')
-      return fail(err, errlen, "%s(): '%s' must be a list of epochs, like [30, 80]", k->name, name);
+      return errbuf_set(err, errlen, "%s(): '%s' must be a list of epochs, like [30, 80]", k->name, name);
     s->nmilestones = 0;
     const char *p = skip(v + 1), *stop = v + n - 1;
     while (p < stop) {
       const char *q = p;
       while (q < stop && *q != ',') q++;
       if (s->nmilestones == NNCC_SCHED_MAX_MILESTONES)
-        return fail(err, errlen, "%s(): more than %d milestones", k->name, NNCC_SCHED_MAX_MILESTONES);
+        return errbuf_set(err, errlen, "%s(): more than %d milestones", k->name, NNCC_SCHED_MAX_MILESTONES);
       if (parse_num(p, (size_t)(q - p), &x) || x != floor(x) || x < 0 || x > 1e9)
-        return fail(err, errlen, "%s(): milestones must be epochs (integers from 0 to 1e9)", k->name);
+        return errbuf_set(err, errlen, "%s(): milestones must be epochs (integers from 0 to 1e9)", k->name);
       int m = (int)x;
       if (s->nmilestones && m < s->milestones[s->nmilestones - 1])
-        return fail(err, errlen, "%s(): milestones must not decrease", k->name);
+        return errbuf_set(err, errlen, "%s(): milestones must not decrease", k->name);
       s->milestones[s->nmilestones++] = m;
       p = q < stop ? skip(q + 1) : q;
     }
-    if (s->nmilestones == 0) return fail(err, errlen, "%s(): 'milestones' is empty", k->name);
+    if (s->nmilestones == 0) return errbuf_set(err, errlen, "%s(): 'milestones' is empty", k->name);
     return 0;
   }
   if (parse_num(v, n, &x))
-    return fail(err, errlen, "%s(): '%s' must be a number, got '%.*s'", k->name, name, (int)n, v);
+    return errbuf_set(err, errlen, "%s(): '%s' must be a number, got '%.*s'", k->name, name, (int)n, v);
   if (key->type == INT) {
     if (x != floor(x) || x < key->lo || x > key->hi)
-      return fail(err, errlen, "%s(): '%s' must be an integer from %.0f to %.0f", k->name, name,
+      return errbuf_set(err, errlen, "%s(): '%s' must be an integer from %.0f to %.0f", k->name, name,
                   key->lo, key->hi);
   } else if (!(key->lo_in ? x >= key->lo : x > key->lo) || !(x <= key->hi)) {
     if (isinf(key->hi))
-      return fail(err, errlen, "%s(): '%s' must be %s", k->name, name,
+      return errbuf_set(err, errlen, "%s(): '%s' must be %s", k->name, name,
                   key->lo_in ? "non-negative" : "positive");
-    return fail(err, errlen, "%s(): '%s' must be in %s%g, %g]", k->name, name,
+    return errbuf_set(err, errlen, "%s(): '%s' must be in %s%g, %g]", k->name, name,
                 key->lo_in ? "[" : "(", key->lo, key->hi);
   }
   if (strcmp(name, "step_size") == 0) s->step_size = (int)x;
@@ -191,8 +184,8 @@ int sched_parse(const char *spec, int warmup, NnccSchedule *out, char *err, size
   for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
     if (strlen(kinds[i].name) == n && strncmp(p, kinds[i].name, n) == 0) k = &kinds[i];
   if (!k || (k->kind == NNCC_SCHED_LINEAR) != (warmup != 0)) {
-    if (warmup) return fail(err, errlen, "unknown warm-up '%.*s'; nncc has linear(...)", (int)n, p);
-    return fail(err, errlen,
+    if (warmup) return errbuf_set(err, errlen, "unknown warm-up '%.*s'; nncc has linear(...)", (int)n, p);
+    return errbuf_set(err, errlen,
                 "unknown schedule '%.*s'; nncc has step(...), multistep(...), exponential(...), "
                 "cosine(...) and onecycle(...)",
                 (int)n, p);
@@ -206,23 +199,23 @@ int sched_parse(const char *spec, int warmup, NnccSchedule *out, char *err, size
       size_t kn = 0;
       while ((p[kn] >= 'a' && p[kn] <= 'z') || (p[kn] >= 'A' && p[kn] <= 'Z') || p[kn] == '_') kn++;
       const char *eq = skip(p + kn);
-      if (kn == 0 || *eq != '=') return fail(err, errlen, "%s(): expected NAME=VALUE at '%s'", k->name, p);
+      if (kn == 0 || *eq != '=') return errbuf_set(err, errlen, "%s(): expected NAME=VALUE at '%s'", k->name, p);
       int which = -1;
       for (int i = 0; k->keys[i].name; i++)
         if (strlen(k->keys[i].name) == kn && strncmp(p, k->keys[i].name, kn) == 0) which = i;
-      if (which < 0) return fail(err, errlen, "%s() has no argument '%.*s'", k->name, (int)kn, p);
-      if (given[which]++) return fail(err, errlen, "%s(): '%s' is given twice", k->name, k->keys[which].name);
+      if (which < 0) return errbuf_set(err, errlen, "%s() has no argument '%.*s'", k->name, (int)kn, p);
+      if (given[which]++) return errbuf_set(err, errlen, "%s(): '%s' is given twice", k->name, k->keys[which].name);
       const char *v = skip(eq + 1), *e = value_end(v);
       if (set_key(out, k, &k->keys[which], v, (size_t)(e - v), err, errlen)) return -1;
-      if (*e == '\0') return fail(err, errlen, "%s(: no closing ')'", k->name);
+      if (*e == '\0') return errbuf_set(err, errlen, "%s(: no closing ')'", k->name);
       p = *e == ',' ? skip(e + 1) : e;
     }
     p = skip(p + 1);
   }
-  if (*p) return fail(err, errlen, "%s(...): unexpected '%s' after it", k->name, p);
+  if (*p) return errbuf_set(err, errlen, "%s(...): unexpected '%s' after it", k->name, p);
   for (int i = 0; k->keys[i].name; i++) {
     if (given[i]) continue;
-    if (!k->keys[i].def) return fail(err, errlen, "%s() needs '%s'", k->name, k->keys[i].name);
+    if (!k->keys[i].def) return errbuf_set(err, errlen, "%s() needs '%s'", k->name, k->keys[i].name);
     const char *d = k->keys[i].def;
     if (set_key(out, k, &k->keys[i], d, strlen(d), err, errlen)) return -1;
   }
