@@ -24,7 +24,8 @@ need_packages() {
 BUILD_PACKAGES="cmake make gcc clang pkg-config check zlib1g-dev libomp-14-dev libclang-rt-14-dev"
 # Debian packages (scripts/deb.sh): dpkg-shlibdeps finds their library dependencies.
 BUILD_PACKAGES="$BUILD_PACKAGES dpkg-dev"
-# `nncc plot` and `train --plot` draw with gnuplot (their tests need it).
-BUILD_PACKAGES="$BUILD_PACKAGES gnuplot-nox"
+# `nncc plot` and `train --plot` draw with gnuplot (their tests need it);
+# Fashion-MNIST (scripts/fetch_fashion_mnist.sh, test e2e_fashion).
+BUILD_PACKAGES="$BUILD_PACKAGES gnuplot-nox dataset-fashion-mnist"
 # The JIT of `nncc run` (CMake option NNCC_JIT, docs/jit.md).
 BUILD_PACKAGES="$BUILD_PACKAGES g++ llvm-14-dev libclang-14-dev libclang-cpp14-dev"
