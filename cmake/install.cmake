@@ -82,7 +82,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION devel)
 # a C compiler with OpenMP and zlib's header and library.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_NNCC_PACKAGE_NAME nncc)
-set(CPACK_DEBIAN_NNCC_PACKAGE_DEPENDS "gcc | clang, libc6-dev, libgomp1, zlib1g-dev")
+set(CPACK_DEBIAN_NNCC_PACKAGE_DEPENDS "gcc | clang, libc6-dev, libgomp1, zlib1g-dev, libpng-dev")
 set(CPACK_DEBIAN_NNCC_PACKAGE_RECOMMENDS "pkg-config, nncc-jit")
 # Descriptions: the synopsis line, then the text (CPack indents it).
 set(CPACK_DEBIAN_NNCC_DESCRIPTION "graph compiler from fixed neural networks to C trainers
@@ -95,7 +95,7 @@ the shipped models and the documentation.")
 # The JIT: clang's headers (resource directory) and LLVM's OpenMP runtime
 # are read at run time, by path.
 set(CPACK_DEBIAN_JIT_PACKAGE_NAME nncc-jit)
-set(CPACK_DEBIAN_JIT_PACKAGE_DEPENDS "nncc (= ${PROJECT_VERSION}), libclang-common-14-dev, libomp5-14, libc6-dev, zlib1g-dev")
+set(CPACK_DEBIAN_JIT_PACKAGE_DEPENDS "nncc (= ${PROJECT_VERSION}), libclang-common-14-dev, libomp5-14, libc6-dev, zlib1g-dev, libpng-dev")
 set(CPACK_DEBIAN_JIT_DESCRIPTION "in-process JIT for nncc run (clang/LLVM 14)
 With this package, nncc run MODEL.nn train ... compiles the generated
 trainer in memory with clang and LLVM 14 instead of running cc.")

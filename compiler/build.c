@@ -66,10 +66,11 @@ int build_trainer(const char *name, const Buf *csrc, const char *out) {
     fprintf(stderr, "nncc: build: cannot write '%s': %s\n", src, fio_strerror(errno));
   if (ok) {
     int k;
-    const char **args = cc_command(8, &k);
+    const char **args = cc_command(9, &k);
     args[k++] = format("-I%s", inc);
     args[k++] = src;
     args[k++] = lib;
+    args[k++] = "-lpng";
     args[k++] = "-lz";
     args[k++] = "-lm";
     args[k++] = "-o";

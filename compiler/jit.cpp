@@ -52,6 +52,7 @@
 #include <llvm/Support/VirtualFileSystem.h>
 #include <llvm/Support/raw_ostream.h>
 
+#include <png.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -74,6 +75,8 @@ static const char kRoot[] = "/nncc/";
  * this reference an --as-needed link would drop libz from the process and
  * the JIT could not resolve gzopen & co. */
 __attribute__((used)) static const char *(*const keep_zlib)(void) = zlibVersion;
+/* The same for libpng (predict reads PNG images, runtime/image.c). */
+__attribute__((used)) static png_uint_32 (*const keep_png)(void) = png_access_version_number;
 
 struct Jit {
   std::unique_ptr<orc::LLJIT> lljit;

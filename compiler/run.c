@@ -392,6 +392,7 @@ static bool build_shared(const char *dir, const char *name, const JitFile *files
   args[k++] = made[(*nmade)++] = format("%s/%s.so", dir, name);
   for (int i = 0; i < nall; i++)
     args[k++] = all[i];
+  args[k++] = "-lpng";
   args[k++] = "-lz";
   args[k++] = "-lm";
   args[k] = NULL;

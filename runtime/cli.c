@@ -18,7 +18,7 @@
 
 #include "rt.h"
 
-enum { TRAIN = 1, EVAL = 2, GRADS = 4 };
+enum { TRAIN = 1, EVAL = 2, GRADS = 4, PREDICT = 8 };
 
 typedef struct Flag {
   const char *name;
@@ -27,8 +27,9 @@ typedef struct Flag {
 } Flag;
 
 static const Flag flags[] = {
-    {"--data", 1, TRAIN | EVAL | GRADS}, {"--load", 1, TRAIN | EVAL | GRADS},
-    {"--threads", 1, TRAIN | EVAL | GRADS}, {"--quiet", 0, TRAIN | EVAL | GRADS},
+    {"--data", 1, TRAIN | EVAL | GRADS}, {"--load", 1, TRAIN | EVAL | GRADS | PREDICT},
+    {"--threads", 1, TRAIN | EVAL | GRADS | PREDICT}, {"--quiet", 0, TRAIN | EVAL | GRADS},
+    {"--top", 1, PREDICT}, {"--invert", 1, PREDICT},
     {"--epochs", 1, TRAIN}, {"--steps", 1, TRAIN}, {"--lr", 1, TRAIN}, {"--seed", 1, TRAIN},
     {"--clip-grad-norm", 1, TRAIN}, {"--clip-grad-value", 1, TRAIN},
     {"--schedule", 1, TRAIN}, {"--warmup", 1, TRAIN}, {"--val", 1, TRAIN},
@@ -49,6 +50,7 @@ static void usage(FILE *f, const char *prog) {
           "       %s eval --data DIR --load F [--report] [--report-json F.json] [--threads T]\n"
           "          [--check-numerics] [--allow-nonfinite]\n"
           "       %s grads --data DIR --load F --out G.safetensors [--threads T] [--allow-nonfinite]\n"
+          "       %s predict --load F [--top K] [--invert auto|yes|no] [--threads T] IMAGE...\n"
           "       %s --version   the model, the nncc that generated it, the runtime\n"
           "DIR holds the MNIST IDX files (train-images-idx3-ubyte, ..., raw or .gz).\n"
           "--epochs and --steps count the whole run, including a loaded checkpoint's progress.\n"
@@ -61,9 +63,11 @@ static void usage(FILE *f, const char *prog) {
           "after every epoch.\n"
           "eval --report prints per-class accuracy, the confusion matrix and the most\n"
           "confidently wrong test images; --report-json writes them as JSON too.\n"
+          "predict classifies PNG or PGM images (scaled to 28x28, a dark drawing on a light\n"
+          "page inverted with --invert auto) and IDX3 image files, printing the top K classes.\n"
           "--check-numerics checks every node's results for NaN/Inf; --allow-nonfinite loads\n"
           "and saves checkpoints that hold NaN/Inf.\n",
-          prog, prog, prog, prog);
+          prog, prog, prog, prog, prog);
 }
 
 static int usage_error(const char *prog, const char *fmt, ...) RT_PRINTF(2, 3);
@@ -111,6 +115,7 @@ static const struct {
     {"has_optim", 0, 1, "0 or 1"},
     {"nesterov", 0, 1, "0 or 1"},
     {"val", 0, INT32_MAX, "a non-negative integer (at most 2147483647)"},
+    {"top", 1, 256, "an integer from 1 to 256"},
 };
 
 const char *setting_real(const char *key, const char *text, double *out) {
@@ -171,6 +176,13 @@ static int set_flag(NnccOptions *o, const char *prog, const char *name, const ch
     if (!(bad = setting_uint("seed", v, &o->seed))) o->seed_given = 1;
   } else if (strcmp(name, "--lr") == 0) {
     bad = setting_real("lr", v, &o->lr);
+  } else if (strcmp(name, "--top") == 0) {
+    if (!(bad = setting_uint("top", v, &u))) o->top = (int)u;
+  } else if (strcmp(name, "--invert") == 0) {
+    if (strcmp(v, "auto") == 0) o->invert = -1;
+    else if (strcmp(v, "yes") == 0) o->invert = 1;
+    else if (strcmp(v, "no") == 0) o->invert = 0;
+    else bad = "auto, yes or no";
   } else if (strcmp(name, "--val") == 0) {
     if (!(bad = setting_uint("val", v, &u))) o->val = (int)u, o->val_given = 1;
   } else if (strcmp(name, "--schedule") == 0 || strcmp(name, "--warmup") == 0) {
@@ -191,6 +203,10 @@ static int parse_args(int argc, char **argv, const char *prog, int cmd, const ch
                       NnccOptions *o) {
   for (int i = 2; i < argc; i++) {
     const char *arg = argv[i], *eq = strchr(arg, '='), *value = NULL;
+    if (cmd == PREDICT && (arg[0] != '-' || !arg[1])) { /* an image to classify */
+      o->inputs[o->ninputs++] = arg;
+      continue;
+    }
     size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
     const Flag *f = NULL;
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
@@ -207,6 +223,11 @@ static int parse_args(int argc, char **argv, const char *prog, int cmd, const ch
     }
     int rc = set_flag(o, prog, f->name, value);
     if (rc) return rc;
+  }
+  if (cmd == PREDICT) {
+    if (!o->load) return usage_error(prog, "predict needs --load F");
+    if (!o->ninputs) return usage_error(prog, "predict needs an image: a PNG, a PGM or an IDX3 file");
+    return 0;
   }
   if (!o->data) return usage_error(prog, "%s needs --data DIR", cmd_name);
   if ((cmd & (EVAL | GRADS)) && !o->load) return usage_error(prog, "%s needs --load F", cmd_name);
@@ -227,21 +248,33 @@ int nncc_main(int argc, char **argv, const NnccModel *model) {
              model->name, model->source, model->nncc_version, NNCC_VERSION, NNCC_RT_ABI);
       return 0;
     }
-  if (argc < 2) return usage_error(prog, "missing command (train, eval or grads)");
+  if (argc < 2) return usage_error(prog, "missing command (train, eval, grads or predict)");
   if (strcmp(argv[1], "train") == 0) cmd = TRAIN;
   else if (strcmp(argv[1], "eval") == 0) cmd = EVAL;
   else if (strcmp(argv[1], "grads") == 0) cmd = GRADS;
+  else if (strcmp(argv[1], "predict") == 0) cmd = PREDICT;
   else return usage_error(prog, "unknown command '%s'", argv[1]);
   memset(&o, 0, sizeof o);
   o.shuffle = 1;
   o.lr = -1;
   o.clip_grad_norm = o.clip_grad_value = -1;
+  o.top = 3;
+  o.invert = -1;
+  const char **inputs = calloc((size_t)argc, sizeof *inputs);
+  if (!inputs) return usage_error(prog, "out of memory");
+  o.inputs = inputs;
   int rc = parse_args(argc, argv, prog, cmd, argv[1], &o);
-  if (rc) return rc;
+  if (rc) {
+    free(inputs);
+    return rc;
+  }
 #ifdef _OPENMP
   if (o.threads) omp_set_num_threads(o.threads);
 #endif
-  if (cmd == TRAIN) return run_train(model, &o);
-  if (cmd == EVAL) return run_eval(model, &o);
-  return run_grads(model, &o);
+  if (cmd == TRAIN) rc = run_train(model, &o);
+  else if (cmd == EVAL) rc = run_eval(model, &o);
+  else if (cmd == GRADS) rc = run_grads(model, &o);
+  else rc = run_predict(model, &o);
+  free(inputs);
+  return rc;
 }

@@ -197,6 +197,28 @@ static int check_label_range(const IdxFile *lb, const NnccModel *m) {
   return 0;
 }
 
+int idx_load_images(NnccData *d, const char *path, const NnccModel *m) {
+  IdxFile *im = xmalloc(sizeof *im, "IDX reader");
+  int rc = -1;
+  memset(d, 0, sizeof *d);
+  if (!im) return -1;
+  memset(im, 0, sizeof *im);
+  snprintf(im->path, sizeof im->path, "%s", path);
+  if (idx_open(im, 3, "an IDX3 ubyte image file") || check_images(im, m) || idx_read_data(im) ||
+      !(d->labels = calloc(im->dims[0] ? im->dims[0] : 1, 1)))
+    goto done;
+  d->n = (int)im->dims[0];
+  d->rows = (int)im->dims[1];
+  d->cols = (int)im->dims[2];
+  d->images = im->data;
+  im->data = NULL;
+  rc = 0;
+done:
+  idx_close(im);
+  free(im);
+  return rc;
+}
+
 /* Each header is checked against the model (and the labels' against the
  * images') before any data is read. */
 int idx_load(NnccData *d, const char *dir, const char *split, const NnccModel *m) {

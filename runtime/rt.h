@@ -65,6 +65,21 @@ typedef struct NnccData {
 /* Loads "train" or "t10k" from dir, checking it against the model's input. */
 int idx_load(NnccData *d, const char *dir, const char *split, const NnccModel *m);
 void idx_free(NnccData *d);
+/* One IDX3 image file (raw or gzipped) for predict, labels all 0. */
+int idx_load_images(NnccData *d, const char *path, const NnccModel *m);
+
+/* ---- image.c: PNG (libpng) and PGM images for predict ---- */
+typedef struct NnccImage {
+  int w, h;
+  unsigned char *pixels; /* w*h 8-bit grey */
+} NnccImage;
+/* 0; -1 after a message; -2 (no message) when the file is neither a PNG
+ * nor a PGM. */
+int image_load(const char *path, NnccImage *img);
+/* rows x cols bytes by area averaging; invert: 1, 0, or -1 for automatic
+ * (a light border means dark on light, inverted to MNIST's light on dark). */
+void image_fit(const NnccImage *img, int invert, int rows, int cols, unsigned char *out);
+void image_free(NnccImage *img);
 
 /* ---- batch.c ---- */
 /* order[0..n) = 0..n-1, shuffled with stream RNG_STREAM_SHUFFLE(epoch) unless !shuffle. */
@@ -217,6 +232,9 @@ typedef struct NnccOptions {
   int report;                             /* eval --report (or --report-json) */
   int val, val_given;                     /* train --val N */
   const char *plot;                       /* train --plot F.png */
+  int top, invert;                        /* predict --top K, --invert (-1: auto) */
+  const char **inputs;                    /* predict's images */
+  int ninputs;
   const char *report_json;                /* eval --report-json F */
   uint64_t seed;
   int seed_given, epochs_given;
@@ -224,6 +242,7 @@ typedef struct NnccOptions {
 int run_train(const NnccModel *m, const NnccOptions *o);
 int run_eval(const NnccModel *m, const NnccOptions *o);
 int run_grads(const NnccModel *m, const NnccOptions *o);
+int run_predict(const NnccModel *m, const NnccOptions *o);
 /* Checks the model description itself (offsets, shapes, sizes). */
 int model_check(const NnccModel *m);
 

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "rt.h"
 
 #ifdef _OPENMP
@@ -682,6 +684,105 @@ int run_eval(const NnccModel *m, const NnccOptions *o) {
   rc = 0;
 out:
   report_free(&rep);
+  run_close(&r);
+  return rc;
+}
+
+/* ---- predict ---- */
+
+/* The images of one input: a PNG or PGM made 28x28, or every image of an
+ * IDX3 file (*idx set).  -1 after a message. */
+static int predict_input(const NnccModel *m, const NnccOptions *o, const char *path, NnccData *d,
+                         int *idx) {
+  *idx = 0;
+  NnccImage img;
+  int rc = image_load(path, &img);
+  if (rc == -1) return -1;
+  if (rc == 0) {
+    memset(d, 0, sizeof *d);
+    d->n = 1;
+    d->rows = m->in_h - m->pad_top - m->pad_bottom; /* the image inside the padding */
+    d->cols = m->in_w - m->pad_left - m->pad_right;
+    d->images = malloc((size_t)d->rows * (size_t)d->cols);
+    d->labels = calloc(1, 1);
+    if (!d->images || !d->labels) {
+      image_free(&img);
+      idx_free(d);
+      rt_error("%s: out of memory", path);
+      return -1;
+    }
+    image_fit(&img, o->invert, d->rows, d->cols, d->images);
+    image_free(&img);
+    return 0;
+  }
+  /* neither PNG nor PGM: an IDX3 image file, raw or gzipped, or nothing */
+  unsigned char head[4] = {0};
+  int fd = fio_open_read(path);
+  gzFile g = fd >= 0 ? gzdopen(fd, "rb") : NULL;
+  int n = g ? gzread(g, head, 4) : -1;
+  if (g) gzclose(g);
+  else if (fd >= 0) close(fd);
+  if (n != 4 || head[0] || head[1] || head[2] != 8 || head[3] != 3) {
+    rt_error("%s: neither a PNG, a PGM nor an IDX3 image file", path);
+    return -1;
+  }
+  *idx = 1;
+  return idx_load_images(d, path, m);
+}
+
+/* Softmax (in double) of each row of logits, and the top K classes,
+ * the most probable first (the lower class among equals). */
+static void print_top(const NnccModel *m, const float *x, int k, const char *name, int index) {
+  double p[256], mx = x[0], sum = 0;
+  int C = m->classes, order[256];
+  for (int c = 1; c < C; c++) mx = x[c] > mx ? x[c] : mx;
+  for (int c = 0; c < C; c++) sum += p[c] = exp((double)x[c] - mx);
+  for (int c = 0; c < C; c++) p[c] /= sum, order[c] = c;
+  if (k > C) k = C;
+  for (int i = 0; i < k; i++) /* partial selection sort: stable for equal p */
+    for (int j = i + 1; j < C; j++)
+      if (p[order[j]] > p[order[i]] || (p[order[j]] == p[order[i]] && order[j] < order[i])) {
+        int t = order[i];
+        order[i] = order[j], order[j] = t;
+      }
+  if (index >= 0) printf("%s[%d]:", name, index);
+  else printf("%s:", name);
+  for (int i = 0; i < k; i++) printf("  %d %.4f", order[i], p[order[i]]);
+  printf("\n");
+}
+
+int run_predict(const NnccModel *m, const NnccOptions *o) {
+  Run r;
+  NnccData d = {0};
+  uint32_t *order = NULL;
+  int rc = 1;
+  if (run_open(&r, m, o, 0, 0) || load(&r, o, NULL)) goto out;
+  r.st.seed = r.cfg.seed;
+  r.st.step = r.prog.step;
+  for (int i = 0; i < o->ninputs; i++) {
+    int idx;
+    if (predict_input(m, o, o->inputs[i], &d, &idx)) goto out;
+    free(order);
+    if (!(order = xmalloc((size_t)d.n * sizeof *order + 1, "image order"))) goto out;
+    batch_order(order, d.n, 0, 0, 0);
+    for (int start = 0; start < d.n; start += m->batch) {
+      int count = d.n - start < m->batch ? d.n - start : m->batch;
+      batch_fill(m, &d, order + start, count, r.st.input, r.labels);
+      m->forward(&r.st, 0);
+      for (int b = 0; b < count; b++)
+        print_top(m, r.st.logits + (size_t)b * (size_t)m->classes, o->top, o->inputs[i],
+                  idx ? start + b : -1);
+    }
+    idx_free(&d);
+  }
+  if (fflush(stdout) != 0) {
+    rt_error("standard output: %s", strerror(errno));
+    goto out;
+  }
+  rc = 0;
+out:
+  free(order);
+  idx_free(&d);
   run_close(&r);
   return rc;
 }

@@ -21,7 +21,7 @@ need_packages() {
 
 # What building and testing nncc needs (libclang-rt-14-dev: clang's
 # sanitizer runtimes and libFuzzer, only recommended by clang).
-BUILD_PACKAGES="cmake make gcc clang pkg-config check zlib1g-dev libomp-14-dev libclang-rt-14-dev"
+BUILD_PACKAGES="cmake make gcc clang pkg-config check zlib1g-dev libpng-dev libomp-14-dev libclang-rt-14-dev"
 # Debian packages (scripts/deb.sh): dpkg-shlibdeps finds their library dependencies.
 BUILD_PACKAGES="$BUILD_PACKAGES dpkg-dev"
 # `nncc plot` and `train --plot` draw with gnuplot (their tests need it);

@@ -34,7 +34,7 @@ for spec in $models; do
   for isa in $isas; do
     # shellcheck disable=SC2086
     $cc -std=c11 -D_POSIX_C_SOURCE=200809L $cflags -march=$isa -fopenmp -ffp-contract=off \
-      -Wall -Wextra -Werror -Iruntime "$tmp/$name.c" runtime/*.c -lz -lm -o "$tmp/${name}_$isa" \
+      -Wall -Wextra -Werror -Iruntime "$tmp/$name.c" runtime/*.c -lpng -lz -lm -o "$tmp/${name}_$isa" \
       > "$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; fail "$name: build for -march=$isa"; }
   done
   for isa in $isas; do

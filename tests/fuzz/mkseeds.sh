@@ -53,7 +53,7 @@ sed 's/^train .*/train sgd(lr=0.1)/' tests/fuzz/ckpt_model.nn > "$tmp/plain.nn"
 "$nncc" "$tmp/sgd.nn" -o "$tmp/sgd.c"
 "$nncc" "$tmp/plain.nn" -o "$tmp/plain.c"
 for m in adam sgd plain; do
-  cc -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -fopenmp -Iruntime -o "$tmp/$m" "$tmp/$m.c" runtime/*.c -lz -lm
+  cc -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -fopenmp -Iruntime -o "$tmp/$m" "$tmp/$m.c" runtime/*.c -lpng -lz -lm
 done
 q="--data $d --quiet --threads 1"
 "$tmp/adam" train $q --steps 2 --save "$out/ckpt/adam_step2.safetensors"

@@ -162,7 +162,7 @@ done
 # shellcheck disable=SC2046,SC2086
 run abi_obj $cc $cflags $(pkg-config --cflags nncc-runtime) -c mnist_cnn.c -o mnist_cnn.o
 # shellcheck disable=SC2086
-run abi_link $cc $cflags -fopenmp mnist_cnn.o abi99/*.o -lz -lm -o t_abi99
+run abi_link $cc $cflags -fopenmp mnist_cnn.o abi99/*.o -lpng -lz -lm -o t_abi99
 ./t_abi99 train --data data --steps 1 > "$tmp/abi_rt.out" 2>&1 && fail "a runtime of another ABI ran the model"
 grep -q "built for runtime ABI [0-9]*, this runtime is ABI 99" "$tmp/abi_rt.out" ||
   fail "no clear start-up error for another ABI's runtime: $(cat "$tmp/abi_rt.out")"

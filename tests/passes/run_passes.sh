@@ -18,7 +18,7 @@ for model in models/mnist_cnn.nn models/resnet_small.nn tests/passes/mixed.nn; d
   name=$(basename "$model" .nn)
   for o in 0 1; do
     "$nncc" -O$o "$model" -o "$tmp/$name-O$o.c" || fail "nncc -O$o $model"
-    cc $cflags "$tmp/$name-O$o.c" "$tmp"/*.o -o "$tmp/$name-O$o" -lz -lm || fail "build $name -O$o"
+    cc $cflags "$tmp/$name-O$o.c" "$tmp"/*.o -o "$tmp/$name-O$o" -lpng -lz -lm || fail "build $name -O$o"
     "$tmp/$name-O$o" train --data "$tmp/data" --steps 20 --epochs 20 --seed 3 --threads 2 \
       --step-log "$tmp/$name-O$o.jsonl" --save "$tmp/$name-O$o.st" > "$tmp/$name-O$o.out" 2>&1 ||
       { cat "$tmp/$name-O$o.out"; fail "train $name -O$o"; }
@@ -31,7 +31,7 @@ done
 
 wrap="-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc,--wrap=posix_memalign"
 "$nncc" models/mnist_cnn.nn -o "$tmp/m.c" || fail nncc
-cc $cflags "$tmp/m.c" runtime/*.c tests/passes/count_alloc.c $wrap -o "$tmp/m" -lz -lm || fail "build counting trainer"
+cc $cflags "$tmp/m.c" runtime/*.c tests/passes/count_alloc.c $wrap -o "$tmp/m" -lpng -lz -lm || fail "build counting trainer"
 for steps in 2 6; do
   "$tmp/m" train --data "$tmp/data" --steps $steps --threads 2 > "$tmp/a$steps.out" 2>&1 || fail "train $steps"
   grep '^allocations: ' "$tmp/a$steps.out" > "$tmp/a$steps" || fail "no allocation count"

@@ -53,7 +53,7 @@ for m in "$@"; do
   mkdir -p "$d"
   if ! "$nncc" "$src" -o "$d/$m.c"; then fail "$m" "nncc $src"; continue; fi
   if ! "$cc" -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -march=native -fopenmp -ffp-contract=off \
-      ${MODEL_CFLAGS:-} -Iruntime -o "$d/$m" "$d/$m.c" runtime/*.c -lz -lm; then
+      ${MODEL_CFLAGS:-} -Iruntime -o "$d/$m" "$d/$m.c" runtime/*.c -lpng -lz -lm; then
     fail "$m" "building the trainer"; continue
   fi
   t=$d/$m

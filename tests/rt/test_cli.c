@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <png.h>
+
 #include "testutil.h"
 
 static char *dir;
@@ -330,6 +332,121 @@ START_TEST(train_plot_draws_each_epoch) {
   free(saved);
   ck_assert_int_eq(rc, 2);
   ck_assert_contains(out, "--plot needs gnuplot, which is not on PATH (Debian: apt-get install gnuplot-nox)");
+}
+END_TEST
+
+/* predict: PNG (written here with libpng's simplified API), binary and
+ * text PGM, an IDX3 file; scaling by area averaging, inversion, the top
+ * K; every kind of bad input in one line. */
+static void write_png(const char *path, int w, int h, const unsigned char *grey, int rgb) {
+  png_image im;
+  memset(&im, 0, sizeof im);
+  im.version = PNG_IMAGE_VERSION;
+  im.width = (png_uint_32)w, im.height = (png_uint_32)h;
+  im.format = rgb ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+  unsigned char *px = malloc((size_t)w * h * 3);
+  for (int i = 0; i < w * h; i++)
+    for (int c = 0; c < (rgb ? 3 : 1); c++) px[i * (rgb ? 3 : 1) + c] = grey[i];
+  ck_assert(png_image_write_to_file(&im, path, 0, px, 0, NULL));
+  free(px);
+}
+
+static void write_text(const char *path, const char *text, size_t len) {
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(text, 1, len, f), len);
+  fclose(f);
+}
+
+/* the part of out after "NAME:" on its line */
+static const char *after(const char *out_text, const char *name) {
+  const char *p = strstr(out_text, name);
+  ck_assert_msg(p != NULL, "no line for %s in: %s", name, out_text);
+  return p + strlen(name);
+}
+
+START_TEST(predict_reads_png_pgm_idx) {
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "3",
+                           "--save", P("p"), "--quiet", NULL), 0);
+  /* an 8x8 light-on-dark picture (the model's images are 4x4): each 2x2
+   * block one value, so area averaging gives it back exactly */
+  unsigned char big[64], dark[64], small[16] = {0, 40, 80, 120, 160, 200, 240, 255, 10, 20, 30, 40, 250, 5, 0, 90};
+  for (int y = 0; y < 8; y++)
+    for (int x = 0; x < 8; x++) big[y * 8 + x] = small[(y / 2) * 4 + x / 2], dark[y * 8 + x] = 255 - big[y * 8 + x];
+  /* auto inversion looks at the border: make the light-on-dark one's dark */
+  write_png(P("a.png"), 8, 8, big, 0);
+  write_png(P("a_rgb.png"), 8, 8, big, 1);
+  write_png(P("a_dark.png"), 8, 8, dark, 0);
+  char pgm[400];
+  int n = snprintf(pgm, sizeof pgm, "P5\n# eight by eight\n8 8\n255\n");
+  memcpy(pgm + n, big, 64);
+  write_text(P("a.pgm"), pgm, (size_t)n + 64);
+  n = snprintf(pgm, sizeof pgm, "P2 4 4 255\n");
+  for (int i = 0; i < 16; i++) n += snprintf(pgm + n, sizeof pgm - (size_t)n, "%d ", small[i]);
+  write_text(P("a_text.pgm"), pgm, (size_t)n);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", "--load", P("p"), "--invert=no",
+                           P("a.png"), P("a_rgb.png"), P("a.pgm"), P("a_text.pgm"), NULL), 0);
+  char first[200];
+  snprintf(first, sizeof first, "%.*s", (int)strcspn(after(out, "a.png:"), "\n"), after(out, "a.png:"));
+  ck_assert_int_eq(strncmp(after(out, "a_rgb.png:"), first, strlen(first)), 0);
+  ck_assert_int_eq(strncmp(after(out, "a.pgm:"), first, strlen(first)), 0);
+  ck_assert_int_eq(strncmp(after(out, "a_text.pgm:"), first, strlen(first)), 0);
+  /* the top 3 of 3 classes: descending, summing to 1 */
+  int c[3];
+  double p[3];
+  ck_assert_int_eq(sscanf(first, " %d %lf %d %lf %d %lf", &c[0], &p[0], &c[1], &p[1], &c[2], &p[2]), 6);
+  ck_assert(p[0] >= p[1] && p[1] >= p[2] && fabs(p[0] + p[1] + p[2] - 1) < 2e-4);
+  ck_assert(c[0] != c[1] && c[1] != c[2] && c[0] != c[2]);
+  /* auto: a light border means a dark drawing on a light page, inverted:
+   * 255 - the picture comes back as the picture; --invert yes differs */
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", "--load", P("p"),
+                           P("a_dark.png"), NULL), 0);
+  ck_assert_int_eq(strncmp(after(out, "a_dark.png:"), first, strlen(first)), 0);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", "--load", P("p"), "--invert", "yes",
+                           P("a.png"), NULL), 0);
+  ck_assert_int_ne(strncmp(after(out, "a.png:"), first, strlen(first)), 0);
+  /* an IDX3 file: every image, by index */
+  char idx[4200];
+  snprintf(idx, sizeof idx, "%s/t10k-images-idx3-ubyte.gz", dir);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", "--load", P("p"), "--top", "2", idx, NULL), 0);
+  ck_assert_contains(out, "t10k-images-idx3-ubyte.gz[0]:");
+  ck_assert_contains(out, "t10k-images-idx3-ubyte.gz[8]:");
+  ck_assert_ptr_null(strstr(out, "t10k-images-idx3-ubyte.gz[9]:"));
+  /* bad input */
+  static const struct {
+    const char *file, *text, *message;
+  } bad[] = {
+      {"b.txt", "hello\n", "b.txt: neither a PNG, a PGM nor an IDX3 image file"},
+      {"b1.pgm", "P5 4 4\n", "b1.pgm: not a PGM image: a bad header"},
+      {"b2.pgm", "P5 4 4 255\nabc", "b2.pgm: PGM pixel 4 of 16: missing"},
+      {"b3.pgm", "P2 2 1 10 3 11", "b3.pgm: PGM pixel 2 of 2: above maxval"},
+      {"b4.pgm", "P5 99999999 99999999 255\n", "b4.pgm: not a PGM image: a bad header"},
+      {"b5.png", "\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "b5.png: not a readable PNG: "},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    write_text(P(bad[i].file), bad[i].text, strlen(bad[i].text) + (i == 5 ? 8 : 0));
+    ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", "--load", P("p"), P(bad[i].file), NULL), 1);
+    ck_assert_contains(out, bad[i].message);
+  }
+  /* a PNG declaring 20000 pixels a side: refused from its header */
+  unsigned char one = 0;
+  write_png(P("huge.png"), 1, 1, &one, 0);
+  FILE *f = fopen(P("huge.png"), "r+b");
+  unsigned char wide[4] = {0, 0, 0x4e, 0x20};
+  fseek(f, 16, SEEK_SET);
+  fwrite(wide, 1, 4, f);
+  fclose(f);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", "--load", P("p"), P("huge.png"), NULL), 1);
+  ck_assert_contains(out, "huge.png: not a readable PNG: ");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", "--load", P("p"), P("none.png"), NULL), 1);
+  ck_assert_contains(out, "none.png: No such file or directory");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", P("a.png"), NULL), 2);
+  ck_assert_contains(out, "predict needs --load F");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", "--load", P("p"), NULL), 2);
+  ck_assert_contains(out, "predict needs an image");
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", "--load", P("p"), "--top", "0", P("a.png"), NULL), 2);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "predict", "--load", P("p"), "--invert", "maybe", P("a.png"), NULL), 2);
+  ck_assert_contains(out, "--invert: 'maybe' is not auto, yes or no");
 }
 END_TEST
 
@@ -685,7 +802,7 @@ static const struct {
 } errors[] = {
     {{"--help"}, 0, "usage: tiny train --data DIR"},
     {{"train", "--data", "D", "-h"}, 0, "usage: tiny train"},
-    {{NULL}, 2, "nncc: missing command (train, eval or grads)\nTry 'tiny --help' for usage."},
+    {{NULL}, 2, "nncc: missing command (train, eval, grads or predict)\nTry 'tiny --help' for usage."},
     {{"fit"}, 2, "nncc: unknown command 'fit'"},
     {{"train", "--data", "D", "--bogus"}, 2, "nncc: unknown option '--bogus'\nTry 'tiny --help'"},
     {{"train", "--data"}, 2, "nncc: --data needs a value"},
@@ -780,6 +897,7 @@ int main(void) {
   tcase_add_test(tc, eval_report_counts_and_ranks);
   tcase_add_test(tc, val_holds_out_and_resumes);
   tcase_add_test(tc, train_plot_draws_each_epoch);
+  tcase_add_test(tc, predict_reads_png_pgm_idx);
   tcase_add_test(tc, same_seed_same_bits_any_thread_count);
   tcase_add_loop_test(tc, grads_writes_loss_logits_and_gradients, 0,
                       (int)(sizeof grads_smoothing / sizeof grads_smoothing[0]));
