@@ -891,16 +891,26 @@ static void exec_input(Elab *E, Scope *s, Stmt *st) {
       elab_error(E, st->dims[i]->loc, "input '%s': dimension %d is %lld, more than the limit of "
                  "2^30 (%s)", st->name, i, (long long)n->dims[i], fmt_count(NNCC_MAX_SIZE));
   }
-  /* the data source: mnist, mnist(pad=P) or mnist(pad=[top, left]) */
+  /* the data source: mnist, mnist(pad=P) or mnist(pad=[top, left]), and
+   * the training-time augmentation: crop_padding=P, hflip=true */
   Ast *src = st->expr;
   if ((src->kind != A_NAME && src->kind != A_CALL) || strcmp(src->str, "mnist") != 0)
     elab_error(E, src->loc, "unknown data source; nncc reads 'mnist', 'mnist(pad=P)' or "
                "'mnist(pad=[top, left])' (28x28 IDX images)");
   E->g->source_loc = src->loc;
   if (src->kind == A_CALL) {
-    const char *names[] = {"pad"};
-    Ast *slot;
-    match_args(E, src, "%s()", "mnist", names, 1, &slot);
+    const char *names[] = {"pad", "crop_padding", "hflip"};
+    Ast *slots[3], *slot = NULL;
+    match_args(E, src, "%s()", "mnist", names, 3, slots);
+    slot = slots[0];
+    if (slots[1]) {
+      E->g->aug_crop = want_int(E, s, slots[1], "crop_padding");
+      if (E->g->aug_crop < 0 || E->g->aug_crop > 27)
+        elab_error(E, slots[1]->loc, "mnist(): 'crop_padding' must be between 0 and 27, got %lld",
+                   (long long)E->g->aug_crop);
+    }
+    if (slots[2])
+      E->g->aug_hflip = want_bool(E, eval(E, s, slots[2]), slots[2]->loc, "hflip");
     if (slot) {
       Value v = eval(E, s, slot);
       int64_t p[2];

@@ -477,8 +477,11 @@ void emit_c(Graph *g, Buf *out) {
       node_desc(g->nodes[i])->model_fields(&E, g->nodes[i]);
   buf_printf(out, "    .forward = forward,\n    .backward = backward,\n"
                   "    .nnodes = %d,\n    .nodes = nodes,\n"
-                  "    .arena_bytes = ARENA_BYTES,\n    .scratch_bytes = scratch_bytes,\n};\n\n",
+                  "    .arena_bytes = ARENA_BYTES,\n    .scratch_bytes = scratch_bytes,\n",
              nrows);
+  if (g->aug_crop || g->aug_hflip) /* mnist(crop_padding=, hflip=): training only */
+    buf_printf(out, "    .augment_crop = %lld,\n    .augment_hflip = %d,\n", ll(g->aug_crop), g->aug_hflip);
+  buf_puts(out, "};\n\n");
 
   buf_puts(out, "/* The model, and whether this file was built fusing multiply-adds (refused). */\n"
                 "const NnccModel *nncc_model(void) {\n"

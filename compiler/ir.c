@@ -467,6 +467,9 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
   if (t->clip_grad_norm > 0)
     buf_printf(out, " clip_grad_norm=%g", t->clip_grad_norm);
   buf_printf(out, " epochs=%lld seed=%lld\n", (long long)t->epochs, (long long)t->seed);
+  if (g->aug_crop || g->aug_hflip)
+    buf_printf(out, "; augment (training only): crop_padding=%lld hflip=%s\n", (long long)g->aug_crop,
+               g->aug_hflip ? "true" : "false");
 }
 
 /* ---- Graphviz ------------------------------------------------------------ */

@@ -464,6 +464,8 @@ struct Graph {
   int input, label, loss;   /* node ids; -1 until known */
   int64_t pad_top, pad_left;/* input source: mnist(pad=[top, left]) */
   bool pad_pair;            /* ... written as a pair (else pad=P, square) */
+  int64_t aug_crop;         /* mnist(crop_padding=P): RandomCrop(28, padding=P) in training */
+  bool aug_hflip;           /* mnist(hflip=true): RandomHorizontalFlip() in training */
   Loc source_loc;
   TrainCfg train;
 

@@ -21,19 +21,40 @@ void batch_order(uint32_t *order, int n, uint64_t seed, int epoch, int shuffle) 
   }
 }
 
+/* Augmentation of image `index` in an epoch: RandomCrop(size, padding=P)
+ * pads the image with P zeros on every side and cuts size x size at a
+ * random (top, left) in [0, 2P]^2, so output pixel (y, x) is input pixel
+ * (y + top - P, x + left - P), or 0 outside it; RandomHorizontalFlip then
+ * mirrors x with probability 1/2.  The draws come from a stream of their
+ * own per (seed, epoch, image), in that order: top, left, flip. */
+void batch_augment_draw(const NnccAugment *aug, uint32_t index, int *dy, int *dx, int *flip) {
+  NnccRng r = rng_stream(aug->seed, RNG_STREAM_AUGMENT(aug->epoch, index));
+  *dy = *dx = 0;
+  if (aug->crop) {
+    *dy = (int)rng_below(&r, 2 * (uint64_t)aug->crop + 1) - aug->crop;
+    *dx = (int)rng_below(&r, 2 * (uint64_t)aug->crop + 1) - aug->crop;
+  }
+  *flip = aug->hflip ? (int)(rng_next(&r) >> 63) : 0;
+}
+
 /* Pixels become x/255 in float, exactly what torchvision's ToTensor does
  * (byte -> float, then a float division by 255). */
-void batch_fill(const NnccModel *m, const NnccData *d, const uint32_t *order, int count,
-                float *input, int *labels) {
+void batch_fill(const NnccAugment *aug, const NnccModel *m, const NnccData *d, const uint32_t *order,
+                int count, float *input, int *labels) {
   size_t plane = (size_t)m->in_h * (size_t)m->in_w;
   memset(input, 0, (size_t)m->batch * plane * sizeof *input);
   memset(labels, 0, (size_t)m->batch * sizeof *labels);
   for (int b = 0; b < count; b++) {
     const unsigned char *img = d->images + (size_t)order[b] * (size_t)d->rows * (size_t)d->cols;
     float *dst = input + (size_t)b * plane + (size_t)m->pad_top * (size_t)m->in_w + (size_t)m->pad_left;
+    int dy = 0, dx = 0, flip = 0;
+    if (aug) batch_augment_draw(aug, order[b], &dy, &dx, &flip);
     for (int y = 0; y < d->rows; y++)
-      for (int x = 0; x < d->cols; x++)
-        dst[(size_t)y * (size_t)m->in_w + (size_t)x] = (float)img[y * d->cols + x] / 255.0f;
+      for (int x = 0; x < d->cols; x++) {
+        int sy = y + dy, sx = (flip ? d->cols - 1 - x : x) + dx; /* crop, then flip */
+        if (sy >= 0 && sy < d->rows && sx >= 0 && sx < d->cols)
+          dst[(size_t)y * (size_t)m->in_w + (size_t)x] = (float)img[sy * d->cols + sx] / 255.0f;
+      }
     labels[b] = d->labels[order[b]];
   }
 }

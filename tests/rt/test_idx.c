@@ -143,7 +143,7 @@ START_TEST(batches_scale_pad_and_zero_fill) {
   int labels[4];
   uint32_t order[2] = {5, 2};
   memset(input, 0xff, sizeof input);
-  batch_fill(&tiny_model, &d, order, 2, input, labels);
+  batch_fill(NULL, &tiny_model, &d, order, 2, input, labels);
   for (int b = 0; b < 4; b++)
     for (int y = 0; y < 6; y++)
       for (int x = 0; x < 6; x++) {

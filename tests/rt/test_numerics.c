@@ -261,7 +261,7 @@ static const NnccParam opt_params[] = {
     {"buf", NNCC_BUFFER, 1, {1}, 1, REF_N, NNCC_INIT_ZEROS, 0},
 };
 static const NnccModel opt_model = {NNCC_RT_ABI, "opt", "", "", 1, 1, 1, 1, 0, 0, 0, 0, 1, 0.0, 3,
-                                    opt_params, REF_N + 1, 0, {0}, NULL, NULL, 0, NULL, 0, NULL};
+                                    opt_params, REF_N + 1, 0, {0}, NULL, NULL, 0, NULL, 0, NULL, 0, 0};
 
 START_TEST(optimizers_match_pytorch) {
   const OptimRef *r = &ref_optim[_i];

@@ -92,7 +92,7 @@ const NnccModel tiny_model = {
     NNCC_RT_ABI, "tiny", "tests/rt/testutil.c", "test", 4, 1, IN_H, IN_W, 1, 1, 1, 1, 3, 0.0,
     4, tiny_params, 3 * IN + 7, 64,
     {NNCC_ADAM, 0.05, 0.9, 0.999, 1e-8, 0.0, 0.0, 2, 1234, 0, 0.0, 0.0, "", ""},
-    tiny_forward, tiny_backward, 1, tiny_nodes, 0, NULL,
+    tiny_forward, tiny_backward, 1, tiny_nodes, 0, NULL, 0, 0,
 };
 
 static const NnccParam nopad_params[] = {
@@ -106,7 +106,7 @@ const NnccModel tiny_model_nopad = {
     NNCC_RT_ABI, "tiny_nopad", "tests/rt/testutil.c", "test", 4, 1, 4, 4, 0, 0, 0, 0, 3, 0.0,
     4, nopad_params, 55, 64,
     {NNCC_SGD, 0.1, 0.9, 0.999, 1e-8, 0.0, 0.9, 2, 99, 0, 0.0, 0.0, "", ""},
-    nopad_forward, nopad_backward, 1, tiny_nodes, 0, NULL,
+    nopad_forward, nopad_backward, 1, tiny_nodes, 0, NULL, 0, 0,
 };
 
 char *tmpdir_new(void) {
