@@ -130,6 +130,8 @@ static int write_script(const char *dir, const PlotRun *runs, int n) {
   /* 2: loss per epoch, 3: accuracy per epoch */
   static const char *const what[2][2] = {{"loss", "loss"}, {"accuracy", "accuracy"}};
   for (int panel = 0; panel < 2; panel++) {
+    /* accuracy rises to the top right: its legend goes below */
+    fprintf(f, "set key %s right\n", panel == 0 ? "top" : "bottom");
     fprintf(f, "set title '%s per epoch (%s)'\nset xlabel 'epoch'\nset ylabel '%s'\n", what[panel][0],
             panel == 0 ? "points: test, thin: training, dashed: validation"
                        : "points: test, dashed: validation",
@@ -143,11 +145,28 @@ static int write_script(const char *dir, const PlotRun *runs, int n) {
       if (!runs[i].nepochs) continue;
       const char *c = colors[i % NCOLORS];
       int test_col = panel == 0 ? 3 : 4, val_col = panel == 0 ? 5 : 6;
-      fprintf(f, "%s '%s/epochs%d.dat' using 1:%d with linespoints lw 2 pt 7 ps 0.6 lc rgb '%s' title ",
+      /* the legend entry goes to the test curve, or to the training loss
+       * of a log without test losses (bench/torch_accuracy.py's) */
+      int has_test = 0;
+      for (int k = 0; k < runs[i].nepochs; k++)
+        has_test |= isfinite(panel == 0 ? runs[i].epochs[k].test_loss : runs[i].epochs[k].test_acc);
+      fprintf(f, "%s '%s/epochs%d.dat' using 1:%d with linespoints lw 2 pt 7 ps 0.6 lc rgb '%s' ",
               first ? "" : ",", dir, i, test_col, c);
-      quoted(f, runs[i].label);
-      if (panel == 0)
-        fprintf(f, ", '%s/epochs%d.dat' using 1:2 with lines lw 1 lc rgb '%s' notitle", dir, i, c);
+      if (has_test) {
+        fprintf(f, "title ");
+        quoted(f, runs[i].label);
+      } else {
+        fprintf(f, "notitle");
+      }
+      if (panel == 0) {
+        fprintf(f, ", '%s/epochs%d.dat' using 1:2 with lines lw 1 lc rgb '%s' ", dir, i, c);
+        if (has_test) {
+          fprintf(f, "notitle");
+        } else {
+          fprintf(f, "title ");
+          quoted(f, runs[i].label);
+        }
+      }
       if (val)
         fprintf(f, ", '%s/epochs%d.dat' using 1:%d with lines lw 1 dt 2 lc rgb '%s' notitle", dir, i,
                 val_col, c);
