@@ -83,7 +83,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION devel)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_NNCC_PACKAGE_NAME nncc)
 set(CPACK_DEBIAN_NNCC_PACKAGE_DEPENDS "gcc | clang, libc6-dev, libgomp1, zlib1g-dev, libpng-dev")
-set(CPACK_DEBIAN_NNCC_PACKAGE_RECOMMENDS "pkg-config, nncc-jit")
+set(CPACK_DEBIAN_NNCC_PACKAGE_RECOMMENDS "pkg-config, nncc-jit, gnuplot-nox")
 # Descriptions: the synopsis line, then the text (CPack indents it).
 set(CPACK_DEBIAN_NNCC_DESCRIPTION "graph compiler from fixed neural networks to C trainers
 nncc reads a small model language (.nn), checks every shape before anything
