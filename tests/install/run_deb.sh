@@ -30,9 +30,10 @@ done
 grep -q "libnncc_jit" "$tmp/files" && fail "nncc's package holds the JIT"
 grep -qv '^\./usr/' "$tmp/files" && fail "nncc's package installs outside /usr: $(grep -v '^\./usr/' "$tmp/files")"
 depends=$(dpkg-deb -f "$deb" Depends)
-for d in "gcc | clang" zlib1g-dev libc6; do
+for d in "gcc | clang" zlib1g-dev libpng-dev libc6; do
   echo "$depends" | grep -q "$d" || fail "nncc does not depend on '$d': $depends"
 done
+dpkg-deb -f "$deb" Recommends | grep -q gnuplot-nox || fail "nncc does not recommend gnuplot-nox (plot)"
 [ "$(dpkg-deb -f "$deb" Version)" = "$ver" ] || fail "nncc's package is not version $ver"
 
 jdeb=$tmp/b/nncc-jit_${ver}_$arch.deb
