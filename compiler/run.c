@@ -224,7 +224,7 @@ static int run_jit(const JitApi *api, const char *name, JitFile *files, int nfil
   }
   fprintf(stderr, "nncc: run: %s\n",
           how_long(format("in-process with %s (JIT)", api->version()),
-                   format("loaded from the cache into the JIT (%s)", api->version()), now() - t0,
+                   format("loaded from the cache in-process with %s (JIT)", api->version()), now() - t0,
                    cached, count_units(files, nfiles)));
   int rc = call_trainer(model, main_fn, name, argc, argv);
   api->free(jit);

@@ -50,7 +50,7 @@ for path in $paths; do
   c="$tmp/cache-$path"
   if [ $path = jit ]; then
     flag="" compiled="compiled in-process with clang [0-9.]* (JIT) in [0-9.]* s"
-    cached="^nncc: run: loaded from the cache into the JIT (clang [0-9.]*) in [0-9.]* s$"
+    cached="^nncc: run: loaded from the cache in-process with clang [0-9.]* (JIT) in [0-9.]* s$"
   else
     flag="--no-jit" compiled="; compiled with cc in [0-9.]* s"
     cached="; linked with cc from the cache in [0-9.]* s$"
