@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 FILE *diag_out;
 jmp_buf *diag_trap;
@@ -36,48 +35,14 @@ SrcFile *(*read_source_hook)(const char *path);
 SrcFile *read_source(const char *path) {
   if (read_source_hook)
     return read_source_hook(path);
-  /* a FIFO or device is refused (FIO_ENOTREG), never waited on */
-  int fd = fio_open_read(path);
-  FILE *fp = fd < 0 ? NULL : fdopen(fd, "rb");
-  if (!fp) {
-    int err = errno;
-    if (fd >= 0)
-      close(fd);
-    errno = err;
+  /* a FIFO or device is refused (FIO_ENOTREG), never waited on; every
+   * byte, NULs too: lex_init() reports a bad one with its line; 16 MiB of
+   * model text is not a model (EFBIG) */
+  size_t len;
+  char *data = fio_read_file(path, NNCC_MAX_SOURCE_BYTES, &len);
+  if (!data)
     return NULL;
-  }
-  /* every byte, NULs too: lex_init() reports a bad one with its line */
-  char *data = NULL, chunk[8192];
-  size_t len = 0, cap = 0, n;
-  while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0) {
-    int err = 0;
-    if (len + n > NNCC_MAX_SOURCE_BYTES) { /* 16 MiB of model text is not a model */
-      err = EFBIG;
-    } else if (len + n > cap) {
-      cap = cap ? 2 * cap : sizeof chunk;
-      char *d = realloc(data, cap);
-      if (d)
-        data = d;
-      else
-        err = ENOMEM;
-    }
-    if (err) {
-      fclose(fp);
-      free(data);
-      errno = err;
-      return NULL;
-    }
-    memcpy(data + len, chunk, n);
-    len += n;
-  }
-  bool bad = ferror(fp);
-  fclose(fp);
-  if (bad) {
-    free(data);
-    errno = EIO;
-    return NULL;
-  }
-  SrcFile *f = source_from_bytes(path, data ? data : "", len);
+  SrcFile *f = source_from_bytes(path, data, len);
   free(data);
   return f;
 }

@@ -25,7 +25,6 @@
 #include "nncc.h"
 
 #include <dlfcn.h>
-#include <fcntl.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,26 +295,6 @@ static char *cc_identity(void) {
   return format("cc %s", hash_hex(&h));
 }
 
-/* A whole file into memory (malloc'd), or NULL. */
-static char *slurp(const char *path, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  struct stat st;
-  char *data = NULL;
-  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (data = malloc((size_t)st.st_size + 1))) {
-    size_t got = 0;
-    for (ssize_t r; got < (size_t)st.st_size && (r = read(fd, data + got, (size_t)st.st_size - got)) > 0;)
-      got += (size_t)r;
-    if (got != (size_t)st.st_size) {
-      free(data);
-      data = NULL;
-    }
-    *len = got;
-  }
-  if (fd >= 0)
-    close(fd);
-  return data;
-}
-
 /* Writes the sources under dir and builds dir/NAME.so: each .c file's
  * object is objs[i] where that is set (from the cache), else cc compiles
  * it (one cc per file, in parallel) and objs_made[i] names the new object.
@@ -425,7 +404,7 @@ static int run_cc(const char *name, const JitFile *files, int nfiles, Cache *cac
     fprintf(stderr, "nncc: run: %s\n", dlerror());
   for (int i = 0; i < nfiles; i++) {
     size_t len;
-    char *obj = so && cache && objs_made[i] ? slurp(objs_made[i], &len) : NULL;
+    char *obj = so && cache && objs_made[i] ? fio_read_file(objs_made[i], (size_t)1 << 30, &len) : NULL;
     if (obj)
       cache_put(cache, keys[i], obj, len, "run");
     free(obj);

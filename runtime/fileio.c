@@ -73,6 +73,44 @@ int fio_open_read(const char *path) {
   return make_blocking(fd);
 }
 
+char *fio_read_file(const char *path, size_t max, size_t *len) {
+  int fd = fio_open_read(path);
+  if (fd < 0) return NULL;
+  char *data = NULL;
+  size_t n = 0, cap = 0;
+  int err = 0;
+  for (;;) {
+    if (n > max) {
+      err = EFBIG;
+      break;
+    }
+    if (n == cap) { /* grown as it reads: the file need not keep its stat size */
+      char *d = realloc(data, (cap = cap ? 2 * cap : 8192) + 1);
+      if (!d) {
+        err = ENOMEM;
+        break;
+      }
+      data = d;
+    }
+    ssize_t r = read(fd, data + n, cap - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      err = r < 0 ? errno : 0;
+      break;
+    }
+    n += (size_t)r;
+  }
+  close(fd);
+  if (err) {
+    free(data);
+    errno = err;
+    return NULL;
+  }
+  data[n] = '\0';
+  *len = n;
+  return data;
+}
+
 /* After open(path, O_WRONLY | O_NONBLOCK) failed: ENXIO means a FIFO
  * nobody reads, or a socket. */
 static int open_failed(const char *path) {

@@ -21,6 +21,9 @@ const char *fio_strerror(int err);
 
 /* An input: a regular file, never waiting on a FIFO.  An fd, or -1. */
 int fio_open_read(const char *path);
+/* A whole input (fio_open_read's rules) in malloc'd memory, *len bytes
+ * followed by a NUL; more than max bytes is EFBIG.  NULL on failure. */
+char *fio_read_file(const char *path, size_t max, size_t *len);
 /* A log: a regular file (created if missing) appended to, or a character
  * device or FIFO written through.  An fd, or -1. */
 int fio_open_append(const char *path);

@@ -258,20 +258,14 @@ int plot_png(const char *path, const PlotRun *runs, int n, char *err, size_t err
   if (run_gnuplot(dir, err, errlen)) goto out;
   char png[4200];
   snprintf(png, sizeof png, "%s/plot.png", dir);
-  FILE *f = fopen(png, "rb");
-  char *data = NULL;
-  long len = -1;
-  if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
-      (data = malloc((size_t)len)) && fread(data, 1, (size_t)len, f) != (size_t)len)
-    len = -1;
-  if (f) fclose(f);
-  if (len <= 0 || !data) {
+  size_t len = 0;
+  char *data = fio_read_file(png, (size_t)1 << 30, &len);
+  if (!data || len == 0)
     errbuf_set(err, errlen, "gnuplot wrote no picture");
-  } else if (fio_write_file(path, data, (size_t)len) != 0) {
+  else if (fio_write_file(path, data, len) != 0)
     errbuf_set(err, errlen, "%s: cannot write: %s", path, fio_strerror(errno));
-  } else {
+  else
     rc = 0;
-  }
   free(data);
 out:
   remove_dir(dir, n);
