@@ -27,6 +27,8 @@
  * with sched_parse() and writes it in sched_format()'s canonical text.
  */
 #include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,49 +39,53 @@
 /* Python's math.pi (M_PI is not C11) */
 static const double PI = 3.141592653589793;
 
+/* An argument: its type, range, default and where it goes in
+ * NnccSchedule; the order of a kind's keys is the canonical text's. */
 typedef struct Key {
   const char *name;
-  enum { NUM, INT, BOOL, LIST, STRATEGY } type;
+  enum { NUM, INT, INT64, BOOL, LIST, STRATEGY } type; /* double, int, int64_t, int (1: true / linear) */
   double lo, hi; /* NUM: lo < v < hi, or lo <= v with lo_in; INT: lo <= v <= hi */
   int lo_in;
   const char *def; /* default as text, NULL: required */
+  size_t off;      /* offsetof(NnccSchedule, the field) */
 } Key;
 
 typedef struct Kind {
   const char *name;
   NnccSchedKind kind;
-  int per_step;
   Key keys[11];
 } Kind;
 
-#define END {NULL, NUM, 0, 0, 0, NULL}
+#define F(field) offsetof(NnccSchedule, field)
+#define END {NULL, NUM, 0, 0, 0, NULL, 0}
 static const Kind kinds[] = {
-    {"step", NNCC_SCHED_STEP, 0,
-     {{"step_size", INT, 1, 1e9, 1, NULL}, {"gamma", NUM, 0, INFINITY, 1, "0.1"}, END}},
-    {"multistep", NNCC_SCHED_MULTISTEP, 0,
-     {{"milestones", LIST, 0, 1e9, 1, NULL}, {"gamma", NUM, 0, INFINITY, 1, "0.1"}, END}},
-    {"exponential", NNCC_SCHED_EXPONENTIAL, 0, {{"gamma", NUM, 0, INFINITY, 1, NULL}, END}},
-    {"cosine", NNCC_SCHED_COSINE, 0,
-     {{"T_max", INT, 1, 1e9, 1, NULL}, {"eta_min", NUM, 0, INFINITY, 1, "0"}, END}},
-    {"onecycle", NNCC_SCHED_ONECYCLE, 1,
-     {{"max_lr", NUM, 0, INFINITY, 0, NULL},
-      {"total_steps", INT, 0, 1e18, 1, "0"},
-      {"pct_start", NUM, 0, 1, 1, "0.3"},
-      {"anneal_strategy", STRATEGY, 0, 0, 0, "cos"},
-      {"cycle_momentum", BOOL, 0, 0, 0, "true"},
-      {"base_momentum", NUM, 0, 1, 1, "0.85"},
-      {"max_momentum", NUM, 0, 1, 1, "0.95"},
-      {"div_factor", NUM, 0, INFINITY, 0, "25"},
-      {"final_div_factor", NUM, 0, INFINITY, 0, "1e4"},
-      {"three_phase", BOOL, 0, 0, 0, "false"},
+    {"step", NNCC_SCHED_STEP,
+     {{"step_size", INT, 1, 1e9, 1, NULL, F(step_size)}, {"gamma", NUM, 0, INFINITY, 1, "0.1", F(gamma)}, END}},
+    {"multistep", NNCC_SCHED_MULTISTEP,
+     {{"milestones", LIST, 0, 1e9, 1, NULL, F(milestones)}, {"gamma", NUM, 0, INFINITY, 1, "0.1", F(gamma)}, END}},
+    {"exponential", NNCC_SCHED_EXPONENTIAL, {{"gamma", NUM, 0, INFINITY, 1, NULL, F(gamma)}, END}},
+    {"cosine", NNCC_SCHED_COSINE,
+     {{"T_max", INT, 1, 1e9, 1, NULL, F(t_max)}, {"eta_min", NUM, 0, INFINITY, 1, "0", F(eta_min)}, END}},
+    {"onecycle", NNCC_SCHED_ONECYCLE,
+     {{"max_lr", NUM, 0, INFINITY, 0, NULL, F(max_lr)},
+      {"total_steps", INT64, 0, 1e18, 1, "0", F(total_steps)},
+      {"pct_start", NUM, 0, 1, 1, "0.3", F(pct_start)},
+      {"anneal_strategy", STRATEGY, 0, 0, 0, "cos", F(anneal_linear)},
+      {"cycle_momentum", BOOL, 0, 0, 0, "true", F(cycle_momentum)},
+      {"base_momentum", NUM, 0, 1, 1, "0.85", F(base_momentum)},
+      {"max_momentum", NUM, 0, 1, 1, "0.95", F(max_momentum)},
+      {"div_factor", NUM, 0, INFINITY, 0, "25", F(div_factor)},
+      {"final_div_factor", NUM, 0, INFINITY, 0, "1e4", F(final_div_factor)},
+      {"three_phase", BOOL, 0, 0, 0, "false", F(three_phase)},
       END}},
-    {"linear", NNCC_SCHED_LINEAR, 0,
-     {{"start_factor", NUM, 0, 1, 0, "0.33333333333333331"}, /* 0 divides by 0 in torch */
-      {"end_factor", NUM, 0, 1, 1, "1"},
-      {"total_iters", INT, 1, 1e9, 1, "5"},
+    {"linear", NNCC_SCHED_LINEAR,
+     {{"start_factor", NUM, 0, 1, 0, "0.33333333333333331", F(start_factor)}, /* 0 divides by 0 in torch */
+      {"end_factor", NUM, 0, 1, 1, "1", F(end_factor)},
+      {"total_iters", INT, 1, 1e9, 1, "5", F(total_iters)},
       END}},
 };
 #undef END
+#undef F
 
 
 static const char *skip(const char *p) {
@@ -113,14 +119,13 @@ static int set_key(NnccSchedule *s, const Kind *k, const Key *key, const char *v
   double x;
   while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
   const char *name = key->name;
+  void *field = (char *)s + key->off;
   if (key->type == BOOL || key->type == STRATEGY) {
     const char *a = key->type == BOOL ? "true" : "cos", *b = key->type == BOOL ? "false" : "linear";
     int is_a = n == strlen(a) && strncmp(v, a, n) == 0, is_b = n == strlen(b) && strncmp(v, b, n) == 0;
     if (!is_a && !is_b)
       return errbuf_set(err, errlen, "%s(): '%s' must be %s or %s", k->name, name, a, b);
-    if (strcmp(name, "cycle_momentum") == 0) s->cycle_momentum = is_a;
-    else if (strcmp(name, "three_phase") == 0) s->three_phase = is_a;
-    else s->anneal_linear = is_b;
+    *(int *)field = key->type == STRATEGY ? is_b : is_a; /* 1: "linear", or true */
     return 0;
   }
   if (key->type == LIST) {
@@ -146,7 +151,7 @@ static int set_key(NnccSchedule *s, const Kind *k, const Key *key, const char *v
   }
   if (parse_num(v, n, &x))
     return errbuf_set(err, errlen, "%s(): '%s' must be a number, got '%.*s'", k->name, name, (int)n, v);
-  if (key->type == INT) {
+  if (key->type == INT || key->type == INT64) {
     if (x != floor(x) || x < key->lo || x > key->hi)
       return errbuf_set(err, errlen, "%s(): '%s' must be an integer from %.0f to %.0f", k->name, name,
                   key->lo, key->hi);
@@ -157,20 +162,9 @@ static int set_key(NnccSchedule *s, const Kind *k, const Key *key, const char *v
     return errbuf_set(err, errlen, "%s(): '%s' must be in %s%g, %g]", k->name, name,
                 key->lo_in ? "[" : "(", key->lo, key->hi);
   }
-  if (strcmp(name, "step_size") == 0) s->step_size = (int)x;
-  else if (strcmp(name, "gamma") == 0) s->gamma = x;
-  else if (strcmp(name, "T_max") == 0) s->t_max = (int)x;
-  else if (strcmp(name, "eta_min") == 0) s->eta_min = x;
-  else if (strcmp(name, "max_lr") == 0) s->max_lr = x;
-  else if (strcmp(name, "total_steps") == 0) s->total_steps = (int64_t)x;
-  else if (strcmp(name, "pct_start") == 0) s->pct_start = x;
-  else if (strcmp(name, "base_momentum") == 0) s->base_momentum = x;
-  else if (strcmp(name, "max_momentum") == 0) s->max_momentum = x;
-  else if (strcmp(name, "div_factor") == 0) s->div_factor = x;
-  else if (strcmp(name, "final_div_factor") == 0) s->final_div_factor = x;
-  else if (strcmp(name, "start_factor") == 0) s->start_factor = x;
-  else if (strcmp(name, "end_factor") == 0) s->end_factor = x;
-  else s->total_iters = (int)x;
+  if (key->type == NUM) *(double *)field = x;
+  else if (key->type == INT64) *(int64_t *)field = (int64_t)x;
+  else *(int *)field = (int)x;
   return 0;
 }
 
@@ -222,63 +216,62 @@ int sched_parse(const char *spec, int warmup, NnccSchedule *out, char *err, size
   return 0;
 }
 
-/* ", key=v" with the fewest digits that read back as v (0.1, not
- * 0.10000000000000001), as Python's repr. */
-static void num(char *buf, size_t cap, size_t *len, const char *key, double v) {
+/* Appends to buf[*len..cap); *len may pass cap, which the caller checks. */
+static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf + (*len < cap ? *len : cap), *len < cap ? cap - *len : 0, fmt, ap);
+  va_end(ap);
+  *len += n > 0 ? (size_t)n : 0;
+}
+
+/* v with the fewest digits that read back as v (0.1, not
+ * 0.10000000000000001), as Python's repr; integers as integers. */
+static void number(char *buf, size_t cap, size_t *len, double v) {
   char text[32];
   if (v == floor(v) && fabs(v) < 1e15)
-    snprintf(text, sizeof text, "%.0f", v); /* integers as integers: 10, not 1e+01 */
+    snprintf(text, sizeof text, "%.0f", v); /* 10, not 1e+01 */
   else
     for (int digits = 1; digits <= 17; digits++) {
       snprintf(text, sizeof text, "%.*g", digits, v);
       if (strtod(text, NULL) == v) break;
     }
-  if (*len < cap) *len += (size_t)snprintf(buf + *len, cap - *len, ", %s=%s", key, text);
+  append(buf, cap, len, "%s", text);
+}
+
+static const Kind *kind_of(NnccSchedKind kind) {
+  for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
+    if (kinds[i].kind == kind) return &kinds[i];
+  return NULL;
 }
 
 int sched_format(const NnccSchedule *s, char *buf, size_t cap) {
+  const Kind *k = kind_of(s->kind);
   size_t n = 0;
-  const char *name = "none";
-  for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
-    if (kinds[i].kind == s->kind) name = kinds[i].name;
-  n = (size_t)snprintf(buf, cap, "%s(", name);
-  switch (s->kind) {
-  case NNCC_SCHED_NONE: return snprintf(buf, cap, "none") >= (int)cap ? -1 : 0;
-  case NNCC_SCHED_STEP: num(buf, cap, &n, "step_size", s->step_size); num(buf, cap, &n, "gamma", s->gamma); break;
-  case NNCC_SCHED_MULTISTEP:
-    if (n < cap) n += (size_t)snprintf(buf + n, cap - n, ", milestones=[");
-    for (int i = 0; i < s->nmilestones && n < cap; i++)
-      n += (size_t)snprintf(buf + n, cap - n, "%s%d", i ? ", " : "", s->milestones[i]);
-    if (n < cap) n += (size_t)snprintf(buf + n, cap - n, "]");
-    num(buf, cap, &n, "gamma", s->gamma);
-    break;
-  case NNCC_SCHED_EXPONENTIAL: num(buf, cap, &n, "gamma", s->gamma); break;
-  case NNCC_SCHED_COSINE: num(buf, cap, &n, "T_max", s->t_max); num(buf, cap, &n, "eta_min", s->eta_min); break;
-  case NNCC_SCHED_ONECYCLE:
-    num(buf, cap, &n, "max_lr", s->max_lr);
-    num(buf, cap, &n, "total_steps", (double)s->total_steps);
-    num(buf, cap, &n, "pct_start", s->pct_start);
-    if (n < cap)
-      n += (size_t)snprintf(buf + n, cap - n, ", anneal_strategy=%s, cycle_momentum=%s",
-                            s->anneal_linear ? "linear" : "cos", s->cycle_momentum ? "true" : "false");
-    num(buf, cap, &n, "base_momentum", s->base_momentum);
-    num(buf, cap, &n, "max_momentum", s->max_momentum);
-    num(buf, cap, &n, "div_factor", s->div_factor);
-    num(buf, cap, &n, "final_div_factor", s->final_div_factor);
-    if (n < cap) n += (size_t)snprintf(buf + n, cap - n, ", three_phase=%s", s->three_phase ? "true" : "false");
-    break;
-  case NNCC_SCHED_LINEAR:
-    num(buf, cap, &n, "start_factor", s->start_factor);
-    num(buf, cap, &n, "end_factor", s->end_factor);
-    num(buf, cap, &n, "total_iters", s->total_iters);
-    break;
+  if (!k) {
+    append(buf, cap, &n, "none");
+    return n < cap ? 0 : -1;
   }
-  if (n < cap) n += (size_t)snprintf(buf + n, cap - n, ")");
-  if (n >= cap) return -1;
-  /* "name(, a=1)" -> "name(a=1)" */
-  char *comma = strstr(buf, "(, ");
-  if (comma) memmove(comma + 1, comma + 3, strlen(comma + 3) + 1);
-  return 0;
+  append(buf, cap, &n, "%s(", k->name);
+  for (int i = 0; k->keys[i].name; i++) {
+    const Key *key = &k->keys[i];
+    const void *field = (const char *)s + key->off;
+    append(buf, cap, &n, "%s%s=", i ? ", " : "", key->name);
+    switch (key->type) {
+    case NUM: number(buf, cap, &n, *(const double *)field); break;
+    case INT: number(buf, cap, &n, *(const int *)field); break;
+    case INT64: number(buf, cap, &n, (double)*(const int64_t *)field); break;
+    case BOOL: append(buf, cap, &n, *(const int *)field ? "true" : "false"); break;
+    case STRATEGY: append(buf, cap, &n, *(const int *)field ? "linear" : "cos"); break;
+    case LIST:
+      append(buf, cap, &n, "[");
+      for (int m = 0; m < s->nmilestones; m++) append(buf, cap, &n, "%s%d", m ? ", " : "", s->milestones[m]);
+      append(buf, cap, &n, "]");
+      break;
+    }
+  }
+  append(buf, cap, &n, ")");
+  return n < cap ? 0 : -1;
 }
 
 int sched_per_step(const NnccSchedule *s) { return s->kind == NNCC_SCHED_ONECYCLE; }
