@@ -41,6 +41,21 @@ static const char magic[8] = {'N', 'N', 'C', 'C', 'O', 'B', 'J', '1'};
 
 /* ---- the key: FNV-1a 64 and CRC-32 over the same bytes, and their count */
 
+/* CRC-32 (zlib) continued over len more bytes; crc_of: from the start. */
+static uint32_t crc_more(uint32_t crc, const void *data, size_t len) {
+  const unsigned char *p = data;
+  for (size_t done = 0; done < len;) { /* crc32() takes a uInt length */
+    size_t n = len - done > (1u << 30) ? (1u << 30) : len - done;
+    crc = (uint32_t)crc32(crc, p + done, (uInt)n);
+    done += n;
+  }
+  return crc;
+}
+
+static uint32_t crc_of(const void *data, size_t len) {
+  return crc_more((uint32_t)crc32(0L, Z_NULL, 0), data, len);
+}
+
 void hash_init(Hash *h) {
   h->fnv = 1469598103934665603ull;
   h->crc = (uint32_t)crc32(0L, Z_NULL, 0);
@@ -51,11 +66,7 @@ static void hash_bytes(Hash *h, const void *data, size_t len) {
   const unsigned char *p = data;
   for (size_t i = 0; i < len; i++)
     h->fnv = (h->fnv ^ p[i]) * 1099511628211ull;
-  for (size_t done = 0; done < len;) { /* crc32() takes a uInt length */
-    size_t n = len - done > (1u << 30) ? (1u << 30) : len - done;
-    h->crc = (uint32_t)crc32(h->crc, p + done, (uInt)n);
-    done += n;
-  }
+  h->crc = crc_more(h->crc, data, len);
   h->len += len;
 }
 
@@ -177,11 +188,9 @@ static char *read_entry(const char *path, const char *key, size_t *len, const ch
       size_t got = 0;
       for (ssize_t r; got < n && (r = read(fd, data + got, n - got)) > 0;)
         got += (size_t)r;
-      uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)data, (uInt)n);
-      uint32_t kcrc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)key, (uInt)strlen(key));
-      if (got != n || crc != (uint32_t)get_le(h + 16, 4))
+      if (got != n || crc_of(data, n) != (uint32_t)get_le(h + 16, 4))
         *why = "its checksum is wrong";
-      else if (kcrc != (uint32_t)get_le(h + 20, 4))
+      else if (crc_of(key, strlen(key)) != (uint32_t)get_le(h + 20, 4))
         *why = "it is another key's entry";
       else
         *len = n;
@@ -256,8 +265,8 @@ void cache_put(Cache *c, const char *key, const void *data, size_t len, const ch
   unsigned char h[HEADER];
   memcpy(h, magic, sizeof magic);
   put_le(h + 8, len, 8);
-  put_le(h + 16, (uint32_t)crc32(crc32(0L, Z_NULL, 0), data, (uInt)len), 4);
-  put_le(h + 20, (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)key, (uInt)strlen(key)), 4);
+  put_le(h + 16, crc_of(data, len), 4);
+  put_le(h + 20, crc_of(key, strlen(key)), 4);
   char *tmp = format("%s/.tmp-XXXXXX", c->dir);
   char *path = entry_path(c, key);
   /* No signal between creating the temporary file and renaming it: none

@@ -399,11 +399,8 @@ extern "C" Jit *jit_compile(const JitFile *files, int nfiles, const char *const 
         return nullptr;
       }
     } else {
-      for (auto &u : units)
-        if (u.file == i && u.part != BACKWARD_ONLY)
-          mine.emplace_back(u.object.data(), u.object.size());
-      for (auto &u : units)
-        if (u.file == i && u.part == BACKWARD_ONLY)
+      for (auto &u : units) /* one object, or a trainer's two halves */
+        if (u.file == i)
           mine.emplace_back(u.object.data(), u.object.size());
       if (mine.empty())
         continue;

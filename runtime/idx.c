@@ -197,6 +197,16 @@ static int check_label_range(const IdxFile *lb, const NnccModel *m) {
   return 0;
 }
 
+int idx_is_images(const char *path) {
+  unsigned char head[4];
+  int fd = fio_open_read(path);
+  gzFile g = fd >= 0 ? gzdopen(fd, "rb") : NULL;
+  int n = g ? gzread(g, head, 4) : -1;
+  if (g) gzclose(g);
+  else if (fd >= 0) close(fd);
+  return n == 4 && be32(head) == 0x803u;
+}
+
 int idx_load_images(NnccData *d, const char *path, const NnccModel *m) {
   IdxFile *im = xmalloc(sizeof *im, "IDX reader");
   int rc = -1;

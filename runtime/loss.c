@@ -13,14 +13,19 @@
 
 #include "rt.h"
 
-/* Returns lse for one row and the row's max in *mx. */
-static double row_lse(const float *x, int classes, double *mx) {
+double loss_lse(const float *x, int classes) {
   double m = x[0], s = 0.0;
   for (int c = 1; c < classes; c++)
     if (x[c] > m) m = x[c];
   for (int c = 0; c < classes; c++) s += exp((double)x[c] - m);
-  *mx = m;
   return m + log(s);
+}
+
+int loss_argmax(const float *x, int classes) {
+  int best = 0; /* the first maximum, like torch.argmax on CPU */
+  for (int c = 1; c < classes; c++)
+    if (x[c] > x[best]) best = c;
+  return best;
 }
 
 /* One row's loss with label smoothing e, given its lse. */
@@ -38,7 +43,7 @@ double loss_xent(const float *logits, const int *labels, int batch, int classes,
   for (int b = 0; b < batch; b++) {
     const float *x = logits + (size_t)b * (size_t)classes;
     float *dx = dlogits + (size_t)b * (size_t)classes;
-    double m, lse = row_lse(x, classes, &m);
+    double lse = loss_lse(x, classes);
     total += row_loss(x, labels[b], classes, lse, e);
     for (int c = 0; c < classes; c++) {
       double p = exp((double)x[c] - lse);
@@ -54,12 +59,8 @@ double loss_xent_eval(const float *logits, const int *labels, int n, int classes
   double total = 0.0;
   for (int b = 0; b < n; b++) {
     const float *x = logits + (size_t)b * (size_t)classes;
-    double m, lse = row_lse(x, classes, &m);
-    int best = 0; /* first maximum, like torch.argmax on CPU */
-    for (int c = 1; c < classes; c++)
-      if (x[c] > x[best]) best = c;
-    total += row_loss(x, labels[b], classes, lse, e);
-    *correct += best == labels[b];
+    total += row_loss(x, labels[b], classes, loss_lse(x, classes), e);
+    *correct += loss_argmax(x, classes) == labels[b];
   }
   return total;
 }

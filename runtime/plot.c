@@ -300,6 +300,22 @@ static int grow(void **p, int *cap, int n, size_t size) {
   return 0;
 }
 
+int plot_add_step(PlotRun *run, double step, double loss) {
+  int cap = run->step_cap; /* the two arrays grow together */
+  if (grow((void **)&run->step, &cap, run->nsteps, sizeof *run->step) ||
+      grow((void **)&run->step_loss, &run->step_cap, run->nsteps, sizeof *run->step_loss))
+    return -1;
+  run->step[run->nsteps] = step;
+  run->step_loss[run->nsteps++] = loss;
+  return 0;
+}
+
+int plot_add_epoch(PlotRun *run, PlotEpoch e) {
+  if (grow((void **)&run->epochs, &run->epoch_cap, run->nepochs, sizeof *run->epochs)) return -1;
+  run->epochs[run->nepochs++] = e;
+  return 0;
+}
+
 int plot_read_jsonl(const char *path, const char *label, PlotRun *run, char *err, size_t errlen) {
   memset(run, 0, sizeof *run);
   run->label = label;
@@ -310,7 +326,7 @@ int plot_read_jsonl(const char *path, const char *label, PlotRun *run, char *err
     return errbuf_set(err, errlen, "%s: %s", path, fio_strerror(errno));
   }
   char line[MAX_LINE + 2];
-  int lineno = 0, cap_s = 0, cap_e = 0, rc = -1;
+  int lineno = 0, rc = -1;
   while (fgets(line, sizeof line, f)) {
     lineno++;
     size_t len = strlen(line);
@@ -334,23 +350,19 @@ int plot_read_jsonl(const char *path, const char *label, PlotRun *run, char *err
         errbuf_set(err, errlen, "%s:%d: a step line without a step number", path, lineno);
         goto out;
       }
-      int cap = cap_s;
-      if (grow((void **)&run->step, &cap, run->nsteps, sizeof *run->step) ||
-          grow((void **)&run->step_loss, &cap_s, run->nsteps, sizeof *run->step_loss)) {
+      if (plot_add_step(run, step, field(line, "loss"))) {
         errbuf_set(err, errlen, "%s: out of memory", path);
         goto out;
       }
-      run->step[run->nsteps] = step;
-      run->step_loss[run->nsteps++] = field(line, "loss");
     } else if (strncmp(k, "\"epoch\"", 7) == 0) {
       double e = field(line, "epoch");
-      if (!(e >= 1 && e <= 1e9) || grow((void **)&run->epochs, &cap_e, run->nepochs, sizeof *run->epochs)) {
+      if (!(e >= 1 && e <= 1e9) ||
+          plot_add_epoch(run, (PlotEpoch){(int)e, field(line, "loss"), field(line, "test_loss"),
+                                          field(line, "test_acc"), field(line, "val_loss"),
+                                          field(line, "val_acc")})) {
         errbuf_set(err, errlen, "%s:%d: %s", path, lineno, e >= 1 && e <= 1e9 ? "out of memory" : "a bad epoch number");
         goto out;
       }
-      run->epochs[run->nepochs++] = (PlotEpoch){(int)e, field(line, "loss"), field(line, "test_loss"),
-                                                field(line, "test_acc"), field(line, "val_loss"),
-                                                field(line, "val_acc")};
     } else {
       errbuf_set(err, errlen, "%s:%d: neither a --log nor a --step-log line", path, lineno);
       goto out;
@@ -377,5 +389,5 @@ void plot_free(PlotRun *run) {
   free(run->epochs);
   run->step = run->step_loss = NULL;
   run->epochs = NULL;
-  run->nsteps = run->nepochs = 0;
+  run->nsteps = run->nepochs = run->step_cap = run->epoch_cap = 0;
 }

@@ -19,6 +19,7 @@ typedef struct PlotRun {
   double *step, *step_loss;   /* the step (1-based) and its batch loss */
   int nepochs;
   PlotEpoch *epochs;
+  int step_cap, epoch_cap;    /* the room in step[] and step_loss[], and in epochs[] */
 } PlotRun;
 
 /* Draws the runs into the PNG `path` (written atomically) with gnuplot.
@@ -29,6 +30,9 @@ int plot_png(const char *path, const PlotRun *runs, int n, char *err, size_t err
  * in err naming the file and line. */
 int plot_read_jsonl(const char *path, const char *label, PlotRun *run, char *err, size_t errlen);
 void plot_free(PlotRun *run);
+/* Append a point, growing the arrays; -1 when memory runs out. */
+int plot_add_step(PlotRun *run, double step, double loss);
+int plot_add_epoch(PlotRun *run, PlotEpoch e);
 /* 1 when gnuplot is on PATH. */
 int plot_available(void);
 

@@ -3,9 +3,9 @@
  * the test images the model got wrong with the most confidence, printed
  * and (--report-json) written as JSON (docs/runtime.md).
  *
- * A prediction is the first largest logit (torch.argmax's choice, as the
- * accuracy counts it); its confidence the softmax probability of that
- * class, computed in double from the float logits.
+ * A prediction is the first largest logit (loss_argmax, as the accuracy
+ * counts it); its confidence the softmax probability of that class, from
+ * the row's log-sum-exp (loss_lse) in double.
  */
 #include <errno.h>
 #include <math.h>
@@ -47,13 +47,10 @@ void report_add(NnccReport *r, const float *logits, const int *labels, const uin
   int C = r->classes;
   for (int b = 0; b < n; b++) {
     const float *x = logits + (size_t)b * (size_t)C;
-    int best = 0;
-    for (int c = 1; c < C; c++)
-      if (x[c] > x[best]) best = c;
-    double sum = 0;
-    for (int c = 0; c < C; c++) sum += exp((double)x[c] - (double)x[best]);
+    int best = loss_argmax(x, C);
     r->confusion[(size_t)labels[b] * (size_t)C + (size_t)best]++;
-    if (best != labels[b]) keep_wrong(r, (int)index[b], labels[b], best, 1.0 / sum);
+    if (best != labels[b])
+      keep_wrong(r, (int)index[b], labels[b], best, exp((double)x[best] - loss_lse(x, C)));
   }
 }
 

@@ -67,6 +67,8 @@ typedef struct NnccData {
 /* Loads "train" or "t10k" from dir, checking it against the model's input. */
 int idx_load(NnccData *d, const char *dir, const char *split, const NnccModel *m);
 void idx_free(NnccData *d);
+/* 1 when path starts like an IDX3 image file, raw or gzipped. */
+int idx_is_images(const char *path);
 /* One IDX3 image file (raw or gzipped) for predict, labels all 0. */
 int idx_load_images(NnccData *d, const char *path, const NnccModel *m);
 
@@ -108,6 +110,11 @@ double loss_xent(const float *logits, const int *labels, int batch, int classes,
                  float *dlogits);
 /* Eval: over the first n rows only, returns the summed loss (smoothed by e
  * like the training loss); *correct += argmax hits. */
+/* log(sum(exp(x))) of one row of logits, in double and stable: the
+ * softmax probability of class c is exp(x[c] - lse). */
+double loss_lse(const float *x, int classes);
+/* The prediction: the row's first largest logit, as torch.argmax on CPU. */
+int loss_argmax(const float *x, int classes);
 double loss_xent_eval(const float *logits, const int *labels, int n, int classes, double e,
                       long *correct);
 

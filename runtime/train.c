@@ -14,8 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <zlib.h>
-
 #include "rt.h"
 
 #ifdef _OPENMP
@@ -54,7 +52,7 @@ typedef struct Run {
    * the start (a point averages `stride` steps when the run is long), the
    * epochs grown at each epoch's end, never inside the step loop */
   PlotRun plot;
-  int plot_cap, plot_stride, plot_pending, plot_warned, epochs_cap;
+  int plot_stride, plot_pending, plot_warned;
   double plot_sum;
 } Run;
 
@@ -404,6 +402,12 @@ static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
   return 0;
 }
 
+/* The run's length in steps: --epochs' worth, or --steps if sooner. */
+static uint64_t planned_steps(const Run *r, const NnccOptions *o, int per_epoch) {
+  uint64_t planned = (uint64_t)r->cfg.epochs * (uint64_t)per_epoch;
+  return o->steps && o->steps < planned ? o->steps : planned;
+}
+
 /* The learning-rate schedule, checked once the run's length is known:
  * parsed from the config's text, no warm-up before onecycle (it has its
  * own), onecycle's steps within its total_steps (as torch, which raises
@@ -432,9 +436,8 @@ static int sched_setup(Run *r, int per_epoch, const NnccOptions *o) {
     rt_error("%s: a warm-up does not go before onecycle(...), which warms up itself (pct_start)", what);
     return -1;
   }
-  uint64_t planned = (uint64_t)r->cfg.epochs * (uint64_t)per_epoch;
-  if (o->steps && o->steps < planned) planned = o->steps;
-  r->total_steps = r->sched.total_steps ? r->sched.total_steps : (int64_t)((uint64_t)r->cfg.epochs * (uint64_t)per_epoch);
+  uint64_t planned = planned_steps(r, o, per_epoch);
+  r->total_steps = r->sched.total_steps ? r->sched.total_steps : (int64_t)r->cfg.epochs * per_epoch;
   if (planned > (uint64_t)r->total_steps + 1) {
     rt_error("%s: onecycle(total_steps=%lld) ends before this run's %llu steps", what,
              (long long)r->total_steps, (unsigned long long)planned);
@@ -515,14 +518,13 @@ static void numerics_stop(Run *r, const NnccOptions *o, double loss) {
 enum { PLOT_POINTS = 1 << 20 };
 static int plot_setup(Run *r, const NnccOptions *o, int per_epoch) {
   if (!o->plot) return 0;
-  uint64_t planned = (uint64_t)r->cfg.epochs * (uint64_t)per_epoch;
-  if (o->steps && o->steps < planned) planned = o->steps;
+  uint64_t planned = planned_steps(r, o, per_epoch);
   planned = planned > r->prog.step ? planned - r->prog.step : 1;
   r->plot_stride = (int)((planned + PLOT_POINTS - 1) / PLOT_POINTS);
-  r->plot_cap = (int)((planned + (uint64_t)r->plot_stride - 1) / (uint64_t)r->plot_stride);
+  r->plot.step_cap = (int)((planned + (uint64_t)r->plot_stride - 1) / (uint64_t)r->plot_stride);
   r->plot.label = r->m->name;
-  if (!(r->plot.step = xmalloc((size_t)r->plot_cap * sizeof *r->plot.step, "plot points")) ||
-      !(r->plot.step_loss = xmalloc((size_t)r->plot_cap * sizeof *r->plot.step_loss, "plot points")))
+  if (!(r->plot.step = xmalloc((size_t)r->plot.step_cap * sizeof *r->plot.step, "plot points")) ||
+      !(r->plot.step_loss = xmalloc((size_t)r->plot.step_cap * sizeof *r->plot.step_loss, "plot points")))
     return -1;
   return 0;
 }
@@ -530,9 +532,9 @@ static int plot_setup(Run *r, const NnccOptions *o, int per_epoch) {
 static void plot_step(Run *r, double loss) {
   if (!r->plot.step) return;
   r->plot_sum += loss;
-  if (++r->plot_pending < r->plot_stride || r->plot.nsteps == r->plot_cap) return;
-  r->plot.step[r->plot.nsteps] = (double)r->st.step;
-  r->plot.step_loss[r->plot.nsteps++] = r->plot_sum / r->plot_pending;
+  /* the room was sized for the run before its first step: nothing grows here */
+  if (++r->plot_pending < r->plot_stride || r->plot.nsteps == r->plot.step_cap) return;
+  plot_add_step(&r->plot, (double)r->st.step, r->plot_sum / r->plot_pending);
   r->plot_sum = 0, r->plot_pending = 0;
 }
 
@@ -540,15 +542,10 @@ static void plot_step(Run *r, double loss) {
  * says so once and training goes on: the run matters more than its plot. */
 static void plot_epoch(Run *r, const NnccOptions *o, double loss, const double *val,
                        double test_loss, double test_acc) {
-  if (!r->plot.step) return;
-  if (r->plot.nepochs == r->epochs_cap) {
-    int nc = r->epochs_cap ? 2 * r->epochs_cap : 64;
-    PlotEpoch *e = realloc(r->plot.epochs, (size_t)nc * sizeof *e);
-    if (!e) return;
-    r->plot.epochs = e, r->epochs_cap = nc;
-  }
-  r->plot.epochs[r->plot.nepochs++] = (PlotEpoch){r->prog.epoch + 1, loss, test_loss, test_acc,
-                                                  val ? val[0] : NAN, val ? val[1] : NAN};
+  if (!r->plot.step ||
+      plot_add_epoch(&r->plot, (PlotEpoch){r->prog.epoch + 1, loss, test_loss, test_acc,
+                                           val ? val[0] : NAN, val ? val[1] : NAN}))
+    return;
   char err[600];
   if (plot_png(o->plot, &r->plot, 1, err, sizeof err) && !r->plot_warned) {
     fprintf(stderr, "nncc: --plot: %s; training goes on\n", err);
@@ -718,13 +715,7 @@ static int predict_input(const NnccModel *m, const NnccOptions *o, const char *p
     return 0;
   }
   /* neither PNG nor PGM: an IDX3 image file, raw or gzipped, or nothing */
-  unsigned char head[4] = {0};
-  int fd = fio_open_read(path);
-  gzFile g = fd >= 0 ? gzdopen(fd, "rb") : NULL;
-  int n = g ? gzread(g, head, 4) : -1;
-  if (g) gzclose(g);
-  else if (fd >= 0) close(fd);
-  if (n != 4 || head[0] || head[1] || head[2] != 8 || head[3] != 3) {
+  if (!idx_is_images(path)) {
     rt_error("%s: neither a PNG, a PGM nor an IDX3 image file", path);
     return -1;
   }
@@ -732,14 +723,12 @@ static int predict_input(const NnccModel *m, const NnccOptions *o, const char *p
   return idx_load_images(d, path, m);
 }
 
-/* Softmax (in double) of each row of logits, and the top K classes,
+/* Softmax (in double, loss_lse) of each row of logits, and the top K classes,
  * the most probable first (the lower class among equals). */
 static void print_top(const NnccModel *m, const float *x, int k, const char *name, int index) {
-  double p[256], mx = x[0], sum = 0;
+  double p[256], lse = loss_lse(x, m->classes);
   int C = m->classes, order[256];
-  for (int c = 1; c < C; c++) mx = x[c] > mx ? x[c] : mx;
-  for (int c = 0; c < C; c++) sum += p[c] = exp((double)x[c] - mx);
-  for (int c = 0; c < C; c++) p[c] /= sum, order[c] = c;
+  for (int c = 0; c < C; c++) p[c] = exp((double)x[c] - lse), order[c] = c;
   if (k > C) k = C;
   for (int i = 0; i < k; i++) /* partial selection sort: stable for equal p */
     for (int j = i + 1; j < C; j++)
