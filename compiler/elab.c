@@ -1119,12 +1119,10 @@ static void exec_train(Elab *E, Scope *s, Stmt *st) {
     }
   }
   /* what the trainer would refuse at start (runtime/train.c), said here */
-  if (sched.kind == NNCC_SCHED_ONECYCLE && warm.kind != NNCC_SCHED_NONE)
-    elab_error(E, warm_loc, "a warm-up does not go before onecycle(...), which warms up itself (pct_start)");
-  if (sched.kind == NNCC_SCHED_ONECYCLE && sched.cycle_momentum && t->optim == OPT_SGD &&
-      !(t->momentum > 0))
-    elab_error(E, st->loc, "onecycle(cycle_momentum=true) cycles SGD's momentum: give sgd a "
-                           "momentum > 0, or cycle_momentum=false");
+  char err[256];
+  int bad = sched_check(&sched, &warm, t->optim == OPT_SGD && !(t->momentum > 0), err, sizeof err);
+  if (bad)
+    elab_error(E, bad == 1 ? warm_loc : st->loc, "%s", err);
 }
 
 static void exec_import(Elab *E, Scope *s, Stmt *st);

@@ -274,6 +274,21 @@ int sched_format(const NnccSchedule *s, char *buf, size_t cap) {
   return n < cap ? 0 : -1;
 }
 
+int sched_check(const NnccSchedule *main, const NnccSchedule *warm, int sgd_no_momentum, char *err,
+                size_t errlen) {
+  if (main->kind != NNCC_SCHED_ONECYCLE) return 0;
+  if (warm->kind != NNCC_SCHED_NONE) {
+    errbuf_set(err, errlen, "a warm-up does not go before onecycle(...), which warms up itself (pct_start)");
+    return 1;
+  }
+  if (main->cycle_momentum && sgd_no_momentum) {
+    errbuf_set(err, errlen, "onecycle(cycle_momentum=true) cycles SGD's momentum: give sgd a momentum > 0, "
+                            "or cycle_momentum=false");
+    return 2;
+  }
+  return 0;
+}
+
 int sched_per_step(const NnccSchedule *s) { return s->kind == NNCC_SCHED_ONECYCLE; }
 
 /* Python's x % y for y > 0: never negative. */

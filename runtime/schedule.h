@@ -47,6 +47,13 @@ int sched_parse(const char *spec, int warmup, NnccSchedule *out, char *err, size
 /* The canonical text of *s, every argument given ("none" for none); -1 if
  * it does not fit in cap. */
 int sched_format(const NnccSchedule *s, char *buf, size_t cap);
+/* What a schedule and a warm-up cannot be together, or with the optimizer
+ * (sgd_no_momentum: SGD with momentum 0): 0 if fine, else one line in err
+ * and 1 (a warm-up before onecycle) or 2 (onecycle cycling a momentum the
+ * optimizer lacks).  nncc checks a train line with it, the trainer its
+ * final settings. */
+int sched_check(const NnccSchedule *main, const NnccSchedule *warm, int sgd_no_momentum, char *err,
+                size_t errlen);
 /* 1 when the schedule steps per optimizer step (onecycle), 0 per epoch. */
 int sched_per_step(const NnccSchedule *s);
 /* The lr of epoch `epoch` (0-based: after that many scheduler.step()

@@ -431,21 +431,17 @@ static int sched_setup(Run *r, int per_epoch, const NnccOptions *o) {
   r->scheduled = r->sched.kind != NNCC_SCHED_NONE || r->warm.kind != NNCC_SCHED_NONE;
   r->sched_epoch = -1;
   r->lr_now = r->cfg.lr;
-  if (r->sched.kind != NNCC_SCHED_ONECYCLE) return 0;
-  if (r->warm.kind != NNCC_SCHED_NONE) {
-    rt_error("%s: a warm-up does not go before onecycle(...), which warms up itself (pct_start)", what);
+  if (sched_check(&r->sched, &r->warm, r->cfg.optim == NNCC_SGD && !(r->cfg.momentum > 0), err,
+                  sizeof err)) {
+    rt_error("%s: %s", what, err);
     return -1;
   }
+  if (r->sched.kind != NNCC_SCHED_ONECYCLE) return 0;
   uint64_t planned = planned_steps(r, o, per_epoch);
   r->total_steps = r->sched.total_steps ? r->sched.total_steps : (int64_t)r->cfg.epochs * per_epoch;
   if (planned > (uint64_t)r->total_steps + 1) {
     rt_error("%s: onecycle(total_steps=%lld) ends before this run's %llu steps", what,
              (long long)r->total_steps, (unsigned long long)planned);
-    return -1;
-  }
-  if (r->sched.cycle_momentum && r->cfg.optim == NNCC_SGD && !(r->cfg.momentum > 0)) {
-    rt_error("%s: onecycle(cycle_momentum=true) cycles SGD's momentum: give sgd a momentum > 0, "
-             "or cycle_momentum=false", what);
     return -1;
   }
   return 0;
@@ -484,9 +480,14 @@ static int train_step(Run *r, int k, double *loss) {
   m->backward(&r->st);
   if (r->chk.node >= 0) return -1;
   r->grad_norm = optim_clip(m, &r->cfg, r->st.grads);
-  NnccTrainConfig now = r->cfg;
-  if (r->scheduled) scheduled_config(r, &now);
-  optim_step(m, &now, r->st.params, r->st.grads, r->optim, r->st.step);
+  const NnccTrainConfig *c = &r->cfg;
+  NnccTrainConfig now; /* a copy only under a schedule: the config holds its texts */
+  if (r->scheduled) {
+    now = r->cfg;
+    scheduled_config(r, &now);
+    c = &now;
+  }
+  optim_step(m, c, r->st.params, r->st.grads, r->optim, r->st.step);
   r->st.step++;
   return 0;
 }
