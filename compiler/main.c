@@ -24,6 +24,7 @@ typedef struct Options {
   bool dump_ir, dump_dot;
   const char *dump_after; /* pass name, or NULL for the last */
   int opt_level;
+  int ranks, groups; /* --ranks N, --groups G (0: the default) */
   /* nncc build FILE.nn [-o TRAINER] */
   bool build;
   /* nncc run [--no-jit] [--no-cache] FILE.nn COMMAND...: the trainer's arguments */
@@ -55,6 +56,10 @@ static void usage(FILE *fp) {
           "  --dump-ir           print the IR (after the last pass)\n"
           "  --dump-after=PASS   print the IR after PASS: parse, shape, fuse, plan\n"
           "  --dump-dot          print the graph in Graphviz DOT\n"
+          "  --ranks N           compile for N MPI ranks, each training batch/N images\n"
+          "                      of every batch (mpirun -np N; docs/distributed.md)\n"
+          "  --groups G          sum the batch in G groups (default: the largest power\n"
+          "                      of two up to 8 dividing it); N ranks need N <= G\n"
           "  -O0, -O1            -O0: no fusion, every tensor its own memory;\n"
           "                      -O1 (default): fuse conv/linear+relu, plan memory\n"
           "  --help              this text\n"
@@ -82,7 +87,7 @@ static noreturn void usage_error(const char *fmt, const char *arg) {
 }
 
 static Options parse_args(int argc, char **argv) {
-  Options o = {.opt_level = 1};
+  Options o = {.opt_level = 1, .ranks = 1};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -107,6 +112,17 @@ static Options parse_args(int argc, char **argv) {
         usage_error("unknown pass '%s' (passes: parse, shape, fuse, plan)", o.dump_after);
     } else if (strcmp(a, "--dump-dot") == 0) {
       o.dump_dot = true;
+    } else if (strcmp(a, "--ranks") == 0 || strcmp(a, "--groups") == 0) {
+      if (i + 1 == argc)
+        usage_error("%s needs a number", a);
+      char *end;
+      errno = 0;
+      long v = strtol(argv[++i], &end, 10);
+      bool is_ranks = a[2] == 'r';
+      if (errno || *end || end == argv[i] || v < 1 || v > NNCC_MAX_GROUPS || (v & (v - 1)))
+        usage_error(is_ranks ? "--ranks takes a power of two from 1 to 64, not '%s'"
+                             : "--groups takes a power of two from 1 to 64, not '%s'", argv[i]);
+      *(is_ranks ? &o.ranks : &o.groups) = (int)v;
     } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0) {
       o.opt_level = a[2] - '0';
     } else if (strcmp(a, "build") == 0 && !o.input && !o.build) {
@@ -119,6 +135,8 @@ static Options parse_args(int argc, char **argv) {
           o.run_opt.no_jit = true;
         else if (strcmp(argv[i + 1], "--no-cache") == 0)
           o.run_opt.no_cache = true;
+        else if (strcmp(argv[i + 1], "--ranks") == 0)
+          o.ranks = 0; /* refused below, with the way to train on ranks */
         else
           usage_error("unknown run option '%s' (run's options: --no-jit, --no-cache)", argv[i + 1]);
       }
@@ -142,6 +160,9 @@ static Options parse_args(int argc, char **argv) {
     usage_error("run takes no -o, --dump-ir or --dump-dot%s", "");
   if (o.build && (o.dump_ir || o.dump_dot || o.dump_after))
     usage_error("build takes no --dump-ir, --dump-after or --dump-dot%s", "");
+  if (o.run && o.ranks != 1)
+    usage_error("run trains in one process; for --ranks, compile a trainer (nncc --ranks N "
+                "FILE.nn -o OUT.c) and start it with mpirun (docs/distributed.md)%s", "");
   if (o.dump_ir && o.dump_dot)
     usage_error("--dump-ir and --dump-dot are exclusive%s", "");
   return o;
@@ -160,6 +181,7 @@ static Graph *front_end(const char *path, const Options *o, const char **last) {
   ir_verify(g, *last = "parse");
   if (stop_after(o, "parse"))
     return g;
+  ranks_pass(g, o->ranks, o->groups);
   shape_pass(g);
   ir_verify(g, *last = "shape");
   if (stop_after(o, "shape"))

@@ -377,6 +377,8 @@ enum {
   OPF_EPILOGUE = 1 << 4,   /* an activation may be fused into its output */
   OPF_SCRATCH = 1 << 5,    /* its kernels need scratch memory (SCRATCH()) */
   OPF_LOSS = 1 << 6,       /* the loss: its last input may be the label */
+  OPF_SYNCED = 1 << 7,     /* its kernels sum its parameters' gradients over
+                            * the MPI ranks themselves (NnccParam.synced) */
 };
 
 typedef struct Graph Graph;
@@ -476,6 +478,13 @@ struct Graph {
   int64_t naive_bytes;      /* the sum of their sizes, before any pass */
   int64_t params_floats;    /* the parameter block, set by params_layout() */
   bool planned;
+
+  /* Data parallelism (ranks_pass): the batch as the .nn file writes it,
+   * the MPI ranks that share it (the input's batch is this process's
+   * share, batch / ranks), and the number of groups its sums are taken in
+   * (nncc_kernels.h: batch reductions), batch / groups images each. */
+  int64_t batch;
+  int ranks, groups;
 };
 
 Graph *graph_new(SrcFile *file);
@@ -518,9 +527,17 @@ Graph *elaborate(SrcFile *file, StmtList prog);
 
 /* ---- shape.c --------------------------------------------------------- */
 
-/* Requires: an elaborated graph.  Guarantees: every node typed, every
- * parameter shaped, the model well-formed; or a user error. */
+/* Requires: an elaborated graph (ranks_pass run, else it runs it for one
+ * process).  Guarantees: every node typed, every parameter shaped, the
+ * model well-formed; or a user error. */
 void shape_pass(Graph *g);
+
+/* Requires: an elaborated graph, ranks >= 1, groups 0 (the default: the
+ * largest power of two up to 8 that divides the batch) or the user's.
+ * Guarantees: g->batch, g->ranks, g->groups set, the input's and label's
+ * batch divided by the ranks; or a user error when the ranks cannot split
+ * the batch's groups evenly. */
+void ranks_pass(Graph *g, int ranks, int groups);
 
 /* Helpers for the ops' shape rules. */
 noreturn void shape_error(Node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -604,8 +621,11 @@ void emit_static_assert(Emit *E, const Node *n, const char *rows, const char *co
 /* The fused activation's "act, alpha" kernel arguments:
  * "NNCC_ACT_NONE, 0.0f", "NNCC_ACT_RELU, 0.0f" ... */
 char *emit_act_args(const Node *n);
-/* The same for a backward kernel's trailing arguments: ", act, alpha". */
-char *emit_bwd_act_args(const Node *n);
+/* A backward kernel's trailing arguments: ", act, alpha, S", S the
+ * batch's group size (emit_group). */
+char *emit_bwd_act_args(Emit *E, const Node *n);
+char *emit_group(Emit *E);
+const Graph *emit_graph(Emit *E);                /* the graph being emitted */
 /* The common unary forms: forward `f_forward(y, x);`, backward
  * `f_backward(dx, dy, saved);` with saved the tensor node_saves() names
  * (none, x or y), and nothing when dx is not needed. */

@@ -199,6 +199,8 @@ void shape_window(Graph *g, Node *n, const char *what, Window w, int64_t *ho, in
 
 void shape_pass(Graph *g) {
   int64_t floats = 0, flops = 0; /* of all parameters; of a training step */
+  if (!g->groups) /* one process and the default groups, unless nncc said */
+    ranks_pass(g, 1, 0);
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
     const OpDesc *d = node_desc(n);
@@ -238,4 +240,35 @@ void shape_pass(Graph *g) {
     if (n->nusers == 0 && !(node_desc(n)->flags & OPF_LOSS))
       shape_error(n, "the result of this %s is never used", op_name(n->op));
   }
+}
+
+/* The groups every batch sum is taken in: a power of two dividing the
+ * batch, so that 1, 2, 4 ... ranks up to the group count each hold whole
+ * subtrees of the sum and agree with one process bit for bit. */
+void ranks_pass(Graph *g, int ranks, int groups) {
+  g->ranks = 1, g->groups = 1;
+  if (g->input < 0)
+    return;
+  Node *in = g->nodes[g->input], *label = g->label >= 0 ? g->nodes[g->label] : NULL;
+  int64_t B = in->dims[0];
+  g->batch = B;
+  if (in->rank < 1 || B < 1 || (label && label->dims[0] != B))
+    return; /* shape_pass reports it */
+  if (groups == 0) {
+    groups = 1;
+    while (groups < 8 && B % (2 * groups) == 0) groups *= 2;
+  } else if (B % groups) {
+    error_at(in->loc, "--groups %d does not divide the batch of %lld", groups, ll(B));
+  }
+  if (ranks > groups)
+    error_at(in->loc, "--ranks %d: the batch of %lld is summed in %d group%s, and each rank must "
+             "hold whole groups; use at most %d ranks, or more groups (--groups, a power of two "
+             "dividing the batch)", ranks, ll(B), groups, groups == 1 ? "" : "s", groups);
+  if (groups % ranks)
+    error_at(in->loc, "--ranks %d: must divide the batch's %d reduction groups (use 1, 2, 4 ... "
+             "up to %d ranks)", ranks, groups, groups);
+  g->ranks = ranks, g->groups = groups;
+  in->dims[0] = B / ranks;
+  if (label)
+    label->dims[0] = B / ranks;
 }

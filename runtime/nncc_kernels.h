@@ -201,6 +201,53 @@ NK_INLINE void nk_split(int n, int t, int nthr, int *lo, int *hi) {
 }
 
 /* ---------------------------------------------------------------------------
+ * Batch reductions in groups. Every sum over the batch (a weight or bias
+ * gradient, a batch-norm statistic, the loss) is taken in groups of S
+ * consecutive samples, each group summed in sample order from zero, and the
+ * groups are then added as a complete binary tree, ((g0+g1)+(g2+g3))+...,
+ * pairing neighbours first. A process that holds a power-of-two share of
+ * the groups (an MPI rank with a slice of the batch) sums its own subtree;
+ * the ranks finish the tree pairwise (runtime/dist.c). Float addition is
+ * commutative, so both partners of a pair get the same bits, and N ranks
+ * give the bits of one process. The group count G is the model's
+ * (NnccModel.groups, a power of two, at most NNCC_MAX_GROUPS); kernels take
+ * S, the group size, and their N is a multiple of it.
+ *
+ * The tree is built as a binary counter: before group g starts, level l
+ * holds a pending left subtree iff bit l of g is set. Group g is summed
+ * into level nk_tree_level(g) (the count of g's trailing ones, a free
+ * level), then added to the pending levels below it, level 0 first. After
+ * the last of Gl groups the whole sum is at level log2(Gl).
+ */
+enum { NK_TREE_LEVELS = 7 }; /* log2(NNCC_MAX_GROUPS) + 1 */
+
+NK_INLINE int nk_tree_level(int g) {
+  int l = 0;
+  while ((g >> l) & 1) l++;
+  return l;
+}
+/* log2 of a power of two */
+NK_INLINE int nk_log2(int n) {
+  int l = 0;
+  while ((1 << l) < n) l++;
+  return l;
+}
+/* Group g's partial v[0..n) ends: add the pending partials below its level
+ * (level l at pend + l*stride), store the sum at its level. */
+NK_INLINE void nk_tree_fold(float *pend, size_t stride, float *v, int n, int g) {
+  int lf = nk_tree_level(g);
+  for (int l = 0; l < lf; l++)
+    for (int i = 0; i < n; i++) v[i] = pend[(size_t)l * stride + i] + v[i];
+  for (int i = 0; i < n; i++) pend[(size_t)lf * stride + i] = v[i];
+}
+NK_INLINE void nk_tree_fold_d(double *pend, size_t stride, double *v, int n, int g) {
+  int lf = nk_tree_level(g);
+  for (int l = 0; l < lf; l++)
+    for (int i = 0; i < n; i++) v[i] = pend[(size_t)l * stride + i] + v[i];
+  for (int i = 0; i < n; i++) pend[(size_t)lf * stride + i] = v[i];
+}
+
+/* ---------------------------------------------------------------------------
  * The one micro-kernel. acc is a tile of MU*MV rows by NV vectors of 16
  * columns; row (u, v) reads its scalar at a + u*ar1 + v*ar0, the columns
  * are 16*NV consecutive floats at b (the last vector loaded under bmask).
@@ -563,29 +610,41 @@ NK_INLINE nk_dwplan nk_dw_plan(nk_conv f) {
   return p;
 }
 
-/* dwT[k][co] (+)= sum_{oh,ow} xv[ci][oh*sh+kh][ow*sw+kw] * dyT[oh*Wo+ow][co] over one tile */
-NK_INLINE void nk_dw_tile(float *dwT, const float *xv, const float *dyT, nk_conv f, nk_dwplan p,
-                          int ci, int kh0, const int rh, int co0, const int nv, int first) {
+/* dwT[k][co] (+)= sum_{oh,ow} xv[ci][oh*sh+kh][ow*sw+kw] * dyT[oh*Wo+ow][co]
+ * over one tile, for one image of group g: the group's running sum is at
+ * level nk_tree_level(g) of dwT (levels `slot` floats apart); `first`
+ * starts it from zero, `last` folds it into the tree (nk_tree_fold). */
+NK_INLINE void nk_dw_tile(float *dwT, size_t slot, const float *xv, const float *dyT, nk_conv f,
+                          nk_dwplan p, int ci, int kh0, const int rh, int co0, const int nv,
+                          int first, int last, int g) {
   nk_v acc[32];
-  int KK = f.Kh * f.Kw;
+  int KK = f.Kh * f.Kw, lf = nk_tree_level(g);
   if (rh < 1 || nv < 1 || nv > 4 || rh * f.Kw * nv > 32) __builtin_unreachable();
   NK_UNROLL for (int i = 0; i < 32; i++) acc[i] = nk_zero();
+  float *work = dwT + (size_t)lf * slot;
   NK_UNROLL for (int r = 0; r < rh * f.Kw; r++) {
-    float *row = dwT + (size_t)(ci * KK + kh0 * f.Kw + r) * p.Co16 + co0;
+    float *row = work + (size_t)(ci * KK + kh0 * f.Kw + r) * p.Co16 + co0;
     NK_UNROLL for (int j = 0; j < nv; j++)
       acc[r * nv + j] = first ? nk_zero() : nk_load(row + 16 * j);
   }
   nk_kernel(acc, rh, f.Kw, nv, xv + (size_t)kh0 * f.Wv, f.Wv, 1, dyT + co0, 0xFFFF, 1, 0, 0, f.Ho,
             (ptrdiff_t)f.sh * f.Wv, (ptrdiff_t)f.Wo * p.Co16, f.Wo, f.sw, p.Co16);
   NK_UNROLL for (int r = 0; r < rh * f.Kw; r++) {
-    float *row = dwT + (size_t)(ci * KK + kh0 * f.Kw + r) * p.Co16 + co0;
-    NK_UNROLL for (int j = 0; j < nv; j++) nk_store(row + 16 * j, acc[r * nv + j]);
+    size_t off = (size_t)(ci * KK + kh0 * f.Kw + r) * p.Co16 + co0;
+    NK_UNROLL for (int j = 0; j < nv; j++) {
+      nk_v v = acc[r * nv + j];
+      if (last)
+        for (int l = 0; l < lf; l++) v = nk_add(nk_load(dwT + (size_t)l * slot + off + 16 * j), v);
+      nk_store(work + off + 16 * j, v);
+    }
   }
 }
 
-NK_INLINE void nk_dw_team(float *dwT, float *dbT, const float *x, const float *dy,
-                          const float *ymask, int act, float alpha, char *tscratch,
-                          size_t tstride, nk_conv f) {
+/* dwT and dbT (when not NULL) at tree level log2(N/S): the grouped sums
+ * over the batch; each thread runs the whole batch for its own tiles. */
+NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, const float *x,
+                          const float *dy, const float *ymask, int act, float alpha,
+                          char *tscratch, size_t tstride, nk_conv f, int S) {
   nk_dwplan p = nk_dw_plan(f);
   int tid = nk_tid(), nthr = nk_nthr(), lo, hi;
   int per_ci = p.nkh * p.nch, ntiles = f.C * per_ci;
@@ -598,6 +657,7 @@ NK_INLINE void nk_dw_team(float *dwT, float *dbT, const float *x, const float *d
   size_t plane = (size_t)f.Hv * f.Wv;
   memset(dyT, 0, (size_t)P * p.Co16 * sizeof(float));
   for (int n = 0; n < f.N; n++) {
+    int g = n / S, first = n % S == 0, last = n % S == S - 1, lf = nk_tree_level(g);
     for (int c = ci_lo; c <= ci_hi; c++)
       for (int r = 0; r < f.Hv; r++)
         nk_vrow(xv + (size_t)c * plane + (size_t)r * f.Wv, nk_srow(f, x, n, c, r), NULL,
@@ -607,9 +667,9 @@ NK_INLINE void nk_dw_team(float *dwT, float *dbT, const float *x, const float *d
     const float *mn = ymask ? ymask + (size_t)n * f.M * P : NULL;
     for (int co = 0; co < f.M; co++)
       for (int q = 0; q < P; q++) {
-        float g = dyn[(size_t)co * P + q];
-        if (mn) g = nk_actgrad1(g, mn[(size_t)co * P + q], act, alpha);
-        dyT[(size_t)q * p.Co16 + co] = g;
+        float gv = dyn[(size_t)co * P + q];
+        if (mn) gv = nk_actgrad1(gv, mn[(size_t)co * P + q], act, alpha);
+        dyT[(size_t)q * p.Co16 + co] = gv;
       }
     for (int t = lo; t < hi; t++) {
       int ci = t / per_ci, kc = t % per_ci / p.nch, cc = t % p.nch;
@@ -617,16 +677,22 @@ NK_INLINE void nk_dw_team(float *dwT, float *dbT, const float *x, const float *d
       const float *xc = xv + (size_t)ci * plane;
       int full_kh = kh0 + p.RH <= f.Kh, full_co = cc < p.nch - 1 || p.ncv % p.NV == 0;
       int rt = f.Kh - (p.nkh - 1) * p.RH, vt = p.ncv - (p.nch - 1) * p.NV;
-      if (full_kh && full_co) nk_dw_tile(dwT, xc, dyT, f, p, ci, kh0, p.RH, co0, p.NV, n == 0);
-      else if (full_kh) nk_dw_tile(dwT, xc, dyT, f, p, ci, kh0, p.RH, co0, vt, n == 0);
-      else if (full_co) nk_dw_tile(dwT, xc, dyT, f, p, ci, kh0, rt, co0, p.NV, n == 0);
-      else nk_dw_tile(dwT, xc, dyT, f, p, ci, kh0, rt, co0, vt, n == 0);
+      if (full_kh && full_co)
+        nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, p.RH, co0, p.NV, first, last, g);
+      else if (full_kh)
+        nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, p.RH, co0, vt, first, last, g);
+      else if (full_co)
+        nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, rt, co0, p.NV, first, last, g);
+      else nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, rt, co0, vt, first, last, g);
       if (ci == 0 && kc == 0 && dbT) {
         int nv = full_co ? p.NV : vt;
         for (int j = 0; j < nv; j++) {
-          nk_v s = n == 0 ? nk_zero() : nk_load(dbT + co0 + 16 * j);
+          float *work = dbT + (size_t)lf * dbslot + co0 + 16 * j;
+          nk_v s = first ? nk_zero() : nk_load(work);
           for (int q = 0; q < P; q++) s = nk_add(s, nk_load(dyT + (size_t)q * p.Co16 + co0 + 16 * j));
-          nk_store(dbT + co0 + 16 * j, s);
+          if (last)
+            for (int l = 0; l < lf; l++) s = nk_add(nk_load(dbT + (size_t)l * dbslot + co0 + 16 * j), s);
+          nk_store(work, s);
         }
       }
     }
@@ -739,12 +805,13 @@ NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, int a
   }
 }
 
-/* Layout of the backward scratch: flipped weights, dwT, dbT, then
- * per-thread space shared by the dx and dw phases. */
-typedef struct { size_t wflip, dwT, dbT, threads, tstride; } nk_bwdlayout;
+/* Layout of the backward scratch: flipped weights, dwT and dbT (one slot
+ * per tree level of the N/S groups), then per-thread space shared by the
+ * dx and dw phases. */
+typedef struct { size_t wflip, dwT, dwslot, dbT, dbslot, threads, tstride; int levels; } nk_bwdlayout;
 
 NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh, int Kw, int sh,
-                                     int sw, int ph, int pw) {
+                                     int sw, int ph, int pw, int S) {
   nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   nk_conv b = nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   nk_dwplan dp = nk_dw_plan(f);
@@ -752,18 +819,23 @@ NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh
   nk_cplan cp = nk_col_plan(f);
   nk_bwdlayout L;
   size_t K = (size_t)Ci * Kh * Kw;
+  L.levels = nk_log2(N / S) + 1;
   L.wflip = 0;
   L.dwT = L.wflip + nk_align64((size_t)Co * K * sizeof(float));
-  L.dbT = L.dwT + nk_align64(K * dp.Co16 * sizeof(float));
-  L.threads = L.dbT + nk_align64((size_t)dp.Co16 * sizeof(float));
+  L.dwslot = nk_align64(K * dp.Co16 * sizeof(float)) / sizeof(float);
+  L.dbT = L.dwT + L.levels * L.dwslot * sizeof(float);
+  L.dbslot = nk_align64((size_t)dp.Co16 * sizeof(float)) / sizeof(float);
+  L.threads = L.dbT + L.levels * L.dbslot * sizeof(float);
   L.tstride = cp.use ? cp.thread_bytes : ep.thread_bytes;
   if (dp.thread_bytes > L.tstride) L.tstride = dp.thread_bytes;
   return L;
 }
 
+/* S: the batch's group size (N a multiple of it; N/S a power of two) */
 static inline size_t nncc_conv2d_backward_scratch(int N, int Ci, int H, int W, int Co, int Kh,
-                                                  int Kw, int sh, int sw, int ph, int pw, int nthr) {
-  nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+                                                  int Kw, int sh, int sw, int ph, int pw, int nthr,
+                                                  int S) {
+  nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, S);
   return L.threads + (size_t)nthr * L.tstride;
 }
 
@@ -774,8 +846,8 @@ NK_INLINE void nncc_conv2d_backward_data_team(float *restrict dx, const float *r
                                               const float *restrict w, void *scratch, int N,
                                               int Ci, int H, int W, int Co, int Kh, int Kw,
                                               int sh, int sw, int ph, int pw, int act,
-                                              float alpha) {
-  nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+                                              float alpha, int S) {
+  nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, S);
   char *s = (char *)scratch;
   nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   if (act == NNCC_ACT_NONE) ymask = NULL;
@@ -801,36 +873,40 @@ NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restr
                                                 const float *restrict x, void *scratch, int N,
                                                 int Ci, int H, int W, int Co, int Kh, int Kw,
                                                 int sh, int sw, int ph, int pw, int act,
-                                                float alpha) {
+                                                float alpha, int S) {
   nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
-  nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, S);
   char *s = (char *)scratch;
   float *dwT = (float *)(s + L.dwT), *dbT = (float *)(s + L.dbT);
   int Co16 = nk_cdiv(Co, 16) * 16;
   if (act == NNCC_ACT_NONE) ymask = NULL;
-  nk_dw_team(dwT, db ? dbT : NULL, x, dy, ymask, act, alpha, s + L.threads, L.tstride, f);
+  nk_dw_team(dwT, L.dwslot, db ? dbT : NULL, L.dbslot, x, dy, ymask, act, alpha, s + L.threads,
+             L.tstride, f, S);
 #pragma omp barrier
   size_t K = (size_t)Ci * Kh * Kw;
+  const float *dwsum = dwT + (size_t)(L.levels - 1) * L.dwslot;
+  const float *dbsum = dbT + (size_t)(L.levels - 1) * L.dbslot;
 #pragma omp for schedule(static)
   for (int co = 0; co < Co; co++) {
-    for (size_t k = 0; k < K; k++) dw[co * K + k] = dwT[k * Co16 + co];
-    if (db) db[co] = dbT[co];
+    for (size_t k = 0; k < K; k++) dw[co * K + k] = dwsum[k * Co16 + co];
+    if (db) db[co] = dbsum[co];
   }
 }
 
+/* S: the batch's group size (N a multiple of it, N/S a power of two) */
 NK_INLINE void nncc_conv2d_backward_team(float *restrict dx, float *restrict dw,
                                          float *restrict db, const float *restrict dy,
                                          const float *restrict ymask, const float *restrict x,
                                          const float *restrict w, void *scratch, int N, int Ci,
                                          int H, int W, int Co, int Kh, int Kw, int sh, int sw,
-                                         int ph, int pw, int act, float alpha) {
+                                         int ph, int pw, int act, float alpha, int S) {
   /* no barrier between the halves: they write different memory, and each
    * thread reuses only its own part of the per-thread scratch */
   if (dx)
     nncc_conv2d_backward_data_team(dx, dy, ymask, w, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw,
-                                   ph, pw, act, alpha);
+                                   ph, pw, act, alpha, S);
   nncc_conv2d_backward_weight_team(dw, db, dy, ymask, x, scratch, N, Ci, H, W, Co, Kh, Kw, sh,
-                                   sw, ph, pw, act, alpha);
+                                   sw, ph, pw, act, alpha, S);
 }
 
 static inline void nncc_conv2d_backward(float *restrict dx, float *restrict dw,
@@ -838,10 +914,10 @@ static inline void nncc_conv2d_backward(float *restrict dx, float *restrict dw,
                                         const float *restrict ymask, const float *restrict x,
                                         const float *restrict w, void *scratch, int N, int Ci,
                                         int H, int W, int Co, int Kh, int Kw, int sh, int sw,
-                                        int ph, int pw, int act, float alpha) {
+                                        int ph, int pw, int act, float alpha, int S) {
 #pragma omp parallel
   nncc_conv2d_backward_team(dx, dw, db, dy, ymask, x, w, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw,
-                            ph, pw, act, alpha);
+                            ph, pw, act, alpha, S);
 }
 
 /* ---------------------------------------------------------------------------
@@ -912,22 +988,34 @@ static inline void nncc_linear_forward(float *restrict y, const float *restrict 
 /* linear backward: dx[N][I] = g w, dw[O][I] = g^T x, db[O] = sum_n g, where
  * g = dy gated by act's derivative from ymask (the saved activated y), or
  * dy itself when ymask is NULL or act NONE. dx, dw, db may each be NULL
- * (skipped). Scratch holds the gated copy of dy. */
+ * (skipped). Scratch holds the gated copy of dy. dw and db sum the batch
+ * in groups of S samples (N a multiple of S, N/S a power of two). */
 static inline size_t nncc_linear_backward_scratch(int N, int I, int O) {
   (void)I;
   return nk_align64((size_t)N * O * sizeof(float));
 }
 
 /* out[r][c0..] = sum_k a[r*ar + k*ak] * bm[k*ldb + c0..] for a tile of mr
- * rows and nv vectors (the last one ending at column C) */
+ * rows and nv vectors (the last one ending at column C), k in groups of S
+ * added as a tree (S = K: one chain) */
 NK_INLINE void nk_gemm_tile(float *out, int ldo, const float *a, ptrdiff_t ar, ptrdiff_t ak,
-                            const float *bm, int ldb, int K, int C, int r0, const int mr, int c0,
-                            const int nv) {
-  nk_v acc[NK_MR * NK_NV];
+                            const float *bm, int ldb, int K, int S, int C, int r0, const int mr,
+                            int c0, const int nv) {
+  enum { T = NK_MR * NK_NV };
+  nk_v acc[T], pend[NK_TREE_LEVELS - 1][T];
   if (mr < 1 || mr > NK_MR || nv < 1 || nv > NK_NV) __builtin_unreachable();
-  NK_UNROLL for (int i = 0; i < NK_MR * NK_NV; i++) acc[i] = nk_zero();
   uint32_t last = nk_lanes(C - (c0 + 16 * (nv - 1)));
-  nk_kernel(acc, mr, 1, nv, a + r0 * ar, ar, 0, bm + c0, last, 1, 0, 0, 1, 0, 0, K, ak, ldb);
+  for (int g = 0; g * S < K; g++) {
+    int lf = nk_tree_level(g);
+    NK_UNROLL for (int i = 0; i < T; i++) acc[i] = nk_zero();
+    nk_kernel(acc, mr, 1, nv, a + r0 * ar + (ptrdiff_t)g * S * ak, ar, 0,
+              bm + (size_t)g * S * ldb + c0, last, 1, 0, 0, 1, 0, 0, S, ak, ldb);
+    if (S == K) break;
+    for (int l = 0; l < lf; l++)
+      NK_UNROLL for (int i = 0; i < T; i++) acc[i] = nk_add(pend[l][i], acc[i]);
+    if ((g + 1) * S < K)
+      NK_UNROLL for (int i = 0; i < T; i++) pend[lf][i] = acc[i];
+  }
   NK_UNROLL for (int u = 0; u < mr; u++)
     NK_UNROLL for (int j = 0; j < nv; j++)
       nk_store_mask(out + (size_t)(r0 + u) * ldo + c0 + 16 * j, nk_lanes(C - (c0 + 16 * j)),
@@ -938,17 +1026,17 @@ NK_INLINE void nk_gemm_tile(float *out, int ldo, const float *a, ptrdiff_t ar, p
  * row blocks of one column chunk are consecutive, so that chunk of bm stays
  * in cache */
 NK_INLINE void nk_gemm_team(float *out, int ldo, const float *a, ptrdiff_t ar, ptrdiff_t ak,
-                            const float *bm, int ldb, int K, int R, int C) {
+                            const float *bm, int ldb, int K, int S, int R, int C) {
   int ncv = nk_cdiv(C, 16), nch = nk_cdiv(ncv, NK_NV), vt = ncv - (nch - 1) * NK_NV;
   int nrb = nk_cdiv(R, NK_MR), rt = R - (nrb - 1) * NK_MR;
 #pragma omp for schedule(static) nowait
   for (int t = 0; t < nrb * nch; t++) {
     int rb = t % nrb, cc = t / nrb, r0 = rb * NK_MR, c0 = cc * NK_NV * 16;
     int fr = rb < nrb - 1, fc = cc < nch - 1;
-    if (fr && fc) nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, C, r0, NK_MR, c0, NK_NV);
-    else if (fr) nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, C, r0, NK_MR, c0, vt);
-    else if (fc) nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, C, r0, rt, c0, NK_NV);
-    else nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, C, r0, rt, c0, vt);
+    if (fr && fc) nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, S, C, r0, NK_MR, c0, NK_NV);
+    else if (fr) nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, S, C, r0, NK_MR, c0, vt);
+    else if (fc) nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, S, C, r0, rt, c0, NK_NV);
+    else nk_gemm_tile(out, ldo, a, ar, ak, bm, ldb, K, S, C, r0, rt, c0, vt);
   }
 }
 
@@ -956,7 +1044,7 @@ NK_INLINE void nncc_linear_backward_team(float *restrict dx, float *restrict dw,
                                          float *restrict db, const float *restrict dy,
                                          const float *restrict ymask, const float *restrict x,
                                          const float *restrict w, void *scratch, int N, int I,
-                                         int O, int act, float alpha) {
+                                         int O, int act, float alpha, int S) {
   const float *g = dy;
   if (ymask && act != NNCC_ACT_NONE) {
     float *gm = (float *)scratch;
@@ -967,14 +1055,20 @@ NK_INLINE void nncc_linear_backward_team(float *restrict dx, float *restrict dw,
             nk_actgrad1(dy[(size_t)n * O + o], ymask[(size_t)n * O + o], act, alpha);
     g = gm;
   }
-  if (dx) nk_gemm_team(dx, I, g, O, 1, w, I, O, N, I);
-  if (dw) nk_gemm_team(dw, I, g, 1, O, x, I, N, O, I);
+  if (dx) nk_gemm_team(dx, I, g, O, 1, w, I, O, O, N, I);
+  if (dw) nk_gemm_team(dw, I, g, 1, O, x, I, N, S, O, I);
   if (db) {
 #pragma omp for schedule(static) nowait
     for (int ov = 0; ov < nk_cdiv(O, 16); ov++) {
       uint32_t m = nk_lanes(O - 16 * ov);
-      nk_v s = nk_zero();
-      for (int n = 0; n < N; n++) s = nk_add(s, nk_load_mask(g + (size_t)n * O + 16 * ov, m));
+      nk_v s = nk_zero(), pend[NK_TREE_LEVELS - 1];
+      for (int n0 = 0; n0 < N; n0 += S) {
+        int gi = n0 / S, lf = nk_tree_level(gi);
+        s = nk_zero();
+        for (int n = n0; n < n0 + S; n++) s = nk_add(s, nk_load_mask(g + (size_t)n * O + 16 * ov, m));
+        for (int l = 0; l < lf; l++) s = nk_add(pend[l], s);
+        if (n0 + S < N) pend[lf] = s;
+      }
       nk_store_mask(db + 16 * ov, m, s);
     }
   }
@@ -985,9 +1079,9 @@ static inline void nncc_linear_backward(float *restrict dx, float *restrict dw, 
                                         const float *restrict dy, const float *restrict ymask,
                                         const float *restrict x, const float *restrict w,
                                         void *scratch, int N, int I, int O, int act,
-                                        float alpha) {
+                                        float alpha, int S) {
 #pragma omp parallel
-  nncc_linear_backward_team(dx, dw, db, dy, ymask, x, w, scratch, N, I, O, act, alpha);
+  nncc_linear_backward_team(dx, dw, db, dy, ymask, x, w, scratch, N, I, O, act, alpha, S);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1256,7 +1350,9 @@ NK_WRAP(copy_channels, (float *dst, int dst_C, int dst_c0, const float *src, int
 
 /* Dropout keeps element i when 24 bits of hash(seed, step, stream, i) reach
  * `threshold` = p * 2^24: forward and backward agree without a stored mask.
- * `stream` names the node (the generator hashes its name). */
+ * `stream` names the node (the generator hashes its name).  i counts over
+ * the whole batch: x's first element is element i0 (an MPI rank's share
+ * starts at its first image's). */
 NK_INLINE int nk_dropout_keep(uint64_t seed, uint64_t step, uint64_t stream, size_t i,
                               uint32_t threshold) {
   uint64_t h = nncc_hash64(seed ^ nncc_hash64(step ^ nncc_hash64(stream)));
@@ -1265,18 +1361,19 @@ NK_INLINE int nk_dropout_keep(uint64_t seed, uint64_t step, uint64_t stream, siz
 
 NK_INLINE void nncc_dropout_forward_team(float *y, const float *x, size_t n, uint64_t seed,
                                          uint64_t step, uint64_t stream, uint32_t threshold,
-                                         float scale, int training) {
+                                         float scale, int training, size_t i0) {
 #pragma omp for schedule(static)
   for (size_t i = 0; i < n; i++)
-    y[i] = !training ? x[i] : nk_dropout_keep(seed, step, stream, i, threshold) ? x[i] * scale : 0.0f;
+    y[i] = !training ? x[i]
+           : nk_dropout_keep(seed, step, stream, i0 + i, threshold) ? x[i] * scale : 0.0f;
 }
 
 NK_INLINE void nncc_dropout_backward_team(float *dx, const float *dy, size_t n, uint64_t seed,
                                           uint64_t step, uint64_t stream, uint32_t threshold,
-                                          float scale) {
+                                          float scale, size_t i0) {
 #pragma omp for schedule(static)
   for (size_t i = 0; i < n; i++)
-    dx[i] = nk_dropout_keep(seed, step, stream, i, threshold) ? dy[i] * scale : 0.0f;
+    dx[i] = nk_dropout_keep(seed, step, stream, i0 + i, threshold) ? dy[i] * scale : 0.0f;
 }
 
 /* adaptive average pooling: window i covers [floor(i*H/Ho), ceil((i+1)*H/Ho)) */
@@ -1639,11 +1736,13 @@ NK_INLINE void nk_gc_dw_cols(float *acc, float *dbs, const float *const *xr, con
 }
 
 /* dW[co][c][kh0.., kw0..] for a block of nr x nk weights, one FMA chain
- * each over (n, oh, ow), and, with db, db[co] as one more chain of adds */
+ * each over (n, oh, ow) per group of S images, the groups added as a tree,
+ * and, with db, db[co] as one more chain of adds */
 NK_INLINE void nk_gc_dw_block(float *dwc, float *db, const float *dy, const float *ymask,
                               const float *x, int act, float alpha, nk_gc d, int co, int c,
-                              int kh0, const int nr, int kw0, const int nk) {
-  float acc[NK_GC_CHAINS], dbs = 0.0f, *dbp = db ? &dbs : NULL;
+                              int kh0, const int nr, int kw0, const int nk, int S) {
+  float acc[NK_GC_CHAINS + 1], dbs = 0.0f, *dbp = db ? &dbs : NULL;
+  float pend[NK_TREE_LEVELS][NK_GC_CHAINS + 1];
   int lo[NK_GC_CHAINS], hi[NK_GC_CHAINS], mlo = 0, mhi = d.Wo;
   if (nr < 1 || nk < 1 || nr * nk > NK_GC_CHAINS) __builtin_unreachable();
   /* ow in [mlo, mhi) is inside every kw's span */
@@ -1652,10 +1751,14 @@ NK_INLINE void nk_gc_dw_block(float *dwc, float *db, const float *dy, const floa
     mlo = nk_max(mlo, lo[j]), mhi = nk_min(mhi, hi[j]);
   }
   if (mlo > mhi) mlo = mhi = d.Wo;
-  for (int i = 0; i < nr * nk; i++) acc[i] = 0.0f;
   size_t P = (size_t)d.Ho * d.Wo;
   int col0 = kw0 * d.dw - d.pl;
+  for (int i = 0; i <= nr * nk; i++) acc[i] = 0.0f;
   for (int n = 0; n < d.N; n++) {
+    if (n % S == 0) {
+      for (int i = 0; i < nr * nk; i++) acc[i] = 0.0f;
+      dbs = 0.0f;
+    }
     const float *xc = x + ((size_t)n * d.Ci + (size_t)(co / d.Mg) * d.Cg + c) * d.H * d.W;
     const float *gp = dy + ((size_t)n * d.Co + co) * P;
     const float *mp = ymask ? ymask + ((size_t)n * d.Co + co) * P : NULL;
@@ -1677,6 +1780,11 @@ NK_INLINE void nk_gc_dw_block(float *dwc, float *db, const float *dy, const floa
         nk_gc_dw_cols(acc, dbp, xr, gr, mr, act, alpha, d, col0, lo, hi, 0, d.Wo, nr, nk, 1);
       }
     }
+    if (n % S == S - 1) { /* the group's sums (db's last) into the tree */
+      acc[nr * nk] = dbs;
+      nk_tree_fold(&pend[0][0], NK_GC_CHAINS + 1, acc, nr * nk + 1, n / S);
+      dbs = acc[nr * nk];
+    }
   }
   for (int r = 0; r < nr; r++)
     for (int j = 0; j < nk; j++)
@@ -1688,7 +1796,7 @@ NK_INLINE void nncc_conv2d_general_backward_team(
     float *restrict dx, float *restrict dW, float *restrict db, const float *restrict dy,
     const float *restrict ymask, const float *restrict x, const float *restrict w, int N, int Ci,
     int H, int W, int Co, int Kh, int Kw, int sh, int sw, int pt, int pl, int dh, int dw,
-    int groups, int Ho, int Wo, int act, float alpha) {
+    int groups, int Ho, int Wo, int act, float alpha, int S) {
   nk_gc d = nk_gc_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, pt, pl, dh, dw, groups, Ho, Wo);
   size_t P = (size_t)Ho * Wo;
   if (act == NNCC_ACT_NONE) ymask = NULL;
@@ -1719,12 +1827,15 @@ NK_INLINE void nncc_conv2d_general_backward_team(
   if (!dW) { /* db alone: the same chain of adds as with dW */
 #pragma omp for schedule(static)
     for (int co = 0; co < (db ? Co : 0); co++) {
-      float s = 0.0f;
-      for (int n = 0; n < N; n++)
+      float s = 0.0f, pend[NK_TREE_LEVELS];
+      for (int n = 0; n < N; n++) {
+        if (n % S == 0) s = 0.0f;
         for (size_t q = 0; q < P; q++) {
           size_t i = ((size_t)n * Co + co) * P + q;
           s += ymask ? nk_actgrad1(dy[i], ymask[i], act, alpha) : dy[i];
         }
+        if (n % S == S - 1) nk_tree_fold(pend, 1, &s, 1, n / S);
+      }
       db[co] = s;
     }
     return;
@@ -1741,13 +1852,13 @@ NK_INLINE void nncc_conv2d_general_backward_team(
           float *dbc = db && c == 0 && kh0 == 0 && kw0 == 0 ? db + co : NULL;
           int full_r = kh0 + RB <= Kh, full_k = kw0 + KB <= Kw;
           if (full_r && full_k)
-            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, RB, kw0, KB);
+            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, RB, kw0, KB, S);
           else if (full_r)
-            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, RB, kw0, kt);
+            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, RB, kw0, kt, S);
           else if (full_k)
-            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, rt, kw0, KB);
+            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, rt, kw0, KB, S);
           else
-            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, rt, kw0, kt);
+            nk_gc_dw_block(dwc, dbc, dy, ymask, x, act, alpha, d, co, c, kh0, rt, kw0, kt, S);
         }
   }
 }
@@ -1795,9 +1906,9 @@ NK_WRAP(conv2d_general_forward,
 NK_WRAP(conv2d_general_backward,
         (float *dx, float *dW, float *db, const float *dy, const float *ymask, const float *x,
          const float *w, int N, int Ci, int H, int W, int Co, int Kh, int Kw, int sh, int sw,
-         int pt, int pl, int dh, int dw, int groups, int Ho, int Wo, int act, float alpha),
+         int pt, int pl, int dh, int dw, int groups, int Ho, int Wo, int act, float alpha, int S),
         (dx, dW, db, dy, ymask, x, w, N, Ci, H, W, Co, Kh, Kw, sh, sw, pt, pl, dh, dw, groups, Ho,
-         Wo, act, alpha))
+         Wo, act, alpha, S))
 NK_WRAP(adaptive_maxpool2d_forward, (float *y, const float *x, int NC, int H, int W, int Ho, int Wo),
         (y, x, NC, H, W, Ho, Wo))
 NK_WRAP(adaptive_maxpool2d_backward,
@@ -1805,33 +1916,66 @@ NK_WRAP(adaptive_maxpool2d_backward,
         (dx, dy, x, NC, H, W, Ho, Wo))
 
 /*
- * batchnorm2d over x[N][C][HW].  Training: batch statistics, summed in
- * double one channel per iteration (the same sums in the same order for
- * any thread count), running statistics updated as PyTorch does (unbiased
- * variance, momentum), stats[c] = mean, stats[C + c] = 1/std kept for
- * backward.  Eval: the running statistics.
+ * batchnorm2d over x[N][C][HW], N this process's share of a batch of NG
+ * images.  Training: batch statistics, summed in double in groups of S
+ * images added as a tree (the batch reductions above), first the mean,
+ * then the centred sum of squares; with rank_sum (SyncBatchNorm over MPI
+ * ranks) each sum is completed over the ranks before it is used.  The
+ * running statistics are updated as PyTorch does (unbiased variance,
+ * momentum); stats[c] = mean, stats[C + c] = 1/std kept for backward,
+ * followed by 2C doubles of working sums (stats holds 2C floats + 2C
+ * doubles, 8-byte aligned).  Eval: the running statistics.
  */
+
+/* sum over the images and pixels of channel c of x (sq: of (x - m)^2), in
+ * groups of S images added as a tree */
+NK_INLINE double nk_bn_sum(const float *x, int N, int C, int HW, int c, int S, double m, int sq) {
+  double s = 0.0, pend[NK_TREE_LEVELS];
+  for (int n = 0; n < N; n++) {
+    if (n % S == 0) s = 0.0;
+    const float *xp = x + ((size_t)n * C + c) * HW;
+    if (sq)
+      for (int i = 0; i < HW; i++) {
+        double d = xp[i] - m;
+        s += d * d;
+      }
+    else
+      for (int i = 0; i < HW; i++) s += xp[i];
+    if (n % S == S - 1) nk_tree_fold_d(pend, 1, &s, 1, n / S);
+  }
+  return s;
+}
+
+/* the master thread sums v over the ranks while the team waits */
+NK_INLINE void nk_rank_sum(nncc_rank_sum_fn rank_sum, void *ctx, double *v, size_t n) {
+  if (!rank_sum) return;
+#pragma omp master
+  rank_sum(ctx, v, n);
+#pragma omp barrier
+}
+
 NK_INLINE void nncc_batchnorm2d_forward_team(float *restrict y, const float *restrict x,
                                              const float *restrict gamma,
                                              const float *restrict beta, float *restrict rmean,
                                              float *restrict rvar, float *restrict count,
                                              float *restrict stats, int N, int C, int HW,
-                                             double eps, double momentum, int training) {
-  const double M = (double)N * HW;
+                                             double eps, double momentum, int training, int S,
+                                             int NG, nncc_rank_sum_fn rank_sum, void *ctx) {
+  const double M = (double)NG * HW;
+  double *sum = (double *)(void *)(stats + 2 * C), *sq = sum + C;
+  if (training) {
+#pragma omp for schedule(static)
+    for (int c = 0; c < C; c++) sum[c] = nk_bn_sum(x, N, C, HW, c, S, 0.0, 0);
+    nk_rank_sum(rank_sum, ctx, sum, (size_t)C);
+#pragma omp for schedule(static)
+    for (int c = 0; c < C; c++) sq[c] = nk_bn_sum(x, N, C, HW, c, S, sum[c] / M, 1);
+    nk_rank_sum(rank_sum, ctx, sq, (size_t)C);
+  }
 #pragma omp for schedule(static)
   for (int c = 0; c < C; c++) {
     float mean, invstd;
     if (training) {
-      double sum = 0.0, sq = 0.0;
-      for (int n = 0; n < N; n++)
-        for (int i = 0; i < HW; i++) sum += x[((size_t)n * C + c) * HW + i];
-      double m = sum / M;
-      for (int n = 0; n < N; n++)
-        for (int i = 0; i < HW; i++) {
-          double d = x[((size_t)n * C + c) * HW + i] - m;
-          sq += d * d;
-        }
-      double var = sq / M;
+      double m = sum[c] / M, var = sq[c] / M;
       mean = (float)m;
       invstd = (float)(1.0 / sqrt(var + eps));
       rmean[c] = (float)((1.0 - momentum) * rmean[c] + momentum * m);
@@ -1856,23 +2000,38 @@ NK_INLINE void nncc_batchnorm2d_forward_team(float *restrict y, const float *res
 }
 
 /* dx = gamma/std * (dy - mean(dy) - xhat * mean(dy * xhat)) (skipped when
- * dx is NULL); dgamma = sum(dy * xhat), dbeta = sum(dy), in double */
+ * dx is NULL); dgamma = sum(dy * xhat), dbeta = sum(dy), in double, in
+ * groups of S images and over the ranks as forward's sums: dgamma and dbeta
+ * are complete on return (NnccParam.synced) */
 NK_INLINE void nncc_batchnorm2d_backward_team(float *restrict dx, float *restrict dgamma,
                                               float *restrict dbeta, const float *restrict dy,
                                               const float *restrict x,
                                               const float *restrict gamma,
-                                              const float *restrict stats, int N, int C, int HW) {
-  const double M = (double)N * HW;
+                                              float *restrict stats, int N, int C, int HW, int S,
+                                              int NG, nncc_rank_sum_fn rank_sum, void *ctx) {
+  const double M = (double)NG * HW;
+  double *sums = (double *)(void *)(stats + 2 * C); /* sum_dy[C], sum_dy_xhat[C] */
 #pragma omp for schedule(static)
   for (int c = 0; c < C; c++) {
     float mean = stats[c], invstd = stats[C + c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int n = 0; n < N; n++)
+    double v[2] = {0.0, 0.0}, pend[NK_TREE_LEVELS][2];
+    for (int n = 0; n < N; n++) {
+      if (n % S == 0) v[0] = v[1] = 0.0;
       for (int i = 0; i < HW; i++) {
         size_t k = ((size_t)n * C + c) * HW + i;
-        sum_dy += dy[k];
-        sum_dy_xhat += (double)dy[k] * ((x[k] - mean) * invstd);
+        v[0] += dy[k];
+        v[1] += (double)dy[k] * ((x[k] - mean) * invstd);
       }
+      if (n % S == S - 1) nk_tree_fold_d(&pend[0][0], 2, v, 2, n / S);
+    }
+    sums[c] = v[0];
+    sums[C + c] = v[1];
+  }
+  nk_rank_sum(rank_sum, ctx, sums, 2 * (size_t)C);
+#pragma omp for schedule(static)
+  for (int c = 0; c < C; c++) {
+    float mean = stats[c], invstd = stats[C + c];
+    double sum_dy = sums[c], sum_dy_xhat = sums[C + c];
     dgamma[c] = (float)sum_dy_xhat;
     dbeta[c] = (float)sum_dy;
     if (!dx) continue;

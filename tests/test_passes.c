@@ -221,9 +221,9 @@ START_TEST(plan_buffers_and_views) {
   ck_assert(node_is_view(g, flat));
   ck_assert_int_eq(buf_root(g, flat->act), b1->act);
   ck_assert_int_eq(buf_root(g, flat->grad), b1->grad);
-  /* batchnorm keeps mean and 1/std per channel */
-  ck_assert_int_eq(g->bufs[b1->aux].bytes, 2 * 4 * 4);
-  ck_assert_str_eq(g->bufs[b1->aux].what, "[2,4]: mean, 1/std");
+  /* batchnorm keeps mean and 1/std per channel, and two double sums */
+  ck_assert_int_eq(g->bufs[b1->aux].bytes, 2 * 4 * 4 + 2 * 4 * 8);
+  ck_assert_str_eq(g->bufs[b1->aux].what, "[2,4]: mean, 1/std; [2,4] double sums");
   ck_assert_int_eq(g->tmp, -1); /* no tensor with two users */
   /* parameters: 64-byte aligned in node order */
   Node *c1 = named(g, "c1");

@@ -194,22 +194,25 @@ static void define_dropout(Emit *E, Node *n) {
                       (unsigned long long)stream, (uint32_t)(p * 16777216.0), p,
                       emit_real(1.0 / (1.0 - p), true));
   char *f = emit_fn(n);
+  long long per = ll(node_numel(n) / n->dims[0]); /* elements per image */
   buf_printf(emit_out(E),
-             "KERNEL void %s_forward(float *y, const float *x, uint64_t seed, uint64_t step, int training) {\n"
-             "  nncc_dropout_forward_team(y, x, %s, training);\n}\n"
-             "KERNEL void %s_backward(float *dx, const float *dy, uint64_t seed, uint64_t step) {\n"
-             "  nncc_dropout_backward_team(dx, dy, %s);\n}\n",
-             f, args, f, args);
+             "KERNEL void %s_forward(float *y, const float *x, uint64_t seed, uint64_t step, int training,\n"
+             "    int64_t sample0) {\n"
+             "  nncc_dropout_forward_team(y, x, %s, training, (size_t)sample0 * %lld);\n}\n"
+             "KERNEL void %s_backward(float *dx, const float *dy, uint64_t seed, uint64_t step,\n"
+             "    int64_t sample0) {\n"
+             "  nncc_dropout_backward_team(dx, dy, %s, (size_t)sample0 * %lld);\n}\n",
+             f, args, per, f, args, per);
 }
 
 static void forward_dropout(Emit *E, Node *n) {
-  buf_printf(emit_out(E), "    %s_forward(%s, %s, s->seed, s->step, training);\n", emit_fn(n),
+  buf_printf(emit_out(E), "    %s_forward(%s, %s, s->seed, s->step, training, s->sample0);\n", emit_fn(n),
              emit_act(E, n), emit_act(E, emit_in(E, n, 0)));
 }
 
 static void backward_dropout(Emit *E, Node *n, const char *const *dx) {
   if (emit_needed(dx[0]))
-    buf_printf(emit_out(E), "    %s_backward(%s, %s, s->seed, s->step);\n", emit_fn(n), dx[0],
+    buf_printf(emit_out(E), "    %s_backward(%s, %s, s->seed, s->step, s->sample0);\n", emit_fn(n), dx[0],
                emit_grad(E, n));
 }
 

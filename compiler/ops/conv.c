@@ -121,8 +121,8 @@ static void define_conv2d(Emit *E, Node *n) {
                "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
                "    void *scratch) {\n"
                "  (void)scratch;\n"
-               "  nncc_conv2d_general_backward_team(dx, dw, db, dy, %s, x, w, %s, %s);\n}\n",
-               f, mask, n->epilogue ? "y" : "NULL", sz, act);
+               "  nncc_conv2d_general_backward_team(dx, dw, db, dy, %s, x, w, %s%s);\n}\n",
+               f, mask, n->epilogue ? "y" : "NULL", sz, emit_bwd_act_args(E, n));
     buf_printf(o, "SCRATCH(%s, 0, 0) /* none */\n", f);
     return;
   }
@@ -142,9 +142,9 @@ static void define_conv2d(Emit *E, Node *n) {
              "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
              "    void *scratch) {\n"
              "  nncc_conv2d_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s%s%s);\n}\n",
-             f, mask, n->epilogue ? "y" : "NULL", sz, emit_bwd_act_args(n), "");
-  buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s, t), nncc_conv2d_backward_scratch(%s, t))\n",
-             f, sz, sz);
+             f, mask, n->epilogue ? "y" : "NULL", sz, emit_bwd_act_args(E, n), "");
+  buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s, t), nncc_conv2d_backward_scratch(%s, t, %s))\n",
+             f, sz, sz, emit_group(E));
 }
 
 /* conv2d and linear call their kernels alike */
@@ -243,7 +243,7 @@ static void define_linear(Emit *E, Node *n) {
              "    void *scratch) {\n"
              "  nncc_linear_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s%s);\n}\n",
              f, n->epilogue ? " const float *restrict y /* the mask */," : "", n->epilogue ? "y" : "NULL",
-             sz, emit_bwd_act_args(n));
+             sz, emit_bwd_act_args(E, n));
   buf_printf(o, "SCRATCH(%s, nncc_linear_forward_scratch(%s), nncc_linear_backward_scratch(%s))\n", f, sz,
              sz);
 }

@@ -48,42 +48,48 @@ static int64_t flops_batchnorm_bwd(const Graph *g, const Node *n) {
   return 10 * node_numel(n);
 }
 
-/* mean and 1/sqrt(var + eps) per channel */
+/* mean and 1/sqrt(var + eps) per channel, then two sums per channel in
+ * double that the kernels work in (and send across ranks) */
 static int64_t aux_batchnorm(const Node *n, const char **what) {
-  *what = format("[2,%lld]: mean, 1/std", ll(n->dims[1]));
-  return 2 * n->dims[1] * 4;
+  *what = format("[2,%lld]: mean, 1/std; [2,%lld] double sums", ll(n->dims[1]), ll(n->dims[1]));
+  return 2 * n->dims[1] * 4 + 2 * n->dims[1] * 8;
 }
 
 static void define_batchnorm(Emit *E, Node *n) {
   const BatchNormAttrs *a = n->attrs;
   char *f = emit_fn(n);
+  /* the sizes, then the group size and the whole batch over the ranks */
   char *sz = format("%lld, %lld, %lld", ll(n->dims[0]), ll(n->dims[1]),
                     ll(node_numel(n) / n->dims[0] / n->dims[1]));
+  char *sync = format("%s, %lld, rank_sum, ctx", emit_group(E), ll(emit_graph(E)->batch));
   buf_printf(emit_out(E),
              "KERNEL void %s_forward(float *restrict y, const float *restrict x,\n"
              "    const float *restrict gamma, const float *restrict beta,\n"
              "    float *restrict running_mean, float *restrict running_var,\n"
              "    float *restrict num_batches_tracked, float *restrict stats,\n"
-             "    int training) {\n"
+             "    int training, nncc_rank_sum_fn rank_sum, void *ctx) {\n"
              "  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,\n"
-             "                                num_batches_tracked, stats, %s, %s, %s, training);\n}\n",
-             f, sz, emit_real(a->eps, false), emit_real(a->momentum, false));
+             "                                num_batches_tracked, stats, %s, %s, %s, training,\n"
+             "                                %s);\n}\n",
+             f, sz, emit_real(a->eps, false), emit_real(a->momentum, false), sync);
   buf_printf(emit_out(E),
              "KERNEL void %s_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,\n"
              "    const float *restrict dy, const float *restrict x,\n"
-             "    const float *restrict gamma, const float *restrict stats) {\n"
-             "  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, %s);\n}\n",
-             f, sz);
+             "    const float *restrict gamma, float *restrict stats,\n"
+             "    nncc_rank_sum_fn rank_sum, void *ctx) {\n"
+             "  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, %s,\n"
+             "                                 %s);\n}\n",
+             f, sz, sync);
 }
 
 static void forward_batchnorm(Emit *E, Node *n) {
-  buf_printf(emit_out(E), "    %s_forward(%s, %s, %s, %s, %s, %s, %s, %s, training);\n", emit_fn(n),
+  buf_printf(emit_out(E), "    %s_forward(%s, %s, %s, %s, %s, %s, %s, %s, training, s->rank_sum, s);\n", emit_fn(n),
              emit_act(E, n), emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0), emit_param(E, n, 1),
              emit_param(E, n, 2), emit_param(E, n, 3), emit_param(E, n, 4), emit_aux(E, n));
 }
 
 static void backward_batchnorm(Emit *E, Node *n, const char *const *dx) {
-  buf_printf(emit_out(E), "    %s_backward(%s, %s, %s, %s, %s, %s, %s);\n", emit_fn(n), dx[0],
+  buf_printf(emit_out(E), "    %s_backward(%s, %s, %s, %s, %s, %s, %s, s->rank_sum, s);\n", emit_fn(n), dx[0],
              emit_param_grad(E, n, 0), emit_param_grad(E, n, 1), emit_grad(E, n),
              emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0), emit_aux(E, n));
 }
@@ -102,6 +108,7 @@ static const AttrDesc batchnorm_attrs[] = {
       .attrs = batchnorm_attrs,                                                                     \
       .nattrs = 2,                                                                                  \
       .attrs_size = sizeof(BatchNormAttrs),                                                         \
+      .flags = OPF_SYNCED,                                                                          \
       .saves = SAVES_IN,                                                                            \
       .fuse_note = "folding it is only legal in eval",                                              \
       .shape = shape_batchnorm,                                                                     \

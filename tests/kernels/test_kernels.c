@@ -143,9 +143,9 @@ static ConvOut conv_run(Conv c, const float *x, const float *w, const float *b, 
   nncc_conv2d_forward(o.y, x, w, b, s1, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.ph,
                       c.pw, act, alpha);
   void *s2 = scratch_buf(nncc_conv2d_backward_scratch(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw,
-                                                      c.sh, c.sw, c.ph, c.pw, nncc_team_size()));
+                                                      c.sh, c.sw, c.ph, c.pw, nncc_team_size(), c.N));
   nncc_conv2d_backward(o.dx, o.dw, o.db, dy, ymask, x, w, s2, c.N, c.Ci, c.H, c.W, c.Co, c.Kh,
-                       c.Kw, c.sh, c.sw, c.ph, c.pw, act, alpha);
+                       c.Kw, c.sh, c.sw, c.ph, c.pw, act, alpha, c.N);
   free(s1), free(s2);
   return o;
 }
@@ -247,7 +247,7 @@ static LinOut lin_run(Lin l, const float *x, const float *w, const float *b, con
   void *s1 = scratch_buf(nncc_linear_forward_scratch(l.N, l.I, l.O));
   void *s2 = scratch_buf(nncc_linear_backward_scratch(l.N, l.I, l.O));
   nncc_linear_forward(o.y, x, w, b, s1, l.N, l.I, l.O, act, alpha);
-  nncc_linear_backward(o.dx, o.dw, o.db, dy, ymask, x, w, s2, l.N, l.I, l.O, act, alpha);
+  nncc_linear_backward(o.dx, o.dw, o.db, dy, ymask, x, w, s2, l.N, l.I, l.O, act, alpha, l.N);
   free(s1), free(s2);
   return o;
 }

@@ -221,7 +221,7 @@ static GOut gconv_run(GConv c, const float *x, const float *w, const float *b, c
                               c.pt, c.pl, c.dh, c.dw, c.groups, Ho, Wo, act, alpha);
   nncc_conv2d_general_backward(o.dx, o.dw, o.db, dy, gate_with_y ? o.y : ymask, x, w, c.N, c.Ci,
                                c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw,
-                               c.groups, Ho, Wo, act, alpha);
+                               c.groups, Ho, Wo, act, alpha, c.N);
   return o;
 }
 static void gout_free(GOut o) { free(o.y), free(o.dx), free(o.dw), free(o.db); }
@@ -440,7 +440,7 @@ START_TEST(test_gconv_skip) {
   float *db = garbage_buf(c.Co);
   nncc_conv2d_general_backward(NULL, NULL, db, dy, a.y, x, w, c.N, c.Ci, c.H, c.W, c.Co, c.Kh,
                                c.Kw, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw, c.groups, gc_ho(c),
-                               gc_wo(c), NNCC_ACT_RELU, 0.0f);
+                               gc_wo(c), NNCC_ACT_RELU, 0.0f, c.N);
   ck_assert(same_bits(a.db, db, c.Co));
   free(db);
   gout_free(a), gout_free(b), gout_free(d);
@@ -471,11 +471,11 @@ START_TEST(test_gconv_matches_engine) {
     void *s1 = aligned_alloc(64, nk_align64(nncc_conv2d_forward_scratch(
                                      c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl, nncc_team_size())));
     void *s2 = aligned_alloc(64, nk_align64(nncc_conv2d_backward_scratch(
-                                     c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl, nncc_team_size())));
+                                     c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt, c.pl, nncc_team_size(), c.N)));
     nncc_conv2d_forward(y, x, w, b, s1, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.pt,
                         c.pl, act, alpha);
     nncc_conv2d_backward(NULL, dw, db, dy, y, x, w, s2, c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw,
-                         c.sh, c.sw, c.pt, c.pl, act, alpha);
+                         c.sh, c.sw, c.pt, c.pl, act, alpha, c.N);
     ck_assert_msg(same_bits(o.y, y, ny), "y, act %d", act);
     ck_assert_msg(same_bits(o.dw, dw, nw), "dw, act %d", act);
     ck_assert_msg(same_bits(o.db, db, c.Co), "db, act %d", act);
@@ -505,7 +505,7 @@ END_TEST
           o.dx, o.dw, o.db, dy, o.y, x, w, N_, Ci_, H_, W_, Co_, Kh_, Kw_, sh_, sw_, pt_,   \
           pl_, dh_, dw_, g_, NNCC_CONV_OUT(H_, Kh_, sh_, pt_, pb_, dh_),                    \
           NNCC_CONV_OUT(W_, Kw_, sw_, pl_, pr_, dw_), act_,                                 \
-          act_ == NNCC_ACT_LEAKY ? 0.125f : 0.0f);                                          \
+          act_ == NNCC_ACT_LEAKY ? 0.125f : 0.0f, N_);                                      \
     }                                                                                       \
   }
 LITERAL_GCONV(lit_dw_s1, 2, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16, NNCC_ACT_RELU6)
