@@ -73,6 +73,7 @@ static void usage(FILE *f, const char *prog) {
 static int usage_error(const char *prog, const char *fmt, ...) RT_PRINTF(2, 3);
 static int usage_error(const char *prog, const char *fmt, ...) {
   va_list ap;
+  if (dist_rank() > 0) return 2; /* every rank has the same command line: rank 0 says it */
   va_start(ap, fmt);
   fputs("nncc: ", stderr);
   vfprintf(stderr, fmt, ap);
@@ -235,10 +236,10 @@ static int parse_args(int argc, char **argv, const char *prog, int cmd, const ch
   return 0;
 }
 
+static int nncc_command(int argc, char **argv, const char *prog, const NnccModel *model);
+
 int nncc_main(int argc, char **argv, const NnccModel *model) {
   const char *prog = argc > 0 && argv[0] ? argv[0] : model->name;
-  NnccOptions o;
-  int cmd;
   for (int i = 1; i < argc; i++)
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout, prog);
@@ -248,12 +249,28 @@ int nncc_main(int argc, char **argv, const NnccModel *model) {
              model->name, model->source, model->nncc_version, NNCC_VERSION, NNCC_RT_ABI);
       return 0;
     }
-  if (argc < 2) return usage_error(prog, "missing command (train, eval, grads or predict)");
+  if (dist_init(&argc, &argv, model)) return 1;
+  int rc = nncc_command(argc, argv, prog, model);
+  dist_finish(rc);
+  return rc;
+}
+
+/* The command, once the ranks (dist.c) are up. */
+static int nncc_command(int argc, char **argv, const char *prog, const NnccModel *model) {
+  NnccOptions o;
+  int cmd;
+  if (argc < 2) {
+    dist_agree_failed(); /* every rank sees the same command line */
+    return usage_error(prog, "missing command (train, eval, grads or predict)");
+  }
   if (strcmp(argv[1], "train") == 0) cmd = TRAIN;
   else if (strcmp(argv[1], "eval") == 0) cmd = EVAL;
   else if (strcmp(argv[1], "grads") == 0) cmd = GRADS;
   else if (strcmp(argv[1], "predict") == 0) cmd = PREDICT;
-  else return usage_error(prog, "unknown command '%s'", argv[1]);
+  else {
+    dist_agree_failed();
+    return usage_error(prog, "unknown command '%s'", argv[1]);
+  }
   memset(&o, 0, sizeof o);
   o.shuffle = 1;
   o.lr = -1;
@@ -265,6 +282,7 @@ int nncc_main(int argc, char **argv, const NnccModel *model) {
   o.inputs = inputs;
   int rc = parse_args(argc, argv, prog, cmd, argv[1], &o);
   if (rc) {
+    dist_agree_failed();
     free(inputs);
     return rc;
   }

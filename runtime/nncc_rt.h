@@ -24,11 +24,15 @@
  * against a header of another ABI, and model_check() refuses at start-up a
  * model whose header and runtime library disagree. */
 #define NNCC_VERSION "0.1.0"
-#define NNCC_RT_ABI 7
+#define NNCC_RT_ABI 8
 
 /* The most classes a model may have: labels are stored as bytes (IDX).
  * nncc checks it at compile time, model_check() at start-up. */
 #define NNCC_MAX_CLASSES 256
+
+/* The most groups a batch's sums may be taken in (NnccModel.groups;
+ * nncc_kernels.h, "batch reductions"), and so the most MPI ranks. */
+#define NNCC_MAX_GROUPS 64
 
 /* How a parameter (or buffer) is initialized, following PyTorch 1.13. */
 typedef enum NnccInit {
@@ -52,6 +56,10 @@ typedef struct NnccParam {
   size_t offset;      /* in floats, into the parameter block (and the gradient block) */
   NnccInit init;
   float bound;        /* for NNCC_INIT_UNIFORM */
+  /* 1: its kernel leaves its gradient summed over all ranks already
+   * (batch norm's, whose sums forward and backward need whole); the
+   * runtime sums the others over the ranks after backward. */
+  int synced;
 } NnccParam;
 
 /* The longest schedule text (NnccTrainConfig), its NUL included; as in
@@ -81,6 +89,13 @@ typedef struct NnccTrainConfig {
   char warmup[NNCC_SCHED_TEXT];
 } NnccTrainConfig;
 
+/* The sum over MPI ranks that the batch-norm kernels call (SyncBatchNorm):
+ * v[0..n) is summed elementwise over the ranks, in the tree order of the
+ * batch reductions (nncc_kernels.h), and the result left on every rank.
+ * ctx is the NnccState.  Called by the team's master thread between
+ * barriers. */
+typedef void (*nncc_rank_sum_fn)(void *ctx, double *v, size_t n);
+
 /* What a step's kernels see.  The runtime owns every pointer. */
 typedef struct NnccState {
   float *params;        /* model->params_floats floats */
@@ -102,6 +117,11 @@ typedef struct NnccState {
    * kernel scratch was sized for: OpenMP's team size when the runtime
    * allocated the arena, after --threads.  Any count, same bits. */
   int threads;
+  /* Data parallelism: the sum over ranks (NULL: one process) and the index
+   * in the global batch of this rank's first image (dropout's streams
+   * number elements across the whole batch). */
+  nncc_rank_sum_fn rank_sum;
+  int64_t sample0;
 } NnccState;
 
 enum { NNCC_FORWARD, NNCC_BACKWARD }; /* the pass argument of NnccState.check */
@@ -166,6 +186,12 @@ typedef struct NnccModel {
    * index), so any thread count, batch and resume sees the same images.
    * 0: none. */
   int augment_crop, augment_hflip;
+  /* Data parallelism (nncc --ranks N, docs/distributed.md): `batch` above
+   * is one rank's share of a batch of batch * ranks images, whose sums are
+   * taken in `groups` groups (nncc_kernels.h, "batch reductions").  A
+   * trainer with ranks > 1 is built with MPI and started by mpirun -np
+   * ranks.  0 reads as 1. */
+  int ranks, groups;
 } NnccModel;
 
 /* splitmix64's finalizer: a cheap, well-mixed 64-bit hash (the runtime's

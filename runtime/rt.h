@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdnoreturn.h>
 
 #include "fileio.h"
 #include "nncc_rt.h"
@@ -31,6 +32,27 @@
 
 /* ---- util.c ---- */
 void rt_error(const char *fmt, ...) RT_PRINTF(1, 2);
+
+/* ---- dist.c: the ranks (one process, or MPI with -DNNCC_MPI) ---- */
+/* Start-up: MPI_Init and the check that the launch fits the model (ranks). */
+int dist_init(int *argc, char ***argv, const NnccModel *m);
+/* The end: MPI_Finalize, or with rc != 0 on this rank alone, the whole
+ * job down (the others may be waiting on it). */
+void dist_finish(int rc);
+void dist_agree_failed(void);          /* every rank knows the run failed (a collective verdict) */
+noreturn void dist_abort(int rc);      /* the whole job down, now */
+int dist_rank(void);
+int dist_size(void);
+int dist_reserve(size_t bytes);        /* room for sums of that size, before the steps */
+void dist_sum_f(float *v, size_t n);   /* over the ranks, pairwise tree order, result on all */
+void dist_sum_d(double *v, size_t n);
+void dist_rank_sum(void *ctx, double *v, size_t n); /* nncc_rank_sum_fn */
+int dist_all_ok(int ok);               /* 1 iff ok on every rank */
+int dist_any(int flag);                /* the largest flag of any rank */
+void dist_bcast(void *p, size_t bytes);/* rank 0's bytes to every rank */
+/* rank r's `bytes` at all + r*bytes on every rank */
+void dist_allgather(const void *mine, void *all, size_t bytes);
+int dist_check_model(const NnccModel *m); /* -1 (reported) when ranks run different trainers */
 void *xmalloc(size_t n, const char *what);
 void *xcalloc_aligned(size_t n, const char *what); /* 64-byte aligned, zeroed */
 /* Formats into a fixed buffer; fails (returns -1 with an error) if it does not fit. */

@@ -4,6 +4,18 @@
  * Every buffer is allocated once in run_open() (parameters, gradients,
  * optimizer state, the 64-byte aligned arena, input/logits/dlogits, labels,
  * the epoch order, the data sets); the step loop allocates nothing.
+ *
+ * Data parallelism (a model compiled with nncc --ranks N, under mpirun;
+ * dist.c): every rank holds the whole state and takes its contiguous slice
+ * of each global batch of the same seeded order.  The logits are gathered
+ * so that every rank computes the loss of the whole batch as one process
+ * does, and keeps its slice of dlogits; batch norm sums its statistics over
+ * the ranks inside the kernels; the other gradients are summed over the
+ * ranks after backward, in the kernels' tree order.  So every rank takes
+ * the same optimizer step, with one process's bits.  Rank 0 alone prints,
+ * logs, plots and writes checkpoints; --load is read by rank 0 and sent to
+ * the others.  Every decision that ends a run (a failure, a signal, --steps)
+ * is agreed by all ranks before any of them acts on it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -54,6 +66,14 @@ typedef struct Run {
   PlotRun plot;
   int plot_stride, plot_pending, plot_warned;
   double plot_sum;
+  /* Ranks: the global batch (m->batch per rank), this rank's first image
+   * in it, the whole batch's logits and their gradient (this rank's own
+   * buffers in one process), and the gradient spans summed over the ranks
+   * after backward (offset, floats). */
+  int B, r0;
+  float *glogits, *gdlogits;
+  size_t (*spans)[2];
+  int nspans;
 } Run;
 
 /* The one piece of process state: a signal handler can do nothing but set
@@ -145,6 +165,9 @@ static int run_close(Run *r) {
   free(r->order);
   free(r->test_order);
   free(r->val_order);
+  free(r->spans);
+  if (r->glogits != r->st.logits) free(r->glogits);
+  if (r->gdlogits != r->st.dlogits) free(r->gdlogits);
   plot_free(&r->plot);
   idx_free(&r->train);
   idx_free(&r->test);
@@ -157,10 +180,14 @@ static int run_open(Run *r, const NnccModel *m, const NnccOptions *o, int want_t
   r->m = m;
   r->cfg = m->defaults;
   r->chk = (NnccCheck){.m = m, .node = -1};
-  if (model_check(m) || check_nodes_valid(m)) return -1;
+  if (model_check(m) || check_nodes_valid(m) || dist_check_model(m)) return -1;
   size_t in = (size_t)m->batch * (size_t)m->in_c * (size_t)m->in_h * (size_t)m->in_w;
   size_t out = (size_t)m->batch * (size_t)m->classes;
+  r->B = m->batch * dist_size();
+  r->r0 = m->batch * dist_rank();
   NnccState *s = &r->st;
+  s->sample0 = r->r0;
+  s->rank_sum = dist_size() > 1 ? dist_rank_sum : NULL;
 #ifdef _OPENMP
   s->threads = omp_get_max_threads(); /* after --threads */
 #else
@@ -178,7 +205,12 @@ static int run_open(Run *r, const NnccModel *m, const NnccOptions *o, int want_t
       !(s->input = xcalloc_aligned(in * sizeof(float), "input batch")) ||
       !(s->logits = xcalloc_aligned(out * sizeof(float), "logits")) ||
       !(s->dlogits = xcalloc_aligned(out * sizeof(float), "logit gradients")) ||
-      !(r->labels = xcalloc_aligned((size_t)m->batch * sizeof(int), "labels")))
+      !(r->labels = xcalloc_aligned((size_t)r->B * sizeof(int), "labels")))
+    return -1;
+  r->glogits = s->logits, r->gdlogits = s->dlogits;
+  if (dist_size() > 1 &&
+      (!(r->glogits = xcalloc_aligned((size_t)r->B * m->classes * sizeof(float), "logits of the batch")) ||
+       !(r->gdlogits = xcalloc_aligned((size_t)r->B * m->classes * sizeof(float), "logit gradients of the batch"))))
     return -1;
   if (want_train && (idx_load(&r->train, o->data, "train", m) ||
                      !(r->order = xmalloc((size_t)r->train.n * sizeof *r->order, "epoch order"))))
@@ -192,6 +224,20 @@ static int run_open(Run *r, const NnccModel *m, const NnccOptions *o, int want_t
   return 0;
 }
 
+/* Forward on `count` images of the global batch at `order` (the rest of
+ * the batch zeros): this rank's slice into the input, every label of the
+ * batch into r->labels, and after forward the whole batch's logits in
+ * r->glogits, gathered from the ranks. */
+static void forward_batch(Run *r, const NnccData *d, const uint32_t *order, int count,
+                          int training, const NnccAugment *aug) {
+  const NnccModel *m = r->m;
+  int mine = count - r->r0 < 0 ? 0 : count - r->r0 > m->batch ? m->batch : count - r->r0;
+  for (int i = 0; i < r->B; i++) r->labels[i] = i < count ? d->labels[order[i]] : 0;
+  batch_fill(aug, m, d, order + (mine ? r->r0 : 0), mine, r->st.input, r->labels + r->r0);
+  m->forward(&r->st, training);
+  dist_allgather(r->st.logits, r->glogits, (size_t)m->batch * (size_t)m->classes * sizeof(float));
+}
+
 /* A data set in eval mode (the test set, or --val's images): every image,
  * the last partial batch padded with zeros whose rows are not counted (eval
  * forward is per-sample): mean loss, accuracy, images right; with rep, the
@@ -202,18 +248,19 @@ static int evaluate_set(Run *r, const NnccData *d, const uint32_t *order, const 
   const NnccModel *m = r->m;
   double total = 0.0;
   *correct = 0;
-  for (int start = 0; start < d->n; start += m->batch) {
-    int count = d->n - start < m->batch ? d->n - start : m->batch;
-    batch_fill(NULL, m, d, order + start, count, r->st.input, r->labels);
-    m->forward(&r->st, 0);
+  for (int start = 0; start < d->n; start += r->B) {
+    int count = d->n - start < r->B ? d->n - start : r->B;
+    forward_batch(r, d, order + start, count, 0, NULL);
     char why[600];
-    if (check_describe(&r->chk, why, sizeof why)) {
-      rt_error("evaluation, %s images %d..%d: %s", what, start + 1, start + count, why);
+    int found = check_describe(&r->chk, why, sizeof why);
+    if (found) rt_error("evaluation, %s images %d..%d: %s", what, start + 1, start + count, why);
+    if (dist_any(found)) {
+      dist_agree_failed();
       return -1;
     }
-    total += loss_xent_eval(r->st.logits, r->labels, count, m->classes, m->label_smoothing,
+    total += loss_xent_eval(r->glogits, r->labels, count, m->classes, m->label_smoothing,
                             correct);
-    if (rep) report_add(rep, r->st.logits, r->labels, order + start, count);
+    if (rep) report_add(rep, r->glogits, r->labels, order + start, count);
   }
   *loss = total / d->n;
   *acc = (double)*correct / d->n;
@@ -318,7 +365,7 @@ static void log_step(Run *r, double loss) {
 
 /* Never a checkpoint holding NaN or Inf unless --allow-nonfinite: the
  * last good one stays. */
-static int save(Run *r, const NnccOptions *o) {
+static int save_here(Run *r, const NnccOptions *o) {
   NnccFound f;
   if (!o->save) return 0;
   if (!o->allow_nonfinite && find_nonfinite_tensor(r->m, &r->cfg, r->st.params, r->optim, 0, &f)) {
@@ -329,15 +376,39 @@ static int save(Run *r, const NnccOptions *o) {
   return ckpt_save(o->save, r->m, &r->cfg, r->st.params, r->optim, &r->prog);
 }
 
+/* Rank 0 writes the checkpoint; every rank learns whether it did. */
+static int save(Run *r, const NnccOptions *o) {
+  int rc = dist_rank() == 0 ? save_here(r, o) : 0;
+  if (dist_all_ok(rc == 0)) return 0;
+  dist_agree_failed();
+  return -1;
+}
+
 /* ckpt_load, and unless --allow-nonfinite the refusal of a checkpoint that
  * holds NaN or Inf, naming the first such tensor. */
-static int load(Run *r, const NnccOptions *o, float *state) {
+static int load_here(Run *r, const NnccOptions *o, float *state) {
   NnccFound f;
   if (ckpt_load(o->load, r->m, &r->cfg, r->st.params, state, &r->prog)) return -1;
   if (o->allow_nonfinite || !find_nonfinite_tensor(r->m, &r->cfg, r->st.params, state, 0, &f)) return 0;
   rt_error("checkpoint %s: %s holds a non-finite value (%s at index %zu); not loaded "
            "(--allow-nonfinite loads it)", o->load, f.name, nonfinite_name(f.value), f.index);
   return -1;
+}
+
+/* Rank 0 reads the checkpoint and sends the others everything it set: the
+ * parameters, the optimizer state (state_floats of it), the config and the
+ * progress. */
+static int load(Run *r, const NnccOptions *o, float *state, size_t state_floats) {
+  int rc = dist_rank() == 0 ? load_here(r, o, state) : 0;
+  if (!dist_all_ok(rc == 0)) {
+    dist_agree_failed();
+    return -1;
+  }
+  dist_bcast(r->st.params, r->m->params_floats * sizeof(float));
+  if (state) dist_bcast(state, state_floats * sizeof(float));
+  dist_bcast(&r->cfg, sizeof r->cfg);
+  dist_bcast(&r->prog, sizeof r->prog);
+  return 0;
 }
 
 /* ---- train ---- */
@@ -368,19 +439,56 @@ static int hold_out(Run *r, const NnccOptions *o) {
   return 0;
 }
 
+/* The gradients summed over the ranks after backward: every trainable
+ * parameter's but those its kernels summed already (batch norm's),
+ * adjacent ones merged into one span. */
+static int grad_spans(Run *r) {
+  const NnccModel *m = r->m;
+  size_t most = 0;
+  if (dist_size() == 1) return 0;
+  if (!(r->spans = xmalloc((size_t)(m->nparams + 1) * sizeof *r->spans, "gradient spans"))) return -1;
+  for (int i = 0; i < m->nparams; i++) {
+    const NnccParam *q = &m->params[i];
+    if (q->kind != NNCC_PARAM || q->synced) continue;
+    if (r->nspans && r->spans[r->nspans - 1][0] + r->spans[r->nspans - 1][1] == q->offset)
+      r->spans[r->nspans - 1][1] += q->numel;
+    else
+      r->spans[r->nspans][0] = q->offset, r->spans[r->nspans++][1] = q->numel;
+  }
+  for (int i = 0; i < r->nspans; i++)
+    if (r->spans[i][1] > most) most = r->spans[i][1];
+  return dist_reserve(most * sizeof(float));
+}
+
+/* Every rank's part of the gradients, summed over the ranks. */
+static void grads_sum(Run *r) {
+  for (int i = 0; i < r->nspans; i++) dist_sum_f(r->st.grads + r->spans[i][0], r->spans[i][1]);
+}
+
+/* Across ranks: ok on this rank; returns 0 when every rank is ready, else
+ * -1, rank 0 saying why if its own part went well. */
+static int all_ready(int ok) {
+  if (dist_all_ok(ok)) return 0;
+  if (ok && dist_rank() == 0) rt_error("stopping: another rank could not start (its message above)");
+  dist_agree_failed();
+  return -1;
+}
+
 static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
-  if (run_open(r, m, o, 1, 1)) return -1;
+  if (all_ready(run_open(r, m, o, 1, 1) == 0 && grad_spans(r) == 0)) return -1;
   if (o->load) {
     /* The optimizer kind comes from the file, so allocate for the larger (Adam). */
     NnccTrainConfig adam = r->cfg;
     adam.optim = NNCC_ADAM;
-    if (!(r->optim = xcalloc_aligned(optim_state_floats(m, &adam) * sizeof(float), "optimizer state")) ||
-        load(r, o, r->optim))
+    size_t nstate = optim_state_floats(m, &adam);
+    if (all_ready((r->optim = xcalloc_aligned(nstate * sizeof(float), "optimizer state")) != NULL) ||
+        load(r, o, r->optim, nstate))
       return -1;
   } else {
     r->cfg.seed = o->seed_given ? o->seed : r->cfg.seed;
     params_init(m, r->st.params, r->cfg.seed);
-    if (!(r->optim = xcalloc_aligned(optim_state_floats(m, &r->cfg) * sizeof(float), "optimizer state")))
+    if (all_ready((r->optim = xcalloc_aligned(optim_state_floats(m, &r->cfg) * sizeof(float),
+                                              "optimizer state")) != NULL))
       return -1;
   }
   if (o->seed_given) r->cfg.seed = o->seed;
@@ -393,13 +501,12 @@ static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
   r->st.seed = r->cfg.seed;
   r->st.step = r->prog.step;
   if (hold_out(r, o)) return -1;
-  if (r->train.n < m->batch) {
+  if (r->train.n < r->B) {
     rt_error("%s: training set has %d images%s, fewer than one batch of %d", o->data, r->train.n,
-             r->val.n ? " after --val" : "", m->batch);
+             r->val.n ? " after --val" : "", r->B);
     return -1;
   }
-  if (log_open(&r->log, o->log) || log_open(&r->step_log, o->step_log)) return -1;
-  return 0;
+  return all_ready(log_open(&r->log, o->log) == 0 && log_open(&r->step_log, o->step_log) == 0);
 }
 
 /* The run's length in steps: --epochs' worth, or --steps if sooner. */
@@ -471,14 +578,17 @@ static void scheduled_config(Run *r, NnccTrainConfig *now) {
 static int train_step(Run *r, int k, double *loss) {
   const NnccModel *m = r->m;
   NnccAugment aug = {m->augment_crop, m->augment_hflip, r->cfg.seed, r->prog.epoch};
-  batch_fill(m->augment_crop || m->augment_hflip ? &aug : NULL, m, &r->train,
-             r->order + (size_t)k * (size_t)m->batch, m->batch, r->st.input, r->labels);
-  m->forward(&r->st, 1);
-  *loss = loss_xent(r->st.logits, r->labels, m->batch, m->classes, m->label_smoothing,
-                    r->st.dlogits);
-  if (!isfinite(*loss) || r->chk.node >= 0) return -1;
+  forward_batch(r, &r->train, r->order + (size_t)k * (size_t)r->B, r->B, 1,
+                m->augment_crop || m->augment_hflip ? &aug : NULL);
+  /* every rank: the loss of the whole batch, as one process computes it */
+  *loss = loss_xent(r->glogits, r->labels, r->B, m->classes, m->label_smoothing, r->gdlogits);
+  if (r->gdlogits != r->st.dlogits)
+    memcpy(r->st.dlogits, r->gdlogits + (size_t)r->r0 * m->classes,
+           (size_t)m->batch * m->classes * sizeof(float));
+  if (!isfinite(*loss) || dist_any(r->chk.node >= 0)) return -1;
   m->backward(&r->st);
-  if (r->chk.node >= 0) return -1;
+  if (dist_any(r->chk.node >= 0)) return -1;
+  grads_sum(r);
   r->grad_norm = optim_clip(m, &r->cfg, r->st.grads);
   const NnccTrainConfig *c = &r->cfg;
   NnccTrainConfig now; /* a copy only under a schedule: the config holds its texts */
@@ -511,8 +621,10 @@ static void numerics_stop(Run *r, const NnccOptions *o, double loss) {
     }
     if (!check_describe(&r->chk, why, sizeof why)) snprintf(why, sizeof why, "the logits are non-finite");
   }
-  rt_error("step %llu: %s%s; training stopped%s", (unsigned long long)r->st.step + 1, head, why,
-           o->save ? ", last checkpoint kept" : "");
+  if (dist_rank() == 0 || r->chk.node >= 0)
+    rt_error("step %llu: %s%s; training stopped%s", (unsigned long long)r->st.step + 1, head, why,
+             o->save ? ", last checkpoint kept" : "");
+  dist_agree_failed(); /* the loss and the checks' verdict are every rank's */
 }
 
 /* --plot: room for this run's step losses, at most PLOT_POINTS points. */
@@ -562,6 +674,12 @@ static int train_epoch(Run *r, const NnccOptions *o, int per_epoch, double *secs
   int first = r->prog.epoch_step;
   batch_order(r->order, r->train.n, r->cfg.seed, r->prog.epoch, o->shuffle);
   for (int k = first; k < per_epoch; k++) {
+    if (dist_size() > 1) { /* a signal to any rank, or rank 0's failed log, stops them all */
+      int f = dist_any((int)interrupted | r->log_failed << 8);
+      if (f & 0xff) interrupted = f & 0xff;
+      r->log_failed = f >> 8;
+      if (f) dist_agree_failed();
+    }
     if (interrupted || r->log_failed || (o->steps && r->st.step >= o->steps)) break;
     double loss;
     if (train_step(r, k, &loss)) {
@@ -574,7 +692,7 @@ static int train_epoch(Run *r, const NnccOptions *o, int per_epoch, double *secs
     plot_step(r, loss);
     r->prog.epoch_step = k + 1;
     r->prog.step = r->st.step;
-    progress_draw(&pg, r->prog.epoch, r->cfg.epochs, k + 1, per_epoch, r->m->batch,
+    progress_draw(&pg, r->prog.epoch, r->cfg.epochs, k + 1, per_epoch, r->B,
                   r->prog.epoch_loss, first);
   }
   progress_clear(&pg);
@@ -587,7 +705,7 @@ static int train_epoch(Run *r, const NnccOptions *o, int per_epoch, double *secs
 static int epoch_done(Run *r, const NnccOptions *o, int per_epoch, double secs, int ran) {
   double test_loss, test_acc, loss = r->prog.epoch_loss / per_epoch, val[2] = {0, 0};
   long correct;
-  double img_s = secs > 0 ? (double)ran * r->m->batch / secs : 0;
+  double img_s = secs > 0 ? (double)ran * r->B / secs : 0;
   if ((r->val.n && evaluate_set(r, &r->val, r->val_order, "validation", &val[0], &val[1], &correct, NULL)) ||
       evaluate(r, &test_loss, &test_acc, &correct, NULL))
     return -1;
@@ -610,6 +728,12 @@ int run_train(const NnccModel *m, const NnccOptions *o) {
   Run r;
   struct sigaction sa, old_int, old_term;
   int rc = 1;
+  NnccOptions others = *o; /* ranks but 0: no output but the checkpoint's agreement */
+  if (dist_rank() > 0) {
+    others.log = others.step_log = others.plot = NULL;
+    others.quiet = 1;
+    o = &others;
+  }
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   /* No SA_RESTART: a signal ends a log write blocked on a stalled reader;
@@ -620,10 +744,10 @@ int run_train(const NnccModel *m, const NnccOptions *o) {
   sigaddset(&sa.sa_mask, SIGINT);
   sigaddset(&sa.sa_mask, SIGTERM);
   if (train_setup(&r, m, o)) goto out;
-  int per_epoch = r.train.n / m->batch; /* drop_last */
+  int per_epoch = r.train.n / r.B; /* drop_last */
   if (r.prog.epoch_step > per_epoch) {
     rt_error("checkpoint %s: epoch_step %d is beyond the %d batches of an epoch (%d images in %s, batch %d)",
-             o->load ? o->load : "", r.prog.epoch_step, per_epoch, r.train.n, o->data, m->batch);
+             o->load ? o->load : "", r.prog.epoch_step, per_epoch, r.train.n, o->data, r.B);
     goto out;
   }
   if (sched_setup(&r, per_epoch, o) || plot_setup(&r, o, per_epoch)) goto out;
@@ -669,7 +793,12 @@ int run_eval(const NnccModel *m, const NnccOptions *o) {
   Run r;
   NnccReport rep = {0};
   int rc = 1;
-  if (run_open(&r, m, o, 0, 1) || load(&r, o, NULL)) goto out;
+  NnccOptions others = *o; /* ranks but 0 evaluate their share quietly */
+  if (dist_rank() > 0) {
+    others.report = 0, others.report_json = NULL;
+    o = &others;
+  }
+  if (all_ready(run_open(&r, m, o, 0, 1) == 0) || load(&r, o, NULL, 0)) goto out;
   r.st.seed = r.cfg.seed;
   r.st.step = r.prog.step;
   double loss, acc;
@@ -678,7 +807,7 @@ int run_eval(const NnccModel *m, const NnccOptions *o) {
   if ((o->report && report_init(&rep, m->classes)) ||
       evaluate(&r, &loss, &acc, &correct, o->report ? &rep : NULL))
     goto out;
-  printf("test_loss %.6f  test_acc %.4f  (%ld/%d)\n", loss, acc, correct, r.test.n);
+  if (dist_rank() == 0) printf("test_loss %.6f  test_acc %.4f  (%ld/%d)\n", loss, acc, correct, r.test.n);
   if (o->report) report_print(&rep, stdout);
   if (o->report_json && report_write_json(&rep, o->report_json, loss, acc, correct, r.test.n)) goto out;
   rc = 0;
@@ -748,7 +877,12 @@ int run_predict(const NnccModel *m, const NnccOptions *o) {
   NnccData d = {0};
   uint32_t *order = NULL;
   int rc = 1;
-  if (run_open(&r, m, o, 0, 0) || load(&r, o, NULL)) goto out;
+  if (all_ready(run_open(&r, m, o, 0, 0) == 0)) goto out;
+  if (dist_rank() > 0) { /* eval mode sums nothing over ranks: rank 0 predicts alone */
+    rc = 0;
+    goto out;
+  }
+  if (load_here(&r, o, NULL)) goto out;
   r.st.seed = r.cfg.seed;
   r.st.step = r.prog.step;
   for (int i = 0; i < o->ninputs; i++) {
@@ -785,22 +919,30 @@ int run_grads(const NnccModel *m, const NnccOptions *o) {
   Run r;
   NnccTensor *t = NULL;
   int rc = 1, n = 0;
-  if (run_open(&r, m, o, 1, 0) || load(&r, o, NULL)) goto out;
-  if (r.train.n < m->batch) {
-    rt_error("%s: training set has %d images, fewer than one batch of %d", o->data, r.train.n, m->batch);
+  if (all_ready(run_open(&r, m, o, 1, 0) == 0 && grad_spans(&r) == 0) || load(&r, o, NULL, 0))
+    goto out;
+  if (r.train.n < r.B) {
+    rt_error("%s: training set has %d images, fewer than one batch of %d", o->data, r.train.n, r.B);
     goto out;
   }
   r.st.seed = r.cfg.seed;
   r.st.step = r.prog.step;
   batch_order(r.order, r.train.n, 0, 0, 0);
-  batch_fill(NULL, m, &r.train, r.order, m->batch, r.st.input, r.labels); /* no augmentation */
-  m->forward(&r.st, 1);
-  float loss = (float)loss_xent(r.st.logits, r.labels, m->batch, m->classes, m->label_smoothing,
-                                r.st.dlogits);
+  forward_batch(&r, &r.train, r.order, r.B, 1, NULL); /* no augmentation */
+  float loss = (float)loss_xent(r.glogits, r.labels, r.B, m->classes, m->label_smoothing,
+                                r.gdlogits);
+  if (r.gdlogits != r.st.dlogits)
+    memcpy(r.st.dlogits, r.gdlogits + (size_t)r.r0 * m->classes,
+           (size_t)m->batch * m->classes * sizeof(float));
   m->backward(&r.st);
+  grads_sum(&r);
+  if (dist_rank() > 0) { /* rank 0 writes them */
+    rc = 0;
+    goto out;
+  }
   if (!(t = xmalloc((size_t)(m->nparams + 2) * sizeof *t, "gradient list"))) goto out;
   t[n++] = (NnccTensor){"loss", 0, {0}, &loss};
-  t[n++] = (NnccTensor){"logits", 2, {m->batch, m->classes}, r.st.logits};
+  t[n++] = (NnccTensor){"logits", 2, {r.B, m->classes}, r.glogits};
   for (int i = 0; i < m->nparams; i++) {
     const NnccParam *q = &m->params[i];
     if (q->kind != NNCC_PARAM) continue;

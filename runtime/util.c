@@ -17,7 +17,8 @@
 void rt_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("nncc: ", stderr);
+  if (dist_size() > 1) fprintf(stderr, "nncc: rank %d: ", dist_rank());
+  else fputs("nncc: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);

@@ -256,12 +256,12 @@ END_TEST
  * is the norm of the tensors' norms), with a buffer after it that must
  * never change. */
 static const NnccParam opt_params[] = {
-    {"w", NNCC_PARAM, 1, {REF_SPLIT}, REF_SPLIT, 0, NNCC_INIT_ZEROS, 0},
-    {"v", NNCC_PARAM, 1, {REF_N - REF_SPLIT}, REF_N - REF_SPLIT, REF_SPLIT, NNCC_INIT_ZEROS, 0},
-    {"buf", NNCC_BUFFER, 1, {1}, 1, REF_N, NNCC_INIT_ZEROS, 0},
+    {"w", NNCC_PARAM, 1, {REF_SPLIT}, REF_SPLIT, 0, NNCC_INIT_ZEROS, 0, 0},
+    {"v", NNCC_PARAM, 1, {REF_N - REF_SPLIT}, REF_N - REF_SPLIT, REF_SPLIT, NNCC_INIT_ZEROS, 0, 0},
+    {"buf", NNCC_BUFFER, 1, {1}, 1, REF_N, NNCC_INIT_ZEROS, 0, 0},
 };
 static const NnccModel opt_model = {NNCC_RT_ABI, "opt", "", "", 1, 1, 1, 1, 0, 0, 0, 0, 1, 0.0, 3,
-                                    opt_params, REF_N + 1, 0, {0}, NULL, NULL, 0, NULL, 0, NULL, 0, 0};
+                                    opt_params, REF_N + 1, 0, {0}, NULL, NULL, 0, NULL, 0, NULL, 0, 0, 1, 1};
 
 START_TEST(optimizers_match_pytorch) {
   const OptimRef *r = &ref_optim[_i];

@@ -27,10 +27,10 @@ char tiny_nan_in = 'l';
 
 /* Parameter block: fc.weight (3*IN), fc.bias (3), running_mean (3), count (1). */
 static const NnccParam tiny_params[] = {
-    {"fc.weight", NNCC_PARAM, 2, {3, IN}, 3 * IN, 0, NNCC_INIT_UNIFORM, 0.1666667f},
-    {"fc.bias", NNCC_PARAM, 1, {3}, 3, 3 * IN, NNCC_INIT_UNIFORM, 0.1666667f},
-    {"stats.running_mean", NNCC_BUFFER, 1, {3}, 3, 3 * IN + 3, NNCC_INIT_ZEROS, 0},
-    {"stats.num_batches_tracked", NNCC_BUFFER_COUNT, 0, {0}, 1, 3 * IN + 6, NNCC_INIT_ZEROS, 0},
+    {"fc.weight", NNCC_PARAM, 2, {3, IN}, 3 * IN, 0, NNCC_INIT_UNIFORM, 0.1666667f, 0},
+    {"fc.bias", NNCC_PARAM, 1, {3}, 3, 3 * IN, NNCC_INIT_UNIFORM, 0.1666667f, 0},
+    {"stats.running_mean", NNCC_BUFFER, 1, {3}, 3, 3 * IN + 3, NNCC_INIT_ZEROS, 0, 0},
+    {"stats.num_batches_tracked", NNCC_BUFFER_COUNT, 0, {0}, 1, 3 * IN + 6, NNCC_INIT_ZEROS, 0, 0},
 };
 
 static void tiny_forward_n(NnccState *s, int training, int in) {
@@ -92,21 +92,21 @@ const NnccModel tiny_model = {
     NNCC_RT_ABI, "tiny", "tests/rt/testutil.c", "test", 4, 1, IN_H, IN_W, 1, 1, 1, 1, 3, 0.0,
     4, tiny_params, 3 * IN + 7, 64,
     {NNCC_ADAM, 0.05, 0.9, 0.999, 1e-8, 0.0, 0.0, 2, 1234, 0, 0.0, 0.0, "", ""},
-    tiny_forward, tiny_backward, 1, tiny_nodes, 0, NULL, 0, 0,
+    tiny_forward, tiny_backward, 1, tiny_nodes, 0, NULL, 0, 0, 1, 1,
 };
 
 static const NnccParam nopad_params[] = {
-    {"fc.weight", NNCC_PARAM, 2, {3, 16}, 48, 0, NNCC_INIT_UNIFORM, 0.25f},
-    {"fc.bias", NNCC_PARAM, 1, {3}, 3, 48, NNCC_INIT_UNIFORM, 0.25f},
-    {"stats.running_mean", NNCC_BUFFER, 1, {3}, 3, 51, NNCC_INIT_ZEROS, 0},
-    {"stats.num_batches_tracked", NNCC_BUFFER_COUNT, 0, {0}, 1, 54, NNCC_INIT_ZEROS, 0},
+    {"fc.weight", NNCC_PARAM, 2, {3, 16}, 48, 0, NNCC_INIT_UNIFORM, 0.25f, 0},
+    {"fc.bias", NNCC_PARAM, 1, {3}, 3, 48, NNCC_INIT_UNIFORM, 0.25f, 0},
+    {"stats.running_mean", NNCC_BUFFER, 1, {3}, 3, 51, NNCC_INIT_ZEROS, 0, 0},
+    {"stats.num_batches_tracked", NNCC_BUFFER_COUNT, 0, {0}, 1, 54, NNCC_INIT_ZEROS, 0, 0},
 };
 
 const NnccModel tiny_model_nopad = {
     NNCC_RT_ABI, "tiny_nopad", "tests/rt/testutil.c", "test", 4, 1, 4, 4, 0, 0, 0, 0, 3, 0.0,
     4, nopad_params, 55, 64,
     {NNCC_SGD, 0.1, 0.9, 0.999, 1e-8, 0.0, 0.9, 2, 99, 0, 0.0, 0.0, "", ""},
-    nopad_forward, nopad_backward, 1, tiny_nodes, 0, NULL, 0, 0,
+    nopad_forward, nopad_backward, 1, tiny_nodes, 0, NULL, 0, 0, 1, 1,
 };
 
 char *tmpdir_new(void) {

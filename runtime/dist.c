@@ -1,0 +1,249 @@
+/*
+ * dist.c -- the trainer's ranks: one process, or MPI data parallelism.
+ *
+ * Built two ways from this one file.  The runtime library (libnncc_rt.a,
+ * and the copy inside nncc for `nncc run`) has no MPI: one rank, every
+ * sum a no-op, and a refusal to run as one of several processes that
+ * mpirun started (each would train alone and overwrite the others'
+ * checkpoints).  With -DNNCC_MPI and mpicc (generated/Makefile builds
+ * that library for trainers compiled with nncc --ranks N) it is Open MPI:
+ *
+ *   - sums over the ranks go pairwise, recursive doubling with
+ *     MPI_Sendrecv: at distance 1, 2, 4 ... each rank adds its partner's
+ *     partial to its own.  That is the complete binary tree over the
+ *     ranks' contiguous slices of the batch, the order the kernels use
+ *     inside a rank (nncc_kernels.h, "batch reductions"), and float
+ *     addition is commutative, so both partners get the same bits and the
+ *     result is one process's.  MPI_Allreduce is not used: its order is
+ *     unspecified.
+ *   - agreement (dist_all_ok) is an MPI_Allreduce of integers, exact in
+ *     any order.
+ *   - a rank that fails alone calls dist_abort, which takes the job down
+ *     (MPI_Abort): the others never wait on it.
+ *
+ * MPI is process-wide, so this is the runtime's one piece of state beside
+ * the signal flag; it is set once, before any model runs.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+
+#ifdef NNCC_MPI
+#include <mpi.h>
+#endif
+
+static int my_rank, my_size = 1;
+static int agreed; /* every rank knows the run failed: no need to abort the job */
+
+int dist_rank(void) { return my_rank; }
+int dist_size(void) { return my_size; }
+void dist_agree_failed(void) { agreed = 1; }
+
+#ifndef NNCC_MPI
+
+/* The launchers' variables: Open MPI's, then PMI's (MPICH, Slurm). */
+static int launched_as(void) {
+  const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && atoi(v) > 1) return atoi(v);
+  }
+  return 1;
+}
+
+int dist_init(int *argc, char ***argv, const NnccModel *m) {
+  (void)argc, (void)argv;
+  int n = launched_as();
+  if (m->ranks > 1) {
+    rt_error("model %s was compiled for %d MPI ranks (nncc --ranks %d) but this trainer was built "
+             "without MPI; build it with make -C generated %s where mpicc is installed "
+             "(docs/distributed.md)", m->name, m->ranks, m->ranks, m->name);
+    return -1;
+  }
+  if (n > 1) {
+    rt_error("started as one of %d processes, but this trainer was built without MPI for one: "
+             "each would train alone and overwrite the others' checkpoints; compile the model "
+             "with nncc --ranks %d and build it with mpicc (docs/distributed.md)", n, n);
+    return -1;
+  }
+  return 0;
+}
+void dist_finish(int rc) { (void)rc, (void)agreed; }
+noreturn void dist_abort(int rc) { exit(rc); }
+int dist_reserve(size_t bytes) { (void)bytes; return 0; }
+void dist_sum_f(float *v, size_t n) { (void)v, (void)n; }
+void dist_sum_d(double *v, size_t n) { (void)v, (void)n; }
+int dist_all_ok(int ok) { return ok; }
+int dist_any(int flag) { return flag; }
+void dist_bcast(void *p, size_t bytes) { (void)p, (void)bytes; }
+void dist_allgather(const void *mine, void *all, size_t bytes) {
+  if (all != mine) memmove(all, mine, bytes);
+}
+int dist_check_model(const NnccModel *m) { (void)m; return 0; }
+
+#else /* NNCC_MPI */
+
+static void *tmp;         /* the partner's partial: dist_reserve'd */
+static size_t tmp_bytes;
+static int inited;
+
+int dist_init(int *argc, char ***argv, const NnccModel *m) {
+  int provided;
+  /* FUNNELED: the batch-norm kernels call the sums from the master thread
+   * of their OpenMP team */
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    rt_error("MPI_Init_thread failed");
+    return -1;
+  }
+  inited = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &my_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &my_size);
+  int want = m->ranks > 0 ? m->ranks : 1;
+  if (my_size != want) {
+    if (my_rank == 0)
+      rt_error("model %s was compiled for %d rank%s (nncc --ranks %d), but mpirun started %d; "
+               "start it with mpirun -np %d, or compile it with nncc --ranks %d",
+               m->name, want, want == 1 ? "" : "s", want, my_size, want, my_size);
+    MPI_Finalize();
+    return -1;
+  }
+  if (provided < MPI_THREAD_FUNNELED) {
+    if (my_rank == 0) rt_error("this MPI library does not support MPI_THREAD_FUNNELED");
+    MPI_Finalize();
+    return -1;
+  }
+  return 0;
+}
+
+/* A rank that fails on its own (rc != 0 that the others did not agree to)
+ * may leave them waiting in a sum: it takes the job down instead. */
+void dist_finish(int rc) {
+  if (rc != 0 && !agreed) dist_abort(rc);
+  if (inited) MPI_Finalize();
+  inited = 0;
+  free(tmp);
+  tmp = NULL, tmp_bytes = 0;
+}
+
+noreturn void dist_abort(int rc) {
+  if (inited && my_size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+  exit(rc);
+}
+
+int dist_reserve(size_t bytes) {
+  if (my_size == 1 || bytes <= tmp_bytes) return 0;
+  void *p = realloc(tmp, bytes);
+  if (!p) {
+    rt_error("out of memory allocating %zu bytes for the sums over ranks", bytes);
+    return -1;
+  }
+  tmp = p, tmp_bytes = bytes;
+  return 0;
+}
+
+/* MPI counts are int: send a large buffer in pieces of at most 1 GiB */
+enum { PIECE = 1 << 30 };
+
+static void exchange(void *v, size_t bytes, int partner) {
+  for (size_t off = 0; off < bytes; off += PIECE) {
+    int n = (int)(bytes - off < PIECE ? bytes - off : PIECE);
+    MPI_Sendrecv((char *)v + off, n, MPI_BYTE, partner, 1, (char *)tmp + off, n, MPI_BYTE, partner,
+                 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  }
+}
+
+/* Recursive doubling; my_size is a power of two (nncc --ranks). */
+void dist_sum_f(float *v, size_t n) {
+  if (my_size == 1) return;
+  if (dist_reserve(n * sizeof *v)) dist_abort(1);
+  const float *t = tmp;
+  for (int k = 1; k < my_size; k <<= 1) {
+    exchange(v, n * sizeof *v, my_rank ^ k);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) v[i] = v[i] + t[i];
+  }
+}
+
+void dist_sum_d(double *v, size_t n) {
+  if (my_size == 1) return;
+  if (dist_reserve(n * sizeof *v)) dist_abort(1);
+  const double *t = tmp;
+  for (int k = 1; k < my_size; k <<= 1) {
+    exchange(v, n * sizeof *v, my_rank ^ k);
+    for (size_t i = 0; i < n; i++) v[i] = v[i] + t[i];
+  }
+}
+
+int dist_all_ok(int ok) {
+  int mine = ok ? 1 : 0, all = mine;
+  if (my_size > 1) MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  return all;
+}
+
+int dist_any(int flag) {
+  int mine = flag, all = flag;
+  if (my_size > 1) MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return all;
+}
+
+void dist_bcast(void *p, size_t bytes) {
+  if (my_size == 1) return;
+  for (size_t off = 0; off < bytes; off += PIECE) {
+    int n = (int)(bytes - off < PIECE ? bytes - off : PIECE);
+    MPI_Bcast((char *)p + off, n, MPI_BYTE, 0, MPI_COMM_WORLD);
+  }
+}
+
+void dist_allgather(const void *mine, void *all, size_t bytes) {
+  if (my_size == 1) {
+    if (all != mine) memmove(all, mine, bytes);
+    return;
+  }
+  MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
+}
+
+/* FNV-1a over what makes two trainers the same step: the model's shapes,
+ * parameters, plan and build. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+  return h;
+}
+static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1); }
+
+int dist_check_model(const NnccModel *m) {
+  if (my_size == 1) return 0;
+  uint64_t h = 1469598103934665603ull;
+  int ints[] = {m->abi, m->batch, m->in_c, m->in_h, m->in_w, m->classes, m->nparams, m->ranks,
+                m->groups, m->nnodes, m->fp_contract};
+  h = fnv(h, ints, sizeof ints);
+  h = fnv_str(fnv_str(fnv_str(h, m->name), m->nncc_version), NNCC_VERSION);
+  h = fnv(h, &m->params_floats, sizeof m->params_floats);
+  h = fnv(h, &m->arena_bytes, sizeof m->arena_bytes);
+  for (int i = 0; i < m->nparams; i++) {
+    const NnccParam *p = &m->params[i];
+    h = fnv_str(h, p->name);
+    h = fnv(h, p->shape, sizeof p->shape);
+    h = fnv(h, &p->offset, sizeof p->offset);
+  }
+  uint64_t *all = malloc((size_t)my_size * sizeof *all);
+  if (!all) dist_abort(1);
+  MPI_Allgather(&h, 8, MPI_BYTE, all, 8, MPI_BYTE, MPI_COMM_WORLD);
+  int bad = -1;
+  for (int r = 0; r < my_size && bad < 0; r++)
+    if (all[r] != all[0]) bad = r;
+  free(all);
+  if (bad >= 0 && my_rank == 0)
+    rt_error("rank %d runs another model or trainer build than rank 0 (model hash differs); "
+             "start the same trainer, built from the same nncc output, on every rank", bad);
+  return bad >= 0 ? -1 : 0;
+}
+
+#endif
+
+/* nncc_rank_sum_fn for the batch-norm kernels */
+void dist_rank_sum(void *ctx, double *v, size_t n) {
+  (void)ctx;
+  dist_sum_d(v, n);
+}
