@@ -160,6 +160,10 @@ static Options parse_args(int argc, char **argv) {
     usage_error("run takes no -o, --dump-ir or --dump-dot%s", "");
   if (o.build && (o.dump_ir || o.dump_dot || o.dump_after))
     usage_error("build takes no --dump-ir, --dump-after or --dump-dot%s", "");
+  if (o.build && o.ranks > 1)
+    usage_error("build links the installed runtime, which has no MPI; for --ranks, write the C "
+                "(nncc --ranks N FILE.nn -o OUT.c) and build it with make -C generated in nncc's "
+                "source tree (docs/distributed.md)%s", "");
   if (o.run && o.ranks != 1)
     usage_error("run trains in one process; for --ranks, compile a trainer (nncc --ranks N "
                 "FILE.nn -o OUT.c) and start it with mpirun (docs/distributed.md)%s", "");

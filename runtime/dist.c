@@ -37,6 +37,7 @@
 static int my_rank, my_size = 1;
 static int agreed; /* every rank knows the run failed: no need to abort the job */
 
+
 int dist_rank(void) { return my_rank; }
 int dist_size(void) { return my_size; }
 void dist_agree_failed(void) { agreed = 1; }
@@ -82,10 +83,17 @@ void dist_allgather(const void *mine, void *all, size_t bytes) {
   if (all != mine) memmove(all, mine, bytes);
 }
 int dist_check_model(const NnccModel *m) { (void)m; return 0; }
+int dist_check_same(uint64_t h, const char *what, const char *hint) {
+  (void)h, (void)what, (void)hint;
+  return 0;
+}
+double dist_comm_seconds(void) { return 0.0; }
 
 #else /* NNCC_MPI */
 
 static void *tmp;         /* the partner's partial: dist_reserve'd */
+static double comm_s;     /* seconds in the calls that talk to the other ranks */
+double dist_comm_seconds(void) { return comm_s; }
 static size_t tmp_bytes;
 static int inited;
 
@@ -147,11 +155,13 @@ int dist_reserve(size_t bytes) {
 enum { PIECE = 1 << 30 };
 
 static void exchange(void *v, size_t bytes, int partner) {
+  double t0 = rt_now();
   for (size_t off = 0; off < bytes; off += PIECE) {
     int n = (int)(bytes - off < PIECE ? bytes - off : PIECE);
     MPI_Sendrecv((char *)v + off, n, MPI_BYTE, partner, 1, (char *)tmp + off, n, MPI_BYTE, partner,
                  1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
   }
+  comm_s += rt_now() - t0;
 }
 
 /* Recursive doubling; my_size is a power of two (nncc --ranks). */
@@ -178,13 +188,17 @@ void dist_sum_d(double *v, size_t n) {
 
 int dist_all_ok(int ok) {
   int mine = ok ? 1 : 0, all = mine;
+  double t0 = rt_now();
   if (my_size > 1) MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  comm_s += rt_now() - t0;
   return all;
 }
 
 int dist_any(int flag) {
   int mine = flag, all = flag;
+  double t0 = rt_now();
   if (my_size > 1) MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  comm_s += rt_now() - t0;
   return all;
 }
 
@@ -201,46 +215,58 @@ void dist_allgather(const void *mine, void *all, size_t bytes) {
     if (all != mine) memmove(all, mine, bytes);
     return;
   }
+  double t0 = rt_now();
   MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
+  comm_s += rt_now() - t0;
 }
 
-/* FNV-1a over what makes two trainers the same step: the model's shapes,
- * parameters, plan and build. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-  for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
-  return h;
+static uint64_t fnv_str(uint64_t h, const char *s) {
+  return dist_fnv(h, s ? s : "", s ? strlen(s) + 1 : 1);
 }
-static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1); }
 
-int dist_check_model(const NnccModel *m) {
+/* -1, rank 0 naming the first rank whose h differs from its own, else 0 */
+int dist_check_same(uint64_t h, const char *what, const char *hint) {
   if (my_size == 1) return 0;
-  uint64_t h = 1469598103934665603ull;
-  int ints[] = {m->abi, m->batch, m->in_c, m->in_h, m->in_w, m->classes, m->nparams, m->ranks,
-                m->groups, m->nnodes, m->fp_contract};
-  h = fnv(h, ints, sizeof ints);
-  h = fnv_str(fnv_str(fnv_str(h, m->name), m->nncc_version), NNCC_VERSION);
-  h = fnv(h, &m->params_floats, sizeof m->params_floats);
-  h = fnv(h, &m->arena_bytes, sizeof m->arena_bytes);
-  for (int i = 0; i < m->nparams; i++) {
-    const NnccParam *p = &m->params[i];
-    h = fnv_str(h, p->name);
-    h = fnv(h, p->shape, sizeof p->shape);
-    h = fnv(h, &p->offset, sizeof p->offset);
-  }
   uint64_t *all = malloc((size_t)my_size * sizeof *all);
   if (!all) dist_abort(1);
+  double t0 = rt_now();
   MPI_Allgather(&h, 8, MPI_BYTE, all, 8, MPI_BYTE, MPI_COMM_WORLD);
+  comm_s += rt_now() - t0;
   int bad = -1;
   for (int r = 0; r < my_size && bad < 0; r++)
     if (all[r] != all[0]) bad = r;
   free(all);
-  if (bad >= 0 && my_rank == 0)
-    rt_error("rank %d runs another model or trainer build than rank 0 (model hash differs); "
-             "start the same trainer, built from the same nncc output, on every rank", bad);
+  if (bad >= 0 && my_rank == 0) rt_error("rank %d %s than rank 0 (hash differs); %s", bad, what, hint);
   return bad >= 0 ? -1 : 0;
 }
 
+/* FNV-1a over what makes two trainers the same step: the model's shapes,
+ * parameters, plan and build. */
+int dist_check_model(const NnccModel *m) {
+  if (my_size == 1) return 0;
+  uint64_t h = DIST_FNV0;
+  int ints[] = {m->abi, m->batch, m->in_c, m->in_h, m->in_w, m->classes, m->nparams, m->ranks,
+                m->groups, m->nnodes, m->fp_contract};
+  h = dist_fnv(h, ints, sizeof ints);
+  h = fnv_str(fnv_str(fnv_str(h, m->name), m->nncc_version), NNCC_VERSION);
+  h = dist_fnv(h, &m->params_floats, sizeof m->params_floats);
+  h = dist_fnv(h, &m->arena_bytes, sizeof m->arena_bytes);
+  for (int i = 0; i < m->nparams; i++) {
+    const NnccParam *p = &m->params[i];
+    h = fnv_str(h, p->name);
+    h = dist_fnv(h, p->shape, sizeof p->shape);
+    h = dist_fnv(h, &p->offset, sizeof p->offset);
+  }
+  return dist_check_same(h, "runs another model or trainer build",
+                         "start the same trainer, built from the same nncc output, on every rank");
+}
+
 #endif
+
+uint64_t dist_fnv(uint64_t h, const void *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+  return h;
+}
 
 /* nncc_rank_sum_fn for the batch-norm kernels */
 void dist_rank_sum(void *ctx, double *v, size_t n) {

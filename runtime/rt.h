@@ -53,6 +53,12 @@ void dist_bcast(void *p, size_t bytes);/* rank 0's bytes to every rank */
 /* rank r's `bytes` at all + r*bytes on every rank */
 void dist_allgather(const void *mine, void *all, size_t bytes);
 int dist_check_model(const NnccModel *m); /* -1 (reported) when ranks run different trainers */
+double dist_comm_seconds(void);        /* time spent talking to the other ranks so far */
+/* -1 (rank 0 says "rank R WHAT than rank 0 (hash differs); HINT") unless
+ * h is every rank's */
+int dist_check_same(uint64_t h, const char *what, const char *hint);
+#define DIST_FNV0 1469598103934665603ull /* FNV-1a, 64 bits: start, then dist_fnv */
+uint64_t dist_fnv(uint64_t h, const void *p, size_t n);
 void *xmalloc(size_t n, const char *what);
 void *xcalloc_aligned(size_t n, const char *what); /* 64-byte aligned, zeroed */
 /* Formats into a fixed buffer; fails (returns -1 with an error) if it does not fit. */

@@ -71,6 +71,7 @@ typedef struct Run {
    * buffers in one process), and the gradient spans summed over the ranks
    * after backward (offset, floats). */
   int B, r0;
+  double comm_s;       /* the last epoch's training steps' time talking to the other ranks */
   float *glogits, *gdlogits;
   size_t (*spans)[2];
   int nspans;
@@ -346,6 +347,7 @@ static void log_epoch(Run *r, int epoch, double loss, const double *val, double 
   if (r->scheduled) json_num(&l, "lr", r->lr_now, "%.17g"); /* the epoch's (last step's) lr */
   json_num(&l, "img_per_s", img_s, "%.1f");
   json_num(&l, "seconds", secs, "%.3f");
+  if (dist_size() > 1) json_num(&l, "comm_s", r->comm_s, "%.3f"); /* rank 0's, within seconds */
   log_write(r, &r->log, &l);
 }
 
@@ -474,8 +476,28 @@ static int all_ready(int ok) {
   return -1;
 }
 
+/* The same images and labels on every rank, or a refusal: a rank with
+ * other files would train another model. */
+static int same_data(const NnccData *const *sets, int n) {
+  uint64_t h = DIST_FNV0;
+  if (dist_size() == 1) return 0;
+  for (int i = 0; i < n; i++) {
+    const NnccData *d = sets[i];
+    size_t pixels = (size_t)d->n * (size_t)d->rows * (size_t)d->cols;
+    int dims[3] = {d->n, d->rows, d->cols};
+    h = dist_fnv(dist_fnv(dist_fnv(h, dims, sizeof dims), d->labels, (size_t)d->n), d->images, pixels);
+  }
+  if (!dist_check_same(h, "has other data in --data",
+                       "every rank needs the same IDX files (copy them, or share the directory)"))
+    return 0;
+  dist_agree_failed();
+  return -1;
+}
+
 static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
-  if (all_ready(run_open(r, m, o, 1, 1) == 0 && grad_spans(r) == 0)) return -1;
+  if (all_ready(run_open(r, m, o, 1, 1) == 0 && grad_spans(r) == 0) ||
+      same_data((const NnccData *[]){&r->train, &r->test}, 2))
+    return -1;
   if (o->load) {
     /* The optimizer kind comes from the file, so allocate for the larger (Adam). */
     NnccTrainConfig adam = r->cfg;
@@ -672,6 +694,7 @@ static void plot_epoch(Run *r, const NnccOptions *o, double loss, const double *
 static int train_epoch(Run *r, const NnccOptions *o, int per_epoch, double *secs, int *ran) {
   Progress pg = {isatty(STDERR_FILENO) && !o->quiet, rt_now(), 0};
   int first = r->prog.epoch_step;
+  double comm0 = dist_comm_seconds();
   batch_order(r->order, r->train.n, r->cfg.seed, r->prog.epoch, o->shuffle);
   for (int k = first; k < per_epoch; k++) {
     if (dist_size() > 1) { /* a signal to any rank, or rank 0's failed log, stops them all */
@@ -697,6 +720,7 @@ static int train_epoch(Run *r, const NnccOptions *o, int per_epoch, double *secs
   }
   progress_clear(&pg);
   *secs = rt_now() - pg.start;
+  r->comm_s = dist_comm_seconds() - comm0;
   *ran = r->prog.epoch_step - first;
   return r->prog.epoch_step == per_epoch;
 }
@@ -798,7 +822,9 @@ int run_eval(const NnccModel *m, const NnccOptions *o) {
     others.report = 0, others.report_json = NULL;
     o = &others;
   }
-  if (all_ready(run_open(&r, m, o, 0, 1) == 0) || load(&r, o, NULL, 0)) goto out;
+  if (all_ready(run_open(&r, m, o, 0, 1) == 0) || same_data((const NnccData *[]){&r.test}, 1) ||
+      load(&r, o, NULL, 0))
+    goto out;
   r.st.seed = r.cfg.seed;
   r.st.step = r.prog.step;
   double loss, acc;
@@ -919,7 +945,8 @@ int run_grads(const NnccModel *m, const NnccOptions *o) {
   Run r;
   NnccTensor *t = NULL;
   int rc = 1, n = 0;
-  if (all_ready(run_open(&r, m, o, 1, 0) == 0 && grad_spans(&r) == 0) || load(&r, o, NULL, 0))
+  if (all_ready(run_open(&r, m, o, 1, 0) == 0 && grad_spans(&r) == 0) ||
+      same_data((const NnccData *[]){&r.train}, 1) || load(&r, o, NULL, 0))
     goto out;
   if (r.train.n < r.B) {
     rt_error("%s: training set has %d images, fewer than one batch of %d", o->data, r.train.n, r.B);
