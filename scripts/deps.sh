@@ -27,5 +27,7 @@ BUILD_PACKAGES="$BUILD_PACKAGES dpkg-dev"
 # `nncc plot` and `train --plot` draw with gnuplot (their tests need it);
 # Fashion-MNIST (scripts/fetch_fashion_mnist.sh, test e2e_fashion).
 BUILD_PACKAGES="$BUILD_PACKAGES gnuplot-nox dataset-fashion-mnist"
+# Data-parallel trainers (nncc --ranks N, mpirun; docs/distributed.md).
+BUILD_PACKAGES="$BUILD_PACKAGES openmpi-bin libopenmpi-dev"
 # The JIT of `nncc run` (CMake option NNCC_JIT, docs/jit.md).
 BUILD_PACKAGES="$BUILD_PACKAGES g++ llvm-14-dev libclang-14-dev libclang-cpp14-dev"

@@ -949,6 +949,80 @@ static void write_dump(const char *path) {
   fclose(f);
 }
 
+/* ---- batch reductions in groups (nncc_kernels.h) ------------------------
+ * A batch of 8 images summed in groups of 2 gives, bit for bit, the
+ * pairwise tree of its halves' sums and of its quarters' sums: what MPI
+ * ranks holding those slices compute (runtime/dist.c).  For the
+ * convolution engine, the general convolution and linear, weights and
+ * bias; batch norm's sums are the same tree (tests/mpi). */
+enum { GB = 8, GS = 2 };
+typedef struct { int Ci, H, W, Co, K, pad, dil, groups; } GroupConv;
+static const GroupConv group_convs[] = {
+    {3, 9, 9, 17, 3, 1, 1, 1},  /* the engine (dilation 1, groups 1) */
+    {4, 8, 10, 4, 3, 2, 2, 2},  /* the general convolution */
+};
+enum { GROUP_LINEAR = 2, NGROUPCASE = 3 }; /* case 2: linear, 33 -> 20 */
+
+/* dw, db of images [n0, n0 + N) of the case's batch x, dy, groups of GS */
+static void group_grads(int k, float *dw, float *db, const float *x, const float *dy, int n0, int N) {
+  if (k == GROUP_LINEAR) {
+    void *s = aligned_alloc(64, nk_align64(nncc_linear_backward_scratch(N, 33, 20)));
+    nncc_linear_backward(NULL, dw, db, dy + (size_t)n0 * 20, NULL, x + (size_t)n0 * 33, NULL, s, N,
+                         33, 20, NNCC_ACT_NONE, 0.0f, GS);
+    free(s);
+    return;
+  }
+  GroupConv c = group_convs[k];
+  int Ho = NNCC_CONV_OUT(c.H, c.K, 1, c.pad, c.pad, c.dil), Wo = NNCC_CONV_OUT(c.W, c.K, 1, c.pad, c.pad, c.dil);
+  const float *xs = x + (size_t)n0 * c.Ci * c.H * c.W, *dys = dy + (size_t)n0 * c.Co * Ho * Wo;
+  if (c.dil == 1 && c.groups == 1) {
+    void *s = aligned_alloc(64, nk_align64(nncc_conv2d_backward_scratch(
+                                    N, c.Ci, c.H, c.W, c.Co, c.K, c.K, 1, 1, c.pad, c.pad, nncc_team_size(), GS)));
+    nncc_conv2d_backward(NULL, dw, db, dys, NULL, xs, NULL, s, N, c.Ci, c.H, c.W, c.Co, c.K, c.K, 1, 1,
+                         c.pad, c.pad, NNCC_ACT_NONE, 0.0f, GS);
+    free(s);
+  } else {
+    nncc_conv2d_general_backward(NULL, dw, db, dys, NULL, xs, NULL, N, c.Ci, c.H, c.W, c.Co, c.K, c.K,
+                                 1, 1, c.pad, c.pad, c.dil, c.dil, c.groups, Ho, Wo, NNCC_ACT_NONE,
+                                 0.0f, GS);
+  }
+}
+
+START_TEST(test_groups_split) {
+  int k = _i;
+  size_t nx, ny, nw, nb;
+  if (k == GROUP_LINEAR) {
+    nx = GB * 33, ny = GB * 20, nw = 20 * 33, nb = 20;
+  } else {
+    GroupConv c = group_convs[k];
+    int Ho = NNCC_CONV_OUT(c.H, c.K, 1, c.pad, c.pad, c.dil), Wo = NNCC_CONV_OUT(c.W, c.K, 1, c.pad, c.pad, c.dil);
+    nx = (size_t)GB * c.Ci * c.H * c.W, ny = (size_t)GB * c.Co * Ho * Wo;
+    nw = (size_t)c.Co * (c.Ci / c.groups) * c.K * c.K, nb = c.Co;
+  }
+  rng_state = 1300 + k;
+  float *x = rand_buf(nx), *dy = rand_buf(ny);
+  float *w[7], *b[7]; /* [0]: the batch; [1, 2]: halves; [3..6]: quarters */
+  for (int i = 0; i < 7; i++) w[i] = garbage_buf(nw), b[i] = garbage_buf(nb);
+  for (int t = 1; t <= 2; t++) {
+    set_threads(t);
+    group_grads(k, w[0], b[0], x, dy, 0, GB);
+    for (int h = 0; h < 2; h++) group_grads(k, w[1 + h], b[1 + h], x, dy, h * GB / 2, GB / 2);
+    for (int q = 0; q < 4; q++) group_grads(k, w[3 + q], b[3 + q], x, dy, q * GB / 4, GB / 4);
+    for (size_t i = 0; i < nw + nb; i++) {
+      float *v[7];
+      for (int j = 0; j < 7; j++) v[j] = i < nw ? &w[j][i] : &b[j][i - nw];
+      float halves = *v[1] + *v[2], quarters = (*v[3] + *v[4]) + (*v[5] + *v[6]);
+      ck_assert_msg(same_bits(v[0], &halves, 1), "case %d, %d threads, %s[%zu]: halves", k, t,
+                    i < nw ? "dw" : "db", i < nw ? i : i - nw);
+      ck_assert_msg(same_bits(v[0], &quarters, 1), "case %d, %d threads, %s[%zu]: quarters", k, t,
+                    i < nw ? "dw" : "db", i < nw ? i : i - nw);
+    }
+  }
+  for (int i = 0; i < 7; i++) free(w[i]), free(b[i]);
+  free(x), free(dy);
+}
+END_TEST
+
 static Suite *general_suite(void) {
   Suite *s = suite_create("kernels_general");
   TCase *tc = tcase_create("gconv");
@@ -961,6 +1035,7 @@ static Suite *general_suite(void) {
   tcase_add_loop_test(tc, test_gconv_skip, 0, NGCONV);
   tcase_add_loop_test(tc, test_gconv_matches_engine, 0, 5);
   tcase_add_loop_test(tc, test_gconv_literal_sizes, 0, NLITERAL);
+  tcase_add_loop_test(tc, test_groups_split, 0, NGROUPCASE);
   suite_add_tcase(s, tc);
   tc = tcase_create("pool");
   tcase_set_timeout(tc, 60);
