@@ -1,5 +1,5 @@
-# isa.sh -- sourced by bench/train.sh and bench/kernels/run.sh: one
-# meaning for --isa on both.
+# isa.sh -- sourced by bench/train.sh, bench/kernels/run.sh and
+# bench/mpi.sh: one meaning for --isa, the peak and the data subsets.
 #   bench_isa ISA        sets march (what nncc's code and peak_fma.c are
 #                        built with) and caps PyTorch's oneDNN at the same ISA:
 #                        native (all the CPU has), avx2 (x86-64-v3, AVX2),
@@ -18,4 +18,20 @@ bench_isa() {
 bench_peak() {
   gcc -O3 -march="$march" -fopenmp "$1/bench/peak_fma.c" -o "$2/peak_fma" -lm
   "$2/peak_fma" > "$2/peak_fma.txt"
+}
+# bench_subset SRC DST NTRAIN NTEST: the first images of MNIST's training and test
+# files as IDX files of their own (the header's count rewritten).
+bench_subset() {
+  /usr/bin/python3 - "$@" <<'PY'
+import os, struct, sys
+src, dst, counts = sys.argv[1], sys.argv[2], {"train": int(sys.argv[3]), "t10k": int(sys.argv[4])}
+os.makedirs(dst, exist_ok=True)
+for kind, n in counts.items():
+    for part, hdr, item in (("images-idx3-ubyte", 16, 784), ("labels-idx1-ubyte", 8, 1)):
+        with open(os.path.join(src, f"{kind}-{part}"), "rb") as f:
+            head, body = bytearray(f.read(hdr)), f.read(n * item)
+        head[4:8] = struct.pack(">I", n)
+        with open(os.path.join(dst, f"{kind}-{part}"), "wb") as f:
+            f.write(head + body)
+PY
 }

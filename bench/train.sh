@@ -79,23 +79,6 @@ if [ -z "${NNCC:-}" ]; then # keep build/gcc/nncc current (nncc alone, not the t
 fi
 mkdir -p "$out"
 
-# subset SRC DST NTRAIN NTEST: the first images of MNIST's training and test
-# files as IDX files of their own (the header's count rewritten).
-subset() {
-  $py - "$@" <<'PY'
-import os, struct, sys
-src, dst, counts = sys.argv[1], sys.argv[2], {"train": int(sys.argv[3]), "t10k": int(sys.argv[4])}
-os.makedirs(dst, exist_ok=True)
-for kind, n in counts.items():
-    for part, hdr, item in (("images-idx3-ubyte", 16, 784), ("labels-idx1-ubyte", 8, 1)):
-        with open(os.path.join(src, f"{kind}-{part}"), "rb") as f:
-            head, body = bytearray(f.read(hdr)), f.read(n * item)
-        head[4:8] = struct.pack(">I", n)
-        with open(os.path.join(dst, f"{kind}-{part}"), "wb") as f:
-            f.write(head + body)
-PY
-}
-
 # cpustat: busy (user, nice, system, irq, softirq) and steal jiffies of the
 # whole machine, to tell how much CPU others used while a trainer ran.
 cpustat() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; }
@@ -130,7 +113,7 @@ for m in $models; do
   make -s -B -C "$out" -f "$root/generated/Makefile" NNCC_ROOT="$root" OPTFLAGS="$optflags" "$m" >/dev/null
   "$nncc" --dump-ir "$root/models/$m.nn" |
     sed -n 's/^; training step FLOPs[^:]*: \([0-9,]*\).*/\1/p' | tr -d , >"$out/$m.flops"
-  subset "$root/data/mnist" "$out/data_$m" $(( warm * b )) "$b"
+  bench_subset "$root/data/mnist" "$out/data_$m" $(( warm * b )) "$b"
 
   echo "train.sh: $m: nncc" >&2
   rm -f "$out/$m.nncc.jsonl"
@@ -245,7 +228,7 @@ if [ "$perf" = 1 ]; then
     make -s -C "$d" -f "$root/generated/Makefile" NNCC_ROOT="$root" OPTFLAGS="-O3 -march=native -g" "$m" >/dev/null
     IFS=, read -r warm steps <<<"${counts[$m]}"
     k=$(( warm + steps / 2 ))
-    subset "$root/data/mnist" "$d/data_$m" $(( (k + 1) * ${batch[$m]} )) "${batch[$m]}"
+    bench_subset "$root/data/mnist" "$d/data_$m" $(( (k + 1) * ${batch[$m]} )) "${batch[$m]}"
     perf record -q -o "$d/$m.data" -F 100 --call-graph dwarf,8192 -- "$d/$m" train \
       --data "$d/data_$m" --steps "$k" --threads "$threads" --quiet >/dev/null 2>&1
     perf report -i "$d/$m.data" --stdio --children --sort sym -g none 2>/dev/null >"$d/$m.txt"
