@@ -8,11 +8,13 @@
  * checkpoints).  With -DNNCC_MPI and mpicc (generated/Makefile builds
  * that library for trainers compiled with nncc --ranks N) it is Open MPI:
  *
- *   - sums over the ranks go pairwise, recursive doubling with
- *     MPI_Sendrecv: at distance 1, 2, 4 ... each rank adds its partner's
- *     partial to its own.  That is the complete binary tree over the
- *     ranks' contiguous slices of the batch, the order the kernels use
- *     inside a rank (nncc_kernels.h, "batch reductions"), and float
+ *   - sums over the ranks go pairwise with MPI_Sendrecv: at distance 1,
+ *     2, 4 ... each rank adds its partner's partial to its own (recursive
+ *     doubling; for large vectors recursive halving then doubling, the
+ *     same pairs and sums with less traffic).  That is the complete
+ *     binary tree over the ranks' contiguous slices of the batch, the
+ *     order the kernels use inside a rank (nncc_kernels.h, "batch
+ *     reductions"), and float
  *     addition is commutative, so both partners get the same bits and the
  *     result is one process's.  MPI_Allreduce is not used: its order is
  *     unspecified.
@@ -151,37 +153,77 @@ int dist_reserve(size_t bytes) {
   return 0;
 }
 
-/* MPI counts are int: send a large buffer in pieces of at most 1 GiB */
+/* MPI counts are int: send and receive in pieces of at most 1 GiB (the
+ * partner mirrors the sizes, so both loop the same number of times) */
 enum { PIECE = 1 << 30 };
 
-static void exchange(void *v, size_t bytes, int partner) {
+static size_t piece(size_t bytes, size_t off) {
+  return off < bytes ? (bytes - off < PIECE ? bytes - off : PIECE) : 0;
+}
+
+static void sendrecv(const void *s, size_t sbytes, void *r, size_t rbytes, int partner) {
   double t0 = rt_now();
-  for (size_t off = 0; off < bytes; off += PIECE) {
-    int n = (int)(bytes - off < PIECE ? bytes - off : PIECE);
-    MPI_Sendrecv((char *)v + off, n, MPI_BYTE, partner, 1, (char *)tmp + off, n, MPI_BYTE, partner,
-                 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-  }
+  size_t most = sbytes > rbytes ? sbytes : rbytes;
+  for (size_t off = 0; off == 0 || off < most; off += PIECE)
+    MPI_Sendrecv((const char *)s + (off < sbytes ? off : 0), (int)piece(sbytes, off), MPI_BYTE,
+                 partner, 1, (char *)r + (off < rbytes ? off : 0), (int)piece(rbytes, off),
+                 MPI_BYTE, partner, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
   comm_s += rt_now() - t0;
 }
 
-/* Recursive doubling; my_size is a power of two (nncc --ranks). */
+static void add_f(float *v, const float *t, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++) v[i] = v[i] + t[i];
+}
+
+/* The sum over the ranks in the tree order of the kernels (my_size a power
+ * of two: nncc --ranks).  Small vectors: recursive doubling, each round
+ * the whole vector to the partner at distance 1, 2, 4 ...  Large ones
+ * (Rabenseifner): recursive halving at the same distances, each rank
+ * keeping half of what it had and adding the partner's copy of that half,
+ * so after log2(P) rounds it holds 1/P of the vector summed in the same
+ * tree; then recursive doubling in reverse gathers the pieces.  Both add
+ * each element's partial sums in the same pairs, so both give the same
+ * bits; halving sends 2(P-1)/P of the vector instead of log2(P) times it. */
 void dist_sum_f(float *v, size_t n) {
+  enum { LEVELS = 7 }; /* log2(NNCC_MAX_GROUPS) + 1 */
   if (my_size == 1) return;
   if (dist_reserve(n * sizeof *v)) dist_abort(1);
-  const float *t = tmp;
-  for (int k = 1; k < my_size; k <<= 1) {
-    exchange(v, n * sizeof *v, my_rank ^ k);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) v[i] = v[i] + t[i];
+  float *t = tmp;
+  if (n < (size_t)my_size * 4096) {
+    for (int k = 1; k < my_size; k <<= 1) {
+      sendrecv(v, n * sizeof *v, t, n * sizeof *v, my_rank ^ k);
+      add_f(v, t, n);
+    }
+    return;
+  }
+  size_t lo = 0, hi = n, from[LEVELS], to[LEVELS];
+  int rounds = 0;
+  for (int k = 1; k < my_size; k <<= 1, rounds++) {
+    size_t mid = lo + (hi - lo) / 2;
+    int upper = (my_rank & k) != 0;
+    size_t klo = upper ? mid : lo, khi = upper ? hi : mid, slo = upper ? lo : mid;
+    sendrecv(v + slo, (upper ? mid - lo : hi - mid) * sizeof *v, t, (khi - klo) * sizeof *v,
+             my_rank ^ k);
+    add_f(v + klo, t, khi - klo);
+    from[rounds] = lo, to[rounds] = hi;
+    lo = klo, hi = khi;
+  }
+  for (int r = rounds - 1; r >= 0; r--) { /* the partner of round r has the rest of [from, to) */
+    int k = 1 << r, upper = (my_rank & k) != 0;
+    size_t plo = upper ? from[r] : hi, phi = upper ? lo : to[r];
+    sendrecv(v + lo, (hi - lo) * sizeof *v, v + plo, (phi - plo) * sizeof *v, my_rank ^ k);
+    lo = from[r], hi = to[r];
   }
 }
 
+/* Small (batch norm's sums): recursive doubling. */
 void dist_sum_d(double *v, size_t n) {
   if (my_size == 1) return;
   if (dist_reserve(n * sizeof *v)) dist_abort(1);
   const double *t = tmp;
   for (int k = 1; k < my_size; k <<= 1) {
-    exchange(v, n * sizeof *v, my_rank ^ k);
+    sendrecv(v, n * sizeof *v, tmp, n * sizeof *v, my_rank ^ k);
     for (size_t i = 0; i < n; i++) v[i] = v[i] + t[i];
   }
 }
