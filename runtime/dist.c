@@ -77,6 +77,9 @@ void dist_finish(int rc) { (void)rc, (void)agreed; }
 noreturn void dist_abort(int rc) { exit(rc); }
 int dist_reserve(size_t bytes) { (void)bytes; return 0; }
 void dist_sum_f(float *v, size_t n) { (void)v, (void)n; }
+void dist_reduce_scatter_f(float *v, size_t n) { (void)v, (void)n; }
+void dist_allgather_f(float *v, size_t n) { (void)v, (void)n; }
+void dist_shard(size_t n, size_t *lo, size_t *hi) { *lo = 0, *hi = n; }
 void dist_sum_d(double *v, size_t n) { (void)v, (void)n; }
 int dist_all_ok(int ok) { return ok; }
 int dist_any(int flag) { return flag; }
@@ -181,40 +184,75 @@ static void add_f(float *v, const float *t, size_t n) {
  * the whole vector to the partner at distance 1, 2, 4 ...  Large ones
  * (Rabenseifner): recursive halving at the same distances, each rank
  * keeping half of what it had and adding the partner's copy of that half,
- * so after log2(P) rounds it holds 1/P of the vector summed in the same
- * tree; then recursive doubling in reverse gathers the pieces.  Both add
- * each element's partial sums in the same pairs, so both give the same
- * bits; halving sends 2(P-1)/P of the vector instead of log2(P) times it. */
-void dist_sum_f(float *v, size_t n) {
-  enum { LEVELS = 7 }; /* log2(NNCC_MAX_GROUPS) + 1 */
+ * so after log2(P) rounds it holds its shard, 1/P of the vector summed in
+ * the same tree (the reduce-scatter); then recursive doubling in reverse
+ * gathers the shards (the allgather).  Both add each element's partial
+ * sums in the same pairs, so both give the same bits; halving sends
+ * 2(P-1)/P of the vector instead of log2(P) times it. */
+enum { LEVELS = 7 }; /* log2(NNCC_MAX_GROUPS) + 1 */
+
+static int halves(size_t n) { return my_size > 1 && n >= (size_t)my_size * 4096; }
+
+/* The segments of the halving: before round r this rank holds [from[r],
+ * to[r]); its shard is [*lo, *hi) */
+static int halving(size_t n, size_t *from, size_t *to, size_t *lo, size_t *hi) {
+  int rounds = 0;
+  *lo = 0, *hi = n;
+  for (int k = 1; k < my_size; k <<= 1, rounds++) {
+    size_t mid = *lo + (*hi - *lo) / 2;
+    from[rounds] = *lo, to[rounds] = *hi;
+    if (my_rank & k) *lo = mid;
+    else *hi = mid;
+  }
+  return rounds;
+}
+
+void dist_shard(size_t n, size_t *lo, size_t *hi) {
+  size_t from[LEVELS], to[LEVELS];
+  if (!halves(n)) {
+    *lo = 0, *hi = n;
+    return;
+  }
+  halving(n, from, to, lo, hi);
+}
+
+void dist_reduce_scatter_f(float *v, size_t n) {
   if (my_size == 1) return;
   if (dist_reserve(n * sizeof *v)) dist_abort(1);
   float *t = tmp;
-  if (n < (size_t)my_size * 4096) {
+  if (!halves(n)) {
     for (int k = 1; k < my_size; k <<= 1) {
       sendrecv(v, n * sizeof *v, t, n * sizeof *v, my_rank ^ k);
       add_f(v, t, n);
     }
     return;
   }
-  size_t lo = 0, hi = n, from[LEVELS], to[LEVELS];
-  int rounds = 0;
-  for (int k = 1; k < my_size; k <<= 1, rounds++) {
-    size_t mid = lo + (hi - lo) / 2;
-    int upper = (my_rank & k) != 0;
-    size_t klo = upper ? mid : lo, khi = upper ? hi : mid, slo = upper ? lo : mid;
-    sendrecv(v + slo, (upper ? mid - lo : hi - mid) * sizeof *v, t, (khi - klo) * sizeof *v,
-             my_rank ^ k);
+  size_t from[LEVELS], to[LEVELS], lo, hi;
+  int rounds = halving(n, from, to, &lo, &hi);
+  for (int r = 0; r < rounds; r++) {
+    int upper = (my_rank >> r) & 1;
+    size_t mid = from[r] + (to[r] - from[r]) / 2, klo = upper ? mid : from[r], khi = upper ? to[r] : mid;
+    size_t slo = upper ? from[r] : mid, shi = upper ? mid : to[r];
+    sendrecv(v + slo, (shi - slo) * sizeof *v, t, (khi - klo) * sizeof *v, my_rank ^ (1 << r));
     add_f(v + klo, t, khi - klo);
-    from[rounds] = lo, to[rounds] = hi;
-    lo = klo, hi = khi;
   }
+}
+
+void dist_allgather_f(float *v, size_t n) {
+  if (!halves(n)) return;
+  size_t from[LEVELS], to[LEVELS], lo, hi;
+  int rounds = halving(n, from, to, &lo, &hi);
   for (int r = rounds - 1; r >= 0; r--) { /* the partner of round r has the rest of [from, to) */
-    int k = 1 << r, upper = (my_rank & k) != 0;
+    int upper = (my_rank >> r) & 1;
     size_t plo = upper ? from[r] : hi, phi = upper ? lo : to[r];
-    sendrecv(v + lo, (hi - lo) * sizeof *v, v + plo, (phi - plo) * sizeof *v, my_rank ^ k);
+    sendrecv(v + lo, (hi - lo) * sizeof *v, v + plo, (phi - plo) * sizeof *v, my_rank ^ (1 << r));
     lo = from[r], hi = to[r];
   }
+}
+
+void dist_sum_f(float *v, size_t n) {
+  dist_reduce_scatter_f(v, n);
+  dist_allgather_f(v, n);
 }
 
 /* Small (batch norm's sums): recursive doubling. */

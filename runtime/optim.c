@@ -117,17 +117,23 @@ double optim_clip(const NnccModel *m, const NnccTrainConfig *c, float *grads) {
   return total_norm;
 }
 
-void optim_step(const NnccModel *m, const NnccTrainConfig *c, float *params,
-                const float *grads, float *state, uint64_t step) {
+void optim_step_range(const NnccModel *m, const NnccTrainConfig *c, float *params,
+                      const float *grads, float *state, uint64_t step, size_t lo, size_t hi) {
   size_t F = m->params_floats;
   for (int i = 0; i < m->nparams; i++) {
     const NnccParam *q = &m->params[i];
     if (q->kind != NNCC_PARAM) continue;
-    size_t o = q->offset;
+    size_t a = q->offset > lo ? q->offset : lo, e = q->offset + q->numel < hi ? q->offset + q->numel : hi;
+    if (a >= e) continue;
     if (optim_is_adam(c->optim))
-      adam_tensor(params + o, grads + o, state + o, state + F + o, (long)q->numel, c, step + 1);
+      adam_tensor(params + a, grads + a, state + a, state + F + a, (long)(e - a), c, step + 1);
     else
-      sgd_tensor(params + o, grads + o, c->momentum != 0.0 ? state + o : NULL, (long)q->numel,
-                 c, step);
+      sgd_tensor(params + a, grads + a, c->momentum != 0.0 ? state + a : NULL, (long)(e - a), c,
+                 step);
   }
+}
+
+void optim_step(const NnccModel *m, const NnccTrainConfig *c, float *params,
+                const float *grads, float *state, uint64_t step) {
+  optim_step_range(m, c, params, grads, state, step, 0, m->params_floats);
 }

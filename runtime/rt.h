@@ -45,6 +45,12 @@ int dist_rank(void);
 int dist_size(void);
 int dist_reserve(size_t bytes);        /* room for sums of that size, before the steps */
 void dist_sum_f(float *v, size_t n);   /* over the ranks, pairwise tree order, result on all */
+/* dist_sum_f in two halves: after the reduce-scatter this rank's shard of
+ * v (dist_shard: [lo, hi), all of v for small vectors) holds the sum; the
+ * allgather then sends every rank's shard to all. */
+void dist_reduce_scatter_f(float *v, size_t n);
+void dist_allgather_f(float *v, size_t n);
+void dist_shard(size_t n, size_t *lo, size_t *hi);
 void dist_sum_d(double *v, size_t n);
 void dist_rank_sum(void *ctx, double *v, size_t n); /* nncc_rank_sum_fn */
 int dist_all_ok(int ok);               /* 1 iff ok on every rank */
@@ -158,6 +164,10 @@ size_t optim_state_floats(const NnccModel *m, const NnccTrainConfig *c);
  * or -1 when clip_grad_norm is off. */
 double optim_clip(const NnccModel *m, const NnccTrainConfig *c, float *grads);
 /* One step on every NNCC_PARAM; step = steps taken before this one. */
+/* optim_step on the elements [lo, hi) of the parameter block alone (the
+ * update is elementwise: the same bits) */
+void optim_step_range(const NnccModel *m, const NnccTrainConfig *c, float *params,
+                      const float *grads, float *state, uint64_t step, size_t lo, size_t hi);
 void optim_step(const NnccModel *m, const NnccTrainConfig *c, float *params,
                 const float *grads, float *state, uint64_t step);
 

@@ -75,6 +75,13 @@ typedef struct Run {
   float *glogits, *gdlogits;
   size_t (*spans)[2];
   int nspans;
+  /* Sharded optimizer step (ranks, no clip_grad_norm): each rank updates
+   * only the elements [own[i][0], own[i][1]) of the parameter block --
+   * its shard of every span, and every parameter outside the spans (batch
+   * norm's) -- then the spans' parameters are gathered; the optimizer
+   * state outside its own elements is gathered before a save. */
+  size_t (*own)[2];
+  int nown, sharded;
 } Run;
 
 /* The one piece of process state: a signal handler can do nothing but set
@@ -167,6 +174,7 @@ static int run_close(Run *r) {
   free(r->test_order);
   free(r->val_order);
   free(r->spans);
+  free(r->own);
   if (r->glogits != r->st.logits) free(r->glogits);
   if (r->gdlogits != r->st.dlogits) free(r->gdlogits);
   plot_free(&r->plot);
@@ -365,6 +373,15 @@ static void log_step(Run *r, double loss) {
   log_write(r, &r->step_log, &l);
 }
 
+/* The optimizer state of every rank's shard to every rank (before a save). */
+static void state_gather(Run *r) {
+  if (!r->sharded || !r->optim) return;
+  int copies = optim_is_adam(r->cfg.optim) ? 2 : r->cfg.momentum != 0.0 ? 1 : 0;
+  for (int c = 0; c < copies; c++)
+    for (int i = 0; i < r->nspans; i++)
+      dist_allgather_f(r->optim + (size_t)c * r->m->params_floats + r->spans[i][0], r->spans[i][1]);
+}
+
 /* Never a checkpoint holding NaN or Inf unless --allow-nonfinite: the
  * last good one stays. */
 static int save_here(Run *r, const NnccOptions *o) {
@@ -380,6 +397,7 @@ static int save_here(Run *r, const NnccOptions *o) {
 
 /* Rank 0 writes the checkpoint; every rank learns whether it did. */
 static int save(Run *r, const NnccOptions *o) {
+  if (o->save) state_gather(r);
   int rc = dist_rank() == 0 ? save_here(r, o) : 0;
   if (dist_all_ok(rc == 0)) return 0;
   dist_agree_failed();
@@ -459,8 +477,22 @@ static int grad_spans(Run *r) {
   }
   for (int i = 0; i < r->nspans; i++)
     if (r->spans[i][1] > most) most = r->spans[i][1];
+  /* what this rank updates: its shard of each span, and the parameters
+   * outside the spans (whole: every rank has their whole gradient) */
+  if (!(r->own = xmalloc((size_t)(r->nspans + m->nparams) * sizeof *r->own, "optimizer shards")))
+    return -1;
+  for (int i = 0; i < r->nspans; i++) {
+    size_t lo, hi;
+    dist_shard(r->spans[i][1], &lo, &hi);
+    r->own[r->nown][0] = r->spans[i][0] + lo, r->own[r->nown++][1] = r->spans[i][0] + hi;
+  }
+  for (int i = 0; i < m->nparams; i++)
+    if (m->params[i].kind == NNCC_PARAM && m->params[i].synced)
+      r->own[r->nown][0] = m->params[i].offset,
+      r->own[r->nown++][1] = m->params[i].offset + m->params[i].numel;
   return dist_reserve(most * sizeof(float));
 }
+
 
 /* Every rank's part of the gradients, summed over the ranks. */
 static void grads_sum(Run *r) {
@@ -610,7 +642,13 @@ static int train_step(Run *r, int k, double *loss) {
   if (!isfinite(*loss) || dist_any(r->chk.node >= 0)) return -1;
   m->backward(&r->st);
   if (dist_any(r->chk.node >= 0)) return -1;
-  grads_sum(r);
+  /* clipping by norm needs every gradient whole on every rank */
+  r->sharded = dist_size() > 1 && !(r->cfg.clip_grad_norm > 0);
+  if (r->sharded)
+    for (int i = 0; i < r->nspans; i++)
+      dist_reduce_scatter_f(r->st.grads + r->spans[i][0], r->spans[i][1]);
+  else
+    grads_sum(r);
   r->grad_norm = optim_clip(m, &r->cfg, r->st.grads);
   const NnccTrainConfig *c = &r->cfg;
   NnccTrainConfig now; /* a copy only under a schedule: the config holds its texts */
@@ -619,7 +657,15 @@ static int train_step(Run *r, int k, double *loss) {
     scheduled_config(r, &now);
     c = &now;
   }
-  optim_step(m, c, r->st.params, r->st.grads, r->optim, r->st.step);
+  if (r->sharded) {
+    for (int i = 0; i < r->nown; i++)
+      optim_step_range(m, c, r->st.params, r->st.grads, r->optim, r->st.step, r->own[i][0],
+                       r->own[i][1]);
+    for (int i = 0; i < r->nspans; i++)
+      dist_allgather_f(r->st.params + r->spans[i][0], r->spans[i][1]);
+  } else {
+    optim_step(m, c, r->st.params, r->st.grads, r->optim, r->st.step);
+  }
   r->st.step++;
   return 0;
 }
