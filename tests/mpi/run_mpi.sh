@@ -5,6 +5,8 @@
 #    (dropout), `train --steps 20` on 1, 2 and 4 ranks (nncc --ranks N,
 #    mpirun -np N) writes the same step log and the same checkpoint as the
 #    trainer built without MPI;
+#  - the same with clipping by norm (whole gradients on every rank) and by
+#    value (the sharded optimizer step);
 #  - a checkpoint written by 4 ranks resumes on 2 and on 1 with the same
 #    bits; eval and grads split over the ranks print and write what one
 #    process does;
@@ -60,8 +62,19 @@ for model in mnist_cnn resnet_small alexnet_mini; do
   done
 done
 
-# resume: 4 ranks to step 10, then 2 ranks or 1 process to 20
+# clipping: by norm the ranks sum whole gradients (every rank needs the
+# norm), by value they shard the optimizer step as without clipping
 m=mnist_cnn
+run noclip "$tmp/${m}_r1" train --data "$tmp/data" --steps 6 --seed 3 --save "$tmp/noclip.st"
+for clip in "--clip-grad-norm 0.5" "--clip-grad-value 0.002"; do
+  tag=$(echo "$clip" | tr -dc 'a-z')
+  run $tag.1 "$tmp/${m}_r1" train --data "$tmp/data" --steps 6 --seed 3 $clip --save "$tmp/$tag.1.st"
+  run $tag.4 mpi -np 4 "$tmp/${m}_r4" train --data "$tmp/data" --steps 6 --seed 3 $clip --save "$tmp/$tag.4.st"
+  same "$tmp/$tag.1.st" "$tmp/$tag.4.st" "4 ranks, $clip"
+  cmp -s "$tmp/$tag.1.st" "$tmp/noclip.st" && fail "$clip changed nothing"
+done
+
+# resume: 4 ranks to step 10, then 2 ranks or 1 process to 20
 run half mpi -np 4 "$tmp/${m}_r4" train --data "$tmp/data" --steps 10 --seed 3 --save "$tmp/half.st"
 run resume2 mpi -np 2 "$tmp/${m}_r2" train --data "$tmp/data" --steps 20 --load "$tmp/half.st" \
   --save "$tmp/resume2.st"
