@@ -39,7 +39,6 @@
 static int my_rank, my_size = 1;
 static int agreed; /* every rank knows the run failed: no need to abort the job */
 
-
 int dist_rank(void) { return my_rank; }
 int dist_size(void) { return my_size; }
 void dist_agree_failed(void) { agreed = 1; }
@@ -266,28 +265,22 @@ void dist_sum_d(double *v, size_t n) {
   }
 }
 
-int dist_all_ok(int ok) {
-  int mine = ok ? 1 : 0, all = mine;
+/* an integer's MIN or MAX over the ranks: exact in any order */
+static int allreduce_int(int v, MPI_Op op) {
+  int all = v;
   double t0 = rt_now();
-  if (my_size > 1) MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (my_size > 1) MPI_Allreduce(&v, &all, 1, MPI_INT, op, MPI_COMM_WORLD);
   comm_s += rt_now() - t0;
   return all;
 }
 
-int dist_any(int flag) {
-  int mine = flag, all = flag;
-  double t0 = rt_now();
-  if (my_size > 1) MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  comm_s += rt_now() - t0;
-  return all;
-}
+int dist_all_ok(int ok) { return allreduce_int(ok ? 1 : 0, MPI_MIN); }
+int dist_any(int flag) { return allreduce_int(flag, MPI_MAX); }
 
 void dist_bcast(void *p, size_t bytes) {
   if (my_size == 1) return;
-  for (size_t off = 0; off < bytes; off += PIECE) {
-    int n = (int)(bytes - off < PIECE ? bytes - off : PIECE);
-    MPI_Bcast((char *)p + off, n, MPI_BYTE, 0, MPI_COMM_WORLD);
-  }
+  for (size_t off = 0; off < bytes; off += PIECE)
+    MPI_Bcast((char *)p + off, (int)piece(bytes, off), MPI_BYTE, 0, MPI_COMM_WORLD);
 }
 
 void dist_allgather(const void *mine, void *all, size_t bytes) {

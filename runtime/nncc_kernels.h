@@ -233,19 +233,18 @@ NK_INLINE int nk_log2(int n) {
   return l;
 }
 /* Group g's partial v[0..n) ends: add the pending partials below its level
- * (level l at pend + l*stride), store the sum at its level. */
-NK_INLINE void nk_tree_fold(float *pend, size_t stride, float *v, int n, int g) {
-  int lf = nk_tree_level(g);
-  for (int l = 0; l < lf; l++)
-    for (int i = 0; i < n; i++) v[i] = pend[(size_t)l * stride + i] + v[i];
-  for (int i = 0; i < n; i++) pend[(size_t)lf * stride + i] = v[i];
-}
-NK_INLINE void nk_tree_fold_d(double *pend, size_t stride, double *v, int n, int g) {
-  int lf = nk_tree_level(g);
-  for (int l = 0; l < lf; l++)
-    for (int i = 0; i < n; i++) v[i] = pend[(size_t)l * stride + i] + v[i];
-  for (int i = 0; i < n; i++) pend[(size_t)lf * stride + i] = v[i];
-}
+ * (level l at pend + l*stride), store the sum at its level.  For float
+ * (nk_tree_fold) and double (nk_tree_fold_d) sums. */
+#define NK_TREE_FOLD(name, T)                                                       \
+  NK_INLINE void name(T *pend, size_t stride, T *v, int n, int g) {                  \
+    int lf = nk_tree_level(g);                                                       \
+    for (int l = 0; l < lf; l++)                                                     \
+      for (int i = 0; i < n; i++) v[i] = pend[(size_t)l * stride + i] + v[i];        \
+    for (int i = 0; i < n; i++) pend[(size_t)lf * stride + i] = v[i];               \
+  }
+NK_TREE_FOLD(nk_tree_fold, float)
+NK_TREE_FOLD(nk_tree_fold_d, double)
+#undef NK_TREE_FOLD
 
 /* ---------------------------------------------------------------------------
  * The one micro-kernel. acc is a tile of MU*MV rows by NV vectors of 16

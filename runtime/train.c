@@ -373,13 +373,17 @@ static void log_step(Run *r, double loss) {
   log_write(r, &r->step_log, &l);
 }
 
+/* fn (a sum, a scatter or a gather over the ranks) on each gradient span
+ * of a block laid out as the parameters */
+static void spans_do(const Run *r, float *block, void (*fn)(float *, size_t)) {
+  for (int i = 0; i < r->nspans; i++) fn(block + r->spans[i][0], r->spans[i][1]);
+}
+
 /* The optimizer state of every rank's shard to every rank (before a save). */
 static void state_gather(Run *r) {
   if (!r->sharded || !r->optim) return;
   int copies = optim_is_adam(r->cfg.optim) ? 2 : r->cfg.momentum != 0.0 ? 1 : 0;
-  for (int c = 0; c < copies; c++)
-    for (int i = 0; i < r->nspans; i++)
-      dist_allgather_f(r->optim + (size_t)c * r->m->params_floats + r->spans[i][0], r->spans[i][1]);
+  for (int c = 0; c < copies; c++) spans_do(r, r->optim + (size_t)c * r->m->params_floats, dist_allgather_f);
 }
 
 /* Never a checkpoint holding NaN or Inf unless --allow-nonfinite: the
@@ -494,11 +498,6 @@ static int grad_spans(Run *r) {
 }
 
 
-/* Every rank's part of the gradients, summed over the ranks. */
-static void grads_sum(Run *r) {
-  for (int i = 0; i < r->nspans; i++) dist_sum_f(r->st.grads + r->spans[i][0], r->spans[i][1]);
-}
-
 /* Across ranks: ok on this rank; returns 0 when every rank is ready, else
  * -1, rank 0 saying why if its own part went well. */
 static int all_ready(int ok) {
@@ -554,6 +553,8 @@ static int train_setup(Run *r, const NnccModel *m, const NnccOptions *o) {
   if (o->epochs_given) r->cfg.epochs = o->epochs;
   r->st.seed = r->cfg.seed;
   r->st.step = r->prog.step;
+  /* clipping by norm needs every gradient whole on every rank */
+  r->sharded = dist_size() > 1 && !(r->cfg.clip_grad_norm > 0);
   if (hold_out(r, o)) return -1;
   if (r->train.n < r->B) {
     rt_error("%s: training set has %d images%s, fewer than one batch of %d", o->data, r->train.n,
@@ -639,16 +640,11 @@ static int train_step(Run *r, int k, double *loss) {
   if (r->gdlogits != r->st.dlogits)
     memcpy(r->st.dlogits, r->gdlogits + (size_t)r->r0 * m->classes,
            (size_t)m->batch * m->classes * sizeof(float));
-  if (!isfinite(*loss) || dist_any(r->chk.node >= 0)) return -1;
+  /* the numerics check (on for every rank or none) may find a NaN on one */
+  if (!isfinite(*loss) || (r->st.check && dist_any(r->chk.node >= 0))) return -1;
   m->backward(&r->st);
-  if (dist_any(r->chk.node >= 0)) return -1;
-  /* clipping by norm needs every gradient whole on every rank */
-  r->sharded = dist_size() > 1 && !(r->cfg.clip_grad_norm > 0);
-  if (r->sharded)
-    for (int i = 0; i < r->nspans; i++)
-      dist_reduce_scatter_f(r->st.grads + r->spans[i][0], r->spans[i][1]);
-  else
-    grads_sum(r);
+  if (r->st.check && dist_any(r->chk.node >= 0)) return -1;
+  spans_do(r, r->st.grads, r->sharded ? dist_reduce_scatter_f : dist_sum_f);
   r->grad_norm = optim_clip(m, &r->cfg, r->st.grads);
   const NnccTrainConfig *c = &r->cfg;
   NnccTrainConfig now; /* a copy only under a schedule: the config holds its texts */
@@ -661,8 +657,7 @@ static int train_step(Run *r, int k, double *loss) {
     for (int i = 0; i < r->nown; i++)
       optim_step_range(m, c, r->st.params, r->st.grads, r->optim, r->st.step, r->own[i][0],
                        r->own[i][1]);
-    for (int i = 0; i < r->nspans; i++)
-      dist_allgather_f(r->st.params + r->spans[i][0], r->spans[i][1]);
+    spans_do(r, r->st.params, dist_allgather_f);
   } else {
     optim_step(m, c, r->st.params, r->st.grads, r->optim, r->st.step);
   }
@@ -1008,7 +1003,7 @@ int run_grads(const NnccModel *m, const NnccOptions *o) {
     memcpy(r.st.dlogits, r.gdlogits + (size_t)r.r0 * m->classes,
            (size_t)m->batch * m->classes * sizeof(float));
   m->backward(&r.st);
-  grads_sum(&r);
+  spans_do(&r, r.st.grads, dist_sum_f);
   if (dist_rank() > 0) { /* rank 0 writes them */
     rc = 0;
     goto out;
