@@ -70,6 +70,7 @@ typedef struct Elab {
   int nblocks, bcap;
   StrMap block_index;
   StrMap node_names; /* every node's name -> id */
+  StrMap c_names;    /* ... and its generated C name (dots as '_', emit_fn) -> id */
   char **imported;
   int nimported, icap;
   CallSite *site;    /* the block calls we are inside */
@@ -127,6 +128,17 @@ static void add_node(Elab *E, Node *n, char *name) {
   n->name = name;
   graph_push(E->g, n);
   strmap_put(&E->node_names, n->name, n->id);
+  strmap_put(&E->c_names, emit_fn(n), n->id);
+}
+
+/* The node that has `name`, or whose C name is name's (-1: none). */
+static int name_taken(Elab *E, const char *name) {
+  int id = strmap_get(&E->node_names, name);
+  if (id < 0) {
+    Node tmp = {.name = (char *)name};
+    id = strmap_get(&E->c_names, emit_fn(&tmp));
+  }
+  return id;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -367,13 +379,53 @@ static char *fresh_name(Elab *E, Scope *s, const char *key, const char *suffix) 
     size_t len = strlen(name) - strlen(suffix);
     char c = name[len];
     name[len] = '\0';
-    bool taken = strmap_get(&E->node_names, name) >= 0;
+    bool taken = name_taken(E, name) >= 0;
     name[len] = c;
     if (!taken) {
       strmap_put(&s->counters, key, n);
       return name;
     }
   }
+}
+
+bool node_name_valid(const char *p) {
+  bool ok = *p && strlen(p) <= 200 && !(*p >= '0' && *p <= '9');
+  for (bool start = true; ok && *p; p++) {
+    if (*p == '.')
+      ok = !start && p[1];
+    else
+      ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+           *p == '_';
+    start = *p == '.';
+  }
+  return ok;
+}
+
+/* A node name the program gives (`conv2d(h, 64, kernel=3, name="features.0")`):
+ * letters, digits and `_`, in parts separated by single dots, each part
+ * not starting with a digit unless after a dot (PyTorch's module paths:
+ * "features.0", "layer1.0.conv1"); inside a block call it is prefixed with
+ * the call's name, and it must be unused in the graph. */
+static char *given_name(Elab *E, Scope *s, Value v, Loc loc) {
+  if (v.kind != V_STR)
+    elab_error(E, loc, "name must be a string, got %s", describe(E->g, v));
+  if (!node_name_valid(v.s))
+    elab_error(E, loc, "name '%s' is not a node name: letters, digits and '_' in parts joined by "
+               "single dots, not starting with a digit, at most 200 characters", v.s);
+  char *name = format("%s%s", s->prefix, v.s);
+  int other = name_taken(E, name);
+  if (other >= 0) {
+    Node *o = E->g->nodes[other];
+    if (strcmp(o->name, name) == 0)
+      diag_error(loc, "name '%s' is already the name of a node", name);
+    else
+      diag_error(loc, "name '%s' is '%s' in the generated C, as node '%s' is", name, emit_fn(o),
+                 o->name);
+    diag_note(&o->loc, "'%s' is this %s", o->name, op_name(o->op));
+    diag_callsites(E->site);
+    diag_fail();
+  }
+  return name;
 }
 
 static BlockDef *find_block(Elab *E, const char *name) {
@@ -389,12 +441,12 @@ static int find_op(const char *name) {
 }
 
 /*
- * Match a call's arguments to named slots: positional ones in order,
- * keywords by name.  slots[i] is the argument's AST or NULL.  Errors call
- * the callee format(what, name): "conv2d()", "block b()".
+ * Match a call's arguments to named slots: positional ones in order (the
+ * first npos slots), keywords by name.  slots[i] is the argument's AST or
+ * NULL.  Errors call the callee format(what, name): "conv2d()", "block b()".
  */
-static void match_args(Elab *E, Ast *call, const char *what, const char *name, const char **names,
-                       int n, Ast **slots) {
+static void match_args_pos(Elab *E, Ast *call, const char *what, const char *name,
+                           const char **names, int n, int npos, Ast **slots) {
   for (int i = 0; i < n; i++)
     slots[i] = NULL;
   int pos = 0;
@@ -402,9 +454,9 @@ static void match_args(Elab *E, Ast *call, const char *what, const char *name, c
     const char *key = call->argnames[a];
     int slot = -1;
     if (!key) {
-      if (pos >= n)
+      if (pos >= npos)
         elab_error(E, call->args[a]->loc, "%s takes at most %d argument%s, got %d", format(what, name),
-                   n, n == 1 ? "" : "s", call->nargs);
+                   npos, npos == 1 ? "" : "s", call->nargs);
       slot = pos++;
     } else {
       for (int i = 0; i < n; i++)
@@ -425,6 +477,11 @@ static void match_args(Elab *E, Ast *call, const char *what, const char *name, c
     }
     slots[slot] = call->args[a];
   }
+}
+
+static void match_args(Elab *E, Ast *call, const char *what, const char *name, const char **names,
+                       int n, Ast **slots) {
+  match_args_pos(E, call, what, name, names, n, n, slots);
 }
 
 /* ---- expressions ---------------------------------------------------------- */
@@ -763,14 +820,15 @@ static int want_tensor(Elab *E, Value v, Loc loc, const OpDesc *d, const char *w
 static Value call_op(Elab *E, Scope *s, Ast *call, OpKind op) {
   const OpDesc *d = op_desc[op];
   int fixed = d->nin >= 0 ? d->nin : 1; /* input slots: a list op has one */
-  int nslots = fixed + d->nattrs;
+  int nslots = fixed + d->nattrs + 1;     /* and `name`, last */
   const char **names = xalloc(sizeof(char *) * (size_t)nslots);
   Ast **slots = xalloc(sizeof(Ast *) * (size_t)nslots);
   for (int i = 0; i < fixed; i++)
     names[i] = d->inputs[i];
   for (int i = 0; i < d->nattrs; i++)
     names[fixed + i] = d->attrs[i].name;
-  match_args(E, call, "%s()", d->name, names, nslots, slots);
+  names[nslots - 1] = "name";
+  match_args_pos(E, call, "%s()", d->name, names, nslots, nslots - 1, slots); /* name: a keyword */
 
   /* inputs and attributes first: nodes they create must come before this one */
   for (int i = 0; i < fixed; i++)
@@ -804,7 +862,9 @@ static Value call_op(Elab *E, Scope *s, Ast *call, OpKind op) {
     else
       set_default(E, n, d, ad, call->loc);
   }
-  add_node(E, n, fresh_name(E, s, d->abbrev, ""));
+  Ast *name = slots[nslots - 1];
+  add_node(E, n, name ? given_name(E, s, eval(E, s, name), name->loc)
+                      : fresh_name(E, s, d->abbrev, ""));
   if (d->flags & OPF_LOSS) {
     if (E->g->loss >= 0) {
       Node *prev = E->g->nodes[E->g->loss];

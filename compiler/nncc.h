@@ -524,6 +524,10 @@ void strmap_put(StrMap *m, const char *key, int val);  /* insert or replace */
 
 /* Run the program: expand blocks and loops into a flat graph (untyped). */
 Graph *elaborate(SrcFile *file, StmtList prog);
+/* A name `name="..."` may give a node: letters, digits and '_' in parts
+ * joined by single dots, not starting with a digit, at most 200
+ * characters ("features.0"). */
+bool node_name_valid(const char *name);
 
 /* ---- shape.c --------------------------------------------------------- */
 
@@ -715,5 +719,10 @@ typedef struct RunOptions {
   bool no_cache; /* --no-cache: neither read nor write the cache */
 } RunOptions;
 int run_trainer(const char *name, const Buf *csrc, int argc, char **argv, RunOptions opt);
+
+/* ---- onnx/: ONNX in and out (docs/onnx.md) ---------------------------- */
+
+/* `nncc import MODEL.onnx ...` (argv after "import"): its exit status. */
+int onnx_import_main(int argc, char **argv);
 
 #endif
