@@ -150,19 +150,36 @@ static const char *optim_name(NnccOptim o) {
   return o == NNCC_ADAM ? "adam" : o == NNCC_ADAMW ? "adamw" : "sgd";
 }
 
-int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
-              const float *params, const float *state, const NnccProgress *p) {
-  int cap = 3 * m->nparams, n = 0, rc = -1;
-  Entry *e = xmalloc((size_t)(cap ? cap : 1) * sizeof *e, "checkpoint entries");
-  if (!e) return -1;
-  size_t F = m->params_floats;
+/* The model's tensors (parameters and buffers, a count as I64) as the
+ * first m->nparams entries of e. */
+static int model_entries(Entry *e, const NnccModel *m, const float *params) {
   for (int i = 0; i < m->nparams; i++) {
     const NnccParam *q = &m->params[i];
     int count = q->kind == NNCC_BUFFER_COUNT;
-    if (entry_set(&e[n++], "", q->name, count ? "I64" : "F32", count ? 0 : q->rank, q->shape,
+    if (entry_set(&e[i], "", q->name, count ? "I64" : "F32", count ? 0 : q->rank, q->shape,
                   params + q->offset))
-      goto out;
+      return -1;
   }
+  return 0;
+}
+
+int ckpt_save_weights(const char *path, const NnccModel *m, const float *params) {
+  Entry *e = xmalloc((size_t)(m->nparams ? m->nparams : 1) * sizeof *e, "checkpoint entries");
+  int rc = -1;
+  if (!e) return -1;
+  char meta[1][2][META_LEN] = {{"format", "pt"}};
+  if (!model_entries(e, m, params)) rc = write_atomic(path, e, m->nparams, meta, 1);
+  free(e);
+  return rc;
+}
+
+int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
+              const float *params, const float *state, const NnccProgress *p) {
+  int cap = 3 * m->nparams, n = m->nparams, rc = -1;
+  Entry *e = xmalloc((size_t)(cap ? cap : 1) * sizeof *e, "checkpoint entries");
+  if (!e) return -1;
+  size_t F = m->params_floats;
+  if (model_entries(e, m, params)) goto out;
   for (int i = 0; state && i < m->nparams; i++) {
     const NnccParam *q = &m->params[i];
     if (q->kind != NNCC_PARAM) continue;

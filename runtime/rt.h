@@ -228,6 +228,10 @@ typedef struct NnccProgress {
 /* Writes params (+ optimizer state if state != NULL) atomically to path. */
 int ckpt_save(const char *path, const NnccModel *m, const NnccTrainConfig *c,
               const float *params, const float *state, const NnccProgress *p);
+/* Writes the model's tensors alone (parameters and buffers, no optimizer
+ * state, no metadata but "format": a PyTorch state_dict's content), as
+ * `nncc import --weights` does; a trainer's --load starts from them at step 0. */
+int ckpt_save_weights(const char *path, const NnccModel *m, const float *params);
 /* Reads params; with state != NULL also the optimizer state, progress and
  * config (c is updated from the metadata, so a resume continues with the
  * same hyperparameters).  Validates everything against the model. */
