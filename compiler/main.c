@@ -258,6 +258,11 @@ out:
 }
 
 int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "import") == 0) {
+    int rc = onnx_import_main(argc - 2, argv + 2);
+    pool_free_all();
+    return rc;
+  }
   if (argc >= 2 && strcmp(argv[1], "plot") == 0) {
     int rc = plot_main(argc - 2, argv + 2);
     pool_free_all();

@@ -29,5 +29,8 @@ BUILD_PACKAGES="$BUILD_PACKAGES dpkg-dev"
 BUILD_PACKAGES="$BUILD_PACKAGES gnuplot-nox dataset-fashion-mnist"
 # Data-parallel trainers (nncc --ranks N, mpirun; docs/distributed.md).
 BUILD_PACKAGES="$BUILD_PACKAGES openmpi-bin libopenmpi-dev"
+# ONNX import and export: protobuf-c and Debian's onnx.proto (docs/onnx.md); the
+# export tests check the files with onnx.checker and OpenCV's cv2.dnn.
+BUILD_PACKAGES="$BUILD_PACKAGES protobuf-c-compiler libprotobuf-c-dev libonnx-dev python3-onnx python3-opencv"
 # The JIT of `nncc run` (CMake option NNCC_JIT, docs/jit.md).
 BUILD_PACKAGES="$BUILD_PACKAGES g++ llvm-14-dev libclang-14-dev libclang-cpp14-dev"
