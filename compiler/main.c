@@ -45,6 +45,10 @@ static void usage(FILE *fp) {
           "       nncc [options] build FILE.nn [-o TRAINER]\n"
           "                                         compile a model to an executable trainer\n"
           "                                         with cc and the installed runtime\n"
+          "       nncc import MODEL.onnx [-o OUT.nn] [--weights W.safetensors] [--batch N]\n"
+          "                   [--input SOURCE]       an ONNX model as a .nn file (docs/onnx.md)\n"
+          "       nncc export FILE.nn --load CKPT.safetensors -o OUT.onnx\n"
+          "                                         a trained model's inference graph as ONNX\n"
           "       nncc plot -o OUT.png LOG.jsonl...   draw training curves (--log, --step-log\n"
           "                                         files; one run each) with gnuplot\n"
           "       nncc [options] run [--no-jit] [--no-cache] FILE.nn COMMAND [trainer flags]\n"
@@ -258,8 +262,8 @@ out:
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 2 && strcmp(argv[1], "import") == 0) {
-    int rc = onnx_import_main(argc - 2, argv + 2);
+  if (argc >= 2 && (strcmp(argv[1], "import") == 0 || strcmp(argv[1], "export") == 0)) {
+    int rc = (argv[1][0] == 'i' ? onnx_import_main : onnx_export_main)(argc - 2, argv + 2);
     pool_free_all();
     return rc;
   }

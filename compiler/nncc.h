@@ -383,6 +383,7 @@ enum {
 
 typedef struct Graph Graph;
 typedef struct Emit Emit;
+typedef struct Onnx Onnx;
 
 struct OpDesc {
   const char *name;          /* what the .nn source calls it (NULL: not callable) */
@@ -423,6 +424,10 @@ struct OpDesc {
   void (*forward)(Emit *E, Node *n);
   void (*backward)(Emit *E, Node *n, const char *const *dx);
   void (*model_fields)(Emit *E, Node *n);
+
+  /* ONNX export (onnx/export.c has the helpers): the ONNX nodes of the
+   * eval-mode forward of n; NULL: the op has no ONNX form. */
+  void (*onnx)(Onnx *X, const Graph *g, const Node *n);
 };
 
 /* The input list of the many ops with one tensor input: {"x"}. */
@@ -724,5 +729,24 @@ int run_trainer(const char *name, const Buf *csrc, int argc, char **argv, RunOpt
 
 /* `nncc import MODEL.onnx ...` (argv after "import"): its exit status. */
 int onnx_import_main(int argc, char **argv);
+/* `nncc export MODEL.nn --load CKPT -o MODEL.onnx` (argv after "export"). */
+int onnx_export_main(int argc, char **argv);
+
+/* Helpers for the ops' onnx() hooks.  onnx_node() adds op_type(in...) with
+ * n's output, then onnx_attr_*() give that node's attributes. */
+const char *onnx_in(Onnx *X, const Node *n, int j);    /* input j's tensor */
+const char *onnx_param(Onnx *X, const Node *n, int k); /* parameter k (its initializer) */
+/* A float scalar initializer "<node>.<what>" (Clip's bounds). */
+const char *onnx_scalar(Onnx *X, const Node *n, const char *what, double v);
+void onnx_node(Onnx *X, const Node *n, const char *op_type, const char *const *in, int nin);
+void onnx_attr_int(Onnx *X, const char *name, int64_t v);
+void onnx_attr_float(Onnx *X, const char *name, double v);
+void onnx_attr_ints(Onnx *X, const char *name, const int64_t *v, int n);
+/* n computes nothing at eval time (dropout): its output is input 0's. */
+void onnx_alias(Onnx *X, const Node *n);
+/* The op cannot be exported as this node has it: an error naming n. */
+noreturn void onnx_refuse(Onnx *X, const Node *n, const char *why);
+/* One tensor in, one out, no attributes: Relu, Sigmoid, Tanh, Flatten... */
+void onnx_unary(Onnx *X, const Node *n, const char *op_type);
 
 #endif

@@ -29,8 +29,12 @@ static int64_t flops_elementwise(const Graph *g, const Node *n) {
 }
 
 
-#define ACTIVATION(op, kernel_name, code)                                                          \
+#define ACTIVATION(op, kernel_name, code, onnx_type)                                               \
   static void define_##op(Emit *E, Node *n) { define_elementwise(E, n, kernel_name, ""); }        \
+  static void onnx_##op(Onnx *X, const Graph *g, const Node *n) {                                  \
+    (void)g;                                                                                        \
+    onnx_unary(X, n, onnx_type);                                                                    \
+  }                                                                                                 \
   const OpDesc op_##op = {                                                                          \
       .name = #op,                                                                                  \
       .abbrev = #op,                                                                                \
@@ -45,18 +49,30 @@ static int64_t flops_elementwise(const Graph *g, const Node *n) {
       .define_kernels = define_##op,                                                                \
       .forward = emit_forward_unary,                                                                \
       .backward = emit_backward_unary,                                                              \
+      .onnx = onnx_##op,                                                                            \
   };
 
 /* relu(x): max(x, 0), NaN kept (nn.ReLU); backward: dy where y > 0 */
-ACTIVATION(relu, "relu", "NNCC_ACT_RELU")
+ACTIVATION(relu, "relu", "NNCC_ACT_RELU", "Relu")
 /* sigmoid(x): 1 / (1 + exp(-x)); backward: dy * y * (1 - y) */
-ACTIVATION(sigmoid, "sigmoid", NULL)
+ACTIVATION(sigmoid, "sigmoid", NULL, "Sigmoid")
 /* tanh(x); backward: dy * (1 - y * y) */
-ACTIVATION(tanh, "tanh", NULL)
+ACTIVATION(tanh, "tanh", NULL, "Tanh")
 
 /* relu6(x): min(max(x, 0), 6) (nn.ReLU6, hardtanh(0, 6)); backward: dy where
  * 0 < y < 6, which is exactly where 0 < x < 6 */
 static void define_relu6(Emit *E, Node *n) { define_elementwise(E, n, "relu6", ""); }
+/* ONNX Clip(x, min, max) (opset 11 on: the bounds are inputs) */
+static void onnx_clip(Onnx *X, const Node *n, double lo, double hi) {
+  onnx_node(X, n, "Clip", (const char *[]){onnx_in(X, n, 0), onnx_scalar(X, n, "min", lo),
+                                           onnx_scalar(X, n, "max", hi)}, 3);
+}
+
+static void onnx_relu6(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  onnx_clip(X, n, 0, 6);
+}
+
 const OpDesc op_relu6 = {
     .name = "relu6",
     .abbrev = "relu6",
@@ -71,6 +87,7 @@ const OpDesc op_relu6 = {
     .define_kernels = define_relu6,
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
+    .onnx = onnx_relu6,
 };
 
 /* ---- hardtanh(x, min_val=-1.0, max_val=1.0) -----------------------------
@@ -100,6 +117,11 @@ static const AttrDesc hardtanh_attrs[] = {
     ATTR(HardtanhAttrs, max_val, AT_FLOAT, "1.0", false),
 };
 
+static void onnx_hardtanh(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  onnx_clip(X, n, ATTRS(n, HardtanhAttrs)->min_val, ATTRS(n, HardtanhAttrs)->max_val);
+}
+
 const OpDesc op_hardtanh = {
     .name = "hardtanh",
     .abbrev = "hardtanh",
@@ -116,6 +138,7 @@ const OpDesc op_hardtanh = {
     .define_kernels = define_hardtanh,
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
+    .onnx = onnx_hardtanh,
 };
 
 /* ---- leaky_relu(x, negative_slope=0.01) ----------------------------------
@@ -147,6 +170,12 @@ static const AttrDesc leaky_relu_attrs[] = {
     ATTR(LeakyReluAttrs, negative_slope, AT_FLOAT, "0.01", false),
 };
 
+static void onnx_leaky_relu(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  onnx_unary(X, n, "LeakyRelu");
+  onnx_attr_float(X, "alpha", leaky_slope(n));
+}
+
 const OpDesc op_leaky_relu = {
     .name = "leaky_relu",
     .abbrev = "leaky_relu",
@@ -166,6 +195,7 @@ const OpDesc op_leaky_relu = {
     .define_kernels = define_leaky_relu,
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
+    .onnx = onnx_leaky_relu,
 };
 
 /* ---- dropout(x, p=0.5) ----------------------------------------------------
@@ -220,6 +250,12 @@ static const AttrDesc dropout_attrs[] = {
     ATTR(DropoutAttrs, p, AT_FLOAT, "0.5", false),
 };
 
+/* Dropout is the identity at inference: no ONNX node. */
+static void onnx_dropout(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  onnx_alias(X, n);
+}
+
 const OpDesc op_dropout = {
     .name = "dropout",
     .abbrev = "dropout",
@@ -235,4 +271,5 @@ const OpDesc op_dropout = {
     .define_kernels = define_dropout,
     .forward = forward_dropout,
     .backward = backward_dropout,
+    .onnx = onnx_dropout,
 };

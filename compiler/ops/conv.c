@@ -174,6 +174,19 @@ static const AttrDesc conv2d_attrs[] = {
 };
 
 
+/* ONNX Conv: pads [top, left, bottom, right] as shape() resolved them */
+static void onnx_conv2d(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  const Conv2dAttrs *a = n->attrs;
+  const char *in[3] = {onnx_in(X, n, 0), onnx_param(X, n, 0), a->bias ? onnx_param(X, n, 1) : NULL};
+  onnx_node(X, n, "Conv", in, a->bias ? 3 : 2);
+  onnx_attr_ints(X, "kernel_shape", a->kernel, 2);
+  onnx_attr_ints(X, "strides", a->stride, 2);
+  onnx_attr_ints(X, "pads", (int64_t[]){a->pt, a->pl, a->pb, a->pr}, 4);
+  onnx_attr_ints(X, "dilations", a->dilation, 2);
+  onnx_attr_int(X, "group", a->groups);
+}
+
 const OpDesc op_conv2d = {
     .name = "conv2d",
     .abbrev = "conv",
@@ -190,6 +203,7 @@ const OpDesc op_conv2d = {
     .define_kernels = define_conv2d,
     .forward = forward_weighted,
     .backward = backward_weighted,
+    .onnx = onnx_conv2d,
 };
 
 /* ---- linear(x, out, bias=true) ----------------------------------------
@@ -253,6 +267,15 @@ static const AttrDesc linear_attrs[] = {
     ATTR(LinearAttrs, bias, AT_BOOL, "true", true),
 };
 
+/* ONNX Gemm(x, W, b) with W as [out, in]: transB */
+static void onnx_linear(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  bool bias = ATTRS(n, LinearAttrs)->bias;
+  const char *in[3] = {onnx_in(X, n, 0), onnx_param(X, n, 0), bias ? onnx_param(X, n, 1) : NULL};
+  onnx_node(X, n, "Gemm", in, bias ? 3 : 2);
+  onnx_attr_int(X, "transB", 1);
+}
+
 const OpDesc op_linear = {
     .name = "linear",
     .abbrev = "fc",
@@ -269,4 +292,5 @@ const OpDesc op_linear = {
     .define_kernels = define_linear,
     .forward = forward_weighted,
     .backward = backward_weighted,
+    .onnx = onnx_linear,
 };

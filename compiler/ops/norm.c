@@ -99,6 +99,18 @@ static const AttrDesc batchnorm_attrs[] = {
     ATTR(BatchNormAttrs, momentum, AT_FLOAT, "0.1", false),
 };
 
+/* ONNX BatchNormalization in eval mode: the running statistics normalize;
+ * ONNX's momentum weighs the running statistic, PyTorch's the batch's. */
+static void onnx_batchnorm(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  const char *in[5] = {onnx_in(X, n, 0)};
+  for (int k = 0; k < 4; k++) /* weight, bias, running_mean, running_var */
+    in[k + 1] = onnx_param(X, n, k);
+  onnx_node(X, n, "BatchNormalization", in, 5);
+  onnx_attr_float(X, "epsilon", ATTRS(n, BatchNormAttrs)->eps);
+  onnx_attr_float(X, "momentum", 1.0 - ATTRS(n, BatchNormAttrs)->momentum);
+}
+
 #define BATCHNORM(op)                                                                              \
   const OpDesc op_##op = {                                                                          \
       .name = #op,                                                                                  \
@@ -118,6 +130,7 @@ static const AttrDesc batchnorm_attrs[] = {
       .define_kernels = define_batchnorm,                                                           \
       .forward = forward_batchnorm,                                                                 \
       .backward = backward_batchnorm,                                                               \
+      .onnx = onnx_batchnorm,                                                                       \
   };
 BATCHNORM(batchnorm2d)
 BATCHNORM(batchnorm1d)

@@ -88,6 +88,21 @@ static const AttrDesc maxpool2d_attrs[] = {
     ATTR(PoolAttrs, ceil_mode, AT_BOOL, "false", true),
 };
 
+/* ONNX MaxPool / AveragePool: the window, pads on both sides alike */
+static void onnx_pool(Onnx *X, const Node *n, const char *op_type) {
+  const PoolAttrs *a = n->attrs;
+  onnx_unary(X, n, op_type);
+  onnx_attr_ints(X, "kernel_shape", a->kernel, 2);
+  onnx_attr_ints(X, "strides", a->stride, 2);
+  onnx_attr_ints(X, "pads", (int64_t[]){a->padding[0], a->padding[1], a->padding[0], a->padding[1]}, 4);
+  onnx_attr_int(X, "ceil_mode", a->ceil_mode);
+}
+
+static void onnx_maxpool2d(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  onnx_pool(X, n, "MaxPool");
+}
+
 const OpDesc op_maxpool2d = {
     .name = "maxpool2d",
     .abbrev = "maxpool",
@@ -103,6 +118,7 @@ const OpDesc op_maxpool2d = {
     .define_kernels = define_maxpool2d,
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
+    .onnx = onnx_maxpool2d,
 };
 
 static const AttrDesc avgpool2d_attrs[] = {
@@ -112,6 +128,12 @@ static const AttrDesc avgpool2d_attrs[] = {
     ATTR(PoolAttrs, ceil_mode, AT_BOOL, "false", true),
     ATTR(PoolAttrs, count_include_pad, AT_BOOL, "true", true),
 };
+
+static void onnx_avgpool2d(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  onnx_pool(X, n, "AveragePool");
+  onnx_attr_int(X, "count_include_pad", ATTRS(n, PoolAttrs)->count_include_pad);
+}
 
 const OpDesc op_avgpool2d = {
     .name = "avgpool2d",
@@ -127,6 +149,7 @@ const OpDesc op_avgpool2d = {
     .define_kernels = define_avgpool2d,
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
+    .onnx = onnx_avgpool2d,
 };
 
 /* ---- adaptive_avgpool2d(x, output), adaptive_maxpool2d(x, output) ------
@@ -181,6 +204,28 @@ static const AttrDesc adaptive_attrs[] = {
     ATTR(AdaptiveAttrs, output, AT_PAIR, NULL, false),
 };
 
+/* ONNX has no adaptive pooling: output 1x1 is the global pool, an output
+ * that divides the input evenly is a plain pool of input/output windows
+ * (where PyTorch's adaptive windows are exactly those); others refused. */
+static void onnx_adaptive(Onnx *X, const Graph *g, const Node *n, bool max) {
+  const Node *x = node_in(g, n, 0);
+  const int64_t *o = ATTRS(n, AdaptiveAttrs)->output;
+  if (o[0] == 1 && o[1] == 1) {
+    onnx_unary(X, n, max ? "GlobalMaxPool" : "GlobalAveragePool");
+  } else if (x->dims[2] % o[0] == 0 && x->dims[3] % o[1] == 0) {
+    int64_t k[2] = {x->dims[2] / o[0], x->dims[3] / o[1]};
+    onnx_unary(X, n, max ? "MaxPool" : "AveragePool");
+    onnx_attr_ints(X, "kernel_shape", k, 2);
+    onnx_attr_ints(X, "strides", k, 2);
+  } else {
+    onnx_refuse(X, n, format("output %lldx%lld does not divide the input %lldx%lld, and ONNX has no "
+                             "adaptive pooling", ll(o[0]), ll(o[1]), ll(x->dims[2]), ll(x->dims[3])));
+  }
+}
+
+static void onnx_adaptive_avgpool2d(Onnx *X, const Graph *g, const Node *n) { onnx_adaptive(X, g, n, false); }
+static void onnx_adaptive_maxpool2d(Onnx *X, const Graph *g, const Node *n) { onnx_adaptive(X, g, n, true); }
+
 const OpDesc op_adaptive_avgpool2d = {
     .name = "adaptive_avgpool2d",
     .abbrev = "avgpool",
@@ -195,6 +240,7 @@ const OpDesc op_adaptive_avgpool2d = {
     .define_kernels = define_adaptive_avgpool2d,
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
+    .onnx = onnx_adaptive_avgpool2d,
 };
 
 const OpDesc op_adaptive_maxpool2d = {
@@ -212,4 +258,5 @@ const OpDesc op_adaptive_maxpool2d = {
     .define_kernels = define_adaptive_maxpool2d,
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
+    .onnx = onnx_adaptive_maxpool2d,
 };

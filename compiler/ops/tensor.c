@@ -38,6 +38,11 @@ static void backward_flatten(Emit *E, Node *n, const char *const *dx) {
 }
 
 
+static void onnx_flatten(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  onnx_unary(X, n, "Flatten");
+}
+
 const OpDesc op_flatten = {
     .name = "flatten",
     .abbrev = "flatten",
@@ -48,6 +53,7 @@ const OpDesc op_flatten = {
     .define_kernels = define_flatten,
     .forward = forward_flatten,
     .backward = backward_flatten,
+    .onnx = onnx_flatten,
 };
 
 /* ---- add(a, b), also written a + b ------------------------------------------
@@ -95,6 +101,11 @@ static void backward_add(Emit *E, Node *n, const char *const *dx) {
 
 static const char *const add_inputs[] = {"a", "b"};
 
+static void onnx_add(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  onnx_node(X, n, "Add", (const char *[]){onnx_in(X, n, 0), onnx_in(X, n, 1)}, 2);
+}
+
 const OpDesc op_add = {
     .name = "add",
     .abbrev = "add",
@@ -106,6 +117,7 @@ const OpDesc op_add = {
     .define_kernels = define_add,
     .forward = forward_add,
     .backward = backward_add,
+    .onnx = onnx_add,
 };
 
 /* ---- concat(tensors) ----------------------------------------------------------
@@ -172,6 +184,16 @@ static void backward_concat(Emit *E, Node *n, const char *const *dx) {
 
 static const char *const concat_inputs[] = {"tensors"};
 
+/* ONNX Concat along the channels */
+static void onnx_concat(Onnx *X, const Graph *g, const Node *n) {
+  (void)g;
+  const char **in = xalloc(sizeof(char *) * (size_t)n->nin);
+  for (int j = 0; j < n->nin; j++)
+    in[j] = onnx_in(X, n, j);
+  onnx_node(X, n, "Concat", in, n->nin);
+  onnx_attr_int(X, "axis", 1);
+}
+
 const OpDesc op_concat = {
     .name = "concat",
     .abbrev = "cat",
@@ -183,4 +205,5 @@ const OpDesc op_concat = {
     .define_kernels = define_concat,
     .forward = forward_concat,
     .backward = backward_concat,
+    .onnx = onnx_concat,
 };
