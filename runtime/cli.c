@@ -37,7 +37,7 @@ static const Flag flags[] = {
     {"--no-shuffle", 0, TRAIN}, {"--save", 1, TRAIN}, {"--log", 1, TRAIN},
     {"--step-log", 1, TRAIN}, {"--check-numerics", 0, TRAIN | EVAL},
     {"--allow-nonfinite", 0, TRAIN | EVAL | GRADS},
-    {"--out", 1, GRADS}, {"--report", 0, EVAL}, {"--report-json", 1, EVAL},
+    {"--out", 1, GRADS}, {"--report", 0, EVAL}, {"--report-json", 1, EVAL}, {"--logits", 1, EVAL},
 };
 
 static void usage(FILE *f, const char *prog) {
@@ -47,8 +47,8 @@ static void usage(FILE *f, const char *prog) {
           "          [--schedule S] [--warmup W] [--clip-grad-norm X] [--clip-grad-value X] [--val N]\n"
           "          [--plot F.png]\n"
           "          [--check-numerics] [--allow-nonfinite] [--quiet]\n"
-          "       %s eval --data DIR --load F [--report] [--report-json F.json] [--threads T]\n"
-          "          [--check-numerics] [--allow-nonfinite]\n"
+          "       %s eval --data DIR --load F [--report] [--report-json F.json] [--logits F]\n"
+          "          [--threads T] [--check-numerics] [--allow-nonfinite]\n"
           "       %s grads --data DIR --load F --out G.safetensors [--threads T] [--allow-nonfinite]\n"
           "       %s predict --load F [--top K] [--invert auto|yes|no] [--threads T] IMAGE...\n"
           "       %s --version   the model, the nncc that generated it, the runtime\n"
@@ -62,7 +62,8 @@ static void usage(FILE *f, const char *prog) {
           "--val N holds out the last N training images and reports val_loss and val_acc\n"
           "after every epoch.\n"
           "eval --report prints per-class accuracy, the confusion matrix and the most\n"
-          "confidently wrong test images; --report-json writes them as JSON too.\n"
+          "confidently wrong test images; --report-json writes them as JSON too; --logits F\n"
+          "writes every test image's logits (safetensors, `logits` F32 [images, classes]).\n"
           "predict classifies PNG or PGM images (scaled to 28x28, a dark drawing on a light\n"
           "page inverted with --invert auto) and IDX3 image files, printing the top K classes.\n"
           "--check-numerics checks every node's results for NaN/Inf; --allow-nonfinite loads\n"
@@ -103,6 +104,7 @@ static int set_flag(NnccOptions *o, const char *prog, const char *name, const ch
     o->plot = v;
   }
   else if (strcmp(name, "--report-json") == 0) o->report_json = v, o->report = 1;
+  else if (strcmp(name, "--logits") == 0) o->logits_out = v;
   else if (strcmp(name, "--epochs") == 0) {
     if (!(bad = setting_uint("epochs", v, &u))) o->epochs = (int)u, o->epochs_given = 1;
   } else if (strcmp(name, "--steps") == 0) {

@@ -296,6 +296,7 @@ typedef struct NnccOptions {
   const char **inputs;                    /* predict's images */
   int ninputs;
   const char *report_json;                /* eval --report-json F */
+  const char *logits_out;                 /* eval --logits F: every test image's logits */
   uint64_t seed;
   int seed_given, epochs_given;
 } NnccOptions;

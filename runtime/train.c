@@ -82,6 +82,7 @@ typedef struct Run {
    * state outside its own elements is gathered before a save. */
   size_t (*own)[2];
   int nown, sharded;
+  float *keep_logits;  /* eval --logits: every test image's logits, by image index */
 } Run;
 
 /* The one piece of process state: a signal handler can do nothing but set
@@ -270,6 +271,9 @@ static int evaluate_set(Run *r, const NnccData *d, const uint32_t *order, const 
     total += loss_xent_eval(r->glogits, r->labels, count, m->classes, m->label_smoothing,
                             correct);
     if (rep) report_add(rep, r->glogits, r->labels, order + start, count);
+    for (int b = 0; r->keep_logits && d == &r->test && b < count; b++)
+      memcpy(r->keep_logits + (size_t)order[start + b] * (size_t)m->classes,
+             r->glogits + (size_t)b * (size_t)m->classes, sizeof(float) * (size_t)m->classes);
   }
   *loss = total / d->n;
   *acc = (double)*correct / d->n;
@@ -871,14 +875,20 @@ int run_eval(const NnccModel *m, const NnccOptions *o) {
   double loss, acc;
   long correct;
   if (o->check_numerics) check_start(&r.chk, &r.st, m);
+  if (o->logits_out &&
+      !(r.keep_logits = xmalloc(sizeof(float) * (size_t)r.test.n * (size_t)m->classes, "the logits")))
+    goto out;
   if ((o->report && report_init(&rep, m->classes)) ||
       evaluate(&r, &loss, &acc, &correct, o->report ? &rep : NULL))
     goto out;
+  NnccTensor lt = {"logits", 2, {r.test.n, m->classes}, r.keep_logits};
+  if (o->logits_out && dist_rank() == 0 && ckpt_write_tensors(o->logits_out, &lt, 1)) goto out;
   if (dist_rank() == 0) printf("test_loss %.6f  test_acc %.4f  (%ld/%d)\n", loss, acc, correct, r.test.n);
   if (o->report) report_print(&rep, stdout);
   if (o->report_json && report_write_json(&rep, o->report_json, loss, acc, correct, r.test.n)) goto out;
   rc = 0;
 out:
+  free(r.keep_logits);
   report_free(&rep);
   run_close(&r);
   return rc;

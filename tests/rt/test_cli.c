@@ -572,6 +572,29 @@ START_TEST(eval_report_counts_and_ranks) {
   ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("r"),
                            "--report-json", P("no/such/dir/r.json"), NULL), 1);
   ck_assert_contains(out, "no/such/dir/r.json: cannot write the report:");
+
+  /* eval --logits: every test image's logits, [images, classes], the same
+   * bytes for any thread count */
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("r"),
+                           "--logits", P("l1"), "--threads", "1", NULL), 0);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "eval", "--data", dir, "--load", P("r"),
+                           "--logits", P("l2"), "--threads", "2", NULL), 0);
+  ck_assert(files_equal(P("l1"), P("l2")));
+  j = (char *)slurp(P("l1"), &len);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_ptr_nonnull(strstr(j + 8, "\"logits\":{\"dtype\":\"F32\",\"shape\":[9,3],"));
+  uint64_t hlen;
+  memcpy(&hlen, j, 8);
+  ck_assert_uint_eq(len, 8 + hlen + 9 * 3 * sizeof(float));
+  for (size_t i = 0; i < 27; i++) {
+    float v;
+    memcpy(&v, j + 8 + hlen + 4 * i, 4);
+    ck_assert(isfinite(v));
+  }
+  free(j);
+  ck_assert_int_eq(run_cli(&tiny_model, out, sizeof out, "train", "--data", dir, "--logits", P("l3"),
+                           NULL), 2);
+  ck_assert_contains(out, "--logits does not apply to 'train'");
 }
 END_TEST
 
