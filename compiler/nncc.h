@@ -729,6 +729,21 @@ int run_trainer(const char *name, const Buf *csrc, int argc, char **argv, RunOpt
 
 /* `nncc import MODEL.onnx ...` (argv after "import"): its exit status. */
 int onnx_import_main(int argc, char **argv);
+/* The import of an ONNX file's bytes (`path` names it in messages): the
+ * .nn text, compiled by the front end (graph: typed, params laid out),
+ * and with want_weights the parameter block filled from the initializers
+ * (malloc'd).  False after a one-line message; nothing is left allocated
+ * but pool memory. */
+typedef struct OnnxImport {
+  int64_t batch;        /* in: --batch, 0: the file's, else 64 */
+  const char *input;    /* in: --input SOURCE, NULL: inferred */
+  const char *nn_name;  /* in: the .nn's path (its name, messages), NULL: none */
+  bool want_weights;    /* in */
+  Buf text;             /* out */
+  Graph *graph;         /* out */
+  float *weights;       /* out, with want_weights */
+} OnnxImport;
+bool onnx_import(const char *path, const uint8_t *data, size_t len, OnnxImport *res);
 /* `nncc export MODEL.nn --load CKPT -o MODEL.onnx` (argv after "export"). */
 int onnx_export_main(int argc, char **argv);
 

@@ -19,10 +19,10 @@ secs=$1 jobs=${2:-1}
 need_packages $BUILD_PACKAGES
 
 build=${NNCC_FUZZ_BUILD:-build/fuzz} work=${NNCC_FUZZ_WORK:-build/fuzz-corpus}
-names="front idx ckpt"
+names="front idx ckpt onnx"
 cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang -DNNCC_WERROR=ON -DNNCC_SANITIZE=ON -DNNCC_FUZZ=ON \
   -DBUILD_TESTING=ON -DNNCC_JIT=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
-cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" --target fuzz_front fuzz_idx fuzz_ckpt \
+cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" --target fuzz_front fuzz_idx fuzz_ckpt fuzz_onnx \
   > /dev/null
 mkdir -p "$work"
 

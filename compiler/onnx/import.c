@@ -63,6 +63,7 @@ typedef struct Imp {
   int64_t batch;
   const char *source;/* --input */
   bool *skip;        /* per node: read already (an Add merged into a linear) */
+  Onnx__ModelProto *m; /* freed by onnx_import() on every path */
 } Imp;
 
 /* ---- errors ---------------------------------------------------------- */
@@ -423,6 +424,18 @@ static char *real(double v) {
   return strpbrk(s, ".en") ? s : format("%s.0", s);
 }
 
+/* s followed by the formatted text, in the pool (an op's call text: short,
+ * and nothing to free when an error ends the import half-way). */
+static char *cat(char *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *cat(char *s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char piece[1024];
+  vsnprintf(piece, sizeof piece, fmt, ap);
+  va_end(ap);
+  return format("%s%s", s, piece);
+}
+
 /* "5" or "[3, 5]" */
 static char *pair(const int64_t *v) {
   return v[0] == v[1] ? format("%lld", (long long)v[0]) : format("[%lld, %lld]", (long long)v[0], (long long)v[1]);
@@ -430,25 +443,16 @@ static char *pair(const int64_t *v) {
 
 /* ---- writing the .nn -------------------------------------------------- */
 
-static void line_printf(Imp *I, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void line_printf(Imp *I, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *s = xalloc(4096);
-  vsnprintf(s, 4096, fmt, ap);
-  va_end(ap);
-  buf_puts(&I->nn, s);
-  buf_puts(&I->nn, "\n");
-  I->line++;
-}
-
 /* The current node's output 0 as a new .nn value: `name = expr   # node`. */
 static void bind(Imp *I, int rank, const char *expr) {
   if (cur_node->n_output < 1 || !cur_node->output[0][0])
     imp_error(I, "the node has no output");
   char *var = var_name(I, cur_node->name && *cur_node->name ? cur_node->name : cur_node->output[0],
                        "h");
-  line_printf(I, "%s = %s", var, expr);
+  buf_printf(&I->nn, "%s = ", var);
+  buf_puts(&I->nn, expr); /* a concat's list may be long */
+  buf_puts(&I->nn, "\n");
+  I->line++;
   add_val(I, cur_node->output[0], (Val){.kind = VAL_TENSOR, .var = var, .rank = rank});
 }
 
@@ -498,24 +502,23 @@ static void op_conv(Imp *I) {
   bool kept;
   char *name = param_node_name(I, (const Onnx__TensorProto *[]){w, b}, (const char *[]){".weight", ".bias"},
                                2, &kept);
-  Buf a = {0};
-  buf_printf(&a, "conv2d(%s, %lld, kernel=%s", x->var, (long long)out, pair(win.k));
+  char *a = "";
+  a = cat(a, "conv2d(%s, %lld, kernel=%s", x->var, (long long)out, pair(win.k));
   if (win.s[0] != 1 || win.s[1] != 1)
-    buf_printf(&a, ", stride=%s", pair(win.s));
+    a = cat(a, ", stride=%s", pair(win.s));
   if (win.p[0] || win.p[1])
-    buf_printf(&a, ", padding=%s", pair(win.p));
+    a = cat(a, ", padding=%s", pair(win.p));
   if (win.d[0] != 1 || win.d[1] != 1)
-    buf_printf(&a, ", dilation=%s", pair(win.d));
+    a = cat(a, ", dilation=%s", pair(win.d));
   if (groups != 1)
-    buf_printf(&a, ", groups=%lld", (long long)groups);
+    a = cat(a, ", groups=%lld", (long long)groups);
   if (!b)
-    buf_puts(&a, ", bias=false");
-  buf_printf(&a, ", name=\"%s\")", name);
+    a = cat(a, "%s", ", bias=false");
+  a = cat(a, ", name=\"%s\")", name);
   fill(I, 0, w, false);
   if (b)
     fill(I, 1, b, false);
-  bind(I, 4, a.data);
-  buf_free(&a);
+  bind(I, 4, a);
 }
 
 /* linear from Gemm (B as [out, in] with transB=1, else [in, out]) or from
@@ -653,21 +656,20 @@ static void op_pool(Imp *I, bool max) {
   Win w = window(I, NULL);
   if (w.d[0] != 1 || w.d[1] != 1)
     imp_error(I, "dilated pooling is not supported");
-  Buf a = {0};
-  buf_printf(&a, "%s(%s, %s", max ? "maxpool2d" : "avgpool2d", x->var, pair(w.k));
+  char *a = "";
+  a = cat(a, "%s(%s, %s", max ? "maxpool2d" : "avgpool2d", x->var, pair(w.k));
   if (w.s[0] != w.k[0] || w.s[1] != w.k[1])
-    buf_printf(&a, ", stride=%s", pair(w.s));
+    a = cat(a, ", stride=%s", pair(w.s));
   if (w.p[0] || w.p[1])
-    buf_printf(&a, ", padding=%s", pair(w.p));
+    a = cat(a, ", padding=%s", pair(w.p));
   if (attr_int(I, "ceil_mode", 0))
-    buf_puts(&a, ", ceil_mode=true");
+    a = cat(a, "%s", ", ceil_mode=true");
   /* ONNX counts only the real pixels by default, PyTorch all of them */
   if (!max && (w.p[0] || w.p[1]) && !attr_int(I, "count_include_pad", 0))
-    buf_puts(&a, ", count_include_pad=false");
-  buf_puts(&a, ")");
+    a = cat(a, "%s", ", count_include_pad=false");
+  a = cat(a, "%s", ")");
   auto_name(I, max ? OP_MAXPOOL2D : OP_AVGPOOL2D);
-  bind(I, 4, a.data);
-  buf_free(&a);
+  bind(I, 4, a);
 }
 
 static void op_global_pool(Imp *I, bool max) {
@@ -754,18 +756,17 @@ static void op_concat(Imp *I) {
     imp_error(I, "only axis=1 (channels) is supported");
   if (cur_node->n_input < 1 || cur_node->n_input > NNCC_MAX_ARGS)
     imp_error(I, "Concat needs 1 to %d inputs", NNCC_MAX_ARGS);
-  Buf a = {0};
-  buf_puts(&a, "concat([");
+  char *a = "";
+  a = cat(a, "%s", "concat([");
   int rank = 0;
   for (size_t j = 0; j < cur_node->n_input; j++) {
     Val *x = in_tensor(I, (int)j);
     rank = x->rank;
-    buf_printf(&a, "%s%s", j ? ", " : "", x->var);
+    a = cat(a, "%s%s", j ? ", " : "", x->var);
   }
-  buf_puts(&a, "])");
+  a = cat(a, "%s", "])");
   auto_name(I, OP_CONCAT);
-  bind(I, rank, a.data);
-  buf_free(&a);
+  bind(I, rank, a);
 }
 
 static void op_dropout(Imp *I) {
@@ -834,18 +835,14 @@ static void read_node(Imp *I, int index) {
 
 /* ---- the model -------------------------------------------------------- */
 
-static Onnx__ModelProto *read_model(Imp *I) {
-  size_t len;
-  char *data = fio_read_file(I->path, ONNX_MAX_BYTES, &len);
-  if (!data) {
-    fprintf(stderr, "nncc: error: cannot read '%s': %s\n", I->path,
-            errno == EFBIG ? "larger than 2 GiB, protobuf's limit" : fio_strerror(errno));
-    diag_fail();
-  }
-  Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, (const uint8_t *)data);
-  free(data);
-  if (!m || !m->graph)
+static Onnx__ModelProto *read_model(Imp *I, const uint8_t *data, size_t len) {
+  Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, data);
+  if (!m || !m->graph) {
+    if (m)
+      onnx__model_proto__free_unpacked(m, NULL);
     imp_error(I, "not an ONNX model (a truncated file, or not an ONNX protobuf)");
+  }
+  I->m = m;
   bool found = false;
   for (size_t i = 0; i < m->n_opset_import; i++) {
     const Onnx__OperatorSetIdProto *o = m->opset_import[i];
@@ -866,7 +863,7 @@ static Onnx__ModelProto *read_model(Imp *I) {
 
 /* The one input that is not an initializer: f32[N, C, H, W], N free (a
  * name, absent or 1: --batch) or fixed.  Writes the input line. */
-static const char *read_input(Imp *I, Buf *head, const char *source) {
+static char *read_input(Imp *I, const char *source) {
   const Onnx__ValueInfoProto *in = NULL;
   int n = 0;
   for (size_t i = 0; i < I->g->n_input; i++)
@@ -904,13 +901,14 @@ static const char *read_input(Imp *I, Buf *head, const char *source) {
              : format("mnist(pad=[%lld, %lld])", (long long)t0, (long long)l0);
   }
   char *var = var_name(I, in->name, "x");
-  buf_printf(head, "input %s: f32[%lld, %lld, %lld, %lld] = %s\n", var, (long long)I->batch,
-             (long long)d[1], (long long)d[2], (long long)d[3], source);
   add_val(I, in->name, (Val){.kind = VAL_TENSOR, .var = var, .rank = 4});
-  return in->name;
+  return format("input %s: f32[%lld, %lld, %lld, %lld] = %s\n", var, (long long)I->batch,
+                (long long)d[1], (long long)d[2], (long long)d[3], source);
 }
 
-/* Requires: the text compiled.  Copies each parameter from its initializer. */
+/* Requires: the text compiled.  Copies each parameter from its
+ * initializer (w NULL: only checks that each has the parameter's size, so
+ * the block is allocated only for a model the initializers fill). */
 static void fill_weights(Imp *I, Graph *g, int first_line, float *w) {
   for (int f = 0; f < I->nfills; f++) {
     const Fill *fl = &I->fills[f];
@@ -928,6 +926,8 @@ static void fill_weights(Imp *I, Graph *g, int first_line, float *w) {
     if (numel != p->numel)
       imp_error(I, "initializer '%s' has %lld values, parameter %s needs %lld", fl->src->name,
                 (long long)numel, p->name, (long long)p->numel);
+    if (!w)
+      continue;
     float *dst = w + p->offset;
     if (fl->transpose) { /* [in, out] -> [out, in] */
       int64_t rows = fl->src->dims[0], cols = fl->src->dims[1];
@@ -949,15 +949,120 @@ static noreturn void import_usage(const char *fmt, const char *arg) {
   exit(2);
 }
 
+/* The import of one ONNX file's bytes: see nncc.h. */
+static void import_model(Imp *I, const uint8_t *data, size_t len, const char *model_name,
+                         OnnxImport *res) {
+  Onnx__ModelProto *m = read_model(I, data, len);
+  I->g = m->graph;
+  I->skip = xalloc(sizeof(bool) * (I->g->n_node + 1));
+  char *model = var_name(I, model_name, "model");
+
+  for (size_t i = 0; i < I->g->n_initializer; i++) {
+    const Onnx__TensorProto *t = I->g->initializer[i];
+    if (!t->name || !t->name[0])
+      imp_error(I, "initializer %zu has no name", i + 1);
+    add_val(I, t->name, (Val){.kind = VAL_CONST, .t = t, .is_init = true});
+  }
+  if (I->g->n_output != 1)
+    imp_error(I, "the graph has %zu outputs; nncc trains a model of one output (the logits)",
+              I->g->n_output);
+  char *head = read_input(I, I->source);
+  char *label = var_name(I, "labels", "labels");
+  char *loss = var_name(I, "loss", "loss");
+
+  for (size_t i = 0; i < I->g->n_node; i++) {
+    cur_node = I->g->node[i];
+    read_node(I, (int)i);
+  }
+  cur_node = NULL;
+  const Onnx__ValueInfoProto *o = I->g->output[0];
+  int oi = val_index(I, o->name);
+  if (oi < 0 || I->v[oi].kind != VAL_TENSOR || I->v[oi].rank != 2)
+    imp_error(I, "the output '%s' must be computed from the input as [N, classes] logits",
+              o->name ? o->name : "");
+  int64_t k = -1;
+  const Onnx__TypeProto *ot = o->type;
+  if (ot && ot->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && ot->tensor_type &&
+      ot->tensor_type->shape && ot->tensor_type->shape->n_dim == 2 &&
+      ot->tensor_type->shape->dim[1]->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
+    k = ot->tensor_type->shape->dim[1]->dim_value;
+  /* else the classes are the last linear's outputs (checked once compiled) */
+  for (int f = I->nfills - 1; f >= 0 && k < 1; f--)
+    if (I->fills[f].k == 0 && I->fills[f].src->n_dims == 2)
+      k = I->fills[f].transpose ? I->fills[f].src->dims[1] : I->fills[f].src->dims[0];
+  if (k < 1 || k > NNCC_MAX_CLASSES)
+    imp_error(I, "the output '%s' must have a fixed number of classes, 1 to %d", o->name,
+              NNCC_MAX_CLASSES);
+
+  /* the whole text: a header, the input and label, the nodes, the loss */
+  Buf *text = &res->text;
+  buf_printf(text, "# Imported from %s by nncc %s: ONNX IR %lld, opset %lld%s%s%s.\n", I->path,
+             NNCC_VERSION, (long long)m->ir_version, (long long)I->opset,
+             m->producer_name && m->producer_name[0] ? ", made by " : "",
+             m->producer_name ? m->producer_name : "",
+             m->producer_version && m->producer_version[0] ? format(" %s", m->producer_version) : "");
+  buf_printf(text, "# Parameters keep the ONNX initializers' names (docs/onnx.md); the train line\n"
+                   "# is nncc's default: edit it.\n");
+  buf_printf(text, "model %s\n\n%s", model, head);
+  buf_printf(text, "label %s: class[%lld] of %lld\n\n", label, (long long)I->batch, (long long)k);
+  int first_line = 0;
+  for (size_t i = 0; i < text->len; i++)
+    first_line += text->data[i] == '\n';
+  buf_puts(text, I->nn.data ? I->nn.data : "");
+  buf_printf(text, "%s = cross_entropy(%s, %s)\n\ntrain adam(lr=0.001) epochs=10 seed=1\n", loss,
+             I->v[oi].var, label);
+  buf_free(&I->nn);
+
+  /* compiled by the front end: what import writes is a model nncc takes */
+  SrcFile *file = source_from_string(res->nn_name ? res->nn_name : "<import>", text->data);
+  Graph *g = elaborate(file, parse(file));
+  ranks_pass(g, 1, 0);
+  shape_pass(g);
+  params_layout(g);
+  Node *logits = g->nodes[g->nodes[g->loss]->in[0]];
+  if (logits->dims[1] != k)
+    imp_error(I, "the output '%s' has %lld classes, its ValueInfo says %lld", o->name,
+              (long long)logits->dims[1], (long long)k);
+  fill_weights(I, g, first_line, NULL);
+  res->graph = g;
+  if (res->want_weights) {
+    res->weights = weights_alloc(g);
+    fill_weights(I, g, first_line, res->weights);
+  }
+}
+
+bool onnx_import(const char *path, const uint8_t *data, size_t len, OnnxImport *res) {
+  Imp I = {.path = path, .batch = res->batch, .source = res->input};
+  /* the model's name: the output's file name, else the ONNX file's */
+  const char *base = res->nn_name ? res->nn_name : path;
+  base = strrchr(base, '/') ? strrchr(base, '/') + 1 : base;
+  char *name = xstrndup(base, strcspn(base, "."));
+  jmp_buf trap, *outer = diag_trap;
+  diag_trap = &trap;
+  bool ok = !setjmp(trap);
+  if (ok)
+    import_model(&I, data, len, name, res);
+  diag_trap = outer;
+  cur_node = NULL;
+  if (I.m)
+    onnx__model_proto__free_unpacked(I.m, NULL);
+  if (!ok) {
+    buf_free(&I.nn);
+    buf_free(&res->text);
+    free(res->weights);
+    res->weights = NULL;
+  }
+  return ok;
+}
+
 int onnx_import_main(int argc, char **argv) {
-  Imp I = {0};
-  const char *out = NULL, *weights = NULL;
+  OnnxImport res = {0};
+  const char *path = NULL, *out = NULL, *weights = NULL;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
-    bool has_value = i + 1 < argc;
     if (strcmp(a, "-o") == 0 || strcmp(a, "--weights") == 0 || strcmp(a, "--batch") == 0 ||
         strcmp(a, "--input") == 0) {
-      if (!has_value)
+      if (i + 1 == argc)
         import_usage("%s needs a value", a);
       const char *v = argv[++i];
       if (a[1] == 'o')
@@ -965,123 +1070,49 @@ int onnx_import_main(int argc, char **argv) {
       else if (a[2] == 'w')
         weights = v;
       else if (a[2] == 'i')
-        I.source = v;
+        res.input = v;
       else {
         char *end;
         errno = 0;
         long long b = strtoll(v, &end, 10);
         if (errno || *end || end == v || b < 1 || b > 1 << 20)
           import_usage("--batch takes a batch size from 1 to 1048576, not '%s'", v);
-        I.batch = b;
+        res.batch = b;
       }
     } else if (a[0] == '-' && a[1]) {
       import_usage("unknown import option '%s'", a);
-    } else if (I.path) {
+    } else if (path) {
       import_usage("more than one input file ('%s')", a);
     } else {
-      I.path = a;
+      path = a;
     }
   }
-  if (!I.path)
+  if (!path)
     import_usage("import needs an ONNX file%s", "");
-  Onnx__ModelProto *m = read_model(&I);
-  I.g = m->graph;
-  I.skip = xalloc(sizeof(bool) * (I.g->n_node + 1));
-
-  /* the model's name: the output's file name, else the ONNX graph's */
-  const char *base = out ? strrchr(out, '/') ? strrchr(out, '/') + 1 : out : I.g->name;
-  char *model = var_name(&I, base ? xstrndup(base, strcspn(base, ".")) : NULL, "model");
-
-  for (size_t i = 0; i < I.g->n_initializer; i++) {
-    const Onnx__TensorProto *t = I.g->initializer[i];
-    if (!t->name || !t->name[0])
-      imp_error(&I, "initializer %zu has no name", i + 1);
-    add_val(&I, t->name, (Val){.kind = VAL_CONST, .t = t, .is_init = true});
+  size_t len;
+  char *data = fio_read_file(path, ONNX_MAX_BYTES, &len);
+  if (!data) {
+    fprintf(stderr, "nncc: error: cannot read '%s': %s\n", path,
+            errno == EFBIG ? "larger than 2 GiB, protobuf's limit" : fio_strerror(errno));
+    return 1;
   }
-  if (I.g->n_output != 1)
-    imp_error(&I, "the graph has %zu outputs; nncc trains a model of one output (the logits)",
-              I.g->n_output);
-  Buf head = {0};
-  const char *input = read_input(&I, &head, I.source);
-  char *label = var_name(&I, "labels", "labels");
-  char *loss = var_name(&I, "loss", "loss");
-
-  for (size_t i = 0; i < I.g->n_node; i++) {
-    cur_node = I.g->node[i];
-    read_node(&I, (int)i);
-  }
-  cur_node = NULL;
-  const Onnx__ValueInfoProto *o = I.g->output[0];
-  int oi = val_index(&I, o->name);
-  if (oi < 0 || I.v[oi].kind != VAL_TENSOR || I.v[oi].rank != 2)
-    imp_error(&I, "the output '%s' must be computed from the input as [N, classes] logits", o->name);
-  int64_t classes = -1;
-  const Onnx__TypeProto *ot = o->type;
-  if (ot && ot->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && ot->tensor_type &&
-      ot->tensor_type->shape && ot->tensor_type->shape->n_dim == 2 &&
-      ot->tensor_type->shape->dim[1]->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
-    classes = ot->tensor_type->shape->dim[1]->dim_value;
-
-  /* the whole text: a header, the input and label, the nodes, the loss */
-  Buf text = {0};
-  buf_printf(&text, "# Imported from %s by nncc %s: ONNX IR %lld, opset %lld%s%s%s.\n", I.path,
-             NNCC_VERSION, (long long)m->ir_version, (long long)I.opset,
-             m->producer_name && m->producer_name[0] ? ", made by " : "",
-             m->producer_name ? m->producer_name : "", m->producer_version && m->producer_version[0] ?
-             format(" %s", m->producer_version) : "");
-  buf_printf(&text, "# Parameters keep the ONNX initializers' names (docs/onnx.md); the train line\n"
-                    "# is nncc's default: edit it.\n");
-  buf_printf(&text, "model %s\n\n%s", model, head.data);
-  /* the classes: from the output's declared shape, else from the last
-   * linear (compiled below, and checked there) */
-  int64_t k = classes;
-  if (k < 1) {
-    for (int f = I.nfills - 1; f >= 0 && k < 1; f--)
-      if (I.fills[f].k == 0 && I.fills[f].src->n_dims == 2)
-        k = I.fills[f].transpose ? I.fills[f].src->dims[1] : I.fills[f].src->dims[0];
-  }
-  if (k < 1 || k > NNCC_MAX_CLASSES)
-    imp_error(&I, "the output '%s' must have a fixed number of classes, 1 to %d", o->name, NNCC_MAX_CLASSES);
-  buf_printf(&text, "label %s: class[%lld] of %lld\n\n", label, (long long)I.batch, (long long)k);
-  int first_line = 0;
-  for (size_t i = 0; i < text.len; i++)
-    first_line += text.data[i] == '\n';
-  buf_puts(&text, I.nn.data ? I.nn.data : "");
-  buf_printf(&text, "%s = cross_entropy(%s, %s)\n\ntrain adam(lr=0.001) epochs=10 seed=1\n", loss,
-             I.v[oi].var, label);
-  (void)input;
-
-  /* compiled by the front end: what import writes is a model nncc takes */
-  SrcFile *file = source_from_string(out ? out : "<import>", text.data);
-  Graph *g = elaborate(file, parse(file));
-  ranks_pass(g, 1, 0);
-  shape_pass(g);
-  params_layout(g);
-  Node *logits = g->nodes[g->nodes[g->loss]->in[0]];
-  if (logits->dims[1] != k)
-    imp_error(&I, "the output '%s' has %lld classes, its ValueInfo says %lld", o->name,
-              (long long)logits->dims[1], (long long)k);
-
+  res.nn_name = out;
+  res.want_weights = weights != NULL;
+  bool ok = onnx_import(path, (const uint8_t *)data, len, &res);
+  free(data);
+  if (!ok)
+    return 1;
   int rc = 0;
-  if (weights) {
-    float *w = weights_alloc(g);
-    fill_weights(&I, g, first_line, w);
-    if (!weights_save(g, weights, w))
-      rc = 1;
-    free(w);
+  if (weights && !weights_save(res.graph, weights, res.weights))
+    rc = 1;
+  if (rc == 0 && !out) {
+    fwrite(res.text.data, 1, res.text.len, stdout);
+    rc = fflush(stdout) == 0 ? 0 : 1;
+  } else if (rc == 0 && !write_file_atomic(out, res.text.data, res.text.len)) {
+    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", out, fio_strerror(errno));
+    rc = 1;
   }
-  if (rc == 0) {
-    if (!out) {
-      fwrite(text.data, 1, text.len, stdout);
-      rc = fflush(stdout) == 0 ? 0 : 1;
-    } else if (!write_file_atomic(out, text.data, text.len)) {
-      fprintf(stderr, "nncc: error: cannot write '%s': %s\n", out, fio_strerror(errno));
-      rc = 1;
-    }
-  }
-  buf_free(&text);
-  buf_free(&head);
-  buf_free(&I.nn);
-  onnx__model_proto__free_unpacked(m, NULL);
+  buf_free(&res.text);
+  free(res.weights);
   return rc;
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # run_fuzz.sh [--fresh] BIN NAME SECONDS WORKDIR [LIBFUZZER FLAGS...]
-# Runs the fuzzer BIN (tests/fuzz/fuzz_NAME.c: front, idx or ckpt) for
+# Runs the fuzzer BIN (tests/fuzz/fuzz_NAME.c: front, idx, ckpt or onnx) for
 # SECONDS on its seeds and dictionary (tests/fuzz/NAME.dict), with the
 # suite's limits: 1 s per input, 512 MB of memory, leaks are errors.
 # In WORKDIR: corpus/ (the grown corpus, kept between runs), artifacts/
@@ -27,6 +27,10 @@ case $name in
     for f in "$root"/models/*.nn "$root"/models/lib/*.nn "$root"/tests/*/*.nn; do
       d=$(basename "$(dirname "$f")")
       cp "$f" "$work/seeds/${d}_$(basename "$f")" || exit 2
+    done ;;
+  onnx) # tests/onnx's files up to 300 KB (the bigger ones only slow the mutations down)
+    for f in "$root"/tests/onnx/*.onnx; do
+      [ "$(wc -c < "$f")" -le 300000 ] && { cp "$f" "$work/seeds/" || exit 2; }
     done ;;
   idx|ckpt) # the runtime reports every rejected file on stderr: keep libFuzzer's output only
     cp "$root"/tests/fuzz/seeds/"$name"/* "$work/seeds/" || exit 2
