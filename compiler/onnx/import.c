@@ -41,6 +41,7 @@ typedef struct Val {
 /* A parameter tensor to fill: the .nn node on `line` gets its k-th
  * parameter from `src` (transposed when it is a [in, out] matrix). */
 typedef struct Fill {
+  const Onnx__NodeProto *node; /* for messages */
   int line, k;
   const Onnx__TensorProto *src;
   bool transpose;
@@ -154,24 +155,25 @@ static void take_node_name(Imp *I, const char *name) {
 static void auto_name(Imp *I, OpKind op) {
   const char *key = node_desc(&(Node){.op = op})->abbrev;
   int n = strmap_get(&I->counters, key);
+  if (n < 0)
+    n = 0;
   size_t klen = strlen(key);
   const char *sep = klen && key[klen - 1] >= '0' && key[klen - 1] <= '9' ? "_" : "";
   char *name;
   do
     name = format("%s%s%d", key, sep, ++n);
   while (node_name_taken(I, name));
-  strmap_put(&I->counters, key, n < 0 ? 1 : n);
+  strmap_put(&I->counters, key, n);
   take_node_name(I, name);
 }
 
 /* The name of a node whose parameters come from initializers: their common
  * stem ("features.0" for "features.0.weight" and "features.0.bias") when
  * every one is stem + its nncc suffix and the name is free; else a name
- * made from the ONNX node's.  *kept says which. */
+ * made from the ONNX node's. */
 static char *param_node_name(Imp *I, const Onnx__TensorProto *const *src, const char *const *suffix,
-                             int n, bool *kept) {
+                             int n) {
   char *stem = NULL;
-  *kept = false;
   for (int k = 0; k < n; k++) {
     if (!src[k])
       continue;
@@ -187,9 +189,7 @@ static char *param_node_name(Imp *I, const Onnx__TensorProto *const *src, const 
     }
     stem = s;
   }
-  if (stem && node_name_valid(stem) && !node_name_taken(I, stem)) {
-    *kept = true;
-  } else {
+  if (!stem || !node_name_valid(stem) || node_name_taken(I, stem)) {
     char *base = identifier(cur_node->name && *cur_node->name ? cur_node->name : cur_node->output[0],
                             cur_node->op_type);
     stem = base;
@@ -457,8 +457,8 @@ static void bind(Imp *I, int rank, const char *expr) {
 }
 
 static void fill(Imp *I, int k, const Onnx__TensorProto *src, bool transpose) {
-  VEC_PUSH(I->fills, I->nfills, I->fcap, ((Fill){.line = I->line + 1, .k = k, .src = src,
-                                                 .transpose = transpose}));
+  VEC_PUSH(I->fills, I->nfills, I->fcap, ((Fill){.node = cur_node, .line = I->line + 1, .k = k,
+                                                 .src = src, .transpose = transpose}));
 }
 
 /* A parameter from input j: an initializer of float dtype and the given
@@ -499,9 +499,8 @@ static void op_conv(Imp *I) {
   int64_t groups = attr_int(I, "group", 1);
   if (groups < 1 || out % groups)
     imp_error(I, "group %lld does not divide the %lld output channels", (long long)groups, (long long)out);
-  bool kept;
   char *name = param_node_name(I, (const Onnx__TensorProto *[]){w, b}, (const char *[]){".weight", ".bias"},
-                               2, &kept);
+                               2);
   char *a = "";
   a = cat(a, "conv2d(%s, %lld, kernel=%s", x->var, (long long)out, pair(win.k));
   if (win.s[0] != 1 || win.s[1] != 1)
@@ -531,9 +530,8 @@ static void emit_linear(Imp *I, Val *x, const Onnx__TensorProto *w, bool w_in_ou
   if (b && !((b->n_dims == 1 && b->dims[0] == out) || (b->n_dims == 2 && b->dims[0] == 1 && b->dims[1] == out)))
     imp_error(I, "the bias '%s' has shape %s, not [%lld]", b->name, dims_str(b->dims, (int)b->n_dims),
               (long long)out);
-  bool kept;
   char *name = param_node_name(I, (const Onnx__TensorProto *[]){w, b}, (const char *[]){".weight", ".bias"},
-                               2, &kept);
+                               2);
   fill(I, 0, w, w_in_out);
   if (b)
     fill(I, 1, b, false);
@@ -628,9 +626,8 @@ static void op_batchnorm(Imp *I) {
   double momentum = shortest((float)attr_float(I, "momentum", 0.9));
   if (!(eps > 0) || !(momentum >= 0 && momentum <= 1))
     imp_error(I, "epsilon must be positive and momentum in [0, 1]");
-  bool kept;
   char *name = param_node_name(I, t, (const char *[]){".weight", ".bias", ".running_mean", ".running_var"},
-                               4, &kept);
+                               4);
   for (int k = 0; k < 4; k++)
     fill(I, k, t[k], false);
   /* ONNX's momentum weighs the running statistic, PyTorch's the batch's;
@@ -922,6 +919,7 @@ static void fill_weights(Imp *I, Graph *g, int first_line, float *w) {
     if (!n || fl->k >= n->nparams)
       ICE("no parameter %d on line %d of the imported text", fl->k, first_line + fl->line);
     const Param *p = &n->params[fl->k];
+    cur_node = fl->node;
     int64_t numel = tensor_numel(I, fl->src);
     if (numel != p->numel)
       imp_error(I, "initializer '%s' has %lld values, parameter %s needs %lld", fl->src->name,
@@ -939,6 +937,7 @@ static void fill_weights(Imp *I, Graph *g, int first_line, float *w) {
         dst[i] = tensor_f(fl->src, i);
     }
   }
+  cur_node = NULL;
 }
 
 static noreturn void import_usage(const char *fmt, const char *arg) {

@@ -48,6 +48,8 @@ tests/onnx/:
       [784,32] -> Add fc.bias -> Relu -> Dropout (ratio: the initializer
       dropout.ratio = 0.25) -> Gemm(transB=1) out.weight [10,32], out.bias ->
       logits [N,10].  No reference.
+  names.onnx
+      built with onnx.helper: the importer's naming rules (make_names).
   bad_op.onnx, bad_autopad.onnx, bad_dtype.onnx, two_outputs.onnx,
   external_data.onnx, bad_opset.onnx, truncated.onnx, garbage.onnx
       malformed or unsupported files for the importer's error tests (see
@@ -407,6 +409,38 @@ def make_dropout_gemm():
         fail("dropout_gemm: cv2 differs from numpy by %.3g relative" % rel)
 
 
+def make_names():
+    """names.onnx: the importer's naming rules.  A Relu first (nncc names it
+    relu1), then a Conv whose initializers' stem is that name (taken: the
+    node is named after the ONNX node instead), a Conv whose weight and
+    bias have different stems (no common stem: the same), a Clip of
+    [0, 6] given as Constant nodes (relu6) and one with no max (relu),
+    an ONNX node name that is not an identifier; no reference needed."""
+    rng = np.random.RandomState(3)
+    nodes, inits = tail("c2", rng)
+    inits += [numpy_helper.from_array(f32(rng, 4, 1, 3, 3), "relu1.weight"),
+              numpy_helper.from_array(f32(rng, 4), "relu1.bias"),
+              numpy_helper.from_array(f32(rng, 1, 4, 3, 3), "a.weight"),
+              numpy_helper.from_array(f32(rng, 1), "b.bias")]
+    consts = [helper.make_node("Constant", [], ["lo"], name="lo",
+                               value=numpy_helper.from_array(np.array(0, dtype=np.float32))),
+              helper.make_node("Constant", [], ["hi"], name="hi",
+                               value=numpy_helper.from_array(np.array(6, dtype=np.float32)))]
+    nodes = consts + [
+        helper.make_node("Relu", ["x"], ["r"], name="first relu"),
+        helper.make_node("Conv", ["r", "relu1.weight", "relu1.bias"], ["c1"], name="/stem/Conv",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c1", "lo", "hi"], ["c1a"], name="/stem/Clip"),
+        helper.make_node("Conv", ["c1a", "a.weight", "b.bias"], ["c2p"], name="9conv",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c2p", "lo"], ["c2"], name="clip_min_only")] + nodes
+    m = model_of(nodes, [x_input()], [logits_output()], inits, name="names")
+    onnx.checker.check_model(m)
+    path = os.path.join(HERE, "names.onnx")
+    save_model(path, m)
+    print("== names: %d bytes" % os.path.getsize(path))
+
+
 def tail(src, rng, elem=TensorProto.FLOAT, opset=OPSET):
     """src [N,1,28,28] -> MaxPool 7x7/7 -> Flatten -> Gemm(transB=1) ->
     logits [N,10]: small initializers (fc.weight [10,16], fc.bias [10])."""
@@ -498,6 +532,7 @@ def main():
     for m in MODELS:
         make(*m)
     make_dropout_gemm()
+    make_names()
     make_error_files()
 
 

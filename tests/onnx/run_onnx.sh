@@ -50,13 +50,22 @@ done
 COMPARE_TOL=1e-5 REF_DIR=tests/onnx MODEL_DIR="$tmp/nn" REF_NO_LOSSES=1 \
   sh tests/ref/run_ref.sh "$nncc" "$cc" ${ONNX_GRADS:-$names} || fail "the imported models against PyTorch"
 
-# the same file imported twice gives the same bytes (and a dropout model)
+# models without a reference, against their golden .nn: MatMul + Add and
+# Dropout (dropout_gemm), the naming rules (names); each imported twice
+# gives the same bytes, .nn and weights
 mkdir -p "$tmp/a" "$tmp/b"
-"$nncc" import tests/onnx/dropout_gemm.onnx -o "$tmp/a/d.nn" --weights "$tmp/a/d.safetensors" &&
-  "$nncc" import tests/onnx/dropout_gemm.onnx -o "$tmp/b/d.nn" --weights "$tmp/b/d.safetensors" &&
-  cmp "$tmp/a/d.nn" "$tmp/b/d.nn" && cmp "$tmp/a/d.safetensors" "$tmp/b/d.safetensors" &&
-  grep -q 'dropout(relu_, p=0.25)' "$tmp/a/d.nn" &&
-  grep -q 'linear(flatten_, 32, name="fc_matmul")' "$tmp/a/d.nn" || fail "dropout_gemm.onnx"
+for m in dropout_gemm names; do
+  echo "== import $m"
+  "$nncc" import "tests/onnx/$m.onnx" -o "$tmp/a/$m.nn" --weights "$tmp/a/$m.safetensors" &&
+    "$nncc" import "tests/onnx/$m.onnx" -o "$tmp/b/$m.nn" --weights "$tmp/b/$m.safetensors" &&
+    cmp "$tmp/a/$m.nn" "$tmp/b/$m.nn" && cmp "$tmp/a/$m.safetensors" "$tmp/b/$m.safetensors" ||
+    { fail "$m.onnx: import"; continue; }
+  if [ "${UPDATE_GOLDEN:-0}" = 1 ]; then
+    cp "$tmp/a/$m.nn" "tests/onnx/golden/$m.nn"
+  else
+    diff -u "tests/onnx/golden/$m.nn" "$tmp/a/$m.nn" || fail "$m: the .nn differs from tests/onnx/golden/$m.nn"
+  fi
+done
 
 # refusals: FILE|the message
 echo "== refusals"
