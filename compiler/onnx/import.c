@@ -64,6 +64,7 @@ typedef struct Imp {
   int64_t batch;
   const char *source;/* --input */
   bool *skip;        /* per node: read already (an Add merged into a linear) */
+  StrMap nreaders, first_reader; /* per tensor name: count_readers() */
   Onnx__ModelProto *m; /* freed by onnx_import() on every path */
 } Imp;
 
@@ -241,6 +242,9 @@ static const Onnx__TensorProto *in_const(Imp *I, int j, bool *is_init) {
   return I->v[i].t;
 }
 
+/* A name for messages: an optional string of the file may be absent. */
+static const char *str(const char *s) { return s ? s : ""; }
+
 /* An ONNX data type's name (TensorProto.DataType). */
 static const char *dtype_name(int32_t t) {
   static const char *const names[] = {"UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16",
@@ -253,10 +257,10 @@ static int64_t tensor_numel(Imp *I, const Onnx__TensorProto *t) {
   int64_t n = 1;
   for (size_t d = 0; d < t->n_dims; d++) {
     if (t->dims[d] < 0 || t->dims[d] > NNCC_MAX_ELEMENTS)
-      imp_error(I, "tensor '%s' has dimension %lld", t->name, (long long)t->dims[d]);
+      imp_error(I, "tensor '%s' has dimension %lld", str(t->name), (long long)t->dims[d]);
     n *= t->dims[d];
     if (n > NNCC_MAX_ELEMENTS)
-      imp_error(I, "tensor '%s' has more than 2^30 elements (nncc's limit)", t->name);
+      imp_error(I, "tensor '%s' has more than 2^30 elements (nncc's limit)", str(t->name));
   }
   return n;
 }
@@ -267,16 +271,16 @@ static int64_t check_tensor(Imp *I, const Onnx__TensorProto *t, int dtype, const
   if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
     imp_error(I, "tensor '%s' keeps its data in an external file; nncc imports only self-contained "
               "models (onnx.load(path) then onnx.save(model, path, save_as_external_data=False))",
-              t->name);
+              str(t->name));
   if (t->data_type != dtype)
-    imp_error(I, "tensor '%s' is %s; %s must be %s", t->name, dtype_name(t->data_type), what,
+    imp_error(I, "tensor '%s' is %s; %s must be %s", str(t->name), dtype_name(t->data_type), what,
               dtype_name(dtype));
   int64_t n = tensor_numel(I, t);
   size_t have = t->has_raw_data ? t->raw_data.len / (dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? 4 : 8)
                 : dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? t->n_float_data : t->n_int64_data;
   size_t unit = dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? 4 : 8;
   if ((int64_t)have != n || (t->has_raw_data && t->raw_data.len % unit))
-    imp_error(I, "tensor '%s' holds %zu values, its shape %s needs %lld", t->name, have,
+    imp_error(I, "tensor '%s' holds %zu values, its shape %s needs %lld", str(t->name), have,
               dims_str(t->dims, (int)t->n_dims), (long long)n);
   return n;
 }
@@ -476,7 +480,7 @@ static const Onnx__TensorProto *param_input(Imp *I, int j, const char *what, int
   for (int d = 0; ok && d < rank; d++)
     ok = dims[d] < 0 || t->dims[d] == dims[d];
   if (!ok)
-    imp_error(I, "the %s '%s' has shape %s", what, t->name, dims_str(t->dims, (int)t->n_dims));
+    imp_error(I, "the %s '%s' has shape %s", what, str(t->name), dims_str(t->dims, (int)t->n_dims));
   return t;
 }
 
@@ -559,15 +563,26 @@ static void op_gemm(Imp *I) {
   emit_linear(I, x, w, !trans_b, b);
 }
 
-/* The nodes and graph outputs that read tensor `name`. */
-static int readers(const Imp *I, const char *name) {
-  int n = 0;
-  for (size_t q = 0; q < I->g->n_node; q++)
-    for (size_t j = 0; j < I->g->node[q]->n_input; j++)
-      n += strcmp(I->g->node[q]->input[j], name) == 0;
-  for (size_t q = 0; q < I->g->n_output; q++)
-    n += I->g->output[q]->name && strcmp(I->g->output[q]->name, name) == 0;
-  return n;
+/* Who reads each tensor: the number of node inputs and graph outputs
+ * that name it, and the first node that does (-1: none).  One pass, so a
+ * hostile graph costs linear time. */
+static void count_readers(Imp *I) {
+  for (size_t k = 0; k < I->g->n_node; k++) {
+    const Onnx__NodeProto *n = I->g->node[k];
+    for (size_t j = 0; j < n->n_input; j++) {
+      if (!n->input[j][0])
+        continue;
+      int c = strmap_get(&I->nreaders, n->input[j]);
+      strmap_put(&I->nreaders, n->input[j], c < 0 ? 1 : c + 1);
+      if (c < 0)
+        strmap_put(&I->first_reader, n->input[j], (int)k);
+    }
+  }
+  for (size_t q = 0; q < I->g->n_output; q++) {
+    const char *o = I->g->output[q]->name ? I->g->output[q]->name : "";
+    int c = strmap_get(&I->nreaders, o);
+    strmap_put(&I->nreaders, o, c < 0 ? 1 : c + 1);
+  }
 }
 
 /* MatMul(x, W[in, out]), and the Add of a bias [out] that is the
@@ -578,24 +593,21 @@ static void op_matmul(Imp *I, int index) {
   const Onnx__TensorProto *w = param_input(I, 1, "weight", 2, (int64_t[]){-1, -1});
   if (!w)
     imp_error(I, "the weight is missing");
-  const Onnx__NodeProto *mm = cur_node;
+  const char *prod = cur_node->output[0];
   const Onnx__NodeProto *add = NULL;
   const Onnx__TensorProto *b = NULL;
-  for (size_t k = (size_t)index + 1; readers(I, mm->output[0]) == 1 && k < I->g->n_node; k++) {
+  int k = strmap_get(&I->first_reader, prod);
+  if (strmap_get(&I->nreaders, prod) == 1 && k > index) {
     const Onnx__NodeProto *n = I->g->node[k];
-    int j = n->n_input == 2 ? (strcmp(n->input[0], mm->output[0]) == 0 ? 0
-                               : strcmp(n->input[1], mm->output[0]) == 0 ? 1 : -1) : -1;
-    if (j < 0)
-      continue;
-    int vi = val_index(I, n->input[1 - j]);
-    if (strcmp(n->op_type, "Add") == 0 && n->n_output == 1 && vi >= 0 && I->v[vi].kind == VAL_CONST &&
-        I->v[vi].is_init) {
+    int j = n->n_input != 2 ? -1 : strcmp(n->input[0], prod) == 0 ? 0 : 1;
+    int vi = j < 0 ? -1 : val_index(I, n->input[1 - j]);
+    if (n->op_type && strcmp(n->op_type, "Add") == 0 && n->n_output == 1 && vi >= 0 &&
+        I->v[vi].kind == VAL_CONST && I->v[vi].is_init) {
       add = n;
       b = I->v[vi].t;
       check_tensor(I, b, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, "the bias");
       I->skip[k] = true;
     }
-    break;
   }
   emit_linear(I, x, w, true, b);
   if (add)
@@ -871,19 +883,19 @@ static char *read_input(Imp *I, const char *source) {
               "(the image batch)", n);
   const Onnx__TypeProto *t = in->type;
   if (!t || t->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !t->tensor_type)
-    imp_error(I, "input '%s' is not a tensor", in->name);
+    imp_error(I, "input '%s' is not a tensor", str(in->name));
   if (t->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
     imp_error(I, "input '%s' is %s; nncc trains FLOAT (float32) models", in->name,
               dtype_name(t->tensor_type->elem_type));
   const Onnx__TensorShapeProto *s = t->tensor_type->shape;
   if (!s || s->n_dim != 4)
-    imp_error(I, "input '%s' must be 4-D [N, C, H, W]", in->name);
+    imp_error(I, "input '%s' must be 4-D [N, C, H, W]", str(in->name));
   int64_t d[4];
   for (int k = 0; k < 4; k++) {
     const Onnx__TensorShapeProto__Dimension *dim = s->dim[k];
     d[k] = dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ? dim->dim_value : -1;
     if (k && (d[k] < 1 || d[k] > NNCC_MAX_SIZE))
-      imp_error(I, "input '%s': dimension %d must be a fixed size", in->name, k + 1);
+      imp_error(I, "input '%s': dimension %d must be a fixed size", str(in->name), k + 1);
   }
   if (!I->batch)
     I->batch = d[0] > 1 ? d[0] : 64;
@@ -953,6 +965,13 @@ static void import_model(Imp *I, const uint8_t *data, size_t len, const char *mo
                          OnnxImport *res) {
   Onnx__ModelProto *m = read_model(I, data, len);
   I->g = m->graph;
+  if (I->g->n_node > NNCC_MAX_NODES)
+    imp_error(I, "the graph has %zu nodes, more than nncc's limit of %s", I->g->n_node,
+              fmt_count(NNCC_MAX_NODES));
+  for (size_t k = 0; k < I->g->n_node; k++) /* an absent optional string is NULL */
+    if (!I->g->node[k]->op_type)
+      imp_error(I, "node %zu has no op_type", k + 1);
+  count_readers(I);
   I->skip = xalloc(sizeof(bool) * (I->g->n_node + 1));
   char *model = var_name(I, model_name, "model");
 
@@ -978,7 +997,7 @@ static void import_model(Imp *I, const uint8_t *data, size_t len, const char *mo
   int oi = val_index(I, o->name);
   if (oi < 0 || I->v[oi].kind != VAL_TENSOR || I->v[oi].rank != 2)
     imp_error(I, "the output '%s' must be computed from the input as [N, classes] logits",
-              o->name ? o->name : "");
+              str(o->name));
   int64_t k = -1;
   const Onnx__TypeProto *ot = o->type;
   if (ot && ot->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && ot->tensor_type &&
@@ -990,7 +1009,7 @@ static void import_model(Imp *I, const uint8_t *data, size_t len, const char *mo
     if (I->fills[f].k == 0 && I->fills[f].src->n_dims == 2)
       k = I->fills[f].transpose ? I->fills[f].src->dims[1] : I->fills[f].src->dims[0];
   if (k < 1 || k > NNCC_MAX_CLASSES)
-    imp_error(I, "the output '%s' must have a fixed number of classes, 1 to %d", o->name,
+    imp_error(I, "the output '%s' must have a fixed number of classes, 1 to %d", str(o->name),
               NNCC_MAX_CLASSES);
 
   /* the whole text: a header, the input and label, the nodes, the loss */
@@ -1020,7 +1039,7 @@ static void import_model(Imp *I, const uint8_t *data, size_t len, const char *mo
   params_layout(g);
   Node *logits = g->nodes[g->nodes[g->loss]->in[0]];
   if (logits->dims[1] != k)
-    imp_error(I, "the output '%s' has %lld classes, its ValueInfo says %lld", o->name,
+    imp_error(I, "the output '%s' has %lld classes, its ValueInfo says %lld", str(o->name),
               (long long)logits->dims[1], (long long)k);
   fill_weights(I, g, first_line, NULL);
   res->graph = g;
