@@ -65,6 +65,7 @@ typedef struct Imp {
   const char *source;/* --input */
   bool *skip;        /* per node: read already (an Add merged into a linear) */
   StrMap nreaders, first_reader; /* per tensor name: count_readers() */
+  bool compiling;    /* the front end has the text: its errors name the .nn */
   Onnx__ModelProto *m; /* freed by onnx_import() on every path */
 } Imp;
 
@@ -1032,6 +1033,7 @@ static void import_model(Imp *I, const uint8_t *data, size_t len, const char *mo
   buf_free(&I->nn);
 
   /* compiled by the front end: what import writes is a model nncc takes */
+  I->compiling = true;
   SrcFile *file = source_from_string(res->nn_name ? res->nn_name : "<import>", text->data);
   Graph *g = elaborate(file, parse(file));
   ranks_pass(g, 1, 0);
@@ -1065,6 +1067,9 @@ bool onnx_import(const char *path, const uint8_t *data, size_t len, OnnxImport *
   if (I.m)
     onnx__model_proto__free_unpacked(I.m, NULL);
   if (!ok) {
+    if (I.compiling) /* the front end's error quoted a line of text not written */
+      fprintf(diag_out ? diag_out : stderr, "note: in the .nn text nncc import made of %s; nothing "
+              "was written\n", path);
     buf_free(&I.nn);
     buf_free(&res->text);
     free(res->weights);

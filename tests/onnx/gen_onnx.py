@@ -51,7 +51,7 @@ tests/onnx/:
   names.onnx
       built with onnx.helper: the importer's naming rules (make_names).
   bad_op.onnx, bad_autopad.onnx, bad_dtype.onnx, two_outputs.onnx,
-  external_data.onnx, bad_opset.onnx, truncated.onnx, garbage.onnx
+  external_data.onnx, bad_opset.onnx, bad_shape.onnx, truncated.onnx, garbage.onnx
       malformed or unsupported files for the importer's error tests (see
       make_error_files).
 
@@ -498,6 +498,13 @@ def make_error_files():
     # opset 6 (Gemm-6 needs broadcast=1 for its [10] bias)
     nodes, inits = tail("x", rng, opset=6)
     files["bad_opset"] = model_of(nodes, [x_input()], [logits_output()], inits, opset=6, name="bad_opset")
+
+    # a pooling window that does not fit (7x7 on the 4x4 of a first 7x7
+    # pool): the front end's shape error, on the .nn text import made
+    nodes, inits = tail("p1", np.random.RandomState(4))
+    files["bad_shape"] = model_of(
+        [helper.make_node("MaxPool", ["x"], ["p1"], name="pool1", kernel_shape=[7, 7], strides=[7, 7])] + nodes,
+        [x_input()], [logits_output()], inits, name="bad_shape")
 
     print("== error files")
     for name, m in files.items():
