@@ -487,7 +487,8 @@ static const Onnx__TensorProto *param_input(Imp *I, int j, const char *what, int
 
 /* ---- the ops ---------------------------------------------------------- */
 
-static void op_conv(Imp *I) {
+static void read_conv(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   static const char *const ok[] = {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", NULL};
   only_attrs(I, ok);
   Val *x = in_tensor(I, 0);
@@ -543,7 +544,8 @@ static void emit_linear(Imp *I, Val *x, const Onnx__TensorProto *w, bool w_in_ou
   bind(I, 2, format("linear(%s, %lld%s, name=\"%s\")", x->var, (long long)out, b ? "" : ", bias=false", name));
 }
 
-static void op_gemm(Imp *I) {
+static void read_gemm(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   static const char *const ok[] = {"alpha", "beta", "transA", "transB", NULL};
   only_attrs(I, ok);
   if (attr_float(I, "alpha", 1.0) != 1.0 || attr_float(I, "beta", 1.0) != 1.0)
@@ -588,7 +590,8 @@ static void count_readers(Imp *I) {
 
 /* MatMul(x, W[in, out]), and the Add of a bias [out] that is the
  * product's only reader: one linear. */
-static void op_matmul(Imp *I, int index) {
+static void read_matmul(Imp *I, int index, int arg) {
+  (void)arg;
   only_attrs(I, (const char *const[]){NULL});
   Val *x = in_tensor(I, 0);
   const Onnx__TensorProto *w = param_input(I, 1, "weight", 2, (int64_t[]){-1, -1});
@@ -615,7 +618,8 @@ static void op_matmul(Imp *I, int index) {
     add_val(I, add->output[0], I->v[I->nv - 1]);
 }
 
-static void op_batchnorm(Imp *I) {
+static void read_batchnorm(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   static const char *const ok[] = {"epsilon", "momentum", "spatial", NULL};
   only_attrs(I, ok);
   if (attr_int(I, "spatial", 1) != 1)
@@ -650,7 +654,8 @@ static void op_batchnorm(Imp *I) {
 }
 
 /* Pooling: MaxPool, AveragePool and the global ones. */
-static void op_pool(Imp *I, bool max) {
+static void read_pool(Imp *I, int index, int max) {
+  (void)index;
   static const char *const okmax[] = {"kernel_shape", "strides", "pads", "dilations", "ceil_mode",
                                       "auto_pad", "storage_order", NULL};
   static const char *const okavg[] = {"kernel_shape", "strides", "pads", "ceil_mode", "auto_pad",
@@ -682,7 +687,8 @@ static void op_pool(Imp *I, bool max) {
   bind(I, 4, a);
 }
 
-static void op_global_pool(Imp *I, bool max) {
+static void read_global_pool(Imp *I, int index, int max) {
+  (void)index;
   only_attrs(I, (const char *const[]){NULL});
   Val *x = in_tensor(I, 0);
   if (x->rank != 4)
@@ -692,13 +698,14 @@ static void op_global_pool(Imp *I, bool max) {
 }
 
 /* An op of one tensor that keeps its shape. */
-static void op_unary(Imp *I, OpKind op, const char *args) {
+static void unary(Imp *I, OpKind op, const char *args) {
   Val *x = in_tensor(I, 0);
   auto_name(I, op);
   bind(I, x->rank, format("%s(%s%s)", op_name(op), x->var, args));
 }
 
-static void op_clip(Imp *I) {
+static void read_clip(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   double lo, hi;
   if (I->opset < 11) {
     only_attrs(I, (const char *const[]){"min", "max", NULL});
@@ -710,16 +717,17 @@ static void op_clip(Imp *I) {
     hi = scalar_input(I, 2, INFINITY);
   }
   if (lo == 0 && hi == 6)
-    op_unary(I, OP_RELU6, "");
+    unary(I, OP_RELU6, "");
   else if (lo == 0 && hi >= 3.4028234663852886e38)
-    op_unary(I, OP_RELU, "");
+    unary(I, OP_RELU, "");
   else if (lo < hi && isfinite(lo) && isfinite(hi))
-    op_unary(I, OP_HARDTANH, format(", min_val=%s, max_val=%s", real(shortest((float)lo)), real(shortest((float)hi))));
+    unary(I, OP_HARDTANH, format(", min_val=%s, max_val=%s", real(shortest((float)lo)), real(shortest((float)hi))));
   else
     imp_error(I, "Clip(min=%g, max=%g) has no nncc op (relu6 is [0, 6], hardtanh a finite range)", lo, hi);
 }
 
-static void op_flatten(Imp *I) {
+static void read_flatten(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   only_attrs(I, (const char *const[]){"axis", NULL});
   Val *x = in_tensor(I, 0);
   if (attr_int(I, "axis", 1) != 1)
@@ -729,7 +737,8 @@ static void op_flatten(Imp *I) {
 }
 
 /* Reshape to [N, -1] (or [N, features]): flatten. */
-static void op_reshape(Imp *I) {
+static void read_reshape(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   only_attrs(I, (const char *const[]){"allowzero", NULL});
   Val *x = in_tensor(I, 0);
   const Onnx__TensorProto *s = in_const(I, 1, NULL);
@@ -747,7 +756,8 @@ static void op_reshape(Imp *I) {
   bind(I, 2, format("flatten(%s)", x->var));
 }
 
-static void op_add(Imp *I) {
+static void read_add(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   only_attrs(I, (const char *const[]){NULL});
   int i0 = val_index(I, cur_node->n_input > 0 ? cur_node->input[0] : NULL);
   int i1 = val_index(I, cur_node->n_input > 1 ? cur_node->input[1] : NULL);
@@ -760,7 +770,8 @@ static void op_add(Imp *I) {
   bind(I, a->rank, format("add(%s, %s)", a->var, b->var));
 }
 
-static void op_concat(Imp *I) {
+static void read_concat(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   only_attrs(I, (const char *const[]){"axis", NULL});
   if (attr_int(I, "axis", 1) != 1)
     imp_error(I, "only axis=1 (channels) is supported");
@@ -779,7 +790,8 @@ static void op_concat(Imp *I) {
   bind(I, rank, a);
 }
 
-static void op_dropout(Imp *I) {
+static void read_dropout(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   only_attrs(I, (const char *const[]){"ratio", "seed", "is_test", NULL});
   if (cur_node->n_output > 1 && cur_node->output[1][0])
     imp_error(I, "the mask output is not supported");
@@ -789,58 +801,83 @@ static void op_dropout(Imp *I) {
               "off in eval)");
   if (!(p >= 0 && p < 1))
     imp_error(I, "ratio %g is not in [0, 1)", p);
-  op_unary(I, OP_DROPOUT, format(", p=%s", real(shortest((float)p))));
+  unary(I, OP_DROPOUT, format(", p=%s", real(shortest((float)p))));
 }
 
-static void op_identity(Imp *I) {
+static void read_identity(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   only_attrs(I, (const char *const[]){NULL});
   add_val(I, cur_node->output[0], *in_tensor(I, 0));
 }
 
-static void op_constant(Imp *I) {
+static void read_constant(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
   const Onnx__AttributeProto *a = attr("value");
   if (cur_node->n_attribute != 1 || !a || a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR || !a->t)
     imp_error(I, "only a Constant given as a tensor 'value' is supported");
   add_val(I, cur_node->output[0], (Val){.kind = VAL_CONST, .t = a->t});
 }
 
-static const char supported[] =
-    "Conv, Gemm, MatMul (+ Add), BatchNormalization, Relu, Sigmoid, Tanh, LeakyRelu, Clip, "
-    "MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Flatten, Reshape (to [N, -1]), "
-    "Add, Concat, Dropout, Identity, Constant";
+/* An activation of no attributes: arg is its OpKind. */
+static void read_activation(Imp *I, int index, int arg) {
+  (void)index;
+  only_attrs(I, (const char *const[]){NULL});
+  unary(I, (OpKind)arg, "");
+}
+
+static void read_leaky_relu(Imp *I, int index, int arg) {
+  (void)index, (void)arg;
+  only_attrs(I, (const char *const[]){"alpha", NULL});
+  unary(I, OP_LEAKY_RELU, format(", negative_slope=%s", real(shortest((float)attr_float(I, "alpha", 0.01f)))));
+}
+
+/* The ONNX ops import reads (docs/onnx.md has what each becomes): the
+ * reader of the node at `index`, given `arg`. */
+static const struct {
+  const char *type, *note; /* note: what the error's list adds */
+  void (*read)(Imp *I, int index, int arg);
+  int arg;
+} onnx_ops[] = {
+    {"Conv", "", read_conv, 0},
+    {"Gemm", "", read_gemm, 0},
+    {"MatMul", " (+ Add)", read_matmul, 0},
+    {"BatchNormalization", "", read_batchnorm, 0},
+    {"Relu", "", read_activation, OP_RELU},
+    {"Sigmoid", "", read_activation, OP_SIGMOID},
+    {"Tanh", "", read_activation, OP_TANH},
+    {"LeakyRelu", "", read_leaky_relu, 0},
+    {"Clip", "", read_clip, 0},
+    {"MaxPool", "", read_pool, 1},
+    {"AveragePool", "", read_pool, 0},
+    {"GlobalAveragePool", "", read_global_pool, 0},
+    {"GlobalMaxPool", "", read_global_pool, 1},
+    {"Flatten", "", read_flatten, 0},
+    {"Reshape", " (to [N, -1])", read_reshape, 0},
+    {"Add", "", read_add, 0},
+    {"Concat", "", read_concat, 0},
+    {"Dropout", "", read_dropout, 0},
+    {"Identity", "", read_identity, 0},
+    {"Constant", "", read_constant, 0},
+};
 
 static void read_node(Imp *I, int index) {
-  const char *op = cur_node->op_type ? cur_node->op_type : "";
+  const char *op = cur_node->op_type;
   if (I->skip[index])
     return;
   if (cur_node->domain && cur_node->domain[0] && strcmp(cur_node->domain, "ai.onnx") != 0)
     imp_error(I, "ops of domain '%s' are not supported", cur_node->domain);
   if (cur_node->n_output < 1 || !cur_node->output[0][0])
     imp_error(I, "the node has no output");
-  if (strcmp(op, "Conv") == 0) op_conv(I);
-  else if (strcmp(op, "Gemm") == 0) op_gemm(I);
-  else if (strcmp(op, "MatMul") == 0) op_matmul(I, index);
-  else if (strcmp(op, "BatchNormalization") == 0) op_batchnorm(I);
-  else if (strcmp(op, "Relu") == 0) { only_attrs(I, (const char *const[]){NULL}); op_unary(I, OP_RELU, ""); }
-  else if (strcmp(op, "Sigmoid") == 0) { only_attrs(I, (const char *const[]){NULL}); op_unary(I, OP_SIGMOID, ""); }
-  else if (strcmp(op, "Tanh") == 0) { only_attrs(I, (const char *const[]){NULL}); op_unary(I, OP_TANH, ""); }
-  else if (strcmp(op, "LeakyRelu") == 0) {
-    only_attrs(I, (const char *const[]){"alpha", NULL});
-    op_unary(I, OP_LEAKY_RELU, format(", negative_slope=%s", real(shortest((float)attr_float(I, "alpha", 0.01f)))));
-  }
-  else if (strcmp(op, "Clip") == 0) op_clip(I);
-  else if (strcmp(op, "MaxPool") == 0) op_pool(I, true);
-  else if (strcmp(op, "AveragePool") == 0) op_pool(I, false);
-  else if (strcmp(op, "GlobalAveragePool") == 0) op_global_pool(I, false);
-  else if (strcmp(op, "GlobalMaxPool") == 0) op_global_pool(I, true);
-  else if (strcmp(op, "Flatten") == 0) op_flatten(I);
-  else if (strcmp(op, "Reshape") == 0) op_reshape(I);
-  else if (strcmp(op, "Add") == 0) op_add(I);
-  else if (strcmp(op, "Concat") == 0) op_concat(I);
-  else if (strcmp(op, "Dropout") == 0) op_dropout(I);
-  else if (strcmp(op, "Identity") == 0) op_identity(I);
-  else if (strcmp(op, "Constant") == 0) op_constant(I);
-  else imp_error(I, "op %s is not supported; nncc imports %s", op[0] ? op : "(unnamed)", supported);
+  size_t nops = sizeof onnx_ops / sizeof *onnx_ops;
+  for (size_t i = 0; i < nops; i++)
+    if (strcmp(op, onnx_ops[i].type) == 0) {
+      onnx_ops[i].read(I, index, onnx_ops[i].arg);
+      return;
+    }
+  char *list = "";
+  for (size_t i = 0; i < nops; i++)
+    list = format("%s%s%s%s", list, i ? ", " : "", onnx_ops[i].type, onnx_ops[i].note);
+  imp_error(I, "op %s is not supported; nncc imports %s", op[0] ? op : "(unnamed)", list);
 }
 
 /* ---- the model -------------------------------------------------------- */
