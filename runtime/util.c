@@ -14,14 +14,20 @@
 
 #include "rt.h"
 
+/* The line is formatted whole and written with one call: stderr is
+ * unbuffered, and under mpirun the ranks' lines share one stream, so a
+ * line written in pieces can be cut by another rank's. */
 void rt_error(const char *fmt, ...) {
+  char line[8192]; /* room for a PATH_MAX path and its message */
+  int n = dist_size() > 1 ? snprintf(line, sizeof line, "nncc: rank %d: ", dist_rank())
+                          : snprintf(line, sizeof line, "nncc: ");
   va_list ap;
   va_start(ap, fmt);
-  if (dist_size() > 1) fprintf(stderr, "nncc: rank %d: ", dist_rank());
-  else fputs("nncc: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
   va_end(ap);
+  size_t len = strlen(line);
+  line[len] = '\n';
+  fwrite(line, 1, len + 1, stderr);
 }
 
 void *xmalloc(size_t n, const char *what) {
