@@ -210,18 +210,6 @@ static Graph *front_end(const char *path, const Options *o, const char **last) {
   return g;
 }
 
-static int write_output(const char *path, Buf *b) {
-  if (!path) {
-    fwrite(b->data, 1, b->len, stdout);
-    return fflush(stdout) == 0 ? 0 : 1;
-  }
-  if (!write_file_atomic(path, b->data ? b->data : "", b->len)) {
-    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", path, fio_strerror(errno));
-    return 1;
-  }
-  return 0;
-}
-
 /* nncc plot -o OUT.png LOG.jsonl...: each file one run, labelled by its
  * name without .jsonl (runtime/plot.c draws them). */
 static int plot_main(int argc, char **argv) {
@@ -279,10 +267,10 @@ int main(int argc, char **argv) {
   int rc;
   if (o.dump_ir) {
     ir_dump(g, &out, last);
-    rc = write_output(o.output, &out);
+    rc = write_output(o.output, out.data, out.len);
   } else if (o.dump_dot) {
     ir_dump_dot(g, &out);
-    rc = write_output(o.output, &out);
+    rc = write_output(o.output, out.data, out.len);
   } else if (o.run) {
     emit_c(g, &out);
     rc = run_trainer(g->name, &out, o.run_argc, o.run_argv, o.run_opt);
@@ -293,7 +281,7 @@ int main(int argc, char **argv) {
     usage_error("nothing to do for '%s': give -o OUT.c, --dump-ir or --dump-dot", o.input);
   } else {
     emit_c(g, &out);
-    rc = write_output(o.output, &out);
+    rc = write_output(o.output, out.data, out.len);
   }
   buf_free(&out);
   pool_free_all();

@@ -96,6 +96,12 @@ void buf_free(Buf *b);
 /* Writes a whole file atomically (or through, to a device or FIFO); false
  * on failure, errno set. */
 bool write_file_atomic(const char *path, const char *data, size_t len);
+/* A command's output: written atomically to path, or to stdout when path
+ * is NULL; 0, or 1 after "nncc: error: cannot write ..." */
+int write_output(const char *path, const char *data, size_t len);
+/* A subcommand's usage error: "nncc: error: " fmt (with arg), then its
+ * usage lines, and exit status 2. */
+noreturn void command_usage(const char *usage, const char *fmt, const char *arg);
 /* Format n with thousands separators: 33,637,066 */
 char *fmt_count(int64_t n);
 

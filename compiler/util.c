@@ -8,6 +8,7 @@
  */
 #include "nncc.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,6 +114,25 @@ void buf_free(Buf *b) {
  * files by the same rules. */
 bool write_file_atomic(const char *path, const char *data, size_t len) {
   return fio_write_file(path, data, len) == 0;
+}
+
+int write_output(const char *path, const char *data, size_t len) {
+  if (!path) {
+    fwrite(data, 1, len, stdout);
+    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+  }
+  if (!write_file_atomic(path, data ? data : "", len)) {
+    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", path, fio_strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+noreturn void command_usage(const char *usage, const char *fmt, const char *arg) {
+  fputs("nncc: error: ", stderr);
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n%s", usage);
+  exit(2);
 }
 
 char *fmt_count(int64_t n) {

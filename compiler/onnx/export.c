@@ -14,7 +14,6 @@
 #include "onnx.pb-c.h"
 #include "weights.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,10 +222,7 @@ static uint8_t *export_model(Onnx *X, size_t *len) {
 }
 
 static noreturn void export_usage(const char *fmt, const char *arg) {
-  fprintf(stderr, "nncc: error: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nusage: nncc export MODEL.nn --load CKPT.safetensors -o MODEL.onnx\n");
-  exit(2);
+  command_usage("usage: nncc export MODEL.nn --load CKPT.safetensors -o MODEL.onnx\n", fmt, arg);
 }
 
 int onnx_export_main(int argc, char **argv) {
@@ -252,26 +248,14 @@ int onnx_export_main(int argc, char **argv) {
   if (!out)
     export_usage("export needs -o MODEL.onnx%s", "");
 
-  SrcFile *file = read_source(path);
-  if (!file)
-    fatal("cannot read '%s': %s", path, fio_strerror(errno));
-  Graph *g = elaborate(file, parse(file));
-  ranks_pass(g, 1, 0);
-  shape_pass(g);
-  params_layout(g);
-  float *w = weights_alloc(g);
-  if (!weights_load(g, load, w)) {
-    free(w);
+  Graph *g = model_load(path);
+  float *w = weights_read(g, load);
+  if (!w)
     return 1;
-  }
   Onnx X = {.g = g, .path = path, .w = w};
   size_t len;
   uint8_t *bytes = export_model(&X, &len);
-  int rc = 0;
-  if (!write_file_atomic(out, (const char *)bytes, len)) {
-    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", out, fio_strerror(errno));
-    rc = 1;
-  }
+  int rc = write_output(out, (const char *)bytes, len);
   free(bytes);
   free(w);
   return rc;

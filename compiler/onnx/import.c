@@ -991,11 +991,8 @@ static void fill_weights(Imp *I, Graph *g, int first_line, float *w) {
 }
 
 static noreturn void import_usage(const char *fmt, const char *arg) {
-  fprintf(stderr, "nncc: error: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nusage: nncc import MODEL.onnx [-o MODEL.nn] [--weights W.safetensors] "
-                  "[--batch N] [--input SOURCE]\n");
-  exit(2);
+  command_usage("usage: nncc import MODEL.onnx [-o MODEL.nn] [--weights W.safetensors] "
+                "[--batch N] [--input SOURCE]\n", fmt, arg);
 }
 
 /* The import of one ONNX file's bytes: see nncc.h. */
@@ -1165,13 +1162,8 @@ int onnx_import_main(int argc, char **argv) {
   int rc = 0;
   if (weights && !weights_save(res.graph, weights, res.weights))
     rc = 1;
-  if (rc == 0 && !out) {
-    fwrite(res.text.data, 1, res.text.len, stdout);
-    rc = fflush(stdout) == 0 ? 0 : 1;
-  } else if (rc == 0 && !write_file_atomic(out, res.text.data, res.text.len)) {
-    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", out, fio_strerror(errno));
-    rc = 1;
-  }
+  if (rc == 0)
+    rc = write_output(out, res.text.data, res.text.len);
   buf_free(&res.text);
   free(res.weights);
   return rc;

@@ -1,12 +1,14 @@
 /*
  * weights.c -- a model's parameters as the runtime stores them, for the
  * commands that read or write a checkpoint without training: `nncc import
- * --weights` and `nncc export --load`.  The checkpoint format, its checks
- * and its messages are runtime/ckpt.c's own, so a file nncc writes is one
- * the trainer loads, and nncc refuses what the trainer would.
+ * --weights`, `nncc export --load` and `nncc --infer --load`.  The
+ * checkpoint format, its checks and its messages are runtime/ckpt.c's own,
+ * so a file nncc writes is one the trainer loads, and nncc refuses what
+ * the trainer would.
  */
 #include "weights.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 /* The NnccModel view of g's parameters (names, kinds, shapes, offsets):
@@ -51,4 +53,23 @@ bool weights_load(const Graph *g, const char *path, float *w) {
   NnccTrainConfig c = {0};
   NnccProgress p = {0};
   return ckpt_load(path, &m, &c, w, NULL, &p) == 0;
+}
+
+float *weights_read(const Graph *g, const char *path) {
+  float *w = weights_alloc(g);
+  if (weights_load(g, path, w))
+    return w;
+  free(w);
+  return NULL;
+}
+
+Graph *model_load(const char *path) {
+  SrcFile *file = read_source(path);
+  if (!file)
+    fatal("cannot read '%s': %s", path, fio_strerror(errno));
+  Graph *g = elaborate(file, parse(file));
+  ranks_pass(g, 1, 0);
+  shape_pass(g);
+  params_layout(g);
+  return g;
 }
