@@ -49,6 +49,10 @@ static void usage(FILE *fp) {
           "                   [--input SOURCE]       an ONNX model as a .nn file (docs/onnx.md)\n"
           "       nncc export FILE.nn --load CKPT.safetensors -o OUT.onnx\n"
           "                                         a trained model's inference graph as ONNX\n"
+          "       nncc --infer FILE.nn --load CKPT.safetensors -o OUT.c [--infer-weights W.bin]\n"
+          "                                         a trained model's forward pass as plain C99\n"
+          "                                         (and OUT.h) to embed (docs/infer.md);\n"
+          "                                         --dump-ir prints its plan instead\n"
           "       nncc plot -o OUT.png LOG.jsonl...   draw training curves (--log, --step-log\n"
           "                                         files; one run each) with gnuplot\n"
           "       nncc [options] run [--no-jit] [--no-cache] FILE.nn COMMAND [trainer flags]\n"
@@ -259,6 +263,14 @@ int main(int argc, char **argv) {
     int rc = plot_main(argc - 2, argv + 2);
     pool_free_all();
     return rc;
+  }
+  /* nncc --infer ...: the predictor has options of its own (infer.c) */
+  for (int i = 1; i < argc && strcmp(argv[i], "run") != 0; i++) {
+    if (strcmp(argv[i], "--infer") == 0 && strcmp(argv[i - 1], "-o") != 0) {
+      int rc = infer_main(argc, argv);
+      pool_free_all();
+      return rc;
+    }
   }
   Options o = parse_args(argc, argv);
   const char *last;

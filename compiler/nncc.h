@@ -390,6 +390,7 @@ enum {
 typedef struct Graph Graph;
 typedef struct Emit Emit;
 typedef struct Onnx Onnx;
+typedef struct Infer Infer;
 
 struct OpDesc {
   const char *name;          /* what the .nn source calls it (NULL: not callable) */
@@ -434,6 +435,10 @@ struct OpDesc {
   /* ONNX export (onnx/export.c has the helpers): the ONNX nodes of the
    * eval-mode forward of n; NULL: the op has no ONNX form. */
   void (*onnx)(Onnx *X, const Graph *g, const Node *n);
+
+  /* nncc --infer (infer.c has the helpers): plans and prints the node's
+   * eval-mode forward for one image; every op with kernels has one. */
+  void (*infer)(Infer *I, const Graph *g, const Node *n);
 };
 
 /* The input list of the many ops with one tensor input: {"x"}. */
@@ -769,5 +774,46 @@ void onnx_alias(Onnx *X, const Node *n);
 noreturn void onnx_refuse(Onnx *X, const Node *n, const char *why);
 /* One tensor in, one out, no attributes: Relu, Sigmoid, Tanh, Flatten... */
 void onnx_unary(Onnx *X, const Node *n, const char *op_type);
+
+/* ---- infer.c: nncc --infer, a trained model's forward pass as plain C99
+ * for embedding (docs/infer.md) ------------------------------------------ */
+
+/* `nncc --infer MODEL.nn --load CKPT -o OUT.c [--infer-weights W.bin]` or
+ * `nncc --infer --dump-ir MODEL.nn`: argv is nncc's whole command line. */
+int infer_main(int argc, char **argv);
+
+/* Helpers for the ops' infer() hooks.  Every hook runs twice, in node
+ * order, making the same calls both times: first planning (the helpers
+ * decide what folds, fuses, aliases and runs in place), then printing.
+ * The helpers that open the node's function return NULL while planning,
+ * and nothing is printed then; the driver closes the function and calls
+ * it.  In the function, per image and in [C][H][W] (or [F]) order, `y` is
+ * the output and infer_in() names the inputs. */
+const char *infer_in(Infer *I, const Node *n, int j);   /* "x"; "a", "b"; "x0", "x1".. */
+/* Any op: opens n's function.  elementwise: y[i] depends on the inputs'
+ * element i alone, so y may be an input's memory (no restrict). */
+Buf *infer_begin(Infer *I, const Node *n, bool elementwise);
+/* conv2d, linear: opens n's function of (y, x, w, b), w the weights with
+ * the output channel first, b the bias (see infer_bias); `macs` per image.
+ * A batch norm after it may fold into w and b, an activation into its
+ * output loop, which ends y = <infer_epilogue> of the float v. */
+Buf *infer_weighted(Infer *I, const Node *n, int64_t macs);
+const char *infer_bias(Infer *I, const Node *n, const char *index); /* " + b[co]" or "" */
+const char *infer_epilogue(Infer *I, const Node *n);  /* an expression in v; "v": none */
+/* An elementwise activation y = expr, a C expression in the float v; fused
+ * into the conv2d or linear before it when that has no other reader. */
+void infer_activation(Infer *I, const Node *n, const char *expr);
+/* y[c][..] = x[c][..] * scale[c] + shift[c] (batch norm at eval; the arrays
+ * are NULL when planning without a checkpoint): folded into the conv2d or
+ * linear before it when that has no other reader. */
+void infer_channel_affine(Infer *I, const Node *n, const float *scale, const float *shift);
+/* n's output is input 0's memory: the identity (dropout) or a view (flatten). */
+void infer_alias(Infer *I, const Node *n);
+/* Parameter k's values, or NULL when planning without a checkpoint. */
+const float *infer_param(Infer *I, const Node *n, int k);
+/* "a * ka + b * kb + k" without the terms that vanish: "oh * 2 + kh - 1". */
+char *infer_index(const char *a, int64_t ka, const char *b, int64_t kb, int64_t k);
+/* The function calls <math.h> (expf, tanhf): the file says to link -lm. */
+void infer_use_libm(Infer *I);
 
 #endif

@@ -29,6 +29,24 @@ static int64_t flops_elementwise(const Graph *g, const Node *n) {
 }
 
 
+/* nncc --infer: each activation as an expression in the float v, with
+ * the trainer's NaN and signed-zero behaviour (nncc_kernels.h); fused into
+ * the conv2d or linear before it where the plan can. */
+static void infer_relu(Infer *I, const Graph *g, const Node *n) {
+  (void)g;
+  infer_activation(I, n, "!(v <= 0.0f) ? v : 0.0f");
+}
+static void infer_sigmoid(Infer *I, const Graph *g, const Node *n) {
+  (void)g;
+  infer_use_libm(I);
+  infer_activation(I, n, "1.0f / (1.0f + expf(-v))");
+}
+static void infer_tanh(Infer *I, const Graph *g, const Node *n) {
+  (void)g;
+  infer_use_libm(I);
+  infer_activation(I, n, "tanhf(v)");
+}
+
 #define ACTIVATION(op, kernel_name, code, onnx_type)                                               \
   static void define_##op(Emit *E, Node *n) { define_elementwise(E, n, kernel_name, ""); }        \
   static void onnx_##op(Onnx *X, const Graph *g, const Node *n) {                                  \
@@ -50,6 +68,7 @@ static int64_t flops_elementwise(const Graph *g, const Node *n) {
       .forward = emit_forward_unary,                                                                \
       .backward = emit_backward_unary,                                                              \
       .onnx = onnx_##op,                                                                            \
+      .infer = infer_##op,                                                                          \
   };
 
 /* relu(x): max(x, 0), NaN kept (nn.ReLU); backward: dy where y > 0 */
@@ -73,6 +92,11 @@ static void onnx_relu6(Onnx *X, const Graph *g, const Node *n) {
   onnx_clip(X, n, 0, 6);
 }
 
+static void infer_relu6(Infer *I, const Graph *g, const Node *n) {
+  (void)g;
+  infer_activation(I, n, "!(v <= 0.0f) ? (v > 6.0f ? 6.0f : v) : 0.0f");
+}
+
 const OpDesc op_relu6 = {
     .name = "relu6",
     .abbrev = "relu6",
@@ -88,6 +112,7 @@ const OpDesc op_relu6 = {
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
     .onnx = onnx_relu6,
+    .infer = infer_relu6,
 };
 
 /* ---- hardtanh(x, min_val=-1.0, max_val=1.0) -----------------------------
@@ -122,6 +147,12 @@ static void onnx_hardtanh(Onnx *X, const Graph *g, const Node *n) {
   onnx_clip(X, n, ATTRS(n, HardtanhAttrs)->min_val, ATTRS(n, HardtanhAttrs)->max_val);
 }
 
+static void infer_hardtanh(Infer *I, const Graph *g, const Node *n) {
+  (void)g;
+  char *lo = emit_real(ATTRS(n, HardtanhAttrs)->min_val, true), *hi = emit_real(ATTRS(n, HardtanhAttrs)->max_val, true);
+  infer_activation(I, n, format("v < %s ? %s : v > %s ? %s : v", lo, lo, hi, hi));
+}
+
 const OpDesc op_hardtanh = {
     .name = "hardtanh",
     .abbrev = "hardtanh",
@@ -139,6 +170,7 @@ const OpDesc op_hardtanh = {
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
     .onnx = onnx_hardtanh,
+    .infer = infer_hardtanh,
 };
 
 /* ---- leaky_relu(x, negative_slope=0.01) ----------------------------------
@@ -176,6 +208,11 @@ static void onnx_leaky_relu(Onnx *X, const Graph *g, const Node *n) {
   onnx_attr_float(X, "alpha", leaky_slope(n));
 }
 
+static void infer_leaky_relu(Infer *I, const Graph *g, const Node *n) {
+  (void)g;
+  infer_activation(I, n, format("v > 0.0f ? v : v * %s", emit_real(leaky_slope(n), true)));
+}
+
 const OpDesc op_leaky_relu = {
     .name = "leaky_relu",
     .abbrev = "leaky_relu",
@@ -196,6 +233,7 @@ const OpDesc op_leaky_relu = {
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
     .onnx = onnx_leaky_relu,
+    .infer = infer_leaky_relu,
 };
 
 /* ---- dropout(x, p=0.5) ----------------------------------------------------
@@ -256,6 +294,12 @@ static void onnx_dropout(Onnx *X, const Graph *g, const Node *n) {
   onnx_alias(X, n);
 }
 
+/* nncc --infer: the identity at eval, so nothing. */
+static void infer_dropout(Infer *I, const Graph *g, const Node *n) {
+  (void)g;
+  infer_alias(I, n);
+}
+
 const OpDesc op_dropout = {
     .name = "dropout",
     .abbrev = "dropout",
@@ -272,4 +316,5 @@ const OpDesc op_dropout = {
     .forward = forward_dropout,
     .backward = backward_dropout,
     .onnx = onnx_dropout,
+    .infer = infer_dropout,
 };

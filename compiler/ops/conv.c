@@ -187,6 +187,68 @@ static void onnx_conv2d(Onnx *X, const Graph *g, const Node *n) {
   onnx_attr_int(X, "group", a->groups);
 }
 
+/* nncc --infer: per output channel and row, the row's sums accumulate in
+ * y over (c, kh, kw), the trainer's order, terms in the padding skipped;
+ * then the bias and the fused epilogue.  The columns ow whose input
+ * column ow*sw - pl + kw*dw is inside are [lo[kw], hi[kw]), decided here. */
+static void infer_conv2d(Infer *I, const Graph *g, const Node *n) {
+  const Conv2dAttrs *a = n->attrs;
+  const Node *x = node_in(g, n, 0);
+  int64_t H = x->dims[2], W = x->dims[3], Co = a->out, Ho = n->dims[2], Wo = n->dims[3];
+  int64_t Cg = x->dims[1] / a->groups, Og = a->out / a->groups, KH = a->kernel[0], KW = a->kernel[1];
+  Buf *o = infer_weighted(I, n, Co * Ho * Wo * Cg * KH * KW);
+  if (!o)
+    return;
+  Buf lo = {0}, hi = {0};
+  bool full = true;
+  for (int64_t kw = 0; kw < KW; kw++) {
+    int64_t off = kw * a->dilation[1] - a->pl, l = 0, h = Wo;
+    while (l < Wo && off + l * a->stride[1] < 0)
+      l++;
+    while (h > l && off + (h - 1) * a->stride[1] >= W)
+      h--;
+    buf_printf(&lo, "%s%lld", kw ? ", " : "", ll(l));
+    buf_printf(&hi, "%s%lld", kw ? ", " : "", ll(h));
+    full &= l == 0 && h == Wo;
+  }
+  bool rows_inside = a->pt == 0 && (Ho - 1) * a->stride[0] + (KH - 1) * a->dilation[0] < H;
+  if (!full)
+    buf_printf(o, "  static const int lo[%lld] = {%s}, hi[%lld] = {%s};\n", ll(KW), lo.data, ll(KW), hi.data);
+  buf_free(&lo);
+  buf_free(&hi);
+  buf_printf(o,
+             "#ifdef _OPENMP\n#pragma omp parallel for\n#endif\n"
+             "  for (int co = 0; co < %lld; co++) {\n"
+             "    const float *xg = %s;\n"
+             "    for (int oh = 0; oh < %lld; oh++) {\n"
+             "      float *yr = y + (co * %lld + oh) * %lld;\n"
+             "      for (int ow = 0; ow < %lld; ow++)\n"
+             "        yr[ow] = 0.0f;\n"
+             "      for (int c = 0; c < %lld; c++)\n"
+             "        for (int kh = 0; kh < %lld; kh++) {\n"
+             "          const int ih = %s;\n",
+             ll(Co), a->groups > 1 ? format("x + co / %lld * %lld", ll(Og), ll(Cg * H * W)) : "x", ll(Ho),
+             ll(Ho), ll(Wo), ll(Wo), ll(Cg), ll(KH), infer_index("oh", a->stride[0], "kh", a->dilation[0], -a->pt));
+  if (!rows_inside)
+    buf_printf(o, "          if (ih < 0 || ih >= %lld)\n            continue;\n", ll(H));
+  buf_printf(o,
+             "          const float *xr = xg + (c * %lld + ih) * %lld;\n"
+             "          const float *wr = w + ((co * %lld + c) * %lld + kh) * %lld;\n"
+             "          for (int kw = 0; kw < %lld; kw++)\n"
+             "            for (int ow = %s; ow < %s; ow++)\n"
+             "              yr[ow] += wr[kw] * xr[%s];\n"
+             "        }\n"
+             "      for (int ow = 0; ow < %lld; ow++) {\n"
+             "        float v = yr[ow]%s;\n"
+             "        yr[ow] = %s;\n"
+             "      }\n"
+             "    }\n"
+             "  }\n",
+             ll(H), ll(W), ll(Cg), ll(KH), ll(KW), ll(KW), full ? "0" : "lo[kw]",
+             full ? format("%lld", ll(Wo)) : "hi[kw]", infer_index("ow", a->stride[1], "kw", a->dilation[1], -a->pl),
+             ll(Wo), infer_bias(I, n, "co"), infer_epilogue(I, n));
+}
+
 const OpDesc op_conv2d = {
     .name = "conv2d",
     .abbrev = "conv",
@@ -204,6 +266,7 @@ const OpDesc op_conv2d = {
     .forward = forward_weighted,
     .backward = backward_weighted,
     .onnx = onnx_conv2d,
+    .infer = infer_conv2d,
 };
 
 /* ---- linear(x, out, bias=true) ----------------------------------------
@@ -276,6 +339,25 @@ static void onnx_linear(Onnx *X, const Graph *g, const Node *n) {
   onnx_attr_int(X, "transB", 1);
 }
 
+/* nncc --infer: each output's sum over the inputs in order, then the
+ * bias and the fused epilogue. */
+static void infer_linear(Infer *I, const Graph *g, const Node *n) {
+  int64_t in = node_in(g, n, 0)->dims[1], out = n->dims[1];
+  Buf *o = infer_weighted(I, n, in * out);
+  if (!o)
+    return;
+  buf_printf(o,
+             "  for (int o = 0; o < %lld; o++) {\n"
+             "    const float *wr = w + o * %lld;\n"
+             "    float s = 0.0f;\n"
+             "    for (int i = 0; i < %lld; i++)\n"
+             "      s += wr[i] * x[i];\n"
+             "    float v = s%s;\n"
+             "    y[o] = %s;\n"
+             "  }\n",
+             ll(out), ll(in), ll(in), infer_bias(I, n, "o"), infer_epilogue(I, n));
+}
+
 const OpDesc op_linear = {
     .name = "linear",
     .abbrev = "fc",
@@ -293,4 +375,5 @@ const OpDesc op_linear = {
     .forward = forward_weighted,
     .backward = backward_weighted,
     .onnx = onnx_linear,
+    .infer = infer_linear,
 };

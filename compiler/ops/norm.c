@@ -6,6 +6,8 @@
  */
 #include "../nncc.h"
 
+#include <math.h>
+
 typedef struct BatchNormAttrs {
   double eps, momentum;
 } BatchNormAttrs;
@@ -111,6 +113,28 @@ static void onnx_batchnorm(Onnx *X, const Graph *g, const Node *n) {
   onnx_attr_float(X, "momentum", 1.0 - ATTRS(n, BatchNormAttrs)->momentum);
 }
 
+/* nncc --infer: eval mode's per-channel scale and shift, computed as the
+ * trainer's kernel does (nncc_batchnorm2d_forward_team): folded into the
+ * conv2d or linear before it where the plan can, else applied. */
+static void infer_batchnorm(Infer *I, const Graph *g, const Node *n) {
+  (void)g;
+  int64_t C = n->dims[1];
+  const float *gamma = infer_param(I, n, 0), *beta = infer_param(I, n, 1);
+  const float *mean = infer_param(I, n, 2), *var = infer_param(I, n, 3);
+  float *scale = NULL, *shift = NULL;
+  if (gamma) {
+    scale = xalloc(sizeof(float) * (size_t)C);
+    shift = xalloc(sizeof(float) * (size_t)C);
+    for (int64_t c = 0; c < C; c++) {
+      float invstd = (float)(1.0 / sqrt((double)var[c] + ATTRS(n, BatchNormAttrs)->eps));
+      scale[c] = gamma[c] * invstd;
+      float m = mean[c] * scale[c]; /* its own statement: never an FMA */
+      shift[c] = beta[c] - m;
+    }
+  }
+  infer_channel_affine(I, n, scale, shift);
+}
+
 #define BATCHNORM(op)                                                                              \
   const OpDesc op_##op = {                                                                          \
       .name = #op,                                                                                  \
@@ -131,6 +155,7 @@ static void onnx_batchnorm(Onnx *X, const Graph *g, const Node *n) {
       .forward = forward_batchnorm,                                                                 \
       .backward = backward_batchnorm,                                                               \
       .onnx = onnx_batchnorm,                                                                       \
+      .infer = infer_batchnorm,                                                                     \
   };
 BATCHNORM(batchnorm2d)
 BATCHNORM(batchnorm1d)

@@ -103,6 +103,45 @@ static void onnx_maxpool2d(Onnx *X, const Graph *g, const Node *n) {
   onnx_pool(X, n, "MaxPool");
 }
 
+/* nncc --infer: the window of output (oh, ow) of channel c, its elements
+ * inside the input only, as the trainer's kernels walk them. */
+static void infer_window_loops(Buf *o, const Node *x, const PoolAttrs *a) {
+  buf_printf(o,
+             "        for (int i = 0; i < %lld; i++)\n"
+             "          for (int j = 0; j < %lld; j++) {\n"
+             "            const int ih = %s, iw = %s;\n"
+             "            if (ih < 0 || ih >= %lld || iw < 0 || iw >= %lld)\n"
+             "              continue;\n"
+             "            const float v = x[(c * %lld + ih) * %lld + iw];\n",
+             ll(a->kernel[0]), ll(a->kernel[1]), infer_index("oh", a->stride[0], "i", 1, -a->padding[0]),
+             infer_index("ow", a->stride[1], "j", 1, -a->padding[1]), ll(x->dims[2]), ll(x->dims[3]),
+             ll(x->dims[2]), ll(x->dims[3]));
+}
+
+static void infer_pool_loops(Buf *o, const Node *n) {
+  buf_printf(o,
+             "  for (int c = 0; c < %lld; c++)\n"
+             "    for (int oh = 0; oh < %lld; oh++)\n"
+             "      for (int ow = 0; ow < %lld; ow++) {\n",
+             ll(n->dims[1]), ll(n->dims[2]), ll(n->dims[3]));
+}
+
+/* The first maximum wins, a NaN over a number (nk_pool_max_at); PyTorch's
+ * sizes leave no window without an input element. */
+static const char infer_max_step[] = "            if (first || v > m || (v != v && m == m))\n"
+                                     "              m = v, first = 0;\n";
+
+static void infer_maxpool2d(Infer *I, const Graph *g, const Node *n) {
+  Buf *o = infer_begin(I, n, false);
+  if (!o)
+    return;
+  infer_pool_loops(o, n);
+  buf_puts(o, "        float m = 0.0f;\n        int first = 1;\n");
+  infer_window_loops(o, node_in(g, n, 0), n->attrs);
+  buf_printf(o, "%s          }\n        y[(c * %lld + oh) * %lld + ow] = m;\n      }\n", infer_max_step,
+             ll(n->dims[2]), ll(n->dims[3]));
+}
+
 const OpDesc op_maxpool2d = {
     .name = "maxpool2d",
     .abbrev = "maxpool",
@@ -119,6 +158,7 @@ const OpDesc op_maxpool2d = {
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
     .onnx = onnx_maxpool2d,
+    .infer = infer_maxpool2d,
 };
 
 static const AttrDesc avgpool2d_attrs[] = {
@@ -133,6 +173,36 @@ static void onnx_avgpool2d(Onnx *X, const Graph *g, const Node *n) {
   (void)g;
   onnx_pool(X, n, "AveragePool");
   onnx_attr_int(X, "count_include_pad", ATTRS(n, PoolAttrs)->count_include_pad);
+}
+
+/* The divisor: the window clipped to the padded input, or with
+ * count_include_pad=false to the input (nk_pool_avg_div). */
+static void infer_avgpool2d(Infer *I, const Graph *g, const Node *n) {
+  Buf *o = infer_begin(I, n, false);
+  if (!o)
+    return;
+  const PoolAttrs *a = n->attrs;
+  const Node *x = node_in(g, n, 0);
+  infer_pool_loops(o, n);
+  buf_puts(o, "        float s = 0.0f;\n");
+  infer_window_loops(o, x, a);
+  int64_t H = x->dims[2], W = x->dims[3];
+  buf_printf(o,
+             "            s += v;\n"
+             "          }\n"
+             "        int h0 = %s, w0 = %s;\n"
+             "        int h1 = h0 + %lld < %lld ? h0 + %lld : %lld, w1 = w0 + %lld < %lld ? w0 + %lld : %lld;\n",
+             infer_index("oh", a->stride[0], "", 0, -a->padding[0]),
+             infer_index("ow", a->stride[1], "", 0, -a->padding[1]), ll(a->kernel[0]),
+             ll(H + a->padding[0]), ll(a->kernel[0]), ll(H + a->padding[0]), ll(a->kernel[1]),
+             ll(W + a->padding[1]), ll(a->kernel[1]), ll(W + a->padding[1]));
+  if (!a->count_include_pad)
+    buf_printf(o,
+               "        h0 = h0 > 0 ? h0 : 0, w0 = w0 > 0 ? w0 : 0;\n"
+               "        h1 = h1 < %lld ? h1 : %lld, w1 = w1 < %lld ? w1 : %lld;\n",
+               ll(H), ll(H), ll(W), ll(W));
+  buf_printf(o, "        y[(c * %lld + oh) * %lld + ow] = s / (float)((h1 - h0) * (w1 - w0));\n      }\n",
+             ll(n->dims[2]), ll(n->dims[3]));
 }
 
 const OpDesc op_avgpool2d = {
@@ -150,6 +220,7 @@ const OpDesc op_avgpool2d = {
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
     .onnx = onnx_avgpool2d,
+    .infer = infer_avgpool2d,
 };
 
 /* ---- adaptive_avgpool2d(x, output), adaptive_maxpool2d(x, output) ------
@@ -226,6 +297,50 @@ static void onnx_adaptive(Onnx *X, const Graph *g, const Node *n, bool max) {
 static void onnx_adaptive_avgpool2d(Onnx *X, const Graph *g, const Node *n) { onnx_adaptive(X, g, n, false); }
 static void onnx_adaptive_maxpool2d(Onnx *X, const Graph *g, const Node *n) { onnx_adaptive(X, g, n, true); }
 
+/* nncc --infer: window (i, j) spans rows [floor(i*H/Ho), ceil((i+1)*H/Ho))
+ * and the columns alike; the mean or the first maximum. */
+static Buf *infer_adaptive(Infer *I, const Graph *g, const Node *n) {
+  Buf *o = infer_begin(I, n, false);
+  if (!o)
+    return NULL;
+  const Node *x = node_in(g, n, 0);
+  int64_t H = x->dims[2], W = x->dims[3], Ho = n->dims[2], Wo = n->dims[3];
+  buf_printf(o,
+             "  for (int c = 0; c < %lld; c++)\n"
+             "    for (int i = 0; i < %lld; i++)\n"
+             "      for (int j = 0; j < %lld; j++) {\n"
+             "        const int h0 = i * %lld / %lld, h1 = ((i + 1) * %lld + %lld) / %lld;\n"
+             "        const int w0 = j * %lld / %lld, w1 = ((j + 1) * %lld + %lld) / %lld;\n"
+             "        float *out = &y[(c * %lld + i) * %lld + j];\n",
+             ll(n->dims[1]), ll(Ho), ll(Wo), ll(H), ll(Ho), ll(H), ll(Ho - 1), ll(Ho), ll(W), ll(Wo), ll(W),
+             ll(Wo - 1), ll(Wo), ll(Ho), ll(Wo));
+  return o;
+}
+
+static const char infer_adaptive_window[] = "        for (int ih = h0; ih < h1; ih++)\n"
+                                            "          for (int iw = w0; iw < w1; iw++) {\n"
+                                            "            const float v = x[(c * %lld + ih) * %lld + iw];\n";
+
+static void infer_adaptive_avgpool2d(Infer *I, const Graph *g, const Node *n) {
+  Buf *o = infer_adaptive(I, g, n);
+  if (!o)
+    return;
+  const Node *x = node_in(g, n, 0);
+  buf_puts(o, "        float s = 0.0f;\n");
+  buf_printf(o, infer_adaptive_window, ll(x->dims[2]), ll(x->dims[3]));
+  buf_puts(o, "            s += v;\n          }\n        *out = s / (float)((h1 - h0) * (w1 - w0));\n      }\n");
+}
+
+static void infer_adaptive_maxpool2d(Infer *I, const Graph *g, const Node *n) {
+  Buf *o = infer_adaptive(I, g, n);
+  if (!o)
+    return;
+  const Node *x = node_in(g, n, 0);
+  buf_puts(o, "        float m = 0.0f;\n        int first = 1;\n");
+  buf_printf(o, infer_adaptive_window, ll(x->dims[2]), ll(x->dims[3]));
+  buf_printf(o, "%s          }\n        *out = m;\n      }\n", infer_max_step);
+}
+
 const OpDesc op_adaptive_avgpool2d = {
     .name = "adaptive_avgpool2d",
     .abbrev = "avgpool",
@@ -241,6 +356,7 @@ const OpDesc op_adaptive_avgpool2d = {
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
     .onnx = onnx_adaptive_avgpool2d,
+    .infer = infer_adaptive_avgpool2d,
 };
 
 const OpDesc op_adaptive_maxpool2d = {
@@ -259,4 +375,5 @@ const OpDesc op_adaptive_maxpool2d = {
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,
     .onnx = onnx_adaptive_maxpool2d,
+    .infer = infer_adaptive_maxpool2d,
 };

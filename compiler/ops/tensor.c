@@ -43,6 +43,12 @@ static void onnx_flatten(Onnx *X, const Graph *g, const Node *n) {
   onnx_unary(X, n, "Flatten");
 }
 
+/* nncc --infer: a view of its input, whose memory holds the same order. */
+static void infer_flatten(Infer *I, const Graph *g, const Node *n) {
+  (void)g;
+  infer_alias(I, n);
+}
+
 const OpDesc op_flatten = {
     .name = "flatten",
     .abbrev = "flatten",
@@ -54,6 +60,7 @@ const OpDesc op_flatten = {
     .forward = forward_flatten,
     .backward = backward_flatten,
     .onnx = onnx_flatten,
+    .infer = infer_flatten,
 };
 
 /* ---- add(a, b), also written a + b ------------------------------------------
@@ -106,6 +113,14 @@ static void onnx_add(Onnx *X, const Graph *g, const Node *n) {
   onnx_node(X, n, "Add", (const char *[]){onnx_in(X, n, 0), onnx_in(X, n, 1)}, 2);
 }
 
+static void infer_add(Infer *I, const Graph *g, const Node *n) {
+  (void)g;
+  Buf *o = infer_begin(I, n, true);
+  if (o)
+    buf_printf(o, "  for (int i = 0; i < %lld; i++)\n    y[i] = a[i] + b[i];\n",
+               ll(node_numel(n) / n->dims[0]));
+}
+
 const OpDesc op_add = {
     .name = "add",
     .abbrev = "add",
@@ -118,6 +133,7 @@ const OpDesc op_add = {
     .forward = forward_add,
     .backward = backward_add,
     .onnx = onnx_add,
+    .infer = infer_add,
 };
 
 /* ---- concat(tensors) ----------------------------------------------------------
@@ -194,6 +210,18 @@ static void onnx_concat(Onnx *X, const Graph *g, const Node *n) {
   onnx_attr_int(X, "axis", 1);
 }
 
+/* nncc --infer: each input copied into its channels of y. */
+static void infer_concat(Infer *I, const Graph *g, const Node *n) {
+  Buf *o = infer_begin(I, n, false);
+  int64_t off = 0;
+  for (int j = 0; o && j < n->nin; j++) {
+    int64_t len = node_in(g, n, j)->dims[1] * plane(n);
+    buf_printf(o, "  for (int i = 0; i < %lld; i++)\n    y[%s%si] = %s[i];\n", ll(len),
+               off ? format("%lld", ll(off)) : "", off ? " + " : "", infer_in(I, n, j));
+    off += len;
+  }
+}
+
 const OpDesc op_concat = {
     .name = "concat",
     .abbrev = "cat",
@@ -206,4 +234,5 @@ const OpDesc op_concat = {
     .forward = forward_concat,
     .backward = backward_concat,
     .onnx = onnx_concat,
+    .infer = infer_concat,
 };
