@@ -901,6 +901,12 @@ int infer_main(int argc, char **argv) {
     infer_usage("--infer needs -o OUT.c (the header is written beside it, OUT.h)%s", "");
   if (!dump && (olen < 3 || strcmp(out + olen - 2, ".c") != 0 || out[olen - 3] == '/'))
     infer_usage("-o '%s' must name a .c file (the header goes beside it, as .h)", out);
+  char *hpath = out && !dump ? format("%.*sh", (int)olen - 1, out) : NULL;
+  const char *inputs[] = {path, load, hpath, out};
+  const char *roles[] = {"the model file", "the checkpoint", "the header", "the C file"};
+  refuse_clobber("-o", out, 2, inputs, roles);
+  refuse_clobber("the header", hpath, 2, inputs, roles);
+  refuse_clobber("--infer-weights", bin, 4, inputs, roles);
 
   Graph *g = model_load(path);
   float *w = NULL;
@@ -917,7 +923,6 @@ int infer_main(int argc, char **argv) {
     rc = write_output(out, b.data, b.len);
     buf_free(&b);
   } else {
-    char *hpath = format("%.*sh", (int)olen - 1, out);
     Buf c = {0}, h = {0}, wb = {0};
     print_nodes(&I);
     gen_source(&I, base_name(out), base_name(hpath), &c);

@@ -243,6 +243,9 @@ static int plot_main(int argc, char **argv) {
     usage_error("plot needs -o OUT.png%s", "");
   if (n == 0)
     usage_error("plot needs at least one --log or --step-log file%s", "");
+  for (int i = 0; i < argc; i++)
+    if (strcmp(argv[i], "-o") != 0 && (i == 0 || strcmp(argv[i - 1], "-o") != 0))
+      refuse_clobber("-o", out, 1, (const char *[]){argv[i]}, (const char *[]){"a log to plot"});
   if (plot_png(out, runs, n, err, sizeof err))
     fprintf(stderr, "nncc: plot: %s\n", err);
   else
@@ -273,6 +276,7 @@ int main(int argc, char **argv) {
     }
   }
   Options o = parse_args(argc, argv);
+  refuse_clobber("-o", o.output, 1, (const char *[]){o.input}, (const char *[]){"the model file"});
   const char *last;
   Graph *g = front_end(o.input, &o, &last);
   Buf out = {0};
@@ -287,6 +291,8 @@ int main(int argc, char **argv) {
     emit_c(g, &out);
     rc = run_trainer(g->name, &out, o.run_argc, o.run_argv, o.run_opt);
   } else if (o.build) {
+    refuse_clobber("the trainer", o.output ? o.output : g->name, 1, (const char *[]){o.input},
+                   (const char *[]){"the model file"});
     emit_c(g, &out);
     rc = build_trainer(g->name, &out, o.output ? o.output : g->name);
   } else if (!o.output) {

@@ -102,6 +102,15 @@ int write_output(const char *path, const char *data, size_t len);
 /* A subcommand's usage error: "nncc: error: " fmt (with arg), then its
  * usage lines, and exit status 2. */
 noreturn void command_usage(const char *usage, const char *fmt, const char *arg);
+/* True when an output at path `out` would replace the file `other` reads
+ * or writes: the same name, or the same regular file by another name (a
+ * link, "./x").  Device nodes and FIFOs may be named twice (/dev/null). */
+bool same_file(const char *out, const char *other);
+/* Exits with a usage error (status 2, nothing written) when output `out`
+ * is the same file as one of the n paths (NULLs skipped):
+ * "nncc: error: -o 'x.nn' is also the model file; nothing was written". */
+void refuse_clobber(const char *flag, const char *out, int n, const char *const *paths,
+                    const char *const *roles);
 /* Format n with thousands separators: 33,637,066 */
 char *fmt_count(int64_t n);
 

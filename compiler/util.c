@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 typedef struct Chunk {
@@ -133,6 +134,23 @@ noreturn void command_usage(const char *usage, const char *fmt, const char *arg)
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\n%s", usage);
   exit(2);
+}
+
+bool same_file(const char *out, const char *other) {
+  struct stat a, b;
+  bool sa = stat(out, &a) == 0, sb = stat(other, &b) == 0;
+  if (sa && sb)
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino && S_ISREG(a.st_mode);
+  return !sa && !sb && strcmp(out, other) == 0; /* both still to be written */
+}
+
+void refuse_clobber(const char *flag, const char *out, int n, const char *const *paths,
+                    const char *const *roles) {
+  for (int i = 0; out && i < n; i++)
+    if (paths[i] && same_file(out, paths[i])) {
+      fprintf(stderr, "nncc: error: %s '%s' is also %s; nothing was written\n", flag, out, roles[i]);
+      exit(2);
+    }
 }
 
 char *fmt_count(int64_t n) {

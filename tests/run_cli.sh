@@ -87,6 +87,28 @@ mkfifo "$tmp/lib.nn"
 printf 'import "lib.nn"\n' > "$tmp/imports.nn"
 expect 1 "$tmp/imports.nn:1:8: error: cannot import '$tmp/lib.nn': not a regular file" \
   timeout 20 "$nncc" --dump-ir "$tmp/imports.nn"
+# No command writes over a file it reads, by any name (gcc's "input file
+# is the same as output file"): the file stays as it was, status 2.
+cp models/lenet5.nn "$tmp/m.nn"
+cp tests/onnx/mnist_cnn.onnx "$tmp/m.onnx"
+ln -s m.nn "$tmp/alias.nn"
+expect 2 "-o '$tmp/m.nn' is also the model file; nothing was written" "$nncc" "$tmp/m.nn" -o "$tmp/m.nn"
+expect 2 "is also the model file" "$nncc" --dump-ir "$tmp/m.nn" -o "$tmp/alias.nn"
+expect 2 "is also the model file" "$nncc" --dump-dot "$tmp/m.nn" -o "$tmp/./m.nn"
+cp "$tmp/m.nn" "$tmp/lenet5"
+expect 2 "the trainer 'lenet5' is also the model file" sh -c 'cd "$1" && "$2" build lenet5' sh "$tmp" "$nncc"
+expect 2 "-o '$tmp/m.nn' is also the model file" "$nncc" export "$tmp/m.nn" --load "$tmp/ck" -o "$tmp/m.nn"
+expect 2 "-o '$tmp/m.onnx' is also the ONNX file" "$nncc" import "$tmp/m.onnx" -o "$tmp/m.onnx"
+expect 2 "--weights '$tmp/m.onnx' is also the ONNX file" "$nncc" import "$tmp/m.onnx" --weights "$tmp/m.onnx"
+expect 2 "-o '$tmp/w.nn' is also the --weights output" "$nncc" import "$tmp/m.onnx" -o "$tmp/w.nn" --weights "$tmp/w.nn"
+expect 2 "--infer-weights '$tmp/p.h' is also the header" \
+  "$nncc" --infer "$tmp/m.nn" --load "$tmp/ck" -o "$tmp/p.c" --infer-weights "$tmp/p.h"
+expect 2 "--infer-weights '$tmp/m.nn' is also the model file" \
+  "$nncc" --infer "$tmp/m.nn" --load "$tmp/ck" -o "$tmp/p.c" --infer-weights "$tmp/m.nn"
+check "a refused output changed the model" cmp -s "$tmp/m.nn" models/lenet5.nn
+check "a refused output changed the ONNX file" cmp -s "$tmp/m.onnx" tests/onnx/mnist_cnn.onnx
+check "a refused command wrote something" test ! -e "$tmp/w.nn" -a ! -e "$tmp/p.c" -a ! -e "$tmp/p.h"
+expect 0 "" "$nncc" import "$tmp/m.onnx" -o /dev/null --weights /dev/null # a device twice is fine
 [ -z "$(ls -A "$tmp" | grep 'tmp')" ] || { echo "FAIL: temp file left behind"; fails=$((fails + 1)); }
 echo "$passes passed, $fails failed"
 [ $fails = 0 ]

@@ -248,6 +248,8 @@ int onnx_export_main(int argc, char **argv) {
   if (!out)
     export_usage("export needs -o MODEL.onnx%s", "");
 
+  refuse_clobber("-o", out, 2, (const char *[]){path, load},
+                 (const char *[]){"the model file", "the checkpoint"});
   Graph *g = model_load(path);
   float *w = weights_read(g, load);
   if (!w)

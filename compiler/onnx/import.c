@@ -1153,6 +1153,9 @@ int onnx_import_main(int argc, char **argv) {
             errno == EFBIG ? "larger than 2 GiB, protobuf's limit" : fio_strerror(errno));
     return 1;
   }
+  refuse_clobber("-o", out, 2, (const char *[]){path, weights},
+                 (const char *[]){"the ONNX file", "the --weights output"});
+  refuse_clobber("--weights", weights, 1, (const char *[]){path}, (const char *[]){"the ONNX file"});
   res.nn_name = out;
   res.want_weights = weights != NULL;
   bool ok = onnx_import(path, (const uint8_t *)data, len, &res);
