@@ -32,16 +32,22 @@ long long ll(int64_t v) { return (long long)v; }
 
 /* The shortest decimal that reads back as v, always with a '.' or an
  * exponent so that C sees a floating constant: 0.1, 1e-05, 2.0 */
-char *emit_real(double v, bool as_float) {
-  char *s = NULL;
+void emit_real_to(char out[EMIT_REAL_MAX], double v, bool as_float) {
   for (int prec = 1; prec <= 17; prec++) {
-    s = format("%.*g", prec, v);
-    if (as_float ? (float)strtod(s, NULL) == (float)v : strtod(s, NULL) == v)
+    snprintf(out, EMIT_REAL_MAX - 3, "%.*g", prec, v);
+    if (as_float ? strtof(out, NULL) == (float)v : strtod(out, NULL) == v) /* as C reads it */
       break;
   }
-  if (!strpbrk(s, ".en"))
-    s = format("%s.0", s);
-  return as_float ? format("%sf", s) : s;
+  if (!strpbrk(out, ".en"))
+    strcat(out, ".0");
+  if (as_float)
+    strcat(out, "f");
+}
+
+char *emit_real(double v, bool as_float) {
+  char s[EMIT_REAL_MAX];
+  emit_real_to(s, v, as_float);
+  return xstrdup(s);
 }
 
 /* ---- names and pointers ---------------------------------------------------- */

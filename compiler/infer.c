@@ -473,23 +473,13 @@ static void dump_plan(Infer *I, Buf *out) {
     } else if (i == I->logits) {
       c[4] = "logits";
     }
-    for (int k = 0; k < NCOL; k++)
-      if ((int)strlen(c[k]) > width[k])
-        width[k] = (int)strlen(c[k]);
+    table_fit(width, c, NCOL);
   }
   buf_printf(out, "; nncc %s inference plan of model %s (%s), one image\n", NNCC_VERSION, g->name,
              g->file->name);
-  for (int i = 0; i < g->nnodes; i++) {
-    if (!cells[i])
-      continue;
-    Buf line = {0};
-    for (int k = 0; k < NCOL; k++)
-      buf_printf(&line, "%-*s  ", width[k], cells[i][k]);
-    while (line.len && line.data[line.len - 1] == ' ')
-      line.data[--line.len] = '\0';
-    buf_printf(out, "%s\n", line.data);
-    buf_free(&line);
-  }
+  for (int i = 0; i < g->nnodes; i++)
+    if (cells[i])
+      buf_printf(out, "%s\n", table_row(cells[i], width, NCOL));
   buf_printf(out, "; arena %s bytes, weights %s bytes, %s MACs per image\n", fmt_count(I->arena_floats * 4),
              fmt_count(I->weight_floats * 4), fmt_count(I->macs));
 }
@@ -592,19 +582,6 @@ static void print_nodes(Infer *I) {
   int64_t total = I->narrays ? I->arrays[I->narrays - 1].offset + I->arrays[I->narrays - 1].n : 0;
   if (total != I->weight_floats)
     ICE("the weights are %lld floats, the plan said %lld", ll(total), ll(I->weight_floats));
-}
-
-/* A float that reads back as itself, in the fewest digits from 6 to 9. */
-static void put_float(Buf *b, float v) {
-  char s[40];
-  for (int p = 6; p <= 9; p++) {
-    snprintf(s, sizeof s - 3, "%.*g", p, (double)v);
-    if (strtof(s, NULL) == v)
-      break;
-  }
-  if (!strpbrk(s, ".e"))
-    strcat(s, ".0");
-  buf_printf(b, "%sf", s);
 }
 
 /* The C identifier of the model's name, and its upper case for macros. */
@@ -802,10 +779,10 @@ static void gen_source(Infer *I, const char *cname, const char *hname, Buf *o) {
   for (int k = 0; !I->bin && k < I->narrays; k++) {
     const Array *a = &I->arrays[k];
     buf_printf(o, "\n/* %s */\nstatic const float %s[%s] = {", a->what, a->name, lit(a->n));
+    char v[EMIT_REAL_MAX];
     for (int64_t i = 0; i < a->n; i++) {
-      buf_puts(o, i % 8 ? " " : "\n  ");
-      put_float(o, a->data[i]);
-      buf_puts(o, ",");
+      emit_real_to(v, a->data[i], true);
+      buf_printf(o, "%s%s,", i % 8 ? " " : "\n  ", v);
     }
     buf_puts(o, "\n};\n");
   }

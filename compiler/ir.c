@@ -343,7 +343,22 @@ static char *bytes_str(int64_t n) {
   return format(i ? "%.2f %s" : "%.0f %s", v, unit[i]);
 }
 
-static char *pad_right(const char *s, int w) { return format("%-*s", w, s); }
+void table_fit(int *width, char *const *row, int ncol) {
+  for (int k = 0; k < ncol; k++)
+    if ((int)strlen(row[k]) > width[k])
+      width[k] = (int)strlen(row[k]);
+}
+
+char *table_row(char *const *row, const int *width, int ncol) {
+  Buf line = {0};
+  for (int k = 0; k < ncol; k++)
+    buf_printf(&line, "%-*s  ", width[k], row[k]);
+  while (line.len && line.data[line.len - 1] == ' ')
+    line.data[--line.len] = '\0';
+  char *r = xstrdup(line.data ? line.data : "");
+  buf_free(&line);
+  return r;
+}
 
 /*
  * One line per node:
@@ -373,11 +388,7 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
     c[4] = np ? format("params=%s", fmt_count(np)) : "";
     c[5] = f ? format("flops=%s", fmt_count(f)) : "";
     buf_free(&call);
-    for (int k = 0; k < ncol; k++) {
-      int w = (int)strlen(c[k]);
-      if (w > width[k])
-        width[k] = w;
-    }
+    table_fit(width, c, ncol);
     params += np;
     fwd += f;
     bwd += node_flops_bwd(g, n);
@@ -389,16 +400,10 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
              g->name ? g->name : "?", g->file->name, after);
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
-    char **c = cells[i];
-    Buf line = {0};
-    for (int k = 0; k < ncol; k++)
-      buf_printf(&line, "%s  ", pad_right(c[k], width[k]));
-    while (line.len && line.data[line.len - 1] == ' ')
-      line.data[--line.len] = '\0';
     int ln, col;
     loc_line_col(n->loc, &ln, &col);
     const char *file = n->loc.file == g->file ? "" : n->loc.file->name;
-    buf_printf(out, "%s  ; %s%s%d:%d", line.data, file, *file ? ":" : "", ln, col);
+    buf_printf(out, "%s  ; %s%s%d:%d", table_row(cells[i], width, ncol), file, *file ? ":" : "", ln, col);
     if (n->binding)
       buf_printf(out, " %s", n->binding);
     if (n->epilogue)
@@ -406,7 +411,6 @@ void ir_dump(Graph *g, Buf *out, const char *after) {
     if (n->note)
       buf_printf(out, " (%s)", n->note);
     buf_puts(out, "\n");
-    buf_free(&line);
     for (int k = 0; k < n->nparams; k++) {
       Param *p = &n->params[k];
       Buf shape = {0};

@@ -88,10 +88,7 @@ static void usage(FILE *fp) {
 }
 
 static noreturn void usage_error(const char *fmt, const char *arg) {
-  fprintf(stderr, "nncc: error: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n(run 'nncc --help' for usage)\n");
-  exit(2);
+  command_usage("(run 'nncc --help' for usage)\n", fmt, arg);
 }
 
 static Options parse_args(int argc, char **argv) {

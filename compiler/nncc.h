@@ -534,6 +534,11 @@ void ir_count_users(Graph *g);
 void ir_verify(Graph *g, const char *after);
 void ir_dump(Graph *g, Buf *out, const char *after);
 void ir_dump_dot(Graph *g, Buf *out);
+/* The dumps' column tables (--dump-ir, nncc --infer --dump-ir): table_fit
+ * widens width[] to a row's ncol cells; table_row is the row with each
+ * cell padded to its width, two blanks between, none at the end. */
+void table_fit(int *width, char *const *row, int ncol);
+char *table_row(char *const *row, const int *width, int ncol);
 
 /* A hash map from strings to ints, in the pool: node names, scopes.  The
  * keys are not copied; they must live as long as the map. */
@@ -643,6 +648,9 @@ bool emit_needed(const char *dx);
 bool emit_grad_in_place(Emit *E, const Node *n, int j);
 char *emit_fn(const Node *n);                    /* C name stem: block1_conv2 */
 char *emit_real(double v, bool as_float);        /* 0.1, 1e-05, 2.0f */
+/* The same into out, allocating nothing (the many weights of nncc --infer). */
+#define EMIT_REAL_MAX 40
+void emit_real_to(char out[EMIT_REAL_MAX], double v, bool as_float);
 /* A compile-time check in the generated C that a kernel's own size formula
  * (a macro of nncc_kernels.h) gives the planned output size: rows, then
  * columns (one check when the two read alike). */
