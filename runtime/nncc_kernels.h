@@ -510,14 +510,18 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
     if (g != filled_g) nk_fill_segs(segs, cnt, d, p, g), filled_g = g;
     int ntile = nk_cdiv(nk_qspan(d, p.direct, g), NK_NR);
     float *o = out + (size_t)n0 * img;
-    for (int m0 = 0; m0 < d.M; m0 += NK_MR) {
-      if (m0 + NK_MR <= d.M)
-        for (int t = 0; t < ntile; t++)
+    for (int m0 = 0; m0 < d.M; m0 += NK_MR)
+      for (int t = 0; t < ntile; t++) {
+        /* a direct tile may hold no output at all (the rows of V below the
+         * last output row): skip it */
+        int any = 0;
+        for (int j = 0; j < NK_NV; j++) any |= cnt[t * NK_NV + j];
+        if (!any) continue;
+        if (m0 + NK_MR <= d.M)
           nk_engine_tile(o, wt, bias, oact, alpha, B, segs, cnt, d, p, g, m0, NK_MR, t);
-      else
-        for (int t = 0; t < ntile; t++)
+        else
           nk_engine_tile(o, wt, bias, oact, alpha, B, segs, cnt, d, p, g, m0, d.M % NK_MR, t);
-    }
+      }
   }
 }
 
@@ -588,7 +592,8 @@ static inline void nncc_conv2d_forward(float *restrict y, const float *restrict 
  */
 
 /* How dw is tiled: tiles are (ci, a run of rh kernel rows, NV*16 output
- * channels); the tile is rh*Kw*NV accumulators. */
+ * channels); the tile is rh*Kw*NV accumulators, at most NK_ACC when Kw
+ * allows (a wider kernel row spills: Kw accumulators at least). */
 typedef struct {
   int Co16, ncv, NV, nch, nkh, RH;
   size_t thread_bytes;
@@ -598,9 +603,9 @@ NK_INLINE nk_dwplan nk_dw_plan(nk_conv f) {
   nk_dwplan p;
   p.Co16 = nk_cdiv(f.M, 16) * 16;
   p.ncv = p.Co16 / 16;
-  p.NV = nk_min(p.ncv, nk_max(1, nk_min(4, 24 / f.Kw)));
+  p.NV = nk_min(p.ncv, nk_max(1, nk_min(4, NK_ACC / f.Kw)));
   p.nch = nk_cdiv(p.ncv, p.NV);
-  int rhmax = nk_max(1, 24 / (f.Kw * p.NV));
+  int rhmax = nk_max(1, NK_ACC / (f.Kw * p.NV));
   p.nkh = nk_cdiv(f.Kh, rhmax);
   p.RH = nk_cdiv(f.Kh, p.nkh);
   p.nkh = nk_cdiv(f.Kh, p.RH);

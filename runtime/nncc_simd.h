@@ -50,7 +50,9 @@
  *                   rows of NV vectors of accumulators, NV B vectors and a
  *                   broadcast live beside them;
  *   NK_GC_TILE      the general (grouped, dilated, strided) convolution's
- *                   tile, at most NK_GC_VMAX vectors wide. */
+ *                   tile, at most NK_GC_VMAX vectors wide;
+ *   NK_ACC          the accumulators every other tile may hold (the conv
+ *                   weight gradient's), NK_MR * NK_NV. */
 #if defined(NK_ISA_AVX512)
 enum { NK_MR = 8, NK_NV = 3, NK_GC_TILE = 8, NK_GC_VMAX = 4 }; /* 24 + 3 + 1 of 32 zmm */
 #elif defined(NK_ISA_AVX2)
@@ -58,6 +60,7 @@ enum { NK_MR = 6, NK_NV = 1, NK_GC_TILE = 6, NK_GC_VMAX = 3 }; /* 12 + 2 + 1 of 
 #else
 enum { NK_MR = 4, NK_NV = 1, NK_GC_TILE = 4, NK_GC_VMAX = 2 }; /* 16 + 4 + 1 of 32 q */
 #endif
+enum { NK_ACC = NK_MR * NK_NV };
 
 /* ---------------------------------------------------------------------------
  * The operations, lane by lane (what every ISA computes):
