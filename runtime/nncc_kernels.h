@@ -1122,9 +1122,58 @@ NK_INLINE int nk_pool_max_at(const float *xp, int H, int W, int Kh, int Kw, int 
   return best;
 }
 
+NK_INLINE uint32_t nk_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+NK_INLINE float nk_from_bits(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/* Whether v replaces m as the window's maximum so far: nk_pool_max_at's
+ * rule, branch-free. */
+NK_INLINE int nk_pool_takes(float v, float m) { return v > m || (v != v && m == m); }
+
+/* The common pool -- 2x2 windows, stride 2, no padding, every window
+ * inside x -- has a path of its own that the compiler vectorizes: the same
+ * choice of maximum, the same bits. */
+NK_INLINE int nk_pool_2x2(int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho,
+                          int Wo) {
+  return Kh == 2 && Kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && 2 * Ho <= H &&
+         2 * Wo <= W;
+}
+
+/* The 2x2 window (a, b / c, d): its maximum and, at *at, its index 0..3 in
+ * window order. */
+NK_INLINE float nk_pool_2x2_max(float a, float b, float c, float d, int *at) {
+  float m = a;
+  int i = 0;
+  if (nk_pool_takes(b, m)) m = b, i = 1;
+  if (nk_pool_takes(c, m)) m = c, i = 2;
+  if (nk_pool_takes(d, m)) m = d, i = 3;
+  *at = i;
+  return m;
+}
+
 NK_INLINE void nncc_maxpool2d_forward_team(float *restrict y, const float *restrict x, int N,
                                            int C, int H, int W, int Kh, int Kw, int sh, int sw,
                                            int ph, int pw, int Ho, int Wo) {
+  if (nk_pool_2x2(H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo)) {
+#pragma omp for schedule(static)
+    for (int nc = 0; nc < N * C; nc++)
+      for (int oh = 0; oh < Ho; oh++) {
+        const float *r0 = x + ((size_t)nc * H + 2 * oh) * W, *r1 = r0 + W;
+        float *yr = y + ((size_t)nc * Ho + oh) * Wo;
+        for (int ow = 0; ow < Wo; ow++) {
+          int at;
+          yr[ow] = nk_pool_2x2_max(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], &at);
+        }
+      }
+    return;
+  }
 #pragma omp for schedule(static)
   for (int nc = 0; nc < N * C; nc++) {
     const float *xp = x + (size_t)nc * H * W;
@@ -1141,6 +1190,36 @@ NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *res
                                             const float *restrict x, int N, int C, int H, int W,
                                             int Kh, int Kw, int sh, int sw, int ph, int pw,
                                             int Ho, int Wo) {
+  if (nk_pool_2x2(H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo)) {
+    /* windows do not overlap: each element of dx is 0 + its window's dy
+     * if it is the window's maximum, else 0 (+0, as the general path) */
+#pragma omp for schedule(static)
+    for (int nc = 0; nc < N * C; nc++) {
+      for (int oh = 0; oh < Ho; oh++) {
+        size_t r = ((size_t)nc * H + 2 * oh) * W;
+        const float *x0 = x + r, *x1 = x0 + W, *dr = dy + ((size_t)nc * Ho + oh) * Wo;
+        float *g0 = dx + r, *g1 = g0 + W;
+        for (int ow = 0; ow < Wo; ow++) {
+          /* g or +0 by a mask of its bits: this form vectorizes */
+          float a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], d = x1[2 * ow + 1];
+          uint32_t t1 = -(uint32_t)((b > a) | ((b != b) & (a == a)));
+          float m = nk_from_bits((nk_bits(b) & t1) | (nk_bits(a) & ~t1));
+          uint32_t t2 = -(uint32_t)((c > m) | ((c != c) & (m == m)));
+          m = nk_from_bits((nk_bits(c) & t2) | (nk_bits(m) & ~t2));
+          uint32_t t3 = -(uint32_t)((d > m) | ((d != d) & (m == m)));
+          uint32_t g = nk_bits(0.0f + dr[ow]);
+          g0[2 * ow] = nk_from_bits(g & ~(t1 | t2 | t3));
+          g0[2 * ow + 1] = nk_from_bits(g & t1 & ~(t2 | t3));
+          g1[2 * ow] = nk_from_bits(g & t2 & ~t3);
+          g1[2 * ow + 1] = nk_from_bits(g & t3);
+        }
+        for (int w = 2 * Wo; w < W; w++) g0[w] = g1[w] = 0.0f;
+      }
+      float *gp = dx + (size_t)nc * H * W;
+      memset(gp + (size_t)2 * Ho * W, 0, (size_t)(H - 2 * Ho) * W * sizeof(float));
+    }
+    return;
+  }
 #pragma omp for schedule(static)
   for (int nc = 0; nc < N * C; nc++) {
     const float *xp = x + (size_t)nc * H * W;
