@@ -651,12 +651,18 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, co
                           char *tscratch, size_t tstride, nk_conv f, int S) {
   nk_dwplan p = nk_dw_plan(f);
   int tid = nk_tid(), nthr = nk_nthr(), lo, hi;
-  int per_ci = p.nkh * p.nch, ntiles = f.C * per_ci;
+  /* tiles in (output-channel chunk, ci, kernel-row run) order: a thread's
+   * run of tiles spans few chunks, and it transposes only their columns
+   * of dy */
+  int per_cc = f.C * p.nkh, ntiles = p.nch * per_cc;
   nk_split(ntiles, tid, nthr, &lo, &hi);
   if (lo >= hi) return;
   float *xv = (float *)(tscratch + (size_t)tid * tstride);
   float *dyT = (float *)((char *)xv + nk_align64((size_t)f.C * f.Hv * f.Wv * sizeof(float)));
-  int ci_lo = lo / per_ci, ci_hi = (hi - 1) / per_ci;
+  int cc_lo = lo / per_cc, cc_hi = (hi - 1) / per_cc;
+  int ci_lo = cc_lo == cc_hi ? lo % per_cc / p.nkh : 0;
+  int ci_hi = cc_lo == cc_hi ? (hi - 1) % per_cc / p.nkh : f.C - 1;
+  int co_lo = cc_lo * p.NV * 16, co_hi = nk_min(f.M, (cc_hi + 1) * p.NV * 16);
   int P = f.Ho * f.Wo;
   size_t plane = (size_t)f.Hv * f.Wv;
   memset(dyT, 0, (size_t)P * p.Co16 * sizeof(float));
@@ -669,14 +675,14 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, co
     /* dyT[p][co] = gated dy[n][co][p] */
     const float *dyn = dy + (size_t)n * f.M * P;
     const float *mn = ymask ? ymask + (size_t)n * f.M * P : NULL;
-    for (int co = 0; co < f.M; co++)
+    for (int co = co_lo; co < co_hi; co++)
       for (int q = 0; q < P; q++) {
         float gv = dyn[(size_t)co * P + q];
         if (mn) gv = nk_actgrad1(gv, mn[(size_t)co * P + q], act, alpha);
         dyT[(size_t)q * p.Co16 + co] = gv;
       }
     for (int t = lo; t < hi; t++) {
-      int ci = t / per_ci, kc = t % per_ci / p.nch, cc = t % p.nch;
+      int cc = t / per_cc, ci = t % per_cc / p.nkh, kc = t % p.nkh;
       int kh0 = kc * p.RH, co0 = cc * p.NV * 16;
       const float *xc = xv + (size_t)ci * plane;
       int full_kh = kh0 + p.RH <= f.Kh, full_co = cc < p.nch - 1 || p.ncv % p.NV == 0;
