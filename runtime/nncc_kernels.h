@@ -104,12 +104,15 @@ static inline int nncc_fp_contracts(void) {
 #if defined(NNCC_KERNELS_NO_UNROLL)
 #define NK_UNROLL
 #define NK_NOUNROLL
+#define NK_ROLLED
 #elif defined(__clang__)
 #define NK_UNROLL NK_PRAGMA(clang loop unroll(full))
 #define NK_NOUNROLL NK_PRAGMA(clang loop unroll(disable))
+#define NK_ROLLED NK_NOUNROLL
 #else
 #define NK_UNROLL NK_PRAGMA(GCC unroll 32)
 #define NK_NOUNROLL
+#define NK_ROLLED NK_PRAGMA(GCC unroll 1)
 #endif
 
 /* The 16-lane vector nk_v and its operations on AVX-512, AVX2 and the
@@ -253,6 +256,10 @@ NK_TREE_FOLD(nk_tree_fold_d, double)
  * The reduction runs over three nested loops (n2, n1, n0) that advance a and
  * b by their own strides, in order; each accumulator is one FMA chain.
  * With MU, MV, NV constant the tile unrolls into registers.
+ * nk_kernel_rolled keeps the n0 loop rolled under gcc too: for a short n0
+ * (a kernel row of the direct convolution) gcc's own unrolling overlaps
+ * the steps' loads and spills the AVX2 tile (20% slower); a long one (a
+ * weight gradient's output row) gains from it.
  */
 #define NK_KERNEL_BODY(UNROLL, NOUNROLL)                                                           \
   for (int i2 = 0; i2 < n2; i2++)                                                          \
@@ -262,7 +269,8 @@ NK_TREE_FOLD(nk_tree_fold_d, double)
       NOUNROLL for (int i0 = 0; i0 < n0; i0++, ap += a0, bp += b0) {                       \
         nk_v bv[4] = {nk_zero(), nk_zero(), nk_zero(), nk_zero()};                         \
         UNROLL for (int j = 0; j < NV; j++)                                                \
-          bv[j] = j == NV - 1 ? nk_load_mask(bp + 16 * j, bmask) : nk_load(bp + 16 * j);   \
+          bv[j] = nk_in_regs(j == NV - 1 && bmask != 0xFFFF ? nk_load_mask(bp + 16 * j, bmask) \
+                                                            : nk_load(bp + 16 * j));        \
         UNROLL for (int u = 0; u < MU; u++)                                                \
           UNROLL for (int v = 0; v < MV; v++) {                                            \
             nk_v s = nk_bcast(ap[u * ar1 + v * ar0]);                                      \
@@ -272,20 +280,24 @@ NK_TREE_FOLD(nk_tree_fold_d, double)
       }                                                                                    \
     }
 
-NK_INLINE void nk_kernel(nk_v *restrict acc, const int MU, const int MV, const int NV,
-                         const float *a, const ptrdiff_t ar1, const ptrdiff_t ar0,
-                         const float *b, const uint32_t bmask,
-                         const int n2, const ptrdiff_t a2, const ptrdiff_t b2,
-                         const int n1, const ptrdiff_t a1, const ptrdiff_t b1,
-                         const int n0, const ptrdiff_t a0, const ptrdiff_t b0) {
-  /* Unroll only when the tile shape is a compile-time constant (generated
-   * code); unrolling runtime-sized loops would only bloat the code. */
-  if (__builtin_constant_p(MU) && __builtin_constant_p(MV) && __builtin_constant_p(NV)) {
-    NK_KERNEL_BODY(NK_UNROLL, NK_NOUNROLL)
-  } else {
-    NK_KERNEL_BODY(, )
+/* Unroll only when the tile shape is a compile-time constant (generated
+ * code); unrolling runtime-sized loops would only bloat the code. */
+#define NK_KERNEL_FN(name, ROLL)                                                              \
+  NK_INLINE void name(nk_v *restrict acc, const int MU, const int MV, const int NV,           \
+                      const float *a, const ptrdiff_t ar1, const ptrdiff_t ar0,               \
+                      const float *b, const uint32_t bmask, const int n2, const ptrdiff_t a2, \
+                      const ptrdiff_t b2, const int n1, const ptrdiff_t a1,                   \
+                      const ptrdiff_t b1, const int n0, const ptrdiff_t a0,                   \
+                      const ptrdiff_t b0) {                                                   \
+    if (__builtin_constant_p(MU) && __builtin_constant_p(MV) && __builtin_constant_p(NV)) {   \
+      NK_KERNEL_BODY(NK_UNROLL, ROLL)                                                         \
+    } else {                                                                                  \
+      NK_KERNEL_BODY(, )                                                                      \
+    }                                                                                         \
   }
-}
+NK_KERNEL_FN(nk_kernel, NK_NOUNROLL)
+NK_KERNEL_FN(nk_kernel_rolled, NK_ROLLED)
+#undef NK_KERNEL_FN
 #undef NK_KERNEL_BODY
 
 /* ---------------------------------------------------------------------------
@@ -465,7 +477,7 @@ NK_INLINE void nk_engine_tile(float *out, const float *wt, const float *bias, in
   const float *a = wt + (size_t)m0 * K;
   if (p.direct) {
     size_t cs = (size_t)g * d.Hv * d.Wv;
-    nk_kernel(acc, mr, 1, NK_NV, a, K, 0, B + q0, 0xFFFF, d.C, d.Kh * d.Kw, cs, d.Kh, d.Kw,
+    nk_kernel_rolled(acc, mr, 1, NK_NV, a, K, 0, B + q0, 0xFFFF, d.C, d.Kh * d.Kw, cs, d.Kh, d.Kw,
               d.Wv, d.Kw, 1, 1);
   } else {
     int ldb = nk_cdiv(nk_qspan(d, 0, g), NK_NR) * NK_NR;

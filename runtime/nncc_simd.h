@@ -73,12 +73,14 @@ enum { NK_ACC = NK_MR * NK_NV };
  *   nk_load_mask(p, m)  lanes of the 16-bit mask m read p[l], others +0 (no
  *                       other element is read); nk_store_mask writes them
  *   nk_store_compress   the lanes of m, packed, to p[0..popcount(m))
+ *   nk_in_regs(v)       v (only a hint to the register allocator)
  */
 #if defined(NK_ISA_AVX512)
 typedef __m512 nk_v;
 NK_INLINE nk_v nk_zero(void) { return _mm512_setzero_ps(); }
 NK_INLINE nk_v nk_load(const float *p) { return _mm512_loadu_ps(p); }
 NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) { return _mm512_maskz_loadu_ps((__mmask16)m, p); }
+NK_INLINE nk_v nk_in_regs(nk_v v) { return v; }
 NK_INLINE nk_v nk_bcast(float f) { return _mm512_set1_ps(f); }
 NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) { return _mm512_fmadd_ps(a, b, c); }
 NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return _mm512_add_ps(a, b); }
@@ -116,6 +118,12 @@ NK_INLINE nk_v nk_zero(void) { return nk_pair(_mm256_setzero_ps(), _mm256_setzer
 NK_INLINE nk_v nk_load(const float *p) { return nk_pair(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)); }
 NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) {
   return nk_pair(_mm256_maskload_ps(p, nk_m8(m & 0xFF)), _mm256_maskload_ps(p + 8, nk_m8(m >> 8 & 0xFF)));
+}
+/* v, held in registers: with 16 ymm gcc may fold a micro-kernel's B load
+ * into each of the MR FMAs that read it, loading it MR times */
+NK_INLINE nk_v nk_in_regs(nk_v v) {
+  __asm__("" : "+x"(v.lo), "+x"(v.hi));
+  return v;
 }
 NK_INLINE nk_v nk_bcast(float f) { return nk_pair(_mm256_set1_ps(f), _mm256_set1_ps(f)); }
 NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
@@ -174,6 +182,7 @@ NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) {
     if (m >> l & 1) NK_LANE(r, l) = p[l];
   return r;
 }
+NK_INLINE nk_v nk_in_regs(nk_v v) { return v; }
 NK_INLINE nk_v nk_bcast(float f) { nk_v r; for (int i = 0; i < 4; i++) r.q[i] = (nk_v4){f, f, f, f}; return r; }
 NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
 #if defined(__ARM_NEON) && defined(__ARM_FEATURE_FMA)
