@@ -511,7 +511,10 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
   char *mine = tscratch + (size_t)tid * tstride;
   float *B = (float *)mine;
   nk_seg *segs = (nk_seg *)(mine + nk_align64(nk_bfloats(d, p.direct, p.G) * sizeof(float)));
+  /* as many groups as fit, rounded up to a multiple of the team, so that
+   * every thread gets the same number of images (within one group) */
   int G = nk_min(p.G, nk_cdiv(d.N, nthr));
+  G = nk_cdiv(d.N, nk_cdiv(nk_cdiv(d.N, G), nthr) * nthr);
   uint8_t *cnt = (uint8_t *)((char *)segs + nk_align64((size_t)nk_cdiv(nk_qspan(d, p.direct, G), NK_NR) *
                                                           NK_NV * p.S * sizeof(nk_seg)));
   int ngroups = nk_cdiv(d.N, G), filled_g = -1, oact = msk ? NNCC_ACT_NONE : act;
