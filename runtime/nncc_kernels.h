@@ -659,6 +659,23 @@ NK_INLINE void nk_dw_tile(float *dwT, size_t slot, const float *xv, const float 
   }
 }
 
+/* dyT[q][co] = dy[co][q], gated by the mask m (act, alpha) when not NULL,
+ * for rows q0..q0+qn of dyT and co in [co_lo, co_hi) */
+NK_INLINE void nk_transpose_rows(float *restrict dyT, int ld, const float *restrict dy,
+                                 const float *restrict m, int act, float alpha, int P, int q0,
+                                 const int qn, int co_lo, int co_hi) {
+  float *dq = dyT + (size_t)q0 * ld;
+  for (int co = co_lo; co < co_hi; co++) {
+    const float *src = dy + (size_t)co * P + q0;
+    if (m) {
+      const float *ms = m + (size_t)co * P + q0;
+      for (int j = 0; j < qn; j++) dq[(size_t)j * ld + co] = nk_actgrad1(src[j], ms[j], act, alpha);
+    } else {
+      for (int j = 0; j < qn; j++) dq[(size_t)j * ld + co] = src[j];
+    }
+  }
+}
+
 /* dwT and dbT (when not NULL) at tree level log2(N/S): the grouped sums
  * over the batch; each thread runs the whole batch for its own tiles. */
 NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, const float *x,
@@ -690,12 +707,17 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, co
     /* dyT[p][co] = gated dy[n][co][p] */
     const float *dyn = dy + (size_t)n * f.M * P;
     const float *mn = ymask ? ymask + (size_t)n * f.M * P : NULL;
-    for (int co = co_lo; co < co_hi; co++)
-      for (int q = 0; q < P; q++) {
-        float gv = dyn[(size_t)co * P + q];
-        if (mn) gv = nk_actgrad1(gv, mn[(size_t)co * P + q], act, alpha);
-        dyT[(size_t)q * p.Co16 + co] = gv;
-      }
+    /* column by column when all of dyT fits in L1; else in blocks of 16
+     * rows, which stay in L1 while each column is written (column by
+     * column over all of it, the writes would miss a line each) */
+    if ((size_t)P * p.Co16 <= 4096) /* all of dyT fits in L1 */
+      nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, 0, P, co_lo, co_hi);
+    else
+      for (int q0 = 0; q0 < P; q0 += 16)
+        if (q0 + 16 <= P)
+          nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, q0, 16, co_lo, co_hi);
+        else
+          nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, q0, P - q0, co_lo, co_hi);
     for (int t = lo; t < hi; t++) {
       int cc = t / per_cc, ci = t % per_cc / p.nkh, kc = t % p.nkh;
       int kh0 = kc * p.RH, co0 = cc * p.NV * 16;
