@@ -112,13 +112,20 @@ static inline int nncc_fp_contracts(void) {
 #else
 #define NK_UNROLL NK_PRAGMA(GCC unroll 32)
 #define NK_NOUNROLL
-#define NK_ROLLED NK_PRAGMA(GCC unroll 1)
+#define NK_ROLLED_GCC /* NK_ROLLED: after nncc_simd.h */
 #endif
 
 /* The 16-lane vector nk_v and its operations on AVX-512, AVX2 and the
  * generic path, and the register tile sizes of each (NK_MR, NK_NV,
  * NK_GC_TILE, NK_GC_VMAX). */
 #include "nncc_simd.h"
+#ifdef NK_ROLLED_GCC
+#ifdef NK_ISA_AVX512
+#define NK_ROLLED /* 32 zmm: gcc's own unrolling spills nothing there */
+#else
+#define NK_ROLLED NK_PRAGMA(GCC unroll 1)
+#endif
+#endif
 
 /* scalar forms of relu/gate, bit-identical to the vector ones */
 NK_INLINE float nk_relu1(float v) { return !(v <= 0.0f) ? v : 0.0f; }
@@ -256,10 +263,10 @@ NK_TREE_FOLD(nk_tree_fold_d, double)
  * The reduction runs over three nested loops (n2, n1, n0) that advance a and
  * b by their own strides, in order; each accumulator is one FMA chain.
  * With MU, MV, NV constant the tile unrolls into registers.
- * nk_kernel_rolled keeps the n0 loop rolled under gcc too: for a short n0
- * (a kernel row of the direct convolution) gcc's own unrolling overlaps
- * the steps' loads and spills the AVX2 tile (20% slower); a long one (a
- * weight gradient's output row) gains from it.
+ * nk_kernel_rolled keeps the n0 loop rolled under gcc too (but on
+ * AVX-512): for a short n0 (a kernel row of the direct convolution) gcc's
+ * own unrolling overlaps the steps' loads and spills the AVX2 tile (20%
+ * slower); a long one (a weight gradient's output row) gains from it.
  */
 #define NK_KERNEL_BODY(UNROLL, NOUNROLL)                                                           \
   for (int i2 = 0; i2 < n2; i2++)                                                          \
