@@ -557,6 +557,7 @@ static const Pool pool_shapes[] = {
     {2, 3, 7, 10, 3, 2, 2, 3, 1, 1, 1},  {1, 1, 4, 4, 2, 2, 3, 3, 1, 1, 1},
     {2, 2, 11, 9, 3, 3, 2, 2, 0, 1, 1},  {1, 2, 13, 13, 3, 3, 2, 2, 1, 1, 1},
     {2, 1, 8, 7, 4, 3, 3, 2, 2, 1, 1},   {1, 3, 9, 9, 5, 5, 3, 3, 2, 2, 0},
+    {2, 2, 7, 9, 2, 2, 2, 2, 0, 0, 0}, /* 2x2 path, a row and a column in no window */
 };
 #define NPOOL (int)(sizeof pool_shapes / sizeof pool_shapes[0])
 static int pool_ho(Pool p) { return NNCC_POOL_OUT(p.H, p.Kh, p.sh, p.ph, p.ceil_mode); }
@@ -704,7 +705,8 @@ START_TEST(test_pool_ceil_values) {
 END_TEST
 
 /* The pooling kernels as they were before ceil_mode (floor mode,
- * count_include_pad): the new ones must give exactly these bits. */
+ * count_include_pad): the new ones, and max pooling's 2x2 path, must give
+ * exactly these bits. */
 static void legacy_avgpool_fwd(float *y, const float *x, Pool p) {
   int Ho = (p.H + 2 * p.ph - p.Kh) / p.sh + 1, Wo = (p.W + 2 * p.pw - p.Kw) / p.sw + 1;
   float div = (float)(p.Kh * p.Kw);
@@ -773,6 +775,11 @@ START_TEST(test_pool_legacy_bits) {
   float *x = rand_buf(nx), *dy = rand_buf(ny);
   for (size_t i = 0; i < nx; i += 3) x[i] = x[i / 2];
   for (size_t i = 0; i < nx; i += 11) x[i] = NAN;
+  /* ties of -0 and +0, where the first in window order must win, and a
+   * -0 gradient (0 + -0 is +0 in dx) */
+  for (size_t i = 1; i < nx; i += 5) x[i] = -0.0f, x[i - 1] = 0.0f;
+  for (size_t i = 2; i < nx; i += 13) x[i] = 0.0f, x[i - 1] = -0.0f;
+  for (size_t i = 0; i < ny; i += 7) dy[i] = -0.0f;
   float *y = garbage_buf(ny), *dx = garbage_buf(nx), *ly = garbage_buf(ny), *ldx = garbage_buf(nx);
   set_threads(2);
   nncc_avgpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo, 1);
