@@ -116,8 +116,15 @@ NK_INLINE __m256i nk_m8(uint32_t m) {
 NK_INLINE nk_v nk_pair(__m256 lo, __m256 hi) { nk_v r = {lo, hi}; return r; }
 NK_INLINE nk_v nk_zero(void) { return nk_pair(_mm256_setzero_ps(), _mm256_setzero_ps()); }
 NK_INLINE nk_v nk_load(const float *p) { return nk_pair(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)); }
+/* Masked moves are slow on AVX2 (a masked store is microcoded on AMD
+ * Zen): a half whose mask is full moves plainly, an empty one not at all. */
+NK_INLINE __m256 nk_load8_mask(const float *p, uint32_t m8) {
+  if (m8 == 0xFF) return _mm256_loadu_ps(p);
+  if (m8 == 0) return _mm256_setzero_ps();
+  return _mm256_maskload_ps(p, nk_m8(m8));
+}
 NK_INLINE nk_v nk_load_mask(const float *p, uint32_t m) {
-  return nk_pair(_mm256_maskload_ps(p, nk_m8(m & 0xFF)), _mm256_maskload_ps(p + 8, nk_m8(m >> 8 & 0xFF)));
+  return nk_pair(nk_load8_mask(p, m & 0xFF), nk_load8_mask(p + 8, m >> 8 & 0xFF));
 }
 /* v, held in registers: with 16 ymm gcc may fold a micro-kernel's B load
  * into each of the MR FMAs that read it, loading it MR times */
@@ -151,9 +158,13 @@ NK_INLINE nk_v nk_leaky(nk_v v, float slope) {
   return nk_pair(nk_leaky8(v.lo, s), nk_leaky8(v.hi, s));
 }
 NK_INLINE void nk_store(float *p, nk_v v) { _mm256_storeu_ps(p, v.lo); _mm256_storeu_ps(p + 8, v.hi); }
+NK_INLINE void nk_store8_mask(float *p, uint32_t m8, __m256 v) {
+  if (m8 == 0xFF) _mm256_storeu_ps(p, v);
+  else if (m8) _mm256_maskstore_ps(p, nk_m8(m8), v);
+}
 NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
-  _mm256_maskstore_ps(p, nk_m8(m & 0xFF), v.lo);
-  _mm256_maskstore_ps(p + 8, nk_m8(m >> 8 & 0xFF), v.hi);
+  nk_store8_mask(p, m & 0xFF, v.lo);
+  nk_store8_mask(p + 8, m >> 8 & 0xFF, v.hi);
 }
 NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
   float t[16];
