@@ -82,7 +82,6 @@ static inline int nncc_fp_contracts(void) {
   return x * x + y != 0.0f;
 }
 
-
 /* Bytes of one thread's working set (a group of input planes or im2col
  * columns) that the convolution tries to keep in its L2. */
 #ifndef NNCC_GROUP_BYTES
@@ -91,6 +90,12 @@ static inline int nncc_fp_contracts(void) {
 
 #define NK_INLINE static inline __attribute__((always_inline))
 #define NK_PRAGMA(x) _Pragma(#x)
+
+/* The 16-lane vector nk_v and its operations on AVX-512, AVX2 and the
+ * generic path, and the register tile sizes of each (NK_MR, NK_NV,
+ * NK_GC_TILE, NK_GC_VMAX, NK_ACC). */
+#include "nncc_simd.h"
+
 /* The register tiles need their loops unrolled; with compile-time sizes
  * that is what makes them fast (about 2.5x on the convolutions). Code that
  * calls the kernels with runtime sizes (the tests) should define
@@ -109,22 +114,14 @@ static inline int nncc_fp_contracts(void) {
 #define NK_UNROLL NK_PRAGMA(clang loop unroll(full))
 #define NK_NOUNROLL NK_PRAGMA(clang loop unroll(disable))
 #define NK_ROLLED NK_NOUNROLL
+#elif defined(NK_ISA_AVX512)
+#define NK_UNROLL NK_PRAGMA(GCC unroll 32)
+#define NK_NOUNROLL
+#define NK_ROLLED /* 32 zmm: gcc's own unrolling spills nothing there */
 #else
 #define NK_UNROLL NK_PRAGMA(GCC unroll 32)
 #define NK_NOUNROLL
-#define NK_ROLLED_GCC /* NK_ROLLED: after nncc_simd.h */
-#endif
-
-/* The 16-lane vector nk_v and its operations on AVX-512, AVX2 and the
- * generic path, and the register tile sizes of each (NK_MR, NK_NV,
- * NK_GC_TILE, NK_GC_VMAX). */
-#include "nncc_simd.h"
-#ifdef NK_ROLLED_GCC
-#ifdef NK_ISA_AVX512
-#define NK_ROLLED /* 32 zmm: gcc's own unrolling spills nothing there */
-#else
 #define NK_ROLLED NK_PRAGMA(GCC unroll 1)
-#endif
 #endif
 
 /* scalar forms of relu/gate, bit-identical to the vector ones */
@@ -518,10 +515,10 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
   char *mine = tscratch + (size_t)tid * tstride;
   float *B = (float *)mine;
   nk_seg *segs = (nk_seg *)(mine + nk_align64(nk_bfloats(d, p.direct, p.G) * sizeof(float)));
-  /* as many groups as fit, rounded up to a multiple of the team, so that
-   * every thread gets the same number of images (within one group) */
-  int G = nk_min(p.G, nk_cdiv(d.N, nthr));
-  G = nk_cdiv(d.N, nk_cdiv(nk_cdiv(d.N, G), nthr) * nthr);
+  /* groups of at most p.G images, their count rounded up to a multiple of
+   * the team, so that every thread gets the same number of images (within
+   * one group) */
+  int G = nk_cdiv(d.N, nk_cdiv(nk_cdiv(d.N, p.G), nthr) * nthr);
   uint8_t *cnt = (uint8_t *)((char *)segs + nk_align64((size_t)nk_cdiv(nk_qspan(d, p.direct, G), NK_NR) *
                                                           NK_NV * p.S * sizeof(nk_seg)));
   int ngroups = nk_cdiv(d.N, G), filled_g = -1, oact = msk ? NNCC_ACT_NONE : act;
@@ -1183,10 +1180,6 @@ NK_INLINE float nk_from_bits(uint32_t u) {
   return f;
 }
 
-/* Whether v replaces m as the window's maximum so far: nk_pool_max_at's
- * rule, branch-free. */
-NK_INLINE int nk_pool_takes(float v, float m) { return v > m || (v != v && m == m); }
-
 /* The common pool -- 2x2 windows, stride 2, no padding, every window
  * inside x -- has a path of its own that the compiler vectorizes: the same
  * choice of maximum, the same bits. */
@@ -1196,16 +1189,25 @@ NK_INLINE int nk_pool_2x2(int H, int W, int Kh, int Kw, int sh, int sw, int ph, 
          2 * Wo <= W;
 }
 
-/* The 2x2 window (a, b / c, d): its maximum and, at *at, its index 0..3 in
- * window order. */
-NK_INLINE float nk_pool_2x2_max(float a, float b, float c, float d, int *at) {
-  float m = a;
-  int i = 0;
-  if (nk_pool_takes(b, m)) m = b, i = 1;
-  if (nk_pool_takes(c, m)) m = c, i = 2;
-  if (nk_pool_takes(d, m)) m = d, i = 3;
-  *at = i;
-  return m;
+/* All ones where v replaces m as the window's maximum so far
+ * (nk_pool_max_at's rule), and the choice it makes: branch-free, so that
+ * the pooling loops vectorize. */
+NK_INLINE uint32_t nk_pool_takes(float v, float m) {
+  return -(uint32_t)((v > m) | ((v != v) & (m == m)));
+}
+NK_INLINE float nk_pool_pick(uint32_t take, float v, float m) {
+  return nk_from_bits((nk_bits(v) & take) | (nk_bits(m) & ~take));
+}
+
+/* The maximum of the 2x2 window (a, b / c, d); t[k] is all ones where
+ * element k + 1 replaced the maximum so far. */
+NK_INLINE float nk_pool_2x2_max(float a, float b, float c, float d, uint32_t t[3]) {
+  t[0] = nk_pool_takes(b, a);
+  float m = nk_pool_pick(t[0], b, a);
+  t[1] = nk_pool_takes(c, m);
+  m = nk_pool_pick(t[1], c, m);
+  t[2] = nk_pool_takes(d, m);
+  return nk_pool_pick(t[2], d, m);
 }
 
 NK_INLINE void nncc_maxpool2d_forward_team(float *restrict y, const float *restrict x, int N,
@@ -1218,8 +1220,8 @@ NK_INLINE void nncc_maxpool2d_forward_team(float *restrict y, const float *restr
         const float *r0 = x + ((size_t)nc * H + 2 * oh) * W, *r1 = r0 + W;
         float *yr = y + ((size_t)nc * Ho + oh) * Wo;
         for (int ow = 0; ow < Wo; ow++) {
-          int at;
-          yr[ow] = nk_pool_2x2_max(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], &at);
+          uint32_t t[3];
+          yr[ow] = nk_pool_2x2_max(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], t);
         }
       }
     return;
@@ -1250,18 +1252,15 @@ NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *res
         const float *x0 = x + r, *x1 = x0 + W, *dr = dy + ((size_t)nc * Ho + oh) * Wo;
         float *g0 = dx + r, *g1 = g0 + W;
         for (int ow = 0; ow < Wo; ow++) {
-          /* g or +0 by a mask of its bits: this form vectorizes */
-          float a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], d = x1[2 * ow + 1];
-          uint32_t t1 = -(uint32_t)((b > a) | ((b != b) & (a == a)));
-          float m = nk_from_bits((nk_bits(b) & t1) | (nk_bits(a) & ~t1));
-          uint32_t t2 = -(uint32_t)((c > m) | ((c != c) & (m == m)));
-          m = nk_from_bits((nk_bits(c) & t2) | (nk_bits(m) & ~t2));
-          uint32_t t3 = -(uint32_t)((d > m) | ((d != d) & (m == m)));
+          /* the window's maximum keeps g, every other element +0: by a
+           * mask of g's bits, which vectorizes */
+          uint32_t t[3];
+          (void)nk_pool_2x2_max(x0[2 * ow], x0[2 * ow + 1], x1[2 * ow], x1[2 * ow + 1], t);
           uint32_t g = nk_bits(0.0f + dr[ow]);
-          g0[2 * ow] = nk_from_bits(g & ~(t1 | t2 | t3));
-          g0[2 * ow + 1] = nk_from_bits(g & t1 & ~(t2 | t3));
-          g1[2 * ow] = nk_from_bits(g & t2 & ~t3);
-          g1[2 * ow + 1] = nk_from_bits(g & t3);
+          g0[2 * ow] = nk_from_bits(g & ~(t[0] | t[1] | t[2]));
+          g0[2 * ow + 1] = nk_from_bits(g & t[0] & ~(t[1] | t[2]));
+          g1[2 * ow] = nk_from_bits(g & t[1] & ~t[2]);
+          g1[2 * ow + 1] = nk_from_bits(g & t[2]);
         }
         for (int w = 2 * Wo; w < W; w++) g0[w] = g1[w] = 0.0f;
       }
