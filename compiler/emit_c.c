@@ -104,7 +104,11 @@ char *emit_act_args(const Node *n) {
 }
 
 char *emit_bwd_act_args(Emit *E, const Node *n) {
-  return format(", %s, %s", emit_act_args(n), emit_group(E));
+  return format(", %s, %s", node_bwd_gates(n) ? emit_act_args(n) : "NNCC_ACT_NONE, 0.0f", emit_group(E));
+}
+
+const char *emit_mask_param(const Node *n) {
+  return node_bwd_gates(n) ? " const float *restrict y /* the mask */," : "";
 }
 
 /* The batch's group size: its sums are taken in groups of that many images

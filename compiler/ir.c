@@ -124,12 +124,15 @@ int64_t node_flops_bwd(const Graph *g, const Node *n) {
 }
 
 /* What backward reads besides the output gradient: the op's own needs,
- * and the output when an activation is fused (its gate reads y). */
+ * and the output when an activation is fused (its gate reads y), unless
+ * the node's user applies that gate. */
 int node_saves(const Node *n) {
   const OpDesc *d = node_desc(n);
   int saves = d->saves_fn ? d->saves_fn(n) : d->saves;
-  return saves | (n->epilogue ? SAVES_OUT : 0);
+  return saves | (node_bwd_gates(n) ? SAVES_OUT : 0);
 }
+
+bool node_bwd_gates(const Node *n) { return n->epilogue && !n->gated_by; }
 
 bool node_has_kernels(const Node *n) { return !(node_desc(n)->flags & OPF_NO_KERNELS); }
 
@@ -155,6 +158,15 @@ static void verify_plan(Graph *g, const char *after) {
   if (plan_find_overlap(g, &a, &b))
     ICE("after %s: %s and %s are live together in overlapping memory", after, g->bufs[a].name,
         g->bufs[b].name);
+}
+
+/* How many inputs of later nodes are node i, counted afresh. */
+static int count_users(const Graph *g, int i) {
+  int k = 0;
+  for (int u = i + 1; u < g->nnodes; u++)
+    for (int j = 0; j < g->nodes[u]->nin; j++)
+      k += g->nodes[u]->in[j] == i;
+  return k;
 }
 
 /*
@@ -183,6 +195,9 @@ void ir_verify(Graph *g, const char *after) {
       ICE("after %s: dead node %s left in the graph", after, n->name);
     if (n->epilogue && (!(node_desc(n)->flags & OPF_EPILOGUE) || !node_desc(n->epilogue)->act_code))
       ICE("after %s: %s fused into a %s", after, op_name(n->epilogue->op), op_name(n->op));
+    if (n->gated_by && (!n->epilogue || !(node_desc(n->gated_by)->flags & OPF_TAKES_GATE) ||
+                        n->gated_by->in[0] != i || count_users(g, i) != 1))
+      ICE("after %s: %s's gate is taken by %s, not its only user", after, n->name, n->gated_by->name);
     if (!typed)
       continue;
     if (n->dtype == DT_UNKNOWN || n->rank < 0 || n->rank > MAX_RANK)

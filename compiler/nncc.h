@@ -336,7 +336,11 @@ typedef struct Node {
   /* Set by fuse_pass(). */
   struct Node *epilogue;       /* an activation folded into this node's output
                                   loop (conv2d/linear): the removed node itself */
-  char *note;                  /* why an activation was not fused */
+  struct Node *gated_by;       /* the sole user whose backward applies the
+                                  epilogue's gradient gate (a maxpool2d), so
+                                  this node's backward reads no mask */
+  char *note;                  /* why an activation was not fused; what a
+                                  node's backward took over */
   bool dead;                   /* removed by the next graph_compact() */
 
   /* Set by buffers_build() (plan.c): where the node's tensors live. */
@@ -394,6 +398,10 @@ enum {
   OPF_LOSS = 1 << 6,       /* the loss: its last input may be the label */
   OPF_SYNCED = 1 << 7,     /* its kernels sum its parameters' gradients over
                             * the MPI ranks themselves (NnccParam.synced) */
+  OPF_TAKES_GATE = 1 << 8, /* its backward writes its input's whole gradient
+                            * and can gate it by the input's fused activation
+                            * (NNCC_ACT_* on the dx it writes), read from the
+                            * input it saves anyway */
 };
 
 typedef struct Graph Graph;
@@ -529,6 +537,7 @@ int64_t node_params(const Node *n);       /* trainable parameter count */
 int64_t node_flops_fwd(const Graph *g, const Node *n);
 int64_t node_flops_bwd(const Graph *g, const Node *n);
 int node_saves(const Node *n);            /* SAVES_IN | SAVES_OUT */
+bool node_bwd_gates(const Node *n);       /* its backward gates by its epilogue */
 bool node_has_kernels(const Node *n);     /* not input, label or loss */
 void ir_count_users(Graph *g);
 void ir_verify(Graph *g, const char *after);
@@ -596,7 +605,9 @@ void shape_window(Graph *g, Node *n, const char *what, Window w, int64_t *ho, in
 
 /* Requires: a typed graph.  Guarantees: every activation with a fused
  * form (relu ...) whose input is an OPF_EPILOGUE node (conv2d, linear)
- * read by nothing else is folded into that node (its epilogue). */
+ * read by nothing else is folded into that node (its epilogue); a node
+ * with an epilogue whose only user is OPF_TAKES_GATE (maxpool2d) has that
+ * user as gated_by. */
 void fuse_pass(Graph *g);
 
 /* ---- passes/plan.c -------------------------------------------------- */
@@ -659,8 +670,11 @@ void emit_static_assert(Emit *E, const Node *n, const char *rows, const char *co
  * "NNCC_ACT_NONE, 0.0f", "NNCC_ACT_RELU, 0.0f" ... */
 char *emit_act_args(const Node *n);
 /* A backward kernel's trailing arguments: ", act, alpha, S", S the
- * batch's group size (emit_group). */
+ * batch's group size (emit_group); act NONE when the node's user applies
+ * the gate (gated_by).  emit_mask_param(): the backward kernel's mask
+ * parameter y (with its comment), or "" then. */
 char *emit_bwd_act_args(Emit *E, const Node *n);
+const char *emit_mask_param(const Node *n);
 char *emit_group(Emit *E);
 const Graph *emit_graph(Emit *E);                /* the graph being emitted */
 /* The common unary forms: forward `f_forward(y, x);`, backward

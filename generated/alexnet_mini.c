@@ -70,9 +70,9 @@ KERNEL void conv1_forward(float *restrict y, const float *restrict x, const floa
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, t), nncc_conv2d_backward_scratch(64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, t, 8))
 
@@ -83,7 +83,7 @@ KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 12, 28, 28, 3, 3, 2, 2, 0, 0, 13, 13);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 12, 28, 28, 3, 3, 2, 2, 0, 0, 13, 13);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 12, 28, 28, 3, 3, 2, 2, 0, 0, 13, 13, NNCC_ACT_RELU, 0.0f); /* relu1's gate */
 }
 
 /* conv2 = conv2d+relu(maxpool1)  models/alexnet_mini.nn:21:10, fused relu2
@@ -94,10 +94,10 @@ KERNEL void conv2_forward(float *restrict y, const float *restrict x, const floa
   nncc_conv2d_general_forward_team(y, x, w, b, 64, 12, 13, 13, 32, 5, 5, 1, 1, 2, 2, 1, 1, 2, 13, 13, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
   (void)scratch;
-  nncc_conv2d_general_backward_team(dx, dw, db, dy, y, x, w, 64, 12, 13, 13, 32, 5, 5, 1, 1, 2, 2, 1, 1, 2, 13, 13, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_general_backward_team(dx, dw, db, dy, NULL, x, w, 64, 12, 13, 13, 32, 5, 5, 1, 1, 2, 2, 1, 1, 2, 13, 13, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(conv2, 0, 0) /* none */
 
@@ -108,7 +108,7 @@ KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 32, 13, 13, 3, 3, 2, 2, 0, 0, 6, 6);
 }
 KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 32, 13, 13, 3, 3, 2, 2, 0, 0, 6, 6);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 32, 13, 13, 3, 3, 2, 2, 0, 0, 6, 6, NNCC_ACT_RELU, 0.0f); /* relu2's gate */
 }
 
 /* conv3 = conv2d+relu(maxpool2)  models/alexnet_mini.nn:23:10, fused relu3
@@ -401,13 +401,13 @@ static void backward(NnccState *s) {
     maxpool2_backward(d_conv2, d_maxpool2, conv2);
     if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
-    conv2_backward(d_maxpool1, G + 320 /* conv2.weight */, G + 5120 /* conv2.bias */, d_conv2, conv2, maxpool1, P + 320 /* conv2.weight */, scratch);
+    conv2_backward(d_maxpool1, G + 320 /* conv2.weight */, G + 5120 /* conv2.bias */, d_conv2, maxpool1, P + 320 /* conv2.weight */, scratch);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     maxpool1_backward(d_conv1, d_maxpool1, conv1);
     if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
-    conv1_backward(NULL, G + 0 /* conv1.weight */, G + 304 /* conv1.bias */, d_conv1, conv1, s->input, P + 0 /* conv1.weight */, scratch);
+    conv1_backward(NULL, G + 0 /* conv1.weight */, G + 304 /* conv1.bias */, d_conv1, s->input, P + 0 /* conv1.weight */, scratch);
     if (s->check) s->check(s, 0, NNCC_BACKWARD);
   }
 }

@@ -259,7 +259,7 @@ KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 16, 32, 32, 3, 3, 2, 2, 1, 1, 16, 16);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 32, 32, 3, 3, 2, 2, 1, 1, 16, 16);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 32, 32, 3, 3, 2, 2, 1, 1, 16, 16, NNCC_ACT_NONE, 0.0f);
 }
 
 /* dense_block1.dense_layer1.bn1 = batchnorm2d(maxpool1)  models/lib/densenet.nn:9:19

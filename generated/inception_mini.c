@@ -206,7 +206,7 @@ KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 48, 28, 28, 3, 3, 2, 2, 0, 0, 14, 14);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 48, 28, 28, 3, 3, 2, 2, 0, 0, 14, 14);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 48, 28, 28, 3, 3, 2, 2, 0, 0, 14, 14, NNCC_ACT_NONE, 0.0f);
 }
 
 /* inception1.conv_bn1.conv1 = conv2d(maxpool1)  models/lib/inception.nn:6:7
@@ -427,7 +427,7 @@ KERNEL void inception1_maxpool1_forward(float *restrict y, const float *restrict
   nncc_maxpool2d_forward_team(y, x, 64, 48, 14, 14, 3, 3, 1, 1, 1, 1, 14, 14);
 }
 KERNEL void inception1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 48, 14, 14, 3, 3, 1, 1, 1, 1, 14, 14);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 48, 14, 14, 3, 3, 1, 1, 1, 1, 14, 14, NNCC_ACT_NONE, 0.0f);
 }
 
 /* inception1.conv_bn6.conv1 = conv2d(inception1.maxpool1)  models/lib/inception.nn:6:7
@@ -694,7 +694,7 @@ KERNEL void inception2_maxpool1_forward(float *restrict y, const float *restrict
   nncc_maxpool2d_forward_team(y, x, 64, 64, 14, 14, 3, 3, 1, 1, 1, 1, 14, 14);
 }
 KERNEL void inception2_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 14, 14, 3, 3, 1, 1, 1, 1, 14, 14);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 14, 14, 3, 3, 1, 1, 1, 1, 14, 14, NNCC_ACT_NONE, 0.0f);
 }
 
 /* inception2.conv_bn6.conv1 = conv2d(inception2.maxpool1)  models/lib/inception.nn:6:7
@@ -750,7 +750,7 @@ KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 120, 14, 14, 3, 3, 2, 2, 0, 0, 7, 7);
 }
 KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 120, 14, 14, 3, 3, 2, 2, 0, 0, 7, 7);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 120, 14, 14, 3, 3, 2, 2, 0, 0, 7, 7, NNCC_ACT_NONE, 0.0f);
 }
 
 /* inception3.conv_bn1.conv1 = conv2d(maxpool2)  models/lib/inception.nn:6:7

@@ -9,7 +9,7 @@
  * Train: mnist_cnn train --data data/mnist
  *
  * Input x f32[256,1,28,28], labels y class[256] of 10; 123,222 parameters;
- * activation arena 45,088,768 bytes (+ kernel scratch).
+ * activation arena 38,928,384 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -27,7 +27,7 @@
 #define KERNEL static inline __attribute__((always_inline, unused))
 
 #define PARAMS_FLOATS ((size_t)123248)
-#define ARENA_BYTES ((size_t)45088768)
+#define ARENA_BYTES ((size_t)38928384)
 
 static const NnccParam params[] = {
     {"conv1.weight", NNCC_PARAM, 4, {16, 1, 5, 5}, 400, 0, NNCC_INIT_UNIFORM, 0.2f, 0},
@@ -73,9 +73,9 @@ KERNEL void conv2_forward(float *restrict y, const float *restrict x, const floa
   nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f, 32);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f, 32);
 }
 SCRATCH(conv2, nncc_conv2d_forward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, t, 32))
 
@@ -86,7 +86,7 @@ KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0, 10, 10);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0, 10, 10);
+  nncc_maxpool2d_backward_team(dx, dy, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0, 10, 10, NNCC_ACT_RELU, 0.0f); /* relu2's gate */
 }
 
 /* conv3 = conv2d+relu(maxpool1)  models/mnist_cnn.nn:13:10, fused relu3
@@ -97,9 +97,9 @@ KERNEL void conv3_forward(float *restrict y, const float *restrict x, const floa
   nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f, 32);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f, 32);
 }
 SCRATCH(conv3, nncc_conv2d_forward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, t, 32))
 
@@ -110,7 +110,7 @@ KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0, 3, 3);
 }
 KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0, 3, 3);
+  nncc_maxpool2d_backward_team(dx, dy, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0, 3, 3, NNCC_ACT_RELU, 0.0f); /* relu3's gate */
 }
 
 /* flatten1 = flatten(maxpool2)  models/mnist_cnn.nn:15:5
@@ -188,7 +188,7 @@ static void backward(NnccState *s) {
   unsigned char *A = s->arena;
   (void)P, (void)G;
   float *conv1 = (float *)(A + 26214400); /* [256,16,24,24] */
-  float *d_conv1 = (float *)(A + 35651584); /* [256,16,24,24] */
+  float *d_conv1 = (float *)(A + 0); /* [256,16,24,24] */
   float *conv2 = (float *)(A + 0); /* [256,32,20,20] */
   float *d_conv2 = (float *)(A + 13107200); /* [256,32,20,20] */
   float *maxpool1 = (float *)(A + 13107200); /* [256,32,10,10] */
@@ -212,13 +212,13 @@ static void backward(NnccState *s) {
     maxpool2_backward(d_conv3, d_maxpool2, conv3);
     if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
-    conv3_backward(d_maxpool1, G + 13248 /* conv3.weight */, G + 64448 /* conv3.bias */, d_conv3, conv3, maxpool1, P + 13248 /* conv3.weight */, scratch);
+    conv3_backward(d_maxpool1, G + 13248 /* conv3.weight */, G + 64448 /* conv3.bias */, d_conv3, maxpool1, P + 13248 /* conv3.weight */, scratch);
     if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
     maxpool1_backward(d_conv2, d_maxpool1, conv2);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
-    conv2_backward(d_conv1, G + 416 /* conv2.weight */, G + 13216 /* conv2.bias */, d_conv2, conv2, conv1, P + 416 /* conv2.weight */, scratch);
+    conv2_backward(d_conv1, G + 416 /* conv2.weight */, G + 13216 /* conv2.bias */, d_conv2, conv1, P + 416 /* conv2.weight */, scratch);
     if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     conv1_backward(NULL, G + 0 /* conv1.weight */, G + 400 /* conv1.bias */, d_conv1, conv1, s->input, P + 0 /* conv1.weight */, scratch);
@@ -234,7 +234,7 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"conv2", "conv2d+relu", "models/mnist_cnn.nn:11:10", {NNCC_ARENA, 0, 3276800},
      1, (const char *const[]){"conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 35651584, 2359296}}, 2, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 0, 2359296}}, 2, 2},
     {"maxpool1", "maxpool2d", "models/mnist_cnn.nn:12:5", {NNCC_ARENA, 13107200, 819200},
      1, (const char *const[]){"conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 13107200, 3276800}}, 4, 0},

@@ -224,7 +224,7 @@ KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 128, 32, 28, 28, 2, 2, 2, 2, 0, 0, 14, 14);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 128, 32, 28, 28, 2, 2, 2, 2, 0, 0, 14, 14);
+  nncc_maxpool2d_backward_team(dx, dy, x, 128, 32, 28, 28, 2, 2, 2, 2, 0, 0, 14, 14, NNCC_ACT_NONE, 0.0f);
 }
 
 /* residual2.conv1 = conv2d(maxpool1)  models/resnet_small.nn:10:24
@@ -324,7 +324,7 @@ KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 128, 32, 14, 14, 2, 2, 2, 2, 0, 0, 7, 7);
 }
 KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 128, 32, 14, 14, 2, 2, 2, 2, 0, 0, 7, 7);
+  nncc_maxpool2d_backward_team(dx, dy, x, 128, 32, 14, 14, 2, 2, 2, 2, 0, 0, 7, 7, NNCC_ACT_NONE, 0.0f);
 }
 
 /* residual3.conv1 = conv2d(maxpool2)  models/resnet_small.nn:10:24

@@ -242,7 +242,7 @@ KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 16, 26, 26, 3, 3, 2, 2, 0, 0, 13, 13);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 26, 26, 3, 3, 2, 2, 0, 0, 13, 13);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 26, 26, 3, 3, 2, 2, 0, 0, 13, 13, NNCC_ACT_NONE, 0.0f);
 }
 
 /* fire1.conv1 = conv2d(maxpool1)  models/lib/squeezenet.nn:8:24
@@ -512,7 +512,7 @@ KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 32, 13, 13, 3, 3, 2, 2, 0, 0, 6, 6);
 }
 KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 32, 13, 13, 3, 3, 2, 2, 0, 0, 6, 6);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 32, 13, 13, 3, 3, 2, 2, 0, 0, 6, 6, NNCC_ACT_NONE, 0.0f);
 }
 
 /* fire3.conv1 = conv2d(maxpool2)  models/lib/squeezenet.nn:8:24
@@ -782,7 +782,7 @@ KERNEL void maxpool3_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 64, 6, 6, 3, 3, 2, 2, 0, 0, 3, 3);
 }
 KERNEL void maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 6, 6, 3, 3, 2, 2, 0, 0, 3, 3);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 6, 6, 3, 3, 2, 2, 0, 0, 3, 3, NNCC_ACT_NONE, 0.0f);
 }
 
 /* fire5.conv1 = conv2d(maxpool3)  models/lib/squeezenet.nn:8:24

@@ -71,9 +71,9 @@ KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -84,7 +84,7 @@ KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16, NNCC_ACT_RELU, 0.0f); /* features1.relu1's gate */
 }
 
 /* features1.conv2 = conv2d+relu(features1.maxpool1)  models/lib/vgg.nn:16:11, fused features1.relu2
@@ -95,9 +95,9 @@ KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -108,7 +108,7 @@ KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8, NNCC_ACT_RELU, 0.0f); /* features1.relu2's gate */
 }
 
 /* features1.conv3 = conv2d+relu(features1.maxpool2)  models/lib/vgg.nn:16:11, fused features1.relu3
@@ -133,9 +133,9 @@ KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -146,7 +146,7 @@ KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4, NNCC_ACT_RELU, 0.0f); /* features1.relu4's gate */
 }
 
 /* features1.conv5 = conv2d+relu(features1.maxpool3)  models/lib/vgg.nn:16:11, fused features1.relu5
@@ -171,9 +171,9 @@ KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -184,7 +184,7 @@ KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2, NNCC_ACT_RELU, 0.0f); /* features1.relu6's gate */
 }
 
 /* features1.conv7 = conv2d+relu(features1.maxpool4)  models/lib/vgg.nn:16:11, fused features1.relu7
@@ -209,9 +209,9 @@ KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -222,7 +222,7 @@ KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, NNCC_ACT_RELU, 0.0f); /* features1.relu8's gate */
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
@@ -277,18 +277,18 @@ static void forward(NnccState *s, int training) {
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *features1_maxpool1 = (float *)(A + 33554432); /* [64,64,16,16] */
   float *features1_conv2 = (float *)(A + 16777216); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 46137344); /* [64,128,8,8] */
+  float *features1_maxpool2 = (float *)(A + 41943040); /* [64,128,8,8] */
   float *features1_conv3 = (float *)(A + 25165824); /* [64,256,8,8] */
   float *features1_conv4 = (float *)(A + 29360128); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 48234496); /* [64,256,4,4] */
+  float *features1_maxpool3 = (float *)(A + 46137344); /* [64,256,4,4] */
   float *features1_conv5 = (float *)(A + 37748736); /* [64,512,4,4] */
   float *features1_conv6 = (float *)(A + 39845888); /* [64,512,4,4] */
   float *features1_maxpool4 = (float *)(A + 49283072); /* [64,512,2,2] */
   float *features1_conv7 = (float *)(A + 49807360); /* [64,512,2,2] */
   float *features1_conv8 = (float *)(A + 50331648); /* [64,512,2,2] */
   float *features1_maxpool5 = (float *)(A + 50855936); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 41943040); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 42991616); /* [64,4096] */
+  float *classifier1_fc1 = (float *)(A + 44040192); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 45088768); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -354,30 +354,30 @@ static void backward(NnccState *s) {
   float *d_features1_maxpool1 = (float *)(A + 37748736); /* [64,64,16,16] */
   float *features1_conv2 = (float *)(A + 16777216); /* [64,128,16,16] */
   float *d_features1_conv2 = (float *)(A + 25165824); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 46137344); /* [64,128,8,8] */
+  float *features1_maxpool2 = (float *)(A + 41943040); /* [64,128,8,8] */
   float *d_features1_maxpool2 = (float *)(A + 37748736); /* [64,128,8,8] */
   float *features1_conv3 = (float *)(A + 25165824); /* [64,256,8,8] */
-  float *d_features1_conv3 = (float *)(A + 41943040); /* [64,256,8,8] */
+  float *d_features1_conv3 = (float *)(A + 29360128); /* [64,256,8,8] */
   float *features1_conv4 = (float *)(A + 29360128); /* [64,256,8,8] */
   float *d_features1_conv4 = (float *)(A + 37748736); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 48234496); /* [64,256,4,4] */
-  float *d_features1_maxpool3 = (float *)(A + 41943040); /* [64,256,4,4] */
+  float *features1_maxpool3 = (float *)(A + 46137344); /* [64,256,4,4] */
+  float *d_features1_maxpool3 = (float *)(A + 44040192); /* [64,256,4,4] */
   float *features1_conv5 = (float *)(A + 37748736); /* [64,512,4,4] */
-  float *d_features1_conv5 = (float *)(A + 44040192); /* [64,512,4,4] */
+  float *d_features1_conv5 = (float *)(A + 39845888); /* [64,512,4,4] */
   float *features1_conv6 = (float *)(A + 39845888); /* [64,512,4,4] */
-  float *d_features1_conv6 = (float *)(A + 41943040); /* [64,512,4,4] */
+  float *d_features1_conv6 = (float *)(A + 44040192); /* [64,512,4,4] */
   float *features1_maxpool4 = (float *)(A + 49283072); /* [64,512,2,2] */
-  float *d_features1_maxpool4 = (float *)(A + 44040192); /* [64,512,2,2] */
+  float *d_features1_maxpool4 = (float *)(A + 47185920); /* [64,512,2,2] */
   float *features1_conv7 = (float *)(A + 49807360); /* [64,512,2,2] */
-  float *d_features1_conv7 = (float *)(A + 42467328); /* [64,512,2,2] */
+  float *d_features1_conv7 = (float *)(A + 44564480); /* [64,512,2,2] */
   float *features1_conv8 = (float *)(A + 50331648); /* [64,512,2,2] */
-  float *d_features1_conv8 = (float *)(A + 41943040); /* [64,512,2,2] */
+  float *d_features1_conv8 = (float *)(A + 44040192); /* [64,512,2,2] */
   float *features1_maxpool5 = (float *)(A + 50855936); /* [64,512,1,1] */
-  float *d_features1_maxpool5 = (float *)(A + 42991616); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 41943040); /* [64,4096] */
-  float *d_classifier1_fc1 = (float *)(A + 45088768); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 42991616); /* [64,4096] */
-  float *d_classifier1_fc2 = (float *)(A + 44040192); /* [64,4096] */
+  float *d_features1_maxpool5 = (float *)(A + 45088768); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 44040192); /* [64,4096] */
+  float *d_classifier1_fc1 = (float *)(A + 48234496); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 45088768); /* [64,4096] */
+  float *d_classifier1_fc2 = (float *)(A + 47185920); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -394,7 +394,7 @@ static void backward(NnccState *s) {
     features1_maxpool5_backward(d_features1_conv8, d_features1_maxpool5, features1_conv8);
     if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv8_backward(d_features1_conv7, G + 6859520 /* features1.conv8.weight */, G + 9218816 /* features1.conv8.bias */, d_features1_conv8, features1_conv8, features1_conv7, P + 6859520 /* features1.conv8.weight */, scratch);
+    features1_conv8_backward(d_features1_conv7, G + 6859520 /* features1.conv8.weight */, G + 9218816 /* features1.conv8.bias */, d_features1_conv8, features1_conv7, P + 6859520 /* features1.conv8.weight */, scratch);
     if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv7_backward(d_features1_maxpool4, G + 4499712 /* features1.conv7.weight */, G + 6859008 /* features1.conv7.bias */, d_features1_conv7, features1_conv7, features1_maxpool4, P + 4499712 /* features1.conv7.weight */, scratch);
@@ -403,7 +403,7 @@ static void backward(NnccState *s) {
     features1_maxpool4_backward(d_features1_conv6, d_features1_maxpool4, features1_conv6);
     if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv6_backward(d_features1_conv5, G + 2139904 /* features1.conv6.weight */, G + 4499200 /* features1.conv6.bias */, d_features1_conv6, features1_conv6, features1_conv5, P + 2139904 /* features1.conv6.weight */, scratch);
+    features1_conv6_backward(d_features1_conv5, G + 2139904 /* features1.conv6.weight */, G + 4499200 /* features1.conv6.bias */, d_features1_conv6, features1_conv5, P + 2139904 /* features1.conv6.weight */, scratch);
     if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv5_backward(d_features1_maxpool3, G + 959744 /* features1.conv5.weight */, G + 2139392 /* features1.conv5.bias */, d_features1_conv5, features1_conv5, features1_maxpool3, P + 959744 /* features1.conv5.weight */, scratch);
@@ -412,7 +412,7 @@ static void backward(NnccState *s) {
     features1_maxpool3_backward(d_features1_conv4, d_features1_maxpool3, features1_conv4);
     if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_conv3, G + 369664 /* features1.conv4.weight */, G + 959488 /* features1.conv4.bias */, d_features1_conv4, features1_conv4, features1_conv3, P + 369664 /* features1.conv4.weight */, scratch);
+    features1_conv4_backward(d_features1_conv3, G + 369664 /* features1.conv4.weight */, G + 959488 /* features1.conv4.bias */, d_features1_conv4, features1_conv3, P + 369664 /* features1.conv4.weight */, scratch);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv3_backward(d_features1_maxpool2, G + 74496 /* features1.conv3.weight */, G + 369408 /* features1.conv3.bias */, d_features1_conv3, features1_conv3, features1_maxpool2, P + 74496 /* features1.conv3.weight */, scratch);
@@ -421,13 +421,13 @@ static void backward(NnccState *s) {
     features1_maxpool2_backward(d_features1_conv2, d_features1_maxpool2, features1_conv2);
     if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv2_backward(d_features1_maxpool1, G + 640 /* features1.conv2.weight */, G + 74368 /* features1.conv2.bias */, d_features1_conv2, features1_conv2, features1_maxpool1, P + 640 /* features1.conv2.weight */, scratch);
+    features1_conv2_backward(d_features1_maxpool1, G + 640 /* features1.conv2.weight */, G + 74368 /* features1.conv2.bias */, d_features1_conv2, features1_maxpool1, P + 640 /* features1.conv2.weight */, scratch);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     features1_maxpool1_backward(d_features1_conv1, d_features1_maxpool1, features1_conv1);
     if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
+    features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
     if (s->check) s->check(s, 0, NNCC_BACKWARD);
   }
 }
@@ -444,7 +444,7 @@ static const NnccNode nodes[] = {
     {"features1.conv2", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 16777216, 2097152},
      1, (const char *const[]){"features1.maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 37748736, 1048576}}, 2, 2},
-    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 46137344, 524288},
+    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 41943040, 524288},
      1, (const char *const[]){"features1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 25165824, 2097152}}, 4, 0},
     {"features1.conv3", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 25165824, 1048576},
@@ -452,40 +452,40 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 37748736, 524288}}, 4, 2},
     {"features1.conv4", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 29360128, 1048576},
      1, (const char *const[]){"features1.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 41943040, 1048576}}, 6, 2},
-    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 48234496, 262144},
+     (const NnccSpan[]){{NNCC_ARENA, 29360128, 1048576}}, 6, 2},
+    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 46137344, 262144},
      1, (const char *const[]){"features1.conv4"},
      (const NnccSpan[]){{NNCC_ARENA, 37748736, 1048576}}, 8, 0},
     {"features1.conv5", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 37748736, 524288},
      1, (const char *const[]){"features1.maxpool3"},
-     (const NnccSpan[]){{NNCC_ARENA, 41943040, 262144}}, 8, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 44040192, 262144}}, 8, 2},
     {"features1.conv6", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 39845888, 524288},
      1, (const char *const[]){"features1.conv5"},
-     (const NnccSpan[]){{NNCC_ARENA, 44040192, 524288}}, 10, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 39845888, 524288}}, 10, 2},
     {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 49283072, 131072},
      1, (const char *const[]){"features1.conv6"},
-     (const NnccSpan[]){{NNCC_ARENA, 41943040, 524288}}, 12, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 44040192, 524288}}, 12, 0},
     {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 49807360, 131072},
      1, (const char *const[]){"features1.maxpool4"},
-     (const NnccSpan[]){{NNCC_ARENA, 44040192, 131072}}, 12, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 47185920, 131072}}, 12, 2},
     {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 131072},
      1, (const char *const[]){"features1.conv7"},
-     (const NnccSpan[]){{NNCC_ARENA, 42467328, 131072}}, 14, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 44564480, 131072}}, 14, 2},
     {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 50855936, 32768},
      1, (const char *const[]){"features1.conv8"},
-     (const NnccSpan[]){{NNCC_ARENA, 41943040, 131072}}, 16, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 44040192, 131072}}, 16, 0},
     {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 50855936, 32768},
      1, (const char *const[]){"features1.maxpool5"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 16, 0},
-    {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 41943040, 262144},
+    {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 44040192, 262144},
      1, (const char *const[]){"classifier1.flatten1"},
-     (const NnccSpan[]){{NNCC_ARENA, 42991616, 32768}}, 16, 2},
-    {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 42991616, 262144},
+     (const NnccSpan[]){{NNCC_ARENA, 45088768, 32768}}, 16, 2},
+    {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 45088768, 262144},
      1, (const char *const[]){"classifier1.fc1"},
-     (const NnccSpan[]){{NNCC_ARENA, 45088768, 262144}}, 18, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 48234496, 262144}}, 18, 2},
     {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
      1, (const char *const[]){"classifier1.fc2"},
-     (const NnccSpan[]){{NNCC_ARENA, 44040192, 262144}}, 20, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 47185920, 262144}}, 20, 2},
 };
 
 /* The kernel scratch after the arena, for a team of t threads. */

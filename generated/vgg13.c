@@ -89,9 +89,9 @@ KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -102,7 +102,7 @@ KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16, NNCC_ACT_RELU, 0.0f); /* features1.relu2's gate */
 }
 
 /* features1.conv3 = conv2d+relu(features1.maxpool1)  models/lib/vgg.nn:16:11, fused features1.relu3
@@ -127,9 +127,9 @@ KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -140,7 +140,7 @@ KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8, NNCC_ACT_RELU, 0.0f); /* features1.relu4's gate */
 }
 
 /* features1.conv5 = conv2d+relu(features1.maxpool2)  models/lib/vgg.nn:16:11, fused features1.relu5
@@ -165,9 +165,9 @@ KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -178,7 +178,7 @@ KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4, NNCC_ACT_RELU, 0.0f); /* features1.relu6's gate */
 }
 
 /* features1.conv7 = conv2d+relu(features1.maxpool3)  models/lib/vgg.nn:16:11, fused features1.relu7
@@ -203,9 +203,9 @@ KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -216,7 +216,7 @@ KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2, NNCC_ACT_RELU, 0.0f); /* features1.relu8's gate */
 }
 
 /* features1.conv9 = conv2d+relu(features1.maxpool4)  models/lib/vgg.nn:16:11, fused features1.relu9
@@ -241,9 +241,9 @@ KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -254,7 +254,7 @@ KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, NNCC_ACT_RELU, 0.0f); /* features1.relu10's gate */
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
@@ -308,21 +308,21 @@ static void forward(NnccState *s, int training) {
   (void)P, (void)training;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *features1_conv2 = (float *)(A + 16777216); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 67108864); /* [64,64,16,16] */
+  float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
   float *features1_conv3 = (float *)(A + 33554432); /* [64,128,16,16] */
   float *features1_conv4 = (float *)(A + 41943040); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 71303168); /* [64,128,8,8] */
+  float *features1_maxpool2 = (float *)(A + 67108864); /* [64,128,8,8] */
   float *features1_conv5 = (float *)(A + 50331648); /* [64,256,8,8] */
   float *features1_conv6 = (float *)(A + 54525952); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 73400320); /* [64,256,4,4] */
-  float *features1_conv7 = (float *)(A + 58720256); /* [64,512,4,4] */
-  float *features1_conv8 = (float *)(A + 60817408); /* [64,512,4,4] */
+  float *features1_maxpool3 = (float *)(A + 71303168); /* [64,256,4,4] */
+  float *features1_conv7 = (float *)(A + 62914560); /* [64,512,4,4] */
+  float *features1_conv8 = (float *)(A + 65011712); /* [64,512,4,4] */
   float *features1_maxpool4 = (float *)(A + 74448896); /* [64,512,2,2] */
   float *features1_conv9 = (float *)(A + 74973184); /* [64,512,2,2] */
   float *features1_conv10 = (float *)(A + 75497472); /* [64,512,2,2] */
   float *features1_maxpool5 = (float *)(A + 76021760); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 62914560); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 63963136); /* [64,4096] */
+  float *classifier1_fc1 = (float *)(A + 69206016); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 70254592); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -389,39 +389,39 @@ static void backward(NnccState *s) {
   unsigned char *A = s->arena;
   (void)P, (void)G;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
-  float *d_features1_conv1 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *d_features1_conv1 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *features1_conv2 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *d_features1_conv2 = (float *)(A + 33554432); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 67108864); /* [64,64,16,16] */
+  float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
   float *d_features1_maxpool1 = (float *)(A + 50331648); /* [64,64,16,16] */
   float *features1_conv3 = (float *)(A + 33554432); /* [64,128,16,16] */
-  float *d_features1_conv3 = (float *)(A + 58720256); /* [64,128,16,16] */
+  float *d_features1_conv3 = (float *)(A + 41943040); /* [64,128,16,16] */
   float *features1_conv4 = (float *)(A + 41943040); /* [64,128,16,16] */
   float *d_features1_conv4 = (float *)(A + 50331648); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 71303168); /* [64,128,8,8] */
-  float *d_features1_maxpool2 = (float *)(A + 58720256); /* [64,128,8,8] */
+  float *features1_maxpool2 = (float *)(A + 67108864); /* [64,128,8,8] */
+  float *d_features1_maxpool2 = (float *)(A + 62914560); /* [64,128,8,8] */
   float *features1_conv5 = (float *)(A + 50331648); /* [64,256,8,8] */
-  float *d_features1_conv5 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *d_features1_conv5 = (float *)(A + 54525952); /* [64,256,8,8] */
   float *features1_conv6 = (float *)(A + 54525952); /* [64,256,8,8] */
-  float *d_features1_conv6 = (float *)(A + 58720256); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 73400320); /* [64,256,4,4] */
-  float *d_features1_maxpool3 = (float *)(A + 62914560); /* [64,256,4,4] */
-  float *features1_conv7 = (float *)(A + 58720256); /* [64,512,4,4] */
+  float *d_features1_conv6 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 71303168); /* [64,256,4,4] */
+  float *d_features1_maxpool3 = (float *)(A + 69206016); /* [64,256,4,4] */
+  float *features1_conv7 = (float *)(A + 62914560); /* [64,512,4,4] */
   float *d_features1_conv7 = (float *)(A + 65011712); /* [64,512,4,4] */
-  float *features1_conv8 = (float *)(A + 60817408); /* [64,512,4,4] */
-  float *d_features1_conv8 = (float *)(A + 62914560); /* [64,512,4,4] */
+  float *features1_conv8 = (float *)(A + 65011712); /* [64,512,4,4] */
+  float *d_features1_conv8 = (float *)(A + 69206016); /* [64,512,4,4] */
   float *features1_maxpool4 = (float *)(A + 74448896); /* [64,512,2,2] */
-  float *d_features1_maxpool4 = (float *)(A + 65011712); /* [64,512,2,2] */
+  float *d_features1_maxpool4 = (float *)(A + 72351744); /* [64,512,2,2] */
   float *features1_conv9 = (float *)(A + 74973184); /* [64,512,2,2] */
-  float *d_features1_conv9 = (float *)(A + 63438848); /* [64,512,2,2] */
+  float *d_features1_conv9 = (float *)(A + 69730304); /* [64,512,2,2] */
   float *features1_conv10 = (float *)(A + 75497472); /* [64,512,2,2] */
-  float *d_features1_conv10 = (float *)(A + 62914560); /* [64,512,2,2] */
+  float *d_features1_conv10 = (float *)(A + 69206016); /* [64,512,2,2] */
   float *features1_maxpool5 = (float *)(A + 76021760); /* [64,512,1,1] */
-  float *d_features1_maxpool5 = (float *)(A + 63963136); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 62914560); /* [64,4096] */
-  float *d_classifier1_fc1 = (float *)(A + 66060288); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 63963136); /* [64,4096] */
-  float *d_classifier1_fc2 = (float *)(A + 65011712); /* [64,4096] */
+  float *d_features1_maxpool5 = (float *)(A + 70254592); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 69206016); /* [64,4096] */
+  float *d_classifier1_fc1 = (float *)(A + 73400320); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 70254592); /* [64,4096] */
+  float *d_classifier1_fc2 = (float *)(A + 72351744); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -438,7 +438,7 @@ static void backward(NnccState *s) {
     features1_maxpool5_backward(d_features1_conv10, d_features1_maxpool5, features1_conv10);
     if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv10_backward(d_features1_conv9, G + 7044032 /* features1.conv10.weight */, G + 9403328 /* features1.conv10.bias */, d_features1_conv10, features1_conv10, features1_conv9, P + 7044032 /* features1.conv10.weight */, scratch);
+    features1_conv10_backward(d_features1_conv9, G + 7044032 /* features1.conv10.weight */, G + 9403328 /* features1.conv10.bias */, d_features1_conv10, features1_conv9, P + 7044032 /* features1.conv10.weight */, scratch);
     if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv9_backward(d_features1_maxpool4, G + 4684224 /* features1.conv9.weight */, G + 7043520 /* features1.conv9.bias */, d_features1_conv9, features1_conv9, features1_maxpool4, P + 4684224 /* features1.conv9.weight */, scratch);
@@ -447,7 +447,7 @@ static void backward(NnccState *s) {
     features1_maxpool4_backward(d_features1_conv8, d_features1_maxpool4, features1_conv8);
     if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv8_backward(d_features1_conv7, G + 2324416 /* features1.conv8.weight */, G + 4683712 /* features1.conv8.bias */, d_features1_conv8, features1_conv8, features1_conv7, P + 2324416 /* features1.conv8.weight */, scratch);
+    features1_conv8_backward(d_features1_conv7, G + 2324416 /* features1.conv8.weight */, G + 4683712 /* features1.conv8.bias */, d_features1_conv8, features1_conv7, P + 2324416 /* features1.conv8.weight */, scratch);
     if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv7_backward(d_features1_maxpool3, G + 1144256 /* features1.conv7.weight */, G + 2323904 /* features1.conv7.bias */, d_features1_conv7, features1_conv7, features1_maxpool3, P + 1144256 /* features1.conv7.weight */, scratch);
@@ -456,7 +456,7 @@ static void backward(NnccState *s) {
     features1_maxpool3_backward(d_features1_conv6, d_features1_maxpool3, features1_conv6);
     if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv6_backward(d_features1_conv5, G + 554176 /* features1.conv6.weight */, G + 1144000 /* features1.conv6.bias */, d_features1_conv6, features1_conv6, features1_conv5, P + 554176 /* features1.conv6.weight */, scratch);
+    features1_conv6_backward(d_features1_conv5, G + 554176 /* features1.conv6.weight */, G + 1144000 /* features1.conv6.bias */, d_features1_conv6, features1_conv5, P + 554176 /* features1.conv6.weight */, scratch);
     if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv5_backward(d_features1_maxpool2, G + 259008 /* features1.conv5.weight */, G + 553920 /* features1.conv5.bias */, d_features1_conv5, features1_conv5, features1_maxpool2, P + 259008 /* features1.conv5.weight */, scratch);
@@ -465,7 +465,7 @@ static void backward(NnccState *s) {
     features1_maxpool2_backward(d_features1_conv4, d_features1_maxpool2, features1_conv4);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_conv3, G + 111424 /* features1.conv4.weight */, G + 258880 /* features1.conv4.bias */, d_features1_conv4, features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, scratch);
+    features1_conv4_backward(d_features1_conv3, G + 111424 /* features1.conv4.weight */, G + 258880 /* features1.conv4.bias */, d_features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, scratch);
     if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv3_backward(d_features1_maxpool1, G + 37568 /* features1.conv3.weight */, G + 111296 /* features1.conv3.bias */, d_features1_conv3, features1_conv3, features1_maxpool1, P + 37568 /* features1.conv3.weight */, scratch);
@@ -474,7 +474,7 @@ static void backward(NnccState *s) {
     features1_maxpool1_backward(d_features1_conv2, d_features1_maxpool1, features1_conv2);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv2_backward(d_features1_conv1, G + 640 /* features1.conv2.weight */, G + 37504 /* features1.conv2.bias */, d_features1_conv2, features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, scratch);
+    features1_conv2_backward(d_features1_conv1, G + 640 /* features1.conv2.weight */, G + 37504 /* features1.conv2.bias */, d_features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, scratch);
     if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
@@ -490,8 +490,8 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"features1.conv2", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 16777216, 4194304},
      1, (const char *const[]){"features1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 50331648, 4194304}}, 2, 2},
-    {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 67108864, 1048576},
+     (const NnccSpan[]){{NNCC_ARENA, 16777216, 4194304}}, 2, 2},
+    {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 58720256, 1048576},
      1, (const char *const[]){"features1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 4, 0},
     {"features1.conv3", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 2097152},
@@ -499,49 +499,49 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 50331648, 1048576}}, 4, 2},
     {"features1.conv4", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 41943040, 2097152},
      1, (const char *const[]){"features1.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 58720256, 2097152}}, 6, 2},
-    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 71303168, 524288},
+     (const NnccSpan[]){{NNCC_ARENA, 41943040, 2097152}}, 6, 2},
+    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 67108864, 524288},
      1, (const char *const[]){"features1.conv4"},
      (const NnccSpan[]){{NNCC_ARENA, 50331648, 2097152}}, 8, 0},
     {"features1.conv5", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 1048576},
      1, (const char *const[]){"features1.maxpool2"},
-     (const NnccSpan[]){{NNCC_ARENA, 58720256, 524288}}, 8, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 524288}}, 8, 2},
     {"features1.conv6", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 54525952, 1048576},
      1, (const char *const[]){"features1.conv5"},
-     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 10, 2},
-    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 73400320, 262144},
+     (const NnccSpan[]){{NNCC_ARENA, 54525952, 1048576}}, 10, 2},
+    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 71303168, 262144},
      1, (const char *const[]){"features1.conv6"},
-     (const NnccSpan[]){{NNCC_ARENA, 58720256, 1048576}}, 12, 0},
-    {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 58720256, 524288},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 12, 0},
+    {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 62914560, 524288},
      1, (const char *const[]){"features1.maxpool3"},
-     (const NnccSpan[]){{NNCC_ARENA, 62914560, 262144}}, 12, 2},
-    {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 60817408, 524288},
+     (const NnccSpan[]){{NNCC_ARENA, 69206016, 262144}}, 12, 2},
+    {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 65011712, 524288},
      1, (const char *const[]){"features1.conv7"},
      (const NnccSpan[]){{NNCC_ARENA, 65011712, 524288}}, 14, 2},
     {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 74448896, 131072},
      1, (const char *const[]){"features1.conv8"},
-     (const NnccSpan[]){{NNCC_ARENA, 62914560, 524288}}, 16, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 69206016, 524288}}, 16, 0},
     {"features1.conv9", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 74973184, 131072},
      1, (const char *const[]){"features1.maxpool4"},
-     (const NnccSpan[]){{NNCC_ARENA, 65011712, 131072}}, 16, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 72351744, 131072}}, 16, 2},
     {"features1.conv10", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 75497472, 131072},
      1, (const char *const[]){"features1.conv9"},
-     (const NnccSpan[]){{NNCC_ARENA, 63438848, 131072}}, 18, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 69730304, 131072}}, 18, 2},
     {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 76021760, 32768},
      1, (const char *const[]){"features1.conv10"},
-     (const NnccSpan[]){{NNCC_ARENA, 62914560, 131072}}, 20, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 69206016, 131072}}, 20, 0},
     {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 76021760, 32768},
      1, (const char *const[]){"features1.maxpool5"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 20, 0},
-    {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 62914560, 262144},
+    {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 69206016, 262144},
      1, (const char *const[]){"classifier1.flatten1"},
-     (const NnccSpan[]){{NNCC_ARENA, 63963136, 32768}}, 20, 2},
-    {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 63963136, 262144},
+     (const NnccSpan[]){{NNCC_ARENA, 70254592, 32768}}, 20, 2},
+    {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 70254592, 262144},
      1, (const char *const[]){"classifier1.fc1"},
-     (const NnccSpan[]){{NNCC_ARENA, 66060288, 262144}}, 22, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 73400320, 262144}}, 22, 2},
     {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
      1, (const char *const[]){"classifier1.fc2"},
-     (const NnccSpan[]){{NNCC_ARENA, 65011712, 262144}}, 24, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 72351744, 262144}}, 24, 2},
 };
 
 /* The kernel scratch after the arena, for a team of t threads. */

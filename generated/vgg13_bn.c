@@ -208,7 +208,7 @@ KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16, NNCC_ACT_NONE, 0.0f);
 }
 
 /* features1.conv3 = conv2d(features1.maxpool1)  models/lib/vgg.nn:16:11
@@ -302,7 +302,7 @@ KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8, NNCC_ACT_NONE, 0.0f);
 }
 
 /* features1.conv5 = conv2d(features1.maxpool2)  models/lib/vgg.nn:16:11
@@ -396,7 +396,7 @@ KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4, NNCC_ACT_NONE, 0.0f);
 }
 
 /* features1.conv7 = conv2d(features1.maxpool3)  models/lib/vgg.nn:16:11
@@ -490,7 +490,7 @@ KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2, NNCC_ACT_NONE, 0.0f);
 }
 
 /* features1.conv9 = conv2d(features1.maxpool4)  models/lib/vgg.nn:16:11
@@ -584,7 +584,7 @@ KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19

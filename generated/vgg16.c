@@ -95,9 +95,9 @@ KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -108,7 +108,7 @@ KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16, NNCC_ACT_RELU, 0.0f); /* features1.relu2's gate */
 }
 
 /* features1.conv3 = conv2d+relu(features1.maxpool1)  models/lib/vgg.nn:16:11, fused features1.relu3
@@ -133,9 +133,9 @@ KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -146,7 +146,7 @@ KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8, NNCC_ACT_RELU, 0.0f); /* features1.relu4's gate */
 }
 
 /* features1.conv5 = conv2d+relu(features1.maxpool2)  models/lib/vgg.nn:16:11, fused features1.relu5
@@ -185,9 +185,9 @@ KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -198,7 +198,7 @@ KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4, NNCC_ACT_RELU, 0.0f); /* features1.relu7's gate */
 }
 
 /* features1.conv8 = conv2d+relu(features1.maxpool3)  models/lib/vgg.nn:16:11, fused features1.relu8
@@ -237,9 +237,9 @@ KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -250,7 +250,7 @@ KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2, NNCC_ACT_RELU, 0.0f); /* features1.relu10's gate */
 }
 
 /* features1.conv11 = conv2d+relu(features1.maxpool4)  models/lib/vgg.nn:16:11, fused features1.relu11
@@ -289,9 +289,9 @@ KERNEL void features1_conv13_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv13_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -302,7 +302,7 @@ KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, NNCC_ACT_RELU, 0.0f); /* features1.relu13's gate */
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
@@ -356,24 +356,24 @@ static void forward(NnccState *s, int training) {
   (void)P, (void)training;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *features1_conv2 = (float *)(A + 16777216); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 67108864); /* [64,64,16,16] */
+  float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
   float *features1_conv3 = (float *)(A + 33554432); /* [64,128,16,16] */
   float *features1_conv4 = (float *)(A + 41943040); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
+  float *features1_maxpool2 = (float *)(A + 71303168); /* [64,128,8,8] */
   float *features1_conv5 = (float *)(A + 50331648); /* [64,256,8,8] */
   float *features1_conv6 = (float *)(A + 54525952); /* [64,256,8,8] */
-  float *features1_conv7 = (float *)(A + 58720256); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 79691776); /* [64,256,4,4] */
-  float *features1_conv8 = (float *)(A + 62914560); /* [64,512,4,4] */
-  float *features1_conv9 = (float *)(A + 65011712); /* [64,512,4,4] */
-  float *features1_conv10 = (float *)(A + 71303168); /* [64,512,4,4] */
+  float *features1_conv7 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 77594624); /* [64,256,4,4] */
+  float *features1_conv8 = (float *)(A + 67108864); /* [64,512,4,4] */
+  float *features1_conv9 = (float *)(A + 69206016); /* [64,512,4,4] */
+  float *features1_conv10 = (float *)(A + 73400320); /* [64,512,4,4] */
   float *features1_maxpool4 = (float *)(A + 80740352); /* [64,512,2,2] */
   float *features1_conv11 = (float *)(A + 81264640); /* [64,512,2,2] */
   float *features1_conv12 = (float *)(A + 81788928); /* [64,512,2,2] */
   float *features1_conv13 = (float *)(A + 82313216); /* [64,512,2,2] */
   float *features1_maxpool5 = (float *)(A + 82837504); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 73400320); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 74448896); /* [64,4096] */
+  float *classifier1_fc1 = (float *)(A + 75497472); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 76546048); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -449,45 +449,45 @@ static void backward(NnccState *s) {
   unsigned char *A = s->arena;
   (void)P, (void)G;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
-  float *d_features1_conv1 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *d_features1_conv1 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *features1_conv2 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *d_features1_conv2 = (float *)(A + 33554432); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 67108864); /* [64,64,16,16] */
+  float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
   float *d_features1_maxpool1 = (float *)(A + 50331648); /* [64,64,16,16] */
   float *features1_conv3 = (float *)(A + 33554432); /* [64,128,16,16] */
-  float *d_features1_conv3 = (float *)(A + 58720256); /* [64,128,16,16] */
+  float *d_features1_conv3 = (float *)(A + 41943040); /* [64,128,16,16] */
   float *features1_conv4 = (float *)(A + 41943040); /* [64,128,16,16] */
   float *d_features1_conv4 = (float *)(A + 50331648); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
+  float *features1_maxpool2 = (float *)(A + 71303168); /* [64,128,8,8] */
   float *d_features1_maxpool2 = (float *)(A + 62914560); /* [64,128,8,8] */
   float *features1_conv5 = (float *)(A + 50331648); /* [64,256,8,8] */
-  float *d_features1_conv5 = (float *)(A + 58720256); /* [64,256,8,8] */
+  float *d_features1_conv5 = (float *)(A + 67108864); /* [64,256,8,8] */
   float *features1_conv6 = (float *)(A + 54525952); /* [64,256,8,8] */
-  float *d_features1_conv6 = (float *)(A + 71303168); /* [64,256,8,8] */
-  float *features1_conv7 = (float *)(A + 58720256); /* [64,256,8,8] */
-  float *d_features1_conv7 = (float *)(A + 62914560); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 79691776); /* [64,256,4,4] */
+  float *d_features1_conv6 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *features1_conv7 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *d_features1_conv7 = (float *)(A + 67108864); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 77594624); /* [64,256,4,4] */
   float *d_features1_maxpool3 = (float *)(A + 73400320); /* [64,256,4,4] */
-  float *features1_conv8 = (float *)(A + 62914560); /* [64,512,4,4] */
-  float *d_features1_conv8 = (float *)(A + 71303168); /* [64,512,4,4] */
-  float *features1_conv9 = (float *)(A + 65011712); /* [64,512,4,4] */
-  float *d_features1_conv9 = (float *)(A + 77594624); /* [64,512,4,4] */
-  float *features1_conv10 = (float *)(A + 71303168); /* [64,512,4,4] */
-  float *d_features1_conv10 = (float *)(A + 73400320); /* [64,512,4,4] */
+  float *features1_conv8 = (float *)(A + 67108864); /* [64,512,4,4] */
+  float *d_features1_conv8 = (float *)(A + 75497472); /* [64,512,4,4] */
+  float *features1_conv9 = (float *)(A + 69206016); /* [64,512,4,4] */
+  float *d_features1_conv9 = (float *)(A + 73400320); /* [64,512,4,4] */
+  float *features1_conv10 = (float *)(A + 73400320); /* [64,512,4,4] */
+  float *d_features1_conv10 = (float *)(A + 75497472); /* [64,512,4,4] */
   float *features1_maxpool4 = (float *)(A + 80740352); /* [64,512,2,2] */
-  float *d_features1_maxpool4 = (float *)(A + 77594624); /* [64,512,2,2] */
+  float *d_features1_maxpool4 = (float *)(A + 78643200); /* [64,512,2,2] */
   float *features1_conv11 = (float *)(A + 81264640); /* [64,512,2,2] */
-  float *d_features1_conv11 = (float *)(A + 73400320); /* [64,512,2,2] */
+  float *d_features1_conv11 = (float *)(A + 75497472); /* [64,512,2,2] */
   float *features1_conv12 = (float *)(A + 81788928); /* [64,512,2,2] */
-  float *d_features1_conv12 = (float *)(A + 73924608); /* [64,512,2,2] */
+  float *d_features1_conv12 = (float *)(A + 76021760); /* [64,512,2,2] */
   float *features1_conv13 = (float *)(A + 82313216); /* [64,512,2,2] */
-  float *d_features1_conv13 = (float *)(A + 73400320); /* [64,512,2,2] */
+  float *d_features1_conv13 = (float *)(A + 75497472); /* [64,512,2,2] */
   float *features1_maxpool5 = (float *)(A + 82837504); /* [64,512,1,1] */
-  float *d_features1_maxpool5 = (float *)(A + 74448896); /* [64,512,1,1] */
-  float *classifier1_fc1 = (float *)(A + 73400320); /* [64,4096] */
-  float *d_classifier1_fc1 = (float *)(A + 78643200); /* [64,4096] */
-  float *classifier1_fc2 = (float *)(A + 74448896); /* [64,4096] */
-  float *d_classifier1_fc2 = (float *)(A + 77594624); /* [64,4096] */
+  float *d_features1_maxpool5 = (float *)(A + 76546048); /* [64,512,1,1] */
+  float *classifier1_fc1 = (float *)(A + 75497472); /* [64,4096] */
+  float *d_classifier1_fc1 = (float *)(A + 79691776); /* [64,4096] */
+  float *classifier1_fc2 = (float *)(A + 76546048); /* [64,4096] */
+  float *d_classifier1_fc2 = (float *)(A + 78643200); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -504,7 +504,7 @@ static void backward(NnccState *s) {
     features1_maxpool5_backward(d_features1_conv13, d_features1_maxpool5, features1_conv13);
     if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv13_backward(d_features1_conv12, G + 12353728 /* features1.conv13.weight */, G + 14713024 /* features1.conv13.bias */, d_features1_conv13, features1_conv13, features1_conv12, P + 12353728 /* features1.conv13.weight */, scratch);
+    features1_conv13_backward(d_features1_conv12, G + 12353728 /* features1.conv13.weight */, G + 14713024 /* features1.conv13.bias */, d_features1_conv13, features1_conv12, P + 12353728 /* features1.conv13.weight */, scratch);
     if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv12_backward(d_features1_conv11, G + 9993920 /* features1.conv12.weight */, G + 12353216 /* features1.conv12.bias */, d_features1_conv12, features1_conv12, features1_conv11, P + 9993920 /* features1.conv12.weight */, scratch);
@@ -516,7 +516,7 @@ static void backward(NnccState *s) {
     features1_maxpool4_backward(d_features1_conv10, d_features1_maxpool4, features1_conv10);
     if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv10_backward(d_features1_conv9, G + 5274304 /* features1.conv10.weight */, G + 7633600 /* features1.conv10.bias */, d_features1_conv10, features1_conv10, features1_conv9, P + 5274304 /* features1.conv10.weight */, scratch);
+    features1_conv10_backward(d_features1_conv9, G + 5274304 /* features1.conv10.weight */, G + 7633600 /* features1.conv10.bias */, d_features1_conv10, features1_conv9, P + 5274304 /* features1.conv10.weight */, scratch);
     if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv9_backward(d_features1_conv8, G + 2914496 /* features1.conv9.weight */, G + 5273792 /* features1.conv9.bias */, d_features1_conv9, features1_conv9, features1_conv8, P + 2914496 /* features1.conv9.weight */, scratch);
@@ -528,7 +528,7 @@ static void backward(NnccState *s) {
     features1_maxpool3_backward(d_features1_conv7, d_features1_maxpool3, features1_conv7);
     if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv7_backward(d_features1_conv6, G + 1144256 /* features1.conv7.weight */, G + 1734080 /* features1.conv7.bias */, d_features1_conv7, features1_conv7, features1_conv6, P + 1144256 /* features1.conv7.weight */, scratch);
+    features1_conv7_backward(d_features1_conv6, G + 1144256 /* features1.conv7.weight */, G + 1734080 /* features1.conv7.bias */, d_features1_conv7, features1_conv6, P + 1144256 /* features1.conv7.weight */, scratch);
     if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv6_backward(d_features1_conv5, G + 554176 /* features1.conv6.weight */, G + 1144000 /* features1.conv6.bias */, d_features1_conv6, features1_conv6, features1_conv5, P + 554176 /* features1.conv6.weight */, scratch);
@@ -540,7 +540,7 @@ static void backward(NnccState *s) {
     features1_maxpool2_backward(d_features1_conv4, d_features1_maxpool2, features1_conv4);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_conv3, G + 111424 /* features1.conv4.weight */, G + 258880 /* features1.conv4.bias */, d_features1_conv4, features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, scratch);
+    features1_conv4_backward(d_features1_conv3, G + 111424 /* features1.conv4.weight */, G + 258880 /* features1.conv4.bias */, d_features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, scratch);
     if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv3_backward(d_features1_maxpool1, G + 37568 /* features1.conv3.weight */, G + 111296 /* features1.conv3.bias */, d_features1_conv3, features1_conv3, features1_maxpool1, P + 37568 /* features1.conv3.weight */, scratch);
@@ -549,7 +549,7 @@ static void backward(NnccState *s) {
     features1_maxpool1_backward(d_features1_conv2, d_features1_maxpool1, features1_conv2);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv2_backward(d_features1_conv1, G + 640 /* features1.conv2.weight */, G + 37504 /* features1.conv2.bias */, d_features1_conv2, features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, scratch);
+    features1_conv2_backward(d_features1_conv1, G + 640 /* features1.conv2.weight */, G + 37504 /* features1.conv2.bias */, d_features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, scratch);
     if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
@@ -565,8 +565,8 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"features1.conv2", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 16777216, 4194304},
      1, (const char *const[]){"features1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 50331648, 4194304}}, 2, 2},
-    {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 67108864, 1048576},
+     (const NnccSpan[]){{NNCC_ARENA, 16777216, 4194304}}, 2, 2},
+    {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 58720256, 1048576},
      1, (const char *const[]){"features1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 4, 0},
     {"features1.conv3", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 2097152},
@@ -574,8 +574,8 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 50331648, 1048576}}, 4, 2},
     {"features1.conv4", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 41943040, 2097152},
      1, (const char *const[]){"features1.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 58720256, 2097152}}, 6, 2},
-    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 75497472, 524288},
+     (const NnccSpan[]){{NNCC_ARENA, 41943040, 2097152}}, 6, 2},
+    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 71303168, 524288},
      1, (const char *const[]){"features1.conv4"},
      (const NnccSpan[]){{NNCC_ARENA, 50331648, 2097152}}, 8, 0},
     {"features1.conv5", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 1048576},
@@ -583,49 +583,49 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 62914560, 524288}}, 8, 2},
     {"features1.conv6", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 54525952, 1048576},
      1, (const char *const[]){"features1.conv5"},
-     (const NnccSpan[]){{NNCC_ARENA, 58720256, 1048576}}, 10, 2},
-    {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 58720256, 1048576},
+     (const NnccSpan[]){{NNCC_ARENA, 67108864, 1048576}}, 10, 2},
+    {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 62914560, 1048576},
      1, (const char *const[]){"features1.conv6"},
-     (const NnccSpan[]){{NNCC_ARENA, 71303168, 1048576}}, 12, 2},
-    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 79691776, 262144},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 12, 2},
+    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 77594624, 262144},
      1, (const char *const[]){"features1.conv7"},
-     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 14, 0},
-    {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 62914560, 524288},
+     (const NnccSpan[]){{NNCC_ARENA, 67108864, 1048576}}, 14, 0},
+    {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 67108864, 524288},
      1, (const char *const[]){"features1.maxpool3"},
      (const NnccSpan[]){{NNCC_ARENA, 73400320, 262144}}, 14, 2},
-    {"features1.conv9", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 65011712, 524288},
+    {"features1.conv9", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 69206016, 524288},
      1, (const char *const[]){"features1.conv8"},
-     (const NnccSpan[]){{NNCC_ARENA, 71303168, 524288}}, 16, 2},
-    {"features1.conv10", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 71303168, 524288},
+     (const NnccSpan[]){{NNCC_ARENA, 75497472, 524288}}, 16, 2},
+    {"features1.conv10", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 73400320, 524288},
      1, (const char *const[]){"features1.conv9"},
-     (const NnccSpan[]){{NNCC_ARENA, 77594624, 524288}}, 18, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 73400320, 524288}}, 18, 2},
     {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 80740352, 131072},
      1, (const char *const[]){"features1.conv10"},
-     (const NnccSpan[]){{NNCC_ARENA, 73400320, 524288}}, 20, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 75497472, 524288}}, 20, 0},
     {"features1.conv11", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 81264640, 131072},
      1, (const char *const[]){"features1.maxpool4"},
-     (const NnccSpan[]){{NNCC_ARENA, 77594624, 131072}}, 20, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 78643200, 131072}}, 20, 2},
     {"features1.conv12", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 81788928, 131072},
      1, (const char *const[]){"features1.conv11"},
-     (const NnccSpan[]){{NNCC_ARENA, 73400320, 131072}}, 22, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 75497472, 131072}}, 22, 2},
     {"features1.conv13", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 82313216, 131072},
      1, (const char *const[]){"features1.conv12"},
-     (const NnccSpan[]){{NNCC_ARENA, 73924608, 131072}}, 24, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 76021760, 131072}}, 24, 2},
     {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 82837504, 32768},
      1, (const char *const[]){"features1.conv13"},
-     (const NnccSpan[]){{NNCC_ARENA, 73400320, 131072}}, 26, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 75497472, 131072}}, 26, 0},
     {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 82837504, 32768},
      1, (const char *const[]){"features1.maxpool5"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 26, 0},
-    {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 73400320, 262144},
+    {"classifier1.fc1", "linear+relu", "models/lib/vgg.nn:28:12", {NNCC_ARENA, 75497472, 262144},
      1, (const char *const[]){"classifier1.flatten1"},
-     (const NnccSpan[]){{NNCC_ARENA, 74448896, 32768}}, 26, 2},
-    {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 74448896, 262144},
+     (const NnccSpan[]){{NNCC_ARENA, 76546048, 32768}}, 26, 2},
+    {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 76546048, 262144},
      1, (const char *const[]){"classifier1.fc1"},
-     (const NnccSpan[]){{NNCC_ARENA, 78643200, 262144}}, 28, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 79691776, 262144}}, 28, 2},
     {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
      1, (const char *const[]){"classifier1.fc2"},
-     (const NnccSpan[]){{NNCC_ARENA, 77594624, 262144}}, 30, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 78643200, 262144}}, 30, 2},
 };
 
 /* The kernel scratch after the arena, for a team of t threads. */

@@ -101,9 +101,9 @@ KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -114,7 +114,7 @@ KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16, NNCC_ACT_RELU, 0.0f); /* features1.relu2's gate */
 }
 
 /* features1.conv3 = conv2d+relu(features1.maxpool1)  models/lib/vgg.nn:16:11, fused features1.relu3
@@ -139,9 +139,9 @@ KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -152,7 +152,7 @@ KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8, NNCC_ACT_RELU, 0.0f); /* features1.relu4's gate */
 }
 
 /* features1.conv5 = conv2d+relu(features1.maxpool2)  models/lib/vgg.nn:16:11, fused features1.relu5
@@ -205,9 +205,9 @@ KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, 
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -218,7 +218,7 @@ KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4, NNCC_ACT_RELU, 0.0f); /* features1.relu8's gate */
 }
 
 /* features1.conv9 = conv2d+relu(features1.maxpool3)  models/lib/vgg.nn:16:11, fused features1.relu9
@@ -271,9 +271,9 @@ KERNEL void features1_conv12_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -284,7 +284,7 @@ KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2, NNCC_ACT_RELU, 0.0f); /* features1.relu12's gate */
 }
 
 /* features1.conv13 = conv2d+relu(features1.maxpool4)  models/lib/vgg.nn:16:11, fused features1.relu13
@@ -337,9 +337,9 @@ KERNEL void features1_conv16_forward(float *restrict y, const float *restrict x,
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void features1_conv16_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(features1_conv16, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -350,7 +350,7 @@ KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict 
   nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, NNCC_ACT_RELU, 0.0f); /* features1.relu16's gate */
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
@@ -404,19 +404,19 @@ static void forward(NnccState *s, int training) {
   (void)P, (void)training;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *features1_conv2 = (float *)(A + 16777216); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 67108864); /* [64,64,16,16] */
+  float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
   float *features1_conv3 = (float *)(A + 33554432); /* [64,128,16,16] */
   float *features1_conv4 = (float *)(A + 41943040); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 79691776); /* [64,128,8,8] */
+  float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
   float *features1_conv5 = (float *)(A + 50331648); /* [64,256,8,8] */
   float *features1_conv6 = (float *)(A + 54525952); /* [64,256,8,8] */
-  float *features1_conv7 = (float *)(A + 58720256); /* [64,256,8,8] */
-  float *features1_conv8 = (float *)(A + 62914560); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 85983232); /* [64,256,4,4] */
+  float *features1_conv7 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *features1_conv8 = (float *)(A + 67108864); /* [64,256,8,8] */
+  float *features1_maxpool3 = (float *)(A + 83886080); /* [64,256,4,4] */
   float *features1_conv9 = (float *)(A + 71303168); /* [64,512,4,4] */
   float *features1_conv10 = (float *)(A + 73400320); /* [64,512,4,4] */
-  float *features1_conv11 = (float *)(A + 75497472); /* [64,512,4,4] */
-  float *features1_conv12 = (float *)(A + 77594624); /* [64,512,4,4] */
+  float *features1_conv11 = (float *)(A + 77594624); /* [64,512,4,4] */
+  float *features1_conv12 = (float *)(A + 79691776); /* [64,512,4,4] */
   float *features1_maxpool4 = (float *)(A + 87031808); /* [64,512,2,2] */
   float *features1_conv13 = (float *)(A + 87556096); /* [64,512,2,2] */
   float *features1_conv14 = (float *)(A + 88080384); /* [64,512,2,2] */
@@ -509,37 +509,37 @@ static void backward(NnccState *s) {
   unsigned char *A = s->arena;
   (void)P, (void)G;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
-  float *d_features1_conv1 = (float *)(A + 50331648); /* [64,64,32,32] */
+  float *d_features1_conv1 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *features1_conv2 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *d_features1_conv2 = (float *)(A + 33554432); /* [64,64,32,32] */
-  float *features1_maxpool1 = (float *)(A + 67108864); /* [64,64,16,16] */
+  float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
   float *d_features1_maxpool1 = (float *)(A + 50331648); /* [64,64,16,16] */
   float *features1_conv3 = (float *)(A + 33554432); /* [64,128,16,16] */
-  float *d_features1_conv3 = (float *)(A + 58720256); /* [64,128,16,16] */
+  float *d_features1_conv3 = (float *)(A + 41943040); /* [64,128,16,16] */
   float *features1_conv4 = (float *)(A + 41943040); /* [64,128,16,16] */
   float *d_features1_conv4 = (float *)(A + 50331648); /* [64,128,16,16] */
-  float *features1_maxpool2 = (float *)(A + 79691776); /* [64,128,8,8] */
-  float *d_features1_maxpool2 = (float *)(A + 62914560); /* [64,128,8,8] */
+  float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
+  float *d_features1_maxpool2 = (float *)(A + 67108864); /* [64,128,8,8] */
   float *features1_conv5 = (float *)(A + 50331648); /* [64,256,8,8] */
-  float *d_features1_conv5 = (float *)(A + 58720256); /* [64,256,8,8] */
+  float *d_features1_conv5 = (float *)(A + 62914560); /* [64,256,8,8] */
   float *features1_conv6 = (float *)(A + 54525952); /* [64,256,8,8] */
-  float *d_features1_conv6 = (float *)(A + 62914560); /* [64,256,8,8] */
-  float *features1_conv7 = (float *)(A + 58720256); /* [64,256,8,8] */
-  float *d_features1_conv7 = (float *)(A + 75497472); /* [64,256,8,8] */
-  float *features1_conv8 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *d_features1_conv6 = (float *)(A + 71303168); /* [64,256,8,8] */
+  float *features1_conv7 = (float *)(A + 62914560); /* [64,256,8,8] */
+  float *d_features1_conv7 = (float *)(A + 67108864); /* [64,256,8,8] */
+  float *features1_conv8 = (float *)(A + 67108864); /* [64,256,8,8] */
   float *d_features1_conv8 = (float *)(A + 71303168); /* [64,256,8,8] */
-  float *features1_maxpool3 = (float *)(A + 85983232); /* [64,256,4,4] */
-  float *d_features1_maxpool3 = (float *)(A + 77594624); /* [64,256,4,4] */
+  float *features1_maxpool3 = (float *)(A + 83886080); /* [64,256,4,4] */
+  float *d_features1_maxpool3 = (float *)(A + 79691776); /* [64,256,4,4] */
   float *features1_conv9 = (float *)(A + 71303168); /* [64,512,4,4] */
-  float *d_features1_conv9 = (float *)(A + 75497472); /* [64,512,4,4] */
+  float *d_features1_conv9 = (float *)(A + 77594624); /* [64,512,4,4] */
   float *features1_conv10 = (float *)(A + 73400320); /* [64,512,4,4] */
-  float *d_features1_conv10 = (float *)(A + 77594624); /* [64,512,4,4] */
-  float *features1_conv11 = (float *)(A + 75497472); /* [64,512,4,4] */
-  float *d_features1_conv11 = (float *)(A + 83886080); /* [64,512,4,4] */
-  float *features1_conv12 = (float *)(A + 77594624); /* [64,512,4,4] */
+  float *d_features1_conv10 = (float *)(A + 81788928); /* [64,512,4,4] */
+  float *features1_conv11 = (float *)(A + 77594624); /* [64,512,4,4] */
+  float *d_features1_conv11 = (float *)(A + 79691776); /* [64,512,4,4] */
+  float *features1_conv12 = (float *)(A + 79691776); /* [64,512,4,4] */
   float *d_features1_conv12 = (float *)(A + 81788928); /* [64,512,4,4] */
   float *features1_maxpool4 = (float *)(A + 87031808); /* [64,512,2,2] */
-  float *d_features1_maxpool4 = (float *)(A + 83886080); /* [64,512,2,2] */
+  float *d_features1_maxpool4 = (float *)(A + 84934656); /* [64,512,2,2] */
   float *features1_conv13 = (float *)(A + 87556096); /* [64,512,2,2] */
   float *d_features1_conv13 = (float *)(A + 82313216); /* [64,512,2,2] */
   float *features1_conv14 = (float *)(A + 88080384); /* [64,512,2,2] */
@@ -551,9 +551,9 @@ static void backward(NnccState *s) {
   float *features1_maxpool5 = (float *)(A + 89653248); /* [64,512,1,1] */
   float *d_features1_maxpool5 = (float *)(A + 82837504); /* [64,512,1,1] */
   float *classifier1_fc1 = (float *)(A + 81788928); /* [64,4096] */
-  float *d_classifier1_fc1 = (float *)(A + 84934656); /* [64,4096] */
+  float *d_classifier1_fc1 = (float *)(A + 85983232); /* [64,4096] */
   float *classifier1_fc2 = (float *)(A + 82837504); /* [64,4096] */
-  float *d_classifier1_fc2 = (float *)(A + 83886080); /* [64,4096] */
+  float *d_classifier1_fc2 = (float *)(A + 84934656); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -570,7 +570,7 @@ static void backward(NnccState *s) {
     features1_maxpool5_backward(d_features1_conv16, d_features1_maxpool5, features1_conv16);
     if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv16_backward(d_features1_conv15, G + 17663424 /* features1.conv16.weight */, G + 20022720 /* features1.conv16.bias */, d_features1_conv16, features1_conv16, features1_conv15, P + 17663424 /* features1.conv16.weight */, scratch);
+    features1_conv16_backward(d_features1_conv15, G + 17663424 /* features1.conv16.weight */, G + 20022720 /* features1.conv16.bias */, d_features1_conv16, features1_conv15, P + 17663424 /* features1.conv16.weight */, scratch);
     if (s->check) s->check(s, 19, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv15_backward(d_features1_conv14, G + 15303616 /* features1.conv15.weight */, G + 17662912 /* features1.conv15.bias */, d_features1_conv15, features1_conv15, features1_conv14, P + 15303616 /* features1.conv15.weight */, scratch);
@@ -585,7 +585,7 @@ static void backward(NnccState *s) {
     features1_maxpool4_backward(d_features1_conv12, d_features1_maxpool4, features1_conv12);
     if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv12_backward(d_features1_conv11, G + 8224192 /* features1.conv12.weight */, G + 10583488 /* features1.conv12.bias */, d_features1_conv12, features1_conv12, features1_conv11, P + 8224192 /* features1.conv12.weight */, scratch);
+    features1_conv12_backward(d_features1_conv11, G + 8224192 /* features1.conv12.weight */, G + 10583488 /* features1.conv12.bias */, d_features1_conv12, features1_conv11, P + 8224192 /* features1.conv12.weight */, scratch);
     if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv11_backward(d_features1_conv10, G + 5864384 /* features1.conv11.weight */, G + 8223680 /* features1.conv11.bias */, d_features1_conv11, features1_conv11, features1_conv10, P + 5864384 /* features1.conv11.weight */, scratch);
@@ -600,7 +600,7 @@ static void backward(NnccState *s) {
     features1_maxpool3_backward(d_features1_conv8, d_features1_maxpool3, features1_conv8);
     if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv8_backward(d_features1_conv7, G + 1734336 /* features1.conv8.weight */, G + 2324160 /* features1.conv8.bias */, d_features1_conv8, features1_conv8, features1_conv7, P + 1734336 /* features1.conv8.weight */, scratch);
+    features1_conv8_backward(d_features1_conv7, G + 1734336 /* features1.conv8.weight */, G + 2324160 /* features1.conv8.bias */, d_features1_conv8, features1_conv7, P + 1734336 /* features1.conv8.weight */, scratch);
     if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv7_backward(d_features1_conv6, G + 1144256 /* features1.conv7.weight */, G + 1734080 /* features1.conv7.bias */, d_features1_conv7, features1_conv7, features1_conv6, P + 1144256 /* features1.conv7.weight */, scratch);
@@ -615,7 +615,7 @@ static void backward(NnccState *s) {
     features1_maxpool2_backward(d_features1_conv4, d_features1_maxpool2, features1_conv4);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_conv3, G + 111424 /* features1.conv4.weight */, G + 258880 /* features1.conv4.bias */, d_features1_conv4, features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, scratch);
+    features1_conv4_backward(d_features1_conv3, G + 111424 /* features1.conv4.weight */, G + 258880 /* features1.conv4.bias */, d_features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, scratch);
     if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv3_backward(d_features1_maxpool1, G + 37568 /* features1.conv3.weight */, G + 111296 /* features1.conv3.bias */, d_features1_conv3, features1_conv3, features1_maxpool1, P + 37568 /* features1.conv3.weight */, scratch);
@@ -624,7 +624,7 @@ static void backward(NnccState *s) {
     features1_maxpool1_backward(d_features1_conv2, d_features1_maxpool1, features1_conv2);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv2_backward(d_features1_conv1, G + 640 /* features1.conv2.weight */, G + 37504 /* features1.conv2.bias */, d_features1_conv2, features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, scratch);
+    features1_conv2_backward(d_features1_conv1, G + 640 /* features1.conv2.weight */, G + 37504 /* features1.conv2.bias */, d_features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, scratch);
     if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     features1_conv1_backward(NULL, G + 0 /* features1.conv1.weight */, G + 576 /* features1.conv1.bias */, d_features1_conv1, features1_conv1, s->input, P + 0 /* features1.conv1.weight */, scratch);
@@ -640,8 +640,8 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"features1.conv2", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 16777216, 4194304},
      1, (const char *const[]){"features1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 50331648, 4194304}}, 2, 2},
-    {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 67108864, 1048576},
+     (const NnccSpan[]){{NNCC_ARENA, 16777216, 4194304}}, 2, 2},
+    {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 58720256, 1048576},
      1, (const char *const[]){"features1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 4, 0},
     {"features1.conv3", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 2097152},
@@ -649,43 +649,43 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 50331648, 1048576}}, 4, 2},
     {"features1.conv4", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 41943040, 2097152},
      1, (const char *const[]){"features1.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 58720256, 2097152}}, 6, 2},
-    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 79691776, 524288},
+     (const NnccSpan[]){{NNCC_ARENA, 41943040, 2097152}}, 6, 2},
+    {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 75497472, 524288},
      1, (const char *const[]){"features1.conv4"},
      (const NnccSpan[]){{NNCC_ARENA, 50331648, 2097152}}, 8, 0},
     {"features1.conv5", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 1048576},
      1, (const char *const[]){"features1.maxpool2"},
-     (const NnccSpan[]){{NNCC_ARENA, 62914560, 524288}}, 8, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 67108864, 524288}}, 8, 2},
     {"features1.conv6", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 54525952, 1048576},
      1, (const char *const[]){"features1.conv5"},
-     (const NnccSpan[]){{NNCC_ARENA, 58720256, 1048576}}, 10, 2},
-    {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 58720256, 1048576},
+     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 10, 2},
+    {"features1.conv7", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 62914560, 1048576},
      1, (const char *const[]){"features1.conv6"},
-     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 12, 2},
-    {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 62914560, 1048576},
+     (const NnccSpan[]){{NNCC_ARENA, 71303168, 1048576}}, 12, 2},
+    {"features1.conv8", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 67108864, 1048576},
      1, (const char *const[]){"features1.conv7"},
-     (const NnccSpan[]){{NNCC_ARENA, 75497472, 1048576}}, 14, 2},
-    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 85983232, 262144},
+     (const NnccSpan[]){{NNCC_ARENA, 67108864, 1048576}}, 14, 2},
+    {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 83886080, 262144},
      1, (const char *const[]){"features1.conv8"},
      (const NnccSpan[]){{NNCC_ARENA, 71303168, 1048576}}, 16, 0},
     {"features1.conv9", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 71303168, 524288},
      1, (const char *const[]){"features1.maxpool3"},
-     (const NnccSpan[]){{NNCC_ARENA, 77594624, 262144}}, 16, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 79691776, 262144}}, 16, 2},
     {"features1.conv10", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 73400320, 524288},
      1, (const char *const[]){"features1.conv9"},
-     (const NnccSpan[]){{NNCC_ARENA, 75497472, 524288}}, 18, 2},
-    {"features1.conv11", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 75497472, 524288},
+     (const NnccSpan[]){{NNCC_ARENA, 77594624, 524288}}, 18, 2},
+    {"features1.conv11", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 77594624, 524288},
      1, (const char *const[]){"features1.conv10"},
-     (const NnccSpan[]){{NNCC_ARENA, 77594624, 524288}}, 20, 2},
-    {"features1.conv12", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 77594624, 524288},
+     (const NnccSpan[]){{NNCC_ARENA, 81788928, 524288}}, 20, 2},
+    {"features1.conv12", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 79691776, 524288},
      1, (const char *const[]){"features1.conv11"},
-     (const NnccSpan[]){{NNCC_ARENA, 83886080, 524288}}, 22, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 79691776, 524288}}, 22, 2},
     {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 87031808, 131072},
      1, (const char *const[]){"features1.conv12"},
      (const NnccSpan[]){{NNCC_ARENA, 81788928, 524288}}, 24, 0},
     {"features1.conv13", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 87556096, 131072},
      1, (const char *const[]){"features1.maxpool4"},
-     (const NnccSpan[]){{NNCC_ARENA, 83886080, 131072}}, 24, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 84934656, 131072}}, 24, 2},
     {"features1.conv14", "conv2d+relu", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 88080384, 131072},
      1, (const char *const[]){"features1.conv13"},
      (const NnccSpan[]){{NNCC_ARENA, 82313216, 131072}}, 26, 2},
@@ -706,10 +706,10 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_ARENA, 82837504, 32768}}, 32, 2},
     {"classifier1.fc2", "linear+relu", "models/lib/vgg.nn:29:12", {NNCC_ARENA, 82837504, 262144},
      1, (const char *const[]){"classifier1.fc1"},
-     (const NnccSpan[]){{NNCC_ARENA, 84934656, 262144}}, 34, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 85983232, 262144}}, 34, 2},
     {"classifier1.fc3", "linear", "models/lib/vgg.nn:30:10", {NNCC_LOGITS, 0, 640},
      1, (const char *const[]){"classifier1.fc2"},
-     (const NnccSpan[]){{NNCC_ARENA, 83886080, 262144}}, 36, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 84934656, 262144}}, 36, 2},
 };
 
 /* The kernel scratch after the arena, for a team of t threads. */

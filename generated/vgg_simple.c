@@ -9,7 +9,7 @@
  * Train: vgg_simple train --data data/mnist
  *
  * Input x f32[64,1,32,32], labels y class[64] of 10; 935,626 parameters;
- * activation arena 31,596,544 bytes (+ kernel scratch).
+ * activation arena 30,973,952 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -27,7 +27,7 @@
 #define KERNEL static inline __attribute__((always_inline, unused))
 
 #define PARAMS_FLOATS ((size_t)935664)
-#define ARENA_BYTES ((size_t)31596544)
+#define ARENA_BYTES ((size_t)30973952)
 
 static const NnccParam params[] = {
     {"conv_2_block1.conv1.weight", NNCC_PARAM, 4, {16, 1, 3, 3}, 144, 0, NNCC_INIT_UNIFORM, 0.33333333f, 0},
@@ -95,9 +95,9 @@ KERNEL void conv_2_block1_conv2_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_2_block1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(conv_2_block1_conv2, nncc_conv2d_forward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -108,7 +108,7 @@ KERNEL void conv_2_block1_maxpool1_forward(float *restrict y, const float *restr
   nncc_maxpool2d_forward_team(y, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0, 18, 18);
 }
 KERNEL void conv_2_block1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0, 18, 18);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0, 18, 18, NNCC_ACT_RELU, 0.0f); /* conv_2_block1.relu2's gate */
 }
 
 /* conv_2_block2.conv1 = conv2d+relu(conv_2_block1.maxpool1)  models/vgg_simple.nn:13:12, fused conv_2_block2.relu1
@@ -133,9 +133,9 @@ KERNEL void conv_2_block2_conv2_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_2_block2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(conv_2_block2_conv2, nncc_conv2d_forward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -146,7 +146,7 @@ KERNEL void conv_2_block2_maxpool1_forward(float *restrict y, const float *restr
   nncc_maxpool2d_forward_team(y, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0, 11, 11);
 }
 KERNEL void conv_2_block2_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0, 11, 11);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0, 11, 11, NNCC_ACT_RELU, 0.0f); /* conv_2_block2.relu2's gate */
 }
 
 /* conv_3_block1.conv1 = conv2d+relu(conv_2_block2.maxpool1)  models/vgg_simple.nn:20:14, fused conv_3_block1.relu1
@@ -185,9 +185,9 @@ KERNEL void conv_3_block1_conv3_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(conv_3_block1_conv3, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -198,7 +198,7 @@ KERNEL void conv_3_block1_maxpool1_forward(float *restrict y, const float *restr
   nncc_maxpool2d_forward_team(y, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0, 5, 5);
 }
 KERNEL void conv_3_block1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0, 5, 5);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0, 5, 5, NNCC_ACT_RELU, 0.0f); /* conv_3_block1.relu3's gate */
 }
 
 /* conv_3_block2.conv1 = conv2d+relu(conv_3_block1.maxpool1)  models/vgg_simple.nn:20:14, fused conv_3_block2.relu1
@@ -237,9 +237,9 @@ KERNEL void conv_3_block2_conv3_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block2_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(conv_3_block2_conv3, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -250,7 +250,7 @@ KERNEL void conv_3_block2_maxpool1_forward(float *restrict y, const float *restr
   nncc_maxpool2d_forward_team(y, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void conv_3_block2_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2, NNCC_ACT_RELU, 0.0f); /* conv_3_block2.relu3's gate */
 }
 
 /* conv_3_block3.conv1 = conv2d+relu(conv_3_block2.maxpool1)  models/vgg_simple.nn:20:14, fused conv_3_block3.relu1
@@ -289,9 +289,9 @@ KERNEL void conv_3_block3_conv3_forward(float *restrict y, const float *restrict
   nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
 }
 KERNEL void conv_3_block3_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
-    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
+    const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f, 8);
+  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(conv_3_block3_conv3, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, t, 8))
 
@@ -302,7 +302,7 @@ KERNEL void conv_3_block3_maxpool1_forward(float *restrict y, const float *restr
   nncc_maxpool2d_forward_team(y, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void conv_3_block3_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, NNCC_ACT_RELU, 0.0f); /* conv_3_block3.relu3's gate */
 }
 
 /* flatten1 = flatten(conv_3_block3.maxpool1)  models/vgg_simple.nn:30:5
@@ -356,24 +356,24 @@ static void forward(NnccState *s, int training) {
   (void)P, (void)training;
   float *conv_2_block1_conv1 = (float *)(A + 0); /* [64,16,36,36] */
   float *conv_2_block1_conv2 = (float *)(A + 5308416); /* [64,16,36,36] */
-  float *conv_2_block1_maxpool1 = (float *)(A + 28459008); /* [64,16,18,18] */
+  float *conv_2_block1_maxpool1 = (float *)(A + 26476544); /* [64,16,18,18] */
   float *conv_2_block2_conv1 = (float *)(A + 10616832); /* [64,32,22,22] */
   float *conv_2_block2_conv2 = (float *)(A + 14581760); /* [64,32,22,22] */
-  float *conv_2_block2_maxpool1 = (float *)(A + 29786112); /* [64,32,11,11] */
+  float *conv_2_block2_maxpool1 = (float *)(A + 27803648); /* [64,32,11,11] */
   float *conv_3_block1_conv1 = (float *)(A + 18546688); /* [64,64,11,11] */
   float *conv_3_block1_conv2 = (float *)(A + 20529152); /* [64,64,11,11] */
   float *conv_3_block1_conv3 = (float *)(A + 22511616); /* [64,64,11,11] */
-  float *conv_3_block1_maxpool1 = (float *)(A + 27770880); /* [64,64,5,5] */
+  float *conv_3_block1_maxpool1 = (float *)(A + 30433280); /* [64,64,5,5] */
   float *conv_3_block2_conv1 = (float *)(A + 24494080); /* [64,128,5,5] */
   float *conv_3_block2_conv2 = (float *)(A + 25313280); /* [64,128,5,5] */
-  float *conv_3_block2_conv3 = (float *)(A + 26132480); /* [64,128,5,5] */
-  float *conv_3_block2_maxpool1 = (float *)(A + 26951680); /* [64,128,2,2] */
-  float *conv_3_block3_conv1 = (float *)(A + 27082752); /* [64,128,2,2] */
-  float *conv_3_block3_conv2 = (float *)(A + 27213824); /* [64,128,2,2] */
-  float *conv_3_block3_conv3 = (float *)(A + 27344896); /* [64,128,2,2] */
-  float *conv_3_block3_maxpool1 = (float *)(A + 27475968); /* [64,128,1,1] */
-  float *fc1 = (float *)(A + 27508736); /* [64,100] */
-  float *fc2 = (float *)(A + 27559936); /* [64,20] */
+  float *conv_3_block2_conv3 = (float *)(A + 28794880); /* [64,128,5,5] */
+  float *conv_3_block2_maxpool1 = (float *)(A + 26132480); /* [64,128,2,2] */
+  float *conv_3_block3_conv1 = (float *)(A + 26263552); /* [64,128,2,2] */
+  float *conv_3_block3_conv2 = (float *)(A + 29614080); /* [64,128,2,2] */
+  float *conv_3_block3_conv3 = (float *)(A + 29745152); /* [64,128,2,2] */
+  float *conv_3_block3_maxpool1 = (float *)(A + 26394624); /* [64,128,1,1] */
+  float *fc1 = (float *)(A + 29876224); /* [64,100] */
+  float *fc2 = (float *)(A + 26427392); /* [64,20] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -449,45 +449,45 @@ static void backward(NnccState *s) {
   unsigned char *A = s->arena;
   (void)P, (void)G;
   float *conv_2_block1_conv1 = (float *)(A + 0); /* [64,16,36,36] */
-  float *d_conv_2_block1_conv1 = (float *)(A + 15925248); /* [64,16,36,36] */
+  float *d_conv_2_block1_conv1 = (float *)(A + 5308416); /* [64,16,36,36] */
   float *conv_2_block1_conv2 = (float *)(A + 5308416); /* [64,16,36,36] */
   float *d_conv_2_block1_conv2 = (float *)(A + 10616832); /* [64,16,36,36] */
-  float *conv_2_block1_maxpool1 = (float *)(A + 28459008); /* [64,16,18,18] */
-  float *d_conv_2_block1_maxpool1 = (float *)(A + 15925248); /* [64,16,18,18] */
+  float *conv_2_block1_maxpool1 = (float *)(A + 26476544); /* [64,16,18,18] */
+  float *d_conv_2_block1_maxpool1 = (float *)(A + 18546688); /* [64,16,18,18] */
   float *conv_2_block2_conv1 = (float *)(A + 10616832); /* [64,32,22,22] */
-  float *d_conv_2_block2_conv1 = (float *)(A + 22511616); /* [64,32,22,22] */
+  float *d_conv_2_block2_conv1 = (float *)(A + 14581760); /* [64,32,22,22] */
   float *conv_2_block2_conv2 = (float *)(A + 14581760); /* [64,32,22,22] */
   float *d_conv_2_block2_conv2 = (float *)(A + 18546688); /* [64,32,22,22] */
-  float *conv_2_block2_maxpool1 = (float *)(A + 29786112); /* [64,32,11,11] */
-  float *d_conv_2_block2_maxpool1 = (float *)(A + 24494080); /* [64,32,11,11] */
+  float *conv_2_block2_maxpool1 = (float *)(A + 27803648); /* [64,32,11,11] */
+  float *d_conv_2_block2_maxpool1 = (float *)(A + 22511616); /* [64,32,11,11] */
   float *conv_3_block1_conv1 = (float *)(A + 18546688); /* [64,64,11,11] */
-  float *d_conv_3_block1_conv1 = (float *)(A + 22511616); /* [64,64,11,11] */
+  float *d_conv_3_block1_conv1 = (float *)(A + 24494080); /* [64,64,11,11] */
   float *conv_3_block1_conv2 = (float *)(A + 20529152); /* [64,64,11,11] */
-  float *d_conv_3_block1_conv2 = (float *)(A + 26476544); /* [64,64,11,11] */
+  float *d_conv_3_block1_conv2 = (float *)(A + 22511616); /* [64,64,11,11] */
   float *conv_3_block1_conv3 = (float *)(A + 22511616); /* [64,64,11,11] */
   float *d_conv_3_block1_conv3 = (float *)(A + 24494080); /* [64,64,11,11] */
-  float *conv_3_block1_maxpool1 = (float *)(A + 27770880); /* [64,64,5,5] */
-  float *d_conv_3_block1_maxpool1 = (float *)(A + 26951680); /* [64,64,5,5] */
+  float *conv_3_block1_maxpool1 = (float *)(A + 30433280); /* [64,64,5,5] */
+  float *d_conv_3_block1_maxpool1 = (float *)(A + 28794880); /* [64,64,5,5] */
   float *conv_3_block2_conv1 = (float *)(A + 24494080); /* [64,128,5,5] */
-  float *d_conv_3_block2_conv1 = (float *)(A + 26132480); /* [64,128,5,5] */
+  float *d_conv_3_block2_conv1 = (float *)(A + 29614080); /* [64,128,5,5] */
   float *conv_3_block2_conv2 = (float *)(A + 25313280); /* [64,128,5,5] */
-  float *d_conv_3_block2_conv2 = (float *)(A + 30777344); /* [64,128,5,5] */
-  float *conv_3_block2_conv3 = (float *)(A + 26132480); /* [64,128,5,5] */
-  float *d_conv_3_block2_conv3 = (float *)(A + 26951680); /* [64,128,5,5] */
-  float *conv_3_block2_maxpool1 = (float *)(A + 26951680); /* [64,128,2,2] */
-  float *d_conv_3_block2_maxpool1 = (float *)(A + 28180480); /* [64,128,2,2] */
-  float *conv_3_block3_conv1 = (float *)(A + 27082752); /* [64,128,2,2] */
-  float *d_conv_3_block3_conv1 = (float *)(A + 27344896); /* [64,128,2,2] */
-  float *conv_3_block3_conv2 = (float *)(A + 27213824); /* [64,128,2,2] */
-  float *d_conv_3_block3_conv2 = (float *)(A + 27607040); /* [64,128,2,2] */
-  float *conv_3_block3_conv3 = (float *)(A + 27344896); /* [64,128,2,2] */
-  float *d_conv_3_block3_conv3 = (float *)(A + 27475968); /* [64,128,2,2] */
-  float *conv_3_block3_maxpool1 = (float *)(A + 27475968); /* [64,128,1,1] */
-  float *d_conv_3_block3_maxpool1 = (float *)(A + 27607040); /* [64,128,1,1] */
-  float *fc1 = (float *)(A + 27508736); /* [64,100] */
-  float *d_fc1 = (float *)(A + 27534336); /* [64,100] */
-  float *fc2 = (float *)(A + 27559936); /* [64,20] */
-  float *d_fc2 = (float *)(A + 27565056); /* [64,20] */
+  float *d_conv_3_block2_conv2 = (float *)(A + 28794880); /* [64,128,5,5] */
+  float *conv_3_block2_conv3 = (float *)(A + 28794880); /* [64,128,5,5] */
+  float *d_conv_3_block2_conv3 = (float *)(A + 29614080); /* [64,128,5,5] */
+  float *conv_3_block2_maxpool1 = (float *)(A + 26132480); /* [64,128,2,2] */
+  float *d_conv_3_block2_maxpool1 = (float *)(A + 30842880); /* [64,128,2,2] */
+  float *conv_3_block3_conv1 = (float *)(A + 26263552); /* [64,128,2,2] */
+  float *d_conv_3_block3_conv1 = (float *)(A + 29876224); /* [64,128,2,2] */
+  float *conv_3_block3_conv2 = (float *)(A + 29614080); /* [64,128,2,2] */
+  float *d_conv_3_block3_conv2 = (float *)(A + 29745152); /* [64,128,2,2] */
+  float *conv_3_block3_conv3 = (float *)(A + 29745152); /* [64,128,2,2] */
+  float *d_conv_3_block3_conv3 = (float *)(A + 29876224); /* [64,128,2,2] */
+  float *conv_3_block3_maxpool1 = (float *)(A + 26394624); /* [64,128,1,1] */
+  float *d_conv_3_block3_maxpool1 = (float *)(A + 26427392); /* [64,128,1,1] */
+  float *fc1 = (float *)(A + 29876224); /* [64,100] */
+  float *d_fc1 = (float *)(A + 29901824); /* [64,100] */
+  float *fc2 = (float *)(A + 26427392); /* [64,20] */
+  float *d_fc2 = (float *)(A + 26432512); /* [64,20] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -504,7 +504,7 @@ static void backward(NnccState *s) {
     conv_3_block3_maxpool1_backward(d_conv_3_block3_conv3, d_conv_3_block3_maxpool1, conv_3_block3_conv3);
     if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
-    conv_3_block3_conv3_backward(d_conv_3_block3_conv2, G + 772912 /* conv_3_block3.conv3.weight */, G + 920368 /* conv_3_block3.conv3.bias */, d_conv_3_block3_conv3, conv_3_block3_conv3, conv_3_block3_conv2, P + 772912 /* conv_3_block3.conv3.weight */, scratch);
+    conv_3_block3_conv3_backward(d_conv_3_block3_conv2, G + 772912 /* conv_3_block3.conv3.weight */, G + 920368 /* conv_3_block3.conv3.bias */, d_conv_3_block3_conv3, conv_3_block3_conv2, P + 772912 /* conv_3_block3.conv3.weight */, scratch);
     if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block3_conv2_backward(d_conv_3_block3_conv1, G + 625328 /* conv_3_block3.conv2.weight */, G + 772784 /* conv_3_block3.conv2.bias */, d_conv_3_block3_conv2, conv_3_block3_conv2, conv_3_block3_conv1, P + 625328 /* conv_3_block3.conv2.weight */, scratch);
@@ -516,7 +516,7 @@ static void backward(NnccState *s) {
     conv_3_block2_maxpool1_backward(d_conv_3_block2_conv3, d_conv_3_block2_maxpool1, conv_3_block2_conv3);
     if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
-    conv_3_block2_conv3_backward(d_conv_3_block2_conv2, G + 330160 /* conv_3_block2.conv3.weight */, G + 477616 /* conv_3_block2.conv3.bias */, d_conv_3_block2_conv3, conv_3_block2_conv3, conv_3_block2_conv2, P + 330160 /* conv_3_block2.conv3.weight */, scratch);
+    conv_3_block2_conv3_backward(d_conv_3_block2_conv2, G + 330160 /* conv_3_block2.conv3.weight */, G + 477616 /* conv_3_block2.conv3.bias */, d_conv_3_block2_conv3, conv_3_block2_conv2, P + 330160 /* conv_3_block2.conv3.weight */, scratch);
     if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block2_conv2_backward(d_conv_3_block2_conv1, G + 182576 /* conv_3_block2.conv2.weight */, G + 330032 /* conv_3_block2.conv2.bias */, d_conv_3_block2_conv2, conv_3_block2_conv2, conv_3_block2_conv1, P + 182576 /* conv_3_block2.conv2.weight */, scratch);
@@ -528,7 +528,7 @@ static void backward(NnccState *s) {
     conv_3_block1_maxpool1_backward(d_conv_3_block1_conv3, d_conv_3_block1_maxpool1, conv_3_block1_conv3);
     if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
-    conv_3_block1_conv3_backward(d_conv_3_block1_conv2, G + 71792 /* conv_3_block1.conv3.weight */, G + 108656 /* conv_3_block1.conv3.bias */, d_conv_3_block1_conv3, conv_3_block1_conv3, conv_3_block1_conv2, P + 71792 /* conv_3_block1.conv3.weight */, scratch);
+    conv_3_block1_conv3_backward(d_conv_3_block1_conv2, G + 71792 /* conv_3_block1.conv3.weight */, G + 108656 /* conv_3_block1.conv3.bias */, d_conv_3_block1_conv3, conv_3_block1_conv2, P + 71792 /* conv_3_block1.conv3.weight */, scratch);
     if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
     conv_3_block1_conv2_backward(d_conv_3_block1_conv1, G + 34864 /* conv_3_block1.conv2.weight */, G + 71728 /* conv_3_block1.conv2.bias */, d_conv_3_block1_conv2, conv_3_block1_conv2, conv_3_block1_conv1, P + 34864 /* conv_3_block1.conv2.weight */, scratch);
@@ -540,7 +540,7 @@ static void backward(NnccState *s) {
     conv_2_block2_maxpool1_backward(d_conv_2_block2_conv2, d_conv_2_block2_maxpool1, conv_2_block2_conv2);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
-    conv_2_block2_conv2_backward(d_conv_2_block2_conv1, G + 7120 /* conv_2_block2.conv2.weight */, G + 16336 /* conv_2_block2.conv2.bias */, d_conv_2_block2_conv2, conv_2_block2_conv2, conv_2_block2_conv1, P + 7120 /* conv_2_block2.conv2.weight */, scratch);
+    conv_2_block2_conv2_backward(d_conv_2_block2_conv1, G + 7120 /* conv_2_block2.conv2.weight */, G + 16336 /* conv_2_block2.conv2.bias */, d_conv_2_block2_conv2, conv_2_block2_conv1, P + 7120 /* conv_2_block2.conv2.weight */, scratch);
     if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     conv_2_block2_conv1_backward(d_conv_2_block1_maxpool1, G + 2480 /* conv_2_block2.conv1.weight */, G + 7088 /* conv_2_block2.conv1.bias */, d_conv_2_block2_conv1, conv_2_block2_conv1, conv_2_block1_maxpool1, P + 2480 /* conv_2_block2.conv1.weight */, scratch);
@@ -549,7 +549,7 @@ static void backward(NnccState *s) {
     conv_2_block1_maxpool1_backward(d_conv_2_block1_conv2, d_conv_2_block1_maxpool1, conv_2_block1_conv2);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
-    conv_2_block1_conv2_backward(d_conv_2_block1_conv1, G + 160 /* conv_2_block1.conv2.weight */, G + 2464 /* conv_2_block1.conv2.bias */, d_conv_2_block1_conv2, conv_2_block1_conv2, conv_2_block1_conv1, P + 160 /* conv_2_block1.conv2.weight */, scratch);
+    conv_2_block1_conv2_backward(d_conv_2_block1_conv1, G + 160 /* conv_2_block1.conv2.weight */, G + 2464 /* conv_2_block1.conv2.bias */, d_conv_2_block1_conv2, conv_2_block1_conv1, P + 160 /* conv_2_block1.conv2.weight */, scratch);
     if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     conv_2_block1_conv1_backward(NULL, G + 0 /* conv_2_block1.conv1.weight */, G + 144 /* conv_2_block1.conv1.bias */, d_conv_2_block1_conv1, conv_2_block1_conv1, s->input, P + 0 /* conv_2_block1.conv1.weight */, scratch);
@@ -565,67 +565,67 @@ static const NnccNode nodes[] = {
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
     {"conv_2_block1.conv2", "conv2d+relu", "models/vgg_simple.nn:14:12", {NNCC_ARENA, 5308416, 1327104},
      1, (const char *const[]){"conv_2_block1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 15925248, 1327104}}, 2, 2},
-    {"conv_2_block1.maxpool1", "maxpool2d", "models/vgg_simple.nn:15:10", {NNCC_ARENA, 28459008, 331776},
+     (const NnccSpan[]){{NNCC_ARENA, 5308416, 1327104}}, 2, 2},
+    {"conv_2_block1.maxpool1", "maxpool2d", "models/vgg_simple.nn:15:10", {NNCC_ARENA, 26476544, 331776},
      1, (const char *const[]){"conv_2_block1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 10616832, 1327104}}, 4, 0},
     {"conv_2_block2.conv1", "conv2d+relu", "models/vgg_simple.nn:13:12", {NNCC_ARENA, 10616832, 991232},
      1, (const char *const[]){"conv_2_block1.maxpool1"},
-     (const NnccSpan[]){{NNCC_ARENA, 15925248, 331776}}, 4, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 18546688, 331776}}, 4, 2},
     {"conv_2_block2.conv2", "conv2d+relu", "models/vgg_simple.nn:14:12", {NNCC_ARENA, 14581760, 991232},
      1, (const char *const[]){"conv_2_block2.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 22511616, 991232}}, 6, 2},
-    {"conv_2_block2.maxpool1", "maxpool2d", "models/vgg_simple.nn:15:10", {NNCC_ARENA, 29786112, 247808},
+     (const NnccSpan[]){{NNCC_ARENA, 14581760, 991232}}, 6, 2},
+    {"conv_2_block2.maxpool1", "maxpool2d", "models/vgg_simple.nn:15:10", {NNCC_ARENA, 27803648, 247808},
      1, (const char *const[]){"conv_2_block2.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 18546688, 991232}}, 8, 0},
     {"conv_3_block1.conv1", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 18546688, 495616},
      1, (const char *const[]){"conv_2_block2.maxpool1"},
-     (const NnccSpan[]){{NNCC_ARENA, 24494080, 247808}}, 8, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 22511616, 247808}}, 8, 2},
     {"conv_3_block1.conv2", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 20529152, 495616},
      1, (const char *const[]){"conv_3_block1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 22511616, 495616}}, 10, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 24494080, 495616}}, 10, 2},
     {"conv_3_block1.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 22511616, 495616},
      1, (const char *const[]){"conv_3_block1.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 26476544, 495616}}, 12, 2},
-    {"conv_3_block1.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 27770880, 102400},
+     (const NnccSpan[]){{NNCC_ARENA, 22511616, 495616}}, 12, 2},
+    {"conv_3_block1.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 30433280, 102400},
      1, (const char *const[]){"conv_3_block1.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 24494080, 495616}}, 14, 0},
     {"conv_3_block2.conv1", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 24494080, 204800},
      1, (const char *const[]){"conv_3_block1.maxpool1"},
-     (const NnccSpan[]){{NNCC_ARENA, 26951680, 102400}}, 14, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 28794880, 102400}}, 14, 2},
     {"conv_3_block2.conv2", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 25313280, 204800},
      1, (const char *const[]){"conv_3_block2.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 26132480, 204800}}, 16, 2},
-    {"conv_3_block2.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 26132480, 204800},
+     (const NnccSpan[]){{NNCC_ARENA, 29614080, 204800}}, 16, 2},
+    {"conv_3_block2.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 28794880, 204800},
      1, (const char *const[]){"conv_3_block2.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 30777344, 204800}}, 18, 2},
-    {"conv_3_block2.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 26951680, 32768},
+     (const NnccSpan[]){{NNCC_ARENA, 28794880, 204800}}, 18, 2},
+    {"conv_3_block2.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 26132480, 32768},
      1, (const char *const[]){"conv_3_block2.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 26951680, 204800}}, 20, 0},
-    {"conv_3_block3.conv1", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 27082752, 32768},
+     (const NnccSpan[]){{NNCC_ARENA, 29614080, 204800}}, 20, 0},
+    {"conv_3_block3.conv1", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 26263552, 32768},
      1, (const char *const[]){"conv_3_block2.maxpool1"},
-     (const NnccSpan[]){{NNCC_ARENA, 28180480, 32768}}, 20, 2},
-    {"conv_3_block3.conv2", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 27213824, 32768},
+     (const NnccSpan[]){{NNCC_ARENA, 30842880, 32768}}, 20, 2},
+    {"conv_3_block3.conv2", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 29614080, 32768},
      1, (const char *const[]){"conv_3_block3.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 27344896, 32768}}, 22, 2},
-    {"conv_3_block3.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 27344896, 32768},
+     (const NnccSpan[]){{NNCC_ARENA, 29876224, 32768}}, 22, 2},
+    {"conv_3_block3.conv3", "conv2d+relu", "models/vgg_simple.nn:20:14", {NNCC_ARENA, 29745152, 32768},
      1, (const char *const[]){"conv_3_block3.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 27607040, 32768}}, 24, 2},
-    {"conv_3_block3.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 27475968, 8192},
+     (const NnccSpan[]){{NNCC_ARENA, 29745152, 32768}}, 24, 2},
+    {"conv_3_block3.maxpool1", "maxpool2d", "models/vgg_simple.nn:22:10", {NNCC_ARENA, 26394624, 8192},
      1, (const char *const[]){"conv_3_block3.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 27475968, 32768}}, 26, 0},
-    {"flatten1", "flatten", "models/vgg_simple.nn:30:5", {NNCC_ARENA, 27475968, 8192},
+     (const NnccSpan[]){{NNCC_ARENA, 29876224, 32768}}, 26, 0},
+    {"flatten1", "flatten", "models/vgg_simple.nn:30:5", {NNCC_ARENA, 26394624, 8192},
      1, (const char *const[]){"conv_3_block3.maxpool1"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 26, 0},
-    {"fc1", "linear+relu", "models/vgg_simple.nn:31:10", {NNCC_ARENA, 27508736, 6400},
+    {"fc1", "linear+relu", "models/vgg_simple.nn:31:10", {NNCC_ARENA, 29876224, 6400},
      1, (const char *const[]){"flatten1"},
-     (const NnccSpan[]){{NNCC_ARENA, 27607040, 8192}}, 26, 2},
-    {"fc2", "linear+relu", "models/vgg_simple.nn:32:10", {NNCC_ARENA, 27559936, 1280},
+     (const NnccSpan[]){{NNCC_ARENA, 26427392, 8192}}, 26, 2},
+    {"fc2", "linear+relu", "models/vgg_simple.nn:32:10", {NNCC_ARENA, 26427392, 1280},
      1, (const char *const[]){"fc1"},
-     (const NnccSpan[]){{NNCC_ARENA, 27534336, 6400}}, 28, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 29901824, 6400}}, 28, 2},
     {"fc3", "linear", "models/vgg_simple.nn:33:10", {NNCC_LOGITS, 0, 640},
      1, (const char *const[]){"fc2"},
-     (const NnccSpan[]){{NNCC_ARENA, 27565056, 1280}}, 30, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 26432512, 1280}}, 30, 2},
 };
 
 /* The kernel scratch after the arena, for a team of t threads. */

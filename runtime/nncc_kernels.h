@@ -1238,29 +1238,48 @@ NK_INLINE void nncc_maxpool2d_forward_team(float *restrict y, const float *restr
   }
 }
 
+/* One row pair of the 2x2 path's backward: each element of dx is 0 + its
+ * window's dy if it is the window's maximum, else +0 (as the general
+ * path), then gated by act from x itself (act is a constant where this is
+ * inlined, so the loop vectorizes). */
+NK_INLINE void nk_pool_2x2_backward_rows(float *restrict g0, float *restrict g1,
+                                         const float *restrict x0, const float *restrict x1,
+                                         const float *restrict dr, int Wo, int act, float alpha) {
+  for (int ow = 0; ow < Wo; ow++) {
+    /* the window's maximum keeps g, every other element +0: by a mask of
+     * g's bits, which vectorizes.  A gate of +0 is +0 for every act that
+     * fuses (a slope >= 0), so gating the maximum alone is gating all. */
+    float a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], d = x1[2 * ow + 1];
+    uint32_t t[3];
+    (void)nk_pool_2x2_max(a, b, c, d, t);
+    float g = 0.0f + dr[ow];
+    g0[2 * ow] = nk_from_bits(nk_bits(nk_actgrad1(g, a, act, alpha)) & ~(t[0] | t[1] | t[2]));
+    g0[2 * ow + 1] = nk_from_bits(nk_bits(nk_actgrad1(g, b, act, alpha)) & t[0] & ~(t[1] | t[2]));
+    g1[2 * ow] = nk_from_bits(nk_bits(nk_actgrad1(g, c, act, alpha)) & t[1] & ~t[2]);
+    g1[2 * ow + 1] = nk_from_bits(nk_bits(nk_actgrad1(g, d, act, alpha)) & t[2]);
+  }
+}
+
+/* dx = the max pool's gradient, gated by act's derivative from x when act
+ * is not NONE: x is then the output of the activation fused into the
+ * producing conv (fuse.c), and dx what that conv's backward would have
+ * gated itself, bit for bit. */
 NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *restrict dy,
                                             const float *restrict x, int N, int C, int H, int W,
                                             int Kh, int Kw, int sh, int sw, int ph, int pw,
-                                            int Ho, int Wo) {
+                                            int Ho, int Wo, int act, float alpha) {
   if (nk_pool_2x2(H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo)) {
-    /* windows do not overlap: each element of dx is 0 + its window's dy
-     * if it is the window's maximum, else 0 (+0, as the general path) */
 #pragma omp for schedule(static)
     for (int nc = 0; nc < N * C; nc++) {
       for (int oh = 0; oh < Ho; oh++) {
         size_t r = ((size_t)nc * H + 2 * oh) * W;
         const float *x0 = x + r, *x1 = x0 + W, *dr = dy + ((size_t)nc * Ho + oh) * Wo;
         float *g0 = dx + r, *g1 = g0 + W;
-        for (int ow = 0; ow < Wo; ow++) {
-          /* the window's maximum keeps g, every other element +0: by a
-           * mask of g's bits, which vectorizes */
-          uint32_t t[3];
-          (void)nk_pool_2x2_max(x0[2 * ow], x0[2 * ow + 1], x1[2 * ow], x1[2 * ow + 1], t);
-          uint32_t g = nk_bits(0.0f + dr[ow]);
-          g0[2 * ow] = nk_from_bits(g & ~(t[0] | t[1] | t[2]));
-          g0[2 * ow + 1] = nk_from_bits(g & t[0] & ~(t[1] | t[2]));
-          g1[2 * ow] = nk_from_bits(g & t[1] & ~t[2]);
-          g1[2 * ow + 1] = nk_from_bits(g & t[2]);
+        switch (act) {
+        case NNCC_ACT_RELU: nk_pool_2x2_backward_rows(g0, g1, x0, x1, dr, Wo, NNCC_ACT_RELU, 0); break;
+        case NNCC_ACT_RELU6: nk_pool_2x2_backward_rows(g0, g1, x0, x1, dr, Wo, NNCC_ACT_RELU6, 0); break;
+        case NNCC_ACT_LEAKY: nk_pool_2x2_backward_rows(g0, g1, x0, x1, dr, Wo, NNCC_ACT_LEAKY, alpha); break;
+        default: nk_pool_2x2_backward_rows(g0, g1, x0, x1, dr, Wo, NNCC_ACT_NONE, 0); break;
         }
         for (int w = 2 * Wo; w < W; w++) g0[w] = g1[w] = 0.0f;
       }
@@ -1280,6 +1299,9 @@ NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *res
         int k = nk_pool_max_at(xp, H, W, Kh, Kw, oh * sh - ph, ow * sw - pw);
         if (k >= 0) gp[k] += dp[oh * Wo + ow];
       }
+    /* windows may overlap: the gate goes on the sums */
+    if (act != NNCC_ACT_NONE)
+      for (int k = 0; k < H * W; k++) gp[k] = nk_actgrad1(gp[k], xp[k], act, alpha);
   }
 }
 
@@ -1421,8 +1443,8 @@ NK_INLINE void nncc_leaky_relu_backward_team(float *dx, const float *dy, const f
   static inline void nncc_##name params { NK_PRAGMA(omp parallel) nncc_##name##_team args; }
 NK_WRAP(maxpool2d_forward, (float *y, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho, int Wo),
         (y, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo))
-NK_WRAP(maxpool2d_backward, (float *dx, const float *dy, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho, int Wo),
-        (dx, dy, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo))
+NK_WRAP(maxpool2d_backward, (float *dx, const float *dy, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho, int Wo, int act, float alpha),
+        (dx, dy, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo, act, alpha))
 NK_WRAP(avgpool2d_forward, (float *y, const float *x, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho, int Wo, int count_include_pad),
         (y, x, N, C, H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo, count_include_pad))
 NK_WRAP(avgpool2d_backward, (float *dx, const float *dy, int N, int C, int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho, int Wo, int count_include_pad),

@@ -202,6 +202,49 @@ START_TEST(fuse_refusals_say_why) {
 }
 END_TEST
 
+static Node *pool(Graph *g, OpKind op, const char *name, Node *x, int64_t k) {
+  Node *n = add(g, op, name, 1, x);
+  set_pair(n, "kernel", k);
+  set_pair(n, "stride", k);
+  set_pair(n, "padding", 0);
+  set_bool(n, "ceil_mode", false);
+  if (op == OP_AVGPOOL2D)
+    set_bool(n, "count_include_pad", true);
+  return n;
+}
+
+/* A fused activation's gate moves into a max pool that is the conv's only
+ * user; not into an avg pool, not past a second user, and nothing moves
+ * from a conv without an activation. */
+START_TEST(fuse_gate_into_maxpool) {
+  Graph *g = graph(2, 1, 28, 28);
+  Node *p1 = pool(g, OP_MAXPOOL2D, "p1", add(g, OP_RELU, "r1", 1, conv(g, "c1", g->nodes[0], 4, 5, 0)), 2);
+  Node *r2 = add(g, OP_RELU6, "r2", 1, conv(g, "c2", p1, 4, 3, 1));
+  Node *s = add(g, OP_ADD, "s", 2, pool(g, OP_MAXPOOL2D, "p2", r2, 2), pool(g, OP_AVGPOOL2D, "a2", r2, 2));
+  Node *p3 = pool(g, OP_MAXPOOL2D, "p3", conv(g, "c3", s, 4, 3, 1), 2);
+  Node *p4 = pool(g, OP_AVGPOOL2D, "p4", add(g, OP_RELU, "r4", 1, conv(g, "c4", p3, 4, 1, 0)), 1);
+  head(g, p4);
+  compile_o1(g);
+  ck_assert_ptr_eq(named(g, "c1")->gated_by, named(g, "p1"));
+  ck_assert_str_eq(named(g, "p1")->note, "its backward applies r1's gate");
+  ck_assert_int_eq(node_saves(named(g, "c1")), SAVES_IN); /* no mask */
+  ck_assert_ptr_null(named(g, "c2")->gated_by);           /* two users */
+  ck_assert_ptr_null(named(g, "p2")->note);
+  ck_assert_int_eq(node_saves(named(g, "c2")), SAVES_IN | SAVES_OUT);
+  ck_assert_ptr_null(named(g, "c3")->gated_by); /* no activation */
+  ck_assert_ptr_null(named(g, "c4")->gated_by); /* an avg pool reads no y */
+  char *c = emit(g);
+  ck_assert_ptr_nonnull(strstr(c, "nncc_maxpool2d_backward_team(dx, dy, x, 2, 4, 24, 24, 2, 2, 2, 2, 0, 0, 12, "
+                                  "12, NNCC_ACT_RELU, 0.0f); /* r1's gate */"));
+  ck_assert_ptr_nonnull(strstr(c, "nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 2, 1, 28, 28, "
+                                  "4, 5, 5, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f, "));
+  ck_assert_ptr_nonnull(strstr(c, "nncc_maxpool2d_backward_team(dx, dy, x, 2, 4, 12, 12, 2, 2, 2, 2, 0, 0, 6, 6, "
+                                  "NNCC_ACT_NONE, 0.0f);\n"));
+  ck_assert_ptr_nonnull(strstr(c, "NNCC_ACT_RELU6, 0.0f, ")); /* c2 gates itself */
+  free(c);
+}
+END_TEST
+
 /* ---- plan ---------------------------------------------------------------------- */
 
 START_TEST(plan_buffers_and_views) {
@@ -365,6 +408,7 @@ static Suite *passes_suite(void) {
   tcase_add_test(tc, fuse_relu_into_conv);
   tcase_add_test(tc, fuse_relu6_and_leaky);
   tcase_add_test(tc, fuse_refusals_say_why);
+  tcase_add_test(tc, fuse_gate_into_maxpool);
   suite_add_tcase(s, tc);
   tc = tcase_create("plan");
   tcase_add_test(tc, plan_buffers_and_views);

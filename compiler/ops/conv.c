@@ -108,7 +108,7 @@ static void define_conv2d(Emit *E, Node *n) {
   const Node *x = emit_in(E, n, 0);
   Buf *o = emit_out(E);
   char *f = emit_fn(n), *sz = conv_sizes(E, n), *act = emit_act_args(n);
-  const char *mask = n->epilogue ? " const float *restrict y /* the mask */," : "";
+  const char *mask = emit_mask_param(n), *y = node_bwd_gates(n) ? "y" : "NULL";
   if (conv_general(a)) {
     buf_printf(o,
                "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
@@ -122,7 +122,7 @@ static void define_conv2d(Emit *E, Node *n) {
                "    void *scratch) {\n"
                "  (void)scratch;\n"
                "  nncc_conv2d_general_backward_team(dx, dw, db, dy, %s, x, w, %s%s);\n}\n",
-               f, mask, n->epilogue ? "y" : "NULL", sz, emit_bwd_act_args(E, n));
+               f, mask, y, sz, emit_bwd_act_args(E, n));
     buf_printf(o, "SCRATCH(%s, 0, 0) /* none */\n", f);
     return;
   }
@@ -142,7 +142,7 @@ static void define_conv2d(Emit *E, Node *n) {
              "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
              "    void *scratch) {\n"
              "  nncc_conv2d_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s%s%s);\n}\n",
-             f, mask, n->epilogue ? "y" : "NULL", sz, emit_bwd_act_args(E, n), "");
+             f, mask, y, sz, emit_bwd_act_args(E, n), "");
   buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s, t), nncc_conv2d_backward_scratch(%s, t, %s))\n",
              f, sz, sz, emit_group(E));
 }
@@ -158,7 +158,7 @@ static void backward_weighted(Emit *E, Node *n, const char *const *dx) {
   Buf *o = emit_out(E);
   buf_printf(o, "    %s_backward(%s, %s, %s, %s, ", emit_fn(n), dx[0], emit_param_grad(E, n, 0),
              n->nparams > 1 ? emit_param_grad(E, n, 1) : "NULL", emit_grad(E, n));
-  if (n->epilogue)
+  if (node_bwd_gates(n))
     buf_printf(o, "%s, ", emit_act(E, n));
   buf_printf(o, "%s, %s, scratch);\n", emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0));
 }
@@ -319,8 +319,7 @@ static void define_linear(Emit *E, Node *n) {
              "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
              "    void *scratch) {\n"
              "  nncc_linear_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s%s);\n}\n",
-             f, n->epilogue ? " const float *restrict y /* the mask */," : "", n->epilogue ? "y" : "NULL",
-             sz, emit_bwd_act_args(E, n));
+             f, emit_mask_param(n), node_bwd_gates(n) ? "y" : "NULL", sz, emit_bwd_act_args(E, n));
   buf_printf(o, "SCRATCH(%s, nncc_linear_forward_scratch(%s), nncc_linear_backward_scratch(%s))\n", f, sz,
              sz);
 }

@@ -59,14 +59,18 @@ static char *pool_sizes(Emit *E, Node *n) {
                 ll(n->dims[2]), ll(n->dims[3]));
 }
 
+/* Backward also applies the input's activation gate when it takes it
+ * (fuse.c): x is that activation's output. */
 static void define_maxpool2d(Emit *E, Node *n) {
   char *f = emit_fn(n), *sz = pool_sizes(E, n);
+  const Node *x = emit_in(E, n, 0);
   buf_printf(emit_out(E),
              "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
              "  nncc_maxpool2d_forward_team(y, x, %s);\n}\n"
              "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {\n"
-             "  nncc_maxpool2d_backward_team(dx, dy, x, %s);\n}\n",
-             f, sz, f, sz);
+             "  nncc_maxpool2d_backward_team(dx, dy, x, %s, %s);%s\n}\n",
+             f, sz, f, sz, x->gated_by == n ? emit_act_args(x) : "NNCC_ACT_NONE, 0.0f",
+             x->gated_by == n ? format(" /* %s's gate */", x->epilogue->name) : "");
 }
 
 static void define_avgpool2d(Emit *E, Node *n) {
@@ -150,6 +154,7 @@ const OpDesc op_maxpool2d = {
     .attrs = maxpool2d_attrs,
     .nattrs = sizeof maxpool2d_attrs / sizeof *maxpool2d_attrs,
     .attrs_size = sizeof(PoolAttrs),
+    .flags = OPF_TAKES_GATE,
     .saves = SAVES_IN,
     .shape = shape_pool,
     .flops_fwd = flops_pool,

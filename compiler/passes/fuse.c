@@ -11,8 +11,31 @@
  * would need the value before it.  A batchnorm between conv and relu stays
  * as it is: in training it uses batch statistics, so it cannot be folded
  * into the conv's weights.
+ *
+ * Then the gate moves down one node.  When such a node's only user is a
+ * max pool (OPF_TAKES_GATE), the pool's backward applies the gate to the
+ * gradient it writes, reading y, which it reads anyway to find each
+ * window's maximum; the conv's backward then reads no mask at all.  The
+ * bits are the same: the pool's backward writes the conv's whole output
+ * gradient, and gating each element of it by the same y with the same
+ * rule is what the conv's backward would have done.
  */
 #include "nncc.h"
+
+/* Requires: users counted.  Guarantees: x->gated_by = u for each node x
+ * with an epilogue whose single user u takes its gate. */
+static void gate_pass(Graph *g) {
+  for (int i = 0; i < g->nnodes; i++) {
+    Node *u = g->nodes[i];
+    if (!(node_desc(u)->flags & OPF_TAKES_GATE))
+      continue;
+    Node *x = node_in(g, u, 0);
+    if (!x->epilogue || x->nusers != 1)
+      continue;
+    x->gated_by = u;
+    u->note = format("its backward applies %s's gate", x->epilogue->name);
+  }
+}
 
 void fuse_pass(Graph *g) {
   ir_count_users(g);
@@ -61,5 +84,6 @@ void fuse_pass(Graph *g) {
     changed = true;
   }
   if (changed)
-    graph_compact(g);
+    graph_compact(g); /* counts the users again */
+  gate_pass(g);
 }

@@ -317,7 +317,7 @@ START_TEST(test_pool_vs_reference) {
   set_threads(2);
   nncc_maxpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo);
   nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
-                          Wo);
+                          Wo, NNCC_ACT_NONE, 0.0f);
   nncc_avgpool2d_forward(ya, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo, 1);
   nncc_avgpool2d_backward(dxa, dy, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo,
                           1);

@@ -607,7 +607,7 @@ START_TEST(test_pool_vs_reference) {
   set_threads(2);
   nncc_maxpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo);
   nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
-                          Wo);
+                          Wo, NNCC_ACT_NONE, 0.0f);
   for (int nc = 0; nc < NC; nc++)
     for (int oh = 0; oh < Ho; oh++)
       for (int ow = 0; ow < Wo; ow++) {
@@ -690,7 +690,7 @@ START_TEST(test_pool_ceil_values) {
   nncc_maxpool2d_forward(my, m, 1, 1, 5, 5, 2, 2, 2, 2, 1, 1, 3, 3);
   const float want[9] = {1, 3, 5, 11, 13, 15, 21, 23, 25};
   for (int i = 0; i < 9; i++) ck_assert(my[i] == want[i]);
-  nncc_maxpool2d_backward(mdx, mdy, m, 1, 1, 5, 5, 2, 2, 2, 2, 1, 1, 3, 3);
+  nncc_maxpool2d_backward(mdx, mdy, m, 1, 1, 5, 5, 2, 2, 2, 2, 1, 1, 3, 3, NNCC_ACT_NONE, 0.0f);
   for (int i = 0; i < 25; i++) {
     int k = -1;
     for (int j = 0; j < 9; j++)
@@ -791,10 +791,44 @@ START_TEST(test_pool_legacy_bits) {
   ck_assert(same_bits(dx, ldx, nx));
   nncc_maxpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo);
   nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
-                          Wo);
+                          Wo, NNCC_ACT_NONE, 0.0f);
   legacy_maxpool(ly, ldx, x, dy, p);
   ck_assert(same_bits(y, ly, ny) && same_bits(dx, ldx, nx));
   free(x), free(dy), free(y), free(dx), free(ly), free(ldx);
+}
+END_TEST
+
+/* A max pool that takes its input's activation gate (fuse.c) gives what
+ * the pool and then the conv's gate gave: the pool's dx, gated element by
+ * element by the activation's output x, bit for bit, for relu, relu6 and
+ * leaky_relu, on the 2x2 path and on overlapping windows.  x is what the
+ * activation can output: zeros of both signs, 6, NaN, and (leaky) values
+ * below 0. */
+START_TEST(test_pool_gate) {
+  static const int acts[3] = {NNCC_ACT_RELU, NNCC_ACT_RELU6, NNCC_ACT_LEAKY};
+  Pool p = pool_shapes[_i / 3];
+  int act = acts[_i % 3];
+  float alpha = act == NNCC_ACT_LEAKY ? 0.2f : 0.0f;
+  int Ho = pool_ho(p), Wo = pool_wo(p);
+  size_t nx = (size_t)p.N * p.C * p.H * p.W, ny = (size_t)p.N * p.C * Ho * Wo;
+  rng_state = 900 + _i;
+  float *x = rand_buf(nx), *dy = rand_buf(ny);
+  for (size_t i = 0; i < nx; i++) {
+    float v = 8.0f * x[i];
+    x[i] = act == NNCC_ACT_LEAKY ? nk_leaky1(v, alpha) : act == NNCC_ACT_RELU ? nk_relu1(v) : nk_relu6_1(v);
+  }
+  for (size_t i = 0; i < nx; i += 7) x[i] = i % 2 ? -0.0f : 0.0f;
+  for (size_t i = 3; i < nx; i += 17) x[i] = act == NNCC_ACT_RELU6 ? 6.0f : NAN;
+  for (size_t i = 0; i < ny; i += 5) dy[i] = -0.0f;
+  float *dx = garbage_buf(nx), *ref = garbage_buf(nx);
+  set_threads(2);
+  nncc_maxpool2d_backward(ref, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
+                          Wo, NNCC_ACT_NONE, 0.0f);
+  for (size_t i = 0; i < nx; i++) ref[i] = nk_actgrad1(ref[i], x[i], act, alpha);
+  nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
+                          Wo, act, alpha);
+  ck_assert(same_bits(dx, ref, nx));
+  free(x), free(dy), free(dx), free(ref);
 }
 END_TEST
 
@@ -811,7 +845,7 @@ START_TEST(test_pool_threads) {
     nncc_maxpool2d_forward(out[t][0], x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw,
                            Ho, Wo);
     nncc_maxpool2d_backward(out[t][1], dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph,
-                            p.pw, Ho, Wo);
+                            p.pw, Ho, Wo, NNCC_ACT_NONE, 0.0f);
     for (int cip = 0; cip < 2; cip++) {
       nncc_avgpool2d_forward(out[t][2 + 2 * cip], x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw,
                              p.ph, p.pw, Ho, Wo, cip);
@@ -939,7 +973,7 @@ static void write_dump(const char *path) {
     }
     nncc_maxpool2d_forward(y, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho, Wo);
     nncc_maxpool2d_backward(dx, dy, x, p.N, p.C, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw, Ho,
-                            Wo);
+                            Wo, NNCC_ACT_NONE, 0.0f);
     dump(f, "maxpool.y", y, ny), dump(f, "maxpool.dx", dx, nx);
     free(x), free(dy), free(y), free(dx);
   }
@@ -1051,6 +1085,7 @@ static Suite *general_suite(void) {
   tcase_add_test(tc, test_pool_ceil_values);
   tcase_add_loop_test(tc, test_pool_legacy_bits, 0, NPOOL);
   tcase_add_loop_test(tc, test_pool_threads, 0, NPOOL);
+  tcase_add_loop_test(tc, test_pool_gate, 0, 3 * NPOOL);
   tcase_add_loop_test(tc, test_adaptive_max_vs_reference, 0, NAPOOL);
   tcase_add_test(tc, test_adaptive_max_values);
   suite_add_tcase(s, tc);

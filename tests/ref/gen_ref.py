@@ -571,6 +571,30 @@ class OpsPool(nn.Module):
         return self.fc1(torch.cat([torch.flatten(m, 1), torch.flatten(n, 1)], 1))
 
 
+class OpsGate(nn.Module):
+    """tests/ref/ops_gate.nn"""
+
+    batch, pad, lr = 8, 0, 0.001
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.conv3 = nn.Conv2d(6, 8, 3)
+        self.conv4 = nn.Conv2d(8, 8, 1)
+        self.fc1 = nn.Linear(8 * 3 * 3, 10)
+        with torch.no_grad():  # so that the relu6 clips at 6 too
+            self.conv1.weight.mul_(16)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu6(self.conv1(x)), 3, 1)
+        h = F.max_pool2d(F.leaky_relu(self.conv2(h), 0.2), 2)
+        h = F.max_pool2d(F.relu(self.conv3(h)), 3, 2, 1)
+        r = F.relu(self.conv4(h))
+        h = F.max_pool2d(r, 2, ceil_mode=True) + F.avg_pool2d(r, 2, ceil_mode=True)
+        return self.fc1(torch.flatten(h, 1))
+
+
 class OpsMisc(nn.Module):
     """tests/ref/ops_misc.nn"""
 
@@ -675,7 +699,7 @@ MODELS = [("mnist_cnn", MnistCnn, 1, 10), ("vgg_tiny_bn", VggTinyBn, 2, 10),
           ("optim_adamw_clip", OptimAdamwClip, 13, 10),
           ("optim_sgd_nesterov", OptimSgdNesterov, 14, 10),
           ("optim_cosine_warmup", OptimCosineWarmup, 15, 10),
-          ("optim_onecycle", OptimOnecycle, 16, 10)]
+          ("optim_onecycle", OptimOnecycle, 16, 10), ("ops_gate", OpsGate, 17, 10)]
 
 
 def write_idx(path, magic, dims, data):
