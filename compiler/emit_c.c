@@ -103,9 +103,9 @@ char *emit_act_args(const Node *n) {
   return format("%s, %s", d->act_code, emit_real(d->act_alpha ? d->act_alpha(n->epilogue) : 0, true));
 }
 
-char *emit_bwd_act_args(Emit *E, const Node *n) {
-  return format(", %s, %s", node_bwd_gates(n) ? emit_act_args(n) : "NNCC_ACT_NONE, 0.0f", emit_group(E));
-}
+char *emit_bwd_act(const Node *n) { return node_bwd_gates(n) ? emit_act_args(n) : "NNCC_ACT_NONE, 0.0f"; }
+
+char *emit_bwd_act_args(Emit *E, const Node *n) { return format(", %s, %s", emit_bwd_act(n), emit_group(E)); }
 
 const char *emit_mask_param(const Node *n) {
   return node_bwd_gates(n) ? " const float *restrict y /* the mask */," : "";

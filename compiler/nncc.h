@@ -335,7 +335,8 @@ typedef struct Node {
 
   /* Set by fuse_pass(). */
   struct Node *epilogue;       /* an activation folded into this node's output
-                                  loop (conv2d/linear): the removed node itself */
+                                  loop (conv2d, linear, batch norm): the
+                                  removed node itself */
   struct Node *gated_by;       /* the sole user whose backward applies the
                                   epilogue's gradient gate (a maxpool2d), so
                                   this node's backward reads no mask */
@@ -393,7 +394,8 @@ enum {
   OPF_INPLACE = 1 << 2,    /* elementwise: output may take a dying input's
                               memory, an input's gradient its own gradient */
   OPF_VIEW = 1 << 3,       /* output may be a view of its first input */
-  OPF_EPILOGUE = 1 << 4,   /* an activation may be fused into its output */
+  OPF_EPILOGUE = 1 << 4,   /* an activation may be fused into its output
+                              (conv2d, linear, batch norm) */
   OPF_SCRATCH = 1 << 5,    /* its kernels need scratch memory (SCRATCH()) */
   OPF_LOSS = 1 << 6,       /* the loss: its last input may be the label */
   OPF_SYNCED = 1 << 7,     /* its kernels sum its parameters' gradients over
@@ -427,15 +429,12 @@ struct OpDesc {
   /* FLOPs of forward and of backward (docs/language.md, "Costs"); NULL: 0. */
   int64_t (*flops_fwd)(const Graph *g, const Node *n);
   int64_t (*flops_bwd)(const Graph *g, const Node *n);
-  /* An activation's fused form: the NNCC_ACT_* code conv2d and linear
-   * apply in their output loop and its parameter, or NULL: not fusible.
+  /* An activation's fused form: the NNCC_ACT_* code conv2d, linear and
+   * batch norm apply in their output loop and its parameter, or NULL: not fusible.
    * fusible() says whether this node's fusion is exact. */
   const char *act_code;
   double (*act_alpha)(const Node *n);
   bool (*fusible)(const Node *n);
-  /* Why an activation after this op is not fused (batchnorm2d: "folding it
-   * is only legal in eval"), for the dump; NULL: the generic reason. */
-  const char *fuse_note;
   /* Per-node saved state in the arena (batch-norm statistics): its bytes
    * and what it holds, for the generated code's comment; NULL: none. */
   int64_t (*aux_bytes)(const Node *n, const char **what);
@@ -604,7 +603,7 @@ void shape_window(Graph *g, Node *n, const char *what, Window w, int64_t *ho, in
 /* ---- passes/fuse.c -------------------------------------------------- */
 
 /* Requires: a typed graph.  Guarantees: every activation with a fused
- * form (relu ...) whose input is an OPF_EPILOGUE node (conv2d, linear)
+ * form (relu ...) whose input is an OPF_EPILOGUE node (conv2d, linear, bn)
  * read by nothing else is folded into that node (its epilogue); a node
  * with an epilogue whose only user is OPF_TAKES_GATE (maxpool2d) has that
  * user as gated_by. */
@@ -669,10 +668,12 @@ void emit_static_assert(Emit *E, const Node *n, const char *rows, const char *co
 /* The fused activation's "act, alpha" kernel arguments:
  * "NNCC_ACT_NONE, 0.0f", "NNCC_ACT_RELU, 0.0f" ... */
 char *emit_act_args(const Node *n);
-/* A backward kernel's trailing arguments: ", act, alpha, S", S the
- * batch's group size (emit_group); act NONE when the node's user applies
- * the gate (gated_by).  emit_mask_param(): the backward kernel's mask
- * parameter y (with its comment), or "" then. */
+/* A backward kernel's "act, alpha": the fused activation's, or NONE when
+ * there is none or the node's user applies the gate (gated_by).
+ * emit_bwd_act_args(): ", act, alpha, S", S the batch's group size
+ * (emit_group).  emit_mask_param(): the backward kernel's mask parameter y
+ * (with its comment) where it gates, else "". */
+char *emit_bwd_act(const Node *n);
 char *emit_bwd_act_args(Emit *E, const Node *n);
 const char *emit_mask_param(const Node *n);
 char *emit_group(Emit *E);

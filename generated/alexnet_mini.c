@@ -192,7 +192,7 @@ KERNEL void fc1_backward(float *restrict dx, float *restrict dw, float *restrict
 }
 SCRATCH(fc1, nncc_linear_forward_scratch(64, 128, 128), nncc_linear_backward_scratch(64, 128, 128))
 
-/* bn1 = batchnorm1d(fc1)  models/alexnet_mini.nn:30:10
+/* bn1 = batchnorm1d+relu(fc1)  models/alexnet_mini.nn:30:10, fused relu6
  *   fc1 [64,128] -> [64,128] */
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -201,27 +201,18 @@ KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 128, 1, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 128, 1,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 128, 1,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* relu6 = relu(bn1)  models/alexnet_mini.nn:30:5
+/* dropout2 = dropout(bn1)  models/alexnet_mini.nn:31:5
  *   bn1 [64,128] -> [64,128] */
-KERNEL void relu6_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 8192);
-}
-KERNEL void relu6_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 8192);
-}
-
-/* dropout2 = dropout(relu6)  models/alexnet_mini.nn:31:5
- *   relu6 [64,128] -> [64,128] */
 KERNEL void dropout2_forward(float *y, const float *x, uint64_t seed, uint64_t step, int training,
     int64_t sample0) {
   nncc_dropout_forward_team(y, x, 8192, seed, step, 9311348821668482324ull, 8388608u /* p = 0.5 */, 2.0f, training, (size_t)sample0 * 128);
@@ -275,7 +266,6 @@ static void forward(NnccState *s, int training) {
   float *fc1 = (float *)(A + 4710400); /* [64,128] */
   float *bn1 = (float *)(A + 4743168); /* [64,128] */
   float *bn1_stats = (float *)(A + 4907008); /* [2,128]: mean, 1/std; [2,128] double sums */
-  float *relu6 = (float *)(A + 4743168); /* [64,128] */
   float *dropout2 = (float *)(A + 4775936); /* [64,128] */
   float *fc2 = (float *)(A + 4808704); /* [64,128] */
   void *scratch = A + ARENA_BYTES;
@@ -315,17 +305,14 @@ static void forward(NnccState *s, int training) {
     bn1_forward(bn1, fc1, P + 52896 /* bn1.weight */, P + 53024 /* bn1.bias */, P + 53152 /* bn1.running_mean */, P + 53280 /* bn1.running_var */, P + 53408 /* bn1.num_batches_tracked */, bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    relu6_forward(relu6, bn1);
+    dropout2_forward(dropout2, bn1, s->seed, s->step, training, s->sample0);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    dropout2_forward(dropout2, relu6, s->seed, s->step, training, s->sample0);
+    fc2_forward(fc2, dropout2, P + 53424 /* fc2.weight */, P + 69808 /* fc2.bias */, scratch);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    fc2_forward(fc2, dropout2, P + 53424 /* fc2.weight */, P + 69808 /* fc2.bias */, scratch);
-    if (s->check) s->check(s, 14, NNCC_FORWARD);
-#pragma omp barrier
     fc3_forward(s->logits, fc2, P + 69936 /* fc3.weight */, P + 71216 /* fc3.bias */, scratch);
-    if (s->check) s->check(s, 15, NNCC_FORWARD);
+    if (s->check) s->check(s, 14, NNCC_FORWARD);
   }
 }
 
@@ -352,11 +339,10 @@ static void backward(NnccState *s) {
   float *dropout1 = (float *)(A + 4677632); /* [64,128] */
   float *d_dropout1 = (float *)(A + 4710400); /* [64,128] */
   float *fc1 = (float *)(A + 4710400); /* [64,128] */
-  float *d_fc1 = (float *)(A + 4743168); /* [64,128] */
+  float *d_fc1 = (float *)(A + 4808704); /* [64,128] */
+  float *bn1 = (float *)(A + 4743168); /* [64,128] */
   float *d_bn1 = (float *)(A + 4775936); /* [64,128] */
   float *bn1_stats = (float *)(A + 4907008); /* [2,128]: mean, 1/std; [2,128] double sums */
-  float *relu6 = (float *)(A + 4743168); /* [64,128] */
-  float *d_relu6 = (float *)(A + 4775936); /* [64,128] */
   float *dropout2 = (float *)(A + 4775936); /* [64,128] */
   float *d_dropout2 = (float *)(A + 4874240); /* [64,128] */
   float *fc2 = (float *)(A + 4808704); /* [64,128] */
@@ -365,18 +351,15 @@ static void backward(NnccState *s) {
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc3_backward(d_fc2, G + 69936 /* fc3.weight */, G + 71216 /* fc3.bias */, s->dlogits, fc2, P + 69936 /* fc3.weight */, scratch);
-    if (s->check) s->check(s, 15, NNCC_BACKWARD);
-#pragma omp barrier
-    fc2_backward(d_dropout2, G + 53424 /* fc2.weight */, G + 69808 /* fc2.bias */, d_fc2, fc2, dropout2, P + 53424 /* fc2.weight */, scratch);
     if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
-    dropout2_backward(d_relu6, d_dropout2, s->seed, s->step, s->sample0);
+    fc2_backward(d_dropout2, G + 53424 /* fc2.weight */, G + 69808 /* fc2.bias */, d_fc2, fc2, dropout2, P + 53424 /* fc2.weight */, scratch);
     if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
-    relu6_backward(d_bn1, d_relu6, relu6);
+    dropout2_backward(d_bn1, d_dropout2, s->seed, s->step, s->sample0);
     if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
-    bn1_backward(d_fc1, G + 52896 /* bn1.weight */, G + 53024 /* bn1.bias */, d_bn1, fc1, P + 52896 /* bn1.weight */, bn1_stats, s->rank_sum, s);
+    bn1_backward(d_fc1, G + 52896 /* bn1.weight */, G + 53024 /* bn1.bias */, d_bn1, bn1, fc1, P + 52896 /* bn1.weight */, bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
     fc1_backward(d_dropout1, G + 36384 /* fc1.weight */, G + 52768 /* fc1.bias */, d_fc1, dropout1, P + 36384 /* fc1.weight */, scratch);
@@ -448,14 +431,11 @@ static const NnccNode nodes[] = {
     {"fc1", "linear", "models/alexnet_mini.nn:30:22", {NNCC_ARENA, 4710400, 8192},
      1, (const char *const[]){"dropout1"},
      (const NnccSpan[]){{NNCC_ARENA, 4710400, 8192}}, 10, 2},
-    {"bn1", "batchnorm1d", "models/alexnet_mini.nn:30:10", {NNCC_ARENA, 4743168, 8192},
+    {"bn1", "batchnorm1d+relu", "models/alexnet_mini.nn:30:10", {NNCC_ARENA, 4743168, 8192},
      1, (const char *const[]){"fc1"},
-     (const NnccSpan[]){{NNCC_ARENA, 4743168, 8192}}, 12, 5},
-    {"relu6", "relu", "models/alexnet_mini.nn:30:5", {NNCC_ARENA, 4743168, 8192},
-     1, (const char *const[]){"bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 4775936, 8192}}, 17, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 4808704, 8192}}, 12, 5},
     {"dropout2", "dropout", "models/alexnet_mini.nn:31:5", {NNCC_ARENA, 4775936, 8192},
-     1, (const char *const[]){"relu6"},
+     1, (const char *const[]){"bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 4775936, 8192}}, 17, 0},
     {"fc2", "linear+relu", "models/alexnet_mini.nn:32:10", {NNCC_ARENA, 4808704, 8192},
      1, (const char *const[]){"dropout2"},
@@ -490,7 +470,7 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 2, .seed = 1},
     .forward = forward,
     .backward = backward,
-    .nnodes = 16,
+    .nnodes = 15,
     .nodes = nodes,
     .arena_bytes = ARENA_BYTES,
     .scratch_bytes = scratch_bytes,

@@ -9,7 +9,7 @@
  * Train: densenet_mini train --data data/mnist
  *
  * Input x f32[64,1,32,32], labels y class[64] of 10; 46,394 parameters;
- * activation arena 62,651,200 bytes (+ kernel scratch).
+ * activation arena 62,929,728 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -27,7 +27,7 @@
 #define KERNEL static inline __attribute__((always_inline, unused))
 
 #define PARAMS_FLOATS ((size_t)49120)
-#define ARENA_BYTES ((size_t)62651200)
+#define ARENA_BYTES ((size_t)62929728)
 
 static const NnccParam params[] = {
     {"conv1.weight", NNCC_PARAM, 4, {16, 1, 3, 3}, 144, 0, NNCC_INIT_UNIFORM, 0.33333333f, 0},
@@ -224,7 +224,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* bn1 = batchnorm2d(conv1)  models/densenet_mini.nn:22:20
+/* bn1 = batchnorm2d+relu(conv1)  models/densenet_mini.nn:22:20, fused relu1
  *   conv1 [64,16,32,32] -> [64,16,32,32] */
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -233,36 +233,27 @@ KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 1024, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 1024,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 16, 1024,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* relu1 = relu(bn1)  models/densenet_mini.nn:22:15
- *   bn1 [64,16,32,32] -> [64,16,32,32] */
-KERNEL void relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 1048576);
-}
-KERNEL void relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
-}
-
-/* maxpool1 = maxpool2d(relu1)  models/densenet_mini.nn:22:5
- *   relu1 [64,16,32,32] -> [64,16,16,16] */
+/* maxpool1 = maxpool2d(bn1)  models/densenet_mini.nn:22:5
+ *   bn1 [64,16,32,32] -> [64,16,16,16] */
 _Static_assert(NNCC_POOL_OUT(32, 3, 2, 1, 0) == 16, "maxpool1: output size");
 KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 16, 32, 32, 3, 3, 2, 2, 1, 1, 16, 16);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 32, 32, 3, 3, 2, 2, 1, 1, 16, 16, NNCC_ACT_NONE, 0.0f);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 32, 32, 3, 3, 2, 2, 1, 1, 16, 16, NNCC_ACT_RELU, 0.0f); /* relu1's gate */
 }
 
-/* dense_block1.dense_layer1.bn1 = batchnorm2d(maxpool1)  models/lib/densenet.nn:9:19
+/* dense_block1.dense_layer1.bn1 = batchnorm2d+relu(maxpool1)  models/lib/densenet.nn:9:19, fused dense_block1.dense_layer1.relu1
  *   maxpool1 [64,16,16,16] -> [64,16,16,16] */
 KERNEL void dense_block1_dense_layer1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -271,27 +262,18 @@ KERNEL void dense_block1_dense_layer1_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 256, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 256,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 256,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block1.dense_layer1.relu1 = relu(dense_block1.dense_layer1.bn1)  models/lib/densenet.nn:9:14
- *   dense_block1.dense_layer1.bn1 [64,16,16,16] -> [64,16,16,16] */
-KERNEL void dense_block1_dense_layer1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 262144);
-}
-KERNEL void dense_block1_dense_layer1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 262144);
-}
-
-/* dense_block1.dense_layer1.conv1 = conv2d(dense_block1.dense_layer1.relu1)  models/lib/densenet.nn:9:7
- *   dense_block1.dense_layer1.relu1 [64,16,16,16] -> [64,32,16,16] */
+/* dense_block1.dense_layer1.conv1 = conv2d(dense_block1.dense_layer1.bn1)  models/lib/densenet.nn:9:7
+ *   dense_block1.dense_layer1.bn1 [64,16,16,16] -> [64,32,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 1, 1, 0, 0, 1) == 16, "dense_block1.dense_layer1.conv1: output size");
 KERNEL void dense_block1_dense_layer1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -304,7 +286,7 @@ KERNEL void dense_block1_dense_layer1_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block1_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 16, 16, 16, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 16, 16, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block1.dense_layer1.bn2 = batchnorm2d(dense_block1.dense_layer1.conv1)  models/lib/densenet.nn:10:19
+/* dense_block1.dense_layer1.bn2 = batchnorm2d+relu(dense_block1.dense_layer1.conv1)  models/lib/densenet.nn:10:19, fused dense_block1.dense_layer1.relu2
  *   dense_block1.dense_layer1.conv1 [64,32,16,16] -> [64,32,16,16] */
 KERNEL void dense_block1_dense_layer1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -313,27 +295,18 @@ KERNEL void dense_block1_dense_layer1_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 256, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 256,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 256,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block1.dense_layer1.relu2 = relu(dense_block1.dense_layer1.bn2)  models/lib/densenet.nn:10:14
- *   dense_block1.dense_layer1.bn2 [64,32,16,16] -> [64,32,16,16] */
-KERNEL void dense_block1_dense_layer1_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void dense_block1_dense_layer1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* dense_block1.dense_layer1.conv2 = conv2d(dense_block1.dense_layer1.relu2)  models/lib/densenet.nn:10:7
- *   dense_block1.dense_layer1.relu2 [64,32,16,16] -> [64,8,16,16] */
+/* dense_block1.dense_layer1.conv2 = conv2d(dense_block1.dense_layer1.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block1.dense_layer1.bn2 [64,32,16,16] -> [64,8,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "dense_block1.dense_layer1.conv2: output size");
 KERNEL void dense_block1_dense_layer1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -350,7 +323,7 @@ SCRATCH(dense_block1_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 16,
  *   maxpool1 [64,16,16,16], dense_block1.dense_layer1.conv2 [64,8,16,16] -> [64,24,16,16] */
 /* copies of channel slices: see forward() and backward() */
 
-/* dense_block1.dense_layer2.bn1 = batchnorm2d(dense_block1.dense_layer1.cat1)  models/lib/densenet.nn:9:19
+/* dense_block1.dense_layer2.bn1 = batchnorm2d+relu(dense_block1.dense_layer1.cat1)  models/lib/densenet.nn:9:19, fused dense_block1.dense_layer2.relu1
  *   dense_block1.dense_layer1.cat1 [64,24,16,16] -> [64,24,16,16] */
 KERNEL void dense_block1_dense_layer2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -359,27 +332,18 @@ KERNEL void dense_block1_dense_layer2_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 24, 256, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 24, 256,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 24, 256,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block1.dense_layer2.relu1 = relu(dense_block1.dense_layer2.bn1)  models/lib/densenet.nn:9:14
- *   dense_block1.dense_layer2.bn1 [64,24,16,16] -> [64,24,16,16] */
-KERNEL void dense_block1_dense_layer2_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 393216);
-}
-KERNEL void dense_block1_dense_layer2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 393216);
-}
-
-/* dense_block1.dense_layer2.conv1 = conv2d(dense_block1.dense_layer2.relu1)  models/lib/densenet.nn:9:7
- *   dense_block1.dense_layer2.relu1 [64,24,16,16] -> [64,32,16,16] */
+/* dense_block1.dense_layer2.conv1 = conv2d(dense_block1.dense_layer2.bn1)  models/lib/densenet.nn:9:7
+ *   dense_block1.dense_layer2.bn1 [64,24,16,16] -> [64,32,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 1, 1, 0, 0, 1) == 16, "dense_block1.dense_layer2.conv1: output size");
 KERNEL void dense_block1_dense_layer2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -392,7 +356,7 @@ KERNEL void dense_block1_dense_layer2_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block1_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 24, 16, 16, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 24, 16, 16, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block1.dense_layer2.bn2 = batchnorm2d(dense_block1.dense_layer2.conv1)  models/lib/densenet.nn:10:19
+/* dense_block1.dense_layer2.bn2 = batchnorm2d+relu(dense_block1.dense_layer2.conv1)  models/lib/densenet.nn:10:19, fused dense_block1.dense_layer2.relu2
  *   dense_block1.dense_layer2.conv1 [64,32,16,16] -> [64,32,16,16] */
 KERNEL void dense_block1_dense_layer2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -401,27 +365,18 @@ KERNEL void dense_block1_dense_layer2_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 256, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 256,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 256,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block1.dense_layer2.relu2 = relu(dense_block1.dense_layer2.bn2)  models/lib/densenet.nn:10:14
- *   dense_block1.dense_layer2.bn2 [64,32,16,16] -> [64,32,16,16] */
-KERNEL void dense_block1_dense_layer2_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void dense_block1_dense_layer2_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* dense_block1.dense_layer2.conv2 = conv2d(dense_block1.dense_layer2.relu2)  models/lib/densenet.nn:10:7
- *   dense_block1.dense_layer2.relu2 [64,32,16,16] -> [64,8,16,16] */
+/* dense_block1.dense_layer2.conv2 = conv2d(dense_block1.dense_layer2.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block1.dense_layer2.bn2 [64,32,16,16] -> [64,8,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "dense_block1.dense_layer2.conv2: output size");
 KERNEL void dense_block1_dense_layer2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -438,7 +393,7 @@ SCRATCH(dense_block1_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 16,
  *   dense_block1.dense_layer1.cat1 [64,24,16,16], dense_block1.dense_layer2.conv2 [64,8,16,16] -> [64,32,16,16] */
 /* copies of channel slices: see forward() and backward() */
 
-/* dense_block1.dense_layer3.bn1 = batchnorm2d(dense_block1.dense_layer2.cat1)  models/lib/densenet.nn:9:19
+/* dense_block1.dense_layer3.bn1 = batchnorm2d+relu(dense_block1.dense_layer2.cat1)  models/lib/densenet.nn:9:19, fused dense_block1.dense_layer3.relu1
  *   dense_block1.dense_layer2.cat1 [64,32,16,16] -> [64,32,16,16] */
 KERNEL void dense_block1_dense_layer3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -447,27 +402,18 @@ KERNEL void dense_block1_dense_layer3_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 256, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 256,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 256,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block1.dense_layer3.relu1 = relu(dense_block1.dense_layer3.bn1)  models/lib/densenet.nn:9:14
+/* dense_block1.dense_layer3.conv1 = conv2d(dense_block1.dense_layer3.bn1)  models/lib/densenet.nn:9:7
  *   dense_block1.dense_layer3.bn1 [64,32,16,16] -> [64,32,16,16] */
-KERNEL void dense_block1_dense_layer3_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void dense_block1_dense_layer3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* dense_block1.dense_layer3.conv1 = conv2d(dense_block1.dense_layer3.relu1)  models/lib/densenet.nn:9:7
- *   dense_block1.dense_layer3.relu1 [64,32,16,16] -> [64,32,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 1, 1, 0, 0, 1) == 16, "dense_block1.dense_layer3.conv1: output size");
 KERNEL void dense_block1_dense_layer3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -480,7 +426,7 @@ KERNEL void dense_block1_dense_layer3_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block1_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 32, 16, 16, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 16, 16, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block1.dense_layer3.bn2 = batchnorm2d(dense_block1.dense_layer3.conv1)  models/lib/densenet.nn:10:19
+/* dense_block1.dense_layer3.bn2 = batchnorm2d+relu(dense_block1.dense_layer3.conv1)  models/lib/densenet.nn:10:19, fused dense_block1.dense_layer3.relu2
  *   dense_block1.dense_layer3.conv1 [64,32,16,16] -> [64,32,16,16] */
 KERNEL void dense_block1_dense_layer3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -489,27 +435,18 @@ KERNEL void dense_block1_dense_layer3_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 256, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 256,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 256,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block1.dense_layer3.relu2 = relu(dense_block1.dense_layer3.bn2)  models/lib/densenet.nn:10:14
- *   dense_block1.dense_layer3.bn2 [64,32,16,16] -> [64,32,16,16] */
-KERNEL void dense_block1_dense_layer3_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void dense_block1_dense_layer3_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* dense_block1.dense_layer3.conv2 = conv2d(dense_block1.dense_layer3.relu2)  models/lib/densenet.nn:10:7
- *   dense_block1.dense_layer3.relu2 [64,32,16,16] -> [64,8,16,16] */
+/* dense_block1.dense_layer3.conv2 = conv2d(dense_block1.dense_layer3.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block1.dense_layer3.bn2 [64,32,16,16] -> [64,8,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "dense_block1.dense_layer3.conv2: output size");
 KERNEL void dense_block1_dense_layer3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -526,7 +463,7 @@ SCRATCH(dense_block1_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 16,
  *   dense_block1.dense_layer2.cat1 [64,32,16,16], dense_block1.dense_layer3.conv2 [64,8,16,16] -> [64,40,16,16] */
 /* copies of channel slices: see forward() and backward() */
 
-/* dense_block1.dense_layer4.bn1 = batchnorm2d(dense_block1.dense_layer3.cat1)  models/lib/densenet.nn:9:19
+/* dense_block1.dense_layer4.bn1 = batchnorm2d+relu(dense_block1.dense_layer3.cat1)  models/lib/densenet.nn:9:19, fused dense_block1.dense_layer4.relu1
  *   dense_block1.dense_layer3.cat1 [64,40,16,16] -> [64,40,16,16] */
 KERNEL void dense_block1_dense_layer4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -535,27 +472,18 @@ KERNEL void dense_block1_dense_layer4_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 40, 256, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 40, 256,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 40, 256,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block1.dense_layer4.relu1 = relu(dense_block1.dense_layer4.bn1)  models/lib/densenet.nn:9:14
- *   dense_block1.dense_layer4.bn1 [64,40,16,16] -> [64,40,16,16] */
-KERNEL void dense_block1_dense_layer4_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 655360);
-}
-KERNEL void dense_block1_dense_layer4_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 655360);
-}
-
-/* dense_block1.dense_layer4.conv1 = conv2d(dense_block1.dense_layer4.relu1)  models/lib/densenet.nn:9:7
- *   dense_block1.dense_layer4.relu1 [64,40,16,16] -> [64,32,16,16] */
+/* dense_block1.dense_layer4.conv1 = conv2d(dense_block1.dense_layer4.bn1)  models/lib/densenet.nn:9:7
+ *   dense_block1.dense_layer4.bn1 [64,40,16,16] -> [64,32,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 1, 1, 0, 0, 1) == 16, "dense_block1.dense_layer4.conv1: output size");
 KERNEL void dense_block1_dense_layer4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -568,7 +496,7 @@ KERNEL void dense_block1_dense_layer4_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block1_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 40, 16, 16, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 40, 16, 16, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block1.dense_layer4.bn2 = batchnorm2d(dense_block1.dense_layer4.conv1)  models/lib/densenet.nn:10:19
+/* dense_block1.dense_layer4.bn2 = batchnorm2d+relu(dense_block1.dense_layer4.conv1)  models/lib/densenet.nn:10:19, fused dense_block1.dense_layer4.relu2
  *   dense_block1.dense_layer4.conv1 [64,32,16,16] -> [64,32,16,16] */
 KERNEL void dense_block1_dense_layer4_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -577,27 +505,18 @@ KERNEL void dense_block1_dense_layer4_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 256, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer4_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 256,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 256,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block1.dense_layer4.relu2 = relu(dense_block1.dense_layer4.bn2)  models/lib/densenet.nn:10:14
- *   dense_block1.dense_layer4.bn2 [64,32,16,16] -> [64,32,16,16] */
-KERNEL void dense_block1_dense_layer4_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void dense_block1_dense_layer4_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* dense_block1.dense_layer4.conv2 = conv2d(dense_block1.dense_layer4.relu2)  models/lib/densenet.nn:10:7
- *   dense_block1.dense_layer4.relu2 [64,32,16,16] -> [64,8,16,16] */
+/* dense_block1.dense_layer4.conv2 = conv2d(dense_block1.dense_layer4.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block1.dense_layer4.bn2 [64,32,16,16] -> [64,8,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "dense_block1.dense_layer4.conv2: output size");
 KERNEL void dense_block1_dense_layer4_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -614,7 +533,7 @@ SCRATCH(dense_block1_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 16,
  *   dense_block1.dense_layer3.cat1 [64,40,16,16], dense_block1.dense_layer4.conv2 [64,8,16,16] -> [64,48,16,16] */
 /* copies of channel slices: see forward() and backward() */
 
-/* transition1.bn1 = batchnorm2d(dense_block1.dense_layer4.cat1)  models/lib/densenet.nn:25:19
+/* transition1.bn1 = batchnorm2d+relu(dense_block1.dense_layer4.cat1)  models/lib/densenet.nn:25:19, fused transition1.relu1
  *   dense_block1.dense_layer4.cat1 [64,48,16,16] -> [64,48,16,16] */
 KERNEL void transition1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -623,27 +542,18 @@ KERNEL void transition1_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 256, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void transition1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 256,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 48, 256,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* transition1.relu1 = relu(transition1.bn1)  models/lib/densenet.nn:25:14
- *   transition1.bn1 [64,48,16,16] -> [64,48,16,16] */
-KERNEL void transition1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 786432);
-}
-KERNEL void transition1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 786432);
-}
-
-/* transition1.conv1 = conv2d(transition1.relu1)  models/lib/densenet.nn:25:7
- *   transition1.relu1 [64,48,16,16] -> [64,24,16,16] */
+/* transition1.conv1 = conv2d(transition1.bn1)  models/lib/densenet.nn:25:7
+ *   transition1.bn1 [64,48,16,16] -> [64,24,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 1, 1, 0, 0, 1) == 16, "transition1.conv1: output size");
 KERNEL void transition1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -666,7 +576,7 @@ KERNEL void transition1_avgpool1_backward(float *restrict dx, const float *restr
   nncc_avgpool2d_backward_team(dx, dy, 64, 24, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8, 1);
 }
 
-/* dense_block2.dense_layer1.bn1 = batchnorm2d(transition1.avgpool1)  models/lib/densenet.nn:9:19
+/* dense_block2.dense_layer1.bn1 = batchnorm2d+relu(transition1.avgpool1)  models/lib/densenet.nn:9:19, fused dense_block2.dense_layer1.relu1
  *   transition1.avgpool1 [64,24,8,8] -> [64,24,8,8] */
 KERNEL void dense_block2_dense_layer1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -675,27 +585,18 @@ KERNEL void dense_block2_dense_layer1_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 24, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 24, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 24, 64,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block2.dense_layer1.relu1 = relu(dense_block2.dense_layer1.bn1)  models/lib/densenet.nn:9:14
- *   dense_block2.dense_layer1.bn1 [64,24,8,8] -> [64,24,8,8] */
-KERNEL void dense_block2_dense_layer1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 98304);
-}
-KERNEL void dense_block2_dense_layer1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 98304);
-}
-
-/* dense_block2.dense_layer1.conv1 = conv2d(dense_block2.dense_layer1.relu1)  models/lib/densenet.nn:9:7
- *   dense_block2.dense_layer1.relu1 [64,24,8,8] -> [64,32,8,8] */
+/* dense_block2.dense_layer1.conv1 = conv2d(dense_block2.dense_layer1.bn1)  models/lib/densenet.nn:9:7
+ *   dense_block2.dense_layer1.bn1 [64,24,8,8] -> [64,32,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 1, 1, 0, 0, 1) == 8, "dense_block2.dense_layer1.conv1: output size");
 KERNEL void dense_block2_dense_layer1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -708,7 +609,7 @@ KERNEL void dense_block2_dense_layer1_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block2_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 24, 8, 8, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 24, 8, 8, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block2.dense_layer1.bn2 = batchnorm2d(dense_block2.dense_layer1.conv1)  models/lib/densenet.nn:10:19
+/* dense_block2.dense_layer1.bn2 = batchnorm2d+relu(dense_block2.dense_layer1.conv1)  models/lib/densenet.nn:10:19, fused dense_block2.dense_layer1.relu2
  *   dense_block2.dense_layer1.conv1 [64,32,8,8] -> [64,32,8,8] */
 KERNEL void dense_block2_dense_layer1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -717,27 +618,18 @@ KERNEL void dense_block2_dense_layer1_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 64,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block2.dense_layer1.relu2 = relu(dense_block2.dense_layer1.bn2)  models/lib/densenet.nn:10:14
- *   dense_block2.dense_layer1.bn2 [64,32,8,8] -> [64,32,8,8] */
-KERNEL void dense_block2_dense_layer1_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void dense_block2_dense_layer1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* dense_block2.dense_layer1.conv2 = conv2d(dense_block2.dense_layer1.relu2)  models/lib/densenet.nn:10:7
- *   dense_block2.dense_layer1.relu2 [64,32,8,8] -> [64,8,8,8] */
+/* dense_block2.dense_layer1.conv2 = conv2d(dense_block2.dense_layer1.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block2.dense_layer1.bn2 [64,32,8,8] -> [64,8,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "dense_block2.dense_layer1.conv2: output size");
 KERNEL void dense_block2_dense_layer1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -754,7 +646,7 @@ SCRATCH(dense_block2_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 
  *   transition1.avgpool1 [64,24,8,8], dense_block2.dense_layer1.conv2 [64,8,8,8] -> [64,32,8,8] */
 /* copies of channel slices: see forward() and backward() */
 
-/* dense_block2.dense_layer2.bn1 = batchnorm2d(dense_block2.dense_layer1.cat1)  models/lib/densenet.nn:9:19
+/* dense_block2.dense_layer2.bn1 = batchnorm2d+relu(dense_block2.dense_layer1.cat1)  models/lib/densenet.nn:9:19, fused dense_block2.dense_layer2.relu1
  *   dense_block2.dense_layer1.cat1 [64,32,8,8] -> [64,32,8,8] */
 KERNEL void dense_block2_dense_layer2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -763,27 +655,18 @@ KERNEL void dense_block2_dense_layer2_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 64,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block2.dense_layer2.relu1 = relu(dense_block2.dense_layer2.bn1)  models/lib/densenet.nn:9:14
+/* dense_block2.dense_layer2.conv1 = conv2d(dense_block2.dense_layer2.bn1)  models/lib/densenet.nn:9:7
  *   dense_block2.dense_layer2.bn1 [64,32,8,8] -> [64,32,8,8] */
-KERNEL void dense_block2_dense_layer2_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void dense_block2_dense_layer2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* dense_block2.dense_layer2.conv1 = conv2d(dense_block2.dense_layer2.relu1)  models/lib/densenet.nn:9:7
- *   dense_block2.dense_layer2.relu1 [64,32,8,8] -> [64,32,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 1, 1, 0, 0, 1) == 8, "dense_block2.dense_layer2.conv1: output size");
 KERNEL void dense_block2_dense_layer2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -796,7 +679,7 @@ KERNEL void dense_block2_dense_layer2_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block2_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 32, 8, 8, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 8, 8, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block2.dense_layer2.bn2 = batchnorm2d(dense_block2.dense_layer2.conv1)  models/lib/densenet.nn:10:19
+/* dense_block2.dense_layer2.bn2 = batchnorm2d+relu(dense_block2.dense_layer2.conv1)  models/lib/densenet.nn:10:19, fused dense_block2.dense_layer2.relu2
  *   dense_block2.dense_layer2.conv1 [64,32,8,8] -> [64,32,8,8] */
 KERNEL void dense_block2_dense_layer2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -805,27 +688,18 @@ KERNEL void dense_block2_dense_layer2_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 64,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block2.dense_layer2.relu2 = relu(dense_block2.dense_layer2.bn2)  models/lib/densenet.nn:10:14
- *   dense_block2.dense_layer2.bn2 [64,32,8,8] -> [64,32,8,8] */
-KERNEL void dense_block2_dense_layer2_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void dense_block2_dense_layer2_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* dense_block2.dense_layer2.conv2 = conv2d(dense_block2.dense_layer2.relu2)  models/lib/densenet.nn:10:7
- *   dense_block2.dense_layer2.relu2 [64,32,8,8] -> [64,8,8,8] */
+/* dense_block2.dense_layer2.conv2 = conv2d(dense_block2.dense_layer2.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block2.dense_layer2.bn2 [64,32,8,8] -> [64,8,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "dense_block2.dense_layer2.conv2: output size");
 KERNEL void dense_block2_dense_layer2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -842,7 +716,7 @@ SCRATCH(dense_block2_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 
  *   dense_block2.dense_layer1.cat1 [64,32,8,8], dense_block2.dense_layer2.conv2 [64,8,8,8] -> [64,40,8,8] */
 /* copies of channel slices: see forward() and backward() */
 
-/* dense_block2.dense_layer3.bn1 = batchnorm2d(dense_block2.dense_layer2.cat1)  models/lib/densenet.nn:9:19
+/* dense_block2.dense_layer3.bn1 = batchnorm2d+relu(dense_block2.dense_layer2.cat1)  models/lib/densenet.nn:9:19, fused dense_block2.dense_layer3.relu1
  *   dense_block2.dense_layer2.cat1 [64,40,8,8] -> [64,40,8,8] */
 KERNEL void dense_block2_dense_layer3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -851,27 +725,18 @@ KERNEL void dense_block2_dense_layer3_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 40, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 40, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 40, 64,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block2.dense_layer3.relu1 = relu(dense_block2.dense_layer3.bn1)  models/lib/densenet.nn:9:14
- *   dense_block2.dense_layer3.bn1 [64,40,8,8] -> [64,40,8,8] */
-KERNEL void dense_block2_dense_layer3_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 163840);
-}
-KERNEL void dense_block2_dense_layer3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 163840);
-}
-
-/* dense_block2.dense_layer3.conv1 = conv2d(dense_block2.dense_layer3.relu1)  models/lib/densenet.nn:9:7
- *   dense_block2.dense_layer3.relu1 [64,40,8,8] -> [64,32,8,8] */
+/* dense_block2.dense_layer3.conv1 = conv2d(dense_block2.dense_layer3.bn1)  models/lib/densenet.nn:9:7
+ *   dense_block2.dense_layer3.bn1 [64,40,8,8] -> [64,32,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 1, 1, 0, 0, 1) == 8, "dense_block2.dense_layer3.conv1: output size");
 KERNEL void dense_block2_dense_layer3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -884,7 +749,7 @@ KERNEL void dense_block2_dense_layer3_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block2_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 40, 8, 8, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 40, 8, 8, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block2.dense_layer3.bn2 = batchnorm2d(dense_block2.dense_layer3.conv1)  models/lib/densenet.nn:10:19
+/* dense_block2.dense_layer3.bn2 = batchnorm2d+relu(dense_block2.dense_layer3.conv1)  models/lib/densenet.nn:10:19, fused dense_block2.dense_layer3.relu2
  *   dense_block2.dense_layer3.conv1 [64,32,8,8] -> [64,32,8,8] */
 KERNEL void dense_block2_dense_layer3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -893,27 +758,18 @@ KERNEL void dense_block2_dense_layer3_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 64,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block2.dense_layer3.relu2 = relu(dense_block2.dense_layer3.bn2)  models/lib/densenet.nn:10:14
- *   dense_block2.dense_layer3.bn2 [64,32,8,8] -> [64,32,8,8] */
-KERNEL void dense_block2_dense_layer3_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void dense_block2_dense_layer3_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* dense_block2.dense_layer3.conv2 = conv2d(dense_block2.dense_layer3.relu2)  models/lib/densenet.nn:10:7
- *   dense_block2.dense_layer3.relu2 [64,32,8,8] -> [64,8,8,8] */
+/* dense_block2.dense_layer3.conv2 = conv2d(dense_block2.dense_layer3.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block2.dense_layer3.bn2 [64,32,8,8] -> [64,8,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "dense_block2.dense_layer3.conv2: output size");
 KERNEL void dense_block2_dense_layer3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -930,7 +786,7 @@ SCRATCH(dense_block2_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 
  *   dense_block2.dense_layer2.cat1 [64,40,8,8], dense_block2.dense_layer3.conv2 [64,8,8,8] -> [64,48,8,8] */
 /* copies of channel slices: see forward() and backward() */
 
-/* dense_block2.dense_layer4.bn1 = batchnorm2d(dense_block2.dense_layer3.cat1)  models/lib/densenet.nn:9:19
+/* dense_block2.dense_layer4.bn1 = batchnorm2d+relu(dense_block2.dense_layer3.cat1)  models/lib/densenet.nn:9:19, fused dense_block2.dense_layer4.relu1
  *   dense_block2.dense_layer3.cat1 [64,48,8,8] -> [64,48,8,8] */
 KERNEL void dense_block2_dense_layer4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -939,27 +795,18 @@ KERNEL void dense_block2_dense_layer4_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 48, 64,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block2.dense_layer4.relu1 = relu(dense_block2.dense_layer4.bn1)  models/lib/densenet.nn:9:14
- *   dense_block2.dense_layer4.bn1 [64,48,8,8] -> [64,48,8,8] */
-KERNEL void dense_block2_dense_layer4_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 196608);
-}
-KERNEL void dense_block2_dense_layer4_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 196608);
-}
-
-/* dense_block2.dense_layer4.conv1 = conv2d(dense_block2.dense_layer4.relu1)  models/lib/densenet.nn:9:7
- *   dense_block2.dense_layer4.relu1 [64,48,8,8] -> [64,32,8,8] */
+/* dense_block2.dense_layer4.conv1 = conv2d(dense_block2.dense_layer4.bn1)  models/lib/densenet.nn:9:7
+ *   dense_block2.dense_layer4.bn1 [64,48,8,8] -> [64,32,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 1, 1, 0, 0, 1) == 8, "dense_block2.dense_layer4.conv1: output size");
 KERNEL void dense_block2_dense_layer4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -972,7 +819,7 @@ KERNEL void dense_block2_dense_layer4_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block2_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 48, 8, 8, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 8, 8, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block2.dense_layer4.bn2 = batchnorm2d(dense_block2.dense_layer4.conv1)  models/lib/densenet.nn:10:19
+/* dense_block2.dense_layer4.bn2 = batchnorm2d+relu(dense_block2.dense_layer4.conv1)  models/lib/densenet.nn:10:19, fused dense_block2.dense_layer4.relu2
  *   dense_block2.dense_layer4.conv1 [64,32,8,8] -> [64,32,8,8] */
 KERNEL void dense_block2_dense_layer4_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -981,27 +828,18 @@ KERNEL void dense_block2_dense_layer4_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer4_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 64,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block2.dense_layer4.relu2 = relu(dense_block2.dense_layer4.bn2)  models/lib/densenet.nn:10:14
- *   dense_block2.dense_layer4.bn2 [64,32,8,8] -> [64,32,8,8] */
-KERNEL void dense_block2_dense_layer4_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void dense_block2_dense_layer4_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* dense_block2.dense_layer4.conv2 = conv2d(dense_block2.dense_layer4.relu2)  models/lib/densenet.nn:10:7
- *   dense_block2.dense_layer4.relu2 [64,32,8,8] -> [64,8,8,8] */
+/* dense_block2.dense_layer4.conv2 = conv2d(dense_block2.dense_layer4.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block2.dense_layer4.bn2 [64,32,8,8] -> [64,8,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "dense_block2.dense_layer4.conv2: output size");
 KERNEL void dense_block2_dense_layer4_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1018,7 +856,7 @@ SCRATCH(dense_block2_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 
  *   dense_block2.dense_layer3.cat1 [64,48,8,8], dense_block2.dense_layer4.conv2 [64,8,8,8] -> [64,56,8,8] */
 /* copies of channel slices: see forward() and backward() */
 
-/* transition2.bn1 = batchnorm2d(dense_block2.dense_layer4.cat1)  models/lib/densenet.nn:25:19
+/* transition2.bn1 = batchnorm2d+relu(dense_block2.dense_layer4.cat1)  models/lib/densenet.nn:25:19, fused transition2.relu1
  *   dense_block2.dense_layer4.cat1 [64,56,8,8] -> [64,56,8,8] */
 KERNEL void transition2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1027,27 +865,18 @@ KERNEL void transition2_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 56, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void transition2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 56, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 56, 64,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* transition2.relu1 = relu(transition2.bn1)  models/lib/densenet.nn:25:14
- *   transition2.bn1 [64,56,8,8] -> [64,56,8,8] */
-KERNEL void transition2_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 229376);
-}
-KERNEL void transition2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 229376);
-}
-
-/* transition2.conv1 = conv2d(transition2.relu1)  models/lib/densenet.nn:25:7
- *   transition2.relu1 [64,56,8,8] -> [64,28,8,8] */
+/* transition2.conv1 = conv2d(transition2.bn1)  models/lib/densenet.nn:25:7
+ *   transition2.bn1 [64,56,8,8] -> [64,28,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 1, 1, 0, 0, 1) == 8, "transition2.conv1: output size");
 KERNEL void transition2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1070,7 +899,7 @@ KERNEL void transition2_avgpool1_backward(float *restrict dx, const float *restr
   nncc_avgpool2d_backward_team(dx, dy, 64, 28, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4, 1);
 }
 
-/* dense_block3.dense_layer1.bn1 = batchnorm2d(transition2.avgpool1)  models/lib/densenet.nn:9:19
+/* dense_block3.dense_layer1.bn1 = batchnorm2d+relu(transition2.avgpool1)  models/lib/densenet.nn:9:19, fused dense_block3.dense_layer1.relu1
  *   transition2.avgpool1 [64,28,4,4] -> [64,28,4,4] */
 KERNEL void dense_block3_dense_layer1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1079,27 +908,18 @@ KERNEL void dense_block3_dense_layer1_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 28, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 28, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 28, 16,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block3.dense_layer1.relu1 = relu(dense_block3.dense_layer1.bn1)  models/lib/densenet.nn:9:14
- *   dense_block3.dense_layer1.bn1 [64,28,4,4] -> [64,28,4,4] */
-KERNEL void dense_block3_dense_layer1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 28672);
-}
-KERNEL void dense_block3_dense_layer1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 28672);
-}
-
-/* dense_block3.dense_layer1.conv1 = conv2d(dense_block3.dense_layer1.relu1)  models/lib/densenet.nn:9:7
- *   dense_block3.dense_layer1.relu1 [64,28,4,4] -> [64,32,4,4] */
+/* dense_block3.dense_layer1.conv1 = conv2d(dense_block3.dense_layer1.bn1)  models/lib/densenet.nn:9:7
+ *   dense_block3.dense_layer1.bn1 [64,28,4,4] -> [64,32,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 1, 1, 0, 0, 1) == 4, "dense_block3.dense_layer1.conv1: output size");
 KERNEL void dense_block3_dense_layer1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1112,7 +932,7 @@ KERNEL void dense_block3_dense_layer1_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block3_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 28, 4, 4, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 28, 4, 4, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block3.dense_layer1.bn2 = batchnorm2d(dense_block3.dense_layer1.conv1)  models/lib/densenet.nn:10:19
+/* dense_block3.dense_layer1.bn2 = batchnorm2d+relu(dense_block3.dense_layer1.conv1)  models/lib/densenet.nn:10:19, fused dense_block3.dense_layer1.relu2
  *   dense_block3.dense_layer1.conv1 [64,32,4,4] -> [64,32,4,4] */
 KERNEL void dense_block3_dense_layer1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1121,27 +941,18 @@ KERNEL void dense_block3_dense_layer1_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 16,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block3.dense_layer1.relu2 = relu(dense_block3.dense_layer1.bn2)  models/lib/densenet.nn:10:14
- *   dense_block3.dense_layer1.bn2 [64,32,4,4] -> [64,32,4,4] */
-KERNEL void dense_block3_dense_layer1_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 32768);
-}
-KERNEL void dense_block3_dense_layer1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 32768);
-}
-
-/* dense_block3.dense_layer1.conv2 = conv2d(dense_block3.dense_layer1.relu2)  models/lib/densenet.nn:10:7
- *   dense_block3.dense_layer1.relu2 [64,32,4,4] -> [64,8,4,4] */
+/* dense_block3.dense_layer1.conv2 = conv2d(dense_block3.dense_layer1.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block3.dense_layer1.bn2 [64,32,4,4] -> [64,8,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "dense_block3.dense_layer1.conv2: output size");
 KERNEL void dense_block3_dense_layer1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1158,7 +969,7 @@ SCRATCH(dense_block3_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 
  *   transition2.avgpool1 [64,28,4,4], dense_block3.dense_layer1.conv2 [64,8,4,4] -> [64,36,4,4] */
 /* copies of channel slices: see forward() and backward() */
 
-/* dense_block3.dense_layer2.bn1 = batchnorm2d(dense_block3.dense_layer1.cat1)  models/lib/densenet.nn:9:19
+/* dense_block3.dense_layer2.bn1 = batchnorm2d+relu(dense_block3.dense_layer1.cat1)  models/lib/densenet.nn:9:19, fused dense_block3.dense_layer2.relu1
  *   dense_block3.dense_layer1.cat1 [64,36,4,4] -> [64,36,4,4] */
 KERNEL void dense_block3_dense_layer2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1167,27 +978,18 @@ KERNEL void dense_block3_dense_layer2_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 36, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 36, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 36, 16,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block3.dense_layer2.relu1 = relu(dense_block3.dense_layer2.bn1)  models/lib/densenet.nn:9:14
- *   dense_block3.dense_layer2.bn1 [64,36,4,4] -> [64,36,4,4] */
-KERNEL void dense_block3_dense_layer2_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 36864);
-}
-KERNEL void dense_block3_dense_layer2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 36864);
-}
-
-/* dense_block3.dense_layer2.conv1 = conv2d(dense_block3.dense_layer2.relu1)  models/lib/densenet.nn:9:7
- *   dense_block3.dense_layer2.relu1 [64,36,4,4] -> [64,32,4,4] */
+/* dense_block3.dense_layer2.conv1 = conv2d(dense_block3.dense_layer2.bn1)  models/lib/densenet.nn:9:7
+ *   dense_block3.dense_layer2.bn1 [64,36,4,4] -> [64,32,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 1, 1, 0, 0, 1) == 4, "dense_block3.dense_layer2.conv1: output size");
 KERNEL void dense_block3_dense_layer2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1200,7 +1002,7 @@ KERNEL void dense_block3_dense_layer2_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block3_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 36, 4, 4, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 36, 4, 4, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block3.dense_layer2.bn2 = batchnorm2d(dense_block3.dense_layer2.conv1)  models/lib/densenet.nn:10:19
+/* dense_block3.dense_layer2.bn2 = batchnorm2d+relu(dense_block3.dense_layer2.conv1)  models/lib/densenet.nn:10:19, fused dense_block3.dense_layer2.relu2
  *   dense_block3.dense_layer2.conv1 [64,32,4,4] -> [64,32,4,4] */
 KERNEL void dense_block3_dense_layer2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1209,27 +1011,18 @@ KERNEL void dense_block3_dense_layer2_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 16,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block3.dense_layer2.relu2 = relu(dense_block3.dense_layer2.bn2)  models/lib/densenet.nn:10:14
- *   dense_block3.dense_layer2.bn2 [64,32,4,4] -> [64,32,4,4] */
-KERNEL void dense_block3_dense_layer2_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 32768);
-}
-KERNEL void dense_block3_dense_layer2_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 32768);
-}
-
-/* dense_block3.dense_layer2.conv2 = conv2d(dense_block3.dense_layer2.relu2)  models/lib/densenet.nn:10:7
- *   dense_block3.dense_layer2.relu2 [64,32,4,4] -> [64,8,4,4] */
+/* dense_block3.dense_layer2.conv2 = conv2d(dense_block3.dense_layer2.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block3.dense_layer2.bn2 [64,32,4,4] -> [64,8,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "dense_block3.dense_layer2.conv2: output size");
 KERNEL void dense_block3_dense_layer2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1246,7 +1039,7 @@ SCRATCH(dense_block3_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 
  *   dense_block3.dense_layer1.cat1 [64,36,4,4], dense_block3.dense_layer2.conv2 [64,8,4,4] -> [64,44,4,4] */
 /* copies of channel slices: see forward() and backward() */
 
-/* dense_block3.dense_layer3.bn1 = batchnorm2d(dense_block3.dense_layer2.cat1)  models/lib/densenet.nn:9:19
+/* dense_block3.dense_layer3.bn1 = batchnorm2d+relu(dense_block3.dense_layer2.cat1)  models/lib/densenet.nn:9:19, fused dense_block3.dense_layer3.relu1
  *   dense_block3.dense_layer2.cat1 [64,44,4,4] -> [64,44,4,4] */
 KERNEL void dense_block3_dense_layer3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1255,27 +1048,18 @@ KERNEL void dense_block3_dense_layer3_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 44, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 44, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 44, 16,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block3.dense_layer3.relu1 = relu(dense_block3.dense_layer3.bn1)  models/lib/densenet.nn:9:14
- *   dense_block3.dense_layer3.bn1 [64,44,4,4] -> [64,44,4,4] */
-KERNEL void dense_block3_dense_layer3_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 45056);
-}
-KERNEL void dense_block3_dense_layer3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 45056);
-}
-
-/* dense_block3.dense_layer3.conv1 = conv2d(dense_block3.dense_layer3.relu1)  models/lib/densenet.nn:9:7
- *   dense_block3.dense_layer3.relu1 [64,44,4,4] -> [64,32,4,4] */
+/* dense_block3.dense_layer3.conv1 = conv2d(dense_block3.dense_layer3.bn1)  models/lib/densenet.nn:9:7
+ *   dense_block3.dense_layer3.bn1 [64,44,4,4] -> [64,32,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 1, 1, 0, 0, 1) == 4, "dense_block3.dense_layer3.conv1: output size");
 KERNEL void dense_block3_dense_layer3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1288,7 +1072,7 @@ KERNEL void dense_block3_dense_layer3_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block3_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 44, 4, 4, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 44, 4, 4, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block3.dense_layer3.bn2 = batchnorm2d(dense_block3.dense_layer3.conv1)  models/lib/densenet.nn:10:19
+/* dense_block3.dense_layer3.bn2 = batchnorm2d+relu(dense_block3.dense_layer3.conv1)  models/lib/densenet.nn:10:19, fused dense_block3.dense_layer3.relu2
  *   dense_block3.dense_layer3.conv1 [64,32,4,4] -> [64,32,4,4] */
 KERNEL void dense_block3_dense_layer3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1297,27 +1081,18 @@ KERNEL void dense_block3_dense_layer3_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 16,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block3.dense_layer3.relu2 = relu(dense_block3.dense_layer3.bn2)  models/lib/densenet.nn:10:14
- *   dense_block3.dense_layer3.bn2 [64,32,4,4] -> [64,32,4,4] */
-KERNEL void dense_block3_dense_layer3_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 32768);
-}
-KERNEL void dense_block3_dense_layer3_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 32768);
-}
-
-/* dense_block3.dense_layer3.conv2 = conv2d(dense_block3.dense_layer3.relu2)  models/lib/densenet.nn:10:7
- *   dense_block3.dense_layer3.relu2 [64,32,4,4] -> [64,8,4,4] */
+/* dense_block3.dense_layer3.conv2 = conv2d(dense_block3.dense_layer3.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block3.dense_layer3.bn2 [64,32,4,4] -> [64,8,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "dense_block3.dense_layer3.conv2: output size");
 KERNEL void dense_block3_dense_layer3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1334,7 +1109,7 @@ SCRATCH(dense_block3_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 
  *   dense_block3.dense_layer2.cat1 [64,44,4,4], dense_block3.dense_layer3.conv2 [64,8,4,4] -> [64,52,4,4] */
 /* copies of channel slices: see forward() and backward() */
 
-/* dense_block3.dense_layer4.bn1 = batchnorm2d(dense_block3.dense_layer3.cat1)  models/lib/densenet.nn:9:19
+/* dense_block3.dense_layer4.bn1 = batchnorm2d+relu(dense_block3.dense_layer3.cat1)  models/lib/densenet.nn:9:19, fused dense_block3.dense_layer4.relu1
  *   dense_block3.dense_layer3.cat1 [64,52,4,4] -> [64,52,4,4] */
 KERNEL void dense_block3_dense_layer4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1343,27 +1118,18 @@ KERNEL void dense_block3_dense_layer4_bn1_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 52, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 52, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 52, 16,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block3.dense_layer4.relu1 = relu(dense_block3.dense_layer4.bn1)  models/lib/densenet.nn:9:14
- *   dense_block3.dense_layer4.bn1 [64,52,4,4] -> [64,52,4,4] */
-KERNEL void dense_block3_dense_layer4_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 53248);
-}
-KERNEL void dense_block3_dense_layer4_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 53248);
-}
-
-/* dense_block3.dense_layer4.conv1 = conv2d(dense_block3.dense_layer4.relu1)  models/lib/densenet.nn:9:7
- *   dense_block3.dense_layer4.relu1 [64,52,4,4] -> [64,32,4,4] */
+/* dense_block3.dense_layer4.conv1 = conv2d(dense_block3.dense_layer4.bn1)  models/lib/densenet.nn:9:7
+ *   dense_block3.dense_layer4.bn1 [64,52,4,4] -> [64,32,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 1, 1, 0, 0, 1) == 4, "dense_block3.dense_layer4.conv1: output size");
 KERNEL void dense_block3_dense_layer4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1376,7 +1142,7 @@ KERNEL void dense_block3_dense_layer4_conv1_backward(float *restrict dx, float *
 }
 SCRATCH(dense_block3_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 52, 4, 4, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 52, 4, 4, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* dense_block3.dense_layer4.bn2 = batchnorm2d(dense_block3.dense_layer4.conv1)  models/lib/densenet.nn:10:19
+/* dense_block3.dense_layer4.bn2 = batchnorm2d+relu(dense_block3.dense_layer4.conv1)  models/lib/densenet.nn:10:19, fused dense_block3.dense_layer4.relu2
  *   dense_block3.dense_layer4.conv1 [64,32,4,4] -> [64,32,4,4] */
 KERNEL void dense_block3_dense_layer4_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1385,27 +1151,18 @@ KERNEL void dense_block3_dense_layer4_bn2_forward(float *restrict y, const float
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer4_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 16,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* dense_block3.dense_layer4.relu2 = relu(dense_block3.dense_layer4.bn2)  models/lib/densenet.nn:10:14
- *   dense_block3.dense_layer4.bn2 [64,32,4,4] -> [64,32,4,4] */
-KERNEL void dense_block3_dense_layer4_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 32768);
-}
-KERNEL void dense_block3_dense_layer4_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 32768);
-}
-
-/* dense_block3.dense_layer4.conv2 = conv2d(dense_block3.dense_layer4.relu2)  models/lib/densenet.nn:10:7
- *   dense_block3.dense_layer4.relu2 [64,32,4,4] -> [64,8,4,4] */
+/* dense_block3.dense_layer4.conv2 = conv2d(dense_block3.dense_layer4.bn2)  models/lib/densenet.nn:10:7
+ *   dense_block3.dense_layer4.bn2 [64,32,4,4] -> [64,8,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "dense_block3.dense_layer4.conv2: output size");
 KERNEL void dense_block3_dense_layer4_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1422,7 +1179,7 @@ SCRATCH(dense_block3_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 
  *   dense_block3.dense_layer3.cat1 [64,52,4,4], dense_block3.dense_layer4.conv2 [64,8,4,4] -> [64,60,4,4] */
 /* copies of channel slices: see forward() and backward() */
 
-/* bn2 = batchnorm2d(dense_block3.dense_layer4.cat1)  models/densenet_mini.nn:28:37
+/* bn2 = batchnorm2d+relu(dense_block3.dense_layer4.cat1)  models/densenet_mini.nn:28:37, fused relu2
  *   dense_block3.dense_layer4.cat1 [64,60,4,4] -> [64,60,4,4] */
 KERNEL void bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1431,27 +1188,18 @@ KERNEL void bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 60, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 60, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 60, 16,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* relu2 = relu(bn2)  models/densenet_mini.nn:28:32
- *   bn2 [64,60,4,4] -> [64,60,4,4] */
-KERNEL void relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 61440);
-}
-KERNEL void relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 61440);
-}
-
-/* avgpool1 = adaptive_avgpool2d(relu2)  models/densenet_mini.nn:28:13
- *   relu2 [64,60,4,4] -> [64,60,1,1] */
+/* avgpool1 = adaptive_avgpool2d(bn2)  models/densenet_mini.nn:28:13
+ *   bn2 [64,60,4,4] -> [64,60,1,1] */
 KERNEL void avgpool1_forward(float *restrict y, const float *restrict x) {
   nncc_adaptive_avgpool2d_forward_team(y, x, 3840, 4, 4, 1, 1);
 }
@@ -1484,130 +1232,102 @@ static void forward(NnccState *s, int training) {
   (void)P, (void)training;
   float *conv1 = (float *)(A + 0); /* [64,16,32,32] */
   float *bn1 = (float *)(A + 4194304); /* [64,16,32,32] */
-  float *bn1_stats = (float *)(A + 62650432); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *relu1 = (float *)(A + 4194304); /* [64,16,32,32] */
-  float *maxpool1 = (float *)(A + 51380224); /* [64,16,16,16] */
-  float *dense_block1_dense_layer1_bn1 = (float *)(A + 8388608); /* [64,16,16,16] */
-  float *dense_block1_dense_layer1_bn1_stats = (float *)(A + 62650816); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *dense_block1_dense_layer1_relu1 = (float *)(A + 52428800); /* [64,16,16,16] */
-  float *dense_block1_dense_layer1_conv1 = (float *)(A + 25690112); /* [64,32,16,16] */
-  float *dense_block1_dense_layer1_bn2 = (float *)(A + 8388608); /* [64,32,16,16] */
-  float *dense_block1_dense_layer1_bn2_stats = (float *)(A + 62641600); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block1_dense_layer1_relu2 = (float *)(A + 27787264); /* [64,32,16,16] */
+  float *bn1_stats = (float *)(A + 62928960); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *maxpool1 = (float *)(A + 52953088); /* [64,16,16,16] */
+  float *dense_block1_dense_layer1_bn1 = (float *)(A + 54001664); /* [64,16,16,16] */
+  float *dense_block1_dense_layer1_bn1_stats = (float *)(A + 62929344); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *dense_block1_dense_layer1_conv1 = (float *)(A + 28835840); /* [64,32,16,16] */
+  float *dense_block1_dense_layer1_bn2 = (float *)(A + 30932992); /* [64,32,16,16] */
+  float *dense_block1_dense_layer1_bn2_stats = (float *)(A + 62920128); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block1_dense_layer1_conv2 = (float *)(A + 8388608); /* [64,8,16,16] */
-  float *dense_block1_dense_layer1_cat1 = (float *)(A + 46661632); /* [64,24,16,16] */
-  float *dense_block1_dense_layer2_bn1 = (float *)(A + 8388608); /* [64,24,16,16] */
-  float *dense_block1_dense_layer2_bn1_stats = (float *)(A + 62649280); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *dense_block1_dense_layer2_relu1 = (float *)(A + 48234496); /* [64,24,16,16] */
-  float *dense_block1_dense_layer2_conv1 = (float *)(A + 29884416); /* [64,32,16,16] */
-  float *dense_block1_dense_layer2_bn2 = (float *)(A + 8388608); /* [64,32,16,16] */
-  float *dense_block1_dense_layer2_bn2_stats = (float *)(A + 62642368); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block1_dense_layer2_relu2 = (float *)(A + 31981568); /* [64,32,16,16] */
+  float *dense_block1_dense_layer1_cat1 = (float *)(A + 49807360); /* [64,24,16,16] */
+  float *dense_block1_dense_layer2_bn1 = (float *)(A + 51380224); /* [64,24,16,16] */
+  float *dense_block1_dense_layer2_bn1_stats = (float *)(A + 62927808); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *dense_block1_dense_layer2_conv1 = (float *)(A + 33030144); /* [64,32,16,16] */
+  float *dense_block1_dense_layer2_bn2 = (float *)(A + 35127296); /* [64,32,16,16] */
+  float *dense_block1_dense_layer2_bn2_stats = (float *)(A + 62920896); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block1_dense_layer2_conv2 = (float *)(A + 8388608); /* [64,8,16,16] */
-  float *dense_block1_dense_layer2_cat1 = (float *)(A + 34078720); /* [64,32,16,16] */
-  float *dense_block1_dense_layer3_bn1 = (float *)(A + 8388608); /* [64,32,16,16] */
-  float *dense_block1_dense_layer3_bn1_stats = (float *)(A + 62643136); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block1_dense_layer3_relu1 = (float *)(A + 36175872); /* [64,32,16,16] */
-  float *dense_block1_dense_layer3_conv1 = (float *)(A + 38273024); /* [64,32,16,16] */
-  float *dense_block1_dense_layer3_bn2 = (float *)(A + 8388608); /* [64,32,16,16] */
-  float *dense_block1_dense_layer3_bn2_stats = (float *)(A + 62643904); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block1_dense_layer3_relu2 = (float *)(A + 40370176); /* [64,32,16,16] */
+  float *dense_block1_dense_layer2_cat1 = (float *)(A + 37224448); /* [64,32,16,16] */
+  float *dense_block1_dense_layer3_bn1 = (float *)(A + 39321600); /* [64,32,16,16] */
+  float *dense_block1_dense_layer3_bn1_stats = (float *)(A + 62921664); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block1_dense_layer3_conv1 = (float *)(A + 41418752); /* [64,32,16,16] */
+  float *dense_block1_dense_layer3_bn2 = (float *)(A + 43515904); /* [64,32,16,16] */
+  float *dense_block1_dense_layer3_bn2_stats = (float *)(A + 62922432); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block1_dense_layer3_conv2 = (float *)(A + 8388608); /* [64,8,16,16] */
-  float *dense_block1_dense_layer3_cat1 = (float *)(A + 17825792); /* [64,40,16,16] */
-  float *dense_block1_dense_layer4_bn1 = (float *)(A + 8388608); /* [64,40,16,16] */
-  float *dense_block1_dense_layer4_bn1_stats = (float *)(A + 62639680); /* [2,40]: mean, 1/std; [2,40] double sums */
-  float *dense_block1_dense_layer4_relu1 = (float *)(A + 20447232); /* [64,40,16,16] */
-  float *dense_block1_dense_layer4_conv1 = (float *)(A + 42467328); /* [64,32,16,16] */
-  float *dense_block1_dense_layer4_bn2 = (float *)(A + 8388608); /* [64,32,16,16] */
-  float *dense_block1_dense_layer4_bn2_stats = (float *)(A + 62644672); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block1_dense_layer4_relu2 = (float *)(A + 44564480); /* [64,32,16,16] */
+  float *dense_block1_dense_layer3_cat1 = (float *)(A + 20971520); /* [64,40,16,16] */
+  float *dense_block1_dense_layer4_bn1 = (float *)(A + 23592960); /* [64,40,16,16] */
+  float *dense_block1_dense_layer4_bn1_stats = (float *)(A + 62918208); /* [2,40]: mean, 1/std; [2,40] double sums */
+  float *dense_block1_dense_layer4_conv1 = (float *)(A + 45613056); /* [64,32,16,16] */
+  float *dense_block1_dense_layer4_bn2 = (float *)(A + 47710208); /* [64,32,16,16] */
+  float *dense_block1_dense_layer4_bn2_stats = (float *)(A + 62923200); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block1_dense_layer4_conv2 = (float *)(A + 11534336); /* [64,8,16,16] */
   float *dense_block1_dense_layer4_cat1 = (float *)(A + 8388608); /* [64,48,16,16] */
   float *transition1_bn1 = (float *)(A + 11534336); /* [64,48,16,16] */
-  float *transition1_bn1_stats = (float *)(A + 62637376); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *transition1_relu1 = (float *)(A + 11534336); /* [64,48,16,16] */
+  float *transition1_bn1_stats = (float *)(A + 62915904); /* [2,48]: mean, 1/std; [2,48] double sums */
   float *transition1_conv1 = (float *)(A + 14680064); /* [64,24,16,16] */
-  float *transition1_avgpool1 = (float *)(A + 17432576); /* [64,24,8,8] */
-  float *dense_block2_dense_layer1_bn1 = (float *)(A + 14680064); /* [64,24,8,8] */
-  float *dense_block2_dense_layer1_bn1_stats = (float *)(A + 62649856); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *dense_block2_dense_layer1_relu1 = (float *)(A + 60489728); /* [64,24,8,8] */
-  float *dense_block2_dense_layer1_conv1 = (float *)(A + 54788096); /* [64,32,8,8] */
-  float *dense_block2_dense_layer1_bn2 = (float *)(A + 14680064); /* [64,32,8,8] */
-  float *dense_block2_dense_layer1_bn2_stats = (float *)(A + 62645440); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block2_dense_layer1_relu2 = (float *)(A + 55312384); /* [64,32,8,8] */
+  float *transition1_avgpool1 = (float *)(A + 20578304); /* [64,24,8,8] */
+  float *dense_block2_dense_layer1_bn1 = (float *)(A + 60948480); /* [64,24,8,8] */
+  float *dense_block2_dense_layer1_bn1_stats = (float *)(A + 62928384); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *dense_block2_dense_layer1_conv1 = (float *)(A + 55705600); /* [64,32,8,8] */
+  float *dense_block2_dense_layer1_bn2 = (float *)(A + 56229888); /* [64,32,8,8] */
+  float *dense_block2_dense_layer1_bn2_stats = (float *)(A + 62923968); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block2_dense_layer1_conv2 = (float *)(A + 14680064); /* [64,8,8,8] */
-  float *dense_block2_dense_layer1_cat1 = (float *)(A + 55836672); /* [64,32,8,8] */
-  float *dense_block2_dense_layer2_bn1 = (float *)(A + 14680064); /* [64,32,8,8] */
-  float *dense_block2_dense_layer2_bn1_stats = (float *)(A + 62646208); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block2_dense_layer2_relu1 = (float *)(A + 56360960); /* [64,32,8,8] */
-  float *dense_block2_dense_layer2_conv1 = (float *)(A + 56885248); /* [64,32,8,8] */
-  float *dense_block2_dense_layer2_bn2 = (float *)(A + 14680064); /* [64,32,8,8] */
-  float *dense_block2_dense_layer2_bn2_stats = (float *)(A + 62646976); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block2_dense_layer2_relu2 = (float *)(A + 57409536); /* [64,32,8,8] */
+  float *dense_block2_dense_layer1_cat1 = (float *)(A + 56754176); /* [64,32,8,8] */
+  float *dense_block2_dense_layer2_bn1 = (float *)(A + 57278464); /* [64,32,8,8] */
+  float *dense_block2_dense_layer2_bn1_stats = (float *)(A + 62924736); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block2_dense_layer2_conv1 = (float *)(A + 57802752); /* [64,32,8,8] */
+  float *dense_block2_dense_layer2_bn2 = (float *)(A + 58327040); /* [64,32,8,8] */
+  float *dense_block2_dense_layer2_bn2_stats = (float *)(A + 62925504); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block2_dense_layer2_conv2 = (float *)(A + 14680064); /* [64,8,8,8] */
-  float *dense_block2_dense_layer2_cat1 = (float *)(A + 53477376); /* [64,40,8,8] */
-  float *dense_block2_dense_layer3_bn1 = (float *)(A + 14680064); /* [64,40,8,8] */
-  float *dense_block2_dense_layer3_bn1_stats = (float *)(A + 62640640); /* [2,40]: mean, 1/std; [2,40] double sums */
-  float *dense_block2_dense_layer3_relu1 = (float *)(A + 54132736); /* [64,40,8,8] */
-  float *dense_block2_dense_layer3_conv1 = (float *)(A + 57933824); /* [64,32,8,8] */
-  float *dense_block2_dense_layer3_bn2 = (float *)(A + 14680064); /* [64,32,8,8] */
-  float *dense_block2_dense_layer3_bn2_stats = (float *)(A + 62647744); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block2_dense_layer3_relu2 = (float *)(A + 58458112); /* [64,32,8,8] */
+  float *dense_block2_dense_layer2_cat1 = (float *)(A + 19922944); /* [64,40,8,8] */
+  float *dense_block2_dense_layer3_bn1 = (float *)(A + 55050240); /* [64,40,8,8] */
+  float *dense_block2_dense_layer3_bn1_stats = (float *)(A + 62919168); /* [2,40]: mean, 1/std; [2,40] double sums */
+  float *dense_block2_dense_layer3_conv1 = (float *)(A + 58851328); /* [64,32,8,8] */
+  float *dense_block2_dense_layer3_bn2 = (float *)(A + 59375616); /* [64,32,8,8] */
+  float *dense_block2_dense_layer3_bn2_stats = (float *)(A + 62926272); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block2_dense_layer3_conv2 = (float *)(A + 14680064); /* [64,8,8,8] */
-  float *dense_block2_dense_layer3_cat1 = (float *)(A + 49807360); /* [64,48,8,8] */
-  float *dense_block2_dense_layer4_bn1 = (float *)(A + 14680064); /* [64,48,8,8] */
-  float *dense_block2_dense_layer4_bn1_stats = (float *)(A + 62638528); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *dense_block2_dense_layer4_relu1 = (float *)(A + 50593792); /* [64,48,8,8] */
-  float *dense_block2_dense_layer4_conv1 = (float *)(A + 58982400); /* [64,32,8,8] */
-  float *dense_block2_dense_layer4_bn2 = (float *)(A + 14680064); /* [64,32,8,8] */
-  float *dense_block2_dense_layer4_bn2_stats = (float *)(A + 62648512); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block2_dense_layer4_relu2 = (float *)(A + 59506688); /* [64,32,8,8] */
+  float *dense_block2_dense_layer3_cat1 = (float *)(A + 18350080); /* [64,48,8,8] */
+  float *dense_block2_dense_layer4_bn1 = (float *)(A + 19136512); /* [64,48,8,8] */
+  float *dense_block2_dense_layer4_bn1_stats = (float *)(A + 62917056); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *dense_block2_dense_layer4_conv1 = (float *)(A + 59899904); /* [64,32,8,8] */
+  float *dense_block2_dense_layer4_bn2 = (float *)(A + 60424192); /* [64,32,8,8] */
+  float *dense_block2_dense_layer4_bn2_stats = (float *)(A + 62927040); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block2_dense_layer4_conv2 = (float *)(A + 15597568); /* [64,8,8,8] */
   float *dense_block2_dense_layer4_cat1 = (float *)(A + 14680064); /* [64,56,8,8] */
   float *transition2_bn1 = (float *)(A + 15597568); /* [64,56,8,8] */
-  float *transition2_bn1_stats = (float *)(A + 62636032); /* [2,56]: mean, 1/std; [2,56] double sums */
-  float *transition2_relu1 = (float *)(A + 15597568); /* [64,56,8,8] */
+  float *transition2_bn1_stats = (float *)(A + 62914560); /* [2,56]: mean, 1/std; [2,56] double sums */
   float *transition2_conv1 = (float *)(A + 16515072); /* [64,28,8,8] */
-  float *transition2_avgpool1 = (float *)(A + 62406656); /* [64,28,4,4] */
-  float *dense_block3_dense_layer1_bn1 = (float *)(A + 16515072); /* [64,28,4,4] */
-  float *dense_block3_dense_layer1_bn1_stats = (float *)(A + 60463296); /* [2,28]: mean, 1/std; [2,28] double sums */
-  float *dense_block3_dense_layer1_relu1 = (float *)(A + 62521344); /* [64,28,4,4] */
-  float *dense_block3_dense_layer1_conv1 = (float *)(A + 61358080); /* [64,32,4,4] */
-  float *dense_block3_dense_layer1_bn2 = (float *)(A + 16515072); /* [64,32,4,4] */
-  float *dense_block3_dense_layer1_bn2_stats = (float *)(A + 60460224); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block3_dense_layer1_relu2 = (float *)(A + 61489152); /* [64,32,4,4] */
+  float *transition2_avgpool1 = (float *)(A + 62685184); /* [64,28,4,4] */
+  float *dense_block3_dense_layer1_bn1 = (float *)(A + 62799872); /* [64,28,4,4] */
+  float *dense_block3_dense_layer1_bn1_stats = (float *)(A + 18292352); /* [2,28]: mean, 1/std; [2,28] double sums */
+  float *dense_block3_dense_layer1_conv1 = (float *)(A + 61636608); /* [64,32,4,4] */
+  float *dense_block3_dense_layer1_bn2 = (float *)(A + 61767680); /* [64,32,4,4] */
+  float *dense_block3_dense_layer1_bn2_stats = (float *)(A + 18289280); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block3_dense_layer1_conv2 = (float *)(A + 16515072); /* [64,8,4,4] */
-  float *dense_block3_dense_layer1_cat1 = (float *)(A + 61063168); /* [64,36,4,4] */
-  float *dense_block3_dense_layer2_bn1 = (float *)(A + 16515072); /* [64,36,4,4] */
-  float *dense_block3_dense_layer2_bn1_stats = (float *)(A + 60459328); /* [2,36]: mean, 1/std; [2,36] double sums */
-  float *dense_block3_dense_layer2_relu1 = (float *)(A + 61210624); /* [64,36,4,4] */
-  float *dense_block3_dense_layer2_conv1 = (float *)(A + 61620224); /* [64,32,4,4] */
-  float *dense_block3_dense_layer2_bn2 = (float *)(A + 16515072); /* [64,32,4,4] */
-  float *dense_block3_dense_layer2_bn2_stats = (float *)(A + 60460992); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block3_dense_layer2_relu2 = (float *)(A + 61751296); /* [64,32,4,4] */
+  float *dense_block3_dense_layer1_cat1 = (float *)(A + 61341696); /* [64,36,4,4] */
+  float *dense_block3_dense_layer2_bn1 = (float *)(A + 61489152); /* [64,36,4,4] */
+  float *dense_block3_dense_layer2_bn1_stats = (float *)(A + 18288384); /* [2,36]: mean, 1/std; [2,36] double sums */
+  float *dense_block3_dense_layer2_conv1 = (float *)(A + 61898752); /* [64,32,4,4] */
+  float *dense_block3_dense_layer2_bn2 = (float *)(A + 62029824); /* [64,32,4,4] */
+  float *dense_block3_dense_layer2_bn2_stats = (float *)(A + 18290048); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block3_dense_layer2_conv2 = (float *)(A + 16515072); /* [64,8,4,4] */
-  float *dense_block3_dense_layer2_cat1 = (float *)(A + 17252352); /* [64,44,4,4] */
-  float *dense_block3_dense_layer3_bn1 = (float *)(A + 16515072); /* [64,44,4,4] */
-  float *dense_block3_dense_layer3_bn1_stats = (float *)(A + 60458240); /* [2,44]: mean, 1/std; [2,44] double sums */
-  float *dense_block3_dense_layer3_relu1 = (float *)(A + 60882944); /* [64,44,4,4] */
-  float *dense_block3_dense_layer3_conv1 = (float *)(A + 61882368); /* [64,32,4,4] */
-  float *dense_block3_dense_layer3_bn2 = (float *)(A + 16515072); /* [64,32,4,4] */
-  float *dense_block3_dense_layer3_bn2_stats = (float *)(A + 60461760); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block3_dense_layer3_relu2 = (float *)(A + 62013440); /* [64,32,4,4] */
+  float *dense_block3_dense_layer2_cat1 = (float *)(A + 17924096); /* [64,44,4,4] */
+  float *dense_block3_dense_layer3_bn1 = (float *)(A + 18104320); /* [64,44,4,4] */
+  float *dense_block3_dense_layer3_bn1_stats = (float *)(A + 18287296); /* [2,44]: mean, 1/std; [2,44] double sums */
+  float *dense_block3_dense_layer3_conv1 = (float *)(A + 62160896); /* [64,32,4,4] */
+  float *dense_block3_dense_layer3_bn2 = (float *)(A + 62291968); /* [64,32,4,4] */
+  float *dense_block3_dense_layer3_bn2_stats = (float *)(A + 18290816); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block3_dense_layer3_conv2 = (float *)(A + 16515072); /* [64,8,4,4] */
-  float *dense_block3_dense_layer3_cat1 = (float *)(A + 60030976); /* [64,52,4,4] */
-  float *dense_block3_dense_layer4_bn1 = (float *)(A + 16515072); /* [64,52,4,4] */
-  float *dense_block3_dense_layer4_bn1_stats = (float *)(A + 60456960); /* [2,52]: mean, 1/std; [2,52] double sums */
-  float *dense_block3_dense_layer4_relu1 = (float *)(A + 60243968); /* [64,52,4,4] */
-  float *dense_block3_dense_layer4_conv1 = (float *)(A + 62144512); /* [64,32,4,4] */
-  float *dense_block3_dense_layer4_bn2 = (float *)(A + 16515072); /* [64,32,4,4] */
-  float *dense_block3_dense_layer4_bn2_stats = (float *)(A + 60462528); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block3_dense_layer4_relu2 = (float *)(A + 62275584); /* [64,32,4,4] */
+  float *dense_block3_dense_layer3_cat1 = (float *)(A + 17498112); /* [64,52,4,4] */
+  float *dense_block3_dense_layer4_bn1 = (float *)(A + 17711104); /* [64,52,4,4] */
+  float *dense_block3_dense_layer4_bn1_stats = (float *)(A + 18286016); /* [2,52]: mean, 1/std; [2,52] double sums */
+  float *dense_block3_dense_layer4_conv1 = (float *)(A + 62423040); /* [64,32,4,4] */
+  float *dense_block3_dense_layer4_bn2 = (float *)(A + 62554112); /* [64,32,4,4] */
+  float *dense_block3_dense_layer4_bn2_stats = (float *)(A + 18291584); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *dense_block3_dense_layer4_conv2 = (float *)(A + 16760832); /* [64,8,4,4] */
   float *dense_block3_dense_layer4_cat1 = (float *)(A + 16515072); /* [64,60,4,4] */
   float *bn2 = (float *)(A + 16760832); /* [64,60,4,4] */
-  float *bn2_stats = (float *)(A + 23084032); /* [2,60]: mean, 1/std; [2,60] double sums */
-  float *relu2 = (float *)(A + 16760832); /* [64,60,4,4] */
+  float *bn2_stats = (float *)(A + 18284544); /* [2,60]: mean, 1/std; [2,60] double sums */
   float *avgpool1 = (float *)(A + 17006592); /* [64,60,1,1] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
@@ -1618,312 +1338,228 @@ static void forward(NnccState *s, int training) {
     bn1_forward(bn1, conv1, P + 144 /* bn1.weight */, P + 160 /* bn1.bias */, P + 176 /* bn1.running_mean */, P + 192 /* bn1.running_var */, P + 208 /* bn1.num_batches_tracked */, bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
-    relu1_forward(relu1, bn1);
+    maxpool1_forward(maxpool1, bn1);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    maxpool1_forward(maxpool1, relu1);
+    dense_block1_dense_layer1_bn1_forward(dense_block1_dense_layer1_bn1, maxpool1, P + 224 /* dense_block1.dense_layer1.bn1.weight */, P + 240 /* dense_block1.dense_layer1.bn1.bias */, P + 256 /* dense_block1.dense_layer1.bn1.running_mean */, P + 272 /* dense_block1.dense_layer1.bn1.running_var */, P + 288 /* dense_block1.dense_layer1.bn1.num_batches_tracked */, dense_block1_dense_layer1_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer1_bn1_forward(dense_block1_dense_layer1_bn1, maxpool1, P + 224 /* dense_block1.dense_layer1.bn1.weight */, P + 240 /* dense_block1.dense_layer1.bn1.bias */, P + 256 /* dense_block1.dense_layer1.bn1.running_mean */, P + 272 /* dense_block1.dense_layer1.bn1.running_var */, P + 288 /* dense_block1.dense_layer1.bn1.num_batches_tracked */, dense_block1_dense_layer1_bn1_stats, training, s->rank_sum, s);
+    dense_block1_dense_layer1_conv1_forward(dense_block1_dense_layer1_conv1, dense_block1_dense_layer1_bn1, P + 304 /* dense_block1.dense_layer1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer1_relu1_forward(dense_block1_dense_layer1_relu1, dense_block1_dense_layer1_bn1);
+    dense_block1_dense_layer1_bn2_forward(dense_block1_dense_layer1_bn2, dense_block1_dense_layer1_conv1, P + 816 /* dense_block1.dense_layer1.bn2.weight */, P + 848 /* dense_block1.dense_layer1.bn2.bias */, P + 880 /* dense_block1.dense_layer1.bn2.running_mean */, P + 912 /* dense_block1.dense_layer1.bn2.running_var */, P + 944 /* dense_block1.dense_layer1.bn2.num_batches_tracked */, dense_block1_dense_layer1_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer1_conv1_forward(dense_block1_dense_layer1_conv1, dense_block1_dense_layer1_relu1, P + 304 /* dense_block1.dense_layer1.conv1.weight */, NULL, scratch);
+    dense_block1_dense_layer1_conv2_forward(dense_block1_dense_layer1_conv2, dense_block1_dense_layer1_bn2, P + 960 /* dense_block1.dense_layer1.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block1_dense_layer1_bn2_forward(dense_block1_dense_layer1_bn2, dense_block1_dense_layer1_conv1, P + 816 /* dense_block1.dense_layer1.bn2.weight */, P + 848 /* dense_block1.dense_layer1.bn2.bias */, P + 880 /* dense_block1.dense_layer1.bn2.running_mean */, P + 912 /* dense_block1.dense_layer1.bn2.running_var */, P + 944 /* dense_block1.dense_layer1.bn2.num_batches_tracked */, dense_block1_dense_layer1_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 7, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block1_dense_layer1_relu2_forward(dense_block1_dense_layer1_relu2, dense_block1_dense_layer1_bn2);
-    if (s->check) s->check(s, 8, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block1_dense_layer1_conv2_forward(dense_block1_dense_layer1_conv2, dense_block1_dense_layer1_relu2, P + 960 /* dense_block1.dense_layer1.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block1_dense_layer1_cat1, 24, 0, maxpool1, 16, 0, 64, 16, 256);
     nncc_copy_channels_team(dense_block1_dense_layer1_cat1, 24, 16, dense_block1_dense_layer1_conv2, 8, 0, 64, 8, 256);
-    if (s->check) s->check(s, 10, NNCC_FORWARD);
+    if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
     dense_block1_dense_layer2_bn1_forward(dense_block1_dense_layer2_bn1, dense_block1_dense_layer1_cat1, P + 3264 /* dense_block1.dense_layer2.bn1.weight */, P + 3296 /* dense_block1.dense_layer2.bn1.bias */, P + 3328 /* dense_block1.dense_layer2.bn1.running_mean */, P + 3360 /* dense_block1.dense_layer2.bn1.running_var */, P + 3392 /* dense_block1.dense_layer2.bn1.num_batches_tracked */, dense_block1_dense_layer2_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 11, NNCC_FORWARD);
+    if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer2_relu1_forward(dense_block1_dense_layer2_relu1, dense_block1_dense_layer2_bn1);
-    if (s->check) s->check(s, 12, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block1_dense_layer2_conv1_forward(dense_block1_dense_layer2_conv1, dense_block1_dense_layer2_relu1, P + 3408 /* dense_block1.dense_layer2.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 13, NNCC_FORWARD);
+    dense_block1_dense_layer2_conv1_forward(dense_block1_dense_layer2_conv1, dense_block1_dense_layer2_bn1, P + 3408 /* dense_block1.dense_layer2.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
     dense_block1_dense_layer2_bn2_forward(dense_block1_dense_layer2_bn2, dense_block1_dense_layer2_conv1, P + 4176 /* dense_block1.dense_layer2.bn2.weight */, P + 4208 /* dense_block1.dense_layer2.bn2.bias */, P + 4240 /* dense_block1.dense_layer2.bn2.running_mean */, P + 4272 /* dense_block1.dense_layer2.bn2.running_var */, P + 4304 /* dense_block1.dense_layer2.bn2.num_batches_tracked */, dense_block1_dense_layer2_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 14, NNCC_FORWARD);
+    if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer2_relu2_forward(dense_block1_dense_layer2_relu2, dense_block1_dense_layer2_bn2);
-    if (s->check) s->check(s, 15, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block1_dense_layer2_conv2_forward(dense_block1_dense_layer2_conv2, dense_block1_dense_layer2_relu2, P + 4320 /* dense_block1.dense_layer2.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 16, NNCC_FORWARD);
+    dense_block1_dense_layer2_conv2_forward(dense_block1_dense_layer2_conv2, dense_block1_dense_layer2_bn2, P + 4320 /* dense_block1.dense_layer2.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block1_dense_layer2_cat1, 32, 0, dense_block1_dense_layer1_cat1, 24, 0, 64, 24, 256);
     nncc_copy_channels_team(dense_block1_dense_layer2_cat1, 32, 24, dense_block1_dense_layer2_conv2, 8, 0, 64, 8, 256);
-    if (s->check) s->check(s, 17, NNCC_FORWARD);
+    if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
     dense_block1_dense_layer3_bn1_forward(dense_block1_dense_layer3_bn1, dense_block1_dense_layer2_cat1, P + 6624 /* dense_block1.dense_layer3.bn1.weight */, P + 6656 /* dense_block1.dense_layer3.bn1.bias */, P + 6688 /* dense_block1.dense_layer3.bn1.running_mean */, P + 6720 /* dense_block1.dense_layer3.bn1.running_var */, P + 6752 /* dense_block1.dense_layer3.bn1.num_batches_tracked */, dense_block1_dense_layer3_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 18, NNCC_FORWARD);
+    if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer3_relu1_forward(dense_block1_dense_layer3_relu1, dense_block1_dense_layer3_bn1);
-    if (s->check) s->check(s, 19, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block1_dense_layer3_conv1_forward(dense_block1_dense_layer3_conv1, dense_block1_dense_layer3_relu1, P + 6768 /* dense_block1.dense_layer3.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 20, NNCC_FORWARD);
+    dense_block1_dense_layer3_conv1_forward(dense_block1_dense_layer3_conv1, dense_block1_dense_layer3_bn1, P + 6768 /* dense_block1.dense_layer3.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
     dense_block1_dense_layer3_bn2_forward(dense_block1_dense_layer3_bn2, dense_block1_dense_layer3_conv1, P + 7792 /* dense_block1.dense_layer3.bn2.weight */, P + 7824 /* dense_block1.dense_layer3.bn2.bias */, P + 7856 /* dense_block1.dense_layer3.bn2.running_mean */, P + 7888 /* dense_block1.dense_layer3.bn2.running_var */, P + 7920 /* dense_block1.dense_layer3.bn2.num_batches_tracked */, dense_block1_dense_layer3_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 21, NNCC_FORWARD);
+    if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer3_relu2_forward(dense_block1_dense_layer3_relu2, dense_block1_dense_layer3_bn2);
-    if (s->check) s->check(s, 22, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block1_dense_layer3_conv2_forward(dense_block1_dense_layer3_conv2, dense_block1_dense_layer3_relu2, P + 7936 /* dense_block1.dense_layer3.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 23, NNCC_FORWARD);
+    dense_block1_dense_layer3_conv2_forward(dense_block1_dense_layer3_conv2, dense_block1_dense_layer3_bn2, P + 7936 /* dense_block1.dense_layer3.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block1_dense_layer3_cat1, 40, 0, dense_block1_dense_layer2_cat1, 32, 0, 64, 32, 256);
     nncc_copy_channels_team(dense_block1_dense_layer3_cat1, 40, 32, dense_block1_dense_layer3_conv2, 8, 0, 64, 8, 256);
-    if (s->check) s->check(s, 24, NNCC_FORWARD);
+    if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
     dense_block1_dense_layer4_bn1_forward(dense_block1_dense_layer4_bn1, dense_block1_dense_layer3_cat1, P + 10240 /* dense_block1.dense_layer4.bn1.weight */, P + 10288 /* dense_block1.dense_layer4.bn1.bias */, P + 10336 /* dense_block1.dense_layer4.bn1.running_mean */, P + 10384 /* dense_block1.dense_layer4.bn1.running_var */, P + 10432 /* dense_block1.dense_layer4.bn1.num_batches_tracked */, dense_block1_dense_layer4_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 25, NNCC_FORWARD);
+    if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer4_relu1_forward(dense_block1_dense_layer4_relu1, dense_block1_dense_layer4_bn1);
-    if (s->check) s->check(s, 26, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block1_dense_layer4_conv1_forward(dense_block1_dense_layer4_conv1, dense_block1_dense_layer4_relu1, P + 10448 /* dense_block1.dense_layer4.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 27, NNCC_FORWARD);
+    dense_block1_dense_layer4_conv1_forward(dense_block1_dense_layer4_conv1, dense_block1_dense_layer4_bn1, P + 10448 /* dense_block1.dense_layer4.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
     dense_block1_dense_layer4_bn2_forward(dense_block1_dense_layer4_bn2, dense_block1_dense_layer4_conv1, P + 11728 /* dense_block1.dense_layer4.bn2.weight */, P + 11760 /* dense_block1.dense_layer4.bn2.bias */, P + 11792 /* dense_block1.dense_layer4.bn2.running_mean */, P + 11824 /* dense_block1.dense_layer4.bn2.running_var */, P + 11856 /* dense_block1.dense_layer4.bn2.num_batches_tracked */, dense_block1_dense_layer4_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 28, NNCC_FORWARD);
+    if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer4_relu2_forward(dense_block1_dense_layer4_relu2, dense_block1_dense_layer4_bn2);
-    if (s->check) s->check(s, 29, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block1_dense_layer4_conv2_forward(dense_block1_dense_layer4_conv2, dense_block1_dense_layer4_relu2, P + 11872 /* dense_block1.dense_layer4.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 30, NNCC_FORWARD);
+    dense_block1_dense_layer4_conv2_forward(dense_block1_dense_layer4_conv2, dense_block1_dense_layer4_bn2, P + 11872 /* dense_block1.dense_layer4.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block1_dense_layer4_cat1, 48, 0, dense_block1_dense_layer3_cat1, 40, 0, 64, 40, 256);
     nncc_copy_channels_team(dense_block1_dense_layer4_cat1, 48, 40, dense_block1_dense_layer4_conv2, 8, 0, 64, 8, 256);
-    if (s->check) s->check(s, 31, NNCC_FORWARD);
+    if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
     transition1_bn1_forward(transition1_bn1, dense_block1_dense_layer4_cat1, P + 14176 /* transition1.bn1.weight */, P + 14224 /* transition1.bn1.bias */, P + 14272 /* transition1.bn1.running_mean */, P + 14320 /* transition1.bn1.running_var */, P + 14368 /* transition1.bn1.num_batches_tracked */, transition1_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 32, NNCC_FORWARD);
+    if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
-    transition1_relu1_forward(transition1_relu1, transition1_bn1);
-    if (s->check) s->check(s, 33, NNCC_FORWARD);
-#pragma omp barrier
-    transition1_conv1_forward(transition1_conv1, transition1_relu1, P + 14384 /* transition1.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 34, NNCC_FORWARD);
+    transition1_conv1_forward(transition1_conv1, transition1_bn1, P + 14384 /* transition1.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
     transition1_avgpool1_forward(transition1_avgpool1, transition1_conv1);
-    if (s->check) s->check(s, 35, NNCC_FORWARD);
+    if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer1_bn1_forward(dense_block2_dense_layer1_bn1, transition1_avgpool1, P + 15536 /* dense_block2.dense_layer1.bn1.weight */, P + 15568 /* dense_block2.dense_layer1.bn1.bias */, P + 15600 /* dense_block2.dense_layer1.bn1.running_mean */, P + 15632 /* dense_block2.dense_layer1.bn1.running_var */, P + 15664 /* dense_block2.dense_layer1.bn1.num_batches_tracked */, dense_block2_dense_layer1_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 36, NNCC_FORWARD);
+    if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer1_relu1_forward(dense_block2_dense_layer1_relu1, dense_block2_dense_layer1_bn1);
-    if (s->check) s->check(s, 37, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block2_dense_layer1_conv1_forward(dense_block2_dense_layer1_conv1, dense_block2_dense_layer1_relu1, P + 15680 /* dense_block2.dense_layer1.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 38, NNCC_FORWARD);
+    dense_block2_dense_layer1_conv1_forward(dense_block2_dense_layer1_conv1, dense_block2_dense_layer1_bn1, P + 15680 /* dense_block2.dense_layer1.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer1_bn2_forward(dense_block2_dense_layer1_bn2, dense_block2_dense_layer1_conv1, P + 16448 /* dense_block2.dense_layer1.bn2.weight */, P + 16480 /* dense_block2.dense_layer1.bn2.bias */, P + 16512 /* dense_block2.dense_layer1.bn2.running_mean */, P + 16544 /* dense_block2.dense_layer1.bn2.running_var */, P + 16576 /* dense_block2.dense_layer1.bn2.num_batches_tracked */, dense_block2_dense_layer1_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 39, NNCC_FORWARD);
+    if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer1_relu2_forward(dense_block2_dense_layer1_relu2, dense_block2_dense_layer1_bn2);
-    if (s->check) s->check(s, 40, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block2_dense_layer1_conv2_forward(dense_block2_dense_layer1_conv2, dense_block2_dense_layer1_relu2, P + 16592 /* dense_block2.dense_layer1.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 41, NNCC_FORWARD);
+    dense_block2_dense_layer1_conv2_forward(dense_block2_dense_layer1_conv2, dense_block2_dense_layer1_bn2, P + 16592 /* dense_block2.dense_layer1.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 29, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block2_dense_layer1_cat1, 32, 0, transition1_avgpool1, 24, 0, 64, 24, 64);
     nncc_copy_channels_team(dense_block2_dense_layer1_cat1, 32, 24, dense_block2_dense_layer1_conv2, 8, 0, 64, 8, 64);
-    if (s->check) s->check(s, 42, NNCC_FORWARD);
+    if (s->check) s->check(s, 30, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer2_bn1_forward(dense_block2_dense_layer2_bn1, dense_block2_dense_layer1_cat1, P + 18896 /* dense_block2.dense_layer2.bn1.weight */, P + 18928 /* dense_block2.dense_layer2.bn1.bias */, P + 18960 /* dense_block2.dense_layer2.bn1.running_mean */, P + 18992 /* dense_block2.dense_layer2.bn1.running_var */, P + 19024 /* dense_block2.dense_layer2.bn1.num_batches_tracked */, dense_block2_dense_layer2_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 43, NNCC_FORWARD);
+    if (s->check) s->check(s, 31, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer2_relu1_forward(dense_block2_dense_layer2_relu1, dense_block2_dense_layer2_bn1);
-    if (s->check) s->check(s, 44, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block2_dense_layer2_conv1_forward(dense_block2_dense_layer2_conv1, dense_block2_dense_layer2_relu1, P + 19040 /* dense_block2.dense_layer2.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 45, NNCC_FORWARD);
+    dense_block2_dense_layer2_conv1_forward(dense_block2_dense_layer2_conv1, dense_block2_dense_layer2_bn1, P + 19040 /* dense_block2.dense_layer2.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 32, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer2_bn2_forward(dense_block2_dense_layer2_bn2, dense_block2_dense_layer2_conv1, P + 20064 /* dense_block2.dense_layer2.bn2.weight */, P + 20096 /* dense_block2.dense_layer2.bn2.bias */, P + 20128 /* dense_block2.dense_layer2.bn2.running_mean */, P + 20160 /* dense_block2.dense_layer2.bn2.running_var */, P + 20192 /* dense_block2.dense_layer2.bn2.num_batches_tracked */, dense_block2_dense_layer2_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 46, NNCC_FORWARD);
+    if (s->check) s->check(s, 33, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer2_relu2_forward(dense_block2_dense_layer2_relu2, dense_block2_dense_layer2_bn2);
-    if (s->check) s->check(s, 47, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block2_dense_layer2_conv2_forward(dense_block2_dense_layer2_conv2, dense_block2_dense_layer2_relu2, P + 20208 /* dense_block2.dense_layer2.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 48, NNCC_FORWARD);
+    dense_block2_dense_layer2_conv2_forward(dense_block2_dense_layer2_conv2, dense_block2_dense_layer2_bn2, P + 20208 /* dense_block2.dense_layer2.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 34, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block2_dense_layer2_cat1, 40, 0, dense_block2_dense_layer1_cat1, 32, 0, 64, 32, 64);
     nncc_copy_channels_team(dense_block2_dense_layer2_cat1, 40, 32, dense_block2_dense_layer2_conv2, 8, 0, 64, 8, 64);
-    if (s->check) s->check(s, 49, NNCC_FORWARD);
+    if (s->check) s->check(s, 35, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer3_bn1_forward(dense_block2_dense_layer3_bn1, dense_block2_dense_layer2_cat1, P + 22512 /* dense_block2.dense_layer3.bn1.weight */, P + 22560 /* dense_block2.dense_layer3.bn1.bias */, P + 22608 /* dense_block2.dense_layer3.bn1.running_mean */, P + 22656 /* dense_block2.dense_layer3.bn1.running_var */, P + 22704 /* dense_block2.dense_layer3.bn1.num_batches_tracked */, dense_block2_dense_layer3_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 50, NNCC_FORWARD);
+    if (s->check) s->check(s, 36, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer3_relu1_forward(dense_block2_dense_layer3_relu1, dense_block2_dense_layer3_bn1);
-    if (s->check) s->check(s, 51, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block2_dense_layer3_conv1_forward(dense_block2_dense_layer3_conv1, dense_block2_dense_layer3_relu1, P + 22720 /* dense_block2.dense_layer3.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 52, NNCC_FORWARD);
+    dense_block2_dense_layer3_conv1_forward(dense_block2_dense_layer3_conv1, dense_block2_dense_layer3_bn1, P + 22720 /* dense_block2.dense_layer3.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 37, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer3_bn2_forward(dense_block2_dense_layer3_bn2, dense_block2_dense_layer3_conv1, P + 24000 /* dense_block2.dense_layer3.bn2.weight */, P + 24032 /* dense_block2.dense_layer3.bn2.bias */, P + 24064 /* dense_block2.dense_layer3.bn2.running_mean */, P + 24096 /* dense_block2.dense_layer3.bn2.running_var */, P + 24128 /* dense_block2.dense_layer3.bn2.num_batches_tracked */, dense_block2_dense_layer3_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 53, NNCC_FORWARD);
+    if (s->check) s->check(s, 38, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer3_relu2_forward(dense_block2_dense_layer3_relu2, dense_block2_dense_layer3_bn2);
-    if (s->check) s->check(s, 54, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block2_dense_layer3_conv2_forward(dense_block2_dense_layer3_conv2, dense_block2_dense_layer3_relu2, P + 24144 /* dense_block2.dense_layer3.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 55, NNCC_FORWARD);
+    dense_block2_dense_layer3_conv2_forward(dense_block2_dense_layer3_conv2, dense_block2_dense_layer3_bn2, P + 24144 /* dense_block2.dense_layer3.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 39, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block2_dense_layer3_cat1, 48, 0, dense_block2_dense_layer2_cat1, 40, 0, 64, 40, 64);
     nncc_copy_channels_team(dense_block2_dense_layer3_cat1, 48, 40, dense_block2_dense_layer3_conv2, 8, 0, 64, 8, 64);
-    if (s->check) s->check(s, 56, NNCC_FORWARD);
+    if (s->check) s->check(s, 40, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer4_bn1_forward(dense_block2_dense_layer4_bn1, dense_block2_dense_layer3_cat1, P + 26448 /* dense_block2.dense_layer4.bn1.weight */, P + 26496 /* dense_block2.dense_layer4.bn1.bias */, P + 26544 /* dense_block2.dense_layer4.bn1.running_mean */, P + 26592 /* dense_block2.dense_layer4.bn1.running_var */, P + 26640 /* dense_block2.dense_layer4.bn1.num_batches_tracked */, dense_block2_dense_layer4_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 57, NNCC_FORWARD);
+    if (s->check) s->check(s, 41, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer4_relu1_forward(dense_block2_dense_layer4_relu1, dense_block2_dense_layer4_bn1);
-    if (s->check) s->check(s, 58, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block2_dense_layer4_conv1_forward(dense_block2_dense_layer4_conv1, dense_block2_dense_layer4_relu1, P + 26656 /* dense_block2.dense_layer4.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 59, NNCC_FORWARD);
+    dense_block2_dense_layer4_conv1_forward(dense_block2_dense_layer4_conv1, dense_block2_dense_layer4_bn1, P + 26656 /* dense_block2.dense_layer4.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 42, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer4_bn2_forward(dense_block2_dense_layer4_bn2, dense_block2_dense_layer4_conv1, P + 28192 /* dense_block2.dense_layer4.bn2.weight */, P + 28224 /* dense_block2.dense_layer4.bn2.bias */, P + 28256 /* dense_block2.dense_layer4.bn2.running_mean */, P + 28288 /* dense_block2.dense_layer4.bn2.running_var */, P + 28320 /* dense_block2.dense_layer4.bn2.num_batches_tracked */, dense_block2_dense_layer4_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 60, NNCC_FORWARD);
+    if (s->check) s->check(s, 43, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer4_relu2_forward(dense_block2_dense_layer4_relu2, dense_block2_dense_layer4_bn2);
-    if (s->check) s->check(s, 61, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block2_dense_layer4_conv2_forward(dense_block2_dense_layer4_conv2, dense_block2_dense_layer4_relu2, P + 28336 /* dense_block2.dense_layer4.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 62, NNCC_FORWARD);
+    dense_block2_dense_layer4_conv2_forward(dense_block2_dense_layer4_conv2, dense_block2_dense_layer4_bn2, P + 28336 /* dense_block2.dense_layer4.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 44, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block2_dense_layer4_cat1, 56, 0, dense_block2_dense_layer3_cat1, 48, 0, 64, 48, 64);
     nncc_copy_channels_team(dense_block2_dense_layer4_cat1, 56, 48, dense_block2_dense_layer4_conv2, 8, 0, 64, 8, 64);
-    if (s->check) s->check(s, 63, NNCC_FORWARD);
+    if (s->check) s->check(s, 45, NNCC_FORWARD);
 #pragma omp barrier
     transition2_bn1_forward(transition2_bn1, dense_block2_dense_layer4_cat1, P + 30640 /* transition2.bn1.weight */, P + 30704 /* transition2.bn1.bias */, P + 30768 /* transition2.bn1.running_mean */, P + 30832 /* transition2.bn1.running_var */, P + 30896 /* transition2.bn1.num_batches_tracked */, transition2_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 64, NNCC_FORWARD);
+    if (s->check) s->check(s, 46, NNCC_FORWARD);
 #pragma omp barrier
-    transition2_relu1_forward(transition2_relu1, transition2_bn1);
-    if (s->check) s->check(s, 65, NNCC_FORWARD);
-#pragma omp barrier
-    transition2_conv1_forward(transition2_conv1, transition2_relu1, P + 30912 /* transition2.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 66, NNCC_FORWARD);
+    transition2_conv1_forward(transition2_conv1, transition2_bn1, P + 30912 /* transition2.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 47, NNCC_FORWARD);
 #pragma omp barrier
     transition2_avgpool1_forward(transition2_avgpool1, transition2_conv1);
-    if (s->check) s->check(s, 67, NNCC_FORWARD);
+    if (s->check) s->check(s, 48, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer1_bn1_forward(dense_block3_dense_layer1_bn1, transition2_avgpool1, P + 32480 /* dense_block3.dense_layer1.bn1.weight */, P + 32512 /* dense_block3.dense_layer1.bn1.bias */, P + 32544 /* dense_block3.dense_layer1.bn1.running_mean */, P + 32576 /* dense_block3.dense_layer1.bn1.running_var */, P + 32608 /* dense_block3.dense_layer1.bn1.num_batches_tracked */, dense_block3_dense_layer1_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 68, NNCC_FORWARD);
+    if (s->check) s->check(s, 49, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer1_relu1_forward(dense_block3_dense_layer1_relu1, dense_block3_dense_layer1_bn1);
-    if (s->check) s->check(s, 69, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block3_dense_layer1_conv1_forward(dense_block3_dense_layer1_conv1, dense_block3_dense_layer1_relu1, P + 32624 /* dense_block3.dense_layer1.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 70, NNCC_FORWARD);
+    dense_block3_dense_layer1_conv1_forward(dense_block3_dense_layer1_conv1, dense_block3_dense_layer1_bn1, P + 32624 /* dense_block3.dense_layer1.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 50, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer1_bn2_forward(dense_block3_dense_layer1_bn2, dense_block3_dense_layer1_conv1, P + 33520 /* dense_block3.dense_layer1.bn2.weight */, P + 33552 /* dense_block3.dense_layer1.bn2.bias */, P + 33584 /* dense_block3.dense_layer1.bn2.running_mean */, P + 33616 /* dense_block3.dense_layer1.bn2.running_var */, P + 33648 /* dense_block3.dense_layer1.bn2.num_batches_tracked */, dense_block3_dense_layer1_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 71, NNCC_FORWARD);
+    if (s->check) s->check(s, 51, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer1_relu2_forward(dense_block3_dense_layer1_relu2, dense_block3_dense_layer1_bn2);
-    if (s->check) s->check(s, 72, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block3_dense_layer1_conv2_forward(dense_block3_dense_layer1_conv2, dense_block3_dense_layer1_relu2, P + 33664 /* dense_block3.dense_layer1.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 73, NNCC_FORWARD);
+    dense_block3_dense_layer1_conv2_forward(dense_block3_dense_layer1_conv2, dense_block3_dense_layer1_bn2, P + 33664 /* dense_block3.dense_layer1.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 52, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block3_dense_layer1_cat1, 36, 0, transition2_avgpool1, 28, 0, 64, 28, 16);
     nncc_copy_channels_team(dense_block3_dense_layer1_cat1, 36, 28, dense_block3_dense_layer1_conv2, 8, 0, 64, 8, 16);
-    if (s->check) s->check(s, 74, NNCC_FORWARD);
+    if (s->check) s->check(s, 53, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer2_bn1_forward(dense_block3_dense_layer2_bn1, dense_block3_dense_layer1_cat1, P + 35968 /* dense_block3.dense_layer2.bn1.weight */, P + 36016 /* dense_block3.dense_layer2.bn1.bias */, P + 36064 /* dense_block3.dense_layer2.bn1.running_mean */, P + 36112 /* dense_block3.dense_layer2.bn1.running_var */, P + 36160 /* dense_block3.dense_layer2.bn1.num_batches_tracked */, dense_block3_dense_layer2_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 75, NNCC_FORWARD);
+    if (s->check) s->check(s, 54, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer2_relu1_forward(dense_block3_dense_layer2_relu1, dense_block3_dense_layer2_bn1);
-    if (s->check) s->check(s, 76, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block3_dense_layer2_conv1_forward(dense_block3_dense_layer2_conv1, dense_block3_dense_layer2_relu1, P + 36176 /* dense_block3.dense_layer2.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 77, NNCC_FORWARD);
+    dense_block3_dense_layer2_conv1_forward(dense_block3_dense_layer2_conv1, dense_block3_dense_layer2_bn1, P + 36176 /* dense_block3.dense_layer2.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 55, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer2_bn2_forward(dense_block3_dense_layer2_bn2, dense_block3_dense_layer2_conv1, P + 37328 /* dense_block3.dense_layer2.bn2.weight */, P + 37360 /* dense_block3.dense_layer2.bn2.bias */, P + 37392 /* dense_block3.dense_layer2.bn2.running_mean */, P + 37424 /* dense_block3.dense_layer2.bn2.running_var */, P + 37456 /* dense_block3.dense_layer2.bn2.num_batches_tracked */, dense_block3_dense_layer2_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 78, NNCC_FORWARD);
+    if (s->check) s->check(s, 56, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer2_relu2_forward(dense_block3_dense_layer2_relu2, dense_block3_dense_layer2_bn2);
-    if (s->check) s->check(s, 79, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block3_dense_layer2_conv2_forward(dense_block3_dense_layer2_conv2, dense_block3_dense_layer2_relu2, P + 37472 /* dense_block3.dense_layer2.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 80, NNCC_FORWARD);
+    dense_block3_dense_layer2_conv2_forward(dense_block3_dense_layer2_conv2, dense_block3_dense_layer2_bn2, P + 37472 /* dense_block3.dense_layer2.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 57, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block3_dense_layer2_cat1, 44, 0, dense_block3_dense_layer1_cat1, 36, 0, 64, 36, 16);
     nncc_copy_channels_team(dense_block3_dense_layer2_cat1, 44, 36, dense_block3_dense_layer2_conv2, 8, 0, 64, 8, 16);
-    if (s->check) s->check(s, 81, NNCC_FORWARD);
+    if (s->check) s->check(s, 58, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer3_bn1_forward(dense_block3_dense_layer3_bn1, dense_block3_dense_layer2_cat1, P + 39776 /* dense_block3.dense_layer3.bn1.weight */, P + 39824 /* dense_block3.dense_layer3.bn1.bias */, P + 39872 /* dense_block3.dense_layer3.bn1.running_mean */, P + 39920 /* dense_block3.dense_layer3.bn1.running_var */, P + 39968 /* dense_block3.dense_layer3.bn1.num_batches_tracked */, dense_block3_dense_layer3_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 82, NNCC_FORWARD);
+    if (s->check) s->check(s, 59, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer3_relu1_forward(dense_block3_dense_layer3_relu1, dense_block3_dense_layer3_bn1);
-    if (s->check) s->check(s, 83, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block3_dense_layer3_conv1_forward(dense_block3_dense_layer3_conv1, dense_block3_dense_layer3_relu1, P + 39984 /* dense_block3.dense_layer3.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 84, NNCC_FORWARD);
+    dense_block3_dense_layer3_conv1_forward(dense_block3_dense_layer3_conv1, dense_block3_dense_layer3_bn1, P + 39984 /* dense_block3.dense_layer3.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 60, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer3_bn2_forward(dense_block3_dense_layer3_bn2, dense_block3_dense_layer3_conv1, P + 41392 /* dense_block3.dense_layer3.bn2.weight */, P + 41424 /* dense_block3.dense_layer3.bn2.bias */, P + 41456 /* dense_block3.dense_layer3.bn2.running_mean */, P + 41488 /* dense_block3.dense_layer3.bn2.running_var */, P + 41520 /* dense_block3.dense_layer3.bn2.num_batches_tracked */, dense_block3_dense_layer3_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 85, NNCC_FORWARD);
+    if (s->check) s->check(s, 61, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer3_relu2_forward(dense_block3_dense_layer3_relu2, dense_block3_dense_layer3_bn2);
-    if (s->check) s->check(s, 86, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block3_dense_layer3_conv2_forward(dense_block3_dense_layer3_conv2, dense_block3_dense_layer3_relu2, P + 41536 /* dense_block3.dense_layer3.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 87, NNCC_FORWARD);
+    dense_block3_dense_layer3_conv2_forward(dense_block3_dense_layer3_conv2, dense_block3_dense_layer3_bn2, P + 41536 /* dense_block3.dense_layer3.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 62, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block3_dense_layer3_cat1, 52, 0, dense_block3_dense_layer2_cat1, 44, 0, 64, 44, 16);
     nncc_copy_channels_team(dense_block3_dense_layer3_cat1, 52, 44, dense_block3_dense_layer3_conv2, 8, 0, 64, 8, 16);
-    if (s->check) s->check(s, 88, NNCC_FORWARD);
+    if (s->check) s->check(s, 63, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer4_bn1_forward(dense_block3_dense_layer4_bn1, dense_block3_dense_layer3_cat1, P + 43840 /* dense_block3.dense_layer4.bn1.weight */, P + 43904 /* dense_block3.dense_layer4.bn1.bias */, P + 43968 /* dense_block3.dense_layer4.bn1.running_mean */, P + 44032 /* dense_block3.dense_layer4.bn1.running_var */, P + 44096 /* dense_block3.dense_layer4.bn1.num_batches_tracked */, dense_block3_dense_layer4_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 89, NNCC_FORWARD);
+    if (s->check) s->check(s, 64, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer4_relu1_forward(dense_block3_dense_layer4_relu1, dense_block3_dense_layer4_bn1);
-    if (s->check) s->check(s, 90, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block3_dense_layer4_conv1_forward(dense_block3_dense_layer4_conv1, dense_block3_dense_layer4_relu1, P + 44112 /* dense_block3.dense_layer4.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 91, NNCC_FORWARD);
+    dense_block3_dense_layer4_conv1_forward(dense_block3_dense_layer4_conv1, dense_block3_dense_layer4_bn1, P + 44112 /* dense_block3.dense_layer4.conv1.weight */, NULL, scratch);
+    if (s->check) s->check(s, 65, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer4_bn2_forward(dense_block3_dense_layer4_bn2, dense_block3_dense_layer4_conv1, P + 45776 /* dense_block3.dense_layer4.bn2.weight */, P + 45808 /* dense_block3.dense_layer4.bn2.bias */, P + 45840 /* dense_block3.dense_layer4.bn2.running_mean */, P + 45872 /* dense_block3.dense_layer4.bn2.running_var */, P + 45904 /* dense_block3.dense_layer4.bn2.num_batches_tracked */, dense_block3_dense_layer4_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 92, NNCC_FORWARD);
+    if (s->check) s->check(s, 66, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer4_relu2_forward(dense_block3_dense_layer4_relu2, dense_block3_dense_layer4_bn2);
-    if (s->check) s->check(s, 93, NNCC_FORWARD);
-#pragma omp barrier
-    dense_block3_dense_layer4_conv2_forward(dense_block3_dense_layer4_conv2, dense_block3_dense_layer4_relu2, P + 45920 /* dense_block3.dense_layer4.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 94, NNCC_FORWARD);
+    dense_block3_dense_layer4_conv2_forward(dense_block3_dense_layer4_conv2, dense_block3_dense_layer4_bn2, P + 45920 /* dense_block3.dense_layer4.conv2.weight */, NULL, scratch);
+    if (s->check) s->check(s, 67, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(dense_block3_dense_layer4_cat1, 60, 0, dense_block3_dense_layer3_cat1, 52, 0, 64, 52, 16);
     nncc_copy_channels_team(dense_block3_dense_layer4_cat1, 60, 52, dense_block3_dense_layer4_conv2, 8, 0, 64, 8, 16);
-    if (s->check) s->check(s, 95, NNCC_FORWARD);
+    if (s->check) s->check(s, 68, NNCC_FORWARD);
 #pragma omp barrier
     bn2_forward(bn2, dense_block3_dense_layer4_cat1, P + 48224 /* bn2.weight */, P + 48288 /* bn2.bias */, P + 48352 /* bn2.running_mean */, P + 48416 /* bn2.running_var */, P + 48480 /* bn2.num_batches_tracked */, bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 96, NNCC_FORWARD);
+    if (s->check) s->check(s, 69, NNCC_FORWARD);
 #pragma omp barrier
-    relu2_forward(relu2, bn2);
-    if (s->check) s->check(s, 97, NNCC_FORWARD);
-#pragma omp barrier
-    avgpool1_forward(avgpool1, relu2);
-    if (s->check) s->check(s, 98, NNCC_FORWARD);
+    avgpool1_forward(avgpool1, bn2);
+    if (s->check) s->check(s, 70, NNCC_FORWARD);
     /* flatten1: a view of avgpool1 */
 #pragma omp barrier
     fc1_forward(s->logits, avgpool1, P + 48496 /* fc1.weight */, P + 49104 /* fc1.bias */, scratch);
-    if (s->check) s->check(s, 100, NNCC_FORWARD);
+    if (s->check) s->check(s, 72, NNCC_FORWARD);
   }
 }
 
@@ -1934,521 +1570,409 @@ static void backward(NnccState *s) {
   (void)P, (void)G;
   float *conv1 = (float *)(A + 0); /* [64,16,32,32] */
   float *d_conv1 = (float *)(A + 4194304); /* [64,16,32,32] */
+  float *bn1 = (float *)(A + 4194304); /* [64,16,32,32] */
   float *d_bn1 = (float *)(A + 8388608); /* [64,16,32,32] */
-  float *bn1_stats = (float *)(A + 62650432); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *relu1 = (float *)(A + 4194304); /* [64,16,32,32] */
-  float *d_relu1 = (float *)(A + 8388608); /* [64,16,32,32] */
-  float *maxpool1 = (float *)(A + 51380224); /* [64,16,16,16] */
+  float *bn1_stats = (float *)(A + 62928960); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *maxpool1 = (float *)(A + 52953088); /* [64,16,16,16] */
   float *d_maxpool1 = (float *)(A + 14680064); /* [64,16,16,16] */
+  float *dense_block1_dense_layer1_bn1 = (float *)(A + 54001664); /* [64,16,16,16] */
   float *d_dense_block1_dense_layer1_bn1 = (float *)(A + 8388608); /* [64,16,16,16] */
-  float *dense_block1_dense_layer1_bn1_stats = (float *)(A + 62650816); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *dense_block1_dense_layer1_relu1 = (float *)(A + 52428800); /* [64,16,16,16] */
-  float *d_dense_block1_dense_layer1_relu1 = (float *)(A + 8388608); /* [64,16,16,16] */
-  float *dense_block1_dense_layer1_conv1 = (float *)(A + 25690112); /* [64,32,16,16] */
+  float *dense_block1_dense_layer1_bn1_stats = (float *)(A + 62929344); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *dense_block1_dense_layer1_conv1 = (float *)(A + 28835840); /* [64,32,16,16] */
   float *d_dense_block1_dense_layer1_conv1 = (float *)(A + 10485760); /* [64,32,16,16] */
+  float *dense_block1_dense_layer1_bn2 = (float *)(A + 30932992); /* [64,32,16,16] */
   float *d_dense_block1_dense_layer1_bn2 = (float *)(A + 8388608); /* [64,32,16,16] */
-  float *dense_block1_dense_layer1_bn2_stats = (float *)(A + 62641600); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block1_dense_layer1_relu2 = (float *)(A + 27787264); /* [64,32,16,16] */
-  float *d_dense_block1_dense_layer1_relu2 = (float *)(A + 8388608); /* [64,32,16,16] */
+  float *dense_block1_dense_layer1_bn2_stats = (float *)(A + 62920128); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *d_dense_block1_dense_layer1_conv2 = (float *)(A + 10485760); /* [64,8,16,16] */
-  float *dense_block1_dense_layer1_cat1 = (float *)(A + 46661632); /* [64,24,16,16] */
+  float *dense_block1_dense_layer1_cat1 = (float *)(A + 49807360); /* [64,24,16,16] */
   float *d_dense_block1_dense_layer1_cat1 = (float *)(A + 13107200); /* [64,24,16,16] */
+  float *dense_block1_dense_layer2_bn1 = (float *)(A + 51380224); /* [64,24,16,16] */
   float *d_dense_block1_dense_layer2_bn1 = (float *)(A + 8388608); /* [64,24,16,16] */
-  float *dense_block1_dense_layer2_bn1_stats = (float *)(A + 62649280); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *dense_block1_dense_layer2_relu1 = (float *)(A + 48234496); /* [64,24,16,16] */
-  float *d_dense_block1_dense_layer2_relu1 = (float *)(A + 8388608); /* [64,24,16,16] */
-  float *dense_block1_dense_layer2_conv1 = (float *)(A + 29884416); /* [64,32,16,16] */
+  float *dense_block1_dense_layer2_bn1_stats = (float *)(A + 62927808); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *dense_block1_dense_layer2_conv1 = (float *)(A + 33030144); /* [64,32,16,16] */
   float *d_dense_block1_dense_layer2_conv1 = (float *)(A + 10485760); /* [64,32,16,16] */
+  float *dense_block1_dense_layer2_bn2 = (float *)(A + 35127296); /* [64,32,16,16] */
   float *d_dense_block1_dense_layer2_bn2 = (float *)(A + 8388608); /* [64,32,16,16] */
-  float *dense_block1_dense_layer2_bn2_stats = (float *)(A + 62642368); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block1_dense_layer2_relu2 = (float *)(A + 31981568); /* [64,32,16,16] */
-  float *d_dense_block1_dense_layer2_relu2 = (float *)(A + 8388608); /* [64,32,16,16] */
+  float *dense_block1_dense_layer2_bn2_stats = (float *)(A + 62920896); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *d_dense_block1_dense_layer2_conv2 = (float *)(A + 10485760); /* [64,8,16,16] */
-  float *dense_block1_dense_layer2_cat1 = (float *)(A + 34078720); /* [64,32,16,16] */
+  float *dense_block1_dense_layer2_cat1 = (float *)(A + 37224448); /* [64,32,16,16] */
   float *d_dense_block1_dense_layer2_cat1 = (float *)(A + 11010048); /* [64,32,16,16] */
+  float *dense_block1_dense_layer3_bn1 = (float *)(A + 39321600); /* [64,32,16,16] */
   float *d_dense_block1_dense_layer3_bn1 = (float *)(A + 8388608); /* [64,32,16,16] */
-  float *dense_block1_dense_layer3_bn1_stats = (float *)(A + 62643136); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block1_dense_layer3_relu1 = (float *)(A + 36175872); /* [64,32,16,16] */
-  float *d_dense_block1_dense_layer3_relu1 = (float *)(A + 8388608); /* [64,32,16,16] */
-  float *dense_block1_dense_layer3_conv1 = (float *)(A + 38273024); /* [64,32,16,16] */
+  float *dense_block1_dense_layer3_bn1_stats = (float *)(A + 62921664); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block1_dense_layer3_conv1 = (float *)(A + 41418752); /* [64,32,16,16] */
   float *d_dense_block1_dense_layer3_conv1 = (float *)(A + 13107200); /* [64,32,16,16] */
+  float *dense_block1_dense_layer3_bn2 = (float *)(A + 43515904); /* [64,32,16,16] */
   float *d_dense_block1_dense_layer3_bn2 = (float *)(A + 8388608); /* [64,32,16,16] */
-  float *dense_block1_dense_layer3_bn2_stats = (float *)(A + 62643904); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block1_dense_layer3_relu2 = (float *)(A + 40370176); /* [64,32,16,16] */
-  float *d_dense_block1_dense_layer3_relu2 = (float *)(A + 8388608); /* [64,32,16,16] */
+  float *dense_block1_dense_layer3_bn2_stats = (float *)(A + 62922432); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *d_dense_block1_dense_layer3_conv2 = (float *)(A + 13107200); /* [64,8,16,16] */
-  float *dense_block1_dense_layer3_cat1 = (float *)(A + 17825792); /* [64,40,16,16] */
+  float *dense_block1_dense_layer3_cat1 = (float *)(A + 20971520); /* [64,40,16,16] */
   float *d_dense_block1_dense_layer3_cat1 = (float *)(A + 8388608); /* [64,40,16,16] */
+  float *dense_block1_dense_layer4_bn1 = (float *)(A + 23592960); /* [64,40,16,16] */
   float *d_dense_block1_dense_layer4_bn1 = (float *)(A + 11010048); /* [64,40,16,16] */
-  float *dense_block1_dense_layer4_bn1_stats = (float *)(A + 62639680); /* [2,40]: mean, 1/std; [2,40] double sums */
-  float *dense_block1_dense_layer4_relu1 = (float *)(A + 20447232); /* [64,40,16,16] */
-  float *d_dense_block1_dense_layer4_relu1 = (float *)(A + 11010048); /* [64,40,16,16] */
-  float *dense_block1_dense_layer4_conv1 = (float *)(A + 42467328); /* [64,32,16,16] */
+  float *dense_block1_dense_layer4_bn1_stats = (float *)(A + 62918208); /* [2,40]: mean, 1/std; [2,40] double sums */
+  float *dense_block1_dense_layer4_conv1 = (float *)(A + 45613056); /* [64,32,16,16] */
   float *d_dense_block1_dense_layer4_conv1 = (float *)(A + 13631488); /* [64,32,16,16] */
+  float *dense_block1_dense_layer4_bn2 = (float *)(A + 47710208); /* [64,32,16,16] */
   float *d_dense_block1_dense_layer4_bn2 = (float *)(A + 11010048); /* [64,32,16,16] */
-  float *dense_block1_dense_layer4_bn2_stats = (float *)(A + 62644672); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block1_dense_layer4_relu2 = (float *)(A + 44564480); /* [64,32,16,16] */
-  float *d_dense_block1_dense_layer4_relu2 = (float *)(A + 11010048); /* [64,32,16,16] */
-  float *d_dense_block1_dense_layer4_conv2 = (float *)(A + 14680064); /* [64,8,16,16] */
+  float *dense_block1_dense_layer4_bn2_stats = (float *)(A + 62923200); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *d_dense_block1_dense_layer4_conv2 = (float *)(A + 13107200); /* [64,8,16,16] */
   float *dense_block1_dense_layer4_cat1 = (float *)(A + 8388608); /* [64,48,16,16] */
-  float *d_dense_block1_dense_layer4_cat1 = (float *)(A + 11534336); /* [64,48,16,16] */
+  float *d_dense_block1_dense_layer4_cat1 = (float *)(A + 17825792); /* [64,48,16,16] */
+  float *transition1_bn1 = (float *)(A + 11534336); /* [64,48,16,16] */
   float *d_transition1_bn1 = (float *)(A + 14680064); /* [64,48,16,16] */
-  float *transition1_bn1_stats = (float *)(A + 62637376); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *transition1_relu1 = (float *)(A + 11534336); /* [64,48,16,16] */
-  float *d_transition1_relu1 = (float *)(A + 14680064); /* [64,48,16,16] */
-  float *d_transition1_conv1 = (float *)(A + 49807360); /* [64,24,16,16] */
-  float *transition1_avgpool1 = (float *)(A + 17432576); /* [64,24,8,8] */
+  float *transition1_bn1_stats = (float *)(A + 62915904); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *d_transition1_conv1 = (float *)(A + 17825792); /* [64,24,16,16] */
+  float *transition1_avgpool1 = (float *)(A + 20578304); /* [64,24,8,8] */
   float *d_transition1_avgpool1 = (float *)(A + 15728640); /* [64,24,8,8] */
+  float *dense_block2_dense_layer1_bn1 = (float *)(A + 60948480); /* [64,24,8,8] */
   float *d_dense_block2_dense_layer1_bn1 = (float *)(A + 14680064); /* [64,24,8,8] */
-  float *dense_block2_dense_layer1_bn1_stats = (float *)(A + 62649856); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *dense_block2_dense_layer1_relu1 = (float *)(A + 60489728); /* [64,24,8,8] */
-  float *d_dense_block2_dense_layer1_relu1 = (float *)(A + 14680064); /* [64,24,8,8] */
-  float *dense_block2_dense_layer1_conv1 = (float *)(A + 54788096); /* [64,32,8,8] */
+  float *dense_block2_dense_layer1_bn1_stats = (float *)(A + 62928384); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *dense_block2_dense_layer1_conv1 = (float *)(A + 55705600); /* [64,32,8,8] */
   float *d_dense_block2_dense_layer1_conv1 = (float *)(A + 15204352); /* [64,32,8,8] */
+  float *dense_block2_dense_layer1_bn2 = (float *)(A + 56229888); /* [64,32,8,8] */
   float *d_dense_block2_dense_layer1_bn2 = (float *)(A + 14680064); /* [64,32,8,8] */
-  float *dense_block2_dense_layer1_bn2_stats = (float *)(A + 62645440); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block2_dense_layer1_relu2 = (float *)(A + 55312384); /* [64,32,8,8] */
-  float *d_dense_block2_dense_layer1_relu2 = (float *)(A + 14680064); /* [64,32,8,8] */
+  float *dense_block2_dense_layer1_bn2_stats = (float *)(A + 62923968); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *d_dense_block2_dense_layer1_conv2 = (float *)(A + 15204352); /* [64,8,8,8] */
-  float *dense_block2_dense_layer1_cat1 = (float *)(A + 55836672); /* [64,32,8,8] */
+  float *dense_block2_dense_layer1_cat1 = (float *)(A + 56754176); /* [64,32,8,8] */
   float *d_dense_block2_dense_layer1_cat1 = (float *)(A + 14680064); /* [64,32,8,8] */
+  float *dense_block2_dense_layer2_bn1 = (float *)(A + 57278464); /* [64,32,8,8] */
   float *d_dense_block2_dense_layer2_bn1 = (float *)(A + 15204352); /* [64,32,8,8] */
-  float *dense_block2_dense_layer2_bn1_stats = (float *)(A + 62646208); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block2_dense_layer2_relu1 = (float *)(A + 56360960); /* [64,32,8,8] */
-  float *d_dense_block2_dense_layer2_relu1 = (float *)(A + 15204352); /* [64,32,8,8] */
-  float *dense_block2_dense_layer2_conv1 = (float *)(A + 56885248); /* [64,32,8,8] */
+  float *dense_block2_dense_layer2_bn1_stats = (float *)(A + 62924736); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block2_dense_layer2_conv1 = (float *)(A + 57802752); /* [64,32,8,8] */
   float *d_dense_block2_dense_layer2_conv1 = (float *)(A + 15728640); /* [64,32,8,8] */
+  float *dense_block2_dense_layer2_bn2 = (float *)(A + 58327040); /* [64,32,8,8] */
   float *d_dense_block2_dense_layer2_bn2 = (float *)(A + 15204352); /* [64,32,8,8] */
-  float *dense_block2_dense_layer2_bn2_stats = (float *)(A + 62646976); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block2_dense_layer2_relu2 = (float *)(A + 57409536); /* [64,32,8,8] */
-  float *d_dense_block2_dense_layer2_relu2 = (float *)(A + 15204352); /* [64,32,8,8] */
+  float *dense_block2_dense_layer2_bn2_stats = (float *)(A + 62925504); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *d_dense_block2_dense_layer2_conv2 = (float *)(A + 16121856); /* [64,8,8,8] */
-  float *dense_block2_dense_layer2_cat1 = (float *)(A + 53477376); /* [64,40,8,8] */
+  float *dense_block2_dense_layer2_cat1 = (float *)(A + 19922944); /* [64,40,8,8] */
   float *d_dense_block2_dense_layer2_cat1 = (float *)(A + 15466496); /* [64,40,8,8] */
+  float *dense_block2_dense_layer3_bn1 = (float *)(A + 55050240); /* [64,40,8,8] */
   float *d_dense_block2_dense_layer3_bn1 = (float *)(A + 14680064); /* [64,40,8,8] */
-  float *dense_block2_dense_layer3_bn1_stats = (float *)(A + 62640640); /* [2,40]: mean, 1/std; [2,40] double sums */
-  float *dense_block2_dense_layer3_relu1 = (float *)(A + 54132736); /* [64,40,8,8] */
-  float *d_dense_block2_dense_layer3_relu1 = (float *)(A + 14680064); /* [64,40,8,8] */
-  float *dense_block2_dense_layer3_conv1 = (float *)(A + 57933824); /* [64,32,8,8] */
+  float *dense_block2_dense_layer3_bn1_stats = (float *)(A + 62919168); /* [2,40]: mean, 1/std; [2,40] double sums */
+  float *dense_block2_dense_layer3_conv1 = (float *)(A + 58851328); /* [64,32,8,8] */
   float *d_dense_block2_dense_layer3_conv1 = (float *)(A + 16121856); /* [64,32,8,8] */
+  float *dense_block2_dense_layer3_bn2 = (float *)(A + 59375616); /* [64,32,8,8] */
   float *d_dense_block2_dense_layer3_bn2 = (float *)(A + 14680064); /* [64,32,8,8] */
-  float *dense_block2_dense_layer3_bn2_stats = (float *)(A + 62647744); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block2_dense_layer3_relu2 = (float *)(A + 58458112); /* [64,32,8,8] */
-  float *d_dense_block2_dense_layer3_relu2 = (float *)(A + 14680064); /* [64,32,8,8] */
+  float *dense_block2_dense_layer3_bn2_stats = (float *)(A + 62926272); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *d_dense_block2_dense_layer3_conv2 = (float *)(A + 16121856); /* [64,8,8,8] */
-  float *dense_block2_dense_layer3_cat1 = (float *)(A + 49807360); /* [64,48,8,8] */
+  float *dense_block2_dense_layer3_cat1 = (float *)(A + 18350080); /* [64,48,8,8] */
   float *d_dense_block2_dense_layer3_cat1 = (float *)(A + 14680064); /* [64,48,8,8] */
+  float *dense_block2_dense_layer4_bn1 = (float *)(A + 19136512); /* [64,48,8,8] */
   float *d_dense_block2_dense_layer4_bn1 = (float *)(A + 15466496); /* [64,48,8,8] */
-  float *dense_block2_dense_layer4_bn1_stats = (float *)(A + 62638528); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *dense_block2_dense_layer4_relu1 = (float *)(A + 50593792); /* [64,48,8,8] */
-  float *d_dense_block2_dense_layer4_relu1 = (float *)(A + 15466496); /* [64,48,8,8] */
-  float *dense_block2_dense_layer4_conv1 = (float *)(A + 58982400); /* [64,32,8,8] */
+  float *dense_block2_dense_layer4_bn1_stats = (float *)(A + 62917056); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *dense_block2_dense_layer4_conv1 = (float *)(A + 59899904); /* [64,32,8,8] */
   float *d_dense_block2_dense_layer4_conv1 = (float *)(A + 16252928); /* [64,32,8,8] */
+  float *dense_block2_dense_layer4_bn2 = (float *)(A + 60424192); /* [64,32,8,8] */
   float *d_dense_block2_dense_layer4_bn2 = (float *)(A + 15466496); /* [64,32,8,8] */
-  float *dense_block2_dense_layer4_bn2_stats = (float *)(A + 62648512); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block2_dense_layer4_relu2 = (float *)(A + 59506688); /* [64,32,8,8] */
-  float *d_dense_block2_dense_layer4_relu2 = (float *)(A + 15466496); /* [64,32,8,8] */
-  float *d_dense_block2_dense_layer4_conv2 = (float *)(A + 16515072); /* [64,8,8,8] */
+  float *dense_block2_dense_layer4_bn2_stats = (float *)(A + 62927040); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *d_dense_block2_dense_layer4_conv2 = (float *)(A + 15990784); /* [64,8,8,8] */
   float *dense_block2_dense_layer4_cat1 = (float *)(A + 14680064); /* [64,56,8,8] */
-  float *d_dense_block2_dense_layer4_cat1 = (float *)(A + 15597568); /* [64,56,8,8] */
+  float *d_dense_block2_dense_layer4_cat1 = (float *)(A + 17432576); /* [64,56,8,8] */
+  float *transition2_bn1 = (float *)(A + 15597568); /* [64,56,8,8] */
   float *d_transition2_bn1 = (float *)(A + 16515072); /* [64,56,8,8] */
-  float *transition2_bn1_stats = (float *)(A + 62636032); /* [2,56]: mean, 1/std; [2,56] double sums */
-  float *transition2_relu1 = (float *)(A + 15597568); /* [64,56,8,8] */
-  float *d_transition2_relu1 = (float *)(A + 16515072); /* [64,56,8,8] */
-  float *d_transition2_conv1 = (float *)(A + 60030976); /* [64,28,8,8] */
-  float *transition2_avgpool1 = (float *)(A + 62406656); /* [64,28,4,4] */
+  float *transition2_bn1_stats = (float *)(A + 62914560); /* [2,56]: mean, 1/std; [2,56] double sums */
+  float *d_transition2_conv1 = (float *)(A + 17432576); /* [64,28,8,8] */
+  float *transition2_avgpool1 = (float *)(A + 62685184); /* [64,28,4,4] */
   float *d_transition2_avgpool1 = (float *)(A + 16777216); /* [64,28,4,4] */
+  float *dense_block3_dense_layer1_bn1 = (float *)(A + 62799872); /* [64,28,4,4] */
   float *d_dense_block3_dense_layer1_bn1 = (float *)(A + 16515072); /* [64,28,4,4] */
-  float *dense_block3_dense_layer1_bn1_stats = (float *)(A + 60463296); /* [2,28]: mean, 1/std; [2,28] double sums */
-  float *dense_block3_dense_layer1_relu1 = (float *)(A + 62521344); /* [64,28,4,4] */
-  float *d_dense_block3_dense_layer1_relu1 = (float *)(A + 16515072); /* [64,28,4,4] */
-  float *dense_block3_dense_layer1_conv1 = (float *)(A + 61358080); /* [64,32,4,4] */
+  float *dense_block3_dense_layer1_bn1_stats = (float *)(A + 18292352); /* [2,28]: mean, 1/std; [2,28] double sums */
+  float *dense_block3_dense_layer1_conv1 = (float *)(A + 61636608); /* [64,32,4,4] */
   float *d_dense_block3_dense_layer1_conv1 = (float *)(A + 16646144); /* [64,32,4,4] */
+  float *dense_block3_dense_layer1_bn2 = (float *)(A + 61767680); /* [64,32,4,4] */
   float *d_dense_block3_dense_layer1_bn2 = (float *)(A + 16515072); /* [64,32,4,4] */
-  float *dense_block3_dense_layer1_bn2_stats = (float *)(A + 60460224); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block3_dense_layer1_relu2 = (float *)(A + 61489152); /* [64,32,4,4] */
-  float *d_dense_block3_dense_layer1_relu2 = (float *)(A + 16515072); /* [64,32,4,4] */
+  float *dense_block3_dense_layer1_bn2_stats = (float *)(A + 18289280); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *d_dense_block3_dense_layer1_conv2 = (float *)(A + 16662528); /* [64,8,4,4] */
-  float *dense_block3_dense_layer1_cat1 = (float *)(A + 61063168); /* [64,36,4,4] */
+  float *dense_block3_dense_layer1_cat1 = (float *)(A + 61341696); /* [64,36,4,4] */
   float *d_dense_block3_dense_layer1_cat1 = (float *)(A + 16515072); /* [64,36,4,4] */
+  float *dense_block3_dense_layer2_bn1 = (float *)(A + 61489152); /* [64,36,4,4] */
   float *d_dense_block3_dense_layer2_bn1 = (float *)(A + 16662528); /* [64,36,4,4] */
-  float *dense_block3_dense_layer2_bn1_stats = (float *)(A + 60459328); /* [2,36]: mean, 1/std; [2,36] double sums */
-  float *dense_block3_dense_layer2_relu1 = (float *)(A + 61210624); /* [64,36,4,4] */
-  float *d_dense_block3_dense_layer2_relu1 = (float *)(A + 16662528); /* [64,36,4,4] */
-  float *dense_block3_dense_layer2_conv1 = (float *)(A + 61620224); /* [64,32,4,4] */
+  float *dense_block3_dense_layer2_bn1_stats = (float *)(A + 18288384); /* [2,36]: mean, 1/std; [2,36] double sums */
+  float *dense_block3_dense_layer2_conv1 = (float *)(A + 61898752); /* [64,32,4,4] */
   float *d_dense_block3_dense_layer2_conv1 = (float *)(A + 16809984); /* [64,32,4,4] */
+  float *dense_block3_dense_layer2_bn2 = (float *)(A + 62029824); /* [64,32,4,4] */
   float *d_dense_block3_dense_layer2_bn2 = (float *)(A + 16662528); /* [64,32,4,4] */
-  float *dense_block3_dense_layer2_bn2_stats = (float *)(A + 60460992); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block3_dense_layer2_relu2 = (float *)(A + 61751296); /* [64,32,4,4] */
-  float *d_dense_block3_dense_layer2_relu2 = (float *)(A + 16662528); /* [64,32,4,4] */
+  float *dense_block3_dense_layer2_bn2_stats = (float *)(A + 18290048); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *d_dense_block3_dense_layer2_conv2 = (float *)(A + 16908288); /* [64,8,4,4] */
-  float *dense_block3_dense_layer2_cat1 = (float *)(A + 17252352); /* [64,44,4,4] */
+  float *dense_block3_dense_layer2_cat1 = (float *)(A + 17924096); /* [64,44,4,4] */
   float *d_dense_block3_dense_layer2_cat1 = (float *)(A + 16728064); /* [64,44,4,4] */
+  float *dense_block3_dense_layer3_bn1 = (float *)(A + 18104320); /* [64,44,4,4] */
   float *d_dense_block3_dense_layer3_bn1 = (float *)(A + 16515072); /* [64,44,4,4] */
-  float *dense_block3_dense_layer3_bn1_stats = (float *)(A + 60458240); /* [2,44]: mean, 1/std; [2,44] double sums */
-  float *dense_block3_dense_layer3_relu1 = (float *)(A + 60882944); /* [64,44,4,4] */
-  float *d_dense_block3_dense_layer3_relu1 = (float *)(A + 16515072); /* [64,44,4,4] */
-  float *dense_block3_dense_layer3_conv1 = (float *)(A + 61882368); /* [64,32,4,4] */
+  float *dense_block3_dense_layer3_bn1_stats = (float *)(A + 18287296); /* [2,44]: mean, 1/std; [2,44] double sums */
+  float *dense_block3_dense_layer3_conv1 = (float *)(A + 62160896); /* [64,32,4,4] */
   float *d_dense_block3_dense_layer3_conv1 = (float *)(A + 16908288); /* [64,32,4,4] */
+  float *dense_block3_dense_layer3_bn2 = (float *)(A + 62291968); /* [64,32,4,4] */
   float *d_dense_block3_dense_layer3_bn2 = (float *)(A + 16515072); /* [64,32,4,4] */
-  float *dense_block3_dense_layer3_bn2_stats = (float *)(A + 60461760); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block3_dense_layer3_relu2 = (float *)(A + 62013440); /* [64,32,4,4] */
-  float *d_dense_block3_dense_layer3_relu2 = (float *)(A + 16515072); /* [64,32,4,4] */
+  float *dense_block3_dense_layer3_bn2_stats = (float *)(A + 18290816); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *d_dense_block3_dense_layer3_conv2 = (float *)(A + 16908288); /* [64,8,4,4] */
-  float *dense_block3_dense_layer3_cat1 = (float *)(A + 60030976); /* [64,52,4,4] */
+  float *dense_block3_dense_layer3_cat1 = (float *)(A + 17498112); /* [64,52,4,4] */
   float *d_dense_block3_dense_layer3_cat1 = (float *)(A + 16515072); /* [64,52,4,4] */
+  float *dense_block3_dense_layer4_bn1 = (float *)(A + 17711104); /* [64,52,4,4] */
   float *d_dense_block3_dense_layer4_bn1 = (float *)(A + 16728064); /* [64,52,4,4] */
-  float *dense_block3_dense_layer4_bn1_stats = (float *)(A + 60456960); /* [2,52]: mean, 1/std; [2,52] double sums */
-  float *dense_block3_dense_layer4_relu1 = (float *)(A + 60243968); /* [64,52,4,4] */
-  float *d_dense_block3_dense_layer4_relu1 = (float *)(A + 16728064); /* [64,52,4,4] */
-  float *dense_block3_dense_layer4_conv1 = (float *)(A + 62144512); /* [64,32,4,4] */
+  float *dense_block3_dense_layer4_bn1_stats = (float *)(A + 18286016); /* [2,52]: mean, 1/std; [2,52] double sums */
+  float *dense_block3_dense_layer4_conv1 = (float *)(A + 62423040); /* [64,32,4,4] */
   float *d_dense_block3_dense_layer4_conv1 = (float *)(A + 16941056); /* [64,32,4,4] */
+  float *dense_block3_dense_layer4_bn2 = (float *)(A + 62554112); /* [64,32,4,4] */
   float *d_dense_block3_dense_layer4_bn2 = (float *)(A + 16728064); /* [64,32,4,4] */
-  float *dense_block3_dense_layer4_bn2_stats = (float *)(A + 60462528); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *dense_block3_dense_layer4_relu2 = (float *)(A + 62275584); /* [64,32,4,4] */
-  float *d_dense_block3_dense_layer4_relu2 = (float *)(A + 16728064); /* [64,32,4,4] */
-  float *d_dense_block3_dense_layer4_conv2 = (float *)(A + 17006592); /* [64,8,4,4] */
+  float *dense_block3_dense_layer4_bn2_stats = (float *)(A + 18291584); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *d_dense_block3_dense_layer4_conv2 = (float *)(A + 16859136); /* [64,8,4,4] */
   float *dense_block3_dense_layer4_cat1 = (float *)(A + 16515072); /* [64,60,4,4] */
-  float *d_dense_block3_dense_layer4_cat1 = (float *)(A + 16760832); /* [64,60,4,4] */
+  float *d_dense_block3_dense_layer4_cat1 = (float *)(A + 17252352); /* [64,60,4,4] */
+  float *bn2 = (float *)(A + 16760832); /* [64,60,4,4] */
   float *d_bn2 = (float *)(A + 17006592); /* [64,60,4,4] */
-  float *bn2_stats = (float *)(A + 23084032); /* [2,60]: mean, 1/std; [2,60] double sums */
-  float *relu2 = (float *)(A + 16760832); /* [64,60,4,4] */
-  float *d_relu2 = (float *)(A + 17006592); /* [64,60,4,4] */
+  float *bn2_stats = (float *)(A + 18284544); /* [2,60]: mean, 1/std; [2,60] double sums */
   float *avgpool1 = (float *)(A + 17006592); /* [64,60,1,1] */
-  float *d_avgpool1 = (float *)(A + 23068672); /* [64,60,1,1] */
-  float *grad_tmp = (float *)(A + 23068672); /* gradient contributions to add up */
+  float *d_avgpool1 = (float *)(A + 17252352); /* [64,60,1,1] */
+  float *grad_tmp = (float *)(A + 26214400); /* gradient contributions to add up */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc1_backward(d_avgpool1, G + 48496 /* fc1.weight */, G + 49104 /* fc1.bias */, s->dlogits, avgpool1, P + 48496 /* fc1.weight */, scratch);
-    if (s->check) s->check(s, 100, NNCC_BACKWARD);
+    if (s->check) s->check(s, 72, NNCC_BACKWARD);
     /* flatten1: a view, its gradient is d_avgpool1's */
 #pragma omp barrier
-    avgpool1_backward(d_relu2, d_avgpool1);
-    if (s->check) s->check(s, 98, NNCC_BACKWARD);
+    avgpool1_backward(d_bn2, d_avgpool1);
+    if (s->check) s->check(s, 70, NNCC_BACKWARD);
 #pragma omp barrier
-    relu2_backward(d_bn2, d_relu2, relu2);
-    if (s->check) s->check(s, 97, NNCC_BACKWARD);
-#pragma omp barrier
-    bn2_backward(d_dense_block3_dense_layer4_cat1, G + 48224 /* bn2.weight */, G + 48288 /* bn2.bias */, d_bn2, dense_block3_dense_layer4_cat1, P + 48224 /* bn2.weight */, bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 96, NNCC_BACKWARD);
+    bn2_backward(d_dense_block3_dense_layer4_cat1, G + 48224 /* bn2.weight */, G + 48288 /* bn2.bias */, d_bn2, bn2, dense_block3_dense_layer4_cat1, P + 48224 /* bn2.weight */, bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 69, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_dense_block3_dense_layer3_cat1, 52, 0, d_dense_block3_dense_layer4_cat1, 60, 0, 64, 52, 16);
     nncc_copy_channels_team(d_dense_block3_dense_layer4_conv2, 8, 0, d_dense_block3_dense_layer4_cat1, 60, 52, 64, 8, 16);
-    if (s->check) s->check(s, 95, NNCC_BACKWARD);
+    if (s->check) s->check(s, 68, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer4_conv2_backward(d_dense_block3_dense_layer4_relu2, G + 45920 /* dense_block3.dense_layer4.conv2.weight */, NULL, d_dense_block3_dense_layer4_conv2, dense_block3_dense_layer4_relu2, P + 45920 /* dense_block3.dense_layer4.conv2.weight */, scratch);
-    if (s->check) s->check(s, 94, NNCC_BACKWARD);
+    dense_block3_dense_layer4_conv2_backward(d_dense_block3_dense_layer4_bn2, G + 45920 /* dense_block3.dense_layer4.conv2.weight */, NULL, d_dense_block3_dense_layer4_conv2, dense_block3_dense_layer4_bn2, P + 45920 /* dense_block3.dense_layer4.conv2.weight */, scratch);
+    if (s->check) s->check(s, 67, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer4_relu2_backward(d_dense_block3_dense_layer4_bn2, d_dense_block3_dense_layer4_relu2, dense_block3_dense_layer4_relu2);
-    if (s->check) s->check(s, 93, NNCC_BACKWARD);
+    dense_block3_dense_layer4_bn2_backward(d_dense_block3_dense_layer4_conv1, G + 45776 /* dense_block3.dense_layer4.bn2.weight */, G + 45808 /* dense_block3.dense_layer4.bn2.bias */, d_dense_block3_dense_layer4_bn2, dense_block3_dense_layer4_bn2, dense_block3_dense_layer4_conv1, P + 45776 /* dense_block3.dense_layer4.bn2.weight */, dense_block3_dense_layer4_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 66, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer4_bn2_backward(d_dense_block3_dense_layer4_conv1, G + 45776 /* dense_block3.dense_layer4.bn2.weight */, G + 45808 /* dense_block3.dense_layer4.bn2.bias */, d_dense_block3_dense_layer4_bn2, dense_block3_dense_layer4_conv1, P + 45776 /* dense_block3.dense_layer4.bn2.weight */, dense_block3_dense_layer4_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 92, NNCC_BACKWARD);
+    dense_block3_dense_layer4_conv1_backward(d_dense_block3_dense_layer4_bn1, G + 44112 /* dense_block3.dense_layer4.conv1.weight */, NULL, d_dense_block3_dense_layer4_conv1, dense_block3_dense_layer4_bn1, P + 44112 /* dense_block3.dense_layer4.conv1.weight */, scratch);
+    if (s->check) s->check(s, 65, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer4_conv1_backward(d_dense_block3_dense_layer4_relu1, G + 44112 /* dense_block3.dense_layer4.conv1.weight */, NULL, d_dense_block3_dense_layer4_conv1, dense_block3_dense_layer4_relu1, P + 44112 /* dense_block3.dense_layer4.conv1.weight */, scratch);
-    if (s->check) s->check(s, 91, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block3_dense_layer4_relu1_backward(d_dense_block3_dense_layer4_bn1, d_dense_block3_dense_layer4_relu1, dense_block3_dense_layer4_relu1);
-    if (s->check) s->check(s, 90, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block3_dense_layer4_bn1_backward(grad_tmp, G + 43840 /* dense_block3.dense_layer4.bn1.weight */, G + 43904 /* dense_block3.dense_layer4.bn1.bias */, d_dense_block3_dense_layer4_bn1, dense_block3_dense_layer3_cat1, P + 43840 /* dense_block3.dense_layer4.bn1.weight */, dense_block3_dense_layer4_bn1_stats, s->rank_sum, s);
+    dense_block3_dense_layer4_bn1_backward(grad_tmp, G + 43840 /* dense_block3.dense_layer4.bn1.weight */, G + 43904 /* dense_block3.dense_layer4.bn1.bias */, d_dense_block3_dense_layer4_bn1, dense_block3_dense_layer4_bn1, dense_block3_dense_layer3_cat1, P + 43840 /* dense_block3.dense_layer4.bn1.weight */, dense_block3_dense_layer4_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_dense_block3_dense_layer3_cat1, grad_tmp, 53248);
-    if (s->check) s->check(s, 89, NNCC_BACKWARD);
+    if (s->check) s->check(s, 64, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_dense_block3_dense_layer2_cat1, 44, 0, d_dense_block3_dense_layer3_cat1, 52, 0, 64, 44, 16);
     nncc_copy_channels_team(d_dense_block3_dense_layer3_conv2, 8, 0, d_dense_block3_dense_layer3_cat1, 52, 44, 64, 8, 16);
-    if (s->check) s->check(s, 88, NNCC_BACKWARD);
+    if (s->check) s->check(s, 63, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer3_conv2_backward(d_dense_block3_dense_layer3_relu2, G + 41536 /* dense_block3.dense_layer3.conv2.weight */, NULL, d_dense_block3_dense_layer3_conv2, dense_block3_dense_layer3_relu2, P + 41536 /* dense_block3.dense_layer3.conv2.weight */, scratch);
-    if (s->check) s->check(s, 87, NNCC_BACKWARD);
+    dense_block3_dense_layer3_conv2_backward(d_dense_block3_dense_layer3_bn2, G + 41536 /* dense_block3.dense_layer3.conv2.weight */, NULL, d_dense_block3_dense_layer3_conv2, dense_block3_dense_layer3_bn2, P + 41536 /* dense_block3.dense_layer3.conv2.weight */, scratch);
+    if (s->check) s->check(s, 62, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer3_relu2_backward(d_dense_block3_dense_layer3_bn2, d_dense_block3_dense_layer3_relu2, dense_block3_dense_layer3_relu2);
-    if (s->check) s->check(s, 86, NNCC_BACKWARD);
+    dense_block3_dense_layer3_bn2_backward(d_dense_block3_dense_layer3_conv1, G + 41392 /* dense_block3.dense_layer3.bn2.weight */, G + 41424 /* dense_block3.dense_layer3.bn2.bias */, d_dense_block3_dense_layer3_bn2, dense_block3_dense_layer3_bn2, dense_block3_dense_layer3_conv1, P + 41392 /* dense_block3.dense_layer3.bn2.weight */, dense_block3_dense_layer3_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 61, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer3_bn2_backward(d_dense_block3_dense_layer3_conv1, G + 41392 /* dense_block3.dense_layer3.bn2.weight */, G + 41424 /* dense_block3.dense_layer3.bn2.bias */, d_dense_block3_dense_layer3_bn2, dense_block3_dense_layer3_conv1, P + 41392 /* dense_block3.dense_layer3.bn2.weight */, dense_block3_dense_layer3_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 85, NNCC_BACKWARD);
+    dense_block3_dense_layer3_conv1_backward(d_dense_block3_dense_layer3_bn1, G + 39984 /* dense_block3.dense_layer3.conv1.weight */, NULL, d_dense_block3_dense_layer3_conv1, dense_block3_dense_layer3_bn1, P + 39984 /* dense_block3.dense_layer3.conv1.weight */, scratch);
+    if (s->check) s->check(s, 60, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer3_conv1_backward(d_dense_block3_dense_layer3_relu1, G + 39984 /* dense_block3.dense_layer3.conv1.weight */, NULL, d_dense_block3_dense_layer3_conv1, dense_block3_dense_layer3_relu1, P + 39984 /* dense_block3.dense_layer3.conv1.weight */, scratch);
-    if (s->check) s->check(s, 84, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block3_dense_layer3_relu1_backward(d_dense_block3_dense_layer3_bn1, d_dense_block3_dense_layer3_relu1, dense_block3_dense_layer3_relu1);
-    if (s->check) s->check(s, 83, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block3_dense_layer3_bn1_backward(grad_tmp, G + 39776 /* dense_block3.dense_layer3.bn1.weight */, G + 39824 /* dense_block3.dense_layer3.bn1.bias */, d_dense_block3_dense_layer3_bn1, dense_block3_dense_layer2_cat1, P + 39776 /* dense_block3.dense_layer3.bn1.weight */, dense_block3_dense_layer3_bn1_stats, s->rank_sum, s);
+    dense_block3_dense_layer3_bn1_backward(grad_tmp, G + 39776 /* dense_block3.dense_layer3.bn1.weight */, G + 39824 /* dense_block3.dense_layer3.bn1.bias */, d_dense_block3_dense_layer3_bn1, dense_block3_dense_layer3_bn1, dense_block3_dense_layer2_cat1, P + 39776 /* dense_block3.dense_layer3.bn1.weight */, dense_block3_dense_layer3_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_dense_block3_dense_layer2_cat1, grad_tmp, 45056);
-    if (s->check) s->check(s, 82, NNCC_BACKWARD);
+    if (s->check) s->check(s, 59, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_dense_block3_dense_layer1_cat1, 36, 0, d_dense_block3_dense_layer2_cat1, 44, 0, 64, 36, 16);
     nncc_copy_channels_team(d_dense_block3_dense_layer2_conv2, 8, 0, d_dense_block3_dense_layer2_cat1, 44, 36, 64, 8, 16);
-    if (s->check) s->check(s, 81, NNCC_BACKWARD);
+    if (s->check) s->check(s, 58, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer2_conv2_backward(d_dense_block3_dense_layer2_relu2, G + 37472 /* dense_block3.dense_layer2.conv2.weight */, NULL, d_dense_block3_dense_layer2_conv2, dense_block3_dense_layer2_relu2, P + 37472 /* dense_block3.dense_layer2.conv2.weight */, scratch);
-    if (s->check) s->check(s, 80, NNCC_BACKWARD);
+    dense_block3_dense_layer2_conv2_backward(d_dense_block3_dense_layer2_bn2, G + 37472 /* dense_block3.dense_layer2.conv2.weight */, NULL, d_dense_block3_dense_layer2_conv2, dense_block3_dense_layer2_bn2, P + 37472 /* dense_block3.dense_layer2.conv2.weight */, scratch);
+    if (s->check) s->check(s, 57, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer2_relu2_backward(d_dense_block3_dense_layer2_bn2, d_dense_block3_dense_layer2_relu2, dense_block3_dense_layer2_relu2);
-    if (s->check) s->check(s, 79, NNCC_BACKWARD);
+    dense_block3_dense_layer2_bn2_backward(d_dense_block3_dense_layer2_conv1, G + 37328 /* dense_block3.dense_layer2.bn2.weight */, G + 37360 /* dense_block3.dense_layer2.bn2.bias */, d_dense_block3_dense_layer2_bn2, dense_block3_dense_layer2_bn2, dense_block3_dense_layer2_conv1, P + 37328 /* dense_block3.dense_layer2.bn2.weight */, dense_block3_dense_layer2_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 56, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer2_bn2_backward(d_dense_block3_dense_layer2_conv1, G + 37328 /* dense_block3.dense_layer2.bn2.weight */, G + 37360 /* dense_block3.dense_layer2.bn2.bias */, d_dense_block3_dense_layer2_bn2, dense_block3_dense_layer2_conv1, P + 37328 /* dense_block3.dense_layer2.bn2.weight */, dense_block3_dense_layer2_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 78, NNCC_BACKWARD);
+    dense_block3_dense_layer2_conv1_backward(d_dense_block3_dense_layer2_bn1, G + 36176 /* dense_block3.dense_layer2.conv1.weight */, NULL, d_dense_block3_dense_layer2_conv1, dense_block3_dense_layer2_bn1, P + 36176 /* dense_block3.dense_layer2.conv1.weight */, scratch);
+    if (s->check) s->check(s, 55, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer2_conv1_backward(d_dense_block3_dense_layer2_relu1, G + 36176 /* dense_block3.dense_layer2.conv1.weight */, NULL, d_dense_block3_dense_layer2_conv1, dense_block3_dense_layer2_relu1, P + 36176 /* dense_block3.dense_layer2.conv1.weight */, scratch);
-    if (s->check) s->check(s, 77, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block3_dense_layer2_relu1_backward(d_dense_block3_dense_layer2_bn1, d_dense_block3_dense_layer2_relu1, dense_block3_dense_layer2_relu1);
-    if (s->check) s->check(s, 76, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block3_dense_layer2_bn1_backward(grad_tmp, G + 35968 /* dense_block3.dense_layer2.bn1.weight */, G + 36016 /* dense_block3.dense_layer2.bn1.bias */, d_dense_block3_dense_layer2_bn1, dense_block3_dense_layer1_cat1, P + 35968 /* dense_block3.dense_layer2.bn1.weight */, dense_block3_dense_layer2_bn1_stats, s->rank_sum, s);
+    dense_block3_dense_layer2_bn1_backward(grad_tmp, G + 35968 /* dense_block3.dense_layer2.bn1.weight */, G + 36016 /* dense_block3.dense_layer2.bn1.bias */, d_dense_block3_dense_layer2_bn1, dense_block3_dense_layer2_bn1, dense_block3_dense_layer1_cat1, P + 35968 /* dense_block3.dense_layer2.bn1.weight */, dense_block3_dense_layer2_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_dense_block3_dense_layer1_cat1, grad_tmp, 36864);
-    if (s->check) s->check(s, 75, NNCC_BACKWARD);
+    if (s->check) s->check(s, 54, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_transition2_avgpool1, 28, 0, d_dense_block3_dense_layer1_cat1, 36, 0, 64, 28, 16);
     nncc_copy_channels_team(d_dense_block3_dense_layer1_conv2, 8, 0, d_dense_block3_dense_layer1_cat1, 36, 28, 64, 8, 16);
-    if (s->check) s->check(s, 74, NNCC_BACKWARD);
+    if (s->check) s->check(s, 53, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer1_conv2_backward(d_dense_block3_dense_layer1_relu2, G + 33664 /* dense_block3.dense_layer1.conv2.weight */, NULL, d_dense_block3_dense_layer1_conv2, dense_block3_dense_layer1_relu2, P + 33664 /* dense_block3.dense_layer1.conv2.weight */, scratch);
-    if (s->check) s->check(s, 73, NNCC_BACKWARD);
+    dense_block3_dense_layer1_conv2_backward(d_dense_block3_dense_layer1_bn2, G + 33664 /* dense_block3.dense_layer1.conv2.weight */, NULL, d_dense_block3_dense_layer1_conv2, dense_block3_dense_layer1_bn2, P + 33664 /* dense_block3.dense_layer1.conv2.weight */, scratch);
+    if (s->check) s->check(s, 52, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer1_relu2_backward(d_dense_block3_dense_layer1_bn2, d_dense_block3_dense_layer1_relu2, dense_block3_dense_layer1_relu2);
-    if (s->check) s->check(s, 72, NNCC_BACKWARD);
+    dense_block3_dense_layer1_bn2_backward(d_dense_block3_dense_layer1_conv1, G + 33520 /* dense_block3.dense_layer1.bn2.weight */, G + 33552 /* dense_block3.dense_layer1.bn2.bias */, d_dense_block3_dense_layer1_bn2, dense_block3_dense_layer1_bn2, dense_block3_dense_layer1_conv1, P + 33520 /* dense_block3.dense_layer1.bn2.weight */, dense_block3_dense_layer1_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 51, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer1_bn2_backward(d_dense_block3_dense_layer1_conv1, G + 33520 /* dense_block3.dense_layer1.bn2.weight */, G + 33552 /* dense_block3.dense_layer1.bn2.bias */, d_dense_block3_dense_layer1_bn2, dense_block3_dense_layer1_conv1, P + 33520 /* dense_block3.dense_layer1.bn2.weight */, dense_block3_dense_layer1_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 71, NNCC_BACKWARD);
+    dense_block3_dense_layer1_conv1_backward(d_dense_block3_dense_layer1_bn1, G + 32624 /* dense_block3.dense_layer1.conv1.weight */, NULL, d_dense_block3_dense_layer1_conv1, dense_block3_dense_layer1_bn1, P + 32624 /* dense_block3.dense_layer1.conv1.weight */, scratch);
+    if (s->check) s->check(s, 50, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block3_dense_layer1_conv1_backward(d_dense_block3_dense_layer1_relu1, G + 32624 /* dense_block3.dense_layer1.conv1.weight */, NULL, d_dense_block3_dense_layer1_conv1, dense_block3_dense_layer1_relu1, P + 32624 /* dense_block3.dense_layer1.conv1.weight */, scratch);
-    if (s->check) s->check(s, 70, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block3_dense_layer1_relu1_backward(d_dense_block3_dense_layer1_bn1, d_dense_block3_dense_layer1_relu1, dense_block3_dense_layer1_relu1);
-    if (s->check) s->check(s, 69, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block3_dense_layer1_bn1_backward(grad_tmp, G + 32480 /* dense_block3.dense_layer1.bn1.weight */, G + 32512 /* dense_block3.dense_layer1.bn1.bias */, d_dense_block3_dense_layer1_bn1, transition2_avgpool1, P + 32480 /* dense_block3.dense_layer1.bn1.weight */, dense_block3_dense_layer1_bn1_stats, s->rank_sum, s);
+    dense_block3_dense_layer1_bn1_backward(grad_tmp, G + 32480 /* dense_block3.dense_layer1.bn1.weight */, G + 32512 /* dense_block3.dense_layer1.bn1.bias */, d_dense_block3_dense_layer1_bn1, dense_block3_dense_layer1_bn1, transition2_avgpool1, P + 32480 /* dense_block3.dense_layer1.bn1.weight */, dense_block3_dense_layer1_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_transition2_avgpool1, grad_tmp, 28672);
-    if (s->check) s->check(s, 68, NNCC_BACKWARD);
+    if (s->check) s->check(s, 49, NNCC_BACKWARD);
 #pragma omp barrier
     transition2_avgpool1_backward(d_transition2_conv1, d_transition2_avgpool1);
-    if (s->check) s->check(s, 67, NNCC_BACKWARD);
+    if (s->check) s->check(s, 48, NNCC_BACKWARD);
 #pragma omp barrier
-    transition2_conv1_backward(d_transition2_relu1, G + 30912 /* transition2.conv1.weight */, NULL, d_transition2_conv1, transition2_relu1, P + 30912 /* transition2.conv1.weight */, scratch);
-    if (s->check) s->check(s, 66, NNCC_BACKWARD);
+    transition2_conv1_backward(d_transition2_bn1, G + 30912 /* transition2.conv1.weight */, NULL, d_transition2_conv1, transition2_bn1, P + 30912 /* transition2.conv1.weight */, scratch);
+    if (s->check) s->check(s, 47, NNCC_BACKWARD);
 #pragma omp barrier
-    transition2_relu1_backward(d_transition2_bn1, d_transition2_relu1, transition2_relu1);
-    if (s->check) s->check(s, 65, NNCC_BACKWARD);
-#pragma omp barrier
-    transition2_bn1_backward(d_dense_block2_dense_layer4_cat1, G + 30640 /* transition2.bn1.weight */, G + 30704 /* transition2.bn1.bias */, d_transition2_bn1, dense_block2_dense_layer4_cat1, P + 30640 /* transition2.bn1.weight */, transition2_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 64, NNCC_BACKWARD);
+    transition2_bn1_backward(d_dense_block2_dense_layer4_cat1, G + 30640 /* transition2.bn1.weight */, G + 30704 /* transition2.bn1.bias */, d_transition2_bn1, transition2_bn1, dense_block2_dense_layer4_cat1, P + 30640 /* transition2.bn1.weight */, transition2_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 46, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_dense_block2_dense_layer3_cat1, 48, 0, d_dense_block2_dense_layer4_cat1, 56, 0, 64, 48, 64);
     nncc_copy_channels_team(d_dense_block2_dense_layer4_conv2, 8, 0, d_dense_block2_dense_layer4_cat1, 56, 48, 64, 8, 64);
-    if (s->check) s->check(s, 63, NNCC_BACKWARD);
+    if (s->check) s->check(s, 45, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer4_conv2_backward(d_dense_block2_dense_layer4_relu2, G + 28336 /* dense_block2.dense_layer4.conv2.weight */, NULL, d_dense_block2_dense_layer4_conv2, dense_block2_dense_layer4_relu2, P + 28336 /* dense_block2.dense_layer4.conv2.weight */, scratch);
-    if (s->check) s->check(s, 62, NNCC_BACKWARD);
+    dense_block2_dense_layer4_conv2_backward(d_dense_block2_dense_layer4_bn2, G + 28336 /* dense_block2.dense_layer4.conv2.weight */, NULL, d_dense_block2_dense_layer4_conv2, dense_block2_dense_layer4_bn2, P + 28336 /* dense_block2.dense_layer4.conv2.weight */, scratch);
+    if (s->check) s->check(s, 44, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer4_relu2_backward(d_dense_block2_dense_layer4_bn2, d_dense_block2_dense_layer4_relu2, dense_block2_dense_layer4_relu2);
-    if (s->check) s->check(s, 61, NNCC_BACKWARD);
+    dense_block2_dense_layer4_bn2_backward(d_dense_block2_dense_layer4_conv1, G + 28192 /* dense_block2.dense_layer4.bn2.weight */, G + 28224 /* dense_block2.dense_layer4.bn2.bias */, d_dense_block2_dense_layer4_bn2, dense_block2_dense_layer4_bn2, dense_block2_dense_layer4_conv1, P + 28192 /* dense_block2.dense_layer4.bn2.weight */, dense_block2_dense_layer4_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 43, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer4_bn2_backward(d_dense_block2_dense_layer4_conv1, G + 28192 /* dense_block2.dense_layer4.bn2.weight */, G + 28224 /* dense_block2.dense_layer4.bn2.bias */, d_dense_block2_dense_layer4_bn2, dense_block2_dense_layer4_conv1, P + 28192 /* dense_block2.dense_layer4.bn2.weight */, dense_block2_dense_layer4_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 60, NNCC_BACKWARD);
+    dense_block2_dense_layer4_conv1_backward(d_dense_block2_dense_layer4_bn1, G + 26656 /* dense_block2.dense_layer4.conv1.weight */, NULL, d_dense_block2_dense_layer4_conv1, dense_block2_dense_layer4_bn1, P + 26656 /* dense_block2.dense_layer4.conv1.weight */, scratch);
+    if (s->check) s->check(s, 42, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer4_conv1_backward(d_dense_block2_dense_layer4_relu1, G + 26656 /* dense_block2.dense_layer4.conv1.weight */, NULL, d_dense_block2_dense_layer4_conv1, dense_block2_dense_layer4_relu1, P + 26656 /* dense_block2.dense_layer4.conv1.weight */, scratch);
-    if (s->check) s->check(s, 59, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block2_dense_layer4_relu1_backward(d_dense_block2_dense_layer4_bn1, d_dense_block2_dense_layer4_relu1, dense_block2_dense_layer4_relu1);
-    if (s->check) s->check(s, 58, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block2_dense_layer4_bn1_backward(grad_tmp, G + 26448 /* dense_block2.dense_layer4.bn1.weight */, G + 26496 /* dense_block2.dense_layer4.bn1.bias */, d_dense_block2_dense_layer4_bn1, dense_block2_dense_layer3_cat1, P + 26448 /* dense_block2.dense_layer4.bn1.weight */, dense_block2_dense_layer4_bn1_stats, s->rank_sum, s);
+    dense_block2_dense_layer4_bn1_backward(grad_tmp, G + 26448 /* dense_block2.dense_layer4.bn1.weight */, G + 26496 /* dense_block2.dense_layer4.bn1.bias */, d_dense_block2_dense_layer4_bn1, dense_block2_dense_layer4_bn1, dense_block2_dense_layer3_cat1, P + 26448 /* dense_block2.dense_layer4.bn1.weight */, dense_block2_dense_layer4_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_dense_block2_dense_layer3_cat1, grad_tmp, 196608);
-    if (s->check) s->check(s, 57, NNCC_BACKWARD);
+    if (s->check) s->check(s, 41, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_dense_block2_dense_layer2_cat1, 40, 0, d_dense_block2_dense_layer3_cat1, 48, 0, 64, 40, 64);
     nncc_copy_channels_team(d_dense_block2_dense_layer3_conv2, 8, 0, d_dense_block2_dense_layer3_cat1, 48, 40, 64, 8, 64);
-    if (s->check) s->check(s, 56, NNCC_BACKWARD);
+    if (s->check) s->check(s, 40, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer3_conv2_backward(d_dense_block2_dense_layer3_relu2, G + 24144 /* dense_block2.dense_layer3.conv2.weight */, NULL, d_dense_block2_dense_layer3_conv2, dense_block2_dense_layer3_relu2, P + 24144 /* dense_block2.dense_layer3.conv2.weight */, scratch);
-    if (s->check) s->check(s, 55, NNCC_BACKWARD);
+    dense_block2_dense_layer3_conv2_backward(d_dense_block2_dense_layer3_bn2, G + 24144 /* dense_block2.dense_layer3.conv2.weight */, NULL, d_dense_block2_dense_layer3_conv2, dense_block2_dense_layer3_bn2, P + 24144 /* dense_block2.dense_layer3.conv2.weight */, scratch);
+    if (s->check) s->check(s, 39, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer3_relu2_backward(d_dense_block2_dense_layer3_bn2, d_dense_block2_dense_layer3_relu2, dense_block2_dense_layer3_relu2);
-    if (s->check) s->check(s, 54, NNCC_BACKWARD);
+    dense_block2_dense_layer3_bn2_backward(d_dense_block2_dense_layer3_conv1, G + 24000 /* dense_block2.dense_layer3.bn2.weight */, G + 24032 /* dense_block2.dense_layer3.bn2.bias */, d_dense_block2_dense_layer3_bn2, dense_block2_dense_layer3_bn2, dense_block2_dense_layer3_conv1, P + 24000 /* dense_block2.dense_layer3.bn2.weight */, dense_block2_dense_layer3_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 38, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer3_bn2_backward(d_dense_block2_dense_layer3_conv1, G + 24000 /* dense_block2.dense_layer3.bn2.weight */, G + 24032 /* dense_block2.dense_layer3.bn2.bias */, d_dense_block2_dense_layer3_bn2, dense_block2_dense_layer3_conv1, P + 24000 /* dense_block2.dense_layer3.bn2.weight */, dense_block2_dense_layer3_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 53, NNCC_BACKWARD);
+    dense_block2_dense_layer3_conv1_backward(d_dense_block2_dense_layer3_bn1, G + 22720 /* dense_block2.dense_layer3.conv1.weight */, NULL, d_dense_block2_dense_layer3_conv1, dense_block2_dense_layer3_bn1, P + 22720 /* dense_block2.dense_layer3.conv1.weight */, scratch);
+    if (s->check) s->check(s, 37, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer3_conv1_backward(d_dense_block2_dense_layer3_relu1, G + 22720 /* dense_block2.dense_layer3.conv1.weight */, NULL, d_dense_block2_dense_layer3_conv1, dense_block2_dense_layer3_relu1, P + 22720 /* dense_block2.dense_layer3.conv1.weight */, scratch);
-    if (s->check) s->check(s, 52, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block2_dense_layer3_relu1_backward(d_dense_block2_dense_layer3_bn1, d_dense_block2_dense_layer3_relu1, dense_block2_dense_layer3_relu1);
-    if (s->check) s->check(s, 51, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block2_dense_layer3_bn1_backward(grad_tmp, G + 22512 /* dense_block2.dense_layer3.bn1.weight */, G + 22560 /* dense_block2.dense_layer3.bn1.bias */, d_dense_block2_dense_layer3_bn1, dense_block2_dense_layer2_cat1, P + 22512 /* dense_block2.dense_layer3.bn1.weight */, dense_block2_dense_layer3_bn1_stats, s->rank_sum, s);
+    dense_block2_dense_layer3_bn1_backward(grad_tmp, G + 22512 /* dense_block2.dense_layer3.bn1.weight */, G + 22560 /* dense_block2.dense_layer3.bn1.bias */, d_dense_block2_dense_layer3_bn1, dense_block2_dense_layer3_bn1, dense_block2_dense_layer2_cat1, P + 22512 /* dense_block2.dense_layer3.bn1.weight */, dense_block2_dense_layer3_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_dense_block2_dense_layer2_cat1, grad_tmp, 163840);
-    if (s->check) s->check(s, 50, NNCC_BACKWARD);
+    if (s->check) s->check(s, 36, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_dense_block2_dense_layer1_cat1, 32, 0, d_dense_block2_dense_layer2_cat1, 40, 0, 64, 32, 64);
     nncc_copy_channels_team(d_dense_block2_dense_layer2_conv2, 8, 0, d_dense_block2_dense_layer2_cat1, 40, 32, 64, 8, 64);
-    if (s->check) s->check(s, 49, NNCC_BACKWARD);
+    if (s->check) s->check(s, 35, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer2_conv2_backward(d_dense_block2_dense_layer2_relu2, G + 20208 /* dense_block2.dense_layer2.conv2.weight */, NULL, d_dense_block2_dense_layer2_conv2, dense_block2_dense_layer2_relu2, P + 20208 /* dense_block2.dense_layer2.conv2.weight */, scratch);
-    if (s->check) s->check(s, 48, NNCC_BACKWARD);
+    dense_block2_dense_layer2_conv2_backward(d_dense_block2_dense_layer2_bn2, G + 20208 /* dense_block2.dense_layer2.conv2.weight */, NULL, d_dense_block2_dense_layer2_conv2, dense_block2_dense_layer2_bn2, P + 20208 /* dense_block2.dense_layer2.conv2.weight */, scratch);
+    if (s->check) s->check(s, 34, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer2_relu2_backward(d_dense_block2_dense_layer2_bn2, d_dense_block2_dense_layer2_relu2, dense_block2_dense_layer2_relu2);
-    if (s->check) s->check(s, 47, NNCC_BACKWARD);
+    dense_block2_dense_layer2_bn2_backward(d_dense_block2_dense_layer2_conv1, G + 20064 /* dense_block2.dense_layer2.bn2.weight */, G + 20096 /* dense_block2.dense_layer2.bn2.bias */, d_dense_block2_dense_layer2_bn2, dense_block2_dense_layer2_bn2, dense_block2_dense_layer2_conv1, P + 20064 /* dense_block2.dense_layer2.bn2.weight */, dense_block2_dense_layer2_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 33, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer2_bn2_backward(d_dense_block2_dense_layer2_conv1, G + 20064 /* dense_block2.dense_layer2.bn2.weight */, G + 20096 /* dense_block2.dense_layer2.bn2.bias */, d_dense_block2_dense_layer2_bn2, dense_block2_dense_layer2_conv1, P + 20064 /* dense_block2.dense_layer2.bn2.weight */, dense_block2_dense_layer2_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 46, NNCC_BACKWARD);
+    dense_block2_dense_layer2_conv1_backward(d_dense_block2_dense_layer2_bn1, G + 19040 /* dense_block2.dense_layer2.conv1.weight */, NULL, d_dense_block2_dense_layer2_conv1, dense_block2_dense_layer2_bn1, P + 19040 /* dense_block2.dense_layer2.conv1.weight */, scratch);
+    if (s->check) s->check(s, 32, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer2_conv1_backward(d_dense_block2_dense_layer2_relu1, G + 19040 /* dense_block2.dense_layer2.conv1.weight */, NULL, d_dense_block2_dense_layer2_conv1, dense_block2_dense_layer2_relu1, P + 19040 /* dense_block2.dense_layer2.conv1.weight */, scratch);
-    if (s->check) s->check(s, 45, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block2_dense_layer2_relu1_backward(d_dense_block2_dense_layer2_bn1, d_dense_block2_dense_layer2_relu1, dense_block2_dense_layer2_relu1);
-    if (s->check) s->check(s, 44, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block2_dense_layer2_bn1_backward(grad_tmp, G + 18896 /* dense_block2.dense_layer2.bn1.weight */, G + 18928 /* dense_block2.dense_layer2.bn1.bias */, d_dense_block2_dense_layer2_bn1, dense_block2_dense_layer1_cat1, P + 18896 /* dense_block2.dense_layer2.bn1.weight */, dense_block2_dense_layer2_bn1_stats, s->rank_sum, s);
+    dense_block2_dense_layer2_bn1_backward(grad_tmp, G + 18896 /* dense_block2.dense_layer2.bn1.weight */, G + 18928 /* dense_block2.dense_layer2.bn1.bias */, d_dense_block2_dense_layer2_bn1, dense_block2_dense_layer2_bn1, dense_block2_dense_layer1_cat1, P + 18896 /* dense_block2.dense_layer2.bn1.weight */, dense_block2_dense_layer2_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_dense_block2_dense_layer1_cat1, grad_tmp, 131072);
-    if (s->check) s->check(s, 43, NNCC_BACKWARD);
+    if (s->check) s->check(s, 31, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_transition1_avgpool1, 24, 0, d_dense_block2_dense_layer1_cat1, 32, 0, 64, 24, 64);
     nncc_copy_channels_team(d_dense_block2_dense_layer1_conv2, 8, 0, d_dense_block2_dense_layer1_cat1, 32, 24, 64, 8, 64);
-    if (s->check) s->check(s, 42, NNCC_BACKWARD);
+    if (s->check) s->check(s, 30, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer1_conv2_backward(d_dense_block2_dense_layer1_relu2, G + 16592 /* dense_block2.dense_layer1.conv2.weight */, NULL, d_dense_block2_dense_layer1_conv2, dense_block2_dense_layer1_relu2, P + 16592 /* dense_block2.dense_layer1.conv2.weight */, scratch);
-    if (s->check) s->check(s, 41, NNCC_BACKWARD);
+    dense_block2_dense_layer1_conv2_backward(d_dense_block2_dense_layer1_bn2, G + 16592 /* dense_block2.dense_layer1.conv2.weight */, NULL, d_dense_block2_dense_layer1_conv2, dense_block2_dense_layer1_bn2, P + 16592 /* dense_block2.dense_layer1.conv2.weight */, scratch);
+    if (s->check) s->check(s, 29, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer1_relu2_backward(d_dense_block2_dense_layer1_bn2, d_dense_block2_dense_layer1_relu2, dense_block2_dense_layer1_relu2);
-    if (s->check) s->check(s, 40, NNCC_BACKWARD);
+    dense_block2_dense_layer1_bn2_backward(d_dense_block2_dense_layer1_conv1, G + 16448 /* dense_block2.dense_layer1.bn2.weight */, G + 16480 /* dense_block2.dense_layer1.bn2.bias */, d_dense_block2_dense_layer1_bn2, dense_block2_dense_layer1_bn2, dense_block2_dense_layer1_conv1, P + 16448 /* dense_block2.dense_layer1.bn2.weight */, dense_block2_dense_layer1_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 28, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer1_bn2_backward(d_dense_block2_dense_layer1_conv1, G + 16448 /* dense_block2.dense_layer1.bn2.weight */, G + 16480 /* dense_block2.dense_layer1.bn2.bias */, d_dense_block2_dense_layer1_bn2, dense_block2_dense_layer1_conv1, P + 16448 /* dense_block2.dense_layer1.bn2.weight */, dense_block2_dense_layer1_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 39, NNCC_BACKWARD);
+    dense_block2_dense_layer1_conv1_backward(d_dense_block2_dense_layer1_bn1, G + 15680 /* dense_block2.dense_layer1.conv1.weight */, NULL, d_dense_block2_dense_layer1_conv1, dense_block2_dense_layer1_bn1, P + 15680 /* dense_block2.dense_layer1.conv1.weight */, scratch);
+    if (s->check) s->check(s, 27, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block2_dense_layer1_conv1_backward(d_dense_block2_dense_layer1_relu1, G + 15680 /* dense_block2.dense_layer1.conv1.weight */, NULL, d_dense_block2_dense_layer1_conv1, dense_block2_dense_layer1_relu1, P + 15680 /* dense_block2.dense_layer1.conv1.weight */, scratch);
-    if (s->check) s->check(s, 38, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block2_dense_layer1_relu1_backward(d_dense_block2_dense_layer1_bn1, d_dense_block2_dense_layer1_relu1, dense_block2_dense_layer1_relu1);
-    if (s->check) s->check(s, 37, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block2_dense_layer1_bn1_backward(grad_tmp, G + 15536 /* dense_block2.dense_layer1.bn1.weight */, G + 15568 /* dense_block2.dense_layer1.bn1.bias */, d_dense_block2_dense_layer1_bn1, transition1_avgpool1, P + 15536 /* dense_block2.dense_layer1.bn1.weight */, dense_block2_dense_layer1_bn1_stats, s->rank_sum, s);
+    dense_block2_dense_layer1_bn1_backward(grad_tmp, G + 15536 /* dense_block2.dense_layer1.bn1.weight */, G + 15568 /* dense_block2.dense_layer1.bn1.bias */, d_dense_block2_dense_layer1_bn1, dense_block2_dense_layer1_bn1, transition1_avgpool1, P + 15536 /* dense_block2.dense_layer1.bn1.weight */, dense_block2_dense_layer1_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_transition1_avgpool1, grad_tmp, 98304);
-    if (s->check) s->check(s, 36, NNCC_BACKWARD);
+    if (s->check) s->check(s, 26, NNCC_BACKWARD);
 #pragma omp barrier
     transition1_avgpool1_backward(d_transition1_conv1, d_transition1_avgpool1);
-    if (s->check) s->check(s, 35, NNCC_BACKWARD);
+    if (s->check) s->check(s, 25, NNCC_BACKWARD);
 #pragma omp barrier
-    transition1_conv1_backward(d_transition1_relu1, G + 14384 /* transition1.conv1.weight */, NULL, d_transition1_conv1, transition1_relu1, P + 14384 /* transition1.conv1.weight */, scratch);
-    if (s->check) s->check(s, 34, NNCC_BACKWARD);
+    transition1_conv1_backward(d_transition1_bn1, G + 14384 /* transition1.conv1.weight */, NULL, d_transition1_conv1, transition1_bn1, P + 14384 /* transition1.conv1.weight */, scratch);
+    if (s->check) s->check(s, 24, NNCC_BACKWARD);
 #pragma omp barrier
-    transition1_relu1_backward(d_transition1_bn1, d_transition1_relu1, transition1_relu1);
-    if (s->check) s->check(s, 33, NNCC_BACKWARD);
-#pragma omp barrier
-    transition1_bn1_backward(d_dense_block1_dense_layer4_cat1, G + 14176 /* transition1.bn1.weight */, G + 14224 /* transition1.bn1.bias */, d_transition1_bn1, dense_block1_dense_layer4_cat1, P + 14176 /* transition1.bn1.weight */, transition1_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 32, NNCC_BACKWARD);
+    transition1_bn1_backward(d_dense_block1_dense_layer4_cat1, G + 14176 /* transition1.bn1.weight */, G + 14224 /* transition1.bn1.bias */, d_transition1_bn1, transition1_bn1, dense_block1_dense_layer4_cat1, P + 14176 /* transition1.bn1.weight */, transition1_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 23, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_dense_block1_dense_layer3_cat1, 40, 0, d_dense_block1_dense_layer4_cat1, 48, 0, 64, 40, 256);
     nncc_copy_channels_team(d_dense_block1_dense_layer4_conv2, 8, 0, d_dense_block1_dense_layer4_cat1, 48, 40, 64, 8, 256);
-    if (s->check) s->check(s, 31, NNCC_BACKWARD);
+    if (s->check) s->check(s, 22, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer4_conv2_backward(d_dense_block1_dense_layer4_relu2, G + 11872 /* dense_block1.dense_layer4.conv2.weight */, NULL, d_dense_block1_dense_layer4_conv2, dense_block1_dense_layer4_relu2, P + 11872 /* dense_block1.dense_layer4.conv2.weight */, scratch);
-    if (s->check) s->check(s, 30, NNCC_BACKWARD);
+    dense_block1_dense_layer4_conv2_backward(d_dense_block1_dense_layer4_bn2, G + 11872 /* dense_block1.dense_layer4.conv2.weight */, NULL, d_dense_block1_dense_layer4_conv2, dense_block1_dense_layer4_bn2, P + 11872 /* dense_block1.dense_layer4.conv2.weight */, scratch);
+    if (s->check) s->check(s, 21, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer4_relu2_backward(d_dense_block1_dense_layer4_bn2, d_dense_block1_dense_layer4_relu2, dense_block1_dense_layer4_relu2);
-    if (s->check) s->check(s, 29, NNCC_BACKWARD);
+    dense_block1_dense_layer4_bn2_backward(d_dense_block1_dense_layer4_conv1, G + 11728 /* dense_block1.dense_layer4.bn2.weight */, G + 11760 /* dense_block1.dense_layer4.bn2.bias */, d_dense_block1_dense_layer4_bn2, dense_block1_dense_layer4_bn2, dense_block1_dense_layer4_conv1, P + 11728 /* dense_block1.dense_layer4.bn2.weight */, dense_block1_dense_layer4_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer4_bn2_backward(d_dense_block1_dense_layer4_conv1, G + 11728 /* dense_block1.dense_layer4.bn2.weight */, G + 11760 /* dense_block1.dense_layer4.bn2.bias */, d_dense_block1_dense_layer4_bn2, dense_block1_dense_layer4_conv1, P + 11728 /* dense_block1.dense_layer4.bn2.weight */, dense_block1_dense_layer4_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 28, NNCC_BACKWARD);
+    dense_block1_dense_layer4_conv1_backward(d_dense_block1_dense_layer4_bn1, G + 10448 /* dense_block1.dense_layer4.conv1.weight */, NULL, d_dense_block1_dense_layer4_conv1, dense_block1_dense_layer4_bn1, P + 10448 /* dense_block1.dense_layer4.conv1.weight */, scratch);
+    if (s->check) s->check(s, 19, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer4_conv1_backward(d_dense_block1_dense_layer4_relu1, G + 10448 /* dense_block1.dense_layer4.conv1.weight */, NULL, d_dense_block1_dense_layer4_conv1, dense_block1_dense_layer4_relu1, P + 10448 /* dense_block1.dense_layer4.conv1.weight */, scratch);
-    if (s->check) s->check(s, 27, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer4_relu1_backward(d_dense_block1_dense_layer4_bn1, d_dense_block1_dense_layer4_relu1, dense_block1_dense_layer4_relu1);
-    if (s->check) s->check(s, 26, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer4_bn1_backward(grad_tmp, G + 10240 /* dense_block1.dense_layer4.bn1.weight */, G + 10288 /* dense_block1.dense_layer4.bn1.bias */, d_dense_block1_dense_layer4_bn1, dense_block1_dense_layer3_cat1, P + 10240 /* dense_block1.dense_layer4.bn1.weight */, dense_block1_dense_layer4_bn1_stats, s->rank_sum, s);
+    dense_block1_dense_layer4_bn1_backward(grad_tmp, G + 10240 /* dense_block1.dense_layer4.bn1.weight */, G + 10288 /* dense_block1.dense_layer4.bn1.bias */, d_dense_block1_dense_layer4_bn1, dense_block1_dense_layer4_bn1, dense_block1_dense_layer3_cat1, P + 10240 /* dense_block1.dense_layer4.bn1.weight */, dense_block1_dense_layer4_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_dense_block1_dense_layer3_cat1, grad_tmp, 655360);
-    if (s->check) s->check(s, 25, NNCC_BACKWARD);
+    if (s->check) s->check(s, 18, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_dense_block1_dense_layer2_cat1, 32, 0, d_dense_block1_dense_layer3_cat1, 40, 0, 64, 32, 256);
     nncc_copy_channels_team(d_dense_block1_dense_layer3_conv2, 8, 0, d_dense_block1_dense_layer3_cat1, 40, 32, 64, 8, 256);
-    if (s->check) s->check(s, 24, NNCC_BACKWARD);
+    if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer3_conv2_backward(d_dense_block1_dense_layer3_relu2, G + 7936 /* dense_block1.dense_layer3.conv2.weight */, NULL, d_dense_block1_dense_layer3_conv2, dense_block1_dense_layer3_relu2, P + 7936 /* dense_block1.dense_layer3.conv2.weight */, scratch);
-    if (s->check) s->check(s, 23, NNCC_BACKWARD);
+    dense_block1_dense_layer3_conv2_backward(d_dense_block1_dense_layer3_bn2, G + 7936 /* dense_block1.dense_layer3.conv2.weight */, NULL, d_dense_block1_dense_layer3_conv2, dense_block1_dense_layer3_bn2, P + 7936 /* dense_block1.dense_layer3.conv2.weight */, scratch);
+    if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer3_relu2_backward(d_dense_block1_dense_layer3_bn2, d_dense_block1_dense_layer3_relu2, dense_block1_dense_layer3_relu2);
-    if (s->check) s->check(s, 22, NNCC_BACKWARD);
+    dense_block1_dense_layer3_bn2_backward(d_dense_block1_dense_layer3_conv1, G + 7792 /* dense_block1.dense_layer3.bn2.weight */, G + 7824 /* dense_block1.dense_layer3.bn2.bias */, d_dense_block1_dense_layer3_bn2, dense_block1_dense_layer3_bn2, dense_block1_dense_layer3_conv1, P + 7792 /* dense_block1.dense_layer3.bn2.weight */, dense_block1_dense_layer3_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer3_bn2_backward(d_dense_block1_dense_layer3_conv1, G + 7792 /* dense_block1.dense_layer3.bn2.weight */, G + 7824 /* dense_block1.dense_layer3.bn2.bias */, d_dense_block1_dense_layer3_bn2, dense_block1_dense_layer3_conv1, P + 7792 /* dense_block1.dense_layer3.bn2.weight */, dense_block1_dense_layer3_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 21, NNCC_BACKWARD);
+    dense_block1_dense_layer3_conv1_backward(d_dense_block1_dense_layer3_bn1, G + 6768 /* dense_block1.dense_layer3.conv1.weight */, NULL, d_dense_block1_dense_layer3_conv1, dense_block1_dense_layer3_bn1, P + 6768 /* dense_block1.dense_layer3.conv1.weight */, scratch);
+    if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer3_conv1_backward(d_dense_block1_dense_layer3_relu1, G + 6768 /* dense_block1.dense_layer3.conv1.weight */, NULL, d_dense_block1_dense_layer3_conv1, dense_block1_dense_layer3_relu1, P + 6768 /* dense_block1.dense_layer3.conv1.weight */, scratch);
-    if (s->check) s->check(s, 20, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer3_relu1_backward(d_dense_block1_dense_layer3_bn1, d_dense_block1_dense_layer3_relu1, dense_block1_dense_layer3_relu1);
-    if (s->check) s->check(s, 19, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer3_bn1_backward(grad_tmp, G + 6624 /* dense_block1.dense_layer3.bn1.weight */, G + 6656 /* dense_block1.dense_layer3.bn1.bias */, d_dense_block1_dense_layer3_bn1, dense_block1_dense_layer2_cat1, P + 6624 /* dense_block1.dense_layer3.bn1.weight */, dense_block1_dense_layer3_bn1_stats, s->rank_sum, s);
+    dense_block1_dense_layer3_bn1_backward(grad_tmp, G + 6624 /* dense_block1.dense_layer3.bn1.weight */, G + 6656 /* dense_block1.dense_layer3.bn1.bias */, d_dense_block1_dense_layer3_bn1, dense_block1_dense_layer3_bn1, dense_block1_dense_layer2_cat1, P + 6624 /* dense_block1.dense_layer3.bn1.weight */, dense_block1_dense_layer3_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_dense_block1_dense_layer2_cat1, grad_tmp, 524288);
-    if (s->check) s->check(s, 18, NNCC_BACKWARD);
+    if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_dense_block1_dense_layer1_cat1, 24, 0, d_dense_block1_dense_layer2_cat1, 32, 0, 64, 24, 256);
     nncc_copy_channels_team(d_dense_block1_dense_layer2_conv2, 8, 0, d_dense_block1_dense_layer2_cat1, 32, 24, 64, 8, 256);
-    if (s->check) s->check(s, 17, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer2_conv2_backward(d_dense_block1_dense_layer2_relu2, G + 4320 /* dense_block1.dense_layer2.conv2.weight */, NULL, d_dense_block1_dense_layer2_conv2, dense_block1_dense_layer2_relu2, P + 4320 /* dense_block1.dense_layer2.conv2.weight */, scratch);
-    if (s->check) s->check(s, 16, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer2_relu2_backward(d_dense_block1_dense_layer2_bn2, d_dense_block1_dense_layer2_relu2, dense_block1_dense_layer2_relu2);
-    if (s->check) s->check(s, 15, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer2_bn2_backward(d_dense_block1_dense_layer2_conv1, G + 4176 /* dense_block1.dense_layer2.bn2.weight */, G + 4208 /* dense_block1.dense_layer2.bn2.bias */, d_dense_block1_dense_layer2_bn2, dense_block1_dense_layer2_conv1, P + 4176 /* dense_block1.dense_layer2.bn2.weight */, dense_block1_dense_layer2_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 14, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer2_conv1_backward(d_dense_block1_dense_layer2_relu1, G + 3408 /* dense_block1.dense_layer2.conv1.weight */, NULL, d_dense_block1_dense_layer2_conv1, dense_block1_dense_layer2_relu1, P + 3408 /* dense_block1.dense_layer2.conv1.weight */, scratch);
-    if (s->check) s->check(s, 13, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer2_relu1_backward(d_dense_block1_dense_layer2_bn1, d_dense_block1_dense_layer2_relu1, dense_block1_dense_layer2_relu1);
     if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer2_bn1_backward(grad_tmp, G + 3264 /* dense_block1.dense_layer2.bn1.weight */, G + 3296 /* dense_block1.dense_layer2.bn1.bias */, d_dense_block1_dense_layer2_bn1, dense_block1_dense_layer1_cat1, P + 3264 /* dense_block1.dense_layer2.bn1.weight */, dense_block1_dense_layer2_bn1_stats, s->rank_sum, s);
+    dense_block1_dense_layer2_conv2_backward(d_dense_block1_dense_layer2_bn2, G + 4320 /* dense_block1.dense_layer2.conv2.weight */, NULL, d_dense_block1_dense_layer2_conv2, dense_block1_dense_layer2_bn2, P + 4320 /* dense_block1.dense_layer2.conv2.weight */, scratch);
+    if (s->check) s->check(s, 11, NNCC_BACKWARD);
+#pragma omp barrier
+    dense_block1_dense_layer2_bn2_backward(d_dense_block1_dense_layer2_conv1, G + 4176 /* dense_block1.dense_layer2.bn2.weight */, G + 4208 /* dense_block1.dense_layer2.bn2.bias */, d_dense_block1_dense_layer2_bn2, dense_block1_dense_layer2_bn2, dense_block1_dense_layer2_conv1, P + 4176 /* dense_block1.dense_layer2.bn2.weight */, dense_block1_dense_layer2_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 10, NNCC_BACKWARD);
+#pragma omp barrier
+    dense_block1_dense_layer2_conv1_backward(d_dense_block1_dense_layer2_bn1, G + 3408 /* dense_block1.dense_layer2.conv1.weight */, NULL, d_dense_block1_dense_layer2_conv1, dense_block1_dense_layer2_bn1, P + 3408 /* dense_block1.dense_layer2.conv1.weight */, scratch);
+    if (s->check) s->check(s, 9, NNCC_BACKWARD);
+#pragma omp barrier
+    dense_block1_dense_layer2_bn1_backward(grad_tmp, G + 3264 /* dense_block1.dense_layer2.bn1.weight */, G + 3296 /* dense_block1.dense_layer2.bn1.bias */, d_dense_block1_dense_layer2_bn1, dense_block1_dense_layer2_bn1, dense_block1_dense_layer1_cat1, P + 3264 /* dense_block1.dense_layer2.bn1.weight */, dense_block1_dense_layer2_bn1_stats, s->rank_sum, s);
 #pragma omp barrier
     nncc_accumulate_team(d_dense_block1_dense_layer1_cat1, grad_tmp, 393216);
-    if (s->check) s->check(s, 11, NNCC_BACKWARD);
+    if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_channels_team(d_maxpool1, 16, 0, d_dense_block1_dense_layer1_cat1, 24, 0, 64, 16, 256);
     nncc_copy_channels_team(d_dense_block1_dense_layer1_conv2, 8, 0, d_dense_block1_dense_layer1_cat1, 24, 16, 64, 8, 256);
-    if (s->check) s->check(s, 10, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer1_conv2_backward(d_dense_block1_dense_layer1_relu2, G + 960 /* dense_block1.dense_layer1.conv2.weight */, NULL, d_dense_block1_dense_layer1_conv2, dense_block1_dense_layer1_relu2, P + 960 /* dense_block1.dense_layer1.conv2.weight */, scratch);
-    if (s->check) s->check(s, 9, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer1_relu2_backward(d_dense_block1_dense_layer1_bn2, d_dense_block1_dense_layer1_relu2, dense_block1_dense_layer1_relu2);
-    if (s->check) s->check(s, 8, NNCC_BACKWARD);
-#pragma omp barrier
-    dense_block1_dense_layer1_bn2_backward(d_dense_block1_dense_layer1_conv1, G + 816 /* dense_block1.dense_layer1.bn2.weight */, G + 848 /* dense_block1.dense_layer1.bn2.bias */, d_dense_block1_dense_layer1_bn2, dense_block1_dense_layer1_conv1, P + 816 /* dense_block1.dense_layer1.bn2.weight */, dense_block1_dense_layer1_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer1_conv1_backward(d_dense_block1_dense_layer1_relu1, G + 304 /* dense_block1.dense_layer1.conv1.weight */, NULL, d_dense_block1_dense_layer1_conv1, dense_block1_dense_layer1_relu1, P + 304 /* dense_block1.dense_layer1.conv1.weight */, scratch);
+    dense_block1_dense_layer1_conv2_backward(d_dense_block1_dense_layer1_bn2, G + 960 /* dense_block1.dense_layer1.conv2.weight */, NULL, d_dense_block1_dense_layer1_conv2, dense_block1_dense_layer1_bn2, P + 960 /* dense_block1.dense_layer1.conv2.weight */, scratch);
     if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer1_relu1_backward(d_dense_block1_dense_layer1_bn1, d_dense_block1_dense_layer1_relu1, dense_block1_dense_layer1_relu1);
+    dense_block1_dense_layer1_bn2_backward(d_dense_block1_dense_layer1_conv1, G + 816 /* dense_block1.dense_layer1.bn2.weight */, G + 848 /* dense_block1.dense_layer1.bn2.bias */, d_dense_block1_dense_layer1_bn2, dense_block1_dense_layer1_bn2, dense_block1_dense_layer1_conv1, P + 816 /* dense_block1.dense_layer1.bn2.weight */, dense_block1_dense_layer1_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
-    dense_block1_dense_layer1_bn1_backward(grad_tmp, G + 224 /* dense_block1.dense_layer1.bn1.weight */, G + 240 /* dense_block1.dense_layer1.bn1.bias */, d_dense_block1_dense_layer1_bn1, maxpool1, P + 224 /* dense_block1.dense_layer1.bn1.weight */, dense_block1_dense_layer1_bn1_stats, s->rank_sum, s);
-#pragma omp barrier
-    nncc_accumulate_team(d_maxpool1, grad_tmp, 262144);
+    dense_block1_dense_layer1_conv1_backward(d_dense_block1_dense_layer1_bn1, G + 304 /* dense_block1.dense_layer1.conv1.weight */, NULL, d_dense_block1_dense_layer1_conv1, dense_block1_dense_layer1_bn1, P + 304 /* dense_block1.dense_layer1.conv1.weight */, scratch);
     if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
-    maxpool1_backward(d_relu1, d_maxpool1, relu1);
+    dense_block1_dense_layer1_bn1_backward(grad_tmp, G + 224 /* dense_block1.dense_layer1.bn1.weight */, G + 240 /* dense_block1.dense_layer1.bn1.bias */, d_dense_block1_dense_layer1_bn1, dense_block1_dense_layer1_bn1, maxpool1, P + 224 /* dense_block1.dense_layer1.bn1.weight */, dense_block1_dense_layer1_bn1_stats, s->rank_sum, s);
+#pragma omp barrier
+    nncc_accumulate_team(d_maxpool1, grad_tmp, 262144);
     if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
-    relu1_backward(d_bn1, d_relu1, relu1);
+    maxpool1_backward(d_bn1, d_maxpool1, bn1);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     bn1_backward(d_conv1, G + 144 /* bn1.weight */, G + 160 /* bn1.bias */, d_bn1, conv1, P + 144 /* bn1.weight */, bn1_stats, s->rank_sum, s);
@@ -2465,306 +1989,222 @@ static const NnccNode nodes[] = {
     {"conv1", "conv2d", "models/densenet_mini.nn:21:5", {NNCC_ARENA, 0, 1048576},
      1, (const char *const[]){"x"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 1},
-    {"bn1", "batchnorm2d", "models/densenet_mini.nn:22:20", {NNCC_ARENA, 4194304, 1048576},
+    {"bn1", "batchnorm2d+relu", "models/densenet_mini.nn:22:20", {NNCC_ARENA, 4194304, 1048576},
      1, (const char *const[]){"conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 4194304, 1048576}}, 1, 5},
-    {"relu1", "relu", "models/densenet_mini.nn:22:15", {NNCC_ARENA, 4194304, 1048576},
+    {"maxpool1", "maxpool2d", "models/densenet_mini.nn:22:5", {NNCC_ARENA, 52953088, 262144},
      1, (const char *const[]){"bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 8388608, 1048576}}, 6, 0},
-    {"maxpool1", "maxpool2d", "models/densenet_mini.nn:22:5", {NNCC_ARENA, 51380224, 262144},
-     1, (const char *const[]){"relu1"},
-     (const NnccSpan[]){{NNCC_ARENA, 8388608, 1048576}}, 6, 0},
-    {"dense_block1.dense_layer1.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 8388608, 262144},
+    {"dense_block1.dense_layer1.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 54001664, 262144},
      1, (const char *const[]){"maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 14680064, 262144}}, 6, 5},
-    {"dense_block1.dense_layer1.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 52428800, 262144},
+    {"dense_block1.dense_layer1.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 28835840, 524288},
      1, (const char *const[]){"dense_block1.dense_layer1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 8388608, 262144}}, 11, 0},
-    {"dense_block1.dense_layer1.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 25690112, 524288},
-     1, (const char *const[]){"dense_block1.dense_layer1.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 8388608, 262144}}, 11, 1},
-    {"dense_block1.dense_layer1.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 8388608, 524288},
+    {"dense_block1.dense_layer1.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 30932992, 524288},
      1, (const char *const[]){"dense_block1.dense_layer1.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 10485760, 524288}}, 12, 5},
-    {"dense_block1.dense_layer1.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 27787264, 524288},
-     1, (const char *const[]){"dense_block1.dense_layer1.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 8388608, 524288}}, 17, 0},
     {"dense_block1.dense_layer1.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 8388608, 131072},
-     1, (const char *const[]){"dense_block1.dense_layer1.relu2"},
+     1, (const char *const[]){"dense_block1.dense_layer1.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 8388608, 524288}}, 17, 1},
-    {"dense_block1.dense_layer1.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 46661632, 393216},
+    {"dense_block1.dense_layer1.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 49807360, 393216},
      2, (const char *const[]){"maxpool1", "dense_block1.dense_layer1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 14680064, 262144}, {NNCC_ARENA, 10485760, 131072}}, 18, 0},
-    {"dense_block1.dense_layer2.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 8388608, 393216},
+    {"dense_block1.dense_layer2.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 51380224, 393216},
      1, (const char *const[]){"dense_block1.dense_layer1.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 13107200, 393216}}, 18, 5},
-    {"dense_block1.dense_layer2.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 48234496, 393216},
+    {"dense_block1.dense_layer2.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 33030144, 524288},
      1, (const char *const[]){"dense_block1.dense_layer2.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 8388608, 393216}}, 23, 0},
-    {"dense_block1.dense_layer2.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 29884416, 524288},
-     1, (const char *const[]){"dense_block1.dense_layer2.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 8388608, 393216}}, 23, 1},
-    {"dense_block1.dense_layer2.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 8388608, 524288},
+    {"dense_block1.dense_layer2.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 35127296, 524288},
      1, (const char *const[]){"dense_block1.dense_layer2.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 10485760, 524288}}, 24, 5},
-    {"dense_block1.dense_layer2.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 31981568, 524288},
-     1, (const char *const[]){"dense_block1.dense_layer2.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 8388608, 524288}}, 29, 0},
     {"dense_block1.dense_layer2.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 8388608, 131072},
-     1, (const char *const[]){"dense_block1.dense_layer2.relu2"},
+     1, (const char *const[]){"dense_block1.dense_layer2.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 8388608, 524288}}, 29, 1},
-    {"dense_block1.dense_layer2.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 34078720, 524288},
+    {"dense_block1.dense_layer2.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 37224448, 524288},
      2, (const char *const[]){"dense_block1.dense_layer1.cat1", "dense_block1.dense_layer2.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 13107200, 393216}, {NNCC_ARENA, 10485760, 131072}}, 30, 0},
-    {"dense_block1.dense_layer3.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 8388608, 524288},
+    {"dense_block1.dense_layer3.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 39321600, 524288},
      1, (const char *const[]){"dense_block1.dense_layer2.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 11010048, 524288}}, 30, 5},
-    {"dense_block1.dense_layer3.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 36175872, 524288},
+    {"dense_block1.dense_layer3.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 41418752, 524288},
      1, (const char *const[]){"dense_block1.dense_layer3.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 8388608, 524288}}, 35, 0},
-    {"dense_block1.dense_layer3.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 38273024, 524288},
-     1, (const char *const[]){"dense_block1.dense_layer3.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 8388608, 524288}}, 35, 1},
-    {"dense_block1.dense_layer3.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 8388608, 524288},
+    {"dense_block1.dense_layer3.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 43515904, 524288},
      1, (const char *const[]){"dense_block1.dense_layer3.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 13107200, 524288}}, 36, 5},
-    {"dense_block1.dense_layer3.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 40370176, 524288},
-     1, (const char *const[]){"dense_block1.dense_layer3.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 8388608, 524288}}, 41, 0},
     {"dense_block1.dense_layer3.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 8388608, 131072},
-     1, (const char *const[]){"dense_block1.dense_layer3.relu2"},
+     1, (const char *const[]){"dense_block1.dense_layer3.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 8388608, 524288}}, 41, 1},
-    {"dense_block1.dense_layer3.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 17825792, 655360},
+    {"dense_block1.dense_layer3.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 20971520, 655360},
      2, (const char *const[]){"dense_block1.dense_layer2.cat1", "dense_block1.dense_layer3.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 11010048, 524288}, {NNCC_ARENA, 13107200, 131072}}, 42, 0},
-    {"dense_block1.dense_layer4.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 8388608, 655360},
+    {"dense_block1.dense_layer4.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 23592960, 655360},
      1, (const char *const[]){"dense_block1.dense_layer3.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 8388608, 655360}}, 42, 5},
-    {"dense_block1.dense_layer4.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 20447232, 655360},
+    {"dense_block1.dense_layer4.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 45613056, 524288},
      1, (const char *const[]){"dense_block1.dense_layer4.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 11010048, 655360}}, 47, 0},
-    {"dense_block1.dense_layer4.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 42467328, 524288},
-     1, (const char *const[]){"dense_block1.dense_layer4.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 11010048, 655360}}, 47, 1},
-    {"dense_block1.dense_layer4.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 8388608, 524288},
+    {"dense_block1.dense_layer4.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 47710208, 524288},
      1, (const char *const[]){"dense_block1.dense_layer4.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 13631488, 524288}}, 48, 5},
-    {"dense_block1.dense_layer4.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 44564480, 524288},
-     1, (const char *const[]){"dense_block1.dense_layer4.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 11010048, 524288}}, 53, 0},
     {"dense_block1.dense_layer4.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 11534336, 131072},
-     1, (const char *const[]){"dense_block1.dense_layer4.relu2"},
+     1, (const char *const[]){"dense_block1.dense_layer4.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 11010048, 524288}}, 53, 1},
     {"dense_block1.dense_layer4.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 8388608, 786432},
      2, (const char *const[]){"dense_block1.dense_layer3.cat1", "dense_block1.dense_layer4.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 8388608, 655360}, {NNCC_ARENA, 14680064, 131072}}, 54, 0},
-    {"transition1.bn1", "batchnorm2d", "models/lib/densenet.nn:25:19", {NNCC_ARENA, 11534336, 786432},
+     (const NnccSpan[]){{NNCC_ARENA, 8388608, 655360}, {NNCC_ARENA, 13107200, 131072}}, 54, 0},
+    {"transition1.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:25:19", {NNCC_ARENA, 11534336, 786432},
      1, (const char *const[]){"dense_block1.dense_layer4.cat1"},
-     (const NnccSpan[]){{NNCC_ARENA, 11534336, 786432}}, 54, 5},
-    {"transition1.relu1", "relu", "models/lib/densenet.nn:25:14", {NNCC_ARENA, 11534336, 786432},
-     1, (const char *const[]){"transition1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 14680064, 786432}}, 59, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 17825792, 786432}}, 54, 5},
     {"transition1.conv1", "conv2d", "models/lib/densenet.nn:25:7", {NNCC_ARENA, 14680064, 393216},
-     1, (const char *const[]){"transition1.relu1"},
+     1, (const char *const[]){"transition1.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 14680064, 786432}}, 59, 1},
-    {"transition1.avgpool1", "avgpool2d", "models/lib/densenet.nn:26:10", {NNCC_ARENA, 17432576, 98304},
+    {"transition1.avgpool1", "avgpool2d", "models/lib/densenet.nn:26:10", {NNCC_ARENA, 20578304, 98304},
      1, (const char *const[]){"transition1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 49807360, 393216}}, 60, 0},
-    {"dense_block2.dense_layer1.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 14680064, 98304},
+     (const NnccSpan[]){{NNCC_ARENA, 17825792, 393216}}, 60, 0},
+    {"dense_block2.dense_layer1.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 60948480, 98304},
      1, (const char *const[]){"transition1.avgpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 15728640, 98304}}, 60, 5},
-    {"dense_block2.dense_layer1.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 60489728, 98304},
+    {"dense_block2.dense_layer1.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 55705600, 131072},
      1, (const char *const[]){"dense_block2.dense_layer1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 14680064, 98304}}, 65, 0},
-    {"dense_block2.dense_layer1.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 54788096, 131072},
-     1, (const char *const[]){"dense_block2.dense_layer1.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 14680064, 98304}}, 65, 1},
-    {"dense_block2.dense_layer1.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 14680064, 131072},
+    {"dense_block2.dense_layer1.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 56229888, 131072},
      1, (const char *const[]){"dense_block2.dense_layer1.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 15204352, 131072}}, 66, 5},
-    {"dense_block2.dense_layer1.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 55312384, 131072},
-     1, (const char *const[]){"dense_block2.dense_layer1.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 14680064, 131072}}, 71, 0},
     {"dense_block2.dense_layer1.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 14680064, 32768},
-     1, (const char *const[]){"dense_block2.dense_layer1.relu2"},
+     1, (const char *const[]){"dense_block2.dense_layer1.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 14680064, 131072}}, 71, 1},
-    {"dense_block2.dense_layer1.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 55836672, 131072},
+    {"dense_block2.dense_layer1.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 56754176, 131072},
      2, (const char *const[]){"transition1.avgpool1", "dense_block2.dense_layer1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 15728640, 98304}, {NNCC_ARENA, 15204352, 32768}}, 72, 0},
-    {"dense_block2.dense_layer2.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 14680064, 131072},
+    {"dense_block2.dense_layer2.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 57278464, 131072},
      1, (const char *const[]){"dense_block2.dense_layer1.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 14680064, 131072}}, 72, 5},
-    {"dense_block2.dense_layer2.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 56360960, 131072},
+    {"dense_block2.dense_layer2.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 57802752, 131072},
      1, (const char *const[]){"dense_block2.dense_layer2.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 15204352, 131072}}, 77, 0},
-    {"dense_block2.dense_layer2.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 56885248, 131072},
-     1, (const char *const[]){"dense_block2.dense_layer2.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 15204352, 131072}}, 77, 1},
-    {"dense_block2.dense_layer2.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 14680064, 131072},
+    {"dense_block2.dense_layer2.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 58327040, 131072},
      1, (const char *const[]){"dense_block2.dense_layer2.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 15728640, 131072}}, 78, 5},
-    {"dense_block2.dense_layer2.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 57409536, 131072},
-     1, (const char *const[]){"dense_block2.dense_layer2.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 15204352, 131072}}, 83, 0},
     {"dense_block2.dense_layer2.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 14680064, 32768},
-     1, (const char *const[]){"dense_block2.dense_layer2.relu2"},
+     1, (const char *const[]){"dense_block2.dense_layer2.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 15204352, 131072}}, 83, 1},
-    {"dense_block2.dense_layer2.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 53477376, 163840},
+    {"dense_block2.dense_layer2.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 19922944, 163840},
      2, (const char *const[]){"dense_block2.dense_layer1.cat1", "dense_block2.dense_layer2.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 14680064, 131072}, {NNCC_ARENA, 16121856, 32768}}, 84, 0},
-    {"dense_block2.dense_layer3.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 14680064, 163840},
+    {"dense_block2.dense_layer3.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 55050240, 163840},
      1, (const char *const[]){"dense_block2.dense_layer2.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 15466496, 163840}}, 84, 5},
-    {"dense_block2.dense_layer3.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 54132736, 163840},
+    {"dense_block2.dense_layer3.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 58851328, 131072},
      1, (const char *const[]){"dense_block2.dense_layer3.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 14680064, 163840}}, 89, 0},
-    {"dense_block2.dense_layer3.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 57933824, 131072},
-     1, (const char *const[]){"dense_block2.dense_layer3.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 14680064, 163840}}, 89, 1},
-    {"dense_block2.dense_layer3.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 14680064, 131072},
+    {"dense_block2.dense_layer3.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 59375616, 131072},
      1, (const char *const[]){"dense_block2.dense_layer3.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 16121856, 131072}}, 90, 5},
-    {"dense_block2.dense_layer3.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 58458112, 131072},
-     1, (const char *const[]){"dense_block2.dense_layer3.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 14680064, 131072}}, 95, 0},
     {"dense_block2.dense_layer3.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 14680064, 32768},
-     1, (const char *const[]){"dense_block2.dense_layer3.relu2"},
+     1, (const char *const[]){"dense_block2.dense_layer3.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 14680064, 131072}}, 95, 1},
-    {"dense_block2.dense_layer3.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 49807360, 196608},
+    {"dense_block2.dense_layer3.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 18350080, 196608},
      2, (const char *const[]){"dense_block2.dense_layer2.cat1", "dense_block2.dense_layer3.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 15466496, 163840}, {NNCC_ARENA, 16121856, 32768}}, 96, 0},
-    {"dense_block2.dense_layer4.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 14680064, 196608},
+    {"dense_block2.dense_layer4.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 19136512, 196608},
      1, (const char *const[]){"dense_block2.dense_layer3.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 14680064, 196608}}, 96, 5},
-    {"dense_block2.dense_layer4.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 50593792, 196608},
+    {"dense_block2.dense_layer4.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 59899904, 131072},
      1, (const char *const[]){"dense_block2.dense_layer4.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 15466496, 196608}}, 101, 0},
-    {"dense_block2.dense_layer4.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 58982400, 131072},
-     1, (const char *const[]){"dense_block2.dense_layer4.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 15466496, 196608}}, 101, 1},
-    {"dense_block2.dense_layer4.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 14680064, 131072},
+    {"dense_block2.dense_layer4.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 60424192, 131072},
      1, (const char *const[]){"dense_block2.dense_layer4.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 16252928, 131072}}, 102, 5},
-    {"dense_block2.dense_layer4.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 59506688, 131072},
-     1, (const char *const[]){"dense_block2.dense_layer4.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 15466496, 131072}}, 107, 0},
     {"dense_block2.dense_layer4.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 15597568, 32768},
-     1, (const char *const[]){"dense_block2.dense_layer4.relu2"},
+     1, (const char *const[]){"dense_block2.dense_layer4.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 15466496, 131072}}, 107, 1},
     {"dense_block2.dense_layer4.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 14680064, 229376},
      2, (const char *const[]){"dense_block2.dense_layer3.cat1", "dense_block2.dense_layer4.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 14680064, 196608}, {NNCC_ARENA, 16515072, 32768}}, 108, 0},
-    {"transition2.bn1", "batchnorm2d", "models/lib/densenet.nn:25:19", {NNCC_ARENA, 15597568, 229376},
+     (const NnccSpan[]){{NNCC_ARENA, 14680064, 196608}, {NNCC_ARENA, 15990784, 32768}}, 108, 0},
+    {"transition2.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:25:19", {NNCC_ARENA, 15597568, 229376},
      1, (const char *const[]){"dense_block2.dense_layer4.cat1"},
-     (const NnccSpan[]){{NNCC_ARENA, 15597568, 229376}}, 108, 5},
-    {"transition2.relu1", "relu", "models/lib/densenet.nn:25:14", {NNCC_ARENA, 15597568, 229376},
-     1, (const char *const[]){"transition2.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 16515072, 229376}}, 113, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 17432576, 229376}}, 108, 5},
     {"transition2.conv1", "conv2d", "models/lib/densenet.nn:25:7", {NNCC_ARENA, 16515072, 114688},
-     1, (const char *const[]){"transition2.relu1"},
+     1, (const char *const[]){"transition2.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 16515072, 229376}}, 113, 1},
-    {"transition2.avgpool1", "avgpool2d", "models/lib/densenet.nn:26:10", {NNCC_ARENA, 62406656, 28672},
+    {"transition2.avgpool1", "avgpool2d", "models/lib/densenet.nn:26:10", {NNCC_ARENA, 62685184, 28672},
      1, (const char *const[]){"transition2.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 60030976, 114688}}, 114, 0},
-    {"dense_block3.dense_layer1.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 16515072, 28672},
+     (const NnccSpan[]){{NNCC_ARENA, 17432576, 114688}}, 114, 0},
+    {"dense_block3.dense_layer1.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 62799872, 28672},
      1, (const char *const[]){"transition2.avgpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 16777216, 28672}}, 114, 5},
-    {"dense_block3.dense_layer1.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 62521344, 28672},
+    {"dense_block3.dense_layer1.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 61636608, 32768},
      1, (const char *const[]){"dense_block3.dense_layer1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 16515072, 28672}}, 119, 0},
-    {"dense_block3.dense_layer1.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 61358080, 32768},
-     1, (const char *const[]){"dense_block3.dense_layer1.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 16515072, 28672}}, 119, 1},
-    {"dense_block3.dense_layer1.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 16515072, 32768},
+    {"dense_block3.dense_layer1.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 61767680, 32768},
      1, (const char *const[]){"dense_block3.dense_layer1.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 16646144, 32768}}, 120, 5},
-    {"dense_block3.dense_layer1.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 61489152, 32768},
-     1, (const char *const[]){"dense_block3.dense_layer1.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 16515072, 32768}}, 125, 0},
     {"dense_block3.dense_layer1.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 16515072, 8192},
-     1, (const char *const[]){"dense_block3.dense_layer1.relu2"},
+     1, (const char *const[]){"dense_block3.dense_layer1.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 16515072, 32768}}, 125, 1},
-    {"dense_block3.dense_layer1.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 61063168, 36864},
+    {"dense_block3.dense_layer1.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 61341696, 36864},
      2, (const char *const[]){"transition2.avgpool1", "dense_block3.dense_layer1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 16777216, 28672}, {NNCC_ARENA, 16662528, 8192}}, 126, 0},
-    {"dense_block3.dense_layer2.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 16515072, 36864},
+    {"dense_block3.dense_layer2.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 61489152, 36864},
      1, (const char *const[]){"dense_block3.dense_layer1.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 16515072, 36864}}, 126, 5},
-    {"dense_block3.dense_layer2.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 61210624, 36864},
+    {"dense_block3.dense_layer2.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 61898752, 32768},
      1, (const char *const[]){"dense_block3.dense_layer2.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 16662528, 36864}}, 131, 0},
-    {"dense_block3.dense_layer2.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 61620224, 32768},
-     1, (const char *const[]){"dense_block3.dense_layer2.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 16662528, 36864}}, 131, 1},
-    {"dense_block3.dense_layer2.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 16515072, 32768},
+    {"dense_block3.dense_layer2.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 62029824, 32768},
      1, (const char *const[]){"dense_block3.dense_layer2.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 16809984, 32768}}, 132, 5},
-    {"dense_block3.dense_layer2.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 61751296, 32768},
-     1, (const char *const[]){"dense_block3.dense_layer2.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 16662528, 32768}}, 137, 0},
     {"dense_block3.dense_layer2.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 16515072, 8192},
-     1, (const char *const[]){"dense_block3.dense_layer2.relu2"},
+     1, (const char *const[]){"dense_block3.dense_layer2.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 16662528, 32768}}, 137, 1},
-    {"dense_block3.dense_layer2.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 17252352, 45056},
+    {"dense_block3.dense_layer2.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 17924096, 45056},
      2, (const char *const[]){"dense_block3.dense_layer1.cat1", "dense_block3.dense_layer2.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 16515072, 36864}, {NNCC_ARENA, 16908288, 8192}}, 138, 0},
-    {"dense_block3.dense_layer3.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 16515072, 45056},
+    {"dense_block3.dense_layer3.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 18104320, 45056},
      1, (const char *const[]){"dense_block3.dense_layer2.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 16728064, 45056}}, 138, 5},
-    {"dense_block3.dense_layer3.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 60882944, 45056},
+    {"dense_block3.dense_layer3.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 62160896, 32768},
      1, (const char *const[]){"dense_block3.dense_layer3.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 16515072, 45056}}, 143, 0},
-    {"dense_block3.dense_layer3.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 61882368, 32768},
-     1, (const char *const[]){"dense_block3.dense_layer3.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 16515072, 45056}}, 143, 1},
-    {"dense_block3.dense_layer3.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 16515072, 32768},
+    {"dense_block3.dense_layer3.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 62291968, 32768},
      1, (const char *const[]){"dense_block3.dense_layer3.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 16908288, 32768}}, 144, 5},
-    {"dense_block3.dense_layer3.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 62013440, 32768},
-     1, (const char *const[]){"dense_block3.dense_layer3.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 16515072, 32768}}, 149, 0},
     {"dense_block3.dense_layer3.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 16515072, 8192},
-     1, (const char *const[]){"dense_block3.dense_layer3.relu2"},
+     1, (const char *const[]){"dense_block3.dense_layer3.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 16515072, 32768}}, 149, 1},
-    {"dense_block3.dense_layer3.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 60030976, 53248},
+    {"dense_block3.dense_layer3.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 17498112, 53248},
      2, (const char *const[]){"dense_block3.dense_layer2.cat1", "dense_block3.dense_layer3.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 16728064, 45056}, {NNCC_ARENA, 16908288, 8192}}, 150, 0},
-    {"dense_block3.dense_layer4.bn1", "batchnorm2d", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 16515072, 53248},
+    {"dense_block3.dense_layer4.bn1", "batchnorm2d+relu", "models/lib/densenet.nn:9:19", {NNCC_ARENA, 17711104, 53248},
      1, (const char *const[]){"dense_block3.dense_layer3.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 16515072, 53248}}, 150, 5},
-    {"dense_block3.dense_layer4.relu1", "relu", "models/lib/densenet.nn:9:14", {NNCC_ARENA, 60243968, 53248},
+    {"dense_block3.dense_layer4.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 62423040, 32768},
      1, (const char *const[]){"dense_block3.dense_layer4.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 16728064, 53248}}, 155, 0},
-    {"dense_block3.dense_layer4.conv1", "conv2d", "models/lib/densenet.nn:9:7", {NNCC_ARENA, 62144512, 32768},
-     1, (const char *const[]){"dense_block3.dense_layer4.relu1"},
      (const NnccSpan[]){{NNCC_ARENA, 16728064, 53248}}, 155, 1},
-    {"dense_block3.dense_layer4.bn2", "batchnorm2d", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 16515072, 32768},
+    {"dense_block3.dense_layer4.bn2", "batchnorm2d+relu", "models/lib/densenet.nn:10:19", {NNCC_ARENA, 62554112, 32768},
      1, (const char *const[]){"dense_block3.dense_layer4.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 16941056, 32768}}, 156, 5},
-    {"dense_block3.dense_layer4.relu2", "relu", "models/lib/densenet.nn:10:14", {NNCC_ARENA, 62275584, 32768},
-     1, (const char *const[]){"dense_block3.dense_layer4.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 16728064, 32768}}, 161, 0},
     {"dense_block3.dense_layer4.conv2", "conv2d", "models/lib/densenet.nn:10:7", {NNCC_ARENA, 16760832, 8192},
-     1, (const char *const[]){"dense_block3.dense_layer4.relu2"},
+     1, (const char *const[]){"dense_block3.dense_layer4.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 16728064, 32768}}, 161, 1},
     {"dense_block3.dense_layer4.cat1", "concat", "models/lib/densenet.nn:11:10", {NNCC_ARENA, 16515072, 61440},
      2, (const char *const[]){"dense_block3.dense_layer3.cat1", "dense_block3.dense_layer4.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 16515072, 53248}, {NNCC_ARENA, 17006592, 8192}}, 162, 0},
-    {"bn2", "batchnorm2d", "models/densenet_mini.nn:28:37", {NNCC_ARENA, 16760832, 61440},
+     (const NnccSpan[]){{NNCC_ARENA, 16515072, 53248}, {NNCC_ARENA, 16859136, 8192}}, 162, 0},
+    {"bn2", "batchnorm2d+relu", "models/densenet_mini.nn:28:37", {NNCC_ARENA, 16760832, 61440},
      1, (const char *const[]){"dense_block3.dense_layer4.cat1"},
-     (const NnccSpan[]){{NNCC_ARENA, 16760832, 61440}}, 162, 5},
-    {"relu2", "relu", "models/densenet_mini.nn:28:32", {NNCC_ARENA, 16760832, 61440},
-     1, (const char *const[]){"bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 17006592, 61440}}, 167, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 17252352, 61440}}, 162, 5},
     {"avgpool1", "adaptive_avgpool2d", "models/densenet_mini.nn:28:13", {NNCC_ARENA, 17006592, 3840},
-     1, (const char *const[]){"relu2"},
+     1, (const char *const[]){"bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 17006592, 61440}}, 167, 0},
     {"flatten1", "flatten", "models/densenet_mini.nn:28:5", {NNCC_ARENA, 17006592, 3840},
      1, (const char *const[]){"avgpool1"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 167, 0},
     {"fc1", "linear", "models/densenet_mini.nn:29:10", {NNCC_LOGITS, 0, 640},
      1, (const char *const[]){"flatten1"},
-     (const NnccSpan[]){{NNCC_ARENA, 23068672, 3840}}, 167, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 17252352, 3840}}, 167, 2},
 };
 
 /* The kernel scratch after the arena, for a team of t threads. */
@@ -2792,7 +2232,7 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 2, .seed = 1},
     .forward = forward,
     .backward = backward,
-    .nnodes = 101,
+    .nnodes = 73,
     .nodes = nodes,
     .arena_bytes = ARENA_BYTES,
     .scratch_bytes = scratch_bytes,

@@ -171,7 +171,7 @@ KERNEL void conv_bn1_conv1_backward(float *restrict dx, float *restrict dw, floa
 }
 SCRATCH(conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 48, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 1, 28, 28, 48, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* conv_bn1.bn1 = batchnorm2d(conv_bn1.conv1)  models/lib/inception.nn:7:15
+/* conv_bn1.bn1 = batchnorm2d+relu(conv_bn1.conv1)  models/lib/inception.nn:7:15, fused conv_bn1.relu1
  *   conv_bn1.conv1 [64,48,28,28] -> [64,48,28,28] */
 KERNEL void conv_bn1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -180,33 +180,24 @@ KERNEL void conv_bn1_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 784, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void conv_bn1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 784,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 48, 784,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* conv_bn1.relu1 = relu(conv_bn1.bn1)  models/lib/inception.nn:7:10
- *   conv_bn1.bn1 [64,48,28,28] -> [64,48,28,28] */
-KERNEL void conv_bn1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 2408448);
-}
-KERNEL void conv_bn1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2408448);
-}
-
-/* maxpool1 = maxpool2d(conv_bn1.relu1)  models/inception_mini.nn:18:5
- *   conv_bn1.relu1 [64,48,28,28] -> [64,48,14,14] */
+/* maxpool1 = maxpool2d(conv_bn1.bn1)  models/inception_mini.nn:18:5
+ *   conv_bn1.bn1 [64,48,28,28] -> [64,48,14,14] */
 _Static_assert(NNCC_POOL_OUT(28, 3, 2, 0, 1) == 14, "maxpool1: output size");
 KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 48, 28, 28, 3, 3, 2, 2, 0, 0, 14, 14);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 48, 28, 28, 3, 3, 2, 2, 0, 0, 14, 14, NNCC_ACT_NONE, 0.0f);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 48, 28, 28, 3, 3, 2, 2, 0, 0, 14, 14, NNCC_ACT_RELU, 0.0f); /* conv_bn1.relu1's gate */
 }
 
 /* inception1.conv_bn1.conv1 = conv2d(maxpool1)  models/lib/inception.nn:6:7
@@ -223,7 +214,7 @@ KERNEL void inception1_conv_bn1_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception1_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception1.conv_bn1.bn1 = batchnorm2d(inception1.conv_bn1.conv1)  models/lib/inception.nn:7:15
+/* inception1.conv_bn1.bn1 = batchnorm2d+relu(inception1.conv_bn1.conv1)  models/lib/inception.nn:7:15, fused inception1.conv_bn1.relu1
  *   inception1.conv_bn1.conv1 [64,16,14,14] -> [64,16,14,14] */
 KERNEL void inception1_conv_bn1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -232,23 +223,14 @@ KERNEL void inception1_conv_bn1_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 196,
-                                 8, 64, rank_sum, ctx);
-}
-
-/* inception1.conv_bn1.relu1 = relu(inception1.conv_bn1.bn1)  models/lib/inception.nn:7:10
- *   inception1.conv_bn1.bn1 [64,16,14,14] -> [64,16,14,14] */
-KERNEL void inception1_conv_bn1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 200704);
-}
-KERNEL void inception1_conv_bn1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 200704);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inception1.conv_bn2.conv1 = conv2d(maxpool1)  models/lib/inception.nn:6:7
@@ -265,7 +247,7 @@ KERNEL void inception1_conv_bn2_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception1_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 24, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 14, 14, 24, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception1.conv_bn2.bn1 = batchnorm2d(inception1.conv_bn2.conv1)  models/lib/inception.nn:7:15
+/* inception1.conv_bn2.bn1 = batchnorm2d+relu(inception1.conv_bn2.conv1)  models/lib/inception.nn:7:15, fused inception1.conv_bn2.relu1
  *   inception1.conv_bn2.conv1 [64,24,14,14] -> [64,24,14,14] */
 KERNEL void inception1_conv_bn2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -274,27 +256,18 @@ KERNEL void inception1_conv_bn2_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 24, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 24, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 24, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inception1.conv_bn2.relu1 = relu(inception1.conv_bn2.bn1)  models/lib/inception.nn:7:10
- *   inception1.conv_bn2.bn1 [64,24,14,14] -> [64,24,14,14] */
-KERNEL void inception1_conv_bn2_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 301056);
-}
-KERNEL void inception1_conv_bn2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 301056);
-}
-
-/* inception1.conv_bn3.conv1 = conv2d(inception1.conv_bn2.relu1)  models/lib/inception.nn:6:7
- *   inception1.conv_bn2.relu1 [64,24,14,14] -> [64,32,14,14] */
+/* inception1.conv_bn3.conv1 = conv2d(inception1.conv_bn2.bn1)  models/lib/inception.nn:6:7
+ *   inception1.conv_bn2.bn1 [64,24,14,14] -> [64,32,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 3, 1, 1, 1, 1) == 14, "inception1.conv_bn3.conv1: output size");
 KERNEL void inception1_conv_bn3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -307,7 +280,7 @@ KERNEL void inception1_conv_bn3_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception1_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 24, 14, 14, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 24, 14, 14, 32, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* inception1.conv_bn3.bn1 = batchnorm2d(inception1.conv_bn3.conv1)  models/lib/inception.nn:7:15
+/* inception1.conv_bn3.bn1 = batchnorm2d+relu(inception1.conv_bn3.conv1)  models/lib/inception.nn:7:15, fused inception1.conv_bn3.relu1
  *   inception1.conv_bn3.conv1 [64,32,14,14] -> [64,32,14,14] */
 KERNEL void inception1_conv_bn3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -316,23 +289,14 @@ KERNEL void inception1_conv_bn3_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 196,
-                                 8, 64, rank_sum, ctx);
-}
-
-/* inception1.conv_bn3.relu1 = relu(inception1.conv_bn3.bn1)  models/lib/inception.nn:7:10
- *   inception1.conv_bn3.bn1 [64,32,14,14] -> [64,32,14,14] */
-KERNEL void inception1_conv_bn3_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 401408);
-}
-KERNEL void inception1_conv_bn3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 401408);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inception1.conv_bn4.conv1 = conv2d(maxpool1)  models/lib/inception.nn:6:7
@@ -349,7 +313,7 @@ KERNEL void inception1_conv_bn4_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception1_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 4, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 14, 14, 4, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception1.conv_bn4.bn1 = batchnorm2d(inception1.conv_bn4.conv1)  models/lib/inception.nn:7:15
+/* inception1.conv_bn4.bn1 = batchnorm2d+relu(inception1.conv_bn4.conv1)  models/lib/inception.nn:7:15, fused inception1.conv_bn4.relu1
  *   inception1.conv_bn4.conv1 [64,4,14,14] -> [64,4,14,14] */
 KERNEL void inception1_conv_bn4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -358,27 +322,18 @@ KERNEL void inception1_conv_bn4_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 4, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 4, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 4, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inception1.conv_bn4.relu1 = relu(inception1.conv_bn4.bn1)  models/lib/inception.nn:7:10
- *   inception1.conv_bn4.bn1 [64,4,14,14] -> [64,4,14,14] */
-KERNEL void inception1_conv_bn4_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 50176);
-}
-KERNEL void inception1_conv_bn4_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 50176);
-}
-
-/* inception1.conv_bn5.conv1 = conv2d(inception1.conv_bn4.relu1)  models/lib/inception.nn:6:7
- *   inception1.conv_bn4.relu1 [64,4,14,14] -> [64,8,14,14] */
+/* inception1.conv_bn5.conv1 = conv2d(inception1.conv_bn4.bn1)  models/lib/inception.nn:6:7
+ *   inception1.conv_bn4.bn1 [64,4,14,14] -> [64,8,14,14] */
 KERNEL void inception1_conv_bn5_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -392,7 +347,7 @@ KERNEL void inception1_conv_bn5_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception1_conv_bn5_conv1, 0, 0) /* none */
 
-/* inception1.conv_bn5.bn1 = batchnorm2d(inception1.conv_bn5.conv1)  models/lib/inception.nn:7:15
+/* inception1.conv_bn5.bn1 = batchnorm2d+relu(inception1.conv_bn5.conv1)  models/lib/inception.nn:7:15, fused inception1.conv_bn5.relu1
  *   inception1.conv_bn5.conv1 [64,8,14,14] -> [64,8,14,14] */
 KERNEL void inception1_conv_bn5_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -401,23 +356,14 @@ KERNEL void inception1_conv_bn5_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 8, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn5_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 8, 196,
-                                 8, 64, rank_sum, ctx);
-}
-
-/* inception1.conv_bn5.relu1 = relu(inception1.conv_bn5.bn1)  models/lib/inception.nn:7:10
- *   inception1.conv_bn5.bn1 [64,8,14,14] -> [64,8,14,14] */
-KERNEL void inception1_conv_bn5_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 100352);
-}
-KERNEL void inception1_conv_bn5_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 100352);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 8, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inception1.maxpool1 = maxpool2d(maxpool1)  models/lib/inception.nn:25:9
@@ -444,7 +390,7 @@ KERNEL void inception1_conv_bn6_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception1_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 8, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 48, 14, 14, 8, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception1.conv_bn6.bn1 = batchnorm2d(inception1.conv_bn6.conv1)  models/lib/inception.nn:7:15
+/* inception1.conv_bn6.bn1 = batchnorm2d+relu(inception1.conv_bn6.conv1)  models/lib/inception.nn:7:15, fused inception1.conv_bn6.relu1
  *   inception1.conv_bn6.conv1 [64,8,14,14] -> [64,8,14,14] */
 KERNEL void inception1_conv_bn6_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -453,27 +399,18 @@ KERNEL void inception1_conv_bn6_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 8, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn6_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 8, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 8, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inception1.conv_bn6.relu1 = relu(inception1.conv_bn6.bn1)  models/lib/inception.nn:7:10
- *   inception1.conv_bn6.bn1 [64,8,14,14] -> [64,8,14,14] */
-KERNEL void inception1_conv_bn6_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 100352);
-}
-KERNEL void inception1_conv_bn6_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 100352);
-}
-
-/* inception1.cat1 = concat(inception1.conv_bn1.relu1, inception1.conv_bn3.relu1, inception1.conv_bn5.relu1, inception1.conv_bn6.relu1)  models/lib/inception.nn:30:10
- *   inception1.conv_bn1.relu1 [64,16,14,14], inception1.conv_bn3.relu1 [64,32,14,14], inception1.conv_bn5.relu1 [64,8,14,14], inception1.conv_bn6.relu1 [64,8,14,14] -> [64,64,14,14] */
+/* inception1.cat1 = concat(inception1.conv_bn1.bn1, inception1.conv_bn3.bn1, inception1.conv_bn5.bn1, inception1.conv_bn6.bn1)  models/lib/inception.nn:30:10
+ *   inception1.conv_bn1.bn1 [64,16,14,14], inception1.conv_bn3.bn1 [64,32,14,14], inception1.conv_bn5.bn1 [64,8,14,14], inception1.conv_bn6.bn1 [64,8,14,14] -> [64,64,14,14] */
 /* copies of channel slices: see forward() and backward() */
 
 /* inception2.conv_bn1.conv1 = conv2d(inception1.cat1)  models/lib/inception.nn:6:7
@@ -490,7 +427,7 @@ KERNEL void inception2_conv_bn1_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception2_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception2.conv_bn1.bn1 = batchnorm2d(inception2.conv_bn1.conv1)  models/lib/inception.nn:7:15
+/* inception2.conv_bn1.bn1 = batchnorm2d+relu(inception2.conv_bn1.conv1)  models/lib/inception.nn:7:15, fused inception2.conv_bn1.relu1
  *   inception2.conv_bn1.conv1 [64,32,14,14] -> [64,32,14,14] */
 KERNEL void inception2_conv_bn1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -499,23 +436,14 @@ KERNEL void inception2_conv_bn1_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 196,
-                                 8, 64, rank_sum, ctx);
-}
-
-/* inception2.conv_bn1.relu1 = relu(inception2.conv_bn1.bn1)  models/lib/inception.nn:7:10
- *   inception2.conv_bn1.bn1 [64,32,14,14] -> [64,32,14,14] */
-KERNEL void inception2_conv_bn1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 401408);
-}
-KERNEL void inception2_conv_bn1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 401408);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inception2.conv_bn2.conv1 = conv2d(inception1.cat1)  models/lib/inception.nn:6:7
@@ -532,7 +460,7 @@ KERNEL void inception2_conv_bn2_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception2_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception2.conv_bn2.bn1 = batchnorm2d(inception2.conv_bn2.conv1)  models/lib/inception.nn:7:15
+/* inception2.conv_bn2.bn1 = batchnorm2d+relu(inception2.conv_bn2.conv1)  models/lib/inception.nn:7:15, fused inception2.conv_bn2.relu1
  *   inception2.conv_bn2.conv1 [64,32,14,14] -> [64,32,14,14] */
 KERNEL void inception2_conv_bn2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -541,27 +469,18 @@ KERNEL void inception2_conv_bn2_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inception2.conv_bn2.relu1 = relu(inception2.conv_bn2.bn1)  models/lib/inception.nn:7:10
- *   inception2.conv_bn2.bn1 [64,32,14,14] -> [64,32,14,14] */
-KERNEL void inception2_conv_bn2_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 401408);
-}
-KERNEL void inception2_conv_bn2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 401408);
-}
-
-/* inception2.conv_bn3.conv1 = conv2d(inception2.conv_bn2.relu1)  models/lib/inception.nn:6:7
- *   inception2.conv_bn2.relu1 [64,32,14,14] -> [64,48,14,14] */
+/* inception2.conv_bn3.conv1 = conv2d(inception2.conv_bn2.bn1)  models/lib/inception.nn:6:7
+ *   inception2.conv_bn2.bn1 [64,32,14,14] -> [64,48,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 3, 1, 1, 1, 1) == 14, "inception2.conv_bn3.conv1: output size");
 KERNEL void inception2_conv_bn3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -574,7 +493,7 @@ KERNEL void inception2_conv_bn3_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception2_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 32, 14, 14, 48, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 32, 14, 14, 48, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* inception2.conv_bn3.bn1 = batchnorm2d(inception2.conv_bn3.conv1)  models/lib/inception.nn:7:15
+/* inception2.conv_bn3.bn1 = batchnorm2d+relu(inception2.conv_bn3.conv1)  models/lib/inception.nn:7:15, fused inception2.conv_bn3.relu1
  *   inception2.conv_bn3.conv1 [64,48,14,14] -> [64,48,14,14] */
 KERNEL void inception2_conv_bn3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -583,23 +502,14 @@ KERNEL void inception2_conv_bn3_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 196,
-                                 8, 64, rank_sum, ctx);
-}
-
-/* inception2.conv_bn3.relu1 = relu(inception2.conv_bn3.bn1)  models/lib/inception.nn:7:10
- *   inception2.conv_bn3.bn1 [64,48,14,14] -> [64,48,14,14] */
-KERNEL void inception2_conv_bn3_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 602112);
-}
-KERNEL void inception2_conv_bn3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 602112);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 48, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inception2.conv_bn4.conv1 = conv2d(inception1.cat1)  models/lib/inception.nn:6:7
@@ -616,7 +526,7 @@ KERNEL void inception2_conv_bn4_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception2_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 8, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 14, 14, 8, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception2.conv_bn4.bn1 = batchnorm2d(inception2.conv_bn4.conv1)  models/lib/inception.nn:7:15
+/* inception2.conv_bn4.bn1 = batchnorm2d+relu(inception2.conv_bn4.conv1)  models/lib/inception.nn:7:15, fused inception2.conv_bn4.relu1
  *   inception2.conv_bn4.conv1 [64,8,14,14] -> [64,8,14,14] */
 KERNEL void inception2_conv_bn4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -625,27 +535,18 @@ KERNEL void inception2_conv_bn4_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 8, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 8, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 8, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inception2.conv_bn4.relu1 = relu(inception2.conv_bn4.bn1)  models/lib/inception.nn:7:10
- *   inception2.conv_bn4.bn1 [64,8,14,14] -> [64,8,14,14] */
-KERNEL void inception2_conv_bn4_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 100352);
-}
-KERNEL void inception2_conv_bn4_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 100352);
-}
-
-/* inception2.conv_bn5.conv1 = conv2d(inception2.conv_bn4.relu1)  models/lib/inception.nn:6:7
- *   inception2.conv_bn4.relu1 [64,8,14,14] -> [64,24,14,14] */
+/* inception2.conv_bn5.conv1 = conv2d(inception2.conv_bn4.bn1)  models/lib/inception.nn:6:7
+ *   inception2.conv_bn4.bn1 [64,8,14,14] -> [64,24,14,14] */
 KERNEL void inception2_conv_bn5_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -659,7 +560,7 @@ KERNEL void inception2_conv_bn5_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception2_conv_bn5_conv1, 0, 0) /* none */
 
-/* inception2.conv_bn5.bn1 = batchnorm2d(inception2.conv_bn5.conv1)  models/lib/inception.nn:7:15
+/* inception2.conv_bn5.bn1 = batchnorm2d+relu(inception2.conv_bn5.conv1)  models/lib/inception.nn:7:15, fused inception2.conv_bn5.relu1
  *   inception2.conv_bn5.conv1 [64,24,14,14] -> [64,24,14,14] */
 KERNEL void inception2_conv_bn5_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -668,23 +569,14 @@ KERNEL void inception2_conv_bn5_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 24, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn5_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 24, 196,
-                                 8, 64, rank_sum, ctx);
-}
-
-/* inception2.conv_bn5.relu1 = relu(inception2.conv_bn5.bn1)  models/lib/inception.nn:7:10
- *   inception2.conv_bn5.bn1 [64,24,14,14] -> [64,24,14,14] */
-KERNEL void inception2_conv_bn5_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 301056);
-}
-KERNEL void inception2_conv_bn5_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 301056);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 24, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inception2.maxpool1 = maxpool2d(inception1.cat1)  models/lib/inception.nn:25:9
@@ -711,7 +603,7 @@ KERNEL void inception2_conv_bn6_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception2_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 14, 14, 16, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception2.conv_bn6.bn1 = batchnorm2d(inception2.conv_bn6.conv1)  models/lib/inception.nn:7:15
+/* inception2.conv_bn6.bn1 = batchnorm2d+relu(inception2.conv_bn6.conv1)  models/lib/inception.nn:7:15, fused inception2.conv_bn6.relu1
  *   inception2.conv_bn6.conv1 [64,16,14,14] -> [64,16,14,14] */
 KERNEL void inception2_conv_bn6_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -720,27 +612,18 @@ KERNEL void inception2_conv_bn6_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 196, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn6_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 196,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inception2.conv_bn6.relu1 = relu(inception2.conv_bn6.bn1)  models/lib/inception.nn:7:10
- *   inception2.conv_bn6.bn1 [64,16,14,14] -> [64,16,14,14] */
-KERNEL void inception2_conv_bn6_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 200704);
-}
-KERNEL void inception2_conv_bn6_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 200704);
-}
-
-/* inception2.cat1 = concat(inception2.conv_bn1.relu1, inception2.conv_bn3.relu1, inception2.conv_bn5.relu1, inception2.conv_bn6.relu1)  models/lib/inception.nn:30:10
- *   inception2.conv_bn1.relu1 [64,32,14,14], inception2.conv_bn3.relu1 [64,48,14,14], inception2.conv_bn5.relu1 [64,24,14,14], inception2.conv_bn6.relu1 [64,16,14,14] -> [64,120,14,14] */
+/* inception2.cat1 = concat(inception2.conv_bn1.bn1, inception2.conv_bn3.bn1, inception2.conv_bn5.bn1, inception2.conv_bn6.bn1)  models/lib/inception.nn:30:10
+ *   inception2.conv_bn1.bn1 [64,32,14,14], inception2.conv_bn3.bn1 [64,48,14,14], inception2.conv_bn5.bn1 [64,24,14,14], inception2.conv_bn6.bn1 [64,16,14,14] -> [64,120,14,14] */
 /* copies of channel slices: see forward() and backward() */
 
 /* maxpool2 = maxpool2d(inception2.cat1)  models/inception_mini.nn:21:5
@@ -767,7 +650,7 @@ KERNEL void inception3_conv_bn1_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception3_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 48, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 120, 7, 7, 48, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception3.conv_bn1.bn1 = batchnorm2d(inception3.conv_bn1.conv1)  models/lib/inception.nn:7:15
+/* inception3.conv_bn1.bn1 = batchnorm2d+relu(inception3.conv_bn1.conv1)  models/lib/inception.nn:7:15, fused inception3.conv_bn1.relu1
  *   inception3.conv_bn1.conv1 [64,48,7,7] -> [64,48,7,7] */
 KERNEL void inception3_conv_bn1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -776,23 +659,14 @@ KERNEL void inception3_conv_bn1_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 49, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 49,
-                                 8, 64, rank_sum, ctx);
-}
-
-/* inception3.conv_bn1.relu1 = relu(inception3.conv_bn1.bn1)  models/lib/inception.nn:7:10
- *   inception3.conv_bn1.bn1 [64,48,7,7] -> [64,48,7,7] */
-KERNEL void inception3_conv_bn1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 150528);
-}
-KERNEL void inception3_conv_bn1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 150528);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 48, 49,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inception3.conv_bn2.conv1 = conv2d(maxpool2)  models/lib/inception.nn:6:7
@@ -809,7 +683,7 @@ KERNEL void inception3_conv_bn2_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception3_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 24, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 120, 7, 7, 24, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception3.conv_bn2.bn1 = batchnorm2d(inception3.conv_bn2.conv1)  models/lib/inception.nn:7:15
+/* inception3.conv_bn2.bn1 = batchnorm2d+relu(inception3.conv_bn2.conv1)  models/lib/inception.nn:7:15, fused inception3.conv_bn2.relu1
  *   inception3.conv_bn2.conv1 [64,24,7,7] -> [64,24,7,7] */
 KERNEL void inception3_conv_bn2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -818,27 +692,18 @@ KERNEL void inception3_conv_bn2_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 24, 49, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 24, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 24, 49,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inception3.conv_bn2.relu1 = relu(inception3.conv_bn2.bn1)  models/lib/inception.nn:7:10
- *   inception3.conv_bn2.bn1 [64,24,7,7] -> [64,24,7,7] */
-KERNEL void inception3_conv_bn2_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 75264);
-}
-KERNEL void inception3_conv_bn2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 75264);
-}
-
-/* inception3.conv_bn3.conv1 = conv2d(inception3.conv_bn2.relu1)  models/lib/inception.nn:6:7
- *   inception3.conv_bn2.relu1 [64,24,7,7] -> [64,52,7,7] */
+/* inception3.conv_bn3.conv1 = conv2d(inception3.conv_bn2.bn1)  models/lib/inception.nn:6:7
+ *   inception3.conv_bn2.bn1 [64,24,7,7] -> [64,52,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 3, 1, 1, 1, 1) == 7, "inception3.conv_bn3.conv1: output size");
 KERNEL void inception3_conv_bn3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -851,7 +716,7 @@ KERNEL void inception3_conv_bn3_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception3_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 52, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 24, 7, 7, 52, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* inception3.conv_bn3.bn1 = batchnorm2d(inception3.conv_bn3.conv1)  models/lib/inception.nn:7:15
+/* inception3.conv_bn3.bn1 = batchnorm2d+relu(inception3.conv_bn3.conv1)  models/lib/inception.nn:7:15, fused inception3.conv_bn3.relu1
  *   inception3.conv_bn3.conv1 [64,52,7,7] -> [64,52,7,7] */
 KERNEL void inception3_conv_bn3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -860,23 +725,14 @@ KERNEL void inception3_conv_bn3_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 52, 49, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 52, 49,
-                                 8, 64, rank_sum, ctx);
-}
-
-/* inception3.conv_bn3.relu1 = relu(inception3.conv_bn3.bn1)  models/lib/inception.nn:7:10
- *   inception3.conv_bn3.bn1 [64,52,7,7] -> [64,52,7,7] */
-KERNEL void inception3_conv_bn3_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 163072);
-}
-KERNEL void inception3_conv_bn3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 163072);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 52, 49,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inception3.conv_bn4.conv1 = conv2d(maxpool2)  models/lib/inception.nn:6:7
@@ -893,7 +749,7 @@ KERNEL void inception3_conv_bn4_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception3_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 4, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 120, 7, 7, 4, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception3.conv_bn4.bn1 = batchnorm2d(inception3.conv_bn4.conv1)  models/lib/inception.nn:7:15
+/* inception3.conv_bn4.bn1 = batchnorm2d+relu(inception3.conv_bn4.conv1)  models/lib/inception.nn:7:15, fused inception3.conv_bn4.relu1
  *   inception3.conv_bn4.conv1 [64,4,7,7] -> [64,4,7,7] */
 KERNEL void inception3_conv_bn4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -902,27 +758,18 @@ KERNEL void inception3_conv_bn4_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 4, 49, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 4, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 4, 49,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inception3.conv_bn4.relu1 = relu(inception3.conv_bn4.bn1)  models/lib/inception.nn:7:10
- *   inception3.conv_bn4.bn1 [64,4,7,7] -> [64,4,7,7] */
-KERNEL void inception3_conv_bn4_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 12544);
-}
-KERNEL void inception3_conv_bn4_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 12544);
-}
-
-/* inception3.conv_bn5.conv1 = conv2d(inception3.conv_bn4.relu1)  models/lib/inception.nn:6:7
- *   inception3.conv_bn4.relu1 [64,4,7,7] -> [64,12,7,7] */
+/* inception3.conv_bn5.conv1 = conv2d(inception3.conv_bn4.bn1)  models/lib/inception.nn:6:7
+ *   inception3.conv_bn4.bn1 [64,4,7,7] -> [64,12,7,7] */
 KERNEL void inception3_conv_bn5_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -936,7 +783,7 @@ KERNEL void inception3_conv_bn5_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception3_conv_bn5_conv1, 0, 0) /* none */
 
-/* inception3.conv_bn5.bn1 = batchnorm2d(inception3.conv_bn5.conv1)  models/lib/inception.nn:7:15
+/* inception3.conv_bn5.bn1 = batchnorm2d+relu(inception3.conv_bn5.conv1)  models/lib/inception.nn:7:15, fused inception3.conv_bn5.relu1
  *   inception3.conv_bn5.conv1 [64,12,7,7] -> [64,12,7,7] */
 KERNEL void inception3_conv_bn5_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -945,23 +792,14 @@ KERNEL void inception3_conv_bn5_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 12, 49, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn5_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 12, 49,
-                                 8, 64, rank_sum, ctx);
-}
-
-/* inception3.conv_bn5.relu1 = relu(inception3.conv_bn5.bn1)  models/lib/inception.nn:7:10
- *   inception3.conv_bn5.bn1 [64,12,7,7] -> [64,12,7,7] */
-KERNEL void inception3_conv_bn5_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 37632);
-}
-KERNEL void inception3_conv_bn5_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 37632);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 12, 49,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inception3.avgpool1 = avgpool2d(maxpool2)  models/lib/inception.nn:27:9
@@ -988,7 +826,7 @@ KERNEL void inception3_conv_bn6_conv1_backward(float *restrict dx, float *restri
 }
 SCRATCH(inception3_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 120, 7, 7, 16, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inception3.conv_bn6.bn1 = batchnorm2d(inception3.conv_bn6.conv1)  models/lib/inception.nn:7:15
+/* inception3.conv_bn6.bn1 = batchnorm2d+relu(inception3.conv_bn6.conv1)  models/lib/inception.nn:7:15, fused inception3.conv_bn6.relu1
  *   inception3.conv_bn6.conv1 [64,16,7,7] -> [64,16,7,7] */
 KERNEL void inception3_conv_bn6_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -997,27 +835,18 @@ KERNEL void inception3_conv_bn6_bn1_forward(float *restrict y, const float *rest
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 49, 0.001, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn6_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 49,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inception3.conv_bn6.relu1 = relu(inception3.conv_bn6.bn1)  models/lib/inception.nn:7:10
- *   inception3.conv_bn6.bn1 [64,16,7,7] -> [64,16,7,7] */
-KERNEL void inception3_conv_bn6_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 50176);
-}
-KERNEL void inception3_conv_bn6_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 50176);
-}
-
-/* inception3.cat1 = concat(inception3.conv_bn1.relu1, inception3.conv_bn3.relu1, inception3.conv_bn5.relu1, inception3.conv_bn6.relu1)  models/lib/inception.nn:30:10
- *   inception3.conv_bn1.relu1 [64,48,7,7], inception3.conv_bn3.relu1 [64,52,7,7], inception3.conv_bn5.relu1 [64,12,7,7], inception3.conv_bn6.relu1 [64,16,7,7] -> [64,128,7,7] */
+/* inception3.cat1 = concat(inception3.conv_bn1.bn1, inception3.conv_bn3.bn1, inception3.conv_bn5.bn1, inception3.conv_bn6.bn1)  models/lib/inception.nn:30:10
+ *   inception3.conv_bn1.bn1 [64,48,7,7], inception3.conv_bn3.bn1 [64,52,7,7], inception3.conv_bn5.bn1 [64,12,7,7], inception3.conv_bn6.bn1 [64,16,7,7] -> [64,128,7,7] */
 /* copies of channel slices: see forward() and backward() */
 
 /* avgpool1 = adaptive_avgpool2d(inception3.cat1)  models/inception_mini.nn:23:13
@@ -1066,86 +895,67 @@ static void forward(NnccState *s, int training) {
   float *conv_bn1_conv1 = (float *)(A + 0); /* [64,48,28,28] */
   float *conv_bn1_bn1 = (float *)(A + 9633792); /* [64,48,28,28] */
   float *conv_bn1_bn1_stats = (float *)(A + 76267520); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *conv_bn1_relu1 = (float *)(A + 9633792); /* [64,48,28,28] */
   float *maxpool1 = (float *)(A + 40943616); /* [64,48,14,14] */
   float *inception1_conv_bn1_conv1 = (float *)(A + 70246400); /* [64,16,14,14] */
-  float *inception1_conv_bn1_bn1 = (float *)(A + 19267584); /* [64,16,14,14] */
+  float *inception1_conv_bn1_bn1 = (float *)(A + 71049216); /* [64,16,14,14] */
   float *inception1_conv_bn1_bn1_stats = (float *)(A + 76273280); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *inception1_conv_bn1_relu1 = (float *)(A + 71049216); /* [64,16,14,14] */
   float *inception1_conv_bn2_conv1 = (float *)(A + 64225280); /* [64,24,14,14] */
-  float *inception1_conv_bn2_bn1 = (float *)(A + 19267584); /* [64,24,14,14] */
+  float *inception1_conv_bn2_bn1 = (float *)(A + 65429504); /* [64,24,14,14] */
   float *inception1_conv_bn2_bn1_stats = (float *)(A + 76272128); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inception1_conv_bn2_relu1 = (float *)(A + 65429504); /* [64,24,14,14] */
   float *inception1_conv_bn3_conv1 = (float *)(A + 52985856); /* [64,32,14,14] */
-  float *inception1_conv_bn3_bn1 = (float *)(A + 19267584); /* [64,32,14,14] */
+  float *inception1_conv_bn3_bn1 = (float *)(A + 54591488); /* [64,32,14,14] */
   float *inception1_conv_bn3_bn1_stats = (float *)(A + 76269824); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *inception1_conv_bn3_relu1 = (float *)(A + 54591488); /* [64,32,14,14] */
   float *inception1_conv_bn4_conv1 = (float *)(A + 75866112); /* [64,4,14,14] */
-  float *inception1_conv_bn4_bn1 = (float *)(A + 19267584); /* [64,4,14,14] */
+  float *inception1_conv_bn4_bn1 = (float *)(A + 76066816); /* [64,4,14,14] */
   float *inception1_conv_bn4_bn1_stats = (float *)(A + 76274624); /* [2,4]: mean, 1/std; [2,4] double sums */
-  float *inception1_conv_bn4_relu1 = (float *)(A + 76066816); /* [64,4,14,14] */
   float *inception1_conv_bn5_conv1 = (float *)(A + 73457664); /* [64,8,14,14] */
-  float *inception1_conv_bn5_bn1 = (float *)(A + 19267584); /* [64,8,14,14] */
+  float *inception1_conv_bn5_bn1 = (float *)(A + 73859072); /* [64,8,14,14] */
   float *inception1_conv_bn5_bn1_stats = (float *)(A + 76274048); /* [2,8]: mean, 1/std; [2,8] double sums */
-  float *inception1_conv_bn5_relu1 = (float *)(A + 73859072); /* [64,8,14,14] */
   float *inception1_maxpool1 = (float *)(A + 43352064); /* [64,48,14,14] */
   float *inception1_conv_bn6_conv1 = (float *)(A + 74260480); /* [64,8,14,14] */
-  float *inception1_conv_bn6_bn1 = (float *)(A + 19267584); /* [64,8,14,14] */
+  float *inception1_conv_bn6_bn1 = (float *)(A + 74661888); /* [64,8,14,14] */
   float *inception1_conv_bn6_bn1_stats = (float *)(A + 76274240); /* [2,8]: mean, 1/std; [2,8] double sums */
-  float *inception1_conv_bn6_relu1 = (float *)(A + 74661888); /* [64,8,14,14] */
   float *inception1_cat1 = (float *)(A + 31309824); /* [64,64,14,14] */
   float *inception2_conv_bn1_conv1 = (float *)(A + 56197120); /* [64,32,14,14] */
-  float *inception2_conv_bn1_bn1 = (float *)(A + 19267584); /* [64,32,14,14] */
+  float *inception2_conv_bn1_bn1 = (float *)(A + 57802752); /* [64,32,14,14] */
   float *inception2_conv_bn1_bn1_stats = (float *)(A + 76270592); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *inception2_conv_bn1_relu1 = (float *)(A + 57802752); /* [64,32,14,14] */
   float *inception2_conv_bn2_conv1 = (float *)(A + 59408384); /* [64,32,14,14] */
-  float *inception2_conv_bn2_bn1 = (float *)(A + 19267584); /* [64,32,14,14] */
+  float *inception2_conv_bn2_bn1 = (float *)(A + 61014016); /* [64,32,14,14] */
   float *inception2_conv_bn2_bn1_stats = (float *)(A + 76271360); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *inception2_conv_bn2_relu1 = (float *)(A + 61014016); /* [64,32,14,14] */
   float *inception2_conv_bn3_conv1 = (float *)(A + 45760512); /* [64,48,14,14] */
-  float *inception2_conv_bn3_bn1 = (float *)(A + 19267584); /* [64,48,14,14] */
+  float *inception2_conv_bn3_bn1 = (float *)(A + 48168960); /* [64,48,14,14] */
   float *inception2_conv_bn3_bn1_stats = (float *)(A + 76268672); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *inception2_conv_bn3_relu1 = (float *)(A + 48168960); /* [64,48,14,14] */
   float *inception2_conv_bn4_conv1 = (float *)(A + 75063296); /* [64,8,14,14] */
-  float *inception2_conv_bn4_bn1 = (float *)(A + 19267584); /* [64,8,14,14] */
+  float *inception2_conv_bn4_bn1 = (float *)(A + 75464704); /* [64,8,14,14] */
   float *inception2_conv_bn4_bn1_stats = (float *)(A + 76274432); /* [2,8]: mean, 1/std; [2,8] double sums */
-  float *inception2_conv_bn4_relu1 = (float *)(A + 75464704); /* [64,8,14,14] */
   float *inception2_conv_bn5_conv1 = (float *)(A + 66633728); /* [64,24,14,14] */
-  float *inception2_conv_bn5_bn1 = (float *)(A + 19267584); /* [64,24,14,14] */
+  float *inception2_conv_bn5_bn1 = (float *)(A + 67837952); /* [64,24,14,14] */
   float *inception2_conv_bn5_bn1_stats = (float *)(A + 76272704); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inception2_conv_bn5_relu1 = (float *)(A + 67837952); /* [64,24,14,14] */
   float *inception2_maxpool1 = (float *)(A + 34521088); /* [64,64,14,14] */
   float *inception2_conv_bn6_conv1 = (float *)(A + 71852032); /* [64,16,14,14] */
-  float *inception2_conv_bn6_bn1 = (float *)(A + 19267584); /* [64,16,14,14] */
+  float *inception2_conv_bn6_bn1 = (float *)(A + 72654848); /* [64,16,14,14] */
   float *inception2_conv_bn6_bn1_stats = (float *)(A + 76273664); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *inception2_conv_bn6_relu1 = (float *)(A + 72654848); /* [64,16,14,14] */
   float *inception2_cat1 = (float *)(A + 19267584); /* [64,120,14,14] */
   float *maxpool2 = (float *)(A + 26894336); /* [64,120,7,7] */
   float *inception3_conv_bn1_conv1 = (float *)(A + 62619648); /* [64,48,7,7] */
-  float *inception3_conv_bn1_bn1 = (float *)(A + 25288704); /* [64,48,7,7] */
+  float *inception3_conv_bn1_bn1 = (float *)(A + 63221760); /* [64,48,7,7] */
   float *inception3_conv_bn1_bn1_stats = (float *)(A + 52886784); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *inception3_conv_bn1_relu1 = (float *)(A + 63221760); /* [64,48,7,7] */
   float *inception3_conv_bn2_conv1 = (float *)(A + 63823872); /* [64,24,7,7] */
-  float *inception3_conv_bn2_bn1 = (float *)(A + 25288704); /* [64,24,7,7] */
+  float *inception3_conv_bn2_bn1 = (float *)(A + 69644288); /* [64,24,7,7] */
   float *inception3_conv_bn2_bn1_stats = (float *)(A + 52887936); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inception3_conv_bn2_relu1 = (float *)(A + 69644288); /* [64,24,7,7] */
   float *inception3_conv_bn3_conv1 = (float *)(A + 29904896); /* [64,52,7,7] */
-  float *inception3_conv_bn3_bn1 = (float *)(A + 25288704); /* [64,52,7,7] */
+  float *inception3_conv_bn3_bn1 = (float *)(A + 30557184); /* [64,52,7,7] */
   float *inception3_conv_bn3_bn1_stats = (float *)(A + 52885504); /* [2,52]: mean, 1/std; [2,52] double sums */
-  float *inception3_conv_bn3_relu1 = (float *)(A + 30557184); /* [64,52,7,7] */
   float *inception3_conv_bn4_conv1 = (float *)(A + 31209472); /* [64,4,7,7] */
-  float *inception3_conv_bn4_bn1 = (float *)(A + 25288704); /* [64,4,7,7] */
+  float *inception3_conv_bn4_bn1 = (float *)(A + 31259648); /* [64,4,7,7] */
   float *inception3_conv_bn4_bn1_stats = (float *)(A + 52888832); /* [2,4]: mean, 1/std; [2,4] double sums */
-  float *inception3_conv_bn4_relu1 = (float *)(A + 31259648); /* [64,4,7,7] */
   float *inception3_conv_bn5_conv1 = (float *)(A + 52734976); /* [64,12,7,7] */
-  float *inception3_conv_bn5_bn1 = (float *)(A + 25288704); /* [64,12,7,7] */
+  float *inception3_conv_bn5_bn1 = (float *)(A + 69945344); /* [64,12,7,7] */
   float *inception3_conv_bn5_bn1_stats = (float *)(A + 52888512); /* [2,12]: mean, 1/std; [2,12] double sums */
-  float *inception3_conv_bn5_relu1 = (float *)(A + 69945344); /* [64,12,7,7] */
   float *inception3_avgpool1 = (float *)(A + 28399616); /* [64,120,7,7] */
   float *inception3_conv_bn6_conv1 = (float *)(A + 37732352); /* [64,16,7,7] */
-  float *inception3_conv_bn6_bn1 = (float *)(A + 25288704); /* [64,16,7,7] */
-  float *inception3_conv_bn6_bn1_stats = (float *)(A + 38334464); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *inception3_conv_bn6_relu1 = (float *)(A + 37933056); /* [64,16,7,7] */
+  float *inception3_conv_bn6_bn1 = (float *)(A + 37933056); /* [64,16,7,7] */
+  float *inception3_conv_bn6_bn1_stats = (float *)(A + 38535168); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *inception3_cat1 = (float *)(A + 25288704); /* [64,128,7,7] */
   float *avgpool1 = (float *)(A + 38133760); /* [64,128,1,1] */
   float *dropout1 = (float *)(A + 25288704); /* [64,128] */
@@ -1158,213 +968,156 @@ static void forward(NnccState *s, int training) {
     conv_bn1_bn1_forward(conv_bn1_bn1, conv_bn1_conv1, P + 432 /* conv_bn1.bn1.weight */, P + 480 /* conv_bn1.bn1.bias */, P + 528 /* conv_bn1.bn1.running_mean */, P + 576 /* conv_bn1.bn1.running_var */, P + 624 /* conv_bn1.bn1.num_batches_tracked */, conv_bn1_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
-    conv_bn1_relu1_forward(conv_bn1_relu1, conv_bn1_bn1);
+    maxpool1_forward(maxpool1, conv_bn1_bn1);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    maxpool1_forward(maxpool1, conv_bn1_relu1);
+    inception1_conv_bn1_conv1_forward(inception1_conv_bn1_conv1, maxpool1, P + 640 /* inception1.conv_bn1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn1_conv1_forward(inception1_conv_bn1_conv1, maxpool1, P + 640 /* inception1.conv_bn1.conv1.weight */, NULL, scratch);
+    inception1_conv_bn1_bn1_forward(inception1_conv_bn1_bn1, inception1_conv_bn1_conv1, P + 1408 /* inception1.conv_bn1.bn1.weight */, P + 1424 /* inception1.conv_bn1.bn1.bias */, P + 1440 /* inception1.conv_bn1.bn1.running_mean */, P + 1456 /* inception1.conv_bn1.bn1.running_var */, P + 1472 /* inception1.conv_bn1.bn1.num_batches_tracked */, inception1_conv_bn1_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn1_bn1_forward(inception1_conv_bn1_bn1, inception1_conv_bn1_conv1, P + 1408 /* inception1.conv_bn1.bn1.weight */, P + 1424 /* inception1.conv_bn1.bn1.bias */, P + 1440 /* inception1.conv_bn1.bn1.running_mean */, P + 1456 /* inception1.conv_bn1.bn1.running_var */, P + 1472 /* inception1.conv_bn1.bn1.num_batches_tracked */, inception1_conv_bn1_bn1_stats, training, s->rank_sum, s);
+    inception1_conv_bn2_conv1_forward(inception1_conv_bn2_conv1, maxpool1, P + 1488 /* inception1.conv_bn2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn1_relu1_forward(inception1_conv_bn1_relu1, inception1_conv_bn1_bn1);
+    inception1_conv_bn2_bn1_forward(inception1_conv_bn2_bn1, inception1_conv_bn2_conv1, P + 2640 /* inception1.conv_bn2.bn1.weight */, P + 2672 /* inception1.conv_bn2.bn1.bias */, P + 2704 /* inception1.conv_bn2.bn1.running_mean */, P + 2736 /* inception1.conv_bn2.bn1.running_var */, P + 2768 /* inception1.conv_bn2.bn1.num_batches_tracked */, inception1_conv_bn2_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn2_conv1_forward(inception1_conv_bn2_conv1, maxpool1, P + 1488 /* inception1.conv_bn2.conv1.weight */, NULL, scratch);
+    inception1_conv_bn3_conv1_forward(inception1_conv_bn3_conv1, inception1_conv_bn2_bn1, P + 2784 /* inception1.conv_bn3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn2_bn1_forward(inception1_conv_bn2_bn1, inception1_conv_bn2_conv1, P + 2640 /* inception1.conv_bn2.bn1.weight */, P + 2672 /* inception1.conv_bn2.bn1.bias */, P + 2704 /* inception1.conv_bn2.bn1.running_mean */, P + 2736 /* inception1.conv_bn2.bn1.running_var */, P + 2768 /* inception1.conv_bn2.bn1.num_batches_tracked */, inception1_conv_bn2_bn1_stats, training, s->rank_sum, s);
+    inception1_conv_bn3_bn1_forward(inception1_conv_bn3_bn1, inception1_conv_bn3_conv1, P + 9696 /* inception1.conv_bn3.bn1.weight */, P + 9728 /* inception1.conv_bn3.bn1.bias */, P + 9760 /* inception1.conv_bn3.bn1.running_mean */, P + 9792 /* inception1.conv_bn3.bn1.running_var */, P + 9824 /* inception1.conv_bn3.bn1.num_batches_tracked */, inception1_conv_bn3_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn2_relu1_forward(inception1_conv_bn2_relu1, inception1_conv_bn2_bn1);
+    inception1_conv_bn4_conv1_forward(inception1_conv_bn4_conv1, maxpool1, P + 9840 /* inception1.conv_bn4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn3_conv1_forward(inception1_conv_bn3_conv1, inception1_conv_bn2_relu1, P + 2784 /* inception1.conv_bn3.conv1.weight */, NULL, scratch);
+    inception1_conv_bn4_bn1_forward(inception1_conv_bn4_bn1, inception1_conv_bn4_conv1, P + 10032 /* inception1.conv_bn4.bn1.weight */, P + 10048 /* inception1.conv_bn4.bn1.bias */, P + 10064 /* inception1.conv_bn4.bn1.running_mean */, P + 10080 /* inception1.conv_bn4.bn1.running_var */, P + 10096 /* inception1.conv_bn4.bn1.num_batches_tracked */, inception1_conv_bn4_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn3_bn1_forward(inception1_conv_bn3_bn1, inception1_conv_bn3_conv1, P + 9696 /* inception1.conv_bn3.bn1.weight */, P + 9728 /* inception1.conv_bn3.bn1.bias */, P + 9760 /* inception1.conv_bn3.bn1.running_mean */, P + 9792 /* inception1.conv_bn3.bn1.running_var */, P + 9824 /* inception1.conv_bn3.bn1.num_batches_tracked */, inception1_conv_bn3_bn1_stats, training, s->rank_sum, s);
+    inception1_conv_bn5_conv1_forward(inception1_conv_bn5_conv1, inception1_conv_bn4_bn1, P + 10112 /* inception1.conv_bn5.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn3_relu1_forward(inception1_conv_bn3_relu1, inception1_conv_bn3_bn1);
+    inception1_conv_bn5_bn1_forward(inception1_conv_bn5_bn1, inception1_conv_bn5_conv1, P + 10400 /* inception1.conv_bn5.bn1.weight */, P + 10416 /* inception1.conv_bn5.bn1.bias */, P + 10432 /* inception1.conv_bn5.bn1.running_mean */, P + 10448 /* inception1.conv_bn5.bn1.running_var */, P + 10464 /* inception1.conv_bn5.bn1.num_batches_tracked */, inception1_conv_bn5_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn4_conv1_forward(inception1_conv_bn4_conv1, maxpool1, P + 9840 /* inception1.conv_bn4.conv1.weight */, NULL, scratch);
+    inception1_maxpool1_forward(inception1_maxpool1, maxpool1);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn4_bn1_forward(inception1_conv_bn4_bn1, inception1_conv_bn4_conv1, P + 10032 /* inception1.conv_bn4.bn1.weight */, P + 10048 /* inception1.conv_bn4.bn1.bias */, P + 10064 /* inception1.conv_bn4.bn1.running_mean */, P + 10080 /* inception1.conv_bn4.bn1.running_var */, P + 10096 /* inception1.conv_bn4.bn1.num_batches_tracked */, inception1_conv_bn4_bn1_stats, training, s->rank_sum, s);
+    inception1_conv_bn6_conv1_forward(inception1_conv_bn6_conv1, inception1_maxpool1, P + 10480 /* inception1.conv_bn6.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn4_relu1_forward(inception1_conv_bn4_relu1, inception1_conv_bn4_bn1);
+    inception1_conv_bn6_bn1_forward(inception1_conv_bn6_bn1, inception1_conv_bn6_conv1, P + 10864 /* inception1.conv_bn6.bn1.weight */, P + 10880 /* inception1.conv_bn6.bn1.bias */, P + 10896 /* inception1.conv_bn6.bn1.running_mean */, P + 10912 /* inception1.conv_bn6.bn1.running_var */, P + 10928 /* inception1.conv_bn6.bn1.num_batches_tracked */, inception1_conv_bn6_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn5_conv1_forward(inception1_conv_bn5_conv1, inception1_conv_bn4_relu1, P + 10112 /* inception1.conv_bn5.conv1.weight */, NULL, scratch);
+    nncc_copy_channels_team(inception1_cat1, 64, 0, inception1_conv_bn1_bn1, 16, 0, 64, 16, 196);
+    nncc_copy_channels_team(inception1_cat1, 64, 16, inception1_conv_bn3_bn1, 32, 0, 64, 32, 196);
+    nncc_copy_channels_team(inception1_cat1, 64, 48, inception1_conv_bn5_bn1, 8, 0, 64, 8, 196);
+    nncc_copy_channels_team(inception1_cat1, 64, 56, inception1_conv_bn6_bn1, 8, 0, 64, 8, 196);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn5_bn1_forward(inception1_conv_bn5_bn1, inception1_conv_bn5_conv1, P + 10400 /* inception1.conv_bn5.bn1.weight */, P + 10416 /* inception1.conv_bn5.bn1.bias */, P + 10432 /* inception1.conv_bn5.bn1.running_mean */, P + 10448 /* inception1.conv_bn5.bn1.running_var */, P + 10464 /* inception1.conv_bn5.bn1.num_batches_tracked */, inception1_conv_bn5_bn1_stats, training, s->rank_sum, s);
+    inception2_conv_bn1_conv1_forward(inception2_conv_bn1_conv1, inception1_cat1, P + 10944 /* inception2.conv_bn1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn5_relu1_forward(inception1_conv_bn5_relu1, inception1_conv_bn5_bn1);
+    inception2_conv_bn1_bn1_forward(inception2_conv_bn1_bn1, inception2_conv_bn1_conv1, P + 12992 /* inception2.conv_bn1.bn1.weight */, P + 13024 /* inception2.conv_bn1.bn1.bias */, P + 13056 /* inception2.conv_bn1.bn1.running_mean */, P + 13088 /* inception2.conv_bn1.bn1.running_var */, P + 13120 /* inception2.conv_bn1.bn1.num_batches_tracked */, inception2_conv_bn1_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_maxpool1_forward(inception1_maxpool1, maxpool1);
+    inception2_conv_bn2_conv1_forward(inception2_conv_bn2_conv1, inception1_cat1, P + 13136 /* inception2.conv_bn2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn6_conv1_forward(inception1_conv_bn6_conv1, inception1_maxpool1, P + 10480 /* inception1.conv_bn6.conv1.weight */, NULL, scratch);
+    inception2_conv_bn2_bn1_forward(inception2_conv_bn2_bn1, inception2_conv_bn2_conv1, P + 15184 /* inception2.conv_bn2.bn1.weight */, P + 15216 /* inception2.conv_bn2.bn1.bias */, P + 15248 /* inception2.conv_bn2.bn1.running_mean */, P + 15280 /* inception2.conv_bn2.bn1.running_var */, P + 15312 /* inception2.conv_bn2.bn1.num_batches_tracked */, inception2_conv_bn2_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn6_bn1_forward(inception1_conv_bn6_bn1, inception1_conv_bn6_conv1, P + 10864 /* inception1.conv_bn6.bn1.weight */, P + 10880 /* inception1.conv_bn6.bn1.bias */, P + 10896 /* inception1.conv_bn6.bn1.running_mean */, P + 10912 /* inception1.conv_bn6.bn1.running_var */, P + 10928 /* inception1.conv_bn6.bn1.num_batches_tracked */, inception1_conv_bn6_bn1_stats, training, s->rank_sum, s);
+    inception2_conv_bn3_conv1_forward(inception2_conv_bn3_conv1, inception2_conv_bn2_bn1, P + 15328 /* inception2.conv_bn3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn6_relu1_forward(inception1_conv_bn6_relu1, inception1_conv_bn6_bn1);
+    inception2_conv_bn3_bn1_forward(inception2_conv_bn3_bn1, inception2_conv_bn3_conv1, P + 29152 /* inception2.conv_bn3.bn1.weight */, P + 29200 /* inception2.conv_bn3.bn1.bias */, P + 29248 /* inception2.conv_bn3.bn1.running_mean */, P + 29296 /* inception2.conv_bn3.bn1.running_var */, P + 29344 /* inception2.conv_bn3.bn1.num_batches_tracked */, inception2_conv_bn3_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(inception1_cat1, 64, 0, inception1_conv_bn1_relu1, 16, 0, 64, 16, 196);
-    nncc_copy_channels_team(inception1_cat1, 64, 16, inception1_conv_bn3_relu1, 32, 0, 64, 32, 196);
-    nncc_copy_channels_team(inception1_cat1, 64, 48, inception1_conv_bn5_relu1, 8, 0, 64, 8, 196);
-    nncc_copy_channels_team(inception1_cat1, 64, 56, inception1_conv_bn6_relu1, 8, 0, 64, 8, 196);
+    inception2_conv_bn4_conv1_forward(inception2_conv_bn4_conv1, inception1_cat1, P + 29360 /* inception2.conv_bn4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn1_conv1_forward(inception2_conv_bn1_conv1, inception1_cat1, P + 10944 /* inception2.conv_bn1.conv1.weight */, NULL, scratch);
+    inception2_conv_bn4_bn1_forward(inception2_conv_bn4_bn1, inception2_conv_bn4_conv1, P + 29872 /* inception2.conv_bn4.bn1.weight */, P + 29888 /* inception2.conv_bn4.bn1.bias */, P + 29904 /* inception2.conv_bn4.bn1.running_mean */, P + 29920 /* inception2.conv_bn4.bn1.running_var */, P + 29936 /* inception2.conv_bn4.bn1.num_batches_tracked */, inception2_conv_bn4_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn1_bn1_forward(inception2_conv_bn1_bn1, inception2_conv_bn1_conv1, P + 12992 /* inception2.conv_bn1.bn1.weight */, P + 13024 /* inception2.conv_bn1.bn1.bias */, P + 13056 /* inception2.conv_bn1.bn1.running_mean */, P + 13088 /* inception2.conv_bn1.bn1.running_var */, P + 13120 /* inception2.conv_bn1.bn1.num_batches_tracked */, inception2_conv_bn1_bn1_stats, training, s->rank_sum, s);
+    inception2_conv_bn5_conv1_forward(inception2_conv_bn5_conv1, inception2_conv_bn4_bn1, P + 29952 /* inception2.conv_bn5.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn1_relu1_forward(inception2_conv_bn1_relu1, inception2_conv_bn1_bn1);
+    inception2_conv_bn5_bn1_forward(inception2_conv_bn5_bn1, inception2_conv_bn5_conv1, P + 31680 /* inception2.conv_bn5.bn1.weight */, P + 31712 /* inception2.conv_bn5.bn1.bias */, P + 31744 /* inception2.conv_bn5.bn1.running_mean */, P + 31776 /* inception2.conv_bn5.bn1.running_var */, P + 31808 /* inception2.conv_bn5.bn1.num_batches_tracked */, inception2_conv_bn5_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn2_conv1_forward(inception2_conv_bn2_conv1, inception1_cat1, P + 13136 /* inception2.conv_bn2.conv1.weight */, NULL, scratch);
+    inception2_maxpool1_forward(inception2_maxpool1, inception1_cat1);
     if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn2_bn1_forward(inception2_conv_bn2_bn1, inception2_conv_bn2_conv1, P + 15184 /* inception2.conv_bn2.bn1.weight */, P + 15216 /* inception2.conv_bn2.bn1.bias */, P + 15248 /* inception2.conv_bn2.bn1.running_mean */, P + 15280 /* inception2.conv_bn2.bn1.running_var */, P + 15312 /* inception2.conv_bn2.bn1.num_batches_tracked */, inception2_conv_bn2_bn1_stats, training, s->rank_sum, s);
+    inception2_conv_bn6_conv1_forward(inception2_conv_bn6_conv1, inception2_maxpool1, P + 31824 /* inception2.conv_bn6.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn2_relu1_forward(inception2_conv_bn2_relu1, inception2_conv_bn2_bn1);
+    inception2_conv_bn6_bn1_forward(inception2_conv_bn6_bn1, inception2_conv_bn6_conv1, P + 32848 /* inception2.conv_bn6.bn1.weight */, P + 32864 /* inception2.conv_bn6.bn1.bias */, P + 32880 /* inception2.conv_bn6.bn1.running_mean */, P + 32896 /* inception2.conv_bn6.bn1.running_var */, P + 32912 /* inception2.conv_bn6.bn1.num_batches_tracked */, inception2_conv_bn6_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 29, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn3_conv1_forward(inception2_conv_bn3_conv1, inception2_conv_bn2_relu1, P + 15328 /* inception2.conv_bn3.conv1.weight */, NULL, scratch);
+    nncc_copy_channels_team(inception2_cat1, 120, 0, inception2_conv_bn1_bn1, 32, 0, 64, 32, 196);
+    nncc_copy_channels_team(inception2_cat1, 120, 32, inception2_conv_bn3_bn1, 48, 0, 64, 48, 196);
+    nncc_copy_channels_team(inception2_cat1, 120, 80, inception2_conv_bn5_bn1, 24, 0, 64, 24, 196);
+    nncc_copy_channels_team(inception2_cat1, 120, 104, inception2_conv_bn6_bn1, 16, 0, 64, 16, 196);
     if (s->check) s->check(s, 30, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn3_bn1_forward(inception2_conv_bn3_bn1, inception2_conv_bn3_conv1, P + 29152 /* inception2.conv_bn3.bn1.weight */, P + 29200 /* inception2.conv_bn3.bn1.bias */, P + 29248 /* inception2.conv_bn3.bn1.running_mean */, P + 29296 /* inception2.conv_bn3.bn1.running_var */, P + 29344 /* inception2.conv_bn3.bn1.num_batches_tracked */, inception2_conv_bn3_bn1_stats, training, s->rank_sum, s);
+    maxpool2_forward(maxpool2, inception2_cat1);
     if (s->check) s->check(s, 31, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn3_relu1_forward(inception2_conv_bn3_relu1, inception2_conv_bn3_bn1);
+    inception3_conv_bn1_conv1_forward(inception3_conv_bn1_conv1, maxpool2, P + 32928 /* inception3.conv_bn1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 32, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn4_conv1_forward(inception2_conv_bn4_conv1, inception1_cat1, P + 29360 /* inception2.conv_bn4.conv1.weight */, NULL, scratch);
+    inception3_conv_bn1_bn1_forward(inception3_conv_bn1_bn1, inception3_conv_bn1_conv1, P + 38688 /* inception3.conv_bn1.bn1.weight */, P + 38736 /* inception3.conv_bn1.bn1.bias */, P + 38784 /* inception3.conv_bn1.bn1.running_mean */, P + 38832 /* inception3.conv_bn1.bn1.running_var */, P + 38880 /* inception3.conv_bn1.bn1.num_batches_tracked */, inception3_conv_bn1_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 33, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn4_bn1_forward(inception2_conv_bn4_bn1, inception2_conv_bn4_conv1, P + 29872 /* inception2.conv_bn4.bn1.weight */, P + 29888 /* inception2.conv_bn4.bn1.bias */, P + 29904 /* inception2.conv_bn4.bn1.running_mean */, P + 29920 /* inception2.conv_bn4.bn1.running_var */, P + 29936 /* inception2.conv_bn4.bn1.num_batches_tracked */, inception2_conv_bn4_bn1_stats, training, s->rank_sum, s);
+    inception3_conv_bn2_conv1_forward(inception3_conv_bn2_conv1, maxpool2, P + 38896 /* inception3.conv_bn2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 34, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn4_relu1_forward(inception2_conv_bn4_relu1, inception2_conv_bn4_bn1);
+    inception3_conv_bn2_bn1_forward(inception3_conv_bn2_bn1, inception3_conv_bn2_conv1, P + 41776 /* inception3.conv_bn2.bn1.weight */, P + 41808 /* inception3.conv_bn2.bn1.bias */, P + 41840 /* inception3.conv_bn2.bn1.running_mean */, P + 41872 /* inception3.conv_bn2.bn1.running_var */, P + 41904 /* inception3.conv_bn2.bn1.num_batches_tracked */, inception3_conv_bn2_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 35, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn5_conv1_forward(inception2_conv_bn5_conv1, inception2_conv_bn4_relu1, P + 29952 /* inception2.conv_bn5.conv1.weight */, NULL, scratch);
+    inception3_conv_bn3_conv1_forward(inception3_conv_bn3_conv1, inception3_conv_bn2_bn1, P + 41920 /* inception3.conv_bn3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 36, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn5_bn1_forward(inception2_conv_bn5_bn1, inception2_conv_bn5_conv1, P + 31680 /* inception2.conv_bn5.bn1.weight */, P + 31712 /* inception2.conv_bn5.bn1.bias */, P + 31744 /* inception2.conv_bn5.bn1.running_mean */, P + 31776 /* inception2.conv_bn5.bn1.running_var */, P + 31808 /* inception2.conv_bn5.bn1.num_batches_tracked */, inception2_conv_bn5_bn1_stats, training, s->rank_sum, s);
+    inception3_conv_bn3_bn1_forward(inception3_conv_bn3_bn1, inception3_conv_bn3_conv1, P + 53152 /* inception3.conv_bn3.bn1.weight */, P + 53216 /* inception3.conv_bn3.bn1.bias */, P + 53280 /* inception3.conv_bn3.bn1.running_mean */, P + 53344 /* inception3.conv_bn3.bn1.running_var */, P + 53408 /* inception3.conv_bn3.bn1.num_batches_tracked */, inception3_conv_bn3_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 37, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn5_relu1_forward(inception2_conv_bn5_relu1, inception2_conv_bn5_bn1);
+    inception3_conv_bn4_conv1_forward(inception3_conv_bn4_conv1, maxpool2, P + 53424 /* inception3.conv_bn4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 38, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_maxpool1_forward(inception2_maxpool1, inception1_cat1);
+    inception3_conv_bn4_bn1_forward(inception3_conv_bn4_bn1, inception3_conv_bn4_conv1, P + 53904 /* inception3.conv_bn4.bn1.weight */, P + 53920 /* inception3.conv_bn4.bn1.bias */, P + 53936 /* inception3.conv_bn4.bn1.running_mean */, P + 53952 /* inception3.conv_bn4.bn1.running_var */, P + 53968 /* inception3.conv_bn4.bn1.num_batches_tracked */, inception3_conv_bn4_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 39, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn6_conv1_forward(inception2_conv_bn6_conv1, inception2_maxpool1, P + 31824 /* inception2.conv_bn6.conv1.weight */, NULL, scratch);
+    inception3_conv_bn5_conv1_forward(inception3_conv_bn5_conv1, inception3_conv_bn4_bn1, P + 53984 /* inception3.conv_bn5.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 40, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn6_bn1_forward(inception2_conv_bn6_bn1, inception2_conv_bn6_conv1, P + 32848 /* inception2.conv_bn6.bn1.weight */, P + 32864 /* inception2.conv_bn6.bn1.bias */, P + 32880 /* inception2.conv_bn6.bn1.running_mean */, P + 32896 /* inception2.conv_bn6.bn1.running_var */, P + 32912 /* inception2.conv_bn6.bn1.num_batches_tracked */, inception2_conv_bn6_bn1_stats, training, s->rank_sum, s);
+    inception3_conv_bn5_bn1_forward(inception3_conv_bn5_bn1, inception3_conv_bn5_conv1, P + 54416 /* inception3.conv_bn5.bn1.weight */, P + 54432 /* inception3.conv_bn5.bn1.bias */, P + 54448 /* inception3.conv_bn5.bn1.running_mean */, P + 54464 /* inception3.conv_bn5.bn1.running_var */, P + 54480 /* inception3.conv_bn5.bn1.num_batches_tracked */, inception3_conv_bn5_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 41, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn6_relu1_forward(inception2_conv_bn6_relu1, inception2_conv_bn6_bn1);
+    inception3_avgpool1_forward(inception3_avgpool1, maxpool2);
     if (s->check) s->check(s, 42, NNCC_FORWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(inception2_cat1, 120, 0, inception2_conv_bn1_relu1, 32, 0, 64, 32, 196);
-    nncc_copy_channels_team(inception2_cat1, 120, 32, inception2_conv_bn3_relu1, 48, 0, 64, 48, 196);
-    nncc_copy_channels_team(inception2_cat1, 120, 80, inception2_conv_bn5_relu1, 24, 0, 64, 24, 196);
-    nncc_copy_channels_team(inception2_cat1, 120, 104, inception2_conv_bn6_relu1, 16, 0, 64, 16, 196);
+    inception3_conv_bn6_conv1_forward(inception3_conv_bn6_conv1, inception3_avgpool1, P + 54496 /* inception3.conv_bn6.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 43, NNCC_FORWARD);
 #pragma omp barrier
-    maxpool2_forward(maxpool2, inception2_cat1);
+    inception3_conv_bn6_bn1_forward(inception3_conv_bn6_bn1, inception3_conv_bn6_conv1, P + 56416 /* inception3.conv_bn6.bn1.weight */, P + 56432 /* inception3.conv_bn6.bn1.bias */, P + 56448 /* inception3.conv_bn6.bn1.running_mean */, P + 56464 /* inception3.conv_bn6.bn1.running_var */, P + 56480 /* inception3.conv_bn6.bn1.num_batches_tracked */, inception3_conv_bn6_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 44, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn1_conv1_forward(inception3_conv_bn1_conv1, maxpool2, P + 32928 /* inception3.conv_bn1.conv1.weight */, NULL, scratch);
+    nncc_copy_channels_team(inception3_cat1, 128, 0, inception3_conv_bn1_bn1, 48, 0, 64, 48, 49);
+    nncc_copy_channels_team(inception3_cat1, 128, 48, inception3_conv_bn3_bn1, 52, 0, 64, 52, 49);
+    nncc_copy_channels_team(inception3_cat1, 128, 100, inception3_conv_bn5_bn1, 12, 0, 64, 12, 49);
+    nncc_copy_channels_team(inception3_cat1, 128, 112, inception3_conv_bn6_bn1, 16, 0, 64, 16, 49);
     if (s->check) s->check(s, 45, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn1_bn1_forward(inception3_conv_bn1_bn1, inception3_conv_bn1_conv1, P + 38688 /* inception3.conv_bn1.bn1.weight */, P + 38736 /* inception3.conv_bn1.bn1.bias */, P + 38784 /* inception3.conv_bn1.bn1.running_mean */, P + 38832 /* inception3.conv_bn1.bn1.running_var */, P + 38880 /* inception3.conv_bn1.bn1.num_batches_tracked */, inception3_conv_bn1_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 46, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn1_relu1_forward(inception3_conv_bn1_relu1, inception3_conv_bn1_bn1);
-    if (s->check) s->check(s, 47, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn2_conv1_forward(inception3_conv_bn2_conv1, maxpool2, P + 38896 /* inception3.conv_bn2.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 48, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn2_bn1_forward(inception3_conv_bn2_bn1, inception3_conv_bn2_conv1, P + 41776 /* inception3.conv_bn2.bn1.weight */, P + 41808 /* inception3.conv_bn2.bn1.bias */, P + 41840 /* inception3.conv_bn2.bn1.running_mean */, P + 41872 /* inception3.conv_bn2.bn1.running_var */, P + 41904 /* inception3.conv_bn2.bn1.num_batches_tracked */, inception3_conv_bn2_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 49, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn2_relu1_forward(inception3_conv_bn2_relu1, inception3_conv_bn2_bn1);
-    if (s->check) s->check(s, 50, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn3_conv1_forward(inception3_conv_bn3_conv1, inception3_conv_bn2_relu1, P + 41920 /* inception3.conv_bn3.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 51, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn3_bn1_forward(inception3_conv_bn3_bn1, inception3_conv_bn3_conv1, P + 53152 /* inception3.conv_bn3.bn1.weight */, P + 53216 /* inception3.conv_bn3.bn1.bias */, P + 53280 /* inception3.conv_bn3.bn1.running_mean */, P + 53344 /* inception3.conv_bn3.bn1.running_var */, P + 53408 /* inception3.conv_bn3.bn1.num_batches_tracked */, inception3_conv_bn3_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 52, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn3_relu1_forward(inception3_conv_bn3_relu1, inception3_conv_bn3_bn1);
-    if (s->check) s->check(s, 53, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn4_conv1_forward(inception3_conv_bn4_conv1, maxpool2, P + 53424 /* inception3.conv_bn4.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 54, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn4_bn1_forward(inception3_conv_bn4_bn1, inception3_conv_bn4_conv1, P + 53904 /* inception3.conv_bn4.bn1.weight */, P + 53920 /* inception3.conv_bn4.bn1.bias */, P + 53936 /* inception3.conv_bn4.bn1.running_mean */, P + 53952 /* inception3.conv_bn4.bn1.running_var */, P + 53968 /* inception3.conv_bn4.bn1.num_batches_tracked */, inception3_conv_bn4_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 55, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn4_relu1_forward(inception3_conv_bn4_relu1, inception3_conv_bn4_bn1);
-    if (s->check) s->check(s, 56, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn5_conv1_forward(inception3_conv_bn5_conv1, inception3_conv_bn4_relu1, P + 53984 /* inception3.conv_bn5.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 57, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn5_bn1_forward(inception3_conv_bn5_bn1, inception3_conv_bn5_conv1, P + 54416 /* inception3.conv_bn5.bn1.weight */, P + 54432 /* inception3.conv_bn5.bn1.bias */, P + 54448 /* inception3.conv_bn5.bn1.running_mean */, P + 54464 /* inception3.conv_bn5.bn1.running_var */, P + 54480 /* inception3.conv_bn5.bn1.num_batches_tracked */, inception3_conv_bn5_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 58, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn5_relu1_forward(inception3_conv_bn5_relu1, inception3_conv_bn5_bn1);
-    if (s->check) s->check(s, 59, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_avgpool1_forward(inception3_avgpool1, maxpool2);
-    if (s->check) s->check(s, 60, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn6_conv1_forward(inception3_conv_bn6_conv1, inception3_avgpool1, P + 54496 /* inception3.conv_bn6.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 61, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn6_bn1_forward(inception3_conv_bn6_bn1, inception3_conv_bn6_conv1, P + 56416 /* inception3.conv_bn6.bn1.weight */, P + 56432 /* inception3.conv_bn6.bn1.bias */, P + 56448 /* inception3.conv_bn6.bn1.running_mean */, P + 56464 /* inception3.conv_bn6.bn1.running_var */, P + 56480 /* inception3.conv_bn6.bn1.num_batches_tracked */, inception3_conv_bn6_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 62, NNCC_FORWARD);
-#pragma omp barrier
-    inception3_conv_bn6_relu1_forward(inception3_conv_bn6_relu1, inception3_conv_bn6_bn1);
-    if (s->check) s->check(s, 63, NNCC_FORWARD);
-#pragma omp barrier
-    nncc_copy_channels_team(inception3_cat1, 128, 0, inception3_conv_bn1_relu1, 48, 0, 64, 48, 49);
-    nncc_copy_channels_team(inception3_cat1, 128, 48, inception3_conv_bn3_relu1, 52, 0, 64, 52, 49);
-    nncc_copy_channels_team(inception3_cat1, 128, 100, inception3_conv_bn5_relu1, 12, 0, 64, 12, 49);
-    nncc_copy_channels_team(inception3_cat1, 128, 112, inception3_conv_bn6_relu1, 16, 0, 64, 16, 49);
-    if (s->check) s->check(s, 64, NNCC_FORWARD);
-#pragma omp barrier
     avgpool1_forward(avgpool1, inception3_cat1);
-    if (s->check) s->check(s, 65, NNCC_FORWARD);
+    if (s->check) s->check(s, 46, NNCC_FORWARD);
     /* flatten1: a view of avgpool1 */
 #pragma omp barrier
     dropout1_forward(dropout1, avgpool1, s->seed, s->step, training, s->sample0);
-    if (s->check) s->check(s, 67, NNCC_FORWARD);
+    if (s->check) s->check(s, 48, NNCC_FORWARD);
 #pragma omp barrier
     fc1_forward(s->logits, dropout1, P + 56496 /* fc1.weight */, P + 57776 /* fc1.bias */, scratch);
-    if (s->check) s->check(s, 68, NNCC_FORWARD);
+    if (s->check) s->check(s, 49, NNCC_FORWARD);
   }
 }
 
@@ -1375,132 +1128,113 @@ static void backward(NnccState *s) {
   (void)P, (void)G;
   float *conv_bn1_conv1 = (float *)(A + 0); /* [64,48,28,28] */
   float *d_conv_bn1_conv1 = (float *)(A + 9633792); /* [64,48,28,28] */
+  float *conv_bn1_bn1 = (float *)(A + 9633792); /* [64,48,28,28] */
   float *d_conv_bn1_bn1 = (float *)(A + 19267584); /* [64,48,28,28] */
   float *conv_bn1_bn1_stats = (float *)(A + 76267520); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *conv_bn1_relu1 = (float *)(A + 9633792); /* [64,48,28,28] */
-  float *d_conv_bn1_relu1 = (float *)(A + 19267584); /* [64,48,28,28] */
   float *maxpool1 = (float *)(A + 40943616); /* [64,48,14,14] */
   float *d_maxpool1 = (float *)(A + 28901376); /* [64,48,14,14] */
   float *inception1_conv_bn1_conv1 = (float *)(A + 70246400); /* [64,16,14,14] */
-  float *d_inception1_conv_bn1_conv1 = (float *)(A + 20070400); /* [64,16,14,14] */
-  float *d_inception1_conv_bn1_bn1 = (float *)(A + 19267584); /* [64,16,14,14] */
+  float *d_inception1_conv_bn1_conv1 = (float *)(A + 19267584); /* [64,16,14,14] */
+  float *inception1_conv_bn1_bn1 = (float *)(A + 71049216); /* [64,16,14,14] */
+  float *d_inception1_conv_bn1_bn1 = (float *)(A + 27295744); /* [64,16,14,14] */
   float *inception1_conv_bn1_bn1_stats = (float *)(A + 76273280); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *inception1_conv_bn1_relu1 = (float *)(A + 71049216); /* [64,16,14,14] */
-  float *d_inception1_conv_bn1_relu1 = (float *)(A + 27295744); /* [64,16,14,14] */
   float *inception1_conv_bn2_conv1 = (float *)(A + 64225280); /* [64,24,14,14] */
-  float *d_inception1_conv_bn2_conv1 = (float *)(A + 20471808); /* [64,24,14,14] */
-  float *d_inception1_conv_bn2_bn1 = (float *)(A + 19267584); /* [64,24,14,14] */
+  float *d_inception1_conv_bn2_conv1 = (float *)(A + 19267584); /* [64,24,14,14] */
+  float *inception1_conv_bn2_bn1 = (float *)(A + 65429504); /* [64,24,14,14] */
+  float *d_inception1_conv_bn2_bn1 = (float *)(A + 20873216); /* [64,24,14,14] */
   float *inception1_conv_bn2_bn1_stats = (float *)(A + 76272128); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inception1_conv_bn2_relu1 = (float *)(A + 65429504); /* [64,24,14,14] */
-  float *d_inception1_conv_bn2_relu1 = (float *)(A + 19267584); /* [64,24,14,14] */
   float *inception1_conv_bn3_conv1 = (float *)(A + 52985856); /* [64,32,14,14] */
-  float *d_inception1_conv_bn3_conv1 = (float *)(A + 20873216); /* [64,32,14,14] */
-  float *d_inception1_conv_bn3_bn1 = (float *)(A + 19267584); /* [64,32,14,14] */
+  float *d_inception1_conv_bn3_conv1 = (float *)(A + 19267584); /* [64,32,14,14] */
+  float *inception1_conv_bn3_bn1 = (float *)(A + 54591488); /* [64,32,14,14] */
+  float *d_inception1_conv_bn3_bn1 = (float *)(A + 25690112); /* [64,32,14,14] */
   float *inception1_conv_bn3_bn1_stats = (float *)(A + 76269824); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *inception1_conv_bn3_relu1 = (float *)(A + 54591488); /* [64,32,14,14] */
-  float *d_inception1_conv_bn3_relu1 = (float *)(A + 25690112); /* [64,32,14,14] */
   float *inception1_conv_bn4_conv1 = (float *)(A + 75866112); /* [64,4,14,14] */
-  float *d_inception1_conv_bn4_conv1 = (float *)(A + 19468288); /* [64,4,14,14] */
-  float *d_inception1_conv_bn4_bn1 = (float *)(A + 19267584); /* [64,4,14,14] */
+  float *d_inception1_conv_bn4_conv1 = (float *)(A + 19267584); /* [64,4,14,14] */
+  float *inception1_conv_bn4_bn1 = (float *)(A + 76066816); /* [64,4,14,14] */
+  float *d_inception1_conv_bn4_bn1 = (float *)(A + 19668992); /* [64,4,14,14] */
   float *inception1_conv_bn4_bn1_stats = (float *)(A + 76274624); /* [2,4]: mean, 1/std; [2,4] double sums */
-  float *inception1_conv_bn4_relu1 = (float *)(A + 76066816); /* [64,4,14,14] */
-  float *d_inception1_conv_bn4_relu1 = (float *)(A + 19267584); /* [64,4,14,14] */
   float *inception1_conv_bn5_conv1 = (float *)(A + 73457664); /* [64,8,14,14] */
-  float *d_inception1_conv_bn5_conv1 = (float *)(A + 19668992); /* [64,8,14,14] */
-  float *d_inception1_conv_bn5_bn1 = (float *)(A + 19267584); /* [64,8,14,14] */
+  float *d_inception1_conv_bn5_conv1 = (float *)(A + 19267584); /* [64,8,14,14] */
+  float *inception1_conv_bn5_bn1 = (float *)(A + 73859072); /* [64,8,14,14] */
+  float *d_inception1_conv_bn5_bn1 = (float *)(A + 21676032); /* [64,8,14,14] */
   float *inception1_conv_bn5_bn1_stats = (float *)(A + 76274048); /* [2,8]: mean, 1/std; [2,8] double sums */
-  float *inception1_conv_bn5_relu1 = (float *)(A + 73859072); /* [64,8,14,14] */
-  float *d_inception1_conv_bn5_relu1 = (float *)(A + 21676032); /* [64,8,14,14] */
   float *inception1_maxpool1 = (float *)(A + 43352064); /* [64,48,14,14] */
   float *d_inception1_maxpool1 = (float *)(A + 19267584); /* [64,48,14,14] */
   float *inception1_conv_bn6_conv1 = (float *)(A + 74260480); /* [64,8,14,14] */
   float *d_inception1_conv_bn6_conv1 = (float *)(A + 22077440); /* [64,8,14,14] */
+  float *inception1_conv_bn6_bn1 = (float *)(A + 74661888); /* [64,8,14,14] */
   float *d_inception1_conv_bn6_bn1 = (float *)(A + 19267584); /* [64,8,14,14] */
   float *inception1_conv_bn6_bn1_stats = (float *)(A + 76274240); /* [2,8]: mean, 1/std; [2,8] double sums */
-  float *inception1_conv_bn6_relu1 = (float *)(A + 74661888); /* [64,8,14,14] */
-  float *d_inception1_conv_bn6_relu1 = (float *)(A + 19267584); /* [64,8,14,14] */
   float *inception1_cat1 = (float *)(A + 31309824); /* [64,64,14,14] */
   float *d_inception1_cat1 = (float *)(A + 22478848); /* [64,64,14,14] */
   float *inception2_conv_bn1_conv1 = (float *)(A + 56197120); /* [64,32,14,14] */
-  float *d_inception2_conv_bn1_conv1 = (float *)(A + 20873216); /* [64,32,14,14] */
-  float *d_inception2_conv_bn1_bn1 = (float *)(A + 19267584); /* [64,32,14,14] */
+  float *d_inception2_conv_bn1_conv1 = (float *)(A + 19267584); /* [64,32,14,14] */
+  float *inception2_conv_bn1_bn1 = (float *)(A + 57802752); /* [64,32,14,14] */
+  float *d_inception2_conv_bn1_bn1 = (float *)(A + 62619648); /* [64,32,14,14] */
   float *inception2_conv_bn1_bn1_stats = (float *)(A + 76270592); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *inception2_conv_bn1_relu1 = (float *)(A + 57802752); /* [64,32,14,14] */
-  float *d_inception2_conv_bn1_relu1 = (float *)(A + 62619648); /* [64,32,14,14] */
   float *inception2_conv_bn2_conv1 = (float *)(A + 59408384); /* [64,32,14,14] */
-  float *d_inception2_conv_bn2_conv1 = (float *)(A + 20873216); /* [64,32,14,14] */
-  float *d_inception2_conv_bn2_bn1 = (float *)(A + 19267584); /* [64,32,14,14] */
+  float *d_inception2_conv_bn2_conv1 = (float *)(A + 19267584); /* [64,32,14,14] */
+  float *inception2_conv_bn2_bn1 = (float *)(A + 61014016); /* [64,32,14,14] */
+  float *d_inception2_conv_bn2_bn1 = (float *)(A + 25690112); /* [64,32,14,14] */
   float *inception2_conv_bn2_bn1_stats = (float *)(A + 76271360); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *inception2_conv_bn2_relu1 = (float *)(A + 61014016); /* [64,32,14,14] */
-  float *d_inception2_conv_bn2_relu1 = (float *)(A + 19267584); /* [64,32,14,14] */
   float *inception2_conv_bn3_conv1 = (float *)(A + 45760512); /* [64,48,14,14] */
-  float *d_inception2_conv_bn3_conv1 = (float *)(A + 25690112); /* [64,48,14,14] */
-  float *d_inception2_conv_bn3_bn1 = (float *)(A + 19267584); /* [64,48,14,14] */
+  float *d_inception2_conv_bn3_conv1 = (float *)(A + 19267584); /* [64,48,14,14] */
+  float *inception2_conv_bn3_bn1 = (float *)(A + 48168960); /* [64,48,14,14] */
+  float *d_inception2_conv_bn3_bn1 = (float *)(A + 50577408); /* [64,48,14,14] */
   float *inception2_conv_bn3_bn1_stats = (float *)(A + 76268672); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *inception2_conv_bn3_relu1 = (float *)(A + 48168960); /* [64,48,14,14] */
-  float *d_inception2_conv_bn3_relu1 = (float *)(A + 50577408); /* [64,48,14,14] */
   float *inception2_conv_bn4_conv1 = (float *)(A + 75063296); /* [64,8,14,14] */
-  float *d_inception2_conv_bn4_conv1 = (float *)(A + 19668992); /* [64,8,14,14] */
-  float *d_inception2_conv_bn4_bn1 = (float *)(A + 19267584); /* [64,8,14,14] */
+  float *d_inception2_conv_bn4_conv1 = (float *)(A + 19267584); /* [64,8,14,14] */
+  float *inception2_conv_bn4_bn1 = (float *)(A + 75464704); /* [64,8,14,14] */
+  float *d_inception2_conv_bn4_bn1 = (float *)(A + 20471808); /* [64,8,14,14] */
   float *inception2_conv_bn4_bn1_stats = (float *)(A + 76274432); /* [2,8]: mean, 1/std; [2,8] double sums */
-  float *inception2_conv_bn4_relu1 = (float *)(A + 75464704); /* [64,8,14,14] */
-  float *d_inception2_conv_bn4_relu1 = (float *)(A + 19267584); /* [64,8,14,14] */
   float *inception2_conv_bn5_conv1 = (float *)(A + 66633728); /* [64,24,14,14] */
-  float *d_inception2_conv_bn5_conv1 = (float *)(A + 20471808); /* [64,24,14,14] */
-  float *d_inception2_conv_bn5_bn1 = (float *)(A + 19267584); /* [64,24,14,14] */
+  float *d_inception2_conv_bn5_conv1 = (float *)(A + 19267584); /* [64,24,14,14] */
+  float *inception2_conv_bn5_bn1 = (float *)(A + 67837952); /* [64,24,14,14] */
+  float *d_inception2_conv_bn5_bn1 = (float *)(A + 69042176); /* [64,24,14,14] */
   float *inception2_conv_bn5_bn1_stats = (float *)(A + 76272704); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inception2_conv_bn5_relu1 = (float *)(A + 67837952); /* [64,24,14,14] */
-  float *d_inception2_conv_bn5_relu1 = (float *)(A + 69042176); /* [64,24,14,14] */
   float *inception2_maxpool1 = (float *)(A + 34521088); /* [64,64,14,14] */
   float *d_inception2_maxpool1 = (float *)(A + 19267584); /* [64,64,14,14] */
   float *inception2_conv_bn6_conv1 = (float *)(A + 71852032); /* [64,16,14,14] */
   float *d_inception2_conv_bn6_conv1 = (float *)(A + 22478848); /* [64,16,14,14] */
+  float *inception2_conv_bn6_bn1 = (float *)(A + 72654848); /* [64,16,14,14] */
   float *d_inception2_conv_bn6_bn1 = (float *)(A + 19267584); /* [64,16,14,14] */
   float *inception2_conv_bn6_bn1_stats = (float *)(A + 76273664); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *inception2_conv_bn6_relu1 = (float *)(A + 72654848); /* [64,16,14,14] */
-  float *d_inception2_conv_bn6_relu1 = (float *)(A + 19267584); /* [64,16,14,14] */
   float *inception2_cat1 = (float *)(A + 19267584); /* [64,120,14,14] */
   float *d_inception2_cat1 = (float *)(A + 25288704); /* [64,120,14,14] */
   float *maxpool2 = (float *)(A + 26894336); /* [64,120,7,7] */
   float *d_maxpool2 = (float *)(A + 50577408); /* [64,120,7,7] */
   float *inception3_conv_bn1_conv1 = (float *)(A + 62619648); /* [64,48,7,7] */
-  float *d_inception3_conv_bn1_conv1 = (float *)(A + 25890816); /* [64,48,7,7] */
-  float *d_inception3_conv_bn1_bn1 = (float *)(A + 25288704); /* [64,48,7,7] */
+  float *d_inception3_conv_bn1_conv1 = (float *)(A + 25288704); /* [64,48,7,7] */
+  float *inception3_conv_bn1_bn1 = (float *)(A + 63221760); /* [64,48,7,7] */
+  float *d_inception3_conv_bn1_bn1 = (float *)(A + 69042176); /* [64,48,7,7] */
   float *inception3_conv_bn1_bn1_stats = (float *)(A + 52886784); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *inception3_conv_bn1_relu1 = (float *)(A + 63221760); /* [64,48,7,7] */
-  float *d_inception3_conv_bn1_relu1 = (float *)(A + 69042176); /* [64,48,7,7] */
   float *inception3_conv_bn2_conv1 = (float *)(A + 63823872); /* [64,24,7,7] */
-  float *d_inception3_conv_bn2_conv1 = (float *)(A + 25589760); /* [64,24,7,7] */
-  float *d_inception3_conv_bn2_bn1 = (float *)(A + 25288704); /* [64,24,7,7] */
+  float *d_inception3_conv_bn2_conv1 = (float *)(A + 25288704); /* [64,24,7,7] */
+  float *inception3_conv_bn2_bn1 = (float *)(A + 69644288); /* [64,24,7,7] */
+  float *d_inception3_conv_bn2_bn1 = (float *)(A + 25940992); /* [64,24,7,7] */
   float *inception3_conv_bn2_bn1_stats = (float *)(A + 52887936); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inception3_conv_bn2_relu1 = (float *)(A + 69644288); /* [64,24,7,7] */
-  float *d_inception3_conv_bn2_relu1 = (float *)(A + 25288704); /* [64,24,7,7] */
   float *inception3_conv_bn3_conv1 = (float *)(A + 29904896); /* [64,52,7,7] */
-  float *d_inception3_conv_bn3_conv1 = (float *)(A + 25940992); /* [64,52,7,7] */
-  float *d_inception3_conv_bn3_bn1 = (float *)(A + 25288704); /* [64,52,7,7] */
+  float *d_inception3_conv_bn3_conv1 = (float *)(A + 25288704); /* [64,52,7,7] */
+  float *inception3_conv_bn3_bn1 = (float *)(A + 30557184); /* [64,52,7,7] */
+  float *d_inception3_conv_bn3_bn1 = (float *)(A + 52082688); /* [64,52,7,7] */
   float *inception3_conv_bn3_bn1_stats = (float *)(A + 52885504); /* [2,52]: mean, 1/std; [2,52] double sums */
-  float *inception3_conv_bn3_relu1 = (float *)(A + 30557184); /* [64,52,7,7] */
-  float *d_inception3_conv_bn3_relu1 = (float *)(A + 52082688); /* [64,52,7,7] */
   float *inception3_conv_bn4_conv1 = (float *)(A + 31209472); /* [64,4,7,7] */
-  float *d_inception3_conv_bn4_conv1 = (float *)(A + 25338880); /* [64,4,7,7] */
-  float *d_inception3_conv_bn4_bn1 = (float *)(A + 25288704); /* [64,4,7,7] */
+  float *d_inception3_conv_bn4_conv1 = (float *)(A + 25288704); /* [64,4,7,7] */
+  float *inception3_conv_bn4_bn1 = (float *)(A + 31259648); /* [64,4,7,7] */
+  float *d_inception3_conv_bn4_bn1 = (float *)(A + 25439232); /* [64,4,7,7] */
   float *inception3_conv_bn4_bn1_stats = (float *)(A + 52888832); /* [2,4]: mean, 1/std; [2,4] double sums */
-  float *inception3_conv_bn4_relu1 = (float *)(A + 31259648); /* [64,4,7,7] */
-  float *d_inception3_conv_bn4_relu1 = (float *)(A + 25288704); /* [64,4,7,7] */
   float *inception3_conv_bn5_conv1 = (float *)(A + 52734976); /* [64,12,7,7] */
-  float *d_inception3_conv_bn5_conv1 = (float *)(A + 25439232); /* [64,12,7,7] */
-  float *d_inception3_conv_bn5_bn1 = (float *)(A + 25288704); /* [64,12,7,7] */
+  float *d_inception3_conv_bn5_conv1 = (float *)(A + 25288704); /* [64,12,7,7] */
+  float *inception3_conv_bn5_bn1 = (float *)(A + 69945344); /* [64,12,7,7] */
+  float *d_inception3_conv_bn5_bn1 = (float *)(A + 70095872); /* [64,12,7,7] */
   float *inception3_conv_bn5_bn1_stats = (float *)(A + 52888512); /* [2,12]: mean, 1/std; [2,12] double sums */
-  float *inception3_conv_bn5_relu1 = (float *)(A + 69945344); /* [64,12,7,7] */
-  float *d_inception3_conv_bn5_relu1 = (float *)(A + 70095872); /* [64,12,7,7] */
   float *inception3_avgpool1 = (float *)(A + 28399616); /* [64,120,7,7] */
   float *d_inception3_avgpool1 = (float *)(A + 25288704); /* [64,120,7,7] */
   float *inception3_conv_bn6_conv1 = (float *)(A + 37732352); /* [64,16,7,7] */
-  float *d_inception3_conv_bn6_conv1 = (float *)(A + 37933056); /* [64,16,7,7] */
-  float *d_inception3_conv_bn6_bn1 = (float *)(A + 25288704); /* [64,16,7,7] */
-  float *inception3_conv_bn6_bn1_stats = (float *)(A + 38334464); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *inception3_conv_bn6_relu1 = (float *)(A + 37933056); /* [64,16,7,7] */
-  float *d_inception3_conv_bn6_relu1 = (float *)(A + 38133760); /* [64,16,7,7] */
+  float *d_inception3_conv_bn6_conv1 = (float *)(A + 38334464); /* [64,16,7,7] */
+  float *inception3_conv_bn6_bn1 = (float *)(A + 37933056); /* [64,16,7,7] */
+  float *d_inception3_conv_bn6_bn1 = (float *)(A + 38133760); /* [64,16,7,7] */
+  float *inception3_conv_bn6_bn1_stats = (float *)(A + 38535168); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *d_inception3_cat1 = (float *)(A + 25288704); /* [64,128,7,7] */
   float *d_avgpool1 = (float *)(A + 38133760); /* [64,128,1,1] */
   float *dropout1 = (float *)(A + 25288704); /* [64,128] */
@@ -1510,229 +1244,172 @@ static void backward(NnccState *s) {
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc1_backward(d_dropout1, G + 56496 /* fc1.weight */, G + 57776 /* fc1.bias */, s->dlogits, dropout1, P + 56496 /* fc1.weight */, scratch);
-    if (s->check) s->check(s, 68, NNCC_BACKWARD);
+    if (s->check) s->check(s, 49, NNCC_BACKWARD);
 #pragma omp barrier
     dropout1_backward(d_avgpool1, d_dropout1, s->seed, s->step, s->sample0);
-    if (s->check) s->check(s, 67, NNCC_BACKWARD);
+    if (s->check) s->check(s, 48, NNCC_BACKWARD);
     /* flatten1: a view, its gradient is d_avgpool1's */
 #pragma omp barrier
     avgpool1_backward(d_inception3_cat1, d_avgpool1);
-    if (s->check) s->check(s, 65, NNCC_BACKWARD);
+    if (s->check) s->check(s, 46, NNCC_BACKWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(d_inception3_conv_bn1_relu1, 48, 0, d_inception3_cat1, 128, 0, 64, 48, 49);
-    nncc_copy_channels_team(d_inception3_conv_bn3_relu1, 52, 0, d_inception3_cat1, 128, 48, 64, 52, 49);
-    nncc_copy_channels_team(d_inception3_conv_bn5_relu1, 12, 0, d_inception3_cat1, 128, 100, 64, 12, 49);
-    nncc_copy_channels_team(d_inception3_conv_bn6_relu1, 16, 0, d_inception3_cat1, 128, 112, 64, 16, 49);
-    if (s->check) s->check(s, 64, NNCC_BACKWARD);
+    nncc_copy_channels_team(d_inception3_conv_bn1_bn1, 48, 0, d_inception3_cat1, 128, 0, 64, 48, 49);
+    nncc_copy_channels_team(d_inception3_conv_bn3_bn1, 52, 0, d_inception3_cat1, 128, 48, 64, 52, 49);
+    nncc_copy_channels_team(d_inception3_conv_bn5_bn1, 12, 0, d_inception3_cat1, 128, 100, 64, 12, 49);
+    nncc_copy_channels_team(d_inception3_conv_bn6_bn1, 16, 0, d_inception3_cat1, 128, 112, 64, 16, 49);
+    if (s->check) s->check(s, 45, NNCC_BACKWARD);
 #pragma omp barrier
-    inception3_conv_bn6_relu1_backward(d_inception3_conv_bn6_bn1, d_inception3_conv_bn6_relu1, inception3_conv_bn6_relu1);
-    if (s->check) s->check(s, 63, NNCC_BACKWARD);
-#pragma omp barrier
-    inception3_conv_bn6_bn1_backward(d_inception3_conv_bn6_conv1, G + 56416 /* inception3.conv_bn6.bn1.weight */, G + 56432 /* inception3.conv_bn6.bn1.bias */, d_inception3_conv_bn6_bn1, inception3_conv_bn6_conv1, P + 56416 /* inception3.conv_bn6.bn1.weight */, inception3_conv_bn6_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 62, NNCC_BACKWARD);
+    inception3_conv_bn6_bn1_backward(d_inception3_conv_bn6_conv1, G + 56416 /* inception3.conv_bn6.bn1.weight */, G + 56432 /* inception3.conv_bn6.bn1.bias */, d_inception3_conv_bn6_bn1, inception3_conv_bn6_bn1, inception3_conv_bn6_conv1, P + 56416 /* inception3.conv_bn6.bn1.weight */, inception3_conv_bn6_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 44, NNCC_BACKWARD);
 #pragma omp barrier
     inception3_conv_bn6_conv1_backward(d_inception3_avgpool1, G + 54496 /* inception3.conv_bn6.conv1.weight */, NULL, d_inception3_conv_bn6_conv1, inception3_avgpool1, P + 54496 /* inception3.conv_bn6.conv1.weight */, scratch);
-    if (s->check) s->check(s, 61, NNCC_BACKWARD);
+    if (s->check) s->check(s, 43, NNCC_BACKWARD);
 #pragma omp barrier
     inception3_avgpool1_backward(d_maxpool2, d_inception3_avgpool1);
-    if (s->check) s->check(s, 60, NNCC_BACKWARD);
+    if (s->check) s->check(s, 42, NNCC_BACKWARD);
 #pragma omp barrier
-    inception3_conv_bn5_relu1_backward(d_inception3_conv_bn5_bn1, d_inception3_conv_bn5_relu1, inception3_conv_bn5_relu1);
-    if (s->check) s->check(s, 59, NNCC_BACKWARD);
+    inception3_conv_bn5_bn1_backward(d_inception3_conv_bn5_conv1, G + 54416 /* inception3.conv_bn5.bn1.weight */, G + 54432 /* inception3.conv_bn5.bn1.bias */, d_inception3_conv_bn5_bn1, inception3_conv_bn5_bn1, inception3_conv_bn5_conv1, P + 54416 /* inception3.conv_bn5.bn1.weight */, inception3_conv_bn5_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 41, NNCC_BACKWARD);
 #pragma omp barrier
-    inception3_conv_bn5_bn1_backward(d_inception3_conv_bn5_conv1, G + 54416 /* inception3.conv_bn5.bn1.weight */, G + 54432 /* inception3.conv_bn5.bn1.bias */, d_inception3_conv_bn5_bn1, inception3_conv_bn5_conv1, P + 54416 /* inception3.conv_bn5.bn1.weight */, inception3_conv_bn5_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 58, NNCC_BACKWARD);
+    inception3_conv_bn5_conv1_backward(d_inception3_conv_bn4_bn1, G + 53984 /* inception3.conv_bn5.conv1.weight */, NULL, d_inception3_conv_bn5_conv1, inception3_conv_bn4_bn1, P + 53984 /* inception3.conv_bn5.conv1.weight */, scratch);
+    if (s->check) s->check(s, 40, NNCC_BACKWARD);
 #pragma omp barrier
-    inception3_conv_bn5_conv1_backward(d_inception3_conv_bn4_relu1, G + 53984 /* inception3.conv_bn5.conv1.weight */, NULL, d_inception3_conv_bn5_conv1, inception3_conv_bn4_relu1, P + 53984 /* inception3.conv_bn5.conv1.weight */, scratch);
-    if (s->check) s->check(s, 57, NNCC_BACKWARD);
-#pragma omp barrier
-    inception3_conv_bn4_relu1_backward(d_inception3_conv_bn4_bn1, d_inception3_conv_bn4_relu1, inception3_conv_bn4_relu1);
-    if (s->check) s->check(s, 56, NNCC_BACKWARD);
-#pragma omp barrier
-    inception3_conv_bn4_bn1_backward(d_inception3_conv_bn4_conv1, G + 53904 /* inception3.conv_bn4.bn1.weight */, G + 53920 /* inception3.conv_bn4.bn1.bias */, d_inception3_conv_bn4_bn1, inception3_conv_bn4_conv1, P + 53904 /* inception3.conv_bn4.bn1.weight */, inception3_conv_bn4_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 55, NNCC_BACKWARD);
+    inception3_conv_bn4_bn1_backward(d_inception3_conv_bn4_conv1, G + 53904 /* inception3.conv_bn4.bn1.weight */, G + 53920 /* inception3.conv_bn4.bn1.bias */, d_inception3_conv_bn4_bn1, inception3_conv_bn4_bn1, inception3_conv_bn4_conv1, P + 53904 /* inception3.conv_bn4.bn1.weight */, inception3_conv_bn4_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 39, NNCC_BACKWARD);
 #pragma omp barrier
     inception3_conv_bn4_conv1_backward(grad_tmp, G + 53424 /* inception3.conv_bn4.conv1.weight */, NULL, d_inception3_conv_bn4_conv1, maxpool2, P + 53424 /* inception3.conv_bn4.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool2, grad_tmp, 376320);
-    if (s->check) s->check(s, 54, NNCC_BACKWARD);
+    if (s->check) s->check(s, 38, NNCC_BACKWARD);
 #pragma omp barrier
-    inception3_conv_bn3_relu1_backward(d_inception3_conv_bn3_bn1, d_inception3_conv_bn3_relu1, inception3_conv_bn3_relu1);
-    if (s->check) s->check(s, 53, NNCC_BACKWARD);
+    inception3_conv_bn3_bn1_backward(d_inception3_conv_bn3_conv1, G + 53152 /* inception3.conv_bn3.bn1.weight */, G + 53216 /* inception3.conv_bn3.bn1.bias */, d_inception3_conv_bn3_bn1, inception3_conv_bn3_bn1, inception3_conv_bn3_conv1, P + 53152 /* inception3.conv_bn3.bn1.weight */, inception3_conv_bn3_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 37, NNCC_BACKWARD);
 #pragma omp barrier
-    inception3_conv_bn3_bn1_backward(d_inception3_conv_bn3_conv1, G + 53152 /* inception3.conv_bn3.bn1.weight */, G + 53216 /* inception3.conv_bn3.bn1.bias */, d_inception3_conv_bn3_bn1, inception3_conv_bn3_conv1, P + 53152 /* inception3.conv_bn3.bn1.weight */, inception3_conv_bn3_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 52, NNCC_BACKWARD);
+    inception3_conv_bn3_conv1_backward(d_inception3_conv_bn2_bn1, G + 41920 /* inception3.conv_bn3.conv1.weight */, NULL, d_inception3_conv_bn3_conv1, inception3_conv_bn2_bn1, P + 41920 /* inception3.conv_bn3.conv1.weight */, scratch);
+    if (s->check) s->check(s, 36, NNCC_BACKWARD);
 #pragma omp barrier
-    inception3_conv_bn3_conv1_backward(d_inception3_conv_bn2_relu1, G + 41920 /* inception3.conv_bn3.conv1.weight */, NULL, d_inception3_conv_bn3_conv1, inception3_conv_bn2_relu1, P + 41920 /* inception3.conv_bn3.conv1.weight */, scratch);
-    if (s->check) s->check(s, 51, NNCC_BACKWARD);
-#pragma omp barrier
-    inception3_conv_bn2_relu1_backward(d_inception3_conv_bn2_bn1, d_inception3_conv_bn2_relu1, inception3_conv_bn2_relu1);
-    if (s->check) s->check(s, 50, NNCC_BACKWARD);
-#pragma omp barrier
-    inception3_conv_bn2_bn1_backward(d_inception3_conv_bn2_conv1, G + 41776 /* inception3.conv_bn2.bn1.weight */, G + 41808 /* inception3.conv_bn2.bn1.bias */, d_inception3_conv_bn2_bn1, inception3_conv_bn2_conv1, P + 41776 /* inception3.conv_bn2.bn1.weight */, inception3_conv_bn2_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 49, NNCC_BACKWARD);
+    inception3_conv_bn2_bn1_backward(d_inception3_conv_bn2_conv1, G + 41776 /* inception3.conv_bn2.bn1.weight */, G + 41808 /* inception3.conv_bn2.bn1.bias */, d_inception3_conv_bn2_bn1, inception3_conv_bn2_bn1, inception3_conv_bn2_conv1, P + 41776 /* inception3.conv_bn2.bn1.weight */, inception3_conv_bn2_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 35, NNCC_BACKWARD);
 #pragma omp barrier
     inception3_conv_bn2_conv1_backward(grad_tmp, G + 38896 /* inception3.conv_bn2.conv1.weight */, NULL, d_inception3_conv_bn2_conv1, maxpool2, P + 38896 /* inception3.conv_bn2.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool2, grad_tmp, 376320);
-    if (s->check) s->check(s, 48, NNCC_BACKWARD);
+    if (s->check) s->check(s, 34, NNCC_BACKWARD);
 #pragma omp barrier
-    inception3_conv_bn1_relu1_backward(d_inception3_conv_bn1_bn1, d_inception3_conv_bn1_relu1, inception3_conv_bn1_relu1);
-    if (s->check) s->check(s, 47, NNCC_BACKWARD);
-#pragma omp barrier
-    inception3_conv_bn1_bn1_backward(d_inception3_conv_bn1_conv1, G + 38688 /* inception3.conv_bn1.bn1.weight */, G + 38736 /* inception3.conv_bn1.bn1.bias */, d_inception3_conv_bn1_bn1, inception3_conv_bn1_conv1, P + 38688 /* inception3.conv_bn1.bn1.weight */, inception3_conv_bn1_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 46, NNCC_BACKWARD);
+    inception3_conv_bn1_bn1_backward(d_inception3_conv_bn1_conv1, G + 38688 /* inception3.conv_bn1.bn1.weight */, G + 38736 /* inception3.conv_bn1.bn1.bias */, d_inception3_conv_bn1_bn1, inception3_conv_bn1_bn1, inception3_conv_bn1_conv1, P + 38688 /* inception3.conv_bn1.bn1.weight */, inception3_conv_bn1_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 33, NNCC_BACKWARD);
 #pragma omp barrier
     inception3_conv_bn1_conv1_backward(grad_tmp, G + 32928 /* inception3.conv_bn1.conv1.weight */, NULL, d_inception3_conv_bn1_conv1, maxpool2, P + 32928 /* inception3.conv_bn1.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool2, grad_tmp, 376320);
-    if (s->check) s->check(s, 45, NNCC_BACKWARD);
+    if (s->check) s->check(s, 32, NNCC_BACKWARD);
 #pragma omp barrier
     maxpool2_backward(d_inception2_cat1, d_maxpool2, inception2_cat1);
-    if (s->check) s->check(s, 44, NNCC_BACKWARD);
+    if (s->check) s->check(s, 31, NNCC_BACKWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(d_inception2_conv_bn1_relu1, 32, 0, d_inception2_cat1, 120, 0, 64, 32, 196);
-    nncc_copy_channels_team(d_inception2_conv_bn3_relu1, 48, 0, d_inception2_cat1, 120, 32, 64, 48, 196);
-    nncc_copy_channels_team(d_inception2_conv_bn5_relu1, 24, 0, d_inception2_cat1, 120, 80, 64, 24, 196);
-    nncc_copy_channels_team(d_inception2_conv_bn6_relu1, 16, 0, d_inception2_cat1, 120, 104, 64, 16, 196);
-    if (s->check) s->check(s, 43, NNCC_BACKWARD);
+    nncc_copy_channels_team(d_inception2_conv_bn1_bn1, 32, 0, d_inception2_cat1, 120, 0, 64, 32, 196);
+    nncc_copy_channels_team(d_inception2_conv_bn3_bn1, 48, 0, d_inception2_cat1, 120, 32, 64, 48, 196);
+    nncc_copy_channels_team(d_inception2_conv_bn5_bn1, 24, 0, d_inception2_cat1, 120, 80, 64, 24, 196);
+    nncc_copy_channels_team(d_inception2_conv_bn6_bn1, 16, 0, d_inception2_cat1, 120, 104, 64, 16, 196);
+    if (s->check) s->check(s, 30, NNCC_BACKWARD);
 #pragma omp barrier
-    inception2_conv_bn6_relu1_backward(d_inception2_conv_bn6_bn1, d_inception2_conv_bn6_relu1, inception2_conv_bn6_relu1);
-    if (s->check) s->check(s, 42, NNCC_BACKWARD);
-#pragma omp barrier
-    inception2_conv_bn6_bn1_backward(d_inception2_conv_bn6_conv1, G + 32848 /* inception2.conv_bn6.bn1.weight */, G + 32864 /* inception2.conv_bn6.bn1.bias */, d_inception2_conv_bn6_bn1, inception2_conv_bn6_conv1, P + 32848 /* inception2.conv_bn6.bn1.weight */, inception2_conv_bn6_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 41, NNCC_BACKWARD);
+    inception2_conv_bn6_bn1_backward(d_inception2_conv_bn6_conv1, G + 32848 /* inception2.conv_bn6.bn1.weight */, G + 32864 /* inception2.conv_bn6.bn1.bias */, d_inception2_conv_bn6_bn1, inception2_conv_bn6_bn1, inception2_conv_bn6_conv1, P + 32848 /* inception2.conv_bn6.bn1.weight */, inception2_conv_bn6_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 29, NNCC_BACKWARD);
 #pragma omp barrier
     inception2_conv_bn6_conv1_backward(d_inception2_maxpool1, G + 31824 /* inception2.conv_bn6.conv1.weight */, NULL, d_inception2_conv_bn6_conv1, inception2_maxpool1, P + 31824 /* inception2.conv_bn6.conv1.weight */, scratch);
-    if (s->check) s->check(s, 40, NNCC_BACKWARD);
+    if (s->check) s->check(s, 28, NNCC_BACKWARD);
 #pragma omp barrier
     inception2_maxpool1_backward(d_inception1_cat1, d_inception2_maxpool1, inception1_cat1);
-    if (s->check) s->check(s, 39, NNCC_BACKWARD);
+    if (s->check) s->check(s, 27, NNCC_BACKWARD);
 #pragma omp barrier
-    inception2_conv_bn5_relu1_backward(d_inception2_conv_bn5_bn1, d_inception2_conv_bn5_relu1, inception2_conv_bn5_relu1);
-    if (s->check) s->check(s, 38, NNCC_BACKWARD);
+    inception2_conv_bn5_bn1_backward(d_inception2_conv_bn5_conv1, G + 31680 /* inception2.conv_bn5.bn1.weight */, G + 31712 /* inception2.conv_bn5.bn1.bias */, d_inception2_conv_bn5_bn1, inception2_conv_bn5_bn1, inception2_conv_bn5_conv1, P + 31680 /* inception2.conv_bn5.bn1.weight */, inception2_conv_bn5_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 26, NNCC_BACKWARD);
 #pragma omp barrier
-    inception2_conv_bn5_bn1_backward(d_inception2_conv_bn5_conv1, G + 31680 /* inception2.conv_bn5.bn1.weight */, G + 31712 /* inception2.conv_bn5.bn1.bias */, d_inception2_conv_bn5_bn1, inception2_conv_bn5_conv1, P + 31680 /* inception2.conv_bn5.bn1.weight */, inception2_conv_bn5_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 37, NNCC_BACKWARD);
+    inception2_conv_bn5_conv1_backward(d_inception2_conv_bn4_bn1, G + 29952 /* inception2.conv_bn5.conv1.weight */, NULL, d_inception2_conv_bn5_conv1, inception2_conv_bn4_bn1, P + 29952 /* inception2.conv_bn5.conv1.weight */, scratch);
+    if (s->check) s->check(s, 25, NNCC_BACKWARD);
 #pragma omp barrier
-    inception2_conv_bn5_conv1_backward(d_inception2_conv_bn4_relu1, G + 29952 /* inception2.conv_bn5.conv1.weight */, NULL, d_inception2_conv_bn5_conv1, inception2_conv_bn4_relu1, P + 29952 /* inception2.conv_bn5.conv1.weight */, scratch);
-    if (s->check) s->check(s, 36, NNCC_BACKWARD);
-#pragma omp barrier
-    inception2_conv_bn4_relu1_backward(d_inception2_conv_bn4_bn1, d_inception2_conv_bn4_relu1, inception2_conv_bn4_relu1);
-    if (s->check) s->check(s, 35, NNCC_BACKWARD);
-#pragma omp barrier
-    inception2_conv_bn4_bn1_backward(d_inception2_conv_bn4_conv1, G + 29872 /* inception2.conv_bn4.bn1.weight */, G + 29888 /* inception2.conv_bn4.bn1.bias */, d_inception2_conv_bn4_bn1, inception2_conv_bn4_conv1, P + 29872 /* inception2.conv_bn4.bn1.weight */, inception2_conv_bn4_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 34, NNCC_BACKWARD);
+    inception2_conv_bn4_bn1_backward(d_inception2_conv_bn4_conv1, G + 29872 /* inception2.conv_bn4.bn1.weight */, G + 29888 /* inception2.conv_bn4.bn1.bias */, d_inception2_conv_bn4_bn1, inception2_conv_bn4_bn1, inception2_conv_bn4_conv1, P + 29872 /* inception2.conv_bn4.bn1.weight */, inception2_conv_bn4_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 24, NNCC_BACKWARD);
 #pragma omp barrier
     inception2_conv_bn4_conv1_backward(grad_tmp, G + 29360 /* inception2.conv_bn4.conv1.weight */, NULL, d_inception2_conv_bn4_conv1, inception1_cat1, P + 29360 /* inception2.conv_bn4.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_inception1_cat1, grad_tmp, 802816);
-    if (s->check) s->check(s, 33, NNCC_BACKWARD);
+    if (s->check) s->check(s, 23, NNCC_BACKWARD);
 #pragma omp barrier
-    inception2_conv_bn3_relu1_backward(d_inception2_conv_bn3_bn1, d_inception2_conv_bn3_relu1, inception2_conv_bn3_relu1);
-    if (s->check) s->check(s, 32, NNCC_BACKWARD);
+    inception2_conv_bn3_bn1_backward(d_inception2_conv_bn3_conv1, G + 29152 /* inception2.conv_bn3.bn1.weight */, G + 29200 /* inception2.conv_bn3.bn1.bias */, d_inception2_conv_bn3_bn1, inception2_conv_bn3_bn1, inception2_conv_bn3_conv1, P + 29152 /* inception2.conv_bn3.bn1.weight */, inception2_conv_bn3_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 22, NNCC_BACKWARD);
 #pragma omp barrier
-    inception2_conv_bn3_bn1_backward(d_inception2_conv_bn3_conv1, G + 29152 /* inception2.conv_bn3.bn1.weight */, G + 29200 /* inception2.conv_bn3.bn1.bias */, d_inception2_conv_bn3_bn1, inception2_conv_bn3_conv1, P + 29152 /* inception2.conv_bn3.bn1.weight */, inception2_conv_bn3_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 31, NNCC_BACKWARD);
+    inception2_conv_bn3_conv1_backward(d_inception2_conv_bn2_bn1, G + 15328 /* inception2.conv_bn3.conv1.weight */, NULL, d_inception2_conv_bn3_conv1, inception2_conv_bn2_bn1, P + 15328 /* inception2.conv_bn3.conv1.weight */, scratch);
+    if (s->check) s->check(s, 21, NNCC_BACKWARD);
 #pragma omp barrier
-    inception2_conv_bn3_conv1_backward(d_inception2_conv_bn2_relu1, G + 15328 /* inception2.conv_bn3.conv1.weight */, NULL, d_inception2_conv_bn3_conv1, inception2_conv_bn2_relu1, P + 15328 /* inception2.conv_bn3.conv1.weight */, scratch);
-    if (s->check) s->check(s, 30, NNCC_BACKWARD);
-#pragma omp barrier
-    inception2_conv_bn2_relu1_backward(d_inception2_conv_bn2_bn1, d_inception2_conv_bn2_relu1, inception2_conv_bn2_relu1);
-    if (s->check) s->check(s, 29, NNCC_BACKWARD);
-#pragma omp barrier
-    inception2_conv_bn2_bn1_backward(d_inception2_conv_bn2_conv1, G + 15184 /* inception2.conv_bn2.bn1.weight */, G + 15216 /* inception2.conv_bn2.bn1.bias */, d_inception2_conv_bn2_bn1, inception2_conv_bn2_conv1, P + 15184 /* inception2.conv_bn2.bn1.weight */, inception2_conv_bn2_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 28, NNCC_BACKWARD);
+    inception2_conv_bn2_bn1_backward(d_inception2_conv_bn2_conv1, G + 15184 /* inception2.conv_bn2.bn1.weight */, G + 15216 /* inception2.conv_bn2.bn1.bias */, d_inception2_conv_bn2_bn1, inception2_conv_bn2_bn1, inception2_conv_bn2_conv1, P + 15184 /* inception2.conv_bn2.bn1.weight */, inception2_conv_bn2_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
     inception2_conv_bn2_conv1_backward(grad_tmp, G + 13136 /* inception2.conv_bn2.conv1.weight */, NULL, d_inception2_conv_bn2_conv1, inception1_cat1, P + 13136 /* inception2.conv_bn2.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_inception1_cat1, grad_tmp, 802816);
-    if (s->check) s->check(s, 27, NNCC_BACKWARD);
+    if (s->check) s->check(s, 19, NNCC_BACKWARD);
 #pragma omp barrier
-    inception2_conv_bn1_relu1_backward(d_inception2_conv_bn1_bn1, d_inception2_conv_bn1_relu1, inception2_conv_bn1_relu1);
-    if (s->check) s->check(s, 26, NNCC_BACKWARD);
-#pragma omp barrier
-    inception2_conv_bn1_bn1_backward(d_inception2_conv_bn1_conv1, G + 12992 /* inception2.conv_bn1.bn1.weight */, G + 13024 /* inception2.conv_bn1.bn1.bias */, d_inception2_conv_bn1_bn1, inception2_conv_bn1_conv1, P + 12992 /* inception2.conv_bn1.bn1.weight */, inception2_conv_bn1_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 25, NNCC_BACKWARD);
+    inception2_conv_bn1_bn1_backward(d_inception2_conv_bn1_conv1, G + 12992 /* inception2.conv_bn1.bn1.weight */, G + 13024 /* inception2.conv_bn1.bn1.bias */, d_inception2_conv_bn1_bn1, inception2_conv_bn1_bn1, inception2_conv_bn1_conv1, P + 12992 /* inception2.conv_bn1.bn1.weight */, inception2_conv_bn1_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 18, NNCC_BACKWARD);
 #pragma omp barrier
     inception2_conv_bn1_conv1_backward(grad_tmp, G + 10944 /* inception2.conv_bn1.conv1.weight */, NULL, d_inception2_conv_bn1_conv1, inception1_cat1, P + 10944 /* inception2.conv_bn1.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_inception1_cat1, grad_tmp, 802816);
-    if (s->check) s->check(s, 24, NNCC_BACKWARD);
-#pragma omp barrier
-    nncc_copy_channels_team(d_inception1_conv_bn1_relu1, 16, 0, d_inception1_cat1, 64, 0, 64, 16, 196);
-    nncc_copy_channels_team(d_inception1_conv_bn3_relu1, 32, 0, d_inception1_cat1, 64, 16, 64, 32, 196);
-    nncc_copy_channels_team(d_inception1_conv_bn5_relu1, 8, 0, d_inception1_cat1, 64, 48, 64, 8, 196);
-    nncc_copy_channels_team(d_inception1_conv_bn6_relu1, 8, 0, d_inception1_cat1, 64, 56, 64, 8, 196);
-    if (s->check) s->check(s, 23, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn6_relu1_backward(d_inception1_conv_bn6_bn1, d_inception1_conv_bn6_relu1, inception1_conv_bn6_relu1);
-    if (s->check) s->check(s, 22, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn6_bn1_backward(d_inception1_conv_bn6_conv1, G + 10864 /* inception1.conv_bn6.bn1.weight */, G + 10880 /* inception1.conv_bn6.bn1.bias */, d_inception1_conv_bn6_bn1, inception1_conv_bn6_conv1, P + 10864 /* inception1.conv_bn6.bn1.weight */, inception1_conv_bn6_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 21, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn6_conv1_backward(d_inception1_maxpool1, G + 10480 /* inception1.conv_bn6.conv1.weight */, NULL, d_inception1_conv_bn6_conv1, inception1_maxpool1, P + 10480 /* inception1.conv_bn6.conv1.weight */, scratch);
-    if (s->check) s->check(s, 20, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_maxpool1_backward(d_maxpool1, d_inception1_maxpool1, maxpool1);
-    if (s->check) s->check(s, 19, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn5_relu1_backward(d_inception1_conv_bn5_bn1, d_inception1_conv_bn5_relu1, inception1_conv_bn5_relu1);
-    if (s->check) s->check(s, 18, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn5_bn1_backward(d_inception1_conv_bn5_conv1, G + 10400 /* inception1.conv_bn5.bn1.weight */, G + 10416 /* inception1.conv_bn5.bn1.bias */, d_inception1_conv_bn5_bn1, inception1_conv_bn5_conv1, P + 10400 /* inception1.conv_bn5.bn1.weight */, inception1_conv_bn5_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
-    inception1_conv_bn5_conv1_backward(d_inception1_conv_bn4_relu1, G + 10112 /* inception1.conv_bn5.conv1.weight */, NULL, d_inception1_conv_bn5_conv1, inception1_conv_bn4_relu1, P + 10112 /* inception1.conv_bn5.conv1.weight */, scratch);
+    nncc_copy_channels_team(d_inception1_conv_bn1_bn1, 16, 0, d_inception1_cat1, 64, 0, 64, 16, 196);
+    nncc_copy_channels_team(d_inception1_conv_bn3_bn1, 32, 0, d_inception1_cat1, 64, 16, 64, 32, 196);
+    nncc_copy_channels_team(d_inception1_conv_bn5_bn1, 8, 0, d_inception1_cat1, 64, 48, 64, 8, 196);
+    nncc_copy_channels_team(d_inception1_conv_bn6_bn1, 8, 0, d_inception1_cat1, 64, 56, 64, 8, 196);
     if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
-    inception1_conv_bn4_relu1_backward(d_inception1_conv_bn4_bn1, d_inception1_conv_bn4_relu1, inception1_conv_bn4_relu1);
+    inception1_conv_bn6_bn1_backward(d_inception1_conv_bn6_conv1, G + 10864 /* inception1.conv_bn6.bn1.weight */, G + 10880 /* inception1.conv_bn6.bn1.bias */, d_inception1_conv_bn6_bn1, inception1_conv_bn6_bn1, inception1_conv_bn6_conv1, P + 10864 /* inception1.conv_bn6.bn1.weight */, inception1_conv_bn6_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
-    inception1_conv_bn4_bn1_backward(d_inception1_conv_bn4_conv1, G + 10032 /* inception1.conv_bn4.bn1.weight */, G + 10048 /* inception1.conv_bn4.bn1.bias */, d_inception1_conv_bn4_bn1, inception1_conv_bn4_conv1, P + 10032 /* inception1.conv_bn4.bn1.weight */, inception1_conv_bn4_bn1_stats, s->rank_sum, s);
+    inception1_conv_bn6_conv1_backward(d_inception1_maxpool1, G + 10480 /* inception1.conv_bn6.conv1.weight */, NULL, d_inception1_conv_bn6_conv1, inception1_maxpool1, P + 10480 /* inception1.conv_bn6.conv1.weight */, scratch);
     if (s->check) s->check(s, 14, NNCC_BACKWARD);
+#pragma omp barrier
+    inception1_maxpool1_backward(d_maxpool1, d_inception1_maxpool1, maxpool1);
+    if (s->check) s->check(s, 13, NNCC_BACKWARD);
+#pragma omp barrier
+    inception1_conv_bn5_bn1_backward(d_inception1_conv_bn5_conv1, G + 10400 /* inception1.conv_bn5.bn1.weight */, G + 10416 /* inception1.conv_bn5.bn1.bias */, d_inception1_conv_bn5_bn1, inception1_conv_bn5_bn1, inception1_conv_bn5_conv1, P + 10400 /* inception1.conv_bn5.bn1.weight */, inception1_conv_bn5_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 12, NNCC_BACKWARD);
+#pragma omp barrier
+    inception1_conv_bn5_conv1_backward(d_inception1_conv_bn4_bn1, G + 10112 /* inception1.conv_bn5.conv1.weight */, NULL, d_inception1_conv_bn5_conv1, inception1_conv_bn4_bn1, P + 10112 /* inception1.conv_bn5.conv1.weight */, scratch);
+    if (s->check) s->check(s, 11, NNCC_BACKWARD);
+#pragma omp barrier
+    inception1_conv_bn4_bn1_backward(d_inception1_conv_bn4_conv1, G + 10032 /* inception1.conv_bn4.bn1.weight */, G + 10048 /* inception1.conv_bn4.bn1.bias */, d_inception1_conv_bn4_bn1, inception1_conv_bn4_bn1, inception1_conv_bn4_conv1, P + 10032 /* inception1.conv_bn4.bn1.weight */, inception1_conv_bn4_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
     inception1_conv_bn4_conv1_backward(grad_tmp, G + 9840 /* inception1.conv_bn4.conv1.weight */, NULL, d_inception1_conv_bn4_conv1, maxpool1, P + 9840 /* inception1.conv_bn4.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool1, grad_tmp, 602112);
-    if (s->check) s->check(s, 13, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn3_relu1_backward(d_inception1_conv_bn3_bn1, d_inception1_conv_bn3_relu1, inception1_conv_bn3_relu1);
-    if (s->check) s->check(s, 12, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn3_bn1_backward(d_inception1_conv_bn3_conv1, G + 9696 /* inception1.conv_bn3.bn1.weight */, G + 9728 /* inception1.conv_bn3.bn1.bias */, d_inception1_conv_bn3_bn1, inception1_conv_bn3_conv1, P + 9696 /* inception1.conv_bn3.bn1.weight */, inception1_conv_bn3_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 11, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn3_conv1_backward(d_inception1_conv_bn2_relu1, G + 2784 /* inception1.conv_bn3.conv1.weight */, NULL, d_inception1_conv_bn3_conv1, inception1_conv_bn2_relu1, P + 2784 /* inception1.conv_bn3.conv1.weight */, scratch);
-    if (s->check) s->check(s, 10, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn2_relu1_backward(d_inception1_conv_bn2_bn1, d_inception1_conv_bn2_relu1, inception1_conv_bn2_relu1);
     if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
-    inception1_conv_bn2_bn1_backward(d_inception1_conv_bn2_conv1, G + 2640 /* inception1.conv_bn2.bn1.weight */, G + 2672 /* inception1.conv_bn2.bn1.bias */, d_inception1_conv_bn2_bn1, inception1_conv_bn2_conv1, P + 2640 /* inception1.conv_bn2.bn1.weight */, inception1_conv_bn2_bn1_stats, s->rank_sum, s);
+    inception1_conv_bn3_bn1_backward(d_inception1_conv_bn3_conv1, G + 9696 /* inception1.conv_bn3.bn1.weight */, G + 9728 /* inception1.conv_bn3.bn1.bias */, d_inception1_conv_bn3_bn1, inception1_conv_bn3_bn1, inception1_conv_bn3_conv1, P + 9696 /* inception1.conv_bn3.bn1.weight */, inception1_conv_bn3_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 8, NNCC_BACKWARD);
+#pragma omp barrier
+    inception1_conv_bn3_conv1_backward(d_inception1_conv_bn2_bn1, G + 2784 /* inception1.conv_bn3.conv1.weight */, NULL, d_inception1_conv_bn3_conv1, inception1_conv_bn2_bn1, P + 2784 /* inception1.conv_bn3.conv1.weight */, scratch);
+    if (s->check) s->check(s, 7, NNCC_BACKWARD);
+#pragma omp barrier
+    inception1_conv_bn2_bn1_backward(d_inception1_conv_bn2_conv1, G + 2640 /* inception1.conv_bn2.bn1.weight */, G + 2672 /* inception1.conv_bn2.bn1.bias */, d_inception1_conv_bn2_bn1, inception1_conv_bn2_bn1, inception1_conv_bn2_conv1, P + 2640 /* inception1.conv_bn2.bn1.weight */, inception1_conv_bn2_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
     inception1_conv_bn2_conv1_backward(grad_tmp, G + 1488 /* inception1.conv_bn2.conv1.weight */, NULL, d_inception1_conv_bn2_conv1, maxpool1, P + 1488 /* inception1.conv_bn2.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool1, grad_tmp, 602112);
-    if (s->check) s->check(s, 7, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn1_relu1_backward(d_inception1_conv_bn1_bn1, d_inception1_conv_bn1_relu1, inception1_conv_bn1_relu1);
-    if (s->check) s->check(s, 6, NNCC_BACKWARD);
-#pragma omp barrier
-    inception1_conv_bn1_bn1_backward(d_inception1_conv_bn1_conv1, G + 1408 /* inception1.conv_bn1.bn1.weight */, G + 1424 /* inception1.conv_bn1.bn1.bias */, d_inception1_conv_bn1_bn1, inception1_conv_bn1_conv1, P + 1408 /* inception1.conv_bn1.bn1.weight */, inception1_conv_bn1_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
+#pragma omp barrier
+    inception1_conv_bn1_bn1_backward(d_inception1_conv_bn1_conv1, G + 1408 /* inception1.conv_bn1.bn1.weight */, G + 1424 /* inception1.conv_bn1.bn1.bias */, d_inception1_conv_bn1_bn1, inception1_conv_bn1_bn1, inception1_conv_bn1_conv1, P + 1408 /* inception1.conv_bn1.bn1.weight */, inception1_conv_bn1_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
     inception1_conv_bn1_conv1_backward(grad_tmp, G + 640 /* inception1.conv_bn1.conv1.weight */, NULL, d_inception1_conv_bn1_conv1, maxpool1, P + 640 /* inception1.conv_bn1.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool1, grad_tmp, 602112);
-    if (s->check) s->check(s, 4, NNCC_BACKWARD);
-#pragma omp barrier
-    maxpool1_backward(d_conv_bn1_relu1, d_maxpool1, conv_bn1_relu1);
     if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
-    conv_bn1_relu1_backward(d_conv_bn1_bn1, d_conv_bn1_relu1, conv_bn1_relu1);
+    maxpool1_backward(d_conv_bn1_bn1, d_maxpool1, conv_bn1_bn1);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     conv_bn1_bn1_backward(d_conv_bn1_conv1, G + 432 /* conv_bn1.bn1.weight */, G + 480 /* conv_bn1.bn1.bias */, d_conv_bn1_bn1, conv_bn1_conv1, P + 432 /* conv_bn1.bn1.weight */, conv_bn1_bn1_stats, s->rank_sum, s);
@@ -1749,134 +1426,95 @@ static const NnccNode nodes[] = {
     {"conv_bn1.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 0, 2408448},
      1, (const char *const[]){"x"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 1},
-    {"conv_bn1.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 9633792, 2408448},
+    {"conv_bn1.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 9633792, 2408448},
      1, (const char *const[]){"conv_bn1.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 9633792, 2408448}}, 1, 5},
-    {"conv_bn1.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 9633792, 2408448},
-     1, (const char *const[]){"conv_bn1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 2408448}}, 6, 0},
     {"maxpool1", "maxpool2d", "models/inception_mini.nn:18:5", {NNCC_ARENA, 40943616, 602112},
-     1, (const char *const[]){"conv_bn1.relu1"},
+     1, (const char *const[]){"conv_bn1.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 19267584, 2408448}}, 6, 0},
     {"inception1.conv_bn1.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 70246400, 200704},
      1, (const char *const[]){"maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 28901376, 602112}}, 6, 1},
-    {"inception1.conv_bn1.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 200704},
+    {"inception1.conv_bn1.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 71049216, 200704},
      1, (const char *const[]){"inception1.conv_bn1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 20070400, 200704}}, 7, 5},
-    {"inception1.conv_bn1.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 71049216, 200704},
-     1, (const char *const[]){"inception1.conv_bn1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 200704}}, 12, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 19267584, 200704}}, 7, 5},
     {"inception1.conv_bn2.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 64225280, 301056},
      1, (const char *const[]){"maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 28901376, 602112}}, 12, 1},
-    {"inception1.conv_bn2.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 301056},
+    {"inception1.conv_bn2.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 65429504, 301056},
      1, (const char *const[]){"inception1.conv_bn2.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 20471808, 301056}}, 13, 5},
-    {"inception1.conv_bn2.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 65429504, 301056},
-     1, (const char *const[]){"inception1.conv_bn2.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 301056}}, 18, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 19267584, 301056}}, 13, 5},
     {"inception1.conv_bn3.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 52985856, 401408},
-     1, (const char *const[]){"inception1.conv_bn2.relu1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 301056}}, 18, 1},
-    {"inception1.conv_bn3.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 401408},
+     1, (const char *const[]){"inception1.conv_bn2.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 20873216, 301056}}, 18, 1},
+    {"inception1.conv_bn3.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 54591488, 401408},
      1, (const char *const[]){"inception1.conv_bn3.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 20873216, 401408}}, 19, 5},
-    {"inception1.conv_bn3.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 54591488, 401408},
-     1, (const char *const[]){"inception1.conv_bn3.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 401408}}, 24, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 19267584, 401408}}, 19, 5},
     {"inception1.conv_bn4.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 75866112, 50176},
      1, (const char *const[]){"maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 28901376, 602112}}, 24, 1},
-    {"inception1.conv_bn4.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 50176},
+    {"inception1.conv_bn4.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 76066816, 50176},
      1, (const char *const[]){"inception1.conv_bn4.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19468288, 50176}}, 25, 5},
-    {"inception1.conv_bn4.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 76066816, 50176},
-     1, (const char *const[]){"inception1.conv_bn4.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 50176}}, 30, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 19267584, 50176}}, 25, 5},
     {"inception1.conv_bn5.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 73457664, 100352},
-     1, (const char *const[]){"inception1.conv_bn4.relu1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 50176}}, 30, 1},
-    {"inception1.conv_bn5.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 100352},
+     1, (const char *const[]){"inception1.conv_bn4.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 19668992, 50176}}, 30, 1},
+    {"inception1.conv_bn5.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 73859072, 100352},
      1, (const char *const[]){"inception1.conv_bn5.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19668992, 100352}}, 31, 5},
-    {"inception1.conv_bn5.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 73859072, 100352},
-     1, (const char *const[]){"inception1.conv_bn5.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 100352}}, 36, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 19267584, 100352}}, 31, 5},
     {"inception1.maxpool1", "maxpool2d", "models/lib/inception.nn:25:9", {NNCC_ARENA, 43352064, 602112},
      1, (const char *const[]){"maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 28901376, 602112}}, 36, 0},
     {"inception1.conv_bn6.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 74260480, 100352},
      1, (const char *const[]){"inception1.maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 19267584, 602112}}, 36, 1},
-    {"inception1.conv_bn6.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 100352},
+    {"inception1.conv_bn6.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 74661888, 100352},
      1, (const char *const[]){"inception1.conv_bn6.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 22077440, 100352}}, 37, 5},
-    {"inception1.conv_bn6.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 74661888, 100352},
-     1, (const char *const[]){"inception1.conv_bn6.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 100352}}, 42, 0},
     {"inception1.cat1", "concat", "models/lib/inception.nn:30:10", {NNCC_ARENA, 31309824, 802816},
-     4, (const char *const[]){"inception1.conv_bn1.relu1", "inception1.conv_bn3.relu1", "inception1.conv_bn5.relu1", "inception1.conv_bn6.relu1"},
+     4, (const char *const[]){"inception1.conv_bn1.bn1", "inception1.conv_bn3.bn1", "inception1.conv_bn5.bn1", "inception1.conv_bn6.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 27295744, 200704}, {NNCC_ARENA, 25690112, 401408}, {NNCC_ARENA, 21676032, 100352}, {NNCC_ARENA, 19267584, 100352}}, 42, 0},
     {"inception2.conv_bn1.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 56197120, 401408},
      1, (const char *const[]){"inception1.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 22478848, 802816}}, 42, 1},
-    {"inception2.conv_bn1.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 401408},
+    {"inception2.conv_bn1.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 57802752, 401408},
      1, (const char *const[]){"inception2.conv_bn1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 20873216, 401408}}, 43, 5},
-    {"inception2.conv_bn1.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 57802752, 401408},
-     1, (const char *const[]){"inception2.conv_bn1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 401408}}, 48, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 19267584, 401408}}, 43, 5},
     {"inception2.conv_bn2.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 59408384, 401408},
      1, (const char *const[]){"inception1.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 22478848, 802816}}, 48, 1},
-    {"inception2.conv_bn2.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 401408},
+    {"inception2.conv_bn2.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 61014016, 401408},
      1, (const char *const[]){"inception2.conv_bn2.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 20873216, 401408}}, 49, 5},
-    {"inception2.conv_bn2.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 61014016, 401408},
-     1, (const char *const[]){"inception2.conv_bn2.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 401408}}, 54, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 19267584, 401408}}, 49, 5},
     {"inception2.conv_bn3.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 45760512, 602112},
-     1, (const char *const[]){"inception2.conv_bn2.relu1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 401408}}, 54, 1},
-    {"inception2.conv_bn3.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 602112},
+     1, (const char *const[]){"inception2.conv_bn2.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 25690112, 401408}}, 54, 1},
+    {"inception2.conv_bn3.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 48168960, 602112},
      1, (const char *const[]){"inception2.conv_bn3.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25690112, 602112}}, 55, 5},
-    {"inception2.conv_bn3.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 48168960, 602112},
-     1, (const char *const[]){"inception2.conv_bn3.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 602112}}, 60, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 19267584, 602112}}, 55, 5},
     {"inception2.conv_bn4.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 75063296, 100352},
      1, (const char *const[]){"inception1.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 22478848, 802816}}, 60, 1},
-    {"inception2.conv_bn4.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 100352},
+    {"inception2.conv_bn4.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 75464704, 100352},
      1, (const char *const[]){"inception2.conv_bn4.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19668992, 100352}}, 61, 5},
-    {"inception2.conv_bn4.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 75464704, 100352},
-     1, (const char *const[]){"inception2.conv_bn4.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 100352}}, 66, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 19267584, 100352}}, 61, 5},
     {"inception2.conv_bn5.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 66633728, 301056},
-     1, (const char *const[]){"inception2.conv_bn4.relu1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 100352}}, 66, 1},
-    {"inception2.conv_bn5.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 301056},
+     1, (const char *const[]){"inception2.conv_bn4.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 20471808, 100352}}, 66, 1},
+    {"inception2.conv_bn5.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 67837952, 301056},
      1, (const char *const[]){"inception2.conv_bn5.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 20471808, 301056}}, 67, 5},
-    {"inception2.conv_bn5.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 67837952, 301056},
-     1, (const char *const[]){"inception2.conv_bn5.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 301056}}, 72, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 19267584, 301056}}, 67, 5},
     {"inception2.maxpool1", "maxpool2d", "models/lib/inception.nn:25:9", {NNCC_ARENA, 34521088, 802816},
      1, (const char *const[]){"inception1.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 22478848, 802816}}, 72, 0},
     {"inception2.conv_bn6.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 71852032, 200704},
      1, (const char *const[]){"inception2.maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 19267584, 802816}}, 72, 1},
-    {"inception2.conv_bn6.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 19267584, 200704},
+    {"inception2.conv_bn6.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 72654848, 200704},
      1, (const char *const[]){"inception2.conv_bn6.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 22478848, 200704}}, 73, 5},
-    {"inception2.conv_bn6.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 72654848, 200704},
-     1, (const char *const[]){"inception2.conv_bn6.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 200704}}, 78, 0},
     {"inception2.cat1", "concat", "models/lib/inception.nn:30:10", {NNCC_ARENA, 19267584, 1505280},
-     4, (const char *const[]){"inception2.conv_bn1.relu1", "inception2.conv_bn3.relu1", "inception2.conv_bn5.relu1", "inception2.conv_bn6.relu1"},
+     4, (const char *const[]){"inception2.conv_bn1.bn1", "inception2.conv_bn3.bn1", "inception2.conv_bn5.bn1", "inception2.conv_bn6.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 62619648, 401408}, {NNCC_ARENA, 50577408, 602112}, {NNCC_ARENA, 69042176, 301056}, {NNCC_ARENA, 19267584, 200704}}, 78, 0},
     {"maxpool2", "maxpool2d", "models/inception_mini.nn:21:5", {NNCC_ARENA, 26894336, 376320},
      1, (const char *const[]){"inception2.cat1"},
@@ -1884,62 +1522,44 @@ static const NnccNode nodes[] = {
     {"inception3.conv_bn1.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 62619648, 150528},
      1, (const char *const[]){"maxpool2"},
      (const NnccSpan[]){{NNCC_ARENA, 50577408, 376320}}, 78, 1},
-    {"inception3.conv_bn1.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 25288704, 150528},
+    {"inception3.conv_bn1.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 63221760, 150528},
      1, (const char *const[]){"inception3.conv_bn1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25890816, 150528}}, 79, 5},
-    {"inception3.conv_bn1.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 63221760, 150528},
-     1, (const char *const[]){"inception3.conv_bn1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25288704, 150528}}, 84, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 25288704, 150528}}, 79, 5},
     {"inception3.conv_bn2.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 63823872, 75264},
      1, (const char *const[]){"maxpool2"},
      (const NnccSpan[]){{NNCC_ARENA, 50577408, 376320}}, 84, 1},
-    {"inception3.conv_bn2.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 25288704, 75264},
+    {"inception3.conv_bn2.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 69644288, 75264},
      1, (const char *const[]){"inception3.conv_bn2.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25589760, 75264}}, 85, 5},
-    {"inception3.conv_bn2.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 69644288, 75264},
-     1, (const char *const[]){"inception3.conv_bn2.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25288704, 75264}}, 90, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 25288704, 75264}}, 85, 5},
     {"inception3.conv_bn3.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 29904896, 163072},
-     1, (const char *const[]){"inception3.conv_bn2.relu1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25288704, 75264}}, 90, 1},
-    {"inception3.conv_bn3.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 25288704, 163072},
+     1, (const char *const[]){"inception3.conv_bn2.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 25940992, 75264}}, 90, 1},
+    {"inception3.conv_bn3.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 30557184, 163072},
      1, (const char *const[]){"inception3.conv_bn3.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25940992, 163072}}, 91, 5},
-    {"inception3.conv_bn3.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 30557184, 163072},
-     1, (const char *const[]){"inception3.conv_bn3.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25288704, 163072}}, 96, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 25288704, 163072}}, 91, 5},
     {"inception3.conv_bn4.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 31209472, 12544},
      1, (const char *const[]){"maxpool2"},
      (const NnccSpan[]){{NNCC_ARENA, 50577408, 376320}}, 96, 1},
-    {"inception3.conv_bn4.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 25288704, 12544},
+    {"inception3.conv_bn4.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 31259648, 12544},
      1, (const char *const[]){"inception3.conv_bn4.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25338880, 12544}}, 97, 5},
-    {"inception3.conv_bn4.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 31259648, 12544},
-     1, (const char *const[]){"inception3.conv_bn4.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25288704, 12544}}, 102, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 25288704, 12544}}, 97, 5},
     {"inception3.conv_bn5.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 52734976, 37632},
-     1, (const char *const[]){"inception3.conv_bn4.relu1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25288704, 12544}}, 102, 1},
-    {"inception3.conv_bn5.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 25288704, 37632},
+     1, (const char *const[]){"inception3.conv_bn4.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 25439232, 12544}}, 102, 1},
+    {"inception3.conv_bn5.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 69945344, 37632},
      1, (const char *const[]){"inception3.conv_bn5.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25439232, 37632}}, 103, 5},
-    {"inception3.conv_bn5.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 69945344, 37632},
-     1, (const char *const[]){"inception3.conv_bn5.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25288704, 37632}}, 108, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 25288704, 37632}}, 103, 5},
     {"inception3.avgpool1", "avgpool2d", "models/lib/inception.nn:27:9", {NNCC_ARENA, 28399616, 376320},
      1, (const char *const[]){"maxpool2"},
      (const NnccSpan[]){{NNCC_ARENA, 50577408, 376320}}, 108, 0},
     {"inception3.conv_bn6.conv1", "conv2d", "models/lib/inception.nn:6:7", {NNCC_ARENA, 37732352, 50176},
      1, (const char *const[]){"inception3.avgpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 25288704, 376320}}, 108, 1},
-    {"inception3.conv_bn6.bn1", "batchnorm2d", "models/lib/inception.nn:7:15", {NNCC_ARENA, 25288704, 50176},
+    {"inception3.conv_bn6.bn1", "batchnorm2d+relu", "models/lib/inception.nn:7:15", {NNCC_ARENA, 37933056, 50176},
      1, (const char *const[]){"inception3.conv_bn6.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 37933056, 50176}}, 109, 5},
-    {"inception3.conv_bn6.relu1", "relu", "models/lib/inception.nn:7:10", {NNCC_ARENA, 37933056, 50176},
-     1, (const char *const[]){"inception3.conv_bn6.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25288704, 50176}}, 114, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 38334464, 50176}}, 109, 5},
     {"inception3.cat1", "concat", "models/lib/inception.nn:30:10", {NNCC_ARENA, 25288704, 401408},
-     4, (const char *const[]){"inception3.conv_bn1.relu1", "inception3.conv_bn3.relu1", "inception3.conv_bn5.relu1", "inception3.conv_bn6.relu1"},
+     4, (const char *const[]){"inception3.conv_bn1.bn1", "inception3.conv_bn3.bn1", "inception3.conv_bn5.bn1", "inception3.conv_bn6.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 69042176, 150528}, {NNCC_ARENA, 52082688, 163072}, {NNCC_ARENA, 70095872, 37632}, {NNCC_ARENA, 38133760, 50176}}, 114, 0},
     {"avgpool1", "adaptive_avgpool2d", "models/inception_mini.nn:23:13", {NNCC_ARENA, 38133760, 8192},
      1, (const char *const[]){"inception3.cat1"},
@@ -1981,7 +1601,7 @@ static NnccModel model = {
     .label_smoothing = 0.1,
     .forward = forward,
     .backward = backward,
-    .nnodes = 69,
+    .nnodes = 50,
     .nodes = nodes,
     .arena_bytes = ARENA_BYTES,
     .scratch_bytes = scratch_bytes,

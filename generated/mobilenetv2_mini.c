@@ -9,7 +9,7 @@
  * Train: mobilenetv2_mini train --data data/mnist
  *
  * Input x f32[64,1,28,28], labels y class[64] of 10; 59,946 parameters;
- * activation arena 114,282,880 bytes (+ kernel scratch).
+ * activation arena 115,855,744 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -27,7 +27,7 @@
 #define KERNEL static inline __attribute__((always_inline, unused))
 
 #define PARAMS_FLOATS ((size_t)64608)
-#define ARENA_BYTES ((size_t)114282880)
+#define ARENA_BYTES ((size_t)115855744)
 
 static const NnccParam params[] = {
     {"conv1.weight", NNCC_PARAM, 4, {16, 1, 3, 3}, 144, 0, NNCC_INIT_UNIFORM, 0.33333333f, 0},
@@ -207,7 +207,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* bn1 = batchnorm2d(conv1)  models/mobilenetv2_mini.nn:19:11
+/* bn1 = batchnorm2d+relu6(conv1)  models/mobilenetv2_mini.nn:19:11, fused relu6_1
  *   conv1 [64,16,28,28] -> [64,16,28,28] */
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -216,27 +216,18 @@ KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 784, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 784,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 784,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* relu6_1 = relu6(bn1)  models/mobilenetv2_mini.nn:19:5
+/* inverted_residual1.conv1 = conv2d(bn1)  models/lib/mobilenetv2.nn:14:25
  *   bn1 [64,16,28,28] -> [64,16,28,28] */
-KERNEL void relu6_1_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 802816);
-}
-KERNEL void relu6_1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 802816);
-}
-
-/* inverted_residual1.conv1 = conv2d(relu6_1)  models/lib/mobilenetv2.nn:14:25
- *   relu6_1 [64,16,28,28] -> [64,16,28,28] */
 KERNEL void inverted_residual1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -250,7 +241,7 @@ KERNEL void inverted_residual1_conv1_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual1_conv1, 0, 0) /* none */
 
-/* inverted_residual1.bn1 = batchnorm2d(inverted_residual1.conv1)  models/lib/mobilenetv2.nn:14:13
+/* inverted_residual1.bn1 = batchnorm2d+relu6(inverted_residual1.conv1)  models/lib/mobilenetv2.nn:14:13, fused inverted_residual1.relu6_1
  *   inverted_residual1.conv1 [64,16,28,28] -> [64,16,28,28] */
 KERNEL void inverted_residual1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -259,27 +250,18 @@ KERNEL void inverted_residual1_bn1_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 784, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 784,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 784,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual1.relu6_1 = relu6(inverted_residual1.bn1)  models/lib/mobilenetv2.nn:14:7
- *   inverted_residual1.bn1 [64,16,28,28] -> [64,16,28,28] */
-KERNEL void inverted_residual1_relu6_1_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 802816);
-}
-KERNEL void inverted_residual1_relu6_1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 802816);
-}
-
-/* inverted_residual1.conv2 = conv2d(inverted_residual1.relu6_1)  models/lib/mobilenetv2.nn:15:19
- *   inverted_residual1.relu6_1 [64,16,28,28] -> [64,8,28,28] */
+/* inverted_residual1.conv2 = conv2d(inverted_residual1.bn1)  models/lib/mobilenetv2.nn:15:19
+ *   inverted_residual1.bn1 [64,16,28,28] -> [64,8,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 1, 1, 0, 0, 1) == 28, "inverted_residual1.conv2: output size");
 KERNEL void inverted_residual1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -301,14 +283,14 @@ KERNEL void inverted_residual1_bn2_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 8, 784, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 8, 784,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 8, 784,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inverted_residual2.conv1 = conv2d(inverted_residual1.bn2)  models/lib/mobilenetv2.nn:12:27
@@ -325,7 +307,7 @@ KERNEL void inverted_residual2_conv1_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual2_conv1, nncc_conv2d_forward_scratch(64, 8, 28, 28, 48, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 8, 28, 28, 48, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inverted_residual2.bn1 = batchnorm2d(inverted_residual2.conv1)  models/lib/mobilenetv2.nn:12:15
+/* inverted_residual2.bn1 = batchnorm2d+relu6(inverted_residual2.conv1)  models/lib/mobilenetv2.nn:12:15, fused inverted_residual2.relu6_1
  *   inverted_residual2.conv1 [64,48,28,28] -> [64,48,28,28] */
 KERNEL void inverted_residual2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -334,27 +316,18 @@ KERNEL void inverted_residual2_bn1_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 784, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 784,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 48, 784,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual2.relu6_1 = relu6(inverted_residual2.bn1)  models/lib/mobilenetv2.nn:12:9
- *   inverted_residual2.bn1 [64,48,28,28] -> [64,48,28,28] */
-KERNEL void inverted_residual2_relu6_1_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 2408448);
-}
-KERNEL void inverted_residual2_relu6_1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 2408448);
-}
-
-/* inverted_residual2.conv2 = conv2d(inverted_residual2.relu6_1)  models/lib/mobilenetv2.nn:14:25
- *   inverted_residual2.relu6_1 [64,48,28,28] -> [64,48,14,14] */
+/* inverted_residual2.conv2 = conv2d(inverted_residual2.bn1)  models/lib/mobilenetv2.nn:14:25
+ *   inverted_residual2.bn1 [64,48,28,28] -> [64,48,14,14] */
 KERNEL void inverted_residual2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -368,7 +341,7 @@ KERNEL void inverted_residual2_conv2_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual2_conv2, 0, 0) /* none */
 
-/* inverted_residual2.bn2 = batchnorm2d(inverted_residual2.conv2)  models/lib/mobilenetv2.nn:14:13
+/* inverted_residual2.bn2 = batchnorm2d+relu6(inverted_residual2.conv2)  models/lib/mobilenetv2.nn:14:13, fused inverted_residual2.relu6_2
  *   inverted_residual2.conv2 [64,48,14,14] -> [64,48,14,14] */
 KERNEL void inverted_residual2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -377,27 +350,18 @@ KERNEL void inverted_residual2_bn2_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 196, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 48, 196,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual2.relu6_2 = relu6(inverted_residual2.bn2)  models/lib/mobilenetv2.nn:14:7
- *   inverted_residual2.bn2 [64,48,14,14] -> [64,48,14,14] */
-KERNEL void inverted_residual2_relu6_2_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 602112);
-}
-KERNEL void inverted_residual2_relu6_2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 602112);
-}
-
-/* inverted_residual2.conv3 = conv2d(inverted_residual2.relu6_2)  models/lib/mobilenetv2.nn:15:19
- *   inverted_residual2.relu6_2 [64,48,14,14] -> [64,16,14,14] */
+/* inverted_residual2.conv3 = conv2d(inverted_residual2.bn2)  models/lib/mobilenetv2.nn:15:19
+ *   inverted_residual2.bn2 [64,48,14,14] -> [64,16,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inverted_residual2.conv3: output size");
 KERNEL void inverted_residual2_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -419,14 +383,14 @@ KERNEL void inverted_residual2_bn3_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 196, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual2_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 16, 196,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inverted_residual3.conv1 = conv2d(inverted_residual2.bn3)  models/lib/mobilenetv2.nn:12:27
@@ -443,7 +407,7 @@ KERNEL void inverted_residual3_conv1_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual3_conv1, nncc_conv2d_forward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inverted_residual3.bn1 = batchnorm2d(inverted_residual3.conv1)  models/lib/mobilenetv2.nn:12:15
+/* inverted_residual3.bn1 = batchnorm2d+relu6(inverted_residual3.conv1)  models/lib/mobilenetv2.nn:12:15, fused inverted_residual3.relu6_1
  *   inverted_residual3.conv1 [64,96,14,14] -> [64,96,14,14] */
 KERNEL void inverted_residual3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -452,27 +416,18 @@ KERNEL void inverted_residual3_bn1_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 96, 196, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 96, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 96, 196,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual3.relu6_1 = relu6(inverted_residual3.bn1)  models/lib/mobilenetv2.nn:12:9
+/* inverted_residual3.conv2 = conv2d(inverted_residual3.bn1)  models/lib/mobilenetv2.nn:14:25
  *   inverted_residual3.bn1 [64,96,14,14] -> [64,96,14,14] */
-KERNEL void inverted_residual3_relu6_1_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 1204224);
-}
-KERNEL void inverted_residual3_relu6_1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 1204224);
-}
-
-/* inverted_residual3.conv2 = conv2d(inverted_residual3.relu6_1)  models/lib/mobilenetv2.nn:14:25
- *   inverted_residual3.relu6_1 [64,96,14,14] -> [64,96,14,14] */
 KERNEL void inverted_residual3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -486,7 +441,7 @@ KERNEL void inverted_residual3_conv2_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual3_conv2, 0, 0) /* none */
 
-/* inverted_residual3.bn2 = batchnorm2d(inverted_residual3.conv2)  models/lib/mobilenetv2.nn:14:13
+/* inverted_residual3.bn2 = batchnorm2d+relu6(inverted_residual3.conv2)  models/lib/mobilenetv2.nn:14:13, fused inverted_residual3.relu6_2
  *   inverted_residual3.conv2 [64,96,14,14] -> [64,96,14,14] */
 KERNEL void inverted_residual3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -495,27 +450,18 @@ KERNEL void inverted_residual3_bn2_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 96, 196, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 96, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 96, 196,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual3.relu6_2 = relu6(inverted_residual3.bn2)  models/lib/mobilenetv2.nn:14:7
- *   inverted_residual3.bn2 [64,96,14,14] -> [64,96,14,14] */
-KERNEL void inverted_residual3_relu6_2_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 1204224);
-}
-KERNEL void inverted_residual3_relu6_2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 1204224);
-}
-
-/* inverted_residual3.conv3 = conv2d(inverted_residual3.relu6_2)  models/lib/mobilenetv2.nn:15:19
- *   inverted_residual3.relu6_2 [64,96,14,14] -> [64,16,14,14] */
+/* inverted_residual3.conv3 = conv2d(inverted_residual3.bn2)  models/lib/mobilenetv2.nn:15:19
+ *   inverted_residual3.bn2 [64,96,14,14] -> [64,16,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inverted_residual3.conv3: output size");
 KERNEL void inverted_residual3_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -537,14 +483,14 @@ KERNEL void inverted_residual3_bn3_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 196, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual3_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 16, 196,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inverted_residual3.add1 = add(inverted_residual2.bn3, inverted_residual3.bn3)  models/lib/mobilenetv2.nn:17:9
@@ -567,7 +513,7 @@ KERNEL void inverted_residual4_conv1_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual4_conv1, nncc_conv2d_forward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inverted_residual4.bn1 = batchnorm2d(inverted_residual4.conv1)  models/lib/mobilenetv2.nn:12:15
+/* inverted_residual4.bn1 = batchnorm2d+relu6(inverted_residual4.conv1)  models/lib/mobilenetv2.nn:12:15, fused inverted_residual4.relu6_1
  *   inverted_residual4.conv1 [64,96,14,14] -> [64,96,14,14] */
 KERNEL void inverted_residual4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -576,27 +522,18 @@ KERNEL void inverted_residual4_bn1_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 96, 196, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 96, 196,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 96, 196,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual4.relu6_1 = relu6(inverted_residual4.bn1)  models/lib/mobilenetv2.nn:12:9
- *   inverted_residual4.bn1 [64,96,14,14] -> [64,96,14,14] */
-KERNEL void inverted_residual4_relu6_1_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 1204224);
-}
-KERNEL void inverted_residual4_relu6_1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 1204224);
-}
-
-/* inverted_residual4.conv2 = conv2d(inverted_residual4.relu6_1)  models/lib/mobilenetv2.nn:14:25
- *   inverted_residual4.relu6_1 [64,96,14,14] -> [64,96,7,7] */
+/* inverted_residual4.conv2 = conv2d(inverted_residual4.bn1)  models/lib/mobilenetv2.nn:14:25
+ *   inverted_residual4.bn1 [64,96,14,14] -> [64,96,7,7] */
 KERNEL void inverted_residual4_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -610,7 +547,7 @@ KERNEL void inverted_residual4_conv2_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual4_conv2, 0, 0) /* none */
 
-/* inverted_residual4.bn2 = batchnorm2d(inverted_residual4.conv2)  models/lib/mobilenetv2.nn:14:13
+/* inverted_residual4.bn2 = batchnorm2d+relu6(inverted_residual4.conv2)  models/lib/mobilenetv2.nn:14:13, fused inverted_residual4.relu6_2
  *   inverted_residual4.conv2 [64,96,7,7] -> [64,96,7,7] */
 KERNEL void inverted_residual4_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -619,27 +556,18 @@ KERNEL void inverted_residual4_bn2_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 96, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual4_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 96, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 96, 49,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual4.relu6_2 = relu6(inverted_residual4.bn2)  models/lib/mobilenetv2.nn:14:7
- *   inverted_residual4.bn2 [64,96,7,7] -> [64,96,7,7] */
-KERNEL void inverted_residual4_relu6_2_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 301056);
-}
-KERNEL void inverted_residual4_relu6_2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 301056);
-}
-
-/* inverted_residual4.conv3 = conv2d(inverted_residual4.relu6_2)  models/lib/mobilenetv2.nn:15:19
- *   inverted_residual4.relu6_2 [64,96,7,7] -> [64,24,7,7] */
+/* inverted_residual4.conv3 = conv2d(inverted_residual4.bn2)  models/lib/mobilenetv2.nn:15:19
+ *   inverted_residual4.bn2 [64,96,7,7] -> [64,24,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual4.conv3: output size");
 KERNEL void inverted_residual4_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -661,14 +589,14 @@ KERNEL void inverted_residual4_bn3_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 24, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual4_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 24, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 24, 49,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inverted_residual5.conv1 = conv2d(inverted_residual4.bn3)  models/lib/mobilenetv2.nn:12:27
@@ -685,7 +613,7 @@ KERNEL void inverted_residual5_conv1_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual5_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inverted_residual5.bn1 = batchnorm2d(inverted_residual5.conv1)  models/lib/mobilenetv2.nn:12:15
+/* inverted_residual5.bn1 = batchnorm2d+relu6(inverted_residual5.conv1)  models/lib/mobilenetv2.nn:12:15, fused inverted_residual5.relu6_1
  *   inverted_residual5.conv1 [64,144,7,7] -> [64,144,7,7] */
 KERNEL void inverted_residual5_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -694,27 +622,18 @@ KERNEL void inverted_residual5_bn1_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual5_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 144, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 144, 49,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual5.relu6_1 = relu6(inverted_residual5.bn1)  models/lib/mobilenetv2.nn:12:9
+/* inverted_residual5.conv2 = conv2d(inverted_residual5.bn1)  models/lib/mobilenetv2.nn:14:25
  *   inverted_residual5.bn1 [64,144,7,7] -> [64,144,7,7] */
-KERNEL void inverted_residual5_relu6_1_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 451584);
-}
-KERNEL void inverted_residual5_relu6_1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 451584);
-}
-
-/* inverted_residual5.conv2 = conv2d(inverted_residual5.relu6_1)  models/lib/mobilenetv2.nn:14:25
- *   inverted_residual5.relu6_1 [64,144,7,7] -> [64,144,7,7] */
 KERNEL void inverted_residual5_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -728,7 +647,7 @@ KERNEL void inverted_residual5_conv2_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual5_conv2, 0, 0) /* none */
 
-/* inverted_residual5.bn2 = batchnorm2d(inverted_residual5.conv2)  models/lib/mobilenetv2.nn:14:13
+/* inverted_residual5.bn2 = batchnorm2d+relu6(inverted_residual5.conv2)  models/lib/mobilenetv2.nn:14:13, fused inverted_residual5.relu6_2
  *   inverted_residual5.conv2 [64,144,7,7] -> [64,144,7,7] */
 KERNEL void inverted_residual5_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -737,27 +656,18 @@ KERNEL void inverted_residual5_bn2_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual5_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 144, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 144, 49,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual5.relu6_2 = relu6(inverted_residual5.bn2)  models/lib/mobilenetv2.nn:14:7
- *   inverted_residual5.bn2 [64,144,7,7] -> [64,144,7,7] */
-KERNEL void inverted_residual5_relu6_2_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 451584);
-}
-KERNEL void inverted_residual5_relu6_2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 451584);
-}
-
-/* inverted_residual5.conv3 = conv2d(inverted_residual5.relu6_2)  models/lib/mobilenetv2.nn:15:19
- *   inverted_residual5.relu6_2 [64,144,7,7] -> [64,24,7,7] */
+/* inverted_residual5.conv3 = conv2d(inverted_residual5.bn2)  models/lib/mobilenetv2.nn:15:19
+ *   inverted_residual5.bn2 [64,144,7,7] -> [64,24,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual5.conv3: output size");
 KERNEL void inverted_residual5_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -779,14 +689,14 @@ KERNEL void inverted_residual5_bn3_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 24, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual5_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 24, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 24, 49,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inverted_residual5.add1 = add(inverted_residual4.bn3, inverted_residual5.bn3)  models/lib/mobilenetv2.nn:17:9
@@ -809,7 +719,7 @@ KERNEL void inverted_residual6_conv1_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual6_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inverted_residual6.bn1 = batchnorm2d(inverted_residual6.conv1)  models/lib/mobilenetv2.nn:12:15
+/* inverted_residual6.bn1 = batchnorm2d+relu6(inverted_residual6.conv1)  models/lib/mobilenetv2.nn:12:15, fused inverted_residual6.relu6_1
  *   inverted_residual6.conv1 [64,144,7,7] -> [64,144,7,7] */
 KERNEL void inverted_residual6_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -818,27 +728,18 @@ KERNEL void inverted_residual6_bn1_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual6_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 144, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 144, 49,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual6.relu6_1 = relu6(inverted_residual6.bn1)  models/lib/mobilenetv2.nn:12:9
+/* inverted_residual6.conv2 = conv2d(inverted_residual6.bn1)  models/lib/mobilenetv2.nn:14:25
  *   inverted_residual6.bn1 [64,144,7,7] -> [64,144,7,7] */
-KERNEL void inverted_residual6_relu6_1_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 451584);
-}
-KERNEL void inverted_residual6_relu6_1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 451584);
-}
-
-/* inverted_residual6.conv2 = conv2d(inverted_residual6.relu6_1)  models/lib/mobilenetv2.nn:14:25
- *   inverted_residual6.relu6_1 [64,144,7,7] -> [64,144,7,7] */
 KERNEL void inverted_residual6_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -852,7 +753,7 @@ KERNEL void inverted_residual6_conv2_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual6_conv2, 0, 0) /* none */
 
-/* inverted_residual6.bn2 = batchnorm2d(inverted_residual6.conv2)  models/lib/mobilenetv2.nn:14:13
+/* inverted_residual6.bn2 = batchnorm2d+relu6(inverted_residual6.conv2)  models/lib/mobilenetv2.nn:14:13, fused inverted_residual6.relu6_2
  *   inverted_residual6.conv2 [64,144,7,7] -> [64,144,7,7] */
 KERNEL void inverted_residual6_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -861,27 +762,18 @@ KERNEL void inverted_residual6_bn2_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual6_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 144, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 144, 49,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual6.relu6_2 = relu6(inverted_residual6.bn2)  models/lib/mobilenetv2.nn:14:7
- *   inverted_residual6.bn2 [64,144,7,7] -> [64,144,7,7] */
-KERNEL void inverted_residual6_relu6_2_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 451584);
-}
-KERNEL void inverted_residual6_relu6_2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 451584);
-}
-
-/* inverted_residual6.conv3 = conv2d(inverted_residual6.relu6_2)  models/lib/mobilenetv2.nn:15:19
- *   inverted_residual6.relu6_2 [64,144,7,7] -> [64,24,7,7] */
+/* inverted_residual6.conv3 = conv2d(inverted_residual6.bn2)  models/lib/mobilenetv2.nn:15:19
+ *   inverted_residual6.bn2 [64,144,7,7] -> [64,24,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual6.conv3: output size");
 KERNEL void inverted_residual6_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -903,14 +795,14 @@ KERNEL void inverted_residual6_bn3_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 24, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual6_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 24, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 24, 49,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inverted_residual6.add1 = add(inverted_residual5.add1, inverted_residual6.bn3)  models/lib/mobilenetv2.nn:17:9
@@ -933,7 +825,7 @@ KERNEL void inverted_residual7_conv1_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual7_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inverted_residual7.bn1 = batchnorm2d(inverted_residual7.conv1)  models/lib/mobilenetv2.nn:12:15
+/* inverted_residual7.bn1 = batchnorm2d+relu6(inverted_residual7.conv1)  models/lib/mobilenetv2.nn:12:15, fused inverted_residual7.relu6_1
  *   inverted_residual7.conv1 [64,144,7,7] -> [64,144,7,7] */
 KERNEL void inverted_residual7_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -942,27 +834,18 @@ KERNEL void inverted_residual7_bn1_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual7_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 144, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 144, 49,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual7.relu6_1 = relu6(inverted_residual7.bn1)  models/lib/mobilenetv2.nn:12:9
+/* inverted_residual7.conv2 = conv2d(inverted_residual7.bn1)  models/lib/mobilenetv2.nn:14:25
  *   inverted_residual7.bn1 [64,144,7,7] -> [64,144,7,7] */
-KERNEL void inverted_residual7_relu6_1_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 451584);
-}
-KERNEL void inverted_residual7_relu6_1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 451584);
-}
-
-/* inverted_residual7.conv2 = conv2d(inverted_residual7.relu6_1)  models/lib/mobilenetv2.nn:14:25
- *   inverted_residual7.relu6_1 [64,144,7,7] -> [64,144,7,7] */
 KERNEL void inverted_residual7_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -976,7 +859,7 @@ KERNEL void inverted_residual7_conv2_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual7_conv2, 0, 0) /* none */
 
-/* inverted_residual7.bn2 = batchnorm2d(inverted_residual7.conv2)  models/lib/mobilenetv2.nn:14:13
+/* inverted_residual7.bn2 = batchnorm2d+relu6(inverted_residual7.conv2)  models/lib/mobilenetv2.nn:14:13, fused inverted_residual7.relu6_2
  *   inverted_residual7.conv2 [64,144,7,7] -> [64,144,7,7] */
 KERNEL void inverted_residual7_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -985,27 +868,18 @@ KERNEL void inverted_residual7_bn2_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual7_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 144, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 144, 49,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual7.relu6_2 = relu6(inverted_residual7.bn2)  models/lib/mobilenetv2.nn:14:7
- *   inverted_residual7.bn2 [64,144,7,7] -> [64,144,7,7] */
-KERNEL void inverted_residual7_relu6_2_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 451584);
-}
-KERNEL void inverted_residual7_relu6_2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 451584);
-}
-
-/* inverted_residual7.conv3 = conv2d(inverted_residual7.relu6_2)  models/lib/mobilenetv2.nn:15:19
- *   inverted_residual7.relu6_2 [64,144,7,7] -> [64,32,7,7] */
+/* inverted_residual7.conv3 = conv2d(inverted_residual7.bn2)  models/lib/mobilenetv2.nn:15:19
+ *   inverted_residual7.bn2 [64,144,7,7] -> [64,32,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual7.conv3: output size");
 KERNEL void inverted_residual7_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1027,14 +901,14 @@ KERNEL void inverted_residual7_bn3_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual7_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 32, 49,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inverted_residual8.conv1 = conv2d(inverted_residual7.bn3)  models/lib/mobilenetv2.nn:12:27
@@ -1051,7 +925,7 @@ KERNEL void inverted_residual8_conv1_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual8_conv1, nncc_conv2d_forward_scratch(64, 32, 7, 7, 192, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 7, 7, 192, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* inverted_residual8.bn1 = batchnorm2d(inverted_residual8.conv1)  models/lib/mobilenetv2.nn:12:15
+/* inverted_residual8.bn1 = batchnorm2d+relu6(inverted_residual8.conv1)  models/lib/mobilenetv2.nn:12:15, fused inverted_residual8.relu6_1
  *   inverted_residual8.conv1 [64,192,7,7] -> [64,192,7,7] */
 KERNEL void inverted_residual8_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1060,27 +934,18 @@ KERNEL void inverted_residual8_bn1_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 192, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual8_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 192, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 192, 49,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual8.relu6_1 = relu6(inverted_residual8.bn1)  models/lib/mobilenetv2.nn:12:9
+/* inverted_residual8.conv2 = conv2d(inverted_residual8.bn1)  models/lib/mobilenetv2.nn:14:25
  *   inverted_residual8.bn1 [64,192,7,7] -> [64,192,7,7] */
-KERNEL void inverted_residual8_relu6_1_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 602112);
-}
-KERNEL void inverted_residual8_relu6_1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 602112);
-}
-
-/* inverted_residual8.conv2 = conv2d(inverted_residual8.relu6_1)  models/lib/mobilenetv2.nn:14:25
- *   inverted_residual8.relu6_1 [64,192,7,7] -> [64,192,7,7] */
 KERNEL void inverted_residual8_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
   (void)scratch;
@@ -1094,7 +959,7 @@ KERNEL void inverted_residual8_conv2_backward(float *restrict dx, float *restric
 }
 SCRATCH(inverted_residual8_conv2, 0, 0) /* none */
 
-/* inverted_residual8.bn2 = batchnorm2d(inverted_residual8.conv2)  models/lib/mobilenetv2.nn:14:13
+/* inverted_residual8.bn2 = batchnorm2d+relu6(inverted_residual8.conv2)  models/lib/mobilenetv2.nn:14:13, fused inverted_residual8.relu6_2
  *   inverted_residual8.conv2 [64,192,7,7] -> [64,192,7,7] */
 KERNEL void inverted_residual8_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1103,27 +968,18 @@ KERNEL void inverted_residual8_bn2_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 192, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual8_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 192, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 192, 49,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* inverted_residual8.relu6_2 = relu6(inverted_residual8.bn2)  models/lib/mobilenetv2.nn:14:7
- *   inverted_residual8.bn2 [64,192,7,7] -> [64,192,7,7] */
-KERNEL void inverted_residual8_relu6_2_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 602112);
-}
-KERNEL void inverted_residual8_relu6_2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 602112);
-}
-
-/* inverted_residual8.conv3 = conv2d(inverted_residual8.relu6_2)  models/lib/mobilenetv2.nn:15:19
- *   inverted_residual8.relu6_2 [64,192,7,7] -> [64,32,7,7] */
+/* inverted_residual8.conv3 = conv2d(inverted_residual8.bn2)  models/lib/mobilenetv2.nn:15:19
+ *   inverted_residual8.bn2 [64,192,7,7] -> [64,32,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual8.conv3: output size");
 KERNEL void inverted_residual8_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1145,14 +1001,14 @@ KERNEL void inverted_residual8_bn3_forward(float *restrict y, const float *restr
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual8_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 32, 49,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
 /* inverted_residual8.add1 = add(inverted_residual7.bn3, inverted_residual8.bn3)  models/lib/mobilenetv2.nn:17:9
@@ -1175,7 +1031,7 @@ KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restri
 }
 SCRATCH(conv2, nncc_conv2d_forward_scratch(64, 32, 7, 7, 128, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 7, 7, 128, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* bn2 = batchnorm2d(conv2)  models/mobilenetv2_mini.nn:31:11
+/* bn2 = batchnorm2d+relu6(conv2)  models/mobilenetv2_mini.nn:31:11, fused relu6_2
  *   conv2 [64,128,7,7] -> [64,128,7,7] */
 KERNEL void bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1184,27 +1040,18 @@ KERNEL void bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 128, 49, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 128, 49,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 128, 49,
+                                 NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* relu6_2 = relu6(bn2)  models/mobilenetv2_mini.nn:31:5
- *   bn2 [64,128,7,7] -> [64,128,7,7] */
-KERNEL void relu6_2_forward(float *y, const float *x) {
-  nncc_relu6_forward_team(y, x, 401408);
-}
-KERNEL void relu6_2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu6_backward_team(dx, dy, y, 401408);
-}
-
-/* avgpool1 = adaptive_avgpool2d(relu6_2)  models/mobilenetv2_mini.nn:32:13
- *   relu6_2 [64,128,7,7] -> [64,128,1,1] */
+/* avgpool1 = adaptive_avgpool2d(bn2)  models/mobilenetv2_mini.nn:32:13
+ *   bn2 [64,128,7,7] -> [64,128,1,1] */
 KERNEL void avgpool1_forward(float *restrict y, const float *restrict x) {
   nncc_adaptive_avgpool2d_forward_team(y, x, 8192, 7, 7, 1, 1);
 }
@@ -1246,104 +1093,87 @@ static void forward(NnccState *s, int training) {
   float *P = s->params;
   unsigned char *A = s->arena;
   (void)P, (void)training;
-  float *conv1 = (float *)(A + 52985856); /* [64,16,28,28] */
-  float *bn1 = (float *)(A + 0); /* [64,16,28,28] */
-  float *bn1_stats = (float *)(A + 114281152); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *relu6_1 = (float *)(A + 56197120); /* [64,16,28,28] */
-  float *inverted_residual1_conv1 = (float *)(A + 59408384); /* [64,16,28,28] */
-  float *inverted_residual1_bn1 = (float *)(A + 0); /* [64,16,28,28] */
-  float *inverted_residual1_bn1_stats = (float *)(A + 114281536); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *inverted_residual1_relu6_1 = (float *)(A + 62619648); /* [64,16,28,28] */
-  float *inverted_residual1_conv2 = (float *)(A + 99549184); /* [64,8,28,28] */
-  float *inverted_residual1_bn2 = (float *)(A + 101154816); /* [64,8,28,28] */
-  float *inverted_residual1_bn2_stats = (float *)(A + 114282688); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *conv1 = (float *)(A + 57802752); /* [64,16,28,28] */
+  float *bn1 = (float *)(A + 61014016); /* [64,16,28,28] */
+  float *bn1_stats = (float *)(A + 115854016); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual1_conv1 = (float *)(A + 64225280); /* [64,16,28,28] */
+  float *inverted_residual1_bn1 = (float *)(A + 67436544); /* [64,16,28,28] */
+  float *inverted_residual1_bn1_stats = (float *)(A + 115854400); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual1_conv2 = (float *)(A + 101957632); /* [64,8,28,28] */
+  float *inverted_residual1_bn2 = (float *)(A + 103563264); /* [64,8,28,28] */
+  float *inverted_residual1_bn2_stats = (float *)(A + 115855552); /* [2,8]: mean, 1/std; [2,8] double sums */
   float *inverted_residual2_conv1 = (float *)(A + 0); /* [64,48,28,28] */
   float *inverted_residual2_bn1 = (float *)(A + 9633792); /* [64,48,28,28] */
-  float *inverted_residual2_bn1_stats = (float *)(A + 114275584); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *inverted_residual2_relu6_1 = (float *)(A + 9633792); /* [64,48,28,28] */
-  float *inverted_residual2_conv2 = (float *)(A + 65830912); /* [64,48,14,14] */
-  float *inverted_residual2_bn2 = (float *)(A + 19267584); /* [64,48,14,14] */
-  float *inverted_residual2_bn2_stats = (float *)(A + 114276736); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *inverted_residual2_relu6_2 = (float *)(A + 68239360); /* [64,48,14,14] */
-  float *inverted_residual2_conv3 = (float *)(A + 108380160); /* [64,16,14,14] */
-  float *inverted_residual2_bn3 = (float *)(A + 109182976); /* [64,16,14,14] */
-  float *inverted_residual2_bn3_stats = (float *)(A + 114281920); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual2_bn1_stats = (float *)(A + 115848448); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *inverted_residual2_conv2 = (float *)(A + 70647808); /* [64,48,14,14] */
+  float *inverted_residual2_bn2 = (float *)(A + 73056256); /* [64,48,14,14] */
+  float *inverted_residual2_bn2_stats = (float *)(A + 115849600); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *inverted_residual2_conv3 = (float *)(A + 109182976); /* [64,16,14,14] */
+  float *inverted_residual2_bn3 = (float *)(A + 109985792); /* [64,16,14,14] */
+  float *inverted_residual2_bn3_stats = (float *)(A + 115854784); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *inverted_residual3_conv1 = (float *)(A + 19267584); /* [64,96,14,14] */
   float *inverted_residual3_bn1 = (float *)(A + 24084480); /* [64,96,14,14] */
-  float *inverted_residual3_bn1_stats = (float *)(A + 114266368); /* [2,96]: mean, 1/std; [2,96] double sums */
-  float *inverted_residual3_relu6_1 = (float *)(A + 24084480); /* [64,96,14,14] */
+  float *inverted_residual3_bn1_stats = (float *)(A + 115839232); /* [2,96]: mean, 1/std; [2,96] double sums */
   float *inverted_residual3_conv2 = (float *)(A + 28901376); /* [64,96,14,14] */
   float *inverted_residual3_bn2 = (float *)(A + 33718272); /* [64,96,14,14] */
-  float *inverted_residual3_bn2_stats = (float *)(A + 114268672); /* [2,96]: mean, 1/std; [2,96] double sums */
-  float *inverted_residual3_relu6_2 = (float *)(A + 33718272); /* [64,96,14,14] */
-  float *inverted_residual3_conv3 = (float *)(A + 109985792); /* [64,16,14,14] */
+  float *inverted_residual3_bn2_stats = (float *)(A + 115841536); /* [2,96]: mean, 1/std; [2,96] double sums */
+  float *inverted_residual3_conv3 = (float *)(A + 110788608); /* [64,16,14,14] */
   float *inverted_residual3_bn3 = (float *)(A + 38535168); /* [64,16,14,14] */
-  float *inverted_residual3_bn3_stats = (float *)(A + 114282304); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *inverted_residual3_add1 = (float *)(A + 110788608); /* [64,16,14,14] */
+  float *inverted_residual3_bn3_stats = (float *)(A + 115855168); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual3_add1 = (float *)(A + 111591424); /* [64,16,14,14] */
   float *inverted_residual4_conv1 = (float *)(A + 38535168); /* [64,96,14,14] */
   float *inverted_residual4_bn1 = (float *)(A + 43352064); /* [64,96,14,14] */
-  float *inverted_residual4_bn1_stats = (float *)(A + 114270976); /* [2,96]: mean, 1/std; [2,96] double sums */
-  float *inverted_residual4_relu6_1 = (float *)(A + 43352064); /* [64,96,14,14] */
-  float *inverted_residual4_conv2 = (float *)(A + 105971712); /* [64,96,7,7] */
-  float *inverted_residual4_bn2 = (float *)(A + 48168960); /* [64,96,7,7] */
-  float *inverted_residual4_bn2_stats = (float *)(A + 114273280); /* [2,96]: mean, 1/std; [2,96] double sums */
-  float *inverted_residual4_relu6_2 = (float *)(A + 107175936); /* [64,96,7,7] */
-  float *inverted_residual4_conv3 = (float *)(A + 112394240); /* [64,24,7,7] */
-  float *inverted_residual4_bn3 = (float *)(A + 112695296); /* [64,24,7,7] */
-  float *inverted_residual4_bn3_stats = (float *)(A + 114279424); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inverted_residual5_conv1 = (float *)(A + 77873152); /* [64,144,7,7] */
-  float *inverted_residual5_bn1 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual5_bn1_stats = (float *)(A + 114242560); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual5_relu6_1 = (float *)(A + 79679488); /* [64,144,7,7] */
-  float *inverted_residual5_conv2 = (float *)(A + 81485824); /* [64,144,7,7] */
-  float *inverted_residual5_bn2 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual5_bn2_stats = (float *)(A + 114246016); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual5_relu6_2 = (float *)(A + 83292160); /* [64,144,7,7] */
-  float *inverted_residual5_conv3 = (float *)(A + 112996352); /* [64,24,7,7] */
+  float *inverted_residual4_bn1_stats = (float *)(A + 115843840); /* [2,96]: mean, 1/std; [2,96] double sums */
+  float *inverted_residual4_conv2 = (float *)(A + 106774528); /* [64,96,7,7] */
+  float *inverted_residual4_bn2 = (float *)(A + 107978752); /* [64,96,7,7] */
+  float *inverted_residual4_bn2_stats = (float *)(A + 115846144); /* [2,96]: mean, 1/std; [2,96] double sums */
+  float *inverted_residual4_conv3 = (float *)(A + 113999872); /* [64,24,7,7] */
+  float *inverted_residual4_bn3 = (float *)(A + 114300928); /* [64,24,7,7] */
+  float *inverted_residual4_bn3_stats = (float *)(A + 115852288); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inverted_residual5_conv1 = (float *)(A + 80281600); /* [64,144,7,7] */
+  float *inverted_residual5_bn1 = (float *)(A + 82087936); /* [64,144,7,7] */
+  float *inverted_residual5_bn1_stats = (float *)(A + 115815424); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual5_conv2 = (float *)(A + 83894272); /* [64,144,7,7] */
+  float *inverted_residual5_bn2 = (float *)(A + 85700608); /* [64,144,7,7] */
+  float *inverted_residual5_bn2_stats = (float *)(A + 115818880); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual5_conv3 = (float *)(A + 114601984); /* [64,24,7,7] */
   float *inverted_residual5_bn3 = (float *)(A + 48168960); /* [64,24,7,7] */
-  float *inverted_residual5_bn3_stats = (float *)(A + 114280000); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inverted_residual5_add1 = (float *)(A + 113297408); /* [64,24,7,7] */
-  float *inverted_residual6_conv1 = (float *)(A + 85098496); /* [64,144,7,7] */
-  float *inverted_residual6_bn1 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual6_bn1_stats = (float *)(A + 114249472); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual6_relu6_1 = (float *)(A + 86904832); /* [64,144,7,7] */
-  float *inverted_residual6_conv2 = (float *)(A + 88711168); /* [64,144,7,7] */
-  float *inverted_residual6_bn2 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual6_bn2_stats = (float *)(A + 114252928); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual6_relu6_2 = (float *)(A + 90517504); /* [64,144,7,7] */
-  float *inverted_residual6_conv3 = (float *)(A + 113598464); /* [64,24,7,7] */
+  float *inverted_residual5_bn3_stats = (float *)(A + 115852864); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inverted_residual5_add1 = (float *)(A + 114903040); /* [64,24,7,7] */
+  float *inverted_residual6_conv1 = (float *)(A + 87506944); /* [64,144,7,7] */
+  float *inverted_residual6_bn1 = (float *)(A + 89313280); /* [64,144,7,7] */
+  float *inverted_residual6_bn1_stats = (float *)(A + 115822336); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual6_conv2 = (float *)(A + 91119616); /* [64,144,7,7] */
+  float *inverted_residual6_bn2 = (float *)(A + 92925952); /* [64,144,7,7] */
+  float *inverted_residual6_bn2_stats = (float *)(A + 115825792); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual6_conv3 = (float *)(A + 115204096); /* [64,24,7,7] */
   float *inverted_residual6_bn3 = (float *)(A + 48168960); /* [64,24,7,7] */
-  float *inverted_residual6_bn3_stats = (float *)(A + 114280576); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inverted_residual6_add1 = (float *)(A + 113899520); /* [64,24,7,7] */
-  float *inverted_residual7_conv1 = (float *)(A + 92323840); /* [64,144,7,7] */
-  float *inverted_residual7_bn1 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual7_bn1_stats = (float *)(A + 114256384); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual7_relu6_1 = (float *)(A + 94130176); /* [64,144,7,7] */
-  float *inverted_residual7_conv2 = (float *)(A + 95936512); /* [64,144,7,7] */
-  float *inverted_residual7_bn2 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual7_bn2_stats = (float *)(A + 114259840); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual7_relu6_2 = (float *)(A + 97742848); /* [64,144,7,7] */
-  float *inverted_residual7_conv3 = (float *)(A + 111591424); /* [64,32,7,7] */
-  float *inverted_residual7_bn3 = (float *)(A + 111992832); /* [64,32,7,7] */
-  float *inverted_residual7_bn3_stats = (float *)(A + 114277888); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *inverted_residual6_bn3_stats = (float *)(A + 115853440); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inverted_residual6_add1 = (float *)(A + 115505152); /* [64,24,7,7] */
+  float *inverted_residual7_conv1 = (float *)(A + 94732288); /* [64,144,7,7] */
+  float *inverted_residual7_bn1 = (float *)(A + 96538624); /* [64,144,7,7] */
+  float *inverted_residual7_bn1_stats = (float *)(A + 115829248); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual7_conv2 = (float *)(A + 98344960); /* [64,144,7,7] */
+  float *inverted_residual7_bn2 = (float *)(A + 100151296); /* [64,144,7,7] */
+  float *inverted_residual7_bn2_stats = (float *)(A + 115832704); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual7_conv3 = (float *)(A + 112394240); /* [64,32,7,7] */
+  float *inverted_residual7_bn3 = (float *)(A + 112795648); /* [64,32,7,7] */
+  float *inverted_residual7_bn3_stats = (float *)(A + 115850752); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *inverted_residual8_conv1 = (float *)(A + 48168960); /* [64,192,7,7] */
   float *inverted_residual8_bn1 = (float *)(A + 50577408); /* [64,192,7,7] */
-  float *inverted_residual8_bn1_stats = (float *)(A + 114233344); /* [2,192]: mean, 1/std; [2,192] double sums */
-  float *inverted_residual8_relu6_1 = (float *)(A + 50577408); /* [64,192,7,7] */
-  float *inverted_residual8_conv2 = (float *)(A + 70647808); /* [64,192,7,7] */
-  float *inverted_residual8_bn2 = (float *)(A + 73056256); /* [64,192,7,7] */
-  float *inverted_residual8_bn2_stats = (float *)(A + 114237952); /* [2,192]: mean, 1/std; [2,192] double sums */
-  float *inverted_residual8_relu6_2 = (float *)(A + 73056256); /* [64,192,7,7] */
-  float *inverted_residual8_conv3 = (float *)(A + 77070336); /* [64,32,7,7] */
+  float *inverted_residual8_bn1_stats = (float *)(A + 115806208); /* [2,192]: mean, 1/std; [2,192] double sums */
+  float *inverted_residual8_conv2 = (float *)(A + 52985856); /* [64,192,7,7] */
+  float *inverted_residual8_bn2 = (float *)(A + 55394304); /* [64,192,7,7] */
+  float *inverted_residual8_bn2_stats = (float *)(A + 115810816); /* [2,192]: mean, 1/std; [2,192] double sums */
+  float *inverted_residual8_conv3 = (float *)(A + 113197056); /* [64,32,7,7] */
   float *inverted_residual8_bn3 = (float *)(A + 75464704); /* [64,32,7,7] */
-  float *inverted_residual8_bn3_stats = (float *)(A + 114278656); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *inverted_residual8_add1 = (float *)(A + 77471744); /* [64,32,7,7] */
+  float *inverted_residual8_bn3_stats = (float *)(A + 115851520); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *inverted_residual8_add1 = (float *)(A + 113598464); /* [64,32,7,7] */
   float *conv2 = (float *)(A + 75464704); /* [64,128,7,7] */
-  float *bn2 = (float *)(A + 102760448); /* [64,128,7,7] */
-  float *bn2_stats = (float *)(A + 114263296); /* [2,128]: mean, 1/std; [2,128] double sums */
-  float *relu6_2 = (float *)(A + 102760448); /* [64,128,7,7] */
-  float *avgpool1 = (float *)(A + 104366080); /* [64,128,1,1] */
-  float *dropout1 = (float *)(A + 104366080); /* [64,128] */
+  float *bn2 = (float *)(A + 77070336); /* [64,128,7,7] */
+  float *bn2_stats = (float *)(A + 115836160); /* [2,128]: mean, 1/std; [2,128] double sums */
+  float *avgpool1 = (float *)(A + 78675968); /* [64,128,1,1] */
+  float *dropout1 = (float *)(A + 78675968); /* [64,128] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -1353,222 +1183,171 @@ static void forward(NnccState *s, int training) {
     bn1_forward(bn1, conv1, P + 144 /* bn1.weight */, P + 160 /* bn1.bias */, P + 176 /* bn1.running_mean */, P + 192 /* bn1.running_var */, P + 208 /* bn1.num_batches_tracked */, bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
-    relu6_1_forward(relu6_1, bn1);
+    inverted_residual1_conv1_forward(inverted_residual1_conv1, bn1, P + 224 /* inverted_residual1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual1_conv1_forward(inverted_residual1_conv1, relu6_1, P + 224 /* inverted_residual1.conv1.weight */, NULL, scratch);
+    inverted_residual1_bn1_forward(inverted_residual1_bn1, inverted_residual1_conv1, P + 368 /* inverted_residual1.bn1.weight */, P + 384 /* inverted_residual1.bn1.bias */, P + 400 /* inverted_residual1.bn1.running_mean */, P + 416 /* inverted_residual1.bn1.running_var */, P + 432 /* inverted_residual1.bn1.num_batches_tracked */, inverted_residual1_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual1_bn1_forward(inverted_residual1_bn1, inverted_residual1_conv1, P + 368 /* inverted_residual1.bn1.weight */, P + 384 /* inverted_residual1.bn1.bias */, P + 400 /* inverted_residual1.bn1.running_mean */, P + 416 /* inverted_residual1.bn1.running_var */, P + 432 /* inverted_residual1.bn1.num_batches_tracked */, inverted_residual1_bn1_stats, training, s->rank_sum, s);
+    inverted_residual1_conv2_forward(inverted_residual1_conv2, inverted_residual1_bn1, P + 448 /* inverted_residual1.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual1_relu6_1_forward(inverted_residual1_relu6_1, inverted_residual1_bn1);
+    inverted_residual1_bn2_forward(inverted_residual1_bn2, inverted_residual1_conv2, P + 576 /* inverted_residual1.bn2.weight */, P + 592 /* inverted_residual1.bn2.bias */, P + 608 /* inverted_residual1.bn2.running_mean */, P + 624 /* inverted_residual1.bn2.running_var */, P + 640 /* inverted_residual1.bn2.num_batches_tracked */, inverted_residual1_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual1_conv2_forward(inverted_residual1_conv2, inverted_residual1_relu6_1, P + 448 /* inverted_residual1.conv2.weight */, NULL, scratch);
+    inverted_residual2_conv1_forward(inverted_residual2_conv1, inverted_residual1_bn2, P + 656 /* inverted_residual2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual1_bn2_forward(inverted_residual1_bn2, inverted_residual1_conv2, P + 576 /* inverted_residual1.bn2.weight */, P + 592 /* inverted_residual1.bn2.bias */, P + 608 /* inverted_residual1.bn2.running_mean */, P + 624 /* inverted_residual1.bn2.running_var */, P + 640 /* inverted_residual1.bn2.num_batches_tracked */, inverted_residual1_bn2_stats, training, s->rank_sum, s);
+    inverted_residual2_bn1_forward(inverted_residual2_bn1, inverted_residual2_conv1, P + 1040 /* inverted_residual2.bn1.weight */, P + 1088 /* inverted_residual2.bn1.bias */, P + 1136 /* inverted_residual2.bn1.running_mean */, P + 1184 /* inverted_residual2.bn1.running_var */, P + 1232 /* inverted_residual2.bn1.num_batches_tracked */, inverted_residual2_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_conv1_forward(inverted_residual2_conv1, inverted_residual1_bn2, P + 656 /* inverted_residual2.conv1.weight */, NULL, scratch);
+    inverted_residual2_conv2_forward(inverted_residual2_conv2, inverted_residual2_bn1, P + 1248 /* inverted_residual2.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_bn1_forward(inverted_residual2_bn1, inverted_residual2_conv1, P + 1040 /* inverted_residual2.bn1.weight */, P + 1088 /* inverted_residual2.bn1.bias */, P + 1136 /* inverted_residual2.bn1.running_mean */, P + 1184 /* inverted_residual2.bn1.running_var */, P + 1232 /* inverted_residual2.bn1.num_batches_tracked */, inverted_residual2_bn1_stats, training, s->rank_sum, s);
+    inverted_residual2_bn2_forward(inverted_residual2_bn2, inverted_residual2_conv2, P + 1680 /* inverted_residual2.bn2.weight */, P + 1728 /* inverted_residual2.bn2.bias */, P + 1776 /* inverted_residual2.bn2.running_mean */, P + 1824 /* inverted_residual2.bn2.running_var */, P + 1872 /* inverted_residual2.bn2.num_batches_tracked */, inverted_residual2_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_relu6_1_forward(inverted_residual2_relu6_1, inverted_residual2_bn1);
+    inverted_residual2_conv3_forward(inverted_residual2_conv3, inverted_residual2_bn2, P + 1888 /* inverted_residual2.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_conv2_forward(inverted_residual2_conv2, inverted_residual2_relu6_1, P + 1248 /* inverted_residual2.conv2.weight */, NULL, scratch);
+    inverted_residual2_bn3_forward(inverted_residual2_bn3, inverted_residual2_conv3, P + 2656 /* inverted_residual2.bn3.weight */, P + 2672 /* inverted_residual2.bn3.bias */, P + 2688 /* inverted_residual2.bn3.running_mean */, P + 2704 /* inverted_residual2.bn3.running_var */, P + 2720 /* inverted_residual2.bn3.num_batches_tracked */, inverted_residual2_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_bn2_forward(inverted_residual2_bn2, inverted_residual2_conv2, P + 1680 /* inverted_residual2.bn2.weight */, P + 1728 /* inverted_residual2.bn2.bias */, P + 1776 /* inverted_residual2.bn2.running_mean */, P + 1824 /* inverted_residual2.bn2.running_var */, P + 1872 /* inverted_residual2.bn2.num_batches_tracked */, inverted_residual2_bn2_stats, training, s->rank_sum, s);
+    inverted_residual3_conv1_forward(inverted_residual3_conv1, inverted_residual2_bn3, P + 2736 /* inverted_residual3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_relu6_2_forward(inverted_residual2_relu6_2, inverted_residual2_bn2);
+    inverted_residual3_bn1_forward(inverted_residual3_bn1, inverted_residual3_conv1, P + 4272 /* inverted_residual3.bn1.weight */, P + 4368 /* inverted_residual3.bn1.bias */, P + 4464 /* inverted_residual3.bn1.running_mean */, P + 4560 /* inverted_residual3.bn1.running_var */, P + 4656 /* inverted_residual3.bn1.num_batches_tracked */, inverted_residual3_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_conv3_forward(inverted_residual2_conv3, inverted_residual2_relu6_2, P + 1888 /* inverted_residual2.conv3.weight */, NULL, scratch);
+    inverted_residual3_conv2_forward(inverted_residual3_conv2, inverted_residual3_bn1, P + 4672 /* inverted_residual3.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_bn3_forward(inverted_residual2_bn3, inverted_residual2_conv3, P + 2656 /* inverted_residual2.bn3.weight */, P + 2672 /* inverted_residual2.bn3.bias */, P + 2688 /* inverted_residual2.bn3.running_mean */, P + 2704 /* inverted_residual2.bn3.running_var */, P + 2720 /* inverted_residual2.bn3.num_batches_tracked */, inverted_residual2_bn3_stats, training, s->rank_sum, s);
+    inverted_residual3_bn2_forward(inverted_residual3_bn2, inverted_residual3_conv2, P + 5536 /* inverted_residual3.bn2.weight */, P + 5632 /* inverted_residual3.bn2.bias */, P + 5728 /* inverted_residual3.bn2.running_mean */, P + 5824 /* inverted_residual3.bn2.running_var */, P + 5920 /* inverted_residual3.bn2.num_batches_tracked */, inverted_residual3_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_conv1_forward(inverted_residual3_conv1, inverted_residual2_bn3, P + 2736 /* inverted_residual3.conv1.weight */, NULL, scratch);
+    inverted_residual3_conv3_forward(inverted_residual3_conv3, inverted_residual3_bn2, P + 5936 /* inverted_residual3.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_bn1_forward(inverted_residual3_bn1, inverted_residual3_conv1, P + 4272 /* inverted_residual3.bn1.weight */, P + 4368 /* inverted_residual3.bn1.bias */, P + 4464 /* inverted_residual3.bn1.running_mean */, P + 4560 /* inverted_residual3.bn1.running_var */, P + 4656 /* inverted_residual3.bn1.num_batches_tracked */, inverted_residual3_bn1_stats, training, s->rank_sum, s);
+    inverted_residual3_bn3_forward(inverted_residual3_bn3, inverted_residual3_conv3, P + 7472 /* inverted_residual3.bn3.weight */, P + 7488 /* inverted_residual3.bn3.bias */, P + 7504 /* inverted_residual3.bn3.running_mean */, P + 7520 /* inverted_residual3.bn3.running_var */, P + 7536 /* inverted_residual3.bn3.num_batches_tracked */, inverted_residual3_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_relu6_1_forward(inverted_residual3_relu6_1, inverted_residual3_bn1);
+    inverted_residual3_add1_forward(inverted_residual3_add1, inverted_residual2_bn3, inverted_residual3_bn3);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_conv2_forward(inverted_residual3_conv2, inverted_residual3_relu6_1, P + 4672 /* inverted_residual3.conv2.weight */, NULL, scratch);
+    inverted_residual4_conv1_forward(inverted_residual4_conv1, inverted_residual3_add1, P + 7552 /* inverted_residual4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_bn2_forward(inverted_residual3_bn2, inverted_residual3_conv2, P + 5536 /* inverted_residual3.bn2.weight */, P + 5632 /* inverted_residual3.bn2.bias */, P + 5728 /* inverted_residual3.bn2.running_mean */, P + 5824 /* inverted_residual3.bn2.running_var */, P + 5920 /* inverted_residual3.bn2.num_batches_tracked */, inverted_residual3_bn2_stats, training, s->rank_sum, s);
+    inverted_residual4_bn1_forward(inverted_residual4_bn1, inverted_residual4_conv1, P + 9088 /* inverted_residual4.bn1.weight */, P + 9184 /* inverted_residual4.bn1.bias */, P + 9280 /* inverted_residual4.bn1.running_mean */, P + 9376 /* inverted_residual4.bn1.running_var */, P + 9472 /* inverted_residual4.bn1.num_batches_tracked */, inverted_residual4_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_relu6_2_forward(inverted_residual3_relu6_2, inverted_residual3_bn2);
+    inverted_residual4_conv2_forward(inverted_residual4_conv2, inverted_residual4_bn1, P + 9488 /* inverted_residual4.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_conv3_forward(inverted_residual3_conv3, inverted_residual3_relu6_2, P + 5936 /* inverted_residual3.conv3.weight */, NULL, scratch);
+    inverted_residual4_bn2_forward(inverted_residual4_bn2, inverted_residual4_conv2, P + 10352 /* inverted_residual4.bn2.weight */, P + 10448 /* inverted_residual4.bn2.bias */, P + 10544 /* inverted_residual4.bn2.running_mean */, P + 10640 /* inverted_residual4.bn2.running_var */, P + 10736 /* inverted_residual4.bn2.num_batches_tracked */, inverted_residual4_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_bn3_forward(inverted_residual3_bn3, inverted_residual3_conv3, P + 7472 /* inverted_residual3.bn3.weight */, P + 7488 /* inverted_residual3.bn3.bias */, P + 7504 /* inverted_residual3.bn3.running_mean */, P + 7520 /* inverted_residual3.bn3.running_var */, P + 7536 /* inverted_residual3.bn3.num_batches_tracked */, inverted_residual3_bn3_stats, training, s->rank_sum, s);
+    inverted_residual4_conv3_forward(inverted_residual4_conv3, inverted_residual4_bn2, P + 10752 /* inverted_residual4.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_add1_forward(inverted_residual3_add1, inverted_residual2_bn3, inverted_residual3_bn3);
+    inverted_residual4_bn3_forward(inverted_residual4_bn3, inverted_residual4_conv3, P + 13056 /* inverted_residual4.bn3.weight */, P + 13088 /* inverted_residual4.bn3.bias */, P + 13120 /* inverted_residual4.bn3.running_mean */, P + 13152 /* inverted_residual4.bn3.running_var */, P + 13184 /* inverted_residual4.bn3.num_batches_tracked */, inverted_residual4_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_conv1_forward(inverted_residual4_conv1, inverted_residual3_add1, P + 7552 /* inverted_residual4.conv1.weight */, NULL, scratch);
+    inverted_residual5_conv1_forward(inverted_residual5_conv1, inverted_residual4_bn3, P + 13200 /* inverted_residual5.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_bn1_forward(inverted_residual4_bn1, inverted_residual4_conv1, P + 9088 /* inverted_residual4.bn1.weight */, P + 9184 /* inverted_residual4.bn1.bias */, P + 9280 /* inverted_residual4.bn1.running_mean */, P + 9376 /* inverted_residual4.bn1.running_var */, P + 9472 /* inverted_residual4.bn1.num_batches_tracked */, inverted_residual4_bn1_stats, training, s->rank_sum, s);
+    inverted_residual5_bn1_forward(inverted_residual5_bn1, inverted_residual5_conv1, P + 16656 /* inverted_residual5.bn1.weight */, P + 16800 /* inverted_residual5.bn1.bias */, P + 16944 /* inverted_residual5.bn1.running_mean */, P + 17088 /* inverted_residual5.bn1.running_var */, P + 17232 /* inverted_residual5.bn1.num_batches_tracked */, inverted_residual5_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_relu6_1_forward(inverted_residual4_relu6_1, inverted_residual4_bn1);
+    inverted_residual5_conv2_forward(inverted_residual5_conv2, inverted_residual5_bn1, P + 17248 /* inverted_residual5.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_conv2_forward(inverted_residual4_conv2, inverted_residual4_relu6_1, P + 9488 /* inverted_residual4.conv2.weight */, NULL, scratch);
+    inverted_residual5_bn2_forward(inverted_residual5_bn2, inverted_residual5_conv2, P + 18544 /* inverted_residual5.bn2.weight */, P + 18688 /* inverted_residual5.bn2.bias */, P + 18832 /* inverted_residual5.bn2.running_mean */, P + 18976 /* inverted_residual5.bn2.running_var */, P + 19120 /* inverted_residual5.bn2.num_batches_tracked */, inverted_residual5_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_bn2_forward(inverted_residual4_bn2, inverted_residual4_conv2, P + 10352 /* inverted_residual4.bn2.weight */, P + 10448 /* inverted_residual4.bn2.bias */, P + 10544 /* inverted_residual4.bn2.running_mean */, P + 10640 /* inverted_residual4.bn2.running_var */, P + 10736 /* inverted_residual4.bn2.num_batches_tracked */, inverted_residual4_bn2_stats, training, s->rank_sum, s);
+    inverted_residual5_conv3_forward(inverted_residual5_conv3, inverted_residual5_bn2, P + 19136 /* inverted_residual5.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 29, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_relu6_2_forward(inverted_residual4_relu6_2, inverted_residual4_bn2);
+    inverted_residual5_bn3_forward(inverted_residual5_bn3, inverted_residual5_conv3, P + 22592 /* inverted_residual5.bn3.weight */, P + 22624 /* inverted_residual5.bn3.bias */, P + 22656 /* inverted_residual5.bn3.running_mean */, P + 22688 /* inverted_residual5.bn3.running_var */, P + 22720 /* inverted_residual5.bn3.num_batches_tracked */, inverted_residual5_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 30, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_conv3_forward(inverted_residual4_conv3, inverted_residual4_relu6_2, P + 10752 /* inverted_residual4.conv3.weight */, NULL, scratch);
+    inverted_residual5_add1_forward(inverted_residual5_add1, inverted_residual4_bn3, inverted_residual5_bn3);
     if (s->check) s->check(s, 31, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_bn3_forward(inverted_residual4_bn3, inverted_residual4_conv3, P + 13056 /* inverted_residual4.bn3.weight */, P + 13088 /* inverted_residual4.bn3.bias */, P + 13120 /* inverted_residual4.bn3.running_mean */, P + 13152 /* inverted_residual4.bn3.running_var */, P + 13184 /* inverted_residual4.bn3.num_batches_tracked */, inverted_residual4_bn3_stats, training, s->rank_sum, s);
+    inverted_residual6_conv1_forward(inverted_residual6_conv1, inverted_residual5_add1, P + 22736 /* inverted_residual6.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 32, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_conv1_forward(inverted_residual5_conv1, inverted_residual4_bn3, P + 13200 /* inverted_residual5.conv1.weight */, NULL, scratch);
+    inverted_residual6_bn1_forward(inverted_residual6_bn1, inverted_residual6_conv1, P + 26192 /* inverted_residual6.bn1.weight */, P + 26336 /* inverted_residual6.bn1.bias */, P + 26480 /* inverted_residual6.bn1.running_mean */, P + 26624 /* inverted_residual6.bn1.running_var */, P + 26768 /* inverted_residual6.bn1.num_batches_tracked */, inverted_residual6_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 33, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_bn1_forward(inverted_residual5_bn1, inverted_residual5_conv1, P + 16656 /* inverted_residual5.bn1.weight */, P + 16800 /* inverted_residual5.bn1.bias */, P + 16944 /* inverted_residual5.bn1.running_mean */, P + 17088 /* inverted_residual5.bn1.running_var */, P + 17232 /* inverted_residual5.bn1.num_batches_tracked */, inverted_residual5_bn1_stats, training, s->rank_sum, s);
+    inverted_residual6_conv2_forward(inverted_residual6_conv2, inverted_residual6_bn1, P + 26784 /* inverted_residual6.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 34, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_relu6_1_forward(inverted_residual5_relu6_1, inverted_residual5_bn1);
+    inverted_residual6_bn2_forward(inverted_residual6_bn2, inverted_residual6_conv2, P + 28080 /* inverted_residual6.bn2.weight */, P + 28224 /* inverted_residual6.bn2.bias */, P + 28368 /* inverted_residual6.bn2.running_mean */, P + 28512 /* inverted_residual6.bn2.running_var */, P + 28656 /* inverted_residual6.bn2.num_batches_tracked */, inverted_residual6_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 35, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_conv2_forward(inverted_residual5_conv2, inverted_residual5_relu6_1, P + 17248 /* inverted_residual5.conv2.weight */, NULL, scratch);
+    inverted_residual6_conv3_forward(inverted_residual6_conv3, inverted_residual6_bn2, P + 28672 /* inverted_residual6.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 36, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_bn2_forward(inverted_residual5_bn2, inverted_residual5_conv2, P + 18544 /* inverted_residual5.bn2.weight */, P + 18688 /* inverted_residual5.bn2.bias */, P + 18832 /* inverted_residual5.bn2.running_mean */, P + 18976 /* inverted_residual5.bn2.running_var */, P + 19120 /* inverted_residual5.bn2.num_batches_tracked */, inverted_residual5_bn2_stats, training, s->rank_sum, s);
+    inverted_residual6_bn3_forward(inverted_residual6_bn3, inverted_residual6_conv3, P + 32128 /* inverted_residual6.bn3.weight */, P + 32160 /* inverted_residual6.bn3.bias */, P + 32192 /* inverted_residual6.bn3.running_mean */, P + 32224 /* inverted_residual6.bn3.running_var */, P + 32256 /* inverted_residual6.bn3.num_batches_tracked */, inverted_residual6_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 37, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_relu6_2_forward(inverted_residual5_relu6_2, inverted_residual5_bn2);
+    inverted_residual6_add1_forward(inverted_residual6_add1, inverted_residual5_add1, inverted_residual6_bn3);
     if (s->check) s->check(s, 38, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_conv3_forward(inverted_residual5_conv3, inverted_residual5_relu6_2, P + 19136 /* inverted_residual5.conv3.weight */, NULL, scratch);
+    inverted_residual7_conv1_forward(inverted_residual7_conv1, inverted_residual6_add1, P + 32272 /* inverted_residual7.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 39, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_bn3_forward(inverted_residual5_bn3, inverted_residual5_conv3, P + 22592 /* inverted_residual5.bn3.weight */, P + 22624 /* inverted_residual5.bn3.bias */, P + 22656 /* inverted_residual5.bn3.running_mean */, P + 22688 /* inverted_residual5.bn3.running_var */, P + 22720 /* inverted_residual5.bn3.num_batches_tracked */, inverted_residual5_bn3_stats, training, s->rank_sum, s);
+    inverted_residual7_bn1_forward(inverted_residual7_bn1, inverted_residual7_conv1, P + 35728 /* inverted_residual7.bn1.weight */, P + 35872 /* inverted_residual7.bn1.bias */, P + 36016 /* inverted_residual7.bn1.running_mean */, P + 36160 /* inverted_residual7.bn1.running_var */, P + 36304 /* inverted_residual7.bn1.num_batches_tracked */, inverted_residual7_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 40, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_add1_forward(inverted_residual5_add1, inverted_residual4_bn3, inverted_residual5_bn3);
+    inverted_residual7_conv2_forward(inverted_residual7_conv2, inverted_residual7_bn1, P + 36320 /* inverted_residual7.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 41, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_conv1_forward(inverted_residual6_conv1, inverted_residual5_add1, P + 22736 /* inverted_residual6.conv1.weight */, NULL, scratch);
+    inverted_residual7_bn2_forward(inverted_residual7_bn2, inverted_residual7_conv2, P + 37616 /* inverted_residual7.bn2.weight */, P + 37760 /* inverted_residual7.bn2.bias */, P + 37904 /* inverted_residual7.bn2.running_mean */, P + 38048 /* inverted_residual7.bn2.running_var */, P + 38192 /* inverted_residual7.bn2.num_batches_tracked */, inverted_residual7_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 42, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_bn1_forward(inverted_residual6_bn1, inverted_residual6_conv1, P + 26192 /* inverted_residual6.bn1.weight */, P + 26336 /* inverted_residual6.bn1.bias */, P + 26480 /* inverted_residual6.bn1.running_mean */, P + 26624 /* inverted_residual6.bn1.running_var */, P + 26768 /* inverted_residual6.bn1.num_batches_tracked */, inverted_residual6_bn1_stats, training, s->rank_sum, s);
+    inverted_residual7_conv3_forward(inverted_residual7_conv3, inverted_residual7_bn2, P + 38208 /* inverted_residual7.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 43, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_relu6_1_forward(inverted_residual6_relu6_1, inverted_residual6_bn1);
+    inverted_residual7_bn3_forward(inverted_residual7_bn3, inverted_residual7_conv3, P + 42816 /* inverted_residual7.bn3.weight */, P + 42848 /* inverted_residual7.bn3.bias */, P + 42880 /* inverted_residual7.bn3.running_mean */, P + 42912 /* inverted_residual7.bn3.running_var */, P + 42944 /* inverted_residual7.bn3.num_batches_tracked */, inverted_residual7_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 44, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_conv2_forward(inverted_residual6_conv2, inverted_residual6_relu6_1, P + 26784 /* inverted_residual6.conv2.weight */, NULL, scratch);
+    inverted_residual8_conv1_forward(inverted_residual8_conv1, inverted_residual7_bn3, P + 42960 /* inverted_residual8.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 45, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_bn2_forward(inverted_residual6_bn2, inverted_residual6_conv2, P + 28080 /* inverted_residual6.bn2.weight */, P + 28224 /* inverted_residual6.bn2.bias */, P + 28368 /* inverted_residual6.bn2.running_mean */, P + 28512 /* inverted_residual6.bn2.running_var */, P + 28656 /* inverted_residual6.bn2.num_batches_tracked */, inverted_residual6_bn2_stats, training, s->rank_sum, s);
+    inverted_residual8_bn1_forward(inverted_residual8_bn1, inverted_residual8_conv1, P + 49104 /* inverted_residual8.bn1.weight */, P + 49296 /* inverted_residual8.bn1.bias */, P + 49488 /* inverted_residual8.bn1.running_mean */, P + 49680 /* inverted_residual8.bn1.running_var */, P + 49872 /* inverted_residual8.bn1.num_batches_tracked */, inverted_residual8_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 46, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_relu6_2_forward(inverted_residual6_relu6_2, inverted_residual6_bn2);
+    inverted_residual8_conv2_forward(inverted_residual8_conv2, inverted_residual8_bn1, P + 49888 /* inverted_residual8.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 47, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_conv3_forward(inverted_residual6_conv3, inverted_residual6_relu6_2, P + 28672 /* inverted_residual6.conv3.weight */, NULL, scratch);
+    inverted_residual8_bn2_forward(inverted_residual8_bn2, inverted_residual8_conv2, P + 51616 /* inverted_residual8.bn2.weight */, P + 51808 /* inverted_residual8.bn2.bias */, P + 52000 /* inverted_residual8.bn2.running_mean */, P + 52192 /* inverted_residual8.bn2.running_var */, P + 52384 /* inverted_residual8.bn2.num_batches_tracked */, inverted_residual8_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 48, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_bn3_forward(inverted_residual6_bn3, inverted_residual6_conv3, P + 32128 /* inverted_residual6.bn3.weight */, P + 32160 /* inverted_residual6.bn3.bias */, P + 32192 /* inverted_residual6.bn3.running_mean */, P + 32224 /* inverted_residual6.bn3.running_var */, P + 32256 /* inverted_residual6.bn3.num_batches_tracked */, inverted_residual6_bn3_stats, training, s->rank_sum, s);
+    inverted_residual8_conv3_forward(inverted_residual8_conv3, inverted_residual8_bn2, P + 52400 /* inverted_residual8.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 49, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_add1_forward(inverted_residual6_add1, inverted_residual5_add1, inverted_residual6_bn3);
+    inverted_residual8_bn3_forward(inverted_residual8_bn3, inverted_residual8_conv3, P + 58544 /* inverted_residual8.bn3.weight */, P + 58576 /* inverted_residual8.bn3.bias */, P + 58608 /* inverted_residual8.bn3.running_mean */, P + 58640 /* inverted_residual8.bn3.running_var */, P + 58672 /* inverted_residual8.bn3.num_batches_tracked */, inverted_residual8_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 50, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual7_conv1_forward(inverted_residual7_conv1, inverted_residual6_add1, P + 32272 /* inverted_residual7.conv1.weight */, NULL, scratch);
+    inverted_residual8_add1_forward(inverted_residual8_add1, inverted_residual7_bn3, inverted_residual8_bn3);
     if (s->check) s->check(s, 51, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual7_bn1_forward(inverted_residual7_bn1, inverted_residual7_conv1, P + 35728 /* inverted_residual7.bn1.weight */, P + 35872 /* inverted_residual7.bn1.bias */, P + 36016 /* inverted_residual7.bn1.running_mean */, P + 36160 /* inverted_residual7.bn1.running_var */, P + 36304 /* inverted_residual7.bn1.num_batches_tracked */, inverted_residual7_bn1_stats, training, s->rank_sum, s);
+    conv2_forward(conv2, inverted_residual8_add1, P + 58688 /* conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 52, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual7_relu6_1_forward(inverted_residual7_relu6_1, inverted_residual7_bn1);
+    bn2_forward(bn2, conv2, P + 62784 /* bn2.weight */, P + 62912 /* bn2.bias */, P + 63040 /* bn2.running_mean */, P + 63168 /* bn2.running_var */, P + 63296 /* bn2.num_batches_tracked */, bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 53, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual7_conv2_forward(inverted_residual7_conv2, inverted_residual7_relu6_1, P + 36320 /* inverted_residual7.conv2.weight */, NULL, scratch);
+    avgpool1_forward(avgpool1, bn2);
     if (s->check) s->check(s, 54, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual7_bn2_forward(inverted_residual7_bn2, inverted_residual7_conv2, P + 37616 /* inverted_residual7.bn2.weight */, P + 37760 /* inverted_residual7.bn2.bias */, P + 37904 /* inverted_residual7.bn2.running_mean */, P + 38048 /* inverted_residual7.bn2.running_var */, P + 38192 /* inverted_residual7.bn2.num_batches_tracked */, inverted_residual7_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 55, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual7_relu6_2_forward(inverted_residual7_relu6_2, inverted_residual7_bn2);
-    if (s->check) s->check(s, 56, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual7_conv3_forward(inverted_residual7_conv3, inverted_residual7_relu6_2, P + 38208 /* inverted_residual7.conv3.weight */, NULL, scratch);
-    if (s->check) s->check(s, 57, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual7_bn3_forward(inverted_residual7_bn3, inverted_residual7_conv3, P + 42816 /* inverted_residual7.bn3.weight */, P + 42848 /* inverted_residual7.bn3.bias */, P + 42880 /* inverted_residual7.bn3.running_mean */, P + 42912 /* inverted_residual7.bn3.running_var */, P + 42944 /* inverted_residual7.bn3.num_batches_tracked */, inverted_residual7_bn3_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 58, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual8_conv1_forward(inverted_residual8_conv1, inverted_residual7_bn3, P + 42960 /* inverted_residual8.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 59, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual8_bn1_forward(inverted_residual8_bn1, inverted_residual8_conv1, P + 49104 /* inverted_residual8.bn1.weight */, P + 49296 /* inverted_residual8.bn1.bias */, P + 49488 /* inverted_residual8.bn1.running_mean */, P + 49680 /* inverted_residual8.bn1.running_var */, P + 49872 /* inverted_residual8.bn1.num_batches_tracked */, inverted_residual8_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 60, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual8_relu6_1_forward(inverted_residual8_relu6_1, inverted_residual8_bn1);
-    if (s->check) s->check(s, 61, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual8_conv2_forward(inverted_residual8_conv2, inverted_residual8_relu6_1, P + 49888 /* inverted_residual8.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 62, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual8_bn2_forward(inverted_residual8_bn2, inverted_residual8_conv2, P + 51616 /* inverted_residual8.bn2.weight */, P + 51808 /* inverted_residual8.bn2.bias */, P + 52000 /* inverted_residual8.bn2.running_mean */, P + 52192 /* inverted_residual8.bn2.running_var */, P + 52384 /* inverted_residual8.bn2.num_batches_tracked */, inverted_residual8_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 63, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual8_relu6_2_forward(inverted_residual8_relu6_2, inverted_residual8_bn2);
-    if (s->check) s->check(s, 64, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual8_conv3_forward(inverted_residual8_conv3, inverted_residual8_relu6_2, P + 52400 /* inverted_residual8.conv3.weight */, NULL, scratch);
-    if (s->check) s->check(s, 65, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual8_bn3_forward(inverted_residual8_bn3, inverted_residual8_conv3, P + 58544 /* inverted_residual8.bn3.weight */, P + 58576 /* inverted_residual8.bn3.bias */, P + 58608 /* inverted_residual8.bn3.running_mean */, P + 58640 /* inverted_residual8.bn3.running_var */, P + 58672 /* inverted_residual8.bn3.num_batches_tracked */, inverted_residual8_bn3_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 66, NNCC_FORWARD);
-#pragma omp barrier
-    inverted_residual8_add1_forward(inverted_residual8_add1, inverted_residual7_bn3, inverted_residual8_bn3);
-    if (s->check) s->check(s, 67, NNCC_FORWARD);
-#pragma omp barrier
-    conv2_forward(conv2, inverted_residual8_add1, P + 58688 /* conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 68, NNCC_FORWARD);
-#pragma omp barrier
-    bn2_forward(bn2, conv2, P + 62784 /* bn2.weight */, P + 62912 /* bn2.bias */, P + 63040 /* bn2.running_mean */, P + 63168 /* bn2.running_var */, P + 63296 /* bn2.num_batches_tracked */, bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 69, NNCC_FORWARD);
-#pragma omp barrier
-    relu6_2_forward(relu6_2, bn2);
-    if (s->check) s->check(s, 70, NNCC_FORWARD);
-#pragma omp barrier
-    avgpool1_forward(avgpool1, relu6_2);
-    if (s->check) s->check(s, 71, NNCC_FORWARD);
     /* flatten1: a view of avgpool1 */
 #pragma omp barrier
     dropout1_forward(dropout1, avgpool1, s->seed, s->step, training, s->sample0);
-    if (s->check) s->check(s, 73, NNCC_FORWARD);
+    if (s->check) s->check(s, 56, NNCC_FORWARD);
 #pragma omp barrier
     fc1_forward(s->logits, dropout1, P + 63312 /* fc1.weight */, P + 64592 /* fc1.bias */, scratch);
-    if (s->check) s->check(s, 74, NNCC_FORWARD);
+    if (s->check) s->check(s, 57, NNCC_FORWARD);
   }
 }
 
@@ -1577,389 +1356,321 @@ static void backward(NnccState *s) {
   float *P = s->params, *G = s->grads;
   unsigned char *A = s->arena;
   (void)P, (void)G;
-  float *conv1 = (float *)(A + 52985856); /* [64,16,28,28] */
+  float *conv1 = (float *)(A + 57802752); /* [64,16,28,28] */
   float *d_conv1 = (float *)(A + 3211264); /* [64,16,28,28] */
+  float *bn1 = (float *)(A + 61014016); /* [64,16,28,28] */
   float *d_bn1 = (float *)(A + 0); /* [64,16,28,28] */
-  float *bn1_stats = (float *)(A + 114281152); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *relu6_1 = (float *)(A + 56197120); /* [64,16,28,28] */
-  float *d_relu6_1 = (float *)(A + 0); /* [64,16,28,28] */
-  float *inverted_residual1_conv1 = (float *)(A + 59408384); /* [64,16,28,28] */
+  float *bn1_stats = (float *)(A + 115854016); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual1_conv1 = (float *)(A + 64225280); /* [64,16,28,28] */
   float *d_inverted_residual1_conv1 = (float *)(A + 3211264); /* [64,16,28,28] */
+  float *inverted_residual1_bn1 = (float *)(A + 67436544); /* [64,16,28,28] */
   float *d_inverted_residual1_bn1 = (float *)(A + 0); /* [64,16,28,28] */
-  float *inverted_residual1_bn1_stats = (float *)(A + 114281536); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *inverted_residual1_relu6_1 = (float *)(A + 62619648); /* [64,16,28,28] */
-  float *d_inverted_residual1_relu6_1 = (float *)(A + 0); /* [64,16,28,28] */
-  float *inverted_residual1_conv2 = (float *)(A + 99549184); /* [64,8,28,28] */
+  float *inverted_residual1_bn1_stats = (float *)(A + 115854400); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual1_conv2 = (float *)(A + 101957632); /* [64,8,28,28] */
   float *d_inverted_residual1_conv2 = (float *)(A + 3211264); /* [64,8,28,28] */
-  float *inverted_residual1_bn2 = (float *)(A + 101154816); /* [64,8,28,28] */
+  float *inverted_residual1_bn2 = (float *)(A + 103563264); /* [64,8,28,28] */
   float *d_inverted_residual1_bn2 = (float *)(A + 0); /* [64,8,28,28] */
-  float *inverted_residual1_bn2_stats = (float *)(A + 114282688); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *inverted_residual1_bn2_stats = (float *)(A + 115855552); /* [2,8]: mean, 1/std; [2,8] double sums */
   float *inverted_residual2_conv1 = (float *)(A + 0); /* [64,48,28,28] */
-  float *d_inverted_residual2_conv1 = (float *)(A + 9633792); /* [64,48,28,28] */
+  float *d_inverted_residual2_conv1 = (float *)(A + 28901376); /* [64,48,28,28] */
+  float *inverted_residual2_bn1 = (float *)(A + 9633792); /* [64,48,28,28] */
   float *d_inverted_residual2_bn1 = (float *)(A + 19267584); /* [64,48,28,28] */
-  float *inverted_residual2_bn1_stats = (float *)(A + 114275584); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *inverted_residual2_relu6_1 = (float *)(A + 9633792); /* [64,48,28,28] */
-  float *d_inverted_residual2_relu6_1 = (float *)(A + 19267584); /* [64,48,28,28] */
-  float *inverted_residual2_conv2 = (float *)(A + 65830912); /* [64,48,14,14] */
+  float *inverted_residual2_bn1_stats = (float *)(A + 115848448); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *inverted_residual2_conv2 = (float *)(A + 70647808); /* [64,48,14,14] */
   float *d_inverted_residual2_conv2 = (float *)(A + 28901376); /* [64,48,14,14] */
+  float *inverted_residual2_bn2 = (float *)(A + 73056256); /* [64,48,14,14] */
   float *d_inverted_residual2_bn2 = (float *)(A + 19267584); /* [64,48,14,14] */
-  float *inverted_residual2_bn2_stats = (float *)(A + 114276736); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *inverted_residual2_relu6_2 = (float *)(A + 68239360); /* [64,48,14,14] */
-  float *d_inverted_residual2_relu6_2 = (float *)(A + 19267584); /* [64,48,14,14] */
-  float *inverted_residual2_conv3 = (float *)(A + 108380160); /* [64,16,14,14] */
+  float *inverted_residual2_bn2_stats = (float *)(A + 115849600); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *inverted_residual2_conv3 = (float *)(A + 109182976); /* [64,16,14,14] */
   float *d_inverted_residual2_conv3 = (float *)(A + 21676032); /* [64,16,14,14] */
-  float *inverted_residual2_bn3 = (float *)(A + 109182976); /* [64,16,14,14] */
-  float *d_inverted_residual2_bn3 = (float *)(A + 43352064); /* [64,16,14,14] */
-  float *inverted_residual2_bn3_stats = (float *)(A + 114281920); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual2_bn3 = (float *)(A + 109985792); /* [64,16,14,14] */
+  float *d_inverted_residual2_bn3 = (float *)(A + 48168960); /* [64,16,14,14] */
+  float *inverted_residual2_bn3_stats = (float *)(A + 115854784); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *inverted_residual3_conv1 = (float *)(A + 19267584); /* [64,96,14,14] */
-  float *d_inverted_residual3_conv1 = (float *)(A + 24084480); /* [64,96,14,14] */
+  float *d_inverted_residual3_conv1 = (float *)(A + 33718272); /* [64,96,14,14] */
+  float *inverted_residual3_bn1 = (float *)(A + 24084480); /* [64,96,14,14] */
   float *d_inverted_residual3_bn1 = (float *)(A + 28901376); /* [64,96,14,14] */
-  float *inverted_residual3_bn1_stats = (float *)(A + 114266368); /* [2,96]: mean, 1/std; [2,96] double sums */
-  float *inverted_residual3_relu6_1 = (float *)(A + 24084480); /* [64,96,14,14] */
-  float *d_inverted_residual3_relu6_1 = (float *)(A + 28901376); /* [64,96,14,14] */
+  float *inverted_residual3_bn1_stats = (float *)(A + 115839232); /* [2,96]: mean, 1/std; [2,96] double sums */
   float *inverted_residual3_conv2 = (float *)(A + 28901376); /* [64,96,14,14] */
-  float *d_inverted_residual3_conv2 = (float *)(A + 33718272); /* [64,96,14,14] */
+  float *d_inverted_residual3_conv2 = (float *)(A + 43352064); /* [64,96,14,14] */
+  float *inverted_residual3_bn2 = (float *)(A + 33718272); /* [64,96,14,14] */
   float *d_inverted_residual3_bn2 = (float *)(A + 38535168); /* [64,96,14,14] */
-  float *inverted_residual3_bn2_stats = (float *)(A + 114268672); /* [2,96]: mean, 1/std; [2,96] double sums */
-  float *inverted_residual3_relu6_2 = (float *)(A + 33718272); /* [64,96,14,14] */
-  float *d_inverted_residual3_relu6_2 = (float *)(A + 38535168); /* [64,96,14,14] */
-  float *inverted_residual3_conv3 = (float *)(A + 109985792); /* [64,16,14,14] */
-  float *d_inverted_residual3_conv3 = (float *)(A + 44154880); /* [64,16,14,14] */
+  float *inverted_residual3_bn2_stats = (float *)(A + 115841536); /* [2,96]: mean, 1/std; [2,96] double sums */
+  float *inverted_residual3_conv3 = (float *)(A + 110788608); /* [64,16,14,14] */
+  float *d_inverted_residual3_conv3 = (float *)(A + 43352064); /* [64,16,14,14] */
   float *d_inverted_residual3_bn3 = (float *)(A + 38535168); /* [64,16,14,14] */
-  float *inverted_residual3_bn3_stats = (float *)(A + 114282304); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *inverted_residual3_add1 = (float *)(A + 110788608); /* [64,16,14,14] */
+  float *inverted_residual3_bn3_stats = (float *)(A + 115855168); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual3_add1 = (float *)(A + 111591424); /* [64,16,14,14] */
   float *d_inverted_residual3_add1 = (float *)(A + 38535168); /* [64,16,14,14] */
   float *inverted_residual4_conv1 = (float *)(A + 38535168); /* [64,96,14,14] */
-  float *d_inverted_residual4_conv1 = (float *)(A + 43352064); /* [64,96,14,14] */
+  float *d_inverted_residual4_conv1 = (float *)(A + 52985856); /* [64,96,14,14] */
+  float *inverted_residual4_bn1 = (float *)(A + 43352064); /* [64,96,14,14] */
   float *d_inverted_residual4_bn1 = (float *)(A + 48168960); /* [64,96,14,14] */
-  float *inverted_residual4_bn1_stats = (float *)(A + 114270976); /* [2,96]: mean, 1/std; [2,96] double sums */
-  float *inverted_residual4_relu6_1 = (float *)(A + 43352064); /* [64,96,14,14] */
-  float *d_inverted_residual4_relu6_1 = (float *)(A + 48168960); /* [64,96,14,14] */
-  float *inverted_residual4_conv2 = (float *)(A + 105971712); /* [64,96,7,7] */
-  float *d_inverted_residual4_conv2 = (float *)(A + 70647808); /* [64,96,7,7] */
+  float *inverted_residual4_bn1_stats = (float *)(A + 115843840); /* [2,96]: mean, 1/std; [2,96] double sums */
+  float *inverted_residual4_conv2 = (float *)(A + 106774528); /* [64,96,7,7] */
+  float *d_inverted_residual4_conv2 = (float *)(A + 52985856); /* [64,96,7,7] */
+  float *inverted_residual4_bn2 = (float *)(A + 107978752); /* [64,96,7,7] */
   float *d_inverted_residual4_bn2 = (float *)(A + 48168960); /* [64,96,7,7] */
-  float *inverted_residual4_bn2_stats = (float *)(A + 114273280); /* [2,96]: mean, 1/std; [2,96] double sums */
-  float *inverted_residual4_relu6_2 = (float *)(A + 107175936); /* [64,96,7,7] */
-  float *d_inverted_residual4_relu6_2 = (float *)(A + 48168960); /* [64,96,7,7] */
-  float *inverted_residual4_conv3 = (float *)(A + 112394240); /* [64,24,7,7] */
+  float *inverted_residual4_bn2_stats = (float *)(A + 115846144); /* [2,96]: mean, 1/std; [2,96] double sums */
+  float *inverted_residual4_conv3 = (float *)(A + 113999872); /* [64,24,7,7] */
   float *d_inverted_residual4_conv3 = (float *)(A + 49373184); /* [64,24,7,7] */
-  float *inverted_residual4_bn3 = (float *)(A + 112695296); /* [64,24,7,7] */
+  float *inverted_residual4_bn3 = (float *)(A + 114300928); /* [64,24,7,7] */
   float *d_inverted_residual4_bn3 = (float *)(A + 51781632); /* [64,24,7,7] */
-  float *inverted_residual4_bn3_stats = (float *)(A + 114279424); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inverted_residual5_conv1 = (float *)(A + 77873152); /* [64,144,7,7] */
+  float *inverted_residual4_bn3_stats = (float *)(A + 115852288); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inverted_residual5_conv1 = (float *)(A + 80281600); /* [64,144,7,7] */
   float *d_inverted_residual5_conv1 = (float *)(A + 49975296); /* [64,144,7,7] */
+  float *inverted_residual5_bn1 = (float *)(A + 82087936); /* [64,144,7,7] */
   float *d_inverted_residual5_bn1 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual5_bn1_stats = (float *)(A + 114242560); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual5_relu6_1 = (float *)(A + 79679488); /* [64,144,7,7] */
-  float *d_inverted_residual5_relu6_1 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual5_conv2 = (float *)(A + 81485824); /* [64,144,7,7] */
+  float *inverted_residual5_bn1_stats = (float *)(A + 115815424); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual5_conv2 = (float *)(A + 83894272); /* [64,144,7,7] */
   float *d_inverted_residual5_conv2 = (float *)(A + 49975296); /* [64,144,7,7] */
+  float *inverted_residual5_bn2 = (float *)(A + 85700608); /* [64,144,7,7] */
   float *d_inverted_residual5_bn2 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual5_bn2_stats = (float *)(A + 114246016); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual5_relu6_2 = (float *)(A + 83292160); /* [64,144,7,7] */
-  float *d_inverted_residual5_relu6_2 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual5_conv3 = (float *)(A + 112996352); /* [64,24,7,7] */
+  float *inverted_residual5_bn2_stats = (float *)(A + 115818880); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual5_conv3 = (float *)(A + 114601984); /* [64,24,7,7] */
   float *d_inverted_residual5_conv3 = (float *)(A + 49975296); /* [64,24,7,7] */
   float *d_inverted_residual5_bn3 = (float *)(A + 48168960); /* [64,24,7,7] */
-  float *inverted_residual5_bn3_stats = (float *)(A + 114280000); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inverted_residual5_add1 = (float *)(A + 113297408); /* [64,24,7,7] */
+  float *inverted_residual5_bn3_stats = (float *)(A + 115852864); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inverted_residual5_add1 = (float *)(A + 114903040); /* [64,24,7,7] */
   float *d_inverted_residual5_add1 = (float *)(A + 51781632); /* [64,24,7,7] */
-  float *inverted_residual6_conv1 = (float *)(A + 85098496); /* [64,144,7,7] */
+  float *inverted_residual6_conv1 = (float *)(A + 87506944); /* [64,144,7,7] */
   float *d_inverted_residual6_conv1 = (float *)(A + 49975296); /* [64,144,7,7] */
+  float *inverted_residual6_bn1 = (float *)(A + 89313280); /* [64,144,7,7] */
   float *d_inverted_residual6_bn1 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual6_bn1_stats = (float *)(A + 114249472); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual6_relu6_1 = (float *)(A + 86904832); /* [64,144,7,7] */
-  float *d_inverted_residual6_relu6_1 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual6_conv2 = (float *)(A + 88711168); /* [64,144,7,7] */
+  float *inverted_residual6_bn1_stats = (float *)(A + 115822336); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual6_conv2 = (float *)(A + 91119616); /* [64,144,7,7] */
   float *d_inverted_residual6_conv2 = (float *)(A + 49975296); /* [64,144,7,7] */
+  float *inverted_residual6_bn2 = (float *)(A + 92925952); /* [64,144,7,7] */
   float *d_inverted_residual6_bn2 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual6_bn2_stats = (float *)(A + 114252928); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual6_relu6_2 = (float *)(A + 90517504); /* [64,144,7,7] */
-  float *d_inverted_residual6_relu6_2 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual6_conv3 = (float *)(A + 113598464); /* [64,24,7,7] */
+  float *inverted_residual6_bn2_stats = (float *)(A + 115825792); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual6_conv3 = (float *)(A + 115204096); /* [64,24,7,7] */
   float *d_inverted_residual6_conv3 = (float *)(A + 49975296); /* [64,24,7,7] */
   float *d_inverted_residual6_bn3 = (float *)(A + 48168960); /* [64,24,7,7] */
-  float *inverted_residual6_bn3_stats = (float *)(A + 114280576); /* [2,24]: mean, 1/std; [2,24] double sums */
-  float *inverted_residual6_add1 = (float *)(A + 113899520); /* [64,24,7,7] */
+  float *inverted_residual6_bn3_stats = (float *)(A + 115853440); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inverted_residual6_add1 = (float *)(A + 115505152); /* [64,24,7,7] */
   float *d_inverted_residual6_add1 = (float *)(A + 48168960); /* [64,24,7,7] */
-  float *inverted_residual7_conv1 = (float *)(A + 92323840); /* [64,144,7,7] */
+  float *inverted_residual7_conv1 = (float *)(A + 94732288); /* [64,144,7,7] */
   float *d_inverted_residual7_conv1 = (float *)(A + 49975296); /* [64,144,7,7] */
+  float *inverted_residual7_bn1 = (float *)(A + 96538624); /* [64,144,7,7] */
   float *d_inverted_residual7_bn1 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual7_bn1_stats = (float *)(A + 114256384); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual7_relu6_1 = (float *)(A + 94130176); /* [64,144,7,7] */
-  float *d_inverted_residual7_relu6_1 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual7_conv2 = (float *)(A + 95936512); /* [64,144,7,7] */
+  float *inverted_residual7_bn1_stats = (float *)(A + 115829248); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual7_conv2 = (float *)(A + 98344960); /* [64,144,7,7] */
   float *d_inverted_residual7_conv2 = (float *)(A + 49975296); /* [64,144,7,7] */
+  float *inverted_residual7_bn2 = (float *)(A + 100151296); /* [64,144,7,7] */
   float *d_inverted_residual7_bn2 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual7_bn2_stats = (float *)(A + 114259840); /* [2,144]: mean, 1/std; [2,144] double sums */
-  float *inverted_residual7_relu6_2 = (float *)(A + 97742848); /* [64,144,7,7] */
-  float *d_inverted_residual7_relu6_2 = (float *)(A + 48168960); /* [64,144,7,7] */
-  float *inverted_residual7_conv3 = (float *)(A + 111591424); /* [64,32,7,7] */
+  float *inverted_residual7_bn2_stats = (float *)(A + 115832704); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual7_conv3 = (float *)(A + 112394240); /* [64,32,7,7] */
   float *d_inverted_residual7_conv3 = (float *)(A + 49975296); /* [64,32,7,7] */
-  float *inverted_residual7_bn3 = (float *)(A + 111992832); /* [64,32,7,7] */
-  float *d_inverted_residual7_bn3 = (float *)(A + 103563264); /* [64,32,7,7] */
-  float *inverted_residual7_bn3_stats = (float *)(A + 114277888); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *inverted_residual7_bn3 = (float *)(A + 112795648); /* [64,32,7,7] */
+  float *d_inverted_residual7_bn3 = (float *)(A + 105971712); /* [64,32,7,7] */
+  float *inverted_residual7_bn3_stats = (float *)(A + 115850752); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *inverted_residual8_conv1 = (float *)(A + 48168960); /* [64,192,7,7] */
-  float *d_inverted_residual8_conv1 = (float *)(A + 50577408); /* [64,192,7,7] */
-  float *d_inverted_residual8_bn1 = (float *)(A + 70647808); /* [64,192,7,7] */
-  float *inverted_residual8_bn1_stats = (float *)(A + 114233344); /* [2,192]: mean, 1/std; [2,192] double sums */
-  float *inverted_residual8_relu6_1 = (float *)(A + 50577408); /* [64,192,7,7] */
-  float *d_inverted_residual8_relu6_1 = (float *)(A + 70647808); /* [64,192,7,7] */
-  float *inverted_residual8_conv2 = (float *)(A + 70647808); /* [64,192,7,7] */
-  float *d_inverted_residual8_conv2 = (float *)(A + 73056256); /* [64,192,7,7] */
+  float *d_inverted_residual8_conv1 = (float *)(A + 55394304); /* [64,192,7,7] */
+  float *inverted_residual8_bn1 = (float *)(A + 50577408); /* [64,192,7,7] */
+  float *d_inverted_residual8_bn1 = (float *)(A + 52985856); /* [64,192,7,7] */
+  float *inverted_residual8_bn1_stats = (float *)(A + 115806208); /* [2,192]: mean, 1/std; [2,192] double sums */
+  float *inverted_residual8_conv2 = (float *)(A + 52985856); /* [64,192,7,7] */
+  float *d_inverted_residual8_conv2 = (float *)(A + 77873152); /* [64,192,7,7] */
+  float *inverted_residual8_bn2 = (float *)(A + 55394304); /* [64,192,7,7] */
   float *d_inverted_residual8_bn2 = (float *)(A + 75464704); /* [64,192,7,7] */
-  float *inverted_residual8_bn2_stats = (float *)(A + 114237952); /* [2,192]: mean, 1/std; [2,192] double sums */
-  float *inverted_residual8_relu6_2 = (float *)(A + 73056256); /* [64,192,7,7] */
-  float *d_inverted_residual8_relu6_2 = (float *)(A + 75464704); /* [64,192,7,7] */
-  float *inverted_residual8_conv3 = (float *)(A + 77070336); /* [64,32,7,7] */
-  float *d_inverted_residual8_conv3 = (float *)(A + 103964672); /* [64,32,7,7] */
+  float *inverted_residual8_bn2_stats = (float *)(A + 115810816); /* [2,192]: mean, 1/std; [2,192] double sums */
+  float *inverted_residual8_conv3 = (float *)(A + 113197056); /* [64,32,7,7] */
+  float *d_inverted_residual8_conv3 = (float *)(A + 77873152); /* [64,32,7,7] */
   float *d_inverted_residual8_bn3 = (float *)(A + 75464704); /* [64,32,7,7] */
-  float *inverted_residual8_bn3_stats = (float *)(A + 114278656); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *inverted_residual8_add1 = (float *)(A + 77471744); /* [64,32,7,7] */
+  float *inverted_residual8_bn3_stats = (float *)(A + 115851520); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *inverted_residual8_add1 = (float *)(A + 113598464); /* [64,32,7,7] */
   float *d_inverted_residual8_add1 = (float *)(A + 75464704); /* [64,32,7,7] */
   float *conv2 = (float *)(A + 75464704); /* [64,128,7,7] */
-  float *d_conv2 = (float *)(A + 102760448); /* [64,128,7,7] */
-  float *d_bn2 = (float *)(A + 104366080); /* [64,128,7,7] */
-  float *bn2_stats = (float *)(A + 114263296); /* [2,128]: mean, 1/std; [2,128] double sums */
-  float *relu6_2 = (float *)(A + 102760448); /* [64,128,7,7] */
-  float *d_relu6_2 = (float *)(A + 104366080); /* [64,128,7,7] */
-  float *d_avgpool1 = (float *)(A + 114200576); /* [64,128,1,1] */
-  float *dropout1 = (float *)(A + 104366080); /* [64,128] */
-  float *d_dropout1 = (float *)(A + 104398848); /* [64,128] */
-  float *grad_tmp = (float *)(A + 102760448); /* gradient contributions to add up */
+  float *d_conv2 = (float *)(A + 105168896); /* [64,128,7,7] */
+  float *bn2 = (float *)(A + 77070336); /* [64,128,7,7] */
+  float *d_bn2 = (float *)(A + 78675968); /* [64,128,7,7] */
+  float *bn2_stats = (float *)(A + 115836160); /* [2,128]: mean, 1/std; [2,128] double sums */
+  float *d_avgpool1 = (float *)(A + 105168896); /* [64,128,1,1] */
+  float *dropout1 = (float *)(A + 78675968); /* [64,128] */
+  float *d_dropout1 = (float *)(A + 78708736); /* [64,128] */
+  float *grad_tmp = (float *)(A + 105168896); /* gradient contributions to add up */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc1_backward(d_dropout1, G + 63312 /* fc1.weight */, G + 64592 /* fc1.bias */, s->dlogits, dropout1, P + 63312 /* fc1.weight */, scratch);
-    if (s->check) s->check(s, 74, NNCC_BACKWARD);
+    if (s->check) s->check(s, 57, NNCC_BACKWARD);
 #pragma omp barrier
     dropout1_backward(d_avgpool1, d_dropout1, s->seed, s->step, s->sample0);
-    if (s->check) s->check(s, 73, NNCC_BACKWARD);
+    if (s->check) s->check(s, 56, NNCC_BACKWARD);
     /* flatten1: a view, its gradient is d_avgpool1's */
 #pragma omp barrier
-    avgpool1_backward(d_relu6_2, d_avgpool1);
-    if (s->check) s->check(s, 71, NNCC_BACKWARD);
+    avgpool1_backward(d_bn2, d_avgpool1);
+    if (s->check) s->check(s, 54, NNCC_BACKWARD);
 #pragma omp barrier
-    relu6_2_backward(d_bn2, d_relu6_2, relu6_2);
-    if (s->check) s->check(s, 70, NNCC_BACKWARD);
-#pragma omp barrier
-    bn2_backward(d_conv2, G + 62784 /* bn2.weight */, G + 62912 /* bn2.bias */, d_bn2, conv2, P + 62784 /* bn2.weight */, bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 69, NNCC_BACKWARD);
+    bn2_backward(d_conv2, G + 62784 /* bn2.weight */, G + 62912 /* bn2.bias */, d_bn2, bn2, conv2, P + 62784 /* bn2.weight */, bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 53, NNCC_BACKWARD);
 #pragma omp barrier
     conv2_backward(d_inverted_residual8_add1, G + 58688 /* conv2.weight */, NULL, d_conv2, inverted_residual8_add1, P + 58688 /* conv2.weight */, scratch);
-    if (s->check) s->check(s, 68, NNCC_BACKWARD);
+    if (s->check) s->check(s, 52, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_team(d_inverted_residual7_bn3, d_inverted_residual8_add1, 100352);
     /* inverted_residual8.bn3's gradient is inverted_residual8.add1's, in place */
-    if (s->check) s->check(s, 67, NNCC_BACKWARD);
+    if (s->check) s->check(s, 51, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual8_bn3_backward(d_inverted_residual8_conv3, G + 58544 /* inverted_residual8.bn3.weight */, G + 58576 /* inverted_residual8.bn3.bias */, d_inverted_residual8_bn3, inverted_residual8_conv3, P + 58544 /* inverted_residual8.bn3.weight */, inverted_residual8_bn3_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 66, NNCC_BACKWARD);
+    if (s->check) s->check(s, 50, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual8_conv3_backward(d_inverted_residual8_relu6_2, G + 52400 /* inverted_residual8.conv3.weight */, NULL, d_inverted_residual8_conv3, inverted_residual8_relu6_2, P + 52400 /* inverted_residual8.conv3.weight */, scratch);
-    if (s->check) s->check(s, 65, NNCC_BACKWARD);
+    inverted_residual8_conv3_backward(d_inverted_residual8_bn2, G + 52400 /* inverted_residual8.conv3.weight */, NULL, d_inverted_residual8_conv3, inverted_residual8_bn2, P + 52400 /* inverted_residual8.conv3.weight */, scratch);
+    if (s->check) s->check(s, 49, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual8_relu6_2_backward(d_inverted_residual8_bn2, d_inverted_residual8_relu6_2, inverted_residual8_relu6_2);
-    if (s->check) s->check(s, 64, NNCC_BACKWARD);
+    inverted_residual8_bn2_backward(d_inverted_residual8_conv2, G + 51616 /* inverted_residual8.bn2.weight */, G + 51808 /* inverted_residual8.bn2.bias */, d_inverted_residual8_bn2, inverted_residual8_bn2, inverted_residual8_conv2, P + 51616 /* inverted_residual8.bn2.weight */, inverted_residual8_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 48, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual8_bn2_backward(d_inverted_residual8_conv2, G + 51616 /* inverted_residual8.bn2.weight */, G + 51808 /* inverted_residual8.bn2.bias */, d_inverted_residual8_bn2, inverted_residual8_conv2, P + 51616 /* inverted_residual8.bn2.weight */, inverted_residual8_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 63, NNCC_BACKWARD);
+    inverted_residual8_conv2_backward(d_inverted_residual8_bn1, G + 49888 /* inverted_residual8.conv2.weight */, NULL, d_inverted_residual8_conv2, inverted_residual8_bn1, P + 49888 /* inverted_residual8.conv2.weight */, scratch);
+    if (s->check) s->check(s, 47, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual8_conv2_backward(d_inverted_residual8_relu6_1, G + 49888 /* inverted_residual8.conv2.weight */, NULL, d_inverted_residual8_conv2, inverted_residual8_relu6_1, P + 49888 /* inverted_residual8.conv2.weight */, scratch);
-    if (s->check) s->check(s, 62, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual8_relu6_1_backward(d_inverted_residual8_bn1, d_inverted_residual8_relu6_1, inverted_residual8_relu6_1);
-    if (s->check) s->check(s, 61, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual8_bn1_backward(d_inverted_residual8_conv1, G + 49104 /* inverted_residual8.bn1.weight */, G + 49296 /* inverted_residual8.bn1.bias */, d_inverted_residual8_bn1, inverted_residual8_conv1, P + 49104 /* inverted_residual8.bn1.weight */, inverted_residual8_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 60, NNCC_BACKWARD);
+    inverted_residual8_bn1_backward(d_inverted_residual8_conv1, G + 49104 /* inverted_residual8.bn1.weight */, G + 49296 /* inverted_residual8.bn1.bias */, d_inverted_residual8_bn1, inverted_residual8_bn1, inverted_residual8_conv1, P + 49104 /* inverted_residual8.bn1.weight */, inverted_residual8_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 46, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual8_conv1_backward(grad_tmp, G + 42960 /* inverted_residual8.conv1.weight */, NULL, d_inverted_residual8_conv1, inverted_residual7_bn3, P + 42960 /* inverted_residual8.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_inverted_residual7_bn3, grad_tmp, 100352);
-    if (s->check) s->check(s, 59, NNCC_BACKWARD);
+    if (s->check) s->check(s, 45, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual7_bn3_backward(d_inverted_residual7_conv3, G + 42816 /* inverted_residual7.bn3.weight */, G + 42848 /* inverted_residual7.bn3.bias */, d_inverted_residual7_bn3, inverted_residual7_conv3, P + 42816 /* inverted_residual7.bn3.weight */, inverted_residual7_bn3_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 58, NNCC_BACKWARD);
+    if (s->check) s->check(s, 44, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual7_conv3_backward(d_inverted_residual7_relu6_2, G + 38208 /* inverted_residual7.conv3.weight */, NULL, d_inverted_residual7_conv3, inverted_residual7_relu6_2, P + 38208 /* inverted_residual7.conv3.weight */, scratch);
-    if (s->check) s->check(s, 57, NNCC_BACKWARD);
+    inverted_residual7_conv3_backward(d_inverted_residual7_bn2, G + 38208 /* inverted_residual7.conv3.weight */, NULL, d_inverted_residual7_conv3, inverted_residual7_bn2, P + 38208 /* inverted_residual7.conv3.weight */, scratch);
+    if (s->check) s->check(s, 43, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual7_relu6_2_backward(d_inverted_residual7_bn2, d_inverted_residual7_relu6_2, inverted_residual7_relu6_2);
-    if (s->check) s->check(s, 56, NNCC_BACKWARD);
+    inverted_residual7_bn2_backward(d_inverted_residual7_conv2, G + 37616 /* inverted_residual7.bn2.weight */, G + 37760 /* inverted_residual7.bn2.bias */, d_inverted_residual7_bn2, inverted_residual7_bn2, inverted_residual7_conv2, P + 37616 /* inverted_residual7.bn2.weight */, inverted_residual7_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 42, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual7_bn2_backward(d_inverted_residual7_conv2, G + 37616 /* inverted_residual7.bn2.weight */, G + 37760 /* inverted_residual7.bn2.bias */, d_inverted_residual7_bn2, inverted_residual7_conv2, P + 37616 /* inverted_residual7.bn2.weight */, inverted_residual7_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 55, NNCC_BACKWARD);
+    inverted_residual7_conv2_backward(d_inverted_residual7_bn1, G + 36320 /* inverted_residual7.conv2.weight */, NULL, d_inverted_residual7_conv2, inverted_residual7_bn1, P + 36320 /* inverted_residual7.conv2.weight */, scratch);
+    if (s->check) s->check(s, 41, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual7_conv2_backward(d_inverted_residual7_relu6_1, G + 36320 /* inverted_residual7.conv2.weight */, NULL, d_inverted_residual7_conv2, inverted_residual7_relu6_1, P + 36320 /* inverted_residual7.conv2.weight */, scratch);
-    if (s->check) s->check(s, 54, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual7_relu6_1_backward(d_inverted_residual7_bn1, d_inverted_residual7_relu6_1, inverted_residual7_relu6_1);
-    if (s->check) s->check(s, 53, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual7_bn1_backward(d_inverted_residual7_conv1, G + 35728 /* inverted_residual7.bn1.weight */, G + 35872 /* inverted_residual7.bn1.bias */, d_inverted_residual7_bn1, inverted_residual7_conv1, P + 35728 /* inverted_residual7.bn1.weight */, inverted_residual7_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 52, NNCC_BACKWARD);
+    inverted_residual7_bn1_backward(d_inverted_residual7_conv1, G + 35728 /* inverted_residual7.bn1.weight */, G + 35872 /* inverted_residual7.bn1.bias */, d_inverted_residual7_bn1, inverted_residual7_bn1, inverted_residual7_conv1, P + 35728 /* inverted_residual7.bn1.weight */, inverted_residual7_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 40, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual7_conv1_backward(d_inverted_residual6_add1, G + 32272 /* inverted_residual7.conv1.weight */, NULL, d_inverted_residual7_conv1, inverted_residual6_add1, P + 32272 /* inverted_residual7.conv1.weight */, scratch);
-    if (s->check) s->check(s, 51, NNCC_BACKWARD);
+    if (s->check) s->check(s, 39, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_team(d_inverted_residual5_add1, d_inverted_residual6_add1, 75264);
     /* inverted_residual6.bn3's gradient is inverted_residual6.add1's, in place */
-    if (s->check) s->check(s, 50, NNCC_BACKWARD);
+    if (s->check) s->check(s, 38, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual6_bn3_backward(d_inverted_residual6_conv3, G + 32128 /* inverted_residual6.bn3.weight */, G + 32160 /* inverted_residual6.bn3.bias */, d_inverted_residual6_bn3, inverted_residual6_conv3, P + 32128 /* inverted_residual6.bn3.weight */, inverted_residual6_bn3_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 49, NNCC_BACKWARD);
+    if (s->check) s->check(s, 37, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual6_conv3_backward(d_inverted_residual6_relu6_2, G + 28672 /* inverted_residual6.conv3.weight */, NULL, d_inverted_residual6_conv3, inverted_residual6_relu6_2, P + 28672 /* inverted_residual6.conv3.weight */, scratch);
-    if (s->check) s->check(s, 48, NNCC_BACKWARD);
+    inverted_residual6_conv3_backward(d_inverted_residual6_bn2, G + 28672 /* inverted_residual6.conv3.weight */, NULL, d_inverted_residual6_conv3, inverted_residual6_bn2, P + 28672 /* inverted_residual6.conv3.weight */, scratch);
+    if (s->check) s->check(s, 36, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual6_relu6_2_backward(d_inverted_residual6_bn2, d_inverted_residual6_relu6_2, inverted_residual6_relu6_2);
-    if (s->check) s->check(s, 47, NNCC_BACKWARD);
+    inverted_residual6_bn2_backward(d_inverted_residual6_conv2, G + 28080 /* inverted_residual6.bn2.weight */, G + 28224 /* inverted_residual6.bn2.bias */, d_inverted_residual6_bn2, inverted_residual6_bn2, inverted_residual6_conv2, P + 28080 /* inverted_residual6.bn2.weight */, inverted_residual6_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 35, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual6_bn2_backward(d_inverted_residual6_conv2, G + 28080 /* inverted_residual6.bn2.weight */, G + 28224 /* inverted_residual6.bn2.bias */, d_inverted_residual6_bn2, inverted_residual6_conv2, P + 28080 /* inverted_residual6.bn2.weight */, inverted_residual6_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 46, NNCC_BACKWARD);
+    inverted_residual6_conv2_backward(d_inverted_residual6_bn1, G + 26784 /* inverted_residual6.conv2.weight */, NULL, d_inverted_residual6_conv2, inverted_residual6_bn1, P + 26784 /* inverted_residual6.conv2.weight */, scratch);
+    if (s->check) s->check(s, 34, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual6_conv2_backward(d_inverted_residual6_relu6_1, G + 26784 /* inverted_residual6.conv2.weight */, NULL, d_inverted_residual6_conv2, inverted_residual6_relu6_1, P + 26784 /* inverted_residual6.conv2.weight */, scratch);
-    if (s->check) s->check(s, 45, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual6_relu6_1_backward(d_inverted_residual6_bn1, d_inverted_residual6_relu6_1, inverted_residual6_relu6_1);
-    if (s->check) s->check(s, 44, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual6_bn1_backward(d_inverted_residual6_conv1, G + 26192 /* inverted_residual6.bn1.weight */, G + 26336 /* inverted_residual6.bn1.bias */, d_inverted_residual6_bn1, inverted_residual6_conv1, P + 26192 /* inverted_residual6.bn1.weight */, inverted_residual6_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 43, NNCC_BACKWARD);
+    inverted_residual6_bn1_backward(d_inverted_residual6_conv1, G + 26192 /* inverted_residual6.bn1.weight */, G + 26336 /* inverted_residual6.bn1.bias */, d_inverted_residual6_bn1, inverted_residual6_bn1, inverted_residual6_conv1, P + 26192 /* inverted_residual6.bn1.weight */, inverted_residual6_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 33, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual6_conv1_backward(grad_tmp, G + 22736 /* inverted_residual6.conv1.weight */, NULL, d_inverted_residual6_conv1, inverted_residual5_add1, P + 22736 /* inverted_residual6.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_inverted_residual5_add1, grad_tmp, 75264);
-    if (s->check) s->check(s, 42, NNCC_BACKWARD);
+    if (s->check) s->check(s, 32, NNCC_BACKWARD);
 #pragma omp barrier
     /* inverted_residual4.bn3's gradient is inverted_residual5.add1's, in place */
     nncc_copy_team(d_inverted_residual5_bn3, d_inverted_residual5_add1, 75264);
-    if (s->check) s->check(s, 41, NNCC_BACKWARD);
+    if (s->check) s->check(s, 31, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual5_bn3_backward(d_inverted_residual5_conv3, G + 22592 /* inverted_residual5.bn3.weight */, G + 22624 /* inverted_residual5.bn3.bias */, d_inverted_residual5_bn3, inverted_residual5_conv3, P + 22592 /* inverted_residual5.bn3.weight */, inverted_residual5_bn3_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 40, NNCC_BACKWARD);
+    if (s->check) s->check(s, 30, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual5_conv3_backward(d_inverted_residual5_relu6_2, G + 19136 /* inverted_residual5.conv3.weight */, NULL, d_inverted_residual5_conv3, inverted_residual5_relu6_2, P + 19136 /* inverted_residual5.conv3.weight */, scratch);
-    if (s->check) s->check(s, 39, NNCC_BACKWARD);
+    inverted_residual5_conv3_backward(d_inverted_residual5_bn2, G + 19136 /* inverted_residual5.conv3.weight */, NULL, d_inverted_residual5_conv3, inverted_residual5_bn2, P + 19136 /* inverted_residual5.conv3.weight */, scratch);
+    if (s->check) s->check(s, 29, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual5_relu6_2_backward(d_inverted_residual5_bn2, d_inverted_residual5_relu6_2, inverted_residual5_relu6_2);
-    if (s->check) s->check(s, 38, NNCC_BACKWARD);
+    inverted_residual5_bn2_backward(d_inverted_residual5_conv2, G + 18544 /* inverted_residual5.bn2.weight */, G + 18688 /* inverted_residual5.bn2.bias */, d_inverted_residual5_bn2, inverted_residual5_bn2, inverted_residual5_conv2, P + 18544 /* inverted_residual5.bn2.weight */, inverted_residual5_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 28, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual5_bn2_backward(d_inverted_residual5_conv2, G + 18544 /* inverted_residual5.bn2.weight */, G + 18688 /* inverted_residual5.bn2.bias */, d_inverted_residual5_bn2, inverted_residual5_conv2, P + 18544 /* inverted_residual5.bn2.weight */, inverted_residual5_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 37, NNCC_BACKWARD);
+    inverted_residual5_conv2_backward(d_inverted_residual5_bn1, G + 17248 /* inverted_residual5.conv2.weight */, NULL, d_inverted_residual5_conv2, inverted_residual5_bn1, P + 17248 /* inverted_residual5.conv2.weight */, scratch);
+    if (s->check) s->check(s, 27, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual5_conv2_backward(d_inverted_residual5_relu6_1, G + 17248 /* inverted_residual5.conv2.weight */, NULL, d_inverted_residual5_conv2, inverted_residual5_relu6_1, P + 17248 /* inverted_residual5.conv2.weight */, scratch);
-    if (s->check) s->check(s, 36, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual5_relu6_1_backward(d_inverted_residual5_bn1, d_inverted_residual5_relu6_1, inverted_residual5_relu6_1);
-    if (s->check) s->check(s, 35, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual5_bn1_backward(d_inverted_residual5_conv1, G + 16656 /* inverted_residual5.bn1.weight */, G + 16800 /* inverted_residual5.bn1.bias */, d_inverted_residual5_bn1, inverted_residual5_conv1, P + 16656 /* inverted_residual5.bn1.weight */, inverted_residual5_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 34, NNCC_BACKWARD);
+    inverted_residual5_bn1_backward(d_inverted_residual5_conv1, G + 16656 /* inverted_residual5.bn1.weight */, G + 16800 /* inverted_residual5.bn1.bias */, d_inverted_residual5_bn1, inverted_residual5_bn1, inverted_residual5_conv1, P + 16656 /* inverted_residual5.bn1.weight */, inverted_residual5_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 26, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual5_conv1_backward(grad_tmp, G + 13200 /* inverted_residual5.conv1.weight */, NULL, d_inverted_residual5_conv1, inverted_residual4_bn3, P + 13200 /* inverted_residual5.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_inverted_residual4_bn3, grad_tmp, 75264);
-    if (s->check) s->check(s, 33, NNCC_BACKWARD);
+    if (s->check) s->check(s, 25, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual4_bn3_backward(d_inverted_residual4_conv3, G + 13056 /* inverted_residual4.bn3.weight */, G + 13088 /* inverted_residual4.bn3.bias */, d_inverted_residual4_bn3, inverted_residual4_conv3, P + 13056 /* inverted_residual4.bn3.weight */, inverted_residual4_bn3_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 32, NNCC_BACKWARD);
+    if (s->check) s->check(s, 24, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual4_conv3_backward(d_inverted_residual4_relu6_2, G + 10752 /* inverted_residual4.conv3.weight */, NULL, d_inverted_residual4_conv3, inverted_residual4_relu6_2, P + 10752 /* inverted_residual4.conv3.weight */, scratch);
-    if (s->check) s->check(s, 31, NNCC_BACKWARD);
+    inverted_residual4_conv3_backward(d_inverted_residual4_bn2, G + 10752 /* inverted_residual4.conv3.weight */, NULL, d_inverted_residual4_conv3, inverted_residual4_bn2, P + 10752 /* inverted_residual4.conv3.weight */, scratch);
+    if (s->check) s->check(s, 23, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual4_relu6_2_backward(d_inverted_residual4_bn2, d_inverted_residual4_relu6_2, inverted_residual4_relu6_2);
-    if (s->check) s->check(s, 30, NNCC_BACKWARD);
+    inverted_residual4_bn2_backward(d_inverted_residual4_conv2, G + 10352 /* inverted_residual4.bn2.weight */, G + 10448 /* inverted_residual4.bn2.bias */, d_inverted_residual4_bn2, inverted_residual4_bn2, inverted_residual4_conv2, P + 10352 /* inverted_residual4.bn2.weight */, inverted_residual4_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 22, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual4_bn2_backward(d_inverted_residual4_conv2, G + 10352 /* inverted_residual4.bn2.weight */, G + 10448 /* inverted_residual4.bn2.bias */, d_inverted_residual4_bn2, inverted_residual4_conv2, P + 10352 /* inverted_residual4.bn2.weight */, inverted_residual4_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 29, NNCC_BACKWARD);
+    inverted_residual4_conv2_backward(d_inverted_residual4_bn1, G + 9488 /* inverted_residual4.conv2.weight */, NULL, d_inverted_residual4_conv2, inverted_residual4_bn1, P + 9488 /* inverted_residual4.conv2.weight */, scratch);
+    if (s->check) s->check(s, 21, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual4_conv2_backward(d_inverted_residual4_relu6_1, G + 9488 /* inverted_residual4.conv2.weight */, NULL, d_inverted_residual4_conv2, inverted_residual4_relu6_1, P + 9488 /* inverted_residual4.conv2.weight */, scratch);
-    if (s->check) s->check(s, 28, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual4_relu6_1_backward(d_inverted_residual4_bn1, d_inverted_residual4_relu6_1, inverted_residual4_relu6_1);
-    if (s->check) s->check(s, 27, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual4_bn1_backward(d_inverted_residual4_conv1, G + 9088 /* inverted_residual4.bn1.weight */, G + 9184 /* inverted_residual4.bn1.bias */, d_inverted_residual4_bn1, inverted_residual4_conv1, P + 9088 /* inverted_residual4.bn1.weight */, inverted_residual4_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 26, NNCC_BACKWARD);
+    inverted_residual4_bn1_backward(d_inverted_residual4_conv1, G + 9088 /* inverted_residual4.bn1.weight */, G + 9184 /* inverted_residual4.bn1.bias */, d_inverted_residual4_bn1, inverted_residual4_bn1, inverted_residual4_conv1, P + 9088 /* inverted_residual4.bn1.weight */, inverted_residual4_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual4_conv1_backward(d_inverted_residual3_add1, G + 7552 /* inverted_residual4.conv1.weight */, NULL, d_inverted_residual4_conv1, inverted_residual3_add1, P + 7552 /* inverted_residual4.conv1.weight */, scratch);
-    if (s->check) s->check(s, 25, NNCC_BACKWARD);
+    if (s->check) s->check(s, 19, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_team(d_inverted_residual2_bn3, d_inverted_residual3_add1, 200704);
     /* inverted_residual3.bn3's gradient is inverted_residual3.add1's, in place */
-    if (s->check) s->check(s, 24, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual3_bn3_backward(d_inverted_residual3_conv3, G + 7472 /* inverted_residual3.bn3.weight */, G + 7488 /* inverted_residual3.bn3.bias */, d_inverted_residual3_bn3, inverted_residual3_conv3, P + 7472 /* inverted_residual3.bn3.weight */, inverted_residual3_bn3_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 23, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual3_conv3_backward(d_inverted_residual3_relu6_2, G + 5936 /* inverted_residual3.conv3.weight */, NULL, d_inverted_residual3_conv3, inverted_residual3_relu6_2, P + 5936 /* inverted_residual3.conv3.weight */, scratch);
-    if (s->check) s->check(s, 22, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual3_relu6_2_backward(d_inverted_residual3_bn2, d_inverted_residual3_relu6_2, inverted_residual3_relu6_2);
-    if (s->check) s->check(s, 21, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual3_bn2_backward(d_inverted_residual3_conv2, G + 5536 /* inverted_residual3.bn2.weight */, G + 5632 /* inverted_residual3.bn2.bias */, d_inverted_residual3_bn2, inverted_residual3_conv2, P + 5536 /* inverted_residual3.bn2.weight */, inverted_residual3_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 20, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual3_conv2_backward(d_inverted_residual3_relu6_1, G + 4672 /* inverted_residual3.conv2.weight */, NULL, d_inverted_residual3_conv2, inverted_residual3_relu6_1, P + 4672 /* inverted_residual3.conv2.weight */, scratch);
-    if (s->check) s->check(s, 19, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual3_relu6_1_backward(d_inverted_residual3_bn1, d_inverted_residual3_relu6_1, inverted_residual3_relu6_1);
     if (s->check) s->check(s, 18, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual3_bn1_backward(d_inverted_residual3_conv1, G + 4272 /* inverted_residual3.bn1.weight */, G + 4368 /* inverted_residual3.bn1.bias */, d_inverted_residual3_bn1, inverted_residual3_conv1, P + 4272 /* inverted_residual3.bn1.weight */, inverted_residual3_bn1_stats, s->rank_sum, s);
+    inverted_residual3_bn3_backward(d_inverted_residual3_conv3, G + 7472 /* inverted_residual3.bn3.weight */, G + 7488 /* inverted_residual3.bn3.bias */, d_inverted_residual3_bn3, inverted_residual3_conv3, P + 7472 /* inverted_residual3.bn3.weight */, inverted_residual3_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 17, NNCC_BACKWARD);
+#pragma omp barrier
+    inverted_residual3_conv3_backward(d_inverted_residual3_bn2, G + 5936 /* inverted_residual3.conv3.weight */, NULL, d_inverted_residual3_conv3, inverted_residual3_bn2, P + 5936 /* inverted_residual3.conv3.weight */, scratch);
+    if (s->check) s->check(s, 16, NNCC_BACKWARD);
+#pragma omp barrier
+    inverted_residual3_bn2_backward(d_inverted_residual3_conv2, G + 5536 /* inverted_residual3.bn2.weight */, G + 5632 /* inverted_residual3.bn2.bias */, d_inverted_residual3_bn2, inverted_residual3_bn2, inverted_residual3_conv2, P + 5536 /* inverted_residual3.bn2.weight */, inverted_residual3_bn2_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 15, NNCC_BACKWARD);
+#pragma omp barrier
+    inverted_residual3_conv2_backward(d_inverted_residual3_bn1, G + 4672 /* inverted_residual3.conv2.weight */, NULL, d_inverted_residual3_conv2, inverted_residual3_bn1, P + 4672 /* inverted_residual3.conv2.weight */, scratch);
+    if (s->check) s->check(s, 14, NNCC_BACKWARD);
+#pragma omp barrier
+    inverted_residual3_bn1_backward(d_inverted_residual3_conv1, G + 4272 /* inverted_residual3.bn1.weight */, G + 4368 /* inverted_residual3.bn1.bias */, d_inverted_residual3_bn1, inverted_residual3_bn1, inverted_residual3_conv1, P + 4272 /* inverted_residual3.bn1.weight */, inverted_residual3_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
     inverted_residual3_conv1_backward(grad_tmp, G + 2736 /* inverted_residual3.conv1.weight */, NULL, d_inverted_residual3_conv1, inverted_residual2_bn3, P + 2736 /* inverted_residual3.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_inverted_residual2_bn3, grad_tmp, 200704);
-    if (s->check) s->check(s, 16, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual2_bn3_backward(d_inverted_residual2_conv3, G + 2656 /* inverted_residual2.bn3.weight */, G + 2672 /* inverted_residual2.bn3.bias */, d_inverted_residual2_bn3, inverted_residual2_conv3, P + 2656 /* inverted_residual2.bn3.weight */, inverted_residual2_bn3_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 15, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual2_conv3_backward(d_inverted_residual2_relu6_2, G + 1888 /* inverted_residual2.conv3.weight */, NULL, d_inverted_residual2_conv3, inverted_residual2_relu6_2, P + 1888 /* inverted_residual2.conv3.weight */, scratch);
-    if (s->check) s->check(s, 14, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual2_relu6_2_backward(d_inverted_residual2_bn2, d_inverted_residual2_relu6_2, inverted_residual2_relu6_2);
-    if (s->check) s->check(s, 13, NNCC_BACKWARD);
-#pragma omp barrier
-    inverted_residual2_bn2_backward(d_inverted_residual2_conv2, G + 1680 /* inverted_residual2.bn2.weight */, G + 1728 /* inverted_residual2.bn2.bias */, d_inverted_residual2_bn2, inverted_residual2_conv2, P + 1680 /* inverted_residual2.bn2.weight */, inverted_residual2_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual2_conv2_backward(d_inverted_residual2_relu6_1, G + 1248 /* inverted_residual2.conv2.weight */, NULL, d_inverted_residual2_conv2, inverted_residual2_relu6_1, P + 1248 /* inverted_residual2.conv2.weight */, scratch);
+    inverted_residual2_bn3_backward(d_inverted_residual2_conv3, G + 2656 /* inverted_residual2.bn3.weight */, G + 2672 /* inverted_residual2.bn3.bias */, d_inverted_residual2_bn3, inverted_residual2_conv3, P + 2656 /* inverted_residual2.bn3.weight */, inverted_residual2_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual2_relu6_1_backward(d_inverted_residual2_bn1, d_inverted_residual2_relu6_1, inverted_residual2_relu6_1);
+    inverted_residual2_conv3_backward(d_inverted_residual2_bn2, G + 1888 /* inverted_residual2.conv3.weight */, NULL, d_inverted_residual2_conv3, inverted_residual2_bn2, P + 1888 /* inverted_residual2.conv3.weight */, scratch);
     if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual2_bn1_backward(d_inverted_residual2_conv1, G + 1040 /* inverted_residual2.bn1.weight */, G + 1088 /* inverted_residual2.bn1.bias */, d_inverted_residual2_bn1, inverted_residual2_conv1, P + 1040 /* inverted_residual2.bn1.weight */, inverted_residual2_bn1_stats, s->rank_sum, s);
+    inverted_residual2_bn2_backward(d_inverted_residual2_conv2, G + 1680 /* inverted_residual2.bn2.weight */, G + 1728 /* inverted_residual2.bn2.bias */, d_inverted_residual2_bn2, inverted_residual2_bn2, inverted_residual2_conv2, P + 1680 /* inverted_residual2.bn2.weight */, inverted_residual2_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual2_conv1_backward(d_inverted_residual1_bn2, G + 656 /* inverted_residual2.conv1.weight */, NULL, d_inverted_residual2_conv1, inverted_residual1_bn2, P + 656 /* inverted_residual2.conv1.weight */, scratch);
+    inverted_residual2_conv2_backward(d_inverted_residual2_bn1, G + 1248 /* inverted_residual2.conv2.weight */, NULL, d_inverted_residual2_conv2, inverted_residual2_bn1, P + 1248 /* inverted_residual2.conv2.weight */, scratch);
     if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual1_bn2_backward(d_inverted_residual1_conv2, G + 576 /* inverted_residual1.bn2.weight */, G + 592 /* inverted_residual1.bn2.bias */, d_inverted_residual1_bn2, inverted_residual1_conv2, P + 576 /* inverted_residual1.bn2.weight */, inverted_residual1_bn2_stats, s->rank_sum, s);
+    inverted_residual2_bn1_backward(d_inverted_residual2_conv1, G + 1040 /* inverted_residual2.bn1.weight */, G + 1088 /* inverted_residual2.bn1.bias */, d_inverted_residual2_bn1, inverted_residual2_bn1, inverted_residual2_conv1, P + 1040 /* inverted_residual2.bn1.weight */, inverted_residual2_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual1_conv2_backward(d_inverted_residual1_relu6_1, G + 448 /* inverted_residual1.conv2.weight */, NULL, d_inverted_residual1_conv2, inverted_residual1_relu6_1, P + 448 /* inverted_residual1.conv2.weight */, scratch);
+    inverted_residual2_conv1_backward(d_inverted_residual1_bn2, G + 656 /* inverted_residual2.conv1.weight */, NULL, d_inverted_residual2_conv1, inverted_residual1_bn2, P + 656 /* inverted_residual2.conv1.weight */, scratch);
     if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual1_relu6_1_backward(d_inverted_residual1_bn1, d_inverted_residual1_relu6_1, inverted_residual1_relu6_1);
+    inverted_residual1_bn2_backward(d_inverted_residual1_conv2, G + 576 /* inverted_residual1.bn2.weight */, G + 592 /* inverted_residual1.bn2.bias */, d_inverted_residual1_bn2, inverted_residual1_conv2, P + 576 /* inverted_residual1.bn2.weight */, inverted_residual1_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual1_bn1_backward(d_inverted_residual1_conv1, G + 368 /* inverted_residual1.bn1.weight */, G + 384 /* inverted_residual1.bn1.bias */, d_inverted_residual1_bn1, inverted_residual1_conv1, P + 368 /* inverted_residual1.bn1.weight */, inverted_residual1_bn1_stats, s->rank_sum, s);
+    inverted_residual1_conv2_backward(d_inverted_residual1_bn1, G + 448 /* inverted_residual1.conv2.weight */, NULL, d_inverted_residual1_conv2, inverted_residual1_bn1, P + 448 /* inverted_residual1.conv2.weight */, scratch);
     if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
-    inverted_residual1_conv1_backward(d_relu6_1, G + 224 /* inverted_residual1.conv1.weight */, NULL, d_inverted_residual1_conv1, relu6_1, P + 224 /* inverted_residual1.conv1.weight */, scratch);
+    inverted_residual1_bn1_backward(d_inverted_residual1_conv1, G + 368 /* inverted_residual1.bn1.weight */, G + 384 /* inverted_residual1.bn1.bias */, d_inverted_residual1_bn1, inverted_residual1_bn1, inverted_residual1_conv1, P + 368 /* inverted_residual1.bn1.weight */, inverted_residual1_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
-    relu6_1_backward(d_bn1, d_relu6_1, relu6_1);
+    inverted_residual1_conv1_backward(d_bn1, G + 224 /* inverted_residual1.conv1.weight */, NULL, d_inverted_residual1_conv1, bn1, P + 224 /* inverted_residual1.conv1.weight */, scratch);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
-    bn1_backward(d_conv1, G + 144 /* bn1.weight */, G + 160 /* bn1.bias */, d_bn1, conv1, P + 144 /* bn1.weight */, bn1_stats, s->rank_sum, s);
+    bn1_backward(d_conv1, G + 144 /* bn1.weight */, G + 160 /* bn1.bias */, d_bn1, bn1, conv1, P + 144 /* bn1.weight */, bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     conv1_backward(NULL, G + 0 /* conv1.weight */, NULL, d_conv1, s->input, P + 0 /* conv1.weight */, scratch);
@@ -1970,231 +1681,180 @@ static void backward(NnccState *s) {
 /* name, op, source; output after forward; inputs and their gradients after
  * backward (arena offsets in bytes); rows of params[]: for the numerics check */
 static const NnccNode nodes[] = {
-    {"conv1", "conv2d", "models/mobilenetv2_mini.nn:19:23", {NNCC_ARENA, 52985856, 802816},
+    {"conv1", "conv2d", "models/mobilenetv2_mini.nn:19:23", {NNCC_ARENA, 57802752, 802816},
      1, (const char *const[]){"x"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 1},
-    {"bn1", "batchnorm2d", "models/mobilenetv2_mini.nn:19:11", {NNCC_ARENA, 0, 802816},
+    {"bn1", "batchnorm2d+relu6", "models/mobilenetv2_mini.nn:19:11", {NNCC_ARENA, 61014016, 802816},
      1, (const char *const[]){"conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 3211264, 802816}}, 1, 5},
-    {"relu6_1", "relu6", "models/mobilenetv2_mini.nn:19:5", {NNCC_ARENA, 56197120, 802816},
+    {"inverted_residual1.conv1", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 64225280, 802816},
      1, (const char *const[]){"bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 0, 802816}}, 6, 0},
-    {"inverted_residual1.conv1", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 59408384, 802816},
-     1, (const char *const[]){"relu6_1"},
      (const NnccSpan[]){{NNCC_ARENA, 0, 802816}}, 6, 1},
-    {"inverted_residual1.bn1", "batchnorm2d", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 0, 802816},
+    {"inverted_residual1.bn1", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 67436544, 802816},
      1, (const char *const[]){"inverted_residual1.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 3211264, 802816}}, 7, 5},
-    {"inverted_residual1.relu6_1", "relu6", "models/lib/mobilenetv2.nn:14:7", {NNCC_ARENA, 62619648, 802816},
+    {"inverted_residual1.conv2", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 101957632, 401408},
      1, (const char *const[]){"inverted_residual1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 0, 802816}}, 12, 0},
-    {"inverted_residual1.conv2", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 99549184, 401408},
-     1, (const char *const[]){"inverted_residual1.relu6_1"},
      (const NnccSpan[]){{NNCC_ARENA, 0, 802816}}, 12, 1},
-    {"inverted_residual1.bn2", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 101154816, 401408},
+    {"inverted_residual1.bn2", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 103563264, 401408},
      1, (const char *const[]){"inverted_residual1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 3211264, 401408}}, 13, 5},
     {"inverted_residual2.conv1", "conv2d", "models/lib/mobilenetv2.nn:12:27", {NNCC_ARENA, 0, 2408448},
      1, (const char *const[]){"inverted_residual1.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 0, 401408}}, 18, 1},
-    {"inverted_residual2.bn1", "batchnorm2d", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 9633792, 2408448},
+    {"inverted_residual2.bn1", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 9633792, 2408448},
      1, (const char *const[]){"inverted_residual2.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 9633792, 2408448}}, 19, 5},
-    {"inverted_residual2.relu6_1", "relu6", "models/lib/mobilenetv2.nn:12:9", {NNCC_ARENA, 9633792, 2408448},
+     (const NnccSpan[]){{NNCC_ARENA, 28901376, 2408448}}, 19, 5},
+    {"inverted_residual2.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 70647808, 602112},
      1, (const char *const[]){"inverted_residual2.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 2408448}}, 24, 0},
-    {"inverted_residual2.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 65830912, 602112},
-     1, (const char *const[]){"inverted_residual2.relu6_1"},
      (const NnccSpan[]){{NNCC_ARENA, 19267584, 2408448}}, 24, 1},
-    {"inverted_residual2.bn2", "batchnorm2d", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 19267584, 602112},
+    {"inverted_residual2.bn2", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 73056256, 602112},
      1, (const char *const[]){"inverted_residual2.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 28901376, 602112}}, 25, 5},
-    {"inverted_residual2.relu6_2", "relu6", "models/lib/mobilenetv2.nn:14:7", {NNCC_ARENA, 68239360, 602112},
+    {"inverted_residual2.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 109182976, 200704},
      1, (const char *const[]){"inverted_residual2.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 19267584, 602112}}, 30, 0},
-    {"inverted_residual2.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 108380160, 200704},
-     1, (const char *const[]){"inverted_residual2.relu6_2"},
      (const NnccSpan[]){{NNCC_ARENA, 19267584, 602112}}, 30, 1},
-    {"inverted_residual2.bn3", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 109182976, 200704},
+    {"inverted_residual2.bn3", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 109985792, 200704},
      1, (const char *const[]){"inverted_residual2.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 21676032, 200704}}, 31, 5},
     {"inverted_residual3.conv1", "conv2d", "models/lib/mobilenetv2.nn:12:27", {NNCC_ARENA, 19267584, 1204224},
      1, (const char *const[]){"inverted_residual2.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 43352064, 200704}}, 36, 1},
-    {"inverted_residual3.bn1", "batchnorm2d", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 24084480, 1204224},
+     (const NnccSpan[]){{NNCC_ARENA, 48168960, 200704}}, 36, 1},
+    {"inverted_residual3.bn1", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 24084480, 1204224},
      1, (const char *const[]){"inverted_residual3.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 24084480, 1204224}}, 37, 5},
-    {"inverted_residual3.relu6_1", "relu6", "models/lib/mobilenetv2.nn:12:9", {NNCC_ARENA, 24084480, 1204224},
-     1, (const char *const[]){"inverted_residual3.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 28901376, 1204224}}, 42, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 33718272, 1204224}}, 37, 5},
     {"inverted_residual3.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 28901376, 1204224},
-     1, (const char *const[]){"inverted_residual3.relu6_1"},
+     1, (const char *const[]){"inverted_residual3.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 28901376, 1204224}}, 42, 1},
-    {"inverted_residual3.bn2", "batchnorm2d", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 33718272, 1204224},
+    {"inverted_residual3.bn2", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 33718272, 1204224},
      1, (const char *const[]){"inverted_residual3.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 33718272, 1204224}}, 43, 5},
-    {"inverted_residual3.relu6_2", "relu6", "models/lib/mobilenetv2.nn:14:7", {NNCC_ARENA, 33718272, 1204224},
+     (const NnccSpan[]){{NNCC_ARENA, 43352064, 1204224}}, 43, 5},
+    {"inverted_residual3.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 110788608, 200704},
      1, (const char *const[]){"inverted_residual3.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 38535168, 1204224}}, 48, 0},
-    {"inverted_residual3.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 109985792, 200704},
-     1, (const char *const[]){"inverted_residual3.relu6_2"},
      (const NnccSpan[]){{NNCC_ARENA, 38535168, 1204224}}, 48, 1},
     {"inverted_residual3.bn3", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 38535168, 200704},
      1, (const char *const[]){"inverted_residual3.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 44154880, 200704}}, 49, 5},
-    {"inverted_residual3.add1", "add", "models/lib/mobilenetv2.nn:17:9", {NNCC_ARENA, 110788608, 200704},
+     (const NnccSpan[]){{NNCC_ARENA, 43352064, 200704}}, 49, 5},
+    {"inverted_residual3.add1", "add", "models/lib/mobilenetv2.nn:17:9", {NNCC_ARENA, 111591424, 200704},
      2, (const char *const[]){"inverted_residual2.bn3", "inverted_residual3.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 43352064, 200704}, {NNCC_ARENA, 38535168, 200704}}, 54, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 48168960, 200704}, {NNCC_ARENA, 38535168, 200704}}, 54, 0},
     {"inverted_residual4.conv1", "conv2d", "models/lib/mobilenetv2.nn:12:27", {NNCC_ARENA, 38535168, 1204224},
      1, (const char *const[]){"inverted_residual3.add1"},
      (const NnccSpan[]){{NNCC_ARENA, 38535168, 200704}}, 54, 1},
-    {"inverted_residual4.bn1", "batchnorm2d", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 43352064, 1204224},
+    {"inverted_residual4.bn1", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 43352064, 1204224},
      1, (const char *const[]){"inverted_residual4.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 43352064, 1204224}}, 55, 5},
-    {"inverted_residual4.relu6_1", "relu6", "models/lib/mobilenetv2.nn:12:9", {NNCC_ARENA, 43352064, 1204224},
+     (const NnccSpan[]){{NNCC_ARENA, 52985856, 1204224}}, 55, 5},
+    {"inverted_residual4.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 106774528, 301056},
      1, (const char *const[]){"inverted_residual4.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 48168960, 1204224}}, 60, 0},
-    {"inverted_residual4.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 105971712, 301056},
-     1, (const char *const[]){"inverted_residual4.relu6_1"},
      (const NnccSpan[]){{NNCC_ARENA, 48168960, 1204224}}, 60, 1},
-    {"inverted_residual4.bn2", "batchnorm2d", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 48168960, 301056},
+    {"inverted_residual4.bn2", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 107978752, 301056},
      1, (const char *const[]){"inverted_residual4.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 70647808, 301056}}, 61, 5},
-    {"inverted_residual4.relu6_2", "relu6", "models/lib/mobilenetv2.nn:14:7", {NNCC_ARENA, 107175936, 301056},
+     (const NnccSpan[]){{NNCC_ARENA, 52985856, 301056}}, 61, 5},
+    {"inverted_residual4.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 113999872, 75264},
      1, (const char *const[]){"inverted_residual4.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 48168960, 301056}}, 66, 0},
-    {"inverted_residual4.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 112394240, 75264},
-     1, (const char *const[]){"inverted_residual4.relu6_2"},
      (const NnccSpan[]){{NNCC_ARENA, 48168960, 301056}}, 66, 1},
-    {"inverted_residual4.bn3", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 112695296, 75264},
+    {"inverted_residual4.bn3", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 114300928, 75264},
      1, (const char *const[]){"inverted_residual4.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 49373184, 75264}}, 67, 5},
-    {"inverted_residual5.conv1", "conv2d", "models/lib/mobilenetv2.nn:12:27", {NNCC_ARENA, 77873152, 451584},
+    {"inverted_residual5.conv1", "conv2d", "models/lib/mobilenetv2.nn:12:27", {NNCC_ARENA, 80281600, 451584},
      1, (const char *const[]){"inverted_residual4.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 51781632, 75264}}, 72, 1},
-    {"inverted_residual5.bn1", "batchnorm2d", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 48168960, 451584},
+    {"inverted_residual5.bn1", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 82087936, 451584},
      1, (const char *const[]){"inverted_residual5.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 49975296, 451584}}, 73, 5},
-    {"inverted_residual5.relu6_1", "relu6", "models/lib/mobilenetv2.nn:12:9", {NNCC_ARENA, 79679488, 451584},
+    {"inverted_residual5.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 83894272, 451584},
      1, (const char *const[]){"inverted_residual5.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 78, 0},
-    {"inverted_residual5.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 81485824, 451584},
-     1, (const char *const[]){"inverted_residual5.relu6_1"},
      (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 78, 1},
-    {"inverted_residual5.bn2", "batchnorm2d", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 48168960, 451584},
+    {"inverted_residual5.bn2", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 85700608, 451584},
      1, (const char *const[]){"inverted_residual5.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 49975296, 451584}}, 79, 5},
-    {"inverted_residual5.relu6_2", "relu6", "models/lib/mobilenetv2.nn:14:7", {NNCC_ARENA, 83292160, 451584},
+    {"inverted_residual5.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 114601984, 75264},
      1, (const char *const[]){"inverted_residual5.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 84, 0},
-    {"inverted_residual5.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 112996352, 75264},
-     1, (const char *const[]){"inverted_residual5.relu6_2"},
      (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 84, 1},
     {"inverted_residual5.bn3", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 48168960, 75264},
      1, (const char *const[]){"inverted_residual5.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 49975296, 75264}}, 85, 5},
-    {"inverted_residual5.add1", "add", "models/lib/mobilenetv2.nn:17:9", {NNCC_ARENA, 113297408, 75264},
+    {"inverted_residual5.add1", "add", "models/lib/mobilenetv2.nn:17:9", {NNCC_ARENA, 114903040, 75264},
      2, (const char *const[]){"inverted_residual4.bn3", "inverted_residual5.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 51781632, 75264}, {NNCC_ARENA, 48168960, 75264}}, 90, 0},
-    {"inverted_residual6.conv1", "conv2d", "models/lib/mobilenetv2.nn:12:27", {NNCC_ARENA, 85098496, 451584},
+    {"inverted_residual6.conv1", "conv2d", "models/lib/mobilenetv2.nn:12:27", {NNCC_ARENA, 87506944, 451584},
      1, (const char *const[]){"inverted_residual5.add1"},
      (const NnccSpan[]){{NNCC_ARENA, 51781632, 75264}}, 90, 1},
-    {"inverted_residual6.bn1", "batchnorm2d", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 48168960, 451584},
+    {"inverted_residual6.bn1", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 89313280, 451584},
      1, (const char *const[]){"inverted_residual6.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 49975296, 451584}}, 91, 5},
-    {"inverted_residual6.relu6_1", "relu6", "models/lib/mobilenetv2.nn:12:9", {NNCC_ARENA, 86904832, 451584},
+    {"inverted_residual6.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 91119616, 451584},
      1, (const char *const[]){"inverted_residual6.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 96, 0},
-    {"inverted_residual6.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 88711168, 451584},
-     1, (const char *const[]){"inverted_residual6.relu6_1"},
      (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 96, 1},
-    {"inverted_residual6.bn2", "batchnorm2d", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 48168960, 451584},
+    {"inverted_residual6.bn2", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 92925952, 451584},
      1, (const char *const[]){"inverted_residual6.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 49975296, 451584}}, 97, 5},
-    {"inverted_residual6.relu6_2", "relu6", "models/lib/mobilenetv2.nn:14:7", {NNCC_ARENA, 90517504, 451584},
+    {"inverted_residual6.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 115204096, 75264},
      1, (const char *const[]){"inverted_residual6.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 102, 0},
-    {"inverted_residual6.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 113598464, 75264},
-     1, (const char *const[]){"inverted_residual6.relu6_2"},
      (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 102, 1},
     {"inverted_residual6.bn3", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 48168960, 75264},
      1, (const char *const[]){"inverted_residual6.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 49975296, 75264}}, 103, 5},
-    {"inverted_residual6.add1", "add", "models/lib/mobilenetv2.nn:17:9", {NNCC_ARENA, 113899520, 75264},
+    {"inverted_residual6.add1", "add", "models/lib/mobilenetv2.nn:17:9", {NNCC_ARENA, 115505152, 75264},
      2, (const char *const[]){"inverted_residual5.add1", "inverted_residual6.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 51781632, 75264}, {NNCC_ARENA, 48168960, 75264}}, 108, 0},
-    {"inverted_residual7.conv1", "conv2d", "models/lib/mobilenetv2.nn:12:27", {NNCC_ARENA, 92323840, 451584},
+    {"inverted_residual7.conv1", "conv2d", "models/lib/mobilenetv2.nn:12:27", {NNCC_ARENA, 94732288, 451584},
      1, (const char *const[]){"inverted_residual6.add1"},
      (const NnccSpan[]){{NNCC_ARENA, 48168960, 75264}}, 108, 1},
-    {"inverted_residual7.bn1", "batchnorm2d", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 48168960, 451584},
+    {"inverted_residual7.bn1", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 96538624, 451584},
      1, (const char *const[]){"inverted_residual7.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 49975296, 451584}}, 109, 5},
-    {"inverted_residual7.relu6_1", "relu6", "models/lib/mobilenetv2.nn:12:9", {NNCC_ARENA, 94130176, 451584},
+    {"inverted_residual7.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 98344960, 451584},
      1, (const char *const[]){"inverted_residual7.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 114, 0},
-    {"inverted_residual7.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 95936512, 451584},
-     1, (const char *const[]){"inverted_residual7.relu6_1"},
      (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 114, 1},
-    {"inverted_residual7.bn2", "batchnorm2d", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 48168960, 451584},
+    {"inverted_residual7.bn2", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 100151296, 451584},
      1, (const char *const[]){"inverted_residual7.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 49975296, 451584}}, 115, 5},
-    {"inverted_residual7.relu6_2", "relu6", "models/lib/mobilenetv2.nn:14:7", {NNCC_ARENA, 97742848, 451584},
+    {"inverted_residual7.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 112394240, 100352},
      1, (const char *const[]){"inverted_residual7.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 120, 0},
-    {"inverted_residual7.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 111591424, 100352},
-     1, (const char *const[]){"inverted_residual7.relu6_2"},
      (const NnccSpan[]){{NNCC_ARENA, 48168960, 451584}}, 120, 1},
-    {"inverted_residual7.bn3", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 111992832, 100352},
+    {"inverted_residual7.bn3", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 112795648, 100352},
      1, (const char *const[]){"inverted_residual7.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 49975296, 100352}}, 121, 5},
     {"inverted_residual8.conv1", "conv2d", "models/lib/mobilenetv2.nn:12:27", {NNCC_ARENA, 48168960, 602112},
      1, (const char *const[]){"inverted_residual7.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 103563264, 100352}}, 126, 1},
-    {"inverted_residual8.bn1", "batchnorm2d", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 50577408, 602112},
+     (const NnccSpan[]){{NNCC_ARENA, 105971712, 100352}}, 126, 1},
+    {"inverted_residual8.bn1", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:12:15", {NNCC_ARENA, 50577408, 602112},
      1, (const char *const[]){"inverted_residual8.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 50577408, 602112}}, 127, 5},
-    {"inverted_residual8.relu6_1", "relu6", "models/lib/mobilenetv2.nn:12:9", {NNCC_ARENA, 50577408, 602112},
+     (const NnccSpan[]){{NNCC_ARENA, 55394304, 602112}}, 127, 5},
+    {"inverted_residual8.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 52985856, 602112},
      1, (const char *const[]){"inverted_residual8.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 70647808, 602112}}, 132, 0},
-    {"inverted_residual8.conv2", "conv2d", "models/lib/mobilenetv2.nn:14:25", {NNCC_ARENA, 70647808, 602112},
-     1, (const char *const[]){"inverted_residual8.relu6_1"},
-     (const NnccSpan[]){{NNCC_ARENA, 70647808, 602112}}, 132, 1},
-    {"inverted_residual8.bn2", "batchnorm2d", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 73056256, 602112},
+     (const NnccSpan[]){{NNCC_ARENA, 52985856, 602112}}, 132, 1},
+    {"inverted_residual8.bn2", "batchnorm2d+relu6", "models/lib/mobilenetv2.nn:14:13", {NNCC_ARENA, 55394304, 602112},
      1, (const char *const[]){"inverted_residual8.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 73056256, 602112}}, 133, 5},
-    {"inverted_residual8.relu6_2", "relu6", "models/lib/mobilenetv2.nn:14:7", {NNCC_ARENA, 73056256, 602112},
+     (const NnccSpan[]){{NNCC_ARENA, 77873152, 602112}}, 133, 5},
+    {"inverted_residual8.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 113197056, 100352},
      1, (const char *const[]){"inverted_residual8.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 75464704, 602112}}, 138, 0},
-    {"inverted_residual8.conv3", "conv2d", "models/lib/mobilenetv2.nn:15:19", {NNCC_ARENA, 77070336, 100352},
-     1, (const char *const[]){"inverted_residual8.relu6_2"},
      (const NnccSpan[]){{NNCC_ARENA, 75464704, 602112}}, 138, 1},
     {"inverted_residual8.bn3", "batchnorm2d", "models/lib/mobilenetv2.nn:15:7", {NNCC_ARENA, 75464704, 100352},
      1, (const char *const[]){"inverted_residual8.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 103964672, 100352}}, 139, 5},
-    {"inverted_residual8.add1", "add", "models/lib/mobilenetv2.nn:17:9", {NNCC_ARENA, 77471744, 100352},
+     (const NnccSpan[]){{NNCC_ARENA, 77873152, 100352}}, 139, 5},
+    {"inverted_residual8.add1", "add", "models/lib/mobilenetv2.nn:17:9", {NNCC_ARENA, 113598464, 100352},
      2, (const char *const[]){"inverted_residual7.bn3", "inverted_residual8.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 103563264, 100352}, {NNCC_ARENA, 75464704, 100352}}, 144, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 105971712, 100352}, {NNCC_ARENA, 75464704, 100352}}, 144, 0},
     {"conv2", "conv2d", "models/mobilenetv2_mini.nn:31:23", {NNCC_ARENA, 75464704, 401408},
      1, (const char *const[]){"inverted_residual8.add1"},
      (const NnccSpan[]){{NNCC_ARENA, 75464704, 100352}}, 144, 1},
-    {"bn2", "batchnorm2d", "models/mobilenetv2_mini.nn:31:11", {NNCC_ARENA, 102760448, 401408},
+    {"bn2", "batchnorm2d+relu6", "models/mobilenetv2_mini.nn:31:11", {NNCC_ARENA, 77070336, 401408},
      1, (const char *const[]){"conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 102760448, 401408}}, 145, 5},
-    {"relu6_2", "relu6", "models/mobilenetv2_mini.nn:31:5", {NNCC_ARENA, 102760448, 401408},
+     (const NnccSpan[]){{NNCC_ARENA, 105168896, 401408}}, 145, 5},
+    {"avgpool1", "adaptive_avgpool2d", "models/mobilenetv2_mini.nn:32:13", {NNCC_ARENA, 78675968, 8192},
      1, (const char *const[]){"bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 104366080, 401408}}, 150, 0},
-    {"avgpool1", "adaptive_avgpool2d", "models/mobilenetv2_mini.nn:32:13", {NNCC_ARENA, 104366080, 8192},
-     1, (const char *const[]){"relu6_2"},
-     (const NnccSpan[]){{NNCC_ARENA, 104366080, 401408}}, 150, 0},
-    {"flatten1", "flatten", "models/mobilenetv2_mini.nn:32:5", {NNCC_ARENA, 104366080, 8192},
+     (const NnccSpan[]){{NNCC_ARENA, 78675968, 401408}}, 150, 0},
+    {"flatten1", "flatten", "models/mobilenetv2_mini.nn:32:5", {NNCC_ARENA, 78675968, 8192},
      1, (const char *const[]){"avgpool1"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 150, 0},
-    {"dropout1", "dropout", "models/mobilenetv2_mini.nn:33:17", {NNCC_ARENA, 104366080, 8192},
+    {"dropout1", "dropout", "models/mobilenetv2_mini.nn:33:17", {NNCC_ARENA, 78675968, 8192},
      1, (const char *const[]){"flatten1"},
-     (const NnccSpan[]){{NNCC_ARENA, 114200576, 8192}}, 150, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 105168896, 8192}}, 150, 0},
     {"fc1", "linear", "models/mobilenetv2_mini.nn:33:10", {NNCC_LOGITS, 0, 640},
      1, (const char *const[]){"dropout1"},
-     (const NnccSpan[]){{NNCC_ARENA, 104398848, 8192}}, 150, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 78708736, 8192}}, 150, 2},
 };
 
 /* The kernel scratch after the arena, for a team of t threads. */
@@ -2222,7 +1882,7 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 2, .seed = 1},
     .forward = forward,
     .backward = backward,
-    .nnodes = 75,
+    .nnodes = 58,
     .nodes = nodes,
     .arena_bytes = ARENA_BYTES,
     .scratch_bytes = scratch_bytes,

@@ -99,7 +99,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, t, 16))
 
-/* bn1 = batchnorm2d(conv1)  models/resnet_small.nn:15:10
+/* bn1 = batchnorm2d+relu(conv1)  models/resnet_small.nn:15:10, fused relu1
  *   conv1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -108,27 +108,18 @@ KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training,
-                                16, 128, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 784,
-                                 16, 128, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 128, 32, 784,
+                                 NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 
-/* relu1 = relu(bn1)  models/resnet_small.nn:15:5
+/* residual1.conv1 = conv2d(bn1)  models/resnet_small.nn:10:24
  *   bn1 [128,32,28,28] -> [128,32,28,28] */
-KERNEL void relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 3211264);
-}
-KERNEL void relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 3211264);
-}
-
-/* residual1.conv1 = conv2d(relu1)  models/resnet_small.nn:10:24
- *   relu1 [128,32,28,28] -> [128,32,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 3, 1, 1, 1, 1) == 28, "residual1.conv1: output size");
 KERNEL void residual1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -141,7 +132,7 @@ KERNEL void residual1_conv1_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(residual1_conv1, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, t, 16))
 
-/* residual1.bn1 = batchnorm2d(residual1.conv1)  models/resnet_small.nn:10:12
+/* residual1.bn1 = batchnorm2d+relu(residual1.conv1)  models/resnet_small.nn:10:12, fused residual1.relu1
  *   residual1.conv1 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -150,27 +141,18 @@ KERNEL void residual1_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training,
-                                16, 128, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 784,
-                                 16, 128, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 128, 32, 784,
+                                 NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 
-/* residual1.relu1 = relu(residual1.bn1)  models/resnet_small.nn:10:7
+/* residual1.conv2 = conv2d(residual1.bn1)  models/resnet_small.nn:11:19
  *   residual1.bn1 [128,32,28,28] -> [128,32,28,28] */
-KERNEL void residual1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 3211264);
-}
-KERNEL void residual1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 3211264);
-}
-
-/* residual1.conv2 = conv2d(residual1.relu1)  models/resnet_small.nn:11:19
- *   residual1.relu1 [128,32,28,28] -> [128,32,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 3, 1, 1, 1, 1) == 28, "residual1.conv2: output size");
 KERNEL void residual1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -192,18 +174,18 @@ KERNEL void residual1_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training,
-                                16, 128, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 784,
-                                 16, 128, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 128, 32, 784,
+                                 NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
 }
 
-/* residual1.add1 = add(relu1, residual1.bn2)  models/resnet_small.nn:12:15
- *   relu1 [128,32,28,28], residual1.bn2 [128,32,28,28] -> [128,32,28,28] */
+/* residual1.add1 = add(bn1, residual1.bn2)  models/resnet_small.nn:12:15
+ *   bn1 [128,32,28,28], residual1.bn2 [128,32,28,28] -> [128,32,28,28] */
 KERNEL void residual1_add1_forward(float *y, const float *a, const float *b) {
   nncc_add_forward_team(y, a, b, 3211264);
 }
@@ -241,7 +223,7 @@ KERNEL void residual2_conv1_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(residual2_conv1, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, t, 16))
 
-/* residual2.bn1 = batchnorm2d(residual2.conv1)  models/resnet_small.nn:10:12
+/* residual2.bn1 = batchnorm2d+relu(residual2.conv1)  models/resnet_small.nn:10:12, fused residual2.relu1
  *   residual2.conv1 [128,32,14,14] -> [128,32,14,14] */
 KERNEL void residual2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -250,27 +232,18 @@ KERNEL void residual2_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 196, 1e-05, 0.1, training,
-                                16, 128, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 196,
-                                 16, 128, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 128, 32, 196,
+                                 NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 
-/* residual2.relu1 = relu(residual2.bn1)  models/resnet_small.nn:10:7
+/* residual2.conv2 = conv2d(residual2.bn1)  models/resnet_small.nn:11:19
  *   residual2.bn1 [128,32,14,14] -> [128,32,14,14] */
-KERNEL void residual2_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 802816);
-}
-KERNEL void residual2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 802816);
-}
-
-/* residual2.conv2 = conv2d(residual2.relu1)  models/resnet_small.nn:11:19
- *   residual2.relu1 [128,32,14,14] -> [128,32,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 3, 1, 1, 1, 1) == 14, "residual2.conv2: output size");
 KERNEL void residual2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -292,14 +265,14 @@ KERNEL void residual2_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 196, 1e-05, 0.1, training,
-                                16, 128, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 196,
-                                 16, 128, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 128, 32, 196,
+                                 NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
 }
 
 /* residual2.add1 = add(maxpool1, residual2.bn2)  models/resnet_small.nn:12:15
@@ -341,7 +314,7 @@ KERNEL void residual3_conv1_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(residual3_conv1, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, t, 16))
 
-/* residual3.bn1 = batchnorm2d(residual3.conv1)  models/resnet_small.nn:10:12
+/* residual3.bn1 = batchnorm2d+relu(residual3.conv1)  models/resnet_small.nn:10:12, fused residual3.relu1
  *   residual3.conv1 [128,32,7,7] -> [128,32,7,7] */
 KERNEL void residual3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -350,27 +323,18 @@ KERNEL void residual3_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 49, 1e-05, 0.1, training,
-                                16, 128, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 49,
-                                 16, 128, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 128, 32, 49,
+                                 NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 
-/* residual3.relu1 = relu(residual3.bn1)  models/resnet_small.nn:10:7
+/* residual3.conv2 = conv2d(residual3.bn1)  models/resnet_small.nn:11:19
  *   residual3.bn1 [128,32,7,7] -> [128,32,7,7] */
-KERNEL void residual3_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 200704);
-}
-KERNEL void residual3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 200704);
-}
-
-/* residual3.conv2 = conv2d(residual3.relu1)  models/resnet_small.nn:11:19
- *   residual3.relu1 [128,32,7,7] -> [128,32,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 3, 1, 1, 1, 1) == 7, "residual3.conv2: output size");
 KERNEL void residual3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -392,14 +356,14 @@ KERNEL void residual3_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 128, 32, 49, 1e-05, 0.1, training,
-                                16, 128, rank_sum, ctx);
+                                NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 128, 32, 49,
-                                 16, 128, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 128, 32, 49,
+                                 NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
 }
 
 /* residual3.add1 = add(maxpool2, residual3.bn2)  models/resnet_small.nn:12:15
@@ -452,11 +416,9 @@ static void forward(NnccState *s, int training) {
   float *conv1 = (float *)(A + 0); /* [128,32,28,28] */
   float *bn1 = (float *)(A + 12845056); /* [128,32,28,28] */
   float *bn1_stats = (float *)(A + 115605504); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *relu1 = (float *)(A + 12845056); /* [128,32,28,28] */
   float *residual1_conv1 = (float *)(A + 25690112); /* [128,32,28,28] */
   float *residual1_bn1 = (float *)(A + 38535168); /* [128,32,28,28] */
   float *residual1_bn1_stats = (float *)(A + 115606272); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *residual1_relu1 = (float *)(A + 38535168); /* [128,32,28,28] */
   float *residual1_conv2 = (float *)(A + 51380224); /* [128,32,28,28] */
   float *residual1_bn2 = (float *)(A + 64225280); /* [128,32,28,28] */
   float *residual1_bn2_stats = (float *)(A + 115607040); /* [2,32]: mean, 1/std; [2,32] double sums */
@@ -464,9 +426,8 @@ static void forward(NnccState *s, int training) {
   float *residual1_relu2 = (float *)(A + 64225280); /* [128,32,28,28] */
   float *maxpool1 = (float *)(A + 89915392); /* [128,32,14,14] */
   float *residual2_conv1 = (float *)(A + 93126656); /* [128,32,14,14] */
-  float *residual2_bn1 = (float *)(A + 77070336); /* [128,32,14,14] */
+  float *residual2_bn1 = (float *)(A + 96337920); /* [128,32,14,14] */
   float *residual2_bn1_stats = (float *)(A + 112394240); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *residual2_relu1 = (float *)(A + 96337920); /* [128,32,14,14] */
   float *residual2_conv2 = (float *)(A + 99549184); /* [128,32,14,14] */
   float *residual2_bn2 = (float *)(A + 77070336); /* [128,32,14,14] */
   float *residual2_bn2_stats = (float *)(A + 112395008); /* [2,32]: mean, 1/std; [2,32] double sums */
@@ -474,9 +435,8 @@ static void forward(NnccState *s, int training) {
   float *residual2_relu2 = (float *)(A + 102760448); /* [128,32,14,14] */
   float *maxpool2 = (float *)(A + 105971712); /* [128,32,7,7] */
   float *residual3_conv1 = (float *)(A + 106774528); /* [128,32,7,7] */
-  float *residual3_bn1 = (float *)(A + 77070336); /* [128,32,7,7] */
+  float *residual3_bn1 = (float *)(A + 107577344); /* [128,32,7,7] */
   float *residual3_bn1_stats = (float *)(A + 111591424); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *residual3_relu1 = (float *)(A + 107577344); /* [128,32,7,7] */
   float *residual3_conv2 = (float *)(A + 108380160); /* [128,32,7,7] */
   float *residual3_bn2 = (float *)(A + 77070336); /* [128,32,7,7] */
   float *residual3_bn2_stats = (float *)(A + 111592192); /* [2,32]: mean, 1/std; [2,32] double sums */
@@ -492,84 +452,72 @@ static void forward(NnccState *s, int training) {
     bn1_forward(bn1, conv1, P + 288 /* bn1.weight */, P + 320 /* bn1.bias */, P + 352 /* bn1.running_mean */, P + 384 /* bn1.running_var */, P + 416 /* bn1.num_batches_tracked */, bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
-    relu1_forward(relu1, bn1);
+    residual1_conv1_forward(residual1_conv1, bn1, P + 432 /* residual1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_conv1_forward(residual1_conv1, relu1, P + 432 /* residual1.conv1.weight */, NULL, scratch);
+    residual1_bn1_forward(residual1_bn1, residual1_conv1, P + 9648 /* residual1.bn1.weight */, P + 9680 /* residual1.bn1.bias */, P + 9712 /* residual1.bn1.running_mean */, P + 9744 /* residual1.bn1.running_var */, P + 9776 /* residual1.bn1.num_batches_tracked */, residual1_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_bn1_forward(residual1_bn1, residual1_conv1, P + 9648 /* residual1.bn1.weight */, P + 9680 /* residual1.bn1.bias */, P + 9712 /* residual1.bn1.running_mean */, P + 9744 /* residual1.bn1.running_var */, P + 9776 /* residual1.bn1.num_batches_tracked */, residual1_bn1_stats, training, s->rank_sum, s);
+    residual1_conv2_forward(residual1_conv2, residual1_bn1, P + 9792 /* residual1.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_relu1_forward(residual1_relu1, residual1_bn1);
+    residual1_bn2_forward(residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, P + 19040 /* residual1.bn2.bias */, P + 19072 /* residual1.bn2.running_mean */, P + 19104 /* residual1.bn2.running_var */, P + 19136 /* residual1.bn2.num_batches_tracked */, residual1_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_conv2_forward(residual1_conv2, residual1_relu1, P + 9792 /* residual1.conv2.weight */, NULL, scratch);
+    residual1_add1_forward(residual1_add1, bn1, residual1_bn2);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_bn2_forward(residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, P + 19040 /* residual1.bn2.bias */, P + 19072 /* residual1.bn2.running_mean */, P + 19104 /* residual1.bn2.running_var */, P + 19136 /* residual1.bn2.num_batches_tracked */, residual1_bn2_stats, training, s->rank_sum, s);
+    residual1_relu2_forward(residual1_relu2, residual1_add1);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_add1_forward(residual1_add1, relu1, residual1_bn2);
+    maxpool1_forward(maxpool1, residual1_relu2);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_relu2_forward(residual1_relu2, residual1_add1);
+    residual2_conv1_forward(residual2_conv1, maxpool1, P + 19152 /* residual2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    maxpool1_forward(maxpool1, residual1_relu2);
+    residual2_bn1_forward(residual2_bn1, residual2_conv1, P + 28368 /* residual2.bn1.weight */, P + 28400 /* residual2.bn1.bias */, P + 28432 /* residual2.bn1.running_mean */, P + 28464 /* residual2.bn1.running_var */, P + 28496 /* residual2.bn1.num_batches_tracked */, residual2_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_conv1_forward(residual2_conv1, maxpool1, P + 19152 /* residual2.conv1.weight */, NULL, scratch);
+    residual2_conv2_forward(residual2_conv2, residual2_bn1, P + 28512 /* residual2.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_bn1_forward(residual2_bn1, residual2_conv1, P + 28368 /* residual2.bn1.weight */, P + 28400 /* residual2.bn1.bias */, P + 28432 /* residual2.bn1.running_mean */, P + 28464 /* residual2.bn1.running_var */, P + 28496 /* residual2.bn1.num_batches_tracked */, residual2_bn1_stats, training, s->rank_sum, s);
+    residual2_bn2_forward(residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, P + 37760 /* residual2.bn2.bias */, P + 37792 /* residual2.bn2.running_mean */, P + 37824 /* residual2.bn2.running_var */, P + 37856 /* residual2.bn2.num_batches_tracked */, residual2_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_relu1_forward(residual2_relu1, residual2_bn1);
+    residual2_add1_forward(residual2_add1, maxpool1, residual2_bn2);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_conv2_forward(residual2_conv2, residual2_relu1, P + 28512 /* residual2.conv2.weight */, NULL, scratch);
+    residual2_relu2_forward(residual2_relu2, residual2_add1);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_bn2_forward(residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, P + 37760 /* residual2.bn2.bias */, P + 37792 /* residual2.bn2.running_mean */, P + 37824 /* residual2.bn2.running_var */, P + 37856 /* residual2.bn2.num_batches_tracked */, residual2_bn2_stats, training, s->rank_sum, s);
+    maxpool2_forward(maxpool2, residual2_relu2);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_add1_forward(residual2_add1, maxpool1, residual2_bn2);
+    residual3_conv1_forward(residual3_conv1, maxpool2, P + 37872 /* residual3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_relu2_forward(residual2_relu2, residual2_add1);
+    residual3_bn1_forward(residual3_bn1, residual3_conv1, P + 47088 /* residual3.bn1.weight */, P + 47120 /* residual3.bn1.bias */, P + 47152 /* residual3.bn1.running_mean */, P + 47184 /* residual3.bn1.running_var */, P + 47216 /* residual3.bn1.num_batches_tracked */, residual3_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    maxpool2_forward(maxpool2, residual2_relu2);
+    residual3_conv2_forward(residual3_conv2, residual3_bn1, P + 47232 /* residual3.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    residual3_conv1_forward(residual3_conv1, maxpool2, P + 37872 /* residual3.conv1.weight */, NULL, scratch);
+    residual3_bn2_forward(residual3_bn2, residual3_conv2, P + 56448 /* residual3.bn2.weight */, P + 56480 /* residual3.bn2.bias */, P + 56512 /* residual3.bn2.running_mean */, P + 56544 /* residual3.bn2.running_var */, P + 56576 /* residual3.bn2.num_batches_tracked */, residual3_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    residual3_bn1_forward(residual3_bn1, residual3_conv1, P + 47088 /* residual3.bn1.weight */, P + 47120 /* residual3.bn1.bias */, P + 47152 /* residual3.bn1.running_mean */, P + 47184 /* residual3.bn1.running_var */, P + 47216 /* residual3.bn1.num_batches_tracked */, residual3_bn1_stats, training, s->rank_sum, s);
+    residual3_add1_forward(residual3_add1, maxpool2, residual3_bn2);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
-    residual3_relu1_forward(residual3_relu1, residual3_bn1);
+    residual3_relu2_forward(residual3_relu2, residual3_add1);
     if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
-    residual3_conv2_forward(residual3_conv2, residual3_relu1, P + 47232 /* residual3.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 22, NNCC_FORWARD);
-#pragma omp barrier
-    residual3_bn2_forward(residual3_bn2, residual3_conv2, P + 56448 /* residual3.bn2.weight */, P + 56480 /* residual3.bn2.bias */, P + 56512 /* residual3.bn2.running_mean */, P + 56544 /* residual3.bn2.running_var */, P + 56576 /* residual3.bn2.num_batches_tracked */, residual3_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 23, NNCC_FORWARD);
-#pragma omp barrier
-    residual3_add1_forward(residual3_add1, maxpool2, residual3_bn2);
-    if (s->check) s->check(s, 24, NNCC_FORWARD);
-#pragma omp barrier
-    residual3_relu2_forward(residual3_relu2, residual3_add1);
-    if (s->check) s->check(s, 25, NNCC_FORWARD);
-#pragma omp barrier
     avgpool1_forward(avgpool1, residual3_relu2);
-    if (s->check) s->check(s, 26, NNCC_FORWARD);
+    if (s->check) s->check(s, 22, NNCC_FORWARD);
     /* flatten1: a view of avgpool1 */
 #pragma omp barrier
     fc1_forward(s->logits, avgpool1, P + 56592 /* fc1.weight */, P + 56912 /* fc1.bias */, scratch);
-    if (s->check) s->check(s, 28, NNCC_FORWARD);
+    if (s->check) s->check(s, 24, NNCC_FORWARD);
   }
 }
 
@@ -579,17 +527,15 @@ static void backward(NnccState *s) {
   unsigned char *A = s->arena;
   (void)P, (void)G;
   float *conv1 = (float *)(A + 0); /* [128,32,28,28] */
-  float *d_conv1 = (float *)(A + 12845056); /* [128,32,28,28] */
-  float *d_bn1 = (float *)(A + 25690112); /* [128,32,28,28] */
+  float *d_conv1 = (float *)(A + 25690112); /* [128,32,28,28] */
+  float *bn1 = (float *)(A + 12845056); /* [128,32,28,28] */
+  float *d_bn1 = (float *)(A + 64225280); /* [128,32,28,28] */
   float *bn1_stats = (float *)(A + 115605504); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *relu1 = (float *)(A + 12845056); /* [128,32,28,28] */
-  float *d_relu1 = (float *)(A + 64225280); /* [128,32,28,28] */
   float *residual1_conv1 = (float *)(A + 25690112); /* [128,32,28,28] */
-  float *d_residual1_conv1 = (float *)(A + 38535168); /* [128,32,28,28] */
+  float *d_residual1_conv1 = (float *)(A + 89915392); /* [128,32,28,28] */
+  float *residual1_bn1 = (float *)(A + 38535168); /* [128,32,28,28] */
   float *d_residual1_bn1 = (float *)(A + 51380224); /* [128,32,28,28] */
   float *residual1_bn1_stats = (float *)(A + 115606272); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *residual1_relu1 = (float *)(A + 38535168); /* [128,32,28,28] */
-  float *d_residual1_relu1 = (float *)(A + 51380224); /* [128,32,28,28] */
   float *residual1_conv2 = (float *)(A + 51380224); /* [128,32,28,28] */
   float *d_residual1_conv2 = (float *)(A + 102760448); /* [128,32,28,28] */
   float *d_residual1_bn2 = (float *)(A + 89915392); /* [128,32,28,28] */
@@ -600,11 +546,10 @@ static void backward(NnccState *s) {
   float *maxpool1 = (float *)(A + 89915392); /* [128,32,14,14] */
   float *d_maxpool1 = (float *)(A + 102760448); /* [128,32,14,14] */
   float *residual2_conv1 = (float *)(A + 93126656); /* [128,32,14,14] */
-  float *d_residual2_conv1 = (float *)(A + 96337920); /* [128,32,14,14] */
+  float *d_residual2_conv1 = (float *)(A + 105971712); /* [128,32,14,14] */
+  float *residual2_bn1 = (float *)(A + 96337920); /* [128,32,14,14] */
   float *d_residual2_bn1 = (float *)(A + 99549184); /* [128,32,14,14] */
   float *residual2_bn1_stats = (float *)(A + 112394240); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *residual2_relu1 = (float *)(A + 96337920); /* [128,32,14,14] */
-  float *d_residual2_relu1 = (float *)(A + 99549184); /* [128,32,14,14] */
   float *residual2_conv2 = (float *)(A + 99549184); /* [128,32,14,14] */
   float *d_residual2_conv2 = (float *)(A + 109182976); /* [128,32,14,14] */
   float *d_residual2_bn2 = (float *)(A + 105971712); /* [128,32,14,14] */
@@ -615,11 +560,10 @@ static void backward(NnccState *s) {
   float *maxpool2 = (float *)(A + 105971712); /* [128,32,7,7] */
   float *d_maxpool2 = (float *)(A + 109182976); /* [128,32,7,7] */
   float *residual3_conv1 = (float *)(A + 106774528); /* [128,32,7,7] */
-  float *d_residual3_conv1 = (float *)(A + 107577344); /* [128,32,7,7] */
+  float *d_residual3_conv1 = (float *)(A + 109985792); /* [128,32,7,7] */
+  float *residual3_bn1 = (float *)(A + 107577344); /* [128,32,7,7] */
   float *d_residual3_bn1 = (float *)(A + 108380160); /* [128,32,7,7] */
   float *residual3_bn1_stats = (float *)(A + 111591424); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *residual3_relu1 = (float *)(A + 107577344); /* [128,32,7,7] */
-  float *d_residual3_relu1 = (float *)(A + 108380160); /* [128,32,7,7] */
   float *residual3_conv2 = (float *)(A + 108380160); /* [128,32,7,7] */
   float *d_residual3_conv2 = (float *)(A + 110788608); /* [128,32,7,7] */
   float *d_residual3_bn2 = (float *)(A + 109985792); /* [128,32,7,7] */
@@ -634,94 +578,82 @@ static void backward(NnccState *s) {
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     fc1_backward(d_avgpool1, G + 56592 /* fc1.weight */, G + 56912 /* fc1.bias */, s->dlogits, avgpool1, P + 56592 /* fc1.weight */, scratch);
-    if (s->check) s->check(s, 28, NNCC_BACKWARD);
+    if (s->check) s->check(s, 24, NNCC_BACKWARD);
     /* flatten1: a view, its gradient is d_avgpool1's */
 #pragma omp barrier
     avgpool1_backward(d_residual3_relu2, d_avgpool1);
-    if (s->check) s->check(s, 26, NNCC_BACKWARD);
+    if (s->check) s->check(s, 22, NNCC_BACKWARD);
 #pragma omp barrier
     residual3_relu2_backward(d_residual3_add1, d_residual3_relu2, residual3_relu2);
-    if (s->check) s->check(s, 25, NNCC_BACKWARD);
+    if (s->check) s->check(s, 21, NNCC_BACKWARD);
 #pragma omp barrier
     /* maxpool2's gradient is residual3.add1's, in place */
     nncc_copy_team(d_residual3_bn2, d_residual3_add1, 200704);
-    if (s->check) s->check(s, 24, NNCC_BACKWARD);
+    if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
     residual3_bn2_backward(d_residual3_conv2, G + 56448 /* residual3.bn2.weight */, G + 56480 /* residual3.bn2.bias */, d_residual3_bn2, residual3_conv2, P + 56448 /* residual3.bn2.weight */, residual3_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 23, NNCC_BACKWARD);
+    if (s->check) s->check(s, 19, NNCC_BACKWARD);
 #pragma omp barrier
-    residual3_conv2_backward(d_residual3_relu1, G + 47232 /* residual3.conv2.weight */, NULL, d_residual3_conv2, residual3_relu1, P + 47232 /* residual3.conv2.weight */, scratch);
-    if (s->check) s->check(s, 22, NNCC_BACKWARD);
+    residual3_conv2_backward(d_residual3_bn1, G + 47232 /* residual3.conv2.weight */, NULL, d_residual3_conv2, residual3_bn1, P + 47232 /* residual3.conv2.weight */, scratch);
+    if (s->check) s->check(s, 18, NNCC_BACKWARD);
 #pragma omp barrier
-    residual3_relu1_backward(d_residual3_bn1, d_residual3_relu1, residual3_relu1);
-    if (s->check) s->check(s, 21, NNCC_BACKWARD);
-#pragma omp barrier
-    residual3_bn1_backward(d_residual3_conv1, G + 47088 /* residual3.bn1.weight */, G + 47120 /* residual3.bn1.bias */, d_residual3_bn1, residual3_conv1, P + 47088 /* residual3.bn1.weight */, residual3_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 20, NNCC_BACKWARD);
+    residual3_bn1_backward(d_residual3_conv1, G + 47088 /* residual3.bn1.weight */, G + 47120 /* residual3.bn1.bias */, d_residual3_bn1, residual3_bn1, residual3_conv1, P + 47088 /* residual3.bn1.weight */, residual3_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
     residual3_conv1_backward(grad_tmp, G + 37872 /* residual3.conv1.weight */, NULL, d_residual3_conv1, maxpool2, P + 37872 /* residual3.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool2, grad_tmp, 200704);
-    if (s->check) s->check(s, 19, NNCC_BACKWARD);
+    if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
     maxpool2_backward(d_residual2_relu2, d_maxpool2, residual2_relu2);
-    if (s->check) s->check(s, 18, NNCC_BACKWARD);
+    if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
     residual2_relu2_backward(d_residual2_add1, d_residual2_relu2, residual2_relu2);
-    if (s->check) s->check(s, 17, NNCC_BACKWARD);
+    if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
     nncc_copy_team(d_maxpool1, d_residual2_add1, 802816);
     /* residual2.bn2's gradient is residual2.add1's, in place */
-    if (s->check) s->check(s, 16, NNCC_BACKWARD);
-#pragma omp barrier
-    residual2_bn2_backward(d_residual2_conv2, G + 37728 /* residual2.bn2.weight */, G + 37760 /* residual2.bn2.bias */, d_residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, residual2_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 15, NNCC_BACKWARD);
-#pragma omp barrier
-    residual2_conv2_backward(d_residual2_relu1, G + 28512 /* residual2.conv2.weight */, NULL, d_residual2_conv2, residual2_relu1, P + 28512 /* residual2.conv2.weight */, scratch);
-    if (s->check) s->check(s, 14, NNCC_BACKWARD);
-#pragma omp barrier
-    residual2_relu1_backward(d_residual2_bn1, d_residual2_relu1, residual2_relu1);
     if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
-    residual2_bn1_backward(d_residual2_conv1, G + 28368 /* residual2.bn1.weight */, G + 28400 /* residual2.bn1.bias */, d_residual2_bn1, residual2_conv1, P + 28368 /* residual2.bn1.weight */, residual2_bn1_stats, s->rank_sum, s);
+    residual2_bn2_backward(d_residual2_conv2, G + 37728 /* residual2.bn2.weight */, G + 37760 /* residual2.bn2.bias */, d_residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, residual2_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 12, NNCC_BACKWARD);
+#pragma omp barrier
+    residual2_conv2_backward(d_residual2_bn1, G + 28512 /* residual2.conv2.weight */, NULL, d_residual2_conv2, residual2_bn1, P + 28512 /* residual2.conv2.weight */, scratch);
+    if (s->check) s->check(s, 11, NNCC_BACKWARD);
+#pragma omp barrier
+    residual2_bn1_backward(d_residual2_conv1, G + 28368 /* residual2.bn1.weight */, G + 28400 /* residual2.bn1.bias */, d_residual2_bn1, residual2_bn1, residual2_conv1, P + 28368 /* residual2.bn1.weight */, residual2_bn1_stats, s->rank_sum, s);
+    if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
     residual2_conv1_backward(grad_tmp, G + 19152 /* residual2.conv1.weight */, NULL, d_residual2_conv1, maxpool1, P + 19152 /* residual2.conv1.weight */, scratch);
 #pragma omp barrier
     nncc_accumulate_team(d_maxpool1, grad_tmp, 802816);
-    if (s->check) s->check(s, 11, NNCC_BACKWARD);
-#pragma omp barrier
-    maxpool1_backward(d_residual1_relu2, d_maxpool1, residual1_relu2);
-    if (s->check) s->check(s, 10, NNCC_BACKWARD);
-#pragma omp barrier
-    residual1_relu2_backward(d_residual1_add1, d_residual1_relu2, residual1_relu2);
     if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
-    nncc_copy_team(d_relu1, d_residual1_add1, 3211264);
-    /* residual1.bn2's gradient is residual1.add1's, in place */
+    maxpool1_backward(d_residual1_relu2, d_maxpool1, residual1_relu2);
     if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
-    residual1_bn2_backward(d_residual1_conv2, G + 19008 /* residual1.bn2.weight */, G + 19040 /* residual1.bn2.bias */, d_residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, residual1_bn2_stats, s->rank_sum, s);
+    residual1_relu2_backward(d_residual1_add1, d_residual1_relu2, residual1_relu2);
     if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
-    residual1_conv2_backward(d_residual1_relu1, G + 9792 /* residual1.conv2.weight */, NULL, d_residual1_conv2, residual1_relu1, P + 9792 /* residual1.conv2.weight */, scratch);
+    nncc_copy_team(d_bn1, d_residual1_add1, 3211264);
+    /* residual1.bn2's gradient is residual1.add1's, in place */
     if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
-    residual1_relu1_backward(d_residual1_bn1, d_residual1_relu1, residual1_relu1);
+    residual1_bn2_backward(d_residual1_conv2, G + 19008 /* residual1.bn2.weight */, G + 19040 /* residual1.bn2.bias */, d_residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, residual1_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
-    residual1_bn1_backward(d_residual1_conv1, G + 9648 /* residual1.bn1.weight */, G + 9680 /* residual1.bn1.bias */, d_residual1_bn1, residual1_conv1, P + 9648 /* residual1.bn1.weight */, residual1_bn1_stats, s->rank_sum, s);
+    residual1_conv2_backward(d_residual1_bn1, G + 9792 /* residual1.conv2.weight */, NULL, d_residual1_conv2, residual1_bn1, P + 9792 /* residual1.conv2.weight */, scratch);
     if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
-    residual1_conv1_backward(grad_tmp, G + 432 /* residual1.conv1.weight */, NULL, d_residual1_conv1, relu1, P + 432 /* residual1.conv1.weight */, scratch);
-#pragma omp barrier
-    nncc_accumulate_team(d_relu1, grad_tmp, 3211264);
+    residual1_bn1_backward(d_residual1_conv1, G + 9648 /* residual1.bn1.weight */, G + 9680 /* residual1.bn1.bias */, d_residual1_bn1, residual1_bn1, residual1_conv1, P + 9648 /* residual1.bn1.weight */, residual1_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
-    relu1_backward(d_bn1, d_relu1, relu1);
+    residual1_conv1_backward(grad_tmp, G + 432 /* residual1.conv1.weight */, NULL, d_residual1_conv1, bn1, P + 432 /* residual1.conv1.weight */, scratch);
+#pragma omp barrier
+    nncc_accumulate_team(d_bn1, grad_tmp, 3211264);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
-    bn1_backward(d_conv1, G + 288 /* bn1.weight */, G + 320 /* bn1.bias */, d_bn1, conv1, P + 288 /* bn1.weight */, bn1_stats, s->rank_sum, s);
+    bn1_backward(d_conv1, G + 288 /* bn1.weight */, G + 320 /* bn1.bias */, d_bn1, bn1, conv1, P + 288 /* bn1.weight */, bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_BACKWARD);
 #pragma omp barrier
     conv1_backward(NULL, G + 0 /* conv1.weight */, NULL, d_conv1, s->input, P + 0 /* conv1.weight */, scratch);
@@ -735,29 +667,23 @@ static const NnccNode nodes[] = {
     {"conv1", "conv2d", "models/resnet_small.nn:15:22", {NNCC_ARENA, 0, 3211264},
      1, (const char *const[]){"x"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 1},
-    {"bn1", "batchnorm2d", "models/resnet_small.nn:15:10", {NNCC_ARENA, 12845056, 3211264},
+    {"bn1", "batchnorm2d+relu", "models/resnet_small.nn:15:10", {NNCC_ARENA, 12845056, 3211264},
      1, (const char *const[]){"conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 12845056, 3211264}}, 1, 5},
-    {"relu1", "relu", "models/resnet_small.nn:15:5", {NNCC_ARENA, 12845056, 3211264},
-     1, (const char *const[]){"bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 25690112, 3211264}}, 6, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 25690112, 3211264}}, 1, 5},
     {"residual1.conv1", "conv2d", "models/resnet_small.nn:10:24", {NNCC_ARENA, 25690112, 3211264},
-     1, (const char *const[]){"relu1"},
+     1, (const char *const[]){"bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 64225280, 3211264}}, 6, 1},
-    {"residual1.bn1", "batchnorm2d", "models/resnet_small.nn:10:12", {NNCC_ARENA, 38535168, 3211264},
+    {"residual1.bn1", "batchnorm2d+relu", "models/resnet_small.nn:10:12", {NNCC_ARENA, 38535168, 3211264},
      1, (const char *const[]){"residual1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 38535168, 3211264}}, 7, 5},
-    {"residual1.relu1", "relu", "models/resnet_small.nn:10:7", {NNCC_ARENA, 38535168, 3211264},
-     1, (const char *const[]){"residual1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 51380224, 3211264}}, 12, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 89915392, 3211264}}, 7, 5},
     {"residual1.conv2", "conv2d", "models/resnet_small.nn:11:19", {NNCC_ARENA, 51380224, 3211264},
-     1, (const char *const[]){"residual1.relu1"},
+     1, (const char *const[]){"residual1.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 51380224, 3211264}}, 12, 1},
     {"residual1.bn2", "batchnorm2d", "models/resnet_small.nn:11:7", {NNCC_ARENA, 64225280, 3211264},
      1, (const char *const[]){"residual1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 102760448, 3211264}}, 13, 5},
     {"residual1.add1", "add", "models/resnet_small.nn:12:15", {NNCC_ARENA, 64225280, 3211264},
-     2, (const char *const[]){"relu1", "residual1.bn2"},
+     2, (const char *const[]){"bn1", "residual1.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 64225280, 3211264}, {NNCC_ARENA, 89915392, 3211264}}, 18, 0},
     {"residual1.relu2", "relu", "models/resnet_small.nn:12:10", {NNCC_ARENA, 64225280, 3211264},
      1, (const char *const[]){"residual1.add1"},
@@ -768,14 +694,11 @@ static const NnccNode nodes[] = {
     {"residual2.conv1", "conv2d", "models/resnet_small.nn:10:24", {NNCC_ARENA, 93126656, 802816},
      1, (const char *const[]){"maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 102760448, 802816}}, 18, 1},
-    {"residual2.bn1", "batchnorm2d", "models/resnet_small.nn:10:12", {NNCC_ARENA, 77070336, 802816},
+    {"residual2.bn1", "batchnorm2d+relu", "models/resnet_small.nn:10:12", {NNCC_ARENA, 96337920, 802816},
      1, (const char *const[]){"residual2.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 96337920, 802816}}, 19, 5},
-    {"residual2.relu1", "relu", "models/resnet_small.nn:10:7", {NNCC_ARENA, 96337920, 802816},
-     1, (const char *const[]){"residual2.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 99549184, 802816}}, 24, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 105971712, 802816}}, 19, 5},
     {"residual2.conv2", "conv2d", "models/resnet_small.nn:11:19", {NNCC_ARENA, 99549184, 802816},
-     1, (const char *const[]){"residual2.relu1"},
+     1, (const char *const[]){"residual2.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 99549184, 802816}}, 24, 1},
     {"residual2.bn2", "batchnorm2d", "models/resnet_small.nn:11:7", {NNCC_ARENA, 77070336, 802816},
      1, (const char *const[]){"residual2.conv2"},
@@ -792,14 +715,11 @@ static const NnccNode nodes[] = {
     {"residual3.conv1", "conv2d", "models/resnet_small.nn:10:24", {NNCC_ARENA, 106774528, 200704},
      1, (const char *const[]){"maxpool2"},
      (const NnccSpan[]){{NNCC_ARENA, 109182976, 200704}}, 30, 1},
-    {"residual3.bn1", "batchnorm2d", "models/resnet_small.nn:10:12", {NNCC_ARENA, 77070336, 200704},
+    {"residual3.bn1", "batchnorm2d+relu", "models/resnet_small.nn:10:12", {NNCC_ARENA, 107577344, 200704},
      1, (const char *const[]){"residual3.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 107577344, 200704}}, 31, 5},
-    {"residual3.relu1", "relu", "models/resnet_small.nn:10:7", {NNCC_ARENA, 107577344, 200704},
-     1, (const char *const[]){"residual3.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 108380160, 200704}}, 36, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 109985792, 200704}}, 31, 5},
     {"residual3.conv2", "conv2d", "models/resnet_small.nn:11:19", {NNCC_ARENA, 108380160, 200704},
-     1, (const char *const[]){"residual3.relu1"},
+     1, (const char *const[]){"residual3.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 108380160, 200704}}, 36, 1},
     {"residual3.bn2", "batchnorm2d", "models/resnet_small.nn:11:7", {NNCC_ARENA, 77070336, 200704},
      1, (const char *const[]){"residual3.conv2"},
@@ -846,7 +766,7 @@ static NnccModel model = {
                  .weight_decay = 0.0005, .momentum = 0.9, .epochs = 5, .seed = 1},
     .forward = forward,
     .backward = backward,
-    .nnodes = 29,
+    .nnodes = 25,
     .nodes = nodes,
     .arena_bytes = ARENA_BYTES,
     .scratch_bytes = scratch_bytes,

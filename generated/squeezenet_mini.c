@@ -207,7 +207,7 @@ KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restri
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, t, 8))
 
-/* bn1 = batchnorm2d(conv1)  models/squeezenet_mini.nn:20:10
+/* bn1 = batchnorm2d+relu(conv1)  models/squeezenet_mini.nn:20:10, fused relu1
  *   conv1 [64,16,26,26] -> [64,16,26,26] */
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -216,33 +216,24 @@ KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 676, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 676,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 16, 676,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* relu1 = relu(bn1)  models/squeezenet_mini.nn:20:5
- *   bn1 [64,16,26,26] -> [64,16,26,26] */
-KERNEL void relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 692224);
-}
-KERNEL void relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 692224);
-}
-
-/* maxpool1 = maxpool2d(relu1)  models/squeezenet_mini.nn:21:5
- *   relu1 [64,16,26,26] -> [64,16,13,13] */
+/* maxpool1 = maxpool2d(bn1)  models/squeezenet_mini.nn:21:5
+ *   bn1 [64,16,26,26] -> [64,16,13,13] */
 _Static_assert(NNCC_POOL_OUT(26, 3, 2, 0, 1) == 13, "maxpool1: output size");
 KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 16, 26, 26, 3, 3, 2, 2, 0, 0, 13, 13);
 }
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 26, 26, 3, 3, 2, 2, 0, 0, 13, 13, NNCC_ACT_NONE, 0.0f);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 26, 26, 3, 3, 2, 2, 0, 0, 13, 13, NNCC_ACT_RELU, 0.0f); /* relu1's gate */
 }
 
 /* fire1.conv1 = conv2d(maxpool1)  models/lib/squeezenet.nn:8:24
@@ -259,7 +250,7 @@ KERNEL void fire1_conv1_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire1_conv1, nncc_conv2d_forward_scratch(64, 16, 13, 13, 4, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 13, 13, 4, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire1.bn1 = batchnorm2d(fire1.conv1)  models/lib/squeezenet.nn:8:12
+/* fire1.bn1 = batchnorm2d+relu(fire1.conv1)  models/lib/squeezenet.nn:8:12, fused fire1.relu1
  *   fire1.conv1 [64,4,13,13] -> [64,4,13,13] */
 KERNEL void fire1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -268,27 +259,18 @@ KERNEL void fire1_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 4, 169, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 4, 169,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 4, 169,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire1.relu1 = relu(fire1.bn1)  models/lib/squeezenet.nn:8:7
- *   fire1.bn1 [64,4,13,13] -> [64,4,13,13] */
-KERNEL void fire1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 43264);
-}
-KERNEL void fire1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 43264);
-}
-
-/* fire1.conv2 = conv2d(fire1.relu1)  models/lib/squeezenet.nn:9:25
- *   fire1.relu1 [64,4,13,13] -> [64,16,13,13] */
+/* fire1.conv2 = conv2d(fire1.bn1)  models/lib/squeezenet.nn:9:25
+ *   fire1.bn1 [64,4,13,13] -> [64,16,13,13] */
 _Static_assert(NNCC_CONV_OUT(13, 1, 1, 0, 0, 1) == 13, "fire1.conv2: output size");
 KERNEL void fire1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -301,7 +283,7 @@ KERNEL void fire1_conv2_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire1_conv2, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire1.bn2 = batchnorm2d(fire1.conv2)  models/lib/squeezenet.nn:9:13
+/* fire1.bn2 = batchnorm2d+relu(fire1.conv2)  models/lib/squeezenet.nn:9:13, fused fire1.relu2
  *   fire1.conv2 [64,16,13,13] -> [64,16,13,13] */
 KERNEL void fire1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -310,27 +292,18 @@ KERNEL void fire1_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 169, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 169,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 169,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire1.relu2 = relu(fire1.bn2)  models/lib/squeezenet.nn:9:8
- *   fire1.bn2 [64,16,13,13] -> [64,16,13,13] */
-KERNEL void fire1_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 173056);
-}
-KERNEL void fire1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 173056);
-}
-
-/* fire1.conv3 = conv2d(fire1.relu1)  models/lib/squeezenet.nn:10:25
- *   fire1.relu1 [64,4,13,13] -> [64,16,13,13] */
+/* fire1.conv3 = conv2d(fire1.bn1)  models/lib/squeezenet.nn:10:25
+ *   fire1.bn1 [64,4,13,13] -> [64,16,13,13] */
 _Static_assert(NNCC_CONV_OUT(13, 3, 1, 1, 1, 1) == 13, "fire1.conv3: output size");
 KERNEL void fire1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -343,7 +316,7 @@ KERNEL void fire1_conv3_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire1_conv3, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* fire1.bn3 = batchnorm2d(fire1.conv3)  models/lib/squeezenet.nn:10:13
+/* fire1.bn3 = batchnorm2d+relu(fire1.conv3)  models/lib/squeezenet.nn:10:13, fused fire1.relu3
  *   fire1.conv3 [64,16,13,13] -> [64,16,13,13] */
 KERNEL void fire1_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -352,27 +325,18 @@ KERNEL void fire1_bn3_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 169, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire1_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 169,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 169,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire1.relu3 = relu(fire1.bn3)  models/lib/squeezenet.nn:10:8
- *   fire1.bn3 [64,16,13,13] -> [64,16,13,13] */
-KERNEL void fire1_relu3_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 173056);
-}
-KERNEL void fire1_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 173056);
-}
-
-/* fire1.cat1 = concat(fire1.relu2, fire1.relu3)  models/lib/squeezenet.nn:11:10
- *   fire1.relu2 [64,16,13,13], fire1.relu3 [64,16,13,13] -> [64,32,13,13] */
+/* fire1.cat1 = concat(fire1.bn2, fire1.bn3)  models/lib/squeezenet.nn:11:10
+ *   fire1.bn2 [64,16,13,13], fire1.bn3 [64,16,13,13] -> [64,32,13,13] */
 /* copies of channel slices: see forward() and backward() */
 
 /* fire2.conv1 = conv2d(fire1.cat1)  models/lib/squeezenet.nn:8:24
@@ -389,7 +353,7 @@ KERNEL void fire2_conv1_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire2_conv1, nncc_conv2d_forward_scratch(64, 32, 13, 13, 4, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 13, 13, 4, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire2.bn1 = batchnorm2d(fire2.conv1)  models/lib/squeezenet.nn:8:12
+/* fire2.bn1 = batchnorm2d+relu(fire2.conv1)  models/lib/squeezenet.nn:8:12, fused fire2.relu1
  *   fire2.conv1 [64,4,13,13] -> [64,4,13,13] */
 KERNEL void fire2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -398,27 +362,18 @@ KERNEL void fire2_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 4, 169, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 4, 169,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 4, 169,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire2.relu1 = relu(fire2.bn1)  models/lib/squeezenet.nn:8:7
- *   fire2.bn1 [64,4,13,13] -> [64,4,13,13] */
-KERNEL void fire2_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 43264);
-}
-KERNEL void fire2_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 43264);
-}
-
-/* fire2.conv2 = conv2d(fire2.relu1)  models/lib/squeezenet.nn:9:25
- *   fire2.relu1 [64,4,13,13] -> [64,16,13,13] */
+/* fire2.conv2 = conv2d(fire2.bn1)  models/lib/squeezenet.nn:9:25
+ *   fire2.bn1 [64,4,13,13] -> [64,16,13,13] */
 _Static_assert(NNCC_CONV_OUT(13, 1, 1, 0, 0, 1) == 13, "fire2.conv2: output size");
 KERNEL void fire2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -431,7 +386,7 @@ KERNEL void fire2_conv2_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire2_conv2, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire2.bn2 = batchnorm2d(fire2.conv2)  models/lib/squeezenet.nn:9:13
+/* fire2.bn2 = batchnorm2d+relu(fire2.conv2)  models/lib/squeezenet.nn:9:13, fused fire2.relu2
  *   fire2.conv2 [64,16,13,13] -> [64,16,13,13] */
 KERNEL void fire2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -440,27 +395,18 @@ KERNEL void fire2_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 169, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 169,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 169,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire2.relu2 = relu(fire2.bn2)  models/lib/squeezenet.nn:9:8
- *   fire2.bn2 [64,16,13,13] -> [64,16,13,13] */
-KERNEL void fire2_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 173056);
-}
-KERNEL void fire2_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 173056);
-}
-
-/* fire2.conv3 = conv2d(fire2.relu1)  models/lib/squeezenet.nn:10:25
- *   fire2.relu1 [64,4,13,13] -> [64,16,13,13] */
+/* fire2.conv3 = conv2d(fire2.bn1)  models/lib/squeezenet.nn:10:25
+ *   fire2.bn1 [64,4,13,13] -> [64,16,13,13] */
 _Static_assert(NNCC_CONV_OUT(13, 3, 1, 1, 1, 1) == 13, "fire2.conv3: output size");
 KERNEL void fire2_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -473,7 +419,7 @@ KERNEL void fire2_conv3_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire2_conv3, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* fire2.bn3 = batchnorm2d(fire2.conv3)  models/lib/squeezenet.nn:10:13
+/* fire2.bn3 = batchnorm2d+relu(fire2.conv3)  models/lib/squeezenet.nn:10:13, fused fire2.relu3
  *   fire2.conv3 [64,16,13,13] -> [64,16,13,13] */
 KERNEL void fire2_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -482,27 +428,18 @@ KERNEL void fire2_bn3_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 169, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire2_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 169,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 169,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire2.relu3 = relu(fire2.bn3)  models/lib/squeezenet.nn:10:8
- *   fire2.bn3 [64,16,13,13] -> [64,16,13,13] */
-KERNEL void fire2_relu3_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 173056);
-}
-KERNEL void fire2_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 173056);
-}
-
-/* fire2.cat1 = concat(fire2.relu2, fire2.relu3)  models/lib/squeezenet.nn:11:10
- *   fire2.relu2 [64,16,13,13], fire2.relu3 [64,16,13,13] -> [64,32,13,13] */
+/* fire2.cat1 = concat(fire2.bn2, fire2.bn3)  models/lib/squeezenet.nn:11:10
+ *   fire2.bn2 [64,16,13,13], fire2.bn3 [64,16,13,13] -> [64,32,13,13] */
 /* copies of channel slices: see forward() and backward() */
 
 /* maxpool2 = maxpool2d(fire2.cat1)  models/squeezenet_mini.nn:24:5
@@ -529,7 +466,7 @@ KERNEL void fire3_conv1_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire3_conv1, nncc_conv2d_forward_scratch(64, 32, 6, 6, 8, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 32, 6, 6, 8, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire3.bn1 = batchnorm2d(fire3.conv1)  models/lib/squeezenet.nn:8:12
+/* fire3.bn1 = batchnorm2d+relu(fire3.conv1)  models/lib/squeezenet.nn:8:12, fused fire3.relu1
  *   fire3.conv1 [64,8,6,6] -> [64,8,6,6] */
 KERNEL void fire3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -538,27 +475,18 @@ KERNEL void fire3_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 8, 36, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 8, 36,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 8, 36,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire3.relu1 = relu(fire3.bn1)  models/lib/squeezenet.nn:8:7
- *   fire3.bn1 [64,8,6,6] -> [64,8,6,6] */
-KERNEL void fire3_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 18432);
-}
-KERNEL void fire3_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 18432);
-}
-
-/* fire3.conv2 = conv2d(fire3.relu1)  models/lib/squeezenet.nn:9:25
- *   fire3.relu1 [64,8,6,6] -> [64,32,6,6] */
+/* fire3.conv2 = conv2d(fire3.bn1)  models/lib/squeezenet.nn:9:25
+ *   fire3.bn1 [64,8,6,6] -> [64,32,6,6] */
 _Static_assert(NNCC_CONV_OUT(6, 1, 1, 0, 0, 1) == 6, "fire3.conv2: output size");
 KERNEL void fire3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -571,7 +499,7 @@ KERNEL void fire3_conv2_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire3_conv2, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire3.bn2 = batchnorm2d(fire3.conv2)  models/lib/squeezenet.nn:9:13
+/* fire3.bn2 = batchnorm2d+relu(fire3.conv2)  models/lib/squeezenet.nn:9:13, fused fire3.relu2
  *   fire3.conv2 [64,32,6,6] -> [64,32,6,6] */
 KERNEL void fire3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -580,27 +508,18 @@ KERNEL void fire3_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 36, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 36,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 36,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire3.relu2 = relu(fire3.bn2)  models/lib/squeezenet.nn:9:8
- *   fire3.bn2 [64,32,6,6] -> [64,32,6,6] */
-KERNEL void fire3_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 73728);
-}
-KERNEL void fire3_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 73728);
-}
-
-/* fire3.conv3 = conv2d(fire3.relu1)  models/lib/squeezenet.nn:10:25
- *   fire3.relu1 [64,8,6,6] -> [64,32,6,6] */
+/* fire3.conv3 = conv2d(fire3.bn1)  models/lib/squeezenet.nn:10:25
+ *   fire3.bn1 [64,8,6,6] -> [64,32,6,6] */
 _Static_assert(NNCC_CONV_OUT(6, 3, 1, 1, 1, 1) == 6, "fire3.conv3: output size");
 KERNEL void fire3_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -613,7 +532,7 @@ KERNEL void fire3_conv3_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire3_conv3, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* fire3.bn3 = batchnorm2d(fire3.conv3)  models/lib/squeezenet.nn:10:13
+/* fire3.bn3 = batchnorm2d+relu(fire3.conv3)  models/lib/squeezenet.nn:10:13, fused fire3.relu3
  *   fire3.conv3 [64,32,6,6] -> [64,32,6,6] */
 KERNEL void fire3_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -622,27 +541,18 @@ KERNEL void fire3_bn3_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 36, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire3_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 36,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 36,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire3.relu3 = relu(fire3.bn3)  models/lib/squeezenet.nn:10:8
- *   fire3.bn3 [64,32,6,6] -> [64,32,6,6] */
-KERNEL void fire3_relu3_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 73728);
-}
-KERNEL void fire3_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 73728);
-}
-
-/* fire3.cat1 = concat(fire3.relu2, fire3.relu3)  models/lib/squeezenet.nn:11:10
- *   fire3.relu2 [64,32,6,6], fire3.relu3 [64,32,6,6] -> [64,64,6,6] */
+/* fire3.cat1 = concat(fire3.bn2, fire3.bn3)  models/lib/squeezenet.nn:11:10
+ *   fire3.bn2 [64,32,6,6], fire3.bn3 [64,32,6,6] -> [64,64,6,6] */
 /* copies of channel slices: see forward() and backward() */
 
 /* fire4.conv1 = conv2d(fire3.cat1)  models/lib/squeezenet.nn:8:24
@@ -659,7 +569,7 @@ KERNEL void fire4_conv1_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire4_conv1, nncc_conv2d_forward_scratch(64, 64, 6, 6, 8, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 6, 6, 8, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire4.bn1 = batchnorm2d(fire4.conv1)  models/lib/squeezenet.nn:8:12
+/* fire4.bn1 = batchnorm2d+relu(fire4.conv1)  models/lib/squeezenet.nn:8:12, fused fire4.relu1
  *   fire4.conv1 [64,8,6,6] -> [64,8,6,6] */
 KERNEL void fire4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -668,27 +578,18 @@ KERNEL void fire4_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 8, 36, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 8, 36,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 8, 36,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire4.relu1 = relu(fire4.bn1)  models/lib/squeezenet.nn:8:7
- *   fire4.bn1 [64,8,6,6] -> [64,8,6,6] */
-KERNEL void fire4_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 18432);
-}
-KERNEL void fire4_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 18432);
-}
-
-/* fire4.conv2 = conv2d(fire4.relu1)  models/lib/squeezenet.nn:9:25
- *   fire4.relu1 [64,8,6,6] -> [64,32,6,6] */
+/* fire4.conv2 = conv2d(fire4.bn1)  models/lib/squeezenet.nn:9:25
+ *   fire4.bn1 [64,8,6,6] -> [64,32,6,6] */
 _Static_assert(NNCC_CONV_OUT(6, 1, 1, 0, 0, 1) == 6, "fire4.conv2: output size");
 KERNEL void fire4_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -701,7 +602,7 @@ KERNEL void fire4_conv2_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire4_conv2, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire4.bn2 = batchnorm2d(fire4.conv2)  models/lib/squeezenet.nn:9:13
+/* fire4.bn2 = batchnorm2d+relu(fire4.conv2)  models/lib/squeezenet.nn:9:13, fused fire4.relu2
  *   fire4.conv2 [64,32,6,6] -> [64,32,6,6] */
 KERNEL void fire4_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -710,27 +611,18 @@ KERNEL void fire4_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 36, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire4_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 36,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 36,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire4.relu2 = relu(fire4.bn2)  models/lib/squeezenet.nn:9:8
- *   fire4.bn2 [64,32,6,6] -> [64,32,6,6] */
-KERNEL void fire4_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 73728);
-}
-KERNEL void fire4_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 73728);
-}
-
-/* fire4.conv3 = conv2d(fire4.relu1)  models/lib/squeezenet.nn:10:25
- *   fire4.relu1 [64,8,6,6] -> [64,32,6,6] */
+/* fire4.conv3 = conv2d(fire4.bn1)  models/lib/squeezenet.nn:10:25
+ *   fire4.bn1 [64,8,6,6] -> [64,32,6,6] */
 _Static_assert(NNCC_CONV_OUT(6, 3, 1, 1, 1, 1) == 6, "fire4.conv3: output size");
 KERNEL void fire4_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -743,7 +635,7 @@ KERNEL void fire4_conv3_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire4_conv3, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* fire4.bn3 = batchnorm2d(fire4.conv3)  models/lib/squeezenet.nn:10:13
+/* fire4.bn3 = batchnorm2d+relu(fire4.conv3)  models/lib/squeezenet.nn:10:13, fused fire4.relu3
  *   fire4.conv3 [64,32,6,6] -> [64,32,6,6] */
 KERNEL void fire4_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -752,27 +644,18 @@ KERNEL void fire4_bn3_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 32, 36, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire4_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 32, 36,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 32, 36,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire4.relu3 = relu(fire4.bn3)  models/lib/squeezenet.nn:10:8
- *   fire4.bn3 [64,32,6,6] -> [64,32,6,6] */
-KERNEL void fire4_relu3_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 73728);
-}
-KERNEL void fire4_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 73728);
-}
-
-/* fire4.cat1 = concat(fire4.relu2, fire4.relu3)  models/lib/squeezenet.nn:11:10
- *   fire4.relu2 [64,32,6,6], fire4.relu3 [64,32,6,6] -> [64,64,6,6] */
+/* fire4.cat1 = concat(fire4.bn2, fire4.bn3)  models/lib/squeezenet.nn:11:10
+ *   fire4.bn2 [64,32,6,6], fire4.bn3 [64,32,6,6] -> [64,64,6,6] */
 /* copies of channel slices: see forward() and backward() */
 
 /* maxpool3 = maxpool2d(fire4.cat1)  models/squeezenet_mini.nn:27:5
@@ -799,7 +682,7 @@ KERNEL void fire5_conv1_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire5_conv1, nncc_conv2d_forward_scratch(64, 64, 3, 3, 12, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 64, 3, 3, 12, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire5.bn1 = batchnorm2d(fire5.conv1)  models/lib/squeezenet.nn:8:12
+/* fire5.bn1 = batchnorm2d+relu(fire5.conv1)  models/lib/squeezenet.nn:8:12, fused fire5.relu1
  *   fire5.conv1 [64,12,3,3] -> [64,12,3,3] */
 KERNEL void fire5_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -808,27 +691,18 @@ KERNEL void fire5_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 12, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire5_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 12, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 12, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire5.relu1 = relu(fire5.bn1)  models/lib/squeezenet.nn:8:7
- *   fire5.bn1 [64,12,3,3] -> [64,12,3,3] */
-KERNEL void fire5_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 6912);
-}
-KERNEL void fire5_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 6912);
-}
-
-/* fire5.conv2 = conv2d(fire5.relu1)  models/lib/squeezenet.nn:9:25
- *   fire5.relu1 [64,12,3,3] -> [64,48,3,3] */
+/* fire5.conv2 = conv2d(fire5.bn1)  models/lib/squeezenet.nn:9:25
+ *   fire5.bn1 [64,12,3,3] -> [64,48,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire5.conv2: output size");
 KERNEL void fire5_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -841,7 +715,7 @@ KERNEL void fire5_conv2_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire5_conv2, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire5.bn2 = batchnorm2d(fire5.conv2)  models/lib/squeezenet.nn:9:13
+/* fire5.bn2 = batchnorm2d+relu(fire5.conv2)  models/lib/squeezenet.nn:9:13, fused fire5.relu2
  *   fire5.conv2 [64,48,3,3] -> [64,48,3,3] */
 KERNEL void fire5_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -850,27 +724,18 @@ KERNEL void fire5_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire5_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 48, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire5.relu2 = relu(fire5.bn2)  models/lib/squeezenet.nn:9:8
- *   fire5.bn2 [64,48,3,3] -> [64,48,3,3] */
-KERNEL void fire5_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 27648);
-}
-KERNEL void fire5_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 27648);
-}
-
-/* fire5.conv3 = conv2d(fire5.relu1)  models/lib/squeezenet.nn:10:25
- *   fire5.relu1 [64,12,3,3] -> [64,48,3,3] */
+/* fire5.conv3 = conv2d(fire5.bn1)  models/lib/squeezenet.nn:10:25
+ *   fire5.bn1 [64,12,3,3] -> [64,48,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 3, 1, 1, 1, 1) == 3, "fire5.conv3: output size");
 KERNEL void fire5_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -883,7 +748,7 @@ KERNEL void fire5_conv3_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire5_conv3, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* fire5.bn3 = batchnorm2d(fire5.conv3)  models/lib/squeezenet.nn:10:13
+/* fire5.bn3 = batchnorm2d+relu(fire5.conv3)  models/lib/squeezenet.nn:10:13, fused fire5.relu3
  *   fire5.conv3 [64,48,3,3] -> [64,48,3,3] */
 KERNEL void fire5_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -892,27 +757,18 @@ KERNEL void fire5_bn3_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire5_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 48, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire5.relu3 = relu(fire5.bn3)  models/lib/squeezenet.nn:10:8
- *   fire5.bn3 [64,48,3,3] -> [64,48,3,3] */
-KERNEL void fire5_relu3_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 27648);
-}
-KERNEL void fire5_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 27648);
-}
-
-/* fire5.cat1 = concat(fire5.relu2, fire5.relu3)  models/lib/squeezenet.nn:11:10
- *   fire5.relu2 [64,48,3,3], fire5.relu3 [64,48,3,3] -> [64,96,3,3] */
+/* fire5.cat1 = concat(fire5.bn2, fire5.bn3)  models/lib/squeezenet.nn:11:10
+ *   fire5.bn2 [64,48,3,3], fire5.bn3 [64,48,3,3] -> [64,96,3,3] */
 /* copies of channel slices: see forward() and backward() */
 
 /* fire6.conv1 = conv2d(fire5.cat1)  models/lib/squeezenet.nn:8:24
@@ -929,7 +785,7 @@ KERNEL void fire6_conv1_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire6_conv1, nncc_conv2d_forward_scratch(64, 96, 3, 3, 12, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 96, 3, 3, 12, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire6.bn1 = batchnorm2d(fire6.conv1)  models/lib/squeezenet.nn:8:12
+/* fire6.bn1 = batchnorm2d+relu(fire6.conv1)  models/lib/squeezenet.nn:8:12, fused fire6.relu1
  *   fire6.conv1 [64,12,3,3] -> [64,12,3,3] */
 KERNEL void fire6_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -938,27 +794,18 @@ KERNEL void fire6_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 12, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire6_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 12, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 12, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire6.relu1 = relu(fire6.bn1)  models/lib/squeezenet.nn:8:7
- *   fire6.bn1 [64,12,3,3] -> [64,12,3,3] */
-KERNEL void fire6_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 6912);
-}
-KERNEL void fire6_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 6912);
-}
-
-/* fire6.conv2 = conv2d(fire6.relu1)  models/lib/squeezenet.nn:9:25
- *   fire6.relu1 [64,12,3,3] -> [64,48,3,3] */
+/* fire6.conv2 = conv2d(fire6.bn1)  models/lib/squeezenet.nn:9:25
+ *   fire6.bn1 [64,12,3,3] -> [64,48,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire6.conv2: output size");
 KERNEL void fire6_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -971,7 +818,7 @@ KERNEL void fire6_conv2_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire6_conv2, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire6.bn2 = batchnorm2d(fire6.conv2)  models/lib/squeezenet.nn:9:13
+/* fire6.bn2 = batchnorm2d+relu(fire6.conv2)  models/lib/squeezenet.nn:9:13, fused fire6.relu2
  *   fire6.conv2 [64,48,3,3] -> [64,48,3,3] */
 KERNEL void fire6_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -980,27 +827,18 @@ KERNEL void fire6_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire6_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 48, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire6.relu2 = relu(fire6.bn2)  models/lib/squeezenet.nn:9:8
- *   fire6.bn2 [64,48,3,3] -> [64,48,3,3] */
-KERNEL void fire6_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 27648);
-}
-KERNEL void fire6_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 27648);
-}
-
-/* fire6.conv3 = conv2d(fire6.relu1)  models/lib/squeezenet.nn:10:25
- *   fire6.relu1 [64,12,3,3] -> [64,48,3,3] */
+/* fire6.conv3 = conv2d(fire6.bn1)  models/lib/squeezenet.nn:10:25
+ *   fire6.bn1 [64,12,3,3] -> [64,48,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 3, 1, 1, 1, 1) == 3, "fire6.conv3: output size");
 KERNEL void fire6_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1013,7 +851,7 @@ KERNEL void fire6_conv3_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire6_conv3, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* fire6.bn3 = batchnorm2d(fire6.conv3)  models/lib/squeezenet.nn:10:13
+/* fire6.bn3 = batchnorm2d+relu(fire6.conv3)  models/lib/squeezenet.nn:10:13, fused fire6.relu3
  *   fire6.conv3 [64,48,3,3] -> [64,48,3,3] */
 KERNEL void fire6_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1022,27 +860,18 @@ KERNEL void fire6_bn3_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 48, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire6_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 48, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 48, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire6.relu3 = relu(fire6.bn3)  models/lib/squeezenet.nn:10:8
- *   fire6.bn3 [64,48,3,3] -> [64,48,3,3] */
-KERNEL void fire6_relu3_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 27648);
-}
-KERNEL void fire6_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 27648);
-}
-
-/* fire6.cat1 = concat(fire6.relu2, fire6.relu3)  models/lib/squeezenet.nn:11:10
- *   fire6.relu2 [64,48,3,3], fire6.relu3 [64,48,3,3] -> [64,96,3,3] */
+/* fire6.cat1 = concat(fire6.bn2, fire6.bn3)  models/lib/squeezenet.nn:11:10
+ *   fire6.bn2 [64,48,3,3], fire6.bn3 [64,48,3,3] -> [64,96,3,3] */
 /* copies of channel slices: see forward() and backward() */
 
 /* fire7.conv1 = conv2d(fire6.cat1)  models/lib/squeezenet.nn:8:24
@@ -1059,7 +888,7 @@ KERNEL void fire7_conv1_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire7_conv1, nncc_conv2d_forward_scratch(64, 96, 3, 3, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 96, 3, 3, 16, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire7.bn1 = batchnorm2d(fire7.conv1)  models/lib/squeezenet.nn:8:12
+/* fire7.bn1 = batchnorm2d+relu(fire7.conv1)  models/lib/squeezenet.nn:8:12, fused fire7.relu1
  *   fire7.conv1 [64,16,3,3] -> [64,16,3,3] */
 KERNEL void fire7_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1068,27 +897,18 @@ KERNEL void fire7_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire7_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire7.relu1 = relu(fire7.bn1)  models/lib/squeezenet.nn:8:7
- *   fire7.bn1 [64,16,3,3] -> [64,16,3,3] */
-KERNEL void fire7_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 9216);
-}
-KERNEL void fire7_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 9216);
-}
-
-/* fire7.conv2 = conv2d(fire7.relu1)  models/lib/squeezenet.nn:9:25
- *   fire7.relu1 [64,16,3,3] -> [64,64,3,3] */
+/* fire7.conv2 = conv2d(fire7.bn1)  models/lib/squeezenet.nn:9:25
+ *   fire7.bn1 [64,16,3,3] -> [64,64,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire7.conv2: output size");
 KERNEL void fire7_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1101,7 +921,7 @@ KERNEL void fire7_conv2_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire7_conv2, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire7.bn2 = batchnorm2d(fire7.conv2)  models/lib/squeezenet.nn:9:13
+/* fire7.bn2 = batchnorm2d+relu(fire7.conv2)  models/lib/squeezenet.nn:9:13, fused fire7.relu2
  *   fire7.conv2 [64,64,3,3] -> [64,64,3,3] */
 KERNEL void fire7_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1110,27 +930,18 @@ KERNEL void fire7_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 64, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire7_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 64, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 64, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire7.relu2 = relu(fire7.bn2)  models/lib/squeezenet.nn:9:8
- *   fire7.bn2 [64,64,3,3] -> [64,64,3,3] */
-KERNEL void fire7_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 36864);
-}
-KERNEL void fire7_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 36864);
-}
-
-/* fire7.conv3 = conv2d(fire7.relu1)  models/lib/squeezenet.nn:10:25
- *   fire7.relu1 [64,16,3,3] -> [64,64,3,3] */
+/* fire7.conv3 = conv2d(fire7.bn1)  models/lib/squeezenet.nn:10:25
+ *   fire7.bn1 [64,16,3,3] -> [64,64,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 3, 1, 1, 1, 1) == 3, "fire7.conv3: output size");
 KERNEL void fire7_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1143,7 +954,7 @@ KERNEL void fire7_conv3_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire7_conv3, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* fire7.bn3 = batchnorm2d(fire7.conv3)  models/lib/squeezenet.nn:10:13
+/* fire7.bn3 = batchnorm2d+relu(fire7.conv3)  models/lib/squeezenet.nn:10:13, fused fire7.relu3
  *   fire7.conv3 [64,64,3,3] -> [64,64,3,3] */
 KERNEL void fire7_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1152,27 +963,18 @@ KERNEL void fire7_bn3_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 64, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire7_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 64, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 64, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire7.relu3 = relu(fire7.bn3)  models/lib/squeezenet.nn:10:8
- *   fire7.bn3 [64,64,3,3] -> [64,64,3,3] */
-KERNEL void fire7_relu3_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 36864);
-}
-KERNEL void fire7_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 36864);
-}
-
-/* fire7.cat1 = concat(fire7.relu2, fire7.relu3)  models/lib/squeezenet.nn:11:10
- *   fire7.relu2 [64,64,3,3], fire7.relu3 [64,64,3,3] -> [64,128,3,3] */
+/* fire7.cat1 = concat(fire7.bn2, fire7.bn3)  models/lib/squeezenet.nn:11:10
+ *   fire7.bn2 [64,64,3,3], fire7.bn3 [64,64,3,3] -> [64,128,3,3] */
 /* copies of channel slices: see forward() and backward() */
 
 /* fire8.conv1 = conv2d(fire7.cat1)  models/lib/squeezenet.nn:8:24
@@ -1189,7 +991,7 @@ KERNEL void fire8_conv1_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire8_conv1, nncc_conv2d_forward_scratch(64, 128, 3, 3, 16, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 128, 3, 3, 16, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire8.bn1 = batchnorm2d(fire8.conv1)  models/lib/squeezenet.nn:8:12
+/* fire8.bn1 = batchnorm2d+relu(fire8.conv1)  models/lib/squeezenet.nn:8:12, fused fire8.relu1
  *   fire8.conv1 [64,16,3,3] -> [64,16,3,3] */
 KERNEL void fire8_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1198,27 +1000,18 @@ KERNEL void fire8_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 16, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire8_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 16, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 16, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire8.relu1 = relu(fire8.bn1)  models/lib/squeezenet.nn:8:7
- *   fire8.bn1 [64,16,3,3] -> [64,16,3,3] */
-KERNEL void fire8_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 9216);
-}
-KERNEL void fire8_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 9216);
-}
-
-/* fire8.conv2 = conv2d(fire8.relu1)  models/lib/squeezenet.nn:9:25
- *   fire8.relu1 [64,16,3,3] -> [64,64,3,3] */
+/* fire8.conv2 = conv2d(fire8.bn1)  models/lib/squeezenet.nn:9:25
+ *   fire8.bn1 [64,16,3,3] -> [64,64,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire8.conv2: output size");
 KERNEL void fire8_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1231,7 +1024,7 @@ KERNEL void fire8_conv2_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire8_conv2, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, t, 8))
 
-/* fire8.bn2 = batchnorm2d(fire8.conv2)  models/lib/squeezenet.nn:9:13
+/* fire8.bn2 = batchnorm2d+relu(fire8.conv2)  models/lib/squeezenet.nn:9:13, fused fire8.relu2
  *   fire8.conv2 [64,64,3,3] -> [64,64,3,3] */
 KERNEL void fire8_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1240,27 +1033,18 @@ KERNEL void fire8_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 64, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire8_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 64, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 64, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire8.relu2 = relu(fire8.bn2)  models/lib/squeezenet.nn:9:8
- *   fire8.bn2 [64,64,3,3] -> [64,64,3,3] */
-KERNEL void fire8_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 36864);
-}
-KERNEL void fire8_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 36864);
-}
-
-/* fire8.conv3 = conv2d(fire8.relu1)  models/lib/squeezenet.nn:10:25
- *   fire8.relu1 [64,16,3,3] -> [64,64,3,3] */
+/* fire8.conv3 = conv2d(fire8.bn1)  models/lib/squeezenet.nn:10:25
+ *   fire8.bn1 [64,16,3,3] -> [64,64,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 3, 1, 1, 1, 1) == 3, "fire8.conv3: output size");
 KERNEL void fire8_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -1273,7 +1057,7 @@ KERNEL void fire8_conv3_backward(float *restrict dx, float *restrict dw, float *
 }
 SCRATCH(fire8_conv3, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* fire8.bn3 = batchnorm2d(fire8.conv3)  models/lib/squeezenet.nn:10:13
+/* fire8.bn3 = batchnorm2d+relu(fire8.conv3)  models/lib/squeezenet.nn:10:13, fused fire8.relu3
  *   fire8.conv3 [64,64,3,3] -> [64,64,3,3] */
 KERNEL void fire8_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -1282,27 +1066,18 @@ KERNEL void fire8_bn3_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 64, 9, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire8_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 64, 9,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 64, 9,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* fire8.relu3 = relu(fire8.bn3)  models/lib/squeezenet.nn:10:8
- *   fire8.bn3 [64,64,3,3] -> [64,64,3,3] */
-KERNEL void fire8_relu3_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 36864);
-}
-KERNEL void fire8_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 36864);
-}
-
-/* fire8.cat1 = concat(fire8.relu2, fire8.relu3)  models/lib/squeezenet.nn:11:10
- *   fire8.relu2 [64,64,3,3], fire8.relu3 [64,64,3,3] -> [64,128,3,3] */
+/* fire8.cat1 = concat(fire8.bn2, fire8.bn3)  models/lib/squeezenet.nn:11:10
+ *   fire8.bn2 [64,64,3,3], fire8.bn3 [64,64,3,3] -> [64,128,3,3] */
 /* copies of channel slices: see forward() and backward() */
 
 /* dropout1 = dropout(fire8.cat1)  models/squeezenet_mini.nn:34:17
@@ -1352,113 +1127,88 @@ static void forward(NnccState *s, int training) {
   float *conv1 = (float *)(A + 0); /* [64,16,26,26] */
   float *bn1 = (float *)(A + 2768896); /* [64,16,26,26] */
   float *bn1_stats = (float *)(A + 23326080); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *relu1 = (float *)(A + 2768896); /* [64,16,26,26] */
   float *maxpool1 = (float *)(A + 9691136); /* [64,16,13,13] */
   float *fire1_conv1 = (float *)(A + 19902464); /* [64,4,13,13] */
-  float *fire1_bn1 = (float *)(A + 5537792); /* [64,4,13,13] */
+  float *fire1_bn1 = (float *)(A + 20075520); /* [64,4,13,13] */
   float *fire1_bn1_stats = (float *)(A + 23329024); /* [2,4]: mean, 1/std; [2,4] double sums */
-  float *fire1_relu1 = (float *)(A + 20075520); /* [64,4,13,13] */
   float *fire1_conv2 = (float *)(A + 10383360); /* [64,16,13,13] */
-  float *fire1_bn2 = (float *)(A + 5537792); /* [64,16,13,13] */
+  float *fire1_bn2 = (float *)(A + 11075584); /* [64,16,13,13] */
   float *fire1_bn2_stats = (float *)(A + 23326464); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire1_relu2 = (float *)(A + 11075584); /* [64,16,13,13] */
   float *fire1_conv3 = (float *)(A + 11767808); /* [64,16,13,13] */
-  float *fire1_bn3 = (float *)(A + 5537792); /* [64,16,13,13] */
+  float *fire1_bn3 = (float *)(A + 12460032); /* [64,16,13,13] */
   float *fire1_bn3_stats = (float *)(A + 23326848); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire1_relu3 = (float *)(A + 12460032); /* [64,16,13,13] */
   float *fire1_cat1 = (float *)(A + 5537792); /* [64,32,13,13] */
   float *fire2_conv1 = (float *)(A + 20248576); /* [64,4,13,13] */
-  float *fire2_bn1 = (float *)(A + 6922240); /* [64,4,13,13] */
+  float *fire2_bn1 = (float *)(A + 20421632); /* [64,4,13,13] */
   float *fire2_bn1_stats = (float *)(A + 23329152); /* [2,4]: mean, 1/std; [2,4] double sums */
-  float *fire2_relu1 = (float *)(A + 20421632); /* [64,4,13,13] */
   float *fire2_conv2 = (float *)(A + 13152256); /* [64,16,13,13] */
-  float *fire2_bn2 = (float *)(A + 6922240); /* [64,16,13,13] */
+  float *fire2_bn2 = (float *)(A + 13844480); /* [64,16,13,13] */
   float *fire2_bn2_stats = (float *)(A + 23327232); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire2_relu2 = (float *)(A + 13844480); /* [64,16,13,13] */
   float *fire2_conv3 = (float *)(A + 14536704); /* [64,16,13,13] */
-  float *fire2_bn3 = (float *)(A + 6922240); /* [64,16,13,13] */
+  float *fire2_bn3 = (float *)(A + 15228928); /* [64,16,13,13] */
   float *fire2_bn3_stats = (float *)(A + 23327616); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire2_relu3 = (float *)(A + 15228928); /* [64,16,13,13] */
   float *fire2_cat1 = (float *)(A + 6922240); /* [64,32,13,13] */
   float *maxpool2 = (float *)(A + 16510976); /* [64,32,6,6] */
   float *fire3_conv1 = (float *)(A + 22806528); /* [64,8,6,6] */
-  float *fire3_bn1 = (float *)(A + 8306688); /* [64,8,6,6] */
+  float *fire3_bn1 = (float *)(A + 22880256); /* [64,8,6,6] */
   float *fire3_bn1_stats = (float *)(A + 23328640); /* [2,8]: mean, 1/std; [2,8] double sums */
-  float *fire3_relu1 = (float *)(A + 22880256); /* [64,8,6,6] */
   float *fire3_conv2 = (float *)(A + 16805888); /* [64,32,6,6] */
-  float *fire3_bn2 = (float *)(A + 8306688); /* [64,32,6,6] */
+  float *fire3_bn2 = (float *)(A + 17100800); /* [64,32,6,6] */
   float *fire3_bn2_stats = (float *)(A + 9690240); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *fire3_relu2 = (float *)(A + 17100800); /* [64,32,6,6] */
   float *fire3_conv3 = (float *)(A + 17395712); /* [64,32,6,6] */
-  float *fire3_bn3 = (float *)(A + 8306688); /* [64,32,6,6] */
+  float *fire3_bn3 = (float *)(A + 17690624); /* [64,32,6,6] */
   float *fire3_bn3_stats = (float *)(A + 23323776); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *fire3_relu3 = (float *)(A + 17690624); /* [64,32,6,6] */
   float *fire3_cat1 = (float *)(A + 8306688); /* [64,64,6,6] */
   float *fire4_conv1 = (float *)(A + 22953984); /* [64,8,6,6] */
-  float *fire4_bn1 = (float *)(A + 8896512); /* [64,8,6,6] */
+  float *fire4_bn1 = (float *)(A + 23027712); /* [64,8,6,6] */
   float *fire4_bn1_stats = (float *)(A + 23328832); /* [2,8]: mean, 1/std; [2,8] double sums */
-  float *fire4_relu1 = (float *)(A + 23027712); /* [64,8,6,6] */
   float *fire4_conv2 = (float *)(A + 17985536); /* [64,32,6,6] */
-  float *fire4_bn2 = (float *)(A + 8896512); /* [64,32,6,6] */
+  float *fire4_bn2 = (float *)(A + 18280448); /* [64,32,6,6] */
   float *fire4_bn2_stats = (float *)(A + 23324544); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *fire4_relu2 = (float *)(A + 18280448); /* [64,32,6,6] */
   float *fire4_conv3 = (float *)(A + 18575360); /* [64,32,6,6] */
-  float *fire4_bn3 = (float *)(A + 8896512); /* [64,32,6,6] */
+  float *fire4_bn3 = (float *)(A + 18870272); /* [64,32,6,6] */
   float *fire4_bn3_stats = (float *)(A + 23325312); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *fire4_relu3 = (float *)(A + 18870272); /* [64,32,6,6] */
   float *fire4_cat1 = (float *)(A + 8896512); /* [64,64,6,6] */
   float *maxpool3 = (float *)(A + 9486336); /* [64,64,3,3] */
   float *fire5_conv1 = (float *)(A + 23212032); /* [64,12,3,3] */
-  float *fire5_bn1 = (float *)(A + 9633792); /* [64,12,3,3] */
+  float *fire5_bn1 = (float *)(A + 23239680); /* [64,12,3,3] */
   float *fire5_bn1_stats = (float *)(A + 23328000); /* [2,12]: mean, 1/std; [2,12] double sums */
-  float *fire5_relu1 = (float *)(A + 23239680); /* [64,12,3,3] */
   float *fire5_conv2 = (float *)(A + 21921792); /* [64,48,3,3] */
-  float *fire5_bn2 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *fire5_bn2 = (float *)(A + 22032384); /* [64,48,3,3] */
   float *fire5_bn2_stats = (float *)(A + 9689088); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *fire5_relu2 = (float *)(A + 22032384); /* [64,48,3,3] */
   float *fire5_conv3 = (float *)(A + 22142976); /* [64,48,3,3] */
-  float *fire5_bn3 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *fire5_bn3 = (float *)(A + 22253568); /* [64,48,3,3] */
   float *fire5_bn3_stats = (float *)(A + 23322624); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *fire5_relu3 = (float *)(A + 22253568); /* [64,48,3,3] */
   float *fire5_cat1 = (float *)(A + 19460096); /* [64,96,3,3] */
   float *fire6_conv1 = (float *)(A + 23267328); /* [64,12,3,3] */
-  float *fire6_bn1 = (float *)(A + 9633792); /* [64,12,3,3] */
+  float *fire6_bn1 = (float *)(A + 23294976); /* [64,12,3,3] */
   float *fire6_bn1_stats = (float *)(A + 23328320); /* [2,12]: mean, 1/std; [2,12] double sums */
-  float *fire6_relu1 = (float *)(A + 23294976); /* [64,12,3,3] */
   float *fire6_conv2 = (float *)(A + 22364160); /* [64,48,3,3] */
-  float *fire6_bn2 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *fire6_bn2 = (float *)(A + 22474752); /* [64,48,3,3] */
   float *fire6_bn2_stats = (float *)(A + 9679360); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *fire6_relu2 = (float *)(A + 22474752); /* [64,48,3,3] */
   float *fire6_conv3 = (float *)(A + 22585344); /* [64,48,3,3] */
-  float *fire6_bn3 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *fire6_bn3 = (float *)(A + 22695936); /* [64,48,3,3] */
   float *fire6_bn3_stats = (float *)(A + 9680512); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *fire6_relu3 = (float *)(A + 22695936); /* [64,48,3,3] */
   float *fire6_cat1 = (float *)(A + 19681280); /* [64,96,3,3] */
   float *fire7_conv1 = (float *)(A + 9633792); /* [64,16,3,3] */
-  float *fire7_bn1 = (float *)(A + 15921152); /* [64,16,3,3] */
+  float *fire7_bn1 = (float *)(A + 23101440); /* [64,16,3,3] */
   float *fire7_bn1_stats = (float *)(A + 9681664); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire7_relu1 = (float *)(A + 23101440); /* [64,16,3,3] */
   float *fire7_conv2 = (float *)(A + 20594688); /* [64,64,3,3] */
-  float *fire7_bn2 = (float *)(A + 15921152); /* [64,64,3,3] */
+  float *fire7_bn2 = (float *)(A + 20742144); /* [64,64,3,3] */
   float *fire7_bn2_stats = (float *)(A + 9673216); /* [2,64]: mean, 1/std; [2,64] double sums */
-  float *fire7_relu2 = (float *)(A + 20742144); /* [64,64,3,3] */
   float *fire7_conv3 = (float *)(A + 20889600); /* [64,64,3,3] */
-  float *fire7_bn3 = (float *)(A + 15921152); /* [64,64,3,3] */
+  float *fire7_bn3 = (float *)(A + 21037056); /* [64,64,3,3] */
   float *fire7_bn3_stats = (float *)(A + 9674752); /* [2,64]: mean, 1/std; [2,64] double sums */
-  float *fire7_relu3 = (float *)(A + 21037056); /* [64,64,3,3] */
   float *fire7_cat1 = (float *)(A + 15921152); /* [64,128,3,3] */
   float *fire8_conv1 = (float *)(A + 23138304); /* [64,16,3,3] */
-  float *fire8_bn1 = (float *)(A + 16216064); /* [64,16,3,3] */
+  float *fire8_bn1 = (float *)(A + 23175168); /* [64,16,3,3] */
   float *fire8_bn1_stats = (float *)(A + 9682048); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire8_relu1 = (float *)(A + 23175168); /* [64,16,3,3] */
   float *fire8_conv2 = (float *)(A + 21184512); /* [64,64,3,3] */
-  float *fire8_bn2 = (float *)(A + 16216064); /* [64,64,3,3] */
+  float *fire8_bn2 = (float *)(A + 21331968); /* [64,64,3,3] */
   float *fire8_bn2_stats = (float *)(A + 9676288); /* [2,64]: mean, 1/std; [2,64] double sums */
-  float *fire8_relu2 = (float *)(A + 21331968); /* [64,64,3,3] */
   float *fire8_conv3 = (float *)(A + 21479424); /* [64,64,3,3] */
-  float *fire8_bn3 = (float *)(A + 16216064); /* [64,64,3,3] */
+  float *fire8_bn3 = (float *)(A + 21626880); /* [64,64,3,3] */
   float *fire8_bn3_stats = (float *)(A + 9677824); /* [2,64]: mean, 1/std; [2,64] double sums */
-  float *fire8_relu3 = (float *)(A + 21626880); /* [64,64,3,3] */
   float *fire8_cat1 = (float *)(A + 16216064); /* [64,128,3,3] */
   float *dropout1 = (float *)(A + 16216064); /* [64,128,3,3] */
   float *conv2 = (float *)(A + 21774336); /* [64,10,3,3] */
@@ -1472,277 +1222,202 @@ static void forward(NnccState *s, int training) {
     bn1_forward(bn1, conv1, P + 144 /* bn1.weight */, P + 160 /* bn1.bias */, P + 176 /* bn1.running_mean */, P + 192 /* bn1.running_var */, P + 208 /* bn1.num_batches_tracked */, bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
-    relu1_forward(relu1, bn1);
+    maxpool1_forward(maxpool1, bn1);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    maxpool1_forward(maxpool1, relu1);
+    fire1_conv1_forward(fire1_conv1, maxpool1, P + 224 /* fire1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_conv1_forward(fire1_conv1, maxpool1, P + 224 /* fire1.conv1.weight */, NULL, scratch);
+    fire1_bn1_forward(fire1_bn1, fire1_conv1, P + 288 /* fire1.bn1.weight */, P + 304 /* fire1.bn1.bias */, P + 320 /* fire1.bn1.running_mean */, P + 336 /* fire1.bn1.running_var */, P + 352 /* fire1.bn1.num_batches_tracked */, fire1_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_bn1_forward(fire1_bn1, fire1_conv1, P + 288 /* fire1.bn1.weight */, P + 304 /* fire1.bn1.bias */, P + 320 /* fire1.bn1.running_mean */, P + 336 /* fire1.bn1.running_var */, P + 352 /* fire1.bn1.num_batches_tracked */, fire1_bn1_stats, training, s->rank_sum, s);
+    fire1_conv2_forward(fire1_conv2, fire1_bn1, P + 368 /* fire1.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_relu1_forward(fire1_relu1, fire1_bn1);
+    fire1_bn2_forward(fire1_bn2, fire1_conv2, P + 432 /* fire1.bn2.weight */, P + 448 /* fire1.bn2.bias */, P + 464 /* fire1.bn2.running_mean */, P + 480 /* fire1.bn2.running_var */, P + 496 /* fire1.bn2.num_batches_tracked */, fire1_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_conv2_forward(fire1_conv2, fire1_relu1, P + 368 /* fire1.conv2.weight */, NULL, scratch);
+    fire1_conv3_forward(fire1_conv3, fire1_bn1, P + 512 /* fire1.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_bn2_forward(fire1_bn2, fire1_conv2, P + 432 /* fire1.bn2.weight */, P + 448 /* fire1.bn2.bias */, P + 464 /* fire1.bn2.running_mean */, P + 480 /* fire1.bn2.running_var */, P + 496 /* fire1.bn2.num_batches_tracked */, fire1_bn2_stats, training, s->rank_sum, s);
+    fire1_bn3_forward(fire1_bn3, fire1_conv3, P + 1088 /* fire1.bn3.weight */, P + 1104 /* fire1.bn3.bias */, P + 1120 /* fire1.bn3.running_mean */, P + 1136 /* fire1.bn3.running_var */, P + 1152 /* fire1.bn3.num_batches_tracked */, fire1_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_relu2_forward(fire1_relu2, fire1_bn2);
+    nncc_copy_channels_team(fire1_cat1, 32, 0, fire1_bn2, 16, 0, 64, 16, 169);
+    nncc_copy_channels_team(fire1_cat1, 32, 16, fire1_bn3, 16, 0, 64, 16, 169);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_conv3_forward(fire1_conv3, fire1_relu1, P + 512 /* fire1.conv3.weight */, NULL, scratch);
+    fire2_conv1_forward(fire2_conv1, fire1_cat1, P + 1168 /* fire2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_bn3_forward(fire1_bn3, fire1_conv3, P + 1088 /* fire1.bn3.weight */, P + 1104 /* fire1.bn3.bias */, P + 1120 /* fire1.bn3.running_mean */, P + 1136 /* fire1.bn3.running_var */, P + 1152 /* fire1.bn3.num_batches_tracked */, fire1_bn3_stats, training, s->rank_sum, s);
+    fire2_bn1_forward(fire2_bn1, fire2_conv1, P + 1296 /* fire2.bn1.weight */, P + 1312 /* fire2.bn1.bias */, P + 1328 /* fire2.bn1.running_mean */, P + 1344 /* fire2.bn1.running_var */, P + 1360 /* fire2.bn1.num_batches_tracked */, fire2_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_relu3_forward(fire1_relu3, fire1_bn3);
+    fire2_conv2_forward(fire2_conv2, fire2_bn1, P + 1376 /* fire2.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(fire1_cat1, 32, 0, fire1_relu2, 16, 0, 64, 16, 169);
-    nncc_copy_channels_team(fire1_cat1, 32, 16, fire1_relu3, 16, 0, 64, 16, 169);
+    fire2_bn2_forward(fire2_bn2, fire2_conv2, P + 1440 /* fire2.bn2.weight */, P + 1456 /* fire2.bn2.bias */, P + 1472 /* fire2.bn2.running_mean */, P + 1488 /* fire2.bn2.running_var */, P + 1504 /* fire2.bn2.num_batches_tracked */, fire2_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_conv1_forward(fire2_conv1, fire1_cat1, P + 1168 /* fire2.conv1.weight */, NULL, scratch);
+    fire2_conv3_forward(fire2_conv3, fire2_bn1, P + 1520 /* fire2.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_bn1_forward(fire2_bn1, fire2_conv1, P + 1296 /* fire2.bn1.weight */, P + 1312 /* fire2.bn1.bias */, P + 1328 /* fire2.bn1.running_mean */, P + 1344 /* fire2.bn1.running_var */, P + 1360 /* fire2.bn1.num_batches_tracked */, fire2_bn1_stats, training, s->rank_sum, s);
+    fire2_bn3_forward(fire2_bn3, fire2_conv3, P + 2096 /* fire2.bn3.weight */, P + 2112 /* fire2.bn3.bias */, P + 2128 /* fire2.bn3.running_mean */, P + 2144 /* fire2.bn3.running_var */, P + 2160 /* fire2.bn3.num_batches_tracked */, fire2_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_relu1_forward(fire2_relu1, fire2_bn1);
+    nncc_copy_channels_team(fire2_cat1, 32, 0, fire2_bn2, 16, 0, 64, 16, 169);
+    nncc_copy_channels_team(fire2_cat1, 32, 16, fire2_bn3, 16, 0, 64, 16, 169);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_conv2_forward(fire2_conv2, fire2_relu1, P + 1376 /* fire2.conv2.weight */, NULL, scratch);
+    maxpool2_forward(maxpool2, fire2_cat1);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_bn2_forward(fire2_bn2, fire2_conv2, P + 1440 /* fire2.bn2.weight */, P + 1456 /* fire2.bn2.bias */, P + 1472 /* fire2.bn2.running_mean */, P + 1488 /* fire2.bn2.running_var */, P + 1504 /* fire2.bn2.num_batches_tracked */, fire2_bn2_stats, training, s->rank_sum, s);
+    fire3_conv1_forward(fire3_conv1, maxpool2, P + 2176 /* fire3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_relu2_forward(fire2_relu2, fire2_bn2);
+    fire3_bn1_forward(fire3_bn1, fire3_conv1, P + 2432 /* fire3.bn1.weight */, P + 2448 /* fire3.bn1.bias */, P + 2464 /* fire3.bn1.running_mean */, P + 2480 /* fire3.bn1.running_var */, P + 2496 /* fire3.bn1.num_batches_tracked */, fire3_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_conv3_forward(fire2_conv3, fire2_relu1, P + 1520 /* fire2.conv3.weight */, NULL, scratch);
+    fire3_conv2_forward(fire3_conv2, fire3_bn1, P + 2512 /* fire3.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_bn3_forward(fire2_bn3, fire2_conv3, P + 2096 /* fire2.bn3.weight */, P + 2112 /* fire2.bn3.bias */, P + 2128 /* fire2.bn3.running_mean */, P + 2144 /* fire2.bn3.running_var */, P + 2160 /* fire2.bn3.num_batches_tracked */, fire2_bn3_stats, training, s->rank_sum, s);
+    fire3_bn2_forward(fire3_bn2, fire3_conv2, P + 2768 /* fire3.bn2.weight */, P + 2800 /* fire3.bn2.bias */, P + 2832 /* fire3.bn2.running_mean */, P + 2864 /* fire3.bn2.running_var */, P + 2896 /* fire3.bn2.num_batches_tracked */, fire3_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_relu3_forward(fire2_relu3, fire2_bn3);
+    fire3_conv3_forward(fire3_conv3, fire3_bn1, P + 2912 /* fire3.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(fire2_cat1, 32, 0, fire2_relu2, 16, 0, 64, 16, 169);
-    nncc_copy_channels_team(fire2_cat1, 32, 16, fire2_relu3, 16, 0, 64, 16, 169);
+    fire3_bn3_forward(fire3_bn3, fire3_conv3, P + 5216 /* fire3.bn3.weight */, P + 5248 /* fire3.bn3.bias */, P + 5280 /* fire3.bn3.running_mean */, P + 5312 /* fire3.bn3.running_var */, P + 5344 /* fire3.bn3.num_batches_tracked */, fire3_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
-    maxpool2_forward(maxpool2, fire2_cat1);
+    nncc_copy_channels_team(fire3_cat1, 64, 0, fire3_bn2, 32, 0, 64, 32, 36);
+    nncc_copy_channels_team(fire3_cat1, 64, 32, fire3_bn3, 32, 0, 64, 32, 36);
     if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_conv1_forward(fire3_conv1, maxpool2, P + 2176 /* fire3.conv1.weight */, NULL, scratch);
+    fire4_conv1_forward(fire4_conv1, fire3_cat1, P + 5360 /* fire4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_bn1_forward(fire3_bn1, fire3_conv1, P + 2432 /* fire3.bn1.weight */, P + 2448 /* fire3.bn1.bias */, P + 2464 /* fire3.bn1.running_mean */, P + 2480 /* fire3.bn1.running_var */, P + 2496 /* fire3.bn1.num_batches_tracked */, fire3_bn1_stats, training, s->rank_sum, s);
+    fire4_bn1_forward(fire4_bn1, fire4_conv1, P + 5872 /* fire4.bn1.weight */, P + 5888 /* fire4.bn1.bias */, P + 5904 /* fire4.bn1.running_mean */, P + 5920 /* fire4.bn1.running_var */, P + 5936 /* fire4.bn1.num_batches_tracked */, fire4_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_relu1_forward(fire3_relu1, fire3_bn1);
+    fire4_conv2_forward(fire4_conv2, fire4_bn1, P + 5952 /* fire4.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_conv2_forward(fire3_conv2, fire3_relu1, P + 2512 /* fire3.conv2.weight */, NULL, scratch);
+    fire4_bn2_forward(fire4_bn2, fire4_conv2, P + 6208 /* fire4.bn2.weight */, P + 6240 /* fire4.bn2.bias */, P + 6272 /* fire4.bn2.running_mean */, P + 6304 /* fire4.bn2.running_var */, P + 6336 /* fire4.bn2.num_batches_tracked */, fire4_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_bn2_forward(fire3_bn2, fire3_conv2, P + 2768 /* fire3.bn2.weight */, P + 2800 /* fire3.bn2.bias */, P + 2832 /* fire3.bn2.running_mean */, P + 2864 /* fire3.bn2.running_var */, P + 2896 /* fire3.bn2.num_batches_tracked */, fire3_bn2_stats, training, s->rank_sum, s);
+    fire4_conv3_forward(fire4_conv3, fire4_bn1, P + 6352 /* fire4.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 29, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_relu2_forward(fire3_relu2, fire3_bn2);
+    fire4_bn3_forward(fire4_bn3, fire4_conv3, P + 8656 /* fire4.bn3.weight */, P + 8688 /* fire4.bn3.bias */, P + 8720 /* fire4.bn3.running_mean */, P + 8752 /* fire4.bn3.running_var */, P + 8784 /* fire4.bn3.num_batches_tracked */, fire4_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 30, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_conv3_forward(fire3_conv3, fire3_relu1, P + 2912 /* fire3.conv3.weight */, NULL, scratch);
+    nncc_copy_channels_team(fire4_cat1, 64, 0, fire4_bn2, 32, 0, 64, 32, 36);
+    nncc_copy_channels_team(fire4_cat1, 64, 32, fire4_bn3, 32, 0, 64, 32, 36);
     if (s->check) s->check(s, 31, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_bn3_forward(fire3_bn3, fire3_conv3, P + 5216 /* fire3.bn3.weight */, P + 5248 /* fire3.bn3.bias */, P + 5280 /* fire3.bn3.running_mean */, P + 5312 /* fire3.bn3.running_var */, P + 5344 /* fire3.bn3.num_batches_tracked */, fire3_bn3_stats, training, s->rank_sum, s);
+    maxpool3_forward(maxpool3, fire4_cat1);
     if (s->check) s->check(s, 32, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_relu3_forward(fire3_relu3, fire3_bn3);
+    fire5_conv1_forward(fire5_conv1, maxpool3, P + 8800 /* fire5.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 33, NNCC_FORWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(fire3_cat1, 64, 0, fire3_relu2, 32, 0, 64, 32, 36);
-    nncc_copy_channels_team(fire3_cat1, 64, 32, fire3_relu3, 32, 0, 64, 32, 36);
+    fire5_bn1_forward(fire5_bn1, fire5_conv1, P + 9568 /* fire5.bn1.weight */, P + 9584 /* fire5.bn1.bias */, P + 9600 /* fire5.bn1.running_mean */, P + 9616 /* fire5.bn1.running_var */, P + 9632 /* fire5.bn1.num_batches_tracked */, fire5_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 34, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_conv1_forward(fire4_conv1, fire3_cat1, P + 5360 /* fire4.conv1.weight */, NULL, scratch);
+    fire5_conv2_forward(fire5_conv2, fire5_bn1, P + 9648 /* fire5.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 35, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_bn1_forward(fire4_bn1, fire4_conv1, P + 5872 /* fire4.bn1.weight */, P + 5888 /* fire4.bn1.bias */, P + 5904 /* fire4.bn1.running_mean */, P + 5920 /* fire4.bn1.running_var */, P + 5936 /* fire4.bn1.num_batches_tracked */, fire4_bn1_stats, training, s->rank_sum, s);
+    fire5_bn2_forward(fire5_bn2, fire5_conv2, P + 10224 /* fire5.bn2.weight */, P + 10272 /* fire5.bn2.bias */, P + 10320 /* fire5.bn2.running_mean */, P + 10368 /* fire5.bn2.running_var */, P + 10416 /* fire5.bn2.num_batches_tracked */, fire5_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 36, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_relu1_forward(fire4_relu1, fire4_bn1);
+    fire5_conv3_forward(fire5_conv3, fire5_bn1, P + 10432 /* fire5.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 37, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_conv2_forward(fire4_conv2, fire4_relu1, P + 5952 /* fire4.conv2.weight */, NULL, scratch);
+    fire5_bn3_forward(fire5_bn3, fire5_conv3, P + 15616 /* fire5.bn3.weight */, P + 15664 /* fire5.bn3.bias */, P + 15712 /* fire5.bn3.running_mean */, P + 15760 /* fire5.bn3.running_var */, P + 15808 /* fire5.bn3.num_batches_tracked */, fire5_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 38, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_bn2_forward(fire4_bn2, fire4_conv2, P + 6208 /* fire4.bn2.weight */, P + 6240 /* fire4.bn2.bias */, P + 6272 /* fire4.bn2.running_mean */, P + 6304 /* fire4.bn2.running_var */, P + 6336 /* fire4.bn2.num_batches_tracked */, fire4_bn2_stats, training, s->rank_sum, s);
+    nncc_copy_channels_team(fire5_cat1, 96, 0, fire5_bn2, 48, 0, 64, 48, 9);
+    nncc_copy_channels_team(fire5_cat1, 96, 48, fire5_bn3, 48, 0, 64, 48, 9);
     if (s->check) s->check(s, 39, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_relu2_forward(fire4_relu2, fire4_bn2);
+    fire6_conv1_forward(fire6_conv1, fire5_cat1, P + 15824 /* fire6.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 40, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_conv3_forward(fire4_conv3, fire4_relu1, P + 6352 /* fire4.conv3.weight */, NULL, scratch);
+    fire6_bn1_forward(fire6_bn1, fire6_conv1, P + 16976 /* fire6.bn1.weight */, P + 16992 /* fire6.bn1.bias */, P + 17008 /* fire6.bn1.running_mean */, P + 17024 /* fire6.bn1.running_var */, P + 17040 /* fire6.bn1.num_batches_tracked */, fire6_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 41, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_bn3_forward(fire4_bn3, fire4_conv3, P + 8656 /* fire4.bn3.weight */, P + 8688 /* fire4.bn3.bias */, P + 8720 /* fire4.bn3.running_mean */, P + 8752 /* fire4.bn3.running_var */, P + 8784 /* fire4.bn3.num_batches_tracked */, fire4_bn3_stats, training, s->rank_sum, s);
+    fire6_conv2_forward(fire6_conv2, fire6_bn1, P + 17056 /* fire6.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 42, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_relu3_forward(fire4_relu3, fire4_bn3);
+    fire6_bn2_forward(fire6_bn2, fire6_conv2, P + 17632 /* fire6.bn2.weight */, P + 17680 /* fire6.bn2.bias */, P + 17728 /* fire6.bn2.running_mean */, P + 17776 /* fire6.bn2.running_var */, P + 17824 /* fire6.bn2.num_batches_tracked */, fire6_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 43, NNCC_FORWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(fire4_cat1, 64, 0, fire4_relu2, 32, 0, 64, 32, 36);
-    nncc_copy_channels_team(fire4_cat1, 64, 32, fire4_relu3, 32, 0, 64, 32, 36);
+    fire6_conv3_forward(fire6_conv3, fire6_bn1, P + 17840 /* fire6.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 44, NNCC_FORWARD);
 #pragma omp barrier
-    maxpool3_forward(maxpool3, fire4_cat1);
+    fire6_bn3_forward(fire6_bn3, fire6_conv3, P + 23024 /* fire6.bn3.weight */, P + 23072 /* fire6.bn3.bias */, P + 23120 /* fire6.bn3.running_mean */, P + 23168 /* fire6.bn3.running_var */, P + 23216 /* fire6.bn3.num_batches_tracked */, fire6_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 45, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_conv1_forward(fire5_conv1, maxpool3, P + 8800 /* fire5.conv1.weight */, NULL, scratch);
+    nncc_copy_channels_team(fire6_cat1, 96, 0, fire6_bn2, 48, 0, 64, 48, 9);
+    nncc_copy_channels_team(fire6_cat1, 96, 48, fire6_bn3, 48, 0, 64, 48, 9);
     if (s->check) s->check(s, 46, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_bn1_forward(fire5_bn1, fire5_conv1, P + 9568 /* fire5.bn1.weight */, P + 9584 /* fire5.bn1.bias */, P + 9600 /* fire5.bn1.running_mean */, P + 9616 /* fire5.bn1.running_var */, P + 9632 /* fire5.bn1.num_batches_tracked */, fire5_bn1_stats, training, s->rank_sum, s);
+    fire7_conv1_forward(fire7_conv1, fire6_cat1, P + 23232 /* fire7.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 47, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_relu1_forward(fire5_relu1, fire5_bn1);
+    fire7_bn1_forward(fire7_bn1, fire7_conv1, P + 24768 /* fire7.bn1.weight */, P + 24784 /* fire7.bn1.bias */, P + 24800 /* fire7.bn1.running_mean */, P + 24816 /* fire7.bn1.running_var */, P + 24832 /* fire7.bn1.num_batches_tracked */, fire7_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 48, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_conv2_forward(fire5_conv2, fire5_relu1, P + 9648 /* fire5.conv2.weight */, NULL, scratch);
+    fire7_conv2_forward(fire7_conv2, fire7_bn1, P + 24848 /* fire7.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 49, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_bn2_forward(fire5_bn2, fire5_conv2, P + 10224 /* fire5.bn2.weight */, P + 10272 /* fire5.bn2.bias */, P + 10320 /* fire5.bn2.running_mean */, P + 10368 /* fire5.bn2.running_var */, P + 10416 /* fire5.bn2.num_batches_tracked */, fire5_bn2_stats, training, s->rank_sum, s);
+    fire7_bn2_forward(fire7_bn2, fire7_conv2, P + 25872 /* fire7.bn2.weight */, P + 25936 /* fire7.bn2.bias */, P + 26000 /* fire7.bn2.running_mean */, P + 26064 /* fire7.bn2.running_var */, P + 26128 /* fire7.bn2.num_batches_tracked */, fire7_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 50, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_relu2_forward(fire5_relu2, fire5_bn2);
+    fire7_conv3_forward(fire7_conv3, fire7_bn1, P + 26144 /* fire7.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 51, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_conv3_forward(fire5_conv3, fire5_relu1, P + 10432 /* fire5.conv3.weight */, NULL, scratch);
+    fire7_bn3_forward(fire7_bn3, fire7_conv3, P + 35360 /* fire7.bn3.weight */, P + 35424 /* fire7.bn3.bias */, P + 35488 /* fire7.bn3.running_mean */, P + 35552 /* fire7.bn3.running_var */, P + 35616 /* fire7.bn3.num_batches_tracked */, fire7_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 52, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_bn3_forward(fire5_bn3, fire5_conv3, P + 15616 /* fire5.bn3.weight */, P + 15664 /* fire5.bn3.bias */, P + 15712 /* fire5.bn3.running_mean */, P + 15760 /* fire5.bn3.running_var */, P + 15808 /* fire5.bn3.num_batches_tracked */, fire5_bn3_stats, training, s->rank_sum, s);
+    nncc_copy_channels_team(fire7_cat1, 128, 0, fire7_bn2, 64, 0, 64, 64, 9);
+    nncc_copy_channels_team(fire7_cat1, 128, 64, fire7_bn3, 64, 0, 64, 64, 9);
     if (s->check) s->check(s, 53, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_relu3_forward(fire5_relu3, fire5_bn3);
+    fire8_conv1_forward(fire8_conv1, fire7_cat1, P + 35632 /* fire8.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 54, NNCC_FORWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(fire5_cat1, 96, 0, fire5_relu2, 48, 0, 64, 48, 9);
-    nncc_copy_channels_team(fire5_cat1, 96, 48, fire5_relu3, 48, 0, 64, 48, 9);
+    fire8_bn1_forward(fire8_bn1, fire8_conv1, P + 37680 /* fire8.bn1.weight */, P + 37696 /* fire8.bn1.bias */, P + 37712 /* fire8.bn1.running_mean */, P + 37728 /* fire8.bn1.running_var */, P + 37744 /* fire8.bn1.num_batches_tracked */, fire8_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 55, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_conv1_forward(fire6_conv1, fire5_cat1, P + 15824 /* fire6.conv1.weight */, NULL, scratch);
+    fire8_conv2_forward(fire8_conv2, fire8_bn1, P + 37760 /* fire8.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 56, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_bn1_forward(fire6_bn1, fire6_conv1, P + 16976 /* fire6.bn1.weight */, P + 16992 /* fire6.bn1.bias */, P + 17008 /* fire6.bn1.running_mean */, P + 17024 /* fire6.bn1.running_var */, P + 17040 /* fire6.bn1.num_batches_tracked */, fire6_bn1_stats, training, s->rank_sum, s);
+    fire8_bn2_forward(fire8_bn2, fire8_conv2, P + 38784 /* fire8.bn2.weight */, P + 38848 /* fire8.bn2.bias */, P + 38912 /* fire8.bn2.running_mean */, P + 38976 /* fire8.bn2.running_var */, P + 39040 /* fire8.bn2.num_batches_tracked */, fire8_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 57, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_relu1_forward(fire6_relu1, fire6_bn1);
+    fire8_conv3_forward(fire8_conv3, fire8_bn1, P + 39056 /* fire8.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 58, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_conv2_forward(fire6_conv2, fire6_relu1, P + 17056 /* fire6.conv2.weight */, NULL, scratch);
+    fire8_bn3_forward(fire8_bn3, fire8_conv3, P + 48272 /* fire8.bn3.weight */, P + 48336 /* fire8.bn3.bias */, P + 48400 /* fire8.bn3.running_mean */, P + 48464 /* fire8.bn3.running_var */, P + 48528 /* fire8.bn3.num_batches_tracked */, fire8_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 59, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_bn2_forward(fire6_bn2, fire6_conv2, P + 17632 /* fire6.bn2.weight */, P + 17680 /* fire6.bn2.bias */, P + 17728 /* fire6.bn2.running_mean */, P + 17776 /* fire6.bn2.running_var */, P + 17824 /* fire6.bn2.num_batches_tracked */, fire6_bn2_stats, training, s->rank_sum, s);
+    nncc_copy_channels_team(fire8_cat1, 128, 0, fire8_bn2, 64, 0, 64, 64, 9);
+    nncc_copy_channels_team(fire8_cat1, 128, 64, fire8_bn3, 64, 0, 64, 64, 9);
     if (s->check) s->check(s, 60, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_relu2_forward(fire6_relu2, fire6_bn2);
+    dropout1_forward(dropout1, fire8_cat1, s->seed, s->step, training, s->sample0);
     if (s->check) s->check(s, 61, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_conv3_forward(fire6_conv3, fire6_relu1, P + 17840 /* fire6.conv3.weight */, NULL, scratch);
+    conv2_forward(conv2, dropout1, P + 48544 /* conv2.weight */, P + 49824 /* conv2.bias */, scratch);
     if (s->check) s->check(s, 62, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_bn3_forward(fire6_bn3, fire6_conv3, P + 23024 /* fire6.bn3.weight */, P + 23072 /* fire6.bn3.bias */, P + 23120 /* fire6.bn3.running_mean */, P + 23168 /* fire6.bn3.running_var */, P + 23216 /* fire6.bn3.num_batches_tracked */, fire6_bn3_stats, training, s->rank_sum, s);
+    avgpool1_forward(avgpool1, conv2);
     if (s->check) s->check(s, 63, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_relu3_forward(fire6_relu3, fire6_bn3);
-    if (s->check) s->check(s, 64, NNCC_FORWARD);
-#pragma omp barrier
-    nncc_copy_channels_team(fire6_cat1, 96, 0, fire6_relu2, 48, 0, 64, 48, 9);
-    nncc_copy_channels_team(fire6_cat1, 96, 48, fire6_relu3, 48, 0, 64, 48, 9);
-    if (s->check) s->check(s, 65, NNCC_FORWARD);
-#pragma omp barrier
-    fire7_conv1_forward(fire7_conv1, fire6_cat1, P + 23232 /* fire7.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 66, NNCC_FORWARD);
-#pragma omp barrier
-    fire7_bn1_forward(fire7_bn1, fire7_conv1, P + 24768 /* fire7.bn1.weight */, P + 24784 /* fire7.bn1.bias */, P + 24800 /* fire7.bn1.running_mean */, P + 24816 /* fire7.bn1.running_var */, P + 24832 /* fire7.bn1.num_batches_tracked */, fire7_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 67, NNCC_FORWARD);
-#pragma omp barrier
-    fire7_relu1_forward(fire7_relu1, fire7_bn1);
-    if (s->check) s->check(s, 68, NNCC_FORWARD);
-#pragma omp barrier
-    fire7_conv2_forward(fire7_conv2, fire7_relu1, P + 24848 /* fire7.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 69, NNCC_FORWARD);
-#pragma omp barrier
-    fire7_bn2_forward(fire7_bn2, fire7_conv2, P + 25872 /* fire7.bn2.weight */, P + 25936 /* fire7.bn2.bias */, P + 26000 /* fire7.bn2.running_mean */, P + 26064 /* fire7.bn2.running_var */, P + 26128 /* fire7.bn2.num_batches_tracked */, fire7_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 70, NNCC_FORWARD);
-#pragma omp barrier
-    fire7_relu2_forward(fire7_relu2, fire7_bn2);
-    if (s->check) s->check(s, 71, NNCC_FORWARD);
-#pragma omp barrier
-    fire7_conv3_forward(fire7_conv3, fire7_relu1, P + 26144 /* fire7.conv3.weight */, NULL, scratch);
-    if (s->check) s->check(s, 72, NNCC_FORWARD);
-#pragma omp barrier
-    fire7_bn3_forward(fire7_bn3, fire7_conv3, P + 35360 /* fire7.bn3.weight */, P + 35424 /* fire7.bn3.bias */, P + 35488 /* fire7.bn3.running_mean */, P + 35552 /* fire7.bn3.running_var */, P + 35616 /* fire7.bn3.num_batches_tracked */, fire7_bn3_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 73, NNCC_FORWARD);
-#pragma omp barrier
-    fire7_relu3_forward(fire7_relu3, fire7_bn3);
-    if (s->check) s->check(s, 74, NNCC_FORWARD);
-#pragma omp barrier
-    nncc_copy_channels_team(fire7_cat1, 128, 0, fire7_relu2, 64, 0, 64, 64, 9);
-    nncc_copy_channels_team(fire7_cat1, 128, 64, fire7_relu3, 64, 0, 64, 64, 9);
-    if (s->check) s->check(s, 75, NNCC_FORWARD);
-#pragma omp barrier
-    fire8_conv1_forward(fire8_conv1, fire7_cat1, P + 35632 /* fire8.conv1.weight */, NULL, scratch);
-    if (s->check) s->check(s, 76, NNCC_FORWARD);
-#pragma omp barrier
-    fire8_bn1_forward(fire8_bn1, fire8_conv1, P + 37680 /* fire8.bn1.weight */, P + 37696 /* fire8.bn1.bias */, P + 37712 /* fire8.bn1.running_mean */, P + 37728 /* fire8.bn1.running_var */, P + 37744 /* fire8.bn1.num_batches_tracked */, fire8_bn1_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 77, NNCC_FORWARD);
-#pragma omp barrier
-    fire8_relu1_forward(fire8_relu1, fire8_bn1);
-    if (s->check) s->check(s, 78, NNCC_FORWARD);
-#pragma omp barrier
-    fire8_conv2_forward(fire8_conv2, fire8_relu1, P + 37760 /* fire8.conv2.weight */, NULL, scratch);
-    if (s->check) s->check(s, 79, NNCC_FORWARD);
-#pragma omp barrier
-    fire8_bn2_forward(fire8_bn2, fire8_conv2, P + 38784 /* fire8.bn2.weight */, P + 38848 /* fire8.bn2.bias */, P + 38912 /* fire8.bn2.running_mean */, P + 38976 /* fire8.bn2.running_var */, P + 39040 /* fire8.bn2.num_batches_tracked */, fire8_bn2_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 80, NNCC_FORWARD);
-#pragma omp barrier
-    fire8_relu2_forward(fire8_relu2, fire8_bn2);
-    if (s->check) s->check(s, 81, NNCC_FORWARD);
-#pragma omp barrier
-    fire8_conv3_forward(fire8_conv3, fire8_relu1, P + 39056 /* fire8.conv3.weight */, NULL, scratch);
-    if (s->check) s->check(s, 82, NNCC_FORWARD);
-#pragma omp barrier
-    fire8_bn3_forward(fire8_bn3, fire8_conv3, P + 48272 /* fire8.bn3.weight */, P + 48336 /* fire8.bn3.bias */, P + 48400 /* fire8.bn3.running_mean */, P + 48464 /* fire8.bn3.running_var */, P + 48528 /* fire8.bn3.num_batches_tracked */, fire8_bn3_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 83, NNCC_FORWARD);
-#pragma omp barrier
-    fire8_relu3_forward(fire8_relu3, fire8_bn3);
-    if (s->check) s->check(s, 84, NNCC_FORWARD);
-#pragma omp barrier
-    nncc_copy_channels_team(fire8_cat1, 128, 0, fire8_relu2, 64, 0, 64, 64, 9);
-    nncc_copy_channels_team(fire8_cat1, 128, 64, fire8_relu3, 64, 0, 64, 64, 9);
-    if (s->check) s->check(s, 85, NNCC_FORWARD);
-#pragma omp barrier
-    dropout1_forward(dropout1, fire8_cat1, s->seed, s->step, training, s->sample0);
-    if (s->check) s->check(s, 86, NNCC_FORWARD);
-#pragma omp barrier
-    conv2_forward(conv2, dropout1, P + 48544 /* conv2.weight */, P + 49824 /* conv2.bias */, scratch);
-    if (s->check) s->check(s, 87, NNCC_FORWARD);
-#pragma omp barrier
-    avgpool1_forward(avgpool1, conv2);
-    if (s->check) s->check(s, 88, NNCC_FORWARD);
-#pragma omp barrier
     nncc_copy_team(s->logits, avgpool1, 640);
-    if (s->check) s->check(s, 89, NNCC_FORWARD);
+    if (s->check) s->check(s, 64, NNCC_FORWARD);
   }
 }
 
@@ -1753,174 +1428,149 @@ static void backward(NnccState *s) {
   (void)P, (void)G;
   float *conv1 = (float *)(A + 0); /* [64,16,26,26] */
   float *d_conv1 = (float *)(A + 2768896); /* [64,16,26,26] */
+  float *bn1 = (float *)(A + 2768896); /* [64,16,26,26] */
   float *d_bn1 = (float *)(A + 5537792); /* [64,16,26,26] */
   float *bn1_stats = (float *)(A + 23326080); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *relu1 = (float *)(A + 2768896); /* [64,16,26,26] */
-  float *d_relu1 = (float *)(A + 5537792); /* [64,16,26,26] */
   float *maxpool1 = (float *)(A + 9691136); /* [64,16,13,13] */
   float *d_maxpool1 = (float *)(A + 8306688); /* [64,16,13,13] */
   float *fire1_conv1 = (float *)(A + 19902464); /* [64,4,13,13] */
-  float *d_fire1_conv1 = (float *)(A + 5710848); /* [64,4,13,13] */
-  float *d_fire1_bn1 = (float *)(A + 5537792); /* [64,4,13,13] */
+  float *d_fire1_conv1 = (float *)(A + 5537792); /* [64,4,13,13] */
+  float *fire1_bn1 = (float *)(A + 20075520); /* [64,4,13,13] */
+  float *d_fire1_bn1 = (float *)(A + 7614464); /* [64,4,13,13] */
   float *fire1_bn1_stats = (float *)(A + 23329024); /* [2,4]: mean, 1/std; [2,4] double sums */
-  float *fire1_relu1 = (float *)(A + 20075520); /* [64,4,13,13] */
-  float *d_fire1_relu1 = (float *)(A + 7614464); /* [64,4,13,13] */
   float *fire1_conv2 = (float *)(A + 10383360); /* [64,16,13,13] */
   float *d_fire1_conv2 = (float *)(A + 6230016); /* [64,16,13,13] */
+  float *fire1_bn2 = (float *)(A + 11075584); /* [64,16,13,13] */
   float *d_fire1_bn2 = (float *)(A + 5537792); /* [64,16,13,13] */
   float *fire1_bn2_stats = (float *)(A + 23326464); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire1_relu2 = (float *)(A + 11075584); /* [64,16,13,13] */
-  float *d_fire1_relu2 = (float *)(A + 5537792); /* [64,16,13,13] */
   float *fire1_conv3 = (float *)(A + 11767808); /* [64,16,13,13] */
   float *d_fire1_conv3 = (float *)(A + 6922240); /* [64,16,13,13] */
+  float *fire1_bn3 = (float *)(A + 12460032); /* [64,16,13,13] */
   float *d_fire1_bn3 = (float *)(A + 6230016); /* [64,16,13,13] */
   float *fire1_bn3_stats = (float *)(A + 23326848); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire1_relu3 = (float *)(A + 12460032); /* [64,16,13,13] */
-  float *d_fire1_relu3 = (float *)(A + 6230016); /* [64,16,13,13] */
   float *fire1_cat1 = (float *)(A + 5537792); /* [64,32,13,13] */
   float *d_fire1_cat1 = (float *)(A + 6922240); /* [64,32,13,13] */
   float *fire2_conv1 = (float *)(A + 20248576); /* [64,4,13,13] */
   float *d_fire2_conv1 = (float *)(A + 8306688); /* [64,4,13,13] */
-  float *d_fire2_bn1 = (float *)(A + 6922240); /* [64,4,13,13] */
+  float *fire2_bn1 = (float *)(A + 20421632); /* [64,4,13,13] */
+  float *d_fire2_bn1 = (float *)(A + 8998912); /* [64,4,13,13] */
   float *fire2_bn1_stats = (float *)(A + 23329152); /* [2,4]: mean, 1/std; [2,4] double sums */
-  float *fire2_relu1 = (float *)(A + 20421632); /* [64,4,13,13] */
-  float *d_fire2_relu1 = (float *)(A + 8998912); /* [64,4,13,13] */
   float *fire2_conv2 = (float *)(A + 13152256); /* [64,16,13,13] */
   float *d_fire2_conv2 = (float *)(A + 7614464); /* [64,16,13,13] */
+  float *fire2_bn2 = (float *)(A + 13844480); /* [64,16,13,13] */
   float *d_fire2_bn2 = (float *)(A + 6922240); /* [64,16,13,13] */
   float *fire2_bn2_stats = (float *)(A + 23327232); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire2_relu2 = (float *)(A + 13844480); /* [64,16,13,13] */
-  float *d_fire2_relu2 = (float *)(A + 6922240); /* [64,16,13,13] */
   float *fire2_conv3 = (float *)(A + 14536704); /* [64,16,13,13] */
   float *d_fire2_conv3 = (float *)(A + 8306688); /* [64,16,13,13] */
+  float *fire2_bn3 = (float *)(A + 15228928); /* [64,16,13,13] */
   float *d_fire2_bn3 = (float *)(A + 7614464); /* [64,16,13,13] */
   float *fire2_bn3_stats = (float *)(A + 23327616); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire2_relu3 = (float *)(A + 15228928); /* [64,16,13,13] */
-  float *d_fire2_relu3 = (float *)(A + 7614464); /* [64,16,13,13] */
   float *fire2_cat1 = (float *)(A + 6922240); /* [64,32,13,13] */
   float *d_fire2_cat1 = (float *)(A + 8306688); /* [64,32,13,13] */
   float *maxpool2 = (float *)(A + 16510976); /* [64,32,6,6] */
   float *d_maxpool2 = (float *)(A + 15921152); /* [64,32,6,6] */
   float *fire3_conv1 = (float *)(A + 22806528); /* [64,8,6,6] */
-  float *d_fire3_conv1 = (float *)(A + 8380416); /* [64,8,6,6] */
-  float *d_fire3_bn1 = (float *)(A + 8306688); /* [64,8,6,6] */
+  float *d_fire3_conv1 = (float *)(A + 8306688); /* [64,8,6,6] */
+  float *fire3_bn1 = (float *)(A + 22880256); /* [64,8,6,6] */
+  float *d_fire3_bn1 = (float *)(A + 9191424); /* [64,8,6,6] */
   float *fire3_bn1_stats = (float *)(A + 23328640); /* [2,8]: mean, 1/std; [2,8] double sums */
-  float *fire3_relu1 = (float *)(A + 22880256); /* [64,8,6,6] */
-  float *d_fire3_relu1 = (float *)(A + 9191424); /* [64,8,6,6] */
   float *fire3_conv2 = (float *)(A + 16805888); /* [64,32,6,6] */
   float *d_fire3_conv2 = (float *)(A + 8601600); /* [64,32,6,6] */
+  float *fire3_bn2 = (float *)(A + 17100800); /* [64,32,6,6] */
   float *d_fire3_bn2 = (float *)(A + 8306688); /* [64,32,6,6] */
   float *fire3_bn2_stats = (float *)(A + 9690240); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *fire3_relu2 = (float *)(A + 17100800); /* [64,32,6,6] */
-  float *d_fire3_relu2 = (float *)(A + 8306688); /* [64,32,6,6] */
   float *fire3_conv3 = (float *)(A + 17395712); /* [64,32,6,6] */
   float *d_fire3_conv3 = (float *)(A + 8896512); /* [64,32,6,6] */
+  float *fire3_bn3 = (float *)(A + 17690624); /* [64,32,6,6] */
   float *d_fire3_bn3 = (float *)(A + 8601600); /* [64,32,6,6] */
   float *fire3_bn3_stats = (float *)(A + 23323776); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *fire3_relu3 = (float *)(A + 17690624); /* [64,32,6,6] */
-  float *d_fire3_relu3 = (float *)(A + 8601600); /* [64,32,6,6] */
   float *fire3_cat1 = (float *)(A + 8306688); /* [64,64,6,6] */
   float *d_fire3_cat1 = (float *)(A + 8896512); /* [64,64,6,6] */
   float *fire4_conv1 = (float *)(A + 22953984); /* [64,8,6,6] */
-  float *d_fire4_conv1 = (float *)(A + 9486336); /* [64,8,6,6] */
-  float *d_fire4_bn1 = (float *)(A + 8896512); /* [64,8,6,6] */
+  float *d_fire4_conv1 = (float *)(A + 9560064); /* [64,8,6,6] */
+  float *fire4_bn1 = (float *)(A + 23027712); /* [64,8,6,6] */
+  float *d_fire4_bn1 = (float *)(A + 9486336); /* [64,8,6,6] */
   float *fire4_bn1_stats = (float *)(A + 23328832); /* [2,8]: mean, 1/std; [2,8] double sums */
-  float *fire4_relu1 = (float *)(A + 23027712); /* [64,8,6,6] */
-  float *d_fire4_relu1 = (float *)(A + 9486336); /* [64,8,6,6] */
   float *fire4_conv2 = (float *)(A + 17985536); /* [64,32,6,6] */
   float *d_fire4_conv2 = (float *)(A + 9191424); /* [64,32,6,6] */
+  float *fire4_bn2 = (float *)(A + 18280448); /* [64,32,6,6] */
   float *d_fire4_bn2 = (float *)(A + 8896512); /* [64,32,6,6] */
   float *fire4_bn2_stats = (float *)(A + 23324544); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *fire4_relu2 = (float *)(A + 18280448); /* [64,32,6,6] */
-  float *d_fire4_relu2 = (float *)(A + 8896512); /* [64,32,6,6] */
   float *fire4_conv3 = (float *)(A + 18575360); /* [64,32,6,6] */
   float *d_fire4_conv3 = (float *)(A + 15921152); /* [64,32,6,6] */
+  float *fire4_bn3 = (float *)(A + 18870272); /* [64,32,6,6] */
   float *d_fire4_bn3 = (float *)(A + 9191424); /* [64,32,6,6] */
   float *fire4_bn3_stats = (float *)(A + 23325312); /* [2,32]: mean, 1/std; [2,32] double sums */
-  float *fire4_relu3 = (float *)(A + 18870272); /* [64,32,6,6] */
-  float *d_fire4_relu3 = (float *)(A + 9191424); /* [64,32,6,6] */
   float *fire4_cat1 = (float *)(A + 8896512); /* [64,64,6,6] */
   float *d_fire4_cat1 = (float *)(A + 15921152); /* [64,64,6,6] */
   float *maxpool3 = (float *)(A + 9486336); /* [64,64,3,3] */
   float *d_maxpool3 = (float *)(A + 19338240); /* [64,64,3,3] */
   float *fire5_conv1 = (float *)(A + 23212032); /* [64,12,3,3] */
   float *d_fire5_conv1 = (float *)(A + 9661440); /* [64,12,3,3] */
+  float *fire5_bn1 = (float *)(A + 23239680); /* [64,12,3,3] */
   float *d_fire5_bn1 = (float *)(A + 9633792); /* [64,12,3,3] */
   float *fire5_bn1_stats = (float *)(A + 23328000); /* [2,12]: mean, 1/std; [2,12] double sums */
-  float *fire5_relu1 = (float *)(A + 23239680); /* [64,12,3,3] */
-  float *d_fire5_relu1 = (float *)(A + 9633792); /* [64,12,3,3] */
   float *fire5_conv2 = (float *)(A + 21921792); /* [64,48,3,3] */
-  float *d_fire5_conv2 = (float *)(A + 16031744); /* [64,48,3,3] */
-  float *d_fire5_bn2 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *d_fire5_conv2 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *fire5_bn2 = (float *)(A + 22032384); /* [64,48,3,3] */
+  float *d_fire5_bn2 = (float *)(A + 16142336); /* [64,48,3,3] */
   float *fire5_bn2_stats = (float *)(A + 9689088); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *fire5_relu2 = (float *)(A + 22032384); /* [64,48,3,3] */
-  float *d_fire5_relu2 = (float *)(A + 16142336); /* [64,48,3,3] */
   float *fire5_conv3 = (float *)(A + 22142976); /* [64,48,3,3] */
-  float *d_fire5_conv3 = (float *)(A + 16031744); /* [64,48,3,3] */
-  float *d_fire5_bn3 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *d_fire5_conv3 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *fire5_bn3 = (float *)(A + 22253568); /* [64,48,3,3] */
+  float *d_fire5_bn3 = (float *)(A + 16252928); /* [64,48,3,3] */
   float *fire5_bn3_stats = (float *)(A + 23322624); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *fire5_relu3 = (float *)(A + 22253568); /* [64,48,3,3] */
-  float *d_fire5_relu3 = (float *)(A + 16252928); /* [64,48,3,3] */
   float *fire5_cat1 = (float *)(A + 19460096); /* [64,96,3,3] */
   float *d_fire5_cat1 = (float *)(A + 15921152); /* [64,96,3,3] */
   float *fire6_conv1 = (float *)(A + 23267328); /* [64,12,3,3] */
   float *d_fire6_conv1 = (float *)(A + 9661440); /* [64,12,3,3] */
+  float *fire6_bn1 = (float *)(A + 23294976); /* [64,12,3,3] */
   float *d_fire6_bn1 = (float *)(A + 9633792); /* [64,12,3,3] */
   float *fire6_bn1_stats = (float *)(A + 23328320); /* [2,12]: mean, 1/std; [2,12] double sums */
-  float *fire6_relu1 = (float *)(A + 23294976); /* [64,12,3,3] */
-  float *d_fire6_relu1 = (float *)(A + 9633792); /* [64,12,3,3] */
   float *fire6_conv2 = (float *)(A + 22364160); /* [64,48,3,3] */
-  float *d_fire6_conv2 = (float *)(A + 16031744); /* [64,48,3,3] */
-  float *d_fire6_bn2 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *d_fire6_conv2 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *fire6_bn2 = (float *)(A + 22474752); /* [64,48,3,3] */
+  float *d_fire6_bn2 = (float *)(A + 16142336); /* [64,48,3,3] */
   float *fire6_bn2_stats = (float *)(A + 9679360); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *fire6_relu2 = (float *)(A + 22474752); /* [64,48,3,3] */
-  float *d_fire6_relu2 = (float *)(A + 16142336); /* [64,48,3,3] */
   float *fire6_conv3 = (float *)(A + 22585344); /* [64,48,3,3] */
-  float *d_fire6_conv3 = (float *)(A + 16031744); /* [64,48,3,3] */
-  float *d_fire6_bn3 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *d_fire6_conv3 = (float *)(A + 15921152); /* [64,48,3,3] */
+  float *fire6_bn3 = (float *)(A + 22695936); /* [64,48,3,3] */
+  float *d_fire6_bn3 = (float *)(A + 16252928); /* [64,48,3,3] */
   float *fire6_bn3_stats = (float *)(A + 9680512); /* [2,48]: mean, 1/std; [2,48] double sums */
-  float *fire6_relu3 = (float *)(A + 22695936); /* [64,48,3,3] */
-  float *d_fire6_relu3 = (float *)(A + 16252928); /* [64,48,3,3] */
   float *fire6_cat1 = (float *)(A + 19681280); /* [64,96,3,3] */
   float *d_fire6_cat1 = (float *)(A + 15921152); /* [64,96,3,3] */
   float *fire7_conv1 = (float *)(A + 9633792); /* [64,16,3,3] */
   float *d_fire7_conv1 = (float *)(A + 16142336); /* [64,16,3,3] */
-  float *d_fire7_bn1 = (float *)(A + 15921152); /* [64,16,3,3] */
+  float *fire7_bn1 = (float *)(A + 23101440); /* [64,16,3,3] */
+  float *d_fire7_bn1 = (float *)(A + 16363520); /* [64,16,3,3] */
   float *fire7_bn1_stats = (float *)(A + 9681664); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire7_relu1 = (float *)(A + 23101440); /* [64,16,3,3] */
-  float *d_fire7_relu1 = (float *)(A + 16363520); /* [64,16,3,3] */
   float *fire7_conv2 = (float *)(A + 20594688); /* [64,64,3,3] */
   float *d_fire7_conv2 = (float *)(A + 16068608); /* [64,64,3,3] */
+  float *fire7_bn2 = (float *)(A + 20742144); /* [64,64,3,3] */
   float *d_fire7_bn2 = (float *)(A + 15921152); /* [64,64,3,3] */
   float *fire7_bn2_stats = (float *)(A + 9673216); /* [2,64]: mean, 1/std; [2,64] double sums */
-  float *fire7_relu2 = (float *)(A + 20742144); /* [64,64,3,3] */
-  float *d_fire7_relu2 = (float *)(A + 15921152); /* [64,64,3,3] */
   float *fire7_conv3 = (float *)(A + 20889600); /* [64,64,3,3] */
   float *d_fire7_conv3 = (float *)(A + 16216064); /* [64,64,3,3] */
+  float *fire7_bn3 = (float *)(A + 21037056); /* [64,64,3,3] */
   float *d_fire7_bn3 = (float *)(A + 16068608); /* [64,64,3,3] */
   float *fire7_bn3_stats = (float *)(A + 9674752); /* [2,64]: mean, 1/std; [2,64] double sums */
-  float *fire7_relu3 = (float *)(A + 21037056); /* [64,64,3,3] */
-  float *d_fire7_relu3 = (float *)(A + 16068608); /* [64,64,3,3] */
   float *fire7_cat1 = (float *)(A + 15921152); /* [64,128,3,3] */
   float *d_fire7_cat1 = (float *)(A + 16216064); /* [64,128,3,3] */
   float *fire8_conv1 = (float *)(A + 23138304); /* [64,16,3,3] */
   float *d_fire8_conv1 = (float *)(A + 19338240); /* [64,16,3,3] */
-  float *d_fire8_bn1 = (float *)(A + 16216064); /* [64,16,3,3] */
+  float *fire8_bn1 = (float *)(A + 23175168); /* [64,16,3,3] */
+  float *d_fire8_bn1 = (float *)(A + 16363520); /* [64,16,3,3] */
   float *fire8_bn1_stats = (float *)(A + 9682048); /* [2,16]: mean, 1/std; [2,16] double sums */
-  float *fire8_relu1 = (float *)(A + 23175168); /* [64,16,3,3] */
-  float *d_fire8_relu1 = (float *)(A + 19338240); /* [64,16,3,3] */
   float *fire8_conv2 = (float *)(A + 21184512); /* [64,64,3,3] */
-  float *d_fire8_conv2 = (float *)(A + 16363520); /* [64,64,3,3] */
-  float *d_fire8_bn2 = (float *)(A + 16216064); /* [64,64,3,3] */
+  float *d_fire8_conv2 = (float *)(A + 16216064); /* [64,64,3,3] */
+  float *fire8_bn2 = (float *)(A + 21331968); /* [64,64,3,3] */
+  float *d_fire8_bn2 = (float *)(A + 21774336); /* [64,64,3,3] */
   float *fire8_bn2_stats = (float *)(A + 9676288); /* [2,64]: mean, 1/std; [2,64] double sums */
-  float *fire8_relu2 = (float *)(A + 21331968); /* [64,64,3,3] */
-  float *d_fire8_relu2 = (float *)(A + 21774336); /* [64,64,3,3] */
   float *fire8_conv3 = (float *)(A + 21479424); /* [64,64,3,3] */
-  float *d_fire8_conv3 = (float *)(A + 16363520); /* [64,64,3,3] */
-  float *d_fire8_bn3 = (float *)(A + 16216064); /* [64,64,3,3] */
+  float *d_fire8_conv3 = (float *)(A + 16216064); /* [64,64,3,3] */
+  float *fire8_bn3 = (float *)(A + 21626880); /* [64,64,3,3] */
+  float *d_fire8_bn3 = (float *)(A + 19165184); /* [64,64,3,3] */
   float *fire8_bn3_stats = (float *)(A + 9677824); /* [2,64]: mean, 1/std; [2,64] double sums */
-  float *fire8_relu3 = (float *)(A + 21626880); /* [64,64,3,3] */
-  float *d_fire8_relu3 = (float *)(A + 19165184); /* [64,64,3,3] */
   float *d_fire8_cat1 = (float *)(A + 16216064); /* [64,128,3,3] */
   float *dropout1 = (float *)(A + 16216064); /* [64,128,3,3] */
   float *d_dropout1 = (float *)(A + 19165184); /* [64,128,3,3] */
@@ -1932,291 +1582,216 @@ static void backward(NnccState *s) {
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     nncc_copy_team(d_avgpool1, s->dlogits, 640);
-    if (s->check) s->check(s, 89, NNCC_BACKWARD);
-#pragma omp barrier
-    avgpool1_backward(d_conv2, d_avgpool1);
-    if (s->check) s->check(s, 88, NNCC_BACKWARD);
-#pragma omp barrier
-    conv2_backward(d_dropout1, G + 48544 /* conv2.weight */, G + 49824 /* conv2.bias */, d_conv2, conv2, dropout1, P + 48544 /* conv2.weight */, scratch);
-    if (s->check) s->check(s, 87, NNCC_BACKWARD);
-#pragma omp barrier
-    dropout1_backward(d_fire8_cat1, d_dropout1, s->seed, s->step, s->sample0);
-    if (s->check) s->check(s, 86, NNCC_BACKWARD);
-#pragma omp barrier
-    nncc_copy_channels_team(d_fire8_relu2, 64, 0, d_fire8_cat1, 128, 0, 64, 64, 9);
-    nncc_copy_channels_team(d_fire8_relu3, 64, 0, d_fire8_cat1, 128, 64, 64, 64, 9);
-    if (s->check) s->check(s, 85, NNCC_BACKWARD);
-#pragma omp barrier
-    fire8_relu3_backward(d_fire8_bn3, d_fire8_relu3, fire8_relu3);
-    if (s->check) s->check(s, 84, NNCC_BACKWARD);
-#pragma omp barrier
-    fire8_bn3_backward(d_fire8_conv3, G + 48272 /* fire8.bn3.weight */, G + 48336 /* fire8.bn3.bias */, d_fire8_bn3, fire8_conv3, P + 48272 /* fire8.bn3.weight */, fire8_bn3_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 83, NNCC_BACKWARD);
-#pragma omp barrier
-    fire8_conv3_backward(d_fire8_relu1, G + 39056 /* fire8.conv3.weight */, NULL, d_fire8_conv3, fire8_relu1, P + 39056 /* fire8.conv3.weight */, scratch);
-    if (s->check) s->check(s, 82, NNCC_BACKWARD);
-#pragma omp barrier
-    fire8_relu2_backward(d_fire8_bn2, d_fire8_relu2, fire8_relu2);
-    if (s->check) s->check(s, 81, NNCC_BACKWARD);
-#pragma omp barrier
-    fire8_bn2_backward(d_fire8_conv2, G + 38784 /* fire8.bn2.weight */, G + 38848 /* fire8.bn2.bias */, d_fire8_bn2, fire8_conv2, P + 38784 /* fire8.bn2.weight */, fire8_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 80, NNCC_BACKWARD);
-#pragma omp barrier
-    fire8_conv2_backward(grad_tmp, G + 37760 /* fire8.conv2.weight */, NULL, d_fire8_conv2, fire8_relu1, P + 37760 /* fire8.conv2.weight */, scratch);
-#pragma omp barrier
-    nncc_accumulate_team(d_fire8_relu1, grad_tmp, 9216);
-    if (s->check) s->check(s, 79, NNCC_BACKWARD);
-#pragma omp barrier
-    fire8_relu1_backward(d_fire8_bn1, d_fire8_relu1, fire8_relu1);
-    if (s->check) s->check(s, 78, NNCC_BACKWARD);
-#pragma omp barrier
-    fire8_bn1_backward(d_fire8_conv1, G + 37680 /* fire8.bn1.weight */, G + 37696 /* fire8.bn1.bias */, d_fire8_bn1, fire8_conv1, P + 37680 /* fire8.bn1.weight */, fire8_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 77, NNCC_BACKWARD);
-#pragma omp barrier
-    fire8_conv1_backward(d_fire7_cat1, G + 35632 /* fire8.conv1.weight */, NULL, d_fire8_conv1, fire7_cat1, P + 35632 /* fire8.conv1.weight */, scratch);
-    if (s->check) s->check(s, 76, NNCC_BACKWARD);
-#pragma omp barrier
-    nncc_copy_channels_team(d_fire7_relu2, 64, 0, d_fire7_cat1, 128, 0, 64, 64, 9);
-    nncc_copy_channels_team(d_fire7_relu3, 64, 0, d_fire7_cat1, 128, 64, 64, 64, 9);
-    if (s->check) s->check(s, 75, NNCC_BACKWARD);
-#pragma omp barrier
-    fire7_relu3_backward(d_fire7_bn3, d_fire7_relu3, fire7_relu3);
-    if (s->check) s->check(s, 74, NNCC_BACKWARD);
-#pragma omp barrier
-    fire7_bn3_backward(d_fire7_conv3, G + 35360 /* fire7.bn3.weight */, G + 35424 /* fire7.bn3.bias */, d_fire7_bn3, fire7_conv3, P + 35360 /* fire7.bn3.weight */, fire7_bn3_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 73, NNCC_BACKWARD);
-#pragma omp barrier
-    fire7_conv3_backward(d_fire7_relu1, G + 26144 /* fire7.conv3.weight */, NULL, d_fire7_conv3, fire7_relu1, P + 26144 /* fire7.conv3.weight */, scratch);
-    if (s->check) s->check(s, 72, NNCC_BACKWARD);
-#pragma omp barrier
-    fire7_relu2_backward(d_fire7_bn2, d_fire7_relu2, fire7_relu2);
-    if (s->check) s->check(s, 71, NNCC_BACKWARD);
-#pragma omp barrier
-    fire7_bn2_backward(d_fire7_conv2, G + 25872 /* fire7.bn2.weight */, G + 25936 /* fire7.bn2.bias */, d_fire7_bn2, fire7_conv2, P + 25872 /* fire7.bn2.weight */, fire7_bn2_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 70, NNCC_BACKWARD);
-#pragma omp barrier
-    fire7_conv2_backward(grad_tmp, G + 24848 /* fire7.conv2.weight */, NULL, d_fire7_conv2, fire7_relu1, P + 24848 /* fire7.conv2.weight */, scratch);
-#pragma omp barrier
-    nncc_accumulate_team(d_fire7_relu1, grad_tmp, 9216);
-    if (s->check) s->check(s, 69, NNCC_BACKWARD);
-#pragma omp barrier
-    fire7_relu1_backward(d_fire7_bn1, d_fire7_relu1, fire7_relu1);
-    if (s->check) s->check(s, 68, NNCC_BACKWARD);
-#pragma omp barrier
-    fire7_bn1_backward(d_fire7_conv1, G + 24768 /* fire7.bn1.weight */, G + 24784 /* fire7.bn1.bias */, d_fire7_bn1, fire7_conv1, P + 24768 /* fire7.bn1.weight */, fire7_bn1_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 67, NNCC_BACKWARD);
-#pragma omp barrier
-    fire7_conv1_backward(d_fire6_cat1, G + 23232 /* fire7.conv1.weight */, NULL, d_fire7_conv1, fire6_cat1, P + 23232 /* fire7.conv1.weight */, scratch);
-    if (s->check) s->check(s, 66, NNCC_BACKWARD);
-#pragma omp barrier
-    nncc_copy_channels_team(d_fire6_relu2, 48, 0, d_fire6_cat1, 96, 0, 64, 48, 9);
-    nncc_copy_channels_team(d_fire6_relu3, 48, 0, d_fire6_cat1, 96, 48, 64, 48, 9);
-    if (s->check) s->check(s, 65, NNCC_BACKWARD);
-#pragma omp barrier
-    fire6_relu3_backward(d_fire6_bn3, d_fire6_relu3, fire6_relu3);
     if (s->check) s->check(s, 64, NNCC_BACKWARD);
 #pragma omp barrier
-    fire6_bn3_backward(d_fire6_conv3, G + 23024 /* fire6.bn3.weight */, G + 23072 /* fire6.bn3.bias */, d_fire6_bn3, fire6_conv3, P + 23024 /* fire6.bn3.weight */, fire6_bn3_stats, s->rank_sum, s);
+    avgpool1_backward(d_conv2, d_avgpool1);
     if (s->check) s->check(s, 63, NNCC_BACKWARD);
 #pragma omp barrier
-    fire6_conv3_backward(d_fire6_relu1, G + 17840 /* fire6.conv3.weight */, NULL, d_fire6_conv3, fire6_relu1, P + 17840 /* fire6.conv3.weight */, scratch);
+    conv2_backward(d_dropout1, G + 48544 /* conv2.weight */, G + 49824 /* conv2.bias */, d_conv2, conv2, dropout1, P + 48544 /* conv2.weight */, scratch);
     if (s->check) s->check(s, 62, NNCC_BACKWARD);
 #pragma omp barrier
-    fire6_relu2_backward(d_fire6_bn2, d_fire6_relu2, fire6_relu2);
+    dropout1_backward(d_fire8_cat1, d_dropout1, s->seed, s->step, s->sample0);
     if (s->check) s->check(s, 61, NNCC_BACKWARD);
 #pragma omp barrier
-    fire6_bn2_backward(d_fire6_conv2, G + 17632 /* fire6.bn2.weight */, G + 17680 /* fire6.bn2.bias */, d_fire6_bn2, fire6_conv2, P + 17632 /* fire6.bn2.weight */, fire6_bn2_stats, s->rank_sum, s);
+    nncc_copy_channels_team(d_fire8_bn2, 64, 0, d_fire8_cat1, 128, 0, 64, 64, 9);
+    nncc_copy_channels_team(d_fire8_bn3, 64, 0, d_fire8_cat1, 128, 64, 64, 64, 9);
     if (s->check) s->check(s, 60, NNCC_BACKWARD);
 #pragma omp barrier
-    fire6_conv2_backward(grad_tmp, G + 17056 /* fire6.conv2.weight */, NULL, d_fire6_conv2, fire6_relu1, P + 17056 /* fire6.conv2.weight */, scratch);
-#pragma omp barrier
-    nncc_accumulate_team(d_fire6_relu1, grad_tmp, 6912);
+    fire8_bn3_backward(d_fire8_conv3, G + 48272 /* fire8.bn3.weight */, G + 48336 /* fire8.bn3.bias */, d_fire8_bn3, fire8_bn3, fire8_conv3, P + 48272 /* fire8.bn3.weight */, fire8_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 59, NNCC_BACKWARD);
 #pragma omp barrier
-    fire6_relu1_backward(d_fire6_bn1, d_fire6_relu1, fire6_relu1);
+    fire8_conv3_backward(d_fire8_bn1, G + 39056 /* fire8.conv3.weight */, NULL, d_fire8_conv3, fire8_bn1, P + 39056 /* fire8.conv3.weight */, scratch);
     if (s->check) s->check(s, 58, NNCC_BACKWARD);
 #pragma omp barrier
-    fire6_bn1_backward(d_fire6_conv1, G + 16976 /* fire6.bn1.weight */, G + 16992 /* fire6.bn1.bias */, d_fire6_bn1, fire6_conv1, P + 16976 /* fire6.bn1.weight */, fire6_bn1_stats, s->rank_sum, s);
+    fire8_bn2_backward(d_fire8_conv2, G + 38784 /* fire8.bn2.weight */, G + 38848 /* fire8.bn2.bias */, d_fire8_bn2, fire8_bn2, fire8_conv2, P + 38784 /* fire8.bn2.weight */, fire8_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 57, NNCC_BACKWARD);
 #pragma omp barrier
-    fire6_conv1_backward(d_fire5_cat1, G + 15824 /* fire6.conv1.weight */, NULL, d_fire6_conv1, fire5_cat1, P + 15824 /* fire6.conv1.weight */, scratch);
+    fire8_conv2_backward(grad_tmp, G + 37760 /* fire8.conv2.weight */, NULL, d_fire8_conv2, fire8_bn1, P + 37760 /* fire8.conv2.weight */, scratch);
+#pragma omp barrier
+    nncc_accumulate_team(d_fire8_bn1, grad_tmp, 9216);
     if (s->check) s->check(s, 56, NNCC_BACKWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(d_fire5_relu2, 48, 0, d_fire5_cat1, 96, 0, 64, 48, 9);
-    nncc_copy_channels_team(d_fire5_relu3, 48, 0, d_fire5_cat1, 96, 48, 64, 48, 9);
+    fire8_bn1_backward(d_fire8_conv1, G + 37680 /* fire8.bn1.weight */, G + 37696 /* fire8.bn1.bias */, d_fire8_bn1, fire8_bn1, fire8_conv1, P + 37680 /* fire8.bn1.weight */, fire8_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 55, NNCC_BACKWARD);
 #pragma omp barrier
-    fire5_relu3_backward(d_fire5_bn3, d_fire5_relu3, fire5_relu3);
+    fire8_conv1_backward(d_fire7_cat1, G + 35632 /* fire8.conv1.weight */, NULL, d_fire8_conv1, fire7_cat1, P + 35632 /* fire8.conv1.weight */, scratch);
     if (s->check) s->check(s, 54, NNCC_BACKWARD);
 #pragma omp barrier
-    fire5_bn3_backward(d_fire5_conv3, G + 15616 /* fire5.bn3.weight */, G + 15664 /* fire5.bn3.bias */, d_fire5_bn3, fire5_conv3, P + 15616 /* fire5.bn3.weight */, fire5_bn3_stats, s->rank_sum, s);
+    nncc_copy_channels_team(d_fire7_bn2, 64, 0, d_fire7_cat1, 128, 0, 64, 64, 9);
+    nncc_copy_channels_team(d_fire7_bn3, 64, 0, d_fire7_cat1, 128, 64, 64, 64, 9);
     if (s->check) s->check(s, 53, NNCC_BACKWARD);
 #pragma omp barrier
-    fire5_conv3_backward(d_fire5_relu1, G + 10432 /* fire5.conv3.weight */, NULL, d_fire5_conv3, fire5_relu1, P + 10432 /* fire5.conv3.weight */, scratch);
+    fire7_bn3_backward(d_fire7_conv3, G + 35360 /* fire7.bn3.weight */, G + 35424 /* fire7.bn3.bias */, d_fire7_bn3, fire7_bn3, fire7_conv3, P + 35360 /* fire7.bn3.weight */, fire7_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 52, NNCC_BACKWARD);
 #pragma omp barrier
-    fire5_relu2_backward(d_fire5_bn2, d_fire5_relu2, fire5_relu2);
+    fire7_conv3_backward(d_fire7_bn1, G + 26144 /* fire7.conv3.weight */, NULL, d_fire7_conv3, fire7_bn1, P + 26144 /* fire7.conv3.weight */, scratch);
     if (s->check) s->check(s, 51, NNCC_BACKWARD);
 #pragma omp barrier
-    fire5_bn2_backward(d_fire5_conv2, G + 10224 /* fire5.bn2.weight */, G + 10272 /* fire5.bn2.bias */, d_fire5_bn2, fire5_conv2, P + 10224 /* fire5.bn2.weight */, fire5_bn2_stats, s->rank_sum, s);
+    fire7_bn2_backward(d_fire7_conv2, G + 25872 /* fire7.bn2.weight */, G + 25936 /* fire7.bn2.bias */, d_fire7_bn2, fire7_bn2, fire7_conv2, P + 25872 /* fire7.bn2.weight */, fire7_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 50, NNCC_BACKWARD);
 #pragma omp barrier
-    fire5_conv2_backward(grad_tmp, G + 9648 /* fire5.conv2.weight */, NULL, d_fire5_conv2, fire5_relu1, P + 9648 /* fire5.conv2.weight */, scratch);
+    fire7_conv2_backward(grad_tmp, G + 24848 /* fire7.conv2.weight */, NULL, d_fire7_conv2, fire7_bn1, P + 24848 /* fire7.conv2.weight */, scratch);
 #pragma omp barrier
-    nncc_accumulate_team(d_fire5_relu1, grad_tmp, 6912);
+    nncc_accumulate_team(d_fire7_bn1, grad_tmp, 9216);
     if (s->check) s->check(s, 49, NNCC_BACKWARD);
 #pragma omp barrier
-    fire5_relu1_backward(d_fire5_bn1, d_fire5_relu1, fire5_relu1);
+    fire7_bn1_backward(d_fire7_conv1, G + 24768 /* fire7.bn1.weight */, G + 24784 /* fire7.bn1.bias */, d_fire7_bn1, fire7_bn1, fire7_conv1, P + 24768 /* fire7.bn1.weight */, fire7_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 48, NNCC_BACKWARD);
 #pragma omp barrier
-    fire5_bn1_backward(d_fire5_conv1, G + 9568 /* fire5.bn1.weight */, G + 9584 /* fire5.bn1.bias */, d_fire5_bn1, fire5_conv1, P + 9568 /* fire5.bn1.weight */, fire5_bn1_stats, s->rank_sum, s);
+    fire7_conv1_backward(d_fire6_cat1, G + 23232 /* fire7.conv1.weight */, NULL, d_fire7_conv1, fire6_cat1, P + 23232 /* fire7.conv1.weight */, scratch);
     if (s->check) s->check(s, 47, NNCC_BACKWARD);
 #pragma omp barrier
-    fire5_conv1_backward(d_maxpool3, G + 8800 /* fire5.conv1.weight */, NULL, d_fire5_conv1, maxpool3, P + 8800 /* fire5.conv1.weight */, scratch);
+    nncc_copy_channels_team(d_fire6_bn2, 48, 0, d_fire6_cat1, 96, 0, 64, 48, 9);
+    nncc_copy_channels_team(d_fire6_bn3, 48, 0, d_fire6_cat1, 96, 48, 64, 48, 9);
     if (s->check) s->check(s, 46, NNCC_BACKWARD);
 #pragma omp barrier
-    maxpool3_backward(d_fire4_cat1, d_maxpool3, fire4_cat1);
+    fire6_bn3_backward(d_fire6_conv3, G + 23024 /* fire6.bn3.weight */, G + 23072 /* fire6.bn3.bias */, d_fire6_bn3, fire6_bn3, fire6_conv3, P + 23024 /* fire6.bn3.weight */, fire6_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 45, NNCC_BACKWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(d_fire4_relu2, 32, 0, d_fire4_cat1, 64, 0, 64, 32, 36);
-    nncc_copy_channels_team(d_fire4_relu3, 32, 0, d_fire4_cat1, 64, 32, 64, 32, 36);
+    fire6_conv3_backward(d_fire6_bn1, G + 17840 /* fire6.conv3.weight */, NULL, d_fire6_conv3, fire6_bn1, P + 17840 /* fire6.conv3.weight */, scratch);
     if (s->check) s->check(s, 44, NNCC_BACKWARD);
 #pragma omp barrier
-    fire4_relu3_backward(d_fire4_bn3, d_fire4_relu3, fire4_relu3);
+    fire6_bn2_backward(d_fire6_conv2, G + 17632 /* fire6.bn2.weight */, G + 17680 /* fire6.bn2.bias */, d_fire6_bn2, fire6_bn2, fire6_conv2, P + 17632 /* fire6.bn2.weight */, fire6_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 43, NNCC_BACKWARD);
 #pragma omp barrier
-    fire4_bn3_backward(d_fire4_conv3, G + 8656 /* fire4.bn3.weight */, G + 8688 /* fire4.bn3.bias */, d_fire4_bn3, fire4_conv3, P + 8656 /* fire4.bn3.weight */, fire4_bn3_stats, s->rank_sum, s);
+    fire6_conv2_backward(grad_tmp, G + 17056 /* fire6.conv2.weight */, NULL, d_fire6_conv2, fire6_bn1, P + 17056 /* fire6.conv2.weight */, scratch);
+#pragma omp barrier
+    nncc_accumulate_team(d_fire6_bn1, grad_tmp, 6912);
     if (s->check) s->check(s, 42, NNCC_BACKWARD);
 #pragma omp barrier
-    fire4_conv3_backward(d_fire4_relu1, G + 6352 /* fire4.conv3.weight */, NULL, d_fire4_conv3, fire4_relu1, P + 6352 /* fire4.conv3.weight */, scratch);
+    fire6_bn1_backward(d_fire6_conv1, G + 16976 /* fire6.bn1.weight */, G + 16992 /* fire6.bn1.bias */, d_fire6_bn1, fire6_bn1, fire6_conv1, P + 16976 /* fire6.bn1.weight */, fire6_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 41, NNCC_BACKWARD);
 #pragma omp barrier
-    fire4_relu2_backward(d_fire4_bn2, d_fire4_relu2, fire4_relu2);
+    fire6_conv1_backward(d_fire5_cat1, G + 15824 /* fire6.conv1.weight */, NULL, d_fire6_conv1, fire5_cat1, P + 15824 /* fire6.conv1.weight */, scratch);
     if (s->check) s->check(s, 40, NNCC_BACKWARD);
 #pragma omp barrier
-    fire4_bn2_backward(d_fire4_conv2, G + 6208 /* fire4.bn2.weight */, G + 6240 /* fire4.bn2.bias */, d_fire4_bn2, fire4_conv2, P + 6208 /* fire4.bn2.weight */, fire4_bn2_stats, s->rank_sum, s);
+    nncc_copy_channels_team(d_fire5_bn2, 48, 0, d_fire5_cat1, 96, 0, 64, 48, 9);
+    nncc_copy_channels_team(d_fire5_bn3, 48, 0, d_fire5_cat1, 96, 48, 64, 48, 9);
     if (s->check) s->check(s, 39, NNCC_BACKWARD);
 #pragma omp barrier
-    fire4_conv2_backward(grad_tmp, G + 5952 /* fire4.conv2.weight */, NULL, d_fire4_conv2, fire4_relu1, P + 5952 /* fire4.conv2.weight */, scratch);
-#pragma omp barrier
-    nncc_accumulate_team(d_fire4_relu1, grad_tmp, 18432);
+    fire5_bn3_backward(d_fire5_conv3, G + 15616 /* fire5.bn3.weight */, G + 15664 /* fire5.bn3.bias */, d_fire5_bn3, fire5_bn3, fire5_conv3, P + 15616 /* fire5.bn3.weight */, fire5_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 38, NNCC_BACKWARD);
 #pragma omp barrier
-    fire4_relu1_backward(d_fire4_bn1, d_fire4_relu1, fire4_relu1);
+    fire5_conv3_backward(d_fire5_bn1, G + 10432 /* fire5.conv3.weight */, NULL, d_fire5_conv3, fire5_bn1, P + 10432 /* fire5.conv3.weight */, scratch);
     if (s->check) s->check(s, 37, NNCC_BACKWARD);
 #pragma omp barrier
-    fire4_bn1_backward(d_fire4_conv1, G + 5872 /* fire4.bn1.weight */, G + 5888 /* fire4.bn1.bias */, d_fire4_bn1, fire4_conv1, P + 5872 /* fire4.bn1.weight */, fire4_bn1_stats, s->rank_sum, s);
+    fire5_bn2_backward(d_fire5_conv2, G + 10224 /* fire5.bn2.weight */, G + 10272 /* fire5.bn2.bias */, d_fire5_bn2, fire5_bn2, fire5_conv2, P + 10224 /* fire5.bn2.weight */, fire5_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 36, NNCC_BACKWARD);
 #pragma omp barrier
-    fire4_conv1_backward(d_fire3_cat1, G + 5360 /* fire4.conv1.weight */, NULL, d_fire4_conv1, fire3_cat1, P + 5360 /* fire4.conv1.weight */, scratch);
+    fire5_conv2_backward(grad_tmp, G + 9648 /* fire5.conv2.weight */, NULL, d_fire5_conv2, fire5_bn1, P + 9648 /* fire5.conv2.weight */, scratch);
+#pragma omp barrier
+    nncc_accumulate_team(d_fire5_bn1, grad_tmp, 6912);
     if (s->check) s->check(s, 35, NNCC_BACKWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(d_fire3_relu2, 32, 0, d_fire3_cat1, 64, 0, 64, 32, 36);
-    nncc_copy_channels_team(d_fire3_relu3, 32, 0, d_fire3_cat1, 64, 32, 64, 32, 36);
+    fire5_bn1_backward(d_fire5_conv1, G + 9568 /* fire5.bn1.weight */, G + 9584 /* fire5.bn1.bias */, d_fire5_bn1, fire5_bn1, fire5_conv1, P + 9568 /* fire5.bn1.weight */, fire5_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 34, NNCC_BACKWARD);
 #pragma omp barrier
-    fire3_relu3_backward(d_fire3_bn3, d_fire3_relu3, fire3_relu3);
+    fire5_conv1_backward(d_maxpool3, G + 8800 /* fire5.conv1.weight */, NULL, d_fire5_conv1, maxpool3, P + 8800 /* fire5.conv1.weight */, scratch);
     if (s->check) s->check(s, 33, NNCC_BACKWARD);
 #pragma omp barrier
-    fire3_bn3_backward(d_fire3_conv3, G + 5216 /* fire3.bn3.weight */, G + 5248 /* fire3.bn3.bias */, d_fire3_bn3, fire3_conv3, P + 5216 /* fire3.bn3.weight */, fire3_bn3_stats, s->rank_sum, s);
+    maxpool3_backward(d_fire4_cat1, d_maxpool3, fire4_cat1);
     if (s->check) s->check(s, 32, NNCC_BACKWARD);
 #pragma omp barrier
-    fire3_conv3_backward(d_fire3_relu1, G + 2912 /* fire3.conv3.weight */, NULL, d_fire3_conv3, fire3_relu1, P + 2912 /* fire3.conv3.weight */, scratch);
+    nncc_copy_channels_team(d_fire4_bn2, 32, 0, d_fire4_cat1, 64, 0, 64, 32, 36);
+    nncc_copy_channels_team(d_fire4_bn3, 32, 0, d_fire4_cat1, 64, 32, 64, 32, 36);
     if (s->check) s->check(s, 31, NNCC_BACKWARD);
 #pragma omp barrier
-    fire3_relu2_backward(d_fire3_bn2, d_fire3_relu2, fire3_relu2);
+    fire4_bn3_backward(d_fire4_conv3, G + 8656 /* fire4.bn3.weight */, G + 8688 /* fire4.bn3.bias */, d_fire4_bn3, fire4_bn3, fire4_conv3, P + 8656 /* fire4.bn3.weight */, fire4_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 30, NNCC_BACKWARD);
 #pragma omp barrier
-    fire3_bn2_backward(d_fire3_conv2, G + 2768 /* fire3.bn2.weight */, G + 2800 /* fire3.bn2.bias */, d_fire3_bn2, fire3_conv2, P + 2768 /* fire3.bn2.weight */, fire3_bn2_stats, s->rank_sum, s);
+    fire4_conv3_backward(d_fire4_bn1, G + 6352 /* fire4.conv3.weight */, NULL, d_fire4_conv3, fire4_bn1, P + 6352 /* fire4.conv3.weight */, scratch);
     if (s->check) s->check(s, 29, NNCC_BACKWARD);
 #pragma omp barrier
-    fire3_conv2_backward(grad_tmp, G + 2512 /* fire3.conv2.weight */, NULL, d_fire3_conv2, fire3_relu1, P + 2512 /* fire3.conv2.weight */, scratch);
-#pragma omp barrier
-    nncc_accumulate_team(d_fire3_relu1, grad_tmp, 18432);
+    fire4_bn2_backward(d_fire4_conv2, G + 6208 /* fire4.bn2.weight */, G + 6240 /* fire4.bn2.bias */, d_fire4_bn2, fire4_bn2, fire4_conv2, P + 6208 /* fire4.bn2.weight */, fire4_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 28, NNCC_BACKWARD);
 #pragma omp barrier
-    fire3_relu1_backward(d_fire3_bn1, d_fire3_relu1, fire3_relu1);
+    fire4_conv2_backward(grad_tmp, G + 5952 /* fire4.conv2.weight */, NULL, d_fire4_conv2, fire4_bn1, P + 5952 /* fire4.conv2.weight */, scratch);
+#pragma omp barrier
+    nncc_accumulate_team(d_fire4_bn1, grad_tmp, 18432);
     if (s->check) s->check(s, 27, NNCC_BACKWARD);
 #pragma omp barrier
-    fire3_bn1_backward(d_fire3_conv1, G + 2432 /* fire3.bn1.weight */, G + 2448 /* fire3.bn1.bias */, d_fire3_bn1, fire3_conv1, P + 2432 /* fire3.bn1.weight */, fire3_bn1_stats, s->rank_sum, s);
+    fire4_bn1_backward(d_fire4_conv1, G + 5872 /* fire4.bn1.weight */, G + 5888 /* fire4.bn1.bias */, d_fire4_bn1, fire4_bn1, fire4_conv1, P + 5872 /* fire4.bn1.weight */, fire4_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 26, NNCC_BACKWARD);
 #pragma omp barrier
-    fire3_conv1_backward(d_maxpool2, G + 2176 /* fire3.conv1.weight */, NULL, d_fire3_conv1, maxpool2, P + 2176 /* fire3.conv1.weight */, scratch);
+    fire4_conv1_backward(d_fire3_cat1, G + 5360 /* fire4.conv1.weight */, NULL, d_fire4_conv1, fire3_cat1, P + 5360 /* fire4.conv1.weight */, scratch);
     if (s->check) s->check(s, 25, NNCC_BACKWARD);
 #pragma omp barrier
-    maxpool2_backward(d_fire2_cat1, d_maxpool2, fire2_cat1);
+    nncc_copy_channels_team(d_fire3_bn2, 32, 0, d_fire3_cat1, 64, 0, 64, 32, 36);
+    nncc_copy_channels_team(d_fire3_bn3, 32, 0, d_fire3_cat1, 64, 32, 64, 32, 36);
     if (s->check) s->check(s, 24, NNCC_BACKWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(d_fire2_relu2, 16, 0, d_fire2_cat1, 32, 0, 64, 16, 169);
-    nncc_copy_channels_team(d_fire2_relu3, 16, 0, d_fire2_cat1, 32, 16, 64, 16, 169);
+    fire3_bn3_backward(d_fire3_conv3, G + 5216 /* fire3.bn3.weight */, G + 5248 /* fire3.bn3.bias */, d_fire3_bn3, fire3_bn3, fire3_conv3, P + 5216 /* fire3.bn3.weight */, fire3_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 23, NNCC_BACKWARD);
 #pragma omp barrier
-    fire2_relu3_backward(d_fire2_bn3, d_fire2_relu3, fire2_relu3);
+    fire3_conv3_backward(d_fire3_bn1, G + 2912 /* fire3.conv3.weight */, NULL, d_fire3_conv3, fire3_bn1, P + 2912 /* fire3.conv3.weight */, scratch);
     if (s->check) s->check(s, 22, NNCC_BACKWARD);
 #pragma omp barrier
-    fire2_bn3_backward(d_fire2_conv3, G + 2096 /* fire2.bn3.weight */, G + 2112 /* fire2.bn3.bias */, d_fire2_bn3, fire2_conv3, P + 2096 /* fire2.bn3.weight */, fire2_bn3_stats, s->rank_sum, s);
+    fire3_bn2_backward(d_fire3_conv2, G + 2768 /* fire3.bn2.weight */, G + 2800 /* fire3.bn2.bias */, d_fire3_bn2, fire3_bn2, fire3_conv2, P + 2768 /* fire3.bn2.weight */, fire3_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 21, NNCC_BACKWARD);
 #pragma omp barrier
-    fire2_conv3_backward(d_fire2_relu1, G + 1520 /* fire2.conv3.weight */, NULL, d_fire2_conv3, fire2_relu1, P + 1520 /* fire2.conv3.weight */, scratch);
+    fire3_conv2_backward(grad_tmp, G + 2512 /* fire3.conv2.weight */, NULL, d_fire3_conv2, fire3_bn1, P + 2512 /* fire3.conv2.weight */, scratch);
+#pragma omp barrier
+    nncc_accumulate_team(d_fire3_bn1, grad_tmp, 18432);
     if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
-    fire2_relu2_backward(d_fire2_bn2, d_fire2_relu2, fire2_relu2);
+    fire3_bn1_backward(d_fire3_conv1, G + 2432 /* fire3.bn1.weight */, G + 2448 /* fire3.bn1.bias */, d_fire3_bn1, fire3_bn1, fire3_conv1, P + 2432 /* fire3.bn1.weight */, fire3_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 19, NNCC_BACKWARD);
 #pragma omp barrier
-    fire2_bn2_backward(d_fire2_conv2, G + 1440 /* fire2.bn2.weight */, G + 1456 /* fire2.bn2.bias */, d_fire2_bn2, fire2_conv2, P + 1440 /* fire2.bn2.weight */, fire2_bn2_stats, s->rank_sum, s);
+    fire3_conv1_backward(d_maxpool2, G + 2176 /* fire3.conv1.weight */, NULL, d_fire3_conv1, maxpool2, P + 2176 /* fire3.conv1.weight */, scratch);
     if (s->check) s->check(s, 18, NNCC_BACKWARD);
 #pragma omp barrier
-    fire2_conv2_backward(grad_tmp, G + 1376 /* fire2.conv2.weight */, NULL, d_fire2_conv2, fire2_relu1, P + 1376 /* fire2.conv2.weight */, scratch);
-#pragma omp barrier
-    nncc_accumulate_team(d_fire2_relu1, grad_tmp, 43264);
+    maxpool2_backward(d_fire2_cat1, d_maxpool2, fire2_cat1);
     if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
-    fire2_relu1_backward(d_fire2_bn1, d_fire2_relu1, fire2_relu1);
+    nncc_copy_channels_team(d_fire2_bn2, 16, 0, d_fire2_cat1, 32, 0, 64, 16, 169);
+    nncc_copy_channels_team(d_fire2_bn3, 16, 0, d_fire2_cat1, 32, 16, 64, 16, 169);
     if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
-    fire2_bn1_backward(d_fire2_conv1, G + 1296 /* fire2.bn1.weight */, G + 1312 /* fire2.bn1.bias */, d_fire2_bn1, fire2_conv1, P + 1296 /* fire2.bn1.weight */, fire2_bn1_stats, s->rank_sum, s);
+    fire2_bn3_backward(d_fire2_conv3, G + 2096 /* fire2.bn3.weight */, G + 2112 /* fire2.bn3.bias */, d_fire2_bn3, fire2_bn3, fire2_conv3, P + 2096 /* fire2.bn3.weight */, fire2_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
-    fire2_conv1_backward(d_fire1_cat1, G + 1168 /* fire2.conv1.weight */, NULL, d_fire2_conv1, fire1_cat1, P + 1168 /* fire2.conv1.weight */, scratch);
+    fire2_conv3_backward(d_fire2_bn1, G + 1520 /* fire2.conv3.weight */, NULL, d_fire2_conv3, fire2_bn1, P + 1520 /* fire2.conv3.weight */, scratch);
     if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
-    nncc_copy_channels_team(d_fire1_relu2, 16, 0, d_fire1_cat1, 32, 0, 64, 16, 169);
-    nncc_copy_channels_team(d_fire1_relu3, 16, 0, d_fire1_cat1, 32, 16, 64, 16, 169);
+    fire2_bn2_backward(d_fire2_conv2, G + 1440 /* fire2.bn2.weight */, G + 1456 /* fire2.bn2.bias */, d_fire2_bn2, fire2_bn2, fire2_conv2, P + 1440 /* fire2.bn2.weight */, fire2_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
-    fire1_relu3_backward(d_fire1_bn3, d_fire1_relu3, fire1_relu3);
+    fire2_conv2_backward(grad_tmp, G + 1376 /* fire2.conv2.weight */, NULL, d_fire2_conv2, fire2_bn1, P + 1376 /* fire2.conv2.weight */, scratch);
+#pragma omp barrier
+    nncc_accumulate_team(d_fire2_bn1, grad_tmp, 43264);
     if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
-    fire1_bn3_backward(d_fire1_conv3, G + 1088 /* fire1.bn3.weight */, G + 1104 /* fire1.bn3.bias */, d_fire1_bn3, fire1_conv3, P + 1088 /* fire1.bn3.weight */, fire1_bn3_stats, s->rank_sum, s);
+    fire2_bn1_backward(d_fire2_conv1, G + 1296 /* fire2.bn1.weight */, G + 1312 /* fire2.bn1.bias */, d_fire2_bn1, fire2_bn1, fire2_conv1, P + 1296 /* fire2.bn1.weight */, fire2_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
-    fire1_conv3_backward(d_fire1_relu1, G + 512 /* fire1.conv3.weight */, NULL, d_fire1_conv3, fire1_relu1, P + 512 /* fire1.conv3.weight */, scratch);
+    fire2_conv1_backward(d_fire1_cat1, G + 1168 /* fire2.conv1.weight */, NULL, d_fire2_conv1, fire1_cat1, P + 1168 /* fire2.conv1.weight */, scratch);
     if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
-    fire1_relu2_backward(d_fire1_bn2, d_fire1_relu2, fire1_relu2);
+    nncc_copy_channels_team(d_fire1_bn2, 16, 0, d_fire1_cat1, 32, 0, 64, 16, 169);
+    nncc_copy_channels_team(d_fire1_bn3, 16, 0, d_fire1_cat1, 32, 16, 64, 16, 169);
     if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
-    fire1_bn2_backward(d_fire1_conv2, G + 432 /* fire1.bn2.weight */, G + 448 /* fire1.bn2.bias */, d_fire1_bn2, fire1_conv2, P + 432 /* fire1.bn2.weight */, fire1_bn2_stats, s->rank_sum, s);
+    fire1_bn3_backward(d_fire1_conv3, G + 1088 /* fire1.bn3.weight */, G + 1104 /* fire1.bn3.bias */, d_fire1_bn3, fire1_bn3, fire1_conv3, P + 1088 /* fire1.bn3.weight */, fire1_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
-    fire1_conv2_backward(grad_tmp, G + 368 /* fire1.conv2.weight */, NULL, d_fire1_conv2, fire1_relu1, P + 368 /* fire1.conv2.weight */, scratch);
-#pragma omp barrier
-    nncc_accumulate_team(d_fire1_relu1, grad_tmp, 43264);
+    fire1_conv3_backward(d_fire1_bn1, G + 512 /* fire1.conv3.weight */, NULL, d_fire1_conv3, fire1_bn1, P + 512 /* fire1.conv3.weight */, scratch);
     if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
-    fire1_relu1_backward(d_fire1_bn1, d_fire1_relu1, fire1_relu1);
+    fire1_bn2_backward(d_fire1_conv2, G + 432 /* fire1.bn2.weight */, G + 448 /* fire1.bn2.bias */, d_fire1_bn2, fire1_bn2, fire1_conv2, P + 432 /* fire1.bn2.weight */, fire1_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
-    fire1_bn1_backward(d_fire1_conv1, G + 288 /* fire1.bn1.weight */, G + 304 /* fire1.bn1.bias */, d_fire1_bn1, fire1_conv1, P + 288 /* fire1.bn1.weight */, fire1_bn1_stats, s->rank_sum, s);
+    fire1_conv2_backward(grad_tmp, G + 368 /* fire1.conv2.weight */, NULL, d_fire1_conv2, fire1_bn1, P + 368 /* fire1.conv2.weight */, scratch);
+#pragma omp barrier
+    nncc_accumulate_team(d_fire1_bn1, grad_tmp, 43264);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
-    fire1_conv1_backward(d_maxpool1, G + 224 /* fire1.conv1.weight */, NULL, d_fire1_conv1, maxpool1, P + 224 /* fire1.conv1.weight */, scratch);
+    fire1_bn1_backward(d_fire1_conv1, G + 288 /* fire1.bn1.weight */, G + 304 /* fire1.bn1.bias */, d_fire1_bn1, fire1_bn1, fire1_conv1, P + 288 /* fire1.bn1.weight */, fire1_bn1_stats, s->rank_sum, s);
     if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
-    maxpool1_backward(d_relu1, d_maxpool1, relu1);
+    fire1_conv1_backward(d_maxpool1, G + 224 /* fire1.conv1.weight */, NULL, d_fire1_conv1, maxpool1, P + 224 /* fire1.conv1.weight */, scratch);
     if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
-    relu1_backward(d_bn1, d_relu1, relu1);
+    maxpool1_backward(d_bn1, d_maxpool1, bn1);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     bn1_backward(d_conv1, G + 144 /* bn1.weight */, G + 160 /* bn1.bias */, d_bn1, conv1, P + 144 /* bn1.weight */, bn1_stats, s->rank_sum, s);
@@ -2233,74 +1808,53 @@ static const NnccNode nodes[] = {
     {"conv1", "conv2d", "models/squeezenet_mini.nn:20:22", {NNCC_ARENA, 0, 692224},
      1, (const char *const[]){"x"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 1},
-    {"bn1", "batchnorm2d", "models/squeezenet_mini.nn:20:10", {NNCC_ARENA, 2768896, 692224},
+    {"bn1", "batchnorm2d+relu", "models/squeezenet_mini.nn:20:10", {NNCC_ARENA, 2768896, 692224},
      1, (const char *const[]){"conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 2768896, 692224}}, 1, 5},
-    {"relu1", "relu", "models/squeezenet_mini.nn:20:5", {NNCC_ARENA, 2768896, 692224},
-     1, (const char *const[]){"bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 5537792, 692224}}, 6, 0},
     {"maxpool1", "maxpool2d", "models/squeezenet_mini.nn:21:5", {NNCC_ARENA, 9691136, 173056},
-     1, (const char *const[]){"relu1"},
+     1, (const char *const[]){"bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 5537792, 692224}}, 6, 0},
     {"fire1.conv1", "conv2d", "models/lib/squeezenet.nn:8:24", {NNCC_ARENA, 19902464, 43264},
      1, (const char *const[]){"maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 8306688, 173056}}, 6, 1},
-    {"fire1.bn1", "batchnorm2d", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 5537792, 43264},
+    {"fire1.bn1", "batchnorm2d+relu", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 20075520, 43264},
      1, (const char *const[]){"fire1.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 5710848, 43264}}, 7, 5},
-    {"fire1.relu1", "relu", "models/lib/squeezenet.nn:8:7", {NNCC_ARENA, 20075520, 43264},
-     1, (const char *const[]){"fire1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 5537792, 43264}}, 12, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 5537792, 43264}}, 7, 5},
     {"fire1.conv2", "conv2d", "models/lib/squeezenet.nn:9:25", {NNCC_ARENA, 10383360, 173056},
-     1, (const char *const[]){"fire1.relu1"},
+     1, (const char *const[]){"fire1.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 7614464, 43264}}, 12, 1},
-    {"fire1.bn2", "batchnorm2d", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 5537792, 173056},
+    {"fire1.bn2", "batchnorm2d+relu", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 11075584, 173056},
      1, (const char *const[]){"fire1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 6230016, 173056}}, 13, 5},
-    {"fire1.relu2", "relu", "models/lib/squeezenet.nn:9:8", {NNCC_ARENA, 11075584, 173056},
-     1, (const char *const[]){"fire1.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 5537792, 173056}}, 18, 0},
     {"fire1.conv3", "conv2d", "models/lib/squeezenet.nn:10:25", {NNCC_ARENA, 11767808, 173056},
-     1, (const char *const[]){"fire1.relu1"},
+     1, (const char *const[]){"fire1.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 7614464, 43264}}, 18, 1},
-    {"fire1.bn3", "batchnorm2d", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 5537792, 173056},
+    {"fire1.bn3", "batchnorm2d+relu", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 12460032, 173056},
      1, (const char *const[]){"fire1.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 6922240, 173056}}, 19, 5},
-    {"fire1.relu3", "relu", "models/lib/squeezenet.nn:10:8", {NNCC_ARENA, 12460032, 173056},
-     1, (const char *const[]){"fire1.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 6230016, 173056}}, 24, 0},
     {"fire1.cat1", "concat", "models/lib/squeezenet.nn:11:10", {NNCC_ARENA, 5537792, 346112},
-     2, (const char *const[]){"fire1.relu2", "fire1.relu3"},
+     2, (const char *const[]){"fire1.bn2", "fire1.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 5537792, 173056}, {NNCC_ARENA, 6230016, 173056}}, 24, 0},
     {"fire2.conv1", "conv2d", "models/lib/squeezenet.nn:8:24", {NNCC_ARENA, 20248576, 43264},
      1, (const char *const[]){"fire1.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 6922240, 346112}}, 24, 1},
-    {"fire2.bn1", "batchnorm2d", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 6922240, 43264},
+    {"fire2.bn1", "batchnorm2d+relu", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 20421632, 43264},
      1, (const char *const[]){"fire2.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 8306688, 43264}}, 25, 5},
-    {"fire2.relu1", "relu", "models/lib/squeezenet.nn:8:7", {NNCC_ARENA, 20421632, 43264},
-     1, (const char *const[]){"fire2.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 6922240, 43264}}, 30, 0},
     {"fire2.conv2", "conv2d", "models/lib/squeezenet.nn:9:25", {NNCC_ARENA, 13152256, 173056},
-     1, (const char *const[]){"fire2.relu1"},
+     1, (const char *const[]){"fire2.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 8998912, 43264}}, 30, 1},
-    {"fire2.bn2", "batchnorm2d", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 6922240, 173056},
+    {"fire2.bn2", "batchnorm2d+relu", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 13844480, 173056},
      1, (const char *const[]){"fire2.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 7614464, 173056}}, 31, 5},
-    {"fire2.relu2", "relu", "models/lib/squeezenet.nn:9:8", {NNCC_ARENA, 13844480, 173056},
-     1, (const char *const[]){"fire2.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 6922240, 173056}}, 36, 0},
     {"fire2.conv3", "conv2d", "models/lib/squeezenet.nn:10:25", {NNCC_ARENA, 14536704, 173056},
-     1, (const char *const[]){"fire2.relu1"},
+     1, (const char *const[]){"fire2.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 8998912, 43264}}, 36, 1},
-    {"fire2.bn3", "batchnorm2d", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 6922240, 173056},
+    {"fire2.bn3", "batchnorm2d+relu", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 15228928, 173056},
      1, (const char *const[]){"fire2.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 8306688, 173056}}, 37, 5},
-    {"fire2.relu3", "relu", "models/lib/squeezenet.nn:10:8", {NNCC_ARENA, 15228928, 173056},
-     1, (const char *const[]){"fire2.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 7614464, 173056}}, 42, 0},
     {"fire2.cat1", "concat", "models/lib/squeezenet.nn:11:10", {NNCC_ARENA, 6922240, 346112},
-     2, (const char *const[]){"fire2.relu2", "fire2.relu3"},
+     2, (const char *const[]){"fire2.bn2", "fire2.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 6922240, 173056}, {NNCC_ARENA, 7614464, 173056}}, 42, 0},
     {"maxpool2", "maxpool2d", "models/squeezenet_mini.nn:24:5", {NNCC_ARENA, 16510976, 73728},
      1, (const char *const[]){"fire2.cat1"},
@@ -2308,62 +1862,44 @@ static const NnccNode nodes[] = {
     {"fire3.conv1", "conv2d", "models/lib/squeezenet.nn:8:24", {NNCC_ARENA, 22806528, 18432},
      1, (const char *const[]){"maxpool2"},
      (const NnccSpan[]){{NNCC_ARENA, 15921152, 73728}}, 42, 1},
-    {"fire3.bn1", "batchnorm2d", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 8306688, 18432},
+    {"fire3.bn1", "batchnorm2d+relu", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 22880256, 18432},
      1, (const char *const[]){"fire3.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 8380416, 18432}}, 43, 5},
-    {"fire3.relu1", "relu", "models/lib/squeezenet.nn:8:7", {NNCC_ARENA, 22880256, 18432},
-     1, (const char *const[]){"fire3.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 8306688, 18432}}, 48, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 8306688, 18432}}, 43, 5},
     {"fire3.conv2", "conv2d", "models/lib/squeezenet.nn:9:25", {NNCC_ARENA, 16805888, 73728},
-     1, (const char *const[]){"fire3.relu1"},
+     1, (const char *const[]){"fire3.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 9191424, 18432}}, 48, 1},
-    {"fire3.bn2", "batchnorm2d", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 8306688, 73728},
+    {"fire3.bn2", "batchnorm2d+relu", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 17100800, 73728},
      1, (const char *const[]){"fire3.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 8601600, 73728}}, 49, 5},
-    {"fire3.relu2", "relu", "models/lib/squeezenet.nn:9:8", {NNCC_ARENA, 17100800, 73728},
-     1, (const char *const[]){"fire3.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 8306688, 73728}}, 54, 0},
     {"fire3.conv3", "conv2d", "models/lib/squeezenet.nn:10:25", {NNCC_ARENA, 17395712, 73728},
-     1, (const char *const[]){"fire3.relu1"},
+     1, (const char *const[]){"fire3.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 9191424, 18432}}, 54, 1},
-    {"fire3.bn3", "batchnorm2d", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 8306688, 73728},
+    {"fire3.bn3", "batchnorm2d+relu", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 17690624, 73728},
      1, (const char *const[]){"fire3.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 8896512, 73728}}, 55, 5},
-    {"fire3.relu3", "relu", "models/lib/squeezenet.nn:10:8", {NNCC_ARENA, 17690624, 73728},
-     1, (const char *const[]){"fire3.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 8601600, 73728}}, 60, 0},
     {"fire3.cat1", "concat", "models/lib/squeezenet.nn:11:10", {NNCC_ARENA, 8306688, 147456},
-     2, (const char *const[]){"fire3.relu2", "fire3.relu3"},
+     2, (const char *const[]){"fire3.bn2", "fire3.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 8306688, 73728}, {NNCC_ARENA, 8601600, 73728}}, 60, 0},
     {"fire4.conv1", "conv2d", "models/lib/squeezenet.nn:8:24", {NNCC_ARENA, 22953984, 18432},
      1, (const char *const[]){"fire3.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 8896512, 147456}}, 60, 1},
-    {"fire4.bn1", "batchnorm2d", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 8896512, 18432},
+    {"fire4.bn1", "batchnorm2d+relu", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 23027712, 18432},
      1, (const char *const[]){"fire4.conv1"},
-     (const NnccSpan[]){{NNCC_ARENA, 9486336, 18432}}, 61, 5},
-    {"fire4.relu1", "relu", "models/lib/squeezenet.nn:8:7", {NNCC_ARENA, 23027712, 18432},
-     1, (const char *const[]){"fire4.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 8896512, 18432}}, 66, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 9560064, 18432}}, 61, 5},
     {"fire4.conv2", "conv2d", "models/lib/squeezenet.nn:9:25", {NNCC_ARENA, 17985536, 73728},
-     1, (const char *const[]){"fire4.relu1"},
+     1, (const char *const[]){"fire4.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 9486336, 18432}}, 66, 1},
-    {"fire4.bn2", "batchnorm2d", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 8896512, 73728},
+    {"fire4.bn2", "batchnorm2d+relu", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 18280448, 73728},
      1, (const char *const[]){"fire4.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 9191424, 73728}}, 67, 5},
-    {"fire4.relu2", "relu", "models/lib/squeezenet.nn:9:8", {NNCC_ARENA, 18280448, 73728},
-     1, (const char *const[]){"fire4.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 8896512, 73728}}, 72, 0},
     {"fire4.conv3", "conv2d", "models/lib/squeezenet.nn:10:25", {NNCC_ARENA, 18575360, 73728},
-     1, (const char *const[]){"fire4.relu1"},
+     1, (const char *const[]){"fire4.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 9486336, 18432}}, 72, 1},
-    {"fire4.bn3", "batchnorm2d", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 8896512, 73728},
+    {"fire4.bn3", "batchnorm2d+relu", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 18870272, 73728},
      1, (const char *const[]){"fire4.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 15921152, 73728}}, 73, 5},
-    {"fire4.relu3", "relu", "models/lib/squeezenet.nn:10:8", {NNCC_ARENA, 18870272, 73728},
-     1, (const char *const[]){"fire4.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 9191424, 73728}}, 78, 0},
     {"fire4.cat1", "concat", "models/lib/squeezenet.nn:11:10", {NNCC_ARENA, 8896512, 147456},
-     2, (const char *const[]){"fire4.relu2", "fire4.relu3"},
+     2, (const char *const[]){"fire4.bn2", "fire4.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 8896512, 73728}, {NNCC_ARENA, 9191424, 73728}}, 78, 0},
     {"maxpool3", "maxpool2d", "models/squeezenet_mini.nn:27:5", {NNCC_ARENA, 9486336, 36864},
      1, (const char *const[]){"fire4.cat1"},
@@ -2371,122 +1907,86 @@ static const NnccNode nodes[] = {
     {"fire5.conv1", "conv2d", "models/lib/squeezenet.nn:8:24", {NNCC_ARENA, 23212032, 6912},
      1, (const char *const[]){"maxpool3"},
      (const NnccSpan[]){{NNCC_ARENA, 19338240, 36864}}, 78, 1},
-    {"fire5.bn1", "batchnorm2d", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 9633792, 6912},
+    {"fire5.bn1", "batchnorm2d+relu", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 23239680, 6912},
      1, (const char *const[]){"fire5.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 9661440, 6912}}, 79, 5},
-    {"fire5.relu1", "relu", "models/lib/squeezenet.nn:8:7", {NNCC_ARENA, 23239680, 6912},
-     1, (const char *const[]){"fire5.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 9633792, 6912}}, 84, 0},
     {"fire5.conv2", "conv2d", "models/lib/squeezenet.nn:9:25", {NNCC_ARENA, 21921792, 27648},
-     1, (const char *const[]){"fire5.relu1"},
+     1, (const char *const[]){"fire5.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 9633792, 6912}}, 84, 1},
-    {"fire5.bn2", "batchnorm2d", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 15921152, 27648},
+    {"fire5.bn2", "batchnorm2d+relu", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 22032384, 27648},
      1, (const char *const[]){"fire5.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 16031744, 27648}}, 85, 5},
-    {"fire5.relu2", "relu", "models/lib/squeezenet.nn:9:8", {NNCC_ARENA, 22032384, 27648},
-     1, (const char *const[]){"fire5.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 15921152, 27648}}, 90, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 15921152, 27648}}, 85, 5},
     {"fire5.conv3", "conv2d", "models/lib/squeezenet.nn:10:25", {NNCC_ARENA, 22142976, 27648},
-     1, (const char *const[]){"fire5.relu1"},
+     1, (const char *const[]){"fire5.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 9633792, 6912}}, 90, 1},
-    {"fire5.bn3", "batchnorm2d", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 15921152, 27648},
+    {"fire5.bn3", "batchnorm2d+relu", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 22253568, 27648},
      1, (const char *const[]){"fire5.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 16031744, 27648}}, 91, 5},
-    {"fire5.relu3", "relu", "models/lib/squeezenet.nn:10:8", {NNCC_ARENA, 22253568, 27648},
-     1, (const char *const[]){"fire5.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 15921152, 27648}}, 96, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 15921152, 27648}}, 91, 5},
     {"fire5.cat1", "concat", "models/lib/squeezenet.nn:11:10", {NNCC_ARENA, 19460096, 55296},
-     2, (const char *const[]){"fire5.relu2", "fire5.relu3"},
+     2, (const char *const[]){"fire5.bn2", "fire5.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 16142336, 27648}, {NNCC_ARENA, 16252928, 27648}}, 96, 0},
     {"fire6.conv1", "conv2d", "models/lib/squeezenet.nn:8:24", {NNCC_ARENA, 23267328, 6912},
      1, (const char *const[]){"fire5.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 15921152, 55296}}, 96, 1},
-    {"fire6.bn1", "batchnorm2d", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 9633792, 6912},
+    {"fire6.bn1", "batchnorm2d+relu", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 23294976, 6912},
      1, (const char *const[]){"fire6.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 9661440, 6912}}, 97, 5},
-    {"fire6.relu1", "relu", "models/lib/squeezenet.nn:8:7", {NNCC_ARENA, 23294976, 6912},
-     1, (const char *const[]){"fire6.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 9633792, 6912}}, 102, 0},
     {"fire6.conv2", "conv2d", "models/lib/squeezenet.nn:9:25", {NNCC_ARENA, 22364160, 27648},
-     1, (const char *const[]){"fire6.relu1"},
+     1, (const char *const[]){"fire6.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 9633792, 6912}}, 102, 1},
-    {"fire6.bn2", "batchnorm2d", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 15921152, 27648},
+    {"fire6.bn2", "batchnorm2d+relu", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 22474752, 27648},
      1, (const char *const[]){"fire6.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 16031744, 27648}}, 103, 5},
-    {"fire6.relu2", "relu", "models/lib/squeezenet.nn:9:8", {NNCC_ARENA, 22474752, 27648},
-     1, (const char *const[]){"fire6.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 15921152, 27648}}, 108, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 15921152, 27648}}, 103, 5},
     {"fire6.conv3", "conv2d", "models/lib/squeezenet.nn:10:25", {NNCC_ARENA, 22585344, 27648},
-     1, (const char *const[]){"fire6.relu1"},
+     1, (const char *const[]){"fire6.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 9633792, 6912}}, 108, 1},
-    {"fire6.bn3", "batchnorm2d", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 15921152, 27648},
+    {"fire6.bn3", "batchnorm2d+relu", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 22695936, 27648},
      1, (const char *const[]){"fire6.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 16031744, 27648}}, 109, 5},
-    {"fire6.relu3", "relu", "models/lib/squeezenet.nn:10:8", {NNCC_ARENA, 22695936, 27648},
-     1, (const char *const[]){"fire6.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 15921152, 27648}}, 114, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 15921152, 27648}}, 109, 5},
     {"fire6.cat1", "concat", "models/lib/squeezenet.nn:11:10", {NNCC_ARENA, 19681280, 55296},
-     2, (const char *const[]){"fire6.relu2", "fire6.relu3"},
+     2, (const char *const[]){"fire6.bn2", "fire6.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 16142336, 27648}, {NNCC_ARENA, 16252928, 27648}}, 114, 0},
     {"fire7.conv1", "conv2d", "models/lib/squeezenet.nn:8:24", {NNCC_ARENA, 9633792, 9216},
      1, (const char *const[]){"fire6.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 15921152, 55296}}, 114, 1},
-    {"fire7.bn1", "batchnorm2d", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 15921152, 9216},
+    {"fire7.bn1", "batchnorm2d+relu", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 23101440, 9216},
      1, (const char *const[]){"fire7.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 16142336, 9216}}, 115, 5},
-    {"fire7.relu1", "relu", "models/lib/squeezenet.nn:8:7", {NNCC_ARENA, 23101440, 9216},
-     1, (const char *const[]){"fire7.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 15921152, 9216}}, 120, 0},
     {"fire7.conv2", "conv2d", "models/lib/squeezenet.nn:9:25", {NNCC_ARENA, 20594688, 36864},
-     1, (const char *const[]){"fire7.relu1"},
+     1, (const char *const[]){"fire7.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 16363520, 9216}}, 120, 1},
-    {"fire7.bn2", "batchnorm2d", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 15921152, 36864},
+    {"fire7.bn2", "batchnorm2d+relu", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 20742144, 36864},
      1, (const char *const[]){"fire7.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 16068608, 36864}}, 121, 5},
-    {"fire7.relu2", "relu", "models/lib/squeezenet.nn:9:8", {NNCC_ARENA, 20742144, 36864},
-     1, (const char *const[]){"fire7.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 15921152, 36864}}, 126, 0},
     {"fire7.conv3", "conv2d", "models/lib/squeezenet.nn:10:25", {NNCC_ARENA, 20889600, 36864},
-     1, (const char *const[]){"fire7.relu1"},
+     1, (const char *const[]){"fire7.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 16363520, 9216}}, 126, 1},
-    {"fire7.bn3", "batchnorm2d", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 15921152, 36864},
+    {"fire7.bn3", "batchnorm2d+relu", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 21037056, 36864},
      1, (const char *const[]){"fire7.conv3"},
      (const NnccSpan[]){{NNCC_ARENA, 16216064, 36864}}, 127, 5},
-    {"fire7.relu3", "relu", "models/lib/squeezenet.nn:10:8", {NNCC_ARENA, 21037056, 36864},
-     1, (const char *const[]){"fire7.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 16068608, 36864}}, 132, 0},
     {"fire7.cat1", "concat", "models/lib/squeezenet.nn:11:10", {NNCC_ARENA, 15921152, 73728},
-     2, (const char *const[]){"fire7.relu2", "fire7.relu3"},
+     2, (const char *const[]){"fire7.bn2", "fire7.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 15921152, 36864}, {NNCC_ARENA, 16068608, 36864}}, 132, 0},
     {"fire8.conv1", "conv2d", "models/lib/squeezenet.nn:8:24", {NNCC_ARENA, 23138304, 9216},
      1, (const char *const[]){"fire7.cat1"},
      (const NnccSpan[]){{NNCC_ARENA, 16216064, 73728}}, 132, 1},
-    {"fire8.bn1", "batchnorm2d", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 16216064, 9216},
+    {"fire8.bn1", "batchnorm2d+relu", "models/lib/squeezenet.nn:8:12", {NNCC_ARENA, 23175168, 9216},
      1, (const char *const[]){"fire8.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 19338240, 9216}}, 133, 5},
-    {"fire8.relu1", "relu", "models/lib/squeezenet.nn:8:7", {NNCC_ARENA, 23175168, 9216},
-     1, (const char *const[]){"fire8.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 16216064, 9216}}, 138, 0},
     {"fire8.conv2", "conv2d", "models/lib/squeezenet.nn:9:25", {NNCC_ARENA, 21184512, 36864},
-     1, (const char *const[]){"fire8.relu1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19338240, 9216}}, 138, 1},
-    {"fire8.bn2", "batchnorm2d", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 16216064, 36864},
+     1, (const char *const[]){"fire8.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 16363520, 9216}}, 138, 1},
+    {"fire8.bn2", "batchnorm2d+relu", "models/lib/squeezenet.nn:9:13", {NNCC_ARENA, 21331968, 36864},
      1, (const char *const[]){"fire8.conv2"},
-     (const NnccSpan[]){{NNCC_ARENA, 16363520, 36864}}, 139, 5},
-    {"fire8.relu2", "relu", "models/lib/squeezenet.nn:9:8", {NNCC_ARENA, 21331968, 36864},
-     1, (const char *const[]){"fire8.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 16216064, 36864}}, 144, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 16216064, 36864}}, 139, 5},
     {"fire8.conv3", "conv2d", "models/lib/squeezenet.nn:10:25", {NNCC_ARENA, 21479424, 36864},
-     1, (const char *const[]){"fire8.relu1"},
-     (const NnccSpan[]){{NNCC_ARENA, 19338240, 9216}}, 144, 1},
-    {"fire8.bn3", "batchnorm2d", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 16216064, 36864},
+     1, (const char *const[]){"fire8.bn1"},
+     (const NnccSpan[]){{NNCC_ARENA, 16363520, 9216}}, 144, 1},
+    {"fire8.bn3", "batchnorm2d+relu", "models/lib/squeezenet.nn:10:13", {NNCC_ARENA, 21626880, 36864},
      1, (const char *const[]){"fire8.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 16363520, 36864}}, 145, 5},
-    {"fire8.relu3", "relu", "models/lib/squeezenet.nn:10:8", {NNCC_ARENA, 21626880, 36864},
-     1, (const char *const[]){"fire8.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 16216064, 36864}}, 150, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 16216064, 36864}}, 145, 5},
     {"fire8.cat1", "concat", "models/lib/squeezenet.nn:11:10", {NNCC_ARENA, 16216064, 73728},
-     2, (const char *const[]){"fire8.relu2", "fire8.relu3"},
+     2, (const char *const[]){"fire8.bn2", "fire8.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 21774336, 36864}, {NNCC_ARENA, 19165184, 36864}}, 150, 0},
     {"dropout1", "dropout", "models/squeezenet_mini.nn:34:17", {NNCC_ARENA, 16216064, 73728},
      1, (const char *const[]){"fire8.cat1"},
@@ -2527,7 +2027,7 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 2, .seed = 1},
     .forward = forward,
     .backward = backward,
-    .nnodes = 90,
+    .nnodes = 65,
     .nodes = nodes,
     .arena_bytes = ARENA_BYTES,
     .scratch_bytes = scratch_bytes,

@@ -117,7 +117,7 @@ KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* features1.bn1 = batchnorm2d(features1.conv1)  models/lib/vgg.nn:18:13
+/* features1.bn1 = batchnorm2d+relu(features1.conv1)  models/lib/vgg.nn:18:13, fused features1.relu1
  *   features1.conv1 [64,64,32,32] -> [64,64,32,32] */
 KERNEL void features1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -126,33 +126,24 @@ KERNEL void features1_bn1_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 64, 1024, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 64, 1024,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 64, 1024,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* features1.relu1 = relu(features1.bn1)  models/lib/vgg.nn:20:11
- *   features1.bn1 [64,64,32,32] -> [64,64,32,32] */
-KERNEL void features1_relu1_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 4194304);
-}
-KERNEL void features1_relu1_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 4194304);
-}
-
-/* features1.maxpool1 = maxpool2d(features1.relu1)  models/lib/vgg.nn:14:11
- *   features1.relu1 [64,64,32,32] -> [64,64,16,16] */
+/* features1.maxpool1 = maxpool2d(features1.bn1)  models/lib/vgg.nn:14:11
+ *   features1.bn1 [64,64,32,32] -> [64,64,16,16] */
 _Static_assert(NNCC_POOL_OUT(32, 2, 2, 0, 0) == 16, "features1.maxpool1: output size");
 KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
 }
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16, NNCC_ACT_NONE, 0.0f);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16, NNCC_ACT_RELU, 0.0f); /* features1.relu1's gate */
 }
 
 /* features1.conv2 = conv2d(features1.maxpool1)  models/lib/vgg.nn:16:11
@@ -169,7 +160,7 @@ KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* features1.bn2 = batchnorm2d(features1.conv2)  models/lib/vgg.nn:18:13
+/* features1.bn2 = batchnorm2d+relu(features1.conv2)  models/lib/vgg.nn:18:13, fused features1.relu2
  *   features1.conv2 [64,128,16,16] -> [64,128,16,16] */
 KERNEL void features1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -178,33 +169,24 @@ KERNEL void features1_bn2_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 128, 256, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 128, 256,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 128, 256,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* features1.relu2 = relu(features1.bn2)  models/lib/vgg.nn:20:11
- *   features1.bn2 [64,128,16,16] -> [64,128,16,16] */
-KERNEL void features1_relu2_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 2097152);
-}
-KERNEL void features1_relu2_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 2097152);
-}
-
-/* features1.maxpool2 = maxpool2d(features1.relu2)  models/lib/vgg.nn:14:11
- *   features1.relu2 [64,128,16,16] -> [64,128,8,8] */
+/* features1.maxpool2 = maxpool2d(features1.bn2)  models/lib/vgg.nn:14:11
+ *   features1.bn2 [64,128,16,16] -> [64,128,8,8] */
 _Static_assert(NNCC_POOL_OUT(16, 2, 2, 0, 0) == 8, "features1.maxpool2: output size");
 KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
 }
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8, NNCC_ACT_NONE, 0.0f);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8, NNCC_ACT_RELU, 0.0f); /* features1.relu2's gate */
 }
 
 /* features1.conv3 = conv2d(features1.maxpool2)  models/lib/vgg.nn:16:11
@@ -221,7 +203,7 @@ KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* features1.bn3 = batchnorm2d(features1.conv3)  models/lib/vgg.nn:18:13
+/* features1.bn3 = batchnorm2d+relu(features1.conv3)  models/lib/vgg.nn:18:13, fused features1.relu3
  *   features1.conv3 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -230,27 +212,18 @@ KERNEL void features1_bn3_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 256, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 256, 64,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* features1.relu3 = relu(features1.bn3)  models/lib/vgg.nn:20:11
+/* features1.conv4 = conv2d(features1.bn3)  models/lib/vgg.nn:16:11
  *   features1.bn3 [64,256,8,8] -> [64,256,8,8] */
-KERNEL void features1_relu3_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 1048576);
-}
-KERNEL void features1_relu3_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
-}
-
-/* features1.conv4 = conv2d(features1.relu3)  models/lib/vgg.nn:16:11
- *   features1.relu3 [64,256,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv4: output size");
 KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -263,7 +236,7 @@ KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* features1.bn4 = batchnorm2d(features1.conv4)  models/lib/vgg.nn:18:13
+/* features1.bn4 = batchnorm2d+relu(features1.conv4)  models/lib/vgg.nn:18:13, fused features1.relu4
  *   features1.conv4 [64,256,8,8] -> [64,256,8,8] */
 KERNEL void features1_bn4_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -272,33 +245,24 @@ KERNEL void features1_bn4_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn4_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 256, 64,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 256, 64,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* features1.relu4 = relu(features1.bn4)  models/lib/vgg.nn:20:11
- *   features1.bn4 [64,256,8,8] -> [64,256,8,8] */
-KERNEL void features1_relu4_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 1048576);
-}
-KERNEL void features1_relu4_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 1048576);
-}
-
-/* features1.maxpool3 = maxpool2d(features1.relu4)  models/lib/vgg.nn:14:11
- *   features1.relu4 [64,256,8,8] -> [64,256,4,4] */
+/* features1.maxpool3 = maxpool2d(features1.bn4)  models/lib/vgg.nn:14:11
+ *   features1.bn4 [64,256,8,8] -> [64,256,4,4] */
 _Static_assert(NNCC_POOL_OUT(8, 2, 2, 0, 0) == 4, "features1.maxpool3: output size");
 KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
 }
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4, NNCC_ACT_NONE, 0.0f);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4, NNCC_ACT_RELU, 0.0f); /* features1.relu4's gate */
 }
 
 /* features1.conv5 = conv2d(features1.maxpool3)  models/lib/vgg.nn:16:11
@@ -315,7 +279,7 @@ KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* features1.bn5 = batchnorm2d(features1.conv5)  models/lib/vgg.nn:18:13
+/* features1.bn5 = batchnorm2d+relu(features1.conv5)  models/lib/vgg.nn:18:13, fused features1.relu5
  *   features1.conv5 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_bn5_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -324,27 +288,18 @@ KERNEL void features1_bn5_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 512, 16,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* features1.relu5 = relu(features1.bn5)  models/lib/vgg.nn:20:11
+/* features1.conv6 = conv2d(features1.bn5)  models/lib/vgg.nn:16:11
  *   features1.bn5 [64,512,4,4] -> [64,512,4,4] */
-KERNEL void features1_relu5_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void features1_relu5_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* features1.conv6 = conv2d(features1.relu5)  models/lib/vgg.nn:16:11
- *   features1.relu5 [64,512,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv6: output size");
 KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -357,7 +312,7 @@ KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* features1.bn6 = batchnorm2d(features1.conv6)  models/lib/vgg.nn:18:13
+/* features1.bn6 = batchnorm2d+relu(features1.conv6)  models/lib/vgg.nn:18:13, fused features1.relu6
  *   features1.conv6 [64,512,4,4] -> [64,512,4,4] */
 KERNEL void features1_bn6_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -366,33 +321,24 @@ KERNEL void features1_bn6_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 16,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 512, 16,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* features1.relu6 = relu(features1.bn6)  models/lib/vgg.nn:20:11
- *   features1.bn6 [64,512,4,4] -> [64,512,4,4] */
-KERNEL void features1_relu6_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 524288);
-}
-KERNEL void features1_relu6_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 524288);
-}
-
-/* features1.maxpool4 = maxpool2d(features1.relu6)  models/lib/vgg.nn:14:11
- *   features1.relu6 [64,512,4,4] -> [64,512,2,2] */
+/* features1.maxpool4 = maxpool2d(features1.bn6)  models/lib/vgg.nn:14:11
+ *   features1.bn6 [64,512,4,4] -> [64,512,2,2] */
 _Static_assert(NNCC_POOL_OUT(4, 2, 2, 0, 0) == 2, "features1.maxpool4: output size");
 KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
 }
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2, NNCC_ACT_NONE, 0.0f);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2, NNCC_ACT_RELU, 0.0f); /* features1.relu6's gate */
 }
 
 /* features1.conv7 = conv2d(features1.maxpool4)  models/lib/vgg.nn:16:11
@@ -409,7 +355,7 @@ KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* features1.bn7 = batchnorm2d(features1.conv7)  models/lib/vgg.nn:18:13
+/* features1.bn7 = batchnorm2d+relu(features1.conv7)  models/lib/vgg.nn:18:13, fused features1.relu7
  *   features1.conv7 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_bn7_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -418,27 +364,18 @@ KERNEL void features1_bn7_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-    const float *restrict dy, const float *restrict x,
+    const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 4,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, y, x, gamma, stats, 64, 512, 4,
+                                 NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* features1.relu7 = relu(features1.bn7)  models/lib/vgg.nn:20:11
+/* features1.conv8 = conv2d(features1.bn7)  models/lib/vgg.nn:16:11
  *   features1.bn7 [64,512,2,2] -> [64,512,2,2] */
-KERNEL void features1_relu7_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void features1_relu7_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* features1.conv8 = conv2d(features1.relu7)  models/lib/vgg.nn:16:11
- *   features1.relu7 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv8: output size");
 KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
     const float *restrict b, void *scratch) {
@@ -451,7 +388,7 @@ KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, flo
 }
 SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t), nncc_conv2d_backward_scratch(64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, t, 8))
 
-/* features1.bn8 = batchnorm2d(features1.conv8)  models/lib/vgg.nn:18:13
+/* features1.bn8 = batchnorm2d+relu(features1.conv8)  models/lib/vgg.nn:18:13, fused features1.relu8
  *   features1.conv8 [64,512,2,2] -> [64,512,2,2] */
 KERNEL void features1_bn8_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
@@ -460,33 +397,24 @@ KERNEL void features1_bn8_forward(float *restrict y, const float *restrict x,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
                                 num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                8, 64, rank_sum, ctx);
+                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
     const float *restrict gamma, float *restrict stats,
     nncc_rank_sum_fn rank_sum, void *ctx) {
-  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, 64, 512, 4,
-                                 8, 64, rank_sum, ctx);
+  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, NULL, x, gamma, stats, 64, 512, 4,
+                                 NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 
-/* features1.relu8 = relu(features1.bn8)  models/lib/vgg.nn:20:11
- *   features1.bn8 [64,512,2,2] -> [64,512,2,2] */
-KERNEL void features1_relu8_forward(float *y, const float *x) {
-  nncc_relu_forward_team(y, x, 131072);
-}
-KERNEL void features1_relu8_backward(float *dx, const float *dy, const float *restrict y) {
-  nncc_relu_backward_team(dx, dy, y, 131072);
-}
-
-/* features1.maxpool5 = maxpool2d(features1.relu8)  models/lib/vgg.nn:14:11
- *   features1.relu8 [64,512,2,2] -> [64,512,1,1] */
+/* features1.maxpool5 = maxpool2d(features1.bn8)  models/lib/vgg.nn:14:11
+ *   features1.bn8 [64,512,2,2] -> [64,512,1,1] */
 _Static_assert(NNCC_POOL_OUT(2, 2, 2, 0, 0) == 1, "features1.maxpool5: output size");
 KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
   nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
 }
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
-  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, NNCC_ACT_NONE, 0.0f);
+  nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, NNCC_ACT_RELU, 0.0f); /* features1.relu8's gate */
 }
 
 /* classifier1.flatten1 = flatten(features1.maxpool5)  models/lib/vgg.nn:28:19
@@ -541,39 +469,31 @@ static void forward(NnccState *s, int training) {
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *features1_bn1 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *features1_bn1_stats = (float *)(A + 89848832); /* [2,64]: mean, 1/std; [2,64] double sums */
-  float *features1_relu1 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
   float *features1_conv2 = (float *)(A + 33554432); /* [64,128,16,16] */
   float *features1_bn2 = (float *)(A + 41943040); /* [64,128,16,16] */
   float *features1_bn2_stats = (float *)(A + 89845760); /* [2,128]: mean, 1/std; [2,128] double sums */
-  float *features1_relu2 = (float *)(A + 41943040); /* [64,128,16,16] */
   float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
   float *features1_conv3 = (float *)(A + 50331648); /* [64,256,8,8] */
   float *features1_bn3 = (float *)(A + 54525952); /* [64,256,8,8] */
   float *features1_bn3_stats = (float *)(A + 89833472); /* [2,256]: mean, 1/std; [2,256] double sums */
-  float *features1_relu3 = (float *)(A + 54525952); /* [64,256,8,8] */
   float *features1_conv4 = (float *)(A + 62914560); /* [64,256,8,8] */
   float *features1_bn4 = (float *)(A + 67108864); /* [64,256,8,8] */
   float *features1_bn4_stats = (float *)(A + 89839616); /* [2,256]: mean, 1/std; [2,256] double sums */
-  float *features1_relu4 = (float *)(A + 67108864); /* [64,256,8,8] */
   float *features1_maxpool3 = (float *)(A + 83886080); /* [64,256,4,4] */
   float *features1_conv5 = (float *)(A + 71303168); /* [64,512,4,4] */
   float *features1_bn5 = (float *)(A + 73400320); /* [64,512,4,4] */
   float *features1_bn5_stats = (float *)(A + 89784320); /* [2,512]: mean, 1/std; [2,512] double sums */
-  float *features1_relu5 = (float *)(A + 73400320); /* [64,512,4,4] */
   float *features1_conv6 = (float *)(A + 77594624); /* [64,512,4,4] */
   float *features1_bn6 = (float *)(A + 79691776); /* [64,512,4,4] */
   float *features1_bn6_stats = (float *)(A + 89796608); /* [2,512]: mean, 1/std; [2,512] double sums */
-  float *features1_relu6 = (float *)(A + 79691776); /* [64,512,4,4] */
   float *features1_maxpool4 = (float *)(A + 87031808); /* [64,512,2,2] */
   float *features1_conv7 = (float *)(A + 87556096); /* [64,512,2,2] */
-  float *features1_bn7 = (float *)(A + 81788928); /* [64,512,2,2] */
+  float *features1_bn7 = (float *)(A + 88080384); /* [64,512,2,2] */
   float *features1_bn7_stats = (float *)(A + 89808896); /* [2,512]: mean, 1/std; [2,512] double sums */
-  float *features1_relu7 = (float *)(A + 88080384); /* [64,512,2,2] */
   float *features1_conv8 = (float *)(A + 88604672); /* [64,512,2,2] */
-  float *features1_bn8 = (float *)(A + 81788928); /* [64,512,2,2] */
+  float *features1_bn8 = (float *)(A + 89128960); /* [64,512,2,2] */
   float *features1_bn8_stats = (float *)(A + 89821184); /* [2,512]: mean, 1/std; [2,512] double sums */
-  float *features1_relu8 = (float *)(A + 89128960); /* [64,512,2,2] */
   float *features1_maxpool5 = (float *)(A + 89653248); /* [64,512,1,1] */
   float *classifier1_fc1 = (float *)(A + 81788928); /* [64,4096] */
   float *classifier1_fc2 = (float *)(A + 82837504); /* [64,4096] */
@@ -586,96 +506,72 @@ static void forward(NnccState *s, int training) {
     features1_bn1_forward(features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, P + 704 /* features1.bn1.bias */, P + 768 /* features1.bn1.running_mean */, P + 832 /* features1.bn1.running_var */, P + 896 /* features1.bn1.num_batches_tracked */, features1_bn1_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
-    features1_relu1_forward(features1_relu1, features1_bn1);
+    features1_maxpool1_forward(features1_maxpool1, features1_bn1);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    features1_maxpool1_forward(features1_maxpool1, features1_relu1);
+    features1_conv2_forward(features1_conv2, features1_maxpool1, P + 912 /* features1.conv2.weight */, P + 74640 /* features1.conv2.bias */, scratch);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv2_forward(features1_conv2, features1_maxpool1, P + 912 /* features1.conv2.weight */, P + 74640 /* features1.conv2.bias */, scratch);
+    features1_bn2_forward(features1_bn2, features1_conv2, P + 74768 /* features1.bn2.weight */, P + 74896 /* features1.bn2.bias */, P + 75024 /* features1.bn2.running_mean */, P + 75152 /* features1.bn2.running_var */, P + 75280 /* features1.bn2.num_batches_tracked */, features1_bn2_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn2_forward(features1_bn2, features1_conv2, P + 74768 /* features1.bn2.weight */, P + 74896 /* features1.bn2.bias */, P + 75024 /* features1.bn2.running_mean */, P + 75152 /* features1.bn2.running_var */, P + 75280 /* features1.bn2.num_batches_tracked */, features1_bn2_stats, training, s->rank_sum, s);
+    features1_maxpool2_forward(features1_maxpool2, features1_bn2);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    features1_relu2_forward(features1_relu2, features1_bn2);
+    features1_conv3_forward(features1_conv3, features1_maxpool2, P + 75296 /* features1.conv3.weight */, P + 370208 /* features1.conv3.bias */, scratch);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    features1_maxpool2_forward(features1_maxpool2, features1_relu2);
+    features1_bn3_forward(features1_bn3, features1_conv3, P + 370464 /* features1.bn3.weight */, P + 370720 /* features1.bn3.bias */, P + 370976 /* features1.bn3.running_mean */, P + 371232 /* features1.bn3.running_var */, P + 371488 /* features1.bn3.num_batches_tracked */, features1_bn3_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv3_forward(features1_conv3, features1_maxpool2, P + 75296 /* features1.conv3.weight */, P + 370208 /* features1.conv3.bias */, scratch);
+    features1_conv4_forward(features1_conv4, features1_bn3, P + 371504 /* features1.conv4.weight */, P + 961328 /* features1.conv4.bias */, scratch);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn3_forward(features1_bn3, features1_conv3, P + 370464 /* features1.bn3.weight */, P + 370720 /* features1.bn3.bias */, P + 370976 /* features1.bn3.running_mean */, P + 371232 /* features1.bn3.running_var */, P + 371488 /* features1.bn3.num_batches_tracked */, features1_bn3_stats, training, s->rank_sum, s);
+    features1_bn4_forward(features1_bn4, features1_conv4, P + 961584 /* features1.bn4.weight */, P + 961840 /* features1.bn4.bias */, P + 962096 /* features1.bn4.running_mean */, P + 962352 /* features1.bn4.running_var */, P + 962608 /* features1.bn4.num_batches_tracked */, features1_bn4_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    features1_relu3_forward(features1_relu3, features1_bn3);
+    features1_maxpool3_forward(features1_maxpool3, features1_bn4);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv4_forward(features1_conv4, features1_relu3, P + 371504 /* features1.conv4.weight */, P + 961328 /* features1.conv4.bias */, scratch);
+    features1_conv5_forward(features1_conv5, features1_maxpool3, P + 962624 /* features1.conv5.weight */, P + 2142272 /* features1.conv5.bias */, scratch);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn4_forward(features1_bn4, features1_conv4, P + 961584 /* features1.bn4.weight */, P + 961840 /* features1.bn4.bias */, P + 962096 /* features1.bn4.running_mean */, P + 962352 /* features1.bn4.running_var */, P + 962608 /* features1.bn4.num_batches_tracked */, features1_bn4_stats, training, s->rank_sum, s);
+    features1_bn5_forward(features1_bn5, features1_conv5, P + 2142784 /* features1.bn5.weight */, P + 2143296 /* features1.bn5.bias */, P + 2143808 /* features1.bn5.running_mean */, P + 2144320 /* features1.bn5.running_var */, P + 2144832 /* features1.bn5.num_batches_tracked */, features1_bn5_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    features1_relu4_forward(features1_relu4, features1_bn4);
+    features1_conv6_forward(features1_conv6, features1_bn5, P + 2144848 /* features1.conv6.weight */, P + 4504144 /* features1.conv6.bias */, scratch);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    features1_maxpool3_forward(features1_maxpool3, features1_relu4);
+    features1_bn6_forward(features1_bn6, features1_conv6, P + 4504656 /* features1.bn6.weight */, P + 4505168 /* features1.bn6.bias */, P + 4505680 /* features1.bn6.running_mean */, P + 4506192 /* features1.bn6.running_var */, P + 4506704 /* features1.bn6.num_batches_tracked */, features1_bn6_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv5_forward(features1_conv5, features1_maxpool3, P + 962624 /* features1.conv5.weight */, P + 2142272 /* features1.conv5.bias */, scratch);
+    features1_maxpool4_forward(features1_maxpool4, features1_bn6);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn5_forward(features1_bn5, features1_conv5, P + 2142784 /* features1.bn5.weight */, P + 2143296 /* features1.bn5.bias */, P + 2143808 /* features1.bn5.running_mean */, P + 2144320 /* features1.bn5.running_var */, P + 2144832 /* features1.bn5.num_batches_tracked */, features1_bn5_stats, training, s->rank_sum, s);
+    features1_conv7_forward(features1_conv7, features1_maxpool4, P + 4506720 /* features1.conv7.weight */, P + 6866016 /* features1.conv7.bias */, scratch);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    features1_relu5_forward(features1_relu5, features1_bn5);
+    features1_bn7_forward(features1_bn7, features1_conv7, P + 6866528 /* features1.bn7.weight */, P + 6867040 /* features1.bn7.bias */, P + 6867552 /* features1.bn7.running_mean */, P + 6868064 /* features1.bn7.running_var */, P + 6868576 /* features1.bn7.num_batches_tracked */, features1_bn7_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv6_forward(features1_conv6, features1_relu5, P + 2144848 /* features1.conv6.weight */, P + 4504144 /* features1.conv6.bias */, scratch);
+    features1_conv8_forward(features1_conv8, features1_bn7, P + 6868592 /* features1.conv8.weight */, P + 9227888 /* features1.conv8.bias */, scratch);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn6_forward(features1_bn6, features1_conv6, P + 4504656 /* features1.bn6.weight */, P + 4505168 /* features1.bn6.bias */, P + 4505680 /* features1.bn6.running_mean */, P + 4506192 /* features1.bn6.running_var */, P + 4506704 /* features1.bn6.num_batches_tracked */, features1_bn6_stats, training, s->rank_sum, s);
+    features1_bn8_forward(features1_bn8, features1_conv8, P + 9228400 /* features1.bn8.weight */, P + 9228912 /* features1.bn8.bias */, P + 9229424 /* features1.bn8.running_mean */, P + 9229936 /* features1.bn8.running_var */, P + 9230448 /* features1.bn8.num_batches_tracked */, features1_bn8_stats, training, s->rank_sum, s);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    features1_relu6_forward(features1_relu6, features1_bn6);
+    features1_maxpool5_forward(features1_maxpool5, features1_bn8);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
-#pragma omp barrier
-    features1_maxpool4_forward(features1_maxpool4, features1_relu6);
-    if (s->check) s->check(s, 21, NNCC_FORWARD);
-#pragma omp barrier
-    features1_conv7_forward(features1_conv7, features1_maxpool4, P + 4506720 /* features1.conv7.weight */, P + 6866016 /* features1.conv7.bias */, scratch);
-    if (s->check) s->check(s, 22, NNCC_FORWARD);
-#pragma omp barrier
-    features1_bn7_forward(features1_bn7, features1_conv7, P + 6866528 /* features1.bn7.weight */, P + 6867040 /* features1.bn7.bias */, P + 6867552 /* features1.bn7.running_mean */, P + 6868064 /* features1.bn7.running_var */, P + 6868576 /* features1.bn7.num_batches_tracked */, features1_bn7_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 23, NNCC_FORWARD);
-#pragma omp barrier
-    features1_relu7_forward(features1_relu7, features1_bn7);
-    if (s->check) s->check(s, 24, NNCC_FORWARD);
-#pragma omp barrier
-    features1_conv8_forward(features1_conv8, features1_relu7, P + 6868592 /* features1.conv8.weight */, P + 9227888 /* features1.conv8.bias */, scratch);
-    if (s->check) s->check(s, 25, NNCC_FORWARD);
-#pragma omp barrier
-    features1_bn8_forward(features1_bn8, features1_conv8, P + 9228400 /* features1.bn8.weight */, P + 9228912 /* features1.bn8.bias */, P + 9229424 /* features1.bn8.running_mean */, P + 9229936 /* features1.bn8.running_var */, P + 9230448 /* features1.bn8.num_batches_tracked */, features1_bn8_stats, training, s->rank_sum, s);
-    if (s->check) s->check(s, 26, NNCC_FORWARD);
-#pragma omp barrier
-    features1_relu8_forward(features1_relu8, features1_bn8);
-    if (s->check) s->check(s, 27, NNCC_FORWARD);
-#pragma omp barrier
-    features1_maxpool5_forward(features1_maxpool5, features1_relu8);
-    if (s->check) s->check(s, 28, NNCC_FORWARD);
     /* classifier1.flatten1: a view of features1.maxpool5 */
 #pragma omp barrier
     classifier1_fc1_forward(classifier1_fc1, features1_maxpool5, P + 9230464 /* classifier1.fc1.weight */, P + 11327616 /* classifier1.fc1.bias */, scratch);
-    if (s->check) s->check(s, 30, NNCC_FORWARD);
+    if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
     classifier1_fc2_forward(classifier1_fc2, classifier1_fc1, P + 11331712 /* classifier1.fc2.weight */, P + 28108928 /* classifier1.fc2.bias */, scratch);
-    if (s->check) s->check(s, 31, NNCC_FORWARD);
+    if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
     classifier1_fc3_forward(s->logits, classifier1_fc2, P + 28113024 /* classifier1.fc3.weight */, P + 28153984 /* classifier1.fc3.bias */, scratch);
-    if (s->check) s->check(s, 32, NNCC_FORWARD);
+    if (s->check) s->check(s, 24, NNCC_FORWARD);
   }
 }
 
@@ -686,60 +582,52 @@ static void backward(NnccState *s) {
   (void)P, (void)G;
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *d_features1_conv1 = (float *)(A + 16777216); /* [64,64,32,32] */
+  float *features1_bn1 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *d_features1_bn1 = (float *)(A + 33554432); /* [64,64,32,32] */
   float *features1_bn1_stats = (float *)(A + 89848832); /* [2,64]: mean, 1/std; [2,64] double sums */
-  float *features1_relu1 = (float *)(A + 16777216); /* [64,64,32,32] */
-  float *d_features1_relu1 = (float *)(A + 33554432); /* [64,64,32,32] */
   float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
   float *d_features1_maxpool1 = (float *)(A + 50331648); /* [64,64,16,16] */
   float *features1_conv2 = (float *)(A + 33554432); /* [64,128,16,16] */
   float *d_features1_conv2 = (float *)(A + 41943040); /* [64,128,16,16] */
+  float *features1_bn2 = (float *)(A + 41943040); /* [64,128,16,16] */
   float *d_features1_bn2 = (float *)(A + 50331648); /* [64,128,16,16] */
   float *features1_bn2_stats = (float *)(A + 89845760); /* [2,128]: mean, 1/std; [2,128] double sums */
-  float *features1_relu2 = (float *)(A + 41943040); /* [64,128,16,16] */
-  float *d_features1_relu2 = (float *)(A + 50331648); /* [64,128,16,16] */
   float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
   float *d_features1_maxpool2 = (float *)(A + 62914560); /* [64,128,8,8] */
   float *features1_conv3 = (float *)(A + 50331648); /* [64,256,8,8] */
-  float *d_features1_conv3 = (float *)(A + 54525952); /* [64,256,8,8] */
+  float *d_features1_conv3 = (float *)(A + 67108864); /* [64,256,8,8] */
+  float *features1_bn3 = (float *)(A + 54525952); /* [64,256,8,8] */
   float *d_features1_bn3 = (float *)(A + 62914560); /* [64,256,8,8] */
   float *features1_bn3_stats = (float *)(A + 89833472); /* [2,256]: mean, 1/std; [2,256] double sums */
-  float *features1_relu3 = (float *)(A + 54525952); /* [64,256,8,8] */
-  float *d_features1_relu3 = (float *)(A + 62914560); /* [64,256,8,8] */
   float *features1_conv4 = (float *)(A + 62914560); /* [64,256,8,8] */
   float *d_features1_conv4 = (float *)(A + 67108864); /* [64,256,8,8] */
+  float *features1_bn4 = (float *)(A + 67108864); /* [64,256,8,8] */
   float *d_features1_bn4 = (float *)(A + 71303168); /* [64,256,8,8] */
   float *features1_bn4_stats = (float *)(A + 89839616); /* [2,256]: mean, 1/std; [2,256] double sums */
-  float *features1_relu4 = (float *)(A + 67108864); /* [64,256,8,8] */
-  float *d_features1_relu4 = (float *)(A + 71303168); /* [64,256,8,8] */
   float *features1_maxpool3 = (float *)(A + 83886080); /* [64,256,4,4] */
   float *d_features1_maxpool3 = (float *)(A + 77594624); /* [64,256,4,4] */
   float *features1_conv5 = (float *)(A + 71303168); /* [64,512,4,4] */
-  float *d_features1_conv5 = (float *)(A + 73400320); /* [64,512,4,4] */
+  float *d_features1_conv5 = (float *)(A + 79691776); /* [64,512,4,4] */
+  float *features1_bn5 = (float *)(A + 73400320); /* [64,512,4,4] */
   float *d_features1_bn5 = (float *)(A + 77594624); /* [64,512,4,4] */
   float *features1_bn5_stats = (float *)(A + 89784320); /* [2,512]: mean, 1/std; [2,512] double sums */
-  float *features1_relu5 = (float *)(A + 73400320); /* [64,512,4,4] */
-  float *d_features1_relu5 = (float *)(A + 77594624); /* [64,512,4,4] */
   float *features1_conv6 = (float *)(A + 77594624); /* [64,512,4,4] */
   float *d_features1_conv6 = (float *)(A + 79691776); /* [64,512,4,4] */
+  float *features1_bn6 = (float *)(A + 79691776); /* [64,512,4,4] */
   float *d_features1_bn6 = (float *)(A + 81788928); /* [64,512,4,4] */
   float *features1_bn6_stats = (float *)(A + 89796608); /* [2,512]: mean, 1/std; [2,512] double sums */
-  float *features1_relu6 = (float *)(A + 79691776); /* [64,512,4,4] */
-  float *d_features1_relu6 = (float *)(A + 81788928); /* [64,512,4,4] */
   float *features1_maxpool4 = (float *)(A + 87031808); /* [64,512,2,2] */
   float *d_features1_maxpool4 = (float *)(A + 84934656); /* [64,512,2,2] */
   float *features1_conv7 = (float *)(A + 87556096); /* [64,512,2,2] */
   float *d_features1_conv7 = (float *)(A + 82313216); /* [64,512,2,2] */
+  float *features1_bn7 = (float *)(A + 88080384); /* [64,512,2,2] */
   float *d_features1_bn7 = (float *)(A + 81788928); /* [64,512,2,2] */
   float *features1_bn7_stats = (float *)(A + 89808896); /* [2,512]: mean, 1/std; [2,512] double sums */
-  float *features1_relu7 = (float *)(A + 88080384); /* [64,512,2,2] */
-  float *d_features1_relu7 = (float *)(A + 81788928); /* [64,512,2,2] */
   float *features1_conv8 = (float *)(A + 88604672); /* [64,512,2,2] */
   float *d_features1_conv8 = (float *)(A + 82313216); /* [64,512,2,2] */
+  float *features1_bn8 = (float *)(A + 89128960); /* [64,512,2,2] */
   float *d_features1_bn8 = (float *)(A + 81788928); /* [64,512,2,2] */
   float *features1_bn8_stats = (float *)(A + 89821184); /* [2,512]: mean, 1/std; [2,512] double sums */
-  float *features1_relu8 = (float *)(A + 89128960); /* [64,512,2,2] */
-  float *d_features1_relu8 = (float *)(A + 81788928); /* [64,512,2,2] */
   float *features1_maxpool5 = (float *)(A + 89653248); /* [64,512,1,1] */
   float *d_features1_maxpool5 = (float *)(A + 82837504); /* [64,512,1,1] */
   float *classifier1_fc1 = (float *)(A + 81788928); /* [64,4096] */
@@ -750,94 +638,70 @@ static void backward(NnccState *s) {
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
     classifier1_fc3_backward(d_classifier1_fc2, G + 28113024 /* classifier1.fc3.weight */, G + 28153984 /* classifier1.fc3.bias */, s->dlogits, classifier1_fc2, P + 28113024 /* classifier1.fc3.weight */, scratch);
-    if (s->check) s->check(s, 32, NNCC_BACKWARD);
-#pragma omp barrier
-    classifier1_fc2_backward(d_classifier1_fc1, G + 11331712 /* classifier1.fc2.weight */, G + 28108928 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 11331712 /* classifier1.fc2.weight */, scratch);
-    if (s->check) s->check(s, 31, NNCC_BACKWARD);
-#pragma omp barrier
-    classifier1_fc1_backward(d_features1_maxpool5, G + 9230464 /* classifier1.fc1.weight */, G + 11327616 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 9230464 /* classifier1.fc1.weight */, scratch);
-    if (s->check) s->check(s, 30, NNCC_BACKWARD);
-    /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
-#pragma omp barrier
-    features1_maxpool5_backward(d_features1_relu8, d_features1_maxpool5, features1_relu8);
-    if (s->check) s->check(s, 28, NNCC_BACKWARD);
-#pragma omp barrier
-    features1_relu8_backward(d_features1_bn8, d_features1_relu8, features1_relu8);
-    if (s->check) s->check(s, 27, NNCC_BACKWARD);
-#pragma omp barrier
-    features1_bn8_backward(d_features1_conv8, G + 9228400 /* features1.bn8.weight */, G + 9228912 /* features1.bn8.bias */, d_features1_bn8, features1_conv8, P + 9228400 /* features1.bn8.weight */, features1_bn8_stats, s->rank_sum, s);
-    if (s->check) s->check(s, 26, NNCC_BACKWARD);
-#pragma omp barrier
-    features1_conv8_backward(d_features1_relu7, G + 6868592 /* features1.conv8.weight */, G + 9227888 /* features1.conv8.bias */, d_features1_conv8, features1_relu7, P + 6868592 /* features1.conv8.weight */, scratch);
-    if (s->check) s->check(s, 25, NNCC_BACKWARD);
-#pragma omp barrier
-    features1_relu7_backward(d_features1_bn7, d_features1_relu7, features1_relu7);
     if (s->check) s->check(s, 24, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_bn7_backward(d_features1_conv7, G + 6866528 /* features1.bn7.weight */, G + 6867040 /* features1.bn7.bias */, d_features1_bn7, features1_conv7, P + 6866528 /* features1.bn7.weight */, features1_bn7_stats, s->rank_sum, s);
+    classifier1_fc2_backward(d_classifier1_fc1, G + 11331712 /* classifier1.fc2.weight */, G + 28108928 /* classifier1.fc2.bias */, d_classifier1_fc2, classifier1_fc2, classifier1_fc1, P + 11331712 /* classifier1.fc2.weight */, scratch);
     if (s->check) s->check(s, 23, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv7_backward(d_features1_maxpool4, G + 4506720 /* features1.conv7.weight */, G + 6866016 /* features1.conv7.bias */, d_features1_conv7, features1_maxpool4, P + 4506720 /* features1.conv7.weight */, scratch);
+    classifier1_fc1_backward(d_features1_maxpool5, G + 9230464 /* classifier1.fc1.weight */, G + 11327616 /* classifier1.fc1.bias */, d_classifier1_fc1, classifier1_fc1, features1_maxpool5, P + 9230464 /* classifier1.fc1.weight */, scratch);
     if (s->check) s->check(s, 22, NNCC_BACKWARD);
+    /* classifier1.flatten1: a view, its gradient is d_features1_maxpool5's */
 #pragma omp barrier
-    features1_maxpool4_backward(d_features1_relu6, d_features1_maxpool4, features1_relu6);
-    if (s->check) s->check(s, 21, NNCC_BACKWARD);
-#pragma omp barrier
-    features1_relu6_backward(d_features1_bn6, d_features1_relu6, features1_relu6);
+    features1_maxpool5_backward(d_features1_bn8, d_features1_maxpool5, features1_bn8);
     if (s->check) s->check(s, 20, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_bn6_backward(d_features1_conv6, G + 4504656 /* features1.bn6.weight */, G + 4505168 /* features1.bn6.bias */, d_features1_bn6, features1_conv6, P + 4504656 /* features1.bn6.weight */, features1_bn6_stats, s->rank_sum, s);
+    features1_bn8_backward(d_features1_conv8, G + 9228400 /* features1.bn8.weight */, G + 9228912 /* features1.bn8.bias */, d_features1_bn8, features1_conv8, P + 9228400 /* features1.bn8.weight */, features1_bn8_stats, s->rank_sum, s);
     if (s->check) s->check(s, 19, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv6_backward(d_features1_relu5, G + 2144848 /* features1.conv6.weight */, G + 4504144 /* features1.conv6.bias */, d_features1_conv6, features1_relu5, P + 2144848 /* features1.conv6.weight */, scratch);
+    features1_conv8_backward(d_features1_bn7, G + 6868592 /* features1.conv8.weight */, G + 9227888 /* features1.conv8.bias */, d_features1_conv8, features1_bn7, P + 6868592 /* features1.conv8.weight */, scratch);
     if (s->check) s->check(s, 18, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_relu5_backward(d_features1_bn5, d_features1_relu5, features1_relu5);
+    features1_bn7_backward(d_features1_conv7, G + 6866528 /* features1.bn7.weight */, G + 6867040 /* features1.bn7.bias */, d_features1_bn7, features1_bn7, features1_conv7, P + 6866528 /* features1.bn7.weight */, features1_bn7_stats, s->rank_sum, s);
     if (s->check) s->check(s, 17, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_bn5_backward(d_features1_conv5, G + 2142784 /* features1.bn5.weight */, G + 2143296 /* features1.bn5.bias */, d_features1_bn5, features1_conv5, P + 2142784 /* features1.bn5.weight */, features1_bn5_stats, s->rank_sum, s);
+    features1_conv7_backward(d_features1_maxpool4, G + 4506720 /* features1.conv7.weight */, G + 6866016 /* features1.conv7.bias */, d_features1_conv7, features1_maxpool4, P + 4506720 /* features1.conv7.weight */, scratch);
     if (s->check) s->check(s, 16, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv5_backward(d_features1_maxpool3, G + 962624 /* features1.conv5.weight */, G + 2142272 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool3, P + 962624 /* features1.conv5.weight */, scratch);
+    features1_maxpool4_backward(d_features1_bn6, d_features1_maxpool4, features1_bn6);
     if (s->check) s->check(s, 15, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_maxpool3_backward(d_features1_relu4, d_features1_maxpool3, features1_relu4);
+    features1_bn6_backward(d_features1_conv6, G + 4504656 /* features1.bn6.weight */, G + 4505168 /* features1.bn6.bias */, d_features1_bn6, features1_conv6, P + 4504656 /* features1.bn6.weight */, features1_bn6_stats, s->rank_sum, s);
     if (s->check) s->check(s, 14, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_relu4_backward(d_features1_bn4, d_features1_relu4, features1_relu4);
+    features1_conv6_backward(d_features1_bn5, G + 2144848 /* features1.conv6.weight */, G + 4504144 /* features1.conv6.bias */, d_features1_conv6, features1_bn5, P + 2144848 /* features1.conv6.weight */, scratch);
     if (s->check) s->check(s, 13, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_bn4_backward(d_features1_conv4, G + 961584 /* features1.bn4.weight */, G + 961840 /* features1.bn4.bias */, d_features1_bn4, features1_conv4, P + 961584 /* features1.bn4.weight */, features1_bn4_stats, s->rank_sum, s);
+    features1_bn5_backward(d_features1_conv5, G + 2142784 /* features1.bn5.weight */, G + 2143296 /* features1.bn5.bias */, d_features1_bn5, features1_bn5, features1_conv5, P + 2142784 /* features1.bn5.weight */, features1_bn5_stats, s->rank_sum, s);
     if (s->check) s->check(s, 12, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv4_backward(d_features1_relu3, G + 371504 /* features1.conv4.weight */, G + 961328 /* features1.conv4.bias */, d_features1_conv4, features1_relu3, P + 371504 /* features1.conv4.weight */, scratch);
+    features1_conv5_backward(d_features1_maxpool3, G + 962624 /* features1.conv5.weight */, G + 2142272 /* features1.conv5.bias */, d_features1_conv5, features1_maxpool3, P + 962624 /* features1.conv5.weight */, scratch);
     if (s->check) s->check(s, 11, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_relu3_backward(d_features1_bn3, d_features1_relu3, features1_relu3);
+    features1_maxpool3_backward(d_features1_bn4, d_features1_maxpool3, features1_bn4);
     if (s->check) s->check(s, 10, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_bn3_backward(d_features1_conv3, G + 370464 /* features1.bn3.weight */, G + 370720 /* features1.bn3.bias */, d_features1_bn3, features1_conv3, P + 370464 /* features1.bn3.weight */, features1_bn3_stats, s->rank_sum, s);
+    features1_bn4_backward(d_features1_conv4, G + 961584 /* features1.bn4.weight */, G + 961840 /* features1.bn4.bias */, d_features1_bn4, features1_conv4, P + 961584 /* features1.bn4.weight */, features1_bn4_stats, s->rank_sum, s);
     if (s->check) s->check(s, 9, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv3_backward(d_features1_maxpool2, G + 75296 /* features1.conv3.weight */, G + 370208 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool2, P + 75296 /* features1.conv3.weight */, scratch);
+    features1_conv4_backward(d_features1_bn3, G + 371504 /* features1.conv4.weight */, G + 961328 /* features1.conv4.bias */, d_features1_conv4, features1_bn3, P + 371504 /* features1.conv4.weight */, scratch);
     if (s->check) s->check(s, 8, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_maxpool2_backward(d_features1_relu2, d_features1_maxpool2, features1_relu2);
+    features1_bn3_backward(d_features1_conv3, G + 370464 /* features1.bn3.weight */, G + 370720 /* features1.bn3.bias */, d_features1_bn3, features1_bn3, features1_conv3, P + 370464 /* features1.bn3.weight */, features1_bn3_stats, s->rank_sum, s);
     if (s->check) s->check(s, 7, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_relu2_backward(d_features1_bn2, d_features1_relu2, features1_relu2);
+    features1_conv3_backward(d_features1_maxpool2, G + 75296 /* features1.conv3.weight */, G + 370208 /* features1.conv3.bias */, d_features1_conv3, features1_maxpool2, P + 75296 /* features1.conv3.weight */, scratch);
     if (s->check) s->check(s, 6, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_bn2_backward(d_features1_conv2, G + 74768 /* features1.bn2.weight */, G + 74896 /* features1.bn2.bias */, d_features1_bn2, features1_conv2, P + 74768 /* features1.bn2.weight */, features1_bn2_stats, s->rank_sum, s);
+    features1_maxpool2_backward(d_features1_bn2, d_features1_maxpool2, features1_bn2);
     if (s->check) s->check(s, 5, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_conv2_backward(d_features1_maxpool1, G + 912 /* features1.conv2.weight */, G + 74640 /* features1.conv2.bias */, d_features1_conv2, features1_maxpool1, P + 912 /* features1.conv2.weight */, scratch);
+    features1_bn2_backward(d_features1_conv2, G + 74768 /* features1.bn2.weight */, G + 74896 /* features1.bn2.bias */, d_features1_bn2, features1_conv2, P + 74768 /* features1.bn2.weight */, features1_bn2_stats, s->rank_sum, s);
     if (s->check) s->check(s, 4, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_maxpool1_backward(d_features1_relu1, d_features1_maxpool1, features1_relu1);
+    features1_conv2_backward(d_features1_maxpool1, G + 912 /* features1.conv2.weight */, G + 74640 /* features1.conv2.bias */, d_features1_conv2, features1_maxpool1, P + 912 /* features1.conv2.weight */, scratch);
     if (s->check) s->check(s, 3, NNCC_BACKWARD);
 #pragma omp barrier
-    features1_relu1_backward(d_features1_bn1, d_features1_relu1, features1_relu1);
+    features1_maxpool1_backward(d_features1_bn1, d_features1_maxpool1, features1_bn1);
     if (s->check) s->check(s, 2, NNCC_BACKWARD);
 #pragma omp barrier
     features1_bn1_backward(d_features1_conv1, G + 640 /* features1.bn1.weight */, G + 704 /* features1.bn1.bias */, d_features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, features1_bn1_stats, s->rank_sum, s);
@@ -854,89 +718,65 @@ static const NnccNode nodes[] = {
     {"features1.conv1", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 0, 4194304},
      1, (const char *const[]){"x"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 0, 2},
-    {"features1.bn1", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 16777216, 4194304},
+    {"features1.bn1", "batchnorm2d+relu", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 16777216, 4194304},
      1, (const char *const[]){"features1.conv1"},
      (const NnccSpan[]){{NNCC_ARENA, 16777216, 4194304}}, 2, 5},
-    {"features1.relu1", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 16777216, 4194304},
-     1, (const char *const[]){"features1.bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 7, 0},
     {"features1.maxpool1", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 58720256, 1048576},
-     1, (const char *const[]){"features1.relu1"},
+     1, (const char *const[]){"features1.bn1"},
      (const NnccSpan[]){{NNCC_ARENA, 33554432, 4194304}}, 7, 0},
     {"features1.conv2", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 33554432, 2097152},
      1, (const char *const[]){"features1.maxpool1"},
      (const NnccSpan[]){{NNCC_ARENA, 50331648, 1048576}}, 7, 2},
-    {"features1.bn2", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 41943040, 2097152},
+    {"features1.bn2", "batchnorm2d+relu", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 41943040, 2097152},
      1, (const char *const[]){"features1.conv2"},
      (const NnccSpan[]){{NNCC_ARENA, 41943040, 2097152}}, 9, 5},
-    {"features1.relu2", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 41943040, 2097152},
-     1, (const char *const[]){"features1.bn2"},
-     (const NnccSpan[]){{NNCC_ARENA, 50331648, 2097152}}, 14, 0},
     {"features1.maxpool2", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 75497472, 524288},
-     1, (const char *const[]){"features1.relu2"},
+     1, (const char *const[]){"features1.bn2"},
      (const NnccSpan[]){{NNCC_ARENA, 50331648, 2097152}}, 14, 0},
     {"features1.conv3", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 50331648, 1048576},
      1, (const char *const[]){"features1.maxpool2"},
      (const NnccSpan[]){{NNCC_ARENA, 62914560, 524288}}, 14, 2},
-    {"features1.bn3", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 54525952, 1048576},
+    {"features1.bn3", "batchnorm2d+relu", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 54525952, 1048576},
      1, (const char *const[]){"features1.conv3"},
-     (const NnccSpan[]){{NNCC_ARENA, 54525952, 1048576}}, 16, 5},
-    {"features1.relu3", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 54525952, 1048576},
-     1, (const char *const[]){"features1.bn3"},
-     (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 21, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 67108864, 1048576}}, 16, 5},
     {"features1.conv4", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 62914560, 1048576},
-     1, (const char *const[]){"features1.relu3"},
+     1, (const char *const[]){"features1.bn3"},
      (const NnccSpan[]){{NNCC_ARENA, 62914560, 1048576}}, 21, 2},
-    {"features1.bn4", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 67108864, 1048576},
+    {"features1.bn4", "batchnorm2d+relu", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 67108864, 1048576},
      1, (const char *const[]){"features1.conv4"},
      (const NnccSpan[]){{NNCC_ARENA, 67108864, 1048576}}, 23, 5},
-    {"features1.relu4", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 67108864, 1048576},
-     1, (const char *const[]){"features1.bn4"},
-     (const NnccSpan[]){{NNCC_ARENA, 71303168, 1048576}}, 28, 0},
     {"features1.maxpool3", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 83886080, 262144},
-     1, (const char *const[]){"features1.relu4"},
+     1, (const char *const[]){"features1.bn4"},
      (const NnccSpan[]){{NNCC_ARENA, 71303168, 1048576}}, 28, 0},
     {"features1.conv5", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 71303168, 524288},
      1, (const char *const[]){"features1.maxpool3"},
      (const NnccSpan[]){{NNCC_ARENA, 77594624, 262144}}, 28, 2},
-    {"features1.bn5", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 73400320, 524288},
+    {"features1.bn5", "batchnorm2d+relu", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 73400320, 524288},
      1, (const char *const[]){"features1.conv5"},
-     (const NnccSpan[]){{NNCC_ARENA, 73400320, 524288}}, 30, 5},
-    {"features1.relu5", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 73400320, 524288},
-     1, (const char *const[]){"features1.bn5"},
-     (const NnccSpan[]){{NNCC_ARENA, 77594624, 524288}}, 35, 0},
+     (const NnccSpan[]){{NNCC_ARENA, 79691776, 524288}}, 30, 5},
     {"features1.conv6", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 77594624, 524288},
-     1, (const char *const[]){"features1.relu5"},
+     1, (const char *const[]){"features1.bn5"},
      (const NnccSpan[]){{NNCC_ARENA, 77594624, 524288}}, 35, 2},
-    {"features1.bn6", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 79691776, 524288},
+    {"features1.bn6", "batchnorm2d+relu", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 79691776, 524288},
      1, (const char *const[]){"features1.conv6"},
      (const NnccSpan[]){{NNCC_ARENA, 79691776, 524288}}, 37, 5},
-    {"features1.relu6", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 79691776, 524288},
-     1, (const char *const[]){"features1.bn6"},
-     (const NnccSpan[]){{NNCC_ARENA, 81788928, 524288}}, 42, 0},
     {"features1.maxpool4", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 87031808, 131072},
-     1, (const char *const[]){"features1.relu6"},
+     1, (const char *const[]){"features1.bn6"},
      (const NnccSpan[]){{NNCC_ARENA, 81788928, 524288}}, 42, 0},
     {"features1.conv7", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 87556096, 131072},
      1, (const char *const[]){"features1.maxpool4"},
      (const NnccSpan[]){{NNCC_ARENA, 84934656, 131072}}, 42, 2},
-    {"features1.bn7", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 81788928, 131072},
+    {"features1.bn7", "batchnorm2d+relu", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 88080384, 131072},
      1, (const char *const[]){"features1.conv7"},
      (const NnccSpan[]){{NNCC_ARENA, 82313216, 131072}}, 44, 5},
-    {"features1.relu7", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 88080384, 131072},
-     1, (const char *const[]){"features1.bn7"},
-     (const NnccSpan[]){{NNCC_ARENA, 81788928, 131072}}, 49, 0},
     {"features1.conv8", "conv2d", "models/lib/vgg.nn:16:11", {NNCC_ARENA, 88604672, 131072},
-     1, (const char *const[]){"features1.relu7"},
+     1, (const char *const[]){"features1.bn7"},
      (const NnccSpan[]){{NNCC_ARENA, 81788928, 131072}}, 49, 2},
-    {"features1.bn8", "batchnorm2d", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 81788928, 131072},
+    {"features1.bn8", "batchnorm2d+relu", "models/lib/vgg.nn:18:13", {NNCC_ARENA, 89128960, 131072},
      1, (const char *const[]){"features1.conv8"},
      (const NnccSpan[]){{NNCC_ARENA, 82313216, 131072}}, 51, 5},
-    {"features1.relu8", "relu", "models/lib/vgg.nn:20:11", {NNCC_ARENA, 89128960, 131072},
-     1, (const char *const[]){"features1.bn8"},
-     (const NnccSpan[]){{NNCC_ARENA, 81788928, 131072}}, 56, 0},
     {"features1.maxpool5", "maxpool2d", "models/lib/vgg.nn:14:11", {NNCC_ARENA, 89653248, 32768},
-     1, (const char *const[]){"features1.relu8"},
+     1, (const char *const[]){"features1.bn8"},
      (const NnccSpan[]){{NNCC_ARENA, 81788928, 131072}}, 56, 0},
     {"classifier1.flatten1", "flatten", "models/lib/vgg.nn:28:19", {NNCC_ARENA, 89653248, 32768},
      1, (const char *const[]){"features1.maxpool5"},
@@ -977,7 +817,7 @@ static NnccModel model = {
                  .weight_decay = 0.0, .momentum = 0.0, .epochs = 10, .seed = 1},
     .forward = forward,
     .backward = backward,
-    .nnodes = 33,
+    .nnodes = 25,
     .nodes = nodes,
     .arena_bytes = ARENA_BYTES,
     .scratch_bytes = scratch_bytes,

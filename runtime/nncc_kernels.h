@@ -2108,13 +2108,16 @@ NK_INLINE void nk_rank_sum(nncc_rank_sum_fn rank_sum, void *ctx, double *v, size
 #pragma omp barrier
 }
 
+/* y = act(batchnorm(x)): a fused activation (act, alpha as conv2d's) is
+ * applied in the output loop, the same operations as its own kernel. */
 NK_INLINE void nncc_batchnorm2d_forward_team(float *restrict y, const float *restrict x,
                                              const float *restrict gamma,
                                              const float *restrict beta, float *restrict rmean,
                                              float *restrict rvar, float *restrict count,
                                              float *restrict stats, int N, int C, int HW,
-                                             double eps, double momentum, int training, int S,
-                                             int NG, nncc_rank_sum_fn rank_sum, void *ctx) {
+                                             double eps, double momentum, int training, int act,
+                                             float alpha, int S, int NG,
+                                             nncc_rank_sum_fn rank_sum, void *ctx) {
   const double M = (double)NG * HW;
   double *sum = (double *)(void *)(stats + 2 * C), *sq = sum + C;
   if (training) {
@@ -2144,7 +2147,7 @@ NK_INLINE void nncc_batchnorm2d_forward_team(float *restrict y, const float *res
     for (int n = 0; n < N; n++) {
       const float *xp = x + ((size_t)n * C + c) * HW;
       float *yp = y + ((size_t)n * C + c) * HW;
-      for (int i = 0; i < HW; i++) yp[i] = xp[i] * scale + shift;
+      for (int i = 0; i < HW; i++) yp[i] = nk_act1(xp[i] * scale + shift, act, alpha);
     }
   }
   if (training) {
@@ -2153,16 +2156,26 @@ NK_INLINE void nncc_batchnorm2d_forward_team(float *restrict y, const float *res
   }
 }
 
-/* dx = gamma/std * (dy - mean(dy) - xhat * mean(dy * xhat)) (skipped when
- * dx is NULL); dgamma = sum(dy * xhat), dbeta = sum(dy), in double, in
- * groups of S images and over the ranks as forward's sums: dgamma and dbeta
- * are complete on return (NnccParam.synced) */
+/* The output gradient as batch norm's backward reads it: dy, gated by a
+ * fused activation's derivative from its output ymask (act literal in the
+ * generated code, so this folds). */
+NK_INLINE float nk_bn_dy(const float *dy, const float *ymask, size_t k, int act, float alpha) {
+  return act == NNCC_ACT_NONE ? dy[k] : nk_actgrad1(dy[k], ymask[k], act, alpha);
+}
+
+/* dx = gamma/std * (g - mean(g) - xhat * mean(g * xhat)) (skipped when dx
+ * is NULL), g = dy gated by act from ymask (nk_bn_dy); dgamma =
+ * sum(g * xhat), dbeta = sum(g), in double, in groups of S images and over
+ * the ranks as forward's sums: dgamma and dbeta are complete on return
+ * (NnccParam.synced) */
 NK_INLINE void nncc_batchnorm2d_backward_team(float *restrict dx, float *restrict dgamma,
                                               float *restrict dbeta, const float *restrict dy,
+                                              const float *restrict ymask,
                                               const float *restrict x,
                                               const float *restrict gamma,
-                                              float *restrict stats, int N, int C, int HW, int S,
-                                              int NG, nncc_rank_sum_fn rank_sum, void *ctx) {
+                                              float *restrict stats, int N, int C, int HW,
+                                              int act, float alpha, int S, int NG,
+                                              nncc_rank_sum_fn rank_sum, void *ctx) {
   const double M = (double)NG * HW;
   double *sums = (double *)(void *)(stats + 2 * C); /* sum_dy[C], sum_dy_xhat[C] */
 #pragma omp for schedule(static)
@@ -2173,8 +2186,9 @@ NK_INLINE void nncc_batchnorm2d_backward_team(float *restrict dx, float *restric
       if (n % S == 0) v[0] = v[1] = 0.0;
       for (int i = 0; i < HW; i++) {
         size_t k = ((size_t)n * C + c) * HW + i;
-        v[0] += dy[k];
-        v[1] += (double)dy[k] * ((x[k] - mean) * invstd);
+        float g = nk_bn_dy(dy, ymask, k, act, alpha);
+        v[0] += g;
+        v[1] += (double)g * ((x[k] - mean) * invstd);
       }
       if (n % S == S - 1) nk_tree_fold_d(&pend[0][0], 2, v, 2, n / S);
     }
@@ -2193,10 +2207,22 @@ NK_INLINE void nncc_batchnorm2d_backward_team(float *restrict dx, float *restric
     for (int n = 0; n < N; n++)
       for (int i = 0; i < HW; i++) {
         size_t k = ((size_t)n * C + c) * HW + i;
-        dx[k] = k1 * (dy[k] - k2 - (x[k] - mean) * invstd * k3);
+        dx[k] = k1 * (nk_bn_dy(dy, ymask, k, act, alpha) - k2 - (x[k] - mean) * invstd * k3);
       }
   }
 }
+
+NK_WRAP(batchnorm2d_forward,
+        (float *y, const float *x, const float *gamma, const float *beta, float *rmean, float *rvar,
+         float *count, float *stats, int N, int C, int HW, double eps, double momentum, int training,
+         int act, float alpha, int S, int NG, nncc_rank_sum_fn rank_sum, void *ctx),
+        (y, x, gamma, beta, rmean, rvar, count, stats, N, C, HW, eps, momentum, training, act, alpha, S,
+         NG, rank_sum, ctx))
+NK_WRAP(batchnorm2d_backward,
+        (float *dx, float *dgamma, float *dbeta, const float *dy, const float *ymask, const float *x,
+         const float *gamma, float *stats, int N, int C, int HW, int act, float alpha, int S, int NG,
+         nncc_rank_sum_fn rank_sum, void *ctx),
+        (dx, dgamma, dbeta, dy, ymask, x, gamma, stats, N, C, HW, act, alpha, S, NG, rank_sum, ctx))
 
 #undef NK_WRAP
 

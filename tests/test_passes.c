@@ -190,15 +190,18 @@ START_TEST(fuse_refusals_say_why) {
   Node *c2 = conv(g, "c2", r2, 4, 3, 1);
   Node *r3 = add(g, OP_RELU, "r3", 1, c2);
   Node *r4 = add(g, OP_RELU, "r4", 1, r3);
-  head(g, r4);
+  Node *r5 = add(g, OP_RELU, "r5", 1, add(g, OP_ADD, "s2", 2, r4, r4));
+  head(g, r5);
   shape_pass(g);
   fuse_pass(g);
   ir_verify(g, "fuse");
   ck_assert_str_eq(named(g, "r1")->note, "not fused: c1 has 2 users and they need it before the relu");
-  ck_assert_str_eq(named(g, "r2")->note,
-                   "not fused: input b1 is a batchnorm2d, folding it is only legal in eval");
   ck_assert_str_eq(named(g, "r4")->note, "not fused: c2 already ends in a relu");
+  ck_assert_str_eq(named(g, "r5")->note, "not fused: input s2 (add) is not a conv2d, linear or batch norm");
   ck_assert_ptr_null(named(g, "c1")->epilogue);
+  /* a relu after batch norm fuses into its apply loop; the backward gates */
+  ck_assert_str_eq(named(g, "b1")->epilogue->name, "r2");
+  ck_assert_int_eq(node_saves(named(g, "b1")), SAVES_IN | SAVES_OUT);
 }
 END_TEST
 
@@ -298,19 +301,20 @@ START_TEST(plan_flatten_copy_when_shared) {
 }
 END_TEST
 
-/* relu over a dying conv output takes its memory; forward and backward */
+/* sigmoid over a dying batch norm output takes its memory; forward and
+ * backward */
 START_TEST(plan_in_place) {
   Graph *g = graph(2, 1, 28, 28);
   Node *c = conv(g, "c1", g->nodes[0], 4, 5, 0);
   Node *b = bn(g, "b1", c);
-  Node *r = add(g, OP_RELU, "r1", 1, b); /* after bn: not fused */
+  Node *r = add(g, OP_SIGMOID, "r1", 1, b); /* no fused form */
   head(g, r);
   compile_o1(g);
   Node *b1 = named(g, "b1"), *r1 = named(g, "r1");
   ck_assert_ptr_null(named(g, "c1")->epilogue);
   ck_assert_int_eq(g->bufs[r1->act].offset, g->bufs[b1->act].offset);
   ck_assert_int_eq(g->bufs[r1->grad].offset, g->bufs[b1->grad].offset);
-  /* relu saves its output: live into backward; bn saves its input */
+  /* sigmoid saves its output: live into backward; bn saves its input */
   Node *c1 = named(g, "c1");
   ck_assert_int_eq(g->bufs[buf_root(g, r1->act)].last, step_backward(g, r1));
   ck_assert_int_ge(g->bufs[c1->act].last, step_backward(g, b1));

@@ -72,16 +72,16 @@ static void define_batchnorm(Emit *E, Node *n) {
              "    int training, nncc_rank_sum_fn rank_sum, void *ctx) {\n"
              "  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,\n"
              "                                num_batches_tracked, stats, %s, %s, %s, training,\n"
-             "                                %s);\n}\n",
-             f, sz, emit_real(a->eps, false), emit_real(a->momentum, false), sync);
+             "                                %s, %s);\n}\n",
+             f, sz, emit_real(a->eps, false), emit_real(a->momentum, false), emit_act_args(n), sync);
   buf_printf(emit_out(E),
              "KERNEL void %s_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,\n"
-             "    const float *restrict dy, const float *restrict x,\n"
+             "    const float *restrict dy,%s const float *restrict x,\n"
              "    const float *restrict gamma, float *restrict stats,\n"
              "    nncc_rank_sum_fn rank_sum, void *ctx) {\n"
-             "  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, x, gamma, stats, %s,\n"
-             "                                 %s);\n}\n",
-             f, sz, sync);
+             "  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, %s, x, gamma, stats, %s,\n"
+             "                                 %s, %s);\n}\n",
+             f, emit_mask_param(n), node_bwd_gates(n) ? "y" : "NULL", sz, emit_bwd_act(n), sync);
 }
 
 static void forward_batchnorm(Emit *E, Node *n) {
@@ -91,8 +91,9 @@ static void forward_batchnorm(Emit *E, Node *n) {
 }
 
 static void backward_batchnorm(Emit *E, Node *n, const char *const *dx) {
-  buf_printf(emit_out(E), "    %s_backward(%s, %s, %s, %s, %s, %s, %s, s->rank_sum, s);\n", emit_fn(n), dx[0],
-             emit_param_grad(E, n, 0), emit_param_grad(E, n, 1), emit_grad(E, n),
+  buf_printf(emit_out(E), "    %s_backward(%s, %s, %s, %s, %s%s%s, %s, %s, s->rank_sum, s);\n", emit_fn(n),
+             dx[0], emit_param_grad(E, n, 0), emit_param_grad(E, n, 1), emit_grad(E, n),
+             node_bwd_gates(n) ? emit_act(E, n) : "", node_bwd_gates(n) ? ", " : "",
              emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0), emit_aux(E, n));
 }
 
@@ -144,9 +145,8 @@ static void infer_batchnorm(Infer *I, const Graph *g, const Node *n) {
       .attrs = batchnorm_attrs,                                                                     \
       .nattrs = 2,                                                                                  \
       .attrs_size = sizeof(BatchNormAttrs),                                                         \
-      .flags = OPF_SYNCED,                                                                          \
+      .flags = OPF_SYNCED | OPF_EPILOGUE,                                                           \
       .saves = SAVES_IN,                                                                            \
-      .fuse_note = "folding it is only legal in eval",                                              \
       .shape = shape_batchnorm,                                                                     \
       .flops_fwd = flops_batchnorm_fwd,                                                             \
       .flops_bwd = flops_batchnorm_bwd,                                                             \

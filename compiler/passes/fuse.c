@@ -1,21 +1,24 @@
 /*
- * fuse.c -- fold an activation into the conv2d or linear that feeds it.
+ * fuse.c -- fold an activation into the conv2d, linear or batch norm that
+ * feeds it.
  *
  * An activation with a fused form (its descriptor's act_code: relu, relu6,
  * leaky_relu with a slope >= 0) becomes the epilogue of an OPF_EPILOGUE op
- * (conv2d, linear).  Forward then applies it in the op's own output loop,
- * and backward gates the incoming gradient with the saved output y (relu:
- * y > 0), so the pre-activation tensor is never stored or read again.
+ * (conv2d, linear, batchnorm2d/1d).  Forward then applies it in the op's
+ * own output loop, and backward gates the incoming gradient with the saved
+ * output y (relu: y > 0), so the pre-activation tensor is never stored or
+ * read again, and the activation's own passes over memory (and their
+ * barriers) are gone.  Batch norm itself never folds into the conv before
+ * it here: in training it uses batch statistics (nncc --infer folds it).
  *
  * Only legal when the activation is the op's single user: another user
- * would need the value before it.  A batchnorm between conv and relu stays
- * as it is: in training it uses batch statistics, so it cannot be folded
- * into the conv's weights.
+ * would need the value before it.
  *
  * Then the gate moves down one node.  When such a node's only user is a
  * max pool (OPF_TAKES_GATE), the pool's backward applies the gate to the
  * gradient it writes, reading y, which it reads anyway to find each
- * window's maximum; the conv's backward then reads no mask at all.  The
+ * window's maximum; the conv's (or batch norm's) backward then reads no
+ * mask at all.  The
  * bits are the same: the pool's backward writes the conv's whole output
  * gradient, and gating each element of it by the same y with the same
  * rule is what the conv's backward would have done.
@@ -58,12 +61,9 @@ void fuse_pass(Graph *g) {
       act->note = format("not fused: its backward needs the input %s", x->name);
       continue;
     }
-    if (xd->fuse_note) {
-      act->note = format("not fused: input %s is a %s, %s", x->name, op_name(x->op), xd->fuse_note);
-      continue;
-    }
     if (!(xd->flags & OPF_EPILOGUE)) {
-      act->note = format("not fused: input %s (%s) is not a conv2d or linear", x->name, op_name(x->op));
+      act->note = format("not fused: input %s (%s) is not a conv2d, linear or batch norm", x->name,
+                         op_name(x->op));
       continue;
     }
     if (x->epilogue) {

@@ -832,6 +832,53 @@ START_TEST(test_pool_gate) {
 }
 END_TEST
 
+/* Batch norm with a fused activation (fuse.c) gives what batch norm and
+ * then the activation's own kernels gave, bit for bit: forward act(bn(x)),
+ * and backward batch norm's gradients from the gate of dy by y, for relu,
+ * relu6 and leaky_relu, in training.  gamma scales x up so that relu6
+ * clips at 6 too. */
+START_TEST(test_batchnorm_act) {
+  static const int acts[3] = {NNCC_ACT_RELU, NNCC_ACT_RELU6, NNCC_ACT_LEAKY};
+  int act = acts[_i], N = 4, C = 3, HW = 10, S = 2;
+  float alpha = act == NNCC_ACT_LEAKY ? 0.2f : 0.0f;
+  size_t n = (size_t)N * C * HW;
+  rng_state = 950 + _i;
+  float *x = rand_buf(n), *dy = rand_buf(n), gamma[3] = {4.0f, 1.0f, 7.0f}, beta[3] = {0.5f, -0.25f, 1.0f};
+  float *y[2], *dx[2], dgamma[2][3], dbeta[2][3], run[2][2][3], count[2] = {0, 0};
+  double stats[2][9]; /* 2C floats, then 2C doubles, for C = 3 */
+  set_threads(2);
+  for (int f = 0; f < 2; f++) { /* f = 0: batch norm, then the activation; 1: fused */
+    y[f] = garbage_buf(n), dx[f] = garbage_buf(n);
+    for (int c = 0; c < 3; c++) run[f][0][c] = 0.0f, run[f][1][c] = 1.0f;
+    float *st = (float *)stats[f];
+    nncc_batchnorm2d_forward(y[f], x, gamma, beta, run[f][0], run[f][1], &count[f], st, N, C, HW, 1e-5,
+                             0.1, 1, f ? act : NNCC_ACT_NONE, alpha, S, N, NULL, NULL);
+    const float *g = dy;
+    float *gated = garbage_buf(n);
+    if (!f) {
+      if (act == NNCC_ACT_RELU) nncc_relu_forward(y[f], y[f], n), nncc_relu_backward(gated, dy, y[f], n);
+      if (act == NNCC_ACT_RELU6) nncc_relu6_forward(y[f], y[f], n), nncc_relu6_backward(gated, dy, y[f], n);
+      if (act == NNCC_ACT_LEAKY)
+        nncc_leaky_relu_forward(y[f], y[f], alpha, n), nncc_leaky_relu_backward(gated, dy, y[f], alpha, n);
+      g = gated;
+    }
+    nncc_batchnorm2d_backward(dx[f], dgamma[f], dbeta[f], g, f ? y[f] : NULL, x, gamma, st, N, C, HW,
+                              f ? act : NNCC_ACT_NONE, alpha, S, N, NULL, NULL);
+    free(gated);
+  }
+  ck_assert(same_bits(y[0], y[1], n) && same_bits(dx[0], dx[1], n));
+  ck_assert(same_bits(dgamma[0], dgamma[1], 3) && same_bits(dbeta[0], dbeta[1], 3));
+  ck_assert(same_bits(run[0][0], run[1][0], 6));
+  if (act == NNCC_ACT_RELU6) { /* the test reaches both bounds */
+    int six = 0, zero = 0;
+    for (size_t i = 0; i < n; i++) six += y[1][i] == 6.0f, zero += y[1][i] == 0.0f;
+    ck_assert(six > 0 && zero > 0);
+  }
+  free(x), free(dy);
+  for (int f = 0; f < 2; f++) free(y[f]), free(dx[f]);
+}
+END_TEST
+
 /* pooling, 1 thread vs 3: the same bits */
 START_TEST(test_pool_threads) {
   Pool p = pool_shapes[_i];
@@ -1086,6 +1133,7 @@ static Suite *general_suite(void) {
   tcase_add_loop_test(tc, test_pool_legacy_bits, 0, NPOOL);
   tcase_add_loop_test(tc, test_pool_threads, 0, NPOOL);
   tcase_add_loop_test(tc, test_pool_gate, 0, 3 * NPOOL);
+  tcase_add_loop_test(tc, test_batchnorm_act, 0, 3);
   tcase_add_loop_test(tc, test_adaptive_max_vs_reference, 0, NAPOOL);
   tcase_add_test(tc, test_adaptive_max_values);
   suite_add_tcase(s, tc);
