@@ -19,6 +19,23 @@ need_packages() {
   fi
 }
 
+# The arm64 architecture beside the machine's own (Debian multiarch), for
+# CROSS_PACKAGES: as root it is added, otherwise the command is printed.
+need_arm64() {
+  dpkg --print-foreign-architectures | grep -qx arm64 && return 0
+  if [ "$(id -u)" = 0 ]; then
+    dpkg --add-architecture arm64
+  else
+    echo "the arm64 architecture is not enabled; run:" >&2
+    echo "  sudo dpkg --add-architecture arm64" >&2
+    exit 1
+  fi
+}
+
+# The suite's aarch64 test (tests/e2e/run_aarch64.sh): Debian's cross gcc,
+# qemu's user-mode emulator, and the runtime's libraries for arm64.
+CROSS_PACKAGES="gcc-aarch64-linux-gnu qemu-user zlib1g-dev:arm64 libpng-dev:arm64"
+
 # What building and testing nncc needs (libclang-rt-14-dev: clang's
 # sanitizer runtimes and libFuzzer, only recommended by clang).
 BUILD_PACKAGES="cmake make gcc clang pkg-config check zlib1g-dev libpng-dev libomp-14-dev libclang-rt-14-dev"

@@ -9,6 +9,8 @@ set -eu
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 need_packages $BUILD_PACKAGES
+need_arm64
+need_packages $CROSS_PACKAGES
 
 jobs=$(nproc 2>/dev/null || echo 2)
 # Each models/*.nn, tests/errors/*.nn and tests/gradcheck/*.nn is a test of
