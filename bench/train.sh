@@ -20,6 +20,11 @@
 #          print its step split: forward / backward / the costliest kernels
 #   --O0   also time the trainer nncc -O0 generates (no fusion, no memory
 #          plan): the passes' effect on speed and peak memory
+#   --torch-malloc keep (default) runs PyTorch with glibc told to keep
+#          freed memory (MALLOC_MMAP_THRESHOLD_, _TRIM_THRESHOLD_), as a
+#          tuned PyTorch install (jemalloc, tcmalloc) does; `default` leaves
+#          glibc returning each step's big tensors to the kernel and faulting
+#          them in again, about 2x slower and erratic (earlier results)
 #
 # How the nncc trainer is timed.  A --steps run logs no timing, so each
 # model trains on a subset of MNIST whose epoch is exactly W steps: epoch 1
@@ -34,13 +39,14 @@
 #
 # Everything built goes to ${TMPDIR:-/tmp}/nncc_bench_train; the results
 # are also written to bench/results/train-<date>.json.
+# (The help above is lines 2-41.)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${TMPDIR:-/tmp}/nncc_bench_train
 py=/usr/bin/python3 # Debian's, with PyTorch 1.13 (not the pyenv one)
 nncc=${NNCC:-$root/build/gcc/nncc}
-threads=2 models="mnist_cnn vgg16" peak=0 perf=0 json=1 o0=0 isa=native
+threads=2 models="mnist_cnn vgg16" peak=0 perf=0 json=1 o0=0 isa=native torch_malloc=keep
 declare -A counts=([mnist_cnn]=10,50 [vgg16]=2,8)
 declare -A batch=([mnist_cnn]=256 [vgg16]=64)
 
@@ -55,11 +61,20 @@ while [ $# -gt 0 ]; do
     --perf) perf=1 ;;
     --O0) o0=1 ;;
     --no-json) json=0 ;;
-    -h | --help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --torch-malloc) torch_malloc=$2; shift ;;
+    -h | --help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
   shift
 done
+# PyTorch's allocator (--torch-malloc): glibc's largest mmap threshold
+# (32 MiB on 64-bit), no trimming, 512 MiB of slack on each heap growth
+case $torch_malloc in
+  keep) torch_env=(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296
+                   MALLOC_TOP_PAD_=536870912) ;;
+  default) torch_env=(NNCC_BENCH_TORCH_MALLOC=default) ;;
+  *) die "--torch-malloc: 'keep' or 'default', not '$torch_malloc'" ;;
+esac
 
 . "$root/bench/isa.sh"
 bench_isa "$isa" || exit 2
@@ -129,7 +144,7 @@ for m in $models; do
       --epochs "$epochs" --threads "$threads" --log "$out/$m.nncc_O0.jsonl" --quiet
   fi
   echo "train.sh: $m: torch" >&2
-  timed "$out/$m.torch.time" $py "$root/bench/torch_train.py" "$m" \
+  timed "$out/$m.torch.time" env "${torch_env[@]}" $py "$root/bench/torch_train.py" "$m" \
     --data "$out/data_$m" --threads "$threads" --warmup "$warm" --steps "$steps" >"$out/$m.torch.json"
 done
 
@@ -137,7 +152,7 @@ done
 stamp=$(date +%Y%m%d-%H%M%S)
 results=
 [ "$json" = 1 ] && mkdir -p "$root/bench/results" && results=$root/bench/results/train-$stamp.json
-$py - "$out" "$threads" "$peak" "$hz" "$results" "$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')" "$isa" $models <<'PY'
+TORCH_MALLOC=$torch_malloc $py - "$out" "$threads" "$peak" "$hz" "$results" "$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')" "$isa" $models <<'PY'
 import json, os, sys
 out, threads, peak, hz, results, commit, isa, models = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8:]
 
@@ -188,6 +203,8 @@ for r in rows:
 print(f"(ISA {isa}, threads {threads}; ratio = nncc/torch, >1 means nncc has more img/s or more memory; "
       f"%peak of " + (f"the measured {fma_isa} FMA peak" if measured_peak else "a given") + f" {peak:.0f} GFLOP/s)")
 print(f"measured fp32 FMA peak on {threads} threads, {fma_isa} (bench/peak_fma.c): {fma:.0f} GFLOP/s")
+print("PyTorch's malloc: " + ("glibc keeping freed memory (--torch-malloc keep)" if os.environ["TORCH_MALLOC"] == "keep"
+                              else "glibc's default, returning big tensors to the kernel each step (--torch-malloc default)"))
 for r in rows:
     if "nncc_O0_img_per_s" in r:
         o0 = r["nncc_O0_process"]
@@ -209,6 +226,7 @@ for r in rows:
 if results:
     with open(results, "w") as f:
         json.dump({"commit": commit, "isa": isa, "threads": threads, "peak_gflops": peak,
+                   "torch_malloc": os.environ["TORCH_MALLOC"],
                    "measured_fma_peak_gflops": fma, "measured_fma_isa": fma_isa,
                    "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
                    "results": rows}, f, indent=1)
