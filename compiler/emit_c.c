@@ -111,6 +111,12 @@ const char *emit_mask_param(const Node *n) {
   return node_bwd_gates(n) ? " const float *restrict y /* the mask */," : "";
 }
 
+const char *emit_mask_arg(const Node *n) { return node_bwd_gates(n) ? "y" : "NULL"; }
+
+const char *emit_mask_ref(Emit *E, const Node *n) {
+  return node_bwd_gates(n) ? format("%s, ", emit_act(E, n)) : "";
+}
+
 /* The batch's group size: its sums are taken in groups of that many images
  * (nncc_kernels.h, "batch reductions"; ranks_pass). */
 const Graph *emit_graph(Emit *E) { return E->g; }

@@ -671,11 +671,15 @@ char *emit_act_args(const Node *n);
 /* A backward kernel's "act, alpha": the fused activation's, or NONE when
  * there is none or the node's user applies the gate (gated_by).
  * emit_bwd_act_args(): ", act, alpha, S", S the batch's group size
- * (emit_group).  emit_mask_param(): the backward kernel's mask parameter y
- * (with its comment) where it gates, else "". */
+ * (emit_group).  Where the backward gates: emit_mask_param() is the
+ * backward KERNEL's mask parameter y (with its comment), emit_mask_arg()
+ * "y" for the runtime kernel's ymask (else "NULL"), emit_mask_ref() the
+ * node's output and ", " for the call in backward() (else ""). */
 char *emit_bwd_act(const Node *n);
 char *emit_bwd_act_args(Emit *E, const Node *n);
 const char *emit_mask_param(const Node *n);
+const char *emit_mask_arg(const Node *n);
+const char *emit_mask_ref(Emit *E, const Node *n);
 char *emit_group(Emit *E);
 const Graph *emit_graph(Emit *E);                /* the graph being emitted */
 /* The common unary forms: forward `f_forward(y, x);`, backward

@@ -1238,28 +1238,6 @@ NK_INLINE void nncc_maxpool2d_forward_team(float *restrict y, const float *restr
   }
 }
 
-/* One row pair of the 2x2 path's backward: each element of dx is 0 + its
- * window's dy if it is the window's maximum, else +0 (as the general
- * path), then gated by act from x itself (act is a constant where this is
- * inlined, so the loop vectorizes). */
-NK_INLINE void nk_pool_2x2_backward_rows(float *restrict g0, float *restrict g1,
-                                         const float *restrict x0, const float *restrict x1,
-                                         const float *restrict dr, int Wo, int act, float alpha) {
-  for (int ow = 0; ow < Wo; ow++) {
-    /* the window's maximum keeps g, every other element +0: by a mask of
-     * g's bits, which vectorizes.  A gate of +0 is +0 for every act that
-     * fuses (a slope >= 0), so gating the maximum alone is gating all. */
-    float a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], d = x1[2 * ow + 1];
-    uint32_t t[3];
-    (void)nk_pool_2x2_max(a, b, c, d, t);
-    float g = 0.0f + dr[ow];
-    g0[2 * ow] = nk_from_bits(nk_bits(nk_actgrad1(g, a, act, alpha)) & ~(t[0] | t[1] | t[2]));
-    g0[2 * ow + 1] = nk_from_bits(nk_bits(nk_actgrad1(g, b, act, alpha)) & t[0] & ~(t[1] | t[2]));
-    g1[2 * ow] = nk_from_bits(nk_bits(nk_actgrad1(g, c, act, alpha)) & t[1] & ~t[2]);
-    g1[2 * ow + 1] = nk_from_bits(nk_bits(nk_actgrad1(g, d, act, alpha)) & t[2]);
-  }
-}
-
 /* dx = the max pool's gradient, gated by act's derivative from x when act
  * is not NONE: x is then the output of the activation fused into the
  * producing conv (fuse.c), and dx what that conv's backward would have
@@ -1275,11 +1253,21 @@ NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *res
         size_t r = ((size_t)nc * H + 2 * oh) * W;
         const float *x0 = x + r, *x1 = x0 + W, *dr = dy + ((size_t)nc * Ho + oh) * Wo;
         float *g0 = dx + r, *g1 = g0 + W;
-        switch (act) {
-        case NNCC_ACT_RELU: nk_pool_2x2_backward_rows(g0, g1, x0, x1, dr, Wo, NNCC_ACT_RELU, 0); break;
-        case NNCC_ACT_RELU6: nk_pool_2x2_backward_rows(g0, g1, x0, x1, dr, Wo, NNCC_ACT_RELU6, 0); break;
-        case NNCC_ACT_LEAKY: nk_pool_2x2_backward_rows(g0, g1, x0, x1, dr, Wo, NNCC_ACT_LEAKY, alpha); break;
-        default: nk_pool_2x2_backward_rows(g0, g1, x0, x1, dr, Wo, NNCC_ACT_NONE, 0); break;
+        for (int ow = 0; ow < Wo; ow++) {
+          /* the window's maximum keeps 0 + its dy, gated by act from x
+           * itself, every other element +0: by a mask of the bits, which
+           * vectorizes (act is a literal in the generated code, so the
+           * gate's switch folds).  A gate of +0 is +0 for every act that
+           * fuses (a slope >= 0), so gating the maximum alone is gating
+           * all. */
+          float a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], d = x1[2 * ow + 1];
+          uint32_t t[3];
+          (void)nk_pool_2x2_max(a, b, c, d, t);
+          float g = 0.0f + dr[ow];
+          g0[2 * ow] = nk_from_bits(nk_bits(nk_actgrad1(g, a, act, alpha)) & ~(t[0] | t[1] | t[2]));
+          g0[2 * ow + 1] = nk_from_bits(nk_bits(nk_actgrad1(g, b, act, alpha)) & t[0] & ~(t[1] | t[2]));
+          g1[2 * ow] = nk_from_bits(nk_bits(nk_actgrad1(g, c, act, alpha)) & t[1] & ~t[2]);
+          g1[2 * ow + 1] = nk_from_bits(nk_bits(nk_actgrad1(g, d, act, alpha)) & t[2]);
         }
         for (int w = 2 * Wo; w < W; w++) g0[w] = g1[w] = 0.0f;
       }

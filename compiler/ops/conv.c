@@ -108,7 +108,7 @@ static void define_conv2d(Emit *E, Node *n) {
   const Node *x = emit_in(E, n, 0);
   Buf *o = emit_out(E);
   char *f = emit_fn(n), *sz = conv_sizes(E, n), *act = emit_act_args(n);
-  const char *mask = emit_mask_param(n), *y = node_bwd_gates(n) ? "y" : "NULL";
+  const char *mask = emit_mask_param(n), *y = emit_mask_arg(n);
   if (conv_general(a)) {
     buf_printf(o,
                "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
@@ -156,11 +156,9 @@ static void forward_weighted(Emit *E, Node *n) {
 
 static void backward_weighted(Emit *E, Node *n, const char *const *dx) {
   Buf *o = emit_out(E);
-  buf_printf(o, "    %s_backward(%s, %s, %s, %s, ", emit_fn(n), dx[0], emit_param_grad(E, n, 0),
-             n->nparams > 1 ? emit_param_grad(E, n, 1) : "NULL", emit_grad(E, n));
-  if (node_bwd_gates(n))
-    buf_printf(o, "%s, ", emit_act(E, n));
-  buf_printf(o, "%s, %s, scratch);\n", emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0));
+  buf_printf(o, "    %s_backward(%s, %s, %s, %s, %s%s, %s, scratch);\n", emit_fn(n), dx[0],
+             emit_param_grad(E, n, 0), n->nparams > 1 ? emit_param_grad(E, n, 1) : "NULL", emit_grad(E, n),
+             emit_mask_ref(E, n), emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0));
 }
 
 static const AttrDesc conv2d_attrs[] = {
@@ -319,7 +317,7 @@ static void define_linear(Emit *E, Node *n) {
              "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
              "    void *scratch) {\n"
              "  nncc_linear_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s%s);\n}\n",
-             f, emit_mask_param(n), node_bwd_gates(n) ? "y" : "NULL", sz, emit_bwd_act_args(E, n));
+             f, emit_mask_param(n), emit_mask_arg(n), sz, emit_bwd_act_args(E, n));
   buf_printf(o, "SCRATCH(%s, nncc_linear_forward_scratch(%s), nncc_linear_backward_scratch(%s))\n", f, sz,
              sz);
 }

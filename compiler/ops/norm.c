@@ -81,7 +81,7 @@ static void define_batchnorm(Emit *E, Node *n) {
              "    nncc_rank_sum_fn rank_sum, void *ctx) {\n"
              "  nncc_batchnorm2d_backward_team(dx, dgamma, dbeta, dy, %s, x, gamma, stats, %s,\n"
              "                                 %s, %s);\n}\n",
-             f, emit_mask_param(n), node_bwd_gates(n) ? "y" : "NULL", sz, emit_bwd_act(n), sync);
+             f, emit_mask_param(n), emit_mask_arg(n), sz, emit_bwd_act(n), sync);
 }
 
 static void forward_batchnorm(Emit *E, Node *n) {
@@ -91,9 +91,8 @@ static void forward_batchnorm(Emit *E, Node *n) {
 }
 
 static void backward_batchnorm(Emit *E, Node *n, const char *const *dx) {
-  buf_printf(emit_out(E), "    %s_backward(%s, %s, %s, %s, %s%s%s, %s, %s, s->rank_sum, s);\n", emit_fn(n),
-             dx[0], emit_param_grad(E, n, 0), emit_param_grad(E, n, 1), emit_grad(E, n),
-             node_bwd_gates(n) ? emit_act(E, n) : "", node_bwd_gates(n) ? ", " : "",
+  buf_printf(emit_out(E), "    %s_backward(%s, %s, %s, %s, %s%s, %s, %s, s->rank_sum, s);\n", emit_fn(n),
+             dx[0], emit_param_grad(E, n, 0), emit_param_grad(E, n, 1), emit_grad(E, n), emit_mask_ref(E, n),
              emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0), emit_aux(E, n));
 }
 

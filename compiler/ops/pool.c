@@ -64,13 +64,14 @@ static char *pool_sizes(Emit *E, Node *n) {
 static void define_maxpool2d(Emit *E, Node *n) {
   char *f = emit_fn(n), *sz = pool_sizes(E, n);
   const Node *x = emit_in(E, n, 0);
+  bool gates = x->gated_by == n;
   buf_printf(emit_out(E),
              "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
              "  nncc_maxpool2d_forward_team(y, x, %s);\n}\n"
              "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {\n"
              "  nncc_maxpool2d_backward_team(dx, dy, x, %s, %s);%s\n}\n",
-             f, sz, f, sz, x->gated_by == n ? emit_act_args(x) : "NNCC_ACT_NONE, 0.0f",
-             x->gated_by == n ? format(" /* %s's gate */", x->epilogue->name) : "");
+             f, sz, f, sz, gates ? emit_act_args(x) : "NNCC_ACT_NONE, 0.0f",
+             gates ? format(" /* %s's gate */", x->epilogue->name) : "");
 }
 
 static void define_avgpool2d(Emit *E, Node *n) {
