@@ -106,6 +106,14 @@ static inline int nncc_fp_contracts(void) {
  * FMA, a store and a load per accumulator per step, ~2.5x slower); ask for
  * a full unroll, and keep the reduction loop rolled (NK_NOUNROLL), as gcc
  * does, or the runtime unroller multiplies the code ~8x. */
+/* NK_SCALAR_LOOP: a loop of scalar moves kept a plain loop (the edge and
+ * transposed stores: unrolled and vectorized per tile row they were most of
+ * a model's code, and of its compile time, for no measurable speed). */
+#if defined(__clang__)
+#define NK_SCALAR_LOOP NK_PRAGMA(clang loop unroll(disable) vectorize(disable))
+#else
+#define NK_SCALAR_LOOP NK_PRAGMA(GCC unroll 1)
+#endif
 #if defined(NNCC_KERNELS_NO_UNROLL)
 #define NK_UNROLL
 #define NK_NOUNROLL
@@ -990,18 +998,20 @@ NK_INLINE void nk_linear_fwd_tile(float *y, const float *w, const float *xT, con
   int Np = nk_cdiv(N, 16) * 16;
   NK_UNROLL for (int i = 0; i < NK_MR * NK_NV; i++) acc[i] = nk_zero();
   nk_kernel(acc, mr, 1, nv, w + (size_t)o0 * I, I, 0, xT + n0, 0xFFFF, 1, 0, 0, 1, 0, 0, I, 1, Np);
+  float t[NK_MR][NK_NV * 16];
   NK_UNROLL for (int u = 0; u < mr; u++) {
     nk_v bv = nk_bcast(b ? b[o0 + u] : 0.0f);
     NK_UNROLL for (int j = 0; j < nv; j++) {
-      float t[16];
       nk_v v = acc[u * nv + j];
       if (b) v = nk_add(v, bv);
-      v = nk_act(v, act, alpha);
-      nk_store(t, v);
-      int nn = nk_min(16, N - (n0 + 16 * j));
-      for (int l = 0; l < nn; l++) y[(size_t)(n0 + 16 * j + l) * O + o0 + u] = t[l];
+      nk_store(t[u] + 16 * j, nk_act(v, act, alpha));
     }
   }
+  /* y is written transposed, one float at a time: one plain loop (unrolled
+   * per tile row and vectorized, it is most of the code of a model) */
+  int nn = nk_min(16 * nv, N - n0);
+  NK_SCALAR_LOOP for (int u = 0; u < mr; u++)
+    NK_SCALAR_LOOP for (int l = 0; l < nn; l++) y[(size_t)(n0 + l) * O + o0 + u] = t[u][l];
 }
 
 NK_INLINE void nncc_linear_forward_team(float *restrict y, const float *restrict x,
