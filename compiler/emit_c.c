@@ -406,9 +406,11 @@ void emit_c(Graph *g, Buf *out) {
              "#include <math.h>\n#include <string.h>\n\n"
              "%s"
              "/* the kernels below are called inside forward()'s and backward()'s parallel\n"
-             " * regions, by every thread: inlined, their sizes become constants; a backward\n"
-             " * kernel no gradient needs (an op reading the input) is simply not called */\n"
-             "#define KERNEL static inline __attribute__((always_inline, unused))\n\n",
+             " * regions, by every thread; each is its own function, with its sizes as\n"
+             " * constants (an optimizer compiles many small functions much faster than\n"
+             " * one huge one); a backward kernel no gradient needs (an op reading the\n"
+             " * input) is simply not called */\n"
+             "#define KERNEL static __attribute__((noinline, unused))\n\n",
              g->name, g->name, NNCC_VERSION, g->file->name, g->name, g->name, g->name, g->name,
              x->name, type_str(x), y->name, type_str(y), fmt_count(count), fmt_count(g->arena_bytes),
              NNCC_RT_ABI, NNCC_VERSION, NNCC_RT_ABI,

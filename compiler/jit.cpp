@@ -12,12 +12,14 @@
  *            EmitObjAction (front end, -O3, code generation, all as in
  *            `clang -c`) over an in-memory overlay of the sources, writing
  *            an ELF object into memory
- *   split    with two or more cores the trainer's unit is compiled as two
- *            halves at once: its front end runs twice, one module keeps
- *            backward() alone, the other everything else (forward() and
- *            the tables); -O3 and code generation, the bulk of the time,
- *            then run on each half in parallel.  Kernels are inlined into
- *            forward() and backward(), so each half has what it needs
+ *   split    with two or more cores the trainer's unit is compiled in one
+ *            part per core, at once: its front end runs once per part, and
+ *            each part's module keeps its share of the kernels (the
+ *            generated KERNEL functions, each a noinline function with its
+ *            sizes as constants), dealt out by size so that the parts take
+ *            about as long; part 0 also keeps all the rest (forward(),
+ *            backward(), the tables).  -O3 and code generation, the bulk
+ *            of the time, then run on all parts in parallel
  *   link     the objects go into one ORC LLJIT; OpenMP symbols resolve from
  *            libomp (loaded first), everything else from this process
  *
@@ -45,6 +47,7 @@
 #include <llvm/IR/Module.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Transforms/IPO/GlobalDCE.h>
+#include <llvm/Transforms/IPO/AlwaysInliner.h>
 #include <llvm/Support/Host.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Support/CommandLine.h>
@@ -56,6 +59,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <map>
 #include <cstdlib>
 #include <cstring>
 #include <atomic>
@@ -82,14 +86,16 @@ struct Jit {
   std::unique_ptr<orc::LLJIT> lljit;
 };
 
-/* What a unit compiles of its file: all of it, or a half (keep_half). */
-enum { WHOLE, ALL_BUT_BACKWARD, BACKWARD_ONLY };
+/* A unit compiles all of its file (part WHOLE), or part `part` of
+ * `nparts` (keep_part).  Each part runs the front end once more (about
+ * 0.3 s for a trainer), so more parts than cores gain nothing. */
+enum { WHOLE = -1, kMaxParts = 16 };
 
 /* One translation unit: its cc1 command line, then the object file and the
  * diagnostics clang printed while compiling it. */
 struct Unit {
   int file; /* its index in the caller's files[] */
-  int part; /* WHOLE, or the half of a split trainer it compiles */
+  int part, nparts; /* WHOLE, or which part of a split trainer it compiles */
   std::vector<std::string> cc1_args;
   std::string diags;
   SmallVector<char, 0> object; /* ELF relocatable, as `clang -c` writes it */
@@ -166,7 +172,7 @@ static bool driver_jobs(const JitFile *files, const std::vector<int> &todo,
     }
     Unit u;
     u.file = todo[units.size()]; /* one job per input, in their order */
-    u.part = WHOLE;
+    u.part = WHOLE, u.nparts = 1;
     for (const char *a : cmd.getArguments())
       u.cc1_args.emplace_back(a);
     units.push_back(std::move(u));
@@ -178,30 +184,39 @@ static bool driver_jobs(const JitFile *files, const std::vector<int> &todo,
   return true;
 }
 
-/* The name backward() gets in both halves, where it is no longer static. */
-static const char kBackward[] = "nncc_jit_backward";
+/* A kernel of the generated trainer: a noinline function of its own
+ * (KERNEL in the generated C) that something calls.  OpenMP's outlined
+ * bodies (".omp_outlined.") are not kernels: they stay with their caller. */
+static bool is_kernel(const Function &f) {
+  return !f.isDeclaration() && f.hasLocalLinkage() && f.hasFnAttribute(Attribute::NoInline) &&
+         !f.getName().startswith(".") && !f.use_empty();
+}
 
-/* Cuts the trainer's module down to one half: backward() alone, or all
- * but backward() (then a declaration); what the half no longer reaches
- * (the other half's kernels, OpenMP-outlined bodies, tables) is removed
- * before -O3 spends time on it. */
-static void keep_half(Module &m, int part) {
-  Function *bwd = m.getFunction("backward");
-  if (part == ALL_BUT_BACKWARD) {
-    if (bwd) {
-      bwd->deleteBody();
-      bwd->setLinkage(GlobalValue::ExternalLinkage);
-      bwd->setName(kBackward);
-    }
-  } else {
-    for (GlobalValue &g : m.global_values())
-      if (&g != bwd && !g.isDeclaration() && !g.hasLocalLinkage())
-        g.setLinkage(GlobalValue::InternalLinkage);
-    if (bwd) {
-      bwd->setLinkage(GlobalValue::ExternalLinkage);
-      bwd->setName(kBackward);
-    }
+/* Which part compiles each kernel, the largest first onto the least
+ * loaded part, by instruction count once the always-inline functions are
+ * inlined; part 0 starts with all that is not a kernel.  Every part
+ * computes the same deal from the same module. */
+static std::map<std::string, int> deal_kernels(const Module &m, int nparts) {
+  std::vector<std::pair<uint64_t, std::string>> ks;
+  std::vector<uint64_t> load(nparts, 0);
+  for (const Function &f : m)
+    if (is_kernel(f))
+      ks.emplace_back(f.getInstructionCount(), f.getName().str());
+    else
+      load[0] += f.getInstructionCount();
+  std::stable_sort(ks.begin(), ks.end(),
+                   [](const auto &a, const auto &b) { return a.first > b.first; });
+  std::map<std::string, int> owner;
+  for (auto &k : ks) {
+    int p = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[p] += k.first;
+    owner[k.second] = p;
   }
+  return owner;
+}
+
+/* Runs `mpm` over m. */
+static void run_passes(Module &m, ModulePassManager &mpm) {
   LoopAnalysisManager lam;
   FunctionAnalysisManager fam;
   CGSCCAnalysisManager cgam;
@@ -212,14 +227,47 @@ static void keep_half(Module &m, int part) {
   pb.registerFunctionAnalyses(fam);
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
-  ModulePassManager mpm;
-  mpm.addPass(GlobalDCEPass());
   mpm.run(m, mam);
 }
 
+/* The name a kernel gets in every part, where it is no longer static. */
+static const char kKernelPrefix[] = "nncc_jit_kernel_";
+
+/* Cuts the trainer's module down to part `part` of `nparts`: its kernels
+ * (made external), and in part 0 also all that is not a kernel; other
+ * parts' kernels become declarations.  What a part no longer reaches is
+ * removed before -O3 spends time on it. */
+static void keep_part(Module &m, int part, int nparts) {
+  /* Inlining the always-inline functions first spares -O3 optimizing the
+   * kernels' generic bodies (nk_engine_team, ...) in every part, before
+   * inlining them anyway, and gives the deal exact sizes. */
+  ModulePassManager inl;
+  inl.addPass(AlwaysInlinerPass());
+  inl.addPass(GlobalDCEPass());
+  run_passes(m, inl);
+  std::map<std::string, int> owner = deal_kernels(m, nparts);
+  std::vector<Function *> kernels;
+  for (Function &f : m)
+    if (is_kernel(f))
+      kernels.push_back(&f);
+  if (part != 0)
+    for (GlobalValue &g : m.global_values())
+      if (!g.isDeclaration() && !g.hasLocalLinkage())
+        g.setLinkage(GlobalValue::InternalLinkage);
+  for (Function *f : kernels) {
+    if (owner[f->getName().str()] != part)
+      f->deleteBody();
+    f->setLinkage(GlobalValue::ExternalLinkage);
+    f->setName(kKernelPrefix + f->getName().str());
+  }
+  ModulePassManager dce;
+  dce.addPass(GlobalDCEPass());
+  run_passes(m, dce);
+}
+
 /* Front end, -O3 and code generation for one unit, into u.object; u.diags
- * holds what clang printed.  A half runs the front end to a module, cuts
- * it (keep_half) and hands it to the same back end `clang -c` uses. */
+ * holds what clang printed.  A part runs the front end to a module, cuts
+ * it (keep_part) and hands it to the same back end `clang -c` uses. */
 static void compile_unit(Unit &u, const JitFile *files, int nfiles) {
   std::vector<const char *> argv;
   for (auto &a : u.cc1_args)
@@ -258,7 +306,7 @@ static void compile_unit(Unit &u, const JitFile *files, int nfiles) {
   std::unique_ptr<Module> m = action.takeModule();
   if (!m)
     return;
-  keep_half(*m, u.part);
+  keep_part(*m, u.part, u.nparts);
   ci.getCodeGenOpts().DisableLLVMPasses = false;
   clang::EmitBackendOutput(ci.getDiagnostics(), ci.getHeaderSearchOpts(), ci.getCodeGenOpts(),
                            ci.getTargetOpts(), ci.getLangOpts(), m->getDataLayoutStr(), m.get(),
@@ -346,18 +394,30 @@ extern "C" Jit *jit_compile(const JitFile *files, int nfiles, const char *const 
     errs() << err << "nncc: run: the clang driver failed\n";
     return nullptr;
   }
-  /* The trainer (the one unit outside runtime/) first, in halves when
-   * there are cores for both: it takes far longer than any other. */
+  /* The trainer (the one unit outside runtime/) first, in one part per
+   * core (at most kMaxParts) when there are two or more: it takes far
+   * longer than any other. */
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  int nparts = static_cast<int>(std::min<unsigned>(cores, kMaxParts));
+  if (const char *e = getenv("NNCC_JIT_PARTS")) { /* tests and tuning */
+    char *end;
+    long n = strtol(e, &end, 10);
+    if (end == e || *end || n < 1 || n > kMaxParts) {
+      errs() << "nncc: run: NNCC_JIT_PARTS='" << e << "': want a number of parts from 1 to "
+             << static_cast<int>(kMaxParts) << "\n";
+      return nullptr;
+    }
+    nparts = static_cast<int>(n);
+  }
   for (auto &u : jobs)
     if (!StringRef(files[u.file].path).contains('/')) {
-      if (cores >= 2) {
-        Unit half = u;
-        half.part = BACKWARD_ONLY;
-        units.push_back(std::move(half));
-        u.part = ALL_BUT_BACKWARD;
+      for (int p = 0; nparts >= 2 && p < nparts; p++) {
+        Unit part = u;
+        part.part = p, part.nparts = nparts;
+        units.push_back(std::move(part));
       }
-      units.push_back(std::move(u));
+      if (nparts < 2)
+        units.push_back(std::move(u));
     }
   for (auto &u : jobs)
     if (StringRef(files[u.file].path).contains('/'))

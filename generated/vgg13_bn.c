@@ -22,9 +22,11 @@
 #include <string.h>
 
 /* the kernels below are called inside forward()'s and backward()'s parallel
- * regions, by every thread: inlined, their sizes become constants; a backward
- * kernel no gradient needs (an op reading the input) is simply not called */
-#define KERNEL static inline __attribute__((always_inline, unused))
+ * regions, by every thread; each is its own function, with its sizes as
+ * constants (an optimizer compiles many small functions much faster than
+ * one huge one); a backward kernel no gradient needs (an op reading the
+ * input) is simply not called */
+#define KERNEL static __attribute__((noinline, unused))
 
 #define PARAMS_FLOATS ((size_t)28339312)
 #define ARENA_BYTES ((size_t)140186624)

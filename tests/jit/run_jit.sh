@@ -5,6 +5,8 @@
 #    seed, same threads); so do `grads` (JIT) and `eval` (fallback), and
 #    -O0 (fallback)
 #  - each run says on stderr which path it took
+#  - the JIT's trainer compiled whole or in five parts (NNCC_JIT_PARTS):
+#    the same bits
 #  - errors: a compile error in the generated code is reported as
 #    file:line:col and nothing runs (NNCC_JIT_INJECT_ERROR=1), a missing
 #    libomp (NNCC_LIBOMP) and a missing cc give one clear line, usage errors
@@ -51,6 +53,16 @@ if grep -q "nncc: run: compiling in memory failed" "$tmp/probe.err"; then
   grep -q "^nncc: run: compiled in-process with clang [0-9.]* (JIT) in [0-9.]* s$" "$tmp/jit.err" ||
     { cat "$tmp/jit.err"; fail "JIT: no line saying it ran in-process"; }
   same jit
+  # the trainer's unit compiled whole, and dealt into five parts (its
+  # kernels spread over five modules): the same bits
+  for parts in 1 5; do
+    run "jit_parts$parts" 0 env NNCC_JIT_PARTS=$parts "$nncc" run --no-cache models/mnist_cnn.nn $train \
+      --step-log "$tmp/jit_parts$parts.jsonl" --save "$tmp/jit_parts$parts.st"
+    same "jit_parts$parts"
+  done
+  run jit_parts_bad 1 env NNCC_JIT_PARTS=0 "$nncc" run --no-cache models/mnist_cnn.nn $train
+  [ "$(cat "$tmp/jit_parts_bad.err")" = "nncc: run: NNCC_JIT_PARTS='0': want a number of parts from 1 to 16" ] ||
+    { cat "$tmp/jit_parts_bad.err"; fail "NNCC_JIT_PARTS=0: unclear message"; }
   run jit_grads 0 "$nncc" run models/mnist_cnn.nn grads --data "$tmp/data" --load "$tmp/make.st" --out "$tmp/jit.g"
   cmp -s "$tmp/make.g" "$tmp/jit.g" || fail "JIT: grads differ from the make-built trainer"
   run nolibomp 1 env NNCC_LIBOMP=/nonexistent/libomp.so.5 "$nncc" run models/mnist_cnn.nn $train
@@ -62,7 +74,7 @@ if grep -q "nncc: run: compiling in memory failed" "$tmp/probe.err"; then
   grep -q "^nncc: run: cannot load the JIT: /nonexistent/libnncc_jit.so: cannot open shared object file: No such file or directory; compiled with cc in [0-9.]* s$" \
     "$tmp/nojitlib.err" || { cat "$tmp/nojitlib.err"; fail "missing JIT library: unclear message"; }
   same nojitlib
-  echo "ok: JIT: train and grads bit-identical to the make-built trainer; errors reported"
+  echo "ok: JIT: train and grads bit-identical to the make-built trainer, split by default, whole and in five parts; errors reported"
   why="JIT off (--no-jit)"
 else
   jit=no
