@@ -801,6 +801,73 @@ NK_INLINE void nk_col_tile(float *col, const float *w, const float *gb, int K, i
       nk_store(col + (size_t)(m0 + u) * ld + t * NK_NR + 16 * j, acc[u * NK_NV + j]);
 }
 
+/* col2im of one image and channel: x[h][w] = the sum over (kh, kw), in
+ * that order, of col[(kh,kw)][oh][ow] where h = oh*sh - pt + kh and
+ * w = ow*sw - pl + kw, starting from +0 (cc: the channel's first row).
+ * Stride 1: each 16 columns of an x row sum their terms in registers,
+ * one masked load per (kh, kw); a lane with no term adds +0, which changes
+ * nothing (the sum starts at +0 and so is never -0). */
+NK_INLINE void nk_col2im_s1(float *xp, const float *cc, int ld, nk_conv f) {
+  for (int h = 0; h < f.Hs; h++)
+    for (int w0 = 0; w0 < f.Ws; w0 += 16) {
+      nk_v acc = nk_zero();
+      for (int kh = 0; kh < f.Kh; kh++) {
+        int oh = h + f.pt - kh;
+        if (oh < 0 || oh >= f.Ho) continue;
+        for (int kw = 0; kw < f.Kw; kw++) {
+          /* lane l is column w0 + l, term ow = w0 + l + pl - kw */
+          int base = w0 + f.pl - kw;
+          int lo = nk_max(0, -base), hi = nk_min(nk_min(16, f.Ws - w0), f.Wo - base);
+          if (lo >= hi) continue;
+          uint32_t m = nk_lanes(hi) & ~nk_lanes(lo);
+          const float *cr = cc + (size_t)(kh * f.Kw + kw) * ld + (ptrdiff_t)oh * f.Wo + base;
+          acc = nk_add(acc, nk_load_mask(cr, m));
+        }
+      }
+      nk_store_mask(xp + (size_t)h * f.Ws + w0, nk_lanes(f.Ws - w0), acc);
+    }
+}
+
+/* The same for any stride: x zeroed, then each (kh, kw) term added in
+ * place, element by element.  nk_col2im_s1 is faster on AVX-512 only
+ * (mnist_cnn's conv2 backward-data: gcc 11.8 -> 10.9 ms, clang 15.2 ->
+ * 10.4); with AVX2's masked loads gcc's took 1.7x as long as this. */
+NK_INLINE void nk_col2im_rmw(float *xp, const float *cc, int ld, nk_conv f) {
+  memset(xp, 0, (size_t)f.Hs * f.Ws * sizeof(float));
+  for (int kh = 0; kh < f.Kh; kh++)
+    for (int kw = 0; kw < f.Kw; kw++) {
+      const float *c = cc + (size_t)(kh * f.Kw + kw) * ld;
+      /* ow range with 0 <= ow*sw - pl + kw < Ws */
+      int lo = f.pl - kw <= 0 ? 0 : (f.pl - kw + f.sw - 1) / f.sw;
+      int last = f.Ws - 1 + f.pl - kw;
+      int hi = last < 0 ? 0 : nk_min(f.Wo, last / f.sw + 1);
+      for (int oh = 0; oh < f.Ho; oh++) {
+        int h = oh * f.sh - f.pt + kh;
+        if (h < 0 || h >= f.Hs) continue;
+        float *xr = xp + (size_t)h * f.Ws - f.pl + kw;
+        const float *cr = c + oh * f.Wo;
+        if (f.sw == 1)
+#ifdef __clang__
+          /* clang 14 makes a slow loop of the scalar form (gcc a faster
+           * one of it than of this): 16 columns at a time, the same adds
+           * element by element */
+          for (int ow = lo; ow < hi; ow += 16) {
+            uint32_t m = nk_lanes(hi - ow);
+            nk_store_mask(xr + ow, m, nk_add(nk_load_mask(xr + ow, m), nk_load_mask(cr + ow, m)));
+          }
+#else
+          /* a plain loop: vectorized, its vector constants stayed live
+           * through the whole kernel and gcc spilled five of the AVX2 GEMM
+           * tile's twelve accumulators (mnist_cnn's conv3 backward-data
+           * 1.8x slower) */
+          NK_SCALAR_LOOP for (int ow = lo; ow < hi; ow++) xr[ow] += cr[ow];
+#endif
+        else
+          NK_SCALAR_LOOP for (int ow = lo; ow < hi; ow++) xr[ow * f.sw] += cr[ow];
+      }
+    }
+}
+
 NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, int act, float alpha,
                            const float *w, char *tscratch, size_t tstride, nk_conv f) {
   nk_cplan p = nk_col_plan(f);
@@ -834,39 +901,14 @@ NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, int a
     for (int gi = 0; gi < g; gi++)
       for (int ci = 0; ci < f.C; ci++) {
         float *xp = dx + ((size_t)(n0 + gi) * f.C + ci) * xplane;
-        memset(xp, 0, xplane * sizeof(float));
-        for (int kh = 0; kh < f.Kh; kh++)
-          for (int kw = 0; kw < f.Kw; kw++) {
-            const float *c = col + (size_t)((ci * f.Kh + kh) * f.Kw + kw) * ld + gi * P;
-            /* ow range with 0 <= ow*sw - pl + kw < Ws */
-            int lo = f.pl - kw <= 0 ? 0 : (f.pl - kw + f.sw - 1) / f.sw;
-            int last = f.Ws - 1 + f.pl - kw;
-            int hi = last < 0 ? 0 : nk_min(f.Wo, last / f.sw + 1);
-            for (int oh = 0; oh < f.Ho; oh++) {
-              int h = oh * f.sh - f.pt + kh;
-              if (h < 0 || h >= f.Hs) continue;
-              float *xr = xp + (size_t)h * f.Ws - f.pl + kw;
-              const float *cr = c + oh * f.Wo;
-              if (f.sw == 1)
-#ifdef __clang__
-                /* clang 14 makes a slow loop of the scalar form (gcc a
-                 * faster one of it than of this): 16 columns at a time,
-                 * the same adds element by element */
-                for (int ow = lo; ow < hi; ow += 16) {
-                  uint32_t m = nk_lanes(hi - ow);
-                  nk_store_mask(xr + ow, m, nk_add(nk_load_mask(xr + ow, m), nk_load_mask(cr + ow, m)));
-                }
-#else
-                /* a plain loop: vectorized, its vector constants stayed
-                 * live through the whole kernel and gcc spilled five of the
-                 * AVX2 GEMM tile's twelve accumulators (mnist_cnn's conv3
-                 * backward-data 1.8x slower) */
-                NK_SCALAR_LOOP for (int ow = lo; ow < hi; ow++) xr[ow] += cr[ow];
+        const float *cc = col + (size_t)ci * f.Kh * f.Kw * ld + gi * P;
+#if defined(NK_ISA_AVX512)
+        if (f.sh == 1 && f.sw == 1) {
+          nk_col2im_s1(xp, cc, ld, f);
+          continue;
+        }
 #endif
-              else
-                for (int ow = lo; ow < hi; ow++) xr[ow * f.sw] += cr[ow];
-            }
-          }
+        nk_col2im_rmw(xp, cc, ld, f);
       }
   }
 }
