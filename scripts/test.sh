@@ -18,7 +18,21 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # lost tests somewhere (BUILD_TESTING=OFF, a broken glob): that fails, as
 # does finding no tests at all (--no-tests=error).
 floor=$(ls models/*.nn tests/errors/*.nn tests/gradcheck/*.nn | wc -l)
+# libomp registers each process in /dev/shm/__KMP_REGISTERED_LIB_<pid>_<uid>
+# and leaves the file behind when the process is killed or _exits (tests do
+# both).  A later process that gets the same pid then finds "an unknown
+# OpenMP library already initialized" and aborts: after the pids wrap, on a
+# machine that ran the suite before.  Remove the files of dead processes.
+clear_stale_omp() {
+  for f in /dev/shm/__KMP_REGISTERED_LIB_*; do
+    [ -O "$f" ] || continue
+    pid=${f#/dev/shm/__KMP_REGISTERED_LIB_}
+    pid=${pid%%_*}
+    [ -d "/proc/$pid" ] || rm -f "$f"
+  done
+}
 run_ctest() {
+  clear_stale_omp
   n=$(ctest --test-dir "$1" --no-tests=error -N | sed -n 's/^Total Tests: //p')
   if [ "${n:-0}" -lt "$floor" ]; then
     echo "error: $1 has ${n:-0} tests, expected at least $floor" >&2
