@@ -59,7 +59,6 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <map>
 #include <cstdlib>
 #include <cstring>
 #include <atomic>
@@ -192,25 +191,24 @@ static bool is_kernel(const Function &f) {
          !f.getName().startswith(".") && !f.use_empty();
 }
 
-/* Which part compiles each kernel, the largest first onto the least
- * loaded part, by instruction count once the always-inline functions are
- * inlined; part 0 starts with all that is not a kernel.  Every part
- * computes the same deal from the same module. */
-static std::map<std::string, int> deal_kernels(const Module &m, int nparts) {
-  std::vector<std::pair<uint64_t, std::string>> ks;
+/* Which part compiles each kernel (sizes[i]: kernel i's instruction
+ * count once the always-inline functions are inlined): the largest first
+ * onto the least loaded part, part 0 starting with `rest`, the size of all
+ * that is not a kernel.  Every part computes the same deal from the same
+ * module. */
+static std::vector<int> deal_kernels(const std::vector<uint64_t> &sizes, uint64_t rest,
+                                     int nparts) {
+  std::vector<size_t> order(sizes.size());
+  for (size_t i = 0; i < order.size(); i++)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return sizes[a] > sizes[b]; });
   std::vector<uint64_t> load(nparts, 0);
-  for (const Function &f : m)
-    if (is_kernel(f))
-      ks.emplace_back(f.getInstructionCount(), f.getName().str());
-    else
-      load[0] += f.getInstructionCount();
-  std::stable_sort(ks.begin(), ks.end(),
-                   [](const auto &a, const auto &b) { return a.first > b.first; });
-  std::map<std::string, int> owner;
-  for (auto &k : ks) {
-    int p = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-    load[p] += k.first;
-    owner[k.second] = p;
+  load[0] = rest;
+  std::vector<int> owner(sizes.size());
+  for (size_t i : order) {
+    owner[i] = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[owner[i]] += sizes[i];
   }
   return owner;
 }
@@ -245,20 +243,24 @@ static void keep_part(Module &m, int part, int nparts) {
   inl.addPass(AlwaysInlinerPass());
   inl.addPass(GlobalDCEPass());
   run_passes(m, inl);
-  std::map<std::string, int> owner = deal_kernels(m, nparts);
   std::vector<Function *> kernels;
+  std::vector<uint64_t> sizes;
+  uint64_t rest = 0;
   for (Function &f : m)
     if (is_kernel(f))
-      kernels.push_back(&f);
+      kernels.push_back(&f), sizes.push_back(f.getInstructionCount());
+    else
+      rest += f.getInstructionCount();
+  std::vector<int> owner = deal_kernels(sizes, rest, nparts);
   if (part != 0)
     for (GlobalValue &g : m.global_values())
       if (!g.isDeclaration() && !g.hasLocalLinkage())
         g.setLinkage(GlobalValue::InternalLinkage);
-  for (Function *f : kernels) {
-    if (owner[f->getName().str()] != part)
-      f->deleteBody();
-    f->setLinkage(GlobalValue::ExternalLinkage);
-    f->setName(kKernelPrefix + f->getName().str());
+  for (size_t i = 0; i < kernels.size(); i++) {
+    if (owner[i] != part)
+      kernels[i]->deleteBody();
+    kernels[i]->setLinkage(GlobalValue::ExternalLinkage);
+    kernels[i]->setName(kKernelPrefix + kernels[i]->getName().str());
   }
   ModulePassManager dce;
   dce.addPass(GlobalDCEPass());
@@ -411,13 +413,13 @@ extern "C" Jit *jit_compile(const JitFile *files, int nfiles, const char *const 
   }
   for (auto &u : jobs)
     if (!StringRef(files[u.file].path).contains('/')) {
-      for (int p = 0; nparts >= 2 && p < nparts; p++) {
-        Unit part = u;
-        part.part = p, part.nparts = nparts;
-        units.push_back(std::move(part));
-      }
       if (nparts < 2)
         units.push_back(std::move(u));
+      else
+        for (int p = 0; p < nparts; p++) {
+          units.push_back(u);
+          units.back().part = p, units.back().nparts = nparts;
+        }
     }
   for (auto &u : jobs)
     if (StringRef(files[u.file].path).contains('/'))

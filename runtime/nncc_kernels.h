@@ -106,14 +106,6 @@ static inline int nncc_fp_contracts(void) {
  * FMA, a store and a load per accumulator per step, ~2.5x slower); ask for
  * a full unroll, and keep the reduction loop rolled (NK_NOUNROLL), as gcc
  * does, or the runtime unroller multiplies the code ~8x. */
-/* NK_SCALAR_LOOP: a loop of scalar moves kept a plain loop (the edge and
- * transposed stores: unrolled and vectorized per tile row they were most of
- * a model's code, and of its compile time, for no measurable speed). */
-#if defined(__clang__)
-#define NK_SCALAR_LOOP NK_PRAGMA(clang loop unroll(disable) vectorize(disable))
-#else
-#define NK_SCALAR_LOOP NK_PRAGMA(GCC unroll 1)
-#endif
 #if defined(NNCC_KERNELS_NO_UNROLL)
 #define NK_UNROLL
 #define NK_NOUNROLL
@@ -130,6 +122,16 @@ static inline int nncc_fp_contracts(void) {
 #define NK_UNROLL NK_PRAGMA(GCC unroll 32)
 #define NK_NOUNROLL
 #define NK_ROLLED NK_PRAGMA(GCC unroll 1)
+#endif
+/* NK_SCALAR_LOOP: a loop of scalar moves kept a plain loop, beside the
+ * register-tiled kernels: vectorized, the transposed stores were most of a
+ * model's code for no speed, clang made scatters of them (slow on Zen 4),
+ * and gcc kept their vector constants live through the tile, which then
+ * spilled (AVX2's 16 ymm). */
+#if defined(__clang__)
+#define NK_SCALAR_LOOP NK_PRAGMA(clang loop unroll(disable) vectorize(disable))
+#else
+#define NK_SCALAR_LOOP NK_PRAGMA(GCC unroll 1)
 #endif
 
 /* scalar forms of relu/gate, bit-identical to the vector ones */
