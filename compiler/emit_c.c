@@ -77,6 +77,7 @@ static const char *ptr(Emit *E, int b) {
 const char *emit_act(Emit *E, const Node *n) { return ptr(E, n->act); }
 const char *emit_grad(Emit *E, const Node *n) { return ptr(E, n->grad); }
 const char *emit_aux(Emit *E, const Node *n) { return ptr(E, n->aux); }
+const char *emit_work(Emit *E, const Node *n) { return ptr(E, n->work); }
 
 char *emit_fn(const Node *n) {
   char *s = xstrdup(n->name);

@@ -44,7 +44,7 @@ Node *node_new(OpKind op, int nin, Loc loc, CallSite *site) {
   n->nin = nin;
   n->in = xalloc(sizeof(int) * (size_t)(nin > 0 ? nin : 1));
   n->attrs = xalloc(op_desc[op]->attrs_size ? op_desc[op]->attrs_size : 1);
-  n->act = n->grad = n->aux = -1;
+  n->act = n->grad = n->aux = n->work = -1;
   return n;
 }
 
@@ -198,6 +198,11 @@ void ir_verify(Graph *g, const char *after) {
     if (n->gated_by && (!n->epilogue || !(node_desc(n->gated_by)->flags & OPF_TAKES_GATE) ||
                         n->gated_by->in[0] != i || count_users(g, i) != 1))
       ICE("after %s: %s's gate is taken by %s, not its only user", after, n->name, n->gated_by->name);
+    if (n->stats_for && (!node_desc(n)->stats_epilogue || !node_desc(n)->stats_epilogue(n) ||
+                         !(node_desc(n->stats_for)->flags & OPF_TAKES_STATS) ||
+                         n->stats_for->in[0] != i))
+      ICE("after %s: %s writes the statistics of %s, which does not read it", after, n->name,
+          n->stats_for->name);
     if (!typed)
       continue;
     if (n->dtype == DT_UNKNOWN || n->rank < 0 || n->rank > MAX_RANK)

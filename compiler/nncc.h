@@ -340,13 +340,16 @@ typedef struct Node {
   struct Node *gated_by;       /* the sole user whose backward applies the
                                   epilogue's gradient gate (a maxpool2d), so
                                   this node's backward reads no mask */
+  struct Node *stats_for;      /* a batch norm reading this node, whose
+                                  per-plane statistics this node's forward
+                                  writes in its epilogue (conv2d) */
   char *note;                  /* why an activation was not fused; what a
                                   node's backward took over */
   bool dead;                   /* removed by the next graph_compact() */
 
   /* Set by buffers_build() (plan.c): where the node's tensors live. */
   bool needs_grad;             /* some parameter's gradient flows through it */
-  int act, grad, aux;          /* buffer ids, -1 for none */
+  int act, grad, aux, work;    /* buffer ids, -1 for none */
 } Node;
 
 /* The node's attributes, as its op's struct: ATTRS(n, Conv2dAttrs)->out */
@@ -404,6 +407,9 @@ enum {
                             * and can gate it by the input's fused activation
                             * (NNCC_ACT_* on the dx it writes), read from the
                             * input it saves anyway */
+  OPF_TAKES_STATS = 1 << 9, /* batch norm: in training it can take its input's
+                             * per-plane statistics from the input's forward
+                             * (OpDesc.stats_epilogue) */
 };
 
 typedef struct Graph Graph;
@@ -435,9 +441,16 @@ struct OpDesc {
   const char *act_code;
   double (*act_alpha)(const Node *n);
   bool (*fusible)(const Node *n);
+  /* Whether this node's forward can write, in its epilogue, the per-plane
+   * statistics an OPF_TAKES_STATS user (batch norm) needs; NULL: never. */
+  bool (*stats_epilogue)(const Node *n);
   /* Per-node saved state in the arena (batch-norm statistics): its bytes
    * and what it holds, for the generated code's comment; NULL: none. */
   int64_t (*aux_bytes)(const Node *n, const char **what);
+  /* Working memory of its forward alone (batch norm's per-plane
+   * statistics): live in its forward step, and in that of the node whose
+   * epilogue fills it (stats_for); its bytes and what it holds; NULL: none. */
+  int64_t (*work_bytes)(const Node *n, const char **what);
 
   /* The back end (emit_c.c has the helpers): define_kernels() prints the
    * node's KERNEL functions, forward() its call in forward(), backward()
@@ -649,6 +662,7 @@ Buf *emit_out(Emit *E);                          /* where code goes */
 const char *emit_act(Emit *E, const Node *n);    /* n's output */
 const char *emit_grad(Emit *E, const Node *n);   /* n's output gradient */
 const char *emit_aux(Emit *E, const Node *n);    /* n's saved state */
+const char *emit_work(Emit *E, const Node *n);   /* n's forward working memory */
 const char *emit_param(Emit *E, const Node *n, int k);      /* P + offset */
 const char *emit_param_grad(Emit *E, const Node *n, int k); /* G + offset */
 Node *emit_in(Emit *E, const Node *n, int j);   /* n's input j */

@@ -199,11 +199,11 @@ SCRATCH(fc1, nncc_linear_forward_scratch(64, 128, 128), nncc_linear_backward_scr
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 128, 1, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 128, 1, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -264,12 +264,13 @@ static void forward(NnccState *s, int training) {
   float *conv4 = (float *)(A + 4235264); /* [64,48,6,6] */
   float *conv5 = (float *)(A + 5696512); /* [64,32,6,6] */
   float *maxpool3 = (float *)(A + 4677632); /* [64,32,2,2] */
-  float *dropout1 = (float *)(A + 4677632); /* [64,128] */
-  float *fc1 = (float *)(A + 4710400); /* [64,128] */
-  float *bn1 = (float *)(A + 4743168); /* [64,128] */
+  float *dropout1 = (float *)(A + 4808704); /* [64,128] */
+  float *fc1 = (float *)(A + 4841472); /* [64,128] */
+  float *bn1 = (float *)(A + 4874240); /* [64,128] */
   float *bn1_stats = (float *)(A + 4907008); /* [2,128]: mean, 1/std; [2,128] double sums */
-  float *dropout2 = (float *)(A + 4775936); /* [64,128] */
-  float *fc2 = (float *)(A + 4808704); /* [64,128] */
+  float *bn1_work = (float *)(A + 4677632); /* [64,128,2] double: each plane's sum, centred sum of squares */
+  float *dropout2 = (float *)(A + 4677632); /* [64,128] */
+  float *fc2 = (float *)(A + 4710400); /* [64,128] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -304,7 +305,7 @@ static void forward(NnccState *s, int training) {
     fc1_forward(fc1, dropout1, P + 36384 /* fc1.weight */, P + 52768 /* fc1.bias */, scratch);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    bn1_forward(bn1, fc1, P + 52896 /* bn1.weight */, P + 53024 /* bn1.bias */, P + 53152 /* bn1.running_mean */, P + 53280 /* bn1.running_var */, P + 53408 /* bn1.num_batches_tracked */, bn1_stats, training, s->rank_sum, s);
+    bn1_forward(bn1, fc1, P + 52896 /* bn1.weight */, P + 53024 /* bn1.bias */, P + 53152 /* bn1.running_mean */, P + 53280 /* bn1.running_var */, P + 53408 /* bn1.num_batches_tracked */, bn1_stats, (double *)(void *)bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
     dropout2_forward(dropout2, bn1, s->seed, s->step, training, s->sample0);
@@ -338,17 +339,17 @@ static void backward(NnccState *s) {
   float *conv5 = (float *)(A + 5696512); /* [64,32,6,6] */
   float *d_conv5 = (float *)(A + 6433792); /* [64,32,6,6] */
   float *d_maxpool3 = (float *)(A + 4677632); /* [64,32,2,2] */
-  float *dropout1 = (float *)(A + 4677632); /* [64,128] */
-  float *d_dropout1 = (float *)(A + 4710400); /* [64,128] */
-  float *fc1 = (float *)(A + 4710400); /* [64,128] */
-  float *d_fc1 = (float *)(A + 4808704); /* [64,128] */
-  float *bn1 = (float *)(A + 4743168); /* [64,128] */
-  float *d_bn1 = (float *)(A + 4775936); /* [64,128] */
+  float *dropout1 = (float *)(A + 4808704); /* [64,128] */
+  float *d_dropout1 = (float *)(A + 4677632); /* [64,128] */
+  float *fc1 = (float *)(A + 4841472); /* [64,128] */
+  float *d_fc1 = (float *)(A + 4710400); /* [64,128] */
+  float *bn1 = (float *)(A + 4874240); /* [64,128] */
+  float *d_bn1 = (float *)(A + 4677632); /* [64,128] */
   float *bn1_stats = (float *)(A + 4907008); /* [2,128]: mean, 1/std; [2,128] double sums */
-  float *dropout2 = (float *)(A + 4775936); /* [64,128] */
-  float *d_dropout2 = (float *)(A + 4874240); /* [64,128] */
-  float *fc2 = (float *)(A + 4808704); /* [64,128] */
-  float *d_fc2 = (float *)(A + 4841472); /* [64,128] */
+  float *dropout2 = (float *)(A + 4677632); /* [64,128] */
+  float *d_dropout2 = (float *)(A + 4775936); /* [64,128] */
+  float *fc2 = (float *)(A + 4710400); /* [64,128] */
+  float *d_fc2 = (float *)(A + 4743168); /* [64,128] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
@@ -427,24 +428,24 @@ static const NnccNode nodes[] = {
     {"flatten1", "flatten", "models/alexnet_mini.nn:29:13", {NNCC_ARENA, 4677632, 8192},
      1, (const char *const[]){"maxpool3"},
      (const NnccSpan[]){{NNCC_NOWHERE, 0, 0}}, 10, 0},
-    {"dropout1", "dropout", "models/alexnet_mini.nn:29:5", {NNCC_ARENA, 4677632, 8192},
+    {"dropout1", "dropout", "models/alexnet_mini.nn:29:5", {NNCC_ARENA, 4808704, 8192},
      1, (const char *const[]){"flatten1"},
      (const NnccSpan[]){{NNCC_ARENA, 4677632, 8192}}, 10, 0},
-    {"fc1", "linear", "models/alexnet_mini.nn:30:22", {NNCC_ARENA, 4710400, 8192},
+    {"fc1", "linear", "models/alexnet_mini.nn:30:22", {NNCC_ARENA, 4841472, 8192},
      1, (const char *const[]){"dropout1"},
-     (const NnccSpan[]){{NNCC_ARENA, 4710400, 8192}}, 10, 2},
-    {"bn1", "batchnorm1d+relu", "models/alexnet_mini.nn:30:10", {NNCC_ARENA, 4743168, 8192},
+     (const NnccSpan[]){{NNCC_ARENA, 4677632, 8192}}, 10, 2},
+    {"bn1", "batchnorm1d+relu", "models/alexnet_mini.nn:30:10", {NNCC_ARENA, 4874240, 8192},
      1, (const char *const[]){"fc1"},
-     (const NnccSpan[]){{NNCC_ARENA, 4808704, 8192}}, 12, 5},
-    {"dropout2", "dropout", "models/alexnet_mini.nn:31:5", {NNCC_ARENA, 4775936, 8192},
+     (const NnccSpan[]){{NNCC_ARENA, 4710400, 8192}}, 12, 5},
+    {"dropout2", "dropout", "models/alexnet_mini.nn:31:5", {NNCC_ARENA, 4677632, 8192},
      1, (const char *const[]){"bn1"},
-     (const NnccSpan[]){{NNCC_ARENA, 4775936, 8192}}, 17, 0},
-    {"fc2", "linear+relu", "models/alexnet_mini.nn:32:10", {NNCC_ARENA, 4808704, 8192},
+     (const NnccSpan[]){{NNCC_ARENA, 4677632, 8192}}, 17, 0},
+    {"fc2", "linear+relu", "models/alexnet_mini.nn:32:10", {NNCC_ARENA, 4710400, 8192},
      1, (const char *const[]){"dropout2"},
-     (const NnccSpan[]){{NNCC_ARENA, 4874240, 8192}}, 17, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 4775936, 8192}}, 17, 2},
     {"fc3", "linear", "models/alexnet_mini.nn:33:10", {NNCC_LOGITS, 0, 640},
      1, (const char *const[]){"fc2"},
-     (const NnccSpan[]){{NNCC_ARENA, 4841472, 8192}}, 19, 2},
+     (const NnccSpan[]){{NNCC_ARENA, 4743168, 8192}}, 19, 2},
 };
 
 /* The kernel scratch after the arena, for a team of t threads. */

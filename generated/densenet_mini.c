@@ -215,9 +215,9 @@ static const NnccParam params[] = {
 /* conv1 = conv2d(x)  models/densenet_mini.nn:21:5
  *   x [64,1,32,32] -> [64,16,32,32] */
 _Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "conv1: output size");
-KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -231,11 +231,11 @@ SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 1, 1, 
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 1024, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 1024, 1e-05, 0.1, training,
+                                1 /* plane statistics: conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -260,11 +260,11 @@ KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, cons
 KERNEL void dense_block1_dense_layer1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 256, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -277,9 +277,9 @@ KERNEL void dense_block1_dense_layer1_bn1_backward(float *restrict dx, float *re
 /* dense_block1.dense_layer1.conv1 = conv2d(dense_block1.dense_layer1.bn1)  models/lib/densenet.nn:9:7
  *   dense_block1.dense_layer1.bn1 [64,16,16,16] -> [64,32,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 1, 1, 0, 0, 1) == 16, "dense_block1.dense_layer1.conv1: output size");
-KERNEL void dense_block1_dense_layer1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block1_dense_layer1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 16, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block1_dense_layer1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -293,11 +293,11 @@ SCRATCH(dense_block1_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 16, 16,
 KERNEL void dense_block1_dense_layer1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 256, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block1.dense_layer1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -330,11 +330,11 @@ SCRATCH(dense_block1_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 16,
 KERNEL void dense_block1_dense_layer2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 24, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 24, 256, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -347,9 +347,9 @@ KERNEL void dense_block1_dense_layer2_bn1_backward(float *restrict dx, float *re
 /* dense_block1.dense_layer2.conv1 = conv2d(dense_block1.dense_layer2.bn1)  models/lib/densenet.nn:9:7
  *   dense_block1.dense_layer2.bn1 [64,24,16,16] -> [64,32,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 1, 1, 0, 0, 1) == 16, "dense_block1.dense_layer2.conv1: output size");
-KERNEL void dense_block1_dense_layer2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 24, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block1_dense_layer2_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 24, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block1_dense_layer2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -363,11 +363,11 @@ SCRATCH(dense_block1_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 24, 16,
 KERNEL void dense_block1_dense_layer2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 256, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block1.dense_layer2.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -400,11 +400,11 @@ SCRATCH(dense_block1_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 16,
 KERNEL void dense_block1_dense_layer3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 256, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -417,9 +417,9 @@ KERNEL void dense_block1_dense_layer3_bn1_backward(float *restrict dx, float *re
 /* dense_block1.dense_layer3.conv1 = conv2d(dense_block1.dense_layer3.bn1)  models/lib/densenet.nn:9:7
  *   dense_block1.dense_layer3.bn1 [64,32,16,16] -> [64,32,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 1, 1, 0, 0, 1) == 16, "dense_block1.dense_layer3.conv1: output size");
-KERNEL void dense_block1_dense_layer3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block1_dense_layer3_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 32, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block1_dense_layer3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -433,11 +433,11 @@ SCRATCH(dense_block1_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 32, 16,
 KERNEL void dense_block1_dense_layer3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 256, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block1.dense_layer3.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -470,11 +470,11 @@ SCRATCH(dense_block1_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 16,
 KERNEL void dense_block1_dense_layer4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 40, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 40, 256, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -487,9 +487,9 @@ KERNEL void dense_block1_dense_layer4_bn1_backward(float *restrict dx, float *re
 /* dense_block1.dense_layer4.conv1 = conv2d(dense_block1.dense_layer4.bn1)  models/lib/densenet.nn:9:7
  *   dense_block1.dense_layer4.bn1 [64,40,16,16] -> [64,32,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 1, 1, 0, 0, 1) == 16, "dense_block1.dense_layer4.conv1: output size");
-KERNEL void dense_block1_dense_layer4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 40, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block1_dense_layer4_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 40, 16, 16, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block1_dense_layer4_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -503,11 +503,11 @@ SCRATCH(dense_block1_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 40, 16,
 KERNEL void dense_block1_dense_layer4_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 256, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block1.dense_layer4.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block1_dense_layer4_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -540,11 +540,11 @@ SCRATCH(dense_block1_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 16,
 KERNEL void transition1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 256, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void transition1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -583,11 +583,11 @@ KERNEL void transition1_avgpool1_backward(float *restrict dx, const float *restr
 KERNEL void dense_block2_dense_layer1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 24, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 24, 64, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -600,9 +600,9 @@ KERNEL void dense_block2_dense_layer1_bn1_backward(float *restrict dx, float *re
 /* dense_block2.dense_layer1.conv1 = conv2d(dense_block2.dense_layer1.bn1)  models/lib/densenet.nn:9:7
  *   dense_block2.dense_layer1.bn1 [64,24,8,8] -> [64,32,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 1, 1, 0, 0, 1) == 8, "dense_block2.dense_layer1.conv1: output size");
-KERNEL void dense_block2_dense_layer1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 24, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block2_dense_layer1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 24, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block2_dense_layer1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -616,11 +616,11 @@ SCRATCH(dense_block2_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 24, 8, 
 KERNEL void dense_block2_dense_layer1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block2.dense_layer1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -653,11 +653,11 @@ SCRATCH(dense_block2_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 
 KERNEL void dense_block2_dense_layer2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 64, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -670,9 +670,9 @@ KERNEL void dense_block2_dense_layer2_bn1_backward(float *restrict dx, float *re
 /* dense_block2.dense_layer2.conv1 = conv2d(dense_block2.dense_layer2.bn1)  models/lib/densenet.nn:9:7
  *   dense_block2.dense_layer2.bn1 [64,32,8,8] -> [64,32,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 1, 1, 0, 0, 1) == 8, "dense_block2.dense_layer2.conv1: output size");
-KERNEL void dense_block2_dense_layer2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block2_dense_layer2_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 32, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block2_dense_layer2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -686,11 +686,11 @@ SCRATCH(dense_block2_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 32, 8, 
 KERNEL void dense_block2_dense_layer2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block2.dense_layer2.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -723,11 +723,11 @@ SCRATCH(dense_block2_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 
 KERNEL void dense_block2_dense_layer3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 40, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 40, 64, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -740,9 +740,9 @@ KERNEL void dense_block2_dense_layer3_bn1_backward(float *restrict dx, float *re
 /* dense_block2.dense_layer3.conv1 = conv2d(dense_block2.dense_layer3.bn1)  models/lib/densenet.nn:9:7
  *   dense_block2.dense_layer3.bn1 [64,40,8,8] -> [64,32,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 1, 1, 0, 0, 1) == 8, "dense_block2.dense_layer3.conv1: output size");
-KERNEL void dense_block2_dense_layer3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 40, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block2_dense_layer3_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 40, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block2_dense_layer3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -756,11 +756,11 @@ SCRATCH(dense_block2_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 40, 8, 
 KERNEL void dense_block2_dense_layer3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block2.dense_layer3.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -793,11 +793,11 @@ SCRATCH(dense_block2_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 
 KERNEL void dense_block2_dense_layer4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 64, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -810,9 +810,9 @@ KERNEL void dense_block2_dense_layer4_bn1_backward(float *restrict dx, float *re
 /* dense_block2.dense_layer4.conv1 = conv2d(dense_block2.dense_layer4.bn1)  models/lib/densenet.nn:9:7
  *   dense_block2.dense_layer4.bn1 [64,48,8,8] -> [64,32,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 1, 1, 0, 0, 1) == 8, "dense_block2.dense_layer4.conv1: output size");
-KERNEL void dense_block2_dense_layer4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 48, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block2_dense_layer4_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 48, 8, 8, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block2_dense_layer4_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -826,11 +826,11 @@ SCRATCH(dense_block2_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 48, 8, 
 KERNEL void dense_block2_dense_layer4_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block2.dense_layer4.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block2_dense_layer4_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -863,11 +863,11 @@ SCRATCH(dense_block2_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 8, 
 KERNEL void transition2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 56, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 56, 64, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void transition2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -906,11 +906,11 @@ KERNEL void transition2_avgpool1_backward(float *restrict dx, const float *restr
 KERNEL void dense_block3_dense_layer1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 28, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 28, 16, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -923,9 +923,9 @@ KERNEL void dense_block3_dense_layer1_bn1_backward(float *restrict dx, float *re
 /* dense_block3.dense_layer1.conv1 = conv2d(dense_block3.dense_layer1.bn1)  models/lib/densenet.nn:9:7
  *   dense_block3.dense_layer1.bn1 [64,28,4,4] -> [64,32,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 1, 1, 0, 0, 1) == 4, "dense_block3.dense_layer1.conv1: output size");
-KERNEL void dense_block3_dense_layer1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 28, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block3_dense_layer1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 28, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block3_dense_layer1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -939,11 +939,11 @@ SCRATCH(dense_block3_dense_layer1_conv1, nncc_conv2d_forward_scratch(64, 28, 4, 
 KERNEL void dense_block3_dense_layer1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block3.dense_layer1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -976,11 +976,11 @@ SCRATCH(dense_block3_dense_layer1_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 
 KERNEL void dense_block3_dense_layer2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 36, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 36, 16, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -993,9 +993,9 @@ KERNEL void dense_block3_dense_layer2_bn1_backward(float *restrict dx, float *re
 /* dense_block3.dense_layer2.conv1 = conv2d(dense_block3.dense_layer2.bn1)  models/lib/densenet.nn:9:7
  *   dense_block3.dense_layer2.bn1 [64,36,4,4] -> [64,32,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 1, 1, 0, 0, 1) == 4, "dense_block3.dense_layer2.conv1: output size");
-KERNEL void dense_block3_dense_layer2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 36, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block3_dense_layer2_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 36, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block3_dense_layer2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -1009,11 +1009,11 @@ SCRATCH(dense_block3_dense_layer2_conv1, nncc_conv2d_forward_scratch(64, 36, 4, 
 KERNEL void dense_block3_dense_layer2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block3.dense_layer2.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -1046,11 +1046,11 @@ SCRATCH(dense_block3_dense_layer2_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 
 KERNEL void dense_block3_dense_layer3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 44, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 44, 16, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -1063,9 +1063,9 @@ KERNEL void dense_block3_dense_layer3_bn1_backward(float *restrict dx, float *re
 /* dense_block3.dense_layer3.conv1 = conv2d(dense_block3.dense_layer3.bn1)  models/lib/densenet.nn:9:7
  *   dense_block3.dense_layer3.bn1 [64,44,4,4] -> [64,32,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 1, 1, 0, 0, 1) == 4, "dense_block3.dense_layer3.conv1: output size");
-KERNEL void dense_block3_dense_layer3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 44, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block3_dense_layer3_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 44, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block3_dense_layer3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -1079,11 +1079,11 @@ SCRATCH(dense_block3_dense_layer3_conv1, nncc_conv2d_forward_scratch(64, 44, 4, 
 KERNEL void dense_block3_dense_layer3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block3.dense_layer3.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -1116,11 +1116,11 @@ SCRATCH(dense_block3_dense_layer3_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 
 KERNEL void dense_block3_dense_layer4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 52, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 52, 16, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -1133,9 +1133,9 @@ KERNEL void dense_block3_dense_layer4_bn1_backward(float *restrict dx, float *re
 /* dense_block3.dense_layer4.conv1 = conv2d(dense_block3.dense_layer4.bn1)  models/lib/densenet.nn:9:7
  *   dense_block3.dense_layer4.bn1 [64,52,4,4] -> [64,32,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 1, 1, 0, 0, 1) == 4, "dense_block3.dense_layer4.conv1: output size");
-KERNEL void dense_block3_dense_layer4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 52, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void dense_block3_dense_layer4_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 52, 4, 4, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void dense_block3_dense_layer4_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -1149,11 +1149,11 @@ SCRATCH(dense_block3_dense_layer4_conv1, nncc_conv2d_forward_scratch(64, 52, 4, 
 KERNEL void dense_block3_dense_layer4_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: dense_block3.dense_layer4.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void dense_block3_dense_layer4_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -1186,11 +1186,11 @@ SCRATCH(dense_block3_dense_layer4_conv2, nncc_conv2d_forward_scratch(64, 32, 4, 
 KERNEL void bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 60, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 60, 16, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -1235,121 +1235,149 @@ static void forward(NnccState *s, int training) {
   float *conv1 = (float *)(A + 0); /* [64,16,32,32] */
   float *bn1 = (float *)(A + 4194304); /* [64,16,32,32] */
   float *bn1_stats = (float *)(A + 62928960); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *bn1_work = (float *)(A + 8388608); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *maxpool1 = (float *)(A + 52953088); /* [64,16,16,16] */
   float *dense_block1_dense_layer1_bn1 = (float *)(A + 54001664); /* [64,16,16,16] */
   float *dense_block1_dense_layer1_bn1_stats = (float *)(A + 62929344); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *dense_block1_dense_layer1_bn1_work = (float *)(A + 8388608); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *dense_block1_dense_layer1_conv1 = (float *)(A + 28835840); /* [64,32,16,16] */
   float *dense_block1_dense_layer1_bn2 = (float *)(A + 30932992); /* [64,32,16,16] */
   float *dense_block1_dense_layer1_bn2_stats = (float *)(A + 62920128); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block1_dense_layer1_bn2_work = (float *)(A + 8388608); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block1_dense_layer1_conv2 = (float *)(A + 8388608); /* [64,8,16,16] */
   float *dense_block1_dense_layer1_cat1 = (float *)(A + 49807360); /* [64,24,16,16] */
   float *dense_block1_dense_layer2_bn1 = (float *)(A + 51380224); /* [64,24,16,16] */
   float *dense_block1_dense_layer2_bn1_stats = (float *)(A + 62927808); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *dense_block1_dense_layer2_bn1_work = (float *)(A + 8388608); /* [64,24,2] double: each plane's sum, centred sum of squares */
   float *dense_block1_dense_layer2_conv1 = (float *)(A + 33030144); /* [64,32,16,16] */
   float *dense_block1_dense_layer2_bn2 = (float *)(A + 35127296); /* [64,32,16,16] */
   float *dense_block1_dense_layer2_bn2_stats = (float *)(A + 62920896); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block1_dense_layer2_bn2_work = (float *)(A + 8388608); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block1_dense_layer2_conv2 = (float *)(A + 8388608); /* [64,8,16,16] */
   float *dense_block1_dense_layer2_cat1 = (float *)(A + 37224448); /* [64,32,16,16] */
   float *dense_block1_dense_layer3_bn1 = (float *)(A + 39321600); /* [64,32,16,16] */
   float *dense_block1_dense_layer3_bn1_stats = (float *)(A + 62921664); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block1_dense_layer3_bn1_work = (float *)(A + 8388608); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block1_dense_layer3_conv1 = (float *)(A + 41418752); /* [64,32,16,16] */
   float *dense_block1_dense_layer3_bn2 = (float *)(A + 43515904); /* [64,32,16,16] */
   float *dense_block1_dense_layer3_bn2_stats = (float *)(A + 62922432); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block1_dense_layer3_bn2_work = (float *)(A + 8388608); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block1_dense_layer3_conv2 = (float *)(A + 8388608); /* [64,8,16,16] */
   float *dense_block1_dense_layer3_cat1 = (float *)(A + 20971520); /* [64,40,16,16] */
   float *dense_block1_dense_layer4_bn1 = (float *)(A + 23592960); /* [64,40,16,16] */
   float *dense_block1_dense_layer4_bn1_stats = (float *)(A + 62918208); /* [2,40]: mean, 1/std; [2,40] double sums */
+  float *dense_block1_dense_layer4_bn1_work = (float *)(A + 8388608); /* [64,40,2] double: each plane's sum, centred sum of squares */
   float *dense_block1_dense_layer4_conv1 = (float *)(A + 45613056); /* [64,32,16,16] */
   float *dense_block1_dense_layer4_bn2 = (float *)(A + 47710208); /* [64,32,16,16] */
   float *dense_block1_dense_layer4_bn2_stats = (float *)(A + 62923200); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block1_dense_layer4_bn2_work = (float *)(A + 8388608); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block1_dense_layer4_conv2 = (float *)(A + 11534336); /* [64,8,16,16] */
   float *dense_block1_dense_layer4_cat1 = (float *)(A + 8388608); /* [64,48,16,16] */
   float *transition1_bn1 = (float *)(A + 11534336); /* [64,48,16,16] */
   float *transition1_bn1_stats = (float *)(A + 62915904); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *transition1_bn1_work = (float *)(A + 14680064); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *transition1_conv1 = (float *)(A + 14680064); /* [64,24,16,16] */
   float *transition1_avgpool1 = (float *)(A + 20578304); /* [64,24,8,8] */
   float *dense_block2_dense_layer1_bn1 = (float *)(A + 60948480); /* [64,24,8,8] */
   float *dense_block2_dense_layer1_bn1_stats = (float *)(A + 62928384); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *dense_block2_dense_layer1_bn1_work = (float *)(A + 14680064); /* [64,24,2] double: each plane's sum, centred sum of squares */
   float *dense_block2_dense_layer1_conv1 = (float *)(A + 55705600); /* [64,32,8,8] */
   float *dense_block2_dense_layer1_bn2 = (float *)(A + 56229888); /* [64,32,8,8] */
   float *dense_block2_dense_layer1_bn2_stats = (float *)(A + 62923968); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block2_dense_layer1_bn2_work = (float *)(A + 14680064); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block2_dense_layer1_conv2 = (float *)(A + 14680064); /* [64,8,8,8] */
   float *dense_block2_dense_layer1_cat1 = (float *)(A + 56754176); /* [64,32,8,8] */
   float *dense_block2_dense_layer2_bn1 = (float *)(A + 57278464); /* [64,32,8,8] */
   float *dense_block2_dense_layer2_bn1_stats = (float *)(A + 62924736); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block2_dense_layer2_bn1_work = (float *)(A + 14680064); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block2_dense_layer2_conv1 = (float *)(A + 57802752); /* [64,32,8,8] */
   float *dense_block2_dense_layer2_bn2 = (float *)(A + 58327040); /* [64,32,8,8] */
   float *dense_block2_dense_layer2_bn2_stats = (float *)(A + 62925504); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block2_dense_layer2_bn2_work = (float *)(A + 14680064); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block2_dense_layer2_conv2 = (float *)(A + 14680064); /* [64,8,8,8] */
   float *dense_block2_dense_layer2_cat1 = (float *)(A + 19922944); /* [64,40,8,8] */
   float *dense_block2_dense_layer3_bn1 = (float *)(A + 55050240); /* [64,40,8,8] */
   float *dense_block2_dense_layer3_bn1_stats = (float *)(A + 62919168); /* [2,40]: mean, 1/std; [2,40] double sums */
+  float *dense_block2_dense_layer3_bn1_work = (float *)(A + 14680064); /* [64,40,2] double: each plane's sum, centred sum of squares */
   float *dense_block2_dense_layer3_conv1 = (float *)(A + 58851328); /* [64,32,8,8] */
   float *dense_block2_dense_layer3_bn2 = (float *)(A + 59375616); /* [64,32,8,8] */
   float *dense_block2_dense_layer3_bn2_stats = (float *)(A + 62926272); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block2_dense_layer3_bn2_work = (float *)(A + 14680064); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block2_dense_layer3_conv2 = (float *)(A + 14680064); /* [64,8,8,8] */
   float *dense_block2_dense_layer3_cat1 = (float *)(A + 18350080); /* [64,48,8,8] */
   float *dense_block2_dense_layer4_bn1 = (float *)(A + 19136512); /* [64,48,8,8] */
   float *dense_block2_dense_layer4_bn1_stats = (float *)(A + 62917056); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *dense_block2_dense_layer4_bn1_work = (float *)(A + 14680064); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *dense_block2_dense_layer4_conv1 = (float *)(A + 59899904); /* [64,32,8,8] */
   float *dense_block2_dense_layer4_bn2 = (float *)(A + 60424192); /* [64,32,8,8] */
   float *dense_block2_dense_layer4_bn2_stats = (float *)(A + 62927040); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block2_dense_layer4_bn2_work = (float *)(A + 14680064); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block2_dense_layer4_conv2 = (float *)(A + 15597568); /* [64,8,8,8] */
   float *dense_block2_dense_layer4_cat1 = (float *)(A + 14680064); /* [64,56,8,8] */
   float *transition2_bn1 = (float *)(A + 15597568); /* [64,56,8,8] */
   float *transition2_bn1_stats = (float *)(A + 62914560); /* [2,56]: mean, 1/std; [2,56] double sums */
+  float *transition2_bn1_work = (float *)(A + 16515072); /* [64,56,2] double: each plane's sum, centred sum of squares */
   float *transition2_conv1 = (float *)(A + 16515072); /* [64,28,8,8] */
   float *transition2_avgpool1 = (float *)(A + 62685184); /* [64,28,4,4] */
   float *dense_block3_dense_layer1_bn1 = (float *)(A + 62799872); /* [64,28,4,4] */
   float *dense_block3_dense_layer1_bn1_stats = (float *)(A + 18292352); /* [2,28]: mean, 1/std; [2,28] double sums */
+  float *dense_block3_dense_layer1_bn1_work = (float *)(A + 16515072); /* [64,28,2] double: each plane's sum, centred sum of squares */
   float *dense_block3_dense_layer1_conv1 = (float *)(A + 61636608); /* [64,32,4,4] */
   float *dense_block3_dense_layer1_bn2 = (float *)(A + 61767680); /* [64,32,4,4] */
   float *dense_block3_dense_layer1_bn2_stats = (float *)(A + 18289280); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block3_dense_layer1_bn2_work = (float *)(A + 16515072); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block3_dense_layer1_conv2 = (float *)(A + 16515072); /* [64,8,4,4] */
   float *dense_block3_dense_layer1_cat1 = (float *)(A + 61341696); /* [64,36,4,4] */
   float *dense_block3_dense_layer2_bn1 = (float *)(A + 61489152); /* [64,36,4,4] */
   float *dense_block3_dense_layer2_bn1_stats = (float *)(A + 18288384); /* [2,36]: mean, 1/std; [2,36] double sums */
+  float *dense_block3_dense_layer2_bn1_work = (float *)(A + 16515072); /* [64,36,2] double: each plane's sum, centred sum of squares */
   float *dense_block3_dense_layer2_conv1 = (float *)(A + 61898752); /* [64,32,4,4] */
   float *dense_block3_dense_layer2_bn2 = (float *)(A + 62029824); /* [64,32,4,4] */
   float *dense_block3_dense_layer2_bn2_stats = (float *)(A + 18290048); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block3_dense_layer2_bn2_work = (float *)(A + 16515072); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block3_dense_layer2_conv2 = (float *)(A + 16515072); /* [64,8,4,4] */
   float *dense_block3_dense_layer2_cat1 = (float *)(A + 17924096); /* [64,44,4,4] */
   float *dense_block3_dense_layer3_bn1 = (float *)(A + 18104320); /* [64,44,4,4] */
   float *dense_block3_dense_layer3_bn1_stats = (float *)(A + 18287296); /* [2,44]: mean, 1/std; [2,44] double sums */
+  float *dense_block3_dense_layer3_bn1_work = (float *)(A + 16515072); /* [64,44,2] double: each plane's sum, centred sum of squares */
   float *dense_block3_dense_layer3_conv1 = (float *)(A + 62160896); /* [64,32,4,4] */
   float *dense_block3_dense_layer3_bn2 = (float *)(A + 62291968); /* [64,32,4,4] */
   float *dense_block3_dense_layer3_bn2_stats = (float *)(A + 18290816); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block3_dense_layer3_bn2_work = (float *)(A + 16515072); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block3_dense_layer3_conv2 = (float *)(A + 16515072); /* [64,8,4,4] */
   float *dense_block3_dense_layer3_cat1 = (float *)(A + 17498112); /* [64,52,4,4] */
   float *dense_block3_dense_layer4_bn1 = (float *)(A + 17711104); /* [64,52,4,4] */
   float *dense_block3_dense_layer4_bn1_stats = (float *)(A + 18286016); /* [2,52]: mean, 1/std; [2,52] double sums */
+  float *dense_block3_dense_layer4_bn1_work = (float *)(A + 16515072); /* [64,52,2] double: each plane's sum, centred sum of squares */
   float *dense_block3_dense_layer4_conv1 = (float *)(A + 62423040); /* [64,32,4,4] */
   float *dense_block3_dense_layer4_bn2 = (float *)(A + 62554112); /* [64,32,4,4] */
   float *dense_block3_dense_layer4_bn2_stats = (float *)(A + 18291584); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *dense_block3_dense_layer4_bn2_work = (float *)(A + 16515072); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *dense_block3_dense_layer4_conv2 = (float *)(A + 16760832); /* [64,8,4,4] */
   float *dense_block3_dense_layer4_cat1 = (float *)(A + 16515072); /* [64,60,4,4] */
   float *bn2 = (float *)(A + 16760832); /* [64,60,4,4] */
   float *bn2_stats = (float *)(A + 18284544); /* [2,60]: mean, 1/std; [2,60] double sums */
+  float *bn2_work = (float *)(A + 17006592); /* [64,60,2] double: each plane's sum, centred sum of squares */
   float *avgpool1 = (float *)(A + 17006592); /* [64,60,1,1] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
-    conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, NULL, scratch);
+    conv1_forward(conv1, training ? (double *)(void *)bn1_work : NULL, s->input, P + 0 /* conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    bn1_forward(bn1, conv1, P + 144 /* bn1.weight */, P + 160 /* bn1.bias */, P + 176 /* bn1.running_mean */, P + 192 /* bn1.running_var */, P + 208 /* bn1.num_batches_tracked */, bn1_stats, training, s->rank_sum, s);
+    bn1_forward(bn1, conv1, P + 144 /* bn1.weight */, P + 160 /* bn1.bias */, P + 176 /* bn1.running_mean */, P + 192 /* bn1.running_var */, P + 208 /* bn1.num_batches_tracked */, bn1_stats, (double *)(void *)bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     maxpool1_forward(maxpool1, bn1);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer1_bn1_forward(dense_block1_dense_layer1_bn1, maxpool1, P + 224 /* dense_block1.dense_layer1.bn1.weight */, P + 240 /* dense_block1.dense_layer1.bn1.bias */, P + 256 /* dense_block1.dense_layer1.bn1.running_mean */, P + 272 /* dense_block1.dense_layer1.bn1.running_var */, P + 288 /* dense_block1.dense_layer1.bn1.num_batches_tracked */, dense_block1_dense_layer1_bn1_stats, training, s->rank_sum, s);
+    dense_block1_dense_layer1_bn1_forward(dense_block1_dense_layer1_bn1, maxpool1, P + 224 /* dense_block1.dense_layer1.bn1.weight */, P + 240 /* dense_block1.dense_layer1.bn1.bias */, P + 256 /* dense_block1.dense_layer1.bn1.running_mean */, P + 272 /* dense_block1.dense_layer1.bn1.running_var */, P + 288 /* dense_block1.dense_layer1.bn1.num_batches_tracked */, dense_block1_dense_layer1_bn1_stats, (double *)(void *)dense_block1_dense_layer1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer1_conv1_forward(dense_block1_dense_layer1_conv1, dense_block1_dense_layer1_bn1, P + 304 /* dense_block1.dense_layer1.conv1.weight */, NULL, scratch);
+    dense_block1_dense_layer1_conv1_forward(dense_block1_dense_layer1_conv1, training ? (double *)(void *)dense_block1_dense_layer1_bn2_work : NULL, dense_block1_dense_layer1_bn1, P + 304 /* dense_block1.dense_layer1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer1_bn2_forward(dense_block1_dense_layer1_bn2, dense_block1_dense_layer1_conv1, P + 816 /* dense_block1.dense_layer1.bn2.weight */, P + 848 /* dense_block1.dense_layer1.bn2.bias */, P + 880 /* dense_block1.dense_layer1.bn2.running_mean */, P + 912 /* dense_block1.dense_layer1.bn2.running_var */, P + 944 /* dense_block1.dense_layer1.bn2.num_batches_tracked */, dense_block1_dense_layer1_bn2_stats, training, s->rank_sum, s);
+    dense_block1_dense_layer1_bn2_forward(dense_block1_dense_layer1_bn2, dense_block1_dense_layer1_conv1, P + 816 /* dense_block1.dense_layer1.bn2.weight */, P + 848 /* dense_block1.dense_layer1.bn2.bias */, P + 880 /* dense_block1.dense_layer1.bn2.running_mean */, P + 912 /* dense_block1.dense_layer1.bn2.running_var */, P + 944 /* dense_block1.dense_layer1.bn2.num_batches_tracked */, dense_block1_dense_layer1_bn2_stats, (double *)(void *)dense_block1_dense_layer1_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
     dense_block1_dense_layer1_conv2_forward(dense_block1_dense_layer1_conv2, dense_block1_dense_layer1_bn2, P + 960 /* dense_block1.dense_layer1.conv2.weight */, NULL, scratch);
@@ -1359,13 +1387,13 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block1_dense_layer1_cat1, 24, 16, dense_block1_dense_layer1_conv2, 8, 0, 64, 8, 256);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer2_bn1_forward(dense_block1_dense_layer2_bn1, dense_block1_dense_layer1_cat1, P + 3264 /* dense_block1.dense_layer2.bn1.weight */, P + 3296 /* dense_block1.dense_layer2.bn1.bias */, P + 3328 /* dense_block1.dense_layer2.bn1.running_mean */, P + 3360 /* dense_block1.dense_layer2.bn1.running_var */, P + 3392 /* dense_block1.dense_layer2.bn1.num_batches_tracked */, dense_block1_dense_layer2_bn1_stats, training, s->rank_sum, s);
+    dense_block1_dense_layer2_bn1_forward(dense_block1_dense_layer2_bn1, dense_block1_dense_layer1_cat1, P + 3264 /* dense_block1.dense_layer2.bn1.weight */, P + 3296 /* dense_block1.dense_layer2.bn1.bias */, P + 3328 /* dense_block1.dense_layer2.bn1.running_mean */, P + 3360 /* dense_block1.dense_layer2.bn1.running_var */, P + 3392 /* dense_block1.dense_layer2.bn1.num_batches_tracked */, dense_block1_dense_layer2_bn1_stats, (double *)(void *)dense_block1_dense_layer2_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer2_conv1_forward(dense_block1_dense_layer2_conv1, dense_block1_dense_layer2_bn1, P + 3408 /* dense_block1.dense_layer2.conv1.weight */, NULL, scratch);
+    dense_block1_dense_layer2_conv1_forward(dense_block1_dense_layer2_conv1, training ? (double *)(void *)dense_block1_dense_layer2_bn2_work : NULL, dense_block1_dense_layer2_bn1, P + 3408 /* dense_block1.dense_layer2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer2_bn2_forward(dense_block1_dense_layer2_bn2, dense_block1_dense_layer2_conv1, P + 4176 /* dense_block1.dense_layer2.bn2.weight */, P + 4208 /* dense_block1.dense_layer2.bn2.bias */, P + 4240 /* dense_block1.dense_layer2.bn2.running_mean */, P + 4272 /* dense_block1.dense_layer2.bn2.running_var */, P + 4304 /* dense_block1.dense_layer2.bn2.num_batches_tracked */, dense_block1_dense_layer2_bn2_stats, training, s->rank_sum, s);
+    dense_block1_dense_layer2_bn2_forward(dense_block1_dense_layer2_bn2, dense_block1_dense_layer2_conv1, P + 4176 /* dense_block1.dense_layer2.bn2.weight */, P + 4208 /* dense_block1.dense_layer2.bn2.bias */, P + 4240 /* dense_block1.dense_layer2.bn2.running_mean */, P + 4272 /* dense_block1.dense_layer2.bn2.running_var */, P + 4304 /* dense_block1.dense_layer2.bn2.num_batches_tracked */, dense_block1_dense_layer2_bn2_stats, (double *)(void *)dense_block1_dense_layer2_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
     dense_block1_dense_layer2_conv2_forward(dense_block1_dense_layer2_conv2, dense_block1_dense_layer2_bn2, P + 4320 /* dense_block1.dense_layer2.conv2.weight */, NULL, scratch);
@@ -1375,13 +1403,13 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block1_dense_layer2_cat1, 32, 24, dense_block1_dense_layer2_conv2, 8, 0, 64, 8, 256);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer3_bn1_forward(dense_block1_dense_layer3_bn1, dense_block1_dense_layer2_cat1, P + 6624 /* dense_block1.dense_layer3.bn1.weight */, P + 6656 /* dense_block1.dense_layer3.bn1.bias */, P + 6688 /* dense_block1.dense_layer3.bn1.running_mean */, P + 6720 /* dense_block1.dense_layer3.bn1.running_var */, P + 6752 /* dense_block1.dense_layer3.bn1.num_batches_tracked */, dense_block1_dense_layer3_bn1_stats, training, s->rank_sum, s);
+    dense_block1_dense_layer3_bn1_forward(dense_block1_dense_layer3_bn1, dense_block1_dense_layer2_cat1, P + 6624 /* dense_block1.dense_layer3.bn1.weight */, P + 6656 /* dense_block1.dense_layer3.bn1.bias */, P + 6688 /* dense_block1.dense_layer3.bn1.running_mean */, P + 6720 /* dense_block1.dense_layer3.bn1.running_var */, P + 6752 /* dense_block1.dense_layer3.bn1.num_batches_tracked */, dense_block1_dense_layer3_bn1_stats, (double *)(void *)dense_block1_dense_layer3_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer3_conv1_forward(dense_block1_dense_layer3_conv1, dense_block1_dense_layer3_bn1, P + 6768 /* dense_block1.dense_layer3.conv1.weight */, NULL, scratch);
+    dense_block1_dense_layer3_conv1_forward(dense_block1_dense_layer3_conv1, training ? (double *)(void *)dense_block1_dense_layer3_bn2_work : NULL, dense_block1_dense_layer3_bn1, P + 6768 /* dense_block1.dense_layer3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer3_bn2_forward(dense_block1_dense_layer3_bn2, dense_block1_dense_layer3_conv1, P + 7792 /* dense_block1.dense_layer3.bn2.weight */, P + 7824 /* dense_block1.dense_layer3.bn2.bias */, P + 7856 /* dense_block1.dense_layer3.bn2.running_mean */, P + 7888 /* dense_block1.dense_layer3.bn2.running_var */, P + 7920 /* dense_block1.dense_layer3.bn2.num_batches_tracked */, dense_block1_dense_layer3_bn2_stats, training, s->rank_sum, s);
+    dense_block1_dense_layer3_bn2_forward(dense_block1_dense_layer3_bn2, dense_block1_dense_layer3_conv1, P + 7792 /* dense_block1.dense_layer3.bn2.weight */, P + 7824 /* dense_block1.dense_layer3.bn2.bias */, P + 7856 /* dense_block1.dense_layer3.bn2.running_mean */, P + 7888 /* dense_block1.dense_layer3.bn2.running_var */, P + 7920 /* dense_block1.dense_layer3.bn2.num_batches_tracked */, dense_block1_dense_layer3_bn2_stats, (double *)(void *)dense_block1_dense_layer3_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
     dense_block1_dense_layer3_conv2_forward(dense_block1_dense_layer3_conv2, dense_block1_dense_layer3_bn2, P + 7936 /* dense_block1.dense_layer3.conv2.weight */, NULL, scratch);
@@ -1391,13 +1419,13 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block1_dense_layer3_cat1, 40, 32, dense_block1_dense_layer3_conv2, 8, 0, 64, 8, 256);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer4_bn1_forward(dense_block1_dense_layer4_bn1, dense_block1_dense_layer3_cat1, P + 10240 /* dense_block1.dense_layer4.bn1.weight */, P + 10288 /* dense_block1.dense_layer4.bn1.bias */, P + 10336 /* dense_block1.dense_layer4.bn1.running_mean */, P + 10384 /* dense_block1.dense_layer4.bn1.running_var */, P + 10432 /* dense_block1.dense_layer4.bn1.num_batches_tracked */, dense_block1_dense_layer4_bn1_stats, training, s->rank_sum, s);
+    dense_block1_dense_layer4_bn1_forward(dense_block1_dense_layer4_bn1, dense_block1_dense_layer3_cat1, P + 10240 /* dense_block1.dense_layer4.bn1.weight */, P + 10288 /* dense_block1.dense_layer4.bn1.bias */, P + 10336 /* dense_block1.dense_layer4.bn1.running_mean */, P + 10384 /* dense_block1.dense_layer4.bn1.running_var */, P + 10432 /* dense_block1.dense_layer4.bn1.num_batches_tracked */, dense_block1_dense_layer4_bn1_stats, (double *)(void *)dense_block1_dense_layer4_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer4_conv1_forward(dense_block1_dense_layer4_conv1, dense_block1_dense_layer4_bn1, P + 10448 /* dense_block1.dense_layer4.conv1.weight */, NULL, scratch);
+    dense_block1_dense_layer4_conv1_forward(dense_block1_dense_layer4_conv1, training ? (double *)(void *)dense_block1_dense_layer4_bn2_work : NULL, dense_block1_dense_layer4_bn1, P + 10448 /* dense_block1.dense_layer4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block1_dense_layer4_bn2_forward(dense_block1_dense_layer4_bn2, dense_block1_dense_layer4_conv1, P + 11728 /* dense_block1.dense_layer4.bn2.weight */, P + 11760 /* dense_block1.dense_layer4.bn2.bias */, P + 11792 /* dense_block1.dense_layer4.bn2.running_mean */, P + 11824 /* dense_block1.dense_layer4.bn2.running_var */, P + 11856 /* dense_block1.dense_layer4.bn2.num_batches_tracked */, dense_block1_dense_layer4_bn2_stats, training, s->rank_sum, s);
+    dense_block1_dense_layer4_bn2_forward(dense_block1_dense_layer4_bn2, dense_block1_dense_layer4_conv1, P + 11728 /* dense_block1.dense_layer4.bn2.weight */, P + 11760 /* dense_block1.dense_layer4.bn2.bias */, P + 11792 /* dense_block1.dense_layer4.bn2.running_mean */, P + 11824 /* dense_block1.dense_layer4.bn2.running_var */, P + 11856 /* dense_block1.dense_layer4.bn2.num_batches_tracked */, dense_block1_dense_layer4_bn2_stats, (double *)(void *)dense_block1_dense_layer4_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
     dense_block1_dense_layer4_conv2_forward(dense_block1_dense_layer4_conv2, dense_block1_dense_layer4_bn2, P + 11872 /* dense_block1.dense_layer4.conv2.weight */, NULL, scratch);
@@ -1407,7 +1435,7 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block1_dense_layer4_cat1, 48, 40, dense_block1_dense_layer4_conv2, 8, 0, 64, 8, 256);
     if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
-    transition1_bn1_forward(transition1_bn1, dense_block1_dense_layer4_cat1, P + 14176 /* transition1.bn1.weight */, P + 14224 /* transition1.bn1.bias */, P + 14272 /* transition1.bn1.running_mean */, P + 14320 /* transition1.bn1.running_var */, P + 14368 /* transition1.bn1.num_batches_tracked */, transition1_bn1_stats, training, s->rank_sum, s);
+    transition1_bn1_forward(transition1_bn1, dense_block1_dense_layer4_cat1, P + 14176 /* transition1.bn1.weight */, P + 14224 /* transition1.bn1.bias */, P + 14272 /* transition1.bn1.running_mean */, P + 14320 /* transition1.bn1.running_var */, P + 14368 /* transition1.bn1.num_batches_tracked */, transition1_bn1_stats, (double *)(void *)transition1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
     transition1_conv1_forward(transition1_conv1, transition1_bn1, P + 14384 /* transition1.conv1.weight */, NULL, scratch);
@@ -1416,13 +1444,13 @@ static void forward(NnccState *s, int training) {
     transition1_avgpool1_forward(transition1_avgpool1, transition1_conv1);
     if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer1_bn1_forward(dense_block2_dense_layer1_bn1, transition1_avgpool1, P + 15536 /* dense_block2.dense_layer1.bn1.weight */, P + 15568 /* dense_block2.dense_layer1.bn1.bias */, P + 15600 /* dense_block2.dense_layer1.bn1.running_mean */, P + 15632 /* dense_block2.dense_layer1.bn1.running_var */, P + 15664 /* dense_block2.dense_layer1.bn1.num_batches_tracked */, dense_block2_dense_layer1_bn1_stats, training, s->rank_sum, s);
+    dense_block2_dense_layer1_bn1_forward(dense_block2_dense_layer1_bn1, transition1_avgpool1, P + 15536 /* dense_block2.dense_layer1.bn1.weight */, P + 15568 /* dense_block2.dense_layer1.bn1.bias */, P + 15600 /* dense_block2.dense_layer1.bn1.running_mean */, P + 15632 /* dense_block2.dense_layer1.bn1.running_var */, P + 15664 /* dense_block2.dense_layer1.bn1.num_batches_tracked */, dense_block2_dense_layer1_bn1_stats, (double *)(void *)dense_block2_dense_layer1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer1_conv1_forward(dense_block2_dense_layer1_conv1, dense_block2_dense_layer1_bn1, P + 15680 /* dense_block2.dense_layer1.conv1.weight */, NULL, scratch);
+    dense_block2_dense_layer1_conv1_forward(dense_block2_dense_layer1_conv1, training ? (double *)(void *)dense_block2_dense_layer1_bn2_work : NULL, dense_block2_dense_layer1_bn1, P + 15680 /* dense_block2.dense_layer1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer1_bn2_forward(dense_block2_dense_layer1_bn2, dense_block2_dense_layer1_conv1, P + 16448 /* dense_block2.dense_layer1.bn2.weight */, P + 16480 /* dense_block2.dense_layer1.bn2.bias */, P + 16512 /* dense_block2.dense_layer1.bn2.running_mean */, P + 16544 /* dense_block2.dense_layer1.bn2.running_var */, P + 16576 /* dense_block2.dense_layer1.bn2.num_batches_tracked */, dense_block2_dense_layer1_bn2_stats, training, s->rank_sum, s);
+    dense_block2_dense_layer1_bn2_forward(dense_block2_dense_layer1_bn2, dense_block2_dense_layer1_conv1, P + 16448 /* dense_block2.dense_layer1.bn2.weight */, P + 16480 /* dense_block2.dense_layer1.bn2.bias */, P + 16512 /* dense_block2.dense_layer1.bn2.running_mean */, P + 16544 /* dense_block2.dense_layer1.bn2.running_var */, P + 16576 /* dense_block2.dense_layer1.bn2.num_batches_tracked */, dense_block2_dense_layer1_bn2_stats, (double *)(void *)dense_block2_dense_layer1_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer1_conv2_forward(dense_block2_dense_layer1_conv2, dense_block2_dense_layer1_bn2, P + 16592 /* dense_block2.dense_layer1.conv2.weight */, NULL, scratch);
@@ -1432,13 +1460,13 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block2_dense_layer1_cat1, 32, 24, dense_block2_dense_layer1_conv2, 8, 0, 64, 8, 64);
     if (s->check) s->check(s, 30, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer2_bn1_forward(dense_block2_dense_layer2_bn1, dense_block2_dense_layer1_cat1, P + 18896 /* dense_block2.dense_layer2.bn1.weight */, P + 18928 /* dense_block2.dense_layer2.bn1.bias */, P + 18960 /* dense_block2.dense_layer2.bn1.running_mean */, P + 18992 /* dense_block2.dense_layer2.bn1.running_var */, P + 19024 /* dense_block2.dense_layer2.bn1.num_batches_tracked */, dense_block2_dense_layer2_bn1_stats, training, s->rank_sum, s);
+    dense_block2_dense_layer2_bn1_forward(dense_block2_dense_layer2_bn1, dense_block2_dense_layer1_cat1, P + 18896 /* dense_block2.dense_layer2.bn1.weight */, P + 18928 /* dense_block2.dense_layer2.bn1.bias */, P + 18960 /* dense_block2.dense_layer2.bn1.running_mean */, P + 18992 /* dense_block2.dense_layer2.bn1.running_var */, P + 19024 /* dense_block2.dense_layer2.bn1.num_batches_tracked */, dense_block2_dense_layer2_bn1_stats, (double *)(void *)dense_block2_dense_layer2_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 31, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer2_conv1_forward(dense_block2_dense_layer2_conv1, dense_block2_dense_layer2_bn1, P + 19040 /* dense_block2.dense_layer2.conv1.weight */, NULL, scratch);
+    dense_block2_dense_layer2_conv1_forward(dense_block2_dense_layer2_conv1, training ? (double *)(void *)dense_block2_dense_layer2_bn2_work : NULL, dense_block2_dense_layer2_bn1, P + 19040 /* dense_block2.dense_layer2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 32, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer2_bn2_forward(dense_block2_dense_layer2_bn2, dense_block2_dense_layer2_conv1, P + 20064 /* dense_block2.dense_layer2.bn2.weight */, P + 20096 /* dense_block2.dense_layer2.bn2.bias */, P + 20128 /* dense_block2.dense_layer2.bn2.running_mean */, P + 20160 /* dense_block2.dense_layer2.bn2.running_var */, P + 20192 /* dense_block2.dense_layer2.bn2.num_batches_tracked */, dense_block2_dense_layer2_bn2_stats, training, s->rank_sum, s);
+    dense_block2_dense_layer2_bn2_forward(dense_block2_dense_layer2_bn2, dense_block2_dense_layer2_conv1, P + 20064 /* dense_block2.dense_layer2.bn2.weight */, P + 20096 /* dense_block2.dense_layer2.bn2.bias */, P + 20128 /* dense_block2.dense_layer2.bn2.running_mean */, P + 20160 /* dense_block2.dense_layer2.bn2.running_var */, P + 20192 /* dense_block2.dense_layer2.bn2.num_batches_tracked */, dense_block2_dense_layer2_bn2_stats, (double *)(void *)dense_block2_dense_layer2_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 33, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer2_conv2_forward(dense_block2_dense_layer2_conv2, dense_block2_dense_layer2_bn2, P + 20208 /* dense_block2.dense_layer2.conv2.weight */, NULL, scratch);
@@ -1448,13 +1476,13 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block2_dense_layer2_cat1, 40, 32, dense_block2_dense_layer2_conv2, 8, 0, 64, 8, 64);
     if (s->check) s->check(s, 35, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer3_bn1_forward(dense_block2_dense_layer3_bn1, dense_block2_dense_layer2_cat1, P + 22512 /* dense_block2.dense_layer3.bn1.weight */, P + 22560 /* dense_block2.dense_layer3.bn1.bias */, P + 22608 /* dense_block2.dense_layer3.bn1.running_mean */, P + 22656 /* dense_block2.dense_layer3.bn1.running_var */, P + 22704 /* dense_block2.dense_layer3.bn1.num_batches_tracked */, dense_block2_dense_layer3_bn1_stats, training, s->rank_sum, s);
+    dense_block2_dense_layer3_bn1_forward(dense_block2_dense_layer3_bn1, dense_block2_dense_layer2_cat1, P + 22512 /* dense_block2.dense_layer3.bn1.weight */, P + 22560 /* dense_block2.dense_layer3.bn1.bias */, P + 22608 /* dense_block2.dense_layer3.bn1.running_mean */, P + 22656 /* dense_block2.dense_layer3.bn1.running_var */, P + 22704 /* dense_block2.dense_layer3.bn1.num_batches_tracked */, dense_block2_dense_layer3_bn1_stats, (double *)(void *)dense_block2_dense_layer3_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 36, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer3_conv1_forward(dense_block2_dense_layer3_conv1, dense_block2_dense_layer3_bn1, P + 22720 /* dense_block2.dense_layer3.conv1.weight */, NULL, scratch);
+    dense_block2_dense_layer3_conv1_forward(dense_block2_dense_layer3_conv1, training ? (double *)(void *)dense_block2_dense_layer3_bn2_work : NULL, dense_block2_dense_layer3_bn1, P + 22720 /* dense_block2.dense_layer3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 37, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer3_bn2_forward(dense_block2_dense_layer3_bn2, dense_block2_dense_layer3_conv1, P + 24000 /* dense_block2.dense_layer3.bn2.weight */, P + 24032 /* dense_block2.dense_layer3.bn2.bias */, P + 24064 /* dense_block2.dense_layer3.bn2.running_mean */, P + 24096 /* dense_block2.dense_layer3.bn2.running_var */, P + 24128 /* dense_block2.dense_layer3.bn2.num_batches_tracked */, dense_block2_dense_layer3_bn2_stats, training, s->rank_sum, s);
+    dense_block2_dense_layer3_bn2_forward(dense_block2_dense_layer3_bn2, dense_block2_dense_layer3_conv1, P + 24000 /* dense_block2.dense_layer3.bn2.weight */, P + 24032 /* dense_block2.dense_layer3.bn2.bias */, P + 24064 /* dense_block2.dense_layer3.bn2.running_mean */, P + 24096 /* dense_block2.dense_layer3.bn2.running_var */, P + 24128 /* dense_block2.dense_layer3.bn2.num_batches_tracked */, dense_block2_dense_layer3_bn2_stats, (double *)(void *)dense_block2_dense_layer3_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 38, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer3_conv2_forward(dense_block2_dense_layer3_conv2, dense_block2_dense_layer3_bn2, P + 24144 /* dense_block2.dense_layer3.conv2.weight */, NULL, scratch);
@@ -1464,13 +1492,13 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block2_dense_layer3_cat1, 48, 40, dense_block2_dense_layer3_conv2, 8, 0, 64, 8, 64);
     if (s->check) s->check(s, 40, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer4_bn1_forward(dense_block2_dense_layer4_bn1, dense_block2_dense_layer3_cat1, P + 26448 /* dense_block2.dense_layer4.bn1.weight */, P + 26496 /* dense_block2.dense_layer4.bn1.bias */, P + 26544 /* dense_block2.dense_layer4.bn1.running_mean */, P + 26592 /* dense_block2.dense_layer4.bn1.running_var */, P + 26640 /* dense_block2.dense_layer4.bn1.num_batches_tracked */, dense_block2_dense_layer4_bn1_stats, training, s->rank_sum, s);
+    dense_block2_dense_layer4_bn1_forward(dense_block2_dense_layer4_bn1, dense_block2_dense_layer3_cat1, P + 26448 /* dense_block2.dense_layer4.bn1.weight */, P + 26496 /* dense_block2.dense_layer4.bn1.bias */, P + 26544 /* dense_block2.dense_layer4.bn1.running_mean */, P + 26592 /* dense_block2.dense_layer4.bn1.running_var */, P + 26640 /* dense_block2.dense_layer4.bn1.num_batches_tracked */, dense_block2_dense_layer4_bn1_stats, (double *)(void *)dense_block2_dense_layer4_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 41, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer4_conv1_forward(dense_block2_dense_layer4_conv1, dense_block2_dense_layer4_bn1, P + 26656 /* dense_block2.dense_layer4.conv1.weight */, NULL, scratch);
+    dense_block2_dense_layer4_conv1_forward(dense_block2_dense_layer4_conv1, training ? (double *)(void *)dense_block2_dense_layer4_bn2_work : NULL, dense_block2_dense_layer4_bn1, P + 26656 /* dense_block2.dense_layer4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 42, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block2_dense_layer4_bn2_forward(dense_block2_dense_layer4_bn2, dense_block2_dense_layer4_conv1, P + 28192 /* dense_block2.dense_layer4.bn2.weight */, P + 28224 /* dense_block2.dense_layer4.bn2.bias */, P + 28256 /* dense_block2.dense_layer4.bn2.running_mean */, P + 28288 /* dense_block2.dense_layer4.bn2.running_var */, P + 28320 /* dense_block2.dense_layer4.bn2.num_batches_tracked */, dense_block2_dense_layer4_bn2_stats, training, s->rank_sum, s);
+    dense_block2_dense_layer4_bn2_forward(dense_block2_dense_layer4_bn2, dense_block2_dense_layer4_conv1, P + 28192 /* dense_block2.dense_layer4.bn2.weight */, P + 28224 /* dense_block2.dense_layer4.bn2.bias */, P + 28256 /* dense_block2.dense_layer4.bn2.running_mean */, P + 28288 /* dense_block2.dense_layer4.bn2.running_var */, P + 28320 /* dense_block2.dense_layer4.bn2.num_batches_tracked */, dense_block2_dense_layer4_bn2_stats, (double *)(void *)dense_block2_dense_layer4_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 43, NNCC_FORWARD);
 #pragma omp barrier
     dense_block2_dense_layer4_conv2_forward(dense_block2_dense_layer4_conv2, dense_block2_dense_layer4_bn2, P + 28336 /* dense_block2.dense_layer4.conv2.weight */, NULL, scratch);
@@ -1480,7 +1508,7 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block2_dense_layer4_cat1, 56, 48, dense_block2_dense_layer4_conv2, 8, 0, 64, 8, 64);
     if (s->check) s->check(s, 45, NNCC_FORWARD);
 #pragma omp barrier
-    transition2_bn1_forward(transition2_bn1, dense_block2_dense_layer4_cat1, P + 30640 /* transition2.bn1.weight */, P + 30704 /* transition2.bn1.bias */, P + 30768 /* transition2.bn1.running_mean */, P + 30832 /* transition2.bn1.running_var */, P + 30896 /* transition2.bn1.num_batches_tracked */, transition2_bn1_stats, training, s->rank_sum, s);
+    transition2_bn1_forward(transition2_bn1, dense_block2_dense_layer4_cat1, P + 30640 /* transition2.bn1.weight */, P + 30704 /* transition2.bn1.bias */, P + 30768 /* transition2.bn1.running_mean */, P + 30832 /* transition2.bn1.running_var */, P + 30896 /* transition2.bn1.num_batches_tracked */, transition2_bn1_stats, (double *)(void *)transition2_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 46, NNCC_FORWARD);
 #pragma omp barrier
     transition2_conv1_forward(transition2_conv1, transition2_bn1, P + 30912 /* transition2.conv1.weight */, NULL, scratch);
@@ -1489,13 +1517,13 @@ static void forward(NnccState *s, int training) {
     transition2_avgpool1_forward(transition2_avgpool1, transition2_conv1);
     if (s->check) s->check(s, 48, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer1_bn1_forward(dense_block3_dense_layer1_bn1, transition2_avgpool1, P + 32480 /* dense_block3.dense_layer1.bn1.weight */, P + 32512 /* dense_block3.dense_layer1.bn1.bias */, P + 32544 /* dense_block3.dense_layer1.bn1.running_mean */, P + 32576 /* dense_block3.dense_layer1.bn1.running_var */, P + 32608 /* dense_block3.dense_layer1.bn1.num_batches_tracked */, dense_block3_dense_layer1_bn1_stats, training, s->rank_sum, s);
+    dense_block3_dense_layer1_bn1_forward(dense_block3_dense_layer1_bn1, transition2_avgpool1, P + 32480 /* dense_block3.dense_layer1.bn1.weight */, P + 32512 /* dense_block3.dense_layer1.bn1.bias */, P + 32544 /* dense_block3.dense_layer1.bn1.running_mean */, P + 32576 /* dense_block3.dense_layer1.bn1.running_var */, P + 32608 /* dense_block3.dense_layer1.bn1.num_batches_tracked */, dense_block3_dense_layer1_bn1_stats, (double *)(void *)dense_block3_dense_layer1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 49, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer1_conv1_forward(dense_block3_dense_layer1_conv1, dense_block3_dense_layer1_bn1, P + 32624 /* dense_block3.dense_layer1.conv1.weight */, NULL, scratch);
+    dense_block3_dense_layer1_conv1_forward(dense_block3_dense_layer1_conv1, training ? (double *)(void *)dense_block3_dense_layer1_bn2_work : NULL, dense_block3_dense_layer1_bn1, P + 32624 /* dense_block3.dense_layer1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 50, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer1_bn2_forward(dense_block3_dense_layer1_bn2, dense_block3_dense_layer1_conv1, P + 33520 /* dense_block3.dense_layer1.bn2.weight */, P + 33552 /* dense_block3.dense_layer1.bn2.bias */, P + 33584 /* dense_block3.dense_layer1.bn2.running_mean */, P + 33616 /* dense_block3.dense_layer1.bn2.running_var */, P + 33648 /* dense_block3.dense_layer1.bn2.num_batches_tracked */, dense_block3_dense_layer1_bn2_stats, training, s->rank_sum, s);
+    dense_block3_dense_layer1_bn2_forward(dense_block3_dense_layer1_bn2, dense_block3_dense_layer1_conv1, P + 33520 /* dense_block3.dense_layer1.bn2.weight */, P + 33552 /* dense_block3.dense_layer1.bn2.bias */, P + 33584 /* dense_block3.dense_layer1.bn2.running_mean */, P + 33616 /* dense_block3.dense_layer1.bn2.running_var */, P + 33648 /* dense_block3.dense_layer1.bn2.num_batches_tracked */, dense_block3_dense_layer1_bn2_stats, (double *)(void *)dense_block3_dense_layer1_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 51, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer1_conv2_forward(dense_block3_dense_layer1_conv2, dense_block3_dense_layer1_bn2, P + 33664 /* dense_block3.dense_layer1.conv2.weight */, NULL, scratch);
@@ -1505,13 +1533,13 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block3_dense_layer1_cat1, 36, 28, dense_block3_dense_layer1_conv2, 8, 0, 64, 8, 16);
     if (s->check) s->check(s, 53, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer2_bn1_forward(dense_block3_dense_layer2_bn1, dense_block3_dense_layer1_cat1, P + 35968 /* dense_block3.dense_layer2.bn1.weight */, P + 36016 /* dense_block3.dense_layer2.bn1.bias */, P + 36064 /* dense_block3.dense_layer2.bn1.running_mean */, P + 36112 /* dense_block3.dense_layer2.bn1.running_var */, P + 36160 /* dense_block3.dense_layer2.bn1.num_batches_tracked */, dense_block3_dense_layer2_bn1_stats, training, s->rank_sum, s);
+    dense_block3_dense_layer2_bn1_forward(dense_block3_dense_layer2_bn1, dense_block3_dense_layer1_cat1, P + 35968 /* dense_block3.dense_layer2.bn1.weight */, P + 36016 /* dense_block3.dense_layer2.bn1.bias */, P + 36064 /* dense_block3.dense_layer2.bn1.running_mean */, P + 36112 /* dense_block3.dense_layer2.bn1.running_var */, P + 36160 /* dense_block3.dense_layer2.bn1.num_batches_tracked */, dense_block3_dense_layer2_bn1_stats, (double *)(void *)dense_block3_dense_layer2_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 54, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer2_conv1_forward(dense_block3_dense_layer2_conv1, dense_block3_dense_layer2_bn1, P + 36176 /* dense_block3.dense_layer2.conv1.weight */, NULL, scratch);
+    dense_block3_dense_layer2_conv1_forward(dense_block3_dense_layer2_conv1, training ? (double *)(void *)dense_block3_dense_layer2_bn2_work : NULL, dense_block3_dense_layer2_bn1, P + 36176 /* dense_block3.dense_layer2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 55, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer2_bn2_forward(dense_block3_dense_layer2_bn2, dense_block3_dense_layer2_conv1, P + 37328 /* dense_block3.dense_layer2.bn2.weight */, P + 37360 /* dense_block3.dense_layer2.bn2.bias */, P + 37392 /* dense_block3.dense_layer2.bn2.running_mean */, P + 37424 /* dense_block3.dense_layer2.bn2.running_var */, P + 37456 /* dense_block3.dense_layer2.bn2.num_batches_tracked */, dense_block3_dense_layer2_bn2_stats, training, s->rank_sum, s);
+    dense_block3_dense_layer2_bn2_forward(dense_block3_dense_layer2_bn2, dense_block3_dense_layer2_conv1, P + 37328 /* dense_block3.dense_layer2.bn2.weight */, P + 37360 /* dense_block3.dense_layer2.bn2.bias */, P + 37392 /* dense_block3.dense_layer2.bn2.running_mean */, P + 37424 /* dense_block3.dense_layer2.bn2.running_var */, P + 37456 /* dense_block3.dense_layer2.bn2.num_batches_tracked */, dense_block3_dense_layer2_bn2_stats, (double *)(void *)dense_block3_dense_layer2_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 56, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer2_conv2_forward(dense_block3_dense_layer2_conv2, dense_block3_dense_layer2_bn2, P + 37472 /* dense_block3.dense_layer2.conv2.weight */, NULL, scratch);
@@ -1521,13 +1549,13 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block3_dense_layer2_cat1, 44, 36, dense_block3_dense_layer2_conv2, 8, 0, 64, 8, 16);
     if (s->check) s->check(s, 58, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer3_bn1_forward(dense_block3_dense_layer3_bn1, dense_block3_dense_layer2_cat1, P + 39776 /* dense_block3.dense_layer3.bn1.weight */, P + 39824 /* dense_block3.dense_layer3.bn1.bias */, P + 39872 /* dense_block3.dense_layer3.bn1.running_mean */, P + 39920 /* dense_block3.dense_layer3.bn1.running_var */, P + 39968 /* dense_block3.dense_layer3.bn1.num_batches_tracked */, dense_block3_dense_layer3_bn1_stats, training, s->rank_sum, s);
+    dense_block3_dense_layer3_bn1_forward(dense_block3_dense_layer3_bn1, dense_block3_dense_layer2_cat1, P + 39776 /* dense_block3.dense_layer3.bn1.weight */, P + 39824 /* dense_block3.dense_layer3.bn1.bias */, P + 39872 /* dense_block3.dense_layer3.bn1.running_mean */, P + 39920 /* dense_block3.dense_layer3.bn1.running_var */, P + 39968 /* dense_block3.dense_layer3.bn1.num_batches_tracked */, dense_block3_dense_layer3_bn1_stats, (double *)(void *)dense_block3_dense_layer3_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 59, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer3_conv1_forward(dense_block3_dense_layer3_conv1, dense_block3_dense_layer3_bn1, P + 39984 /* dense_block3.dense_layer3.conv1.weight */, NULL, scratch);
+    dense_block3_dense_layer3_conv1_forward(dense_block3_dense_layer3_conv1, training ? (double *)(void *)dense_block3_dense_layer3_bn2_work : NULL, dense_block3_dense_layer3_bn1, P + 39984 /* dense_block3.dense_layer3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 60, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer3_bn2_forward(dense_block3_dense_layer3_bn2, dense_block3_dense_layer3_conv1, P + 41392 /* dense_block3.dense_layer3.bn2.weight */, P + 41424 /* dense_block3.dense_layer3.bn2.bias */, P + 41456 /* dense_block3.dense_layer3.bn2.running_mean */, P + 41488 /* dense_block3.dense_layer3.bn2.running_var */, P + 41520 /* dense_block3.dense_layer3.bn2.num_batches_tracked */, dense_block3_dense_layer3_bn2_stats, training, s->rank_sum, s);
+    dense_block3_dense_layer3_bn2_forward(dense_block3_dense_layer3_bn2, dense_block3_dense_layer3_conv1, P + 41392 /* dense_block3.dense_layer3.bn2.weight */, P + 41424 /* dense_block3.dense_layer3.bn2.bias */, P + 41456 /* dense_block3.dense_layer3.bn2.running_mean */, P + 41488 /* dense_block3.dense_layer3.bn2.running_var */, P + 41520 /* dense_block3.dense_layer3.bn2.num_batches_tracked */, dense_block3_dense_layer3_bn2_stats, (double *)(void *)dense_block3_dense_layer3_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 61, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer3_conv2_forward(dense_block3_dense_layer3_conv2, dense_block3_dense_layer3_bn2, P + 41536 /* dense_block3.dense_layer3.conv2.weight */, NULL, scratch);
@@ -1537,13 +1565,13 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block3_dense_layer3_cat1, 52, 44, dense_block3_dense_layer3_conv2, 8, 0, 64, 8, 16);
     if (s->check) s->check(s, 63, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer4_bn1_forward(dense_block3_dense_layer4_bn1, dense_block3_dense_layer3_cat1, P + 43840 /* dense_block3.dense_layer4.bn1.weight */, P + 43904 /* dense_block3.dense_layer4.bn1.bias */, P + 43968 /* dense_block3.dense_layer4.bn1.running_mean */, P + 44032 /* dense_block3.dense_layer4.bn1.running_var */, P + 44096 /* dense_block3.dense_layer4.bn1.num_batches_tracked */, dense_block3_dense_layer4_bn1_stats, training, s->rank_sum, s);
+    dense_block3_dense_layer4_bn1_forward(dense_block3_dense_layer4_bn1, dense_block3_dense_layer3_cat1, P + 43840 /* dense_block3.dense_layer4.bn1.weight */, P + 43904 /* dense_block3.dense_layer4.bn1.bias */, P + 43968 /* dense_block3.dense_layer4.bn1.running_mean */, P + 44032 /* dense_block3.dense_layer4.bn1.running_var */, P + 44096 /* dense_block3.dense_layer4.bn1.num_batches_tracked */, dense_block3_dense_layer4_bn1_stats, (double *)(void *)dense_block3_dense_layer4_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 64, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer4_conv1_forward(dense_block3_dense_layer4_conv1, dense_block3_dense_layer4_bn1, P + 44112 /* dense_block3.dense_layer4.conv1.weight */, NULL, scratch);
+    dense_block3_dense_layer4_conv1_forward(dense_block3_dense_layer4_conv1, training ? (double *)(void *)dense_block3_dense_layer4_bn2_work : NULL, dense_block3_dense_layer4_bn1, P + 44112 /* dense_block3.dense_layer4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 65, NNCC_FORWARD);
 #pragma omp barrier
-    dense_block3_dense_layer4_bn2_forward(dense_block3_dense_layer4_bn2, dense_block3_dense_layer4_conv1, P + 45776 /* dense_block3.dense_layer4.bn2.weight */, P + 45808 /* dense_block3.dense_layer4.bn2.bias */, P + 45840 /* dense_block3.dense_layer4.bn2.running_mean */, P + 45872 /* dense_block3.dense_layer4.bn2.running_var */, P + 45904 /* dense_block3.dense_layer4.bn2.num_batches_tracked */, dense_block3_dense_layer4_bn2_stats, training, s->rank_sum, s);
+    dense_block3_dense_layer4_bn2_forward(dense_block3_dense_layer4_bn2, dense_block3_dense_layer4_conv1, P + 45776 /* dense_block3.dense_layer4.bn2.weight */, P + 45808 /* dense_block3.dense_layer4.bn2.bias */, P + 45840 /* dense_block3.dense_layer4.bn2.running_mean */, P + 45872 /* dense_block3.dense_layer4.bn2.running_var */, P + 45904 /* dense_block3.dense_layer4.bn2.num_batches_tracked */, dense_block3_dense_layer4_bn2_stats, (double *)(void *)dense_block3_dense_layer4_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 66, NNCC_FORWARD);
 #pragma omp barrier
     dense_block3_dense_layer4_conv2_forward(dense_block3_dense_layer4_conv2, dense_block3_dense_layer4_bn2, P + 45920 /* dense_block3.dense_layer4.conv2.weight */, NULL, scratch);
@@ -1553,7 +1581,7 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(dense_block3_dense_layer4_cat1, 60, 52, dense_block3_dense_layer4_conv2, 8, 0, 64, 8, 16);
     if (s->check) s->check(s, 68, NNCC_FORWARD);
 #pragma omp barrier
-    bn2_forward(bn2, dense_block3_dense_layer4_cat1, P + 48224 /* bn2.weight */, P + 48288 /* bn2.bias */, P + 48352 /* bn2.running_mean */, P + 48416 /* bn2.running_var */, P + 48480 /* bn2.num_batches_tracked */, bn2_stats, training, s->rank_sum, s);
+    bn2_forward(bn2, dense_block3_dense_layer4_cat1, P + 48224 /* bn2.weight */, P + 48288 /* bn2.bias */, P + 48352 /* bn2.running_mean */, P + 48416 /* bn2.running_var */, P + 48480 /* bn2.num_batches_tracked */, bn2_stats, (double *)(void *)bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 69, NNCC_FORWARD);
 #pragma omp barrier
     avgpool1_forward(avgpool1, bn2);

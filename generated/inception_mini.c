@@ -162,9 +162,9 @@ static const NnccParam params[] = {
 /* conv_bn1.conv1 = conv2d(x)  models/lib/inception.nn:6:7
  *   x [64,1,28,28] -> [64,48,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 3, 1, 1, 1, 1) == 28, "conv_bn1.conv1: output size");
-KERNEL void conv_bn1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 28, 28, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void conv_bn1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 1, 28, 28, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void conv_bn1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -178,11 +178,11 @@ SCRATCH(conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 48, 3, 3, 1, 
 KERNEL void conv_bn1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 784, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 784, 0.001, 0.1, training,
+                                1 /* plane statistics: conv_bn1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void conv_bn1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -205,9 +205,9 @@ KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, cons
 /* inception1.conv_bn1.conv1 = conv2d(maxpool1)  models/lib/inception.nn:6:7
  *   maxpool1 [64,48,14,14] -> [64,16,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inception1.conv_bn1.conv1: output size");
-KERNEL void inception1_conv_bn1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception1_conv_bn1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception1_conv_bn1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -221,11 +221,11 @@ SCRATCH(inception1_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 1
 KERNEL void inception1_conv_bn1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 196, 0.001, 0.1, training,
+                                1 /* plane statistics: inception1.conv_bn1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -238,9 +238,9 @@ KERNEL void inception1_conv_bn1_bn1_backward(float *restrict dx, float *restrict
 /* inception1.conv_bn2.conv1 = conv2d(maxpool1)  models/lib/inception.nn:6:7
  *   maxpool1 [64,48,14,14] -> [64,24,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inception1.conv_bn2.conv1: output size");
-KERNEL void inception1_conv_bn2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 48, 14, 14, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception1_conv_bn2_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 48, 14, 14, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception1_conv_bn2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -254,11 +254,11 @@ SCRATCH(inception1_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 2
 KERNEL void inception1_conv_bn2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 24, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 24, 196, 0.001, 0.1, training,
+                                1 /* plane statistics: inception1.conv_bn2.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -271,9 +271,9 @@ KERNEL void inception1_conv_bn2_bn1_backward(float *restrict dx, float *restrict
 /* inception1.conv_bn3.conv1 = conv2d(inception1.conv_bn2.bn1)  models/lib/inception.nn:6:7
  *   inception1.conv_bn2.bn1 [64,24,14,14] -> [64,32,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 3, 1, 1, 1, 1) == 14, "inception1.conv_bn3.conv1: output size");
-KERNEL void inception1_conv_bn3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 24, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception1_conv_bn3_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 24, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception1_conv_bn3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -287,11 +287,11 @@ SCRATCH(inception1_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 24, 14, 14, 3
 KERNEL void inception1_conv_bn3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 196, 0.001, 0.1, training,
+                                1 /* plane statistics: inception1.conv_bn3.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -304,9 +304,9 @@ KERNEL void inception1_conv_bn3_bn1_backward(float *restrict dx, float *restrict
 /* inception1.conv_bn4.conv1 = conv2d(maxpool1)  models/lib/inception.nn:6:7
  *   maxpool1 [64,48,14,14] -> [64,4,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inception1.conv_bn4.conv1: output size");
-KERNEL void inception1_conv_bn4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 48, 14, 14, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception1_conv_bn4_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 48, 14, 14, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception1_conv_bn4_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -320,11 +320,11 @@ SCRATCH(inception1_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 4
 KERNEL void inception1_conv_bn4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 4, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 4, 196, 0.001, 0.1, training,
+                                1 /* plane statistics: inception1.conv_bn4.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -354,11 +354,11 @@ SCRATCH(inception1_conv_bn5_conv1, 0, 0) /* none */
 KERNEL void inception1_conv_bn5_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 8, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 8, 196, 0.001, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn5_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -381,9 +381,9 @@ KERNEL void inception1_maxpool1_backward(float *restrict dx, const float *restri
 /* inception1.conv_bn6.conv1 = conv2d(inception1.maxpool1)  models/lib/inception.nn:6:7
  *   inception1.maxpool1 [64,48,14,14] -> [64,8,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inception1.conv_bn6.conv1: output size");
-KERNEL void inception1_conv_bn6_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 48, 14, 14, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception1_conv_bn6_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 48, 14, 14, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception1_conv_bn6_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -397,11 +397,11 @@ SCRATCH(inception1_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 48, 14, 14, 8
 KERNEL void inception1_conv_bn6_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 8, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 8, 196, 0.001, 0.1, training,
+                                1 /* plane statistics: inception1.conv_bn6.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception1_conv_bn6_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -418,9 +418,9 @@ KERNEL void inception1_conv_bn6_bn1_backward(float *restrict dx, float *restrict
 /* inception2.conv_bn1.conv1 = conv2d(inception1.cat1)  models/lib/inception.nn:6:7
  *   inception1.cat1 [64,64,14,14] -> [64,32,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inception2.conv_bn1.conv1: output size");
-KERNEL void inception2_conv_bn1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception2_conv_bn1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception2_conv_bn1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -434,11 +434,11 @@ SCRATCH(inception2_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 3
 KERNEL void inception2_conv_bn1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 196, 0.001, 0.1, training,
+                                1 /* plane statistics: inception2.conv_bn1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -451,9 +451,9 @@ KERNEL void inception2_conv_bn1_bn1_backward(float *restrict dx, float *restrict
 /* inception2.conv_bn2.conv1 = conv2d(inception1.cat1)  models/lib/inception.nn:6:7
  *   inception1.cat1 [64,64,14,14] -> [64,32,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inception2.conv_bn2.conv1: output size");
-KERNEL void inception2_conv_bn2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception2_conv_bn2_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 14, 14, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception2_conv_bn2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -467,11 +467,11 @@ SCRATCH(inception2_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 3
 KERNEL void inception2_conv_bn2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 196, 0.001, 0.1, training,
+                                1 /* plane statistics: inception2.conv_bn2.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -484,9 +484,9 @@ KERNEL void inception2_conv_bn2_bn1_backward(float *restrict dx, float *restrict
 /* inception2.conv_bn3.conv1 = conv2d(inception2.conv_bn2.bn1)  models/lib/inception.nn:6:7
  *   inception2.conv_bn2.bn1 [64,32,14,14] -> [64,48,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 3, 1, 1, 1, 1) == 14, "inception2.conv_bn3.conv1: output size");
-KERNEL void inception2_conv_bn3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 14, 14, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception2_conv_bn3_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 32, 14, 14, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception2_conv_bn3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -500,11 +500,11 @@ SCRATCH(inception2_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 32, 14, 14, 4
 KERNEL void inception2_conv_bn3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 196, 0.001, 0.1, training,
+                                1 /* plane statistics: inception2.conv_bn3.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -517,9 +517,9 @@ KERNEL void inception2_conv_bn3_bn1_backward(float *restrict dx, float *restrict
 /* inception2.conv_bn4.conv1 = conv2d(inception1.cat1)  models/lib/inception.nn:6:7
  *   inception1.cat1 [64,64,14,14] -> [64,8,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inception2.conv_bn4.conv1: output size");
-KERNEL void inception2_conv_bn4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 14, 14, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception2_conv_bn4_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 14, 14, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception2_conv_bn4_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -533,11 +533,11 @@ SCRATCH(inception2_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 8
 KERNEL void inception2_conv_bn4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 8, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 8, 196, 0.001, 0.1, training,
+                                1 /* plane statistics: inception2.conv_bn4.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -567,11 +567,11 @@ SCRATCH(inception2_conv_bn5_conv1, 0, 0) /* none */
 KERNEL void inception2_conv_bn5_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 24, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 24, 196, 0.001, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn5_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -594,9 +594,9 @@ KERNEL void inception2_maxpool1_backward(float *restrict dx, const float *restri
 /* inception2.conv_bn6.conv1 = conv2d(inception2.maxpool1)  models/lib/inception.nn:6:7
  *   inception2.maxpool1 [64,64,14,14] -> [64,16,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inception2.conv_bn6.conv1: output size");
-KERNEL void inception2_conv_bn6_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception2_conv_bn6_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception2_conv_bn6_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -610,11 +610,11 @@ SCRATCH(inception2_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 64, 14, 14, 1
 KERNEL void inception2_conv_bn6_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 196, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 196, 0.001, 0.1, training,
+                                1 /* plane statistics: inception2.conv_bn6.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception2_conv_bn6_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -641,9 +641,9 @@ KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, cons
 /* inception3.conv_bn1.conv1 = conv2d(maxpool2)  models/lib/inception.nn:6:7
  *   maxpool2 [64,120,7,7] -> [64,48,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inception3.conv_bn1.conv1: output size");
-KERNEL void inception3_conv_bn1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 120, 7, 7, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception3_conv_bn1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 120, 7, 7, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception3_conv_bn1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -657,11 +657,11 @@ SCRATCH(inception3_conv_bn1_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 48
 KERNEL void inception3_conv_bn1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 49, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 49, 0.001, 0.1, training,
+                                1 /* plane statistics: inception3.conv_bn1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -674,9 +674,9 @@ KERNEL void inception3_conv_bn1_bn1_backward(float *restrict dx, float *restrict
 /* inception3.conv_bn2.conv1 = conv2d(maxpool2)  models/lib/inception.nn:6:7
  *   maxpool2 [64,120,7,7] -> [64,24,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inception3.conv_bn2.conv1: output size");
-KERNEL void inception3_conv_bn2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 120, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception3_conv_bn2_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 120, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception3_conv_bn2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -690,11 +690,11 @@ SCRATCH(inception3_conv_bn2_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 24
 KERNEL void inception3_conv_bn2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 24, 49, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 24, 49, 0.001, 0.1, training,
+                                1 /* plane statistics: inception3.conv_bn2.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -707,9 +707,9 @@ KERNEL void inception3_conv_bn2_bn1_backward(float *restrict dx, float *restrict
 /* inception3.conv_bn3.conv1 = conv2d(inception3.conv_bn2.bn1)  models/lib/inception.nn:6:7
  *   inception3.conv_bn2.bn1 [64,24,7,7] -> [64,52,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 3, 1, 1, 1, 1) == 7, "inception3.conv_bn3.conv1: output size");
-KERNEL void inception3_conv_bn3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 24, 7, 7, 52, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception3_conv_bn3_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 24, 7, 7, 52, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception3_conv_bn3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -723,11 +723,11 @@ SCRATCH(inception3_conv_bn3_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 52,
 KERNEL void inception3_conv_bn3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 52, 49, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 52, 49, 0.001, 0.1, training,
+                                1 /* plane statistics: inception3.conv_bn3.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -740,9 +740,9 @@ KERNEL void inception3_conv_bn3_bn1_backward(float *restrict dx, float *restrict
 /* inception3.conv_bn4.conv1 = conv2d(maxpool2)  models/lib/inception.nn:6:7
  *   maxpool2 [64,120,7,7] -> [64,4,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inception3.conv_bn4.conv1: output size");
-KERNEL void inception3_conv_bn4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 120, 7, 7, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception3_conv_bn4_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 120, 7, 7, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception3_conv_bn4_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -756,11 +756,11 @@ SCRATCH(inception3_conv_bn4_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 4,
 KERNEL void inception3_conv_bn4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 4, 49, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 4, 49, 0.001, 0.1, training,
+                                1 /* plane statistics: inception3.conv_bn4.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -790,11 +790,11 @@ SCRATCH(inception3_conv_bn5_conv1, 0, 0) /* none */
 KERNEL void inception3_conv_bn5_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 12, 49, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 12, 49, 0.001, 0.1, training,
+                                0, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn5_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -817,9 +817,9 @@ KERNEL void inception3_avgpool1_backward(float *restrict dx, const float *restri
 /* inception3.conv_bn6.conv1 = conv2d(inception3.avgpool1)  models/lib/inception.nn:6:7
  *   inception3.avgpool1 [64,120,7,7] -> [64,16,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inception3.conv_bn6.conv1: output size");
-KERNEL void inception3_conv_bn6_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 120, 7, 7, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inception3_conv_bn6_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 120, 7, 7, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inception3_conv_bn6_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -833,11 +833,11 @@ SCRATCH(inception3_conv_bn6_conv1, nncc_conv2d_forward_scratch(64, 120, 7, 7, 16
 KERNEL void inception3_conv_bn6_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 49, 0.001, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 49, 0.001, 0.1, training,
+                                1 /* plane statistics: inception3.conv_bn6.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inception3_conv_bn6_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -897,119 +897,138 @@ static void forward(NnccState *s, int training) {
   float *conv_bn1_conv1 = (float *)(A + 0); /* [64,48,28,28] */
   float *conv_bn1_bn1 = (float *)(A + 9633792); /* [64,48,28,28] */
   float *conv_bn1_bn1_stats = (float *)(A + 76267520); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *conv_bn1_bn1_work = (float *)(A + 19267584); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *maxpool1 = (float *)(A + 40943616); /* [64,48,14,14] */
   float *inception1_conv_bn1_conv1 = (float *)(A + 70246400); /* [64,16,14,14] */
   float *inception1_conv_bn1_bn1 = (float *)(A + 71049216); /* [64,16,14,14] */
   float *inception1_conv_bn1_bn1_stats = (float *)(A + 76273280); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inception1_conv_bn1_bn1_work = (float *)(A + 19267584); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *inception1_conv_bn2_conv1 = (float *)(A + 64225280); /* [64,24,14,14] */
   float *inception1_conv_bn2_bn1 = (float *)(A + 65429504); /* [64,24,14,14] */
   float *inception1_conv_bn2_bn1_stats = (float *)(A + 76272128); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inception1_conv_bn2_bn1_work = (float *)(A + 19267584); /* [64,24,2] double: each plane's sum, centred sum of squares */
   float *inception1_conv_bn3_conv1 = (float *)(A + 52985856); /* [64,32,14,14] */
   float *inception1_conv_bn3_bn1 = (float *)(A + 54591488); /* [64,32,14,14] */
   float *inception1_conv_bn3_bn1_stats = (float *)(A + 76269824); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *inception1_conv_bn3_bn1_work = (float *)(A + 19267584); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *inception1_conv_bn4_conv1 = (float *)(A + 75866112); /* [64,4,14,14] */
   float *inception1_conv_bn4_bn1 = (float *)(A + 76066816); /* [64,4,14,14] */
   float *inception1_conv_bn4_bn1_stats = (float *)(A + 76274624); /* [2,4]: mean, 1/std; [2,4] double sums */
+  float *inception1_conv_bn4_bn1_work = (float *)(A + 19267584); /* [64,4,2] double: each plane's sum, centred sum of squares */
   float *inception1_conv_bn5_conv1 = (float *)(A + 73457664); /* [64,8,14,14] */
   float *inception1_conv_bn5_bn1 = (float *)(A + 73859072); /* [64,8,14,14] */
   float *inception1_conv_bn5_bn1_stats = (float *)(A + 76274048); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *inception1_conv_bn5_bn1_work = (float *)(A + 19267584); /* [64,8,2] double: each plane's sum, centred sum of squares */
   float *inception1_maxpool1 = (float *)(A + 43352064); /* [64,48,14,14] */
   float *inception1_conv_bn6_conv1 = (float *)(A + 74260480); /* [64,8,14,14] */
   float *inception1_conv_bn6_bn1 = (float *)(A + 74661888); /* [64,8,14,14] */
   float *inception1_conv_bn6_bn1_stats = (float *)(A + 76274240); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *inception1_conv_bn6_bn1_work = (float *)(A + 19267584); /* [64,8,2] double: each plane's sum, centred sum of squares */
   float *inception1_cat1 = (float *)(A + 31309824); /* [64,64,14,14] */
   float *inception2_conv_bn1_conv1 = (float *)(A + 56197120); /* [64,32,14,14] */
   float *inception2_conv_bn1_bn1 = (float *)(A + 57802752); /* [64,32,14,14] */
   float *inception2_conv_bn1_bn1_stats = (float *)(A + 76270592); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *inception2_conv_bn1_bn1_work = (float *)(A + 19267584); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *inception2_conv_bn2_conv1 = (float *)(A + 59408384); /* [64,32,14,14] */
   float *inception2_conv_bn2_bn1 = (float *)(A + 61014016); /* [64,32,14,14] */
   float *inception2_conv_bn2_bn1_stats = (float *)(A + 76271360); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *inception2_conv_bn2_bn1_work = (float *)(A + 19267584); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *inception2_conv_bn3_conv1 = (float *)(A + 45760512); /* [64,48,14,14] */
   float *inception2_conv_bn3_bn1 = (float *)(A + 48168960); /* [64,48,14,14] */
   float *inception2_conv_bn3_bn1_stats = (float *)(A + 76268672); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *inception2_conv_bn3_bn1_work = (float *)(A + 19267584); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *inception2_conv_bn4_conv1 = (float *)(A + 75063296); /* [64,8,14,14] */
   float *inception2_conv_bn4_bn1 = (float *)(A + 75464704); /* [64,8,14,14] */
   float *inception2_conv_bn4_bn1_stats = (float *)(A + 76274432); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *inception2_conv_bn4_bn1_work = (float *)(A + 19267584); /* [64,8,2] double: each plane's sum, centred sum of squares */
   float *inception2_conv_bn5_conv1 = (float *)(A + 66633728); /* [64,24,14,14] */
   float *inception2_conv_bn5_bn1 = (float *)(A + 67837952); /* [64,24,14,14] */
   float *inception2_conv_bn5_bn1_stats = (float *)(A + 76272704); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inception2_conv_bn5_bn1_work = (float *)(A + 19267584); /* [64,24,2] double: each plane's sum, centred sum of squares */
   float *inception2_maxpool1 = (float *)(A + 34521088); /* [64,64,14,14] */
   float *inception2_conv_bn6_conv1 = (float *)(A + 71852032); /* [64,16,14,14] */
   float *inception2_conv_bn6_bn1 = (float *)(A + 72654848); /* [64,16,14,14] */
   float *inception2_conv_bn6_bn1_stats = (float *)(A + 76273664); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inception2_conv_bn6_bn1_work = (float *)(A + 19267584); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *inception2_cat1 = (float *)(A + 19267584); /* [64,120,14,14] */
   float *maxpool2 = (float *)(A + 26894336); /* [64,120,7,7] */
   float *inception3_conv_bn1_conv1 = (float *)(A + 62619648); /* [64,48,7,7] */
   float *inception3_conv_bn1_bn1 = (float *)(A + 63221760); /* [64,48,7,7] */
   float *inception3_conv_bn1_bn1_stats = (float *)(A + 52886784); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *inception3_conv_bn1_bn1_work = (float *)(A + 25288704); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *inception3_conv_bn2_conv1 = (float *)(A + 63823872); /* [64,24,7,7] */
   float *inception3_conv_bn2_bn1 = (float *)(A + 69644288); /* [64,24,7,7] */
   float *inception3_conv_bn2_bn1_stats = (float *)(A + 52887936); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inception3_conv_bn2_bn1_work = (float *)(A + 25288704); /* [64,24,2] double: each plane's sum, centred sum of squares */
   float *inception3_conv_bn3_conv1 = (float *)(A + 29904896); /* [64,52,7,7] */
   float *inception3_conv_bn3_bn1 = (float *)(A + 30557184); /* [64,52,7,7] */
   float *inception3_conv_bn3_bn1_stats = (float *)(A + 52885504); /* [2,52]: mean, 1/std; [2,52] double sums */
+  float *inception3_conv_bn3_bn1_work = (float *)(A + 25288704); /* [64,52,2] double: each plane's sum, centred sum of squares */
   float *inception3_conv_bn4_conv1 = (float *)(A + 31209472); /* [64,4,7,7] */
   float *inception3_conv_bn4_bn1 = (float *)(A + 31259648); /* [64,4,7,7] */
   float *inception3_conv_bn4_bn1_stats = (float *)(A + 52888832); /* [2,4]: mean, 1/std; [2,4] double sums */
+  float *inception3_conv_bn4_bn1_work = (float *)(A + 25288704); /* [64,4,2] double: each plane's sum, centred sum of squares */
   float *inception3_conv_bn5_conv1 = (float *)(A + 52734976); /* [64,12,7,7] */
   float *inception3_conv_bn5_bn1 = (float *)(A + 69945344); /* [64,12,7,7] */
   float *inception3_conv_bn5_bn1_stats = (float *)(A + 52888512); /* [2,12]: mean, 1/std; [2,12] double sums */
+  float *inception3_conv_bn5_bn1_work = (float *)(A + 25288704); /* [64,12,2] double: each plane's sum, centred sum of squares */
   float *inception3_avgpool1 = (float *)(A + 28399616); /* [64,120,7,7] */
   float *inception3_conv_bn6_conv1 = (float *)(A + 37732352); /* [64,16,7,7] */
   float *inception3_conv_bn6_bn1 = (float *)(A + 37933056); /* [64,16,7,7] */
   float *inception3_conv_bn6_bn1_stats = (float *)(A + 38535168); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inception3_conv_bn6_bn1_work = (float *)(A + 25288704); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *inception3_cat1 = (float *)(A + 25288704); /* [64,128,7,7] */
   float *avgpool1 = (float *)(A + 38133760); /* [64,128,1,1] */
   float *dropout1 = (float *)(A + 25288704); /* [64,128] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
-    conv_bn1_conv1_forward(conv_bn1_conv1, s->input, P + 0 /* conv_bn1.conv1.weight */, NULL, scratch);
+    conv_bn1_conv1_forward(conv_bn1_conv1, training ? (double *)(void *)conv_bn1_bn1_work : NULL, s->input, P + 0 /* conv_bn1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    conv_bn1_bn1_forward(conv_bn1_bn1, conv_bn1_conv1, P + 432 /* conv_bn1.bn1.weight */, P + 480 /* conv_bn1.bn1.bias */, P + 528 /* conv_bn1.bn1.running_mean */, P + 576 /* conv_bn1.bn1.running_var */, P + 624 /* conv_bn1.bn1.num_batches_tracked */, conv_bn1_bn1_stats, training, s->rank_sum, s);
+    conv_bn1_bn1_forward(conv_bn1_bn1, conv_bn1_conv1, P + 432 /* conv_bn1.bn1.weight */, P + 480 /* conv_bn1.bn1.bias */, P + 528 /* conv_bn1.bn1.running_mean */, P + 576 /* conv_bn1.bn1.running_var */, P + 624 /* conv_bn1.bn1.num_batches_tracked */, conv_bn1_bn1_stats, (double *)(void *)conv_bn1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     maxpool1_forward(maxpool1, conv_bn1_bn1);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn1_conv1_forward(inception1_conv_bn1_conv1, maxpool1, P + 640 /* inception1.conv_bn1.conv1.weight */, NULL, scratch);
+    inception1_conv_bn1_conv1_forward(inception1_conv_bn1_conv1, training ? (double *)(void *)inception1_conv_bn1_bn1_work : NULL, maxpool1, P + 640 /* inception1.conv_bn1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn1_bn1_forward(inception1_conv_bn1_bn1, inception1_conv_bn1_conv1, P + 1408 /* inception1.conv_bn1.bn1.weight */, P + 1424 /* inception1.conv_bn1.bn1.bias */, P + 1440 /* inception1.conv_bn1.bn1.running_mean */, P + 1456 /* inception1.conv_bn1.bn1.running_var */, P + 1472 /* inception1.conv_bn1.bn1.num_batches_tracked */, inception1_conv_bn1_bn1_stats, training, s->rank_sum, s);
+    inception1_conv_bn1_bn1_forward(inception1_conv_bn1_bn1, inception1_conv_bn1_conv1, P + 1408 /* inception1.conv_bn1.bn1.weight */, P + 1424 /* inception1.conv_bn1.bn1.bias */, P + 1440 /* inception1.conv_bn1.bn1.running_mean */, P + 1456 /* inception1.conv_bn1.bn1.running_var */, P + 1472 /* inception1.conv_bn1.bn1.num_batches_tracked */, inception1_conv_bn1_bn1_stats, (double *)(void *)inception1_conv_bn1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn2_conv1_forward(inception1_conv_bn2_conv1, maxpool1, P + 1488 /* inception1.conv_bn2.conv1.weight */, NULL, scratch);
+    inception1_conv_bn2_conv1_forward(inception1_conv_bn2_conv1, training ? (double *)(void *)inception1_conv_bn2_bn1_work : NULL, maxpool1, P + 1488 /* inception1.conv_bn2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn2_bn1_forward(inception1_conv_bn2_bn1, inception1_conv_bn2_conv1, P + 2640 /* inception1.conv_bn2.bn1.weight */, P + 2672 /* inception1.conv_bn2.bn1.bias */, P + 2704 /* inception1.conv_bn2.bn1.running_mean */, P + 2736 /* inception1.conv_bn2.bn1.running_var */, P + 2768 /* inception1.conv_bn2.bn1.num_batches_tracked */, inception1_conv_bn2_bn1_stats, training, s->rank_sum, s);
+    inception1_conv_bn2_bn1_forward(inception1_conv_bn2_bn1, inception1_conv_bn2_conv1, P + 2640 /* inception1.conv_bn2.bn1.weight */, P + 2672 /* inception1.conv_bn2.bn1.bias */, P + 2704 /* inception1.conv_bn2.bn1.running_mean */, P + 2736 /* inception1.conv_bn2.bn1.running_var */, P + 2768 /* inception1.conv_bn2.bn1.num_batches_tracked */, inception1_conv_bn2_bn1_stats, (double *)(void *)inception1_conv_bn2_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn3_conv1_forward(inception1_conv_bn3_conv1, inception1_conv_bn2_bn1, P + 2784 /* inception1.conv_bn3.conv1.weight */, NULL, scratch);
+    inception1_conv_bn3_conv1_forward(inception1_conv_bn3_conv1, training ? (double *)(void *)inception1_conv_bn3_bn1_work : NULL, inception1_conv_bn2_bn1, P + 2784 /* inception1.conv_bn3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn3_bn1_forward(inception1_conv_bn3_bn1, inception1_conv_bn3_conv1, P + 9696 /* inception1.conv_bn3.bn1.weight */, P + 9728 /* inception1.conv_bn3.bn1.bias */, P + 9760 /* inception1.conv_bn3.bn1.running_mean */, P + 9792 /* inception1.conv_bn3.bn1.running_var */, P + 9824 /* inception1.conv_bn3.bn1.num_batches_tracked */, inception1_conv_bn3_bn1_stats, training, s->rank_sum, s);
+    inception1_conv_bn3_bn1_forward(inception1_conv_bn3_bn1, inception1_conv_bn3_conv1, P + 9696 /* inception1.conv_bn3.bn1.weight */, P + 9728 /* inception1.conv_bn3.bn1.bias */, P + 9760 /* inception1.conv_bn3.bn1.running_mean */, P + 9792 /* inception1.conv_bn3.bn1.running_var */, P + 9824 /* inception1.conv_bn3.bn1.num_batches_tracked */, inception1_conv_bn3_bn1_stats, (double *)(void *)inception1_conv_bn3_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn4_conv1_forward(inception1_conv_bn4_conv1, maxpool1, P + 9840 /* inception1.conv_bn4.conv1.weight */, NULL, scratch);
+    inception1_conv_bn4_conv1_forward(inception1_conv_bn4_conv1, training ? (double *)(void *)inception1_conv_bn4_bn1_work : NULL, maxpool1, P + 9840 /* inception1.conv_bn4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn4_bn1_forward(inception1_conv_bn4_bn1, inception1_conv_bn4_conv1, P + 10032 /* inception1.conv_bn4.bn1.weight */, P + 10048 /* inception1.conv_bn4.bn1.bias */, P + 10064 /* inception1.conv_bn4.bn1.running_mean */, P + 10080 /* inception1.conv_bn4.bn1.running_var */, P + 10096 /* inception1.conv_bn4.bn1.num_batches_tracked */, inception1_conv_bn4_bn1_stats, training, s->rank_sum, s);
+    inception1_conv_bn4_bn1_forward(inception1_conv_bn4_bn1, inception1_conv_bn4_conv1, P + 10032 /* inception1.conv_bn4.bn1.weight */, P + 10048 /* inception1.conv_bn4.bn1.bias */, P + 10064 /* inception1.conv_bn4.bn1.running_mean */, P + 10080 /* inception1.conv_bn4.bn1.running_var */, P + 10096 /* inception1.conv_bn4.bn1.num_batches_tracked */, inception1_conv_bn4_bn1_stats, (double *)(void *)inception1_conv_bn4_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
     inception1_conv_bn5_conv1_forward(inception1_conv_bn5_conv1, inception1_conv_bn4_bn1, P + 10112 /* inception1.conv_bn5.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn5_bn1_forward(inception1_conv_bn5_bn1, inception1_conv_bn5_conv1, P + 10400 /* inception1.conv_bn5.bn1.weight */, P + 10416 /* inception1.conv_bn5.bn1.bias */, P + 10432 /* inception1.conv_bn5.bn1.running_mean */, P + 10448 /* inception1.conv_bn5.bn1.running_var */, P + 10464 /* inception1.conv_bn5.bn1.num_batches_tracked */, inception1_conv_bn5_bn1_stats, training, s->rank_sum, s);
+    inception1_conv_bn5_bn1_forward(inception1_conv_bn5_bn1, inception1_conv_bn5_conv1, P + 10400 /* inception1.conv_bn5.bn1.weight */, P + 10416 /* inception1.conv_bn5.bn1.bias */, P + 10432 /* inception1.conv_bn5.bn1.running_mean */, P + 10448 /* inception1.conv_bn5.bn1.running_var */, P + 10464 /* inception1.conv_bn5.bn1.num_batches_tracked */, inception1_conv_bn5_bn1_stats, (double *)(void *)inception1_conv_bn5_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
     inception1_maxpool1_forward(inception1_maxpool1, maxpool1);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn6_conv1_forward(inception1_conv_bn6_conv1, inception1_maxpool1, P + 10480 /* inception1.conv_bn6.conv1.weight */, NULL, scratch);
+    inception1_conv_bn6_conv1_forward(inception1_conv_bn6_conv1, training ? (double *)(void *)inception1_conv_bn6_bn1_work : NULL, inception1_maxpool1, P + 10480 /* inception1.conv_bn6.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    inception1_conv_bn6_bn1_forward(inception1_conv_bn6_bn1, inception1_conv_bn6_conv1, P + 10864 /* inception1.conv_bn6.bn1.weight */, P + 10880 /* inception1.conv_bn6.bn1.bias */, P + 10896 /* inception1.conv_bn6.bn1.running_mean */, P + 10912 /* inception1.conv_bn6.bn1.running_var */, P + 10928 /* inception1.conv_bn6.bn1.num_batches_tracked */, inception1_conv_bn6_bn1_stats, training, s->rank_sum, s);
+    inception1_conv_bn6_bn1_forward(inception1_conv_bn6_bn1, inception1_conv_bn6_conv1, P + 10864 /* inception1.conv_bn6.bn1.weight */, P + 10880 /* inception1.conv_bn6.bn1.bias */, P + 10896 /* inception1.conv_bn6.bn1.running_mean */, P + 10912 /* inception1.conv_bn6.bn1.running_var */, P + 10928 /* inception1.conv_bn6.bn1.num_batches_tracked */, inception1_conv_bn6_bn1_stats, (double *)(void *)inception1_conv_bn6_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(inception1_cat1, 64, 0, inception1_conv_bn1_bn1, 16, 0, 64, 16, 196);
@@ -1018,43 +1037,43 @@ static void forward(NnccState *s, int training) {
     nncc_copy_channels_team(inception1_cat1, 64, 56, inception1_conv_bn6_bn1, 8, 0, 64, 8, 196);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn1_conv1_forward(inception2_conv_bn1_conv1, inception1_cat1, P + 10944 /* inception2.conv_bn1.conv1.weight */, NULL, scratch);
+    inception2_conv_bn1_conv1_forward(inception2_conv_bn1_conv1, training ? (double *)(void *)inception2_conv_bn1_bn1_work : NULL, inception1_cat1, P + 10944 /* inception2.conv_bn1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn1_bn1_forward(inception2_conv_bn1_bn1, inception2_conv_bn1_conv1, P + 12992 /* inception2.conv_bn1.bn1.weight */, P + 13024 /* inception2.conv_bn1.bn1.bias */, P + 13056 /* inception2.conv_bn1.bn1.running_mean */, P + 13088 /* inception2.conv_bn1.bn1.running_var */, P + 13120 /* inception2.conv_bn1.bn1.num_batches_tracked */, inception2_conv_bn1_bn1_stats, training, s->rank_sum, s);
+    inception2_conv_bn1_bn1_forward(inception2_conv_bn1_bn1, inception2_conv_bn1_conv1, P + 12992 /* inception2.conv_bn1.bn1.weight */, P + 13024 /* inception2.conv_bn1.bn1.bias */, P + 13056 /* inception2.conv_bn1.bn1.running_mean */, P + 13088 /* inception2.conv_bn1.bn1.running_var */, P + 13120 /* inception2.conv_bn1.bn1.num_batches_tracked */, inception2_conv_bn1_bn1_stats, (double *)(void *)inception2_conv_bn1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn2_conv1_forward(inception2_conv_bn2_conv1, inception1_cat1, P + 13136 /* inception2.conv_bn2.conv1.weight */, NULL, scratch);
+    inception2_conv_bn2_conv1_forward(inception2_conv_bn2_conv1, training ? (double *)(void *)inception2_conv_bn2_bn1_work : NULL, inception1_cat1, P + 13136 /* inception2.conv_bn2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn2_bn1_forward(inception2_conv_bn2_bn1, inception2_conv_bn2_conv1, P + 15184 /* inception2.conv_bn2.bn1.weight */, P + 15216 /* inception2.conv_bn2.bn1.bias */, P + 15248 /* inception2.conv_bn2.bn1.running_mean */, P + 15280 /* inception2.conv_bn2.bn1.running_var */, P + 15312 /* inception2.conv_bn2.bn1.num_batches_tracked */, inception2_conv_bn2_bn1_stats, training, s->rank_sum, s);
+    inception2_conv_bn2_bn1_forward(inception2_conv_bn2_bn1, inception2_conv_bn2_conv1, P + 15184 /* inception2.conv_bn2.bn1.weight */, P + 15216 /* inception2.conv_bn2.bn1.bias */, P + 15248 /* inception2.conv_bn2.bn1.running_mean */, P + 15280 /* inception2.conv_bn2.bn1.running_var */, P + 15312 /* inception2.conv_bn2.bn1.num_batches_tracked */, inception2_conv_bn2_bn1_stats, (double *)(void *)inception2_conv_bn2_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn3_conv1_forward(inception2_conv_bn3_conv1, inception2_conv_bn2_bn1, P + 15328 /* inception2.conv_bn3.conv1.weight */, NULL, scratch);
+    inception2_conv_bn3_conv1_forward(inception2_conv_bn3_conv1, training ? (double *)(void *)inception2_conv_bn3_bn1_work : NULL, inception2_conv_bn2_bn1, P + 15328 /* inception2.conv_bn3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn3_bn1_forward(inception2_conv_bn3_bn1, inception2_conv_bn3_conv1, P + 29152 /* inception2.conv_bn3.bn1.weight */, P + 29200 /* inception2.conv_bn3.bn1.bias */, P + 29248 /* inception2.conv_bn3.bn1.running_mean */, P + 29296 /* inception2.conv_bn3.bn1.running_var */, P + 29344 /* inception2.conv_bn3.bn1.num_batches_tracked */, inception2_conv_bn3_bn1_stats, training, s->rank_sum, s);
+    inception2_conv_bn3_bn1_forward(inception2_conv_bn3_bn1, inception2_conv_bn3_conv1, P + 29152 /* inception2.conv_bn3.bn1.weight */, P + 29200 /* inception2.conv_bn3.bn1.bias */, P + 29248 /* inception2.conv_bn3.bn1.running_mean */, P + 29296 /* inception2.conv_bn3.bn1.running_var */, P + 29344 /* inception2.conv_bn3.bn1.num_batches_tracked */, inception2_conv_bn3_bn1_stats, (double *)(void *)inception2_conv_bn3_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn4_conv1_forward(inception2_conv_bn4_conv1, inception1_cat1, P + 29360 /* inception2.conv_bn4.conv1.weight */, NULL, scratch);
+    inception2_conv_bn4_conv1_forward(inception2_conv_bn4_conv1, training ? (double *)(void *)inception2_conv_bn4_bn1_work : NULL, inception1_cat1, P + 29360 /* inception2.conv_bn4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn4_bn1_forward(inception2_conv_bn4_bn1, inception2_conv_bn4_conv1, P + 29872 /* inception2.conv_bn4.bn1.weight */, P + 29888 /* inception2.conv_bn4.bn1.bias */, P + 29904 /* inception2.conv_bn4.bn1.running_mean */, P + 29920 /* inception2.conv_bn4.bn1.running_var */, P + 29936 /* inception2.conv_bn4.bn1.num_batches_tracked */, inception2_conv_bn4_bn1_stats, training, s->rank_sum, s);
+    inception2_conv_bn4_bn1_forward(inception2_conv_bn4_bn1, inception2_conv_bn4_conv1, P + 29872 /* inception2.conv_bn4.bn1.weight */, P + 29888 /* inception2.conv_bn4.bn1.bias */, P + 29904 /* inception2.conv_bn4.bn1.running_mean */, P + 29920 /* inception2.conv_bn4.bn1.running_var */, P + 29936 /* inception2.conv_bn4.bn1.num_batches_tracked */, inception2_conv_bn4_bn1_stats, (double *)(void *)inception2_conv_bn4_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
     inception2_conv_bn5_conv1_forward(inception2_conv_bn5_conv1, inception2_conv_bn4_bn1, P + 29952 /* inception2.conv_bn5.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn5_bn1_forward(inception2_conv_bn5_bn1, inception2_conv_bn5_conv1, P + 31680 /* inception2.conv_bn5.bn1.weight */, P + 31712 /* inception2.conv_bn5.bn1.bias */, P + 31744 /* inception2.conv_bn5.bn1.running_mean */, P + 31776 /* inception2.conv_bn5.bn1.running_var */, P + 31808 /* inception2.conv_bn5.bn1.num_batches_tracked */, inception2_conv_bn5_bn1_stats, training, s->rank_sum, s);
+    inception2_conv_bn5_bn1_forward(inception2_conv_bn5_bn1, inception2_conv_bn5_conv1, P + 31680 /* inception2.conv_bn5.bn1.weight */, P + 31712 /* inception2.conv_bn5.bn1.bias */, P + 31744 /* inception2.conv_bn5.bn1.running_mean */, P + 31776 /* inception2.conv_bn5.bn1.running_var */, P + 31808 /* inception2.conv_bn5.bn1.num_batches_tracked */, inception2_conv_bn5_bn1_stats, (double *)(void *)inception2_conv_bn5_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
     inception2_maxpool1_forward(inception2_maxpool1, inception1_cat1);
     if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn6_conv1_forward(inception2_conv_bn6_conv1, inception2_maxpool1, P + 31824 /* inception2.conv_bn6.conv1.weight */, NULL, scratch);
+    inception2_conv_bn6_conv1_forward(inception2_conv_bn6_conv1, training ? (double *)(void *)inception2_conv_bn6_bn1_work : NULL, inception2_maxpool1, P + 31824 /* inception2.conv_bn6.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
-    inception2_conv_bn6_bn1_forward(inception2_conv_bn6_bn1, inception2_conv_bn6_conv1, P + 32848 /* inception2.conv_bn6.bn1.weight */, P + 32864 /* inception2.conv_bn6.bn1.bias */, P + 32880 /* inception2.conv_bn6.bn1.running_mean */, P + 32896 /* inception2.conv_bn6.bn1.running_var */, P + 32912 /* inception2.conv_bn6.bn1.num_batches_tracked */, inception2_conv_bn6_bn1_stats, training, s->rank_sum, s);
+    inception2_conv_bn6_bn1_forward(inception2_conv_bn6_bn1, inception2_conv_bn6_conv1, P + 32848 /* inception2.conv_bn6.bn1.weight */, P + 32864 /* inception2.conv_bn6.bn1.bias */, P + 32880 /* inception2.conv_bn6.bn1.running_mean */, P + 32896 /* inception2.conv_bn6.bn1.running_var */, P + 32912 /* inception2.conv_bn6.bn1.num_batches_tracked */, inception2_conv_bn6_bn1_stats, (double *)(void *)inception2_conv_bn6_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 29, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(inception2_cat1, 120, 0, inception2_conv_bn1_bn1, 32, 0, 64, 32, 196);
@@ -1066,43 +1085,43 @@ static void forward(NnccState *s, int training) {
     maxpool2_forward(maxpool2, inception2_cat1);
     if (s->check) s->check(s, 31, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn1_conv1_forward(inception3_conv_bn1_conv1, maxpool2, P + 32928 /* inception3.conv_bn1.conv1.weight */, NULL, scratch);
+    inception3_conv_bn1_conv1_forward(inception3_conv_bn1_conv1, training ? (double *)(void *)inception3_conv_bn1_bn1_work : NULL, maxpool2, P + 32928 /* inception3.conv_bn1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 32, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn1_bn1_forward(inception3_conv_bn1_bn1, inception3_conv_bn1_conv1, P + 38688 /* inception3.conv_bn1.bn1.weight */, P + 38736 /* inception3.conv_bn1.bn1.bias */, P + 38784 /* inception3.conv_bn1.bn1.running_mean */, P + 38832 /* inception3.conv_bn1.bn1.running_var */, P + 38880 /* inception3.conv_bn1.bn1.num_batches_tracked */, inception3_conv_bn1_bn1_stats, training, s->rank_sum, s);
+    inception3_conv_bn1_bn1_forward(inception3_conv_bn1_bn1, inception3_conv_bn1_conv1, P + 38688 /* inception3.conv_bn1.bn1.weight */, P + 38736 /* inception3.conv_bn1.bn1.bias */, P + 38784 /* inception3.conv_bn1.bn1.running_mean */, P + 38832 /* inception3.conv_bn1.bn1.running_var */, P + 38880 /* inception3.conv_bn1.bn1.num_batches_tracked */, inception3_conv_bn1_bn1_stats, (double *)(void *)inception3_conv_bn1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 33, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn2_conv1_forward(inception3_conv_bn2_conv1, maxpool2, P + 38896 /* inception3.conv_bn2.conv1.weight */, NULL, scratch);
+    inception3_conv_bn2_conv1_forward(inception3_conv_bn2_conv1, training ? (double *)(void *)inception3_conv_bn2_bn1_work : NULL, maxpool2, P + 38896 /* inception3.conv_bn2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 34, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn2_bn1_forward(inception3_conv_bn2_bn1, inception3_conv_bn2_conv1, P + 41776 /* inception3.conv_bn2.bn1.weight */, P + 41808 /* inception3.conv_bn2.bn1.bias */, P + 41840 /* inception3.conv_bn2.bn1.running_mean */, P + 41872 /* inception3.conv_bn2.bn1.running_var */, P + 41904 /* inception3.conv_bn2.bn1.num_batches_tracked */, inception3_conv_bn2_bn1_stats, training, s->rank_sum, s);
+    inception3_conv_bn2_bn1_forward(inception3_conv_bn2_bn1, inception3_conv_bn2_conv1, P + 41776 /* inception3.conv_bn2.bn1.weight */, P + 41808 /* inception3.conv_bn2.bn1.bias */, P + 41840 /* inception3.conv_bn2.bn1.running_mean */, P + 41872 /* inception3.conv_bn2.bn1.running_var */, P + 41904 /* inception3.conv_bn2.bn1.num_batches_tracked */, inception3_conv_bn2_bn1_stats, (double *)(void *)inception3_conv_bn2_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 35, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn3_conv1_forward(inception3_conv_bn3_conv1, inception3_conv_bn2_bn1, P + 41920 /* inception3.conv_bn3.conv1.weight */, NULL, scratch);
+    inception3_conv_bn3_conv1_forward(inception3_conv_bn3_conv1, training ? (double *)(void *)inception3_conv_bn3_bn1_work : NULL, inception3_conv_bn2_bn1, P + 41920 /* inception3.conv_bn3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 36, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn3_bn1_forward(inception3_conv_bn3_bn1, inception3_conv_bn3_conv1, P + 53152 /* inception3.conv_bn3.bn1.weight */, P + 53216 /* inception3.conv_bn3.bn1.bias */, P + 53280 /* inception3.conv_bn3.bn1.running_mean */, P + 53344 /* inception3.conv_bn3.bn1.running_var */, P + 53408 /* inception3.conv_bn3.bn1.num_batches_tracked */, inception3_conv_bn3_bn1_stats, training, s->rank_sum, s);
+    inception3_conv_bn3_bn1_forward(inception3_conv_bn3_bn1, inception3_conv_bn3_conv1, P + 53152 /* inception3.conv_bn3.bn1.weight */, P + 53216 /* inception3.conv_bn3.bn1.bias */, P + 53280 /* inception3.conv_bn3.bn1.running_mean */, P + 53344 /* inception3.conv_bn3.bn1.running_var */, P + 53408 /* inception3.conv_bn3.bn1.num_batches_tracked */, inception3_conv_bn3_bn1_stats, (double *)(void *)inception3_conv_bn3_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 37, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn4_conv1_forward(inception3_conv_bn4_conv1, maxpool2, P + 53424 /* inception3.conv_bn4.conv1.weight */, NULL, scratch);
+    inception3_conv_bn4_conv1_forward(inception3_conv_bn4_conv1, training ? (double *)(void *)inception3_conv_bn4_bn1_work : NULL, maxpool2, P + 53424 /* inception3.conv_bn4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 38, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn4_bn1_forward(inception3_conv_bn4_bn1, inception3_conv_bn4_conv1, P + 53904 /* inception3.conv_bn4.bn1.weight */, P + 53920 /* inception3.conv_bn4.bn1.bias */, P + 53936 /* inception3.conv_bn4.bn1.running_mean */, P + 53952 /* inception3.conv_bn4.bn1.running_var */, P + 53968 /* inception3.conv_bn4.bn1.num_batches_tracked */, inception3_conv_bn4_bn1_stats, training, s->rank_sum, s);
+    inception3_conv_bn4_bn1_forward(inception3_conv_bn4_bn1, inception3_conv_bn4_conv1, P + 53904 /* inception3.conv_bn4.bn1.weight */, P + 53920 /* inception3.conv_bn4.bn1.bias */, P + 53936 /* inception3.conv_bn4.bn1.running_mean */, P + 53952 /* inception3.conv_bn4.bn1.running_var */, P + 53968 /* inception3.conv_bn4.bn1.num_batches_tracked */, inception3_conv_bn4_bn1_stats, (double *)(void *)inception3_conv_bn4_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 39, NNCC_FORWARD);
 #pragma omp barrier
     inception3_conv_bn5_conv1_forward(inception3_conv_bn5_conv1, inception3_conv_bn4_bn1, P + 53984 /* inception3.conv_bn5.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 40, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn5_bn1_forward(inception3_conv_bn5_bn1, inception3_conv_bn5_conv1, P + 54416 /* inception3.conv_bn5.bn1.weight */, P + 54432 /* inception3.conv_bn5.bn1.bias */, P + 54448 /* inception3.conv_bn5.bn1.running_mean */, P + 54464 /* inception3.conv_bn5.bn1.running_var */, P + 54480 /* inception3.conv_bn5.bn1.num_batches_tracked */, inception3_conv_bn5_bn1_stats, training, s->rank_sum, s);
+    inception3_conv_bn5_bn1_forward(inception3_conv_bn5_bn1, inception3_conv_bn5_conv1, P + 54416 /* inception3.conv_bn5.bn1.weight */, P + 54432 /* inception3.conv_bn5.bn1.bias */, P + 54448 /* inception3.conv_bn5.bn1.running_mean */, P + 54464 /* inception3.conv_bn5.bn1.running_var */, P + 54480 /* inception3.conv_bn5.bn1.num_batches_tracked */, inception3_conv_bn5_bn1_stats, (double *)(void *)inception3_conv_bn5_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 41, NNCC_FORWARD);
 #pragma omp barrier
     inception3_avgpool1_forward(inception3_avgpool1, maxpool2);
     if (s->check) s->check(s, 42, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn6_conv1_forward(inception3_conv_bn6_conv1, inception3_avgpool1, P + 54496 /* inception3.conv_bn6.conv1.weight */, NULL, scratch);
+    inception3_conv_bn6_conv1_forward(inception3_conv_bn6_conv1, training ? (double *)(void *)inception3_conv_bn6_bn1_work : NULL, inception3_avgpool1, P + 54496 /* inception3.conv_bn6.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 43, NNCC_FORWARD);
 #pragma omp barrier
-    inception3_conv_bn6_bn1_forward(inception3_conv_bn6_bn1, inception3_conv_bn6_conv1, P + 56416 /* inception3.conv_bn6.bn1.weight */, P + 56432 /* inception3.conv_bn6.bn1.bias */, P + 56448 /* inception3.conv_bn6.bn1.running_mean */, P + 56464 /* inception3.conv_bn6.bn1.running_var */, P + 56480 /* inception3.conv_bn6.bn1.num_batches_tracked */, inception3_conv_bn6_bn1_stats, training, s->rank_sum, s);
+    inception3_conv_bn6_bn1_forward(inception3_conv_bn6_bn1, inception3_conv_bn6_conv1, P + 56416 /* inception3.conv_bn6.bn1.weight */, P + 56432 /* inception3.conv_bn6.bn1.bias */, P + 56448 /* inception3.conv_bn6.bn1.running_mean */, P + 56464 /* inception3.conv_bn6.bn1.running_var */, P + 56480 /* inception3.conv_bn6.bn1.num_batches_tracked */, inception3_conv_bn6_bn1_stats, (double *)(void *)inception3_conv_bn6_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 44, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(inception3_cat1, 128, 0, inception3_conv_bn1_bn1, 48, 0, 64, 48, 49);

@@ -198,9 +198,9 @@ static const NnccParam params[] = {
 /* conv1 = conv2d(x)  models/mobilenetv2_mini.nn:19:23
  *   x [64,1,28,28] -> [64,16,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 3, 1, 1, 1, 1) == 28, "conv1: output size");
-KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -214,11 +214,11 @@ SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 784, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 784, 1e-05, 0.1, training,
+                                1 /* plane statistics: conv1's epilogue */, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -248,11 +248,11 @@ SCRATCH(inverted_residual1_conv1, 0, 0) /* none */
 KERNEL void inverted_residual1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 784, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 784, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -265,9 +265,9 @@ KERNEL void inverted_residual1_bn1_backward(float *restrict dx, float *restrict 
 /* inverted_residual1.conv2 = conv2d(inverted_residual1.bn1)  models/lib/mobilenetv2.nn:15:19
  *   inverted_residual1.bn1 [64,16,28,28] -> [64,8,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 1, 1, 0, 0, 1) == 28, "inverted_residual1.conv2: output size");
-KERNEL void inverted_residual1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 28, 28, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual1_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 16, 28, 28, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -281,11 +281,11 @@ SCRATCH(inverted_residual1_conv2, nncc_conv2d_forward_scratch(64, 16, 28, 28, 8,
 KERNEL void inverted_residual1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 8, 784, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 8, 784, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual1.conv2's epilogue */, NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -298,9 +298,9 @@ KERNEL void inverted_residual1_bn2_backward(float *restrict dx, float *restrict 
 /* inverted_residual2.conv1 = conv2d(inverted_residual1.bn2)  models/lib/mobilenetv2.nn:12:27
  *   inverted_residual1.bn2 [64,8,28,28] -> [64,48,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 1, 1, 0, 0, 1) == 28, "inverted_residual2.conv1: output size");
-KERNEL void inverted_residual2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 8, 28, 28, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual2_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 8, 28, 28, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -314,11 +314,11 @@ SCRATCH(inverted_residual2_conv1, nncc_conv2d_forward_scratch(64, 8, 28, 28, 48,
 KERNEL void inverted_residual2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 784, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 784, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual2.conv1's epilogue */, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -348,11 +348,11 @@ SCRATCH(inverted_residual2_conv2, 0, 0) /* none */
 KERNEL void inverted_residual2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 196, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 196, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -365,9 +365,9 @@ KERNEL void inverted_residual2_bn2_backward(float *restrict dx, float *restrict 
 /* inverted_residual2.conv3 = conv2d(inverted_residual2.bn2)  models/lib/mobilenetv2.nn:15:19
  *   inverted_residual2.bn2 [64,48,14,14] -> [64,16,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inverted_residual2.conv3: output size");
-KERNEL void inverted_residual2_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual2_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 48, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual2_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -381,11 +381,11 @@ SCRATCH(inverted_residual2_conv3, nncc_conv2d_forward_scratch(64, 48, 14, 14, 16
 KERNEL void inverted_residual2_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 196, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 196, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual2.conv3's epilogue */, NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual2_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -398,9 +398,9 @@ KERNEL void inverted_residual2_bn3_backward(float *restrict dx, float *restrict 
 /* inverted_residual3.conv1 = conv2d(inverted_residual2.bn3)  models/lib/mobilenetv2.nn:12:27
  *   inverted_residual2.bn3 [64,16,14,14] -> [64,96,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inverted_residual3.conv1: output size");
-KERNEL void inverted_residual3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual3_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -414,11 +414,11 @@ SCRATCH(inverted_residual3_conv1, nncc_conv2d_forward_scratch(64, 16, 14, 14, 96
 KERNEL void inverted_residual3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 96, 196, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 96, 196, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual3.conv1's epilogue */, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -448,11 +448,11 @@ SCRATCH(inverted_residual3_conv2, 0, 0) /* none */
 KERNEL void inverted_residual3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 96, 196, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 96, 196, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -465,9 +465,9 @@ KERNEL void inverted_residual3_bn2_backward(float *restrict dx, float *restrict 
 /* inverted_residual3.conv3 = conv2d(inverted_residual3.bn2)  models/lib/mobilenetv2.nn:15:19
  *   inverted_residual3.bn2 [64,96,14,14] -> [64,16,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inverted_residual3.conv3: output size");
-KERNEL void inverted_residual3_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 96, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual3_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 96, 14, 14, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual3_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -481,11 +481,11 @@ SCRATCH(inverted_residual3_conv3, nncc_conv2d_forward_scratch(64, 96, 14, 14, 16
 KERNEL void inverted_residual3_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 196, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 196, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual3.conv3's epilogue */, NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual3_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -504,9 +504,9 @@ KERNEL void inverted_residual3_add1_forward(float *y, const float *a, const floa
 /* inverted_residual4.conv1 = conv2d(inverted_residual3.add1)  models/lib/mobilenetv2.nn:12:27
  *   inverted_residual3.add1 [64,16,14,14] -> [64,96,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 1, 1, 0, 0, 1) == 14, "inverted_residual4.conv1: output size");
-KERNEL void inverted_residual4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual4_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 16, 14, 14, 96, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual4_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -520,11 +520,11 @@ SCRATCH(inverted_residual4_conv1, nncc_conv2d_forward_scratch(64, 16, 14, 14, 96
 KERNEL void inverted_residual4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 96, 196, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 96, 196, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual4.conv1's epilogue */, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -554,11 +554,11 @@ SCRATCH(inverted_residual4_conv2, 0, 0) /* none */
 KERNEL void inverted_residual4_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 96, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 96, 49, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual4_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -571,9 +571,9 @@ KERNEL void inverted_residual4_bn2_backward(float *restrict dx, float *restrict 
 /* inverted_residual4.conv3 = conv2d(inverted_residual4.bn2)  models/lib/mobilenetv2.nn:15:19
  *   inverted_residual4.bn2 [64,96,7,7] -> [64,24,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual4.conv3: output size");
-KERNEL void inverted_residual4_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 96, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual4_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 96, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual4_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -587,11 +587,11 @@ SCRATCH(inverted_residual4_conv3, nncc_conv2d_forward_scratch(64, 96, 7, 7, 24, 
 KERNEL void inverted_residual4_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 24, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 24, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual4.conv3's epilogue */, NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual4_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -604,9 +604,9 @@ KERNEL void inverted_residual4_bn3_backward(float *restrict dx, float *restrict 
 /* inverted_residual5.conv1 = conv2d(inverted_residual4.bn3)  models/lib/mobilenetv2.nn:12:27
  *   inverted_residual4.bn3 [64,24,7,7] -> [64,144,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual5.conv1: output size");
-KERNEL void inverted_residual5_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual5_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual5_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -620,11 +620,11 @@ SCRATCH(inverted_residual5_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144,
 KERNEL void inverted_residual5_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 144, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual5.conv1's epilogue */, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual5_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -654,11 +654,11 @@ SCRATCH(inverted_residual5_conv2, 0, 0) /* none */
 KERNEL void inverted_residual5_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 144, 49, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual5_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -671,9 +671,9 @@ KERNEL void inverted_residual5_bn2_backward(float *restrict dx, float *restrict 
 /* inverted_residual5.conv3 = conv2d(inverted_residual5.bn2)  models/lib/mobilenetv2.nn:15:19
  *   inverted_residual5.bn2 [64,144,7,7] -> [64,24,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual5.conv3: output size");
-KERNEL void inverted_residual5_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual5_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual5_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -687,11 +687,11 @@ SCRATCH(inverted_residual5_conv3, nncc_conv2d_forward_scratch(64, 144, 7, 7, 24,
 KERNEL void inverted_residual5_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 24, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 24, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual5.conv3's epilogue */, NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual5_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -710,9 +710,9 @@ KERNEL void inverted_residual5_add1_forward(float *y, const float *a, const floa
 /* inverted_residual6.conv1 = conv2d(inverted_residual5.add1)  models/lib/mobilenetv2.nn:12:27
  *   inverted_residual5.add1 [64,24,7,7] -> [64,144,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual6.conv1: output size");
-KERNEL void inverted_residual6_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual6_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual6_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -726,11 +726,11 @@ SCRATCH(inverted_residual6_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144,
 KERNEL void inverted_residual6_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 144, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual6.conv1's epilogue */, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual6_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -760,11 +760,11 @@ SCRATCH(inverted_residual6_conv2, 0, 0) /* none */
 KERNEL void inverted_residual6_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 144, 49, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual6_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -777,9 +777,9 @@ KERNEL void inverted_residual6_bn2_backward(float *restrict dx, float *restrict 
 /* inverted_residual6.conv3 = conv2d(inverted_residual6.bn2)  models/lib/mobilenetv2.nn:15:19
  *   inverted_residual6.bn2 [64,144,7,7] -> [64,24,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual6.conv3: output size");
-KERNEL void inverted_residual6_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual6_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 144, 7, 7, 24, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual6_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -793,11 +793,11 @@ SCRATCH(inverted_residual6_conv3, nncc_conv2d_forward_scratch(64, 144, 7, 7, 24,
 KERNEL void inverted_residual6_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 24, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 24, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual6.conv3's epilogue */, NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual6_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -816,9 +816,9 @@ KERNEL void inverted_residual6_add1_forward(float *y, const float *a, const floa
 /* inverted_residual7.conv1 = conv2d(inverted_residual6.add1)  models/lib/mobilenetv2.nn:12:27
  *   inverted_residual6.add1 [64,24,7,7] -> [64,144,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual7.conv1: output size");
-KERNEL void inverted_residual7_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual7_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 24, 7, 7, 144, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual7_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -832,11 +832,11 @@ SCRATCH(inverted_residual7_conv1, nncc_conv2d_forward_scratch(64, 24, 7, 7, 144,
 KERNEL void inverted_residual7_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 144, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual7.conv1's epilogue */, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual7_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -866,11 +866,11 @@ SCRATCH(inverted_residual7_conv2, 0, 0) /* none */
 KERNEL void inverted_residual7_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 144, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 144, 49, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual7_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -883,9 +883,9 @@ KERNEL void inverted_residual7_bn2_backward(float *restrict dx, float *restrict 
 /* inverted_residual7.conv3 = conv2d(inverted_residual7.bn2)  models/lib/mobilenetv2.nn:15:19
  *   inverted_residual7.bn2 [64,144,7,7] -> [64,32,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual7.conv3: output size");
-KERNEL void inverted_residual7_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 144, 7, 7, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual7_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 144, 7, 7, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual7_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -899,11 +899,11 @@ SCRATCH(inverted_residual7_conv3, nncc_conv2d_forward_scratch(64, 144, 7, 7, 32,
 KERNEL void inverted_residual7_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual7.conv3's epilogue */, NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual7_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -916,9 +916,9 @@ KERNEL void inverted_residual7_bn3_backward(float *restrict dx, float *restrict 
 /* inverted_residual8.conv1 = conv2d(inverted_residual7.bn3)  models/lib/mobilenetv2.nn:12:27
  *   inverted_residual7.bn3 [64,32,7,7] -> [64,192,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual8.conv1: output size");
-KERNEL void inverted_residual8_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 7, 7, 192, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual8_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 32, 7, 7, 192, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual8_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -932,11 +932,11 @@ SCRATCH(inverted_residual8_conv1, nncc_conv2d_forward_scratch(64, 32, 7, 7, 192,
 KERNEL void inverted_residual8_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 192, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 192, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual8.conv1's epilogue */, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual8_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -966,11 +966,11 @@ SCRATCH(inverted_residual8_conv2, 0, 0) /* none */
 KERNEL void inverted_residual8_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 192, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 192, 49, 1e-05, 0.1, training,
+                                0, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual8_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -983,9 +983,9 @@ KERNEL void inverted_residual8_bn2_backward(float *restrict dx, float *restrict 
 /* inverted_residual8.conv3 = conv2d(inverted_residual8.bn2)  models/lib/mobilenetv2.nn:15:19
  *   inverted_residual8.bn2 [64,192,7,7] -> [64,32,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "inverted_residual8.conv3: output size");
-KERNEL void inverted_residual8_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 192, 7, 7, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void inverted_residual8_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 192, 7, 7, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void inverted_residual8_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -999,11 +999,11 @@ SCRATCH(inverted_residual8_conv3, nncc_conv2d_forward_scratch(64, 192, 7, 7, 32,
 KERNEL void inverted_residual8_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: inverted_residual8.conv3's epilogue */, NNCC_ACT_NONE, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void inverted_residual8_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -1022,9 +1022,9 @@ KERNEL void inverted_residual8_add1_forward(float *y, const float *a, const floa
 /* conv2 = conv2d(inverted_residual8.add1)  models/mobilenetv2_mini.nn:31:23
  *   inverted_residual8.add1 [64,32,7,7] -> [64,128,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 1, 1, 0, 0, 1) == 7, "conv2: output size");
-KERNEL void conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 7, 7, 128, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 32, 7, 7, 128, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -1038,11 +1038,11 @@ SCRATCH(conv2, nncc_conv2d_forward_scratch(64, 32, 7, 7, 128, 1, 1, 1, 1, 0, 0, 
 KERNEL void bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 128, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 128, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: conv2's epilogue */, NNCC_ACT_RELU6, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -1098,247 +1098,272 @@ static void forward(NnccState *s, int training) {
   float *conv1 = (float *)(A + 57802752); /* [64,16,28,28] */
   float *bn1 = (float *)(A + 61014016); /* [64,16,28,28] */
   float *bn1_stats = (float *)(A + 115854016); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *bn1_work = (float *)(A + 0); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual1_conv1 = (float *)(A + 64225280); /* [64,16,28,28] */
   float *inverted_residual1_bn1 = (float *)(A + 67436544); /* [64,16,28,28] */
   float *inverted_residual1_bn1_stats = (float *)(A + 115854400); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual1_bn1_work = (float *)(A + 0); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual1_conv2 = (float *)(A + 101957632); /* [64,8,28,28] */
   float *inverted_residual1_bn2 = (float *)(A + 103563264); /* [64,8,28,28] */
   float *inverted_residual1_bn2_stats = (float *)(A + 115855552); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *inverted_residual1_bn2_work = (float *)(A + 0); /* [64,8,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual2_conv1 = (float *)(A + 0); /* [64,48,28,28] */
   float *inverted_residual2_bn1 = (float *)(A + 9633792); /* [64,48,28,28] */
   float *inverted_residual2_bn1_stats = (float *)(A + 115848448); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *inverted_residual2_bn1_work = (float *)(A + 19267584); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual2_conv2 = (float *)(A + 70647808); /* [64,48,14,14] */
   float *inverted_residual2_bn2 = (float *)(A + 73056256); /* [64,48,14,14] */
   float *inverted_residual2_bn2_stats = (float *)(A + 115849600); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *inverted_residual2_bn2_work = (float *)(A + 19267584); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual2_conv3 = (float *)(A + 109182976); /* [64,16,14,14] */
   float *inverted_residual2_bn3 = (float *)(A + 109985792); /* [64,16,14,14] */
   float *inverted_residual2_bn3_stats = (float *)(A + 115854784); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual2_bn3_work = (float *)(A + 19267584); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual3_conv1 = (float *)(A + 19267584); /* [64,96,14,14] */
   float *inverted_residual3_bn1 = (float *)(A + 24084480); /* [64,96,14,14] */
   float *inverted_residual3_bn1_stats = (float *)(A + 115839232); /* [2,96]: mean, 1/std; [2,96] double sums */
+  float *inverted_residual3_bn1_work = (float *)(A + 28901376); /* [64,96,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual3_conv2 = (float *)(A + 28901376); /* [64,96,14,14] */
   float *inverted_residual3_bn2 = (float *)(A + 33718272); /* [64,96,14,14] */
   float *inverted_residual3_bn2_stats = (float *)(A + 115841536); /* [2,96]: mean, 1/std; [2,96] double sums */
+  float *inverted_residual3_bn2_work = (float *)(A + 38535168); /* [64,96,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual3_conv3 = (float *)(A + 110788608); /* [64,16,14,14] */
   float *inverted_residual3_bn3 = (float *)(A + 38535168); /* [64,16,14,14] */
   float *inverted_residual3_bn3_stats = (float *)(A + 115855168); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *inverted_residual3_bn3_work = (float *)(A + 39337984); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual3_add1 = (float *)(A + 111591424); /* [64,16,14,14] */
   float *inverted_residual4_conv1 = (float *)(A + 38535168); /* [64,96,14,14] */
   float *inverted_residual4_bn1 = (float *)(A + 43352064); /* [64,96,14,14] */
   float *inverted_residual4_bn1_stats = (float *)(A + 115843840); /* [2,96]: mean, 1/std; [2,96] double sums */
+  float *inverted_residual4_bn1_work = (float *)(A + 48168960); /* [64,96,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual4_conv2 = (float *)(A + 106774528); /* [64,96,7,7] */
   float *inverted_residual4_bn2 = (float *)(A + 107978752); /* [64,96,7,7] */
   float *inverted_residual4_bn2_stats = (float *)(A + 115846144); /* [2,96]: mean, 1/std; [2,96] double sums */
+  float *inverted_residual4_bn2_work = (float *)(A + 48168960); /* [64,96,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual4_conv3 = (float *)(A + 113999872); /* [64,24,7,7] */
   float *inverted_residual4_bn3 = (float *)(A + 114300928); /* [64,24,7,7] */
   float *inverted_residual4_bn3_stats = (float *)(A + 115852288); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inverted_residual4_bn3_work = (float *)(A + 48168960); /* [64,24,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual5_conv1 = (float *)(A + 80281600); /* [64,144,7,7] */
   float *inverted_residual5_bn1 = (float *)(A + 82087936); /* [64,144,7,7] */
   float *inverted_residual5_bn1_stats = (float *)(A + 115815424); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual5_bn1_work = (float *)(A + 48168960); /* [64,144,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual5_conv2 = (float *)(A + 83894272); /* [64,144,7,7] */
   float *inverted_residual5_bn2 = (float *)(A + 85700608); /* [64,144,7,7] */
   float *inverted_residual5_bn2_stats = (float *)(A + 115818880); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual5_bn2_work = (float *)(A + 48168960); /* [64,144,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual5_conv3 = (float *)(A + 114601984); /* [64,24,7,7] */
   float *inverted_residual5_bn3 = (float *)(A + 48168960); /* [64,24,7,7] */
   float *inverted_residual5_bn3_stats = (float *)(A + 115852864); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inverted_residual5_bn3_work = (float *)(A + 48470016); /* [64,24,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual5_add1 = (float *)(A + 114903040); /* [64,24,7,7] */
   float *inverted_residual6_conv1 = (float *)(A + 87506944); /* [64,144,7,7] */
   float *inverted_residual6_bn1 = (float *)(A + 89313280); /* [64,144,7,7] */
   float *inverted_residual6_bn1_stats = (float *)(A + 115822336); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual6_bn1_work = (float *)(A + 48168960); /* [64,144,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual6_conv2 = (float *)(A + 91119616); /* [64,144,7,7] */
   float *inverted_residual6_bn2 = (float *)(A + 92925952); /* [64,144,7,7] */
   float *inverted_residual6_bn2_stats = (float *)(A + 115825792); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual6_bn2_work = (float *)(A + 48168960); /* [64,144,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual6_conv3 = (float *)(A + 115204096); /* [64,24,7,7] */
   float *inverted_residual6_bn3 = (float *)(A + 48168960); /* [64,24,7,7] */
   float *inverted_residual6_bn3_stats = (float *)(A + 115853440); /* [2,24]: mean, 1/std; [2,24] double sums */
+  float *inverted_residual6_bn3_work = (float *)(A + 48470016); /* [64,24,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual6_add1 = (float *)(A + 115505152); /* [64,24,7,7] */
   float *inverted_residual7_conv1 = (float *)(A + 94732288); /* [64,144,7,7] */
   float *inverted_residual7_bn1 = (float *)(A + 96538624); /* [64,144,7,7] */
   float *inverted_residual7_bn1_stats = (float *)(A + 115829248); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual7_bn1_work = (float *)(A + 48168960); /* [64,144,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual7_conv2 = (float *)(A + 98344960); /* [64,144,7,7] */
   float *inverted_residual7_bn2 = (float *)(A + 100151296); /* [64,144,7,7] */
   float *inverted_residual7_bn2_stats = (float *)(A + 115832704); /* [2,144]: mean, 1/std; [2,144] double sums */
+  float *inverted_residual7_bn2_work = (float *)(A + 48168960); /* [64,144,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual7_conv3 = (float *)(A + 112394240); /* [64,32,7,7] */
   float *inverted_residual7_bn3 = (float *)(A + 112795648); /* [64,32,7,7] */
   float *inverted_residual7_bn3_stats = (float *)(A + 115850752); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *inverted_residual7_bn3_work = (float *)(A + 48168960); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual8_conv1 = (float *)(A + 48168960); /* [64,192,7,7] */
   float *inverted_residual8_bn1 = (float *)(A + 50577408); /* [64,192,7,7] */
   float *inverted_residual8_bn1_stats = (float *)(A + 115806208); /* [2,192]: mean, 1/std; [2,192] double sums */
+  float *inverted_residual8_bn1_work = (float *)(A + 52985856); /* [64,192,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual8_conv2 = (float *)(A + 52985856); /* [64,192,7,7] */
   float *inverted_residual8_bn2 = (float *)(A + 55394304); /* [64,192,7,7] */
   float *inverted_residual8_bn2_stats = (float *)(A + 115810816); /* [2,192]: mean, 1/std; [2,192] double sums */
+  float *inverted_residual8_bn2_work = (float *)(A + 75464704); /* [64,192,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual8_conv3 = (float *)(A + 113197056); /* [64,32,7,7] */
   float *inverted_residual8_bn3 = (float *)(A + 75464704); /* [64,32,7,7] */
   float *inverted_residual8_bn3_stats = (float *)(A + 115851520); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *inverted_residual8_bn3_work = (float *)(A + 75866112); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *inverted_residual8_add1 = (float *)(A + 113598464); /* [64,32,7,7] */
   float *conv2 = (float *)(A + 75464704); /* [64,128,7,7] */
   float *bn2 = (float *)(A + 77070336); /* [64,128,7,7] */
   float *bn2_stats = (float *)(A + 115836160); /* [2,128]: mean, 1/std; [2,128] double sums */
+  float *bn2_work = (float *)(A + 78675968); /* [64,128,2] double: each plane's sum, centred sum of squares */
   float *avgpool1 = (float *)(A + 78675968); /* [64,128,1,1] */
   float *dropout1 = (float *)(A + 78675968); /* [64,128] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
-    conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, NULL, scratch);
+    conv1_forward(conv1, training ? (double *)(void *)bn1_work : NULL, s->input, P + 0 /* conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    bn1_forward(bn1, conv1, P + 144 /* bn1.weight */, P + 160 /* bn1.bias */, P + 176 /* bn1.running_mean */, P + 192 /* bn1.running_var */, P + 208 /* bn1.num_batches_tracked */, bn1_stats, training, s->rank_sum, s);
+    bn1_forward(bn1, conv1, P + 144 /* bn1.weight */, P + 160 /* bn1.bias */, P + 176 /* bn1.running_mean */, P + 192 /* bn1.running_var */, P + 208 /* bn1.num_batches_tracked */, bn1_stats, (double *)(void *)bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual1_conv1_forward(inverted_residual1_conv1, bn1, P + 224 /* inverted_residual1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual1_bn1_forward(inverted_residual1_bn1, inverted_residual1_conv1, P + 368 /* inverted_residual1.bn1.weight */, P + 384 /* inverted_residual1.bn1.bias */, P + 400 /* inverted_residual1.bn1.running_mean */, P + 416 /* inverted_residual1.bn1.running_var */, P + 432 /* inverted_residual1.bn1.num_batches_tracked */, inverted_residual1_bn1_stats, training, s->rank_sum, s);
+    inverted_residual1_bn1_forward(inverted_residual1_bn1, inverted_residual1_conv1, P + 368 /* inverted_residual1.bn1.weight */, P + 384 /* inverted_residual1.bn1.bias */, P + 400 /* inverted_residual1.bn1.running_mean */, P + 416 /* inverted_residual1.bn1.running_var */, P + 432 /* inverted_residual1.bn1.num_batches_tracked */, inverted_residual1_bn1_stats, (double *)(void *)inverted_residual1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual1_conv2_forward(inverted_residual1_conv2, inverted_residual1_bn1, P + 448 /* inverted_residual1.conv2.weight */, NULL, scratch);
+    inverted_residual1_conv2_forward(inverted_residual1_conv2, training ? (double *)(void *)inverted_residual1_bn2_work : NULL, inverted_residual1_bn1, P + 448 /* inverted_residual1.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual1_bn2_forward(inverted_residual1_bn2, inverted_residual1_conv2, P + 576 /* inverted_residual1.bn2.weight */, P + 592 /* inverted_residual1.bn2.bias */, P + 608 /* inverted_residual1.bn2.running_mean */, P + 624 /* inverted_residual1.bn2.running_var */, P + 640 /* inverted_residual1.bn2.num_batches_tracked */, inverted_residual1_bn2_stats, training, s->rank_sum, s);
+    inverted_residual1_bn2_forward(inverted_residual1_bn2, inverted_residual1_conv2, P + 576 /* inverted_residual1.bn2.weight */, P + 592 /* inverted_residual1.bn2.bias */, P + 608 /* inverted_residual1.bn2.running_mean */, P + 624 /* inverted_residual1.bn2.running_var */, P + 640 /* inverted_residual1.bn2.num_batches_tracked */, inverted_residual1_bn2_stats, (double *)(void *)inverted_residual1_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_conv1_forward(inverted_residual2_conv1, inverted_residual1_bn2, P + 656 /* inverted_residual2.conv1.weight */, NULL, scratch);
+    inverted_residual2_conv1_forward(inverted_residual2_conv1, training ? (double *)(void *)inverted_residual2_bn1_work : NULL, inverted_residual1_bn2, P + 656 /* inverted_residual2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_bn1_forward(inverted_residual2_bn1, inverted_residual2_conv1, P + 1040 /* inverted_residual2.bn1.weight */, P + 1088 /* inverted_residual2.bn1.bias */, P + 1136 /* inverted_residual2.bn1.running_mean */, P + 1184 /* inverted_residual2.bn1.running_var */, P + 1232 /* inverted_residual2.bn1.num_batches_tracked */, inverted_residual2_bn1_stats, training, s->rank_sum, s);
+    inverted_residual2_bn1_forward(inverted_residual2_bn1, inverted_residual2_conv1, P + 1040 /* inverted_residual2.bn1.weight */, P + 1088 /* inverted_residual2.bn1.bias */, P + 1136 /* inverted_residual2.bn1.running_mean */, P + 1184 /* inverted_residual2.bn1.running_var */, P + 1232 /* inverted_residual2.bn1.num_batches_tracked */, inverted_residual2_bn1_stats, (double *)(void *)inverted_residual2_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual2_conv2_forward(inverted_residual2_conv2, inverted_residual2_bn1, P + 1248 /* inverted_residual2.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_bn2_forward(inverted_residual2_bn2, inverted_residual2_conv2, P + 1680 /* inverted_residual2.bn2.weight */, P + 1728 /* inverted_residual2.bn2.bias */, P + 1776 /* inverted_residual2.bn2.running_mean */, P + 1824 /* inverted_residual2.bn2.running_var */, P + 1872 /* inverted_residual2.bn2.num_batches_tracked */, inverted_residual2_bn2_stats, training, s->rank_sum, s);
+    inverted_residual2_bn2_forward(inverted_residual2_bn2, inverted_residual2_conv2, P + 1680 /* inverted_residual2.bn2.weight */, P + 1728 /* inverted_residual2.bn2.bias */, P + 1776 /* inverted_residual2.bn2.running_mean */, P + 1824 /* inverted_residual2.bn2.running_var */, P + 1872 /* inverted_residual2.bn2.num_batches_tracked */, inverted_residual2_bn2_stats, (double *)(void *)inverted_residual2_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_conv3_forward(inverted_residual2_conv3, inverted_residual2_bn2, P + 1888 /* inverted_residual2.conv3.weight */, NULL, scratch);
+    inverted_residual2_conv3_forward(inverted_residual2_conv3, training ? (double *)(void *)inverted_residual2_bn3_work : NULL, inverted_residual2_bn2, P + 1888 /* inverted_residual2.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual2_bn3_forward(inverted_residual2_bn3, inverted_residual2_conv3, P + 2656 /* inverted_residual2.bn3.weight */, P + 2672 /* inverted_residual2.bn3.bias */, P + 2688 /* inverted_residual2.bn3.running_mean */, P + 2704 /* inverted_residual2.bn3.running_var */, P + 2720 /* inverted_residual2.bn3.num_batches_tracked */, inverted_residual2_bn3_stats, training, s->rank_sum, s);
+    inverted_residual2_bn3_forward(inverted_residual2_bn3, inverted_residual2_conv3, P + 2656 /* inverted_residual2.bn3.weight */, P + 2672 /* inverted_residual2.bn3.bias */, P + 2688 /* inverted_residual2.bn3.running_mean */, P + 2704 /* inverted_residual2.bn3.running_var */, P + 2720 /* inverted_residual2.bn3.num_batches_tracked */, inverted_residual2_bn3_stats, (double *)(void *)inverted_residual2_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_conv1_forward(inverted_residual3_conv1, inverted_residual2_bn3, P + 2736 /* inverted_residual3.conv1.weight */, NULL, scratch);
+    inverted_residual3_conv1_forward(inverted_residual3_conv1, training ? (double *)(void *)inverted_residual3_bn1_work : NULL, inverted_residual2_bn3, P + 2736 /* inverted_residual3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_bn1_forward(inverted_residual3_bn1, inverted_residual3_conv1, P + 4272 /* inverted_residual3.bn1.weight */, P + 4368 /* inverted_residual3.bn1.bias */, P + 4464 /* inverted_residual3.bn1.running_mean */, P + 4560 /* inverted_residual3.bn1.running_var */, P + 4656 /* inverted_residual3.bn1.num_batches_tracked */, inverted_residual3_bn1_stats, training, s->rank_sum, s);
+    inverted_residual3_bn1_forward(inverted_residual3_bn1, inverted_residual3_conv1, P + 4272 /* inverted_residual3.bn1.weight */, P + 4368 /* inverted_residual3.bn1.bias */, P + 4464 /* inverted_residual3.bn1.running_mean */, P + 4560 /* inverted_residual3.bn1.running_var */, P + 4656 /* inverted_residual3.bn1.num_batches_tracked */, inverted_residual3_bn1_stats, (double *)(void *)inverted_residual3_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual3_conv2_forward(inverted_residual3_conv2, inverted_residual3_bn1, P + 4672 /* inverted_residual3.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_bn2_forward(inverted_residual3_bn2, inverted_residual3_conv2, P + 5536 /* inverted_residual3.bn2.weight */, P + 5632 /* inverted_residual3.bn2.bias */, P + 5728 /* inverted_residual3.bn2.running_mean */, P + 5824 /* inverted_residual3.bn2.running_var */, P + 5920 /* inverted_residual3.bn2.num_batches_tracked */, inverted_residual3_bn2_stats, training, s->rank_sum, s);
+    inverted_residual3_bn2_forward(inverted_residual3_bn2, inverted_residual3_conv2, P + 5536 /* inverted_residual3.bn2.weight */, P + 5632 /* inverted_residual3.bn2.bias */, P + 5728 /* inverted_residual3.bn2.running_mean */, P + 5824 /* inverted_residual3.bn2.running_var */, P + 5920 /* inverted_residual3.bn2.num_batches_tracked */, inverted_residual3_bn2_stats, (double *)(void *)inverted_residual3_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_conv3_forward(inverted_residual3_conv3, inverted_residual3_bn2, P + 5936 /* inverted_residual3.conv3.weight */, NULL, scratch);
+    inverted_residual3_conv3_forward(inverted_residual3_conv3, training ? (double *)(void *)inverted_residual3_bn3_work : NULL, inverted_residual3_bn2, P + 5936 /* inverted_residual3.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual3_bn3_forward(inverted_residual3_bn3, inverted_residual3_conv3, P + 7472 /* inverted_residual3.bn3.weight */, P + 7488 /* inverted_residual3.bn3.bias */, P + 7504 /* inverted_residual3.bn3.running_mean */, P + 7520 /* inverted_residual3.bn3.running_var */, P + 7536 /* inverted_residual3.bn3.num_batches_tracked */, inverted_residual3_bn3_stats, training, s->rank_sum, s);
+    inverted_residual3_bn3_forward(inverted_residual3_bn3, inverted_residual3_conv3, P + 7472 /* inverted_residual3.bn3.weight */, P + 7488 /* inverted_residual3.bn3.bias */, P + 7504 /* inverted_residual3.bn3.running_mean */, P + 7520 /* inverted_residual3.bn3.running_var */, P + 7536 /* inverted_residual3.bn3.num_batches_tracked */, inverted_residual3_bn3_stats, (double *)(void *)inverted_residual3_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual3_add1_forward(inverted_residual3_add1, inverted_residual2_bn3, inverted_residual3_bn3);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_conv1_forward(inverted_residual4_conv1, inverted_residual3_add1, P + 7552 /* inverted_residual4.conv1.weight */, NULL, scratch);
+    inverted_residual4_conv1_forward(inverted_residual4_conv1, training ? (double *)(void *)inverted_residual4_bn1_work : NULL, inverted_residual3_add1, P + 7552 /* inverted_residual4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_bn1_forward(inverted_residual4_bn1, inverted_residual4_conv1, P + 9088 /* inverted_residual4.bn1.weight */, P + 9184 /* inverted_residual4.bn1.bias */, P + 9280 /* inverted_residual4.bn1.running_mean */, P + 9376 /* inverted_residual4.bn1.running_var */, P + 9472 /* inverted_residual4.bn1.num_batches_tracked */, inverted_residual4_bn1_stats, training, s->rank_sum, s);
+    inverted_residual4_bn1_forward(inverted_residual4_bn1, inverted_residual4_conv1, P + 9088 /* inverted_residual4.bn1.weight */, P + 9184 /* inverted_residual4.bn1.bias */, P + 9280 /* inverted_residual4.bn1.running_mean */, P + 9376 /* inverted_residual4.bn1.running_var */, P + 9472 /* inverted_residual4.bn1.num_batches_tracked */, inverted_residual4_bn1_stats, (double *)(void *)inverted_residual4_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual4_conv2_forward(inverted_residual4_conv2, inverted_residual4_bn1, P + 9488 /* inverted_residual4.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_bn2_forward(inverted_residual4_bn2, inverted_residual4_conv2, P + 10352 /* inverted_residual4.bn2.weight */, P + 10448 /* inverted_residual4.bn2.bias */, P + 10544 /* inverted_residual4.bn2.running_mean */, P + 10640 /* inverted_residual4.bn2.running_var */, P + 10736 /* inverted_residual4.bn2.num_batches_tracked */, inverted_residual4_bn2_stats, training, s->rank_sum, s);
+    inverted_residual4_bn2_forward(inverted_residual4_bn2, inverted_residual4_conv2, P + 10352 /* inverted_residual4.bn2.weight */, P + 10448 /* inverted_residual4.bn2.bias */, P + 10544 /* inverted_residual4.bn2.running_mean */, P + 10640 /* inverted_residual4.bn2.running_var */, P + 10736 /* inverted_residual4.bn2.num_batches_tracked */, inverted_residual4_bn2_stats, (double *)(void *)inverted_residual4_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_conv3_forward(inverted_residual4_conv3, inverted_residual4_bn2, P + 10752 /* inverted_residual4.conv3.weight */, NULL, scratch);
+    inverted_residual4_conv3_forward(inverted_residual4_conv3, training ? (double *)(void *)inverted_residual4_bn3_work : NULL, inverted_residual4_bn2, P + 10752 /* inverted_residual4.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual4_bn3_forward(inverted_residual4_bn3, inverted_residual4_conv3, P + 13056 /* inverted_residual4.bn3.weight */, P + 13088 /* inverted_residual4.bn3.bias */, P + 13120 /* inverted_residual4.bn3.running_mean */, P + 13152 /* inverted_residual4.bn3.running_var */, P + 13184 /* inverted_residual4.bn3.num_batches_tracked */, inverted_residual4_bn3_stats, training, s->rank_sum, s);
+    inverted_residual4_bn3_forward(inverted_residual4_bn3, inverted_residual4_conv3, P + 13056 /* inverted_residual4.bn3.weight */, P + 13088 /* inverted_residual4.bn3.bias */, P + 13120 /* inverted_residual4.bn3.running_mean */, P + 13152 /* inverted_residual4.bn3.running_var */, P + 13184 /* inverted_residual4.bn3.num_batches_tracked */, inverted_residual4_bn3_stats, (double *)(void *)inverted_residual4_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_conv1_forward(inverted_residual5_conv1, inverted_residual4_bn3, P + 13200 /* inverted_residual5.conv1.weight */, NULL, scratch);
+    inverted_residual5_conv1_forward(inverted_residual5_conv1, training ? (double *)(void *)inverted_residual5_bn1_work : NULL, inverted_residual4_bn3, P + 13200 /* inverted_residual5.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_bn1_forward(inverted_residual5_bn1, inverted_residual5_conv1, P + 16656 /* inverted_residual5.bn1.weight */, P + 16800 /* inverted_residual5.bn1.bias */, P + 16944 /* inverted_residual5.bn1.running_mean */, P + 17088 /* inverted_residual5.bn1.running_var */, P + 17232 /* inverted_residual5.bn1.num_batches_tracked */, inverted_residual5_bn1_stats, training, s->rank_sum, s);
+    inverted_residual5_bn1_forward(inverted_residual5_bn1, inverted_residual5_conv1, P + 16656 /* inverted_residual5.bn1.weight */, P + 16800 /* inverted_residual5.bn1.bias */, P + 16944 /* inverted_residual5.bn1.running_mean */, P + 17088 /* inverted_residual5.bn1.running_var */, P + 17232 /* inverted_residual5.bn1.num_batches_tracked */, inverted_residual5_bn1_stats, (double *)(void *)inverted_residual5_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual5_conv2_forward(inverted_residual5_conv2, inverted_residual5_bn1, P + 17248 /* inverted_residual5.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_bn2_forward(inverted_residual5_bn2, inverted_residual5_conv2, P + 18544 /* inverted_residual5.bn2.weight */, P + 18688 /* inverted_residual5.bn2.bias */, P + 18832 /* inverted_residual5.bn2.running_mean */, P + 18976 /* inverted_residual5.bn2.running_var */, P + 19120 /* inverted_residual5.bn2.num_batches_tracked */, inverted_residual5_bn2_stats, training, s->rank_sum, s);
+    inverted_residual5_bn2_forward(inverted_residual5_bn2, inverted_residual5_conv2, P + 18544 /* inverted_residual5.bn2.weight */, P + 18688 /* inverted_residual5.bn2.bias */, P + 18832 /* inverted_residual5.bn2.running_mean */, P + 18976 /* inverted_residual5.bn2.running_var */, P + 19120 /* inverted_residual5.bn2.num_batches_tracked */, inverted_residual5_bn2_stats, (double *)(void *)inverted_residual5_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_conv3_forward(inverted_residual5_conv3, inverted_residual5_bn2, P + 19136 /* inverted_residual5.conv3.weight */, NULL, scratch);
+    inverted_residual5_conv3_forward(inverted_residual5_conv3, training ? (double *)(void *)inverted_residual5_bn3_work : NULL, inverted_residual5_bn2, P + 19136 /* inverted_residual5.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 29, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual5_bn3_forward(inverted_residual5_bn3, inverted_residual5_conv3, P + 22592 /* inverted_residual5.bn3.weight */, P + 22624 /* inverted_residual5.bn3.bias */, P + 22656 /* inverted_residual5.bn3.running_mean */, P + 22688 /* inverted_residual5.bn3.running_var */, P + 22720 /* inverted_residual5.bn3.num_batches_tracked */, inverted_residual5_bn3_stats, training, s->rank_sum, s);
+    inverted_residual5_bn3_forward(inverted_residual5_bn3, inverted_residual5_conv3, P + 22592 /* inverted_residual5.bn3.weight */, P + 22624 /* inverted_residual5.bn3.bias */, P + 22656 /* inverted_residual5.bn3.running_mean */, P + 22688 /* inverted_residual5.bn3.running_var */, P + 22720 /* inverted_residual5.bn3.num_batches_tracked */, inverted_residual5_bn3_stats, (double *)(void *)inverted_residual5_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 30, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual5_add1_forward(inverted_residual5_add1, inverted_residual4_bn3, inverted_residual5_bn3);
     if (s->check) s->check(s, 31, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_conv1_forward(inverted_residual6_conv1, inverted_residual5_add1, P + 22736 /* inverted_residual6.conv1.weight */, NULL, scratch);
+    inverted_residual6_conv1_forward(inverted_residual6_conv1, training ? (double *)(void *)inverted_residual6_bn1_work : NULL, inverted_residual5_add1, P + 22736 /* inverted_residual6.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 32, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_bn1_forward(inverted_residual6_bn1, inverted_residual6_conv1, P + 26192 /* inverted_residual6.bn1.weight */, P + 26336 /* inverted_residual6.bn1.bias */, P + 26480 /* inverted_residual6.bn1.running_mean */, P + 26624 /* inverted_residual6.bn1.running_var */, P + 26768 /* inverted_residual6.bn1.num_batches_tracked */, inverted_residual6_bn1_stats, training, s->rank_sum, s);
+    inverted_residual6_bn1_forward(inverted_residual6_bn1, inverted_residual6_conv1, P + 26192 /* inverted_residual6.bn1.weight */, P + 26336 /* inverted_residual6.bn1.bias */, P + 26480 /* inverted_residual6.bn1.running_mean */, P + 26624 /* inverted_residual6.bn1.running_var */, P + 26768 /* inverted_residual6.bn1.num_batches_tracked */, inverted_residual6_bn1_stats, (double *)(void *)inverted_residual6_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 33, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual6_conv2_forward(inverted_residual6_conv2, inverted_residual6_bn1, P + 26784 /* inverted_residual6.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 34, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_bn2_forward(inverted_residual6_bn2, inverted_residual6_conv2, P + 28080 /* inverted_residual6.bn2.weight */, P + 28224 /* inverted_residual6.bn2.bias */, P + 28368 /* inverted_residual6.bn2.running_mean */, P + 28512 /* inverted_residual6.bn2.running_var */, P + 28656 /* inverted_residual6.bn2.num_batches_tracked */, inverted_residual6_bn2_stats, training, s->rank_sum, s);
+    inverted_residual6_bn2_forward(inverted_residual6_bn2, inverted_residual6_conv2, P + 28080 /* inverted_residual6.bn2.weight */, P + 28224 /* inverted_residual6.bn2.bias */, P + 28368 /* inverted_residual6.bn2.running_mean */, P + 28512 /* inverted_residual6.bn2.running_var */, P + 28656 /* inverted_residual6.bn2.num_batches_tracked */, inverted_residual6_bn2_stats, (double *)(void *)inverted_residual6_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 35, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_conv3_forward(inverted_residual6_conv3, inverted_residual6_bn2, P + 28672 /* inverted_residual6.conv3.weight */, NULL, scratch);
+    inverted_residual6_conv3_forward(inverted_residual6_conv3, training ? (double *)(void *)inverted_residual6_bn3_work : NULL, inverted_residual6_bn2, P + 28672 /* inverted_residual6.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 36, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual6_bn3_forward(inverted_residual6_bn3, inverted_residual6_conv3, P + 32128 /* inverted_residual6.bn3.weight */, P + 32160 /* inverted_residual6.bn3.bias */, P + 32192 /* inverted_residual6.bn3.running_mean */, P + 32224 /* inverted_residual6.bn3.running_var */, P + 32256 /* inverted_residual6.bn3.num_batches_tracked */, inverted_residual6_bn3_stats, training, s->rank_sum, s);
+    inverted_residual6_bn3_forward(inverted_residual6_bn3, inverted_residual6_conv3, P + 32128 /* inverted_residual6.bn3.weight */, P + 32160 /* inverted_residual6.bn3.bias */, P + 32192 /* inverted_residual6.bn3.running_mean */, P + 32224 /* inverted_residual6.bn3.running_var */, P + 32256 /* inverted_residual6.bn3.num_batches_tracked */, inverted_residual6_bn3_stats, (double *)(void *)inverted_residual6_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 37, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual6_add1_forward(inverted_residual6_add1, inverted_residual5_add1, inverted_residual6_bn3);
     if (s->check) s->check(s, 38, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual7_conv1_forward(inverted_residual7_conv1, inverted_residual6_add1, P + 32272 /* inverted_residual7.conv1.weight */, NULL, scratch);
+    inverted_residual7_conv1_forward(inverted_residual7_conv1, training ? (double *)(void *)inverted_residual7_bn1_work : NULL, inverted_residual6_add1, P + 32272 /* inverted_residual7.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 39, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual7_bn1_forward(inverted_residual7_bn1, inverted_residual7_conv1, P + 35728 /* inverted_residual7.bn1.weight */, P + 35872 /* inverted_residual7.bn1.bias */, P + 36016 /* inverted_residual7.bn1.running_mean */, P + 36160 /* inverted_residual7.bn1.running_var */, P + 36304 /* inverted_residual7.bn1.num_batches_tracked */, inverted_residual7_bn1_stats, training, s->rank_sum, s);
+    inverted_residual7_bn1_forward(inverted_residual7_bn1, inverted_residual7_conv1, P + 35728 /* inverted_residual7.bn1.weight */, P + 35872 /* inverted_residual7.bn1.bias */, P + 36016 /* inverted_residual7.bn1.running_mean */, P + 36160 /* inverted_residual7.bn1.running_var */, P + 36304 /* inverted_residual7.bn1.num_batches_tracked */, inverted_residual7_bn1_stats, (double *)(void *)inverted_residual7_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 40, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual7_conv2_forward(inverted_residual7_conv2, inverted_residual7_bn1, P + 36320 /* inverted_residual7.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 41, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual7_bn2_forward(inverted_residual7_bn2, inverted_residual7_conv2, P + 37616 /* inverted_residual7.bn2.weight */, P + 37760 /* inverted_residual7.bn2.bias */, P + 37904 /* inverted_residual7.bn2.running_mean */, P + 38048 /* inverted_residual7.bn2.running_var */, P + 38192 /* inverted_residual7.bn2.num_batches_tracked */, inverted_residual7_bn2_stats, training, s->rank_sum, s);
+    inverted_residual7_bn2_forward(inverted_residual7_bn2, inverted_residual7_conv2, P + 37616 /* inverted_residual7.bn2.weight */, P + 37760 /* inverted_residual7.bn2.bias */, P + 37904 /* inverted_residual7.bn2.running_mean */, P + 38048 /* inverted_residual7.bn2.running_var */, P + 38192 /* inverted_residual7.bn2.num_batches_tracked */, inverted_residual7_bn2_stats, (double *)(void *)inverted_residual7_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 42, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual7_conv3_forward(inverted_residual7_conv3, inverted_residual7_bn2, P + 38208 /* inverted_residual7.conv3.weight */, NULL, scratch);
+    inverted_residual7_conv3_forward(inverted_residual7_conv3, training ? (double *)(void *)inverted_residual7_bn3_work : NULL, inverted_residual7_bn2, P + 38208 /* inverted_residual7.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 43, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual7_bn3_forward(inverted_residual7_bn3, inverted_residual7_conv3, P + 42816 /* inverted_residual7.bn3.weight */, P + 42848 /* inverted_residual7.bn3.bias */, P + 42880 /* inverted_residual7.bn3.running_mean */, P + 42912 /* inverted_residual7.bn3.running_var */, P + 42944 /* inverted_residual7.bn3.num_batches_tracked */, inverted_residual7_bn3_stats, training, s->rank_sum, s);
+    inverted_residual7_bn3_forward(inverted_residual7_bn3, inverted_residual7_conv3, P + 42816 /* inverted_residual7.bn3.weight */, P + 42848 /* inverted_residual7.bn3.bias */, P + 42880 /* inverted_residual7.bn3.running_mean */, P + 42912 /* inverted_residual7.bn3.running_var */, P + 42944 /* inverted_residual7.bn3.num_batches_tracked */, inverted_residual7_bn3_stats, (double *)(void *)inverted_residual7_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 44, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual8_conv1_forward(inverted_residual8_conv1, inverted_residual7_bn3, P + 42960 /* inverted_residual8.conv1.weight */, NULL, scratch);
+    inverted_residual8_conv1_forward(inverted_residual8_conv1, training ? (double *)(void *)inverted_residual8_bn1_work : NULL, inverted_residual7_bn3, P + 42960 /* inverted_residual8.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 45, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual8_bn1_forward(inverted_residual8_bn1, inverted_residual8_conv1, P + 49104 /* inverted_residual8.bn1.weight */, P + 49296 /* inverted_residual8.bn1.bias */, P + 49488 /* inverted_residual8.bn1.running_mean */, P + 49680 /* inverted_residual8.bn1.running_var */, P + 49872 /* inverted_residual8.bn1.num_batches_tracked */, inverted_residual8_bn1_stats, training, s->rank_sum, s);
+    inverted_residual8_bn1_forward(inverted_residual8_bn1, inverted_residual8_conv1, P + 49104 /* inverted_residual8.bn1.weight */, P + 49296 /* inverted_residual8.bn1.bias */, P + 49488 /* inverted_residual8.bn1.running_mean */, P + 49680 /* inverted_residual8.bn1.running_var */, P + 49872 /* inverted_residual8.bn1.num_batches_tracked */, inverted_residual8_bn1_stats, (double *)(void *)inverted_residual8_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 46, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual8_conv2_forward(inverted_residual8_conv2, inverted_residual8_bn1, P + 49888 /* inverted_residual8.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 47, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual8_bn2_forward(inverted_residual8_bn2, inverted_residual8_conv2, P + 51616 /* inverted_residual8.bn2.weight */, P + 51808 /* inverted_residual8.bn2.bias */, P + 52000 /* inverted_residual8.bn2.running_mean */, P + 52192 /* inverted_residual8.bn2.running_var */, P + 52384 /* inverted_residual8.bn2.num_batches_tracked */, inverted_residual8_bn2_stats, training, s->rank_sum, s);
+    inverted_residual8_bn2_forward(inverted_residual8_bn2, inverted_residual8_conv2, P + 51616 /* inverted_residual8.bn2.weight */, P + 51808 /* inverted_residual8.bn2.bias */, P + 52000 /* inverted_residual8.bn2.running_mean */, P + 52192 /* inverted_residual8.bn2.running_var */, P + 52384 /* inverted_residual8.bn2.num_batches_tracked */, inverted_residual8_bn2_stats, (double *)(void *)inverted_residual8_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 48, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual8_conv3_forward(inverted_residual8_conv3, inverted_residual8_bn2, P + 52400 /* inverted_residual8.conv3.weight */, NULL, scratch);
+    inverted_residual8_conv3_forward(inverted_residual8_conv3, training ? (double *)(void *)inverted_residual8_bn3_work : NULL, inverted_residual8_bn2, P + 52400 /* inverted_residual8.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 49, NNCC_FORWARD);
 #pragma omp barrier
-    inverted_residual8_bn3_forward(inverted_residual8_bn3, inverted_residual8_conv3, P + 58544 /* inverted_residual8.bn3.weight */, P + 58576 /* inverted_residual8.bn3.bias */, P + 58608 /* inverted_residual8.bn3.running_mean */, P + 58640 /* inverted_residual8.bn3.running_var */, P + 58672 /* inverted_residual8.bn3.num_batches_tracked */, inverted_residual8_bn3_stats, training, s->rank_sum, s);
+    inverted_residual8_bn3_forward(inverted_residual8_bn3, inverted_residual8_conv3, P + 58544 /* inverted_residual8.bn3.weight */, P + 58576 /* inverted_residual8.bn3.bias */, P + 58608 /* inverted_residual8.bn3.running_mean */, P + 58640 /* inverted_residual8.bn3.running_var */, P + 58672 /* inverted_residual8.bn3.num_batches_tracked */, inverted_residual8_bn3_stats, (double *)(void *)inverted_residual8_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 50, NNCC_FORWARD);
 #pragma omp barrier
     inverted_residual8_add1_forward(inverted_residual8_add1, inverted_residual7_bn3, inverted_residual8_bn3);
     if (s->check) s->check(s, 51, NNCC_FORWARD);
 #pragma omp barrier
-    conv2_forward(conv2, inverted_residual8_add1, P + 58688 /* conv2.weight */, NULL, scratch);
+    conv2_forward(conv2, training ? (double *)(void *)bn2_work : NULL, inverted_residual8_add1, P + 58688 /* conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 52, NNCC_FORWARD);
 #pragma omp barrier
-    bn2_forward(bn2, conv2, P + 62784 /* bn2.weight */, P + 62912 /* bn2.bias */, P + 63040 /* bn2.running_mean */, P + 63168 /* bn2.running_var */, P + 63296 /* bn2.num_batches_tracked */, bn2_stats, training, s->rank_sum, s);
+    bn2_forward(bn2, conv2, P + 62784 /* bn2.weight */, P + 62912 /* bn2.bias */, P + 63040 /* bn2.running_mean */, P + 63168 /* bn2.running_var */, P + 63296 /* bn2.num_batches_tracked */, bn2_stats, (double *)(void *)bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 53, NNCC_FORWARD);
 #pragma omp barrier
     avgpool1_forward(avgpool1, bn2);

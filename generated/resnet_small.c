@@ -90,9 +90,9 @@ static const NnccParam params[] = {
 /* conv1 = conv2d(x)  models/resnet_small.nn:15:22
  *   x [128,1,28,28] -> [128,32,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 3, 1, 1, 1, 1) == 28, "conv1: output size");
-KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -106,11 +106,11 @@ SCRATCH(conv1, nncc_conv2d_forward_scratch(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1,
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 128, 32, 784, 1e-05, 0.1, training,
+                                1 /* plane statistics: conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -123,9 +123,9 @@ KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *rest
 /* residual1.conv1 = conv2d(bn1)  models/resnet_small.nn:10:24
  *   bn1 [128,32,28,28] -> [128,32,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 3, 1, 1, 1, 1) == 28, "residual1.conv1: output size");
-KERNEL void residual1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void residual1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -139,11 +139,11 @@ SCRATCH(residual1_conv1, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 
 KERNEL void residual1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 128, 32, 784, 1e-05, 0.1, training,
+                                1 /* plane statistics: residual1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -156,9 +156,9 @@ KERNEL void residual1_bn1_backward(float *restrict dx, float *restrict dgamma, f
 /* residual1.conv2 = conv2d(residual1.bn1)  models/resnet_small.nn:11:19
  *   residual1.bn1 [128,32,28,28] -> [128,32,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 3, 1, 1, 1, 1) == 28, "residual1.conv2: output size");
-KERNEL void residual1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void residual1_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 128, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -172,11 +172,11 @@ SCRATCH(residual1_conv2, nncc_conv2d_forward_scratch(128, 32, 28, 28, 32, 3, 3, 
 KERNEL void residual1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 128, 32, 784, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 128, 32, 784, 1e-05, 0.1, training,
+                                1 /* plane statistics: residual1.conv2's epilogue */, NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -214,9 +214,9 @@ KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, cons
 /* residual2.conv1 = conv2d(maxpool1)  models/resnet_small.nn:10:24
  *   maxpool1 [128,32,14,14] -> [128,32,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 3, 1, 1, 1, 1) == 14, "residual2.conv1: output size");
-KERNEL void residual2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void residual2_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -230,11 +230,11 @@ SCRATCH(residual2_conv1, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 
 KERNEL void residual2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 128, 32, 196, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 128, 32, 196, 1e-05, 0.1, training,
+                                1 /* plane statistics: residual2.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -247,9 +247,9 @@ KERNEL void residual2_bn1_backward(float *restrict dx, float *restrict dgamma, f
 /* residual2.conv2 = conv2d(residual2.bn1)  models/resnet_small.nn:11:19
  *   residual2.bn1 [128,32,14,14] -> [128,32,14,14] */
 _Static_assert(NNCC_CONV_OUT(14, 3, 1, 1, 1, 1) == 14, "residual2.conv2: output size");
-KERNEL void residual2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void residual2_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -263,11 +263,11 @@ SCRATCH(residual2_conv2, nncc_conv2d_forward_scratch(128, 32, 14, 14, 32, 3, 3, 
 KERNEL void residual2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 128, 32, 196, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 128, 32, 196, 1e-05, 0.1, training,
+                                1 /* plane statistics: residual2.conv2's epilogue */, NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -305,9 +305,9 @@ KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, cons
 /* residual3.conv1 = conv2d(maxpool2)  models/resnet_small.nn:10:24
  *   maxpool2 [128,32,7,7] -> [128,32,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 3, 1, 1, 1, 1) == 7, "residual3.conv1: output size");
-KERNEL void residual3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void residual3_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -321,11 +321,11 @@ SCRATCH(residual3_conv1, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1,
 KERNEL void residual3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 128, 32, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 128, 32, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: residual3.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -338,9 +338,9 @@ KERNEL void residual3_bn1_backward(float *restrict dx, float *restrict dgamma, f
 /* residual3.conv2 = conv2d(residual3.bn1)  models/resnet_small.nn:11:19
  *   residual3.bn1 [128,32,7,7] -> [128,32,7,7] */
 _Static_assert(NNCC_CONV_OUT(7, 3, 1, 1, 1, 1) == 7, "residual3.conv2: output size");
-KERNEL void residual3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void residual3_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 128, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void residual3_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -354,11 +354,11 @@ SCRATCH(residual3_conv2, nncc_conv2d_forward_scratch(128, 32, 7, 7, 32, 3, 3, 1,
 KERNEL void residual3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 128, 32, 49, 1e-05, 0.1, training,
-                                NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 128, 32, 49, 1e-05, 0.1, training,
+                                1 /* plane statistics: residual3.conv2's epilogue */, NNCC_ACT_NONE, 0.0f, 16, 128, rank_sum, ctx);
 }
 KERNEL void residual3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -418,52 +418,59 @@ static void forward(NnccState *s, int training) {
   float *conv1 = (float *)(A + 0); /* [128,32,28,28] */
   float *bn1 = (float *)(A + 12845056); /* [128,32,28,28] */
   float *bn1_stats = (float *)(A + 115605504); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *bn1_work = (float *)(A + 25690112); /* [128,32,2] double: each plane's sum, centred sum of squares */
   float *residual1_conv1 = (float *)(A + 25690112); /* [128,32,28,28] */
   float *residual1_bn1 = (float *)(A + 38535168); /* [128,32,28,28] */
   float *residual1_bn1_stats = (float *)(A + 115606272); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *residual1_bn1_work = (float *)(A + 51380224); /* [128,32,2] double: each plane's sum, centred sum of squares */
   float *residual1_conv2 = (float *)(A + 51380224); /* [128,32,28,28] */
   float *residual1_bn2 = (float *)(A + 64225280); /* [128,32,28,28] */
   float *residual1_bn2_stats = (float *)(A + 115607040); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *residual1_bn2_work = (float *)(A + 77070336); /* [128,32,2] double: each plane's sum, centred sum of squares */
   float *residual1_add1 = (float *)(A + 64225280); /* [128,32,28,28] */
   float *residual1_relu2 = (float *)(A + 64225280); /* [128,32,28,28] */
   float *maxpool1 = (float *)(A + 89915392); /* [128,32,14,14] */
   float *residual2_conv1 = (float *)(A + 93126656); /* [128,32,14,14] */
   float *residual2_bn1 = (float *)(A + 96337920); /* [128,32,14,14] */
   float *residual2_bn1_stats = (float *)(A + 112394240); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *residual2_bn1_work = (float *)(A + 77070336); /* [128,32,2] double: each plane's sum, centred sum of squares */
   float *residual2_conv2 = (float *)(A + 99549184); /* [128,32,14,14] */
   float *residual2_bn2 = (float *)(A + 77070336); /* [128,32,14,14] */
   float *residual2_bn2_stats = (float *)(A + 112395008); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *residual2_bn2_work = (float *)(A + 80281600); /* [128,32,2] double: each plane's sum, centred sum of squares */
   float *residual2_add1 = (float *)(A + 77070336); /* [128,32,14,14] */
   float *residual2_relu2 = (float *)(A + 102760448); /* [128,32,14,14] */
   float *maxpool2 = (float *)(A + 105971712); /* [128,32,7,7] */
   float *residual3_conv1 = (float *)(A + 106774528); /* [128,32,7,7] */
   float *residual3_bn1 = (float *)(A + 107577344); /* [128,32,7,7] */
   float *residual3_bn1_stats = (float *)(A + 111591424); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *residual3_bn1_work = (float *)(A + 77070336); /* [128,32,2] double: each plane's sum, centred sum of squares */
   float *residual3_conv2 = (float *)(A + 108380160); /* [128,32,7,7] */
   float *residual3_bn2 = (float *)(A + 77070336); /* [128,32,7,7] */
   float *residual3_bn2_stats = (float *)(A + 111592192); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *residual3_bn2_work = (float *)(A + 77873152); /* [128,32,2] double: each plane's sum, centred sum of squares */
   float *residual3_add1 = (float *)(A + 77070336); /* [128,32,7,7] */
   float *residual3_relu2 = (float *)(A + 77070336); /* [128,32,7,7] */
   float *avgpool1 = (float *)(A + 77873152); /* [128,32,1,1] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
-    conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, NULL, scratch);
+    conv1_forward(conv1, training ? (double *)(void *)bn1_work : NULL, s->input, P + 0 /* conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    bn1_forward(bn1, conv1, P + 288 /* bn1.weight */, P + 320 /* bn1.bias */, P + 352 /* bn1.running_mean */, P + 384 /* bn1.running_var */, P + 416 /* bn1.num_batches_tracked */, bn1_stats, training, s->rank_sum, s);
+    bn1_forward(bn1, conv1, P + 288 /* bn1.weight */, P + 320 /* bn1.bias */, P + 352 /* bn1.running_mean */, P + 384 /* bn1.running_var */, P + 416 /* bn1.num_batches_tracked */, bn1_stats, (double *)(void *)bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_conv1_forward(residual1_conv1, bn1, P + 432 /* residual1.conv1.weight */, NULL, scratch);
+    residual1_conv1_forward(residual1_conv1, training ? (double *)(void *)residual1_bn1_work : NULL, bn1, P + 432 /* residual1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_bn1_forward(residual1_bn1, residual1_conv1, P + 9648 /* residual1.bn1.weight */, P + 9680 /* residual1.bn1.bias */, P + 9712 /* residual1.bn1.running_mean */, P + 9744 /* residual1.bn1.running_var */, P + 9776 /* residual1.bn1.num_batches_tracked */, residual1_bn1_stats, training, s->rank_sum, s);
+    residual1_bn1_forward(residual1_bn1, residual1_conv1, P + 9648 /* residual1.bn1.weight */, P + 9680 /* residual1.bn1.bias */, P + 9712 /* residual1.bn1.running_mean */, P + 9744 /* residual1.bn1.running_var */, P + 9776 /* residual1.bn1.num_batches_tracked */, residual1_bn1_stats, (double *)(void *)residual1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_conv2_forward(residual1_conv2, residual1_bn1, P + 9792 /* residual1.conv2.weight */, NULL, scratch);
+    residual1_conv2_forward(residual1_conv2, training ? (double *)(void *)residual1_bn2_work : NULL, residual1_bn1, P + 9792 /* residual1.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    residual1_bn2_forward(residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, P + 19040 /* residual1.bn2.bias */, P + 19072 /* residual1.bn2.running_mean */, P + 19104 /* residual1.bn2.running_var */, P + 19136 /* residual1.bn2.num_batches_tracked */, residual1_bn2_stats, training, s->rank_sum, s);
+    residual1_bn2_forward(residual1_bn2, residual1_conv2, P + 19008 /* residual1.bn2.weight */, P + 19040 /* residual1.bn2.bias */, P + 19072 /* residual1.bn2.running_mean */, P + 19104 /* residual1.bn2.running_var */, P + 19136 /* residual1.bn2.num_batches_tracked */, residual1_bn2_stats, (double *)(void *)residual1_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
     residual1_add1_forward(residual1_add1, bn1, residual1_bn2);
@@ -475,16 +482,16 @@ static void forward(NnccState *s, int training) {
     maxpool1_forward(maxpool1, residual1_relu2);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_conv1_forward(residual2_conv1, maxpool1, P + 19152 /* residual2.conv1.weight */, NULL, scratch);
+    residual2_conv1_forward(residual2_conv1, training ? (double *)(void *)residual2_bn1_work : NULL, maxpool1, P + 19152 /* residual2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_bn1_forward(residual2_bn1, residual2_conv1, P + 28368 /* residual2.bn1.weight */, P + 28400 /* residual2.bn1.bias */, P + 28432 /* residual2.bn1.running_mean */, P + 28464 /* residual2.bn1.running_var */, P + 28496 /* residual2.bn1.num_batches_tracked */, residual2_bn1_stats, training, s->rank_sum, s);
+    residual2_bn1_forward(residual2_bn1, residual2_conv1, P + 28368 /* residual2.bn1.weight */, P + 28400 /* residual2.bn1.bias */, P + 28432 /* residual2.bn1.running_mean */, P + 28464 /* residual2.bn1.running_var */, P + 28496 /* residual2.bn1.num_batches_tracked */, residual2_bn1_stats, (double *)(void *)residual2_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_conv2_forward(residual2_conv2, residual2_bn1, P + 28512 /* residual2.conv2.weight */, NULL, scratch);
+    residual2_conv2_forward(residual2_conv2, training ? (double *)(void *)residual2_bn2_work : NULL, residual2_bn1, P + 28512 /* residual2.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    residual2_bn2_forward(residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, P + 37760 /* residual2.bn2.bias */, P + 37792 /* residual2.bn2.running_mean */, P + 37824 /* residual2.bn2.running_var */, P + 37856 /* residual2.bn2.num_batches_tracked */, residual2_bn2_stats, training, s->rank_sum, s);
+    residual2_bn2_forward(residual2_bn2, residual2_conv2, P + 37728 /* residual2.bn2.weight */, P + 37760 /* residual2.bn2.bias */, P + 37792 /* residual2.bn2.running_mean */, P + 37824 /* residual2.bn2.running_var */, P + 37856 /* residual2.bn2.num_batches_tracked */, residual2_bn2_stats, (double *)(void *)residual2_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
     residual2_add1_forward(residual2_add1, maxpool1, residual2_bn2);
@@ -496,16 +503,16 @@ static void forward(NnccState *s, int training) {
     maxpool2_forward(maxpool2, residual2_relu2);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    residual3_conv1_forward(residual3_conv1, maxpool2, P + 37872 /* residual3.conv1.weight */, NULL, scratch);
+    residual3_conv1_forward(residual3_conv1, training ? (double *)(void *)residual3_bn1_work : NULL, maxpool2, P + 37872 /* residual3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    residual3_bn1_forward(residual3_bn1, residual3_conv1, P + 47088 /* residual3.bn1.weight */, P + 47120 /* residual3.bn1.bias */, P + 47152 /* residual3.bn1.running_mean */, P + 47184 /* residual3.bn1.running_var */, P + 47216 /* residual3.bn1.num_batches_tracked */, residual3_bn1_stats, training, s->rank_sum, s);
+    residual3_bn1_forward(residual3_bn1, residual3_conv1, P + 47088 /* residual3.bn1.weight */, P + 47120 /* residual3.bn1.bias */, P + 47152 /* residual3.bn1.running_mean */, P + 47184 /* residual3.bn1.running_var */, P + 47216 /* residual3.bn1.num_batches_tracked */, residual3_bn1_stats, (double *)(void *)residual3_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    residual3_conv2_forward(residual3_conv2, residual3_bn1, P + 47232 /* residual3.conv2.weight */, NULL, scratch);
+    residual3_conv2_forward(residual3_conv2, training ? (double *)(void *)residual3_bn2_work : NULL, residual3_bn1, P + 47232 /* residual3.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    residual3_bn2_forward(residual3_bn2, residual3_conv2, P + 56448 /* residual3.bn2.weight */, P + 56480 /* residual3.bn2.bias */, P + 56512 /* residual3.bn2.running_mean */, P + 56544 /* residual3.bn2.running_var */, P + 56576 /* residual3.bn2.num_batches_tracked */, residual3_bn2_stats, training, s->rank_sum, s);
+    residual3_bn2_forward(residual3_bn2, residual3_conv2, P + 56448 /* residual3.bn2.weight */, P + 56480 /* residual3.bn2.bias */, P + 56512 /* residual3.bn2.running_mean */, P + 56544 /* residual3.bn2.running_var */, P + 56576 /* residual3.bn2.num_batches_tracked */, residual3_bn2_stats, (double *)(void *)residual3_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
     residual3_add1_forward(residual3_add1, maxpool2, residual3_bn2);

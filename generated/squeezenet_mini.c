@@ -9,7 +9,7 @@
  * Train: squeezenet_mini train --data data/mnist
  *
  * Input x f32[64,1,28,28], labels y class[64] of 10; 47,770 parameters;
- * activation arena 23,329,280 bytes (+ kernel scratch).
+ * activation arena 23,333,312 bytes (+ kernel scratch).
  */
 #include "nncc_kernels.h"
 #include "nncc_rt.h"
@@ -29,7 +29,7 @@
 #define KERNEL static __attribute__((noinline, unused))
 
 #define PARAMS_FLOATS ((size_t)49840)
-#define ARENA_BYTES ((size_t)23329280)
+#define ARENA_BYTES ((size_t)23333312)
 
 static const NnccParam params[] = {
     {"conv1.weight", NNCC_PARAM, 4, {16, 1, 3, 3}, 144, 0, NNCC_INIT_UNIFORM, 0.33333333f, 0},
@@ -198,9 +198,9 @@ static const NnccParam params[] = {
 /* conv1 = conv2d(x)  models/squeezenet_mini.nn:20:22
  *   x [64,1,28,28] -> [64,16,26,26] */
 _Static_assert(NNCC_CONV_OUT(28, 3, 1, 0, 0, 1) == 26, "conv1: output size");
-KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -214,11 +214,11 @@ SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, 
 KERNEL void bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 676, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 676, 1e-05, 0.1, training,
+                                1 /* plane statistics: conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -241,9 +241,9 @@ KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, cons
 /* fire1.conv1 = conv2d(maxpool1)  models/lib/squeezenet.nn:8:24
  *   maxpool1 [64,16,13,13] -> [64,4,13,13] */
 _Static_assert(NNCC_CONV_OUT(13, 1, 1, 0, 0, 1) == 13, "fire1.conv1: output size");
-KERNEL void fire1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 13, 13, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 16, 13, 13, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -257,11 +257,11 @@ SCRATCH(fire1_conv1, nncc_conv2d_forward_scratch(64, 16, 13, 13, 4, 1, 1, 1, 1, 
 KERNEL void fire1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 4, 169, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 4, 169, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -274,9 +274,9 @@ KERNEL void fire1_bn1_backward(float *restrict dx, float *restrict dgamma, float
 /* fire1.conv2 = conv2d(fire1.bn1)  models/lib/squeezenet.nn:9:25
  *   fire1.bn1 [64,4,13,13] -> [64,16,13,13] */
 _Static_assert(NNCC_CONV_OUT(13, 1, 1, 0, 0, 1) == 13, "fire1.conv2: output size");
-KERNEL void fire1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire1_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -290,11 +290,11 @@ SCRATCH(fire1_conv2, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 
 KERNEL void fire1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 169, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 169, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire1.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -307,9 +307,9 @@ KERNEL void fire1_bn2_backward(float *restrict dx, float *restrict dgamma, float
 /* fire1.conv3 = conv2d(fire1.bn1)  models/lib/squeezenet.nn:10:25
  *   fire1.bn1 [64,4,13,13] -> [64,16,13,13] */
 _Static_assert(NNCC_CONV_OUT(13, 3, 1, 1, 1, 1) == 13, "fire1.conv3: output size");
-KERNEL void fire1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire1_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -323,11 +323,11 @@ SCRATCH(fire1_conv3, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 
 KERNEL void fire1_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 169, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 169, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire1.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire1_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -344,9 +344,9 @@ KERNEL void fire1_bn3_backward(float *restrict dx, float *restrict dgamma, float
 /* fire2.conv1 = conv2d(fire1.cat1)  models/lib/squeezenet.nn:8:24
  *   fire1.cat1 [64,32,13,13] -> [64,4,13,13] */
 _Static_assert(NNCC_CONV_OUT(13, 1, 1, 0, 0, 1) == 13, "fire2.conv1: output size");
-KERNEL void fire2_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 13, 13, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire2_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 32, 13, 13, 4, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire2_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -360,11 +360,11 @@ SCRATCH(fire2_conv1, nncc_conv2d_forward_scratch(64, 32, 13, 13, 4, 1, 1, 1, 1, 
 KERNEL void fire2_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 4, 169, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 4, 169, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire2.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire2_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -377,9 +377,9 @@ KERNEL void fire2_bn1_backward(float *restrict dx, float *restrict dgamma, float
 /* fire2.conv2 = conv2d(fire2.bn1)  models/lib/squeezenet.nn:9:25
  *   fire2.bn1 [64,4,13,13] -> [64,16,13,13] */
 _Static_assert(NNCC_CONV_OUT(13, 1, 1, 0, 0, 1) == 13, "fire2.conv2: output size");
-KERNEL void fire2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire2_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 4, 13, 13, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -393,11 +393,11 @@ SCRATCH(fire2_conv2, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 1, 1, 1, 1, 
 KERNEL void fire2_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 169, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 169, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire2.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire2_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -410,9 +410,9 @@ KERNEL void fire2_bn2_backward(float *restrict dx, float *restrict dgamma, float
 /* fire2.conv3 = conv2d(fire2.bn1)  models/lib/squeezenet.nn:10:25
  *   fire2.bn1 [64,4,13,13] -> [64,16,13,13] */
 _Static_assert(NNCC_CONV_OUT(13, 3, 1, 1, 1, 1) == 13, "fire2.conv3: output size");
-KERNEL void fire2_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire2_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 4, 13, 13, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire2_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -426,11 +426,11 @@ SCRATCH(fire2_conv3, nncc_conv2d_forward_scratch(64, 4, 13, 13, 16, 3, 3, 1, 1, 
 KERNEL void fire2_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 169, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 169, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire2.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire2_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -457,9 +457,9 @@ KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, cons
 /* fire3.conv1 = conv2d(maxpool2)  models/lib/squeezenet.nn:8:24
  *   maxpool2 [64,32,6,6] -> [64,8,6,6] */
 _Static_assert(NNCC_CONV_OUT(6, 1, 1, 0, 0, 1) == 6, "fire3.conv1: output size");
-KERNEL void fire3_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 6, 6, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire3_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 32, 6, 6, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire3_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -473,11 +473,11 @@ SCRATCH(fire3_conv1, nncc_conv2d_forward_scratch(64, 32, 6, 6, 8, 1, 1, 1, 1, 0,
 KERNEL void fire3_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 8, 36, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 8, 36, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire3.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire3_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -490,9 +490,9 @@ KERNEL void fire3_bn1_backward(float *restrict dx, float *restrict dgamma, float
 /* fire3.conv2 = conv2d(fire3.bn1)  models/lib/squeezenet.nn:9:25
  *   fire3.bn1 [64,8,6,6] -> [64,32,6,6] */
 _Static_assert(NNCC_CONV_OUT(6, 1, 1, 0, 0, 1) == 6, "fire3.conv2: output size");
-KERNEL void fire3_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire3_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire3_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -506,11 +506,11 @@ SCRATCH(fire3_conv2, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0,
 KERNEL void fire3_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 36, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 36, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire3.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire3_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -523,9 +523,9 @@ KERNEL void fire3_bn2_backward(float *restrict dx, float *restrict dgamma, float
 /* fire3.conv3 = conv2d(fire3.bn1)  models/lib/squeezenet.nn:10:25
  *   fire3.bn1 [64,8,6,6] -> [64,32,6,6] */
 _Static_assert(NNCC_CONV_OUT(6, 3, 1, 1, 1, 1) == 6, "fire3.conv3: output size");
-KERNEL void fire3_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire3_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire3_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -539,11 +539,11 @@ SCRATCH(fire3_conv3, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1,
 KERNEL void fire3_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 36, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 36, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire3.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire3_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -560,9 +560,9 @@ KERNEL void fire3_bn3_backward(float *restrict dx, float *restrict dgamma, float
 /* fire4.conv1 = conv2d(fire3.cat1)  models/lib/squeezenet.nn:8:24
  *   fire3.cat1 [64,64,6,6] -> [64,8,6,6] */
 _Static_assert(NNCC_CONV_OUT(6, 1, 1, 0, 0, 1) == 6, "fire4.conv1: output size");
-KERNEL void fire4_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 6, 6, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire4_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 6, 6, 8, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire4_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -576,11 +576,11 @@ SCRATCH(fire4_conv1, nncc_conv2d_forward_scratch(64, 64, 6, 6, 8, 1, 1, 1, 1, 0,
 KERNEL void fire4_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 8, 36, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 8, 36, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire4.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire4_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -593,9 +593,9 @@ KERNEL void fire4_bn1_backward(float *restrict dx, float *restrict dgamma, float
 /* fire4.conv2 = conv2d(fire4.bn1)  models/lib/squeezenet.nn:9:25
  *   fire4.bn1 [64,8,6,6] -> [64,32,6,6] */
 _Static_assert(NNCC_CONV_OUT(6, 1, 1, 0, 0, 1) == 6, "fire4.conv2: output size");
-KERNEL void fire4_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire4_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 8, 6, 6, 32, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire4_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -609,11 +609,11 @@ SCRATCH(fire4_conv2, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 1, 1, 1, 1, 0,
 KERNEL void fire4_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 36, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 36, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire4.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire4_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -626,9 +626,9 @@ KERNEL void fire4_bn2_backward(float *restrict dx, float *restrict dgamma, float
 /* fire4.conv3 = conv2d(fire4.bn1)  models/lib/squeezenet.nn:10:25
  *   fire4.bn1 [64,8,6,6] -> [64,32,6,6] */
 _Static_assert(NNCC_CONV_OUT(6, 3, 1, 1, 1, 1) == 6, "fire4.conv3: output size");
-KERNEL void fire4_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire4_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 8, 6, 6, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire4_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -642,11 +642,11 @@ SCRATCH(fire4_conv3, nncc_conv2d_forward_scratch(64, 8, 6, 6, 32, 3, 3, 1, 1, 1,
 KERNEL void fire4_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 32, 36, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 32, 36, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire4.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire4_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -673,9 +673,9 @@ KERNEL void maxpool3_backward(float *restrict dx, const float *restrict dy, cons
 /* fire5.conv1 = conv2d(maxpool3)  models/lib/squeezenet.nn:8:24
  *   maxpool3 [64,64,3,3] -> [64,12,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire5.conv1: output size");
-KERNEL void fire5_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 3, 3, 12, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire5_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 3, 3, 12, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire5_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -689,11 +689,11 @@ SCRATCH(fire5_conv1, nncc_conv2d_forward_scratch(64, 64, 3, 3, 12, 1, 1, 1, 1, 0
 KERNEL void fire5_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 12, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 12, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire5.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire5_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -706,9 +706,9 @@ KERNEL void fire5_bn1_backward(float *restrict dx, float *restrict dgamma, float
 /* fire5.conv2 = conv2d(fire5.bn1)  models/lib/squeezenet.nn:9:25
  *   fire5.bn1 [64,12,3,3] -> [64,48,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire5.conv2: output size");
-KERNEL void fire5_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire5_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire5_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -722,11 +722,11 @@ SCRATCH(fire5_conv2, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0
 KERNEL void fire5_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire5.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire5_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -739,9 +739,9 @@ KERNEL void fire5_bn2_backward(float *restrict dx, float *restrict dgamma, float
 /* fire5.conv3 = conv2d(fire5.bn1)  models/lib/squeezenet.nn:10:25
  *   fire5.bn1 [64,12,3,3] -> [64,48,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 3, 1, 1, 1, 1) == 3, "fire5.conv3: output size");
-KERNEL void fire5_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire5_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire5_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -755,11 +755,11 @@ SCRATCH(fire5_conv3, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1
 KERNEL void fire5_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire5.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire5_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -776,9 +776,9 @@ KERNEL void fire5_bn3_backward(float *restrict dx, float *restrict dgamma, float
 /* fire6.conv1 = conv2d(fire5.cat1)  models/lib/squeezenet.nn:8:24
  *   fire5.cat1 [64,96,3,3] -> [64,12,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire6.conv1: output size");
-KERNEL void fire6_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 96, 3, 3, 12, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire6_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 96, 3, 3, 12, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire6_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -792,11 +792,11 @@ SCRATCH(fire6_conv1, nncc_conv2d_forward_scratch(64, 96, 3, 3, 12, 1, 1, 1, 1, 0
 KERNEL void fire6_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 12, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 12, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire6.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire6_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -809,9 +809,9 @@ KERNEL void fire6_bn1_backward(float *restrict dx, float *restrict dgamma, float
 /* fire6.conv2 = conv2d(fire6.bn1)  models/lib/squeezenet.nn:9:25
  *   fire6.bn1 [64,12,3,3] -> [64,48,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire6.conv2: output size");
-KERNEL void fire6_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire6_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 12, 3, 3, 48, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire6_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -825,11 +825,11 @@ SCRATCH(fire6_conv2, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 1, 1, 1, 1, 0
 KERNEL void fire6_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire6.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire6_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -842,9 +842,9 @@ KERNEL void fire6_bn2_backward(float *restrict dx, float *restrict dgamma, float
 /* fire6.conv3 = conv2d(fire6.bn1)  models/lib/squeezenet.nn:10:25
  *   fire6.bn1 [64,12,3,3] -> [64,48,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 3, 1, 1, 1, 1) == 3, "fire6.conv3: output size");
-KERNEL void fire6_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire6_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 12, 3, 3, 48, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire6_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -858,11 +858,11 @@ SCRATCH(fire6_conv3, nncc_conv2d_forward_scratch(64, 12, 3, 3, 48, 3, 3, 1, 1, 1
 KERNEL void fire6_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 48, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 48, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire6.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire6_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -879,9 +879,9 @@ KERNEL void fire6_bn3_backward(float *restrict dx, float *restrict dgamma, float
 /* fire7.conv1 = conv2d(fire6.cat1)  models/lib/squeezenet.nn:8:24
  *   fire6.cat1 [64,96,3,3] -> [64,16,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire7.conv1: output size");
-KERNEL void fire7_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 96, 3, 3, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire7_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 96, 3, 3, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire7_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -895,11 +895,11 @@ SCRATCH(fire7_conv1, nncc_conv2d_forward_scratch(64, 96, 3, 3, 16, 1, 1, 1, 1, 0
 KERNEL void fire7_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire7.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire7_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -912,9 +912,9 @@ KERNEL void fire7_bn1_backward(float *restrict dx, float *restrict dgamma, float
 /* fire7.conv2 = conv2d(fire7.bn1)  models/lib/squeezenet.nn:9:25
  *   fire7.bn1 [64,16,3,3] -> [64,64,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire7.conv2: output size");
-KERNEL void fire7_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire7_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire7_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -928,11 +928,11 @@ SCRATCH(fire7_conv2, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0
 KERNEL void fire7_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 64, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 64, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire7.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire7_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -945,9 +945,9 @@ KERNEL void fire7_bn2_backward(float *restrict dx, float *restrict dgamma, float
 /* fire7.conv3 = conv2d(fire7.bn1)  models/lib/squeezenet.nn:10:25
  *   fire7.bn1 [64,16,3,3] -> [64,64,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 3, 1, 1, 1, 1) == 3, "fire7.conv3: output size");
-KERNEL void fire7_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire7_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire7_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -961,11 +961,11 @@ SCRATCH(fire7_conv3, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1
 KERNEL void fire7_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 64, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 64, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire7.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire7_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -982,9 +982,9 @@ KERNEL void fire7_bn3_backward(float *restrict dx, float *restrict dgamma, float
 /* fire8.conv1 = conv2d(fire7.cat1)  models/lib/squeezenet.nn:8:24
  *   fire7.cat1 [64,128,3,3] -> [64,16,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire8.conv1: output size");
-KERNEL void fire8_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 3, 3, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire8_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 128, 3, 3, 16, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire8_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -998,11 +998,11 @@ SCRATCH(fire8_conv1, nncc_conv2d_forward_scratch(64, 128, 3, 3, 16, 1, 1, 1, 1, 
 KERNEL void fire8_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 16, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 16, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire8.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire8_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -1015,9 +1015,9 @@ KERNEL void fire8_bn1_backward(float *restrict dx, float *restrict dgamma, float
 /* fire8.conv2 = conv2d(fire8.bn1)  models/lib/squeezenet.nn:9:25
  *   fire8.bn1 [64,16,3,3] -> [64,64,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 1, 1, 0, 0, 1) == 3, "fire8.conv2: output size");
-KERNEL void fire8_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire8_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 16, 3, 3, 64, 1, 1, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire8_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -1031,11 +1031,11 @@ SCRATCH(fire8_conv2, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 1, 1, 1, 1, 0
 KERNEL void fire8_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 64, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 64, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire8.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire8_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -1048,9 +1048,9 @@ KERNEL void fire8_bn2_backward(float *restrict dx, float *restrict dgamma, float
 /* fire8.conv3 = conv2d(fire8.bn1)  models/lib/squeezenet.nn:10:25
  *   fire8.bn1 [64,16,3,3] -> [64,64,3,3] */
 _Static_assert(NNCC_CONV_OUT(3, 3, 1, 1, 1, 1) == 3, "fire8.conv3: output size");
-KERNEL void fire8_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void fire8_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 16, 3, 3, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void fire8_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -1064,11 +1064,11 @@ SCRATCH(fire8_conv3, nncc_conv2d_forward_scratch(64, 16, 3, 3, 64, 3, 3, 1, 1, 1
 KERNEL void fire8_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 64, 9, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 64, 9, 1e-05, 0.1, training,
+                                1 /* plane statistics: fire8.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void fire8_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -1128,89 +1128,114 @@ static void forward(NnccState *s, int training) {
   (void)P, (void)training;
   float *conv1 = (float *)(A + 0); /* [64,16,26,26] */
   float *bn1 = (float *)(A + 2768896); /* [64,16,26,26] */
-  float *bn1_stats = (float *)(A + 23326080); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *bn1_stats = (float *)(A + 23329536); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *bn1_work = (float *)(A + 5537792); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *maxpool1 = (float *)(A + 9691136); /* [64,16,13,13] */
   float *fire1_conv1 = (float *)(A + 19902464); /* [64,4,13,13] */
   float *fire1_bn1 = (float *)(A + 20075520); /* [64,4,13,13] */
-  float *fire1_bn1_stats = (float *)(A + 23329024); /* [2,4]: mean, 1/std; [2,4] double sums */
+  float *fire1_bn1_stats = (float *)(A + 23333056); /* [2,4]: mean, 1/std; [2,4] double sums */
+  float *fire1_bn1_work = (float *)(A + 5537792); /* [64,4,2] double: each plane's sum, centred sum of squares */
   float *fire1_conv2 = (float *)(A + 10383360); /* [64,16,13,13] */
   float *fire1_bn2 = (float *)(A + 11075584); /* [64,16,13,13] */
-  float *fire1_bn2_stats = (float *)(A + 23326464); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire1_bn2_stats = (float *)(A + 23329920); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire1_bn2_work = (float *)(A + 5537792); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *fire1_conv3 = (float *)(A + 11767808); /* [64,16,13,13] */
   float *fire1_bn3 = (float *)(A + 12460032); /* [64,16,13,13] */
-  float *fire1_bn3_stats = (float *)(A + 23326848); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire1_bn3_stats = (float *)(A + 23330304); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire1_bn3_work = (float *)(A + 5537792); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *fire1_cat1 = (float *)(A + 5537792); /* [64,32,13,13] */
   float *fire2_conv1 = (float *)(A + 20248576); /* [64,4,13,13] */
   float *fire2_bn1 = (float *)(A + 20421632); /* [64,4,13,13] */
-  float *fire2_bn1_stats = (float *)(A + 23329152); /* [2,4]: mean, 1/std; [2,4] double sums */
+  float *fire2_bn1_stats = (float *)(A + 23333184); /* [2,4]: mean, 1/std; [2,4] double sums */
+  float *fire2_bn1_work = (float *)(A + 6922240); /* [64,4,2] double: each plane's sum, centred sum of squares */
   float *fire2_conv2 = (float *)(A + 13152256); /* [64,16,13,13] */
   float *fire2_bn2 = (float *)(A + 13844480); /* [64,16,13,13] */
-  float *fire2_bn2_stats = (float *)(A + 23327232); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire2_bn2_stats = (float *)(A + 23330688); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire2_bn2_work = (float *)(A + 6922240); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *fire2_conv3 = (float *)(A + 14536704); /* [64,16,13,13] */
   float *fire2_bn3 = (float *)(A + 15228928); /* [64,16,13,13] */
-  float *fire2_bn3_stats = (float *)(A + 23327616); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire2_bn3_stats = (float *)(A + 23331072); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire2_bn3_work = (float *)(A + 6922240); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *fire2_cat1 = (float *)(A + 6922240); /* [64,32,13,13] */
   float *maxpool2 = (float *)(A + 16510976); /* [64,32,6,6] */
   float *fire3_conv1 = (float *)(A + 22806528); /* [64,8,6,6] */
   float *fire3_bn1 = (float *)(A + 22880256); /* [64,8,6,6] */
-  float *fire3_bn1_stats = (float *)(A + 23328640); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *fire3_bn1_stats = (float *)(A + 9690880); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *fire3_bn1_work = (float *)(A + 8306688); /* [64,8,2] double: each plane's sum, centred sum of squares */
   float *fire3_conv2 = (float *)(A + 16805888); /* [64,32,6,6] */
   float *fire3_bn2 = (float *)(A + 17100800); /* [64,32,6,6] */
-  float *fire3_bn2_stats = (float *)(A + 9690240); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire3_bn2_stats = (float *)(A + 9690112); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire3_bn2_work = (float *)(A + 8306688); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *fire3_conv3 = (float *)(A + 17395712); /* [64,32,6,6] */
   float *fire3_bn3 = (float *)(A + 17690624); /* [64,32,6,6] */
-  float *fire3_bn3_stats = (float *)(A + 23323776); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire3_bn3_stats = (float *)(A + 23327232); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire3_bn3_work = (float *)(A + 8306688); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *fire3_cat1 = (float *)(A + 8306688); /* [64,64,6,6] */
   float *fire4_conv1 = (float *)(A + 22953984); /* [64,8,6,6] */
   float *fire4_bn1 = (float *)(A + 23027712); /* [64,8,6,6] */
-  float *fire4_bn1_stats = (float *)(A + 23328832); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *fire4_bn1_stats = (float *)(A + 23332864); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *fire4_bn1_work = (float *)(A + 8896512); /* [64,8,2] double: each plane's sum, centred sum of squares */
   float *fire4_conv2 = (float *)(A + 17985536); /* [64,32,6,6] */
   float *fire4_bn2 = (float *)(A + 18280448); /* [64,32,6,6] */
-  float *fire4_bn2_stats = (float *)(A + 23324544); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire4_bn2_stats = (float *)(A + 23328000); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire4_bn2_work = (float *)(A + 8896512); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *fire4_conv3 = (float *)(A + 18575360); /* [64,32,6,6] */
   float *fire4_bn3 = (float *)(A + 18870272); /* [64,32,6,6] */
-  float *fire4_bn3_stats = (float *)(A + 23325312); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire4_bn3_stats = (float *)(A + 23328768); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire4_bn3_work = (float *)(A + 8896512); /* [64,32,2] double: each plane's sum, centred sum of squares */
   float *fire4_cat1 = (float *)(A + 8896512); /* [64,64,6,6] */
   float *maxpool3 = (float *)(A + 9486336); /* [64,64,3,3] */
   float *fire5_conv1 = (float *)(A + 23212032); /* [64,12,3,3] */
   float *fire5_bn1 = (float *)(A + 23239680); /* [64,12,3,3] */
-  float *fire5_bn1_stats = (float *)(A + 23328000); /* [2,12]: mean, 1/std; [2,12] double sums */
+  float *fire5_bn1_stats = (float *)(A + 23332224); /* [2,12]: mean, 1/std; [2,12] double sums */
+  float *fire5_bn1_work = (float *)(A + 9633792); /* [64,12,2] double: each plane's sum, centred sum of squares */
   float *fire5_conv2 = (float *)(A + 21921792); /* [64,48,3,3] */
   float *fire5_bn2 = (float *)(A + 22032384); /* [64,48,3,3] */
-  float *fire5_bn2_stats = (float *)(A + 9689088); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire5_bn2_stats = (float *)(A + 23322624); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire5_bn2_work = (float *)(A + 9633792); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *fire5_conv3 = (float *)(A + 22142976); /* [64,48,3,3] */
   float *fire5_bn3 = (float *)(A + 22253568); /* [64,48,3,3] */
-  float *fire5_bn3_stats = (float *)(A + 23322624); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire5_bn3_stats = (float *)(A + 23323776); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire5_bn3_work = (float *)(A + 9633792); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *fire5_cat1 = (float *)(A + 19460096); /* [64,96,3,3] */
   float *fire6_conv1 = (float *)(A + 23267328); /* [64,12,3,3] */
   float *fire6_bn1 = (float *)(A + 23294976); /* [64,12,3,3] */
-  float *fire6_bn1_stats = (float *)(A + 23328320); /* [2,12]: mean, 1/std; [2,12] double sums */
+  float *fire6_bn1_stats = (float *)(A + 23332544); /* [2,12]: mean, 1/std; [2,12] double sums */
+  float *fire6_bn1_work = (float *)(A + 9633792); /* [64,12,2] double: each plane's sum, centred sum of squares */
   float *fire6_conv2 = (float *)(A + 22364160); /* [64,48,3,3] */
   float *fire6_bn2 = (float *)(A + 22474752); /* [64,48,3,3] */
-  float *fire6_bn2_stats = (float *)(A + 9679360); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire6_bn2_stats = (float *)(A + 23324928); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire6_bn2_work = (float *)(A + 9633792); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *fire6_conv3 = (float *)(A + 22585344); /* [64,48,3,3] */
   float *fire6_bn3 = (float *)(A + 22695936); /* [64,48,3,3] */
-  float *fire6_bn3_stats = (float *)(A + 9680512); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire6_bn3_stats = (float *)(A + 23326080); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire6_bn3_work = (float *)(A + 9633792); /* [64,48,2] double: each plane's sum, centred sum of squares */
   float *fire6_cat1 = (float *)(A + 19681280); /* [64,96,3,3] */
   float *fire7_conv1 = (float *)(A + 9633792); /* [64,16,3,3] */
   float *fire7_bn1 = (float *)(A + 23101440); /* [64,16,3,3] */
-  float *fire7_bn1_stats = (float *)(A + 9681664); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire7_bn1_stats = (float *)(A + 23331456); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire7_bn1_work = (float *)(A + 9670656); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *fire7_conv2 = (float *)(A + 20594688); /* [64,64,3,3] */
   float *fire7_bn2 = (float *)(A + 20742144); /* [64,64,3,3] */
-  float *fire7_bn2_stats = (float *)(A + 9673216); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire7_bn2_stats = (float *)(A + 9687040); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire7_bn2_work = (float *)(A + 15921152); /* [64,64,2] double: each plane's sum, centred sum of squares */
   float *fire7_conv3 = (float *)(A + 20889600); /* [64,64,3,3] */
   float *fire7_bn3 = (float *)(A + 21037056); /* [64,64,3,3] */
-  float *fire7_bn3_stats = (float *)(A + 9674752); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire7_bn3_stats = (float *)(A + 9688576); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire7_bn3_work = (float *)(A + 15921152); /* [64,64,2] double: each plane's sum, centred sum of squares */
   float *fire7_cat1 = (float *)(A + 15921152); /* [64,128,3,3] */
   float *fire8_conv1 = (float *)(A + 23138304); /* [64,16,3,3] */
   float *fire8_bn1 = (float *)(A + 23175168); /* [64,16,3,3] */
-  float *fire8_bn1_stats = (float *)(A + 9682048); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire8_bn1_stats = (float *)(A + 23331840); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire8_bn1_work = (float *)(A + 9670656); /* [64,16,2] double: each plane's sum, centred sum of squares */
   float *fire8_conv2 = (float *)(A + 21184512); /* [64,64,3,3] */
   float *fire8_bn2 = (float *)(A + 21331968); /* [64,64,3,3] */
-  float *fire8_bn2_stats = (float *)(A + 9676288); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire8_bn2_stats = (float *)(A + 9673216); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire8_bn2_work = (float *)(A + 16216064); /* [64,64,2] double: each plane's sum, centred sum of squares */
   float *fire8_conv3 = (float *)(A + 21479424); /* [64,64,3,3] */
   float *fire8_bn3 = (float *)(A + 21626880); /* [64,64,3,3] */
-  float *fire8_bn3_stats = (float *)(A + 9677824); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire8_bn3_stats = (float *)(A + 9674752); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire8_bn3_work = (float *)(A + 16216064); /* [64,64,2] double: each plane's sum, centred sum of squares */
   float *fire8_cat1 = (float *)(A + 16216064); /* [64,128,3,3] */
   float *dropout1 = (float *)(A + 16216064); /* [64,128,3,3] */
   float *conv2 = (float *)(A + 21774336); /* [64,10,3,3] */
@@ -1218,53 +1243,53 @@ static void forward(NnccState *s, int training) {
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
-    conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, NULL, scratch);
+    conv1_forward(conv1, training ? (double *)(void *)bn1_work : NULL, s->input, P + 0 /* conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    bn1_forward(bn1, conv1, P + 144 /* bn1.weight */, P + 160 /* bn1.bias */, P + 176 /* bn1.running_mean */, P + 192 /* bn1.running_var */, P + 208 /* bn1.num_batches_tracked */, bn1_stats, training, s->rank_sum, s);
+    bn1_forward(bn1, conv1, P + 144 /* bn1.weight */, P + 160 /* bn1.bias */, P + 176 /* bn1.running_mean */, P + 192 /* bn1.running_var */, P + 208 /* bn1.num_batches_tracked */, bn1_stats, (double *)(void *)bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     maxpool1_forward(maxpool1, bn1);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_conv1_forward(fire1_conv1, maxpool1, P + 224 /* fire1.conv1.weight */, NULL, scratch);
+    fire1_conv1_forward(fire1_conv1, training ? (double *)(void *)fire1_bn1_work : NULL, maxpool1, P + 224 /* fire1.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_bn1_forward(fire1_bn1, fire1_conv1, P + 288 /* fire1.bn1.weight */, P + 304 /* fire1.bn1.bias */, P + 320 /* fire1.bn1.running_mean */, P + 336 /* fire1.bn1.running_var */, P + 352 /* fire1.bn1.num_batches_tracked */, fire1_bn1_stats, training, s->rank_sum, s);
+    fire1_bn1_forward(fire1_bn1, fire1_conv1, P + 288 /* fire1.bn1.weight */, P + 304 /* fire1.bn1.bias */, P + 320 /* fire1.bn1.running_mean */, P + 336 /* fire1.bn1.running_var */, P + 352 /* fire1.bn1.num_batches_tracked */, fire1_bn1_stats, (double *)(void *)fire1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_conv2_forward(fire1_conv2, fire1_bn1, P + 368 /* fire1.conv2.weight */, NULL, scratch);
+    fire1_conv2_forward(fire1_conv2, training ? (double *)(void *)fire1_bn2_work : NULL, fire1_bn1, P + 368 /* fire1.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_bn2_forward(fire1_bn2, fire1_conv2, P + 432 /* fire1.bn2.weight */, P + 448 /* fire1.bn2.bias */, P + 464 /* fire1.bn2.running_mean */, P + 480 /* fire1.bn2.running_var */, P + 496 /* fire1.bn2.num_batches_tracked */, fire1_bn2_stats, training, s->rank_sum, s);
+    fire1_bn2_forward(fire1_bn2, fire1_conv2, P + 432 /* fire1.bn2.weight */, P + 448 /* fire1.bn2.bias */, P + 464 /* fire1.bn2.running_mean */, P + 480 /* fire1.bn2.running_var */, P + 496 /* fire1.bn2.num_batches_tracked */, fire1_bn2_stats, (double *)(void *)fire1_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_conv3_forward(fire1_conv3, fire1_bn1, P + 512 /* fire1.conv3.weight */, NULL, scratch);
+    fire1_conv3_forward(fire1_conv3, training ? (double *)(void *)fire1_bn3_work : NULL, fire1_bn1, P + 512 /* fire1.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    fire1_bn3_forward(fire1_bn3, fire1_conv3, P + 1088 /* fire1.bn3.weight */, P + 1104 /* fire1.bn3.bias */, P + 1120 /* fire1.bn3.running_mean */, P + 1136 /* fire1.bn3.running_var */, P + 1152 /* fire1.bn3.num_batches_tracked */, fire1_bn3_stats, training, s->rank_sum, s);
+    fire1_bn3_forward(fire1_bn3, fire1_conv3, P + 1088 /* fire1.bn3.weight */, P + 1104 /* fire1.bn3.bias */, P + 1120 /* fire1.bn3.running_mean */, P + 1136 /* fire1.bn3.running_var */, P + 1152 /* fire1.bn3.num_batches_tracked */, fire1_bn3_stats, (double *)(void *)fire1_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(fire1_cat1, 32, 0, fire1_bn2, 16, 0, 64, 16, 169);
     nncc_copy_channels_team(fire1_cat1, 32, 16, fire1_bn3, 16, 0, 64, 16, 169);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_conv1_forward(fire2_conv1, fire1_cat1, P + 1168 /* fire2.conv1.weight */, NULL, scratch);
+    fire2_conv1_forward(fire2_conv1, training ? (double *)(void *)fire2_bn1_work : NULL, fire1_cat1, P + 1168 /* fire2.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_bn1_forward(fire2_bn1, fire2_conv1, P + 1296 /* fire2.bn1.weight */, P + 1312 /* fire2.bn1.bias */, P + 1328 /* fire2.bn1.running_mean */, P + 1344 /* fire2.bn1.running_var */, P + 1360 /* fire2.bn1.num_batches_tracked */, fire2_bn1_stats, training, s->rank_sum, s);
+    fire2_bn1_forward(fire2_bn1, fire2_conv1, P + 1296 /* fire2.bn1.weight */, P + 1312 /* fire2.bn1.bias */, P + 1328 /* fire2.bn1.running_mean */, P + 1344 /* fire2.bn1.running_var */, P + 1360 /* fire2.bn1.num_batches_tracked */, fire2_bn1_stats, (double *)(void *)fire2_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_conv2_forward(fire2_conv2, fire2_bn1, P + 1376 /* fire2.conv2.weight */, NULL, scratch);
+    fire2_conv2_forward(fire2_conv2, training ? (double *)(void *)fire2_bn2_work : NULL, fire2_bn1, P + 1376 /* fire2.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_bn2_forward(fire2_bn2, fire2_conv2, P + 1440 /* fire2.bn2.weight */, P + 1456 /* fire2.bn2.bias */, P + 1472 /* fire2.bn2.running_mean */, P + 1488 /* fire2.bn2.running_var */, P + 1504 /* fire2.bn2.num_batches_tracked */, fire2_bn2_stats, training, s->rank_sum, s);
+    fire2_bn2_forward(fire2_bn2, fire2_conv2, P + 1440 /* fire2.bn2.weight */, P + 1456 /* fire2.bn2.bias */, P + 1472 /* fire2.bn2.running_mean */, P + 1488 /* fire2.bn2.running_var */, P + 1504 /* fire2.bn2.num_batches_tracked */, fire2_bn2_stats, (double *)(void *)fire2_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_conv3_forward(fire2_conv3, fire2_bn1, P + 1520 /* fire2.conv3.weight */, NULL, scratch);
+    fire2_conv3_forward(fire2_conv3, training ? (double *)(void *)fire2_bn3_work : NULL, fire2_bn1, P + 1520 /* fire2.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    fire2_bn3_forward(fire2_bn3, fire2_conv3, P + 2096 /* fire2.bn3.weight */, P + 2112 /* fire2.bn3.bias */, P + 2128 /* fire2.bn3.running_mean */, P + 2144 /* fire2.bn3.running_var */, P + 2160 /* fire2.bn3.num_batches_tracked */, fire2_bn3_stats, training, s->rank_sum, s);
+    fire2_bn3_forward(fire2_bn3, fire2_conv3, P + 2096 /* fire2.bn3.weight */, P + 2112 /* fire2.bn3.bias */, P + 2128 /* fire2.bn3.running_mean */, P + 2144 /* fire2.bn3.running_var */, P + 2160 /* fire2.bn3.num_batches_tracked */, fire2_bn3_stats, (double *)(void *)fire2_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(fire2_cat1, 32, 0, fire2_bn2, 16, 0, 64, 16, 169);
@@ -1274,44 +1299,44 @@ static void forward(NnccState *s, int training) {
     maxpool2_forward(maxpool2, fire2_cat1);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_conv1_forward(fire3_conv1, maxpool2, P + 2176 /* fire3.conv1.weight */, NULL, scratch);
+    fire3_conv1_forward(fire3_conv1, training ? (double *)(void *)fire3_bn1_work : NULL, maxpool2, P + 2176 /* fire3.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_bn1_forward(fire3_bn1, fire3_conv1, P + 2432 /* fire3.bn1.weight */, P + 2448 /* fire3.bn1.bias */, P + 2464 /* fire3.bn1.running_mean */, P + 2480 /* fire3.bn1.running_var */, P + 2496 /* fire3.bn1.num_batches_tracked */, fire3_bn1_stats, training, s->rank_sum, s);
+    fire3_bn1_forward(fire3_bn1, fire3_conv1, P + 2432 /* fire3.bn1.weight */, P + 2448 /* fire3.bn1.bias */, P + 2464 /* fire3.bn1.running_mean */, P + 2480 /* fire3.bn1.running_var */, P + 2496 /* fire3.bn1.num_batches_tracked */, fire3_bn1_stats, (double *)(void *)fire3_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_conv2_forward(fire3_conv2, fire3_bn1, P + 2512 /* fire3.conv2.weight */, NULL, scratch);
+    fire3_conv2_forward(fire3_conv2, training ? (double *)(void *)fire3_bn2_work : NULL, fire3_bn1, P + 2512 /* fire3.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_bn2_forward(fire3_bn2, fire3_conv2, P + 2768 /* fire3.bn2.weight */, P + 2800 /* fire3.bn2.bias */, P + 2832 /* fire3.bn2.running_mean */, P + 2864 /* fire3.bn2.running_var */, P + 2896 /* fire3.bn2.num_batches_tracked */, fire3_bn2_stats, training, s->rank_sum, s);
+    fire3_bn2_forward(fire3_bn2, fire3_conv2, P + 2768 /* fire3.bn2.weight */, P + 2800 /* fire3.bn2.bias */, P + 2832 /* fire3.bn2.running_mean */, P + 2864 /* fire3.bn2.running_var */, P + 2896 /* fire3.bn2.num_batches_tracked */, fire3_bn2_stats, (double *)(void *)fire3_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_conv3_forward(fire3_conv3, fire3_bn1, P + 2912 /* fire3.conv3.weight */, NULL, scratch);
+    fire3_conv3_forward(fire3_conv3, training ? (double *)(void *)fire3_bn3_work : NULL, fire3_bn1, P + 2912 /* fire3.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
-    fire3_bn3_forward(fire3_bn3, fire3_conv3, P + 5216 /* fire3.bn3.weight */, P + 5248 /* fire3.bn3.bias */, P + 5280 /* fire3.bn3.running_mean */, P + 5312 /* fire3.bn3.running_var */, P + 5344 /* fire3.bn3.num_batches_tracked */, fire3_bn3_stats, training, s->rank_sum, s);
+    fire3_bn3_forward(fire3_bn3, fire3_conv3, P + 5216 /* fire3.bn3.weight */, P + 5248 /* fire3.bn3.bias */, P + 5280 /* fire3.bn3.running_mean */, P + 5312 /* fire3.bn3.running_var */, P + 5344 /* fire3.bn3.num_batches_tracked */, fire3_bn3_stats, (double *)(void *)fire3_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(fire3_cat1, 64, 0, fire3_bn2, 32, 0, 64, 32, 36);
     nncc_copy_channels_team(fire3_cat1, 64, 32, fire3_bn3, 32, 0, 64, 32, 36);
     if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_conv1_forward(fire4_conv1, fire3_cat1, P + 5360 /* fire4.conv1.weight */, NULL, scratch);
+    fire4_conv1_forward(fire4_conv1, training ? (double *)(void *)fire4_bn1_work : NULL, fire3_cat1, P + 5360 /* fire4.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_bn1_forward(fire4_bn1, fire4_conv1, P + 5872 /* fire4.bn1.weight */, P + 5888 /* fire4.bn1.bias */, P + 5904 /* fire4.bn1.running_mean */, P + 5920 /* fire4.bn1.running_var */, P + 5936 /* fire4.bn1.num_batches_tracked */, fire4_bn1_stats, training, s->rank_sum, s);
+    fire4_bn1_forward(fire4_bn1, fire4_conv1, P + 5872 /* fire4.bn1.weight */, P + 5888 /* fire4.bn1.bias */, P + 5904 /* fire4.bn1.running_mean */, P + 5920 /* fire4.bn1.running_var */, P + 5936 /* fire4.bn1.num_batches_tracked */, fire4_bn1_stats, (double *)(void *)fire4_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_conv2_forward(fire4_conv2, fire4_bn1, P + 5952 /* fire4.conv2.weight */, NULL, scratch);
+    fire4_conv2_forward(fire4_conv2, training ? (double *)(void *)fire4_bn2_work : NULL, fire4_bn1, P + 5952 /* fire4.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_bn2_forward(fire4_bn2, fire4_conv2, P + 6208 /* fire4.bn2.weight */, P + 6240 /* fire4.bn2.bias */, P + 6272 /* fire4.bn2.running_mean */, P + 6304 /* fire4.bn2.running_var */, P + 6336 /* fire4.bn2.num_batches_tracked */, fire4_bn2_stats, training, s->rank_sum, s);
+    fire4_bn2_forward(fire4_bn2, fire4_conv2, P + 6208 /* fire4.bn2.weight */, P + 6240 /* fire4.bn2.bias */, P + 6272 /* fire4.bn2.running_mean */, P + 6304 /* fire4.bn2.running_var */, P + 6336 /* fire4.bn2.num_batches_tracked */, fire4_bn2_stats, (double *)(void *)fire4_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_conv3_forward(fire4_conv3, fire4_bn1, P + 6352 /* fire4.conv3.weight */, NULL, scratch);
+    fire4_conv3_forward(fire4_conv3, training ? (double *)(void *)fire4_bn3_work : NULL, fire4_bn1, P + 6352 /* fire4.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 29, NNCC_FORWARD);
 #pragma omp barrier
-    fire4_bn3_forward(fire4_bn3, fire4_conv3, P + 8656 /* fire4.bn3.weight */, P + 8688 /* fire4.bn3.bias */, P + 8720 /* fire4.bn3.running_mean */, P + 8752 /* fire4.bn3.running_var */, P + 8784 /* fire4.bn3.num_batches_tracked */, fire4_bn3_stats, training, s->rank_sum, s);
+    fire4_bn3_forward(fire4_bn3, fire4_conv3, P + 8656 /* fire4.bn3.weight */, P + 8688 /* fire4.bn3.bias */, P + 8720 /* fire4.bn3.running_mean */, P + 8752 /* fire4.bn3.running_var */, P + 8784 /* fire4.bn3.num_batches_tracked */, fire4_bn3_stats, (double *)(void *)fire4_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 30, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(fire4_cat1, 64, 0, fire4_bn2, 32, 0, 64, 32, 36);
@@ -1321,88 +1346,88 @@ static void forward(NnccState *s, int training) {
     maxpool3_forward(maxpool3, fire4_cat1);
     if (s->check) s->check(s, 32, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_conv1_forward(fire5_conv1, maxpool3, P + 8800 /* fire5.conv1.weight */, NULL, scratch);
+    fire5_conv1_forward(fire5_conv1, training ? (double *)(void *)fire5_bn1_work : NULL, maxpool3, P + 8800 /* fire5.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 33, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_bn1_forward(fire5_bn1, fire5_conv1, P + 9568 /* fire5.bn1.weight */, P + 9584 /* fire5.bn1.bias */, P + 9600 /* fire5.bn1.running_mean */, P + 9616 /* fire5.bn1.running_var */, P + 9632 /* fire5.bn1.num_batches_tracked */, fire5_bn1_stats, training, s->rank_sum, s);
+    fire5_bn1_forward(fire5_bn1, fire5_conv1, P + 9568 /* fire5.bn1.weight */, P + 9584 /* fire5.bn1.bias */, P + 9600 /* fire5.bn1.running_mean */, P + 9616 /* fire5.bn1.running_var */, P + 9632 /* fire5.bn1.num_batches_tracked */, fire5_bn1_stats, (double *)(void *)fire5_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 34, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_conv2_forward(fire5_conv2, fire5_bn1, P + 9648 /* fire5.conv2.weight */, NULL, scratch);
+    fire5_conv2_forward(fire5_conv2, training ? (double *)(void *)fire5_bn2_work : NULL, fire5_bn1, P + 9648 /* fire5.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 35, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_bn2_forward(fire5_bn2, fire5_conv2, P + 10224 /* fire5.bn2.weight */, P + 10272 /* fire5.bn2.bias */, P + 10320 /* fire5.bn2.running_mean */, P + 10368 /* fire5.bn2.running_var */, P + 10416 /* fire5.bn2.num_batches_tracked */, fire5_bn2_stats, training, s->rank_sum, s);
+    fire5_bn2_forward(fire5_bn2, fire5_conv2, P + 10224 /* fire5.bn2.weight */, P + 10272 /* fire5.bn2.bias */, P + 10320 /* fire5.bn2.running_mean */, P + 10368 /* fire5.bn2.running_var */, P + 10416 /* fire5.bn2.num_batches_tracked */, fire5_bn2_stats, (double *)(void *)fire5_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 36, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_conv3_forward(fire5_conv3, fire5_bn1, P + 10432 /* fire5.conv3.weight */, NULL, scratch);
+    fire5_conv3_forward(fire5_conv3, training ? (double *)(void *)fire5_bn3_work : NULL, fire5_bn1, P + 10432 /* fire5.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 37, NNCC_FORWARD);
 #pragma omp barrier
-    fire5_bn3_forward(fire5_bn3, fire5_conv3, P + 15616 /* fire5.bn3.weight */, P + 15664 /* fire5.bn3.bias */, P + 15712 /* fire5.bn3.running_mean */, P + 15760 /* fire5.bn3.running_var */, P + 15808 /* fire5.bn3.num_batches_tracked */, fire5_bn3_stats, training, s->rank_sum, s);
+    fire5_bn3_forward(fire5_bn3, fire5_conv3, P + 15616 /* fire5.bn3.weight */, P + 15664 /* fire5.bn3.bias */, P + 15712 /* fire5.bn3.running_mean */, P + 15760 /* fire5.bn3.running_var */, P + 15808 /* fire5.bn3.num_batches_tracked */, fire5_bn3_stats, (double *)(void *)fire5_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 38, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(fire5_cat1, 96, 0, fire5_bn2, 48, 0, 64, 48, 9);
     nncc_copy_channels_team(fire5_cat1, 96, 48, fire5_bn3, 48, 0, 64, 48, 9);
     if (s->check) s->check(s, 39, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_conv1_forward(fire6_conv1, fire5_cat1, P + 15824 /* fire6.conv1.weight */, NULL, scratch);
+    fire6_conv1_forward(fire6_conv1, training ? (double *)(void *)fire6_bn1_work : NULL, fire5_cat1, P + 15824 /* fire6.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 40, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_bn1_forward(fire6_bn1, fire6_conv1, P + 16976 /* fire6.bn1.weight */, P + 16992 /* fire6.bn1.bias */, P + 17008 /* fire6.bn1.running_mean */, P + 17024 /* fire6.bn1.running_var */, P + 17040 /* fire6.bn1.num_batches_tracked */, fire6_bn1_stats, training, s->rank_sum, s);
+    fire6_bn1_forward(fire6_bn1, fire6_conv1, P + 16976 /* fire6.bn1.weight */, P + 16992 /* fire6.bn1.bias */, P + 17008 /* fire6.bn1.running_mean */, P + 17024 /* fire6.bn1.running_var */, P + 17040 /* fire6.bn1.num_batches_tracked */, fire6_bn1_stats, (double *)(void *)fire6_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 41, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_conv2_forward(fire6_conv2, fire6_bn1, P + 17056 /* fire6.conv2.weight */, NULL, scratch);
+    fire6_conv2_forward(fire6_conv2, training ? (double *)(void *)fire6_bn2_work : NULL, fire6_bn1, P + 17056 /* fire6.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 42, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_bn2_forward(fire6_bn2, fire6_conv2, P + 17632 /* fire6.bn2.weight */, P + 17680 /* fire6.bn2.bias */, P + 17728 /* fire6.bn2.running_mean */, P + 17776 /* fire6.bn2.running_var */, P + 17824 /* fire6.bn2.num_batches_tracked */, fire6_bn2_stats, training, s->rank_sum, s);
+    fire6_bn2_forward(fire6_bn2, fire6_conv2, P + 17632 /* fire6.bn2.weight */, P + 17680 /* fire6.bn2.bias */, P + 17728 /* fire6.bn2.running_mean */, P + 17776 /* fire6.bn2.running_var */, P + 17824 /* fire6.bn2.num_batches_tracked */, fire6_bn2_stats, (double *)(void *)fire6_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 43, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_conv3_forward(fire6_conv3, fire6_bn1, P + 17840 /* fire6.conv3.weight */, NULL, scratch);
+    fire6_conv3_forward(fire6_conv3, training ? (double *)(void *)fire6_bn3_work : NULL, fire6_bn1, P + 17840 /* fire6.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 44, NNCC_FORWARD);
 #pragma omp barrier
-    fire6_bn3_forward(fire6_bn3, fire6_conv3, P + 23024 /* fire6.bn3.weight */, P + 23072 /* fire6.bn3.bias */, P + 23120 /* fire6.bn3.running_mean */, P + 23168 /* fire6.bn3.running_var */, P + 23216 /* fire6.bn3.num_batches_tracked */, fire6_bn3_stats, training, s->rank_sum, s);
+    fire6_bn3_forward(fire6_bn3, fire6_conv3, P + 23024 /* fire6.bn3.weight */, P + 23072 /* fire6.bn3.bias */, P + 23120 /* fire6.bn3.running_mean */, P + 23168 /* fire6.bn3.running_var */, P + 23216 /* fire6.bn3.num_batches_tracked */, fire6_bn3_stats, (double *)(void *)fire6_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 45, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(fire6_cat1, 96, 0, fire6_bn2, 48, 0, 64, 48, 9);
     nncc_copy_channels_team(fire6_cat1, 96, 48, fire6_bn3, 48, 0, 64, 48, 9);
     if (s->check) s->check(s, 46, NNCC_FORWARD);
 #pragma omp barrier
-    fire7_conv1_forward(fire7_conv1, fire6_cat1, P + 23232 /* fire7.conv1.weight */, NULL, scratch);
+    fire7_conv1_forward(fire7_conv1, training ? (double *)(void *)fire7_bn1_work : NULL, fire6_cat1, P + 23232 /* fire7.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 47, NNCC_FORWARD);
 #pragma omp barrier
-    fire7_bn1_forward(fire7_bn1, fire7_conv1, P + 24768 /* fire7.bn1.weight */, P + 24784 /* fire7.bn1.bias */, P + 24800 /* fire7.bn1.running_mean */, P + 24816 /* fire7.bn1.running_var */, P + 24832 /* fire7.bn1.num_batches_tracked */, fire7_bn1_stats, training, s->rank_sum, s);
+    fire7_bn1_forward(fire7_bn1, fire7_conv1, P + 24768 /* fire7.bn1.weight */, P + 24784 /* fire7.bn1.bias */, P + 24800 /* fire7.bn1.running_mean */, P + 24816 /* fire7.bn1.running_var */, P + 24832 /* fire7.bn1.num_batches_tracked */, fire7_bn1_stats, (double *)(void *)fire7_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 48, NNCC_FORWARD);
 #pragma omp barrier
-    fire7_conv2_forward(fire7_conv2, fire7_bn1, P + 24848 /* fire7.conv2.weight */, NULL, scratch);
+    fire7_conv2_forward(fire7_conv2, training ? (double *)(void *)fire7_bn2_work : NULL, fire7_bn1, P + 24848 /* fire7.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 49, NNCC_FORWARD);
 #pragma omp barrier
-    fire7_bn2_forward(fire7_bn2, fire7_conv2, P + 25872 /* fire7.bn2.weight */, P + 25936 /* fire7.bn2.bias */, P + 26000 /* fire7.bn2.running_mean */, P + 26064 /* fire7.bn2.running_var */, P + 26128 /* fire7.bn2.num_batches_tracked */, fire7_bn2_stats, training, s->rank_sum, s);
+    fire7_bn2_forward(fire7_bn2, fire7_conv2, P + 25872 /* fire7.bn2.weight */, P + 25936 /* fire7.bn2.bias */, P + 26000 /* fire7.bn2.running_mean */, P + 26064 /* fire7.bn2.running_var */, P + 26128 /* fire7.bn2.num_batches_tracked */, fire7_bn2_stats, (double *)(void *)fire7_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 50, NNCC_FORWARD);
 #pragma omp barrier
-    fire7_conv3_forward(fire7_conv3, fire7_bn1, P + 26144 /* fire7.conv3.weight */, NULL, scratch);
+    fire7_conv3_forward(fire7_conv3, training ? (double *)(void *)fire7_bn3_work : NULL, fire7_bn1, P + 26144 /* fire7.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 51, NNCC_FORWARD);
 #pragma omp barrier
-    fire7_bn3_forward(fire7_bn3, fire7_conv3, P + 35360 /* fire7.bn3.weight */, P + 35424 /* fire7.bn3.bias */, P + 35488 /* fire7.bn3.running_mean */, P + 35552 /* fire7.bn3.running_var */, P + 35616 /* fire7.bn3.num_batches_tracked */, fire7_bn3_stats, training, s->rank_sum, s);
+    fire7_bn3_forward(fire7_bn3, fire7_conv3, P + 35360 /* fire7.bn3.weight */, P + 35424 /* fire7.bn3.bias */, P + 35488 /* fire7.bn3.running_mean */, P + 35552 /* fire7.bn3.running_var */, P + 35616 /* fire7.bn3.num_batches_tracked */, fire7_bn3_stats, (double *)(void *)fire7_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 52, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(fire7_cat1, 128, 0, fire7_bn2, 64, 0, 64, 64, 9);
     nncc_copy_channels_team(fire7_cat1, 128, 64, fire7_bn3, 64, 0, 64, 64, 9);
     if (s->check) s->check(s, 53, NNCC_FORWARD);
 #pragma omp barrier
-    fire8_conv1_forward(fire8_conv1, fire7_cat1, P + 35632 /* fire8.conv1.weight */, NULL, scratch);
+    fire8_conv1_forward(fire8_conv1, training ? (double *)(void *)fire8_bn1_work : NULL, fire7_cat1, P + 35632 /* fire8.conv1.weight */, NULL, scratch);
     if (s->check) s->check(s, 54, NNCC_FORWARD);
 #pragma omp barrier
-    fire8_bn1_forward(fire8_bn1, fire8_conv1, P + 37680 /* fire8.bn1.weight */, P + 37696 /* fire8.bn1.bias */, P + 37712 /* fire8.bn1.running_mean */, P + 37728 /* fire8.bn1.running_var */, P + 37744 /* fire8.bn1.num_batches_tracked */, fire8_bn1_stats, training, s->rank_sum, s);
+    fire8_bn1_forward(fire8_bn1, fire8_conv1, P + 37680 /* fire8.bn1.weight */, P + 37696 /* fire8.bn1.bias */, P + 37712 /* fire8.bn1.running_mean */, P + 37728 /* fire8.bn1.running_var */, P + 37744 /* fire8.bn1.num_batches_tracked */, fire8_bn1_stats, (double *)(void *)fire8_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 55, NNCC_FORWARD);
 #pragma omp barrier
-    fire8_conv2_forward(fire8_conv2, fire8_bn1, P + 37760 /* fire8.conv2.weight */, NULL, scratch);
+    fire8_conv2_forward(fire8_conv2, training ? (double *)(void *)fire8_bn2_work : NULL, fire8_bn1, P + 37760 /* fire8.conv2.weight */, NULL, scratch);
     if (s->check) s->check(s, 56, NNCC_FORWARD);
 #pragma omp barrier
-    fire8_bn2_forward(fire8_bn2, fire8_conv2, P + 38784 /* fire8.bn2.weight */, P + 38848 /* fire8.bn2.bias */, P + 38912 /* fire8.bn2.running_mean */, P + 38976 /* fire8.bn2.running_var */, P + 39040 /* fire8.bn2.num_batches_tracked */, fire8_bn2_stats, training, s->rank_sum, s);
+    fire8_bn2_forward(fire8_bn2, fire8_conv2, P + 38784 /* fire8.bn2.weight */, P + 38848 /* fire8.bn2.bias */, P + 38912 /* fire8.bn2.running_mean */, P + 38976 /* fire8.bn2.running_var */, P + 39040 /* fire8.bn2.num_batches_tracked */, fire8_bn2_stats, (double *)(void *)fire8_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 57, NNCC_FORWARD);
 #pragma omp barrier
-    fire8_conv3_forward(fire8_conv3, fire8_bn1, P + 39056 /* fire8.conv3.weight */, NULL, scratch);
+    fire8_conv3_forward(fire8_conv3, training ? (double *)(void *)fire8_bn3_work : NULL, fire8_bn1, P + 39056 /* fire8.conv3.weight */, NULL, scratch);
     if (s->check) s->check(s, 58, NNCC_FORWARD);
 #pragma omp barrier
-    fire8_bn3_forward(fire8_bn3, fire8_conv3, P + 48272 /* fire8.bn3.weight */, P + 48336 /* fire8.bn3.bias */, P + 48400 /* fire8.bn3.running_mean */, P + 48464 /* fire8.bn3.running_var */, P + 48528 /* fire8.bn3.num_batches_tracked */, fire8_bn3_stats, training, s->rank_sum, s);
+    fire8_bn3_forward(fire8_bn3, fire8_conv3, P + 48272 /* fire8.bn3.weight */, P + 48336 /* fire8.bn3.bias */, P + 48400 /* fire8.bn3.running_mean */, P + 48464 /* fire8.bn3.running_var */, P + 48528 /* fire8.bn3.num_batches_tracked */, fire8_bn3_stats, (double *)(void *)fire8_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 59, NNCC_FORWARD);
 #pragma omp barrier
     nncc_copy_channels_team(fire8_cat1, 128, 0, fire8_bn2, 64, 0, 64, 64, 9);
@@ -1432,41 +1457,41 @@ static void backward(NnccState *s) {
   float *d_conv1 = (float *)(A + 2768896); /* [64,16,26,26] */
   float *bn1 = (float *)(A + 2768896); /* [64,16,26,26] */
   float *d_bn1 = (float *)(A + 5537792); /* [64,16,26,26] */
-  float *bn1_stats = (float *)(A + 23326080); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *bn1_stats = (float *)(A + 23329536); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *maxpool1 = (float *)(A + 9691136); /* [64,16,13,13] */
   float *d_maxpool1 = (float *)(A + 8306688); /* [64,16,13,13] */
   float *fire1_conv1 = (float *)(A + 19902464); /* [64,4,13,13] */
   float *d_fire1_conv1 = (float *)(A + 5537792); /* [64,4,13,13] */
   float *fire1_bn1 = (float *)(A + 20075520); /* [64,4,13,13] */
   float *d_fire1_bn1 = (float *)(A + 7614464); /* [64,4,13,13] */
-  float *fire1_bn1_stats = (float *)(A + 23329024); /* [2,4]: mean, 1/std; [2,4] double sums */
+  float *fire1_bn1_stats = (float *)(A + 23333056); /* [2,4]: mean, 1/std; [2,4] double sums */
   float *fire1_conv2 = (float *)(A + 10383360); /* [64,16,13,13] */
   float *d_fire1_conv2 = (float *)(A + 6230016); /* [64,16,13,13] */
   float *fire1_bn2 = (float *)(A + 11075584); /* [64,16,13,13] */
   float *d_fire1_bn2 = (float *)(A + 5537792); /* [64,16,13,13] */
-  float *fire1_bn2_stats = (float *)(A + 23326464); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire1_bn2_stats = (float *)(A + 23329920); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *fire1_conv3 = (float *)(A + 11767808); /* [64,16,13,13] */
   float *d_fire1_conv3 = (float *)(A + 6922240); /* [64,16,13,13] */
   float *fire1_bn3 = (float *)(A + 12460032); /* [64,16,13,13] */
   float *d_fire1_bn3 = (float *)(A + 6230016); /* [64,16,13,13] */
-  float *fire1_bn3_stats = (float *)(A + 23326848); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire1_bn3_stats = (float *)(A + 23330304); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *fire1_cat1 = (float *)(A + 5537792); /* [64,32,13,13] */
   float *d_fire1_cat1 = (float *)(A + 6922240); /* [64,32,13,13] */
   float *fire2_conv1 = (float *)(A + 20248576); /* [64,4,13,13] */
   float *d_fire2_conv1 = (float *)(A + 8306688); /* [64,4,13,13] */
   float *fire2_bn1 = (float *)(A + 20421632); /* [64,4,13,13] */
   float *d_fire2_bn1 = (float *)(A + 8998912); /* [64,4,13,13] */
-  float *fire2_bn1_stats = (float *)(A + 23329152); /* [2,4]: mean, 1/std; [2,4] double sums */
+  float *fire2_bn1_stats = (float *)(A + 23333184); /* [2,4]: mean, 1/std; [2,4] double sums */
   float *fire2_conv2 = (float *)(A + 13152256); /* [64,16,13,13] */
   float *d_fire2_conv2 = (float *)(A + 7614464); /* [64,16,13,13] */
   float *fire2_bn2 = (float *)(A + 13844480); /* [64,16,13,13] */
   float *d_fire2_bn2 = (float *)(A + 6922240); /* [64,16,13,13] */
-  float *fire2_bn2_stats = (float *)(A + 23327232); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire2_bn2_stats = (float *)(A + 23330688); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *fire2_conv3 = (float *)(A + 14536704); /* [64,16,13,13] */
   float *d_fire2_conv3 = (float *)(A + 8306688); /* [64,16,13,13] */
   float *fire2_bn3 = (float *)(A + 15228928); /* [64,16,13,13] */
   float *d_fire2_bn3 = (float *)(A + 7614464); /* [64,16,13,13] */
-  float *fire2_bn3_stats = (float *)(A + 23327616); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire2_bn3_stats = (float *)(A + 23331072); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *fire2_cat1 = (float *)(A + 6922240); /* [64,32,13,13] */
   float *d_fire2_cat1 = (float *)(A + 8306688); /* [64,32,13,13] */
   float *maxpool2 = (float *)(A + 16510976); /* [64,32,6,6] */
@@ -1475,34 +1500,34 @@ static void backward(NnccState *s) {
   float *d_fire3_conv1 = (float *)(A + 8306688); /* [64,8,6,6] */
   float *fire3_bn1 = (float *)(A + 22880256); /* [64,8,6,6] */
   float *d_fire3_bn1 = (float *)(A + 9191424); /* [64,8,6,6] */
-  float *fire3_bn1_stats = (float *)(A + 23328640); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *fire3_bn1_stats = (float *)(A + 9690880); /* [2,8]: mean, 1/std; [2,8] double sums */
   float *fire3_conv2 = (float *)(A + 16805888); /* [64,32,6,6] */
   float *d_fire3_conv2 = (float *)(A + 8601600); /* [64,32,6,6] */
   float *fire3_bn2 = (float *)(A + 17100800); /* [64,32,6,6] */
   float *d_fire3_bn2 = (float *)(A + 8306688); /* [64,32,6,6] */
-  float *fire3_bn2_stats = (float *)(A + 9690240); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire3_bn2_stats = (float *)(A + 9690112); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *fire3_conv3 = (float *)(A + 17395712); /* [64,32,6,6] */
   float *d_fire3_conv3 = (float *)(A + 8896512); /* [64,32,6,6] */
   float *fire3_bn3 = (float *)(A + 17690624); /* [64,32,6,6] */
   float *d_fire3_bn3 = (float *)(A + 8601600); /* [64,32,6,6] */
-  float *fire3_bn3_stats = (float *)(A + 23323776); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire3_bn3_stats = (float *)(A + 23327232); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *fire3_cat1 = (float *)(A + 8306688); /* [64,64,6,6] */
   float *d_fire3_cat1 = (float *)(A + 8896512); /* [64,64,6,6] */
   float *fire4_conv1 = (float *)(A + 22953984); /* [64,8,6,6] */
   float *d_fire4_conv1 = (float *)(A + 9560064); /* [64,8,6,6] */
   float *fire4_bn1 = (float *)(A + 23027712); /* [64,8,6,6] */
   float *d_fire4_bn1 = (float *)(A + 9486336); /* [64,8,6,6] */
-  float *fire4_bn1_stats = (float *)(A + 23328832); /* [2,8]: mean, 1/std; [2,8] double sums */
+  float *fire4_bn1_stats = (float *)(A + 23332864); /* [2,8]: mean, 1/std; [2,8] double sums */
   float *fire4_conv2 = (float *)(A + 17985536); /* [64,32,6,6] */
   float *d_fire4_conv2 = (float *)(A + 9191424); /* [64,32,6,6] */
   float *fire4_bn2 = (float *)(A + 18280448); /* [64,32,6,6] */
   float *d_fire4_bn2 = (float *)(A + 8896512); /* [64,32,6,6] */
-  float *fire4_bn2_stats = (float *)(A + 23324544); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire4_bn2_stats = (float *)(A + 23328000); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *fire4_conv3 = (float *)(A + 18575360); /* [64,32,6,6] */
   float *d_fire4_conv3 = (float *)(A + 15921152); /* [64,32,6,6] */
   float *fire4_bn3 = (float *)(A + 18870272); /* [64,32,6,6] */
   float *d_fire4_bn3 = (float *)(A + 9191424); /* [64,32,6,6] */
-  float *fire4_bn3_stats = (float *)(A + 23325312); /* [2,32]: mean, 1/std; [2,32] double sums */
+  float *fire4_bn3_stats = (float *)(A + 23328768); /* [2,32]: mean, 1/std; [2,32] double sums */
   float *fire4_cat1 = (float *)(A + 8896512); /* [64,64,6,6] */
   float *d_fire4_cat1 = (float *)(A + 15921152); /* [64,64,6,6] */
   float *maxpool3 = (float *)(A + 9486336); /* [64,64,3,3] */
@@ -1511,68 +1536,68 @@ static void backward(NnccState *s) {
   float *d_fire5_conv1 = (float *)(A + 9661440); /* [64,12,3,3] */
   float *fire5_bn1 = (float *)(A + 23239680); /* [64,12,3,3] */
   float *d_fire5_bn1 = (float *)(A + 9633792); /* [64,12,3,3] */
-  float *fire5_bn1_stats = (float *)(A + 23328000); /* [2,12]: mean, 1/std; [2,12] double sums */
+  float *fire5_bn1_stats = (float *)(A + 23332224); /* [2,12]: mean, 1/std; [2,12] double sums */
   float *fire5_conv2 = (float *)(A + 21921792); /* [64,48,3,3] */
   float *d_fire5_conv2 = (float *)(A + 15921152); /* [64,48,3,3] */
   float *fire5_bn2 = (float *)(A + 22032384); /* [64,48,3,3] */
   float *d_fire5_bn2 = (float *)(A + 16142336); /* [64,48,3,3] */
-  float *fire5_bn2_stats = (float *)(A + 9689088); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire5_bn2_stats = (float *)(A + 23322624); /* [2,48]: mean, 1/std; [2,48] double sums */
   float *fire5_conv3 = (float *)(A + 22142976); /* [64,48,3,3] */
   float *d_fire5_conv3 = (float *)(A + 15921152); /* [64,48,3,3] */
   float *fire5_bn3 = (float *)(A + 22253568); /* [64,48,3,3] */
   float *d_fire5_bn3 = (float *)(A + 16252928); /* [64,48,3,3] */
-  float *fire5_bn3_stats = (float *)(A + 23322624); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire5_bn3_stats = (float *)(A + 23323776); /* [2,48]: mean, 1/std; [2,48] double sums */
   float *fire5_cat1 = (float *)(A + 19460096); /* [64,96,3,3] */
   float *d_fire5_cat1 = (float *)(A + 15921152); /* [64,96,3,3] */
   float *fire6_conv1 = (float *)(A + 23267328); /* [64,12,3,3] */
   float *d_fire6_conv1 = (float *)(A + 9661440); /* [64,12,3,3] */
   float *fire6_bn1 = (float *)(A + 23294976); /* [64,12,3,3] */
   float *d_fire6_bn1 = (float *)(A + 9633792); /* [64,12,3,3] */
-  float *fire6_bn1_stats = (float *)(A + 23328320); /* [2,12]: mean, 1/std; [2,12] double sums */
+  float *fire6_bn1_stats = (float *)(A + 23332544); /* [2,12]: mean, 1/std; [2,12] double sums */
   float *fire6_conv2 = (float *)(A + 22364160); /* [64,48,3,3] */
   float *d_fire6_conv2 = (float *)(A + 15921152); /* [64,48,3,3] */
   float *fire6_bn2 = (float *)(A + 22474752); /* [64,48,3,3] */
   float *d_fire6_bn2 = (float *)(A + 16142336); /* [64,48,3,3] */
-  float *fire6_bn2_stats = (float *)(A + 9679360); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire6_bn2_stats = (float *)(A + 23324928); /* [2,48]: mean, 1/std; [2,48] double sums */
   float *fire6_conv3 = (float *)(A + 22585344); /* [64,48,3,3] */
   float *d_fire6_conv3 = (float *)(A + 15921152); /* [64,48,3,3] */
   float *fire6_bn3 = (float *)(A + 22695936); /* [64,48,3,3] */
   float *d_fire6_bn3 = (float *)(A + 16252928); /* [64,48,3,3] */
-  float *fire6_bn3_stats = (float *)(A + 9680512); /* [2,48]: mean, 1/std; [2,48] double sums */
+  float *fire6_bn3_stats = (float *)(A + 23326080); /* [2,48]: mean, 1/std; [2,48] double sums */
   float *fire6_cat1 = (float *)(A + 19681280); /* [64,96,3,3] */
   float *d_fire6_cat1 = (float *)(A + 15921152); /* [64,96,3,3] */
   float *fire7_conv1 = (float *)(A + 9633792); /* [64,16,3,3] */
   float *d_fire7_conv1 = (float *)(A + 16142336); /* [64,16,3,3] */
   float *fire7_bn1 = (float *)(A + 23101440); /* [64,16,3,3] */
   float *d_fire7_bn1 = (float *)(A + 16363520); /* [64,16,3,3] */
-  float *fire7_bn1_stats = (float *)(A + 9681664); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire7_bn1_stats = (float *)(A + 23331456); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *fire7_conv2 = (float *)(A + 20594688); /* [64,64,3,3] */
   float *d_fire7_conv2 = (float *)(A + 16068608); /* [64,64,3,3] */
   float *fire7_bn2 = (float *)(A + 20742144); /* [64,64,3,3] */
   float *d_fire7_bn2 = (float *)(A + 15921152); /* [64,64,3,3] */
-  float *fire7_bn2_stats = (float *)(A + 9673216); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire7_bn2_stats = (float *)(A + 9687040); /* [2,64]: mean, 1/std; [2,64] double sums */
   float *fire7_conv3 = (float *)(A + 20889600); /* [64,64,3,3] */
   float *d_fire7_conv3 = (float *)(A + 16216064); /* [64,64,3,3] */
   float *fire7_bn3 = (float *)(A + 21037056); /* [64,64,3,3] */
   float *d_fire7_bn3 = (float *)(A + 16068608); /* [64,64,3,3] */
-  float *fire7_bn3_stats = (float *)(A + 9674752); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire7_bn3_stats = (float *)(A + 9688576); /* [2,64]: mean, 1/std; [2,64] double sums */
   float *fire7_cat1 = (float *)(A + 15921152); /* [64,128,3,3] */
   float *d_fire7_cat1 = (float *)(A + 16216064); /* [64,128,3,3] */
   float *fire8_conv1 = (float *)(A + 23138304); /* [64,16,3,3] */
   float *d_fire8_conv1 = (float *)(A + 19338240); /* [64,16,3,3] */
   float *fire8_bn1 = (float *)(A + 23175168); /* [64,16,3,3] */
   float *d_fire8_bn1 = (float *)(A + 16363520); /* [64,16,3,3] */
-  float *fire8_bn1_stats = (float *)(A + 9682048); /* [2,16]: mean, 1/std; [2,16] double sums */
+  float *fire8_bn1_stats = (float *)(A + 23331840); /* [2,16]: mean, 1/std; [2,16] double sums */
   float *fire8_conv2 = (float *)(A + 21184512); /* [64,64,3,3] */
   float *d_fire8_conv2 = (float *)(A + 16216064); /* [64,64,3,3] */
   float *fire8_bn2 = (float *)(A + 21331968); /* [64,64,3,3] */
   float *d_fire8_bn2 = (float *)(A + 21774336); /* [64,64,3,3] */
-  float *fire8_bn2_stats = (float *)(A + 9676288); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire8_bn2_stats = (float *)(A + 9673216); /* [2,64]: mean, 1/std; [2,64] double sums */
   float *fire8_conv3 = (float *)(A + 21479424); /* [64,64,3,3] */
   float *d_fire8_conv3 = (float *)(A + 16216064); /* [64,64,3,3] */
   float *fire8_bn3 = (float *)(A + 21626880); /* [64,64,3,3] */
   float *d_fire8_bn3 = (float *)(A + 19165184); /* [64,64,3,3] */
-  float *fire8_bn3_stats = (float *)(A + 9677824); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *fire8_bn3_stats = (float *)(A + 9674752); /* [2,64]: mean, 1/std; [2,64] double sums */
   float *d_fire8_cat1 = (float *)(A + 16216064); /* [64,128,3,3] */
   float *dropout1 = (float *)(A + 16216064); /* [64,128,3,3] */
   float *d_dropout1 = (float *)(A + 19165184); /* [64,128,3,3] */

@@ -108,9 +108,9 @@ static const NnccParam params[] = {
 /* features1.conv1 = conv2d(x)  models/lib/vgg.nn:16:11
  *   x [64,1,32,32] -> [64,64,32,32] */
 _Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv1: output size");
-KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -124,11 +124,11 @@ SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1,
 KERNEL void features1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 64, 1024, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 64, 1024, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -151,9 +151,9 @@ KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restric
 /* features1.conv2 = conv2d(features1.maxpool1)  models/lib/vgg.nn:16:11
  *   features1.maxpool1 [64,64,16,16] -> [64,128,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv2: output size");
-KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -167,11 +167,11 @@ SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 
 KERNEL void features1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 128, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 128, 256, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -194,9 +194,9 @@ KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restric
 /* features1.conv3 = conv2d(features1.maxpool2)  models/lib/vgg.nn:16:11
  *   features1.maxpool2 [64,128,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv3: output size");
-KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -210,11 +210,11 @@ SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1
 KERNEL void features1_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 256, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -227,9 +227,9 @@ KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv4 = conv2d(features1.bn3)  models/lib/vgg.nn:16:11
  *   features1.bn3 [64,256,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv4: output size");
-KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv4_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -243,11 +243,11 @@ SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1
 KERNEL void features1_bn4_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 256, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv4's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn4_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -270,9 +270,9 @@ KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restric
 /* features1.conv5 = conv2d(features1.maxpool3)  models/lib/vgg.nn:16:11
  *   features1.maxpool3 [64,256,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv5: output size");
-KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv5_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -286,11 +286,11 @@ SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1
 KERNEL void features1_bn5_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv5's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -303,9 +303,9 @@ KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv6 = conv2d(features1.bn5)  models/lib/vgg.nn:16:11
  *   features1.bn5 [64,512,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv6: output size");
-KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv6_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -319,11 +319,11 @@ SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1
 KERNEL void features1_bn6_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv6's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -346,9 +346,9 @@ KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restric
 /* features1.conv7 = conv2d(features1.maxpool4)  models/lib/vgg.nn:16:11
  *   features1.maxpool4 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv7: output size");
-KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv7_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -362,11 +362,11 @@ SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1
 KERNEL void features1_bn7_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 4, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv7's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -379,9 +379,9 @@ KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv8 = conv2d(features1.bn7)  models/lib/vgg.nn:16:11
  *   features1.bn7 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv8: output size");
-KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv8_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -395,11 +395,11 @@ SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 1
 KERNEL void features1_bn8_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 4, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv8's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -471,95 +471,103 @@ static void forward(NnccState *s, int training) {
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *features1_bn1 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *features1_bn1_stats = (float *)(A + 89848832); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *features1_bn1_work = (float *)(A + 33554432); /* [64,64,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool1 = (float *)(A + 58720256); /* [64,64,16,16] */
   float *features1_conv2 = (float *)(A + 33554432); /* [64,128,16,16] */
   float *features1_bn2 = (float *)(A + 41943040); /* [64,128,16,16] */
   float *features1_bn2_stats = (float *)(A + 89845760); /* [2,128]: mean, 1/std; [2,128] double sums */
+  float *features1_bn2_work = (float *)(A + 50331648); /* [64,128,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool2 = (float *)(A + 75497472); /* [64,128,8,8] */
   float *features1_conv3 = (float *)(A + 50331648); /* [64,256,8,8] */
   float *features1_bn3 = (float *)(A + 54525952); /* [64,256,8,8] */
   float *features1_bn3_stats = (float *)(A + 89833472); /* [2,256]: mean, 1/std; [2,256] double sums */
+  float *features1_bn3_work = (float *)(A + 62914560); /* [64,256,2] double: each plane's sum, centred sum of squares */
   float *features1_conv4 = (float *)(A + 62914560); /* [64,256,8,8] */
   float *features1_bn4 = (float *)(A + 67108864); /* [64,256,8,8] */
   float *features1_bn4_stats = (float *)(A + 89839616); /* [2,256]: mean, 1/std; [2,256] double sums */
+  float *features1_bn4_work = (float *)(A + 71303168); /* [64,256,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool3 = (float *)(A + 83886080); /* [64,256,4,4] */
   float *features1_conv5 = (float *)(A + 71303168); /* [64,512,4,4] */
   float *features1_bn5 = (float *)(A + 73400320); /* [64,512,4,4] */
   float *features1_bn5_stats = (float *)(A + 89784320); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn5_work = (float *)(A + 77594624); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv6 = (float *)(A + 77594624); /* [64,512,4,4] */
   float *features1_bn6 = (float *)(A + 79691776); /* [64,512,4,4] */
   float *features1_bn6_stats = (float *)(A + 89796608); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn6_work = (float *)(A + 81788928); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool4 = (float *)(A + 87031808); /* [64,512,2,2] */
   float *features1_conv7 = (float *)(A + 87556096); /* [64,512,2,2] */
   float *features1_bn7 = (float *)(A + 88080384); /* [64,512,2,2] */
   float *features1_bn7_stats = (float *)(A + 89808896); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn7_work = (float *)(A + 81788928); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv8 = (float *)(A + 88604672); /* [64,512,2,2] */
   float *features1_bn8 = (float *)(A + 89128960); /* [64,512,2,2] */
   float *features1_bn8_stats = (float *)(A + 89821184); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn8_work = (float *)(A + 81788928); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool5 = (float *)(A + 89653248); /* [64,512,1,1] */
   float *classifier1_fc1 = (float *)(A + 81788928); /* [64,4096] */
   float *classifier1_fc2 = (float *)(A + 82837504); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
-    features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
+    features1_conv1_forward(features1_conv1, training ? (double *)(void *)features1_bn1_work : NULL, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn1_forward(features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, P + 704 /* features1.bn1.bias */, P + 768 /* features1.bn1.running_mean */, P + 832 /* features1.bn1.running_var */, P + 896 /* features1.bn1.num_batches_tracked */, features1_bn1_stats, training, s->rank_sum, s);
+    features1_bn1_forward(features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, P + 704 /* features1.bn1.bias */, P + 768 /* features1.bn1.running_mean */, P + 832 /* features1.bn1.running_var */, P + 896 /* features1.bn1.num_batches_tracked */, features1_bn1_stats, (double *)(void *)features1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool1_forward(features1_maxpool1, features1_bn1);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv2_forward(features1_conv2, features1_maxpool1, P + 912 /* features1.conv2.weight */, P + 74640 /* features1.conv2.bias */, scratch);
+    features1_conv2_forward(features1_conv2, training ? (double *)(void *)features1_bn2_work : NULL, features1_maxpool1, P + 912 /* features1.conv2.weight */, P + 74640 /* features1.conv2.bias */, scratch);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn2_forward(features1_bn2, features1_conv2, P + 74768 /* features1.bn2.weight */, P + 74896 /* features1.bn2.bias */, P + 75024 /* features1.bn2.running_mean */, P + 75152 /* features1.bn2.running_var */, P + 75280 /* features1.bn2.num_batches_tracked */, features1_bn2_stats, training, s->rank_sum, s);
+    features1_bn2_forward(features1_bn2, features1_conv2, P + 74768 /* features1.bn2.weight */, P + 74896 /* features1.bn2.bias */, P + 75024 /* features1.bn2.running_mean */, P + 75152 /* features1.bn2.running_var */, P + 75280 /* features1.bn2.num_batches_tracked */, features1_bn2_stats, (double *)(void *)features1_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool2_forward(features1_maxpool2, features1_bn2);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv3_forward(features1_conv3, features1_maxpool2, P + 75296 /* features1.conv3.weight */, P + 370208 /* features1.conv3.bias */, scratch);
+    features1_conv3_forward(features1_conv3, training ? (double *)(void *)features1_bn3_work : NULL, features1_maxpool2, P + 75296 /* features1.conv3.weight */, P + 370208 /* features1.conv3.bias */, scratch);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn3_forward(features1_bn3, features1_conv3, P + 370464 /* features1.bn3.weight */, P + 370720 /* features1.bn3.bias */, P + 370976 /* features1.bn3.running_mean */, P + 371232 /* features1.bn3.running_var */, P + 371488 /* features1.bn3.num_batches_tracked */, features1_bn3_stats, training, s->rank_sum, s);
+    features1_bn3_forward(features1_bn3, features1_conv3, P + 370464 /* features1.bn3.weight */, P + 370720 /* features1.bn3.bias */, P + 370976 /* features1.bn3.running_mean */, P + 371232 /* features1.bn3.running_var */, P + 371488 /* features1.bn3.num_batches_tracked */, features1_bn3_stats, (double *)(void *)features1_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv4_forward(features1_conv4, features1_bn3, P + 371504 /* features1.conv4.weight */, P + 961328 /* features1.conv4.bias */, scratch);
+    features1_conv4_forward(features1_conv4, training ? (double *)(void *)features1_bn4_work : NULL, features1_bn3, P + 371504 /* features1.conv4.weight */, P + 961328 /* features1.conv4.bias */, scratch);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn4_forward(features1_bn4, features1_conv4, P + 961584 /* features1.bn4.weight */, P + 961840 /* features1.bn4.bias */, P + 962096 /* features1.bn4.running_mean */, P + 962352 /* features1.bn4.running_var */, P + 962608 /* features1.bn4.num_batches_tracked */, features1_bn4_stats, training, s->rank_sum, s);
+    features1_bn4_forward(features1_bn4, features1_conv4, P + 961584 /* features1.bn4.weight */, P + 961840 /* features1.bn4.bias */, P + 962096 /* features1.bn4.running_mean */, P + 962352 /* features1.bn4.running_var */, P + 962608 /* features1.bn4.num_batches_tracked */, features1_bn4_stats, (double *)(void *)features1_bn4_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool3_forward(features1_maxpool3, features1_bn4);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv5_forward(features1_conv5, features1_maxpool3, P + 962624 /* features1.conv5.weight */, P + 2142272 /* features1.conv5.bias */, scratch);
+    features1_conv5_forward(features1_conv5, training ? (double *)(void *)features1_bn5_work : NULL, features1_maxpool3, P + 962624 /* features1.conv5.weight */, P + 2142272 /* features1.conv5.bias */, scratch);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn5_forward(features1_bn5, features1_conv5, P + 2142784 /* features1.bn5.weight */, P + 2143296 /* features1.bn5.bias */, P + 2143808 /* features1.bn5.running_mean */, P + 2144320 /* features1.bn5.running_var */, P + 2144832 /* features1.bn5.num_batches_tracked */, features1_bn5_stats, training, s->rank_sum, s);
+    features1_bn5_forward(features1_bn5, features1_conv5, P + 2142784 /* features1.bn5.weight */, P + 2143296 /* features1.bn5.bias */, P + 2143808 /* features1.bn5.running_mean */, P + 2144320 /* features1.bn5.running_var */, P + 2144832 /* features1.bn5.num_batches_tracked */, features1_bn5_stats, (double *)(void *)features1_bn5_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv6_forward(features1_conv6, features1_bn5, P + 2144848 /* features1.conv6.weight */, P + 4504144 /* features1.conv6.bias */, scratch);
+    features1_conv6_forward(features1_conv6, training ? (double *)(void *)features1_bn6_work : NULL, features1_bn5, P + 2144848 /* features1.conv6.weight */, P + 4504144 /* features1.conv6.bias */, scratch);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn6_forward(features1_bn6, features1_conv6, P + 4504656 /* features1.bn6.weight */, P + 4505168 /* features1.bn6.bias */, P + 4505680 /* features1.bn6.running_mean */, P + 4506192 /* features1.bn6.running_var */, P + 4506704 /* features1.bn6.num_batches_tracked */, features1_bn6_stats, training, s->rank_sum, s);
+    features1_bn6_forward(features1_bn6, features1_conv6, P + 4504656 /* features1.bn6.weight */, P + 4505168 /* features1.bn6.bias */, P + 4505680 /* features1.bn6.running_mean */, P + 4506192 /* features1.bn6.running_var */, P + 4506704 /* features1.bn6.num_batches_tracked */, features1_bn6_stats, (double *)(void *)features1_bn6_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool4_forward(features1_maxpool4, features1_bn6);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv7_forward(features1_conv7, features1_maxpool4, P + 4506720 /* features1.conv7.weight */, P + 6866016 /* features1.conv7.bias */, scratch);
+    features1_conv7_forward(features1_conv7, training ? (double *)(void *)features1_bn7_work : NULL, features1_maxpool4, P + 4506720 /* features1.conv7.weight */, P + 6866016 /* features1.conv7.bias */, scratch);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn7_forward(features1_bn7, features1_conv7, P + 6866528 /* features1.bn7.weight */, P + 6867040 /* features1.bn7.bias */, P + 6867552 /* features1.bn7.running_mean */, P + 6868064 /* features1.bn7.running_var */, P + 6868576 /* features1.bn7.num_batches_tracked */, features1_bn7_stats, training, s->rank_sum, s);
+    features1_bn7_forward(features1_bn7, features1_conv7, P + 6866528 /* features1.bn7.weight */, P + 6867040 /* features1.bn7.bias */, P + 6867552 /* features1.bn7.running_mean */, P + 6868064 /* features1.bn7.running_var */, P + 6868576 /* features1.bn7.num_batches_tracked */, features1_bn7_stats, (double *)(void *)features1_bn7_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv8_forward(features1_conv8, features1_bn7, P + 6868592 /* features1.conv8.weight */, P + 9227888 /* features1.conv8.bias */, scratch);
+    features1_conv8_forward(features1_conv8, training ? (double *)(void *)features1_bn8_work : NULL, features1_bn7, P + 6868592 /* features1.conv8.weight */, P + 9227888 /* features1.conv8.bias */, scratch);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn8_forward(features1_bn8, features1_conv8, P + 9228400 /* features1.bn8.weight */, P + 9228912 /* features1.bn8.bias */, P + 9229424 /* features1.bn8.running_mean */, P + 9229936 /* features1.bn8.running_var */, P + 9230448 /* features1.bn8.num_batches_tracked */, features1_bn8_stats, training, s->rank_sum, s);
+    features1_bn8_forward(features1_bn8, features1_conv8, P + 9228400 /* features1.bn8.weight */, P + 9228912 /* features1.bn8.bias */, P + 9229424 /* features1.bn8.running_mean */, P + 9229936 /* features1.bn8.running_var */, P + 9230448 /* features1.bn8.num_batches_tracked */, features1_bn8_stats, (double *)(void *)features1_bn8_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool5_forward(features1_maxpool5, features1_bn8);

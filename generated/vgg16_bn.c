@@ -143,9 +143,9 @@ static const NnccParam params[] = {
 /* features1.conv1 = conv2d(x)  models/lib/vgg.nn:16:11
  *   x [64,1,32,32] -> [64,64,32,32] */
 _Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv1: output size");
-KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -159,11 +159,11 @@ SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1,
 KERNEL void features1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 64, 1024, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 64, 1024, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -176,9 +176,9 @@ KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv2 = conv2d(features1.bn1)  models/lib/vgg.nn:16:11
  *   features1.bn1 [64,64,32,32] -> [64,64,32,32] */
 _Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv2: output size");
-KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -192,11 +192,11 @@ SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1
 KERNEL void features1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 64, 1024, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 64, 1024, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -219,9 +219,9 @@ KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restric
 /* features1.conv3 = conv2d(features1.maxpool1)  models/lib/vgg.nn:16:11
  *   features1.maxpool1 [64,64,16,16] -> [64,128,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv3: output size");
-KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -235,11 +235,11 @@ SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 
 KERNEL void features1_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 128, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 128, 256, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -252,9 +252,9 @@ KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv4 = conv2d(features1.bn3)  models/lib/vgg.nn:16:11
  *   features1.bn3 [64,128,16,16] -> [64,128,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv4: output size");
-KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv4_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -268,11 +268,11 @@ SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3,
 KERNEL void features1_bn4_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 128, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 128, 256, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv4's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn4_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -295,9 +295,9 @@ KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restric
 /* features1.conv5 = conv2d(features1.maxpool2)  models/lib/vgg.nn:16:11
  *   features1.maxpool2 [64,128,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv5: output size");
-KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv5_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -311,11 +311,11 @@ SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1
 KERNEL void features1_bn5_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 256, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv5's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -328,9 +328,9 @@ KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv6 = conv2d(features1.bn5)  models/lib/vgg.nn:16:11
  *   features1.bn5 [64,256,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv6: output size");
-KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv6_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -344,11 +344,11 @@ SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1
 KERNEL void features1_bn6_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 256, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv6's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -361,9 +361,9 @@ KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv7 = conv2d(features1.bn6)  models/lib/vgg.nn:16:11
  *   features1.bn6 [64,256,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv7: output size");
-KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv7_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -377,11 +377,11 @@ SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1
 KERNEL void features1_bn7_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 256, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv7's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -404,9 +404,9 @@ KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restric
 /* features1.conv8 = conv2d(features1.maxpool3)  models/lib/vgg.nn:16:11
  *   features1.maxpool3 [64,256,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv8: output size");
-KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv8_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -420,11 +420,11 @@ SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1
 KERNEL void features1_bn8_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv8's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -437,9 +437,9 @@ KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv9 = conv2d(features1.bn8)  models/lib/vgg.nn:16:11
  *   features1.bn8 [64,512,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv9: output size");
-KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv9_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -453,11 +453,11 @@ SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 1
 KERNEL void features1_bn9_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv9's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn9_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -470,9 +470,9 @@ KERNEL void features1_bn9_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv10 = conv2d(features1.bn9)  models/lib/vgg.nn:16:11
  *   features1.bn9 [64,512,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv10: output size");
-KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv10_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -486,11 +486,11 @@ SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 
 KERNEL void features1_bn10_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv10's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn10_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -513,9 +513,9 @@ KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restric
 /* features1.conv11 = conv2d(features1.maxpool4)  models/lib/vgg.nn:16:11
  *   features1.maxpool4 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv11: output size");
-KERNEL void features1_conv11_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv11_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv11_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -529,11 +529,11 @@ SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 
 KERNEL void features1_bn11_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 4, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv11's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn11_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -546,9 +546,9 @@ KERNEL void features1_bn11_backward(float *restrict dx, float *restrict dgamma, 
 /* features1.conv12 = conv2d(features1.bn11)  models/lib/vgg.nn:16:11
  *   features1.bn11 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv12: output size");
-KERNEL void features1_conv12_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv12_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -562,11 +562,11 @@ SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 
 KERNEL void features1_bn12_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 4, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv12's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn12_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -579,9 +579,9 @@ KERNEL void features1_bn12_backward(float *restrict dx, float *restrict dgamma, 
 /* features1.conv13 = conv2d(features1.bn12)  models/lib/vgg.nn:16:11
  *   features1.bn12 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv13: output size");
-KERNEL void features1_conv13_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv13_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv13_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -595,11 +595,11 @@ SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 
 KERNEL void features1_bn13_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 4, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv13's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn13_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -671,140 +671,153 @@ static void forward(NnccState *s, int training) {
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *features1_bn1 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *features1_bn1_stats = (float *)(A + 153845760); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *features1_bn1_work = (float *)(A + 33554432); /* [64,64,2] double: each plane's sum, centred sum of squares */
   float *features1_conv2 = (float *)(A + 33554432); /* [64,64,32,32] */
   float *features1_bn2 = (float *)(A + 50331648); /* [64,64,32,32] */
   float *features1_bn2_stats = (float *)(A + 153847296); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *features1_bn2_work = (float *)(A + 67108864); /* [64,64,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool1 = (float *)(A + 109051904); /* [64,64,16,16] */
   float *features1_conv3 = (float *)(A + 67108864); /* [64,128,16,16] */
   float *features1_bn3 = (float *)(A + 75497472); /* [64,128,16,16] */
   float *features1_bn3_stats = (float *)(A + 153839616); /* [2,128]: mean, 1/std; [2,128] double sums */
+  float *features1_bn3_work = (float *)(A + 83886080); /* [64,128,2] double: each plane's sum, centred sum of squares */
   float *features1_conv4 = (float *)(A + 83886080); /* [64,128,16,16] */
   float *features1_bn4 = (float *)(A + 92274688); /* [64,128,16,16] */
   float *features1_bn4_stats = (float *)(A + 153842688); /* [2,128]: mean, 1/std; [2,128] double sums */
+  float *features1_bn4_work = (float *)(A + 100663296); /* [64,128,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool2 = (float *)(A + 134217728); /* [64,128,8,8] */
   float *features1_conv5 = (float *)(A + 100663296); /* [64,256,8,8] */
   float *features1_bn5 = (float *)(A + 104857600); /* [64,256,8,8] */
   float *features1_bn5_stats = (float *)(A + 153821184); /* [2,256]: mean, 1/std; [2,256] double sums */
+  float *features1_bn5_work = (float *)(A + 113246208); /* [64,256,2] double: each plane's sum, centred sum of squares */
   float *features1_conv6 = (float *)(A + 113246208); /* [64,256,8,8] */
   float *features1_bn6 = (float *)(A + 117440512); /* [64,256,8,8] */
   float *features1_bn6_stats = (float *)(A + 153827328); /* [2,256]: mean, 1/std; [2,256] double sums */
+  float *features1_bn6_work = (float *)(A + 121634816); /* [64,256,2] double: each plane's sum, centred sum of squares */
   float *features1_conv7 = (float *)(A + 121634816); /* [64,256,8,8] */
   float *features1_bn7 = (float *)(A + 125829120); /* [64,256,8,8] */
   float *features1_bn7_stats = (float *)(A + 153833472); /* [2,256]: mean, 1/std; [2,256] double sums */
+  float *features1_bn7_work = (float *)(A + 130023424); /* [64,256,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool3 = (float *)(A + 146800640); /* [64,256,4,4] */
   float *features1_conv8 = (float *)(A + 130023424); /* [64,512,4,4] */
   float *features1_bn8 = (float *)(A + 132120576); /* [64,512,4,4] */
   float *features1_bn8_stats = (float *)(A + 153747456); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn8_work = (float *)(A + 136314880); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv9 = (float *)(A + 136314880); /* [64,512,4,4] */
   float *features1_bn9 = (float *)(A + 138412032); /* [64,512,4,4] */
   float *features1_bn9_stats = (float *)(A + 153759744); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn9_work = (float *)(A + 140509184); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv10 = (float *)(A + 140509184); /* [64,512,4,4] */
   float *features1_bn10 = (float *)(A + 142606336); /* [64,512,4,4] */
   float *features1_bn10_stats = (float *)(A + 153772032); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn10_work = (float *)(A + 144703488); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool4 = (float *)(A + 149946368); /* [64,512,2,2] */
   float *features1_conv11 = (float *)(A + 150470656); /* [64,512,2,2] */
   float *features1_bn11 = (float *)(A + 150994944); /* [64,512,2,2] */
   float *features1_bn11_stats = (float *)(A + 153784320); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn11_work = (float *)(A + 144703488); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv12 = (float *)(A + 151519232); /* [64,512,2,2] */
   float *features1_bn12 = (float *)(A + 152043520); /* [64,512,2,2] */
   float *features1_bn12_stats = (float *)(A + 153796608); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn12_work = (float *)(A + 144703488); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv13 = (float *)(A + 152567808); /* [64,512,2,2] */
   float *features1_bn13 = (float *)(A + 153092096); /* [64,512,2,2] */
   float *features1_bn13_stats = (float *)(A + 153808896); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn13_work = (float *)(A + 144703488); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool5 = (float *)(A + 153616384); /* [64,512,1,1] */
   float *classifier1_fc1 = (float *)(A + 144703488); /* [64,4096] */
   float *classifier1_fc2 = (float *)(A + 145752064); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
-    features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
+    features1_conv1_forward(features1_conv1, training ? (double *)(void *)features1_bn1_work : NULL, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn1_forward(features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, P + 704 /* features1.bn1.bias */, P + 768 /* features1.bn1.running_mean */, P + 832 /* features1.bn1.running_var */, P + 896 /* features1.bn1.num_batches_tracked */, features1_bn1_stats, training, s->rank_sum, s);
+    features1_bn1_forward(features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, P + 704 /* features1.bn1.bias */, P + 768 /* features1.bn1.running_mean */, P + 832 /* features1.bn1.running_var */, P + 896 /* features1.bn1.num_batches_tracked */, features1_bn1_stats, (double *)(void *)features1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv2_forward(features1_conv2, features1_bn1, P + 912 /* features1.conv2.weight */, P + 37776 /* features1.conv2.bias */, scratch);
+    features1_conv2_forward(features1_conv2, training ? (double *)(void *)features1_bn2_work : NULL, features1_bn1, P + 912 /* features1.conv2.weight */, P + 37776 /* features1.conv2.bias */, scratch);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn2_forward(features1_bn2, features1_conv2, P + 37840 /* features1.bn2.weight */, P + 37904 /* features1.bn2.bias */, P + 37968 /* features1.bn2.running_mean */, P + 38032 /* features1.bn2.running_var */, P + 38096 /* features1.bn2.num_batches_tracked */, features1_bn2_stats, training, s->rank_sum, s);
+    features1_bn2_forward(features1_bn2, features1_conv2, P + 37840 /* features1.bn2.weight */, P + 37904 /* features1.bn2.bias */, P + 37968 /* features1.bn2.running_mean */, P + 38032 /* features1.bn2.running_var */, P + 38096 /* features1.bn2.num_batches_tracked */, features1_bn2_stats, (double *)(void *)features1_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool1_forward(features1_maxpool1, features1_bn2);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv3_forward(features1_conv3, features1_maxpool1, P + 38112 /* features1.conv3.weight */, P + 111840 /* features1.conv3.bias */, scratch);
+    features1_conv3_forward(features1_conv3, training ? (double *)(void *)features1_bn3_work : NULL, features1_maxpool1, P + 38112 /* features1.conv3.weight */, P + 111840 /* features1.conv3.bias */, scratch);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn3_forward(features1_bn3, features1_conv3, P + 111968 /* features1.bn3.weight */, P + 112096 /* features1.bn3.bias */, P + 112224 /* features1.bn3.running_mean */, P + 112352 /* features1.bn3.running_var */, P + 112480 /* features1.bn3.num_batches_tracked */, features1_bn3_stats, training, s->rank_sum, s);
+    features1_bn3_forward(features1_bn3, features1_conv3, P + 111968 /* features1.bn3.weight */, P + 112096 /* features1.bn3.bias */, P + 112224 /* features1.bn3.running_mean */, P + 112352 /* features1.bn3.running_var */, P + 112480 /* features1.bn3.num_batches_tracked */, features1_bn3_stats, (double *)(void *)features1_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv4_forward(features1_conv4, features1_bn3, P + 112496 /* features1.conv4.weight */, P + 259952 /* features1.conv4.bias */, scratch);
+    features1_conv4_forward(features1_conv4, training ? (double *)(void *)features1_bn4_work : NULL, features1_bn3, P + 112496 /* features1.conv4.weight */, P + 259952 /* features1.conv4.bias */, scratch);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn4_forward(features1_bn4, features1_conv4, P + 260080 /* features1.bn4.weight */, P + 260208 /* features1.bn4.bias */, P + 260336 /* features1.bn4.running_mean */, P + 260464 /* features1.bn4.running_var */, P + 260592 /* features1.bn4.num_batches_tracked */, features1_bn4_stats, training, s->rank_sum, s);
+    features1_bn4_forward(features1_bn4, features1_conv4, P + 260080 /* features1.bn4.weight */, P + 260208 /* features1.bn4.bias */, P + 260336 /* features1.bn4.running_mean */, P + 260464 /* features1.bn4.running_var */, P + 260592 /* features1.bn4.num_batches_tracked */, features1_bn4_stats, (double *)(void *)features1_bn4_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool2_forward(features1_maxpool2, features1_bn4);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv5_forward(features1_conv5, features1_maxpool2, P + 260608 /* features1.conv5.weight */, P + 555520 /* features1.conv5.bias */, scratch);
+    features1_conv5_forward(features1_conv5, training ? (double *)(void *)features1_bn5_work : NULL, features1_maxpool2, P + 260608 /* features1.conv5.weight */, P + 555520 /* features1.conv5.bias */, scratch);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn5_forward(features1_bn5, features1_conv5, P + 555776 /* features1.bn5.weight */, P + 556032 /* features1.bn5.bias */, P + 556288 /* features1.bn5.running_mean */, P + 556544 /* features1.bn5.running_var */, P + 556800 /* features1.bn5.num_batches_tracked */, features1_bn5_stats, training, s->rank_sum, s);
+    features1_bn5_forward(features1_bn5, features1_conv5, P + 555776 /* features1.bn5.weight */, P + 556032 /* features1.bn5.bias */, P + 556288 /* features1.bn5.running_mean */, P + 556544 /* features1.bn5.running_var */, P + 556800 /* features1.bn5.num_batches_tracked */, features1_bn5_stats, (double *)(void *)features1_bn5_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv6_forward(features1_conv6, features1_bn5, P + 556816 /* features1.conv6.weight */, P + 1146640 /* features1.conv6.bias */, scratch);
+    features1_conv6_forward(features1_conv6, training ? (double *)(void *)features1_bn6_work : NULL, features1_bn5, P + 556816 /* features1.conv6.weight */, P + 1146640 /* features1.conv6.bias */, scratch);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn6_forward(features1_bn6, features1_conv6, P + 1146896 /* features1.bn6.weight */, P + 1147152 /* features1.bn6.bias */, P + 1147408 /* features1.bn6.running_mean */, P + 1147664 /* features1.bn6.running_var */, P + 1147920 /* features1.bn6.num_batches_tracked */, features1_bn6_stats, training, s->rank_sum, s);
+    features1_bn6_forward(features1_bn6, features1_conv6, P + 1146896 /* features1.bn6.weight */, P + 1147152 /* features1.bn6.bias */, P + 1147408 /* features1.bn6.running_mean */, P + 1147664 /* features1.bn6.running_var */, P + 1147920 /* features1.bn6.num_batches_tracked */, features1_bn6_stats, (double *)(void *)features1_bn6_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv7_forward(features1_conv7, features1_bn6, P + 1147936 /* features1.conv7.weight */, P + 1737760 /* features1.conv7.bias */, scratch);
+    features1_conv7_forward(features1_conv7, training ? (double *)(void *)features1_bn7_work : NULL, features1_bn6, P + 1147936 /* features1.conv7.weight */, P + 1737760 /* features1.conv7.bias */, scratch);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn7_forward(features1_bn7, features1_conv7, P + 1738016 /* features1.bn7.weight */, P + 1738272 /* features1.bn7.bias */, P + 1738528 /* features1.bn7.running_mean */, P + 1738784 /* features1.bn7.running_var */, P + 1739040 /* features1.bn7.num_batches_tracked */, features1_bn7_stats, training, s->rank_sum, s);
+    features1_bn7_forward(features1_bn7, features1_conv7, P + 1738016 /* features1.bn7.weight */, P + 1738272 /* features1.bn7.bias */, P + 1738528 /* features1.bn7.running_mean */, P + 1738784 /* features1.bn7.running_var */, P + 1739040 /* features1.bn7.num_batches_tracked */, features1_bn7_stats, (double *)(void *)features1_bn7_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool3_forward(features1_maxpool3, features1_bn7);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv8_forward(features1_conv8, features1_maxpool3, P + 1739056 /* features1.conv8.weight */, P + 2918704 /* features1.conv8.bias */, scratch);
+    features1_conv8_forward(features1_conv8, training ? (double *)(void *)features1_bn8_work : NULL, features1_maxpool3, P + 1739056 /* features1.conv8.weight */, P + 2918704 /* features1.conv8.bias */, scratch);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn8_forward(features1_bn8, features1_conv8, P + 2919216 /* features1.bn8.weight */, P + 2919728 /* features1.bn8.bias */, P + 2920240 /* features1.bn8.running_mean */, P + 2920752 /* features1.bn8.running_var */, P + 2921264 /* features1.bn8.num_batches_tracked */, features1_bn8_stats, training, s->rank_sum, s);
+    features1_bn8_forward(features1_bn8, features1_conv8, P + 2919216 /* features1.bn8.weight */, P + 2919728 /* features1.bn8.bias */, P + 2920240 /* features1.bn8.running_mean */, P + 2920752 /* features1.bn8.running_var */, P + 2921264 /* features1.bn8.num_batches_tracked */, features1_bn8_stats, (double *)(void *)features1_bn8_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv9_forward(features1_conv9, features1_bn8, P + 2921280 /* features1.conv9.weight */, P + 5280576 /* features1.conv9.bias */, scratch);
+    features1_conv9_forward(features1_conv9, training ? (double *)(void *)features1_bn9_work : NULL, features1_bn8, P + 2921280 /* features1.conv9.weight */, P + 5280576 /* features1.conv9.bias */, scratch);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn9_forward(features1_bn9, features1_conv9, P + 5281088 /* features1.bn9.weight */, P + 5281600 /* features1.bn9.bias */, P + 5282112 /* features1.bn9.running_mean */, P + 5282624 /* features1.bn9.running_var */, P + 5283136 /* features1.bn9.num_batches_tracked */, features1_bn9_stats, training, s->rank_sum, s);
+    features1_bn9_forward(features1_bn9, features1_conv9, P + 5281088 /* features1.bn9.weight */, P + 5281600 /* features1.bn9.bias */, P + 5282112 /* features1.bn9.running_mean */, P + 5282624 /* features1.bn9.running_var */, P + 5283136 /* features1.bn9.num_batches_tracked */, features1_bn9_stats, (double *)(void *)features1_bn9_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv10_forward(features1_conv10, features1_bn9, P + 5283152 /* features1.conv10.weight */, P + 7642448 /* features1.conv10.bias */, scratch);
+    features1_conv10_forward(features1_conv10, training ? (double *)(void *)features1_bn10_work : NULL, features1_bn9, P + 5283152 /* features1.conv10.weight */, P + 7642448 /* features1.conv10.bias */, scratch);
     if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn10_forward(features1_bn10, features1_conv10, P + 7642960 /* features1.bn10.weight */, P + 7643472 /* features1.bn10.bias */, P + 7643984 /* features1.bn10.running_mean */, P + 7644496 /* features1.bn10.running_var */, P + 7645008 /* features1.bn10.num_batches_tracked */, features1_bn10_stats, training, s->rank_sum, s);
+    features1_bn10_forward(features1_bn10, features1_conv10, P + 7642960 /* features1.bn10.weight */, P + 7643472 /* features1.bn10.bias */, P + 7643984 /* features1.bn10.running_mean */, P + 7644496 /* features1.bn10.running_var */, P + 7645008 /* features1.bn10.num_batches_tracked */, features1_bn10_stats, (double *)(void *)features1_bn10_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool4_forward(features1_maxpool4, features1_bn10);
     if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv11_forward(features1_conv11, features1_maxpool4, P + 7645024 /* features1.conv11.weight */, P + 10004320 /* features1.conv11.bias */, scratch);
+    features1_conv11_forward(features1_conv11, training ? (double *)(void *)features1_bn11_work : NULL, features1_maxpool4, P + 7645024 /* features1.conv11.weight */, P + 10004320 /* features1.conv11.bias */, scratch);
     if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn11_forward(features1_bn11, features1_conv11, P + 10004832 /* features1.bn11.weight */, P + 10005344 /* features1.bn11.bias */, P + 10005856 /* features1.bn11.running_mean */, P + 10006368 /* features1.bn11.running_var */, P + 10006880 /* features1.bn11.num_batches_tracked */, features1_bn11_stats, training, s->rank_sum, s);
+    features1_bn11_forward(features1_bn11, features1_conv11, P + 10004832 /* features1.bn11.weight */, P + 10005344 /* features1.bn11.bias */, P + 10005856 /* features1.bn11.running_mean */, P + 10006368 /* features1.bn11.running_var */, P + 10006880 /* features1.bn11.num_batches_tracked */, features1_bn11_stats, (double *)(void *)features1_bn11_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv12_forward(features1_conv12, features1_bn11, P + 10006896 /* features1.conv12.weight */, P + 12366192 /* features1.conv12.bias */, scratch);
+    features1_conv12_forward(features1_conv12, training ? (double *)(void *)features1_bn12_work : NULL, features1_bn11, P + 10006896 /* features1.conv12.weight */, P + 12366192 /* features1.conv12.bias */, scratch);
     if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn12_forward(features1_bn12, features1_conv12, P + 12366704 /* features1.bn12.weight */, P + 12367216 /* features1.bn12.bias */, P + 12367728 /* features1.bn12.running_mean */, P + 12368240 /* features1.bn12.running_var */, P + 12368752 /* features1.bn12.num_batches_tracked */, features1_bn12_stats, training, s->rank_sum, s);
+    features1_bn12_forward(features1_bn12, features1_conv12, P + 12366704 /* features1.bn12.weight */, P + 12367216 /* features1.bn12.bias */, P + 12367728 /* features1.bn12.running_mean */, P + 12368240 /* features1.bn12.running_var */, P + 12368752 /* features1.bn12.num_batches_tracked */, features1_bn12_stats, (double *)(void *)features1_bn12_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv13_forward(features1_conv13, features1_bn12, P + 12368768 /* features1.conv13.weight */, P + 14728064 /* features1.conv13.bias */, scratch);
+    features1_conv13_forward(features1_conv13, training ? (double *)(void *)features1_bn13_work : NULL, features1_bn12, P + 12368768 /* features1.conv13.weight */, P + 14728064 /* features1.conv13.bias */, scratch);
     if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn13_forward(features1_bn13, features1_conv13, P + 14728576 /* features1.bn13.weight */, P + 14729088 /* features1.bn13.bias */, P + 14729600 /* features1.bn13.running_mean */, P + 14730112 /* features1.bn13.running_var */, P + 14730624 /* features1.bn13.num_batches_tracked */, features1_bn13_stats, training, s->rank_sum, s);
+    features1_bn13_forward(features1_bn13, features1_conv13, P + 14728576 /* features1.bn13.weight */, P + 14729088 /* features1.bn13.bias */, P + 14729600 /* features1.bn13.running_mean */, P + 14730112 /* features1.bn13.running_var */, P + 14730624 /* features1.bn13.num_batches_tracked */, features1_bn13_stats, (double *)(void *)features1_bn13_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 29, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool5_forward(features1_maxpool5, features1_bn13);

@@ -164,9 +164,9 @@ static const NnccParam params[] = {
 /* features1.conv1 = conv2d(x)  models/lib/vgg.nn:16:11
  *   x [64,1,32,32] -> [64,64,32,32] */
 _Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv1: output size");
-KERNEL void features1_conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv1_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 1, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -180,11 +180,11 @@ SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1,
 KERNEL void features1_bn1_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 64, 1024, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 64, 1024, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv1's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -197,9 +197,9 @@ KERNEL void features1_bn1_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv2 = conv2d(features1.bn1)  models/lib/vgg.nn:16:11
  *   features1.bn1 [64,64,32,32] -> [64,64,32,32] */
 _Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv2: output size");
-KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv2_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -213,11 +213,11 @@ SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1
 KERNEL void features1_bn2_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 64, 1024, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 64, 1024, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv2's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn2_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -240,9 +240,9 @@ KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restric
 /* features1.conv3 = conv2d(features1.maxpool1)  models/lib/vgg.nn:16:11
  *   features1.maxpool1 [64,64,16,16] -> [64,128,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv3: output size");
-KERNEL void features1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv3_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 64, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -256,11 +256,11 @@ SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 
 KERNEL void features1_bn3_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 128, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 128, 256, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv3's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -273,9 +273,9 @@ KERNEL void features1_bn3_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv4 = conv2d(features1.bn3)  models/lib/vgg.nn:16:11
  *   features1.bn3 [64,128,16,16] -> [64,128,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv4: output size");
-KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv4_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -289,11 +289,11 @@ SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3,
 KERNEL void features1_bn4_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 128, 256, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 128, 256, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv4's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn4_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -316,9 +316,9 @@ KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restric
 /* features1.conv5 = conv2d(features1.maxpool2)  models/lib/vgg.nn:16:11
  *   features1.maxpool2 [64,128,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv5: output size");
-KERNEL void features1_conv5_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv5_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv5_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -332,11 +332,11 @@ SCRATCH(features1_conv5, nncc_conv2d_forward_scratch(64, 128, 8, 8, 256, 3, 3, 1
 KERNEL void features1_bn5_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 256, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv5's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -349,9 +349,9 @@ KERNEL void features1_bn5_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv6 = conv2d(features1.bn5)  models/lib/vgg.nn:16:11
  *   features1.bn5 [64,256,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv6: output size");
-KERNEL void features1_conv6_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv6_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv6_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -365,11 +365,11 @@ SCRATCH(features1_conv6, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1
 KERNEL void features1_bn6_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 256, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv6's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -382,9 +382,9 @@ KERNEL void features1_bn6_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv7 = conv2d(features1.bn6)  models/lib/vgg.nn:16:11
  *   features1.bn6 [64,256,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv7: output size");
-KERNEL void features1_conv7_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv7_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv7_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -398,11 +398,11 @@ SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1
 KERNEL void features1_bn7_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 256, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv7's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -415,9 +415,9 @@ KERNEL void features1_bn7_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv8 = conv2d(features1.bn7)  models/lib/vgg.nn:16:11
  *   features1.bn7 [64,256,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv8: output size");
-KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv8_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -431,11 +431,11 @@ SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1
 KERNEL void features1_bn8_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 256, 64, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 256, 64, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv8's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn8_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -458,9 +458,9 @@ KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restric
 /* features1.conv9 = conv2d(features1.maxpool3)  models/lib/vgg.nn:16:11
  *   features1.maxpool3 [64,256,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv9: output size");
-KERNEL void features1_conv9_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv9_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 256, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv9_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -474,11 +474,11 @@ SCRATCH(features1_conv9, nncc_conv2d_forward_scratch(64, 256, 4, 4, 512, 3, 3, 1
 KERNEL void features1_bn9_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv9's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn9_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -491,9 +491,9 @@ KERNEL void features1_bn9_backward(float *restrict dx, float *restrict dgamma, f
 /* features1.conv10 = conv2d(features1.bn9)  models/lib/vgg.nn:16:11
  *   features1.bn9 [64,512,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv10: output size");
-KERNEL void features1_conv10_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv10_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv10_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -507,11 +507,11 @@ SCRATCH(features1_conv10, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 
 KERNEL void features1_bn10_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv10's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn10_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -524,9 +524,9 @@ KERNEL void features1_bn10_backward(float *restrict dx, float *restrict dgamma, 
 /* features1.conv11 = conv2d(features1.bn10)  models/lib/vgg.nn:16:11
  *   features1.bn10 [64,512,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv11: output size");
-KERNEL void features1_conv11_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv11_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv11_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -540,11 +540,11 @@ SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 
 KERNEL void features1_bn11_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv11's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn11_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -557,9 +557,9 @@ KERNEL void features1_bn11_backward(float *restrict dx, float *restrict dgamma, 
 /* features1.conv12 = conv2d(features1.bn11)  models/lib/vgg.nn:16:11
  *   features1.bn11 [64,512,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv12: output size");
-KERNEL void features1_conv12_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv12_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -573,11 +573,11 @@ SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 
 KERNEL void features1_bn12_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 16, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 16, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv12's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn12_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -600,9 +600,9 @@ KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restric
 /* features1.conv13 = conv2d(features1.maxpool4)  models/lib/vgg.nn:16:11
  *   features1.maxpool4 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv13: output size");
-KERNEL void features1_conv13_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv13_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv13_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -616,11 +616,11 @@ SCRATCH(features1_conv13, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 
 KERNEL void features1_bn13_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 4, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv13's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn13_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -633,9 +633,9 @@ KERNEL void features1_bn13_backward(float *restrict dx, float *restrict dgamma, 
 /* features1.conv14 = conv2d(features1.bn13)  models/lib/vgg.nn:16:11
  *   features1.bn13 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv14: output size");
-KERNEL void features1_conv14_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv14_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv14_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -649,11 +649,11 @@ SCRATCH(features1_conv14, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 
 KERNEL void features1_bn14_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 4, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv14's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn14_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -666,9 +666,9 @@ KERNEL void features1_bn14_backward(float *restrict dx, float *restrict dgamma, 
 /* features1.conv15 = conv2d(features1.bn14)  models/lib/vgg.nn:16:11
  *   features1.bn14 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv15: output size");
-KERNEL void features1_conv15_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv15_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv15_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -682,11 +682,11 @@ SCRATCH(features1_conv15, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 
 KERNEL void features1_bn15_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 4, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv15's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn15_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x,
@@ -699,9 +699,9 @@ KERNEL void features1_bn15_backward(float *restrict dx, float *restrict dgamma, 
 /* features1.conv16 = conv2d(features1.bn15)  models/lib/vgg.nn:16:11
  *   features1.bn15 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv16: output size");
-KERNEL void features1_conv16_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
+KERNEL void features1_conv16_forward(float *restrict y, double *restrict pstats, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_NONE, 0.0f);
 }
 KERNEL void features1_conv16_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -715,11 +715,11 @@ SCRATCH(features1_conv16, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 
 KERNEL void features1_bn16_forward(float *restrict y, const float *restrict x,
     const float *restrict gamma, const float *restrict beta,
     float *restrict running_mean, float *restrict running_var,
-    float *restrict num_batches_tracked, float *restrict stats,
+    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,
     int training, nncc_rank_sum_fn rank_sum, void *ctx) {
   nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,
-                                num_batches_tracked, stats, 64, 512, 4, 1e-05, 0.1, training,
-                                NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
+                                num_batches_tracked, stats, planes, 64, 512, 4, 1e-05, 0.1, training,
+                                1 /* plane statistics: features1.conv16's epilogue */, NNCC_ACT_RELU, 0.0f, 8, 64, rank_sum, ctx);
 }
 KERNEL void features1_bn16_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
     const float *restrict dy, const float *restrict x,
@@ -791,167 +791,183 @@ static void forward(NnccState *s, int training) {
   float *features1_conv1 = (float *)(A + 0); /* [64,64,32,32] */
   float *features1_bn1 = (float *)(A + 16777216); /* [64,64,32,32] */
   float *features1_bn1_stats = (float *)(A + 167507968); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *features1_bn1_work = (float *)(A + 33554432); /* [64,64,2] double: each plane's sum, centred sum of squares */
   float *features1_conv2 = (float *)(A + 33554432); /* [64,64,32,32] */
   float *features1_bn2 = (float *)(A + 50331648); /* [64,64,32,32] */
   float *features1_bn2_stats = (float *)(A + 167509504); /* [2,64]: mean, 1/std; [2,64] double sums */
+  float *features1_bn2_work = (float *)(A + 67108864); /* [64,64,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool1 = (float *)(A + 109051904); /* [64,64,16,16] */
   float *features1_conv3 = (float *)(A + 67108864); /* [64,128,16,16] */
   float *features1_bn3 = (float *)(A + 75497472); /* [64,128,16,16] */
   float *features1_bn3_stats = (float *)(A + 167501824); /* [2,128]: mean, 1/std; [2,128] double sums */
+  float *features1_bn3_work = (float *)(A + 83886080); /* [64,128,2] double: each plane's sum, centred sum of squares */
   float *features1_conv4 = (float *)(A + 83886080); /* [64,128,16,16] */
   float *features1_bn4 = (float *)(A + 92274688); /* [64,128,16,16] */
   float *features1_bn4_stats = (float *)(A + 167504896); /* [2,128]: mean, 1/std; [2,128] double sums */
+  float *features1_bn4_work = (float *)(A + 100663296); /* [64,128,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool2 = (float *)(A + 142606336); /* [64,128,8,8] */
   float *features1_conv5 = (float *)(A + 100663296); /* [64,256,8,8] */
   float *features1_bn5 = (float *)(A + 104857600); /* [64,256,8,8] */
   float *features1_bn5_stats = (float *)(A + 167477248); /* [2,256]: mean, 1/std; [2,256] double sums */
+  float *features1_bn5_work = (float *)(A + 113246208); /* [64,256,2] double: each plane's sum, centred sum of squares */
   float *features1_conv6 = (float *)(A + 113246208); /* [64,256,8,8] */
   float *features1_bn6 = (float *)(A + 117440512); /* [64,256,8,8] */
   float *features1_bn6_stats = (float *)(A + 167483392); /* [2,256]: mean, 1/std; [2,256] double sums */
+  float *features1_bn6_work = (float *)(A + 121634816); /* [64,256,2] double: each plane's sum, centred sum of squares */
   float *features1_conv7 = (float *)(A + 121634816); /* [64,256,8,8] */
   float *features1_bn7 = (float *)(A + 125829120); /* [64,256,8,8] */
   float *features1_bn7_stats = (float *)(A + 167489536); /* [2,256]: mean, 1/std; [2,256] double sums */
+  float *features1_bn7_work = (float *)(A + 130023424); /* [64,256,2] double: each plane's sum, centred sum of squares */
   float *features1_conv8 = (float *)(A + 130023424); /* [64,256,8,8] */
   float *features1_bn8 = (float *)(A + 134217728); /* [64,256,8,8] */
   float *features1_bn8_stats = (float *)(A + 167495680); /* [2,256]: mean, 1/std; [2,256] double sums */
+  float *features1_bn8_work = (float *)(A + 138412032); /* [64,256,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool3 = (float *)(A + 159383552); /* [64,256,4,4] */
   float *features1_conv9 = (float *)(A + 138412032); /* [64,512,4,4] */
   float *features1_bn9 = (float *)(A + 140509184); /* [64,512,4,4] */
   float *features1_bn9_stats = (float *)(A + 167378944); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn9_work = (float *)(A + 144703488); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv10 = (float *)(A + 144703488); /* [64,512,4,4] */
   float *features1_bn10 = (float *)(A + 146800640); /* [64,512,4,4] */
   float *features1_bn10_stats = (float *)(A + 167391232); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn10_work = (float *)(A + 148897792); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv11 = (float *)(A + 148897792); /* [64,512,4,4] */
   float *features1_bn11 = (float *)(A + 150994944); /* [64,512,4,4] */
   float *features1_bn11_stats = (float *)(A + 167403520); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn11_work = (float *)(A + 153092096); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv12 = (float *)(A + 153092096); /* [64,512,4,4] */
   float *features1_bn12 = (float *)(A + 155189248); /* [64,512,4,4] */
   float *features1_bn12_stats = (float *)(A + 167415808); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn12_work = (float *)(A + 157286400); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool4 = (float *)(A + 162529280); /* [64,512,2,2] */
   float *features1_conv13 = (float *)(A + 163053568); /* [64,512,2,2] */
   float *features1_bn13 = (float *)(A + 163577856); /* [64,512,2,2] */
   float *features1_bn13_stats = (float *)(A + 167428096); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn13_work = (float *)(A + 157286400); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv14 = (float *)(A + 164102144); /* [64,512,2,2] */
   float *features1_bn14 = (float *)(A + 164626432); /* [64,512,2,2] */
   float *features1_bn14_stats = (float *)(A + 167440384); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn14_work = (float *)(A + 157286400); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv15 = (float *)(A + 165150720); /* [64,512,2,2] */
   float *features1_bn15 = (float *)(A + 165675008); /* [64,512,2,2] */
   float *features1_bn15_stats = (float *)(A + 167452672); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn15_work = (float *)(A + 157286400); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_conv16 = (float *)(A + 166199296); /* [64,512,2,2] */
   float *features1_bn16 = (float *)(A + 166723584); /* [64,512,2,2] */
   float *features1_bn16_stats = (float *)(A + 167464960); /* [2,512]: mean, 1/std; [2,512] double sums */
+  float *features1_bn16_work = (float *)(A + 157286400); /* [64,512,2] double: each plane's sum, centred sum of squares */
   float *features1_maxpool5 = (float *)(A + 167247872); /* [64,512,1,1] */
   float *classifier1_fc1 = (float *)(A + 157286400); /* [64,4096] */
   float *classifier1_fc2 = (float *)(A + 158334976); /* [64,4096] */
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
-    features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
+    features1_conv1_forward(features1_conv1, training ? (double *)(void *)features1_bn1_work : NULL, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn1_forward(features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, P + 704 /* features1.bn1.bias */, P + 768 /* features1.bn1.running_mean */, P + 832 /* features1.bn1.running_var */, P + 896 /* features1.bn1.num_batches_tracked */, features1_bn1_stats, training, s->rank_sum, s);
+    features1_bn1_forward(features1_bn1, features1_conv1, P + 640 /* features1.bn1.weight */, P + 704 /* features1.bn1.bias */, P + 768 /* features1.bn1.running_mean */, P + 832 /* features1.bn1.running_var */, P + 896 /* features1.bn1.num_batches_tracked */, features1_bn1_stats, (double *)(void *)features1_bn1_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv2_forward(features1_conv2, features1_bn1, P + 912 /* features1.conv2.weight */, P + 37776 /* features1.conv2.bias */, scratch);
+    features1_conv2_forward(features1_conv2, training ? (double *)(void *)features1_bn2_work : NULL, features1_bn1, P + 912 /* features1.conv2.weight */, P + 37776 /* features1.conv2.bias */, scratch);
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn2_forward(features1_bn2, features1_conv2, P + 37840 /* features1.bn2.weight */, P + 37904 /* features1.bn2.bias */, P + 37968 /* features1.bn2.running_mean */, P + 38032 /* features1.bn2.running_var */, P + 38096 /* features1.bn2.num_batches_tracked */, features1_bn2_stats, training, s->rank_sum, s);
+    features1_bn2_forward(features1_bn2, features1_conv2, P + 37840 /* features1.bn2.weight */, P + 37904 /* features1.bn2.bias */, P + 37968 /* features1.bn2.running_mean */, P + 38032 /* features1.bn2.running_var */, P + 38096 /* features1.bn2.num_batches_tracked */, features1_bn2_stats, (double *)(void *)features1_bn2_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool1_forward(features1_maxpool1, features1_bn2);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv3_forward(features1_conv3, features1_maxpool1, P + 38112 /* features1.conv3.weight */, P + 111840 /* features1.conv3.bias */, scratch);
+    features1_conv3_forward(features1_conv3, training ? (double *)(void *)features1_bn3_work : NULL, features1_maxpool1, P + 38112 /* features1.conv3.weight */, P + 111840 /* features1.conv3.bias */, scratch);
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn3_forward(features1_bn3, features1_conv3, P + 111968 /* features1.bn3.weight */, P + 112096 /* features1.bn3.bias */, P + 112224 /* features1.bn3.running_mean */, P + 112352 /* features1.bn3.running_var */, P + 112480 /* features1.bn3.num_batches_tracked */, features1_bn3_stats, training, s->rank_sum, s);
+    features1_bn3_forward(features1_bn3, features1_conv3, P + 111968 /* features1.bn3.weight */, P + 112096 /* features1.bn3.bias */, P + 112224 /* features1.bn3.running_mean */, P + 112352 /* features1.bn3.running_var */, P + 112480 /* features1.bn3.num_batches_tracked */, features1_bn3_stats, (double *)(void *)features1_bn3_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 6, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv4_forward(features1_conv4, features1_bn3, P + 112496 /* features1.conv4.weight */, P + 259952 /* features1.conv4.bias */, scratch);
+    features1_conv4_forward(features1_conv4, training ? (double *)(void *)features1_bn4_work : NULL, features1_bn3, P + 112496 /* features1.conv4.weight */, P + 259952 /* features1.conv4.bias */, scratch);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn4_forward(features1_bn4, features1_conv4, P + 260080 /* features1.bn4.weight */, P + 260208 /* features1.bn4.bias */, P + 260336 /* features1.bn4.running_mean */, P + 260464 /* features1.bn4.running_var */, P + 260592 /* features1.bn4.num_batches_tracked */, features1_bn4_stats, training, s->rank_sum, s);
+    features1_bn4_forward(features1_bn4, features1_conv4, P + 260080 /* features1.bn4.weight */, P + 260208 /* features1.bn4.bias */, P + 260336 /* features1.bn4.running_mean */, P + 260464 /* features1.bn4.running_var */, P + 260592 /* features1.bn4.num_batches_tracked */, features1_bn4_stats, (double *)(void *)features1_bn4_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool2_forward(features1_maxpool2, features1_bn4);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv5_forward(features1_conv5, features1_maxpool2, P + 260608 /* features1.conv5.weight */, P + 555520 /* features1.conv5.bias */, scratch);
+    features1_conv5_forward(features1_conv5, training ? (double *)(void *)features1_bn5_work : NULL, features1_maxpool2, P + 260608 /* features1.conv5.weight */, P + 555520 /* features1.conv5.bias */, scratch);
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn5_forward(features1_bn5, features1_conv5, P + 555776 /* features1.bn5.weight */, P + 556032 /* features1.bn5.bias */, P + 556288 /* features1.bn5.running_mean */, P + 556544 /* features1.bn5.running_var */, P + 556800 /* features1.bn5.num_batches_tracked */, features1_bn5_stats, training, s->rank_sum, s);
+    features1_bn5_forward(features1_bn5, features1_conv5, P + 555776 /* features1.bn5.weight */, P + 556032 /* features1.bn5.bias */, P + 556288 /* features1.bn5.running_mean */, P + 556544 /* features1.bn5.running_var */, P + 556800 /* features1.bn5.num_batches_tracked */, features1_bn5_stats, (double *)(void *)features1_bn5_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv6_forward(features1_conv6, features1_bn5, P + 556816 /* features1.conv6.weight */, P + 1146640 /* features1.conv6.bias */, scratch);
+    features1_conv6_forward(features1_conv6, training ? (double *)(void *)features1_bn6_work : NULL, features1_bn5, P + 556816 /* features1.conv6.weight */, P + 1146640 /* features1.conv6.bias */, scratch);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn6_forward(features1_bn6, features1_conv6, P + 1146896 /* features1.bn6.weight */, P + 1147152 /* features1.bn6.bias */, P + 1147408 /* features1.bn6.running_mean */, P + 1147664 /* features1.bn6.running_var */, P + 1147920 /* features1.bn6.num_batches_tracked */, features1_bn6_stats, training, s->rank_sum, s);
+    features1_bn6_forward(features1_bn6, features1_conv6, P + 1146896 /* features1.bn6.weight */, P + 1147152 /* features1.bn6.bias */, P + 1147408 /* features1.bn6.running_mean */, P + 1147664 /* features1.bn6.running_var */, P + 1147920 /* features1.bn6.num_batches_tracked */, features1_bn6_stats, (double *)(void *)features1_bn6_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv7_forward(features1_conv7, features1_bn6, P + 1147936 /* features1.conv7.weight */, P + 1737760 /* features1.conv7.bias */, scratch);
+    features1_conv7_forward(features1_conv7, training ? (double *)(void *)features1_bn7_work : NULL, features1_bn6, P + 1147936 /* features1.conv7.weight */, P + 1737760 /* features1.conv7.bias */, scratch);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn7_forward(features1_bn7, features1_conv7, P + 1738016 /* features1.bn7.weight */, P + 1738272 /* features1.bn7.bias */, P + 1738528 /* features1.bn7.running_mean */, P + 1738784 /* features1.bn7.running_var */, P + 1739040 /* features1.bn7.num_batches_tracked */, features1_bn7_stats, training, s->rank_sum, s);
+    features1_bn7_forward(features1_bn7, features1_conv7, P + 1738016 /* features1.bn7.weight */, P + 1738272 /* features1.bn7.bias */, P + 1738528 /* features1.bn7.running_mean */, P + 1738784 /* features1.bn7.running_var */, P + 1739040 /* features1.bn7.num_batches_tracked */, features1_bn7_stats, (double *)(void *)features1_bn7_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv8_forward(features1_conv8, features1_bn7, P + 1739056 /* features1.conv8.weight */, P + 2328880 /* features1.conv8.bias */, scratch);
+    features1_conv8_forward(features1_conv8, training ? (double *)(void *)features1_bn8_work : NULL, features1_bn7, P + 1739056 /* features1.conv8.weight */, P + 2328880 /* features1.conv8.bias */, scratch);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn8_forward(features1_bn8, features1_conv8, P + 2329136 /* features1.bn8.weight */, P + 2329392 /* features1.bn8.bias */, P + 2329648 /* features1.bn8.running_mean */, P + 2329904 /* features1.bn8.running_var */, P + 2330160 /* features1.bn8.num_batches_tracked */, features1_bn8_stats, training, s->rank_sum, s);
+    features1_bn8_forward(features1_bn8, features1_conv8, P + 2329136 /* features1.bn8.weight */, P + 2329392 /* features1.bn8.bias */, P + 2329648 /* features1.bn8.running_mean */, P + 2329904 /* features1.bn8.running_var */, P + 2330160 /* features1.bn8.num_batches_tracked */, features1_bn8_stats, (double *)(void *)features1_bn8_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 17, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool3_forward(features1_maxpool3, features1_bn8);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv9_forward(features1_conv9, features1_maxpool3, P + 2330176 /* features1.conv9.weight */, P + 3509824 /* features1.conv9.bias */, scratch);
+    features1_conv9_forward(features1_conv9, training ? (double *)(void *)features1_bn9_work : NULL, features1_maxpool3, P + 2330176 /* features1.conv9.weight */, P + 3509824 /* features1.conv9.bias */, scratch);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn9_forward(features1_bn9, features1_conv9, P + 3510336 /* features1.bn9.weight */, P + 3510848 /* features1.bn9.bias */, P + 3511360 /* features1.bn9.running_mean */, P + 3511872 /* features1.bn9.running_var */, P + 3512384 /* features1.bn9.num_batches_tracked */, features1_bn9_stats, training, s->rank_sum, s);
+    features1_bn9_forward(features1_bn9, features1_conv9, P + 3510336 /* features1.bn9.weight */, P + 3510848 /* features1.bn9.bias */, P + 3511360 /* features1.bn9.running_mean */, P + 3511872 /* features1.bn9.running_var */, P + 3512384 /* features1.bn9.num_batches_tracked */, features1_bn9_stats, (double *)(void *)features1_bn9_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 20, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv10_forward(features1_conv10, features1_bn9, P + 3512400 /* features1.conv10.weight */, P + 5871696 /* features1.conv10.bias */, scratch);
+    features1_conv10_forward(features1_conv10, training ? (double *)(void *)features1_bn10_work : NULL, features1_bn9, P + 3512400 /* features1.conv10.weight */, P + 5871696 /* features1.conv10.bias */, scratch);
     if (s->check) s->check(s, 21, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn10_forward(features1_bn10, features1_conv10, P + 5872208 /* features1.bn10.weight */, P + 5872720 /* features1.bn10.bias */, P + 5873232 /* features1.bn10.running_mean */, P + 5873744 /* features1.bn10.running_var */, P + 5874256 /* features1.bn10.num_batches_tracked */, features1_bn10_stats, training, s->rank_sum, s);
+    features1_bn10_forward(features1_bn10, features1_conv10, P + 5872208 /* features1.bn10.weight */, P + 5872720 /* features1.bn10.bias */, P + 5873232 /* features1.bn10.running_mean */, P + 5873744 /* features1.bn10.running_var */, P + 5874256 /* features1.bn10.num_batches_tracked */, features1_bn10_stats, (double *)(void *)features1_bn10_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 22, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv11_forward(features1_conv11, features1_bn10, P + 5874272 /* features1.conv11.weight */, P + 8233568 /* features1.conv11.bias */, scratch);
+    features1_conv11_forward(features1_conv11, training ? (double *)(void *)features1_bn11_work : NULL, features1_bn10, P + 5874272 /* features1.conv11.weight */, P + 8233568 /* features1.conv11.bias */, scratch);
     if (s->check) s->check(s, 23, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn11_forward(features1_bn11, features1_conv11, P + 8234080 /* features1.bn11.weight */, P + 8234592 /* features1.bn11.bias */, P + 8235104 /* features1.bn11.running_mean */, P + 8235616 /* features1.bn11.running_var */, P + 8236128 /* features1.bn11.num_batches_tracked */, features1_bn11_stats, training, s->rank_sum, s);
+    features1_bn11_forward(features1_bn11, features1_conv11, P + 8234080 /* features1.bn11.weight */, P + 8234592 /* features1.bn11.bias */, P + 8235104 /* features1.bn11.running_mean */, P + 8235616 /* features1.bn11.running_var */, P + 8236128 /* features1.bn11.num_batches_tracked */, features1_bn11_stats, (double *)(void *)features1_bn11_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 24, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv12_forward(features1_conv12, features1_bn11, P + 8236144 /* features1.conv12.weight */, P + 10595440 /* features1.conv12.bias */, scratch);
+    features1_conv12_forward(features1_conv12, training ? (double *)(void *)features1_bn12_work : NULL, features1_bn11, P + 8236144 /* features1.conv12.weight */, P + 10595440 /* features1.conv12.bias */, scratch);
     if (s->check) s->check(s, 25, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn12_forward(features1_bn12, features1_conv12, P + 10595952 /* features1.bn12.weight */, P + 10596464 /* features1.bn12.bias */, P + 10596976 /* features1.bn12.running_mean */, P + 10597488 /* features1.bn12.running_var */, P + 10598000 /* features1.bn12.num_batches_tracked */, features1_bn12_stats, training, s->rank_sum, s);
+    features1_bn12_forward(features1_bn12, features1_conv12, P + 10595952 /* features1.bn12.weight */, P + 10596464 /* features1.bn12.bias */, P + 10596976 /* features1.bn12.running_mean */, P + 10597488 /* features1.bn12.running_var */, P + 10598000 /* features1.bn12.num_batches_tracked */, features1_bn12_stats, (double *)(void *)features1_bn12_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 26, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool4_forward(features1_maxpool4, features1_bn12);
     if (s->check) s->check(s, 27, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv13_forward(features1_conv13, features1_maxpool4, P + 10598016 /* features1.conv13.weight */, P + 12957312 /* features1.conv13.bias */, scratch);
+    features1_conv13_forward(features1_conv13, training ? (double *)(void *)features1_bn13_work : NULL, features1_maxpool4, P + 10598016 /* features1.conv13.weight */, P + 12957312 /* features1.conv13.bias */, scratch);
     if (s->check) s->check(s, 28, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn13_forward(features1_bn13, features1_conv13, P + 12957824 /* features1.bn13.weight */, P + 12958336 /* features1.bn13.bias */, P + 12958848 /* features1.bn13.running_mean */, P + 12959360 /* features1.bn13.running_var */, P + 12959872 /* features1.bn13.num_batches_tracked */, features1_bn13_stats, training, s->rank_sum, s);
+    features1_bn13_forward(features1_bn13, features1_conv13, P + 12957824 /* features1.bn13.weight */, P + 12958336 /* features1.bn13.bias */, P + 12958848 /* features1.bn13.running_mean */, P + 12959360 /* features1.bn13.running_var */, P + 12959872 /* features1.bn13.num_batches_tracked */, features1_bn13_stats, (double *)(void *)features1_bn13_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 29, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv14_forward(features1_conv14, features1_bn13, P + 12959888 /* features1.conv14.weight */, P + 15319184 /* features1.conv14.bias */, scratch);
+    features1_conv14_forward(features1_conv14, training ? (double *)(void *)features1_bn14_work : NULL, features1_bn13, P + 12959888 /* features1.conv14.weight */, P + 15319184 /* features1.conv14.bias */, scratch);
     if (s->check) s->check(s, 30, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn14_forward(features1_bn14, features1_conv14, P + 15319696 /* features1.bn14.weight */, P + 15320208 /* features1.bn14.bias */, P + 15320720 /* features1.bn14.running_mean */, P + 15321232 /* features1.bn14.running_var */, P + 15321744 /* features1.bn14.num_batches_tracked */, features1_bn14_stats, training, s->rank_sum, s);
+    features1_bn14_forward(features1_bn14, features1_conv14, P + 15319696 /* features1.bn14.weight */, P + 15320208 /* features1.bn14.bias */, P + 15320720 /* features1.bn14.running_mean */, P + 15321232 /* features1.bn14.running_var */, P + 15321744 /* features1.bn14.num_batches_tracked */, features1_bn14_stats, (double *)(void *)features1_bn14_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 31, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv15_forward(features1_conv15, features1_bn14, P + 15321760 /* features1.conv15.weight */, P + 17681056 /* features1.conv15.bias */, scratch);
+    features1_conv15_forward(features1_conv15, training ? (double *)(void *)features1_bn15_work : NULL, features1_bn14, P + 15321760 /* features1.conv15.weight */, P + 17681056 /* features1.conv15.bias */, scratch);
     if (s->check) s->check(s, 32, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn15_forward(features1_bn15, features1_conv15, P + 17681568 /* features1.bn15.weight */, P + 17682080 /* features1.bn15.bias */, P + 17682592 /* features1.bn15.running_mean */, P + 17683104 /* features1.bn15.running_var */, P + 17683616 /* features1.bn15.num_batches_tracked */, features1_bn15_stats, training, s->rank_sum, s);
+    features1_bn15_forward(features1_bn15, features1_conv15, P + 17681568 /* features1.bn15.weight */, P + 17682080 /* features1.bn15.bias */, P + 17682592 /* features1.bn15.running_mean */, P + 17683104 /* features1.bn15.running_var */, P + 17683616 /* features1.bn15.num_batches_tracked */, features1_bn15_stats, (double *)(void *)features1_bn15_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 33, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv16_forward(features1_conv16, features1_bn15, P + 17683632 /* features1.conv16.weight */, P + 20042928 /* features1.conv16.bias */, scratch);
+    features1_conv16_forward(features1_conv16, training ? (double *)(void *)features1_bn16_work : NULL, features1_bn15, P + 17683632 /* features1.conv16.weight */, P + 20042928 /* features1.conv16.bias */, scratch);
     if (s->check) s->check(s, 34, NNCC_FORWARD);
 #pragma omp barrier
-    features1_bn16_forward(features1_bn16, features1_conv16, P + 20043440 /* features1.bn16.weight */, P + 20043952 /* features1.bn16.bias */, P + 20044464 /* features1.bn16.running_mean */, P + 20044976 /* features1.bn16.running_var */, P + 20045488 /* features1.bn16.num_batches_tracked */, features1_bn16_stats, training, s->rank_sum, s);
+    features1_bn16_forward(features1_bn16, features1_conv16, P + 20043440 /* features1.bn16.weight */, P + 20043952 /* features1.bn16.bias */, P + 20044464 /* features1.bn16.running_mean */, P + 20044976 /* features1.bn16.running_var */, P + 20045488 /* features1.bn16.num_batches_tracked */, features1_bn16_stats, (double *)(void *)features1_bn16_work, training, s->rank_sum, s);
     if (s->check) s->check(s, 35, NNCC_FORWARD);
 #pragma omp barrier
     features1_maxpool5_forward(features1_maxpool5, features1_bn16);

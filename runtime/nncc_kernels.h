@@ -263,6 +263,43 @@ NK_TREE_FOLD(nk_tree_fold, float)
 NK_TREE_FOLD(nk_tree_fold_d, double)
 #undef NK_TREE_FOLD
 
+/*
+ * Batch norm's statistics of one plane x[HW] (one image, one channel), in
+ * double: ps[0] = the sum of x, ps[1] = the sum of (x - ps[0]/HW)^2.  Each
+ * sum runs in NK_PS_LANES interleaved partial sums (element i in lane
+ * i % NK_PS_LANES, in order), then the lanes are added as a fixed tree: a
+ * pure function of the plane, whoever computes it -- the batch norm's own
+ * forward, or the conv before it in its epilogue, while the plane is still
+ * in cache (passes/fuse.c) -- on every ISA and thread count.  Batch norm
+ * combines the planes per channel (nk_bn_combine).
+ */
+enum { NK_PS_LANES = 32 }; /* 4 zmm, 8 ymm of independent sums: not latency-bound */
+/* the lanes' sum, halves added lane by lane until one is left (s is spent) */
+NK_INLINE double nk_lanes_sum_d(double *s) {
+  for (int w = NK_PS_LANES / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) s[l] += s[l + w];
+  return s[0];
+}
+NK_INLINE void nk_plane_stats(double *restrict ps, const float *restrict x, int HW) {
+  double s[NK_PS_LANES] = {0}, q[NK_PS_LANES] = {0};
+  int i = 0;
+  for (; i + NK_PS_LANES <= HW; i += NK_PS_LANES)
+    for (int l = 0; l < NK_PS_LANES; l++) s[l] += x[i + l];
+  for (int l = 0; i + l < HW; l++) s[l] += x[i + l];
+  double sum = nk_lanes_sum_d(s), mu = sum / HW;
+  for (i = 0; i + NK_PS_LANES <= HW; i += NK_PS_LANES)
+    for (int l = 0; l < NK_PS_LANES; l++) {
+      double d = x[i + l] - mu;
+      q[l] += d * d;
+    }
+  for (int l = 0; i + l < HW; l++) {
+    double d = x[i + l] - mu;
+    q[l] += d * d;
+  }
+  ps[0] = sum;
+  ps[1] = nk_lanes_sum_d(q);
+}
+
 /* ---------------------------------------------------------------------------
  * The one micro-kernel. acc is a tile of MU*MV rows by NV vectors of 16
  * columns; row (u, v) reads its scalar at a + u*ar1 + v*ar0, the columns
@@ -518,7 +555,7 @@ NK_INLINE void nk_engine_tile(float *out, const float *wt, const float *bias, in
  * plain convolution. */
 NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, const float *wt,
                               const float *bias, int act, float alpha, char *tscratch,
-                              size_t tstride, nk_conv d) {
+                              size_t tstride, nk_conv d, double *pstats) {
   nk_eplan p = nk_engine_plan(d);
   int tid = nk_tid(), nthr = nk_nthr();
   if (tid >= nthr) return;
@@ -551,6 +588,12 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
         else
           nk_engine_tile(o, wt, bias, oact, alpha, B, segs, cnt, d, p, g, m0, d.M % NK_MR, t);
       }
+    /* the epilogue of a conv feeding a batch norm: the group's output
+     * planes' statistics, while they are still in cache */
+    if (pstats)
+      for (int k = 0; k < g * d.M; k++)
+        nk_plane_stats(pstats + 2 * ((size_t)n0 * d.M + k), o + (size_t)k * d.Ho * d.Wo,
+                       d.Ho * d.Wo);
   }
 }
 
@@ -596,7 +639,21 @@ NK_INLINE void nncc_conv2d_forward_team(float *restrict y, const float *restrict
                                         float alpha) {
   nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   nk_engine_team(y, x, NULL, w, b, act, alpha, (char *)scratch, nk_engine_plan(d).thread_bytes,
-                 d);
+                 d, NULL);
+}
+
+/* The same, for a conv that a batch norm reads, in training
+ * (passes/fuse.c): its epilogue also writes each output plane's
+ * statistics, pstats[n][Co][2] (nk_plane_stats), where the batch norm
+ * reads them (its planes argument); pstats NULL: none. */
+NK_INLINE void nncc_conv2d_forward_stats_team(float *restrict y, double *restrict pstats,
+                                              const float *restrict x, const float *restrict w,
+                                              const float *restrict b, void *scratch, int N,
+                                              int Ci, int H, int W, int Co, int Kh, int Kw, int sh,
+                                              int sw, int ph, int pw, int act, float alpha) {
+  nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  nk_engine_team(y, x, NULL, w, b, act, alpha, (char *)scratch, nk_engine_plan(d).thread_bytes,
+                 d, pstats);
 }
 
 static inline void nncc_conv2d_forward(float *restrict y, const float *restrict x,
@@ -974,7 +1031,7 @@ NK_INLINE void nncc_conv2d_backward_data_team(float *restrict dx, const float *r
       for (int k = 0; k < KK; k++)
         wflip[((size_t)ci * Co + co) * KK + k] = w[((size_t)co * Ci + ci) * KK + (KK - 1 - k)];
   nk_engine_team(dx, dy, ymask, wflip, NULL, ymask ? act : NNCC_ACT_NONE, alpha, s + L.threads,
-                 L.tstride, nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw));
+                 L.tstride, nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw), NULL);
 }
 
 NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restrict db,
@@ -2120,30 +2177,36 @@ NK_WRAP(adaptive_maxpool2d_backward,
 
 /*
  * batchnorm2d over x[N][C][HW], N this process's share of a batch of NG
- * images.  Training: batch statistics, summed in double in groups of S
- * images added as a tree (the batch reductions above), first the mean,
- * then the centred sum of squares; with rank_sum (SyncBatchNorm over MPI
- * ranks) each sum is completed over the ranks before it is used.  The
- * running statistics are updated as PyTorch does (unbiased variance,
- * momentum); stats[c] = mean, stats[C + c] = 1/std kept for backward,
- * followed by 2C doubles of working sums (stats holds 2C floats + 2C
- * doubles, 8-byte aligned).  Eval: the running statistics.
+ * images.  Training: batch statistics in double, from each plane's sum and
+ * centred sum of squares (nk_plane_stats; the conv before it may have
+ * written them, prestats), combined per channel in groups of S images
+ * added as a tree (the batch reductions above): first the mean, then the
+ * centred sum of squares, each plane's plus HW (mean_n - mean)^2 (Chan et
+ * al.'s pairwise update).  With rank_sum (SyncBatchNorm over MPI ranks)
+ * each sum is completed over the ranks before it is used.  The running
+ * statistics are updated as PyTorch does (unbiased variance, momentum).
+ * stats holds 2C floats -- stats[c] = mean, stats[C + c] = 1/std, kept for
+ * backward -- then 2C doubles of working sums (8-byte aligned); planes
+ * the planes' statistics, N*C*2 doubles, forward's alone.  Eval: the
+ * running statistics.  With HW = 1 (batchnorm1d) a plane is one value, and
+ * the sums are the plain ones of the values.
  */
 
-/* sum over the images and pixels of channel c of x (sq: of (x - m)^2), in
- * groups of S images added as a tree */
-NK_INLINE double nk_bn_sum(const float *x, int N, int C, int HW, int c, int S, double m, int sq) {
+/* channel c's sum over the images (sq: its centred sum of squares about m)
+ * from the planes' statistics ps[N][C][2], in groups of S images added as a
+ * tree */
+NK_INLINE double nk_bn_combine(const double *ps, int N, int C, int HW, int c, int S, double m,
+                               int sq) {
   double s = 0.0, pend[NK_TREE_LEVELS];
   for (int n = 0; n < N; n++) {
     if (n % S == 0) s = 0.0;
-    const float *xp = x + ((size_t)n * C + c) * HW;
-    if (sq)
-      for (int i = 0; i < HW; i++) {
-        double d = xp[i] - m;
-        s += d * d;
-      }
-    else
-      for (int i = 0; i < HW; i++) s += xp[i];
+    const double *p = ps + 2 * ((size_t)n * C + c);
+    if (sq) {
+      double d = p[0] / HW - m;
+      s += p[1] + HW * (d * d);
+    } else {
+      s += p[0];
+    }
     if (n % S == S - 1) nk_tree_fold_d(pend, 1, &s, 1, n / S);
   }
   return s;
@@ -2158,29 +2221,42 @@ NK_INLINE void nk_rank_sum(nncc_rank_sum_fn rank_sum, void *ctx, double *v, size
 }
 
 /* y = act(batchnorm(x)): a fused activation (act, alpha as conv2d's) is
- * applied in the output loop, the same operations as its own kernel. */
+ * applied in the output loop, the same operations as its own kernel.
+ * prestats: the conv before it wrote the planes' statistics. */
 NK_INLINE void nncc_batchnorm2d_forward_team(float *restrict y, const float *restrict x,
                                              const float *restrict gamma,
                                              const float *restrict beta, float *restrict rmean,
                                              float *restrict rvar, float *restrict count,
-                                             float *restrict stats, int N, int C, int HW,
-                                             double eps, double momentum, int training, int act,
-                                             float alpha, int S, int NG,
-                                             nncc_rank_sum_fn rank_sum, void *ctx) {
+                                             float *restrict stats, double *restrict ps, int N,
+                                             int C, int HW, double eps, double momentum,
+                                             int training, int prestats, int act, float alpha,
+                                             int S, int NG, nncc_rank_sum_fn rank_sum,
+                                             void *ctx) {
   const double M = (double)NG * HW;
   double *sum = (double *)(void *)(stats + 2 * C), *sq = sum + C;
-  if (training) {
+  if (training && !prestats) {
 #pragma omp for schedule(static)
-    for (int c = 0; c < C; c++) sum[c] = nk_bn_sum(x, N, C, HW, c, S, 0.0, 0);
+    for (int k = 0; k < N * C; k++) nk_plane_stats(ps + 2 * (size_t)k, x + (size_t)k * HW, HW);
+  }
+  /* over MPI ranks each sum is completed before it is used; in one process
+   * each channel's statistics need only its own sums (one loop, no barrier
+   * between them) */
+  if (training && rank_sum) {
+#pragma omp for schedule(static)
+    for (int c = 0; c < C; c++) sum[c] = nk_bn_combine(ps, N, C, HW, c, S, 0.0, 0);
     nk_rank_sum(rank_sum, ctx, sum, (size_t)C);
 #pragma omp for schedule(static)
-    for (int c = 0; c < C; c++) sq[c] = nk_bn_sum(x, N, C, HW, c, S, sum[c] / M, 1);
+    for (int c = 0; c < C; c++) sq[c] = nk_bn_combine(ps, N, C, HW, c, S, sum[c] / M, 1);
     nk_rank_sum(rank_sum, ctx, sq, (size_t)C);
   }
 #pragma omp for schedule(static)
   for (int c = 0; c < C; c++) {
     float mean, invstd;
     if (training) {
+      if (!rank_sum) {
+        sum[c] = nk_bn_combine(ps, N, C, HW, c, S, 0.0, 0);
+        sq[c] = nk_bn_combine(ps, N, C, HW, c, S, sum[c] / M, 1);
+      }
       double m = sum[c] / M, var = sq[c] / M;
       mean = (float)m;
       invstd = (float)(1.0 / sqrt(var + eps));
@@ -2263,10 +2339,11 @@ NK_INLINE void nncc_batchnorm2d_backward_team(float *restrict dx, float *restric
 
 NK_WRAP(batchnorm2d_forward,
         (float *y, const float *x, const float *gamma, const float *beta, float *rmean, float *rvar,
-         float *count, float *stats, int N, int C, int HW, double eps, double momentum, int training,
-         int act, float alpha, int S, int NG, nncc_rank_sum_fn rank_sum, void *ctx),
-        (y, x, gamma, beta, rmean, rvar, count, stats, N, C, HW, eps, momentum, training, act, alpha, S,
-         NG, rank_sum, ctx))
+         float *count, float *stats, double *planes, int N, int C, int HW, double eps, double momentum,
+         int training, int prestats, int act, float alpha, int S, int NG, nncc_rank_sum_fn rank_sum,
+         void *ctx),
+        (y, x, gamma, beta, rmean, rvar, count, stats, planes, N, C, HW, eps, momentum, training,
+         prestats, act, alpha, S, NG, rank_sum, ctx))
 NK_WRAP(batchnorm2d_backward,
         (float *dx, float *dgamma, float *dbeta, const float *dy, const float *ymask, const float *x,
          const float *gamma, float *stats, int N, int C, int HW, int act, float alpha, int S, int NG,

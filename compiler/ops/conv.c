@@ -88,6 +88,10 @@ static bool conv_general(const Conv2dAttrs *a) {
          a->pl != a->pr;
 }
 
+/* On the fast engine, a conv's forward can write the per-plane statistics
+ * of the batch norm it feeds, in its epilogue (passes/fuse.c). */
+static bool stats_epilogue_conv2d(const Node *n) { return !conv_general(n->attrs); }
+
 /* The kernels' size arguments after the tensors. */
 static char *conv_sizes(Emit *E, const Node *n) {
   const Conv2dAttrs *a = n->attrs;
@@ -132,11 +136,18 @@ static void define_conv2d(Emit *E, Node *n) {
                                    ll(a->pb), ll(n->dims[2])),
                      format("NNCC_CONV_OUT(%lld, %lld, %lld, %lld, %lld, 1) == %lld", ll(x->dims[3]),
                             ll(a->kernel[1]), ll(a->stride[1]), ll(a->pl), ll(a->pr), ll(n->dims[3])));
-  buf_printf(o,
-             "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
-             "    const float *restrict b, void *scratch) {\n"
-             "  nncc_conv2d_forward_team(y, x, w, b, scratch, %s, %s);\n}\n",
-             f, sz, act);
+  if (n->stats_for)
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, double *restrict pstats, const float *restrict x,\n"
+               "    const float *restrict w, const float *restrict b, void *scratch) {\n"
+               "  nncc_conv2d_forward_stats_team(y, pstats, x, w, b, scratch, %s, %s);\n}\n",
+               f, sz, act);
+  else
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, const float *restrict x, const float *restrict w,\n"
+               "    const float *restrict b, void *scratch) {\n"
+               "  nncc_conv2d_forward_team(y, x, w, b, scratch, %s, %s);\n}\n",
+               f, sz, act);
   buf_printf(o,
              "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
              "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
@@ -147,10 +158,14 @@ static void define_conv2d(Emit *E, Node *n) {
              f, sz, sz, emit_group(E));
 }
 
-/* conv2d and linear call their kernels alike */
+/* conv2d and linear call their kernels alike; a conv that writes a batch
+ * norm's statistics passes where they go, in training */
 static void forward_weighted(Emit *E, Node *n) {
-  buf_printf(emit_out(E), "    %s_forward(%s, %s, %s, %s, scratch);\n", emit_fn(n), emit_act(E, n),
-             emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0),
+  char *pstats = n->stats_for ? format(" training ? (double *)(void *)%s : NULL,",
+                                       emit_work(E, n->stats_for))
+                              : "";
+  buf_printf(emit_out(E), "    %s_forward(%s,%s %s, %s, %s, scratch);\n", emit_fn(n), emit_act(E, n),
+             pstats, emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0),
              n->nparams > 1 ? emit_param(E, n, 1) : "NULL");
 }
 
@@ -260,6 +275,7 @@ const OpDesc op_conv2d = {
     .shape = shape_conv2d,
     .flops_fwd = flops_conv2d_fwd,
     .flops_bwd = flops_conv2d_bwd,
+    .stats_epilogue = stats_epilogue_conv2d,
     .define_kernels = define_conv2d,
     .forward = forward_weighted,
     .backward = backward_weighted,

@@ -57,6 +57,14 @@ static int64_t aux_batchnorm(const Node *n, const char **what) {
   return 2 * n->dims[1] * 4 + 2 * n->dims[1] * 8;
 }
 
+/* forward only: each plane's sum and centred sum of squares, in double
+ * (nk_plane_stats), which the conv before it may fill */
+static int64_t work_batchnorm(const Node *n, const char **what) {
+  *what = format("[%lld,%lld,2] double: each plane's sum, centred sum of squares", ll(n->dims[0]),
+                 ll(n->dims[1]));
+  return n->dims[0] * n->dims[1] * 2 * 8;
+}
+
 static void define_batchnorm(Emit *E, Node *n) {
   const BatchNormAttrs *a = n->attrs;
   char *f = emit_fn(n);
@@ -64,16 +72,20 @@ static void define_batchnorm(Emit *E, Node *n) {
   char *sz = format("%lld, %lld, %lld", ll(n->dims[0]), ll(n->dims[1]),
                     ll(node_numel(n) / n->dims[0] / n->dims[1]));
   char *sync = format("%s, %lld, rank_sum, ctx", emit_group(E), ll(emit_graph(E)->batch));
+  /* 1: the conv before it writes the planes' statistics (stats_for) */
+  const Node *x = emit_in(E, n, 0);
+  char *prestats = x->stats_for == n ? format("1 /* plane statistics: %s's epilogue */", x->name) : "0";
   buf_printf(emit_out(E),
              "KERNEL void %s_forward(float *restrict y, const float *restrict x,\n"
              "    const float *restrict gamma, const float *restrict beta,\n"
              "    float *restrict running_mean, float *restrict running_var,\n"
-             "    float *restrict num_batches_tracked, float *restrict stats,\n"
+             "    float *restrict num_batches_tracked, float *restrict stats, double *restrict planes,\n"
              "    int training, nncc_rank_sum_fn rank_sum, void *ctx) {\n"
              "  nncc_batchnorm2d_forward_team(y, x, gamma, beta, running_mean, running_var,\n"
-             "                                num_batches_tracked, stats, %s, %s, %s, training,\n"
-             "                                %s, %s);\n}\n",
-             f, sz, emit_real(a->eps, false), emit_real(a->momentum, false), emit_act_args(n), sync);
+             "                                num_batches_tracked, stats, planes, %s, %s, %s, training,\n"
+             "                                %s, %s, %s);\n}\n",
+             f, sz, emit_real(a->eps, false), emit_real(a->momentum, false), prestats,
+             emit_act_args(n), sync);
   buf_printf(emit_out(E),
              "KERNEL void %s_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,\n"
              "    const float *restrict dy,%s const float *restrict x,\n"
@@ -85,9 +97,11 @@ static void define_batchnorm(Emit *E, Node *n) {
 }
 
 static void forward_batchnorm(Emit *E, Node *n) {
-  buf_printf(emit_out(E), "    %s_forward(%s, %s, %s, %s, %s, %s, %s, %s, training, s->rank_sum, s);\n", emit_fn(n),
-             emit_act(E, n), emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0), emit_param(E, n, 1),
-             emit_param(E, n, 2), emit_param(E, n, 3), emit_param(E, n, 4), emit_aux(E, n));
+  buf_printf(emit_out(E),
+             "    %s_forward(%s, %s, %s, %s, %s, %s, %s, %s, (double *)(void *)%s, training, s->rank_sum, s);\n",
+             emit_fn(n), emit_act(E, n), emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0),
+             emit_param(E, n, 1), emit_param(E, n, 2), emit_param(E, n, 3), emit_param(E, n, 4),
+             emit_aux(E, n), emit_work(E, n));
 }
 
 static void backward_batchnorm(Emit *E, Node *n, const char *const *dx) {
@@ -135,7 +149,7 @@ static void infer_batchnorm(Infer *I, const Graph *g, const Node *n) {
   infer_channel_affine(I, n, scale, shift);
 }
 
-#define BATCHNORM(op)                                                                              \
+#define BATCHNORM(op, more_flags)                                                                  \
   const OpDesc op_##op = {                                                                          \
       .name = #op,                                                                                  \
       .abbrev = "bn",                                                                               \
@@ -144,17 +158,20 @@ static void infer_batchnorm(Infer *I, const Graph *g, const Node *n) {
       .attrs = batchnorm_attrs,                                                                     \
       .nattrs = 2,                                                                                  \
       .attrs_size = sizeof(BatchNormAttrs),                                                         \
-      .flags = OPF_SYNCED | OPF_EPILOGUE,                                                           \
+      .flags = OPF_SYNCED | OPF_EPILOGUE | (more_flags),                                            \
       .saves = SAVES_IN,                                                                            \
       .shape = shape_batchnorm,                                                                     \
       .flops_fwd = flops_batchnorm_fwd,                                                             \
       .flops_bwd = flops_batchnorm_bwd,                                                             \
       .aux_bytes = aux_batchnorm,                                                                   \
+      .work_bytes = work_batchnorm,                                                                 \
       .define_kernels = define_batchnorm,                                                           \
       .forward = forward_batchnorm,                                                                 \
       .backward = backward_batchnorm,                                                               \
       .onnx = onnx_batchnorm,                                                                       \
       .infer = infer_batchnorm,                                                                     \
   };
-BATCHNORM(batchnorm2d)
-BATCHNORM(batchnorm1d)
+/* batchnorm2d takes its planes' statistics from a conv before it
+ * (OPF_TAKES_STATS); batchnorm1d's planes are single values */
+BATCHNORM(batchnorm2d, OPF_TAKES_STATS)
+BATCHNORM(batchnorm1d, 0)

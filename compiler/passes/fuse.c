@@ -22,6 +22,9 @@
  * bits are the same: the pool's backward writes the conv's whole output
  * gradient, and gating each element of it by the same y with the same
  * rule is what the conv's backward would have done.
+ *
+ * Last, a conv2d feeding a batch norm computes the batch norm's per-plane
+ * statistics in its own forward epilogue (stats_pass).
  */
 #include "nncc.h"
 
@@ -37,6 +40,27 @@ static void gate_pass(Graph *g) {
       continue;
     x->gated_by = u;
     u->note = format("its backward applies %s's gate", x->epilogue->name);
+  }
+}
+
+/* Guarantees: x->stats_for = u for each batch norm u (OPF_TAKES_STATS)
+ * whose input x can write u's per-plane statistics in its forward epilogue
+ * (a conv2d on the fast engine), one batch norm per x.  u's forward then
+ * starts from them instead of reading x once more for them; the bits are
+ * the same, since both compute each plane's statistics with one function
+ * (nk_plane_stats). */
+static void stats_pass(Graph *g) {
+  for (int i = 0; i < g->nnodes; i++) {
+    Node *u = g->nodes[i];
+    if (!(node_desc(u)->flags & OPF_TAKES_STATS))
+      continue;
+    Node *x = node_in(g, u, 0);
+    const OpDesc *xd = node_desc(x);
+    if (x->stats_for || !xd->stats_epilogue || !xd->stats_epilogue(x))
+      continue;
+    x->stats_for = u;
+    char *said = format("its epilogue sums %s's statistics", u->name);
+    x->note = x->note ? format("%s; %s", x->note, said) : said;
   }
 }
 
@@ -86,4 +110,5 @@ void fuse_pass(Graph *g) {
   if (changed)
     graph_compact(g); /* counts the users again */
   gate_pass(g);
+  stats_pass(g);
 }

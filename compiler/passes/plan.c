@@ -57,7 +57,7 @@ void buffers_build(Graph *g) {
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
     const OpDesc *d = node_desc(n);
-    n->act = n->grad = n->aux = -1;
+    n->act = n->grad = n->aux = n->work = -1;
     n->needs_grad = node_params(n) > 0;
     for (int j = 0; j < n->nin; j++)
       n->needs_grad |= node_in(g, n, j)->needs_grad;
@@ -90,6 +90,12 @@ void buffers_build(Graph *g) {
       int64_t aux = d->aux_bytes(n, &what);
       n->aux = add_buffer(g, c_name("", format("%s_stats", n->name)), BUF_AUX, i, aux);
       g->bufs[n->aux].what = what;
+    }
+    if (d->work_bytes) {
+      const char *what = NULL;
+      int64_t work = d->work_bytes(n, &what);
+      n->work = add_buffer(g, c_name("", format("%s_work", n->name)), BUF_AUX, i, work);
+      g->bufs[n->work].what = what;
     }
   }
   /* the largest gradient that may need adding up: an input with several users */
@@ -185,6 +191,9 @@ static void liveness(Graph *g) {
     int s = step_forward(g, n);
     touch(g, n->act, s);
     touch(g, n->aux, s);
+    touch(g, n->work, s);
+    if (n->stats_for) /* its forward writes the batch norm's statistics */
+      touch(g, n->stats_for->work, s);
     for (int j = 0; j < n->nin; j++)
       touch(g, g->nodes[n->in[j]]->act, s);
   }

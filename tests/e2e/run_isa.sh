@@ -7,14 +7,15 @@
 # be byte-identical.  Default models: the op models of tests/ref (every op
 # and attribute: general and depthwise convolutions, pools (ops_gate: the
 # pools that apply a conv's activation gate), batch norm,
-# concat, activations) 20 steps each, and mnist_cnn (the convolution
+# concat, activations) 20 steps each, vgg_tiny_bn (convs that sum their
+# batch norms' statistics in their epilogue) 5, and mnist_cnn (the convolution
 # engine) 2 steps: the generic path's FMA is libm's fmaf on x86-64 baseline,
 # about 100x slower.  A CPU without AVX2 runs what it can and says so.
 # CC_FOR_MODELS and MODEL_CFLAGS choose the compiler and the other flags.
 set -u
 nncc=$1 mkidx=$2
 shift 2
-models=${*:-"tests/ref/ops_act.nn:20 tests/ref/ops_conv.nn:20 tests/ref/ops_pool.nn:20 tests/ref/ops_misc.nn:20 tests/ref/ops_gate.nn:20 models/mnist_cnn.nn:2"}
+models=${*:-"tests/ref/ops_act.nn:20 tests/ref/ops_conv.nn:20 tests/ref/ops_pool.nn:20 tests/ref/ops_misc.nn:20 tests/ref/ops_gate.nn:20 tests/ref/vgg_tiny_bn.nn:5 models/mnist_cnn.nn:2"}
 cc=${CC_FOR_MODELS:-gcc}
 cflags=${MODEL_CFLAGS:--O1}
 tmp=$(mktemp -d) || exit 1

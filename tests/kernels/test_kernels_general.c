@@ -845,14 +845,14 @@ START_TEST(test_batchnorm_act) {
   rng_state = 950 + _i;
   float *x = rand_buf(n), *dy = rand_buf(n), gamma[3] = {4.0f, 1.0f, 7.0f}, beta[3] = {0.5f, -0.25f, 1.0f};
   float *y[2], *dx[2], dgamma[2][3], dbeta[2][3], run[2][2][3], count[2] = {0, 0};
-  double stats[2][9]; /* 2C floats, then 2C doubles, for C = 3 */
+  double stats[2][9], planes[24]; /* 2C floats, then 2C doubles; N*C*2 doubles, for N = 4, C = 3 */
   set_threads(2);
   for (int f = 0; f < 2; f++) { /* f = 0: batch norm, then the activation; 1: fused */
     y[f] = garbage_buf(n), dx[f] = garbage_buf(n);
     for (int c = 0; c < 3; c++) run[f][0][c] = 0.0f, run[f][1][c] = 1.0f;
     float *st = (float *)stats[f];
-    nncc_batchnorm2d_forward(y[f], x, gamma, beta, run[f][0], run[f][1], &count[f], st, N, C, HW, 1e-5,
-                             0.1, 1, f ? act : NNCC_ACT_NONE, alpha, S, N, NULL, NULL);
+    nncc_batchnorm2d_forward(y[f], x, gamma, beta, run[f][0], run[f][1], &count[f], st, planes, N, C, HW, 1e-5,
+                             0.1, 1, 0, f ? act : NNCC_ACT_NONE, alpha, S, N, NULL, NULL);
     const float *g = dy;
     float *gated = garbage_buf(n);
     if (!f) {
@@ -876,6 +876,76 @@ START_TEST(test_batchnorm_act) {
   }
   free(x), free(dy);
   for (int f = 0; f < 2; f++) free(y[f]), free(dx[f]);
+}
+END_TEST
+
+/* A conv whose epilogue writes its batch norm's plane statistics
+ * (nncc_conv2d_forward_stats_team, passes/fuse.c), then the batch norm
+ * starting from them (prestats), give what the conv and the batch norm
+ * computing them itself gave, bit for bit: the output, the saved mean and
+ * 1/std, the running statistics and the planes' statistics; on 1 and 3
+ * threads, with planes of sizes that are not multiples of NK_PS_LANES and
+ * images split over groups.  The mean and variance agree with a plain
+ * two-pass sum in double. */
+START_TEST(test_batchnorm_prestats) {
+  static const int shapes[3][8] = {/* N, Ci, H, W, Co, K, pad, S (a power of two of groups) */
+                                   {8, 3, 9, 7, 6, 3, 1, 2}, {4, 2, 12, 12, 5, 5, 0, 2}, {4, 4, 6, 6, 17, 1, 0, 1}};
+  const int *sh = shapes[_i];
+  int N = sh[0], Ci = sh[1], H = sh[2], W = sh[3], Co = sh[4], K = sh[5], pad = sh[6], S = sh[7];
+  int Ho = H + 2 * pad - K + 1, Wo = W + 2 * pad - K + 1, HW = Ho * Wo;
+  size_t nx = (size_t)N * Ci * H * W, ny = (size_t)N * Co * HW, nw = (size_t)Co * Ci * K * K;
+  rng_state = 990 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(Co), *gamma = rand_buf(Co), *beta = rand_buf(Co);
+  for (int t = 0; t < 2; t++) {
+    set_threads(t ? 3 : 1);
+    void *scratch = aligned_alloc(64, nk_align64(nncc_conv2d_forward_scratch(
+                                          N, Ci, H, W, Co, K, K, 1, 1, pad, pad, nncc_team_size())));
+    float *y[2], *out[2], *run[2], *stats[2], count[2] = {0, 0};
+    double *planes[2];
+    for (int f = 0; f < 2; f++) { /* f = 0: the batch norm sums; 1: the conv's epilogue */
+      y[f] = garbage_buf(ny), out[f] = garbage_buf(ny), stats[f] = garbage_buf(6 * (size_t)Co);
+      planes[f] = (double *)(void *)garbage_buf(4 * (size_t)N * Co);
+      run[f] = malloc(2 * (size_t)Co * sizeof(float));
+      for (int c = 0; c < Co; c++) run[f][c] = 0.0f, run[f][Co + c] = 1.0f;
+      if (f) {
+#pragma omp parallel
+        nncc_conv2d_forward_stats_team(y[f], planes[f], x, w, b, scratch, N, Ci, H, W, Co, K, K, 1,
+                                       1, pad, pad, NNCC_ACT_NONE, 0.0f);
+      } else {
+        nncc_conv2d_forward(y[f], x, w, b, scratch, N, Ci, H, W, Co, K, K, 1, 1, pad, pad,
+                            NNCC_ACT_NONE, 0.0f);
+      }
+      nncc_batchnorm2d_forward(out[f], y[f], gamma, beta, run[f], run[f] + Co, &count[f], stats[f],
+                               planes[f], N, Co, HW, 1e-5, 0.1, 1, f, NNCC_ACT_RELU, 0.0f, S, N,
+                               NULL, NULL);
+    }
+    ck_assert_msg(same_bits(y[0], y[1], ny), "%d threads: y", t ? 3 : 1);
+    ck_assert_msg(same_bits(out[0], out[1], ny), "%d threads: output", t ? 3 : 1);
+    ck_assert_msg(same_bits(stats[0], stats[1], 2 * (size_t)Co), "%d threads: mean, 1/std", t ? 3 : 1);
+    ck_assert_msg(same_bits(run[0], run[1], 2 * (size_t)Co), "%d threads: running", t ? 3 : 1);
+    ck_assert_msg(memcmp(planes[0], planes[1], 2 * (size_t)N * Co * sizeof(double)) == 0,
+                  "%d threads: planes", t ? 3 : 1);
+    for (int c = 0; c < Co; c++) {
+      double m = 0.0, v = 0.0, M = (double)N * HW;
+      for (int n = 0; n < N; n++)
+        for (int i = 0; i < HW; i++) m += y[0][((size_t)n * Co + c) * HW + i];
+      m /= M;
+      for (int n = 0; n < N; n++)
+        for (int i = 0; i < HW; i++) {
+          double d = y[0][((size_t)n * Co + c) * HW + i] - m;
+          v += d * d;
+        }
+      v /= M;
+      ck_assert_msg(fabs(stats[0][c] - m) <= 1e-6 * (1.0 + fabs(m)), "channel %d: mean %g, want %g",
+                    c, stats[0][c], m);
+      double invstd = 1.0 / sqrt(v + 1e-5);
+      ck_assert_msg(fabs(stats[0][Co + c] - invstd) <= 1e-6 * invstd, "channel %d: 1/std %g, want %g",
+                    c, stats[0][Co + c], invstd);
+    }
+    for (int f = 0; f < 2; f++) free(y[f]), free(out[f]), free(stats[f]), free(planes[f]), free(run[f]);
+    free(scratch);
+  }
+  free(x), free(w), free(b), free(gamma), free(beta);
 }
 END_TEST
 
@@ -1134,6 +1204,7 @@ static Suite *general_suite(void) {
   tcase_add_loop_test(tc, test_pool_threads, 0, NPOOL);
   tcase_add_loop_test(tc, test_pool_gate, 0, 3 * NPOOL);
   tcase_add_loop_test(tc, test_batchnorm_act, 0, 3);
+  tcase_add_loop_test(tc, test_batchnorm_prestats, 0, 3);
   tcase_add_loop_test(tc, test_adaptive_max_vs_reference, 0, NAPOOL);
   tcase_add_test(tc, test_adaptive_max_values);
   suite_add_tcase(s, tc);
