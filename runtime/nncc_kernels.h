@@ -750,72 +750,121 @@ NK_INLINE void nk_transpose_rows(float *restrict dyT, int ld, const float *restr
   }
 }
 
+/* One image n's terms of tiles [lo, hi) (in (output-channel chunk, ci,
+ * kernel-row run) order), for group g at its tree level (first: the
+ * group's first image; last: its last, folded into the tree): x's padded
+ * planes ci_lo..ci_hi into xv, dy's channels [co_lo, co_hi) transposed
+ * into dyT, then the tiles. */
+NK_INLINE void nk_dw_image(float *dwT, size_t slot, float *dbT, size_t dbslot, float *xv,
+                           float *dyT, const float *x, const float *dy, const float *ymask,
+                           int act, float alpha, nk_conv f, nk_dwplan p, int n, int g, int first,
+                           int last, int lo, int hi, int ci_lo, int ci_hi, int co_lo, int co_hi) {
+  int per_cc = f.C * p.nkh, lf = nk_tree_level(g), P = f.Ho * f.Wo;
+  size_t plane = (size_t)f.Hv * f.Wv;
+  for (int c = ci_lo; c <= ci_hi; c++)
+    for (int r = 0; r < f.Hv; r++)
+      nk_vrow(xv + (size_t)c * plane + (size_t)r * f.Wv, nk_srow(f, x, n, c, r), NULL,
+              NNCC_ACT_NONE, 0.0f, f.Wv, 0, 1, f.pl, 1, f.Ws);
+  /* dyT[p][co] = gated dy[n][co][p] */
+  const float *dyn = dy + (size_t)n * f.M * P;
+  const float *mn = ymask ? ymask + (size_t)n * f.M * P : NULL;
+  /* column by column when all of dyT fits in L1; else in blocks of 16
+   * rows, which stay in L1 while each column is written (column by
+   * column over all of it, the writes would miss a line each) */
+  if ((size_t)P * p.Co16 <= 4096) /* all of dyT fits in L1 */
+    nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, 0, P, co_lo, co_hi);
+  else
+    for (int q0 = 0; q0 < P; q0 += 16)
+      if (q0 + 16 <= P)
+        nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, q0, 16, co_lo, co_hi);
+      else
+        nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, q0, P - q0, co_lo, co_hi);
+  for (int t = lo; t < hi; t++) {
+    int cc = t / per_cc, ci = t % per_cc / p.nkh, kc = t % p.nkh;
+    int kh0 = kc * p.RH, co0 = cc * p.NV * 16;
+    const float *xc = xv + (size_t)ci * plane;
+    int full_kh = kh0 + p.RH <= f.Kh, full_co = cc < p.nch - 1 || p.ncv % p.NV == 0;
+    int rt = f.Kh - (p.nkh - 1) * p.RH, vt = p.ncv - (p.nch - 1) * p.NV;
+    if (full_kh && full_co)
+      nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, p.RH, co0, p.NV, first, last, g);
+    else if (full_kh)
+      nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, p.RH, co0, vt, first, last, g);
+    else if (full_co)
+      nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, rt, co0, p.NV, first, last, g);
+    else nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, rt, co0, vt, first, last, g);
+    if (ci == 0 && kc == 0 && dbT) {
+      int nv = full_co ? p.NV : vt;
+      for (int j = 0; j < nv; j++) {
+        float *work = dbT + (size_t)lf * dbslot + co0 + 16 * j;
+        nk_v s = first ? nk_zero() : nk_load(work);
+        for (int q = 0; q < P; q++) s = nk_add(s, nk_load(dyT + (size_t)q * p.Co16 + co0 + 16 * j));
+        if (last)
+          for (int l = 0; l < lf; l++) s = nk_add(nk_load(dbT + (size_t)l * dbslot + co0 + 16 * j), s);
+        nk_store(work, s);
+      }
+    }
+  }
+}
+
 /* dwT and dbT (when not NULL) at tree level log2(N/S): the grouped sums
- * over the batch; each thread runs the whole batch for its own tiles. */
-NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, const float *x,
-                          const float *dy, const float *ymask, int act, float alpha,
-                          char *tscratch, size_t tstride, nk_conv f, int S) {
+ * over the batch.  Two ways to split the work, with the same bits:
+ *  - by tiles: each thread runs the whole batch for its own tiles, folding
+ *    each group into the tree as it ends;
+ *  - by groups (p.gsplit, when the team is no larger than the group count):
+ *    each thread runs all tiles for whole groups, each group's sum in a
+ *    buffer of its own (gbuf: N/S slots of gslot floats, db's after them),
+ *    then the team folds the groups' sums in group order, element by
+ *    element, as the tiles do.  Each image's dy is transposed once, not
+ *    once per thread whose tiles need its channels (all threads, when the
+ *    output channels are one chunk). */
+NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, float *gbuf,
+                          size_t gslot, const float *x, const float *dy, const float *ymask,
+                          int act, float alpha, char *tscratch, size_t tstride, nk_conv f, int S) {
   nk_dwplan p = nk_dw_plan(f);
-  int tid = nk_tid(), nthr = nk_nthr(), lo, hi;
-  /* tiles in (output-channel chunk, ci, kernel-row run) order: a thread's
-   * run of tiles spans few chunks, and it transposes only their columns
-   * of dy */
-  int per_cc = f.C * p.nkh, ntiles = p.nch * per_cc;
-  nk_split(ntiles, tid, nthr, &lo, &hi);
-  if (lo >= hi) return;
+  int tid = nk_tid(), nthr = nk_nthr(), G = f.N / S, by_groups = gbuf && nthr <= G;
+  int per_cc = f.C * p.nkh, ntiles = p.nch * per_cc, P = f.Ho * f.Wo;
   float *xv = (float *)(tscratch + (size_t)tid * tstride);
   float *dyT = (float *)((char *)xv + nk_align64((size_t)f.C * f.Hv * f.Wv * sizeof(float)));
-  int cc_lo = lo / per_cc, cc_hi = (hi - 1) / per_cc;
-  int ci_lo = cc_lo == cc_hi ? lo % per_cc / p.nkh : 0;
-  int ci_hi = cc_lo == cc_hi ? (hi - 1) % per_cc / p.nkh : f.C - 1;
-  int co_lo = cc_lo * p.NV * 16, co_hi = nk_min(f.M, (cc_hi + 1) * p.NV * 16);
-  int P = f.Ho * f.Wo;
-  size_t plane = (size_t)f.Hv * f.Wv;
+  float *gdb = by_groups ? gbuf + (size_t)G * gslot : NULL;
+  /* by groups: all tiles, all of dy's channels, the images of groups tid,
+   * tid + nthr, ...; by tiles: tiles [lo, hi) in (output-channel chunk,
+   * ci, kernel-row run) order -- a thread's run of tiles spans few chunks,
+   * and it transposes only their columns of dy -- over the whole batch */
+  int lo = 0, hi = ntiles, ci_lo = 0, ci_hi = f.C - 1, co_lo = 0, co_hi = f.M;
+  int nimg = by_groups ? (tid < G ? nk_cdiv(G - tid, nthr) * S : 0) : f.N;
+  if (!by_groups) {
+    nk_split(ntiles, tid, nthr, &lo, &hi);
+    if (lo >= hi) return;
+    int cc_lo = lo / per_cc, cc_hi = (hi - 1) / per_cc;
+    ci_lo = cc_lo == cc_hi ? lo % per_cc / p.nkh : 0;
+    ci_hi = cc_lo == cc_hi ? (hi - 1) % per_cc / p.nkh : f.C - 1;
+    co_lo = cc_lo * p.NV * 16, co_hi = nk_min(f.M, (cc_hi + 1) * p.NV * 16);
+  }
   memset(dyT, 0, (size_t)P * p.Co16 * sizeof(float));
-  for (int n = 0; n < f.N; n++) {
-    int g = n / S, first = n % S == 0, last = n % S == S - 1, lf = nk_tree_level(g);
-    for (int c = ci_lo; c <= ci_hi; c++)
-      for (int r = 0; r < f.Hv; r++)
-        nk_vrow(xv + (size_t)c * plane + (size_t)r * f.Wv, nk_srow(f, x, n, c, r), NULL,
-                NNCC_ACT_NONE, 0.0f, f.Wv, 0, 1, f.pl, 1, f.Ws);
-    /* dyT[p][co] = gated dy[n][co][p] */
-    const float *dyn = dy + (size_t)n * f.M * P;
-    const float *mn = ymask ? ymask + (size_t)n * f.M * P : NULL;
-    /* column by column when all of dyT fits in L1; else in blocks of 16
-     * rows, which stay in L1 while each column is written (column by
-     * column over all of it, the writes would miss a line each) */
-    if ((size_t)P * p.Co16 <= 4096) /* all of dyT fits in L1 */
-      nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, 0, P, co_lo, co_hi);
-    else
-      for (int q0 = 0; q0 < P; q0 += 16)
-        if (q0 + 16 <= P)
-          nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, q0, 16, co_lo, co_hi);
-        else
-          nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, q0, P - q0, co_lo, co_hi);
-    for (int t = lo; t < hi; t++) {
-      int cc = t / per_cc, ci = t % per_cc / p.nkh, kc = t % p.nkh;
-      int kh0 = kc * p.RH, co0 = cc * p.NV * 16;
-      const float *xc = xv + (size_t)ci * plane;
-      int full_kh = kh0 + p.RH <= f.Kh, full_co = cc < p.nch - 1 || p.ncv % p.NV == 0;
-      int rt = f.Kh - (p.nkh - 1) * p.RH, vt = p.ncv - (p.nch - 1) * p.NV;
-      if (full_kh && full_co)
-        nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, p.RH, co0, p.NV, first, last, g);
-      else if (full_kh)
-        nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, p.RH, co0, vt, first, last, g);
-      else if (full_co)
-        nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, rt, co0, p.NV, first, last, g);
-      else nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, rt, co0, vt, first, last, g);
-      if (ci == 0 && kc == 0 && dbT) {
-        int nv = full_co ? p.NV : vt;
-        for (int j = 0; j < nv; j++) {
-          float *work = dbT + (size_t)lf * dbslot + co0 + 16 * j;
-          nk_v s = first ? nk_zero() : nk_load(work);
-          for (int q = 0; q < P; q++) s = nk_add(s, nk_load(dyT + (size_t)q * p.Co16 + co0 + 16 * j));
-          if (last)
-            for (int l = 0; l < lf; l++) s = nk_add(nk_load(dbT + (size_t)l * dbslot + co0 + 16 * j), s);
-          nk_store(work, s);
-        }
-      }
+  for (int i = 0; i < nimg; i++) {
+    int g = by_groups ? tid + i / S * nthr : i / S, n = by_groups ? g * S + i % S : i;
+    /* by groups, the group's own sum, at level 0 of its own slot */
+    float *dst = by_groups ? gbuf + (size_t)g * gslot : dwT;
+    float *dbdst = dbT && by_groups ? gdb + (size_t)g * dbslot : dbT;
+    nk_dw_image(dst, by_groups ? gslot : slot, dbdst, dbslot, xv, dyT, x, dy, ymask, act, alpha, f,
+                p, n, by_groups ? 0 : g, n % S == 0, !by_groups && n % S == S - 1, lo, hi, ci_lo,
+                ci_hi, co_lo, co_hi);
+  }
+  if (!by_groups) return;
+#pragma omp barrier
+  /* the tiles' fold, element by element: group g's sum plus the pending
+   * levels below its own, stored at its level */
+  size_t K = (size_t)f.C * f.Kh * f.Kw * p.Co16, E = K + (dbT ? (size_t)p.Co16 : 0);
+#pragma omp for schedule(static)
+  for (size_t e = 0; e < E; e++) {
+    float *tree = e < K ? dwT + e : dbT + (e - K);
+    size_t ts = e < K ? slot : dbslot, gs = e < K ? gslot : dbslot;
+    const float *src = e < K ? gbuf + e : gdb + (e - K);
+    for (int g = 0; g < G; g++) {
+      int lf = nk_tree_level(g);
+      float v = src[(size_t)g * gs];
+      for (int l = 0; l < lf; l++) v = tree[(size_t)l * ts] + v;
+      tree[(size_t)lf * ts] = v;
     }
   }
 }
@@ -973,9 +1022,14 @@ NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, int a
 }
 
 /* Layout of the backward scratch: flipped weights, dwT and dbT (one slot
- * per tree level of the N/S groups), then per-thread space shared by the
- * dx and dw phases. */
-typedef struct { size_t wflip, dwT, dwslot, dbT, dbslot, threads, tstride; int levels; } nk_bwdlayout;
+ * per tree level of the N/S groups), then, when dw and db of all N/S
+ * groups take at most NNCC_DW_GROUPS_BYTES, a slot per group for the
+ * weight gradient split by groups (nk_dw_team; gbuf 0: none), then
+ * per-thread space shared by the dx and dw phases. */
+#ifndef NNCC_DW_GROUPS_BYTES
+#define NNCC_DW_GROUPS_BYTES (1024 * 1024)
+#endif
+typedef struct { size_t wflip, dwT, dwslot, dbT, dbslot, gbuf, threads, tstride; int levels; } nk_bwdlayout;
 
 NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh, int Kw, int sh,
                                      int sw, int ph, int pw, int S) {
@@ -992,7 +1046,10 @@ NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh
   L.dwslot = nk_align64(K * dp.Co16 * sizeof(float)) / sizeof(float);
   L.dbT = L.dwT + L.levels * L.dwslot * sizeof(float);
   L.dbslot = nk_align64((size_t)dp.Co16 * sizeof(float)) / sizeof(float);
-  L.threads = L.dbT + L.levels * L.dbslot * sizeof(float);
+  L.gbuf = L.dbT + L.levels * L.dbslot * sizeof(float);
+  size_t gbytes = (size_t)(N / S) * (L.dwslot + L.dbslot) * sizeof(float);
+  L.threads = L.gbuf + (gbytes <= NNCC_DW_GROUPS_BYTES ? gbytes : 0);
+  if (gbytes > NNCC_DW_GROUPS_BYTES) L.gbuf = 0;
   L.tstride = cp.use ? cp.thread_bytes : ep.thread_bytes;
   if (dp.thread_bytes > L.tstride) L.tstride = dp.thread_bytes;
   return L;
@@ -1047,8 +1104,8 @@ NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restr
   float *dwT = (float *)(s + L.dwT), *dbT = (float *)(s + L.dbT);
   int Co16 = nk_cdiv(Co, 16) * 16;
   if (act == NNCC_ACT_NONE) ymask = NULL;
-  nk_dw_team(dwT, L.dwslot, db ? dbT : NULL, L.dbslot, x, dy, ymask, act, alpha, s + L.threads,
-             L.tstride, f, S);
+  nk_dw_team(dwT, L.dwslot, db ? dbT : NULL, L.dbslot, L.gbuf ? (float *)(s + L.gbuf) : NULL,
+             L.dwslot, x, dy, ymask, act, alpha, s + L.threads, L.tstride, f, S);
 #pragma omp barrier
   size_t K = (size_t)Ci * Kh * Kw;
   const float *dwsum = dwT + (size_t)(L.levels - 1) * L.dwslot;
