@@ -853,9 +853,10 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, fl
   if (!by_groups) return;
 #pragma omp barrier
   /* the tiles' fold, element by element: group g's sum plus the pending
-   * levels below its own, stored at its level */
+   * levels below its own, stored at its level (the caller's barrier ends
+   * it) */
   size_t K = (size_t)f.C * f.Kh * f.Kw * p.Co16, E = K + (dbT ? (size_t)p.Co16 : 0);
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
   for (size_t e = 0; e < E; e++) {
     float *tree = e < K ? dwT + e : dbT + (e - K);
     size_t ts = e < K ? slot : dbslot, gs = e < K ? gslot : dbslot;
