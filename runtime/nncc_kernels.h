@@ -643,20 +643,10 @@ static inline size_t nncc_conv2d_forward_scratch(int N, int Ci, int H, int W, in
   return (size_t)nthr * nk_engine_plan(d).thread_bytes;
 }
 
-NK_INLINE void nncc_conv2d_forward_team(float *restrict y, const float *restrict x,
-                                        const float *restrict w, const float *restrict b,
-                                        void *scratch, int N, int Ci, int H, int W, int Co,
-                                        int Kh, int Kw, int sh, int sw, int ph, int pw, int act,
-                                        float alpha) {
-  nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
-  nk_engine_team(y, x, NULL, w, b, act, alpha, (char *)scratch, nk_engine_plan(d).thread_bytes,
-                 d, NULL);
-}
-
-/* The same, for a conv that a batch norm reads, in training
- * (passes/fuse.c): its epilogue also writes each output plane's
- * statistics, pstats[n][Co][2] (nk_plane_stats), where the batch norm
- * reads them (its planes argument); pstats NULL: none. */
+/* pstats: for a conv that a batch norm reads, in training (passes/fuse.c),
+ * its epilogue also writes each output plane's statistics,
+ * pstats[n][Co][2] (nk_plane_stats), where the batch norm reads them (its
+ * planes argument); NULL: none (nncc_conv2d_forward_team). */
 NK_INLINE void nncc_conv2d_forward_stats_team(float *restrict y, double *restrict pstats,
                                               const float *restrict x, const float *restrict w,
                                               const float *restrict b, void *scratch, int N,
@@ -665,6 +655,14 @@ NK_INLINE void nncc_conv2d_forward_stats_team(float *restrict y, double *restric
   nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   nk_engine_team(y, x, NULL, w, b, act, alpha, (char *)scratch, nk_engine_plan(d).thread_bytes,
                  d, pstats);
+}
+NK_INLINE void nncc_conv2d_forward_team(float *restrict y, const float *restrict x,
+                                        const float *restrict w, const float *restrict b,
+                                        void *scratch, int N, int Ci, int H, int W, int Co,
+                                        int Kh, int Kw, int sh, int sw, int ph, int pw, int act,
+                                        float alpha) {
+  nncc_conv2d_forward_stats_team(y, NULL, x, w, b, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw, ph,
+                                 pw, act, alpha);
 }
 
 static inline void nncc_conv2d_forward(float *restrict y, const float *restrict x,

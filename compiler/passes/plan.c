@@ -51,6 +51,19 @@ bool node_is_view(const Graph *g, const Node *n) {
   return n->act >= 0 && g->bufs[n->act].alias >= 0;
 }
 
+/* A node's own state buffer (NAME_SUFFIX) of the size bytes() gives, or -1
+ * where the op has none: its saved statistics (aux), its forward's work. */
+static int node_state(Graph *g, Node *n, int i, int64_t (*bytes)(const Node *, const char **),
+                      const char *suffix) {
+  if (!bytes)
+    return -1;
+  const char *what = NULL;
+  int64_t size = bytes(n, &what);
+  int b = add_buffer(g, c_name("", format("%s_%s", n->name, suffix)), BUF_AUX, i, size);
+  g->bufs[b].what = what;
+  return b;
+}
+
 void buffers_build(Graph *g) {
   g->nbufs = 0;
   int logits = logits_node(g);
@@ -85,18 +98,8 @@ void buffers_build(Graph *g) {
       else if (view)
         g->bufs[n->grad].alias = x->grad;
     }
-    if (d->aux_bytes) {
-      const char *what = NULL;
-      int64_t aux = d->aux_bytes(n, &what);
-      n->aux = add_buffer(g, c_name("", format("%s_stats", n->name)), BUF_AUX, i, aux);
-      g->bufs[n->aux].what = what;
-    }
-    if (d->work_bytes) {
-      const char *what = NULL;
-      int64_t work = d->work_bytes(n, &what);
-      n->work = add_buffer(g, c_name("", format("%s_work", n->name)), BUF_AUX, i, work);
-      g->bufs[n->work].what = what;
-    }
+    n->aux = node_state(g, n, i, d->aux_bytes, "stats");
+    n->work = node_state(g, n, i, d->work_bytes, "work");
   }
   /* the largest gradient that may need adding up: an input with several users */
   int64_t tmp = 0;
