@@ -279,11 +279,16 @@ static void emit_pass(Emit *E, bool backward, const char *head) {
     if (!node_has_kernels(n) || (backward && !n->needs_grad))
       continue;
     bool view = node_is_view(g, n);
-    if (!first && !view)
+    /* a max pool whose input's forward computed it in its epilogue */
+    const Node *by = !backward && n->nin ? emit_in(E, n, 0) : NULL;
+    bool folded = by && by->pool_for == n;
+    if (!first && !view && !folded)
       buf_puts(&body, "#pragma omp barrier\n");
     first = false;
     E->step = backward ? step_backward(g, n) : step_forward(g, n);
-    if (view && backward)
+    if (folded)
+      buf_printf(&body, "    /* %s: computed in %s's epilogue */\n", n->name, by->name);
+    else if (view && backward)
       buf_printf(&body, "    /* %s: a view, its gradient is d_%s's */\n", n->name, emit_fn(emit_in(E, n, 0)));
     else if (view)
       buf_printf(&body, "    /* %s: a view of %s */\n", n->name, emit_in(E, n, 0)->name);

@@ -198,11 +198,16 @@ void ir_verify(Graph *g, const char *after) {
     if (n->gated_by && (!n->epilogue || !(node_desc(n->gated_by)->flags & OPF_TAKES_GATE) ||
                         n->gated_by->in[0] != i || count_users(g, i) != 1))
       ICE("after %s: %s's gate is taken by %s, not its only user", after, n->name, n->gated_by->name);
-    if (n->stats_for && (!node_desc(n)->stats_epilogue || !node_desc(n)->stats_epilogue(n) ||
+    if (n->stats_for && (!node_desc(n)->plane_epilogue || !node_desc(n)->plane_epilogue(n) ||
                          !(node_desc(n->stats_for)->flags & OPF_TAKES_STATS) ||
                          n->stats_for->in[0] != i))
       ICE("after %s: %s writes the statistics of %s, which does not read it", after, n->name,
           n->stats_for->name);
+    if (n->pool_for && (!node_desc(n)->plane_epilogue || !node_desc(n)->plane_epilogue(n) ||
+                        !(node_desc(n->pool_for)->flags & OPF_POOLS_PLANES) ||
+                        n->pool_for->in[0] != i || n->stats_for))
+      ICE("after %s: %s writes the output of %s, which does not read it", after, n->name,
+          n->pool_for->name);
     if (!typed)
       continue;
     if (n->dtype == DT_UNKNOWN || n->rank < 0 || n->rank > MAX_RANK)

@@ -343,6 +343,9 @@ typedef struct Node {
   struct Node *stats_for;      /* a batch norm reading this node, whose
                                   per-plane statistics this node's forward
                                   writes in its epilogue (conv2d) */
+  struct Node *pool_for;       /* a max pool reading this node, whose output
+                                  this node's forward writes in its epilogue
+                                  (conv2d); the pool's own forward is gone */
   char *note;                  /* why an activation was not fused; what a
                                   node's backward took over */
   bool dead;                   /* removed by the next graph_compact() */
@@ -409,7 +412,10 @@ enum {
                             * input it saves anyway */
   OPF_TAKES_STATS = 1 << 9, /* batch norm: in training it can take its input's
                              * per-plane statistics from the input's forward
-                             * (OpDesc.stats_epilogue) */
+                             * (OpDesc.plane_epilogue) */
+  OPF_POOLS_PLANES = 1 << 10, /* max pool: its forward works plane by plane and
+                               * can run in its input's forward epilogue
+                               * (OpDesc.plane_epilogue, epilogue_args) */
 };
 
 typedef struct Graph Graph;
@@ -441,9 +447,13 @@ struct OpDesc {
   const char *act_code;
   double (*act_alpha)(const Node *n);
   bool (*fusible)(const Node *n);
-  /* Whether this node's forward can write, in its epilogue, the per-plane
-   * statistics an OPF_TAKES_STATS user (batch norm) needs; NULL: never. */
-  bool (*stats_epilogue)(const Node *n);
+  /* Whether this node's forward has an epilogue per output plane, which
+   * can write the per-plane statistics an OPF_TAKES_STATS user (batch norm)
+   * needs, or the output of an OPF_POOLS_PLANES user (max pool); NULL: never. */
+  bool (*plane_epilogue)(const Node *n);
+  /* An OPF_POOLS_PLANES op's arguments to the forward of the node whose
+   * epilogue runs it (its window and output size, "2, 2, 2, 2, 0, 0, 10, 10"). */
+  char *(*epilogue_args)(Emit *E, Node *n);
   /* Per-node saved state in the arena (batch-norm statistics): its bytes
    * and what it holds, for the generated code's comment; NULL: none. */
   int64_t (*aux_bytes)(const Node *n, const char **what);

@@ -67,9 +67,10 @@ static const NnccParam params[] = {
 /* conv1 = conv2d+relu(x)  models/alexnet_mini.nn:19:10, fused relu1
  *   x [64,1,28,28] -> [64,12,28,28] */
 _Static_assert(NNCC_CONV_OUT(28, 5, 1, 2, 2, 1) == 28, "conv1: output size");
-KERNEL void conv1_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, NNCC_ACT_RELU, 0.0f);
+KERNEL void conv1_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, NNCC_ACT_RELU, 0.0f,
+                                3, 3, 2, 2, 0, 0, 13, 13); /* maxpool1's window */
 }
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -81,9 +82,7 @@ SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 12, 5, 5, 1, 1, 2, 2, 
 /* maxpool1 = maxpool2d(conv1)  models/alexnet_mini.nn:20:5
  *   conv1 [64,12,28,28] -> [64,12,13,13] */
 _Static_assert(NNCC_POOL_OUT(28, 3, 2, 0, 0) == 13, "maxpool1: output size");
-KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 12, 28, 28, 3, 3, 2, 2, 0, 0, 13, 13);
-}
+/* forward: in conv1's epilogue (conv1_forward) */
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 12, 28, 28, 3, 3, 2, 2, 0, 0, 13, 13, NNCC_ACT_RELU, 0.0f); /* relu1's gate */
 }
@@ -274,10 +273,9 @@ static void forward(NnccState *s, int training) {
   void *scratch = A + ARENA_BYTES;
 #pragma omp parallel num_threads(s->threads > 0 ? s->threads : 1)
   {
-    conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, P + 304 /* conv1.bias */, scratch);
+    conv1_forward(conv1, maxpool1, s->input, P + 0 /* conv1.weight */, P + 304 /* conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
-#pragma omp barrier
-    maxpool1_forward(maxpool1, conv1);
+    /* maxpool1: computed in conv1's epilogue */
     if (s->check) s->check(s, 1, NNCC_FORWARD);
 #pragma omp barrier
     conv2_forward(conv2, maxpool1, P + 320 /* conv2.weight */, P + 5120 /* conv2.bias */, scratch);

@@ -70,9 +70,10 @@ SCRATCH(conv1, nncc_conv2d_forward_scratch(256, 1, 28, 28, 16, 5, 5, 1, 1, 0, 0,
 /* conv2 = conv2d+relu(conv1)  models/mnist_cnn.nn:11:10, fused relu2
  *   conv1 [256,16,24,24] -> [256,32,20,20] */
 _Static_assert(NNCC_CONV_OUT(24, 5, 1, 0, 0, 1) == 20, "conv2: output size");
-KERNEL void conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
+KERNEL void conv2_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 10, 10); /* maxpool1's window */
 }
 KERNEL void conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -84,9 +85,7 @@ SCRATCH(conv2, nncc_conv2d_forward_scratch(256, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0
 /* maxpool1 = maxpool2d(conv2)  models/mnist_cnn.nn:12:5
  *   conv2 [256,32,20,20] -> [256,32,10,10] */
 _Static_assert(NNCC_POOL_OUT(20, 2, 2, 0, 0) == 10, "maxpool1: output size");
-KERNEL void maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0, 10, 10);
-}
+/* forward: in conv2's epilogue (conv2_forward) */
 KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 256, 32, 20, 20, 2, 2, 2, 2, 0, 0, 10, 10, NNCC_ACT_RELU, 0.0f); /* relu2's gate */
 }
@@ -94,9 +93,10 @@ KERNEL void maxpool1_backward(float *restrict dx, const float *restrict dy, cons
 /* conv3 = conv2d+relu(maxpool1)  models/mnist_cnn.nn:13:10, fused relu3
  *   maxpool1 [256,32,10,10] -> [256,64,6,6] */
 _Static_assert(NNCC_CONV_OUT(10, 5, 1, 0, 0, 1) == 6, "conv3: output size");
-KERNEL void conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);
+KERNEL void conv3_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 3, 3); /* maxpool2's window */
 }
 KERNEL void conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -108,9 +108,7 @@ SCRATCH(conv3, nncc_conv2d_forward_scratch(256, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0
 /* maxpool2 = maxpool2d(conv3)  models/mnist_cnn.nn:14:5
  *   conv3 [256,64,6,6] -> [256,64,3,3] */
 _Static_assert(NNCC_POOL_OUT(6, 2, 2, 0, 0) == 3, "maxpool2: output size");
-KERNEL void maxpool2_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0, 3, 3);
-}
+/* forward: in conv3's epilogue (conv3_forward) */
 KERNEL void maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 256, 64, 6, 6, 2, 2, 2, 2, 0, 0, 3, 3, NNCC_ACT_RELU, 0.0f); /* relu3's gate */
 }
@@ -163,16 +161,14 @@ static void forward(NnccState *s, int training) {
     conv1_forward(conv1, s->input, P + 0 /* conv1.weight */, P + 400 /* conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    conv2_forward(conv2, conv1, P + 416 /* conv2.weight */, P + 13216 /* conv2.bias */, scratch);
+    conv2_forward(conv2, maxpool1, conv1, P + 416 /* conv2.weight */, P + 13216 /* conv2.bias */, scratch);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
-#pragma omp barrier
-    maxpool1_forward(maxpool1, conv2);
+    /* maxpool1: computed in conv2's epilogue */
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
-    conv3_forward(conv3, maxpool1, P + 13248 /* conv3.weight */, P + 64448 /* conv3.bias */, scratch);
+    conv3_forward(conv3, maxpool2, maxpool1, P + 13248 /* conv3.weight */, P + 64448 /* conv3.bias */, scratch);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
-#pragma omp barrier
-    maxpool2_forward(maxpool2, conv3);
+    /* maxpool2: computed in conv3's epilogue */
     if (s->check) s->check(s, 4, NNCC_FORWARD);
     /* flatten1: a view of maxpool2 */
 #pragma omp barrier

@@ -98,9 +98,10 @@ SCRATCH(features1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 64, 3, 3, 1,
 /* features1.conv2 = conv2d+relu(features1.conv1)  models/lib/vgg.nn:16:11, fused features1.relu2
  *   features1.conv1 [64,64,32,32] -> [64,64,32,32] */
 _Static_assert(NNCC_CONV_OUT(32, 3, 1, 1, 1, 1) == 32, "features1.conv2: output size");
-KERNEL void features1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
+KERNEL void features1_conv2_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 16, 16); /* features1.maxpool1's window */
 }
 KERNEL void features1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -112,9 +113,7 @@ SCRATCH(features1_conv2, nncc_conv2d_forward_scratch(64, 64, 32, 32, 64, 3, 3, 1
 /* features1.maxpool1 = maxpool2d(features1.conv2)  models/lib/vgg.nn:14:11
  *   features1.conv2 [64,64,32,32] -> [64,64,16,16] */
 _Static_assert(NNCC_POOL_OUT(32, 2, 2, 0, 0) == 16, "features1.maxpool1: output size");
-KERNEL void features1_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16);
-}
+/* forward: in features1.conv2's epilogue (features1_conv2_forward) */
 KERNEL void features1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 32, 32, 2, 2, 2, 2, 0, 0, 16, 16, NNCC_ACT_RELU, 0.0f); /* features1.relu2's gate */
 }
@@ -136,9 +135,10 @@ SCRATCH(features1_conv3, nncc_conv2d_forward_scratch(64, 64, 16, 16, 128, 3, 3, 
 /* features1.conv4 = conv2d+relu(features1.conv3)  models/lib/vgg.nn:16:11, fused features1.relu4
  *   features1.conv3 [64,128,16,16] -> [64,128,16,16] */
 _Static_assert(NNCC_CONV_OUT(16, 3, 1, 1, 1, 1) == 16, "features1.conv4: output size");
-KERNEL void features1_conv4_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
+KERNEL void features1_conv4_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 8, 8); /* features1.maxpool2's window */
 }
 KERNEL void features1_conv4_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -150,9 +150,7 @@ SCRATCH(features1_conv4, nncc_conv2d_forward_scratch(64, 128, 16, 16, 128, 3, 3,
 /* features1.maxpool2 = maxpool2d(features1.conv4)  models/lib/vgg.nn:14:11
  *   features1.conv4 [64,128,16,16] -> [64,128,8,8] */
 _Static_assert(NNCC_POOL_OUT(16, 2, 2, 0, 0) == 8, "features1.maxpool2: output size");
-KERNEL void features1_maxpool2_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8);
-}
+/* forward: in features1.conv4's epilogue (features1_conv4_forward) */
 KERNEL void features1_maxpool2_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 16, 16, 2, 2, 2, 2, 0, 0, 8, 8, NNCC_ACT_RELU, 0.0f); /* features1.relu4's gate */
 }
@@ -202,9 +200,10 @@ SCRATCH(features1_conv7, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1
 /* features1.conv8 = conv2d+relu(features1.conv7)  models/lib/vgg.nn:16:11, fused features1.relu8
  *   features1.conv7 [64,256,8,8] -> [64,256,8,8] */
 _Static_assert(NNCC_CONV_OUT(8, 3, 1, 1, 1, 1) == 8, "features1.conv8: output size");
-KERNEL void features1_conv8_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
+KERNEL void features1_conv8_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 256, 8, 8, 256, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 4, 4); /* features1.maxpool3's window */
 }
 KERNEL void features1_conv8_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -216,9 +215,7 @@ SCRATCH(features1_conv8, nncc_conv2d_forward_scratch(64, 256, 8, 8, 256, 3, 3, 1
 /* features1.maxpool3 = maxpool2d(features1.conv8)  models/lib/vgg.nn:14:11
  *   features1.conv8 [64,256,8,8] -> [64,256,4,4] */
 _Static_assert(NNCC_POOL_OUT(8, 2, 2, 0, 0) == 4, "features1.maxpool3: output size");
-KERNEL void features1_maxpool3_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4);
-}
+/* forward: in features1.conv8's epilogue (features1_conv8_forward) */
 KERNEL void features1_maxpool3_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 256, 8, 8, 2, 2, 2, 2, 0, 0, 4, 4, NNCC_ACT_RELU, 0.0f); /* features1.relu8's gate */
 }
@@ -268,9 +265,10 @@ SCRATCH(features1_conv11, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 
 /* features1.conv12 = conv2d+relu(features1.conv11)  models/lib/vgg.nn:16:11, fused features1.relu12
  *   features1.conv11 [64,512,4,4] -> [64,512,4,4] */
 _Static_assert(NNCC_CONV_OUT(4, 3, 1, 1, 1, 1) == 4, "features1.conv12: output size");
-KERNEL void features1_conv12_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
+KERNEL void features1_conv12_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 512, 4, 4, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 2, 2); /* features1.maxpool4's window */
 }
 KERNEL void features1_conv12_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -282,9 +280,7 @@ SCRATCH(features1_conv12, nncc_conv2d_forward_scratch(64, 512, 4, 4, 512, 3, 3, 
 /* features1.maxpool4 = maxpool2d(features1.conv12)  models/lib/vgg.nn:14:11
  *   features1.conv12 [64,512,4,4] -> [64,512,2,2] */
 _Static_assert(NNCC_POOL_OUT(4, 2, 2, 0, 0) == 2, "features1.maxpool4: output size");
-KERNEL void features1_maxpool4_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2);
-}
+/* forward: in features1.conv12's epilogue (features1_conv12_forward) */
 KERNEL void features1_maxpool4_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 4, 4, 2, 2, 2, 2, 0, 0, 2, 2, NNCC_ACT_RELU, 0.0f); /* features1.relu12's gate */
 }
@@ -334,9 +330,10 @@ SCRATCH(features1_conv15, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 
 /* features1.conv16 = conv2d+relu(features1.conv15)  models/lib/vgg.nn:16:11, fused features1.relu16
  *   features1.conv15 [64,512,2,2] -> [64,512,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "features1.conv16: output size");
-KERNEL void features1_conv16_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
+KERNEL void features1_conv16_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 512, 2, 2, 512, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 1, 1); /* features1.maxpool5's window */
 }
 KERNEL void features1_conv16_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -348,9 +345,7 @@ SCRATCH(features1_conv16, nncc_conv2d_forward_scratch(64, 512, 2, 2, 512, 3, 3, 
 /* features1.maxpool5 = maxpool2d(features1.conv16)  models/lib/vgg.nn:14:11
  *   features1.conv16 [64,512,2,2] -> [64,512,1,1] */
 _Static_assert(NNCC_POOL_OUT(2, 2, 2, 0, 0) == 1, "features1.maxpool5: output size");
-KERNEL void features1_maxpool5_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
-}
+/* forward: in features1.conv16's epilogue (features1_conv16_forward) */
 KERNEL void features1_maxpool5_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 512, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, NNCC_ACT_RELU, 0.0f); /* features1.relu16's gate */
 }
@@ -433,19 +428,17 @@ static void forward(NnccState *s, int training) {
     features1_conv1_forward(features1_conv1, s->input, P + 0 /* features1.conv1.weight */, P + 576 /* features1.conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv2_forward(features1_conv2, features1_conv1, P + 640 /* features1.conv2.weight */, P + 37504 /* features1.conv2.bias */, scratch);
+    features1_conv2_forward(features1_conv2, features1_maxpool1, features1_conv1, P + 640 /* features1.conv2.weight */, P + 37504 /* features1.conv2.bias */, scratch);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
-#pragma omp barrier
-    features1_maxpool1_forward(features1_maxpool1, features1_conv2);
+    /* features1.maxpool1: computed in features1.conv2's epilogue */
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv3_forward(features1_conv3, features1_maxpool1, P + 37568 /* features1.conv3.weight */, P + 111296 /* features1.conv3.bias */, scratch);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv4_forward(features1_conv4, features1_conv3, P + 111424 /* features1.conv4.weight */, P + 258880 /* features1.conv4.bias */, scratch);
+    features1_conv4_forward(features1_conv4, features1_maxpool2, features1_conv3, P + 111424 /* features1.conv4.weight */, P + 258880 /* features1.conv4.bias */, scratch);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
-#pragma omp barrier
-    features1_maxpool2_forward(features1_maxpool2, features1_conv4);
+    /* features1.maxpool2: computed in features1.conv4's epilogue */
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv5_forward(features1_conv5, features1_maxpool2, P + 259008 /* features1.conv5.weight */, P + 553920 /* features1.conv5.bias */, scratch);
@@ -457,10 +450,9 @@ static void forward(NnccState *s, int training) {
     features1_conv7_forward(features1_conv7, features1_conv6, P + 1144256 /* features1.conv7.weight */, P + 1734080 /* features1.conv7.bias */, scratch);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv8_forward(features1_conv8, features1_conv7, P + 1734336 /* features1.conv8.weight */, P + 2324160 /* features1.conv8.bias */, scratch);
+    features1_conv8_forward(features1_conv8, features1_maxpool3, features1_conv7, P + 1734336 /* features1.conv8.weight */, P + 2324160 /* features1.conv8.bias */, scratch);
     if (s->check) s->check(s, 9, NNCC_FORWARD);
-#pragma omp barrier
-    features1_maxpool3_forward(features1_maxpool3, features1_conv8);
+    /* features1.maxpool3: computed in features1.conv8's epilogue */
     if (s->check) s->check(s, 10, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv9_forward(features1_conv9, features1_maxpool3, P + 2324416 /* features1.conv9.weight */, P + 3504064 /* features1.conv9.bias */, scratch);
@@ -472,10 +464,9 @@ static void forward(NnccState *s, int training) {
     features1_conv11_forward(features1_conv11, features1_conv10, P + 5864384 /* features1.conv11.weight */, P + 8223680 /* features1.conv11.bias */, scratch);
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv12_forward(features1_conv12, features1_conv11, P + 8224192 /* features1.conv12.weight */, P + 10583488 /* features1.conv12.bias */, scratch);
+    features1_conv12_forward(features1_conv12, features1_maxpool4, features1_conv11, P + 8224192 /* features1.conv12.weight */, P + 10583488 /* features1.conv12.bias */, scratch);
     if (s->check) s->check(s, 14, NNCC_FORWARD);
-#pragma omp barrier
-    features1_maxpool4_forward(features1_maxpool4, features1_conv12);
+    /* features1.maxpool4: computed in features1.conv12's epilogue */
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
     features1_conv13_forward(features1_conv13, features1_maxpool4, P + 10584000 /* features1.conv13.weight */, P + 12943296 /* features1.conv13.bias */, scratch);
@@ -487,10 +478,9 @@ static void forward(NnccState *s, int training) {
     features1_conv15_forward(features1_conv15, features1_conv14, P + 15303616 /* features1.conv15.weight */, P + 17662912 /* features1.conv15.bias */, scratch);
     if (s->check) s->check(s, 18, NNCC_FORWARD);
 #pragma omp barrier
-    features1_conv16_forward(features1_conv16, features1_conv15, P + 17663424 /* features1.conv16.weight */, P + 20022720 /* features1.conv16.bias */, scratch);
+    features1_conv16_forward(features1_conv16, features1_maxpool5, features1_conv15, P + 17663424 /* features1.conv16.weight */, P + 20022720 /* features1.conv16.bias */, scratch);
     if (s->check) s->check(s, 19, NNCC_FORWARD);
-#pragma omp barrier
-    features1_maxpool5_forward(features1_maxpool5, features1_conv16);
+    /* features1.maxpool5: computed in features1.conv16's epilogue */
     if (s->check) s->check(s, 20, NNCC_FORWARD);
     /* classifier1.flatten1: a view of features1.maxpool5 */
 #pragma omp barrier

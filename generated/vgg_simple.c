@@ -92,9 +92,10 @@ SCRATCH(conv_2_block1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3
 /* conv_2_block1.conv2 = conv2d+relu(conv_2_block1.conv1)  models/vgg_simple.nn:14:12, fused conv_2_block1.relu2
  *   conv_2_block1.conv1 [64,16,36,36] -> [64,16,36,36] */
 _Static_assert(NNCC_CONV_OUT(36, 3, 1, 1, 1, 1) == 36, "conv_2_block1.conv2: output size");
-KERNEL void conv_2_block1_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
+KERNEL void conv_2_block1_conv2_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 16, 36, 36, 16, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 18, 18); /* conv_2_block1.maxpool1's window */
 }
 KERNEL void conv_2_block1_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -106,9 +107,7 @@ SCRATCH(conv_2_block1_conv2, nncc_conv2d_forward_scratch(64, 16, 36, 36, 16, 3, 
 /* conv_2_block1.maxpool1 = maxpool2d(conv_2_block1.conv2)  models/vgg_simple.nn:15:10
  *   conv_2_block1.conv2 [64,16,36,36] -> [64,16,18,18] */
 _Static_assert(NNCC_POOL_OUT(36, 2, 2, 0, 0) == 18, "conv_2_block1.maxpool1: output size");
-KERNEL void conv_2_block1_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0, 18, 18);
-}
+/* forward: in conv_2_block1.conv2's epilogue (conv_2_block1_conv2_forward) */
 KERNEL void conv_2_block1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 16, 36, 36, 2, 2, 2, 2, 0, 0, 18, 18, NNCC_ACT_RELU, 0.0f); /* conv_2_block1.relu2's gate */
 }
@@ -130,9 +129,10 @@ SCRATCH(conv_2_block2_conv1, nncc_conv2d_forward_scratch(64, 16, 18, 18, 32, 3, 
 /* conv_2_block2.conv2 = conv2d+relu(conv_2_block2.conv1)  models/vgg_simple.nn:14:12, fused conv_2_block2.relu2
  *   conv_2_block2.conv1 [64,32,22,22] -> [64,32,22,22] */
 _Static_assert(NNCC_CONV_OUT(22, 3, 1, 1, 1, 1) == 22, "conv_2_block2.conv2: output size");
-KERNEL void conv_2_block2_conv2_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
+KERNEL void conv_2_block2_conv2_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 32, 22, 22, 32, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 11, 11); /* conv_2_block2.maxpool1's window */
 }
 KERNEL void conv_2_block2_conv2_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -144,9 +144,7 @@ SCRATCH(conv_2_block2_conv2, nncc_conv2d_forward_scratch(64, 32, 22, 22, 32, 3, 
 /* conv_2_block2.maxpool1 = maxpool2d(conv_2_block2.conv2)  models/vgg_simple.nn:15:10
  *   conv_2_block2.conv2 [64,32,22,22] -> [64,32,11,11] */
 _Static_assert(NNCC_POOL_OUT(22, 2, 2, 0, 0) == 11, "conv_2_block2.maxpool1: output size");
-KERNEL void conv_2_block2_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0, 11, 11);
-}
+/* forward: in conv_2_block2.conv2's epilogue (conv_2_block2_conv2_forward) */
 KERNEL void conv_2_block2_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 32, 22, 22, 2, 2, 2, 2, 0, 0, 11, 11, NNCC_ACT_RELU, 0.0f); /* conv_2_block2.relu2's gate */
 }
@@ -182,9 +180,10 @@ SCRATCH(conv_3_block1_conv2, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 
 /* conv_3_block1.conv3 = conv2d+relu(conv_3_block1.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block1.relu3
  *   conv_3_block1.conv2 [64,64,11,11] -> [64,64,11,11] */
 _Static_assert(NNCC_CONV_OUT(11, 3, 1, 1, 1, 1) == 11, "conv_3_block1.conv3: output size");
-KERNEL void conv_3_block1_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
+KERNEL void conv_3_block1_conv3_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 64, 11, 11, 64, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 5, 5); /* conv_3_block1.maxpool1's window */
 }
 KERNEL void conv_3_block1_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -196,9 +195,7 @@ SCRATCH(conv_3_block1_conv3, nncc_conv2d_forward_scratch(64, 64, 11, 11, 64, 3, 
 /* conv_3_block1.maxpool1 = maxpool2d(conv_3_block1.conv3)  models/vgg_simple.nn:22:10
  *   conv_3_block1.conv3 [64,64,11,11] -> [64,64,5,5] */
 _Static_assert(NNCC_POOL_OUT(11, 2, 2, 0, 0) == 5, "conv_3_block1.maxpool1: output size");
-KERNEL void conv_3_block1_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0, 5, 5);
-}
+/* forward: in conv_3_block1.conv3's epilogue (conv_3_block1_conv3_forward) */
 KERNEL void conv_3_block1_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 64, 11, 11, 2, 2, 2, 2, 0, 0, 5, 5, NNCC_ACT_RELU, 0.0f); /* conv_3_block1.relu3's gate */
 }
@@ -234,9 +231,10 @@ SCRATCH(conv_3_block2_conv2, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 
 /* conv_3_block2.conv3 = conv2d+relu(conv_3_block2.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block2.relu3
  *   conv_3_block2.conv2 [64,128,5,5] -> [64,128,5,5] */
 _Static_assert(NNCC_CONV_OUT(5, 3, 1, 1, 1, 1) == 5, "conv_3_block2.conv3: output size");
-KERNEL void conv_3_block2_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
+KERNEL void conv_3_block2_conv3_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 128, 5, 5, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 2, 2); /* conv_3_block2.maxpool1's window */
 }
 KERNEL void conv_3_block2_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -248,9 +246,7 @@ SCRATCH(conv_3_block2_conv3, nncc_conv2d_forward_scratch(64, 128, 5, 5, 128, 3, 
 /* conv_3_block2.maxpool1 = maxpool2d(conv_3_block2.conv3)  models/vgg_simple.nn:22:10
  *   conv_3_block2.conv3 [64,128,5,5] -> [64,128,2,2] */
 _Static_assert(NNCC_POOL_OUT(5, 2, 2, 0, 0) == 2, "conv_3_block2.maxpool1: output size");
-KERNEL void conv_3_block2_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2);
-}
+/* forward: in conv_3_block2.conv3's epilogue (conv_3_block2_conv3_forward) */
 KERNEL void conv_3_block2_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2, NNCC_ACT_RELU, 0.0f); /* conv_3_block2.relu3's gate */
 }
@@ -286,9 +282,10 @@ SCRATCH(conv_3_block3_conv2, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 
 /* conv_3_block3.conv3 = conv2d+relu(conv_3_block3.conv2)  models/vgg_simple.nn:20:14, fused conv_3_block3.relu3
  *   conv_3_block3.conv2 [64,128,2,2] -> [64,128,2,2] */
 _Static_assert(NNCC_CONV_OUT(2, 3, 1, 1, 1, 1) == 2, "conv_3_block3.conv3: output size");
-KERNEL void conv_3_block3_conv3_forward(float *restrict y, const float *restrict x, const float *restrict w,
-    const float *restrict b, void *scratch) {
-  nncc_conv2d_forward_team(y, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f);
+KERNEL void conv_3_block3_conv3_forward(float *restrict y, float *restrict py, const float *restrict x,
+    const float *restrict w, const float *restrict b, void *scratch) {
+  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 64, 128, 2, 2, 128, 3, 3, 1, 1, 1, 1, NNCC_ACT_RELU, 0.0f,
+                                2, 2, 2, 2, 0, 0, 1, 1); /* conv_3_block3.maxpool1's window */
 }
 KERNEL void conv_3_block3_conv3_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
@@ -300,9 +297,7 @@ SCRATCH(conv_3_block3_conv3, nncc_conv2d_forward_scratch(64, 128, 2, 2, 128, 3, 
 /* conv_3_block3.maxpool1 = maxpool2d(conv_3_block3.conv3)  models/vgg_simple.nn:22:10
  *   conv_3_block3.conv3 [64,128,2,2] -> [64,128,1,1] */
 _Static_assert(NNCC_POOL_OUT(2, 2, 2, 0, 0) == 1, "conv_3_block3.maxpool1: output size");
-KERNEL void conv_3_block3_maxpool1_forward(float *restrict y, const float *restrict x) {
-  nncc_maxpool2d_forward_team(y, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1);
-}
+/* forward: in conv_3_block3.conv3's epilogue (conv_3_block3_conv3_forward) */
 KERNEL void conv_3_block3_maxpool1_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {
   nncc_maxpool2d_backward_team(dx, dy, x, 64, 128, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, NNCC_ACT_RELU, 0.0f); /* conv_3_block3.relu3's gate */
 }
@@ -382,19 +377,17 @@ static void forward(NnccState *s, int training) {
     conv_2_block1_conv1_forward(conv_2_block1_conv1, s->input, P + 0 /* conv_2_block1.conv1.weight */, P + 144 /* conv_2_block1.conv1.bias */, scratch);
     if (s->check) s->check(s, 0, NNCC_FORWARD);
 #pragma omp barrier
-    conv_2_block1_conv2_forward(conv_2_block1_conv2, conv_2_block1_conv1, P + 160 /* conv_2_block1.conv2.weight */, P + 2464 /* conv_2_block1.conv2.bias */, scratch);
+    conv_2_block1_conv2_forward(conv_2_block1_conv2, conv_2_block1_maxpool1, conv_2_block1_conv1, P + 160 /* conv_2_block1.conv2.weight */, P + 2464 /* conv_2_block1.conv2.bias */, scratch);
     if (s->check) s->check(s, 1, NNCC_FORWARD);
-#pragma omp barrier
-    conv_2_block1_maxpool1_forward(conv_2_block1_maxpool1, conv_2_block1_conv2);
+    /* conv_2_block1.maxpool1: computed in conv_2_block1.conv2's epilogue */
     if (s->check) s->check(s, 2, NNCC_FORWARD);
 #pragma omp barrier
     conv_2_block2_conv1_forward(conv_2_block2_conv1, conv_2_block1_maxpool1, P + 2480 /* conv_2_block2.conv1.weight */, P + 7088 /* conv_2_block2.conv1.bias */, scratch);
     if (s->check) s->check(s, 3, NNCC_FORWARD);
 #pragma omp barrier
-    conv_2_block2_conv2_forward(conv_2_block2_conv2, conv_2_block2_conv1, P + 7120 /* conv_2_block2.conv2.weight */, P + 16336 /* conv_2_block2.conv2.bias */, scratch);
+    conv_2_block2_conv2_forward(conv_2_block2_conv2, conv_2_block2_maxpool1, conv_2_block2_conv1, P + 7120 /* conv_2_block2.conv2.weight */, P + 16336 /* conv_2_block2.conv2.bias */, scratch);
     if (s->check) s->check(s, 4, NNCC_FORWARD);
-#pragma omp barrier
-    conv_2_block2_maxpool1_forward(conv_2_block2_maxpool1, conv_2_block2_conv2);
+    /* conv_2_block2.maxpool1: computed in conv_2_block2.conv2's epilogue */
     if (s->check) s->check(s, 5, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block1_conv1_forward(conv_3_block1_conv1, conv_2_block2_maxpool1, P + 16368 /* conv_3_block1.conv1.weight */, P + 34800 /* conv_3_block1.conv1.bias */, scratch);
@@ -403,10 +396,9 @@ static void forward(NnccState *s, int training) {
     conv_3_block1_conv2_forward(conv_3_block1_conv2, conv_3_block1_conv1, P + 34864 /* conv_3_block1.conv2.weight */, P + 71728 /* conv_3_block1.conv2.bias */, scratch);
     if (s->check) s->check(s, 7, NNCC_FORWARD);
 #pragma omp barrier
-    conv_3_block1_conv3_forward(conv_3_block1_conv3, conv_3_block1_conv2, P + 71792 /* conv_3_block1.conv3.weight */, P + 108656 /* conv_3_block1.conv3.bias */, scratch);
+    conv_3_block1_conv3_forward(conv_3_block1_conv3, conv_3_block1_maxpool1, conv_3_block1_conv2, P + 71792 /* conv_3_block1.conv3.weight */, P + 108656 /* conv_3_block1.conv3.bias */, scratch);
     if (s->check) s->check(s, 8, NNCC_FORWARD);
-#pragma omp barrier
-    conv_3_block1_maxpool1_forward(conv_3_block1_maxpool1, conv_3_block1_conv3);
+    /* conv_3_block1.maxpool1: computed in conv_3_block1.conv3's epilogue */
     if (s->check) s->check(s, 9, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block2_conv1_forward(conv_3_block2_conv1, conv_3_block1_maxpool1, P + 108720 /* conv_3_block2.conv1.weight */, P + 182448 /* conv_3_block2.conv1.bias */, scratch);
@@ -415,10 +407,9 @@ static void forward(NnccState *s, int training) {
     conv_3_block2_conv2_forward(conv_3_block2_conv2, conv_3_block2_conv1, P + 182576 /* conv_3_block2.conv2.weight */, P + 330032 /* conv_3_block2.conv2.bias */, scratch);
     if (s->check) s->check(s, 11, NNCC_FORWARD);
 #pragma omp barrier
-    conv_3_block2_conv3_forward(conv_3_block2_conv3, conv_3_block2_conv2, P + 330160 /* conv_3_block2.conv3.weight */, P + 477616 /* conv_3_block2.conv3.bias */, scratch);
+    conv_3_block2_conv3_forward(conv_3_block2_conv3, conv_3_block2_maxpool1, conv_3_block2_conv2, P + 330160 /* conv_3_block2.conv3.weight */, P + 477616 /* conv_3_block2.conv3.bias */, scratch);
     if (s->check) s->check(s, 12, NNCC_FORWARD);
-#pragma omp barrier
-    conv_3_block2_maxpool1_forward(conv_3_block2_maxpool1, conv_3_block2_conv3);
+    /* conv_3_block2.maxpool1: computed in conv_3_block2.conv3's epilogue */
     if (s->check) s->check(s, 13, NNCC_FORWARD);
 #pragma omp barrier
     conv_3_block3_conv1_forward(conv_3_block3_conv1, conv_3_block2_maxpool1, P + 477744 /* conv_3_block3.conv1.weight */, P + 625200 /* conv_3_block3.conv1.bias */, scratch);
@@ -427,10 +418,9 @@ static void forward(NnccState *s, int training) {
     conv_3_block3_conv2_forward(conv_3_block3_conv2, conv_3_block3_conv1, P + 625328 /* conv_3_block3.conv2.weight */, P + 772784 /* conv_3_block3.conv2.bias */, scratch);
     if (s->check) s->check(s, 15, NNCC_FORWARD);
 #pragma omp barrier
-    conv_3_block3_conv3_forward(conv_3_block3_conv3, conv_3_block3_conv2, P + 772912 /* conv_3_block3.conv3.weight */, P + 920368 /* conv_3_block3.conv3.bias */, scratch);
+    conv_3_block3_conv3_forward(conv_3_block3_conv3, conv_3_block3_maxpool1, conv_3_block3_conv2, P + 772912 /* conv_3_block3.conv3.weight */, P + 920368 /* conv_3_block3.conv3.bias */, scratch);
     if (s->check) s->check(s, 16, NNCC_FORWARD);
-#pragma omp barrier
-    conv_3_block3_maxpool1_forward(conv_3_block3_maxpool1, conv_3_block3_conv3);
+    /* conv_3_block3.maxpool1: computed in conv_3_block3.conv3's epilogue */
     if (s->check) s->check(s, 17, NNCC_FORWARD);
     /* flatten1: a view of conv_3_block3.maxpool1 */
 #pragma omp barrier

@@ -312,6 +312,107 @@ NK_INLINE void nk_plane_stats(double *restrict ps, const float *restrict x, int 
 }
 
 /* ---------------------------------------------------------------------------
+ * Pooling. Pool windows are kh x kw, stride sh, sw, padding ph, pw
+ * (PyTorch semantics); parallel over (n, c) planes. The output size Ho, Wo
+ * is the caller's (planned) size: NNCC_POOL_OUT gives PyTorch's, where
+ * ceil_mode keeps a last, partial window only if it starts inside the input
+ * or the left/top padding. A window is clipped to the input.
+ *   maxpool: padding never wins; NaN wins (as PyTorch); backward sends dy to
+ *            the first maximum in window order (kh, then kw), recomputed
+ *            from x, and sums overlapping windows in (oh, ow) order.
+ *   avgpool: the sum over the window in (kh, kw) order divided by PyTorch's
+ *            divisor: the window clipped to the padded input (H + 2p) with
+ *            count_include_pad, else clipped to the input itself. Without
+ *            ceil_mode and with count_include_pad that is kh*kw.
+ * The max pool's per-plane helpers are here, before the conv engine, whose
+ * epilogue can run the pool (nk_maxpool_plane); the pools' kernels follow
+ * the linear layer's.
+ */
+#define NK_FLOORDIV(a, b) ((a) >= 0 ? (a) / (b) : -((-(a) + (b) - 1) / (b)))
+#define NNCC_POOL_OUT(H, k, s, p, ceil_mode)                                               \
+  (NK_FLOORDIV((H) + 2 * (p) - (k) + ((ceil_mode) ? (s) - 1 : 0), (s)) + 1 -              \
+   ((ceil_mode) && NK_FLOORDIV((H) + 2 * (p) - (k) + (s) - 1, (s)) * (s) >= (H) + (p)))
+
+/* index in xp of the window's first maximum, or -1 for a window that holds
+ * no input element (never with PyTorch's sizes) */
+NK_INLINE int nk_pool_max_at(const float *xp, int H, int W, int Kh, int Kw, int h0, int w0) {
+  int best = -1;
+  float m = 0.0f;
+  for (int i = 0; i < Kh; i++)
+    for (int j = 0; j < Kw; j++) {
+      int h = h0 + i, ww = w0 + j;
+      if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+      float v = xp[h * W + ww];
+      if (best < 0 || v > m || (isnan(v) && !isnan(m))) m = v, best = h * W + ww;
+    }
+  return best;
+}
+
+NK_INLINE uint32_t nk_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+NK_INLINE float nk_from_bits(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/* The common pool -- 2x2 windows, stride 2, no padding, every window
+ * inside x -- has a path of its own that the compiler vectorizes: the same
+ * choice of maximum, the same bits. */
+NK_INLINE int nk_pool_2x2(int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho,
+                          int Wo) {
+  return Kh == 2 && Kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && 2 * Ho <= H &&
+         2 * Wo <= W;
+}
+
+/* All ones where v replaces m as the window's maximum so far
+ * (nk_pool_max_at's rule), and the choice it makes: branch-free, so that
+ * the pooling loops vectorize. */
+NK_INLINE uint32_t nk_pool_takes(float v, float m) {
+  return -(uint32_t)((v > m) | ((v != v) & (m == m)));
+}
+NK_INLINE float nk_pool_pick(uint32_t take, float v, float m) {
+  return nk_from_bits((nk_bits(v) & take) | (nk_bits(m) & ~take));
+}
+
+/* The maximum of the 2x2 window (a, b / c, d); t[k] is all ones where
+ * element k + 1 replaced the maximum so far. */
+NK_INLINE float nk_pool_2x2_max(float a, float b, float c, float d, uint32_t t[3]) {
+  t[0] = nk_pool_takes(b, a);
+  float m = nk_pool_pick(t[0], b, a);
+  t[1] = nk_pool_takes(c, m);
+  m = nk_pool_pick(t[1], c, m);
+  t[2] = nk_pool_takes(d, m);
+  return nk_pool_pick(t[2], d, m);
+}
+
+/* The max pool of one plane, yp[Ho][Wo] from xp[H][W]: the pool's forward
+ * runs it on every plane, and so does the epilogue of a conv whose output
+ * the pool reads (nk_engine_team), while the plane is in cache. */
+NK_INLINE void nk_maxpool_plane(float *restrict yp, const float *restrict xp, int H, int W,
+                                int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho, int Wo) {
+  if (nk_pool_2x2(H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo)) {
+    NK_STRIDED_LOOP for (int oh = 0; oh < Ho; oh++) {
+      const float *r0 = xp + (size_t)2 * oh * W, *r1 = r0 + W;
+      float *yr = yp + (size_t)oh * Wo;
+      NK_STRIDED_LOOP for (int ow = 0; ow < Wo; ow++) {
+        uint32_t t[3];
+        yr[ow] = nk_pool_2x2_max(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], t);
+      }
+    }
+    return;
+  }
+  for (int oh = 0; oh < Ho; oh++)
+    for (int ow = 0; ow < Wo; ow++) {
+      int k = nk_pool_max_at(xp, H, W, Kh, Kw, oh * sh - ph, ow * sw - pw);
+      yp[oh * Wo + ow] = k < 0 ? -INFINITY : xp[k];
+    }
+}
+
+/* ---------------------------------------------------------------------------
  * The one micro-kernel. acc is a tile of MU*MV rows by NV vectors of 16
  * columns; row (u, v) reads its scalar at a + u*ar1 + v*ar0, the columns
  * are 16*NV consecutive floats at b (the last vector loaded under bmask).
@@ -560,13 +661,24 @@ NK_INLINE void nk_engine_tile(float *out, const float *wt, const float *bias, in
   }
 }
 
+/* What a conv's forward does to each output plane of a group of images
+ * while the group is still in cache (passes/fuse.c): pstats, the plane
+ * statistics of the batch norm it feeds (nk_plane_stats); pool, the output
+ * of the max pool it feeds (nk_maxpool_plane, its window in the rest);
+ * NULL: not that. */
+typedef struct nk_epi {
+  double *pstats;
+  float *pool;
+  int kh, kw, sh, sw, ph, pw, ho, wo;
+} nk_epi;
+
 /* out[N][M][Ho][Wo] = act(conv(V, wt) + bias); called by all threads;
  * each thread takes whole groups of images, in a fixed round-robin. With
  * msk (backward data) (act, alpha) gates V by msk instead, and out is the
  * plain convolution. */
 NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, const float *wt,
                               const float *bias, int act, float alpha, char *tscratch,
-                              size_t tstride, nk_conv d, double *pstats) {
+                              size_t tstride, nk_conv d, nk_epi e) {
   nk_eplan p = nk_engine_plan(d);
   int tid = nk_tid(), nthr = nk_nthr();
   if (tid >= nthr) return;
@@ -599,12 +711,15 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
         else
           nk_engine_tile(o, wt, bias, oact, alpha, B, segs, cnt, d, p, g, m0, d.M % NK_MR, t);
       }
-    /* the epilogue of a conv feeding a batch norm: the group's output
-     * planes' statistics, while they are still in cache */
-    if (pstats)
+    /* the epilogue: the group's output planes, while still in cache */
+    if (e.pstats)
       for (int k = 0; k < g * d.M; k++)
-        nk_plane_stats(pstats + 2 * ((size_t)n0 * d.M + k), o + (size_t)k * d.Ho * d.Wo,
+        nk_plane_stats(e.pstats + 2 * ((size_t)n0 * d.M + k), o + (size_t)k * d.Ho * d.Wo,
                        d.Ho * d.Wo);
+    if (e.pool)
+      for (int k = 0; k < g * d.M; k++)
+        nk_maxpool_plane(e.pool + ((size_t)n0 * d.M + k) * e.ho * e.wo, o + (size_t)k * d.Ho * d.Wo,
+                         d.Ho, d.Wo, e.kh, e.kw, e.sh, e.sw, e.ph, e.pw, e.ho, e.wo);
   }
 }
 
@@ -654,7 +769,23 @@ NK_INLINE void nncc_conv2d_forward_stats_team(float *restrict y, double *restric
                                               int sw, int ph, int pw, int act, float alpha) {
   nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   nk_engine_team(y, x, NULL, w, b, act, alpha, (char *)scratch, nk_engine_plan(d).thread_bytes,
-                 d, pstats);
+                 d, (nk_epi){.pstats = pstats});
+}
+/* py: for a conv that a max pool reads (passes/fuse.c), its epilogue also
+ * writes the pool's output, py[N][Co][pHo][pWo], by the pool's own
+ * per-plane kernel (nk_maxpool_plane): the same bits as
+ * nncc_maxpool2d_forward_team on y, with no pass over y and no barrier. */
+NK_INLINE void nncc_conv2d_forward_pool_team(float *restrict y, float *restrict py,
+                                             const float *restrict x, const float *restrict w,
+                                             const float *restrict b, void *scratch, int N,
+                                             int Ci, int H, int W, int Co, int Kh, int Kw, int sh,
+                                             int sw, int ph, int pw, int act, float alpha,
+                                             int pKh, int pKw, int psh, int psw, int pph, int ppw,
+                                             int pHo, int pWo) {
+  nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  nk_engine_team(y, x, NULL, w, b, act, alpha, (char *)scratch, nk_engine_plan(d).thread_bytes,
+                 d, (nk_epi){.pool = py, .kh = pKh, .kw = pKw, .sh = psh, .sw = psw, .ph = pph,
+                             .pw = ppw, .ho = pHo, .wo = pWo});
 }
 NK_INLINE void nncc_conv2d_forward_team(float *restrict y, const float *restrict x,
                                         const float *restrict w, const float *restrict b,
@@ -1098,7 +1229,7 @@ NK_INLINE void nncc_conv2d_backward_data_team(float *restrict dx, const float *r
       for (int k = 0; k < KK; k++)
         wflip[((size_t)ci * Co + co) * KK + k] = w[((size_t)co * Ci + ci) * KK + (KK - 1 - k)];
   nk_engine_team(dx, dy, ymask, wflip, NULL, ymask ? act : NNCC_ACT_NONE, alpha, s + L.threads,
-                 L.tstride, nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw), NULL);
+                 L.tstride, nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw), (nk_epi){0});
 }
 
 NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restrict db,
@@ -1321,106 +1452,15 @@ static inline void nncc_linear_backward(float *restrict dx, float *restrict dw, 
 }
 
 /* ---------------------------------------------------------------------------
- * Pooling and ReLU. Pool windows are kh x kw, stride sh, sw, padding ph, pw
- * (PyTorch semantics); parallel over (n, c) planes. The output size Ho, Wo
- * is the caller's (planned) size: NNCC_POOL_OUT gives PyTorch's, where
- * ceil_mode keeps a last, partial window only if it starts inside the input
- * or the left/top padding. A window is clipped to the input.
- *   maxpool: padding never wins; NaN wins (as PyTorch); backward sends dy to
- *            the first maximum in window order (kh, then kw), recomputed
- *            from x, and sums overlapping windows in (oh, ow) order.
- *   avgpool: the sum over the window in (kh, kw) order divided by PyTorch's
- *            divisor: the window clipped to the padded input (H + 2p) with
- *            count_include_pad, else clipped to the input itself. Without
- *            ceil_mode and with count_include_pad that is kh*kw.
+ * Pooling and ReLU kernels (the rules: see "Pooling" above).
  */
-#define NK_FLOORDIV(a, b) ((a) >= 0 ? (a) / (b) : -((-(a) + (b) - 1) / (b)))
-#define NNCC_POOL_OUT(H, k, s, p, ceil_mode)                                               \
-  (NK_FLOORDIV((H) + 2 * (p) - (k) + ((ceil_mode) ? (s) - 1 : 0), (s)) + 1 -              \
-   ((ceil_mode) && NK_FLOORDIV((H) + 2 * (p) - (k) + (s) - 1, (s)) * (s) >= (H) + (p)))
-
-/* index in xp of the window's first maximum, or -1 for a window that holds
- * no input element (never with PyTorch's sizes) */
-NK_INLINE int nk_pool_max_at(const float *xp, int H, int W, int Kh, int Kw, int h0, int w0) {
-  int best = -1;
-  float m = 0.0f;
-  for (int i = 0; i < Kh; i++)
-    for (int j = 0; j < Kw; j++) {
-      int h = h0 + i, ww = w0 + j;
-      if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
-      float v = xp[h * W + ww];
-      if (best < 0 || v > m || (isnan(v) && !isnan(m))) m = v, best = h * W + ww;
-    }
-  return best;
-}
-
-NK_INLINE uint32_t nk_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-NK_INLINE float nk_from_bits(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-/* The common pool -- 2x2 windows, stride 2, no padding, every window
- * inside x -- has a path of its own that the compiler vectorizes: the same
- * choice of maximum, the same bits. */
-NK_INLINE int nk_pool_2x2(int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw, int Ho,
-                          int Wo) {
-  return Kh == 2 && Kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && 2 * Ho <= H &&
-         2 * Wo <= W;
-}
-
-/* All ones where v replaces m as the window's maximum so far
- * (nk_pool_max_at's rule), and the choice it makes: branch-free, so that
- * the pooling loops vectorize. */
-NK_INLINE uint32_t nk_pool_takes(float v, float m) {
-  return -(uint32_t)((v > m) | ((v != v) & (m == m)));
-}
-NK_INLINE float nk_pool_pick(uint32_t take, float v, float m) {
-  return nk_from_bits((nk_bits(v) & take) | (nk_bits(m) & ~take));
-}
-
-/* The maximum of the 2x2 window (a, b / c, d); t[k] is all ones where
- * element k + 1 replaced the maximum so far. */
-NK_INLINE float nk_pool_2x2_max(float a, float b, float c, float d, uint32_t t[3]) {
-  t[0] = nk_pool_takes(b, a);
-  float m = nk_pool_pick(t[0], b, a);
-  t[1] = nk_pool_takes(c, m);
-  m = nk_pool_pick(t[1], c, m);
-  t[2] = nk_pool_takes(d, m);
-  return nk_pool_pick(t[2], d, m);
-}
-
 NK_INLINE void nncc_maxpool2d_forward_team(float *restrict y, const float *restrict x, int N,
                                            int C, int H, int W, int Kh, int Kw, int sh, int sw,
                                            int ph, int pw, int Ho, int Wo) {
-  if (nk_pool_2x2(H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo)) {
 #pragma omp for schedule(static)
-    for (int nc = 0; nc < N * C; nc++)
-      NK_STRIDED_LOOP for (int oh = 0; oh < Ho; oh++) {
-        const float *r0 = x + ((size_t)nc * H + 2 * oh) * W, *r1 = r0 + W;
-        float *yr = y + ((size_t)nc * Ho + oh) * Wo;
-        NK_STRIDED_LOOP for (int ow = 0; ow < Wo; ow++) {
-          uint32_t t[3];
-          yr[ow] = nk_pool_2x2_max(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], t);
-        }
-      }
-    return;
-  }
-#pragma omp for schedule(static)
-  for (int nc = 0; nc < N * C; nc++) {
-    const float *xp = x + (size_t)nc * H * W;
-    float *yp = y + (size_t)nc * Ho * Wo;
-    for (int oh = 0; oh < Ho; oh++)
-      for (int ow = 0; ow < Wo; ow++) {
-        int k = nk_pool_max_at(xp, H, W, Kh, Kw, oh * sh - ph, ow * sw - pw);
-        yp[oh * Wo + ow] = k < 0 ? -INFINITY : xp[k];
-      }
-  }
+  for (int nc = 0; nc < N * C; nc++)
+    nk_maxpool_plane(y + (size_t)nc * Ho * Wo, x + (size_t)nc * H * W, H, W, Kh, Kw, sh, sw, ph,
+                     pw, Ho, Wo);
 }
 
 /* dx = the max pool's gradient, gated by act's derivative from x when act

@@ -248,6 +248,45 @@ START_TEST(fuse_gate_into_maxpool) {
 }
 END_TEST
 
+/* A max pool runs in the epilogue of the conv it reads when that conv is
+ * on the engine and sums no batch norm's statistics there; one pool per
+ * conv.  The pool's forward call and the barrier before it are gone, and
+ * its output lives from the conv's forward step on. */
+START_TEST(fuse_pool_into_conv) {
+  Graph *g = graph(2, 1, 28, 28);
+  Node *p1 = pool(g, OP_MAXPOOL2D, "p1", add(g, OP_RELU, "r1", 1, conv(g, "c1", g->nodes[0], 4, 5, 0)), 2);
+  Node *c2 = conv(g, "c2", p1, 4, 3, 1); /* two pools read it: the first takes it */
+  Node *p2 = pool(g, OP_MAXPOOL2D, "p2", c2, 2);
+  Node *s = add(g, OP_ADD, "s", 2, p2, pool(g, OP_MAXPOOL2D, "p3", c2, 2));
+  Node *c3 = conv(g, "c3", s, 4, 3, 1); /* dilated: the general kernel */
+  set_pair(c3, "dilation", 2);
+  Node *p4 = pool(g, OP_MAXPOOL2D, "p4", c3, 2);
+  Node *p5 = pool(g, OP_MAXPOOL2D, "p5", bn(g, "b5", conv(g, "c5", p4, 4, 1, 0)), 1); /* c5 sums b5's */
+  Node *p6 = pool(g, OP_AVGPOOL2D, "p6", conv(g, "c6", p5, 4, 1, 0), 1);               /* not a max pool */
+  head(g, p6);
+  compile_o1(g);
+  ck_assert_ptr_eq(named(g, "c1")->pool_for, named(g, "p1"));
+  ck_assert_str_eq(named(g, "c1")->note, "its epilogue computes p1");
+  ck_assert_ptr_eq(named(g, "c2")->pool_for, named(g, "p2"));
+  ck_assert_ptr_null(named(g, "c3")->pool_for);
+  ck_assert_ptr_eq(named(g, "c5")->stats_for, named(g, "b5"));
+  ck_assert_ptr_null(named(g, "c5")->pool_for);
+  ck_assert_ptr_null(named(g, "b5")->pool_for);
+  ck_assert_ptr_null(named(g, "c6")->pool_for);
+  ck_assert_int_eq(g->bufs[buf_root(g, named(g, "p1")->act)].first, step_forward(g, named(g, "c1")));
+  char *c = emit(g);
+  ck_assert_ptr_nonnull(strstr(c, "    c1_forward(c1, p1, s->input, "));
+  ck_assert_ptr_nonnull(strstr(c, "    if (s->check) s->check(s, 0, NNCC_FORWARD);\n"
+                                  "    /* p1: computed in c1's epilogue */\n"
+                                  "    if (s->check) s->check(s, 1, NNCC_FORWARD);\n"
+                                  "#pragma omp barrier\n"));
+  ck_assert_ptr_nonnull(strstr(c, "    p3_forward(p3, c2);")); /* the second pool */
+  ck_assert_ptr_nonnull(strstr(c, "    p4_forward(p4, c3);"));
+  ck_assert_ptr_nonnull(strstr(c, "    p5_forward(p5, b5);"));
+  free(c);
+}
+END_TEST
+
 /* ---- plan ---------------------------------------------------------------------- */
 
 START_TEST(plan_buffers_and_views) {
@@ -378,9 +417,12 @@ START_TEST(emit_kernels_and_sizes) {
   ck_assert_int_eq(named(g, "dw")->dims[2], 12);
   char *c_src = emit(g);
   ck_assert_ptr_nonnull(strstr(c_src, "_Static_assert(NNCC_CONV_OUT(28, 5, 1, 0, 0, 1) == 24, \"c1: output size\");"));
-  ck_assert_ptr_nonnull(strstr(c_src, "nncc_conv2d_forward_team(y, x, w, b, scratch, 2, 1, 28, 28, 4, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f);"));
+  /* the pool runs in c1's epilogue, with its window */
+  ck_assert_ptr_nonnull(strstr(c_src, "nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, 2, 1, 28, 28, 4, 5, 5, 1, 1, 0, 0, NNCC_ACT_RELU, 0.0f,\n"
+                                      "                                3, 3, 2, 2, 0, 0, 12, 12); /* p1's window */"));
   ck_assert_ptr_nonnull(strstr(c_src, "_Static_assert(NNCC_POOL_OUT(24, 3, 2, 0, 1) == 12, \"p1: output size\");"));
-  ck_assert_ptr_nonnull(strstr(c_src, "nncc_maxpool2d_forward_team(y, x, 2, 4, 24, 24, 3, 3, 2, 2, 0, 0, 12, 12);"));
+  ck_assert_ptr_nonnull(strstr(c_src, "/* forward: in c1's epilogue (c1_forward) */"));
+  ck_assert_ptr_null(strstr(c_src, "nncc_maxpool2d_forward_team("));
   /* total padding 3*(2-1) = 3: one at the top/left, two at the bottom/right */
   ck_assert_ptr_nonnull(strstr(c_src, "nncc_conv2d_general_forward_team(y, x, w, b, 2, 4, 12, 12, 4, 2, 2, 1, 1, 1, 1, 3, 3, 4, 12, 12, NNCC_ACT_NONE, 0.0f);"));
   /* the model's input needs no gradient: dw's backward passes none */
@@ -413,6 +455,7 @@ static Suite *passes_suite(void) {
   tcase_add_test(tc, fuse_relu6_and_leaky);
   tcase_add_test(tc, fuse_refusals_say_why);
   tcase_add_test(tc, fuse_gate_into_maxpool);
+  tcase_add_test(tc, fuse_pool_into_conv);
   suite_add_tcase(s, tc);
   tc = tcase_create("plan");
   tcase_add_test(tc, plan_buffers_and_views);

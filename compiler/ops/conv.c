@@ -88,9 +88,10 @@ static bool conv_general(const Conv2dAttrs *a) {
          a->pl != a->pr;
 }
 
-/* On the fast engine, a conv's forward can write the per-plane statistics
- * of the batch norm it feeds, in its epilogue (passes/fuse.c). */
-static bool stats_epilogue_conv2d(const Node *n) { return !conv_general(n->attrs); }
+/* On the fast engine, a conv's forward has an epilogue per output plane:
+ * the statistics of the batch norm it feeds, or the max pool it feeds
+ * (passes/fuse.c). */
+static bool plane_epilogue_conv2d(const Node *n) { return !conv_general(n->attrs); }
 
 /* The kernels' size arguments after the tensors. */
 static char *conv_sizes(Emit *E, const Node *n) {
@@ -136,7 +137,14 @@ static void define_conv2d(Emit *E, Node *n) {
                                    ll(a->pb), ll(n->dims[2])),
                      format("NNCC_CONV_OUT(%lld, %lld, %lld, %lld, %lld, 1) == %lld", ll(x->dims[3]),
                             ll(a->kernel[1]), ll(a->stride[1]), ll(a->pl), ll(a->pr), ll(n->dims[3])));
-  if (n->stats_for)
+  if (n->pool_for)
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, float *restrict py, const float *restrict x,\n"
+               "    const float *restrict w, const float *restrict b, void *scratch) {\n"
+               "  nncc_conv2d_forward_pool_team(y, py, x, w, b, scratch, %s, %s,\n"
+               "                                %s); /* %s's window */\n}\n",
+               f, sz, act, node_desc(n->pool_for)->epilogue_args(E, n->pool_for), n->pool_for->name);
+  else if (n->stats_for)
     buf_printf(o,
                "KERNEL void %s_forward(float *restrict y, double *restrict pstats, const float *restrict x,\n"
                "    const float *restrict w, const float *restrict b, void *scratch) {\n"
@@ -159,11 +167,13 @@ static void define_conv2d(Emit *E, Node *n) {
 }
 
 /* conv2d and linear call their kernels alike; a conv that writes a batch
- * norm's statistics passes where they go, in training */
+ * norm's statistics passes where they go, in training, and one that
+ * computes a max pool the pool's output */
 static void forward_weighted(Emit *E, Node *n) {
-  char *pstats = n->stats_for ? format(" training ? (double *)(void *)%s : NULL,",
-                                       emit_work(E, n->stats_for))
-                              : "";
+  char *pstats = n->stats_for  ? format(" training ? (double *)(void *)%s : NULL,",
+                                        emit_work(E, n->stats_for))
+                 : n->pool_for ? format(" %s,", emit_act(E, n->pool_for))
+                               : "";
   buf_printf(emit_out(E), "    %s_forward(%s,%s %s, %s, %s, scratch);\n", emit_fn(n), emit_act(E, n),
              pstats, emit_act(E, emit_in(E, n, 0)), emit_param(E, n, 0),
              n->nparams > 1 ? emit_param(E, n, 1) : "NULL");
@@ -275,7 +285,7 @@ const OpDesc op_conv2d = {
     .shape = shape_conv2d,
     .flops_fwd = flops_conv2d_fwd,
     .flops_bwd = flops_conv2d_bwd,
-    .stats_epilogue = stats_epilogue_conv2d,
+    .plane_epilogue = plane_epilogue_conv2d,
     .define_kernels = define_conv2d,
     .forward = forward_weighted,
     .backward = backward_weighted,

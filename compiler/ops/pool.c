@@ -59,18 +59,36 @@ static char *pool_sizes(Emit *E, Node *n) {
                 ll(n->dims[2]), ll(n->dims[3]));
 }
 
+/* The window and output size, for the forward of the input whose epilogue
+ * runs the pool (fuse.c; nncc_conv2d_forward_pool_team); the pool's own
+ * kernels assert the sizes (pool_sizes). */
+static char *epilogue_args_pool(Emit *E, Node *n) {
+  (void)E;
+  const PoolAttrs *a = n->attrs;
+  return format("%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld", ll(a->kernel[0]), ll(a->kernel[1]),
+                ll(a->stride[0]), ll(a->stride[1]), ll(a->padding[0]), ll(a->padding[1]),
+                ll(n->dims[2]), ll(n->dims[3]));
+}
+
 /* Backward also applies the input's activation gate when it takes it
- * (fuse.c): x is that activation's output. */
+ * (fuse.c): x is that activation's output.  Forward is the input's
+ * epilogue when the input runs it (pool_for). */
 static void define_maxpool2d(Emit *E, Node *n) {
   char *f = emit_fn(n), *sz = pool_sizes(E, n);
   const Node *x = emit_in(E, n, 0);
   bool gates = x->gated_by == n;
-  buf_printf(emit_out(E),
-             "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
-             "  nncc_maxpool2d_forward_team(y, x, %s);\n}\n"
+  Buf *o = emit_out(E);
+  if (x->pool_for == n)
+    buf_printf(o, "/* forward: in %s's epilogue (%s_forward) */\n", x->name, emit_fn(x));
+  else
+    buf_printf(o,
+               "KERNEL void %s_forward(float *restrict y, const float *restrict x) {\n"
+               "  nncc_maxpool2d_forward_team(y, x, %s);\n}\n",
+               f, sz);
+  buf_printf(o,
              "KERNEL void %s_backward(float *restrict dx, const float *restrict dy, const float *restrict x) {\n"
              "  nncc_maxpool2d_backward_team(dx, dy, x, %s, %s);%s\n}\n",
-             f, sz, f, sz, gates ? emit_act_args(x) : "NNCC_ACT_NONE, 0.0f",
+             f, sz, gates ? emit_act_args(x) : "NNCC_ACT_NONE, 0.0f",
              gates ? format(" /* %s's gate */", x->epilogue->name) : "");
 }
 
@@ -155,11 +173,12 @@ const OpDesc op_maxpool2d = {
     .attrs = maxpool2d_attrs,
     .nattrs = sizeof maxpool2d_attrs / sizeof *maxpool2d_attrs,
     .attrs_size = sizeof(PoolAttrs),
-    .flags = OPF_TAKES_GATE,
+    .flags = OPF_TAKES_GATE | OPF_POOLS_PLANES,
     .saves = SAVES_IN,
     .shape = shape_pool,
     .flops_fwd = flops_pool,
     .flops_bwd = flops_pool,
+    .epilogue_args = epilogue_args_pool,
     .define_kernels = define_maxpool2d,
     .forward = emit_forward_unary,
     .backward = emit_backward_unary,

@@ -24,7 +24,9 @@
  * rule is what the conv's backward would have done.
  *
  * Last, a conv2d feeding a batch norm computes the batch norm's per-plane
- * statistics in its own forward epilogue (stats_pass).
+ * statistics in its own forward epilogue, and one feeding a max pool
+ * computes the pool's output there (plane_pass): each group of images'
+ * output planes, while they are still in cache.
  */
 #include "nncc.h"
 
@@ -43,23 +45,31 @@ static void gate_pass(Graph *g) {
   }
 }
 
-/* Guarantees: x->stats_for = u for each batch norm u (OPF_TAKES_STATS)
- * whose input x can write u's per-plane statistics in its forward epilogue
- * (a conv2d on the fast engine), one batch norm per x.  u's forward then
- * starts from them instead of reading x once more for them; the bits are
- * the same, since both compute each plane's statistics with one function
- * (nk_plane_stats). */
-static void stats_pass(Graph *g) {
+/* Guarantees: for each batch norm u (OPF_TAKES_STATS) or max pool u
+ * (OPF_POOLS_PLANES) whose input x has an epilogue per output plane (a
+ * conv2d on the fast engine) that no earlier user took, x->stats_for = u
+ * or x->pool_for = u: one per x.  x's epilogue then sums the batch norm's
+ * per-plane statistics, which u's forward starts from instead of reading
+ * x once more for them, or computes the pool's output, and u's forward is
+ * gone (x still writes its own output: the pool's backward and x's other
+ * users read it).  The bits are the same: either way one function per
+ * plane computes them (nk_plane_stats, nk_maxpool_plane). */
+static void plane_pass(Graph *g) {
   for (int i = 0; i < g->nnodes; i++) {
     Node *u = g->nodes[i];
-    if (!(node_desc(u)->flags & OPF_TAKES_STATS))
+    unsigned takes = node_desc(u)->flags & (OPF_TAKES_STATS | OPF_POOLS_PLANES);
+    if (!takes)
       continue;
     Node *x = node_in(g, u, 0);
     const OpDesc *xd = node_desc(x);
-    if (x->stats_for || !xd->stats_epilogue || !xd->stats_epilogue(x))
+    if (x->stats_for || x->pool_for || !xd->plane_epilogue || !xd->plane_epilogue(x))
       continue;
-    x->stats_for = u;
-    char *said = format("its epilogue sums %s's statistics", u->name);
+    if (takes & OPF_TAKES_STATS)
+      x->stats_for = u;
+    else
+      x->pool_for = u;
+    char *said = format(takes & OPF_TAKES_STATS ? "its epilogue sums %s's statistics" : "its epilogue computes %s",
+                        u->name);
     x->note = x->note ? format("%s; %s", x->note, said) : said;
   }
 }
@@ -110,5 +120,5 @@ void fuse_pass(Graph *g) {
   if (changed)
     graph_compact(g); /* counts the users again */
   gate_pass(g);
-  stats_pass(g);
+  plane_pass(g);
 }

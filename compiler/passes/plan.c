@@ -197,6 +197,8 @@ static void liveness(Graph *g) {
     touch(g, n->work, s);
     if (n->stats_for) /* its forward writes the batch norm's statistics */
       touch(g, n->stats_for->work, s);
+    if (n->pool_for) /* and the pool's output */
+      touch(g, n->pool_for->act, s);
     for (int j = 0; j < n->nin; j++)
       touch(g, g->nodes[n->in[j]]->act, s);
   }

@@ -949,6 +949,56 @@ START_TEST(test_batchnorm_prestats) {
 }
 END_TEST
 
+/* a conv whose epilogue runs the max pool after it (passes/fuse.c) against
+ * the conv and then the pool: the same bits, on 1 and 3 threads; the pool
+ * windows of pool_shapes, on conv outputs of their size */
+START_TEST(test_conv_pool_epilogue) {
+  Pool p = pool_shapes[_i];
+  int K = 3, Ci = 2, N = p.N + 3, H = p.H + K - 1, W = p.W + K - 1, Co = p.C + 1;
+  int Ho = pool_ho(p), Wo = pool_wo(p);
+  size_t nx = (size_t)N * Ci * H * W, ny = (size_t)N * Co * p.H * p.W, np = (size_t)N * Co * Ho * Wo;
+  rng_state = 1900 + _i;
+  float *x = rand_buf(nx), *w = rand_buf((size_t)Co * Ci * K * K), *b = rand_buf(Co);
+  for (int t = 0; t < 2; t++) {
+    set_threads(t ? 3 : 1);
+    void *scratch = aligned_alloc(64, nk_align64(nncc_conv2d_forward_scratch(
+                                          N, Ci, H, W, Co, K, K, 1, 1, 0, 0, nncc_team_size())));
+    float *y[2], *py[2];
+    for (int f = 0; f < 2; f++) { /* f = 0: the conv, then the pool; 1: the conv's epilogue */
+      y[f] = garbage_buf(ny), py[f] = garbage_buf(np);
+      if (f) {
+#pragma omp parallel
+        nncc_conv2d_forward_pool_team(y[f], py[f], x, w, b, scratch, N, Ci, H, W, Co, K, K, 1, 1,
+                                      0, 0, NNCC_ACT_RELU, 0.0f, p.Kh, p.Kw, p.sh, p.sw, p.ph,
+                                      p.pw, Ho, Wo);
+      } else {
+        nncc_conv2d_forward(y[f], x, w, b, scratch, N, Ci, H, W, Co, K, K, 1, 1, 0, 0,
+                            NNCC_ACT_RELU, 0.0f);
+        nncc_maxpool2d_forward(py[f], y[f], N, Co, p.H, p.W, p.Kh, p.Kw, p.sh, p.sw, p.ph, p.pw,
+                               Ho, Wo);
+      }
+    }
+    ck_assert_msg(same_bits(y[0], y[1], ny), "%d threads: y", t ? 3 : 1);
+    ck_assert_msg(same_bits(py[0], py[1], np), "%d threads: pooled", t ? 3 : 1);
+    /* and the pool is a pool: each output is its window's largest */
+    for (size_t k = 0; k < np; k++) {
+      size_t nc = k / ((size_t)Ho * Wo);
+      int oh = (int)(k / Wo % Ho), ow = (int)(k % Wo);
+      float m = -INFINITY;
+      for (int i = 0; i < p.Kh; i++)
+        for (int j = 0; j < p.Kw; j++) {
+          int h = oh * p.sh - p.ph + i, ww = ow * p.sw - p.pw + j;
+          if (h >= 0 && h < p.H && ww >= 0 && ww < p.W) m = fmaxf(m, y[0][(nc * p.H + h) * p.W + ww]);
+        }
+      ck_assert_msg(py[1][k] == m, "output %zu: %g, want %g", k, py[1][k], m);
+    }
+    for (int f = 0; f < 2; f++) free(y[f]), free(py[f]);
+    free(scratch);
+  }
+  free(x), free(w), free(b);
+}
+END_TEST
+
 /* pooling, 1 thread vs 3: the same bits */
 START_TEST(test_pool_threads) {
   Pool p = pool_shapes[_i];
@@ -1214,6 +1264,7 @@ static Suite *general_suite(void) {
   tcase_add_loop_test(tc, test_pool_gate, 0, 3 * NPOOL);
   tcase_add_loop_test(tc, test_batchnorm_act, 0, 3);
   tcase_add_loop_test(tc, test_batchnorm_prestats, 0, 3);
+  tcase_add_loop_test(tc, test_conv_pool_epilogue, 0, NPOOL);
   tcase_add_loop_test(tc, test_adaptive_max_vs_reference, 0, NAPOOL);
   tcase_add_test(tc, test_adaptive_max_values);
   suite_add_tcase(s, tc);
