@@ -138,7 +138,9 @@ static inline int nncc_fp_contracts(void) {
  * unrolls them fully (literal sizes) and then vectorizes the loop over the
  * planes, or the loop over a row, with gathers and scatters, slower on AMD
  * Zen 4 than its scalar loop (mnist_cnn: clang's pools 12.8% of its
- * cycles, 9.5% scalar; gcc's 3%). */
+ * cycles, 9.5% scalar; gcc's 3%).  So under clang they stay scalar, and
+ * the rows' windows go NK_PW at a time through explicit shuffles first
+ * (NK_POOL_VECTORS), the loops finishing only a row's last few. */
 #if defined(__clang__)
 #define NK_STRIDED_LOOP NK_PRAGMA(clang loop unroll(disable) vectorize(disable))
 #else
@@ -389,6 +391,58 @@ NK_INLINE float nk_pool_2x2_max(float a, float b, float c, float d, uint32_t t[3
   return nk_pool_pick(t[2], d, m);
 }
 
+/*
+ * NK_PW 2x2 windows at once, for the row loops of the 2x2 pools: GCC/Clang
+ * vector extensions (a ymm on x86, two q registers on NEON, SSE pairs on
+ * plain x86-64), with the even and odd elements of 2*NK_PW consecutive
+ * floats split by shuffles.  The compilers' own vectorization of those loops
+ * either shuffles (gcc) or gathers and scatters (clang 14: slower than its
+ * scalar loop on Zen 4).  The choices are the scalar rule's, lane by lane
+ * (nk_pool_takes / nk_pool_pick), so the bits are the same.
+ */
+/* Under clang only: gcc vectorizes the scalar loops itself, with 16
+ * windows a step on AVX-512, and this path was not faster there. */
+#if defined(__clang__)
+#define NK_POOL_VECTORS 1
+#else
+#define NK_POOL_VECTORS 0
+#endif
+enum { NK_PW = 8 }; /* windows per step */
+#define NK_PW_EVEN 0, 2, 4, 6, 8, 10, 12, 14
+#define NK_PW_ODD 1, 3, 5, 7, 9, 11, 13, 15
+#define NK_PW_ZIP_LO 0, 8, 1, 9, 2, 10, 3, 11
+#define NK_PW_ZIP_HI 4, 12, 5, 13, 6, 14, 7, 15
+typedef float nk_pw __attribute__((vector_size(NK_PW * 4)));
+typedef int32_t nk_pwm __attribute__((vector_size(NK_PW * 4)));
+/* Macros and pointers, no vector arguments or results: where the ISA's
+ * registers are narrower (plain x86-64) those change the ABI, and the
+ * compilers warn even about inline functions. */
+#define NK_PWV_TAKES(v, m) (((v) > (m)) | (((v) != (v)) & ((m) == (m))))
+#define NK_PWV_PICK(take, v, m) ((nk_pw)(((nk_pwm)(v) & (take)) | ((nk_pwm)(m) & ~(take))))
+/* windows (e[0], e[1] / e[2], e[3]) of row pair r0, r1 from column 2*ow
+ * on, the maximum's choices t, and the maximum */
+NK_INLINE void nk_pool_pw_max(const float *r0, const float *r1, nk_pw e[4], nk_pwm t[3], nk_pw *max) {
+  nk_pw u[2], l[2];
+  memcpy(u, r0, sizeof u);
+  memcpy(l, r1, sizeof l);
+  e[0] = __builtin_shufflevector(u[0], u[1], NK_PW_EVEN);
+  e[1] = __builtin_shufflevector(u[0], u[1], NK_PW_ODD);
+  e[2] = __builtin_shufflevector(l[0], l[1], NK_PW_EVEN);
+  e[3] = __builtin_shufflevector(l[0], l[1], NK_PW_ODD);
+  t[0] = NK_PWV_TAKES(e[1], e[0]);
+  nk_pw m = NK_PWV_PICK(t[0], e[1], e[0]);
+  t[1] = NK_PWV_TAKES(e[2], m);
+  m = NK_PWV_PICK(t[1], e[2], m);
+  t[2] = NK_PWV_TAKES(e[3], m);
+  *max = NK_PWV_PICK(t[2], e[3], m);
+}
+/* p[0..2*NK_PW-1] = a0 b0 a1 b1 ...: the inverse of the even/odd split */
+NK_INLINE void nk_pw_zip_store(float *p, const nk_pw *a, const nk_pw *b) {
+  nk_pw z[2] = {__builtin_shufflevector(*a, *b, NK_PW_ZIP_LO),
+                __builtin_shufflevector(*a, *b, NK_PW_ZIP_HI)};
+  memcpy(p, z, sizeof z);
+}
+
 /* The max pool of one plane, yp[Ho][Wo] from xp[H][W]: the pool's forward
  * runs it on every plane, and so does the epilogue of a conv whose output
  * the pool reads (nk_engine_team), while the plane is in cache. */
@@ -398,7 +452,15 @@ NK_INLINE void nk_maxpool_plane(float *restrict yp, const float *restrict xp, in
     NK_STRIDED_LOOP for (int oh = 0; oh < Ho; oh++) {
       const float *r0 = xp + (size_t)2 * oh * W, *r1 = r0 + W;
       float *yr = yp + (size_t)oh * Wo;
-      NK_STRIDED_LOOP for (int ow = 0; ow < Wo; ow++) {
+      int ow = 0;
+      if (NK_POOL_VECTORS)
+        for (; ow + NK_PW <= Wo; ow += NK_PW) {
+          nk_pw e[4], m;
+          nk_pwm t[3];
+          nk_pool_pw_max(r0 + 2 * ow, r1 + 2 * ow, e, t, &m);
+          memcpy(yr + ow, &m, sizeof m);
+        }
+      NK_STRIDED_LOOP for (; ow < Wo; ow++) {
         uint32_t t[3];
         yr[ow] = nk_pool_2x2_max(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], t);
       }
@@ -1478,7 +1540,23 @@ NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *res
         size_t r = ((size_t)nc * H + 2 * oh) * W;
         const float *x0 = x + r, *x1 = x0 + W, *dr = dy + ((size_t)nc * Ho + oh) * Wo;
         float *g0 = dx + r, *g1 = g0 + W;
-        NK_STRIDED_LOOP for (int ow = 0; ow < Wo; ow++) {
+        int ow = 0;
+        /* NK_PW windows at once, as the scalar loop below does them */
+        if (NK_POOL_VECTORS && (act == NNCC_ACT_NONE || act == NNCC_ACT_RELU))
+          for (; ow + NK_PW <= Wo; ow += NK_PW) {
+            nk_pw e[4], g, m;
+            nk_pwm t[3], z = {0};
+            nk_pool_pw_max(x0 + 2 * ow, x1 + 2 * ow, e, t, &m);
+            memcpy(&g, dr + ow, sizeof g);
+            g = 0.0f + g;
+            nk_pwm k[4] = {~(t[0] | t[1] | t[2]), t[0] & ~(t[1] | t[2]), t[1] & ~t[2], t[2]};
+            nk_pw o[4];
+            for (int q = 0; q < 4; q++)
+              o[q] = (nk_pw)((nk_pwm)g & k[q] & (act == NNCC_ACT_RELU ? (e[q] > 0.0f) : ~z));
+            nk_pw_zip_store(g0 + 2 * ow, &o[0], &o[1]);
+            nk_pw_zip_store(g1 + 2 * ow, &o[2], &o[3]);
+          }
+        NK_STRIDED_LOOP for (; ow < Wo; ow++) {
           /* the window's maximum keeps 0 + its dy, gated by act from x
            * itself, every other element +0: by a mask of the bits, which
            * vectorizes (act is a literal in the generated code, so the
