@@ -96,6 +96,19 @@ static inline int nncc_fp_contracts(void) {
  * NK_GC_TILE, NK_GC_VMAX, NK_ACC). */
 #include "nncc_simd.h"
 
+/* gcc on AVX2: weigh the register pressure of a loop before keeping values
+ * it does not change in registers through it (-fira-loop-pressure, for the
+ * rest of the unit: the generated kernels too).  Without it gcc 12 spilled
+ * one accumulator of AVX2's 12-register micro-kernel tile in mnist_cnn's
+ * conv3 forward, into a store-to-load chain on every step of its
+ * reduction loop, while two ymm registers stayed unused: that forward ran
+ * at half its speed, and the AVX2 trainer 5% slower.  Not on AVX-512: its
+ * 32 zmm leave room, and there the option spilled more.  Register
+ * allocation only: the same instructions compute, the same bits. */
+#if defined(NK_ISA_AVX2) && !defined(__clang__)
+#pragma GCC optimize("ira-loop-pressure")
+#endif
+
 /* The register tiles need their loops unrolled; with compile-time sizes
  * that is what makes them fast (about 2.5x on the convolutions). Code that
  * calls the kernels with runtime sizes (the tests) should define
