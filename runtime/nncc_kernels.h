@@ -833,6 +833,16 @@ static inline size_t nncc_conv2d_forward_scratch(int N, int Ci, int H, int W, in
   return (size_t)nthr * nk_engine_plan(d).thread_bytes;
 }
 
+/* The engine's forward with the epilogue e (nk_epi) */
+NK_INLINE void nk_conv2d_forward_epi_team(float *restrict y, const float *restrict x,
+                                          const float *restrict w, const float *restrict b,
+                                          void *scratch, int N, int Ci, int H, int W, int Co,
+                                          int Kh, int Kw, int sh, int sw, int ph, int pw, int act,
+                                          float alpha, nk_epi e) {
+  nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  nk_engine_team(y, x, NULL, w, b, act, alpha, (char *)scratch, nk_engine_plan(d).thread_bytes,
+                 d, e);
+}
 /* pstats: for a conv that a batch norm reads, in training (passes/fuse.c),
  * its epilogue also writes each output plane's statistics,
  * pstats[n][Co][2] (nk_plane_stats), where the batch norm reads them (its
@@ -842,9 +852,8 @@ NK_INLINE void nncc_conv2d_forward_stats_team(float *restrict y, double *restric
                                               const float *restrict b, void *scratch, int N,
                                               int Ci, int H, int W, int Co, int Kh, int Kw, int sh,
                                               int sw, int ph, int pw, int act, float alpha) {
-  nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
-  nk_engine_team(y, x, NULL, w, b, act, alpha, (char *)scratch, nk_engine_plan(d).thread_bytes,
-                 d, (nk_epi){.pstats = pstats});
+  nk_conv2d_forward_epi_team(y, x, w, b, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, act,
+                             alpha, (nk_epi){.pstats = pstats});
 }
 /* py: for a conv that a max pool reads (passes/fuse.c), its epilogue also
  * writes the pool's output, py[N][Co][pHo][pWo], by the pool's own
@@ -857,18 +866,18 @@ NK_INLINE void nncc_conv2d_forward_pool_team(float *restrict y, float *restrict 
                                              int sw, int ph, int pw, int act, float alpha,
                                              int pKh, int pKw, int psh, int psw, int pph, int ppw,
                                              int pHo, int pWo) {
-  nk_conv d = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
-  nk_engine_team(y, x, NULL, w, b, act, alpha, (char *)scratch, nk_engine_plan(d).thread_bytes,
-                 d, (nk_epi){.pool = py, .kh = pKh, .kw = pKw, .sh = psh, .sw = psw, .ph = pph,
-                             .pw = ppw, .ho = pHo, .wo = pWo});
+  nk_conv2d_forward_epi_team(y, x, w, b, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, act,
+                             alpha,
+                             (nk_epi){.pool = py, .kh = pKh, .kw = pKw, .sh = psh, .sw = psw,
+                                      .ph = pph, .pw = ppw, .ho = pHo, .wo = pWo});
 }
 NK_INLINE void nncc_conv2d_forward_team(float *restrict y, const float *restrict x,
                                         const float *restrict w, const float *restrict b,
                                         void *scratch, int N, int Ci, int H, int W, int Co,
                                         int Kh, int Kw, int sh, int sw, int ph, int pw, int act,
                                         float alpha) {
-  nncc_conv2d_forward_stats_team(y, NULL, x, w, b, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw, ph,
-                                 pw, act, alpha);
+  nk_conv2d_forward_epi_team(y, x, w, b, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, act,
+                             alpha, (nk_epi){0});
 }
 
 static inline void nncc_conv2d_forward(float *restrict y, const float *restrict x,
