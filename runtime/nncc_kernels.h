@@ -903,13 +903,24 @@ static inline void nncc_conv2d_forward(float *restrict y, const float *restrict 
 
 /* How dw is tiled: tiles are (ci, a run of rh kernel rows, NV*16 output
  * channels); the tile is rh*Kw*NV accumulators, at most NK_ACC when Kw
- * allows (a wider kernel row spills: Kw accumulators at least). */
+ * allows (a wider kernel row spills: Kw accumulators at least).
+ * A tile runs IB images of a group in one pass, its accumulators in
+ * registers throughout: IB divides the group size S, and the pass's padded
+ * x and transposed dy (IB of each, per thread) take at most
+ * NNCC_DW_PASS_BYTES (one image at least).  Where the output is small
+ * (vgg16's 4x4 and 2x2 layers) a single image is a short reduction, and
+ * loading and storing the tiles between images (megabytes of dw) would
+ * bound the layer by memory.  The bits are those of one image a pass: each
+ * accumulator is one FMA chain in (image, oh, ow) order either way. */
+#ifndef NNCC_DW_PASS_BYTES
+#define NNCC_DW_PASS_BYTES (512 * 1024)
+#endif
 typedef struct {
-  int Co16, ncv, NV, nch, nkh, RH;
-  size_t thread_bytes;
+  int Co16, ncv, NV, nch, nkh, RH, IB;
+  size_t xbytes, dybytes, thread_bytes;
 } nk_dwplan;
 
-NK_INLINE nk_dwplan nk_dw_plan(nk_conv f) {
+NK_INLINE nk_dwplan nk_dw_plan(nk_conv f, int S) {
   nk_dwplan p;
   p.Co16 = nk_cdiv(f.M, 16) * 16;
   p.ncv = p.Co16 / 16;
@@ -919,18 +930,23 @@ NK_INLINE nk_dwplan nk_dw_plan(nk_conv f) {
   p.nkh = nk_cdiv(f.Kh, rhmax);
   p.RH = nk_cdiv(f.Kh, p.nkh);
   p.nkh = nk_cdiv(f.Kh, p.RH);
-  p.thread_bytes = nk_align64((size_t)f.C * f.Hv * f.Wv * sizeof(float)) +
-                   nk_align64((size_t)f.Ho * f.Wo * p.Co16 * sizeof(float));
+  p.xbytes = nk_align64((size_t)f.C * f.Hv * f.Wv * sizeof(float));
+  p.dybytes = nk_align64((size_t)f.Ho * f.Wo * p.Co16 * sizeof(float));
+  p.IB = 1;
+  for (int ib = 2; ib <= S; ib++)
+    if (S % ib == 0 && (size_t)ib * (p.xbytes + p.dybytes) <= NNCC_DW_PASS_BYTES) p.IB = ib;
+  p.thread_bytes = (size_t)p.IB * (p.xbytes + p.dybytes);
   return p;
 }
 
-/* dwT[k][co] (+)= sum_{oh,ow} xv[ci][oh*sh+kh][ow*sw+kw] * dyT[oh*Wo+ow][co]
- * over one tile, for one image of group g: the group's running sum is at
+/* dwT[k][co] (+)= sum_{i,oh,ow} xv_i[ci][oh*sh+kh][ow*sw+kw] * dyT_i[oh*Wo+ow][co]
+ * over one tile, for ib images i of group g (image i's xv and dyT are
+ * p.xbytes and p.dybytes after image i-1's): the group's running sum is at
  * level nk_tree_level(g) of dwT (levels `slot` floats apart); `first`
  * starts it from zero, `last` folds it into the tree (nk_tree_fold). */
 NK_INLINE void nk_dw_tile(float *dwT, size_t slot, const float *xv, const float *dyT, nk_conv f,
-                          nk_dwplan p, int ci, int kh0, const int rh, int co0, const int nv,
-                          int first, int last, int g) {
+                          nk_dwplan p, int ib, int ci, int kh0, const int rh, int co0,
+                          const int nv, int first, int last, int g) {
   nk_v acc[32];
   int KK = f.Kh * f.Kw, lf = nk_tree_level(g);
   if (rh < 1 || nv < 1 || nv > 4 || rh * f.Kw * nv > 32) __builtin_unreachable();
@@ -941,7 +957,8 @@ NK_INLINE void nk_dw_tile(float *dwT, size_t slot, const float *xv, const float 
     NK_UNROLL for (int j = 0; j < nv; j++)
       acc[r * nv + j] = first ? nk_zero() : nk_load(row + 16 * j);
   }
-  nk_kernel(acc, rh, f.Kw, nv, xv + (size_t)kh0 * f.Wv, f.Wv, 1, dyT + co0, 0xFFFF, 1, 0, 0, f.Ho,
+  nk_kernel(acc, rh, f.Kw, nv, xv + (size_t)kh0 * f.Wv, f.Wv, 1, dyT + co0, 0xFFFF, ib,
+            (ptrdiff_t)(p.xbytes / sizeof(float)), (ptrdiff_t)(p.dybytes / sizeof(float)), f.Ho,
             (ptrdiff_t)f.sh * f.Wv, (ptrdiff_t)f.Wo * p.Co16, f.Wo, f.sw, p.Co16);
   NK_UNROLL for (int r = 0; r < rh * f.Kw; r++) {
     size_t off = (size_t)(ci * KK + kh0 * f.Kw + r) * p.Co16 + co0;
@@ -974,54 +991,61 @@ NK_INLINE void nk_transpose_rows(float *restrict dyT, int ld, const float *restr
   }
 }
 
-/* One image n's terms of tiles [lo, hi) (in (output-channel chunk, ci,
- * kernel-row run) order), for group g at its tree level (first: the
- * group's first image; last: its last, folded into the tree): x's padded
- * planes ci_lo..ci_hi into xv, dy's channels [co_lo, co_hi) transposed
- * into dyT, then the tiles. */
-NK_INLINE void nk_dw_image(float *dwT, size_t slot, float *dbT, size_t dbslot, float *xv,
-                           float *dyT, const float *x, const float *dy, const float *ymask,
-                           int act, float alpha, nk_conv f, nk_dwplan p, int n, int g, int first,
-                           int last, int lo, int hi, int ci_lo, int ci_hi, int co_lo, int co_hi) {
+/* The terms of images n..n+ib-1 (of group g, at its tree level; first:
+ * the pass starts the group; last: it ends it, folded into the tree) in
+ * tiles [lo, hi) (in (output-channel chunk, ci, kernel-row run) order):
+ * each image's padded planes ci_lo..ci_hi of x into xv, its dy's channels
+ * [co_lo, co_hi) transposed into dyT, then the tiles, each over all ib
+ * images. */
+NK_INLINE void nk_dw_pass(float *dwT, size_t slot, float *dbT, size_t dbslot, char *xv,
+                          char *dyT, const float *x, const float *dy, const float *ymask, int act,
+                          float alpha, nk_conv f, nk_dwplan p, int n, int ib, int g, int first,
+                          int last, int lo, int hi, int ci_lo, int ci_hi, int co_lo, int co_hi) {
   int per_cc = f.C * p.nkh, lf = nk_tree_level(g), P = f.Ho * f.Wo;
   size_t plane = (size_t)f.Hv * f.Wv;
-  for (int c = ci_lo; c <= ci_hi; c++)
-    for (int r = 0; r < f.Hv; r++)
-      nk_vrow(xv + (size_t)c * plane + (size_t)r * f.Wv, nk_srow(f, x, n, c, r), NULL,
-              NNCC_ACT_NONE, 0.0f, f.Wv, 0, 1, f.pl, 1, f.Ws);
-  /* dyT[p][co] = gated dy[n][co][p] */
-  const float *dyn = dy + (size_t)n * f.M * P;
-  const float *mn = ymask ? ymask + (size_t)n * f.M * P : NULL;
-  /* column by column when all of dyT fits in L1; else in blocks of 16
-   * rows, which stay in L1 while each column is written (column by
-   * column over all of it, the writes would miss a line each) */
-  if ((size_t)P * p.Co16 <= 4096) /* all of dyT fits in L1 */
-    nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, 0, P, co_lo, co_hi);
-  else
-    for (int q0 = 0; q0 < P; q0 += 16)
-      if (q0 + 16 <= P)
-        nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, q0, 16, co_lo, co_hi);
-      else
-        nk_transpose_rows(dyT, p.Co16, dyn, mn, act, alpha, P, q0, P - q0, co_lo, co_hi);
+  for (int i = 0; i < ib; i++) {
+    float *xi = (float *)(xv + i * p.xbytes), *di = (float *)(dyT + i * p.dybytes);
+    for (int c = ci_lo; c <= ci_hi; c++)
+      for (int r = 0; r < f.Hv; r++)
+        nk_vrow(xi + (size_t)c * plane + (size_t)r * f.Wv, nk_srow(f, x, n + i, c, r), NULL,
+                NNCC_ACT_NONE, 0.0f, f.Wv, 0, 1, f.pl, 1, f.Ws);
+    /* dyT[p][co] = gated dy[n][co][p] */
+    const float *dyn = dy + (size_t)(n + i) * f.M * P;
+    const float *mn = ymask ? ymask + (size_t)(n + i) * f.M * P : NULL;
+    /* column by column when all of dyT fits in L1; else in blocks of 16
+     * rows, which stay in L1 while each column is written (column by
+     * column over all of it, the writes would miss a line each) */
+    if ((size_t)P * p.Co16 <= 4096) /* all of dyT fits in L1 */
+      nk_transpose_rows(di, p.Co16, dyn, mn, act, alpha, P, 0, P, co_lo, co_hi);
+    else
+      for (int q0 = 0; q0 < P; q0 += 16)
+        if (q0 + 16 <= P)
+          nk_transpose_rows(di, p.Co16, dyn, mn, act, alpha, P, q0, 16, co_lo, co_hi);
+        else
+          nk_transpose_rows(di, p.Co16, dyn, mn, act, alpha, P, q0, P - q0, co_lo, co_hi);
+  }
   for (int t = lo; t < hi; t++) {
     int cc = t / per_cc, ci = t % per_cc / p.nkh, kc = t % p.nkh;
     int kh0 = kc * p.RH, co0 = cc * p.NV * 16;
-    const float *xc = xv + (size_t)ci * plane;
+    const float *xc = (const float *)xv + (size_t)ci * plane, *dc = (const float *)dyT;
     int full_kh = kh0 + p.RH <= f.Kh, full_co = cc < p.nch - 1 || p.ncv % p.NV == 0;
     int rt = f.Kh - (p.nkh - 1) * p.RH, vt = p.ncv - (p.nch - 1) * p.NV;
     if (full_kh && full_co)
-      nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, p.RH, co0, p.NV, first, last, g);
+      nk_dw_tile(dwT, slot, xc, dc, f, p, ib, ci, kh0, p.RH, co0, p.NV, first, last, g);
     else if (full_kh)
-      nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, p.RH, co0, vt, first, last, g);
+      nk_dw_tile(dwT, slot, xc, dc, f, p, ib, ci, kh0, p.RH, co0, vt, first, last, g);
     else if (full_co)
-      nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, rt, co0, p.NV, first, last, g);
-    else nk_dw_tile(dwT, slot, xc, dyT, f, p, ci, kh0, rt, co0, vt, first, last, g);
+      nk_dw_tile(dwT, slot, xc, dc, f, p, ib, ci, kh0, rt, co0, p.NV, first, last, g);
+    else nk_dw_tile(dwT, slot, xc, dc, f, p, ib, ci, kh0, rt, co0, vt, first, last, g);
     if (ci == 0 && kc == 0 && dbT) {
       int nv = full_co ? p.NV : vt;
       for (int j = 0; j < nv; j++) {
         float *work = dbT + (size_t)lf * dbslot + co0 + 16 * j;
         nk_v s = first ? nk_zero() : nk_load(work);
-        for (int q = 0; q < P; q++) s = nk_add(s, nk_load(dyT + (size_t)q * p.Co16 + co0 + 16 * j));
+        for (int i = 0; i < ib; i++) {
+          const float *di = (const float *)(dyT + i * p.dybytes) + co0 + 16 * j;
+          for (int q = 0; q < P; q++) s = nk_add(s, nk_load(di + (size_t)q * p.Co16));
+        }
         if (last)
           for (int l = 0; l < lf; l++) s = nk_add(nk_load(dbT + (size_t)l * dbslot + co0 + 16 * j), s);
         nk_store(work, s);
@@ -1044,11 +1068,10 @@ NK_INLINE void nk_dw_image(float *dwT, size_t slot, float *dbT, size_t dbslot, f
 NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, float *gbuf,
                           size_t gslot, const float *x, const float *dy, const float *ymask,
                           int act, float alpha, char *tscratch, size_t tstride, nk_conv f, int S) {
-  nk_dwplan p = nk_dw_plan(f);
+  nk_dwplan p = nk_dw_plan(f, S);
   int tid = nk_tid(), nthr = nk_nthr(), G = f.N / S, by_groups = gbuf && nthr <= G;
-  int per_cc = f.C * p.nkh, ntiles = p.nch * per_cc, P = f.Ho * f.Wo;
-  float *xv = (float *)(tscratch + (size_t)tid * tstride);
-  float *dyT = (float *)((char *)xv + nk_align64((size_t)f.C * f.Hv * f.Wv * sizeof(float)));
+  int per_cc = f.C * p.nkh, ntiles = p.nch * per_cc;
+  char *xv = tscratch + (size_t)tid * tstride, *dyT = xv + p.IB * p.xbytes;
   float *gdb = by_groups ? gbuf + (size_t)G * gslot : NULL;
   /* by groups: all tiles, all of dy's channels, the images of groups tid,
    * tid + nthr, ...; by tiles: tiles [lo, hi) in (output-channel chunk,
@@ -1064,15 +1087,15 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, fl
     ci_hi = cc_lo == cc_hi ? (hi - 1) % per_cc / p.nkh : f.C - 1;
     co_lo = cc_lo * p.NV * 16, co_hi = nk_min(f.M, (cc_hi + 1) * p.NV * 16);
   }
-  memset(dyT, 0, (size_t)P * p.Co16 * sizeof(float));
-  for (int i = 0; i < nimg; i++) {
+  memset(dyT, 0, p.IB * p.dybytes);
+  for (int i = 0; i < nimg; i += p.IB) {
     int g = by_groups ? tid + i / S * nthr : i / S, n = by_groups ? g * S + i % S : i;
     /* by groups, the group's own sum, at level 0 of its own slot */
     float *dst = by_groups ? gbuf + (size_t)g * gslot : dwT;
     float *dbdst = dbT && by_groups ? gdb + (size_t)g * dbslot : dbT;
-    nk_dw_image(dst, by_groups ? gslot : slot, dbdst, dbslot, xv, dyT, x, dy, ymask, act, alpha, f,
-                p, n, by_groups ? 0 : g, n % S == 0, !by_groups && n % S == S - 1, lo, hi, ci_lo,
-                ci_hi, co_lo, co_hi);
+    nk_dw_pass(dst, by_groups ? gslot : slot, dbdst, dbslot, xv, dyT, x, dy, ymask, act, alpha, f,
+               p, n, p.IB, by_groups ? 0 : g, n % S == 0, !by_groups && (n + p.IB) % S == 0, lo,
+               hi, ci_lo, ci_hi, co_lo, co_hi);
   }
   if (!by_groups) return;
 #pragma omp barrier
@@ -1260,7 +1283,7 @@ NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh
                                      int sw, int ph, int pw, int S) {
   nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   nk_conv b = nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
-  nk_dwplan dp = nk_dw_plan(f);
+  nk_dwplan dp = nk_dw_plan(f, S);
   nk_eplan ep = nk_engine_plan(b);
   nk_cplan cp = nk_col_plan(f);
   nk_bwdlayout L;

@@ -1240,6 +1240,54 @@ START_TEST(test_groups_split) {
 }
 END_TEST
 
+/* ---- the weight gradient's multi-image passes (nncc_kernels.h) --------
+ * A tile runs IB images of a group in one pass (nk_dw_plan); each
+ * accumulator is the same FMA chain as with one image a pass
+ * (dw_one_image.c, built with NNCC_DW_PASS_BYTES 1): the same bits, by
+ * tiles (8 threads) and by groups (3, 2, 1), with and without the ReLU gate,
+ * for a pass that holds the whole group and one that holds part of it. */
+int dw_one_image_ib(int N, int Ci, int H, int W, int Co, int K, int pad, int S);
+void dw_one_image(float *dw, float *db, const float *dy, const float *ymask, const float *x,
+                  int N, int Ci, int H, int W, int Co, int K, int pad, int S);
+typedef struct { int N, Ci, H, W, Co, K, pad, S, ib; } PassCase;
+static const PassCase pass_cases[] = {
+    {16, 24, 4, 4, 40, 3, 1, 8, 8},   /* vgg16's 4x4 layers, small: the whole group */
+    {16, 5, 2, 2, 17, 3, 1, 4, 4},    /* 2x2, a ragged output-channel chunk */
+    {16, 64, 14, 14, 32, 3, 1, 8, 4}, /* half a group a pass (89 KiB an image) */
+    {12, 3, 9, 7, 33, 5, 2, 3, 3},    /* an odd group size */
+};
+enum { NPASS = sizeof pass_cases / sizeof pass_cases[0] };
+
+START_TEST(test_dw_pass_bits) {
+  PassCase c = pass_cases[_i];
+  int Ho = c.H + 2 * c.pad - c.K + 1, Wo = c.W + 2 * c.pad - c.K + 1;
+  size_t nx = (size_t)c.N * c.Ci * c.H * c.W, ny = (size_t)c.N * c.Co * Ho * Wo;
+  size_t nw = (size_t)c.Co * c.Ci * c.K * c.K;
+  nk_conv f = nk_conv_fwd_desc(c.N, c.Ci, c.H, c.W, c.Co, c.K, c.K, 1, 1, c.pad, c.pad);
+  ck_assert_int_eq(nk_dw_plan(f, c.S).IB, c.ib);
+  ck_assert_int_eq(dw_one_image_ib(c.N, c.Ci, c.H, c.W, c.Co, c.K, c.pad, c.S), 1);
+  rng_state = 1400 + _i;
+  float *x = rand_buf(nx), *dy = rand_buf(ny), *ymask = rand_buf(ny);
+  float *dw = garbage_buf(nw), *db = garbage_buf(c.Co), *dw1 = garbage_buf(nw), *db1 = garbage_buf(c.Co);
+  static const int teams[4] = {8, 3, 2, 1}; /* the largest first (see test_groups_split) */
+  for (int ti = 0; ti < 4; ti++)
+    for (int gate = 0; gate < 2; gate++) {
+      const float *m = gate ? ymask : NULL;
+      set_threads(teams[ti]);
+      void *s = aligned_alloc(64, nk_align64(nncc_conv2d_backward_scratch(
+                                      c.N, c.Ci, c.H, c.W, c.Co, c.K, c.K, 1, 1, c.pad, c.pad,
+                                      nncc_team_size(), c.S)));
+      nncc_conv2d_backward(NULL, dw, db, dy, m, x, NULL, s, c.N, c.Ci, c.H, c.W, c.Co, c.K, c.K,
+                           1, 1, c.pad, c.pad, gate ? NNCC_ACT_RELU : NNCC_ACT_NONE, 0.0f, c.S);
+      free(s);
+      dw_one_image(dw1, db1, dy, m, x, c.N, c.Ci, c.H, c.W, c.Co, c.K, c.pad, c.S);
+      ck_assert_msg(same_bits(dw, dw1, nw) && same_bits(db, db1, c.Co), "case %d, %d threads, gate %d",
+                    _i, teams[ti], gate);
+    }
+  free(x), free(dy), free(ymask), free(dw), free(db), free(dw1), free(db1);
+}
+END_TEST
+
 static Suite *general_suite(void) {
   Suite *s = suite_create("kernels_general");
   TCase *tc = tcase_create("gconv");
@@ -1253,6 +1301,7 @@ static Suite *general_suite(void) {
   tcase_add_loop_test(tc, test_gconv_matches_engine, 0, 5);
   tcase_add_loop_test(tc, test_gconv_literal_sizes, 0, NLITERAL);
   tcase_add_loop_test(tc, test_groups_split, 0, NGROUPCASE);
+  tcase_add_loop_test(tc, test_dw_pass_bits, 0, NPASS);
   suite_add_tcase(s, tc);
   tc = tcase_create("pool");
   tcase_set_timeout(tc, 60);
