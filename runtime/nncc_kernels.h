@@ -1134,6 +1134,11 @@ NK_INLINE nk_cplan nk_col_plan(nk_conv f) {
   p.use = f.sh != 1 || f.sw != 1 || direct > 1.3 * P;
   size_t per = (size_t)P * (f.M + K) * sizeof(float);
   int gmax = nk_max(1, nk_min(f.N, (int)(NNCC_GROUP_BYTES / per)));
+  /* at least one full tile of columns, past the budget if need be: with
+   * fewer, the micro-kernel computes wasted columns and each group streams
+   * all of w (vgg16's 4x4 layers: 16 of 48 columns, the 9 MiB w once per
+   * image) */
+  if (gmax * P < NK_NR) gmax = nk_min(f.N, nk_cdiv(NK_NR, P));
   /* fewest wasted columns in the last tile among the largest groups */
   double best = -1;
   p.G = 1;
