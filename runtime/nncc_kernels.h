@@ -915,6 +915,24 @@ static inline void nncc_conv2d_forward(float *restrict y, const float *restrict 
 #ifndef NNCC_DW_PASS_BYTES
 #define NNCC_DW_PASS_BYTES (512 * 1024)
 #endif
+/* Where dW is too large for a copy per group (NNCC_DW_GROUPS_BYTES), each
+ * group still loads and stores all of dW's tree once, which bounds a layer
+ * whose group has few terms per accumulator (S*Ho*Wo at most
+ * NNCC_DW_BATCH_TERMS: vgg16's 4x4 and 2x2 layers) by memory.  There, when
+ * the whole batch's padded x and transposed dy take at most
+ * NNCC_DW_BATCH_BYTES, the team makes them ready once (shared) and each
+ * thread runs its tiles in blocks whose tree levels take
+ * NNCC_DW_BLOCK_BYTES, each block over every group, so the tree stays in
+ * L2 (nk_dw_team). */
+#ifndef NNCC_DW_BATCH_TERMS
+#define NNCC_DW_BATCH_TERMS 256
+#endif
+#ifndef NNCC_DW_BATCH_BYTES
+#define NNCC_DW_BATCH_BYTES (8 * 1024 * 1024)
+#endif
+#ifndef NNCC_DW_BLOCK_BYTES
+#define NNCC_DW_BLOCK_BYTES (256 * 1024)
+#endif
 typedef struct {
   int Co16, ncv, NV, nch, nkh, RH, IB;
   size_t xbytes, dybytes, thread_bytes;
@@ -991,17 +1009,13 @@ NK_INLINE void nk_transpose_rows(float *restrict dyT, int ld, const float *restr
   }
 }
 
-/* The terms of images n..n+ib-1 (of group g, at its tree level; first:
- * the pass starts the group; last: it ends it, folded into the tree) in
- * tiles [lo, hi) (in (output-channel chunk, ci, kernel-row run) order):
- * each image's padded planes ci_lo..ci_hi of x into xv, its dy's channels
- * [co_lo, co_hi) transposed into dyT, then the tiles, each over all ib
- * images. */
-NK_INLINE void nk_dw_pass(float *dwT, size_t slot, float *dbT, size_t dbslot, char *xv,
-                          char *dyT, const float *x, const float *dy, const float *ymask, int act,
-                          float alpha, nk_conv f, nk_dwplan p, int n, int ib, int g, int first,
-                          int last, int lo, int hi, int ci_lo, int ci_hi, int co_lo, int co_hi) {
-  int per_cc = f.C * p.nkh, lf = nk_tree_level(g), P = f.Ho * f.Wo;
+/* Images n..n+ib-1 made ready for the tiles: each image's padded planes
+ * ci_lo..ci_hi of x into xv, its dy's channels [co_lo, co_hi) transposed
+ * (and gated) into dyT, image i at xv + i*p.xbytes and dyT + i*p.dybytes. */
+NK_INLINE void nk_dw_prep(char *xv, char *dyT, const float *x, const float *dy,
+                          const float *ymask, int act, float alpha, nk_conv f, nk_dwplan p, int n,
+                          int ib, int ci_lo, int ci_hi, int co_lo, int co_hi) {
+  int P = f.Ho * f.Wo;
   size_t plane = (size_t)f.Hv * f.Wv;
   for (int i = 0; i < ib; i++) {
     float *xi = (float *)(xv + i * p.xbytes), *di = (float *)(dyT + i * p.dybytes);
@@ -1024,6 +1038,17 @@ NK_INLINE void nk_dw_pass(float *dwT, size_t slot, float *dbT, size_t dbslot, ch
         else
           nk_transpose_rows(di, p.Co16, dyn, mn, act, alpha, P, q0, P - q0, co_lo, co_hi);
   }
+}
+
+/* The terms of ib images made ready at xv and dyT (nk_dw_prep), of group g
+ * at its tree level (first: they start the group; last: they end it, and
+ * it is folded into the tree), in tiles [lo, hi) (in (output-channel
+ * chunk, ci, kernel-row run) order), each tile over all ib images. */
+NK_INLINE void nk_dw_tiles(float *dwT, size_t slot, float *dbT, size_t dbslot, const char *xv,
+                           const char *dyT, nk_conv f, nk_dwplan p, int ib, int g, int first,
+                           int last, int lo, int hi) {
+  int per_cc = f.C * p.nkh, lf = nk_tree_level(g), P = f.Ho * f.Wo;
+  size_t plane = (size_t)f.Hv * f.Wv;
   for (int t = lo; t < hi; t++) {
     int cc = t / per_cc, ci = t % per_cc / p.nkh, kc = t % p.nkh;
     int kh0 = kc * p.RH, co0 = cc * p.NV * 16;
@@ -1066,11 +1091,30 @@ NK_INLINE void nk_dw_pass(float *dwT, size_t slot, float *dbT, size_t dbslot, ch
  *    once per thread whose tiles need its channels (all threads, when the
  *    output channels are one chunk). */
 NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, float *gbuf,
-                          size_t gslot, const float *x, const float *dy, const float *ymask,
-                          int act, float alpha, char *tscratch, size_t tstride, nk_conv f, int S) {
+                          size_t gslot, char *batch, const float *x, const float *dy,
+                          const float *ymask, int act, float alpha, char *tscratch,
+                          size_t tstride, nk_conv f, int S) {
   nk_dwplan p = nk_dw_plan(f, S);
   int tid = nk_tid(), nthr = nk_nthr(), G = f.N / S, by_groups = gbuf && nthr <= G;
   int per_cc = f.C * p.nkh, ntiles = p.nch * per_cc;
+  if (batch) {
+    /* the whole batch made ready by the team, then each thread's tiles in
+     * blocks whose tree levels stay in L2, each block over all groups */
+    char *bx = batch, *bd = batch + (size_t)f.N * p.xbytes;
+#pragma omp for schedule(static)
+    for (int n = 0; n < f.N; n++) {
+      if (p.Co16 != f.M) memset(bd + n * p.dybytes, 0, p.dybytes);
+      nk_dw_prep(bx + n * p.xbytes, bd + n * p.dybytes, x, dy, ymask, act, alpha, f, p, n, 1, 0,
+                 f.C - 1, 0, f.M);
+    }
+    int lo, hi, tb = nk_max(1, (int)(NNCC_DW_BLOCK_BYTES / (NK_ACC * 64 * (nk_log2(G) + 1))));
+    nk_split(ntiles, tid, nthr, &lo, &hi);
+    for (int b0 = lo; b0 < hi; b0 += tb)
+      for (int g = 0; g < G; g++)
+        nk_dw_tiles(dwT, slot, dbT, dbslot, bx + (size_t)g * S * p.xbytes,
+                    bd + (size_t)g * S * p.dybytes, f, p, S, g, 1, 1, b0, nk_min(hi, b0 + tb));
+    return;
+  }
   char *xv = tscratch + (size_t)tid * tstride, *dyT = xv + p.IB * p.xbytes;
   float *gdb = by_groups ? gbuf + (size_t)G * gslot : NULL;
   /* by groups: all tiles, all of dy's channels, the images of groups tid,
@@ -1093,9 +1137,9 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, fl
     /* by groups, the group's own sum, at level 0 of its own slot */
     float *dst = by_groups ? gbuf + (size_t)g * gslot : dwT;
     float *dbdst = dbT && by_groups ? gdb + (size_t)g * dbslot : dbT;
-    nk_dw_pass(dst, by_groups ? gslot : slot, dbdst, dbslot, xv, dyT, x, dy, ymask, act, alpha, f,
-               p, n, p.IB, by_groups ? 0 : g, n % S == 0, !by_groups && (n + p.IB) % S == 0, lo,
-               hi, ci_lo, ci_hi, co_lo, co_hi);
+    nk_dw_prep(xv, dyT, x, dy, ymask, act, alpha, f, p, n, p.IB, ci_lo, ci_hi, co_lo, co_hi);
+    nk_dw_tiles(dst, by_groups ? gslot : slot, dbdst, dbslot, xv, dyT, f, p, p.IB,
+                by_groups ? 0 : g, n % S == 0, !by_groups && (n + p.IB) % S == 0, lo, hi);
   }
   if (!by_groups) return;
 #pragma omp barrier
@@ -1282,7 +1326,7 @@ NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, int a
 #ifndef NNCC_DW_GROUPS_BYTES
 #define NNCC_DW_GROUPS_BYTES (1024 * 1024)
 #endif
-typedef struct { size_t wflip, dwT, dwslot, dbT, dbslot, gbuf, threads, tstride; int levels; } nk_bwdlayout;
+typedef struct { size_t wflip, dwT, dwslot, dbT, dbslot, gbuf, batch, threads, tstride; int levels; } nk_bwdlayout;
 
 NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh, int Kw, int sh,
                                      int sw, int ph, int pw, int S) {
@@ -1301,8 +1345,12 @@ NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh
   L.dbslot = nk_align64((size_t)dp.Co16 * sizeof(float)) / sizeof(float);
   L.gbuf = L.dbT + L.levels * L.dbslot * sizeof(float);
   size_t gbytes = (size_t)(N / S) * (L.dwslot + L.dbslot) * sizeof(float);
-  L.threads = L.gbuf + (gbytes <= NNCC_DW_GROUPS_BYTES ? gbytes : 0);
+  L.batch = L.gbuf + (gbytes <= NNCC_DW_GROUPS_BYTES ? gbytes : 0);
   if (gbytes > NNCC_DW_GROUPS_BYTES) L.gbuf = 0;
+  size_t bbytes = (size_t)N * (dp.xbytes + dp.dybytes);
+  int batch = !L.gbuf && S * f.Ho * f.Wo <= NNCC_DW_BATCH_TERMS && bbytes <= NNCC_DW_BATCH_BYTES;
+  L.threads = L.batch + (batch ? bbytes : 0);
+  if (!batch) L.batch = 0;
   L.tstride = cp.use ? cp.thread_bytes : ep.thread_bytes;
   if (dp.thread_bytes > L.tstride) L.tstride = dp.thread_bytes;
   return L;
@@ -1358,15 +1406,23 @@ NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restr
   int Co16 = nk_cdiv(Co, 16) * 16;
   if (act == NNCC_ACT_NONE) ymask = NULL;
   nk_dw_team(dwT, L.dwslot, db ? dbT : NULL, L.dbslot, L.gbuf ? (float *)(s + L.gbuf) : NULL,
-             L.dwslot, x, dy, ymask, act, alpha, s + L.threads, L.tstride, f, S);
+             L.dwslot, L.batch ? s + L.batch : NULL, x, dy, ymask, act, alpha, s + L.threads, L.tstride, f, S);
 #pragma omp barrier
   size_t K = (size_t)Ci * Kh * Kw;
   const float *dwsum = dwT + (size_t)(L.levels - 1) * L.dwslot;
   const float *dbsum = dbT + (size_t)(L.levels - 1) * L.dbslot;
+  /* dw[co][k] = dwsum[k][co], in blocks of 16 x 16: each read is one line
+   * of dwsum, and a block's 16 rows of dw are written a line each (a
+   * column of dwsum at a time read a line per element: a quarter of
+   * vgg16's 2x2 layers' weight gradient) */
 #pragma omp for schedule(static)
-  for (int co = 0; co < Co; co++) {
-    for (size_t k = 0; k < K; k++) dw[co * K + k] = dwsum[k * Co16 + co];
-    if (db) db[co] = dbsum[co];
+  for (int co0 = 0; co0 < Co; co0 += 16) {
+    int nc = nk_min(16, Co - co0);
+    for (size_t k0 = 0; k0 < K; k0 += 16)
+      for (size_t k = k0; k < k0 + 16 && k < K; k++)
+        for (int c = 0; c < nc; c++) dw[(co0 + c) * K + k] = dwsum[k * Co16 + co0 + c];
+    if (db)
+      for (int c = 0; c < nc; c++) db[co0 + c] = dbsum[co0 + c];
   }
 }
 

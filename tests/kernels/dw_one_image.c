@@ -1,8 +1,10 @@
 /* The conv weight gradient built with one image per tile pass
- * (NNCC_DW_PASS_BYTES 1, so nk_dw_plan's IB is 1), for
- * test_kernels_general's test_dw_pass_bits: the default build's
- * multi-image passes must give these bits. */
+ * (NNCC_DW_PASS_BYTES 1, so nk_dw_plan's IB is 1) and never the whole
+ * batch at once (NNCC_DW_BATCH_BYTES 0), for test_kernels_general's
+ * test_dw_pass_bits: the default build's multi-image passes and whole-batch
+ * tile blocks must give these bits. */
 #define NNCC_DW_PASS_BYTES 1
+#define NNCC_DW_BATCH_BYTES 0
 #include <stdlib.h>
 #include "nncc_kernels.h"
 
@@ -10,8 +12,10 @@ int dw_one_image_ib(int N, int Ci, int H, int W, int Co, int K, int pad, int S);
 void dw_one_image(float *dw, float *db, const float *dy, const float *ymask, const float *x,
                   int N, int Ci, int H, int W, int Co, int K, int pad, int S);
 
-/* the images per pass this file's build uses (1) */
+/* the images per pass this file's build uses (1), or -1 if it would
+ * make the whole batch ready at once */
 int dw_one_image_ib(int N, int Ci, int H, int W, int Co, int K, int pad, int S) {
+  if (nk_bwd_layout(N, Ci, H, W, Co, K, K, 1, 1, pad, pad, S).batch) return -1;
   return nk_dw_plan(nk_conv_fwd_desc(N, Ci, H, W, Co, K, K, 1, 1, pad, pad), S).IB;
 }
 

@@ -1241,20 +1241,24 @@ START_TEST(test_groups_split) {
 END_TEST
 
 /* ---- the weight gradient's multi-image passes (nncc_kernels.h) --------
- * A tile runs IB images of a group in one pass (nk_dw_plan); each
- * accumulator is the same FMA chain as with one image a pass
- * (dw_one_image.c, built with NNCC_DW_PASS_BYTES 1): the same bits, by
- * tiles (8 threads) and by groups (3, 2, 1), with and without the ReLU gate,
- * for a pass that holds the whole group and one that holds part of it. */
+ * A tile runs IB images of a group in one pass (nk_dw_plan), or, where dW
+ * is large and the batch's inputs small, the team makes the whole batch
+ * ready and runs blocks of tiles over all groups (nk_bwd_layout's batch).
+ * Each accumulator is the same FMA chain as with one image a pass
+ * (dw_one_image.c, built with neither): the same bits, by tiles (8 threads)
+ * and by groups (3, 2, 1), with and without the ReLU gate, for a pass that
+ * holds the whole group, one that holds part of it, and the whole batch. */
 int dw_one_image_ib(int N, int Ci, int H, int W, int Co, int K, int pad, int S);
 void dw_one_image(float *dw, float *db, const float *dy, const float *ymask, const float *x,
                   int N, int Ci, int H, int W, int Co, int K, int pad, int S);
-typedef struct { int N, Ci, H, W, Co, K, pad, S, ib; } PassCase;
+typedef struct { int N, Ci, H, W, Co, K, pad, S, ib, batch; } PassCase;
 static const PassCase pass_cases[] = {
-    {16, 24, 4, 4, 40, 3, 1, 8, 8},   /* vgg16's 4x4 layers, small: the whole group */
-    {16, 5, 2, 2, 17, 3, 1, 4, 4},    /* 2x2, a ragged output-channel chunk */
-    {16, 64, 14, 14, 32, 3, 1, 8, 4}, /* half a group a pass (89 KiB an image) */
-    {12, 3, 9, 7, 33, 5, 2, 3, 3},    /* an odd group size */
+    {16, 24, 4, 4, 40, 3, 1, 8, 8, 0},   /* vgg16's 4x4 layers, small: the whole group */
+    {16, 5, 2, 2, 17, 3, 1, 4, 4, 0},    /* 2x2, a ragged output-channel chunk */
+    {16, 64, 14, 14, 32, 3, 1, 8, 4, 0}, /* half a group a pass (89 KiB an image) */
+    {12, 3, 9, 7, 33, 5, 2, 3, 3, 0},    /* an odd group size */
+    {16, 64, 2, 2, 72, 3, 1, 2, 2, 1},   /* 8 copies of dW over 1 MiB: the whole batch */
+    {24, 60, 3, 5, 50, 3, 1, 3, 3, 1},   /* the same, 8 groups of 3, a ragged chunk */
 };
 enum { NPASS = sizeof pass_cases / sizeof pass_cases[0] };
 
@@ -1265,6 +1269,8 @@ START_TEST(test_dw_pass_bits) {
   size_t nw = (size_t)c.Co * c.Ci * c.K * c.K;
   nk_conv f = nk_conv_fwd_desc(c.N, c.Ci, c.H, c.W, c.Co, c.K, c.K, 1, 1, c.pad, c.pad);
   ck_assert_int_eq(nk_dw_plan(f, c.S).IB, c.ib);
+  ck_assert_int_eq(!!nk_bwd_layout(c.N, c.Ci, c.H, c.W, c.Co, c.K, c.K, 1, 1, c.pad, c.pad, c.S).batch,
+                   c.batch);
   ck_assert_int_eq(dw_one_image_ib(c.N, c.Ci, c.H, c.W, c.Co, c.K, c.pad, c.S), 1);
   rng_state = 1400 + _i;
   float *x = rand_buf(nx), *dy = rand_buf(ny), *ymask = rand_buf(ny);
