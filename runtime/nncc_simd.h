@@ -66,6 +66,8 @@ enum { NK_ACC = NK_MR * NK_NV };
  * The operations, lane by lane (what every ISA computes):
  *   nk_fma(a, b, c)     fmaf(a, b, c)
  *   nk_add(a, b)        a + b
+ *   nk_mul, nk_div      a * b, a / b
+ *   nk_sqrt(v)          sqrtf(v) (correctly rounded, as IEEE 754 requires)
  *   nk_relu(v)          !(v <= 0) ? v : +0         (NaN stays)
  *   nk_gate(g, y)       y > 0 ? g : +0
  *   nk_relu6(v)         relu, then 6 where > 6     (NaN stays)
@@ -84,6 +86,9 @@ NK_INLINE nk_v nk_in_regs(nk_v v) { return v; }
 NK_INLINE nk_v nk_bcast(float f) { return _mm512_set1_ps(f); }
 NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) { return _mm512_fmadd_ps(a, b, c); }
 NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return _mm512_add_ps(a, b); }
+NK_INLINE nk_v nk_mul(nk_v a, nk_v b) { return _mm512_mul_ps(a, b); }
+NK_INLINE nk_v nk_div(nk_v a, nk_v b) { return _mm512_div_ps(a, b); }
+NK_INLINE nk_v nk_sqrt(nk_v v) { return _mm512_sqrt_ps(v); }
 NK_INLINE nk_v nk_relu(nk_v v) {
   return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
 }
@@ -137,6 +142,9 @@ NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
   return nk_pair(_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi));
 }
 NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return nk_pair(_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)); }
+NK_INLINE nk_v nk_mul(nk_v a, nk_v b) { return nk_pair(_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)); }
+NK_INLINE nk_v nk_div(nk_v a, nk_v b) { return nk_pair(_mm256_div_ps(a.lo, b.lo), _mm256_div_ps(a.hi, b.hi)); }
+NK_INLINE nk_v nk_sqrt(nk_v v) { return nk_pair(_mm256_sqrt_ps(v.lo), _mm256_sqrt_ps(v.hi)); }
 NK_INLINE __m256 nk_relu8(__m256 v) { return _mm256_and_ps(v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLE_UQ)); }
 NK_INLINE nk_v nk_relu(nk_v v) { return nk_pair(nk_relu8(v.lo), nk_relu8(v.hi)); }
 NK_INLINE nk_v nk_gate(nk_v g, nk_v y) {
@@ -204,6 +212,12 @@ NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
   return c;
 }
 NK_INLINE nk_v nk_add(nk_v a, nk_v b) { for (int i = 0; i < 4; i++) a.q[i] += b.q[i]; return a; }
+NK_INLINE nk_v nk_mul(nk_v a, nk_v b) { for (int i = 0; i < 4; i++) a.q[i] *= b.q[i]; return a; }
+NK_INLINE nk_v nk_div(nk_v a, nk_v b) { for (int i = 0; i < 4; i++) a.q[i] /= b.q[i]; return a; }
+NK_INLINE nk_v nk_sqrt(nk_v v) {
+  for (int l = 0; l < 16; l++) NK_LANE(v, l) = sqrtf(NK_LANE(v, l));
+  return v;
+}
 NK_INLINE nk_v nk_relu(nk_v v) {
   for (int l = 0; l < 16; l++) NK_LANE(v, l) = !(NK_LANE(v, l) <= 0.0f) ? NK_LANE(v, l) : 0.0f;
   return v;

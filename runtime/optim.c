@@ -21,6 +21,7 @@
  */
 #include <math.h>
 
+#include "nncc_simd.h"
 #include "rt.h"
 
 size_t optim_state_floats(const NnccModel *m, const NnccTrainConfig *c) {
@@ -44,16 +45,27 @@ static void adam_tensor(float *restrict p, const float *restrict g, float *restr
   const int decay = c->weight_decay != 0.0 && c->optim == NNCC_ADAM;
   const int decoupled = c->weight_decay != 0.0 && c->optim == NNCC_ADAMW;
   const float shrink = (float)(1.0 - c->lr * c->weight_decay);
+  /* 16 elements at a time (the last block masked), by nncc_simd.h's
+   * lane-by-lane operations: the scalar expressions' bits, with sqrt and
+   * the divisions in vector registers (plain sqrtf keeps the loop scalar:
+   * it may set errno) */
+  const nk_v vb1 = nk_bcast(b1), vone_b1 = nk_bcast(one_b1), vb2 = nk_bcast(b2);
+  const nk_v vone_b2 = nk_bcast(one_b2), vwd = nk_bcast(wd), veps = nk_bcast(eps);
+  const nk_v vbc2 = nk_bcast(bc2_sqrt), vstep = nk_bcast(neg_step_size), vshrink = nk_bcast(shrink);
+  long nb = (n + 15) / 16;
 #pragma omp parallel for schedule(static) if (n >= OMP_MIN)
-  for (long i = 0; i < n; i++) {
-    if (decoupled) p[i] = p[i] * shrink;
-    float gi = decay ? g[i] + wd * p[i] : g[i];
-    m[i] = m[i] * b1;
-    m[i] = m[i] + one_b1 * gi;
-    v[i] = v[i] * b2;
-    v[i] = v[i] + one_b2 * gi * gi;
-    float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-    p[i] = p[i] + neg_step_size * m[i] / denom;
+  for (long blk = 0; blk < nb; blk++) {
+    long i = blk * 16;
+    uint32_t lanes = n - i >= 16 ? 0xFFFFu : (1u << (n - i)) - 1u;
+    nk_v pi = nk_load_mask(p + i, lanes), gi = nk_load_mask(g + i, lanes);
+    nk_v mi = nk_load_mask(m + i, lanes), vi = nk_load_mask(v + i, lanes);
+    if (decoupled) pi = nk_mul(pi, vshrink);
+    if (decay) gi = nk_add(gi, nk_mul(vwd, pi));
+    mi = nk_add(nk_mul(mi, vb1), nk_mul(vone_b1, gi));
+    vi = nk_add(nk_mul(vi, vb2), nk_mul(nk_mul(vone_b2, gi), gi));
+    nk_v denom = nk_add(nk_div(nk_sqrt(vi), vbc2), veps);
+    pi = nk_add(pi, nk_div(nk_mul(vstep, mi), denom));
+    nk_store_mask(m + i, lanes, mi), nk_store_mask(v + i, lanes, vi), nk_store_mask(p + i, lanes, pi);
   }
 }
 

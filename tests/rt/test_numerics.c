@@ -287,6 +287,49 @@ START_TEST(optimizers_match_pytorch) {
 }
 END_TEST
 
+/* Adam's and AdamW's update runs 16 lanes at a time (nncc_simd.h), the
+ * last block masked: it must be the scalar expressions of optim.c's
+ * header, element by element, bit for bit -- here on a tensor past the
+ * parallel threshold with a ragged last block, weight decay on, three
+ * steps. */
+enum { BIG_N = 5003 };
+static const NnccParam big_params[] = {
+    {"w", NNCC_PARAM, 1, {BIG_N}, BIG_N, 0, NNCC_INIT_ZEROS, 0, 0},
+};
+static const NnccModel big_model = {NNCC_RT_ABI, "big", "", "", 1, 1, 1, 1, 0, 0, 0, 0, 1, 0.0, 1,
+                                    big_params, BIG_N, 0, {0}, NULL, NULL, 0, NULL, 0, NULL, 0, 0, 1, 1};
+
+START_TEST(adam_is_the_scalar_update) {
+  static float p[BIG_N], g[BIG_N], st[2 * BIG_N], wp[BIG_N], wm[BIG_N], wv[BIG_N];
+  NnccTrainConfig c = {0};
+  c.optim = _i ? NNCC_ADAMW : NNCC_ADAM;
+  c.lr = 1e-3, c.beta1 = 0.9, c.beta2 = 0.999, c.eps = 1e-8, c.weight_decay = 0.01;
+  for (int i = 0; i < BIG_N; i++) p[i] = wp[i] = (float)sin(i * 0.37) * 0.5f;
+  memset(st, 0, sizeof st), memset(wm, 0, sizeof wm), memset(wv, 0, sizeof wv);
+  for (int s = 0; s < 3; s++) {
+    for (int i = 0; i < BIG_N; i++) g[i] = (float)cos(i * 1.3 + s) * (i % 7 == 0 ? 1e-3f : 1.0f);
+    double bc1 = 1.0 - pow(c.beta1, s + 1.0), bc2 = 1.0 - pow(c.beta2, s + 1.0);
+    float b1 = (float)c.beta1, ob1 = (float)(1.0 - c.beta1), b2 = (float)c.beta2;
+    float ob2 = (float)(1.0 - c.beta2), wd = (float)c.weight_decay, eps = (float)c.eps;
+    float bc2s = (float)sqrt(bc2), nss = (float)-(c.lr / bc1), shrink = (float)(1.0 - c.lr * c.weight_decay);
+    for (int i = 0; i < BIG_N; i++) {
+      if (_i) wp[i] = wp[i] * shrink;
+      float gi = _i ? g[i] : g[i] + wd * wp[i];
+      wm[i] = wm[i] * b1;
+      wm[i] = wm[i] + ob1 * gi;
+      wv[i] = wv[i] * b2;
+      wv[i] = wv[i] + ob2 * gi * gi;
+      float denom = sqrtf(wv[i]) / bc2s + eps;
+      wp[i] = wp[i] + nss * wm[i] / denom;
+    }
+    optim_step(&big_model, &c, p, g, st, (uint64_t)s);
+    ck_assert_msg(memcmp(p, wp, sizeof p) == 0, "%s step %d: parameters", _i ? "AdamW" : "Adam", s);
+    ck_assert_msg(memcmp(st, wm, sizeof wm) == 0 && memcmp(st + BIG_N, wv, sizeof wv) == 0,
+                  "%s step %d: moments", _i ? "AdamW" : "Adam", s);
+  }
+}
+END_TEST
+
 static JsonValue *parse(const char *s, char *err) { return json_parse(s, strlen(s), err, 200); }
 
 START_TEST(json_accepts_the_subset) {
@@ -390,6 +433,7 @@ int main(void) {
   tcase_add_test(tc, xent_matches_pytorch);
   tcase_add_test(tc, xent_label_smoothing_matches_definition);
   tcase_add_loop_test(tc, optimizers_match_pytorch, 0, (int)(sizeof ref_optim / sizeof ref_optim[0]));
+  tcase_add_loop_test(tc, adam_is_the_scalar_update, 0, 2);
   tcase_add_test(tc, json_accepts_the_subset);
   tcase_add_test(tc, json_rejects_everything_else);
   tcase_add_test(tc, json_many_keys);
