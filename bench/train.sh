@@ -265,7 +265,13 @@ print(f"\nnncc {sys.argv[2]}: perf samples of both threads, {sys.argv[3]} steps,
       f"; forward:backward = {fwd / (fwd + bwd):.2f}:{bwd / (fwd + bwd):.2f}")
 spin = sum(v for k, v in self_.items() if k.startswith("0x"))  # libgomp has no symbols
 print(f"libgomp (barrier and idle spin waits; those inside forward/backward count there too): {spin:.1f}%")
-layers = sorted(((v, k[:-10]) for k, v in incl.items() if re.search(r"_(forward|backward) \(inlined\)$", k)), reverse=True)
+# a node's kernel: its own function, or inlined into forward()/backward()
+layers = {}
+for k, v in incl.items():
+    mk = re.match(r"(\w+_(?:forward|backward))(?: \(inlined\))?$", k)
+    if mk and not k.startswith(("nncc_", "nk_")):  # not the runtime's helpers
+        layers[mk[1]] = max(layers.get(mk[1], 0.0), v)
+layers = sorted(((v, k) for k, v in layers.items()), reverse=True)
 print("per kernel call, inclusive (barrier waits after each kernel not included):")
 for v, k in layers[:12]:
     print(f"  {k:28} {v:5.1f}%")
