@@ -904,10 +904,10 @@ static inline void nncc_conv2d_forward(float *restrict y, const float *restrict 
 /* How dw is tiled: tiles are (ci, a run of rh kernel rows, NV*16 output
  * channels); the tile is rh*Kw*NV accumulators, at most NK_ACC when Kw
  * allows (a wider kernel row spills: Kw accumulators at least).
- * A tile runs IB images of a group in one pass, its accumulators in
- * registers throughout: IB divides the group size S, and the pass's padded
- * x and transposed dy (IB of each, per thread) take at most
- * NNCC_DW_PASS_BYTES (one image at least).  Where the output is small
+ * Where dW takes more than NNCC_DW_PASS_BYTES, a tile runs IB images of a
+ * group in one pass, its accumulators in registers throughout: IB divides
+ * the group size S, and the pass's padded x and transposed dy (IB of each,
+ * per thread) take at most NNCC_DW_PASS_BYTES (one image at least).  Where the output is small
  * (vgg16's 4x4 and 2x2 layers) a single image is a short reduction, and
  * loading and storing the tiles between images (megabytes of dw) would
  * bound the layer by memory.  The bits are those of one image a pass: each
@@ -951,8 +951,12 @@ NK_INLINE nk_dwplan nk_dw_plan(nk_conv f, int S) {
   p.xbytes = nk_align64((size_t)f.C * f.Hv * f.Wv * sizeof(float));
   p.dybytes = nk_align64((size_t)f.Ho * f.Wo * p.Co16 * sizeof(float));
   p.IB = 1;
-  for (int ib = 2; ib <= S; ib++)
-    if (S % ib == 0 && (size_t)ib * (p.xbytes + p.dybytes) <= NNCC_DW_PASS_BYTES) p.IB = ib;
+  /* a dW of at most NNCC_DW_PASS_BYTES stays in L2 between images, and one
+   * image's inputs in L1 across its tiles (mnist_cnn's conv3 on AVX2 was
+   * 20% slower with 16 images a pass) */
+  if ((size_t)f.C * f.Kh * f.Kw * p.Co16 * sizeof(float) > NNCC_DW_PASS_BYTES)
+    for (int ib = 2; ib <= S; ib++)
+      if (S % ib == 0 && (size_t)ib * (p.xbytes + p.dybytes) <= NNCC_DW_PASS_BYTES) p.IB = ib;
   p.thread_bytes = (size_t)p.IB * (p.xbytes + p.dybytes);
   return p;
 }

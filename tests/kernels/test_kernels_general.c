@@ -1253,12 +1253,12 @@ void dw_one_image(float *dw, float *db, const float *dy, const float *ymask, con
                   int N, int Ci, int H, int W, int Co, int K, int pad, int S);
 typedef struct { int N, Ci, H, W, Co, K, pad, S, ib, batch; } PassCase;
 static const PassCase pass_cases[] = {
-    {16, 24, 4, 4, 40, 3, 1, 8, 8, 0},   /* vgg16's 4x4 layers, small: the whole group */
-    {16, 5, 2, 2, 17, 3, 1, 4, 4, 0},    /* 2x2, a ragged output-channel chunk */
-    {16, 64, 14, 14, 32, 3, 1, 8, 4, 0}, /* half a group a pass (89 KiB an image) */
-    {12, 3, 9, 7, 33, 5, 2, 3, 3, 0},    /* an odd group size */
-    {16, 64, 2, 2, 72, 3, 1, 2, 2, 1},   /* 8 copies of dW over 1 MiB: the whole batch */
-    {24, 60, 3, 5, 50, 3, 1, 3, 3, 1},   /* the same, 8 groups of 3, a ragged chunk */
+    {16, 64, 6, 6, 256, 3, 1, 8, 8, 0},  /* a 590 KiB dW, small images: the whole group a pass */
+    {8, 128, 8, 8, 128, 3, 1, 8, 4, 0},  /* half a group a pass (83 KiB an image) */
+    {12, 64, 10, 10, 250, 3, 1, 3, 3, 0}, /* an odd group size, a ragged output-channel chunk */
+    {16, 5, 2, 2, 17, 3, 1, 4, 1, 0},    /* a small dW: one image a pass, a ragged chunk */
+    {16, 64, 2, 2, 72, 3, 1, 2, 1, 1},   /* 8 copies of dW over 1 MiB: the whole batch */
+    {24, 60, 3, 5, 50, 3, 1, 3, 1, 1},   /* the same, 8 groups of 3, a ragged chunk */
 };
 enum { NPASS = sizeof pass_cases / sizeof pass_cases[0] };
 
