@@ -1101,7 +1101,9 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, fl
   nk_dwplan p = nk_dw_plan(f, S);
   int tid = nk_tid(), nthr = nk_nthr(), G = f.N / S, by_groups = gbuf && nthr <= G;
   int per_cc = f.C * p.nkh, ntiles = p.nch * per_cc;
-  if (batch) {
+  /* (the terms test again, where the compiler sees the shapes: a layer
+   * that cannot run in blocks does not compile their tiles) */
+  if (batch && S * f.Ho * f.Wo <= NNCC_DW_BATCH_TERMS) {
     /* the whole batch made ready by the team, then each thread's tiles in
      * blocks whose tree levels stay in L2, each block over all groups */
     char *bx = batch, *bd = batch + (size_t)f.N * p.xbytes;
