@@ -206,7 +206,6 @@ NK_INLINE nk_v nk_act(nk_v v, int act, float alpha) {
   default: return v;
   }
 }
-NK_INLINE uint32_t nk_lanes(int n) { return n >= 16 ? 0xFFFFu : (1u << n) - 1u; }
 NK_INLINE int nk_min(int a, int b) { return a < b ? a : b; }
 NK_INLINE int nk_max(int a, int b) { return a > b ? a : b; }
 NK_INLINE int nk_cdiv(int a, int b) { return (a + b - 1) / b; }
@@ -907,10 +906,10 @@ static inline void nncc_conv2d_forward(float *restrict y, const float *restrict 
  * Where dW takes more than NNCC_DW_PASS_BYTES, a tile runs IB images of a
  * group in one pass, its accumulators in registers throughout: IB divides
  * the group size S, and the pass's padded x and transposed dy (IB of each,
- * per thread) take at most NNCC_DW_PASS_BYTES (one image at least).  Where the output is small
- * (vgg16's 4x4 and 2x2 layers) a single image is a short reduction, and
- * loading and storing the tiles between images (megabytes of dw) would
- * bound the layer by memory.  The bits are those of one image a pass: each
+ * per thread) take at most NNCC_DW_PASS_BYTES (one image at least).
+ * Where the output is small (vgg16's 4x4 and 2x2 layers) a single image is
+ * a short reduction, and loading and storing the tiles between images
+ * (megabytes of dw) would bound the layer by memory.  The bits are those of one image a pass: each
  * accumulator is one FMA chain in (image, oh, ow) order either way. */
 #ifndef NNCC_DW_PASS_BYTES
 #define NNCC_DW_PASS_BYTES (512 * 1024)
@@ -933,6 +932,8 @@ static inline void nncc_conv2d_forward(float *restrict y, const float *restrict 
 #ifndef NNCC_DW_BLOCK_BYTES
 #define NNCC_DW_BLOCK_BYTES (256 * 1024)
 #endif
+/* a group with few terms per accumulator: dW may run in whole-batch blocks */
+NK_INLINE int nk_dw_few_terms(nk_conv f, int S) { return S * f.Ho * f.Wo <= NNCC_DW_BATCH_TERMS; }
 typedef struct {
   int Co16, ncv, NV, nch, nkh, RH, IB;
   size_t xbytes, dybytes, thread_bytes;
@@ -1103,7 +1104,7 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, fl
   int per_cc = f.C * p.nkh, ntiles = p.nch * per_cc;
   /* (the terms test again, where the compiler sees the shapes: a layer
    * that cannot run in blocks does not compile their tiles) */
-  if (batch && S * f.Ho * f.Wo <= NNCC_DW_BATCH_TERMS) {
+  if (batch && nk_dw_few_terms(f, S)) {
     /* the whole batch made ready by the team, then each thread's tiles in
      * blocks whose tree levels stay in L2, each block over all groups */
     char *bx = batch, *bd = batch + (size_t)f.N * p.xbytes;
@@ -1354,7 +1355,7 @@ NK_INLINE nk_bwdlayout nk_bwd_layout(int N, int Ci, int H, int W, int Co, int Kh
   L.batch = L.gbuf + (gbytes <= NNCC_DW_GROUPS_BYTES ? gbytes : 0);
   if (gbytes > NNCC_DW_GROUPS_BYTES) L.gbuf = 0;
   size_t bbytes = (size_t)N * (dp.xbytes + dp.dybytes);
-  int batch = !L.gbuf && S * f.Ho * f.Wo <= NNCC_DW_BATCH_TERMS && bbytes <= NNCC_DW_BATCH_BYTES;
+  int batch = !L.gbuf && nk_dw_few_terms(f, S) && bbytes <= NNCC_DW_BATCH_BYTES;
   L.threads = L.batch + (batch ? bbytes : 0);
   if (!batch) L.batch = 0;
   L.tstride = cp.use ? cp.thread_bytes : ep.thread_bytes;
@@ -1412,7 +1413,8 @@ NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restr
   int Co16 = nk_cdiv(Co, 16) * 16;
   if (act == NNCC_ACT_NONE) ymask = NULL;
   nk_dw_team(dwT, L.dwslot, db ? dbT : NULL, L.dbslot, L.gbuf ? (float *)(s + L.gbuf) : NULL,
-             L.dwslot, L.batch ? s + L.batch : NULL, x, dy, ymask, act, alpha, s + L.threads, L.tstride, f, S);
+             L.dwslot, L.batch ? s + L.batch : NULL, x, dy, ymask, act, alpha, s + L.threads,
+             L.tstride, f, S);
 #pragma omp barrier
   size_t K = (size_t)Ci * Kh * Kw;
   const float *dwsum = dwT + (size_t)(L.levels - 1) * L.dwslot;

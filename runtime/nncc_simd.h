@@ -77,6 +77,9 @@ enum { NK_ACC = NK_MR * NK_NV };
  *   nk_store_compress   the lanes of m, packed, to p[0..popcount(m))
  *   nk_in_regs(v)       v (only a hint to the register allocator)
  */
+/* the mask of lanes 0..n-1 (all 16 for n >= 16) */
+NK_INLINE uint32_t nk_lanes(int n) { return n >= 16 ? 0xFFFFu : (1u << n) - 1u; }
+
 #if defined(NK_ISA_AVX512)
 typedef __m512 nk_v;
 NK_INLINE nk_v nk_zero(void) { return _mm512_setzero_ps(); }

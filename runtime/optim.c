@@ -56,7 +56,7 @@ static void adam_tensor(float *restrict p, const float *restrict g, float *restr
 #pragma omp parallel for schedule(static) if (n >= OMP_MIN)
   for (long blk = 0; blk < nb; blk++) {
     long i = blk * 16;
-    uint32_t lanes = n - i >= 16 ? 0xFFFFu : (1u << (n - i)) - 1u;
+    uint32_t lanes = nk_lanes(n - i >= 16 ? 16 : (int)(n - i));
     nk_v pi = nk_load_mask(p + i, lanes), gi = nk_load_mask(g + i, lanes);
     nk_v mi = nk_load_mask(m + i, lanes), vi = nk_load_mask(v + i, lanes);
     if (decoupled) pi = nk_mul(pi, vshrink);
