@@ -1175,6 +1175,15 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, fl
  * Each thread owns whole groups of images. */
 typedef struct { int use, G; size_t thread_bytes; } nk_cplan;
 
+/* Bytes of one thread's dy columns and col that nk_col_plan's group may
+ * take before the rules below: about a thread's share of L2.  384 KiB
+ * gave mnist_cnn's conv3 3 images, 108 columns of three 48-wide tiles;
+ * 512 KiB gives it 4 (144, no waste): 3.7 -> 2.9 ms on AVX-512, 6.0 ->
+ * 5.8 ms on AVX2 (bench_kernels). */
+#ifndef NNCC_COL_GROUP_BYTES
+#define NNCC_COL_GROUP_BYTES (512 * 1024)
+#endif
+
 NK_INLINE int nk_cols_ld(int cols) { return nk_cdiv(cols, NK_NR) * NK_NR; }
 
 NK_INLINE nk_cplan nk_col_plan(nk_conv f) {
@@ -1184,7 +1193,7 @@ NK_INLINE nk_cplan nk_col_plan(nk_conv f) {
   double direct = (double)(f.Hs + f.Kh - 1) * (f.Ws + f.Kw - 1);
   p.use = f.sh != 1 || f.sw != 1 || direct > 1.3 * P;
   size_t per = (size_t)P * (f.M + K) * sizeof(float);
-  int gmax = nk_max(1, nk_min(f.N, (int)(NNCC_GROUP_BYTES / per)));
+  int gmax = nk_max(1, nk_min(f.N, (int)(NNCC_COL_GROUP_BYTES / per)));
   /* at least one full tile of columns, past the budget if need be: with
    * fewer, the micro-kernel computes wasted columns and each group streams
    * all of w (vgg16's 4x4 layers: 16 of 48 columns, the 9 MiB w once per
