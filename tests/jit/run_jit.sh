@@ -5,7 +5,7 @@
 #    seed, same threads); so do `grads` (JIT) and `eval` (fallback), and
 #    -O0 (fallback)
 #  - each run says on stderr which path it took
-#  - the JIT's trainer compiled whole or in five parts (NNCC_JIT_PARTS):
+#  - the JIT's trainer compiled in one part or in five (NNCC_JIT_PARTS):
 #    the same bits
 #  - errors: a compile error in the generated code is reported as
 #    file:line:col and nothing runs (NNCC_JIT_INJECT_ERROR=1), a missing
@@ -53,7 +53,7 @@ if grep -q "nncc: run: compiling in memory failed" "$tmp/probe.err"; then
   grep -q "^nncc: run: compiled in-process with clang [0-9.]* (JIT) in [0-9.]* s$" "$tmp/jit.err" ||
     { cat "$tmp/jit.err"; fail "JIT: no line saying it ran in-process"; }
   same jit
-  # the trainer's unit compiled whole, and dealt into five parts (its
+  # the trainer's unit cut as one part, and dealt into five parts (its
   # kernels spread over five modules): the same bits
   for parts in 1 5; do
     run "jit_parts$parts" 0 env NNCC_JIT_PARTS=$parts "$nncc" run --no-cache models/mnist_cnn.nn $train \
