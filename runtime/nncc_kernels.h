@@ -909,8 +909,9 @@ static inline void nncc_conv2d_forward(float *restrict y, const float *restrict 
  * per thread) take at most NNCC_DW_PASS_BYTES (one image at least).
  * Where the output is small (vgg16's 4x4 and 2x2 layers) a single image is
  * a short reduction, and loading and storing the tiles between images
- * (megabytes of dw) would bound the layer by memory.  The bits are those of one image a pass: each
- * accumulator is one FMA chain in (image, oh, ow) order either way. */
+ * (megabytes of dw) would bound the layer by memory.  The bits are those
+ * of one image a pass: each accumulator is one FMA chain in (image, oh,
+ * ow) order either way. */
 #ifndef NNCC_DW_PASS_BYTES
 #define NNCC_DW_PASS_BYTES (512 * 1024)
 #endif
