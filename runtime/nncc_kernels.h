@@ -405,25 +405,35 @@ NK_INLINE float nk_pool_2x2_max(float a, float b, float c, float d, uint32_t t[3
 
 /*
  * NK_PW 2x2 windows at once, for the row loops of the 2x2 pools: GCC/Clang
- * vector extensions (a ymm on x86, two q registers on NEON, SSE pairs on
- * plain x86-64), with the even and odd elements of 2*NK_PW consecutive
- * floats split by shuffles.  The compilers' own vectorization of those loops
- * either shuffles (gcc) or gathers and scatters (clang 14: slower than its
- * scalar loop on Zen 4).  The choices are the scalar rule's, lane by lane
- * (nk_pool_takes / nk_pool_pick), so the bits are the same.
+ * vector extensions (a zmm on AVX-512, a ymm on AVX2, two q registers on
+ * NEON, SSE pairs on plain x86-64), with the even and odd elements of
+ * 2*NK_PW consecutive floats split by shuffles.  The compilers' own
+ * vectorization of those loops either shuffles (gcc) or gathers and
+ * scatters (clang 14: slower than its scalar loop on Zen 4).  The choices
+ * are the scalar rule's, lane by lane (nk_pool_takes / nk_pool_pick), so
+ * the bits are the same.
  */
-/* Under clang only: gcc vectorizes the scalar loops itself, with 16
- * windows a step on AVX-512, and this path was not faster there. */
+/* Pools whose windows tile x exactly take them under both compilers
+ * (nk_pool2x2_rows); the row loops of the others under clang only: gcc
+ * vectorizes those scalar loops itself. */
 #if defined(__clang__)
 #define NK_POOL_VECTORS 1
 #else
 #define NK_POOL_VECTORS 0
 #endif
-enum { NK_PW = 8 }; /* windows per step */
+#if defined(__AVX512F__) /* windows per step: a zmm of them, else a ymm */
+enum { NK_PW = 16 };
+#define NK_PW_EVEN 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define NK_PW_ODD 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+#define NK_PW_ZIP_LO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+#define NK_PW_ZIP_HI 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+#else
+enum { NK_PW = 8 };
 #define NK_PW_EVEN 0, 2, 4, 6, 8, 10, 12, 14
 #define NK_PW_ODD 1, 3, 5, 7, 9, 11, 13, 15
 #define NK_PW_ZIP_LO 0, 8, 1, 9, 2, 10, 3, 11
 #define NK_PW_ZIP_HI 4, 12, 5, 13, 6, 14, 7, 15
+#endif
 typedef float nk_pw __attribute__((vector_size(NK_PW * 4)));
 typedef int32_t nk_pwm __attribute__((vector_size(NK_PW * 4)));
 /* Macros and pointers, no vector arguments or results: where the ISA's
@@ -434,13 +444,15 @@ typedef int32_t nk_pwm __attribute__((vector_size(NK_PW * 4)));
 /* windows (e[0], e[1] / e[2], e[3]) of row pair r0, r1 from column 2*ow
  * on, the maximum's choices t, and the maximum */
 NK_INLINE void nk_pool_pw_max(const float *r0, const float *r1, nk_pw e[4], nk_pwm t[3], nk_pw *max) {
-  nk_pw u[2], l[2];
-  memcpy(u, r0, sizeof u);
-  memcpy(l, r1, sizeof l);
-  e[0] = __builtin_shufflevector(u[0], u[1], NK_PW_EVEN);
-  e[1] = __builtin_shufflevector(u[0], u[1], NK_PW_ODD);
-  e[2] = __builtin_shufflevector(l[0], l[1], NK_PW_EVEN);
-  e[3] = __builtin_shufflevector(l[0], l[1], NK_PW_ODD);
+  nk_pw u0, u1, l0, l1; /* four loads: gcc copies an array of vectors through the stack */
+  memcpy(&u0, r0, sizeof u0);
+  memcpy(&u1, r0 + NK_PW, sizeof u1);
+  memcpy(&l0, r1, sizeof l0);
+  memcpy(&l1, r1 + NK_PW, sizeof l1);
+  e[0] = __builtin_shufflevector(u0, u1, NK_PW_EVEN);
+  e[1] = __builtin_shufflevector(u0, u1, NK_PW_ODD);
+  e[2] = __builtin_shufflevector(l0, l1, NK_PW_EVEN);
+  e[3] = __builtin_shufflevector(l0, l1, NK_PW_ODD);
   t[0] = NK_PWV_TAKES(e[1], e[0]);
   nk_pw m = NK_PWV_PICK(t[0], e[1], e[0]);
   t[1] = NK_PWV_TAKES(e[2], m);
@@ -450,9 +462,125 @@ NK_INLINE void nk_pool_pw_max(const float *r0, const float *r1, nk_pw e[4], nk_p
 }
 /* p[0..2*NK_PW-1] = a0 b0 a1 b1 ...: the inverse of the even/odd split */
 NK_INLINE void nk_pw_zip_store(float *p, const nk_pw *a, const nk_pw *b) {
-  nk_pw z[2] = {__builtin_shufflevector(*a, *b, NK_PW_ZIP_LO),
-                __builtin_shufflevector(*a, *b, NK_PW_ZIP_HI)};
-  memcpy(p, z, sizeof z);
+  nk_pw lo = __builtin_shufflevector(*a, *b, NK_PW_ZIP_LO),
+        hi = __builtin_shufflevector(*a, *b, NK_PW_ZIP_HI);
+  memcpy(p, &lo, sizeof lo);
+  memcpy(p + NK_PW, &hi, sizeof hi);
+}
+
+/* The gradient of one 2x2 window: rows r0, r1 of x from its first column,
+ * its dy, written to rows o0, o1 of dx (which may be r0, r1 themselves:
+ * everything is read first).  The window's maximum keeps 0 + its dy, gated
+ * by act from x itself, every other element +0: by a mask of the bits,
+ * which vectorizes (act is a literal in the generated code, so the gate's
+ * switch folds).  A gate of +0 is +0 for every act that fuses (a slope
+ * >= 0), so gating the maximum alone is gating all. */
+NK_INLINE void nk_pool_1_backward(float *o0, float *o1, const float *r0, const float *r1,
+                                  float dy, int act, float alpha) {
+  float a = r0[0], b = r0[1], c = r1[0], d = r1[1], g = 0.0f + dy;
+  uint32_t t[3];
+  (void)nk_pool_2x2_max(a, b, c, d, t);
+  o0[0] = nk_from_bits(nk_bits(nk_actgrad1(g, a, act, alpha)) & ~(t[0] | t[1] | t[2]));
+  o0[1] = nk_from_bits(nk_bits(nk_actgrad1(g, b, act, alpha)) & t[0] & ~(t[1] | t[2]));
+  o1[0] = nk_from_bits(nk_bits(nk_actgrad1(g, c, act, alpha)) & t[1] & ~t[2]);
+  o1[1] = nk_from_bits(nk_bits(nk_actgrad1(g, d, act, alpha)) & t[2]);
+}
+/* The same for NK_PW windows, act none or relu, lane by lane. */
+NK_INLINE void nk_pool_pw_backward(float *o0, float *o1, const float *r0, const float *r1,
+                                   const float *g, int act) {
+  nk_pw e[4], gv, mx, o[4];
+  nk_pwm t[3], z = {0};
+  nk_pool_pw_max(r0, r1, e, t, &mx);
+  memcpy(&gv, g, sizeof gv);
+  gv = 0.0f + gv;
+  nk_pwm k[4] = {~(t[0] | t[1] | t[2]), t[0] & ~(t[1] | t[2]), t[1] & ~t[2], t[2]};
+  for (int q = 0; q < 4; q++)
+    o[q] = (nk_pw)((nk_pwm)gv & k[q] & (act == NNCC_ACT_RELU ? (e[q] > 0.0f) : ~z));
+  nk_pw_zip_store(o0, &o[0], &o[1]);
+  nk_pw_zip_store(o1, &o[2], &o[3]);
+}
+
+/* A 2x2 pool whose windows tile x exactly (H = 2*Ho, W = 2*Wo), by blocks
+ * of row pairs: x's row pairs are then contiguous, and each NK_PW windows
+ * go through the vector steps whatever Wo is.  Where a row holds whole steps
+ * (Wo a multiple of NK_PW) they read x in place; otherwise the block's top
+ * and bottom rows are first copied into two rows in L1 (the gradients
+ * overwrite the copies, then go to dx).  Row by row, a short row
+ * (mnist_cnn's 10 and 3) left most windows to the scalar rule, ~100
+ * instructions a window: its backward was 2-6x slower. */
+enum { NK_POOL_STAGE = 256 }; /* windows a block, at most */
+NK_INLINE int nk_pool_2x2_exact(int H, int W, int Kh, int Kw, int sh, int sw, int ph, int pw,
+                                int Ho, int Wo) {
+  return nk_pool_2x2(H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo) && H == 2 * Ho && W == 2 * Wo &&
+         Wo <= NK_POOL_STAGE;
+}
+NK_INLINE int nk_pool_block_rows(int Wo) { return nk_max(1, NK_POOL_STAGE / Wo); }
+
+/* Row pairs [r0, r0 + nr) of such a pool, nr * Wo <= NK_POOL_STAGE: out is
+ * the pool's output, or (backward) dx from dy, gated by relu from x when
+ * act is relu (act none or relu) */
+NK_INLINE void nk_pool2x2_rows(float *restrict out, const float *restrict x,
+                               const float *restrict dy, ptrdiff_t r0, int nr, int Wo, int act,
+                               int backward) {
+  const int W = 2 * Wo, m = nr * Wo;
+  const float *xb = x + r0 * 2 * W, *g = backward ? dy + r0 * Wo : NULL;
+  if (Wo % NK_PW == 0) {
+    NK_SCALAR_LOOP for (int r = 0; r < nr; r++)
+      NK_SCALAR_LOOP for (int ow = 0; ow < Wo; ow += NK_PW) {
+        const float *x0 = xb + (ptrdiff_t)r * 2 * W + 2 * ow;
+        if (backward) {
+          float *d0 = out + (r0 + r) * 2 * W + 2 * ow;
+          nk_pool_pw_backward(d0, d0 + W, x0, x0 + W, g + r * Wo + ow, act);
+        } else {
+          nk_pw e[4], mx;
+          nk_pwm t[3];
+          nk_pool_pw_max(x0, x0 + W, e, t, &mx);
+          memcpy(out + (r0 + r) * Wo + ow, &mx, sizeof mx);
+        }
+      }
+    return;
+  }
+  float top[2 * NK_POOL_STAGE], bot[2 * NK_POOL_STAGE];
+  NK_SCALAR_LOOP for (int r = 0; r < nr; r++) {
+    memcpy(top + r * W, xb + (ptrdiff_t)r * 2 * W, (size_t)W * sizeof(float));
+    memcpy(bot + r * W, xb + (ptrdiff_t)r * 2 * W + W, (size_t)W * sizeof(float));
+  }
+  int j = 0;
+  NK_SCALAR_LOOP for (; j + NK_PW <= m; j += NK_PW) {
+    if (backward) {
+      nk_pool_pw_backward(top + 2 * j, bot + 2 * j, top + 2 * j, bot + 2 * j, g + j, act);
+    } else {
+      nk_pw e[4], mx;
+      nk_pwm t[3];
+      nk_pool_pw_max(top + 2 * j, bot + 2 * j, e, t, &mx);
+      memcpy(out + r0 * Wo + j, &mx, sizeof mx);
+    }
+  }
+  NK_SCALAR_LOOP for (; j < m; j++) {
+    float *p = top + 2 * j, *q = bot + 2 * j;
+    if (backward) {
+      nk_pool_1_backward(p, q, p, q, g[j], act, 0.0f);
+    } else {
+      uint32_t t[3];
+      out[r0 * Wo + j] = nk_pool_2x2_max(p[0], p[1], q[0], q[1], t);
+    }
+  }
+  if (backward)
+    NK_SCALAR_LOOP for (int r = 0; r < nr; r++) {
+      memcpy(out + (r0 + r) * 2 * W, top + r * W, (size_t)W * sizeof(float));
+      memcpy(out + (r0 + r) * 2 * W + W, bot + r * W, (size_t)W * sizeof(float));
+    }
+}
+
+/* all rows of such a pool, the blocks dealt over the team */
+NK_INLINE void nk_pool2x2_team(float *restrict out, const float *restrict x,
+                               const float *restrict dy, ptrdiff_t rows, int Wo, int act,
+                               int backward) {
+  const int R = nk_pool_block_rows(Wo);
+#pragma omp for schedule(static)
+  for (ptrdiff_t b = 0; b < (rows + R - 1) / R; b++)
+    nk_pool2x2_rows(out, x, dy, b * R, (int)(rows - b * R < R ? rows - b * R : R), Wo, act,
+                    backward);
 }
 
 /* The max pool of one plane, yp[Ho][Wo] from xp[H][W]: the pool's forward
@@ -790,7 +918,15 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
       for (int k = 0; k < g * d.M; k++)
         nk_plane_stats(e.pstats + 2 * ((size_t)n0 * d.M + k), o + (size_t)k * d.Ho * d.Wo,
                        d.Ho * d.Wo);
-    if (e.pool)
+    if (e.pool && nk_pool_2x2_exact(d.Ho, d.Wo, e.kh, e.kw, e.sh, e.sw, e.ph, e.pw, e.ho, e.wo)) {
+      /* the group's planes at once: their row pairs follow each other */
+      ptrdiff_t rows = (ptrdiff_t)g * d.M * e.ho;
+      const int R = nk_pool_block_rows(e.wo);
+      float *py = e.pool + (size_t)n0 * d.M * e.ho * e.wo;
+      for (ptrdiff_t r0 = 0; r0 < rows; r0 += R)
+        nk_pool2x2_rows(py, o, NULL, r0, (int)(rows - r0 < R ? rows - r0 : R), e.wo,
+                        NNCC_ACT_NONE, 0);
+    } else if (e.pool)
       for (int k = 0; k < g * d.M; k++)
         nk_maxpool_plane(e.pool + ((size_t)n0 * d.M + k) * e.ho * e.wo, o + (size_t)k * d.Ho * d.Wo,
                          d.Ho, d.Wo, e.kh, e.kw, e.sh, e.sw, e.ph, e.pw, e.ho, e.wo);
@@ -1643,6 +1779,10 @@ static inline void nncc_linear_backward(float *restrict dx, float *restrict dw, 
 NK_INLINE void nncc_maxpool2d_forward_team(float *restrict y, const float *restrict x, int N,
                                            int C, int H, int W, int Kh, int Kw, int sh, int sw,
                                            int ph, int pw, int Ho, int Wo) {
+  if (nk_pool_2x2_exact(H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo)) {
+    nk_pool2x2_team(y, x, NULL, (ptrdiff_t)N * C * Ho, Wo, NNCC_ACT_NONE, 0);
+    return;
+  }
 #pragma omp for schedule(static)
   for (int nc = 0; nc < N * C; nc++)
     nk_maxpool_plane(y + (size_t)nc * Ho * Wo, x + (size_t)nc * H * W, H, W, Kh, Kw, sh, sw, ph,
@@ -1657,6 +1797,11 @@ NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *res
                                             const float *restrict x, int N, int C, int H, int W,
                                             int Kh, int Kw, int sh, int sw, int ph, int pw,
                                             int Ho, int Wo, int act, float alpha) {
+  if (nk_pool_2x2_exact(H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo) &&
+      (act == NNCC_ACT_NONE || act == NNCC_ACT_RELU)) {
+    nk_pool2x2_team(dx, x, dy, (ptrdiff_t)N * C * Ho, Wo, act, 1);
+    return;
+  }
   if (nk_pool_2x2(H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo)) {
 #pragma omp for schedule(static)
     for (int nc = 0; nc < N * C; nc++) {
@@ -1667,35 +1812,11 @@ NK_INLINE void nncc_maxpool2d_backward_team(float *restrict dx, const float *res
         int ow = 0;
         /* NK_PW windows at once, as the scalar loop below does them */
         if (NK_POOL_VECTORS && (act == NNCC_ACT_NONE || act == NNCC_ACT_RELU))
-          for (; ow + NK_PW <= Wo; ow += NK_PW) {
-            nk_pw e[4], g, m;
-            nk_pwm t[3], z = {0};
-            nk_pool_pw_max(x0 + 2 * ow, x1 + 2 * ow, e, t, &m);
-            memcpy(&g, dr + ow, sizeof g);
-            g = 0.0f + g;
-            nk_pwm k[4] = {~(t[0] | t[1] | t[2]), t[0] & ~(t[1] | t[2]), t[1] & ~t[2], t[2]};
-            nk_pw o[4];
-            for (int q = 0; q < 4; q++)
-              o[q] = (nk_pw)((nk_pwm)g & k[q] & (act == NNCC_ACT_RELU ? (e[q] > 0.0f) : ~z));
-            nk_pw_zip_store(g0 + 2 * ow, &o[0], &o[1]);
-            nk_pw_zip_store(g1 + 2 * ow, &o[2], &o[3]);
-          }
-        NK_STRIDED_LOOP for (; ow < Wo; ow++) {
-          /* the window's maximum keeps 0 + its dy, gated by act from x
-           * itself, every other element +0: by a mask of the bits, which
-           * vectorizes (act is a literal in the generated code, so the
-           * gate's switch folds).  A gate of +0 is +0 for every act that
-           * fuses (a slope >= 0), so gating the maximum alone is gating
-           * all. */
-          float a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], d = x1[2 * ow + 1];
-          uint32_t t[3];
-          (void)nk_pool_2x2_max(a, b, c, d, t);
-          float g = 0.0f + dr[ow];
-          g0[2 * ow] = nk_from_bits(nk_bits(nk_actgrad1(g, a, act, alpha)) & ~(t[0] | t[1] | t[2]));
-          g0[2 * ow + 1] = nk_from_bits(nk_bits(nk_actgrad1(g, b, act, alpha)) & t[0] & ~(t[1] | t[2]));
-          g1[2 * ow] = nk_from_bits(nk_bits(nk_actgrad1(g, c, act, alpha)) & t[1] & ~t[2]);
-          g1[2 * ow + 1] = nk_from_bits(nk_bits(nk_actgrad1(g, d, act, alpha)) & t[2]);
-        }
+          for (; ow + NK_PW <= Wo; ow += NK_PW)
+            nk_pool_pw_backward(g0 + 2 * ow, g1 + 2 * ow, x0 + 2 * ow, x1 + 2 * ow, dr + ow, act);
+        NK_STRIDED_LOOP for (; ow < Wo; ow++)
+          nk_pool_1_backward(g0 + 2 * ow, g1 + 2 * ow, x0 + 2 * ow, x1 + 2 * ow, dr[ow], act,
+                             alpha);
         for (int w = 2 * Wo; w < W; w++) g0[w] = g1[w] = 0.0f;
       }
       float *gp = dx + (size_t)nc * H * W;

@@ -353,6 +353,66 @@ START_TEST(test_pool_vs_reference) {
 }
 END_TEST
 
+/* The 2x2 stride-2 max pool, bit for bit against its rule, on the values
+ * that test it (ties, +-0, +-inf, NaNs) and the shapes that take each of
+ * its paths: whole vector steps in place (Wo a multiple of the step),
+ * blocks of rows copied to L1 (a short row, rows spanning a block, a
+ * partial last block, Wo = 1), a row too long for a block (Wo > 256), and
+ * windows that don't tile x (odd H, W).  The rule: the first element that
+ * is greater than the maximum so far, or a NaN where it is not, becomes the
+ * maximum; it alone gets 0 + dy (gated by relu from x itself), every other
+ * element +0. */
+static uint32_t bits_of(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+static float pick_value(void) {
+  static const float v[] = {0.0f, -0.0f, 1.0f, -1.0f, NAN, -NAN, INFINITY, -INFINITY, 0.5f, 2.0f};
+  rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+  unsigned k = (unsigned)(rng_state >> 33) % 14;
+  return k < 10 ? v[k] : (float)(k - 12);
+}
+static const int pool2_shapes[][3] = {{7, 20, 20}, {5, 6, 6},   {3, 2, 2},   {9, 14, 14},
+                                      {2, 32, 32}, {3, 16, 16}, {11, 10, 6}, {40, 2, 2},
+                                      {1, 2, 600}, {3, 5, 9},   {2, 4, 514}, {17, 2, 64}};
+#define NPOOL2 (int)(sizeof pool2_shapes / sizeof pool2_shapes[0])
+
+START_TEST(test_pool2x2_bits) {
+  int NC = pool2_shapes[_i][0], H = pool2_shapes[_i][1], W = pool2_shapes[_i][2];
+  int Ho = H / 2, Wo = W / 2;
+  size_t nx = (size_t)NC * H * W, ny = (size_t)NC * Ho * Wo;
+  rng_state = 4100 + _i;
+  float *x = malloc(nx * 4), *dy = malloc(ny * 4), *y = malloc(ny * 4), *dx = malloc(nx * 4);
+  for (size_t i = 0; i < nx; i++) x[i] = pick_value();
+  for (size_t i = 0; i < ny; i++) dy[i] = pick_value();
+  for (int act = NNCC_ACT_NONE; act <= NNCC_ACT_RELU; act++) {
+    set_threads(3);
+    nncc_maxpool2d_forward(y, x, 1, NC, H, W, 2, 2, 2, 2, 0, 0, Ho, Wo);
+    memset(dx, 0xA5, nx * 4);
+    nncc_maxpool2d_backward(dx, dy, x, 1, NC, H, W, 2, 2, 2, 2, 0, 0, Ho, Wo, act, 0.0f);
+    for (int nc = 0; nc < NC; nc++)
+      for (int h = 0; h < H; h++)
+        for (int w = 0; w < W; w++) {
+          size_t xi = ((size_t)nc * H + h) * W + w;
+          float want = 0.0f;
+          if (h < 2 * Ho && w < 2 * Wo) {
+            size_t yi = ((size_t)nc * Ho + h / 2) * Wo + w / 2, best = 0;
+            for (int k = 0; k < 4; k++) {
+              size_t e = ((size_t)nc * H + (h & ~1) + k / 2) * W + (w & ~1) + k % 2;
+              if (k == 0 || x[e] > x[best] || (isnan(x[e]) && !isnan(x[best]))) best = e;
+            }
+            ck_assert_msg(bits_of(y[yi]) == bits_of(x[best]), "%dx%dx%d y[%zu]", NC, H, W, yi);
+            if (best == xi && (act == NNCC_ACT_NONE || x[xi] > 0.0f)) want = 0.0f + dy[yi];
+          }
+          ck_assert_msg(bits_of(dx[xi]) == bits_of(want), "%dx%dx%d act %d dx[%zu]: %a, want %a",
+                        NC, H, W, act, xi, (double)dx[xi], (double)want);
+        }
+  }
+  free(x), free(dy), free(y), free(dx);
+}
+END_TEST
+
 START_TEST(test_relu) {
   float x[6] = {-1.0f, 0.0f, -0.0f, 2.5f, NAN, 1e-30f}, y[6], dx[6];
   float dy[6] = {1, 2, 3, 4, 5, 6};
@@ -718,6 +778,7 @@ static Suite *kernels_suite(void) {
   suite_add_tcase(s, tc);
   tc = tcase_create("pool_relu");
   tcase_add_loop_test(tc, test_pool_vs_reference, 0, NPOOL);
+  tcase_add_loop_test(tc, test_pool2x2_bits, 0, NPOOL2);
   tcase_add_test(tc, test_relu);
   suite_add_tcase(s, tc);
   tc = tcase_create("activations");
