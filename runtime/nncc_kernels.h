@@ -1450,24 +1450,26 @@ NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, int a
       }
       for (int q = g * P; q < ntile * NK_NR; q++) row[q] = 0.0f;
     }
-    for (int m0 = 0; m0 < K; m0 += NK_MR) {
+    /* each channel's col2im as soon as the GEMM has its rows, while
+     * they are in L1 */
+    for (int m0 = 0, ci = 0; m0 < K; m0 += NK_MR) {
       if (m0 + NK_MR <= K)
         for (int t = 0; t < ntile; t++) nk_col_tile(col, w, gb, K, Co, ld, m0, NK_MR, t);
       else
         for (int t = 0; t < ntile; t++) nk_col_tile(col, w, gb, K, Co, ld, m0, K % NK_MR, t);
-    }
-    for (int gi = 0; gi < g; gi++)
-      for (int ci = 0; ci < f.C; ci++) {
-        float *xp = dx + ((size_t)(n0 + gi) * f.C + ci) * xplane;
-        const float *cc = col + (size_t)ci * f.Kh * f.Kw * ld + gi * P;
+      for (; ci < nk_min(K, m0 + NK_MR) / (f.Kh * f.Kw); ci++)
+        for (int gi = 0; gi < g; gi++) {
+          float *xp = dx + ((size_t)(n0 + gi) * f.C + ci) * xplane;
+          const float *cc = col + (size_t)ci * f.Kh * f.Kw * ld + gi * P;
 #if defined(NK_ISA_AVX512)
-        if (f.sh == 1 && f.sw == 1) {
-          nk_col2im_s1(xp, cc, ld, f);
-          continue;
-        }
+          if (f.sh == 1 && f.sw == 1) {
+            nk_col2im_s1(xp, cc, ld, f);
+            continue;
+          }
 #endif
-        nk_col2im_rmw(xp, cc, ld, f);
-      }
+          nk_col2im_rmw(xp, cc, ld, f);
+        }
+    }
   }
 }
 
