@@ -49,12 +49,22 @@ void batch_fill(const NnccAugment *aug, const NnccModel *m, const NnccData *d, c
     float *dst = input + (size_t)b * plane + (size_t)m->pad_top * (size_t)m->in_w + (size_t)m->pad_left;
     int dy = 0, dx = 0, flip = 0;
     if (aug) batch_augment_draw(aug, order[b], &dy, &dx, &flip);
-    for (int y = 0; y < d->rows; y++)
-      for (int x = 0; x < d->cols; x++) {
-        int sy = y + dy, sx = (flip ? d->cols - 1 - x : x) + dx; /* crop, then flip */
-        if (sy >= 0 && sy < d->rows && sx >= 0 && sx < d->cols)
-          dst[(size_t)y * (size_t)m->in_w + (size_t)x] = (float)img[sy * d->cols + sx] / 255.0f;
-      }
+    /* crop, then flip: x takes source column sx = (flip ? cols-1-x : x) + dx,
+     * in the image for x in [x0, x1); the rest stays 0 (loops without a
+     * test per pixel, which the compilers vectorize) */
+    int cols = d->cols;
+    int x0 = flip ? (dx > 0 ? dx : 0) : (dx < 0 ? -dx : 0);
+    int x1 = flip ? (dx < 0 ? cols + dx : cols) : (dx > 0 ? cols - dx : cols);
+    for (int y = 0; y < d->rows; y++) {
+      int sy = y + dy;
+      if (sy < 0 || sy >= d->rows) continue;
+      const unsigned char *src = img + (size_t)sy * (size_t)cols;
+      float *row = dst + (size_t)y * (size_t)m->in_w;
+      if (flip)
+        for (int x = x0; x < x1; x++) row[x] = (float)src[cols - 1 - x + dx] / 255.0f;
+      else
+        for (int x = x0; x < x1; x++) row[x] = (float)src[x + dx] / 255.0f;
+    }
     labels[b] = d->labels[order[b]];
   }
 }
