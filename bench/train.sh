@@ -6,9 +6,13 @@
 #
 # usage: bench/train.sh [--threads T] [--models "mnist_cnn vgg16"]
 #                       [--mnist_cnn W,N] [--vgg16 W,N] [--isa ISA] [--peak GFLOPS]
-#                       [--perf] [--no-json]
+#                       [--repeat R] [--perf] [--no-json]
 #   W,N    warm-up steps, then measured steps (N is rounded up to a multiple
 #          of W); defaults mnist_cnn 10,50 and vgg16 2,8
+#   --repeat R  run each side R times (default 3), alternating nncc and
+#          PyTorch; the table shows each side's median run, and every run's
+#          figure is printed below it (PyTorch's speed on one machine moved
+#          by up to 20% between runs, two modes)
 #   --isa  native (default: all the CPU has), avx2 (nncc built with
 #          -march=x86-64-v3, PyTorch's oneDNN capped with
 #          ONEDNN_MAX_CPU_ISA=AVX2, the peak measured with AVX2), or
@@ -39,14 +43,14 @@
 #
 # Everything built goes to ${TMPDIR:-/tmp}/nncc_bench_train; the results
 # are also written to bench/results/train-<date>.json.
-# (The help above is lines 2-41.)
+# (The help above is lines 2-45.)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${TMPDIR:-/tmp}/nncc_bench_train
 py=/usr/bin/python3 # Debian's, with PyTorch 1.13 (not the pyenv one)
 nncc=${NNCC:-$root/build/gcc/nncc}
-threads=2 models="mnist_cnn vgg16" peak=0 perf=0 json=1 o0=0 isa=native torch_malloc=keep
+threads=2 models="mnist_cnn vgg16" peak=0 perf=0 json=1 o0=0 isa=native torch_malloc=keep repeat=3
 declare -A counts=([mnist_cnn]=10,50 [vgg16]=2,8)
 declare -A batch=([mnist_cnn]=256 [vgg16]=64)
 
@@ -58,15 +62,17 @@ while [ $# -gt 0 ]; do
     --mnist_cnn | --vgg16) counts[${1#--}]=$2; shift ;;
     --peak) peak=$2; shift ;;
     --isa) isa=$2; shift ;;
+    --repeat) repeat=$2; shift ;;
     --perf) perf=1 ;;
     --O0) o0=1 ;;
     --no-json) json=0 ;;
     --torch-malloc) torch_malloc=$2; shift ;;
-    -h | --help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
   shift
 done
+case $repeat in '' | *[!0-9]* | 0*) die "--repeat: a positive count, not '$repeat'" ;; esac
 # PyTorch's allocator (--torch-malloc): glibc's largest mmap threshold
 # (32 MiB on 64-bit), no trimming, 512 MiB of slack on each heap growth
 case $torch_malloc in
@@ -130,10 +136,15 @@ for m in $models; do
     sed -n 's/^; training step FLOPs[^:]*: \([0-9,]*\).*/\1/p' | tr -d , >"$out/$m.flops"
   bench_subset "$root/data/mnist" "$out/data_$m" $(( warm * b )) "$b"
 
-  echo "train.sh: $m: nncc" >&2
-  rm -f "$out/$m.nncc.jsonl"
-  timed "$out/$m.nncc.time" "$out/$m" train --data "$out/data_$m" \
-    --epochs "$epochs" --threads "$threads" --log "$out/$m.nncc.jsonl" --quiet
+  rm -f "$out/$m".nncc.*.jsonl "$out/$m".nncc.*.time "$out/$m".torch.*.json "$out/$m".torch.*.time
+  for r in $(seq "$repeat"); do
+    echo "train.sh: $m: nncc, run $r of $repeat" >&2
+    timed "$out/$m.nncc.$r.time" "$out/$m" train --data "$out/data_$m" \
+      --epochs "$epochs" --threads "$threads" --log "$out/$m.nncc.$r.jsonl" --quiet
+    echo "train.sh: $m: torch, run $r of $repeat" >&2
+    timed "$out/$m.torch.$r.time" env "${torch_env[@]}" $py "$root/bench/torch_train.py" "$m" \
+      --data "$out/data_$m" --threads "$threads" --warmup "$warm" --steps "$steps" >"$out/$m.torch.$r.json"
+  done
   if [ "$o0" = 1 ]; then
     echo "train.sh: $m: nncc -O0" >&2
     mkdir -p "$out/O0"
@@ -143,18 +154,15 @@ for m in $models; do
     timed "$out/$m.nncc_O0.time" "$out/O0/$m" train --data "$out/data_$m" \
       --epochs "$epochs" --threads "$threads" --log "$out/$m.nncc_O0.jsonl" --quiet
   fi
-  echo "train.sh: $m: torch" >&2
-  timed "$out/$m.torch.time" env "${torch_env[@]}" $py "$root/bench/torch_train.py" "$m" \
-    --data "$out/data_$m" --threads "$threads" --warmup "$warm" --steps "$steps" >"$out/$m.torch.json"
 done
 
 # ---- the table (and JSON) ----
 stamp=$(date +%Y%m%d-%H%M%S)
 results=
 [ "$json" = 1 ] && mkdir -p "$root/bench/results" && results=$root/bench/results/train-$stamp.json
-TORCH_MALLOC=$torch_malloc $py - "$out" "$threads" "$peak" "$hz" "$results" "$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')" "$isa" $models <<'PY'
-import json, os, sys
-out, threads, peak, hz, results, commit, isa, models = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8:]
+TORCH_MALLOC=$torch_malloc $py - "$out" "$threads" "$peak" "$hz" "$results" "$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')" "$isa" "$repeat" $models <<'PY'
+import json, os, statistics, sys
+out, threads, peak, hz, results, commit, isa, repeat, models = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7], int(sys.argv[8]), sys.argv[9:]
 
 def timed(path):
     """GNU time's numbers, and the CPU others used meanwhile (in CPUs)."""
@@ -172,17 +180,31 @@ if measured_peak:
 rows = []
 for m in models:
     p = lambda ext: os.path.join(out, f"{m}.{ext}")
-    epochs = [json.loads(l) for l in open(p("nncc.jsonl"))][1:]  # epoch 1 is the warm-up
-    imgs = sum(e["img_per_s"] * e["seconds"] for e in epochs)
-    secs = sum(e["seconds"] for e in epochs)
-    t = json.loads(open(p("torch.json")).read())
+    nruns, truns = [], []
+    for k in range(1, repeat + 1):
+        epochs = [json.loads(l) for l in open(p(f"nncc.{k}.jsonl"))][1:]  # epoch 1 is the warm-up
+        imgs = sum(e["img_per_s"] * e["seconds"] for e in epochs)
+        secs = sum(e["seconds"] for e in epochs)
+        nruns.append({"img_per_s": imgs / secs, "epoch_img_per_s": [e["img_per_s"] for e in epochs],
+                      "process": timed(p(f"nncc.{k}.time"))})
+        t = json.loads(open(p(f"torch.{k}.json")).read())
+        truns.append({"img_per_s": t["img_per_s"], "json": t, "process": timed(p(f"torch.{k}.time"))})
+    # each side's median run (the lower middle one for an even count)
+    median = lambda runs: sorted(runs, key=lambda x: x["img_per_s"])[(len(runs) - 1) // 2]
+    nm, tm_ = median(nruns), median(truns)
+    t = tm_["json"]
     flops = int(open(p("flops")).read())
     r = {"model": m, "batch": t["batch"], "warmup_steps": t["warmup"], "steps": t["steps"],
-         "train_step_flops": flops,
-         "nncc_img_per_s": imgs / secs, "torch_img_per_s": t["img_per_s"],
-         "nncc_epoch_img_per_s": [e["img_per_s"] for e in epochs],
-         "nncc_process": timed(p("nncc.time")), "torch_process": timed(p("torch.time")),
-         "torch_ms": {k[3:]: t[k] for k in ("ms_forward", "ms_backward", "ms_adam")}}
+         "train_step_flops": flops, "repeat": repeat,
+         "nncc_img_per_s": nm["img_per_s"], "torch_img_per_s": t["img_per_s"],
+         "nncc_runs_img_per_s": [x["img_per_s"] for x in nruns],
+         "torch_runs_img_per_s": [x["img_per_s"] for x in truns],
+         "nncc_epoch_img_per_s": nm["epoch_img_per_s"],
+         "nncc_process": dict(nm["process"], peak_rss_mib=max(x["process"]["peak_rss_mib"] for x in nruns)),
+         "torch_process": dict(tm_["process"], peak_rss_mib=max(x["process"]["peak_rss_mib"] for x in truns)),
+         "torch_ms": {k[3:]: t[k] for k in ("ms_forward", "ms_backward", "ms_adam")},
+         "nncc_runs_process": [x["process"] for x in nruns],
+         "torch_runs_process": [x["process"] for x in truns]}
     r["nncc_peak_rss_mib"] = r["nncc_process"]["peak_rss_mib"]
     r["torch_peak_rss_mib"] = r["torch_process"]["peak_rss_mib"]
     if os.path.exists(p("nncc_O0.jsonl")):
@@ -200,7 +222,8 @@ for r in rows:
           f"{r['torch_peak_rss_mib']:9.1f} {r['nncc_peak_rss_mib'] / r['torch_peak_rss_mib']:6.2f} "
           f"{r['train_step_flops'] / 1e9:10.2f} {r['nncc_gflops']:9.1f} {100 * r['nncc_gflops'] / peak:5.1f}% "
           f"{r['torch_gflops']:10.1f} {100 * r['torch_gflops'] / peak:5.1f}%")
-print(f"(ISA {isa}, threads {threads}; ratio = nncc/torch, >1 means nncc has more img/s or more memory; "
+print(f"(ISA {isa}, threads {threads}; each side's median of {repeat} alternating runs, peak RSS the largest; "
+      f"ratio = nncc/torch, >1 means nncc has more img/s or more memory; "
       f"%peak of " + (f"the measured {fma_isa} FMA peak" if measured_peak else "a given") + f" {peak:.0f} GFLOP/s)")
 print(f"measured fp32 FMA peak on {threads} threads, {fma_isa} (bench/peak_fma.c): {fma:.0f} GFLOP/s")
 print("PyTorch's malloc: " + ("glibc keeping freed memory (--torch-malloc keep)" if os.environ["TORCH_MALLOC"] == "keep"
@@ -215,14 +238,16 @@ for r in rows:
 for r in rows:
     ep = ", ".join(f"{v:.0f}" for v in r["nncc_epoch_img_per_s"])
     tm = r["torch_ms"]
+    runs = lambda side: ", ".join(f"{v:.0f}" for v in r[side + "_runs_img_per_s"])
+    print(f"{r['model']}: img/s of each run: nncc {runs('nncc')}; torch {runs('torch')}")
     print(f"{r['model']}: {r['warmup_steps']} warm-up + {r['steps']} measured steps; nncc img/s per "
-          f"{r['warmup_steps']}-step epoch: {ep}; torch ms/step forward {tm['forward']:.1f}, "
-          f"backward {tm['backward']:.1f}, adam {tm['adam']:.1f}")
+          f"{r['warmup_steps']}-step epoch (median run): {ep}; torch ms/step (median run) forward "
+          f"{tm['forward']:.1f}, backward {tm['backward']:.1f}, adam {tm['adam']:.1f}")
     for side in ("nncc", "torch"):
-        pr = r[side + "_process"]
-        if pr["others_cpus"] > 0.1 or pr["steal_cpus"] > 0.1:
-            print(f"  warning: while {r['model']}'s {side} run went ({pr['wall_s']:.0f} s), other processes used "
-                  f"{pr['others_cpus']:.2f} CPUs and the hypervisor stole {pr['steal_cpus']:.2f}")
+        for k, pr in enumerate(r[side + "_runs_process"], 1):
+            if pr["others_cpus"] > 0.1 or pr["steal_cpus"] > 0.1:
+                print(f"  warning: while {r['model']}'s {side} run {k} went ({pr['wall_s']:.0f} s), other "
+                      f"processes used {pr['others_cpus']:.2f} CPUs and the hypervisor stole {pr['steal_cpus']:.2f}")
 if results:
     with open(results, "w") as f:
         json.dump({"commit": commit, "isa": isa, "threads": threads, "peak_gflops": peak,
