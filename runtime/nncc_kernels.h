@@ -468,6 +468,15 @@ NK_INLINE void nk_pw_zip_store(float *p, const nk_pw *a, const nk_pw *b) {
   memcpy(p + NK_PW, &hi, sizeof hi);
 }
 
+/* The maxima of NK_PW 2x2 windows, rows r0, r1 of x from the windows'
+ * first column, to y[0..NK_PW-1] */
+NK_INLINE void nk_pool_pw_forward(float *y, const float *r0, const float *r1) {
+  nk_pw e[4], mx;
+  nk_pwm t[3];
+  nk_pool_pw_max(r0, r1, e, t, &mx);
+  memcpy(y, &mx, sizeof mx);
+}
+
 /* The gradient of one 2x2 window: rows r0, r1 of x from its first column,
  * its dy, written to rows o0, o1 of dx (which may be r0, r1 themselves:
  * everything is read first).  The window's maximum keeps 0 + its dy, gated
@@ -514,7 +523,6 @@ NK_INLINE int nk_pool_2x2_exact(int H, int W, int Kh, int Kw, int sh, int sw, in
   return nk_pool_2x2(H, W, Kh, Kw, sh, sw, ph, pw, Ho, Wo) && H == 2 * Ho && W == 2 * Wo &&
          Wo <= NK_POOL_STAGE;
 }
-NK_INLINE int nk_pool_block_rows(int Wo) { return nk_max(1, NK_POOL_STAGE / Wo); }
 
 /* Row pairs [r0, r0 + nr) of such a pool, nr * Wo <= NK_POOL_STAGE: out is
  * the pool's output, or (backward) dx from dy, gated by relu from x when
@@ -532,10 +540,7 @@ NK_INLINE void nk_pool2x2_rows(float *restrict out, const float *restrict x,
           float *d0 = out + (r0 + r) * 2 * W + 2 * ow;
           nk_pool_pw_backward(d0, d0 + W, x0, x0 + W, g + r * Wo + ow, act);
         } else {
-          nk_pw e[4], mx;
-          nk_pwm t[3];
-          nk_pool_pw_max(x0, x0 + W, e, t, &mx);
-          memcpy(out + (r0 + r) * Wo + ow, &mx, sizeof mx);
+          nk_pool_pw_forward(out + (r0 + r) * Wo + ow, x0, x0 + W);
         }
       }
     return;
@@ -547,14 +552,10 @@ NK_INLINE void nk_pool2x2_rows(float *restrict out, const float *restrict x,
   }
   int j = 0;
   NK_SCALAR_LOOP for (; j + NK_PW <= m; j += NK_PW) {
-    if (backward) {
+    if (backward)
       nk_pool_pw_backward(top + 2 * j, bot + 2 * j, top + 2 * j, bot + 2 * j, g + j, act);
-    } else {
-      nk_pw e[4], mx;
-      nk_pwm t[3];
-      nk_pool_pw_max(top + 2 * j, bot + 2 * j, e, t, &mx);
-      memcpy(out + r0 * Wo + j, &mx, sizeof mx);
-    }
+    else
+      nk_pool_pw_forward(out + r0 * Wo + j, top + 2 * j, bot + 2 * j);
   }
   NK_SCALAR_LOOP for (; j < m; j++) {
     float *p = top + 2 * j, *q = bot + 2 * j;
@@ -572,15 +573,26 @@ NK_INLINE void nk_pool2x2_rows(float *restrict out, const float *restrict x,
     }
 }
 
-/* all rows of such a pool, the blocks dealt over the team */
+/* Such a pool's rows, [0, rows), go by blocks of R row pairs: their count,
+ * and block b */
+NK_INLINE int nk_pool_block_rows(int Wo) { return nk_max(1, NK_POOL_STAGE / Wo); }
+NK_INLINE ptrdiff_t nk_pool2x2_blocks(ptrdiff_t rows, int Wo) {
+  return (rows + nk_pool_block_rows(Wo) - 1) / nk_pool_block_rows(Wo);
+}
+NK_INLINE void nk_pool2x2_block(float *restrict out, const float *restrict x,
+                                const float *restrict dy, ptrdiff_t rows, ptrdiff_t b, int Wo,
+                                int act, int backward) {
+  const int R = nk_pool_block_rows(Wo);
+  nk_pool2x2_rows(out, x, dy, b * R, (int)(rows - b * R < R ? rows - b * R : R), Wo, act,
+                  backward);
+}
+/* all of them, the blocks dealt over the team */
 NK_INLINE void nk_pool2x2_team(float *restrict out, const float *restrict x,
                                const float *restrict dy, ptrdiff_t rows, int Wo, int act,
                                int backward) {
-  const int R = nk_pool_block_rows(Wo);
 #pragma omp for schedule(static)
-  for (ptrdiff_t b = 0; b < (rows + R - 1) / R; b++)
-    nk_pool2x2_rows(out, x, dy, b * R, (int)(rows - b * R < R ? rows - b * R : R), Wo, act,
-                    backward);
+  for (ptrdiff_t b = 0; b < nk_pool2x2_blocks(rows, Wo); b++)
+    nk_pool2x2_block(out, x, dy, rows, b, Wo, act, backward);
 }
 
 /* The max pool of one plane, yp[Ho][Wo] from xp[H][W]: the pool's forward
@@ -594,12 +606,7 @@ NK_INLINE void nk_maxpool_plane(float *restrict yp, const float *restrict xp, in
       float *yr = yp + (size_t)oh * Wo;
       int ow = 0;
       if (NK_POOL_VECTORS)
-        for (; ow + NK_PW <= Wo; ow += NK_PW) {
-          nk_pw e[4], m;
-          nk_pwm t[3];
-          nk_pool_pw_max(r0 + 2 * ow, r1 + 2 * ow, e, t, &m);
-          memcpy(yr + ow, &m, sizeof m);
-        }
+        for (; ow + NK_PW <= Wo; ow += NK_PW) nk_pool_pw_forward(yr + ow, r0 + 2 * ow, r1 + 2 * ow);
       NK_STRIDED_LOOP for (; ow < Wo; ow++) {
         uint32_t t[3];
         yr[ow] = nk_pool_2x2_max(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], t);
@@ -921,11 +928,9 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
     if (e.pool && nk_pool_2x2_exact(d.Ho, d.Wo, e.kh, e.kw, e.sh, e.sw, e.ph, e.pw, e.ho, e.wo)) {
       /* the group's planes at once: their row pairs follow each other */
       ptrdiff_t rows = (ptrdiff_t)g * d.M * e.ho;
-      const int R = nk_pool_block_rows(e.wo);
       float *py = e.pool + (size_t)n0 * d.M * e.ho * e.wo;
-      for (ptrdiff_t r0 = 0; r0 < rows; r0 += R)
-        nk_pool2x2_rows(py, o, NULL, r0, (int)(rows - r0 < R ? rows - r0 : R), e.wo,
-                        NNCC_ACT_NONE, 0);
+      for (ptrdiff_t b = 0; b < nk_pool2x2_blocks(rows, e.wo); b++)
+        nk_pool2x2_block(py, o, NULL, rows, b, e.wo, NNCC_ACT_NONE, 0);
     } else if (e.pool)
       for (int k = 0; k < g * d.M; k++)
         nk_maxpool_plane(e.pool + ((size_t)n0 * d.M + k) * e.ho * e.wo, o + (size_t)k * d.Ho * d.Wo,

@@ -59,7 +59,8 @@ static void report(const char *net, const char *layer, const char *op, double fl
     float *dx = buf((size_t)N * Ci * H * W), *dw = buf((size_t)Co * Ci * K * K), *db = buf(Co); \
     int team = nncc_team_size();                                                              \
     void *sf = scratch(nncc_conv2d_forward_scratch(N, Ci, H, W, Co, K, K, 1, 1, P, P, team));   \
-    void *sb = scratch(nncc_conv2d_backward_scratch(N, Ci, H, W, Co, K, K, 1, 1, P, P, team, SG(N))); \
+    void *sb =                                                                                  \
+        scratch(nncc_conv2d_backward_scratch(N, Ci, H, W, Co, K, K, 1, 1, P, P, team, SG(N)));  \
     double flop = 2.0 * N * Co * Ho * Wo * Ci * K * K, t;                                       \
     TIME(t, _Pragma("omp parallel") nncc_conv2d_forward_team(y, x, w, b, sf, N, Ci, H, W, Co,   \
                                                              K, K, 1, 1, P, P, 1, 0.0f));       \
