@@ -1056,6 +1056,9 @@ static inline void nncc_conv2d_forward(float *restrict y, const float *restrict 
 #ifndef NNCC_DW_PASS_BYTES
 #define NNCC_DW_PASS_BYTES (512 * 1024)
 #endif
+#ifndef NNCC_DW_PASS_TERMS
+#define NNCC_DW_PASS_TERMS 128
+#endif
 /* Where dW is too large for a copy per group (NNCC_DW_GROUPS_BYTES), each
  * group still loads and stores all of dW's tree once, which bounds a layer
  * whose group has few terms per accumulator (S*Ho*Wo at most
@@ -1095,10 +1098,15 @@ NK_INLINE nk_dwplan nk_dw_plan(nk_conv f, int S) {
   p.dybytes = nk_align64((size_t)f.Ho * f.Wo * p.Co16 * sizeof(float));
   p.IB = 1;
   /* a dW of at most NNCC_DW_PASS_BYTES stays in L2 between images, and one
-   * image's inputs in L1 across its tiles (mnist_cnn's conv3 on AVX2 was
-   * 20% slower with 16 images a pass) */
-  if ((size_t)f.C * f.Kh * f.Kw * p.Co16 * sizeof(float) > NNCC_DW_PASS_BYTES)
+   * image's inputs in L1 across its tiles; but where an image has fewer
+   * than NNCC_DW_PASS_TERMS terms per accumulator, the fewest images that
+   * reach it (mnist_cnn's conv3, 36 terms an image: 4 images a pass, 7.2
+   * -> 4.5 ms on AVX2; 16 were 20% slower than one) */
+  if ((size_t)f.C * f.Kh * f.Kw * p.Co16 * sizeof(float) > NNCC_DW_PASS_BYTES) {
     for (int ib = 2; ib <= S; ib++)
+      if (S % ib == 0 && (size_t)ib * (p.xbytes + p.dybytes) <= NNCC_DW_PASS_BYTES) p.IB = ib;
+  } else
+    for (int ib = 2; ib <= S && p.IB * f.Ho * f.Wo < NNCC_DW_PASS_TERMS; ib++)
       if (S % ib == 0 && (size_t)ib * (p.xbytes + p.dybytes) <= NNCC_DW_PASS_BYTES) p.IB = ib;
   p.thread_bytes = (size_t)p.IB * (p.xbytes + p.dybytes);
   return p;
@@ -1122,9 +1130,17 @@ NK_INLINE void nk_dw_tile(float *dwT, size_t slot, const float *xv, const float 
     NK_UNROLL for (int j = 0; j < nv; j++)
       acc[r * nv + j] = first ? nk_zero() : nk_load(row + 16 * j);
   }
-  nk_kernel(acc, rh, f.Kw, nv, xv + (size_t)kh0 * f.Wv, f.Wv, 1, dyT + co0, 0xFFFF, ib,
-            (ptrdiff_t)(p.xbytes / sizeof(float)), (ptrdiff_t)(p.dybytes / sizeof(float)), f.Ho,
-            (ptrdiff_t)f.sh * f.Wv, (ptrdiff_t)f.Wo * p.Co16, f.Wo, f.sw, p.Co16);
+  const float *a = xv + (size_t)kh0 * f.Wv, *b = dyT + co0;
+  ptrdiff_t a2 = (ptrdiff_t)(p.xbytes / sizeof(float)), b2 = (ptrdiff_t)(p.dybytes / sizeof(float));
+  ptrdiff_t a1 = (ptrdiff_t)f.sh * f.Wv, b1 = (ptrdiff_t)f.Wo * p.Co16;
+  /* one vector wide, gcc's unrolled output row spilled the AVX2 tile
+   * (mnist_cnn's conv3: 6.5 -> 4.5 ms with 4 images a pass); two wide,
+   * as vgg16's 3x3 layers, it was 2-4% faster */
+  if (nv == 1)
+    nk_kernel_rolled(acc, rh, f.Kw, nv, a, f.Wv, 1, b, 0xFFFF, ib, a2, b2, f.Ho, a1, b1, f.Wo, f.sw,
+                     p.Co16);
+  else
+    nk_kernel(acc, rh, f.Kw, nv, a, f.Wv, 1, b, 0xFFFF, ib, a2, b2, f.Ho, a1, b1, f.Wo, f.sw, p.Co16);
   NK_UNROLL for (int r = 0; r < rh * f.Kw; r++) {
     size_t off = (size_t)(ci * KK + kh0 * f.Kw + r) * p.Co16 + co0;
     NK_UNROLL for (int j = 0; j < nv; j++) {
