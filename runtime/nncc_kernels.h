@@ -1044,10 +1044,12 @@ static inline void nncc_conv2d_forward(float *restrict y, const float *restrict 
 /* How dw is tiled: tiles are (ci, a run of rh kernel rows, NV*16 output
  * channels); the tile is rh*Kw*NV accumulators, at most NK_ACC when Kw
  * allows (a wider kernel row spills: Kw accumulators at least).
- * Where dW takes more than NNCC_DW_PASS_BYTES, a tile runs IB images of a
- * group in one pass, its accumulators in registers throughout: IB divides
- * the group size S, and the pass's padded x and transposed dy (IB of each,
- * per thread) take at most NNCC_DW_PASS_BYTES (one image at least).
+ * Where dW takes more than NNCC_DW_PASS_BYTES, or an image gives each
+ * accumulator fewer than NNCC_DW_PASS_TERMS terms, a tile runs IB images
+ * of a group in one pass, its accumulators in registers throughout: IB
+ * divides the group size S, and the pass's padded x and transposed dy (IB
+ * of each, per thread) take at most NNCC_DW_PASS_BYTES (one image at
+ * least).
  * Where the output is small (vgg16's 4x4 and 2x2 layers) a single image is
  * a short reduction, and loading and storing the tiles between images
  * (megabytes of dw) would bound the layer by memory.  The bits are those

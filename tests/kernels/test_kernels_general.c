@@ -1247,7 +1247,9 @@ END_TEST
  * Each accumulator is the same FMA chain as with one image a pass
  * (dw_one_image.c, built with neither): the same bits, by tiles (8 threads)
  * and by groups (3, 2, 1), with and without the ReLU gate, for a pass that
- * holds the whole group, one that holds part of it, and the whole batch. */
+ * holds the whole group, one that holds part of it, and the whole batch;
+ * for a large dW (passes within NNCC_DW_PASS_BYTES) and a small one with
+ * few terms an image (passes until NNCC_DW_PASS_TERMS). */
 int dw_one_image_ib(int N, int Ci, int H, int W, int Co, int K, int pad, int S);
 void dw_one_image(float *dw, float *db, const float *dy, const float *ymask, const float *x,
                   int N, int Ci, int H, int W, int Co, int K, int pad, int S);
@@ -1256,9 +1258,11 @@ static const PassCase pass_cases[] = {
     {16, 64, 6, 6, 256, 3, 1, 8, 8, 0},  /* a 590 KiB dW, small images: the whole group a pass */
     {8, 128, 8, 8, 128, 3, 1, 8, 4, 0},  /* half a group a pass (83 KiB an image) */
     {12, 64, 10, 10, 250, 3, 1, 3, 3, 0}, /* an odd group size, a ragged output-channel chunk */
-    {16, 5, 2, 2, 17, 3, 1, 4, 1, 0},    /* a small dW: one image a pass, a ragged chunk */
-    {16, 64, 2, 2, 72, 3, 1, 2, 1, 1},   /* 8 copies of dW over 1 MiB: the whole batch */
-    {24, 60, 3, 5, 50, 3, 1, 3, 1, 1},   /* the same, 8 groups of 3, a ragged chunk */
+    {16, 5, 12, 12, 17, 3, 1, 4, 1, 0},  /* a small dW, 144 terms an image: one a pass */
+    {16, 5, 2, 2, 17, 3, 1, 4, 4, 0},    /* the same, 4 terms an image: the group, a ragged chunk */
+    {16, 8, 6, 6, 20, 3, 1, 8, 4, 0},    /* 36 terms an image: the fewest images to 128, 4 of 8 */
+    {16, 64, 2, 2, 72, 3, 1, 2, 2, 1},   /* 8 copies of dW over 1 MiB: the whole batch */
+    {24, 60, 3, 5, 50, 3, 1, 3, 3, 1},   /* the same, 8 groups of 3, a ragged chunk */
 };
 enum { NPASS = sizeof pass_cases / sizeof pass_cases[0] };
 
