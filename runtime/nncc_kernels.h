@@ -1104,12 +1104,9 @@ NK_INLINE nk_dwplan nk_dw_plan(nk_conv f, int S) {
    * than NNCC_DW_PASS_TERMS terms per accumulator, the fewest images that
    * reach it (mnist_cnn's conv3, 36 terms an image: 4 images a pass, 7.2
    * -> 4.5 ms on AVX2; 16 were 20% slower than one) */
-  if ((size_t)f.C * f.Kh * f.Kw * p.Co16 * sizeof(float) > NNCC_DW_PASS_BYTES) {
-    for (int ib = 2; ib <= S; ib++)
-      if (S % ib == 0 && (size_t)ib * (p.xbytes + p.dybytes) <= NNCC_DW_PASS_BYTES) p.IB = ib;
-  } else
-    for (int ib = 2; ib <= S && p.IB * f.Ho * f.Wo < NNCC_DW_PASS_TERMS; ib++)
-      if (S % ib == 0 && (size_t)ib * (p.xbytes + p.dybytes) <= NNCC_DW_PASS_BYTES) p.IB = ib;
+  int big = (size_t)f.C * f.Kh * f.Kw * p.Co16 * sizeof(float) > NNCC_DW_PASS_BYTES;
+  for (int ib = 2; ib <= S && (big || p.IB * f.Ho * f.Wo < NNCC_DW_PASS_TERMS); ib++)
+    if (S % ib == 0 && (size_t)ib * (p.xbytes + p.dybytes) <= NNCC_DW_PASS_BYTES) p.IB = ib;
   p.thread_bytes = (size_t)p.IB * (p.xbytes + p.dybytes);
   return p;
 }
