@@ -160,6 +160,16 @@ static inline int nncc_fp_contracts(void) {
 #define NK_STRIDED_LOOP
 #endif
 
+/* NK_DYNAMIC: a loop over independent blocks of work (groups of images
+ * whose outputs, or whose own copy of a sum, no other block touches),
+ * handed out one block at a time as threads come free, with no barrier at
+ * its end.  A block's arithmetic does not depend on the thread that runs
+ * it, so the bits are those of any fixed split; a thread that runs slower
+ * (a busy sibling of its vCPU, an efficiency core) takes fewer blocks
+ * instead of holding the team at the next barrier.  Every thread of the
+ * team must reach the loop. */
+#define NK_DYNAMIC NK_PRAGMA(omp for schedule(dynamic, 1) nowait)
+
 /* scalar forms of relu/gate, bit-identical to the vector ones */
 NK_INLINE float nk_relu1(float v) { return !(v <= 0.0f) ? v : 0.0f; }
 NK_INLINE float nk_gate1(float g, float y) { return y > 0.0f ? g : 0.0f; }
@@ -586,11 +596,12 @@ NK_INLINE void nk_pool2x2_block(float *restrict out, const float *restrict x,
   nk_pool2x2_rows(out, x, dy, b * R, (int)(rows - b * R < R ? rows - b * R : R), Wo, act,
                   backward);
 }
-/* all of them, the blocks dealt over the team */
+/* all of them, the blocks handed out 16 at a time as threads come free
+ * (each window's result is its own: any split gives the same bits) */
 NK_INLINE void nk_pool2x2_team(float *restrict out, const float *restrict x,
                                const float *restrict dy, ptrdiff_t rows, int Wo, int act,
                                int backward) {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 16)
   for (ptrdiff_t b = 0; b < nk_pool2x2_blocks(rows, Wo); b++)
     nk_pool2x2_block(out, x, dy, rows, b, Wo, act, backward);
 }
@@ -882,7 +893,7 @@ typedef struct nk_epi {
 } nk_epi;
 
 /* out[N][M][Ho][Wo] = act(conv(V, wt) + bias); called by all threads;
- * each thread takes whole groups of images, in a fixed round-robin. With
+ * each thread takes whole groups of images as it comes free. With
  * msk (backward data) (act, alpha) gates V by msk instead, and out is the
  * plain convolution. */
 NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, const float *wt,
@@ -902,7 +913,8 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
                                                           NK_NV * p.S * sizeof(nk_seg)));
   int ngroups = nk_cdiv(d.N, G), filled_g = -1, oact = msk ? NNCC_ACT_NONE : act;
   size_t img = (size_t)d.M * d.Ho * d.Wo;
-  for (int gr = tid; gr < ngroups; gr += nthr) {
+  /* groups handed out as threads come free (NK_DYNAMIC) */
+  NK_DYNAMIC for (int gr = 0; gr < ngroups; gr++) {
     int n0 = gr * G, g = nk_min(G, d.N - n0);
     nk_fill_b(B, d, p, src, msk, act, alpha, n0, g);
     if (g != filled_g) nk_fill_segs(segs, cnt, d, p, g), filled_g = g;
@@ -1281,12 +1293,11 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, fl
   }
   char *xv = tscratch + (size_t)tid * tstride, *dyT = xv + p.IB * p.xbytes;
   float *gdb = by_groups ? gbuf + (size_t)G * gslot : NULL;
-  /* by groups: all tiles, all of dy's channels, the images of groups tid,
-   * tid + nthr, ...; by tiles: tiles [lo, hi) in (output-channel chunk,
+  /* by groups: all tiles, all of dy's channels, whole groups handed out
+   * as threads come free; by tiles: tiles [lo, hi) in (output-channel chunk,
    * ci, kernel-row run) order -- a thread's run of tiles spans few chunks,
    * and it transposes only their columns of dy -- over the whole batch */
   int lo = 0, hi = ntiles, ci_lo = 0, ci_hi = f.C - 1, co_lo = 0, co_hi = f.M;
-  int nimg = by_groups ? (tid < G ? nk_cdiv(G - tid, nthr) * S : 0) : f.N;
   if (!by_groups) {
     nk_split(ntiles, tid, nthr, &lo, &hi);
     if (lo >= hi) return;
@@ -1294,22 +1305,34 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, fl
     ci_lo = cc_lo == cc_hi ? lo % per_cc / p.nkh : 0;
     ci_hi = cc_lo == cc_hi ? (hi - 1) % per_cc / p.nkh : f.C - 1;
     co_lo = cc_lo * p.NV * 16, co_hi = nk_min(f.M, (cc_hi + 1) * p.NV * 16);
+    memset(dyT, 0, p.IB * p.dybytes);
+    for (int n = 0; n < f.N; n += p.IB) {
+      nk_dw_prep(xv, dyT, x, dy, ymask, act, alpha, f, p, n, p.IB, ci_lo, ci_hi, co_lo, co_hi);
+      nk_dw_tiles(dwT, slot, dbT, dbslot, xv, dyT, f, p, p.IB, n / S, n % S == 0,
+                  (n + p.IB) % S == 0, lo, hi);
+    }
+    return;
   }
   memset(dyT, 0, p.IB * p.dybytes);
-  for (int i = 0; i < nimg; i += p.IB) {
-    int g = by_groups ? tid + i / S * nthr : i / S, n = by_groups ? g * S + i % S : i;
-    /* by groups, the group's own sum, at level 0 of its own slot */
-    float *dst = by_groups ? gbuf + (size_t)g * gslot : dwT;
-    float *dbdst = dbT && by_groups ? gdb + (size_t)g * dbslot : dbT;
-    nk_dw_prep(xv, dyT, x, dy, ymask, act, alpha, f, p, n, p.IB, ci_lo, ci_hi, co_lo, co_hi);
-    nk_dw_tiles(dst, by_groups ? gslot : slot, dbdst, dbslot, xv, dyT, f, p, p.IB,
-                by_groups ? 0 : g, n % S == 0, !by_groups && (n + p.IB) % S == 0, lo, hi);
-  }
-  if (!by_groups) return;
-#pragma omp barrier
-  /* the tiles' fold, element by element: group g's sum plus the pending
-   * levels below its own, stored at its level (the caller's barrier ends
-   * it) */
+  /* by groups, each group's own sum, at level 0 of its own slot */
+  NK_DYNAMIC for (int g = 0; g < G; g++)
+    for (int n = g * S; n < (g + 1) * S; n += p.IB) {
+      nk_dw_prep(xv, dyT, x, dy, ymask, act, alpha, f, p, n, p.IB, 0, f.C - 1, 0, f.M);
+      nk_dw_tiles(gbuf + (size_t)g * gslot, gslot, dbT ? gdb + (size_t)g * dbslot : NULL, dbslot,
+                  xv, dyT, f, p, p.IB, 0, n == g * S, 0, 0, ntiles);
+    }
+}
+
+/* The end of nk_dw_team's split by groups (nothing otherwise), after a
+ * barrier the caller places: the tiles' fold, element by element, group
+ * g's sum plus the pending levels below its own, stored at its level (the
+ * caller's barrier ends it). */
+NK_INLINE void nk_dw_fold_team(float *dwT, size_t slot, float *dbT, size_t dbslot, float *gbuf,
+                               size_t gslot, nk_conv f, int S) {
+  nk_dwplan p = nk_dw_plan(f, S);
+  int G = f.N / S;
+  if (!gbuf || nk_nthr() > G) return;
+  const float *gdb = gbuf + (size_t)G * gslot;
   size_t K = (size_t)f.C * f.Kh * f.Kw * p.Co16, E = K + (dbT ? (size_t)p.Co16 : 0);
 #pragma omp for schedule(static) nowait
   for (size_t e = 0; e < E; e++) {
@@ -1329,7 +1352,7 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, fl
  * mostly multiply padding (small or strided outputs):
  *   col[(ci,kh,kw)][q] = sum_co w[co][ci][kh][kw] * g[co][q]   (q = image, oh, ow)
  *   dx[n][ci][oh*sh-ph+kh][ow*sw-pw+kw] += col[(ci,kh,kw)][q]   in (kh, kw) order
- * Each thread owns whole groups of images. */
+ * Each thread takes whole groups of images as it comes free. */
 typedef struct { int use, G; size_t thread_bytes; } nk_cplan;
 
 /* Bytes of one thread's dy columns and col that nk_col_plan's group may
@@ -1456,7 +1479,7 @@ NK_INLINE void nk_col_team(float *dx, const float *dy, const float *ymask, int a
   float *gb = (float *)(tscratch + (size_t)tid * tstride);
   float *col = (float *)((char *)gb + nk_align64((size_t)Co * nk_cols_ld(p.G * P) * sizeof(float)));
   size_t xplane = (size_t)f.Hs * f.Ws;
-  for (int gr = tid; gr < nk_cdiv(f.N, G); gr += nthr) {
+  NK_DYNAMIC for (int gr = 0; gr < nk_cdiv(f.N, G); gr++) {
     int n0 = gr * G, g = nk_min(G, f.N - n0), ntile = nk_cdiv(g * P, NK_NR);
     for (int co = 0; co < Co; co++) {
       float *row = gb + (size_t)co * ld;
@@ -1567,22 +1590,37 @@ NK_INLINE void nncc_conv2d_backward_data_team(float *restrict dx, const float *r
                  L.tstride, nk_conv_bwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw), (nk_epi){0});
 }
 
-NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restrict db,
-                                                const float *restrict dy,
-                                                const float *restrict ymask,
-                                                const float *restrict x, void *scratch, int N,
-                                                int Ci, int H, int W, int Co, int Kh, int Kw,
-                                                int sh, int sw, int ph, int pw, int act,
-                                                float alpha, int S) {
+/* The weight gradient in two calls, with other work of the team's between
+ * them when the caller has some (the data gradient): the sums, which may
+ * leave threads done at different times (a split by groups hands out only
+ * N/S of them), then their fold and dw's layout. */
+#define NK_DW_ARGS                                                                              \
+  float *restrict dw, float *restrict db, const float *restrict dy, const float *restrict ymask, \
+      const float *restrict x, void *scratch, int N, int Ci, int H, int W, int Co, int Kh,       \
+      int Kw, int sh, int sw, int ph, int pw, int act, float alpha, int S
+NK_INLINE void nk_conv2d_dw_sums_team(NK_DW_ARGS) {
+  (void)dw;
+  nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
+  nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, S);
+  char *s = (char *)scratch;
+  if (act == NNCC_ACT_NONE) ymask = NULL;
+  nk_dw_team((float *)(s + L.dwT), L.dwslot, db ? (float *)(s + L.dbT) : NULL, L.dbslot,
+             L.gbuf ? (float *)(s + L.gbuf) : NULL, L.dwslot, L.batch ? s + L.batch : NULL, x,
+             dy, ymask, act, alpha, s + L.threads, L.tstride, f, S);
+}
+
+NK_INLINE void nk_conv2d_dw_finish_team(NK_DW_ARGS) {
+  (void)dy, (void)ymask, (void)x, (void)act, (void)alpha;
   nk_conv f = nk_conv_fwd_desc(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw);
   nk_bwdlayout L = nk_bwd_layout(N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, S);
   char *s = (char *)scratch;
   float *dwT = (float *)(s + L.dwT), *dbT = (float *)(s + L.dbT);
   int Co16 = nk_cdiv(Co, 16) * 16;
-  if (act == NNCC_ACT_NONE) ymask = NULL;
-  nk_dw_team(dwT, L.dwslot, db ? dbT : NULL, L.dbslot, L.gbuf ? (float *)(s + L.gbuf) : NULL,
-             L.dwslot, L.batch ? s + L.batch : NULL, x, dy, ymask, act, alpha, s + L.threads,
-             L.tstride, f, S);
+  if (L.gbuf) {
+#pragma omp barrier
+    nk_dw_fold_team(dwT, L.dwslot, db ? dbT : NULL, L.dbslot, (float *)(s + L.gbuf), L.dwslot, f,
+                    S);
+  }
 #pragma omp barrier
   size_t K = (size_t)Ci * Kh * Kw;
   const float *dwsum = dwT + (size_t)(L.levels - 1) * L.dwslot;
@@ -1602,6 +1640,12 @@ NK_INLINE void nncc_conv2d_backward_weight_team(float *restrict dw, float *restr
   }
 }
 
+#define NK_DW_PASS dw, db, dy, ymask, x, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw, ph, pw, act, alpha, S
+NK_INLINE void nncc_conv2d_backward_weight_team(NK_DW_ARGS) {
+  nk_conv2d_dw_sums_team(NK_DW_PASS);
+  nk_conv2d_dw_finish_team(NK_DW_PASS);
+}
+
 /* S: the batch's group size (N a multiple of it, N/S a power of two) */
 NK_INLINE void nncc_conv2d_backward_team(float *restrict dx, float *restrict dw,
                                          float *restrict db, const float *restrict dy,
@@ -1609,14 +1653,18 @@ NK_INLINE void nncc_conv2d_backward_team(float *restrict dx, float *restrict dw,
                                          const float *restrict w, void *scratch, int N, int Ci,
                                          int H, int W, int Co, int Kh, int Kw, int sh, int sw,
                                          int ph, int pw, int act, float alpha, int S) {
-  /* no barrier between the halves: they write different memory, and each
-   * thread reuses only its own part of the per-thread scratch */
+  /* the weight gradient's sums first, then the data gradient, whose many
+   * groups (handed out as threads come free) fill the gaps the sums leave;
+   * no barrier between them: they write different memory, and each thread
+   * reuses only its own part of the per-thread scratch */
+  nk_conv2d_dw_sums_team(NK_DW_PASS);
   if (dx)
     nncc_conv2d_backward_data_team(dx, dy, ymask, w, scratch, N, Ci, H, W, Co, Kh, Kw, sh, sw,
                                    ph, pw, act, alpha, S);
-  nncc_conv2d_backward_weight_team(dw, db, dy, ymask, x, scratch, N, Ci, H, W, Co, Kh, Kw, sh,
-                                   sw, ph, pw, act, alpha, S);
+  nk_conv2d_dw_finish_team(NK_DW_PASS);
 }
+#undef NK_DW_PASS
+#undef NK_DW_ARGS
 
 static inline void nncc_conv2d_backward(float *restrict dx, float *restrict dw,
                                         float *restrict db, const float *restrict dy,
