@@ -1169,16 +1169,33 @@ NK_INLINE void nk_transpose_rows(float *restrict dyT, int ld, const float *restr
                                  const float *restrict m, int act, float alpha, int P, int q0,
                                  const int qn, int co_lo, int co_hi) {
   float *dq = dyT + (size_t)q0 * ld;
+  /* 16 x 16 blocks by nk_transpose16, 16 loads and 16 stores of whole
+   * vectors (and the gate, lane by lane, where it is ReLU's); the rest one
+   * element at a time */
+  int qv = m && act != NNCC_ACT_RELU ? 0 : qn / 16 * 16;
+  int cv = qv ? co_lo + (co_hi - co_lo) / 16 * 16 : co_lo;
+  for (int c0 = co_lo; c0 < cv; c0 += 16)
+    for (int j0 = 0; j0 < qv; j0 += 16) {
+      nk_v r[16];
+      NK_UNROLL for (int i = 0; i < 16; i++) {
+        size_t off = (size_t)(c0 + i) * P + q0 + j0;
+        r[i] = m ? nk_gate(nk_load(dy + off), nk_load(m + off)) : nk_load(dy + off);
+      }
+      nk_transpose16(r);
+      NK_UNROLL for (int i = 0; i < 16; i++) nk_store(dq + (size_t)(j0 + i) * ld + c0, r[i]);
+    }
   for (int co = co_lo; co < co_hi; co++) {
+    int j0 = co < cv ? qv : 0;
+    if (j0 >= qn) continue;
     const float *src = dy + (size_t)co * P + q0;
     /* scalar stores: clang vectorizes these loops into scatters, slower
      * than scalar moves on AMD Zen 4 (a third of the weight gradient) */
     if (m) {
       const float *ms = m + (size_t)co * P + q0;
-      NK_SCALAR_LOOP for (int j = 0; j < qn; j++)
+      NK_SCALAR_LOOP for (int j = j0; j < qn; j++)
         dq[(size_t)j * ld + co] = nk_actgrad1(src[j], ms[j], act, alpha);
     } else {
-      NK_SCALAR_LOOP for (int j = 0; j < qn; j++) dq[(size_t)j * ld + co] = src[j];
+      NK_SCALAR_LOOP for (int j = j0; j < qn; j++) dq[(size_t)j * ld + co] = src[j];
     }
   }
 }
@@ -1409,23 +1426,33 @@ NK_INLINE void nk_col_tile(float *col, const float *w, const float *gb, int K, i
  * one masked load per (kh, kw); a lane with no term adds +0, which changes
  * nothing (the sum starts at +0 and so is never -0). */
 NK_INLINE void nk_col2im_s1(float *xp, const float *cc, int ld, nk_conv f) {
-  for (int h = 0; h < f.Hs; h++)
-    for (int w0 = 0; w0 < f.Ws; w0 += 16) {
-      nk_v acc = nk_zero();
-      for (int kh = 0; kh < f.Kh; kh++) {
-        int oh = h + f.pt - kh;
-        if (oh < 0 || oh >= f.Ho) continue;
+  /* two rows by two 16-column blocks at a time: four independent chains of
+   * adds where one row's 25-add chain had left the adder waiting (mnist_cnn
+   * conv2's backward-data) */
+  for (int h = 0; h < f.Hs; h += 2)
+    for (int w0 = 0; w0 < f.Ws; w0 += 32) {
+      nk_v acc[2][2] = {{nk_zero(), nk_zero()}, {nk_zero(), nk_zero()}};
+      for (int kh = 0; kh < f.Kh; kh++)
         for (int kw = 0; kw < f.Kw; kw++) {
-          /* lane l is column w0 + l, term ow = w0 + l + pl - kw */
-          int base = w0 + f.pl - kw;
-          int lo = nk_max(0, -base), hi = nk_min(nk_min(16, f.Ws - w0), f.Wo - base);
-          if (lo >= hi) continue;
-          uint32_t m = nk_lanes(hi) & ~nk_lanes(lo);
-          const float *cr = cc + (size_t)(kh * f.Kw + kw) * ld + (ptrdiff_t)oh * f.Wo + base;
-          acc = nk_add(acc, nk_load_mask(cr, m));
+          const float *ck = cc + (size_t)(kh * f.Kw + kw) * ld;
+          NK_UNROLL for (int r = 0; r < 2; r++) {
+            int oh = h + r + f.pt - kh;
+            if (h + r >= f.Hs || oh < 0 || oh >= f.Ho) continue;
+            NK_UNROLL for (int c = 0; c < 2; c++) {
+              /* lane l is column w0 + 16c + l, term ow = that + pl - kw */
+              int wc = w0 + 16 * c, base = wc + f.pl - kw;
+              int lo = nk_max(0, -base), hi = nk_min(nk_min(16, f.Ws - wc), f.Wo - base);
+              if (lo >= hi) continue;
+              uint32_t m = nk_lanes(hi) & ~nk_lanes(lo);
+              acc[r][c] = nk_add(acc[r][c], nk_load_mask(ck + (ptrdiff_t)oh * f.Wo + base, m));
+            }
+          }
         }
-      }
-      nk_store_mask(xp + (size_t)h * f.Ws + w0, nk_lanes(f.Ws - w0), acc);
+      NK_UNROLL for (int r = 0; r < 2; r++)
+        NK_UNROLL for (int c = 0; c < 2; c++)
+          if (h + r < f.Hs && w0 + 16 * c < f.Ws)
+            nk_store_mask(xp + (size_t)(h + r) * f.Ws + w0 + 16 * c, nk_lanes(f.Ws - w0 - 16 * c),
+                          acc[r][c]);
     }
 }
 

@@ -76,6 +76,8 @@ enum { NK_ACC = NK_MR * NK_NV };
  *                       other element is read); nk_store_mask writes them
  *   nk_store_compress   the lanes of m, packed, to p[0..popcount(m))
  *   nk_in_regs(v)       v (only a hint to the register allocator)
+ *   nk_transpose16(r)   r[i] lane j becomes r[j] lane i (16 vectors; moves
+ *                       only, by shuffles on AVX-512 and AVX2)
  */
 /* the mask of lanes 0..n-1 (all 16 for n >= 16) */
 NK_INLINE uint32_t nk_lanes(int n) { return n >= 16 ? 0xFFFFu : (1u << n) - 1u; }
@@ -112,6 +114,34 @@ NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) { _mm512_mask_storeu_
 NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
   __m512 c = _mm512_maskz_compress_ps((__mmask16)m, v);
   _mm512_mask_storeu_ps(p, (__mmask16)((1u << __builtin_popcount(m)) - 1u), c);
+}
+/* Pairs of rows interleaved, then pairs of pairs (as doubles): u[4i+k]'s
+ * 128-bit lane L holds column 4L+k of rows 4i..4i+3. Two rounds of
+ * 128-bit lane shuffles then gather each column's four lanes. */
+NK_INLINE void nk_transpose16(nk_v r[16]) {
+  __m512 t[16], u[16], v[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++)
+    for (int k = 0; k < 2; k++) {
+      __m512d a = _mm512_castps_pd(t[4 * i + k]), b = _mm512_castps_pd(t[4 * i + k + 2]);
+      u[4 * i + 2 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+      u[4 * i + 2 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    }
+  for (int k = 0; k < 4; k++) {
+    v[k] = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88);
+    v[4 + k] = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xdd);
+    v[8 + k] = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+    v[12 + k] = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xdd);
+  }
+  for (int k = 0; k < 4; k++) {
+    r[k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0x88);
+    r[8 + k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0xdd);
+    r[4 + k] = _mm512_shuffle_f32x4(v[4 + k], v[12 + k], 0x88);
+    r[12 + k] = _mm512_shuffle_f32x4(v[4 + k], v[12 + k], 0xdd);
+  }
 }
 
 #elif defined(NK_ISA_AVX2)
@@ -183,6 +213,35 @@ NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
   for (int l = 0, k = 0; l < 16; l++)
     if (m >> l & 1) p[k++] = t[l];
 }
+/* 8 x 8 of ymm: pairs of rows interleaved, then pairs of pairs, then the
+ * two 128-bit halves exchanged */
+NK_INLINE void nk_transpose8(__m256 *r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(*r[2 * i], *r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(*r[2 * i], *r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; i++)
+    for (int k = 0; k < 2; k++) {
+      __m256d a = _mm256_castps_pd(t[4 * i + k]), b = _mm256_castps_pd(t[4 * i + k + 2]);
+      u[4 * i + 2 * k] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, b));
+      u[4 * i + 2 * k + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, b));
+    }
+  for (int k = 0; k < 4; k++) {
+    *r[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+    *r[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+  }
+}
+/* the four 8 x 8 blocks, the off-diagonal two exchanged */
+NK_INLINE void nk_transpose16(nk_v r[16]) {
+  __m256 *a[8], *b[8], *c[8], *d[8];
+  for (int i = 0; i < 8; i++) a[i] = &r[i].lo, b[i] = &r[i].hi, c[i] = &r[8 + i].lo, d[i] = &r[8 + i].hi;
+  nk_transpose8(a), nk_transpose8(b), nk_transpose8(c), nk_transpose8(d);
+  for (int i = 0; i < 8; i++) {
+    __m256 x = r[i].hi;
+    r[i].hi = r[8 + i].lo, r[8 + i].lo = x;
+  }
+}
 
 #else /* NK_ISA_GENERIC */
 /* Four 16-byte vectors: NEON q registers on aarch64, SSE on x86-64 (a
@@ -221,12 +280,16 @@ NK_INLINE nk_v nk_sqrt(nk_v v) {
   for (int l = 0; l < 16; l++) NK_LANE(v, l) = sqrtf(NK_LANE(v, l));
   return v;
 }
+/* whole 4-lane vectors: v where !(v <= 0) (NaN kept), else +0, as bits;
+ * lane by lane, gcc warned that the lanes of a tile's accumulators might
+ * be uninitialized */
+typedef int32_t nk_vi4 __attribute__((vector_size(16)));
 NK_INLINE nk_v nk_relu(nk_v v) {
-  for (int l = 0; l < 16; l++) NK_LANE(v, l) = !(NK_LANE(v, l) <= 0.0f) ? NK_LANE(v, l) : 0.0f;
+  for (int i = 0; i < 4; i++) v.q[i] = (nk_v4)((nk_vi4)v.q[i] & ~(nk_vi4)(v.q[i] <= 0.0f));
   return v;
 }
 NK_INLINE nk_v nk_gate(nk_v g, nk_v y) {
-  for (int l = 0; l < 16; l++) NK_LANE(g, l) = NK_LANE(y, l) > 0.0f ? NK_LANE(g, l) : 0.0f;
+  for (int i = 0; i < 4; i++) g.q[i] = (nk_v4)((nk_vi4)g.q[i] & (nk_vi4)(y.q[i] > 0.0f));
   return g;
 }
 NK_INLINE nk_v nk_relu6(nk_v v) {
@@ -247,6 +310,13 @@ NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
 NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
   for (int l = 0, k = 0; l < 16; l++)
     if (m >> l & 1) p[k++] = NK_LANE(v, l);
+}
+NK_INLINE void nk_transpose16(nk_v r[16]) {
+  for (int i = 0; i < 16; i++)
+    for (int j = i + 1; j < 16; j++) {
+      float x = NK_LANE(r[i], j);
+      NK_LANE(r[i], j) = NK_LANE(r[j], i), NK_LANE(r[j], i) = x;
+    }
 }
 #endif
 

@@ -765,6 +765,40 @@ static void write_dump(const char *path) {
   fclose(f);
 }
 
+/* nk_transpose_rows, whose whole 16 x 16 blocks go through nk_transpose16
+ * and the rest element by element, against its definition: dyT[q][co] =
+ * dy[co][q0 + q], gated by ReLU's (or relu6's, no vector path) mask, for
+ * ragged row counts and channel ranges; elements outside are untouched. */
+typedef struct { int P, q0, qn, co_lo, co_hi, gate; } TransposeCase;
+static const TransposeCase transpose_cases[] = {
+    {400, 0, 16, 0, 32, 0}, {400, 384, 16, 0, 32, 1}, {36, 0, 36, 0, 64, 1},
+    {576, 0, 576, 0, 16, 1}, {40, 0, 37, 5, 40, 1}, {40, 3, 21, 0, 19, 0},
+    {64, 0, 64, 16, 48, 2}, {16, 0, 15, 0, 16, 0}};
+#define NTRANSPOSE (int)(sizeof transpose_cases / sizeof transpose_cases[0])
+
+START_TEST(test_transpose_rows) {
+  TransposeCase c = transpose_cases[_i];
+  int ld = nk_cdiv(c.co_hi, 16) * 16 + 16;
+  float *dy = rand_buf((size_t)c.co_hi * c.P), *m = rand_buf((size_t)c.co_hi * c.P);
+  /* NaN, -0, +0 and subnormal values in both, so the gate's lanes are seen */
+  float special[] = {NAN, -0.0f, 0.0f, nextafterf(0.0f, 1.0f), -NAN, INFINITY};
+  for (int i = 0; i < 6 && i < c.co_hi * c.P; i++) dy[i * 7 % (c.co_hi * c.P)] = special[i];
+  for (int i = 0; i < 6 && i < c.co_hi * c.P; i++) m[i * 5 % (c.co_hi * c.P)] = special[i];
+  int act = c.gate == 1 ? NNCC_ACT_RELU : NNCC_ACT_RELU6;
+  size_t n = (size_t)(c.q0 + c.qn) * ld;
+  float *got = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) got[i] = want[i] = (float)i;
+  nk_transpose_rows(got, ld, dy, c.gate ? m : NULL, act, 0.0f, c.P, c.q0, c.qn, c.co_lo, c.co_hi);
+  for (int q = 0; q < c.qn; q++)
+    for (int co = c.co_lo; co < c.co_hi; co++) {
+      size_t s = (size_t)co * c.P + c.q0 + q;
+      want[(size_t)(c.q0 + q) * ld + co] = c.gate ? nk_actgrad1(dy[s], m[s], act, 0.0f) : dy[s];
+    }
+  ck_assert_int_eq(memcmp(got, want, n * sizeof(float)), 0);
+  free(dy), free(m), free(got), free(want);
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *s = suite_create("kernels");
   TCase *tc = tcase_create("conv");
@@ -780,6 +814,7 @@ static Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, test_pool_vs_reference, 0, NPOOL);
   tcase_add_loop_test(tc, test_pool2x2_bits, 0, NPOOL2);
   tcase_add_test(tc, test_relu);
+  tcase_add_loop_test(tc, test_transpose_rows, 0, NTRANSPOSE);
   suite_add_tcase(s, tc);
   tc = tcase_create("activations");
   tcase_set_timeout(tc, 60);
