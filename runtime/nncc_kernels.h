@@ -1281,12 +1281,18 @@ NK_INLINE void nk_dw_tiles(float *dwT, size_t slot, float *dbT, size_t dbslot, c
  *    element, as the tiles do.  Each image's dy is transposed once, not
  *    once per thread whose tiles need its channels (all threads, when the
  *    output channels are one chunk). */
+/* whether nk_dw_team splits by groups: a copy of dW per group (gbuf), and
+ * a team no larger than the group count */
+NK_INLINE int nk_dw_by_groups(const float *gbuf, nk_conv f, int S) {
+  return gbuf && nk_nthr() <= f.N / S;
+}
+
 NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, float *gbuf,
                           size_t gslot, char *batch, const float *x, const float *dy,
                           const float *ymask, int act, float alpha, char *tscratch,
                           size_t tstride, nk_conv f, int S) {
   nk_dwplan p = nk_dw_plan(f, S);
-  int tid = nk_tid(), nthr = nk_nthr(), G = f.N / S, by_groups = gbuf && nthr <= G;
+  int tid = nk_tid(), nthr = nk_nthr(), G = f.N / S, by_groups = nk_dw_by_groups(gbuf, f, S);
   int per_cc = f.C * p.nkh, ntiles = p.nch * per_cc;
   /* (the terms test again, where the compiler sees the shapes: a layer
    * that cannot run in blocks does not compile their tiles) */
@@ -1340,15 +1346,14 @@ NK_INLINE void nk_dw_team(float *dwT, size_t slot, float *dbT, size_t dbslot, fl
     }
 }
 
-/* The end of nk_dw_team's split by groups (nothing otherwise), after a
- * barrier the caller places: the tiles' fold, element by element, group
+/* The end of nk_dw_team's split by groups, after a barrier the caller
+ * places: the tiles' fold, element by element, group
  * g's sum plus the pending levels below its own, stored at its level (the
  * caller's barrier ends it). */
 NK_INLINE void nk_dw_fold_team(float *dwT, size_t slot, float *dbT, size_t dbslot, float *gbuf,
                                size_t gslot, nk_conv f, int S) {
   nk_dwplan p = nk_dw_plan(f, S);
   int G = f.N / S;
-  if (!gbuf || nk_nthr() > G) return;
   const float *gdb = gbuf + (size_t)G * gslot;
   size_t K = (size_t)f.C * f.Kh * f.Kw * p.Co16, E = K + (dbT ? (size_t)p.Co16 : 0);
 #pragma omp for schedule(static) nowait
@@ -1643,10 +1648,10 @@ NK_INLINE void nk_conv2d_dw_finish_team(NK_DW_ARGS) {
   char *s = (char *)scratch;
   float *dwT = (float *)(s + L.dwT), *dbT = (float *)(s + L.dbT);
   int Co16 = nk_cdiv(Co, 16) * 16;
-  if (L.gbuf) {
+  float *gbuf = L.gbuf ? (float *)(s + L.gbuf) : NULL;
+  if (nk_dw_by_groups(gbuf, f, S)) {
 #pragma omp barrier
-    nk_dw_fold_team(dwT, L.dwslot, db ? dbT : NULL, L.dbslot, (float *)(s + L.gbuf), L.dwslot, f,
-                    S);
+    nk_dw_fold_team(dwT, L.dwslot, db ? dbT : NULL, L.dbslot, gbuf, L.dwslot, f, S);
   }
 #pragma omp barrier
   size_t K = (size_t)Ci * Kh * Kw;
