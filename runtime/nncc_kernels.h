@@ -82,8 +82,9 @@ static inline int nncc_fp_contracts(void) {
   return x * x + y != 0.0f;
 }
 
-/* Bytes of one thread's working set (a group of input planes or im2col
- * columns) that the convolution tries to keep in its L2. */
+/* Bytes of one thread's working set (a group of padded input planes) that
+ * the direct convolution engine tries to keep in its L2; the column
+ * layouts use NNCC_COL_GROUP_BYTES. */
 #ifndef NNCC_GROUP_BYTES
 #define NNCC_GROUP_BYTES (384 * 1024)
 #endif
@@ -706,40 +707,130 @@ typedef struct { int32_t dst; uint32_t mask; } nk_seg;
 
 /* How the engine lays out one thread's work; a pure function of the shape
  * (never of the thread count), so scratch sizes agree with the kernel. */
+enum { NK_IM2COL, NK_DIRECT, NK_ROWS };
 typedef struct {
-  int direct;        /* 1: read V itself (stride 1); 0: im2col columns */
+  int mode;          /* NK_DIRECT, NK_ROWS or NK_IM2COL (nk_engine_plan) */
   int G;             /* images per group (upper bound) */
-  int Hq, Wq;        /* q = g*Hq*Wq + oh*Wq + ow indexes a group's columns */
   int S;             /* segments per output vector, at most */
   size_t thread_bytes;
 } nk_eplan;
 
-NK_INLINE int nk_qspan(nk_conv d, int direct, int g) {
-  return direct ? (g - 1) * d.Hv * d.Wv + (d.Ho - 1) * d.Wv + d.Wo : g * d.Ho * d.Wo;
+/* Bytes of the matrices that one thread's group of images spans, for the
+ * column layouts (nk_cols_group): about a thread's share of L2.  384 KiB
+ * gave mnist_cnn's conv3 3 images, 108 columns of three 48-wide tiles;
+ * 512 KiB gives it 4 (144, no waste): its dx 3.7 -> 2.9 ms on AVX-512,
+ * 6.0 -> 5.8 ms on AVX2; its forward (im2col), 2 images in 96 columns
+ * before, 3.6 -> 2.8 ms on AVX-512 (bench_kernels). */
+#ifndef NNCC_COL_GROUP_BYTES
+#define NNCC_COL_GROUP_BYTES (512 * 1024)
+#endif
+
+NK_INLINE int nk_cols_ld(int cols) { return nk_cdiv(cols, NK_NR) * NK_NR; }
+
+/* Images per group for a GEMM whose columns are the group's output
+ * positions, P per image, with `rows` floats per column across its
+ * matrices (the column path: dy's Co and col's Ci*Kh*Kw; the engine's
+ * im2col and rows layouts: B's and the output's M).  The most that fit
+ * NNCC_COL_GROUP_BYTES, but at least one full tile of columns, past the
+ * budget if need be: with fewer, the micro-kernel computes wasted columns
+ * and each group streams all of the weights (vgg16's 4x4 layers: 16 of 48
+ * columns, the 9 MiB w once per image).  Then, among the largest groups
+ * (down to half), the one with the fewest wasted columns in its last tile.
+ * A pure function of the shape, as the bits never depend on it. */
+NK_INLINE int nk_cols_group(int N, int P, size_t rows) {
+  size_t per = (size_t)P * rows * sizeof(float);
+  int gmax = nk_max(1, nk_min(N, (int)(NNCC_COL_GROUP_BYTES / per)));
+  if (gmax * P < NK_NR) gmax = nk_min(N, nk_cdiv(NK_NR, P));
+  double best = -1;
+  int G = 1;
+  for (int g = gmax; g >= 1 && g * 2 > gmax; g--) {
+    double eff = (double)g * P / nk_cols_ld(g * P);
+    if (eff > best + 1e-9) best = eff, G = g;
+  }
+  return G;
 }
-NK_INLINE size_t nk_bfloats(nk_conv d, int direct, int g) {
+
+/* The columns q of a group of g images (a tile covers NK_NR of them):
+ *   NK_DIRECT  q = gi*Hv*Wv + r*Wv + col: V itself, the output at r < Ho,
+ *              col < Wo; the other columns are computed and dropped;
+ *   NK_IM2COL  q = gi*Ho*Wo + oh*Wo + ow: every column an output;
+ *   NK_ROWS    q = oh*g*Wo + gi*Wo + ow: every column an output, the
+ *              group's images side by side in each output row. */
+NK_INLINE int nk_qspan(nk_conv d, int mode, int g) {
+  return mode == NK_DIRECT ? (g - 1) * d.Hv * d.Wv + (d.Ho - 1) * d.Wv + d.Wo : g * d.Ho * d.Wo;
+}
+/* How many times the share of computed columns that are outputs (nk_engine_kept)
+ * the rows layout must keep over direct to pay for its copies, which weigh
+ * more where the arithmetic is faster (bench_kernels, forward, ms):
+ *   AVX-512: vgg16's 128->256 8x8 (kept 0.89 against 0.62): 10.5 -> 7.5;
+ *     mnist_cnn's conv2 (0.98 against 0.83): 8.4-9.1 -> 8.1-10.1, and
+ *     conv1 (1.0 against 0.82): 0.6-0.7 -> 0.5-0.8: no gain; direct.
+ *   AVX2: vgg16's 64->128 16x16 (1.0 against 0.85): 14.5 -> 12.5;
+ *     mnist_cnn's conv2 (1.0 against 0.83): 17.3 -> 15.8-17.3. */
+#if defined(NK_ISA_AVX512)
+#define NK_ROWS_GAIN 1.3
+#else
+#define NK_ROWS_GAIN 1.15
+#endif
+/* NK_ROWS reads rows 0 .. Ho+Kh-2 of V (stride 1); nk_fill_b stages each
+ * row on the stack up to this many columns */
+enum { NK_ROWS_VMAX = 512 };
+/* NK_ROWS reads rows 0 .. Ho+Kh-2 of V (stride 1) */
+NK_INLINE int nk_rows_hr(nk_conv d) { return d.Ho + d.Kh - 1; }
+NK_INLINE size_t nk_bfloats(nk_conv d, int mode, int g) {
   int K = d.C * d.Kh * d.Kw;
-  if (direct) return (size_t)d.C * g * d.Hv * d.Wv + NK_NR;
-  return (size_t)K * (size_t)(nk_cdiv(nk_qspan(d, 0, g), NK_NR) * NK_NR);
+  if (mode == NK_DIRECT) return (size_t)d.C * g * d.Hv * d.Wv + NK_NR;
+  if (mode == NK_ROWS) return (size_t)d.C * d.Kw * nk_rows_hr(d) * g * d.Wo + NK_NR;
+  return (size_t)K * (size_t)(nk_cdiv(nk_qspan(d, mode, g), NK_NR) * NK_NR);
 }
-NK_INLINE size_t nk_segbytes(nk_conv d, int direct, int g, int S) {
-  size_t nvec = (size_t)nk_cdiv(nk_qspan(d, direct, g), NK_NR) * NK_NV;
+/* The share of the columns that a group of g images computes which are
+ * outputs (the tiles that hold none are skipped) */
+NK_INLINE double nk_engine_kept(nk_conv d, int mode, int g) {
+  int q = nk_qspan(d, mode, g), tiles = 0;
+  if (mode != NK_DIRECT) return (double)q / (nk_cdiv(q, NK_NR) * NK_NR);
+  for (int t = 0; t * NK_NR < q; t++)
+    for (int qq = t * NK_NR; qq < nk_min(q, (t + 1) * NK_NR); qq++) {
+      int rr = qq % (d.Hv * d.Wv);
+      if (rr / d.Wv < d.Ho && rr % d.Wv < d.Wo) {
+        tiles++;
+        break;
+      }
+    }
+  return (double)g * d.Ho * d.Wo / ((double)tiles * NK_NR);
+}
+NK_INLINE size_t nk_segbytes(nk_conv d, int mode, int g, int S) {
+  size_t nvec = (size_t)nk_cdiv(nk_qspan(d, mode, g), NK_NR) * NK_NV;
   return nk_align64(nvec * S * sizeof(nk_seg)) + nk_align64(nvec);
 }
 NK_INLINE nk_eplan nk_engine_plan(nk_conv d) {
-  nk_eplan p;
-  /* Reading V directly wastes the columns between rows; im2col wastes
-   * nothing but copies Kh*Kw times the input. Direct wins unless more than
-   * half of V's columns are waste. */
-  p.direct = d.sh == 1 && d.sw == 1 && 2 * d.Ho * d.Wo >= d.Hv * d.Wv;
-  p.Hq = p.direct ? d.Hv : d.Ho;
-  p.Wq = p.direct ? d.Wv : d.Wo;
-  size_t per = nk_bfloats(d, p.direct, 2) - nk_bfloats(d, p.direct, 1);
-  int G = (int)(NNCC_GROUP_BYTES / 4 / (per ? per : 1));
-  p.G = nk_max(1, nk_min(G, d.N));
-  p.S = nk_min(16, 16 / (p.Hq * p.Wq) + 2);
-  p.thread_bytes = nk_align64(nk_bfloats(d, p.direct, p.G) * sizeof(float)) +
-                   nk_segbytes(d, p.direct, p.G, p.S);
+  nk_eplan p = {.mode = NK_IM2COL};
+  /* Reading V directly (NK_DIRECT) copies nothing but computes and drops
+   * the Kw-1 columns between output rows, and the rows between images; the
+   * rows layout copies Kw times the input (each kw's shifted rows) and
+   * drops only its last tile's excess; im2col copies Kh*Kw times.  For
+   * stride 1: direct where at most half of V is waste and rows would keep
+   * less than NK_ROWS_GAIN times the share of columns direct keeps, or
+   * where one image's rows layout would not fit a thread's share of L2;
+   * else rows. */
+  nk_eplan r = {.mode = NK_ROWS}, di = {.mode = NK_DIRECT};
+  size_t rows_per = (nk_bfloats(d, NK_ROWS, 1) - NK_NR) / ((size_t)d.Ho * d.Wo);
+  r.G = nk_cols_group(d.N, d.Ho * d.Wo, rows_per + d.M);
+  size_t dper = nk_bfloats(d, NK_DIRECT, 2) - nk_bfloats(d, NK_DIRECT, 1);
+  di.G = nk_max(1, nk_min((int)(NNCC_GROUP_BYTES / 4 / dper), d.N));
+  if (d.sh != 1 || d.sw != 1) {
+    p.G = nk_cols_group(d.N, d.Ho * d.Wo, (size_t)d.C * d.Kh * d.Kw + d.M);
+  } else if (2 * d.Ho * d.Wo >= d.Hv * d.Wv &&
+             ((nk_bfloats(d, NK_ROWS, 1) - NK_NR) * sizeof(float) > NNCC_COL_GROUP_BYTES ||
+              NK_ROWS_GAIN * nk_engine_kept(d, NK_DIRECT, di.G) >= nk_engine_kept(d, NK_ROWS, r.G))) {
+    p = di;
+  } else {
+    p = r;
+  }
+  /* runs break between images: every Hv*Wv or Ho*Wo columns, or (rows)
+   * every Wo */
+  p.S = nk_min(16, 16 / (p.mode == NK_DIRECT ? d.Hv * d.Wv : p.mode == NK_ROWS ? d.Wo : d.Ho * d.Wo) + 2);
+  p.thread_bytes = nk_align64(nk_bfloats(d, p.mode, p.G) * sizeof(float)) +
+                   nk_segbytes(d, p.mode, p.G, p.S);
   return p;
 }
 
@@ -791,11 +882,45 @@ NK_INLINE const float *nk_srow(nk_conv d, const float *src, int n, int c, int r)
 }
 
 /* Fill a group's B matrix: direct: V of images n0.. laid out [c][g][r][col]
- * (plus zeroed slack for the last tile's over-read); im2col: row k =
- * (c, kh, kw), columns q = g*Ho*Wo + oh*Wo + ow, padded to whole tiles. */
+ * (plus zeroed slack for the last tile's over-read); rows: blocks (c, kw)
+ * of rows r < Ho+Kh-1, each row the g images' V[c][r][kw .. kw+Wo) side by
+ * side (plus the slack); im2col: row k = (c, kh, kw), columns
+ * q = g*Ho*Wo + oh*Wo + ow, padded to whole tiles. */
 NK_INLINE void nk_fill_b(float *restrict B, nk_conv d, nk_eplan p, const float *src,
                          const float *msk, int act, float alpha, int n0, int g) {
-  if (p.direct) {
+  if (p.mode == NK_ROWS) {
+    /* each row of V once (nk_vrow), then its Kw shifted copies by vector
+     * moves: one call per kw cost conv1 of mnist_cnn (one channel, little
+     * arithmetic per copied row) 70% on AVX2 */
+    int Hr = nk_rows_hr(d), Wr = d.Wo + d.Kw - 1;
+    size_t gw = (size_t)g * d.Wo, plane = (size_t)Hr * gw;
+    float vr[NK_ROWS_VMAX];
+    for (int c = 0; c < d.C; c++)
+      for (int r = 0; r < Hr; r++)
+        for (int gi = 0; gi < g; gi++) {
+          const float *s = nk_srow(d, src, n0 + gi, c, r);
+          const float *m = s && msk ? msk + (s - src) : NULL;
+          float *dst = B + (size_t)c * d.Kw * plane + r * gw + (size_t)gi * d.Wo;
+          if (Wr > NK_ROWS_VMAX) {
+            for (int kw = 0; kw < d.Kw; kw++)
+              nk_vrow(dst + kw * plane, s, m, act, alpha, d.Wo, kw, 1, d.pl, d.dw, d.Ws);
+            continue;
+          }
+          nk_vrow(vr, s, m, act, alpha, Wr, 0, 1, d.pl, d.dw, d.Ws);
+          for (int kw = 0; kw < d.Kw; kw++) {
+            float *o = dst + kw * plane;
+            int i = 0;
+            for (; i + 16 <= d.Wo; i += 16) nk_store(o + i, nk_load(vr + kw + i));
+            if (i < d.Wo) {
+              uint32_t mk = nk_lanes(d.Wo - i);
+              nk_store_mask(o + i, mk, nk_load_mask(vr + kw + i, mk));
+            }
+          }
+        }
+    memset(B + (size_t)d.C * d.Kw * plane, 0, NK_NR * sizeof(float));
+    return;
+  }
+  if (p.mode == NK_DIRECT) {
     size_t plane = (size_t)d.Hv * d.Wv;
     for (int c = 0; c < d.C; c++)
       for (int gi = 0; gi < g; gi++)
@@ -808,7 +933,7 @@ NK_INLINE void nk_fill_b(float *restrict B, nk_conv d, nk_eplan p, const float *
     memset(B + (size_t)d.C * g * plane, 0, NK_NR * sizeof(float));
     return;
   }
-  int q = nk_qspan(d, 0, g), ldb = nk_cdiv(q, NK_NR) * NK_NR, P = d.Ho * d.Wo;
+  int q = nk_qspan(d, NK_IM2COL, g), ldb = nk_cdiv(q, NK_NR) * NK_NR, P = d.Ho * d.Wo;
   for (int c = 0; c < d.C; c++)
     for (int kh = 0; kh < d.Kh; kh++)
       for (int kw = 0; kw < d.Kw; kw++) {
@@ -827,14 +952,18 @@ NK_INLINE void nk_fill_b(float *restrict B, nk_conv d, nk_eplan p, const float *
 /* For each output vector of a group, the runs of valid lanes per image and
  * where they go in out (relative to image n0, channel 0). */
 NK_INLINE void nk_fill_segs(nk_seg *segs, uint8_t *cnt, nk_conv d, nk_eplan p, int g) {
-  int q = nk_qspan(d, p.direct, g), nvec = nk_cdiv(q, NK_NR) * NK_NV;
-  int plane = p.Hq * p.Wq;
+  int q = nk_qspan(d, p.mode, g), nvec = nk_cdiv(q, NK_NR) * NK_NV;
+  int Hq = p.mode == NK_DIRECT ? d.Hv : d.Ho, Wq = p.mode == NK_DIRECT ? d.Wv : d.Wo;
   for (int vi = 0; vi < nvec; vi++) {
     int ns = 0, cur = -1;
     for (int l = 0; l < 16; l++) {
       int qq = vi * 16 + l;
       if (qq >= q) break;
-      int gi = qq / plane, rr = qq % plane, oh = rr / p.Wq, ow = rr % p.Wq;
+      int gi, oh, ow;
+      if (p.mode == NK_ROWS)
+        oh = qq / (g * d.Wo), gi = qq / d.Wo % g, ow = qq % d.Wo;
+      else
+        gi = qq / (Hq * Wq), oh = qq % (Hq * Wq) / Wq, ow = qq % Wq;
       if (oh >= d.Ho || ow >= d.Wo) continue;
       if (gi != cur) {
         cur = gi;
@@ -858,12 +987,18 @@ NK_INLINE void nk_engine_tile(float *out, const float *wt, const float *bias, in
   NK_UNROLL for (int i = 0; i < NK_MR * NK_NV; i++) acc[i] = nk_zero();
   int K = d.C * d.Kh * d.Kw, q0 = t * NK_NR;
   const float *a = wt + (size_t)m0 * K;
-  if (p.direct) {
+  if (p.mode == NK_ROWS) {
+    /* k = (c, kh, kw) at B + (c*Kw + kw)*plane + kh*g*Wo + q: the same order */
+    size_t plane = (size_t)nk_rows_hr(d) * g * d.Wo;
+    nk_kernel_rolled(acc, mr, 1, NK_NV, a, K, 0, B + q0, 0xFFFF, d.C, d.Kh * d.Kw,
+                     (ptrdiff_t)(d.Kw * plane), d.Kh, d.Kw, (ptrdiff_t)g * d.Wo, d.Kw, 1,
+                     (ptrdiff_t)plane);
+  } else if (p.mode == NK_DIRECT) {
     size_t cs = (size_t)g * d.Hv * d.Wv;
     nk_kernel_rolled(acc, mr, 1, NK_NV, a, K, 0, B + q0, 0xFFFF, d.C, d.Kh * d.Kw, cs, d.Kh, d.Kw,
               d.Wv, d.Kw, 1, 1);
   } else {
-    int ldb = nk_cdiv(nk_qspan(d, 0, g), NK_NR) * NK_NR;
+    int ldb = nk_cdiv(nk_qspan(d, NK_IM2COL, g), NK_NR) * NK_NR;
     nk_kernel(acc, mr, 1, NK_NV, a, K, 0, B + q0, 0xFFFF, 1, 0, 0, 1, 0, 0, K, 1, ldb);
   }
   size_t HW = (size_t)d.Ho * d.Wo;
@@ -904,12 +1039,12 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
   if (tid >= nthr) return;
   char *mine = tscratch + (size_t)tid * tstride;
   float *B = (float *)mine;
-  nk_seg *segs = (nk_seg *)(mine + nk_align64(nk_bfloats(d, p.direct, p.G) * sizeof(float)));
+  nk_seg *segs = (nk_seg *)(mine + nk_align64(nk_bfloats(d, p.mode, p.G) * sizeof(float)));
   /* groups of at most p.G images, their count rounded up to a multiple of
    * the team, so that every thread gets the same number of images (within
    * one group) */
   int G = nk_cdiv(d.N, nk_cdiv(nk_cdiv(d.N, p.G), nthr) * nthr);
-  uint8_t *cnt = (uint8_t *)((char *)segs + nk_align64((size_t)nk_cdiv(nk_qspan(d, p.direct, G), NK_NR) *
+  uint8_t *cnt = (uint8_t *)((char *)segs + nk_align64((size_t)nk_cdiv(nk_qspan(d, p.mode, G), NK_NR) *
                                                           NK_NV * p.S * sizeof(nk_seg)));
   int ngroups = nk_cdiv(d.N, G), filled_g = -1, oact = msk ? NNCC_ACT_NONE : act;
   size_t img = (size_t)d.M * d.Ho * d.Wo;
@@ -918,7 +1053,7 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
     int n0 = gr * G, g = nk_min(G, d.N - n0);
     nk_fill_b(B, d, p, src, msk, act, alpha, n0, g);
     if (g != filled_g) nk_fill_segs(segs, cnt, d, p, g), filled_g = g;
-    int ntile = nk_cdiv(nk_qspan(d, p.direct, g), NK_NR);
+    int ntile = nk_cdiv(nk_qspan(d, p.mode, g), NK_NR);
     float *o = out + (size_t)n0 * img;
     for (int m0 = 0; m0 < d.M; m0 += NK_MR)
       for (int t = 0; t < ntile; t++) {
@@ -1377,16 +1512,6 @@ NK_INLINE void nk_dw_fold_team(float *dwT, size_t slot, float *dbT, size_t dbslo
  * Each thread takes whole groups of images as it comes free. */
 typedef struct { int use, G; size_t thread_bytes; } nk_cplan;
 
-/* Bytes of one thread's dy columns and col that nk_col_plan's group may
- * take before the rules below: about a thread's share of L2.  384 KiB
- * gave mnist_cnn's conv3 3 images, 108 columns of three 48-wide tiles;
- * 512 KiB gives it 4 (144, no waste): 3.7 -> 2.9 ms on AVX-512, 6.0 ->
- * 5.8 ms on AVX2 (bench_kernels). */
-#ifndef NNCC_COL_GROUP_BYTES
-#define NNCC_COL_GROUP_BYTES (512 * 1024)
-#endif
-
-NK_INLINE int nk_cols_ld(int cols) { return nk_cdiv(cols, NK_NR) * NK_NR; }
 
 NK_INLINE nk_cplan nk_col_plan(nk_conv f) {
   nk_cplan p;
@@ -1394,20 +1519,7 @@ NK_INLINE nk_cplan nk_col_plan(nk_conv f) {
   /* the transposed convolution reads (H+Kh-1) x (W+Kw-1) planes of dy */
   double direct = (double)(f.Hs + f.Kh - 1) * (f.Ws + f.Kw - 1);
   p.use = f.sh != 1 || f.sw != 1 || direct > 1.3 * P;
-  size_t per = (size_t)P * (f.M + K) * sizeof(float);
-  int gmax = nk_max(1, nk_min(f.N, (int)(NNCC_COL_GROUP_BYTES / per)));
-  /* at least one full tile of columns, past the budget if need be: with
-   * fewer, the micro-kernel computes wasted columns and each group streams
-   * all of w (vgg16's 4x4 layers: 16 of 48 columns, the 9 MiB w once per
-   * image) */
-  if (gmax * P < NK_NR) gmax = nk_min(f.N, nk_cdiv(NK_NR, P));
-  /* fewest wasted columns in the last tile among the largest groups */
-  double best = -1;
-  p.G = 1;
-  for (int g = gmax; g >= 1 && g * 2 > gmax; g--) {
-    double eff = (double)g * P / nk_cols_ld(g * P);
-    if (eff > best + 1e-9) best = eff, p.G = g;
-  }
+  p.G = nk_cols_group(f.N, P, f.M + K);
   size_t ld = nk_cols_ld(p.G * P);
   p.thread_bytes = nk_align64((size_t)f.M * ld * sizeof(float)) + nk_align64((size_t)K * ld * sizeof(float));
   return p;

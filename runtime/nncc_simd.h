@@ -207,12 +207,6 @@ NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
   nk_store8_mask(p, m & 0xFF, v.lo);
   nk_store8_mask(p + 8, m >> 8 & 0xFF, v.hi);
 }
-NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
-  float t[16];
-  nk_store(t, v);
-  for (int l = 0, k = 0; l < 16; l++)
-    if (m >> l & 1) p[k++] = t[l];
-}
 /* 8 x 8 of ymm: pairs of rows interleaved, then pairs of pairs, then the
  * two 128-bit halves exchanged */
 NK_INLINE void nk_transpose8(__m256 *r[8]) {
@@ -307,16 +301,34 @@ NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
   for (int l = 0; l < 16; l++)
     if (m >> l & 1) p[l] = NK_LANE(v, l);
 }
-NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
-  for (int l = 0, k = 0; l < 16; l++)
-    if (m >> l & 1) p[k++] = NK_LANE(v, l);
-}
 NK_INLINE void nk_transpose16(nk_v r[16]) {
   for (int i = 0; i < 16; i++)
     for (int j = i + 1; j < 16; j++) {
       float x = NK_LANE(r[i], j);
       NK_LANE(r[i], j) = NK_LANE(r[j], i), NK_LANE(r[j], i) = x;
     }
+}
+#endif
+
+#if !defined(NK_ISA_AVX512)
+/* Without AVX-512's compress: all lanes by one store; one run of lanes
+ * (the usual mask: a piece of an output row) by one copy; others lane by
+ * lane.  Moves only. */
+NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
+  if (m == 0xFFFFu) {
+    nk_store(p, v);
+    return;
+  }
+  if (!m) return;
+  int lo = __builtin_ctz(m), n = __builtin_popcount(m);
+  float t[16];
+  nk_store(t, v);
+  if (m >> lo == (1u << n) - 1u) {
+    memcpy(p, t + lo, (size_t)n * sizeof(float));
+    return;
+  }
+  for (int l = lo, k = 0; l < 16; l++)
+    if (m >> l & 1) p[k++] = t[l];
 }
 #endif
 
