@@ -773,9 +773,8 @@ NK_INLINE int nk_qspan(nk_conv d, int mode, int g) {
 #define NK_ROWS_GAIN 1.15
 #endif
 /* NK_ROWS reads rows 0 .. Ho+Kh-2 of V (stride 1); nk_fill_b stages each
- * row on the stack up to this many columns */
+ * row on the stack up to NK_ROWS_VMAX columns */
 enum { NK_ROWS_VMAX = 512 };
-/* NK_ROWS reads rows 0 .. Ho+Kh-2 of V (stride 1) */
 NK_INLINE int nk_rows_hr(nk_conv d) { return d.Ho + d.Kh - 1; }
 NK_INLINE size_t nk_bfloats(nk_conv d, int mode, int g) {
   int K = d.C * d.Kh * d.Kw;
@@ -784,17 +783,16 @@ NK_INLINE size_t nk_bfloats(nk_conv d, int mode, int g) {
   return (size_t)K * (size_t)(nk_cdiv(nk_qspan(d, mode, g), NK_NR) * NK_NR);
 }
 /* The share of the columns that a group of g images computes which are
- * outputs (the tiles that hold none are skipped) */
+ * outputs (direct skips the tiles that hold none: count the tiles each
+ * output row's run of columns touches, in increasing order) */
 NK_INLINE double nk_engine_kept(nk_conv d, int mode, int g) {
-  int q = nk_qspan(d, mode, g), tiles = 0;
+  int q = nk_qspan(d, mode, g), tiles = 0, last = -1;
   if (mode != NK_DIRECT) return (double)q / (nk_cdiv(q, NK_NR) * NK_NR);
-  for (int t = 0; t * NK_NR < q; t++)
-    for (int qq = t * NK_NR; qq < nk_min(q, (t + 1) * NK_NR); qq++) {
-      int rr = qq % (d.Hv * d.Wv);
-      if (rr / d.Wv < d.Ho && rr % d.Wv < d.Wo) {
-        tiles++;
-        break;
-      }
+  for (int gi = 0; gi < g; gi++)
+    for (int oh = 0; oh < d.Ho; oh++) {
+      int a = gi * d.Hv * d.Wv + oh * d.Wv, t1 = (a + d.Wo - 1) / NK_NR;
+      tiles += t1 - nk_max(a / NK_NR, last + 1) + 1;
+      last = t1;
     }
   return (double)g * d.Ho * d.Wo / ((double)tiles * NK_NR);
 }
@@ -812,19 +810,19 @@ NK_INLINE nk_eplan nk_engine_plan(nk_conv d) {
    * less than NK_ROWS_GAIN times the share of columns direct keeps, or
    * where one image's rows layout would not fit a thread's share of L2;
    * else rows. */
-  nk_eplan r = {.mode = NK_ROWS}, di = {.mode = NK_DIRECT};
-  size_t rows_per = (nk_bfloats(d, NK_ROWS, 1) - NK_NR) / ((size_t)d.Ho * d.Wo);
-  r.G = nk_cols_group(d.N, d.Ho * d.Wo, rows_per + d.M);
-  size_t dper = nk_bfloats(d, NK_DIRECT, 2) - nk_bfloats(d, NK_DIRECT, 1);
-  di.G = nk_max(1, nk_min((int)(NNCC_GROUP_BYTES / 4 / dper), d.N));
+  int P = d.Ho * d.Wo;
   if (d.sh != 1 || d.sw != 1) {
-    p.G = nk_cols_group(d.N, d.Ho * d.Wo, (size_t)d.C * d.Kh * d.Kw + d.M);
-  } else if (2 * d.Ho * d.Wo >= d.Hv * d.Wv &&
-             ((nk_bfloats(d, NK_ROWS, 1) - NK_NR) * sizeof(float) > NNCC_COL_GROUP_BYTES ||
-              NK_ROWS_GAIN * nk_engine_kept(d, NK_DIRECT, di.G) >= nk_engine_kept(d, NK_ROWS, r.G))) {
-    p = di;
+    p.G = nk_cols_group(d.N, P, (size_t)d.C * d.Kh * d.Kw + d.M);
   } else {
-    p = r;
+    size_t rows_img = nk_bfloats(d, NK_ROWS, 1) - NK_NR;
+    size_t dper = nk_bfloats(d, NK_DIRECT, 2) - nk_bfloats(d, NK_DIRECT, 1);
+    nk_eplan r = {.mode = NK_ROWS, .G = nk_cols_group(d.N, P, rows_img / P + d.M)};
+    nk_eplan di = {.mode = NK_DIRECT,
+                   .G = nk_max(1, nk_min((int)(NNCC_GROUP_BYTES / 4 / dper), d.N))};
+    int direct = 2 * P >= d.Hv * d.Wv &&
+                 (rows_img * sizeof(float) > NNCC_COL_GROUP_BYTES ||
+                  NK_ROWS_GAIN * nk_engine_kept(d, NK_DIRECT, di.G) >= nk_engine_kept(d, NK_ROWS, r.G));
+    p = direct ? di : r;
   }
   /* runs break between images: every Hv*Wv or Ho*Wo columns, or (rows)
    * every Wo */
