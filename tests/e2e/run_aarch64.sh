@@ -31,14 +31,22 @@ xbuild() {
 
 mkdir "$tmp/data"
 "$mkidx" "$tmp/data" 200 32 > /dev/null || fail "mkidx"
+# the runtime, once for each target
+mkdir "$tmp/rt.x86" "$tmp/rt.arm"
+for f in runtime/*.c; do
+  o=$(basename "$f" .c).o
+  # shellcheck disable=SC2086
+  gcc $flags -march=native -c "$f" -o "$tmp/rt.x86/$o" || fail "$f: build for this CPU"
+  xbuild "$tmp/rt.arm/$o" -c "$f" || fail "$f: build for aarch64"
+done
 n=0
 for model in tests/ref/ops_*.nn; do
   name=$(basename "$model" .nn)
   "$nncc" "$model" -o "$tmp/$name.c" || fail "nncc $model"
   # shellcheck disable=SC2086
-  gcc $flags -march=native "$tmp/$name.c" runtime/*.c -lpng -lz -lm -o "$tmp/$name.x86" ||
+  gcc $flags -march=native "$tmp/$name.c" "$tmp"/rt.x86/*.o -lpng -lz -lm -o "$tmp/$name.x86" ||
     fail "$name: build for this CPU"
-  xbuild "$tmp/$name.arm" "$tmp/$name.c" runtime/*.c -lpng -lz -lm || fail "$name: build for aarch64"
+  xbuild "$tmp/$name.arm" "$tmp/$name.c" "$tmp"/rt.arm/*.o -lpng -lz -lm || fail "$name: build for aarch64"
   for t in x86 arm; do
     run=""
     [ $t = arm ] && run=qemu-aarch64

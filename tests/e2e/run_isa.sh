@@ -29,15 +29,26 @@ case $isas in *native*) ;; *) echo "note: no AVX-512 here, comparing $isas only"
 
 mkdir "$tmp/data"
 "$mkidx" "$tmp/data" 600 64 > /dev/null || fail "mkidx"
+# build ISA OUT SRC... : the flags every object of this test is built with
+build() {
+  isa=$1 out=$2
+  shift 2
+  # shellcheck disable=SC2086
+  $cc -std=c11 -D_POSIX_C_SOURCE=200809L $cflags -march=$isa -fopenmp -ffp-contract=off \
+    -Wall -Wextra -Werror -Iruntime "$@" -o "$out" > "$tmp/build.log" 2>&1 ||
+    { cat "$tmp/build.log"; fail "$out: build for -march=$isa"; }
+}
+# the runtime, once per instruction set
+for isa in $isas; do
+  mkdir "$tmp/rt_$isa"
+  for f in runtime/*.c; do build "$isa" "$tmp/rt_$isa/$(basename "$f" .c).o" -c "$f"; done
+done
 n=0
 for spec in $models; do
   model=${spec%:*} steps=${spec##*:} name=$(basename "${spec%:*}" .nn)
   "$nncc" "$model" -o "$tmp/$name.c" || fail "nncc $model"
   for isa in $isas; do
-    # shellcheck disable=SC2086
-    $cc -std=c11 -D_POSIX_C_SOURCE=200809L $cflags -march=$isa -fopenmp -ffp-contract=off \
-      -Wall -Wextra -Werror -Iruntime "$tmp/$name.c" runtime/*.c -lpng -lz -lm -o "$tmp/${name}_$isa" \
-      > "$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; fail "$name: build for -march=$isa"; }
+    build "$isa" "$tmp/${name}_$isa" "$tmp/$name.c" "$tmp/rt_$isa"/*.o -lpng -lz -lm
   done
   for isa in $isas; do
     "$tmp/${name}_$isa" train --data "$tmp/data" --steps "$steps" --seed 11 --threads 2 \

@@ -1,6 +1,8 @@
 #!/bin/sh
 # run_infer.sh NNCC MKIDX CC -- nncc --infer's predictors against the
-# trainers' eval-mode logits (docs/infer.md).  For every model in models/,
+# trainers' eval-mode logits (docs/infer.md).  For every model in models/
+# (tests/models.sh: vgg16 and vgg16_bn stand for the VGGs, NNCC_ALL_MODELS=1
+# checks all),
 # the op models of tests/ref/ (between them every op and attribute) and
 # tests/infer/edge.nn (plans the others do not make):
 #   1. its trainer (built as tests/ref/run_ref.sh builds it; all but
@@ -51,7 +53,8 @@ elif [ -n "$mflags" ]; then
   models="mnist_cnn resnet_small"
   pflags="-O1 $sanitize" # the predictors under the sanitizers too
 else
-  models=$(for f in models/*.nn tests/ref/ops_*.nn tests/infer/*.nn; do basename "$f" .nn; done)
+  . tests/models.sh
+  models="$(test_models) $(for f in tests/ref/ops_*.nn tests/infer/*.nn; do basename "$f" .nn; done)"
   pflags=-O2
 fi
 cflags="-std=c11 -D_POSIX_C_SOURCE=200809L -O2 -march=native -fopenmp -ffp-contract=off $mflags"

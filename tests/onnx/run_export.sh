@@ -15,7 +15,8 @@
 # Then export's refusals: no --load, a checkpoint of another model, an
 # adaptive pool ONNX cannot express; each one line, no output written.
 # MODEL_CFLAGS are added to the trainers' flags (the sanitizer build: it
-# checks mnist_cnn and resnet_small only, EXPORT_MODELS overrides).
+# checks mnist_cnn and resnet_small only, EXPORT_MODELS overrides; the plain
+# build checks those of tests/models.sh, NNCC_ALL_MODELS=1 every one).
 # Needs python3 with onnx and cv2 (Debian python3-onnx, python3-opencv).
 set -u
 [ $# -eq 3 ] || { echo "usage: $0 NNCC MKIDX CC" >&2; exit 2; }
@@ -49,7 +50,7 @@ build() { # build SRC.nn OUT
 
 if [ -n "${EXPORT_MODELS:-}" ]; then models=$EXPORT_MODELS
 elif [ -n "${MODEL_CFLAGS:-}" ]; then models="mnist_cnn resnet_small"
-else models=$(for f in models/*.nn; do basename "$f" .nn; done)
+else . tests/models.sh && models=$(test_models)
 fi
 n=0
 for m in $models; do
