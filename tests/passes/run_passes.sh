@@ -12,13 +12,16 @@ fail() { echo "FAIL: $*"; exit 1; }
 cflags="-std=c11 -D_POSIX_C_SOURCE=200809L -O2 -march=native -fopenmp -ffp-contract=off -Iruntime"
 mkdir "$tmp/data"
 "$mkidx" "$tmp/data" 512 64 || fail mkidx
-cc $cflags -c runtime/*.c && mv ./*.o "$tmp/" || fail "runtime build"
+mkdir "$tmp/rt"
+for f in runtime/*.c; do
+  cc $cflags -c "$f" -o "$tmp/rt/$(basename "$f" .c).o" || fail "runtime build"
+done
 
 for model in models/mnist_cnn.nn models/resnet_small.nn tests/passes/mixed.nn; do
   name=$(basename "$model" .nn)
   for o in 0 1; do
     "$nncc" -O$o "$model" -o "$tmp/$name-O$o.c" || fail "nncc -O$o $model"
-    cc $cflags "$tmp/$name-O$o.c" "$tmp"/*.o -o "$tmp/$name-O$o" -lpng -lz -lm || fail "build $name -O$o"
+    cc $cflags "$tmp/$name-O$o.c" "$tmp"/rt/*.o -o "$tmp/$name-O$o" -lpng -lz -lm || fail "build $name -O$o"
     "$tmp/$name-O$o" train --data "$tmp/data" --steps 20 --epochs 20 --seed 3 --threads 2 \
       --step-log "$tmp/$name-O$o.jsonl" --save "$tmp/$name-O$o.st" > "$tmp/$name-O$o.out" 2>&1 ||
       { cat "$tmp/$name-O$o.out"; fail "train $name -O$o"; }
@@ -36,11 +39,14 @@ for run in "mnist_cnn" "mnist_cnn --clip-grad-norm 1 --schedule onecycle(max_lr=
            "fashion_cnn --val 64"; do
   set -- $run
   model=$1; shift
-  "$nncc" models/$model.nn -o "$tmp/m.c" || fail nncc
-  cc $cflags "$tmp/m.c" runtime/*.c tests/passes/count_alloc.c $wrap -o "$tmp/m" -lpng -lz -lm || fail "build counting trainer"
+  if [ ! -x "$tmp/$model" ]; then # each model's counting trainer built once
+    "$nncc" models/$model.nn -o "$tmp/$model.c" || fail nncc
+    cc $cflags "$tmp/$model.c" "$tmp"/rt/*.o tests/passes/count_alloc.c $wrap -o "$tmp/$model" -lpng -lz -lm ||
+      fail "build counting trainer"
+  fi
   for steps in 2 6; do
     rm -f "$tmp/sl"
-    "$tmp/m" train --data "$tmp/data" --steps $steps --threads 2 "$@" > "$tmp/a$steps.out" 2>&1 || { cat "$tmp/a$steps.out"; fail "train $steps: $run"; }
+    "$tmp/$model" train --data "$tmp/data" --steps $steps --threads 2 "$@" > "$tmp/a$steps.out" 2>&1 || { cat "$tmp/a$steps.out"; fail "train $steps: $run"; }
     grep '^allocations: ' "$tmp/a$steps.out" > "$tmp/a$steps" || fail "no allocation count"
   done
   cmp -s "$tmp/a2" "$tmp/a6" || fail "$run: more steps, more allocations: $(cat "$tmp/a2") vs $(cat "$tmp/a6")"
