@@ -192,6 +192,90 @@ START_TEST(test_conv_vs_reference) {
 }
 END_TEST
 
+/* The engine's padded convolutions bit for bit against one fmaf chain per
+ * output in its order, (c, kh, kw), that skips the padding: the engine
+ * multiplies the padding by zero, which must change no bit (each such term
+ * is +-0, and an accumulator that starts at +0 and only adds is never -0).
+ * Backward data is the engine's transposed convolution (dy padded by
+ * K-1-p, the kernel flipped) where nk_col_plan leaves it to the engine.
+ * The shapes give the forward each layout (direct and rows) over padding
+ * on every ISA (backward data takes rows only where direct wastes more
+ * than these small shapes do: vgg16's 16x16 layers on AVX2). */
+static const Conv engine_pad_shapes[] = {
+    {3, 3, 16, 16, 5, 3, 3, 1, 1, 1, 1}, {2, 4, 20, 20, 6, 5, 5, 1, 1, 2, 2},
+    {4, 2, 9, 30, 3, 3, 3, 1, 1, 1, 1},  {2, 3, 17, 19, 18, 5, 3, 1, 1, 2, 1},
+    {5, 2, 8, 8, 4, 3, 3, 1, 1, 1, 1},   {2, 8, 16, 16, 8, 3, 3, 1, 1, 1, 1},
+    {2, 3, 24, 24, 4, 5, 5, 1, 1, 0, 0},
+};
+#define NENGINEPAD (int)(sizeof engine_pad_shapes / sizeof engine_pad_shapes[0])
+
+START_TEST(test_engine_padding_bits) {
+  Conv c = engine_pad_shapes[_i];
+  int Ho = HO(c), Wo = WO(c);
+  size_t nx = (size_t)c.N * c.Ci * c.H * c.W, nw = (size_t)c.Co * c.Ci * c.Kh * c.Kw;
+  size_t ny = (size_t)c.N * c.Co * Ho * Wo;
+  nk_conv f = nk_conv_fwd_desc(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, 1, 1, c.ph, c.pw);
+  nk_conv bd = nk_conv_bwd_desc(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, 1, 1, c.ph, c.pw);
+  int dx_engine = !nk_col_plan(f).use;
+  rng_state = 900 + _i;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(c.Co), *dy = rand_buf(ny);
+  ConvOut o = conv_run(c, x, w, b, dy, NULL, NNCC_ACT_NONE, 0.0f, 1, 2);
+  for (int n = 0; n < c.N; n++)
+    for (int co = 0; co < c.Co; co++)
+      for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+          float acc = 0.0f;
+          for (int ci = 0; ci < c.Ci; ci++)
+            for (int kh = 0; kh < c.Kh; kh++)
+              for (int kw = 0; kw < c.Kw; kw++) {
+                int h = oh - c.ph + kh, ww = ow - c.pw + kw;
+                if (h < 0 || h >= c.H || ww < 0 || ww >= c.W) continue;
+                acc = fmaf(w[((co * c.Ci + ci) * c.Kh + kh) * c.Kw + kw],
+                           x[(((size_t)n * c.Ci + ci) * c.H + h) * c.W + ww], acc);
+              }
+          acc = acc + b[co];
+          size_t yi = (((size_t)n * c.Co + co) * Ho + oh) * Wo + ow;
+          ck_assert_msg(memcmp(&acc, &o.y[yi], 4) == 0, "shape %d (forward mode %d) y[%zu]", _i,
+                        nk_engine_plan(f).mode, yi);
+        }
+  for (int n = 0; dx_engine && n < c.N; n++)
+    for (int ci = 0; ci < c.Ci; ci++)
+      for (int h = 0; h < c.H; h++)
+        for (int ww = 0; ww < c.W; ww++) {
+          float acc = 0.0f;
+          for (int co = 0; co < c.Co; co++)
+            for (int fh = 0; fh < c.Kh; fh++)
+              for (int fw = 0; fw < c.Kw; fw++) {
+                int kh = c.Kh - 1 - fh, kw = c.Kw - 1 - fw, th = h + c.ph - kh, tw = ww + c.pw - kw;
+                if (th < 0 || th >= Ho || tw < 0 || tw >= Wo) continue;
+                acc = fmaf(w[((co * c.Ci + ci) * c.Kh + kh) * c.Kw + kw],
+                           dy[(((size_t)n * c.Co + co) * Ho + th) * Wo + tw], acc);
+              }
+          size_t xi = (((size_t)n * c.Ci + ci) * c.H + h) * c.W + ww;
+          ck_assert_msg(memcmp(&acc, &o.dx[xi], 4) == 0, "shape %d (backward-data mode %d) dx[%zu]",
+                        _i, nk_engine_plan(bd).mode, xi);
+        }
+  conv_free(o);
+  free(x), free(w), free(b), free(dy);
+}
+END_TEST
+
+/* the shapes above cover both layouts (forward) and the engine's backward
+ * data on every ISA */
+START_TEST(test_engine_padding_modes) {
+  int seen = 0;
+  for (int i = 0; i < NENGINEPAD; i++) {
+    Conv c = engine_pad_shapes[i];
+    nk_conv f = nk_conv_fwd_desc(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, 1, 1, c.ph, c.pw);
+    nk_conv bd = nk_conv_bwd_desc(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, 1, 1, c.ph, c.pw);
+    if (c.ph) seen |= 1 << nk_engine_plan(f).mode;
+    if (!nk_col_plan(f).use) seen |= 8 << nk_engine_plan(bd).mode;
+  }
+  ck_assert_msg((seen & (1 << NK_DIRECT)) && (seen & (1 << NK_ROWS)), "forward modes 0x%x", seen);
+  ck_assert_msg(seen & ((8 << NK_DIRECT) | (8 << NK_ROWS)), "backward modes 0x%x", seen);
+}
+END_TEST
+
 /* dx may be skipped; dw and db must not change */
 START_TEST(test_conv_skip_dx) {
   Conv c = {3, 2, 9, 8, 5, 3, 3, 1, 1, 1, 1};
@@ -806,6 +890,8 @@ static Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, test_conv_vs_reference, 0, NCONV);
   tcase_add_loop_test(tc, test_conv_threads, 0, NCONV);
   tcase_add_test(tc, test_conv_skip_dx);
+  tcase_add_loop_test(tc, test_engine_padding_bits, 0, NENGINEPAD);
+  tcase_add_test(tc, test_engine_padding_modes);
   suite_add_tcase(s, tc);
   tc = tcase_create("linear");
   tcase_add_loop_test(tc, test_linear_vs_reference, 0, NLIN);
