@@ -15,7 +15,9 @@
 # compare (tests/ref/compare.c, built by CMake; set COMPARE to its path, or
 # it is built here with CC) prints every difference and its tolerance.
 # MODEL_CFLAGS are added to the trainers' flags (the sanitizer build passes
-# -fsanitize=address,undefined there).  tests/onnx/run_onnx.sh reuses this
+# -fsanitize=address,undefined there).  RT_LIB, when set, is the runtime
+# library the trainers link (CMake's libnncc_rt.a, built once with the
+# build's compiler and sanitizers); else runtime/*.c is compiled into each.  tests/onnx/run_onnx.sh reuses this
 # for imported models: REF_DIR (default tests/ref) holds the reference
 # files and data, MODEL_DIR the .nn files, and REF_NO_LOSSES=1 skips step 5
 # (an ONNX file carries no optimizer, so the training losses do not apply).
@@ -47,6 +49,7 @@ fi
 
 fails=0
 fail() { echo "FAIL: $1: $2"; fails=$((fails + 1)); }
+rt=${RT_LIB:-runtime/*.c}
 
 for m in "$@"; do
   echo "== $m"
@@ -57,7 +60,7 @@ for m in "$@"; do
   mkdir -p "$d"
   if ! "$nncc" "$src" -o "$d/$m.c"; then fail "$m" "nncc $src"; continue; fi
   if ! "$cc" -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -march=native -fopenmp -ffp-contract=off \
-      ${MODEL_CFLAGS:-} -Iruntime -o "$d/$m" "$d/$m.c" runtime/*.c -lpng -lz -lm; then
+      ${MODEL_CFLAGS:-} -Iruntime -o "$d/$m" "$d/$m.c" $rt -lpng -lz -lm; then
     fail "$m" "building the trainer"; continue
   fi
   t=$d/$m
