@@ -14,7 +14,7 @@
 #    build that fuses multiply-adds is refused at start-up
 # CC_FOR_MODELS and MODEL_CFLAGS (the sanitizer build) choose how trainers
 # are built, as for the gradient checks; INSTALL_TEST_MODEL (the sanitizer
-# build: a small op model) replaces the installed mnist_cnn, whose dozen
+# build: tests/jit/tiny.nn) replaces the installed mnist_cnn, whose dozen
 # trainings under the sanitizers take most of an hour.
 set -u
 build=$(cd "$1" && pwd) mkidx=$2
@@ -50,6 +50,7 @@ mkdir -p "$W/data" && cd "$W" || fail "cd"
 run mkidx "$mkidx" "$W/data" 512 64
 model=${INSTALL_TEST_MODEL:-$P/share/nncc/models/mnist_cnn.nn}
 mname=$(sed -n 's/^model \([A-Za-z0-9_]*\).*/\1/p' "$model")
+[ -n "$mname" ] || mname=$(basename "$model" .nn) # no `model` line: the file's name
 run compile "$P/bin/nncc" "$model" -o mnist_cnn.c
 run version "$P/bin/nncc" --version
 grep -q "^nncc [0-9]" "$tmp/version.out" || fail "nncc --version: $(cat "$tmp/version.out")"
