@@ -12,6 +12,9 @@
 # engine) 2 steps: the generic path's FMA is libm's fmaf on x86-64 baseline,
 # about 100x slower.  A CPU without AVX2 runs what it can and says so.
 # CC_FOR_MODELS and MODEL_CFLAGS choose the compiler and the other flags.
+# ISA_NO_NATIVE=1 leaves out the -march=native build (the sanitizer build:
+# every other sanitized test runs the native path; what only this test
+# runs under the sanitizers is the AVX2 and generic paths).
 set -u
 nncc=$1 mkidx=$2
 shift 2
@@ -24,8 +27,12 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 isas="x86-64"
 grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && isas="$isas x86-64-v3"
-grep -qw avx512f /proc/cpuinfo && isas="$isas native"
-case $isas in *native*) ;; *) echo "note: no AVX-512 here, comparing $isas only" ;; esac
+grep -qw avx512f /proc/cpuinfo && [ "${ISA_NO_NATIVE:-0}" != 1 ] && isas="$isas native"
+case ${ISA_NO_NATIVE:-0}:$isas in
+  1:*) echo "note: ISA_NO_NATIVE=1, comparing $isas only" ;;
+  *native*) ;;
+  *) echo "note: no AVX-512 here, comparing $isas only" ;;
+esac
 
 mkdir "$tmp/data"
 "$mkidx" "$tmp/data" 600 64 > /dev/null || fail "mkidx"
