@@ -27,12 +27,13 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 isas="x86-64"
 grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && isas="$isas x86-64-v3"
-grep -qw avx512f /proc/cpuinfo && [ "${ISA_NO_NATIVE:-0}" != 1 ] && isas="$isas native"
-case ${ISA_NO_NATIVE:-0}:$isas in
-  1:*) echo "note: ISA_NO_NATIVE=1, comparing $isas only" ;;
-  *native*) ;;
-  *) echo "note: no AVX-512 here, comparing $isas only" ;;
-esac
+if [ "${ISA_NO_NATIVE:-0}" = 1 ]; then
+  echo "note: ISA_NO_NATIVE=1, comparing $isas only"
+elif grep -qw avx512f /proc/cpuinfo; then
+  isas="$isas native"
+else
+  echo "note: no AVX-512 here, comparing $isas only"
+fi
 
 mkdir "$tmp/data"
 "$mkidx" "$tmp/data" 600 64 > /dev/null || fail "mkidx"

@@ -17,10 +17,11 @@
 # MODEL_CFLAGS are added to the trainers' flags (the sanitizer build passes
 # -fsanitize=address,undefined there).  RT_LIB, when set, is the runtime
 # library the trainers link (CMake's libnncc_rt.a, built once with the
-# build's compiler and sanitizers); else runtime/*.c is compiled into each.  tests/onnx/run_onnx.sh reuses this
-# for imported models: REF_DIR (default tests/ref) holds the reference
-# files and data, MODEL_DIR the .nn files, and REF_NO_LOSSES=1 skips step 5
-# (an ONNX file carries no optimizer, so the training losses do not apply).
+# build's compiler and sanitizers); else runtime/*.c is compiled into each.
+# tests/onnx/run_onnx.sh reuses this for imported models: REF_DIR (default
+# tests/ref) holds the reference files and data, MODEL_DIR the .nn files,
+# and REF_NO_LOSSES=1 skips step 5 (an ONNX file carries no optimizer, so
+# the training losses do not apply).
 # Exits 0 if everything agrees, 1 otherwise.
 set -u
 [ $# -ge 2 ] || { echo "usage: $0 NNCC CC [MODEL...]" >&2; exit 2; }
