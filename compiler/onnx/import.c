@@ -382,13 +382,32 @@ static void no_auto_pad(Imp *I) {
 }
 
 /* kernel_shape, strides, pads, dilations of a 2-D window op: the pads must
- * be the same on both sides (nncc's padding, as PyTorch's). */
+ * be the same on both sides (nncc's padding, as PyTorch's), except that a
+ * convolution (allow_same) may have exactly padding="same"'s at stride 1:
+ * per axis dilation*(kernel-1) in all, the odd pixel at the bottom/right,
+ * as nncc export writes it for an even kernel (then same is set). */
 typedef struct Win {
   int64_t k[2], s[2], p[2], d[2];
+  bool same;
 } Win;
 
-static Win window(Imp *I, const int64_t *kernel_default) {
-  Win w;
+/* pads [top, left, bottom, right] are padding="same"'s for w (stride 1).
+ * The dilation is at most NNCC_MAX_SIZE (attr_ints); a kernel taken from
+ * the weight's dims is not yet checked, so a larger one is not "same"
+ * (and the product stays below 2^60). */
+static bool pads_are_same(const Win *w, const int64_t *pads) {
+  for (int i = 0; i < 2; i++) {
+    if (w->k[i] > NNCC_MAX_SIZE)
+      return false;
+    int64_t total = w->d[i] * (w->k[i] - 1);
+    if (w->s[i] != 1 || pads[i] != total / 2 || pads[i + 2] != total - total / 2)
+      return false;
+  }
+  return true;
+}
+
+static Win window(Imp *I, const int64_t *kernel_default, bool allow_same) {
+  Win w = {.same = false};
   no_auto_pad(I);
   const Onnx__AttributeProto *ka = attr("kernel_shape");
   if (ka || !kernel_default)
@@ -401,13 +420,17 @@ static Win window(Imp *I, const int64_t *kernel_default) {
   attr_ints(I, "dilations", w.d, 2, 1);
   int64_t pads[4];
   attr_ints(I, "pads", pads, 4, 0);
-  if (pads[0] != pads[2] || pads[1] != pads[3])
-    imp_error(I, "pads [%lld, %lld, %lld, %lld] differ between the two sides; nncc pads both sides "
-              "alike", (long long)pads[0], (long long)pads[1], (long long)pads[2], (long long)pads[3]);
-  w.p[0] = pads[0], w.p[1] = pads[1];
   for (int i = 0; i < 2; i++)
     if (w.k[i] < 1 || w.s[i] < 1 || w.d[i] < 1)
       imp_error(I, "kernel, strides and dilations must be positive");
+  if (pads[0] != pads[2] || pads[1] != pads[3]) {
+    w.same = allow_same && pads_are_same(&w, pads);
+    if (!w.same)
+      imp_error(I, "pads [%lld, %lld, %lld, %lld] differ between the two sides; nncc pads both sides "
+                "alike%s", (long long)pads[0], (long long)pads[1], (long long)pads[2], (long long)pads[3],
+                allow_same ? " (or as padding=\"same\" at stride 1: the odd pixel at the bottom/right)" : "");
+  }
+  w.p[0] = pads[0], w.p[1] = pads[1];
   return w;
 }
 
@@ -499,7 +522,7 @@ static void read_conv(Imp *I, int index, int arg) {
     imp_error(I, "the weight is missing");
   int64_t out = w->dims[0];
   const Onnx__TensorProto *b = param_input(I, 2, "bias", 1, &out);
-  Win win = window(I, w->dims + 2);
+  Win win = window(I, w->dims + 2, true);
   if (win.k[0] != w->dims[2] || win.k[1] != w->dims[3])
     imp_error(I, "kernel_shape differs from the weight's %s", dims_str(w->dims, 4));
   int64_t groups = attr_int(I, "group", 1);
@@ -511,7 +534,9 @@ static void read_conv(Imp *I, int index, int arg) {
   a = cat(a, "conv2d(%s, %lld, kernel=%s", x->var, (long long)out, pair(win.k));
   if (win.s[0] != 1 || win.s[1] != 1)
     a = cat(a, ", stride=%s", pair(win.s));
-  if (win.p[0] || win.p[1])
+  if (win.same)
+    a = cat(a, "%s", ", padding=\"same\"");
+  else if (win.p[0] || win.p[1])
     a = cat(a, ", padding=%s", pair(win.p));
   if (win.d[0] != 1 || win.d[1] != 1)
     a = cat(a, ", dilation=%s", pair(win.d));
@@ -668,7 +693,7 @@ static void read_pool(Imp *I, int index, int max) {
     imp_error(I, "the Indices output is not supported");
   if (attr_int(I, "storage_order", 0) != 0)
     imp_error(I, "storage_order 1 is not supported");
-  Win w = window(I, NULL);
+  Win w = window(I, NULL, false);
   if (w.d[0] != 1 || w.d[1] != 1)
     imp_error(I, "dilated pooling is not supported");
   char *a = "";

@@ -50,7 +50,7 @@ tests/onnx/:
       logits [N,10].  No reference.
   names.onnx
       built with onnx.helper: the importer's naming rules (make_names).
-  bad_op.onnx, bad_autopad.onnx, bad_dtype.onnx, two_outputs.onnx,
+  bad_op.onnx, bad_autopad.onnx, bad_pads.onnx, bad_dtype.onnx, two_outputs.onnx,
   external_data.onnx, bad_opset.onnx, bad_shape.onnx, truncated.onnx, garbage.onnx
       malformed or unsupported files for the importer's error tests (see
       make_error_files).
@@ -505,6 +505,16 @@ def make_error_files():
     files["bad_shape"] = model_of(
         [helper.make_node("MaxPool", ["x"], ["p1"], name="pool1", kernel_shape=[7, 7], strides=[7, 7])] + nodes,
         [x_input()], [logits_output()], inits, name="bad_shape")
+
+    # Conv with pads [1, 1, 0, 0]: the odd pixel at the top/left (SAME_LOWER),
+    # which nncc's padding="same" does not do (the bottom/right, as PyTorch)
+    rng5 = np.random.RandomState(5)  # its own, so the files above keep their bytes
+    nodes, inits = tail("conv", rng5)
+    inits.append(numpy_helper.from_array(f32(rng5, 1, 1, 2, 2), "conv.weight"))
+    files["bad_pads"] = model_of(
+        [helper.make_node("Conv", ["x", "conv.weight"], ["conv"], name="conv", kernel_shape=[2, 2],
+                          pads=[1, 1, 0, 0])] + nodes,
+        [x_input()], [logits_output()], inits, name="bad_pads")
 
     print("== error files")
     for name, m in files.items():

@@ -88,6 +88,7 @@ while IFS='|' read -r f want; do
 done <<END
 bad_op.onnx|node 'erf' (Erf): op Erf is not supported; nncc imports Conv, Gemm, MatMul (+ Add), BatchNormalization, Relu, Sigmoid, Tanh, LeakyRelu, Clip, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Flatten, Reshape (to [N, -1]), Add, Concat, Dropout, Identity, Constant
 bad_autopad.onnx|node 'conv' (Conv): auto_pad SAME_UPPER is not supported (only NOTSET with explicit pads, or VALID); export with explicit padding
+bad_pads.onnx|node 'conv' (Conv): pads [1, 1, 0, 0] differ between the two sides; nncc pads both sides alike (or as padding="same" at stride 1: the odd pixel at the bottom/right)
 bad_dtype.onnx|input 'x' is DOUBLE; nncc trains FLOAT (float32) models
 two_outputs.onnx|the graph has 2 outputs; nncc trains a model of one output (the logits)
 external_data.onnx|node 'fc' (Gemm): tensor 'fc.weight' keeps its data in an external file; nncc imports only self-contained models (onnx.load(path) then onnx.save(model, path, save_as_external_data=False))
