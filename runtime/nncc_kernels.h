@@ -1860,10 +1860,13 @@ NK_INLINE void nncc_linear_forward_team(float *restrict y, const float *restrict
                                         float alpha) {
   float *xT = (float *)scratch;
   int Np = nk_cdiv(N, 16) * 16;
+  /* 16 rows of xT at a time: their stores, Np floats apart (1 KB for a
+   * batch of 256), fall in few L1 sets, and 64 rows at a time thrashed
+   * them (mnist_cnn's fc1: 0.22 ms, against 0.04 ms) */
 #pragma omp for schedule(static)
-  for (int i0 = 0; i0 < I; i0 += 64)
+  for (int i0 = 0; i0 < I; i0 += 16)
     for (int n = 0; n < Np; n++)
-      for (int i = i0; i < nk_min(I, i0 + 64); i++)
+      for (int i = i0; i < nk_min(I, i0 + 16); i++)
         xT[(size_t)i * Np + n] = n < N ? x[(size_t)n * I + i] : 0.0f;
   int ncv = Np / 16, nch = nk_cdiv(ncv, NK_NV), vt = ncv - (nch - 1) * NK_NV;
   int nrb = nk_cdiv(O, NK_MR), rt = O - (nrb - 1) * NK_MR;
