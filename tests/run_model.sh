@@ -47,9 +47,10 @@ src=""
 for f in models/$m.nn tests/ref/$m.nn tests/infer/$m.nn; do [ -f "$f" ] && src=$f && break; done
 [ -n "$src" ] || { echo "FAIL: no model $m in models/, tests/ref/ or tests/infer/"; exit 1; }
 
+. tests/infer/build_check.sh # build_check, $sanitize
 mflags=${MODEL_CFLAGS:-}
 if [ -n "$mflags" ]; then
-  pflags="-O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+  pflags="-O1 $sanitize"
 else
   pflags=${INFER_PFLAGS:--O2}
 fi
@@ -72,10 +73,7 @@ predictor() {
   d=$1
   mkdir -p "$d"
   "$nncc" --infer "$2" --load "$3" -o "$d/p_infer.c" ${w:+$w "$d/w.bin"} || return 1
-  id=$(sed -n 's/^int \(.*\)_predict(.*/\1/p' "$d/p_infer.h")
-  uid=$(sed -n 's/^#define \(.*\)_CLASSES .*/\1/p' "$d/p_infer.h")
-  "$cc" -std=c99 -Wall -Wextra -Werror -pedantic $pflags ${w:+-DWEIGHTS} -I"$d" -DINFER_H='"p_infer.h"' \
-    -DMODEL="$id" -DUMODEL="$uid" -o "$d/check" tests/infer/check_infer.c "$d/p_infer.c" -lm &&
+  build_check "$d" p $pflags ${w:+-DWEIGHTS} &&
     "$d/check" "$images" "$count" "$tmp/logits.safetensors" --out "$d/logits.raw" ${w:+--weights "$d/w.bin"}
 }
 

@@ -12,8 +12,8 @@
 # all 10,000 test images, and seven.png classified as a 7.  Under the
 # sanitizers (MODEL_CFLAGS set, tests/CMakeLists.txt) the real MNIST is
 # skipped.  RT_LIB: the runtime library the trainer links (CMake's
-# libnncc_rt.a), else runtime/*.c is compiled once here.  Exits 0 if
-# everything agrees.
+# libnncc_rt.a), else runtime/*.c is compiled in.  Exits 0 if everything
+# agrees.
 set -u
 [ $# -eq 3 ] || { echo "usage: $0 NNCC MKIDX CC" >&2; exit 2; }
 nncc=$1 mkidx=$2 cc=$3
@@ -28,31 +28,12 @@ start=$(date +%s)
 fails=0
 fail() { echo "FAIL: $1"; fails=$((fails + 1)); }
 
+. tests/infer/build_check.sh # build_check, $sanitize
 mflags=${MODEL_CFLAGS:-}
-sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 cflags="-std=c11 -D_POSIX_C_SOURCE=200809L -O2 -march=native -fopenmp -ffp-contract=off $mflags"
-if [ -n "${RT_LIB:-}" ]; then
-  rt=$RT_LIB
-else # the runtime, compiled once
-  mkdir -p "$tmp/rt"
-  for f in runtime/*.c; do
-    "$cc" $cflags -Iruntime -c -o "$tmp/rt/$(basename "$f" .c).o" "$f" || { echo "FAIL: runtime $f"; exit 1; }
-  done
-  rt=$(ls "$tmp"/rt/*.o)
-fi
+rt=${RT_LIB:-runtime/*.c}
 mkdir -p "$tmp/data"
 "$mkidx" "$tmp/data" 512 100 || { echo "FAIL: mkidx"; exit 1; }
-
-# build_check DIR MODEL [FLAGS...]: DIR/check from DIR/MODEL_infer.c; the
-# API's names from its header
-build_check() {
-  d=$1 m=$2
-  shift 2
-  id=$(sed -n 's/^int \(.*\)_predict(.*/\1/p' "$d/${m}_infer.h")
-  uid=$(sed -n 's/^#define \(.*\)_CLASSES .*/\1/p' "$d/${m}_infer.h")
-  "$cc" -std=c99 -Wall -Wextra -Werror -pedantic "$@" -I"$d" -DINFER_H="\"${m}_infer.h\"" -DMODEL="$id" -DUMODEL="$uid" \
-    -o "$d/check" tests/infer/check_infer.c "$d/${m}_infer.c" -lm
-}
 
 echo "== mnist_cnn"
 d=$tmp/mnist_cnn
