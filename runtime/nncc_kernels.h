@@ -707,9 +707,9 @@ typedef struct { int32_t dst; uint32_t mask; } nk_seg;
 
 /* How the engine lays out one thread's work; a pure function of the shape
  * (never of the thread count), so scratch sizes agree with the kernel. */
-enum { NK_IM2COL, NK_DIRECT, NK_ROWS };
+enum { NK_IM2COL, NK_DIRECT, NK_ROWS, NK_WINO };
 typedef struct {
-  int mode;          /* NK_DIRECT, NK_ROWS or NK_IM2COL (nk_engine_plan) */
+  int mode;          /* NK_DIRECT, NK_ROWS, NK_IM2COL or NK_WINO (nk_engine_plan) */
   int G;             /* images per group (upper bound) */
   int S;             /* segments per output vector, at most */
   size_t thread_bytes;
@@ -800,8 +800,102 @@ NK_INLINE size_t nk_segbytes(nk_conv d, int mode, int g, int S) {
   size_t nvec = (size_t)nk_cdiv(nk_qspan(d, mode, g), NK_NR) * NK_NV;
   return nk_align64(nvec * S * sizeof(nk_seg)) + nk_align64(nvec);
 }
+/* Winograd F(2x2, 5x5) (nk_wino_team, after the engine's tile): which
+ * convolutions take it, and its per-thread scratch.  A 5x5 kernel at
+ * stride 1 on an undilated plane, with at least NNCC_WINO_MIN_C input and
+ * output channels (fewer make its GEMMs too short to pay for the
+ * transforms: mnist_cnn's conv1, one channel in, stays direct).
+ * NNCC_NO_WINOGRAD turns it off (bench_kernels compares the two).  A tile
+ * is a 2x2 block of outputs; a group of g images has g * tiles-per-image
+ * columns, rounded up to whole vectors. */
+#ifndef NNCC_WINO_MIN_C
+#define NNCC_WINO_MIN_C 8
+#endif
+/* The transformed input of a group (36 planes of C rows by its columns),
+ * at most this many bytes but one image at least: about a thread's share
+ * of L2 with the transformed weights beside it */
+#ifndef NNCC_WINO_V_BYTES
+#define NNCC_WINO_V_BYTES (512 * 1024)
+#endif
+enum { NK_WA = 6, NK_WXI = NK_WA * NK_WA }; /* a tile's input is 6x6: 36 products */
+
+NK_INLINE int nk_wino_th(nk_conv d) { return nk_cdiv(d.Ho, 2); }
+NK_INLINE int nk_wino_tw(nk_conv d) { return nk_cdiv(d.Wo, 2); }
+NK_INLINE int nk_wino_cols(nk_conv d, int g) {
+  return nk_cdiv(g * nk_wino_th(d) * nk_wino_tw(d), 16) * 16;
+}
+/* V's stride between its 36 planes: C rows of cols, padded to an odd
+ * number of cache lines (a multiple of 4 KiB put all 36 stores of a tile's
+ * transform in one set of L1: mnist_cnn's conv3 data gradient, 8 KiB) */
+NK_INLINE size_t nk_wino_xs(nk_conv d, int cols) {
+  size_t xs = (size_t)d.C * cols;
+  return xs / 16 % 2 ? xs : xs + 16;
+}
+/* Images per group: the fewest wasted columns among the groups whose
+ * transformed input fits NNCC_WINO_V_BYTES (the smallest such group on a
+ * tie, for more groups to share out).  A pure function of the shape; the
+ * bits never depend on it. */
+NK_INLINE int nk_wino_group(nk_conv d) {
+  int T = nk_wino_th(d) * nk_wino_tw(d), G = 1;
+  double best = 2;
+  for (int g = 1; g <= d.N; g++) {
+    size_t vbytes = (size_t)NK_WXI * nk_wino_xs(d, nk_wino_cols(d, g)) * sizeof(float);
+    if (g > 1 && vbytes > NNCC_WINO_V_BYTES) break;
+    double waste = 1.0 - (double)g * T / nk_wino_cols(d, g);
+    if (waste < best - 1e-9) best = waste, G = g;
+  }
+  return G;
+}
+/* Whether Winograd takes convolution d: 5x5, stride 1, undilated, enough
+ * channels, and its GEMMs' products per image (36 per column) at most
+ * NK_WINO_GAIN of the 25 per output position that the direct convolution
+ * needs, counting only the positions where the source is not padding (a
+ * data gradient's plane is mostly padding where dy is small).  The
+ * transforms cost the rest (bench_kernels, AVX-512, ms, direct against
+ * Winograd; products per image in brackets): mnist_cnn's conv2 forward
+ * 7.45 -> 4.65 (3744 against 10000), its data gradient 8.15 -> 7.27 (5184
+ * against 10000), conv3 forward 2.45 -> 1.98 (329 against 900), but
+ * conv3's data gradient 2.47 -> 6.25 (1152 against 900): direct. */
+#define NK_WINO_GAIN 0.6
+NK_INLINE int nk_wino_ok(nk_conv d) {
+#if defined(NNCC_NO_WINOGRAD)
+  (void)d;
+  return 0;
+#else
+  if (d.Kh != 5 || d.Kw != 5 || d.sh != 1 || d.sw != 1 || d.dh != 1 || d.dw != 1 ||
+      d.C < NNCC_WINO_MIN_C || d.M < NNCC_WINO_MIN_C)
+    return 0;
+  int G = nk_wino_group(d);
+  double useful = (double)nk_min(d.Ho * d.Wo, d.Hs * d.Ws);
+  return 36.0 * nk_wino_cols(d, G) / G <= NK_WINO_GAIN * 25.0 * useful;
+#endif
+}
+/* One thread's scratch, for groups of up to G images: the transformed
+ * weights U, the group's transformed input V, one tile's 36 products Mx,
+ * a channel's column-transformed rows Z, a row's even and odd columns, and
+ * where each column's tile goes in the output */
+typedef struct { size_t U, V, Mx, Z, EO, off, bytes; } nk_wlayout;
+enum { NK_WEO = 64 }; /* a row of V for 16 tiles: 36 columns used */
+NK_INLINE nk_wlayout nk_wino_layout(nk_conv d, int G) {
+  nk_wlayout L;
+  int cols = nk_wino_cols(d, G);
+  L.U = 0;
+  L.V = L.U + nk_align64((size_t)NK_WXI * d.M * d.C * sizeof(float));
+  L.Mx = L.V + nk_align64((size_t)NK_WXI * nk_wino_xs(d, cols) * sizeof(float));
+  L.Z = L.Mx + nk_align64((size_t)NK_WXI * NK_MR * NK_NR * sizeof(float));
+  L.EO = L.Z + nk_align64((size_t)(2 * nk_wino_th(d) + 4) * NK_WA * 16 * sizeof(float));
+  L.off = L.EO + nk_align64(NK_WEO * sizeof(float));
+  L.bytes = L.off + nk_align64((size_t)cols * sizeof(int32_t));
+  return L;
+}
+
 NK_INLINE nk_eplan nk_engine_plan(nk_conv d) {
   nk_eplan p = {.mode = NK_IM2COL};
+  if (nk_wino_ok(d)) {
+    p.mode = NK_WINO, p.G = nk_wino_group(d), p.S = 0;
+    p.thread_bytes = nk_wino_layout(d, p.G).bytes;
+    return p;
+  }
   /* Reading V directly (NK_DIRECT) copies nothing but computes and drops
    * the Kw-1 columns between output rows, and the rows between images; the
    * rows layout copies Kw times the input (each kw's shifted rows) and
@@ -1025,6 +1119,265 @@ typedef struct nk_epi {
   int kh, kw, sh, sw, ph, pw, ho, wo;
 } nk_epi;
 
+/* The epilogue of a group of g images from n0 (o: their output planes),
+ * while the planes are still in cache */
+NK_INLINE void nk_engine_epilogue(nk_epi e, nk_conv d, float *o, int n0, int g) {
+  if (e.pstats)
+    for (int k = 0; k < g * d.M; k++)
+      nk_plane_stats(e.pstats + 2 * ((size_t)n0 * d.M + k), o + (size_t)k * d.Ho * d.Wo,
+                     d.Ho * d.Wo);
+  if (e.pool && nk_pool_2x2_exact(d.Ho, d.Wo, e.kh, e.kw, e.sh, e.sw, e.ph, e.pw, e.ho, e.wo)) {
+    /* the group's planes at once: their row pairs follow each other */
+    ptrdiff_t rows = (ptrdiff_t)g * d.M * e.ho;
+    float *py = e.pool + (size_t)n0 * d.M * e.ho * e.wo;
+    for (ptrdiff_t b = 0; b < nk_pool2x2_blocks(rows, e.wo); b++)
+      nk_pool2x2_block(py, o, NULL, rows, b, e.wo, NNCC_ACT_NONE, 0);
+  } else if (e.pool)
+    for (int k = 0; k < g * d.M; k++)
+      nk_maxpool_plane(e.pool + ((size_t)n0 * d.M + k) * e.ho * e.wo, o + (size_t)k * d.Ho * d.Wo,
+                       d.Ho, d.Wo, e.kh, e.kw, e.sh, e.sw, e.ph, e.pw, e.ho, e.wo);
+}
+
+/* ---------------------------------------------------------------------------
+ * Winograd F(2x2, 5x5) (Lavin and Gray's minimal filtering, 2016).  Each
+ * 2x2 tile of outputs of a 5x5, stride-1 convolution comes from the 6x6
+ * block d of V at its top-left corner:
+ *   Y = A^T [ sum_c (G w[m][c] G^T) .* (B^T d[c] B) ] A
+ * 36 products per input channel instead of 100.  With U[xi][m][c] the
+ * transformed weights and V[xi][c][t] the transformed input of tile t,
+ * each xi (an element of the 6x6) is a GEMM over c,
+ *   Mx[xi][m][t] = sum_c U[xi][m][c] * V[xi][c][t],
+ * run by the engine's micro-kernel (columns = tiles), and A^T Mx A gives
+ * the tile.  The interpolation points are 0, 1, -1, 1/2, -2 and infinity:
+ * B and A are then exact in float, and of the choices that keep them so it
+ * had the smallest error (float32 against float64 on 32 channels of random
+ * data: 1.4e-6 of the largest output on average, 6e-6 at worst; direct
+ * summation 0.6e-6 and 1.8e-6; points 0, +-1, +-2: 2.2e-6 and 9e-6).
+ * Same bits on every ISA and thread count: each transform is a fixed
+ * sequence of float multiplies and adds, lane by lane (nk_wino_comb), and
+ * each Mx element one FMA chain over c in order, whatever the tile shape,
+ * the vector width or the group of images.
+ */
+
+/* sum of coef[i] * x[i * stride] over the nonzero coefficients, in order:
+ * the first term, then an add per term; coefficient 1 is the term itself
+ * (an exact product).  The weights' transform, once per call. */
+NK_INLINE nk_v nk_wino_comb(const float *coef, int n, const nk_v *x, int stride) {
+  nk_v s = nk_zero();
+  int first = 1;
+  for (int i = 0; i < n; i++) {
+    if (coef[i] == 0.0f) continue;
+    nk_v p = coef[i] == 1.0f ? x[i * stride] : nk_mul(nk_bcast(coef[i]), x[i * stride]);
+    s = first ? p : nk_add(s, p);
+    first = 0;
+  }
+  return s;
+}
+
+/* o = B^T d for 6 values, B^T's rows
+ *   [1 -3/2 -2 3/2 1 0]  [0 -1 1/2 5/2 1 0]  [0 1 -5/2 1/2 1 0]
+ *   [0 -2 -1 2 1 0]      [0 1/2 -1 -1/2 1 0] [0 1 -3/2 -2 3/2 1]
+ * in 26 operations (multiplying by 2 or 1/2 is exact) */
+NK_INLINE void nk_wino_bt(nk_v *restrict o, nk_v d0, nk_v d1, nk_v d2, nk_v d3, nk_v d4,
+                          nk_v d5) {
+  nk_v two = nk_bcast(2.0f), half = nk_bcast(0.5f), h3 = nk_bcast(1.5f), h5 = nk_bcast(2.5f);
+  nk_v t1 = nk_sub(d4, d2), t2 = nk_sub(d3, d1);
+  o[0] = nk_add(nk_sub(nk_add(d0, d4), nk_mul(two, d2)), nk_mul(h3, t2));
+  o[1] = nk_add(nk_sub(d4, d1), nk_add(nk_mul(h5, d3), nk_mul(half, d2)));
+  o[2] = nk_add(nk_add(d4, d1), nk_sub(nk_mul(half, d3), nk_mul(h5, d2)));
+  o[3] = nk_add(t1, nk_mul(two, t2));
+  o[4] = nk_sub(t1, nk_mul(half, t2));
+  o[5] = nk_add(nk_sub(nk_add(d1, d5), nk_mul(two, d3)), nk_mul(h3, t1));
+}
+/* A^T m for 6 values: y0 = m0+m1+m2+m3+m4, y1 = m1-m2+m3/2-2m4+m5 */
+NK_INLINE void nk_wino_at(nk_v *restrict y0, nk_v *restrict y1, const nk_v *m) {
+  *y0 = nk_add(nk_add(nk_add(m[1], m[2]), nk_add(m[3], m[4])), m[0]);
+  *y1 = nk_add(nk_add(nk_sub(m[1], m[2]),
+                      nk_sub(nk_mul(nk_bcast(0.5f), m[3]), nk_mul(nk_bcast(2.0f), m[4]))),
+               m[5]);
+}
+
+/* U[xi][m][c] = (G wt[m][c] G^T)[xi] for all M x C kernels (wt is
+ * [M][C][5][5]), 16 channels c at a time; every thread makes its own copy
+ * (a few microseconds: no barrier, nothing shared) */
+NK_INLINE void nk_wino_weights(float *restrict U, const float *restrict wt, int M, int C) {
+  static const float gm[NK_WA][5] = {
+      {1.0f, 0.0f, 0.0f, 0.0f, 0.0f},
+      {1.0f / 3, 1.0f / 3, 1.0f / 3, 1.0f / 3, 1.0f / 3},
+      {-1.0f / 3, 1.0f / 3, -1.0f / 3, 1.0f / 3, -1.0f / 3},
+      {-16.0f / 15, -8.0f / 15, -4.0f / 15, -2.0f / 15, -1.0f / 15},
+      {1.0f / 15, -2.0f / 15, 4.0f / 15, -8.0f / 15, 16.0f / 15},
+      {0.0f, 0.0f, 0.0f, 0.0f, 1.0f}};
+  for (int m = 0; m < M; m++)
+    for (int c0 = 0; c0 < C; c0 += 16) {
+      int nc = nk_min(16, C - c0);
+      float st[25][16];
+      nk_v w5[25], t[NK_WA][5];
+      for (int l = 0; l < 16; l++)
+        for (int k = 0; k < 25; k++) st[k][l] = l < nc ? wt[((size_t)m * C + c0 + l) * 25 + k] : 0.0f;
+      for (int k = 0; k < 25; k++) w5[k] = nk_load(st[k]);
+      /* t = G w (over kernel rows), then t G^T (over kernel columns) */
+      for (int x = 0; x < NK_WA; x++)
+        for (int kw = 0; kw < 5; kw++) t[x][kw] = nk_wino_comb(gm[x], 5, w5 + kw, 5);
+      for (int x = 0; x < NK_WA; x++)
+        for (int y = 0; y < NK_WA; y++)
+          nk_store_mask(U + ((size_t)(x * NK_WA + y) * M + m) * C + c0, nk_lanes(nc),
+                        nk_wino_comb(gm[y], 5, t[x], 1));
+    }
+}
+
+/* V[xi][c][t] (rows of cols, planes nk_wino_xs apart) for the g images from n0: per channel,
+ * each row of V (R, 36 columns for 16 tiles) split into its even and odd
+ * columns by lane moves (the 6 values of 16 neighbouring tiles: columns
+ * 2t .. 2t+5), transformed along the row into Z, then each tile row's 6 rows of
+ * Z transformed down the columns.  msk, act, alpha gate V as in nk_fill_b.
+ * The columns past the group's tiles are zero (computed, then dropped). */
+NK_INLINE void nk_wino_fill(float *restrict V, int cols, float *restrict Z, float *restrict R,
+                            nk_conv d, const float *src, const float *msk, int act, float alpha,
+                            int n0, int g) {
+  int TH = nk_wino_th(d), TW = nk_wino_tw(d), T = TH * TW, Hz = 2 * TH + 4;
+  size_t xs = nk_wino_xs(d, cols);
+  for (int gi = 0; gi < g; gi++)
+    for (int c = 0; c < d.C; c++)
+      for (int tx0 = 0; tx0 < TW; tx0 += 16) {
+        for (int r = 0; r < Hz; r++) {
+          const float *s = nk_srow(d, src, n0 + gi, c, r);
+          const float *m = s && msk ? msk + (s - src) : NULL;
+          nk_vrow(R, s, m, act, alpha, 36, 2 * tx0, 1, d.pl, 1, d.Ws);
+          nk_v r0 = nk_load(R), r1 = nk_load(R + 16), r2 = nk_load(R + 2), r3 = nk_load(R + 18);
+          nk_v r4 = nk_load(R + 4), r5 = nk_load(R + 20), z[NK_WA];
+          nk_wino_bt(z, nk_even(r0, r1), nk_odd(r0, r1), nk_even(r2, r3), nk_odd(r2, r3),
+                     nk_even(r4, r5), nk_odd(r4, r5));
+          for (int x = 0; x < NK_WA; x++) nk_store(Z + (r * NK_WA + x) * 16, z[x]);
+        }
+        uint32_t lanes = nk_lanes(TW - tx0);
+        for (int ty = 0; ty < TH; ty++) {
+          float *vt = V + (size_t)c * cols + gi * T + ty * TW + tx0;
+          const float *zt = Z + 2 * ty * NK_WA * 16;
+          for (int xj = 0; xj < NK_WA; xj++) {
+            nk_v v[NK_WA];
+            nk_wino_bt(v, nk_load(zt + xj * 16), nk_load(zt + (NK_WA + xj) * 16),
+                       nk_load(zt + (2 * NK_WA + xj) * 16), nk_load(zt + (3 * NK_WA + xj) * 16),
+                       nk_load(zt + (4 * NK_WA + xj) * 16), nk_load(zt + (5 * NK_WA + xj) * 16));
+            for (int xi = 0; xi < NK_WA; xi++)
+              nk_store_mask(vt + (xi * NK_WA + xj) * xs, lanes, v[xi]);
+          }
+        }
+      }
+  if (g * T < cols)
+    for (int xi = 0; xi < NK_WXI; xi++)
+      for (int c = 0; c < d.C; c++)
+        nk_store_mask(V + xi * xs + (size_t)c * cols + g * T, nk_lanes(cols - g * T), nk_zero());
+}
+
+/* Rows m0 .. m0+mr of tiles t0 .. t0+16*nv: the 36 GEMMs into Mx
+ * ([xi][NK_MR][NK_NR]), then A^T Mx A, bias and activation, stored at each
+ * tile's place (off: the top-left output, from image n0; the last row or
+ * column of an odd-sized output dropped).  nt: the group's tiles. */
+NK_INLINE void nk_wino_block(float *out, float *restrict Mx, const float *U, const float *V,
+                             const int32_t *off, const float *bias, int act, float alpha,
+                             nk_conv d, int cols, int nt, int m0, const int mr, int t0,
+                             const int nv) {
+  if (mr < 1 || mr > NK_MR || nv < 1 || nv > NK_NV) __builtin_unreachable();
+  for (int xi = 0; xi < NK_WXI; xi++) {
+    nk_v acc[NK_MR * NK_NV];
+    NK_UNROLL for (int i = 0; i < NK_MR * NK_NV; i++) acc[i] = nk_zero();
+    nk_kernel(acc, mr, 1, nv, U + ((size_t)xi * d.M + m0) * d.C, d.C, 0,
+              V + xi * nk_wino_xs(d, cols) + t0, 0xFFFF, 1, 0, 0, 1, 0, 0, d.C, 1, cols);
+    NK_UNROLL for (int u = 0; u < mr; u++)
+      NK_UNROLL for (int j = 0; j < nv; j++)
+        nk_store(Mx + ((size_t)xi * NK_MR + u) * NK_NR + 16 * j, acc[u * nv + j]);
+  }
+  size_t HW = (size_t)d.Ho * d.Wo;
+  int T = nk_wino_th(d) * nk_wino_tw(d), TW = nk_wino_tw(d);
+  int even = !(d.Ho & 1) && !(d.Wo & 1);
+  for (int u = 0; u < mr; u++) {
+    float *plane = out + (size_t)(m0 + u) * HW;
+    nk_v bv = nk_bcast(bias ? bias[m0 + u] : 0.0f);
+    for (int j = 0; j < nv && t0 + 16 * j < nt; j++) {
+      /* s[b][xi] = (Mx A)[xi][b], then Y[a][b] = (A^T s)[a][b] */
+      nk_v s[2][NK_WA], y[2][2];
+      const float *mp = Mx + (size_t)u * NK_NR + 16 * j;
+      for (int xi = 0; xi < NK_WA; xi++) {
+        nk_v mm[NK_WA];
+        for (int xj = 0; xj < NK_WA; xj++)
+          mm[xj] = nk_load(mp + (size_t)(xi * NK_WA + xj) * NK_MR * NK_NR);
+        nk_wino_at(&s[0][xi], &s[1][xi], mm);
+      }
+      nk_wino_at(&y[0][0], &y[1][0], s[0]);
+      nk_wino_at(&y[0][1], &y[1][1], s[1]);
+      float o[4][16];
+      for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+          nk_v v = y[a][b];
+          if (bias) v = nk_add(v, bv);
+          nk_store(o[a * 2 + b], nk_act(v, act, alpha));
+        }
+      int q0 = t0 + 16 * j, n = nk_min(16, nt - q0);
+      if (even) {
+        for (int l = 0; l < n; l++) {
+          float *p = plane + off[q0 + l];
+          p[0] = o[0][l], p[1] = o[1][l], p[d.Wo] = o[2][l], p[d.Wo + 1] = o[3][l];
+        }
+        continue;
+      }
+      for (int l = 0; l < n; l++) {
+        float *p = plane + off[q0 + l];
+        int r = (q0 + l) % T, right = 2 * (r % TW) + 1 < d.Wo, below = 2 * (r / TW) + 1 < d.Ho;
+        p[0] = o[0][l];
+        if (right) p[1] = o[1][l];
+        if (below) p[d.Wo] = o[2][l];
+        if (right && below) p[d.Wo + 1] = o[3][l];
+      }
+    }
+  }
+}
+
+/* nk_engine_team's work by Winograd (nk_wino_ok): the same contract, and
+ * groups of at most G images (nk_wino_group) handed out the same way */
+NK_INLINE void nk_wino_team(float *out, const float *src, const float *msk, const float *wt,
+                            const float *bias, int act, float alpha, char *tscratch,
+                            size_t tstride, nk_conv d, nk_epi e, int Gmax) {
+  int tid = nk_tid(), nthr = nk_nthr();
+  nk_wlayout L = nk_wino_layout(d, Gmax);
+  char *mine = tscratch + (size_t)tid * tstride;
+  float *U = (float *)(mine + L.U), *V = (float *)(mine + L.V), *Mx = (float *)(mine + L.Mx);
+  float *Z = (float *)(mine + L.Z), *R = (float *)(mine + L.EO);
+  int32_t *off = (int32_t *)(mine + L.off);
+  nk_wino_weights(U, wt, d.M, d.C);
+  int G = nk_cdiv(d.N, nk_cdiv(nk_cdiv(d.N, Gmax), nthr) * nthr);
+  int TW = nk_wino_tw(d), T = nk_wino_th(d) * TW, ngroups = nk_cdiv(d.N, G), filled_g = -1;
+  int oact = msk ? NNCC_ACT_NONE : act;
+  size_t img = (size_t)d.M * d.Ho * d.Wo;
+  NK_DYNAMIC for (int gr = 0; gr < ngroups; gr++) {
+    int n0 = gr * G, g = nk_min(G, d.N - n0), nt = g * T, cols = nk_wino_cols(d, g);
+    nk_wino_fill(V, cols, Z, R, d, src, msk, act, alpha, n0, g);
+    if (g != filled_g) {
+      for (int q = 0; q < nt; q++)
+        off[q] = (int32_t)((size_t)(q / T) * img + (q % T / TW) * 2 * d.Wo + (q % TW) * 2);
+      filled_g = g;
+    }
+    float *o = out + (size_t)n0 * img;
+    for (int t0 = 0; t0 < cols; t0 += NK_NR) {
+      int nv = nk_min(NK_NV, (cols - t0) / 16);
+      for (int m0 = 0; m0 < d.M; m0 += NK_MR) {
+        int mr = nk_min(NK_MR, d.M - m0);
+        if (mr == NK_MR && nv == NK_NV)
+          nk_wino_block(o, Mx, U, V, off, bias, oact, alpha, d, cols, nt, m0, NK_MR, t0, NK_NV);
+        else if (mr == NK_MR && nv == 1)
+          nk_wino_block(o, Mx, U, V, off, bias, oact, alpha, d, cols, nt, m0, NK_MR, t0, 1);
+        else if (NK_NV > 2 && mr == NK_MR && nv == 2)
+          nk_wino_block(o, Mx, U, V, off, bias, oact, alpha, d, cols, nt, m0, NK_MR, t0,
+                        NK_NV > 2 ? 2 : 1);
+        else
+          nk_wino_block(o, Mx, U, V, off, bias, oact, alpha, d, cols, nt, m0, mr, t0, nv);
+      }
+    }
+    nk_engine_epilogue(e, d, o, n0, g);
+  }
+}
+
+
 /* out[N][M][Ho][Wo] = act(conv(V, wt) + bias); called by all threads;
  * each thread takes whole groups of images as it comes free. With
  * msk (backward data) (act, alpha) gates V by msk instead, and out is the
@@ -1035,6 +1388,10 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
   nk_eplan p = nk_engine_plan(d);
   int tid = nk_tid(), nthr = nk_nthr();
   if (tid >= nthr) return;
+  if (p.mode == NK_WINO) {
+    nk_wino_team(out, src, msk, wt, bias, act, alpha, tscratch, tstride, d, e, p.G);
+    return;
+  }
   char *mine = tscratch + (size_t)tid * tstride;
   float *B = (float *)mine;
   nk_seg *segs = (nk_seg *)(mine + nk_align64(nk_bfloats(d, p.mode, p.G) * sizeof(float)));
@@ -1065,21 +1422,7 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
         else
           nk_engine_tile(o, wt, bias, oact, alpha, B, segs, cnt, d, p, g, m0, d.M % NK_MR, t);
       }
-    /* the epilogue: the group's output planes, while still in cache */
-    if (e.pstats)
-      for (int k = 0; k < g * d.M; k++)
-        nk_plane_stats(e.pstats + 2 * ((size_t)n0 * d.M + k), o + (size_t)k * d.Ho * d.Wo,
-                       d.Ho * d.Wo);
-    if (e.pool && nk_pool_2x2_exact(d.Ho, d.Wo, e.kh, e.kw, e.sh, e.sw, e.ph, e.pw, e.ho, e.wo)) {
-      /* the group's planes at once: their row pairs follow each other */
-      ptrdiff_t rows = (ptrdiff_t)g * d.M * e.ho;
-      float *py = e.pool + (size_t)n0 * d.M * e.ho * e.wo;
-      for (ptrdiff_t b = 0; b < nk_pool2x2_blocks(rows, e.wo); b++)
-        nk_pool2x2_block(py, o, NULL, rows, b, e.wo, NNCC_ACT_NONE, 0);
-    } else if (e.pool)
-      for (int k = 0; k < g * d.M; k++)
-        nk_maxpool_plane(e.pool + ((size_t)n0 * d.M + k) * e.ho * e.wo, o + (size_t)k * d.Ho * d.Wo,
-                         d.Ho, d.Wo, e.kh, e.kw, e.sh, e.sw, e.ph, e.pw, e.ho, e.wo);
+    nk_engine_epilogue(e, d, o, n0, g);
   }
 }
 
@@ -1516,7 +1859,9 @@ NK_INLINE nk_cplan nk_col_plan(nk_conv f) {
   int P = f.Ho * f.Wo, K = f.C * f.Kh * f.Kw;
   /* the transposed convolution reads (H+Kh-1) x (W+Kw-1) planes of dy */
   double direct = (double)(f.Hs + f.Kh - 1) * (f.Ws + f.Kw - 1);
-  p.use = f.sh != 1 || f.sw != 1 || direct > 1.3 * P;
+  /* (never for a data gradient that Winograd computes) */
+  p.use = (f.sh != 1 || f.sw != 1 || direct > 1.3 * P) &&
+          !nk_wino_ok(nk_conv_bwd_desc(f.N, f.C, f.Hs, f.Ws, f.M, f.Kh, f.Kw, f.sh, f.sw, f.pt, f.pl));
   p.G = nk_cols_group(f.N, P, f.M + K);
   size_t ld = nk_cols_ld(p.G * P);
   p.thread_bytes = nk_align64((size_t)f.M * ld * sizeof(float)) + nk_align64((size_t)K * ld * sizeof(float));

@@ -91,6 +91,7 @@ NK_INLINE nk_v nk_in_regs(nk_v v) { return v; }
 NK_INLINE nk_v nk_bcast(float f) { return _mm512_set1_ps(f); }
 NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) { return _mm512_fmadd_ps(a, b, c); }
 NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return _mm512_add_ps(a, b); }
+NK_INLINE nk_v nk_sub(nk_v a, nk_v b) { return _mm512_sub_ps(a, b); }
 NK_INLINE nk_v nk_mul(nk_v a, nk_v b) { return _mm512_mul_ps(a, b); }
 NK_INLINE nk_v nk_div(nk_v a, nk_v b) { return _mm512_div_ps(a, b); }
 NK_INLINE nk_v nk_sqrt(nk_v v) { return _mm512_sqrt_ps(v); }
@@ -114,6 +115,15 @@ NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) { _mm512_mask_storeu_
 NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
   __m512 c = _mm512_maskz_compress_ps((__mmask16)m, v);
   _mm512_mask_storeu_ps(p, (__mmask16)((1u << __builtin_popcount(m)) - 1u), c);
+}
+/* The even and the odd lanes of the 32 lanes a, b (a's first) */
+NK_INLINE nk_v nk_even(nk_v a, nk_v b) {
+  return _mm512_permutex2var_ps(
+      a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b);
+}
+NK_INLINE nk_v nk_odd(nk_v a, nk_v b) {
+  return _mm512_permutex2var_ps(
+      a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b);
 }
 /* Pairs of rows interleaved, then pairs of pairs (as doubles): u[4i+k]'s
  * 128-bit lane L holds column 4L+k of rows 4i..4i+3. Two rounds of
@@ -175,6 +185,7 @@ NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
   return nk_pair(_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi));
 }
 NK_INLINE nk_v nk_add(nk_v a, nk_v b) { return nk_pair(_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)); }
+NK_INLINE nk_v nk_sub(nk_v a, nk_v b) { return nk_pair(_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)); }
 NK_INLINE nk_v nk_mul(nk_v a, nk_v b) { return nk_pair(_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)); }
 NK_INLINE nk_v nk_div(nk_v a, nk_v b) { return nk_pair(_mm256_div_ps(a.lo, b.lo), _mm256_div_ps(a.hi, b.hi)); }
 NK_INLINE nk_v nk_sqrt(nk_v v) { return nk_pair(_mm256_sqrt_ps(v.lo), _mm256_sqrt_ps(v.hi)); }
@@ -209,6 +220,14 @@ NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
 }
 /* 8 x 8 of ymm: pairs of rows interleaved, then pairs of pairs, then the
  * two 128-bit halves exchanged */
+/* The even (odd: sel 0xDD) lanes of the 16 lanes x, y: shuffles within
+ * 128-bit halves, then the 64-bit pieces put in order */
+NK_INLINE __m256 nk_pick8(__m256 x, __m256 y, const int odd) {
+  __m256 t = odd ? _mm256_shuffle_ps(x, y, 0xDD) : _mm256_shuffle_ps(x, y, 0x88);
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
+}
+NK_INLINE nk_v nk_even(nk_v a, nk_v b) { return nk_pair(nk_pick8(a.lo, a.hi, 0), nk_pick8(b.lo, b.hi, 0)); }
+NK_INLINE nk_v nk_odd(nk_v a, nk_v b) { return nk_pair(nk_pick8(a.lo, a.hi, 1), nk_pick8(b.lo, b.hi, 1)); }
 NK_INLINE void nk_transpose8(__m256 *r[8]) {
   __m256 t[8], u[8];
   for (int i = 0; i < 4; i++) {
@@ -268,6 +287,7 @@ NK_INLINE nk_v nk_fma(nk_v a, nk_v b, nk_v c) {
   return c;
 }
 NK_INLINE nk_v nk_add(nk_v a, nk_v b) { for (int i = 0; i < 4; i++) a.q[i] += b.q[i]; return a; }
+NK_INLINE nk_v nk_sub(nk_v a, nk_v b) { for (int i = 0; i < 4; i++) a.q[i] -= b.q[i]; return a; }
 NK_INLINE nk_v nk_mul(nk_v a, nk_v b) { for (int i = 0; i < 4; i++) a.q[i] *= b.q[i]; return a; }
 NK_INLINE nk_v nk_div(nk_v a, nk_v b) { for (int i = 0; i < 4; i++) a.q[i] /= b.q[i]; return a; }
 NK_INLINE nk_v nk_sqrt(nk_v v) {
@@ -300,6 +320,17 @@ NK_INLINE void nk_store(float *p, nk_v v) { memcpy(p, &v, sizeof v); }
 NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
   for (int l = 0; l < 16; l++)
     if (m >> l & 1) p[l] = NK_LANE(v, l);
+}
+NK_INLINE nk_v nk_even(nk_v a, nk_v b) {
+  nk_v r;
+  for (int l = 0; l < 8; l++) NK_LANE(r, l) = NK_LANE(a, 2 * l), NK_LANE(r, 8 + l) = NK_LANE(b, 2 * l);
+  return r;
+}
+NK_INLINE nk_v nk_odd(nk_v a, nk_v b) {
+  nk_v r;
+  for (int l = 0; l < 8; l++)
+    NK_LANE(r, l) = NK_LANE(a, 2 * l + 1), NK_LANE(r, 8 + l) = NK_LANE(b, 2 * l + 1);
+  return r;
 }
 NK_INLINE void nk_transpose16(nk_v r[16]) {
   for (int i = 0; i < 16; i++)

@@ -74,8 +74,14 @@ static const Conv conv_shapes[] = {
     {1, 2, 5, 5, 3, 5, 5, 2, 2, 2, 2},    {3, 7, 9, 5, 70, 3, 3, 1, 1, 0, 0},
     {2, 3, 7, 9, 4, 3, 5, 2, 1, 1, 2},    {4, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0},
     {3, 1, 6, 6, 2, 5, 5, 1, 1, 0, 0},    {2, 9, 3, 3, 24, 1, 1, 2, 2, 0, 0},
+    /* Winograd F(2x2, 5x5) (nk_wino_ok; test_wino_taken): mnist_cnn's conv2
+     * (both ways), odd outputs and a last block of 2 of 8 output channels,
+     * rows of more than 16 tiles, a padded 10x10 */
+    {3, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0}, {2, 9, 13, 11, 10, 5, 5, 1, 1, 2, 2},
+    {2, 8, 40, 38, 16, 5, 5, 1, 1, 2, 2},  {3, 12, 10, 10, 8, 5, 5, 1, 1, 2, 2},
 };
 #define NCONV (int)(sizeof conv_shapes / sizeof conv_shapes[0])
+enum { NWINO_SHAPES = 4 }; /* the last ones */
 
 static void conv_ref_fwd(double *y, double *scale, const float *x, const float *w,
                          const float *b, Conv c) {
@@ -273,6 +279,66 @@ START_TEST(test_engine_padding_modes) {
   }
   ck_assert_msg((seen & (1 << NK_DIRECT)) && (seen & (1 << NK_ROWS)), "forward modes 0x%x", seen);
   ck_assert_msg(seen & ((8 << NK_DIRECT) | (8 << NK_ROWS)), "backward modes 0x%x", seen);
+}
+END_TEST
+
+/* The Winograd shapes of conv_shapes take it, forward and data gradient,
+ * and the others (3x3, strided, one channel) do not, nor does the data
+ * gradient of mnist_cnn's conv3 (32 -> 64 channels, 10x10: mostly
+ * padding).  Their agreement with the reference is
+ * test_conv_vs_reference's, at its tolerance. */
+START_TEST(test_wino_taken) {
+  int fwd = 0, bwd = 0, conv3 = 0;
+  for (int i = 0; i < NCONV; i++) {
+    Conv c = conv_shapes[i];
+    nk_conv f = nk_conv_fwd_desc(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.ph, c.pw);
+    nk_conv bd = nk_conv_bwd_desc(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.ph, c.pw);
+    int wf = nk_engine_plan(f).mode == NK_WINO, wb = !nk_col_plan(f).use && nk_engine_plan(bd).mode == NK_WINO;
+    ck_assert_int_eq(wf, nk_wino_ok(f));
+    ck_assert_int_eq(wb, nk_wino_ok(bd));
+    if (i < NCONV - NWINO_SHAPES) {
+      ck_assert_msg((!wf && !wb) || (c.Kh == 5 && c.Ci >= 8), "shape %d", i);
+      if (c.Ci == 32 && c.H == 10 && c.Co == 64) conv3 = 1, ck_assert(wf && !wb);
+      continue;
+    }
+    fwd += wf, bwd += wb;
+  }
+  ck_assert_int_eq(fwd, NWINO_SHAPES);
+  ck_assert_int_eq(bwd, NWINO_SHAPES);
+  ck_assert(conv3);
+}
+END_TEST
+
+/* Winograd with the max pool in its epilogue: the bits of the conv, then
+ * the pool; and 1, 2 and 3 threads give the same bits */
+START_TEST(test_wino_pool_epilogue) {
+  Conv c = conv_shapes[NCONV - NWINO_SHAPES + _i];
+  int Ho = HO(c), Wo = WO(c), pHo = Ho / 2, pWo = Wo / 2;
+  size_t nx = (size_t)c.N * c.Ci * c.H * c.W, ny = (size_t)c.N * c.Co * Ho * Wo;
+  size_t np = (size_t)c.N * c.Co * pHo * pWo;
+  rng_state = 3000 + _i;
+  float *x = rand_buf(nx), *w = rand_buf((size_t)c.Co * c.Ci * 25), *b = rand_buf(c.Co);
+  float *y[4], *py[4];
+  for (int t = 0; t < 4; t++) {
+    set_threads(t ? t : 2);
+    void *s = scratch_buf(nncc_conv2d_forward_scratch(c.N, c.Ci, c.H, c.W, c.Co, 5, 5, 1, 1, c.ph,
+                                                      c.pw, nncc_team_size()));
+    y[t] = malloc(ny * sizeof(float)), py[t] = malloc(np * sizeof(float));
+    if (t == 0) {
+      nncc_conv2d_forward(y[t], x, w, b, s, c.N, c.Ci, c.H, c.W, c.Co, 5, 5, 1, 1, c.ph, c.pw,
+                          NNCC_ACT_RELU, 0.0f);
+      nncc_maxpool2d_forward(py[t], y[t], c.N, c.Co, Ho, Wo, 2, 2, 2, 2, 0, 0, pHo, pWo);
+    } else {
+#pragma omp parallel
+      nncc_conv2d_forward_pool_team(y[t], py[t], x, w, b, s, c.N, c.Ci, c.H, c.W, c.Co, 5, 5, 1,
+                                    1, c.ph, c.pw, NNCC_ACT_RELU, 0.0f, 2, 2, 2, 2, 0, 0, pHo, pWo);
+    }
+    free(s);
+    ck_assert_msg(memcmp(y[0], y[t], ny * sizeof(float)) == 0, "shape %d, %d threads: y", _i, t);
+    ck_assert_msg(memcmp(py[0], py[t], np * sizeof(float)) == 0, "shape %d, %d threads: pool", _i, t);
+  }
+  for (int t = 0; t < 4; t++) free(y[t]), free(py[t]);
+  free(x), free(w), free(b);
 }
 END_TEST
 
@@ -892,6 +958,8 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tc, test_conv_skip_dx);
   tcase_add_loop_test(tc, test_engine_padding_bits, 0, NENGINEPAD);
   tcase_add_test(tc, test_engine_padding_modes);
+  tcase_add_test(tc, test_wino_taken);
+  tcase_add_loop_test(tc, test_wino_pool_epilogue, 0, NWINO_SHAPES);
   suite_add_tcase(s, tc);
   tc = tcase_create("linear");
   tcase_add_loop_test(tc, test_linear_vs_reference, 0, NLIN);
