@@ -1243,6 +1243,10 @@ NK_INLINE void nk_wino_fill(float *restrict V, int cols, float *restrict Z, floa
         for (int r = 0; r < Hz; r++) {
           const float *s = nk_srow(d, src, n0 + gi, c, r);
           const float *m = s && msk ? msk + (s - src) : NULL;
+          if (!s) { /* padding: its transform is +0 */
+            for (int x = 0; x < NK_WA; x++) nk_store(Z + (r * NK_WA + x) * 16, nk_zero());
+            continue;
+          }
           nk_vrow(R, s, m, act, alpha, 36, 2 * tx0, 1, d.pl, 1, d.Ws);
           nk_v r0 = nk_load(R), r1 = nk_load(R + 16), r2 = nk_load(R + 2), r3 = nk_load(R + 18);
           nk_v r4 = nk_load(R + 4), r5 = nk_load(R + 20), z[NK_WA];
@@ -1306,14 +1310,35 @@ NK_INLINE void nk_wino_block(float *out, float *restrict Mx, const float *U, con
       }
       nk_wino_at(&y[0][0], &y[1][0], s[0]);
       nk_wino_at(&y[0][1], &y[1][1], s[1]);
-      float o[4][16];
       for (int a = 0; a < 2; a++)
         for (int b = 0; b < 2; b++) {
-          nk_v v = y[a][b];
-          if (bias) v = nk_add(v, bv);
-          nk_store(o[a * 2 + b], nk_act(v, act, alpha));
+          if (bias) y[a][b] = nk_add(y[a][b], bv);
+          y[a][b] = nk_act(y[a][b], act, alpha);
         }
       int q0 = t0 + 16 * j, n = nk_min(16, nt - q0);
+      if (even && TW >= 8) {
+        /* each output row's two columns interleaved (32 lanes), stored by
+         * the run of lanes whose tiles share a tile row: two compressing
+         * stores per output row and run (shorter rows, as conv3's 3
+         * tiles, store faster lane by lane) */
+        nk_v z[2][2];
+        for (int a = 0; a < 2; a++)
+          z[a][0] = nk_zip_lo(y[a][0], y[a][1]), z[a][1] = nk_zip_hi(y[a][0], y[a][1]);
+        for (int l0 = 0, l1; l0 < n; l0 = l1) {
+          l1 = nk_min(n, l0 + TW - (q0 + l0) % TW);
+          uint64_t m = ((1ull << 2 * l1) - 1) & ~((1ull << 2 * l0) - 1);
+          uint32_t m0 = (uint32_t)(m & 0xFFFF), m1 = (uint32_t)(m >> 16);
+          for (int a = 0; a < 2; a++) {
+            float *p = plane + off[q0 + l0] + (size_t)a * d.Wo;
+            nk_store_compress(p, m0, z[a][0]);
+            nk_store_compress(p + __builtin_popcount(m0), m1, z[a][1]);
+          }
+        }
+        continue;
+      }
+      float o[4][16];
+      for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) nk_store(o[a * 2 + b], y[a][b]);
       if (even) {
         for (int l = 0; l < n; l++) {
           float *p = plane + off[q0 + l];

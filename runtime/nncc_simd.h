@@ -116,15 +116,15 @@ NK_INLINE void nk_store_compress(float *p, uint32_t m, nk_v v) {
   __m512 c = _mm512_maskz_compress_ps((__mmask16)m, v);
   _mm512_mask_storeu_ps(p, (__mmask16)((1u << __builtin_popcount(m)) - 1u), c);
 }
-/* The even and the odd lanes of the 32 lanes a, b (a's first) */
-NK_INLINE nk_v nk_even(nk_v a, nk_v b) {
-  return _mm512_permutex2var_ps(
-      a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b);
-}
-NK_INLINE nk_v nk_odd(nk_v a, nk_v b) {
-  return _mm512_permutex2var_ps(
-      a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b);
-}
+/* Lane l of the result: lane i_l of the 32 lanes a, b (a's first).  Then
+ * the even and the odd lanes, and lanes 0-7 (lo) or 8-15 (hi) of a and b
+ * interleaved (a0 b0 a1 b1 ...) */
+#define NK_PICK2(a, b, ...) _mm512_permutex2var_ps((a), _mm512_setr_epi32(__VA_ARGS__), (b))
+NK_INLINE nk_v nk_even(nk_v a, nk_v b) { return NK_PICK2(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); }
+NK_INLINE nk_v nk_odd(nk_v a, nk_v b) { return NK_PICK2(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31); }
+NK_INLINE nk_v nk_zip_lo(nk_v a, nk_v b) { return NK_PICK2(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23); }
+NK_INLINE nk_v nk_zip_hi(nk_v a, nk_v b) { return NK_PICK2(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31); }
+#undef NK_PICK2
 /* Pairs of rows interleaved, then pairs of pairs (as doubles): u[4i+k]'s
  * 128-bit lane L holds column 4L+k of rows 4i..4i+3. Two rounds of
  * 128-bit lane shuffles then gather each column's four lanes. */
@@ -226,6 +226,13 @@ NK_INLINE __m256 nk_pick8(__m256 x, __m256 y, const int odd) {
   __m256 t = odd ? _mm256_shuffle_ps(x, y, 0xDD) : _mm256_shuffle_ps(x, y, 0x88);
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
 }
+/* x0 y0 x1 y1 ... x7 y7 as two halves */
+NK_INLINE nk_v nk_zip8(__m256 x, __m256 y) {
+  __m256 l = _mm256_unpacklo_ps(x, y), h = _mm256_unpackhi_ps(x, y);
+  return nk_pair(_mm256_permute2f128_ps(l, h, 0x20), _mm256_permute2f128_ps(l, h, 0x31));
+}
+NK_INLINE nk_v nk_zip_lo(nk_v a, nk_v b) { return nk_zip8(a.lo, b.lo); }
+NK_INLINE nk_v nk_zip_hi(nk_v a, nk_v b) { return nk_zip8(a.hi, b.hi); }
 NK_INLINE nk_v nk_even(nk_v a, nk_v b) { return nk_pair(nk_pick8(a.lo, a.hi, 0), nk_pick8(b.lo, b.hi, 0)); }
 NK_INLINE nk_v nk_odd(nk_v a, nk_v b) { return nk_pair(nk_pick8(a.lo, a.hi, 1), nk_pick8(b.lo, b.hi, 1)); }
 NK_INLINE void nk_transpose8(__m256 *r[8]) {
@@ -320,6 +327,17 @@ NK_INLINE void nk_store(float *p, nk_v v) { memcpy(p, &v, sizeof v); }
 NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
   for (int l = 0; l < 16; l++)
     if (m >> l & 1) p[l] = NK_LANE(v, l);
+}
+NK_INLINE nk_v nk_zip_lo(nk_v a, nk_v b) {
+  nk_v r;
+  for (int l = 0; l < 8; l++) NK_LANE(r, 2 * l) = NK_LANE(a, l), NK_LANE(r, 2 * l + 1) = NK_LANE(b, l);
+  return r;
+}
+NK_INLINE nk_v nk_zip_hi(nk_v a, nk_v b) {
+  nk_v r;
+  for (int l = 0; l < 8; l++)
+    NK_LANE(r, 2 * l) = NK_LANE(a, 8 + l), NK_LANE(r, 2 * l + 1) = NK_LANE(b, 8 + l);
+  return r;
 }
 NK_INLINE nk_v nk_even(nk_v a, nk_v b) {
   nk_v r;
