@@ -226,6 +226,8 @@ print(f"(ISA {isa}, threads {threads}; each side's median of {repeat} alternatin
       f"ratio = nncc/torch, >1 means nncc has more img/s or more memory; "
       f"%peak of " + (f"the measured {fma_isa} FMA peak" if measured_peak else "a given") + f" {peak:.0f} GFLOP/s)")
 print(f"measured fp32 FMA peak on {threads} threads, {fma_isa} (bench/peak_fma.c): {fma:.0f} GFLOP/s")
+print("GFLOP/step counts each convolution's direct multiply-adds; nncc's Winograd convolutions (5x5, stride 1: "
+      "docs/backend.md) do about 36/100 of them, so its GF/s and %peak are direct-equivalent")
 print("PyTorch's malloc: " + ("glibc keeping freed memory (--torch-malloc keep)" if os.environ["TORCH_MALLOC"] == "keep"
                               else "glibc's default, returning big tensors to the kernel each step (--torch-malloc default)"))
 for r in rows:

@@ -42,6 +42,8 @@ for key, (gf, t) in ours.items():
     s[0] += t; s[1] += tt
     print(f"{key[0]:6} {key[1]:6} {key[2]:10} {gf:8.3f} {a:10.1f} {b:10.1f} {a / b:6.2f} "
           f"{100 * a / PEAK:7.1f}% {100 * b / PEAK:8.1f}% {1e3 * t:8.2f} {1e3 * tt:8.2f}")
+print("GFLOP: a direct convolution's multiply-adds; a Winograd layer of nncc's (5x5, stride 1; "
+      "docs/backend.md) does about 36/100 of them, so its %pk can pass 100")
 for net, (a, b) in tot.items():
     print(f"{net}: sum of op times nncc {1e3 * a:.1f} ms, torch {1e3 * b:.1f} ms, "
           f"torch/nncc time ratio {b / a:.2f}")
