@@ -821,43 +821,68 @@ enum { NK_WA = 6, NK_WXI = NK_WA * NK_WA }; /* a tile's input is 6x6: 36 product
 
 NK_INLINE int nk_wino_th(nk_conv d) { return nk_cdiv(d.Ho, 2); }
 NK_INLINE int nk_wino_tw(nk_conv d) { return nk_cdiv(d.Wo, 2); }
+/* a group's columns: its tiles, rounded up to whole vectors */
+NK_INLINE int nk_wino_ncols(int tiles) { return nk_cdiv(tiles, 16) * 16; }
 NK_INLINE int nk_wino_cols(nk_conv d, int g) {
-  return nk_cdiv(g * nk_wino_th(d) * nk_wino_tw(d), 16) * 16;
+  return nk_wino_ncols(g * nk_wino_th(d) * nk_wino_tw(d));
 }
 /* V's stride between its 36 planes: C rows of cols, padded to an odd
  * number of cache lines (a multiple of 4 KiB put all 36 stores of a tile's
  * transform in one set of L1: mnist_cnn's conv3 data gradient, 8 KiB) */
-NK_INLINE size_t nk_wino_xs(nk_conv d, int cols) {
-  size_t xs = (size_t)d.C * cols;
+NK_INLINE size_t nk_wino_xs(int C, int cols) {
+  size_t xs = (size_t)C * cols;
   return xs / 16 % 2 ? xs : xs + 16;
 }
+/* V's bytes, for C channels of cols columns */
+NK_INLINE size_t nk_wino_vbytes(int C, int cols) {
+  return (size_t)NK_WXI * nk_wino_xs(C, cols) * sizeof(float);
+}
 /* Images per group: the fewest wasted columns among the groups whose
- * transformed input fits NNCC_WINO_V_BYTES (the smallest such group on a
- * tie, for more groups to share out).  A pure function of the shape; the
- * bits never depend on it. */
+ * transformed input fits NNCC_WINO_V_BYTES (one image at least), the
+ * smallest group on a tie, for more groups to share out.  A pure function
+ * of the shape; the bits never depend on it.
+ *
+ * Written without a loop, so that a compiler folds it for a kernel's
+ * constant shape, and nk_wino_take with it: each convolution kernel then
+ * compiles Winograd or the engine, not both (mnist_cnn's trainer, one
+ * core, clang -O3: 6.3 -> 5.0 s; a loop, even of constant count, is not
+ * folded before the rest of the kernel is optimized).  Sixteen candidates
+ * suffice: with T tiles an image, a group of p = 16 / gcd(T, 16) images
+ * wastes no column and no smaller group does, so where p fits it is the
+ * answer, and where it does not, no larger group fits either (V's size
+ * grows with g) and every fitting group is below p <= 16.  test_kernels'
+ * test_wino_group compares this with the search over every group size. */
 NK_INLINE int nk_wino_group(nk_conv d) {
-  int T = nk_wino_th(d) * nk_wino_tw(d), G = 1;
+  /* scalars: each trial's copies of d cost the optimizer more than the
+   * trial itself */
+  int T = nk_wino_th(d) * nk_wino_tw(d), C = d.C, N = d.N, G = 1;
   double best = 2;
-  for (int g = 1; g <= d.N; g++) {
-    size_t vbytes = (size_t)NK_WXI * nk_wino_xs(d, nk_wino_cols(d, g)) * sizeof(float);
-    if (g > 1 && vbytes > NNCC_WINO_V_BYTES) break;
-    double waste = 1.0 - (double)g * T / nk_wino_cols(d, g);
-    if (waste < best - 1e-9) best = waste, G = g;
+#define NK_WINO_TRY(g)                                                                   \
+  if ((g) <= N && ((g) == 1 || nk_wino_vbytes(C, nk_wino_ncols((g) * T)) <= NNCC_WINO_V_BYTES)) { \
+    double waste = 1.0 - (double)(g) * T / nk_wino_ncols((g) * T);                       \
+    if (waste < best - 1e-9) best = waste, G = (g);                                      \
   }
+  NK_WINO_TRY(1) NK_WINO_TRY(2) NK_WINO_TRY(3) NK_WINO_TRY(4)
+  NK_WINO_TRY(5) NK_WINO_TRY(6) NK_WINO_TRY(7) NK_WINO_TRY(8)
+  NK_WINO_TRY(9) NK_WINO_TRY(10) NK_WINO_TRY(11) NK_WINO_TRY(12)
+  NK_WINO_TRY(13) NK_WINO_TRY(14) NK_WINO_TRY(15) NK_WINO_TRY(16)
+#undef NK_WINO_TRY
   return G;
 }
-/* Whether Winograd takes convolution d: 5x5, stride 1, undilated, enough
- * channels, and its GEMMs' products per image (36 per column) at most
- * NK_WINO_GAIN of the 25 per output position that the direct convolution
- * needs, counting only the positions where the source is not padding (a
- * data gradient's plane is mostly padding where dy is small).  The
- * transforms cost the rest (bench_kernels, AVX-512, ms, direct against
- * Winograd; products per image in brackets): mnist_cnn's conv2 forward
- * 7.45 -> 4.65 (3744 against 10000), its data gradient 8.15 -> 7.27 (5184
- * against 10000), conv3 forward 2.45 -> 1.98 (329 against 900), but
- * conv3's data gradient 2.47 -> 6.25 (1152 against 900): direct. */
+/* Whether Winograd takes convolution d, and in groups of how many images:
+ * nk_wino_group's G, or 0 where it does not.  It takes a 5x5 kernel at
+ * stride 1 on an undilated plane, with enough channels, where its GEMMs'
+ * products per image (36 per column) are at most NK_WINO_GAIN of the 25
+ * per output position that the direct convolution needs, counting only the
+ * positions where the source is not padding (a data gradient's plane is
+ * mostly padding where dy is small).  The transforms cost the rest
+ * (bench_kernels, AVX-512, ms, direct against Winograd; products per image
+ * in brackets): mnist_cnn's conv2 forward 7.45 -> 4.65 (3744 against
+ * 10000), its data gradient 8.15 -> 7.27 (5184 against 10000), conv3
+ * forward 2.45 -> 1.98 (329 against 900), but conv3's data gradient 2.47
+ * -> 6.25 (1152 against 900): direct. */
 #define NK_WINO_GAIN 0.6
-NK_INLINE int nk_wino_ok(nk_conv d) {
+NK_INLINE int nk_wino_take(nk_conv d) {
 #if defined(NNCC_NO_WINOGRAD)
   (void)d;
   return 0;
@@ -867,32 +892,33 @@ NK_INLINE int nk_wino_ok(nk_conv d) {
     return 0;
   int G = nk_wino_group(d);
   double useful = (double)nk_min(d.Ho * d.Wo, d.Hs * d.Ws);
-  return 36.0 * nk_wino_cols(d, G) / G <= NK_WINO_GAIN * 25.0 * useful;
+  return 36.0 * nk_wino_cols(d, G) / G <= NK_WINO_GAIN * 25.0 * useful ? G : 0;
 #endif
 }
 /* One thread's scratch, for groups of up to G images: the transformed
  * weights U, the group's transformed input V, one tile's 36 products Mx,
- * a channel's column-transformed rows Z, a row's even and odd columns, and
- * where each column's tile goes in the output */
-typedef struct { size_t U, V, Mx, Z, EO, off, bytes; } nk_wlayout;
-enum { NK_WEO = 64 }; /* a row of V for 16 tiles: 36 columns used */
+ * a channel's column-transformed rows Z, one source row R (nk_wino_fill),
+ * and where each column's tile goes in the output */
+typedef struct { size_t U, V, Mx, Z, R, off, bytes; } nk_wlayout;
+enum { NK_WROW = 64 }; /* R: a source row for 16 tiles, 36 columns used */
 NK_INLINE nk_wlayout nk_wino_layout(nk_conv d, int G) {
   nk_wlayout L;
   int cols = nk_wino_cols(d, G);
   L.U = 0;
   L.V = L.U + nk_align64((size_t)NK_WXI * d.M * d.C * sizeof(float));
-  L.Mx = L.V + nk_align64((size_t)NK_WXI * nk_wino_xs(d, cols) * sizeof(float));
+  L.Mx = L.V + nk_align64(nk_wino_vbytes(d.C, cols));
   L.Z = L.Mx + nk_align64((size_t)NK_WXI * NK_MR * NK_NR * sizeof(float));
-  L.EO = L.Z + nk_align64((size_t)(2 * nk_wino_th(d) + 4) * NK_WA * 16 * sizeof(float));
-  L.off = L.EO + nk_align64(NK_WEO * sizeof(float));
+  L.R = L.Z + nk_align64((size_t)(2 * nk_wino_th(d) + 4) * NK_WA * 16 * sizeof(float));
+  L.off = L.R + nk_align64(NK_WROW * sizeof(float));
   L.bytes = L.off + nk_align64((size_t)cols * sizeof(int32_t));
   return L;
 }
 
 NK_INLINE nk_eplan nk_engine_plan(nk_conv d) {
   nk_eplan p = {.mode = NK_IM2COL};
-  if (nk_wino_ok(d)) {
-    p.mode = NK_WINO, p.G = nk_wino_group(d), p.S = 0;
+  int wino = nk_wino_take(d);
+  if (wino) {
+    p.mode = NK_WINO, p.G = wino, p.S = 0;
     p.thread_bytes = nk_wino_layout(d, p.G).bytes;
     return p;
   }
@@ -1239,7 +1265,7 @@ NK_INLINE void nk_wino_fill(float *restrict V, int cols, float *restrict Z, floa
                             nk_conv d, const float *src, const float *msk, int act, float alpha,
                             int n0, int g) {
   int TH = nk_wino_th(d), TW = nk_wino_tw(d), T = TH * TW, Hz = 2 * TH + 4;
-  size_t xs = nk_wino_xs(d, cols);
+  size_t xs = nk_wino_xs(d.C, cols);
   for (int gi = 0; gi < g; gi++)
     for (int c = 0; c < d.C; c++)
       for (int tx0 = 0; tx0 < TW; tx0 += 16) {
@@ -1285,11 +1311,12 @@ NK_INLINE void nk_wino_fill(float *restrict V, int cols, float *restrict Z, floa
 NK_INLINE void nk_wino_gemm(float *restrict Mx, const float *U, const float *V, nk_conv d,
                             int cols, int m0, const int mr, int t0, const int nv) {
   if (mr < 1 || mr > NK_MR || nv < 1 || nv > NK_NV) __builtin_unreachable();
+  size_t xs = nk_wino_xs(d.C, cols);
   for (int xi = 0; xi < NK_WXI; xi++) {
     nk_v acc[NK_MR * NK_NV];
     NK_UNROLL for (int i = 0; i < NK_MR * NK_NV; i++) acc[i] = nk_zero();
     nk_kernel(acc, mr, 1, nv, U + ((size_t)xi * d.M + m0) * d.C, d.C, 0,
-              V + xi * nk_wino_xs(d, cols) + t0, 0xFFFF, 1, 0, 0, 1, 0, 0, d.C, 1, cols);
+              V + xi * xs + t0, 0xFFFF, 1, 0, 0, 1, 0, 0, d.C, 1, cols);
     NK_UNROLL for (int u = 0; u < mr; u++)
       NK_UNROLL for (int j = 0; j < nv; j++)
         nk_store(Mx + ((size_t)xi * NK_MR + u) * NK_NR + 16 * j, acc[u * nv + j]);
@@ -1337,11 +1364,11 @@ NK_INLINE void nk_wino_out(float *out, const float *restrict Mx,
         for (int l0 = 0, l1; l0 < n; l0 = l1) {
           l1 = nk_min(n, l0 + TW - (q0 + l0) % TW);
           uint64_t m = ((1ull << 2 * l1) - 1) & ~((1ull << 2 * l0) - 1);
-          uint32_t m0 = (uint32_t)(m & 0xFFFF), m1 = (uint32_t)(m >> 16);
+          uint32_t lo = (uint32_t)(m & 0xFFFF), hi = (uint32_t)(m >> 16);
           for (int a = 0; a < 2; a++) {
             float *p = plane + off[q0 + l0] + (size_t)a * d.Wo;
-            nk_store_compress(p, m0, z[a][0]);
-            nk_store_compress(p + __builtin_popcount(m0), m1, z[a][1]);
+            nk_store_compress(p, lo, z[a][0]);
+            nk_store_compress(p + __builtin_popcount(lo), hi, z[a][1]);
           }
         }
         continue;
@@ -1368,7 +1395,7 @@ NK_INLINE void nk_wino_out(float *out, const float *restrict Mx,
   }
 }
 
-/* nk_engine_team's work by Winograd (nk_wino_ok): the same contract, and
+/* nk_engine_team's work by Winograd (nk_wino_take): the same contract, and
  * groups of at most G images (nk_wino_group) handed out the same way.
  * Specialized to each convolution's sizes, as the engine is: one copy for
  * all (sizes as variables) ran mnist_cnn's conv2 forward 4.5 -> 5.7 ms.
@@ -1383,7 +1410,7 @@ NK_INLINE void nk_wino_team(float *out, const float *src, const float *msk, cons
   nk_wlayout L = nk_wino_layout(d, Gmax);
   char *mine = tscratch + (size_t)tid * tstride;
   float *U = (float *)(mine + L.U), *V = (float *)(mine + L.V), *Mx = (float *)(mine + L.Mx);
-  float *Z = (float *)(mine + L.Z), *R = (float *)(mine + L.EO);
+  float *Z = (float *)(mine + L.Z), *R = (float *)(mine + L.R);
   int32_t *off = (int32_t *)(mine + L.off);
   nk_wino_weights(U, wt, d.M, d.C);
   int G = nk_cdiv(d.N, nk_cdiv(nk_cdiv(d.N, Gmax), nthr) * nthr);
@@ -1902,7 +1929,7 @@ NK_INLINE nk_cplan nk_col_plan(nk_conv f) {
   double direct = (double)(f.Hs + f.Kh - 1) * (f.Ws + f.Kw - 1);
   /* (never for a data gradient that Winograd computes) */
   p.use = (f.sh != 1 || f.sw != 1 || direct > 1.3 * P) &&
-          !nk_wino_ok(nk_conv_bwd_desc(f.N, f.C, f.Hs, f.Ws, f.M, f.Kh, f.Kw, f.sh, f.sw, f.pt, f.pl));
+          !nk_wino_take(nk_conv_bwd_desc(f.N, f.C, f.Hs, f.Ws, f.M, f.Kh, f.Kw, f.sh, f.sw, f.pt, f.pl));
   p.G = nk_cols_group(f.N, P, f.M + K);
   size_t ld = nk_cols_ld(p.G * P);
   p.thread_bytes = nk_align64((size_t)f.M * ld * sizeof(float)) + nk_align64((size_t)K * ld * sizeof(float));

@@ -74,7 +74,7 @@ static const Conv conv_shapes[] = {
     {1, 2, 5, 5, 3, 5, 5, 2, 2, 2, 2},    {3, 7, 9, 5, 70, 3, 3, 1, 1, 0, 0},
     {2, 3, 7, 9, 4, 3, 5, 2, 1, 1, 2},    {4, 32, 10, 10, 64, 5, 5, 1, 1, 0, 0},
     {3, 1, 6, 6, 2, 5, 5, 1, 1, 0, 0},    {2, 9, 3, 3, 24, 1, 1, 2, 2, 0, 0},
-    /* Winograd F(2x2, 5x5) (nk_wino_ok; test_wino_taken): mnist_cnn's conv2
+    /* Winograd F(2x2, 5x5) (nk_wino_take; test_wino_taken): mnist_cnn's conv2
      * (both ways), odd outputs and a last block of 2 of 8 output channels,
      * rows of more than 16 tiles, a padded 10x10 */
     {3, 16, 24, 24, 32, 5, 5, 1, 1, 0, 0}, {2, 9, 13, 11, 10, 5, 5, 1, 1, 2, 2},
@@ -282,6 +282,41 @@ START_TEST(test_engine_padding_modes) {
 }
 END_TEST
 
+/* nk_wino_group tries sixteen group sizes, in line; it must find what the
+ * search over every size from 1 to N finds (the fewest wasted columns
+ * among the groups that fit, the smallest on a tie), for planes of 1 to
+ * 40 tiles a side, 1 to 512 channels and batches of 1 to 300 */
+static int wino_group_search(nk_conv d) {
+  int T = nk_wino_th(d) * nk_wino_tw(d), G = 1;
+  double best = 2;
+  for (int g = 1; g <= d.N; g++) {
+    if (g > 1 && nk_wino_vbytes(d.C, nk_wino_cols(d, g)) > NNCC_WINO_V_BYTES) break;
+    double waste = 1.0 - (double)g * T / nk_wino_cols(d, g);
+    if (waste < best - 1e-9) best = waste, G = g;
+  }
+  return G;
+}
+
+START_TEST(test_wino_group) {
+  static const int Ns[] = {1, 2, 3, 7, 16, 17, 64, 256, 300};
+  static const int Cs[] = {1, 3, 8, 16, 32, 64, 100, 256, 512};
+  int checked = 0, above1 = 0, largest = 0;
+  for (int h = 2; h <= 80; h += 3)
+    for (int w = 2; w <= 80; w += 5)
+      for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+        for (size_t ci = 0; ci < sizeof Cs / sizeof *Cs; ci++) {
+          nk_conv d = nk_conv_fwd_desc(Ns[ni], Cs[ci], h + 4, w + 4, 16, 5, 5, 1, 1, 0, 0);
+          int g = nk_wino_group(d), want = wino_group_search(d);
+          ck_assert_msg(g == want, "N %d C %d Ho %d Wo %d: %d, the search %d", d.N, d.C, d.Ho,
+                        d.Wo, g, want);
+          checked++, above1 += g > 1, largest = nk_max(largest, g);
+        }
+  /* not only groups of one, and up to the sixteenth candidate */
+  ck_assert_int_gt(above1, checked / 10);
+  ck_assert_int_eq(largest, 16);
+}
+END_TEST
+
 /* The Winograd shapes of conv_shapes take it, forward and data gradient,
  * and the others (3x3, strided, one channel) do not, nor does the data
  * gradient of mnist_cnn's conv3 (32 -> 64 channels, 10x10: mostly
@@ -294,8 +329,8 @@ START_TEST(test_wino_taken) {
     nk_conv f = nk_conv_fwd_desc(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.ph, c.pw);
     nk_conv bd = nk_conv_bwd_desc(c.N, c.Ci, c.H, c.W, c.Co, c.Kh, c.Kw, c.sh, c.sw, c.ph, c.pw);
     int wf = nk_engine_plan(f).mode == NK_WINO, wb = !nk_col_plan(f).use && nk_engine_plan(bd).mode == NK_WINO;
-    ck_assert_int_eq(wf, nk_wino_ok(f));
-    ck_assert_int_eq(wb, nk_wino_ok(bd));
+    ck_assert_int_eq(wf, nk_wino_take(f) > 0);
+    ck_assert_int_eq(wb, nk_wino_take(bd) > 0);
     if (i < NCONV - NWINO_SHAPES) {
       ck_assert_msg((!wf && !wb) || (c.Kh == 5 && c.Ci >= 8), "shape %d", i);
       if (c.Ci == 32 && c.H == 10 && c.Co == 64) conv3 = 1, ck_assert(wf && !wb);
@@ -959,6 +994,7 @@ static Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, test_engine_padding_bits, 0, NENGINEPAD);
   tcase_add_test(tc, test_engine_padding_modes);
   tcase_add_test(tc, test_wino_taken);
+  tcase_add_test(tc, test_wino_group);
   tcase_add_loop_test(tc, test_wino_pool_epilogue, 0, NWINO_SHAPES);
   suite_add_tcase(s, tc);
   tc = tcase_create("linear");
