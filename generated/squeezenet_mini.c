@@ -205,7 +205,8 @@ KERNEL void conv1_forward(float *restrict y, double *restrict pstats, const floa
 KERNEL void conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f, 8);
+  (void)dx, (void)w; /* x needs no gradient */
+  nncc_conv2d_backward_weight_team(dw, db, dy, NULL, x, scratch, 64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f, 8);
 }
 SCRATCH(conv1, nncc_conv2d_forward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, t), nncc_conv2d_backward_scratch(64, 1, 28, 28, 16, 3, 3, 1, 1, 0, 0, t, 8))
 

@@ -85,7 +85,8 @@ KERNEL void conv_2_block1_conv1_forward(float *restrict y, const float *restrict
 KERNEL void conv_2_block1_conv1_backward(float *restrict dx, float *restrict dw, float *restrict db,
     const float *restrict dy, const float *restrict y /* the mask */, const float *restrict x, const float *restrict w,
     void *scratch) {
-  nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, NNCC_ACT_RELU, 0.0f, 8);
+  (void)dx, (void)w; /* x needs no gradient */
+  nncc_conv2d_backward_weight_team(dw, db, dy, y, x, scratch, 64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, NNCC_ACT_RELU, 0.0f, 8);
 }
 SCRATCH(conv_2_block1_conv1, nncc_conv2d_forward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, t), nncc_conv2d_backward_scratch(64, 1, 32, 32, 16, 3, 3, 1, 1, 3, 3, t, 8))
 

@@ -239,8 +239,10 @@ START_TEST(fuse_gate_into_maxpool) {
   char *c = emit(g);
   ck_assert_ptr_nonnull(strstr(c, "nncc_maxpool2d_backward_team(dx, dy, x, 2, 4, 24, 24, 2, 2, 2, 2, 0, 0, 12, "
                                   "12, NNCC_ACT_RELU, 0.0f); /* r1's gate */"));
-  ck_assert_ptr_nonnull(strstr(c, "nncc_conv2d_backward_team(dx, dw, db, dy, NULL, x, w, scratch, 2, 1, 28, 28, "
+  /* c1 reads the model's input: its backward computes dw and db alone */
+  ck_assert_ptr_nonnull(strstr(c, "nncc_conv2d_backward_weight_team(dw, db, dy, NULL, x, scratch, 2, 1, 28, 28, "
                                   "4, 5, 5, 1, 1, 0, 0, NNCC_ACT_NONE, 0.0f, "));
+  ck_assert_ptr_nonnull(strstr(c, "nncc_conv2d_backward_team(dx, dw, db, dy, y, x, w, scratch, 2, 4, 12, 12, "));
   ck_assert_ptr_nonnull(strstr(c, "nncc_maxpool2d_backward_team(dx, dy, x, 2, 4, 12, 12, 2, 2, 2, 2, 0, 0, 6, 6, "
                                   "NNCC_ACT_NONE, 0.0f);\n"));
   ck_assert_ptr_nonnull(strstr(c, "NNCC_ACT_RELU6, 0.0f, ")); /* c2 gates itself */

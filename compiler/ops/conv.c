@@ -156,12 +156,19 @@ static void define_conv2d(Emit *E, Node *n) {
                "    const float *restrict b, void *scratch) {\n"
                "  nncc_conv2d_forward_team(y, x, w, b, scratch, %s, %s);\n}\n",
                f, sz, act);
+  /* where x needs no gradient (the model's input), the kernel computes
+   * only the weight gradient's: a data gradient it would never run is
+   * code the C compiler would optimize all the same (the JIT's parts make
+   * kernels external, so it cannot see that dx is always NULL) */
+  bool dx = x->needs_grad;
   buf_printf(o,
              "KERNEL void %s_backward(float *restrict dx, float *restrict dw, float *restrict db,\n"
              "    const float *restrict dy,%s const float *restrict x, const float *restrict w,\n"
              "    void *scratch) {\n"
-             "  nncc_conv2d_backward_team(dx, dw, db, dy, %s, x, w, scratch, %s%s%s);\n}\n",
-             f, mask, y, sz, emit_bwd_act_args(E, n), "");
+             "%s"
+             "  nncc_conv2d_backward%s_team(%sdw, db, dy, %s, x, %sscratch, %s%s);\n}\n",
+             f, mask, dx ? "" : "  (void)dx, (void)w; /* x needs no gradient */\n",
+             dx ? "" : "_weight", dx ? "dx, " : "", y, dx ? "w, " : "", sz, emit_bwd_act_args(E, n));
   buf_printf(o, "SCRATCH(%s, nncc_conv2d_forward_scratch(%s, t), nncc_conv2d_backward_scratch(%s, t, %s))\n",
              f, sz, sz, emit_group(E));
 }
