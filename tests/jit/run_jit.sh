@@ -8,7 +8,7 @@
 #  - the JIT's trainer compiled in one part or in five (NNCC_JIT_PARTS):
 #    the same bits
 #  - errors: a compile error in the generated code is reported as
-#    file:line:col and nothing runs (NNCC_JIT_INJECT_ERROR=1), a missing
+#    file:line:col, once, and nothing runs (NNCC_JIT_INJECT_ERROR=1), a missing
 #    libomp (NNCC_LIBOMP) and a missing cc give one clear line, usage errors
 #    exit 2
 set -u
@@ -49,6 +49,9 @@ if grep -q "nncc: run: compiling in memory failed" "$tmp/probe.err"; then
   jit=yes
   grep -q "^/nncc/mnist_cnn.c:[0-9]*:[0-9]*: error: use of undeclared identifier 'no_such_identifier'" \
     "$tmp/probe.err" || { cat "$tmp/probe.err"; fail "JIT: compile error without file:line:col"; }
+  # the trainer's front end runs once, however many parts: one error
+  [ "$(grep -c "error: use of undeclared identifier" "$tmp/probe.err")" = 1 ] ||
+    { cat "$tmp/probe.err"; fail "JIT: the compile error printed more than once"; }
   run jit 0 "$nncc" run models/mnist_cnn.nn $train --step-log "$tmp/jit.jsonl" --save "$tmp/jit.st"
   grep -q "^nncc: run: compiled in-process with clang [0-9.]* (JIT) in [0-9.]* s$" "$tmp/jit.err" ||
     { cat "$tmp/jit.err"; fail "JIT: no line saying it ran in-process"; }
