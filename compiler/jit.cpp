@@ -490,7 +490,9 @@ extern "C" Jit *jit_compile(const JitFile *files, int nfiles, const char *const 
   /* The order the threads take them in: the trainer's front end, then as
    * many runtime units as there are other threads (they compile beside
    * the front end, which the parts wait for), the parts, the rest of the
-   * runtime. */
+   * runtime; the runtime's units longest first (by their text), so that
+   * a long one does not come last and keep the others waiting (train.c,
+   * 0.3 s, alone at the end of a cold mnist_cnn compile). */
   std::vector<Unit> parts, runtime;
   for (auto &u : jobs) {
     if (StringRef(files[u.file].path).contains('/')) {
@@ -504,6 +506,8 @@ extern "C" Jit *jit_compile(const JitFile *files, int nfiles, const char *const 
       parts.back().part = p, parts.back().nparts = nparts;
     }
   }
+  std::stable_sort(runtime.begin(), runtime.end(),
+                   [&](const Unit &a, const Unit &b) { return files[a.file].len > files[b.file].len; });
   size_t beside = parts.empty() ? 0 : std::min<size_t>(cores - 1, runtime.size());
   units.insert(units.end(), runtime.begin(), runtime.begin() + beside);
   units.insert(units.end(), parts.begin(), parts.end());
