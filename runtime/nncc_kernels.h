@@ -800,6 +800,12 @@ NK_INLINE size_t nk_segbytes(nk_conv d, int mode, int g, int S) {
   size_t nvec = (size_t)nk_cdiv(nk_qspan(d, mode, g), NK_NR) * NK_NV;
   return nk_align64(nvec * S * sizeof(nk_seg)) + nk_align64(nvec);
 }
+/* The engine's group size for a team of nthr: groups of at most Gmax of
+ * the N images, their count rounded up to a multiple of the team, so that
+ * every thread gets the same number of images (within one group) */
+NK_INLINE int nk_team_group(int N, int Gmax, int nthr) {
+  return nk_cdiv(N, nk_cdiv(nk_cdiv(N, Gmax), nthr) * nthr);
+}
 /* Winograd F(2x2, 5x5) (nk_wino_team, after the engine's tile): which
  * convolutions take it, and its per-thread scratch.  A 5x5 kernel at
  * stride 1 on an undilated plane, with at least NNCC_WINO_MIN_C input and
@@ -1180,7 +1186,8 @@ NK_INLINE void nk_engine_epilogue(nk_epi e, nk_conv d, float *o, int n0, int g) 
  * data: 1.4e-6 of the largest output on average, 6e-6 at worst; direct
  * summation 0.6e-6 and 1.8e-6; points 0, +-1, +-2: 2.2e-6 and 9e-6).
  * Same bits on every ISA and thread count: each transform is a fixed
- * sequence of float multiplies and adds, lane by lane (nk_wino_comb), and
+ * sequence of float multiplies and adds, lane by lane (nk_wino_bt,
+ * nk_wino_at, nk_wino_comb16), and
  * each Mx element one FMA chain over c in order, whatever the tile shape,
  * the vector width or the group of images.
  */
@@ -1325,10 +1332,9 @@ NK_INLINE void nk_wino_gemm(float *restrict Mx, const float *U, const float *V, 
 
 /* The output transform of nk_wino_gemm's tile: one copy (the tile's
  * shape as variables) for all of its shapes */
-NK_INLINE void nk_wino_out(float *out, const float *restrict Mx,
-                                                          const int32_t *off, const float *bias,
-                                                          int act, float alpha, nk_conv d,
-                                                          int nt, int m0, int mr, int t0, int nv) {
+NK_INLINE void nk_wino_out(float *out, const float *restrict Mx, const int32_t *off,
+                           const float *bias, int act, float alpha, nk_conv d, int nt, int m0,
+                           int mr, int t0, int nv) {
   size_t HW = (size_t)d.Ho * d.Wo;
   int T = nk_wino_th(d) * nk_wino_tw(d), TW = nk_wino_tw(d);
   int even = !(d.Ho & 1) && !(d.Wo & 1);
@@ -1413,7 +1419,7 @@ NK_INLINE void nk_wino_team(float *out, const float *src, const float *msk, cons
   float *Z = (float *)(mine + L.Z), *R = (float *)(mine + L.R);
   int32_t *off = (int32_t *)(mine + L.off);
   nk_wino_weights(U, wt, d.M, d.C);
-  int G = nk_cdiv(d.N, nk_cdiv(nk_cdiv(d.N, Gmax), nthr) * nthr);
+  int G = nk_team_group(d.N, Gmax, nthr);
   int TW = nk_wino_tw(d), T = nk_wino_th(d) * TW, ngroups = nk_cdiv(d.N, G), filled_g = -1;
   int oact = msk ? NNCC_ACT_NONE : act;
   size_t img = (size_t)d.M * d.Ho * d.Wo;
@@ -1445,7 +1451,6 @@ NK_INLINE void nk_wino_team(float *out, const float *src, const float *msk, cons
   }
 }
 
-
 /* out[N][M][Ho][Wo] = act(conv(V, wt) + bias); called by all threads;
  * each thread takes whole groups of images as it comes free. With
  * msk (backward data) (act, alpha) gates V by msk instead, and out is the
@@ -1463,10 +1468,7 @@ NK_INLINE void nk_engine_team(float *out, const float *src, const float *msk, co
   char *mine = tscratch + (size_t)tid * tstride;
   float *B = (float *)mine;
   nk_seg *segs = (nk_seg *)(mine + nk_align64(nk_bfloats(d, p.mode, p.G) * sizeof(float)));
-  /* groups of at most p.G images, their count rounded up to a multiple of
-   * the team, so that every thread gets the same number of images (within
-   * one group) */
-  int G = nk_cdiv(d.N, nk_cdiv(nk_cdiv(d.N, p.G), nthr) * nthr);
+  int G = nk_team_group(d.N, p.G, nthr);
   uint8_t *cnt = (uint8_t *)((char *)segs + nk_align64((size_t)nk_cdiv(nk_qspan(d, p.mode, G), NK_NR) *
                                                           NK_NV * p.S * sizeof(nk_seg)));
   int ngroups = nk_cdiv(d.N, G), filled_g = -1, oact = msk ? NNCC_ACT_NONE : act;

@@ -218,8 +218,6 @@ NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
   nk_store8_mask(p, m & 0xFF, v.lo);
   nk_store8_mask(p + 8, m >> 8 & 0xFF, v.hi);
 }
-/* 8 x 8 of ymm: pairs of rows interleaved, then pairs of pairs, then the
- * two 128-bit halves exchanged */
 /* The even (odd: sel 0xDD) lanes of the 16 lanes x, y: shuffles within
  * 128-bit halves, then the 64-bit pieces put in order */
 NK_INLINE __m256 nk_pick8(__m256 x, __m256 y, const int odd) {
@@ -235,6 +233,8 @@ NK_INLINE nk_v nk_zip_lo(nk_v a, nk_v b) { return nk_zip8(a.lo, b.lo); }
 NK_INLINE nk_v nk_zip_hi(nk_v a, nk_v b) { return nk_zip8(a.hi, b.hi); }
 NK_INLINE nk_v nk_even(nk_v a, nk_v b) { return nk_pair(nk_pick8(a.lo, a.hi, 0), nk_pick8(b.lo, b.hi, 0)); }
 NK_INLINE nk_v nk_odd(nk_v a, nk_v b) { return nk_pair(nk_pick8(a.lo, a.hi, 1), nk_pick8(b.lo, b.hi, 1)); }
+/* 8 x 8 of ymm: pairs of rows interleaved, then pairs of pairs, then the
+ * two 128-bit halves exchanged */
 NK_INLINE void nk_transpose8(__m256 *r[8]) {
   __m256 t[8], u[8];
   for (int i = 0; i < 4; i++) {
@@ -328,28 +328,24 @@ NK_INLINE void nk_store_mask(float *p, uint32_t m, nk_v v) {
   for (int l = 0; l < 16; l++)
     if (m >> l & 1) p[l] = NK_LANE(v, l);
 }
-NK_INLINE nk_v nk_zip_lo(nk_v a, nk_v b) {
-  nk_v r;
-  for (int l = 0; l < 8; l++) NK_LANE(r, 2 * l) = NK_LANE(a, l), NK_LANE(r, 2 * l + 1) = NK_LANE(b, l);
-  return r;
-}
-NK_INLINE nk_v nk_zip_hi(nk_v a, nk_v b) {
+/* lanes `from` .. from+7 of a and b interleaved (a's first) */
+NK_INLINE nk_v nk_zip_from(nk_v a, nk_v b, int from) {
   nk_v r;
   for (int l = 0; l < 8; l++)
-    NK_LANE(r, 2 * l) = NK_LANE(a, 8 + l), NK_LANE(r, 2 * l + 1) = NK_LANE(b, 8 + l);
+    NK_LANE(r, 2 * l) = NK_LANE(a, from + l), NK_LANE(r, 2 * l + 1) = NK_LANE(b, from + l);
   return r;
 }
-NK_INLINE nk_v nk_even(nk_v a, nk_v b) {
-  nk_v r;
-  for (int l = 0; l < 8; l++) NK_LANE(r, l) = NK_LANE(a, 2 * l), NK_LANE(r, 8 + l) = NK_LANE(b, 2 * l);
-  return r;
-}
-NK_INLINE nk_v nk_odd(nk_v a, nk_v b) {
+/* the lanes of parity odd (0 or 1) of a, then of b */
+NK_INLINE nk_v nk_pick_parity(nk_v a, nk_v b, int odd) {
   nk_v r;
   for (int l = 0; l < 8; l++)
-    NK_LANE(r, l) = NK_LANE(a, 2 * l + 1), NK_LANE(r, 8 + l) = NK_LANE(b, 2 * l + 1);
+    NK_LANE(r, l) = NK_LANE(a, 2 * l + odd), NK_LANE(r, 8 + l) = NK_LANE(b, 2 * l + odd);
   return r;
 }
+NK_INLINE nk_v nk_zip_lo(nk_v a, nk_v b) { return nk_zip_from(a, b, 0); }
+NK_INLINE nk_v nk_zip_hi(nk_v a, nk_v b) { return nk_zip_from(a, b, 8); }
+NK_INLINE nk_v nk_even(nk_v a, nk_v b) { return nk_pick_parity(a, b, 0); }
+NK_INLINE nk_v nk_odd(nk_v a, nk_v b) { return nk_pick_parity(a, b, 1); }
 NK_INLINE void nk_transpose16(nk_v r[16]) {
   for (int i = 0; i < 16; i++)
     for (int j = i + 1; j < 16; j++) {
